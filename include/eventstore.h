@@ -1,0 +1,334 @@
+/*
+ * eventstore.h -- the public interface of libeventstore.
+ *
+ * This header is the authoritative manual of the library: every call says
+ * what it does, who owns what it returns and for how long, and which errors
+ * it can return.  docs/ARCHITECTURE.md explains the machinery behind it and
+ * docs/ERRORS.md explains every status code at length.
+ *
+ * Conventions (they hold for every declaration below):
+ *
+ *  1. Handles (es_db, es_cursor) are opaque.  Functions that release a
+ *     handle accept NULL and do nothing then.
+ *  2. Every call that can fail returns an int status: ES_OK (0) on success,
+ *     a negative ES_E* code on failure.  Codes are pinned: a value never
+ *     changes meaning between releases.  es_strerror() names a code;
+ *     es_errdetail() gives the calling thread's last detailed message.
+ *  3. Inputs are copied: once a call returns, the caller may free or reuse
+ *     every buffer it passed in.
+ *  4. Returned pointers are borrowed unless marked "owned": they stay valid
+ *     until the next call on the same object (for a cursor: the next
+ *     es_cursor_next() or es_cursor_close()).
+ *  5. An es_db is thread-safe: any number of threads may append, flush and
+ *     scan concurrently.  An es_cursor belongs to one thread at a time.
+ *  6. If a call fails, its out-parameters are set to NULL/zero and nothing
+ *     needs to be freed (es_open sets *db_out to NULL on failure).
+ *  7. After an I/O error on the write path (a failed write, fsync, rename)
+ *     the database is "failed": it keeps serving scans of what it holds,
+ *     but every write returns ES_EFAILED until it is closed and reopened.
+ *     Recovery on reopen decides what was durable; nothing is retried on
+ *     trust (a failed fsync may have dropped dirty pages).
+ *  8. Times are microseconds since the Unix epoch, UTC, in int64_t, and
+ *     ranges are half-open: [from_us, to_us).
+ */
+#ifndef EVENTSTORE_H
+#define EVENTSTORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(ES_BUILDING_LIBRARY) && defined(__GNUC__)
+#define ES_API __attribute__((visibility("default")))
+#else
+#define ES_API
+#endif
+
+/*
+ * Library version (semantic versioning: MAJOR changes break the API or ABI,
+ * MINOR adds, PATCH fixes).  The on-disk format has its own version,
+ * ES_FORMAT_VERSION, specified in docs/FORMAT.md: a library reads every
+ * format version up to its own and refuses newer ones with ES_EVERSION.
+ */
+#define ES_VERSION_MAJOR 0
+#define ES_VERSION_MINOR 1
+#define ES_VERSION_PATCH 0
+#define ES_VERSION_NUMBER                                                    \
+  (ES_VERSION_MAJOR * 10000 + ES_VERSION_MINOR * 100 + ES_VERSION_PATCH)
+#define ES_FORMAT_VERSION 1
+
+/* The version of the library actually linked, as ES_VERSION_NUMBER. */
+ES_API int es_version(void);
+
+/*
+ * Status codes.  Pinned values: never renumbered, never reused.
+ */
+#define ES_OK 0
+#define ES_EINVAL (-1)     /* an argument is invalid (NULL, out of range) */
+#define ES_ENOMEM (-2)     /* an allocation failed */
+#define ES_EIO (-3)        /* the operating system reported an I/O error */
+#define ES_ENOSPC (-4)     /* the disk is full */
+#define ES_ECORRUPT (-5)   /* a checksum or structure check failed */
+#define ES_EFAILED (-6)    /* the database failed earlier; reopen it */
+#define ES_EBUSY (-7)      /* the data directory is locked by a process */
+#define ES_ENOTFOUND (-8)  /* no such tenant, file or object */
+#define ES_EVERSION (-9)   /* on-disk format newer than this library */
+#define ES_ETENANT (-10)   /* tenant id is not [A-Za-z0-9_-]{1,64} */
+#define ES_ETOOBIG (-11)   /* an event or batch exceeds a size limit */
+#define ES_ECLOSED (-12)   /* the database is closing */
+#define ES_EREADONLY (-13) /* a write on a read-only handle */
+
+/* A static English name and sentence for a status code; never NULL. */
+ES_API const char *es_strerror(int status);
+
+/*
+ * The calling thread's most recent error detail: what failed, where (file
+ * and line in the library) and, for I/O, which path and errno.  The text is
+ * owned by the library and valid until the thread's next library call.
+ * Returns "" when there is nothing to say.
+ */
+ES_API const char *es_errdetail(void);
+
+/* ----------------------------------------------------------------------
+ * Events
+ * ---------------------------------------------------------------------- */
+
+/* Event types; the numbers are stored on disk and pinned. */
+typedef enum es_type {
+  ES_TYPE_TRACK = 1,
+  ES_TYPE_PAGE = 2,
+  ES_TYPE_SCREEN = 3,
+  ES_TYPE_IDENTIFY = 4,
+  ES_TYPE_ALIAS = 5,
+  ES_TYPE_GROUP = 6
+} es_type;
+
+/* "track", "page", ...; NULL for a value outside es_type. */
+ES_API const char *es_type_name(int type);
+/* The es_type for a name ("track"...), or 0 when unknown. */
+ES_API int es_type_from_name(const char *name);
+
+/*
+ * One visitor event.  String fields are NUL-terminated UTF-8; NULL means
+ * absent (stored distinctly from "").  On input (es_append) everything is
+ * copied.  On output (es_cursor_next) the strings are borrowed from the
+ * cursor.
+ *
+ * Limits: one event, encoded, at most ES_EVENT_BYTES_MAX; one es_append
+ * batch at most ES_BATCH_EVENTS_MAX events.
+ */
+typedef struct es_event {
+  int64_t ts_us;          /* event time (the client's, skew-corrected) */
+  int64_t recv_us;        /* receive time; 0 on input = stamp "now" */
+  int type;               /* es_type */
+  const char *event;      /* track: event name; page/screen: page name */
+  const char *message_id; /* client's id, for de-duplication */
+  const char *anonymous_id;
+  const char *user_id;
+  const char *previous_id; /* alias: the id being merged into user_id */
+  const char *group_id;    /* group: the group joined */
+  const char *path;        /* page path, e.g. "/pricing" */
+  const char *url;
+  const char *referrer;
+  const char *properties; /* JSON text (properties, or traits for
+                             identify/group), stored byte for byte */
+  const char *user_agent;
+  const char *ip; /* stored truncated to /24 (IPv4) or /48 (IPv6) unless
+                     es_options.keep_full_ip is set */
+} es_event;
+
+#define ES_EVENT_BYTES_MAX (1024 * 1024)
+#define ES_BATCH_EVENTS_MAX 100000
+#define ES_TENANT_LEN_MAX 64
+
+/* ----------------------------------------------------------------------
+ * Opening and closing
+ * ---------------------------------------------------------------------- */
+
+#define ES_SYNC_FULL 0 /* default: fdatasync before any acknowledgement */
+#define ES_SYNC_NONE 1 /* no fsync at all: tests and benchmarks only; a
+                          crash of the machine loses recent appends */
+
+typedef struct es_log_options {
+  /* Called for notable events (recovery, seals, errors); may be NULL.
+   * level: 0 error, 1 warning, 2 info.  Called from library threads:
+   * must be thread-safe and must not call back into the library. */
+  void (*fn)(void *ud, int level, const char *msg);
+  void *ud;
+} es_log_options;
+
+/*
+ * Options for es_open.  Always fill with es_options_init() first and then
+ * change what you need: new fields get defaults that way.
+ */
+typedef struct es_options {
+  const char *data_dir;    /* required; created if missing */
+  int shards;              /* WAL shards (writer threads); default: online
+                              cores.  Fixed when the directory is created:
+                              a later open uses the stored count. */
+  size_t memtable_budget_bytes; /* all memtables together; appends wait for
+                                   flushes above it.  Default 256 MiB */
+  size_t seal_bytes;    /* seal a tenant's memtable at this size; 8 MiB */
+  int64_t seal_age_us;  /* ...or when its oldest row is this old; 5 min */
+  size_t wal_file_bytes; /* WAL file size, preallocated; default 64 MiB */
+  int sync_mode;         /* ES_SYNC_FULL (default) or ES_SYNC_NONE */
+  int keep_full_ip;      /* 0 (default): truncate ip addresses */
+  int read_only;         /* reserved: must be 0 in this version */
+  es_log_options log;
+} es_options;
+
+/* Fills *opts with the documented defaults (data_dir NULL). */
+ES_API void es_options_init(es_options *opts);
+
+typedef struct es_db es_db;
+
+/*
+ * Opens (creating if needed) the store in opts->data_dir and recovers it:
+ * every WAL record that is not yet in a segment is replayed into the
+ * memtables, a torn tail of the last WAL file is cut off, orphaned
+ * temporary files are removed.  Takes an exclusive lock on the directory.
+ *
+ * On success *db_out is a handle to close with es_close().  On failure
+ * *db_out is NULL and the status says why: ES_EINVAL (bad options),
+ * ES_EBUSY (another process holds the directory), ES_ECORRUPT (a checksum
+ * failed anywhere but in the torn tail of the log; es_errdetail() names the
+ * file and offset), ES_EVERSION, ES_EIO, ES_ENOSPC, ES_ENOMEM.
+ */
+ES_API int es_open(const es_options *opts, es_db **db_out);
+
+/*
+ * Waits for in-flight appends, stops the background threads, and releases
+ * the handle.  Memtables are not sealed (their rows are in the WAL and are
+ * replayed at the next open); call es_flush() first for a short recovery.
+ * Open cursors must be closed before.  Returns the failure that made the
+ * database failed, if any, else ES_OK.  The handle is freed either way.
+ */
+ES_API int es_close(es_db *db);
+
+/* ----------------------------------------------------------------------
+ * Writing
+ * ---------------------------------------------------------------------- */
+
+/* What es_append reports about a durable batch. */
+typedef struct es_receipt {
+  uint64_t lsn;          /* the batch's log sequence number in its shard */
+  uint32_t shard;        /* the shard (WAL) that holds it */
+  uint32_t events_count; /* events stored */
+  int64_t durable_us;    /* wall time at which it became durable */
+} es_receipt;
+
+/*
+ * Appends a batch of events to a tenant and returns once the batch is
+ * durable (written and fdatasync'ed, unless sync_mode is ES_SYNC_NONE).
+ * Concurrent appends to the same shard share one fdatasync (group commit).
+ * When it returns ES_OK, scans see the events.  The batch is atomic: after
+ * a crash either all of it or none of it is recovered, and none of it if
+ * this call did not return ES_OK... except that a batch whose append failed
+ * with ES_EIO/ES_EFAILED may have reached the disk and may reappear after
+ * recovery (an unacknowledged write is in doubt, as in every database).
+ *
+ * receipt_out may be NULL.  Thread-safe.  Errors: ES_EINVAL (NULL, count 0,
+ * an invalid type, ts_us < 0), ES_ETENANT, ES_ETOOBIG, ES_EFAILED,
+ * ES_ECLOSED, ES_EIO, ES_ENOSPC, ES_ENOMEM.
+ */
+ES_API int es_append(es_db *db, const char *tenant, const es_event *events,
+                     size_t count, es_receipt *receipt_out);
+
+/*
+ * Seals the memtable of `tenant` (or of every tenant when NULL) into
+ * segments and waits until they are recorded in the manifests.  After it
+ * returns ES_OK the WAL no longer needs those rows.  Errors: ES_ETENANT,
+ * ES_EFAILED, ES_EIO, ES_ENOSPC, ES_ENOMEM.  Flushing a tenant that has no
+ * rows is ES_OK.
+ */
+ES_API int es_flush(es_db *db, const char *tenant);
+
+/* ----------------------------------------------------------------------
+ * Reading
+ * ---------------------------------------------------------------------- */
+
+/* What to scan.  Fill with es_scan_spec_init() first. */
+typedef struct es_scan_spec {
+  const char *tenant;  /* required */
+  int64_t from_us;     /* inclusive; default INT64_MIN */
+  int64_t to_us;       /* exclusive; default INT64_MAX */
+  const char *person;  /* if not NULL: only events whose user_id or
+                          anonymous_id equals it */
+} es_scan_spec;
+
+ES_API void es_scan_spec_init(es_scan_spec *spec);
+
+typedef struct es_cursor es_cursor;
+
+/*
+ * Starts a scan of the events that were acknowledged before this call, in
+ * event-time order (ties in append order).  The cursor sees a snapshot:
+ * later appends are not returned.  An unknown tenant yields an empty scan.
+ * On failure *cur_out is NULL.  Errors: ES_EINVAL, ES_ETENANT, ES_ENOMEM,
+ * ES_ECLOSED.
+ */
+ES_API int es_scan(es_db *db, const es_scan_spec *spec, es_cursor **cur_out);
+
+/*
+ * Advances the cursor.  Returns 1 and fills *ev_out with the next event
+ * (strings borrowed until the next call on the cursor), 0 at the end, or
+ * a negative status: ES_ECORRUPT when a block fails its checksum
+ * (es_errdetail() names segment file, offset and column) or ES_EIO.  After
+ * an error the cursor stays at the error.
+ */
+ES_API int es_cursor_next(es_cursor *cur, es_event *ev_out);
+
+/* Releases the cursor; NULL is fine. */
+ES_API void es_cursor_close(es_cursor *cur);
+
+/* ----------------------------------------------------------------------
+ * Inspection and verification (need no open handle; safe to run while
+ * another process has the directory open, as they only read)
+ * ---------------------------------------------------------------------- */
+
+/* One file of a data directory, as es_inspect reports it. */
+typedef struct es_file_info {
+  const char *tenant; /* NULL for WAL files */
+  const char *path;   /* relative to the data directory */
+  int kind;           /* ES_FILE_SEGMENT or ES_FILE_WAL */
+  uint64_t bytes;     /* size on disk */
+  uint64_t rows;      /* segments: rows; WAL: records */
+  uint64_t events;    /* WAL: events in its records; segments: = rows */
+  int64_t min_ts_us, max_ts_us; /* event-time range (0, 0 if empty) */
+  uint32_t shard;     /* WAL files: shard */
+} es_file_info;
+
+#define ES_FILE_SEGMENT 1
+#define ES_FILE_WAL 2
+
+/*
+ * Calls fn once per segment (in manifest order per tenant, tenants sorted)
+ * and once per WAL file.  Strings in *info are valid during the call.
+ * fn returns 0 to go on, non-zero to stop (then es_inspect returns it).
+ * Errors: ES_ENOTFOUND (no store there), ES_ECORRUPT, ES_EIO, ES_ENOMEM.
+ */
+ES_API int es_inspect(const char *data_dir,
+                      int (*fn)(void *ud, const es_file_info *info),
+                      void *ud);
+
+/*
+ * Checks every checksum of every file in the data directory: manifests,
+ * segment trailers, footers and blocks, WAL records.  Calls problem_fn
+ * (may be NULL) once per problem with the path, byte offset and a
+ * sentence.  Returns ES_OK when all is sound, ES_ECORRUPT when anything
+ * failed, or ES_EIO/ES_ENOTFOUND/ES_ENOMEM when it could not check.  A
+ * torn tail at the end of the newest WAL file of a shard is reported as a
+ * problem only if valid records follow it.
+ */
+ES_API int es_verify(const char *data_dir,
+                     void (*problem_fn)(void *ud, const char *path,
+                                        uint64_t offset, const char *what),
+                     void *ud);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* EVENTSTORE_H */

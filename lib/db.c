@@ -1,0 +1,607 @@
+/*
+ * db.c -- the database handle: open and recovery, the append path with its
+ * group commit, flush, and close.
+ *
+ * The append path, step by step:
+ *  1. The appending thread encodes its events (event.c) and builds the WAL
+ *     record, compressing it, before taking any lock: that work runs in
+ *     parallel across appenders.
+ *  2. It queues a request on its tenant's shard and sleeps.
+ *  3. The shard's writer thread takes everything queued, frames it as one
+ *     WAL frame with the next LSN, writes it, inserts the rows into the
+ *     tenants' memtables (invisible), fdatasyncs once for the whole group,
+ *     publishes the rows, and wakes every appender of the group.
+ *
+ * Invariants:
+ *  1. An appender is told ES_OK only after the fdatasync covering its
+ *     frame returned success; its rows become visible at the same time.
+ *  2. After any write-path I/O failure the database is failed (sticky):
+ *     appends and flushes return ES_EFAILED; nothing is retried, since a
+ *     failed fsync may have dropped dirty pages (the "fsyncgate" lesson).
+ *  3. The writer thread is the only thread that touches its shard's WAL
+ *     and inserts into its tenants' active memtables.
+ *  4. Recovery gives each shard an LSN above every LSN in its WAL files,
+ *     every flushed_lsn of its tenants, and the name of its newest file.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include "clock.h"
+#include "db.h"
+#include "dbint.h"
+#include "event.h"
+#include "mem.h"
+
+#define DB_AGE_CHECK_US 100000 /* how often writers look for old memtables */
+#define DB_FRAME_BYTES_MAX (64u << 20)
+
+int es_version(void) { return ES_VERSION_NUMBER; }
+
+/* Documented defaults; see eventstore.h. */
+void es_options_init(es_options *opts) {
+  memset(opts, 0, sizeof(*opts));
+  long cores = sysconf(_SC_NPROCESSORS_ONLN);
+  opts->shards = cores > 0 && cores < 256 ? (int)cores : 1;
+  opts->memtable_budget_bytes = (size_t)256 << 20;
+  opts->seal_bytes = (size_t)8 << 20;
+  opts->seal_age_us = (int64_t)300 * 1000000;
+  opts->wal_file_bytes = (size_t)64 << 20;
+  opts->sync_mode = ES_SYNC_FULL;
+}
+
+/* --- the shard writer --------------------------------------------------- */
+
+/* Seals tenants whose memtable is too big, too old, or the biggest when
+ * the memory budget is exceeded. */
+static int writer_seal_due(es_shard *sh, int only_size) {
+  es_db *db = sh->db;
+  int64_t now = es__clock_mono_us();
+  int over = atomic_load(&db->mem_bytes) > db->opts.memtable_budget_bytes;
+  es_tenant *biggest = NULL;
+  size_t biggest_bytes = 0;
+  pthread_mutex_lock(&db->tenants_mu);
+  es_tenant *list = sh->tenants;
+  pthread_mutex_unlock(&db->tenants_mu);
+  for (es_tenant *t = list; t; t = t->shard_next) {
+    es_memtable *mt = t->active;
+    if (!mt || mt->rows == 0)
+      continue;
+    int due = mt->bytes >= db->opts.seal_bytes ||
+              (!only_size &&
+               now - mt->first_insert_mono_us >= db->opts.seal_age_us);
+    if (due)
+      ES_TRY(es__tenant_seal(db, t));
+    else if (mt->bytes > biggest_bytes)
+      biggest = t, biggest_bytes = mt->bytes;
+  }
+  if (over && biggest)
+    ES_TRY(es__tenant_seal(db, biggest));
+  return ES_OK;
+}
+
+/* Deletes WAL files no tenant needs any more. */
+static int writer_reclaim(es_shard *sh) {
+  es_db *db = sh->db;
+  uint64_t keep = sh->next_lsn;
+  pthread_mutex_lock(&db->tenants_mu);
+  es_tenant *list = sh->tenants;
+  pthread_mutex_unlock(&db->tenants_mu);
+  for (es_tenant *t = list; t; t = t->shard_next) {
+    uint64_t m = es__tenant_min_unflushed(t);
+    if (m < keep)
+      keep = m;
+  }
+  return es__wal_reclaim(sh->wal, keep);
+}
+
+/* Writes, inserts, syncs and publishes one group of append requests. */
+static int writer_commit(es_shard *sh, es_req *reqs) {
+  es_db *db = sh->db;
+  es_buf *f = &sh->frame;
+  f->len = 0;
+  ES_TRY(es__buf_reserve(f, ES_WAL_FRAME_HDR));
+  f->len = ES_WAL_FRAME_HDR;
+  for (es_req *r = reqs; r; r = r->next)
+    if (r->kind == ES_REQ_APPEND)
+      ES_TRY(es__buf_put(f, r->rec, r->rec_len));
+  if (f->len == ES_WAL_FRAME_HDR)
+    return ES_OK;
+  uint64_t lsn = sh->next_lsn++;
+  es__wal_frame_finish(f->data, f->len, lsn);
+  ES_TRY(es__wal_write(sh->wal, f->data, f->len, lsn));
+  for (es_req *r = reqs; r; r = r->next) {
+    if (r->kind != ES_REQ_APPEND)
+      continue;
+    r->lsn = lsn;
+    ES_TRY(es__tenant_insert(db, r->tenant, r->rows, r->rows_len, r->count,
+                             lsn));
+  }
+  ES_TRY(es__wal_sync(sh->wal));
+  int64_t now = es__clock_now_us();
+  for (es_req *r = reqs; r; r = r->next) {
+    if (r->kind != ES_REQ_APPEND)
+      continue;
+    es__memtable_publish(r->tenant->active, lsn);
+    r->durable_us = now;
+  }
+  return ES_OK;
+}
+
+/* Handles seal requests (es_flush) after the group they came with. */
+static int writer_seals(es_shard *sh, es_req *reqs) {
+  es_db *db = sh->db;
+  for (es_req *r = reqs; r; r = r->next) {
+    if (r->kind != ES_REQ_SEAL)
+      continue;
+    if (r->tenant) {
+      ES_TRY(es__tenant_seal(db, r->tenant));
+      continue;
+    }
+    pthread_mutex_lock(&db->tenants_mu);
+    es_tenant *list = sh->tenants;
+    pthread_mutex_unlock(&db->tenants_mu);
+    for (es_tenant *t = list; t; t = t->shard_next)
+      ES_TRY(es__tenant_seal(db, t));
+  }
+  return ES_OK;
+}
+
+/* Processes one batch of requests taken from the queue. */
+static void writer_process(es_shard *sh, es_req *reqs) {
+  es_db *db = sh->db;
+  int rc = atomic_load(&db->failed) ? ES_EFAILED : ES_OK;
+  if (rc == ES_OK) {
+    rc = writer_commit(sh, reqs);
+    if (rc < 0)
+      es__db_fail(db, rc);
+  }
+  if (rc == ES_OK && (rc = writer_seals(sh, reqs)) < 0)
+    es__db_fail(db, rc);
+  if (rc == ES_OK && (rc = writer_seal_due(sh, 1)) < 0)
+    es__db_fail(db, rc);
+  pthread_mutex_lock(&sh->mu);
+  for (es_req *r = reqs; r; r = r->next) {
+    r->rc = rc;
+    r->done = 1;
+  }
+  pthread_cond_broadcast(&sh->done_cv);
+  pthread_mutex_unlock(&sh->mu);
+}
+
+/* The shard writer thread: group commit loop plus housekeeping. */
+static void *writer_main(void *arg) {
+  es_shard *sh = arg;
+  es_db *db = sh->db;
+  int64_t last_age_check = es__clock_mono_us();
+  pthread_mutex_lock(&sh->mu);
+  for (;;) {
+    if (!sh->head && !sh->stop && !atomic_load(&sh->reclaim)) {
+      struct timespec ts;
+      clock_gettime(CLOCK_REALTIME, &ts);
+      ts.tv_nsec += DB_AGE_CHECK_US * 1000;
+      if (ts.tv_nsec >= 1000000000) {
+        ts.tv_sec++;
+        ts.tv_nsec -= 1000000000;
+      }
+      pthread_cond_timedwait(&sh->work_cv, &sh->mu, &ts);
+    }
+    es_req *reqs = sh->head;
+    sh->head = sh->tail = NULL;
+    int stop = sh->stop;
+    pthread_mutex_unlock(&sh->mu);
+    if (reqs)
+      writer_process(sh, reqs);
+    int failed = atomic_load(&db->failed) != 0;
+    if (!failed && atomic_exchange(&sh->reclaim, 0)) {
+      int rc = writer_reclaim(sh);
+      if (rc < 0)
+        es__db_log(db, 1, "WAL reclaim: %s", es_errdetail());
+    }
+    int64_t now = es__clock_mono_us();
+    if (!failed && now - last_age_check >= DB_AGE_CHECK_US) {
+      last_age_check = now;
+      int rc = writer_seal_due(sh, 0);
+      if (rc < 0)
+        es__db_fail(db, rc);
+    }
+    pthread_mutex_lock(&sh->mu);
+    if (stop && !sh->head)
+      break;
+  }
+  pthread_mutex_unlock(&sh->mu);
+  return NULL;
+}
+
+/* Queues a request on a shard and waits for the writer to finish it. */
+static int shard_submit(es_shard *sh, es_req *req) {
+  pthread_mutex_lock(&sh->mu);
+  if (sh->stop) {
+    pthread_mutex_unlock(&sh->mu);
+    return ES_ERR(ES_ECLOSED, "database is closing");
+  }
+  req->next = NULL;
+  if (sh->tail)
+    sh->tail->next = req;
+  else
+    sh->head = req;
+  sh->tail = req;
+  pthread_cond_signal(&sh->work_cv);
+  while (!req->done)
+    pthread_cond_wait(&sh->done_cv, &sh->mu);
+  pthread_mutex_unlock(&sh->mu);
+  if (req->rc < 0)
+    return ES_ERR(req->rc, "%s", req->rc == ES_EFAILED
+                                     ? "database failed earlier; reopen it"
+                                     : "write failed; database is now failed");
+  return ES_OK;
+}
+
+/* --- the public write calls --------------------------------------------- */
+
+/* Waits while memtables exceed their budget, so a burst larger than the
+ * flusher can absorb slows appenders down instead of exhausting memory. */
+static int db_wait_memory(es_db *db) {
+  if (atomic_load(&db->mem_bytes) <= db->opts.memtable_budget_bytes)
+    return ES_OK;
+  pthread_mutex_lock(&db->mem_mu);
+  while (atomic_load(&db->mem_bytes) > db->opts.memtable_budget_bytes &&
+         !atomic_load(&db->failed) && !atomic_load(&db->closing)) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_sec += 1;
+    pthread_cond_timedwait(&db->mem_cv, &db->mem_mu, &ts);
+  }
+  pthread_mutex_unlock(&db->mem_mu);
+  return ES_OK;
+}
+
+/* Appends a batch durably; see eventstore.h. */
+int es_append(es_db *db, const char *tenant, const es_event *events,
+              size_t count, es_receipt *receipt_out) {
+  es__error_clear();
+  if (receipt_out)
+    memset(receipt_out, 0, sizeof(*receipt_out));
+  if (!db || !events || count == 0)
+    return ES_INVAL_BKPT("es_append: NULL handle, NULL events or count 0");
+  if (count > ES_BATCH_EVENTS_MAX)
+    return ES_ERR(ES_ETOOBIG, "batch of %zu events (limit %d)", count,
+                  ES_BATCH_EVENTS_MAX);
+  ES_TRY(es__tenant_check(tenant));
+  int failed = atomic_load(&db->failed);
+  if (failed)
+    return ES_ERR(ES_EFAILED, "database failed earlier (%s); reopen it",
+                  es_strerror(failed));
+  es_buf rows = {0}, rec = {0};
+  int64_t now = es__clock_now_us();
+  int rc = ES_OK;
+  for (size_t i = 0; i < count; i++)
+    ES_CHECK(es__event_encode(&rows, &events[i], now, db->opts.keep_full_ip));
+  ES_CHECK(es__wal_record_build(&rec, tenant, (uint32_t)count, rows.data,
+                                rows.len, 1));
+  if (rec.len > DB_FRAME_BYTES_MAX)
+    ES_CHECK(ES_ERR(ES_ETOOBIG, "batch encodes to %zu bytes", rec.len));
+  ES_CHECK(db_wait_memory(db));
+  es_tenant *t = NULL;
+  ES_CHECK(es__tenant_get(db, tenant, 1, &t));
+  es_req req = {.kind = ES_REQ_APPEND, .tenant = t, .rec = rec.data,
+                .rec_len = rec.len, .rows = rows.data, .rows_len = rows.len,
+                .count = (uint32_t)count};
+  ES_CHECK(shard_submit(&db->shards[t->shard], &req));
+  if (receipt_out) {
+    receipt_out->lsn = req.lsn;
+    receipt_out->shard = t->shard;
+    receipt_out->events_count = (uint32_t)count;
+    receipt_out->durable_us = req.durable_us;
+  }
+err:
+  es__buf_free(&rows);
+  es__buf_free(&rec);
+  return rc;
+}
+
+/* Seals and flushes; see eventstore.h. */
+int es_flush(es_db *db, const char *tenant) {
+  es__error_clear();
+  if (!db)
+    return ES_INVAL_BKPT("es_flush: NULL handle");
+  es_tenant *t = NULL;
+  if (tenant) {
+    ES_TRY(es__tenant_check(tenant));
+    ES_TRY(es__tenant_get(db, tenant, 0, &t));
+    if (!t)
+      return ES_OK;
+  }
+  int failed = atomic_load(&db->failed);
+  if (failed)
+    return ES_ERR(ES_EFAILED, "database failed earlier (%s); reopen it",
+                  es_strerror(failed));
+  for (uint32_t s = 0; s < db->nshards; s++) {
+    if (t && t->shard != s)
+      continue;
+    es_req req = {.kind = ES_REQ_SEAL, .tenant = t};
+    ES_TRY(shard_submit(&db->shards[s], &req));
+  }
+  pthread_mutex_lock(&db->flush_mu);
+  uint64_t target = db->seal_seq;
+  while (db->flushed_seq < target && !atomic_load(&db->failed))
+    pthread_cond_wait(&db->flushed_cv, &db->flush_mu);
+  pthread_mutex_unlock(&db->flush_mu);
+  failed = atomic_load(&db->failed);
+  if (failed)
+    return ES_ERR(ES_EFAILED, "flush failed (%s); reopen the database",
+                  es_strerror(failed));
+  return ES_OK;
+}
+
+/* --- open and recovery -------------------------------------------------- */
+
+typedef struct replay_ctx {
+  es_db *db;
+  uint32_t shard;
+  const char *path;
+  uint64_t records;
+} replay_ctx;
+
+/* Replays one WAL record into its tenant's memtable unless a segment
+ * already holds it (lsn <= flushed_lsn). */
+static int replay_record(void *ud, uint64_t lsn, const es_wal_rec *rec,
+                         uint64_t frame_off) {
+  replay_ctx *rc = ud;
+  es_db *db = rc->db;
+  if (es__tenant_check(rec->tenant) < 0 ||
+      es__tenant_shard(db, rec->tenant) != rc->shard)
+    return ES_CORRUPT_BKPT("%s: frame at %llu: tenant \"%s\" does not "
+                           "belong to shard %u",
+                           rc->path, (unsigned long long)frame_off,
+                           rec->tenant, rc->shard);
+  es_tenant *t = NULL;
+  ES_TRY(es__tenant_get(db, rec->tenant, 1, &t));
+  if (lsn <= t->man.flushed_lsn)
+    return ES_OK;
+  ES_TRY(es__tenant_insert(db, t, rec->rows, rec->rows_len, rec->events,
+                           lsn));
+  es__memtable_publish(t->active, lsn);
+  rc->records++;
+  if (t->active->bytes >= db->opts.seal_bytes)
+    ES_TRY(es__tenant_seal(db, t));
+  return ES_OK;
+}
+
+/* Cuts a torn tail off the newest log file so that it ends cleanly. */
+static int replay_truncate(es_db *db, const char *path, uint64_t end) {
+  es_file *f = NULL;
+  ES_TRY(db->vfs->open(db->vfs, path, ES_IO_WRITE, &f));
+  int rc = db->vfs->truncate(db->vfs, f, end);
+  if (rc == ES_OK)
+    rc = db->vfs->sync(db->vfs, f);
+  int rc2 = db->vfs->close(db->vfs, f);
+  return rc < 0 ? rc : rc2;
+}
+
+/* Recovers one shard: replays its log and opens a fresh file to write. */
+static int replay_shard(es_db *db, es_shard *sh) {
+  uint64_t *firsts = NULL;
+  size_t n = 0;
+  ES_TRY(db->vfs->mkdir(db->vfs, sh->dir));
+  ES_TRY(es__wal_list(db->vfs, sh->dir, &firsts, &n));
+  uint64_t prev = 0, next = 1;
+  int rc = ES_OK;
+  replay_ctx ctx = {db, sh->id, NULL, 0};
+  for (size_t i = 0; i < n; i++) {
+    char path[ES_PATH_MAX];
+    ES_CHECK(es__wal_path(path, sizeof(path), sh->dir, firsts[i]));
+    ctx.path = path;
+    es_wal_scan scan;
+    ES_CHECK(es__wal_read_file(db->vfs, path, i + 1 == n, prev,
+                               replay_record, &ctx, &scan));
+    if (scan.torn) {
+      es__db_log(db, 1, "%s: torn tail at offset %llu cut off", path,
+                 (unsigned long long)scan.end_off);
+      ES_CHECK(replay_truncate(db, path, scan.end_off));
+    }
+    if (scan.last_lsn)
+      prev = scan.last_lsn;
+    if (firsts[i] > next)
+      next = firsts[i];
+  }
+  if (prev + 1 > next)
+    next = prev + 1;
+  pthread_mutex_lock(&db->tenants_mu);
+  for (es_tenant *t = sh->tenants; t; t = t->shard_next)
+    if (t->man.flushed_lsn + 1 > next)
+      next = t->man.flushed_lsn + 1;
+  pthread_mutex_unlock(&db->tenants_mu);
+  sh->next_lsn = next;
+  atomic_store(&sh->reclaim, 1); /* files replayed into segments can go */
+  if (ctx.records)
+    es__db_log(db, 2, "shard %u: replayed %llu records", sh->id,
+               (unsigned long long)ctx.records);
+  ES_CHECK(es__wal_open(db->vfs, sh->dir, next, firsts, n,
+                        db->opts.wal_file_bytes,
+                        db->opts.sync_mode == ES_SYNC_FULL, &sh->wal));
+err:
+  es__free(firsts);
+  return rc;
+}
+
+/* Reads ESDB, or creates a new store when the directory has none. */
+static int open_identity(es_db *db, int shards_wanted) {
+  uint32_t shards = 0;
+  int rc = es__esdb_read(db->vfs, db->dir, &shards);
+  if (rc == ES_ENOTFOUND) {
+    es__error_clear();
+    shards = (uint32_t)shards_wanted;
+    ES_TRY(es__esdb_write(db->vfs, db->dir, shards));
+    es__db_log(db, 2, "created store in %s with %u shards", db->dir, shards);
+  } else {
+    ES_TRY(rc);
+    if ((int)shards != shards_wanted)
+      es__db_log(db, 2, "store has %u shards (fixed at creation); the "
+                 "requested %d applies only to new stores",
+                 shards, shards_wanted);
+  }
+  db->nshards = shards;
+  return ES_OK;
+}
+
+/* Allocates the handle and its locks; nothing on disk yet. */
+static int open_alloc(const es_options *opts, es_vfs *vfs, es_db **db_out) {
+  es_db *db = es__calloc(1, sizeof(*db));
+  *db_out = db;
+  if (!db)
+    return ES_NOMEM_BKPT();
+  db->opts = *opts;
+  db->opts.data_dir = NULL;
+  db->vfs = vfs;
+  pthread_mutex_init(&db->tenants_mu, NULL);
+  pthread_mutex_init(&db->flush_mu, NULL);
+  pthread_cond_init(&db->flush_cv, NULL);
+  pthread_cond_init(&db->flushed_cv, NULL);
+  pthread_mutex_init(&db->mem_mu, NULL);
+  pthread_cond_init(&db->mem_cv, NULL);
+  db->nbuckets = 1024;
+  db->buckets = es__calloc(db->nbuckets, sizeof(es_tenant *));
+  if (!db->buckets)
+    return ES_NOMEM_BKPT();
+  if (strlen(opts->data_dir) + 64 >= sizeof(db->dir))
+    return ES_INVAL_BKPT("data_dir too long");
+  strcpy(db->dir, opts->data_dir);
+  return es__path_join(db->tenants_dir, sizeof(db->tenants_dir), db->dir,
+                       "tenants");
+}
+
+/* Creates the shard objects (threads start later). */
+static int open_shards(es_db *db) {
+  db->shards = es__calloc(db->nshards, sizeof(es_shard));
+  if (!db->shards)
+    return ES_NOMEM_BKPT();
+  char waldir[ES_PATH_MAX];
+  ES_TRY(es__path_join(waldir, sizeof(waldir), db->dir, "wal"));
+  ES_TRY(db->vfs->mkdir(db->vfs, waldir));
+  for (uint32_t s = 0; s < db->nshards; s++) {
+    es_shard *sh = &db->shards[s];
+    sh->db = db;
+    sh->id = s;
+    pthread_mutex_init(&sh->mu, NULL);
+    pthread_cond_init(&sh->work_cv, NULL);
+    pthread_cond_init(&sh->done_cv, NULL);
+    if (snprintf(sh->dir, sizeof(sh->dir), "%s/%u", waldir, s) >=
+        (int)sizeof(sh->dir))
+      return ES_INVAL_BKPT("data_dir too long");
+  }
+  return ES_OK;
+}
+
+static int open_check_options(const es_options *opts) {
+  if (!opts || !opts->data_dir || !opts->data_dir[0])
+    return ES_INVAL_BKPT("options.data_dir is required");
+  if (opts->shards < 1 || opts->shards > 1024)
+    return ES_INVAL_BKPT("options.shards %d not in 1..1024", opts->shards);
+  if (opts->seal_bytes < 4096 || opts->memtable_budget_bytes < 65536)
+    return ES_INVAL_BKPT("options.seal_bytes (>= 4096) or "
+                         "memtable_budget_bytes (>= 65536) too small");
+  if (opts->wal_file_bytes < 4096)
+    return ES_INVAL_BKPT("options.wal_file_bytes must be >= 4096");
+  if (opts->sync_mode != ES_SYNC_FULL && opts->sync_mode != ES_SYNC_NONE)
+    return ES_INVAL_BKPT("options.sync_mode %d unknown", opts->sync_mode);
+  if (opts->read_only)
+    return ES_INVAL_BKPT("options.read_only is not supported yet");
+  if (opts->seal_age_us <= 0)
+    return ES_INVAL_BKPT("options.seal_age_us must be positive");
+  return ES_OK;
+}
+
+/* Opens with a chosen vfs; see eventstore.h (es_open) and db.h. */
+int es__open_vfs(const es_options *opts, es_vfs *vfs, es_db **db_out) {
+  es__error_clear();
+  if (!db_out)
+    return ES_INVAL_BKPT("db_out is NULL");
+  *db_out = NULL;
+  ES_TRY(open_check_options(opts));
+  es_db *db = NULL;
+  char path[ES_PATH_MAX];
+  int rc = ES_OK;
+  ES_CHECK(open_alloc(opts, vfs, &db));
+  ES_CHECK(vfs->mkdir(vfs, db->dir));
+  ES_CHECK(es__path_join(path, sizeof(path), db->dir, "LOCK"));
+  ES_CHECK(vfs->lock(vfs, path, &db->lock));
+  ES_CHECK(open_identity(db, opts->shards));
+  ES_CHECK(vfs->mkdir(vfs, db->tenants_dir));
+  ES_CHECK(open_shards(db));
+  ES_CHECK(vfs->sync_dir(vfs, db->dir));
+  ES_CHECK(es__tenants_load(db));
+  for (uint32_t s = 0; s < db->nshards; s++)
+    ES_CHECK(replay_shard(db, &db->shards[s]));
+  if (pthread_create(&db->flusher, NULL, es__flusher_main, db) != 0)
+    ES_CHECK(ES_ERR(ES_ENOMEM, "cannot start the flusher thread"));
+  db->flusher_started = 1;
+  for (uint32_t s = 0; s < db->nshards; s++) {
+    es_shard *sh = &db->shards[s];
+    if (pthread_create(&sh->thread, NULL, writer_main, sh) != 0)
+      ES_CHECK(ES_ERR(ES_ENOMEM, "cannot start a writer thread"));
+    sh->started = 1;
+  }
+  *db_out = db;
+  return ES_OK;
+err:
+  if (db) {
+    char keep[512];
+    snprintf(keep, sizeof(keep), "%s", es_errdetail());
+    (void)es_close(db);
+    es__error_at(rc, __FILE__, __LINE__, "%s", keep);
+  }
+  return rc;
+}
+
+/* Opens the store on the real file system. */
+int es_open(const es_options *opts, es_db **db_out) {
+  return es__open_vfs(opts, es__vfs_posix(), db_out);
+}
+
+/* Stops threads, then frees everything; see eventstore.h. */
+int es_close(es_db *db) {
+  if (!db)
+    return ES_OK;
+  atomic_store(&db->closing, 1);
+  for (uint32_t s = 0; db->shards && s < db->nshards; s++) {
+    es_shard *sh = &db->shards[s];
+    pthread_mutex_lock(&sh->mu);
+    sh->stop = 1;
+    pthread_cond_signal(&sh->work_cv);
+    pthread_mutex_unlock(&sh->mu);
+    if (sh->started)
+      pthread_join(sh->thread, NULL);
+  }
+  pthread_mutex_lock(&db->flush_mu);
+  db->flusher_stop = 1;
+  pthread_cond_signal(&db->flush_cv);
+  pthread_mutex_unlock(&db->flush_mu);
+  if (db->flusher_started)
+    pthread_join(db->flusher, NULL);
+  for (size_t i = 0; i < db->jobs_len; i++) /* left when never started */
+    es__memtable_unref(db->jobs[db->jobs_head + i].mt);
+  for (uint32_t s = 0; db->shards && s < db->nshards; s++) {
+    es_shard *sh = &db->shards[s];
+    es__wal_close(sh->wal);
+    es__buf_free(&sh->frame);
+    pthread_mutex_destroy(&sh->mu);
+    pthread_cond_destroy(&sh->work_cv);
+    pthread_cond_destroy(&sh->done_cv);
+  }
+  es__tenants_free(db);
+  if (db->lock)
+    (void)db->vfs->close(db->vfs, db->lock);
+  int rc = atomic_load(&db->failed);
+  es__free(db->jobs);
+  es__free(db->shards);
+  es__free(db->buckets);
+  pthread_mutex_destroy(&db->tenants_mu);
+  pthread_mutex_destroy(&db->flush_mu);
+  pthread_cond_destroy(&db->flush_cv);
+  pthread_cond_destroy(&db->flushed_cv);
+  pthread_mutex_destroy(&db->mem_mu);
+  pthread_cond_destroy(&db->mem_cv);
+  es__free(db);
+  return rc;
+}

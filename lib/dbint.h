@@ -1,0 +1,151 @@
+/*
+ * dbint.h -- the database object's internals, shared by db.c (open,
+ * append, flush, close, recovery), tenant.c (tenants, seals, flushes) and
+ * cursor.c (scans).  See docs/ARCHITECTURE.md for the picture.
+ *
+ * Threads: appenders (callers of es_append) encode their batch and queue
+ * it on the tenant's shard; one writer thread per shard turns everything
+ * queued into one WAL frame, writes it, inserts the rows into memtables,
+ * syncs once (group commit), publishes, and wakes the appenders.  One
+ * flusher thread per database turns sealed memtables into segments.
+ *
+ * Locks, in the order they may be nested: db->tenants_mu, tenant->mu,
+ * db->flush_mu, shard->mu, db->mem_mu.  No lock is held across I/O except
+ * by the writer thread of a shard, which owns its WAL alone.
+ */
+#ifndef ES_DBINT_H
+#define ES_DBINT_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+
+#include "codec.h"
+#include "io.h"
+#include "manifest.h"
+#include "memtable.h"
+#include "segment.h"
+#include "wal.h"
+
+typedef struct es_shard es_shard;
+
+/* An immutable list of a tenant's open segments, shared by readers. */
+typedef struct es_segset {
+  atomic_int refs;
+  size_t n;
+  es_segment *segs[]; /* each holds a reference */
+} es_segset;
+
+typedef struct es_tenant {
+  char name[ES_TENANT_LEN_MAX + 1];
+  char dir[ES_PATH_MAX];
+  uint32_t shard;
+  pthread_mutex_t mu;    /* guards active, imm, segs */
+  es_memtable *active;   /* inserted into by the shard writer only */
+  es_memtable **imm;     /* sealed, oldest first, awaiting flush */
+  size_t nimm, imm_cap;
+  es_segset *segs;
+  es_manifest man;       /* the durable manifest (flusher's copy) */
+  int dir_durable;       /* tenant directory created and synced */
+  struct es_tenant *hash_next;
+  struct es_tenant *shard_next;
+} es_tenant;
+
+#define ES_REQ_APPEND 1
+#define ES_REQ_SEAL 2
+
+typedef struct es_req {
+  int kind;
+  es_tenant *tenant;     /* SEAL: NULL = every tenant of the shard */
+  const uint8_t *rec;    /* APPEND: the WAL record */
+  size_t rec_len;
+  const uint8_t *rows;   /* APPEND: the encoded rows */
+  size_t rows_len;
+  uint32_t count;
+  int done, rc;
+  uint64_t lsn;
+  int64_t durable_us;
+  struct es_req *next;
+} es_req;
+
+struct es_shard {
+  es_db *db;
+  uint32_t id;
+  char dir[ES_PATH_MAX];
+  pthread_mutex_t mu;
+  pthread_cond_t work_cv, done_cv;
+  es_req *head, *tail;
+  int stop, started;
+  atomic_int reclaim;    /* set by the flusher after a manifest commit */
+  es_wal *wal;           /* writer thread only (after open) */
+  uint64_t next_lsn;
+  es_tenant *tenants;    /* list, guarded by db->tenants_mu */
+  es_buf frame;
+  pthread_t thread;
+};
+
+typedef struct es_flush_job {
+  es_tenant *tenant;
+  es_memtable *mt; /* holds a reference */
+} es_flush_job;
+
+struct es_db {
+  es_options opts;
+  char dir[ES_PATH_MAX];
+  char tenants_dir[ES_PATH_MAX];
+  es_vfs *vfs;
+  es_file *lock;
+  uint32_t nshards;
+  es_shard *shards;
+  pthread_mutex_t tenants_mu;
+  es_tenant **buckets;
+  size_t nbuckets, ntenants;
+  atomic_int failed;  /* 0, or the status that failed the database */
+  atomic_int closing;
+  /* the flusher */
+  pthread_mutex_t flush_mu;
+  pthread_cond_t flush_cv, flushed_cv;
+  es_flush_job *jobs;
+  size_t jobs_head, jobs_len, jobs_cap;
+  uint64_t seal_seq, flushed_seq;
+  int flusher_stop, flusher_started;
+  pthread_t flusher;
+  /* memory budget */
+  atomic_size_t mem_bytes;
+  pthread_mutex_t mem_mu;
+  pthread_cond_t mem_cv;
+};
+
+/* --- tenant.c ---------------------------------------------------------- */
+
+/* Finds a tenant, creating its in-memory object when create is set
+ * (*t_out NULL and ES_OK when absent and !create). */
+int es__tenant_get(es_db *db, const char *name, int create,
+                   es_tenant **t_out) ES_MUST_CHECK;
+/* The shard a tenant id maps to. */
+uint32_t es__tenant_shard(const es_db *db, const char *name);
+/* Loads every tenant directory: manifests, segments, orphan clean-up. */
+int es__tenants_load(es_db *db) ES_MUST_CHECK;
+/* Frees every tenant object. */
+void es__tenants_free(es_db *db);
+
+/* Inserts a durable-or-about-to-be record into the tenant's active
+ * memtable (writer thread or recovery), sealing first if it is full. */
+int es__tenant_insert(es_db *db, es_tenant *t, const uint8_t *rows,
+                      size_t rows_len, uint32_t count,
+                      uint64_t lsn) ES_MUST_CHECK;
+/* Seals the active memtable (if it has rows) and queues its flush. */
+int es__tenant_seal(es_db *db, es_tenant *t) ES_MUST_CHECK;
+/* The oldest LSN the tenant still needs from the WAL (UINT64_MAX: none). */
+uint64_t es__tenant_min_unflushed(es_tenant *t);
+
+/* The flusher thread's body and its job queue. */
+void *es__flusher_main(void *arg);
+/* Records the first failure; later writes return ES_EFAILED. */
+void es__db_fail(es_db *db, int rc);
+void es__db_log(es_db *db, int level, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* Segment sets. */
+void es__segset_unref(es_segset *set);
+
+#endif

@@ -1,0 +1,127 @@
+/*
+ * memtable.c -- arena, index and publication of memtable rows.  The
+ * invariants are in memtable.h.
+ */
+#include "memtable.h"
+#include "clock.h"
+#include "event.h"
+#include "mem.h"
+
+#define MT_BLOCK_BYTES (1u << 20)
+
+struct es_mt_block {
+  es_mt_block *next;
+  size_t used, cap;
+  uint8_t data[];
+};
+
+/* Creates an empty memtable holding one reference. */
+int es__memtable_new(es_memtable **mt_out) {
+  es_memtable *mt = es__calloc(1, sizeof(*mt));
+  *mt_out = mt;
+  if (!mt)
+    return ES_NOMEM_BKPT();
+  atomic_init(&mt->refs, 1);
+  atomic_init(&mt->visible, 0);
+  mt->bytes = sizeof(*mt);
+  return ES_OK;
+}
+
+/* Takes a reference. */
+void es__memtable_ref(es_memtable *mt) {
+  atomic_fetch_add_explicit(&mt->refs, 1, memory_order_relaxed);
+}
+
+/* Drops a reference and frees the memtable with the last one. */
+void es__memtable_unref(es_memtable *mt) {
+  if (!mt || atomic_fetch_sub_explicit(&mt->refs, 1, memory_order_acq_rel) != 1)
+    return;
+  for (size_t c = 0; c < ES_MT_CHUNKS_MAX && mt->chunks[c]; c++)
+    es__free(mt->chunks[c]);
+  es_mt_block *b = mt->blocks;
+  while (b) {
+    es_mt_block *next = b->next;
+    es__free(b);
+    b = next;
+  }
+  es__free(mt);
+}
+
+/* Whether the index can take count more rows. */
+int es__memtable_has_room(const es_memtable *mt, size_t count) {
+  return mt->rows + count <= (size_t)ES_MT_CHUNK_ROWS * ES_MT_CHUNKS_MAX;
+}
+
+/* Copies the rows into the arena, in one block so a row never straddles. */
+static int memtable_copy(es_memtable *mt, const uint8_t *rows, size_t len,
+                         uint8_t **at_out) {
+  es_mt_block *b = mt->blocks;
+  if (!b || b->cap - b->used < len) {
+    size_t cap = len > MT_BLOCK_BYTES ? len : MT_BLOCK_BYTES;
+    b = es__malloc(sizeof(*b) + cap);
+    if (!b)
+      return ES_NOMEM_BKPT();
+    b->next = mt->blocks;
+    b->used = 0;
+    b->cap = cap;
+    mt->blocks = b;
+    mt->bytes += sizeof(*b) + cap;
+  }
+  *at_out = b->data + b->used;
+  memcpy(*at_out, rows, len);
+  b->used += len;
+  return ES_OK;
+}
+
+/* Inserts a record's rows, unpublished; see memtable.h. */
+int es__memtable_insert(es_memtable *mt, const uint8_t *rows, size_t rows_len,
+                        uint32_t count, uint64_t lsn, size_t *bytes_added) {
+  size_t before = mt->bytes;
+  if (!es__memtable_has_room(mt, count))
+    return ES_ERR(ES_ETOOBIG, "memtable index full");
+  /* Make sure every chunk exists first, so failure leaves nothing half
+   * inserted. */
+  size_t last = mt->rows + count;
+  for (size_t c = mt->rows / ES_MT_CHUNK_ROWS;
+       count > 0 && c <= (last - 1) / ES_MT_CHUNK_ROWS; c++) {
+    if (mt->chunks[c])
+      continue;
+    mt->chunks[c] = es__malloc(ES_MT_CHUNK_ROWS * sizeof(es_mrow));
+    if (!mt->chunks[c])
+      return ES_NOMEM_BKPT();
+    mt->bytes += ES_MT_CHUNK_ROWS * sizeof(es_mrow);
+  }
+  uint8_t *at = NULL;
+  ES_TRY(memtable_copy(mt, rows, rows_len, &at));
+  size_t off = 0;
+  for (uint32_t i = 0; i < count; i++) {
+    es_event ev;
+    size_t used = 0;
+    int rc = es__event_decode(at + off, rows_len - off, &ev, &used);
+    if (rc < 0)
+      return rc; /* the arena bytes are wasted, the index is untouched */
+    es_mrow *r = &mt->chunks[(mt->rows + i) / ES_MT_CHUNK_ROWS]
+                            [(mt->rows + i) % ES_MT_CHUNK_ROWS];
+    r->ts_us = ev.ts_us;
+    r->row = at + off;
+    off += used;
+  }
+  if (off != rows_len)
+    return ES_CORRUPT_BKPT("record holds %zu bytes after its %u rows",
+                           rows_len - off, count);
+  if (mt->rows == 0 && mt->min_lsn == 0) {
+    mt->min_lsn = lsn;
+    mt->first_insert_mono_us = es__clock_mono_us();
+  }
+  mt->rows += count;
+  *bytes_added += mt->bytes - before;
+  return ES_OK;
+}
+
+/* Publishes everything inserted so far (release pairs with readers'
+ * acquire in es__memtable_visible). */
+void es__memtable_publish(es_memtable *mt, uint64_t lsn) {
+  if (lsn > mt->max_lsn && mt->rows > 0)
+    mt->max_lsn = lsn;
+  atomic_store_explicit(&mt->visible, mt->rows, memory_order_release);
+}
