@@ -60,59 +60,6 @@ int es__buf_put_svarint(es_buf *b, int64_t v) {
   return es__buf_put_varint(b, es__zigzag(v));
 }
 
-/* Reads one byte (0 and bad when past the end). */
-uint8_t es__rd_u8(es_rd *r) {
-  if (r->p >= r->end) {
-    r->bad = 1;
-    return 0;
-  }
-  return *r->p++;
-}
-
-/* Reads a little-endian u32. */
-uint32_t es__rd_u32(es_rd *r) {
-  const uint8_t *p = es__rd_bytes(r, 4);
-  return p ? es__get_le32(p) : 0;
-}
-
-/* Reads a little-endian u64. */
-uint64_t es__rd_u64(es_rd *r) {
-  const uint8_t *p = es__rd_bytes(r, 8);
-  return p ? es__get_le64(p) : 0;
-}
-
-/* Reads an unsigned varint of at most 10 bytes. */
-uint64_t es__rd_varint(es_rd *r) {
-  uint64_t v = 0;
-  for (int shift = 0; shift < 70; shift += 7) {
-    if (r->p >= r->end) {
-      r->bad = 1;
-      return 0;
-    }
-    uint8_t c = *r->p++;
-    v |= (uint64_t)(c & 0x7f) << shift;
-    if (!(c & 0x80))
-      return v;
-  }
-  r->bad = 1;
-  return 0;
-}
-
-/* Reads a zigzag signed varint. */
-int64_t es__rd_svarint(es_rd *r) { return es__unzigzag(es__rd_varint(r)); }
-
-/* Returns the next n bytes and advances, or NULL and bad. */
-const uint8_t *es__rd_bytes(es_rd *r, size_t n) {
-  if ((size_t)(r->end - r->p) < n) {
-    r->bad = 1;
-    r->p = r->end;
-    return NULL;
-  }
-  const uint8_t *p = r->p;
-  r->p += n;
-  return p;
-}
-
 /* XXH3-64 with a seed: the checksum of every on-disk structure. */
 uint64_t es__hash64(const void *p, size_t n, uint64_t seed) {
   return XXH3_64bits_withSeed(p, n, seed);

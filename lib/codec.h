@@ -45,13 +45,6 @@ static inline es_rd es__rd(const void *p, size_t n) {
   es_rd r = {(const uint8_t *)p, (const uint8_t *)p + n, 0};
   return r;
 }
-uint8_t es__rd_u8(es_rd *r);
-uint32_t es__rd_u32(es_rd *r);
-uint64_t es__rd_u64(es_rd *r);
-uint64_t es__rd_varint(es_rd *r);
-int64_t es__rd_svarint(es_rd *r);
-/* Returns a pointer to the next n bytes and skips them (NULL if short). */
-const uint8_t *es__rd_bytes(es_rd *r, size_t n);
 
 static inline void es__le32(uint8_t *p, uint32_t v) {
   for (int i = 0; i < 4; i++)
@@ -84,6 +77,62 @@ static inline uint64_t es__zigzag(int64_t v) {
 }
 static inline int64_t es__unzigzag(uint64_t v) {
   return (int64_t)(v >> 1) ^ -(int64_t)(v & 1);
+}
+
+/* Returns a pointer to the next n bytes and skips them (NULL if short). */
+static inline const uint8_t *es__rd_bytes(es_rd *r, size_t n) {
+  if ((size_t)(r->end - r->p) < n) {
+    r->bad = 1;
+    r->p = r->end;
+    return NULL;
+  }
+  const uint8_t *p = r->p;
+  r->p += n;
+  return p;
+}
+
+/* Reads one byte (0 and bad when past the end). */
+static inline uint8_t es__rd_u8(es_rd *r) {
+  if (r->p >= r->end) {
+    r->bad = 1;
+    return 0;
+  }
+  return *r->p++;
+}
+
+/* Reads a little-endian u32 / u64. */
+static inline uint32_t es__rd_u32(es_rd *r) {
+  const uint8_t *p = es__rd_bytes(r, 4);
+  return p ? es__get_le32(p) : 0;
+}
+static inline uint64_t es__rd_u64(es_rd *r) {
+  const uint8_t *p = es__rd_bytes(r, 8);
+  return p ? es__get_le64(p) : 0;
+}
+
+/* Reads an unsigned varint of at most 10 bytes (inline: it is on every
+ * row's decode path). */
+static inline uint64_t es__rd_varint(es_rd *r) {
+  if (r->p < r->end && *r->p < 0x80)
+    return *r->p++;
+  uint64_t v = 0;
+  for (int shift = 0; shift < 70; shift += 7) {
+    if (r->p >= r->end) {
+      r->bad = 1;
+      return 0;
+    }
+    uint8_t c = *r->p++;
+    v |= (uint64_t)(c & 0x7f) << shift;
+    if (!(c & 0x80))
+      return v;
+  }
+  r->bad = 1;
+  return 0;
+}
+
+/* Reads a zigzag signed varint. */
+static inline int64_t es__rd_svarint(es_rd *r) {
+  return es__unzigzag(es__rd_varint(r));
 }
 
 /* The checksum of every on-disk structure: XXH3 64-bit with a seed. */

@@ -31,14 +31,14 @@ typedef struct cur_key {
 } cur_key;
 
 typedef struct cur_src {
-  es_segment *seg;   /* segment source, or NULL */
-  uint32_t group;    /* next row group to load */
-  es_seg_rows rows;  /* the loaded row group */
-  size_t pos;        /* current row in rows */
-  es_memtable *mt;   /* memtable source, or NULL */
-  cur_key *keys;     /* memtable rows that match, sorted */
+  es_segment *seg;  /* segment source, or NULL */
+  uint32_t group;   /* next row group to load */
+  es_seg_rows rows; /* the loaded row group */
+  size_t pos;       /* current row in rows */
+  es_memtable *mt;  /* memtable source, or NULL */
+  cur_key *keys;    /* memtable rows that match, sorted */
   size_t nkeys;
-  int64_t ts;        /* time of the current row */
+  int64_t ts; /* time of the current row */
   int done;
 } cur_src;
 

@@ -67,9 +67,9 @@ static int writer_seal_due(es_shard *sh, int only_size) {
     es_memtable *mt = t->active;
     if (!mt || mt->rows == 0)
       continue;
-    int due = mt->bytes >= db->opts.seal_bytes ||
-              (!only_size &&
-               now - mt->first_insert_mono_us >= db->opts.seal_age_us);
+    int due =
+        mt->bytes >= db->opts.seal_bytes ||
+        (!only_size && now - mt->first_insert_mono_us >= db->opts.seal_age_us);
     if (due)
       ES_TRY(es__tenant_seal(db, t));
     else if (mt->bytes > biggest_bytes)
@@ -114,8 +114,8 @@ static int writer_commit(es_shard *sh, es_req *reqs) {
     if (r->kind != ES_REQ_APPEND)
       continue;
     r->lsn = lsn;
-    ES_TRY(es__tenant_insert(db, r->tenant, r->rows, r->rows_len, r->count,
-                             lsn));
+    ES_TRY(
+        es__tenant_insert(db, r->tenant, r->rows, r->rows_len, r->count, lsn));
   }
   ES_TRY(es__wal_sync(sh->wal));
   int64_t now = es__clock_now_us();
@@ -178,12 +178,7 @@ static void *writer_main(void *arg) {
   for (;;) {
     if (!sh->head && !sh->stop && !atomic_load(&sh->reclaim)) {
       struct timespec ts;
-      clock_gettime(CLOCK_REALTIME, &ts);
-      ts.tv_nsec += DB_AGE_CHECK_US * 1000;
-      if (ts.tv_nsec >= 1000000000) {
-        ts.tv_sec++;
-        ts.tv_nsec -= 1000000000;
-      }
+      es__clock_deadline(&ts, DB_AGE_CHECK_US);
       pthread_cond_timedwait(&sh->work_cv, &sh->mu, &ts);
     }
     es_req *reqs = sh->head;
@@ -231,9 +226,10 @@ static int shard_submit(es_shard *sh, es_req *req) {
     pthread_cond_wait(&sh->done_cv, &sh->mu);
   pthread_mutex_unlock(&sh->mu);
   if (req->rc < 0)
-    return ES_ERR(req->rc, "%s", req->rc == ES_EFAILED
-                                     ? "database failed earlier; reopen it"
-                                     : "write failed; database is now failed");
+    return ES_ERR(req->rc, "%s",
+                  req->rc == ES_EFAILED
+                      ? "database failed earlier; reopen it"
+                      : "write failed; database is now failed");
   return ES_OK;
 }
 
@@ -248,8 +244,7 @@ static int db_wait_memory(es_db *db) {
   while (atomic_load(&db->mem_bytes) > db->opts.memtable_budget_bytes &&
          !atomic_load(&db->failed) && !atomic_load(&db->closing)) {
     struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    ts.tv_sec += 1;
+    es__clock_deadline(&ts, 1000000);
     pthread_cond_timedwait(&db->mem_cv, &db->mem_mu, &ts);
   }
   pthread_mutex_unlock(&db->mem_mu);
@@ -284,8 +279,12 @@ int es_append(es_db *db, const char *tenant, const es_event *events,
   ES_CHECK(db_wait_memory(db));
   es_tenant *t = NULL;
   ES_CHECK(es__tenant_get(db, tenant, 1, &t));
-  es_req req = {.kind = ES_REQ_APPEND, .tenant = t, .rec = rec.data,
-                .rec_len = rec.len, .rows = rows.data, .rows_len = rows.len,
+  es_req req = {.kind = ES_REQ_APPEND,
+                .tenant = t,
+                .rec = rec.data,
+                .rec_len = rec.len,
+                .rows = rows.data,
+                .rows_len = rows.len,
                 .count = (uint32_t)count};
   ES_CHECK(shard_submit(&db->shards[t->shard], &req));
   if (receipt_out) {
@@ -353,14 +352,13 @@ static int replay_record(void *ud, uint64_t lsn, const es_wal_rec *rec,
       es__tenant_shard(db, rec->tenant) != rc->shard)
     return ES_CORRUPT_BKPT("%s: frame at %llu: tenant \"%s\" does not "
                            "belong to shard %u",
-                           rc->path, (unsigned long long)frame_off,
-                           rec->tenant, rc->shard);
+                           rc->path, (unsigned long long)frame_off, rec->tenant,
+                           rc->shard);
   es_tenant *t = NULL;
   ES_TRY(es__tenant_get(db, rec->tenant, 1, &t));
   if (lsn <= t->man.flushed_lsn)
     return ES_OK;
-  ES_TRY(es__tenant_insert(db, t, rec->rows, rec->rows_len, rec->events,
-                           lsn));
+  ES_TRY(es__tenant_insert(db, t, rec->rows, rec->rows_len, rec->events, lsn));
   es__memtable_publish(t->active, lsn);
   rc->records++;
   if (t->active->bytes >= db->opts.seal_bytes)
@@ -393,8 +391,8 @@ static int replay_shard(es_db *db, es_shard *sh) {
     ES_CHECK(es__wal_path(path, sizeof(path), sh->dir, firsts[i]));
     ctx.path = path;
     es_wal_scan scan;
-    ES_CHECK(es__wal_read_file(db->vfs, path, i + 1 == n, prev,
-                               replay_record, &ctx, &scan));
+    ES_CHECK(es__wal_read_file(db->vfs, path, i + 1 == n, prev, replay_record,
+                               &ctx, &scan));
     if (scan.torn) {
       es__db_log(db, 1, "%s: torn tail at offset %llu cut off", path,
                  (unsigned long long)scan.end_off);
@@ -437,7 +435,8 @@ static int open_identity(es_db *db, int shards_wanted) {
   } else {
     ES_TRY(rc);
     if ((int)shards != shards_wanted)
-      es__db_log(db, 2, "store has %u shards (fixed at creation); the "
+      es__db_log(db, 2,
+                 "store has %u shards (fixed at creation); the "
                  "requested %d applies only to new stores",
                  shards, shards_wanted);
   }

@@ -39,13 +39,13 @@ typedef struct es_tenant {
   char name[ES_TENANT_LEN_MAX + 1];
   char dir[ES_PATH_MAX];
   uint32_t shard;
-  pthread_mutex_t mu;    /* guards active, imm, segs */
-  es_memtable *active;   /* inserted into by the shard writer only */
-  es_memtable **imm;     /* sealed, oldest first, awaiting flush */
+  pthread_mutex_t mu;  /* guards active, imm, segs */
+  es_memtable *active; /* inserted into by the shard writer only */
+  es_memtable **imm;   /* sealed, oldest first, awaiting flush */
   size_t nimm, imm_cap;
   es_segset *segs;
-  es_manifest man;       /* the durable manifest (flusher's copy) */
-  int dir_durable;       /* tenant directory created and synced */
+  es_manifest man; /* the durable manifest (flusher's copy) */
+  int dir_durable; /* tenant directory created and synced */
   struct es_tenant *hash_next;
   struct es_tenant *shard_next;
 } es_tenant;
@@ -55,10 +55,10 @@ typedef struct es_tenant {
 
 typedef struct es_req {
   int kind;
-  es_tenant *tenant;     /* SEAL: NULL = every tenant of the shard */
-  const uint8_t *rec;    /* APPEND: the WAL record */
+  es_tenant *tenant;  /* SEAL: NULL = every tenant of the shard */
+  const uint8_t *rec; /* APPEND: the WAL record */
   size_t rec_len;
-  const uint8_t *rows;   /* APPEND: the encoded rows */
+  const uint8_t *rows; /* APPEND: the encoded rows */
   size_t rows_len;
   uint32_t count;
   int done, rc;
@@ -75,10 +75,10 @@ struct es_shard {
   pthread_cond_t work_cv, done_cv;
   es_req *head, *tail;
   int stop, started;
-  atomic_int reclaim;    /* set by the flusher after a manifest commit */
-  es_wal *wal;           /* writer thread only (after open) */
+  atomic_int reclaim; /* set by the flusher after a manifest commit */
+  es_wal *wal;        /* writer thread only (after open) */
   uint64_t next_lsn;
-  es_tenant *tenants;    /* list, guarded by db->tenants_mu */
+  es_tenant *tenants; /* list, guarded by db->tenants_mu */
   es_buf frame;
   pthread_t thread;
 };
@@ -99,7 +99,7 @@ struct es_db {
   pthread_mutex_t tenants_mu;
   es_tenant **buckets;
   size_t nbuckets, ntenants;
-  atomic_int failed;  /* 0, or the status that failed the database */
+  atomic_int failed; /* 0, or the status that failed the database */
   atomic_int closing;
   /* the flusher */
   pthread_mutex_t flush_mu;

@@ -100,9 +100,9 @@ int es__event_encode(es_buf *b, const es_event *ev, int64_t now_us,
   size_t start = b->len;
   ES_TRY(es__buf_reserve(b, 21));
   b->len += es__varint_put(b->data + b->len, es__zigzag(ev->ts_us));
-  b->len += es__varint_put(b->data + b->len,
-                           es__zigzag((int64_t)((uint64_t)recv -
-                                                (uint64_t)ev->ts_us)));
+  b->len += es__varint_put(
+      b->data + b->len,
+      es__zigzag((int64_t)((uint64_t)recv - (uint64_t)ev->ts_us)));
   b->data[b->len++] = (uint8_t)ev->type;
   char ipbuf[INET6_ADDRSTRLEN];
   for (int i = 0; i < ES_NSTR; i++) {
@@ -124,8 +124,7 @@ int es__event_decode(const uint8_t *p, size_t n, es_event *ev, size_t *used) {
   es_rd r = es__rd(p, n);
   memset(ev, 0, sizeof(*ev));
   ev->ts_us = es__rd_svarint(&r);
-  ev->recv_us = (int64_t)((uint64_t)ev->ts_us +
-                          (uint64_t)es__rd_svarint(&r));
+  ev->recv_us = (int64_t)((uint64_t)ev->ts_us + (uint64_t)es__rd_svarint(&r));
   ev->type = es__rd_u8(&r);
   for (int i = 0; i < ES_NSTR && !r.bad; i++) {
     uint64_t l = es__rd_varint(&r);

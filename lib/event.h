@@ -18,25 +18,25 @@
 #include "eventstore.h"
 
 /* The string fields of es_event, in their on-disk column order. */
-#define ES_STR_FIELDS(X)                                                     \
-  X(event)                                                                   \
-  X(message_id)                                                              \
-  X(anonymous_id)                                                            \
-  X(user_id)                                                                 \
-  X(previous_id)                                                             \
-  X(group_id)                                                                \
-  X(path)                                                                    \
-  X(url)                                                                     \
-  X(referrer)                                                                \
-  X(properties)                                                              \
-  X(user_agent)                                                              \
+#define ES_STR_FIELDS(X)                                                       \
+  X(event)                                                                     \
+  X(message_id)                                                                \
+  X(anonymous_id)                                                              \
+  X(user_id)                                                                   \
+  X(previous_id)                                                               \
+  X(group_id)                                                                  \
+  X(path)                                                                      \
+  X(url)                                                                       \
+  X(referrer)                                                                  \
+  X(properties)                                                                \
+  X(user_agent)                                                                \
   X(ip)
 
 enum {
 #define ES_STR_ENUM(name) ES_STR_##name,
   ES_STR_FIELDS(ES_STR_ENUM)
 #undef ES_STR_ENUM
-  ES_NSTR
+      ES_NSTR
 };
 
 /* Byte offsets of the string fields inside es_event, by column. */

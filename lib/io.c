@@ -30,9 +30,9 @@ struct es_file {
   char path[ES_PATH_MAX];
 };
 
-#define IO_ERR(errno_value, ...)                                             \
-  es__error_errno(es__status_from_errno(errno_value), (errno_value),        \
-                  __FILE__, __LINE__, __VA_ARGS__)
+#define IO_ERR(errno_value, ...)                                               \
+  es__error_errno(es__status_from_errno(errno_value), (errno_value), __FILE__, \
+                  __LINE__, __VA_ARGS__)
 
 static int posix_open(es_vfs *vfs, const char *path, int flags,
                       es_file **file_out) {
@@ -86,8 +86,8 @@ static int posix_read(es_vfs *vfs, es_file *f, void *buf, size_t len,
   (void)vfs;
   size_t done = 0;
   while (done < len) {
-    ssize_t n = pread(f->fd, (char *)buf + done, len - done,
-                      (off_t)(offset + done));
+    ssize_t n =
+        pread(f->fd, (char *)buf + done, len - done, (off_t)(offset + done));
     if (n < 0) {
       if (errno == EINTR)
         continue;
@@ -177,8 +177,7 @@ static int posix_sync_dir(es_vfs *vfs, const char *path) {
   return rc;
 }
 
-static int posix_list(es_vfs *vfs, const char *path, es_list_fn fn,
-                      void *ud) {
+static int posix_list(es_vfs *vfs, const char *path, es_list_fn fn, void *ud) {
   (void)vfs;
   DIR *d = opendir(path);
   if (!d)
@@ -216,9 +215,9 @@ static int posix_lock(es_vfs *vfs, const char *path, es_file **file_out) {
 }
 
 static es_vfs posix_vfs = {
-    posix_open,   posix_close,  posix_read,     posix_write, posix_sync,
-    posix_truncate, posix_size, posix_rename,   posix_unlink, posix_mkdir,
-    posix_sync_dir, posix_list, posix_lock,     NULL,
+    posix_open,     posix_close, posix_read,   posix_write,  posix_sync,
+    posix_truncate, posix_size,  posix_rename, posix_unlink, posix_mkdir,
+    posix_sync_dir, posix_list,  posix_lock,   NULL,
 };
 
 /* The POSIX vfs: stateless, shared by every handle. */

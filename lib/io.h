@@ -27,10 +27,10 @@ typedef struct es_vfs es_vfs;
 typedef struct es_file es_file; /* defined by each vfs */
 
 #define ES_IO_READ 0x0
-#define ES_IO_WRITE 0x1   /* read and write */
-#define ES_IO_CREATE 0x2  /* create if missing */
-#define ES_IO_EXCL 0x4    /* with CREATE: fail with ES_EINVAL if it exists */
-#define ES_IO_TRUNC 0x8   /* truncate to zero length */
+#define ES_IO_WRITE 0x1  /* read and write */
+#define ES_IO_CREATE 0x2 /* create if missing */
+#define ES_IO_EXCL 0x4   /* with CREATE: fail with ES_EINVAL if it exists */
+#define ES_IO_TRUNC 0x8  /* truncate to zero length */
 
 /* Callback for list: called with each entry name (not "." or ".."). */
 typedef int (*es_list_fn)(void *ud, const char *name);

@@ -38,8 +38,10 @@ static int manifest_check(const char *path, const uint8_t *buf, size_t len,
                            len - 8);
   uint32_t version = es__get_le32(buf + 8);
   if (version == 0 || version > ES_FORMAT_VERSION)
-    return ES_ERR(ES_EVERSION, "%s: format version %u (this library reads "
-                  "up to %d)", path, version, ES_FORMAT_VERSION);
+    return ES_ERR(ES_EVERSION,
+                  "%s: format version %u (this library reads "
+                  "up to %d)",
+                  path, version, ES_FORMAT_VERSION);
   return ES_OK;
 }
 

@@ -42,12 +42,12 @@ typedef struct es_memtable {
   atomic_size_t visible; /* rows published to readers */
   size_t rows;           /* rows inserted (writer only) */
   es_mrow *chunks[ES_MT_CHUNKS_MAX];
-  es_mt_block *blocks;   /* arena, newest first */
-  size_t bytes;          /* arena + index memory */
-  uint64_t min_lsn;      /* LSN of the first record inserted (0: none) */
-  uint64_t max_lsn;      /* LSN of the last published record */
+  es_mt_block *blocks;          /* arena, newest first */
+  size_t bytes;                 /* arena + index memory */
+  uint64_t min_lsn;             /* LSN of the first record inserted (0: none) */
+  uint64_t max_lsn;             /* LSN of the last published record */
   int64_t first_insert_mono_us; /* for sealing by age */
-  uint64_t seal_seq;     /* set when sealed (db.c) */
+  uint64_t seal_seq;            /* set when sealed (db.c) */
 } es_memtable;
 
 /* A new empty memtable with one reference. */
@@ -76,8 +76,7 @@ static inline size_t es__memtable_visible(es_memtable *mt) {
 }
 
 /* The i-th row (i < a visible count read earlier). */
-static inline const es_mrow *es__memtable_row(const es_memtable *mt,
-                                              size_t i) {
+static inline const es_mrow *es__memtable_row(const es_memtable *mt, size_t i) {
   return &mt->chunks[i / ES_MT_CHUNK_ROWS][i % ES_MT_CHUNK_ROWS];
 }
 

@@ -89,9 +89,8 @@ static int seg_encode_strings(es_buf *raw, const es_event *evs, size_t n,
 }
 
 /* Encodes column c of one row group into raw. */
-static int seg_encode_column(es_buf *raw, const es_event *evs, size_t n,
-                             int c, int64_t min_ts, seg_dict *d,
-                             uint32_t *idx) {
+static int seg_encode_column(es_buf *raw, const es_event *evs, size_t n, int c,
+                             int64_t min_ts, seg_dict *d, uint32_t *idx) {
   int64_t prev = min_ts;
   switch (c) {
   case ES_COL_TS:
@@ -125,8 +124,7 @@ static uint64_t seg_bloom_hash(const char *key) {
   return es__hash64(key, strlen(key), 0x5e9b100f);
 }
 
-static void seg_bloom_add(uint8_t *bits, uint32_t nbits, const char *key) {
-  uint64_t h = seg_bloom_hash(key);
+static void seg_bloom_add(uint8_t *bits, uint32_t nbits, uint64_t h) {
   for (uint32_t i = 0; i < SEG_BLOOM_K; i++) {
     uint32_t bit = seg_bloom_bit(h, i, nbits);
     bits[bit / 8] |= (uint8_t)(1u << (bit % 8));
@@ -140,7 +138,25 @@ typedef struct seg_build {
   es_event *evs;
   seg_dict dict;
   uint32_t *idx;
+  uint64_t *keys; /* hashes of person and message ids, for the filter */
+  size_t nkeys, keys_cap;
 } seg_build;
+
+/* Remembers the ids of a row group for the Bloom filter. */
+static int seg_collect_keys(seg_build *sb, size_t n) {
+  ES_TRY(es__grow((void **)&sb->keys, &sb->keys_cap, sb->nkeys + 3 * n,
+                  sizeof(uint64_t)));
+  for (size_t r = 0; r < n; r++) {
+    const es_event *ev = &sb->evs[r];
+    if (ev->anonymous_id)
+      sb->keys[sb->nkeys++] = seg_bloom_hash(ev->anonymous_id);
+    if (ev->user_id)
+      sb->keys[sb->nkeys++] = seg_bloom_hash(ev->user_id);
+    if (ev->message_id)
+      sb->keys[sb->nkeys++] = seg_bloom_hash(ev->message_id);
+  }
+  return ES_OK;
+}
 
 /* Writes one row group's blocks and appends its footer entry. */
 static int seg_build_group(seg_build *sb, size_t n) {
@@ -151,13 +167,13 @@ static int seg_build_group(seg_build *sb, size_t n) {
   ES_TRY(es__buf_put_u64(&sb->footer_groups, (uint64_t)max_ts));
   for (int c = 0; c < ES_SEG_NCOLS; c++) {
     sb->raw.len = 0;
-    ES_TRY(seg_encode_column(&sb->raw, sb->evs, n, c, min_ts, &sb->dict,
-                             sb->idx));
+    ES_TRY(
+        seg_encode_column(&sb->raw, sb->evs, n, c, min_ts, &sb->dict, sb->idx));
     size_t bound = es__lz4_bound(sb->raw.len);
     sb->comp.len = 0;
     ES_TRY(es__buf_reserve(&sb->comp, bound));
-    size_t clen = es__lz4_compress(sb->raw.data, sb->raw.len, sb->comp.data,
-                                   bound);
+    size_t clen =
+        es__lz4_compress(sb->raw.data, sb->raw.len, sb->comp.data, bound);
     if (clen == 0)
       return ES_ERR(ES_ETOOBIG, "column block of %zu bytes", sb->raw.len);
     uint64_t off = sb->out->len;
@@ -172,32 +188,17 @@ static int seg_build_group(seg_build *sb, size_t n) {
 }
 
 /* Appends footer and trailer. */
-static int seg_build_footer(seg_build *sb, const es_mrow *const *rows,
-                            size_t n, uint32_t ngroups) {
+static int seg_build_footer(seg_build *sb, const es_mrow *const *rows, size_t n,
+                            uint32_t ngroups) {
   es_buf *out = sb->out;
-  size_t nkeys = 0;
-  es_event ev;
-  size_t used;
-  for (size_t r = 0; r < n; r++) {
-    ES_TRY(es__event_decode(rows[r]->row, ES_EVENT_BYTES_MAX, &ev, &used));
-    nkeys += !!ev.anonymous_id + !!ev.user_id + !!ev.message_id;
-  }
-  uint32_t nbits = (uint32_t)((nkeys * 10 + 63) / 64 * 64);
+  uint32_t nbits = (uint32_t)((sb->nkeys * 10 + 63) / 64 * 64);
   if (nbits < 64)
     nbits = 64;
   uint8_t *bloom = es__calloc(1, nbits / 8);
   if (!bloom)
     return ES_NOMEM_BKPT();
-  for (size_t r = 0; r < n; r++) {
-    if (es__event_decode(rows[r]->row, ES_EVENT_BYTES_MAX, &ev, &used) < 0)
-      continue; /* cannot happen: the first pass decoded every row */
-    if (ev.anonymous_id)
-      seg_bloom_add(bloom, nbits, ev.anonymous_id);
-    if (ev.user_id)
-      seg_bloom_add(bloom, nbits, ev.user_id);
-    if (ev.message_id)
-      seg_bloom_add(bloom, nbits, ev.message_id);
-  }
+  for (size_t k = 0; k < sb->nkeys; k++)
+    seg_bloom_add(bloom, nbits, sb->keys[k]);
   uint64_t footer_off = out->len;
   int rc = es__buf_put_u32(out, ngroups);
   if (rc == ES_OK)
@@ -256,6 +257,7 @@ int es__segment_build(es_buf *out, const es_mrow *const *rows, size_t n) {
       ES_CHECK(es__event_decode(rows[start + r]->row, ES_EVENT_BYTES_MAX,
                                 &sb.evs[r], &used));
     }
+    ES_CHECK(seg_collect_keys(&sb, m));
     ES_CHECK(seg_build_group(&sb, m));
   }
   ES_CHECK(seg_build_footer(&sb, rows, n, ngroups));
@@ -267,6 +269,7 @@ err:
   es__free(sb.idx);
   es__free(sb.dict.slots);
   es__free(sb.dict.vals);
+  es__free(sb.keys);
   return rc;
 }
 
@@ -288,8 +291,8 @@ static int seg_parse_footer(es_segment *seg, const uint8_t *f, size_t len,
       (uint64_t)seg->ngroups * SEG_GROUP_BYTES + seg->bloom_bits / 8 !=
           len - SEG_FOOTER_FIXED)
     return ES_CORRUPT_BKPT("%s: footer shape is wrong", seg->path);
-  seg->groups = es__calloc(seg->ngroups ? seg->ngroups : 1,
-                           sizeof(es_seg_group));
+  seg->groups =
+      es__calloc(seg->ngroups ? seg->ngroups : 1, sizeof(es_seg_group));
   seg->bloom = es__malloc(seg->bloom_bits / 8);
   if (!seg->groups || !seg->bloom)
     return ES_NOMEM_BKPT();
@@ -328,7 +331,8 @@ static int seg_load(es_segment *seg) {
   es_vfs *vfs = seg->vfs;
   uint8_t hdr[ES_SEG_HEADER_BYTES], tr[ES_SEG_TRAILER_BYTES];
   ES_TRY(vfs->size(vfs, seg->file, &seg->bytes));
-  if (seg->bytes < ES_SEG_HEADER_BYTES + ES_SEG_TRAILER_BYTES + SEG_FOOTER_FIXED)
+  if (seg->bytes <
+      ES_SEG_HEADER_BYTES + ES_SEG_TRAILER_BYTES + SEG_FOOTER_FIXED)
     return ES_CORRUPT_BKPT("%s: %llu bytes is too short for a segment",
                            seg->path, (unsigned long long)seg->bytes);
   ES_TRY(es__io_read_exact(vfs, seg->file, hdr, sizeof(hdr), 0, seg->path));
@@ -338,8 +342,10 @@ static int seg_load(es_segment *seg) {
     return ES_CORRUPT_BKPT("%s: not a segment file (bad magic)", seg->path);
   uint32_t version = es__get_le32(hdr + 8);
   if (version > ES_FORMAT_VERSION || version == 0)
-    return ES_ERR(ES_EVERSION, "%s: format version %u (this library reads "
-                  "up to %d)", seg->path, version, ES_FORMAT_VERSION);
+    return ES_ERR(ES_EVERSION,
+                  "%s: format version %u (this library reads "
+                  "up to %d)",
+                  seg->path, version, ES_FORMAT_VERSION);
   uint64_t foff = es__get_le64(tr);
   uint32_t flen = es__get_le32(tr + 8);
   if (foff < ES_SEG_HEADER_BYTES || flen < SEG_FOOTER_FIXED ||
@@ -505,8 +511,8 @@ static int seg_decode_numeric(es_seg_rows *out, int64_t min_ts, size_t n) {
     return ES_CORRUPT_BKPT("time column does not decode");
   r = es__rd(out->raw[ES_COL_RECV].data, out->raw[ES_COL_RECV].len);
   for (size_t i = 0; i < n; i++)
-    out->recv[i] = (int64_t)((uint64_t)out->ts[i] +
-                             (uint64_t)es__rd_svarint(&r));
+    out->recv[i] =
+        (int64_t)((uint64_t)out->ts[i] + (uint64_t)es__rd_svarint(&r));
   if (r.bad || r.p != r.end)
     return ES_CORRUPT_BKPT("receive-time column does not decode");
   if (out->raw[ES_COL_TYPE].len != n)
@@ -562,8 +568,7 @@ void es__segment_rows_free(es_seg_rows *rows) {
 
 /* Checks every checksum of one segment, reporting each problem. */
 int es__segment_verify(es_vfs *vfs, const char *path,
-                       void (*fn)(void *, const char *, uint64_t,
-                                  const char *),
+                       void (*fn)(void *, const char *, uint64_t, const char *),
                        void *ud, uint64_t *rows_out) {
   es_segment *seg = NULL;
   int rc = es__segment_open(vfs, path, 0, &seg);

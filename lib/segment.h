@@ -96,8 +96,7 @@ void es__segment_rows_free(es_seg_rows *rows);
 /* Checks every checksum of a segment file, calling fn per problem;
  * returns ES_OK, ES_ECORRUPT or an I/O status.  *rows_out may be NULL. */
 int es__segment_verify(es_vfs *vfs, const char *path,
-                       void (*fn)(void *, const char *, uint64_t,
-                                  const char *),
+                       void (*fn)(void *, const char *, uint64_t, const char *),
                        void *ud, uint64_t *rows_out);
 
 #endif

@@ -55,12 +55,11 @@ static void status_vformat(const char *file, int line, int errno_value,
   int n = vsnprintf(status_detail, sizeof(status_detail), fmt, ap);
   if (n < 0)
     n = 0;
-  size_t used = (size_t)n < sizeof(status_detail) ? (size_t)n
-                                                  : sizeof(status_detail) - 1;
+  size_t used =
+      (size_t)n < sizeof(status_detail) ? (size_t)n : sizeof(status_detail) - 1;
   if (errno_value != 0)
-    used += (size_t)snprintf(status_detail + used,
-                             sizeof(status_detail) - used, ": %s",
-                             strerror(errno_value));
+    used += (size_t)snprintf(status_detail + used, sizeof(status_detail) - used,
+                             ": %s", strerror(errno_value));
   if (used < sizeof(status_detail))
     snprintf(status_detail + used, sizeof(status_detail) - used, " (%s:%d)",
              base, line);

@@ -19,8 +19,7 @@ int es__error_at(int rc, const char *file, int line, const char *fmt, ...)
 
 /* Like es__error_at, appending strerror(errno_value). */
 int es__error_errno(int rc, int errno_value, const char *file, int line,
-                    const char *fmt, ...)
-    __attribute__((format(printf, 5, 6)));
+                    const char *fmt, ...) __attribute__((format(printf, 5, 6)));
 
 /* Maps an errno from a failed system call to ES_EIO / ES_ENOSPC / ... */
 int es__status_from_errno(int errno_value);
@@ -33,19 +32,19 @@ void es__error_clear(void);
 #define ES_INVAL_BKPT(...) ES_ERR(ES_EINVAL, __VA_ARGS__)
 #define ES_NOMEM_BKPT() ES_ERR(ES_ENOMEM, "out of memory")
 
-#define ES_TRY(expr)                                                         \
-  do {                                                                       \
-    int es_try_rc_ = (expr);                                                 \
-    if (es_try_rc_ < 0)                                                      \
-      return es_try_rc_;                                                     \
+#define ES_TRY(expr)                                                           \
+  do {                                                                         \
+    int es_try_rc_ = (expr);                                                   \
+    if (es_try_rc_ < 0)                                                        \
+      return es_try_rc_;                                                       \
   } while (0)
 
 /* Requires `int rc` and a label `err` in the calling function. */
-#define ES_CHECK(expr)                                                       \
-  do {                                                                       \
-    rc = (expr);                                                             \
-    if (rc < 0)                                                              \
-      goto err;                                                              \
+#define ES_CHECK(expr)                                                         \
+  do {                                                                         \
+    rc = (expr);                                                               \
+    if (rc < 0)                                                                \
+      goto err;                                                                \
   } while (0)
 
 #endif

@@ -63,8 +63,7 @@ void es__segset_unref(es_segset *set) {
 }
 
 /* A new set: the old one's segments plus `add` (may be NULL). */
-static int segset_with(const es_segset *old, es_segment *add,
-                       es_segset **out) {
+static int segset_with(const es_segset *old, es_segment *add, es_segset **out) {
   size_t n = (old ? old->n : 0) + (add ? 1 : 0);
   es_segset *s = es__malloc(sizeof(*s) + n * sizeof(es_segment *));
   *out = s;
@@ -109,8 +108,7 @@ static int tenant_new(es_db *db, const char *name, es_tenant **t_out) {
 }
 
 /* Looks a tenant up by id; creates it (in memory only) when asked. */
-int es__tenant_get(es_db *db, const char *name, int create,
-                   es_tenant **t_out) {
+int es__tenant_get(es_db *db, const char *name, int create, es_tenant **t_out) {
   size_t b = (size_t)es__hash64(name, strlen(name), 1) & (db->nbuckets - 1);
   pthread_mutex_lock(&db->tenants_mu);
   es_tenant *t = db->buckets[b];
@@ -206,8 +204,7 @@ static int tenant_load_one(void *ud, const char *name) {
   es_db *db = ud;
   if (es__tenant_check(name) < 0) {
     es__error_clear();
-    es__db_log(db, 1, "ignoring %s/%s: not a tenant id", db->tenants_dir,
-               name);
+    es__db_log(db, 1, "ignoring %s/%s: not a tenant id", db->tenants_dir, name);
     return 0;
   }
   return tenant_load(db, name);
@@ -360,8 +357,8 @@ static int flush_one(es_db *db, es_tenant *t, es_memtable *mt) {
       ES_CHECK(ES_NOMEM_BKPT());
     memcpy(next.entries, t->man.entries,
            t->man.count * sizeof(es_manifest_entry));
-    next.entries[t->man.count] = (es_manifest_entry){
-        id, seg->rows, seg->bytes, seg->min_ts, seg->max_ts};
+    next.entries[t->man.count] = (es_manifest_entry){id, seg->rows, seg->bytes,
+                                                     seg->min_ts, seg->max_ts};
     next.next_segment_id = id + 1;
     next.flushed_lsn = mt->max_lsn;
     ES_CHECK(es__manifest_write(db->vfs, t->dir, &next));

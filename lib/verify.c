@@ -73,8 +73,7 @@ static int inspect_wal_rec(void *ud, uint64_t lsn, const es_wal_rec *rec,
   for (uint32_t i = 0; i < rec->events; i++) {
     es_event ev;
     size_t used;
-    int rc = es__event_decode(rec->rows + pos, rec->rows_len - pos, &ev,
-                              &used);
+    int rc = es__event_decode(rec->rows + pos, rec->rows_len - pos, &ev, &used);
     if (rc < 0)
       return ES_CORRUPT_BKPT("WAL frame at %llu: row %u does not decode",
                              (unsigned long long)off, i);
@@ -111,8 +110,8 @@ static int walk_wal(es_vfs *vfs, const char *data_dir, uint32_t shards,
       es_wal_scan scan;
       wal_ts w = {0, 0, 0};
       if (rc == ES_OK)
-        rc = es__wal_read_file(vfs, path, i + 1 == n, prev,
-                               inspect_wal_rec, &w, &scan);
+        rc = es__wal_read_file(vfs, path, i + 1 == n, prev, inspect_wal_rec, &w,
+                               &scan);
       if (rc == ES_ECORRUPT && problem) {
         problem(pud, path, scan.end_off, es_errdetail());
         bad = 1;
@@ -123,9 +122,15 @@ static int walk_wal(es_vfs *vfs, const char *data_dir, uint32_t shards,
         break;
       if (scan.last_lsn)
         prev = scan.last_lsn;
-      es_file_info info = {NULL, path + strlen(data_dir) + 1, ES_FILE_WAL,
-                           scan.file_bytes, scan.records, scan.events,
-                           w.min, w.max, s};
+      es_file_info info = {NULL,
+                           path + strlen(data_dir) + 1,
+                           ES_FILE_WAL,
+                           scan.file_bytes,
+                           scan.records,
+                           scan.events,
+                           w.min,
+                           w.max,
+                           s};
       if (fn && (rc = fn(ud, &info)) != 0)
         break;
     }
@@ -154,10 +159,15 @@ int es__inspect_vfs(es_vfs *vfs, const char *data_dir,
       char name[32], path[ES_PATH_MAX];
       es__segment_name(name, sizeof(name), m.entries[i].id);
       snprintf(path, sizeof(path), "tenants/%s/%s", ns.v[t], name);
-      es_file_info info = {ns.v[t], path, ES_FILE_SEGMENT,
-                           m.entries[i].bytes, m.entries[i].rows,
-                           m.entries[i].rows, m.entries[i].min_ts_us,
-                           m.entries[i].max_ts_us, 0};
+      es_file_info info = {ns.v[t],
+                           path,
+                           ES_FILE_SEGMENT,
+                           m.entries[i].bytes,
+                           m.entries[i].rows,
+                           m.entries[i].rows,
+                           m.entries[i].min_ts_us,
+                           m.entries[i].max_ts_us,
+                           0};
       rc = fn(ud, &info);
     }
     if (rc >= 0)

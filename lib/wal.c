@@ -29,10 +29,10 @@ struct es_wal {
   size_t file_bytes;
   int sync;
   es_file *cur;
-  uint64_t off;      /* next write offset in cur */
-  uint64_t *firsts;  /* first LSNs of live files, sorted; last = cur */
+  uint64_t off;     /* next write offset in cur */
+  uint64_t *firsts; /* first LSNs of live files, sorted; last = cur */
   size_t nfiles, cap;
-  uint64_t bytes;    /* bytes in live files (approximate for old ones) */
+  uint64_t bytes; /* bytes in live files (approximate for old ones) */
 };
 
 /* Builds one record; see wal.h. */
@@ -97,8 +97,8 @@ static int wal_new_file(es_wal *wal, uint64_t first) {
   int rc = ES_OK;
   uint8_t *zeros = NULL;
   if (wal->file_bytes > 0) {
-    size_t chunk = wal->file_bytes < WAL_ZERO_CHUNK ? wal->file_bytes
-                                                    : WAL_ZERO_CHUNK;
+    size_t chunk =
+        wal->file_bytes < WAL_ZERO_CHUNK ? wal->file_bytes : WAL_ZERO_CHUNK;
     zeros = es__calloc(1, chunk);
     if (!zeros)
       rc = ES_NOMEM_BKPT();
@@ -162,8 +162,7 @@ int es__wal_open(es_vfs *vfs, const char *dir, uint64_t next_lsn,
 /* Writes one frame at the end of the log, rolling to a new file when the
  * frame would not fit (a frame larger than a file gets a file of its own,
  * which then grows past its preallocation). */
-int es__wal_write(es_wal *wal, const uint8_t *frame, size_t len,
-                  uint64_t lsn) {
+int es__wal_write(es_wal *wal, const uint8_t *frame, size_t len, uint64_t lsn) {
   if (wal->off > 0 && wal->off + len > wal->file_bytes)
     ES_TRY(wal_new_file(wal, lsn));
   ES_TRY(wal->vfs->write(wal->vfs, wal->cur, frame, len, wal->off));
@@ -236,8 +235,7 @@ static int64_t wal_frame_valid(const uint8_t *img, uint64_t size, uint64_t off,
   if (es__get_le32(h + 4) != 0 || lsn <= prev_lsn ||
       lsn - prev_lsn > WAL_LSN_SLACK)
     return -1;
-  if (wal_frame_checksum(h, h + ES_WAL_FRAME_HDR, len) !=
-      es__get_le64(h + 16))
+  if (wal_frame_checksum(h, h + ES_WAL_FRAME_HDR, len) != es__get_le64(h + 16))
     return -1;
   return (int64_t)len;
 }
@@ -293,7 +291,8 @@ static int wal_frame_records(const char *path, uint64_t off, uint64_t lsn,
       int rc = es__lz4_decompress(stored, stored_len, scratch->data, raw_len);
       if (rc < 0)
         return ES_CORRUPT_BKPT("%s: frame at %llu: record does not "
-                               "decompress", path, (unsigned long long)off);
+                               "decompress",
+                               path, (unsigned long long)off);
       rec.rows = scratch->data;
     } else {
       rec.rows = stored;
@@ -350,8 +349,7 @@ int es__wal_read_file(es_vfs *vfs, const char *path, int is_last,
     if (nz >= size)
       break;
     o = nz > o + 3 ? nz - 3 : o; /* a header has a non-zero length byte */
-    for (uint64_t end = nz + 1; o <= end && o + ES_WAL_FRAME_HDR <= size;
-         o++) {
+    for (uint64_t end = nz + 1; o <= end && o + ES_WAL_FRAME_HDR <= size; o++) {
       if (wal_frame_valid(img, size, o, prev_lsn) >= 0) {
         rc = ES_CORRUPT_BKPT("%s: invalid frame at offset %llu followed by "
                              "a valid frame at %llu",

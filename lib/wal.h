@@ -95,12 +95,12 @@ typedef int (*es_wal_rec_fn)(void *ud, uint64_t lsn, const es_wal_rec *rec,
 
 /* Result of reading one file. */
 typedef struct es_wal_scan {
-  uint64_t end_off;   /* offset after the last valid frame */
-  uint64_t last_lsn;  /* lsn of the last valid frame (0 if none) */
-  uint64_t frames;    /* valid frames */
-  uint64_t records;   /* records in them */
-  uint64_t events;    /* events in them */
-  int torn;           /* 1: an invalid frame at end_off, nothing valid after */
+  uint64_t end_off;  /* offset after the last valid frame */
+  uint64_t last_lsn; /* lsn of the last valid frame (0 if none) */
+  uint64_t frames;   /* valid frames */
+  uint64_t records;  /* records in them */
+  uint64_t events;   /* events in them */
+  int torn;          /* 1: an invalid frame at end_off, nothing valid after */
   uint64_t file_bytes;
 } es_wal_scan;
 

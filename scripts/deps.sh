@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Installs the Debian packages libeventstore needs to build and test.
+# Idempotent: does nothing when everything is already installed.
+set -euo pipefail
+pkgs=(meson ninja-build pkg-config gcc clang clang-format
+      liblz4-dev libxxhash-dev libyajl-dev check
+      libsqlite3-dev librocksdb-dev python3)
+missing=()
+for p in "${pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" ||
+    missing+=("$p")
+done
+if ((${#missing[@]})); then
+  echo "deps: installing ${missing[*]}" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi

@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# The main job on a fresh machine, embedded default: build, load a sample
+# of generated Segment events into a local data directory (./data) with
+# `esctl append`, and show what `esctl inspect` sees.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/deps.sh
+[ -d build ] || meson setup build --buildtype=release >/dev/null
+ninja -C build >/dev/null
+DATA=${DATA:-data}
+EVENTS=${EVENTS:-20000}
+tenant=demo
+echo "== generating $EVENTS sample events (es-bench gen, seed 1)"
+build/bench/es-bench gen --events "$EVENTS" --seed 1 > build/sample.ndjson
+echo "== loading them into $DATA as tenant '$tenant' (esctl append)"
+build/cmd/esctl append --data "$DATA" --tenant "$tenant" --batch 100 \
+  < build/sample.ndjson | tail -n 1
+build/cmd/esctl flush --data "$DATA" --tenant "$tenant"
+echo "== esctl inspect --data $DATA"
+build/cmd/esctl inspect --data "$DATA"
+echo "== esctl verify --data $DATA"
+build/cmd/esctl verify --data "$DATA"
+echo "== the first 3 events of tenant '$tenant' (esctl scan)"
+build/cmd/esctl scan --data "$DATA" --tenant "$tenant" | head -n 3

@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Every test: installs what is needed, runs the presubmit checks, builds
+# with AddressSanitizer + UndefinedBehaviorSanitizer, and runs all suites
+# (unit, fault injection, crash, integration, fuzz-corpus replay, bench
+# smoke) under them.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/deps.sh
+B=${BUILD_ASAN:-build-asan}
+[ -d "$B" ] || meson setup "$B" -Db_sanitize=address,undefined \
+  -Db_lundef=false --buildtype=debugoptimized >/dev/null
+ninja -C "$B"
+scripts/check.sh "$B"
+export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1}
+export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
+meson test -C "$B" --print-errorlogs --num-processes 2 "$@"
