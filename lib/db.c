@@ -35,6 +35,7 @@
 
 #define DB_AGE_CHECK_US 100000 /* how often writers look for old memtables */
 #define DB_FRAME_BYTES_MAX (64u << 20)
+#define DB_GROUP_EVENTS_MAX (1u << 20)
 
 int es_version(void) { return ES_VERSION_NUMBER; }
 
@@ -95,10 +96,47 @@ static int writer_reclaim(es_shard *sh) {
   return es__wal_reclaim(sh->wal, keep);
 }
 
+/* Takes the next group off the queue (caller holds sh->mu): everything
+ * queued, up to DB_GROUP_EVENTS_MAX events or DB_FRAME_BYTES_MAX bytes, so
+ * that one group always fits in an empty memtable. */
+static es_req *writer_take(es_shard *sh) {
+  es_req *first = sh->head, *last = NULL;
+  size_t events = 0, bytes = 0;
+  for (es_req *r = first; r; last = r, r = r->next) {
+    if (last && (events + r->count > DB_GROUP_EVENTS_MAX ||
+                 bytes + r->rec_len > DB_FRAME_BYTES_MAX))
+      break;
+    events += r->count;
+    bytes += r->rec_len;
+  }
+  if (!first)
+    return NULL;
+  sh->head = last->next;
+  if (!sh->head)
+    sh->tail = NULL;
+  last->next = NULL;
+  return first;
+}
+
+/* Seals, before the group is written, every memtable the group might
+ * overflow: a memtable must never be sealed while holding rows that are
+ * not yet published (the flusher writes only published rows). */
+static int writer_make_room(es_shard *sh, es_req *reqs) {
+  size_t events = 0;
+  for (es_req *r = reqs; r; r = r->next)
+    events += r->count;
+  for (es_req *r = reqs; r; r = r->next)
+    if (r->kind == ES_REQ_APPEND && r->tenant->active &&
+        !es__memtable_has_room(r->tenant->active, events))
+      ES_TRY(es__tenant_seal(sh->db, r->tenant));
+  return ES_OK;
+}
+
 /* Writes, inserts, syncs and publishes one group of append requests. */
 static int writer_commit(es_shard *sh, es_req *reqs) {
   es_db *db = sh->db;
   es_buf *f = &sh->frame;
+  ES_TRY(writer_make_room(sh, reqs));
   f->len = 0;
   ES_TRY(es__buf_reserve(f, ES_WAL_FRAME_HDR));
   f->len = ES_WAL_FRAME_HDR;
@@ -181,8 +219,7 @@ static void *writer_main(void *arg) {
       es__clock_deadline(&ts, DB_AGE_CHECK_US);
       pthread_cond_timedwait(&sh->work_cv, &sh->mu, &ts);
     }
-    es_req *reqs = sh->head;
-    sh->head = sh->tail = NULL;
+    es_req *reqs = writer_take(sh);
     int stop = sh->stop;
     pthread_mutex_unlock(&sh->mu);
     if (reqs)

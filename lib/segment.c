@@ -319,8 +319,9 @@ static int seg_parse_footer(es_segment *seg, const uint8_t *f, size_t len,
       return ES_CORRUPT_BKPT("%s: row group %u has %u rows", seg->path, g,
                              gr->rows);
   }
-  memcpy(seg->bloom, es__rd_bytes(&r, seg->bloom_bits / 8),
-         seg->bloom_bits / 8);
+  const uint8_t *bloom = es__rd_bytes(&r, seg->bloom_bits / 8);
+  if (bloom)
+    memcpy(seg->bloom, bloom, seg->bloom_bits / 8);
   if (r.bad || rows != seg->rows)
     return ES_CORRUPT_BKPT("%s: footer row counts disagree", seg->path);
   return ES_OK;

@@ -263,8 +263,13 @@ int es__tenant_seal(es_db *db, es_tenant *t) {
 /* Inserts a record's rows into the active memtable; see dbint.h. */
 int es__tenant_insert(es_db *db, es_tenant *t, const uint8_t *rows,
                       size_t rows_len, uint32_t count, uint64_t lsn) {
-  if (t->active && !es__memtable_has_room(t->active, count))
+  /* Only recovery gets here with a full memtable (every row published);
+   * the writer made room before writing its group (db.c). */
+  if (t->active && !es__memtable_has_room(t->active, count)) {
+    if (t->active->rows != es__memtable_visible(t->active))
+      return ES_ERR(ES_ETOOBIG, "memtable full inside a group");
     ES_TRY(es__tenant_seal(db, t));
+  }
   if (!t->active) {
     es_memtable *mt = NULL;
     ES_TRY(es__memtable_new(&mt));
@@ -355,8 +360,9 @@ static int flush_one(es_db *db, es_tenant *t, es_memtable *mt) {
     next.entries = es__malloc(next.count * sizeof(es_manifest_entry));
     if (!next.entries)
       ES_CHECK(ES_NOMEM_BKPT());
-    memcpy(next.entries, t->man.entries,
-           t->man.count * sizeof(es_manifest_entry));
+    if (t->man.count > 0)
+      memcpy(next.entries, t->man.entries,
+             t->man.count * sizeof(es_manifest_entry));
     next.entries[t->man.count] = (es_manifest_entry){id, seg->rows, seg->bytes,
                                                      seg->min_ts, seg->max_ts};
     next.next_segment_id = id + 1;

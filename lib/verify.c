@@ -55,7 +55,7 @@ static int walk_tenants(es_vfs *vfs, const char *data_dir, names *ns) {
   int rc = vfs->list(vfs, dir, names_add, ns);
   if (rc == ES_ENOTFOUND)
     rc = ES_OK;
-  if (rc == ES_OK)
+  if (rc == ES_OK && ns->n > 1)
     qsort(ns->v, ns->n, sizeof(char *), names_cmp);
   return rc;
 }

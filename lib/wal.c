@@ -405,7 +405,8 @@ int es__wal_list(es_vfs *vfs, const char *dir, uint64_t **firsts_out,
     *count_out = 0;
     return rc;
   }
-  qsort(arr, n, sizeof(uint64_t), wal_cmp_u64);
+  if (n > 1)
+    qsort(arr, n, sizeof(uint64_t), wal_cmp_u64);
   *firsts_out = arr;
   *count_out = n;
   return ES_OK;
