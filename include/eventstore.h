@@ -56,7 +56,7 @@ extern "C" {
 #define ES_VERSION_MAJOR 0
 #define ES_VERSION_MINOR 1
 #define ES_VERSION_PATCH 0
-#define ES_VERSION_NUMBER                                                    \
+#define ES_VERSION_NUMBER                                                      \
   (ES_VERSION_MAJOR * 10000 + ES_VERSION_MINOR * 100 + ES_VERSION_PATCH)
 #define ES_FORMAT_VERSION 1
 
@@ -149,8 +149,9 @@ typedef struct es_event {
  * ---------------------------------------------------------------------- */
 
 #define ES_SYNC_FULL 0 /* default: fdatasync before any acknowledgement */
-#define ES_SYNC_NONE 1 /* no fsync at all: tests and benchmarks only; a
-                          crash of the machine loses recent appends */
+#define ES_SYNC_NONE                                                           \
+  1 /* no fsync at all: tests and benchmarks only; a                           \
+       crash of the machine loses recent appends */
 
 typedef struct es_log_options {
   /* Called for notable events (recovery, seals, errors); may be NULL.
@@ -165,14 +166,14 @@ typedef struct es_log_options {
  * change what you need: new fields get defaults that way.
  */
 typedef struct es_options {
-  const char *data_dir;    /* required; created if missing */
-  int shards;              /* WAL shards (writer threads); default: online
-                              cores.  Fixed when the directory is created:
-                              a later open uses the stored count. */
+  const char *data_dir;         /* required; created if missing */
+  int shards;                   /* WAL shards (writer threads); default: online
+                                   cores.  Fixed when the directory is created:
+                                   a later open uses the stored count. */
   size_t memtable_budget_bytes; /* all memtables together; appends wait for
                                    flushes above it.  Default 256 MiB */
-  size_t seal_bytes;    /* seal a tenant's memtable at this size; 8 MiB */
-  int64_t seal_age_us;  /* ...or when its oldest row is this old; 5 min */
+  size_t seal_bytes;     /* seal a tenant's memtable at this size; 8 MiB */
+  int64_t seal_age_us;   /* ...or when its oldest row is this old; 5 min */
   size_t wal_file_bytes; /* WAL file size, preallocated; default 64 MiB */
   int sync_mode;         /* ES_SYNC_FULL (default) or ES_SYNC_NONE */
   int keep_full_ip;      /* 0 (default): truncate ip addresses */
@@ -252,11 +253,11 @@ ES_API int es_flush(es_db *db, const char *tenant);
 
 /* What to scan.  Fill with es_scan_spec_init() first. */
 typedef struct es_scan_spec {
-  const char *tenant;  /* required */
-  int64_t from_us;     /* inclusive; default INT64_MIN */
-  int64_t to_us;       /* exclusive; default INT64_MAX */
-  const char *person;  /* if not NULL: only events whose user_id or
-                          anonymous_id equals it */
+  const char *tenant; /* required */
+  int64_t from_us;    /* inclusive; default INT64_MIN */
+  int64_t to_us;      /* exclusive; default INT64_MAX */
+  const char *person; /* if not NULL: only events whose user_id or
+                         anonymous_id equals it */
 } es_scan_spec;
 
 ES_API void es_scan_spec_init(es_scan_spec *spec);
@@ -298,7 +299,7 @@ typedef struct es_file_info {
   uint64_t rows;      /* segments: rows; WAL: records */
   uint64_t events;    /* WAL: events in its records; segments: = rows */
   int64_t min_ts_us, max_ts_us; /* event-time range (0, 0 if empty) */
-  uint32_t shard;     /* WAL files: shard */
+  uint32_t shard;               /* WAL files: shard */
 } es_file_info;
 
 #define ES_FILE_SEGMENT 1
@@ -311,8 +312,7 @@ typedef struct es_file_info {
  * Errors: ES_ENOTFOUND (no store there), ES_ECORRUPT, ES_EIO, ES_ENOMEM.
  */
 ES_API int es_inspect(const char *data_dir,
-                      int (*fn)(void *ud, const es_file_info *info),
-                      void *ud);
+                      int (*fn)(void *ud, const es_file_info *info), void *ud);
 
 /*
  * Checks every checksum of every file in the data directory: manifests,

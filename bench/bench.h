@@ -1,0 +1,150 @@
+/*
+ * bench.h -- what the parts of es-bench share: the pre-generated workload
+ * (events cut into per-tenant batches), the multi-threaded driver that
+ * feeds batches to a system and times it, the per-run result every system
+ * runner fills, and small file-system helpers (du, rm -rf, fs type).
+ *
+ * Layering inside bench/: es-bench.c (command line, report) calls the
+ * runners (run_es.c, run_rocksdb.c, run_sqlite.c), which call the driver
+ * and helpers (util.c) and the workload (workload.c -> gen.c, encode.c).
+ * Only run_es.c talks to libeventstore, through include/eventstore.h.
+ */
+#ifndef ES_BENCH_BENCH_H
+#define ES_BENCH_BENCH_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "eventstore.h"
+#include "gen.h"
+
+/* ------------------------------------------------------------------ */
+/* Workload                                                            */
+/* ------------------------------------------------------------------ */
+
+/* One acknowledged unit of ingest: up to batch_max events of one tenant,
+ * contiguous in workload.events. */
+typedef struct batch {
+  const char *tenant;
+  const es_event *events;
+  size_t count;
+} batch;
+
+typedef struct workload {
+  gen *g;               /* owns every string of every event */
+  es_event *events;     /* events_count, laid out batch after batch */
+  size_t events_count;
+  batch *batches;       /* in the order an ingest server would cut them */
+  size_t batches_count;
+  uint64_t payload_bytes; /* sum of enc_event_size() over all events */
+  int tenants_seen;
+  uint64_t seed;
+  int batch_max;
+  int days;
+} workload;
+
+/*
+ * Generates `events` events with gen (seed, days) and cuts them, in
+ * generator order, into per-tenant batches: each tenant has a pending
+ * batch that is emitted when it reaches batch_max events; what is pending
+ * at the end is emitted last (partial batches).  Returns 0, or -1 when out
+ * of memory (*w is then empty).  Free with workload_free().
+ */
+int workload_build(workload *w, uint64_t events, uint64_t seed, int days,
+                   int batch_max);
+
+/* Frees what workload_build() allocated; safe on a zeroed workload. */
+void workload_free(workload *w);
+
+/* ------------------------------------------------------------------ */
+/* Driver                                                              */
+/* ------------------------------------------------------------------ */
+
+/* How the driver talks to a system under test.  ctx is the runner's. */
+typedef struct driver_ops {
+  /* Per thread, before the clock starts (e.g. open a connection); may be
+   * NULL.  Returns 0 or -1 (after writing the reason with bench_fail). */
+  int (*thread_begin)(void *ctx, int tid);
+  /* Makes one batch durable; 0 or -1 (after bench_fail). */
+  int (*append)(void *ctx, int tid, const batch *b);
+  /* Per thread, after the clock stopped; may be NULL. */
+  void (*thread_end)(void *ctx, int tid);
+  void *ctx;
+} driver_ops;
+
+/*
+ * Feeds every batch of w to ops->append from `threads` threads that take
+ * the next unclaimed batch in order, and sets *seconds_out to the wall time
+ * from the moment all threads are ready until the last batch is
+ * acknowledged.  Shows progress on stderr (tty only) labelled `label`.
+ * Returns 0, or -1 when a thread failed (the first failure's reason is in
+ * bench_last_error()).
+ */
+int drive(const workload *w, int threads, const driver_ops *ops,
+          const char *label, double *seconds_out);
+
+/* ------------------------------------------------------------------ */
+/* Results                                                             */
+/* ------------------------------------------------------------------ */
+
+/* What one run of one system configuration measured.  A figure a system
+ * does not have is negative. */
+typedef struct run_result {
+  double ingest_s;            /* wall time of the ingest */
+  double du_close_bytes;      /* directory after close (no flush) */
+  double du_flush_bytes;      /* directory after an explicit flush+close */
+  double du_data_bytes;       /* only the data files (segments / SSTs) */
+  double recover_s;           /* reopen time after close without flush */
+  double recover_events;      /* events that were in the log at reopen */
+  double recover_file_bytes;  /* log file bytes at reopen (allocated) */
+  double recover_payload_bytes; /* encoded bytes of the replayed events */
+  double stored_events;       /* rows the store holds at the end */
+} run_result;
+
+/* Sets every figure of *r to -1 (unknown). */
+void run_result_clear(run_result *r);
+
+/* The runners: ingest w into a fresh store in dir (which does not exist
+ * yet) with `threads` threads, then measure what run_result holds.  Each
+ * returns 0, or -1 with the reason in bench_last_error(). */
+int run_eventstore(const workload *w, const char *dir, int threads,
+                   const char *label, run_result *out);
+int run_rocksdb(const workload *w, const char *dir, int threads,
+                const char *label, run_result *out);
+int run_sqlite(const workload *w, const char *dir, int threads,
+               const char *label, run_result *out);
+
+/* ------------------------------------------------------------------ */
+/* Helpers                                                             */
+/* ------------------------------------------------------------------ */
+
+/* Records the first failure reason of the current measurement (later ones
+ * are dropped: first error wins).  Thread-safe. */
+void bench_fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* The recorded reason ("" if none); bench_fail_reset() forgets it. */
+const char *bench_last_error(void);
+void bench_fail_reset(void);
+
+/* Monotonic seconds. */
+double now_s(void);
+/* Wall-clock microseconds since the epoch (for peers' receive stamps). */
+int64_t wall_us(void);
+
+/* Bytes allocated on disk under path (st_blocks * 512, like du), counting
+ * only files whose name ends in `suffix` when it is not NULL; -1 on
+ * error. */
+double du_bytes(const char *path, const char *suffix);
+
+/* Like du_bytes, but the files' sizes (st_size) instead of allocation. */
+double apparent_bytes(const char *path, const char *suffix);
+
+/* Removes path and everything under it; 0 or -1. */
+int rm_rf(const char *path);
+
+/* A name for the file system that holds path ("ext4", "tmpfs", ...). */
+const char *fs_type_name(const char *path);
+
+/* Whether progress should be drawn (stderr is a terminal). */
+extern int bench_progress_enabled;
+
+#endif

@@ -1,0 +1,596 @@
+/*
+ * es-bench.c -- the benchmark program: command line, the order of runs,
+ * and the report (an aligned table for people, JSON for machines).
+ *
+ *   es-bench gen    [--events N] [--seed S] [--days D]      > x.ndjson
+ *   es-bench ingest [--events N] [--threads T] [--batch B] [--runs R]
+ *                   [--quick] [--json] [--dir D] [--seed S] [--days D]
+ *                   [--systems es,rocksdb,sqlite]
+ *
+ * ingest pre-generates the workload once (bench.h: per-tenant batches),
+ * then for run 1..R measures every configuration (system x {1, T}
+ * threads) in turn -- interleaved, so that a noisy minute on a shared
+ * machine hurts every system a little rather than one system a lot --
+ * each in a fresh directory that is deleted right after.  Figures are
+ * reported as min / median / max over the runs; ratios ours/peer come from
+ * medians.  The durability of every system is the same and is stated in
+ * the output: a batch is acknowledged only after an fdatasync/fsync of
+ * the log that holds it.
+ *
+ * Exit status: 0 success, 1 a measurement failed, 2 bad command line.
+ */
+#include <errno.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "bench.h"
+
+/* ------------------------------------------------------------------ */
+/* Command line                                                        */
+/* ------------------------------------------------------------------ */
+
+enum { SYS_ES, SYS_ROCKSDB, SYS_SQLITE, SYS_COUNT };
+
+static const char *const sys_names[SYS_COUNT] = {"libeventstore", "rocksdb",
+                                                 "sqlite"};
+static const char *const sys_flags[SYS_COUNT] = {"es", "rocksdb", "sqlite"};
+
+typedef struct args {
+  uint64_t events;
+  int threads;
+  int batch;
+  int runs;
+  int quick;
+  int json;
+  const char *dir;
+  uint64_t seed;
+  int days;
+  int systems[SYS_COUNT]; /* 1 = measure */
+  int events_set, runs_set;
+} args;
+
+static const char usage_text[] =
+    "usage: es-bench gen [--events N] [--seed S] [--days D] > events.ndjson\n"
+    "       es-bench ingest [options]\n"
+    "\n"
+    "gen     writes N generated Segment events as NDJSON to stdout\n"
+    "        (default 10000); the tenant is each line's \"writeKey\".\n"
+    "ingest  measures durable ingest (every batch fdatasync'ed before it\n"
+    "        is acknowledged) of libeventstore, RocksDB and SQLite.\n"
+    "\n"
+    "options:\n"
+    "  --events N     events to ingest (default 200000; --quick 20000)\n"
+    "  --threads T    appending threads of the parallel runs (default 8)\n"
+    "  --batch B      events per batch, one tenant each (default 100)\n"
+    "  --runs R       repetitions; figures are min/median/max (default 3)\n"
+    "  --quick        one small run (CI smoke test, under a minute)\n"
+    "  --json         print JSON instead of the table\n"
+    "  --dir D        where to create data directories (default\n"
+    "                 ./bench-data; avoid tmpfs: fsync is free there)\n"
+    "  --seed S       generator seed (default 1)\n"
+    "  --days D       time span of the generated events (default 7)\n"
+    "  --systems L    comma list of es,rocksdb,sqlite (default all)\n"
+    "  -h, --help     this text\n";
+
+/* Prints a one-line reason for a bad command line and exits 2. */
+__attribute__((noreturn, format(printf, 1, 2))) static void
+bad_usage(const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  fputs("es-bench: ", stderr);
+  vfprintf(stderr, fmt, ap);
+  fputs(" (try --help)\n", stderr);
+  va_end(ap);
+  exit(2);
+}
+
+/* Parses a decimal integer in [lo, hi] for flag `name`. */
+static uint64_t parse_num(const char *name, const char *s, uint64_t lo,
+                          uint64_t hi) {
+  if (!s)
+    bad_usage("%s needs a value", name);
+  char *end;
+  errno = 0;
+  unsigned long long v = strtoull(s, &end, 10);
+  if (errno || end == s || *end || s[0] == '-' || v < lo || v > hi)
+    bad_usage("%s wants an integer in [%llu, %llu], not '%s'", name,
+              (unsigned long long)lo, (unsigned long long)hi, s);
+  return v;
+}
+
+static void parse_systems(args *a, const char *list) {
+  if (!list)
+    bad_usage("--systems needs a value");
+  memset(a->systems, 0, sizeof a->systems);
+  char buf[256];
+  snprintf(buf, sizeof buf, "%s", list);
+  for (char *save, *tok = strtok_r(buf, ",", &save); tok;
+       tok = strtok_r(NULL, ",", &save)) {
+    int found = 0;
+    for (int s = 0; s < SYS_COUNT; s++)
+      if (strcmp(tok, sys_flags[s]) == 0)
+        a->systems[s] = found = 1;
+    if (!found)
+      bad_usage("--systems: unknown system '%s' (es, rocksdb, sqlite)", tok);
+  }
+}
+
+static void parse_args(args *a, int argc, char **argv, int is_gen) {
+  memset(a, 0, sizeof *a);
+  a->threads = 8;
+  a->batch = 100;
+  a->seed = 1;
+  a->days = 7;
+  for (int s = 0; s < SYS_COUNT; s++)
+    a->systems[s] = 1;
+  for (int i = 2; i < argc; i++) {
+    const char *f = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+    if (!strcmp(f, "-h") || !strcmp(f, "--help")) {
+      fputs(usage_text, stdout);
+      exit(0);
+    } else if (!strcmp(f, "--events")) {
+      a->events = parse_num(f, v, 1, 100000000), a->events_set = 1, i++;
+    } else if (!strcmp(f, "--seed")) {
+      a->seed = parse_num(f, v, 0, UINT64_MAX), i++;
+    } else if (!strcmp(f, "--days")) {
+      a->days = (int)parse_num(f, v, 1, 3650), i++;
+    } else if (is_gen) {
+      bad_usage("gen: unknown option '%s'", f);
+    } else if (!strcmp(f, "--threads")) {
+      a->threads = (int)parse_num(f, v, 1, 256), i++;
+    } else if (!strcmp(f, "--batch")) {
+      a->batch = (int)parse_num(f, v, 1, ES_BATCH_EVENTS_MAX), i++;
+    } else if (!strcmp(f, "--runs")) {
+      a->runs = (int)parse_num(f, v, 1, 100), a->runs_set = 1, i++;
+    } else if (!strcmp(f, "--quick")) {
+      a->quick = 1;
+    } else if (!strcmp(f, "--json")) {
+      a->json = 1;
+    } else if (!strcmp(f, "--dir")) {
+      if (!v || !*v)
+        bad_usage("--dir needs a value");
+      a->dir = v, i++;
+    } else if (!strcmp(f, "--systems")) {
+      parse_systems(a, v), i++;
+    } else {
+      bad_usage("ingest: unknown option '%s'", f);
+    }
+  }
+  if (!a->events_set)
+    a->events = is_gen ? 10000 : a->quick ? 20000 : 200000;
+  if (!a->runs_set)
+    a->runs = a->quick ? 1 : 3;
+}
+
+/* ------------------------------------------------------------------ */
+/* gen                                                                 */
+/* ------------------------------------------------------------------ */
+
+static int cmd_gen(const args *a) {
+  gen_opts go;
+  gen_opts_init(&go);
+  go.events_total = a->events;
+  go.days = a->days;
+  gen *g = gen_init(a->seed, &go);
+  if (!g) {
+    fprintf(stderr, "es-bench: out of memory\n");
+    return 1;
+  }
+  static char outbuf[1 << 16];
+  setvbuf(stdout, outbuf, _IOFBF, sizeof outbuf);
+  int rc = 0;
+  for (uint64_t i = 0; i < a->events && rc == 0; i++) {
+    es_event ev;
+    const char *tenant;
+    if (gen_next(g, &ev, &tenant) != 0) {
+      fprintf(stderr, "es-bench: out of memory\n");
+      rc = 1;
+    } else if (gen_write_ndjson(stdout, &ev, tenant) != 0) {
+      fprintf(stderr, "es-bench: writing stdout: %s\n", strerror(errno));
+      rc = 1;
+    }
+    if ((i + 1) % 10000 == 0)
+      gen_arena_reset(g); /* bounded memory for any N */
+  }
+  if (fflush(stdout) != 0 && rc == 0) {
+    fprintf(stderr, "es-bench: writing stdout: %s\n", strerror(errno));
+    rc = 1;
+  }
+  gen_free(g);
+  return rc;
+}
+
+/* ------------------------------------------------------------------ */
+/* ingest: measuring                                                   */
+/* ------------------------------------------------------------------ */
+
+#define CONFIGS_MAX (SYS_COUNT * 2)
+
+typedef struct config {
+  int sys;
+  int threads;
+  run_result *runs; /* one per run */
+} config;
+
+typedef struct stat3 {
+  double min, med, max; /* -1 when unknown */
+} stat3;
+
+static int cmp_double(const void *x, const void *y) {
+  double a = *(const double *)x, b = *(const double *)y;
+  return (a > b) - (a < b);
+}
+
+/* min/median/max of the field at byte offset `off` of every run, scaled
+ * by `scale`; figures < 0 (unknown) are skipped. */
+static stat3 stat_of(const config *c, int runs, size_t off, double scale) {
+  double v[100];
+  int n = 0;
+  for (int r = 0; r < runs; r++) {
+    double x = *(const double *)((const char *)&c->runs[r] + off);
+    if (x >= 0)
+      v[n++] = x * scale;
+  }
+  stat3 s = {-1, -1, -1};
+  if (n == 0)
+    return s;
+  qsort(v, (size_t)n, sizeof *v, cmp_double);
+  s.min = v[0];
+  s.max = v[n - 1];
+  s.med = n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+  return s;
+}
+
+/* Events per second of each run (derived from ingest_s). */
+static stat3 eps_of(const config *c, int runs, double events) {
+  double v[100];
+  int n = 0;
+  for (int r = 0; r < runs; r++)
+    if (c->runs[r].ingest_s > 0)
+      v[n++] = events / c->runs[r].ingest_s;
+  stat3 s = {-1, -1, -1};
+  if (n == 0)
+    return s;
+  qsort(v, (size_t)n, sizeof *v, cmp_double);
+  s.min = v[0];
+  s.max = v[n - 1];
+  s.med = n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+  return s;
+}
+
+#define FIELD(f) offsetof(run_result, f)
+
+static int run_one(const workload *w, config *c, int run, int runs,
+                   const char *base) {
+  char dir[4096 + 128], label[128];
+  snprintf(dir, sizeof dir, "%s/%s-%dt-r%d", base, sys_flags[c->sys],
+           c->threads, run + 1);
+  snprintf(label, sizeof label, "run %d/%d %-13s %2d thread%s", run + 1,
+           runs, sys_names[c->sys], c->threads, c->threads == 1 ? " " : "s");
+  bench_fail_reset();
+  run_result *r = &c->runs[run];
+  int rc = c->sys == SYS_ES       ? run_eventstore(w, dir, c->threads, label, r)
+           : c->sys == SYS_ROCKSDB ? run_rocksdb(w, dir, c->threads, label, r)
+                                   : run_sqlite(w, dir, c->threads, label, r);
+  if (rc != 0)
+    fprintf(stderr, "es-bench: %s, %d threads, run %d: %s\n",
+            sys_names[c->sys], c->threads, run + 1, bench_last_error());
+  if (rm_rf(dir) != 0)
+    fprintf(stderr, "es-bench: could not remove %s\n", dir);
+  return rc;
+}
+
+/* ------------------------------------------------------------------ */
+/* ingest: reporting                                                   */
+/* ------------------------------------------------------------------ */
+
+typedef struct report {
+  const args *a;
+  const workload *w;
+  config *cfg;
+  int ncfg;
+  char dir[4096];
+  const char *fs;
+} report;
+
+static const char durability_text[] =
+    "every batch is on stable storage before it is acknowledged: "
+    "libeventstore sync_mode=ES_SYNC_FULL (fdatasync of the shard WAL, "
+    "group commit), RocksDB WriteOptions.sync=1 (WAL fsync, group commit), "
+    "SQLite journal_mode=WAL + synchronous=FULL (WAL fsync per COMMIT)";
+
+/* The libeventstore config with the same thread count as c, or NULL. */
+static const config *ours_for(const report *rp, const config *c) {
+  for (int i = 0; i < rp->ncfg; i++)
+    if (rp->cfg[i].sys == SYS_ES && rp->cfg[i].threads == c->threads)
+      return &rp->cfg[i];
+  return NULL;
+}
+
+/* Formats x with `prec` decimals into buf, or "-" when unknown. */
+static const char *fmt_num(char *buf, size_t cap, double x, int prec) {
+  if (x < 0)
+    snprintf(buf, cap, "-");
+  else
+    snprintf(buf, cap, "%.*f", prec, x);
+  return buf;
+}
+
+static void print_stat_row(const char *name, int threads, stat3 s, int prec,
+                           double ratio) {
+  char b1[32], b2[32], b3[32], b4[32];
+  if (ratio > 0)
+    snprintf(b4, sizeof b4, "%.2fx", ratio);
+  else
+    snprintf(b4, sizeof b4, "-");
+  printf("  %-15s %7d %12s %12s %12s %10s\n", name, threads,
+         fmt_num(b1, sizeof b1, s.min, prec), fmt_num(b2, sizeof b2, s.med, prec),
+         fmt_num(b3, sizeof b3, s.max, prec), b4);
+}
+
+static void print_table(const report *rp) {
+  const args *a = rp->a;
+  const workload *w = rp->w;
+  double n = (double)w->events_count;
+  printf("es-bench ingest: %zu events in %zu batches (%.1f events/batch, "
+         "max %d), %d tenants (Zipf s=1.1), seed %llu, %d runs\n",
+         w->events_count, w->batches_count,
+         w->batches_count ? n / (double)w->batches_count : 0, w->batch_max,
+         w->tenants_seen, (unsigned long long)w->seed, a->runs);
+  printf("data: %s (%s)%s\n", rp->dir, rp->fs,
+         !strcmp(rp->fs, "tmpfs") || !strcmp(rp->fs, "ramfs")
+             ? "  WARNING: fsync is a no-op on this file system"
+             : "");
+  printf("durability: %s\n", durability_text);
+  printf("cores online: %ld; payload %.1f bytes/event (encode.c)\n\n",
+         sysconf(_SC_NPROCESSORS_ONLN), (double)w->payload_bytes / n);
+
+  printf("  %-15s %7s %12s %12s %12s %10s\n", "events/s", "threads", "min",
+         "median", "max", "ours/peer");
+  for (int i = 0; i < rp->ncfg; i++) {
+    const config *c = &rp->cfg[i], *o = ours_for(rp, c);
+    stat3 s = eps_of(c, a->runs, n);
+    double ratio = -1;
+    if (c->sys != SYS_ES && o && s.med > 0)
+      ratio = eps_of(o, a->runs, n).med / s.med;
+    print_stat_row(sys_names[c->sys], c->threads, s, 0, ratio);
+  }
+
+  printf("\n  %-15s %7s %12s %12s %12s %10s\n", "bytes/event", "threads",
+         "after close", "after flush", "data files", "ours/peer");
+  for (int i = 0; i < rp->ncfg; i++) {
+    const config *c = &rp->cfg[i], *o = ours_for(rp, c);
+    stat3 cl = stat_of(c, a->runs, FIELD(du_close_bytes), 1 / n);
+    stat3 fl = stat_of(c, a->runs, FIELD(du_flush_bytes), 1 / n);
+    stat3 da = stat_of(c, a->runs, FIELD(du_data_bytes), 1 / n);
+    char b1[32], b2[32], b3[32], b4[32] = "-";
+    if (c->sys != SYS_ES && o && da.med > 0)
+      snprintf(b4, sizeof b4, "%.2fx",
+               stat_of(o, a->runs, FIELD(du_data_bytes), 1 / n).med / da.med);
+    printf("  %-15s %7d %12s %12s %12s %10s\n", sys_names[c->sys],
+           c->threads, fmt_num(b1, sizeof b1, cl.med, 1),
+           fmt_num(b2, sizeof b2, fl.med, 1), fmt_num(b3, sizeof b3, da.med, 1),
+           b4);
+  }
+  printf("  (ours/peer: events/s above 1 = we are faster; bytes below 1 = "
+         "we are smaller.)\n");
+  printf("  (medians; du = allocated blocks.  libeventstore: after close = "
+         "WAL only, its files are\n   preallocated; after flush = WAL + "
+         "segments after es_flush; data files = segments.\n   rocksdb: "
+         "WAL + SSTs; after an explicit flush; *.sst.  sqlite: database "
+         "after the WAL\n   checkpoint at close; data files = events.db.)\n");
+
+  printf("\n  %-15s %7s %12s %12s %12s %10s %9s %8s\n", "recovery",
+         "threads", "open ms min", "median", "max", "log MB", "MB/s",
+         "s/GB");
+  for (int i = 0; i < rp->ncfg; i++) {
+    const config *c = &rp->cfg[i];
+    stat3 t = stat_of(c, a->runs, FIELD(recover_s), 1e3);
+    if (t.med < 0)
+      continue;
+    stat3 mb = stat_of(c, a->runs, FIELD(recover_payload_bytes), 1e-6);
+    double sec = t.med / 1e3, mbps = sec > 0 ? mb.med / sec : -1;
+    double s_per_gb = mb.med > 0 ? sec / (mb.med / 1e3) : -1;
+    char b1[32], b2[32], b3[32], b4[32], b5[32], b6[32];
+    printf("  %-15s %7d %12s %12s %12s %10s %9s %8s\n", sys_names[c->sys],
+           c->threads, fmt_num(b1, sizeof b1, t.min, 1),
+           fmt_num(b2, sizeof b2, t.med, 1), fmt_num(b3, sizeof b3, t.max, 1),
+           fmt_num(b4, sizeof b4, mb.med, 1), fmt_num(b5, sizeof b5, mbps, 1),
+           fmt_num(b6, sizeof b6, s_per_gb, 2));
+  }
+  printf("  (es_open / rocksdb_open after a close without flush.  log MB = "
+         "the replayed records:\n   libeventstore: row bytes of the events "
+         "still in its WAL (es_inspect); rocksdb: *.log size.\n   sqlite "
+         "has nothing to replay after a clean close.)\n");
+  for (int i = 0; i < rp->ncfg; i++)
+    if (rp->cfg[i].sys == SYS_SQLITE && rp->cfg[i].threads > 1)
+      printf("  sqlite with %d threads: one connection per thread, "
+             "busy_timeout %d ms; writers queue on one lock.\n",
+             rp->cfg[i].threads, 120000);
+}
+
+static void json_stat(const char *key, stat3 s, int last) {
+  printf("\"%s\":{", key);
+  const char *k[3] = {"min", "median", "max"};
+  double v[3] = {s.min, s.med, s.max};
+  for (int i = 0; i < 3; i++) {
+    if (v[i] < 0)
+      printf("\"%s\":null", k[i]);
+    else
+      printf("\"%s\":%.6g", k[i], v[i]);
+    printf(i < 2 ? "," : "}");
+  }
+  printf(last ? "" : ",");
+}
+
+/* Prints s as a JSON string literal. */
+static void json_string(const char *s) {
+  putchar('"');
+  for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+    if (*p == '"' || *p == '\\')
+      printf("\\%c", *p);
+    else if (*p < 0x20)
+      printf("\\u%04x", *p);
+    else
+      putchar(*p);
+  }
+  putchar('"');
+}
+
+static void print_json(const report *rp) {
+  const args *a = rp->a;
+  const workload *w = rp->w;
+  double n = (double)w->events_count;
+  printf("{\"bench\":\"ingest\",\"events\":%zu,\"batches\":%zu,"
+         "\"batch_max\":%d,\"tenants\":%d,\"seed\":%llu,\"days\":%d,"
+         "\"runs\":%d,\"threads\":%d,\"cores\":%ld,\"dir\":",
+         w->events_count, w->batches_count, w->batch_max, w->tenants_seen,
+         (unsigned long long)w->seed, w->days, a->runs, a->threads,
+         sysconf(_SC_NPROCESSORS_ONLN));
+  json_string(rp->dir);
+  printf(",\"fs\":\"%s\",\"payload_bytes_per_event\":%.1f,"
+         "\"durability\":\"%s\",\"configs\":[",
+         rp->fs, (double)w->payload_bytes / n, durability_text);
+  for (int i = 0; i < rp->ncfg; i++) {
+    const config *c = &rp->cfg[i], *o = ours_for(rp, c);
+    stat3 eps = eps_of(c, a->runs, n);
+    printf("%s{\"system\":\"%s\",\"threads\":%d,", i ? "," : "",
+           sys_names[c->sys], c->threads);
+    json_stat("events_per_s", eps, 0);
+    json_stat("bytes_per_event_after_close",
+              stat_of(c, a->runs, FIELD(du_close_bytes), 1 / n), 0);
+    json_stat("bytes_per_event_after_flush",
+              stat_of(c, a->runs, FIELD(du_flush_bytes), 1 / n), 0);
+    json_stat("bytes_per_event_data_files",
+              stat_of(c, a->runs, FIELD(du_data_bytes), 1 / n), 0);
+    json_stat("recovery_s", stat_of(c, a->runs, FIELD(recover_s), 1), 0);
+    json_stat("recovery_log_bytes",
+              stat_of(c, a->runs, FIELD(recover_payload_bytes), 1), 0);
+    json_stat("stored_events", stat_of(c, a->runs, FIELD(stored_events), 1),
+              0);
+    double ratio = -1;
+    if (c->sys != SYS_ES && o && eps.med > 0)
+      ratio = eps_of(o, a->runs, n).med / eps.med;
+    if (ratio > 0)
+      printf("\"ours_over_peer_events_per_s\":%.4f,", ratio);
+    printf("\"ingest_s\":[");
+    for (int r = 0; r < a->runs; r++)
+      printf(r ? ",%.6f" : "%.6f", c->runs[r].ingest_s);
+    printf("]}");
+  }
+  printf("]}\n");
+}
+
+/* ------------------------------------------------------------------ */
+/* ingest: driver                                                      */
+/* ------------------------------------------------------------------ */
+
+/* Creates the parent of the run directories: a fresh mkdtemp under
+ * a->dir (or ./bench-data).  Sets *made_base when the base was created
+ * here (and so may be removed at the end). */
+static int make_base(const args *a, char *out, size_t cap, int *made_base) {
+  const char *base = a->dir ? a->dir : "bench-data";
+  *made_base = mkdir(base, 0755) == 0;
+  if (!*made_base && errno != EEXIST) {
+    fprintf(stderr, "es-bench: cannot create %s: %s\n", base,
+            strerror(errno));
+    return -1;
+  }
+  char tmpl[4096];
+  snprintf(tmpl, sizeof tmpl, "%s/es-bench-XXXXXX", base);
+  if (!mkdtemp(tmpl)) {
+    fprintf(stderr, "es-bench: cannot create a directory in %s: %s\n", base,
+            strerror(errno));
+    return -1;
+  }
+  char *abs = realpath(tmpl, NULL);
+  snprintf(out, cap, "%s", abs ? abs : tmpl);
+  free(abs);
+  return 0;
+}
+
+static int cmd_ingest(const args *a) {
+  report rp;
+  memset(&rp, 0, sizeof rp);
+  rp.a = a;
+  config cfg[CONFIGS_MAX];
+  for (int s = 0; s < SYS_COUNT; s++) {
+    if (!a->systems[s])
+      continue;
+    cfg[rp.ncfg++] = (config){s, 1, NULL};
+    if (a->threads > 1)
+      cfg[rp.ncfg++] = (config){s, a->threads, NULL};
+  }
+  rp.cfg = cfg;
+
+  int made_base = 0;
+  if (make_base(a, rp.dir, sizeof rp.dir, &made_base) != 0)
+    return 1;
+  rp.fs = fs_type_name(rp.dir);
+
+  if (bench_progress_enabled)
+    fprintf(stderr, "generating %llu events...",
+            (unsigned long long)a->events);
+  workload w;
+  int rc = workload_build(&w, a->events, a->seed, a->days, a->batch);
+  if (bench_progress_enabled)
+    fputs("\r\033[K", stderr);
+  if (rc != 0) {
+    fprintf(stderr, "es-bench: out of memory generating the workload\n");
+    goto out;
+  }
+  rp.w = &w;
+  for (int i = 0; i < rp.ncfg; i++)
+    if (!(cfg[i].runs = calloc((size_t)a->runs, sizeof *cfg[i].runs))) {
+      fprintf(stderr, "es-bench: out of memory\n");
+      rc = -1;
+      goto out;
+    }
+  for (int r = 0; r < a->runs && rc == 0; r++)
+    for (int i = 0; i < rp.ncfg && rc == 0; i++)
+      rc = run_one(&w, &cfg[i], r, a->runs, rp.dir);
+  if (rc == 0) {
+    if (a->json)
+      print_json(&rp);
+    else
+      print_table(&rp);
+  }
+out:
+  for (int i = 0; i < rp.ncfg; i++)
+    free(cfg[i].runs);
+  workload_free(&w);
+  rm_rf(rp.dir);
+  if (made_base)
+    rmdir(a->dir ? a->dir : "bench-data"); /* only if now empty */
+  return rc == 0 ? 0 : 1;
+}
+
+/*
+ * Entry point: dispatches to a subcommand.  Exit 2 on a bad command line,
+ * 1 when a measurement failed, 0 otherwise.
+ */
+int main(int argc, char **argv) {
+  if (argc < 2)
+    bad_usage("missing command: gen or ingest");
+  if (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help")) {
+    fputs(usage_text, stdout);
+    return 0;
+  }
+  bench_progress_enabled = isatty(STDERR_FILENO);
+  args a;
+  if (!strcmp(argv[1], "gen")) {
+    parse_args(&a, argc, argv, 1);
+    return cmd_gen(&a);
+  }
+  if (!strcmp(argv[1], "ingest")) {
+    parse_args(&a, argc, argv, 0);
+    return cmd_ingest(&a);
+  }
+  bad_usage("unknown command '%s' (gen or ingest)", argv[1]);
+}
