@@ -53,32 +53,63 @@ void es_options_init(es_options *opts) {
 
 /* --- the shard writer --------------------------------------------------- */
 
-/* Seals tenants whose memtable is too big, too old, or the biggest when
- * the memory budget is exceeded. */
+typedef struct seal_cand {
+  es_tenant *t;
+  size_t bytes;
+} seal_cand;
+
+static int seal_cand_cmp(const void *a, const void *b) {
+  const seal_cand *x = a, *y = b;
+  return x->bytes < y->bytes ? 1 : x->bytes > y->bytes ? -1 : 0;
+}
+
+/* Over the memory budget: seals this shard's biggest active memtables
+ * until its share of the excess (down to 3/4 of the budget) is sealed;
+ * the flusher then frees them and wakes the waiting appenders. */
+static int writer_seal_pressure(es_shard *sh, es_tenant *list) {
+  es_db *db = sh->db;
+  size_t mem = atomic_load(&db->mem_bytes);
+  size_t goal = db->opts.memtable_budget_bytes / 4 * 3;
+  if (mem <= db->opts.memtable_budget_bytes)
+    return ES_OK;
+  size_t n = 0, cap = 0;
+  seal_cand *c = NULL;
+  for (es_tenant *t = list; t; t = t->shard_next) {
+    if (!t->active || es__memtable_visible(t->active) == 0)
+      continue;
+    if (es__grow((void **)&c, &cap, n + 1, sizeof(*c)) < 0)
+      break; /* seal what we have: pressure relief must not fail */
+    c[n++] = (seal_cand){t, t->active->bytes};
+  }
+  if (n > 1)
+    qsort(c, n, sizeof(*c), seal_cand_cmp);
+  size_t share = (mem - goal) / db->nshards + 1, sealed = 0;
+  int rc = ES_OK;
+  for (size_t i = 0; i < n && sealed < share && rc == ES_OK; i++) {
+    sealed += c[i].bytes;
+    rc = es__tenant_seal(db, c[i].t);
+  }
+  es__free(c);
+  return rc;
+}
+
+/* Seals tenants whose memtable is too big or (unless only_size) too old,
+ * then relieves memory pressure. */
 static int writer_seal_due(es_shard *sh, int only_size) {
   es_db *db = sh->db;
   int64_t now = es__clock_mono_us();
-  int over = atomic_load(&db->mem_bytes) > db->opts.memtable_budget_bytes;
-  es_tenant *biggest = NULL;
-  size_t biggest_bytes = 0;
   pthread_mutex_lock(&db->tenants_mu);
   es_tenant *list = sh->tenants;
   pthread_mutex_unlock(&db->tenants_mu);
   for (es_tenant *t = list; t; t = t->shard_next) {
     es_memtable *mt = t->active;
-    if (!mt || mt->rows == 0)
+    if (!mt || es__memtable_visible(mt) == 0)
       continue;
-    int due =
-        mt->bytes >= db->opts.seal_bytes ||
-        (!only_size && now - mt->first_insert_mono_us >= db->opts.seal_age_us);
-    if (due)
+    if (mt->bytes >= db->opts.seal_bytes ||
+        (!only_size && now - mt->first_insert_mono_us >= db->opts.seal_age_us))
       ES_TRY(es__tenant_seal(db, t));
-    else if (mt->bytes > biggest_bytes)
-      biggest = t, biggest_bytes = mt->bytes;
   }
-  if (over && biggest)
-    ES_TRY(es__tenant_seal(db, biggest));
-  return ES_OK;
+  return writer_seal_pressure(sh, list);
 }
 
 /* Deletes WAL files no tenant needs any more. */
@@ -214,7 +245,8 @@ static void *writer_main(void *arg) {
   int64_t last_age_check = es__clock_mono_us();
   pthread_mutex_lock(&sh->mu);
   for (;;) {
-    if (!sh->head && !sh->stop && !atomic_load(&sh->reclaim)) {
+    if (!sh->head && !sh->stop && !atomic_load(&sh->reclaim) &&
+        !atomic_load(&sh->pressure)) {
       struct timespec ts;
       es__clock_deadline(&ts, DB_AGE_CHECK_US);
       pthread_cond_timedwait(&sh->work_cv, &sh->mu, &ts);
@@ -231,7 +263,8 @@ static void *writer_main(void *arg) {
         es__db_log(db, 1, "WAL reclaim: %s", es_errdetail());
     }
     int64_t now = es__clock_mono_us();
-    if (!failed && now - last_age_check >= DB_AGE_CHECK_US) {
+    if (!failed && (now - last_age_check >= DB_AGE_CHECK_US ||
+                    atomic_exchange(&sh->pressure, 0))) {
       last_age_check = now;
       int rc = writer_seal_due(sh, 0);
       if (rc < 0)
@@ -242,6 +275,29 @@ static void *writer_main(void *arg) {
       break;
   }
   pthread_mutex_unlock(&sh->mu);
+  return NULL;
+}
+
+/* The housekeeper thread: keeps a zero-filled spare WAL file ready for
+ * every shard, so that a rollover never makes appenders wait for
+ * wal_file_bytes of zeros to be written. */
+static void *housekeeper_main(void *arg) {
+  es_db *db = arg;
+  pthread_mutex_lock(&db->hk_mu);
+  while (!db->hk_stop) {
+    pthread_mutex_unlock(&db->hk_mu);
+    for (uint32_t s = 0; s < db->nshards && !atomic_load(&db->failed); s++) {
+      int rc = es__wal_prepare_spare(db->shards[s].wal);
+      if (rc < 0) /* not fatal: the writer makes the file itself */
+        es__db_log(db, 1, "preparing a spare WAL file: %s", es_errdetail());
+    }
+    pthread_mutex_lock(&db->hk_mu);
+    struct timespec ts;
+    es__clock_deadline(&ts, 20000);
+    if (!db->hk_stop)
+      pthread_cond_timedwait(&db->hk_cv, &db->hk_mu, &ts);
+  }
+  pthread_mutex_unlock(&db->hk_mu);
   return NULL;
 }
 
@@ -277,11 +333,18 @@ static int shard_submit(es_shard *sh, es_req *req) {
 static int db_wait_memory(es_db *db) {
   if (atomic_load(&db->mem_bytes) <= db->opts.memtable_budget_bytes)
     return ES_OK;
+  for (uint32_t s = 0; s < db->nshards; s++) { /* ask writers to seal */
+    es_shard *sh = &db->shards[s];
+    atomic_store(&sh->pressure, 1);
+    pthread_mutex_lock(&sh->mu);
+    pthread_cond_signal(&sh->work_cv);
+    pthread_mutex_unlock(&sh->mu);
+  }
   pthread_mutex_lock(&db->mem_mu);
   while (atomic_load(&db->mem_bytes) > db->opts.memtable_budget_bytes &&
          !atomic_load(&db->failed) && !atomic_load(&db->closing)) {
     struct timespec ts;
-    es__clock_deadline(&ts, 1000000);
+    es__clock_deadline(&ts, 100000);
     pthread_cond_timedwait(&db->mem_cv, &db->mem_mu, &ts);
   }
   pthread_mutex_unlock(&db->mem_mu);
@@ -403,15 +466,28 @@ static int replay_record(void *ud, uint64_t lsn, const es_wal_rec *rec,
   return ES_OK;
 }
 
-/* Cuts a torn tail off the newest log file so that it ends cleanly. */
-static int replay_truncate(es_db *db, const char *path, uint64_t end) {
+/* Overwrites a torn tail of the newest log file with zeros, so that the
+ * file ends cleanly where the valid frames end and writing can resume
+ * there with its preallocation intact. */
+static int replay_zero_tail(es_db *db, const char *path, uint64_t from,
+                            uint64_t to) {
+  size_t n = (size_t)(to - from);
+  uint8_t *zeros = es__calloc(1, n);
+  if (!zeros)
+    return ES_NOMEM_BKPT();
   es_file *f = NULL;
-  ES_TRY(db->vfs->open(db->vfs, path, ES_IO_WRITE, &f));
-  int rc = db->vfs->truncate(db->vfs, f, end);
+  int rc = db->vfs->open(db->vfs, path, ES_IO_WRITE, &f);
+  if (rc == ES_OK)
+    rc = db->vfs->write(db->vfs, f, zeros, n, from);
   if (rc == ES_OK)
     rc = db->vfs->sync(db->vfs, f);
-  int rc2 = db->vfs->close(db->vfs, f);
-  return rc < 0 ? rc : rc2;
+  if (f) {
+    int rc2 = db->vfs->close(db->vfs, f);
+    if (rc == ES_OK)
+      rc = rc2;
+  }
+  es__free(zeros);
+  return rc;
 }
 
 /* Recovers one shard: replays its log and opens a fresh file to write. */
@@ -420,7 +496,7 @@ static int replay_shard(es_db *db, es_shard *sh) {
   size_t n = 0;
   ES_TRY(db->vfs->mkdir(db->vfs, sh->dir));
   ES_TRY(es__wal_list(db->vfs, sh->dir, &firsts, &n));
-  uint64_t prev = 0, next = 1;
+  uint64_t prev = 0, next = 1, resume_off = 0;
   int rc = ES_OK;
   replay_ctx ctx = {db, sh->id, NULL, 0};
   for (size_t i = 0; i < n; i++) {
@@ -433,8 +509,11 @@ static int replay_shard(es_db *db, es_shard *sh) {
     if (scan.torn) {
       es__db_log(db, 1, "%s: torn tail at offset %llu cut off", path,
                  (unsigned long long)scan.end_off);
-      ES_CHECK(replay_truncate(db, path, scan.end_off));
+      ES_CHECK(replay_zero_tail(db, path, scan.end_off, scan.dirty_end));
     }
+    if (i + 1 == n && scan.frames > 0 &&
+        scan.file_bytes >= db->opts.wal_file_bytes)
+      resume_off = scan.end_off;
     if (scan.last_lsn)
       prev = scan.last_lsn;
     if (firsts[i] > next)
@@ -452,7 +531,7 @@ static int replay_shard(es_db *db, es_shard *sh) {
   if (ctx.records)
     es__db_log(db, 2, "shard %u: replayed %llu records", sh->id,
                (unsigned long long)ctx.records);
-  ES_CHECK(es__wal_open(db->vfs, sh->dir, next, firsts, n,
+  ES_CHECK(es__wal_open(db->vfs, sh->dir, next, firsts, n, resume_off,
                         db->opts.wal_file_bytes,
                         db->opts.sync_mode == ES_SYNC_FULL, &sh->wal));
 err:
@@ -496,6 +575,8 @@ static int open_alloc(const es_options *opts, es_vfs *vfs, es_db **db_out) {
   pthread_cond_init(&db->flushed_cv, NULL);
   pthread_mutex_init(&db->mem_mu, NULL);
   pthread_cond_init(&db->mem_cv, NULL);
+  pthread_mutex_init(&db->hk_mu, NULL);
+  pthread_cond_init(&db->hk_cv, NULL);
   db->nbuckets = 1024;
   db->buckets = es__calloc(db->nbuckets, sizeof(es_tenant *));
   if (!db->buckets)
@@ -578,6 +659,9 @@ int es__open_vfs(const es_options *opts, es_vfs *vfs, es_db **db_out) {
       ES_CHECK(ES_ERR(ES_ENOMEM, "cannot start a writer thread"));
     sh->started = 1;
   }
+  if (pthread_create(&db->housekeeper, NULL, housekeeper_main, db) != 0)
+    ES_CHECK(ES_ERR(ES_ENOMEM, "cannot start the housekeeper thread"));
+  db->hk_started = 1;
   *db_out = db;
   return ES_OK;
 err:
@@ -600,6 +684,12 @@ int es_close(es_db *db) {
   if (!db)
     return ES_OK;
   atomic_store(&db->closing, 1);
+  pthread_mutex_lock(&db->hk_mu);
+  db->hk_stop = 1;
+  pthread_cond_signal(&db->hk_cv);
+  pthread_mutex_unlock(&db->hk_mu);
+  if (db->hk_started)
+    pthread_join(db->housekeeper, NULL);
   for (uint32_t s = 0; db->shards && s < db->nshards; s++) {
     es_shard *sh = &db->shards[s];
     pthread_mutex_lock(&sh->mu);
@@ -638,6 +728,8 @@ int es_close(es_db *db) {
   pthread_cond_destroy(&db->flushed_cv);
   pthread_mutex_destroy(&db->mem_mu);
   pthread_cond_destroy(&db->mem_cv);
+  pthread_mutex_destroy(&db->hk_mu);
+  pthread_cond_destroy(&db->hk_cv);
   es__free(db);
   return rc;
 }

@@ -75,8 +75,9 @@ struct es_shard {
   pthread_cond_t work_cv, done_cv;
   es_req *head, *tail;
   int stop, started;
-  atomic_int reclaim; /* set by the flusher after a manifest commit */
-  es_wal *wal;        /* writer thread only (after open) */
+  atomic_int reclaim;  /* set by the flusher after a manifest commit */
+  atomic_int pressure; /* set by appenders waiting for memory */
+  es_wal *wal;         /* writer thread only (after open) */
   uint64_t next_lsn;
   es_tenant *tenants; /* list, guarded by db->tenants_mu */
   es_buf frame;
@@ -109,6 +110,11 @@ struct es_db {
   uint64_t seal_seq, flushed_seq;
   int flusher_stop, flusher_started;
   pthread_t flusher;
+  /* the housekeeper: prepares spare WAL files ahead of rollovers */
+  pthread_mutex_t hk_mu;
+  pthread_cond_t hk_cv;
+  int hk_stop, hk_started;
+  pthread_t housekeeper;
   /* memory budget */
   atomic_size_t mem_bytes;
   pthread_mutex_t mem_mu;

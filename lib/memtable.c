@@ -7,7 +7,10 @@
 #include "event.h"
 #include "mem.h"
 
-#define MT_BLOCK_BYTES (1u << 20)
+/* Arena blocks start small and double up to 1 MiB, so that the hundreds
+ * of quiet tenants of a store cost kilobytes each, not megabytes. */
+#define MT_BLOCK_BYTES_MIN (16u << 10)
+#define MT_BLOCK_BYTES_MAX (1u << 20)
 
 struct es_mt_block {
   es_mt_block *next;
@@ -57,7 +60,11 @@ static int memtable_copy(es_memtable *mt, const uint8_t *rows, size_t len,
                          uint8_t **at_out) {
   es_mt_block *b = mt->blocks;
   if (!b || b->cap - b->used < len) {
-    size_t cap = len > MT_BLOCK_BYTES ? len : MT_BLOCK_BYTES;
+    size_t cap = b ? b->cap * 2 : MT_BLOCK_BYTES_MIN;
+    if (cap > MT_BLOCK_BYTES_MAX)
+      cap = MT_BLOCK_BYTES_MAX;
+    if (cap < len)
+      cap = len;
     b = es__malloc(sizeof(*b) + cap);
     if (!b)
       return ES_NOMEM_BKPT();

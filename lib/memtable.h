@@ -32,8 +32,8 @@ typedef struct es_mrow {
   const uint8_t *row; /* encoded event, NUL-terminated strings inside */
 } es_mrow;
 
-#define ES_MT_CHUNK_ROWS 4096
-#define ES_MT_CHUNKS_MAX 1024 /* so at most 4,194,304 rows per memtable */
+#define ES_MT_CHUNK_ROWS 1024
+#define ES_MT_CHUNKS_MAX 2048 /* so at most 2,097,152 rows per memtable */
 
 typedef struct es_mt_block es_mt_block;
 

@@ -13,6 +13,8 @@
  * then damage only the last frame, so "an invalid frame followed by a
  * valid one" always means corruption, never a torn group.
  */
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -21,6 +23,7 @@
 #include "wal.h"
 
 #define WAL_ZERO_CHUNK (1u << 20)
+#define WAL_SPARE_BYTES_MIN (1u << 20)
 #define WAL_LSN_SLACK ((uint64_t)1 << 40) /* plausibility bound in search */
 
 struct es_wal {
@@ -33,6 +36,14 @@ struct es_wal {
   uint64_t *firsts; /* first LSNs of live files, sorted; last = cur */
   size_t nfiles, cap;
   uint64_t bytes; /* bytes in live files (approximate for old ones) */
+  /* A zero-filled file made ahead of need by another thread, so that a
+   * rollover costs a rename instead of writing file_bytes of zeros while
+   * appenders wait.  Guarded by spare_mu; the only state shared with a
+   * thread other than the shard writer. */
+  pthread_mutex_t spare_mu;
+  es_file *spare;
+  int spare_enabled;
+  atomic_uint_fast64_t fill; /* wal->off, for the spare maker to read */
 };
 
 /* Builds one record; see wal.h. */
@@ -84,22 +95,18 @@ int es__wal_path(char *buf, size_t cap, const char *dir, uint64_t first) {
   return ES_OK;
 }
 
-/* Creates the file for `first`, zero-filled to file_bytes and durable with
- * its directory entry, and makes it current. */
-static int wal_new_file(es_wal *wal, uint64_t first) {
-  char path[ES_PATH_MAX];
-  ES_TRY(es__wal_path(path, sizeof(path), wal->dir, first));
-  ES_TRY(es__grow((void **)&wal->firsts, &wal->cap, wal->nfiles + 1,
-                  sizeof(uint64_t)));
+/* Creates path, zero-filled to file_bytes and synced (its directory
+ * entry is the caller's business). */
+static int wal_create_zeroed(es_wal *wal, const char *path, es_file **f_out) {
   es_vfs *vfs = wal->vfs;
   es_file *f = NULL;
+  *f_out = NULL;
   ES_TRY(vfs->open(vfs, path, ES_IO_WRITE | ES_IO_CREATE | ES_IO_TRUNC, &f));
   int rc = ES_OK;
-  uint8_t *zeros = NULL;
   if (wal->file_bytes > 0) {
     size_t chunk =
         wal->file_bytes < WAL_ZERO_CHUNK ? wal->file_bytes : WAL_ZERO_CHUNK;
-    zeros = es__calloc(1, chunk);
+    uint8_t *zeros = es__calloc(1, chunk);
     if (!zeros)
       rc = ES_NOMEM_BKPT();
     for (uint64_t o = 0; rc == ES_OK && o < wal->file_bytes; o += chunk) {
@@ -110,25 +117,94 @@ static int wal_new_file(es_wal *wal, uint64_t first) {
   }
   if (rc == ES_OK && wal->sync)
     rc = vfs->sync(vfs, f);
+  if (rc < 0) {
+    (void)vfs->close(vfs, f);
+    return rc;
+  }
+  *f_out = f;
+  return ES_OK;
+}
+
+static int wal_spare_path(es_wal *wal, char *buf, size_t cap) {
+  return es__path_join(buf, cap, wal->dir, "spare.tmp");
+}
+
+/* Makes the file for `first` current: the prepared spare renamed, or a
+ * new zero-filled file; durable with its directory entry before any frame
+ * is written into it. */
+static int wal_new_file(es_wal *wal, uint64_t first) {
+  char path[ES_PATH_MAX], spare_path[ES_PATH_MAX];
+  ES_TRY(es__wal_path(path, sizeof(path), wal->dir, first));
+  ES_TRY(wal_spare_path(wal, spare_path, sizeof(spare_path)));
+  ES_TRY(es__grow((void **)&wal->firsts, &wal->cap, wal->nfiles + 1,
+                  sizeof(uint64_t)));
+  es_vfs *vfs = wal->vfs;
+  pthread_mutex_lock(&wal->spare_mu);
+  es_file *f = wal->spare;
+  wal->spare = NULL;
+  pthread_mutex_unlock(&wal->spare_mu);
+  int rc = ES_OK;
+  if (f)
+    rc = vfs->rename(vfs, spare_path, path);
+  else
+    rc = wal_create_zeroed(wal, path, &f);
   if (rc == ES_OK && wal->sync)
     rc = vfs->sync_dir(vfs, wal->dir);
   if (rc < 0) {
-    (void)vfs->close(vfs, f);
+    if (f)
+      (void)vfs->close(vfs, f);
     return rc;
   }
   if (wal->cur)
     (void)vfs->close(vfs, wal->cur);
   wal->cur = f;
   wal->off = 0;
+  atomic_store(&wal->fill, 0);
   wal->firsts[wal->nfiles++] = first;
   wal->bytes += wal->file_bytes;
+  return ES_OK;
+}
+
+/* Prepares the spare file if the log wants one and has none (called from
+ * a background thread).  Returns 1 if it made one, 0 if none was needed. */
+int es__wal_prepare_spare(es_wal *wal) {
+  /* wanted once the current file is half full: early enough to be ready,
+   * late enough not to compete with a fresh file's first appends */
+  if (!wal || !wal->spare_enabled ||
+      atomic_load_explicit(&wal->fill, memory_order_relaxed) <
+          wal->file_bytes / 2)
+    return 0;
+  pthread_mutex_lock(&wal->spare_mu);
+  int have = wal->spare != NULL;
+  pthread_mutex_unlock(&wal->spare_mu);
+  if (have)
+    return 0;
+  char path[ES_PATH_MAX];
+  es_file *f = NULL;
+  ES_TRY(wal_spare_path(wal, path, sizeof(path)));
+  ES_TRY(wal_create_zeroed(wal, path, &f));
+  pthread_mutex_lock(&wal->spare_mu);
+  wal->spare = f;
+  pthread_mutex_unlock(&wal->spare_mu);
+  return 1;
+}
+
+/* Resumes writing into an existing file at offset off. */
+static int wal_resume(es_wal *wal, uint64_t first, uint64_t off) {
+  char path[ES_PATH_MAX];
+  ES_TRY(es__wal_path(path, sizeof(path), wal->dir, first));
+  ES_TRY(wal->vfs->open(wal->vfs, path, ES_IO_WRITE, &wal->cur));
+  wal->off = off;
+  atomic_store(&wal->fill, off);
+  wal->firsts[wal->nfiles++] = first;
   return ES_OK;
 }
 
 /* Opens a shard log for writing; see wal.h. */
 int es__wal_open(es_vfs *vfs, const char *dir, uint64_t next_lsn,
                  const uint64_t *live_firsts, size_t live_count,
-                 size_t file_bytes, int sync, es_wal **wal_out) {
+                 uint64_t resume_off, size_t file_bytes, int sync,
+                 es_wal **wal_out) {
   *wal_out = NULL;
   es_wal *wal = es__calloc(1, sizeof(*wal));
   if (!wal)
@@ -136,6 +212,10 @@ int es__wal_open(es_vfs *vfs, const char *dir, uint64_t next_lsn,
   wal->vfs = vfs;
   wal->file_bytes = file_bytes;
   wal->sync = sync;
+  pthread_mutex_init(&wal->spare_mu, NULL);
+  /* Spares pay off for real file sizes; tests with tiny files keep every
+   * I/O on the writer thread, in a deterministic order. */
+  wal->spare_enabled = sync && file_bytes >= WAL_SPARE_BYTES_MIN;
   int rc = ES_OK;
   if (strlen(dir) >= sizeof(wal->dir))
     rc = ES_INVAL_BKPT("path too long: %s", dir);
@@ -145,11 +225,21 @@ int es__wal_open(es_vfs *vfs, const char *dir, uint64_t next_lsn,
     rc = es__grow((void **)&wal->firsts, &wal->cap, live_count + 1,
                   sizeof(uint64_t));
   if (rc == ES_OK) {
-    for (size_t i = 0; i < live_count; i++)
-      if (live_firsts[i] != next_lsn) /* a frameless file is recreated */
+    char spare[ES_PATH_MAX];
+    if (wal_spare_path(wal, spare, sizeof(spare)) == ES_OK &&
+        vfs->unlink(vfs, spare) < 0)
+      es__error_clear(); /* a spare left by a crash, usually none */
+  }
+  int resume = live_count > 0 && resume_off > 0 &&
+               resume_off + ES_WAL_FRAME_HDR < file_bytes;
+  if (rc == ES_OK) {
+    size_t keep = resume ? live_count - 1 : live_count;
+    for (size_t i = 0; i < keep; i++)
+      if (resume || live_firsts[i] != next_lsn) /* frameless: recreated */
         wal->firsts[wal->nfiles++] = live_firsts[i];
-    wal->bytes = (uint64_t)wal->nfiles * file_bytes;
-    rc = wal_new_file(wal, next_lsn);
+    wal->bytes = (uint64_t)(wal->nfiles + 1) * file_bytes;
+    rc = resume ? wal_resume(wal, live_firsts[live_count - 1], resume_off)
+                : wal_new_file(wal, next_lsn);
   }
   if (rc < 0) {
     es__wal_close(wal);
@@ -167,6 +257,7 @@ int es__wal_write(es_wal *wal, const uint8_t *frame, size_t len, uint64_t lsn) {
     ES_TRY(wal_new_file(wal, lsn));
   ES_TRY(wal->vfs->write(wal->vfs, wal->cur, frame, len, wal->off));
   wal->off += len;
+  atomic_store_explicit(&wal->fill, wal->off, memory_order_relaxed);
   if (wal->off > wal->file_bytes)
     wal->bytes += len;
   return ES_OK;
@@ -215,6 +306,9 @@ void es__wal_close(es_wal *wal) {
     return;
   if (wal->cur)
     (void)wal->vfs->close(wal->vfs, wal->cur);
+  if (wal->spare)
+    (void)wal->vfs->close(wal->vfs, wal->spare);
+  pthread_mutex_destroy(&wal->spare_mu);
   es__free(wal->firsts);
   es__free(wal);
 }
@@ -339,6 +433,9 @@ int es__wal_read_file(es_vfs *vfs, const char *path, int is_last,
     off += ES_WAL_FRAME_HDR + (uint64_t)len;
   }
   scan->end_off = off;
+  scan->dirty_end = size;
+  while (scan->dirty_end > off && img[scan->dirty_end - 1] == 0)
+    scan->dirty_end--;
   /* Whatever ended the walk (zeros or an invalid frame), nothing valid may
    * follow: a valid frame after it means the log was damaged in the
    * middle, and replaying past or stopping at the damage would both be

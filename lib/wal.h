@@ -54,12 +54,20 @@ void es__wal_frame_finish(uint8_t *buf, size_t total_len, uint64_t lsn);
 
 typedef struct es_wal es_wal;
 
-/* Starts writing a shard's log in dir with a fresh file for next_lsn.
- * live_firsts lists the first LSNs of older files still present (sorted),
- * which es__wal_reclaim may delete later. */
+/* Starts writing a shard's log in dir.  live_firsts lists the first LSNs
+ * of the files present (sorted), which es__wal_reclaim may delete later.
+ * With resume_off > 0 and room left, writing resumes in the newest of them
+ * at that offset (the end of its valid frames, zeros after it); otherwise
+ * a fresh file named next_lsn is started. */
 int es__wal_open(es_vfs *vfs, const char *dir, uint64_t next_lsn,
                  const uint64_t *live_firsts, size_t live_count,
-                 size_t file_bytes, int sync, es_wal **wal_out) ES_MUST_CHECK;
+                 uint64_t resume_off, size_t file_bytes, int sync,
+                 es_wal **wal_out) ES_MUST_CHECK;
+
+/* Prepares a zero-filled spare file for the next rollover when the log
+ * wants one (large files with syncing on).  Safe to call from a thread
+ * other than the writer.  Returns 1 if it made one, 0 if not needed. */
+int es__wal_prepare_spare(es_wal *wal) ES_MUST_CHECK;
 
 /* Writes a finished frame (lsn must exceed all earlier ones); starts a new
  * file first when the frame does not fit in the current one. */
@@ -95,12 +103,13 @@ typedef int (*es_wal_rec_fn)(void *ud, uint64_t lsn, const es_wal_rec *rec,
 
 /* Result of reading one file. */
 typedef struct es_wal_scan {
-  uint64_t end_off;  /* offset after the last valid frame */
-  uint64_t last_lsn; /* lsn of the last valid frame (0 if none) */
-  uint64_t frames;   /* valid frames */
-  uint64_t records;  /* records in them */
-  uint64_t events;   /* events in them */
-  int torn;          /* 1: an invalid frame at end_off, nothing valid after */
+  uint64_t end_off;   /* offset after the last valid frame */
+  uint64_t last_lsn;  /* lsn of the last valid frame (0 if none) */
+  uint64_t frames;    /* valid frames */
+  uint64_t records;   /* records in them */
+  uint64_t events;    /* events in them */
+  int torn;           /* 1: an invalid frame at end_off, nothing valid after */
+  uint64_t dirty_end; /* offset after the last non-zero byte of the file */
   uint64_t file_bytes;
 } es_wal_scan;
 
