@@ -404,6 +404,10 @@ int es_flush(es_db *db, const char *tenant) {
   es__error_clear();
   if (!db)
     return ES_INVAL_BKPT("es_flush: NULL handle");
+  int failed = atomic_load(&db->failed);
+  if (failed)
+    return ES_ERR(ES_EFAILED, "database failed earlier (%s); reopen it",
+                  es_strerror(failed));
   es_tenant *t = NULL;
   if (tenant) {
     ES_TRY(es__tenant_check(tenant));
@@ -411,10 +415,6 @@ int es_flush(es_db *db, const char *tenant) {
     if (!t)
       return ES_OK;
   }
-  int failed = atomic_load(&db->failed);
-  if (failed)
-    return ES_ERR(ES_EFAILED, "database failed earlier (%s); reopen it",
-                  es_strerror(failed));
   for (uint32_t s = 0; s < db->nshards; s++) {
     if (t && t->shard != s)
       continue;
@@ -494,7 +494,6 @@ static int replay_zero_tail(es_db *db, const char *path, uint64_t from,
 static int replay_shard(es_db *db, es_shard *sh) {
   uint64_t *firsts = NULL;
   size_t n = 0;
-  ES_TRY(db->vfs->mkdir(db->vfs, sh->dir));
   ES_TRY(es__wal_list(db->vfs, sh->dir, &firsts, &n));
   uint64_t prev = 0, next = 1, resume_off = 0;
   int rc = ES_OK;
@@ -606,8 +605,9 @@ static int open_shards(es_db *db) {
     if (snprintf(sh->dir, sizeof(sh->dir), "%s/%u", waldir, s) >=
         (int)sizeof(sh->dir))
       return ES_INVAL_BKPT("data_dir too long");
+    ES_TRY(db->vfs->mkdir(db->vfs, sh->dir));
   }
-  return ES_OK;
+  return db->vfs->sync_dir(db->vfs, waldir);
 }
 
 static int open_check_options(const es_options *opts) {
@@ -629,6 +629,24 @@ static int open_check_options(const es_options *opts) {
   return ES_OK;
 }
 
+/* Makes the data directory's own entry durable in its parent (it may
+ * just have been created): without it a power cut could lose the store. */
+static int open_sync_parent(es_db *db) {
+  char parent[ES_PATH_MAX];
+  strcpy(parent, db->dir);
+  size_t n = strlen(parent);
+  while (n > 1 && parent[n - 1] == '/')
+    parent[--n] = '\0';
+  char *slash = strrchr(parent, '/');
+  if (!slash)
+    strcpy(parent, ".");
+  else if (slash == parent)
+    parent[1] = '\0';
+  else
+    *slash = '\0';
+  return db->vfs->sync_dir(db->vfs, parent);
+}
+
 /* Opens with a chosen vfs; see eventstore.h (es_open) and db.h. */
 int es__open_vfs(const es_options *opts, es_vfs *vfs, es_db **db_out) {
   es__error_clear();
@@ -641,6 +659,7 @@ int es__open_vfs(const es_options *opts, es_vfs *vfs, es_db **db_out) {
   int rc = ES_OK;
   ES_CHECK(open_alloc(opts, vfs, &db));
   ES_CHECK(vfs->mkdir(vfs, db->dir));
+  ES_CHECK(open_sync_parent(db));
   ES_CHECK(es__path_join(path, sizeof(path), db->dir, "LOCK"));
   ES_CHECK(vfs->lock(vfs, path, &db->lock));
   ES_CHECK(open_identity(db, opts->shards));
