@@ -174,7 +174,7 @@ typedef struct es_options {
                                    flushes above it.  Default 256 MiB */
   size_t seal_bytes;     /* seal a tenant's memtable at this size; 8 MiB */
   int64_t seal_age_us;   /* ...or when its oldest row is this old; 5 min */
-  size_t wal_file_bytes; /* WAL file size, preallocated; default 64 MiB */
+  size_t wal_file_bytes; /* WAL file size, preallocated; default 32 MiB */
   int sync_mode;         /* ES_SYNC_FULL (default) or ES_SYNC_NONE */
   int keep_full_ip;      /* 0 (default): truncate ip addresses */
   int read_only;         /* reserved: must be 0 in this version */

@@ -47,7 +47,7 @@ void es_options_init(es_options *opts) {
   opts->memtable_budget_bytes = (size_t)256 << 20;
   opts->seal_bytes = (size_t)8 << 20;
   opts->seal_age_us = (int64_t)300 * 1000000;
-  opts->wal_file_bytes = (size_t)64 << 20;
+  opts->wal_file_bytes = (size_t)32 << 20;
   opts->sync_mode = ES_SYNC_FULL;
 }
 
