@@ -232,7 +232,7 @@ typedef struct es_receipt {
  * recovery (an unacknowledged write is in doubt, as in every database).
  *
  * receipt_out may be NULL.  Thread-safe.  Errors: ES_EINVAL (NULL, count 0,
- * an invalid type, ts_us < 0), ES_ETENANT, ES_ETOOBIG, ES_EFAILED,
+ * an invalid type, ts_us < 0 or INT64_MAX), ES_ETENANT, ES_ETOOBIG, ES_EFAILED,
  * ES_ECLOSED, ES_EIO, ES_ENOSPC, ES_ENOMEM.
  */
 ES_API int es_append(es_db *db, const char *tenant, const es_event *events,

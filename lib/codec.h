@@ -122,6 +122,8 @@ static inline uint64_t es__rd_varint(es_rd *r) {
       return 0;
     }
     uint8_t c = *r->p++;
+    if (shift == 63 && c > 1)
+      break; /* would overflow 64 bits */
     v |= (uint64_t)(c & 0x7f) << shift;
     if (!(c & 0x80))
       return v;

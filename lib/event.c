@@ -93,8 +93,8 @@ int es__event_encode(es_buf *b, const es_event *ev, int64_t now_us,
                      int keep_full_ip) {
   if (ev->type < ES_TYPE_TRACK || ev->type > ES_TYPE_GROUP)
     return ES_INVAL_BKPT("event type %d is not an es_type", ev->type);
-  if (ev->ts_us < 0)
-    return ES_INVAL_BKPT("event time %lld is before 1970",
+  if (ev->ts_us < 0 || ev->ts_us == INT64_MAX)
+    return ES_INVAL_BKPT("event time %lld is outside [1970, INT64_MAX)",
                          (long long)ev->ts_us);
   int64_t recv = ev->recv_us ? ev->recv_us : now_us;
   size_t start = b->len;

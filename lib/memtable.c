@@ -80,14 +80,37 @@ static int memtable_copy(es_memtable *mt, const uint8_t *rows, size_t len,
   return ES_OK;
 }
 
-/* Inserts a record's rows, unpublished; see memtable.h. */
+/* Indexes the rows just copied to `at`; fails without touching the index
+ * when they do not parse. */
+static int memtable_index(es_memtable *mt, const uint8_t *at, size_t len,
+                          uint32_t count) {
+  size_t off = 0;
+  for (uint32_t i = 0; i < count; i++) {
+    es_event ev;
+    size_t used = 0;
+    ES_TRY(es__event_decode(at + off, len - off, &ev, &used));
+    es_mrow *r = &mt->chunks[(mt->rows + i) / ES_MT_CHUNK_ROWS]
+                            [(mt->rows + i) % ES_MT_CHUNK_ROWS];
+    r->ts_us = ev.ts_us;
+    r->row = at + off;
+    off += used;
+  }
+  if (off != len)
+    return ES_CORRUPT_BKPT("record holds %zu bytes after its %u rows",
+                           len - off, count);
+  return ES_OK;
+}
+
+/* Inserts a record's rows, unpublished; see memtable.h.  Memory taken is
+ * reported in *bytes_added even when the insert fails. */
 int es__memtable_insert(es_memtable *mt, const uint8_t *rows, size_t rows_len,
                         uint32_t count, uint64_t lsn, size_t *bytes_added) {
   size_t before = mt->bytes;
   if (!es__memtable_has_room(mt, count))
     return ES_ERR(ES_ETOOBIG, "memtable index full");
-  /* Make sure every chunk exists first, so failure leaves nothing half
-   * inserted. */
+  int rc = ES_OK;
+  /* Every chunk exists before any row is indexed, so a failure leaves
+   * nothing half inserted. */
   size_t last = mt->rows + count;
   for (size_t c = mt->rows / ES_MT_CHUNK_ROWS;
        count > 0 && c <= (last - 1) / ES_MT_CHUNK_ROWS; c++) {
@@ -95,34 +118,20 @@ int es__memtable_insert(es_memtable *mt, const uint8_t *rows, size_t rows_len,
       continue;
     mt->chunks[c] = es__malloc(ES_MT_CHUNK_ROWS * sizeof(es_mrow));
     if (!mt->chunks[c])
-      return ES_NOMEM_BKPT();
+      ES_CHECK(ES_NOMEM_BKPT());
     mt->bytes += ES_MT_CHUNK_ROWS * sizeof(es_mrow);
   }
   uint8_t *at = NULL;
-  ES_TRY(memtable_copy(mt, rows, rows_len, &at));
-  size_t off = 0;
-  for (uint32_t i = 0; i < count; i++) {
-    es_event ev;
-    size_t used = 0;
-    int rc = es__event_decode(at + off, rows_len - off, &ev, &used);
-    if (rc < 0)
-      return rc; /* the arena bytes are wasted, the index is untouched */
-    es_mrow *r = &mt->chunks[(mt->rows + i) / ES_MT_CHUNK_ROWS]
-                            [(mt->rows + i) % ES_MT_CHUNK_ROWS];
-    r->ts_us = ev.ts_us;
-    r->row = at + off;
-    off += used;
-  }
-  if (off != rows_len)
-    return ES_CORRUPT_BKPT("record holds %zu bytes after its %u rows",
-                           rows_len - off, count);
+  ES_CHECK(memtable_copy(mt, rows, rows_len, &at));
+  ES_CHECK(memtable_index(mt, at, rows_len, count));
   if (mt->rows == 0 && mt->min_lsn == 0) {
     mt->min_lsn = lsn;
     mt->first_insert_mono_us = es__clock_mono_us();
   }
   mt->rows += count;
+err:
   *bytes_added += mt->bytes - before;
-  return ES_OK;
+  return rc;
 }
 
 /* Publishes everything inserted so far (release pairs with readers'

@@ -310,8 +310,8 @@ static int seg_parse_footer(es_segment *seg, const uint8_t *f, size_t len,
       b->clen = es__rd_u32(&r);
       b->rlen = es__rd_u32(&r);
       b->checksum = es__rd_u64(&r);
-      if (b->off < ES_SEG_HEADER_BYTES || b->off + b->clen > footer_off ||
-          b->clen == 0)
+      if (b->off < ES_SEG_HEADER_BYTES || b->off > footer_off ||
+          b->clen > footer_off - b->off || b->clen == 0)
         return ES_CORRUPT_BKPT("%s: block %u/%d lies outside the data area",
                                seg->path, g, c);
     }

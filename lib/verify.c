@@ -150,7 +150,7 @@ int es__inspect_vfs(es_vfs *vfs, const char *data_dir,
   int rc = walk_tenants(vfs, data_dir, &ns);
   for (size_t t = 0; rc == ES_OK && t < ns.n; t++) {
     char tdir[ES_PATH_MAX], rel[ES_PATH_MAX];
-    es_manifest m;
+    es_manifest m = {0};
     snprintf(rel, sizeof(rel), "tenants/%s", ns.v[t]);
     rc = es__path_join(tdir, sizeof(tdir), data_dir, rel);
     if (rc == ES_OK)
@@ -170,8 +170,7 @@ int es__inspect_vfs(es_vfs *vfs, const char *data_dir,
                            0};
       rc = fn(ud, &info);
     }
-    if (rc >= 0)
-      es__manifest_free(&m);
+    es__manifest_free(&m); /* zeroed by a failed read too */
   }
   names_free(&ns);
   if (rc == ES_OK)

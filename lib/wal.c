@@ -237,7 +237,7 @@ int es__wal_open(es_vfs *vfs, const char *dir, uint64_t next_lsn,
     for (size_t i = 0; i < keep; i++)
       if (resume || live_firsts[i] != next_lsn) /* frameless: recreated */
         wal->firsts[wal->nfiles++] = live_firsts[i];
-    wal->bytes = (uint64_t)(wal->nfiles + 1) * file_bytes;
+    wal->bytes = (uint64_t)(wal->nfiles + (resume ? 1 : 0)) * file_bytes;
     rc = resume ? wal_resume(wal, live_firsts[live_count - 1], resume_off)
                 : wal_new_file(wal, next_lsn);
   }

@@ -1,0 +1,450 @@
+/*
+ * test_segment.c -- unit tests of lib/segment.{h,c}: build, write, open,
+ * read back, zone maps, Bloom filter, column encodings and every check
+ * that guards a segment file.
+ *
+ * What must hold (segment.h):
+ *  1. A segment built from N sorted rows reads back, group by group, to
+ *     exactly those rows (every field, NULL distinct from ""), in groups of
+ *     ES_SEG_GROUP_ROWS; the zone maps hold each group's min and max time.
+ *  2. The Bloom filter has no false negatives for message, anonymous and
+ *     user ids, and few false positives (10 bits per key, k = 7: ~1%).
+ *  3. Low-cardinality string columns are DICT-encoded, high-cardinality
+ *     ones PLAIN, and both decode.
+ *  4. A damaged block is ES_ECORRUPT naming its offset, both when read and
+ *     when verified, and does not affect other groups; a damaged header,
+ *     trailer or footer, or a truncated file, fails the open with
+ *     ES_ECORRUPT (ES_EVERSION for a newer format version).
+ */
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "segment.h"
+#include "unit.h"
+
+#define TS_BASE INT64_C(1700000000000000)
+#define SEG_ENC_PLAIN 0 /* segment.c's string column encodings */
+#define SEG_ENC_DICT 1
+
+/* ---- input rows ---------------------------------------------------------- */
+
+/* N encoded rows as a memtable would hold them, and decoded views of them
+ * (strings pointing into enc) to compare against. */
+typedef struct seg_input {
+  size_t n;
+  es_buf enc;
+  es_mrow *mrows;
+  const es_mrow **ptrs;
+  es_event *evs;
+} seg_input;
+
+/* Event times: three rows per time, so equal times straddle groups. */
+static int64_t input_ts(size_t i) { return TS_BASE + (int64_t)(i / 3) * 1000; }
+
+static void input_make(seg_input *in, size_t n) {
+  memset(in, 0, sizeof(*in));
+  in->n = n;
+  size_t *offs = malloc(n * sizeof(size_t));
+  for (size_t i = 0; i < n; i++) {
+    es_event ev;
+    ut_text tx;
+    ut_event(&ev, &tx, "seg", (int)i, input_ts(i));
+    offs[i] = in->enc.len;
+    ck_assert_int_eq(es__event_encode(&in->enc, &ev, TS_BASE, 0), ES_OK);
+  }
+  in->mrows = malloc(n * sizeof(es_mrow));
+  in->ptrs = malloc(n * sizeof(es_mrow *));
+  in->evs = malloc(n * sizeof(es_event));
+  for (size_t i = 0; i < n; i++) {
+    in->mrows[i].ts_us = input_ts(i);
+    in->mrows[i].row = in->enc.data + offs[i];
+    in->ptrs[i] = &in->mrows[i];
+    size_t used;
+    ck_assert_int_eq(es__event_decode(in->mrows[i].row, in->enc.len - offs[i],
+                                      &in->evs[i], &used),
+                     ES_OK);
+  }
+  free(offs);
+}
+
+static void input_free(seg_input *in) {
+  es__buf_free(&in->enc);
+  free(in->mrows);
+  free(in->ptrs);
+  free(in->evs);
+}
+
+/* Builds the segment of in, writes it atomically as dir/name, opens it. */
+static es_segment *seg_write_open(const seg_input *in, const char *dir,
+                                  const char *name, char *path, size_t cap) {
+  es_buf img = {0};
+  ck_assert_int_eq(es__segment_build(&img, in->ptrs, in->n), ES_OK);
+  ck_assert_int_eq(
+      es__io_write_atomic(es__vfs_posix(), dir, name, img.data, img.len),
+      ES_OK);
+  ck_assert_int_eq(es__path_join(path, cap, dir, name), ES_OK);
+  ck_assert_uint_eq(ut_file_size(path), img.len);
+  es__buf_free(&img);
+  es_segment *seg = NULL;
+  ck_assert_int_eq(es__segment_open(es__vfs_posix(), path, 42, &seg), ES_OK);
+  ck_assert_ptr_nonnull(seg);
+  return seg;
+}
+
+/* The event in row r of a decoded group. */
+static void group_event(const es_seg_rows *rows, size_t r, es_event *ev) {
+  memset(ev, 0, sizeof(*ev));
+  ev->ts_us = rows->ts[r];
+  ev->recv_us = rows->recv[r];
+  ev->type = rows->type[r];
+  for (int f = 0; f < ES_NSTR; f++)
+    *es__ev_str(ev, f) = rows->str[f][r];
+}
+
+/* ---- round trips -------------------------------------------------------- */
+
+static const size_t sizes[] = {1, 8191, 8192, 8193, 20000};
+
+START_TEST(test_build_read_round_trip) {
+  size_t n = sizes[_i];
+  char dir[512], path[1024];
+  ut_tmpdir(dir, sizeof(dir), "seg-rt");
+  seg_input in;
+  input_make(&in, n);
+  es_segment *seg =
+      seg_write_open(&in, dir, "0000000000000001.seg", path, sizeof(path));
+  uint32_t groups = (uint32_t)((n + ES_SEG_GROUP_ROWS - 1) / ES_SEG_GROUP_ROWS);
+  ck_assert_uint_eq(seg->id, 42);
+  ck_assert_uint_eq(seg->rows, n);
+  ck_assert_uint_eq(seg->ngroups, groups);
+  ck_assert_int_eq(seg->min_ts, input_ts(0));
+  ck_assert_int_eq(seg->max_ts, input_ts(n - 1));
+  ck_assert_uint_eq(seg->bytes, ut_file_size(path));
+
+  es_seg_rows rows = {0};
+  size_t k = 0;
+  for (uint32_t g = 0; g < groups; g++) {
+    size_t want = n - k < ES_SEG_GROUP_ROWS ? n - k : ES_SEG_GROUP_ROWS;
+    /* zone map: first and last time of the group */
+    ck_assert_uint_eq(seg->groups[g].rows, want);
+    ck_assert_int_eq(seg->groups[g].min_ts, input_ts(k));
+    ck_assert_int_eq(seg->groups[g].max_ts, input_ts(k + want - 1));
+    ck_assert_int_eq(es__segment_read_group(seg, g, &rows), ES_OK);
+    ck_assert_uint_eq(rows.n, want);
+    for (size_t r = 0; r < want; r++, k++) {
+      es_event got;
+      group_event(&rows, r, &got);
+      char what[64];
+      snprintf(what, sizeof(what), "n=%zu group %u row %zu", n, g, r);
+      ut_event_eq(&got, &in.evs[k], what);
+    }
+  }
+  ck_assert_uint_eq(k, n);
+  /* reading a group again reuses the buffers and gives the same rows */
+  ck_assert_int_eq(es__segment_read_group(seg, 0, &rows), ES_OK);
+  es_event again;
+  group_event(&rows, 0, &again);
+  ut_event_eq(&again, &in.evs[0], "reread");
+  /* a group past the end is an argument error */
+  ck_assert_int_eq(es__segment_read_group(seg, groups, &rows), ES_EINVAL);
+  es__segment_rows_free(&rows);
+  es__segment_unref(seg);
+  input_free(&in);
+  ut_rmrf(dir);
+}
+END_TEST
+
+START_TEST(test_build_empty) {
+  es_buf img = {0};
+  ck_assert_int_eq(es__segment_build(&img, NULL, 0), ES_EINVAL);
+  ck_assert_uint_eq(img.len, 0);
+  es__buf_free(&img);
+}
+END_TEST
+
+START_TEST(test_refs) {
+  char dir[512], path[1024];
+  ut_tmpdir(dir, sizeof(dir), "seg-ref");
+  seg_input in;
+  input_make(&in, 10);
+  es_segment *seg = seg_write_open(&in, dir, "a.seg", path, sizeof(path));
+  es__segment_ref(seg);
+  ck_assert_int_eq(atomic_load(&seg->refs), 2);
+  es__segment_unref(seg);
+  es_seg_rows rows = {0};
+  ck_assert_int_eq(es__segment_read_group(seg, 0, &rows), ES_OK);
+  es__segment_rows_free(&rows);
+  es__segment_unref(seg);
+  es__segment_unref(NULL);
+  input_free(&in);
+  ut_rmrf(dir);
+}
+END_TEST
+
+/* ---- encodings ---------------------------------------------------------- */
+
+START_TEST(test_dict_and_plain) {
+  char dir[512], path[1024];
+  ut_tmpdir(dir, sizeof(dir), "seg-enc");
+  seg_input in;
+  input_make(&in, 1000);
+  es_segment *seg = seg_write_open(&in, dir, "a.seg", path, sizeof(path));
+  es_seg_rows rows = {0};
+  ck_assert_int_eq(es__segment_read_group(seg, 0, &rows), ES_OK);
+  /* ut_event: event has 5 values, user_id 50 (and NULLs), path 13;
+   * message_id and url are unique per row */
+  static const struct {
+    int field, enc;
+  } want[] = {
+      {ES_STR_event, SEG_ENC_DICT},       {ES_STR_user_id, SEG_ENC_DICT},
+      {ES_STR_path, SEG_ENC_DICT},        {ES_STR_previous_id, SEG_ENC_DICT},
+      {ES_STR_message_id, SEG_ENC_PLAIN}, {ES_STR_url, SEG_ENC_PLAIN},
+      {ES_STR_properties, SEG_ENC_PLAIN},
+  };
+  for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++) {
+    const es_buf *raw = &rows.raw[ES_COL_STR0 + want[i].field];
+    ck_assert_uint_gt(raw->len, 0);
+    ck_assert_msg(raw->data[0] == want[i].enc, "%s: encoding %u, want %d",
+                  es__str_name[want[i].field], raw->data[0], want[i].enc);
+  }
+  /* the values of both kinds decode (NULLs and "" inside DICT too) */
+  for (size_t r = 0; r < rows.n; r++) {
+    es_event got;
+    group_event(&rows, r, &got);
+    ut_event_eq(&got, &in.evs[r], "encodings");
+  }
+  es__segment_rows_free(&rows);
+  es__segment_unref(seg);
+  input_free(&in);
+  ut_rmrf(dir);
+}
+END_TEST
+
+/* ---- the Bloom filter --------------------------------------------------- */
+
+START_TEST(test_bloom) {
+  char dir[512], path[1024];
+  ut_tmpdir(dir, sizeof(dir), "seg-bloom");
+  seg_input in;
+  input_make(&in, 20000);
+  es_segment *seg = seg_write_open(&in, dir, "a.seg", path, sizeof(path));
+  for (size_t i = 0; i < in.n; i++) {
+    const es_event *ev = &in.evs[i];
+    ck_assert_msg(es__segment_may_contain(seg, ev->message_id),
+                  "message id %s missing", ev->message_id);
+    ck_assert_int_eq(es__segment_may_contain(seg, ev->anonymous_id), 1);
+    if (ev->user_id)
+      ck_assert_int_eq(es__segment_may_contain(seg, ev->user_id), 1);
+  }
+  int fp = 0;
+  for (int i = 0; i < 10000; i++) {
+    char key[48];
+    snprintf(key, sizeof(key), "absent-%d", i);
+    fp += es__segment_may_contain(seg, key);
+  }
+  ck_assert_msg(fp < 300, "false positive rate %d/10000 >= 3%%", fp);
+  es__segment_unref(seg);
+  input_free(&in);
+
+  /* a one-row segment knows its ids and not much else */
+  input_make(&in, 1);
+  seg = seg_write_open(&in, dir, "b.seg", path, sizeof(path));
+  ck_assert_int_eq(es__segment_may_contain(seg, in.evs[0].message_id), 1);
+  ck_assert_int_eq(es__segment_may_contain(seg, in.evs[0].anonymous_id), 1);
+  fp = 0;
+  for (int i = 0; i < 1000; i++) {
+    char key[48];
+    snprintf(key, sizeof(key), "nobody-%d", i);
+    fp += es__segment_may_contain(seg, key);
+  }
+  ck_assert_int_lt(fp, 100);
+  es__segment_unref(seg);
+  input_free(&in);
+  ut_rmrf(dir);
+}
+END_TEST
+
+/* ---- damage ---------------------------------------------------------------
+ */
+
+typedef struct problems {
+  int n;
+  uint64_t off[8];
+  char what[8][256];
+} problems;
+
+static void problem_cb(void *ud, const char *path, uint64_t off,
+                       const char *what) {
+  (void)path;
+  problems *p = ud;
+  if (p->n < 8) {
+    p->off[p->n] = off;
+    snprintf(p->what[p->n], sizeof(p->what[0]), "%s", what);
+  }
+  p->n++;
+}
+
+START_TEST(test_corrupt_block) {
+  char dir[512], path[1024];
+  ut_tmpdir(dir, sizeof(dir), "seg-block");
+  seg_input in;
+  input_make(&in, 20000);
+  es_segment *seg = seg_write_open(&in, dir, "a.seg", path, sizeof(path));
+  ck_assert_uint_eq(seg->ngroups, 3);
+  const int col = ES_COL_STR0 + ES_STR_url;
+  es_seg_block blk = seg->groups[1].cols[col];
+  es__segment_unref(seg);
+  ut_flip_byte(path, blk.off + blk.clen / 2, 0x40);
+
+  /* the footer is intact: the open succeeds */
+  ck_assert_int_eq(es__segment_open(es__vfs_posix(), path, 1, &seg), ES_OK);
+  es_seg_rows rows = {0};
+  ck_assert_int_eq(es__segment_read_group(seg, 0, &rows), ES_OK);
+  es__error_clear();
+  ck_assert_int_eq(es__segment_read_group(seg, 1, &rows), ES_ECORRUPT);
+  char want[64];
+  snprintf(want, sizeof(want), "offset %" PRIu64, blk.off);
+  ck_assert_msg(strstr(es_errdetail(), want) != NULL,
+                "detail \"%s\" does not name %s", es_errdetail(), want);
+  /* the damage stays in its group */
+  ck_assert_int_eq(es__segment_read_group(seg, 2, &rows), ES_OK);
+  ck_assert_uint_eq(rows.n, 20000 - 2 * ES_SEG_GROUP_ROWS);
+  es__segment_rows_free(&rows);
+  es__segment_unref(seg);
+
+  problems p = {0};
+  uint64_t nrows = 0;
+  ck_assert_int_eq(
+      es__segment_verify(es__vfs_posix(), path, problem_cb, &p, &nrows),
+      ES_ECORRUPT);
+  ck_assert_int_eq(p.n, 1);
+  ck_assert_uint_eq(p.off[0], blk.off);
+  ck_assert_uint_eq(nrows, 20000);
+  /* repaired, it verifies clean */
+  ut_flip_byte(path, blk.off + blk.clen / 2, 0x40);
+  memset(&p, 0, sizeof(p));
+  ck_assert_int_eq(
+      es__segment_verify(es__vfs_posix(), path, problem_cb, &p, NULL), ES_OK);
+  ck_assert_int_eq(p.n, 0);
+  input_free(&in);
+  ut_rmrf(dir);
+}
+END_TEST
+
+/* Copies the good image to path, applies one kind of damage, and expects
+ * es__segment_open to fail with `want`. */
+static void expect_open_fails(const uint8_t *img, size_t len, const char *path,
+                              int want, const char *what,
+                              void (*damage)(const char *path, size_t len)) {
+  FILE *f = fopen(path, "wb");
+  ck_assert_ptr_nonnull(f);
+  ck_assert_uint_eq(fwrite(img, 1, len, f), len);
+  fclose(f);
+  damage(path, len);
+  es_segment *seg = (es_segment *)1;
+  int rc = es__segment_open(es__vfs_posix(), path, 1, &seg);
+  ck_assert_msg(rc == want, "%s: open gave %d (%s), want %d", what, rc,
+                es_errdetail(), want);
+  ck_assert_ptr_null(seg);
+  problems p = {0};
+  ck_assert_int_eq(
+      es__segment_verify(es__vfs_posix(), path, problem_cb, &p, NULL), want);
+  if (want == ES_ECORRUPT)
+    ck_assert_int_eq(p.n, 1); /* reported once, at the file level */
+}
+
+static void cut_last_byte(const char *path, size_t len) {
+  ut_truncate(path, len - 1);
+}
+static void cut_half(const char *path, size_t len) {
+  ut_truncate(path, len / 2);
+}
+static void cut_tiny(const char *path, size_t len) {
+  (void)len;
+  ut_truncate(path, 20);
+}
+static void bad_magic(const char *path, size_t len) {
+  (void)len;
+  ut_flip_byte(path, 0, 0x01);
+}
+static void bad_end_magic(const char *path, size_t len) {
+  ut_flip_byte(path, len - 1, 0x01);
+}
+/* The footer begins where the trailer's first field says. */
+static uint64_t footer_off(const char *path, size_t len) {
+  size_t n;
+  uint8_t *buf = ut_read_file(path, &n);
+  uint64_t off = es__get_le64(buf + len - ES_SEG_TRAILER_BYTES);
+  free(buf);
+  return off;
+}
+static void bad_footer_byte(const char *path, size_t len) {
+  ut_flip_byte(path, footer_off(path, len) + 3, 0x08);
+}
+static void bad_footer_bloom(const char *path, size_t len) {
+  ut_flip_byte(path, len - ES_SEG_TRAILER_BYTES - 1, 0x80);
+}
+static void bad_footer_sum(const char *path, size_t len) {
+  ut_flip_byte(path, len - ES_SEG_TRAILER_BYTES + 16, 0x01);
+}
+static void bad_trailer_off(const char *path, size_t len) {
+  ut_flip_byte(path, len - ES_SEG_TRAILER_BYTES, 0x01);
+}
+static void newer_version(const char *path, size_t len) {
+  (void)len;
+  uint8_t v[4];
+  es__le32(v, ES_FORMAT_VERSION + 1);
+  ut_write_at(path, 8, v, 4);
+}
+
+START_TEST(test_corrupt_open) {
+  char dir[512], path[1024], bad[1100];
+  ut_tmpdir(dir, sizeof(dir), "seg-open");
+  seg_input in;
+  input_make(&in, 9000); /* two groups */
+  es_segment *seg = seg_write_open(&in, dir, "a.seg", path, sizeof(path));
+  es__segment_unref(seg);
+  size_t len;
+  uint8_t *img = ut_read_file(path, &len);
+  snprintf(bad, sizeof(bad), "%s/bad.seg", dir);
+  expect_open_fails(img, len, bad, ES_ECORRUPT, "last byte cut", cut_last_byte);
+  expect_open_fails(img, len, bad, ES_ECORRUPT, "half cut", cut_half);
+  expect_open_fails(img, len, bad, ES_ECORRUPT, "20 bytes left", cut_tiny);
+  expect_open_fails(img, len, bad, ES_ECORRUPT, "header magic", bad_magic);
+  expect_open_fails(img, len, bad, ES_ECORRUPT, "trailer magic", bad_end_magic);
+  expect_open_fails(img, len, bad, ES_ECORRUPT, "footer byte", bad_footer_byte);
+  expect_open_fails(img, len, bad, ES_ECORRUPT, "bloom byte", bad_footer_bloom);
+  expect_open_fails(img, len, bad, ES_ECORRUPT, "footer checksum",
+                    bad_footer_sum);
+  expect_open_fails(img, len, bad, ES_ECORRUPT, "footer offset",
+                    bad_trailer_off);
+  expect_open_fails(img, len, bad, ES_EVERSION, "newer version", newer_version);
+  /* a missing file is not corruption */
+  snprintf(bad, sizeof(bad), "%s/missing.seg", dir);
+  ck_assert_int_eq(es__segment_open(es__vfs_posix(), bad, 1, &seg),
+                   ES_ENOTFOUND);
+  free(img);
+  input_free(&in);
+  ut_rmrf(dir);
+}
+END_TEST
+
+static Suite *segment_suite(void) {
+  Suite *s = suite_create("segment");
+  TCase *tc = tcase_create("segment");
+  tcase_set_timeout(tc, 60);
+  tcase_add_loop_test(tc, test_build_read_round_trip, 0,
+                      sizeof(sizes) / sizeof(sizes[0]));
+  tcase_add_test(tc, test_build_empty);
+  tcase_add_test(tc, test_refs);
+  tcase_add_test(tc, test_dict_and_plain);
+  tcase_add_test(tc, test_bloom);
+  tcase_add_test(tc, test_corrupt_block);
+  tcase_add_test(tc, test_corrupt_open);
+  suite_add_tcase(s, tc);
+  return s;
+}
+
+int main(void) { return ut_main(segment_suite()); }
