@@ -1,0 +1,708 @@
+/*
+ * esctl.c -- the command-line tool of libeventstore.
+ *
+ * esctl is thin: it parses flags, turns Segment JSON into es_events (via
+ * segment_json), calls the public API and prints what comes back.  It owns
+ * no storage logic; if it needs some, the library grows an API for it.
+ *
+ * Its output is a contract that scripts and tests drive:
+ *
+ *  1. `append` prints "durable N" (N = events made durable so far by this
+ *     process) after every es_append that returned ES_OK, and flushes
+ *     stdout at once, so a reader knows exactly what survives a crash.
+ *  2. A bad input line stops `append`: the events gathered before it are
+ *     appended (and acknowledged) first, then "esctl: line K: why" goes to
+ *     stderr and the exit status is 2.
+ *  3. Exit status: 0 success; 1 an error from the library or the system
+ *     ("esctl: <es_strerror>: <es_errdetail>"); 2 bad usage or bad input
+ *     (one line saying why).
+ *
+ * Batching in `append`: a batch is appended when it is full (--batch) or
+ * when stdin has nothing more to read right now, so a slow producer (a
+ * pipe from `tail -f`) gets its events acknowledged promptly instead of
+ * waiting for a full batch.  That is why stdin is read with read(2) into
+ * our own buffer: stdio would hide whether a complete line is pending.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <poll.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "eventstore.h"
+#include "segment_json.h"
+
+#define EXIT_LIB 1
+#define EXIT_USAGE 2
+
+#define APPEND_BATCH_DEFAULT 100
+/* Longest input line, without its line ending: one maximal event. */
+#define LINE_BYTES_MAX ES_EVENT_BYTES_MAX
+
+static const char *const top_usage =
+    "usage: esctl <command> [flags]\n"
+    "\n"
+    "Commands:\n"
+    "  append   append Segment JSON events (one object per line) from stdin\n"
+    "  scan     print a tenant's events as JSON lines, in event-time order\n"
+    "  flush    seal memtables into segments (es_flush)\n"
+    "  verify   check every checksum of a data directory\n"
+    "  inspect  describe the segments and WAL files of a data directory\n"
+    "\n"
+    "Run 'esctl <command> --help' for the flags of a command.\n"
+    "Other flags: --help, --version.\n"
+    "Exit status: 0 success, 1 library or system error, 2 bad usage or "
+    "input.\n";
+
+/* ----------------------------------------------------------------------
+ * Flags and errors
+ * ---------------------------------------------------------------------- */
+
+/* One --flag VALUE (or --flag=VALUE) a command accepts. */
+typedef struct flag {
+  const char *name; /* "--data" */
+  int required;
+  const char *value; /* NULL until given */
+} flag;
+
+/* A subcommand: its name, its help text and its flags. */
+typedef struct command {
+  const char *name;
+  const char *usage;
+  int (*run)(flag *flags);
+  flag flags[6]; /* terminated by name NULL */
+} command;
+
+/* "esctl: <es_strerror>: <es_errdetail>", for a failed library call. */
+static int lib_error(int status) {
+  const char *detail = es_errdetail();
+  fprintf(stderr, "esctl: %s%s%s\n", es_strerror(status), detail[0] ? ": " : "",
+          detail);
+  return EXIT_LIB;
+}
+
+/* A usage error: one line on stderr, exit status 2. */
+__attribute__((format(printf, 2, 3))) static int
+usage_error(const char *cmd, const char *fmt, ...) {
+  va_list ap;
+  fprintf(stderr, "esctl%s%s: ", cmd ? " " : "", cmd ? cmd : "");
+  va_start(ap, fmt);
+  vfprintf(stderr, fmt, ap);
+  va_end(ap);
+  fprintf(stderr, " (try 'esctl%s%s --help')\n", cmd ? " " : "",
+          cmd ? cmd : "");
+  return EXIT_USAGE;
+}
+
+/* The value of a flag by name (NULL when not given). */
+static const char *flag_value(const flag *flags, const char *name) {
+  for (; flags->name != NULL; flags++)
+    if (strcmp(flags->name, name) == 0)
+      return flags->value;
+  return NULL;
+}
+
+/*
+ * Fills cmd->flags from argv.  Returns -1 to go on, or an exit status:
+ * 0 after printing --help, EXIT_USAGE after printing why.
+ */
+static int parse_flags(command *cmd, int argc, char **argv) {
+  for (int i = 0; i < argc; i++) {
+    const char *arg = argv[i];
+    if (strcmp(arg, "--help") == 0 || strcmp(arg, "-h") == 0) {
+      fputs(cmd->usage, stdout);
+      return 0;
+    }
+    size_t name_len = strcspn(arg, "=");
+    flag *f = cmd->flags;
+    while (f->name != NULL &&
+           (strncmp(f->name, arg, name_len) != 0 || f->name[name_len] != 0))
+      f++;
+    if (arg[0] != '-')
+      return usage_error(cmd->name, "unexpected argument '%s'", arg);
+    if (f->name == NULL)
+      return usage_error(cmd->name, "unknown flag '%s'", arg);
+    if (arg[name_len] == '=')
+      f->value = arg + name_len + 1;
+    else if (i + 1 < argc)
+      f->value = argv[++i];
+    else
+      return usage_error(cmd->name, "flag %s needs a value", f->name);
+  }
+  for (flag *f = cmd->flags; f->name != NULL; f++)
+    if (f->required && f->value == NULL)
+      return usage_error(cmd->name, "%s is required", f->name);
+  return -1;
+}
+
+/* The documented tenant rule ([A-Za-z0-9_-]{1,64}), checked before use. */
+static int check_tenant(const char *cmd, const char *tenant) {
+  size_t n = strlen(tenant);
+  if (n == 0 || n > ES_TENANT_LEN_MAX ||
+      strspn(tenant, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                     "0123456789_-") != n)
+    return usage_error(cmd, "invalid tenant '%s': want [A-Za-z0-9_-]{1,64}",
+                       tenant);
+  return 0;
+}
+
+/* Opens the store in dir with the default options. */
+static int open_store(const char *dir, es_db **db_out) {
+  es_options opts;
+  es_options_init(&opts);
+  opts.data_dir = dir;
+  int rc = es_open(&opts, db_out);
+  return rc == ES_OK ? 0 : lib_error(rc);
+}
+
+/* Closes the store; an error is reported only if none was before. */
+static int close_store(es_db *db, int status) {
+  int rc = es_close(db);
+  if (rc != ES_OK && status == 0)
+    return lib_error(rc);
+  return status;
+}
+
+/* Flushes stdout and reports a failure to write it (exit status 1). */
+static int finish_stdout(int status) {
+  if (fflush(stdout) != 0 || ferror(stdout)) {
+    fprintf(stderr, "esctl: writing standard output: %s\n", strerror(errno));
+    return status ? status : EXIT_LIB;
+  }
+  return status;
+}
+
+static int64_t now_us(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+/* ----------------------------------------------------------------------
+ * append: reading lines
+ * ---------------------------------------------------------------------- */
+
+/* Lines of stdin, read with read(2) so that we know what is pending. */
+typedef struct line_reader {
+  int fd;
+  char *buf;         /* LINE_BYTES_MAX + 3: line, "\r\n", NUL */
+  size_t start, end; /* unread bytes are buf[start..end) */
+  int eof;
+  uint64_t line_no; /* of the line last returned */
+} line_reader;
+
+#define READER_CAP (LINE_BYTES_MAX + 3)
+
+/*
+ * The next line, NUL-terminated, without "\n" or "\r\n".  Returns 1 and
+ * the line, 0 at the end of input, -1 when the line is longer than
+ * LINE_BYTES_MAX (r->line_no names it), -2 on a read error (errno).
+ */
+static int reader_next(line_reader *r, char **line_out, size_t *len_out) {
+  for (;;) {
+    char *at = r->buf + r->start;
+    char *nl = memchr(at, '\n', r->end - r->start);
+    if (nl != NULL || (r->eof && r->end > r->start)) {
+      size_t n = nl != NULL ? (size_t)(nl - at) : r->end - r->start;
+      r->start += n + (nl != NULL);
+      r->line_no++;
+      if (n > 0 && at[n - 1] == '\r')
+        n--;
+      if (n > LINE_BYTES_MAX)
+        return -1;
+      at[n] = '\0'; /* over the "\r" or "\n", or the spare byte at EOF */
+      *line_out = at;
+      *len_out = n;
+      return 1;
+    }
+    if (r->eof)
+      return 0;
+    if (r->end - r->start >= READER_CAP - 1) { /* full, and no newline */
+      r->line_no++;
+      return -1;
+    }
+    if (r->start > 0) {
+      memmove(r->buf, r->buf + r->start, r->end - r->start);
+      r->end -= r->start;
+      r->start = 0;
+    }
+    ssize_t got = read(r->fd, r->buf + r->end, READER_CAP - 1 - r->end);
+    if (got < 0 && errno == EINTR)
+      continue;
+    if (got < 0)
+      return -2;
+    r->eof = got == 0;
+    r->end += (size_t)got;
+  }
+}
+
+/* Whether the next reader_next() would have to wait for input. */
+static int reader_would_block(const line_reader *r) {
+  if (r->eof || memchr(r->buf + r->start, '\n', r->end - r->start) != NULL)
+    return 0;
+  struct pollfd p = {.fd = r->fd, .events = POLLIN};
+  return poll(&p, 1, 0) == 0;
+}
+
+/* ----------------------------------------------------------------------
+ * append: batches
+ * ---------------------------------------------------------------------- */
+
+/* A batch being gathered, and what has been acknowledged so far. */
+typedef struct batch {
+  es_db *db;
+  const char *tenant;
+  size_t cap, n;
+  seg_event *events; /* parsed, owned */
+  es_event *evs;     /* copies of events[i].ev, for es_append */
+  uint64_t *line_nos;
+  uint64_t durable_count;
+} batch;
+
+/* Prints the acknowledgement line; 0, or EXIT_LIB if stdout failed. */
+static int acknowledge(batch *b, size_t count) {
+  b->durable_count += count;
+  printf("durable %" PRIu64 "\n", b->durable_count);
+  return finish_stdout(0);
+}
+
+/*
+ * Appends the gathered events, acknowledges them, and empties the batch.
+ * If the library finds the batch too big, the events are retried one by
+ * one, so that the event that is too big on its own is named by its line.
+ * Returns 0, EXIT_LIB or EXIT_USAGE (message printed).
+ */
+static int batch_commit(batch *b) {
+  int status = 0;
+  for (size_t i = 0; i < b->n; i++)
+    b->evs[i] = b->events[i].ev;
+  int rc = b->n ? es_append(b->db, b->tenant, b->evs, b->n, NULL) : ES_OK;
+  if (rc == ES_OK) {
+    status = b->n ? acknowledge(b, b->n) : 0;
+  } else if (rc == ES_ETOOBIG) {
+    for (size_t i = 0; i < b->n && status == 0; i++) {
+      rc = es_append(b->db, b->tenant, &b->evs[i], 1, NULL);
+      if (rc == ES_ETOOBIG) {
+        fprintf(stderr, "esctl: line %" PRIu64 ": %s\n", b->line_nos[i],
+                es_strerror(rc));
+        status = EXIT_USAGE;
+      } else {
+        status = rc == ES_OK ? acknowledge(b, 1) : lib_error(rc);
+      }
+    }
+  } else {
+    status = lib_error(rc);
+  }
+  for (size_t i = 0; i < b->n; i++)
+    seg_event_free(&b->events[i]);
+  b->n = 0;
+  return status;
+}
+
+/* Parses a --batch value: 1..ES_BATCH_EVENTS_MAX. */
+static int parse_batch_size(const char *s, size_t *out) {
+  char *end;
+  errno = 0;
+  unsigned long long v = strtoull(s, &end, 10);
+  if (s[0] < '0' || s[0] > '9' || *end != '\0' || errno != 0 || v == 0 ||
+      v > ES_BATCH_EVENTS_MAX)
+    return -1;
+  *out = (size_t)v;
+  return 0;
+}
+
+static int is_blank(const char *s) { return s[strspn(s, " \t")] == '\0'; }
+
+/*
+ * Reads lines, gathers and commits batches until the end of input or a bad
+ * line.  Returns the exit status.
+ */
+static int append_loop(batch *b, line_reader *r) {
+  char err[SEG_ERR_SIZE];
+  for (;;) {
+    if (b->n > 0 && (b->n == b->cap || reader_would_block(r))) {
+      int status = batch_commit(b);
+      if (status != 0)
+        return status;
+    }
+    char *line;
+    size_t len;
+    int rc = reader_next(r, &line, &len);
+    if (rc == 0)
+      return batch_commit(b);
+    if (rc == -2) {
+      int saved = errno, status = batch_commit(b);
+      fprintf(stderr, "esctl: reading standard input: %s\n", strerror(saved));
+      return status ? status : EXIT_LIB;
+    }
+    if (rc == 1 && is_blank(line))
+      continue;
+    if (rc == -1)
+      snprintf(err, sizeof err, "longer than %d bytes", LINE_BYTES_MAX);
+    if (rc == -1 || seg_event_parse(&b->events[b->n], line, len, now_us(), err,
+                                    sizeof err) != 0) {
+      int status = batch_commit(b);
+      fprintf(stderr, "esctl: line %" PRIu64 ": %s\n", r->line_no, err);
+      return status ? status : EXIT_USAGE;
+    }
+    b->line_nos[b->n++] = r->line_no;
+  }
+}
+
+/* esctl append: stdin -> es_append, acknowledging durable batches. */
+static int cmd_append(flag *flags) {
+  const char *tenant = flag_value(flags, "--tenant");
+  const char *batch_arg = flag_value(flags, "--batch");
+  batch b = {.tenant = tenant, .cap = APPEND_BATCH_DEFAULT};
+  line_reader r = {.fd = STDIN_FILENO};
+  int status;
+  if ((status = check_tenant("append", tenant)) != 0)
+    return status;
+  if (batch_arg && parse_batch_size(batch_arg, &b.cap))
+    return usage_error("append", "--batch wants 1..100000, not '%s'",
+                       batch_arg);
+  b.events = calloc(b.cap, sizeof *b.events);
+  b.evs = calloc(b.cap, sizeof *b.evs);
+  b.line_nos = calloc(b.cap, sizeof *b.line_nos);
+  r.buf = malloc(READER_CAP);
+  if (!b.events || !b.evs || !b.line_nos || !r.buf) {
+    fprintf(stderr, "esctl: out of memory\n");
+    status = EXIT_LIB;
+  } else if ((status = open_store(flag_value(flags, "--data"), &b.db)) == 0) {
+    status = append_loop(&b, &r);
+    status = close_store(b.db, status);
+  }
+  free(b.events);
+  free(b.evs);
+  free(b.line_nos);
+  free(r.buf);
+  return status;
+}
+
+/* ----------------------------------------------------------------------
+ * scan, flush
+ * ---------------------------------------------------------------------- */
+
+/* Parses an optional --from/--to value into *us. */
+static int parse_time_flag(const flag *flags, const char *name, int64_t *us) {
+  const char *s = flag_value(flags, name);
+  if (s != NULL && seg_iso8601_parse(s, us) != 0) {
+    fprintf(stderr,
+            "esctl scan: %s: bad time '%s' (want ISO 8601, e.g. "
+            "2026-11-24T10:00:00Z)\n",
+            name, s);
+    return EXIT_USAGE;
+  }
+  return 0;
+}
+
+/* Writes every event of an open cursor as a JSON line. */
+static int scan_print(es_cursor *cur) {
+  seg_buf out;
+  es_event ev;
+  int rc, status = 0;
+  seg_buf_init(&out);
+  while ((rc = es_cursor_next(cur, &ev)) == 1) {
+    out.len = 0;
+    if (seg_event_write(&out, &ev) || seg_buf_put(&out, "\n", 1)) {
+      fprintf(stderr, "esctl: out of memory\n");
+      status = EXIT_LIB;
+      break;
+    }
+    if (fwrite(out.data, 1, out.len, stdout) != out.len)
+      break; /* finish_stdout reports it */
+  }
+  if (rc < 0) {
+    fflush(stdout); /* what was read before the error goes out first */
+    status = lib_error(rc);
+  }
+  seg_buf_free(&out);
+  return finish_stdout(status);
+}
+
+/* esctl scan: a tenant's events, in time order, as JSON lines. */
+static int cmd_scan(flag *flags) {
+  es_scan_spec spec;
+  es_db *db;
+  es_cursor *cur;
+  int status;
+  es_scan_spec_init(&spec);
+  spec.tenant = flag_value(flags, "--tenant");
+  spec.person = flag_value(flags, "--person");
+  if ((status = check_tenant("scan", spec.tenant)) != 0 ||
+      (status = parse_time_flag(flags, "--from", &spec.from_us)) != 0 ||
+      (status = parse_time_flag(flags, "--to", &spec.to_us)) != 0)
+    return status;
+  if ((status = open_store(flag_value(flags, "--data"), &db)) != 0)
+    return status;
+  int rc = es_scan(db, &spec, &cur);
+  if (rc != ES_OK) {
+    status = lib_error(rc);
+  } else {
+    status = scan_print(cur);
+    es_cursor_close(cur);
+  }
+  return close_store(db, status);
+}
+
+/* esctl flush: es_flush of one tenant or of all. */
+static int cmd_flush(flag *flags) {
+  const char *tenant = flag_value(flags, "--tenant");
+  es_db *db;
+  int status;
+  if (tenant != NULL && (status = check_tenant("flush", tenant)) != 0)
+    return status;
+  if ((status = open_store(flag_value(flags, "--data"), &db)) != 0)
+    return status;
+  int rc = es_flush(db, tenant);
+  status = rc == ES_OK ? 0 : lib_error(rc);
+  return close_store(db, status);
+}
+
+/* ----------------------------------------------------------------------
+ * verify, inspect
+ * ---------------------------------------------------------------------- */
+
+typedef struct verify_state {
+  uint64_t problems;
+} verify_state;
+
+static void verify_problem(void *ud, const char *path, uint64_t offset,
+                           const char *what) {
+  verify_state *st = ud;
+  st->problems++;
+  printf("%s:%" PRIu64 ": %s\n", path, offset, what);
+}
+
+typedef struct file_count {
+  uint64_t segments, wals;
+} file_count;
+
+static int count_file(void *ud, const es_file_info *info) {
+  file_count *fc = ud;
+  if (info->kind == ES_FILE_WAL)
+    fc->wals++;
+  else
+    fc->segments++;
+  return 0;
+}
+
+/* esctl verify: every checksum; problems as PATH:OFFSET: what. */
+static int cmd_verify(flag *flags) {
+  const char *dir = flag_value(flags, "--data");
+  verify_state st = {0};
+  file_count fc = {0};
+  int rc = es_verify(dir, verify_problem, &st);
+  fflush(stdout);
+  if (rc == ES_OK && st.problems > 0)
+    rc = ES_ECORRUPT; /* a reported problem is never "sound" */
+  if (rc == ES_ECORRUPT) {
+    fprintf(stderr, "esctl: %s: %" PRIu64 " problem%s found in %s\n",
+            es_strerror(rc), st.problems, st.problems == 1 ? "" : "s", dir);
+    if (st.problems == 0)
+      lib_error(rc);
+    return finish_stdout(EXIT_LIB);
+  }
+  if (rc != ES_OK)
+    return finish_stdout(lib_error(rc));
+  rc = es_inspect(dir, count_file, &fc);
+  if (rc != ES_OK)
+    return finish_stdout(lib_error(rc));
+  printf("ok: %" PRIu64 " file%s checked (segments: %" PRIu64
+         ", WAL files: %" PRIu64 ")\n",
+         fc.segments + fc.wals, fc.segments + fc.wals == 1 ? "" : "s",
+         fc.segments, fc.wals);
+  return finish_stdout(0);
+}
+
+/* What es_inspect reported, copied (its strings live during the call). */
+typedef struct inspect_list {
+  es_file_info *files;
+  size_t n, cap;
+  int oom;
+} inspect_list;
+
+static int collect_file(void *ud, const es_file_info *info) {
+  inspect_list *l = ud;
+  if (l->n == l->cap) {
+    size_t cap = l->cap ? l->cap * 2 : 64;
+    es_file_info *files = realloc(l->files, cap * sizeof *files);
+    if (files == NULL)
+      return l->oom = 1;
+    l->files = files;
+    l->cap = cap;
+  }
+  es_file_info *f = &l->files[l->n];
+  *f = *info;
+  f->path = strdup(info->path ? info->path : "");
+  f->tenant = info->tenant ? strdup(info->tenant) : NULL;
+  if (f->path == NULL || (info->tenant && f->tenant == NULL)) {
+    free((char *)f->path);
+    free((char *)f->tenant);
+    return l->oom = 1;
+  }
+  l->n++;
+  return 0;
+}
+
+/* "FROM .. TO" in ISO 8601, or "-" for an empty file. */
+static void print_range(const es_file_info *f) {
+  char a[SEG_ISO8601_SIZE], b[SEG_ISO8601_SIZE];
+  if (f->rows == 0 && f->min_ts_us == 0 && f->max_ts_us == 0) {
+    printf("  time -\n");
+    return;
+  }
+  seg_iso8601_format(f->min_ts_us, a, sizeof a);
+  seg_iso8601_format(f->max_ts_us, b, sizeof b);
+  printf("  time %s .. %s\n", a, b);
+}
+
+/* The segments of the tenant of files[i..], then its totals; next index. */
+static size_t print_tenant(const inspect_list *l, size_t i) {
+  const char *tenant = l->files[i].tenant;
+  uint64_t segs = 0, rows = 0, bytes = 0;
+  printf("tenant %s\n", tenant);
+  for (; i < l->n; i++) {
+    const es_file_info *f = &l->files[i];
+    if (f->kind != ES_FILE_SEGMENT || strcmp(f->tenant, tenant) != 0)
+      break;
+    printf("  segment %s  rows %" PRIu64 "  bytes %" PRIu64, f->path, f->rows,
+           f->bytes);
+    print_range(f);
+    segs++, rows += f->rows, bytes += f->bytes;
+  }
+  printf("  total: %" PRIu64 " segment%s, %" PRIu64 " rows, %" PRIu64
+         " bytes, %.1f bytes/row\n",
+         segs, segs == 1 ? "" : "s", rows, bytes,
+         rows ? (double)bytes / (double)rows : 0.0);
+  return i;
+}
+
+/* esctl inspect: segments per tenant with totals, then the WAL files. */
+static int cmd_inspect(flag *flags) {
+  inspect_list l = {0};
+  uint64_t wals = 0;
+  int status = 0;
+  int rc = es_inspect(flag_value(flags, "--data"), collect_file, &l);
+  if (l.oom) {
+    fprintf(stderr, "esctl: out of memory\n");
+    status = EXIT_LIB;
+  } else if (rc != ES_OK) {
+    status = lib_error(rc);
+  } else {
+    for (size_t i = 0; i < l.n;) {
+      if (l.files[i].kind == ES_FILE_SEGMENT && l.files[i].tenant != NULL)
+        i = print_tenant(&l, i);
+      else
+        i++;
+    }
+    for (size_t i = 0; i < l.n; i++) {
+      const es_file_info *f = &l.files[i];
+      if (f->kind != ES_FILE_WAL)
+        continue;
+      if (wals++ == 0)
+        printf("wal\n");
+      printf("  shard %" PRIu32 "  %s  records %" PRIu64 "  events %" PRIu64
+             "  bytes %" PRIu64 "\n",
+             f->shard, f->path, f->rows, f->events, f->bytes);
+    }
+    if (wals == 0)
+      printf("wal: no files\n");
+  }
+  for (size_t i = 0; i < l.n; i++) {
+    free((char *)l.files[i].path);
+    free((char *)l.files[i].tenant);
+  }
+  free(l.files);
+  return finish_stdout(status);
+}
+
+/* ----------------------------------------------------------------------
+ * main
+ * ---------------------------------------------------------------------- */
+
+static command commands[] = {
+    {"append",
+     "usage: esctl append --data DIR --tenant T [--batch N]\n"
+     "\n"
+     "Reads Segment events, one JSON object per line, from stdin and\n"
+     "appends them in batches of N (default 100; a partial batch goes as\n"
+     "soon as stdin has nothing more to read).  After each batch is\n"
+     "durable, prints 'durable <events so far>'.  Blank lines are skipped.\n"
+     "A bad line (invalid JSON or event, or longer than 1 MiB) stops the\n"
+     "run with exit status 2 and 'line K: why' on stderr; the events\n"
+     "before it are appended first.\n",
+     cmd_append,
+     {{"--data", 1, NULL}, {"--tenant", 1, NULL}, {"--batch", 0, NULL}}},
+    {"scan",
+     "usage: esctl scan --data DIR --tenant T [--from TIME] [--to TIME]\n"
+     "                  [--person ID]\n"
+     "\n"
+     "Prints the tenant's events, one JSON object per line, in event-time\n"
+     "order.  TIME is ISO 8601 (2026-11-24, 2026-11-24T10:00:00.5Z,\n"
+     "...+02:00); the range is half-open: FROM <= timestamp < TO.\n"
+     "--person keeps events whose userId or anonymousId is ID.\n",
+     cmd_scan,
+     {{"--data", 1, NULL},
+      {"--tenant", 1, NULL},
+      {"--from", 0, NULL},
+      {"--to", 0, NULL},
+      {"--person", 0, NULL}}},
+    {"flush",
+     "usage: esctl flush --data DIR [--tenant T]\n"
+     "\n"
+     "Seals the memtable of tenant T (of every tenant without --tenant)\n"
+     "into segments, so the rows no longer need the WAL.\n",
+     cmd_flush,
+     {{"--data", 1, NULL}, {"--tenant", 0, NULL}}},
+    {"verify",
+     "usage: esctl verify --data DIR\n"
+     "\n"
+     "Checks every checksum of every file.  Prints each problem as\n"
+     "'PATH:OFFSET: what' and exits 1 if there is any; else prints a\n"
+     "summary line starting with 'ok:'.  Needs no lock on DIR.\n",
+     cmd_verify,
+     {{"--data", 1, NULL}}},
+    {"inspect",
+     "usage: esctl inspect --data DIR\n"
+     "\n"
+     "Lists each tenant's segments (file, rows, bytes, time range) with\n"
+     "totals, then the WAL files (shard, records, events, bytes).  Rows\n"
+     "not yet flushed appear only in the WAL.  Needs no lock on DIR.\n",
+     cmd_inspect,
+     {{"--data", 1, NULL}}},
+};
+
+/* Dispatches to the subcommand; see top_usage. */
+int main(int argc, char **argv) {
+  if (argc < 2)
+    return usage_error(NULL, "missing command");
+  if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 ||
+      strcmp(argv[1], "help") == 0) {
+    fputs(top_usage, stdout);
+    return finish_stdout(0);
+  }
+  if (strcmp(argv[1], "--version") == 0) {
+    int v = es_version();
+    printf("esctl %d.%d.%d (libeventstore %d.%d.%d, format %d)\n",
+           ES_VERSION_MAJOR, ES_VERSION_MINOR, ES_VERSION_PATCH, v / 10000,
+           v / 100 % 100, v % 100, ES_FORMAT_VERSION);
+    return finish_stdout(0);
+  }
+  for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++) {
+    command *cmd = &commands[i];
+    if (strcmp(argv[1], cmd->name) != 0)
+      continue;
+    int status = parse_flags(cmd, argc - 2, argv + 2);
+    if (status >= 0)
+      return finish_stdout(status);
+    return cmd->run(cmd->flags);
+  }
+  if (argv[1][0] == '-')
+    return usage_error(NULL, "unknown flag '%s'", argv[1]);
+  return usage_error(NULL, "unknown command '%s'", argv[1]);
+}

@@ -1,0 +1,782 @@
+/*
+ * segment_json.c -- Segment tracking-API JSON <-> es_event (see the header
+ * for the contract; this essay is about how).
+ *
+ * Parsing uses yajl's tree API.  Two of its properties shape the code:
+ *
+ *  1. The tree keeps strings NUL-terminated without their length, so a
+ *     "\u0000" escape would silently truncate a value.  Such input (and any
+ *     raw NUL byte) is refused up front by prescan(), before yajl sees it.
+ *  2. yajl_tree_free() and our own re-serialiser recurse once per nesting
+ *     level, so prescan() also bounds the depth (SEG_DEPTH_MAX).  prescan()
+ *     understands strings and the comments yajl_tree accepts, so no input
+ *     can hide brackets from it.
+ *
+ * Numbers are re-emitted from the text yajl kept (u.number.r), never from
+ * a double or long long, so properties keep their exact digits.
+ *
+ * A parsed event owns one block of storage: the fields are first gathered
+ * as (pointer, length) pieces borrowed from the tree, then copied together
+ * into one allocation, so freeing is a single free().
+ *
+ * Invariants:
+ *
+ *  1. A seg_event is either empty (storage NULL, every string NULL) or
+ *     every non-NULL string of ev points into its storage.
+ *  2. Every byte sequence seg_event_write emits is valid JSON in valid
+ *     UTF-8, whatever the es_event holds.
+ */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <yajl_parse.h>
+#include <yajl_tree.h>
+
+#include "segment_json.h"
+
+#define US_PER_SEC INT64_C(1000000)
+#define SEC_PER_DAY INT64_C(86400)
+
+/* ----------------------------------------------------------------------
+ * seg_buf
+ * ---------------------------------------------------------------------- */
+
+/* An empty buffer; see the header. */
+void seg_buf_init(seg_buf *b) {
+  b->data = NULL;
+  b->len = 0;
+  b->cap = 0;
+}
+
+/* Releases the buffer's storage; see the header. */
+void seg_buf_free(seg_buf *b) {
+  free(b->data);
+  seg_buf_init(b);
+}
+
+/* Appends n bytes, keeping a NUL after the data; see the header. */
+int seg_buf_put(seg_buf *b, const void *p, size_t n) {
+  if (n >= SIZE_MAX / 2 - b->len)
+    return -1;
+  if (b->len + n + 1 > b->cap) {
+    size_t cap = b->cap ? b->cap : 256;
+    while (cap < b->len + n + 1)
+      cap *= 2;
+    char *data = realloc(b->data, cap);
+    if (data == NULL)
+      return -1;
+    b->data = data;
+    b->cap = cap;
+  }
+  if (n > 0)
+    memcpy(b->data + b->len, p, n);
+  b->len += n;
+  b->data[b->len] = '\0';
+  return 0;
+}
+
+static int buf_puts(seg_buf *b, const char *s) {
+  return seg_buf_put(b, s, strlen(s));
+}
+
+/* ----------------------------------------------------------------------
+ * UTF-8 and JSON strings
+ * ---------------------------------------------------------------------- */
+
+/*
+ * The length of the valid UTF-8 sequence at s[0..n), or 0 when s does not
+ * start one (overlong forms, surrogates and values above U+10FFFF are not
+ * valid).  n must be at least 1.
+ */
+static size_t utf8_seq_len(const unsigned char *s, size_t n) {
+  unsigned char c = s[0];
+  if (c < 0x80)
+    return 1;
+  size_t len;
+  unsigned char lo = 0x80, hi = 0xBF; /* allowed range of the 2nd byte */
+  if (c >= 0xC2 && c <= 0xDF) {
+    len = 2;
+  } else if (c >= 0xE0 && c <= 0xEF) {
+    len = 3;
+    if (c == 0xE0)
+      lo = 0xA0;
+    else if (c == 0xED)
+      hi = 0x9F;
+  } else if (c >= 0xF0 && c <= 0xF4) {
+    len = 4;
+    if (c == 0xF0)
+      lo = 0x90;
+    else if (c == 0xF4)
+      hi = 0x8F;
+  } else {
+    return 0;
+  }
+  if (n < len || s[1] < lo || s[1] > hi)
+    return 0;
+  for (size_t i = 2; i < len; i++)
+    if (s[i] < 0x80 || s[i] > 0xBF)
+      return 0;
+  return len;
+}
+
+/* Quotes and escapes s[0..n) as a JSON string; see the header. */
+int seg_buf_put_json_string(seg_buf *b, const char *s, size_t n) {
+  static const char hex[] = "0123456789abcdef";
+  const unsigned char *u = (const unsigned char *)s;
+  size_t run = 0; /* start of the pending run of bytes copied verbatim */
+  if (seg_buf_put(b, "\"", 1))
+    return -1;
+  for (size_t i = 0; i < n;) {
+    unsigned char c = u[i];
+    char esc[8];
+    size_t esc_len = 2, step = 1;
+    if (c == '"' || c == '\\') {
+      esc[0] = '\\', esc[1] = (char)c;
+    } else if (c < 0x20) {
+      static const char short_esc[] = "btn\0fr"; /* for 0x08..0x0d */
+      esc[0] = '\\';
+      if (c >= 0x08 && c <= 0x0d && short_esc[c - 0x08] != '\0') {
+        esc[1] = short_esc[c - 0x08];
+      } else {
+        memcpy(esc, "\\u00", 4);
+        esc[4] = hex[c >> 4], esc[5] = hex[c & 15];
+        esc_len = 6;
+      }
+    } else if (c < 0x80) {
+      i++;
+      continue;
+    } else if ((step = utf8_seq_len(u + i, n - i)) > 0) {
+      i += step;
+      continue;
+    } else {
+      memcpy(esc, "\xEF\xBF\xBD", 3); /* U+FFFD for one invalid byte */
+      esc_len = 3;
+      step = 1;
+    }
+    if (seg_buf_put(b, s + run, i - run) || seg_buf_put(b, esc, esc_len))
+      return -1;
+    i += step;
+    run = i;
+  }
+  if (seg_buf_put(b, s + run, n - run) || seg_buf_put(b, "\"", 1))
+    return -1;
+  return 0;
+}
+
+/* ----------------------------------------------------------------------
+ * ISO 8601
+ * ---------------------------------------------------------------------- */
+
+/* Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant). */
+static int64_t days_from_civil(int64_t y, unsigned m, unsigned d) {
+  y -= m <= 2;
+  int64_t era = (y >= 0 ? y : y - 399) / 400;
+  unsigned yoe = (unsigned)(y - era * 400);
+  unsigned doy = (153 * (m > 2 ? m - 3 : m + 9) + 2) / 5 + d - 1;
+  unsigned doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+  return era * 146097 + (int64_t)doe - 719468;
+}
+
+/* The inverse of days_from_civil. */
+static void civil_from_days(int64_t z, int64_t *y, unsigned *m, unsigned *d) {
+  z += 719468;
+  int64_t era = (z >= 0 ? z : z - 146096) / 146097;
+  unsigned doe = (unsigned)(z - era * 146097);
+  unsigned yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+  unsigned doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+  unsigned mp = (5 * doy + 2) / 153;
+  *d = doy - (153 * mp + 2) / 5 + 1;
+  *m = mp < 10 ? mp + 3 : mp - 9;
+  *y = (int64_t)yoe + era * 400 + (*m <= 2);
+}
+
+static int is_leap(int64_t y) {
+  return (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+}
+
+static unsigned days_in_month(int64_t y, unsigned m) {
+  static const unsigned dim[12] = {31, 28, 31, 30, 31, 30,
+                                   31, 31, 30, 31, 30, 31};
+  return m == 2 && is_leap(y) ? 29 : dim[m - 1];
+}
+
+/* Reads exactly n decimal digits at *p into *out and advances *p. */
+static int read_digits(const char **p, int n, unsigned *out) {
+  unsigned v = 0;
+  for (int i = 0; i < n; i++) {
+    char c = (*p)[i];
+    if (c < '0' || c > '9')
+      return -1;
+    v = v * 10 + (unsigned)(c - '0');
+  }
+  *p += n;
+  *out = v;
+  return 0;
+}
+
+/* Reads the zone suffix at p (the end of the string) as seconds east. */
+static int read_zone(const char *p, int64_t *offset_s_out) {
+  *offset_s_out = 0;
+  if (*p == '\0')
+    return 0;
+  if ((*p == 'Z' || *p == 'z') && p[1] == '\0')
+    return 0;
+  if (*p != '+' && *p != '-')
+    return -1;
+  int64_t sign = *p == '-' ? -1 : 1;
+  unsigned hh, mm = 0;
+  p++;
+  if (read_digits(&p, 2, &hh))
+    return -1;
+  if (*p != '\0') { /* minutes, with or without a colon */
+    if (*p == ':')
+      p++;
+    if (read_digits(&p, 2, &mm))
+      return -1;
+  }
+  if (*p != '\0' || hh > 23 || mm > 59)
+    return -1;
+  *offset_s_out = sign * (int64_t)(hh * 3600 + mm * 60);
+  return 0;
+}
+
+/* Parses an ISO 8601 time; see the header for the accepted forms. */
+int seg_iso8601_parse(const char *s, int64_t *us_out) {
+  const char *p = s;
+  unsigned year, mon, day, hh = 0, mm = 0, ss = 0, frac_us = 0;
+  int64_t offset_s = 0;
+  *us_out = 0;
+  if (read_digits(&p, 4, &year) || *p++ != '-' || read_digits(&p, 2, &mon) ||
+      *p++ != '-' || read_digits(&p, 2, &day))
+    return -1;
+  if (mon < 1 || mon > 12 || day < 1 || day > days_in_month(year, mon))
+    return -1;
+  if (*p == 'T' || *p == 't' || *p == ' ') {
+    p++;
+    if (read_digits(&p, 2, &hh) || *p++ != ':' || read_digits(&p, 2, &mm))
+      return -1;
+    if (*p == ':') {
+      p++;
+      if (read_digits(&p, 2, &ss))
+        return -1;
+      if (*p == '.' || *p == ',') {
+        unsigned scale = 100000;
+        p++;
+        if (*p < '0' || *p > '9')
+          return -1;
+        for (; *p >= '0' && *p <= '9'; p++, scale /= 10)
+          frac_us += (unsigned)(*p - '0') * scale; /* scale 0 truncates */
+      }
+    }
+    if (hh > 23 || mm > 59 || ss > 59 || read_zone(p, &offset_s))
+      return -1;
+  } else if (*p != '\0') {
+    return -1;
+  }
+  int64_t secs = days_from_civil(year, mon, day) * SEC_PER_DAY + hh * 3600 +
+                 mm * 60 + ss - offset_s;
+  /* An offset can carry 9999-12-31 into year 10000 (or 0000-01-01 into
+   * year -1) in UTC, which seg_iso8601_format could not write back in the
+   * form read here: refuse what is outside years 0000..9999 in UTC. */
+  if (secs < days_from_civil(0, 1, 1) * SEC_PER_DAY ||
+      secs >= days_from_civil(10000, 1, 1) * SEC_PER_DAY)
+    return -1;
+  *us_out = secs * US_PER_SEC + frac_us;
+  return 0;
+}
+
+/* Formats microseconds as ISO 8601 UTC; see the header. */
+size_t seg_iso8601_format(int64_t us, char *buf, size_t size) {
+  int64_t secs = us / US_PER_SEC, frac = us % US_PER_SEC;
+  if (frac < 0)
+    frac += US_PER_SEC, secs--;
+  int64_t days = secs / SEC_PER_DAY, sod = secs % SEC_PER_DAY;
+  if (sod < 0)
+    sod += SEC_PER_DAY, days--;
+  int64_t y;
+  unsigned m, d;
+  civil_from_days(days, &y, &m, &d);
+  int n =
+      snprintf(buf, size, "%04lld-%02u-%02uT%02u:%02u:%02u.%06uZ", (long long)y,
+               m, d, (unsigned)(sod / 3600), (unsigned)(sod / 60 % 60),
+               (unsigned)(sod % 60), (unsigned)frac);
+  if (n < 0 || (size_t)n >= size) {
+    if (size > 0)
+      buf[0] = '\0';
+    return 0;
+  }
+  return (size_t)n;
+}
+
+/* ----------------------------------------------------------------------
+ * Parsing
+ * ---------------------------------------------------------------------- */
+
+/* The string fields of es_event, in the order of the table below. */
+enum {
+  F_EVENT,
+  F_MESSAGE_ID,
+  F_ANONYMOUS_ID,
+  F_USER_ID,
+  F_PREVIOUS_ID,
+  F_GROUP_ID,
+  F_PATH,
+  F_URL,
+  F_REFERRER,
+  F_PROPERTIES,
+  F_USER_AGENT,
+  F_IP,
+  F_COUNT
+};
+
+static const size_t field_offsets[F_COUNT] = {
+    offsetof(es_event, event),        offsetof(es_event, message_id),
+    offsetof(es_event, anonymous_id), offsetof(es_event, user_id),
+    offsetof(es_event, previous_id),  offsetof(es_event, group_id),
+    offsetof(es_event, path),         offsetof(es_event, url),
+    offsetof(es_event, referrer),     offsetof(es_event, properties),
+    offsetof(es_event, user_agent),   offsetof(es_event, ip),
+};
+
+/* A field's value borrowed from the tree (p NULL: absent). */
+typedef struct piece {
+  const char *p;
+  size_t n;
+} piece;
+
+/* Everything seg_event_parse works with, for one call. */
+typedef struct parse_ctx {
+  yajl_val root;
+  int type;
+  piece f[F_COUNT];
+  seg_buf props; /* the re-serialised properties/traits */
+  char *err;
+  size_t err_size;
+} parse_ctx;
+
+/* Writes a formatted message into the caller's buffer; returns -1. */
+static int fail(parse_ctx *c, const char *fmt, ...) {
+  if (c->err != NULL && c->err_size > 0) {
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(c->err, c->err_size, fmt, ap);
+    va_end(ap);
+  }
+  return -1;
+}
+
+/* A short, printable, one-line excerpt of untrusted text for messages. */
+static const char *excerpt(const char *s, char *dst, size_t size) {
+  size_t i = 0, max = size - 4; /* room for "..." and NUL */
+  for (; s[i] != '\0' && i < max; i++) {
+    unsigned char c = (unsigned char)s[i];
+    dst[i] = c >= 0x20 && c < 0x7f ? (char)c : '?';
+  }
+  strcpy(dst + i, s[i] != '\0' ? "..." : "");
+  return dst;
+}
+
+/*
+ * Refuses what yajl_tree would mishandle (see the file comment): NUL bytes,
+ * "\u0000" escapes and nesting deeper than SEG_DEPTH_MAX.  Strings and
+ * comments are skipped so that the bracket count is the real one.
+ */
+static int prescan(parse_ctx *c, const char *s, size_t n) {
+  int depth = 0;
+  if (memchr(s, '\0', n) != NULL)
+    return fail(c, "the line contains a NUL byte");
+  for (size_t i = 0; i < n; i++) {
+    if (s[i] == '"') {
+      for (i++; i < n && s[i] != '"'; i++) {
+        if (s[i] != '\\')
+          continue;
+        if (n - i >= 6 && memcmp(s + i + 1, "u0000", 5) == 0)
+          return fail(c, "strings containing \\u0000 are not supported");
+        i++; /* skip the escaped character, which may be a quote */
+      }
+    } else if (s[i] == '/' && i + 1 < n && s[i + 1] == '*') {
+      for (i += 2; i + 1 < n && !(s[i] == '*' && s[i + 1] == '/'); i++)
+        ;
+      i++; /* now on the closing slash (or past the end) */
+    } else if (s[i] == '/' && i + 1 < n && s[i + 1] == '/') {
+      while (i + 1 < n && s[i + 1] != '\n')
+        i++;
+    } else if (s[i] == '[' || s[i] == '{') {
+      if (++depth > SEG_DEPTH_MAX)
+        return fail(c, "nested deeper than %d levels", SEG_DEPTH_MAX);
+    } else if (s[i] == ']' || s[i] == '}') {
+      depth--;
+    }
+  }
+  return 0;
+}
+
+/* The first member named key of an object (NULL if absent or no object). */
+static yajl_val member(yajl_val obj, const char *key) {
+  if (!YAJL_IS_OBJECT(obj))
+    return NULL;
+  for (size_t i = 0; i < obj->u.object.len; i++)
+    if (strcmp(obj->u.object.keys[i], key) == 0)
+      return obj->u.object.values[i];
+  return NULL;
+}
+
+/*
+ * Takes an id-like field: absent or null leaves it absent, a string or a
+ * number (as its text) sets it, anything else is an error.
+ */
+static int take_id(parse_ctx *c, int field, const char *key) {
+  yajl_val v = member(c->root, key);
+  const char *s = NULL;
+  if (v == NULL || YAJL_IS_NULL(v))
+    return 0;
+  if (YAJL_IS_STRING(v))
+    s = YAJL_GET_STRING(v);
+  else if (YAJL_IS_NUMBER(v))
+    s = YAJL_GET_NUMBER(v);
+  else
+    return fail(c, "\"%s\" must be a string", key);
+  c->f[field].p = s;
+  c->f[field].n = strlen(s);
+  return 0;
+}
+
+/* Sets a field from v when v is a string; anything else is ignored. */
+static void take_if_string(parse_ctx *c, int field, yajl_val v) {
+  if (c->f[field].p == NULL && YAJL_IS_STRING(v)) {
+    c->f[field].p = YAJL_GET_STRING(v);
+    c->f[field].n = strlen(c->f[field].p);
+  }
+}
+
+/* Re-serialises a tree value compactly (depth is bounded by prescan). */
+static int write_value(seg_buf *b, yajl_val v) {
+  switch (v->type) {
+  case yajl_t_string:
+    return seg_buf_put_json_string(b, v->u.string, strlen(v->u.string));
+  case yajl_t_number:
+    return buf_puts(b, v->u.number.r);
+  case yajl_t_true:
+    return buf_puts(b, "true");
+  case yajl_t_false:
+    return buf_puts(b, "false");
+  case yajl_t_null:
+    return buf_puts(b, "null");
+  case yajl_t_object:
+    if (seg_buf_put(b, "{", 1))
+      return -1;
+    for (size_t i = 0; i < v->u.object.len; i++) {
+      const char *k = v->u.object.keys[i];
+      if ((i > 0 && seg_buf_put(b, ",", 1)) ||
+          seg_buf_put_json_string(b, k, strlen(k)) || seg_buf_put(b, ":", 1) ||
+          write_value(b, v->u.object.values[i]))
+        return -1;
+    }
+    return seg_buf_put(b, "}", 1);
+  case yajl_t_array:
+    if (seg_buf_put(b, "[", 1))
+      return -1;
+    for (size_t i = 0; i < v->u.array.len; i++)
+      if ((i > 0 && seg_buf_put(b, ",", 1)) ||
+          write_value(b, v->u.array.values[i]))
+        return -1;
+    return seg_buf_put(b, "]", 1);
+  default:
+    return -1;
+  }
+}
+
+/* A time field: 1 and *us_out when set, 0 when absent, -1 on error. */
+static int take_time(parse_ctx *c, const char *key, int64_t *us_out) {
+  yajl_val v = member(c->root, key);
+  char ex[48];
+  if (v == NULL || YAJL_IS_NULL(v))
+    return 0;
+  if (!YAJL_IS_STRING(v))
+    return fail(c, "\"%s\" must be an ISO 8601 string", key);
+  if (seg_iso8601_parse(YAJL_GET_STRING(v), us_out))
+    return fail(c,
+                "bad %s \"%s\" (want ISO 8601, e.g. "
+                "2026-11-24T10:00:00.123Z)",
+                key, excerpt(YAJL_GET_STRING(v), ex, sizeof ex));
+  if (*us_out < 0)
+    return fail(c, "%s before 1970 is not supported", key);
+  return 1;
+}
+
+/* type, event/name and the ids, with the per-type requirements. */
+static int parse_identity(parse_ctx *c) {
+  yajl_val v = member(c->root, "type");
+  char ex[48];
+  if (v == NULL || YAJL_IS_NULL(v))
+    return fail(c, "missing \"type\"");
+  if (!YAJL_IS_STRING(v))
+    return fail(c, "\"type\" must be a string");
+  c->type = es_type_from_name(YAJL_GET_STRING(v));
+  if (c->type == 0)
+    return fail(c, "unknown type \"%s\"",
+                excerpt(YAJL_GET_STRING(v), ex, sizeof ex));
+  if (c->type == ES_TYPE_TRACK) {
+    v = member(c->root, "event");
+    if (!YAJL_IS_STRING(v) || YAJL_GET_STRING(v)[0] == '\0')
+      return fail(c, "track event without \"event\" (a non-empty string)");
+    take_if_string(c, F_EVENT, v);
+  } else if (c->type == ES_TYPE_PAGE || c->type == ES_TYPE_SCREEN) {
+    take_if_string(c, F_EVENT, member(c->root, "name"));
+    take_if_string(c, F_EVENT, member(c->root, "event"));
+  }
+  if (take_id(c, F_MESSAGE_ID, "messageId") ||
+      take_id(c, F_ANONYMOUS_ID, "anonymousId") ||
+      take_id(c, F_USER_ID, "userId"))
+    return -1;
+  if (c->type == ES_TYPE_ALIAS && take_id(c, F_PREVIOUS_ID, "previousId"))
+    return -1;
+  if (c->type == ES_TYPE_GROUP && take_id(c, F_GROUP_ID, "groupId"))
+    return -1;
+  return 0;
+}
+
+/* The checks that need every id in place. */
+static int validate_ids(parse_ctx *c) {
+  const piece *f = c->f;
+  size_t chars = 0;
+  if (c->type == ES_TYPE_ALIAS) {
+    if (f[F_USER_ID].n == 0 || f[F_PREVIOUS_ID].n == 0)
+      return fail(c, "alias needs both \"userId\" and \"previousId\"");
+  } else if (f[F_USER_ID].n == 0 && f[F_ANONYMOUS_ID].n == 0) {
+    return fail(c, "neither \"userId\" nor \"anonymousId\" is set");
+  }
+  if (c->type == ES_TYPE_GROUP && f[F_GROUP_ID].n == 0)
+    return fail(c, "group event without \"groupId\"");
+  for (size_t i = 0; i < f[F_MESSAGE_ID].n; i++)
+    chars += ((unsigned char)f[F_MESSAGE_ID].p[i] & 0xC0) != 0x80;
+  if (chars > SEG_MESSAGE_ID_CHARS_MAX)
+    return fail(c, "\"messageId\" is longer than %d characters",
+                SEG_MESSAGE_ID_CHARS_MAX);
+  return 0;
+}
+
+/* properties/traits, the page fields, and the context fields. */
+static int parse_payload(parse_ctx *c) {
+  const char *key = NULL;
+  yajl_val props = NULL;
+  if (c->type == ES_TYPE_IDENTIFY || c->type == ES_TYPE_GROUP) {
+    key = "traits";
+    props = member(c->root, key);
+    if (props == NULL || YAJL_IS_NULL(props))
+      props = member(c->root, key = "properties");
+  } else if (c->type != ES_TYPE_ALIAS) {
+    props = member(c->root, key = "properties");
+  }
+  if (YAJL_IS_NULL(props))
+    props = NULL;
+  if (props != NULL) {
+    if (!YAJL_IS_OBJECT(props))
+      return fail(c, "\"%s\" must be an object", key);
+    if (write_value(&c->props, props))
+      return fail(c, "out of memory");
+    c->f[F_PROPERTIES].p = c->props.data;
+    c->f[F_PROPERTIES].n = c->props.len;
+  }
+  yajl_val ctx = member(c->root, "context");
+  if (ctx != NULL && !YAJL_IS_NULL(ctx) && !YAJL_IS_OBJECT(ctx))
+    return fail(c, "\"context\" must be an object");
+  yajl_val page = member(ctx, "page");
+  /* Page events carry their page in properties; others in context.page. */
+  yajl_val first = c->type == ES_TYPE_PAGE ? props : page;
+  yajl_val second = c->type == ES_TYPE_PAGE ? page : props;
+  static const char *const keys[3] = {"path", "url", "referrer"};
+  for (int i = 0; i < 3; i++) {
+    take_if_string(c, F_PATH + i, member(first, keys[i]));
+    take_if_string(c, F_PATH + i, member(second, keys[i]));
+  }
+  take_if_string(c, F_USER_AGENT, member(ctx, "userAgent"));
+  take_if_string(c, F_IP, member(ctx, "ip"));
+  return 0;
+}
+
+/* Copies the pieces into one owned block and points se->ev at it. */
+static int build_storage(parse_ctx *c, seg_event *se) {
+  size_t total = 0;
+  for (int i = 0; i < F_COUNT; i++)
+    if (c->f[i].p != NULL)
+      total += c->f[i].n + 1;
+  if (total == 0)
+    return 0;
+  se->storage = malloc(total);
+  if (se->storage == NULL)
+    return fail(c, "out of memory");
+  char *at = se->storage;
+  for (int i = 0; i < F_COUNT; i++) {
+    if (c->f[i].p == NULL)
+      continue;
+    memcpy(at, c->f[i].p, c->f[i].n);
+    at[c->f[i].n] = '\0';
+    *(const char **)((char *)&se->ev + field_offsets[i]) = at;
+    at += c->f[i].n + 1;
+  }
+  return 0;
+}
+
+/* Makes an empty seg_event; see the header. */
+void seg_event_init(seg_event *se) {
+  memset(&se->ev, 0, sizeof se->ev);
+  se->storage = NULL;
+}
+
+/* Releases a seg_event's storage; see the header. */
+void seg_event_free(seg_event *se) {
+  free(se->storage);
+  seg_event_init(se);
+}
+
+/* Parses one Segment event object; see the header for the mapping. */
+int seg_event_parse(seg_event *se, const char *json, size_t len, int64_t now_us,
+                    char *err, size_t err_size) {
+  parse_ctx c;
+  char *copy = NULL, yerr[256];
+  int rc = -1;
+  int64_t ts_us = 0, recv_us = 0;
+  memset(&c, 0, sizeof c);
+  seg_buf_init(&c.props);
+  c.err = err;
+  c.err_size = err_size;
+  if (err != NULL && err_size > 0)
+    err[0] = '\0';
+  seg_event_init(se);
+  if (prescan(&c, json, len))
+    goto out;
+  if ((copy = malloc(len + 1)) == NULL) {
+    fail(&c, "out of memory");
+    goto out;
+  }
+  memcpy(copy, json, len);
+  copy[len] = '\0';
+  c.root = yajl_tree_parse(copy, yerr, sizeof yerr);
+  if (c.root == NULL) {
+    yerr[strcspn(yerr, "\n")] = '\0'; /* yajl adds a multi-line excerpt */
+    fail(&c, "invalid JSON (%s)", yerr[0] ? yerr : "parse error");
+    goto out;
+  }
+  if (!YAJL_IS_OBJECT(c.root)) {
+    fail(&c, "not a JSON object");
+    goto out;
+  }
+  int has_ts = 0, has_recv = 0;
+  if (parse_identity(&c) || validate_ids(&c) || parse_payload(&c) ||
+      (has_ts = take_time(&c, "timestamp", &ts_us)) < 0 ||
+      (has_recv = take_time(&c, "receivedAt", &recv_us)) < 0)
+    goto out;
+  if (build_storage(&c, se))
+    goto out;
+  se->ev.type = c.type;
+  se->ev.ts_us = has_ts ? ts_us : has_recv ? recv_us : now_us;
+  se->ev.recv_us = has_recv ? recv_us : 0;
+  rc = 0;
+out:
+  yajl_tree_free(c.root);
+  free(copy);
+  seg_buf_free(&c.props);
+  return rc;
+}
+
+/* ----------------------------------------------------------------------
+ * Writing
+ * ---------------------------------------------------------------------- */
+
+/* A string field as a JSON string, or null. */
+static int put_str_or_null(seg_buf *b, const char *s) {
+  return s ? seg_buf_put_json_string(b, s, strlen(s)) : buf_puts(b, "null");
+}
+
+/* A time as an ISO 8601 JSON string. */
+static int put_time(seg_buf *b, int64_t us) {
+  char iso[SEG_ISO8601_SIZE];
+  size_t n = seg_iso8601_format(us, iso, sizeof iso);
+  return seg_buf_put(b, "\"", 1) || seg_buf_put(b, iso, n) ||
+         seg_buf_put(b, "\"", 1);
+}
+
+/* Whether text is exactly one valid JSON value (yajl without callbacks). */
+static int is_json(const char *text) {
+  yajl_handle h = yajl_alloc(NULL, NULL, NULL);
+  if (h == NULL)
+    return 0;
+  int ok = yajl_parse(h, (const unsigned char *)text, strlen(text)) ==
+               yajl_status_ok &&
+           yajl_complete_parse(h) == yajl_status_ok;
+  yajl_free(h);
+  return ok;
+}
+
+/* ,"key":"value" when value is set; nothing otherwise. */
+static int put_opt(seg_buf *b, int *first, const char *key, const char *v) {
+  if (v == NULL)
+    return 0;
+  if ((!*first && seg_buf_put(b, ",", 1)) ||
+      seg_buf_put_json_string(b, key, strlen(key)) || seg_buf_put(b, ":", 1) ||
+      seg_buf_put_json_string(b, v, strlen(v)))
+    return -1;
+  *first = 0;
+  return 0;
+}
+
+/* The "context" object, only when one of its fields is set. */
+static int put_context(seg_buf *b, const es_event *ev) {
+  int first = 1, page_first = 1;
+  if (!ev->path && !ev->url && !ev->referrer && !ev->user_agent && !ev->ip)
+    return 0;
+  if (buf_puts(b, ",\"context\":{"))
+    return -1;
+  if (ev->path || ev->url || ev->referrer) {
+    if (buf_puts(b, "\"page\":{") ||
+        put_opt(b, &page_first, "path", ev->path) ||
+        put_opt(b, &page_first, "url", ev->url) ||
+        put_opt(b, &page_first, "referrer", ev->referrer) ||
+        seg_buf_put(b, "}", 1))
+      return -1;
+    first = 0;
+  }
+  if (put_opt(b, &first, "userAgent", ev->user_agent) ||
+      put_opt(b, &first, "ip", ev->ip))
+    return -1;
+  return seg_buf_put(b, "}", 1);
+}
+
+/* Appends one event as a JSON object; see the header for the shape. */
+int seg_event_write(seg_buf *out, const es_event *ev) {
+  const char *type = es_type_name(ev->type);
+  char num[24];
+  int first = 0; /* the optional members follow others: comma first */
+  if (type == NULL)
+    snprintf(num, sizeof num, "%d", ev->type);
+  if (buf_puts(out, "{\"messageId\":") ||
+      put_str_or_null(out, ev->message_id) || buf_puts(out, ",\"type\":") ||
+      (type ? seg_buf_put_json_string(out, type, strlen(type))
+            : buf_puts(out, num)) ||
+      buf_puts(out, ",\"event\":") || put_str_or_null(out, ev->event) ||
+      buf_puts(out, ",\"timestamp\":") || put_time(out, ev->ts_us) ||
+      buf_puts(out, ",\"receivedAt\":") ||
+      (ev->recv_us ? put_time(out, ev->recv_us) : buf_puts(out, "null")) ||
+      buf_puts(out, ",\"userId\":") || put_str_or_null(out, ev->user_id) ||
+      buf_puts(out, ",\"anonymousId\":") ||
+      put_str_or_null(out, ev->anonymous_id) ||
+      buf_puts(out, ",\"properties\":"))
+    return -1;
+  int rc;
+  if (ev->properties == NULL)
+    rc = buf_puts(out, "null");
+  else if (is_json(ev->properties))
+    rc = buf_puts(out, ev->properties);
+  else /* not JSON (another writer stored it): keep it, as a string */
+    rc = put_str_or_null(out, ev->properties);
+  if (rc)
+    return -1;
+  if (put_opt(out, &first, "previousId", ev->previous_id) ||
+      put_opt(out, &first, "groupId", ev->group_id) || put_context(out, ev) ||
+      seg_buf_put(out, "}", 1))
+    return -1;
+  return 0;
+}

@@ -1,0 +1,233 @@
+#!/usr/bin/env bash
+# esctl_cli_test.sh -- drives esctl end to end against the real library.
+#
+# usage: esctl_cli_test.sh [ESCTL]    (or ESCTL=path in the environment)
+#
+# Covers: append acknowledgements, scan order and field round trip
+# (properties byte for byte), --from/--to half-open ranges, --person,
+# scan -> append -> scan identity, bad lines (exit 2, "line K:", exactly
+# the events before K stored), bad tenants, usage errors, flush, verify,
+# inspect, and corruption of a segment (verify and scan must notice).
+set -euo pipefail
+
+ESCTL=${1:-${ESCTL:-}}
+if [[ -z "$ESCTL" || ! -x "$ESCTL" ]]; then
+  echo "usage: $0 ESCTL (path to the esctl binary)" >&2
+  exit 2
+fi
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+EVENTS="python3 $HERE/events.py"
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/esctl_cli.XXXXXX")
+trap 'rm -rf "$WORK"' EXIT
+D=$WORK/data
+checks=0
+
+fail() {
+  echo "FAIL: $*" >&2
+  exit 1
+}
+ok() {
+  checks=$((checks + 1))
+  echo "ok $checks - $*"
+}
+
+# run EXPECTED_STATUS CMD...: runs CMD, output in $WORK/out and $WORK/err.
+run() {
+  local want=$1 got=0
+  shift
+  "$@" >"$WORK/out" 2>"$WORK/err" || got=$?
+  if [[ $got -ne $want ]]; then
+    echo "--- stdout" >&2; head -c 2000 "$WORK/out" >&2
+    echo "--- stderr" >&2; cat "$WORK/err" >&2
+    fail "exit status $got, want $want: $*"
+  fi
+}
+
+# ---------------------------------------------------------------- usage
+run 0 "$ESCTL" --help
+grep -q '^usage: esctl' "$WORK/out" || fail "--help"
+run 0 "$ESCTL" --version
+grep -q '^esctl [0-9]' "$WORK/out" || fail "--version"
+for c in append scan flush verify inspect; do
+  run 0 "$ESCTL" "$c" --help
+  grep -q "^usage: esctl $c" "$WORK/out" || fail "$c --help"
+done
+run 2 "$ESCTL"
+run 2 "$ESCTL" frobnicate
+grep -q "unknown command 'frobnicate'" "$WORK/err" || fail "unknown command"
+run 2 "$ESCTL" scan --data "$D" --tenant t --bogus 1
+grep -q "unknown flag '--bogus'" "$WORK/err" || fail "unknown flag"
+run 2 "$ESCTL" scan --tenant t
+grep -q -- "--data is required" "$WORK/err" || fail "missing --data"
+run 2 "$ESCTL" append --data "$D" --tenant t --batch 0 </dev/null
+run 2 "$ESCTL" append --data "$D" --tenant t --batch 12x </dev/null
+run 2 "$ESCTL" scan --data "$D" --tenant t --from yesterday
+grep -q "bad time 'yesterday'" "$WORK/err" || fail "bad --from"
+run 2 "$ESCTL" scan --data "$D" --tenant t extra
+[[ $(wc -l <"$WORK/err") -eq 1 ]] || fail "usage errors are one line"
+ok "usage errors exit 2 with one line; --help and --version exit 0"
+
+# ------------------------------------------------------- append + scan
+N=500
+$EVENTS gen $N 1 acme >"$WORK/in.jsonl"
+run 0 "$ESCTL" append --data "$D" --tenant acme --batch 64 <"$WORK/in.jsonl"
+# stdin is a file, so every batch but the last is full.
+want=$(python3 -c "print('\n'.join('durable %d' % min(n, $N)
+                                   for n in range(64, $N + 64, 64)))")
+[[ "$(cat "$WORK/out")" == "$want" ]] || fail "durable lines: $(cat "$WORK/out")"
+ok "append acknowledges each batch with 'durable <cumulative count>'"
+
+run 0 "$ESCTL" scan --data "$D" --tenant acme
+cp "$WORK/out" "$WORK/scan.jsonl"
+[[ $(wc -l <"$WORK/scan.jsonl") -eq $N ]] || fail "scan count"
+$EVENTS check "$WORK/in.jsonl" "$WORK/scan.jsonl"
+ok "scan returns all $N events in time order, fields round-tripped"
+
+# Ranges are half-open: [from, to).
+from=$($EVENTS iso "$WORK/in.jsonl" 100)
+to=$($EVENTS iso "$WORK/in.jsonl" 250)
+run 0 "$ESCTL" scan --data "$D" --tenant acme --from "$from" --to "$to"
+[[ $(wc -l <"$WORK/out") -eq 150 ]] || fail "range count $(wc -l <"$WORK/out")"
+$EVENTS range "$WORK/in.jsonl" "$WORK/out" "$from" "$to"
+run 0 "$ESCTL" scan --data "$D" --tenant acme --from "$from"
+[[ $(wc -l <"$WORK/out") -eq 400 ]] || fail "--from only"
+run 0 "$ESCTL" scan --data "$D" --tenant acme --to "$to"
+[[ $(wc -l <"$WORK/out") -eq 250 ]] || fail "--to only"
+run 0 "$ESCTL" scan --data "$D" --tenant acme --from "$from" --to "$from"
+[[ ! -s "$WORK/out" ]] || fail "empty range"
+# The same instant written with an offset selects the same events.
+from_offset=$(python3 -c "
+import sys; sys.path.insert(0, '$HERE'); import events
+print(events.format_us(events.parse_iso_us('$from'), 120))")
+run 0 "$ESCTL" scan --data "$D" --tenant acme --from "$from_offset" --to "$to"
+[[ $(wc -l <"$WORK/out") -eq 150 ]] || fail "range with +02:00"
+ok "--from/--to select [from, to), also with a UTC offset"
+
+run 0 "$ESCTL" scan --data "$D" --tenant acme --person user-3
+want=$(python3 -c "
+import json
+n = 0
+for line in open('$WORK/scan.jsonl'):
+    e = json.loads(line)
+    n += 'user-3' in (e['userId'], e['anonymousId'])
+print(n)")
+[[ $want -gt 0 && $(wc -l <"$WORK/out") -eq $want ]] || fail "--person"
+ok "--person keeps the events of one person ($want)"
+
+# scan output is valid input: re-appending it reproduces the same scan.
+run 0 "$ESCTL" append --data "$D" --tenant copy <"$WORK/scan.jsonl"
+run 0 "$ESCTL" scan --data "$D" --tenant copy
+cmp -s "$WORK/out" "$WORK/scan.jsonl" || fail "scan | append | scan differs"
+ok "scan | append | scan is the identity"
+
+run 0 "$ESCTL" scan --data "$D" --tenant nobody
+[[ ! -s "$WORK/out" ]] || fail "unknown tenant scan"
+ok "an unknown tenant scans empty"
+
+# ------------------------------------------------------------ bad lines
+# Line 5 is blank and line 9 is spaces (skipped); line K is broken.
+K=137
+$EVENTS gen 300 2 bad | awk -v k=$K '
+  { n++ }
+  n == 5 { print ""; n++ }
+  n == 9 { print "   "; n++ }
+  n == k { print "{\"type\": \"track\", \"userId\": \"u\""; next }
+  { print }' >"$WORK/bad.jsonl"
+[[ "$(sed -n "${K}p" "$WORK/bad.jsonl")" == '{"type": "track", "userId": "u"' ]] ||
+  fail "test setup: line $K is not the broken one"
+run 2 "$ESCTL" append --data "$D" --tenant bad --batch 50 <"$WORK/bad.jsonl"
+grep -q "^esctl: line $K: invalid JSON" "$WORK/err" || fail "line K: $(cat "$WORK/err")"
+[[ $(wc -l <"$WORK/err") -eq 1 ]] || fail "one error line"
+good=$(head -n $((K - 1)) "$WORK/bad.jsonl" | grep -c '[^ ]')
+[[ "$(tail -n 1 "$WORK/out")" == "durable $good" ]] ||
+  fail "last durable $(tail -n 1 "$WORK/out"), want $good"
+run 0 "$ESCTL" scan --data "$D" --tenant bad
+$EVENTS ids "$WORK/out" | sort >"$WORK/got_ids"
+head -n $((K - 1)) "$WORK/bad.jsonl" | grep '[^ ]' | python3 -c "
+import json, sys
+for line in sys.stdin: print(json.loads(line)['messageId'])" | sort >"$WORK/want_ids"
+cmp -s "$WORK/got_ids" "$WORK/want_ids" || fail "events before line $K"
+ok "a bad line K stops append with exit 2; exactly the $good events before it are stored"
+
+# Each kind of bad line names its line and its reason.
+check_bad_line() {
+  local reason=$1 line=$2
+  { echo '{"type":"track","event":"e","userId":"u"}'; printf '%s\n' "$line"; } |
+    run 2 "$ESCTL" append --data "$D" --tenant badkinds
+  grep -q "^esctl: line 2: .*$reason" "$WORK/err" ||
+    fail "want 'line 2: ...$reason', got: $(cat "$WORK/err")"
+}
+check_bad_line "not a JSON object" '[1, 2]'
+check_bad_line 'unknown type "click"' '{"type":"click","userId":"u"}'
+check_bad_line 'missing "type"' '{"userId":"u"}'
+check_bad_line 'without "event"' '{"type":"track","userId":"u"}'
+check_bad_line 'neither "userId" nor "anonymousId"' '{"type":"track","event":"e"}'
+check_bad_line 'alias needs both' '{"type":"alias","userId":"u"}'
+check_bad_line 'longer than 100 characters' \
+  "{\"type\":\"track\",\"event\":\"e\",\"userId\":\"u\",\"messageId\":\"$(printf 'x%.0s' {1..101})\"}"
+check_bad_line 'bad timestamp' '{"type":"track","event":"e","userId":"u","timestamp":"2026-02-30T00:00:00Z"}'
+{ echo '{"type":"track","event":"e","userId":"u"}'
+  python3 -c "print('{\"type\":\"track\",\"event\":\"e\",\"userId\":\"u\",\"properties\":{\"x\":\"' + 'y' * (1 << 20) + '\"}}')"
+} | run 2 "$ESCTL" append --data "$D" --tenant badkinds
+grep -q "^esctl: line 2: longer than 1048576 bytes" "$WORK/err" || fail "long line: $(cat "$WORK/err")"
+run 0 "$ESCTL" scan --data "$D" --tenant badkinds
+[[ $(wc -l <"$WORK/out") -eq 9 ]] || fail "good first lines kept"
+# A last line without a newline is still a line; CRLF endings are fine.
+printf '{"type":"track","event":"e","userId":"u"}\r\n{"type":"page","anonymousId":"a"}' |
+  run 0 "$ESCTL" append --data "$D" --tenant crlf
+[[ "$(cat "$WORK/out")" == "durable 2" ]] || fail "crlf / no final newline"
+ok "bad lines of every kind exit 2 naming line 2 and the reason"
+
+# ---------------------------------------------------------- bad tenants
+for t in '../x' 'a/b' '' 'a b' "$(printf 't%.0s' {1..65})" '.'; do
+  echo '{"type":"track","event":"e","userId":"u"}' |
+    run 2 "$ESCTL" append --data "$D" --tenant "$t"
+  grep -q "invalid tenant" "$WORK/err" || fail "tenant '$t' message"
+  run 2 "$ESCTL" scan --data "$D" --tenant "$t"
+done
+[[ ! -e "$WORK/x" && ! -e "$D/tenants/a" && ! -e "$D/x" ]] ||
+  fail "a refused tenant created something"
+ok "tenants like ../x and a/b are refused (exit 2) and create nothing"
+
+# --------------------------------------------- flush, verify, inspect
+run 0 "$ESCTL" verify --data "$D"
+grep -q '^ok: ' "$WORK/out" || fail "verify summary"
+run 0 "$ESCTL" flush --data "$D" --tenant acme
+run 0 "$ESCTL" flush --data "$D"
+run 0 "$ESCTL" inspect --data "$D"
+grep -q '^tenant acme$' "$WORK/out" || fail "inspect tenant"
+grep -q '^  segment tenants/acme/.*rows' "$WORK/out" || fail "inspect segment"
+grep -q "^  total: .* $N rows" "$WORK/out" || fail "inspect totals: $(cat "$WORK/out")"
+grep -q '^  shard 0 ' "$WORK/out" || fail "inspect wal"
+run 0 "$ESCTL" verify --data "$D"
+grep -q '^ok: ' "$WORK/out" || fail "verify after flush"
+run 1 "$ESCTL" verify --data "$WORK/nowhere"
+run 0 "$ESCTL" scan --data "$D" --tenant acme
+cmp -s "$WORK/out" "$WORK/scan.jsonl" || fail "scan after flush differs"
+ok "flush, then verify (exit 0), inspect (tenant, segments, totals, WAL)"
+
+# ------------------------------------------------------------ corruption
+seg=$(find "$D/tenants/acme" -name '*.seg' | head -n 1)
+[[ -n "$seg" ]] || fail "no segment file after flush"
+cp "$seg" "$WORK/seg.orig"
+size=$(stat -c %s "$seg")
+for off in $((size / 2)) 20; do
+  cp "$WORK/seg.orig" "$seg"
+  python3 -c "
+import sys
+with open(sys.argv[1], 'r+b') as f:
+    f.seek(int(sys.argv[2])); b = f.read(1); f.seek(int(sys.argv[2]))
+    f.write(bytes([b[0] ^ 0x40]))" "$seg" "$off"
+  run 1 "$ESCTL" verify --data "$D"
+  grep -q "$(basename "$seg"):[0-9][0-9]*: " "$WORK/out" ||
+    fail "verify does not name $(basename "$seg") and an offset: $(cat "$WORK/out")"
+  rc=0
+  "$ESCTL" scan --data "$D" --tenant acme >"$WORK/out" 2>"$WORK/err" || rc=$?
+  [[ $rc -ne 0 ]] || fail "scan of a corrupt segment (byte $off) succeeded"
+  grep -qiE 'corrupt|checksum' "$WORK/err" || fail "scan message: $(cat "$WORK/err")"
+  ok "a flipped byte at offset $off of a segment: verify and scan fail, naming it"
+done
+cp "$WORK/seg.orig" "$seg"
+run 0 "$ESCTL" verify --data "$D"
+
+echo "all $checks checks passed"
