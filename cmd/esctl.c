@@ -486,7 +486,7 @@ static int count_file(void *ud, const es_file_info *info) {
   file_count *fc = ud;
   if (info->kind == ES_FILE_WAL)
     fc->wals++;
-  else
+  else if (info->kind == ES_FILE_SEGMENT)
     fc->segments++;
   return 0;
 }
@@ -564,21 +564,28 @@ static void print_range(const es_file_info *f) {
 /* The segments of the tenant of files[i..], then its totals; next index. */
 static size_t print_tenant(const inspect_list *l, size_t i) {
   const char *tenant = l->files[i].tenant;
-  uint64_t segs = 0, rows = 0, bytes = 0;
+  uint64_t segs = 0, rows = 0, bytes = 0, unflushed = 0;
   printf("tenant %s\n", tenant);
   for (; i < l->n; i++) {
     const es_file_info *f = &l->files[i];
-    if (f->kind != ES_FILE_SEGMENT || strcmp(f->tenant, tenant) != 0)
+    if (f->kind == ES_FILE_WAL || !f->tenant || strcmp(f->tenant, tenant) != 0)
       break;
+    if (f->kind == ES_FILE_UNFLUSHED) {
+      printf("  unflushed (durable in %s, not yet in a segment)  rows %" PRIu64,
+             f->path, f->rows);
+      print_range(f);
+      unflushed += f->rows;
+      continue;
+    }
     printf("  segment %s  rows %" PRIu64 "  bytes %" PRIu64, f->path, f->rows,
            f->bytes);
     print_range(f);
     segs++, rows += f->rows, bytes += f->bytes;
   }
-  printf("  total: %" PRIu64 " segment%s, %" PRIu64 " rows, %" PRIu64
-         " bytes, %.1f bytes/row\n",
-         segs, segs == 1 ? "" : "s", rows, bytes,
-         rows ? (double)bytes / (double)rows : 0.0);
+  printf("  total: %" PRIu64 " rows (%" PRIu64 " in %" PRIu64 " segment%s, %" PRIu64
+         " bytes, %.1f bytes/row; %" PRIu64 " unflushed)\n",
+         rows + unflushed, rows, segs, segs == 1 ? "" : "s", bytes,
+         rows ? (double)bytes / (double)rows : 0.0, unflushed);
   return i;
 }
 
@@ -595,7 +602,7 @@ static int cmd_inspect(flag *flags) {
     status = lib_error(rc);
   } else {
     for (size_t i = 0; i < l.n;) {
-      if (l.files[i].kind == ES_FILE_SEGMENT && l.files[i].tenant != NULL)
+      if (l.files[i].kind != ES_FILE_WAL && l.files[i].tenant != NULL)
         i = print_tenant(&l, i);
       else
         i++;

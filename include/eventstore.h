@@ -304,10 +304,14 @@ typedef struct es_file_info {
 
 #define ES_FILE_SEGMENT 1
 #define ES_FILE_WAL 2
+/* Not a file: a tenant's events that are durable in the WAL but not yet
+ * in a segment (path "wal/<shard>", bytes 0, rows = events = count). */
+#define ES_FILE_UNFLUSHED 3
 
 /*
- * Calls fn once per segment (in manifest order per tenant, tenants sorted)
- * and once per WAL file.  Strings in *info are valid during the call.
+ * Calls fn, tenants sorted, once per segment of the tenant (in manifest
+ * order) and once for its unflushed events (ES_FILE_UNFLUSHED, if any);
+ * then once per WAL file.  Strings in *info are valid during the call.
  * fn returns 0 to go on, non-zero to stop (then es_inspect returns it).
  * Errors: ES_ENOTFOUND (no store there), ES_ECORRUPT, ES_EIO, ES_ENOMEM.
  */

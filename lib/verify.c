@@ -65,24 +65,89 @@ typedef struct wal_ts {
   int any;
 } wal_ts;
 
+/* What inspect learns per tenant: its manifest, and the events that are
+ * only in the WAL (LSN above the manifest's flushed_lsn). */
+typedef struct tally {
+  char name[ES_TENANT_LEN_MAX + 1];
+  es_manifest man;
+  uint32_t shard;
+  wal_ts unflushed;
+  uint64_t events;
+} tally;
+
+typedef struct tallies {
+  tally *v;
+  size_t n, cap;
+} tallies;
+
+/* Finds or inserts (sorted by name) the tally of a tenant. */
+static int tally_get(tallies *ts, const char *name, tally **out) {
+  size_t lo = 0, hi = ts->n;
+  while (lo < hi) {
+    size_t mid = (lo + hi) / 2;
+    int c = strcmp(ts->v[mid].name, name);
+    if (c == 0) {
+      *out = &ts->v[mid];
+      return ES_OK;
+    }
+    if (c < 0)
+      lo = mid + 1;
+    else
+      hi = mid;
+  }
+  ES_TRY(es__grow((void **)&ts->v, &ts->cap, ts->n + 1, sizeof(tally)));
+  memmove(ts->v + lo + 1, ts->v + lo, (ts->n - lo) * sizeof(tally));
+  memset(&ts->v[lo], 0, sizeof(tally));
+  snprintf(ts->v[lo].name, sizeof(ts->v[lo].name), "%s", name);
+  ts->n++;
+  *out = &ts->v[lo];
+  return ES_OK;
+}
+
+static void tallies_free(tallies *ts) {
+  for (size_t i = 0; i < ts->n; i++)
+    es__manifest_free(&ts->v[i].man);
+  es__free(ts->v);
+}
+
+static void wal_ts_add(wal_ts *w, int64_t ts) {
+  if (!w->any || ts < w->min)
+    w->min = ts;
+  if (!w->any || ts > w->max)
+    w->max = ts;
+  w->any = 1;
+}
+
+typedef struct rec_ctx {
+  wal_ts file; /* event-time range of the current file */
+  tallies *ts; /* per-tenant unflushed events, or NULL */
+  uint32_t shard;
+} rec_ctx;
+
 static int inspect_wal_rec(void *ud, uint64_t lsn, const es_wal_rec *rec,
                            uint64_t off) {
-  (void)lsn;
-  wal_ts *w = ud;
+  rec_ctx *rc = ud;
+  tally *t = NULL;
+  if (rc->ts) {
+    ES_TRY(tally_get(rc->ts, rec->tenant, &t));
+    if (lsn <= t->man.flushed_lsn)
+      t = NULL; /* already in a segment */
+    else
+      t->shard = rc->shard;
+  }
   size_t pos = 0;
   for (uint32_t i = 0; i < rec->events; i++) {
     es_event ev;
     size_t used;
-    int rc = es__event_decode(rec->rows + pos, rec->rows_len - pos, &ev, &used);
-    if (rc < 0)
+    if (es__event_decode(rec->rows + pos, rec->rows_len - pos, &ev, &used) < 0)
       return ES_CORRUPT_BKPT("WAL frame at %llu: row %u does not decode",
                              (unsigned long long)off, i);
     pos += used;
-    if (!w->any || ev.ts_us < w->min)
-      w->min = ev.ts_us;
-    if (!w->any || ev.ts_us > w->max)
-      w->max = ev.ts_us;
-    w->any = 1;
+    wal_ts_add(&rc->file, ev.ts_us);
+    if (t) {
+      wal_ts_add(&t->unflushed, ev.ts_us);
+      t->events++;
+    }
   }
   return ES_OK;
 }
@@ -93,7 +158,7 @@ typedef void (*problem_fn_t)(void *, const char *, uint64_t, const char *);
  * problem per damaged file (returns ES_ECORRUPT then). */
 static int walk_wal(es_vfs *vfs, const char *data_dir, uint32_t shards,
                     int (*fn)(void *, const es_file_info *), void *ud,
-                    problem_fn_t problem, void *pud) {
+                    problem_fn_t problem, void *pud, tallies *ts) {
   int bad = 0;
   for (uint32_t s = 0; s < shards; s++) {
     char dir[ES_PATH_MAX], rel[64];
@@ -108,10 +173,10 @@ static int walk_wal(es_vfs *vfs, const char *data_dir, uint32_t shards,
       char path[ES_PATH_MAX];
       rc = es__wal_path(path, sizeof(path), dir, firsts[i]);
       es_wal_scan scan;
-      wal_ts w = {0, 0, 0};
+      rec_ctx ctx = {{0, 0, 0}, ts, s};
       if (rc == ES_OK)
-        rc = es__wal_read_file(vfs, path, i + 1 == n, prev, inspect_wal_rec, &w,
-                               &scan);
+        rc = es__wal_read_file(vfs, path, i + 1 == n, prev, inspect_wal_rec,
+                               &ctx, &scan);
       if (rc == ES_ECORRUPT && problem) {
         problem(pud, path, scan.end_off, es_errdetail());
         bad = 1;
@@ -128,8 +193,8 @@ static int walk_wal(es_vfs *vfs, const char *data_dir, uint32_t shards,
                            scan.file_bytes,
                            scan.records,
                            scan.events,
-                           w.min,
-                           w.max,
+                           ctx.file.min,
+                           ctx.file.max,
                            s};
       if (fn && (rc = fn(ud, &info)) != 0)
         break;
@@ -141,40 +206,60 @@ static int walk_wal(es_vfs *vfs, const char *data_dir, uint32_t shards,
   return bad ? ES_ECORRUPT : ES_OK;
 }
 
-/* es_inspect with a chosen vfs. */
+/* Reports one tenant: its segments, then its events only in the WAL. */
+static int inspect_tenant(const tally *t,
+                          int (*fn)(void *, const es_file_info *), void *ud) {
+  for (size_t i = 0; i < t->man.count; i++) {
+    const es_manifest_entry *e = &t->man.entries[i];
+    char name[32], path[ES_PATH_MAX];
+    es__segment_name(name, sizeof(name), e->id);
+    snprintf(path, sizeof(path), "tenants/%s/%s", t->name, name);
+    es_file_info info = {t->name,      path,         ES_FILE_SEGMENT,
+                         e->bytes,     e->rows,      e->rows,
+                         e->min_ts_us, e->max_ts_us, 0};
+    int rc = fn(ud, &info);
+    if (rc != 0)
+      return rc;
+  }
+  if (t->events == 0)
+    return 0;
+  char path[32];
+  snprintf(path, sizeof(path), "wal/%u", t->shard);
+  es_file_info info = {
+      t->name,   path,      ES_FILE_UNFLUSHED, 0,
+      t->events, t->events, t->unflushed.min,  t->unflushed.max,
+      t->shard};
+  return fn(ud, &info);
+}
+
+/* es_inspect with a chosen vfs: manifests first (for flushed_lsn), one
+ * WAL pass to count what is not yet in segments, the tenants, then a
+ * second WAL pass for the files themselves. */
 int es__inspect_vfs(es_vfs *vfs, const char *data_dir,
                     int (*fn)(void *ud, const es_file_info *info), void *ud) {
   uint32_t shards = 0;
   ES_TRY(es__esdb_read(vfs, data_dir, &shards));
   names ns = {0};
+  tallies ts = {0};
   int rc = walk_tenants(vfs, data_dir, &ns);
-  for (size_t t = 0; rc == ES_OK && t < ns.n; t++) {
+  for (size_t i = 0; rc == ES_OK && i < ns.n; i++) {
     char tdir[ES_PATH_MAX], rel[ES_PATH_MAX];
-    es_manifest m = {0};
-    snprintf(rel, sizeof(rel), "tenants/%s", ns.v[t]);
+    tally *t = NULL;
+    snprintf(rel, sizeof(rel), "tenants/%s", ns.v[i]);
     rc = es__path_join(tdir, sizeof(tdir), data_dir, rel);
     if (rc == ES_OK)
-      rc = es__manifest_read(vfs, tdir, &m);
-    for (size_t i = 0; rc == ES_OK && i < m.count; i++) {
-      char name[32], path[ES_PATH_MAX];
-      es__segment_name(name, sizeof(name), m.entries[i].id);
-      snprintf(path, sizeof(path), "tenants/%s/%s", ns.v[t], name);
-      es_file_info info = {ns.v[t],
-                           path,
-                           ES_FILE_SEGMENT,
-                           m.entries[i].bytes,
-                           m.entries[i].rows,
-                           m.entries[i].rows,
-                           m.entries[i].min_ts_us,
-                           m.entries[i].max_ts_us,
-                           0};
-      rc = fn(ud, &info);
-    }
-    es__manifest_free(&m); /* zeroed by a failed read too */
+      rc = tally_get(&ts, ns.v[i], &t);
+    if (rc == ES_OK)
+      rc = es__manifest_read(vfs, tdir, &t->man);
   }
   names_free(&ns);
   if (rc == ES_OK)
-    rc = walk_wal(vfs, data_dir, shards, fn, ud, NULL, NULL);
+    rc = walk_wal(vfs, data_dir, shards, NULL, NULL, NULL, NULL, &ts);
+  for (size_t i = 0; rc == ES_OK && i < ts.n; i++)
+    rc = inspect_tenant(&ts.v[i], fn, ud);
+  tallies_free(&ts);
+  if (rc == ES_OK)
+    rc = walk_wal(vfs, data_dir, shards, fn, ud, NULL, NULL, NULL);
   return rc;
 }
 
@@ -240,7 +325,7 @@ int es__verify_vfs(es_vfs *vfs, const char *data_dir, problem_fn_t problem,
     rc = verify_tenant(vfs, data_dir, ns.v[t], problem, ud, &bad);
   names_free(&ns);
   if (rc == ES_OK) {
-    rc = walk_wal(vfs, data_dir, shards, NULL, NULL, problem, ud);
+    rc = walk_wal(vfs, data_dir, shards, NULL, NULL, problem, ud, NULL);
     if (rc == ES_ECORRUPT) {
       bad = 1;
       rc = ES_OK;
