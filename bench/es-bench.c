@@ -227,16 +227,8 @@ static int cmp_double(const void *x, const void *y) {
   return (a > b) - (a < b);
 }
 
-/* min/median/max of the field at byte offset `off` of every run, scaled
- * by `scale`; figures < 0 (unknown) are skipped. */
-static stat3 stat_of(const config *c, int runs, size_t off, double scale) {
-  double v[100];
-  int n = 0;
-  for (int r = 0; r < runs; r++) {
-    double x = *(const double *)((const char *)&c->runs[r] + off);
-    if (x >= 0)
-      v[n++] = x * scale;
-  }
+/* min/median/max of n figures (sorted in place); all -1 when n is 0. */
+static stat3 stat3_of(double *v, int n) {
   stat3 s = {-1, -1, -1};
   if (n == 0)
     return s;
@@ -247,6 +239,19 @@ static stat3 stat_of(const config *c, int runs, size_t off, double scale) {
   return s;
 }
 
+/* min/median/max of the field at byte offset `off` of every run, scaled
+ * by `scale`; figures < 0 (unknown) are skipped. */
+static stat3 stat_of(const config *c, int runs, size_t off, double scale) {
+  double v[100];
+  int n = 0;
+  for (int r = 0; r < runs; r++) {
+    double x = *(const double *)((const char *)&c->runs[r] + off);
+    if (x >= 0)
+      v[n++] = x * scale;
+  }
+  return stat3_of(v, n);
+}
+
 /* Events per second of each run (derived from ingest_s). */
 static stat3 eps_of(const config *c, int runs, double events) {
   double v[100];
@@ -254,14 +259,7 @@ static stat3 eps_of(const config *c, int runs, double events) {
   for (int r = 0; r < runs; r++)
     if (c->runs[r].ingest_s > 0)
       v[n++] = events / c->runs[r].ingest_s;
-  stat3 s = {-1, -1, -1};
-  if (n == 0)
-    return s;
-  qsort(v, (size_t)n, sizeof *v, cmp_double);
-  s.min = v[0];
-  s.max = v[n - 1];
-  s.med = n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
-  return s;
+  return stat3_of(v, n);
 }
 
 #define FIELD(f) offsetof(run_result, f)
