@@ -437,6 +437,13 @@ static int seg_read_block(es_segment *seg, uint32_t g, int c, es_buf *cbuf,
                            "(row group %u, column %d)",
                            seg->path, (unsigned long long)b->off, g, c);
   raw->len = 0;
+  /* LZ4 expands at most ~255x; a larger claim is damage, not a reason to
+   * allocate gigabytes */
+  if (b->rlen > 0x7fffffffu || (uint64_t)b->rlen > (uint64_t)b->clen * 255 + 64)
+    return ES_CORRUPT_BKPT("%s: block at offset %llu claims %u raw bytes "
+                           "from %u",
+                           seg->path, (unsigned long long)b->off, b->rlen,
+                           b->clen);
   ES_TRY(es__buf_reserve(raw, b->rlen + 1));
   if (es__lz4_decompress(cbuf->data, b->clen, raw->data, b->rlen) < 0)
     return ES_CORRUPT_BKPT("%s: block at offset %llu does not decompress",
@@ -477,8 +484,10 @@ static int seg_decode_strings(const es_buf *raw, size_t n, const char **out,
         r.bad = 1;
     for (size_t i = 0; i < n && !r.bad; i++) {
       uint64_t k = es__rd_varint(&r);
-      if (k > nd)
+      if (k > nd) {
         r.bad = 1;
+        break;
+      }
       out[i] = k ? d[k - 1] : NULL;
     }
   } else {
@@ -503,11 +512,18 @@ static int seg_rows_arrays(es_seg_rows *out, size_t n) {
 }
 
 /* Decodes the fixed-width-ish columns (time, receive time, type). */
-static int seg_decode_numeric(es_seg_rows *out, int64_t min_ts, size_t n) {
+static int seg_decode_numeric(es_seg_rows *out, int64_t min_ts, int64_t max_ts,
+                              size_t n) {
   es_rd r = es__rd(out->raw[ES_COL_TS].data, out->raw[ES_COL_TS].len);
   int64_t prev = min_ts;
   for (size_t i = 0; i < n; i++)
-    out->ts[i] = prev = prev + es__rd_svarint(&r);
+    out->ts[i] = prev =
+        (int64_t)((uint64_t)prev + (uint64_t)es__rd_svarint(&r));
+  /* the zone map must hold what the column holds (wrapping included) */
+  for (size_t i = 0; i < n && !r.bad; i++)
+    if (out->ts[i] < min_ts || out->ts[i] > max_ts ||
+        (i > 0 && out->ts[i] < out->ts[i - 1]))
+      r.bad = 1;
   if (r.bad || r.p != r.end)
     return ES_CORRUPT_BKPT("time column does not decode");
   r = es__rd(out->raw[ES_COL_RECV].data, out->raw[ES_COL_RECV].len);
@@ -542,7 +558,7 @@ int es__segment_read_group(es_segment *seg, uint32_t g, es_seg_rows *out) {
   out->n = 0;
   for (int c = 0; c < ES_SEG_NCOLS; c++)
     ES_TRY(seg_read_block(seg, g, c, &out->cbuf, &out->raw[c]));
-  int rc = seg_decode_numeric(out, gr->min_ts, n);
+  int rc = seg_decode_numeric(out, gr->min_ts, gr->max_ts, n);
   const char **dict = NULL;
   size_t dict_cap = 0;
   for (int i = 0; rc == ES_OK && i < ES_NSTR; i++)

@@ -380,6 +380,12 @@ static int wal_frame_records(const char *path, uint64_t off, uint64_t lsn,
     memcpy(rec.tenant, t, tlen);
     rec.tenant[tlen] = '\0';
     if (codec == ES_WAL_CODEC_LZ4) {
+      if (raw_len > 0x7fffffffu ||
+          (uint64_t)raw_len > (uint64_t)stored_len * 255 + 64)
+        return ES_CORRUPT_BKPT("%s: frame at %llu: record claims %u raw "
+                               "bytes from %u",
+                               path, (unsigned long long)off, raw_len,
+                               stored_len);
       scratch->len = 0;
       ES_TRY(es__buf_reserve(scratch, raw_len));
       int rc = es__lz4_decompress(stored, stored_len, scratch->data, raw_len);
