@@ -183,8 +183,8 @@ static int writer_commit(es_shard *sh, es_req *reqs) {
     if (r->kind != ES_REQ_APPEND)
       continue;
     r->lsn = lsn;
-    ES_TRY(
-        es__tenant_insert(db, r->tenant, r->rows, r->rows_len, r->count, lsn));
+    ES_TRY(es__tenant_insert(db, r->tenant, r->rows, r->rows_len, r->count, lsn,
+                             r->hint));
   }
   ES_TRY(es__wal_sync(sh->wal));
   int64_t now = es__clock_now_us();
@@ -370,8 +370,16 @@ int es_append(es_db *db, const char *tenant, const es_event *events,
   es_buf rows = {0}, rec = {0};
   int64_t now = es__clock_now_us();
   int rc = ES_OK;
-  for (size_t i = 0; i < count; i++)
+  es_row_hint *hint = es__malloc(count * sizeof(*hint));
+  if (!hint)
+    ES_CHECK(ES_NOMEM_BKPT());
+  for (size_t i = 0; i < count; i++) {
+    if (rows.len > DB_FRAME_BYTES_MAX)
+      ES_CHECK(ES_ERR(ES_ETOOBIG, "batch encodes to more than %u bytes",
+                      DB_FRAME_BYTES_MAX));
+    hint[i] = (es_row_hint){(uint32_t)rows.len, events[i].ts_us};
     ES_CHECK(es__event_encode(&rows, &events[i], now, db->opts.keep_full_ip));
+  }
   ES_CHECK(es__wal_record_build(&rec, tenant, (uint32_t)count, rows.data,
                                 rows.len, 1));
   if (rec.len > DB_FRAME_BYTES_MAX)
@@ -385,6 +393,7 @@ int es_append(es_db *db, const char *tenant, const es_event *events,
                 .rec_len = rec.len,
                 .rows = rows.data,
                 .rows_len = rows.len,
+                .hint = hint,
                 .count = (uint32_t)count};
   ES_CHECK(shard_submit(&db->shards[t->shard], &req));
   if (receipt_out) {
@@ -394,6 +403,7 @@ int es_append(es_db *db, const char *tenant, const es_event *events,
     receipt_out->durable_us = req.durable_us;
   }
 err:
+  es__free(hint);
   es__buf_free(&rows);
   es__buf_free(&rec);
   return rc;
@@ -458,7 +468,8 @@ static int replay_record(void *ud, uint64_t lsn, const es_wal_rec *rec,
   ES_TRY(es__tenant_get(db, rec->tenant, 1, &t));
   if (lsn <= t->man.flushed_lsn)
     return ES_OK;
-  ES_TRY(es__tenant_insert(db, t, rec->rows, rec->rows_len, rec->events, lsn));
+  ES_TRY(es__tenant_insert(db, t, rec->rows, rec->rows_len, rec->events, lsn,
+                           NULL));
   es__memtable_publish(t->active, lsn);
   rc->records++;
   if (t->active->bytes >= db->opts.seal_bytes)

@@ -58,7 +58,8 @@ typedef struct es_req {
   es_tenant *tenant;  /* SEAL: NULL = every tenant of the shard */
   const uint8_t *rec; /* APPEND: the WAL record */
   size_t rec_len;
-  const uint8_t *rows; /* APPEND: the encoded rows */
+  const uint8_t *rows;     /* APPEND: the encoded rows */
+  const es_row_hint *hint; /* APPEND: where each row starts, its time */
   size_t rows_len;
   uint32_t count;
   int done, rc;
@@ -137,8 +138,8 @@ void es__tenants_free(es_db *db);
 /* Inserts a durable-or-about-to-be record into the tenant's active
  * memtable (writer thread or recovery), sealing first if it is full. */
 int es__tenant_insert(es_db *db, es_tenant *t, const uint8_t *rows,
-                      size_t rows_len, uint32_t count,
-                      uint64_t lsn) ES_MUST_CHECK;
+                      size_t rows_len, uint32_t count, uint64_t lsn,
+                      const es_row_hint *hint) ES_MUST_CHECK;
 /* Seals the active memtable (if it has rows) and queues its flush. */
 int es__tenant_seal(es_db *db, es_tenant *t) ES_MUST_CHECK;
 /* The oldest LSN the tenant still needs from the WAL (UINT64_MAX: none). */

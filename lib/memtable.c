@@ -101,10 +101,33 @@ static int memtable_index(es_memtable *mt, const uint8_t *at, size_t len,
   return ES_OK;
 }
 
+/* Indexes rows whose offsets and times the appender already knows. */
+static int memtable_index_known(es_memtable *mt, const uint8_t *at, size_t len,
+                                uint32_t count, const es_row_hint *hint) {
+  for (uint32_t i = 0; i < count; i++) {
+    if (hint[i].off >= len)
+      return ES_CORRUPT_BKPT("row hint %u past the record", i);
+    es_mrow *r = &mt->chunks[(mt->rows + i) / ES_MT_CHUNK_ROWS]
+                            [(mt->rows + i) % ES_MT_CHUNK_ROWS];
+    r->ts_us = hint[i].ts_us;
+    r->row = at + hint[i].off;
+  }
+  return ES_OK;
+}
+
 /* Inserts a record's rows, unpublished; see memtable.h.  Memory taken is
  * reported in *bytes_added even when the insert fails. */
 int es__memtable_insert(es_memtable *mt, const uint8_t *rows, size_t rows_len,
                         uint32_t count, uint64_t lsn, size_t *bytes_added) {
+  return es__memtable_insert_hinted(mt, rows, rows_len, count, lsn, NULL,
+                                    bytes_added);
+}
+
+/* es__memtable_insert with the rows' offsets and times given (hint may be
+ * NULL: then the rows are decoded to find them). */
+int es__memtable_insert_hinted(es_memtable *mt, const uint8_t *rows,
+                               size_t rows_len, uint32_t count, uint64_t lsn,
+                               const es_row_hint *hint, size_t *bytes_added) {
   size_t before = mt->bytes;
   if (!es__memtable_has_room(mt, count))
     return ES_ERR(ES_ETOOBIG, "memtable index full");
@@ -123,7 +146,8 @@ int es__memtable_insert(es_memtable *mt, const uint8_t *rows, size_t rows_len,
   }
   uint8_t *at = NULL;
   ES_CHECK(memtable_copy(mt, rows, rows_len, &at));
-  ES_CHECK(memtable_index(mt, at, rows_len, count));
+  ES_CHECK(hint ? memtable_index_known(mt, at, rows_len, count, hint)
+                : memtable_index(mt, at, rows_len, count));
   if (mt->rows == 0 && mt->min_lsn == 0) {
     mt->min_lsn = lsn;
     mt->first_insert_mono_us = es__clock_mono_us();

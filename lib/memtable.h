@@ -64,6 +64,18 @@ int es__memtable_insert(es_memtable *mt, const uint8_t *rows, size_t rows_len,
                         uint32_t count, uint64_t lsn,
                         size_t *bytes_added) ES_MUST_CHECK;
 
+/* Where a row starts in a record and its event time, as the appender knows
+ * them from encoding (saves the writer thread a decode per row). */
+typedef struct es_row_hint {
+  uint32_t off;
+  int64_t ts_us;
+} es_row_hint;
+
+int es__memtable_insert_hinted(es_memtable *mt, const uint8_t *rows,
+                               size_t rows_len, uint32_t count, uint64_t lsn,
+                               const es_row_hint *hint,
+                               size_t *bytes_added) ES_MUST_CHECK;
+
 /* Whether count more rows fit in the index. */
 int es__memtable_has_room(const es_memtable *mt, size_t count);
 

@@ -262,7 +262,8 @@ int es__tenant_seal(es_db *db, es_tenant *t) {
 
 /* Inserts a record's rows into the active memtable; see dbint.h. */
 int es__tenant_insert(es_db *db, es_tenant *t, const uint8_t *rows,
-                      size_t rows_len, uint32_t count, uint64_t lsn) {
+                      size_t rows_len, uint32_t count, uint64_t lsn,
+                      const es_row_hint *hint) {
   /* Only recovery gets here with a full memtable (every row published);
    * the writer made room before writing its group (db.c). */
   if (t->active && !es__memtable_has_room(t->active, count)) {
@@ -279,7 +280,8 @@ int es__tenant_insert(es_db *db, es_tenant *t, const uint8_t *rows,
     pthread_mutex_unlock(&t->mu);
   }
   size_t added = 0;
-  int rc = es__memtable_insert(t->active, rows, rows_len, count, lsn, &added);
+  int rc = es__memtable_insert_hinted(t->active, rows, rows_len, count, lsn,
+                                      hint, &added);
   tenant_mem_add(db, added, 0);
   return rc;
 }

@@ -176,7 +176,7 @@ static int64_t scattered_ts(int i) {
 /* es_inspect tallies. */
 typedef struct tally {
   int segments, wal_files;
-  uint64_t seg_rows, wal_events;
+  uint64_t seg_rows, wal_events, unflushed;
   int64_t min_ts, max_ts;
   char tenants[256];
 } tally;
@@ -201,6 +201,12 @@ static int tally_fn(void *ud, const es_file_info *info) {
               sizeof(t->tenants) - 1 - strlen(t->tenants));
       strncat(t->tenants, ",", sizeof(t->tenants) - 1 - strlen(t->tenants));
     }
+  } else if (info->kind == ES_FILE_UNFLUSHED) {
+    ck_assert_ptr_nonnull(info->tenant);
+    ck_assert_msg(strncmp(info->path, "wal/", 4) == 0, "path %s", info->path);
+    ck_assert_uint_eq(info->events, info->rows);
+    ck_assert_int_le(info->min_ts_us, info->max_ts_us);
+    t->unflushed += info->rows;
   } else {
     ck_assert_int_eq(info->kind, ES_FILE_WAL);
     ck_assert_ptr_null(info->tenant);
@@ -957,6 +963,7 @@ START_TEST(test_inspect_verify) {
   ck_assert_str_eq(t.tenants, "i1,i2,");
   ck_assert_int_ge(t.wal_files, 2); /* one per shard at least */
   ck_assert_uint_ge(t.wal_events, 10);
+  ck_assert_uint_eq(t.unflushed, 10); /* i1's rows after the flush */
   ck_assert_int_eq(es_verify(dir, problem_fail, NULL), ES_OK);
   ck_assert_int_eq(es_verify(dir, NULL, NULL), ES_OK);
   close_db(db);
