@@ -44,7 +44,7 @@ void es_options_init(es_options *opts) {
   memset(opts, 0, sizeof(*opts));
   long cores = sysconf(_SC_NPROCESSORS_ONLN);
   opts->shards = cores > 0 && cores < 256 ? (int)cores : 1;
-  opts->memtable_budget_bytes = (size_t)256 << 20;
+  opts->memtable_budget_bytes = (size_t)1 << 30;
   opts->seal_bytes = (size_t)8 << 20;
   opts->seal_age_us = (int64_t)300 * 1000000;
   opts->wal_file_bytes = (size_t)32 << 20;
@@ -63,14 +63,20 @@ static int seal_cand_cmp(const void *a, const void *b) {
   return x->bytes < y->bytes ? 1 : x->bytes > y->bytes ? -1 : 0;
 }
 
-/* Over the memory budget: seals this shard's biggest active memtables
- * until its share of the excess (down to 3/4 of the budget) is sealed;
- * the flusher then frees them and wakes the waiting appenders. */
+/* Keeps the flusher working ahead of the memory budget: once memtables
+ * pass 3/4 of it, this shard's biggest active memtables are sealed until
+ * its share of the active bytes is down to 1/2 of the budget.  Memtables
+ * already sealed and waiting for the flusher do not count as active, so
+ * repeated pressure never re-seals what is already queued (which would
+ * shred tenants into tiny segments and slow the flusher down).  Appenders
+ * wait only above the whole budget (db_wait_memory). */
 static int writer_seal_pressure(es_shard *sh, es_tenant *list) {
   es_db *db = sh->db;
+  size_t budget = db->opts.memtable_budget_bytes;
   size_t mem = atomic_load(&db->mem_bytes);
-  size_t goal = db->opts.memtable_budget_bytes / 4 * 3;
-  if (mem <= db->opts.memtable_budget_bytes)
+  size_t sealed = atomic_load(&db->sealed_bytes);
+  size_t active = mem > sealed ? mem - sealed : 0;
+  if (mem <= budget / 4 * 3 || active <= budget / 2)
     return ES_OK;
   size_t n = 0, cap = 0;
   seal_cand *c = NULL;
@@ -83,10 +89,10 @@ static int writer_seal_pressure(es_shard *sh, es_tenant *list) {
   }
   if (n > 1)
     qsort(c, n, sizeof(*c), seal_cand_cmp);
-  size_t share = (mem - goal) / db->nshards + 1, sealed = 0;
+  size_t share = (active - budget / 2) / db->nshards + 1, done = 0;
   int rc = ES_OK;
-  for (size_t i = 0; i < n && sealed < share && rc == ES_OK; i++) {
-    sealed += c[i].bytes;
+  for (size_t i = 0; i < n && done < share && rc == ES_OK; i++) {
+    done += c[i].bytes;
     rc = es__tenant_seal(db, c[i].t);
   }
   es__free(c);

@@ -117,7 +117,8 @@ struct es_db {
   int hk_stop, hk_started;
   pthread_t housekeeper;
   /* memory budget */
-  atomic_size_t mem_bytes;
+  atomic_size_t mem_bytes;    /* all memtables */
+  atomic_size_t sealed_bytes; /* of those, sealed and awaiting flush */
   pthread_mutex_t mem_mu;
   pthread_cond_t mem_cv;
 };

@@ -242,6 +242,18 @@ int es__path_join(char *buf, size_t cap, const char *dir, const char *name) {
   return ES_OK;
 }
 
+/* Creates or truncates a file with the given contents, synced. */
+int es__io_write_file(es_vfs *vfs, const char *path, const void *buf,
+                      size_t len) {
+  es_file *f = NULL;
+  ES_TRY(vfs->open(vfs, path, ES_IO_WRITE | ES_IO_CREATE | ES_IO_TRUNC, &f));
+  int rc = vfs->write(vfs, f, buf, len, 0);
+  if (rc == ES_OK)
+    rc = vfs->sync(vfs, f);
+  int rc2 = vfs->close(vfs, f);
+  return rc < 0 ? rc : rc2;
+}
+
 /* The atomic-replace protocol: write a temporary file, make it durable,
  * rename it over the target, make the rename durable.  A crash at any
  * point leaves either the old file or the new one. */
@@ -251,14 +263,7 @@ int es__io_write_atomic(es_vfs *vfs, const char *dir, const char *name,
   ES_TRY(es__path_join(path, sizeof(path), dir, name));
   if (snprintf(tmp, sizeof(tmp), "%s.tmp", path) >= (int)sizeof(tmp))
     return ES_INVAL_BKPT("path too long: %s", path);
-  es_file *f = NULL;
-  ES_TRY(vfs->open(vfs, tmp, ES_IO_WRITE | ES_IO_CREATE | ES_IO_TRUNC, &f));
-  int rc = vfs->write(vfs, f, buf, len, 0);
-  if (rc == ES_OK)
-    rc = vfs->sync(vfs, f);
-  int rc2 = vfs->close(vfs, f);
-  if (rc == ES_OK)
-    rc = rc2;
+  int rc = es__io_write_file(vfs, tmp, buf, len);
   if (rc == ES_OK)
     rc = vfs->rename(vfs, tmp, path);
   if (rc == ES_OK)

@@ -71,6 +71,11 @@ int es__io_read_exact(es_vfs *vfs, es_file *f, void *buf, size_t len,
 int es__io_write_atomic(es_vfs *vfs, const char *dir, const char *name,
                         const void *buf, size_t len) ES_MUST_CHECK;
 
+/* Creates (or truncates) path, writes buf and syncs it; the directory
+ * entry is not synced. */
+int es__io_write_file(es_vfs *vfs, const char *path, const void *buf,
+                      size_t len) ES_MUST_CHECK;
+
 /* Reads a whole (small) file into an es__malloc'ed buffer (owned). */
 int es__io_read_all(es_vfs *vfs, const char *path, uint8_t **buf_out,
                     size_t *len_out) ES_MUST_CHECK;

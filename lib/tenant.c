@@ -253,6 +253,7 @@ int es__tenant_seal(es_db *db, es_tenant *t) {
   if (rc == ES_OK) {
     es__memtable_ref(mt);
     mt->seal_seq = ++db->seal_seq;
+    atomic_fetch_add(&db->sealed_bytes, mt->bytes);
     db->jobs[db->jobs_head + db->jobs_len++] = (es_flush_job){t, mt};
     pthread_cond_signal(&db->flush_cv);
   }
@@ -355,6 +356,7 @@ static int flush_one(es_db *db, es_tenant *t, es_memtable *mt) {
   if (n > 0) {
     ES_CHECK(flush_build(mt, n, &img));
     ES_CHECK(flush_tenant_dir(db, t));
+    /* temp file, fdatasync, rename, directory fsync; then the manifest */
     ES_CHECK(es__io_write_atomic(db->vfs, t->dir, name, img.data, img.len));
     ES_CHECK(es__path_join(path, sizeof(path), t->dir, name));
     ES_CHECK(es__segment_open(db->vfs, path, id, &seg));
@@ -386,6 +388,7 @@ static int flush_one(es_db *db, es_tenant *t, es_memtable *mt) {
   }
   pthread_mutex_unlock(&t->mu);
   es__segset_unref(old);
+  atomic_fetch_sub(&db->sealed_bytes, mt->bytes);
   tenant_mem_add(db, 0, mt->bytes);
   es__memtable_unref(mt); /* the tenant list's reference */
 err:
