@@ -555,6 +555,54 @@ err:
   return rc;
 }
 
+typedef struct replay_job {
+  es_db *db;
+  uint32_t first, step; /* shards first, first + step, ... */
+  int rc;
+  char detail[512];
+} replay_job;
+
+static void *replay_thread(void *arg) {
+  replay_job *j = arg;
+  j->rc = ES_OK;
+  for (uint32_t s = j->first; s < j->db->nshards && j->rc == ES_OK;
+       s += j->step)
+    j->rc = replay_shard(j->db, &j->db->shards[s]);
+  if (j->rc < 0)
+    snprintf(j->detail, sizeof(j->detail), "%s", es_errdetail());
+  return NULL;
+}
+
+/* Replays every shard, in parallel on up to as many threads as cores:
+ * shards share no tenant, so their replays touch disjoint memtables. */
+static int replay_all(es_db *db) {
+  long cores = sysconf(_SC_NPROCESSORS_ONLN);
+  uint32_t n = cores > 1 ? (uint32_t)cores : 1;
+  if (n > db->nshards)
+    n = db->nshards;
+  if (n > 16)
+    n = 16;
+  replay_job jobs[16];
+  pthread_t th[16];
+  int started[16] = {0};
+  for (uint32_t i = 0; i < n; i++) {
+    jobs[i] = (replay_job){db, i, n, ES_OK, ""};
+    if (i > 0)
+      started[i] = pthread_create(&th[i], NULL, replay_thread, &jobs[i]) == 0;
+  }
+  replay_thread(&jobs[0]);
+  for (uint32_t i = 1; i < n; i++) {
+    if (started[i])
+      pthread_join(th[i], NULL);
+    else
+      replay_thread(&jobs[i]); /* no thread: do it here */
+  }
+  for (uint32_t i = 0; i < n; i++)
+    if (jobs[i].rc < 0)
+      return es__error_at(jobs[i].rc, __FILE__, __LINE__, "%s", jobs[i].detail);
+  return ES_OK;
+}
+
 /* Reads ESDB, or creates a new store when the directory has none. */
 static int open_identity(es_db *db, int shards_wanted) {
   uint32_t shards = 0;
@@ -684,8 +732,7 @@ int es__open_vfs(const es_options *opts, es_vfs *vfs, es_db **db_out) {
   ES_CHECK(open_shards(db));
   ES_CHECK(vfs->sync_dir(vfs, db->dir));
   ES_CHECK(es__tenants_load(db));
-  for (uint32_t s = 0; s < db->nshards; s++)
-    ES_CHECK(replay_shard(db, &db->shards[s]));
+  ES_CHECK(replay_all(db));
   if (pthread_create(&db->flusher, NULL, es__flusher_main, db) != 0)
     ES_CHECK(ES_ERR(ES_ENOMEM, "cannot start the flusher thread"));
   db->flusher_started = 1;
