@@ -621,6 +621,65 @@ static void crash_loop(const workload *load, int torn, int fresh,
   report_finish(&rep, k_total);
 }
 
+/* One point of the recovery loop: the cycle is cut by a torn power cut at
+ * call k_cycle; then recovery itself (open + close) is cut at its call
+ * k_rec (0: not cut; *k_rec_total gets its call count).  A third recovery
+ * must still find every acknowledged batch, whole, exactly once. */
+static void recovery_point(unsigned long k_cycle, unsigned long k_rec,
+                           unsigned long *k_rec_total, report *rep) {
+  char ctx[96];
+  snprintf(ctx, sizeof ctx, "recovery cut at %lu after a cycle cut at %lu",
+           k_rec, k_cycle);
+  es_vfs *vfs = make_vfs(&main_load, 0);
+  run r;
+  run_init(&r, vfs, &main_load, ctx);
+  r.io_err = ES_EIO;
+  memvfs_crash_at(vfs, k_cycle);
+  run_cycle(&r);
+  memvfs_clear_faults(vfs);
+  memvfs_crash_torn(vfs, k_cycle);
+  if (k_rec > 0)
+    memvfs_crash_at(vfs, k_rec);
+  else
+    memvfs_fail_at(vfs, 0, ES_EIO, 0); /* just reset the counter */
+  es_db *db = NULL;
+  if (es__open_vfs(&r.opts, vfs, &db) == ES_OK)
+    (void)es_close(db); /* may report the cut; the check below decides */
+  if (k_rec_total)
+    *k_rec_total = memvfs_count(vfs);
+  crash_and_check(&r, 0, 0);
+  if (verbose())
+    printf("%s: %s\n", ctx, r.bad ? r.why : "ok");
+  report_add(rep, &r);
+  memvfs_destroy(vfs);
+}
+
+/* Power cuts during recovery, at every call of it, after cycles cut at a
+ * few different places (so that recovery has a torn tail to cut, records
+ * to replay, files to resume). */
+static void recovery_loop(void) {
+  report rep;
+  memset(&rep, 0, sizeof rep);
+  rep.name = "power cut during recovery at k";
+  unsigned long k_cycle_total = clean_count(&main_load, 0, &rep);
+  unsigned long points = 0, k_max = 0;
+  for (int part = 1; part <= 3; part++) {
+    unsigned long k_cycle = k_cycle_total * (unsigned long)part / 4;
+    unsigned long k_rec_total = 0;
+    recovery_point(k_cycle, 0, &k_rec_total, &rep);
+    for (unsigned long k = 1; k <= k_rec_total + 1; k++, points++)
+      recovery_point(k_cycle, k, NULL, &rep);
+    if (k_rec_total > k_max)
+      k_max = k_rec_total;
+  }
+  printf("recovery: up to %lu counted calls per recovery, %lu points\n", k_max,
+         points);
+  report_finish(&rep, k_max);
+}
+
+START_TEST(test_crash_during_recovery) { recovery_loop(); }
+END_TEST
+
 static const io_variant v_eio_once = {"EIO once, short write", ES_EIO, 0,
                                       MEMVFS_SHORT_HALF};
 static const io_variant v_eio_always = {"EIO persistent", ES_EIO, 1,
@@ -991,6 +1050,7 @@ static Suite *fault_suite(void) {
   TCase *direct = tcase_create("direct");
   tcase_set_timeout(direct, 60);
   tcase_add_test(direct, test_clean_cycle);
+  tcase_add_test(direct, test_crash_during_recovery);
   tcase_add_test(direct, test_lock_excludes);
   tcase_add_test(direct, test_new_store_in_existing_dir_durable);
   tcase_add_test(direct, test_new_data_dir_durable);
