@@ -387,7 +387,7 @@ int es_append(es_db *db, const char *tenant, const es_event *events,
     ES_CHECK(es__event_encode(&rows, &events[i], now, db->opts.keep_full_ip));
   }
   ES_CHECK(es__wal_record_build(&rec, tenant, (uint32_t)count, rows.data,
-                                rows.len, 1));
+                                rows.len, db->opts.wal_compress));
   if (rec.len > DB_FRAME_BYTES_MAX)
     ES_CHECK(ES_ERR(ES_ETOOBIG, "batch encodes to %zu bytes", rec.len));
   ES_CHECK(db_wait_memory(db));

@@ -235,6 +235,9 @@ static void run_init(run *r, es_vfs *vfs, const workload *load,
   r->opts.seal_bytes = (size_t)1 << 30;
   r->opts.seal_age_us = INT64_MAX / 4; /* seals only on es_flush */
   r->opts.sync_mode = ES_SYNC_FULL;
+  /* single-shard loads with compressed WAL records, two-shard loads with
+   * raw ones: both record codecs go through every crash point */
+  r->opts.wal_compress = load->shards == 1;
 }
 
 /* Whether rc is an acceptable failure status at this point of the run:
