@@ -177,9 +177,9 @@ typedef struct es_options {
   size_t wal_file_bytes; /* WAL file size, preallocated; default 32 MiB */
   int sync_mode;         /* ES_SYNC_FULL (default) or ES_SYNC_NONE */
   int keep_full_ip;      /* 0 (default): truncate ip addresses */
-  int wal_compress;      /* 1: LZ4-compress WAL records (about 3x fewer WAL
-                            bytes, more CPU on the appending threads);
-                            default 0, faster on the reference machine */
+  int wal_compress;      /* 1 (default): LZ4-compress WAL records on the
+                            appending threads (about 3x fewer WAL bytes);
+                            0 writes them raw */
   int read_only;         /* reserved: must be 0 in this version */
   es_log_options log;
 } es_options;

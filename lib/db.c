@@ -49,6 +49,7 @@ void es_options_init(es_options *opts) {
   opts->seal_age_us = (int64_t)300 * 1000000;
   opts->wal_file_bytes = (size_t)32 << 20;
   opts->sync_mode = ES_SYNC_FULL;
+  opts->wal_compress = 1;
 }
 
 /* --- the shard writer --------------------------------------------------- */
