@@ -237,11 +237,12 @@ static void writer_process(es_shard *sh, es_req *reqs) {
   if (rc == ES_OK && (rc = writer_seal_due(sh, 1)) < 0)
     es__db_fail(db, rc);
   pthread_mutex_lock(&sh->mu);
-  for (es_req *r = reqs; r; r = r->next) {
+  for (es_req *r = reqs, *next; r; r = next) {
+    next = r->next; /* r lives on its appender's stack: read it first */
     r->rc = rc;
     r->done = 1;
+    pthread_cond_signal(&r->cv);
   }
-  pthread_cond_broadcast(&sh->done_cv);
   pthread_mutex_unlock(&sh->mu);
 }
 
@@ -310,9 +311,11 @@ static void *housekeeper_main(void *arg) {
 
 /* Queues a request on a shard and waits for the writer to finish it. */
 static int shard_submit(es_shard *sh, es_req *req) {
+  pthread_cond_init(&req->cv, NULL);
   pthread_mutex_lock(&sh->mu);
   if (sh->stop) {
     pthread_mutex_unlock(&sh->mu);
+    pthread_cond_destroy(&req->cv);
     return ES_ERR(ES_ECLOSED, "database is closing");
   }
   req->next = NULL;
@@ -323,8 +326,9 @@ static int shard_submit(es_shard *sh, es_req *req) {
   sh->tail = req;
   pthread_cond_signal(&sh->work_cv);
   while (!req->done)
-    pthread_cond_wait(&sh->done_cv, &sh->mu);
+    pthread_cond_wait(&req->cv, &sh->mu);
   pthread_mutex_unlock(&sh->mu);
+  pthread_cond_destroy(&req->cv);
   if (req->rc < 0)
     return ES_ERR(req->rc, "%s",
                   req->rc == ES_EFAILED
@@ -667,7 +671,6 @@ static int open_shards(es_db *db) {
     sh->id = s;
     pthread_mutex_init(&sh->mu, NULL);
     pthread_cond_init(&sh->work_cv, NULL);
-    pthread_cond_init(&sh->done_cv, NULL);
     if (snprintf(sh->dir, sizeof(sh->dir), "%s/%u", waldir, s) >=
         (int)sizeof(sh->dir))
       return ES_INVAL_BKPT("data_dir too long");
@@ -797,7 +800,6 @@ int es_close(es_db *db) {
     es__buf_free(&sh->frame);
     pthread_mutex_destroy(&sh->mu);
     pthread_cond_destroy(&sh->work_cv);
-    pthread_cond_destroy(&sh->done_cv);
   }
   es__tenants_free(db);
   if (db->lock)

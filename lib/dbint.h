@@ -63,6 +63,7 @@ typedef struct es_req {
   size_t rows_len;
   uint32_t count;
   int done, rc;
+  pthread_cond_t cv; /* signalled when done: wakes this appender only */
   uint64_t lsn;
   int64_t durable_us;
   struct es_req *next;
@@ -73,7 +74,7 @@ struct es_shard {
   uint32_t id;
   char dir[ES_PATH_MAX];
   pthread_mutex_t mu;
-  pthread_cond_t work_cv, done_cv;
+  pthread_cond_t work_cv;
   es_req *head, *tail;
   int stop, started;
   atomic_int reclaim;  /* set by the flusher after a manifest commit */
