@@ -766,32 +766,32 @@ int es_open(const es_options *opts, es_db **db_out) {
   return es__open_vfs(opts, es__vfs_posix(), db_out);
 }
 
-/* Stops threads, then frees everything; see eventstore.h. */
+/* Sets a thread's stop flag under its lock, wakes it, and joins it. */
+static void close_stop_thread(pthread_mutex_t *mu, pthread_cond_t *cv,
+                              int *stop, int started, pthread_t th) {
+  pthread_mutex_lock(mu);
+  *stop = 1;
+  pthread_cond_signal(cv);
+  pthread_mutex_unlock(mu);
+  if (started)
+    pthread_join(th, NULL);
+}
+
+/* Stops threads (housekeeper, writers after they drain their queues, the
+ * flusher after it drains its jobs), then frees everything. */
 int es_close(es_db *db) {
   if (!db)
     return ES_OK;
   atomic_store(&db->closing, 1);
-  pthread_mutex_lock(&db->hk_mu);
-  db->hk_stop = 1;
-  pthread_cond_signal(&db->hk_cv);
-  pthread_mutex_unlock(&db->hk_mu);
-  if (db->hk_started)
-    pthread_join(db->housekeeper, NULL);
+  close_stop_thread(&db->hk_mu, &db->hk_cv, &db->hk_stop, db->hk_started,
+                    db->housekeeper);
   for (uint32_t s = 0; db->shards && s < db->nshards; s++) {
     es_shard *sh = &db->shards[s];
-    pthread_mutex_lock(&sh->mu);
-    sh->stop = 1;
-    pthread_cond_signal(&sh->work_cv);
-    pthread_mutex_unlock(&sh->mu);
-    if (sh->started)
-      pthread_join(sh->thread, NULL);
+    close_stop_thread(&sh->mu, &sh->work_cv, &sh->stop, sh->started,
+                      sh->thread);
   }
-  pthread_mutex_lock(&db->flush_mu);
-  db->flusher_stop = 1;
-  pthread_cond_signal(&db->flush_cv);
-  pthread_mutex_unlock(&db->flush_mu);
-  if (db->flusher_started)
-    pthread_join(db->flusher, NULL);
+  close_stop_thread(&db->flush_mu, &db->flush_cv, &db->flusher_stop,
+                    db->flusher_started, db->flusher);
   for (size_t i = 0; i < db->jobs_len; i++) /* left when never started */
     es__memtable_unref(db->jobs[db->jobs_head + i].mt);
   for (uint32_t s = 0; db->shards && s < db->nshards; s++) {
