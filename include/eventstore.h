@@ -289,6 +289,39 @@ ES_API int es_cursor_next(es_cursor *cur, es_event *ev_out);
 ES_API void es_cursor_close(es_cursor *cur);
 
 /* ----------------------------------------------------------------------
+ * Querying (docs/QUERY.md specifies the spec and the result)
+ * ---------------------------------------------------------------------- */
+
+/*
+ * Answers a query over one tenant's events: filters (time range, type,
+ * event, path, person), optional time buckets (minute, hour, day; UTC),
+ * grouping by event, path and/or type, and the aggregates count and
+ * uniques (distinct persons).  spec_json is the JSON spec of
+ * docs/QUERY.md, e.g.
+ *
+ *   {"from":"2024-03-01T00:00:00Z","to":"2024-03-02T00:00:00Z",
+ *    "filter":{"type":"page"},"bucket":"hour","groupBy":["path"],
+ *    "aggregate":["count","uniques"],"order":"desc","limit":10}
+ *
+ * The answer sees the events acknowledged before the call (like es_scan)
+ * and is exact.  On success *result_out is the result JSON, NUL-terminated,
+ * e.g. {"rows":[{"bucket":"...","path":"/","count":3,"uniques":2}],
+ * "source":"scan","approx":false}: owned by the caller, release it with
+ * es_free().  An unknown tenant has no rows.  Thread-safe.
+ *
+ * Errors (*result_out NULL): ES_EINVAL (NULL argument, or a bad spec: then
+ * es_errdetail() starts with "spec: " and names the field, e.g.
+ * spec: "bucket" must be one of minute, hour, day, none), ES_ETENANT,
+ * ES_ENOMEM, ES_ECLOSED, ES_ECORRUPT and ES_EIO (from reading segments).
+ */
+ES_API int es_query(es_db *db, const char *tenant, const char *spec_json,
+                    char **result_out);
+
+/* Releases memory the library returned as owned (es_query's result).
+ * NULL is fine. */
+ES_API void es_free(void *p);
+
+/* ----------------------------------------------------------------------
  * Inspection and verification (need no open handle; safe to run while
  * another process has the directory open, as they only read)
  * ---------------------------------------------------------------------- */

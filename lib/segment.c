@@ -565,11 +565,12 @@ int es__segment_read_group(es_segment *seg, uint32_t g, es_seg_rows *out) {
     rc = seg_decode_strings(&out->raw[ES_COL_STR0 + i], n, out->str[i], &dict,
                             &dict_cap);
   es__free(dict);
-  if (rc < 0) {
+  if (rc == ES_ECORRUPT) {
     char why[256];
     snprintf(why, sizeof(why), "%s", es_errdetail());
     return ES_CORRUPT_BKPT("%s: row group %u: %s", seg->path, g, why);
   }
+  ES_TRY(rc); /* ES_ENOMEM stays what it is */
   out->n = n;
   return ES_OK;
 }

@@ -1,0 +1,856 @@
+/*
+ * query.c -- es_query(): answers a JSON query spec (docs/QUERY.md) with
+ * exact counts, by scanning.
+ *
+ * A query runs in four steps:
+ *
+ *   parse     the spec's JSON (yajl's tree API) into an es_query_spec,
+ *             checking every field; an error names the field.
+ *   scan      one es_scan of the tenant over [from, to), with the person
+ *             filter pushed down (it uses the segments' Bloom filters);
+ *             type/event/path filters are applied here, row by row.
+ *   aggregate into a hash table of groups keyed by (bucket start, group
+ *             values).  Strings (event names, paths, persons) are interned
+ *             once per query, so a group key is four integers and a
+ *             group's distinct persons are a hash set of integers.
+ *   write     the groups, sorted and limited, as the result JSON, with our
+ *             own small writer (so every byte goes through es__malloc, and
+ *             invalid UTF-8 in stored strings cannot make invalid JSON).
+ *
+ * Rollups, identity stitching and approximate uniques (HyperLogLog) come
+ * in later slices; this file then becomes the planner's "scan" path.
+ *
+ * Invariants:
+ *  1. Every row of the result is exact: count is the number of matching
+ *     events of its group, uniques the number of distinct persons (user id
+ *     when present and non-empty, else anonymous id; events with neither
+ *     count no person).  The result says "approx":false.
+ *  2. Row order is total and deterministic: by the key (bucket, then the
+ *     groupBy values in groupBy order, absent values first, strings by
+ *     bytes), or by count first when "order" is given, ties by the key.
+ *  3. A failed query leaves nothing allocated and *result_out NULL.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <yajl/yajl_tree.h>
+
+#include "codec.h"
+#include "event.h"
+#include "mem.h"
+#include "query.h"
+
+#define US_PER_S INT64_C(1000000)
+#define S_PER_DAY INT64_C(86400)
+
+/* ----------------------------------------------------------------------
+ * ISO 8601 times
+ * ---------------------------------------------------------------------- */
+
+/* Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's
+ * days_from_civil). */
+static int64_t time_days_from_civil(int64_t y, int m, int d) {
+  y -= m <= 2;
+  int64_t era = (y >= 0 ? y : y - 399) / 400;
+  int64_t yoe = y - era * 400;
+  int64_t doy = (153 * (m > 2 ? m - 3 : m + 9) + 2) / 5 + d - 1;
+  int64_t doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+  return era * 146097 + doe - 719468;
+}
+
+/* The inverse: the date of a day number. */
+static void time_civil_from_days(int64_t z, int64_t *y, int *m, int *d) {
+  z += 719468;
+  int64_t era = (z >= 0 ? z : z - 146096) / 146097;
+  int64_t doe = z - era * 146097;
+  int64_t yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+  int64_t doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+  int64_t mp = (5 * doy + 2) / 153;
+  *d = (int)(doy - (153 * mp + 2) / 5 + 1);
+  *m = (int)(mp < 10 ? mp + 3 : mp - 9);
+  *y = yoe + era * 400 + (*m <= 2);
+}
+
+/* Reads exactly n decimal digits at *p into *v and advances *p. */
+static int time_digits(const char **p, int n, int *v) {
+  int x = 0;
+  for (int i = 0; i < n; i++) {
+    char c = (*p)[i];
+    if (c < '0' || c > '9')
+      return -1;
+    x = x * 10 + (c - '0');
+  }
+  *p += n;
+  *v = x;
+  return 0;
+}
+
+static int time_is_leap(int y) {
+  return (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+}
+
+/* "Z", or "+HH", "+HH:MM", "+HHMM" (or "-"): the offset east of UTC in
+ * seconds.  Returns 0 at the end of the string, else -1. */
+static int time_zone(const char *p, int64_t *offset_s) {
+  if ((p[0] == 'Z' || p[0] == 'z') && p[1] == '\0') {
+    *offset_s = 0;
+    return 0;
+  }
+  if (p[0] != '+' && p[0] != '-')
+    return -1;
+  int sign = p[0] == '-' ? -1 : 1, hh, mm = 0;
+  p++;
+  if (time_digits(&p, 2, &hh) != 0 || hh > 23)
+    return -1;
+  if (*p == ':')
+    p++;
+  if (*p != '\0' && (time_digits(&p, 2, &mm) != 0 || mm > 59))
+    return -1;
+  if (*p != '\0')
+    return -1;
+  *offset_s = sign * (hh * 3600 + mm * 60);
+  return 0;
+}
+
+/* Parses an ISO 8601 time; see query.h for the accepted forms. */
+int es__time_parse(const char *s, int64_t *us) {
+  static const int mdays[] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+  const char *p = s;
+  int y, mo, d, hh = 0, mi = 0, ss = 0;
+  int64_t frac_us = 0, offset_s = 0;
+  if (!s || time_digits(&p, 4, &y) != 0 || *p++ != '-' ||
+      time_digits(&p, 2, &mo) != 0 || *p++ != '-' ||
+      time_digits(&p, 2, &d) != 0)
+    return -1;
+  if (mo < 1 || mo > 12 || d < 1 ||
+      d > mdays[mo - 1] + (mo == 2 && time_is_leap(y)))
+    return -1;
+  if (*p == 'T' || *p == 't') {
+    p++;
+    if (time_digits(&p, 2, &hh) != 0 || hh > 23 || *p++ != ':' ||
+        time_digits(&p, 2, &mi) != 0 || mi > 59)
+      return -1;
+    if (*p == ':') {
+      p++;
+      if (time_digits(&p, 2, &ss) != 0 || ss > 59)
+        return -1;
+      if (*p == '.' || *p == ',') {
+        int ndig = 0;
+        for (p++; *p >= '0' && *p <= '9'; p++, ndig++)
+          if (ndig < 6)
+            frac_us = frac_us * 10 + (*p - '0');
+        if (ndig == 0)
+          return -1;
+        for (; ndig < 6; ndig++)
+          frac_us *= 10;
+      }
+    }
+    if (time_zone(p, &offset_s) != 0)
+      return -1;
+  } else if (*p != '\0') {
+    return -1;
+  }
+  int64_t secs = time_days_from_civil(y, mo, d) * S_PER_DAY + hh * 3600 +
+                 mi * 60 + ss - offset_s;
+  *us = secs * US_PER_S + frac_us;
+  return 0;
+}
+
+/* Formats a time as ISO 8601 UTC; see query.h. */
+int es__time_format(int64_t ts_us, char *out, size_t cap) {
+  int64_t secs = ts_us / US_PER_S, frac = ts_us % US_PER_S;
+  if (frac < 0) { /* floor, not truncation, before the epoch */
+    frac += US_PER_S;
+    secs--;
+  }
+  int64_t days = secs / S_PER_DAY, sod = secs % S_PER_DAY;
+  if (sod < 0) {
+    sod += S_PER_DAY;
+    days--;
+  }
+  int64_t y;
+  int m, d;
+  time_civil_from_days(days, &y, &m, &d);
+  int n = snprintf(out, cap, "%04lld-%02d-%02dT%02d:%02d:%02d", (long long)y, m,
+                   d, (int)(sod / 3600), (int)(sod / 60 % 60), (int)(sod % 60));
+  if (frac)
+    n += snprintf(out + n, cap - (size_t)n, ".%06lld", (long long)frac);
+  n += snprintf(out + n, cap - (size_t)n, "Z");
+  return n;
+}
+
+/* ----------------------------------------------------------------------
+ * The spec
+ * ---------------------------------------------------------------------- */
+
+#define SPEC_TIME_HINT "an ISO 8601 time, e.g. \"2024-03-01T10:00:00Z\""
+
+/* from / to: an ISO 8601 string. */
+static int spec_time(const char *name, yajl_val v, int64_t *us) {
+  if (!YAJL_IS_STRING(v) || es__time_parse(YAJL_GET_STRING(v), us) != 0)
+    return ES_INVAL_BKPT("spec: \"%s\" must be " SPEC_TIME_HINT, name);
+  return ES_OK;
+}
+
+static int spec_from(yajl_val v, es_query_spec *s) {
+  return spec_time("from", v, &s->from_us);
+}
+
+static int spec_to(yajl_val v, es_query_spec *s) {
+  return spec_time("to", v, &s->to_us);
+}
+
+/* One string of "filter", copied into *out. */
+static int spec_filter_str(const char *key, yajl_val v, char **out) {
+  if (!YAJL_IS_STRING(v))
+    return ES_INVAL_BKPT("spec: \"filter.%s\" must be a string", key);
+  es__free(*out); /* a repeated key: the last one counts */
+  if (!(*out = es__strdup(YAJL_GET_STRING(v))))
+    return ES_NOMEM_BKPT();
+  return ES_OK;
+}
+
+/* "filter": {"type", "event", "path", "person"}, each optional. */
+static int spec_filter(yajl_val v, es_query_spec *s) {
+  if (!YAJL_IS_OBJECT(v))
+    return ES_INVAL_BKPT("spec: \"filter\" must be an object");
+  for (size_t i = 0; i < v->u.object.len; i++) {
+    const char *key = v->u.object.keys[i];
+    yajl_val val = v->u.object.values[i];
+    if (strcmp(key, "type") == 0) {
+      s->type =
+          YAJL_IS_STRING(val) ? es_type_from_name(YAJL_GET_STRING(val)) : 0;
+      if (s->type == 0)
+        return ES_INVAL_BKPT("spec: \"filter.type\" must be one of track, "
+                             "page, screen, identify, alias, group");
+    } else if (strcmp(key, "event") == 0) {
+      ES_TRY(spec_filter_str(key, val, &s->event));
+    } else if (strcmp(key, "path") == 0) {
+      ES_TRY(spec_filter_str(key, val, &s->path));
+    } else if (strcmp(key, "person") == 0) {
+      ES_TRY(spec_filter_str(key, val, &s->person));
+    } else {
+      return ES_INVAL_BKPT("spec: unknown key \"filter.%s\" (want type, "
+                           "event, path, person)",
+                           key);
+    }
+  }
+  return ES_OK;
+}
+
+/* "bucket": "minute" | "hour" | "day" | "none". */
+static int spec_bucket(yajl_val v, es_query_spec *s) {
+  static const struct {
+    const char *name;
+    int64_t us;
+  } buckets[] = {{"none", 0},
+                 {"minute", 60 * US_PER_S},
+                 {"hour", 3600 * US_PER_S},
+                 {"day", S_PER_DAY * US_PER_S}};
+  const char *name = YAJL_IS_STRING(v) ? YAJL_GET_STRING(v) : "";
+  for (size_t i = 0; i < sizeof(buckets) / sizeof(buckets[0]); i++) {
+    if (strcmp(name, buckets[i].name) == 0) {
+      s->bucket_us = buckets[i].us;
+      return ES_OK;
+    }
+  }
+  return ES_INVAL_BKPT(
+      "spec: \"bucket\" must be one of minute, hour, day, none");
+}
+
+/* "groupBy": an array of distinct "event", "path", "type". */
+static int spec_group_by(yajl_val v, es_query_spec *s) {
+  if (!YAJL_IS_ARRAY(v))
+    return ES_INVAL_BKPT("spec: \"groupBy\" must be an array of \"event\", "
+                         "\"path\", \"type\"");
+  s->nkeys = 0;
+  for (size_t i = 0; i < v->u.array.len; i++) {
+    yajl_val e = v->u.array.values[i];
+    const char *name = YAJL_IS_STRING(e) ? YAJL_GET_STRING(e) : "";
+    int key = strcmp(name, "event") == 0  ? ES_QKEY_EVENT
+              : strcmp(name, "path") == 0 ? ES_QKEY_PATH
+              : strcmp(name, "type") == 0 ? ES_QKEY_TYPE
+                                          : 0;
+    if (key == 0)
+      return ES_INVAL_BKPT("spec: \"groupBy\" entries must be one of event, "
+                           "path, type");
+    for (int k = 0; k < s->nkeys; k++)
+      if (s->keys[k] == key)
+        return ES_INVAL_BKPT("spec: \"groupBy\" lists \"%s\" twice", name);
+    s->keys[s->nkeys++] = key;
+  }
+  return ES_OK;
+}
+
+/* "aggregate": a non-empty array of distinct "count", "uniques". */
+static int spec_aggregate(yajl_val v, es_query_spec *s) {
+  if (!YAJL_IS_ARRAY(v) || v->u.array.len == 0)
+    return ES_INVAL_BKPT("spec: \"aggregate\" must be a non-empty array of "
+                         "\"count\", \"uniques\"");
+  s->count = s->uniques = 0;
+  for (size_t i = 0; i < v->u.array.len; i++) {
+    yajl_val e = v->u.array.values[i];
+    const char *name = YAJL_IS_STRING(e) ? YAJL_GET_STRING(e) : "";
+    int *flag = strcmp(name, "count") == 0     ? &s->count
+                : strcmp(name, "uniques") == 0 ? &s->uniques
+                                               : NULL;
+    if (!flag)
+      return ES_INVAL_BKPT("spec: \"aggregate\" entries must be one of "
+                           "count, uniques");
+    if (*flag)
+      return ES_INVAL_BKPT("spec: \"aggregate\" lists \"%s\" twice", name);
+    *flag = 1;
+  }
+  return ES_OK;
+}
+
+/* "exact": a boolean (every answer of this version is exact). */
+static int spec_exact(yajl_val v, es_query_spec *s) {
+  if (!YAJL_IS_TRUE(v) && !YAJL_IS_FALSE(v))
+    return ES_INVAL_BKPT("spec: \"exact\" must be true or false");
+  s->exact = YAJL_IS_TRUE(v);
+  return ES_OK;
+}
+
+/* "limit": an integer >= 1; above ES_QUERY_ROWS_MAX it is lowered. */
+static int spec_limit(yajl_val v, es_query_spec *s) {
+  if (!YAJL_IS_INTEGER(v) || YAJL_GET_INTEGER(v) < 1)
+    return ES_INVAL_BKPT("spec: \"limit\" must be an integer >= 1");
+  long long n = YAJL_GET_INTEGER(v);
+  s->limit = n > ES_QUERY_ROWS_MAX ? ES_QUERY_ROWS_MAX : (uint32_t)n;
+  return ES_OK;
+}
+
+/* "order": "desc" | "asc" (by count). */
+static int spec_order(yajl_val v, es_query_spec *s) {
+  const char *o = YAJL_IS_STRING(v) ? YAJL_GET_STRING(v) : "";
+  if (strcmp(o, "desc") == 0)
+    s->order = ES_QORDER_DESC;
+  else if (strcmp(o, "asc") == 0)
+    s->order = ES_QORDER_ASC;
+  else
+    return ES_INVAL_BKPT("spec: \"order\" must be one of desc, asc");
+  return ES_OK;
+}
+
+/* The top-level keys and their parsers. */
+static const struct {
+  const char *name;
+  int (*parse)(yajl_val v, es_query_spec *s);
+} spec_fields[] = {
+    {"from", spec_from},        {"to", spec_to},
+    {"filter", spec_filter},    {"bucket", spec_bucket},
+    {"groupBy", spec_group_by}, {"aggregate", spec_aggregate},
+    {"exact", spec_exact},      {"limit", spec_limit},
+    {"order", spec_order},
+};
+
+#define SPEC_NFIELDS (sizeof(spec_fields) / sizeof(spec_fields[0]))
+
+/* Checks every key of the top-level object against spec_fields. */
+static int spec_fields_parse(yajl_val root, es_query_spec *s) {
+  for (size_t i = 0; i < root->u.object.len; i++) {
+    const char *key = root->u.object.keys[i];
+    size_t f = 0;
+    while (f < SPEC_NFIELDS && strcmp(spec_fields[f].name, key) != 0)
+      f++;
+    if (f == SPEC_NFIELDS)
+      return ES_INVAL_BKPT("spec: unknown key \"%s\" (want from, to, filter, "
+                           "bucket, groupBy, aggregate, exact, limit, order)",
+                           key);
+    ES_TRY(spec_fields[f].parse(root->u.object.values[i], s));
+  }
+  if (s->from_us > s->to_us)
+    return ES_INVAL_BKPT("spec: \"to\" must not be before \"from\"");
+  return ES_OK;
+}
+
+/* Parses a spec; see query.h. */
+int es__query_spec_parse(const char *json, es_query_spec *s) {
+  char why[256];
+  memset(s, 0, sizeof(*s));
+  s->from_us = INT64_MIN;
+  s->to_us = INT64_MAX;
+  s->count = 1; /* "aggregate" defaults to ["count"] */
+  if (!json)
+    return ES_INVAL_BKPT("spec: NULL");
+  why[0] = '\0';
+  yajl_val root = yajl_tree_parse(json, why, sizeof(why));
+  if (!root) {
+    for (char *c = why; *c; c++) /* yajl's message spans lines */
+      if (*c == '\n' || *c == '\r')
+        *c = ' ';
+    return ES_INVAL_BKPT("spec: not valid JSON: %s", why[0] ? why : "?");
+  }
+  int rc = YAJL_IS_OBJECT(root) ? spec_fields_parse(root, s)
+                                : ES_INVAL_BKPT("spec: must be a JSON object");
+  yajl_tree_free(root);
+  if (rc < 0)
+    es__query_spec_free(s);
+  return rc;
+}
+
+/* Releases a spec's strings. */
+void es__query_spec_free(es_query_spec *s) {
+  es__free(s->event);
+  es__free(s->path);
+  es__free(s->person);
+  s->event = s->path = s->person = NULL;
+}
+
+/* ----------------------------------------------------------------------
+ * Interned strings: event names, paths and persons become small integers
+ * (0 = absent), so group keys and person sets hold integers only.
+ * ---------------------------------------------------------------------- */
+
+typedef struct q_strs {
+  char **strs;     /* by id; strs[0] unused */
+  size_t n, cap;   /* ids in use (including 0), capacity */
+  uint32_t *slots; /* open addressing: an id, 0 = empty */
+  size_t nslots;   /* a power of two, more than 2 * n */
+} q_strs;
+
+static size_t strs_slot(const q_strs *t, const char *s, size_t len) {
+  size_t mask = t->nslots - 1, i = (size_t)es__hash64(s, len, 0) & mask;
+  while (t->slots[i] != 0 && strcmp(t->strs[t->slots[i]], s) != 0)
+    i = (i + 1) & mask;
+  return i;
+}
+
+/* Doubles the slot array and re-inserts every string. */
+static int strs_rehash(q_strs *t) {
+  size_t nslots = t->nslots ? t->nslots * 2 : 64;
+  uint32_t *slots = es__calloc(nslots, sizeof(uint32_t));
+  if (!slots)
+    return ES_NOMEM_BKPT();
+  es__free(t->slots);
+  t->slots = slots;
+  t->nslots = nslots;
+  for (size_t id = 1; id < t->n; id++)
+    t->slots[strs_slot(t, t->strs[id], strlen(t->strs[id]))] = (uint32_t)id;
+  return ES_OK;
+}
+
+/* The id of s (0 for NULL), adding it when new. */
+static int strs_intern(q_strs *t, const char *s, uint32_t *id_out) {
+  *id_out = 0;
+  if (!s)
+    return ES_OK;
+  if (t->n == 0)
+    t->n = 1; /* id 0 stands for "absent" */
+  if (2 * (t->n + 1) > t->nslots)
+    ES_TRY(strs_rehash(t));
+  size_t len = strlen(s), i = strs_slot(t, s, len);
+  if (t->slots[i] == 0) {
+    if (t->n >= UINT32_MAX)
+      return ES_NOMEM_BKPT();
+    ES_TRY(es__grow((void **)&t->strs, &t->cap, t->n + 1, sizeof(char *)));
+    char *copy = es__malloc(len + 1);
+    if (!copy)
+      return ES_NOMEM_BKPT();
+    memcpy(copy, s, len + 1);
+    t->strs[t->n] = copy;
+    t->slots[i] = (uint32_t)t->n++;
+  }
+  *id_out = t->slots[i];
+  return ES_OK;
+}
+
+static void strs_free(q_strs *t) {
+  for (size_t id = 1; id < t->n; id++)
+    es__free(t->strs[id]);
+  es__free(t->strs);
+  es__free(t->slots);
+}
+
+/* ----------------------------------------------------------------------
+ * Groups: one per (bucket start, group values), each with its count and,
+ * when uniques are asked for, the set of its persons' ids.
+ * ---------------------------------------------------------------------- */
+
+typedef struct q_key {
+  int64_t bucket;                     /* bucket start; 0 without buckets */
+  uint32_t type, event, path, unused; /* 0 when not grouped by it */
+} q_key;
+
+typedef struct q_group {
+  q_key key;
+  uint64_t count;
+  uint32_t *persons; /* open addressing: a person id, 0 = empty */
+  size_t npersons, nslots;
+} q_group;
+
+typedef struct q_table {
+  q_group *groups;
+  size_t n, cap;
+  uint32_t *slots; /* a group index + 1, 0 = empty */
+  size_t nslots;   /* a power of two, more than 2 * n */
+} q_table;
+
+static size_t table_slot(const q_table *t, const q_key *k) {
+  size_t mask = t->nslots - 1, i = (size_t)es__hash64(k, sizeof(*k), 0) & mask;
+  while (t->slots[i] != 0 &&
+         memcmp(&t->groups[t->slots[i] - 1].key, k, sizeof(*k)) != 0)
+    i = (i + 1) & mask;
+  return i;
+}
+
+static int table_rehash(q_table *t) {
+  size_t nslots = t->nslots ? t->nslots * 2 : 64;
+  uint32_t *slots = es__calloc(nslots, sizeof(uint32_t));
+  if (!slots)
+    return ES_NOMEM_BKPT();
+  es__free(t->slots);
+  t->slots = slots;
+  t->nslots = nslots;
+  for (size_t g = 0; g < t->n; g++)
+    t->slots[table_slot(t, &t->groups[g].key)] = (uint32_t)(g + 1);
+  return ES_OK;
+}
+
+/* The group of key k, created (count 0) when new.  The pointer is valid
+ * until the next table_get. */
+static int table_get(q_table *t, const q_key *k, q_group **g_out) {
+  if (2 * (t->n + 1) > t->nslots)
+    ES_TRY(table_rehash(t));
+  size_t i = table_slot(t, k);
+  if (t->slots[i] == 0) {
+    if (t->n >= UINT32_MAX - 1)
+      return ES_NOMEM_BKPT();
+    ES_TRY(es__grow((void **)&t->groups, &t->cap, t->n + 1, sizeof(q_group)));
+    memset(&t->groups[t->n], 0, sizeof(q_group));
+    t->groups[t->n].key = *k;
+    t->slots[i] = (uint32_t)++t->n;
+  }
+  *g_out = &t->groups[t->slots[i] - 1];
+  return ES_OK;
+}
+
+/* Adds person id (non-zero) to the group's set. */
+static int group_add_person(q_group *g, uint32_t id) {
+  if (2 * (g->npersons + 1) > g->nslots) {
+    size_t nslots = g->nslots ? g->nslots * 2 : 8;
+    uint32_t *slots = es__calloc(nslots, sizeof(uint32_t));
+    if (!slots)
+      return ES_NOMEM_BKPT();
+    for (size_t i = 0; i < g->nslots; i++) {
+      uint32_t p = g->persons[i];
+      size_t j = (p * UINT32_C(2654435761)) & (nslots - 1);
+      while (p != 0 && slots[j] != 0)
+        j = (j + 1) & (nslots - 1);
+      if (p != 0)
+        slots[j] = p;
+    }
+    es__free(g->persons);
+    g->persons = slots;
+    g->nslots = nslots;
+  }
+  size_t mask = g->nslots - 1, j = (id * UINT32_C(2654435761)) & mask;
+  while (g->persons[j] != 0 && g->persons[j] != id)
+    j = (j + 1) & mask;
+  if (g->persons[j] == 0) {
+    g->persons[j] = id;
+    g->npersons++;
+  }
+  return ES_OK;
+}
+
+static void table_free(q_table *t) {
+  for (size_t g = 0; g < t->n; g++)
+    es__free(t->groups[g].persons);
+  es__free(t->groups);
+  es__free(t->slots);
+}
+
+/* ----------------------------------------------------------------------
+ * Scanning and aggregating
+ * ---------------------------------------------------------------------- */
+
+/* What one query holds while it runs. */
+typedef struct q_run {
+  const es_query_spec *spec;
+  q_strs strs; /* event names, paths and persons */
+  q_table table;
+} q_run;
+
+/* Whether an optional string filter accepts a value (NULL never matches
+ * a filter). */
+static int filter_ok(const char *want, const char *have) {
+  return !want || (have && strcmp(want, have) == 0);
+}
+
+/* The start of the bucket holding ts (floor, also before the epoch). */
+static int64_t bucket_start(int64_t ts, int64_t width) {
+  int64_t r = ts % width;
+  return ts - (r < 0 ? r + width : r);
+}
+
+/* Counts one event that passed the filters into its group. */
+static int run_add(q_run *r, const es_event *ev) {
+  const es_query_spec *s = r->spec;
+  q_key k;
+  memset(&k, 0, sizeof(k));
+  if (s->bucket_us)
+    k.bucket = bucket_start(ev->ts_us, s->bucket_us);
+  for (int i = 0; i < s->nkeys; i++) {
+    if (s->keys[i] == ES_QKEY_TYPE)
+      k.type = (uint32_t)ev->type;
+    else if (s->keys[i] == ES_QKEY_EVENT)
+      ES_TRY(strs_intern(&r->strs, ev->event, &k.event));
+    else
+      ES_TRY(strs_intern(&r->strs, ev->path, &k.path));
+  }
+  q_group *g = NULL;
+  ES_TRY(table_get(&r->table, &k, &g));
+  g->count++;
+  if (s->uniques) {
+    const char *person = ev->user_id && ev->user_id[0] ? ev->user_id
+                         : ev->anonymous_id && ev->anonymous_id[0]
+                             ? ev->anonymous_id
+                             : NULL;
+    uint32_t id;
+    ES_TRY(strs_intern(&r->strs, person, &id));
+    if (id != 0)
+      ES_TRY(group_add_person(g, id));
+  }
+  return ES_OK;
+}
+
+/* One scan of the tenant, every matching event counted. */
+static int run_scan(q_run *r, es_db *db, const char *tenant) {
+  const es_query_spec *s = r->spec;
+  es_scan_spec scan;
+  es_scan_spec_init(&scan);
+  scan.tenant = tenant;
+  scan.from_us = s->from_us;
+  scan.to_us = s->to_us;
+  scan.person = s->person;
+  es_cursor *cur;
+  ES_TRY(es_scan(db, &scan, &cur));
+  es_event ev;
+  int rc;
+  while ((rc = es_cursor_next(cur, &ev)) == 1) {
+    if ((s->type && ev.type != s->type) || !filter_ok(s->event, ev.event) ||
+        !filter_ok(s->path, ev.path))
+      continue;
+    if ((rc = run_add(r, &ev)) < 0)
+      break;
+  }
+  es_cursor_close(cur);
+  return rc < 0 ? rc : ES_OK;
+}
+
+/* ----------------------------------------------------------------------
+ * Ordering and writing the result
+ * ---------------------------------------------------------------------- */
+
+/* A row to sort: qsort has no context argument, so each row carries it. */
+typedef struct q_row {
+  const q_group *g;
+  const q_run *run;
+} q_row;
+
+/* NULL (absent) first, then by bytes. */
+static int cmp_str(const char *a, const char *b) {
+  if (!a || !b)
+    return (a != NULL) - (b != NULL);
+  return strcmp(a, b);
+}
+
+/* Compares two groups by key: bucket, then groupBy values in order. */
+static int cmp_key(const q_run *r, const q_key *a, const q_key *b) {
+  if (a->bucket != b->bucket)
+    return a->bucket < b->bucket ? -1 : 1;
+  char *const *strs = r->strs.strs;
+  for (int i = 0; i < r->spec->nkeys; i++) {
+    int c;
+    if (r->spec->keys[i] == ES_QKEY_TYPE)
+      c = cmp_str(es_type_name((int)a->type), es_type_name((int)b->type));
+    else if (r->spec->keys[i] == ES_QKEY_EVENT)
+      c = cmp_str(a->event ? strs[a->event] : NULL,
+                  b->event ? strs[b->event] : NULL);
+    else
+      c = cmp_str(a->path ? strs[a->path] : NULL,
+                  b->path ? strs[b->path] : NULL);
+    if (c != 0)
+      return c;
+  }
+  return 0;
+}
+
+static int cmp_row(const void *pa, const void *pb) {
+  const q_row *a = pa, *b = pb;
+  int order = a->run->spec->order;
+  if (order != ES_QORDER_KEY && a->g->count != b->g->count) {
+    int asc = a->g->count < b->g->count ? -1 : 1;
+    return order == ES_QORDER_ASC ? asc : -asc;
+  }
+  return cmp_key(a->run, &a->g->key, &b->g->key);
+}
+
+static int put_str(es_buf *b, const char *s) {
+  return es__buf_put(b, s, strlen(s));
+}
+
+/* Length of the valid UTF-8 sequence at p (n bytes left), or 0. */
+static size_t utf8_len(const unsigned char *p, size_t n) {
+  size_t len = p[0] < 0xC2   ? 0
+               : p[0] < 0xE0 ? 2
+               : p[0] < 0xF0 ? 3
+               : p[0] < 0xF5 ? 4
+                             : 0;
+  if (len == 0 || len > n)
+    return 0;
+  for (size_t i = 1; i < len; i++)
+    if ((p[i] & 0xC0) != 0x80)
+      return 0;
+  /* overlong 3/4-byte forms, UTF-16 surrogates, beyond U+10FFFF */
+  if ((p[0] == 0xE0 && p[1] < 0xA0) || (p[0] == 0xED && p[1] >= 0xA0) ||
+      (p[0] == 0xF0 && p[1] < 0x90) || (p[0] == 0xF4 && p[1] >= 0x90))
+    return 0;
+  return len;
+}
+
+/* A JSON string: quotes, backslashes and control characters escaped;
+ * bytes that are not valid UTF-8 become U+FFFD so the output stays JSON. */
+static int put_json_str(es_buf *b, const char *s) {
+  const unsigned char *p = (const unsigned char *)s;
+  size_t n = strlen(s);
+  ES_TRY(es__buf_put(b, "\"", 1));
+  for (size_t i = 0; i < n;) {
+    unsigned char c = p[i];
+    char esc[8];
+    if (c == '"' || c == '\\') {
+      esc[0] = '\\', esc[1] = (char)c;
+      ES_TRY(es__buf_put(b, esc, 2));
+      i++;
+    } else if (c < 0x20) {
+      snprintf(esc, sizeof(esc), "\\u%04x", c);
+      ES_TRY(es__buf_put(b, esc, 6));
+      i++;
+    } else if (c < 0x80) {
+      ES_TRY(es__buf_put(b, &p[i], 1));
+      i++;
+    } else {
+      size_t len = utf8_len(p + i, n - i);
+      ES_TRY(len ? es__buf_put(b, &p[i], len) : put_str(b, "\\ufffd"));
+      i += len ? len : 1;
+    }
+  }
+  return es__buf_put(b, "\"", 1);
+}
+
+/* Writes `"name":`, preceded by a comma unless it is the row's first. */
+static int put_name(es_buf *b, const char *name, int *first) {
+  if (!*first)
+    ES_TRY(put_str(b, ","));
+  *first = 0;
+  ES_TRY(put_str(b, "\""));
+  ES_TRY(put_str(b, name));
+  return put_str(b, "\":");
+}
+
+/* "name": and a string, or null for an absent (NULL) value. */
+static int put_field_str(es_buf *b, const char *name, const char *value,
+                         int *first) {
+  ES_TRY(put_name(b, name, first));
+  return value ? put_json_str(b, value) : put_str(b, "null");
+}
+
+/* "name": and an unsigned number. */
+static int put_field_u64(es_buf *b, const char *name, uint64_t value,
+                         int *first) {
+  char num[24];
+  ES_TRY(put_name(b, name, first));
+  snprintf(num, sizeof(num), "%llu", (unsigned long long)value);
+  return put_str(b, num);
+}
+
+/* One row object, with only the keys the spec asked for. */
+static int put_row(es_buf *b, const q_run *r, const q_group *g) {
+  const es_query_spec *s = r->spec;
+  const q_key *k = &g->key;
+  char *const *strs = r->strs.strs;
+  int first = 1;
+  ES_TRY(put_str(b, "{"));
+  if (s->bucket_us) {
+    char t[ES_TIME_TEXT_SIZE];
+    es__time_format(k->bucket, t, sizeof(t));
+    ES_TRY(put_field_str(b, "bucket", t, &first));
+  }
+  for (int i = 0; i < s->nkeys; i++) {
+    if (s->keys[i] == ES_QKEY_TYPE)
+      ES_TRY(put_field_str(b, "type", es_type_name((int)k->type), &first));
+    else if (s->keys[i] == ES_QKEY_EVENT)
+      ES_TRY(
+          put_field_str(b, "event", k->event ? strs[k->event] : NULL, &first));
+    else
+      ES_TRY(put_field_str(b, "path", k->path ? strs[k->path] : NULL, &first));
+  }
+  if (s->count)
+    ES_TRY(put_field_u64(b, "count", g->count, &first));
+  if (s->uniques)
+    ES_TRY(put_field_u64(b, "uniques", g->npersons, &first));
+  return put_str(b, "}");
+}
+
+/* Sorts the groups, applies the limit and writes the result JSON into b,
+ * NUL-terminated. */
+static int run_write(const q_run *r, es_buf *b) {
+  size_t n = r->table.n;
+  q_row *rows = es__malloc((n ? n : 1) * sizeof(q_row));
+  if (!rows)
+    return ES_NOMEM_BKPT();
+  for (size_t i = 0; i < n; i++)
+    rows[i] = (q_row){&r->table.groups[i], r};
+  qsort(rows, n, sizeof(q_row), cmp_row);
+  if (r->spec->limit && n > r->spec->limit)
+    n = r->spec->limit;
+  int rc = put_str(b, "{\"rows\":[");
+  for (size_t i = 0; rc == ES_OK && i < n; i++) {
+    if (i > 0)
+      rc = put_str(b, ",");
+    if (rc == ES_OK)
+      rc = put_row(b, r, rows[i].g);
+  }
+  if (rc == ES_OK)
+    rc = put_str(b, "],\"source\":\"scan\",\"approx\":false}");
+  if (rc == ES_OK)
+    rc = es__buf_put(b, "", 1);
+  es__free(rows);
+  return rc;
+}
+
+/* ----------------------------------------------------------------------
+ * The public calls
+ * ---------------------------------------------------------------------- */
+
+/* Answers a query spec; see eventstore.h. */
+int es_query(es_db *db, const char *tenant, const char *spec_json,
+             char **result_out) {
+  es__error_clear();
+  if (!result_out)
+    return ES_INVAL_BKPT("es_query: result_out is NULL");
+  *result_out = NULL;
+  if (!db || !spec_json)
+    return ES_INVAL_BKPT("es_query: NULL handle or spec");
+  ES_TRY(es__tenant_check(tenant));
+  es_query_spec spec;
+  ES_TRY(es__query_spec_parse(spec_json, &spec));
+  q_run run = {.spec = &spec};
+  es_buf out = {0};
+  int rc = ES_OK;
+  ES_CHECK(run_scan(&run, db, tenant));
+  ES_CHECK(run_write(&run, &out));
+  *result_out = (char *)out.data; /* ownership passes to the caller */
+  out.data = NULL;
+err:
+  es__buf_free(&out);
+  table_free(&run.table);
+  strs_free(&run.strs);
+  es__query_spec_free(&spec);
+  return rc;
+}
+
+/* Frees what the library returned as owned; NULL is fine. */
+void es_free(void *p) { es__free(p); }
