@@ -21,4 +21,9 @@ build/cmd/esctl inspect --data "$DATA"
 echo "== esctl verify --data $DATA"
 build/cmd/esctl verify --data "$DATA"
 echo "== the first 3 events of tenant '$tenant' (esctl scan)"
-build/cmd/esctl scan --data "$DATA" --tenant "$tenant" | head -n 3
+build/cmd/esctl scan --data "$DATA" --tenant "$tenant" > build/scan.jsonl
+head -n 3 build/scan.jsonl
+echo "== top 5 pages of tenant '$tenant' by views, with unique visitors (esctl query)"
+build/cmd/esctl query --data "$DATA" --tenant "$tenant" --spec - <<'SPEC'
+{"filter":{"type":"page"},"groupBy":["path"],"aggregate":["count","uniques"],"order":"desc","limit":5}
+SPEC
