@@ -50,6 +50,7 @@ static const char *const top_usage =
     "  append   append Segment JSON events (one object per line) from stdin\n"
     "  scan     print a tenant's events as JSON lines, in event-time order\n"
     "  query    answer a JSON query spec (counts, uniques) for a tenant\n"
+    "  timeline print a person's latest events, newest first\n"
     "  flush    seal memtables into segments (es_flush)\n"
     "  verify   check every checksum of a data directory\n"
     "  inspect  describe the segments and WAL files of a data directory\n"
@@ -450,6 +451,54 @@ static int cmd_scan(flag *flags) {
   return close_store(db, status);
 }
 
+/* Default and largest --limit of esctl timeline. */
+#define TIMELINE_LIMIT_DEFAULT 20
+
+/* esctl timeline: a person's latest events (all linked ids), newest first,
+ * as JSON lines in the shape of esctl scan. */
+static int cmd_timeline(flag *flags) {
+  const char *tenant = flag_value(flags, "--tenant");
+  const char *person = flag_value(flags, "--person");
+  const char *limit_s = flag_value(flags, "--limit");
+  size_t limit = TIMELINE_LIMIT_DEFAULT;
+  es_db *db;
+  es_timeline *tl;
+  int status;
+  if ((status = check_tenant("timeline", tenant)) != 0)
+    return status;
+  if (limit_s) {
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(limit_s, &end, 10);
+    if (errno || end == limit_s || *end || limit_s[0] == '-' || v < 1 ||
+        v > ES_TIMELINE_EVENTS_MAX)
+      return usage_error("timeline", "--limit wants 1..%d, not '%s'",
+                         ES_TIMELINE_EVENTS_MAX, limit_s);
+    limit = (size_t)v;
+  }
+  if ((status = open_store(flag_value(flags, "--data"), &db)) != 0)
+    return status;
+  int rc = es_timeline_open(db, tenant, person, limit, &tl);
+  if (rc != ES_OK)
+    return finish_stdout(close_store(db, lib_error(rc)));
+  seg_buf out;
+  es_event ev;
+  seg_buf_init(&out);
+  while (es_timeline_next(tl, &ev) == 1) {
+    out.len = 0;
+    if (seg_event_write(&out, &ev) || seg_buf_put(&out, "\n", 1)) {
+      fprintf(stderr, "esctl: out of memory\n");
+      status = EXIT_LIB;
+      break;
+    }
+    if (fwrite(out.data, 1, out.len, stdout) != out.len)
+      break; /* finish_stdout reports it */
+  }
+  seg_buf_free(&out);
+  es_timeline_close(tl);
+  return finish_stdout(close_store(db, status));
+}
+
 /* Longest query spec accepted from a file or stdin. */
 #define SPEC_BYTES_MAX (1024 * 1024)
 
@@ -649,8 +698,9 @@ static size_t print_tenant(const inspect_list *l, size_t i) {
     print_range(f);
     segs++, rows += f->rows, bytes += f->bytes;
   }
-  printf("  total: %" PRIu64 " rows (%" PRIu64 " in %" PRIu64 " segment%s, %" PRIu64
-         " bytes, %.1f bytes/row; %" PRIu64 " unflushed)\n",
+  printf("  total: %" PRIu64 " rows (%" PRIu64 " in %" PRIu64
+         " segment%s, %" PRIu64 " bytes, %.1f bytes/row; %" PRIu64
+         " unflushed)\n",
          rows + unflushed, rows, segs, segs == 1 ? "" : "s", bytes,
          rows ? (double)bytes / (double)rows : 0.0, unflushed);
   return i;
@@ -737,6 +787,18 @@ static command commands[] = {
      "and a message naming the field.\n",
      cmd_query,
      {{"--data", 1, NULL}, {"--tenant", 1, NULL}, {"--spec", 1, NULL}}},
+    {"timeline",
+     "usage: esctl timeline --data DIR --tenant T --person ID [--limit N]\n"
+     "\n"
+     "Prints the latest N events (default 20, at most 100000) of the person\n"
+     "ID, newest first, one JSON object per line as esctl scan prints them.\n"
+     "The person's events are those whose userId or anonymousId is ID or an\n"
+     "id linked to it by identify and alias events (docs/QUERY.md).\n",
+     cmd_timeline,
+     {{"--data", 1, NULL},
+      {"--tenant", 1, NULL},
+      {"--person", 1, NULL},
+      {"--limit", 0, NULL}}},
     {"flush",
      "usage: esctl flush --data DIR [--tenant T]\n"
      "\n"

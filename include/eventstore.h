@@ -296,7 +296,9 @@ ES_API void es_cursor_close(es_cursor *cur);
  * Answers a query over one tenant's events: filters (time range, type,
  * event, path, person), optional time buckets (minute, hour, day; UTC),
  * grouping by event, path and/or type, and the aggregates count and
- * uniques (distinct persons).  spec_json is the JSON spec of
+ * uniques (distinct persons, after identity stitching: see
+ * ES_IDENTITY_IDS_MAX; filter.person also matches every linked id).
+ * spec_json is the JSON spec of
  * docs/QUERY.md, e.g.
  *
  *   {"from":"2024-03-01T00:00:00Z","to":"2024-03-02T00:00:00Z",
@@ -320,6 +322,65 @@ ES_API int es_query(es_db *db, const char *tenant, const char *spec_json,
 /* Releases memory the library returned as owned (es_query's result).
  * NULL is fine. */
 ES_API void es_free(void *p);
+
+/* ----------------------------------------------------------------------
+ * Identity and person timelines (docs/QUERY.md, "Identity")
+ * ---------------------------------------------------------------------- */
+
+/*
+ * Identity stitching.  Reads (es_query's uniques and filter.person,
+ * es_timeline_open) treat ids linked by the tenant's stored events as one
+ * person: an identify event links its user_id and anonymous_id, an alias
+ * event links its previous_id and user_id, and links are transitive.  The
+ * links are applied at read time, so a visitor's earlier anonymous events
+ * count for the person as soon as the linking event is stored.
+ *
+ * Guardrails: the values NULL, "", "null", "undefined", "0" and
+ * "anonymous" (any case) never link; and one person links at most
+ * ES_IDENTITY_IDS_MAX ids: a link that would merge two persons into more
+ * is ignored (links are applied in event-time order, ties in append
+ * order).  Unlinking is not supported yet.  The links are read from the
+ * stored events by each call that needs them (one scan of the tenant);
+ * that scan and the call's own are two snapshots, so an append racing
+ * with the call may be seen by one and not the other.
+ */
+#define ES_IDENTITY_IDS_MAX 100
+
+/* Most events one timeline returns; a larger limit is lowered to it. */
+#define ES_TIMELINE_EVENTS_MAX 100000
+
+typedef struct es_timeline es_timeline;
+
+/*
+ * Opens the timeline of one person of a tenant: the latest `limit` events
+ * whose user_id or anonymous_id is `person` or any id linked to it (see
+ * ES_IDENTITY_IDS_MAX), newest first (ties: the later-appended first, the
+ * exact reverse of es_scan's order).  Like es_scan it sees the events
+ * acknowledged before the call.  Segments whose Bloom filters exclude
+ * every id of the person are not read, and within the others row groups
+ * older than the `limit`-th newest event found so far are skipped.
+ *
+ * The events are gathered by this call; read them with es_timeline_next
+ * and release the handle with es_timeline_close.  An unknown tenant or
+ * person gives an empty timeline.  limit must be at least 1; above
+ * ES_TIMELINE_EVENTS_MAX it is lowered to it.
+ *
+ * On failure *tl_out is NULL.  Errors: ES_EINVAL (NULL argument, limit 0),
+ * ES_ETENANT, ES_ENOMEM, ES_ECLOSED, ES_ECORRUPT and ES_EIO (from reading
+ * segments).
+ */
+ES_API int es_timeline_open(es_db *db, const char *tenant, const char *person,
+                            size_t limit, es_timeline **tl_out);
+
+/*
+ * Returns 1 and fills *ev_out with the timeline's next event (newest
+ * first; strings borrowed from the handle until es_timeline_close), or 0
+ * at the end.  ES_EINVAL for a NULL argument.
+ */
+ES_API int es_timeline_next(es_timeline *tl, es_event *ev_out);
+
+/* Releases a timeline and its events; NULL is fine. */
+ES_API void es_timeline_close(es_timeline *tl);
 
 /* ----------------------------------------------------------------------
  * Inspection and verification (need no open handle; safe to run while

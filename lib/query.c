@@ -6,9 +6,14 @@
  *
  *   parse     the spec's JSON (yajl's tree API) into an es_query_spec,
  *             checking every field; an error names the field.
- *   scan      one es_scan of the tenant over [from, to), with the person
- *             filter pushed down (it uses the segments' Bloom filters);
- *             type/event/path filters are applied here, row by row.
+ *   identity  when the spec asks for uniques or filters by person, the
+ *             tenant's identity map (lib/identity.c): ids linked by its
+ *             identify and alias events are one person.
+ *   scan      one es_scan of the tenant over [from, to).  A person filter
+ *             naming an id that is linked to no other is pushed down (it
+ *             uses the segments' Bloom filters); a linked person's ids are
+ *             matched here, row by row, as are the type/event/path
+ *             filters.
  *   aggregate into a hash table of groups keyed by (bucket start, group
  *             values).  Strings (event names, paths, persons) are interned
  *             once per query, so a group key is four integers and a
@@ -17,14 +22,15 @@
  *             own small writer (so every byte goes through es__malloc, and
  *             invalid UTF-8 in stored strings cannot make invalid JSON).
  *
- * Rollups, identity stitching and approximate uniques (HyperLogLog) come
- * in later slices; this file then becomes the planner's "scan" path.
+ * Rollups and approximate uniques (HyperLogLog) come in later slices; this
+ * file then becomes the planner's "scan" path.
  *
  * Invariants:
  *  1. Every row of the result is exact: count is the number of matching
- *     events of its group, uniques the number of distinct persons (user id
- *     when present and non-empty, else anonymous id; events with neither
- *     count no person).  The result says "approx":false.
+ *     events of its group, uniques the number of distinct persons.  An
+ *     event's person is the identity root of its id (user id when present
+ *     and non-empty, else anonymous id; events with neither count no
+ *     person).  The result says "approx":false.
  *  2. Row order is total and deterministic: by the key (bucket, then the
  *     groupBy values in groupBy order, absent values first, strings by
  *     bytes), or by count first when "order" is given, ties by the key.
@@ -37,6 +43,7 @@
 
 #include "codec.h"
 #include "event.h"
+#include "identity.h"
 #include "mem.h"
 #include "query.h"
 
@@ -571,6 +578,9 @@ typedef struct q_run {
   const es_query_spec *spec;
   q_strs strs; /* event names, paths and persons */
   q_table table;
+  es_identity *identity;  /* with uniques or filter.person, else NULL */
+  const char *const *ids; /* filter.person: the person's ids (borrowed) */
+  size_t nids;
 } q_run;
 
 /* Whether an optional string filter accepts a value (NULL never matches
@@ -608,12 +618,25 @@ static int run_add(q_run *r, const es_event *ev) {
                          : ev->anonymous_id && ev->anonymous_id[0]
                              ? ev->anonymous_id
                              : NULL;
+    person = es__identity_root(r->identity, person); /* stitching */
     uint32_t id;
     ES_TRY(strs_intern(&r->strs, person, &id));
     if (id != 0)
       ES_TRY(group_add_person(g, id));
   }
   return ES_OK;
+}
+
+/* Whether the event's user_id or anonymous_id is one of filter.person's
+ * ids (always true without a person filter). */
+static int run_person_ok(const q_run *r, const es_event *ev) {
+  if (!r->spec->person)
+    return 1;
+  for (size_t i = 0; i < r->nids; i++)
+    if (filter_ok(r->ids[i], ev->user_id) ||
+        filter_ok(r->ids[i], ev->anonymous_id))
+      return 1;
+  return 0;
 }
 
 /* One scan of the tenant, every matching event counted. */
@@ -624,14 +647,17 @@ static int run_scan(q_run *r, es_db *db, const char *tenant) {
   scan.tenant = tenant;
   scan.from_us = s->from_us;
   scan.to_us = s->to_us;
-  scan.person = s->person;
+  if (s->person)
+    r->nids = es__identity_ids(r->identity, s->person, &r->ids);
+  if (r->nids == 1) /* one id: the cursor's Bloom filter check applies */
+    scan.person = s->person;
   es_cursor *cur;
   ES_TRY(es_scan(db, &scan, &cur));
   es_event ev;
   int rc;
   while ((rc = es_cursor_next(cur, &ev)) == 1) {
     if ((s->type && ev.type != s->type) || !filter_ok(s->event, ev.event) ||
-        !filter_ok(s->path, ev.path))
+        !filter_ok(s->path, ev.path) || !run_person_ok(r, &ev))
       continue;
     if ((rc = run_add(r, &ev)) < 0)
       break;
@@ -840,6 +866,8 @@ int es_query(es_db *db, const char *tenant, const char *spec_json,
   q_run run = {.spec = &spec};
   es_buf out = {0};
   int rc = ES_OK;
+  if (spec.uniques || spec.person)
+    ES_CHECK(es__identity_load(db, tenant, &run.identity));
   ES_CHECK(run_scan(&run, db, tenant));
   ES_CHECK(run_write(&run, &out));
   *result_out = (char *)out.data; /* ownership passes to the caller */
@@ -848,6 +876,7 @@ err:
   es__buf_free(&out);
   table_free(&run.table);
   strs_free(&run.strs);
+  es__identity_free(run.identity);
   es__query_spec_free(&spec);
   return rc;
 }

@@ -20,6 +20,7 @@
 #include <string.h>
 #include <yajl/yajl_tree.h>
 
+#include "bf_identity.h"
 #include "eventstore.h"
 #include "mem.h"
 #include "query.h"
@@ -415,6 +416,9 @@ static int str_eq(const char *a, const char *b) {
 static brow *brute(const tspec *t, const bev *all, size_t n, int *nrows) {
   brow *rows = calloc(n + 1, sizeof(brow));
   int nr = 0;
+  bf_ids ids = {0}; /* identity stitching over all the tenant's events */
+  for (size_t i = 0; i < n; i++)
+    bf_apply(&ids, all[i].type, all[i].user, all[i].anon, NULL);
   for (size_t i = 0; i < n; i++) {
     const bev *e = &all[i];
     if ((t->has_from && e->ts < t->from) || (t->has_to && e->ts >= t->to))
@@ -423,7 +427,8 @@ static brow *brute(const tspec *t, const bev *all, size_t n, int *nrows) {
         (t->event && !str_eq(t->event, e->event)) ||
         (t->path && !str_eq(t->path, e->path)))
       continue;
-    if (t->person && !str_eq(t->person, e->anon) && !str_eq(t->person, e->user))
+    if (t->person && !bf_same(&ids, t->person, e->anon) &&
+        !bf_same(&ids, t->person, e->user))
       continue;
     brow k = {0};
     k.bucket = t->bucket_us ? e->ts - e->ts % t->bucket_us : 0;
@@ -441,6 +446,7 @@ static brow *brute(const tspec *t, const bev *all, size_t n, int *nrows) {
     const char *p = e->user && e->user[0]   ? e->user
                     : e->anon && e->anon[0] ? e->anon
                                             : NULL;
+    p = p ? bf_person(&ids, p) : NULL;
     int seen = p == NULL;
     for (int j = 0; !seen && j < rows[r].npersons; j++)
       seen = strcmp(rows[r].persons[j], p) == 0;
@@ -457,6 +463,8 @@ static brow *brute(const tspec *t, const bev *all, size_t n, int *nrows) {
   *nrows = t->limit && nr > t->limit ? t->limit : nr;
   for (int r = *nrows; r < nr; r++)
     free(rows[r].persons);
+  /* the persons' names are only compared above; none is read after this */
+  bf_free(&ids);
   return rows;
 }
 

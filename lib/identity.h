@@ -1,0 +1,65 @@
+/*
+ * identity.h -- identity stitching: which ids of a tenant are one person.
+ *
+ * An es_identity is built at read time from the tenant's stored identify
+ * events (userId + anonymousId) and alias events (previousId -> userId),
+ * and answers two questions: the canonical id (root) of an id's person,
+ * and every id linked to it.  lib/identity.c explains the rules and
+ * guardrails; docs/QUERY.md states them for users.
+ */
+#ifndef ES_IDENTITY_H
+#define ES_IDENTITY_H
+
+#include <stddef.h>
+
+#include "eventstore.h"
+#include "status.h"
+
+typedef struct es_identity es_identity;
+
+/* An empty map (every id its own person).  *map_out NULL on failure. */
+int es__identity_new(es_identity **map_out) ES_MUST_CHECK;
+
+/* Releases a map; NULL is fine. */
+void es__identity_free(es_identity *map);
+
+/*
+ * Builds the map of a tenant from every identify and alias event it holds
+ * (one es_scan of the whole tenant, in event-time order).  An unknown
+ * tenant gives an empty map.  Errors: those of es_scan and
+ * es_cursor_next, ES_ENOMEM.
+ */
+int es__identity_load(es_db *db, const char *tenant,
+                      es_identity **map_out) ES_MUST_CHECK;
+
+/* Whether an id may ever be linked: not NULL and not one of "", "null",
+ * "undefined", "0", "anonymous" (case-insensitive). */
+int es__identity_linkable(const char *id);
+
+/*
+ * Links ids a and b into one person.  Sets *linked_out to 1 when they are
+ * (now or already) one person, 0 when the link was ignored: an id is not
+ * linkable, or the merged person would hold more than ES_IDENTITY_IDS_MAX
+ * ids.  Errors: ES_ENOMEM (no link is made then).
+ */
+int es__identity_link(es_identity *map, const char *a, const char *b,
+                      int *linked_out) ES_MUST_CHECK;
+
+/* Applies one stored event: identify links user_id with anonymous_id,
+ * alias links previous_id with user_id; other types do nothing. */
+int es__identity_apply(es_identity *map, const es_event *ev) ES_MUST_CHECK;
+
+/* The canonical id of id's person: id itself when it was never linked.
+ * The pointer is borrowed from the map (or is id); NULL for NULL. */
+const char *es__identity_root(es_identity *map, const char *id);
+
+/*
+ * Every id of id's person, id included, in *ids_out: returns their count
+ * (1 when id was never linked; at most ES_IDENTITY_IDS_MAX).  The array
+ * and its strings are borrowed from the map (or are `id` itself) and stay
+ * valid until the next es__identity_ids or link on the map.
+ */
+size_t es__identity_ids(es_identity *map, const char *id,
+                        const char *const **ids_out);
+
+#endif
