@@ -391,10 +391,10 @@ ES_API void es_timeline_close(es_timeline *tl);
 typedef struct es_file_info {
   const char *tenant; /* NULL for WAL files */
   const char *path;   /* relative to the data directory */
-  int kind;           /* ES_FILE_SEGMENT or ES_FILE_WAL */
-  uint64_t bytes;     /* size on disk */
-  uint64_t rows;      /* segments: rows; WAL: records */
-  uint64_t events;    /* WAL: events in its records; segments: = rows */
+  int kind;           /* ES_FILE_SEGMENT, ES_FILE_WAL or ES_FILE_UNFLUSHED */
+  uint64_t bytes;     /* size on disk (WAL files: preallocated size) */
+  uint64_t rows;      /* segments, unflushed: rows; WAL: records */
+  uint64_t events;    /* WAL: events in its records; others: = rows */
   int64_t min_ts_us, max_ts_us; /* event-time range (0, 0 if empty) */
   uint32_t shard;               /* WAL files: shard */
 } es_file_info;
