@@ -305,11 +305,19 @@ ES_API void es_cursor_close(es_cursor *cur);
  *    "filter":{"type":"page"},"bucket":"hour","groupBy":["path"],
  *    "aggregate":["count","uniques"],"order":"desc","limit":10}
  *
- * The answer sees the events acknowledged before the call (like es_scan)
- * and is exact.  On success *result_out is the result JSON, NUL-terminated,
- * e.g. {"rows":[{"bucket":"...","path":"/","count":3,"uniques":2}],
- * "source":"scan","approx":false}: owned by the caller, release it with
- * es_free().  An unknown tenant has no rows.  Thread-safe.
+ * The answer sees the events acknowledged before the call (like es_scan).
+ * The planner answers from the tenant's rollups (per-minute counts and
+ * HyperLogLog sketches, maintained at append) when the spec has no
+ * person filter and does not ask for exact uniques; the partial minutes
+ * at the ends of an unaligned range are scanned.  Counts are always
+ * exact.  Uniques from rollups are estimates (standard error 0.81 %) of
+ * distinct visitor ids (anonymous id, else user id) without stitching;
+ * "exact":true makes them exact, stitched counts by scanning.  On
+ * success *result_out is the result JSON, NUL-terminated, e.g.
+ * {"rows":[{"bucket":"...","path":"/","count":3,"uniques":2}],
+ * "source":"rollup","approx":true,"error":0.0081} ("source" is rollup,
+ * scan or mixed): owned by the caller, release it with es_free().  An
+ * unknown tenant has no rows.  Thread-safe.
  *
  * Errors (*result_out NULL): ES_EINVAL (NULL argument, or a bad spec: then
  * es_errdetail() starts with "spec: " and names the field, e.g.
@@ -322,6 +330,28 @@ ES_API int es_query(es_db *db, const char *tenant, const char *spec_json,
 /* Releases memory the library returned as owned (es_query's result).
  * NULL is fine. */
 ES_API void es_free(void *p);
+
+/* What es_rollup_rebuild did. */
+typedef struct es_rollup_report {
+  uint64_t segments;  /* segments overlapping the range, derived again */
+  uint64_t missing;   /* of those, with no (or an unreadable) rollup file */
+  uint64_t differing; /* with a sound file that disagreed with the rows */
+  uint64_t rewritten; /* files written: missing + differing */
+} es_rollup_report;
+
+/*
+ * Derives again, from the stored rows, the rollups of every segment of
+ * the tenant that holds events in [from_us, to_us), compares each with
+ * its rollup file and rewrites the files that are missing, damaged or
+ * different (atomically, durably); queries use the new rollups at once.
+ * Rollups of events not yet in a segment are kept as they are (they were
+ * counted as the events were acknowledged).  *report_out (may be NULL)
+ * says what was found.  Thread-safe; runs alongside appends and queries.
+ * Errors: ES_EINVAL, ES_ETENANT, ES_ENOMEM, ES_ECLOSED, ES_EFAILED,
+ * ES_ECORRUPT (a segment's rows fail their checks), ES_EIO, ES_ENOSPC.
+ */
+ES_API int es_rollup_rebuild(es_db *db, const char *tenant, int64_t from_us,
+                             int64_t to_us, es_rollup_report *report_out);
 
 /* ----------------------------------------------------------------------
  * Identity and person timelines (docs/QUERY.md, "Identity")

@@ -147,6 +147,17 @@ int es__tenant_seal(es_db *db, es_tenant *t) ES_MUST_CHECK;
 /* The oldest LSN the tenant still needs from the WAL (UINT64_MAX: none). */
 uint64_t es__tenant_min_unflushed(es_tenant *t);
 
+/* A reader's view of a tenant: its segments and memtables at one moment,
+ * each row in exactly one of them (taken under tenant->mu, as scans do). */
+typedef struct es_tenant_view {
+  es_segset *set;    /* a reference */
+  es_memtable **mts; /* sealed ones oldest first, then the active one; */
+  size_t nmts;       /* each holds a reference */
+} es_tenant_view;
+
+int es__tenant_view(es_tenant *t, es_tenant_view *v) ES_MUST_CHECK;
+void es__tenant_view_release(es_tenant_view *v);
+
 /* The flusher thread's body and its job queue. */
 void *es__flusher_main(void *arg);
 /* Records the first failure; later writes return ES_EFAILED. */

@@ -26,6 +26,7 @@ int es__memtable_new(es_memtable **mt_out) {
     return ES_NOMEM_BKPT();
   atomic_init(&mt->refs, 1);
   atomic_init(&mt->visible, 0);
+  pthread_mutex_init(&mt->rollup_mu, NULL);
   mt->bytes = sizeof(*mt);
   return ES_OK;
 }
@@ -47,6 +48,8 @@ void es__memtable_unref(es_memtable *mt) {
     es__free(b);
     b = next;
   }
+  es__rollup_free(&mt->rollup);
+  pthread_mutex_destroy(&mt->rollup_mu);
   es__free(mt);
 }
 
@@ -163,5 +166,27 @@ err:
 void es__memtable_publish(es_memtable *mt, uint64_t lsn) {
   if (lsn > mt->max_lsn && mt->rows > 0)
     mt->max_lsn = lsn;
+  pthread_mutex_lock(&mt->rollup_mu);
+  for (; !mt->rollup_bad && mt->rolled < mt->rows; mt->rolled++) {
+    es_event ev;
+    size_t used;
+    /* rows were checked at insert; a failure here is memory */
+    if (es__event_decode(es__memtable_row(mt, mt->rolled)->row,
+                         ES_EVENT_BYTES_MAX, &ev, &used) < 0 ||
+        es__rollup_add(&mt->rollup, &ev) < 0) {
+      mt->rollup_bad = 1;
+      es__rollup_free(&mt->rollup);
+    }
+  }
   atomic_store_explicit(&mt->visible, mt->rows, memory_order_release);
+  pthread_mutex_unlock(&mt->rollup_mu);
+}
+
+const es_rollup *es__memtable_rollup_begin(es_memtable *mt) {
+  pthread_mutex_lock(&mt->rollup_mu);
+  return mt->rollup_bad ? NULL : &mt->rollup;
+}
+
+void es__memtable_rollup_end(es_memtable *mt) {
+  pthread_mutex_unlock(&mt->rollup_mu);
 }

@@ -13,6 +13,10 @@
  *     so a reader (acquire) never sees an unacknowledged row.
  *  3. A sealed memtable takes no more inserts; it is freed when the last
  *     reference (tenant list, cursors, the flusher) is dropped.
+ *  4. The rollup (rollup.h) counts exactly rows [0, visible): publish
+ *     grows it and moves `visible` inside one critical section of
+ *     rollup_mu, so a query reading it under that lock never counts an
+ *     unacknowledged row.
  *
  * Why rows and not columns here: the memtable is small (a few MB per
  * tenant), short-lived, and written far more often than scanned; columns
@@ -21,10 +25,12 @@
 #ifndef ES_MEMTABLE_H
 #define ES_MEMTABLE_H
 
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 
+#include "rollup.h"
 #include "status.h"
 
 typedef struct es_mrow {
@@ -48,6 +54,14 @@ typedef struct es_memtable {
   uint64_t max_lsn;             /* LSN of the last published record */
   int64_t first_insert_mono_us; /* for sealing by age */
   uint64_t seal_seq;            /* set when sealed (db.c) */
+  /* The rollup of rows [0, visible), grown at each publish (4: readers
+   * hold rollup_mu while they read it).  rollup_bad is set, for good,
+   * when growing it failed (out of memory): queries then scan this
+   * memtable and its flush derives the rollup from the rows instead. */
+  pthread_mutex_t rollup_mu;
+  es_rollup rollup;
+  size_t rolled; /* rows counted into rollup (writer only) */
+  int rollup_bad;
 } es_memtable;
 
 /* A new empty memtable with one reference. */
@@ -79,8 +93,14 @@ int es__memtable_insert_hinted(es_memtable *mt, const uint8_t *rows,
 /* Whether count more rows fit in the index. */
 int es__memtable_has_room(const es_memtable *mt, size_t count);
 
-/* Makes every inserted row visible (writer, after the WAL sync). */
+/* Makes every inserted row visible (writer, after the WAL sync), and
+ * counts it into the rollup first (invariant 4). */
 void es__memtable_publish(es_memtable *mt, uint64_t lsn);
+
+/* Locks the rollup for reading and returns it (NULL when rollup_bad: the
+ * caller must scan instead).  Always pair with es__memtable_rollup_end. */
+const es_rollup *es__memtable_rollup_begin(es_memtable *mt);
+void es__memtable_rollup_end(es_memtable *mt);
 
 /* Rows a reader may see now. */
 static inline size_t es__memtable_visible(es_memtable *mt) {

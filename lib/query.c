@@ -42,12 +42,17 @@
 #include <yajl/yajl_tree.h>
 
 #include "codec.h"
+#include "dbint.h"
 #include "event.h"
 #include "identity.h"
 #include "mem.h"
 #include "query.h"
+#include "rollup.h"
+#include "strtab.h"
 
 #define US_PER_S INT64_C(1000000)
+#define Q_STR2(x) #x
+#define Q_STR(x) Q_STR2(x)
 #define S_PER_DAY INT64_C(86400)
 
 /* ----------------------------------------------------------------------
@@ -340,6 +345,20 @@ static int spec_order(yajl_val v, es_query_spec *s) {
   return ES_OK;
 }
 
+/* "plan": "auto" | "scan" | "rollup" (which engine answers). */
+static int spec_plan(yajl_val v, es_query_spec *s) {
+  const char *p = YAJL_IS_STRING(v) ? YAJL_GET_STRING(v) : "";
+  if (strcmp(p, "auto") == 0)
+    s->plan = ES_QPLAN_AUTO;
+  else if (strcmp(p, "scan") == 0)
+    s->plan = ES_QPLAN_SCAN;
+  else if (strcmp(p, "rollup") == 0)
+    s->plan = ES_QPLAN_ROLLUP;
+  else
+    return ES_INVAL_BKPT("spec: \"plan\" must be one of auto, scan, rollup");
+  return ES_OK;
+}
+
 /* The top-level keys and their parsers. */
 static const struct {
   const char *name;
@@ -349,7 +368,7 @@ static const struct {
     {"filter", spec_filter},    {"bucket", spec_bucket},
     {"groupBy", spec_group_by}, {"aggregate", spec_aggregate},
     {"exact", spec_exact},      {"limit", spec_limit},
-    {"order", spec_order},
+    {"order", spec_order},      {"plan", spec_plan},
 };
 
 #define SPEC_NFIELDS (sizeof(spec_fields) / sizeof(spec_fields[0]))
@@ -362,13 +381,17 @@ static int spec_fields_parse(yajl_val root, es_query_spec *s) {
     while (f < SPEC_NFIELDS && strcmp(spec_fields[f].name, key) != 0)
       f++;
     if (f == SPEC_NFIELDS)
-      return ES_INVAL_BKPT("spec: unknown key \"%s\" (want from, to, filter, "
-                           "bucket, groupBy, aggregate, exact, limit, order)",
-                           key);
+      return ES_INVAL_BKPT(
+          "spec: unknown key \"%s\" (want from, to, filter, "
+          "bucket, groupBy, aggregate, exact, limit, order, plan)",
+          key);
     ES_TRY(spec_fields[f].parse(root->u.object.values[i], s));
   }
   if (s->from_us > s->to_us)
     return ES_INVAL_BKPT("spec: \"to\" must not be before \"from\"");
+  if (s->plan == ES_QPLAN_ROLLUP && (s->person || (s->uniques && s->exact)))
+    return ES_INVAL_BKPT("spec: \"plan\": rollups cannot answer "
+                         "\"filter.person\" or exact uniques");
   return ES_OK;
 }
 
@@ -406,71 +429,6 @@ void es__query_spec_free(es_query_spec *s) {
 }
 
 /* ----------------------------------------------------------------------
- * Interned strings: event names, paths and persons become small integers
- * (0 = absent), so group keys and person sets hold integers only.
- * ---------------------------------------------------------------------- */
-
-typedef struct q_strs {
-  char **strs;     /* by id; strs[0] unused */
-  size_t n, cap;   /* ids in use (including 0), capacity */
-  uint32_t *slots; /* open addressing: an id, 0 = empty */
-  size_t nslots;   /* a power of two, more than 2 * n */
-} q_strs;
-
-static size_t strs_slot(const q_strs *t, const char *s, size_t len) {
-  size_t mask = t->nslots - 1, i = (size_t)es__hash64(s, len, 0) & mask;
-  while (t->slots[i] != 0 && strcmp(t->strs[t->slots[i]], s) != 0)
-    i = (i + 1) & mask;
-  return i;
-}
-
-/* Doubles the slot array and re-inserts every string. */
-static int strs_rehash(q_strs *t) {
-  size_t nslots = t->nslots ? t->nslots * 2 : 64;
-  uint32_t *slots = es__calloc(nslots, sizeof(uint32_t));
-  if (!slots)
-    return ES_NOMEM_BKPT();
-  es__free(t->slots);
-  t->slots = slots;
-  t->nslots = nslots;
-  for (size_t id = 1; id < t->n; id++)
-    t->slots[strs_slot(t, t->strs[id], strlen(t->strs[id]))] = (uint32_t)id;
-  return ES_OK;
-}
-
-/* The id of s (0 for NULL), adding it when new. */
-static int strs_intern(q_strs *t, const char *s, uint32_t *id_out) {
-  *id_out = 0;
-  if (!s)
-    return ES_OK;
-  if (t->n == 0)
-    t->n = 1; /* id 0 stands for "absent" */
-  if (2 * (t->n + 1) > t->nslots)
-    ES_TRY(strs_rehash(t));
-  size_t len = strlen(s), i = strs_slot(t, s, len);
-  if (t->slots[i] == 0) {
-    if (t->n >= UINT32_MAX)
-      return ES_NOMEM_BKPT();
-    ES_TRY(es__grow((void **)&t->strs, &t->cap, t->n + 1, sizeof(char *)));
-    char *copy = es__malloc(len + 1);
-    if (!copy)
-      return ES_NOMEM_BKPT();
-    memcpy(copy, s, len + 1);
-    t->strs[t->n] = copy;
-    t->slots[i] = (uint32_t)t->n++;
-  }
-  *id_out = t->slots[i];
-  return ES_OK;
-}
-
-static void strs_free(q_strs *t) {
-  for (size_t id = 1; id < t->n; id++)
-    es__free(t->strs[id]);
-  es__free(t->strs);
-  es__free(t->slots);
-}
-
-/* ----------------------------------------------------------------------
  * Groups: one per (bucket start, group values), each with its count and,
  * when uniques are asked for, the set of its persons' ids.
  * ---------------------------------------------------------------------- */
@@ -485,6 +443,7 @@ typedef struct q_group {
   uint64_t count;
   uint32_t *persons; /* open addressing: a person id, 0 = empty */
   size_t npersons, nslots;
+  es_hll hll; /* approximate plans: the sketch of its persons */
 } q_group;
 
 typedef struct q_table {
@@ -563,8 +522,10 @@ static int group_add_person(q_group *g, uint32_t id) {
 }
 
 static void table_free(q_table *t) {
-  for (size_t g = 0; g < t->n; g++)
+  for (size_t g = 0; g < t->n; g++) {
     es__free(t->groups[g].persons);
+    es__hll_free(&t->groups[g].hll);
+  }
   es__free(t->groups);
   es__free(t->slots);
 }
@@ -576,11 +537,16 @@ static void table_free(q_table *t) {
 /* What one query holds while it runs. */
 typedef struct q_run {
   const es_query_spec *spec;
-  q_strs strs; /* event names, paths and persons */
+  es_strtab strs; /* event names, paths and persons */
   q_table table;
   es_identity *identity;  /* with uniques or filter.person, else NULL */
   const char *const *ids; /* filter.person: the person's ids (borrowed) */
   size_t nids;
+  int approx;       /* uniques go into sketches (rollup plan), not sets */
+  int used_rollups; /* some of the answer came from rollups */
+  int used_scan;    /* some of it came from scanning rows */
+  uint32_t *map;    /* rollup string id -> our id + 1 (0: not yet) */
+  size_t map_cap;
 } q_run;
 
 /* Whether an optional string filter accepts a value (NULL never matches
@@ -606,21 +572,25 @@ static int run_add(q_run *r, const es_event *ev) {
     if (s->keys[i] == ES_QKEY_TYPE)
       k.type = (uint32_t)ev->type;
     else if (s->keys[i] == ES_QKEY_EVENT)
-      ES_TRY(strs_intern(&r->strs, ev->event, &k.event));
+      ES_TRY(es__strtab_intern(&r->strs, ev->event, &k.event));
     else
-      ES_TRY(strs_intern(&r->strs, ev->path, &k.path));
+      ES_TRY(es__strtab_intern(&r->strs, ev->path, &k.path));
   }
   q_group *g = NULL;
   ES_TRY(table_get(&r->table, &k, &g));
   g->count++;
-  if (s->uniques) {
+  if (s->uniques && r->approx) {
+    uint64_t h = es__rollup_person_hash(ev); /* as rollups count them */
+    if (h)
+      ES_TRY(es__hll_add(&g->hll, h));
+  } else if (s->uniques) {
     const char *person = ev->user_id && ev->user_id[0] ? ev->user_id
                          : ev->anonymous_id && ev->anonymous_id[0]
                              ? ev->anonymous_id
                              : NULL;
     person = es__identity_root(r->identity, person); /* stitching */
     uint32_t id;
-    ES_TRY(strs_intern(&r->strs, person, &id));
+    ES_TRY(es__strtab_intern(&r->strs, person, &id));
     if (id != 0)
       ES_TRY(group_add_person(g, id));
   }
@@ -639,15 +609,17 @@ static int run_person_ok(const q_run *r, const es_event *ev) {
   return 0;
 }
 
-/* One scan of the tenant, every matching event counted. */
-static int run_scan(q_run *r, es_db *db, const char *tenant) {
+/* One scan of the tenant over [from, to), every matching event counted. */
+static int run_scan(q_run *r, es_db *db, const char *tenant, int64_t from_us,
+                    int64_t to_us) {
   const es_query_spec *s = r->spec;
   es_scan_spec scan;
   es_scan_spec_init(&scan);
   scan.tenant = tenant;
-  scan.from_us = s->from_us;
-  scan.to_us = s->to_us;
-  if (s->person)
+  scan.from_us = from_us;
+  scan.to_us = to_us;
+  r->used_scan = 1;
+  if (s->person && !r->ids)
     r->nids = es__identity_ids(r->identity, s->person, &r->ids);
   if (r->nids == 1) /* one id: the cursor's Bloom filter check applies */
     scan.person = s->person;
@@ -664,6 +636,150 @@ static int run_scan(q_run *r, es_db *db, const char *tenant) {
   }
   es_cursor_close(cur);
   return rc < 0 ? rc : ES_OK;
+}
+
+/* ----------------------------------------------------------------------
+ * Answering from rollups
+ *
+ * The rollup plan splits [from, to) at whole minutes: the minutes inside
+ * come from the rollups of every segment and memtable of a tenant view;
+ * the partial minutes at either end (when from or to is not on a minute)
+ * are scanned.  Uniques are then HyperLogLog estimates of the persons'
+ * ids without stitching (rollup.h), and the result says "approx":true.
+ * ---------------------------------------------------------------------- */
+
+static int64_t floor_div(int64_t a, int64_t b) {
+  int64_t q = a / b;
+  return (a % b != 0 && (a < 0) != (b < 0)) ? q - 1 : q;
+}
+
+/* Whether the rollups can answer the spec at all. */
+static int plan_rollup_ok(const es_query_spec *s) {
+  return !s->person && !(s->uniques && s->exact);
+}
+
+/* Our id of the rollup's string id (interning it on first use). */
+static int run_map(q_run *r, const es_rollup *ro, uint32_t id, uint32_t *out) {
+  *out = 0;
+  if (id == 0)
+    return ES_OK;
+  if (r->map[id] == 0) {
+    uint32_t ours;
+    ES_TRY(es__strtab_intern(&r->strs, es__strtab_str(&ro->strs, id), &ours));
+    r->map[id] = ours + 1;
+  }
+  *out = r->map[id] - 1;
+  return ES_OK;
+}
+
+/* Adds the cells of one rollup within minutes [lo, hi) that pass the
+ * filters. */
+static int run_cells(q_run *r, const es_rollup *ro, int64_t lo, int64_t hi) {
+  const es_query_spec *s = r->spec;
+  uint32_t want_event = s->event ? es__strtab_find(&ro->strs, s->event) : 0;
+  uint32_t want_path = s->path ? es__strtab_find(&ro->strs, s->path) : 0;
+  if ((s->event && !want_event) || (s->path && !want_path))
+    return ES_OK; /* a filter value this rollup never saw */
+  size_t nstr = es__strtab_count(&ro->strs);
+  if (nstr > r->map_cap) {
+    es__free(r->map);
+    r->map_cap = 0;
+    if (!(r->map = es__malloc(nstr * sizeof(uint32_t))))
+      return ES_NOMEM_BKPT();
+    r->map_cap = nstr;
+  }
+  memset(r->map, 0, nstr * sizeof(uint32_t));
+  r->used_rollups = 1;
+  for (size_t i = ro->sorted ? es__rollup_seek(ro, lo) : 0; i < ro->n; i++) {
+    const es_rcell *c = &ro->cells[i];
+    if (c->minute >= hi && ro->sorted)
+      break;
+    if (c->minute < lo || c->minute >= hi || (s->type && c->type != s->type) ||
+        (s->event && c->event != want_event) ||
+        (s->path && c->path != want_path))
+      continue;
+    q_key k;
+    memset(&k, 0, sizeof(k));
+    if (s->bucket_us)
+      k.bucket = bucket_start(c->minute * ES_MINUTE_US, s->bucket_us);
+    for (int j = 0; j < s->nkeys; j++) {
+      if (s->keys[j] == ES_QKEY_TYPE)
+        k.type = c->type;
+      else if (s->keys[j] == ES_QKEY_EVENT)
+        ES_TRY(run_map(r, ro, c->event, &k.event));
+      else
+        ES_TRY(run_map(r, ro, c->path, &k.path));
+    }
+    q_group *g = NULL;
+    ES_TRY(table_get(&r->table, &k, &g));
+    g->count += c->count;
+    if (s->uniques)
+      ES_TRY(es__hll_merge(&g->hll, &c->persons));
+  }
+  return ES_OK;
+}
+
+/* The whole minutes [lo, hi) from the rollups of a view.  *fallback is
+ * set (and nothing counted is trustworthy) when a memtable could not keep
+ * its rollup. */
+static int run_rollups(q_run *r, es_db *db, const es_tenant_view *v, int64_t lo,
+                       int64_t hi, int *fallback) {
+  int64_t from_us = lo == INT64_MIN ? INT64_MIN : lo * ES_MINUTE_US;
+  int64_t to_us = hi == INT64_MAX ? INT64_MAX : hi * ES_MINUTE_US;
+  for (size_t i = 0; i < v->set->n; i++) {
+    es_segment *seg = v->set->segs[i];
+    if (seg->max_ts < from_us || seg->min_ts >= to_us)
+      continue;
+    const es_rollup *ro = NULL;
+    int derived = 0;
+    ES_TRY(es__segment_rollup(seg, &ro, &derived));
+    if (derived)
+      es__db_log(db, 1, "%s: rollup file %s; derived from the rows", seg->path,
+                 derived == 1 ? "missing" : "damaged");
+    ES_TRY(run_cells(r, ro, lo, hi));
+  }
+  for (size_t i = 0; i < v->nmts; i++) {
+    const es_rollup *ro = es__memtable_rollup_begin(v->mts[i]);
+    int rc = ro ? run_cells(r, ro, lo, hi) : ES_OK;
+    es__memtable_rollup_end(v->mts[i]);
+    ES_TRY(rc);
+    if (!ro) {
+      *fallback = 1;
+      return ES_OK;
+    }
+  }
+  return ES_OK;
+}
+
+/* The rollup plan; *fallback set when the caller must scan instead. */
+static int run_rollup_plan(q_run *r, es_db *db, const char *tenant,
+                           int *fallback) {
+  const es_query_spec *s = r->spec;
+  r->approx = s->uniques;
+  /* whole minutes [lo, hi); the partial ones at the ends are scanned */
+  int64_t lo = s->from_us == INT64_MIN
+                   ? INT64_MIN
+                   : -floor_div(-s->from_us, ES_MINUTE_US); /* ceiling */
+  int64_t hi =
+      s->to_us == INT64_MAX ? INT64_MAX : floor_div(s->to_us, ES_MINUTE_US);
+  if (lo >= hi) /* no whole minute inside: scan it all */
+    return run_scan(r, db, tenant, s->from_us, s->to_us);
+  es_tenant *t = NULL;
+  ES_TRY(es__tenant_get(db, tenant, 0, &t));
+  if (t) {
+    es_tenant_view v;
+    ES_TRY(es__tenant_view(t, &v));
+    int rc = run_rollups(r, db, &v, lo, hi, fallback);
+    es__tenant_view_release(&v);
+    ES_TRY(rc);
+    if (*fallback)
+      return ES_OK;
+  }
+  if (lo != INT64_MIN && s->from_us < lo * ES_MINUTE_US)
+    ES_TRY(run_scan(r, db, tenant, s->from_us, lo * ES_MINUTE_US));
+  if (hi != INT64_MAX && hi * ES_MINUTE_US < s->to_us)
+    ES_TRY(run_scan(r, db, tenant, hi * ES_MINUTE_US, s->to_us));
+  return ES_OK;
 }
 
 /* ----------------------------------------------------------------------
@@ -816,7 +932,9 @@ static int put_row(es_buf *b, const q_run *r, const q_group *g) {
   if (s->count)
     ES_TRY(put_field_u64(b, "count", g->count, &first));
   if (s->uniques)
-    ES_TRY(put_field_u64(b, "uniques", g->npersons, &first));
+    ES_TRY(put_field_u64(b, "uniques",
+                         r->approx ? es__hll_estimate(&g->hll) : g->npersons,
+                         &first));
   return put_str(b, "}");
 }
 
@@ -839,8 +957,15 @@ static int run_write(const q_run *r, es_buf *b) {
     if (rc == ES_OK)
       rc = put_row(b, r, rows[i].g);
   }
+  const char *source = !r->used_rollups ? "scan"
+                       : r->used_scan   ? "mixed"
+                                        : "rollup";
+  char tail[96];
+  snprintf(tail, sizeof(tail), "],\"source\":\"%s\",\"approx\":%s%s}", source,
+           r->approx ? "true" : "false",
+           r->approx ? ",\"error\":" Q_STR(ES_HLL_ERROR) : "");
   if (rc == ES_OK)
-    rc = put_str(b, "],\"source\":\"scan\",\"approx\":false}");
+    rc = put_str(b, tail);
   if (rc == ES_OK)
     rc = es__buf_put(b, "", 1);
   es__free(rows);
@@ -865,18 +990,30 @@ int es_query(es_db *db, const char *tenant, const char *spec_json,
   ES_TRY(es__query_spec_parse(spec_json, &spec));
   q_run run = {.spec = &spec};
   es_buf out = {0};
-  int rc = ES_OK;
-  if (spec.uniques || spec.person)
+  int rc = ES_OK, fallback = 0, scan = 1;
+  if (spec.plan != ES_QPLAN_SCAN && plan_rollup_ok(&spec)) {
+    ES_CHECK(run_rollup_plan(&run, db, tenant, &fallback));
+    scan = fallback;
+    if (fallback) { /* a memtable lost its rollup: start again, scanning */
+      table_free(&run.table);
+      es__strtab_free(&run.strs);
+      memset(&run.table, 0, sizeof(run.table));
+      run.approx = run.used_rollups = run.used_scan = 0;
+    }
+  }
+  if (scan && (spec.uniques || spec.person))
     ES_CHECK(es__identity_load(db, tenant, &run.identity));
-  ES_CHECK(run_scan(&run, db, tenant));
+  if (scan)
+    ES_CHECK(run_scan(&run, db, tenant, spec.from_us, spec.to_us));
   ES_CHECK(run_write(&run, &out));
   *result_out = (char *)out.data; /* ownership passes to the caller */
   out.data = NULL;
 err:
   es__buf_free(&out);
   table_free(&run.table);
-  strs_free(&run.strs);
+  es__strtab_free(&run.strs);
   es__identity_free(run.identity);
+  es__free(run.map);
   es__query_spec_free(&spec);
   return rc;
 }

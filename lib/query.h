@@ -30,6 +30,13 @@ typedef enum es_qkey {
 #define ES_QORDER_DESC 1
 #define ES_QORDER_ASC 2
 
+/* Which engine answers ("plan"): rollups when the spec allows (auto),
+ * always scanning rows (scan), or rollups, refusing specs they cannot
+ * answer (rollup). */
+#define ES_QPLAN_AUTO 0
+#define ES_QPLAN_SCAN 1
+#define ES_QPLAN_ROLLUP 2
+
 /*
  * A parsed, validated query spec.  Strings are owned (es__query_spec_free
  * releases them); NULL means "no such filter".
@@ -42,9 +49,10 @@ typedef struct es_query_spec {
   int keys[ES_QKEYS_MAX]; /* es_qkey, in groupBy order */
   int nkeys;              /* entries of keys in use */
   int count, uniques;     /* the aggregates asked for (0/1) */
-  int exact;              /* "exact" as given; answers are exact now */
+  int exact;              /* "exact": uniques must not be estimates */
   uint32_t limit;         /* rows at most; 0 = unlimited */
   int order;              /* ES_QORDER_* */
+  int plan;               /* ES_QPLAN_* */
 } es_query_spec;
 
 /*

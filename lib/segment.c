@@ -21,6 +21,7 @@
 #include <stdio.h>
 
 #include "mem.h"
+#include "rollup.h"
 #include "segment.h"
 
 #define SEG_MAGIC "ESSEGMNT"
@@ -408,6 +409,7 @@ void es__segment_unref(es_segment *seg) {
     (void)seg->vfs->close(seg->vfs, seg->file);
   es__free(seg->groups);
   es__free(seg->bloom);
+  es__rollup_chain_free(atomic_load(&seg->rollup));
   es__free(seg);
 }
 

@@ -57,6 +57,10 @@ typedef struct es_segment {
   es_seg_group *groups;
   uint32_t bloom_bits, bloom_k;
   uint8_t *bloom;
+  /* The rollup (rollup.h), loaded on first use by es__segment_rollup;
+   * replaced ones stay on the `retired` list until the segment is freed,
+   * as readers may still hold them. */
+  struct es_rollup *_Atomic rollup;
 } es_segment;
 
 /* Builds a complete segment file image in out from rows sorted by

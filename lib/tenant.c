@@ -17,6 +17,9 @@
  *     it is durable.
  *  3. Files in a tenant directory that no manifest lists (a crash between
  *     rename and manifest write) are deleted at open, never read.
+ *  4. A segment's rollup file is written after the segment and before the
+ *     manifest; it is a cache of what the rows say (rollup.h), so a
+ *     missing one is derived again, never trusted over the rows.
  */
 #include <stdarg.h>
 #include <stdio.h>
@@ -25,6 +28,7 @@
 #include "dbint.h"
 #include "event.h"
 #include "mem.h"
+#include "rollup.h"
 
 /* Logs through the user's callback, if any. */
 void es__db_log(es_db *db, int level, const char *fmt, ...) {
@@ -80,6 +84,33 @@ static int segset_with(const es_segset *old, es_segment *add, es_segset **out) {
     s->segs[s->n++] = add;
   }
   return ES_OK;
+}
+
+/* Takes a view of the tenant's sources; see dbint.h. */
+int es__tenant_view(es_tenant *t, es_tenant_view *v) {
+  memset(v, 0, sizeof(*v));
+  pthread_mutex_lock(&t->mu);
+  size_t n = t->nimm + (t->active ? 1 : 0);
+  v->mts = es__malloc((n ? n : 1) * sizeof(es_memtable *));
+  if (v->mts) {
+    v->set = t->segs;
+    atomic_fetch_add(&v->set->refs, 1);
+    for (size_t i = 0; i < n; i++) {
+      es_memtable *mt = i < t->nimm ? t->imm[i] : t->active;
+      es__memtable_ref(mt);
+      v->mts[v->nmts++] = mt;
+    }
+  }
+  pthread_mutex_unlock(&t->mu);
+  return v->mts ? ES_OK : ES_NOMEM_BKPT();
+}
+
+void es__tenant_view_release(es_tenant_view *v) {
+  for (size_t i = 0; i < v->nmts; i++)
+    es__memtable_unref(v->mts[i]);
+  es__free(v->mts);
+  es__segset_unref(v->set);
+  memset(v, 0, sizeof(*v));
 }
 
 /* xxHash of the id, modulo the shard count fixed at creation. */
@@ -160,7 +191,8 @@ static int tenant_clean_one(void *ud, const char *name) {
   tenant_clean *tc = ud;
   size_t l = strlen(name);
   int orphan = l > 4 && strcmp(name + l - 4, ".tmp") == 0;
-  if (!orphan && l == 20 && strcmp(name + 16, ".seg") == 0) {
+  if (!orphan && l == 20 &&
+      (strcmp(name + 16, ".seg") == 0 || strcmp(name + 16, ".rlp") == 0)) {
     uint64_t id = strtoull(name, NULL, 16);
     orphan = 1;
     for (size_t i = 0; i < tc->t->man.count; i++)
@@ -341,6 +373,41 @@ static int flush_tenant_dir(es_db *db, es_tenant *t) {
   return ES_OK;
 }
 
+/* Writes the segment's rollup file (invariant 4) from the memtable's
+ * incremental rollup, and attaches the same rollup to the segment. */
+static int flush_rollup(es_db *db, es_tenant *t, es_memtable *mt,
+                        es_segment *seg) {
+  es_buf img = {0};
+  es_rollup *r = es__calloc(1, sizeof(*r));
+  int rc = r ? ES_OK : ES_NOMEM_BKPT();
+  if (rc == ES_OK) {
+    const es_rollup *mr = es__memtable_rollup_begin(mt);
+    if (mr)
+      rc = es__rollup_encode(mr, &img);
+    es__memtable_rollup_end(mt);
+    if (rc == ES_OK && !mr) { /* it could not be kept up: derive it */
+      rc = es__rollup_derive(seg, r);
+      if (rc == ES_OK)
+        rc = es__rollup_encode(r, &img);
+      es__rollup_free(r);
+    }
+  }
+  char name[32];
+  es__segment_name(name, sizeof(name), seg->id);
+  memcpy(name + strlen(name) - 4, ".rlp", 5);
+  if (rc == ES_OK)
+    rc = es__io_write_atomic(db->vfs, t->dir, name, img.data, img.len);
+  if (rc == ES_OK)
+    rc = es__rollup_decode(img.data, img.len, name, r);
+  if (rc == ES_OK) {
+    es__segment_rollup_set(seg, r);
+    r = NULL;
+  }
+  es__free(r);
+  es__buf_free(&img);
+  return rc;
+}
+
 /* Writes the segment and the manifest that commits it, then swaps the
  * memtable for the segment in the reader-visible state. */
 static int flush_one(es_db *db, es_tenant *t, es_memtable *mt) {
@@ -360,6 +427,7 @@ static int flush_one(es_db *db, es_tenant *t, es_memtable *mt) {
     ES_CHECK(es__io_write_atomic(db->vfs, t->dir, name, img.data, img.len));
     ES_CHECK(es__path_join(path, sizeof(path), t->dir, name));
     ES_CHECK(es__segment_open(db->vfs, path, id, &seg));
+    ES_CHECK(flush_rollup(db, t, mt, seg));
     next.count = t->man.count + 1;
     next.entries = es__malloc(next.count * sizeof(es_manifest_entry));
     if (!next.entries)

@@ -17,6 +17,7 @@
 #include "event.h"
 #include "manifest.h"
 #include "mem.h"
+#include "rollup.h"
 #include "segment.h"
 #include "wal.h"
 
@@ -279,6 +280,26 @@ int es_inspect(const char *data_dir,
   return es__inspect_vfs(es__vfs_posix(), data_dir, fn, ud);
 }
 
+/* Checks a segment's rollup file.  A missing one is no problem (it is
+ * derived from the rows when needed: rollup.h); a damaged one is. */
+static int verify_rollup(es_vfs *vfs, const char *seg_path,
+                         problem_fn_t problem, void *ud, int *bad) {
+  char path[ES_PATH_MAX];
+  ES_TRY(es__rollup_path(seg_path, path, sizeof(path)));
+  int rc = es__rollup_verify(vfs, path);
+  if (rc == ES_ECORRUPT || rc == ES_EVERSION) {
+    if (problem)
+      problem(ud, path, 0, es_errdetail());
+    *bad = 1;
+    rc = ES_OK;
+  }
+  if (rc == ES_ENOTFOUND) {
+    es__error_clear();
+    rc = ES_OK;
+  }
+  return rc;
+}
+
 /* Verifies one tenant: its manifest and every listed segment. */
 static int verify_tenant(es_vfs *vfs, const char *data_dir, const char *name,
                          problem_fn_t problem, void *ud, int *bad) {
@@ -306,6 +327,8 @@ static int verify_tenant(es_vfs *vfs, const char *data_dir, const char *name,
       if (problem)
         problem(ud, path, 0, "row count differs from the manifest's");
     }
+    if (rc == ES_OK)
+      rc = verify_rollup(vfs, path, problem, ud, bad);
     if (rc == ES_ECORRUPT || rc == ES_ENOTFOUND) {
       if (rc == ES_ENOTFOUND && problem)
         problem(ud, path, 0, "listed in the manifest but missing");

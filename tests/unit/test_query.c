@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <yajl/yajl_tree.h>
 
 #include "bf_identity.h"
@@ -48,8 +49,31 @@ static es_db *open_db(const char *dir) {
   return db;
 }
 
+/* The spec with "plan" set (spec is a JSON object text). */
+static void with_plan(char *out, size_t cap, const char *spec,
+                      const char *plan) {
+  int n = snprintf(out, cap, "{\"plan\":\"%s\"%s%s", plan,
+                   strcmp(spec, "{}") == 0 ? "" : ",", spec + 1);
+  ck_assert_int_lt(n, (int)cap);
+}
+
+/* A result's "source" and "approx". */
+static const char *result_source(yajl_val v) {
+  const char *source[] = {"source", NULL};
+  yajl_val s = yajl_tree_get(v, source, yajl_t_string);
+  ck_assert_ptr_nonnull(s);
+  return YAJL_GET_STRING(s);
+}
+
+static int result_approx(yajl_val v) {
+  const char *approx[] = {"approx", NULL};
+  yajl_val a = yajl_tree_get(v, approx, yajl_t_any);
+  ck_assert(YAJL_IS_TRUE(a) || YAJL_IS_FALSE(a));
+  return YAJL_IS_TRUE(a);
+}
+
 /* Runs a query that must succeed and returns its parsed result. */
-static yajl_val query_ok(es_db *db, const char *tenant, const char *spec) {
+static yajl_val query_any(es_db *db, const char *tenant, const char *spec) {
   char *out = NULL;
   int rc = es_query(db, tenant, spec, &out);
   ck_assert_msg(rc == ES_OK, "es_query(%s): %s: %s", spec, es_strerror(rc),
@@ -59,10 +83,16 @@ static yajl_val query_ok(es_db *db, const char *tenant, const char *spec) {
   yajl_val v = yajl_tree_parse(out, why, sizeof(why));
   ck_assert_msg(v != NULL, "result is not JSON (%s): %s", why, out);
   es_free(out);
-  const char *approx[] = {"approx", NULL}, *source[] = {"source", NULL};
-  ck_assert(YAJL_IS_FALSE(yajl_tree_get(v, approx, yajl_t_any)));
-  ck_assert_str_eq(YAJL_GET_STRING(yajl_tree_get(v, source, yajl_t_string)),
-                   "scan");
+  return v;
+}
+
+/* Runs a query that must succeed by scanning, exactly. */
+static yajl_val query_ok(es_db *db, const char *tenant, const char *spec) {
+  char scan[4096];
+  with_plan(scan, sizeof(scan), spec, "scan");
+  yajl_val v = query_any(db, tenant, scan);
+  ck_assert(!result_approx(v));
+  ck_assert_str_eq(result_source(v), "scan");
   return v;
 }
 
@@ -359,6 +389,7 @@ typedef struct tspec {
   int keys[3], nkeys; /* ES_QKEY_* */
   int count, uniques;
   int limit, order; /* 0 = none; order 1 desc, 2 asc */
+  int exact;
 } tspec;
 
 /* A brute-force row. */
@@ -413,7 +444,8 @@ static int str_eq(const char *a, const char *b) {
 }
 
 /* The rows the spec should give, evaluated naively; sorted and limited. */
-static brow *brute(const tspec *t, const bev *all, size_t n, int *nrows) {
+static brow *brute(const tspec *t, const bev *all, size_t n, int stitch,
+                   int *nrows) {
   brow *rows = calloc(n + 1, sizeof(brow));
   int nr = 0;
   bf_ids ids = {0}; /* identity stitching over all the tenant's events */
@@ -446,7 +478,11 @@ static brow *brute(const tspec *t, const bev *all, size_t n, int *nrows) {
     const char *p = e->user && e->user[0]   ? e->user
                     : e->anon && e->anon[0] ? e->anon
                                             : NULL;
-    p = p ? bf_person(&ids, p) : NULL;
+    if (!stitch) /* rollups: the anonymous id first, no stitching */
+      p = e->anon && e->anon[0]   ? e->anon
+          : e->user && e->user[0] ? e->user
+                                  : NULL;
+    p = p && stitch ? bf_person(&ids, p) : p;
     int seen = p == NULL;
     for (int j = 0; !seen && j < rows[r].npersons; j++)
       seen = strcmp(rows[r].persons[j], p) == 0;
@@ -566,15 +602,17 @@ static void random_spec(tspec *t, char *json, size_t cap, uint64_t *x) {
     snprintf(json + strlen(json), cap - strlen(json), "%s\"order\":\"%s\"",
              json[1] ? "," : "", t->order == 1 ? "desc" : "asc");
   }
-  if (RND(x, 4) == 0)
+  if (RND(x, 4) == 0) {
+    t->exact = RND(x, 2);
     snprintf(json + strlen(json), cap - strlen(json), "%s\"exact\":%s",
-             json[1] ? "," : "", RND(x, 2) ? "true" : "false");
+             json[1] ? "," : "", t->exact ? "true" : "false");
+  }
   strcat(json, "}");
 }
 
 /* Asserts that a result row has exactly the expected keys and values. */
 static void check_row(const tspec *t, yajl_val row, const brow *want,
-                      const char *what) {
+                      int approx, const char *what) {
   ck_assert_msg(YAJL_IS_OBJECT(row), "%s: row is not an object", what);
   size_t nkeys = (size_t)(!!t->bucket_us + t->nkeys + t->count + t->uniques);
   ck_assert_msg(row->u.object.len == nkeys, "%s: %zu keys, want %zu", what,
@@ -615,10 +653,37 @@ static void check_row(const tspec *t, yajl_val row, const brow *want,
   }
   if (t->uniques) {
     yajl_val v = row_get(row, "uniques");
-    ck_assert_msg(v && YAJL_IS_INTEGER(v) &&
-                      YAJL_GET_INTEGER(v) == want->npersons,
-                  "%s: uniques want %d", what, want->npersons);
+    ck_assert_msg(v && YAJL_IS_INTEGER(v), "%s: uniques", what);
+    long long got = YAJL_GET_INTEGER(v), diff = got - want->npersons;
+    /* estimates: linear counting, near exact at these sizes */
+    long long tol = approx ? 1 + want->npersons * 3 / 100 : 0;
+    ck_assert_msg(diff <= tol && -diff <= tol, "%s: uniques %lld want %d", what,
+                  got, want->npersons);
   }
+}
+
+/* Whether [from, to) holds a whole minute (else rollups cannot help). */
+static int whole_minute_inside(const tspec *t) {
+  if (!t->has_from || !t->has_to)
+    return 1;
+  int64_t lo = (t->from + MINUTE_US - 1) / MINUTE_US, hi = t->to / MINUTE_US;
+  return lo < hi;
+}
+
+/* Checks every row of a result against the brute-force rows. */
+static void check_rows(const tspec *t, yajl_val res, const brow *want,
+                       int nrows, int approx, const char *what) {
+  yajl_val rows = result_rows(res);
+  ck_assert_msg(rows->u.array.len == (size_t)nrows, "%s: %zu rows, want %d",
+                what, rows->u.array.len, nrows);
+  for (int r = 0; r < nrows; r++)
+    check_row(t, rows->u.array.values[r], &want[r], approx, what);
+}
+
+static void brows_free(brow *rows, int nrows) {
+  for (int r = 0; r < nrows; r++)
+    free(rows[r].persons);
+  free(rows);
 }
 
 START_TEST(test_random_specs) {
@@ -632,37 +697,58 @@ START_TEST(test_random_specs) {
   uint64_t x = UINT64_C(0x9E3779B97F4A7C15) ^ (uint64_t)_i;
   for (size_t i = 0; i < NELEM(tenants); i++)
     fill_tenant(db, tenants[i].name, tenants[i].events, 1, &x);
-  int nonempty = 0;
-  for (size_t ti = 0; ti < NELEM(tenants); ti++) {
-    size_t n;
-    bev *all = load_all(db, tenants[ti].name, &n);
-    ck_assert_uint_eq(n, (size_t)tenants[ti].events);
-    for (int k = 0; k < 120; k++) {
-      tspec t;
-      char json[2048], what[2200];
-      random_spec(&t, json, sizeof(json), &x);
-      snprintf(what, sizeof(what), "%s %s", tenants[ti].name, json);
-      int nrows;
-      brow *want = brute(&t, all, n, &nrows);
-      yajl_val res = query_ok(db, tenants[ti].name, json);
-      yajl_val rows = result_rows(res);
-      ck_assert_msg(rows->u.array.len == (size_t)nrows, "%s: %zu rows, want %d",
-                    what, rows->u.array.len, nrows);
-      for (int r = 0; r < nrows; r++) {
-        check_row(&t, rows->u.array.values[r], &want[r], what);
-        free(want[r].persons);
+  int nonempty = 0, rollups = 0, mixed = 0;
+  /* pass 1 after a reopen: rollups from their files, memtables replayed */
+  for (int pass = 0; pass < 2; pass++) {
+    if (pass == 1) {
+      ck_assert_int_eq(es_close(db), ES_OK);
+      db = open_db(dir);
+    }
+    for (size_t ti = 0; ti < NELEM(tenants); ti++) {
+      size_t n;
+      bev *all = load_all(db, tenants[ti].name, &n);
+      ck_assert_uint_eq(n, (size_t)tenants[ti].events);
+      for (int k = 0; k < 60; k++) {
+        tspec t;
+        char json[2048], what[2200];
+        random_spec(&t, json, sizeof(json), &x);
+        snprintf(what, sizeof(what), "%s %s", tenants[ti].name, json);
+        /* 1. scanning: exactly the brute-force rows */
+        int nrows;
+        brow *want = brute(&t, all, n, 1, &nrows);
+        yajl_val res = query_ok(db, tenants[ti].name, json);
+        check_rows(&t, res, want, nrows, 0, what);
+        yajl_tree_free(res);
+        /* 2. as planned: rollups (exact counts, estimated uniques without
+         * stitching) unless the spec needs rows */
+        int rollup_ok = !t.person && !(t.uniques && t.exact);
+        res = query_any(db, tenants[ti].name, json);
+        const char *source = result_source(res);
+        ck_assert_msg(rollup_ok == (strcmp(source, "scan") != 0) ||
+                          (rollup_ok && !whole_minute_inside(&t)),
+                      "%s: source %s", what, source);
+        if (strcmp(source, "scan") != 0) {
+          ck_assert_int_eq(result_approx(res), t.uniques);
+          brows_free(want, nrows);
+          want = brute(&t, all, n, 0, &nrows);
+          rollups += strcmp(source, "rollup") == 0;
+          mixed += strcmp(source, "mixed") == 0;
+        }
+        check_rows(&t, res, want, nrows, result_approx(res), what);
+        yajl_tree_free(res);
+        brows_free(want, nrows);
+        nonempty += nrows > 0;
       }
-      nonempty += nrows > 0;
-      free(want);
-      yajl_tree_free(res);
+      for (size_t i = 0; i < n; i++) {
+        free(all[i].event), free(all[i].path);
+        free(all[i].anon), free(all[i].user);
+      }
+      free(all);
     }
-    for (size_t i = 0; i < n; i++) {
-      free(all[i].event), free(all[i].path);
-      free(all[i].anon), free(all[i].user);
-    }
-    free(all);
   }
   ck_assert_int_gt(nonempty, 100); /* the specs are not all trivially empty */
+  ck_assert_int_gt(rollups, 20);   /* and both plans ran often */
+  ck_assert_int_gt(mixed, 20);
   ck_assert_int_eq(es_close(db), ES_OK);
   ut_rmrf(dir);
 }
@@ -671,8 +757,9 @@ END_TEST
 /* ---- 3b. directed: bucket edges, half-open ranges, limit, uniques ------ */
 
 /* The result text of a query that must succeed (compared byte for byte). */
-static void query_is(es_db *db, const char *spec, const char *want) {
-  char *out = NULL;
+static void query_is(es_db *db, const char *spec_in, const char *want) {
+  char *out = NULL, spec[1024];
+  with_plan(spec, sizeof(spec), spec_in, "scan");
   int rc = es_query(db, "t", spec, &out);
   ck_assert_msg(rc == ES_OK, "%s: %s", spec, es_errdetail());
   ck_assert_msg(strcmp(out, want) == 0, "%s:\n got  %s\n want %s", spec, out,
@@ -751,6 +838,150 @@ START_TEST(test_semantics) {
            "{\"rows\":[{\"count\":3}],\"source\":\"scan\",\"approx\":false}");
   query_is(db, "{\"filter\":{\"event\":\"e\"}}",
            "{\"rows\":[],\"source\":\"scan\",\"approx\":false}");
+  ck_assert_int_eq(es_close(db), ES_OK);
+  ut_rmrf(dir);
+}
+END_TEST
+
+/* ---- 3c. rollup files: persisted, derived again, rebuilt ------------- */
+
+/* The result text of a query (auto plan), owned by the caller. */
+static char *query_text(es_db *db, const char *tenant, const char *spec) {
+  char *out = NULL;
+  int rc = es_query(db, tenant, spec, &out);
+  ck_assert_msg(rc == ES_OK, "%s: %s", spec, es_errdetail());
+  char *copy = strdup(out);
+  es_free(out);
+  return copy;
+}
+
+static void count_problem(void *ud, const char *path, uint64_t off,
+                          const char *what) {
+  (void)off, (void)what;
+  if (strstr(path, ".rlp"))
+    ++*(int *)ud;
+}
+
+START_TEST(test_rollup_files) {
+  static const char *const specs[] = {
+      "{\"bucket\":\"minute\",\"groupBy\":[\"path\"],"
+      "\"aggregate\":[\"count\",\"uniques\"]}",
+      "{\"bucket\":\"day\",\"groupBy\":[\"type\",\"event\"]}",
+      "{\"filter\":{\"type\":\"page\"},\"groupBy\":[\"path\"],"
+      "\"order\":\"desc\",\"limit\":3,\"aggregate\":[\"uniques\"]}",
+      "{\"from\":\"2024-03-01T10:00:00Z\",\"to\":\"2024-03-02T10:00:00Z\","
+      "\"bucket\":\"hour\"}",
+  };
+  enum { NSPECS = sizeof(specs) / sizeof(specs[0]) };
+  char dir[512], tdir[600], path[700];
+  ut_tmpdir(dir, sizeof(dir), "q-rlp");
+  es_db *db = open_db(dir);
+  uint64_t x = 77;
+  fill_tenant(db, "r", 1200, 1, &x);
+  ck_assert_int_eq(es_flush(db, "r"), ES_OK); /* everything in segments */
+  char *want[NSPECS];
+  for (int i = 0; i < NSPECS; i++) {
+    want[i] = query_text(db, "r", specs[i]);
+    ck_assert_msg(strstr(want[i], "\"source\":\"rollup\"") ||
+                      strstr(want[i], "\"source\":\"mixed\""),
+                  "%s", want[i]);
+  }
+  /* incremental rollups equal derived ones: a rebuild finds no difference */
+  es_rollup_report rep;
+  ck_assert_int_eq(es_rollup_rebuild(db, "r", INT64_MIN, INT64_MAX, &rep),
+                   ES_OK);
+  ck_assert_uint_eq(rep.segments, 3);
+  ck_assert_uint_eq(rep.rewritten, 0);
+  ck_assert_int_eq(es_close(db), ES_OK);
+  snprintf(tdir, sizeof(tdir), "%s/tenants/r", dir);
+  ck_assert_int_eq(ut_count_suffix(tdir, ".rlp"), 3);
+  /* one rollup file lost, one damaged: answers unchanged (derived from
+   * the rows), verify names the damaged one only */
+  snprintf(path, sizeof(path), "%s/%016x.rlp", tdir, 1);
+  ck_assert_int_eq(unlink(path), 0);
+  snprintf(path, sizeof(path), "%s/%016x.rlp", tdir, 2);
+  ut_flip_byte(path, ut_file_size(path) - 3, 0x10);
+  int problems = 0;
+  ck_assert_int_eq(es_verify(dir, count_problem, &problems), ES_ECORRUPT);
+  ck_assert_int_eq(problems, 1);
+  db = open_db(dir);
+  for (int i = 0; i < NSPECS; i++) {
+    char *got = query_text(db, "r", specs[i]);
+    ck_assert_msg(strcmp(got, want[i]) == 0, "%s\n got  %s\n want %s", specs[i],
+                  got, want[i]);
+    free(got);
+  }
+  /* a rebuild rewrites both; verify is clean again */
+  ck_assert_int_eq(es_rollup_rebuild(db, "r", INT64_MIN, INT64_MAX, &rep),
+                   ES_OK);
+  ck_assert_uint_eq(rep.segments, 3);
+  ck_assert_uint_eq(rep.missing, 2);
+  ck_assert_uint_eq(rep.rewritten, 2);
+  ck_assert_int_eq(es_close(db), ES_OK);
+  problems = 0;
+  ck_assert_int_eq(es_verify(dir, count_problem, &problems), ES_OK);
+  ck_assert_int_eq(ut_count_suffix(tdir, ".rlp"), 3);
+  /* and after a reopen the files give the same answers */
+  db = open_db(dir);
+  for (int i = 0; i < NSPECS; i++) {
+    char *got = query_text(db, "r", specs[i]);
+    ck_assert_str_eq(got, want[i]);
+    free(got);
+    free(want[i]);
+  }
+  /* a range rebuild touches only the segments it overlaps */
+  ck_assert_int_eq(es_rollup_rebuild(db, "r", 0, 1, &rep), ES_OK);
+  ck_assert_uint_eq(rep.segments, 0);
+  ck_assert_int_eq(es_rollup_rebuild(db, "r", 5, 4, &rep), ES_EINVAL);
+  ck_assert_int_eq(es_close(db), ES_OK);
+  ut_rmrf(dir);
+}
+END_TEST
+
+/* The planner's choices, and the spec's "plan". */
+START_TEST(test_plans) {
+  char dir[512];
+  ut_tmpdir(dir, sizeof(dir), "q-plan");
+  es_db *db = open_db(dir);
+  uint64_t x = 5;
+  fill_tenant(db, "p", 300, 1, &x);
+  static const struct {
+    const char *spec, *source;
+    int approx;
+  } cases[] = {
+      {"{}", "rollup", 0},
+      {"{\"aggregate\":[\"uniques\"]}", "rollup", 1},
+      {"{\"aggregate\":[\"uniques\"],\"exact\":true}", "scan", 0},
+      {"{\"filter\":{\"person\":\"a1\"}}", "scan", 0},
+      {"{\"from\":\"2024-03-01T10:00:30Z\"}", "mixed", 0},
+      {"{\"from\":\"2024-03-01T10:00:00Z\",\"to\":\"2024-03-01T11:00:00Z\"}",
+       "rollup", 0},
+      {"{\"from\":\"2024-03-01T10:00:10Z\",\"to\":\"2024-03-01T10:00:50Z\"}",
+       "scan", 0},
+      {"{\"plan\":\"scan\"}", "scan", 0},
+      {"{\"plan\":\"rollup\",\"aggregate\":[\"uniques\"]}", "rollup", 1},
+  };
+  for (size_t i = 0; i < NELEM(cases); i++) {
+    yajl_val v = query_any(db, "p", cases[i].spec);
+    ck_assert_msg(strcmp(result_source(v), cases[i].source) == 0,
+                  "%s: source %s", cases[i].spec, result_source(v));
+    ck_assert_int_eq(result_approx(v), cases[i].approx);
+    const char *err[] = {"error", NULL};
+    yajl_val e = yajl_tree_get(v, err, yajl_t_number);
+    ck_assert(cases[i].approx ? e && YAJL_GET_DOUBLE(e) > 0.008 &&
+                                    YAJL_GET_DOUBLE(e) < 0.0082
+                              : e == NULL);
+    yajl_tree_free(v);
+  }
+  char *out = NULL;
+  ck_assert_int_eq(es_query(db, "p",
+                            "{\"plan\":\"rollup\",\"filter\":{\"person\":"
+                            "\"a1\"}}",
+                            &out),
+                   ES_EINVAL);
+  ck_assert_ptr_null(out);
+  ck_assert_ptr_nonnull(strstr(es_errdetail(), "\"plan\""));
+  ck_assert_int_eq(es_query(db, "p", "{\"plan\":\"fast\"}", &out), ES_EINVAL);
   ck_assert_int_eq(es_close(db), ES_OK);
   ut_rmrf(dir);
 }
@@ -852,6 +1083,8 @@ static Suite *query_suite(void) {
   tcase_add_test(tc, test_alloc_failures);
   tcase_add_loop_test(tc, test_random_specs, 0, 3);
   tcase_add_test(tc, test_json_escaping);
+  tcase_add_test(tc, test_rollup_files);
+  tcase_add_test(tc, test_plans);
   suite_add_tcase(s, tc);
   return s;
 }
