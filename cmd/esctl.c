@@ -33,6 +33,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <yajl/yajl_tree.h>
+
 #include "eventstore.h"
 #include "segment_json.h"
 
@@ -53,6 +55,9 @@ static const char *const top_usage =
     "  timeline print a person's latest events, newest first\n"
     "  flush    seal memtables into segments (es_flush)\n"
     "  rollup-rebuild  derive a tenant's rollups again from its rows\n"
+    "  rules    list a tenant's rules (behaviour segments) and their sizes\n"
+    "  rule-put / rule-delete  create, replace or delete a rule\n"
+    "  members  list a rule's members, or check one visitor\n"
     "  verify   check every checksum of a data directory\n"
     "  inspect  describe the segments and WAL files of a data directory\n"
     "\n"
@@ -511,7 +516,7 @@ static int read_spec(const char *path, char **spec_out) {
   FILE *f = strcmp(path, "-") == 0 ? stdin : fopen(path, "rb");
   *spec_out = NULL;
   if (f == NULL) {
-    fprintf(stderr, "esctl query: %s: %s\n", path, strerror(errno));
+    fprintf(stderr, "esctl: %s: %s\n", path, strerror(errno));
     return EXIT_USAGE;
   }
   char *buf = malloc(SPEC_BYTES_MAX + 2);
@@ -521,11 +526,10 @@ static int read_spec(const char *path, char **spec_out) {
     fprintf(stderr, "esctl: out of memory\n");
     status = EXIT_LIB;
   } else if (ferror(f)) {
-    fprintf(stderr, "esctl query: reading %s: %s\n", path, strerror(errno));
+    fprintf(stderr, "esctl: reading %s: %s\n", path, strerror(errno));
     status = EXIT_LIB;
   } else if (n > SPEC_BYTES_MAX) {
-    fprintf(stderr, "esctl query: %s: spec longer than %d bytes\n", path,
-            SPEC_BYTES_MAX);
+    fprintf(stderr, "esctl: %s: longer than %d bytes\n", path, SPEC_BYTES_MAX);
     status = EXIT_USAGE;
   }
   if (f != stdin)
@@ -537,6 +541,122 @@ static int read_spec(const char *path, char **spec_out) {
   buf[n] = '\0';
   *spec_out = buf;
   return 0;
+}
+
+/* ----------------------------------------------------------------------
+ * rules, rule-put, rule-delete, members
+ * ---------------------------------------------------------------------- */
+
+/* Prints the ids of an es_rule_members result, one per line. */
+static int print_members(const char *json) {
+  char why[128];
+  yajl_val root = yajl_tree_parse(json, why, sizeof(why));
+  const char *path[] = {"members", NULL};
+  yajl_val ids = root ? yajl_tree_get(root, path, yajl_t_array) : NULL;
+  if (!ids) {
+    yajl_tree_free(root);
+    fprintf(stderr, "esctl members: unexpected result from the library\n");
+    return ES_ECORRUPT;
+  }
+  for (size_t i = 0; i < ids->u.array.len; i++)
+    if (YAJL_IS_STRING(ids->u.array.values[i]))
+      printf("%s\n", YAJL_GET_STRING(ids->u.array.values[i]));
+  yajl_tree_free(root);
+  return ES_OK;
+}
+
+/* Prints an owned JSON result and frees it. */
+static int print_json(int rc, char *json, const char *cmd) {
+  if (rc == ES_EINVAL) {
+    fprintf(stderr, "esctl %s: %s\n", cmd, es_errdetail());
+    return EXIT_USAGE;
+  }
+  if (rc != ES_OK)
+    return lib_error(rc);
+  printf("%s\n", json);
+  es_free(json);
+  return 0;
+}
+
+/* esctl rules: es_rules_list. */
+static int cmd_rules(flag *flags) {
+  const char *tenant = flag_value(flags, "--tenant");
+  int64_t at = 0;
+  es_db *db;
+  int status;
+  if ((status = check_tenant("rules", tenant)) != 0 ||
+      (status = parse_time_flag(flags, "--at", &at)) != 0 ||
+      (status = open_store(flag_value(flags, "--data"), &db)) != 0)
+    return status;
+  char *json = NULL;
+  int rc = es_rules_list(db, tenant, at, &json);
+  return finish_stdout(close_store(db, print_json(rc, json, "rules")));
+}
+
+/* esctl rule-put: es_rule_put of a rule file. */
+static int cmd_rule_put(flag *flags) {
+  const char *tenant = flag_value(flags, "--tenant");
+  char *rule;
+  es_db *db;
+  int status;
+  if ((status = check_tenant("rule-put", tenant)) != 0 ||
+      (status = read_spec(flag_value(flags, "--rule"), &rule)) != 0)
+    return status;
+  if ((status = open_store(flag_value(flags, "--data"), &db)) != 0) {
+    free(rule);
+    return status;
+  }
+  int rc = es_rule_put(db, tenant, rule);
+  if (rc == ES_EINVAL) {
+    fprintf(stderr, "esctl rule-put: %s\n", es_errdetail());
+    status = EXIT_USAGE;
+  } else if (rc != ES_OK) {
+    status = lib_error(rc);
+  }
+  free(rule);
+  return close_store(db, status);
+}
+
+/* esctl rule-delete: es_rule_delete. */
+static int cmd_rule_delete(flag *flags) {
+  const char *tenant = flag_value(flags, "--tenant");
+  es_db *db;
+  int status;
+  if ((status = check_tenant("rule-delete", tenant)) != 0 ||
+      (status = open_store(flag_value(flags, "--data"), &db)) != 0)
+    return status;
+  int rc = es_rule_delete(db, tenant, flag_value(flags, "--rule"));
+  return close_store(db, rc == ES_OK ? 0 : lib_error(rc));
+}
+
+/* esctl members: a rule's members, one id per line; with --person, "yes"
+ * or "no" for that visitor (exit 0 either way). */
+static int cmd_members(flag *flags) {
+  const char *tenant = flag_value(flags, "--tenant");
+  const char *rule = flag_value(flags, "--rule");
+  const char *person = flag_value(flags, "--person");
+  int64_t at = 0;
+  es_db *db;
+  int status;
+  if ((status = check_tenant("members", tenant)) != 0 ||
+      (status = parse_time_flag(flags, "--at", &at)) != 0 ||
+      (status = open_store(flag_value(flags, "--data"), &db)) != 0)
+    return status;
+  int rc;
+  if (person) {
+    int member = 0;
+    rc = es_rule_check(db, tenant, rule, person, at, &member);
+    if (rc == ES_OK)
+      printf("%s\n", member ? "yes" : "no");
+  } else {
+    char *json = NULL;
+    rc = es_rule_members(db, tenant, rule, at, &json);
+    if (rc == ES_OK)
+      rc = print_members(json);
+    es_free(json);
+  }
+  status = rc == ES_OK ? 0 : lib_error(rc);
+  return finish_stdout(close_store(db, status));
 }
 
 /* esctl query: es_query of a spec file; the result JSON on one line. */
@@ -833,6 +953,41 @@ static command commands[] = {
      "into segments, so the rows no longer need the WAL.\n",
      cmd_flush,
      {{"--data", 1, NULL}, {"--tenant", 0, NULL}}},
+    {"rules",
+     "usage: esctl rules --data DIR --tenant T [--at TIME]\n"
+     "\n"
+     "Prints the tenant's rules (behaviour segments) as JSON, each with its\n"
+     "number of members at TIME (default: now).\n",
+     cmd_rules,
+     {{"--data", 1, NULL}, {"--tenant", 1, NULL}, {"--at", 0, NULL}}},
+    {"rule-put",
+     "usage: esctl rule-put --data DIR --tenant T --rule FILE\n"
+     "\n"
+     "Creates or replaces the rule in FILE ('-' for stdin), e.g.\n"
+     "  {\"name\":\"pricing-3x\",\"match\":{\"type\":\"page\",\n"
+     "   \"path\":\"/pricing\"},\"atLeast\":3,\"within\":\"7d\"}\n"
+     "Its counters start from the events already stored.  A bad rule\n"
+     "exits with status 2 and a message naming the field.\n",
+     cmd_rule_put,
+     {{"--data", 1, NULL}, {"--tenant", 1, NULL}, {"--rule", 1, NULL}}},
+    {"rule-delete",
+     "usage: esctl rule-delete --data DIR --tenant T --rule NAME\n"
+     "\n"
+     "Deletes the rule NAME.\n",
+     cmd_rule_delete,
+     {{"--data", 1, NULL}, {"--tenant", 1, NULL}, {"--rule", 1, NULL}}},
+    {"members",
+     "usage: esctl members --data DIR --tenant T --rule NAME [--at TIME]\n"
+     "                     [--person ID]\n"
+     "\n"
+     "Prints the members of rule NAME at TIME (default: now), one visitor\n"
+     "id per line, sorted.  With --person, prints 'yes' or 'no' for ID.\n",
+     cmd_members,
+     {{"--data", 1, NULL},
+      {"--tenant", 1, NULL},
+      {"--rule", 1, NULL},
+      {"--at", 0, NULL},
+      {"--person", 0, NULL}}},
     {"rollup-rebuild",
      "usage: esctl rollup-rebuild --data DIR --tenant T [--from TIME]\n"
      "                            [--to TIME]\n"

@@ -161,6 +161,25 @@ typedef struct es_log_options {
   void *ud;
 } es_log_options;
 
+/* A person crossed a rule's threshold (see es_rule_put). */
+typedef struct es_trigger {
+  const char *tenant;
+  const char *rule;   /* the rule's name */
+  const char *person; /* the visitor id: anonymousId, else userId */
+  int64_t ts_us;      /* the event time of the event that crossed */
+  uint32_t count;     /* matching events inside the window, >= atLeast */
+} es_trigger;
+
+typedef struct es_trigger_options {
+  /* Called once per crossing, from the shard writer thread, after the
+   * event is durable and before the es_append that carried it returns;
+   * may be NULL.  Strings are valid during the call only.  It holds up
+   * that shard's appends while it runs: hand the firing to a queue and
+   * return; never call es_append or es_rule_* from it (deadlock). */
+  void (*fn)(void *ud, const es_trigger *trigger);
+  void *ud;
+} es_trigger_options;
+
 /*
  * Options for es_open.  Always fill with es_options_init() first and then
  * change what you need: new fields get defaults that way.
@@ -182,6 +201,7 @@ typedef struct es_options {
                             0 writes them raw */
   int read_only;         /* reserved: must be 0 in this version */
   es_log_options log;
+  es_trigger_options trigger;
 } es_options;
 
 /* Fills *opts with the documented defaults (data_dir NULL). */
@@ -354,6 +374,69 @@ ES_API int es_rollup_rebuild(es_db *db, const char *tenant, int64_t from_us,
                              int64_t to_us, es_rollup_report *report_out);
 
 /* ----------------------------------------------------------------------
+ * Behaviour segments: rules and triggers (docs/QUERY.md, "Rules")
+ * ---------------------------------------------------------------------- */
+
+#define ES_RULES_MAX 64 /* rules per tenant */
+#define ES_RULE_AT_LEAST_MAX 1000
+
+/*
+ * Creates or replaces (by name) a rule of the tenant, e.g.
+ *
+ *   {"name":"pricing-3x","match":{"type":"page","path":"/pricing"},
+ *    "atLeast":3,"within":"7d"}
+ *
+ * A person (visitor id: anonymousId, else userId) is a member at time T
+ * when at least atLeast of their events matching "match" (type, event,
+ * path; each optional, all given must hold) have event times in
+ * (T - within, T].  "name" is [A-Za-z0-9_-]{1,64}; atLeast 1..1000;
+ * within "<n>s|m|h|d", 1 s to 366 d.  The rule is stored durably (the
+ * tenant's RULES file) before the call returns, and its counters start
+ * from the tenant's events already stored (one scan of the window, on
+ * the tenant's shard writer: that shard's appends wait meanwhile).  From
+ * then on every acknowledged append updates them incrementally, and
+ * each crossing (a person becoming a member with the event just
+ * appended) calls opts.trigger.fn once; no repeat while they stay a
+ * member.  Thread-safe.
+ * Errors: ES_EINVAL (bad rule: es_errdetail() starts with "rule: " and
+ * names the field; or ES_RULES_MAX reached), ES_ETENANT, ES_ENOMEM,
+ * ES_ECLOSED, ES_EFAILED, ES_EIO, ES_ENOSPC, ES_ECORRUPT.
+ */
+ES_API int es_rule_put(es_db *db, const char *tenant, const char *rule_json);
+
+/* Deletes a rule by name.  ES_ENOTFOUND if there is none; else as
+ * es_rule_put. */
+ES_API int es_rule_delete(es_db *db, const char *tenant, const char *name);
+
+/*
+ * The tenant's rules as JSON, owned (es_free):
+ *   {"rules":[{"name":...,"match":{...},"atLeast":3,"within":"7d",
+ *              "members":12}, ...]}
+ * sorted by name; "members" counts members at at_us (0 = now, by the
+ * clock).  Errors: ES_EINVAL, ES_ETENANT, ES_ENOMEM, ES_ECLOSED.
+ */
+ES_API int es_rules_list(es_db *db, const char *tenant, int64_t at_us,
+                         char **json_out);
+
+/*
+ * The members of a rule at at_us (0 = now) as JSON, owned (es_free):
+ *   {"rule":"pricing-3x","at":"...","members":["a1","u7",...]}
+ * ids sorted by bytes.  Errors: ES_ENOTFOUND (no such rule), as above.
+ */
+ES_API int es_rule_members(es_db *db, const char *tenant, const char *name,
+                           int64_t at_us, char **json_out);
+
+/*
+ * Whether the visitor id `person` is a member of the rule at at_us (0 =
+ * now): *member_out 1 or 0.  Counters are kept per visitor id (as
+ * triggers fire), so pass the id the visitor's events carry (anonymousId
+ * when they have one).  Cheap: a hash lookup, no scan.  Errors as
+ * es_rule_members.
+ */
+ES_API int es_rule_check(es_db *db, const char *tenant, const char *name,
+                         const char *person, int64_t at_us, int *member_out);
+
+/* ----------------------------------------------------------------------
  * Identity and person timelines (docs/QUERY.md, "Identity")
  * ---------------------------------------------------------------------- */
 
@@ -411,6 +494,55 @@ ES_API int es_timeline_next(es_timeline *tl, es_event *ev_out);
 
 /* Releases a timeline and its events; NULL is fine. */
 ES_API void es_timeline_close(es_timeline *tl);
+
+/* ----------------------------------------------------------------------
+ * Compaction and retention
+ * ---------------------------------------------------------------------- */
+
+typedef struct es_compact_options {
+  /* Merge runs of adjacent segments smaller than half of this into
+   * segments of about this size.  Default 64 MiB. */
+  uint64_t target_bytes;
+  /* Drop events older than (now - retain_us) by event time; 0 (default)
+   * keeps everything. */
+  int64_t retain_us;
+  /* Called after each merged run with the bytes of input segments done
+   * and in all for the tenant; may be NULL.  From the calling thread. */
+  void (*progress)(void *ud, const char *tenant, uint64_t done_bytes,
+                   uint64_t total_bytes);
+  void *ud;
+} es_compact_options;
+
+/* Fills *opts with the defaults above. */
+ES_API void es_compact_options_init(es_compact_options *opts);
+
+typedef struct es_compact_report {
+  uint64_t tenants;                         /* tenants looked at */
+  uint64_t segments_in;                     /* segments merged or dropped */
+  uint64_t segments_out;                    /* segments written */
+  uint64_t rows_in, rows_out, rows_dropped; /* dropped = past retention */
+  uint64_t bytes_in, bytes_out;
+} es_compact_report;
+
+/*
+ * Compacts one tenant's segments (every tenant's when tenant is NULL):
+ * merges runs of adjacent small segments, rewrites segments holding
+ * events past retention without them (and drops those holding only such
+ * events), with their rollups derived from the rows kept.  Each run is
+ * committed by one atomic manifest write, so a crash at any moment leaves
+ * the old segments or the new one, never a mix; the old files are
+ * deleted after the commit (or at the next open).  Runs alongside appends,
+ * flushes, scans and queries on other threads (a scan that started before
+ * a commit keeps reading the old segments).  Events not yet in a segment
+ * are left alone.  opts may be NULL (defaults); *report_out may be NULL.
+ * Errors: ES_EINVAL, ES_ETENANT, ES_ENOMEM, ES_ECLOSED, ES_EFAILED,
+ * ES_ECORRUPT (an input segment failed its checks: nothing of that run is
+ * changed), ES_EIO, ES_ENOSPC (the store is then failed, as after any
+ * write error).
+ */
+ES_API int es_compact(es_db *db, const char *tenant,
+                      const es_compact_options *opts,
+                      es_compact_report *report_out);
 
 /* ----------------------------------------------------------------------
  * Inspection and verification (need no open handle; safe to run while

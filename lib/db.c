@@ -201,6 +201,13 @@ static int writer_commit(es_shard *sh, es_req *reqs) {
     es__memtable_publish(r->tenant->active, lsn);
     r->durable_us = now;
   }
+  /* rules count acknowledged rows only, each once (rules.h, 1) */
+  for (es_req *r = reqs; r; r = r->next)
+    if (r->kind == ES_REQ_APPEND &&
+        es__tenant_rules_count(db, r->tenant, r->rows, r->rows_len, r->count,
+                               1) < 0) /* the rows stay acknowledged */
+      es__db_log(db, 0, "tenant %s: rule counters missed a batch: %s",
+                 r->tenant->name, es_errdetail());
   return ES_OK;
 }
 
@@ -234,6 +241,10 @@ static void writer_process(es_shard *sh, es_req *reqs) {
   }
   if (rc == ES_OK && (rc = writer_seals(sh, reqs)) < 0)
     es__db_fail(db, rc);
+  for (es_req *r = reqs; rc == ES_OK && r; r = r->next)
+    if (r->kind == ES_REQ_CALL &&
+        (r->call_rc = r->call(r->call_arg)) < 0) /* its own, not the db's */
+      snprintf(r->call_detail, sizeof(r->call_detail), "%s", es_errdetail());
   if (rc == ES_OK && (rc = writer_seal_due(sh, 1)) < 0)
     es__db_fail(db, rc);
   pthread_mutex_lock(&sh->mu);
@@ -334,6 +345,17 @@ static int shard_submit(es_shard *sh, es_req *req) {
                   req->rc == ES_EFAILED
                       ? "database failed earlier; reopen it"
                       : "write failed; database is now failed");
+  return ES_OK;
+}
+
+/* Runs fn on a shard's writer thread; see dbint.h. */
+int es__shard_call(es_db *db, uint32_t shard, int (*fn)(void *arg), void *arg) {
+  if (atomic_load(&db->failed))
+    return ES_ERR(ES_EFAILED, "database failed earlier; reopen it");
+  es_req req = {.kind = ES_REQ_CALL, .call = fn, .call_arg = arg};
+  ES_TRY(shard_submit(&db->shards[shard], &req));
+  if (req.call_rc < 0) /* the detail was set on the writer thread */
+    return ES_ERR(req.call_rc, "%s", req.call_detail);
   return ES_OK;
 }
 
@@ -482,6 +504,11 @@ static int replay_record(void *ud, uint64_t lsn, const es_wal_rec *rec,
   ES_TRY(es__tenant_insert(db, t, rec->rows, rec->rows_len, rec->events, lsn,
                            NULL));
   es__memtable_publish(t->active, lsn);
+  /* no triggers on replay: rules.h, 2 */
+  if (es__tenant_rules_count(db, t, rec->rows, rec->rows_len, rec->events, 0) <
+      0)
+    es__db_log(db, 0, "tenant %s: rule counters missed a record: %s", t->name,
+               es_errdetail());
   rc->records++;
   if (t->active->bytes >= db->opts.seal_bytes)
     ES_TRY(es__tenant_seal(db, t));

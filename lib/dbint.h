@@ -9,8 +9,9 @@
  * syncs once (group commit), publishes, and wakes the appenders.  One
  * flusher thread per database turns sealed memtables into segments.
  *
- * Locks, in the order they may be nested: db->tenants_mu, tenant->mu,
- * db->flush_mu, shard->mu, db->mem_mu.  No lock is held across I/O except
+ * Locks, in the order they may be nested: tenant->compact_mu,
+ * tenant->man_mu, db->tenants_mu, tenant->mu, db->flush_mu, shard->mu,
+ * db->mem_mu.  No lock is held across I/O except
  * by the writer thread of a shard, which owns its WAL alone.
  */
 #ifndef ES_DBINT_H
@@ -23,6 +24,7 @@
 #include "io.h"
 #include "manifest.h"
 #include "memtable.h"
+#include "rules.h"
 #include "segment.h"
 #include "wal.h"
 
@@ -44,14 +46,20 @@ typedef struct es_tenant {
   es_memtable **imm;   /* sealed, oldest first, awaiting flush */
   size_t nimm, imm_cap;
   es_segset *segs;
-  es_manifest man; /* the durable manifest (flusher's copy) */
-  int dir_durable; /* tenant directory created and synced */
+  es_manifest man;            /* the durable manifest (flusher's copy) */
+  pthread_mutex_t man_mu;     /* held by whoever rewrites man/MANIFEST:
+                                 the flusher, and compaction's commit */
+  pthread_mutex_t compact_mu; /* one compaction of this tenant at a time */
+  atomic_int dir_durable;     /* tenant directory created and synced */
+  pthread_mutex_t rules_mu;   /* guards rules (rules.h invariant 1) */
+  es_rules rules;
   struct es_tenant *hash_next;
   struct es_tenant *shard_next;
 } es_tenant;
 
 #define ES_REQ_APPEND 1
 #define ES_REQ_SEAL 2
+#define ES_REQ_CALL 3 /* run call(call_arg) on the writer thread */
 
 typedef struct es_req {
   int kind;
@@ -66,6 +74,10 @@ typedef struct es_req {
   pthread_cond_t cv; /* signalled when done: wakes this appender only */
   uint64_t lsn;
   int64_t durable_us;
+  int (*call)(void *arg); /* CALL */
+  void *call_arg;
+  int call_rc;
+  char call_detail[256]; /* es_errdetail() of a failed call */
   struct es_req *next;
 } es_req;
 
@@ -142,6 +154,14 @@ void es__tenants_free(es_db *db);
 int es__tenant_insert(es_db *db, es_tenant *t, const uint8_t *rows,
                       size_t rows_len, uint32_t count, uint64_t lsn,
                       const es_row_hint *hint) ES_MUST_CHECK;
+/* Makes the tenant's directory exist durably (idempotent). */
+int es__tenant_dir_make(es_db *db, es_tenant *t) ES_MUST_CHECK;
+
+/* Runs fn(arg) on the writer thread of a shard, between groups, and
+ * returns its status (or why it could not run). */
+int es__shard_call(es_db *db, uint32_t shard, int (*fn)(void *arg),
+                   void *arg) ES_MUST_CHECK;
+
 /* Seals the active memtable (if it has rows) and queues its flush. */
 int es__tenant_seal(es_db *db, es_tenant *t) ES_MUST_CHECK;
 /* The oldest LSN the tenant still needs from the WAL (UINT64_MAX: none). */
@@ -167,5 +187,10 @@ void es__db_log(es_db *db, int level, const char *fmt, ...)
 
 /* Segment sets. */
 void es__segset_unref(es_segset *set);
+/* A new set: old's segments without those of `drop` (ndrop of them), with
+ * `add` (may be NULL) where the first dropped one was (or at the end). */
+int es__segset_replace(const es_segset *old, es_segment *const *drop,
+                       size_t ndrop, es_segment *add,
+                       es_segset **out) ES_MUST_CHECK;
 
 #endif

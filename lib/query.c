@@ -45,6 +45,7 @@
 #include "dbint.h"
 #include "event.h"
 #include "identity.h"
+#include "json.h"
 #include "mem.h"
 #include "query.h"
 #include "rollup.h"
@@ -834,54 +835,6 @@ static int put_str(es_buf *b, const char *s) {
   return es__buf_put(b, s, strlen(s));
 }
 
-/* Length of the valid UTF-8 sequence at p (n bytes left), or 0. */
-static size_t utf8_len(const unsigned char *p, size_t n) {
-  size_t len = p[0] < 0xC2   ? 0
-               : p[0] < 0xE0 ? 2
-               : p[0] < 0xF0 ? 3
-               : p[0] < 0xF5 ? 4
-                             : 0;
-  if (len == 0 || len > n)
-    return 0;
-  for (size_t i = 1; i < len; i++)
-    if ((p[i] & 0xC0) != 0x80)
-      return 0;
-  /* overlong 3/4-byte forms, UTF-16 surrogates, beyond U+10FFFF */
-  if ((p[0] == 0xE0 && p[1] < 0xA0) || (p[0] == 0xED && p[1] >= 0xA0) ||
-      (p[0] == 0xF0 && p[1] < 0x90) || (p[0] == 0xF4 && p[1] >= 0x90))
-    return 0;
-  return len;
-}
-
-/* A JSON string: quotes, backslashes and control characters escaped;
- * bytes that are not valid UTF-8 become U+FFFD so the output stays JSON. */
-static int put_json_str(es_buf *b, const char *s) {
-  const unsigned char *p = (const unsigned char *)s;
-  size_t n = strlen(s);
-  ES_TRY(es__buf_put(b, "\"", 1));
-  for (size_t i = 0; i < n;) {
-    unsigned char c = p[i];
-    char esc[8];
-    if (c == '"' || c == '\\') {
-      esc[0] = '\\', esc[1] = (char)c;
-      ES_TRY(es__buf_put(b, esc, 2));
-      i++;
-    } else if (c < 0x20) {
-      snprintf(esc, sizeof(esc), "\\u%04x", c);
-      ES_TRY(es__buf_put(b, esc, 6));
-      i++;
-    } else if (c < 0x80) {
-      ES_TRY(es__buf_put(b, &p[i], 1));
-      i++;
-    } else {
-      size_t len = utf8_len(p + i, n - i);
-      ES_TRY(len ? es__buf_put(b, &p[i], len) : put_str(b, "\\ufffd"));
-      i += len ? len : 1;
-    }
-  }
-  return es__buf_put(b, "\"", 1);
-}
-
 /* Writes `"name":`, preceded by a comma unless it is the row's first. */
 static int put_name(es_buf *b, const char *name, int *first) {
   if (!*first)
@@ -896,7 +849,7 @@ static int put_name(es_buf *b, const char *name, int *first) {
 static int put_field_str(es_buf *b, const char *name, const char *value,
                          int *first) {
   ES_TRY(put_name(b, name, first));
-  return value ? put_json_str(b, value) : put_str(b, "null");
+  return value ? es__json_put_str(b, value) : put_str(b, "null");
 }
 
 /* "name": and an unsigned number. */

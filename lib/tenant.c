@@ -113,6 +113,32 @@ void es__tenant_view_release(es_tenant_view *v) {
   memset(v, 0, sizeof(*v));
 }
 
+/* Replaces segments in a set; see dbint.h. */
+int es__segset_replace(const es_segset *old, es_segment *const *drop,
+                       size_t ndrop, es_segment *add, es_segset **out) {
+  es_segset *s = es__malloc(sizeof(*s) + (old->n + 1) * sizeof(es_segment *));
+  *out = s;
+  if (!s)
+    return ES_NOMEM_BKPT();
+  atomic_init(&s->refs, 1);
+  s->n = 0;
+  for (size_t i = 0; i < old->n; i++) {
+    size_t d = 0;
+    while (d < ndrop && drop[d] != old->segs[i])
+      d++;
+    if (d < ndrop) {
+      if (add && d == 0) { /* the run's place: keeps the manifest order */
+        es__segment_ref(add);
+        s->segs[s->n++] = add;
+      }
+      continue;
+    }
+    es__segment_ref(old->segs[i]);
+    s->segs[s->n++] = old->segs[i];
+  }
+  return ES_OK;
+}
+
 /* xxHash of the id, modulo the shard count fixed at creation. */
 uint32_t es__tenant_shard(const es_db *db, const char *name) {
   return (uint32_t)(es__hash64(name, strlen(name), 0x7e4a) % db->nshards);
@@ -127,11 +153,17 @@ static int tenant_new(es_db *db, const char *name, es_tenant **t_out) {
   t->shard = es__tenant_shard(db, name);
   t->man.next_segment_id = 1;
   pthread_mutex_init(&t->mu, NULL);
+  pthread_mutex_init(&t->rules_mu, NULL);
+  pthread_mutex_init(&t->man_mu, NULL);
+  pthread_mutex_init(&t->compact_mu, NULL);
   int rc = es__path_join(t->dir, sizeof(t->dir), db->tenants_dir, name);
   if (rc == ES_OK)
     rc = segset_with(NULL, NULL, &t->segs);
   if (rc < 0) {
     pthread_mutex_destroy(&t->mu);
+    pthread_mutex_destroy(&t->rules_mu);
+    pthread_mutex_destroy(&t->man_mu);
+    pthread_mutex_destroy(&t->compact_mu);
     es__free(t);
     *t_out = NULL;
   }
@@ -174,7 +206,11 @@ void es__tenants_free(es_db *db) {
       es__free(t->imm);
       es__segset_unref(t->segs);
       es__manifest_free(&t->man);
+      es__rules_free(&t->rules);
       pthread_mutex_destroy(&t->mu);
+      pthread_mutex_destroy(&t->rules_mu);
+      pthread_mutex_destroy(&t->man_mu);
+      pthread_mutex_destroy(&t->compact_mu);
       es__free(t);
       t = next;
     }
@@ -214,7 +250,7 @@ static int tenant_load(es_db *db, const char *name) {
   ES_TRY(es__tenant_get(db, name, 1, &t));
   es__manifest_free(&t->man);
   ES_TRY(es__manifest_read(db->vfs, t->dir, &t->man));
-  t->dir_durable = 1;
+  atomic_store(&t->dir_durable, 1);
   for (size_t i = 0; i < t->man.count; i++) {
     char segname[32], path[ES_PATH_MAX];
     es__segment_name(segname, sizeof(segname), t->man.entries[i].id);
@@ -229,7 +265,8 @@ static int tenant_load(es_db *db, const char *name) {
     t->segs = next;
   }
   tenant_clean tc = {db, t};
-  return db->vfs->list(db->vfs, t->dir, tenant_clean_one, &tc);
+  ES_TRY(db->vfs->list(db->vfs, t->dir, tenant_clean_one, &tc));
+  return es__tenant_rules_load(db, t);
 }
 
 static int tenant_load_one(void *ud, const char *name) {
@@ -364,12 +401,12 @@ static int flush_build(es_memtable *mt, size_t n, es_buf *img) {
 }
 
 /* Makes the tenant's directory exist durably before its first file. */
-static int flush_tenant_dir(es_db *db, es_tenant *t) {
-  if (t->dir_durable)
+int es__tenant_dir_make(es_db *db, es_tenant *t) {
+  if (atomic_load(&t->dir_durable))
     return ES_OK;
   ES_TRY(db->vfs->mkdir(db->vfs, t->dir));
   ES_TRY(db->vfs->sync_dir(db->vfs, db->tenants_dir));
-  t->dir_durable = 1;
+  atomic_store(&t->dir_durable, 1);
   return ES_OK;
 }
 
@@ -422,7 +459,7 @@ static int flush_one(es_db *db, es_tenant *t, es_memtable *mt) {
   int rc = ES_OK;
   if (n > 0) {
     ES_CHECK(flush_build(mt, n, &img));
-    ES_CHECK(flush_tenant_dir(db, t));
+    ES_CHECK(es__tenant_dir_make(db, t));
     /* temp file, fdatasync, rename, directory fsync; then the manifest */
     ES_CHECK(es__io_write_atomic(db->vfs, t->dir, name, img.data, img.len));
     ES_CHECK(es__path_join(path, sizeof(path), t->dir, name));
@@ -478,8 +515,12 @@ void *es__flusher_main(void *arg) {
       break;
     es_flush_job job = db->jobs[db->jobs_head];
     pthread_mutex_unlock(&db->flush_mu);
-    int rc = atomic_load(&db->failed) ? ES_EFAILED
-                                      : flush_one(db, job.tenant, job.mt);
+    int rc = ES_EFAILED;
+    if (!atomic_load(&db->failed)) {
+      pthread_mutex_lock(&job.tenant->man_mu);
+      rc = flush_one(db, job.tenant, job.mt);
+      pthread_mutex_unlock(&job.tenant->man_mu);
+    }
     if (rc < 0 && rc != ES_EFAILED)
       es__db_fail(db, rc);
     es_shard *sh = &db->shards[job.tenant->shard];

@@ -48,7 +48,7 @@ run 0 "$ESCTL" --help
 grep -q '^usage: esctl' "$WORK/out" || fail "--help"
 run 0 "$ESCTL" --version
 grep -q '^esctl [0-9]' "$WORK/out" || fail "--version"
-for c in append scan query timeline rollup-rebuild flush verify inspect; do
+for c in append scan query timeline rollup-rebuild rules rule-put rule-delete members flush verify inspect; do
   run 0 "$ESCTL" "$c" --help
   grep -q "^usage: esctl $c" "$WORK/out" || fail "$c --help"
 done
@@ -281,5 +281,35 @@ import json,sys
 ts = [json.loads(l)['timestamp'] for l in open(sys.argv[1])]
 assert ts == sorted(ts, reverse=True), ts" "$WORK/out" || fail "timeline order"
 ok "timeline: at most --limit events of one person, newest first"
+
+# ------------------------------------------------ rules and members
+R=$WORK/rules
+mkevent() { # ANON PATH SECOND
+  printf '{"type":"page","anonymousId":"%s","messageId":"m-%s-%s","timestamp":"2026-11-24T10:00:%02dZ","properties":{"path":"%s"}}\n' "$1" "$1" "$3" "$3" "$2"
+}
+{ mkevent ann /pricing 1; mkevent ann /pricing 2; mkevent bob /pricing 3
+  mkevent ann /docs 4; mkevent bob /docs 5; } |
+  run 0 "$ESCTL" append --data "$R" --tenant shop
+echo '{"name":"pricing-2x","match":{"type":"page","path":"/pricing"},"atLeast":2,"within":"7d"}' |
+  run 0 "$ESCTL" rule-put --data "$R" --tenant shop --rule -
+run 0 "$ESCTL" members --data "$R" --tenant shop --rule pricing-2x --at 2026-11-24T10:01:00Z
+[[ "$(cat "$WORK/out")" == "ann" ]] || fail "members: $(cat "$WORK/out")"
+run 0 "$ESCTL" members --data "$R" --tenant shop --rule pricing-2x --at 2026-11-24T10:01:00Z --person bob
+[[ "$(cat "$WORK/out")" == "no" ]] || fail "members --person bob: $(cat "$WORK/out")"
+mkevent bob /pricing 9 | run 0 "$ESCTL" append --data "$R" --tenant shop
+run 0 "$ESCTL" members --data "$R" --tenant shop --rule pricing-2x --at 2026-11-24T10:01:00Z
+[[ "$(tr '\n' ' ' <"$WORK/out")" == "ann bob " ]] || fail "members after bob's 2nd view: $(cat "$WORK/out")"
+run 0 "$ESCTL" rules --data "$R" --tenant shop --at 2026-11-24T10:01:00Z
+grep -q '"name":"pricing-2x".*"members":2' "$WORK/out" || fail "rules: $(cat "$WORK/out")"
+run 0 "$ESCTL" members --data "$R" --tenant shop --rule pricing-2x --at 2026-12-24T10:01:00Z
+[[ ! -s "$WORK/out" ]] || fail "members a month later: $(cat "$WORK/out")"
+echo '{"name":"x","within":"1w"}' >"$WORK/badrule.json"
+run 2 "$ESCTL" rule-put --data "$R" --tenant shop --rule "$WORK/badrule.json"
+grep -q '"within"' "$WORK/err" || fail "bad rule message: $(cat "$WORK/err")"
+run 1 "$ESCTL" members --data "$R" --tenant shop --rule nope
+run 0 "$ESCTL" rule-delete --data "$R" --tenant shop --rule pricing-2x
+run 0 "$ESCTL" rules --data "$R" --tenant shop
+[[ "$(cat "$WORK/out")" == '{"rules":[]}' ]] || fail "rules after delete: $(cat "$WORK/out")"
+ok "rules: rule-put over stored events, members (list, --person, --at), rules, rule-delete, a bad rule exits 2"
 
 echo "all $checks checks passed"

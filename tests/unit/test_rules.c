@@ -1,0 +1,331 @@
+/*
+ * test_rules.c -- unit tests of behaviour segments (lib/rules.{h,c}):
+ * rules, their durable list, sliding-window counters, members and
+ * triggers.
+ *
+ * What must hold:
+ *  1. Every bad field of a rule is ES_EINVAL with "rule: " naming it;
+ *     rules round-trip to a canonical JSON.
+ *  2. Against a brute-force model over random events (several visitors,
+ *     times in order): the trigger fires exactly when a visitor becomes a
+ *     member with the event just appended (once per crossing, again after
+ *     dropping out and coming back), before es_append returns; members and
+ *     checks at random times equal the model's.
+ *  3. A rule created over existing data starts with the members that data
+ *     makes; replacing and deleting work; limits hold.
+ *  4. Rules and counters survive a reopen (counters rebuilt from segments
+ *     and WAL replay give the same members), and replay fires no trigger.
+ */
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "eventstore.h"
+#include "rules.h"
+#include "unit.h"
+
+#define T0 INT64_C(1709251200000000)
+#define MIN_US INT64_C(60000000)
+#define NV 6 /* visitors */
+
+/* ---- triggers, recorded ------------------------------------------------ */
+
+typedef struct fired {
+  char rule[65], person[64];
+  int64_t ts;
+  uint32_t count;
+} fired;
+
+static fired g_fired[4096];
+static int g_nfired;
+
+static void on_trigger(void *ud, const es_trigger *t) {
+  (void)ud;
+  ck_assert_int_lt(g_nfired, 4096);
+  fired *f = &g_fired[g_nfired++];
+  snprintf(f->rule, sizeof(f->rule), "%s", t->rule);
+  snprintf(f->person, sizeof(f->person), "%s", t->person);
+  f->ts = t->ts_us;
+  f->count = t->count;
+}
+
+static es_db *open_db(const char *dir) {
+  es_options o;
+  es_options_init(&o);
+  o.data_dir = dir;
+  o.shards = 2;
+  o.sync_mode = ES_SYNC_NONE;
+  o.trigger.fn = on_trigger;
+  es_db *db = NULL;
+  int rc = es_open(&o, &db);
+  ck_assert_msg(rc == ES_OK, "es_open: %s", es_errdetail());
+  return db;
+}
+
+static void put_ok(es_db *db, const char *tenant, const char *rule) {
+  int rc = es_rule_put(db, tenant, rule);
+  ck_assert_msg(rc == ES_OK, "%s: %s", rule, es_errdetail());
+}
+
+/* ---- 1. parsing ------------------------------------------------------- */
+
+START_TEST(test_rule_parse) {
+  static const struct {
+    const char *json, *field;
+  } bad[] = {
+      {"[]", "object"},
+      {"{\"match\":{},\"within\":\"1d\"}", "\"name\""},
+      {"{\"name\":\"a/b\",\"within\":\"1d\"}", "\"name\""},
+      {"{\"name\":\"a\"}", "\"within\""},
+      {"{\"name\":\"a\",\"within\":\"7w\"}", "\"within\""},
+      {"{\"name\":\"a\",\"within\":\"0d\"}", "\"within\""},
+      {"{\"name\":\"a\",\"within\":\"367d\"}", "\"within\""},
+      {"{\"name\":\"a\",\"within\":\"d\"}", "\"within\""},
+      {"{\"name\":\"a\",\"within\":\"1d\",\"atLeast\":0}", "\"atLeast\""},
+      {"{\"name\":\"a\",\"within\":\"1d\",\"atLeast\":1001}", "\"atLeast\""},
+      {"{\"name\":\"a\",\"within\":\"1d\",\"atLeast\":\"3\"}", "\"atLeast\""},
+      {"{\"name\":\"a\",\"within\":\"1d\",\"match\":[]}", "\"match\""},
+      {"{\"name\":\"a\",\"within\":\"1d\",\"match\":{\"type\":\"x\"}}",
+       "\"match.type\""},
+      {"{\"name\":\"a\",\"within\":\"1d\",\"match\":{\"path\":3}}",
+       "\"match.path\""},
+      {"{\"name\":\"a\",\"within\":\"1d\",\"match\":{\"user\":\"u\"}}",
+       "\"match.user\""},
+      {"{\"name\":\"a\",\"within\":\"1d\",\"every\":2}", "\"every\""},
+      {"{\"name\":", "JSON"},
+  };
+  for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+    es_rule *r = (es_rule *)1;
+    ck_assert_int_eq(es__rule_parse(bad[i].json, &r), ES_EINVAL);
+    ck_assert_ptr_null(r);
+    ck_assert_msg(strncmp(es_errdetail(), "rule: ", 6) == 0 &&
+                      strstr(es_errdetail(), bad[i].field),
+                  "%s: %s", bad[i].json, es_errdetail());
+  }
+  es_rule *r;
+  ck_assert_int_eq(
+      es__rule_parse("{\"within\":\"7d\",\"atLeast\":3,\"match\":{\"path\":"
+                     "\"/pricing\",\"type\":\"page\"},\"name\":\"pricing-3x\"}",
+                     &r),
+      ES_OK);
+  ck_assert_str_eq(r->json, "{\"name\":\"pricing-3x\",\"match\":{\"type\":"
+                            "\"page\",\"path\":\"/pricing\"},\"atLeast\":3,"
+                            "\"within\":\"7d\"}");
+  ck_assert_int_eq(r->within_us, INT64_C(7) * 86400 * 1000000);
+  es__rule_free(r);
+}
+END_TEST
+
+/* ---- 2. against a model --------------------------------------------- */
+
+/* The model: every matching event of every visitor, kept. */
+typedef struct model {
+  int64_t ts[NV][2048];
+  int n[NV];
+} model;
+
+static int model_count(const model *m, int v, int64_t at, int64_t within) {
+  int c = 0;
+  for (int i = 0; i < m->n[v]; i++)
+    c += m->ts[v][i] <= at && m->ts[v][i] > at - within;
+  return c;
+}
+
+START_TEST(test_rule_model) {
+  char dir[512];
+  ut_tmpdir(dir, sizeof(dir), "rules-model");
+  es_db *db = open_db(dir);
+  const int at_least = 2 + _i % 3;
+  const int64_t within = (5 + 10 * _i) * MIN_US;
+  char rule[256];
+  snprintf(rule, sizeof(rule),
+           "{\"name\":\"r\",\"match\":{\"type\":\"page\",\"path\":\"/pricing\""
+           "},\"atLeast\":%d,\"within\":\"%dm\"}",
+           at_least, 5 + 10 * _i);
+  put_ok(db, "m", rule);
+  static model m;
+  memset(&m, 0, sizeof(m));
+  uint64_t x = 0x1234 + (uint64_t)_i;
+  int64_t t = T0;
+  int crossings = 0;
+  for (int step = 0; step < 1500; step++) {
+    x = x * 6364136223846793005ull + 1442695040888963407ull;
+    t += (int64_t)((x >> 33) % (uint64_t)(3 * MIN_US)); /* in order */
+    int v = (int)((x >> 20) % NV);
+    int kind = (int)((x >> 10) % 4); /* 0,1: match; 2: other path; 3: track */
+    char anon[16];
+    snprintf(anon, sizeof(anon), "v%d", v);
+    es_event ev;
+    memset(&ev, 0, sizeof(ev));
+    ev.ts_us = t;
+    ev.type = kind == 3 ? ES_TYPE_TRACK : ES_TYPE_PAGE;
+    ev.event = kind == 3 ? "Clicked" : NULL;
+    ev.path = kind <= 1 ? "/pricing" : kind == 2 ? "/docs" : "/pricing";
+    ev.anonymous_id = anon;
+    int before = g_nfired;
+    int was = model_count(&m, v, t, within) >= at_least;
+    if (kind <= 1)
+      m.ts[v][m.n[v]++] = t;
+    int now = model_count(&m, v, t, within) >= at_least;
+    ck_assert_int_eq(es_append(db, "m", &ev, 1, NULL), ES_OK);
+    /* fired before es_append returned, once, for this crossing only */
+    ck_assert_int_eq(g_nfired - before, !was && now);
+    if (!was && now) {
+      crossings++;
+      ck_assert_str_eq(g_fired[before].rule, "r");
+      ck_assert_str_eq(g_fired[before].person, anon);
+      ck_assert_int_eq(g_fired[before].ts, t);
+      ck_assert_int_eq(g_fired[before].count, at_least);
+    }
+    if (step % 100 == 99) {
+      if (step == 799)
+        ck_assert_int_eq(es_flush(db, "m"), ES_OK);
+      for (int q = 0; q < NV; q++) {
+        char id[16];
+        snprintf(id, sizeof(id), "v%d", q);
+        int64_t at = t - (int64_t)((x >> 7) % (uint64_t)(2 * MIN_US)) + MIN_US;
+        int member = -1;
+        ck_assert_int_eq(es_rule_check(db, "m", "r", id, at, &member), ES_OK);
+        ck_assert_int_eq(member, model_count(&m, q, at, within) >= at_least);
+      }
+    }
+  }
+  ck_assert_int_gt(crossings, 10); /* the test exercised crossings */
+  /* members list at the end = the model's */
+  char *json = NULL, want[512] = "{\"rule\":\"r\",\"at\":\"";
+  ck_assert_int_eq(es_rule_members(db, "m", "r", t, &json), ES_OK);
+  char when[64];
+  /* ts is whole microseconds; compare only the members part */
+  (void)when;
+  char *members = strstr(json, "\"members\":[");
+  ck_assert_ptr_nonnull(members);
+  want[0] = '\0';
+  strcat(want, "\"members\":[");
+  int first = 1;
+  for (int q = 0; q < NV; q++) {
+    if (model_count(&m, q, t, within) >= at_least) {
+      char id[16];
+      snprintf(id, sizeof(id), "%s\"v%d\"", first ? "" : ",", q);
+      strcat(want, id);
+      first = 0;
+    }
+  }
+  strcat(want, "]}");
+  ck_assert_str_eq(members, want);
+  es_free(json);
+  /* 4. a reopen rebuilds the same counters (segments + replay) and fires
+   * nothing on replay */
+  ck_assert_int_eq(es_close(db), ES_OK);
+  int before = g_nfired;
+  db = open_db(dir);
+  ck_assert_int_eq(g_nfired, before);
+  ck_assert_int_eq(es_rule_members(db, "m", "r", t, &json), ES_OK);
+  ck_assert_str_eq(strstr(json, "\"members\":["), want);
+  es_free(json);
+  ck_assert_int_eq(es_close(db), ES_OK);
+  ut_rmrf(dir);
+}
+END_TEST
+
+/* ---- 3. management ----------------------------------------------------- */
+
+START_TEST(test_rule_manage) {
+  char dir[512];
+  ut_tmpdir(dir, sizeof(dir), "rules-manage");
+  es_db *db = open_db(dir);
+  es_event evs[5];
+  memset(evs, 0, sizeof(evs));
+  for (int i = 0; i < 5; i++) {
+    evs[i].ts_us = T0 + i * MIN_US;
+    evs[i].type = ES_TYPE_PAGE;
+    evs[i].path = "/pricing";
+    evs[i].anonymous_id = i < 3 ? "a" : "b";
+  }
+  ck_assert_int_eq(es_append(db, "t", evs, 5, NULL), ES_OK);
+  ck_assert_int_eq(es_flush(db, "t"), ES_OK);
+  /* created over existing data: "a" (3 views) is a member at once, with
+   * no trigger (nothing was appended) */
+  int before = g_nfired;
+  put_ok(db, "t",
+         "{\"name\":\"p3\",\"match\":{\"path\":\"/pricing\"},\"atLeast\":3,"
+         "\"within\":\"1h\"}");
+  ck_assert_int_eq(g_nfired, before);
+  int member = 0;
+  ck_assert_int_eq(es_rule_check(db, "t", "p3", "a", T0 + 5 * MIN_US, &member),
+                   ES_OK);
+  ck_assert_int_eq(member, 1);
+  ck_assert_int_eq(es_rule_check(db, "t", "p3", "b", T0 + 5 * MIN_US, &member),
+                   ES_OK);
+  ck_assert_int_eq(member, 0);
+  /* replacing: atLeast 2 makes "b" a member too */
+  put_ok(db, "t",
+         "{\"name\":\"p3\",\"match\":{\"path\":\"/pricing\"},\"atLeast\":2,"
+         "\"within\":\"1h\"}");
+  put_ok(db, "t", "{\"name\":\"any\",\"within\":\"1d\"}");
+  char *json = NULL;
+  ck_assert_int_eq(es_rules_list(db, "t", T0 + 5 * MIN_US, &json), ES_OK);
+  ck_assert_str_eq(json, "{\"rules\":[{\"name\":\"any\",\"match\":{},"
+                         "\"atLeast\":1,\"within\":\"1d\",\"members\":2},"
+                         "{\"name\":\"p3\",\"match\":{\"path\":\"/pricing\"},"
+                         "\"atLeast\":2,\"within\":\"1h\",\"members\":2}]}");
+  es_free(json);
+  /* an hour later nobody is a member */
+  ck_assert_int_eq(es_rule_members(db, "t", "p3", T0 + 2 * 60 * MIN_US, &json),
+                   ES_OK);
+  ck_assert_ptr_nonnull(strstr(json, "\"members\":[]}"));
+  es_free(json);
+  /* errors */
+  ck_assert_int_eq(es_rule_delete(db, "t", "nope"), ES_ENOTFOUND);
+  ck_assert_int_eq(es_rule_members(db, "t", "nope", 0, &json), ES_ENOTFOUND);
+  ck_assert_ptr_null(json);
+  ck_assert_int_eq(es_rule_check(db, "t", "nope", "a", 0, &member),
+                   ES_ENOTFOUND);
+  ck_assert_int_eq(
+      es_rule_put(db, "../t", "{\"name\":\"x\",\"within\":\"1d\"}"),
+      ES_ETENANT);
+  ck_assert_int_eq(es_rule_delete(db, "t", "any"), ES_OK);
+  for (int i = 0; i < ES_RULES_MAX - 1; i++) {
+    char r[128];
+    snprintf(r, sizeof(r), "{\"name\":\"r%02d\",\"within\":\"1d\"}", i);
+    put_ok(db, "t", r);
+  }
+  ck_assert_int_eq(es_rule_put(db, "t",
+                               "{\"name\":\"one-more\",\"within\":"
+                               "\"1d\"}"),
+                   ES_EINVAL);
+  ck_assert_ptr_nonnull(strstr(es_errdetail(), "64"));
+  /* replacing one at the limit still works */
+  put_ok(db, "t", "{\"name\":\"r00\",\"within\":\"2d\"}");
+  ck_assert_int_eq(es_close(db), ES_OK);
+  /* the list is durable */
+  db = open_db(dir);
+  ck_assert_int_eq(es_rules_list(db, "t", T0 + 5 * MIN_US, &json), ES_OK);
+  ck_assert_ptr_nonnull(strstr(json, "{\"name\":\"r00\",\"match\":{},"
+                                     "\"atLeast\":1,\"within\":\"2d\","
+                                     "\"members\":2}"));
+  ck_assert_ptr_nonnull(strstr(json, "\"name\":\"p3\""));
+  ck_assert_ptr_null(strstr(json, "\"name\":\"any\""));
+  es_free(json);
+  /* a tenant with no data can have rules; an unknown one lists none */
+  put_ok(db, "fresh", "{\"name\":\"x\",\"within\":\"1d\"}");
+  ck_assert_int_eq(es_rules_list(db, "never", 0, &json), ES_OK);
+  ck_assert_str_eq(json, "{\"rules\":[]}");
+  es_free(json);
+  ck_assert_int_eq(es_close(db), ES_OK);
+  ut_rmrf(dir);
+}
+END_TEST
+
+static Suite *rules_suite(void) {
+  Suite *s = suite_create("rules");
+  TCase *tc = tcase_create("rules");
+  tcase_set_timeout(tc, 120);
+  tcase_add_test(tc, test_rule_parse);
+  tcase_add_loop_test(tc, test_rule_model, 0, 3);
+  tcase_add_test(tc, test_rule_manage);
+  suite_add_tcase(s, tc);
+  return s;
+}
+
+int main(void) { return ut_main(rules_suite()); }
