@@ -226,14 +226,20 @@ static void body_release(conn *c) {
   c->body_len = c->body_cap = 0;
 }
 
-/* Makes room for n more body bytes; -1 (and a refusal) when it may not. */
-static int body_reserve(conn *c, size_t n) {
+/*
+ * Makes room for n more body bytes (exact is set when n is the announced
+ * Content-Length: then exactly that is reserved, once); -1 (and a
+ * refusal) when the budget or the allocator says no.
+ */
+static int body_reserve(conn *c, size_t n, int exact) {
   server *srv = c->srv;
   size_t need = c->body_len + n + 1, cap = c->body_cap ? c->body_cap : 4096;
   if (need <= c->body_cap)
     return 0;
   while (cap < need)
     cap *= 2;
+  if (exact)
+    cap = need;
   if (cap > ING_REQUEST_BYTES_MAX + 1 && need <= ING_REQUEST_BYTES_MAX + 1)
     cap = ING_REQUEST_BYTES_MAX + 1;
   if (srv->held_bytes - c->body_cap + cap > srv->cfg.memory_budget_bytes) {
@@ -391,7 +397,7 @@ static int on_headers_complete(llhttp_t *p) {
   else if (srv->held_bytes + len > srv->cfg.memory_budget_bytes)
     refuse(c, 503, "server saturated (memory budget); retry later");
   else if (len > 0)
-    (void)body_reserve(c, (size_t)len); /* sets a refusal when it fails */
+    (void)body_reserve(c, (size_t)len, 1); /* a refusal when it fails */
   if (c->expect_continue && c->refuse_status == 0) {
     static char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
     uv_buf_t b = uv_buf_init(cont, sizeof cont - 1);
@@ -414,7 +420,7 @@ static int on_body(llhttp_t *p, const char *at, size_t n) {
     c->discarded = n;
     return 0;
   }
-  if (body_reserve(c, n)) {
+  if (body_reserve(c, n, 0)) {
     body_release(c);
     return 0;
   }
