@@ -151,13 +151,15 @@ static void after_write(uv_write_t *req, int status) {
   c->state = ST_IDLE;
   start_timer(c, c->srv->cfg.idle_timeout_ms);
   llhttp_resume(&c->parser);
-  if (c->rest_len > 0) {
+  if (c->rest_len > 0) { /* pipelined bytes read before (invariant 1) */
     size_t off = c->rest_off, n = c->rest_len;
     c->rest_len = 0;
     feed(c, c->rbuf + off, n);
-  } else {
-    uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
   }
+  /* Unless those bytes held a whole request (now being served), read on:
+   * they may have been only the start of one. */
+  if (c->state == ST_IDLE || c->state == ST_READING)
+    uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
 }
 
 /* Sends one complete answer; the connection goes to WRITE. */
@@ -375,7 +377,7 @@ static int on_headers_complete(llhttp_t *p) {
   if (method == HTTP_OPTIONS) {
     c->route = R_OPTIONS;
   } else if (path_len == 8 && memcmp(c->url, "/healthz", 8) == 0) {
-    c->route = method == HTTP_GET || method == HTTP_HEAD ? R_HEALTHZ : 0;
+    c->route = method == HTTP_GET ? R_HEALTHZ : 0;
   } else if (path_len == 8 && memcmp(c->url, "/metrics", 8) == 0) {
     c->route = method == HTTP_GET ? R_METRICS : 0;
   } else if (c->ingest_type >= 0) {
@@ -820,10 +822,14 @@ static void on_connection(uv_stream_t *listener, int status) {
   uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
 }
 
-/* Binds and listens; *port_out is the bound port (for --listen ...:0). */
+/* Binds and listens; *port_out is the bound port (for --listen ...:0).
+ * The listener handle is initialised even on failure (close it). */
 int http_listen(server *srv, const char *host, int port, int *port_out) {
   struct sockaddr_storage ss;
   int len = sizeof ss, rc;
+  if ((rc = uv_tcp_init(srv->loop, &srv->listener)))
+    return rc;
+  srv->listener.data = srv;
   llhttp_settings_init(&settings);
   settings.on_message_begin = on_message_begin;
   settings.on_url = on_url;
@@ -839,9 +845,6 @@ int http_listen(server *srv, const char *host, int port, int *port_out) {
     rc = uv_ip4_addr(host, port, (struct sockaddr_in *)&ss);
   if (rc)
     return rc;
-  if ((rc = uv_tcp_init(srv->loop, &srv->listener)))
-    return rc;
-  srv->listener.data = srv;
   if ((rc = uv_tcp_bind(&srv->listener, (struct sockaddr *)&ss, 0)) ||
       (rc = uv_listen((uv_stream_t *)&srv->listener, LISTEN_BACKLOG,
                       on_connection)) ||

@@ -145,6 +145,16 @@ test('keep-alive and pipelining answer in order', async () => {
   assert.deepEqual(statuses, [200, 200, 200]);
 });
 
+test('a pipelined request cut in two is served when its rest arrives', async () => {
+  const body = JSON.stringify(ev('cut-1'));
+  const req = 'POST /v1/t HTTP/1.1\r\nHost: x\r\n' +
+    `Authorization: ${h.basic('key-acme')}\r\nContent-Length: ${body.length}\r\n\r\n${body}`;
+  const raw = await h.rawRequest(srv, [req + req.slice(0, 40), req.slice(40)],
+                                 { gapMs: 300, timeoutMs: 1500 });
+  const statuses = [...raw.matchAll(/HTTP\/1\.1 (\d{3})/g)].map((m) => Number(m[1]));
+  assert.deepEqual(statuses, [200, 200]);
+});
+
 test('overload: 429 over the tenant share, 503 over the budget', async () => {
   // 45% of 1 MB is 471859 bytes: a 490 KB batch is over one tenant's share.
   const big = { batch: Array.from({ length: 16 }, (_, i) =>

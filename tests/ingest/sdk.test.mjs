@@ -4,6 +4,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { createRequire } from 'node:module';
+import { spawnSync } from 'node:child_process';
 import * as h from './lib.mjs';
 
 h.requireNodeModules();
@@ -139,4 +140,18 @@ test('SIGTERM exits 0 and everything acknowledged is stored once', async () => {
   const ts = Date.parse(skewed.timestamp);
   assert.ok(Math.abs(recv - Date.now()) < 60e3, 'receivedAt is the server time');
   assert.ok(Math.abs(recv - ts - 10e3) < 2e3, `timestamp corrected: ${recv - ts} ms before receipt`);
+});
+
+test('command line: --help, and one line and exit 2 on bad usage', () => {
+  const help = spawnSync(h.INGESTD, ['--help'], { encoding: 'utf8' });
+  assert.equal(help.status, 0);
+  assert.match(help.stdout, /usage: es-ingestd --data DIR --listen HOST:PORT --keys FILE/);
+  for (const args of [[], ['--data', 'd', '--listen', '127.0.0.1:1'],
+                      ['--data', 'd', '--listen', '127.0.0.1:99999', '--keys', 'k'],
+                      ['--threads', 'zero'], ['--bogus', '1']]) {
+    const r = spawnSync(h.INGESTD, args, { encoding: 'utf8' });
+    assert.equal(r.status, 2, args.join(' '));
+    assert.equal(r.stderr.trim().split('\n').length, 1, r.stderr);
+    assert.match(r.stderr, /^es-ingestd: /);
+  }
 });
