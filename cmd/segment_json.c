@@ -669,8 +669,7 @@ int seg_event_from_tree(seg_event *se, const struct yajl_val_s *obj,
   }
   int has_ts = 0, has_recv = 0;
   if (parse_identity(&c, type_default) || validate_ids(&c) ||
-      parse_payload(&c) ||
-      (has_ts = take_time(&c, "timestamp", &ts_us)) < 0 ||
+      parse_payload(&c) || (has_ts = take_time(&c, "timestamp", &ts_us)) < 0 ||
       (has_recv = take_time(&c, "receivedAt", &recv_us)) < 0)
     goto out;
   if (build_storage(&c, se))

@@ -137,8 +137,7 @@ struct yajl_val_s; /* yajl_tree.h's node */
  * the tree: the tree may be freed at once.  Both return 0 or -1 with a
  * message in err, like seg_event_parse.
  */
-int seg_json_precheck(const char *json, size_t len, char *err,
-                      size_t err_size);
+int seg_json_precheck(const char *json, size_t len, char *err, size_t err_size);
 int seg_event_from_tree(seg_event *se, const struct yajl_val_s *obj,
                         int type_default, int64_t now_us, char *err,
                         size_t err_size);

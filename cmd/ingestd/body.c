@@ -182,8 +182,8 @@ static int map_event(ing_batch *b, size_t i, yajl_val obj, yajl_val root,
   if (obj != root)
     snprintf(where, sizeof where, "batch[%zu]: ", i);
   if (bytes > ING_EVENT_BYTES_MAX) {
-    snprintf(err, err_size, "%sevent is %zu bytes, over the %d KB limit",
-             where, bytes, ING_EVENT_BYTES_MAX / 1024);
+    snprintf(err, err_size, "%sevent is %zu bytes, over the %d KB limit", where,
+             bytes, ING_EVENT_BYTES_MAX / 1024);
     return -1;
   }
   if (seg_event_from_tree(&b->events[i], obj, type, now_us, msg, sizeof msg)) {
@@ -197,8 +197,7 @@ static int map_event(ing_batch *b, size_t i, yajl_val obj, yajl_val root,
 
 /* Parses a request body; see body.h. */
 int ing_batch_parse(ing_batch *b, const char *json, size_t len, int type,
-                    int64_t now_us, uint64_t *rng, char *err,
-                    size_t err_size) {
+                    int64_t now_us, uint64_t *rng, char *err, size_t err_size) {
   char yerr[128];
   yajl_val root = NULL, *items = NULL;
   size_t n = 1;
@@ -257,13 +256,20 @@ int ing_endpoint_type(const char *path, size_t len) {
     const char *name;
     int type;
   } eps[] = {
-      {"track", ES_TYPE_TRACK},   {"t", ES_TYPE_TRACK},
-      {"page", ES_TYPE_PAGE},     {"p", ES_TYPE_PAGE},
-      {"identify", ES_TYPE_IDENTIFY}, {"i", ES_TYPE_IDENTIFY},
-      {"alias", ES_TYPE_ALIAS},   {"a", ES_TYPE_ALIAS},
-      {"group", ES_TYPE_GROUP},   {"g", ES_TYPE_GROUP},
-      {"screen", ES_TYPE_SCREEN}, {"s", ES_TYPE_SCREEN},
-      {"batch", 0},               {"b", 0},
+      {"track", ES_TYPE_TRACK},
+      {"t", ES_TYPE_TRACK},
+      {"page", ES_TYPE_PAGE},
+      {"p", ES_TYPE_PAGE},
+      {"identify", ES_TYPE_IDENTIFY},
+      {"i", ES_TYPE_IDENTIFY},
+      {"alias", ES_TYPE_ALIAS},
+      {"a", ES_TYPE_ALIAS},
+      {"group", ES_TYPE_GROUP},
+      {"g", ES_TYPE_GROUP},
+      {"screen", ES_TYPE_SCREEN},
+      {"s", ES_TYPE_SCREEN},
+      {"batch", 0},
+      {"b", 0},
   };
   if (len < 5 || memcmp(path, "/v1/", 4) != 0)
     return -1;

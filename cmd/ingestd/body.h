@@ -52,8 +52,7 @@ int ing_inflate(const char *in, size_t n, size_t cap_bytes, char **out,
  * (all or nothing) with err naming it ("batch[3]: ..."). 0 or -1.
  */
 int ing_batch_parse(ing_batch *b, const char *json, size_t len, int type,
-                    int64_t now_us, uint64_t *rng, char *err,
-                    size_t err_size);
+                    int64_t now_us, uint64_t *rng, char *err, size_t err_size);
 
 /* The es_type an endpoint path implies ("/v1/t" -> ES_TYPE_TRACK), 0 for
  * /v1/batch and /v1/b, -1 when the path is no ingest endpoint. */

@@ -102,30 +102,45 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
 
 static const char *reason(int status) {
   switch (status) {
-  case 200: return "OK";
-  case 204: return "No Content";
-  case 400: return "Bad Request";
-  case 401: return "Unauthorized";
-  case 404: return "Not Found";
-  case 405: return "Method Not Allowed";
-  case 408: return "Request Timeout";
-  case 429: return "Too Many Requests";
-  case 431: return "Request Header Fields Too Large";
-  case 503: return "Service Unavailable";
-  default: return "Internal Server Error";
+  case 200:
+    return "OK";
+  case 204:
+    return "No Content";
+  case 400:
+    return "Bad Request";
+  case 401:
+    return "Unauthorized";
+  case 404:
+    return "Not Found";
+  case 405:
+    return "Method Not Allowed";
+  case 408:
+    return "Request Timeout";
+  case 429:
+    return "Too Many Requests";
+  case 431:
+    return "Request Header Fields Too Large";
+  case 503:
+    return "Service Unavailable";
+  default:
+    return "Internal Server Error";
   }
 }
 
 /* The one table from library status to HTTP status (docs/INGEST.md). */
 static int http_status_of(int es_status) {
   switch (es_status) {
-  case ES_OK: return 200;
+  case ES_OK:
+    return 200;
   case ES_EINVAL:
-  case ES_ETOOBIG: return 400;
+  case ES_ETOOBIG:
+    return 400;
   case ES_ENOMEM:
   case ES_ECLOSED:
-  case ES_ENOSPC: return 503;
-  default: return 500; /* ES_EIO, ES_EFAILED, ES_ETENANT, ... */
+  case ES_ENOSPC:
+    return 503;
+  default:
+    return 500; /* ES_EIO, ES_EFAILED, ES_ETENANT, ... */
   }
 }
 
@@ -170,13 +185,13 @@ static void respond(conn *c, int status, const char *type, const char *body,
   if (c->state == ST_CLOSING)
     return;
   c->close_after = close || !c->keep_alive || srv->draining;
-  int n = snprintf(
-      head, sizeof head,
-      "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
-      "Access-Control-Allow-Origin: *\r\n%s%s\r\n",
-      status, reason(status), type, body_len,
-      status == 429 || status == 503 ? "Retry-After: 1\r\n" : "",
-      c->close_after ? "Connection: close\r\n" : "");
+  int n =
+      snprintf(head, sizeof head,
+               "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
+               "Access-Control-Allow-Origin: *\r\n%s%s\r\n",
+               status, reason(status), type, body_len,
+               status == 429 || status == 503 ? "Retry-After: 1\r\n" : "",
+               c->close_after ? "Connection: close\r\n" : "");
   metrics_request(&srv->m, status);
   write_req *w = malloc(sizeof *w + (size_t)n + body_len);
   if (w == NULL) {
@@ -537,8 +552,8 @@ static void ingest(conn *c) {
     respond_error(c, 503, "out of memory", 0);
     return;
   }
-  int rc = ing_batch_parse(&j->batch, body, len, c->ingest_type, now,
-                           &srv->rng, err, sizeof err);
+  int rc = ing_batch_parse(&j->batch, body, len, c->ingest_type, now, &srv->rng,
+                           err, sizeof err);
   free(inflated);
   body_release(c);
   if (rc) {
@@ -696,10 +711,9 @@ static void dispatch(conn *c) {
   } else if (c->route == R_OPTIONS) {
     answer_options(c);
   } else if (c->route == R_HEALTHZ) {
-    respond_json(c, 200,
-                 srv->draining ? "{\"status\":\"draining\"}"
-                               : "{\"status\":\"ok\"}",
-                 0);
+    respond_json(
+        c, 200,
+        srv->draining ? "{\"status\":\"draining\"}" : "{\"status\":\"ok\"}", 0);
   } else if (c->route == R_METRICS) {
     answer_metrics(c);
   } else {
@@ -850,9 +864,9 @@ int http_listen(server *srv, const char *host, int port, int *port_out) {
                       on_connection)) ||
       (rc = uv_tcp_getsockname(&srv->listener, (struct sockaddr *)&ss, &len)))
     return rc;
-  *port_out = ntohs(ss.ss_family == AF_INET6
-                        ? ((struct sockaddr_in6 *)&ss)->sin6_port
-                        : ((struct sockaddr_in *)&ss)->sin_port);
+  *port_out =
+      ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
+                                     : ((struct sockaddr_in *)&ss)->sin_port);
   return 0;
 }
 

@@ -93,8 +93,10 @@ void ing_log(const char *level, const char *msg, const char *extra) {
 
 static void lib_log(void *ud, int level, const char *msg) {
   (void)ud;
-  ing_log(level == 0 ? "error" : level == 1 ? "warning" : "info", msg,
-          ",\"from\":\"libeventstore\"");
+  ing_log(level == 0   ? "error"
+          : level == 1 ? "warning"
+                       : "info",
+          msg, ",\"from\":\"libeventstore\"");
 }
 
 static int die_usage(const char *fmt, ...) {

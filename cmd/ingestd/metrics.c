@@ -11,8 +11,7 @@
 static const int statuses[METRICS_STATUSES] = {200, 204, 400, 401, 404, 405,
                                                408, 413, 429, 431, 500, 503};
 static const double bucket_s[METRICS_BUCKETS] = {
-    0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05,
-    0.1,    0.25,  0.5,   1,     2.5,  10};
+    0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10};
 
 void metrics_request(metrics *m, int http_status) {
   for (int i = 0; i < METRICS_STATUSES; i++)
@@ -58,8 +57,8 @@ static int gauge(seg_buf *b, const char *name, const char *help,
 }
 
 int metrics_render(const metrics *m, seg_buf *b, size_t queue_jobs,
-                   size_t held_bytes, size_t budget_bytes,
-                   size_t connections, int draining) {
+                   size_t held_bytes, size_t budget_bytes, size_t connections,
+                   int draining) {
   int rc = counter(b, "es_ingest_requests_total",
                    "HTTP requests answered, by status code");
   for (int i = 0; i < METRICS_STATUSES; i++)
@@ -107,8 +106,8 @@ int metrics_render(const metrics *m, seg_buf *b, size_t queue_jobs,
               "bytes held by request bodies and queued events", held_bytes);
   rc |= gauge(b, "es_ingest_memory_budget_bytes",
               "--memory-budget (503 above it)", budget_bytes);
-  rc |= gauge(b, "es_ingest_connections", "open client connections",
-              connections);
+  rc |=
+      gauge(b, "es_ingest_connections", "open client connections", connections);
   rc |= gauge(b, "es_ingest_draining", "1 after SIGTERM", (unsigned)draining);
   return rc ? -1 : 0;
 }
