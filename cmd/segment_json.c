@@ -507,17 +507,21 @@ static int take_time(parse_ctx *c, const char *key, int64_t *us_out) {
 }
 
 /* type, event/name and the ids, with the per-type requirements. */
-static int parse_identity(parse_ctx *c) {
+static int parse_identity(parse_ctx *c, int type_default) {
   yajl_val v = member(c->root, "type");
   char ex[48];
-  if (v == NULL || YAJL_IS_NULL(v))
-    return fail(c, "missing \"type\"");
-  if (!YAJL_IS_STRING(v))
-    return fail(c, "\"type\" must be a string");
-  c->type = es_type_from_name(YAJL_GET_STRING(v));
-  if (c->type == 0)
-    return fail(c, "unknown type \"%s\"",
-                excerpt(YAJL_GET_STRING(v), ex, sizeof ex));
+  if ((v == NULL || YAJL_IS_NULL(v)) && type_default != 0) {
+    c->type = type_default;
+  } else {
+    if (v == NULL || YAJL_IS_NULL(v))
+      return fail(c, "missing \"type\"");
+    if (!YAJL_IS_STRING(v))
+      return fail(c, "\"type\" must be a string");
+    c->type = es_type_from_name(YAJL_GET_STRING(v));
+    if (c->type == 0)
+      return fail(c, "unknown type \"%s\"",
+                  excerpt(YAJL_GET_STRING(v), ex, sizeof ex));
+  }
   if (c->type == ES_TYPE_TRACK) {
     v = member(c->root, "event");
     if (!YAJL_IS_STRING(v) || YAJL_GET_STRING(v)[0] == '\0')
@@ -632,41 +636,40 @@ void seg_event_free(seg_event *se) {
   seg_event_init(se);
 }
 
-/* Parses one Segment event object; see the header for the mapping. */
-int seg_event_parse(seg_event *se, const char *json, size_t len, int64_t now_us,
-                    char *err, size_t err_size) {
+/* Checks raw JSON text against what yajl_tree mishandles; see header. */
+int seg_json_precheck(const char *json, size_t len, char *err,
+                      size_t err_size) {
   parse_ctx c;
-  char *copy = NULL, yerr[256];
+  memset(&c, 0, sizeof c);
+  c.err = err;
+  c.err_size = err_size;
+  if (err != NULL && err_size > 0)
+    err[0] = '\0';
+  return prescan(&c, json, len);
+}
+
+/* Maps an already parsed object; see the header. */
+int seg_event_from_tree(seg_event *se, const struct yajl_val_s *obj,
+                        int type_default, int64_t now_us, char *err,
+                        size_t err_size) {
+  parse_ctx c;
   int rc = -1;
   int64_t ts_us = 0, recv_us = 0;
   memset(&c, 0, sizeof c);
   seg_buf_init(&c.props);
+  c.root = (yajl_val)obj;
   c.err = err;
   c.err_size = err_size;
   if (err != NULL && err_size > 0)
     err[0] = '\0';
   seg_event_init(se);
-  if (prescan(&c, json, len))
-    goto out;
-  if ((copy = malloc(len + 1)) == NULL) {
-    fail(&c, "out of memory");
-    goto out;
-  }
-  memcpy(copy, json, len);
-  copy[len] = '\0';
-  c.root = yajl_tree_parse(copy, yerr, sizeof yerr);
-  if (c.root == NULL) {
-    yerr[strcspn(yerr, "\n")] = '\0'; /* yajl adds a multi-line excerpt */
-    fail(&c, "invalid JSON (%s)", yerr[0] ? yerr : "parse error");
-    goto out;
-  }
   if (!YAJL_IS_OBJECT(c.root)) {
     fail(&c, "not a JSON object");
     goto out;
   }
   int has_ts = 0, has_recv = 0;
-  if (parse_identity(&c) || validate_ids(&c) || parse_payload(&c) ||
-      (has_ts = take_time(&c, "timestamp", &ts_us)) < 0 ||
+  if (parse_identity(&c, type_default) || validate_ids(&c) ||
+      parse_payload(&c) || (has_ts = take_time(&c, "timestamp", &ts_us)) < 0 ||
       (has_recv = take_time(&c, "receivedAt", &recv_us)) < 0)
     goto out;
   if (build_storage(&c, se))
@@ -676,9 +679,37 @@ int seg_event_parse(seg_event *se, const char *json, size_t len, int64_t now_us,
   se->ev.recv_us = has_recv ? recv_us : 0;
   rc = 0;
 out:
-  yajl_tree_free(c.root);
-  free(copy);
   seg_buf_free(&c.props);
+  return rc;
+}
+
+/* Parses one Segment event object; see the header for the mapping. */
+int seg_event_parse(seg_event *se, const char *json, size_t len, int64_t now_us,
+                    char *err, size_t err_size) {
+  char *copy = NULL, yerr[256];
+  yajl_val root = NULL;
+  int rc = -1;
+  seg_event_init(se);
+  if (seg_json_precheck(json, len, err, err_size))
+    return -1;
+  if ((copy = malloc(len + 1)) == NULL) {
+    if (err != NULL && err_size > 0)
+      snprintf(err, err_size, "out of memory");
+    return -1;
+  }
+  memcpy(copy, json, len);
+  copy[len] = '\0';
+  root = yajl_tree_parse(copy, yerr, sizeof yerr);
+  if (root == NULL) {
+    yerr[strcspn(yerr, "\n")] = '\0'; /* yajl adds a multi-line excerpt */
+    if (err != NULL && err_size > 0)
+      snprintf(err, err_size, "invalid JSON (%s)",
+               yerr[0] ? yerr : "parse error");
+  } else {
+    rc = seg_event_from_tree(se, root, 0, now_us, err, err_size);
+  }
+  yajl_tree_free(root);
+  free(copy);
   return rc;
 }
 

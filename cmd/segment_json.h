@@ -120,6 +120,28 @@ void seg_event_free(seg_event *se);
 int seg_event_parse(seg_event *se, const char *json, size_t len, int64_t now_us,
                     char *err, size_t err_size);
 
+struct yajl_val_s; /* yajl_tree.h's node */
+
+/*
+ * seg_event_parse in two halves, for callers that parse a larger document
+ * (an HTTP batch) once with yajl_tree and map each event object of it.
+ *
+ * seg_json_precheck refuses the raw text that yajl_tree would mishandle
+ * (a NUL byte, a "\u0000" escape, nesting deeper than SEG_DEPTH_MAX); a
+ * caller must run it on the whole document before yajl_tree_parse.
+ *
+ * seg_event_from_tree maps one object node exactly as seg_event_parse
+ * does, except that when the object has no "type" (or a null one) and
+ * type_default is an es_type, that type is taken (the ingest endpoints
+ * /v1/track etc. imply the type).  The strings of *se are copied out of
+ * the tree: the tree may be freed at once.  Both return 0 or -1 with a
+ * message in err, like seg_event_parse.
+ */
+int seg_json_precheck(const char *json, size_t len, char *err, size_t err_size);
+int seg_event_from_tree(seg_event *se, const struct yajl_val_s *obj,
+                        int type_default, int64_t now_us, char *err,
+                        size_t err_size);
+
 /* ----------------------------------------------------------------------
  * Writing
  * ---------------------------------------------------------------------- */

@@ -4,7 +4,12 @@
 set -euo pipefail
 pkgs=(meson ninja-build pkg-config gcc clang clang-format
       liblz4-dev libxxhash-dev libyajl-dev check
-      libsqlite3-dev librocksdb-dev python3)
+      libsqlite3-dev librocksdb-dev python3
+      libuv1-dev zlib1g-dev libjemalloc-dev node-llhttp curl)
+# The ingest end-to-end tests run the SDK clients on Node.js; a node and
+# npm that are already there (e.g. from another repository) are kept.
+command -v node >/dev/null || pkgs+=(nodejs)
+command -v npm >/dev/null || pkgs+=(npm)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" ||

@@ -6,6 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/deps.sh
+scripts/npm-deps.sh
 B=${BUILD_ASAN:-build-asan}
 [ -d "$B" ] || meson setup "$B" -Db_sanitize=address,undefined \
   -Db_lundef=false --buildtype=debugoptimized >/dev/null

@@ -1,0 +1,61 @@
+/*
+ * body.h -- an ingest request body -> a batch of es_events.
+ *
+ * Pure functions (no libuv, no clock, no store) so that they can be unit
+ * tested and fuzzed on their own: inflating a gzip/deflate body under a
+ * size cap, and parsing the JSON of one Segment call or of a /v1/batch
+ * into seg_events with every per-event rule of docs/INGEST.md applied.
+ */
+#ifndef INGESTD_BODY_H
+#define INGESTD_BODY_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "segment_json.h"
+
+/* Limits of the Segment HTTP API. */
+#define ING_EVENT_BYTES_MAX (32 * 1024)
+#define ING_REQUEST_BYTES_MAX (500 * 1024)
+/* Room for a message naming the problem and the event index. */
+#define ING_ERR_SIZE 320
+
+/* A parsed request: the events, and the write key found in the body. */
+typedef struct ing_batch {
+  seg_event *events; /* owned; count of them */
+  size_t count;
+  char *write_key; /* owned, from "writeKey"; NULL when absent */
+  char *gen_ids;   /* owned storage of server-generated messageIds */
+  size_t bytes;    /* memory held by the events (for the budget) */
+} ing_batch;
+
+void ing_batch_init(ing_batch *b);
+void ing_batch_free(ing_batch *b);
+
+/*
+ * Inflates a gzip or zlib ("deflate") body in[0..n) into a new buffer
+ * (*out_n bytes plus a NUL; owned by the caller, free()).  More than
+ * cap_bytes of output, a truncated stream or trailing garbage fail with
+ * -1 and a message in err.
+ */
+int ing_inflate(const char *in, size_t n, size_t cap_bytes, char **out,
+                size_t *out_n, char *err, size_t err_size);
+
+/*
+ * Parses the JSON body json[0..len) (json[len] must be NUL).  type is the
+ * es_type the endpoint implies (/v1/track: ES_TYPE_TRACK...) or 0 for
+ * /v1/batch, whose body is {"batch":[...]}.  now_us is the receive time:
+ * every event gets recv_us = now_us, a timestamp is corrected by
+ * (now_us - sentAt) when sentAt is given (per event or for the batch), an
+ * event without timestamp gets now_us.  Events without messageId get one
+ * made from *rng (a xorshift state).  Any bad event fails the whole call
+ * (all or nothing) with err naming it ("batch[3]: ..."). 0 or -1.
+ */
+int ing_batch_parse(ing_batch *b, const char *json, size_t len, int type,
+                    int64_t now_us, uint64_t *rng, char *err, size_t err_size);
+
+/* The es_type an endpoint path implies ("/v1/t" -> ES_TYPE_TRACK), 0 for
+ * /v1/batch and /v1/b, -1 when the path is no ingest endpoint. */
+int ing_endpoint_type(const char *path, size_t len);
+
+#endif /* INGESTD_BODY_H */

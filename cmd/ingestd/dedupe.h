@@ -1,0 +1,34 @@
+/*
+ * dedupe.h -- a bounded set of recent messageId hashes, one per tenant.
+ *
+ * Holds 64-bit hashes (XXH3) of the most recent ids_max messageIds a
+ * tenant sent: an open-addressing table for lookups and a FIFO ring that
+ * says which hash to forget when the set is full.  Owned and used by the
+ * event-loop thread only: no locking.  Memory: about 24 bytes per id.
+ */
+#ifndef INGESTD_DEDUPE_H
+#define INGESTD_DEDUPE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct ing_dedupe {
+  uint64_t *table; /* 0 = empty slot; hashes are never 0 (see hash) */
+  size_t mask;     /* table size - 1 (a power of two) */
+  size_t used;
+  uint64_t *ring; /* insertion order, oldest at ring[head] */
+  size_t ring_cap, head, len;
+  size_t ids_max;
+} ing_dedupe;
+
+void ing_dedupe_init(ing_dedupe *d, size_t ids_max);
+void ing_dedupe_free(ing_dedupe *d);
+/* The set's hash of a messageId (never 0). */
+uint64_t ing_dedupe_hash(const char *message_id);
+int ing_dedupe_has(const ing_dedupe *d, uint64_t h);
+/* Adds h (forgetting the oldest id when full); -1 when out of memory. */
+int ing_dedupe_add(ing_dedupe *d, uint64_t h);
+/* Forgets h (an append failed); its ring slot is left to age out. */
+void ing_dedupe_remove(ing_dedupe *d, uint64_t h);
+
+#endif /* INGESTD_DEDUPE_H */

@@ -1,0 +1,113 @@
+/*
+ * metrics.c -- Prometheus text for GET /metrics (see metrics.h and the
+ * list in docs/INGEST.md).
+ */
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "metrics.h"
+
+static const int statuses[METRICS_STATUSES] = {200, 204, 400, 401, 404, 405,
+                                               408, 413, 429, 431, 500, 503};
+static const double bucket_s[METRICS_BUCKETS] = {
+    0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10};
+
+void metrics_request(metrics *m, int http_status) {
+  for (int i = 0; i < METRICS_STATUSES; i++)
+    if (statuses[i] == http_status) {
+      m->requests[i]++;
+      return;
+    }
+  m->requests[10]++; /* anything else counts as 500 */
+}
+
+void metrics_commit(metrics *m, int64_t latency_us) {
+  double s = (double)latency_us / 1e6;
+  m->commit_count++;
+  m->commit_sum_s += s;
+  for (int i = 0; i < METRICS_BUCKETS; i++)
+    if (s <= bucket_s[i]) {
+      m->commit_buckets[i]++;
+      break;
+    }
+}
+
+static int put(seg_buf *b, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+static int put(seg_buf *b, const char *fmt, ...) {
+  char line[256];
+  va_list ap;
+  va_start(ap, fmt);
+  int n = vsnprintf(line, sizeof line, fmt, ap);
+  va_end(ap);
+  if (n < 0 || (size_t)n >= sizeof line)
+    return -1;
+  return seg_buf_put(b, line, (size_t)n);
+}
+
+static int counter(seg_buf *b, const char *name, const char *help) {
+  return put(b, "# HELP %s %s\n# TYPE %s counter\n", name, help, name);
+}
+
+static int gauge(seg_buf *b, const char *name, const char *help,
+                 unsigned long long v) {
+  return put(b, "# HELP %s %s\n# TYPE %s gauge\n%s %llu\n", name, help, name,
+             name, v);
+}
+
+int metrics_render(const metrics *m, seg_buf *b, size_t queue_jobs,
+                   size_t held_bytes, size_t budget_bytes, size_t connections,
+                   int draining) {
+  int rc = counter(b, "es_ingest_requests_total",
+                   "HTTP requests answered, by status code");
+  for (int i = 0; i < METRICS_STATUSES; i++)
+    rc |= put(b, "es_ingest_requests_total{code=\"%d\"} %llu\n", statuses[i],
+              (unsigned long long)m->requests[i]);
+  rc |= counter(b, "es_ingest_events_total",
+                "events by outcome: stored (durable), duplicate (messageId "
+                "seen before), rejected (in a refused request)");
+  rc |= put(b, "es_ingest_events_total{status=\"stored\"} %llu\n",
+            (unsigned long long)m->events_stored);
+  rc |= put(b, "es_ingest_events_total{status=\"duplicate\"} %llu\n",
+            (unsigned long long)m->events_duplicate);
+  rc |= put(b, "es_ingest_events_total{status=\"rejected\"} %llu\n",
+            (unsigned long long)m->events_rejected);
+  rc |= put(b, "# HELP es_ingest_commit_seconds time from hand-off to a "
+               "writer until the request's events are durable\n"
+               "# TYPE es_ingest_commit_seconds histogram\n");
+  uint64_t cum = 0;
+  for (int i = 0; i < METRICS_BUCKETS; i++) {
+    cum += m->commit_buckets[i];
+    rc |= put(b, "es_ingest_commit_seconds_bucket{le=\"%g\"} %llu\n",
+              bucket_s[i], (unsigned long long)cum);
+  }
+  rc |= put(b, "es_ingest_commit_seconds_bucket{le=\"+Inf\"} %llu\n",
+            (unsigned long long)m->commit_count);
+  rc |= put(b, "es_ingest_commit_seconds_sum %.6f\n", m->commit_sum_s);
+  rc |= put(b, "es_ingest_commit_seconds_count %llu\n",
+            (unsigned long long)m->commit_count);
+  rc |= counter(b, "es_ingest_bytes_total",
+                "body bytes received (as sent), inflated (after gzip), "
+                "stored (compact JSON size of stored events)");
+  rc |= put(b, "es_ingest_bytes_total{stage=\"received\"} %llu\n",
+            (unsigned long long)m->bytes_received);
+  rc |= put(b, "es_ingest_bytes_total{stage=\"inflated\"} %llu\n",
+            (unsigned long long)m->bytes_inflated);
+  rc |= put(b, "es_ingest_bytes_total{stage=\"stored\"} %llu\n",
+            (unsigned long long)m->bytes_stored);
+  rc |= counter(b, "es_ingest_appends_failed_total",
+                "es_append calls that failed (answered 5xx)");
+  rc |= put(b, "es_ingest_appends_failed_total %llu\n",
+            (unsigned long long)m->appends_failed);
+  rc |= gauge(b, "es_ingest_queue_jobs", "requests waiting to be durable",
+              queue_jobs);
+  rc |= gauge(b, "es_ingest_memory_bytes",
+              "bytes held by request bodies and queued events", held_bytes);
+  rc |= gauge(b, "es_ingest_memory_budget_bytes",
+              "--memory-budget (503 above it)", budget_bytes);
+  rc |=
+      gauge(b, "es_ingest_connections", "open client connections", connections);
+  rc |= gauge(b, "es_ingest_draining", "1 after SIGTERM", (unsigned)draining);
+  return rc ? -1 : 0;
+}

@@ -1,0 +1,35 @@
+/*
+ * metrics.h -- the counters es-ingestd exports at GET /metrics.
+ *
+ * Updated and rendered on the loop thread only (workers hand their
+ * timings over inside the completed jobs), so plain integers suffice.
+ */
+#ifndef INGESTD_METRICS_H
+#define INGESTD_METRICS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "segment_json.h"
+
+#define METRICS_STATUSES 12
+#define METRICS_BUCKETS 13
+
+typedef struct metrics {
+  uint64_t requests[METRICS_STATUSES]; /* by status, see metrics.c */
+  uint64_t events_stored, events_duplicate, events_rejected;
+  uint64_t commit_buckets[METRICS_BUCKETS]; /* cumulative at render */
+  uint64_t commit_count;
+  double commit_sum_s;
+  uint64_t bytes_received, bytes_inflated, bytes_stored;
+  uint64_t appends_failed;
+} metrics;
+
+void metrics_request(metrics *m, int http_status);
+void metrics_commit(metrics *m, int64_t latency_us);
+/* Appends the Prometheus text; gauges are passed in. -1 on OOM. */
+int metrics_render(const metrics *m, seg_buf *out, size_t queue_jobs,
+                   size_t held_bytes, size_t budget_bytes, size_t connections,
+                   int draining);
+
+#endif /* INGESTD_METRICS_H */

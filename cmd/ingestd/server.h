@@ -1,0 +1,77 @@
+/*
+ * server.h -- the state of one es-ingestd process, shared by its files.
+ *
+ * Threads: everything here belongs to the libuv loop thread, except what
+ * writers.h says its writer threads touch (sched_tenant queues, under the
+ * sched mutex).  So counters, budgets and the dedupe sets need no locks.
+ */
+#ifndef INGESTD_SERVER_H
+#define INGESTD_SERVER_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "dedupe.h"
+#include "eventstore.h"
+#include "metrics.h"
+#include "writers.h"
+
+typedef struct tenant {
+  sched_tenant st; /* first: sched_job.tenant points here */
+  ing_dedupe dedupe;
+  size_t pending_bytes; /* admitted, not yet completed */
+} tenant;
+
+typedef struct write_key {
+  char *key;
+  tenant *tenant;
+} write_key;
+
+typedef struct config {
+  const char *data_dir, *listen, *keys_path;
+  int threads;
+  size_t memory_budget_bytes;
+  size_t tenant_bytes_max; /* per-tenant share of the budget (429 above) */
+  size_t dedupe_ids_max;   /* per tenant */
+  int64_t dedupe_window_us;
+  int64_t read_timeout_ms, idle_timeout_ms, drain_timeout_ms;
+  int sync_none;
+  size_t connections_max;
+} config;
+
+typedef struct server {
+  config cfg;
+  uv_loop_t *loop;
+  es_db *db;
+  sched sched;
+  tenant *tenants;
+  size_t tenants_count;
+  write_key *keys; /* sorted by key */
+  size_t keys_count;
+  uv_tcp_t listener;
+  uv_signal_t sigterm, sigint;
+  uv_timer_t drain_timer;
+  int draining;
+  size_t connections;
+  struct conn *conns; /* doubly linked list of open connections */
+  size_t held_bytes;  /* bodies being read + admitted jobs */
+  size_t jobs_pending;
+  uint64_t rng;
+  metrics m;
+} server;
+
+/* http.c */
+int http_listen(server *srv, const char *host, int port, int *port_out);
+void http_drain(server *srv);
+void http_close_all(server *srv);
+void http_job_done(sched_job *sj, void *ud);
+/* main.c */
+const tenant *server_tenant_for_key(const server *srv, const char *key);
+void server_maybe_finish(server *srv);
+/* log.c: one JSON object per line on stderr; extra is raw JSON members
+ * (",\"k\":v..."), may be NULL or "". */
+void ing_log(const char *level, const char *msg, const char *extra);
+int64_t ing_now_us(void);
+
+#endif /* INGESTD_SERVER_H */
