@@ -59,6 +59,7 @@ static const char *const kind_api[] = {
 
 typedef struct side {
   double cold_s[RUNS_MAX], hot_s[RUNS_MAX];
+  double open_s[RUNS_MAX]; /* the open part of each cold run */
   char *answer;     /* canonical text, owned */
   char source[16];  /* es_query's "source" ("" if not es_query) */
   int approx;       /* es_query's "approx" */
@@ -478,7 +479,10 @@ static int ours_measure(qbench *qb, qdef *q, size_t *done, size_t total) {
     qb->db = NULL;
     double t0 = now_s();
     char *ans;
-    if (es_open_at(qb->es_dir, &qb->db) != 0 || ours_once(qb, q, &ans) != 0)
+    if (es_open_at(qb->es_dir, &qb->db) != 0)
+      return -1;
+    q->ours.open_s[r] = now_s() - t0;
+    if (ours_once(qb, q, &ans) != 0)
       return -1;
     q->ours.cold_s[r] = now_s() - t0;
     if (keep_answer(q, &q->ours, ans) != 0)
@@ -606,18 +610,22 @@ static int peer_measure(qbench *qb) {
   int rc = res && res->u.array.len == (size_t)qb->nq ? 0 : -1;
   for (int i = 0; rc == 0 && i < qb->nq; i++) {
     yajl_val r = res->u.array.values[i];
-    const char *cp[] = {"cold_s", NULL}, *hp[] = {"hot_s", NULL};
+    const char *cp[] = {"cold_s", NULL}, *hp[] = {"hot_s", NULL},
+               *op[] = {"open_s", NULL};
     yajl_val c = yajl_tree_get(r, cp, yajl_t_array);
     yajl_val h = yajl_tree_get(r, hp, yajl_t_array);
+    yajl_val o = yajl_tree_get(r, op, yajl_t_array);
     const char *ans = str_at(r, "answer");
-    if (!c || !h || !ans || c->u.array.len != (size_t)qb->a->runs ||
-        h->u.array.len != (size_t)qb->a->runs) {
+    size_t runs = (size_t)qb->a->runs;
+    if (!c || !h || !o || !ans || c->u.array.len != runs ||
+        h->u.array.len != runs || o->u.array.len != runs) {
       rc = -1;
       break;
     }
     for (int k = 0; k < qb->a->runs; k++) {
       qb->q[i].peer.cold_s[k] = YAJL_GET_DOUBLE(c->u.array.values[k]);
       qb->q[i].peer.hot_s[k] = YAJL_GET_DOUBLE(h->u.array.values[k]);
+      qb->q[i].peer.open_s[k] = YAJL_GET_DOUBLE(o->u.array.values[k]);
     }
     qb->q[i].peer.answer = strdup(ans);
   }
@@ -721,12 +729,25 @@ static void check_text(const qbench *qb, const qdef *q, int peer, char *buf,
   }
 }
 
+/* The median open time over every cold run of every query, ms. */
+static double open_ms(const qbench *qb, int peer) {
+  static double v[QUERIES_MAX * RUNS_MAX];
+  int n = 0;
+  for (int i = 0; i < qb->nq; i++) {
+    const side *s = peer ? &qb->q[i].peer : &qb->q[i].ours;
+    if (s->answer)
+      for (int r = 0; r < qb->a->runs; r++)
+        v[n++] = s->open_s[r] * 1e3;
+  }
+  return stat3_of(v, n).med;
+}
+
 static void print_row(const char *name, const char *sys, stat3 c, stat3 h,
                       double sc, double sh, const char *check) {
   char b[2][16];
   snprintf(b[0], sizeof b[0], sc > 0 ? "%.2fx" : "-", sc);
   snprintf(b[1], sizeof b[1], sh > 0 ? "%.2fx" : "-", sh);
-  printf("  %-36s %-13s %9.2f %9.2f %9.2f %9.3f %9.3f %9.3f %8s %8s  %s\n",
+  printf("  %-40s %-13s %9.2f %9.2f %9.2f %9.3f %9.3f %9.3f %8s %8s  %s\n",
          name, sys, c.min, c.med, c.max, h.min, h.med, h.max, b[0], b[1],
          check);
 }
@@ -743,9 +764,13 @@ static void print_table(const qbench *qb) {
          qb->person, qb->person_n);
   printf("load (not compared): libeventstore %.1f s (es_append per batch, "
          "ES_SYNC_FULL, + es_flush); duckdb %.1f s (appender, commit every "
-         "100000 rows, incl. node start)\n\n",
+         "100000 rows, incl. node start)\n",
          qb->load_es_s, qb->load_duck_s);
-  printf("  %-36s %-13s %9s %9s %9s %9s %9s %9s %8s %8s  %s\n", "query",
+  printf("open, part of every cold figure (median over all cold runs): "
+         "libeventstore es_open %.1f ms; duckdb DuckDBInstance.create + "
+         "connect %.1f ms\n\n",
+         open_ms(qb, 0), open_ms(qb, 1));
+  printf("  %-40s %-13s %9s %9s %9s %9s %9s %9s %8s %8s  %s\n", "query",
          "system", "cold ms", "median", "max", "hot ms", "median", "max",
          "x cold", "x hot", "answer");
   for (int i = 0; i < qb->nq; i++) {
@@ -798,8 +823,10 @@ static void print_json(const qbench *qb) {
          a->days, a->runs, qb->hot, qb->hot_n, qb->median, qb->median_n,
          qb->cold, qb->cold_n);
   json_string_to(stdout, qb->person);
-  printf(",\"load_s\":{\"libeventstore\":%.3f,\"duckdb\":%.3f},\"queries\":[",
-         qb->load_es_s, qb->load_duck_s);
+  printf(",\"load_s\":{\"libeventstore\":%.3f,\"duckdb\":%.3f},"
+         "\"open_ms_median\":{\"libeventstore\":%.3f,\"duckdb\":%.3f},"
+         "\"queries\":[",
+         qb->load_es_s, qb->load_duck_s, open_ms(qb, 0), open_ms(qb, 1));
   for (int i = 0; i < qb->nq; i++) {
     const qdef *q = &qb->q[i];
     printf("%s{\"name\":", i ? "," : "");

@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
-# Installs the Debian packages libeventstore needs to build and test.
+# Installs the Debian packages libeventstore needs to build and test, and
+# es-bench's DuckDB peer (npm @duckdb/node-api, bench/duckdb/install.sh).
 # Idempotent: does nothing when everything is already installed.
 set -euo pipefail
 pkgs=(meson ninja-build pkg-config gcc clang clang-format
       liblz4-dev libxxhash-dev libyajl-dev check
       libsqlite3-dev librocksdb-dev python3)
+# Node.js and npm for the DuckDB peer, from Debian unless a node is there.
+command -v node >/dev/null && command -v npm >/dev/null || pkgs+=(nodejs npm)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" ||
@@ -16,3 +19,4 @@ if ((${#missing[@]})); then
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
+bash "$(dirname "$0")/../bench/duckdb/install.sh"

@@ -25,7 +25,8 @@
 //   query   --db F --queries F --runs R
 //       Runs the dashboard queries of the queries file (es-bench writes
 //       it) cold (a fresh DuckDBInstance on the file, then the query) and
-//       hot (repeated on the open instance), R times each, and returns
+//       hot (repeated on the open instance), R times each (the open part
+//       of each cold run is reported too), and returns
 //       every query's answer in a canonical text form.
 //   fresh   --db F --input F --n N
 //       N times: append one event and commit, then query until the event
@@ -272,12 +273,13 @@ async function cmdQuery(a) {
     const make = QUERIES[q.kind];
     if (!make) fail(`unknown query kind '${q.kind}'`);
     const [sql, canon] = make(q);
-    const cold = [], hot = [];
+    const cold = [], hot = [], open = [];
     let answer = null;
     for (let r = 0; r < runs; r++) {
       closeDb(db);
       const t0 = now();
       db = await openDb(a.db);
+      open.push(now() - t0);
       const ans = await runQuery(db.conn, sql, canon);
       cold.push(now() - t0);
       if (answer === null) answer = ans;
@@ -291,7 +293,8 @@ async function cmdQuery(a) {
       if (ans !== answer) fail(`${q.name}: answers differ between runs`);
       out(`P ${++done} ${total}`);
     }
-    results.push({ name: q.name, cold_s: cold, hot_s: hot, answer });
+    results.push({ name: q.name, cold_s: cold, hot_s: hot, open_s: open,
+      answer });
   }
   closeDb(db);
   out('R ' + JSON.stringify({ results }));
