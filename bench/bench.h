@@ -220,11 +220,17 @@ typedef struct bench_common {
   uint64_t seed;
   int days;
   int use_es, use_duckdb;
+  const char *json_file; /* also write the JSON report here (appended) */
 } bench_common;
 int cmd_query(const bench_common *a);
 int cmd_live(const bench_common *a);
 /* The hidden `es-bench _appendloop` child of cmd_live. */
 int cmd_appendloop(const char *dir, uint64_t events, uint64_t seed, int days);
+
+/* Runs print(arg) with stdout appended to path (for --json-file: the
+ * table goes to the terminal, the JSON of the same run to the file). */
+void bench_print_to_file(const char *path, void (*print)(const void *),
+                         const void *arg);
 
 /* Creates a fresh es-bench-XXXXXX directory under dir (or ./bench-data)
  * into out; *made_base says whether the parent was created too. */

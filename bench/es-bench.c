@@ -54,6 +54,7 @@ typedef struct args {
   int days;
   int systems[SYS_COUNT]; /* 1 = measure */
   int events_set, runs_set;
+  const char *json_file;
 } args;
 
 static const char usage_text[] =
@@ -81,6 +82,7 @@ static const char usage_text[] =
     "                 ingest 3, query 5, live 3; --quick 1, 2, 2)\n"
     "  --quick        small runs (CI smoke test; all of it < 2 minutes)\n"
     "  --json         print JSON instead of the table\n"
+    "  --json-file F  print the table and write the JSON to F as well\n"
     "  --dir D        where to create data directories (default\n"
     "                 ./bench-data; avoid tmpfs: fsync is free there)\n"
     "  --seed S       generator seed (default 1)\n"
@@ -169,6 +171,10 @@ static void parse_args(args *a, int argc, char **argv, int is_gen) {
       a->quick = 1;
     } else if (!strcmp(f, "--json")) {
       a->json = 1;
+    } else if (!strcmp(f, "--json-file")) {
+      if (!v || !*v)
+        bad_usage("--json-file needs a value");
+      a->json_file = v, i++;
     } else if (!strcmp(f, "--dir")) {
       if (!v || !*v)
         bad_usage("--dir needs a value");
@@ -538,10 +544,14 @@ static int cmd_ingest(const args *a) {
     for (int i = 0; i < rp.ncfg && rc == 0; i++)
       rc = run_one(&w, &cfg[i], r, a->runs, rp.dir, batches_path);
   if (rc == 0) {
-    if (a->json)
+    if (a->json) {
       print_json(&rp);
-    else
+    } else {
       print_table(&rp);
+      if (a->json_file)
+        bench_print_to_file(a->json_file,
+                            (void (*)(const void *))print_json, &rp);
+    }
   }
 out:
   for (int i = 0; i < rp.ncfg; i++)
@@ -563,6 +573,7 @@ static bench_common common_of(const args *a, uint64_t events, uint64_t quick,
   c.runs = a->runs_set ? a->runs : a->quick ? runs_quick : runs;
   c.quick = a->quick;
   c.json = a->json;
+  c.json_file = a->json_file;
   c.dir = a->dir;
   c.seed = a->seed;
   c.days = a->days;
@@ -583,31 +594,48 @@ static int cmd_live_args(const args *a) {
 
 /* ingest, query and live in turn; with --json one object holding the
  * three reports.  Fails when any of them failed (after running all). */
+/* Writes the glue between the reports of `all` where the JSON goes. */
+static void all_glue(const args *a, const char *text) {
+  if (a->json) {
+    fputs(text, stdout);
+    fflush(stdout);
+  } else if (a->json_file) {
+    FILE *f = fopen(a->json_file, "a");
+    if (f) {
+      fputs(text, f);
+      fclose(f);
+    }
+  }
+}
+
 static int cmd_all(args *a) {
   int events_set = a->events_set, runs_set = a->runs_set;
   uint64_t events = a->events;
   int runs = a->runs;
+  if (a->json_file && !a->json) { /* start the file afresh */
+    FILE *f = fopen(a->json_file, "w");
+    if (!f) {
+      fprintf(stderr, "es-bench: cannot write %s\n", a->json_file);
+      return 1;
+    }
+    fclose(f);
+  }
   if (!events_set)
     a->events = a->quick ? 20000 : 200000;
   if (!runs_set)
     a->runs = a->quick ? 1 : 3;
-  if (a->json)
-    printf("{\"ingest\":");
-  fflush(stdout);
+  all_glue(a, "{\"ingest\":");
   int rc = cmd_ingest(a);
-  if (a->json)
-    printf("%s,\"query\":", rc ? "null" : "");
-  fflush(stdout);
+  all_glue(a, rc ? "null,\"query\":" : ",\"query\":");
   a->events = events, a->runs = runs;
-  int rq = cmd_query_args(a);
-  if (a->json)
-    printf("%s,\"live\":", rq ? "null" : "");
-  else
+  if (!a->json)
     putchar('\n');
-  fflush(stdout);
+  int rq = cmd_query_args(a);
+  all_glue(a, rq ? "null,\"live\":" : ",\"live\":");
+  if (!a->json)
+    putchar('\n');
   int rl = cmd_live_args(a);
-  if (a->json)
-    printf("%s}\n", rl ? "null" : "");
+  all_glue(a, rl ? "null}\n" : "}\n");
   return rc || rq || rl;
 }
 

@@ -464,8 +464,12 @@ int cmd_live(const bench_common *a) {
     fprintf(stderr, "es-bench live: %s\n", bench_last_error());
   else if (a->json)
     print_json(lv);
-  else
+  else {
     print_table(lv);
+    if (a->json_file)
+      bench_print_to_file(a->json_file, (void (*)(const void *))print_json,
+                          lv);
+  }
   workload_free(&lv->w);
   rm_rf(lv->dir);
   if (made_base)

@@ -640,19 +640,27 @@ static int peer_measure(qbench *qb) {
 /* Cross-check and report                                              */
 /* ------------------------------------------------------------------ */
 
-/* The first line where a and b differ, for the failure message. */
+/* The first line where answers a and b differ, for the failure message;
+ * a side that ran out of lines shows "(no more rows)".  An answer is a
+ * sequence of lines; "" has none. */
 static void first_difference(const char *a, const char *b, int *line,
                              char *la, char *lb, size_t cap) {
-  *line = 1;
-  while (*a && *a == *b) {
-    if (*a == '\n')
-      (*line)++;
-    a++, b++;
+  if (!*a)
+    a = NULL;
+  if (!*b)
+    b = NULL;
+  for (*line = 1; a || b; (*line)++) {
+    size_t na = a ? strcspn(a, "\n") : 0, nb = b ? strcspn(b, "\n") : 0;
+    if (!a || !b || na != nb || memcmp(a, b, na) != 0) {
+      snprintf(la, cap, "%.*s", (int)(a ? na : 14), a ? a : "(no more rows)");
+      snprintf(lb, cap, "%.*s", (int)(b ? nb : 14), b ? b : "(no more rows)");
+      return;
+    }
+    a = a[na] ? a + na + 1 : NULL;
+    b = b[nb] ? b + nb + 1 : NULL;
   }
-  while (*line > 1 && a[-1] != '\n')
-    a--, b--;
-  snprintf(la, cap, "%.*s", (int)strcspn(a, "\n"), a);
-  snprintf(lb, cap, "%.*s", (int)strcspn(b, "\n"), b);
+  snprintf(la, cap, "(equal)");
+  snprintf(lb, cap, "(equal)");
 }
 
 static int cross_check(qbench *qb) {
@@ -934,10 +942,14 @@ int cmd_query(const bench_common *a) {
     goto out;
   }
   int check = cross_check(qb);
-  if (a->json)
+  if (a->json) {
     print_json(qb);
-  else
+  } else {
     print_table(qb);
+    if (a->json_file)
+      bench_print_to_file(a->json_file, (void (*)(const void *))print_json,
+                          qb);
+  }
   if (check != 0) {
     fprintf(stderr, "es-bench query: answers differ between the systems "
                     "(see MISMATCH above): failing\n");

@@ -14,6 +14,7 @@
 #include "bench.h"
 
 #include <dirent.h>
+#include <fcntl.h>
 #include <errno.h>
 #include <pthread.h>
 #include <stdarg.h>
@@ -352,4 +353,22 @@ int make_base_dir(const char *dir, char *out, size_t cap, int *made_base) {
   snprintf(out, cap, "%s", abs ? abs : tmpl);
   free(abs);
   return 0;
+}
+
+void bench_print_to_file(const char *path, void (*print)(const void *),
+                         const void *arg) {
+  fflush(stdout);
+  int saved = dup(STDOUT_FILENO);
+  int fd = open(path, O_WRONLY | O_APPEND | O_CREAT, 0644);
+  if (saved < 0 || fd < 0 || dup2(fd, STDOUT_FILENO) < 0) {
+    fprintf(stderr, "es-bench: cannot write %s: %s\n", path, strerror(errno));
+  } else {
+    print(arg);
+    fflush(stdout);
+    dup2(saved, STDOUT_FILENO);
+  }
+  if (fd >= 0)
+    close(fd);
+  if (saved >= 0)
+    close(saved);
 }
