@@ -64,10 +64,10 @@ int duckdb_write_batches(const workload *w, const char *path) {
       const es_event *e = &b->events[j];
       fprintf(f, "%s[%lld,%lld,%d", j ? "," : "", (long long)e->ts_us,
               (long long)(e->recv_us ? e->recv_us : recv_default), e->type);
-      const char *s[12] = {e->event,   e->message_id, e->anonymous_id,
-                           e->user_id, e->previous_id, e->group_id,
-                           e->path,    e->url,        e->referrer,
-                           e->properties, e->user_agent, e->ip};
+      const char *s[12] = {e->event,      e->message_id,  e->anonymous_id,
+                           e->user_id,    e->previous_id, e->group_id,
+                           e->path,       e->url,         e->referrer,
+                           e->properties, e->user_agent,  e->ip};
       for (int k = 0; k < 12; k++) {
         putc(',', f);
         put_str_or_null(f, s[k]);
@@ -95,8 +95,7 @@ static const char *peer_dir(void) {
 
 /* Starts argv (argv[0] looked up in PATH when `path_search`) with its
  * stdout on a pipe we read; stderr is shared.  0 or -1 (bench_fail). */
-static int spawn_piped(peer_proc *p, const char *const *argv,
-                       int path_search) {
+static int spawn_piped(peer_proc *p, const char *const *argv, int path_search) {
   int fds[2];
   if (pipe(fds) != 0) {
     bench_fail("pipe: %s", strerror(errno));
@@ -211,8 +210,7 @@ int peer_finish(peer_proc *p, const char *label, char **json_out) {
   cap *= 64;
   while (peer_line(p, line, cap)) {
     unsigned long long done, total;
-    if (line[0] == 'P' &&
-        sscanf(line, "P %llu %llu", &done, &total) == 2)
+    if (line[0] == 'P' && sscanf(line, "P %llu %llu", &done, &total) == 2)
       bench_progress(label, (size_t)done, (size_t)total);
     else if (line[0] == 'R' && line[1] == ' ' && !*json_out)
       *json_out = strdup(line + 2);
@@ -254,8 +252,7 @@ double json_num(const char *json, const char *key, int i) {
   double x = -1;
   if (v && YAJL_IS_NUMBER(v))
     x = YAJL_GET_DOUBLE(v);
-  else if (v && YAJL_IS_ARRAY(v) && i >= 0 &&
-           (size_t)i < v->u.array.len &&
+  else if (v && YAJL_IS_ARRAY(v) && i >= 0 && (size_t)i < v->u.array.len &&
            YAJL_IS_NUMBER(v->u.array.values[i]))
     x = YAJL_GET_DOUBLE(v->u.array.values[i]);
   yajl_tree_free(root);
@@ -276,7 +273,7 @@ int run_duckdb(const workload *w, const char *dir, const char *batches_path,
   char db[4096 + 32], total[32];
   snprintf(db, sizeof db, "%s/events.duckdb", dir);
   snprintf(total, sizeof total, "%zu", w->events_count);
-  const char *args[] = {"ingest", "--db",    db,    "--input",
+  const char *args[] = {"ingest",     "--db",    db,    "--input",
                         batches_path, "--total", total, NULL};
   peer_proc p;
   char *json = NULL;

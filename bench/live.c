@@ -65,8 +65,7 @@ static int open_store(const char *dir, es_db **db) {
   return rc == ES_OK ? 0 : -1;
 }
 
-int cmd_appendloop(const char *dir, uint64_t events, uint64_t seed,
-                   int days) {
+int cmd_appendloop(const char *dir, uint64_t events, uint64_t seed, int days) {
   workload w;
   if (workload_build(&w, events, seed, days, 100) != 0) {
     fprintf(stderr, "es-bench _appendloop: out of memory\n");
@@ -101,8 +100,7 @@ int cmd_appendloop(const char *dir, uint64_t events, uint64_t seed,
 
 /* Reads "A n" lines until n >= target, then SIGKILLs the child.  Returns
  * the last acknowledged count, or -1 when the child ended first. */
-static double run_until_acked(peer_proc *p, double target,
-                              const char *label) {
+static double run_until_acked(peer_proc *p, double target, const char *label) {
   char line[256];
   double acked = 0;
   while (peer_line(p, line, sizeof line)) {
@@ -172,8 +170,8 @@ static int es_kill_run(live *lv, int run, kill_run *k) {
   snprintf(seed, sizeof seed, "%llu", (unsigned long long)lv->a->seed);
   snprintf(days, sizeof days, "%d", lv->a->days);
   snprintf(label, sizeof label, "kill run %d libeventstore", run + 1);
-  const char *args[] = {"_appendloop", "--dir",  dir,  "--events", ev,
-                        "--seed",      seed,     "--days", days, NULL};
+  const char *args[] = {"_appendloop", "--dir", dir,      "--events", ev,
+                        "--seed",      seed,    "--days", days,       NULL};
   peer_proc p;
   if (self_start(&p, args) != 0)
     return -1;
@@ -212,8 +210,7 @@ static int duck_kill_run(live *lv, int run, kill_run *k) {
   char db[4200], label[64];
   snprintf(db, sizeof db, "%s/duck-kill-%d.duckdb", lv->dir, run);
   snprintf(label, sizeof label, "kill run %d duckdb", run + 1);
-  const char *args[] = {"appendloop", "--db", db, "--input", lv->batches,
-                        NULL};
+  const char *args[] = {"appendloop", "--db", db, "--input", lv->batches, NULL};
   peer_proc p;
   if (peer_start(&p, args) != 0)
     return -1;
@@ -294,8 +291,8 @@ static int duck_fresh(live *lv) {
   char db[4200], n[16];
   snprintf(db, sizeof db, "%s/duck-fresh.duckdb", lv->dir);
   snprintf(n, sizeof n, "%d", lv->fresh_n);
-  const char *args[] = {"fresh", "--db", db, "--input", lv->batches,
-                        "--n",   n,      NULL};
+  const char *args[] = {"fresh",     "--db", db, "--input",
+                        lv->batches, "--n",  n,  NULL};
   peer_proc p;
   char *json;
   if (peer_start(&p, args) != 0 ||
@@ -340,9 +337,8 @@ static void print_table(const live *lv) {
   stat3 ef = ms3(lv->es_fresh_s, lv->fresh_n);
   stat3 ea = ms3(lv->es_append_s, lv->fresh_n);
   if (a->use_es)
-    printf("  %-22s %-13s %9.3f %9.3f %9.3f %16.3f %9s\n",
-           "append -> visible", "libeventstore", ef.min, ef.med, ef.max,
-           ea.med, "-");
+    printf("  %-22s %-13s %9.3f %9.3f %9.3f %16.3f %9s\n", "append -> visible",
+           "libeventstore", ef.min, ef.med, ef.max, ea.med, "-");
   if (a->use_duckdb) {
     stat3 df = ms3(lv->duck_fresh_s, lv->fresh_n);
     char r[16] = "-";
@@ -373,8 +369,8 @@ static void print_table(const live *lv) {
         snprintf(r, sizeof r, "%.2fx", fq.med / of.med);
     }
     printf("  %-22s %-13s %9.0f %9.0f %9.1f %9.1f %9.1f %9.1f %9s\n",
-           "open + first query", s ? "duckdb" : "libeventstore", ac.med,
-           rc.med, op.min, op.med, op.max, fq.med, r);
+           "open + first query", s ? "duckdb" : "libeventstore", ac.med, rc.med,
+           op.min, op.med, op.max, fq.med, r);
   }
   printf("  (acked / recovered: medians of events acknowledged before the "
          "kill and found after reopening;\n   every run checks recovered >= "
@@ -467,8 +463,7 @@ int cmd_live(const bench_common *a) {
   else {
     print_table(lv);
     if (a->json_file)
-      bench_print_to_file(a->json_file, (void (*)(const void *))print_json,
-                          lv);
+      bench_print_to_file(a->json_file, (void (*)(const void *))print_json, lv);
   }
   workload_free(&lv->w);
   rm_rf(lv->dir);

@@ -28,11 +28,11 @@ void sbuf_free(sbuf *b);
  * smallest string (strcmp) of its set.  Zero-initialise; strmap_free.
  */
 typedef struct strmap {
-  char **names;      /* by index */
-  uint32_t *slots;   /* open addressing: index + 1, 0 = empty */
-  uint32_t *parent;  /* union-find */
-  uint32_t *min_of;  /* at a root: index of the set's smallest name */
-  int64_t *counts;   /* a counter per index for the caller */
+  char **names;     /* by index */
+  uint32_t *slots;  /* open addressing: index + 1, 0 = empty */
+  uint32_t *parent; /* union-find */
+  uint32_t *min_of; /* at a root: index of the set's smallest name */
+  int64_t *counts;  /* a counter per index for the caller */
   size_t count, slots_cap, cap;
 } strmap;
 
