@@ -14,6 +14,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "eventstore.h"
 #include "gen.h"
@@ -113,6 +114,50 @@ int run_rocksdb(const workload *w, const char *dir, int threads,
                 const char *label, run_result *out);
 int run_sqlite(const workload *w, const char *dir, int threads,
                const char *label, run_result *out);
+/* DuckDB runs in a node child process (duckdb.c); one thread only.  The
+ * batch file (duckdb_write_batches) must exist at batches_path. */
+int run_duckdb(const workload *w, const char *dir, const char *batches_path,
+               const char *label, run_result *out);
+
+/* ------------------------------------------------------------------ */
+/* The DuckDB peer (duckdb.c): node bench/duckdb/peer.mjs as a child   */
+/* ------------------------------------------------------------------ */
+
+/* Writes every batch of w, in order, to path as the peer reads them (one
+ * JSON line per batch: see bench/duckdb/peer.mjs); 0 or -1 (bench_fail). */
+int duckdb_write_batches(const workload *w, const char *path);
+
+/* A running peer: its pid and the read end of its stdout. */
+typedef struct peer_proc {
+  int pid;
+  FILE *out;
+} peer_proc;
+
+/* Starts `node peer.mjs args...` (args NULL-terminated).  The peer's
+ * directory is $ES_BENCH_DUCKDB_DIR or the source tree's bench/duckdb.
+ * 0 or -1 (bench_fail says why: node missing, not installed...). */
+int peer_start(peer_proc *p, const char *const *args);
+
+/* Starts this program again (/proc/self/exe) with args, its stdout on a
+ * pipe like a peer's: the appending child of `es-bench live`. */
+int self_start(peer_proc *p, const char *const *args);
+
+/* Reads the peer's next protocol line (without the newline) into buf;
+ * returns 1, or 0 at the end of its output. */
+int peer_line(peer_proc *p, char *buf, size_t cap);
+
+/* Reads the peer's output to the end, drawing its "P done total" progress
+ * under `label`, then reaps it.  On success (an "R {json}" line and exit
+ * status 0) *json_out is that JSON, owned by the caller (free()); else -1
+ * with the reason in bench_last_error(). */
+int peer_finish(peer_proc *p, const char *label, char **json_out);
+
+/* SIGKILLs the peer and reaps it. */
+void peer_kill(peer_proc *p);
+
+/* One number from a peer's JSON result: a top-level key holding a number
+ * or the i-th number of an array; -1 when absent. */
+double json_num(const char *json, const char *key, int i);
 
 /* ------------------------------------------------------------------ */
 /* Helpers                                                             */
@@ -146,5 +191,49 @@ const char *fs_type_name(const char *path);
 
 /* Whether progress should be drawn (stderr is a terminal). */
 extern int bench_progress_enabled;
+
+/* Draws "label [####    ]  40%" over the current stderr line, or erases
+ * it; nothing unless bench_progress_enabled. */
+void bench_progress(const char *label, size_t done, size_t total);
+void bench_progress_clear(void);
+
+/* min / median / max of a set of figures; -1 when unknown. */
+typedef struct stat3 {
+  double min, med, max;
+} stat3;
+
+/* min/median/max of n figures (v is sorted in place); all -1 when n is
+ * 0.  Figures below 0 must be left out by the caller. */
+stat3 stat3_of(double *v, int n);
+
+/* Prints s to f as a JSON string literal. */
+void json_string_to(FILE *f, const char *s);
+
+/* The commands besides gen and ingest (query.c, live.c).  Each returns
+ * the exit status: 0, or 1 when a measurement or a cross-check failed. */
+typedef struct bench_common {
+  uint64_t events;
+  int runs;
+  int quick;
+  int json;
+  const char *dir;
+  uint64_t seed;
+  int days;
+  int use_es, use_duckdb;
+  const char *json_file; /* also write the JSON report here (appended) */
+} bench_common;
+int cmd_query(const bench_common *a);
+int cmd_live(const bench_common *a);
+/* The hidden `es-bench _appendloop` child of cmd_live. */
+int cmd_appendloop(const char *dir, uint64_t events, uint64_t seed, int days);
+
+/* Runs print(arg) with stdout appended to path (for --json-file: the
+ * table goes to the terminal, the JSON of the same run to the file). */
+void bench_print_to_file(const char *path, void (*print)(const void *),
+                         const void *arg);
+
+/* Creates a fresh es-bench-XXXXXX directory under dir (or ./bench-data)
+ * into out; *made_base says whether the parent was created too. */
+int make_base_dir(const char *dir, char *out, size_t cap, int *made_base);
 
 #endif

@@ -1,22 +1,22 @@
 #!/usr/bin/env python3
-"""Draws docs/bench-ratios.svg from `es-bench ingest --json` output.
+"""Draws docs/bench-ratios.svg from es-bench's --json output.
 
-Usage: es-bench ingest --json > ingest.json
-       python3 bench/chart.py ingest.json docs/bench-ratios.svg
+Usage: es-bench all --json > bench.json          (or: ingest --json)
+       python3 bench/chart.py bench.json docs/bench-ratios.svg
 
-One bar per peer configuration: libeventstore's median ingest events/s
-divided by the peer's, with the min..max of ours over the peer's median as
-a whisker.  Standard library only.
+One bar per comparison, each "how many times better libeventstore is
+than the peer" from medians measured side by side: ingest events/s ours
+over the peer's (whisker: our min..max over the peer's median); query
+time, freshness and recovery time the peer's over ours.  A log scale,
+since the ratios span orders of magnitude; the red line is 1x.
+Standard library only.
 """
 import json
+import math
 import sys
 
 
-def main():
-    if len(sys.argv) != 3:
-        sys.exit("usage: chart.py INGEST.json OUT.svg")
-    with open(sys.argv[1]) as f:
-        rep = json.load(f)
+def ingest_bars(rep):
     ours = {c["threads"]: c for c in rep["configs"] if c["system"] == "libeventstore"}
     bars = []
     for c in rep["configs"]:
@@ -26,27 +26,88 @@ def main():
         o = ours[c["threads"]]["events_per_s"]
         if not peer:
             continue
-        bars.append((f'{c["system"]}, {c["threads"]} thread{"s" if c["threads"] > 1 else ""}',
+        t = c["threads"]
+        bars.append((f'ingest vs {c["system"]}, {t} thread{"s" if t > 1 else ""}',
                      o["median"] / peer, o["min"] / peer, o["max"] / peer))
-    width, row, left, top = 640, 40, 170, 56
+    return bars
+
+
+def query_bars(rep):
+    bars = []
+    for q in rep["queries"]:
+        for key, what in (("duckdb_over_ours_hot", "hot"), ("duckdb_over_ours_cold", "cold")):
+            if key in q:
+                bars.append((f'{q["name"]}, {what}', q[key], None, None))
+    return bars
+
+
+def live_bars(rep):
+    sys_ = {s["system"]: s for s in rep["systems"]}
+    if "libeventstore" not in sys_ or "duckdb" not in sys_:
+        return []
+    o, d = sys_["libeventstore"], sys_["duckdb"]
+    return [("freshness (append -> visible)",
+             d["fresh_ms"]["median"] / o["fresh_ms"]["median"], None, None),
+            ("open + 1st query after SIGKILL",
+             d["recovery_first_query_ms"]["median"] / o["recovery_first_query_ms"]["median"],
+             None, None)]
+
+
+def main():
+    if len(sys.argv) != 3:
+        sys.exit("usage: chart.py BENCH.json OUT.svg")
+    with open(sys.argv[1]) as f:
+        rep = json.load(f)
+    if "configs" in rep:  # a bare `ingest --json` report
+        rep = {"ingest": rep}
+    bars, sub = [], []
+    if rep.get("ingest"):
+        bars += ingest_bars(rep["ingest"])
+        sub.append(f'ingest: {rep["ingest"]["events"]} events, {rep["ingest"]["runs"]} runs')
+    if rep.get("query"):
+        bars += query_bars(rep["query"])
+        sub.append(f'queries: {rep["query"]["events"]} events, {rep["query"]["runs"]} runs')
+    if rep.get("live"):
+        bars += live_bars(rep["live"])
+    if not bars:
+        sys.exit("chart.py: no comparisons in the input")
+    width, row, left, top = 860, 26, 330, 64
     height = top + row * len(bars) + 50
-    vmax = max([b[3] for b in bars] + [1.0]) * 1.1
-    x = lambda v: left + (width - left - 30) * v / vmax
+    lo = min([b[1] for b in bars] + [b[2] for b in bars if b[2]] + [0.5])
+    hi = max([b[1] for b in bars] + [b[3] for b in bars if b[3]] + [2.0])
+    lmin, lmax = math.floor(math.log10(lo)), math.ceil(math.log10(hi))
+    x = lambda v: left + (width - left - 70) * (math.log10(v) - lmin) / (lmax - lmin)
     out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
-           f'font-family="sans-serif" font-size="13">',
+           f'font-family="sans-serif" font-size="12">',
            f'<rect width="{width}" height="{height}" fill="white"/>',
-           f'<text x="10" y="20" font-size="15">libeventstore ingest events/s divided by the peer\'s</text>',
-           f'<text x="10" y="38" font-size="12">medians of {rep["runs"]} runs, {rep["events"]} events, '
-           f'fsync before every ack; whisker: our min..max</text>']
-    for i, (name, med, lo, hi) in enumerate(bars):
+           '<text x="10" y="20" font-size="15">How many times better libeventstore is than '
+           'each peer (medians, log scale)</text>',
+           f'<text x="10" y="38" font-size="11">ingest: events/s ours / peer\'s; queries, '
+           f'freshness, recovery: peer\'s time / ours.  {"; ".join(sub)}</text>']
+    for k in range(lmin, lmax + 1):
+        v = 10.0 ** k
+        out.append(f'<line x1="{x(v):.1f}" x2="{x(v):.1f}" y1="{top - 4}" '
+                   f'y2="{top + row * len(bars)}" stroke="#ddd"/>')
+        out.append(f'<text x="{x(v):.1f}" y="{top - 8}" text-anchor="middle" '
+                   f'font-size="10">{v:g}x</text>')
+    for i, (name, med, wlo, whi) in enumerate(bars):
         y = top + i * row
-        out.append(f'<text x="{left - 8}" y="{y + 20}" text-anchor="end">{name}</text>')
-        out.append(f'<rect x="{left}" y="{y + 6}" width="{x(med) - left:.1f}" height="20" fill="#3b7dd8"/>')
-        out.append(f'<line x1="{x(lo):.1f}" x2="{x(hi):.1f}" y1="{y + 16}" y2="{y + 16}" stroke="black"/>')
-        out.append(f'<text x="{x(max(med, hi)) + 6:.1f}" y="{y + 20}">{med:.2f}x</text>')
+        base = x(1.0)
+        color = "#3b7dd8" if med >= 1 else "#d8703b"
+        x0, x1 = sorted((base, x(med)))
+        out.append(f'<text x="{left - 8}" y="{y + 17}" text-anchor="end">{name}</text>')
+        out.append(f'<rect x="{x0:.1f}" y="{y + 5}" width="{max(x1 - x0, 1):.1f}" '
+                   f'height="16" fill="{color}"/>')
+        if wlo and whi:
+            out.append(f'<line x1="{x(wlo):.1f}" x2="{x(whi):.1f}" y1="{y + 13}" '
+                       f'y2="{y + 13}" stroke="black"/>')
+        out.append(f'<text x="{max(x1, x(whi) if whi else x1) + 5:.1f}" y="{y + 17}">'
+                   f'{med:.2f}x</text>')
     y1 = top + row * len(bars)
-    out.append(f'<line x1="{x(1):.1f}" x2="{x(1):.1f}" y1="{top}" y2="{y1}" stroke="#c00" stroke-dasharray="4 3"/>')
-    out.append(f'<text x="{x(1):.1f}" y="{y1 + 18}" text-anchor="middle" fill="#c00">1x (same speed)</text>')
+    out.append(f'<line x1="{x(1):.1f}" x2="{x(1):.1f}" y1="{top}" y2="{y1}" '
+               f'stroke="#c00" stroke-dasharray="4 3"/>')
+    out.append(f'<text x="{x(1):.1f}" y="{y1 + 18}" text-anchor="middle" fill="#c00">'
+               f'1x (same); blue: libeventstore better, orange: the peer better</text>')
     out.append('</svg>')
     with open(sys.argv[2], "w") as f:
         f.write("\n".join(out) + "\n")

@@ -35,11 +35,12 @@
 /* Command line                                                        */
 /* ------------------------------------------------------------------ */
 
-enum { SYS_ES, SYS_ROCKSDB, SYS_SQLITE, SYS_COUNT };
+enum { SYS_ES, SYS_ROCKSDB, SYS_SQLITE, SYS_DUCKDB, SYS_COUNT };
 
 static const char *const sys_names[SYS_COUNT] = {"libeventstore", "rocksdb",
-                                                 "sqlite"};
-static const char *const sys_flags[SYS_COUNT] = {"es", "rocksdb", "sqlite"};
+                                                 "sqlite", "duckdb"};
+static const char *const sys_flags[SYS_COUNT] = {"es", "rocksdb", "sqlite",
+                                                 "duckdb"};
 
 typedef struct args {
   uint64_t events;
@@ -53,30 +54,46 @@ typedef struct args {
   int days;
   int systems[SYS_COUNT]; /* 1 = measure */
   int events_set, runs_set;
+  const char *json_file;
 } args;
 
 static const char usage_text[] =
     "usage: es-bench gen [--events N] [--seed S] [--days D] > events.ndjson\n"
-    "       es-bench ingest [options]\n"
+    "       es-bench ingest|query|live|all [options]\n"
     "\n"
     "gen     writes N generated Segment events as NDJSON to stdout\n"
     "        (default 10000); the tenant is each line's \"writeKey\".\n"
     "ingest  measures durable ingest (every batch fdatasync'ed before it\n"
-    "        is acknowledged) of libeventstore, RocksDB and SQLite.\n"
+    "        is acknowledged) of libeventstore, RocksDB, SQLite, DuckDB.\n"
+    "query   the dashboard queries on libeventstore and DuckDB, cold and\n"
+    "        hot, each answer cross-checked (a mismatch fails the run).\n"
+    "live    freshness (append -> visible to a query) and recovery after\n"
+    "        a SIGKILL of a process appending: libeventstore and DuckDB.\n"
+    "all     ingest, query and live in turn (CI runs all --quick).\n"
     "\n"
     "options:\n"
-    "  --events N     events to ingest (default 200000; --quick 20000)\n"
+    "  --events N     ingest: events (default 200000; --quick 20000);\n"
+    "                 query: events loaded (2000000; --quick 20000);\n"
+    "                 live: events appended before each kill (200000;\n"
+    "                 --quick 10000).  all: each command's default.\n"
     "  --threads T    appending threads of the parallel runs (default 8)\n"
     "  --batch B      events per batch, one tenant each (default 100)\n"
-    "  --runs R       repetitions; figures are min/median/max (default 3)\n"
-    "  --quick        one small run (CI smoke test, under a minute)\n"
+    "  --runs R       repetitions; figures are min/median/max (default:\n"
+    "                 ingest 3, query 5, live 3; --quick 1, 2, 2)\n"
+    "  --quick        small runs (CI smoke test; all of it < 2 minutes)\n"
     "  --json         print JSON instead of the table\n"
+    "  --json-file F  print the table and write the JSON to F as well\n"
     "  --dir D        where to create data directories (default\n"
     "                 ./bench-data; avoid tmpfs: fsync is free there)\n"
     "  --seed S       generator seed (default 1)\n"
     "  --days D       time span of the generated events (default 7)\n"
-    "  --systems L    comma list of es,rocksdb,sqlite (default all)\n"
-    "  -h, --help     this text\n";
+    "  --systems L    comma list of es,rocksdb,sqlite,duckdb (default all;\n"
+    "                 query and live know es and duckdb)\n"
+    "  -h, --help     this text\n"
+    "\n"
+    "DuckDB runs as `node bench/duckdb/peer.mjs` (npm @duckdb/node-api,\n"
+    "installed by bench/duckdb/install.sh, which scripts/deps.sh runs);\n"
+    "ES_BENCH_DUCKDB_DIR overrides where peer.mjs is looked for.\n";
 
 /* Prints a one-line reason for a bad command line and exits 2. */
 __attribute__((noreturn, format(printf, 1, 2))) static void
@@ -117,7 +134,9 @@ static void parse_systems(args *a, const char *list) {
       if (strcmp(tok, sys_flags[s]) == 0)
         a->systems[s] = found = 1;
     if (!found)
-      bad_usage("--systems: unknown system '%s' (es, rocksdb, sqlite)", tok);
+      bad_usage("--systems: unknown system '%s' (es, rocksdb, sqlite, "
+                "duckdb)",
+                tok);
   }
 }
 
@@ -152,6 +171,10 @@ static void parse_args(args *a, int argc, char **argv, int is_gen) {
       a->quick = 1;
     } else if (!strcmp(f, "--json")) {
       a->json = 1;
+    } else if (!strcmp(f, "--json-file")) {
+      if (!v || !*v)
+        bad_usage("--json-file needs a value");
+      a->json_file = v, i++;
     } else if (!strcmp(f, "--dir")) {
       if (!v || !*v)
         bad_usage("--dir needs a value");
@@ -159,7 +182,7 @@ static void parse_args(args *a, int argc, char **argv, int is_gen) {
     } else if (!strcmp(f, "--systems")) {
       parse_systems(a, v), i++;
     } else {
-      bad_usage("ingest: unknown option '%s'", f);
+      bad_usage("%s: unknown option '%s'", argv[1], f);
     }
   }
   if (!a->events_set)
@@ -218,26 +241,6 @@ typedef struct config {
   run_result *runs; /* one per run */
 } config;
 
-typedef struct stat3 {
-  double min, med, max; /* -1 when unknown */
-} stat3;
-
-static int cmp_double(const void *x, const void *y) {
-  double a = *(const double *)x, b = *(const double *)y;
-  return (a > b) - (a < b);
-}
-
-/* min/median/max of n figures (sorted in place); all -1 when n is 0. */
-static stat3 stat3_of(double *v, int n) {
-  stat3 s = {-1, -1, -1};
-  if (n == 0)
-    return s;
-  qsort(v, (size_t)n, sizeof *v, cmp_double);
-  s.min = v[0];
-  s.max = v[n - 1];
-  s.med = n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
-  return s;
-}
 
 /* min/median/max of the field at byte offset `off` of every run, scaled
  * by `scale`; figures < 0 (unknown) are skipped. */
@@ -265,7 +268,7 @@ static stat3 eps_of(const config *c, int runs, double events) {
 #define FIELD(f) offsetof(run_result, f)
 
 static int run_one(const workload *w, config *c, int run, int runs,
-                   const char *base) {
+                   const char *base, const char *batches_path) {
   char dir[4096 + 128], label[128];
   snprintf(dir, sizeof dir, "%s/%s-%dt-r%d", base, sys_flags[c->sys],
            c->threads, run + 1);
@@ -275,7 +278,8 @@ static int run_one(const workload *w, config *c, int run, int runs,
   run_result *r = &c->runs[run];
   int rc = c->sys == SYS_ES       ? run_eventstore(w, dir, c->threads, label, r)
            : c->sys == SYS_ROCKSDB ? run_rocksdb(w, dir, c->threads, label, r)
-                                   : run_sqlite(w, dir, c->threads, label, r);
+           : c->sys == SYS_SQLITE  ? run_sqlite(w, dir, c->threads, label, r)
+                                   : run_duckdb(w, dir, batches_path, label, r);
   if (rc != 0)
     fprintf(stderr, "es-bench: %s, %d threads, run %d: %s\n",
             sys_names[c->sys], c->threads, run + 1, bench_last_error());
@@ -301,7 +305,9 @@ static const char durability_text[] =
     "every batch is on stable storage before it is acknowledged: "
     "libeventstore sync_mode=ES_SYNC_FULL (fdatasync of the shard WAL, "
     "group commit), RocksDB WriteOptions.sync=1 (WAL fsync, group commit), "
-    "SQLite journal_mode=WAL + synchronous=FULL (WAL fsync per COMMIT)";
+    "SQLite journal_mode=WAL + synchronous=FULL (WAL fsync per COMMIT), "
+    "DuckDB appender flushed per batch = one autocommit transaction (WAL "
+    "fsync per commit; one thread, in a node child process)";
 
 /* The libeventstore config with the same thread count as c, or NULL. */
 static const config *ours_for(const report *rp, const config *c) {
@@ -382,7 +388,9 @@ static void print_table(const report *rp) {
          "WAL only, its files are\n   preallocated; after flush = WAL + "
          "segments after es_flush; data files = segments.\n   rocksdb: "
          "WAL + SSTs; after an explicit flush; *.sst.  sqlite: database "
-         "after the WAL\n   checkpoint at close; data files = events.db.)\n");
+         "after the WAL\n   checkpoint at close; data files = events.db.  "
+         "duckdb: database file after the checkpoint\n   at close; data "
+         "files = events.duckdb.)\n");
 
   printf("\n  %-15s %7s %12s %12s %12s %10s %9s %8s\n", "recovery",
          "threads", "open ms min", "median", "max", "log MB", "MB/s",
@@ -407,6 +415,13 @@ static void print_table(const report *rp) {
          "still in its WAL (es_inspect); rocksdb: *.log size.\n   sqlite "
          "has nothing to replay after a clean close.)\n");
   for (int i = 0; i < rp->ncfg; i++)
+    if (rp->cfg[i].sys == SYS_DUCKDB)
+      printf("  duckdb: @duckdb/node-api appender in a node child process, "
+             "one thread; parsing\n   the batch file is outside the "
+             "clock, node's start-up too.  It has no WAL left to\n   "
+             "replay after a clean close (checkpointed): see `es-bench "
+             "live` for recovery.\n");
+  for (int i = 0; i < rp->ncfg; i++)
     if (rp->cfg[i].sys == SYS_SQLITE && rp->cfg[i].threads > 1)
       printf("  sqlite with %d threads: one connection per thread, "
              "busy_timeout %d ms; writers queue on one lock.\n",
@@ -427,19 +442,7 @@ static void json_stat(const char *key, stat3 s, int last) {
   printf(last ? "" : ",");
 }
 
-/* Prints s as a JSON string literal. */
-static void json_string(const char *s) {
-  putchar('"');
-  for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-    if (*p == '"' || *p == '\\')
-      printf("\\%c", *p);
-    else if (*p < 0x20)
-      printf("\\u%04x", *p);
-    else
-      putchar(*p);
-  }
-  putchar('"');
-}
+static void json_string(const char *s) { json_string_to(stdout, s); }
 
 static void print_json(const report *rp) {
   const args *a = rp->a;
@@ -489,29 +492,6 @@ static void print_json(const report *rp) {
 /* ingest: driver                                                      */
 /* ------------------------------------------------------------------ */
 
-/* Creates the parent of the run directories: a fresh mkdtemp under
- * a->dir (or ./bench-data).  Sets *made_base when the base was created
- * here (and so may be removed at the end). */
-static int make_base(const args *a, char *out, size_t cap, int *made_base) {
-  const char *base = a->dir ? a->dir : "bench-data";
-  *made_base = mkdir(base, 0755) == 0;
-  if (!*made_base && errno != EEXIST) {
-    fprintf(stderr, "es-bench: cannot create %s: %s\n", base,
-            strerror(errno));
-    return -1;
-  }
-  char tmpl[4096];
-  snprintf(tmpl, sizeof tmpl, "%s/es-bench-XXXXXX", base);
-  if (!mkdtemp(tmpl)) {
-    fprintf(stderr, "es-bench: cannot create a directory in %s: %s\n", base,
-            strerror(errno));
-    return -1;
-  }
-  char *abs = realpath(tmpl, NULL);
-  snprintf(out, cap, "%s", abs ? abs : tmpl);
-  free(abs);
-  return 0;
-}
 
 static int cmd_ingest(const args *a) {
   report rp;
@@ -522,13 +502,13 @@ static int cmd_ingest(const args *a) {
     if (!a->systems[s])
       continue;
     cfg[rp.ncfg++] = (config){s, 1, NULL};
-    if (a->threads > 1)
+    if (a->threads > 1 && s != SYS_DUCKDB)
       cfg[rp.ncfg++] = (config){s, a->threads, NULL};
   }
   rp.cfg = cfg;
 
   int made_base = 0;
-  if (make_base(a, rp.dir, sizeof rp.dir, &made_base) != 0)
+  if (make_base_dir(a->dir, rp.dir, sizeof rp.dir, &made_base) != 0)
     return 1;
   rp.fs = fs_type_name(rp.dir);
 
@@ -544,6 +524,16 @@ static int cmd_ingest(const args *a) {
     goto out;
   }
   rp.w = &w;
+  char batches_path[4096 + 32];
+  snprintf(batches_path, sizeof batches_path, "%s/batches.jsonl", rp.dir);
+  if (a->systems[SYS_DUCKDB]) {
+    bench_fail_reset();
+    if (duckdb_write_batches(&w, batches_path) != 0) {
+      fprintf(stderr, "es-bench: %s\n", bench_last_error());
+      rc = -1;
+      goto out;
+    }
+  }
   for (int i = 0; i < rp.ncfg; i++)
     if (!(cfg[i].runs = calloc((size_t)a->runs, sizeof *cfg[i].runs))) {
       fprintf(stderr, "es-bench: out of memory\n");
@@ -552,12 +542,16 @@ static int cmd_ingest(const args *a) {
     }
   for (int r = 0; r < a->runs && rc == 0; r++)
     for (int i = 0; i < rp.ncfg && rc == 0; i++)
-      rc = run_one(&w, &cfg[i], r, a->runs, rp.dir);
+      rc = run_one(&w, &cfg[i], r, a->runs, rp.dir, batches_path);
   if (rc == 0) {
-    if (a->json)
+    if (a->json) {
       print_json(&rp);
-    else
+    } else {
       print_table(&rp);
+      if (a->json_file)
+        bench_print_to_file(a->json_file,
+                            (void (*)(const void *))print_json, &rp);
+    }
   }
 out:
   for (int i = 0; i < rp.ncfg; i++)
@@ -569,13 +563,110 @@ out:
   return rc == 0 ? 0 : 1;
 }
 
+/* The options of query, live and all as the commands take them, with
+ * each command's own defaults for what the command line left out. */
+static bench_common common_of(const args *a, uint64_t events, uint64_t quick,
+                              int runs, int runs_quick) {
+  bench_common c;
+  memset(&c, 0, sizeof c);
+  c.events = a->events_set ? a->events : a->quick ? quick : events;
+  c.runs = a->runs_set ? a->runs : a->quick ? runs_quick : runs;
+  c.quick = a->quick;
+  c.json = a->json;
+  c.json_file = a->json_file;
+  c.dir = a->dir;
+  c.seed = a->seed;
+  c.days = a->days;
+  c.use_es = a->systems[SYS_ES];
+  c.use_duckdb = a->systems[SYS_DUCKDB];
+  return c;
+}
+
+static int cmd_query_args(const args *a) {
+  bench_common c = common_of(a, 2000000, 20000, 5, 2);
+  return cmd_query(&c);
+}
+
+static int cmd_live_args(const args *a) {
+  bench_common c = common_of(a, 200000, 10000, 3, 2);
+  return cmd_live(&c);
+}
+
+/* ingest, query and live in turn; with --json one object holding the
+ * three reports.  Fails when any of them failed (after running all). */
+/* Writes the glue between the reports of `all` where the JSON goes. */
+static void all_glue(const args *a, const char *text) {
+  if (a->json) {
+    fputs(text, stdout);
+    fflush(stdout);
+  } else if (a->json_file) {
+    FILE *f = fopen(a->json_file, "a");
+    if (f) {
+      fputs(text, f);
+      fclose(f);
+    }
+  }
+}
+
+static int cmd_all(args *a) {
+  int events_set = a->events_set, runs_set = a->runs_set;
+  uint64_t events = a->events;
+  int runs = a->runs;
+  if (a->json_file && !a->json) { /* start the file afresh */
+    FILE *f = fopen(a->json_file, "w");
+    if (!f) {
+      fprintf(stderr, "es-bench: cannot write %s\n", a->json_file);
+      return 1;
+    }
+    fclose(f);
+  }
+  if (!events_set)
+    a->events = a->quick ? 20000 : 200000;
+  if (!runs_set)
+    a->runs = a->quick ? 1 : 3;
+  all_glue(a, "{\"ingest\":");
+  int rc = cmd_ingest(a);
+  all_glue(a, rc ? "null,\"query\":" : ",\"query\":");
+  a->events = events, a->runs = runs;
+  if (!a->json)
+    putchar('\n');
+  int rq = cmd_query_args(a);
+  all_glue(a, rq ? "null,\"live\":" : ",\"live\":");
+  if (!a->json)
+    putchar('\n');
+  int rl = cmd_live_args(a);
+  all_glue(a, rl ? "null}\n" : "}\n");
+  return rc || rq || rl;
+}
+
+/* The hidden child of `es-bench live`: _appendloop --dir D --events N
+ * --seed S --days D. */
+static int cmd_appendloop_args(int argc, char **argv) {
+  const char *dir = NULL;
+  uint64_t events = 10000, seed = 1;
+  int days = 7;
+  for (int i = 2; i + 1 < argc; i += 2) {
+    if (!strcmp(argv[i], "--dir"))
+      dir = argv[i + 1];
+    else if (!strcmp(argv[i], "--events"))
+      events = parse_num("--events", argv[i + 1], 1, 100000000);
+    else if (!strcmp(argv[i], "--seed"))
+      seed = parse_num("--seed", argv[i + 1], 0, UINT64_MAX);
+    else if (!strcmp(argv[i], "--days"))
+      days = (int)parse_num("--days", argv[i + 1], 1, 3650);
+  }
+  if (!dir)
+    bad_usage("_appendloop needs --dir");
+  return cmd_appendloop(dir, events, seed, days);
+}
+
 /*
  * Entry point: dispatches to a subcommand.  Exit 2 on a bad command line,
- * 1 when a measurement failed, 0 otherwise.
+ * 1 when a measurement (or a cross-check) failed, 0 otherwise.
  */
 int main(int argc, char **argv) {
   if (argc < 2)
-    bad_usage("missing command: gen or ingest");
+    bad_usage("missing command: gen, ingest, query, live or all");
   if (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help")) {
     fputs(usage_text, stdout);
     return 0;
@@ -586,9 +677,20 @@ int main(int argc, char **argv) {
     parse_args(&a, argc, argv, 1);
     return cmd_gen(&a);
   }
-  if (!strcmp(argv[1], "ingest")) {
+  if (!strcmp(argv[1], "_appendloop"))
+    return cmd_appendloop_args(argc, argv);
+  int (*cmd)(const args *) = !strcmp(argv[1], "ingest") ? cmd_ingest
+                             : !strcmp(argv[1], "query") ? cmd_query_args
+                             : !strcmp(argv[1], "live")  ? cmd_live_args
+                                                         : NULL;
+  if (cmd) {
     parse_args(&a, argc, argv, 0);
-    return cmd_ingest(&a);
+    return cmd(&a);
   }
-  bad_usage("unknown command '%s' (gen or ingest)", argv[1]);
+  if (!strcmp(argv[1], "all")) {
+    parse_args(&a, argc, argv, 0);
+    return cmd_all(&a);
+  }
+  bad_usage("unknown command '%s' (gen, ingest, query, live or all)",
+            argv[1]);
 }

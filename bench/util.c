@@ -14,6 +14,7 @@
 #include "bench.h"
 
 #include <dirent.h>
+#include <fcntl.h>
 #include <errno.h>
 #include <pthread.h>
 #include <stdarg.h>
@@ -125,8 +126,7 @@ static void *drive_main(void *arg) {
   return NULL;
 }
 
-/* Draws "label [#####     ]  45%" over the current stderr line. */
-static void progress_draw(const char *label, size_t done, size_t total) {
+void bench_progress(const char *label, size_t done, size_t total) {
   if (!bench_progress_enabled)
     return;
   int pct = total ? (int)(done * 100 / total) : 100;
@@ -138,8 +138,7 @@ static void progress_draw(const char *label, size_t done, size_t total) {
   fflush(stderr);
 }
 
-/* Erases the progress line. */
-static void progress_clear(void) {
+void bench_progress_clear(void) {
   if (!bench_progress_enabled)
     return;
   fputs("\r\033[K", stderr);
@@ -176,13 +175,13 @@ int drive(const workload *w, int threads, const driver_ops *ops,
     fprintf(stderr, "es-bench: pthread_create failed\n");
     abort();
   }
-  progress_draw(label, 0, w->events_count);
+  bench_progress(label, 0, w->events_count);
   pthread_barrier_wait(&st.ready);
   double t0 = now_s();
   while (atomic_load(&st.threads_done) < threads) {
     struct timespec nap = {0, 50 * 1000 * 1000};
     nanosleep(&nap, NULL);
-    progress_draw(label, atomic_load(&st.events_done), w->events_count);
+    bench_progress(label, atomic_load(&st.events_done), w->events_count);
   }
   /* The interval runs from the first thread's start to the last thread's
    * end, by their own stamps: the polling above is coarse, and this thread
@@ -198,7 +197,7 @@ int drive(const workload *w, int threads, const driver_ops *ops,
   for (int i = 0; i < threads; i++)
     if (ts[i].begun && ops->thread_end)
       ops->thread_end(ops->ctx, i);
-  progress_clear();
+  bench_progress_clear();
   pthread_barrier_destroy(&st.ready);
   free(ts);
   free(tids);
@@ -300,4 +299,76 @@ const char *fs_type_name(const char *path) {
   case 0x858458f6: return "ramfs";
   default: return "other";
   }
+}
+
+/* ------------------------------------------------------------------ */
+/* Figures and JSON                                                    */
+/* ------------------------------------------------------------------ */
+
+static int cmp_double(const void *x, const void *y) {
+  double a = *(const double *)x, b = *(const double *)y;
+  return (a > b) - (a < b);
+}
+
+stat3 stat3_of(double *v, int n) {
+  stat3 s = {-1, -1, -1};
+  if (n <= 0)
+    return s;
+  qsort(v, (size_t)n, sizeof *v, cmp_double);
+  s.min = v[0];
+  s.max = v[n - 1];
+  s.med = n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+  return s;
+}
+
+void json_string_to(FILE *f, const char *s) {
+  putc('"', f);
+  for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+    if (*p == '"' || *p == '\\')
+      fprintf(f, "\\%c", *p);
+    else if (*p < 0x20)
+      fprintf(f, "\\u%04x", *p);
+    else
+      putc(*p, f);
+  }
+  putc('"', f);
+}
+
+int make_base_dir(const char *dir, char *out, size_t cap, int *made_base) {
+  const char *base = dir ? dir : "bench-data";
+  *made_base = mkdir(base, 0755) == 0;
+  if (!*made_base && errno != EEXIST) {
+    fprintf(stderr, "es-bench: cannot create %s: %s\n", base,
+            strerror(errno));
+    return -1;
+  }
+  char tmpl[4096];
+  snprintf(tmpl, sizeof tmpl, "%s/es-bench-XXXXXX", base);
+  if (!mkdtemp(tmpl)) {
+    fprintf(stderr, "es-bench: cannot create a directory in %s: %s\n", base,
+            strerror(errno));
+    return -1;
+  }
+  char *abs = realpath(tmpl, NULL);
+  snprintf(out, cap, "%s", abs ? abs : tmpl);
+  free(abs);
+  return 0;
+}
+
+void bench_print_to_file(const char *path, void (*print)(const void *),
+                         const void *arg) {
+  fflush(stdout);
+  int saved = dup(STDOUT_FILENO);
+  int fd = open(path, O_WRONLY | O_APPEND | O_CREAT, 0644);
+  if (saved < 0 || fd < 0 || dup2(fd, STDOUT_FILENO) < 0) {
+    fprintf(stderr, "es-bench: cannot write %s: %s\n", path, strerror(errno));
+  } else {
+    print(arg);
+    fflush(stdout);
+    dup2(saved, STDOUT_FILENO);
+  }
+  if (fd >= 0)
+    close(fd);
+  if (saved >= 0)
+    close(saved);
 }

@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
-# Installs the Debian packages libeventstore needs to build and test.
+# Installs the Debian packages libeventstore needs to build and test, and
+# es-bench's DuckDB peer (npm @duckdb/node-api, bench/duckdb/install.sh).
 # Idempotent: does nothing when everything is already installed.
 set -euo pipefail
 pkgs=(meson ninja-build pkg-config gcc clang clang-format
       liblz4-dev libxxhash-dev libyajl-dev check
       libsqlite3-dev librocksdb-dev python3
       libuv1-dev zlib1g-dev libjemalloc-dev node-llhttp curl)
-# The ingest end-to-end tests run the SDK clients on Node.js; a node and
-# npm that are already there (e.g. from another repository) are kept.
+# Node.js and npm run the ingest tests' SDK clients and es-bench's DuckDB
+# peer; a node and npm that are already there are kept.
 command -v node >/dev/null || pkgs+=(nodejs)
 command -v npm >/dev/null || pkgs+=(npm)
 missing=()
@@ -21,3 +22,4 @@ if ((${#missing[@]})); then
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
+bash "$(dirname "$0")/../bench/duckdb/install.sh"

@@ -1,0 +1,369 @@
+// peer.mjs -- DuckDB as a peer of libeventstore in es-bench.
+//
+// es-bench runs this script as a child process (node peer.mjs COMMAND ...)
+// on the events it generated itself, so that DuckDB sees exactly the
+// batches libeventstore, RocksDB and SQLite see.  The events come in a
+// file es-bench writes: one line per batch,
+//   ["<tenant>", [[ts_us, recv_us, type, event, message_id, anonymous_id,
+//                  user_id, previous_id, group_id, path, url, referrer,
+//                  properties, user_agent, ip], ...]]
+// (null for an absent string), in the order es-bench appends them.
+//
+// Protocol on stdout, one line each:
+//   P <done> <total>      progress (es-bench draws it)
+//   A <events>            appendloop: this many events are committed
+//   R <json>              the result; the last line of a successful run
+// Failures: a message on stderr and exit status 1.
+//
+// Commands (every time is measured inside this process, in seconds):
+//   ingest  --db F --input F [--commit-rows N]
+//       Creates the table and appends every batch with the DuckDB
+//       appender, committing (appender.flushSync, an autocommit
+//       transaction) after every batch -- or, with --commit-rows, after
+//       about N rows (bulk loading for the query benchmark).  The input is
+//       parsed before the clock starts.  Closes the database at the end.
+//   query   --db F --queries F --runs R
+//       Runs the dashboard queries of the queries file (es-bench writes
+//       it) cold (a fresh DuckDBInstance on the file, then the query) and
+//       hot (repeated on the open instance), R times each (the open part
+//       of each cold run is reported too), and returns
+//       every query's answer in a canonical text form.
+//   fresh   --db F --input F --n N
+//       N times: append one event and commit, then query until the event
+//       is visible; times from the append call to the visible answer.
+//   appendloop --db F --input F
+//       Appends the batches over and over (committing each), printing
+//       "A <events committed>" after each commit, until killed.
+//   recover --db F
+//       Opens the database (replaying its WAL) and counts the rows; the
+//       time to open and the time to the first answer.
+import { DuckDBInstance } from '@duckdb/node-api';
+import fs from 'node:fs';
+import readline from 'node:readline';
+
+const COLUMNS = [
+  ['ts_us', 'BIGINT'], ['recv_us', 'BIGINT'], ['type', 'TINYINT'],
+  ['event', 'VARCHAR'], ['message_id', 'VARCHAR'],
+  ['anonymous_id', 'VARCHAR'], ['user_id', 'VARCHAR'],
+  ['previous_id', 'VARCHAR'], ['group_id', 'VARCHAR'], ['path', 'VARCHAR'],
+  ['url', 'VARCHAR'], ['referrer', 'VARCHAR'], ['properties', 'VARCHAR'],
+  ['user_agent', 'VARCHAR'], ['ip', 'VARCHAR'],
+];
+// tenant first, seq (the append order, for "later appended first" ties)
+// second; then the event's fields in es_event order.
+const SCHEMA = 'CREATE TABLE IF NOT EXISTS events(tenant VARCHAR NOT NULL, ' +
+  'seq BIGINT NOT NULL, ' + COLUMNS.map(([n, t]) => `${n} ${t}`).join(', ') +
+  ')';
+
+const now = () => Number(process.hrtime.bigint()) / 1e9;
+const out = (line) => process.stdout.write(line + '\n');
+
+function fail(msg) {
+  process.stderr.write(`duckdb peer: ${msg}\n`);
+  process.exit(1);
+}
+
+function parseArgs(argv) {
+  const a = {};
+  for (let i = 0; i < argv.length; i += 2) {
+    if (!argv[i].startsWith('--') || i + 1 >= argv.length)
+      fail(`bad argument '${argv[i]}'`);
+    a[argv[i].slice(2)] = argv[i + 1];
+  }
+  return a;
+}
+
+// Reads the batch file line by line, calling fn(tenant, events) per batch.
+async function forEachBatch(path, fn) {
+  const rl = readline.createInterface({
+    input: fs.createReadStream(path), crlfDelay: Infinity });
+  for await (const line of rl)
+    if (line.length) {
+      const [tenant, events] = JSON.parse(line);
+      await fn(tenant, events);
+    }
+}
+
+async function readBatches(path) {
+  const batches = [];
+  await forEachBatch(path, (t, e) => { batches.push([t, e]); });
+  return batches;
+}
+
+function appendEvent(app, tenant, seq, ev) {
+  app.appendVarchar(tenant);
+  app.appendBigInt(BigInt(seq));
+  app.appendBigInt(BigInt(ev[0]));
+  app.appendBigInt(BigInt(ev[1]));
+  app.appendTinyInt(ev[2]);
+  for (let i = 3; i < 15; i++) {
+    if (ev[i] === null) app.appendNull();
+    else app.appendVarchar(ev[i]);
+  }
+  app.endRow();
+}
+
+async function openDb(path) {
+  const instance = await DuckDBInstance.create(path);
+  const conn = await instance.connect();
+  return { instance, conn };
+}
+
+function closeDb(db) {
+  db.conn.closeSync();
+  db.instance.closeSync();
+}
+
+// ------------------------------------------------------------------
+// ingest
+// ------------------------------------------------------------------
+
+async function cmdIngest(a) {
+  const commitRows = a['commit-rows'] ? Number(a['commit-rows']) : 0;
+  const db = await openDb(a.db);
+  await db.conn.run(SCHEMA);
+  let seq = 0, batches = 0, lastProgress = 0;
+  const total = Number(a.total || 0);
+  const app = await db.conn.createAppender('events');
+  let t0, pending = 0;
+  if (commitRows) {
+    // Bulk load for the query benchmark: streamed, not timed as ingest.
+    t0 = now();
+    await forEachBatch(a.input, (tenant, events) => {
+      for (const ev of events) appendEvent(app, tenant, seq++, ev);
+      batches++;
+      pending += events.length;
+      if (pending >= commitRows) {
+        app.flushSync();
+        pending = 0;
+        out(`P ${seq} ${total}`);
+      }
+    });
+  } else {
+    const all = await readBatches(a.input);
+    t0 = now();
+    for (const [tenant, events] of all) {
+      for (const ev of events) appendEvent(app, tenant, seq++, ev);
+      app.flushSync(); // one autocommit transaction per batch
+      batches++;
+      const t = now();
+      if (t - lastProgress > 0.1) {
+        out(`P ${seq} ${total}`);
+        lastProgress = t;
+      }
+    }
+  }
+  app.closeSync();
+  const ingest_s = now() - t0;
+  const tc = now();
+  closeDb(db); // checkpoints: the WAL is folded into the database file
+  const close_s = now() - tc;
+  out('R ' + JSON.stringify({ ingest_s, close_s, events: seq, batches }));
+}
+
+// ------------------------------------------------------------------
+// query
+// ------------------------------------------------------------------
+
+// A SQL string literal.
+const lit = (s) => `'${String(s).replaceAll("'", "''")}'`;
+
+// The ids of tenant t that identity stitching links, each with its person:
+// the smallest id of its connected component.  Links as docs/QUERY.md
+// defines them: identify links userId and anonymousId, alias links
+// previousId and userId; "", "null", "undefined", "0", "anonymous" (any
+// case) never link.  (The 100-ids-per-person cap is not modelled: the
+// generated visitors stay far below it, and the cross-check would show it.)
+function personsCte(t) {
+  return `RECURSIVE
+  links(a, b) AS (
+    SELECT user_id, anonymous_id FROM events
+     WHERE tenant = ${lit(t)} AND type = 4
+    UNION ALL
+    SELECT previous_id, user_id FROM events
+     WHERE tenant = ${lit(t)} AND type = 5),
+  good(a, b) AS (
+    SELECT a, b FROM links
+     WHERE a IS NOT NULL AND b IS NOT NULL AND a <> b
+       AND lower(a) NOT IN ('', 'null', 'undefined', '0', 'anonymous')
+       AND lower(b) NOT IN ('', 'null', 'undefined', '0', 'anonymous')),
+  edges(a, b) AS (SELECT a, b FROM good UNION SELECT b, a FROM good),
+  reach(id, comp) AS (
+    SELECT a, a FROM edges
+    UNION
+    SELECT e.b, r.comp FROM reach r JOIN edges e ON e.a = r.id),
+  persons(id, person) AS (SELECT id, min(comp) FROM reach GROUP BY id)`;
+}
+
+// An event's person id: its userId, else its anonymousId (non-empty).
+const EVENT_ID = "coalesce(nullif(user_id, ''), nullif(anonymous_id, ''))";
+
+// Each query: SQL for the spec es-bench wrote, and how to print the answer
+// canonically (the same text es-bench makes of libeventstore's answer).
+const QUERIES = {
+  // Events per minute bucket (UTC) over [from, to).
+  minute_counts: (q) => [
+    `SELECT (ts_us // 60000000) * 60 AS b, count(*) AS n FROM events
+      WHERE tenant = ${lit(q.tenant)} AND ts_us >= ${q.from_us}
+        AND ts_us < ${q.to_us} GROUP BY b ORDER BY b`,
+    (rows) => rows.map((r) => `${r[0]} ${r[1]}`).join('\n')],
+  // Page views by path, top `limit` by count, ties by path (bytes).
+  top_pages: (q) => [
+    `SELECT path, count(*) AS n FROM events
+      WHERE tenant = ${lit(q.tenant)} AND type = 2
+      GROUP BY path ORDER BY n DESC, path ASC NULLS FIRST LIMIT ${q.limit}`,
+    (rows) => rows.map((r) => `${r[0] ?? '(null)'} ${r[1]}`).join('\n')],
+  // Distinct persons (after stitching) over all the tenant's events.
+  uniques_exact: (q) => [
+    `WITH ${personsCte(q.tenant)}
+     SELECT count(DISTINCT coalesce(p.person, x.id)) FROM
+       (SELECT ${EVENT_ID} AS id FROM events
+         WHERE tenant = ${lit(q.tenant)}) x
+       LEFT JOIN persons p ON p.id = x.id WHERE x.id IS NOT NULL`,
+    (rows) => `${rows[0][0]}`],
+  uniques_approx: (q) => [
+    `WITH ${personsCte(q.tenant)}
+     SELECT approx_count_distinct(coalesce(p.person, x.id)) FROM
+       (SELECT ${EVENT_ID} AS id FROM events
+         WHERE tenant = ${lit(q.tenant)}) x
+       LEFT JOIN persons p ON p.id = x.id WHERE x.id IS NOT NULL`,
+    (rows) => `${rows[0][0]}`],
+  // Persons with at least `at_least` page views of `path` in [from, to),
+  // each named by the smallest id of its person, sorted.
+  segment_members: (q) => [
+    `WITH ${personsCte(q.tenant)}
+     SELECT coalesce(p.person, x.id) AS person, count(*) AS n FROM
+       (SELECT ${EVENT_ID} AS id FROM events
+         WHERE tenant = ${lit(q.tenant)} AND type = 2
+           AND path = ${lit(q.path)} AND ts_us >= ${q.from_us}
+           AND ts_us < ${q.to_us}) x
+       LEFT JOIN persons p ON p.id = x.id WHERE x.id IS NOT NULL
+     GROUP BY 1 HAVING count(*) >= ${q.at_least} ORDER BY 1`,
+    (rows) => rows.map((r) => `${r[0]}`).join('\n')],
+  // The person's latest `limit` events over all their linked ids, newest
+  // first, ties the later appended first.
+  timeline: (q) => [
+    `WITH ${personsCte(q.tenant)},
+       ids(id) AS (
+         SELECT id FROM persons WHERE person =
+           (SELECT person FROM persons WHERE id = ${lit(q.person)})
+         UNION SELECT ${lit(q.person)})
+     SELECT ts_us, type, message_id FROM events
+      WHERE tenant = ${lit(q.tenant)}
+        AND (user_id IN (SELECT id FROM ids)
+             OR anonymous_id IN (SELECT id FROM ids))
+      ORDER BY ts_us DESC, seq DESC LIMIT ${q.limit}`,
+    (rows) => rows.map((r) => `${r[0]} ${r[1]} ${r[2] ?? '(null)'}`)
+      .join('\n')],
+};
+
+async function runQuery(conn, sql, canon) {
+  const reader = await conn.runAndReadAll(sql);
+  return canon(reader.getRowsJS());
+}
+
+async function cmdQuery(a) {
+  const spec = JSON.parse(fs.readFileSync(a.queries, 'utf8'));
+  const runs = Number(a.runs || 3);
+  const results = [];
+  let db = await openDb(a.db);
+  const total = spec.queries.length * runs * 2;
+  let done = 0;
+  for (const q of spec.queries) {
+    const make = QUERIES[q.kind];
+    if (!make) fail(`unknown query kind '${q.kind}'`);
+    const [sql, canon] = make(q);
+    const cold = [], hot = [], open = [];
+    let answer = null;
+    for (let r = 0; r < runs; r++) {
+      closeDb(db);
+      const t0 = now();
+      db = await openDb(a.db);
+      open.push(now() - t0);
+      const ans = await runQuery(db.conn, sql, canon);
+      cold.push(now() - t0);
+      if (answer === null) answer = ans;
+      else if (ans !== answer) fail(`${q.name}: answers differ between runs`);
+      out(`P ${++done} ${total}`);
+    }
+    for (let r = 0; r < runs; r++) {
+      const t0 = now();
+      const ans = await runQuery(db.conn, sql, canon);
+      hot.push(now() - t0);
+      if (ans !== answer) fail(`${q.name}: answers differ between runs`);
+      out(`P ${++done} ${total}`);
+    }
+    results.push({ name: q.name, cold_s: cold, hot_s: hot, open_s: open,
+      answer });
+  }
+  closeDb(db);
+  out('R ' + JSON.stringify({ results }));
+}
+
+// ------------------------------------------------------------------
+// freshness, kill and recovery
+// ------------------------------------------------------------------
+
+async function cmdFresh(a) {
+  const n = Number(a.n || 20);
+  const all = await readBatches(a.input);
+  const db = await openDb(a.db);
+  await db.conn.run(SCHEMA);
+  const app = await db.conn.createAppender('events');
+  const lat = [];
+  let seq = 0;
+  for (let i = 0; i < n; i++) {
+    const [tenant, events] = all[i % all.length];
+    const ev = events[0].slice();
+    const marker = `fresh-${i}`;
+    ev[4] = marker; // message_id
+    const t0 = now();
+    appendEvent(app, 'fresh', seq++, ev);
+    app.flushSync();
+    for (;;) {
+      const r = await db.conn.runAndReadAll(
+        `SELECT count(*) FROM events WHERE tenant = 'fresh' AND ` +
+        `message_id = ${lit(marker)}`);
+      if (Number(r.getRowsJS()[0][0]) === 1) break;
+    }
+    lat.push(now() - t0);
+    void tenant;
+  }
+  app.closeSync();
+  closeDb(db);
+  out('R ' + JSON.stringify({ fresh_s: lat }));
+}
+
+async function cmdAppendLoop(a) {
+  const all = await readBatches(a.input);
+  const db = await openDb(a.db);
+  await db.conn.run(SCHEMA);
+  const app = await db.conn.createAppender('events');
+  let seq = 0;
+  for (;;)
+    for (const [tenant, events] of all) {
+      for (const ev of events) appendEvent(app, tenant, seq++, ev);
+      app.flushSync();
+      out(`A ${seq}`);
+    }
+}
+
+async function cmdRecover(a) {
+  const t0 = now();
+  const db = await openDb(a.db);
+  const open_s = now() - t0;
+  const r = await db.conn.runAndReadAll('SELECT count(*) FROM events');
+  const first_s = now() - t0;
+  const rows = Number(r.getRowsJS()[0][0]);
+  closeDb(db);
+  out('R ' + JSON.stringify({ open_s, first_query_s: first_s, rows }));
+}
+
+const COMMANDS = {
+  ingest: cmdIngest, query: cmdQuery, fresh: cmdFresh,
+  appendloop: cmdAppendLoop, recover: cmdRecover,
+};
+
+const [cmd, ...rest] = process.argv.slice(2);
+if (!COMMANDS[cmd]) fail(`unknown command '${cmd}'`);
+COMMANDS[cmd](parseArgs(rest)).catch((e) => fail(e && e.stack || e));

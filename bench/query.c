@@ -1,0 +1,968 @@
+/*
+ * query.c -- `es-bench query`: the dashboard queries of issues 3 and 6 on
+ * libeventstore (through the C API) and on DuckDB (SQL, bench/duckdb/
+ * peer.mjs), on the same generated events, with every answer checked
+ * across the systems.
+ *
+ * Sequence:
+ *  1. Generate the workload; pick the hot tenant (most events), the
+ *     median tenant (median event count of the tenants that have any),
+ *     the cold tenant (fewest events), the day (the middle day of the
+ *     span), the person (the hot tenant's userId with most events).
+ *  2. Load libeventstore: es_append per batch (ES_SYNC_FULL, one thread,
+ *     the ingest path), then es_flush.  Load DuckDB: the appender,
+ *     committing every 100,000 rows (a bulk load: durable ingest is what
+ *     `es-bench ingest` measures).  Load times are reported, not compared.
+ *  3. Each query, on each system: `runs` cold timings (libeventstore:
+ *     es_close, then es_open + the query; DuckDB: a fresh DuckDBInstance
+ *     on the file + the query), then `runs` hot timings (the same query
+ *     again on the open database).  The OS page cache stays warm: "cold"
+ *     means a freshly opened database, not a cold disk.
+ *  4. Answers are put in one canonical text form per query and compared
+ *     byte for byte; a difference fails the run (exit 1).  Approximate
+ *     uniques are not compared; their error against the exact answer is
+ *     reported.
+ *
+ * libeventstore's side of each query:
+ *  - minute counts, top pages, uniques: es_query with the JSON spec of
+ *    docs/QUERY.md (whatever source it answers from: the result's
+ *    "source" is reported);
+ *  - segment members (/pricing >= 3 times in 7 days): there is no rules
+ *    API yet, so the client computes it from one es_scan of the tenant,
+ *    stitching identities itself the way docs/QUERY.md defines it;
+ *  - person timeline: es_timeline_open / next / close.
+ */
+#include "bench.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+#include <yajl/yajl_tree.h>
+
+#include "strmap.h"
+
+#define RUNS_MAX 100
+#define QUERIES_MAX 16
+#define BASE_S 1709251200 /* 2024-03-01T00:00:00Z, gen.c's first day */
+
+enum { K_MINUTE, K_TOP, K_UNIQ, K_UNIQ_APPROX, K_MEMBERS, K_TIMELINE };
+static const char *const kind_names[] = {"minute_counts",   "top_pages",
+                                         "uniques_exact",   "uniques_approx",
+                                         "segment_members", "timeline"};
+
+/* What libeventstore's side of a query is answered by. */
+static const char *const kind_api[] = {
+    "es_query",
+    "es_query",
+    "es_query",
+    "es_query",
+    "es_scan + client-side stitching (no rules API yet)",
+    "es_timeline"};
+
+typedef struct side {
+  double cold_s[RUNS_MAX], hot_s[RUNS_MAX];
+  double open_s[RUNS_MAX]; /* the open part of each cold run */
+  char *answer;            /* canonical text, owned */
+  char source[16];         /* es_query's "source" ("" if not es_query) */
+  int approx;              /* es_query's "approx" */
+} side;
+
+typedef struct qdef {
+  char name[96];
+  int kind;
+  char tenant[16];
+  int64_t from_us, to_us;
+  const char *person;
+  int limit, at_least;
+  side ours, peer;
+  int checked; /* 1 equal, 0 not compared, -1 differ */
+} qdef;
+
+typedef struct qbench {
+  const bench_common *a;
+  workload w;
+  char dir[4096];
+  char es_dir[4200], duck_db[4200], batches[4200], qfile[4200];
+  char hot[16], median[16], cold[16];
+  size_t hot_n, median_n, cold_n;
+  char person[256];
+  size_t person_n;
+  double load_es_s, load_duck_s;
+  qdef q[QUERIES_MAX];
+  int nq;
+  es_db *db;
+} qbench;
+
+/* ------------------------------------------------------------------ */
+/* Picking tenants, the day and the person                             */
+/* ------------------------------------------------------------------ */
+
+typedef struct tcount {
+  int idx;
+  size_t n;
+} tcount;
+
+static int cmp_tcount(const void *x, const void *y) {
+  const tcount *a = x, *b = y;
+  if (a->n != b->n)
+    return a->n < b->n ? -1 : 1;
+  return a->idx - b->idx;
+}
+
+static int pick_targets(qbench *qb) {
+  const workload *w = &qb->w;
+  tcount *tc = calloc(10000, sizeof *tc);
+  if (!tc)
+    return -1;
+  for (int i = 0; i < 10000; i++)
+    tc[i].idx = i;
+  for (size_t i = 0; i < w->batches_count; i++)
+    tc[atoi(w->batches[i].tenant + 1)].n += w->batches[i].count;
+  qsort(tc, 10000, sizeof *tc, cmp_tcount);
+  int first = 0;
+  while (first < 10000 && tc[first].n == 0)
+    first++;
+  int seen = 10000 - first;
+  if (seen == 0) {
+    free(tc);
+    return -1;
+  }
+  const tcount *h = &tc[9999], *m = &tc[first + seen / 2], *c = &tc[first];
+  snprintf(qb->hot, sizeof qb->hot, "t%04d", h->idx);
+  snprintf(qb->median, sizeof qb->median, "t%04d", m->idx);
+  snprintf(qb->cold, sizeof qb->cold, "t%04d", c->idx);
+  qb->hot_n = h->n, qb->median_n = m->n, qb->cold_n = c->n;
+  free(tc);
+
+  /* The hot tenant's userId with the most events (ties: smallest). */
+  strmap ids = {0};
+  for (size_t i = 0; i < w->batches_count; i++) {
+    const batch *b = &w->batches[i];
+    if (strcmp(b->tenant, qb->hot) != 0)
+      continue;
+    for (size_t j = 0; j < b->count; j++) {
+      const char *u = b->events[j].user_id;
+      int64_t k = u && *u ? strmap_get(&ids, u) : -2;
+      if (k == -1) {
+        strmap_free(&ids);
+        return -1;
+      }
+      if (k >= 0)
+        ids.counts[k]++;
+    }
+  }
+  int64_t best = -1;
+  for (size_t k = 0; k < ids.count; k++)
+    if (best < 0 || ids.counts[k] > ids.counts[best] ||
+        (ids.counts[k] == ids.counts[best] &&
+         strcmp(ids.names[k], ids.names[best]) < 0))
+      best = (int64_t)k;
+  snprintf(qb->person, sizeof qb->person, "%s",
+           best >= 0 ? ids.names[best] : "nobody");
+  qb->person_n = best >= 0 ? (size_t)ids.counts[best] : 0;
+  strmap_free(&ids);
+  return 0;
+}
+
+static void add_query(qbench *qb, int kind, const char *tenant,
+                      const char *what) {
+  qdef *q = &qb->q[qb->nq++];
+  memset(q, 0, sizeof *q);
+  q->kind = kind;
+  snprintf(q->tenant, sizeof q->tenant, "%s", tenant);
+  snprintf(q->name, sizeof q->name, "%s %s", what, tenant);
+  int64_t day0 = (int64_t)BASE_S + (int64_t)(qb->a->days / 2) * 86400;
+  int64_t end = (int64_t)BASE_S + (int64_t)qb->a->days * 86400;
+  q->from_us = INT64_MIN;
+  q->to_us = INT64_MAX;
+  if (kind == K_MINUTE) {
+    q->from_us = day0 * 1000000;
+    q->to_us = (day0 + 86400) * 1000000;
+  } else if (kind == K_MEMBERS) {
+    q->from_us = (end - 7 * 86400) * 1000000;
+    q->to_us = end * 1000000;
+    q->at_least = 3;
+  } else if (kind == K_TOP) {
+    q->limit = 10;
+  } else if (kind == K_TIMELINE) {
+    q->person = qb->person;
+    q->limit = 20;
+  }
+  q->checked = 0;
+}
+
+static void plan_queries(qbench *qb) {
+  add_query(qb, K_MINUTE, qb->hot, "counts/minute, 1 day, hot");
+  add_query(qb, K_MINUTE, qb->median, "counts/minute, 1 day, median");
+  add_query(qb, K_MINUTE, qb->cold, "counts/minute, 1 day, cold");
+  add_query(qb, K_TOP, qb->hot, "top 10 pages, hot");
+  add_query(qb, K_TOP, qb->median, "top 10 pages, median");
+  add_query(qb, K_UNIQ, qb->hot, "unique visitors exact, hot");
+  add_query(qb, K_UNIQ, qb->median, "unique visitors exact, median");
+  add_query(qb, K_UNIQ_APPROX, qb->hot, "unique visitors approx, hot");
+  add_query(qb, K_MEMBERS, qb->hot, "/pricing>=3 in 7d members, hot");
+  add_query(qb, K_MEMBERS, qb->median, "/pricing>=3 in 7d members, median");
+  add_query(qb, K_TIMELINE, qb->hot, "person's last 20 events, hot");
+}
+
+/* ------------------------------------------------------------------ */
+/* libeventstore's answers                                             */
+/* ------------------------------------------------------------------ */
+
+static void iso_of(int64_t us, char *buf, size_t cap) {
+  time_t s = (time_t)(us / 1000000);
+  struct tm tm;
+  gmtime_r(&s, &tm);
+  strftime(buf, cap, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}
+
+/* The es_query spec of a query (kinds answered by es_query). */
+static void spec_of(const qdef *q, char *buf, size_t cap) {
+  char from[32], to[32];
+  switch (q->kind) {
+  case K_MINUTE:
+    iso_of(q->from_us, from, sizeof from);
+    iso_of(q->to_us, to, sizeof to);
+    snprintf(buf, cap, "{\"from\":\"%s\",\"to\":\"%s\",\"bucket\":\"minute\"}",
+             from, to);
+    break;
+  case K_TOP:
+    snprintf(buf, cap,
+             "{\"filter\":{\"type\":\"page\"},\"groupBy\":[\"path\"],"
+             "\"order\":\"desc\",\"limit\":%d}",
+             q->limit);
+    break;
+  default:
+    snprintf(buf, cap, "{\"aggregate\":[\"uniques\"],\"exact\":%s}",
+             q->kind == K_UNIQ ? "true" : "false");
+  }
+}
+
+static long long int_at(yajl_val row, const char *key, int *ok) {
+  const char *path[] = {key, NULL};
+  yajl_val v = yajl_tree_get(row, path, yajl_t_number);
+  if (!v || !YAJL_IS_INTEGER(v)) {
+    *ok = 0;
+    return 0;
+  }
+  return YAJL_GET_INTEGER(v);
+}
+
+static const char *str_at(yajl_val row, const char *key) {
+  const char *path[] = {key, NULL};
+  yajl_val v = yajl_tree_get(row, path, yajl_t_any);
+  return v && YAJL_IS_STRING(v) ? YAJL_GET_STRING(v) : NULL;
+}
+
+/* Turns es_query's result JSON into the canonical text of the query. */
+static int canon_result(qdef *q, const char *json, sbuf *out) {
+  char err[256];
+  yajl_val root = yajl_tree_parse(json, err, sizeof err);
+  if (!root) {
+    bench_fail("%s: es_query's result is not JSON: %s", q->name, err);
+    return -1;
+  }
+  const char *rows_path[] = {"rows", NULL};
+  yajl_val rows = yajl_tree_get(root, rows_path, yajl_t_array);
+  const char *src = str_at(root, "source");
+  snprintf(q->ours.source, sizeof q->ours.source, "%s", src ? src : "?");
+  const char *ap[] = {"approx", NULL};
+  q->ours.approx = YAJL_IS_TRUE(yajl_tree_get(root, ap, yajl_t_any));
+  int ok = rows != NULL;
+  size_t n = rows ? rows->u.array.len : 0;
+  if (ok && (q->kind == K_UNIQ || q->kind == K_UNIQ_APPROX))
+    sbuf_printf(out, "%lld",
+                n ? int_at(rows->u.array.values[0], "uniques", &ok) : 0LL);
+  for (size_t i = 0;
+       ok && i < n && q->kind != K_UNIQ && q->kind != K_UNIQ_APPROX; i++) {
+    yajl_val r = rows->u.array.values[i];
+    long long c = int_at(r, "count", &ok);
+    if (q->kind == K_MINUTE) {
+      const char *b = str_at(r, "bucket");
+      struct tm tm;
+      memset(&tm, 0, sizeof tm);
+      if (!b || !strptime(b, "%Y-%m-%dT%H:%M:%SZ", &tm)) {
+        ok = 0;
+        break;
+      }
+      sbuf_printf(out, "%s%lld %lld", i ? "\n" : "", (long long)timegm(&tm), c);
+    } else {
+      const char *p = str_at(r, "path");
+      sbuf_printf(out, "%s%s %lld", i ? "\n" : "", p ? p : "(null)", c);
+    }
+  }
+  yajl_tree_free(root);
+  if (!ok) {
+    bench_fail("%s: unexpected es_query result shape", q->name);
+    return -1;
+  }
+  return 0;
+}
+
+static int is_unlinkable(const char *s) {
+  static const char *const bad[] = {"", "null", "undefined", "0", "anonymous"};
+  if (!s)
+    return 1;
+  for (size_t i = 0; i < sizeof bad / sizeof *bad; i++)
+    if (!strcasecmp(s, bad[i]))
+      return 1;
+  return 0;
+}
+
+static int link_ids(strmap *m, const char *a, const char *b) {
+  if (is_unlinkable(a) || is_unlinkable(b) || !strcmp(a, b))
+    return 0;
+  int64_t i = strmap_get(m, a), j = strmap_get(m, b);
+  if (i < 0 || j < 0)
+    return -1;
+  strmap_union(m, (uint32_t)i, (uint32_t)j);
+  return 0;
+}
+
+static int cmp_str(const void *x, const void *y) {
+  return strcmp(*(char *const *)x, *(char *const *)y);
+}
+
+/* Segment members through one es_scan of the tenant: links from every
+ * identify/alias event, /pricing page views counted per event id inside
+ * [from, to), then summed per person. */
+static int members_answer(qbench *qb, qdef *q, sbuf *out) {
+  es_scan_spec spec;
+  es_scan_spec_init(&spec);
+  spec.tenant = q->tenant;
+  es_cursor *cur;
+  int rc = es_scan(qb->db, &spec, &cur);
+  if (rc != ES_OK) {
+    bench_fail("es_scan: %s: %s", es_strerror(rc), es_errdetail());
+    return -1;
+  }
+  strmap m = {0};
+  es_event ev;
+  int err = 0;
+  while (!err && (rc = es_cursor_next(cur, &ev)) == 1) {
+    if (ev.type == ES_TYPE_IDENTIFY)
+      err = link_ids(&m, ev.user_id, ev.anonymous_id);
+    else if (ev.type == ES_TYPE_ALIAS)
+      err = link_ids(&m, ev.previous_id, ev.user_id);
+    else if (ev.type == ES_TYPE_PAGE && ev.path &&
+             !strcmp(ev.path, "/pricing") && ev.ts_us >= q->from_us &&
+             ev.ts_us < q->to_us) {
+      const char *id = ev.user_id && *ev.user_id             ? ev.user_id
+                       : ev.anonymous_id && *ev.anonymous_id ? ev.anonymous_id
+                                                             : NULL;
+      int64_t k = id ? strmap_get(&m, id) : -2;
+      if (k == -1)
+        err = -1;
+      else if (k >= 0)
+        m.counts[k]++;
+    }
+  }
+  es_cursor_close(cur);
+  if (rc < 0 || err) {
+    bench_fail("members scan: %s", rc < 0 ? es_strerror(rc) : "out of memory");
+    strmap_free(&m);
+    return -1;
+  }
+  /* Sum per root (into the root's own counter, after moving it out). */
+  int64_t *sum = calloc(m.count ? m.count : 1, sizeof *sum);
+  char **names = calloc(m.count ? m.count : 1, sizeof *names);
+  size_t nn = 0;
+  if (!sum || !names) {
+    free(sum), free(names), strmap_free(&m);
+    bench_fail("out of memory");
+    return -1;
+  }
+  for (size_t i = 0; i < m.count; i++)
+    sum[strmap_root(&m, (uint32_t)i)] += m.counts[i];
+  for (size_t i = 0; i < m.count; i++)
+    if (strmap_root(&m, (uint32_t)i) == i && sum[i] >= q->at_least)
+      names[nn++] = m.names[m.min_of[i]];
+  qsort(names, nn, sizeof *names, cmp_str);
+  for (size_t i = 0; i < nn; i++)
+    sbuf_printf(out, "%s%s", i ? "\n" : "", names[i]);
+  free(sum);
+  free(names);
+  strmap_free(&m);
+  return 0;
+}
+
+static int timeline_answer(qbench *qb, qdef *q, sbuf *out) {
+  es_timeline *tl;
+  int rc =
+      es_timeline_open(qb->db, q->tenant, q->person, (size_t)q->limit, &tl);
+  if (rc != ES_OK) {
+    bench_fail("es_timeline_open: %s: %s", es_strerror(rc), es_errdetail());
+    return -1;
+  }
+  es_event ev;
+  int i = 0;
+  while ((rc = es_timeline_next(tl, &ev)) == 1)
+    sbuf_printf(out, "%s%lld %d %s", i++ ? "\n" : "", (long long)ev.ts_us,
+                ev.type, ev.message_id ? ev.message_id : "(null)");
+  es_timeline_close(tl);
+  if (rc < 0) {
+    bench_fail("es_timeline_next: %s", es_strerror(rc));
+    return -1;
+  }
+  return 0;
+}
+
+/* Runs q once on the open store; *answer_out is malloc'ed text. */
+static int ours_once(qbench *qb, qdef *q, char **answer_out) {
+  sbuf out = {0};
+  int rc;
+  if (q->kind == K_MEMBERS) {
+    rc = members_answer(qb, q, &out);
+  } else if (q->kind == K_TIMELINE) {
+    rc = timeline_answer(qb, q, &out);
+  } else {
+    char spec[512];
+    spec_of(q, spec, sizeof spec);
+    char *res = NULL;
+    int st = es_query(qb->db, q->tenant, spec, &res);
+    if (st != ES_OK) {
+      bench_fail("%s: es_query(%s): %s: %s", q->name, spec, es_strerror(st),
+                 es_errdetail());
+      return -1;
+    }
+    rc = canon_result(q, res, &out);
+    es_free(res);
+  }
+  sbuf_printf(&out, "%s", ""); /* an empty answer is "" rather than NULL */
+  if (rc != 0 || out.failed) {
+    if (rc == 0)
+      bench_fail("out of memory");
+    sbuf_free(&out);
+    return -1;
+  }
+  *answer_out = out.s;
+  return 0;
+}
+
+static int es_open_at(const char *dir, es_db **db) {
+  es_options o;
+  es_options_init(&o);
+  o.data_dir = dir;
+  o.sync_mode = ES_SYNC_FULL;
+  o.keep_full_ip = 1;
+  int rc = es_open(&o, db);
+  if (rc != ES_OK) {
+    bench_fail("es_open(%s): %s: %s", dir, es_strerror(rc), es_errdetail());
+    return -1;
+  }
+  return 0;
+}
+
+/* Keeps the first answer; a later one that differs is a failure. */
+static int keep_answer(qdef *q, side *s, char *ans) {
+  if (!s->answer) {
+    s->answer = ans;
+    return 0;
+  }
+  int same = !strcmp(s->answer, ans);
+  free(ans);
+  if (!same)
+    bench_fail("%s: libeventstore's answer changed between runs", q->name);
+  return same ? 0 : -1;
+}
+
+static int ours_measure(qbench *qb, qdef *q, size_t *done, size_t total) {
+  int runs = qb->a->runs;
+  for (int r = 0; r < runs; r++) { /* cold: a freshly opened store */
+    if (es_close(qb->db) != ES_OK) {
+      qb->db = NULL;
+      bench_fail("es_close: %s", es_errdetail());
+      return -1;
+    }
+    qb->db = NULL;
+    double t0 = now_s();
+    char *ans;
+    if (es_open_at(qb->es_dir, &qb->db) != 0)
+      return -1;
+    q->ours.open_s[r] = now_s() - t0;
+    if (ours_once(qb, q, &ans) != 0)
+      return -1;
+    q->ours.cold_s[r] = now_s() - t0;
+    if (keep_answer(q, &q->ours, ans) != 0)
+      return -1;
+    bench_progress("queries: libeventstore", ++*done, total);
+  }
+  for (int r = 0; r < runs; r++) { /* hot: again on the open store */
+    double t0 = now_s();
+    char *ans;
+    if (ours_once(qb, q, &ans) != 0)
+      return -1;
+    q->ours.hot_s[r] = now_s() - t0;
+    if (keep_answer(q, &q->ours, ans) != 0)
+      return -1;
+    bench_progress("queries: libeventstore", ++*done, total);
+  }
+  return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* Loading                                                             */
+/* ------------------------------------------------------------------ */
+
+static int es_append_batch(void *ctx, int tid, const batch *b) {
+  (void)tid;
+  int rc = es_append(ctx, b->tenant, b->events, b->count, NULL);
+  if (rc != ES_OK) {
+    bench_fail("es_append(%s): %s: %s", b->tenant, es_strerror(rc),
+               es_errdetail());
+    return -1;
+  }
+  return 0;
+}
+
+static int load_es(qbench *qb) {
+  if (es_open_at(qb->es_dir, &qb->db) != 0)
+    return -1;
+  driver_ops ops = {NULL, es_append_batch, NULL, qb->db};
+  double t0 = now_s(), s;
+  if (drive(&qb->w, 1, &ops, "load libeventstore", &s) != 0)
+    return -1;
+  int rc = es_flush(qb->db, NULL);
+  if (rc != ES_OK) {
+    bench_fail("es_flush: %s: %s", es_strerror(rc), es_errdetail());
+    return -1;
+  }
+  qb->load_es_s = now_s() - t0;
+  return 0;
+}
+
+static int load_duckdb(qbench *qb) {
+  char total[32];
+  snprintf(total, sizeof total, "%zu", qb->w.events_count);
+  const char *args[] = {"ingest",    "--db",    qb->duck_db, "--input",
+                        qb->batches, "--total", total,       "--commit-rows",
+                        "100000",    NULL};
+  peer_proc p;
+  char *json;
+  double t0 = now_s();
+  if (peer_start(&p, args) != 0 || peer_finish(&p, "load duckdb", &json) != 0)
+    return -1;
+  qb->load_duck_s = now_s() - t0;
+  double n = json_num(json, "events", 0);
+  free(json);
+  if (n != (double)qb->w.events_count) {
+    bench_fail("DuckDB loaded %.0f events, not %zu", n, qb->w.events_count);
+    return -1;
+  }
+  return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* DuckDB's answers                                                    */
+/* ------------------------------------------------------------------ */
+
+static int write_queries_file(qbench *qb) {
+  FILE *f = fopen(qb->qfile, "w");
+  if (!f) {
+    bench_fail("cannot write %s", qb->qfile);
+    return -1;
+  }
+  fputs("{\"queries\":[", f);
+  for (int i = 0; i < qb->nq; i++) {
+    const qdef *q = &qb->q[i];
+    fprintf(f, "%s{\"name\":", i ? "," : "");
+    json_string_to(f, q->name);
+    fprintf(f, ",\"kind\":\"%s\",\"tenant\":\"%s\"", kind_names[q->kind],
+            q->tenant);
+    if (q->from_us != INT64_MIN)
+      fprintf(f, ",\"from_us\":%lld,\"to_us\":%lld", (long long)q->from_us,
+              (long long)q->to_us);
+    if (q->limit)
+      fprintf(f, ",\"limit\":%d", q->limit);
+    if (q->at_least)
+      fprintf(f, ",\"at_least\":%d,\"path\":\"/pricing\"", q->at_least);
+    if (q->person) {
+      fputs(",\"person\":", f);
+      json_string_to(f, q->person);
+    }
+    fputc('}', f);
+  }
+  fputs("]}\n", f);
+  return fclose(f) == 0 ? 0 : -1;
+}
+
+static int peer_measure(qbench *qb) {
+  if (write_queries_file(qb) != 0)
+    return -1;
+  char runs[16];
+  snprintf(runs, sizeof runs, "%d", qb->a->runs);
+  const char *args[] = {"query",   "--db",   qb->duck_db, "--queries",
+                        qb->qfile, "--runs", runs,        NULL};
+  peer_proc p;
+  char *json;
+  if (peer_start(&p, args) != 0 ||
+      peer_finish(&p, "queries: duckdb", &json) != 0)
+    return -1;
+  char err[256];
+  yajl_val root = yajl_tree_parse(json, err, sizeof err);
+  free(json);
+  const char *rp[] = {"results", NULL};
+  yajl_val res = root ? yajl_tree_get(root, rp, yajl_t_array) : NULL;
+  int rc = res && res->u.array.len == (size_t)qb->nq ? 0 : -1;
+  for (int i = 0; rc == 0 && i < qb->nq; i++) {
+    yajl_val r = res->u.array.values[i];
+    const char *cp[] = {"cold_s", NULL}, *hp[] = {"hot_s", NULL},
+               *op[] = {"open_s", NULL};
+    yajl_val c = yajl_tree_get(r, cp, yajl_t_array);
+    yajl_val h = yajl_tree_get(r, hp, yajl_t_array);
+    yajl_val o = yajl_tree_get(r, op, yajl_t_array);
+    const char *ans = str_at(r, "answer");
+    size_t runs = (size_t)qb->a->runs;
+    if (!c || !h || !o || !ans || c->u.array.len != runs ||
+        h->u.array.len != runs || o->u.array.len != runs) {
+      rc = -1;
+      break;
+    }
+    for (int k = 0; k < qb->a->runs; k++) {
+      qb->q[i].peer.cold_s[k] = YAJL_GET_DOUBLE(c->u.array.values[k]);
+      qb->q[i].peer.hot_s[k] = YAJL_GET_DOUBLE(h->u.array.values[k]);
+      qb->q[i].peer.open_s[k] = YAJL_GET_DOUBLE(o->u.array.values[k]);
+    }
+    qb->q[i].peer.answer = strdup(ans);
+  }
+  if (root)
+    yajl_tree_free(root);
+  if (rc != 0)
+    bench_fail("the DuckDB peer's query result has an unexpected shape");
+  return rc;
+}
+
+/* ------------------------------------------------------------------ */
+/* Cross-check and report                                              */
+/* ------------------------------------------------------------------ */
+
+/* The first line where answers a and b differ, for the failure message;
+ * a side that ran out of lines shows "(no more rows)".  An answer is a
+ * sequence of lines; "" has none. */
+static void first_difference(const char *a, const char *b, int *line, char *la,
+                             char *lb, size_t cap) {
+  if (!*a)
+    a = NULL;
+  if (!*b)
+    b = NULL;
+  for (*line = 1; a || b; (*line)++) {
+    size_t na = a ? strcspn(a, "\n") : 0, nb = b ? strcspn(b, "\n") : 0;
+    if (!a || !b || na != nb || memcmp(a, b, na) != 0) {
+      snprintf(la, cap, "%.*s", (int)(a ? na : 14), a ? a : "(no more rows)");
+      snprintf(lb, cap, "%.*s", (int)(b ? nb : 14), b ? b : "(no more rows)");
+      return;
+    }
+    a = a[na] ? a + na + 1 : NULL;
+    b = b[nb] ? b + nb + 1 : NULL;
+  }
+  snprintf(la, cap, "(equal)");
+  snprintf(lb, cap, "(equal)");
+}
+
+static int cross_check(qbench *qb) {
+  int bad = 0;
+  for (int i = 0; i < qb->nq; i++) {
+    qdef *q = &qb->q[i];
+    if (!q->ours.answer || !q->peer.answer)
+      continue;
+    if (q->kind == K_UNIQ_APPROX) {
+      q->checked = 0;
+      continue;
+    }
+    if (!strcmp(q->ours.answer, q->peer.answer)) {
+      q->checked = 1;
+      continue;
+    }
+    q->checked = -1;
+    bad = 1;
+    int line;
+    char la[256], lb[256];
+    first_difference(q->ours.answer, q->peer.answer, &line, la, lb, sizeof la);
+    fprintf(stderr,
+            "es-bench: MISMATCH in \"%s\": answers differ at line %d:\n"
+            "  libeventstore: %s\n  duckdb:        %s\n",
+            q->name, line, la, lb);
+  }
+  return bad ? -1 : 0;
+}
+
+static size_t lines_of(const char *s) {
+  if (!s || !*s)
+    return 0;
+  size_t n = 1;
+  for (; *s; s++)
+    n += *s == '\n';
+  return n;
+}
+
+static stat3 ms_of(const double *v, int runs) {
+  double x[RUNS_MAX];
+  for (int i = 0; i < runs; i++)
+    x[i] = v[i] * 1e3;
+  return stat3_of(x, runs);
+}
+
+/* The exact-uniques answer of the same tenant, for approx errors. */
+static const char *exact_for(const qbench *qb, const qdef *q, int peer) {
+  for (int i = 0; i < qb->nq; i++)
+    if (qb->q[i].kind == K_UNIQ && !strcmp(qb->q[i].tenant, q->tenant))
+      return peer ? qb->q[i].peer.answer : qb->q[i].ours.answer;
+  return NULL;
+}
+
+static const char *check_word(const qdef *q) {
+  return q->checked > 0 ? "equal" : q->checked < 0 ? "DIFFER" : "unchecked";
+}
+
+static void check_text(const qbench *qb, const qdef *q, int peer, char *buf,
+                       size_t cap) {
+  const side *s = peer ? &q->peer : &q->ours;
+  if (!s->answer) {
+    snprintf(buf, cap, "-");
+  } else if (q->kind == K_UNIQ_APPROX) {
+    const char *ex = exact_for(qb, q, peer);
+    double e = ex ? atof(ex) : 0, v = atof(s->answer);
+    snprintf(buf, cap, "%s (%+.2f%% vs exact%s)", s->answer,
+             e > 0 ? (v - e) / e * 100 : 0,
+             !peer && !s->approx ? "; approx:false" : "");
+  } else if (q->kind == K_UNIQ) {
+    snprintf(buf, cap, "%s %s", check_word(q), s->answer);
+  } else {
+    snprintf(buf, cap, "%s, %zu rows", check_word(q), lines_of(s->answer));
+  }
+}
+
+/* The median open time over every cold run of every query, ms. */
+static double open_ms(const qbench *qb, int peer) {
+  static double v[QUERIES_MAX * RUNS_MAX];
+  int n = 0;
+  for (int i = 0; i < qb->nq; i++) {
+    const side *s = peer ? &qb->q[i].peer : &qb->q[i].ours;
+    if (s->answer)
+      for (int r = 0; r < qb->a->runs; r++)
+        v[n++] = s->open_s[r] * 1e3;
+  }
+  return stat3_of(v, n).med;
+}
+
+static void print_row(const char *name, const char *sys, stat3 c, stat3 h,
+                      double sc, double sh, const char *check) {
+  char b[2][16];
+  snprintf(b[0], sizeof b[0], sc > 0 ? "%.2fx" : "-", sc);
+  snprintf(b[1], sizeof b[1], sh > 0 ? "%.2fx" : "-", sh);
+  printf("  %-40s %-13s %9.2f %9.2f %9.2f %9.3f %9.3f %9.3f %8s %8s  %s\n",
+         name, sys, c.min, c.med, c.max, h.min, h.med, h.max, b[0], b[1],
+         check);
+}
+
+static void print_table(const qbench *qb) {
+  const bench_common *a = qb->a;
+  printf("es-bench query: %zu events, %d tenants, seed %llu, %d days, %d "
+         "runs\n",
+         qb->w.events_count, qb->w.tenants_seen, (unsigned long long)a->seed,
+         a->days, a->runs);
+  printf("tenants: hot %s (%zu events), median %s (%zu), cold %s (%zu); "
+         "person %s (%zu events as userId)\n",
+         qb->hot, qb->hot_n, qb->median, qb->median_n, qb->cold, qb->cold_n,
+         qb->person, qb->person_n);
+  printf("load (not compared): libeventstore %.1f s (es_append per batch, "
+         "ES_SYNC_FULL, + es_flush); duckdb %.1f s (appender, commit every "
+         "100000 rows, incl. node start)\n",
+         qb->load_es_s, qb->load_duck_s);
+  printf("open, part of every cold figure (median over all cold runs): "
+         "libeventstore es_open %.1f ms; duckdb DuckDBInstance.create + "
+         "connect %.1f ms\n\n",
+         open_ms(qb, 0), open_ms(qb, 1));
+  printf("  %-40s %-13s %9s %9s %9s %9s %9s %9s %8s %8s  %s\n", "query",
+         "system", "cold ms", "median", "max", "hot ms", "median", "max",
+         "x cold", "x hot", "answer");
+  for (int i = 0; i < qb->nq; i++) {
+    const qdef *q = &qb->q[i];
+    char chk[160];
+    stat3 oc = ms_of(q->ours.cold_s, a->runs),
+          oh = ms_of(q->ours.hot_s, a->runs);
+    if (q->ours.answer) {
+      check_text(qb, q, 0, chk, sizeof chk);
+      print_row(q->name, "libeventstore", oc, oh, -1, -1, chk);
+    }
+    if (q->peer.answer) {
+      stat3 pc = ms_of(q->peer.cold_s, a->runs),
+            ph = ms_of(q->peer.hot_s, a->runs);
+      check_text(qb, q, 1, chk, sizeof chk);
+      print_row(q->ours.answer ? "" : q->name, "duckdb", pc, ph,
+                oc.med > 0 ? pc.med / oc.med : -1,
+                oh.med > 0 ? ph.med / oh.med : -1, chk);
+    }
+  }
+  printf("  (x cold / x hot: DuckDB's median time divided by "
+         "libeventstore's -- above 1, libeventstore is faster.\n"
+         "   cold = open the database + the query (es_open; a fresh "
+         "DuckDBInstance), page cache warm;\n"
+         "   hot = the same query again on the open database.  DuckDB uses "
+         "its default threads (all cores).)\n");
+  printf("  libeventstore answers through: ");
+  for (int k = 0; k <= K_TIMELINE; k++)
+    printf("%s%s = %s", k ? "; " : "", kind_names[k], kind_api[k]);
+  printf(".\n  es_query sources: ");
+  for (int i = 0, first = 1; i < qb->nq; i++)
+    if (qb->q[i].ours.source[0]) {
+      printf("%s%s \"%s\"", first ? "" : ", ", kind_names[qb->q[i].kind],
+             qb->q[i].ours.source);
+      first = 0;
+    }
+  printf(".\n  DuckDB stitches identities in SQL (recursive CTE over "
+         "identify/alias links, the same rules).\n");
+}
+
+static void json_ms(const char *key, stat3 s) {
+  printf("\"%s\":{\"min\":%.6g,\"median\":%.6g,\"max\":%.6g}", key, s.min,
+         s.med, s.max);
+}
+
+static void print_json(const qbench *qb) {
+  const bench_common *a = qb->a;
+  printf("{\"bench\":\"query\",\"events\":%zu,\"tenants\":%d,\"seed\":%llu,"
+         "\"days\":%d,\"runs\":%d,\"hot\":\"%s\",\"hot_events\":%zu,"
+         "\"median\":\"%s\",\"median_events\":%zu,\"cold\":\"%s\","
+         "\"cold_events\":%zu,\"person\":",
+         qb->w.events_count, qb->w.tenants_seen, (unsigned long long)a->seed,
+         a->days, a->runs, qb->hot, qb->hot_n, qb->median, qb->median_n,
+         qb->cold, qb->cold_n);
+  json_string_to(stdout, qb->person);
+  printf(",\"load_s\":{\"libeventstore\":%.3f,\"duckdb\":%.3f},"
+         "\"open_ms_median\":{\"libeventstore\":%.3f,\"duckdb\":%.3f},"
+         "\"queries\":[",
+         qb->load_es_s, qb->load_duck_s, open_ms(qb, 0), open_ms(qb, 1));
+  for (int i = 0; i < qb->nq; i++) {
+    const qdef *q = &qb->q[i];
+    printf("%s{\"name\":", i ? "," : "");
+    json_string_to(stdout, q->name);
+    printf(",\"kind\":\"%s\",\"tenant\":\"%s\",\"api\":\"%s\","
+           "\"check\":\"%s\",\"systems\":[",
+           kind_names[q->kind], q->tenant, kind_api[q->kind],
+           q->checked > 0   ? "equal"
+           : q->checked < 0 ? "mismatch"
+                            : "not compared");
+    for (int s = 0; s < 2; s++) {
+      const side *sd = s ? &q->peer : &q->ours;
+      if (!sd->answer)
+        continue;
+      printf("%s{\"system\":\"%s\",", s ? "," : "",
+             s ? "duckdb" : "libeventstore");
+      json_ms("cold_ms", ms_of(sd->cold_s, a->runs));
+      putchar(',');
+      json_ms("hot_ms", ms_of(sd->hot_s, a->runs));
+      printf(",\"answer_lines\":%zu", lines_of(sd->answer));
+      if (q->kind == K_UNIQ || q->kind == K_UNIQ_APPROX)
+        printf(",\"uniques\":%s", sd->answer);
+      if (!s && sd->source[0])
+        printf(",\"source\":\"%s\",\"approx\":%s", sd->source,
+               sd->approx ? "true" : "false");
+      putchar('}');
+    }
+    printf("]");
+    if (q->peer.answer && q->ours.answer) {
+      stat3 oc = ms_of(q->ours.cold_s, a->runs),
+            oh = ms_of(q->ours.hot_s, a->runs);
+      stat3 pc = ms_of(q->peer.cold_s, a->runs),
+            ph = ms_of(q->peer.hot_s, a->runs);
+      printf(",\"duckdb_over_ours_cold\":%.4f,\"duckdb_over_ours_hot\":%.4f",
+             pc.med / oc.med, ph.med / oh.med);
+    }
+    putchar('}');
+  }
+  printf("]}\n");
+}
+
+/* ------------------------------------------------------------------ */
+/* The command                                                         */
+/* ------------------------------------------------------------------ */
+
+static int run_all(qbench *qb) {
+  const bench_common *a = qb->a;
+  if (pick_targets(qb) != 0) {
+    bench_fail("no events to query");
+    return -1;
+  }
+  plan_queries(qb);
+  if (a->use_es) {
+    if (load_es(qb) != 0)
+      return -1;
+    size_t done = 0, total = (size_t)qb->nq * (size_t)a->runs * 2;
+    for (int i = 0; i < qb->nq; i++)
+      if (ours_measure(qb, &qb->q[i], &done, total) != 0)
+        return -1;
+    bench_progress_clear();
+    es_close(qb->db);
+    qb->db = NULL;
+  }
+  if (a->use_duckdb) {
+    if (duckdb_write_batches(&qb->w, qb->batches) != 0 ||
+        load_duckdb(qb) != 0 || peer_measure(qb) != 0)
+      return -1;
+    unlink(qb->batches);
+  }
+  return 0;
+}
+
+int cmd_query(const bench_common *a) {
+  qbench *qb = calloc(1, sizeof *qb);
+  if (!qb) {
+    fprintf(stderr, "es-bench: out of memory\n");
+    return 1;
+  }
+  qb->a = a;
+  int made_base = 0, rc = -1;
+  if (a->runs > RUNS_MAX ||
+      make_base_dir(a->dir, qb->dir, sizeof qb->dir, &made_base) != 0) {
+    free(qb);
+    return 1;
+  }
+  snprintf(qb->es_dir, sizeof qb->es_dir, "%s/es", qb->dir);
+  snprintf(qb->duck_db, sizeof qb->duck_db, "%s/events.duckdb", qb->dir);
+  snprintf(qb->batches, sizeof qb->batches, "%s/batches.jsonl", qb->dir);
+  snprintf(qb->qfile, sizeof qb->qfile, "%s/queries.json", qb->dir);
+  if (bench_progress_enabled)
+    fprintf(stderr, "generating %llu events...", (unsigned long long)a->events);
+  if (workload_build(&qb->w, a->events, a->seed, a->days, 100) != 0) {
+    fprintf(stderr, "es-bench: out of memory generating the workload\n");
+    goto out;
+  }
+  if (bench_progress_enabled)
+    fputs("\r\033[K", stderr);
+  bench_fail_reset();
+  rc = run_all(qb);
+  if (qb->db)
+    es_close(qb->db);
+  if (rc != 0) {
+    bench_progress_clear();
+    fprintf(stderr, "es-bench query: %s\n", bench_last_error());
+    goto out;
+  }
+  int check = cross_check(qb);
+  if (a->json) {
+    print_json(qb);
+  } else {
+    print_table(qb);
+    if (a->json_file)
+      bench_print_to_file(a->json_file, (void (*)(const void *))print_json, qb);
+  }
+  if (check != 0) {
+    fprintf(stderr, "es-bench query: answers differ between the systems "
+                    "(see MISMATCH above): failing\n");
+    rc = -1;
+  }
+out:
+  for (int i = 0; i < qb->nq; i++) {
+    free(qb->q[i].ours.answer);
+    free(qb->q[i].peer.answer);
+  }
+  workload_free(&qb->w);
+  rm_rf(qb->dir);
+  if (made_base)
+    rmdir(a->dir ? a->dir : "bench-data");
+  free(qb);
+  return rc == 0 ? 0 : 1;
+}
