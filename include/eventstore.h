@@ -191,16 +191,16 @@ typedef struct es_options {
                                    a later open uses the stored count. */
   size_t memtable_budget_bytes; /* all memtables together; appends wait for
                                    flushes above it.  Default 1 GiB */
-  size_t seal_bytes;     /* seal a tenant's memtable at this size; 8 MiB */
-  int64_t seal_age_us;   /* ...or when its oldest row is this old; 5 min */
-  size_t wal_file_bytes; /* WAL file size, preallocated; default 32 MiB */
-  int sync_mode;         /* ES_SYNC_FULL (default) or ES_SYNC_NONE */
-  int keep_full_ip;      /* 0 (default): truncate ip addresses */
-  int wal_compress;      /* 1 (default): LZ4-compress WAL records on the
-                            appending threads (about 3x fewer WAL bytes);
-                            0 writes them raw */
-  int read_only;         /* 1: a reader beside a writing process; see
-                            "Read-only handles" below es_open */
+  size_t seal_bytes;          /* seal a tenant's memtable at this size; 8 MiB */
+  int64_t seal_age_us;        /* ...or when its oldest row is this old; 5 min */
+  size_t wal_file_bytes;      /* WAL file size, preallocated; default 32 MiB */
+  int sync_mode;              /* ES_SYNC_FULL (default) or ES_SYNC_NONE */
+  int keep_full_ip;           /* 0 (default): truncate ip addresses */
+  int wal_compress;           /* 1 (default): LZ4-compress WAL records on the
+                                 appending threads (about 3x fewer WAL bytes);
+                                 0 writes them raw */
+  int read_only;              /* 1: a reader beside a writing process; see
+                                 "Read-only handles" below es_open */
   int64_t follow_interval_us; /* read_only: how often the follower looks
                                  for new WAL bytes and manifests; 50 ms */
   es_log_options log;
@@ -245,3 +245,376 @@ ES_API int es_open(const es_options *opts, es_db **db_out);
  * es_rollup_rebuild return ES_EREADONLY.  The data directory must exist
  * (ES_ENOTFOUND otherwise).
  */
+
+/*
+ * Waits for in-flight appends, stops the background threads, and releases
+ * the handle.  Memtables are not sealed (their rows are in the WAL and are
+ * replayed at the next open); call es_flush() first for a short recovery.
+ * Open cursors must be closed before.  Returns the failure that made the
+ * database failed, if any, else ES_OK.  The handle is freed either way.
+ */
+ES_API int es_close(es_db *db);
+
+/* ----------------------------------------------------------------------
+ * Writing
+ * ---------------------------------------------------------------------- */
+
+/* What es_append reports about a durable batch. */
+typedef struct es_receipt {
+  uint64_t lsn;          /* the batch's log sequence number in its shard */
+  uint32_t shard;        /* the shard (WAL) that holds it */
+  uint32_t events_count; /* events stored */
+  int64_t durable_us;    /* wall time at which it became durable */
+} es_receipt;
+
+/*
+ * Appends a batch of events to a tenant and returns once the batch is
+ * durable (written and fdatasync'ed, unless sync_mode is ES_SYNC_NONE).
+ * Concurrent appends to the same shard share one fdatasync (group commit).
+ * When it returns ES_OK, scans see the events.  The batch is atomic: after
+ * a crash either all of it or none of it is recovered, and none of it if
+ * this call did not return ES_OK... except that a batch whose append failed
+ * with ES_EIO/ES_EFAILED may have reached the disk and may reappear after
+ * recovery (an unacknowledged write is in doubt, as in every database).
+ *
+ * receipt_out may be NULL.  Thread-safe.  Errors: ES_EINVAL (NULL, count 0,
+ * an invalid type, ts_us < 0 or INT64_MAX), ES_ETENANT, ES_ETOOBIG, ES_EFAILED,
+ * ES_ECLOSED, ES_EIO, ES_ENOSPC, ES_ENOMEM.
+ */
+ES_API int es_append(es_db *db, const char *tenant, const es_event *events,
+                     size_t count, es_receipt *receipt_out);
+
+/*
+ * Seals the memtable of `tenant` (or of every tenant when NULL) into
+ * segments and waits until they are recorded in the manifests.  After it
+ * returns ES_OK the WAL no longer needs those rows.  Errors: ES_ETENANT,
+ * ES_EFAILED, ES_EIO, ES_ENOSPC, ES_ENOMEM.  Flushing a tenant that has no
+ * rows is ES_OK.
+ */
+ES_API int es_flush(es_db *db, const char *tenant);
+
+/* ----------------------------------------------------------------------
+ * Reading
+ * ---------------------------------------------------------------------- */
+
+/* What to scan.  Fill with es_scan_spec_init() first. */
+typedef struct es_scan_spec {
+  const char *tenant; /* required */
+  int64_t from_us;    /* inclusive; default INT64_MIN */
+  int64_t to_us;      /* exclusive; default INT64_MAX */
+  const char *person; /* if not NULL: only events whose user_id or
+                         anonymous_id equals it */
+} es_scan_spec;
+
+ES_API void es_scan_spec_init(es_scan_spec *spec);
+
+typedef struct es_cursor es_cursor;
+
+/*
+ * Starts a scan of the events that were acknowledged before this call, in
+ * event-time order (ties in append order).  The cursor sees a snapshot:
+ * later appends are not returned.  An unknown tenant yields an empty scan.
+ * On failure *cur_out is NULL.  Errors: ES_EINVAL, ES_ETENANT, ES_ENOMEM,
+ * ES_ECLOSED.
+ */
+ES_API int es_scan(es_db *db, const es_scan_spec *spec, es_cursor **cur_out);
+
+/*
+ * Advances the cursor.  Returns 1 and fills *ev_out with the next event
+ * (strings borrowed until the next call on the cursor), 0 at the end, or
+ * a negative status: ES_ECORRUPT when a block fails its checksum
+ * (es_errdetail() names segment file, offset and column) or ES_EIO.  After
+ * an error the cursor stays at the error.
+ */
+ES_API int es_cursor_next(es_cursor *cur, es_event *ev_out);
+
+/* Releases the cursor; NULL is fine. */
+ES_API void es_cursor_close(es_cursor *cur);
+
+/* ----------------------------------------------------------------------
+ * Querying (docs/QUERY.md specifies the spec and the result)
+ * ---------------------------------------------------------------------- */
+
+/*
+ * Answers a query over one tenant's events: filters (time range, type,
+ * event, path, person), optional time buckets (minute, hour, day; UTC),
+ * grouping by event, path and/or type, and the aggregates count and
+ * uniques (distinct persons, after identity stitching: see
+ * ES_IDENTITY_IDS_MAX; filter.person also matches every linked id).
+ * spec_json is the JSON spec of
+ * docs/QUERY.md, e.g.
+ *
+ *   {"from":"2024-03-01T00:00:00Z","to":"2024-03-02T00:00:00Z",
+ *    "filter":{"type":"page"},"bucket":"hour","groupBy":["path"],
+ *    "aggregate":["count","uniques"],"order":"desc","limit":10}
+ *
+ * The answer sees the events acknowledged before the call (like es_scan).
+ * The planner answers from the tenant's rollups (per-minute counts and
+ * HyperLogLog sketches, maintained at append) when the spec has no
+ * person filter and does not ask for exact uniques; the partial minutes
+ * at the ends of an unaligned range are scanned.  Counts are always
+ * exact.  Uniques from rollups are estimates (standard error 0.81 %) of
+ * distinct visitor ids (anonymous id, else user id) without stitching;
+ * "exact":true makes them exact, stitched counts by scanning.  On
+ * success *result_out is the result JSON, NUL-terminated, e.g.
+ * {"rows":[{"bucket":"...","path":"/","count":3,"uniques":2}],
+ * "source":"rollup","approx":true,"error":0.0081} ("source" is rollup,
+ * scan or mixed): owned by the caller, release it with es_free().  An
+ * unknown tenant has no rows.  Thread-safe.
+ *
+ * Errors (*result_out NULL): ES_EINVAL (NULL argument, or a bad spec: then
+ * es_errdetail() starts with "spec: " and names the field, e.g.
+ * spec: "bucket" must be one of minute, hour, day, none), ES_ETENANT,
+ * ES_ENOMEM, ES_ECLOSED, ES_ECORRUPT and ES_EIO (from reading segments).
+ */
+ES_API int es_query(es_db *db, const char *tenant, const char *spec_json,
+                    char **result_out);
+
+/* Releases memory the library returned as owned (es_query's result).
+ * NULL is fine. */
+ES_API void es_free(void *p);
+
+/* What es_rollup_rebuild did. */
+typedef struct es_rollup_report {
+  uint64_t segments;  /* segments overlapping the range, derived again */
+  uint64_t missing;   /* of those, with no (or an unreadable) rollup file */
+  uint64_t differing; /* with a sound file that disagreed with the rows */
+  uint64_t rewritten; /* files written: missing + differing */
+} es_rollup_report;
+
+/*
+ * Derives again, from the stored rows, the rollups of every segment of
+ * the tenant that holds events in [from_us, to_us), compares each with
+ * its rollup file and rewrites the files that are missing, damaged or
+ * different (atomically, durably); queries use the new rollups at once.
+ * Rollups of events not yet in a segment are kept as they are (they were
+ * counted as the events were acknowledged).  *report_out (may be NULL)
+ * says what was found.  Thread-safe; runs alongside appends and queries.
+ * Errors: ES_EINVAL, ES_ETENANT, ES_ENOMEM, ES_ECLOSED, ES_EFAILED,
+ * ES_ECORRUPT (a segment's rows fail their checks), ES_EIO, ES_ENOSPC.
+ */
+ES_API int es_rollup_rebuild(es_db *db, const char *tenant, int64_t from_us,
+                             int64_t to_us, es_rollup_report *report_out);
+
+/* ----------------------------------------------------------------------
+ * Behaviour segments: rules and triggers (docs/QUERY.md, "Rules")
+ * ---------------------------------------------------------------------- */
+
+#define ES_RULES_MAX 64 /* rules per tenant */
+#define ES_RULE_AT_LEAST_MAX 1000
+
+/*
+ * Creates or replaces (by name) a rule of the tenant, e.g.
+ *
+ *   {"name":"pricing-3x","match":{"type":"page","path":"/pricing"},
+ *    "atLeast":3,"within":"7d"}
+ *
+ * A person (visitor id: anonymousId, else userId) is a member at time T
+ * when at least atLeast of their events matching "match" (type, event,
+ * path; each optional, all given must hold) have event times in
+ * (T - within, T].  "name" is [A-Za-z0-9_-]{1,64}; atLeast 1..1000;
+ * within "<n>s|m|h|d", 1 s to 366 d.  The rule is stored durably (the
+ * tenant's RULES file) before the call returns, and its counters start
+ * from the tenant's events already stored (one scan of the window, on
+ * the tenant's shard writer: that shard's appends wait meanwhile).  From
+ * then on every acknowledged append updates them incrementally, and
+ * each crossing (a person becoming a member with the event just
+ * appended) calls opts.trigger.fn once; no repeat while they stay a
+ * member.  Thread-safe.
+ * Errors: ES_EINVAL (bad rule: es_errdetail() starts with "rule: " and
+ * names the field; or ES_RULES_MAX reached), ES_ETENANT, ES_ENOMEM,
+ * ES_ECLOSED, ES_EFAILED, ES_EIO, ES_ENOSPC, ES_ECORRUPT.
+ */
+ES_API int es_rule_put(es_db *db, const char *tenant, const char *rule_json);
+
+/* Deletes a rule by name.  ES_ENOTFOUND if there is none; else as
+ * es_rule_put. */
+ES_API int es_rule_delete(es_db *db, const char *tenant, const char *name);
+
+/*
+ * The tenant's rules as JSON, owned (es_free):
+ *   {"rules":[{"name":...,"match":{...},"atLeast":3,"within":"7d",
+ *              "members":12}, ...]}
+ * sorted by name; "members" counts members at at_us (0 = now, by the
+ * clock).  Errors: ES_EINVAL, ES_ETENANT, ES_ENOMEM, ES_ECLOSED.
+ */
+ES_API int es_rules_list(es_db *db, const char *tenant, int64_t at_us,
+                         char **json_out);
+
+/*
+ * The members of a rule at at_us (0 = now) as JSON, owned (es_free):
+ *   {"rule":"pricing-3x","at":"...","members":["a1","u7",...]}
+ * ids sorted by bytes.  Errors: ES_ENOTFOUND (no such rule), as above.
+ */
+ES_API int es_rule_members(es_db *db, const char *tenant, const char *name,
+                           int64_t at_us, char **json_out);
+
+/*
+ * Whether the visitor id `person` is a member of the rule at at_us (0 =
+ * now): *member_out 1 or 0.  Counters are kept per visitor id (as
+ * triggers fire), so pass the id the visitor's events carry (anonymousId
+ * when they have one).  Cheap: a hash lookup, no scan.  Errors as
+ * es_rule_members.
+ */
+ES_API int es_rule_check(es_db *db, const char *tenant, const char *name,
+                         const char *person, int64_t at_us, int *member_out);
+
+/* ----------------------------------------------------------------------
+ * Identity and person timelines (docs/QUERY.md, "Identity")
+ * ---------------------------------------------------------------------- */
+
+/*
+ * Identity stitching.  Reads (es_query's uniques and filter.person,
+ * es_timeline_open) treat ids linked by the tenant's stored events as one
+ * person: an identify event links its user_id and anonymous_id, an alias
+ * event links its previous_id and user_id, and links are transitive.  The
+ * links are applied at read time, so a visitor's earlier anonymous events
+ * count for the person as soon as the linking event is stored.
+ *
+ * Guardrails: the values NULL, "", "null", "undefined", "0" and
+ * "anonymous" (any case) never link; and one person links at most
+ * ES_IDENTITY_IDS_MAX ids: a link that would merge two persons into more
+ * is ignored (links are applied in event-time order, ties in append
+ * order).  Unlinking is not supported yet.  The links are read from the
+ * stored events by each call that needs them (one scan of the tenant);
+ * that scan and the call's own are two snapshots, so an append racing
+ * with the call may be seen by one and not the other.
+ */
+#define ES_IDENTITY_IDS_MAX 100
+
+/* Most events one timeline returns; a larger limit is lowered to it. */
+#define ES_TIMELINE_EVENTS_MAX 100000
+
+typedef struct es_timeline es_timeline;
+
+/*
+ * Opens the timeline of one person of a tenant: the latest `limit` events
+ * whose user_id or anonymous_id is `person` or any id linked to it (see
+ * ES_IDENTITY_IDS_MAX), newest first (ties: the later-appended first, the
+ * exact reverse of es_scan's order).  Like es_scan it sees the events
+ * acknowledged before the call.  Segments whose Bloom filters exclude
+ * every id of the person are not read, and within the others row groups
+ * older than the `limit`-th newest event found so far are skipped.
+ *
+ * The events are gathered by this call; read them with es_timeline_next
+ * and release the handle with es_timeline_close.  An unknown tenant or
+ * person gives an empty timeline.  limit must be at least 1; above
+ * ES_TIMELINE_EVENTS_MAX it is lowered to it.
+ *
+ * On failure *tl_out is NULL.  Errors: ES_EINVAL (NULL argument, limit 0),
+ * ES_ETENANT, ES_ENOMEM, ES_ECLOSED, ES_ECORRUPT and ES_EIO (from reading
+ * segments).
+ */
+ES_API int es_timeline_open(es_db *db, const char *tenant, const char *person,
+                            size_t limit, es_timeline **tl_out);
+
+/*
+ * Returns 1 and fills *ev_out with the timeline's next event (newest
+ * first; strings borrowed from the handle until es_timeline_close), or 0
+ * at the end.  ES_EINVAL for a NULL argument.
+ */
+ES_API int es_timeline_next(es_timeline *tl, es_event *ev_out);
+
+/* Releases a timeline and its events; NULL is fine. */
+ES_API void es_timeline_close(es_timeline *tl);
+
+/* ----------------------------------------------------------------------
+ * Compaction and retention
+ * ---------------------------------------------------------------------- */
+
+typedef struct es_compact_options {
+  /* Merge runs of adjacent segments smaller than half of this into
+   * segments of about this size.  Default 64 MiB. */
+  uint64_t target_bytes;
+  /* Drop events older than (now - retain_us) by event time; 0 (default)
+   * keeps everything. */
+  int64_t retain_us;
+  /* Called after each merged run with the bytes of input segments done
+   * and in all for the tenant; may be NULL.  From the calling thread. */
+  void (*progress)(void *ud, const char *tenant, uint64_t done_bytes,
+                   uint64_t total_bytes);
+  void *ud;
+} es_compact_options;
+
+/* Fills *opts with the defaults above. */
+ES_API void es_compact_options_init(es_compact_options *opts);
+
+typedef struct es_compact_report {
+  uint64_t tenants;                         /* tenants looked at */
+  uint64_t segments_in;                     /* segments merged or dropped */
+  uint64_t segments_out;                    /* segments written */
+  uint64_t rows_in, rows_out, rows_dropped; /* dropped = past retention */
+  uint64_t bytes_in, bytes_out;
+} es_compact_report;
+
+/*
+ * Compacts one tenant's segments (every tenant's when tenant is NULL):
+ * merges runs of adjacent small segments, rewrites segments holding
+ * events past retention without them (and drops those holding only such
+ * events), with their rollups derived from the rows kept.  Each run is
+ * committed by one atomic manifest write, so a crash at any moment leaves
+ * the old segments or the new one, never a mix; the old files are
+ * deleted after the commit (or at the next open).  Runs alongside appends,
+ * flushes, scans and queries on other threads (a scan that started before
+ * a commit keeps reading the old segments).  Events not yet in a segment
+ * are left alone.  opts may be NULL (defaults); *report_out may be NULL.
+ * Errors: ES_EINVAL, ES_ETENANT, ES_ENOMEM, ES_ECLOSED, ES_EFAILED,
+ * ES_ECORRUPT (an input segment failed its checks: nothing of that run is
+ * changed), ES_EIO, ES_ENOSPC (the store is then failed, as after any
+ * write error).
+ */
+ES_API int es_compact(es_db *db, const char *tenant,
+                      const es_compact_options *opts,
+                      es_compact_report *report_out);
+
+/* ----------------------------------------------------------------------
+ * Inspection and verification (need no open handle; safe to run while
+ * another process has the directory open, as they only read)
+ * ---------------------------------------------------------------------- */
+
+/* One file of a data directory, as es_inspect reports it. */
+typedef struct es_file_info {
+  const char *tenant; /* NULL for WAL files */
+  const char *path;   /* relative to the data directory */
+  int kind;           /* ES_FILE_SEGMENT, ES_FILE_WAL or ES_FILE_UNFLUSHED */
+  uint64_t bytes;     /* size on disk (WAL files: preallocated size) */
+  uint64_t rows;      /* segments, unflushed: rows; WAL: records */
+  uint64_t events;    /* WAL: events in its records; others: = rows */
+  int64_t min_ts_us, max_ts_us; /* event-time range (0, 0 if empty) */
+  uint32_t shard;               /* WAL files: shard */
+} es_file_info;
+
+#define ES_FILE_SEGMENT 1
+#define ES_FILE_WAL 2
+/* Not a file: a tenant's events that are durable in the WAL but not yet
+ * in a segment (path "wal/<shard>", bytes 0, rows = events = count). */
+#define ES_FILE_UNFLUSHED 3
+
+/*
+ * Calls fn, tenants sorted, once per segment of the tenant (in manifest
+ * order) and once for its unflushed events (ES_FILE_UNFLUSHED, if any);
+ * then once per WAL file.  Strings in *info are valid during the call.
+ * fn returns 0 to go on, non-zero to stop (then es_inspect returns it).
+ * Errors: ES_ENOTFOUND (no store there), ES_ECORRUPT, ES_EIO, ES_ENOMEM.
+ */
+ES_API int es_inspect(const char *data_dir,
+                      int (*fn)(void *ud, const es_file_info *info), void *ud);
+
+/*
+ * Checks every checksum of every file in the data directory: manifests,
+ * segment trailers, footers and blocks, WAL records.  Calls problem_fn
+ * (may be NULL) once per problem with the path, byte offset and a
+ * sentence.  Returns ES_OK when all is sound, ES_ECORRUPT when anything
+ * failed, or ES_EIO/ES_ENOTFOUND/ES_ENOMEM when it could not check.  A
+ * torn tail at the end of the newest WAL file of a shard is reported as a
+ * problem only if valid records follow it.
+ */
+ES_API int es_verify(const char *data_dir,
+                     void (*problem_fn)(void *ud, const char *path,
+                                        uint64_t offset, const char *what),
+                     void *ud);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* EVENTSTORE_H */
