@@ -312,4 +312,34 @@ run 0 "$ESCTL" rules --data "$R" --tenant shop
 [[ "$(cat "$WORK/out")" == '{"rules":[]}' ]] || fail "rules after delete: $(cat "$WORK/out")"
 ok "rules: rule-put over stored events, members (list, --person, --at), rules, rule-delete, a bad rule exits 2"
 
+# ------------------------------------------------------------ es-compact
+if [[ -n "${ES_COMPACT:-}" ]]; then
+  C=$WORK/compact
+  for i in 1 2 3 4; do
+    mkevent "v$i" /pricing "$i" | run 0 "$ESCTL" append --data "$C" --tenant ct
+    run 0 "$ESCTL" flush --data "$C" --tenant ct
+  done
+  mkevent old /pricing 7 | sed 's/2026-11-24/2020-01-01/' |
+    run 0 "$ESCTL" append --data "$C" --tenant ct
+  run 0 "$ESCTL" flush --data "$C" --tenant ct
+  run 0 "$ESCTL" scan --data "$C" --tenant ct
+  [[ $(wc -l <"$WORK/out") -eq 5 ]] || fail "5 events before compaction"
+  run 0 "$ES_COMPACT" --help
+  grep -q '^usage: es-compact' "$WORK/out" || fail "es-compact --help"
+  run 2 "$ES_COMPACT" --data "$C" --retain 3w
+  run 2 "$ES_COMPACT" --retain 30d
+  run 0 "$ES_COMPACT" --data "$C" --retain 3650d
+  grep -q "5 segments -> 1, 5 rows kept, 0 dropped" "$WORK/out" ||
+    fail "merge: $(cat "$WORK/out")"
+  run 0 "$ES_COMPACT" --data "$C" --tenant ct --retain 365d
+  grep -q "1 segments -> 1, 4 rows kept, 1 dropped past retention" "$WORK/out" ||
+    fail "retention: $(cat "$WORK/out")"
+  [[ $(find "$C/tenants/ct" -name '*.seg' | wc -l) -eq 1 ]] || fail "segment files"
+  run 0 "$ESCTL" scan --data "$C" --tenant ct
+  [[ $(wc -l <"$WORK/out") -eq 4 ]] && ! grep -q '"old"' "$WORK/out" ||
+    fail "scan after retention: $(cat "$WORK/out")"
+  run 0 "$ESCTL" verify --data "$C"
+  ok "es-compact: merges 5 segments into 1, drops events past --retain, verify clean"
+fi
+
 echo "all $checks checks passed"

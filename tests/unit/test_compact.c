@@ -1,0 +1,279 @@
+/*
+ * test_compact.c -- unit tests of es_compact (lib/compact.c) on the real
+ * file system; its crash safety is tested in tests/fault.
+ *
+ * What must hold:
+ *  1. Merging many small segments gives one segment holding exactly the
+ *     same events in exactly the same order (scan equal event by event),
+ *     the same query answers from rollups and from rows, verify clean, the
+ *     same after a reopen; the old files are gone.
+ *  2. Retention drops exactly the events older than the cut-off (segments
+ *     of only old events go entirely) and rollups follow.
+ *  3. Compaction runs while other threads append and flush: every
+ *     acknowledged event is present exactly once afterwards.
+ *  4. Bad arguments are refused; an empty store is fine.
+ */
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "clock.h"
+#include "eventstore.h"
+#include "unit.h"
+
+#define DAY_US (INT64_C(86400) * 1000000)
+
+static es_db *open_db(const char *dir) {
+  es_options o;
+  es_options_init(&o);
+  o.data_dir = dir;
+  o.shards = 2;
+  o.sync_mode = ES_SYNC_NONE;
+  es_db *db = NULL;
+  ck_assert_int_eq(es_open(&o, &db), ES_OK);
+  return db;
+}
+
+/* Appends n events of tenant with ts base + i ms, message ids "<tag>-i". */
+static void fill(es_db *db, const char *tenant, const char *tag, int n,
+                 int64_t base) {
+  for (int i = 0; i < n;) {
+    es_event evs[50];
+    char ids[50][32];
+    int m = 0;
+    for (; m < 50 && i < n; m++, i++) {
+      memset(&evs[m], 0, sizeof(evs[m]));
+      snprintf(ids[m], sizeof(ids[m]), "%s-%d", tag, i);
+      evs[m].ts_us = base + (int64_t)(i % 37) * 60000000 + i; /* unsorted */
+      evs[m].type = i % 4 ? ES_TYPE_PAGE : ES_TYPE_TRACK;
+      evs[m].event = i % 4 ? NULL : "Clicked";
+      evs[m].path = i % 3 ? "/pricing" : "/";
+      evs[m].message_id = ids[m];
+      evs[m].anonymous_id = i % 5 ? "a1" : "a2";
+    }
+    ck_assert_int_eq(es_append(db, tenant, evs, (size_t)m, NULL), ES_OK);
+  }
+}
+
+/* Every message id of a tenant in scan order, joined by '\n' (owned). */
+static char *scan_ids(es_db *db, const char *tenant, int *n_out) {
+  es_scan_spec spec;
+  es_scan_spec_init(&spec);
+  spec.tenant = tenant;
+  es_cursor *cur;
+  ck_assert_int_eq(es_scan(db, &spec, &cur), ES_OK);
+  size_t cap = 1 << 16, len = 0;
+  char *out = malloc(cap);
+  out[0] = '\0';
+  es_event ev;
+  int rc, n = 0;
+  while ((rc = es_cursor_next(cur, &ev)) == 1) {
+    size_t l = strlen(ev.message_id);
+    if (len + l + 2 > cap)
+      out = realloc(out, cap *= 2);
+    memcpy(out + len, ev.message_id, l);
+    len += l;
+    out[len++] = '\n';
+    out[len] = '\0';
+    n++;
+  }
+  ck_assert_int_eq(rc, 0);
+  es_cursor_close(cur);
+  if (n_out)
+    *n_out = n;
+  return out;
+}
+
+static char *query(es_db *db, const char *tenant, const char *spec) {
+  char *out = NULL;
+  ck_assert_int_eq(es_query(db, tenant, spec, &out), ES_OK);
+  char *copy = strdup(out);
+  es_free(out);
+  *strstr(copy, ",\"source\"") = '\0'; /* compare the rows only */
+  return copy;
+}
+
+START_TEST(test_merge) {
+  char dir[512], tdir[600];
+  ut_tmpdir(dir, sizeof(dir), "compact-merge");
+  es_db *db = open_db(dir);
+  int64_t base = es__clock_now_us() - DAY_US;
+  for (int s = 0; s < 7; s++) {
+    char tag[8];
+    snprintf(tag, sizeof(tag), "s%d", s);
+    fill(db, "m", tag, 300, base);
+    ck_assert_int_eq(es_flush(db, "m"), ES_OK);
+  }
+  fill(db, "m", "mem", 100, base); /* stays in the memtable */
+  snprintf(tdir, sizeof(tdir), "%s/tenants/m", dir);
+  ck_assert_int_eq(ut_count_suffix(tdir, ".seg"), 7);
+  int n0;
+  char *ids0 = scan_ids(db, "m", &n0);
+  static const char *const spec =
+      "{\"bucket\":\"hour\",\"groupBy\":[\"path\",\"type\"],"
+      "\"aggregate\":[\"count\",\"uniques\"]}";
+  char *q0 = query(db, "m", spec);
+  es_compact_report rep;
+  ck_assert_int_eq(es_compact(db, "m", NULL, &rep), ES_OK);
+  ck_assert_uint_eq(rep.tenants, 1);
+  ck_assert_uint_eq(rep.segments_in, 7);
+  ck_assert_uint_eq(rep.segments_out, 1);
+  ck_assert_uint_eq(rep.rows_in, 2100);
+  ck_assert_uint_eq(rep.rows_out, 2100);
+  ck_assert_uint_eq(rep.rows_dropped, 0);
+  ck_assert_int_eq(ut_count_suffix(tdir, ".seg"), 1);
+  ck_assert_int_eq(ut_count_suffix(tdir, ".rlp"), 1);
+  int n1;
+  char *ids1 = scan_ids(db, "m", &n1);
+  ck_assert_int_eq(n1, n0);
+  ck_assert_str_eq(ids1, ids0); /* same events, same order */
+  char *q1 = query(db, "m", spec);
+  ck_assert_str_eq(q1, q0);
+  /* a second compaction has nothing to do */
+  ck_assert_int_eq(es_compact(db, NULL, NULL, &rep), ES_OK);
+  ck_assert_uint_eq(rep.segments_in, 0);
+  ck_assert_int_eq(es_close(db), ES_OK);
+  ck_assert_int_eq(es_verify(dir, NULL, NULL), ES_OK);
+  db = open_db(dir);
+  char *ids2 = scan_ids(db, "m", NULL), *q2 = query(db, "m", spec);
+  ck_assert_str_eq(ids2, ids0);
+  ck_assert_str_eq(q2, q0);
+  es_rollup_report rr;
+  ck_assert_int_eq(es_rollup_rebuild(db, "m", INT64_MIN, INT64_MAX, &rr),
+                   ES_OK);
+  ck_assert_uint_eq(rr.rewritten, 0); /* its rollup equals the rows' */
+  ck_assert_int_eq(es_close(db), ES_OK);
+  free(ids0), free(ids1), free(ids2), free(q0), free(q1), free(q2);
+  ut_rmrf(dir);
+}
+END_TEST
+
+START_TEST(test_retention) {
+  char dir[512], tdir[600];
+  ut_tmpdir(dir, sizeof(dir), "compact-retain");
+  es_db *db = open_db(dir);
+  int64_t now = es__clock_now_us();
+  fill(db, "r", "old", 200, now - 40 * DAY_US); /* all expired */
+  ck_assert_int_eq(es_flush(db, "r"), ES_OK);
+  fill(db, "r", "mix-old", 150, now - 31 * DAY_US);
+  fill(db, "r", "mix-new", 150, now - 10 * DAY_US);
+  ck_assert_int_eq(es_flush(db, "r"), ES_OK);
+  fill(db, "r", "new", 100, now - DAY_US);
+  ck_assert_int_eq(es_flush(db, "r"), ES_OK);
+  es_compact_options o;
+  es_compact_options_init(&o);
+  o.retain_us = 30 * DAY_US;
+  es_compact_report rep;
+  ck_assert_int_eq(es_compact(db, "r", &o, &rep), ES_OK);
+  ck_assert_uint_eq(rep.rows_dropped, 350);
+  ck_assert_uint_eq(rep.rows_out, 250);
+  int n;
+  char *ids = scan_ids(db, "r", &n);
+  ck_assert_int_eq(n, 250);
+  ck_assert_ptr_null(strstr(ids, "old-"));
+  char *a = query(db, "r", "{\"groupBy\":[\"path\"]}");
+  char *b = query(db, "r", "{\"groupBy\":[\"path\"],\"plan\":\"scan\"}");
+  ck_assert_str_eq(a, b);
+  ck_assert_ptr_nonnull(strstr(a, "\"count\":")); /* not empty */
+  snprintf(tdir, sizeof(tdir), "%s/tenants/r", dir);
+  ck_assert_int_eq(ut_count_suffix(tdir, ".seg"), 1);
+  ck_assert_int_eq(es_close(db), ES_OK);
+  free(ids), free(a), free(b);
+  ut_rmrf(dir);
+}
+END_TEST
+
+typedef struct appender {
+  es_db *db;
+  int batches, acked;
+} appender;
+
+static void *append_main(void *arg) {
+  appender *ap = arg;
+  for (int b = 0; b < ap->batches; b++) {
+    char tag[16];
+    snprintf(tag, sizeof(tag), "c%d", b);
+    fill(ap->db, "c", tag, 50, es__clock_now_us() - DAY_US);
+    ap->acked += 50;
+    if (b % 3 == 2)
+      ck_assert_int_eq(es_flush(ap->db, "c"), ES_OK);
+  }
+  return NULL;
+}
+
+START_TEST(test_concurrent) {
+  char dir[512];
+  ut_tmpdir(dir, sizeof(dir), "compact-conc");
+  es_db *db = open_db(dir);
+  appender ap = {db, 60, 0};
+  pthread_t th;
+  ck_assert_int_eq(pthread_create(&th, NULL, append_main, &ap), 0);
+  es_compact_report rep;
+  uint64_t merged = 0;
+  for (int i = 0; i < 40; i++) {
+    ck_assert_int_eq(es_compact(db, "c", NULL, &rep), ES_OK);
+    merged += rep.segments_in;
+    int n;
+    char *ids = scan_ids(db, "c", &n); /* concurrent reads see no dup */
+    free(ids);
+  }
+  pthread_join(th, NULL);
+  ck_assert_int_eq(es_compact(db, "c", NULL, &rep), ES_OK);
+  merged += rep.segments_in;
+  ck_assert_uint_gt(merged, 2);
+  int n;
+  char *ids = scan_ids(db, "c", &n);
+  ck_assert_int_eq(n, ap.acked);
+  /* each id once */
+  for (int b = 0; b < ap.batches; b++)
+    for (int i = 0; i < 50; i++) {
+      char id[32];
+      snprintf(id, sizeof(id), "\nc%d-%d\n", b, i);
+      char *p = strstr(ids, id + (strncmp(ids, id + 1, strlen(id + 1)) == 0));
+      ck_assert_msg(p != NULL, "%s missing", id + 1);
+    }
+  ck_assert_int_eq(es_close(db), ES_OK);
+  db = open_db(dir);
+  char *again = scan_ids(db, "c", &n);
+  ck_assert_int_eq(n, ap.acked);
+  ck_assert_str_eq(again, ids);
+  ck_assert_int_eq(es_close(db), ES_OK);
+  free(ids), free(again);
+  ut_rmrf(dir);
+}
+END_TEST
+
+START_TEST(test_args) {
+  char dir[512];
+  ut_tmpdir(dir, sizeof(dir), "compact-args");
+  es_db *db = open_db(dir);
+  es_compact_report rep;
+  ck_assert_int_eq(es_compact(db, NULL, NULL, &rep), ES_OK);
+  ck_assert_uint_eq(rep.segments_in, 0);
+  ck_assert_int_eq(es_compact(db, "../x", NULL, NULL), ES_ETENANT);
+  ck_assert_int_eq(es_compact(NULL, NULL, NULL, NULL), ES_EINVAL);
+  es_compact_options o;
+  es_compact_options_init(&o);
+  o.retain_us = -1;
+  ck_assert_int_eq(es_compact(db, NULL, &o, NULL), ES_EINVAL);
+  ck_assert_int_eq(es_compact(db, "unknown", NULL, &rep), ES_OK);
+  ck_assert_uint_eq(rep.tenants, 0);
+  ck_assert_int_eq(es_close(db), ES_OK);
+  ut_rmrf(dir);
+}
+END_TEST
+
+static Suite *compact_suite(void) {
+  Suite *s = suite_create("compact");
+  TCase *tc = tcase_create("compact");
+  tcase_set_timeout(tc, 120);
+  tcase_add_test(tc, test_merge);
+  tcase_add_test(tc, test_retention);
+  tcase_add_test(tc, test_concurrent);
+  tcase_add_test(tc, test_args);
+  suite_add_tcase(s, tc);
+  return s;
+}
+
+int main(void) { return ut_main(compact_suite()); }
