@@ -314,6 +314,8 @@ int es_compact(es_db *db, const char *tenant, const es_compact_options *opts,
     return ES_INVAL_BKPT("es_compact: NULL handle or bad options");
   if (tenant)
     ES_TRY(es__tenant_check(tenant));
+  if (db->opts.read_only)
+    return ES_ERR(ES_EREADONLY, "es_compact on a read-only handle");
   if (atomic_load(&db->closing))
     return ES_ERR(ES_ECLOSED, "database is closing");
   if (atomic_load(&db->failed))

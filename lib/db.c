@@ -50,6 +50,7 @@ void es_options_init(es_options *opts) {
   opts->wal_file_bytes = (size_t)32 << 20;
   opts->sync_mode = ES_SYNC_FULL;
   opts->wal_compress = 1;
+  opts->follow_interval_us = 50000;
 }
 
 /* --- the shard writer --------------------------------------------------- */
@@ -396,6 +397,8 @@ int es_append(es_db *db, const char *tenant, const es_event *events,
     return ES_ERR(ES_ETOOBIG, "batch of %zu events (limit %d)", count,
                   ES_BATCH_EVENTS_MAX);
   ES_TRY(es__tenant_check(tenant));
+  if (db->opts.read_only)
+    return ES_ERR(ES_EREADONLY, "es_append on a read-only handle");
   int failed = atomic_load(&db->failed);
   if (failed)
     return ES_ERR(ES_EFAILED, "database failed earlier (%s); reopen it",
@@ -447,6 +450,8 @@ int es_flush(es_db *db, const char *tenant) {
   es__error_clear();
   if (!db)
     return ES_INVAL_BKPT("es_flush: NULL handle");
+  if (db->opts.read_only)
+    return ES_ERR(ES_EREADONLY, "es_flush on a read-only handle");
   int failed = atomic_load(&db->failed);
   if (failed)
     return ES_ERR(ES_EFAILED, "database failed earlier (%s); reopen it",
@@ -691,7 +696,9 @@ static int open_shards(es_db *db) {
     return ES_NOMEM_BKPT();
   char waldir[ES_PATH_MAX];
   ES_TRY(es__path_join(waldir, sizeof(waldir), db->dir, "wal"));
-  ES_TRY(db->vfs->mkdir(db->vfs, waldir));
+  int ro = db->opts.read_only;
+  if (!ro)
+    ES_TRY(db->vfs->mkdir(db->vfs, waldir));
   for (uint32_t s = 0; s < db->nshards; s++) {
     es_shard *sh = &db->shards[s];
     sh->db = db;
@@ -701,9 +708,10 @@ static int open_shards(es_db *db) {
     if (snprintf(sh->dir, sizeof(sh->dir), "%s/%u", waldir, s) >=
         (int)sizeof(sh->dir))
       return ES_INVAL_BKPT("data_dir too long");
-    ES_TRY(db->vfs->mkdir(db->vfs, sh->dir));
+    if (!ro)
+      ES_TRY(db->vfs->mkdir(db->vfs, sh->dir));
   }
-  return db->vfs->sync_dir(db->vfs, waldir);
+  return ro ? ES_OK : db->vfs->sync_dir(db->vfs, waldir);
 }
 
 static int open_check_options(const es_options *opts) {
@@ -718,8 +726,8 @@ static int open_check_options(const es_options *opts) {
     return ES_INVAL_BKPT("options.wal_file_bytes must be >= 4096");
   if (opts->sync_mode != ES_SYNC_FULL && opts->sync_mode != ES_SYNC_NONE)
     return ES_INVAL_BKPT("options.sync_mode %d unknown", opts->sync_mode);
-  if (opts->read_only)
-    return ES_INVAL_BKPT("options.read_only is not supported yet");
+  if (opts->read_only && opts->follow_interval_us <= 0)
+    return ES_INVAL_BKPT("options.follow_interval_us must be positive");
   if (opts->seal_age_us <= 0)
     return ES_INVAL_BKPT("options.seal_age_us must be positive");
   return ES_OK;
@@ -754,6 +762,18 @@ int es__open_vfs(const es_options *opts, es_vfs *vfs, es_db **db_out) {
   char path[ES_PATH_MAX];
   int rc = ES_OK;
   ES_CHECK(open_alloc(opts, vfs, &db));
+  if (opts->read_only) { /* beside a writer: no lock, no writes */
+    uint32_t shards = 0;
+    rc = es__esdb_read(vfs, db->dir, &shards);
+    if (rc == ES_ENOTFOUND)
+      ES_CHECK(ES_ERR(ES_ENOTFOUND, "no store in %s", db->dir));
+    ES_CHECK(rc);
+    db->nshards = shards;
+    ES_CHECK(open_shards(db));
+    ES_CHECK(es__open_read_only(db));
+    *db_out = db;
+    return ES_OK;
+  }
   ES_CHECK(vfs->mkdir(vfs, db->dir));
   ES_CHECK(open_sync_parent(db));
   ES_CHECK(es__path_join(path, sizeof(path), db->dir, "LOCK"));

@@ -53,6 +53,10 @@ typedef struct es_tenant {
   atomic_int dir_durable;     /* tenant directory created and synced */
   pthread_mutex_t rules_mu;   /* guards rules (rules.h invariant 1) */
   es_rules rules;
+  /* read-only handles (follow.c) */
+  atomic_int ro_hot; /* holds memtable rows: check its MANIFEST each pass */
+  int ro_loaded;     /* its MANIFEST and RULES were looked at */
+  uint64_t man_version, rules_version; /* es_vfs.version last seen */
   struct es_tenant *hash_next;
   struct es_tenant *shard_next;
 } es_tenant;
@@ -96,6 +100,8 @@ struct es_shard {
   es_tenant *tenants; /* list, guarded by db->tenants_mu */
   es_buf frame;
   pthread_t thread;
+  /* read-only handles: where the follower stopped in this shard's log */
+  uint64_t f_first, f_off, f_lsn;
 };
 
 typedef struct es_flush_job {
@@ -177,6 +183,14 @@ typedef struct es_tenant_view {
 
 int es__tenant_view(es_tenant *t, es_tenant_view *v) ES_MUST_CHECK;
 void es__tenant_view_release(es_tenant_view *v);
+
+/* --- follow.c: read-only handles ----------------------------------------- */
+
+/* Loads a read-only handle's tenants and log (no lock, no writes) and
+ * starts its follower thread (in the housekeeper's slot). */
+int es__open_read_only(es_db *db) ES_MUST_CHECK;
+/* Re-reads a tenant's MANIFEST and applies it when it changed. */
+int es__tenant_ro_refresh(es_db *db, es_tenant *t) ES_MUST_CHECK;
 
 /* The flusher thread's body and its job queue. */
 void *es__flusher_main(void *arg);

@@ -22,6 +22,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "codec.h"
 #include "io.h"
 #include "mem.h"
 
@@ -144,6 +145,17 @@ static int posix_size(es_vfs *vfs, es_file *f, uint64_t *size_out) {
   return ES_OK;
 }
 
+static int posix_version(es_vfs *vfs, const char *path, uint64_t *out) {
+  (void)vfs;
+  struct stat st;
+  if (stat(path, &st) != 0)
+    return IO_ERR(errno, "stat %s", path);
+  uint64_t v[4] = {(uint64_t)st.st_ino, (uint64_t)st.st_size,
+                   (uint64_t)st.st_mtim.tv_sec, (uint64_t)st.st_mtim.tv_nsec};
+  *out = es__hash64(v, sizeof(v), 0);
+  return ES_OK;
+}
+
 static int posix_rename(es_vfs *vfs, const char *from, const char *to) {
   (void)vfs;
   if (rename(from, to) != 0)
@@ -217,7 +229,7 @@ static int posix_lock(es_vfs *vfs, const char *path, es_file **file_out) {
 static es_vfs posix_vfs = {
     posix_open,     posix_close, posix_read,   posix_write,  posix_sync,
     posix_truncate, posix_size,  posix_rename, posix_unlink, posix_mkdir,
-    posix_sync_dir, posix_list,  posix_lock,   NULL,
+    posix_sync_dir, posix_list,  posix_lock,   NULL,         posix_version,
 };
 
 /* The POSIX vfs: stateless, shared by every handle. */

@@ -56,6 +56,11 @@ struct es_vfs {
    * until close; ES_EBUSY if another process holds it. */
   int (*lock)(es_vfs *vfs, const char *path, es_file **file_out);
   void *ctx; /* the vfs's own state */
+  /* Optional (may be NULL): a number that changes whenever the file at
+   * path is replaced or changed (inode, size, modification time);
+   * ES_ENOTFOUND if there is none.  Read-only handles use it to notice a
+   * new MANIFEST without reading it. */
+  int (*version)(es_vfs *vfs, const char *path, uint64_t *version_out);
 };
 
 /* The POSIX file system.  Stateless and shared. */

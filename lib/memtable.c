@@ -49,6 +49,7 @@ void es__memtable_unref(es_memtable *mt) {
     b = next;
   }
   es__rollup_free(&mt->rollup);
+  es__free(mt->marks);
   pthread_mutex_destroy(&mt->rollup_mu);
   es__free(mt);
 }
@@ -147,6 +148,10 @@ int es__memtable_insert_hinted(es_memtable *mt, const uint8_t *rows,
       ES_CHECK(ES_NOMEM_BKPT());
     mt->bytes += ES_MT_CHUNK_ROWS * sizeof(es_mrow);
   }
+  if (mt->track_lsn &&
+      (mt->nmarks == 0 || mt->marks[mt->nmarks - 1].lsn != lsn))
+    ES_CHECK(es__grow((void **)&mt->marks, &mt->marks_cap, mt->nmarks + 1,
+                      sizeof(es_mt_mark)));
   uint8_t *at = NULL;
   ES_CHECK(memtable_copy(mt, rows, rows_len, &at));
   ES_CHECK(hint ? memtable_index_known(mt, at, rows_len, count, hint)
@@ -155,6 +160,9 @@ int es__memtable_insert_hinted(es_memtable *mt, const uint8_t *rows,
     mt->min_lsn = lsn;
     mt->first_insert_mono_us = es__clock_mono_us();
   }
+  if (mt->track_lsn &&
+      (mt->nmarks == 0 || mt->marks[mt->nmarks - 1].lsn != lsn))
+    mt->marks[mt->nmarks++] = (es_mt_mark){lsn, mt->rows};
   mt->rows += count;
 err:
   *bytes_added += mt->bytes - before;
@@ -189,4 +197,17 @@ const es_rollup *es__memtable_rollup_begin(es_memtable *mt) {
 
 void es__memtable_rollup_end(es_memtable *mt) {
   pthread_mutex_unlock(&mt->rollup_mu);
+}
+
+/* The first row whose record's LSN is above lsn; see memtable.h. */
+size_t es__memtable_first_after(const es_memtable *mt, uint64_t lsn) {
+  size_t lo = 0, hi = mt->nmarks; /* first mark with lsn > the given */
+  while (lo < hi) {
+    size_t mid = lo + (hi - lo) / 2;
+    if (mt->marks[mid].lsn <= lsn)
+      lo = mid + 1;
+    else
+      hi = mid;
+  }
+  return lo < mt->nmarks ? mt->marks[lo].first_row : mt->rows;
 }

@@ -43,6 +43,12 @@ typedef struct es_mrow {
 
 typedef struct es_mt_block es_mt_block;
 
+/* Where a record's rows start (read-only handles keep these: rules.h). */
+typedef struct es_mt_mark {
+  uint64_t lsn;
+  size_t first_row;
+} es_mt_mark;
+
 typedef struct es_memtable {
   atomic_int refs;
   atomic_size_t visible; /* rows published to readers */
@@ -62,6 +68,11 @@ typedef struct es_memtable {
   es_rollup rollup;
   size_t rolled; /* rows counted into rollup (writer only) */
   int rollup_bad;
+  /* With track_lsn (read-only handles), one mark per record inserted, so
+   * rows can be told apart by LSN when a new manifest covers some. */
+  int track_lsn;
+  es_mt_mark *marks;
+  size_t nmarks, marks_cap;
 } es_memtable;
 
 /* A new empty memtable with one reference. */
@@ -89,6 +100,10 @@ int es__memtable_insert_hinted(es_memtable *mt, const uint8_t *rows,
                                size_t rows_len, uint32_t count, uint64_t lsn,
                                const es_row_hint *hint,
                                size_t *bytes_added) ES_MUST_CHECK;
+
+/* With track_lsn: the index of the first row whose record's LSN is above
+ * lsn (rows if none). */
+size_t es__memtable_first_after(const es_memtable *mt, uint64_t lsn);
 
 /* Whether count more rows fit in the index. */
 int es__memtable_has_room(const es_memtable *mt, size_t count);

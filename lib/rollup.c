@@ -507,6 +507,8 @@ int es_rollup_rebuild(es_db *db, const char *tenant, int64_t from_us,
   ES_TRY(es__tenant_check(tenant));
   if (from_us > to_us)
     return ES_INVAL_BKPT("es_rollup_rebuild: from_us after to_us");
+  if (db->opts.read_only)
+    return ES_ERR(ES_EREADONLY, "es_rollup_rebuild on a read-only handle");
   if (atomic_load(&db->closing))
     return ES_ERR(ES_ECLOSED, "database is closing");
   if (atomic_load(&db->failed))

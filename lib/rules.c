@@ -553,6 +553,8 @@ static int rule_change_run(void *arg) {
 
 static int rule_change_submit(es_db *db, const char *tenant, rule_change *c) {
   ES_TRY(es__tenant_check(tenant));
+  if (db->opts.read_only)
+    return ES_ERR(ES_EREADONLY, "rules cannot change on a read-only handle");
   if (atomic_load(&db->closing))
     return ES_ERR(ES_ECLOSED, "database is closing");
   ES_TRY(es__tenant_get(db, tenant, c->add != NULL, &c->t));

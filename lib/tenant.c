@@ -310,6 +310,8 @@ int es__tenant_seal(es_db *db, es_tenant *t) {
   }
   pthread_mutex_unlock(&t->mu);
   ES_TRY(rc);
+  if (db->opts.read_only) /* a reader never flushes: the writer does */
+    return ES_OK;
   pthread_mutex_lock(&db->flush_mu);
   /* the queue is jobs[head, head + len): compact before growing */
   if (db->jobs_head > 0 && db->jobs_head + db->jobs_len == db->jobs_cap) {
@@ -344,6 +346,7 @@ int es__tenant_insert(es_db *db, es_tenant *t, const uint8_t *rows,
   if (!t->active) {
     es_memtable *mt = NULL;
     ES_TRY(es__memtable_new(&mt));
+    mt->track_lsn = db->opts.read_only; /* follow.c needs row LSNs */
     tenant_mem_add(db, mt->bytes, 0);
     pthread_mutex_lock(&t->mu);
     t->active = mt;

@@ -514,3 +514,50 @@ int es__wal_list(es_vfs *vfs, const char *dir, uint64_t **firsts_out,
   *count_out = n;
   return ES_OK;
 }
+
+/* Reads the frames of a log file from offset `off` on, as far as they are
+ * complete and valid; see wal.h. */
+int es__wal_follow(es_vfs *vfs, const char *path, uint64_t off,
+                   uint64_t prev_lsn, es_wal_rec_fn fn, void *ud,
+                   es_wal_scan *scan) {
+  memset(scan, 0, sizeof(*scan));
+  scan->end_off = off;
+  scan->last_lsn = prev_lsn;
+  es_file *f = NULL;
+  ES_TRY(vfs->open(vfs, path, ES_IO_READ, &f));
+  es_buf frame = {0}, scratch = {0};
+  int rc = ES_OK;
+  for (;;) {
+    uint8_t h[ES_WAL_FRAME_HDR];
+    size_t got = 0;
+    rc = vfs->read(vfs, f, h, sizeof(h), off, &got);
+    if (rc < 0 || got < sizeof(h) || wal_all_zero(h, 16))
+      break; /* the end of what is written so far */
+    uint64_t len = es__get_le32(h);
+    frame.len = 0;
+    if (len == 0 || len > (UINT64_C(1) << 31) ||
+        (rc = es__buf_reserve(&frame, ES_WAL_FRAME_HDR + len)) < 0)
+      break;
+    memcpy(frame.data, h, sizeof(h));
+    rc = vfs->read(vfs, f, frame.data + ES_WAL_FRAME_HDR, (size_t)len,
+                   off + ES_WAL_FRAME_HDR, &got);
+    if (rc < 0 || got < len)
+      break;
+    /* an invalid frame here is one still being written: try again later */
+    if (wal_frame_valid(frame.data, ES_WAL_FRAME_HDR + len, 0, prev_lsn) < 0)
+      break;
+    uint64_t lsn = es__get_le64(h + 8);
+    rc = wal_frame_records(path, off, lsn, frame.data + ES_WAL_FRAME_HDR,
+                           (size_t)len, &scratch, fn, ud, scan);
+    if (rc < 0)
+      break;
+    prev_lsn = scan->last_lsn = lsn;
+    scan->frames++;
+    off += ES_WAL_FRAME_HDR + len;
+    scan->end_off = off;
+  }
+  es__buf_free(&frame);
+  es__buf_free(&scratch);
+  int rc2 = vfs->close(vfs, f);
+  return rc < 0 ? rc : rc2;
+}

@@ -124,6 +124,15 @@ int es__wal_read_file(es_vfs *vfs, const char *path, int is_last,
 
 /* Lists the WAL files of a shard directory as sorted first-LSNs (owned
  * array).  A missing directory gives zero files. */
+/* For a reader beside a live writer: reads the frames of path from off on
+ * (prev_lsn: the last LSN read before), as far as they are complete and
+ * valid, calling fn per record.  An incomplete or invalid frame ends the
+ * walk without an error (it may still be being written); scan_out->end_off
+ * is where to continue, last_lsn the last LSN read (prev_lsn if none). */
+int es__wal_follow(es_vfs *vfs, const char *path, uint64_t off,
+                   uint64_t prev_lsn, es_wal_rec_fn fn, void *ud,
+                   es_wal_scan *scan_out) ES_MUST_CHECK;
+
 int es__wal_list(es_vfs *vfs, const char *dir, uint64_t **firsts_out,
                  size_t *count_out) ES_MUST_CHECK;
 

@@ -6,8 +6,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/../tests/ingest"
 if ! command -v npm >/dev/null; then
-  echo "npm-deps: npm not found; the ingest end-to-end tests will skip" >&2
-  exit 0
+  echo "npm-deps: npm not found (scripts/deps.sh installs it)" >&2
+  exit 1
 fi
 if [ -d node_modules ] && [ node_modules -nt package-lock.json ]; then
   exit 0

@@ -12,11 +12,12 @@ export const INGESTD = process.argv[2];
 export const ESCTL = process.argv[3];
 const here = path.dirname(fileURLToPath(import.meta.url));
 
-// Exit 77 (meson's "skipped") when the npm packages are not installed.
+// Fails loudly when the npm packages are not installed: a test that
+// silently skips would hide that the SDK clients never ran.
 export function requireNodeModules() {
   if (!existsSync(path.join(here, 'node_modules'))) {
-    console.log('SKIP: run scripts/npm-deps.sh to install the SDK clients');
-    process.exit(77);
+    console.log('FAIL: the SDK clients are not installed; run scripts/npm-deps.sh');
+    process.exit(1);
   }
 }
 

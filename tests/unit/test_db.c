@@ -661,6 +661,7 @@ START_TEST(test_invalid_options) {
       break;
     case 9:
       o.read_only = 1;
+      o.follow_interval_us = 0;
       break;
     case 10:
       o.seal_age_us = 0;
