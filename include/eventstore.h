@@ -488,6 +488,20 @@ ES_API int es_rule_check(es_db *db, const char *tenant, const char *name,
 typedef struct es_timeline es_timeline;
 
 /*
+ * Undoes a link: identify and alias events with event time at or before
+ * ts_us (0 = now) that link exactly id_a and id_b (either way round) are
+ * ignored from then on, by every read (stitching is applied at read
+ * time).  A later identify or alias linking them again links them again.
+ * The unlink record is appended to the tenant's identity log (IDENTITY)
+ * and is durable when the call returns.  Thread-safe.  Errors:
+ * ES_EINVAL (NULL or a guardrail id such as "" or "null": those never
+ * link), ES_ETENANT, ES_EREADONLY, ES_ECLOSED, ES_EIO, ES_ENOSPC,
+ * ES_ENOMEM.
+ */
+ES_API int es_identity_unlink(es_db *db, const char *tenant, const char *id_a,
+                              const char *id_b, int64_t ts_us);
+
+/*
  * Opens the timeline of one person of a tenant: the latest `limit` events
  * whose user_id or anonymous_id is `person` or any id linked to it (see
  * ES_IDENTITY_IDS_MAX), newest first (ties: the later-appended first, the

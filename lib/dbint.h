@@ -50,6 +50,7 @@ typedef struct es_tenant {
   pthread_mutex_t man_mu;     /* held by whoever rewrites man/MANIFEST:
                                  the flusher, and compaction's commit */
   pthread_mutex_t compact_mu; /* one compaction of this tenant at a time */
+  pthread_mutex_t id_mu;      /* appends to the identity log (IDENTITY) */
   atomic_int dir_durable;     /* tenant directory created and synced */
   pthread_mutex_t rules_mu;   /* guards rules (rules.h invariant 1) */
   es_rules rules;

@@ -7,9 +7,11 @@
  * alias event (previousId -> userId), says they are one person.  The map
  * is rebuilt from the stored events each time a read needs it (es_query,
  * es_timeline_open), so an anonymous visitor's earlier events count for
- * the person as soon as the linking event is stored.  Caching the map per
- * tenant (and an append-only identity log with unlink records) comes
- * later.
+ * the person as soon as the linking event is stored.  Links can be undone
+ * by unlink records, kept in the tenant's append-only identity log
+ * (IDENTITY; see es_identity_unlink): a link event joining exactly the two
+ * ids of an unlink record, at or before its time, is ignored.  Caching the
+ * map per tenant comes later.
  *
  * Representation: ids are interned into nodes (open addressing on their
  * hash); each node has a union-find parent, the size of its set (valid at
@@ -27,13 +29,28 @@
  *     and comes back (the cycles are spliced on every union).
  *  4. A failed call (ES_ENOMEM) makes no link: at worst an id was interned
  *     as a set of its own, which is what an unknown id means anyway.
+ *  5. The identity log is append-only; each record carries its own length
+ *     and checksum, and reading stops at the first record that does not
+ *     check (a torn append, never acknowledged); the next append writes
+ *     over it.
  */
 #include <string.h>
 #include <strings.h>
 
+#include "clock.h"
 #include "codec.h"
+#include "dbint.h"
 #include "identity.h"
 #include "mem.h"
+
+#define IDLOG_NAME "IDENTITY"
+#define IDLOG_SEED UINT64_C(0x1d10)
+
+/* An unlink record of the identity log. */
+typedef struct id_unlink {
+  int64_t ts_us;
+  char *a, *b;
+} id_unlink;
 
 typedef struct id_node {
   char *id;        /* owned, NUL-terminated */
@@ -48,6 +65,8 @@ struct es_identity {
   uint32_t *slots;      /* open addressing: node index + 1, 0 = empty */
   size_t nslots;        /* a power of two, more than 2 * n */
   const char **scratch; /* ES_IDENTITY_IDS_MAX entries for identity_ids */
+  id_unlink *unlinks;   /* from the identity log */
+  size_t nunlinks, unlinks_cap;
 };
 
 /* Creates an empty map; see identity.h. */
@@ -74,6 +93,11 @@ void es__identity_free(es_identity *m) {
   es__free(m->nodes);
   es__free(m->slots);
   es__free(m->scratch);
+  for (size_t i = 0; i < m->nunlinks; i++) {
+    es__free(m->unlinks[i].a);
+    es__free(m->unlinks[i].b);
+  }
+  es__free(m->unlinks);
   es__free(m);
 }
 
@@ -185,13 +209,160 @@ int es__identity_link(es_identity *m, const char *a, const char *b,
 }
 
 /* Applies one identify or alias event; see identity.h. */
+/* Whether an unlink record undoes a link of a and b made at ts. */
+static int map_unlinked(const es_identity *m, const char *a, const char *b,
+                        int64_t ts) {
+  for (size_t i = 0; a && b && i < m->nunlinks; i++) {
+    const id_unlink *u = &m->unlinks[i];
+    if (ts <= u->ts_us && ((strcmp(u->a, a) == 0 && strcmp(u->b, b) == 0) ||
+                           (strcmp(u->a, b) == 0 && strcmp(u->b, a) == 0)))
+      return 1;
+  }
+  return 0;
+}
+
 int es__identity_apply(es_identity *m, const es_event *ev) {
   int linked;
+  const char *a = NULL, *b = NULL;
   if (ev->type == ES_TYPE_IDENTIFY)
-    return es__identity_link(m, ev->user_id, ev->anonymous_id, &linked);
-  if (ev->type == ES_TYPE_ALIAS)
-    return es__identity_link(m, ev->previous_id, ev->user_id, &linked);
+    a = ev->user_id, b = ev->anonymous_id;
+  else if (ev->type == ES_TYPE_ALIAS)
+    a = ev->previous_id, b = ev->user_id;
+  else
+    return ES_OK;
+  if (map_unlinked(m, a, b, ev->ts_us))
+    return ES_OK;
+  return es__identity_link(m, a, b, &linked);
+}
+
+/* --- the identity log ---------------------------------------------------- */
+
+/* Parses the log; stops at the first record that does not check
+ * (invariant 5).  *end_out: where the valid records end. */
+static int idlog_parse(es_identity *m, const uint8_t *p, size_t n,
+                       size_t *end_out) {
+  size_t off = 0;
+  while (n - off >= 12) {
+    uint32_t len = es__get_le32(p + off);
+    if (len == 0 || len > n - off - 12 ||
+        es__get_le64(p + off + 4) != es__hash64(p + off + 12, len, IDLOG_SEED))
+      break;
+    es_rd rd = es__rd(p + off + 12, len);
+    int64_t ts = es__rd_svarint(&rd);
+    uint64_t la = es__rd_varint(&rd);
+    const uint8_t *a = es__rd_bytes(&rd, la);
+    uint64_t lb = es__rd_varint(&rd);
+    const uint8_t *b = es__rd_bytes(&rd, lb);
+    if (rd.bad || rd.p != rd.end)
+      break;
+    if (m) {
+      ES_TRY(es__grow((void **)&m->unlinks, &m->unlinks_cap, m->nunlinks + 1,
+                      sizeof(id_unlink)));
+      id_unlink *u = &m->unlinks[m->nunlinks];
+      u->ts_us = ts;
+      u->a = es__malloc(la + 1);
+      u->b = es__malloc(lb + 1);
+      if (!u->a || !u->b) {
+        es__free(u->a);
+        es__free(u->b);
+        return ES_NOMEM_BKPT();
+      }
+      memcpy(u->a, a, la);
+      u->a[la] = '\0';
+      memcpy(u->b, b, lb);
+      u->b[lb] = '\0';
+      m->nunlinks++;
+    }
+    off += 12 + len;
+  }
+  *end_out = off;
   return ES_OK;
+}
+
+/* Reads the tenant's identity log into m (none is fine). */
+static int idlog_read(es_db *db, const char *tenant, es_identity *m,
+                      size_t *end_out) {
+  char dir[ES_PATH_MAX], path[ES_PATH_MAX];
+  *end_out = 0;
+  ES_TRY(es__path_join(dir, sizeof(dir), db->tenants_dir, tenant));
+  ES_TRY(es__path_join(path, sizeof(path), dir, IDLOG_NAME));
+  uint8_t *buf = NULL;
+  size_t len = 0;
+  int rc = es__io_read_all(db->vfs, path, &buf, &len);
+  if (rc == ES_ENOTFOUND) {
+    es__error_clear();
+    return ES_OK;
+  }
+  ES_TRY(rc);
+  rc = idlog_parse(m, buf, len, end_out);
+  es__free(buf);
+  return rc;
+}
+
+/* Appends an unlink record; see eventstore.h. */
+int es_identity_unlink(es_db *db, const char *tenant, const char *id_a,
+                       const char *id_b, int64_t ts_us) {
+  es__error_clear();
+  if (!db || !id_a || !id_b)
+    return ES_INVAL_BKPT("es_identity_unlink: NULL argument");
+  ES_TRY(es__tenant_check(tenant));
+  if (!es__identity_linkable(id_a) || !es__identity_linkable(id_b) ||
+      strlen(id_a) > 1024 || strlen(id_b) > 1024)
+    return ES_INVAL_BKPT("es_identity_unlink: \"%s\" and \"%s\" are not "
+                         "ids that can link",
+                         id_a, id_b);
+  if (db->opts.read_only)
+    return ES_ERR(ES_EREADONLY, "es_identity_unlink on a read-only handle");
+  if (atomic_load(&db->closing))
+    return ES_ERR(ES_ECLOSED, "database is closing");
+  if (ts_us == 0)
+    ts_us = es__clock_now_us();
+  es_buf rec = {0};
+  int rc = es__buf_put_u32(&rec, 0);
+  if (rc == ES_OK)
+    rc = es__buf_put_u64(&rec, 0);
+  if (rc == ES_OK)
+    rc = es__buf_put_svarint(&rec, ts_us);
+  const char *ids[2] = {id_a, id_b};
+  for (int i = 0; rc == ES_OK && i < 2; i++) {
+    rc = es__buf_put_varint(&rec, strlen(ids[i]));
+    if (rc == ES_OK)
+      rc = es__buf_put(&rec, ids[i], strlen(ids[i]));
+  }
+  es_tenant *t = NULL;
+  if (rc == ES_OK)
+    rc = es__tenant_get(db, tenant, 1, &t);
+  if (rc == ES_OK)
+    rc = es__tenant_dir_make(db, t);
+  if (rc < 0) {
+    es__buf_free(&rec);
+    return rc;
+  }
+  es__le32(rec.data, (uint32_t)(rec.len - 12));
+  es__le64(rec.data + 4, es__hash64(rec.data + 12, rec.len - 12, IDLOG_SEED));
+  pthread_mutex_lock(&t->id_mu);
+  size_t end = 0;
+  char path[ES_PATH_MAX];
+  es_file *f = NULL;
+  rc = idlog_read(db, tenant, NULL, &end); /* writes over a torn tail */
+  if (rc == ES_OK)
+    rc = es__path_join(path, sizeof(path), t->dir, IDLOG_NAME);
+  if (rc == ES_OK)
+    rc = db->vfs->open(db->vfs, path, ES_IO_WRITE | ES_IO_CREATE, &f);
+  if (rc == ES_OK)
+    rc = db->vfs->write(db->vfs, f, rec.data, rec.len, end);
+  if (rc == ES_OK)
+    rc = db->vfs->sync(db->vfs, f);
+  if (f) {
+    int rc2 = db->vfs->close(db->vfs, f);
+    if (rc == ES_OK)
+      rc = rc2;
+  }
+  if (rc == ES_OK && end == 0) /* a new file: its name must be durable */
+    rc = db->vfs->sync_dir(db->vfs, t->dir);
+  pthread_mutex_unlock(&t->id_mu);
+  es__buf_free(&rec);
+  return rc;
 }
 
 /* Builds a tenant's map from its stored events; see identity.h. */
@@ -202,7 +373,9 @@ int es__identity_load(es_db *db, const char *tenant, es_identity **map_out) {
   es_scan_spec spec;
   es_event ev;
   int rc;
+  size_t end;
   ES_TRY(es__identity_new(&m));
+  ES_CHECK(idlog_read(db, tenant, m, &end));
   es_scan_spec_init(&spec);
   spec.tenant = tenant;
   ES_CHECK(es_scan(db, &spec, &cur));

@@ -156,6 +156,7 @@ static int tenant_new(es_db *db, const char *name, es_tenant **t_out) {
   pthread_mutex_init(&t->rules_mu, NULL);
   pthread_mutex_init(&t->man_mu, NULL);
   pthread_mutex_init(&t->compact_mu, NULL);
+  pthread_mutex_init(&t->id_mu, NULL);
   int rc = es__path_join(t->dir, sizeof(t->dir), db->tenants_dir, name);
   if (rc == ES_OK)
     rc = segset_with(NULL, NULL, &t->segs);
@@ -164,6 +165,7 @@ static int tenant_new(es_db *db, const char *name, es_tenant **t_out) {
     pthread_mutex_destroy(&t->rules_mu);
     pthread_mutex_destroy(&t->man_mu);
     pthread_mutex_destroy(&t->compact_mu);
+    pthread_mutex_destroy(&t->id_mu);
     es__free(t);
     *t_out = NULL;
   }
@@ -211,6 +213,7 @@ void es__tenants_free(es_db *db) {
       pthread_mutex_destroy(&t->rules_mu);
       pthread_mutex_destroy(&t->man_mu);
       pthread_mutex_destroy(&t->compact_mu);
+      pthread_mutex_destroy(&t->id_mu);
       es__free(t);
       t = next;
     }

@@ -143,6 +143,48 @@ START_TEST(test_map) {
 }
 END_TEST
 
+/* ---- 1b. unlink records --------------------------------------------- */
+
+START_TEST(test_unlink) {
+  char dir[512];
+  ut_tmpdir(dir, sizeof(dir), "tl-unlink");
+  es_db *db = open_db(dir);
+  append1(db, "t", mk(ES_TYPE_TRACK, 1, NULL, "a1", NULL));
+  append1(db, "t", mk(ES_TYPE_TRACK, 2, "u1", NULL, NULL));
+  append1(db, "t", mk(ES_TYPE_IDENTIFY, 3, "u1", "a1", NULL));
+  query_is(db, "t", "{\"aggregate\":[\"uniques\"]}", "{\"uniques\":1}");
+  /* undone: the identify at second 3 no longer links */
+  int64_t t3 = mk(ES_TYPE_TRACK, 3, NULL, "x", NULL).ts_us;
+  ck_assert_int_eq(es_identity_unlink(db, "t", "a1", "u1", t3), ES_OK);
+  query_is(db, "t", "{\"aggregate\":[\"uniques\"]}", "{\"uniques\":2}");
+  query_is(db, "t", "{\"filter\":{\"person\":\"u1\"}}", "{\"count\":2}");
+  /* durable: the same after a reopen */
+  ck_assert_int_eq(es_close(db), ES_OK);
+  db = open_db(dir);
+  query_is(db, "t", "{\"aggregate\":[\"uniques\"]}", "{\"uniques\":2}");
+  /* a later identify links them again */
+  append1(db, "t", mk(ES_TYPE_IDENTIFY, 4, "a1", "u1", NULL));
+  query_is(db, "t", "{\"aggregate\":[\"uniques\"]}", "{\"uniques\":1}");
+  /* bad calls */
+  ck_assert_int_eq(es_identity_unlink(db, "t", "null", "u1", 0), ES_EINVAL);
+  ck_assert_int_eq(es_identity_unlink(db, "t", "a1", NULL, 0), ES_EINVAL);
+  ck_assert_int_eq(es_identity_unlink(db, "../t", "a1", "u1", 0), ES_ETENANT);
+  /* a torn append at the end of the log is written over */
+  ck_assert_int_eq(es_close(db), ES_OK);
+  char path[600];
+  snprintf(path, sizeof(path), "%s/tenants/t/IDENTITY", dir);
+  uint64_t size = ut_file_size(path);
+  ut_write_at(path, size, "\x30\0\0\0garbage", 11);
+  db = open_db(dir);
+  query_is(db, "t", "{\"aggregate\":[\"uniques\"]}", "{\"uniques\":1}");
+  int64_t t9 = mk(ES_TYPE_TRACK, 9, NULL, "x", NULL).ts_us;
+  ck_assert_int_eq(es_identity_unlink(db, "t", "u1", "a1", t9), ES_OK);
+  query_is(db, "t", "{\"aggregate\":[\"uniques\"]}", "{\"uniques\":2}");
+  ck_assert_int_eq(es_close(db), ES_OK);
+  ut_rmrf(dir);
+}
+END_TEST
+
 /* ---- 2. stitching in es_query ---------------------------------------- */
 
 START_TEST(test_query_stitching) {
@@ -441,6 +483,7 @@ static Suite *timeline_suite(void) {
   tcase_set_timeout(tc, 120);
   tcase_add_test(tc, test_map);
   tcase_add_test(tc, test_query_stitching);
+  tcase_add_test(tc, test_unlink);
   tcase_add_test(tc, test_query_cap);
   tcase_add_loop_test(tc, test_timeline_random, 0, 3);
   tcase_add_test(tc, test_timeline_alloc_failures);
