@@ -210,8 +210,8 @@ int es__identity_link(es_identity *m, const char *a, const char *b,
 
 /* Applies one identify or alias event; see identity.h. */
 /* Whether an unlink record undoes a link of a and b made at ts. */
-static int map_unlinked(const es_identity *m, const char *a, const char *b,
-                        int64_t ts) {
+int es__identity_unlinked(const es_identity *m, const char *a, const char *b,
+                          int64_t ts) {
   for (size_t i = 0; a && b && i < m->nunlinks; i++) {
     const id_unlink *u = &m->unlinks[i];
     if (ts <= u->ts_us && ((strcmp(u->a, a) == 0 && strcmp(u->b, b) == 0) ||
@@ -230,7 +230,7 @@ int es__identity_apply(es_identity *m, const es_event *ev) {
     a = ev->previous_id, b = ev->user_id;
   else
     return ES_OK;
-  if (map_unlinked(m, a, b, ev->ts_us))
+  if (es__identity_unlinked(m, a, b, ev->ts_us))
     return ES_OK;
   return es__identity_link(m, a, b, &linked);
 }
@@ -239,8 +239,8 @@ int es__identity_apply(es_identity *m, const es_event *ev) {
 
 /* Parses the log; stops at the first record that does not check
  * (invariant 5).  *end_out: where the valid records end. */
-static int idlog_parse(es_identity *m, const uint8_t *p, size_t n,
-                       size_t *end_out) {
+int es__identity_log_parse(es_identity *m, const uint8_t *p, size_t n,
+                           size_t *end_out) {
   size_t off = 0;
   while (n - off >= 12) {
     uint32_t len = es__get_le32(p + off);
@@ -294,7 +294,7 @@ static int idlog_read(es_db *db, const char *tenant, es_identity *m,
     return ES_OK;
   }
   ES_TRY(rc);
-  rc = idlog_parse(m, buf, len, end_out);
+  rc = es__identity_log_parse(m, buf, len, end_out);
   es__free(buf);
   return rc;
 }

@@ -62,4 +62,14 @@ const char *es__identity_root(es_identity *map, const char *id);
 size_t es__identity_ids(es_identity *map, const char *id,
                         const char *const **ids_out);
 
+/* Parses an identity log image (IDENTITY) into m's unlink records (m may
+ * be NULL: only checks); stops at the first record that does not check
+ * and sets *end_out to where the valid records end. */
+int es__identity_log_parse(es_identity *m, const uint8_t *p, size_t n,
+                           size_t *end_out) ES_MUST_CHECK;
+
+/* Whether the map's unlink records undo a link of a and b made at ts. */
+int es__identity_unlinked(const es_identity *m, const char *a, const char *b,
+                          int64_t ts_us);
+
 #endif

@@ -54,3 +54,21 @@ int es__json_put_str(es_buf *b, const char *s) {
   }
   return es__buf_put(b, "\"", 1);
 }
+
+/* Whether s is valid UTF-8 (no overlong forms, surrogates or values past
+ * U+10FFFF): strings that es__json_put_str writes back unchanged. */
+int es__json_utf8_valid(const char *s) {
+  const unsigned char *p = (const unsigned char *)s;
+  size_t n = strlen(s);
+  for (size_t i = 0; i < n;) {
+    if (p[i] < 0x80) {
+      i++;
+      continue;
+    }
+    size_t len = utf8_len(p + i, n - i);
+    if (len == 0)
+      return 0;
+    i += len;
+  }
+  return 1;
+}

@@ -13,4 +13,8 @@
  * UTF-8 replaced by U+FFFD. */
 int es__json_put_str(es_buf *b, const char *s) ES_MUST_CHECK;
 
+/* Whether s is valid UTF-8, i.e. written back unchanged by
+ * es__json_put_str. */
+int es__json_utf8_valid(const char *s);
+
 #endif

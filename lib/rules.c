@@ -66,8 +66,8 @@ static int rule_match(yajl_val m, es_rule *r) {
                              "screen, identify, alias, group");
     } else if (strcmp(k, "event") == 0 || strcmp(k, "path") == 0) {
       char **dst = k[0] == 'e' ? &r->event : &r->path;
-      if (!YAJL_IS_STRING(v))
-        return ES_INVAL_BKPT("rule: \"match.%s\" must be a string", k);
+      if (!YAJL_IS_STRING(v) || !es__json_utf8_valid(YAJL_GET_STRING(v)))
+        return ES_INVAL_BKPT("rule: \"match.%s\" must be a UTF-8 string", k);
       es__free(*dst);
       if (!(*dst = es__strdup(YAJL_GET_STRING(v))))
         return ES_NOMEM_BKPT();
@@ -354,8 +354,8 @@ void es__rules_free(es_rules *rules) {
   rules->n = 0;
 }
 
-static int rules_parse_file(const uint8_t *p, size_t n, const char *path,
-                            es_rules *rules) {
+int es__rules_parse(const uint8_t *p, size_t n, const char *path,
+                    es_rules *rules) {
   if (n < 24 || memcmp(p, RULES_MAGIC, 8) != 0 ||
       es__get_le64(p + n - 8) != es__hash64(p, n - 8, 0))
     return ES_CORRUPT_BKPT("%s: offset 0: bad RULES header or checksum", path);
@@ -404,7 +404,7 @@ int es__rules_read(es_vfs *vfs, const char *tenant_dir, es_rules *rules) {
     return ES_OK;
   }
   ES_TRY(rc);
-  rc = rules_parse_file(buf, len, path, rules);
+  rc = es__rules_parse(buf, len, path, rules);
   es__free(buf);
   if (rc < 0)
     es__rules_free(rules);

@@ -80,6 +80,10 @@ int es__rules_read(es_vfs *vfs, const char *tenant_dir,
 int es__rules_write(es_vfs *vfs, const char *tenant_dir,
                     const es_rules *rules) ES_MUST_CHECK;
 void es__rules_free(es_rules *rules);
+/* Parses a RULES image into *rules (empty on entry); ES_ECORRUPT naming
+ * path when it does not check.  On failure the caller frees *rules. */
+int es__rules_parse(const uint8_t *p, size_t n, const char *path,
+                    es_rules *rules) ES_MUST_CHECK;
 
 /* --- the database's side (rules.c, needs dbint.h) ------------------- */
 

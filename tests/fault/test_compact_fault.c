@@ -107,7 +107,7 @@ static const char *check_store(es_vfs *vfs, int *dropped_out) {
     int last_b = -1, last_e = -1, n = 0;
     int64_t last_ts = INT64_MIN;
     while (!bad && (rc = es_cursor_next(cur, &ev)) == 1) {
-      int tt, b, e;
+      int tt = -1, b = -1, e = -1;
       n++;
       if (!ev.message_id ||
           sscanf(ev.message_id, "t%d-b%d-e%d", &tt, &b, &e) != 3 || tt != t ||
