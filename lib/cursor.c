@@ -50,6 +50,7 @@ struct es_cursor {
   size_t nheap;
   int64_t from_us, to_us;
   char *person;
+  uint32_t fields; /* ES_FIELD_* wanted (person ids added when filtering) */
   int err;
   int started;
 };
@@ -96,7 +97,8 @@ static int cur_seg_advance(es_cursor *c, cur_src *s) {
       s->done = 1;
       return ES_OK;
     }
-    ES_TRY(es__segment_read_group(s->seg, s->group++, &s->rows));
+    ES_TRY(
+        es__segment_read_group_cols(s->seg, s->group++, c->fields, &s->rows));
     s->pos = 0;
   }
 }
@@ -219,6 +221,9 @@ int es_scan(es_db *db, const es_scan_spec *spec, es_cursor **cur_out) {
     return ES_NOMEM_BKPT();
   c->from_us = spec->from_us;
   c->to_us = spec->to_us;
+  c->fields = spec->fields ? spec->fields & ES_FIELD_ALL : ES_FIELD_ALL;
+  if (spec->person)
+    c->fields |= ES_FIELD_ANONYMOUS_ID | ES_FIELD_USER_ID;
   int rc = ES_OK;
   if (spec->person && !(c->person = es__strdup(spec->person)))
     ES_CHECK(ES_NOMEM_BKPT());
@@ -250,12 +255,22 @@ static int cur_start(es_cursor *c) {
   return ES_OK;
 }
 
-/* Fills ev from the current row of source s. */
-static int cur_emit(cur_src *s, es_event *ev) {
+_Static_assert(ES_FIELD_EVENT == 1u << ES_STR_event &&
+                   ES_FIELD_PATH == 1u << ES_STR_path &&
+                   ES_FIELD_IP == 1u << ES_STR_ip && ES_NSTR == 12,
+               "ES_FIELD_* bits follow the string columns");
+
+/* Fills ev from the current row of source s (unwanted strings NULL, as a
+ * segment source leaves them). */
+static int cur_emit(const es_cursor *c, cur_src *s, es_event *ev) {
   if (s->mt) {
     size_t used;
-    return es__event_decode(es__memtable_row(s->mt, s->keys[s->pos].idx)->row,
-                            ES_EVENT_BYTES_MAX, ev, &used);
+    ES_TRY(es__event_decode(es__memtable_row(s->mt, s->keys[s->pos].idx)->row,
+                            ES_EVENT_BYTES_MAX, ev, &used));
+    for (int f = 0; c->fields != ES_FIELD_ALL && f < ES_NSTR; f++)
+      if (!(c->fields >> f & 1))
+        *es__ev_str(ev, f) = NULL;
+    return ES_OK;
   }
   size_t i = s->pos;
   memset(ev, 0, sizeof(*ev));
@@ -286,7 +301,7 @@ int es_cursor_next(es_cursor *c, es_event *ev_out) {
   }
   if (c->nheap == 0)
     return 0;
-  ES_CHECK(cur_emit(&c->srcs[c->heap[0]], ev_out));
+  ES_CHECK(cur_emit(c, &c->srcs[c->heap[0]], ev_out));
   return 1;
 err:
   c->err = rc;

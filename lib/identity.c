@@ -378,6 +378,7 @@ int es__identity_load(es_db *db, const char *tenant, es_identity **map_out) {
   ES_CHECK(idlog_read(db, tenant, m, &end));
   es_scan_spec_init(&spec);
   spec.tenant = tenant;
+  spec.fields = ES_FIELD_ANONYMOUS_ID | ES_FIELD_USER_ID | ES_FIELD_PREVIOUS_ID;
   ES_CHECK(es_scan(db, &spec, &cur));
   while ((rc = es_cursor_next(cur, &ev)) == 1)
     ES_CHECK(es__identity_apply(m, &ev));

@@ -619,6 +619,8 @@ static int run_scan(q_run *r, es_db *db, const char *tenant, int64_t from_us,
   scan.tenant = tenant;
   scan.from_us = from_us;
   scan.to_us = to_us;
+  scan.fields = ES_FIELD_EVENT | ES_FIELD_PATH | ES_FIELD_ANONYMOUS_ID |
+                ES_FIELD_USER_ID; /* what filters and groups read */
   r->used_scan = 1;
   if (s->person && !r->ids)
     r->nids = es__identity_ids(r->identity, s->person, &r->ids);

@@ -364,7 +364,11 @@ int es__rollup_derive(es_segment *seg, es_rollup *r) {
   memset(&rows, 0, sizeof(rows));
   int rc = ES_OK;
   for (uint32_t g = 0; rc == ES_OK && g < seg->ngroups; g++) {
-    rc = es__segment_read_group(seg, g, &rows);
+    rc = es__segment_read_group_cols(seg, g,
+                                     ES_FIELD_EVENT | ES_FIELD_PATH |
+                                         ES_FIELD_ANONYMOUS_ID |
+                                         ES_FIELD_USER_ID,
+                                     &rows);
     for (size_t i = 0; rc == ES_OK && i < rows.n; i++) {
       es_event ev;
       memset(&ev, 0, sizeof(ev));

@@ -441,6 +441,8 @@ static int rule_fill(es_db *db, es_tenant *t, es_rule *r) {
   es_scan_spec_init(&spec);
   spec.tenant = t->name;
   spec.from_us = max - r->within_us;
+  spec.fields =
+      ES_FIELD_EVENT | ES_FIELD_PATH | ES_FIELD_ANONYMOUS_ID | ES_FIELD_USER_ID;
   es_cursor *cur;
   ES_TRY(es_scan(db, &spec, &cur));
   es_event ev;

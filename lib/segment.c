@@ -546,6 +546,12 @@ static int seg_decode_numeric(es_seg_rows *out, int64_t min_ts, int64_t max_ts,
 
 /* Reads and decodes a whole row group; see segment.h. */
 int es__segment_read_group(es_segment *seg, uint32_t g, es_seg_rows *out) {
+  return es__segment_read_group_cols(seg, g, ES_FIELD_ALL, out);
+}
+
+/* Reads a row group, decoding only the string columns in `fields`. */
+int es__segment_read_group_cols(es_segment *seg, uint32_t g, uint32_t fields,
+                                es_seg_rows *out) {
   if (g >= seg->ngroups)
     return ES_INVAL_BKPT("row group %u of %u", g, seg->ngroups);
   const es_seg_group *gr = &seg->groups[g];
@@ -559,13 +565,19 @@ int es__segment_read_group(es_segment *seg, uint32_t g, es_seg_rows *out) {
   out->type = (uint8_t *)(strs + (size_t)ES_NSTR * out->arrays_cap);
   out->n = 0;
   for (int c = 0; c < ES_SEG_NCOLS; c++)
-    ES_TRY(seg_read_block(seg, g, c, &out->cbuf, &out->raw[c]));
+    if (c < ES_COL_STR0 || (fields >> (c - ES_COL_STR0) & 1))
+      ES_TRY(seg_read_block(seg, g, c, &out->cbuf, &out->raw[c]));
   int rc = seg_decode_numeric(out, gr->min_ts, gr->max_ts, n);
   const char **dict = NULL;
   size_t dict_cap = 0;
-  for (int i = 0; rc == ES_OK && i < ES_NSTR; i++)
+  for (int i = 0; rc == ES_OK && i < ES_NSTR; i++) {
+    if (!(fields >> i & 1)) { /* not asked for: absent */
+      memset(out->str[i], 0, n * sizeof(char *));
+      continue;
+    }
     rc = seg_decode_strings(&out->raw[ES_COL_STR0 + i], n, out->str[i], &dict,
                             &dict_cap);
+  }
   es__free(dict);
   if (rc == ES_ECORRUPT) {
     char why[256];

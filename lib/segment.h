@@ -94,6 +94,10 @@ typedef struct es_seg_rows {
 /* Reads, checks and decodes row group g into *out (reusing its buffers). */
 int es__segment_read_group(es_segment *seg, uint32_t g,
                            es_seg_rows *out) ES_MUST_CHECK;
+/* The same, decoding only the string columns whose ES_FIELD_* bit is in
+ * `fields` (the others' blocks are not read; their strings are NULL). */
+int es__segment_read_group_cols(es_segment *seg, uint32_t g, uint32_t fields,
+                                es_seg_rows *out) ES_MUST_CHECK;
 /* Releases what es__segment_read_group allocated. */
 void es__segment_rows_free(es_seg_rows *rows);
 

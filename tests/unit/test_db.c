@@ -1075,6 +1075,58 @@ START_TEST(test_strerror) {
 }
 END_TEST
 
+/* es_scan_spec.fields: only the asked-for strings, from segments (whose
+ * other blocks are not read) and memtables alike. */
+START_TEST(test_scan_fields) {
+  char dir[512];
+  ut_tmpdir(dir, sizeof(dir), "db-fields");
+  es_db *db = open_db(dir, 1);
+  es_event ev[2];
+  memset(ev, 0, sizeof(ev));
+  for (int i = 0; i < 2; i++) {
+    ev[i].ts_us = 1000 + i;
+    ev[i].type = ES_TYPE_PAGE;
+    ev[i].event = "Home";
+    ev[i].path = "/";
+    ev[i].message_id = i ? "m1" : "m0";
+    ev[i].anonymous_id = "a";
+    ev[i].properties = "{\"big\":1}";
+    ev[i].url = "https://x/";
+  }
+  ck_assert_int_eq(es_append(db, "f", &ev[0], 1, NULL), ES_OK);
+  ck_assert_int_eq(es_flush(db, "f"), ES_OK); /* one in a segment */
+  ck_assert_int_eq(es_append(db, "f", &ev[1], 1, NULL), ES_OK);
+  for (int pass = 0; pass < 2; pass++) {
+    es_scan_spec spec;
+    es_scan_spec_init(&spec);
+    spec.tenant = "f";
+    spec.fields = ES_FIELD_PATH | ES_FIELD_MESSAGE_ID;
+    spec.person = pass ? "a" : NULL; /* a person filter adds the ids */
+    es_cursor *cur;
+    ck_assert_int_eq(es_scan(db, &spec, &cur), ES_OK);
+    es_event got;
+    int n = 0;
+    while (es_cursor_next(cur, &got) == 1) {
+      ck_assert_str_eq(got.path, "/");
+      ck_assert_str_eq(got.message_id, n ? "m1" : "m0");
+      ck_assert_int_eq(got.ts_us, 1000 + n);
+      ck_assert_ptr_null(got.event);
+      ck_assert_ptr_null(got.properties);
+      ck_assert_ptr_null(got.url);
+      if (pass)
+        ck_assert_str_eq(got.anonymous_id, "a");
+      else
+        ck_assert_ptr_null(got.anonymous_id);
+      n++;
+    }
+    ck_assert_int_eq(n, 2);
+    es_cursor_close(cur);
+  }
+  ck_assert_int_eq(es_close(db), ES_OK);
+  ut_rmrf(dir);
+}
+END_TEST
+
 static Suite *db_suite(void) {
   Suite *s = suite_create("db");
   TCase *tc = tcase_create("db");
@@ -1096,6 +1148,7 @@ static Suite *db_suite(void) {
   tcase_add_test(tc, test_inspect_stop_negative);
   tcase_add_test(tc, test_verify_finds_damage);
   tcase_add_test(tc, test_strerror);
+  tcase_add_test(tc, test_scan_fields);
   suite_add_tcase(s, tc);
   return s;
 }
