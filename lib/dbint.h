@@ -51,8 +51,15 @@ typedef struct es_tenant {
                                  the flusher, and compaction's commit */
   pthread_mutex_t compact_mu; /* one compaction of this tenant at a time */
   pthread_mutex_t id_mu;      /* appends to the identity log (IDENTITY) */
-  atomic_int dir_durable;     /* tenant directory created and synced */
-  pthread_mutex_t rules_mu;   /* guards rules (rules.h invariant 1) */
+  /* Tenants are loaded (MANIFEST, segments, RULES) on first use, not at
+   * open: a store of many tenants opens in the time of a directory
+   * listing plus the WAL replay.  load_mu is recursive (loading a
+   * tenant's rules scans it). */
+  pthread_mutex_t load_mu;
+  atomic_int loaded;
+  int loading;
+  atomic_int dir_durable;   /* tenant directory created and synced */
+  pthread_mutex_t rules_mu; /* guards rules (rules.h invariant 1) */
   es_rules rules;
   /* read-only handles (follow.c) */
   atomic_int ro_hot; /* holds memtable rows: check its MANIFEST each pass */
@@ -146,7 +153,8 @@ struct es_db {
 /* --- tenant.c ---------------------------------------------------------- */
 
 /* Finds a tenant, creating its in-memory object when create is set
- * (*t_out NULL and ES_OK when absent and !create). */
+ * (*t_out NULL and ES_OK when absent and !create), and loads its files
+ * on first use (writable handles; follow.c loads a reader's). */
 int es__tenant_get(es_db *db, const char *name, int create,
                    es_tenant **t_out) ES_MUST_CHECK;
 /* The shard a tenant id maps to. */

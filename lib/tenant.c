@@ -157,6 +157,11 @@ static int tenant_new(es_db *db, const char *name, es_tenant **t_out) {
   pthread_mutex_init(&t->man_mu, NULL);
   pthread_mutex_init(&t->compact_mu, NULL);
   pthread_mutex_init(&t->id_mu, NULL);
+  pthread_mutexattr_t recursive;
+  pthread_mutexattr_init(&recursive);
+  pthread_mutexattr_settype(&recursive, PTHREAD_MUTEX_RECURSIVE);
+  pthread_mutex_init(&t->load_mu, &recursive);
+  pthread_mutexattr_destroy(&recursive);
   int rc = es__path_join(t->dir, sizeof(t->dir), db->tenants_dir, name);
   if (rc == ES_OK)
     rc = segset_with(NULL, NULL, &t->segs);
@@ -166,14 +171,30 @@ static int tenant_new(es_db *db, const char *name, es_tenant **t_out) {
     pthread_mutex_destroy(&t->man_mu);
     pthread_mutex_destroy(&t->compact_mu);
     pthread_mutex_destroy(&t->id_mu);
+    pthread_mutex_destroy(&t->load_mu);
     es__free(t);
     *t_out = NULL;
   }
   return rc;
 }
 
-/* Looks a tenant up by id; creates it (in memory only) when asked. */
+static int tenant_ensure(es_db *db, es_tenant *t);
+static int tenant_lookup(es_db *db, const char *name, int create,
+                         es_tenant **t_out);
+
+/* Looks a tenant up by id and loads it; see dbint.h. */
 int es__tenant_get(es_db *db, const char *name, int create, es_tenant **t_out) {
+  es_tenant *t = NULL;
+  int rc = tenant_lookup(db, name, create, &t);
+  if (rc == ES_OK && t && !db->opts.read_only)
+    rc = tenant_ensure(db, t);
+  *t_out = rc == ES_OK ? t : NULL;
+  return rc;
+}
+
+/* Looks a tenant up by id; creates it (in memory only) when asked. */
+static int tenant_lookup(es_db *db, const char *name, int create,
+                         es_tenant **t_out) {
   size_t b = (size_t)es__hash64(name, strlen(name), 1) & (db->nbuckets - 1);
   pthread_mutex_lock(&db->tenants_mu);
   es_tenant *t = db->buckets[b];
@@ -214,6 +235,7 @@ void es__tenants_free(es_db *db) {
       pthread_mutex_destroy(&t->man_mu);
       pthread_mutex_destroy(&t->compact_mu);
       pthread_mutex_destroy(&t->id_mu);
+      pthread_mutex_destroy(&t->load_mu);
       es__free(t);
       t = next;
     }
@@ -247,10 +269,8 @@ static int tenant_clean_one(void *ud, const char *name) {
   return rc == ES_ENOTFOUND ? 0 : rc;
 }
 
-/* Loads one tenant directory: manifest, segments, clean-up. */
-static int tenant_load(es_db *db, const char *name) {
-  es_tenant *t = NULL;
-  ES_TRY(es__tenant_get(db, name, 1, &t));
+/* Loads one tenant directory: manifest, segments, clean-up, rules. */
+static int tenant_load(es_db *db, es_tenant *t) {
   es__manifest_free(&t->man);
   ES_TRY(es__manifest_read(db->vfs, t->dir, &t->man));
   atomic_store(&t->dir_durable, 1);
@@ -268,8 +288,32 @@ static int tenant_load(es_db *db, const char *name) {
     t->segs = next;
   }
   tenant_clean tc = {db, t};
-  ES_TRY(db->vfs->list(db->vfs, t->dir, tenant_clean_one, &tc));
+  int rc = db->vfs->list(db->vfs, t->dir, tenant_clean_one, &tc);
+  if (rc == ES_ENOTFOUND) { /* a new tenant: no directory yet */
+    es__error_clear();
+    atomic_store(&t->dir_durable, 0);
+    rc = ES_OK;
+  }
+  ES_TRY(rc);
   return es__tenant_rules_load(db, t);
+}
+
+/* Loads a tenant's files once, on first use (the same thread may come
+ * back here while loading: its rules' scan looks the tenant up). */
+static int tenant_ensure(es_db *db, es_tenant *t) {
+  if (atomic_load_explicit(&t->loaded, memory_order_acquire))
+    return ES_OK;
+  pthread_mutex_lock(&t->load_mu);
+  int rc = ES_OK;
+  if (!atomic_load(&t->loaded) && !t->loading) {
+    t->loading = 1;
+    rc = tenant_load(db, t);
+    t->loading = 0;
+    if (rc == ES_OK)
+      atomic_store_explicit(&t->loaded, 1, memory_order_release);
+  }
+  pthread_mutex_unlock(&t->load_mu);
+  return rc;
 }
 
 static int tenant_load_one(void *ud, const char *name) {
@@ -279,7 +323,8 @@ static int tenant_load_one(void *ud, const char *name) {
     es__db_log(db, 1, "ignoring %s/%s: not a tenant id", db->tenants_dir, name);
     return 0;
   }
-  return tenant_load(db, name);
+  es_tenant *t = NULL; /* known by name now, loaded on first use */
+  return tenant_lookup(db, name, 1, &t);
 }
 
 /* Loads every tenant found under DATA/tenants. */
