@@ -131,6 +131,7 @@ int duckdb_write_batches(const workload *w, const char *path);
 typedef struct peer_proc {
   int pid;
   FILE *out;
+  const char *name; /* for messages: "the DuckDB peer" (static) */
 } peer_proc;
 
 /* Starts `node peer.mjs args...` (args NULL-terminated).  The peer's
@@ -141,6 +142,11 @@ int peer_start(peer_proc *p, const char *const *args);
 /* Starts this program again (/proc/self/exe) with args, its stdout on a
  * pipe like a peer's: the appending child of `es-bench live`. */
 int self_start(peer_proc *p, const char *const *args);
+
+/* Starts `node script args...` (args NULL-terminated), the protocol and
+ * failure handling of peer_start; name (static) names it in messages. */
+int node_start(peer_proc *p, const char *name, const char *script,
+               const char *const *args);
 
 /* Reads the peer's next protocol line (without the newline) into buf;
  * returns 1, or 0 at the end of its output. */
@@ -224,6 +230,8 @@ typedef struct bench_common {
 } bench_common;
 int cmd_query(const bench_common *a);
 int cmd_live(const bench_common *a);
+/* es-bench http: HTTP ingest through es-ingestd beside nginx (http.c). */
+int cmd_http(const bench_common *a);
 /* The hidden `es-bench _appendloop` child of cmd_live. */
 int cmd_appendloop(const char *dir, uint64_t events, uint64_t seed, int days);
 

@@ -2,12 +2,15 @@
 """Draws docs/bench-ratios.svg from es-bench's --json output.
 
 Usage: es-bench all --json > bench.json          (or: ingest --json)
-       python3 bench/chart.py bench.json docs/bench-ratios.svg
+       es-bench http --json > http.json             (optional)
+       python3 bench/chart.py bench.json [http.json] docs/bench-ratios.svg
 
 One bar per comparison, each "how many times better libeventstore is
 than the peer" from medians measured side by side: ingest events/s ours
 over the peer's (whisker: our min..max over the peer's median); query
-time, freshness and recovery time the peer's over ours.  A log scale,
+time, freshness and recovery time the peer's over ours; HTTP ingest:
+es-ingestd's requests/s over nginx's empty 200 (the ceiling, so below
+1 by nature; whisker: our min..max).  A log scale,
 since the ratios span orders of magnitude; the red line is 1x.
 Standard library only.
 """
@@ -53,13 +56,27 @@ def live_bars(rep):
              None, None)]
 
 
+def http_bars(rep):
+    ng = rep["nginx_requests_per_s"]["median"]
+    es = rep["ingestd_requests_per_s"]
+    if not ng:
+        return []
+    return [("HTTP ingest req/s, es-ingestd vs nginx 200",
+             es["median"] / ng, es["min"] / ng, es["max"] / ng)]
+
+
 def main():
-    if len(sys.argv) != 3:
-        sys.exit("usage: chart.py BENCH.json OUT.svg")
-    with open(sys.argv[1]) as f:
-        rep = json.load(f)
-    if "configs" in rep:  # a bare `ingest --json` report
-        rep = {"ingest": rep}
+    if len(sys.argv) < 3:
+        sys.exit("usage: chart.py BENCH.json [HTTP.json] OUT.svg")
+    rep = {}
+    for path in sys.argv[1:-1]:
+        with open(path) as f:
+            r = json.load(f)
+        if "configs" in r:  # a bare `ingest --json` report
+            r = {"ingest": r}
+        elif r.get("bench") in ("query", "live", "http"):
+            r = {r["bench"]: r}
+        rep.update(r)
     bars, sub = [], []
     if rep.get("ingest"):
         bars += ingest_bars(rep["ingest"])
@@ -69,6 +86,9 @@ def main():
         sub.append(f'queries: {rep["query"]["events"]} events, {rep["query"]["runs"]} runs')
     if rep.get("live"):
         bars += live_bars(rep["live"])
+    if rep.get("http"):
+        bars += http_bars(rep["http"])
+        sub.append(f'http: {rep["http"]["runs"]} runs')
     if not bars:
         sys.exit("chart.py: no comparisons in the input")
     width, row, left, top = 860, 26, 330, 64
@@ -109,7 +129,7 @@ def main():
     out.append(f'<text x="{x(1):.1f}" y="{y1 + 18}" text-anchor="middle" fill="#c00">'
                f'1x (same); blue: libeventstore better, orange: the peer better</text>')
     out.append('</svg>')
-    with open(sys.argv[2], "w") as f:
+    with open(sys.argv[-1], "w") as f:
         f.write("\n".join(out) + "\n")
 
 

@@ -130,6 +130,7 @@ static int spawn_piped(peer_proc *p, const char *const *argv, int path_search) {
 int peer_start(peer_proc *p, const char *const *args) {
   p->pid = -1;
   p->out = NULL;
+  p->name = "the DuckDB peer";
   char script[4096], module[4096];
   snprintf(script, sizeof script, "%s/peer.mjs", peer_dir());
   snprintf(module, sizeof module, "%s/node_modules/@duckdb/node-api",
@@ -153,6 +154,7 @@ int peer_start(peer_proc *p, const char *const *args) {
 }
 
 int self_start(peer_proc *p, const char *const *args) {
+  p->name = "es-bench's child";
   const char *argv[32];
   int n = 0;
   argv[n++] = "/proc/self/exe";
@@ -160,6 +162,21 @@ int self_start(peer_proc *p, const char *const *args) {
     argv[n++] = args[i];
   argv[n] = NULL;
   return spawn_piped(p, argv, 0);
+}
+
+int node_start(peer_proc *p, const char *name, const char *script,
+               const char *const *args) {
+  p->pid = -1;
+  p->out = NULL;
+  p->name = name;
+  const char *argv[40];
+  int n = 0;
+  argv[n++] = "node";
+  argv[n++] = script;
+  for (int i = 0; args[i] && n < 39; i++)
+    argv[n++] = args[i];
+  argv[n] = NULL;
+  return spawn_piped(p, argv, 1);
 }
 
 int peer_line(peer_proc *p, char *buf, size_t cap) {
@@ -190,11 +207,10 @@ static int peer_reap(peer_proc *p) {
   if (WIFEXITED(status) && WEXITSTATUS(status) == 0)
     return 0;
   if (WIFEXITED(status))
-    bench_fail("the DuckDB peer exited with status %d (its message is "
-               "above)",
+    bench_fail("%s exited with status %d (its message is above)", p->name,
                WEXITSTATUS(status));
   else
-    bench_fail("the DuckDB peer died of signal %d", WTERMSIG(status));
+    bench_fail("%s died of signal %d", p->name, WTERMSIG(status));
   return -1;
 }
 
@@ -219,7 +235,7 @@ int peer_finish(peer_proc *p, const char *label, char **json_out) {
   free(line);
   int rc = peer_reap(p);
   if (rc == 0 && !*json_out) {
-    bench_fail("the DuckDB peer ended without a result");
+    bench_fail("%s ended without a result", p->name);
     rc = -1;
   }
   if (rc != 0) {

@@ -59,7 +59,7 @@ typedef struct args {
 
 static const char usage_text[] =
     "usage: es-bench gen [--events N] [--seed S] [--days D] > events.ndjson\n"
-    "       es-bench ingest|query|live|all [options]\n"
+    "       es-bench ingest|query|live|http|all [options]\n"
     "\n"
     "gen     writes N generated Segment events as NDJSON to stdout\n"
     "        (default 10000); the tenant is each line's \"writeKey\".\n"
@@ -69,17 +69,24 @@ static const char usage_text[] =
     "        hot, each answer cross-checked (a mismatch fails the run).\n"
     "live    freshness (append -> visible to a query) and recovery after\n"
     "        a SIGKILL of a process appending: libeventstore and DuckDB.\n"
+    "http    HTTP ingest: es-ingestd (fsync before 200) driven by wrk and\n"
+    "        autocannon with Segment /v1/batch bodies of 100 events, beside\n"
+    "        nginx answering the same POSTs with an empty 200; full load,\n"
+    "        half rate (p50/p99), a 10x burst (peak RSS).  Not in `all`.\n"
     "all     ingest, query and live in turn (CI runs all --quick).\n"
     "\n"
     "options:\n"
     "  --events N     ingest: events (default 200000; --quick 20000);\n"
     "                 query: events loaded (2000000; --quick 20000);\n"
     "                 live: events appended before each kill (200000;\n"
-    "                 --quick 10000).  all: each command's default.\n"
+    "                 --quick 10000); http: events generated to cut the\n"
+    "                 request bodies from (100000; --quick 20000).\n"
+    "                 all: each command's default.\n"
     "  --threads T    appending threads of the parallel runs (default 8)\n"
     "  --batch B      events per batch, one tenant each (default 100)\n"
     "  --runs R       repetitions; figures are min/median/max (default:\n"
-    "                 ingest 3, query 5, live 3; --quick 1, 2, 2)\n"
+    "                 ingest 3, query 5, live 3, http 3; --quick 1, 2, 2,\n"
+    "                 1)\n"
     "  --quick        small runs (CI smoke test; all of it < 2 minutes)\n"
     "  --json         print JSON instead of the table\n"
     "  --json-file F  print the table and write the JSON to F as well\n"
@@ -241,7 +248,6 @@ typedef struct config {
   run_result *runs; /* one per run */
 } config;
 
-
 /* min/median/max of the field at byte offset `off` of every run, scaled
  * by `scale`; figures < 0 (unknown) are skipped. */
 static stat3 stat_of(const config *c, int runs, size_t off, double scale) {
@@ -272,17 +278,17 @@ static int run_one(const workload *w, config *c, int run, int runs,
   char dir[4096 + 128], label[128];
   snprintf(dir, sizeof dir, "%s/%s-%dt-r%d", base, sys_flags[c->sys],
            c->threads, run + 1);
-  snprintf(label, sizeof label, "run %d/%d %-13s %2d thread%s", run + 1,
-           runs, sys_names[c->sys], c->threads, c->threads == 1 ? " " : "s");
+  snprintf(label, sizeof label, "run %d/%d %-13s %2d thread%s", run + 1, runs,
+           sys_names[c->sys], c->threads, c->threads == 1 ? " " : "s");
   bench_fail_reset();
   run_result *r = &c->runs[run];
-  int rc = c->sys == SYS_ES       ? run_eventstore(w, dir, c->threads, label, r)
+  int rc = c->sys == SYS_ES ? run_eventstore(w, dir, c->threads, label, r)
            : c->sys == SYS_ROCKSDB ? run_rocksdb(w, dir, c->threads, label, r)
            : c->sys == SYS_SQLITE  ? run_sqlite(w, dir, c->threads, label, r)
                                    : run_duckdb(w, dir, batches_path, label, r);
   if (rc != 0)
-    fprintf(stderr, "es-bench: %s, %d threads, run %d: %s\n",
-            sys_names[c->sys], c->threads, run + 1, bench_last_error());
+    fprintf(stderr, "es-bench: %s, %d threads, run %d: %s\n", sys_names[c->sys],
+            c->threads, run + 1, bench_last_error());
   if (rm_rf(dir) != 0)
     fprintf(stderr, "es-bench: could not remove %s\n", dir);
   return rc;
@@ -334,7 +340,8 @@ static void print_stat_row(const char *name, int threads, stat3 s, int prec,
   else
     snprintf(b4, sizeof b4, "-");
   printf("  %-15s %7d %12s %12s %12s %10s\n", name, threads,
-         fmt_num(b1, sizeof b1, s.min, prec), fmt_num(b2, sizeof b2, s.med, prec),
+         fmt_num(b1, sizeof b1, s.min, prec),
+         fmt_num(b2, sizeof b2, s.med, prec),
          fmt_num(b3, sizeof b3, s.max, prec), b4);
 }
 
@@ -377,10 +384,9 @@ static void print_table(const report *rp) {
     if (c->sys != SYS_ES && o && da.med > 0)
       snprintf(b4, sizeof b4, "%.2fx",
                stat_of(o, a->runs, FIELD(du_data_bytes), 1 / n).med / da.med);
-    printf("  %-15s %7d %12s %12s %12s %10s\n", sys_names[c->sys],
-           c->threads, fmt_num(b1, sizeof b1, cl.med, 1),
-           fmt_num(b2, sizeof b2, fl.med, 1), fmt_num(b3, sizeof b3, da.med, 1),
-           b4);
+    printf("  %-15s %7d %12s %12s %12s %10s\n", sys_names[c->sys], c->threads,
+           fmt_num(b1, sizeof b1, cl.med, 1), fmt_num(b2, sizeof b2, fl.med, 1),
+           fmt_num(b3, sizeof b3, da.med, 1), b4);
   }
   printf("  (ours/peer: events/s above 1 = we are faster; bytes below 1 = "
          "we are smaller.)\n");
@@ -392,9 +398,8 @@ static void print_table(const report *rp) {
          "duckdb: database file after the checkpoint\n   at close; data "
          "files = events.duckdb.)\n");
 
-  printf("\n  %-15s %7s %12s %12s %12s %10s %9s %8s\n", "recovery",
-         "threads", "open ms min", "median", "max", "log MB", "MB/s",
-         "s/GB");
+  printf("\n  %-15s %7s %12s %12s %12s %10s %9s %8s\n", "recovery", "threads",
+         "open ms min", "median", "max", "log MB", "MB/s", "s/GB");
   for (int i = 0; i < rp->ncfg; i++) {
     const config *c = &rp->cfg[i];
     stat3 t = stat_of(c, a->runs, FIELD(recover_s), 1e3);
@@ -473,8 +478,7 @@ static void print_json(const report *rp) {
     json_stat("recovery_s", stat_of(c, a->runs, FIELD(recover_s), 1), 0);
     json_stat("recovery_log_bytes",
               stat_of(c, a->runs, FIELD(recover_payload_bytes), 1), 0);
-    json_stat("stored_events", stat_of(c, a->runs, FIELD(stored_events), 1),
-              0);
+    json_stat("stored_events", stat_of(c, a->runs, FIELD(stored_events), 1), 0);
     double ratio = -1;
     if (c->sys != SYS_ES && o && eps.med > 0)
       ratio = eps_of(o, a->runs, n).med / eps.med;
@@ -491,7 +495,6 @@ static void print_json(const report *rp) {
 /* ------------------------------------------------------------------ */
 /* ingest: driver                                                      */
 /* ------------------------------------------------------------------ */
-
 
 static int cmd_ingest(const args *a) {
   report rp;
@@ -513,8 +516,7 @@ static int cmd_ingest(const args *a) {
   rp.fs = fs_type_name(rp.dir);
 
   if (bench_progress_enabled)
-    fprintf(stderr, "generating %llu events...",
-            (unsigned long long)a->events);
+    fprintf(stderr, "generating %llu events...", (unsigned long long)a->events);
   workload w;
   int rc = workload_build(&w, a->events, a->seed, a->days, a->batch);
   if (bench_progress_enabled)
@@ -549,8 +551,8 @@ static int cmd_ingest(const args *a) {
     } else {
       print_table(&rp);
       if (a->json_file)
-        bench_print_to_file(a->json_file,
-                            (void (*)(const void *))print_json, &rp);
+        bench_print_to_file(a->json_file, (void (*)(const void *))print_json,
+                            &rp);
     }
   }
 out:
@@ -590,6 +592,11 @@ static int cmd_query_args(const args *a) {
 static int cmd_live_args(const args *a) {
   bench_common c = common_of(a, 200000, 10000, 3, 2);
   return cmd_live(&c);
+}
+
+static int cmd_http_args(const args *a) {
+  bench_common c = common_of(a, 100000, 20000, 3, 1);
+  return cmd_http(&c);
 }
 
 /* ingest, query and live in turn; with --json one object holding the
@@ -679,9 +686,10 @@ int main(int argc, char **argv) {
   }
   if (!strcmp(argv[1], "_appendloop"))
     return cmd_appendloop_args(argc, argv);
-  int (*cmd)(const args *) = !strcmp(argv[1], "ingest") ? cmd_ingest
+  int (*cmd)(const args *) = !strcmp(argv[1], "ingest")  ? cmd_ingest
                              : !strcmp(argv[1], "query") ? cmd_query_args
                              : !strcmp(argv[1], "live")  ? cmd_live_args
+                             : !strcmp(argv[1], "http")  ? cmd_http_args
                                                          : NULL;
   if (cmd) {
     parse_args(&a, argc, argv, 0);
@@ -691,6 +699,6 @@ int main(int argc, char **argv) {
     parse_args(&a, argc, argv, 0);
     return cmd_all(&a);
   }
-  bad_usage("unknown command '%s' (gen, ingest, query, live or all)",
+  bad_usage("unknown command '%s' (gen, ingest, query, live, http or all)",
             argv[1]);
 }

@@ -100,12 +100,12 @@ typedef struct chunk {
 #define RECENT_IDS 64
 
 typedef struct tenant_state {
-  char name[16];        /* "t0001" */
-  uint32_t visitors;    /* visitors seen so far */
-  uint32_t visitor;     /* the current session's visitor */
-  int session_left;     /* page views left in the current session */
-  int session_fresh;    /* 1 until the session's first page view */
-  char path[TEXT_MAX];  /* the page the session is on ("" before any) */
+  char name[16];       /* "t0001" */
+  uint32_t visitors;   /* visitors seen so far */
+  uint32_t visitor;    /* the current session's visitor */
+  int session_left;    /* page views left in the current session */
+  int session_fresh;   /* 1 until the session's first page view */
+  char path[TEXT_MAX]; /* the page the session is on ("" before any) */
   char url[TEXT_MAX];
   char title[TEXT_MAX];
   char referrer[TEXT_MAX];
@@ -120,11 +120,11 @@ struct gen {
   gen_opts opts;
   uint64_t seed;
   rng r;
-  double *tenant_cdf;       /* Zipf CDF over tenants */
+  double *tenant_cdf; /* Zipf CDF over tenants */
   tenant_state *tenants;
-  chunk *arena;             /* newest chunk first */
-  double cursor_us;         /* the stream's clock (invariant 2) */
-  double step_us;           /* mean distance between events */
+  chunk *arena;     /* newest chunk first */
+  double cursor_us; /* the stream's clock (invariant 2) */
+  double step_us;   /* mean distance between events */
   recent_id recent[RECENT_IDS];
   uint64_t drawn;
 };
@@ -156,10 +156,16 @@ static const char *const user_agents[] = {
 #define N_UA (sizeof user_agents / sizeof *user_agents)
 
 static const char *const ext_referrers[] = {
-    "https://www.google.com/", "https://www.google.com/", "",
-    "",                        "https://www.bing.com/",   "https://t.co/",
-    "https://www.linkedin.com/", "https://news.ycombinator.com/",
-    "https://duckduckgo.com/",   "https://www.reddit.com/",
+    "https://www.google.com/",
+    "https://www.google.com/",
+    "",
+    "",
+    "https://www.bing.com/",
+    "https://t.co/",
+    "https://www.linkedin.com/",
+    "https://news.ycombinator.com/",
+    "https://duckduckgo.com/",
+    "https://www.reddit.com/",
 };
 #define N_EXTREF (sizeof ext_referrers / sizeof *ext_referrers)
 
@@ -173,39 +179,37 @@ static const char *const words_b[] = {
     "billing",    "sso",       "mobile",     "latency",   "teams",
     "growth",     "forms",     "experiments"};
 static const char *const doc_sections[] = {
-    "getting-started", "api",          "sdk",      "guides",
-    "integrations",    "reference",    "security", "billing"};
+    "getting-started", "api",       "sdk",      "guides",
+    "integrations",    "reference", "security", "billing"};
 static const char *const doc_topics[] = {
-    "install",   "authentication", "webhooks", "rate-limits", "events",
-    "errors",    "pagination",     "quickstart", "migration", "faq",
-    "batching",  "identify",       "tracking-plan", "retries"};
+    "install",  "authentication", "webhooks",      "rate-limits", "events",
+    "errors",   "pagination",     "quickstart",    "migration",   "faq",
+    "batching", "identify",       "tracking-plan", "retries"};
 static const char *const product_cats[] = {
-    "Shoes", "Apparel", "Electronics", "Home", "Garden",
+    "Shoes", "Apparel", "Electronics", "Home",   "Garden",
     "Books", "Toys",    "Beauty",      "Sports", "Grocery"};
 static const char *const buttons[] = {
-    "cta-hero", "cta-footer", "nav-signup", "nav-login", "pricing-pro",
-    "pricing-team", "add-to-cart", "play-video", "download-pdf",
-    "contact-sales"};
+    "cta-hero",     "cta-footer",   "nav-signup",  "nav-login",
+    "pricing-pro",  "pricing-team", "add-to-cart", "play-video",
+    "download-pdf", "contact-sales"};
 static const char *const button_labels[] = {
-    "Start free trial", "Get started", "Sign up", "Log in", "Choose Pro",
-    "Choose Team", "Add to cart", "Play", "Download", "Talk to sales"};
-static const char *const forms[] = {"newsletter", "contact", "signup",
+    "Start free trial", "Get started", "Sign up", "Log in",   "Choose Pro",
+    "Choose Team",      "Add to cart", "Play",    "Download", "Talk to sales"};
+static const char *const forms[] = {"newsletter",   "contact",  "signup",
                                     "demo-request", "checkout", "survey"};
 static const char *const custom_events[] = {
-    "Signup Started",   "Trial Started",    "Plan Selected",
-    "Video Played",     "Product Viewed",   "Product Added",
-    "Checkout Started", "Order Completed",  "Search Performed",
-    "File Downloaded"};
+    "Signup Started",   "Trial Started",  "Plan Selected",    "Video Played",
+    "Product Viewed",   "Product Added",  "Checkout Started", "Order Completed",
+    "Search Performed", "File Downloaded"};
 static const char *const plans[] = {"free", "starter", "pro", "team",
                                     "enterprise"};
-static const char *const first_names[] = {"Ada", "Grace", "Alan", "Linus",
-                                          "Margaret", "Ken", "Barbara",
-                                          "Dennis", "Frances", "Edsger"};
-static const char *const last_names[] = {"Lovelace", "Hopper", "Turing",
-                                         "Torvalds", "Hamilton", "Thompson",
-                                         "Liskov", "Ritchie", "Allen",
-                                         "Dijkstra"};
-static const char *const industries[] = {"Software", "Retail", "Finance",
+static const char *const first_names[] = {
+    "Ada", "Grace",   "Alan",   "Linus",   "Margaret",
+    "Ken", "Barbara", "Dennis", "Frances", "Edsger"};
+static const char *const last_names[] = {
+    "Lovelace", "Hopper", "Turing",  "Torvalds", "Hamilton",
+    "Thompson", "Liskov", "Ritchie", "Allen",    "Dijkstra"};
+static const char *const industries[] = {"Software",   "Retail",    "Finance",
                                          "Healthcare", "Education", "Media"};
 
 #define PICK(r, arr) ((arr)[rng_below((r), sizeof(arr) / sizeof *(arr))])
@@ -395,9 +399,9 @@ static void visitor_get(const gen *g, int ti, uint32_t vid, visitor *v) {
              (unsigned)(h3 >> 8) & 0xffff, (unsigned)(h3 >> 24) & 0xffff,
              (unsigned)(h3 >> 40) & 0xffff, (unsigned)(h3 >> 56) + 1);
   else
-    snprintf(v->ip, sizeof v->ip, "%u.%u.%u.%u",
-             (unsigned)(h3 >> 8) % 223 + 1, (unsigned)(h3 >> 16) & 0xff,
-             (unsigned)(h3 >> 24) & 0xff, (unsigned)(h3 >> 32) % 254 + 1);
+    snprintf(v->ip, sizeof v->ip, "%u.%u.%u.%u", (unsigned)(h3 >> 8) % 223 + 1,
+             (unsigned)(h3 >> 16) & 0xff, (unsigned)(h3 >> 24) & 0xff,
+             (unsigned)(h3 >> 32) % 254 + 1);
 }
 
 /* Moves the tenant's session to a new page (path, url, title, referrer).
@@ -429,11 +433,11 @@ static void next_page(gen *g, tenant_state *t) {
     snprintf(path, sizeof path, "/product/SKU-%05u", sku);
     snprintf(title, sizeof title, "Product SKU-%05u", sku);
   } else {
-    static const char *const other[] = {"/about",  "/contact", "/signup",
-                                        "/signup", "/login",   "/login",
+    static const char *const other[] = {"/about",   "/contact",  "/signup",
+                                        "/signup",  "/login",    "/login",
                                         "/careers", "/changelog"};
-    static const char *const other_t[] = {"About",  "Contact", "Sign up",
-                                          "Sign up", "Log in",  "Log in",
+    static const char *const other_t[] = {"About",   "Contact",  "Sign up",
+                                          "Sign up", "Log in",   "Log in",
                                           "Careers", "Changelog"};
     unsigned k = (unsigned)rng_below(r, 8);
     strcpy(path, other[k]);
@@ -590,8 +594,7 @@ static int draw_action(gen *g, tenant_state *t, const visitor *v, int fresh,
   double u = rng_u01(r);
   /* Sessions start with a page view (~1 event in 6), so 0.615 here
    * gives ~70% page views overall. */
-  if (fresh || t->path[0] == 0 || u < 0.615 ||
-      (u >= 0.945 && !v->identified)) {
+  if (fresh || t->path[0] == 0 || u < 0.615 || (u >= 0.945 && !v->identified)) {
     next_page(g, t);
     ev->type = ES_TYPE_PAGE;
     ev->event = arena_strdup(g, t->title);
@@ -656,8 +659,8 @@ int gen_next(gen *g, es_event *out, const char **tenant_out) {
   ev.message_id = arena_strdup(g, msg_id);
   ev.anonymous_id = arena_strdup(g, v.anon);
   if (v.identified)
-    ev.user_id = arena_printf(g, "u_%llu@example.com",
-                              (unsigned long long)v.user_no);
+    ev.user_id =
+        arena_printf(g, "u_%llu@example.com", (unsigned long long)v.user_no);
   ev.user_agent = v.ua;
   ev.ip = arena_strdup(g, v.ip);
   if (draw_action(g, t, &v, fresh, &ev) != 0)
@@ -678,9 +681,8 @@ int gen_next(gen *g, es_event *out, const char **tenant_out) {
 /* NDJSON                                                              */
 /* ------------------------------------------------------------------ */
 
-static const char *const type_names[] = {NULL,       "track", "page",
-                                         "screen",   "identify", "alias",
-                                         "group"};
+static const char *const type_names[] = {NULL,       "track", "page", "screen",
+                                         "identify", "alias", "group"};
 
 /* Writes s as a JSON string literal. */
 static void json_str(FILE *f, const char *s) {
@@ -726,8 +728,7 @@ int gen_write_ndjson(FILE *f, const es_event *ev, const char *tenant) {
           tm.tm_sec, (int)(ev->ts_us % 1000000 / 1000));
   if (ev->properties) {
     int traits = ev->type == ES_TYPE_IDENTIFY || ev->type == ES_TYPE_GROUP;
-    fprintf(f, ",\"%s\":%s", traits ? "traits" : "properties",
-            ev->properties);
+    fprintf(f, ",\"%s\":%s", traits ? "traits" : "properties", ev->properties);
   }
   fputs(",\"context\":{", f);
   first = 1;
@@ -741,9 +742,11 @@ int gen_write_ndjson(FILE *f, const es_event *ev, const char *tenant) {
   }
   json_field(f, "userAgent", ev->user_agent, &first);
   json_field(f, "ip", ev->ip, &first);
-  fputs("},", f);
-  first = 1;
-  json_field(f, "writeKey", tenant, &first);
+  putc('}', f);
+  if (tenant) {
+    fputs(",\"writeKey\":", f);
+    json_str(f, tenant);
+  }
   fputs("}\n", f);
   return ferror(f) ? -1 : 0;
 }

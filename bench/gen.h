@@ -81,7 +81,8 @@ const char *gen_tenant_name(const gen *g, int i);
  *    "properties"|"traits":{..},"context":{"page":{"path":..,"url":..,
  *    "referrer":..},"userAgent":..,"ip":..},"writeKey":"<tenant>"}
  * Absent (NULL) fields are left out.  The tenant travels as the writeKey,
- * which is how the Segment API names the source.  Returns 0, or -1 when
+ * which is how the Segment API names the source; a NULL tenant leaves it
+ * out (an event inside a batch body, whose writeKey is the batch's).  Returns 0, or -1 when
  * the write failed (errno says why).
  */
 int gen_write_ndjson(FILE *f, const es_event *ev, const char *tenant);

@@ -27,10 +27,22 @@
  *  - minute counts, top pages, uniques: es_query with the JSON spec of
  *    docs/QUERY.md (whatever source it answers from: the result's
  *    "source" is reported);
- *  - segment members (/pricing >= 3 times in 7 days): there is no rules
- *    API yet, so the client computes it from one es_scan of the tenant,
- *    stitching identities itself the way docs/QUERY.md defines it;
+ *  - segment members (/pricing >= 3 times in 7 days): the rules API.  The
+ *    rule pricing-3x is created with es_rule_put (timed, but outside the
+ *    query figures) right before its queries, and es_rule_members lists
+ *    the members at T, the latest event time of the workload: visitor
+ *    ids (anonymousId, else userId; not stitched) with at least 3
+ *    /pricing page views in (T - 7d, T];
+ *  - the same question over stitched persons (hot tenant only): no
+ *    library call answers it, so the client computes it from one es_scan
+ *    of the tenant, stitching identities itself as docs/QUERY.md defines;
  *  - person timeline: es_timeline_open / next / close.
+ *
+ * Approximate uniques (es_query "exact":false) are HyperLogLog estimates
+ * of distinct visitor ids (not stitched) when es_query answers from its
+ * rollups; DuckDB's approx_count_distinct is given the same visitor id,
+ * and both are compared with the exact count of distinct visitor ids,
+ * which es-bench computes from the generated events themselves.
  */
 #include "bench.h"
 
@@ -47,10 +59,20 @@
 #define QUERIES_MAX 16
 #define BASE_S 1709251200 /* 2024-03-01T00:00:00Z, gen.c's first day */
 
-enum { K_MINUTE, K_TOP, K_UNIQ, K_UNIQ_APPROX, K_MEMBERS, K_TIMELINE };
-static const char *const kind_names[] = {"minute_counts",   "top_pages",
-                                         "uniques_exact",   "uniques_approx",
-                                         "segment_members", "timeline"};
+enum {
+  K_MINUTE,
+  K_TOP,
+  K_UNIQ,
+  K_UNIQ_APPROX,
+  K_TIMELINE,
+  K_MEMBERS_STITCHED,
+  K_MEMBERS,
+  K_COUNT
+};
+static const char *const kind_names[] = {
+    "minute_counts",  "top_pages", "uniques_exact",
+    "uniques_approx", "timeline",  "segment_members_stitched",
+    "segment_members"};
 
 /* What libeventstore's side of a query is answered by. */
 static const char *const kind_api[] = {
@@ -58,8 +80,15 @@ static const char *const kind_api[] = {
     "es_query",
     "es_query",
     "es_query",
-    "es_scan + client-side stitching (no rules API yet)",
-    "es_timeline"};
+    "es_timeline",
+    "es_scan + client-side stitching (no library call for stitched rules)",
+    "es_rule_members (rule pricing-3x, created with es_rule_put)"};
+
+#define RULE_NAME "pricing-3x"
+#define RULE_JSON                                                              \
+  "{\"name\":\"" RULE_NAME "\",\"match\":{\"type\":\"page\",\"path\":"         \
+  "\"/pricing\"},\"atLeast\":3,\"within\":\"7d\"}"
+#define RULE_WITHIN_US (INT64_C(7) * 86400 * 1000000)
 
 typedef struct side {
   double cold_s[RUNS_MAX], hot_s[RUNS_MAX];
@@ -73,7 +102,7 @@ typedef struct qdef {
   char name[96];
   int kind;
   char tenant[16];
-  int64_t from_us, to_us;
+  int64_t from_us, to_us; /* members: the window (from_us, to_us] */
   const char *person;
   int limit, at_least;
   side ours, peer;
@@ -90,6 +119,10 @@ typedef struct qbench {
   char person[256];
   size_t person_n;
   double load_es_s, load_duck_s;
+  int64_t end_us;       /* T: the latest event time of the workload */
+  double rule_put_s[2]; /* es_rule_put on the hot and median tenant */
+  int rules_made;       /* how many of those have run */
+  size_t visitors_hot;  /* distinct visitor ids of the hot tenant */
   qdef q[QUERIES_MAX];
   int nq;
   es_db *db;
@@ -109,6 +142,36 @@ static int cmp_tcount(const void *x, const void *y) {
   if (a->n != b->n)
     return a->n < b->n ? -1 : 1;
   return a->idx - b->idx;
+}
+
+/* The ground truth the approximate uniques are judged by: the distinct
+ * visitor ids (anonymousId, else userId; empty = absent) of the hot
+ * tenant's generated events.  Also T, the latest event time of all. */
+static int count_visitors(qbench *qb) {
+  const workload *w = &qb->w;
+  strmap ids = {0};
+  qb->end_us = INT64_MIN;
+  for (size_t i = 0; i < w->events_count; i++)
+    if (w->events[i].ts_us > qb->end_us)
+      qb->end_us = w->events[i].ts_us;
+  for (size_t i = 0; i < w->batches_count; i++) {
+    const batch *b = &w->batches[i];
+    if (strcmp(b->tenant, qb->hot) != 0)
+      continue;
+    for (size_t j = 0; j < b->count; j++) {
+      const es_event *ev = &b->events[j];
+      const char *id = ev->anonymous_id && *ev->anonymous_id ? ev->anonymous_id
+                       : ev->user_id && *ev->user_id         ? ev->user_id
+                                                             : NULL;
+      if (id && strmap_get(&ids, id) < 0) {
+        strmap_free(&ids);
+        return -1;
+      }
+    }
+  }
+  qb->visitors_hot = ids.count;
+  strmap_free(&ids);
+  return 0;
 }
 
 static int pick_targets(qbench *qb) {
@@ -163,7 +226,7 @@ static int pick_targets(qbench *qb) {
            best >= 0 ? ids.names[best] : "nobody");
   qb->person_n = best >= 0 ? (size_t)ids.counts[best] : 0;
   strmap_free(&ids);
-  return 0;
+  return count_visitors(qb);
 }
 
 static void add_query(qbench *qb, int kind, const char *tenant,
@@ -174,15 +237,14 @@ static void add_query(qbench *qb, int kind, const char *tenant,
   snprintf(q->tenant, sizeof q->tenant, "%s", tenant);
   snprintf(q->name, sizeof q->name, "%s %s", what, tenant);
   int64_t day0 = (int64_t)BASE_S + (int64_t)(qb->a->days / 2) * 86400;
-  int64_t end = (int64_t)BASE_S + (int64_t)qb->a->days * 86400;
   q->from_us = INT64_MIN;
   q->to_us = INT64_MAX;
   if (kind == K_MINUTE) {
     q->from_us = day0 * 1000000;
     q->to_us = (day0 + 86400) * 1000000;
-  } else if (kind == K_MEMBERS) {
-    q->from_us = (end - 7 * 86400) * 1000000;
-    q->to_us = end * 1000000;
+  } else if (kind == K_MEMBERS || kind == K_MEMBERS_STITCHED) {
+    q->from_us = qb->end_us - RULE_WITHIN_US; /* excluded */
+    q->to_us = qb->end_us;                    /* included */
     q->at_least = 3;
   } else if (kind == K_TOP) {
     q->limit = 10;
@@ -202,9 +264,13 @@ static void plan_queries(qbench *qb) {
   add_query(qb, K_UNIQ, qb->hot, "unique visitors exact, hot");
   add_query(qb, K_UNIQ, qb->median, "unique visitors exact, median");
   add_query(qb, K_UNIQ_APPROX, qb->hot, "unique visitors approx, hot");
+  add_query(qb, K_TIMELINE, qb->hot, "person's last 20 events, hot");
+  add_query(qb, K_MEMBERS_STITCHED, qb->hot, "/pricing>=3/7d persons*, hot");
+  /* Last: the rules exist from here on, and es_open rebuilds their
+   * counters (a scan of each rule's window), which the cold figures of
+   * every later query include. */
   add_query(qb, K_MEMBERS, qb->hot, "/pricing>=3 in 7d members, hot");
   add_query(qb, K_MEMBERS, qb->median, "/pricing>=3 in 7d members, median");
-  add_query(qb, K_TIMELINE, qb->hot, "person's last 20 events, hot");
 }
 
 /* ------------------------------------------------------------------ */
@@ -325,9 +391,9 @@ static int cmp_str(const void *x, const void *y) {
   return strcmp(*(char *const *)x, *(char *const *)y);
 }
 
-/* Segment members through one es_scan of the tenant: links from every
- * identify/alias event, /pricing page views counted per event id inside
- * [from, to), then summed per person. */
+/* Stitched segment members through one es_scan of the tenant: links from
+ * every identify/alias event, /pricing page views counted per event id
+ * inside (from, to], then summed per person. */
 static int members_answer(qbench *qb, qdef *q, sbuf *out) {
   es_scan_spec spec;
   es_scan_spec_init(&spec);
@@ -347,8 +413,8 @@ static int members_answer(qbench *qb, qdef *q, sbuf *out) {
     else if (ev.type == ES_TYPE_ALIAS)
       err = link_ids(&m, ev.previous_id, ev.user_id);
     else if (ev.type == ES_TYPE_PAGE && ev.path &&
-             !strcmp(ev.path, "/pricing") && ev.ts_us >= q->from_us &&
-             ev.ts_us < q->to_us) {
+             !strcmp(ev.path, "/pricing") && ev.ts_us > q->from_us &&
+             ev.ts_us <= q->to_us) {
       const char *id = ev.user_id && *ev.user_id             ? ev.user_id
                        : ev.anonymous_id && *ev.anonymous_id ? ev.anonymous_id
                                                              : NULL;
@@ -388,6 +454,53 @@ static int members_answer(qbench *qb, qdef *q, sbuf *out) {
   return 0;
 }
 
+/* Segment members through the rules API: es_rule_members at T. */
+static int rule_answer(qbench *qb, qdef *q, sbuf *out) {
+  char *json = NULL;
+  int rc = es_rule_members(qb->db, q->tenant, RULE_NAME, q->to_us, &json);
+  if (rc != ES_OK) {
+    bench_fail("es_rule_members(%s): %s: %s", q->tenant, es_strerror(rc),
+               es_errdetail());
+    return -1;
+  }
+  char err[256];
+  yajl_val root = yajl_tree_parse(json, err, sizeof err);
+  es_free(json);
+  const char *mp[] = {"members", NULL};
+  yajl_val m = root ? yajl_tree_get(root, mp, yajl_t_array) : NULL;
+  for (size_t i = 0; m && i < m->u.array.len; i++) {
+    yajl_val v = m->u.array.values[i];
+    sbuf_printf(out, "%s%s", i ? "\n" : "",
+                YAJL_IS_STRING(v) ? YAJL_GET_STRING(v) : "(not a string)");
+  }
+  if (root)
+    yajl_tree_free(root);
+  if (!m) {
+    bench_fail("%s: unexpected es_rule_members result", q->name);
+    return -1;
+  }
+  return 0;
+}
+
+/* Creates the rule on q's tenant (once per tenant), timing es_rule_put:
+ * it stores the rule durably and fills its counters from one scan of the
+ * window.  Outside every query figure; reported on its own. */
+static int rule_make(qbench *qb, const qdef *q) {
+  int slot = !strcmp(q->tenant, qb->hot) ? 0 : 1;
+  if (qb->rules_made & (1 << slot))
+    return 0;
+  double t0 = now_s();
+  int rc = es_rule_put(qb->db, q->tenant, RULE_JSON);
+  qb->rule_put_s[slot] = now_s() - t0;
+  if (rc != ES_OK) {
+    bench_fail("es_rule_put(%s): %s: %s", q->tenant, es_strerror(rc),
+               es_errdetail());
+    return -1;
+  }
+  qb->rules_made |= 1 << slot;
+  return 0;
+}
+
 static int timeline_answer(qbench *qb, qdef *q, sbuf *out) {
   es_timeline *tl;
   int rc =
@@ -413,8 +526,10 @@ static int timeline_answer(qbench *qb, qdef *q, sbuf *out) {
 static int ours_once(qbench *qb, qdef *q, char **answer_out) {
   sbuf out = {0};
   int rc;
-  if (q->kind == K_MEMBERS) {
+  if (q->kind == K_MEMBERS_STITCHED) {
     rc = members_answer(qb, q, &out);
+  } else if (q->kind == K_MEMBERS) {
+    rc = rule_answer(qb, q, &out);
   } else if (q->kind == K_TIMELINE) {
     rc = timeline_answer(qb, q, &out);
   } else {
@@ -470,6 +585,8 @@ static int keep_answer(qdef *q, side *s, char *ans) {
 
 static int ours_measure(qbench *qb, qdef *q, size_t *done, size_t total) {
   int runs = qb->a->runs;
+  if (q->kind == K_MEMBERS && rule_make(qb, q) != 0)
+    return -1;
   for (int r = 0; r < runs; r++) { /* cold: a freshly opened store */
     if (es_close(qb->db) != ES_OK) {
       qb->db = NULL;
@@ -704,12 +821,11 @@ static stat3 ms_of(const double *v, int runs) {
   return stat3_of(x, runs);
 }
 
-/* The exact-uniques answer of the same tenant, for approx errors. */
-static const char *exact_for(const qbench *qb, const qdef *q, int peer) {
-  for (int i = 0; i < qb->nq; i++)
-    if (qb->q[i].kind == K_UNIQ && !strcmp(qb->q[i].tenant, q->tenant))
-      return peer ? qb->q[i].peer.answer : qb->q[i].ours.answer;
-  return NULL;
+/* An approximate answer's error against the exact count of distinct
+ * visitor ids (the generated events' own), in percent. */
+static double approx_error_pct(const qbench *qb, const char *answer) {
+  double e = (double)qb->visitors_hot, v = atof(answer);
+  return e > 0 ? (v - e) / e * 100 : 0;
 }
 
 static const char *check_word(const qdef *q) {
@@ -722,29 +838,36 @@ static void check_text(const qbench *qb, const qdef *q, int peer, char *buf,
   if (!s->answer) {
     snprintf(buf, cap, "-");
   } else if (q->kind == K_UNIQ_APPROX) {
-    const char *ex = exact_for(qb, q, peer);
-    double e = ex ? atof(ex) : 0, v = atof(s->answer);
-    snprintf(buf, cap, "%s (%+.2f%% vs exact%s)", s->answer,
-             e > 0 ? (v - e) / e * 100 : 0,
-             !peer && !s->approx ? "; approx:false" : "");
+    snprintf(buf, cap, "%s (%+.2f%% vs %zu visitor ids%s)", s->answer,
+             approx_error_pct(qb, s->answer), qb->visitors_hot,
+             peer        ? ""
+             : s->approx ? "; approx:true"
+                         : "; approx:false");
   } else if (q->kind == K_UNIQ) {
     snprintf(buf, cap, "%s %s", check_word(q), s->answer);
   } else {
     snprintf(buf, cap, "%s, %zu rows", check_word(q), lines_of(s->answer));
   }
+  if (!peer && s->source[0]) {
+    size_t n = strlen(buf);
+    snprintf(buf + n, cap - n, " [%s]", s->source);
+  }
 }
 
-/* The median open time over every cold run of every query, ms. */
-static double open_ms(const qbench *qb, int peer) {
+/* The median open time over the cold runs of the queries measured
+ * before the rules existed (with_rules 0), after (1) or all (-1), ms; -1
+ * if there are none. */
+static double open_ms(const qbench *qb, int peer, int with_rules) {
   static double v[QUERIES_MAX * RUNS_MAX];
   int n = 0;
   for (int i = 0; i < qb->nq; i++) {
     const side *s = peer ? &qb->q[i].peer : &qb->q[i].ours;
-    if (s->answer)
+    if (s->answer &&
+        (with_rules < 0 || (qb->q[i].kind == K_MEMBERS) == with_rules))
       for (int r = 0; r < qb->a->runs; r++)
         v[n++] = s->open_s[r] * 1e3;
   }
-  return stat3_of(v, n).med;
+  return n ? stat3_of(v, n).med : -1;
 }
 
 static void print_row(const char *name, const char *sys, stat3 c, stat3 h,
@@ -771,10 +894,19 @@ static void print_table(const qbench *qb) {
          "ES_SYNC_FULL, + es_flush); duckdb %.1f s (appender, commit every "
          "100000 rows, incl. node start)\n",
          qb->load_es_s, qb->load_duck_s);
-  printf("open, part of every cold figure (median over all cold runs): "
-         "libeventstore es_open %.1f ms; duckdb DuckDBInstance.create + "
-         "connect %.1f ms\n\n",
-         open_ms(qb, 0), open_ms(qb, 1));
+  char T[32];
+  iso_of(qb->end_us, T, sizeof T);
+  printf("open, part of every cold figure (median over the cold runs): "
+         "libeventstore es_open %.1f ms, %.1f ms once the rules exist "
+         "(members rows: es_open rebuilds each rule's counters from a scan "
+         "of its 7-day window); duckdb DuckDBInstance.create + connect "
+         "%.1f ms\n",
+         open_ms(qb, 0, 0), open_ms(qb, 0, 1), open_ms(qb, 1, -1));
+  printf("rule " RULE_JSON " created with es_rule_put (not in any figure): "
+         "%.1f ms on %s, %.1f ms on %s; members asked at T = %s (the "
+         "latest event time), window (T - 7d, T]\n\n",
+         qb->rule_put_s[0] * 1e3, qb->hot, qb->rule_put_s[1] * 1e3, qb->median,
+         T);
   printf("  %-40s %-13s %9s %9s %9s %9s %9s %9s %8s %8s  %s\n", "query",
          "system", "cold ms", "median", "max", "hot ms", "median", "max",
          "x cold", "x hot", "answer");
@@ -803,17 +935,22 @@ static void print_table(const qbench *qb) {
          "   hot = the same query again on the open database.  DuckDB uses "
          "its default threads (all cores).)\n");
   printf("  libeventstore answers through: ");
-  for (int k = 0; k <= K_TIMELINE; k++)
+  for (int k = 0; k < K_COUNT; k++)
     printf("%s%s = %s", k ? "; " : "", kind_names[k], kind_api[k]);
-  printf(".\n  es_query sources: ");
-  for (int i = 0, first = 1; i < qb->nq; i++)
-    if (qb->q[i].ours.source[0]) {
-      printf("%s%s \"%s\"", first ? "" : ", ", kind_names[qb->q[i].kind],
-             qb->q[i].ours.source);
-      first = 0;
-    }
-  printf(".\n  DuckDB stitches identities in SQL (recursive CTE over "
-         "identify/alias links, the same rules).\n");
+  printf(".\n  [rollup|scan|mixed]: the \"source\" of es_query's result.\n"
+         "  unique visitors exact = distinct persons after identity "
+         "stitching (es_query \"exact\":true; DuckDB: recursive CTE over\n"
+         "   identify/alias links, the same rules).  approx = distinct "
+         "visitor ids (anonymousId, else userId; not stitched):\n"
+         "   es_query \"exact\":false (HyperLogLog from rollups) and "
+         "DuckDB approx_count_distinct, each against the exact count of\n"
+         "   distinct visitor ids in the generated events.\n"
+         "  members = visitor ids (anonymousId, else userId; not stitched) "
+         "with >= 3 /pricing page views in (T - 7d, T]; DuckDB:\n"
+         "   GROUP BY that id HAVING count(*) >= 3.  persons* = the same "
+         "count over stitched persons, computed by es-bench from one\n"
+         "   es_scan (no library call answers it) and by DuckDB with the "
+         "stitching CTE; a person is named by its smallest id.\n");
 }
 
 static void json_ms(const char *key, stat3 s) {
@@ -832,9 +969,14 @@ static void print_json(const qbench *qb) {
          qb->cold, qb->cold_n);
   json_string_to(stdout, qb->person);
   printf(",\"load_s\":{\"libeventstore\":%.3f,\"duckdb\":%.3f},"
-         "\"open_ms_median\":{\"libeventstore\":%.3f,\"duckdb\":%.3f},"
+         "\"open_ms_median\":{\"libeventstore\":%.3f,\"duckdb\":%.3f},",
+         qb->load_es_s, qb->load_duck_s, open_ms(qb, 0, 0), open_ms(qb, 1, -1));
+  printf("\"open_ms_median_with_rules\":{\"libeventstore\":%.3f},"
+         "\"rule\":%s,\"rule_put_ms\":{\"hot\":%.3f,\"median\":%.3f},"
+         "\"members_at_us\":%lld,\"visitor_ids_exact_hot\":%zu,"
          "\"queries\":[",
-         qb->load_es_s, qb->load_duck_s, open_ms(qb, 0), open_ms(qb, 1));
+         open_ms(qb, 0, 1), RULE_JSON, qb->rule_put_s[0] * 1e3,
+         qb->rule_put_s[1] * 1e3, (long long)qb->end_us, qb->visitors_hot);
   for (int i = 0; i < qb->nq; i++) {
     const qdef *q = &qb->q[i];
     printf("%s{\"name\":", i ? "," : "");
@@ -857,6 +999,9 @@ static void print_json(const qbench *qb) {
       printf(",\"answer_lines\":%zu", lines_of(sd->answer));
       if (q->kind == K_UNIQ || q->kind == K_UNIQ_APPROX)
         printf(",\"uniques\":%s", sd->answer);
+      if (q->kind == K_UNIQ_APPROX)
+        printf(",\"error_pct_vs_visitor_ids\":%.4f",
+               approx_error_pct(qb, sd->answer));
       if (!s && sd->source[0])
         printf(",\"source\":\"%s\",\"approx\":%s", sd->source,
                sd->approx ? "true" : "false");

@@ -2,7 +2,8 @@
  * strmap.h -- the two small data structures the query benchmark needs on
  * libeventstore's side: a growable text buffer, and a map of strings to
  * dense indexes with a union-find over them (identity stitching done by
- * the client, for the behaviour-segment query that has no API yet).
+ * the client, for the stitched-persons variant of the behaviour-segment
+ * query, which no library call answers).
  */
 #ifndef ES_BENCH_STRMAP_H
 #define ES_BENCH_STRMAP_H

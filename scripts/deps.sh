@@ -6,9 +6,13 @@ set -euo pipefail
 pkgs=(meson ninja-build pkg-config gcc clang clang-format
       liblz4-dev libxxhash-dev libyajl-dev check
       libsqlite3-dev librocksdb-dev python3
-      libuv1-dev zlib1g-dev libjemalloc-dev node-llhttp curl)
-# Node.js and npm run the ingest tests' SDK clients and es-bench's DuckDB
-# peer; a node and npm that are already there are kept.
+      libuv1-dev zlib1g-dev libjemalloc-dev node-llhttp curl
+      wrk nginx-light)
+# wrk and nginx-light: `es-bench http` (full-load generator; nginx as the
+# HTTP ceiling, run from a config of its own -- the package's service is
+# not used).  Node.js and npm run the ingest tests' SDK clients, es-bench's
+# DuckDB peer and its HTTP load driver; a node and npm that are already
+# there are kept.
 command -v node >/dev/null || pkgs+=(nodejs)
 command -v npm >/dev/null || pkgs+=(npm)
 missing=()

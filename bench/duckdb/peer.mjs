@@ -197,6 +197,10 @@ function personsCte(t) {
 
 // An event's person id: its userId, else its anonymousId (non-empty).
 const EVENT_ID = "coalesce(nullif(user_id, ''), nullif(anonymous_id, ''))";
+// An event's visitor id, as rollups and rules count visitors (not
+// stitched): its anonymousId, else its userId (non-empty).
+const VISITOR_ID =
+  "coalesce(nullif(anonymous_id, ''), nullif(user_id, ''))";
 
 // Each query: SQL for the spec es-bench wrote, and how to print the answer
 // canonically (the same text es-bench makes of libeventstore's answer).
@@ -221,24 +225,33 @@ const QUERIES = {
          WHERE tenant = ${lit(q.tenant)}) x
        LEFT JOIN persons p ON p.id = x.id WHERE x.id IS NOT NULL`,
     (rows) => `${rows[0][0]}`],
+  // Estimated distinct visitor ids (not stitched), as es_query's rollups
+  // estimate them.
   uniques_approx: (q) => [
-    `WITH ${personsCte(q.tenant)}
-     SELECT approx_count_distinct(coalesce(p.person, x.id)) FROM
-       (SELECT ${EVENT_ID} AS id FROM events
-         WHERE tenant = ${lit(q.tenant)}) x
-       LEFT JOIN persons p ON p.id = x.id WHERE x.id IS NOT NULL`,
+    `SELECT approx_count_distinct(${VISITOR_ID}) FROM events
+      WHERE tenant = ${lit(q.tenant)}`,
     (rows) => `${rows[0][0]}`],
-  // Persons with at least `at_least` page views of `path` in [from, to),
-  // each named by the smallest id of its person, sorted.
-  segment_members: (q) => [
+  // Persons (stitched) with at least `at_least` page views of `path` in
+  // (from, to], each named by the smallest id of its person, sorted.
+  segment_members_stitched: (q) => [
     `WITH ${personsCte(q.tenant)}
      SELECT coalesce(p.person, x.id) AS person, count(*) AS n FROM
        (SELECT ${EVENT_ID} AS id FROM events
          WHERE tenant = ${lit(q.tenant)} AND type = 2
-           AND path = ${lit(q.path)} AND ts_us >= ${q.from_us}
-           AND ts_us < ${q.to_us}) x
+           AND path = ${lit(q.path)} AND ts_us > ${q.from_us}
+           AND ts_us <= ${q.to_us}) x
        LEFT JOIN persons p ON p.id = x.id WHERE x.id IS NOT NULL
      GROUP BY 1 HAVING count(*) >= ${q.at_least} ORDER BY 1`,
+    (rows) => rows.map((r) => `${r[0]}`).join('\n')],
+  // The rule's members: visitor ids (not stitched) with at least
+  // `at_least` page views of `path` in (from, to] -- es_rule_members at
+  // T = to with within = to - from.  Sorted by bytes.
+  segment_members: (q) => [
+    `SELECT ${VISITOR_ID} AS v FROM events
+      WHERE tenant = ${lit(q.tenant)} AND type = 2
+        AND path = ${lit(q.path)} AND ts_us > ${q.from_us}
+        AND ts_us <= ${q.to_us} AND ${VISITOR_ID} IS NOT NULL
+      GROUP BY v HAVING count(*) >= ${q.at_least} ORDER BY v`,
     (rows) => rows.map((r) => `${r[0]}`).join('\n')],
   // The person's latest `limit` events over all their linked ids, newest
   // first, ties the later appended first.
