@@ -488,7 +488,46 @@ typedef struct replay_ctx {
   uint32_t shard;
   const char *path;
   uint64_t records;
+  uint64_t clean_lsn; /* every record at or below is in a segment */
 } replay_ctx;
+
+/* A shard's CLEAN file: "every record at or below this LSN is in a
+ * segment", written at close.  It only ever becomes truer (flushes are
+ * never undone), so an old one is still right; replay skips those records
+ * without looking up their tenants, which keeps es_open from loading
+ * every tenant of a cleanly closed store. */
+#define CLEAN_NAME "CLEAN"
+
+static uint64_t clean_read(es_db *db, es_shard *sh) {
+  char path[ES_PATH_MAX];
+  uint8_t *buf = NULL;
+  size_t len = 0;
+  uint64_t lsn = 0;
+  if (es__path_join(path, sizeof(path), sh->dir, CLEAN_NAME) == ES_OK &&
+      es__io_read_all(db->vfs, path, &buf, &len) == ES_OK && len == 16 &&
+      es__get_le64(buf + 8) == es__hash64(buf, 8, 0xc1ea))
+    lsn = es__get_le64(buf);
+  es__free(buf);
+  es__error_clear(); /* none, or unreadable: replay everything */
+  return lsn;
+}
+
+/* At close: records below the oldest unflushed one are all flushed. */
+static int clean_write(es_db *db, es_shard *sh) {
+  uint64_t lsn = sh->next_lsn - 1;
+  pthread_mutex_lock(&db->tenants_mu);
+  es_tenant *list = sh->tenants;
+  pthread_mutex_unlock(&db->tenants_mu);
+  for (es_tenant *t = list; t; t = t->shard_next) {
+    uint64_t u = es__tenant_min_unflushed(t);
+    if (u != UINT64_MAX && u - 1 < lsn)
+      lsn = u - 1;
+  }
+  uint8_t buf[16];
+  es__le64(buf, lsn);
+  es__le64(buf + 8, es__hash64(buf, 8, 0xc1ea));
+  return es__io_write_atomic(db->vfs, sh->dir, CLEAN_NAME, buf, sizeof(buf));
+}
 
 /* Replays one WAL record into its tenant's memtable unless a segment
  * already holds it (lsn <= flushed_lsn). */
@@ -496,6 +535,8 @@ static int replay_record(void *ud, uint64_t lsn, const es_wal_rec *rec,
                          uint64_t frame_off) {
   replay_ctx *rc = ud;
   es_db *db = rc->db;
+  if (lsn <= rc->clean_lsn)
+    return ES_OK; /* in a segment: see clean_read */
   if (es__tenant_check(rec->tenant) < 0 ||
       es__tenant_shard(db, rec->tenant) != rc->shard)
     return ES_CORRUPT_BKPT("%s: frame at %llu: tenant \"%s\" does not "
@@ -551,7 +592,7 @@ static int replay_shard(es_db *db, es_shard *sh) {
   ES_TRY(es__wal_list(db->vfs, sh->dir, &firsts, &n));
   uint64_t prev = 0, next = 1, resume_off = 0;
   int rc = ES_OK;
-  replay_ctx ctx = {db, sh->id, NULL, 0};
+  replay_ctx ctx = {db, sh->id, NULL, 0, clean_read(db, sh)};
   for (size_t i = 0; i < n; i++) {
     char path[ES_PATH_MAX];
     ES_CHECK(es__wal_path(path, sizeof(path), sh->dir, firsts[i]));
@@ -841,6 +882,11 @@ int es_close(es_db *db) {
                     db->flusher_started, db->flusher);
   for (size_t i = 0; i < db->jobs_len; i++) /* left when never started */
     es__memtable_unref(db->jobs[db->jobs_head + i].mt);
+  for (uint32_t s = 0; !db->opts.read_only && db->shards && s < db->nshards &&
+                       db->shards[s].wal && !atomic_load(&db->failed);
+       s++)
+    if (clean_write(db, &db->shards[s]) < 0) /* only an optimisation */
+      es__db_log(db, 1, "shard %u: CLEAN not written: %s", s, es_errdetail());
   for (uint32_t s = 0; db->shards && s < db->nshards; s++) {
     es_shard *sh = &db->shards[s];
     es__wal_close(sh->wal);

@@ -238,8 +238,12 @@ int es__wal_open(es_vfs *vfs, const char *dir, uint64_t next_lsn,
       if (resume || live_firsts[i] != next_lsn) /* frameless: recreated */
         wal->firsts[wal->nfiles++] = live_firsts[i];
     wal->bytes = (uint64_t)(wal->nfiles + (resume ? 1 : 0)) * file_bytes;
-    rc = resume ? wal_resume(wal, live_firsts[live_count - 1], resume_off)
-                : wal_new_file(wal, next_lsn);
+    if (resume)
+      rc = wal_resume(wal, live_firsts[live_count - 1], resume_off);
+    else if (wal->spare_enabled) /* the first write makes the file, from */
+      atomic_store(&wal->fill, file_bytes); /* a spare prepared meanwhile */
+    else
+      rc = wal_new_file(wal, next_lsn);
   }
   if (rc < 0) {
     es__wal_close(wal);
@@ -253,7 +257,7 @@ int es__wal_open(es_vfs *vfs, const char *dir, uint64_t next_lsn,
  * frame would not fit (a frame larger than a file gets a file of its own,
  * which then grows past its preallocation). */
 int es__wal_write(es_wal *wal, const uint8_t *frame, size_t len, uint64_t lsn) {
-  if (wal->off > 0 && wal->off + len > wal->file_bytes)
+  if (!wal->cur || (wal->off > 0 && wal->off + len > wal->file_bytes))
     ES_TRY(wal_new_file(wal, lsn));
   ES_TRY(wal->vfs->write(wal->vfs, wal->cur, frame, len, wal->off));
   wal->off += len;
@@ -266,7 +270,7 @@ int es__wal_write(es_wal *wal, const uint8_t *frame, size_t len, uint64_t lsn) {
 /* fdatasync of the current file: every earlier file was synced before the
  * current one received its first frame (invariant 3). */
 int es__wal_sync(es_wal *wal) {
-  if (!wal->sync)
+  if (!wal->sync || !wal->cur) /* nothing written since open */
     return ES_OK;
   return wal->vfs->sync(wal->vfs, wal->cur);
 }
