@@ -512,7 +512,9 @@ static uint64_t clean_read(es_db *db, es_shard *sh) {
   return lsn;
 }
 
-/* At close: records below the oldest unflushed one are all flushed. */
+/* At close: records below the oldest unflushed one are all flushed (the
+ * manifests saying so are durable: tenant.c syncs a tenant's directory
+ * when it loads it), and the mark never goes back. */
 static int clean_write(es_db *db, es_shard *sh) {
   uint64_t lsn = sh->next_lsn - 1;
   pthread_mutex_lock(&db->tenants_mu);
@@ -523,6 +525,8 @@ static int clean_write(es_db *db, es_shard *sh) {
     if (u != UINT64_MAX && u - 1 < lsn)
       lsn = u - 1;
   }
+  if (lsn < sh->clean_lsn)
+    lsn = sh->clean_lsn;
   uint8_t buf[16];
   es__le64(buf, lsn);
   es__le64(buf + 8, es__hash64(buf, 8, 0xc1ea));
@@ -545,7 +549,7 @@ static int replay_record(void *ud, uint64_t lsn, const es_wal_rec *rec,
                            rc->shard);
   es_tenant *t = NULL;
   ES_TRY(es__tenant_get(db, rec->tenant, 1, &t));
-  if (lsn <= t->man.flushed_lsn)
+  if (lsn <= t->man.flushed_lsn) /* made durable at load (tenant.c) */
     return ES_OK;
   ES_TRY(es__tenant_insert(db, t, rec->rows, rec->rows_len, rec->events, lsn,
                            NULL));
@@ -592,7 +596,8 @@ static int replay_shard(es_db *db, es_shard *sh) {
   ES_TRY(es__wal_list(db->vfs, sh->dir, &firsts, &n));
   uint64_t prev = 0, next = 1, resume_off = 0;
   int rc = ES_OK;
-  replay_ctx ctx = {db, sh->id, NULL, 0, clean_read(db, sh)};
+  sh->clean_lsn = clean_read(db, sh);
+  replay_ctx ctx = {db, sh->id, NULL, 0, sh->clean_lsn};
   for (size_t i = 0; i < n; i++) {
     char path[ES_PATH_MAX];
     ES_CHECK(es__wal_path(path, sizeof(path), sh->dir, firsts[i]));

@@ -108,6 +108,7 @@ struct es_shard {
   es_tenant *tenants; /* list, guarded by db->tenants_mu */
   es_buf frame;
   pthread_t thread;
+  uint64_t clean_lsn; /* the CLEAN mark found at open (db.c) */
   /* read-only handles: where the follower stopped in this shard's log */
   uint64_t f_first, f_off, f_lsn;
 };

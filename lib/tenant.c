@@ -20,6 +20,10 @@
  *  4. A segment's rollup file is written after the segment and before the
  *     manifest; it is a cache of what the rows say (rollup.h), so a
  *     missing one is derived again, never trusted over the rows.
+ *  5. A tenant's directory is synced when a writable handle loads it, so
+ *     a manifest found renamed but maybe not yet durable (the writer died
+ *     or failed before its directory fsync) is durable before anything
+ *     relies on it (replay skipping its records, WAL reclaim, CLEAN).
  */
 #include <stdarg.h>
 #include <stdio.h>
@@ -273,6 +277,11 @@ static int tenant_clean_one(void *ud, const char *name) {
 static int tenant_load(es_db *db, es_tenant *t) {
   es__manifest_free(&t->man);
   ES_TRY(es__manifest_read(db->vfs, t->dir, &t->man));
+  /* What this process trusts must be durable before it acts on it (WAL
+   * reclaim, CLEAN): the last process may have died, or failed, between
+   * renaming the MANIFEST and syncing the directory (invariant 5). */
+  if (t->man.flushed_lsn > 0 || t->man.count > 0)
+    ES_TRY(db->vfs->sync_dir(db->vfs, t->dir));
   atomic_store(&t->dir_durable, 1);
   for (size_t i = 0; i < t->man.count; i++) {
     char segname[32], path[ES_PATH_MAX];
