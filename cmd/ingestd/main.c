@@ -84,16 +84,8 @@ static int parse_num(const char *flag, const char *v, long long lo,
 
 static int parse_args(int argc, char **argv, config *cfg) {
   long long v;
-  memset(cfg, 0, sizeof *cfg);
-  cfg->threads = 4;
-  cfg->memory_budget_bytes = (size_t)256 << 20;
+  ingest_config_defaults(cfg);
   long long share_pct = 25;
-  cfg->dedupe_ids_max = 1000000;
-  cfg->dedupe_window_us = INT64_C(24) * 3600 * 1000000;
-  cfg->read_timeout_ms = 10000;
-  cfg->idle_timeout_ms = 60000;
-  cfg->drain_timeout_ms = 30000;
-  cfg->connections_max = 10000;
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i];
     if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {

@@ -76,6 +76,7 @@ void http_job_done(sched_job *sj, void *ud);
  * loop ends (or a failed start), ingest_free releases the rest.  Drain
  * with http_drain: when the last connection is gone the writers are
  * joined and srv->finish_fn is called (server_maybe_finish). */
+void ingest_config_defaults(config *cfg); /* es-ingestd's defaults */
 int ingest_start(server *srv, uv_loop_t *loop, es_db *db, const char *host,
                  int port, int *bound_out);
 void ingest_free(server *srv);

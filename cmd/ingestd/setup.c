@@ -201,6 +201,19 @@ static int seed_dedupe(server *srv) {
  * Start and finish
  * ---------------------------------------------------------------------- */
 
+void ingest_config_defaults(config *cfg) {
+  memset(cfg, 0, sizeof *cfg);
+  cfg->threads = 4;
+  cfg->memory_budget_bytes = (size_t)256 << 20;
+  cfg->tenant_bytes_max = cfg->memory_budget_bytes / 4;
+  cfg->dedupe_ids_max = 1000000;
+  cfg->dedupe_window_us = INT64_C(24) * 3600 * 1000000;
+  cfg->read_timeout_ms = 10000;
+  cfg->idle_timeout_ms = 60000;
+  cfg->drain_timeout_ms = 30000;
+  cfg->connections_max = 10000;
+}
+
 int ingest_start(server *srv, uv_loop_t *loop, es_db *db, const char *host,
                  int port, int *bound_out) {
   int rc;
