@@ -86,7 +86,9 @@ static void firing_free(qd_firing *f) {
   }
 }
 
-static int firing_json(seg_buf *b, const qd_firing *f) {
+/* {"rule","person","ts","firedAt","count"[,"replay":true]}: replay marks
+ * a firing from before the stream connected. */
+static int firing_json(seg_buf *b, const qd_firing *f, int replay) {
   char ts[SEG_ISO8601_SIZE], fired[SEG_ISO8601_SIZE], num[32];
   seg_iso8601_format(f->ts_us, ts, sizeof ts);
   seg_iso8601_format(f->fired_us, fired, sizeof fired);
@@ -98,10 +100,14 @@ static int firing_json(seg_buf *b, const qd_firing *f) {
          seg_buf_put(b, ",\"ts\":\"", 7) || seg_buf_put(b, ts, strlen(ts)) ||
          seg_buf_put(b, "\",\"firedAt\":\"", 13) ||
          seg_buf_put(b, fired, strlen(fired)) || seg_buf_put(b, "\"", 1) ||
-         seg_buf_put(b, num, strlen(num)) || seg_buf_put(b, "}", 1);
+         seg_buf_put(b, num, strlen(num)) ||
+         (replay && seg_buf_put(b, ",\"replay\":true", 14)) ||
+         seg_buf_put(b, "}", 1);
 }
 
-int qd_firing_json(seg_buf *b, const qd_firing *f) { return firing_json(b, f); }
+int qd_firing_json(seg_buf *b, const qd_firing *f) {
+  return firing_json(b, f, 0);
+}
 
 /* es_trigger_options.fn: on a library thread; copy, queue, wake. */
 void qd_live_trigger(void *ud, const es_trigger *tr) {
@@ -167,7 +173,7 @@ static void on_trig_async(uv_async_t *a) {
       seg_buf b, j;
       seg_buf_init(&b);
       seg_buf_init(&j);
-      if (t->streams && firing_json(&j, f) == 0 &&
+      if (t->streams && firing_json(&j, f, 0) == 0 &&
           sse_put(&b, "trigger", j.data, j.len) == 0)
         broadcast(t, b.data, b.len);
       seg_buf_free(&b);
@@ -427,7 +433,7 @@ void qd_live_subscribed(qd_server *srv, qd_conn *c, qd_tenant *t) {
   for (size_t i = 0; i < t->firings_count; i++) { /* the recent ones */
     seg_buf_init(&j);
     const qd_firing *f = t->firings[(t->firings_head + i) % QD_FIRINGS_KEPT];
-    if (firing_json(&j, f) == 0)
+    if (firing_json(&j, f, 1) == 0)
       (void)sse_put(&b, "trigger", j.data, j.len);
     seg_buf_free(&j);
   }
