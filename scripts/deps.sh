@@ -3,10 +3,13 @@
 # es-bench's DuckDB peer (npm @duckdb/node-api, bench/duckdb/install.sh).
 # Idempotent: does nothing when everything is already installed.
 set -euo pipefail
+# libcurl: es-queryd's webhooks; chromium: the dashboard test (driven by
+# playwright-core from npm).
 pkgs=(meson ninja-build pkg-config gcc clang clang-format
       liblz4-dev libxxhash-dev libyajl-dev check
       libsqlite3-dev librocksdb-dev python3
-      libuv1-dev zlib1g-dev libjemalloc-dev node-llhttp curl)
+      libuv1-dev zlib1g-dev libjemalloc-dev node-llhttp curl
+      libcurl4-openssl-dev chromium)
 # Node.js and npm run the ingest tests' SDK clients and es-bench's DuckDB
 # peer; a node and npm that are already there are kept.
 command -v node >/dev/null || pkgs+=(nodejs)
