@@ -413,7 +413,7 @@ static void serve_metrics(qd_server *srv, qd_conn *c) {
 
 void qd_api_dispatch(qd_server *srv, qd_conn *c, const qd_request *rq) {
   const char *p = rq->path;
-  int get = rq->method == HTTP_GET || rq->method == HTTP_HEAD;
+  int get = rq->method == HTTP_GET;
   if (strncmp(p, "/v1/", 4) != 0) {
     if (!get)
       qd_respond_error(c, 405, "GET only");
