@@ -330,24 +330,26 @@ static void serve_asset(qd_conn *c, const char *path) {
   qd_respond_error(c, 404, "no such endpoint");
 }
 
-/* "/v1/<a>/<id>/<b>": the decoded middle segment into id; 0 or -1. */
+/* "/v1/<a>/<id>/<b>": the percent-decoded middle segment into id; 0 when
+ * it matches, -1 when not, -2 when it matches but decodes badly. */
 static int middle(const char *path, const char *a, const char *b, char *id,
                   size_t size) {
   size_t al = strlen(a), bl = strlen(b), pl = strlen(path);
   if (pl <= al + bl || strncmp(path, a, al) || strcmp(path + pl - bl, b))
     return -1;
   size_t n = pl - al - bl;
-  if (n == 0 || n >= size || memchr(path + al, '/', n))
+  if (n == 0 || memchr(path + al, '/', n))
     return -1;
-  memcpy(id, path + al, n);
-  id[n] = '\0';
+  if (n >= size || qd_url_decode(path + al, n, id) || id[0] == '\0' ||
+      strlen(id) > QD_PERSON_BYTES_MAX)
+    return -2;
   return 0;
 }
 
 static void serve_v1(qd_server *srv, qd_conn *c, const qd_request *rq,
                      qd_tenant *t) {
   const char *p = rq->path;
-  char id[QD_PERSON_BYTES_MAX + 1];
+  char id[3 * QD_PERSON_BYTES_MAX + 1];
   int get = rq->method == HTTP_GET;
   if (strcmp(p, "/v1/query") == 0) {
     if (rq->method != HTTP_POST)
@@ -375,6 +377,12 @@ static void serve_v1(qd_server *srv, qd_conn *c, const qd_request *rq,
       qd_respond_error(c, 400, "\"limit\" must be an integer >= 1");
     else
       submit(srv, c, t, W_LATEST, "", 0, (size_t)lim);
+  } else if (middle(p, "/v1/segments/", "/members", id, sizeof id) == -2 ||
+             middle(p, "/v1/persons/", "/timeline", id, sizeof id) == -2 ||
+             middle(p, "/v1/persons/", "/segments", id, sizeof id) == -2) {
+    qd_respond_error(c, 400,
+                     "bad id in the path (percent-encoding, or over "
+                     "512 bytes)");
   } else if (middle(p, "/v1/segments/", "/members", id, sizeof id) == 0) {
     if (!get)
       qd_respond_error(c, 405, "GET only");

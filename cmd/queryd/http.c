@@ -381,9 +381,7 @@ static int hexval(int ch) {
   return ch >= 'a' && ch <= 'f' ? ch - 'a' + 10 : -1;
 }
 
-/* Percent-decodes n bytes of src into dst (size n+1); -1 on a bad escape
- * or an encoded NUL. */
-static int url_decode(const char *src, size_t n, char *dst) {
+int qd_url_decode(const char *src, size_t n, char *dst) {
   size_t o = 0;
   for (size_t i = 0; i < n; i++) {
     if (src[i] != '%') {
@@ -405,10 +403,8 @@ static void dispatch(qd_conn *c) {
   char path[URL_BYTES_MAX + 1];
   size_t path_len = strcspn(c->url, "?#");
   c->keep_alive = llhttp_should_keep_alive(&c->parser);
-  if (url_decode(c->url, path_len, path)) {
-    qd_respond_error(c, 400, "bad percent-encoding in the path");
-    return;
-  }
+  memcpy(path, c->url, path_len); /* raw: api.c decodes each parameter */
+  path[path_len] = '\0';
   qd_request rq = {.method = llhttp_get_method(&c->parser),
                    .path = path,
                    .query =

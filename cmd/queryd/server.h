@@ -144,10 +144,14 @@ void qd_stream_send(qd_conn *c, const char *data, size_t len);
 qd_conn *qd_conn_stream_next(qd_conn *c);
 void qd_conn_set_work(qd_conn *c, void *work);
 
+/* Percent-decodes n bytes of src into dst (size n+1); -1 on a bad escape
+ * or an encoded NUL. */
+int qd_url_decode(const char *src, size_t n, char *dst);
+
 /* api.c: the routes of /v1 and the status table */
 typedef struct qd_request {
   int method;               /* llhttp's */
-  const char *path, *query; /* decoded path; raw query (after '?') or "" */
+  const char *path, *query; /* raw path; raw query (after '?') or "" */
   const char *body;
   size_t body_len;
   const char *bearer; /* the token, from the header or ?token= */

@@ -184,6 +184,24 @@ test('bad requests: 400 naming the field, 404, 405', async () => {
   assert.equal(hz.body.mode, h.MODE === 'embedded' ? 'embedded' : 'read-only');
 });
 
+test('http: pipelining, limits, malformed requests', async () => {
+  const auth = `Authorization: Bearer ${h.TOKEN.acme}\r\n`;
+  const two = await h.rawRequest(q, `GET /v1/segments HTTP/1.1\r\nHost: x\r\n${auth}\r\n` +
+    `GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n`);
+  const statuses = [...two.matchAll(/HTTP\/1\.1 (\d{3}) /g)].map((m) => Number(m[1]));
+  assert.deepEqual(statuses, [200, 200], two);
+  assert.ok(two.indexOf('"rules"') < two.indexOf('"status"'), 'answers in request order');
+  const big = await h.rawRequest(q, `POST /v1/query HTTP/1.1\r\nHost: x\r\n${auth}` +
+    `Content-Length: ${70 * 1024}\r\n\r\n${'x'.repeat(1024)}`);
+  assert.match(big, /^HTTP\/1\.1 413 /);
+  assert.match(await h.rawRequest(q, 'BLAH\r\n\r\n'), /^HTTP\/1\.1 400 /);
+  assert.match(await h.rawRequest(q, `GET /v1/persons/%zz/timeline HTTP/1.1\r\nHost: x\r\n${auth}Connection: close\r\n\r\n`),
+               /^HTTP\/1\.1 400 /);
+  const enc = await h.call(q, `/v1/persons/${encodeURIComponent('visitor/1 é')}/timeline`, { token: h.TOKEN.acme });
+  assert.equal(enc.status, 200);
+  assert.equal(enc.body.person, 'visitor/1 é');
+});
+
 test('stream: per-second counts, the feed and trigger firings, per tenant', async () => {
   const a = await h.openStream(q, h.TOKEN.acme);
   const b = await h.openStream(q, h.TOKEN.beta);
@@ -238,6 +256,7 @@ test('webhook: a firing is POSTed, retried after a 500', async () => {
   assert.ok(['visitor-1', 'visitor-sse'].includes(ok.body.person));
   assert.ok(hookHits.some((x) => x.attempt === 2 && x.body.person === hookHits[0].body.person),
             'the failed delivery was retried');
+  await h.openStream(q, h.TOKEN.acme); // left open: SIGTERM must end it (exit 0 in after())
   const m = await h.call(q, '/metrics');
   assert.equal(m.status, 200);
   assert.match(m.text, /es_queryd_webhook_deliveries_total\{result="ok"\} [1-9]/);

@@ -10,6 +10,7 @@
 import { spawn, execFileSync } from 'node:child_process';
 import { mkdtempSync, writeFileSync, rmSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
+import net from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -195,4 +196,18 @@ export function percentile(sorted, p) {
 
 export function sleep(ms) {
   return new Promise((r) => setTimeout(r, ms));
+}
+
+// Sends raw bytes on a new connection; resolves with everything the
+// server sent until it closed the connection or timeoutMs passed.
+export function rawRequest(srv, data, { timeoutMs = 3000 } = {}) {
+  return new Promise((resolve, reject) => {
+    const sock = net.connect(srv.port, '127.0.0.1');
+    let got = '';
+    const timer = setTimeout(() => { sock.destroy(); resolve(got); }, timeoutMs);
+    sock.on('data', (d) => { got += d; });
+    sock.on('close', () => { clearTimeout(timer); resolve(got); });
+    sock.on('error', (e) => { if (e.code !== 'ECONNRESET' && e.code !== 'EPIPE') reject(e); });
+    sock.on('connect', () => sock.write(data));
+  });
 }
