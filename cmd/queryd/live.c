@@ -31,7 +31,9 @@
  *     work alone touches the tenant's feed ring while it runs.
  *  2. A firing is in at most one place: the queue, a tenant's ring, or
  *     freed.  The webhook thread gets a copy.
- *  3. After qd_live_stop no uv_async_send happens (trig.closed).
+ *  3. After qd_live_stop no uv_async_send happens (trig_closed, under
+ *     trig.mu); before qd_live_start returns none can (it runs before
+ *     es_open).
  */
 #include <stdio.h>
 #include <stdlib.h>

@@ -476,11 +476,12 @@ static int run(qd_server *srv) {
                          &port)) ||
       (rc = load_tokens(srv, srv->cfg.tokens_path)) ||
       (srv->cfg.webhooks_path &&
-       (rc = qd_webhooks_load(srv, srv->cfg.webhooks_path))) ||
-      (rc = open_store(srv)))
+       (rc = qd_webhooks_load(srv, srv->cfg.webhooks_path))))
     return rc;
   srv->loop = uv_default_loop();
   srv->started_us = qd_now_us();
+  /* Before the store opens: a read-only handle's follower may fire a
+   * trigger as soon as es_open returns. */
   if (qd_live_start(srv)) {
     fprintf(stderr, "es-queryd: cannot start the live stream\n");
     return 1;
@@ -489,7 +490,8 @@ static int run(qd_server *srv) {
   uv_signal_init(srv->loop, &srv->sigint);
   uv_timer_init(srv->loop, &srv->drain_timer);
   srv->sigterm.data = srv->sigint.data = srv->drain_timer.data = srv;
-  if (srv->cfg.ingest_listen)
+  rc = open_store(srv);
+  if (rc == 0 && srv->cfg.ingest_listen)
     rc = start_ingest(srv, &ingest_bound);
   if (rc == 0 && (rc = qd_http_listen(srv, host, port, &bound)) != 0) {
     fprintf(stderr, "es-queryd: cannot listen on %s: %s\n", srv->cfg.listen,
