@@ -3,16 +3,19 @@
 # es-bench's DuckDB peer (npm @duckdb/node-api, bench/duckdb/install.sh).
 # Idempotent: does nothing when everything is already installed.
 set -euo pipefail
+# libcurl: es-queryd's webhooks; chromium: the dashboard test (driven by
+# playwright-core from npm).
 pkgs=(meson ninja-build pkg-config gcc clang clang-format
       liblz4-dev libxxhash-dev libyajl-dev check
       libsqlite3-dev librocksdb-dev python3
       libuv1-dev zlib1g-dev libjemalloc-dev node-llhttp curl
-      wrk nginx-light)
-# wrk and nginx-light: `es-bench http` (full-load generator; nginx as the
-# HTTP ceiling, run from a config of its own -- the package's service is
-# not used).  Node.js and npm run the ingest tests' SDK clients, es-bench's
-# DuckDB peer and its HTTP load driver; a node and npm that are already
-# there are kept.
+      libcurl4-openssl-dev chromium wrk nginx-light)
+# libcurl: es-queryd's webhooks.  chromium: the dashboard test (driven by
+# playwright-core).  wrk and nginx-light: `es-bench http` (full-load
+# generator; nginx as the HTTP ceiling, run from a config of its own -- the
+# package's service is not used).  Node.js and npm run the SDK clients of
+# the end-to-end tests, es-bench's DuckDB peer and its HTTP load driver; a
+# node and npm that are already there are kept.
 command -v node >/dev/null || pkgs+=(nodejs)
 command -v npm >/dev/null || pkgs+=(npm)
 missing=()

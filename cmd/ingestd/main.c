@@ -22,11 +22,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include <yajl_tree.h>
-
 #include "server.h"
-
-#define KEYS_FILE_BYTES_MAX (16u << 20)
 
 static const char usage[] =
     "usage: es-ingestd --data DIR --listen HOST:PORT --keys FILE [flags]\n"
@@ -60,45 +56,6 @@ static const char usage[] =
 
 static server g_srv;
 
-/* ----------------------------------------------------------------------
- * Logging and the clock
- * ---------------------------------------------------------------------- */
-
-int64_t ing_now_us(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_REALTIME, &ts);
-  return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
-
-/* One line, one write(2): lines from several threads do not interleave. */
-void ing_log(const char *level, const char *msg, const char *extra) {
-  char iso[SEG_ISO8601_SIZE];
-  seg_buf b;
-  seg_buf_init(&b);
-  seg_iso8601_format(ing_now_us(), iso, sizeof iso);
-  if (seg_buf_put(&b, "{\"ts\":\"", 7) || seg_buf_put(&b, iso, strlen(iso)) ||
-      seg_buf_put(&b, "\",\"level\":\"", 11) ||
-      seg_buf_put(&b, level, strlen(level)) ||
-      seg_buf_put(&b, "\",\"msg\":", 8) ||
-      seg_buf_put_json_string(&b, msg, strlen(msg)) ||
-      (extra && seg_buf_put(&b, extra, strlen(extra))) ||
-      seg_buf_put(&b, "}\n", 2)) {
-    seg_buf_free(&b);
-    return;
-  }
-  ssize_t n = write(STDERR_FILENO, b.data, b.len);
-  (void)n;
-  seg_buf_free(&b);
-}
-
-static void lib_log(void *ud, int level, const char *msg) {
-  (void)ud;
-  ing_log(level == 0   ? "error"
-          : level == 1 ? "warning"
-                       : "info",
-          msg, ",\"from\":\"libeventstore\"");
-}
-
 static int die_usage(const char *fmt, ...) {
   va_list ap;
   fputs("es-ingestd: ", stderr);
@@ -127,16 +84,8 @@ static int parse_num(const char *flag, const char *v, long long lo,
 
 static int parse_args(int argc, char **argv, config *cfg) {
   long long v;
-  memset(cfg, 0, sizeof *cfg);
-  cfg->threads = 4;
-  cfg->memory_budget_bytes = (size_t)256 << 20;
+  ingest_config_defaults(cfg);
   long long share_pct = 25;
-  cfg->dedupe_ids_max = 1000000;
-  cfg->dedupe_window_us = INT64_C(24) * 3600 * 1000000;
-  cfg->read_timeout_ms = 10000;
-  cfg->idle_timeout_ms = 60000;
-  cfg->drain_timeout_ms = 30000;
-  cfg->connections_max = 10000;
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i];
     if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
@@ -229,149 +178,8 @@ static int split_listen(const char *s, char *host, size_t size, int *port) {
 }
 
 /* ----------------------------------------------------------------------
- * Keys file and tenants
- * ---------------------------------------------------------------------- */
-
-static int key_cmp(const void *a, const void *b) {
-  return strcmp(((const write_key *)a)->key, ((const write_key *)b)->key);
-}
-
-const tenant *server_tenant_for_key(const server *srv, const char *key) {
-  write_key k = {.key = (char *)key};
-  const write_key *hit =
-      bsearch(&k, srv->keys, srv->keys_count, sizeof k, key_cmp);
-  return hit ? hit->tenant : NULL;
-}
-
-static int valid_tenant(const char *s) {
-  size_t n = strlen(s);
-  if (n == 0 || n > ES_TENANT_LEN_MAX)
-    return 0;
-  return strspn(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
-                   "0123456789_-") == n;
-}
-
-static char *read_file(const char *path, size_t *len) {
-  FILE *f = fopen(path, "rb");
-  if (f == NULL)
-    return NULL;
-  char *buf = malloc(KEYS_FILE_BYTES_MAX + 1);
-  size_t n = buf ? fread(buf, 1, KEYS_FILE_BYTES_MAX + 1, f) : 0;
-  fclose(f);
-  if (buf == NULL || n > KEYS_FILE_BYTES_MAX) {
-    free(buf);
-    return NULL;
-  }
-  buf[n] = '\0';
-  *len = n;
-  return buf;
-}
-
-/* Loads the keys file into srv->keys and srv->tenants; 0 or exit code. */
-static int load_keys(server *srv, const char *path) {
-  char yerr[256];
-  size_t len;
-  char *text = read_file(path, &len);
-  if (text == NULL) {
-    fprintf(stderr, "es-ingestd: cannot read --keys %s: %s\n", path,
-            strerror(errno ? errno : EFBIG));
-    return 2;
-  }
-  yajl_val root = yajl_tree_parse(text, yerr, sizeof yerr);
-  free(text);
-  if (!YAJL_IS_OBJECT(root) || root->u.object.len == 0) {
-    yerr[strcspn(yerr, "\n")] = '\0';
-    fprintf(stderr,
-            "es-ingestd: --keys %s: want a non-empty JSON object of "
-            "\"writeKey\": \"tenant\"%s%s\n",
-            path, root ? "" : ": ", root ? "" : yerr);
-    yajl_tree_free(root);
-    return 2;
-  }
-  size_t n = root->u.object.len;
-  srv->keys = calloc(n, sizeof *srv->keys);
-  srv->tenants = calloc(n, sizeof *srv->tenants);
-  for (size_t i = 0; srv->keys && srv->tenants && i < n; i++) {
-    const char *key = root->u.object.keys[i];
-    yajl_val v = root->u.object.values[i];
-    if (!YAJL_IS_STRING(v) || !valid_tenant(v->u.string) || key[0] == '\0') {
-      fprintf(stderr,
-              "es-ingestd: --keys %s: key \"%.40s\" must map to a tenant "
-              "id of 1-64 [A-Za-z0-9_-]\n",
-              path, key);
-      yajl_tree_free(root);
-      return 2;
-    }
-    tenant *t = NULL;
-    for (size_t j = 0; j < srv->tenants_count && !t; j++)
-      if (strcmp(srv->tenants[j].st.id, v->u.string) == 0)
-        t = &srv->tenants[j];
-    if (t == NULL) {
-      t = &srv->tenants[srv->tenants_count++];
-      snprintf(t->st.id, sizeof t->st.id, "%s", v->u.string);
-      ing_dedupe_init(&t->dedupe, srv->cfg.dedupe_ids_max);
-    }
-    srv->keys[i].key = strdup(key);
-    srv->keys[i].tenant = t;
-    srv->keys_count = i + 1;
-  }
-  yajl_tree_free(root);
-  if (srv->keys == NULL || srv->tenants == NULL) {
-    fprintf(stderr, "es-ingestd: out of memory\n");
-    return 1;
-  }
-  qsort(srv->keys, srv->keys_count, sizeof *srv->keys, key_cmp);
-  for (size_t i = 1; i < srv->keys_count; i++)
-    if (strcmp(srv->keys[i].key, srv->keys[i - 1].key) == 0) {
-      fprintf(stderr, "es-ingestd: --keys %s: duplicate key\n", path);
-      return 2;
-    }
-  return 0;
-}
-
-/*
- * Reloads each tenant's recent messageIds from the store with es_scan, so
- * that a retry after a crash or restart is still recognised.  The public
- * API scans by event time; receive time is filtered here.
- */
-static int seed_dedupe(server *srv) {
-  int64_t since = ing_now_us() - srv->cfg.dedupe_window_us;
-  uint64_t total = 0;
-  for (size_t i = 0; i < srv->tenants_count; i++) {
-    tenant *t = &srv->tenants[i];
-    es_scan_spec spec;
-    es_cursor *cur;
-    es_event ev;
-    int rc;
-    es_scan_spec_init(&spec);
-    spec.tenant = t->st.id;
-    spec.from_us = since;
-    if ((rc = es_scan(srv->db, &spec, &cur)) != ES_OK)
-      return rc;
-    while ((rc = es_cursor_next(cur, &ev)) == 1)
-      if (ev.message_id && ev.recv_us >= since) {
-        if (ing_dedupe_add(&t->dedupe, ing_dedupe_hash(ev.message_id))) {
-          rc = ES_ENOMEM;
-          break;
-        }
-        total++;
-      }
-    es_cursor_close(cur);
-    if (rc < 0)
-      return rc;
-  }
-  char extra[96];
-  snprintf(extra, sizeof extra, ",\"ids\":%llu,\"tenants\":%zu",
-           (unsigned long long)total, srv->tenants_count);
-  ing_log("info", "dedupe set reloaded", extra);
-  return ES_OK;
-}
-
-/* ----------------------------------------------------------------------
  * Shutdown
  * ---------------------------------------------------------------------- */
-
-static int g_finished;
 
 static void on_drain_timeout(uv_timer_t *t) {
   server *srv = t->data;
@@ -379,12 +187,9 @@ static void on_drain_timeout(uv_timer_t *t) {
   http_close_all(srv);
 }
 
-/* Step 3 of the shutdown, once no connection is left. */
-void server_maybe_finish(server *srv) {
-  if (!srv->draining || srv->connections > 0 || g_finished)
-    return;
-  g_finished = 1;
-  sched_stop(&srv->sched);
+/* Step 3 of the shutdown (server_maybe_finish, setup.c): the writers are
+ * joined; closing the last handles lets the loop end. */
+static void on_finished(server *srv) {
   uv_close((uv_handle_t *)&srv->sigterm, NULL);
   uv_close((uv_handle_t *)&srv->sigint, NULL);
   uv_close((uv_handle_t *)&srv->drain_timer, NULL);
@@ -403,15 +208,6 @@ static void on_signal(uv_signal_t *h, int signum) {
   server_maybe_finish(srv);
 }
 
-static void free_server(server *srv) {
-  for (size_t i = 0; i < srv->keys_count; i++)
-    free(srv->keys[i].key);
-  for (size_t i = 0; i < srv->tenants_count; i++)
-    ing_dedupe_free(&srv->tenants[i].dedupe);
-  free(srv->keys);
-  free(srv->tenants);
-}
-
 /* ----------------------------------------------------------------------
  * main
  * ---------------------------------------------------------------------- */
@@ -419,39 +215,26 @@ static void free_server(server *srv) {
 static int run(server *srv) {
   char host[256], extra[512];
   int port = 0, bound = 0, rc;
-  if ((rc = split_listen(srv->cfg.listen, host, sizeof host, &port)) ||
-      (rc = load_keys(srv, srv->cfg.keys_path)))
+  if ((rc = split_listen(srv->cfg.listen, host, sizeof host, &port)))
     return rc;
   es_options o;
   es_options_init(&o);
   o.data_dir = srv->cfg.data_dir;
   o.sync_mode = srv->cfg.sync_none ? ES_SYNC_NONE : ES_SYNC_FULL;
-  o.log.fn = lib_log;
-  if ((rc = es_open(&o, &srv->db)) != ES_OK) {
+  o.log.fn = ing_lib_log;
+  es_db *db;
+  if ((rc = es_open(&o, &db)) != ES_OK) {
     fprintf(stderr, "es-ingestd: cannot open %s: %s: %s\n", o.data_dir,
             es_strerror(rc), es_errdetail());
     return 1;
   }
-  if ((rc = seed_dedupe(srv)) != ES_OK) {
-    fprintf(stderr, "es-ingestd: reloading messageIds: %s: %s\n",
-            es_strerror(rc), es_errdetail());
-    return 1;
-  }
-  srv->loop = uv_default_loop();
-  uint64_t seed = (uint64_t)ing_now_us() ^ ((uint64_t)getpid() << 32);
-  srv->rng = seed ? seed : 1;
-  if (sched_start(&srv->sched, srv->loop, srv->db, srv->cfg.threads,
-                  http_job_done, srv)) {
-    fprintf(stderr, "es-ingestd: cannot start writer threads\n");
-    return 1;
-  }
-  if ((rc = http_listen(srv, host, port, &bound)) != 0) {
-    fprintf(stderr, "es-ingestd: cannot listen on %s: %s\n", srv->cfg.listen,
-            uv_strerror(rc));
-    sched_stop(&srv->sched);
-    uv_close((uv_handle_t *)&srv->listener, NULL);
-    uv_run(srv->loop, UV_RUN_DEFAULT);
-    return 1;
+  srv->db = db;
+  uv_loop_t *loop = uv_default_loop();
+  srv->finish_fn = on_finished;
+  if ((rc = ingest_start(srv, loop, db, host, port, &bound)) != 0) {
+    srv->loop = loop;
+    uv_run(loop, UV_RUN_DEFAULT);
+    return rc;
   }
   uv_signal_init(srv->loop, &srv->sigterm);
   uv_signal_init(srv->loop, &srv->sigint);
@@ -485,7 +268,7 @@ int main(int argc, char **argv) {
   }
   if (srv->loop)
     uv_loop_close(srv->loop);
-  free_server(srv);
+  ingest_free(srv);
   if (rc == 0)
     ing_log("info", "stopped", "");
   return rc;

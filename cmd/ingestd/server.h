@@ -59,6 +59,8 @@ typedef struct server {
   size_t jobs_pending;
   uint64_t rng;
   metrics m;
+  int finished;                          /* server_maybe_finish ran */
+  void (*finish_fn)(struct server *srv); /* its last step; may be NULL */
 } server;
 
 /* http.c */
@@ -66,9 +68,21 @@ int http_listen(server *srv, const char *host, int port, int *port_out);
 void http_drain(server *srv);
 void http_close_all(server *srv);
 void http_job_done(sched_job *sj, void *ud);
-/* main.c */
+/* setup.c: the server without main(), for es-ingestd and es-queryd's
+ * embedded mode.  ingest_start loads srv->cfg.keys_path, reloads the
+ * dedupe sets from db, starts the writers on loop and listens on
+ * host:port (*bound_out: the bound port); 0, or an exit status after a
+ * one-line reason on stderr.  The caller owns db and the loop; after the
+ * loop ends (or a failed start), ingest_free releases the rest.  Drain
+ * with http_drain: when the last connection is gone the writers are
+ * joined and srv->finish_fn is called (server_maybe_finish). */
+void ingest_config_defaults(config *cfg); /* es-ingestd's defaults */
+int ingest_start(server *srv, uv_loop_t *loop, es_db *db, const char *host,
+                 int port, int *bound_out);
+void ingest_free(server *srv);
 const tenant *server_tenant_for_key(const server *srv, const char *key);
 void server_maybe_finish(server *srv);
+void ing_lib_log(void *ud, int level, const char *msg); /* es_log_options */
 /* log.c: one JSON object per line on stderr; extra is raw JSON members
  * (",\"k\":v..."), may be NULL or "". */
 void ing_log(const char *level, const char *msg, const char *extra);

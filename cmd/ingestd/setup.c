@@ -1,0 +1,263 @@
+/*
+ * setup.c -- es-ingestd without its main(): the keys file, the dedupe
+ * sets reloaded from the store, the writers and the listener, started on
+ * a caller's loop with a caller's es_db.  main.c (flags, signals, the
+ * store's open and close) drives it for es-ingestd; es-queryd's embedded
+ * mode (--ingest-listen) drives it to host ingest and queries in one
+ * process on one writable handle (docs/QUERYD.md).
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <yajl_tree.h>
+
+#include "server.h"
+
+#define KEYS_FILE_BYTES_MAX (16u << 20)
+
+/* ----------------------------------------------------------------------
+ * Logging and the clock
+ * ---------------------------------------------------------------------- */
+
+int64_t ing_now_us(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+/* One line, one write(2): lines from several threads do not interleave. */
+void ing_log(const char *level, const char *msg, const char *extra) {
+  char iso[SEG_ISO8601_SIZE];
+  seg_buf b;
+  seg_buf_init(&b);
+  seg_iso8601_format(ing_now_us(), iso, sizeof iso);
+  if (seg_buf_put(&b, "{\"ts\":\"", 7) || seg_buf_put(&b, iso, strlen(iso)) ||
+      seg_buf_put(&b, "\",\"level\":\"", 11) ||
+      seg_buf_put(&b, level, strlen(level)) ||
+      seg_buf_put(&b, "\",\"msg\":", 8) ||
+      seg_buf_put_json_string(&b, msg, strlen(msg)) ||
+      (extra && seg_buf_put(&b, extra, strlen(extra))) ||
+      seg_buf_put(&b, "}\n", 2)) {
+    seg_buf_free(&b);
+    return;
+  }
+  ssize_t n = write(STDERR_FILENO, b.data, b.len);
+  (void)n;
+  seg_buf_free(&b);
+}
+
+void ing_lib_log(void *ud, int level, const char *msg) {
+  (void)ud;
+  ing_log(level == 0   ? "error"
+          : level == 1 ? "warning"
+                       : "info",
+          msg, ",\"from\":\"libeventstore\"");
+}
+
+/* ----------------------------------------------------------------------
+ * Keys file and tenants
+ * ---------------------------------------------------------------------- */
+
+static int key_cmp(const void *a, const void *b) {
+  return strcmp(((const write_key *)a)->key, ((const write_key *)b)->key);
+}
+
+const tenant *server_tenant_for_key(const server *srv, const char *key) {
+  write_key k = {.key = (char *)key};
+  const write_key *hit =
+      bsearch(&k, srv->keys, srv->keys_count, sizeof k, key_cmp);
+  return hit ? hit->tenant : NULL;
+}
+
+static int valid_tenant(const char *s) {
+  size_t n = strlen(s);
+  if (n == 0 || n > ES_TENANT_LEN_MAX)
+    return 0;
+  return strspn(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                   "0123456789_-") == n;
+}
+
+static char *read_file(const char *path, size_t *len) {
+  FILE *f = fopen(path, "rb");
+  if (f == NULL)
+    return NULL;
+  char *buf = malloc(KEYS_FILE_BYTES_MAX + 1);
+  size_t n = buf ? fread(buf, 1, KEYS_FILE_BYTES_MAX + 1, f) : 0;
+  fclose(f);
+  if (buf == NULL || n > KEYS_FILE_BYTES_MAX) {
+    free(buf);
+    return NULL;
+  }
+  buf[n] = '\0';
+  *len = n;
+  return buf;
+}
+
+/* Loads the keys file into srv->keys and srv->tenants; 0 or exit code. */
+static int load_keys(server *srv, const char *path) {
+  char yerr[256];
+  size_t len;
+  char *text = read_file(path, &len);
+  if (text == NULL) {
+    fprintf(stderr, "es-ingestd: cannot read --keys %s: %s\n", path,
+            strerror(errno ? errno : EFBIG));
+    return 2;
+  }
+  yajl_val root = yajl_tree_parse(text, yerr, sizeof yerr);
+  free(text);
+  if (!YAJL_IS_OBJECT(root) || root->u.object.len == 0) {
+    yerr[strcspn(yerr, "\n")] = '\0';
+    fprintf(stderr,
+            "es-ingestd: --keys %s: want a non-empty JSON object of "
+            "\"writeKey\": \"tenant\"%s%s\n",
+            path, root ? "" : ": ", root ? "" : yerr);
+    yajl_tree_free(root);
+    return 2;
+  }
+  size_t n = root->u.object.len;
+  srv->keys = calloc(n, sizeof *srv->keys);
+  srv->tenants = calloc(n, sizeof *srv->tenants);
+  for (size_t i = 0; srv->keys && srv->tenants && i < n; i++) {
+    const char *key = root->u.object.keys[i];
+    yajl_val v = root->u.object.values[i];
+    if (!YAJL_IS_STRING(v) || !valid_tenant(v->u.string) || key[0] == '\0') {
+      fprintf(stderr,
+              "es-ingestd: --keys %s: key \"%.40s\" must map to a tenant "
+              "id of 1-64 [A-Za-z0-9_-]\n",
+              path, key);
+      yajl_tree_free(root);
+      return 2;
+    }
+    tenant *t = NULL;
+    for (size_t j = 0; j < srv->tenants_count && !t; j++)
+      if (strcmp(srv->tenants[j].st.id, v->u.string) == 0)
+        t = &srv->tenants[j];
+    if (t == NULL) {
+      t = &srv->tenants[srv->tenants_count++];
+      snprintf(t->st.id, sizeof t->st.id, "%s", v->u.string);
+      ing_dedupe_init(&t->dedupe, srv->cfg.dedupe_ids_max);
+    }
+    srv->keys[i].key = strdup(key);
+    srv->keys[i].tenant = t;
+    srv->keys_count = i + 1;
+  }
+  yajl_tree_free(root);
+  if (srv->keys == NULL || srv->tenants == NULL) {
+    fprintf(stderr, "es-ingestd: out of memory\n");
+    return 1;
+  }
+  qsort(srv->keys, srv->keys_count, sizeof *srv->keys, key_cmp);
+  for (size_t i = 1; i < srv->keys_count; i++)
+    if (strcmp(srv->keys[i].key, srv->keys[i - 1].key) == 0) {
+      fprintf(stderr, "es-ingestd: --keys %s: duplicate key\n", path);
+      return 2;
+    }
+  return 0;
+}
+
+/*
+ * Reloads each tenant's recent messageIds from the store with es_scan, so
+ * that a retry after a crash or restart is still recognised.  The public
+ * API scans by event time; receive time is filtered here.
+ */
+static int seed_dedupe(server *srv) {
+  int64_t since = ing_now_us() - srv->cfg.dedupe_window_us;
+  uint64_t total = 0;
+  for (size_t i = 0; i < srv->tenants_count; i++) {
+    tenant *t = &srv->tenants[i];
+    es_scan_spec spec;
+    es_cursor *cur;
+    es_event ev;
+    int rc;
+    es_scan_spec_init(&spec);
+    spec.tenant = t->st.id;
+    spec.from_us = since;
+    if ((rc = es_scan(srv->db, &spec, &cur)) != ES_OK)
+      return rc;
+    while ((rc = es_cursor_next(cur, &ev)) == 1)
+      if (ev.message_id && ev.recv_us >= since) {
+        if (ing_dedupe_add(&t->dedupe, ing_dedupe_hash(ev.message_id))) {
+          rc = ES_ENOMEM;
+          break;
+        }
+        total++;
+      }
+    es_cursor_close(cur);
+    if (rc < 0)
+      return rc;
+  }
+  char extra[96];
+  snprintf(extra, sizeof extra, ",\"ids\":%llu,\"tenants\":%zu",
+           (unsigned long long)total, srv->tenants_count);
+  ing_log("info", "dedupe set reloaded", extra);
+  return ES_OK;
+}
+
+/* ----------------------------------------------------------------------
+ * Start and finish
+ * ---------------------------------------------------------------------- */
+
+void ingest_config_defaults(config *cfg) {
+  memset(cfg, 0, sizeof *cfg);
+  cfg->threads = 4;
+  cfg->memory_budget_bytes = (size_t)256 << 20;
+  cfg->tenant_bytes_max = cfg->memory_budget_bytes / 4;
+  cfg->dedupe_ids_max = 1000000;
+  cfg->dedupe_window_us = INT64_C(24) * 3600 * 1000000;
+  cfg->read_timeout_ms = 10000;
+  cfg->idle_timeout_ms = 60000;
+  cfg->drain_timeout_ms = 30000;
+  cfg->connections_max = 10000;
+}
+
+int ingest_start(server *srv, uv_loop_t *loop, es_db *db, const char *host,
+                 int port, int *bound_out) {
+  int rc;
+  if ((rc = load_keys(srv, srv->cfg.keys_path)))
+    return rc;
+  srv->db = db;
+  srv->loop = loop;
+  if ((rc = seed_dedupe(srv)) != ES_OK) {
+    fprintf(stderr, "es-ingestd: reloading messageIds: %s: %s\n",
+            es_strerror(rc), es_errdetail());
+    return 1;
+  }
+  uint64_t seed = (uint64_t)ing_now_us() ^ ((uint64_t)getpid() << 32);
+  srv->rng = seed ? seed : 1;
+  if (sched_start(&srv->sched, loop, db, srv->cfg.threads, http_job_done,
+                  srv)) {
+    fprintf(stderr, "es-ingestd: cannot start writer threads\n");
+    return 1;
+  }
+  if ((rc = http_listen(srv, host, port, bound_out)) != 0) {
+    fprintf(stderr, "es-ingestd: cannot listen on %s: %s\n", srv->cfg.listen,
+            uv_strerror(rc));
+    sched_stop(&srv->sched);
+    uv_close((uv_handle_t *)&srv->listener, NULL);
+    return 1;
+  }
+  return 0;
+}
+
+/* Step 3 of the shutdown (main.c), once no connection is left. */
+void server_maybe_finish(server *srv) {
+  if (!srv->draining || srv->connections > 0 || srv->finished)
+    return;
+  srv->finished = 1;
+  sched_stop(&srv->sched);
+  if (srv->finish_fn)
+    srv->finish_fn(srv);
+}
+
+void ingest_free(server *srv) {
+  for (size_t i = 0; i < srv->keys_count; i++)
+    free(srv->keys[i].key);
+  for (size_t i = 0; i < srv->tenants_count; i++)
+    ing_dedupe_free(&srv->tenants[i].dedupe);
+  free(srv->keys);
+  free(srv->tenants);
+}

@@ -1,0 +1,550 @@
+/*
+ * main.c -- es-queryd: flags, the tokens file, opening the store
+ * (read-only beside es-ingestd, or writable in the embedded mode that
+ * also serves ingest), start-up and the SIGTERM drain.  docs/QUERYD.md is
+ * the operator's manual.
+ *
+ * Two ways to run:
+ *
+ *  - read-only (default): es-ingestd writes DIR; es-queryd opens it with
+ *    es_options.read_only = 1 and the library's follower thread brings
+ *    it every acknowledged append (include/eventstore.h, "Read-only
+ *    handles").
+ *  - embedded (--ingest-listen HOST:PORT --keys FILE): one process opens
+ *    DIR writable and serves both es-ingestd's Segment API (the same code,
+ *    cmd/ingestd/setup.c) and the query API on one es_db handle.
+ *
+ * Shutdown (SIGTERM or SIGINT): stop accepting and close streams and idle
+ * connections (both servers); requests in the thread pool finish and are
+ * answered; after --drain-timeout-ms the rest are cut.  When nothing is
+ * left the loop ends; the store is flushed (embedded) and closed; exit 0.
+ */
+#include <errno.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <curl/curl.h>
+#include <yajl_tree.h>
+
+#include "server.h"
+/* es-ingestd's server, for the embedded mode (cmd/ingestd/setup.c) */
+#include "../ingestd/server.h"
+
+#define TOKENS_FILE_BYTES_MAX (16u << 20)
+
+static const char usage[] =
+    "usage: es-queryd --data DIR --listen HOST:PORT --tokens FILE [flags]\n"
+    "\n"
+    "Query API, live event stream and dashboard over a libeventstore data\n"
+    "directory that es-ingestd writes (docs/QUERYD.md).\n"
+    "\n"
+    "  --data DIR             data directory\n"
+    "  --listen HOST:PORT     address of the query API and dashboard (port\n"
+    "                         0: any free port, logged as \"listening\")\n"
+    "  --tokens FILE          JSON object mapping bearer token -> tenant id\n"
+    "  --webhooks FILE        JSON object tenant -> {rule or \"*\" -> URL}:\n"
+    "                         trigger firings are POSTed there\n"
+    "  --follow-interval-ms MS  read-only: how often new WAL bytes and\n"
+    "                         manifests are looked for (default 50)\n"
+    "  --live-window-s S      the live feed scans this many seconds back\n"
+    "                         by event time (default 300)\n"
+    "  --read-timeout-ms MS   time to read one request (default 10000)\n"
+    "  --idle-timeout-ms MS   keep-alive idle time (default 60000)\n"
+    "  --drain-timeout-ms MS  SIGTERM: longest wait for requests in flight\n"
+    "                         (default 10000)\n"
+    "  --max-connections N    (default 10000)\n"
+    "  --max-streams N        open event streams (default 1000)\n"
+    "\n"
+    "Embedded mode: one process opens DIR writable and also serves the\n"
+    "Segment ingest API of es-ingestd (then no es-ingestd may run on DIR):\n"
+    "  --ingest-listen HOST:PORT  address of the ingest API\n"
+    "  --keys FILE            es-ingestd's keys file (write key -> tenant)\n"
+    "  --ingest-threads N     writer threads (default 4)\n"
+    "  --sync full|none       none: no fsync, tests/benchmarks only\n"
+    "\n"
+    "  --help, --version\n"
+    "\n"
+    "Exit status: 0 after a clean SIGTERM, 1 on a runtime error, 2 on bad\n"
+    "usage.  Logs are JSON lines on stderr.\n";
+
+static qd_server g_srv;
+static server g_ingest; /* es-ingestd's state, embedded mode only */
+
+/* ----------------------------------------------------------------------
+ * Logging and the clock
+ * ---------------------------------------------------------------------- */
+
+int64_t qd_now_us(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+/* One JSON line, one write(2). */
+void qd_log(const char *level, const char *msg, const char *extra) {
+  char iso[SEG_ISO8601_SIZE];
+  seg_buf b;
+  seg_buf_init(&b);
+  seg_iso8601_format(qd_now_us(), iso, sizeof iso);
+  if (seg_buf_put(&b, "{\"ts\":\"", 7) || seg_buf_put(&b, iso, strlen(iso)) ||
+      seg_buf_put(&b, "\",\"level\":\"", 11) ||
+      seg_buf_put(&b, level, strlen(level)) ||
+      seg_buf_put(&b, "\",\"msg\":", 8) ||
+      seg_buf_put_json_string(&b, msg, strlen(msg)) ||
+      (extra && seg_buf_put(&b, extra, strlen(extra))) ||
+      seg_buf_put(&b, ",\"from\":\"es-queryd\"}\n", 22)) {
+    seg_buf_free(&b);
+    return;
+  }
+  ssize_t n = write(STDERR_FILENO, b.data, b.len);
+  (void)n;
+  seg_buf_free(&b);
+}
+
+static void lib_log(void *ud, int level, const char *msg) {
+  (void)ud;
+  qd_log(level == 0   ? "error"
+         : level == 1 ? "warning"
+                      : "info",
+         msg, ",\"lib\":\"libeventstore\"");
+}
+
+static int die_usage(const char *fmt, ...) {
+  va_list ap;
+  fputs("es-queryd: ", stderr);
+  va_start(ap, fmt);
+  vfprintf(stderr, fmt, ap);
+  va_end(ap);
+  fputs(" (see --help)\n", stderr);
+  return 2;
+}
+
+/* ----------------------------------------------------------------------
+ * Flags
+ * ---------------------------------------------------------------------- */
+
+static int parse_num(const char *flag, const char *v, long long lo,
+                     long long hi, long long *out) {
+  char *end;
+  errno = 0;
+  long long x = strtoll(v, &end, 10);
+  if (errno || end == v || *end != '\0' || x < lo || x > hi)
+    return die_usage("%s wants a whole number in %lld..%lld, not \"%s\"", flag,
+                     lo, hi, v);
+  *out = x;
+  return 0;
+}
+
+/* A flag taking a number: its bounds and where it goes. */
+typedef struct num_flag {
+  const char *name;
+  long long lo, hi;
+  int64_t *i64;
+  size_t *size;
+  int *i;
+} num_flag;
+
+static int parse_args(int argc, char **argv, qd_config *cfg) {
+  memset(cfg, 0, sizeof *cfg);
+  cfg->follow_interval_ms = 50;
+  cfg->live_window_s = 300;
+  cfg->read_timeout_ms = 10000;
+  cfg->idle_timeout_ms = 60000;
+  cfg->drain_timeout_ms = 10000;
+  cfg->connections_max = 10000;
+  cfg->streams_max = 1000;
+  cfg->ingest_threads = 4;
+  const num_flag nums[] = {
+      {"--follow-interval-ms", 1, 60000, &cfg->follow_interval_ms, 0, 0},
+      {"--live-window-s", 1, 86400, &cfg->live_window_s, 0, 0},
+      {"--read-timeout-ms", 1, 3600000, &cfg->read_timeout_ms, 0, 0},
+      {"--idle-timeout-ms", 1, 3600000, &cfg->idle_timeout_ms, 0, 0},
+      {"--drain-timeout-ms", 1, 3600000, &cfg->drain_timeout_ms, 0, 0},
+      {"--max-connections", 1, 1000000, 0, &cfg->connections_max, 0},
+      {"--max-streams", 1, 100000, 0, &cfg->streams_max, 0},
+      {"--ingest-threads", 1, 64, 0, 0, &cfg->ingest_threads},
+  };
+  for (int i = 1; i < argc; i++) {
+    const char *a = argv[i];
+    if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
+      fputs(usage, stdout);
+      exit(0);
+    }
+    if (strcmp(a, "--version") == 0) {
+      printf("es-queryd %d.%d.%d\n", ES_VERSION_MAJOR, ES_VERSION_MINOR,
+             ES_VERSION_PATCH);
+      exit(0);
+    }
+    if (strncmp(a, "--", 2) != 0)
+      return die_usage("unexpected argument \"%s\"", a);
+    if (i + 1 >= argc)
+      return die_usage("%s needs a value", a);
+    const char *val = argv[++i];
+    const num_flag *nf = NULL;
+    for (size_t k = 0; k < sizeof nums / sizeof nums[0]; k++)
+      if (strcmp(a, nums[k].name) == 0)
+        nf = &nums[k];
+    if (nf) {
+      long long v;
+      if (parse_num(a, val, nf->lo, nf->hi, &v))
+        return 2;
+      if (nf->i64)
+        *nf->i64 = v;
+      else if (nf->size)
+        *nf->size = (size_t)v;
+      else
+        *nf->i = (int)v;
+    } else if (strcmp(a, "--data") == 0) {
+      cfg->data_dir = val;
+    } else if (strcmp(a, "--listen") == 0) {
+      cfg->listen = val;
+    } else if (strcmp(a, "--tokens") == 0) {
+      cfg->tokens_path = val;
+    } else if (strcmp(a, "--webhooks") == 0) {
+      cfg->webhooks_path = val;
+    } else if (strcmp(a, "--ingest-listen") == 0) {
+      cfg->ingest_listen = val;
+    } else if (strcmp(a, "--keys") == 0) {
+      cfg->keys_path = val;
+    } else if (strcmp(a, "--sync") == 0) {
+      if (strcmp(val, "full") && strcmp(val, "none"))
+        return die_usage("--sync wants full or none, not \"%s\"", val);
+      cfg->sync_none = strcmp(val, "none") == 0;
+    } else {
+      return die_usage("unknown flag %s", a);
+    }
+  }
+  if (!cfg->data_dir || !cfg->listen || !cfg->tokens_path)
+    return die_usage("--data, --listen and --tokens are required");
+  if (!cfg->ingest_listen != !cfg->keys_path)
+    return die_usage("--ingest-listen and --keys go together (embedded "
+                     "mode)");
+  return 0;
+}
+
+/* "host:port", "[v6]:port" -> host (in buf) and port; 0 or 2. */
+static int split_listen(const char *flag, const char *s, char *host,
+                        size_t size, int *port) {
+  const char *colon = strrchr(s, ':');
+  long long p;
+  if (colon == NULL || colon == s)
+    return die_usage("%s wants HOST:PORT, not \"%s\"", flag, s);
+  size_t n = (size_t)(colon - s);
+  if (s[0] == '[' && n >= 2 && s[n - 1] == ']')
+    s++, n -= 2;
+  if (n >= size)
+    return die_usage("%s host too long", flag);
+  memcpy(host, s, n);
+  host[n] = '\0';
+  if (parse_num(flag, colon + 1, 0, 65535, &p))
+    return 2;
+  *port = (int)p;
+  return 0;
+}
+
+/* ----------------------------------------------------------------------
+ * Tokens and tenants
+ * ---------------------------------------------------------------------- */
+
+static int token_cmp(const void *a, const void *b) {
+  return strcmp(((const qd_token *)a)->token, ((const qd_token *)b)->token);
+}
+
+static int tenant_cmp(const void *a, const void *b) {
+  return strcmp(((const qd_tenant *)a)->id, ((const qd_tenant *)b)->id);
+}
+
+qd_tenant *qd_tenant_for_token(const qd_server *srv, const char *token) {
+  qd_token k = {.token = (char *)token};
+  qd_token *hit =
+      bsearch(&k, srv->tokens, srv->tokens_count, sizeof k, token_cmp);
+  return hit ? hit->tenant : NULL;
+}
+
+qd_tenant *qd_tenant_by_id(const qd_server *srv, const char *id) {
+  qd_tenant k;
+  if (strlen(id) > ES_TENANT_LEN_MAX)
+    return NULL;
+  snprintf(k.id, sizeof k.id, "%s", id);
+  return bsearch(&k, srv->tenants, srv->tenants_count, sizeof k, tenant_cmp);
+}
+
+static int valid_tenant(const char *s) {
+  size_t n = strlen(s);
+  return n > 0 && n <= ES_TENANT_LEN_MAX &&
+         strspn(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                   "0123456789_-") == n;
+}
+
+static char *slurp(const char *path) {
+  FILE *f = fopen(path, "rb");
+  if (f == NULL)
+    return NULL;
+  char *buf = malloc(TOKENS_FILE_BYTES_MAX + 1);
+  size_t n = buf ? fread(buf, 1, TOKENS_FILE_BYTES_MAX + 1, f) : 0;
+  fclose(f);
+  if (buf == NULL || n > TOKENS_FILE_BYTES_MAX) {
+    free(buf);
+    errno = EFBIG;
+    return NULL;
+  }
+  buf[n] = '\0';
+  return buf;
+}
+
+/* Loads --tokens into srv->tokens and srv->tenants; 0 or an exit code. */
+static int load_tokens(qd_server *srv, const char *path) {
+  char yerr[256];
+  char *text = slurp(path);
+  if (text == NULL) {
+    fprintf(stderr, "es-queryd: cannot read --tokens %s: %s\n", path,
+            strerror(errno));
+    return 2;
+  }
+  yajl_val root = yajl_tree_parse(text, yerr, sizeof yerr);
+  free(text);
+  if (!YAJL_IS_OBJECT(root) || root->u.object.len == 0) {
+    yajl_tree_free(root);
+    fprintf(stderr,
+            "es-queryd: --tokens %s: want a non-empty JSON object of "
+            "\"token\": \"tenant\"\n",
+            path);
+    return 2;
+  }
+  size_t n = root->u.object.len;
+  srv->tokens = calloc(n, sizeof *srv->tokens);
+  srv->tenants = calloc(n, sizeof *srv->tenants);
+  if (!srv->tokens || !srv->tenants) {
+    yajl_tree_free(root);
+    fprintf(stderr, "es-queryd: out of memory\n");
+    return 1;
+  }
+  for (size_t i = 0; i < n; i++) { /* the distinct tenants, sorted */
+    const char *tok = root->u.object.keys[i];
+    yajl_val v = root->u.object.values[i];
+    if (!YAJL_IS_STRING(v) || !valid_tenant(v->u.string) || strlen(tok) < 8 ||
+        strlen(tok) > 200) {
+      fprintf(stderr,
+              "es-queryd: --tokens %s: each token (8-200 bytes) "
+              "must map to a tenant id of 1-64 [A-Za-z0-9_-]\n",
+              path);
+      yajl_tree_free(root);
+      return 2;
+    }
+    if (qd_tenant_by_id(srv, v->u.string) == NULL) {
+      snprintf(srv->tenants[srv->tenants_count++].id, ES_TENANT_LEN_MAX + 1,
+               "%s", v->u.string);
+      qsort(srv->tenants, srv->tenants_count, sizeof *srv->tenants, tenant_cmp);
+    }
+  }
+  for (size_t i = 0; i < n; i++) {
+    srv->tokens[i].token = strdup(root->u.object.keys[i]);
+    srv->tokens[i].tenant =
+        qd_tenant_by_id(srv, root->u.object.values[i]->u.string);
+    srv->tokens_count = i + 1;
+    if (srv->tokens[i].token == NULL) {
+      yajl_tree_free(root);
+      fprintf(stderr, "es-queryd: out of memory\n");
+      return 1;
+    }
+  }
+  yajl_tree_free(root);
+  qsort(srv->tokens, srv->tokens_count, sizeof *srv->tokens, token_cmp);
+  for (size_t i = 1; i < srv->tokens_count; i++)
+    if (strcmp(srv->tokens[i].token, srv->tokens[i - 1].token) == 0) {
+      fprintf(stderr, "es-queryd: --tokens %s: duplicate token\n", path);
+      return 2;
+    }
+  return 0;
+}
+
+/* ----------------------------------------------------------------------
+ * Shutdown
+ * ---------------------------------------------------------------------- */
+
+static void on_drain_timeout(uv_timer_t *t) {
+  qd_server *srv = t->data;
+  qd_log("warning", "drain timeout: closing the remaining connections", "");
+  qd_http_close_all(srv);
+  if (srv->ingest)
+    http_close_all(srv->ingest);
+}
+
+/* The last step, once no connection and no work is left. */
+void qd_maybe_finish(qd_server *srv) {
+  if (!srv->draining || srv->connections > 0 || srv->works_pending > 0 ||
+      srv->finished)
+    return;
+  srv->finished = 1;
+  qd_live_stop(srv);
+  uv_close((uv_handle_t *)&srv->sigterm, NULL);
+  uv_close((uv_handle_t *)&srv->sigint, NULL);
+  uv_close((uv_handle_t *)&srv->drain_timer, NULL);
+}
+
+static void on_signal(uv_signal_t *h, int signum) {
+  qd_server *srv = h->data;
+  char extra[64];
+  if (srv->draining)
+    return;
+  snprintf(extra, sizeof extra, ",\"signal\":%d", signum);
+  qd_log("info", "draining", extra);
+  uv_timer_start(&srv->drain_timer, on_drain_timeout,
+                 (uint64_t)srv->cfg.drain_timeout_ms, 0);
+  if (srv->ingest)
+    http_drain(srv->ingest); /* its writers are joined when it is idle */
+  qd_http_drain(srv);
+  if (srv->ingest)
+    server_maybe_finish(srv->ingest);
+  qd_maybe_finish(srv);
+}
+
+static void free_server(qd_server *srv) {
+  for (size_t i = 0; i < srv->tokens_count; i++)
+    free(srv->tokens[i].token);
+  free(srv->tokens);
+  free(srv->tenants);
+}
+
+/* ----------------------------------------------------------------------
+ * main
+ * ---------------------------------------------------------------------- */
+
+static int open_store(qd_server *srv) {
+  es_options o;
+  es_options_init(&o);
+  o.data_dir = srv->cfg.data_dir;
+  o.log.fn = lib_log;
+  o.trigger.fn = qd_live_trigger;
+  o.trigger.ud = srv;
+  srv->read_only = srv->cfg.ingest_listen == NULL;
+  if (srv->read_only) {
+    o.read_only = 1;
+    o.follow_interval_us = srv->cfg.follow_interval_ms * 1000;
+  } else {
+    o.sync_mode = srv->cfg.sync_none ? ES_SYNC_NONE : ES_SYNC_FULL;
+  }
+  int rc = es_open(&o, &srv->db);
+  if (rc == ES_EINVAL && srv->read_only) {
+    fprintf(stderr,
+            "es-queryd: cannot open %s read-only: this libeventstore refuses "
+            "read-only handles (%s: %s); use the embedded mode "
+            "(--ingest-listen, --keys) until it supports them\n",
+            o.data_dir, es_strerror(rc), es_errdetail());
+    return 1;
+  }
+  if (rc != ES_OK) {
+    fprintf(stderr, "es-queryd: cannot open %s%s: %s: %s\n", o.data_dir,
+            srv->read_only ? " read-only" : "", es_strerror(rc),
+            es_errdetail());
+    return 1;
+  }
+  return 0;
+}
+
+/* Embedded mode: es-ingestd's server on the same loop and handle. */
+static int start_ingest(qd_server *srv, int *bound) {
+  char host[256];
+  int port, rc;
+  server *ing = &g_ingest;
+  if ((rc = split_listen("--ingest-listen", srv->cfg.ingest_listen, host,
+                         sizeof host, &port)))
+    return rc;
+  ingest_config_defaults(&ing->cfg);
+  ing->cfg.data_dir = srv->cfg.data_dir;
+  ing->cfg.listen = srv->cfg.ingest_listen;
+  ing->cfg.keys_path = srv->cfg.keys_path;
+  ing->cfg.threads = srv->cfg.ingest_threads;
+  ing->cfg.sync_none = srv->cfg.sync_none;
+  if ((rc = ingest_start(ing, srv->loop, srv->db, host, port, bound))) {
+    ingest_free(ing);
+    return rc;
+  }
+  srv->ingest = ing; /* started: drained and freed with the server */
+  return 0;
+}
+
+static int run(qd_server *srv) {
+  char host[256], extra[512];
+  int port = 0, bound = 0, ingest_bound = 0, rc;
+  if ((rc = split_listen("--listen", srv->cfg.listen, host, sizeof host,
+                         &port)) ||
+      (rc = load_tokens(srv, srv->cfg.tokens_path)) ||
+      (srv->cfg.webhooks_path &&
+       (rc = qd_webhooks_load(srv, srv->cfg.webhooks_path))))
+    return rc;
+  srv->loop = uv_default_loop();
+  srv->started_us = qd_now_us();
+  /* Before the store opens: a read-only handle's follower may fire a
+   * trigger as soon as es_open returns. */
+  if (qd_live_start(srv)) {
+    fprintf(stderr, "es-queryd: cannot start the live stream\n");
+    return 1;
+  }
+  uv_signal_init(srv->loop, &srv->sigterm);
+  uv_signal_init(srv->loop, &srv->sigint);
+  uv_timer_init(srv->loop, &srv->drain_timer);
+  srv->sigterm.data = srv->sigint.data = srv->drain_timer.data = srv;
+  rc = open_store(srv);
+  if (rc == 0 && srv->cfg.ingest_listen)
+    rc = start_ingest(srv, &ingest_bound);
+  if (rc == 0 && (rc = qd_http_listen(srv, host, port, &bound)) != 0) {
+    fprintf(stderr, "es-queryd: cannot listen on %s: %s\n", srv->cfg.listen,
+            uv_strerror(rc));
+    rc = 1;
+  }
+  if (rc != 0) { /* close what was started; the loop then ends */
+    qd_http_drain(srv);
+    if (srv->ingest) {
+      http_drain(srv->ingest);
+      server_maybe_finish(srv->ingest);
+    }
+    qd_maybe_finish(srv);
+    uv_run(srv->loop, UV_RUN_DEFAULT);
+    return rc;
+  }
+  uv_signal_start(&srv->sigterm, on_signal, SIGTERM);
+  uv_signal_start(&srv->sigint, on_signal, SIGINT);
+  snprintf(extra, sizeof extra,
+           ",\"host\":\"%s\",\"port\":%d,\"mode\":\"%s\",\"tenants\":%zu,"
+           "\"ingest_port\":%d",
+           host, bound, srv->read_only ? "read-only" : "embedded",
+           srv->tenants_count, ingest_bound);
+  qd_log("info", "listening", extra);
+  uv_run(srv->loop, UV_RUN_DEFAULT);
+  return 0;
+}
+
+int main(int argc, char **argv) {
+  qd_server *srv = &g_srv;
+  int rc = parse_args(argc, argv, &srv->cfg);
+  signal(SIGPIPE, SIG_IGN);
+  curl_global_init(CURL_GLOBAL_DEFAULT);
+  if (rc == 0)
+    rc = run(srv);
+  if (srv->db) {
+    int frc = rc == 0 && !srv->read_only ? es_flush(srv->db, NULL) : ES_OK;
+    int crc = es_close(srv->db);
+    if (frc != ES_OK || crc != ES_OK) {
+      qd_log("error", "flush/close failed", "");
+      rc = 1;
+    }
+  }
+  qd_webhooks_stop(srv);
+  if (srv->loop) {
+    qd_live_free(srv);
+    uv_loop_close(srv->loop);
+  }
+  if (srv->ingest)
+    ingest_free(srv->ingest);
+  free_server(srv);
+  curl_global_cleanup();
+  if (rc == 0)
+    qd_log("info", "stopped", "");
+  return rc;
+}

@@ -1,0 +1,109 @@
+/*
+ * metrics.c -- es-queryd's counters and their Prometheus text
+ * (GET /metrics).  Counters belong to the loop thread; the trigger queue's
+ * drop count is read under its mutex and the webhook counters by
+ * webhook.c.  No metric carries a tenant label: /metrics needs no token,
+ * so it must say nothing about any one tenant.
+ */
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "server.h"
+
+/* Upper bounds of the request latency histogram, seconds. */
+static const double bounds_s[10] = {0.001, 0.0025, 0.005, 0.01, 0.025,
+                                    0.05,  0.1,    0.25,  1.0,  5.0};
+
+void qd_metrics_request(qd_metrics *m, int status) {
+  if (status == 401)
+    m->requests[5]++;
+  int cls = status / 100;
+  m->requests[cls >= 2 && cls <= 5 ? cls - 1 : 0]++;
+}
+
+void qd_metrics_query(qd_metrics *m, int64_t latency_us, int ok) {
+  double s = (double)latency_us / 1e6;
+  m->queries++;
+  if (!ok)
+    m->query_errors++;
+  m->query_seconds_sum += s;
+  for (size_t i = 0; i < 10; i++)
+    if (s <= bounds_s[i]) {
+      m->query_buckets[i]++;
+      break;
+    }
+}
+
+__attribute__((format(printf, 2, 3))) static int put(seg_buf *b,
+                                                     const char *fmt, ...) {
+  char line[512];
+  va_list ap;
+  va_start(ap, fmt);
+  int n = vsnprintf(line, sizeof line, fmt, ap);
+  va_end(ap);
+  return n < 0 || (size_t)n >= sizeof line ? -1
+                                           : seg_buf_put(b, line, (size_t)n);
+}
+
+int qd_metrics_render(const qd_server *srv, seg_buf *out) {
+  const qd_metrics *m = &srv->m;
+  static const char *classes[5] = {"other", "2xx", "3xx", "4xx", "5xx"};
+  uint64_t dropped;
+  pthread_mutex_lock((pthread_mutex_t *)&srv->trig.mu);
+  dropped = srv->trig.dropped;
+  pthread_mutex_unlock((pthread_mutex_t *)&srv->trig.mu);
+  int bad = put(out, "# HELP es_queryd_requests_total HTTP answers by "
+                     "status class.\n# TYPE es_queryd_requests_total "
+                     "counter\n");
+  for (int i = 0; i < 5 && !bad; i++)
+    bad = put(out, "es_queryd_requests_total{code=\"%s\"} %llu\n", classes[i],
+              (unsigned long long)m->requests[i]);
+  bad = bad ||
+        put(out,
+            "# TYPE es_queryd_unauthorized_total counter\n"
+            "es_queryd_unauthorized_total %llu\n",
+            (unsigned long long)m->requests[5]) ||
+        put(out, "# HELP es_queryd_call_seconds Library calls of requests "
+                 "(thread pool).\n# TYPE es_queryd_call_seconds histogram\n");
+  uint64_t cum = 0;
+  for (size_t i = 0; i < 10 && !bad; i++) {
+    cum += m->query_buckets[i];
+    bad = put(out, "es_queryd_call_seconds_bucket{le=\"%g\"} %llu\n",
+              bounds_s[i], (unsigned long long)cum);
+  }
+  bad = bad ||
+        put(out,
+            "es_queryd_call_seconds_bucket{le=\"+Inf\"} %llu\n"
+            "es_queryd_call_seconds_sum %.6f\n"
+            "es_queryd_call_seconds_count %llu\n"
+            "# TYPE es_queryd_call_errors_total counter\n"
+            "es_queryd_call_errors_total %llu\n",
+            (unsigned long long)m->queries, m->query_seconds_sum,
+            (unsigned long long)m->queries,
+            (unsigned long long)m->query_errors) ||
+        put(out,
+            "# TYPE es_queryd_triggers_total counter\n"
+            "es_queryd_triggers_total %llu\n"
+            "# TYPE es_queryd_triggers_dropped_total counter\n"
+            "es_queryd_triggers_dropped_total %llu\n",
+            (unsigned long long)m->triggers, (unsigned long long)dropped) ||
+        put(out,
+            "# TYPE es_queryd_streams gauge\nes_queryd_streams %zu\n"
+            "# TYPE es_queryd_stream_messages_total counter\n"
+            "es_queryd_stream_messages_total %llu\n"
+            "# TYPE es_queryd_streams_cut_total counter\n"
+            "es_queryd_streams_cut_total %llu\n",
+            srv->streams, (unsigned long long)m->stream_messages,
+            (unsigned long long)m->streams_cut) ||
+        put(out,
+            "# TYPE es_queryd_ticks_total counter\nes_queryd_ticks_total "
+            "%llu\n# TYPE es_queryd_tick_errors_total counter\n"
+            "es_queryd_tick_errors_total %llu\n"
+            "# TYPE es_queryd_connections gauge\nes_queryd_connections %zu\n"
+            "# TYPE es_queryd_read_only gauge\nes_queryd_read_only %d\n",
+            (unsigned long long)m->ticks, (unsigned long long)m->tick_errors,
+            srv->connections, srv->read_only) ||
+        qd_webhooks_metrics((qd_server *)srv, out);
+  return bad ? -1 : 0;
+}
