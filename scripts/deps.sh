@@ -3,8 +3,6 @@
 # es-bench's DuckDB peer (npm @duckdb/node-api, bench/duckdb/install.sh).
 # Idempotent: does nothing when everything is already installed.
 set -euo pipefail
-# libcurl: es-queryd's webhooks; chromium: the dashboard test (driven by
-# playwright-core from npm).
 pkgs=(meson ninja-build pkg-config gcc clang clang-format
       liblz4-dev libxxhash-dev libyajl-dev check
       libsqlite3-dev librocksdb-dev python3
