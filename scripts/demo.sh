@@ -1,9 +1,8 @@
 #!/usr/bin/env bash
 # The live demo: es-ingestd and es-queryd on one data directory with a
 # demo tenant, an hour of sample traffic and a trickle of live events;
-# prints the dashboard's URL and token and runs until Ctrl-C.  When the
-# library refuses read-only handles (two processes need them), it runs
-# es-queryd's embedded mode instead (one process serving both APIs).
+# prints the dashboard's URL and token and runs until Ctrl-C.  es-queryd
+# opens the directory read-only beside es-ingestd (two processes).
 # Expects a build in $BUILD (default build; scripts/run.sh makes one).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -34,19 +33,9 @@ sleep 0.5
   --tokens "$run/tokens.json" 2>"$run/queryd.log" &
 qpid=$!
 sleep 0.5
-if kill -0 "$qpid" 2>/dev/null; then
-  pids+=("$qpid")
-  mode="two processes: es-ingestd on $INGEST, es-queryd (read-only) on $QUERY"
-else
-  grep -q "refuses read-only" "$run/queryd.log" || { cat "$run/queryd.log"; exit 1; }
-  kill "${pids[0]}"; wait "${pids[0]}" || true; pids=()
-  "$BUILD/cmd/queryd/es-queryd" --data "$DATA" --listen "$QUERY" \
-    --tokens "$run/tokens.json" --ingest-listen "$INGEST" \
-    --keys "$run/keys.json" 2>"$run/queryd.log" &
-  pids+=($!)
-  sleep 0.5
-  mode="embedded: es-queryd serves ingest on $INGEST and queries on $QUERY (this library has no read-only handles yet)"
-fi
+kill -0 "$qpid" 2>/dev/null || { cat "$run/queryd.log"; exit 1; }
+pids+=("$qpid")
+mode="two processes: es-ingestd on $INGEST, es-queryd (read-only) on $QUERY"
 echo "== $mode"
 python3 scripts/demo_traffic.py "http://$INGEST" wk_demo --events "${EVENTS:-5000}" --live &
 pids+=($!)

@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
-# The main job on a fresh machine, embedded default: build, load a sample
-# of generated Segment events into a local data directory (./data) with
-# `esctl append`, and show what `esctl inspect` sees.
+# The main job on a fresh machine, embedded default (a local data
+# directory, ./data; no cloud): build, load a sample of generated Segment
+# events with `esctl append` and show what `esctl inspect` and a query
+# see; then start es-ingestd and es-queryd on that directory with a demo
+# tenant and live sample traffic, print the dashboard's URL and token and
+# a curl line to send an event, and run until Ctrl-C (scripts/demo.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/deps.sh
@@ -27,3 +30,5 @@ echo "== top 5 pages of tenant '$tenant' by views, with unique visitors (esctl q
 build/cmd/esctl query --data "$DATA" --tenant "$tenant" --spec - <<'SPEC'
 {"filter":{"type":"page"},"groupBy":["path"],"aggregate":["count","uniques"],"order":"desc","limit":5}
 SPEC
+echo "== starting the servers (scripts/demo.sh)"
+exec scripts/demo.sh
