@@ -205,6 +205,19 @@ static int tl_gather_segment(tl_run *r, es_segment *seg, uint32_t src,
   for (uint32_t g = seg->ngroups; g-- > 0;) {
     if (tl_older_than_kept(r, seg->groups[g].max_ts))
       break; /* groups are in time order: every earlier one is older */
+    /* the two id columns first: most groups hold none of the person's
+     * rows, and then the other columns are never read */
+    ES_TRY(es__segment_read_group_cols(
+        seg, g, ES_FIELD_ANONYMOUS_ID | ES_FIELD_USER_ID, rows));
+    int any = 0;
+    for (size_t i = rows->n; !any && i-- > 0;) {
+      if (tl_older_than_kept(r, rows->ts[i]))
+        break;
+      any = tl_match(r, rows->str[ES_STR_anonymous_id][i],
+                     rows->str[ES_STR_user_id][i]);
+    }
+    if (!any)
+      continue;
     ES_TRY(es__segment_read_group(seg, g, rows));
     for (size_t i = rows->n; i-- > 0;) {
       if (tl_older_than_kept(r, rows->ts[i]))
