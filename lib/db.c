@@ -574,17 +574,7 @@ static int replay_zero_tail(es_db *db, const char *path, uint64_t from,
   uint8_t *zeros = es__calloc(1, n);
   if (!zeros)
     return ES_NOMEM_BKPT();
-  es_file *f = NULL;
-  int rc = db->vfs->open(db->vfs, path, ES_IO_WRITE, &f);
-  if (rc == ES_OK)
-    rc = db->vfs->write(db->vfs, f, zeros, n, from);
-  if (rc == ES_OK)
-    rc = db->vfs->sync(db->vfs, f);
-  if (f) {
-    int rc2 = db->vfs->close(db->vfs, f);
-    if (rc == ES_OK)
-      rc = rc2;
-  }
+  int rc = es__io_write_at(db->vfs, path, 0, zeros, n, from);
   es__free(zeros);
   return rc;
 }

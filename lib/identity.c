@@ -343,21 +343,11 @@ int es_identity_unlink(es_db *db, const char *tenant, const char *id_a,
   pthread_mutex_lock(&t->id_mu);
   size_t end = 0;
   char path[ES_PATH_MAX];
-  es_file *f = NULL;
   rc = idlog_read(db, tenant, NULL, &end); /* writes over a torn tail */
   if (rc == ES_OK)
     rc = es__path_join(path, sizeof(path), t->dir, IDLOG_NAME);
   if (rc == ES_OK)
-    rc = db->vfs->open(db->vfs, path, ES_IO_WRITE | ES_IO_CREATE, &f);
-  if (rc == ES_OK)
-    rc = db->vfs->write(db->vfs, f, rec.data, rec.len, end);
-  if (rc == ES_OK)
-    rc = db->vfs->sync(db->vfs, f);
-  if (f) {
-    int rc2 = db->vfs->close(db->vfs, f);
-    if (rc == ES_OK)
-      rc = rc2;
-  }
+    rc = es__io_write_at(db->vfs, path, ES_IO_CREATE, rec.data, rec.len, end);
   if (rc == ES_OK && end == 0) /* a new file: its name must be durable */
     rc = db->vfs->sync_dir(db->vfs, t->dir);
   pthread_mutex_unlock(&t->id_mu);

@@ -257,9 +257,16 @@ int es__path_join(char *buf, size_t cap, const char *dir, const char *name) {
 /* Creates or truncates a file with the given contents, synced. */
 int es__io_write_file(es_vfs *vfs, const char *path, const void *buf,
                       size_t len) {
+  return es__io_write_at(vfs, path, ES_IO_CREATE | ES_IO_TRUNC, buf, len, 0);
+}
+
+/* Opens path for writing (with extra flags), writes buf at off, syncs and
+ * closes it; the first error wins. */
+int es__io_write_at(es_vfs *vfs, const char *path, int flags, const void *buf,
+                    size_t len, uint64_t off) {
   es_file *f = NULL;
-  ES_TRY(vfs->open(vfs, path, ES_IO_WRITE | ES_IO_CREATE | ES_IO_TRUNC, &f));
-  int rc = vfs->write(vfs, f, buf, len, 0);
+  ES_TRY(vfs->open(vfs, path, ES_IO_WRITE | flags, &f));
+  int rc = vfs->write(vfs, f, buf, len, off);
   if (rc == ES_OK)
     rc = vfs->sync(vfs, f);
   int rc2 = vfs->close(vfs, f);

@@ -81,6 +81,11 @@ int es__io_write_atomic(es_vfs *vfs, const char *dir, const char *name,
 int es__io_write_file(es_vfs *vfs, const char *path, const void *buf,
                       size_t len) ES_MUST_CHECK;
 
+/* Opens path for writing (ES_IO_WRITE | flags), writes len bytes at off,
+ * syncs and closes it. */
+int es__io_write_at(es_vfs *vfs, const char *path, int flags, const void *buf,
+                    size_t len, uint64_t off) ES_MUST_CHECK;
+
 /* Reads a whole (small) file into an es__malloc'ed buffer (owned). */
 int es__io_read_all(es_vfs *vfs, const char *path, uint8_t **buf_out,
                     size_t *len_out) ES_MUST_CHECK;
