@@ -430,14 +430,6 @@ static int open_store(qd_server *srv) {
     o.sync_mode = srv->cfg.sync_none ? ES_SYNC_NONE : ES_SYNC_FULL;
   }
   int rc = es_open(&o, &srv->db);
-  if (rc == ES_EINVAL && srv->read_only) {
-    fprintf(stderr,
-            "es-queryd: cannot open %s read-only: this libeventstore refuses "
-            "read-only handles (%s: %s); use the embedded mode "
-            "(--ingest-listen, --keys) until it supports them\n",
-            o.data_dir, es_strerror(rc), es_errdetail());
-    return 1;
-  }
   if (rc != ES_OK) {
     fprintf(stderr, "es-queryd: cannot open %s%s: %s: %s\n", o.data_dir,
             srv->read_only ? " read-only" : "", es_strerror(rc),

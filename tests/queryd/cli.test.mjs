@@ -47,8 +47,7 @@ test('bad usage: exit 2, one line naming the problem', () => {
 
 test('a store that cannot be opened: exit 1, one line', () => {
   const dir = h.scratchDir();
-  // read-only needs an existing store (ES_ENOTFOUND), and this library may
-  // not support read-only handles at all yet (ES_EINVAL): either way one line
+  // read-only needs an existing store: ES_ENOTFOUND, in one line
   const r = run(['--data', path.join(dir, 'nothing-here'), '--listen', '127.0.0.1:0',
                  '--tokens', path.join(dir, 'tokens.json')]);
   assert.equal(r.code, 1);
