@@ -274,6 +274,8 @@ static int compact_tenant(es_db *db, es_tenant *t, const es_compact_options *o,
     if (rc == ES_OK)
       rc = crun_commit(db, t, &r, out);
     if (rc == ES_OK) {
+      if (r.nkeys < r.rows_in) /* links may be gone with the rows */
+        atomic_fetch_add(&t->id_gen, 1);
       crun_unlink(db, t, &r);
       rep->segments_in += r.nin;
       rep->segments_out += out != NULL;

@@ -432,6 +432,12 @@ int es_append(es_db *db, const char *tenant, const es_event *events,
                 .hint = hint,
                 .count = (uint32_t)count};
   ES_CHECK(shard_submit(&db->shards[t->shard], &req));
+  /* visible now: a map of ids cached before these links is stale */
+  for (size_t i = 0; i < count; i++)
+    if (events[i].type == ES_TYPE_IDENTIFY || events[i].type == ES_TYPE_ALIAS) {
+      atomic_fetch_add(&t->id_gen, 1);
+      break;
+    }
   if (receipt_out) {
     receipt_out->lsn = req.lsn;
     receipt_out->shard = t->shard;

@@ -51,6 +51,13 @@ typedef struct es_tenant {
                                  the flusher, and compaction's commit */
   pthread_mutex_t compact_mu; /* one compaction of this tenant at a time */
   pthread_mutex_t id_mu;      /* appends to the identity log (IDENTITY) */
+  /* The identity map of the last read that built one, shared while no
+   * link changed since: id_gen grows after every append holding identify
+   * or alias events, every unlink, every compaction that dropped rows. */
+  pthread_mutex_t idc_mu;
+  struct es_identity *id_cache;
+  int id_cache_gen;
+  atomic_int id_gen;
   /* Tenants are loaded (MANIFEST, segments, RULES) on first use, not at
    * open: a store of many tenants opens in the time of a directory
    * listing plus the WAL replay.  load_mu is recursive (loading a

@@ -34,6 +34,7 @@
  *     check (a torn append, never acknowledged); the next append writes
  *     over it.
  */
+#include <stdatomic.h>
 #include <string.h>
 #include <strings.h>
 
@@ -62,11 +63,12 @@ typedef struct id_node {
 struct es_identity {
   id_node *nodes;
   size_t n, cap;
-  uint32_t *slots;      /* open addressing: node index + 1, 0 = empty */
-  size_t nslots;        /* a power of two, more than 2 * n */
-  const char **scratch; /* ES_IDENTITY_IDS_MAX entries for identity_ids */
-  id_unlink *unlinks;   /* from the identity log */
+  uint32_t *slots;    /* open addressing: node index + 1, 0 = empty */
+  size_t nslots;      /* a power of two, more than 2 * n */
+  id_unlink *unlinks; /* from the identity log */
   size_t nunlinks, unlinks_cap;
+  atomic_int refs; /* a loaded map is shared (the tenant's cache) */
+  int frozen;      /* every parent is a root: reads no longer write */
 };
 
 /* Creates an empty map; see identity.h. */
@@ -75,24 +77,19 @@ int es__identity_new(es_identity **map_out) {
   es_identity *m = es__calloc(1, sizeof(*m));
   if (!m)
     return ES_NOMEM_BKPT();
-  m->scratch = es__malloc(ES_IDENTITY_IDS_MAX * sizeof(const char *));
-  if (!m->scratch) {
-    es__free(m);
-    return ES_NOMEM_BKPT();
-  }
+  atomic_init(&m->refs, 1);
   *map_out = m;
   return ES_OK;
 }
 
 /* Frees the map; see identity.h. */
 void es__identity_free(es_identity *m) {
-  if (!m)
+  if (!m || atomic_fetch_sub(&m->refs, 1) != 1)
     return;
   for (size_t i = 0; i < m->n; i++)
     es__free(m->nodes[i].id);
   es__free(m->nodes);
   es__free(m->slots);
-  es__free(m->scratch);
   for (size_t i = 0; i < m->nunlinks; i++) {
     es__free(m->unlinks[i].a);
     es__free(m->unlinks[i].b);
@@ -165,6 +162,8 @@ static int map_intern(es_identity *m, const char *id, uint32_t *idx_out) {
 
 /* The root of node i, halving the path on the way. */
 static uint32_t map_root(es_identity *m, uint32_t i) {
+  if (m->frozen) /* shared by readers: no path halving (writes) */
+    return m->nodes[i].parent;
   while (m->nodes[i].parent != i) {
     m->nodes[i].parent = m->nodes[m->nodes[i].parent].parent;
     i = m->nodes[i].parent;
@@ -350,13 +349,24 @@ int es_identity_unlink(es_db *db, const char *tenant, const char *id_a,
     rc = es__io_write_at(db->vfs, path, ES_IO_CREATE, rec.data, rec.len, end);
   if (rc == ES_OK && end == 0) /* a new file: its name must be durable */
     rc = db->vfs->sync_dir(db->vfs, t->dir);
+  if (rc == ES_OK)
+    atomic_fetch_add(&t->id_gen, 1); /* cached maps are stale */
   pthread_mutex_unlock(&t->id_mu);
   es__buf_free(&rec);
   return rc;
 }
 
 /* Builds a tenant's map from its stored events; see identity.h. */
-int es__identity_load(es_db *db, const char *tenant, es_identity **map_out) {
+/* Makes every parent a root, so that reads of a shared map never write. */
+static void map_freeze(es_identity *m) {
+  for (uint32_t i = 0; i < m->n; i++)
+    m->nodes[i].parent = map_root(m, i);
+  m->frozen = 1;
+}
+
+/* Builds a tenant's map from its stored events and identity log. */
+static int identity_build(es_db *db, const char *tenant,
+                          es_identity **map_out) {
   *map_out = NULL;
   es_identity *m = NULL;
   es_cursor *cur = NULL;
@@ -375,12 +385,45 @@ int es__identity_load(es_db *db, const char *tenant, es_identity **map_out) {
   if (rc < 0)
     goto err;
   es_cursor_close(cur);
+  map_freeze(m);
   *map_out = m;
   return ES_OK;
 err:
   es_cursor_close(cur);
   es__identity_free(m);
   return rc;
+}
+
+/* The tenant's map: the cached one while no link changed, else built
+ * (and cached); see identity.h.  Read-only handles build it each time
+ * (their links arrive through the follower). */
+int es__identity_load(es_db *db, const char *tenant, es_identity **map_out) {
+  *map_out = NULL;
+  es_tenant *t = NULL;
+  if (!db->opts.read_only)
+    ES_TRY(es__tenant_get(db, tenant, 0, &t));
+  if (!t)
+    return identity_build(db, tenant, map_out);
+  int gen = atomic_load(&t->id_gen); /* read before the scan: see dbint.h */
+  pthread_mutex_lock(&t->idc_mu);
+  es_identity *m = t->id_cache;
+  if (m && t->id_cache_gen == gen)
+    atomic_fetch_add(&m->refs, 1);
+  else
+    m = NULL;
+  pthread_mutex_unlock(&t->idc_mu);
+  if (!m) {
+    ES_TRY(identity_build(db, tenant, &m));
+    atomic_fetch_add(&m->refs, 1); /* the cache's reference */
+    pthread_mutex_lock(&t->idc_mu);
+    es_identity *old = t->id_cache;
+    t->id_cache = m;
+    t->id_cache_gen = gen;
+    pthread_mutex_unlock(&t->idc_mu);
+    es__identity_free(old);
+  }
+  *map_out = m;
+  return ES_OK;
 }
 
 /* The canonical id of a person; see identity.h. */
@@ -390,19 +433,18 @@ const char *es__identity_root(es_identity *m, const char *id) {
 }
 
 /* Every id of a person; see identity.h. */
-size_t es__identity_ids(es_identity *m, const char *id,
-                        const char *const **ids_out) {
+size_t es__identity_ids(const es_identity *m, const char *id,
+                        const char **buf) {
   long i = id ? map_find_node(m, id) : -1;
   size_t n = 0;
   if (i < 0) {
-    m->scratch[n++] = id;
+    buf[n++] = id;
   } else {
     uint32_t j = (uint32_t)i;
     do {
-      m->scratch[n++] = m->nodes[j].id;
+      buf[n++] = m->nodes[j].id;
       j = m->nodes[j].next;
     } while (j != (uint32_t)i && n < ES_IDENTITY_IDS_MAX);
   }
-  *ids_out = m->scratch;
   return id ? n : 0;
 }

@@ -24,10 +24,12 @@ int es__identity_new(es_identity **map_out) ES_MUST_CHECK;
 void es__identity_free(es_identity *map);
 
 /*
- * Builds the map of a tenant from every identify and alias event it holds
- * (one es_scan of the whole tenant, in event-time order).  An unknown
- * tenant gives an empty map.  Errors: those of es_scan and
- * es_cursor_next, ES_ENOMEM.
+ * The map of a tenant from every identify and alias event it holds and
+ * its identity log (one es_scan of the whole tenant, in event-time order),
+ * shared read-only: the tenant caches the last one built and hands it out
+ * again until a link changes (dbint.h, id_gen).  Release it with
+ * es__identity_free; do not link into it.  An unknown tenant gives an
+ * empty map.  Errors: those of es_scan and es_cursor_next, ES_ENOMEM.
  */
 int es__identity_load(es_db *db, const char *tenant,
                       es_identity **map_out) ES_MUST_CHECK;
@@ -54,13 +56,12 @@ int es__identity_apply(es_identity *map, const es_event *ev) ES_MUST_CHECK;
 const char *es__identity_root(es_identity *map, const char *id);
 
 /*
- * Every id of id's person, id included, in *ids_out: returns their count
- * (1 when id was never linked; at most ES_IDENTITY_IDS_MAX).  The array
- * and its strings are borrowed from the map (or are `id` itself) and stay
- * valid until the next es__identity_ids or link on the map.
+ * Every id of id's person, id included, into buf (room for
+ * ES_IDENTITY_IDS_MAX): returns their count (1 when id was never linked).
+ * The strings are borrowed from the map (or are `id` itself).
  */
-size_t es__identity_ids(es_identity *map, const char *id,
-                        const char *const **ids_out);
+size_t es__identity_ids(const es_identity *map, const char *id,
+                        const char **buf);
 
 /* Parses an identity log image (IDENTITY) into m's unlink records (m may
  * be NULL: only checks); stops at the first record that does not check

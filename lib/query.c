@@ -540,8 +540,8 @@ typedef struct q_run {
   const es_query_spec *spec;
   es_strtab strs; /* event names, paths and persons */
   q_table table;
-  es_identity *identity;  /* with uniques or filter.person, else NULL */
-  const char *const *ids; /* filter.person: the person's ids (borrowed) */
+  es_identity *identity; /* with uniques or filter.person, else NULL */
+  const char *ids[ES_IDENTITY_IDS_MAX]; /* filter.person: the person's ids */
   size_t nids;
   int approx;       /* uniques go into sketches (rollup plan), not sets */
   int used_rollups; /* some of the answer came from rollups */
@@ -622,8 +622,8 @@ static int run_scan(q_run *r, es_db *db, const char *tenant, int64_t from_us,
   scan.fields = ES_FIELD_EVENT | ES_FIELD_PATH | ES_FIELD_ANONYMOUS_ID |
                 ES_FIELD_USER_ID; /* what filters and groups read */
   r->used_scan = 1;
-  if (s->person && !r->ids)
-    r->nids = es__identity_ids(r->identity, s->person, &r->ids);
+  if (s->person && r->nids == 0)
+    r->nids = es__identity_ids(r->identity, s->person, r->ids);
   if (r->nids == 1) /* one id: the cursor's Bloom filter check applies */
     scan.person = s->person;
   es_cursor *cur;

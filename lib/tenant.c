@@ -31,6 +31,7 @@
 
 #include "dbint.h"
 #include "event.h"
+#include "identity.h"
 #include "mem.h"
 #include "rollup.h"
 
@@ -161,6 +162,7 @@ static int tenant_new(es_db *db, const char *name, es_tenant **t_out) {
   pthread_mutex_init(&t->man_mu, NULL);
   pthread_mutex_init(&t->compact_mu, NULL);
   pthread_mutex_init(&t->id_mu, NULL);
+  pthread_mutex_init(&t->idc_mu, NULL);
   pthread_mutexattr_t recursive;
   pthread_mutexattr_init(&recursive);
   pthread_mutexattr_settype(&recursive, PTHREAD_MUTEX_RECURSIVE);
@@ -175,6 +177,7 @@ static int tenant_new(es_db *db, const char *name, es_tenant **t_out) {
     pthread_mutex_destroy(&t->man_mu);
     pthread_mutex_destroy(&t->compact_mu);
     pthread_mutex_destroy(&t->id_mu);
+    pthread_mutex_destroy(&t->idc_mu);
     pthread_mutex_destroy(&t->load_mu);
     es__free(t);
     *t_out = NULL;
@@ -239,7 +242,9 @@ void es__tenants_free(es_db *db) {
       pthread_mutex_destroy(&t->man_mu);
       pthread_mutex_destroy(&t->compact_mu);
       pthread_mutex_destroy(&t->id_mu);
+      pthread_mutex_destroy(&t->idc_mu);
       pthread_mutex_destroy(&t->load_mu);
+      es__identity_free(t->id_cache);
       es__free(t);
       t = next;
     }

@@ -61,7 +61,7 @@ struct es_timeline {
 
 /* What one es_timeline_open holds while it gathers. */
 typedef struct tl_run {
-  const char *const *ids; /* the person's ids */
+  const char *ids[ES_IDENTITY_IDS_MAX]; /* the person's ids */
   size_t nids;
   tl_item **heap;       /* min-heap: the oldest kept event on top */
   size_t n, cap, limit; /* kept, heap capacity (grows to limit), limit */
@@ -317,7 +317,7 @@ int es_timeline_open(es_db *db, const char *tenant, const char *person,
   es_tenant *t = NULL;
   int rc = ES_OK;
   ES_CHECK(es__identity_load(db, tenant, &map));
-  r.nids = es__identity_ids(map, person, &r.ids);
+  r.nids = es__identity_ids(map, person, r.ids);
   ES_CHECK(es__tenant_get(db, tenant, 0, &t));
   if (t) {
     ES_CHECK(tl_snapshot(&r, t));
