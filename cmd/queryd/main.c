@@ -190,7 +190,7 @@ static int parse_args(int argc, char **argv, qd_config *cfg) {
       if (strcmp(a, nums[k].name) == 0)
         nf = &nums[k];
     if (nf) {
-      long long v;
+      long long v = 0;
       if (parse_num(a, val, nf->lo, nf->hi, &v))
         return 2;
       if (nf->i64)
@@ -231,7 +231,7 @@ static int parse_args(int argc, char **argv, qd_config *cfg) {
 static int split_listen(const char *flag, const char *s, char *host,
                         size_t size, int *port) {
   const char *colon = strrchr(s, ':');
-  long long p;
+  long long p = 0;
   if (colon == NULL || colon == s)
     return die_usage("%s wants HOST:PORT, not \"%s\"", flag, s);
   size_t n = (size_t)(colon - s);
