@@ -596,6 +596,14 @@ static int replay_shard(es_db *db, es_shard *sh) {
   replay_ctx ctx = {db, sh->id, NULL, 0, sh->clean_lsn};
   for (size_t i = 0; i < n; i++) {
     char path[ES_PATH_MAX];
+    if (i + 1 < n && firsts[i + 1] - 1 <= ctx.clean_lsn) {
+      /* every record of this file is below the next file's first LSN,
+       * so at or below CLEAN: nothing to replay, nothing to read */
+      if (ctx.clean_lsn > prev)
+        prev =
+            ctx.clean_lsn < firsts[i + 1] ? ctx.clean_lsn : firsts[i + 1] - 1;
+      continue;
+    }
     ES_CHECK(es__wal_path(path, sizeof(path), sh->dir, firsts[i]));
     ctx.path = path;
     es_wal_scan scan;
