@@ -693,6 +693,9 @@ static int run_cells(q_run *r, const es_rollup *ro, int64_t lo, int64_t hi) {
   }
   memset(r->map, 0, nstr * sizeof(uint32_t));
   r->used_rollups = 1;
+  q_group *g = NULL; /* the group of `last`, valid until the next get */
+  q_key last;
+  memset(&last, 0, sizeof(last));
   for (size_t i = ro->sorted ? es__rollup_seek(ro, lo) : 0; i < ro->n; i++) {
     const es_rcell *c = &ro->cells[i];
     if (c->minute >= hi && ro->sorted)
@@ -713,8 +716,11 @@ static int run_cells(q_run *r, const es_rollup *ro, int64_t lo, int64_t hi) {
       else
         ES_TRY(run_map(r, ro, c->path, &k.path));
     }
-    q_group *g = NULL;
-    ES_TRY(table_get(&r->table, &k, &g));
+    /* cells come sorted by minute: runs of them share one group */
+    if (!g || memcmp(&k, &last, sizeof(k)) != 0) {
+      ES_TRY(table_get(&r->table, &k, &g));
+      last = k;
+    }
     g->count += c->count;
     if (s->uniques)
       ES_TRY(es__hll_merge(&g->hll, &c->persons));
