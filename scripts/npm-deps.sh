@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the npm packages of the end-to-end tests into node_modules
 # beside each package.json, exactly as pinned by its package-lock.json:
-# tests/ingest (the real Segment and RudderStack SDK clients) and
+# tests/ingest (the real Segment and RudderStack SDK clients, and the
+# Segment browser SDK with playwright-core, which drives Debian's chromium) and
 # tests/queryd (the Segment SDK and playwright-core, which drives Debian's
 # chromium).  Idempotent: a directory whose node_modules is newer than its
 # lock file is left alone.

@@ -661,7 +661,8 @@ static void answer_options(conn *c) {
   static const char extra[] =
       "Access-Control-Allow-Methods: POST, GET, OPTIONS\r\n"
       "Access-Control-Allow-Headers: Content-Type, Authorization, "
-      "Content-Encoding\r\nAccess-Control-Max-Age: 86400\r\n";
+      "Content-Encoding, X-Retry-Count\r\n"
+      "Access-Control-Max-Age: 86400\r\n";
   server *srv = c->srv;
   char head[512];
   c->close_after = !c->keep_alive || srv->draining;
