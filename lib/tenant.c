@@ -149,6 +149,23 @@ uint32_t es__tenant_shard(const es_db *db, const char *name) {
   return (uint32_t)(es__hash64(name, strlen(name), 0x7e4a) % db->nshards);
 }
 
+/* Frees a tenant object and what only it references (its memtables are
+ * released by the caller). */
+static void tenant_destroy(es_tenant *t) {
+  es__segset_unref(t->segs);
+  es__manifest_free(&t->man);
+  es__rules_free(&t->rules);
+  es__identity_free(t->id_cache);
+  pthread_mutex_destroy(&t->mu);
+  pthread_mutex_destroy(&t->rules_mu);
+  pthread_mutex_destroy(&t->man_mu);
+  pthread_mutex_destroy(&t->compact_mu);
+  pthread_mutex_destroy(&t->id_mu);
+  pthread_mutex_destroy(&t->idc_mu);
+  pthread_mutex_destroy(&t->load_mu);
+  es__free(t);
+}
+
 static int tenant_new(es_db *db, const char *name, es_tenant **t_out) {
   es_tenant *t = es__calloc(1, sizeof(*t));
   *t_out = t;
@@ -172,14 +189,7 @@ static int tenant_new(es_db *db, const char *name, es_tenant **t_out) {
   if (rc == ES_OK)
     rc = segset_with(NULL, NULL, &t->segs);
   if (rc < 0) {
-    pthread_mutex_destroy(&t->mu);
-    pthread_mutex_destroy(&t->rules_mu);
-    pthread_mutex_destroy(&t->man_mu);
-    pthread_mutex_destroy(&t->compact_mu);
-    pthread_mutex_destroy(&t->id_mu);
-    pthread_mutex_destroy(&t->idc_mu);
-    pthread_mutex_destroy(&t->load_mu);
-    es__free(t);
+    tenant_destroy(t);
     *t_out = NULL;
   }
   return rc;
@@ -234,18 +244,7 @@ void es__tenants_free(es_db *db) {
       for (size_t i = 0; i < t->nimm; i++)
         es__memtable_unref(t->imm[i]);
       es__free(t->imm);
-      es__segset_unref(t->segs);
-      es__manifest_free(&t->man);
-      es__rules_free(&t->rules);
-      pthread_mutex_destroy(&t->mu);
-      pthread_mutex_destroy(&t->rules_mu);
-      pthread_mutex_destroy(&t->man_mu);
-      pthread_mutex_destroy(&t->compact_mu);
-      pthread_mutex_destroy(&t->id_mu);
-      pthread_mutex_destroy(&t->idc_mu);
-      pthread_mutex_destroy(&t->load_mu);
-      es__identity_free(t->id_cache);
-      es__free(t);
+      tenant_destroy(t);
       t = next;
     }
   }
