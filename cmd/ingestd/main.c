@@ -36,8 +36,11 @@ static const char usage[] =
     "  --keys FILE           JSON object mapping write key -> tenant id\n"
     "  --threads N           writer threads calling es_append (default 4)\n"
     "  --memory-budget MB    bodies + queued events; 503 above (default 256)\n"
-    "  --tenant-share PCT    one tenant's share of the budget; 429 above\n"
-    "                        (default 25)\n"
+    "  --queue-requests N    requests accepted but not yet durable (being\n"
+    "                        parsed or waiting for a writer); 503 above\n"
+    "                        (default 128)\n"
+    "  --tenant-share PCT    one tenant's share of the budget and of the\n"
+    "                        queue; 429 above (default 25)\n"
     "  --dedupe-ids N        messageIds remembered per tenant (default\n"
     "                        1000000)\n"
     "  --dedupe-hours H      at start-up, reload the messageIds of events\n"
@@ -120,6 +123,10 @@ static int parse_args(int argc, char **argv, config *cfg) {
       if (parse_num(a, val, 1, 1 << 20, &v))
         return 2;
       cfg->memory_budget_bytes = (size_t)v << 20;
+    } else if (strcmp(a, "--queue-requests") == 0) {
+      if (parse_num(a, val, 1, 1000000, &v))
+        return 2;
+      cfg->jobs_max = (size_t)v;
     } else if (strcmp(a, "--tenant-share") == 0) {
       if (parse_num(a, val, 1, 100, &share_pct))
         return 2;
@@ -155,6 +162,9 @@ static int parse_args(int argc, char **argv, config *cfg) {
     return die_usage("--data, --listen and --keys are required");
   cfg->tenant_bytes_max =
       (size_t)((double)cfg->memory_budget_bytes * (double)share_pct / 100.0);
+  cfg->tenant_jobs_max = (size_t)((double)cfg->jobs_max * share_pct / 100.0);
+  if (cfg->tenant_jobs_max < 1)
+    cfg->tenant_jobs_max = 1;
   return 0;
 }
 
