@@ -35,7 +35,9 @@ static const char usage[] =
     "                        the bound port is logged as \"listening\")\n"
     "  --keys FILE           JSON object mapping write key -> tenant id\n"
     "  --threads N           writer threads calling es_append (default 4)\n"
-    "  --memory-budget MB    bodies + queued events; 503 above (default 256)\n"
+    "  --memory-budget MB    half for the store's memtables, half for\n"
+    "                        requests (bodies, parses, queued events);\n"
+    "                        503 above (default 256)\n"
     "  --queue-requests N    requests accepted but not yet durable (being\n"
     "                        parsed or waiting for a writer); 503 above\n"
     "                        (default 128)\n"
@@ -232,6 +234,11 @@ static int run(server *srv) {
   o.data_dir = srv->cfg.data_dir;
   o.sync_mode = srv->cfg.sync_none ? ES_SYNC_NONE : ES_SYNC_FULL;
   o.log.fn = ing_lib_log;
+  /* The budget is shared: half for the store's memtables (appends wait
+   * above it), half for requests in flight (bodies, parses, events). */
+  o.memtable_budget_bytes = srv->cfg.memory_budget_bytes / 2;
+  srv->cfg.memory_budget_bytes -= o.memtable_budget_bytes;
+  srv->cfg.tenant_bytes_max /= 2;
   es_db *db;
   if ((rc = es_open(&o, &db)) != ES_OK) {
     fprintf(stderr, "es-ingestd: cannot open %s: %s: %s\n", o.data_dir,
