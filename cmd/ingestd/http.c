@@ -52,9 +52,6 @@
 #define AUTH_BYTES_MAX 1024
 #define DISCARD_BYTES_MAX (16u << 20)
 #define LISTEN_BACKLOG 511
-/* Memory a body's parse takes beside it (yajl's tree, the mapped events),
- * per body byte: held from the hand-off to the pool until parse_done. */
-#define PARSE_BYTES_PER_BODY_BYTE 3
 
 enum { ST_IDLE, ST_READING, ST_WAIT, ST_WRITE, ST_CLOSING };
 enum { H_NONE, H_AUTH, H_ENCODING, H_EXPECT };
@@ -100,7 +97,6 @@ struct job {
    * err and inflated_bytes (invariant 5) */
   char *body;
   size_t body_len, body_cap, inflated_bytes;
-  size_t parse_bytes; /* counted in held_bytes while parsing */
   int gzip, ingest_type, parse_rc;
   int64_t recv_us;
   uint64_t rng;
@@ -442,8 +438,7 @@ static int on_headers_complete(llhttp_t *p) {
     return fatal(c, 400, "request body is over 500 KB");
   int over = 0;
   if (len <= ING_REQUEST_BYTES_MAX && !srv->draining)
-    over = admission_status(srv, auth_tenant(c),
-                            (size_t)len * (1 + PARSE_BYTES_PER_BODY_BYTE));
+    over = admission_status(srv, auth_tenant(c), (size_t)len);
   if (len > ING_REQUEST_BYTES_MAX)
     refuse(c, 400, "request body is over 500 KB");
   else if (srv->draining)
@@ -593,10 +588,10 @@ static void parse_work(uv_work_t *w) {
   free(inflated);
 }
 
-/* Gives the job's body bytes (and its parse's) back to the budget. */
+/* Gives the job's body bytes back to the budget.  (A parse's own working
+ * memory, yajl's tree, is not counted: only libuv's few pool threads parse
+ * at once, so it is bounded by their number, not by the queue.) */
 static void job_body_release(job *j) {
-  j->srv->held_bytes -= j->parse_bytes;
-  j->parse_bytes = 0;
   if (j->body)
     j->srv->held_bytes -= j->body_cap;
   free(j->body);
@@ -736,10 +731,6 @@ static void ingest(conn *c) {
   j->body_cap = c->body_cap;
   c->body = NULL;
   c->body_len = c->body_cap = 0;
-  j->parse_bytes = j->body_len * PARSE_BYTES_PER_BODY_BYTE;
-  if (gzip) /* inflated up to the request cap */
-    j->parse_bytes = ING_REQUEST_BYTES_MAX * (1 + PARSE_BYTES_PER_BODY_BYTE);
-  srv->held_bytes += j->parse_bytes;
   j->work.data = j;
   srv->parsing++;
   c->job = j;
