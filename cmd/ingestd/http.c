@@ -6,8 +6,9 @@
  *
  *   IDLE --first byte--> READING --message complete--> (dispatch)
  *   dispatch: GET/OPTIONS/refusals answer at once            -> WRITE
- *             POST /v1/... hands a job to the writers         -> WAIT
- *   WAIT --job durable or failed (sched done_fn)--> WRITE
+ *             POST /v1/... hands the body to the parse pool   -> WAIT
+ *   WAIT --parsed (parse_done): refused --> WRITE, else the job goes to
+ *          the writers; durable or failed (sched done_fn)     -> WRITE
  *   WRITE --written--> IDLE (keep-alive) or CLOSING
  *
  * Invariants:
@@ -26,6 +27,14 @@
  *     whose Content-Length is over the limit but bounded) read and discard
  *     the body and keep the connection; protocol errors (malformed HTTP,
  *     431, a body past DISCARD_BYTES_MAX, 408) answer and close.
+ *  5. The loop thread only does I/O and bookkeeping: inflating, parsing
+ *     and mapping a body run on libuv's pool (parse_work), which touches
+ *     nothing but its job; budgets, dedupe sets, metrics and the write
+ *     key lookup stay on the loop (parse_done), so they need no locks.
+ *  6. Admission is decided as early as the information allows: at the
+ *     headers (Content-Length, the Basic auth tenant, requests in the
+ *     queue), again when the events' size and the body's writeKey are
+ *     known (parse_done).  A refused body is discarded, never parsed.
  */
 #include <ctype.h>
 #include <stdio.h>
@@ -80,9 +89,18 @@ typedef struct conn {
 
 struct job {
   sched_job sj; /* first: done_fn gets &sj */
+  uv_work_t work;
   server *srv;
   conn *conn;
-  tenant *t;
+  tenant *t; /* from Basic auth at once, else after parsing */
+  /* parse stage: the pool thread reads these and fills batch, parse_rc,
+   * err and inflated_bytes (invariant 5) */
+  char *body;
+  size_t body_len, body_cap, inflated_bytes;
+  int gzip, ingest_type, parse_rc;
+  int64_t recv_us;
+  uint64_t rng;
+  char err[ING_ERR_SIZE];
   ing_batch batch;
   es_event *evs;
   size_t n, dups, bytes;
@@ -91,6 +109,8 @@ struct job {
 };
 
 static llhttp_settings_t settings;
+static int basic_auth_key(const char *auth, char *key, size_t size);
+static int admission_status(const server *srv, const tenant *t, size_t bytes);
 static void conn_close(conn *c);
 static void feed(conn *c, const char *data, size_t len);
 static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf);
@@ -377,6 +397,15 @@ static int on_header_value(llhttp_t *p, const char *at, size_t n) {
   return 0;
 }
 
+/* The tenant of the request's Basic auth key, NULL when it has none (or
+ * an unknown one: that is answered 401 once the body is read). */
+static const tenant *auth_tenant(conn *c) {
+  char key[AUTH_BYTES_MAX + 1];
+  if (c->auth_len == 0 || basic_auth_key(c->auth, key, sizeof key))
+    return NULL;
+  return server_tenant_for_key(c->srv, key);
+}
+
 static void refuse(conn *c, int status, const char *msg) {
   c->refuse_status = status;
   snprintf(c->refuse_msg, sizeof c->refuse_msg, "%s", msg);
@@ -407,12 +436,17 @@ static int on_headers_complete(llhttp_t *p) {
   uint64_t len = (p->flags & F_CONTENT_LENGTH) ? p->content_length : 0;
   if (len > DISCARD_BYTES_MAX)
     return fatal(c, 400, "request body is over 500 KB");
+  int over = 0;
+  if (len <= ING_REQUEST_BYTES_MAX && !srv->draining)
+    over = admission_status(srv, auth_tenant(c), (size_t)len);
   if (len > ING_REQUEST_BYTES_MAX)
     refuse(c, 400, "request body is over 500 KB");
   else if (srv->draining)
     refuse(c, 503, "server shutting down; retry later");
-  else if (srv->held_bytes + len > srv->cfg.memory_budget_bytes)
-    refuse(c, 503, "server saturated (memory budget); retry later");
+  else if (over == 429)
+    refuse(c, 429, "tenant over its queue share; retry later");
+  else if (over)
+    refuse(c, 503, "server saturated; retry later");
   else if (len > 0)
     (void)body_reserve(c, (size_t)len, 1); /* a refusal when it fails */
   if (c->expect_continue && c->refuse_status == 0) {
@@ -487,8 +521,19 @@ static int basic_auth_key(const char *auth, char *key, size_t size) {
   return out > 0 ? 0 : -1;
 }
 
+/* A seed for one job's generated messageIds (splitmix64 of a counter:
+ * seeds far apart in xorshift's cycle, so jobs never share ids). */
+static uint64_t job_seed(uint64_t *state) {
+  uint64_t z = (*state += 0x9E3779B97F4A7C15u);
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9u;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBu;
+  z ^= z >> 31;
+  return z ? z : 1;
+}
+
 static void job_free(job *j) {
   ing_batch_free(&j->batch);
+  free(j->body);
   free(j->evs);
   free(j->added);
   free(j->waits);
@@ -520,93 +565,181 @@ static int job_dedupe(job *j) {
   return 0;
 }
 
-static void ingest(conn *c) {
-  server *srv = c->srv;
-  char err[ING_ERR_SIZE], key[AUTH_BYTES_MAX + 1];
+/*
+ * Parse stage, on a libuv pool thread: inflate and parse the body the job
+ * owns.  Touches nothing but the job (no server state: invariant 5).
+ */
+static void parse_work(uv_work_t *w) {
+  job *j = w->data;
   char *inflated = NULL;
-  const char *body = c->body ? c->body : "";
-  size_t len = c->body_len;
-  int64_t now = ing_now_us();
-  srv->m.bytes_received += len;
-  if (srv->draining) {
-    respond_error(c, 503, "server shutting down; retry later", 0);
-    return;
-  }
-  if (c->enc_len > 0 && strcasecmp(c->enc, "identity") != 0) {
-    if (strcasecmp(c->enc, "gzip") && strcasecmp(c->enc, "x-gzip") &&
-        strcasecmp(c->enc, "deflate")) {
-      respond_error(c, 400, "unsupported Content-Encoding (use gzip)", 0);
-      return;
-    }
-    if (ing_inflate(body, len, ING_REQUEST_BYTES_MAX, &inflated, &len, err,
-                    sizeof err)) {
-      respond_error(c, 400, err, 0);
+  const char *body = j->body ? j->body : "";
+  size_t len = j->body_len;
+  if (j->gzip) {
+    if (ing_inflate(body, len, ING_REQUEST_BYTES_MAX, &inflated, &len, j->err,
+                    sizeof j->err)) {
+      j->parse_rc = -1;
       return;
     }
     body = inflated;
-    srv->m.bytes_inflated += len;
+    j->inflated_bytes = len;
   }
-  job *j = calloc(1, sizeof *j);
-  if (j == NULL) {
-    free(inflated);
-    respond_error(c, 503, "out of memory", 0);
-    return;
-  }
-  int rc = ing_batch_parse(&j->batch, body, len, c->ingest_type, now, &srv->rng,
-                           err, sizeof err);
+  j->parse_rc = ing_batch_parse(&j->batch, body, len, j->ingest_type,
+                                j->recv_us, &j->rng, j->err, sizeof j->err);
   free(inflated);
-  body_release(c);
-  if (rc) {
-    job_free(j);
-    respond_error(c, 400, err, 0);
+}
+
+/* Gives the job's body bytes back to the budget.  (A parse's own working
+ * memory, yajl's tree, is not counted: only libuv's few pool threads parse
+ * at once, so it is bounded by their number, not by the queue.) */
+static void job_body_release(job *j) {
+  if (j->body)
+    j->srv->held_bytes -= j->body_cap;
+  free(j->body);
+  j->body = NULL;
+  j->body_cap = 0;
+}
+
+/* Refuses a job that did not reach the writers. */
+static void job_refuse(job *j, int status, const char *msg) {
+  server *srv = j->srv;
+  conn *c = j->conn;
+  srv->parsing--;
+  srv->m.events_rejected += j->batch.count;
+  if (c) {
+    c->job = NULL;
+    respond_error(c, status, msg, 0);
+  }
+  job_free(j);
+  server_maybe_finish(srv);
+}
+
+/* The tenant over its share (429) or the server over the budget (503);
+ * 0 when there is room for bytes more of t's events and one request. */
+static int admission_status(const server *srv, const tenant *t, size_t bytes) {
+  const config *cfg = &srv->cfg;
+  if (t && (t->pending_bytes + bytes > cfg->tenant_bytes_max ||
+            t->pending_jobs + 1 > cfg->tenant_jobs_max))
+    return 429;
+  if (srv->held_bytes + bytes > cfg->memory_budget_bytes ||
+      srv->jobs_pending + srv->parsing + 1 > cfg->jobs_max)
+    return 503;
+  return 0;
+}
+
+/* Back on the loop after parse_work: key, admission, dedupe, hand-off. */
+static void parse_done(uv_work_t *w, int status) {
+  job *j = w->data;
+  server *srv = j->srv;
+  char key[AUTH_BYTES_MAX + 1];
+  job_body_release(j);
+  srv->m.bytes_inflated += j->inflated_bytes;
+  if (status != 0 || j->conn == NULL) { /* cancelled, or nobody to answer */
+    job_refuse(j, 503, "server shutting down; retry later");
     return;
   }
-  const char *k = j->batch.write_key;
-  if (c->auth_len > 0 && basic_auth_key(c->auth, key, sizeof key) == 0)
-    k = key;
-  const tenant *ct = k ? server_tenant_for_key(srv, k) : NULL;
-  if (ct == NULL) {
-    srv->m.events_rejected += j->batch.count;
-    job_free(j);
-    respond_error(c, 401,
-                  k ? "unknown write key"
-                    : "no write key (HTTP Basic auth user, or \"writeKey\")",
-                  0);
+  if (j->parse_rc) {
+    job_refuse(j, 400, j->err);
     return;
+  }
+  conn *c = j->conn;
+  const tenant *ct = j->t;
+  if (ct == NULL) {
+    const char *k = j->batch.write_key;
+    if (c->auth_len > 0 && basic_auth_key(c->auth, key, sizeof key) == 0)
+      k = key;
+    ct = k ? server_tenant_for_key(srv, k) : NULL;
+    if (ct == NULL) {
+      job_refuse(j, 401,
+                 k ? "unknown write key"
+                   : "no write key (HTTP Basic auth user, or \"writeKey\")");
+      return;
+    }
   }
   tenant *t = (tenant *)ct;
   j->bytes = j->batch.bytes;
-  if (t->pending_bytes + j->bytes > srv->cfg.tenant_bytes_max ||
-      srv->held_bytes + j->bytes > srv->cfg.memory_budget_bytes) {
-    int per_tenant = t->pending_bytes + j->bytes > srv->cfg.tenant_bytes_max;
-    srv->m.events_rejected += j->batch.count;
-    job_free(j);
-    respond_error(c, per_tenant ? 429 : 503,
-                  per_tenant ? "tenant over its queue share; retry later"
-                             : "server saturated; retry later",
-                  0);
+  srv->parsing--; /* admission counts this request once, below */
+  int refuse_status = admission_status(srv, t, j->bytes);
+  srv->parsing++;
+  if (refuse_status) {
+    job_refuse(j, refuse_status,
+               refuse_status == 429 ? "tenant over its queue share; retry later"
+                                    : "server saturated; retry later");
     return;
   }
-  j->srv = srv;
   j->t = t;
   if (job_dedupe(j)) {
     for (size_t i = 0; i < j->n_added; i++)
       ing_dedupe_remove(&t->dedupe, j->added[i]);
-    job_free(j);
-    respond_error(c, 503, "out of memory", 0);
+    job_refuse(j, 503, "out of memory");
     return;
   }
+  srv->parsing--;
   srv->held_bytes += j->bytes;
   t->pending_bytes += j->bytes;
+  t->pending_jobs++;
   srv->jobs_pending++;
-  j->conn = c;
-  c->job = j;
-  c->state = ST_WAIT;
-  uv_timer_stop(&c->timer);
   j->sj.tenant = &t->st;
   j->sj.events = j->evs;
   j->sj.count = j->n;
   sched_submit(&srv->sched, &j->sj);
+}
+
+/*
+ * A request was read completely: checks what the loop can check cheaply,
+ * then hands the body to a pool thread (parse_work) so that the loop only
+ * does I/O.  The body's bytes stay counted (now by the job).
+ */
+static void ingest(conn *c) {
+  server *srv = c->srv;
+  char key[AUTH_BYTES_MAX + 1];
+  srv->m.bytes_received += c->body_len;
+  if (srv->draining) {
+    body_release(c);
+    respond_error(c, 503, "server shutting down; retry later", 0);
+    return;
+  }
+  int gzip = c->enc_len > 0 && strcasecmp(c->enc, "identity") != 0;
+  if (gzip && strcasecmp(c->enc, "gzip") && strcasecmp(c->enc, "x-gzip") &&
+      strcasecmp(c->enc, "deflate")) {
+    body_release(c);
+    respond_error(c, 400, "unsupported Content-Encoding (use gzip)", 0);
+    return;
+  }
+  /* A Basic auth key names the tenant before any parsing. */
+  const tenant *t = NULL;
+  if (c->auth_len > 0 && basic_auth_key(c->auth, key, sizeof key) == 0 &&
+      (t = server_tenant_for_key(srv, key)) == NULL) {
+    body_release(c);
+    respond_error(c, 401, "unknown write key", 0);
+    return;
+  }
+  job *j = calloc(1, sizeof *j);
+  if (j == NULL) {
+    body_release(c);
+    respond_error(c, 503, "out of memory", 0);
+    return;
+  }
+  j->srv = srv;
+  j->t = (tenant *)t;
+  j->conn = c;
+  j->gzip = gzip;
+  j->ingest_type = c->ingest_type;
+  j->recv_us = ing_now_us();
+  j->rng = job_seed(&srv->rng);
+  j->body = c->body; /* ownership and its budget bytes move to the job */
+  j->body_len = c->body_len;
+  j->body_cap = c->body_cap;
+  c->body = NULL;
+  c->body_len = c->body_cap = 0;
+  j->work.data = j;
+  srv->parsing++;
+  c->job = j;
+  c->state = ST_WAIT;
+  uv_timer_stop(&c->timer);
+  if (uv_queue_work(srv->loop, &j->work, parse_work, parse_done)) {
+    job_body_release(j);
+    job_refuse(j, 503, "server saturated; retry later");
+  }
 }
 
 /* A job is durable or failed (loop thread, via sched). */
@@ -618,6 +751,7 @@ void http_job_done(sched_job *sj, void *ud) {
   srv->jobs_pending--;
   srv->held_bytes -= j->bytes;
   j->t->pending_bytes -= j->bytes;
+  j->t->pending_jobs--;
   if (j->n > 0)
     metrics_commit(&srv->m, sj->done_us - sj->submit_us);
   if (sj->status == ES_OK) {
@@ -691,9 +825,9 @@ static void answer_metrics(conn *c) {
   server *srv = c->srv;
   seg_buf b;
   seg_buf_init(&b);
-  if (metrics_render(&srv->m, &b, srv->jobs_pending, srv->held_bytes,
-                     srv->cfg.memory_budget_bytes, srv->connections,
-                     srv->draining)) {
+  if (metrics_render(&srv->m, &b, srv->jobs_pending + srv->parsing,
+                     srv->held_bytes, srv->cfg.memory_budget_bytes,
+                     srv->connections, srv->draining)) {
     seg_buf_free(&b);
     respond_error(c, 503, "out of memory", 0);
     return;

@@ -35,9 +35,14 @@ static const char usage[] =
     "                        the bound port is logged as \"listening\")\n"
     "  --keys FILE           JSON object mapping write key -> tenant id\n"
     "  --threads N           writer threads calling es_append (default 4)\n"
-    "  --memory-budget MB    bodies + queued events; 503 above (default 256)\n"
-    "  --tenant-share PCT    one tenant's share of the budget; 429 above\n"
-    "                        (default 25)\n"
+    "  --memory-budget MB    half for the store's memtables, half for\n"
+    "                        requests (bodies, parses, queued events);\n"
+    "                        503 above (default 256)\n"
+    "  --queue-requests N    requests accepted but not yet durable (being\n"
+    "                        parsed or waiting for a writer); 503 above\n"
+    "                        (default 128)\n"
+    "  --tenant-share PCT    one tenant's share of the budget and of the\n"
+    "                        queue; 429 above (default 25)\n"
     "  --dedupe-ids N        messageIds remembered per tenant (default\n"
     "                        1000000)\n"
     "  --dedupe-hours H      at start-up, reload the messageIds of events\n"
@@ -120,6 +125,10 @@ static int parse_args(int argc, char **argv, config *cfg) {
       if (parse_num(a, val, 1, 1 << 20, &v))
         return 2;
       cfg->memory_budget_bytes = (size_t)v << 20;
+    } else if (strcmp(a, "--queue-requests") == 0) {
+      if (parse_num(a, val, 1, 1000000, &v))
+        return 2;
+      cfg->jobs_max = (size_t)v;
     } else if (strcmp(a, "--tenant-share") == 0) {
       if (parse_num(a, val, 1, 100, &share_pct))
         return 2;
@@ -155,6 +164,9 @@ static int parse_args(int argc, char **argv, config *cfg) {
     return die_usage("--data, --listen and --keys are required");
   cfg->tenant_bytes_max =
       (size_t)((double)cfg->memory_budget_bytes * (double)share_pct / 100.0);
+  cfg->tenant_jobs_max = (size_t)((double)cfg->jobs_max * share_pct / 100.0);
+  if (cfg->tenant_jobs_max < 1)
+    cfg->tenant_jobs_max = 1;
   return 0;
 }
 
@@ -222,6 +234,11 @@ static int run(server *srv) {
   o.data_dir = srv->cfg.data_dir;
   o.sync_mode = srv->cfg.sync_none ? ES_SYNC_NONE : ES_SYNC_FULL;
   o.log.fn = ing_lib_log;
+  /* The budget is shared: half for the store's memtables (appends wait
+   * above it), half for requests in flight (bodies, parses, events). */
+  o.memtable_budget_bytes = srv->cfg.memory_budget_bytes / 2;
+  srv->cfg.memory_budget_bytes -= o.memtable_budget_bytes;
+  srv->cfg.tenant_bytes_max /= 2;
   es_db *db;
   if ((rc = es_open(&o, &db)) != ES_OK) {
     fprintf(stderr, "es-ingestd: cannot open %s: %s: %s\n", o.data_dir,

@@ -21,6 +21,7 @@ typedef struct tenant {
   sched_tenant st; /* first: sched_job.tenant points here */
   ing_dedupe dedupe;
   size_t pending_bytes; /* admitted, not yet completed */
+  size_t pending_jobs;  /* requests of those */
 } tenant;
 
 typedef struct write_key {
@@ -33,6 +34,8 @@ typedef struct config {
   int threads;
   size_t memory_budget_bytes;
   size_t tenant_bytes_max; /* per-tenant share of the budget (429 above) */
+  size_t jobs_max;         /* requests parsing or waiting for a writer */
+  size_t tenant_jobs_max;  /* one tenant's share of those (429 above) */
   size_t dedupe_ids_max;   /* per tenant */
   int64_t dedupe_window_us;
   int64_t read_timeout_ms, idle_timeout_ms, drain_timeout_ms;
@@ -54,9 +57,10 @@ typedef struct server {
   uv_timer_t drain_timer;
   int draining;
   size_t connections;
-  struct conn *conns; /* doubly linked list of open connections */
-  size_t held_bytes;  /* bodies being read + admitted jobs */
-  size_t jobs_pending;
+  struct conn *conns;  /* doubly linked list of open connections */
+  size_t held_bytes;   /* bodies being read + admitted jobs */
+  size_t jobs_pending; /* handed to the writers, not yet answered */
+  size_t parsing;      /* handed to the parse pool (or just back) */
   uint64_t rng;
   metrics m;
   int finished;                          /* server_maybe_finish ran */

@@ -206,6 +206,8 @@ void ingest_config_defaults(config *cfg) {
   cfg->threads = 4;
   cfg->memory_budget_bytes = (size_t)256 << 20;
   cfg->tenant_bytes_max = cfg->memory_budget_bytes / 4;
+  cfg->jobs_max = 128;
+  cfg->tenant_jobs_max = cfg->jobs_max / 4;
   cfg->dedupe_ids_max = 1000000;
   cfg->dedupe_window_us = INT64_C(24) * 3600 * 1000000;
   cfg->read_timeout_ms = 10000;

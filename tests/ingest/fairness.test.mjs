@@ -1,7 +1,7 @@
 // One hot tenant cannot starve the others: while "acme" floods the server
-// from 10 connections with 200 KB batches (more than its 25% share of a
-// 4 MB budget can hold), "beta" posts small requests one at a time: every
-// one of them is accepted (200, never 429/503) and none waits long, while
+// from 10 connections with 200 KB batches (more than its 25% share of the
+// 4 MB for requests of an 8 MB budget can hold), "beta" posts small
+// requests one at a time: every one of them is accepted (200, never 429/503) and none waits long, while
 // acme's excess is answered 429 rather than queued without bound.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -12,7 +12,7 @@ const ev = (id, pad = 0) => ({ type: 'track', userId: 'u', event: 'E', messageId
 
 test('a flooding tenant gets 429s, the others keep getting 200 quickly', async () => {
   const dir = h.scratchDir();
-  const srv = await h.startServer(dir, { args: ['--memory-budget', '4',
+  const srv = await h.startServer(dir, { args: ['--memory-budget', '8',
     '--tenant-share', '25', '--threads', '2'] });
   const hot = { 200: 0, 429: 0, 503: 0 };
   let stop = false;
