@@ -45,6 +45,7 @@
 
 #include "body.h"
 #include "server.h"
+#include "svc.h"
 
 #define READ_BUF_BYTES 65536
 #define HEADER_BYTES_MAX (16 * 1024)
@@ -120,32 +121,6 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
  * Answers
  * ---------------------------------------------------------------------- */
 
-static const char *reason(int status) {
-  switch (status) {
-  case 200:
-    return "OK";
-  case 204:
-    return "No Content";
-  case 400:
-    return "Bad Request";
-  case 401:
-    return "Unauthorized";
-  case 404:
-    return "Not Found";
-  case 405:
-    return "Method Not Allowed";
-  case 408:
-    return "Request Timeout";
-  case 429:
-    return "Too Many Requests";
-  case 431:
-    return "Request Header Fields Too Large";
-  case 503:
-    return "Service Unavailable";
-  default:
-    return "Internal Server Error";
-  }
-}
 
 /* The one table from library status to HTTP status (docs/INGEST.md). */
 static int http_status_of(int es_status) {
@@ -209,7 +184,7 @@ static void respond(conn *c, int status, const char *type, const char *body,
       snprintf(head, sizeof head,
                "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
                "Access-Control-Allow-Origin: *\r\n%s%s\r\n",
-               status, reason(status), type, body_len,
+               status, svc_http_reason(status), type, body_len,
                status == 429 || status == 503 ? "Retry-After: 1\r\n" : "",
                c->close_after ? "Connection: close\r\n" : "");
   metrics_request(&srv->m, status);

@@ -23,6 +23,7 @@
 #include <unistd.h>
 
 #include "server.h"
+#include "svc.h"
 
 static const char usage[] =
     "usage: es-ingestd --data DIR --listen HOST:PORT --keys FILE [flags]\n"
@@ -61,15 +62,7 @@ static const char usage[] =
 
 static server g_srv;
 
-static int die_usage(const char *fmt, ...) {
-  va_list ap;
-  fputs("es-ingestd: ", stderr);
-  va_start(ap, fmt);
-  vfprintf(stderr, fmt, ap);
-  va_end(ap);
-  fputs(" (see --help)\n", stderr);
-  return 2;
-}
+#define die_usage(...) svc_usage_error("es-ingestd", __VA_ARGS__)
 
 /* ----------------------------------------------------------------------
  * Flags
@@ -77,14 +70,7 @@ static int die_usage(const char *fmt, ...) {
 
 static int parse_num(const char *flag, const char *v, long long lo,
                      long long hi, long long *out) {
-  char *end;
-  errno = 0;
-  long long x = strtoll(v, &end, 10);
-  if (errno || end == v || *end != '\0' || x < lo || x > hi)
-    return die_usage("%s wants a whole number in %lld..%lld, not \"%s\"", flag,
-                     lo, hi, v);
-  *out = x;
-  return 0;
+  return svc_parse_num("es-ingestd", flag, v, lo, hi, out);
 }
 
 static int parse_args(int argc, char **argv, config *cfg) {
@@ -172,21 +158,7 @@ static int parse_args(int argc, char **argv, config *cfg) {
 
 /* "host:port", "[v6]:port" -> host (in buf) and port; 0 or 2. */
 static int split_listen(const char *s, char *host, size_t size, int *port) {
-  const char *colon = strrchr(s, ':');
-  long long p;
-  if (colon == NULL || colon == s)
-    return die_usage("--listen wants HOST:PORT, not \"%s\"", s);
-  size_t n = (size_t)(colon - s);
-  if (s[0] == '[' && n >= 2 && s[n - 1] == ']')
-    s++, n -= 2;
-  if (n >= size)
-    return die_usage("--listen host too long");
-  memcpy(host, s, n);
-  host[n] = '\0';
-  if (parse_num("--listen port", colon + 1, 0, 65535, &p))
-    return 2;
-  *port = (int)p;
-  return 0;
+  return svc_parse_hostport("es-ingestd", "--listen", s, host, size, port);
 }
 
 /* ----------------------------------------------------------------------

@@ -16,6 +16,7 @@
 #include <yajl_tree.h>
 
 #include "server.h"
+#include "svc.h"
 
 #define KEYS_FILE_BYTES_MAX (16u << 20)
 
@@ -23,31 +24,10 @@
  * Logging and the clock
  * ---------------------------------------------------------------------- */
 
-int64_t ing_now_us(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_REALTIME, &ts);
-  return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
+int64_t ing_now_us(void) { return svc_now_us(); }
 
-/* One line, one write(2): lines from several threads do not interleave. */
 void ing_log(const char *level, const char *msg, const char *extra) {
-  char iso[SEG_ISO8601_SIZE];
-  seg_buf b;
-  seg_buf_init(&b);
-  seg_iso8601_format(ing_now_us(), iso, sizeof iso);
-  if (seg_buf_put(&b, "{\"ts\":\"", 7) || seg_buf_put(&b, iso, strlen(iso)) ||
-      seg_buf_put(&b, "\",\"level\":\"", 11) ||
-      seg_buf_put(&b, level, strlen(level)) ||
-      seg_buf_put(&b, "\",\"msg\":", 8) ||
-      seg_buf_put_json_string(&b, msg, strlen(msg)) ||
-      (extra && seg_buf_put(&b, extra, strlen(extra))) ||
-      seg_buf_put(&b, "}\n", 2)) {
-    seg_buf_free(&b);
-    return;
-  }
-  ssize_t n = write(STDERR_FILENO, b.data, b.len);
-  (void)n;
-  seg_buf_free(&b);
+  svc_log(NULL, level, msg, extra);
 }
 
 void ing_lib_log(void *ud, int level, const char *msg) {

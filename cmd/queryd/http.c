@@ -30,6 +30,7 @@
 #include <llhttp.h>
 
 #include "server.h"
+#include "svc.h"
 
 #define READ_BUF_BYTES 16384
 #define HEADER_BYTES_MAX (16 * 1024)
@@ -81,30 +82,6 @@ static void start_timer(qd_conn *c, int64_t ms) {
  * Writing
  * ---------------------------------------------------------------------- */
 
-static const char *reason(int status) {
-  switch (status) {
-  case 200:
-    return "OK";
-  case 400:
-    return "Bad Request";
-  case 401:
-    return "Unauthorized";
-  case 404:
-    return "Not Found";
-  case 405:
-    return "Method Not Allowed";
-  case 408:
-    return "Request Timeout";
-  case 413:
-    return "Payload Too Large";
-  case 431:
-    return "Request Header Fields Too Large";
-  case 503:
-    return "Service Unavailable";
-  default:
-    return "Internal Server Error";
-  }
-}
 
 typedef struct write_req {
   uv_write_t req;
@@ -176,7 +153,7 @@ void qd_respond(qd_conn *c, int status, const char *type, const char *body,
                    "HTTP/1.1 %d %s\r\nContent-Type: %s\r\n"
                    "Content-Length: %zu\r\nCache-Control: no-store\r\n"
                    "X-Content-Type-Options: nosniff\r\n%s%s\r\n",
-                   status, reason(status), type, len,
+                   status, svc_http_reason(status), type, len,
                    extra_headers ? extra_headers : "",
                    c->close_after ? "Connection: close\r\n" : "");
   if (n < 0 || (size_t)n >= sizeof head) {

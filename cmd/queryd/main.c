@@ -32,6 +32,7 @@
 #include <yajl_tree.h>
 
 #include "server.h"
+#include "svc.h"
 /* es-ingestd's server, for the embedded mode (cmd/ingestd/setup.c) */
 #include "../ingestd/server.h"
 
@@ -79,31 +80,10 @@ static server g_ingest; /* es-ingestd's state, embedded mode only */
  * Logging and the clock
  * ---------------------------------------------------------------------- */
 
-int64_t qd_now_us(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_REALTIME, &ts);
-  return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
+int64_t qd_now_us(void) { return svc_now_us(); }
 
-/* One JSON line, one write(2). */
 void qd_log(const char *level, const char *msg, const char *extra) {
-  char iso[SEG_ISO8601_SIZE];
-  seg_buf b;
-  seg_buf_init(&b);
-  seg_iso8601_format(qd_now_us(), iso, sizeof iso);
-  if (seg_buf_put(&b, "{\"ts\":\"", 7) || seg_buf_put(&b, iso, strlen(iso)) ||
-      seg_buf_put(&b, "\",\"level\":\"", 11) ||
-      seg_buf_put(&b, level, strlen(level)) ||
-      seg_buf_put(&b, "\",\"msg\":", 8) ||
-      seg_buf_put_json_string(&b, msg, strlen(msg)) ||
-      (extra && seg_buf_put(&b, extra, strlen(extra))) ||
-      seg_buf_put(&b, ",\"from\":\"es-queryd\"}\n", 22)) {
-    seg_buf_free(&b);
-    return;
-  }
-  ssize_t n = write(STDERR_FILENO, b.data, b.len);
-  (void)n;
-  seg_buf_free(&b);
+  svc_log("es-queryd", level, msg, extra);
 }
 
 static void lib_log(void *ud, int level, const char *msg) {
@@ -114,15 +94,7 @@ static void lib_log(void *ud, int level, const char *msg) {
          msg, ",\"lib\":\"libeventstore\"");
 }
 
-static int die_usage(const char *fmt, ...) {
-  va_list ap;
-  fputs("es-queryd: ", stderr);
-  va_start(ap, fmt);
-  vfprintf(stderr, fmt, ap);
-  va_end(ap);
-  fputs(" (see --help)\n", stderr);
-  return 2;
-}
+#define die_usage(...) svc_usage_error("es-queryd", __VA_ARGS__)
 
 /* ----------------------------------------------------------------------
  * Flags
@@ -130,14 +102,7 @@ static int die_usage(const char *fmt, ...) {
 
 static int parse_num(const char *flag, const char *v, long long lo,
                      long long hi, long long *out) {
-  char *end;
-  errno = 0;
-  long long x = strtoll(v, &end, 10);
-  if (errno || end == v || *end != '\0' || x < lo || x > hi)
-    return die_usage("%s wants a whole number in %lld..%lld, not \"%s\"", flag,
-                     lo, hi, v);
-  *out = x;
-  return 0;
+  return svc_parse_num("es-queryd", flag, v, lo, hi, out);
 }
 
 /* A flag taking a number: its bounds and where it goes. */
@@ -230,21 +195,7 @@ static int parse_args(int argc, char **argv, qd_config *cfg) {
 /* "host:port", "[v6]:port" -> host (in buf) and port; 0 or 2. */
 static int split_listen(const char *flag, const char *s, char *host,
                         size_t size, int *port) {
-  const char *colon = strrchr(s, ':');
-  long long p = 0;
-  if (colon == NULL || colon == s)
-    return die_usage("%s wants HOST:PORT, not \"%s\"", flag, s);
-  size_t n = (size_t)(colon - s);
-  if (s[0] == '[' && n >= 2 && s[n - 1] == ']')
-    s++, n -= 2;
-  if (n >= size)
-    return die_usage("%s host too long", flag);
-  memcpy(host, s, n);
-  host[n] = '\0';
-  if (parse_num(flag, colon + 1, 0, 65535, &p))
-    return 2;
-  *port = (int)p;
-  return 0;
+  return svc_parse_hostport("es-queryd", flag, s, host, size, port);
 }
 
 /* ----------------------------------------------------------------------

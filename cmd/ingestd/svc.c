@@ -1,0 +1,115 @@
+/*
+ * svc.c -- the servers' shared helpers; see svc.h.
+ */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "segment_json.h"
+#include "svc.h"
+
+int64_t svc_now_us(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+void svc_log(const char *from, const char *level, const char *msg,
+             const char *extra) {
+  char iso[SEG_ISO8601_SIZE];
+  seg_buf b;
+  seg_buf_init(&b);
+  seg_iso8601_format(svc_now_us(), iso, sizeof iso);
+  int bad = seg_buf_put(&b, "{\"ts\":\"", 7) ||
+            seg_buf_put(&b, iso, strlen(iso)) ||
+            seg_buf_put(&b, "\",\"level\":\"", 11) ||
+            seg_buf_put(&b, level, strlen(level)) ||
+            seg_buf_put(&b, "\",\"msg\":", 8) ||
+            seg_buf_put_json_string(&b, msg, strlen(msg)) ||
+            (extra && seg_buf_put(&b, extra, strlen(extra)));
+  if (!bad && from)
+    bad = seg_buf_put(&b, ",\"from\":", 8) ||
+          seg_buf_put_json_string(&b, from, strlen(from));
+  if (!bad)
+    bad = seg_buf_put(&b, "}\n", 2);
+  if (!bad) {
+    ssize_t n = write(STDERR_FILENO, b.data, b.len);
+    (void)n;
+  }
+  seg_buf_free(&b);
+}
+
+int svc_usage_error(const char *prog, const char *fmt, ...) {
+  va_list ap;
+  fprintf(stderr, "%s: ", prog);
+  va_start(ap, fmt);
+  vfprintf(stderr, fmt, ap);
+  va_end(ap);
+  fputs(" (see --help)\n", stderr);
+  return 2;
+}
+
+int svc_parse_num(const char *prog, const char *flag, const char *v,
+                  long long lo, long long hi, long long *out) {
+  char *end;
+  errno = 0;
+  long long x = strtoll(v, &end, 10);
+  if (errno || end == v || *end != '\0' || x < lo || x > hi)
+    return svc_usage_error(prog,
+                           "%s wants a whole number in %lld..%lld, not \"%s\"",
+                           flag, lo, hi, v);
+  *out = x;
+  return 0;
+}
+
+int svc_parse_hostport(const char *prog, const char *flag, const char *s,
+                       char *host, size_t size, int *port) {
+  const char *colon = strrchr(s, ':');
+  long long p = 0;
+  if (colon == NULL || colon == s)
+    return svc_usage_error(prog, "%s wants HOST:PORT, not \"%s\"", flag, s);
+  size_t n = (size_t)(colon - s);
+  if (s[0] == '[' && n >= 2 && s[n - 1] == ']')
+    s++, n -= 2;
+  if (n >= size)
+    return svc_usage_error(prog, "%s host too long", flag);
+  memcpy(host, s, n);
+  host[n] = '\0';
+  if (svc_parse_num(prog, flag, colon + 1, 0, 65535, &p))
+    return 2;
+  *port = (int)p;
+  return 0;
+}
+
+const char *svc_http_reason(int status) {
+  switch (status) {
+  case 200:
+    return "OK";
+  case 204:
+    return "No Content";
+  case 400:
+    return "Bad Request";
+  case 401:
+    return "Unauthorized";
+  case 404:
+    return "Not Found";
+  case 405:
+    return "Method Not Allowed";
+  case 408:
+    return "Request Timeout";
+  case 413:
+    return "Payload Too Large";
+  case 429:
+    return "Too Many Requests";
+  case 431:
+    return "Request Header Fields Too Large";
+  case 503:
+    return "Service Unavailable";
+  default:
+    return "Internal Server Error";
+  }
+}

@@ -1,0 +1,42 @@
+/*
+ * svc.h -- what es-ingestd and es-queryd share outside HTTP connection
+ * handling: the clock, JSON log lines, command-line errors and numbers,
+ * HOST:PORT, and HTTP reason phrases.  One copy, linked by both (es-queryd
+ * links es-ingestd's core library for its embedded mode anyway).
+ */
+#ifndef ES_SVC_H
+#define ES_SVC_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* Wall-clock microseconds since the epoch. */
+int64_t svc_now_us(void);
+
+/* One JSON log line on stderr, written with one write(2) so lines of
+ * several threads do not interleave: {"ts":...,"level":...,"msg":...
+ * EXTRA,"from":FROM}.  extra (may be NULL) is raw JSON members starting
+ * with a comma; from may be NULL (no "from"). */
+void svc_log(const char *from, const char *level, const char *msg,
+             const char *extra);
+
+/* "PROG: <message> (see --help)" on stderr; returns 2 (the exit status
+ * of bad usage). */
+int svc_usage_error(const char *prog, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+/* A whole number in [lo, hi] from a flag's value; 0, or 2 after
+ * reporting the error. */
+int svc_parse_num(const char *prog, const char *flag, const char *v,
+                  long long lo, long long hi, long long *out);
+
+/* "host:port" or "[v6]:port" -> host (size bytes of room) and port; 0, or
+ * 2 after reporting the error. */
+int svc_parse_hostport(const char *prog, const char *flag, const char *s,
+                       char *host, size_t size, int *port);
+
+/* The reason phrase of an HTTP status ("Internal Server Error" for any
+ * unknown one). */
+const char *svc_http_reason(int status);
+
+#endif
