@@ -728,6 +728,50 @@ static int run_cells(q_run *r, const es_rollup *ro, int64_t lo, int64_t hi) {
   return ES_OK;
 }
 
+/* Rounds a minute up / down to a multiple of period (unbounded ends stay
+ * unbounded; minutes here are >= 0). */
+static int64_t minute_up(int64_t m, int64_t period) {
+  return m == INT64_MIN ? m : m + (period - m % period) % period;
+}
+static int64_t minute_down(int64_t m, int64_t period) {
+  return m == INT64_MAX ? m : m - m % period;
+}
+
+/* A segment's cells of minutes [lo, hi): whole days inside from its daily
+ * rollup, whole hours from its hourly one, the minutes at the ends from
+ * the minutes -- far fewer cells over long ranges -- as far as the
+ * buckets asked for allow (a day bucket can take days, hours; an hour
+ * bucket hours). */
+static int run_segment_cells(q_run *r, const es_rollup *ro, int64_t lo,
+                             int64_t hi) {
+  int64_t bucket = r->spec->bucket_us, hour = 60 * ES_MINUTE_US;
+  int hourly = bucket == 0 || bucket % hour == 0;
+  int daily = bucket == 0 || bucket % (24 * hour) == 0;
+  if (!hourly || (lo != INT64_MIN && lo < 0) || (hi != INT64_MAX && hi < 0))
+    return run_cells(r, ro, lo, hi); /* event times are >= 0 anyway */
+  int64_t hlo = minute_up(lo, 60), hhi = minute_down(hi, 60);
+  if (hlo >= hhi)
+    return run_cells(r, ro, lo, hi);
+  int64_t dlo = daily ? minute_up(hlo, 1440) : hhi;
+  int64_t dhi = daily ? minute_down(hhi, 1440) : hhi;
+  if (dlo >= dhi)
+    dlo = dhi = hhi; /* no whole day inside: hours only */
+  const es_rollup *hours = NULL, *days = NULL;
+  ES_TRY(es__rollup_coarse(ro, 60, &hours));
+  if (lo < hlo)
+    ES_TRY(run_cells(r, ro, lo, hlo));
+  ES_TRY(run_cells(r, hours, hlo, dlo));
+  if (dlo < dhi) {
+    ES_TRY(es__rollup_coarse(ro, 1440, &days));
+    ES_TRY(run_cells(r, days, dlo, dhi));
+  }
+  if (dhi < hhi)
+    ES_TRY(run_cells(r, hours, dhi, hhi));
+  if (hhi < hi)
+    ES_TRY(run_cells(r, ro, hhi, hi));
+  return ES_OK;
+}
+
 /* The whole minutes [lo, hi) from the rollups of a view.  *fallback is
  * set (and nothing counted is trustworthy) when a memtable could not keep
  * its rollup. */
@@ -745,7 +789,7 @@ static int run_rollups(q_run *r, es_db *db, const es_tenant_view *v, int64_t lo,
     if (derived)
       es__db_log(db, 1, "%s: rollup file %s; derived from the rows", seg->path,
                  derived == 1 ? "missing" : "damaged");
-    ES_TRY(run_cells(r, ro, lo, hi));
+    ES_TRY(run_segment_cells(r, ro, lo, hi));
   }
   for (size_t i = 0; i < v->nmts; i++) {
     const es_rollup *ro = es__memtable_rollup_begin(v->mts[i]);

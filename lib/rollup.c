@@ -109,12 +109,90 @@ int es__rollup_add(es_rollup *r, const es_event *ev) {
 }
 
 void es__rollup_free(es_rollup *r) {
+  es_rollup *coarse[2] = {atomic_load(&r->hours), atomic_load(&r->days)};
+  for (int i = 0; i < 2; i++) {
+    if (coarse[i]) {
+      es__rollup_free(coarse[i]);
+      es__free(coarse[i]);
+    }
+  }
   for (size_t i = 0; i < r->n; i++)
     es__hll_free(&r->cells[i].persons);
   es__free(r->cells);
   es__free(r->slots);
   es__strtab_free(&r->strs);
   memset(r, 0, sizeof(*r));
+}
+
+/* Adds a cell of another rollup (strings re-interned) into r, keyed at
+ * `minute`. */
+static int rollup_add_cell(es_rollup *r, const es_rollup *from,
+                           const es_rcell *c, int64_t minute) {
+  rcell_key k = {minute, 0, 0, c->type, 0};
+  ES_TRY(es__strtab_intern(&r->strs, es__strtab_str(&from->strs, c->event),
+                           &k.event));
+  ES_TRY(es__strtab_intern(&r->strs, es__strtab_str(&from->strs, c->path),
+                           &k.path));
+  if (2 * (r->n + 1) > r->nslots)
+    ES_TRY(rollup_rehash(r));
+  size_t i = rollup_slot(r, &k);
+  if (r->slots[i] == 0) {
+    ES_TRY(es__grow((void **)&r->cells, &r->cap, r->n + 1, sizeof(es_rcell)));
+    es_rcell *n = &r->cells[r->n];
+    memset(n, 0, sizeof(*n));
+    n->minute = minute;
+    n->event = k.event;
+    n->path = k.path;
+    n->type = c->type;
+    r->slots[i] = (uint32_t)++r->n;
+  }
+  es_rcell *d = &r->cells[r->slots[i] - 1];
+  d->count += c->count;
+  return es__hll_merge(&d->persons, &c->persons);
+}
+
+static int cell_minute_cmp(const void *a, const void *b) {
+  const es_rcell *x = a, *y = b;
+  return x->minute < y->minute ? -1 : x->minute > y->minute;
+}
+
+int es__rollup_coarse(const es_rollup *r, int period, const es_rollup **out) {
+  es_rollup *_Atomic *slot =
+      (es_rollup * _Atomic *)(period == 60 ? &r->hours : &r->days);
+  es_rollup *h = atomic_load(slot);
+  *out = NULL;
+  if (h) {
+    *out = h;
+    return ES_OK;
+  }
+  const es_rollup *from = r; /* days are summed from the hours */
+  if (period != 60)
+    ES_TRY(es__rollup_coarse(r, 60, &from));
+  if (!(h = es__calloc(1, sizeof(*h))))
+    return ES_NOMEM_BKPT();
+  int rc = ES_OK;
+  for (size_t i = 0; rc == ES_OK && i < from->n; i++) {
+    int64_t m = from->cells[i].minute; /* >= 0 (event times are) */
+    rc = rollup_add_cell(h, from, &from->cells[i], m - m % period);
+  }
+  if (rc < 0) {
+    es__rollup_free(h);
+    es__free(h);
+    return rc;
+  }
+  es__free(h->slots); /* built: the index is not needed any more */
+  h->slots = NULL;
+  h->nslots = 0;
+  qsort(h->cells, h->n, sizeof(es_rcell), cell_minute_cmp);
+  h->sorted = 1;
+  es_rollup *none = NULL; /* another thread may have built it too */
+  if (!atomic_compare_exchange_strong(slot, &none, h)) {
+    es__rollup_free(h);
+    es__free(h);
+    h = none;
+  }
+  *out = h;
+  return ES_OK;
 }
 
 size_t es__rollup_seek(const es_rollup *r, int64_t minute) {

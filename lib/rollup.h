@@ -51,6 +51,11 @@ typedef struct es_rollup {
   size_t nslots;
   int sorted;                /* invariant 3 */
   struct es_rollup *retired; /* an older rollup of the same segment */
+  /* Derived on first use (es__rollup_coarse): the same cells summed per
+   * hour and per day (minute = the period's first minute), for long
+   * ranges. */
+  struct es_rollup *_Atomic hours;
+  struct es_rollup *_Atomic days;
 } es_rollup;
 
 /* A zeroed es_rollup is empty. */
@@ -59,6 +64,12 @@ void es__rollup_free(es_rollup *r);
 
 /* The person hash sketches use for an event (0: the event has no id). */
 uint64_t es__rollup_person_hash(const es_event *ev);
+
+/* The rollup summed per hour (period 60) or per day (1440), built once
+ * and kept with r (borrowed: it lives as long as r).  Its cells are
+ * sorted by minute only. */
+int es__rollup_coarse(const es_rollup *r, int period,
+                      const es_rollup **out) ES_MUST_CHECK;
 
 /* Index of the first cell with minute >= m (a sorted rollup). */
 size_t es__rollup_seek(const es_rollup *r, int64_t minute);
