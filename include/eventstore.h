@@ -199,6 +199,12 @@ typedef struct es_options {
   int wal_compress;           /* 1 (default): LZ4-compress WAL records on the
                                  appending threads (about 3x fewer WAL bytes);
                                  0 writes them raw */
+  int compact_segments;       /* 0 (default): segments are merged only by
+                                 es_compact.  N > 0: after a flush, when the
+                                 flusher has nothing else queued and the tenant
+                                 has N or more segments under half of 64 MiB,
+                                 the flusher compacts that tenant (es_compact,
+                                 default options) */
   int read_only;              /* 1: a reader beside a writing process; see
                                  "Read-only handles" below es_open */
   int64_t follow_interval_us; /* read_only: how often the follower looks

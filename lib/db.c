@@ -776,6 +776,8 @@ static int open_check_options(const es_options *opts) {
     return ES_INVAL_BKPT("options.wal_file_bytes must be >= 4096");
   if (opts->sync_mode != ES_SYNC_FULL && opts->sync_mode != ES_SYNC_NONE)
     return ES_INVAL_BKPT("options.sync_mode %d unknown", opts->sync_mode);
+  if (opts->compact_segments < 0)
+    return ES_INVAL_BKPT("options.compact_segments must be >= 0");
   if (opts->read_only && opts->follow_interval_us <= 0)
     return ES_INVAL_BKPT("options.follow_interval_us must be positive");
   if (opts->seal_age_us <= 0)

@@ -567,6 +567,37 @@ err:
   return rc;
 }
 
+/* es_options.compact_segments: after a flush, in a quiet moment (no other
+ * flush queued), merges the tenant's small segments.  A failed compaction
+ * has failed the database (es_compact) if it was an I/O error. */
+static void flush_compact_maybe(es_db *db, es_tenant *t) {
+  if (db->opts.compact_segments <= 0)
+    return;
+  pthread_mutex_lock(&db->flush_mu);
+  int busy = db->jobs_len > 1; /* the one just done is still counted */
+  pthread_mutex_unlock(&db->flush_mu);
+  if (busy)
+    return;
+  es_compact_options o;
+  es_compact_options_init(&o);
+  int small = 0;
+  pthread_mutex_lock(&t->mu);
+  for (size_t i = 0; i < t->segs->n; i++)
+    small += t->segs->segs[i]->bytes < o.target_bytes / 2;
+  pthread_mutex_unlock(&t->mu);
+  if (small < db->opts.compact_segments)
+    return;
+  es_compact_report rep;
+  int rc = es_compact(db, t->name, &o, &rep);
+  if (rc < 0)
+    es__db_log(db, 1, "tenant %s: compaction after flush: %s", t->name,
+               es_errdetail());
+  else
+    es__db_log(db, 2, "tenant %s: compacted %llu segments into %llu", t->name,
+               (unsigned long long)rep.segments_in,
+               (unsigned long long)rep.segments_out);
+}
+
 /* The flusher thread: takes sealed memtables in order and flushes them;
  * after each, asks the tenant's shard to reclaim WAL files. */
 void *es__flusher_main(void *arg) {
@@ -587,6 +618,8 @@ void *es__flusher_main(void *arg) {
     }
     if (rc < 0 && rc != ES_EFAILED)
       es__db_fail(db, rc);
+    if (rc == ES_OK)
+      flush_compact_maybe(db, job.tenant);
     es_shard *sh = &db->shards[job.tenant->shard];
     atomic_store(&sh->reclaim, 1);
     pthread_mutex_lock(&sh->mu);

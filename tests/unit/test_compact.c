@@ -244,6 +244,39 @@ START_TEST(test_concurrent) {
 }
 END_TEST
 
+/* es_options.compact_segments: the flusher merges small segments itself. */
+START_TEST(test_auto) {
+  char dir[512], tdir[600];
+  ut_tmpdir(dir, sizeof(dir), "compact-auto");
+  es_options o;
+  es_options_init(&o);
+  o.data_dir = dir;
+  o.shards = 1;
+  o.sync_mode = ES_SYNC_NONE;
+  o.compact_segments = 3;
+  es_db *db = NULL;
+  ck_assert_int_eq(es_open(&o, &db), ES_OK);
+  for (int s = 0; s < 7; s++) {
+    char tag[8];
+    snprintf(tag, sizeof(tag), "a%d", s);
+    fill(db, "auto", tag, 100, es__clock_now_us() - DAY_US);
+    ck_assert_int_eq(es_flush(db, "auto"), ES_OK);
+  }
+  int n;
+  char *ids = scan_ids(db, "auto", &n);
+  ck_assert_int_eq(n, 700);
+  free(ids);
+  snprintf(tdir, sizeof(tdir), "%s/tenants/auto", dir);
+  /* 7 flushes, merged whenever 3 small ones were there: at most 3 left */
+  ck_assert_int_le(ut_count_suffix(tdir, ".seg"), 3);
+  ck_assert_int_eq(es_close(db), ES_OK);
+  ck_assert_int_eq(es_verify(dir, NULL, NULL), ES_OK);
+  o.compact_segments = -1;
+  ck_assert_int_eq(es_open(&o, &db), ES_EINVAL);
+  ut_rmrf(dir);
+}
+END_TEST
+
 START_TEST(test_args) {
   char dir[512];
   ut_tmpdir(dir, sizeof(dir), "compact-args");
@@ -272,6 +305,7 @@ static Suite *compact_suite(void) {
   tcase_add_test(tc, test_retention);
   tcase_add_test(tc, test_concurrent);
   tcase_add_test(tc, test_args);
+  tcase_add_test(tc, test_auto);
   suite_add_tcase(s, tc);
   return s;
 }
