@@ -411,14 +411,86 @@ static int wal_frame_records(const char *path, uint64_t off, uint64_t lsn,
 }
 
 /* Reads a whole log file; see wal.h for the torn-tail rule. */
+/* Reads a log file for es__wal_read_file, but keeps only what matters:
+ * the bytes up to the last non-zero chunk plus one zero chunk.  The rest
+ * of a preallocated file is zeros, checked through a small buffer and not
+ * kept; so opening a store does not allocate (and fault in) a whole file
+ * per shard.  A non-zero byte after a zero chunk keeps everything, as the
+ * walk must then see it (it may be a valid frame after damage). */
+#define WAL_LOAD_CHUNK (1u << 20)
+
+static int wal_chunk_zero(const uint8_t *p, size_t n) {
+  return n == 0 || (p[0] == 0 && memcmp(p, p + 1, n - 1) == 0);
+}
+
+static int wal_load(es_vfs *vfs, const char *path, uint8_t **img_out,
+                    size_t *len_out, uint64_t *file_bytes_out) {
+  *img_out = NULL;
+  *len_out = 0;
+  es_file *f = NULL;
+  ES_TRY(vfs->open(vfs, path, ES_IO_READ, &f));
+  uint64_t size = 0;
+  int rc = vfs->size(vfs, f, &size);
+  if (rc == ES_OK && size > (UINT64_C(1) << 32))
+    rc = ES_CORRUPT_BKPT("%s: implausible size %llu", path,
+                         (unsigned long long)size);
+  es_buf img = {0};
+  uint8_t *scratch = NULL;
+  uint64_t off = 0;
+  int trim = 1; /* still looking for the zero tail */
+  while (rc == ES_OK && off < size) {
+    size_t n =
+        size - off < WAL_LOAD_CHUNK ? (size_t)(size - off) : WAL_LOAD_CHUNK;
+    rc = es__buf_reserve(&img, n);
+    if (rc == ES_OK)
+      rc = es__io_read_exact(vfs, f, img.data + img.len, n, off, path);
+    if (rc < 0)
+      break;
+    img.len += n;
+    off += n;
+    if (!trim || !wal_chunk_zero(img.data + img.len - n, n))
+      continue;
+    /* a zero chunk: is everything after it zero too? */
+    if (!scratch && !(scratch = es__malloc(WAL_LOAD_CHUNK))) {
+      rc = ES_NOMEM_BKPT();
+      break;
+    }
+    uint64_t o = off;
+    int zeros = 1;
+    while (rc == ES_OK && zeros && o < size) {
+      size_t m =
+          size - o < WAL_LOAD_CHUNK ? (size_t)(size - o) : WAL_LOAD_CHUNK;
+      rc = es__io_read_exact(vfs, f, scratch, m, o, path);
+      zeros = rc == ES_OK && wal_chunk_zero(scratch, m);
+      o += m;
+    }
+    if (rc == ES_OK && zeros)
+      break;  /* keep [0, off): the rest is zeros */
+    trim = 0; /* not all zero: load everything, as the walk needs it */
+  }
+  es__free(scratch);
+  int rc2 = vfs->close(vfs, f);
+  if (rc == ES_OK)
+    rc = rc2;
+  if (rc < 0) {
+    es__buf_free(&img);
+    return rc;
+  }
+  *img_out = img.data ? img.data : es__malloc(1);
+  if (!*img_out)
+    return ES_NOMEM_BKPT();
+  *len_out = img.len;
+  *file_bytes_out = size;
+  return ES_OK;
+}
+
 int es__wal_read_file(es_vfs *vfs, const char *path, int is_last,
                       uint64_t prev_lsn, es_wal_rec_fn fn, void *ud,
                       es_wal_scan *scan) {
   memset(scan, 0, sizeof(*scan));
   uint8_t *img = NULL;
   size_t size = 0;
-  ES_TRY(es__io_read_all(vfs, path, &img, &size));
-  scan->file_bytes = size;
+  ES_TRY(wal_load(vfs, path, &img, &size, &scan->file_bytes));
   es_buf scratch = {0};
   int rc = ES_OK;
   uint64_t off = 0;

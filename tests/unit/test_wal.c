@@ -504,6 +504,50 @@ START_TEST(test_middle_frame_corrupt) {
 }
 END_TEST
 
+/* A large preallocated file (several MiB of zeros after the frames, read
+ * through es__wal_read_file's trimmed load): the frames are found, the
+ * file size is reported whole, and a valid frame far behind a zero gap
+ * (damage in between) is still caught as corruption. */
+START_TEST(test_large_file_zero_tail) {
+  char dir[512], path[1024];
+  ut_tmpdir(dir, sizeof(dir), "wal-large");
+  snprintf(path, sizeof(path), "%s/0000000000000001.wal", dir);
+  const uint64_t file_bytes = UINT64_C(5) << 20;
+  uint8_t zero[4096];
+  memset(zero, 0, sizeof(zero));
+  FILE *fp = fopen(path, "wb");
+  ck_assert_ptr_nonnull(fp);
+  for (uint64_t o = 0; o < file_bytes; o += sizeof(zero))
+    ck_assert_uint_eq(fwrite(zero, 1, sizeof(zero), fp), sizeof(zero));
+  ck_assert_int_eq(fclose(fp), 0);
+  es_buf f1 = {0}, f2 = {0}, f3 = {0};
+  make_frame(&f1, 1, one_tenant, 5, 1);
+  make_frame(&f2, 2, one_tenant, 5, 1);
+  make_frame(&f3, 3, one_tenant, 5, 1);
+  ut_write_at(path, 0, f1.data, f1.len);
+  ut_write_at(path, f1.len, f2.data, f2.len);
+  seen *s = calloc(1, sizeof(*s));
+  es_wal_scan scan;
+  ck_assert_int_eq(
+      es__wal_read_file(es__vfs_posix(), path, 1, 0, seen_rec, s, &scan),
+      ES_OK);
+  ck_assert_int_eq(s->n, 2);
+  ck_assert_uint_eq(scan.end_off, f1.len + f2.len);
+  ck_assert_uint_eq(scan.file_bytes, file_bytes);
+  ck_assert_uint_eq(scan.dirty_end, f1.len + f2.len);
+  ck_assert(!scan.torn);
+  /* frame 2's header zeroed (damage), frame 3 valid 3 MiB further on */
+  ut_write_at(path, f1.len, zero, ES_WAL_FRAME_HDR);
+  ut_write_at(path, UINT64_C(3) << 20, f3.data, f3.len);
+  ck_assert_int_eq(
+      es__wal_read_file(es__vfs_posix(), path, 1, 0, NULL, NULL, &scan),
+      ES_ECORRUPT);
+  free(s);
+  es__buf_free(&f1), es__buf_free(&f2), es__buf_free(&f3);
+  ut_rmrf(dir);
+}
+END_TEST
+
 /* ---- reclaim ------------------------------------------------------------ */
 
 /* Writes frames until the log has `files` files; returns the last LSN. */
@@ -698,6 +742,7 @@ static Suite *wal_suite(void) {
   tcase_add_test(tc, test_torn_partial_frame);
   tcase_add_test(tc, test_torn_tail_not_newest);
   tcase_add_test(tc, test_middle_frame_corrupt);
+  tcase_add_test(tc, test_large_file_zero_tail);
   tcase_add_test(tc, test_reclaim);
   tcase_add_test(tc, test_reclaim_live_files_from_open);
   tcase_add_test(tc, test_resume);
