@@ -475,11 +475,12 @@ ES_API int es_rule_members(es_db *db, const char *tenant, const char *name,
                            int64_t at_us, char **json_out);
 
 /*
- * Whether the visitor id `person` is a member of the rule at at_us (0 =
- * now): *member_out 1 or 0.  Counters are kept per visitor id (as
- * triggers fire), so pass the id the visitor's events carry (anonymousId
- * when they have one).  Cheap: a hash lookup, no scan.  Errors as
- * es_rule_members.
+ * Whether `person` is a member of the rule at at_us (0 = now): *member_out
+ * 1 or 0.  Counters are kept per visitor id (as triggers fire); the
+ * person's ids linked by identity stitching are checked too, so a member
+ * through any of them is a member (the tenant's identity map is cached
+ * until a link changes, so this is a few hash lookups).  Errors as
+ * es_rule_members, plus those of reading the identity map.
  */
 ES_API int es_rule_check(es_db *db, const char *tenant, const char *name,
                          const char *person, int64_t at_us, int *member_out);

@@ -71,7 +71,8 @@ typedef struct es_tenant {
   /* read-only handles (follow.c) */
   atomic_int ro_hot; /* holds memtable rows: check its MANIFEST each pass */
   int ro_loaded;     /* its MANIFEST and RULES were looked at */
-  uint64_t man_version, rules_version; /* es_vfs.version last seen */
+  uint64_t man_version, rules_version, idlog_version; /* es_vfs.version
+                                                        last seen */
   struct es_tenant *hash_next;
   struct es_tenant *shard_next;
 } es_tenant;

@@ -148,3 +148,10 @@ int64_t es__event_ts(const uint8_t *p) {
   es_rd r = es__rd(p, 10);
   return es__rd_svarint(&r);
 }
+
+int es__event_type(const uint8_t *p) {
+  es_rd r = es__rd(p, 21); /* two varints of at most 10 bytes, the type */
+  (void)es__rd_svarint(&r);
+  (void)es__rd_svarint(&r);
+  return es__rd_u8(&r);
+}

@@ -67,4 +67,7 @@ int es__event_decode(const uint8_t *p, size_t n, es_event *ev,
 /* Reads only the event time of the row at p (rows are well formed). */
 int64_t es__event_ts(const uint8_t *p);
 
+/* Reads only the type of the row at p (rows are well formed). */
+int es__event_type(const uint8_t *p);
+
 #endif

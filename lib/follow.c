@@ -150,6 +150,7 @@ int es__tenant_ro_refresh(es_db *db, es_tenant *t) {
   es__manifest_free(&t->man);
   t->man = m;
   pthread_mutex_unlock(&t->mu);
+  atomic_fetch_add(&t->id_gen, 1); /* compaction may have dropped links */
   es__segset_unref(old_set);
   for (size_t i = 0; i < old_nimm; i++)
     es__memtable_unref(old_imm[i]);
@@ -180,9 +181,20 @@ static int ro_record(void *ud, uint64_t lsn, const es_wal_rec *rec,
   ES_TRY(es__tenant_get(db, rec->tenant, 1, &t));
   if (lsn <= t->man.flushed_lsn)
     return ES_OK;
+  size_t before = t->active ? t->active->rows : 0;
+  es_memtable *was = t->active;
   ES_TRY(es__tenant_insert(db, t, rec->rows, rec->rows_len, rec->events, lsn,
                            NULL));
   es__memtable_publish(t->active, lsn);
+  if (t->active != was) /* a fresh memtable (the old one filled up) */
+    before = t->active->rows - rec->events;
+  for (size_t i = before; i < t->active->rows; i++) {
+    int type = es__event_type(es__memtable_row(t->active, i)->row);
+    if (type == ES_TYPE_IDENTIFY || type == ES_TYPE_ALIAS) {
+      atomic_fetch_add(&t->id_gen, 1); /* cached identity maps are stale */
+      break;
+    }
+  }
   if (es__tenant_rules_count(db, t, rec->rows, rec->rows_len, rec->events,
                              c->fire) < 0)
     es__db_log(db, 1, "tenant %s: rule counters missed a record: %s", t->name,
@@ -255,6 +267,13 @@ static int ro_check_tenant(es_db *db, es_tenant *t, int slow) {
     size_t rows = t->active ? es__memtable_visible(t->active) : 0;
     pthread_mutex_unlock(&t->mu);
     atomic_store(&t->ro_hot, rows > 0 || t->nimm > 0);
+  }
+  if (rc >= 0 && slow) { /* an unlink appended by the writer */
+    int irc = ro_version(db, t, "IDENTITY", &v);
+    if (irc == 1 || (irc == ES_OK && v != t->idlog_version)) {
+      atomic_fetch_add(&t->id_gen, 1);
+      t->idlog_version = v;
+    }
   }
   if (rc >= 0 && slow) {
     int rrc = ro_version(db, t, "RULES", &v);

@@ -395,13 +395,12 @@ err:
 }
 
 /* The tenant's map: the cached one while no link changed, else built
- * (and cached); see identity.h.  Read-only handles build it each time
- * (their links arrive through the follower). */
+ * (and cached); see identity.h.  On a read-only handle the follower
+ * bumps id_gen for links it reads (follow.c). */
 int es__identity_load(es_db *db, const char *tenant, es_identity **map_out) {
   *map_out = NULL;
   es_tenant *t = NULL;
-  if (!db->opts.read_only)
-    ES_TRY(es__tenant_get(db, tenant, 0, &t));
+  ES_TRY(es__tenant_get(db, tenant, 0, &t));
   if (!t)
     return identity_build(db, tenant, map_out);
   int gen = atomic_load(&t->id_gen); /* read before the scan: see dbint.h */

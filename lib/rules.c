@@ -15,6 +15,7 @@
 #include "clock.h"
 #include "dbint.h"
 #include "event.h"
+#include "identity.h"
 #include "json.h"
 #include "mem.h"
 #include "query.h"
@@ -720,13 +721,24 @@ int es_rule_check(es_db *db, const char *tenant, const char *name,
   if (!member_out || !person)
     return ES_INVAL_BKPT("es_rule_check: NULL argument");
   *member_out = 0;
+  if (!db)
+    return ES_INVAL_BKPT("NULL handle");
+  ES_TRY(es__tenant_check(tenant));
+  /* the person's linked ids: the tenant's cached identity map */
+  es_identity *map = NULL;
+  ES_TRY(es__identity_load(db, tenant, &map));
+  const char *ids[ES_IDENTITY_IDS_MAX];
+  size_t nids = es__identity_ids(map, person, ids);
   es_tenant *t;
-  ES_TRY(rules_begin(db, tenant, &t));
-  es_rule *r = rules_find(t, name);
-  if (r)
-    *member_out = es__rule_is_member(r, person, rules_at(at_us));
+  int rc = rules_begin(db, tenant, &t);
+  es_rule *r = rc == ES_OK ? rules_find(t, name) : NULL;
+  int64_t at = rules_at(at_us);
+  for (size_t i = 0; r && i < nids && !*member_out; i++)
+    *member_out = es__rule_is_member(r, ids[i], at);
   if (t)
     pthread_mutex_unlock(&t->rules_mu);
+  es__identity_free(map);
+  ES_TRY(rc);
   if (!r)
     return ES_ERR(ES_ENOTFOUND, "no rule \"%s\" in tenant %s",
                   name ? name : "(null)", tenant);

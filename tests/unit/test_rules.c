@@ -258,6 +258,20 @@ START_TEST(test_rule_manage) {
   ck_assert_int_eq(es_rule_check(db, "t", "p3", "b", T0 + 5 * MIN_US, &member),
                    ES_OK);
   ck_assert_int_eq(member, 0);
+  /* a person linked to "a" is a member through it (stitching) */
+  ck_assert_int_eq(
+      es_rule_check(db, "t", "p3", "u-a", T0 + 5 * MIN_US, &member), ES_OK);
+  ck_assert_int_eq(member, 0);
+  es_event idf;
+  memset(&idf, 0, sizeof(idf));
+  idf.ts_us = T0 + 4 * MIN_US + 30000000; /* before the checks' time */
+  idf.type = ES_TYPE_IDENTIFY;
+  idf.user_id = "u-a";
+  idf.anonymous_id = "a";
+  ck_assert_int_eq(es_append(db, "t", &idf, 1, NULL), ES_OK);
+  ck_assert_int_eq(
+      es_rule_check(db, "t", "p3", "u-a", T0 + 5 * MIN_US, &member), ES_OK);
+  ck_assert_int_eq(member, 1);
   /* replacing: atLeast 2 makes "b" a member too */
   put_ok(db, "t",
          "{\"name\":\"p3\",\"match\":{\"path\":\"/pricing\"},\"atLeast\":2,"
