@@ -210,11 +210,24 @@ static int tenant_cmp(const void *a, const void *b) {
   return strcmp(((const qd_tenant *)a)->id, ((const qd_tenant *)b)->id);
 }
 
+/* Compares without stopping at the first difference, so the time taken
+ * does not tell an attacker how much of a guessed token was right. */
+static int token_equal(const char *a, const char *b) {
+  size_t la = strlen(a), lb = strlen(b), n = la > lb ? la : lb;
+  unsigned char d = la != lb;
+  for (size_t i = 0; i < n; i++)
+    d |= (unsigned char)((i < la ? a[i] : 0) ^ (i < lb ? b[i] : 0));
+  return d == 0;
+}
+
+/* Every token is compared (no early exit, no binary search), in constant
+ * time each. */
 qd_tenant *qd_tenant_for_token(const qd_server *srv, const char *token) {
-  qd_token k = {.token = (char *)token};
-  qd_token *hit =
-      bsearch(&k, srv->tokens, srv->tokens_count, sizeof k, token_cmp);
-  return hit ? hit->tenant : NULL;
+  qd_tenant *hit = NULL;
+  for (size_t i = 0; i < srv->tokens_count; i++)
+    if (token_equal(srv->tokens[i].token, token))
+      hit = srv->tokens[i].tenant;
+  return hit;
 }
 
 qd_tenant *qd_tenant_by_id(const qd_server *srv, const char *id) {
