@@ -312,12 +312,17 @@ static void on_connection(uv_stream_t *listener, int status) {
   hconn_read_start(c);
 }
 
-int hconn_listen(hconn_host *h, const hconn_ops *ops, void *srv,
-                 const char *host, int port, int *port_out) {
+int hconn_listen(hconn_host *h, uv_loop_t *loop, const hconn_ops *ops,
+                 void *srv, hconn_limits lim, const char *host, int port,
+                 int *port_out) {
   struct sockaddr_storage ss;
   int len = sizeof ss, rc;
+  h->loop = loop;
   h->ops = ops;
   h->srv = srv;
+  h->connections_max = lim.connections_max;
+  h->read_timeout_ms = lim.read_timeout_ms;
+  h->idle_timeout_ms = lim.idle_timeout_ms;
   if ((rc = uv_tcp_init(h->loop, &h->listener)))
     return rc;
   h->listener_open = 1;

@@ -78,6 +78,12 @@ typedef struct hconn_ops {
   void (*finish)(void *srv); /* a connection is gone */
 } hconn_ops;
 
+/* What a server's configuration says about its connections. */
+typedef struct hconn_limits {
+  size_t connections_max;                   /* more are closed at once */
+  int64_t read_timeout_ms, idle_timeout_ms; /* invariant 5 */
+} hconn_limits;
+
 typedef struct hconn_host {
   const hconn_ops *ops;
   void *srv; /* the server, for the hooks */
@@ -112,11 +118,12 @@ struct hconn {
   char *rbuf;                /* ops->rbuf_bytes */
 };
 
-/* Binds and listens on host:port with ops; *port_out is the bound port
- * (for ...:0).  Set h->loop, connections_max and the timeouts first.
+/* Binds and listens on host:port on loop, serving with ops (srv: the
+ * hooks' server); *port_out is the bound port (for ...:0).
  * h->listener is initialised even on a later failure (close it). */
-int hconn_listen(hconn_host *h, const hconn_ops *ops, void *srv,
-                 const char *host, int port, int *port_out);
+int hconn_listen(hconn_host *h, uv_loop_t *loop, const hconn_ops *ops,
+                 void *srv, hconn_limits lim, const char *host, int port,
+                 int *port_out);
 /* Stops accepting; closes idle connections and streams. */
 void hconn_drain(hconn_host *h);
 /* Closes every connection at once. */

@@ -728,11 +728,10 @@ static const hconn_ops ops = {
 /* Binds and listens; *port_out is the bound port (for --listen ...:0).
  * The listener handle is initialised even on failure (close it). */
 int http_listen(server *srv, const char *host, int port, int *port_out) {
-  srv->http.loop = srv->loop;
-  srv->http.connections_max = srv->cfg.connections_max;
-  srv->http.read_timeout_ms = srv->cfg.read_timeout_ms;
-  srv->http.idle_timeout_ms = srv->cfg.idle_timeout_ms;
-  return hconn_listen(&srv->http, &ops, srv, host, port, port_out);
+  hconn_limits lim = {srv->cfg.connections_max, srv->cfg.read_timeout_ms,
+                      srv->cfg.idle_timeout_ms};
+  return hconn_listen(&srv->http, srv->loop, &ops, srv, lim, host, port,
+                      port_out);
 }
 
 /* SIGTERM: stop accepting, close idle connections, let the rest finish. */

@@ -282,11 +282,10 @@ static const hconn_ops ops = {
 };
 
 int qd_http_listen(qd_server *srv, const char *host, int port, int *port_out) {
-  srv->http.loop = srv->loop;
-  srv->http.connections_max = srv->cfg.connections_max;
-  srv->http.read_timeout_ms = srv->cfg.read_timeout_ms;
-  srv->http.idle_timeout_ms = srv->cfg.idle_timeout_ms;
-  return hconn_listen(&srv->http, &ops, srv, host, port, port_out);
+  hconn_limits lim = {srv->cfg.connections_max, srv->cfg.read_timeout_ms,
+                      srv->cfg.idle_timeout_ms};
+  return hconn_listen(&srv->http, srv->loop, &ops, srv, lim, host, port,
+                      port_out);
 }
 
 /* SIGTERM: stop accepting; close idle connections and streams; requests
