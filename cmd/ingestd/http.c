@@ -2,7 +2,9 @@
  * http.c -- connections, HTTP/1.1 parsing (llhttp) and the routes of
  * es-ingestd.  The one place where a connection's lifecycle lives.
  *
- * A connection is a small state machine:
+ * The connection plumbing (accept, read, llhttp, pipelining, timers,
+ * writes, close) is hconn.c's, with its invariants (hconn.h); this file
+ * is what is es-ingestd's own, as hconn_ops hooks.  A connection:
  *
  *   IDLE --first byte--> READING --message complete--> (dispatch)
  *   dispatch: GET/OPTIONS/refusals answer at once            -> WRITE
@@ -13,11 +15,8 @@
  *
  * Invariants:
  *
- *  1. At most one request per connection is being served.  llhttp is
- *     paused at the end of each message (on_message_complete returns
- *     HPE_PAUSED) and reading stops; pipelined bytes already read wait in
- *     rbuf[rest_off..+rest_len] and are parsed after the answer is
- *     written.  So answers go out in request order.
+ *  1. At most one request per connection is being served (hconn.h,
+ *     invariant 1): answers go out in request order.
  *  2. A job outlives its connection if the client goes away: the job's
  *     conn pointer is cleared on close and the result is only counted.
  *  3. Every byte of body memory and of queued events is counted in
@@ -44,48 +43,31 @@
 #include <llhttp.h>
 
 #include "body.h"
+#include "hconn.h"
 #include "server.h"
 #include "svc.h"
 
 #define READ_BUF_BYTES 65536
-#define HEADER_BYTES_MAX (16 * 1024)
 #define URL_BYTES_MAX 2048
-#define AUTH_BYTES_MAX 1024
 #define DISCARD_BYTES_MAX (16u << 20)
-#define LISTEN_BACKLOG 511
 
-enum { ST_IDLE, ST_READING, ST_WAIT, ST_WRITE, ST_CLOSING };
-enum { H_NONE, H_AUTH, H_ENCODING, H_EXPECT };
+enum { H_ENCODING = HC_H_AUTH + 1, H_EXPECT };
 enum { R_NONE, R_INGEST, R_HEALTHZ, R_METRICS, R_OPTIONS };
 
 typedef struct job job;
 
 typedef struct conn {
-  uv_tcp_t tcp;
-  uv_timer_t timer;
-  llhttp_t parser;
-  server *srv;
-  struct conn *prev, *next;
-  int state, handles_open, close_after, keep_alive;
+  hconn h; /* first: the hooks get &h */
   /* the request being read */
   int route, ingest_type;
-  char url[URL_BYTES_MAX + 1];
-  size_t url_len, header_bytes;
-  char hname[32];
-  size_t hname_len;
-  int hcur;
-  char auth[AUTH_BYTES_MAX + 1], enc[64];
-  size_t auth_len, enc_len;
+  char enc[64];
+  size_t enc_len;
   int expect_continue;
   char *body;
   size_t body_len, body_cap, discarded;
   int refuse_status; /* answer this once the message is read */
   char refuse_msg[ING_ERR_SIZE];
-  int fatal_status; /* answer this and close (set before failing llhttp) */
-  const char *fatal_msg;
   job *job;
-  size_t rest_off, rest_len; /* parsed-later bytes in rbuf */
-  char rbuf[READ_BUF_BYTES];
 } conn;
 
 struct job {
@@ -109,18 +91,13 @@ struct job {
   size_t n_added, n_waits;
 };
 
-static llhttp_settings_t settings;
 static int basic_auth_key(const char *auth, char *key, size_t size);
 static int admission_status(const server *srv, const tenant *t, size_t bytes);
-static void conn_close(conn *c);
-static void feed(conn *c, const char *data, size_t len);
-static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf);
-static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
+static void refuse(conn *c, int status, const char *msg);
 
 /* ----------------------------------------------------------------------
  * Answers
  * ---------------------------------------------------------------------- */
-
 
 /* The one table from library status to HTTP status (docs/INGEST.md). */
 static int http_status_of(int es_status) {
@@ -139,71 +116,23 @@ static int http_status_of(int es_status) {
   }
 }
 
-typedef struct write_req {
-  uv_write_t req;
-  conn *c;
-  char data[];
-} write_req;
-
-static void start_timer(conn *c, int64_t ms);
-static void on_timer(uv_timer_t *t);
-
-static void after_write(uv_write_t *req, int status) {
-  write_req *w = (write_req *)req;
-  conn *c = w->c;
-  free(w);
-  if (c->state == ST_CLOSING)
-    return;
-  if (status < 0 || c->close_after) {
-    conn_close(c);
-    return;
-  }
-  c->state = ST_IDLE;
-  start_timer(c, c->srv->cfg.idle_timeout_ms);
-  llhttp_resume(&c->parser);
-  if (c->rest_len > 0) { /* pipelined bytes read before (invariant 1) */
-    size_t off = c->rest_off, n = c->rest_len;
-    c->rest_len = 0;
-    feed(c, c->rbuf + off, n);
-  }
-  /* Unless those bytes held a whole request (now being served), read on:
-   * they may have been only the start of one. */
-  if (c->state == ST_IDLE || c->state == ST_READING)
-    uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
-}
-
 /* Sends one complete answer; the connection goes to WRITE. */
 static void respond(conn *c, int status, const char *type, const char *body,
                     size_t body_len, int close) {
-  server *srv = c->srv;
+  server *srv = c->h.srv;
   char head[512];
-  if (c->state == ST_CLOSING)
+  if (c->h.state == HC_CLOSING)
     return;
-  c->close_after = close || !c->keep_alive || srv->draining;
+  c->h.close_after = close || !c->h.keep_alive || srv->draining;
   int n =
       snprintf(head, sizeof head,
                "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
                "Access-Control-Allow-Origin: *\r\n%s%s\r\n",
                status, svc_http_reason(status), type, body_len,
                status == 429 || status == 503 ? "Retry-After: 1\r\n" : "",
-               c->close_after ? "Connection: close\r\n" : "");
+               c->h.close_after ? "Connection: close\r\n" : "");
   metrics_request(&srv->m, status);
-  write_req *w = malloc(sizeof *w + (size_t)n + body_len);
-  if (w == NULL) {
-    conn_close(c);
-    return;
-  }
-  memcpy(w->data, head, (size_t)n);
-  if (body_len)
-    memcpy(w->data + n, body, body_len);
-  w->c = c;
-  uv_buf_t buf = uv_buf_init(w->data, (unsigned)((size_t)n + body_len));
-  c->state = ST_WRITE;
-  start_timer(c, srv->cfg.read_timeout_ms);
-  if (uv_write(&w->req, (uv_stream_t *)&c->tcp, &buf, 1, after_write)) {
-    free(w);
-    conn_close(c);
-  }
+  hconn_answer(&c->h, head, (size_t)n, body, body_len);
 }
 
 static void respond_json(conn *c, int status, const char *json, int close) {
@@ -218,7 +147,7 @@ static void respond_error(conn *c, int status, const char *msg, int close) {
       seg_buf_put_json_string(&b, msg, strlen(msg)) ||
       seg_buf_put(&b, "}", 1)) {
     seg_buf_free(&b);
-    conn_close(c);
+    hconn_close(&c->h);
     return;
   }
   respond(c, status, "application/json", b.data, b.len, close);
@@ -231,7 +160,7 @@ static void respond_error(conn *c, int status, const char *msg, int close) {
 
 static void body_release(conn *c) {
   if (c->body) {
-    c->srv->held_bytes -= c->body_cap;
+    ((server *)c->h.srv)->held_bytes -= c->body_cap;
     free(c->body);
   }
   c->body = NULL;
@@ -244,7 +173,7 @@ static void body_release(conn *c) {
  * refusal) when the budget or the allocator says no.
  */
 static int body_reserve(conn *c, size_t n, int exact) {
-  server *srv = c->srv;
+  server *srv = c->h.srv;
   size_t need = c->body_len + n + 1, cap = c->body_cap ? c->body_cap : 4096;
   if (need <= c->body_cap)
     return 0;
@@ -273,78 +202,28 @@ static int body_reserve(conn *c, size_t n, int exact) {
 }
 
 /* ----------------------------------------------------------------------
- * llhttp callbacks
+ * hconn hooks: the request's headers and body
  * ---------------------------------------------------------------------- */
 
-static int fatal(conn *c, int status, const char *msg) {
-  c->fatal_status = status;
-  c->fatal_msg = msg;
-  return -1;
-}
-
-static int count_header_bytes(conn *c, size_t n) {
-  c->header_bytes += n;
-  if (c->header_bytes > HEADER_BYTES_MAX)
-    return fatal(c, 431, "request line and headers are over 16 KB");
-  return 0;
-}
-
-static int on_message_begin(llhttp_t *p) {
-  conn *c = p->data;
-  c->state = ST_READING;
+static void on_message_begin(hconn *h) {
+  conn *c = (conn *)h;
   c->route = R_NONE;
   c->ingest_type = -1;
-  c->url_len = c->header_bytes = c->hname_len = 0;
-  c->auth_len = c->enc_len = 0;
-  c->auth[0] = c->enc[0] = '\0';
-  c->hcur = H_NONE;
+  c->enc_len = 0;
+  c->enc[0] = '\0';
   c->expect_continue = 0;
   c->refuse_status = 0;
   c->discarded = 0;
   body_release(c);
-  start_timer(c, c->srv->cfg.read_timeout_ms); /* the whole request */
-  return 0;
 }
 
-static int on_url(llhttp_t *p, const char *at, size_t n) {
-  conn *c = p->data;
-  if (count_header_bytes(c, n))
-    return -1;
-  if (c->url_len + n > URL_BYTES_MAX)
-    return fatal(c, 431, "URL over 2 KB");
-  memcpy(c->url + c->url_len, at, n);
-  c->url_len += n;
-  c->url[c->url_len] = '\0';
-  return 0;
-}
-
-static int on_header_field(llhttp_t *p, const char *at, size_t n) {
-  conn *c = p->data;
-  if (count_header_bytes(c, n))
-    return -1;
-  for (size_t i = 0; i < n; i++)
-    if (c->hname_len < sizeof c->hname - 1)
-      c->hname[c->hname_len++] = (char)tolower((unsigned char)at[i]);
-    else
-      c->hname_len = sizeof c->hname; /* too long: no header we want */
-  return 0;
-}
-
-static int on_header_field_complete(llhttp_t *p) {
-  conn *c = p->data;
-  size_t n = c->hname_len;
-  c->hcur = H_NONE;
-  if (n < sizeof c->hname) {
-    c->hname[n] = '\0';
-    if (strcmp(c->hname, "authorization") == 0)
-      c->hcur = H_AUTH;
-    else if (strcmp(c->hname, "content-encoding") == 0)
-      c->hcur = H_ENCODING;
-    else if (strcmp(c->hname, "expect") == 0)
-      c->hcur = H_EXPECT;
-  }
-  c->hname_len = 0;
-  return 0;
+static int on_header(hconn *h, const char *name) {
+  (void)h;
+  if (strcmp(name, "content-encoding") == 0)
+    return H_ENCODING;
+  if (strcmp(name, "expect") == 0)
+    return H_EXPECT;
+  return HC_H_NONE;
 }
 
 static void append_value(char *dst, size_t *len, size_t cap, const char *at,
@@ -359,26 +238,21 @@ static void append_value(char *dst, size_t *len, size_t cap, const char *at,
   dst[*len] = '\0';
 }
 
-static int on_header_value(llhttp_t *p, const char *at, size_t n) {
-  conn *c = p->data;
-  if (count_header_bytes(c, n))
-    return -1;
-  if (c->hcur == H_AUTH)
-    append_value(c->auth, &c->auth_len, sizeof c->auth, at, n);
-  else if (c->hcur == H_ENCODING)
+static void on_header_value(hconn *h, int id, const char *at, size_t n) {
+  conn *c = (conn *)h;
+  if (id == H_ENCODING)
     append_value(c->enc, &c->enc_len, sizeof c->enc, at, n);
-  else if (c->hcur == H_EXPECT && n >= 3 && strncasecmp(at, "100", 3) == 0)
+  else if (id == H_EXPECT && n >= 3 && strncasecmp(at, "100", 3) == 0)
     c->expect_continue = 1;
-  return 0;
 }
 
 /* The tenant of the request's Basic auth key, NULL when it has none (or
  * an unknown one: that is answered 401 once the body is read). */
 static const tenant *auth_tenant(conn *c) {
-  char key[AUTH_BYTES_MAX + 1];
-  if (c->auth_len == 0 || basic_auth_key(c->auth, key, sizeof key))
+  char key[HCONN_AUTH_BYTES_MAX + 1];
+  if (c->h.auth_len == 0 || basic_auth_key(c->h.auth, key, sizeof key))
     return NULL;
-  return server_tenant_for_key(c->srv, key);
+  return server_tenant_for_key(c->h.srv, key);
 }
 
 static void refuse(conn *c, int status, const char *msg) {
@@ -387,17 +261,18 @@ static void refuse(conn *c, int status, const char *msg) {
 }
 
 /* Routes the request and refuses early what can be refused by headers. */
-static int on_headers_complete(llhttp_t *p) {
-  conn *c = p->data;
-  server *srv = c->srv;
-  size_t path_len = strcspn(c->url, "?#");
+static int on_headers_complete(hconn *h) {
+  conn *c = (conn *)h;
+  server *srv = c->h.srv;
+  llhttp_t *p = &c->h.parser;
+  size_t path_len = strcspn(c->h.url, "?#");
   int method = llhttp_get_method(p);
-  c->ingest_type = ing_endpoint_type(c->url, path_len);
+  c->ingest_type = ing_endpoint_type(c->h.url, path_len);
   if (method == HTTP_OPTIONS) {
     c->route = R_OPTIONS;
-  } else if (path_len == 8 && memcmp(c->url, "/healthz", 8) == 0) {
+  } else if (path_len == 8 && memcmp(c->h.url, "/healthz", 8) == 0) {
     c->route = method == HTTP_GET ? R_HEALTHZ : 0;
-  } else if (path_len == 8 && memcmp(c->url, "/metrics", 8) == 0) {
+  } else if (path_len == 8 && memcmp(c->h.url, "/metrics", 8) == 0) {
     c->route = method == HTTP_GET ? R_METRICS : 0;
   } else if (c->ingest_type >= 0) {
     c->route = method == HTTP_POST ? R_INGEST : 0;
@@ -410,7 +285,7 @@ static int on_headers_complete(llhttp_t *p) {
     return 0;
   uint64_t len = (p->flags & F_CONTENT_LENGTH) ? p->content_length : 0;
   if (len > DISCARD_BYTES_MAX)
-    return fatal(c, 400, "request body is over 500 KB");
+    return hconn_fatal(h, 400, "request body is over 500 KB");
   int over = 0;
   if (len <= ING_REQUEST_BYTES_MAX && !srv->draining)
     over = admission_status(srv, auth_tenant(c), (size_t)len);
@@ -427,17 +302,17 @@ static int on_headers_complete(llhttp_t *p) {
   if (c->expect_continue && c->refuse_status == 0) {
     static char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
     uv_buf_t b = uv_buf_init(cont, sizeof cont - 1);
-    uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
+    uv_try_write((uv_stream_t *)&c->h.tcp, &b, 1);
   }
   return 0;
 }
 
-static int on_body(llhttp_t *p, const char *at, size_t n) {
-  conn *c = p->data;
+static int on_body(hconn *h, const char *at, size_t n) {
+  conn *c = (conn *)h;
   if (c->route != R_INGEST || c->refuse_status) {
     c->discarded += n;
     return c->discarded > DISCARD_BYTES_MAX
-               ? fatal(c, 400, "request body is over 500 KB")
+               ? hconn_fatal(h, 400, "request body is over 500 KB")
                : 0;
   }
   if (c->body_len + n > ING_REQUEST_BYTES_MAX) {
@@ -454,11 +329,6 @@ static int on_body(llhttp_t *p, const char *at, size_t n) {
   c->body_len += n;
   c->body[c->body_len] = '\0';
   return 0;
-}
-
-static int on_message_complete(llhttp_t *p) {
-  (void)p;
-  return HPE_PAUSED; /* invariant 1: one request at a time */
 }
 
 /* ----------------------------------------------------------------------
@@ -605,7 +475,7 @@ static int admission_status(const server *srv, const tenant *t, size_t bytes) {
 static void parse_done(uv_work_t *w, int status) {
   job *j = w->data;
   server *srv = j->srv;
-  char key[AUTH_BYTES_MAX + 1];
+  char key[HCONN_AUTH_BYTES_MAX + 1];
   job_body_release(j);
   srv->m.bytes_inflated += j->inflated_bytes;
   if (status != 0 || j->conn == NULL) { /* cancelled, or nobody to answer */
@@ -620,7 +490,7 @@ static void parse_done(uv_work_t *w, int status) {
   const tenant *ct = j->t;
   if (ct == NULL) {
     const char *k = j->batch.write_key;
-    if (c->auth_len > 0 && basic_auth_key(c->auth, key, sizeof key) == 0)
+    if (c->h.auth_len > 0 && basic_auth_key(c->h.auth, key, sizeof key) == 0)
       k = key;
     ct = k ? server_tenant_for_key(srv, k) : NULL;
     if (ct == NULL) {
@@ -665,8 +535,8 @@ static void parse_done(uv_work_t *w, int status) {
  * does I/O.  The body's bytes stay counted (now by the job).
  */
 static void ingest(conn *c) {
-  server *srv = c->srv;
-  char key[AUTH_BYTES_MAX + 1];
+  server *srv = c->h.srv;
+  char key[HCONN_AUTH_BYTES_MAX + 1];
   srv->m.bytes_received += c->body_len;
   if (srv->draining) {
     body_release(c);
@@ -682,7 +552,7 @@ static void ingest(conn *c) {
   }
   /* A Basic auth key names the tenant before any parsing. */
   const tenant *t = NULL;
-  if (c->auth_len > 0 && basic_auth_key(c->auth, key, sizeof key) == 0 &&
+  if (c->h.auth_len > 0 && basic_auth_key(c->h.auth, key, sizeof key) == 0 &&
       (t = server_tenant_for_key(srv, key)) == NULL) {
     body_release(c);
     respond_error(c, 401, "unknown write key", 0);
@@ -709,8 +579,8 @@ static void ingest(conn *c) {
   j->work.data = j;
   srv->parsing++;
   c->job = j;
-  c->state = ST_WAIT;
-  uv_timer_stop(&c->timer);
+  c->h.state = HC_WAIT;
+  uv_timer_stop(&c->h.timer);
   if (uv_queue_work(srv->loop, &j->work, parse_work, parse_done)) {
     job_body_release(j);
     job_refuse(j, 503, "server saturated; retry later");
@@ -772,37 +642,24 @@ static void answer_options(conn *c) {
       "Access-Control-Allow-Headers: Content-Type, Authorization, "
       "Content-Encoding, X-Retry-Count\r\n"
       "Access-Control-Max-Age: 86400\r\n";
-  server *srv = c->srv;
+  server *srv = c->h.srv;
   char head[512];
-  c->close_after = !c->keep_alive || srv->draining;
+  c->h.close_after = !c->h.keep_alive || srv->draining;
   int n = snprintf(head, sizeof head,
                    "HTTP/1.1 204 No Content\r\n"
                    "Access-Control-Allow-Origin: *\r\n%s%s\r\n",
-                   extra, c->close_after ? "Connection: close\r\n" : "");
+                   extra, c->h.close_after ? "Connection: close\r\n" : "");
   metrics_request(&srv->m, 204);
-  write_req *w = malloc(sizeof *w + (size_t)n);
-  if (w == NULL) {
-    conn_close(c);
-    return;
-  }
-  memcpy(w->data, head, (size_t)n);
-  w->c = c;
-  uv_buf_t buf = uv_buf_init(w->data, (unsigned)n);
-  c->state = ST_WRITE;
-  start_timer(c, srv->cfg.read_timeout_ms);
-  if (uv_write(&w->req, (uv_stream_t *)&c->tcp, &buf, 1, after_write)) {
-    free(w);
-    conn_close(c);
-  }
+  hconn_answer(&c->h, head, (size_t)n, NULL, 0);
 }
 
 static void answer_metrics(conn *c) {
-  server *srv = c->srv;
+  server *srv = c->h.srv;
   seg_buf b;
   seg_buf_init(&b);
   if (metrics_render(&srv->m, &b, srv->jobs_pending + srv->parsing,
                      srv->held_bytes, srv->cfg.memory_budget_bytes,
-                     srv->connections, srv->draining)) {
+                     srv->http.connections, srv->draining)) {
     seg_buf_free(&b);
     respond_error(c, 503, "out of memory", 0);
     return;
@@ -812,9 +669,9 @@ static void answer_metrics(conn *c) {
 }
 
 /* Serves the request that was just read completely. */
-static void dispatch(conn *c) {
-  server *srv = c->srv;
-  c->keep_alive = llhttp_should_keep_alive(&c->parser);
+static void dispatch(hconn *h) {
+  conn *c = (conn *)h;
+  server *srv = c->h.srv;
   if (c->refuse_status) {
     body_release(c);
     respond_error(c, c->refuse_status, c->refuse_msg, 0);
@@ -831,170 +688,57 @@ static void dispatch(conn *c) {
   }
 }
 
-/* Parses bytes; serves a complete request, answers a broken one. */
-static void feed(conn *c, const char *data, size_t len) {
-  llhttp_errno_t e = llhttp_execute(&c->parser, data, len);
-  if (e == HPE_OK)
-    return;
-  uv_read_stop((uv_stream_t *)&c->tcp);
-  if (e == HPE_PAUSED) {
-    const char *pos = llhttp_get_error_pos(&c->parser);
-    c->rest_off = (size_t)(pos - c->rbuf);
-    c->rest_len = (size_t)(data + len - pos);
-    dispatch(c);
-    return;
-  }
-  c->rest_len = 0;
+/* A protocol error: answer and close (hconn.h, invariant 4). */
+static void fail(hconn *h, int status, const char *msg) {
+  conn *c = (conn *)h;
   body_release(c);
-  if (c->fatal_status)
-    respond_error(c, c->fatal_status, c->fatal_msg, 1);
-  else
-    respond_error(c, 400, "malformed HTTP request", 1);
-}
-
-static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf) {
-  conn *c = h->data;
-  (void)hint;
-  *buf = uv_buf_init(c->rbuf, sizeof c->rbuf);
-}
-
-static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
-  conn *c = s->data;
-  (void)buf;
-  if (nread < 0) {
-    conn_close(c);
-    return;
-  }
-  if (nread > 0)
-    feed(c, c->rbuf, (size_t)nread);
+  respond_error(c, status, msg, 1);
 }
 
 /* ----------------------------------------------------------------------
  * Connection lifecycle
  * ---------------------------------------------------------------------- */
 
-static void start_timer(conn *c, int64_t ms) {
-  uv_timer_start(&c->timer, on_timer, (uint64_t)ms, 0);
-}
-
-static void on_timer(uv_timer_t *t) {
-  conn *c = t->data;
-  if (c->state == ST_READING) {
-    uv_read_stop((uv_stream_t *)&c->tcp);
-    body_release(c);
-    respond_error(c, 408, "request not received in time", 1);
-  } else if (c->state != ST_WAIT) {
-    conn_close(c); /* idle keep-alive, or a client not reading answers */
-  }
-}
-
-static void on_close(uv_handle_t *h) {
-  conn *c = h->data;
-  if (--c->handles_open > 0)
-    return;
-  server *srv = c->srv;
-  srv->connections--;
-  free(c);
-  server_maybe_finish(srv);
-}
-
-static void conn_close(conn *c) {
-  server *srv = c->srv;
-  if (c->state == ST_CLOSING)
-    return;
-  c->state = ST_CLOSING;
+static void on_closing(hconn *h) {
+  conn *c = (conn *)h;
   if (c->job)
     c->job->conn = NULL; /* invariant 2 */
   body_release(c);
-  if (c->prev)
-    c->prev->next = c->next;
-  else
-    srv->conns = c->next;
-  if (c->next)
-    c->next->prev = c->prev;
-  uv_close((uv_handle_t *)&c->tcp, on_close);
-  uv_close((uv_handle_t *)&c->timer, on_close);
 }
 
-static void on_connection(uv_stream_t *listener, int status) {
-  server *srv = listener->data;
-  if (status < 0)
-    return;
-  conn *c = calloc(1, sizeof *c);
-  if (c == NULL)
-    return;
-  c->srv = srv;
-  uv_tcp_init(srv->loop, &c->tcp);
-  uv_timer_init(srv->loop, &c->timer);
-  c->tcp.data = c->timer.data = c;
-  c->handles_open = 2;
-  srv->connections++;
-  c->next = srv->conns;
-  if (srv->conns)
-    srv->conns->prev = c;
-  srv->conns = c;
-  if (uv_accept(listener, (uv_stream_t *)&c->tcp) ||
-      srv->connections > srv->cfg.connections_max) {
-    conn_close(c);
-    return;
-  }
-  uv_tcp_nodelay(&c->tcp, 1);
-  llhttp_init(&c->parser, HTTP_REQUEST, &settings);
-  c->parser.data = c;
-  c->state = ST_IDLE;
-  start_timer(c, srv->cfg.idle_timeout_ms);
-  uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
-}
+static void on_gone(void *srv) { server_maybe_finish(srv); }
+
+static const hconn_ops ops = {
+    .conn_size = sizeof(conn),
+    .url_max = URL_BYTES_MAX,
+    .url_msg = "URL over 2 KB",
+    .rbuf_bytes = READ_BUF_BYTES,
+    .auth_fatal = 0,
+    .header = on_header,
+    .header_value = on_header_value,
+    .message_begin = on_message_begin,
+    .headers_complete = on_headers_complete,
+    .body = on_body,
+    .dispatch = dispatch,
+    .fail = fail,
+    .closing = on_closing,
+    .finish = on_gone,
+};
 
 /* Binds and listens; *port_out is the bound port (for --listen ...:0).
  * The listener handle is initialised even on failure (close it). */
 int http_listen(server *srv, const char *host, int port, int *port_out) {
-  struct sockaddr_storage ss;
-  int len = sizeof ss, rc;
-  if ((rc = uv_tcp_init(srv->loop, &srv->listener)))
-    return rc;
-  srv->listener.data = srv;
-  llhttp_settings_init(&settings);
-  settings.on_message_begin = on_message_begin;
-  settings.on_url = on_url;
-  settings.on_header_field = on_header_field;
-  settings.on_header_field_complete = on_header_field_complete;
-  settings.on_header_value = on_header_value;
-  settings.on_headers_complete = on_headers_complete;
-  settings.on_body = on_body;
-  settings.on_message_complete = on_message_complete;
-  if (strchr(host, ':'))
-    rc = uv_ip6_addr(host, port, (struct sockaddr_in6 *)&ss);
-  else
-    rc = uv_ip4_addr(host, port, (struct sockaddr_in *)&ss);
-  if (rc)
-    return rc;
-  if ((rc = uv_tcp_bind(&srv->listener, (struct sockaddr *)&ss, 0)) ||
-      (rc = uv_listen((uv_stream_t *)&srv->listener, LISTEN_BACKLOG,
-                      on_connection)) ||
-      (rc = uv_tcp_getsockname(&srv->listener, (struct sockaddr *)&ss, &len)))
-    return rc;
-  *port_out =
-      ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
-                                     : ((struct sockaddr_in *)&ss)->sin_port);
-  return 0;
+  hconn_limits lim = {srv->cfg.connections_max, srv->cfg.read_timeout_ms,
+                      srv->cfg.idle_timeout_ms};
+  return hconn_listen(&srv->http, srv->loop, &ops, srv, lim, host, port,
+                      port_out);
 }
 
 /* SIGTERM: stop accepting, close idle connections, let the rest finish. */
 void http_drain(server *srv) {
   srv->draining = 1;
-  uv_close((uv_handle_t *)&srv->listener, NULL);
-  for (conn *c = srv->conns, *next; c; c = next) {
-    next = c->next;
-    if (c->state == ST_IDLE && c->rest_len == 0)
-      conn_close(c);
-  }
+  hconn_drain(&srv->http);
 }
 
 /* Closes every connection at once (the drain deadline passed). */
-void http_close_all(server *srv) {
-  for (conn *c = srv->conns, *next; c; c = next) {
-    next = c->next;
-    conn_close(c);
-  }
-}
+void http_close_all(server *srv) { hconn_close_all(&srv->http); }

@@ -14,6 +14,7 @@
 
 #include "dedupe.h"
 #include "eventstore.h"
+#include "hconn.h"
 #include "metrics.h"
 #include "writers.h"
 
@@ -52,12 +53,10 @@ typedef struct server {
   size_t tenants_count;
   write_key *keys; /* sorted by key */
   size_t keys_count;
-  uv_tcp_t listener;
+  hconn_host http; /* listener and connections (hconn.h) */
   uv_signal_t sigterm, sigint;
   uv_timer_t drain_timer;
   int draining;
-  size_t connections;
-  struct conn *conns;  /* doubly linked list of open connections */
   size_t held_bytes;   /* bodies being read + admitted jobs */
   size_t jobs_pending; /* handed to the writers, not yet answered */
   size_t parsing;      /* handed to the parse pool (or just back) */

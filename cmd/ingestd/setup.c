@@ -219,7 +219,8 @@ int ingest_start(server *srv, uv_loop_t *loop, es_db *db, const char *host,
     fprintf(stderr, "es-ingestd: cannot listen on %s: %s\n", srv->cfg.listen,
             uv_strerror(rc));
     sched_stop(&srv->sched);
-    uv_close((uv_handle_t *)&srv->listener, NULL);
+    uv_close((uv_handle_t *)&srv->http.listener, NULL);
+    srv->http.listener_open = 0;
     return 1;
   }
   return 0;
@@ -227,7 +228,7 @@ int ingest_start(server *srv, uv_loop_t *loop, es_db *db, const char *host,
 
 /* Step 3 of the shutdown (main.c), once no connection is left. */
 void server_maybe_finish(server *srv) {
-  if (!srv->draining || srv->connections > 0 || srv->finished)
+  if (!srv->draining || srv->http.connections > 0 || srv->finished)
     return;
   srv->finished = 1;
   sched_stop(&srv->sched);

@@ -341,7 +341,7 @@ static void on_drain_timeout(uv_timer_t *t) {
 
 /* The last step, once no connection and no work is left. */
 void qd_maybe_finish(qd_server *srv) {
-  if (!srv->draining || srv->connections > 0 || srv->works_pending > 0 ||
+  if (!srv->draining || srv->http.connections > 0 || srv->works_pending > 0 ||
       srv->finished)
     return;
   srv->finished = 1;

@@ -103,7 +103,7 @@ int qd_metrics_render(const qd_server *srv, seg_buf *out) {
             "# TYPE es_queryd_connections gauge\nes_queryd_connections %zu\n"
             "# TYPE es_queryd_read_only gauge\nes_queryd_read_only %d\n",
             (unsigned long long)m->ticks, (unsigned long long)m->tick_errors,
-            srv->connections, srv->read_only) ||
+            srv->http.connections, srv->read_only) ||
         qd_webhooks_metrics((qd_server *)srv, out);
   return bad ? -1 : 0;
 }

@@ -27,6 +27,7 @@
 #include <uv.h>
 
 #include "eventstore.h"
+#include "hconn.h"
 #include "segment_json.h"
 
 #define QD_TYPES 7         /* es_type values 1..6, index 0 unused */
@@ -103,13 +104,11 @@ typedef struct qd_server {
   size_t tenants_count;
   qd_token *tokens; /* sorted by token */
   size_t tokens_count;
-  uv_tcp_t listener;
+  hconn_host http; /* listener and connections (hconn.h) */
   uv_signal_t sigterm, sigint;
   uv_timer_t tick_timer, drain_timer;
-  int listener_open;
   int draining, finished;
-  struct qd_conn *conns;
-  size_t connections, streams, works_pending;
+  size_t streams, works_pending;
   qd_metrics m;
   struct {
     pthread_mutex_t mu;
