@@ -683,6 +683,158 @@ out:
   return rc;
 }
 
+/* ----------------------------------------------------------------------
+ * The streaming twin of seg_event_from_tree: the same steps, in the same
+ * order, over a record of first occurrences instead of a tree.
+ * ---------------------------------------------------------------------- */
+
+static int is_absent(const seg_value *v) {
+  return v == NULL || v->kind == SEG_V_ABSENT || v->kind == SEG_V_NULL;
+}
+
+static void mb_take_if_string(parse_ctx *c, int field, const seg_value *v) {
+  if (c->f[field].p == NULL && v != NULL && v->kind == SEG_V_STRING) {
+    c->f[field].p = v->s;
+    c->f[field].n = v->n;
+  }
+}
+
+static int mb_take_id(parse_ctx *c, int field, const seg_value *v,
+                      const char *key) {
+  if (is_absent(v))
+    return 0;
+  if (v->kind != SEG_V_STRING && v->kind != SEG_V_NUMBER)
+    return fail(c, "\"%s\" must be a string", key);
+  c->f[field].p = v->s;
+  c->f[field].n = v->n;
+  return 0;
+}
+
+static int mb_take_time(parse_ctx *c, const seg_value *v, const char *key,
+                        int64_t *us_out) {
+  char ex[48];
+  if (is_absent(v))
+    return 0;
+  if (v->kind != SEG_V_STRING)
+    return fail(c, "\"%s\" must be an ISO 8601 string", key);
+  if (seg_iso8601_parse(v->s, us_out))
+    return fail(c,
+                "bad %s \"%s\" (want ISO 8601, e.g. "
+                "2026-11-24T10:00:00.123Z)",
+                key, excerpt(v->s, ex, sizeof ex));
+  if (*us_out < 0)
+    return fail(c, "%s before 1970 is not supported", key);
+  return 1;
+}
+
+static int mb_identity(parse_ctx *c, const seg_members *mb, int type_default) {
+  const seg_value *v = &mb->m[SEG_M_TYPE];
+  char ex[48];
+  if (is_absent(v) && type_default != 0) {
+    c->type = type_default;
+  } else {
+    if (is_absent(v))
+      return fail(c, "missing \"type\"");
+    if (v->kind != SEG_V_STRING)
+      return fail(c, "\"type\" must be a string");
+    c->type = es_type_from_name(v->s);
+    if (c->type == 0)
+      return fail(c, "unknown type \"%s\"", excerpt(v->s, ex, sizeof ex));
+  }
+  if (c->type == ES_TYPE_TRACK) {
+    v = &mb->m[SEG_M_EVENT];
+    if (v->kind != SEG_V_STRING || v->s[0] == '\0')
+      return fail(c, "track event without \"event\" (a non-empty string)");
+    mb_take_if_string(c, F_EVENT, v);
+  } else if (c->type == ES_TYPE_PAGE || c->type == ES_TYPE_SCREEN) {
+    mb_take_if_string(c, F_EVENT, &mb->m[SEG_M_NAME]);
+    mb_take_if_string(c, F_EVENT, &mb->m[SEG_M_EVENT]);
+  }
+  if (mb_take_id(c, F_MESSAGE_ID, &mb->m[SEG_M_MESSAGE_ID], "messageId") ||
+      mb_take_id(c, F_ANONYMOUS_ID, &mb->m[SEG_M_ANONYMOUS_ID],
+                 "anonymousId") ||
+      mb_take_id(c, F_USER_ID, &mb->m[SEG_M_USER_ID], "userId"))
+    return -1;
+  if (c->type == ES_TYPE_ALIAS &&
+      mb_take_id(c, F_PREVIOUS_ID, &mb->m[SEG_M_PREVIOUS_ID], "previousId"))
+    return -1;
+  if (c->type == ES_TYPE_GROUP &&
+      mb_take_id(c, F_GROUP_ID, &mb->m[SEG_M_GROUP_ID], "groupId"))
+    return -1;
+  return 0;
+}
+
+static int mb_payload(parse_ctx *c, const seg_members *mb) {
+  const char *key = NULL;
+  const seg_value *props = NULL;
+  int sub = SEG_S_PROPS_PATH; /* where props' path/url/referrer are */
+  if (c->type == ES_TYPE_IDENTIFY || c->type == ES_TYPE_GROUP) {
+    key = "traits";
+    props = &mb->m[SEG_M_TRAITS];
+    sub = SEG_S_TRAITS_PATH;
+    if (is_absent(props)) {
+      props = &mb->m[SEG_M_PROPERTIES];
+      key = "properties";
+      sub = SEG_S_PROPS_PATH;
+    }
+  } else if (c->type != ES_TYPE_ALIAS) {
+    props = &mb->m[SEG_M_PROPERTIES];
+    key = "properties";
+  }
+  if (is_absent(props))
+    props = NULL;
+  if (props != NULL) {
+    if (props->kind != SEG_V_OBJECT || props->s == NULL)
+      return fail(c, "\"%s\" must be an object", key);
+    c->f[F_PROPERTIES].p = props->s;
+    c->f[F_PROPERTIES].n = props->n;
+  }
+  const seg_value *ctx = &mb->m[SEG_M_CONTEXT];
+  if (!is_absent(ctx) && ctx->kind != SEG_V_OBJECT)
+    return fail(c, "\"context\" must be an object");
+  /* Page events carry their page in properties; others in context.page. */
+  for (int i = 0; i < 3; i++) {
+    const seg_value *pv = props ? &mb->sub[sub + i] : NULL;
+    const seg_value *gv = &mb->sub[SEG_S_PAGE_PATH + i];
+    mb_take_if_string(c, F_PATH + i, c->type == ES_TYPE_PAGE ? pv : gv);
+    mb_take_if_string(c, F_PATH + i, c->type == ES_TYPE_PAGE ? gv : pv);
+  }
+  mb_take_if_string(c, F_USER_AGENT, &mb->sub[SEG_S_CTX_USER_AGENT]);
+  mb_take_if_string(c, F_IP, &mb->sub[SEG_S_CTX_IP]);
+  return 0;
+}
+
+/* Maps a record of first occurrences; see the header. */
+int seg_event_from_members(es_event *ev, const seg_members *mb,
+                           int type_default, int64_t now_us, char *err,
+                           size_t err_size) {
+  parse_ctx c;
+  int64_t ts_us = 0, recv_us = 0;
+  int has_ts = 0, has_recv = 0;
+  memset(&c, 0, sizeof c);
+  c.err = err;
+  c.err_size = err_size;
+  if (err != NULL && err_size > 0)
+    err[0] = '\0';
+  memset(ev, 0, sizeof *ev);
+  if (mb->kind != SEG_V_OBJECT)
+    return fail(&c, "not a JSON object");
+  if (mb_identity(&c, mb, type_default) || validate_ids(&c) ||
+      mb_payload(&c, mb) ||
+      (has_ts = mb_take_time(&c, &mb->m[SEG_M_TIMESTAMP], "timestamp",
+                             &ts_us)) < 0 ||
+      (has_recv = mb_take_time(&c, &mb->m[SEG_M_RECEIVED_AT], "receivedAt",
+                               &recv_us)) < 0)
+    return -1;
+  for (int i = 0; i < F_COUNT; i++)
+    if (c.f[i].p != NULL)
+      *(const char **)((char *)ev + field_offsets[i]) = c.f[i].p;
+  ev->type = c.type;
+  ev->ts_us = has_ts ? ts_us : has_recv ? recv_us : now_us;
+  ev->recv_us = has_recv ? recv_us : 0;
+  return 0;
+}
+
 /* Parses one Segment event object; see the header for the mapping. */
 int seg_event_parse(seg_event *se, const char *json, size_t len, int64_t now_us,
                     char *err, size_t err_size) {
