@@ -56,8 +56,8 @@ void seg_buf_free(seg_buf *b) {
   seg_buf_init(b);
 }
 
-/* Appends n bytes, keeping a NUL after the data; see the header. */
-int seg_buf_put(seg_buf *b, const void *p, size_t n) {
+/* Room for n more bytes and a NUL.  -1 on allocation failure. */
+static int buf_reserve(seg_buf *b, size_t n) {
   if (n >= SIZE_MAX / 2 - b->len)
     return -1;
   if (b->len + n + 1 > b->cap) {
@@ -70,6 +70,13 @@ int seg_buf_put(seg_buf *b, const void *p, size_t n) {
     b->data = data;
     b->cap = cap;
   }
+  return 0;
+}
+
+/* Appends n bytes, keeping a NUL after the data; see the header. */
+int seg_buf_put(seg_buf *b, const void *p, size_t n) {
+  if (buf_reserve(b, n))
+    return -1;
   if (n > 0)
     memcpy(b->data + b->len, p, n);
   b->len += n;
@@ -121,47 +128,49 @@ static size_t utf8_seq_len(const unsigned char *s, size_t n) {
   return len;
 }
 
-/* Quotes and escapes s[0..n) as a JSON string; see the header. */
+/* Quotes and escapes s[0..n) as a JSON string; see the header.  Room
+ * for the worst case (6 bytes per input byte) is made first, so that the
+ * loop writes straight into the buffer. */
 int seg_buf_put_json_string(seg_buf *b, const char *s, size_t n) {
   static const char hex[] = "0123456789abcdef";
   const unsigned char *u = (const unsigned char *)s;
-  size_t run = 0; /* start of the pending run of bytes copied verbatim */
-  if (seg_buf_put(b, "\"", 1))
+  if (n > SIZE_MAX / 8 || buf_reserve(b, 6 * n + 2))
     return -1;
+  char *o = b->data + b->len;
+  *o++ = '"';
   for (size_t i = 0; i < n;) {
     unsigned char c = u[i];
-    char esc[8];
-    size_t esc_len = 2, step = 1;
-    if (c == '"' || c == '\\') {
-      esc[0] = '\\', esc[1] = (char)c;
+    size_t step;
+    if (c >= 0x20 && c < 0x80 && c != '"' && c != '\\') {
+      *o++ = (char)c;
+      i++;
+    } else if (c == '"' || c == '\\') {
+      *o++ = '\\', *o++ = (char)c;
+      i++;
     } else if (c < 0x20) {
       static const char short_esc[] = "btn\0fr"; /* for 0x08..0x0d */
-      esc[0] = '\\';
+      *o++ = '\\';
       if (c >= 0x08 && c <= 0x0d && short_esc[c - 0x08] != '\0') {
-        esc[1] = short_esc[c - 0x08];
+        *o++ = short_esc[c - 0x08];
       } else {
-        memcpy(esc, "\\u00", 4);
-        esc[4] = hex[c >> 4], esc[5] = hex[c & 15];
-        esc_len = 6;
+        memcpy(o, "u00", 3);
+        o[3] = hex[c >> 4], o[4] = hex[c & 15];
+        o += 5;
       }
-    } else if (c < 0x80) {
       i++;
-      continue;
     } else if ((step = utf8_seq_len(u + i, n - i)) > 0) {
+      memcpy(o, s + i, step);
+      o += step;
       i += step;
-      continue;
     } else {
-      memcpy(esc, "\xEF\xBF\xBD", 3); /* U+FFFD for one invalid byte */
-      esc_len = 3;
-      step = 1;
+      memcpy(o, "\xEF\xBF\xBD", 3); /* U+FFFD for one invalid byte */
+      o += 3;
+      i++;
     }
-    if (seg_buf_put(b, s + run, i - run) || seg_buf_put(b, esc, esc_len))
-      return -1;
-    i += step;
-    run = i;
   }
-  if (seg_buf_put(b, s + run, n - run) || seg_buf_put(b, "\"", 1))
-    return -1;
+  *o++ = '"';
+  b->len = (size_t)(o - b->data);
+  b->data[b->len] = '\0';
   return 0;
 }
 
@@ -389,12 +398,20 @@ static int prescan(parse_ctx *c, const char *s, size_t n) {
     return fail(c, "the line contains a NUL byte");
   for (size_t i = 0; i < n; i++) {
     if (s[i] == '"') {
-      for (i++; i < n && s[i] != '"'; i++) {
-        if (s[i] != '\\')
-          continue;
+      /* To the closing quote (i stays on it, or at or past n), looking at
+       * each escape: memchr finds both in long runs of plain text. */
+      for (i++; i < n;) {
+        const char *q = memchr(s + i, '"', n - i);
+        size_t end = q != NULL ? (size_t)(q - s) : n;
+        const char *bs = memchr(s + i, '\\', end - i);
+        if (bs == NULL) {
+          i = end;
+          break;
+        }
+        i = (size_t)(bs - s);
         if (n - i >= 6 && memcmp(s + i + 1, "u0000", 5) == 0)
           return fail(c, "strings containing \\u0000 are not supported");
-        i++; /* skip the escaped character, which may be a quote */
+        i += 2; /* the escaped character, which may be a quote */
       }
     } else if (s[i] == '/' && i + 1 < n && s[i + 1] == '*') {
       for (i += 2; i + 1 < n && !(s[i] == '*' && s[i + 1] == '/'); i++)

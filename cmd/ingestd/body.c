@@ -371,41 +371,51 @@ static int st_record(st_ctx *s, seg_value *v, int kind, const char *txt,
 
 /* The slot of an event member named k, or NULL when the mapping ignores
  * it or an earlier member had the name. */
-static seg_value *st_member_slot(st_ctx *s, const char *k, size_t n) {
-  static const char *const names[SEG_M_COUNT] = {
-      [SEG_M_TYPE] = "type",
-      [SEG_M_EVENT] = "event",
-      [SEG_M_NAME] = "name",
-      [SEG_M_MESSAGE_ID] = "messageId",
-      [SEG_M_ANONYMOUS_ID] = "anonymousId",
-      [SEG_M_USER_ID] = "userId",
-      [SEG_M_PREVIOUS_ID] = "previousId",
-      [SEG_M_GROUP_ID] = "groupId",
-      [SEG_M_TIMESTAMP] = "timestamp",
-      [SEG_M_RECEIVED_AT] = "receivedAt",
-      [SEG_M_PROPERTIES] = "properties",
-      [SEG_M_TRAITS] = "traits",
-      [SEG_M_CONTEXT] = "context",
-      [SEG_M_SENT_AT] = "sentAt",
-  };
-  for (int i = 0; i < SEG_M_COUNT; i++)
-    if (strlen(names[i]) == n && memcmp(names[i], k, n) == 0)
-      return s->mb.m[i].kind == SEG_V_ABSENT ? &s->mb.m[i] : NULL;
-  return NULL;
-}
+typedef struct st_name {
+  const char *name;
+  size_t len;
+} st_name;
+#define ST_NAME(s)                                                             \
+  { s, sizeof s - 1 }
 
-/* The slot among `count` sub-members from `first` named k, as above. */
-static seg_value *st_sub_slot(st_ctx *s, int first, const char *const *names,
-                              int count, const char *k, size_t n) {
+/* The index of k[0..n) among names, or -1. */
+static int st_find(const st_name *names, int count, const char *k, size_t n) {
   for (int i = 0; i < count; i++)
-    if (strlen(names[i]) == n && memcmp(names[i], k, n) == 0)
-      return s->mb.sub[first + i].kind == SEG_V_ABSENT ? &s->mb.sub[first + i]
-                                                       : NULL;
-  return NULL;
+    if (names[i].len == n && memcmp(names[i].name, k, n) == 0)
+      return i;
+  return -1;
 }
 
-static int key_is(const char *k, size_t n, const char *name) {
-  return strlen(name) == n && memcmp(name, k, n) == 0;
+/* The slot of an event member named k, or NULL when the mapping ignores
+ * it or an earlier member had the name. */
+static seg_value *st_member_slot(st_ctx *s, const char *k, size_t n) {
+  static const st_name names[SEG_M_COUNT] = {
+      [SEG_M_TYPE] = ST_NAME("type"),
+      [SEG_M_EVENT] = ST_NAME("event"),
+      [SEG_M_NAME] = ST_NAME("name"),
+      [SEG_M_MESSAGE_ID] = ST_NAME("messageId"),
+      [SEG_M_ANONYMOUS_ID] = ST_NAME("anonymousId"),
+      [SEG_M_USER_ID] = ST_NAME("userId"),
+      [SEG_M_PREVIOUS_ID] = ST_NAME("previousId"),
+      [SEG_M_GROUP_ID] = ST_NAME("groupId"),
+      [SEG_M_TIMESTAMP] = ST_NAME("timestamp"),
+      [SEG_M_RECEIVED_AT] = ST_NAME("receivedAt"),
+      [SEG_M_PROPERTIES] = ST_NAME("properties"),
+      [SEG_M_TRAITS] = ST_NAME("traits"),
+      [SEG_M_CONTEXT] = ST_NAME("context"),
+      [SEG_M_SENT_AT] = ST_NAME("sentAt"),
+  };
+  int i = st_find(names, SEG_M_COUNT, k, n);
+  return i >= 0 && s->mb.m[i].kind == SEG_V_ABSENT ? &s->mb.m[i] : NULL;
+}
+
+/* The slot among the 3 sub-members from `first` named k, as above. */
+static seg_value *st_sub_slot(st_ctx *s, int first, const st_name *names,
+                              const char *k, size_t n) {
+  int i = st_find(names, 3, k, n);
+  return i >= 0 && s->mb.sub[first + i].kind == SEG_V_ABSENT
+             ? &s->mb.sub[first + i]
+             : NULL;
 }
 
 /* Ends the current event: size limit, mapping, bookkeeping. */
@@ -605,18 +615,23 @@ static int st_key(void *ud, const unsigned char *key, size_t n) {
   st_ctx *s = ud;
   const char *k = (const char *)key;
   int d = s->depth;
-  static const char *const page_keys[3] = {"path", "url", "referrer"};
-  static const char *const ctx_keys[3] = {"page", "userAgent", "ip"};
+  static const st_name page_keys[3] = {ST_NAME("path"), ST_NAME("url"),
+                                       ST_NAME("referrer")};
+  static const st_name ctx_keys[3] = {ST_NAME("page"), ST_NAME("userAgent"),
+                                      ST_NAME("ip")};
+  static const st_name root_keys[3] = {ST_NAME("writeKey"), ST_NAME("sentAt"),
+                                       ST_NAME("batch")};
   if (s->failed)
     return 1;
   s->nelem[d - 1]++;
   if (d == 1) {
+    int r = st_find(root_keys, 3, k, n);
     s->root_pend = 0;
-    if (key_is(k, n, "writeKey") && !s->seen_write_key++)
+    if (r == 0 && !s->seen_write_key++)
       s->root_pend = 1;
-    else if (key_is(k, n, "sentAt") && !s->seen_sent++)
+    else if (r == 1 && !s->seen_sent++)
       s->root_pend = 2;
-    else if (key_is(k, n, "batch") && !s->seen_batch) {
+    else if (r == 2 && !s->seen_batch) {
       s->seen_batch = 1;
       s->root_pend = 3;
     }
@@ -627,16 +642,16 @@ static int st_key(void *ud, const unsigned char *key, size_t n) {
   if (d == s->ev_level && s->mb.kind == SEG_V_OBJECT)
     s->pend_m = st_member_slot(s, k, n);
   if (d == s->ctx_level)
-    s->pend_ctx = st_sub_slot(s, SEG_S_CTX_PAGE, ctx_keys, 3, k, n);
+    s->pend_ctx = st_sub_slot(s, SEG_S_CTX_PAGE, ctx_keys, k, n);
   if (d == s->page_level)
-    s->pend_page = st_sub_slot(s, SEG_S_PAGE_PATH, page_keys, 3, k, n);
+    s->pend_page = st_sub_slot(s, SEG_S_PAGE_PATH, page_keys, k, n);
   if (s->cap_level != 0 && d >= s->cap_level) {
     seg_buf *o = s->cap_buf;
     if ((s->nelem[d - 1] > 1 && seg_buf_put(o, ",", 1)) ||
         seg_buf_put_json_string(o, k, n) || seg_buf_put(o, ":", 1))
       return st_oom(s);
     if (d == s->cap_level)
-      s->pend_sub = st_sub_slot(s, s->cap_sub, page_keys, 3, k, n);
+      s->pend_sub = st_sub_slot(s, s->cap_sub, page_keys, k, n);
   }
   return 1;
 }
