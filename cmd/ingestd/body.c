@@ -1,11 +1,15 @@
 /*
  * body.c -- an ingest request body -> a batch of es_events (see body.h).
  *
- * The body is parsed once with yajl's tree API (after seg_json_precheck,
- * which keeps yajl_tree away from NUL bytes and deep nesting), and each
- * event object is mapped by segment_json's seg_event_from_tree, so esctl
- * and the server agree on every field.  What is specific to HTTP ingest
- * happens here:
+ * The server's parse (ing_batch_parse) is one streaming pass of yajl's
+ * callback API after seg_json_precheck: no tree, the strings of all
+ * events copied once into one arena per request, and each event mapped by
+ * segment_json's seg_event_from_members, the twin of the
+ * seg_event_from_tree that esctl uses, so both agree on every field.  The
+ * tree path (ing_batch_parse_tree: yajl_tree, then seg_event_from_tree)
+ * is kept as the reference; fuzz_ingest_stream checks that both give the
+ * same result for any input.  What is specific to HTTP ingest happens
+ * here, in both paths:
  *
  *  1. Size: an event is measured as its compact JSON (json_size), so
  *     whitespace in the request does not count against 32 KB.
