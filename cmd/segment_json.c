@@ -399,20 +399,25 @@ static int prescan(parse_ctx *c, const char *s, size_t n) {
   for (size_t i = 0; i < n; i++) {
     if (s[i] == '"') {
       /* To the closing quote (i stays on it, or at or past n), looking at
-       * each escape: memchr finds both in long runs of plain text. */
+       * each escape: memchr finds both in long runs of plain text.  The
+       * quote is searched again only when an escape hid it, so the scan
+       * stays linear. */
       for (i++; i < n;) {
         const char *q = memchr(s + i, '"', n - i);
         size_t end = q != NULL ? (size_t)(q - s) : n;
-        const char *bs = memchr(s + i, '\\', end - i);
-        if (bs == NULL) {
-          i = end;
-          break;
+        while (i <= end) {
+          const char *bs = memchr(s + i, '\\', end - i);
+          if (bs == NULL) {
+            i = end;
+            goto string_done;
+          }
+          i = (size_t)(bs - s);
+          if (n - i >= 6 && memcmp(s + i + 1, "u0000", 5) == 0)
+            return fail(c, "strings containing \\u0000 are not supported");
+          i += 2; /* the escaped character, which may be the quote */
         }
-        i = (size_t)(bs - s);
-        if (n - i >= 6 && memcmp(s + i + 1, "u0000", 5) == 0)
-          return fail(c, "strings containing \\u0000 are not supported");
-        i += 2; /* the escaped character, which may be a quote */
       }
+    string_done:;
     } else if (s[i] == '/' && i + 1 < n && s[i + 1] == '*') {
       for (i += 2; i + 1 < n && !(s[i] == '*' && s[i + 1] == '/'); i++)
         ;
