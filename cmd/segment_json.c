@@ -56,8 +56,8 @@ void seg_buf_free(seg_buf *b) {
   seg_buf_init(b);
 }
 
-/* Appends n bytes, keeping a NUL after the data; see the header. */
-int seg_buf_put(seg_buf *b, const void *p, size_t n) {
+/* Room for n more bytes and a NUL.  -1 on allocation failure. */
+static int buf_reserve(seg_buf *b, size_t n) {
   if (n >= SIZE_MAX / 2 - b->len)
     return -1;
   if (b->len + n + 1 > b->cap) {
@@ -70,6 +70,13 @@ int seg_buf_put(seg_buf *b, const void *p, size_t n) {
     b->data = data;
     b->cap = cap;
   }
+  return 0;
+}
+
+/* Appends n bytes, keeping a NUL after the data; see the header. */
+int seg_buf_put(seg_buf *b, const void *p, size_t n) {
+  if (buf_reserve(b, n))
+    return -1;
   if (n > 0)
     memcpy(b->data + b->len, p, n);
   b->len += n;
@@ -121,47 +128,49 @@ static size_t utf8_seq_len(const unsigned char *s, size_t n) {
   return len;
 }
 
-/* Quotes and escapes s[0..n) as a JSON string; see the header. */
+/* Quotes and escapes s[0..n) as a JSON string; see the header.  Room
+ * for the worst case (6 bytes per input byte) is made first, so that the
+ * loop writes straight into the buffer. */
 int seg_buf_put_json_string(seg_buf *b, const char *s, size_t n) {
   static const char hex[] = "0123456789abcdef";
   const unsigned char *u = (const unsigned char *)s;
-  size_t run = 0; /* start of the pending run of bytes copied verbatim */
-  if (seg_buf_put(b, "\"", 1))
+  if (n > SIZE_MAX / 8 || buf_reserve(b, 6 * n + 2))
     return -1;
+  char *o = b->data + b->len;
+  *o++ = '"';
   for (size_t i = 0; i < n;) {
     unsigned char c = u[i];
-    char esc[8];
-    size_t esc_len = 2, step = 1;
-    if (c == '"' || c == '\\') {
-      esc[0] = '\\', esc[1] = (char)c;
+    size_t step;
+    if (c >= 0x20 && c < 0x80 && c != '"' && c != '\\') {
+      *o++ = (char)c;
+      i++;
+    } else if (c == '"' || c == '\\') {
+      *o++ = '\\', *o++ = (char)c;
+      i++;
     } else if (c < 0x20) {
       static const char short_esc[] = "btn\0fr"; /* for 0x08..0x0d */
-      esc[0] = '\\';
+      *o++ = '\\';
       if (c >= 0x08 && c <= 0x0d && short_esc[c - 0x08] != '\0') {
-        esc[1] = short_esc[c - 0x08];
+        *o++ = short_esc[c - 0x08];
       } else {
-        memcpy(esc, "\\u00", 4);
-        esc[4] = hex[c >> 4], esc[5] = hex[c & 15];
-        esc_len = 6;
+        memcpy(o, "u00", 3);
+        o[3] = hex[c >> 4], o[4] = hex[c & 15];
+        o += 5;
       }
-    } else if (c < 0x80) {
       i++;
-      continue;
     } else if ((step = utf8_seq_len(u + i, n - i)) > 0) {
+      memcpy(o, s + i, step);
+      o += step;
       i += step;
-      continue;
     } else {
-      memcpy(esc, "\xEF\xBF\xBD", 3); /* U+FFFD for one invalid byte */
-      esc_len = 3;
-      step = 1;
+      memcpy(o, "\xEF\xBF\xBD", 3); /* U+FFFD for one invalid byte */
+      o += 3;
+      i++;
     }
-    if (seg_buf_put(b, s + run, i - run) || seg_buf_put(b, esc, esc_len))
-      return -1;
-    i += step;
-    run = i;
   }
-  if (seg_buf_put(b, s + run, n - run) || seg_buf_put(b, "\"", 1))
-    return -1;
+  *o++ = '"';
+  b->len = (size_t)(o - b->data);
+  b->data[b->len] = '\0';
   return 0;
 }
 
@@ -389,13 +398,26 @@ static int prescan(parse_ctx *c, const char *s, size_t n) {
     return fail(c, "the line contains a NUL byte");
   for (size_t i = 0; i < n; i++) {
     if (s[i] == '"') {
-      for (i++; i < n && s[i] != '"'; i++) {
-        if (s[i] != '\\')
-          continue;
-        if (n - i >= 6 && memcmp(s + i + 1, "u0000", 5) == 0)
-          return fail(c, "strings containing \\u0000 are not supported");
-        i++; /* skip the escaped character, which may be a quote */
+      /* To the closing quote (i stays on it, or at or past n), looking at
+       * each escape: memchr finds both in long runs of plain text.  The
+       * quote is searched again only when an escape hid it, so the scan
+       * stays linear. */
+      for (i++; i < n;) {
+        const char *q = memchr(s + i, '"', n - i);
+        size_t end = q != NULL ? (size_t)(q - s) : n;
+        while (i <= end) {
+          const char *bs = memchr(s + i, '\\', end - i);
+          if (bs == NULL) {
+            i = end;
+            goto string_done;
+          }
+          i = (size_t)(bs - s);
+          if (n - i >= 6 && memcmp(s + i + 1, "u0000", 5) == 0)
+            return fail(c, "strings containing \\u0000 are not supported");
+          i += 2; /* the escaped character, which may be the quote */
+        }
       }
+    string_done:;
     } else if (s[i] == '/' && i + 1 < n && s[i + 1] == '*') {
       for (i += 2; i + 1 < n && !(s[i] == '*' && s[i + 1] == '/'); i++)
         ;
@@ -681,6 +703,158 @@ int seg_event_from_tree(seg_event *se, const struct yajl_val_s *obj,
 out:
   seg_buf_free(&c.props);
   return rc;
+}
+
+/* ----------------------------------------------------------------------
+ * The streaming twin of seg_event_from_tree: the same steps, in the same
+ * order, over a record of first occurrences instead of a tree.
+ * ---------------------------------------------------------------------- */
+
+static int is_absent(const seg_value *v) {
+  return v == NULL || v->kind == SEG_V_ABSENT || v->kind == SEG_V_NULL;
+}
+
+static void mb_take_if_string(parse_ctx *c, int field, const seg_value *v) {
+  if (c->f[field].p == NULL && v != NULL && v->kind == SEG_V_STRING) {
+    c->f[field].p = v->s;
+    c->f[field].n = v->n;
+  }
+}
+
+static int mb_take_id(parse_ctx *c, int field, const seg_value *v,
+                      const char *key) {
+  if (is_absent(v))
+    return 0;
+  if (v->kind != SEG_V_STRING && v->kind != SEG_V_NUMBER)
+    return fail(c, "\"%s\" must be a string", key);
+  c->f[field].p = v->s;
+  c->f[field].n = v->n;
+  return 0;
+}
+
+static int mb_take_time(parse_ctx *c, const seg_value *v, const char *key,
+                        int64_t *us_out) {
+  char ex[48];
+  if (is_absent(v))
+    return 0;
+  if (v->kind != SEG_V_STRING)
+    return fail(c, "\"%s\" must be an ISO 8601 string", key);
+  if (seg_iso8601_parse(v->s, us_out))
+    return fail(c,
+                "bad %s \"%s\" (want ISO 8601, e.g. "
+                "2026-11-24T10:00:00.123Z)",
+                key, excerpt(v->s, ex, sizeof ex));
+  if (*us_out < 0)
+    return fail(c, "%s before 1970 is not supported", key);
+  return 1;
+}
+
+static int mb_identity(parse_ctx *c, const seg_members *mb, int type_default) {
+  const seg_value *v = &mb->m[SEG_M_TYPE];
+  char ex[48];
+  if (is_absent(v) && type_default != 0) {
+    c->type = type_default;
+  } else {
+    if (is_absent(v))
+      return fail(c, "missing \"type\"");
+    if (v->kind != SEG_V_STRING)
+      return fail(c, "\"type\" must be a string");
+    c->type = es_type_from_name(v->s);
+    if (c->type == 0)
+      return fail(c, "unknown type \"%s\"", excerpt(v->s, ex, sizeof ex));
+  }
+  if (c->type == ES_TYPE_TRACK) {
+    v = &mb->m[SEG_M_EVENT];
+    if (v->kind != SEG_V_STRING || v->s[0] == '\0')
+      return fail(c, "track event without \"event\" (a non-empty string)");
+    mb_take_if_string(c, F_EVENT, v);
+  } else if (c->type == ES_TYPE_PAGE || c->type == ES_TYPE_SCREEN) {
+    mb_take_if_string(c, F_EVENT, &mb->m[SEG_M_NAME]);
+    mb_take_if_string(c, F_EVENT, &mb->m[SEG_M_EVENT]);
+  }
+  if (mb_take_id(c, F_MESSAGE_ID, &mb->m[SEG_M_MESSAGE_ID], "messageId") ||
+      mb_take_id(c, F_ANONYMOUS_ID, &mb->m[SEG_M_ANONYMOUS_ID],
+                 "anonymousId") ||
+      mb_take_id(c, F_USER_ID, &mb->m[SEG_M_USER_ID], "userId"))
+    return -1;
+  if (c->type == ES_TYPE_ALIAS &&
+      mb_take_id(c, F_PREVIOUS_ID, &mb->m[SEG_M_PREVIOUS_ID], "previousId"))
+    return -1;
+  if (c->type == ES_TYPE_GROUP &&
+      mb_take_id(c, F_GROUP_ID, &mb->m[SEG_M_GROUP_ID], "groupId"))
+    return -1;
+  return 0;
+}
+
+static int mb_payload(parse_ctx *c, const seg_members *mb) {
+  const char *key = NULL;
+  const seg_value *props = NULL;
+  int sub = SEG_S_PROPS_PATH; /* where props' path/url/referrer are */
+  if (c->type == ES_TYPE_IDENTIFY || c->type == ES_TYPE_GROUP) {
+    key = "traits";
+    props = &mb->m[SEG_M_TRAITS];
+    sub = SEG_S_TRAITS_PATH;
+    if (is_absent(props)) {
+      props = &mb->m[SEG_M_PROPERTIES];
+      key = "properties";
+      sub = SEG_S_PROPS_PATH;
+    }
+  } else if (c->type != ES_TYPE_ALIAS) {
+    props = &mb->m[SEG_M_PROPERTIES];
+    key = "properties";
+  }
+  if (is_absent(props))
+    props = NULL;
+  if (props != NULL) {
+    if (props->kind != SEG_V_OBJECT || props->s == NULL)
+      return fail(c, "\"%s\" must be an object", key);
+    c->f[F_PROPERTIES].p = props->s;
+    c->f[F_PROPERTIES].n = props->n;
+  }
+  const seg_value *ctx = &mb->m[SEG_M_CONTEXT];
+  if (!is_absent(ctx) && ctx->kind != SEG_V_OBJECT)
+    return fail(c, "\"context\" must be an object");
+  /* Page events carry their page in properties; others in context.page. */
+  for (int i = 0; i < 3; i++) {
+    const seg_value *pv = props ? &mb->sub[sub + i] : NULL;
+    const seg_value *gv = &mb->sub[SEG_S_PAGE_PATH + i];
+    mb_take_if_string(c, F_PATH + i, c->type == ES_TYPE_PAGE ? pv : gv);
+    mb_take_if_string(c, F_PATH + i, c->type == ES_TYPE_PAGE ? gv : pv);
+  }
+  mb_take_if_string(c, F_USER_AGENT, &mb->sub[SEG_S_CTX_USER_AGENT]);
+  mb_take_if_string(c, F_IP, &mb->sub[SEG_S_CTX_IP]);
+  return 0;
+}
+
+/* Maps a record of first occurrences; see the header. */
+int seg_event_from_members(es_event *ev, const seg_members *mb,
+                           int type_default, int64_t now_us, char *err,
+                           size_t err_size) {
+  parse_ctx c;
+  int64_t ts_us = 0, recv_us = 0;
+  int has_ts = 0, has_recv = 0;
+  memset(&c, 0, sizeof c);
+  c.err = err;
+  c.err_size = err_size;
+  if (err != NULL && err_size > 0)
+    err[0] = '\0';
+  memset(ev, 0, sizeof *ev);
+  if (mb->kind != SEG_V_OBJECT)
+    return fail(&c, "not a JSON object");
+  if (mb_identity(&c, mb, type_default) || validate_ids(&c) ||
+      mb_payload(&c, mb) ||
+      (has_ts = mb_take_time(&c, &mb->m[SEG_M_TIMESTAMP], "timestamp",
+                             &ts_us)) < 0 ||
+      (has_recv = mb_take_time(&c, &mb->m[SEG_M_RECEIVED_AT], "receivedAt",
+                               &recv_us)) < 0)
+    return -1;
+  for (int i = 0; i < F_COUNT; i++)
+    if (c.f[i].p != NULL)
+      *(const char **)((char *)ev + field_offsets[i]) = c.f[i].p;
+  ev->type = c.type;
+  ev->ts_us = has_ts ? ts_us : has_recv ? recv_us : now_us;
+  ev->recv_us = has_recv ? recv_us : 0;
+  return 0;
 }
 
 /* Parses one Segment event object; see the header for the mapping. */

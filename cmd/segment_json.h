@@ -142,6 +142,83 @@ int seg_event_from_tree(seg_event *se, const struct yajl_val_s *obj,
                         int type_default, int64_t now_us, char *err,
                         size_t err_size);
 
+/*
+ * seg_event_parse for callers that stream a document through yajl's
+ * callback API (the ingest server's batch bodies): the caller records,
+ * for one event object, the FIRST occurrence of each member the mapping
+ * reads (as member() of the tree path would find it), and
+ * seg_event_from_members maps that record exactly as seg_event_from_tree
+ * maps the object, with the same checks in the same order and the same
+ * messages.
+ */
+enum {
+  SEG_V_ABSENT = 0, /* the key did not occur (first occurrence) */
+  SEG_V_NULL,
+  SEG_V_BOOL,
+  SEG_V_NUMBER, /* s: the number's text as written */
+  SEG_V_STRING, /* s: the decoded string */
+  SEG_V_OBJECT, /* s: for properties/traits, the compact JSON text */
+  SEG_V_ARRAY
+};
+
+/* One recorded value; s is NUL-terminated (n bytes) or NULL. */
+typedef struct seg_value {
+  int kind;
+  const char *s;
+  size_t n;
+} seg_value;
+
+/* The members of the event object. */
+enum {
+  SEG_M_TYPE,
+  SEG_M_EVENT,
+  SEG_M_NAME,
+  SEG_M_MESSAGE_ID,
+  SEG_M_ANONYMOUS_ID,
+  SEG_M_USER_ID,
+  SEG_M_PREVIOUS_ID,
+  SEG_M_GROUP_ID,
+  SEG_M_TIMESTAMP,
+  SEG_M_RECEIVED_AT,
+  SEG_M_PROPERTIES,
+  SEG_M_TRAITS,
+  SEG_M_CONTEXT,
+  SEG_M_SENT_AT, /* not read by the mapping; for the ingest server */
+  SEG_M_COUNT
+};
+
+/* Members one level down (only recorded when the parent is an object). */
+enum {
+  SEG_S_PROPS_PATH, /* properties.path, .url, .referrer */
+  SEG_S_PROPS_URL,
+  SEG_S_PROPS_REFERRER,
+  SEG_S_TRAITS_PATH, /* traits.path, .url, .referrer */
+  SEG_S_TRAITS_URL,
+  SEG_S_TRAITS_REFERRER,
+  SEG_S_PAGE_PATH, /* context.page.path, .url, .referrer */
+  SEG_S_PAGE_URL,
+  SEG_S_PAGE_REFERRER,
+  SEG_S_CTX_PAGE, /* context.page, .userAgent, .ip */
+  SEG_S_CTX_USER_AGENT,
+  SEG_S_CTX_IP,
+  SEG_S_COUNT
+};
+
+typedef struct seg_members {
+  int kind; /* SEG_V_* of the event value itself */
+  seg_value m[SEG_M_COUNT];
+  seg_value sub[SEG_S_COUNT];
+} seg_members;
+
+/*
+ * Maps a record into *ev (which is overwritten): its strings point into
+ * the record's strings, nothing is allocated.  0, or -1 with a message in
+ * err (as seg_event_from_tree's).
+ */
+int seg_event_from_members(es_event *ev, const seg_members *mb,
+                           int type_default, int64_t now_us, char *err,
+                           size_t err_size);
+
 /* ----------------------------------------------------------------------
  * Writing
  * ---------------------------------------------------------------------- */

@@ -1,11 +1,15 @@
 /*
  * body.c -- an ingest request body -> a batch of es_events (see body.h).
  *
- * The body is parsed once with yajl's tree API (after seg_json_precheck,
- * which keeps yajl_tree away from NUL bytes and deep nesting), and each
- * event object is mapped by segment_json's seg_event_from_tree, so esctl
- * and the server agree on every field.  What is specific to HTTP ingest
- * happens here:
+ * The server's parse (ing_batch_parse) is one streaming pass of yajl's
+ * callback API after seg_json_precheck: no tree, the strings of all
+ * events copied once into one arena per request, and each event mapped by
+ * segment_json's seg_event_from_members, the twin of the
+ * seg_event_from_tree that esctl uses, so both agree on every field.  The
+ * tree path (ing_batch_parse_tree: yajl_tree, then seg_event_from_tree)
+ * is kept as the reference; fuzz_ingest_stream checks that both give the
+ * same result for any input.  What is specific to HTTP ingest happens
+ * here, in both paths:
  *
  *  1. Size: an event is measured as its compact JSON (json_size), so
  *     whitespace in the request does not count against 32 KB.
@@ -19,6 +23,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <yajl_parse.h>
 #include <yajl_tree.h>
 #include <zlib.h>
 
@@ -27,11 +32,23 @@
 /* Generated messageIds: "es-" and 32 hex digits. */
 #define GEN_ID_SIZE 36
 
+/* A block of the arena that holds a streamed batch's strings. */
+typedef struct ing_block {
+  struct ing_block *next;
+  size_t used, cap;
+  char data[];
+} ing_block;
+
 void ing_batch_init(ing_batch *b) { memset(b, 0, sizeof *b); }
 
 void ing_batch_free(ing_batch *b) {
   for (size_t i = 0; i < b->count; i++)
     seg_event_free(&b->events[i]);
+  while (b->arena != NULL) {
+    ing_block *next = b->arena->next;
+    free(b->arena);
+    b->arena = next;
+  }
   free(b->events);
   free(b->write_key);
   free(b->gen_ids);
@@ -195,9 +212,10 @@ static int map_event(ing_batch *b, size_t i, yajl_val obj, yajl_val root,
   return 0;
 }
 
-/* Parses a request body; see body.h. */
-int ing_batch_parse(ing_batch *b, const char *json, size_t len, int type,
-                    int64_t now_us, uint64_t *rng, char *err, size_t err_size) {
+/* Parses a request body with yajl_tree (the reference); see body.h. */
+int ing_batch_parse_tree(ing_batch *b, const char *json, size_t len, int type,
+                         int64_t now_us, uint64_t *rng, char *err,
+                         size_t err_size) {
   char yerr[128];
   yajl_val root = NULL, *items = NULL;
   size_t n = 1;
@@ -245,6 +263,509 @@ oom:
   snprintf(err, err_size, "out of memory");
 out:
   yajl_tree_free(root);
+  if (rc)
+    ing_batch_free(b);
+  return rc;
+}
+
+/* ----------------------------------------------------------------------
+ * The streaming parse (ing_batch_parse)
+ *
+ * yajl's callbacks drive a small state machine that records, for each
+ * event object, the first occurrence of every member seg_event_from_tree
+ * would read (seg_members), re-serialises properties/traits as they go by
+ * (exactly as segment_json's write_value would) and measures the event as
+ * json_size would.  At the end of each event object,
+ * seg_event_from_members applies the checks.  To keep the tree path's
+ * precedence of errors, a bad event does not stop the parse: its message
+ * is kept and the rest is only parsed for syntax (a JSON error anywhere
+ * wins, as it does when yajl_tree parses the whole body first); the
+ * server's stamping needs the root's sentAt, which may come after the
+ * batch, so it runs at the end.
+ * ---------------------------------------------------------------------- */
+
+/* Deeper than seg_json_precheck lets through; a guard, never reached. */
+#define ST_DEPTH_MAX (SEG_DEPTH_MAX + 8)
+
+/* What the server needs of an event after the mapping. */
+typedef struct st_extra {
+  const char *sent; /* the event's first "sentAt", when a string */
+  int ts_string;    /* whether its first "timestamp" is a string */
+} st_extra;
+
+typedef struct st_ctx {
+  ing_batch *b;
+  int type;
+  int64_t now_us;
+  int oom;
+  int depth;                          /* open containers */
+  unsigned char is_map[ST_DEPTH_MAX]; /* per open container */
+  size_t nelem[ST_DEPTH_MAX];         /* members/elements so far */
+  /* The root object. */
+  int root_kind;
+  int root_pend; /* 0, or which of writeKey/sentAt/batch the next value is */
+  int seen_write_key, seen_sent, seen_batch;
+  int batch_kind; /* kind of the first "batch" */
+  int batch_open; /* that array is open (at depth 2) */
+  const char *root_sent;
+  /* The events so far. */
+  size_t cap;
+  st_extra *extra;
+  /* The current event. */
+  int in_event;
+  int ev_level; /* depth of its members */
+  size_t ev_bytes;
+  seg_members mb;
+  seg_value *pend_m, *pend_ctx, *pend_page, *pend_sub;
+  int ctx_level, page_level; /* depth of context's / page's members */
+  int cap_level;             /* depth of the captured object's members */
+  int cap_sub;               /* SEG_S_PROPS_PATH or SEG_S_TRAITS_PATH */
+  seg_buf *cap_buf;
+  seg_buf props, traits;
+  /* The first bad event. */
+  int failed;
+  char err[ING_ERR_SIZE];
+} st_ctx;
+
+/* n bytes in the batch's arena (stable until ing_batch_free). */
+static char *arena_alloc(ing_batch *b, size_t n) {
+  ing_block *k = b->arena;
+  if (k == NULL || k->cap - k->used < n) {
+    size_t cap = k ? k->cap * 2 : 16384;
+    if (cap < n)
+      cap = n;
+    if ((k = malloc(sizeof *k + cap)) == NULL)
+      return NULL;
+    k->next = b->arena;
+    k->used = 0;
+    k->cap = cap;
+    b->arena = k;
+  }
+  char *p = k->data + k->used;
+  k->used += n;
+  return p;
+}
+
+/* A NUL-terminated copy of s[0..n) in the arena. */
+static char *arena_str(ing_batch *b, const char *s, size_t n) {
+  char *p = arena_alloc(b, n + 1);
+  if (p != NULL) {
+    memcpy(p, s, n);
+    p[n] = '\0';
+  }
+  return p;
+}
+
+static int st_oom(st_ctx *s) {
+  s->oom = 1;
+  return 0; /* cancels the parse */
+}
+
+/* Records a value into a slot (strings and numbers copied). */
+static int st_record(st_ctx *s, seg_value *v, int kind, const char *txt,
+                     size_t len) {
+  v->kind = kind;
+  if (kind == SEG_V_STRING || kind == SEG_V_NUMBER) {
+    if ((v->s = arena_str(s->b, txt, len)) == NULL)
+      return -1;
+    v->n = len;
+  }
+  return 0;
+}
+
+/* The slot of an event member named k, or NULL when the mapping ignores
+ * it or an earlier member had the name. */
+typedef struct st_name {
+  const char *name;
+  size_t len;
+} st_name;
+#define ST_NAME(s)                                                             \
+  { s, sizeof s - 1 }
+
+/* The index of k[0..n) among names, or -1. */
+static int st_find(const st_name *names, int count, const char *k, size_t n) {
+  for (int i = 0; i < count; i++)
+    if (names[i].len == n && memcmp(names[i].name, k, n) == 0)
+      return i;
+  return -1;
+}
+
+/* The slot of an event member named k, or NULL when the mapping ignores
+ * it or an earlier member had the name. */
+static seg_value *st_member_slot(st_ctx *s, const char *k, size_t n) {
+  static const st_name names[SEG_M_COUNT] = {
+      [SEG_M_TYPE] = ST_NAME("type"),
+      [SEG_M_EVENT] = ST_NAME("event"),
+      [SEG_M_NAME] = ST_NAME("name"),
+      [SEG_M_MESSAGE_ID] = ST_NAME("messageId"),
+      [SEG_M_ANONYMOUS_ID] = ST_NAME("anonymousId"),
+      [SEG_M_USER_ID] = ST_NAME("userId"),
+      [SEG_M_PREVIOUS_ID] = ST_NAME("previousId"),
+      [SEG_M_GROUP_ID] = ST_NAME("groupId"),
+      [SEG_M_TIMESTAMP] = ST_NAME("timestamp"),
+      [SEG_M_RECEIVED_AT] = ST_NAME("receivedAt"),
+      [SEG_M_PROPERTIES] = ST_NAME("properties"),
+      [SEG_M_TRAITS] = ST_NAME("traits"),
+      [SEG_M_CONTEXT] = ST_NAME("context"),
+      [SEG_M_SENT_AT] = ST_NAME("sentAt"),
+  };
+  int i = st_find(names, SEG_M_COUNT, k, n);
+  return i >= 0 && s->mb.m[i].kind == SEG_V_ABSENT ? &s->mb.m[i] : NULL;
+}
+
+/* The slot among the 3 sub-members from `first` named k, as above. */
+static seg_value *st_sub_slot(st_ctx *s, int first, const st_name *names,
+                              const char *k, size_t n) {
+  int i = st_find(names, 3, k, n);
+  return i >= 0 && s->mb.sub[first + i].kind == SEG_V_ABSENT
+             ? &s->mb.sub[first + i]
+             : NULL;
+}
+
+/* Ends the current event: size limit, mapping, bookkeeping. */
+static void st_end_event(st_ctx *s) {
+  ing_batch *b = s->b;
+  size_t i = b->count;
+  char msg[SEG_ERR_SIZE], where[32] = "";
+  seg_members *mb = &s->mb;
+  s->in_event = 0;
+  if (s->type == 0)
+    snprintf(where, sizeof where, "batch[%zu]: ", i);
+  if (s->ev_bytes > ING_EVENT_BYTES_MAX) {
+    snprintf(s->err, sizeof s->err,
+             "%sevent is %zu bytes, over the %d KB limit", where, s->ev_bytes,
+             ING_EVENT_BYTES_MAX / 1024);
+    s->failed = 1;
+    return;
+  }
+  if (mb->m[SEG_M_PROPERTIES].kind == SEG_V_OBJECT) {
+    mb->m[SEG_M_PROPERTIES].s = s->props.data;
+    mb->m[SEG_M_PROPERTIES].n = s->props.len;
+  }
+  if (mb->m[SEG_M_TRAITS].kind == SEG_V_OBJECT) {
+    mb->m[SEG_M_TRAITS].s = s->traits.data;
+    mb->m[SEG_M_TRAITS].n = s->traits.len;
+  }
+  if (i == s->cap) {
+    size_t cap = s->cap ? s->cap * 2 : 128;
+    seg_event *ev = realloc(b->events, cap * sizeof *ev);
+    if (ev != NULL)
+      b->events = ev;
+    st_extra *ex = realloc(s->extra, cap * sizeof *ex);
+    if (ex != NULL)
+      s->extra = ex;
+    if (ev == NULL || ex == NULL) {
+      s->oom = 1;
+      return;
+    }
+    s->cap = cap;
+  }
+  seg_event *se = &b->events[i];
+  se->storage = NULL;
+  if (seg_event_from_members(&se->ev, mb, s->type, s->now_us, msg,
+                             sizeof msg)) {
+    snprintf(s->err, sizeof s->err, "%s%s", where, msg);
+    s->failed = 1;
+    return;
+  }
+  if (se->ev.properties != NULL) { /* from a scratch buffer: copy it */
+    size_t n =
+        se->ev.properties == s->props.data ? s->props.len : s->traits.len;
+    if ((se->ev.properties = arena_str(b, se->ev.properties, n)) == NULL) {
+      s->oom = 1;
+      return;
+    }
+  }
+  s->extra[i].sent =
+      mb->m[SEG_M_SENT_AT].kind == SEG_V_STRING ? mb->m[SEG_M_SENT_AT].s : NULL;
+  s->extra[i].ts_string = mb->m[SEG_M_TIMESTAMP].kind == SEG_V_STRING;
+  b->bytes += s->ev_bytes + sizeof(seg_event);
+  b->count = i + 1;
+}
+
+/* A value of kind (txt[0..len) for strings and numbers) begins. */
+static int st_value(st_ctx *s, int kind, const char *txt, size_t len) {
+  int d = s->depth, container = kind == SEG_V_OBJECT || kind == SEG_V_ARRAY;
+  if (s->failed)
+    return 1;
+  if (d > 0 && !s->is_map[d - 1])
+    s->nelem[d - 1]++;
+  if (d == 0) {
+    s->root_kind = kind;
+  } else if (d == 1 && s->root_pend != 0) {
+    int pend = s->root_pend;
+    s->root_pend = 0;
+    if (pend == 1 && kind == SEG_V_STRING &&
+        (s->b->write_key = strndup(txt, len)) == NULL)
+      return st_oom(s);
+    if (pend == 2 && kind == SEG_V_STRING &&
+        (s->root_sent = arena_str(s->b, txt, len)) == NULL)
+      return st_oom(s);
+    if (pend == 3)
+      s->batch_kind = kind;
+  }
+  /* As json_size counts it (null, true and false: their text). */
+  size_t size = container ? 2 : kind == SEG_V_STRING ? len + 2 : len;
+  if ((s->type != 0 && d == 0) || (s->batch_open && d == 2)) {
+    /* An event begins. */
+    memset(&s->mb, 0, sizeof s->mb);
+    s->mb.kind = kind;
+    s->in_event = 1;
+    s->ev_bytes = size;
+    s->ev_level = d + 1;
+    s->pend_m = s->pend_ctx = s->pend_page = s->pend_sub = NULL;
+    s->ctx_level = s->page_level = s->cap_level = 0;
+    if (!container)
+      st_end_event(s);
+    return !s->oom;
+  }
+  if (!s->in_event)
+    return 1;
+  s->ev_bytes += size + (s->is_map[d - 1] ? 0 : 1);
+  if (s->cap_level != 0 && d >= s->cap_level) {
+    seg_buf *o = s->cap_buf;
+    int r = 0;
+    if (!s->is_map[d - 1] && s->nelem[d - 1] > 1)
+      r = seg_buf_put(o, ",", 1);
+    if (kind == SEG_V_STRING)
+      r = r || seg_buf_put_json_string(o, txt, len);
+    else if (container)
+      r = r || seg_buf_put(o, kind == SEG_V_OBJECT ? "{" : "[", 1);
+    else /* a number's text, or null, true, false */
+      r = r || seg_buf_put(o, txt, len);
+    if (r)
+      return st_oom(s);
+  }
+  seg_value *slot = NULL;
+  if (d == s->ev_level && s->pend_m != NULL) {
+    slot = s->pend_m;
+    s->pend_m = NULL;
+    if (kind == SEG_V_OBJECT) {
+      if (slot == &s->mb.m[SEG_M_PROPERTIES] ||
+          slot == &s->mb.m[SEG_M_TRAITS]) {
+        int props = slot == &s->mb.m[SEG_M_PROPERTIES];
+        s->cap_buf = props ? &s->props : &s->traits;
+        s->cap_sub = props ? SEG_S_PROPS_PATH : SEG_S_TRAITS_PATH;
+        s->cap_level = d + 1;
+        s->cap_buf->len = 0;
+        if (seg_buf_put(s->cap_buf, "{", 1))
+          return st_oom(s);
+      } else if (slot == &s->mb.m[SEG_M_CONTEXT]) {
+        s->ctx_level = d + 1;
+      }
+    }
+  } else if (d == s->ctx_level && s->pend_ctx != NULL) {
+    slot = s->pend_ctx;
+    s->pend_ctx = NULL;
+    if (kind == SEG_V_OBJECT && slot == &s->mb.sub[SEG_S_CTX_PAGE])
+      s->page_level = d + 1;
+  } else if (d == s->page_level && s->pend_page != NULL) {
+    slot = s->pend_page;
+    s->pend_page = NULL;
+  } else if (d == s->cap_level && s->pend_sub != NULL) {
+    slot = s->pend_sub;
+    s->pend_sub = NULL;
+  }
+  if (slot != NULL && st_record(s, slot, kind, txt, len))
+    return st_oom(s);
+  return 1;
+}
+
+static int st_start(st_ctx *s, int is_map) {
+  if (s->failed)
+    return 1;
+  if (!st_value(s, is_map ? SEG_V_OBJECT : SEG_V_ARRAY, NULL, 0))
+    return 0;
+  if (s->depth == ST_DEPTH_MAX) { /* prescan's limit makes this unreachable */
+    snprintf(s->err, sizeof s->err, "nested deeper than %d levels",
+             SEG_DEPTH_MAX);
+    s->failed = 1;
+    return 1;
+  }
+  s->is_map[s->depth] = (unsigned char)is_map;
+  s->nelem[s->depth] = 0;
+  s->depth++;
+  if (s->depth == 2 && !is_map && s->type == 0 &&
+      s->batch_kind == SEG_V_ARRAY && !s->batch_open && s->seen_batch == 1) {
+    s->batch_open = 1;
+    s->seen_batch = 2; /* the first "batch" only */
+  }
+  return 1;
+}
+
+static int st_end(st_ctx *s) {
+  if (s->failed)
+    return 1;
+  int d = s->depth;
+  if (s->in_event && s->cap_level != 0 && d >= s->cap_level) {
+    if (seg_buf_put(s->cap_buf, s->is_map[d - 1] ? "}" : "]", 1))
+      return st_oom(s);
+    if (d == s->cap_level)
+      s->cap_level = 0;
+  }
+  if (d == s->ctx_level)
+    s->ctx_level = 0;
+  if (d == s->page_level)
+    s->page_level = 0;
+  s->depth = --d;
+  if (s->batch_open && d == 1)
+    s->batch_open = 0;
+  if (s->in_event && d == s->ev_level - 1)
+    st_end_event(s);
+  return !s->oom;
+}
+
+static int st_key(void *ud, const unsigned char *key, size_t n) {
+  st_ctx *s = ud;
+  const char *k = (const char *)key;
+  int d = s->depth;
+  static const st_name page_keys[3] = {ST_NAME("path"), ST_NAME("url"),
+                                       ST_NAME("referrer")};
+  static const st_name ctx_keys[3] = {ST_NAME("page"), ST_NAME("userAgent"),
+                                      ST_NAME("ip")};
+  static const st_name root_keys[3] = {ST_NAME("writeKey"), ST_NAME("sentAt"),
+                                       ST_NAME("batch")};
+  if (s->failed)
+    return 1;
+  s->nelem[d - 1]++;
+  if (d == 1) {
+    int r = st_find(root_keys, 3, k, n);
+    s->root_pend = 0;
+    if (r == 0 && !s->seen_write_key++)
+      s->root_pend = 1;
+    else if (r == 1 && !s->seen_sent++)
+      s->root_pend = 2;
+    else if (r == 2 && !s->seen_batch) {
+      s->seen_batch = 1;
+      s->root_pend = 3;
+    }
+  }
+  if (!s->in_event || d < s->ev_level)
+    return 1;
+  s->ev_bytes += n + 4;
+  if (d == s->ev_level && s->mb.kind == SEG_V_OBJECT)
+    s->pend_m = st_member_slot(s, k, n);
+  if (d == s->ctx_level)
+    s->pend_ctx = st_sub_slot(s, SEG_S_CTX_PAGE, ctx_keys, k, n);
+  if (d == s->page_level)
+    s->pend_page = st_sub_slot(s, SEG_S_PAGE_PATH, page_keys, k, n);
+  if (s->cap_level != 0 && d >= s->cap_level) {
+    seg_buf *o = s->cap_buf;
+    if ((s->nelem[d - 1] > 1 && seg_buf_put(o, ",", 1)) ||
+        seg_buf_put_json_string(o, k, n) || seg_buf_put(o, ":", 1))
+      return st_oom(s);
+    if (d == s->cap_level)
+      s->pend_sub = st_sub_slot(s, s->cap_sub, page_keys, k, n);
+  }
+  return 1;
+}
+
+static int st_null(void *ud) { return st_value(ud, SEG_V_NULL, "null", 4); }
+
+static int st_bool(void *ud, int v) {
+  return st_value(ud, SEG_V_BOOL, v ? "true" : "false", v ? 4 : 5);
+}
+
+static int st_number(void *ud, const char *s, size_t n) {
+  return st_value(ud, SEG_V_NUMBER, s, n);
+}
+
+static int st_string(void *ud, const unsigned char *s, size_t n) {
+  return st_value(ud, SEG_V_STRING, (const char *)s, n);
+}
+
+static int st_start_map(void *ud) { return st_start(ud, 1); }
+static int st_start_array(void *ud) { return st_start(ud, 0); }
+static int st_end_any(void *ud) { return st_end(ud); }
+
+/* Parses a request body in one pass; see body.h. */
+int ing_batch_parse(ing_batch *b, const char *json, size_t len, int type,
+                    int64_t now_us, uint64_t *rng, char *err, size_t err_size) {
+  static const yajl_callbacks cb = {
+      st_null,      st_bool, NULL,       NULL,           st_number, st_string,
+      st_start_map, st_key,  st_end_any, st_start_array, st_end_any};
+  st_ctx *s;
+  int rc = -1;
+  ing_batch_init(b);
+  if (seg_json_precheck(json, len, err, err_size))
+    return -1;
+  if ((s = calloc(1, sizeof *s)) == NULL) {
+    snprintf(err, err_size, "out of memory");
+    return -1;
+  }
+  s->b = b;
+  s->type = type;
+  s->now_us = now_us;
+  seg_buf_init(&s->props);
+  seg_buf_init(&s->traits);
+  yajl_handle h = yajl_alloc(&cb, NULL, s);
+  if (h == NULL) {
+    snprintf(err, err_size, "out of memory");
+    goto out;
+  }
+  yajl_config(h, yajl_allow_comments, 1);
+  yajl_status st = yajl_parse(h, (const unsigned char *)json, len);
+  if (st == yajl_status_ok)
+    st = yajl_complete_parse(h);
+  if (s->oom) {
+    snprintf(err, err_size, "out of memory");
+    goto out;
+  }
+  if (st != yajl_status_ok) {
+    char yerr[128];
+    unsigned char *e = yajl_get_error(h, 1, (const unsigned char *)json, len);
+    snprintf(yerr, sizeof yerr, "%s", e ? (const char *)e : "");
+    yajl_free_error(h, e);
+    yerr[strcspn(yerr, "\n")] = '\0';
+    snprintf(err, err_size, "invalid JSON (%s)", yerr);
+    goto out;
+  }
+  if (s->root_kind != SEG_V_OBJECT) {
+    snprintf(err, err_size, "the body is not a JSON object");
+    goto out;
+  }
+  if (type == 0 && s->batch_kind != SEG_V_ARRAY) {
+    snprintf(err, err_size, "missing \"batch\" (an array of events)");
+    goto out;
+  }
+  /* The server's fields, in order (as the tree path stamps). */
+  if (b->count > 0 && (b->gen_ids = malloc(b->count * GEN_ID_SIZE)) == NULL) {
+    snprintf(err, err_size, "out of memory");
+    goto out;
+  }
+  for (size_t i = 0; i < b->count; i++) {
+    es_event *ev = &b->events[i].ev;
+    const char *sent = s->extra[i].sent;
+    int64_t sent_us;
+    if (sent == NULL && type == 0)
+      sent = s->root_sent;
+    ev->recv_us = now_us;
+    if (!s->extra[i].ts_string) {
+      ev->ts_us = now_us;
+    } else if (sent != NULL && seg_iso8601_parse(sent, &sent_us) == 0) {
+      int64_t ts = ev->ts_us + (now_us - sent_us);
+      ev->ts_us = ts < 0 ? 0 : ts;
+    }
+    if (ev->message_id == NULL) {
+      char *id = b->gen_ids + i * GEN_ID_SIZE;
+      uint64_t a = xorshift(rng), c = xorshift(rng);
+      snprintf(id, GEN_ID_SIZE, "es-%016llx%016llx", (unsigned long long)a,
+               (unsigned long long)c);
+      ev->message_id = id;
+    }
+  }
+  if (s->failed) {
+    snprintf(err, err_size, "%s", s->err);
+    goto out;
+  }
+  rc = 0;
+out:
+  if (h != NULL)
+    yajl_free(h);
+  seg_buf_free(&s->props);
+  seg_buf_free(&s->traits);
+  free(s->extra);
+  free(s);
   if (rc)
     ing_batch_free(b);
   return rc;

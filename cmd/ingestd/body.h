@@ -24,9 +24,10 @@
 typedef struct ing_batch {
   seg_event *events; /* owned; count of them */
   size_t count;
-  char *write_key; /* owned, from "writeKey"; NULL when absent */
-  char *gen_ids;   /* owned storage of server-generated messageIds */
-  size_t bytes;    /* memory held by the events (for the budget) */
+  char *write_key;         /* owned, from "writeKey"; NULL when absent */
+  char *gen_ids;           /* owned storage of server-generated messageIds */
+  size_t bytes;            /* memory held by the events (for the budget) */
+  struct ing_block *arena; /* owned: the events' strings (streaming parse) */
 } ing_batch;
 
 void ing_batch_init(ing_batch *b);
@@ -53,6 +54,16 @@ int ing_inflate(const char *in, size_t n, size_t cap_bytes, char **out,
  */
 int ing_batch_parse(ing_batch *b, const char *json, size_t len, int type,
                     int64_t now_us, uint64_t *rng, char *err, size_t err_size);
+
+/*
+ * The same contract, through yajl_tree and seg_event_from_tree: the
+ * reference that ing_batch_parse (a streaming parse with yajl's callbacks,
+ * the strings of all events in one arena) must agree with, byte for byte
+ * (tests/fuzz/fuzz_ingest_stream.c checks it).  Not used by the server.
+ */
+int ing_batch_parse_tree(ing_batch *b, const char *json, size_t len, int type,
+                         int64_t now_us, uint64_t *rng, char *err,
+                         size_t err_size);
 
 /* The es_type an endpoint path implies ("/v1/t" -> ES_TYPE_TRACK), 0 for
  * /v1/batch and /v1/b, -1 when the path is no ingest endpoint. */
