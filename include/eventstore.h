@@ -202,9 +202,10 @@ typedef struct es_options {
   int compact_segments;       /* 0 (default): segments are merged only by
                                  es_compact.  N > 0: after a flush, when the
                                  flusher has nothing else queued and the tenant
-                                 has N or more segments under half of 64 MiB,
-                                 the flusher compacts that tenant (es_compact,
-                                 default options) */
+                                 has N or more segments under half the target,
+                                 the flusher compacts that tenant (target: 64
+                                 MiB or memtable_budget_bytes / 16, the smaller,
+                                 as a merge holds its rows in memory) */
   int read_only;              /* 1: a reader beside a writing process; see
                                  "Read-only handles" below es_open */
   int64_t follow_interval_us; /* read_only: how often the follower looks

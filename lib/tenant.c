@@ -580,6 +580,10 @@ static void flush_compact_maybe(es_db *db, es_tenant *t) {
     return;
   es_compact_options o;
   es_compact_options_init(&o);
+  /* a merge holds its run's rows in memory: keep it a small part of the
+   * memory the store was given */
+  if (o.target_bytes > db->opts.memtable_budget_bytes / 16)
+    o.target_bytes = db->opts.memtable_budget_bytes / 16;
   int small = 0;
   pthread_mutex_lock(&t->mu);
   for (size_t i = 0; i < t->segs->n; i++)

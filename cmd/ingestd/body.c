@@ -696,6 +696,11 @@ int ing_batch_parse(ing_batch *b, const char *json, size_t len, int type,
   s->b = b;
   s->type = type;
   s->now_us = now_us;
+  /* One block the size of the body holds every string of almost any
+   * batch (unescaped strings are no longer than their JSON), instead of a
+   * chain of doubling blocks that waste up to half of what they hold. */
+  if (len > 0 && arena_alloc(b, len + 1024) != NULL)
+    b->arena->used = 0;
   seg_buf_init(&s->props);
   seg_buf_init(&s->traits);
   yajl_handle h = yajl_alloc(&cb, NULL, s);
