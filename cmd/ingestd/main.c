@@ -78,21 +78,12 @@ static int parse_args(int argc, char **argv, config *cfg) {
   ingest_config_defaults(cfg);
   long long share_pct = 25;
   for (int i = 1; i < argc; i++) {
-    const char *a = argv[i];
-    if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
-      fputs(usage, stdout);
-      exit(0);
-    }
-    if (strcmp(a, "--version") == 0) {
-      printf("es-ingestd %d.%d.%d\n", ES_VERSION_MAJOR, ES_VERSION_MINOR,
-             ES_VERSION_PATCH);
-      exit(0);
-    }
-    if (strncmp(a, "--", 2) != 0)
-      return die_usage("unexpected argument \"%s\"", a);
-    if (i + 1 >= argc)
-      return die_usage("%s needs a value", a);
-    const char *val = argv[++i];
+    const char *a, *val;
+    int st = svc_next_flag("es-ingestd", usage, argc, argv, &i, &a, &val);
+    if (st < 0)
+      exit(0); /* --help or --version, printed */
+    if (st > 0)
+      return st;
     if (strcmp(a, "--data") == 0)
       cfg->data_dir = val;
     else if (strcmp(a, "--listen") == 0)

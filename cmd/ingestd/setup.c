@@ -53,35 +53,11 @@ const tenant *server_tenant_for_key(const server *srv, const char *key) {
   return hit ? hit->tenant : NULL;
 }
 
-static int valid_tenant(const char *s) {
-  size_t n = strlen(s);
-  if (n == 0 || n > ES_TENANT_LEN_MAX)
-    return 0;
-  return strspn(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
-                   "0123456789_-") == n;
-}
-
-static char *read_file(const char *path, size_t *len) {
-  FILE *f = fopen(path, "rb");
-  if (f == NULL)
-    return NULL;
-  char *buf = malloc(KEYS_FILE_BYTES_MAX + 1);
-  size_t n = buf ? fread(buf, 1, KEYS_FILE_BYTES_MAX + 1, f) : 0;
-  fclose(f);
-  if (buf == NULL || n > KEYS_FILE_BYTES_MAX) {
-    free(buf);
-    return NULL;
-  }
-  buf[n] = '\0';
-  *len = n;
-  return buf;
-}
-
 /* Loads the keys file into srv->keys and srv->tenants; 0 or exit code. */
 static int load_keys(server *srv, const char *path) {
   char yerr[256];
   size_t len;
-  char *text = read_file(path, &len);
+  char *text = svc_read_file(path, KEYS_FILE_BYTES_MAX, &len);
   if (text == NULL) {
     fprintf(stderr, "es-ingestd: cannot read --keys %s: %s\n", path,
             strerror(errno ? errno : EFBIG));
@@ -104,7 +80,7 @@ static int load_keys(server *srv, const char *path) {
   for (size_t i = 0; srv->keys && srv->tenants && i < n; i++) {
     const char *key = root->u.object.keys[i];
     yajl_val v = root->u.object.values[i];
-    if (!YAJL_IS_STRING(v) || !valid_tenant(v->u.string) || key[0] == '\0') {
+    if (!YAJL_IS_STRING(v) || !svc_tenant_ok(v->u.string) || key[0] == '\0') {
       fprintf(stderr,
               "es-ingestd: --keys %s: key \"%.40s\" must map to a tenant "
               "id of 1-64 [A-Za-z0-9_-]\n",

@@ -9,6 +9,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "eventstore.h"
 #include "segment_json.h"
 #include "svc.h"
 
@@ -66,6 +67,28 @@ int svc_parse_num(const char *prog, const char *flag, const char *v,
   return 0;
 }
 
+int svc_next_flag(const char *prog, const char *usage, int argc, char **argv,
+                  int *i, const char **flag, const char **value) {
+  const char *a = argv[*i];
+  *flag = a;
+  *value = NULL;
+  if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
+    fputs(usage, stdout);
+    return -1;
+  }
+  if (strcmp(a, "--version") == 0) {
+    printf("%s %d.%d.%d\n", prog, ES_VERSION_MAJOR, ES_VERSION_MINOR,
+           ES_VERSION_PATCH);
+    return -1;
+  }
+  if (strncmp(a, "--", 2) != 0)
+    return svc_usage_error(prog, "unexpected argument \"%s\"", a);
+  if (*i + 1 >= argc)
+    return svc_usage_error(prog, "%s needs a value", a);
+  *value = argv[++*i];
+  return 0;
+}
+
 int svc_parse_hostport(const char *prog, const char *flag, const char *s,
                        char *host, size_t size, int *port) {
   const char *colon = strrchr(s, ':');
@@ -83,6 +106,31 @@ int svc_parse_hostport(const char *prog, const char *flag, const char *s,
     return 2;
   *port = (int)p;
   return 0;
+}
+
+char *svc_read_file(const char *path, size_t max_bytes, size_t *len_out) {
+  FILE *f = fopen(path, "rb");
+  if (f == NULL)
+    return NULL;
+  char *buf = malloc(max_bytes + 1);
+  size_t n = buf ? fread(buf, 1, max_bytes + 1, f) : 0;
+  fclose(f);
+  if (buf == NULL || n > max_bytes) {
+    free(buf);
+    errno = EFBIG;
+    return NULL;
+  }
+  buf[n] = '\0';
+  if (len_out)
+    *len_out = n;
+  return buf;
+}
+
+int svc_tenant_ok(const char *s) {
+  size_t n = strlen(s);
+  return n > 0 && n <= ES_TENANT_LEN_MAX &&
+         strspn(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                   "0123456789_-") == n;
 }
 
 const char *svc_http_reason(int status) {

@@ -30,10 +30,25 @@ int svc_usage_error(const char *prog, const char *fmt, ...)
 int svc_parse_num(const char *prog, const char *flag, const char *v,
                   long long lo, long long hi, long long *out);
 
+/* Reads the "--flag value" pair at argv[*i] into *flag and *value and
+ * moves *i to the value: 0.  For --help / -h (usage printed) and
+ * --version (printed), -1: the caller exits 0.  2 after reporting a bare
+ * argument or a flag without a value. */
+int svc_next_flag(const char *prog, const char *usage, int argc, char **argv,
+                  int *i, const char **flag, const char **value);
+
 /* "host:port" or "[v6]:port" -> host (size bytes of room) and port; 0, or
  * 2 after reporting the error. */
 int svc_parse_hostport(const char *prog, const char *flag, const char *s,
                        char *host, size_t size, int *port);
+
+/* A whole small file, NUL-terminated, at most max_bytes (malloc'ed; the
+ * caller frees it).  NULL with errno set when it cannot be read or is
+ * larger (EFBIG).  *len_out (may be NULL) gets its length. */
+char *svc_read_file(const char *path, size_t max_bytes, size_t *len_out);
+
+/* Whether s is a tenant id: [A-Za-z0-9_-]{1,64}. */
+int svc_tenant_ok(const char *s);
 
 /* The reason phrase of an HTTP status ("Internal Server Error" for any
  * unknown one). */

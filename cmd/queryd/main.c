@@ -135,21 +135,12 @@ static int parse_args(int argc, char **argv, qd_config *cfg) {
       {"--ingest-threads", 1, 64, 0, 0, &cfg->ingest_threads},
   };
   for (int i = 1; i < argc; i++) {
-    const char *a = argv[i];
-    if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
-      fputs(usage, stdout);
-      exit(0);
-    }
-    if (strcmp(a, "--version") == 0) {
-      printf("es-queryd %d.%d.%d\n", ES_VERSION_MAJOR, ES_VERSION_MINOR,
-             ES_VERSION_PATCH);
-      exit(0);
-    }
-    if (strncmp(a, "--", 2) != 0)
-      return die_usage("unexpected argument \"%s\"", a);
-    if (i + 1 >= argc)
-      return die_usage("%s needs a value", a);
-    const char *val = argv[++i];
+    const char *a, *val;
+    int st = svc_next_flag("es-queryd", usage, argc, argv, &i, &a, &val);
+    if (st < 0)
+      exit(0); /* --help or --version, printed */
+    if (st > 0)
+      return st;
     const num_flag *nf = NULL;
     for (size_t k = 0; k < sizeof nums / sizeof nums[0]; k++)
       if (strcmp(a, nums[k].name) == 0)
@@ -238,33 +229,10 @@ qd_tenant *qd_tenant_by_id(const qd_server *srv, const char *id) {
   return bsearch(&k, srv->tenants, srv->tenants_count, sizeof k, tenant_cmp);
 }
 
-static int valid_tenant(const char *s) {
-  size_t n = strlen(s);
-  return n > 0 && n <= ES_TENANT_LEN_MAX &&
-         strspn(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
-                   "0123456789_-") == n;
-}
-
-static char *slurp(const char *path) {
-  FILE *f = fopen(path, "rb");
-  if (f == NULL)
-    return NULL;
-  char *buf = malloc(TOKENS_FILE_BYTES_MAX + 1);
-  size_t n = buf ? fread(buf, 1, TOKENS_FILE_BYTES_MAX + 1, f) : 0;
-  fclose(f);
-  if (buf == NULL || n > TOKENS_FILE_BYTES_MAX) {
-    free(buf);
-    errno = EFBIG;
-    return NULL;
-  }
-  buf[n] = '\0';
-  return buf;
-}
-
 /* Loads --tokens into srv->tokens and srv->tenants; 0 or an exit code. */
 static int load_tokens(qd_server *srv, const char *path) {
   char yerr[256];
-  char *text = slurp(path);
+  char *text = svc_read_file(path, TOKENS_FILE_BYTES_MAX, NULL);
   if (text == NULL) {
     fprintf(stderr, "es-queryd: cannot read --tokens %s: %s\n", path,
             strerror(errno));
@@ -291,7 +259,7 @@ static int load_tokens(qd_server *srv, const char *path) {
   for (size_t i = 0; i < n; i++) { /* the distinct tenants, sorted */
     const char *tok = root->u.object.keys[i];
     yajl_val v = root->u.object.values[i];
-    if (!YAJL_IS_STRING(v) || !valid_tenant(v->u.string) || strlen(tok) < 8 ||
+    if (!YAJL_IS_STRING(v) || !svc_tenant_ok(v->u.string) || strlen(tok) < 8 ||
         strlen(tok) > 200) {
       fprintf(stderr,
               "es-queryd: --tokens %s: each token (8-200 bytes) "

@@ -33,6 +33,7 @@
 #include <yajl_tree.h>
 
 #include "server.h"
+#include "svc.h"
 
 #define WEBHOOK_QUEUED_MAX 1000
 #define WEBHOOK_ATTEMPTS 5
@@ -72,22 +73,6 @@ typedef struct qd_webhooks {
  * The file
  * ---------------------------------------------------------------------- */
 
-static char *slurp(const char *path) {
-  FILE *f = fopen(path, "rb");
-  if (f == NULL)
-    return NULL;
-  char *buf = malloc(WEBHOOKS_FILE_BYTES_MAX + 1);
-  size_t n = buf ? fread(buf, 1, WEBHOOKS_FILE_BYTES_MAX + 1, f) : 0;
-  fclose(f);
-  if (buf == NULL || n > WEBHOOKS_FILE_BYTES_MAX) {
-    free(buf);
-    errno = EFBIG;
-    return NULL;
-  }
-  buf[n] = '\0';
-  return buf;
-}
-
 static int bad_file(const char *path, const char *why) {
   fprintf(stderr, "es-queryd: --webhooks %s: %s\n", path, why);
   return 2;
@@ -98,7 +83,7 @@ static void *worker(void *arg);
 /* Reads FILE and starts the thread; 0 or an exit status (message given). */
 int qd_webhooks_load(qd_server *srv, const char *path) {
   char yerr[256];
-  char *text = slurp(path);
+  char *text = svc_read_file(path, WEBHOOKS_FILE_BYTES_MAX, NULL);
   if (text == NULL) {
     fprintf(stderr, "es-queryd: cannot read --webhooks %s: %s\n", path,
             strerror(errno));
