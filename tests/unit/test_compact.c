@@ -56,35 +56,6 @@ static void fill(es_db *db, const char *tenant, const char *tag, int n,
   }
 }
 
-/* Every message id of a tenant in scan order, joined by '\n' (owned). */
-static char *scan_ids(es_db *db, const char *tenant, int *n_out) {
-  es_scan_spec spec;
-  es_scan_spec_init(&spec);
-  spec.tenant = tenant;
-  es_cursor *cur;
-  ck_assert_int_eq(es_scan(db, &spec, &cur), ES_OK);
-  size_t cap = 1 << 16, len = 0;
-  char *out = malloc(cap);
-  out[0] = '\0';
-  es_event ev;
-  int rc, n = 0;
-  while ((rc = es_cursor_next(cur, &ev)) == 1) {
-    size_t l = strlen(ev.message_id);
-    if (len + l + 2 > cap)
-      out = realloc(out, cap *= 2);
-    memcpy(out + len, ev.message_id, l);
-    len += l;
-    out[len++] = '\n';
-    out[len] = '\0';
-    n++;
-  }
-  ck_assert_int_eq(rc, 0);
-  es_cursor_close(cur);
-  if (n_out)
-    *n_out = n;
-  return out;
-}
-
 static char *query(es_db *db, const char *tenant, const char *spec) {
   char *out = NULL;
   ck_assert_int_eq(es_query(db, tenant, spec, &out), ES_OK);
@@ -109,7 +80,7 @@ START_TEST(test_merge) {
   snprintf(tdir, sizeof(tdir), "%s/tenants/m", dir);
   ck_assert_int_eq(ut_count_suffix(tdir, ".seg"), 7);
   int n0;
-  char *ids0 = scan_ids(db, "m", &n0);
+  char *ids0 = ut_scan_ids(db, "m", &n0);
   static const char *const spec =
       "{\"bucket\":\"hour\",\"groupBy\":[\"path\",\"type\"],"
       "\"aggregate\":[\"count\",\"uniques\"]}";
@@ -125,7 +96,7 @@ START_TEST(test_merge) {
   ck_assert_int_eq(ut_count_suffix(tdir, ".seg"), 1);
   ck_assert_int_eq(ut_count_suffix(tdir, ".rlp"), 1);
   int n1;
-  char *ids1 = scan_ids(db, "m", &n1);
+  char *ids1 = ut_scan_ids(db, "m", &n1);
   ck_assert_int_eq(n1, n0);
   ck_assert_str_eq(ids1, ids0); /* same events, same order */
   char *q1 = query(db, "m", spec);
@@ -136,7 +107,7 @@ START_TEST(test_merge) {
   ck_assert_int_eq(es_close(db), ES_OK);
   ck_assert_int_eq(es_verify(dir, NULL, NULL), ES_OK);
   db = open_db(dir);
-  char *ids2 = scan_ids(db, "m", NULL), *q2 = query(db, "m", spec);
+  char *ids2 = ut_scan_ids(db, "m", NULL), *q2 = query(db, "m", spec);
   ck_assert_str_eq(ids2, ids0);
   ck_assert_str_eq(q2, q0);
   es_rollup_report rr;
@@ -169,7 +140,7 @@ START_TEST(test_retention) {
   ck_assert_uint_eq(rep.rows_dropped, 350);
   ck_assert_uint_eq(rep.rows_out, 250);
   int n;
-  char *ids = scan_ids(db, "r", &n);
+  char *ids = ut_scan_ids(db, "r", &n);
   ck_assert_int_eq(n, 250);
   ck_assert_ptr_null(strstr(ids, "old-"));
   char *a = query(db, "r", "{\"groupBy\":[\"path\"]}");
@@ -215,7 +186,7 @@ START_TEST(test_concurrent) {
     ck_assert_int_eq(es_compact(db, "c", NULL, &rep), ES_OK);
     merged += rep.segments_in;
     int n;
-    char *ids = scan_ids(db, "c", &n); /* concurrent reads see no dup */
+    char *ids = ut_scan_ids(db, "c", &n); /* concurrent reads see no dup */
     free(ids);
   }
   pthread_join(th, NULL);
@@ -223,7 +194,7 @@ START_TEST(test_concurrent) {
   merged += rep.segments_in;
   ck_assert_uint_gt(merged, 2);
   int n;
-  char *ids = scan_ids(db, "c", &n);
+  char *ids = ut_scan_ids(db, "c", &n);
   ck_assert_int_eq(n, ap.acked);
   /* each id once */
   for (int b = 0; b < ap.batches; b++)
@@ -235,7 +206,7 @@ START_TEST(test_concurrent) {
     }
   ck_assert_int_eq(es_close(db), ES_OK);
   db = open_db(dir);
-  char *again = scan_ids(db, "c", &n);
+  char *again = ut_scan_ids(db, "c", &n);
   ck_assert_int_eq(n, ap.acked);
   ck_assert_str_eq(again, ids);
   ck_assert_int_eq(es_close(db), ES_OK);
@@ -263,7 +234,7 @@ START_TEST(test_auto) {
     ck_assert_int_eq(es_flush(db, "auto"), ES_OK);
   }
   int n;
-  char *ids = scan_ids(db, "auto", &n);
+  char *ids = ut_scan_ids(db, "auto", &n);
   ck_assert_int_eq(n, 700);
   free(ids);
   snprintf(tdir, sizeof(tdir), "%s/tenants/auto", dir);

@@ -67,39 +67,13 @@ static void append_n(es_db *db, const char *tenant, int from, int n) {
   }
 }
 
-/* The message ids of a tenant in scan order, '\n'-joined (owned). */
-static char *ids_of(es_db *db, const char *tenant) {
-  es_scan_spec spec;
-  es_scan_spec_init(&spec);
-  spec.tenant = tenant;
-  es_cursor *cur;
-  ck_assert_int_eq(es_scan(db, &spec, &cur), ES_OK);
-  size_t cap = 4096, len = 0;
-  char *out = malloc(cap);
-  out[0] = '\0';
-  es_event ev;
-  int rc;
-  while ((rc = es_cursor_next(cur, &ev)) == 1) {
-    size_t l = strlen(ev.message_id);
-    while (len + l + 2 > cap)
-      out = realloc(out, cap *= 2);
-    memcpy(out + len, ev.message_id, l);
-    len += l;
-    out[len++] = '\n';
-    out[len] = '\0';
-  }
-  ck_assert_int_eq(rc, 0);
-  es_cursor_close(cur);
-  return out;
-}
-
 /* Waits until the reader's scan equals the writer's; returns the wait in
  * microseconds (fails after 5 s). */
 static int64_t converge(es_db *w, es_db *r, const char *tenant) {
-  char *want = ids_of(w, tenant);
+  char *want = ut_scan_ids(w, tenant, NULL);
   int64_t t0 = es__clock_mono_us();
   for (;;) {
-    char *got = ids_of(r, tenant);
+    char *got = ut_scan_ids(r, tenant, NULL);
     int same = strcmp(got, want) == 0;
     int64_t waited = es__clock_mono_us() - t0;
     if (!same && waited > 5000000)

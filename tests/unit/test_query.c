@@ -353,30 +353,27 @@ static void fill_tenant(es_db *db, const char *tenant, int count, int flush,
 }
 
 /* Every event of the tenant, through es_scan. */
+typedef struct bevs {
+  bev *all;
+  size_t n, cap;
+} bevs;
+
+static void bevs_add(void *ud, const es_event *ev) {
+  bevs *b = ud;
+  if (b->n == b->cap)
+    b->all = realloc(b->all, (b->cap = b->cap ? 2 * b->cap : 64) * sizeof(bev));
+  b->all[b->n++] = (bev){ev->ts_us,
+                         ev->type,
+                         dup_or_null(ev->event),
+                         dup_or_null(ev->path),
+                         dup_or_null(ev->anonymous_id),
+                         dup_or_null(ev->user_id)};
+}
+
 static bev *load_all(es_db *db, const char *tenant, size_t *n_out) {
-  es_scan_spec spec;
-  es_scan_spec_init(&spec);
-  spec.tenant = tenant;
-  es_cursor *cur;
-  ck_assert_int_eq(es_scan(db, &spec, &cur), ES_OK);
-  size_t n = 0, cap = 64;
-  bev *all = malloc(cap * sizeof(bev));
-  es_event ev;
-  int rc;
-  while ((rc = es_cursor_next(cur, &ev)) == 1) {
-    if (n == cap)
-      all = realloc(all, (cap *= 2) * sizeof(bev));
-    all[n++] = (bev){ev.ts_us,
-                     ev.type,
-                     dup_or_null(ev.event),
-                     dup_or_null(ev.path),
-                     dup_or_null(ev.anonymous_id),
-                     dup_or_null(ev.user_id)};
-  }
-  ck_assert_int_eq(rc, 0);
-  es_cursor_close(cur);
-  *n_out = n;
-  return all;
+  bevs b = {NULL, 0, 0};
+  *n_out = ut_scan(db, tenant, bevs_add, &b);
+  return b.all ? b.all : malloc(1);
 }
 
 /* The random spec as the test knows it (and writes as JSON). */

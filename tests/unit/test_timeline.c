@@ -335,25 +335,22 @@ static void fill(es_db *db, const char *tenant, int count, uint64_t *x) {
 }
 
 /* Every event of the tenant in scan order (time, then append order). */
+typedef struct bevs {
+  bev *all;
+  size_t n, cap;
+} bevs;
+
+static void bevs_add(void *ud, const es_event *ev) {
+  bevs *b = ud;
+  if (b->n == b->cap)
+    b->all = realloc(b->all, (b->cap = b->cap ? 2 * b->cap : 64) * sizeof(bev));
+  bev_copy(&b->all[b->n++], ev);
+}
+
 static bev *load_all(es_db *db, const char *tenant, size_t *n_out) {
-  es_scan_spec spec;
-  es_scan_spec_init(&spec);
-  spec.tenant = tenant;
-  es_cursor *cur;
-  ck_assert_int_eq(es_scan(db, &spec, &cur), ES_OK);
-  size_t n = 0, cap = 64;
-  bev *all = malloc(cap * sizeof(bev));
-  es_event ev;
-  int rc;
-  while ((rc = es_cursor_next(cur, &ev)) == 1) {
-    if (n == cap)
-      all = realloc(all, (cap *= 2) * sizeof(bev));
-    bev_copy(&all[n++], &ev);
-  }
-  ck_assert_int_eq(rc, 0);
-  es_cursor_close(cur);
-  *n_out = n;
-  return all;
+  bevs b = {NULL, 0, 0};
+  *n_out = ut_scan(db, tenant, bevs_add, &b);
+  return b.all ? b.all : malloc(1);
 }
 
 /* Compares es_timeline_open(person, limit) with the brute force. */

@@ -179,6 +179,51 @@ void ut_event_eq(const es_event *got, const es_event *want, const char *what) {
 
 /* ---- running ---------------------------------------------------------- */
 
+size_t ut_scan(es_db *db, const char *tenant,
+               void (*fn)(void *ud, const es_event *ev), void *ud) {
+  es_scan_spec spec;
+  es_scan_spec_init(&spec);
+  spec.tenant = tenant;
+  es_cursor *cur;
+  ck_assert_int_eq(es_scan(db, &spec, &cur), ES_OK);
+  es_event ev;
+  size_t n = 0;
+  int rc;
+  while ((rc = es_cursor_next(cur, &ev)) == 1) {
+    fn(ud, &ev);
+    n++;
+  }
+  ck_assert_msg(rc == 0, "scan of %s: %s", tenant, es_errdetail());
+  es_cursor_close(cur);
+  return n;
+}
+
+typedef struct ids_buf {
+  char *out;
+  size_t len, cap;
+} ids_buf;
+
+static void ids_add(void *ud, const es_event *ev) {
+  ids_buf *b = ud;
+  size_t l = ev->message_id ? strlen(ev->message_id) : 0;
+  while (b->len + l + 2 > b->cap)
+    b->out = realloc(b->out, b->cap = b->cap ? 2 * b->cap : 4096);
+  ck_assert_ptr_nonnull(b->out);
+  memcpy(b->out + b->len, ev->message_id ? ev->message_id : "", l);
+  b->len += l;
+  b->out[b->len++] = '\n';
+  b->out[b->len] = '\0';
+}
+
+char *ut_scan_ids(es_db *db, const char *tenant, int *n_out) {
+  ids_buf b = {calloc(1, 1), 0, 1};
+  ck_assert_ptr_nonnull(b.out);
+  size_t n = ut_scan(db, tenant, ids_add, &b);
+  if (n_out)
+    *n_out = (int)n;
+  return b.out;
+}
+
 int ut_main(Suite *s) {
   SRunner *sr = srunner_create(s);
   srunner_run_all(sr, CK_NORMAL);

@@ -71,6 +71,15 @@ void ut_event_eq(const es_event *got, const es_event *want, const char *what);
 /* ---- running ---------------------------------------------------------- */
 
 /* Runs the suite (CK_NORMAL output); returns 0 if every test passed. */
+/* Scans every event of a tenant (es_scan, time order) and calls fn per
+ * event; the scan must end cleanly.  Returns the number of events. */
+size_t ut_scan(es_db *db, const char *tenant,
+               void (*fn)(void *ud, const es_event *ev), void *ud);
+
+/* The message ids of a tenant in scan order, each followed by '\n'
+ * (malloc'ed); *n_out (may be NULL) gets their number. */
+char *ut_scan_ids(es_db *db, const char *tenant, int *n_out);
+
 int ut_main(Suite *s);
 
 #endif
