@@ -121,6 +121,12 @@ int es__event_encode(es_buf *b, const es_event *ev, int64_t now_us,
 
 /* Decodes a row; the strings of *ev borrow from p. */
 int es__event_decode(const uint8_t *p, size_t n, es_event *ev, size_t *used) {
+  return es__event_decode_lens(p, n, ev, NULL, used);
+}
+
+/* The same, also giving each string's length (the row stores it). */
+int es__event_decode_lens(const uint8_t *p, size_t n, es_event *ev,
+                          uint32_t *lens, size_t *used) {
   es_rd r = es__rd(p, n);
   memset(ev, 0, sizeof(*ev));
   ev->ts_us = es__rd_svarint(&r);
@@ -128,12 +134,16 @@ int es__event_decode(const uint8_t *p, size_t n, es_event *ev, size_t *used) {
   ev->type = es__rd_u8(&r);
   for (int i = 0; i < ES_NSTR && !r.bad; i++) {
     uint64_t l = es__rd_varint(&r);
+    if (lens)
+      lens[i] = 0;
     if (l == 0)
       continue;
     const uint8_t *s = es__rd_bytes(&r, (size_t)l);
     if (!s || l > n || s[l - 1] != '\0')
       return ES_CORRUPT_BKPT("row: string %s malformed", es__str_name[i]);
     *es__ev_str(ev, i) = (const char *)s;
+    if (lens)
+      lens[i] = (uint32_t)(l - 1);
   }
   if (r.bad)
     return ES_CORRUPT_BKPT("row: truncated");

@@ -64,6 +64,11 @@ int es__event_encode(es_buf *b, const es_event *ev, int64_t now_us,
 int es__event_decode(const uint8_t *p, size_t n, es_event *ev,
                      size_t *used) ES_MUST_CHECK;
 
+/* es__event_decode that also sets lens[i] to the length of string i
+ * (0 for NULL), so that callers need no strlen. */
+int es__event_decode_lens(const uint8_t *p, size_t n, es_event *ev,
+                          uint32_t *lens, size_t *used) ES_MUST_CHECK;
+
 /* Reads only the event time of the row at p (rows are well formed). */
 int64_t es__event_ts(const uint8_t *p);
 

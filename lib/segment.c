@@ -38,59 +38,65 @@ typedef struct seg_dict {
   uint32_t *slots; /* 0 empty, else index+1 into vals */
   size_t nslots;
   const char **vals;
+  uint32_t *lens; /* lens[v]: the length of vals[v] */
   size_t nvals;
 } seg_dict;
 
-/* Looks s up, inserting it; returns its index + 1, or 0 on ENOMEM. */
-static uint32_t seg_dict_put(seg_dict *d, const char *s) {
-  size_t len = strlen(s);
+/* Looks s (len bytes) up, inserting it; returns its index + 1. */
+static uint32_t seg_dict_put(seg_dict *d, const char *s, uint32_t len) {
   size_t h = (size_t)es__hash64(s, len, 0) & (d->nslots - 1);
   for (;; h = (h + 1) & (d->nslots - 1)) {
     uint32_t v = d->slots[h];
     if (v == 0)
       break;
-    if (strcmp(d->vals[v - 1], s) == 0)
+    if (d->lens[v - 1] == len && memcmp(d->vals[v - 1], s, len) == 0)
       return v;
   }
-  d->vals[d->nvals++] = s;
+  d->vals[d->nvals] = s;
+  d->lens[d->nvals++] = len;
   d->slots[h] = (uint32_t)d->nvals;
   return (uint32_t)d->nvals;
 }
 
-static int seg_put_str(es_buf *b, const char *s) {
+static int seg_put_str(es_buf *b, const char *s, uint32_t len) {
   if (!s)
     return es__buf_put_u8(b, 0);
-  size_t n = strlen(s);
-  ES_TRY(es__buf_put_varint(b, (uint64_t)n + 1));
-  return es__buf_put(b, s, n + 1);
+  ES_TRY(es__buf_put_varint(b, (uint64_t)len + 1));
+  return es__buf_put(b, s, (size_t)len + 1);
 }
 
-/* Encodes string column i of rows[0..n) as DICT or PLAIN. */
-static int seg_encode_strings(es_buf *raw, const es_event *evs, size_t n,
-                              int col, seg_dict *d, uint32_t *idx) {
+/* Encodes string column i of rows[0..n) as DICT or PLAIN: DICT when it
+ * has at most n/2 distinct values, so the dictionary is given up as soon
+ * as it grows past that.  lens holds ES_NSTR lengths per row. */
+static int seg_encode_strings(es_buf *raw, const es_event *evs,
+                              const uint32_t *lens, size_t n, int col,
+                              seg_dict *d, uint32_t *idx) {
   d->nvals = 0;
   memset(d->slots, 0, d->nslots * sizeof(uint32_t));
-  for (size_t r = 0; r < n; r++) {
+  size_t r = 0;
+  for (; r < n && d->nvals <= n / 2; r++) {
     const char *s = es__ev_cstr(&evs[r], col);
-    idx[r] = s ? seg_dict_put(d, s) : 0;
+    idx[r] = s ? seg_dict_put(d, s, lens[r * ES_NSTR + col]) : 0;
   }
-  if (d->nvals <= n / 2) {
+  if (r == n && d->nvals <= n / 2) {
     ES_TRY(es__buf_put_u8(raw, SEG_ENC_DICT));
     ES_TRY(es__buf_put_varint(raw, d->nvals));
     for (size_t v = 0; v < d->nvals; v++)
-      ES_TRY(seg_put_str(raw, d->vals[v]));
-    for (size_t r = 0; r < n; r++)
+      ES_TRY(seg_put_str(raw, d->vals[v], d->lens[v]));
+    for (r = 0; r < n; r++)
       ES_TRY(es__buf_put_varint(raw, idx[r]));
     return ES_OK;
   }
   ES_TRY(es__buf_put_u8(raw, SEG_ENC_PLAIN));
-  for (size_t r = 0; r < n; r++)
-    ES_TRY(seg_put_str(raw, es__ev_cstr(&evs[r], col)));
+  for (r = 0; r < n; r++)
+    ES_TRY(seg_put_str(raw, es__ev_cstr(&evs[r], col),
+                       lens[r * ES_NSTR + col]));
   return ES_OK;
 }
 
 /* Encodes column c of one row group into raw. */
-static int seg_encode_column(es_buf *raw, const es_event *evs, size_t n, int c,
+static int seg_encode_column(es_buf *raw, const es_event *evs,
+                             const uint32_t *lens, size_t n, int c,
                              int64_t min_ts, seg_dict *d, uint32_t *idx) {
   int64_t prev = min_ts;
   switch (c) {
@@ -110,7 +116,7 @@ static int seg_encode_column(es_buf *raw, const es_event *evs, size_t n, int c,
       ES_TRY(es__buf_put_u8(raw, (uint8_t)evs[r].type));
     return ES_OK;
   default:
-    return seg_encode_strings(raw, evs, n, c - ES_COL_STR0, d, idx);
+    return seg_encode_strings(raw, evs, lens, n, c - ES_COL_STR0, d, idx);
   }
 }
 
@@ -121,8 +127,8 @@ static uint32_t seg_bloom_bit(uint64_t h, uint32_t i, uint32_t nbits) {
   return (h1 + i * h2) % nbits;
 }
 
-static uint64_t seg_bloom_hash(const char *key) {
-  return es__hash64(key, strlen(key), 0x5e9b100f);
+static uint64_t seg_bloom_hash(const char *key, size_t len) {
+  return es__hash64(key, len, 0x5e9b100f);
 }
 
 static void seg_bloom_add(uint8_t *bits, uint32_t nbits, uint64_t h) {
@@ -137,6 +143,7 @@ typedef struct seg_build {
   es_buf footer_groups;
   es_buf raw, comp;
   es_event *evs;
+  uint32_t *lens; /* ES_NSTR string lengths per row of evs */
   seg_dict dict;
   uint32_t *idx;
   uint64_t *keys; /* hashes of person and message ids, for the filter */
@@ -149,27 +156,33 @@ static int seg_collect_keys(seg_build *sb, size_t n) {
                   sizeof(uint64_t)));
   for (size_t r = 0; r < n; r++) {
     const es_event *ev = &sb->evs[r];
+    const uint32_t *len = &sb->lens[r * ES_NSTR];
     if (ev->anonymous_id)
-      sb->keys[sb->nkeys++] = seg_bloom_hash(ev->anonymous_id);
+      sb->keys[sb->nkeys++] =
+          seg_bloom_hash(ev->anonymous_id, len[ES_STR_anonymous_id]);
     if (ev->user_id)
-      sb->keys[sb->nkeys++] = seg_bloom_hash(ev->user_id);
+      sb->keys[sb->nkeys++] = seg_bloom_hash(ev->user_id, len[ES_STR_user_id]);
     if (ev->message_id)
-      sb->keys[sb->nkeys++] = seg_bloom_hash(ev->message_id);
+      sb->keys[sb->nkeys++] =
+          seg_bloom_hash(ev->message_id, len[ES_STR_message_id]);
   }
   return ES_OK;
 }
 
 /* Writes one row group's blocks and appends its footer entry. */
-static int seg_build_group(seg_build *sb, size_t n) {
+static int seg_build_group(seg_build *sb, size_t n, uint64_t row_bytes) {
   int64_t min_ts = sb->evs[0].ts_us, max_ts = sb->evs[n - 1].ts_us;
   ES_TRY(es__buf_put_u32(&sb->footer_groups, (uint32_t)n));
-  ES_TRY(es__buf_put_u32(&sb->footer_groups, 0));
+  ES_TRY(es__buf_put_u32(&sb->footer_groups, row_bytes < UINT32_MAX
+                                                 ? (uint32_t)row_bytes
+                                                 : UINT32_MAX));
   ES_TRY(es__buf_put_u64(&sb->footer_groups, (uint64_t)min_ts));
   ES_TRY(es__buf_put_u64(&sb->footer_groups, (uint64_t)max_ts));
   for (int c = 0; c < ES_SEG_NCOLS; c++) {
     sb->raw.len = 0;
     ES_TRY(
-        seg_encode_column(&sb->raw, sb->evs, n, c, min_ts, &sb->dict, sb->idx));
+        seg_encode_column(&sb->raw, sb->evs, sb->lens, n, c, min_ts, &sb->dict,
+                          sb->idx));
     size_t bound = es__lz4_bound(sb->raw.len);
     sb->comp.len = 0;
     ES_TRY(es__buf_reserve(&sb->comp, bound));
@@ -243,7 +256,10 @@ int es__segment_build(es_buf *out, const es_mrow *const *rows, size_t n) {
   sb.idx = es__malloc(group * sizeof(uint32_t));
   sb.dict.slots = es__malloc(sb.dict.nslots * sizeof(uint32_t));
   sb.dict.vals = es__malloc(group * sizeof(char *));
-  if (!sb.evs || !sb.idx || !sb.dict.slots || !sb.dict.vals)
+  sb.dict.lens = es__malloc(group * sizeof(uint32_t));
+  sb.lens = es__malloc(group * ES_NSTR * sizeof(uint32_t));
+  if (!sb.evs || !sb.idx || !sb.dict.slots || !sb.dict.vals ||
+      !sb.dict.lens || !sb.lens)
     ES_CHECK(ES_NOMEM_BKPT());
   uint8_t hdr[ES_SEG_HEADER_BYTES];
   memcpy(hdr, SEG_MAGIC, 8);
@@ -253,13 +269,16 @@ int es__segment_build(es_buf *out, const es_mrow *const *rows, size_t n) {
   uint32_t ngroups = 0;
   for (size_t start = 0; start < n; start += ES_SEG_GROUP_ROWS, ngroups++) {
     size_t m = n - start < ES_SEG_GROUP_ROWS ? n - start : ES_SEG_GROUP_ROWS;
+    uint64_t row_bytes = 0;
     for (size_t r = 0; r < m; r++) {
       size_t used;
-      ES_CHECK(es__event_decode(rows[start + r]->row, ES_EVENT_BYTES_MAX,
-                                &sb.evs[r], &used));
+      ES_CHECK(es__event_decode_lens(rows[start + r]->row, ES_EVENT_BYTES_MAX,
+                                     &sb.evs[r], &sb.lens[r * ES_NSTR],
+                                     &used));
+      row_bytes += used;
     }
     ES_CHECK(seg_collect_keys(&sb, m));
-    ES_CHECK(seg_build_group(&sb, m));
+    ES_CHECK(seg_build_group(&sb, m, row_bytes));
   }
   ES_CHECK(seg_build_footer(&sb, rows, n, ngroups));
 err:
@@ -270,6 +289,8 @@ err:
   es__free(sb.idx);
   es__free(sb.dict.slots);
   es__free(sb.dict.vals);
+  es__free(sb.dict.lens);
+  es__free(sb.lens);
   es__free(sb.keys);
   return rc;
 }
@@ -298,10 +319,13 @@ static int seg_parse_footer(es_segment *seg, const uint8_t *f, size_t len,
   if (!seg->groups || !seg->bloom)
     return ES_NOMEM_BKPT();
   uint64_t rows = 0;
+  int row_bytes_known = 1;
   for (uint32_t g = 0; g < seg->ngroups; g++) {
     es_seg_group *gr = &seg->groups[g];
     gr->rows = es__rd_u32(&r);
-    (void)es__rd_u32(&r);
+    gr->row_bytes = es__rd_u32(&r);
+    row_bytes_known &= gr->row_bytes != 0;
+    seg->row_bytes += gr->row_bytes;
     gr->min_ts = (int64_t)es__rd_u64(&r);
     gr->max_ts = (int64_t)es__rd_u64(&r);
     rows += gr->rows;
@@ -311,6 +335,7 @@ static int seg_parse_footer(es_segment *seg, const uint8_t *f, size_t len,
       b->clen = es__rd_u32(&r);
       b->rlen = es__rd_u32(&r);
       b->checksum = es__rd_u64(&r);
+      seg->raw_bytes += b->rlen;
       if (b->off < ES_SEG_HEADER_BYTES || b->off > footer_off ||
           b->clen > footer_off - b->off || b->clen == 0)
         return ES_CORRUPT_BKPT("%s: block %u/%d lies outside the data area",
@@ -325,6 +350,8 @@ static int seg_parse_footer(es_segment *seg, const uint8_t *f, size_t len,
     memcpy(seg->bloom, bloom, seg->bloom_bits / 8);
   if (r.bad || rows != seg->rows)
     return ES_CORRUPT_BKPT("%s: footer row counts disagree", seg->path);
+  if (!row_bytes_known)
+    seg->row_bytes = 0;
   return ES_OK;
 }
 
@@ -415,7 +442,7 @@ void es__segment_unref(es_segment *seg) {
 
 /* Bloom filter probe. */
 int es__segment_may_contain(const es_segment *seg, const char *key) {
-  uint64_t h = seg_bloom_hash(key);
+  uint64_t h = seg_bloom_hash(key, strlen(key));
   for (uint32_t i = 0; i < seg->bloom_k; i++) {
     uint32_t bit = seg_bloom_bit(h, i, seg->bloom_bits);
     if (!(seg->bloom[bit / 8] & (1u << (bit % 8))))

@@ -41,6 +41,7 @@ typedef struct es_seg_block {
 
 typedef struct es_seg_group {
   uint32_t rows;
+  uint32_t row_bytes; /* the rows' encoded size (saturated); 0: unknown */
   int64_t min_ts, max_ts;
   es_seg_block cols[ES_SEG_NCOLS];
 } es_seg_group;
@@ -52,6 +53,11 @@ typedef struct es_segment {
   char path[ES_PATH_MAX];
   uint64_t id;
   uint64_t rows, bytes;
+  uint64_t raw_bytes; /* the blocks' sizes decompressed (footer's rlen) */
+  /* The rows' size in the row encoding (event.h), as a merge holds them:
+   * the sum of the groups' row_bytes, or 0 when a group does not say
+   * (files written before it was recorded). */
+  uint64_t row_bytes;
   int64_t min_ts, max_ts;
   uint32_t ngroups;
   es_seg_group *groups;
