@@ -202,10 +202,10 @@ typedef struct es_options {
   int compact_segments;       /* 0 (default): segments are merged only by
                                  es_compact.  N > 0: after a flush, when the
                                  flusher has nothing else queued and the tenant
-                                 has N or more segments under half the target,
-                                 the flusher compacts that tenant (target: 64
-                                 MiB or memtable_budget_bytes / 16, the smaller,
-                                 as a merge holds its rows in memory) */
+                                 has N or more small segments, the flusher
+                                 compacts that tenant with memory_bytes =
+                                 memtable_budget_bytes / 8 (see
+                                 es_compact_options) */
   int read_only;              /* 1: a reader beside a writing process; see
                                  "Read-only handles" below es_open */
   int64_t follow_interval_us; /* read_only: how often the follower looks
@@ -575,6 +575,12 @@ typedef struct es_compact_options {
   void (*progress)(void *ud, const char *tenant, uint64_t done_bytes,
                    uint64_t total_bytes);
   void *ud;
+  /* 0 (default): no limit.  Else about the most memory one merge may
+   * hold: a merge holds its inputs' rows uncompressed (plus its output
+   * image), so a run stops growing before that passes this, and a
+   * segment counts as small only under half of it as well.  (A run of a
+   * single segment, rewritten for retention, may pass it.) */
+  uint64_t memory_bytes;
 } es_compact_options;
 
 /* Fills *opts with the defaults above. */

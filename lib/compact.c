@@ -225,11 +225,25 @@ static void crun_unlink(es_db *db, es_tenant *t, const crun *r) {
   es__error_clear();
 }
 
+/* About the memory a merge holds for segment s: its rows re-encoded
+ * (when the footer does not say, the blocks' raw size stands in), their
+ * sort keys and row pointers, and its share of the output image. */
+uint64_t es__compact_merge_bytes(const es_segment *s) {
+  uint64_t rows = s->row_bytes ? s->row_bytes : s->raw_bytes;
+  return rows + s->rows * (sizeof(crow) + 2 * sizeof(void *)) + s->bytes;
+}
+
+/* Whether a segment is small enough to be merged (see dbint.h). */
+int es__compact_small(const es_segment *s, const es_compact_options *o) {
+  return s->bytes < o->target_bytes / 2 &&
+         (o->memory_bytes == 0 || es__compact_merge_bytes(s) < o->memory_bytes / 2);
+}
+
 /* Whether a segment must be part of a run: small, or holding expired
  * events. */
 static int seg_wanted(const es_segment *s, const es_compact_options *o,
                       int64_t cutoff) {
-  return s->bytes < o->target_bytes / 2 || s->min_ts < cutoff;
+  return es__compact_small(s, o) || s->min_ts < cutoff;
 }
 
 /* Compacts one tenant. */
@@ -253,14 +267,18 @@ static int compact_tenant(es_db *db, es_tenant *t, const es_compact_options *o,
     crun r;
     memset(&r, 0, sizeof(r));
     r.in = &set->segs[i];
-    uint64_t bytes = 0;
+    uint64_t bytes = 0, mem = 0;
     int expired = 0;
-    while (i + r.nin < set->n && seg_wanted(set->segs[i + r.nin], o, cutoff) &&
-           (r.nin == 0 ||
-            bytes + set->segs[i + r.nin]->bytes <= o->target_bytes)) {
-      expired |= set->segs[i + r.nin]->min_ts < cutoff;
-      bytes += set->segs[i + r.nin]->bytes;
-      r.nin++;
+    for (; i + r.nin < set->n; r.nin++) {
+      const es_segment *s = set->segs[i + r.nin];
+      if (!seg_wanted(s, o, cutoff) ||
+          (r.nin > 0 && (bytes + s->bytes > o->target_bytes ||
+                         (o->memory_bytes &&
+                          mem + es__compact_merge_bytes(s) > o->memory_bytes))))
+        break;
+      expired |= s->min_ts < cutoff;
+      bytes += s->bytes;
+      mem += es__compact_merge_bytes(s);
     }
     i += r.nin;
     if (r.nin == 1 && !expired) {

@@ -225,4 +225,12 @@ int es__segset_replace(const es_segset *old, es_segment *const *drop,
                        size_t ndrop, es_segment *add,
                        es_segset **out) ES_MUST_CHECK;
 
+/* Whether es_compact with options o would merge s as a small segment:
+ * under half of o->target_bytes and (if set) of o->memory_bytes
+ * uncompressed. */
+int es__compact_small(const es_segment *s, const es_compact_options *o);
+/* About the memory a merge holds for s (its rows re-encoded, their sort
+ * keys, its share of the output image): what memory_bytes limits. */
+uint64_t es__compact_merge_bytes(const es_segment *s);
+
 #endif

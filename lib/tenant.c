@@ -580,14 +580,13 @@ static void flush_compact_maybe(es_db *db, es_tenant *t) {
     return;
   es_compact_options o;
   es_compact_options_init(&o);
-  /* a merge holds its run's rows in memory: keep it a small part of the
-   * memory the store was given */
-  if (o.target_bytes > db->opts.memtable_budget_bytes / 16)
-    o.target_bytes = db->opts.memtable_budget_bytes / 16;
+  /* a merge holds its run's rows, uncompressed, in memory: keep that to
+   * an eighth of the memory the store was given */
+  o.memory_bytes = db->opts.memtable_budget_bytes / 8;
   int small = 0;
   pthread_mutex_lock(&t->mu);
   for (size_t i = 0; i < t->segs->n; i++)
-    small += t->segs->segs[i]->bytes < o.target_bytes / 2;
+    small += es__compact_small(t->segs->segs[i], &o);
   pthread_mutex_unlock(&t->mu);
   if (small < db->opts.compact_segments)
     return;

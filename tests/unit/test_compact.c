@@ -12,6 +12,9 @@
  *  3. Compaction runs while other threads append and flush: every
  *     acknowledged event is present exactly once afterwards.
  *  4. Bad arguments are refused; an empty store is fine.
+ *  5. es_compact_options.memory_bytes bounds a run by what its inputs
+ *     cost a merge in memory (rows re-encoded, as the segment footer
+ *     records them), and segments too big for it are left alone.
  */
 #include <pthread.h>
 #include <stdio.h>
@@ -19,6 +22,7 @@
 #include <string.h>
 
 #include "clock.h"
+#include "dbint.h"
 #include "eventstore.h"
 #include "unit.h"
 
@@ -216,6 +220,66 @@ START_TEST(test_concurrent) {
 END_TEST
 
 /* es_options.compact_segments: the flusher merges small segments itself. */
+/* What merging the tenant's first segment would cost in memory, and its
+ * rows' encoded size and its blocks' raw size. */
+static uint64_t first_seg_cost(const char *tdir, uint64_t *row_bytes,
+                               uint64_t *raw_bytes) {
+  char path[700];
+  snprintf(path, sizeof(path), "%s/0000000000000001.seg", tdir);
+  es_segment *seg = NULL;
+  ck_assert_int_eq(es__segment_open(es__vfs_posix(), path, 1, &seg), ES_OK);
+  uint64_t cost = es__compact_merge_bytes(seg);
+  *row_bytes = seg->row_bytes;
+  *raw_bytes = seg->raw_bytes;
+  es__segment_unref(seg);
+  return cost;
+}
+
+START_TEST(test_memory) {
+  char dir[512], tdir[600];
+  ut_tmpdir(dir, sizeof(dir), "compact-memory");
+  es_db *db = open_db(dir);
+  int64_t base = es__clock_now_us() - DAY_US;
+  for (int s = 0; s < 6; s++) {
+    char tag[8];
+    snprintf(tag, sizeof(tag), "s%d", s);
+    fill(db, "mm", tag, 300, base);
+    ck_assert_int_eq(es_flush(db, "mm"), ES_OK);
+  }
+  snprintf(tdir, sizeof(tdir), "%s/tenants/mm", dir);
+  uint64_t row_bytes, raw_bytes;
+  uint64_t cost = first_seg_cost(tdir, &row_bytes, &raw_bytes);
+  /* the footer records the rows' encoded size: each of the 300 rows
+   * carries its strings in full there, where dictionary blocks (path,
+   * anonymous id, event) hold each value once */
+  ck_assert_uint_gt(row_bytes, 300 * 20);
+  ck_assert_uint_gt(row_bytes, raw_bytes);
+  ck_assert_uint_gt(cost, row_bytes);
+  char *ids0 = ut_scan_ids(db, "mm", NULL);
+  /* too little memory for even two: every segment counts as big */
+  es_compact_options o;
+  es_compact_options_init(&o);
+  o.memory_bytes = cost;
+  es_compact_report rep;
+  ck_assert_int_eq(es_compact(db, "mm", &o, &rep), ES_OK);
+  ck_assert_uint_eq(rep.segments_in, 0);
+  ck_assert_int_eq(ut_count_suffix(tdir, ".seg"), 6);
+  /* room for two and a half: runs of two */
+  o.memory_bytes = cost * 5 / 2;
+  ck_assert_int_eq(es_compact(db, "mm", &o, &rep), ES_OK);
+  ck_assert_uint_eq(rep.segments_in, 6);
+  ck_assert_uint_eq(rep.segments_out, 3);
+  ck_assert_uint_eq(rep.rows_out, 1800);
+  ck_assert_int_eq(ut_count_suffix(tdir, ".seg"), 3);
+  char *ids1 = ut_scan_ids(db, "mm", NULL);
+  ck_assert_str_eq(ids1, ids0);
+  ck_assert_int_eq(es_close(db), ES_OK);
+  ck_assert_int_eq(es_verify(dir, NULL, NULL), ES_OK);
+  free(ids0), free(ids1);
+  ut_rmrf(dir);
+}
+END_TEST
+
 START_TEST(test_auto) {
   char dir[512], tdir[600];
   ut_tmpdir(dir, sizeof(dir), "compact-auto");
@@ -277,6 +341,7 @@ static Suite *compact_suite(void) {
   tcase_add_test(tc, test_concurrent);
   tcase_add_test(tc, test_args);
   tcase_add_test(tc, test_auto);
+  tcase_add_test(tc, test_memory);
   suite_add_tcase(s, tc);
   return s;
 }
