@@ -839,15 +839,20 @@ int es__open_vfs(const es_options *opts, es_vfs *vfs, es_db **db_out) {
   if (pthread_create(&db->flusher, NULL, es__flusher_main, db) != 0)
     ES_CHECK(ES_ERR(ES_ENOMEM, "cannot start the flusher thread"));
   db->flusher_started = 1;
+  (void)pthread_setname_np(db->flusher, "es-flush");
   for (uint32_t s = 0; s < db->nshards; s++) {
     es_shard *sh = &db->shards[s];
     if (pthread_create(&sh->thread, NULL, writer_main, sh) != 0)
       ES_CHECK(ES_ERR(ES_ENOMEM, "cannot start a writer thread"));
     sh->started = 1;
+    char name[16];
+    snprintf(name, sizeof(name), "es-wal%u", s % 1000);
+    (void)pthread_setname_np(sh->thread, name);
   }
   if (pthread_create(&db->housekeeper, NULL, housekeeper_main, db) != 0)
     ES_CHECK(ES_ERR(ES_ENOMEM, "cannot start the housekeeper thread"));
   db->hk_started = 1;
+  (void)pthread_setname_np(db->housekeeper, "es-housekeep");
   *db_out = db;
   return ES_OK;
 err:

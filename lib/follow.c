@@ -383,5 +383,6 @@ int es__open_read_only(es_db *db) {
   if (pthread_create(&db->housekeeper, NULL, follower_main, db) != 0)
     return ES_ERR(ES_ENOMEM, "cannot start the follower thread");
   db->hk_started = 1;
+  (void)pthread_setname_np(db->housekeeper, "es-follow");
   return ES_OK;
 }

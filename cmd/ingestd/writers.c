@@ -145,9 +145,11 @@ int sched_start(sched *s, uv_loop_t *loop, es_db *db, int threads_count,
   if (uv_async_init(loop, &s->async, on_async))
     return -1;
   s->async.data = s;
-  for (; s->threads_count < threads_count; s->threads_count++)
+  for (; s->threads_count < threads_count; s->threads_count++) {
     if (pthread_create(&s->threads[s->threads_count], NULL, writer_main, s))
       break;
+    (void)pthread_setname_np(s->threads[s->threads_count], "ing-append");
+  }
   return s->threads_count == threads_count ? 0 : -1;
 }
 
