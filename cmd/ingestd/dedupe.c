@@ -114,7 +114,7 @@ void ing_dedupe_remove(ing_dedupe *d, uint64_t h) {
 
 int ing_dedupe_add(ing_dedupe *d, uint64_t h) {
   if (ing_dedupe_has(d, h))
-    return 0;
+    return 1;
   if (d->len == d->ring_cap && d->ring_cap < d->ids_max && ring_grow(d))
     return -1;
   if (d->len == d->ring_cap) { /* full: forget the oldest */

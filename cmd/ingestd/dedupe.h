@@ -26,7 +26,9 @@ void ing_dedupe_free(ing_dedupe *d);
 /* The set's hash of a messageId (never 0). */
 uint64_t ing_dedupe_hash(const char *message_id);
 int ing_dedupe_has(const ing_dedupe *d, uint64_t h);
-/* Adds h (forgetting the oldest id when full); -1 when out of memory. */
+/* Adds h (forgetting the oldest id when full): 0 added, 1 already there
+ * (nothing changed), -1 out of memory.  One probe: callers that would
+ * ask ing_dedupe_has first need not. */
 int ing_dedupe_add(ing_dedupe *d, uint64_t h);
 /* Forgets h (an append failed); its ring slot is left to age out. */
 void ing_dedupe_remove(ing_dedupe *d, uint64_t h);

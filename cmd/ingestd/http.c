@@ -397,13 +397,14 @@ static int job_dedupe(job *j) {
   for (size_t i = 0; i < n; i++) {
     const es_event *ev = &j->batch.events[i].ev;
     uint64_t h = ing_dedupe_hash(ev->message_id);
-    if (ing_dedupe_has(d, h)) {
+    int rc = ing_dedupe_add(d, h);
+    if (rc < 0)
+      return -1;
+    if (rc == 1) {
       j->waits[j->n_waits++] = h;
       j->dups++;
       continue;
     }
-    if (ing_dedupe_add(d, h))
-      return -1;
     j->added[j->n_added++] = h;
     j->evs[j->n++] = *ev;
   }

@@ -54,6 +54,10 @@ static const char usage[] =
     "  --drain-timeout-ms MS SIGTERM: longest wait for requests in flight\n"
     "                        (default 30000)\n"
     "  --max-connections N   (default 10000)\n"
+    "  --compact N           merge a tenant's small segments once it has N\n"
+    "                        (in the background, after a flush, each merge\n"
+    "                        holding at most 1/16 of the budget); 0: never\n"
+    "                        (default 8)\n"
     "  --sync full|none      none: no fsync, tests/benchmarks only\n"
     "  --help, --version\n"
     "\n"
@@ -94,6 +98,10 @@ static int parse_args(int argc, char **argv, config *cfg) {
       if (strcmp(val, "full") && strcmp(val, "none"))
         return die_usage("--sync wants full or none, not \"%s\"", val);
       cfg->sync_none = strcmp(val, "none") == 0;
+    } else if (strcmp(a, "--compact") == 0) {
+      if (parse_num(a, val, 0, 1000000, &v))
+        return 2;
+      cfg->compact_segments = (int)v;
     } else if (strcmp(a, "--threads") == 0) {
       if (parse_num(a, val, 1, SCHED_THREADS_MAX, &v))
         return 2;
@@ -197,8 +205,9 @@ static int run(server *srv) {
   o.data_dir = srv->cfg.data_dir;
   o.sync_mode = srv->cfg.sync_none ? ES_SYNC_NONE : ES_SYNC_FULL;
   o.log.fn = ing_lib_log;
-  /* es_options.compact_segments stays 0: with it the flood test's peak
-   * memory doubled (docs/INGEST.md, "Compaction"). */
+  /* The flusher merges small segments; each merge holds at most
+   * memtable_budget_bytes / 8 of rows (docs/INGEST.md, "Compaction"). */
+  o.compact_segments = srv->cfg.compact_segments;
   /* The budget is shared: half for the store's memtables (appends wait
    * above it), half for requests in flight (bodies, parses, events). */
   o.memtable_budget_bytes = srv->cfg.memory_budget_bytes / 2;

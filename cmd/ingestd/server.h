@@ -41,6 +41,7 @@ typedef struct config {
   int64_t dedupe_window_us;
   int64_t read_timeout_ms, idle_timeout_ms, drain_timeout_ms;
   int sync_none;
+  int compact_segments; /* es_options.compact_segments */
   size_t connections_max;
 } config;
 

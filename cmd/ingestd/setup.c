@@ -136,7 +136,7 @@ static int seed_dedupe(server *srv) {
       return rc;
     while ((rc = es_cursor_next(cur, &ev)) == 1)
       if (ev.message_id && ev.recv_us >= since) {
-        if (ing_dedupe_add(&t->dedupe, ing_dedupe_hash(ev.message_id))) {
+        if (ing_dedupe_add(&t->dedupe, ing_dedupe_hash(ev.message_id)) < 0) {
           rc = ES_ENOMEM;
           break;
         }
@@ -170,6 +170,7 @@ void ingest_config_defaults(config *cfg) {
   cfg->idle_timeout_ms = 60000;
   cfg->drain_timeout_ms = 30000;
   cfg->connections_max = 10000;
+  cfg->compact_segments = 8;
 }
 
 int ingest_start(server *srv, uv_loop_t *loop, es_db *db, const char *host,

@@ -69,8 +69,10 @@ static void ib_dedupe(const ing_batch *b) {
     uint64_t h = ing_dedupe_hash(b->events[i].ev.message_id);
     h = (h & 0x3ff) * 1024 + 1 + (h >> 60); /* same home slot often */
     FUZZ_ASSERT(ing_dedupe_has(&d, h) == ib_has(&m, h));
-    if (ib_has(&m, h))
+    if (ib_has(&m, h)) {
+      FUZZ_ASSERT(ing_dedupe_add(&d, h) == 1);
       continue;
+    }
     FUZZ_ASSERT(ing_dedupe_add(&d, h) == 0);
     ib_add(&m, h);
     if (i % 3 == 2) {
