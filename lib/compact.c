@@ -32,6 +32,9 @@
  *     flusher and compaction serialise on tenant->man_mu.
  */
 #include <stdlib.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #include "clock.h"
 #include "dbint.h"
@@ -370,4 +373,83 @@ int es_compact(es_db *db, const char *tenant, const es_compact_options *opts,
   if (report_out)
     *report_out = rep;
   return rc;
+}
+
+/* --- the compactor thread (es_options.compact_segments) ----------------- */
+
+/* Queues t unless it is queued already. */
+void es__compact_request(es_db *db, es_tenant *t) {
+  pthread_mutex_lock(&db->cmp_mu);
+  if (!t->compact_queued && !db->cmp_stop &&
+      es__grow((void **)&db->cmp_queue, &db->cmp_cap, db->cmp_len + 1,
+               sizeof(es_tenant *)) == ES_OK) {
+    t->compact_queued = 1;
+    db->cmp_queue[db->cmp_len++] = t;
+    pthread_cond_signal(&db->cmp_cv);
+  }
+  es__error_clear(); /* a failed grow: the next flush asks again */
+  pthread_mutex_unlock(&db->cmp_mu);
+}
+
+void es__compact_wait_idle(es_db *db) {
+  pthread_mutex_lock(&db->cmp_mu);
+  while (db->cmp_started && (db->cmp_len > 0 || db->cmp_busy))
+    pthread_cond_wait(&db->cmp_idle_cv, &db->cmp_mu);
+  pthread_mutex_unlock(&db->cmp_mu);
+}
+
+/* Compacts t if it has compact_segments small segments or more.  A failed
+ * compaction has failed the database (es_compact) if it was an I/O
+ * error; otherwise it is logged and the tenant waits for its next flush. */
+static void compact_auto(es_db *db, es_tenant *t) {
+  es_compact_options o;
+  es_compact_options_init(&o);
+  /* a merge holds its run's rows, re-encoded, in memory: keep that to an
+   * eighth of the memory the store was given */
+  o.memory_bytes = db->opts.memtable_budget_bytes / 8;
+  int small = 0;
+  pthread_mutex_lock(&t->mu);
+  for (size_t i = 0; t->segs && i < t->segs->n; i++)
+    small += es__compact_small(t->segs->segs[i], &o);
+  pthread_mutex_unlock(&t->mu);
+  if (small < db->opts.compact_segments)
+    return;
+  es_compact_report rep;
+  int rc = es_compact(db, t->name, &o, &rep);
+  if (rc < 0 && rc != ES_ECLOSED)
+    es__db_log(db, 1, "tenant %s: compaction: %s", t->name, es_errdetail());
+  else if (rc == ES_OK && rep.segments_in > 0)
+    es__db_log(db, 2, "tenant %s: compacted %llu segments into %llu", t->name,
+               (unsigned long long)rep.segments_in,
+               (unsigned long long)rep.segments_out);
+  es__error_clear();
+}
+
+/* Takes queued tenants in order, at nice +10 (Linux sets the nice value
+ * of one thread this way); merges yield the CPU to appends and flushes. */
+void *es__compactor_main(void *arg) {
+  es_db *db = arg;
+  (void)setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), 10);
+  pthread_mutex_lock(&db->cmp_mu);
+  for (;;) {
+    while (db->cmp_len == 0 && !db->cmp_stop) {
+      db->cmp_busy = 0;
+      pthread_cond_broadcast(&db->cmp_idle_cv);
+      pthread_cond_wait(&db->cmp_cv, &db->cmp_mu);
+    }
+    if (db->cmp_stop)
+      break;
+    es_tenant *t = db->cmp_queue[0];
+    memmove(db->cmp_queue, db->cmp_queue + 1,
+            --db->cmp_len * sizeof(es_tenant *));
+    t->compact_queued = 0; /* a flush from now on may queue it again */
+    db->cmp_busy = 1;
+    pthread_mutex_unlock(&db->cmp_mu);
+    compact_auto(db, t);
+    pthread_mutex_lock(&db->cmp_mu);
+  }
+  db->cmp_busy = 0;
+  pthread_cond_broadcast(&db->cmp_idle_cv);
+  pthread_mutex_unlock(&db->cmp_mu);
+  return NULL;
 }

@@ -728,6 +728,9 @@ static int open_alloc(const es_options *opts, es_vfs *vfs, es_db **db_out) {
   pthread_cond_init(&db->mem_cv, NULL);
   pthread_mutex_init(&db->hk_mu, NULL);
   pthread_cond_init(&db->hk_cv, NULL);
+  pthread_mutex_init(&db->cmp_mu, NULL);
+  pthread_cond_init(&db->cmp_cv, NULL);
+  pthread_cond_init(&db->cmp_idle_cv, NULL);
   db->nbuckets = 1024;
   db->buckets = es__calloc(db->nbuckets, sizeof(es_tenant *));
   if (!db->buckets)
@@ -840,6 +843,12 @@ int es__open_vfs(const es_options *opts, es_vfs *vfs, es_db **db_out) {
     ES_CHECK(ES_ERR(ES_ENOMEM, "cannot start the flusher thread"));
   db->flusher_started = 1;
   (void)pthread_setname_np(db->flusher, "es-flush");
+  if (opts->compact_segments > 0) {
+    if (pthread_create(&db->compactor, NULL, es__compactor_main, db) != 0)
+      ES_CHECK(ES_ERR(ES_ENOMEM, "cannot start the compactor thread"));
+    db->cmp_started = 1;
+    (void)pthread_setname_np(db->compactor, "es-compact");
+  }
   for (uint32_t s = 0; s < db->nshards; s++) {
     es_shard *sh = &db->shards[s];
     if (pthread_create(&sh->thread, NULL, writer_main, sh) != 0)
@@ -887,6 +896,8 @@ int es_close(es_db *db) {
   if (!db)
     return ES_OK;
   atomic_store(&db->closing, 1);
+  close_stop_thread(&db->cmp_mu, &db->cmp_cv, &db->cmp_stop, db->cmp_started,
+                    db->compactor);
   close_stop_thread(&db->hk_mu, &db->hk_cv, &db->hk_stop, db->hk_started,
                     db->housekeeper);
   for (uint32_t s = 0; db->shards && s < db->nshards; s++) {
@@ -923,6 +934,10 @@ int es_close(es_db *db) {
   pthread_cond_destroy(&db->flushed_cv);
   pthread_mutex_destroy(&db->mem_mu);
   pthread_cond_destroy(&db->mem_cv);
+  pthread_mutex_destroy(&db->cmp_mu);
+  pthread_cond_destroy(&db->cmp_cv);
+  pthread_cond_destroy(&db->cmp_idle_cv);
+  es__free(db->cmp_queue);
   pthread_mutex_destroy(&db->hk_mu);
   pthread_cond_destroy(&db->hk_cv);
   es__free(db);

@@ -8,10 +8,14 @@
  * queued into one WAL frame, writes it, inserts the rows into memtables,
  * syncs once (group commit), publishes, and wakes the appenders.  One
  * flusher thread per database turns sealed memtables into segments.
+ * With es_options.compact_segments, one compactor thread, at a lower
+ * priority (nice +10), merges the small segments of tenants the flusher
+ * names to it, so that merges never hold up flushes and yield the CPU to
+ * appends under load.
  *
  * Locks, in the order they may be nested: tenant->compact_mu,
  * tenant->man_mu, db->tenants_mu, tenant->mu, db->flush_mu, shard->mu,
- * db->mem_mu.  No lock is held across I/O except
+ * db->mem_mu; db->cmp_mu is a leaf.  No lock is held across I/O except
  * by the writer thread of a shard, which owns its WAL alone.
  */
 #ifndef ES_DBINT_H
@@ -66,6 +70,7 @@ typedef struct es_tenant {
   atomic_int loaded;
   int loading;
   atomic_int dir_durable;   /* tenant directory created and synced */
+  int compact_queued;        /* on the compactor's queue (db->cmp_mu) */
   pthread_mutex_t rules_mu; /* guards rules (rules.h invariant 1) */
   es_rules rules;
   /* read-only handles (follow.c) */
@@ -152,6 +157,13 @@ struct es_db {
   pthread_cond_t hk_cv;
   int hk_stop, hk_started;
   pthread_t housekeeper;
+  /* the compactor (compact.c), when opts.compact_segments > 0 */
+  pthread_mutex_t cmp_mu;
+  pthread_cond_t cmp_cv, cmp_idle_cv;
+  es_tenant **cmp_queue;
+  size_t cmp_len, cmp_cap;
+  int cmp_busy, cmp_stop, cmp_started;
+  pthread_t compactor;
   /* memory budget */
   atomic_size_t mem_bytes;    /* all memtables */
   atomic_size_t sealed_bytes; /* of those, sealed and awaiting flush */
@@ -232,5 +244,12 @@ int es__compact_small(const es_segment *s, const es_compact_options *o);
 /* About the memory a merge holds for s (its rows re-encoded, their sort
  * keys, its share of the output image): what memory_bytes limits. */
 uint64_t es__compact_merge_bytes(const es_segment *s);
+/* The compactor thread; es__compact_request queues a tenant for it (no
+ * I/O, never fails: a tenant that cannot be queued waits for its next
+ * flush); es__compact_wait_idle waits until its queue is empty and no
+ * merge runs (tests). */
+void *es__compactor_main(void *arg);
+void es__compact_request(es_db *db, es_tenant *t);
+void es__compact_wait_idle(es_db *db);
 
 #endif

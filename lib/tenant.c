@@ -567,38 +567,11 @@ err:
   return rc;
 }
 
-/* es_options.compact_segments: after a flush, in a quiet moment (no other
- * flush queued), merges the tenant's small segments.  A failed compaction
- * has failed the database (es_compact) if it was an I/O error. */
+/* es_options.compact_segments: after a flush, the compactor thread
+ * (compact.c) looks at the tenant's small segments. */
 static void flush_compact_maybe(es_db *db, es_tenant *t) {
-  if (db->opts.compact_segments <= 0)
-    return;
-  pthread_mutex_lock(&db->flush_mu);
-  int busy = db->jobs_len > 1; /* the one just done is still counted */
-  pthread_mutex_unlock(&db->flush_mu);
-  if (busy)
-    return;
-  es_compact_options o;
-  es_compact_options_init(&o);
-  /* a merge holds its run's rows, uncompressed, in memory: keep that to
-   * an eighth of the memory the store was given */
-  o.memory_bytes = db->opts.memtable_budget_bytes / 8;
-  int small = 0;
-  pthread_mutex_lock(&t->mu);
-  for (size_t i = 0; i < t->segs->n; i++)
-    small += es__compact_small(t->segs->segs[i], &o);
-  pthread_mutex_unlock(&t->mu);
-  if (small < db->opts.compact_segments)
-    return;
-  es_compact_report rep;
-  int rc = es_compact(db, t->name, &o, &rep);
-  if (rc < 0)
-    es__db_log(db, 1, "tenant %s: compaction after flush: %s", t->name,
-               es_errdetail());
-  else
-    es__db_log(db, 2, "tenant %s: compacted %llu segments into %llu", t->name,
-               (unsigned long long)rep.segments_in,
-               (unsigned long long)rep.segments_out);
+  if (db->opts.compact_segments > 0)
+    es__compact_request(db, t);
 }
 
 /* The flusher thread: takes sealed memtables in order and flushes them;
