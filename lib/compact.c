@@ -156,11 +156,12 @@ static int crun_write(es_db *db, es_tenant *t, crun *r, es_segment **seg_out) {
     rc = es__path_join(path, sizeof(path), t->dir, name);
   if (rc == ES_OK)
     rc = es__segment_open(db->vfs, path, id, seg_out);
-  if (rc == ES_OK)
+  if (rc == ES_OK && es__tenant_rollups_hot(t)) {
     rc = es__rollup_decode(rimg.data, rimg.len, name, attach);
-  if (rc == ES_OK) {
-    es__segment_rollup_set(*seg_out, attach);
-    attach = NULL;
+    if (rc == ES_OK) {
+      es__segment_rollup_set(*seg_out, attach);
+      attach = NULL;
+    }
   }
   es__free(attach);
   es__free(mrows);

@@ -237,6 +237,10 @@ int es__segset_replace(const es_segset *old, es_segment *const *drop,
                        size_t ndrop, es_segment *add,
                        es_segset **out) ES_MUST_CHECK;
 
+/* Whether a query loaded rollups of t's segments in this process (then a
+ * flush or merge attaches the new segment's rollup at once). */
+int es__tenant_rollups_hot(es_tenant *t);
+
 /* Whether es_compact with options o would merge s as a small segment:
  * under half of o->target_bytes and (if set) of o->memory_bytes
  * uncompressed. */

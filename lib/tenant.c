@@ -474,8 +474,21 @@ int es__tenant_dir_make(es_db *db, es_tenant *t) {
   return ES_OK;
 }
 
+/* Whether a query has loaded rollups of t's segments in this process:
+ * then new segments get theirs attached at once, else they are loaded on
+ * first use (a server that only appends, es-ingestd, holds none). */
+int es__tenant_rollups_hot(es_tenant *t) {
+  int hot = 0;
+  pthread_mutex_lock(&t->mu);
+  for (size_t i = 0; t->segs && i < t->segs->n && !hot; i++)
+    hot = atomic_load(&t->segs->segs[i]->rollup) != NULL;
+  pthread_mutex_unlock(&t->mu);
+  return hot;
+}
+
 /* Writes the segment's rollup file (invariant 4) from the memtable's
- * incremental rollup, and attaches the same rollup to the segment. */
+ * incremental rollup, and attaches the same rollup to the segment when
+ * the tenant's rollups are in use (es__tenant_rollups_hot). */
 static int flush_rollup(es_db *db, es_tenant *t, es_memtable *mt,
                         es_segment *seg) {
   es_buf img = {0};
@@ -498,6 +511,11 @@ static int flush_rollup(es_db *db, es_tenant *t, es_memtable *mt,
   memcpy(name + strlen(name) - 4, ".rlp", 5);
   if (rc == ES_OK)
     rc = es__io_write_atomic(db->vfs, t->dir, name, img.data, img.len);
+  if (rc == ES_OK && !es__tenant_rollups_hot(t)) {
+    es__free(r);
+    es__buf_free(&img);
+    return ES_OK;
+  }
   if (rc == ES_OK)
     rc = es__rollup_decode(img.data, img.len, name, r);
   if (rc == ES_OK) {

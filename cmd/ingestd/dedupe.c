@@ -11,6 +11,9 @@
  *     collide with odds of about ids_max / 2^64 per new id (1e-13 at a
  *     million ids), and a collision would drop the newer event as a
  *     duplicate.  That is the price of 24 bytes per id instead of 100+.
+ *  4. bytes = (ring_cap + table_slots_for(ring_cap)) words, reserved in
+ *     the pool when the ring grew: the table, kept at load 1/2 with at
+ *     most ring_cap ids, never outgrows what was reserved for it.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -21,15 +24,18 @@
 
 #define TABLE_SLOTS_MIN 1024
 
-void ing_dedupe_init(ing_dedupe *d, size_t ids_max) {
+void ing_dedupe_init(ing_dedupe *d, size_t ids_max, ing_dedupe_pool *pool) {
   memset(d, 0, sizeof *d);
   d->ids_max = ids_max ? ids_max : 1;
+  d->pool = pool;
 }
 
 void ing_dedupe_free(ing_dedupe *d) {
   free(d->table);
   free(d->ring);
-  ing_dedupe_init(d, d->ids_max);
+  if (d->pool)
+    d->pool->bytes -= d->bytes;
+  ing_dedupe_init(d, d->ids_max, d->pool);
 }
 
 uint64_t ing_dedupe_hash(const char *message_id) {
@@ -69,11 +75,28 @@ static int table_grow(ing_dedupe *d) {
   return 0;
 }
 
-/* Doubles the ring (up to ids_max), unrolling it so head becomes 0. */
+/* The table size for a ring of cap ids at load one half at most. */
+static size_t table_slots_for(size_t cap) {
+  size_t slots = TABLE_SLOTS_MIN;
+  while (slots < cap * 2)
+    slots *= 2;
+  return slots;
+}
+
+/* Doubles the ring (up to ids_max), unrolling it so head becomes 0, when
+ * the pool has room for it and for the table it will need; 1 when there
+ * is no room (the set stays as it is), -1 when out of memory.  The first
+ * ring and table are always allowed. */
 static int ring_grow(ing_dedupe *d) {
   size_t cap = d->ring_cap ? d->ring_cap * 2 : TABLE_SLOTS_MIN / 2;
   if (cap > d->ids_max)
     cap = d->ids_max;
+  size_t bytes = (cap + table_slots_for(cap)) * sizeof(uint64_t);
+  if (d->pool && d->ring_cap != 0 &&
+      d->pool->bytes - d->bytes + bytes > d->pool->bytes_max) {
+    d->pool->refused++;
+    return 1;
+  }
   uint64_t *r = malloc(cap * sizeof *r);
   if (r == NULL)
     return -1;
@@ -83,6 +106,9 @@ static int ring_grow(ing_dedupe *d) {
   d->ring = r;
   d->ring_cap = cap;
   d->head = 0;
+  if (d->pool)
+    d->pool->bytes += bytes - d->bytes;
+  d->bytes = bytes;
   return 0;
 }
 
@@ -115,7 +141,7 @@ void ing_dedupe_remove(ing_dedupe *d, uint64_t h) {
 int ing_dedupe_add(ing_dedupe *d, uint64_t h) {
   if (ing_dedupe_has(d, h))
     return 1;
-  if (d->len == d->ring_cap && d->ring_cap < d->ids_max && ring_grow(d))
+  if (d->len == d->ring_cap && d->ring_cap < d->ids_max && ring_grow(d) < 0)
     return -1;
   if (d->len == d->ring_cap) { /* full: forget the oldest */
     ing_dedupe_remove(d, d->ring[d->head]);

@@ -36,9 +36,10 @@ static const char usage[] =
     "                        the bound port is logged as \"listening\")\n"
     "  --keys FILE           JSON object mapping write key -> tenant id\n"
     "  --threads N           writer threads calling es_append (default 4)\n"
-    "  --memory-budget MB    half for the store's memtables, half for\n"
-    "                        requests (bodies, parses, queued events);\n"
-    "                        503 above (default 256)\n"
+    "  --memory-budget MB    3/8 for the store's memtables, 1/4 for\n"
+    "                        requests (bodies, parses, queued events; 503\n"
+    "                        above), 1/4 for the messageId sets, 1/8 for\n"
+    "                        what none counts (default 256)\n"
     "  --queue-requests N    requests accepted but not yet durable (being\n"
     "                        parsed or waiting for a writer); 503 above\n"
     "                        (default 128)\n"
@@ -56,7 +57,7 @@ static const char usage[] =
     "  --max-connections N   (default 10000)\n"
     "  --compact N           merge a tenant's small segments once it has N\n"
     "                        (in the background, after a flush, each merge\n"
-    "                        holding at most 1/16 of the budget); 0: never\n"
+    "                        holding at most 3/64 of the budget); 0: never\n"
     "                        (default 8)\n"
     "  --sync full|none      none: no fsync, tests/benchmarks only\n"
     "  --help, --version\n"
@@ -208,11 +209,15 @@ static int run(server *srv) {
   /* The flusher merges small segments; each merge holds at most
    * memtable_budget_bytes / 8 of rows (docs/INGEST.md, "Compaction"). */
   o.compact_segments = srv->cfg.compact_segments;
-  /* The budget is shared: half for the store's memtables (appends wait
-   * above it), half for requests in flight (bodies, parses, events). */
-  o.memtable_budget_bytes = srv->cfg.memory_budget_bytes / 2;
-  srv->cfg.memory_budget_bytes -= o.memtable_budget_bytes;
-  srv->cfg.tenant_bytes_max /= 2;
+  /* The budget is shared: 3/8 for the store's memtables (appends wait
+   * above it), a quarter for requests in flight (bodies, parses, events),
+   * a quarter for the messageId sets, and 1/8 left for what none of them
+   * counts: the allocator's freed pages not yet returned, connections'
+   * buffers, flushes' and merges' images (docs/INGEST.md, "Overload"). */
+  o.memtable_budget_bytes = srv->cfg.memory_budget_bytes / 8 * 3;
+  srv->cfg.dedupe_bytes_max = srv->cfg.memory_budget_bytes / 4;
+  srv->cfg.memory_budget_bytes /= 4;
+  srv->cfg.tenant_bytes_max /= 4;
   es_db *db;
   if ((rc = es_open(&o, &db)) != ES_OK) {
     fprintf(stderr, "es-ingestd: cannot open %s: %s: %s\n", o.data_dir,

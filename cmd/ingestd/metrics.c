@@ -57,7 +57,8 @@ static int gauge(seg_buf *b, const char *name, const char *help,
 }
 
 int metrics_render(const metrics *m, seg_buf *b, size_t queue_jobs,
-                   size_t held_bytes, size_t budget_bytes, size_t connections,
+                   size_t held_bytes, size_t budget_bytes,
+                   const ing_dedupe_pool *dedupe, size_t connections,
                    int draining) {
   int rc = counter(b, "es_ingest_requests_total",
                    "HTTP requests answered, by status code");
@@ -105,7 +106,18 @@ int metrics_render(const metrics *m, seg_buf *b, size_t queue_jobs,
   rc |= gauge(b, "es_ingest_memory_bytes",
               "bytes held by request bodies and queued events", held_bytes);
   rc |= gauge(b, "es_ingest_memory_budget_bytes",
-              "--memory-budget (503 above it)", budget_bytes);
+              "the requests' quarter of --memory-budget (503 above it)",
+              budget_bytes);
+  rc |= gauge(b, "es_ingest_dedupe_bytes",
+              "memory of the tenants' messageId sets", dedupe->bytes);
+  rc |= gauge(b, "es_ingest_dedupe_budget_bytes",
+              "the messageId sets' quarter of --memory-budget",
+              dedupe->bytes_max);
+  rc |= counter(b, "es_ingest_dedupe_full_total",
+                "times a tenant's messageId set could not grow for want of "
+                "budget (it forgot its oldest id instead)");
+  rc |= put(b, "es_ingest_dedupe_full_total %llu\n",
+            (unsigned long long)dedupe->refused);
   rc |=
       gauge(b, "es_ingest_connections", "open client connections", connections);
   rc |= gauge(b, "es_ingest_draining", "1 after SIGTERM", (unsigned)draining);

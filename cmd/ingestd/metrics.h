@@ -10,6 +10,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "dedupe.h"
 #include "segment_json.h"
 
 #define METRICS_STATUSES 12
@@ -29,7 +30,8 @@ void metrics_request(metrics *m, int http_status);
 void metrics_commit(metrics *m, int64_t latency_us);
 /* Appends the Prometheus text; gauges are passed in. -1 on OOM. */
 int metrics_render(const metrics *m, seg_buf *out, size_t queue_jobs,
-                   size_t held_bytes, size_t budget_bytes, size_t connections,
+                   size_t held_bytes, size_t budget_bytes,
+                   const ing_dedupe_pool *dedupe, size_t connections,
                    int draining);
 
 #endif /* INGESTD_METRICS_H */

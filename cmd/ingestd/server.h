@@ -38,6 +38,7 @@ typedef struct config {
   size_t jobs_max;         /* requests parsing or waiting for a writer */
   size_t tenant_jobs_max;  /* one tenant's share of those (429 above) */
   size_t dedupe_ids_max;   /* per tenant */
+  size_t dedupe_bytes_max; /* all tenants' dedupe sets together */
   int64_t dedupe_window_us;
   int64_t read_timeout_ms, idle_timeout_ms, drain_timeout_ms;
   int sync_none;
@@ -59,6 +60,7 @@ typedef struct server {
   uv_timer_t drain_timer;
   int draining;
   size_t held_bytes;   /* bodies being read + admitted jobs */
+  ing_dedupe_pool dedupe_pool; /* the tenants' dedupe sets' memory */
   size_t jobs_pending; /* handed to the writers, not yet answered */
   size_t parsing;      /* handed to the parse pool (or just back) */
   uint64_t rng;

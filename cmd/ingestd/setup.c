@@ -95,7 +95,7 @@ static int load_keys(server *srv, const char *path) {
     if (t == NULL) {
       t = &srv->tenants[srv->tenants_count++];
       snprintf(t->st.id, sizeof t->st.id, "%s", v->u.string);
-      ing_dedupe_init(&t->dedupe, srv->cfg.dedupe_ids_max);
+      ing_dedupe_init(&t->dedupe, srv->cfg.dedupe_ids_max, &srv->dedupe_pool);
     }
     srv->keys[i].key = strdup(key);
     srv->keys[i].tenant = t;
@@ -165,6 +165,7 @@ void ingest_config_defaults(config *cfg) {
   cfg->jobs_max = 128;
   cfg->tenant_jobs_max = cfg->jobs_max / 4;
   cfg->dedupe_ids_max = 1000000;
+  cfg->dedupe_bytes_max = cfg->memory_budget_bytes / 4;
   cfg->dedupe_window_us = INT64_C(24) * 3600 * 1000000;
   cfg->read_timeout_ms = 10000;
   cfg->idle_timeout_ms = 60000;
@@ -180,6 +181,7 @@ int ingest_start(server *srv, uv_loop_t *loop, es_db *db, const char *host,
     return rc;
   srv->db = db;
   srv->loop = loop;
+  srv->dedupe_pool.bytes_max = srv->cfg.dedupe_bytes_max;
   if ((rc = seed_dedupe(srv)) != ES_OK) {
     fprintf(stderr, "es-ingestd: reloading messageIds: %s: %s\n",
             es_strerror(rc), es_errdetail());

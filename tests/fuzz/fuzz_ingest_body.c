@@ -64,7 +64,7 @@ static void ib_add(ib_model *m, uint64_t h) {
 static void ib_dedupe(const ing_batch *b) {
   ing_dedupe d;
   ib_model m = {0};
-  ing_dedupe_init(&d, IB_IDS_MAX);
+  ing_dedupe_init(&d, IB_IDS_MAX, NULL);
   for (size_t i = 0; i < b->count; i++) {
     uint64_t h = ing_dedupe_hash(b->events[i].ev.message_id);
     h = (h & 0x3ff) * 1024 + 1 + (h >> 60); /* same home slot often */

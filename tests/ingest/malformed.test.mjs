@@ -13,10 +13,11 @@ const auth = { Authorization: h.basic('key-acme') };
 
 before(async () => {
   dir = h.scratchDir();
-  // A 2 MB budget (1 MB of it for requests, the rest for the store's
-  // memtables) and a 45% tenant share make 429 and 503 reachable with
-  // small requests; short timeouts keep the slow-client test quick.
-  srv = await h.startServer(dir, { args: ['--memory-budget', '2',
+  // A 4 MB budget (a quarter, 1 MB, for requests; the rest for the
+  // store's memtables, the messageId sets and headroom) and a 45% tenant
+  // share make 429 and 503 reachable with small requests; short timeouts
+  // keep the slow-client test quick.
+  srv = await h.startServer(dir, { args: ['--memory-budget', '4',
     '--tenant-share', '45', '--read-timeout-ms', '700'] });
 });
 
