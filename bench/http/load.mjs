@@ -2,7 +2,7 @@
 //
 // es-bench writes the request bodies and the keys file, then runs
 //   node load.mjs --ingestd BIN --nginx BIN --wrk BIN --keys F
-//                 --bodies F --dir D --duration S --runs R
+//                 --bodies F --dir D --duration S --warmup W --runs R
 //                 --connections C --burst-s S --budget-mb MB --quick 0|1
 // and reads its stdout: "P <done> <total>" progress lines and, last,
 // "R <json>" with every measurement.  Failures: a message on stderr and
@@ -15,7 +15,8 @@
 //     POST with an empty 200 (the HTTP ceiling of this machine);
 //  2. half rate: runPaced (below: an open-loop client sending evenly
 //     spaced requests) at half es-ingestd's median full-load requests/s,
-//     S seconds, against es-ingestd and against nginx at that same rate;
+//     a --warmup W seconds not counted then S seconds, against es-ingestd
+//     and against nginx at that same rate;
 //  3. burst: runPaced at 10x that half rate (5x the full-load median)
 //     with up to 10x the connections, burst-s seconds, against a fresh
 //     es-ingestd, sampling its RSS every 10 ms (/proc/PID/status).
@@ -172,11 +173,19 @@ function loadBodies(file) {
 // a per-connection quota per second, each connection sending back to back
 // until it is used up, so the server sees a full-load burst at the start
 // of every second (autocannon/lib/httpClient.js).
-async function runPaced(port, rate, conns, seconds, nonce, bodies) {
+//
+// With warmup > 0 it first sends at the same rate for warmup seconds and
+// counts none of that in the result but in `all` (for the stored-events
+// check): the first second of a fresh node process sending is its own
+// slowest (JIT, new connections), 30-45 ms against nginx even.
+async function runPaced(port, rate, conns, seconds, nonce, bodies,
+  warmup = 0) {
   const agent = new http.Agent({ keepAlive: true, maxSockets: conns });
   const lat = [], codes = {};
   let sent = 0, answered = 0, ok = 0, errors = 0, i = 0;
-  const t0 = performance.now(), endAt = t0 + seconds * 1000;
+  const all = { requests_sent: 0, responses: 0, ok: 0 };
+  const w0 = performance.now(), t0 = w0 + warmup * 1000;
+  const endAt = t0 + seconds * 1000;
   const interval = 1000 / rate;
   let pending = 0, resolveDone;
   const allDone = new Promise((r) => { resolveDone = r; });
@@ -185,7 +194,10 @@ async function runPaced(port, rate, conns, seconds, nonce, bodies) {
   const send = (due, n) => {
     const pieces = bodies[n % bodies.length];
     const body = Buffer.from(pieces.join(`${nonce}-${n}`));
-    sent++;
+    const counted = due >= t0;
+    all.requests_sent++;
+    if (counted)
+      sent++;
     pending++;
     const req = http.request({ agent, host: '127.0.0.1', port,
       method: 'POST', path: '/v1/batch', headers: {
@@ -193,27 +205,36 @@ async function runPaced(port, rate, conns, seconds, nonce, bodies) {
     (res) => {
       res.resume();
       res.on('end', () => {
-        lat.push(performance.now() - due);
-        codes[res.statusCode] = (codes[res.statusCode] || 0) + 1;
-        answered++;
-        if (res.statusCode >= 200 && res.statusCode < 300) ok++;
+        const good = res.statusCode >= 200 && res.statusCode < 300;
+        all.responses++;
+        if (good) all.ok++;
+        if (counted) {
+          lat.push(performance.now() - due);
+          codes[res.statusCode] = (codes[res.statusCode] || 0) + 1;
+          answered++;
+          if (good) ok++;
+        }
         pending--;
         finished();
       });
     });
     req.setTimeout(30000, () => req.destroy(new Error('timeout')));
-    req.on('error', () => { errors++; pending--; finished(); });
+    req.on('error', () => {
+      if (counted) errors++;
+      pending--;
+      finished();
+    });
     req.end(body);
   };
   await new Promise((resolve) => {
     const tick = () => {
       const now = performance.now();
-      while (t0 + i * interval <= now && t0 + i * interval < endAt) {
-        send(t0 + i * interval, i);
+      while (w0 + i * interval <= now && w0 + i * interval < endAt) {
+        send(w0 + i * interval, i);
         i++;
       }
-      if (t0 + i * interval < endAt)
-        setTimeout(tick, Math.max(0, t0 + i * interval - performance.now()));
+      if (w0 + i * interval < endAt)
+        setTimeout(tick, Math.max(0, w0 + i * interval - performance.now()));
       else
         resolve();
     };
@@ -230,6 +251,7 @@ async function runPaced(port, rate, conns, seconds, nonce, bodies) {
     Math.ceil(p / 100 * lat.length) - 1)] : -1;
   const dur = (sendEnd - t0) / 1000;
   return {
+    warmup_s: warmup, all,
     duration_s: dur, answered_by_s: drained, rate_asked: rate,
     rate_sent: sent / dur,
     requests_sent: sent, responses: answered, ok, non2xx: answered - ok,
@@ -289,14 +311,15 @@ async function main() {
   // 2. Half rate, the same offered rate on both servers.
   const conns = Number(a.connections);
   const es2 = await startIngestd(a, 'half-es');
+  const warm = Number(a.warmup || 0);
   const halfEs = await runPaced(es2.port, half, conns, duration, 'half',
-    bodies);
+    bodies, warm);
   halfEs.exit = await stop(es2);
   halfEs.dir = es2.dir;
   progress();
   const ng2 = await startNginx(a, 'half-nginx');
   const halfNg = await runPaced(ng2.port, half, conns, duration,
-    'halfng', bodies);
+    'halfng', bodies, warm);
   halfNg.exit = await stop(ng2);
   progress();
 

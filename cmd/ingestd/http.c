@@ -66,6 +66,7 @@ typedef struct conn {
   char *body;
   size_t body_len, body_cap, discarded;
   int refuse_status; /* answer this once the message is read */
+  int64_t begin_us;  /* the request's first byte (es_ingest_request_seconds) */
   char refuse_msg[ING_ERR_SIZE];
   job *job;
 } conn;
@@ -132,6 +133,8 @@ static void respond(conn *c, int status, const char *type, const char *body,
                status == 429 || status == 503 ? "Retry-After: 1\r\n" : "",
                c->h.close_after ? "Connection: close\r\n" : "");
   metrics_request(&srv->m, status);
+  if (c->route == R_INGEST)
+    metrics_observe(&srv->m.request, ing_now_us() - c->begin_us);
   hconn_answer(&c->h, head, (size_t)n, body, body_len);
 }
 
@@ -207,6 +210,7 @@ static int body_reserve(conn *c, size_t n, int exact) {
 
 static void on_message_begin(hconn *h) {
   conn *c = (conn *)h;
+  c->begin_us = ing_now_us();
   c->route = R_NONE;
   c->ingest_type = -1;
   c->enc_len = 0;
@@ -599,7 +603,7 @@ void http_job_done(sched_job *sj, void *ud) {
   j->t->pending_bytes -= j->bytes;
   j->t->pending_jobs--;
   if (j->n > 0)
-    metrics_commit(&srv->m, sj->done_us - sj->submit_us);
+    metrics_observe(&srv->m.commit, sj->done_us - sj->submit_us);
   if (sj->status == ES_OK) {
     for (size_t i = 0; i < j->n_waits; i++)
       if (!ing_dedupe_has(&j->t->dedupe, j->waits[i])) {

@@ -22,13 +22,13 @@ void metrics_request(metrics *m, int http_status) {
   m->requests[10]++; /* anything else counts as 500 */
 }
 
-void metrics_commit(metrics *m, int64_t latency_us) {
+void metrics_observe(metrics_hist *h, int64_t latency_us) {
   double s = (double)latency_us / 1e6;
-  m->commit_count++;
-  m->commit_sum_s += s;
+  h->count++;
+  h->sum_s += s;
   for (int i = 0; i < METRICS_BUCKETS; i++)
     if (s <= bucket_s[i]) {
-      m->commit_buckets[i]++;
+      h->buckets[i]++;
       break;
     }
 }
@@ -48,6 +48,22 @@ static int put(seg_buf *b, const char *fmt, ...) {
 
 static int counter(seg_buf *b, const char *name, const char *help) {
   return put(b, "# HELP %s %s\n# TYPE %s counter\n", name, help, name);
+}
+
+static int histogram(seg_buf *b, const char *name, const char *help,
+                     const metrics_hist *h) {
+  int rc = put(b, "# HELP %s %s\n# TYPE %s histogram\n", name, help, name);
+  uint64_t cum = 0;
+  for (int i = 0; i < METRICS_BUCKETS; i++) {
+    cum += h->buckets[i];
+    rc |= put(b, "%s_bucket{le=\"%g\"} %llu\n", name, bucket_s[i],
+              (unsigned long long)cum);
+  }
+  rc |= put(b, "%s_bucket{le=\"+Inf\"} %llu\n", name,
+            (unsigned long long)h->count);
+  rc |= put(b, "%s_sum %.6f\n", name, h->sum_s);
+  rc |= put(b, "%s_count %llu\n", name, (unsigned long long)h->count);
+  return rc;
 }
 
 static int gauge(seg_buf *b, const char *name, const char *help,
@@ -74,20 +90,14 @@ int metrics_render(const metrics *m, seg_buf *b, size_t queue_jobs,
             (unsigned long long)m->events_duplicate);
   rc |= put(b, "es_ingest_events_total{status=\"rejected\"} %llu\n",
             (unsigned long long)m->events_rejected);
-  rc |= put(b, "# HELP es_ingest_commit_seconds time from hand-off to a "
-               "writer until the request's events are durable\n"
-               "# TYPE es_ingest_commit_seconds histogram\n");
-  uint64_t cum = 0;
-  for (int i = 0; i < METRICS_BUCKETS; i++) {
-    cum += m->commit_buckets[i];
-    rc |= put(b, "es_ingest_commit_seconds_bucket{le=\"%g\"} %llu\n",
-              bucket_s[i], (unsigned long long)cum);
-  }
-  rc |= put(b, "es_ingest_commit_seconds_bucket{le=\"+Inf\"} %llu\n",
-            (unsigned long long)m->commit_count);
-  rc |= put(b, "es_ingest_commit_seconds_sum %.6f\n", m->commit_sum_s);
-  rc |= put(b, "es_ingest_commit_seconds_count %llu\n",
-            (unsigned long long)m->commit_count);
+  rc |= histogram(b, "es_ingest_commit_seconds",
+                  "time from hand-off to a writer until the request's "
+                  "events are durable",
+                  &m->commit);
+  rc |= histogram(b, "es_ingest_request_seconds",
+                  "ingest requests, from their first byte read to their "
+                  "answer queued (any status)",
+                  &m->request);
   rc |= counter(b, "es_ingest_bytes_total",
                 "body bytes received (as sent), inflated (after gzip), "
                 "stored (compact JSON size of stored events)");

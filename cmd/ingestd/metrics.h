@@ -16,18 +16,24 @@
 #define METRICS_STATUSES 12
 #define METRICS_BUCKETS 13
 
+/* A latency histogram (Prometheus' cumulative buckets at render). */
+typedef struct metrics_hist {
+  uint64_t buckets[METRICS_BUCKETS];
+  uint64_t count;
+  double sum_s;
+} metrics_hist;
+
 typedef struct metrics {
   uint64_t requests[METRICS_STATUSES]; /* by status, see metrics.c */
   uint64_t events_stored, events_duplicate, events_rejected;
-  uint64_t commit_buckets[METRICS_BUCKETS]; /* cumulative at render */
-  uint64_t commit_count;
-  double commit_sum_s;
+  metrics_hist commit;  /* hand-off to a writer -> durable */
+  metrics_hist request; /* ingest requests: first byte -> answer queued */
   uint64_t bytes_received, bytes_inflated, bytes_stored;
   uint64_t appends_failed;
 } metrics;
 
 void metrics_request(metrics *m, int http_status);
-void metrics_commit(metrics *m, int64_t latency_us);
+void metrics_observe(metrics_hist *h, int64_t latency_us);
 /* Appends the Prometheus text; gauges are passed in. -1 on OOM. */
 int metrics_render(const metrics *m, seg_buf *out, size_t queue_jobs,
                    size_t held_bytes, size_t budget_bytes,
