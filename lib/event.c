@@ -67,8 +67,15 @@ int es__tenant_check(const char *tenant) {
 static const char *event_ip_truncate(const char *ip, char *out, size_t cap) {
   unsigned char a[16];
   if (inet_pton(AF_INET, ip, a) == 1) {
-    a[3] = 0;
-    return inet_ntop(AF_INET, a, out, (socklen_t)cap);
+    /* inet_pton takes only the canonical dotted quad (no leading zeros,
+     * no spaces), so the text up to its last dot plus "0" is what
+     * inet_ntop would print -- without its printf (1% of es-ingestd) */
+    size_t keep = (size_t)(strrchr(ip, '.') - ip) + 1;
+    if (keep + 2 > cap)
+      return NULL;
+    memcpy(out, ip, keep);
+    memcpy(out + keep, "0", 2);
+    return out;
   }
   if (inet_pton(AF_INET6, ip, a) == 1) {
     memset(a + 6, 0, 10);

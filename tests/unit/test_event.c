@@ -13,6 +13,8 @@
  *  5. Every malformed row decodes to ES_ECORRUPT, without reading past n.
  *  6. Tenant ids are exactly [A-Za-z0-9_-]{1,64}.
  */
+#include <arpa/inet.h>
+#include <stdio.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -178,6 +180,23 @@ START_TEST(test_ip_truncation) {
   ck_assert_pstr_eq(stored_ip(&b, "2001:db8:abcd:ffff::1", 0, &out),
                     "2001:db8:abcd::");
   ck_assert_pstr_eq(stored_ip(&b, "::1", 0, &out), "::");
+  ck_assert_pstr_eq(stored_ip(&b, "0.0.0.0", 0, &out), "0.0.0.0");
+  ck_assert_pstr_eq(stored_ip(&b, "255.255.255.255", 0, &out),
+                    "255.255.255.0");
+  ck_assert_pstr_eq(stored_ip(&b, "010.1.2.3", 0, &out), NULL);
+  ck_assert_pstr_eq(stored_ip(&b, " 1.2.3.4", 0, &out), NULL);
+  /* IPv4 is cut as text: the same as inet_ntop of the cut bytes */
+  uint32_t x = 12345;
+  for (int i = 0; i < 2000; i++) {
+    unsigned char a[4];
+    char in[16], want[16];
+    x = x * 1103515245u + 12345u;
+    memcpy(a, &x, 4);
+    snprintf(in, sizeof(in), "%u.%u.%u.%u", a[0], a[1], a[2], a[3]);
+    a[3] = 0;
+    ck_assert_ptr_nonnull(inet_ntop(AF_INET, a, want, sizeof(want)));
+    ck_assert_pstr_eq(stored_ip(&b, in, 0, &out), want);
+  }
   /* unparsable: dropped, not stored */
   ck_assert_pstr_eq(stored_ip(&b, "not-an-ip", 0, &out), NULL);
   ck_assert_pstr_eq(stored_ip(&b, "300.1.2.3", 0, &out), NULL);
