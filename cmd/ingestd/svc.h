@@ -10,6 +10,11 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* jemalloc's options for both servers, read by jemalloc as it starts
+ * (MALLOC_CONF in the environment overrides them); unused without
+ * jemalloc (the sanitizer builds).  See svc.c. */
+extern const char *malloc_conf;
+
 /* Wall-clock microseconds since the epoch. */
 int64_t svc_now_us(void);
 
