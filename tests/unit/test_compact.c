@@ -69,17 +69,26 @@ static char *query(es_db *db, const char *tenant, const char *spec) {
   return copy;
 }
 
-START_TEST(test_merge) {
-  char dir[512], tdir[600];
-  ut_tmpdir(dir, sizeof(dir), "compact-merge");
+/* A fresh store (in dir, named after what) whose tenant has nseg
+ * segments of 300 events each, all from a day ago. */
+static es_db *with_segments(char *dir, size_t cap, const char *what,
+                            const char *tenant, int nseg) {
+  ut_tmpdir(dir, cap, what);
   es_db *db = open_db(dir);
   int64_t base = es__clock_now_us() - DAY_US;
-  for (int s = 0; s < 7; s++) {
+  for (int s = 0; s < nseg; s++) {
     char tag[8];
     snprintf(tag, sizeof(tag), "s%d", s);
-    fill(db, "m", tag, 300, base);
-    ck_assert_int_eq(es_flush(db, "m"), ES_OK);
+    fill(db, tenant, tag, 300, base);
+    ck_assert_int_eq(es_flush(db, tenant), ES_OK);
   }
+  return db;
+}
+
+START_TEST(test_merge) {
+  char dir[512], tdir[600];
+  es_db *db = with_segments(dir, sizeof(dir), "compact-merge", "m", 7);
+  int64_t base = es__clock_now_us() - DAY_US;
   fill(db, "m", "mem", 100, base); /* stays in the memtable */
   snprintf(tdir, sizeof(tdir), "%s/tenants/m", dir);
   ck_assert_int_eq(ut_count_suffix(tdir, ".seg"), 7);
@@ -237,15 +246,7 @@ static uint64_t first_seg_cost(const char *tdir, uint64_t *row_bytes,
 
 START_TEST(test_memory) {
   char dir[512], tdir[600];
-  ut_tmpdir(dir, sizeof(dir), "compact-memory");
-  es_db *db = open_db(dir);
-  int64_t base = es__clock_now_us() - DAY_US;
-  for (int s = 0; s < 6; s++) {
-    char tag[8];
-    snprintf(tag, sizeof(tag), "s%d", s);
-    fill(db, "mm", tag, 300, base);
-    ck_assert_int_eq(es_flush(db, "mm"), ES_OK);
-  }
+  es_db *db = with_segments(dir, sizeof(dir), "compact-memory", "mm", 6);
   snprintf(tdir, sizeof(tdir), "%s/tenants/mm", dir);
   uint64_t row_bytes, raw_bytes;
   uint64_t cost = first_seg_cost(tdir, &row_bytes, &raw_bytes);

@@ -18,6 +18,7 @@
 #include <check.h>
 
 #include "dedupe.h"
+#include "unit.h"
 
 static uint64_t id(uint64_t set, uint64_t i) {
   return ing_dedupe_hash((char[32]){0}) ^ (set << 40) ^ (i * 2 + 1);
@@ -95,9 +96,5 @@ int main(void) {
   tcase_add_test(tc, test_window);
   tcase_add_test(tc, test_pool);
   suite_add_tcase(s, tc);
-  SRunner *sr = srunner_create(s);
-  srunner_run_all(sr, CK_NORMAL);
-  int failed = srunner_ntests_failed(sr);
-  srunner_free(sr);
-  return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+  return ut_main(s);
 }
