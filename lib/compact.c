@@ -240,7 +240,8 @@ uint64_t es__compact_merge_bytes(const es_segment *s) {
 /* Whether a segment is small enough to be merged (see dbint.h). */
 int es__compact_small(const es_segment *s, const es_compact_options *o) {
   return s->bytes < o->target_bytes / 2 &&
-         (o->memory_bytes == 0 || es__compact_merge_bytes(s) < o->memory_bytes / 2);
+         (o->memory_bytes == 0 ||
+          es__compact_merge_bytes(s) < o->memory_bytes / 2);
 }
 
 /* Whether a segment must be part of a run: small, or holding expired

@@ -70,7 +70,7 @@ typedef struct es_tenant {
   atomic_int loaded;
   int loading;
   atomic_int dir_durable;   /* tenant directory created and synced */
-  int compact_queued;        /* on the compactor's queue (db->cmp_mu) */
+  int compact_queued;       /* on the compactor's queue (db->cmp_mu) */
   pthread_mutex_t rules_mu; /* guards rules (rules.h invariant 1) */
   es_rules rules;
   /* read-only handles (follow.c) */

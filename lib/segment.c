@@ -89,8 +89,8 @@ static int seg_encode_strings(es_buf *raw, const es_event *evs,
   }
   ES_TRY(es__buf_put_u8(raw, SEG_ENC_PLAIN));
   for (r = 0; r < n; r++)
-    ES_TRY(seg_put_str(raw, es__ev_cstr(&evs[r], col),
-                       lens[r * ES_NSTR + col]));
+    ES_TRY(
+        seg_put_str(raw, es__ev_cstr(&evs[r], col), lens[r * ES_NSTR + col]));
   return ES_OK;
 }
 
@@ -180,9 +180,8 @@ static int seg_build_group(seg_build *sb, size_t n, uint64_t row_bytes) {
   ES_TRY(es__buf_put_u64(&sb->footer_groups, (uint64_t)max_ts));
   for (int c = 0; c < ES_SEG_NCOLS; c++) {
     sb->raw.len = 0;
-    ES_TRY(
-        seg_encode_column(&sb->raw, sb->evs, sb->lens, n, c, min_ts, &sb->dict,
-                          sb->idx));
+    ES_TRY(seg_encode_column(&sb->raw, sb->evs, sb->lens, n, c, min_ts,
+                             &sb->dict, sb->idx));
     size_t bound = es__lz4_bound(sb->raw.len);
     sb->comp.len = 0;
     ES_TRY(es__buf_reserve(&sb->comp, bound));
@@ -258,8 +257,8 @@ int es__segment_build(es_buf *out, const es_mrow *const *rows, size_t n) {
   sb.dict.vals = es__malloc(group * sizeof(char *));
   sb.dict.lens = es__malloc(group * sizeof(uint32_t));
   sb.lens = es__malloc(group * ES_NSTR * sizeof(uint32_t));
-  if (!sb.evs || !sb.idx || !sb.dict.slots || !sb.dict.vals ||
-      !sb.dict.lens || !sb.lens)
+  if (!sb.evs || !sb.idx || !sb.dict.slots || !sb.dict.vals || !sb.dict.lens ||
+      !sb.lens)
     ES_CHECK(ES_NOMEM_BKPT());
   uint8_t hdr[ES_SEG_HEADER_BYTES];
   memcpy(hdr, SEG_MAGIC, 8);
@@ -273,8 +272,7 @@ int es__segment_build(es_buf *out, const es_mrow *const *rows, size_t n) {
     for (size_t r = 0; r < m; r++) {
       size_t used;
       ES_CHECK(es__event_decode_lens(rows[start + r]->row, ES_EVENT_BYTES_MAX,
-                                     &sb.evs[r], &sb.lens[r * ES_NSTR],
-                                     &used));
+                                     &sb.evs[r], &sb.lens[r * ES_NSTR], &used));
       row_bytes += used;
     }
     ES_CHECK(seg_collect_keys(&sb, m));
