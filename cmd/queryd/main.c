@@ -65,7 +65,8 @@ static const char usage[] =
     "Segment ingest API of es-ingestd (then no es-ingestd may run on DIR):\n"
     "  --ingest-listen HOST:PORT  address of the ingest API\n"
     "  --keys FILE            es-ingestd's keys file (write key -> tenant)\n"
-    "  --ingest-threads N     writer threads (default 4)\n"
+    "  --ingest-threads N     writer threads (default: es-ingestd's, one\n"
+    "                         per core, at least 2)\n"
     "  --sync full|none       none: no fsync, tests/benchmarks only\n"
     "\n"
     "  --help, --version\n"
@@ -123,7 +124,7 @@ static int parse_args(int argc, char **argv, qd_config *cfg) {
   cfg->drain_timeout_ms = 10000;
   cfg->connections_max = 10000;
   cfg->streams_max = 1000;
-  cfg->ingest_threads = 4;
+  cfg->ingest_threads = 0; /* es-ingestd's default */
   const num_flag nums[] = {
       {"--follow-interval-ms", 1, 60000, &cfg->follow_interval_ms, 0, 0},
       {"--live-window-s", 1, 86400, &cfg->live_window_s, 0, 0},
@@ -383,7 +384,8 @@ static int start_ingest(qd_server *srv, int *bound) {
   ing->cfg.data_dir = srv->cfg.data_dir;
   ing->cfg.listen = srv->cfg.ingest_listen;
   ing->cfg.keys_path = srv->cfg.keys_path;
-  ing->cfg.threads = srv->cfg.ingest_threads;
+  if (srv->cfg.ingest_threads > 0)
+    ing->cfg.threads = srv->cfg.ingest_threads;
   ing->cfg.sync_none = srv->cfg.sync_none;
   if ((rc = ingest_start(ing, srv->loop, srv->db, host, port, bound))) {
     ingest_free(ing);
