@@ -615,18 +615,25 @@ static void all_glue(const args *a, const char *text) {
   }
 }
 
+/* Starts --json-file afresh (the reports append to it); 0 or -1. */
+static int json_file_start(const args *a) {
+  if (!a->json_file || a->json)
+    return 0;
+  FILE *f = fopen(a->json_file, "w");
+  if (!f) {
+    fprintf(stderr, "es-bench: cannot write %s\n", a->json_file);
+    return -1;
+  }
+  fclose(f);
+  return 0;
+}
+
 static int cmd_all(args *a) {
   int events_set = a->events_set, runs_set = a->runs_set;
   uint64_t events = a->events;
   int runs = a->runs;
-  if (a->json_file && !a->json) { /* start the file afresh */
-    FILE *f = fopen(a->json_file, "w");
-    if (!f) {
-      fprintf(stderr, "es-bench: cannot write %s\n", a->json_file);
-      return 1;
-    }
-    fclose(f);
-  }
+  if (json_file_start(a))
+    return 1;
   if (!events_set)
     a->events = a->quick ? 20000 : 200000;
   if (!runs_set)
@@ -693,7 +700,7 @@ int main(int argc, char **argv) {
                                                          : NULL;
   if (cmd) {
     parse_args(&a, argc, argv, 0);
-    return cmd(&a);
+    return json_file_start(&a) ? 1 : cmd(&a);
   }
   if (!strcmp(argv[1], "all")) {
     parse_args(&a, argc, argv, 0);

@@ -385,6 +385,12 @@ static void print_table(const hbench *hb, const summary *sm) {
          "errors");
   print_cannon("es-ingestd", at(hb->root, hp));
   print_cannon("nginx (empty 200)", at(hb->root, hn));
+  printf("  the client's own lateness in sending, included above (p50 / p99 "
+         "ms): %.2f / %.2f beside es-ingestd, %.2f / %.2f beside nginx\n",
+         num(at(hb->root, hp), "send_lag_ms", "p50", NULL),
+         num(at(hb->root, hp), "send_lag_ms", "p99", NULL),
+         num(at(hb->root, hn), "send_lag_ms", "p50", NULL),
+         num(at(hb->root, hn), "send_lag_ms", "p99", NULL));
 
   const char *bp[] = {"burst", NULL};
   yajl_val b = at(hb->root, bp);
