@@ -10,8 +10,9 @@
  * together: a set doubles (its ring and, ahead of need, its table) only
  * while the pool has room for that; otherwise it stays as it is and
  * forgets its oldest id for each new one, as at ids_max.  So the sets'
- * memory is at most the pool's, but a tenant that grows after the pool
- * filled up keeps a shorter window.
+ * memory is at most the pool's plus each set's first ring and table
+ * (12 KiB, always allowed), and a tenant that grows after the pool
+ * filled up keeps a shorter window (down to 512 ids).
  */
 #ifndef INGESTD_DEDUPE_H
 #define INGESTD_DEDUPE_H

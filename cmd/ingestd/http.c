@@ -89,6 +89,7 @@ struct job {
   es_event *evs;
   size_t n, dups, bytes;
   uint64_t *added, *waits;
+  uint64_t forgets; /* t->dedupe_forgets when the job was deduped */
   size_t n_added, n_waits;
 };
 
@@ -389,9 +390,19 @@ static void job_free(job *j) {
   free(j);
 }
 
+/* Takes the ids the job added out of its tenant's set again (its events
+ * were not stored), so that their retries are. */
+static void job_forget(job *j) {
+  for (size_t i = 0; i < j->n_added; i++)
+    ing_dedupe_remove(&j->t->dedupe, j->added[i]);
+  if (j->n_added > 0)
+    j->t->dedupe_forgets++;
+}
+
 /* Splits the batch into new events and retries (see docs/INGEST.md). */
 static int job_dedupe(job *j) {
   ing_dedupe *d = &j->t->dedupe;
+  j->forgets = j->t->dedupe_forgets;
   size_t n = j->batch.count;
   j->evs = malloc((n ? n : 1) * sizeof *j->evs);
   j->added = malloc((n ? n : 1) * sizeof *j->added);
@@ -518,8 +529,7 @@ static void parse_done(uv_work_t *w, int status) {
   }
   j->t = t;
   if (job_dedupe(j)) {
-    for (size_t i = 0; i < j->n_added; i++)
-      ing_dedupe_remove(&t->dedupe, j->added[i]);
+    job_forget(j);
     job_refuse(j, 503, "out of memory");
     return;
   }
@@ -605,8 +615,13 @@ void http_job_done(sched_job *sj, void *ud) {
   if (j->n > 0)
     metrics_observe(&srv->m.commit, sj->done_us - sj->submit_us);
   if (sj->status == ES_OK) {
+    /* A tenant's appends complete in order, so each id waited on was
+     * stored by now unless it was taken out again since this job was
+     * deduped; one that is merely gone aged out of a set that is full
+     * (its window, or the pool, is smaller than the traffic since). */
     for (size_t i = 0; i < j->n_waits; i++)
-      if (!ing_dedupe_has(&j->t->dedupe, j->waits[i])) {
+      if (j->t->dedupe_forgets != j->forgets &&
+          !ing_dedupe_has(&j->t->dedupe, j->waits[i])) {
         status = 503; /* the earlier copy failed: let the client retry */
         msg = "an earlier copy of a retried event failed; retry";
       }
@@ -615,8 +630,7 @@ void http_job_done(sched_job *sj, void *ud) {
     if (j->batch.count > 0) /* the stored share of the compact JSON */
       srv->m.bytes_stored += j->bytes * j->n / j->batch.count;
   } else {
-    for (size_t i = 0; i < j->n_added; i++)
-      ing_dedupe_remove(&j->t->dedupe, j->added[i]);
+    job_forget(j);
     srv->m.appends_failed++;
     srv->m.events_rejected += j->batch.count;
     msg = es_strerror(sj->status);

@@ -21,6 +21,11 @@
 typedef struct tenant {
   sched_tenant st; /* first: sched_job.tenant points here */
   ing_dedupe dedupe;
+  /* Grows whenever ids are taken out of dedupe again (an append failed,
+   * a deduped request was refused): a request that waited on an id that
+   * is gone fails only if this moved meanwhile; else the id merely aged
+   * out of the set after its first copy was stored. */
+  uint64_t dedupe_forgets;
   size_t pending_bytes; /* admitted, not yet completed */
   size_t pending_jobs;  /* requests of those */
 } tenant;

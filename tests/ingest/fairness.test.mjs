@@ -1,6 +1,6 @@
 // One hot tenant cannot starve the others: while "acme" floods the server
 // from 10 connections with 200 KB batches (more than its 25% share of the
-// 4 MB for requests of an 8 MB budget can hold), "beta" posts small
+// 2 MB for requests, a quarter of an 8 MB budget, can hold), "beta" posts small
 // requests one at a time: every one of them is accepted (200, never 429/503) and none waits long, while
 // acme's excess is answered 429 rather than queued without bound.
 import { test } from 'node:test';
