@@ -64,6 +64,7 @@
 #include <unistd.h>
 
 #include "db.h"
+#include "dbint.h"
 #include "memvfs.h"
 
 #ifndef SIM_SEEDS_FILE
@@ -250,14 +251,20 @@ static void roll_options(sim *s) {
                                  : (size_t)1 << 30;
   /* A short seal age makes the writers seal on their own timer. */
   o->seal_age_us = rng_one_in(&s->r, 6) ? 2000 : INT64_MAX / 4;
+  /* One seed in three compacts on the compactor thread after flushes.
+   * Drawn from its own generator so that the operations of every seed
+   * (and of the seeds in seeds.txt) are what they were before. */
+  rng c = {s->seed ^ UINT64_C(0xc0c0a5e5)};
+  o->compact_segments = rng_one_in(&c, 3) ? 2 + (int)rng_below(&c, 3) : 0;
 }
 
 static void format_options(const es_options *o, char *buf, size_t len) {
   snprintf(buf, len,
            "shards %d, seal_bytes %zu, wal_file_bytes %zu, wal_compress %d, "
-           "memtable_budget_bytes %zu, seal_age_us %" PRId64,
+           "memtable_budget_bytes %zu, seal_age_us %" PRId64
+           ", compact_segments %d",
            o->shards, o->seal_bytes, o->wal_file_bytes, o->wal_compress,
-           o->memtable_budget_bytes, o->seal_age_us);
+           o->memtable_budget_bytes, o->seal_age_us, o->compact_segments);
 }
 
 /* ----------------------------------------------------------------------
@@ -638,8 +645,10 @@ static void check_files_now(sim *s, es_vfs *vfs) {
  * third flush's request, handled in a later round, proves it done. */
 static int quiesce(es_db *db) {
   int rc = ES_OK;
-  for (int i = 0; i < 3 && rc == ES_OK; i++)
+  for (int i = 0; i < 3 && rc == ES_OK; i++) {
     rc = es_flush(db, NULL);
+    es__compact_wait_idle(db); /* a merge deletes files when it commits */
+  }
   return rc;
 }
 
