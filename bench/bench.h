@@ -212,6 +212,10 @@ typedef struct stat3 {
  * 0.  Figures below 0 must be left out by the caller. */
 stat3 stat3_of(double *v, int n);
 
+/* Prints "key":{"min":..,"median":..,"max":..} on stdout, a figure below
+ * 0 (unknown) as null. */
+void bench_json_stat3(const char *key, stat3 s);
+
 /* Prints s to f as a JSON string literal. */
 void json_string_to(FILE *f, const char *s);
 

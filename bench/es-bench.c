@@ -434,16 +434,7 @@ static void print_table(const report *rp) {
 }
 
 static void json_stat(const char *key, stat3 s, int last) {
-  printf("\"%s\":{", key);
-  const char *k[3] = {"min", "median", "max"};
-  double v[3] = {s.min, s.med, s.max};
-  for (int i = 0; i < 3; i++) {
-    if (v[i] < 0)
-      printf("\"%s\":null", k[i]);
-    else
-      printf("\"%s\":%.6g", k[i], v[i]);
-    printf(i < 2 ? "," : "}");
-  }
+  bench_json_stat3(key, s);
   printf(last ? "" : ",");
 }
 

@@ -422,11 +422,6 @@ static void print_table(const hbench *hb, const summary *sm) {
          sm->half_p99_ms, sm->half_eps);
 }
 
-static void json_stat(const char *k, stat3 s) {
-  printf("\"%s\":{\"min\":%.6g,\"median\":%.6g,\"max\":%.6g}", k, s.min, s.med,
-         s.max);
-}
-
 static void print_json(const void *arg) {
   const hbench *hb = arg;
   summary sm;
@@ -442,19 +437,19 @@ static void print_json(const void *arg) {
          (unsigned long long)hb->a->seed, hb->a->runs, hb->duration_s,
          hb->warmup_s, hb->burst_s, CONNECTIONS, BUDGET_MB, fs_type_name(hb->dir),
          sysconf(_SC_NPROCESSORS_ONLN), hb->stored_ok ? "true" : "false");
-  json_stat("ingestd_requests_per_s", sm.es_rps);
+  bench_json_stat3("ingestd_requests_per_s", sm.es_rps);
   putchar(',');
-  json_stat("ingestd_events_per_s", sm.es_eps);
+  bench_json_stat3("ingestd_events_per_s", sm.es_eps);
   putchar(',');
-  json_stat("ingestd_p50_ms", sm.es_p50);
+  bench_json_stat3("ingestd_p50_ms", sm.es_p50);
   putchar(',');
-  json_stat("ingestd_p99_ms", sm.es_p99);
+  bench_json_stat3("ingestd_p99_ms", sm.es_p99);
   putchar(',');
-  json_stat("nginx_requests_per_s", sm.ng_rps);
+  bench_json_stat3("nginx_requests_per_s", sm.ng_rps);
   putchar(',');
-  json_stat("nginx_p50_ms", sm.ng_p50);
+  bench_json_stat3("nginx_p50_ms", sm.ng_p50);
   putchar(',');
-  json_stat("nginx_p99_ms", sm.ng_p99);
+  bench_json_stat3("nginx_p99_ms", sm.ng_p99);
   printf(",\"ingestd_over_nginx_requests\":%.4f,\"half_rate\":%.0f,"
          "\"half_rate_p99_ms\":%.3f,\"half_rate_events_per_s\":%.0f,"
          "\"burst_rss_idle_mb\":%.1f,\"burst_rss_peak_mb\":%.1f,"

@@ -381,11 +381,6 @@ static void print_table(const live *lv) {
          "16 MB), so\n   it replays at most that much.)\n");
 }
 
-static void json3(const char *key, stat3 s) {
-  printf("\"%s\":{\"min\":%.6g,\"median\":%.6g,\"max\":%.6g}", key, s.min,
-         s.med, s.max);
-}
-
 static void print_json(const live *lv) {
   const bench_common *a = lv->a;
   int R = a->runs;
@@ -399,16 +394,16 @@ static void print_json(const live *lv) {
     printf("%s{\"system\":\"%s\",", first ? "" : ",",
            s ? "duckdb" : "libeventstore");
     first = 0;
-    json3("fresh_ms", ms3(s ? lv->duck_fresh_s : lv->es_fresh_s, lv->fresh_n));
+    bench_json_stat3("fresh_ms", ms3(s ? lv->duck_fresh_s : lv->es_fresh_s, lv->fresh_n));
     putchar(',');
-    json3("recovery_open_ms", kill3(k, R, offsetof(kill_run, open_s), 1e3));
+    bench_json_stat3("recovery_open_ms", kill3(k, R, offsetof(kill_run, open_s), 1e3));
     putchar(',');
-    json3("recovery_first_query_ms",
+    bench_json_stat3("recovery_first_query_ms",
           kill3(k, R, offsetof(kill_run, first_s), 1e3));
     putchar(',');
-    json3("acked_events", kill3(k, R, offsetof(kill_run, acked), 1));
+    bench_json_stat3("acked_events", kill3(k, R, offsetof(kill_run, acked), 1));
     putchar(',');
-    json3("recovered_events", kill3(k, R, offsetof(kill_run, recovered), 1));
+    bench_json_stat3("recovered_events", kill3(k, R, offsetof(kill_run, recovered), 1));
     putchar('}');
   }
   printf("]}\n");

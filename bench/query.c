@@ -953,11 +953,6 @@ static void print_table(const qbench *qb) {
          "stitching CTE; a person is named by its smallest id.\n");
 }
 
-static void json_ms(const char *key, stat3 s) {
-  printf("\"%s\":{\"min\":%.6g,\"median\":%.6g,\"max\":%.6g}", key, s.min,
-         s.med, s.max);
-}
-
 static void print_json(const qbench *qb) {
   const bench_common *a = qb->a;
   printf("{\"bench\":\"query\",\"events\":%zu,\"tenants\":%d,\"seed\":%llu,"
@@ -993,9 +988,9 @@ static void print_json(const qbench *qb) {
         continue;
       printf("%s{\"system\":\"%s\",", s ? "," : "",
              s ? "duckdb" : "libeventstore");
-      json_ms("cold_ms", ms_of(sd->cold_s, a->runs));
+      bench_json_stat3("cold_ms", ms_of(sd->cold_s, a->runs));
       putchar(',');
-      json_ms("hot_ms", ms_of(sd->hot_s, a->runs));
+      bench_json_stat3("hot_ms", ms_of(sd->hot_s, a->runs));
       printf(",\"answer_lines\":%zu", lines_of(sd->answer));
       if (q->kind == K_UNIQ || q->kind == K_UNIQ_APPROX)
         printf(",\"uniques\":%s", sd->answer);

@@ -310,6 +310,19 @@ static int cmp_double(const void *x, const void *y) {
   return (a > b) - (a < b);
 }
 
+void bench_json_stat3(const char *key, stat3 s) {
+  printf("\"%s\":{", key);
+  const char *k[3] = {"min", "median", "max"};
+  double v[3] = {s.min, s.med, s.max};
+  for (int i = 0; i < 3; i++) {
+    if (v[i] < 0)
+      printf("\"%s\":null", k[i]);
+    else
+      printf("\"%s\":%.6g", k[i], v[i]);
+    printf(i < 2 ? "," : "}");
+  }
+}
+
 stat3 stat3_of(double *v, int n) {
   stat3 s = {-1, -1, -1};
   if (n <= 0)
