@@ -40,6 +40,7 @@
 import { DuckDBInstance } from '@duckdb/node-api';
 import fs from 'node:fs';
 import readline from 'node:readline';
+import { failer, out, parseArgs as parseFlags } from '../driver.mjs';
 
 const COLUMNS = [
   ['ts_us', 'BIGINT'], ['recv_us', 'BIGINT'], ['type', 'TINYINT'],
@@ -56,22 +57,8 @@ const SCHEMA = 'CREATE TABLE IF NOT EXISTS events(tenant VARCHAR NOT NULL, ' +
   ')';
 
 const now = () => Number(process.hrtime.bigint()) / 1e9;
-const out = (line) => process.stdout.write(line + '\n');
-
-function fail(msg) {
-  process.stderr.write(`duckdb peer: ${msg}\n`);
-  process.exit(1);
-}
-
-function parseArgs(argv) {
-  const a = {};
-  for (let i = 0; i < argv.length; i += 2) {
-    if (!argv[i].startsWith('--') || i + 1 >= argv.length)
-      fail(`bad argument '${argv[i]}'`);
-    a[argv[i].slice(2)] = argv[i + 1];
-  }
-  return a;
-}
+const fail = failer('duckdb peer');
+const parseArgs = (argv) => parseFlags(argv, fail);
 
 // Reads the batch file line by line, calling fn(tenant, events) per batch.
 async function forEachBatch(path, fn) {

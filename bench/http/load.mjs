@@ -29,25 +29,12 @@ import http from 'node:http';
 import net from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { failer, out, parseArgs as parseFlags } from '../driver.mjs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
-const out = (line) => process.stdout.write(line + '\n');
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-
-function fail(msg) {
-  process.stderr.write(`http bench: ${msg}\n`);
-  process.exit(1);
-}
-
-function parseArgs(argv) {
-  const a = {};
-  for (let i = 0; i < argv.length; i += 2) {
-    if (!argv[i].startsWith('--') || i + 1 >= argv.length)
-      fail(`bad argument '${argv[i]}'`);
-    a[argv[i].slice(2)] = argv[i + 1];
-  }
-  return a;
-}
+const fail = failer('http bench');
+const parseArgs = (argv) => parseFlags(argv, fail);
 
 // A free TCP port on 127.0.0.1 (bound, read, released).
 function freePort() {
