@@ -7,7 +7,8 @@
  * Layering inside bench/: es-bench.c (command line, report) calls the
  * runners (run_es.c, run_rocksdb.c, run_sqlite.c), which call the driver
  * and helpers (util.c) and the workload (workload.c -> gen.c, encode.c).
- * Only run_es.c talks to libeventstore, through include/eventstore.h.
+ * run_es.c, query.c and live.c talk to libeventstore, through
+ * include/eventstore.h (opening a store: bench_es_open in run_es.c).
  */
 #ifndef ES_BENCH_BENCH_H
 #define ES_BENCH_BENCH_H
@@ -104,6 +105,10 @@ typedef struct run_result {
 
 /* Sets every figure of *r to -1 (unknown). */
 void run_result_clear(run_result *r);
+
+/* es_open of dir as every es-bench command opens it (sync_mode FULL,
+ * ips kept as generated); 0, or -1 after bench_fail. */
+int bench_es_open(const char *dir, es_db **db);
 
 /* The runners: ingest w into a fresh store in dir (which does not exist
  * yet) with `threads` threads, then measure what run_result holds.  Each

@@ -53,18 +53,6 @@ typedef struct live {
 /* The appending child (es-bench _appendloop)                          */
 /* ------------------------------------------------------------------ */
 
-static int open_store(const char *dir, es_db **db) {
-  es_options o;
-  es_options_init(&o);
-  o.data_dir = dir;
-  o.sync_mode = ES_SYNC_FULL;
-  o.keep_full_ip = 1;
-  int rc = es_open(&o, db);
-  if (rc != ES_OK)
-    bench_fail("es_open(%s): %s: %s", dir, es_strerror(rc), es_errdetail());
-  return rc == ES_OK ? 0 : -1;
-}
-
 int cmd_appendloop(const char *dir, uint64_t events, uint64_t seed, int days) {
   workload w;
   if (workload_build(&w, events, seed, days, 100) != 0) {
@@ -72,7 +60,7 @@ int cmd_appendloop(const char *dir, uint64_t events, uint64_t seed, int days) {
     return 1;
   }
   es_db *db;
-  if (open_store(dir, &db) != 0) {
+  if (bench_es_open(dir, &db) != 0) {
     fprintf(stderr, "es-bench _appendloop: %s\n", bench_last_error());
     return 1;
   }
@@ -179,7 +167,7 @@ static int es_kill_run(live *lv, int run, kill_run *k) {
     return -1;
   es_db *db;
   double t0 = now_s();
-  if (open_store(dir, &db) != 0)
+  if (bench_es_open(dir, &db) != 0)
     return -1;
   k->open_s = now_s() - t0;
   double first = count_of(db, lv->w.batches[0].tenant);
@@ -239,7 +227,7 @@ static int es_fresh(live *lv) {
   char dir[4200];
   snprintf(dir, sizeof dir, "%s/es-fresh", lv->dir);
   es_db *db;
-  if (open_store(dir, &db) != 0)
+  if (bench_es_open(dir, &db) != 0)
     return -1;
   int rc = 0;
   for (int i = 0; i < lv->fresh_n && rc == 0; i++) {

@@ -556,20 +556,6 @@ static int ours_once(qbench *qb, qdef *q, char **answer_out) {
   return 0;
 }
 
-static int es_open_at(const char *dir, es_db **db) {
-  es_options o;
-  es_options_init(&o);
-  o.data_dir = dir;
-  o.sync_mode = ES_SYNC_FULL;
-  o.keep_full_ip = 1;
-  int rc = es_open(&o, db);
-  if (rc != ES_OK) {
-    bench_fail("es_open(%s): %s: %s", dir, es_strerror(rc), es_errdetail());
-    return -1;
-  }
-  return 0;
-}
-
 /* Keeps the first answer; a later one that differs is a failure. */
 static int keep_answer(qdef *q, side *s, char *ans) {
   if (!s->answer) {
@@ -596,7 +582,7 @@ static int ours_measure(qbench *qb, qdef *q, size_t *done, size_t total) {
     qb->db = NULL;
     double t0 = now_s();
     char *ans;
-    if (es_open_at(qb->es_dir, &qb->db) != 0)
+    if (bench_es_open(qb->es_dir, &qb->db) != 0)
       return -1;
     q->ours.open_s[r] = now_s() - t0;
     if (ours_once(qb, q, &ans) != 0)
@@ -635,7 +621,7 @@ static int es_append_batch(void *ctx, int tid, const batch *b) {
 }
 
 static int load_es(qbench *qb) {
-  if (es_open_at(qb->es_dir, &qb->db) != 0)
+  if (bench_es_open(qb->es_dir, &qb->db) != 0)
     return -1;
   driver_ops ops = {NULL, es_append_batch, NULL, qb->db};
   double t0 = now_s(), s;

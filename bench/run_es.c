@@ -64,7 +64,7 @@ static int es_sizes_get(const char *dir, es_sizes *s) {
   return 0;
 }
 
-static int es_open_dir(const char *dir, es_db **db) {
+int bench_es_open(const char *dir, es_db **db) {
   es_options o;
   es_options_init(&o);
   o.data_dir = dir;
@@ -92,7 +92,7 @@ int run_eventstore(const workload *w, const char *dir, int threads,
                    const char *label, run_result *out) {
   run_result_clear(out);
   es_ctx c = {NULL};
-  if (es_open_dir(dir, &c.db) != 0)
+  if (bench_es_open(dir, &c.db) != 0)
     return -1;
   driver_ops ops = {NULL, es_append_batch, NULL, &c};
   int rc = drive(w, threads, &ops, label, &out->ingest_s);
@@ -105,7 +105,7 @@ int run_eventstore(const workload *w, const char *dir, int threads,
   if (es_sizes_get(dir, &before) != 0)
     return -1;
   double t0 = now_s();
-  if (es_open_dir(dir, &c.db) != 0)
+  if (bench_es_open(dir, &c.db) != 0)
     return -1;
   out->recover_s = now_s() - t0;
   out->recover_events = before.wal_events;
