@@ -221,8 +221,6 @@ stat3 stat3_of(double *v, int n);
  * 0 (unknown) as null. */
 void bench_json_stat3(const char *key, stat3 s);
 
-/* Prints s to f as a JSON string literal. */
-void json_string_to(FILE *f, const char *s);
 
 /* The commands besides gen and ingest (query.c, live.c).  Each returns
  * the exit status: 0, or 1 when a measurement or a cross-check failed. */

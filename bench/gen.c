@@ -684,8 +684,8 @@ int gen_next(gen *g, es_event *out, const char **tenant_out) {
 static const char *const type_names[] = {NULL,       "track", "page", "screen",
                                          "identify", "alias", "group"};
 
-/* Writes s as a JSON string literal. */
-static void json_str(FILE *f, const char *s) {
+/* Writes s as a JSON string literal (see gen.h). */
+void json_string_to(FILE *f, const char *s) {
   putc('"', f);
   for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
     if (*p == '"' || *p == '\\')
@@ -702,7 +702,7 @@ static void json_field(FILE *f, const char *key, const char *val, int *first) {
   if (!val)
     return;
   fprintf(f, "%s\"%s\":", *first ? "" : ",", key);
-  json_str(f, val);
+  json_string_to(f, val);
   *first = 0;
 }
 
@@ -745,7 +745,7 @@ int gen_write_ndjson(FILE *f, const es_event *ev, const char *tenant) {
   putc('}', f);
   if (tenant) {
     fputs(",\"writeKey\":", f);
-    json_str(f, tenant);
+    json_string_to(f, tenant);
   }
   fputs("}\n", f);
   return ferror(f) ? -1 : 0;

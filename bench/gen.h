@@ -87,4 +87,8 @@ const char *gen_tenant_name(const gen *g, int i);
  */
 int gen_write_ndjson(FILE *f, const es_event *ev, const char *tenant);
 
+/* Prints s to f as a JSON string literal (es-bench's JSON reports use it
+ * too). */
+void json_string_to(FILE *f, const char *s);
+
 #endif

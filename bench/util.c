@@ -334,18 +334,6 @@ stat3 stat3_of(double *v, int n) {
   return s;
 }
 
-void json_string_to(FILE *f, const char *s) {
-  putc('"', f);
-  for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-    if (*p == '"' || *p == '\\')
-      fprintf(f, "\\%c", *p);
-    else if (*p < 0x20)
-      fprintf(f, "\\u%04x", *p);
-    else
-      putc(*p, f);
-  }
-  putc('"', f);
-}
 
 int make_base_dir(const char *dir, char *out, size_t cap, int *made_base) {
   const char *base = dir ? dir : "bench-data";
