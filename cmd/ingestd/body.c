@@ -164,20 +164,19 @@ static uint64_t xorshift(uint64_t *s) {
 }
 
 /*
- * The server's fields of one mapped event: receive time, skew-corrected
- * timestamp, generated messageId.
+ * The server's fields of event i, both paths: receive time, timestamp
+ * corrected for the client's clock skew (ts_string: the event had a
+ * string "timestamp"; sent: its sentAt, else the body's, or NULL),
+ * generated messageId.
  */
-static void stamp(ing_batch *b, size_t i, yajl_val obj, yajl_val root,
+static void stamp(ing_batch *b, size_t i, int ts_string, const char *sent,
                   int64_t now_us, uint64_t *rng) {
   es_event *ev = &b->events[i].ev;
   int64_t sent_us;
-  yajl_val sent = get(obj, "sentAt", yajl_t_string);
-  if (sent == NULL && obj != root)
-    sent = get(root, "sentAt", yajl_t_string);
   ev->recv_us = now_us;
-  if (get(obj, "timestamp", yajl_t_string) == NULL) {
-    ev->ts_us = now_us; /* seg_event_from_tree may have used receivedAt */
-  } else if (sent != NULL && seg_iso8601_parse(sent->u.string, &sent_us) == 0) {
+  if (!ts_string) {
+    ev->ts_us = now_us; /* the mapping may have used receivedAt */
+  } else if (sent != NULL && seg_iso8601_parse(sent, &sent_us) == 0) {
     int64_t ts = ev->ts_us + (now_us - sent_us);
     ev->ts_us = ts < 0 ? 0 : ts; /* a wild sentAt cannot make it invalid */
   }
@@ -207,7 +206,11 @@ static int map_event(ing_batch *b, size_t i, yajl_val obj, yajl_val root,
     snprintf(err, err_size, "%s%s", where, msg);
     return -1;
   }
-  stamp(b, i, obj, root, now_us, rng);
+  yajl_val sent = get(obj, "sentAt", yajl_t_string);
+  if (sent == NULL && obj != root)
+    sent = get(root, "sentAt", yajl_t_string);
+  stamp(b, i, get(obj, "timestamp", yajl_t_string) != NULL,
+        sent ? sent->u.string : NULL, now_us, rng);
   b->bytes += bytes + sizeof(seg_event);
   return 0;
 }
@@ -739,25 +742,10 @@ int ing_batch_parse(ing_batch *b, const char *json, size_t len, int type,
     goto out;
   }
   for (size_t i = 0; i < b->count; i++) {
-    es_event *ev = &b->events[i].ev;
     const char *sent = s->extra[i].sent;
-    int64_t sent_us;
     if (sent == NULL && type == 0)
       sent = s->root_sent;
-    ev->recv_us = now_us;
-    if (!s->extra[i].ts_string) {
-      ev->ts_us = now_us;
-    } else if (sent != NULL && seg_iso8601_parse(sent, &sent_us) == 0) {
-      int64_t ts = ev->ts_us + (now_us - sent_us);
-      ev->ts_us = ts < 0 ? 0 : ts;
-    }
-    if (ev->message_id == NULL) {
-      char *id = b->gen_ids + i * GEN_ID_SIZE;
-      uint64_t a = xorshift(rng), c = xorshift(rng);
-      snprintf(id, GEN_ID_SIZE, "es-%016llx%016llx", (unsigned long long)a,
-               (unsigned long long)c);
-      ev->message_id = id;
-    }
+    stamp(b, i, s->extra[i].ts_string, sent, now_us, rng);
   }
   if (s->failed) {
     snprintf(err, err_size, "%s", s->err);
