@@ -14,8 +14,8 @@ import * as h from './lib.mjs';
 h.requireNodeModules();
 const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
 if (!existsSync(CHROMIUM)) {
-  console.log(`SKIP: no Chromium at ${CHROMIUM} (scripts/deps.sh installs Debian's chromium)`);
-  process.exit(77);
+  console.log(`FAIL: no Chromium at ${CHROMIUM} (scripts/deps.sh installs Debian's chromium)`);
+  process.exit(1);
 }
 const require = createRequire(import.meta.url);
 const { Analytics } = require('@segment/analytics-node');

@@ -21,12 +21,13 @@ export const MODE = process.argv[5] || 'two-process';
 export const SCREENSHOT = process.argv[6];
 const here = path.dirname(fileURLToPath(import.meta.url));
 
-// Exit 77 (meson's "skipped", reported as SKIP) when the npm packages are
-// not installed: scripts/npm-deps.sh installs them.
+// Fails loudly when the npm packages are not installed, as the ingest
+// tests do: a test that silently skipped would hide that the SDK client
+// and the browser never ran.  scripts/npm-deps.sh installs them.
 export function requireNodeModules() {
   if (!existsSync(path.join(here, 'node_modules'))) {
-    console.log('SKIP: run scripts/npm-deps.sh to install @segment/analytics-node and playwright-core');
-    process.exit(77);
+    console.log('FAIL: @segment/analytics-node and playwright-core are not installed; run scripts/npm-deps.sh');
+    process.exit(1);
   }
 }
 
