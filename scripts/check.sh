@@ -7,8 +7,26 @@ cd "$(dirname "$0")/.."
 fail=0
 say() { echo "check: $*" >&2; fail=1; }
 
-# 1. Layering: tools and servers see the public header only.
-if grep -nE '#include +"(\.\./)*lib/|#include +"(status|mem|io|wal|segment|memtable|dbint|db|codec|event|manifest|clock)\.h"' cmd/*.c cmd/*.h 2>/dev/null; then
+# 1. Layering by folder.  lib/ is base/ < store/ < engine/ < the top
+#    (lib/*.c: es_open wires the store to the engine); a file includes
+#    only headers of its own folder or lower ones.  Later layers
+#    (replicate/, export/, erase/) rank above engine/.  cmd/ and its
+#    folders see only the public header: never a lib/ header.
+rank() { case "$1" in base) echo 1;; store) echo 2;; engine) echo 3;;
+                      replicate) echo 4;; export) echo 5;; erase) echo 6;;
+                      *) echo 9;; esac; }
+while IFS= read -r f; do
+  dir=$(dirname "${f#lib/}"); [ "$dir" = . ] && dir=top
+  mine=$(rank "$dir")
+  while IFS= read -r inc; do
+    case "$inc" in */*) ;; *) continue;; esac
+    if [ "$(rank "${inc%%/*}")" -gt "$mine" ]; then
+      echo "$f: includes $inc" >&2; say "lib/$dir may not include a higher layer"
+    fi
+  done < <(grep -oE '^#include +"[^"]+"' "$f" | sed -E 's/^#include +"([^"]+)"/\1/')
+done < <(find lib -name '*.[ch]' | sort)
+if grep -rnE '#include +"[^"]*(lib/|(base|store|engine|replicate|export|erase)/)' cmd \
+    --include='*.c' --include='*.h'; then
   say "cmd/ must include only include/eventstore.h (and cmd/ headers)"
 fi
 
@@ -16,18 +34,18 @@ fi
 #    clock.c reads the clock.
 banned() { # regex, allowed file, what
   local hits
-  hits=$(grep -nE "$1" lib/*.c | grep -v "^lib/$2:" | grep -vE '^\S+:\s*(/\*|\*)' || true)
+  hits=$(grep -rnE "$1" lib --include='*.c' | grep -v "^lib/$2:" | grep -vE '^\S+:\s*(/\*|\*)' || true)
   [ -z "$hits" ] || { echo "$hits" >&2; say "$3 outside lib/$2"; }
 }
-banned '(^|[^>.a-z_])(malloc|calloc|realloc|free|strdup)\(' mem.c "allocation"
-banned '(^|[^>.a-z_])(open|pread|pwrite|fsync|fdatasync|rename|unlink|mkdir|opendir|ftruncate|flock)\(' io.c "file I/O"
-banned '(^|[^>.a-z_])(clock_gettime|gettimeofday|time)\(' clock.c "clock reads"
+banned '(^|[^>.a-z_])(malloc|calloc|realloc|free|strdup)\(' base/mem.c "allocation"
+banned '(^|[^>.a-z_])(open|pread|pwrite|fsync|fdatasync|rename|unlink|mkdir|opendir|ftruncate|flock)\(' base/io.c "file I/O"
+banned '(^|[^>.a-z_])(clock_gettime|gettimeofday|time)\(' base/clock.c "clock reads"
 banned '(^|[^>.a-z_])exit\(' none "exit()"
 
 # 3. Formatting (clang-format, .clang-format at the top).
 if command -v clang-format >/dev/null; then
-  if ! clang-format --dry-run -Werror include/*.h lib/*.c lib/*.h 2>/dev/null; then
-    say "run: clang-format -i include/*.h lib/*.c lib/*.h"
+  if ! clang-format --dry-run -Werror include/*.h $(find lib -name '*.[ch]') 2>/dev/null; then
+    say "run: clang-format -i include/*.h \$(find lib -name '*.[ch]')"
   fi
 fi
 

@@ -35,7 +35,7 @@
 
 #include <stdint.h>
 
-#include "io.h"
+#include "base/io.h"
 
 /* What a failing write leaves behind (memvfs_set_short_write). */
 #define MEMVFS_SHORT_NONE 0 /* nothing of the buffer is written */

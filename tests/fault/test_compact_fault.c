@@ -22,8 +22,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "clock.h"
-#include "db.h"
+#include "base/clock.h"
+#include "api.h"
+#include "store/db.h"
 #include "eventstore.h"
 #include "memvfs.h"
 #include "unit.h"

@@ -47,8 +47,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "db.h"
-#include "mem.h"
+#include "api.h"
+#include "store/db.h"
+#include "base/mem.h"
 #include "memvfs.h"
 
 #define DATA_DIR "/db"

@@ -15,7 +15,7 @@
 #include <stdlib.h>
 
 #include "fuzz_util.h"
-#include "manifest.h"
+#include "store/manifest.h"
 #include "memfile.h"
 
 #define TENANT_DIR "/data/tenant"

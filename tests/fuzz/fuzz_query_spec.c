@@ -16,7 +16,7 @@
 #include <string.h>
 
 #include "fuzz_util.h"
-#include "query.h"
+#include "engine/query.h"
 
 static void spec_check(const char *text) {
   es_query_spec spec;

@@ -14,9 +14,9 @@
  */
 #include <stdlib.h>
 
-#include "codec.h"
+#include "base/codec.h"
 #include "fuzz_util.h"
-#include "rollup.h"
+#include "store/rollup.h"
 
 static void rollup_check(const uint8_t *img, size_t size) {
   es_rollup r;

@@ -30,12 +30,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "event.h"
+#include "base/event.h"
 #include "fuzz_util.h"
 #include "memfile.h"
-#include "memtable.h"
-#include "segment.h"
-#include "wal.h"
+#include "store/memtable.h"
+#include "store/segment.h"
+#include "store/wal.h"
 
 #define RT_EVENTS_MAX 64
 #define RT_HDR_BYTES 19

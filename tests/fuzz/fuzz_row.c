@@ -21,9 +21,9 @@
  */
 #include <string.h>
 
-#include "event.h"
+#include "base/event.h"
 #include "fuzz_util.h"
-#include "memtable.h"
+#include "store/memtable.h"
 
 /* Most rows one input is read as (inputs are small anyway). */
 #define ROW_MAX 4096

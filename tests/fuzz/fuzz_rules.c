@@ -17,10 +17,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "codec.h"
+#include "base/codec.h"
 #include "fuzz_util.h"
-#include "identity.h"
-#include "rules.h"
+#include "engine/identity.h"
+#include "engine/rules.h"
 
 static void rule_json_check(const char *json) {
   es_rule *r = NULL;

@@ -18,7 +18,7 @@
 
 #include "fuzz_util.h"
 #include "memfile.h"
-#include "segment.h"
+#include "store/segment.h"
 
 #define SEG_PATH "/tenant/0000000000000001.seg"
 

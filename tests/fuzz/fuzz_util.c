@@ -12,11 +12,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "codec.h"
+#include "base/codec.h"
 #include "fuzz_util.h"
 #include "memfile.h"
-#include "segment.h"
-#include "wal.h"
+#include "store/segment.h"
+#include "store/wal.h"
 
 /* Segment footer geometry (segment.c: SEG_FOOTER_FIXED, SEG_GROUP_BYTES). */
 #define FIX_SEG_FOOTER_FIXED 40

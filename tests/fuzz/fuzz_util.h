@@ -19,7 +19,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "io.h"
+#include "base/io.h"
 
 /* libFuzzer's entry point, defined by each target; replay_main.c calls it
  * too.  Returns 0 (libFuzzer reserves other values). */

@@ -19,10 +19,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "event.h"
+#include "base/event.h"
 #include "fuzz_util.h"
 #include "memfile.h"
-#include "wal.h"
+#include "store/wal.h"
 
 #define WAL_DIR "/shard-0"
 #define WAL_PATH WAL_DIR "/0000000000000001.wal"

@@ -24,7 +24,7 @@
 
 #include <stddef.h>
 
-#include "io.h"
+#include "base/io.h"
 
 /* Most files one memfile holds at a time. */
 #define MEMFILE_FILES_MAX 8

@@ -22,13 +22,13 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "event.h"
-#include "io.h"
-#include "manifest.h"
-#include "mem.h"
-#include "memtable.h"
-#include "segment.h"
-#include "wal.h"
+#include "base/event.h"
+#include "base/io.h"
+#include "store/manifest.h"
+#include "base/mem.h"
+#include "store/memtable.h"
+#include "store/segment.h"
+#include "store/wal.h"
 
 #define NOW_US INT64_C(1764000000000000) /* a fixed "now" */
 

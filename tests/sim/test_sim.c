@@ -63,8 +63,9 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "db.h"
-#include "dbint.h"
+#include "api.h"
+#include "store/db.h"
+#include "store/dbint.h"
 #include "memvfs.h"
 
 #ifndef SIM_SEEDS_FILE

@@ -16,8 +16,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "codec.h"
-#include "mem.h"
+#include "base/codec.h"
+#include "base/mem.h"
 #include "unit.h"
 
 /* ---- varints and zigzag ------------------------------------------------ */

@@ -21,8 +21,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "clock.h"
-#include "dbint.h"
+#include "base/clock.h"
+#include "store/dbint.h"
 #include "eventstore.h"
 #include "unit.h"
 

@@ -19,7 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "event.h"
+#include "base/event.h"
 #include "unit.h"
 
 #define NOW_US INT64_C(1700000000123456)

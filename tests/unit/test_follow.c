@@ -19,7 +19,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "clock.h"
+#include "base/clock.h"
 #include "eventstore.h"
 #include "unit.h"
 

@@ -16,8 +16,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "codec.h"
-#include "manifest.h"
+#include "base/codec.h"
+#include "store/manifest.h"
 #include "unit.h"
 
 /* ---- helpers ------------------------------------------------------------ */

@@ -17,8 +17,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "event.h"
-#include "memtable.h"
+#include "base/event.h"
+#include "store/memtable.h"
 #include "unit.h"
 
 #define NOW_US INT64_C(1700000000000000)

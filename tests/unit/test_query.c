@@ -23,8 +23,8 @@
 
 #include "bf_identity.h"
 #include "eventstore.h"
-#include "mem.h"
-#include "query.h"
+#include "base/mem.h"
+#include "engine/query.h"
 #include "unit.h"
 
 /* 2024-03-01T00:00:00Z */

@@ -20,9 +20,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "hll.h"
-#include "mem.h"
-#include "rollup.h"
+#include "base/hll.h"
+#include "base/mem.h"
+#include "store/rollup.h"
 #include "unit.h"
 
 static uint64_t mix(uint64_t x) { /* splitmix64 */

@@ -22,7 +22,7 @@
 #include <string.h>
 
 #include "eventstore.h"
-#include "rules.h"
+#include "engine/rules.h"
 #include "unit.h"
 
 #define T0 INT64_C(1709251200000000)

@@ -21,7 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "segment.h"
+#include "store/segment.h"
 #include "unit.h"
 
 #define TS_BASE INT64_C(1700000000000000)

@@ -22,8 +22,8 @@
 
 #include "bf_identity.h"
 #include "eventstore.h"
-#include "identity.h"
-#include "mem.h"
+#include "engine/identity.h"
+#include "base/mem.h"
 #include "unit.h"
 
 /* 2024-03-01T00:00:00Z */

@@ -21,10 +21,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "event.h"
-#include "mem.h"
+#include "base/event.h"
+#include "base/mem.h"
 #include "unit.h"
-#include "wal.h"
+#include "store/wal.h"
 
 #define NOW_US INT64_C(1700000000000000)
 

@@ -1,0 +1,224 @@
+/*
+ * hll.c -- HyperLogLog sketches; see hll.h.
+ */
+#include <math.h>
+
+#include "base/hll.h"
+#include "base/mem.h"
+
+/* Register index (top p bits) and rank (leading zeros of the rest, + 1). */
+static uint32_t hll_entry(uint64_t hash) {
+  uint32_t idx = (uint32_t)(hash >> (64 - ES_HLL_P));
+  uint64_t w = hash << ES_HLL_P;
+  uint32_t rank = w ? (uint32_t)__builtin_clzll(w) + 1 : 64 - ES_HLL_P + 1;
+  return idx << 8 | rank;
+}
+
+/* Turns a sparse sketch dense. */
+static int hll_densify(es_hll *h) {
+  uint8_t *d = es__calloc(ES_HLL_M, 1);
+  if (!d)
+    return ES_NOMEM_BKPT();
+  for (uint32_t i = 0; i < h->n; i++)
+    d[h->sparse[i] >> 8] = (uint8_t)(h->sparse[i] & 0xff);
+  es__free(h->sparse);
+  h->sparse = NULL;
+  h->n = h->cap = 0;
+  h->dense = d;
+  return ES_OK;
+}
+
+/* Sets one register to at least `rank` (entry = index << 8 | rank). */
+static int hll_set(es_hll *h, uint32_t e) {
+  uint32_t idx = e >> 8;
+  uint8_t rank = (uint8_t)(e & 0xff);
+  if (h->dense) {
+    if (h->dense[idx] < rank)
+      h->dense[idx] = rank;
+    return ES_OK;
+  }
+  uint32_t lo = 0, hi = h->n; /* first entry with index >= idx */
+  while (lo < hi) {
+    uint32_t mid = lo + (hi - lo) / 2;
+    if ((h->sparse[mid] >> 8) < idx)
+      lo = mid + 1;
+    else
+      hi = mid;
+  }
+  if (lo < h->n && (h->sparse[lo] >> 8) == idx) {
+    if ((h->sparse[lo] & 0xff) < rank)
+      h->sparse[lo] = e;
+    return ES_OK;
+  }
+  if (h->n >= ES_HLL_SPARSE_MAX) {
+    ES_TRY(hll_densify(h));
+    return hll_set(h, e);
+  }
+  if (h->n == h->cap) {
+    size_t cap = h->cap;
+    ES_TRY(es__grow((void **)&h->sparse, &cap, (size_t)h->n + 1,
+                    sizeof(uint32_t)));
+    h->cap = (uint32_t)cap;
+  }
+  memmove(h->sparse + lo + 1, h->sparse + lo, (h->n - lo) * sizeof(uint32_t));
+  h->sparse[lo] = e;
+  h->n++;
+  return ES_OK;
+}
+
+int es__hll_add(es_hll *h, uint64_t hash) {
+  return hll_set(h, hll_entry(hash));
+}
+
+/* Merges src into dst; see hll.h. */
+int es__hll_merge(es_hll *dst, const es_hll *src) {
+  if (src->dense) {
+    if (!dst->dense)
+      ES_TRY(hll_densify(dst));
+    for (uint32_t i = 0; i < ES_HLL_M; i++)
+      if (dst->dense[i] < src->dense[i])
+        dst->dense[i] = src->dense[i];
+    return ES_OK;
+  }
+  for (uint32_t i = 0; i < src->n; i++)
+    ES_TRY(hll_set(dst, src->sparse[i]));
+  return ES_OK;
+}
+
+/* Ertl's estimator ("New cardinality estimation algorithms for
+ * HyperLogLog sketches", 2017): from the histogram of register values,
+ * with no bias tables and no switch between linear counting and the raw
+ * estimate, so it stays unbiased across the whole range. */
+static double hll_sigma(double x) {
+  if (x == 1.0)
+    return INFINITY;
+  double y = 1, z = x, prev;
+  do {
+    x *= x;
+    prev = z;
+    z += x * y;
+    y += y;
+  } while (z != prev);
+  return z;
+}
+
+static double hll_tau(double x) {
+  if (x == 0.0 || x == 1.0)
+    return 0;
+  double y = 1, z = 1 - x, prev;
+  do {
+    x = sqrt(x);
+    prev = z;
+    y *= 0.5;
+    z -= (1 - x) * (1 - x) * y;
+  } while (z != prev);
+  return z / 3;
+}
+
+uint64_t es__hll_estimate(const es_hll *h) {
+  enum { Q = 64 - ES_HLL_P };
+  const double m = ES_HLL_M;
+  uint32_t c[Q + 2] = {0}; /* registers holding each value 0..Q+1 */
+  if (h->dense) {
+    for (uint32_t i = 0; i < ES_HLL_M; i++)
+      c[h->dense[i] <= Q + 1 ? h->dense[i] : Q + 1]++;
+  } else {
+    c[0] = ES_HLL_M - h->n;
+    for (uint32_t i = 0; i < h->n; i++)
+      c[h->sparse[i] & 0xff]++;
+  }
+  if (c[0] == ES_HLL_M)
+    return 0;
+  double z = m * hll_tau(1 - c[Q + 1] / m);
+  for (int k = Q; k >= 1; k--)
+    z = 0.5 * (z + c[k]);
+  z += m * hll_sigma(c[0] / m);
+  return (uint64_t)llround(m * m / (2 * log(2)) / z);
+}
+
+/* The register of index idx. */
+static uint8_t hll_reg(const es_hll *h, uint32_t idx, uint32_t *pos) {
+  if (h->dense)
+    return h->dense[idx];
+  while (*pos < h->n && (h->sparse[*pos] >> 8) < idx)
+    (*pos)++;
+  return *pos < h->n && (h->sparse[*pos] >> 8) == idx
+             ? (uint8_t)(h->sparse[*pos] & 0xff)
+             : 0;
+}
+
+int es__hll_equal(const es_hll *a, const es_hll *b) {
+  if (!a->dense && !b->dense)
+    return a->n == b->n &&
+           (a->n == 0 || memcmp(a->sparse, b->sparse, a->n * 4) == 0);
+  uint32_t pa = 0, pb = 0;
+  for (uint32_t i = 0; i < ES_HLL_M; i++)
+    if (hll_reg(a, i, &pa) != hll_reg(b, i, &pb))
+      return 0;
+  return 1;
+}
+
+void es__hll_free(es_hll *h) {
+  es__free(h->sparse);
+  es__free(h->dense);
+  memset(h, 0, sizeof(*h));
+}
+
+int es__hll_put(es_buf *b, const es_hll *h) {
+  if (h->dense) {
+    ES_TRY(es__buf_put_u8(b, 2));
+    return es__buf_put(b, h->dense, ES_HLL_M);
+  }
+  ES_TRY(es__buf_put_u8(b, h->n ? 1 : 0));
+  if (h->n == 0)
+    return ES_OK;
+  ES_TRY(es__buf_put_varint(b, h->n));
+  uint32_t prev = 0;
+  for (uint32_t i = 0; i < h->n; i++) {
+    ES_TRY(es__buf_put_varint(b, h->sparse[i] - prev));
+    prev = h->sparse[i];
+  }
+  return ES_OK;
+}
+
+/* Reads a sketch into *h (empty on entry); malformed input sets r->bad
+ * and leaves *h for es__hll_free. */
+int es__hll_get(es_rd *r, es_hll *h) {
+  uint8_t kind = es__rd_u8(r);
+  if (kind == 0 || r->bad)
+    return ES_OK;
+  if (kind == 2) {
+    const uint8_t *p = es__rd_bytes(r, ES_HLL_M);
+    if (!p)
+      return ES_OK;
+    if (!(h->dense = es__malloc(ES_HLL_M)))
+      return ES_NOMEM_BKPT();
+    memcpy(h->dense, p, ES_HLL_M);
+    for (uint32_t i = 0; i < ES_HLL_M; i++)
+      if (h->dense[i] > 64 - ES_HLL_P + 1)
+        r->bad = 1;
+    return ES_OK;
+  }
+  uint64_t n = es__rd_varint(r);
+  if (kind != 1 || n == 0 || n > ES_HLL_SPARSE_MAX) {
+    r->bad = 1;
+    return ES_OK;
+  }
+  if (!(h->sparse = es__malloc(n * sizeof(uint32_t))))
+    return ES_NOMEM_BKPT();
+  h->cap = (uint32_t)n;
+  uint64_t prev = 0;
+  for (uint64_t i = 0; i < n && !r->bad; i++) {
+    uint64_t e = prev + es__rd_varint(r);
+    uint32_t rank = (uint32_t)(e & 0xff);
+    /* strictly increasing indexes, rank 1..51 */
+    if (e > UINT32_MAX || (i > 0 && (e >> 8) <= (prev >> 8)) || rank == 0 ||
+        rank > 64 - ES_HLL_P + 1 || (e >> 8) >= ES_HLL_M) {
+      r->bad = 1;
+      break;
+    }
+    h->sparse[h->n++] = (uint32_t)e;
+    prev = e;
+  }
+  return ES_OK;
+}

@@ -1,0 +1,449 @@
+/*
+ * identity.c -- identity stitching at read time: a union-find over the
+ * ids of one tenant, built from its identify and alias events.
+ *
+ * Visitors show up under several ids: an anonymousId per browser before
+ * they sign in, a userId after.  An identify event carrying both, or an
+ * alias event (previousId -> userId), says they are one person.  The map
+ * is rebuilt from the stored events each time a read needs it (es_query,
+ * es_timeline_open), so an anonymous visitor's earlier events count for
+ * the person as soon as the linking event is stored.  Links can be undone
+ * by unlink records, kept in the tenant's append-only identity log
+ * (IDENTITY; see es_identity_unlink): a link event joining exactly the two
+ * ids of an unlink record, at or before its time, is ignored.  Caching the
+ * map per tenant comes later.
+ *
+ * Representation: ids are interned into nodes (open addressing on their
+ * hash); each node has a union-find parent, the size of its set (valid at
+ * roots) and a `next` link that chains every set into a cycle, so the ids
+ * of a person can be listed without scanning the map.
+ *
+ * Invariants:
+ *  1. Guardrail values never link: NULL, "", "null", "undefined", "0" and
+ *     "anonymous" (any case).  A link naming one is ignored.
+ *  2. No set ever holds more than ES_IDENTITY_IDS_MAX ids: a link that
+ *     would merge two sets beyond it is ignored, whole.  Links are applied
+ *     in event-time order (ties in append order), so which links win is
+ *     deterministic for the same stored events.
+ *  3. Following `next` from any node visits exactly the nodes of its set
+ *     and comes back (the cycles are spliced on every union).
+ *  4. A failed call (ES_ENOMEM) makes no link: at worst an id was interned
+ *     as a set of its own, which is what an unknown id means anyway.
+ *  5. The identity log is append-only; each record carries its own length
+ *     and checksum, and reading stops at the first record that does not
+ *     check (a torn append, never acknowledged); the next append writes
+ *     over it.
+ */
+#include <stdatomic.h>
+#include <string.h>
+#include <strings.h>
+
+#include "base/clock.h"
+#include "base/codec.h"
+#include "base/mem.h"
+#include "engine/identity.h"
+#include "store/dbint.h"
+
+#define IDLOG_NAME "IDENTITY"
+#define IDLOG_SEED UINT64_C(0x1d10)
+
+/* An unlink record of the identity log. */
+typedef struct id_unlink {
+  int64_t ts_us;
+  char *a, *b;
+} id_unlink;
+
+typedef struct id_node {
+  char *id;        /* owned, NUL-terminated */
+  uint32_t parent; /* union-find parent; itself at a root */
+  uint32_t size;   /* ids in the set (valid at a root) */
+  uint32_t next;   /* the next node of the same set (a cycle) */
+} id_node;
+
+struct es_identity {
+  id_node *nodes;
+  size_t n, cap;
+  uint32_t *slots;    /* open addressing: node index + 1, 0 = empty */
+  size_t nslots;      /* a power of two, more than 2 * n */
+  id_unlink *unlinks; /* from the identity log */
+  size_t nunlinks, unlinks_cap;
+  atomic_int refs; /* a loaded map is shared (the tenant's cache) */
+  int frozen;      /* every parent is a root: reads no longer write */
+};
+
+/* Creates an empty map; see identity.h. */
+int es__identity_new(es_identity **map_out) {
+  *map_out = NULL;
+  es_identity *m = es__calloc(1, sizeof(*m));
+  if (!m)
+    return ES_NOMEM_BKPT();
+  atomic_init(&m->refs, 1);
+  *map_out = m;
+  return ES_OK;
+}
+
+/* Frees the map; see identity.h. */
+void es__identity_free(es_identity *m) {
+  if (!m || atomic_fetch_sub(&m->refs, 1) != 1)
+    return;
+  for (size_t i = 0; i < m->n; i++)
+    es__free(m->nodes[i].id);
+  es__free(m->nodes);
+  es__free(m->slots);
+  for (size_t i = 0; i < m->nunlinks; i++) {
+    es__free(m->unlinks[i].a);
+    es__free(m->unlinks[i].b);
+  }
+  es__free(m->unlinks);
+  es__free(m);
+}
+
+/* Guardrail check; see identity.h. */
+int es__identity_linkable(const char *id) {
+  static const char *const never[] = {"null", "undefined", "0", "anonymous"};
+  if (!id || id[0] == '\0')
+    return 0;
+  for (size_t i = 0; i < sizeof(never) / sizeof(never[0]); i++)
+    if (strcasecmp(id, never[i]) == 0)
+      return 0;
+  return 1;
+}
+
+/* The slot holding id, or the empty slot where it would go. */
+static size_t map_slot(const es_identity *m, const char *id) {
+  size_t mask = m->nslots - 1;
+  size_t i = (size_t)es__hash64(id, strlen(id), 0) & mask;
+  while (m->slots[i] != 0 && strcmp(m->nodes[m->slots[i] - 1].id, id) != 0)
+    i = (i + 1) & mask;
+  return i;
+}
+
+/* The node index of id, or -1 when the map does not know it. */
+static long map_find_node(const es_identity *m, const char *id) {
+  if (m->nslots == 0)
+    return -1;
+  size_t i = map_slot(m, id);
+  return m->slots[i] ? (long)m->slots[i] - 1 : -1;
+}
+
+/* Doubles the slot array and re-inserts every node. */
+static int map_rehash(es_identity *m) {
+  size_t nslots = m->nslots ? m->nslots * 2 : 64;
+  uint32_t *slots = es__calloc(nslots, sizeof(uint32_t));
+  if (!slots)
+    return ES_NOMEM_BKPT();
+  es__free(m->slots);
+  m->slots = slots;
+  m->nslots = nslots;
+  for (size_t i = 0; i < m->n; i++)
+    m->slots[map_slot(m, m->nodes[i].id)] = (uint32_t)(i + 1);
+  return ES_OK;
+}
+
+/* The node index of id, interning it as a set of its own when new. */
+static int map_intern(es_identity *m, const char *id, uint32_t *idx_out) {
+  if (2 * (m->n + 1) > m->nslots)
+    ES_TRY(map_rehash(m));
+  size_t slot = map_slot(m, id);
+  if (m->slots[slot] == 0) {
+    if (m->n >= UINT32_MAX - 1)
+      return ES_NOMEM_BKPT();
+    ES_TRY(es__grow((void **)&m->nodes, &m->cap, m->n + 1, sizeof(id_node)));
+    char *copy = es__strdup(id);
+    if (!copy)
+      return ES_NOMEM_BKPT();
+    uint32_t idx = (uint32_t)m->n++;
+    m->nodes[idx] = (id_node){copy, idx, 1, idx};
+    m->slots[slot] = idx + 1;
+  }
+  *idx_out = m->slots[slot] - 1;
+  return ES_OK;
+}
+
+/* The root of node i, halving the path on the way. */
+static uint32_t map_root(es_identity *m, uint32_t i) {
+  if (m->frozen) /* shared by readers: no path halving (writes) */
+    return m->nodes[i].parent;
+  while (m->nodes[i].parent != i) {
+    m->nodes[i].parent = m->nodes[m->nodes[i].parent].parent;
+    i = m->nodes[i].parent;
+  }
+  return i;
+}
+
+/* Links two ids; see identity.h. */
+int es__identity_link(es_identity *m, const char *a, const char *b,
+                      int *linked_out) {
+  *linked_out = 0;
+  if (!es__identity_linkable(a) || !es__identity_linkable(b))
+    return ES_OK;
+  if (strcmp(a, b) == 0) {
+    *linked_out = 1;
+    return ES_OK;
+  }
+  uint32_t ia, ib;
+  ES_TRY(map_intern(m, a, &ia));
+  ES_TRY(map_intern(m, b, &ib));
+  uint32_t ra = map_root(m, ia), rb = map_root(m, ib);
+  if (ra == rb) {
+    *linked_out = 1;
+    return ES_OK;
+  }
+  if ((size_t)m->nodes[ra].size + m->nodes[rb].size > ES_IDENTITY_IDS_MAX)
+    return ES_OK; /* the cap: the whole link is ignored */
+  /* union by size; on a tie the older node stays the root */
+  if (m->nodes[ra].size < m->nodes[rb].size ||
+      (m->nodes[ra].size == m->nodes[rb].size && rb < ra)) {
+    uint32_t t = ra;
+    ra = rb;
+    rb = t;
+  }
+  m->nodes[rb].parent = ra;
+  m->nodes[ra].size += m->nodes[rb].size;
+  uint32_t t = m->nodes[ra].next; /* splice the two cycles */
+  m->nodes[ra].next = m->nodes[rb].next;
+  m->nodes[rb].next = t;
+  *linked_out = 1;
+  return ES_OK;
+}
+
+/* Applies one identify or alias event; see identity.h. */
+/* Whether an unlink record undoes a link of a and b made at ts. */
+int es__identity_unlinked(const es_identity *m, const char *a, const char *b,
+                          int64_t ts) {
+  for (size_t i = 0; a && b && i < m->nunlinks; i++) {
+    const id_unlink *u = &m->unlinks[i];
+    if (ts <= u->ts_us && ((strcmp(u->a, a) == 0 && strcmp(u->b, b) == 0) ||
+                           (strcmp(u->a, b) == 0 && strcmp(u->b, a) == 0)))
+      return 1;
+  }
+  return 0;
+}
+
+int es__identity_apply(es_identity *m, const es_event *ev) {
+  int linked;
+  const char *a = NULL, *b = NULL;
+  if (ev->type == ES_TYPE_IDENTIFY)
+    a = ev->user_id, b = ev->anonymous_id;
+  else if (ev->type == ES_TYPE_ALIAS)
+    a = ev->previous_id, b = ev->user_id;
+  else
+    return ES_OK;
+  if (es__identity_unlinked(m, a, b, ev->ts_us))
+    return ES_OK;
+  return es__identity_link(m, a, b, &linked);
+}
+
+/* --- the identity log ---------------------------------------------------- */
+
+/* Parses the log; stops at the first record that does not check
+ * (invariant 5).  *end_out: where the valid records end. */
+int es__identity_log_parse(es_identity *m, const uint8_t *p, size_t n,
+                           size_t *end_out) {
+  size_t off = 0;
+  while (n - off >= 12) {
+    uint32_t len = es__get_le32(p + off);
+    if (len == 0 || len > n - off - 12 ||
+        es__get_le64(p + off + 4) != es__hash64(p + off + 12, len, IDLOG_SEED))
+      break;
+    es_rd rd = es__rd(p + off + 12, len);
+    int64_t ts = es__rd_svarint(&rd);
+    uint64_t la = es__rd_varint(&rd);
+    const uint8_t *a = es__rd_bytes(&rd, la);
+    uint64_t lb = es__rd_varint(&rd);
+    const uint8_t *b = es__rd_bytes(&rd, lb);
+    if (rd.bad || rd.p != rd.end)
+      break;
+    if (m) {
+      ES_TRY(es__grow((void **)&m->unlinks, &m->unlinks_cap, m->nunlinks + 1,
+                      sizeof(id_unlink)));
+      id_unlink *u = &m->unlinks[m->nunlinks];
+      u->ts_us = ts;
+      u->a = es__malloc(la + 1);
+      u->b = es__malloc(lb + 1);
+      if (!u->a || !u->b) {
+        es__free(u->a);
+        es__free(u->b);
+        return ES_NOMEM_BKPT();
+      }
+      memcpy(u->a, a, la);
+      u->a[la] = '\0';
+      memcpy(u->b, b, lb);
+      u->b[lb] = '\0';
+      m->nunlinks++;
+    }
+    off += 12 + len;
+  }
+  *end_out = off;
+  return ES_OK;
+}
+
+/* Reads the tenant's identity log into m (none is fine). */
+static int idlog_read(es_db *db, const char *tenant, es_identity *m,
+                      size_t *end_out) {
+  char dir[ES_PATH_MAX], path[ES_PATH_MAX];
+  *end_out = 0;
+  ES_TRY(es__path_join(dir, sizeof(dir), db->tenants_dir, tenant));
+  ES_TRY(es__path_join(path, sizeof(path), dir, IDLOG_NAME));
+  uint8_t *buf = NULL;
+  size_t len = 0;
+  int rc = es__io_read_all(db->vfs, path, &buf, &len);
+  if (rc == ES_ENOTFOUND) {
+    es__error_clear();
+    return ES_OK;
+  }
+  ES_TRY(rc);
+  rc = es__identity_log_parse(m, buf, len, end_out);
+  es__free(buf);
+  return rc;
+}
+
+/* Appends an unlink record; see eventstore.h. */
+int es_identity_unlink(es_db *db, const char *tenant, const char *id_a,
+                       const char *id_b, int64_t ts_us) {
+  es__error_clear();
+  if (!db || !id_a || !id_b)
+    return ES_INVAL_BKPT("es_identity_unlink: NULL argument");
+  ES_TRY(es__tenant_check(tenant));
+  if (!es__identity_linkable(id_a) || !es__identity_linkable(id_b) ||
+      strlen(id_a) > 1024 || strlen(id_b) > 1024)
+    return ES_INVAL_BKPT("es_identity_unlink: \"%s\" and \"%s\" are not "
+                         "ids that can link",
+                         id_a, id_b);
+  if (db->opts.read_only)
+    return ES_ERR(ES_EREADONLY, "es_identity_unlink on a read-only handle");
+  if (atomic_load(&db->closing))
+    return ES_ERR(ES_ECLOSED, "database is closing");
+  if (ts_us == 0)
+    ts_us = es__clock_now_us();
+  es_buf rec = {0};
+  int rc = es__buf_put_u32(&rec, 0);
+  if (rc == ES_OK)
+    rc = es__buf_put_u64(&rec, 0);
+  if (rc == ES_OK)
+    rc = es__buf_put_svarint(&rec, ts_us);
+  const char *ids[2] = {id_a, id_b};
+  for (int i = 0; rc == ES_OK && i < 2; i++) {
+    rc = es__buf_put_varint(&rec, strlen(ids[i]));
+    if (rc == ES_OK)
+      rc = es__buf_put(&rec, ids[i], strlen(ids[i]));
+  }
+  es_tenant *t = NULL;
+  if (rc == ES_OK)
+    rc = es__tenant_get(db, tenant, 1, &t);
+  if (rc == ES_OK)
+    rc = es__tenant_dir_make(db, t);
+  if (rc < 0) {
+    es__buf_free(&rec);
+    return rc;
+  }
+  es__le32(rec.data, (uint32_t)(rec.len - 12));
+  es__le64(rec.data + 4, es__hash64(rec.data + 12, rec.len - 12, IDLOG_SEED));
+  pthread_mutex_lock(&t->id_mu);
+  size_t end = 0;
+  char path[ES_PATH_MAX];
+  rc = idlog_read(db, tenant, NULL, &end); /* writes over a torn tail */
+  if (rc == ES_OK)
+    rc = es__path_join(path, sizeof(path), t->dir, IDLOG_NAME);
+  if (rc == ES_OK)
+    rc = es__io_write_at(db->vfs, path, ES_IO_CREATE, rec.data, rec.len, end);
+  if (rc == ES_OK && end == 0) /* a new file: its name must be durable */
+    rc = db->vfs->sync_dir(db->vfs, t->dir);
+  if (rc == ES_OK)
+    atomic_fetch_add(&t->id_gen, 1); /* cached maps are stale */
+  pthread_mutex_unlock(&t->id_mu);
+  es__buf_free(&rec);
+  return rc;
+}
+
+/* Builds a tenant's map from its stored events; see identity.h. */
+/* Makes every parent a root, so that reads of a shared map never write. */
+static void map_freeze(es_identity *m) {
+  for (uint32_t i = 0; i < m->n; i++)
+    m->nodes[i].parent = map_root(m, i);
+  m->frozen = 1;
+}
+
+/* Builds a tenant's map from its stored events and identity log. */
+static int identity_build(es_db *db, const char *tenant,
+                          es_identity **map_out) {
+  *map_out = NULL;
+  es_identity *m = NULL;
+  es_cursor *cur = NULL;
+  es_scan_spec spec;
+  es_event ev;
+  int rc;
+  size_t end;
+  ES_TRY(es__identity_new(&m));
+  ES_CHECK(idlog_read(db, tenant, m, &end));
+  es_scan_spec_init(&spec);
+  spec.tenant = tenant;
+  spec.fields = ES_FIELD_ANONYMOUS_ID | ES_FIELD_USER_ID | ES_FIELD_PREVIOUS_ID;
+  ES_CHECK(es_scan(db, &spec, &cur));
+  while ((rc = es_cursor_next(cur, &ev)) == 1)
+    ES_CHECK(es__identity_apply(m, &ev));
+  if (rc < 0)
+    goto err;
+  es_cursor_close(cur);
+  map_freeze(m);
+  *map_out = m;
+  return ES_OK;
+err:
+  es_cursor_close(cur);
+  es__identity_free(m);
+  return rc;
+}
+
+/* The tenant's map: the cached one while no link changed, else built
+ * (and cached); see identity.h.  On a read-only handle the follower
+ * bumps id_gen for links it reads (follow.c). */
+int es__identity_load(es_db *db, const char *tenant, es_identity **map_out) {
+  *map_out = NULL;
+  es_tenant *t = NULL;
+  ES_TRY(es__tenant_get(db, tenant, 0, &t));
+  if (!t)
+    return identity_build(db, tenant, map_out);
+  int gen = atomic_load(&t->id_gen); /* read before the scan: see dbint.h */
+  pthread_mutex_lock(&t->idc_mu);
+  es_identity *m = t->id_cache;
+  if (m && t->id_cache_gen == gen)
+    atomic_fetch_add(&m->refs, 1);
+  else
+    m = NULL;
+  pthread_mutex_unlock(&t->idc_mu);
+  if (!m) {
+    ES_TRY(identity_build(db, tenant, &m));
+    atomic_fetch_add(&m->refs, 1); /* the cache's reference */
+    pthread_mutex_lock(&t->idc_mu);
+    es_identity *old = t->id_cache;
+    t->id_cache = m;
+    t->id_cache_gen = gen;
+    pthread_mutex_unlock(&t->idc_mu);
+    es__identity_free(old);
+  }
+  *map_out = m;
+  return ES_OK;
+}
+
+/* The canonical id of a person; see identity.h. */
+const char *es__identity_root(es_identity *m, const char *id) {
+  long i = id ? map_find_node(m, id) : -1;
+  return i < 0 ? id : m->nodes[map_root(m, (uint32_t)i)].id;
+}
+
+/* Every id of a person; see identity.h. */
+size_t es__identity_ids(const es_identity *m, const char *id,
+                        const char **buf) {
+  long i = id ? map_find_node(m, id) : -1;
+  size_t n = 0;
+  if (i < 0) {
+    buf[n++] = id;
+  } else {
+    uint32_t j = (uint32_t)i;
+    do {
+      buf[n++] = m->nodes[j].id;
+      j = m->nodes[j].next;
+    } while (j != (uint32_t)i && n < ES_IDENTITY_IDS_MAX);
+  }
+  return id ? n : 0;
+}

@@ -1,0 +1,1027 @@
+/*
+ * query.c -- es_query(): answers a JSON query spec (docs/QUERY.md) with
+ * exact counts, by scanning.
+ *
+ * A query runs in four steps:
+ *
+ *   parse     the spec's JSON (yajl's tree API) into an es_query_spec,
+ *             checking every field; an error names the field.
+ *   identity  when the spec asks for uniques or filters by person, the
+ *             tenant's identity map (lib/identity.c): ids linked by its
+ *             identify and alias events are one person.
+ *   scan      one es_scan of the tenant over [from, to).  A person filter
+ *             naming an id that is linked to no other is pushed down (it
+ *             uses the segments' Bloom filters); a linked person's ids are
+ *             matched here, row by row, as are the type/event/path
+ *             filters.
+ *   aggregate into a hash table of groups keyed by (bucket start, group
+ *             values).  Strings (event names, paths, persons) are interned
+ *             once per query, so a group key is four integers and a
+ *             group's distinct persons are a hash set of integers.
+ *   write     the groups, sorted and limited, as the result JSON, with our
+ *             own small writer (so every byte goes through es__malloc, and
+ *             invalid UTF-8 in stored strings cannot make invalid JSON).
+ *
+ * Rollups and approximate uniques (HyperLogLog) come in later slices; this
+ * file then becomes the planner's "scan" path.
+ *
+ * Invariants:
+ *  1. Every row of the result is exact: count is the number of matching
+ *     events of its group, uniques the number of distinct persons.  An
+ *     event's person is the identity root of its id (user id when present
+ *     and non-empty, else anonymous id; events with neither count no
+ *     person).  The result says "approx":false.
+ *  2. Row order is total and deterministic: by the key (bucket, then the
+ *     groupBy values in groupBy order, absent values first, strings by
+ *     bytes), or by count first when "order" is given, ties by the key.
+ *  3. A failed query leaves nothing allocated and *result_out NULL.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <yajl/yajl_tree.h>
+
+#include "base/codec.h"
+#include "base/event.h"
+#include "base/json.h"
+#include "base/mem.h"
+#include "base/strtab.h"
+#include "engine/identity.h"
+#include "engine/query.h"
+#include "store/dbint.h"
+#include "store/rollup.h"
+
+#define US_PER_S INT64_C(1000000)
+#define Q_STR2(x) #x
+#define Q_STR(x) Q_STR2(x)
+#define S_PER_DAY INT64_C(86400)
+
+/* ----------------------------------------------------------------------
+ * ISO 8601 times
+ * ---------------------------------------------------------------------- */
+
+/* Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's
+ * days_from_civil). */
+static int64_t time_days_from_civil(int64_t y, int m, int d) {
+  y -= m <= 2;
+  int64_t era = (y >= 0 ? y : y - 399) / 400;
+  int64_t yoe = y - era * 400;
+  int64_t doy = (153 * (m > 2 ? m - 3 : m + 9) + 2) / 5 + d - 1;
+  int64_t doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+  return era * 146097 + doe - 719468;
+}
+
+/* The inverse: the date of a day number. */
+static void time_civil_from_days(int64_t z, int64_t *y, int *m, int *d) {
+  z += 719468;
+  int64_t era = (z >= 0 ? z : z - 146096) / 146097;
+  int64_t doe = z - era * 146097;
+  int64_t yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+  int64_t doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+  int64_t mp = (5 * doy + 2) / 153;
+  *d = (int)(doy - (153 * mp + 2) / 5 + 1);
+  *m = (int)(mp < 10 ? mp + 3 : mp - 9);
+  *y = yoe + era * 400 + (*m <= 2);
+}
+
+/* Reads exactly n decimal digits at *p into *v and advances *p. */
+static int time_digits(const char **p, int n, int *v) {
+  int x = 0;
+  for (int i = 0; i < n; i++) {
+    char c = (*p)[i];
+    if (c < '0' || c > '9')
+      return -1;
+    x = x * 10 + (c - '0');
+  }
+  *p += n;
+  *v = x;
+  return 0;
+}
+
+static int time_is_leap(int y) {
+  return (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+}
+
+/* "Z", or "+HH", "+HH:MM", "+HHMM" (or "-"): the offset east of UTC in
+ * seconds.  Returns 0 at the end of the string, else -1. */
+static int time_zone(const char *p, int64_t *offset_s) {
+  if ((p[0] == 'Z' || p[0] == 'z') && p[1] == '\0') {
+    *offset_s = 0;
+    return 0;
+  }
+  if (p[0] != '+' && p[0] != '-')
+    return -1;
+  int sign = p[0] == '-' ? -1 : 1, hh, mm = 0;
+  p++;
+  if (time_digits(&p, 2, &hh) != 0 || hh > 23)
+    return -1;
+  if (*p == ':')
+    p++;
+  if (*p != '\0' && (time_digits(&p, 2, &mm) != 0 || mm > 59))
+    return -1;
+  if (*p != '\0')
+    return -1;
+  *offset_s = sign * (hh * 3600 + mm * 60);
+  return 0;
+}
+
+/* Parses an ISO 8601 time; see query.h for the accepted forms. */
+int es__time_parse(const char *s, int64_t *us) {
+  static const int mdays[] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+  const char *p = s;
+  int y, mo, d, hh = 0, mi = 0, ss = 0;
+  int64_t frac_us = 0, offset_s = 0;
+  if (!s || time_digits(&p, 4, &y) != 0 || *p++ != '-' ||
+      time_digits(&p, 2, &mo) != 0 || *p++ != '-' ||
+      time_digits(&p, 2, &d) != 0)
+    return -1;
+  if (mo < 1 || mo > 12 || d < 1 ||
+      d > mdays[mo - 1] + (mo == 2 && time_is_leap(y)))
+    return -1;
+  if (*p == 'T' || *p == 't') {
+    p++;
+    if (time_digits(&p, 2, &hh) != 0 || hh > 23 || *p++ != ':' ||
+        time_digits(&p, 2, &mi) != 0 || mi > 59)
+      return -1;
+    if (*p == ':') {
+      p++;
+      if (time_digits(&p, 2, &ss) != 0 || ss > 59)
+        return -1;
+      if (*p == '.' || *p == ',') {
+        int ndig = 0;
+        for (p++; *p >= '0' && *p <= '9'; p++, ndig++)
+          if (ndig < 6)
+            frac_us = frac_us * 10 + (*p - '0');
+        if (ndig == 0)
+          return -1;
+        for (; ndig < 6; ndig++)
+          frac_us *= 10;
+      }
+    }
+    if (time_zone(p, &offset_s) != 0)
+      return -1;
+  } else if (*p != '\0') {
+    return -1;
+  }
+  int64_t secs = time_days_from_civil(y, mo, d) * S_PER_DAY + hh * 3600 +
+                 mi * 60 + ss - offset_s;
+  *us = secs * US_PER_S + frac_us;
+  return 0;
+}
+
+/* Formats a time as ISO 8601 UTC; see query.h. */
+int es__time_format(int64_t ts_us, char *out, size_t cap) {
+  int64_t secs = ts_us / US_PER_S, frac = ts_us % US_PER_S;
+  if (frac < 0) { /* floor, not truncation, before the epoch */
+    frac += US_PER_S;
+    secs--;
+  }
+  int64_t days = secs / S_PER_DAY, sod = secs % S_PER_DAY;
+  if (sod < 0) {
+    sod += S_PER_DAY;
+    days--;
+  }
+  int64_t y;
+  int m, d;
+  time_civil_from_days(days, &y, &m, &d);
+  int n = snprintf(out, cap, "%04lld-%02d-%02dT%02d:%02d:%02d", (long long)y, m,
+                   d, (int)(sod / 3600), (int)(sod / 60 % 60), (int)(sod % 60));
+  if (frac)
+    n += snprintf(out + n, cap - (size_t)n, ".%06lld", (long long)frac);
+  n += snprintf(out + n, cap - (size_t)n, "Z");
+  return n;
+}
+
+/* ----------------------------------------------------------------------
+ * The spec
+ * ---------------------------------------------------------------------- */
+
+#define SPEC_TIME_HINT "an ISO 8601 time, e.g. \"2024-03-01T10:00:00Z\""
+
+/* from / to: an ISO 8601 string. */
+static int spec_time(const char *name, yajl_val v, int64_t *us) {
+  if (!YAJL_IS_STRING(v) || es__time_parse(YAJL_GET_STRING(v), us) != 0)
+    return ES_INVAL_BKPT("spec: \"%s\" must be " SPEC_TIME_HINT, name);
+  return ES_OK;
+}
+
+static int spec_from(yajl_val v, es_query_spec *s) {
+  return spec_time("from", v, &s->from_us);
+}
+
+static int spec_to(yajl_val v, es_query_spec *s) {
+  return spec_time("to", v, &s->to_us);
+}
+
+/* One string of "filter", copied into *out. */
+static int spec_filter_str(const char *key, yajl_val v, char **out) {
+  if (!YAJL_IS_STRING(v))
+    return ES_INVAL_BKPT("spec: \"filter.%s\" must be a string", key);
+  es__free(*out); /* a repeated key: the last one counts */
+  if (!(*out = es__strdup(YAJL_GET_STRING(v))))
+    return ES_NOMEM_BKPT();
+  return ES_OK;
+}
+
+/* "filter": {"type", "event", "path", "person"}, each optional. */
+static int spec_filter(yajl_val v, es_query_spec *s) {
+  if (!YAJL_IS_OBJECT(v))
+    return ES_INVAL_BKPT("spec: \"filter\" must be an object");
+  for (size_t i = 0; i < v->u.object.len; i++) {
+    const char *key = v->u.object.keys[i];
+    yajl_val val = v->u.object.values[i];
+    if (strcmp(key, "type") == 0) {
+      s->type =
+          YAJL_IS_STRING(val) ? es_type_from_name(YAJL_GET_STRING(val)) : 0;
+      if (s->type == 0)
+        return ES_INVAL_BKPT("spec: \"filter.type\" must be one of track, "
+                             "page, screen, identify, alias, group");
+    } else if (strcmp(key, "event") == 0) {
+      ES_TRY(spec_filter_str(key, val, &s->event));
+    } else if (strcmp(key, "path") == 0) {
+      ES_TRY(spec_filter_str(key, val, &s->path));
+    } else if (strcmp(key, "person") == 0) {
+      ES_TRY(spec_filter_str(key, val, &s->person));
+    } else {
+      return ES_INVAL_BKPT("spec: unknown key \"filter.%s\" (want type, "
+                           "event, path, person)",
+                           key);
+    }
+  }
+  return ES_OK;
+}
+
+/* "bucket": "minute" | "hour" | "day" | "none". */
+static int spec_bucket(yajl_val v, es_query_spec *s) {
+  static const struct {
+    const char *name;
+    int64_t us;
+  } buckets[] = {{"none", 0},
+                 {"minute", 60 * US_PER_S},
+                 {"hour", 3600 * US_PER_S},
+                 {"day", S_PER_DAY * US_PER_S}};
+  const char *name = YAJL_IS_STRING(v) ? YAJL_GET_STRING(v) : "";
+  for (size_t i = 0; i < sizeof(buckets) / sizeof(buckets[0]); i++) {
+    if (strcmp(name, buckets[i].name) == 0) {
+      s->bucket_us = buckets[i].us;
+      return ES_OK;
+    }
+  }
+  return ES_INVAL_BKPT(
+      "spec: \"bucket\" must be one of minute, hour, day, none");
+}
+
+/* "groupBy": an array of distinct "event", "path", "type". */
+static int spec_group_by(yajl_val v, es_query_spec *s) {
+  if (!YAJL_IS_ARRAY(v))
+    return ES_INVAL_BKPT("spec: \"groupBy\" must be an array of \"event\", "
+                         "\"path\", \"type\"");
+  s->nkeys = 0;
+  for (size_t i = 0; i < v->u.array.len; i++) {
+    yajl_val e = v->u.array.values[i];
+    const char *name = YAJL_IS_STRING(e) ? YAJL_GET_STRING(e) : "";
+    int key = strcmp(name, "event") == 0  ? ES_QKEY_EVENT
+              : strcmp(name, "path") == 0 ? ES_QKEY_PATH
+              : strcmp(name, "type") == 0 ? ES_QKEY_TYPE
+                                          : 0;
+    if (key == 0)
+      return ES_INVAL_BKPT("spec: \"groupBy\" entries must be one of event, "
+                           "path, type");
+    for (int k = 0; k < s->nkeys; k++)
+      if (s->keys[k] == key)
+        return ES_INVAL_BKPT("spec: \"groupBy\" lists \"%s\" twice", name);
+    s->keys[s->nkeys++] = key;
+  }
+  return ES_OK;
+}
+
+/* "aggregate": a non-empty array of distinct "count", "uniques". */
+static int spec_aggregate(yajl_val v, es_query_spec *s) {
+  if (!YAJL_IS_ARRAY(v) || v->u.array.len == 0)
+    return ES_INVAL_BKPT("spec: \"aggregate\" must be a non-empty array of "
+                         "\"count\", \"uniques\"");
+  s->count = s->uniques = 0;
+  for (size_t i = 0; i < v->u.array.len; i++) {
+    yajl_val e = v->u.array.values[i];
+    const char *name = YAJL_IS_STRING(e) ? YAJL_GET_STRING(e) : "";
+    int *flag = strcmp(name, "count") == 0     ? &s->count
+                : strcmp(name, "uniques") == 0 ? &s->uniques
+                                               : NULL;
+    if (!flag)
+      return ES_INVAL_BKPT("spec: \"aggregate\" entries must be one of "
+                           "count, uniques");
+    if (*flag)
+      return ES_INVAL_BKPT("spec: \"aggregate\" lists \"%s\" twice", name);
+    *flag = 1;
+  }
+  return ES_OK;
+}
+
+/* "exact": a boolean (every answer of this version is exact). */
+static int spec_exact(yajl_val v, es_query_spec *s) {
+  if (!YAJL_IS_TRUE(v) && !YAJL_IS_FALSE(v))
+    return ES_INVAL_BKPT("spec: \"exact\" must be true or false");
+  s->exact = YAJL_IS_TRUE(v);
+  return ES_OK;
+}
+
+/* "limit": an integer >= 1; above ES_QUERY_ROWS_MAX it is lowered. */
+static int spec_limit(yajl_val v, es_query_spec *s) {
+  if (!YAJL_IS_INTEGER(v) || YAJL_GET_INTEGER(v) < 1)
+    return ES_INVAL_BKPT("spec: \"limit\" must be an integer >= 1");
+  long long n = YAJL_GET_INTEGER(v);
+  s->limit = n > ES_QUERY_ROWS_MAX ? ES_QUERY_ROWS_MAX : (uint32_t)n;
+  return ES_OK;
+}
+
+/* "order": "desc" | "asc" (by count). */
+static int spec_order(yajl_val v, es_query_spec *s) {
+  const char *o = YAJL_IS_STRING(v) ? YAJL_GET_STRING(v) : "";
+  if (strcmp(o, "desc") == 0)
+    s->order = ES_QORDER_DESC;
+  else if (strcmp(o, "asc") == 0)
+    s->order = ES_QORDER_ASC;
+  else
+    return ES_INVAL_BKPT("spec: \"order\" must be one of desc, asc");
+  return ES_OK;
+}
+
+/* "plan": "auto" | "scan" | "rollup" (which engine answers). */
+static int spec_plan(yajl_val v, es_query_spec *s) {
+  const char *p = YAJL_IS_STRING(v) ? YAJL_GET_STRING(v) : "";
+  if (strcmp(p, "auto") == 0)
+    s->plan = ES_QPLAN_AUTO;
+  else if (strcmp(p, "scan") == 0)
+    s->plan = ES_QPLAN_SCAN;
+  else if (strcmp(p, "rollup") == 0)
+    s->plan = ES_QPLAN_ROLLUP;
+  else
+    return ES_INVAL_BKPT("spec: \"plan\" must be one of auto, scan, rollup");
+  return ES_OK;
+}
+
+/* The top-level keys and their parsers. */
+static const struct {
+  const char *name;
+  int (*parse)(yajl_val v, es_query_spec *s);
+} spec_fields[] = {
+    {"from", spec_from},        {"to", spec_to},
+    {"filter", spec_filter},    {"bucket", spec_bucket},
+    {"groupBy", spec_group_by}, {"aggregate", spec_aggregate},
+    {"exact", spec_exact},      {"limit", spec_limit},
+    {"order", spec_order},      {"plan", spec_plan},
+};
+
+#define SPEC_NFIELDS (sizeof(spec_fields) / sizeof(spec_fields[0]))
+
+/* Checks every key of the top-level object against spec_fields. */
+static int spec_fields_parse(yajl_val root, es_query_spec *s) {
+  for (size_t i = 0; i < root->u.object.len; i++) {
+    const char *key = root->u.object.keys[i];
+    size_t f = 0;
+    while (f < SPEC_NFIELDS && strcmp(spec_fields[f].name, key) != 0)
+      f++;
+    if (f == SPEC_NFIELDS)
+      return ES_INVAL_BKPT(
+          "spec: unknown key \"%s\" (want from, to, filter, "
+          "bucket, groupBy, aggregate, exact, limit, order, plan)",
+          key);
+    ES_TRY(spec_fields[f].parse(root->u.object.values[i], s));
+  }
+  if (s->from_us > s->to_us)
+    return ES_INVAL_BKPT("spec: \"to\" must not be before \"from\"");
+  if (s->plan == ES_QPLAN_ROLLUP && (s->person || (s->uniques && s->exact)))
+    return ES_INVAL_BKPT("spec: \"plan\": rollups cannot answer "
+                         "\"filter.person\" or exact uniques");
+  return ES_OK;
+}
+
+/* Parses a spec; see query.h. */
+int es__query_spec_parse(const char *json, es_query_spec *s) {
+  char why[256];
+  memset(s, 0, sizeof(*s));
+  s->from_us = INT64_MIN;
+  s->to_us = INT64_MAX;
+  s->count = 1; /* "aggregate" defaults to ["count"] */
+  if (!json)
+    return ES_INVAL_BKPT("spec: NULL");
+  why[0] = '\0';
+  yajl_val root = yajl_tree_parse(json, why, sizeof(why));
+  if (!root) {
+    for (char *c = why; *c; c++) /* yajl's message spans lines */
+      if (*c == '\n' || *c == '\r')
+        *c = ' ';
+    return ES_INVAL_BKPT("spec: not valid JSON: %s", why[0] ? why : "?");
+  }
+  int rc = YAJL_IS_OBJECT(root) ? spec_fields_parse(root, s)
+                                : ES_INVAL_BKPT("spec: must be a JSON object");
+  yajl_tree_free(root);
+  if (rc < 0)
+    es__query_spec_free(s);
+  return rc;
+}
+
+/* Releases a spec's strings. */
+void es__query_spec_free(es_query_spec *s) {
+  es__free(s->event);
+  es__free(s->path);
+  es__free(s->person);
+  s->event = s->path = s->person = NULL;
+}
+
+/* ----------------------------------------------------------------------
+ * Groups: one per (bucket start, group values), each with its count and,
+ * when uniques are asked for, the set of its persons' ids.
+ * ---------------------------------------------------------------------- */
+
+typedef struct q_key {
+  int64_t bucket;                     /* bucket start; 0 without buckets */
+  uint32_t type, event, path, unused; /* 0 when not grouped by it */
+} q_key;
+
+typedef struct q_group {
+  q_key key;
+  uint64_t count;
+  uint32_t *persons; /* open addressing: a person id, 0 = empty */
+  size_t npersons, nslots;
+  es_hll hll; /* approximate plans: the sketch of its persons */
+} q_group;
+
+typedef struct q_table {
+  q_group *groups;
+  size_t n, cap;
+  uint32_t *slots; /* a group index + 1, 0 = empty */
+  size_t nslots;   /* a power of two, more than 2 * n */
+} q_table;
+
+static size_t table_slot(const q_table *t, const q_key *k) {
+  size_t mask = t->nslots - 1, i = (size_t)es__hash64(k, sizeof(*k), 0) & mask;
+  while (t->slots[i] != 0 &&
+         memcmp(&t->groups[t->slots[i] - 1].key, k, sizeof(*k)) != 0)
+    i = (i + 1) & mask;
+  return i;
+}
+
+static int table_rehash(q_table *t) {
+  size_t nslots = t->nslots ? t->nslots * 2 : 64;
+  uint32_t *slots = es__calloc(nslots, sizeof(uint32_t));
+  if (!slots)
+    return ES_NOMEM_BKPT();
+  es__free(t->slots);
+  t->slots = slots;
+  t->nslots = nslots;
+  for (size_t g = 0; g < t->n; g++)
+    t->slots[table_slot(t, &t->groups[g].key)] = (uint32_t)(g + 1);
+  return ES_OK;
+}
+
+/* The group of key k, created (count 0) when new.  The pointer is valid
+ * until the next table_get. */
+static int table_get(q_table *t, const q_key *k, q_group **g_out) {
+  if (2 * (t->n + 1) > t->nslots)
+    ES_TRY(table_rehash(t));
+  size_t i = table_slot(t, k);
+  if (t->slots[i] == 0) {
+    if (t->n >= UINT32_MAX - 1)
+      return ES_NOMEM_BKPT();
+    ES_TRY(es__grow((void **)&t->groups, &t->cap, t->n + 1, sizeof(q_group)));
+    memset(&t->groups[t->n], 0, sizeof(q_group));
+    t->groups[t->n].key = *k;
+    t->slots[i] = (uint32_t)++t->n;
+  }
+  *g_out = &t->groups[t->slots[i] - 1];
+  return ES_OK;
+}
+
+/* Adds person id (non-zero) to the group's set. */
+static int group_add_person(q_group *g, uint32_t id) {
+  if (2 * (g->npersons + 1) > g->nslots) {
+    size_t nslots = g->nslots ? g->nslots * 2 : 8;
+    uint32_t *slots = es__calloc(nslots, sizeof(uint32_t));
+    if (!slots)
+      return ES_NOMEM_BKPT();
+    for (size_t i = 0; i < g->nslots; i++) {
+      uint32_t p = g->persons[i];
+      size_t j = (p * UINT32_C(2654435761)) & (nslots - 1);
+      while (p != 0 && slots[j] != 0)
+        j = (j + 1) & (nslots - 1);
+      if (p != 0)
+        slots[j] = p;
+    }
+    es__free(g->persons);
+    g->persons = slots;
+    g->nslots = nslots;
+  }
+  size_t mask = g->nslots - 1, j = (id * UINT32_C(2654435761)) & mask;
+  while (g->persons[j] != 0 && g->persons[j] != id)
+    j = (j + 1) & mask;
+  if (g->persons[j] == 0) {
+    g->persons[j] = id;
+    g->npersons++;
+  }
+  return ES_OK;
+}
+
+static void table_free(q_table *t) {
+  for (size_t g = 0; g < t->n; g++) {
+    es__free(t->groups[g].persons);
+    es__hll_free(&t->groups[g].hll);
+  }
+  es__free(t->groups);
+  es__free(t->slots);
+}
+
+/* ----------------------------------------------------------------------
+ * Scanning and aggregating
+ * ---------------------------------------------------------------------- */
+
+/* What one query holds while it runs. */
+typedef struct q_run {
+  const es_query_spec *spec;
+  es_strtab strs; /* event names, paths and persons */
+  q_table table;
+  es_identity *identity; /* with uniques or filter.person, else NULL */
+  const char *ids[ES_IDENTITY_IDS_MAX]; /* filter.person: the person's ids */
+  size_t nids;
+  int approx;       /* uniques go into sketches (rollup plan), not sets */
+  int used_rollups; /* some of the answer came from rollups */
+  int used_scan;    /* some of it came from scanning rows */
+  uint32_t *map;    /* rollup string id -> our id + 1 (0: not yet) */
+  size_t map_cap;
+} q_run;
+
+/* Whether an optional string filter accepts a value (NULL never matches
+ * a filter). */
+static int filter_ok(const char *want, const char *have) {
+  return !want || (have && strcmp(want, have) == 0);
+}
+
+/* The start of the bucket holding ts (floor, also before the epoch). */
+static int64_t bucket_start(int64_t ts, int64_t width) {
+  int64_t r = ts % width;
+  return ts - (r < 0 ? r + width : r);
+}
+
+/* Counts one event that passed the filters into its group. */
+static int run_add(q_run *r, const es_event *ev) {
+  const es_query_spec *s = r->spec;
+  q_key k;
+  memset(&k, 0, sizeof(k));
+  if (s->bucket_us)
+    k.bucket = bucket_start(ev->ts_us, s->bucket_us);
+  for (int i = 0; i < s->nkeys; i++) {
+    if (s->keys[i] == ES_QKEY_TYPE)
+      k.type = (uint32_t)ev->type;
+    else if (s->keys[i] == ES_QKEY_EVENT)
+      ES_TRY(es__strtab_intern(&r->strs, ev->event, &k.event));
+    else
+      ES_TRY(es__strtab_intern(&r->strs, ev->path, &k.path));
+  }
+  q_group *g = NULL;
+  ES_TRY(table_get(&r->table, &k, &g));
+  g->count++;
+  if (s->uniques && r->approx) {
+    uint64_t h = es__rollup_person_hash(ev); /* as rollups count them */
+    if (h)
+      ES_TRY(es__hll_add(&g->hll, h));
+  } else if (s->uniques) {
+    const char *person = ev->user_id && ev->user_id[0] ? ev->user_id
+                         : ev->anonymous_id && ev->anonymous_id[0]
+                             ? ev->anonymous_id
+                             : NULL;
+    person = es__identity_root(r->identity, person); /* stitching */
+    uint32_t id;
+    ES_TRY(es__strtab_intern(&r->strs, person, &id));
+    if (id != 0)
+      ES_TRY(group_add_person(g, id));
+  }
+  return ES_OK;
+}
+
+/* Whether the event's user_id or anonymous_id is one of filter.person's
+ * ids (always true without a person filter). */
+static int run_person_ok(const q_run *r, const es_event *ev) {
+  if (!r->spec->person)
+    return 1;
+  for (size_t i = 0; i < r->nids; i++)
+    if (filter_ok(r->ids[i], ev->user_id) ||
+        filter_ok(r->ids[i], ev->anonymous_id))
+      return 1;
+  return 0;
+}
+
+/* One scan of the tenant over [from, to), every matching event counted. */
+static int run_scan(q_run *r, es_db *db, const char *tenant, int64_t from_us,
+                    int64_t to_us) {
+  const es_query_spec *s = r->spec;
+  es_scan_spec scan;
+  es_scan_spec_init(&scan);
+  scan.tenant = tenant;
+  scan.from_us = from_us;
+  scan.to_us = to_us;
+  scan.fields = ES_FIELD_EVENT | ES_FIELD_PATH | ES_FIELD_ANONYMOUS_ID |
+                ES_FIELD_USER_ID; /* what filters and groups read */
+  r->used_scan = 1;
+  if (s->person && r->nids == 0)
+    r->nids = es__identity_ids(r->identity, s->person, r->ids);
+  if (r->nids == 1) /* one id: the cursor's Bloom filter check applies */
+    scan.person = s->person;
+  es_cursor *cur;
+  ES_TRY(es_scan(db, &scan, &cur));
+  es_event ev;
+  int rc;
+  while ((rc = es_cursor_next(cur, &ev)) == 1) {
+    if ((s->type && ev.type != s->type) || !filter_ok(s->event, ev.event) ||
+        !filter_ok(s->path, ev.path) || !run_person_ok(r, &ev))
+      continue;
+    if ((rc = run_add(r, &ev)) < 0)
+      break;
+  }
+  es_cursor_close(cur);
+  return rc < 0 ? rc : ES_OK;
+}
+
+/* ----------------------------------------------------------------------
+ * Answering from rollups
+ *
+ * The rollup plan splits [from, to) at whole minutes: the minutes inside
+ * come from the rollups of every segment and memtable of a tenant view;
+ * the partial minutes at either end (when from or to is not on a minute)
+ * are scanned.  Uniques are then HyperLogLog estimates of the persons'
+ * ids without stitching (rollup.h), and the result says "approx":true.
+ * ---------------------------------------------------------------------- */
+
+static int64_t floor_div(int64_t a, int64_t b) {
+  int64_t q = a / b;
+  return (a % b != 0 && (a < 0) != (b < 0)) ? q - 1 : q;
+}
+
+/* Whether the rollups can answer the spec at all. */
+static int plan_rollup_ok(const es_query_spec *s) {
+  return !s->person && !(s->uniques && s->exact);
+}
+
+/* Our id of the rollup's string id (interning it on first use). */
+static int run_map(q_run *r, const es_rollup *ro, uint32_t id, uint32_t *out) {
+  *out = 0;
+  if (id == 0)
+    return ES_OK;
+  if (r->map[id] == 0) {
+    uint32_t ours;
+    ES_TRY(es__strtab_intern(&r->strs, es__strtab_str(&ro->strs, id), &ours));
+    r->map[id] = ours + 1;
+  }
+  *out = r->map[id] - 1;
+  return ES_OK;
+}
+
+/* Adds the cells of one rollup within minutes [lo, hi) that pass the
+ * filters. */
+static int run_cells(q_run *r, const es_rollup *ro, int64_t lo, int64_t hi) {
+  const es_query_spec *s = r->spec;
+  uint32_t want_event = s->event ? es__strtab_find(&ro->strs, s->event) : 0;
+  uint32_t want_path = s->path ? es__strtab_find(&ro->strs, s->path) : 0;
+  if ((s->event && !want_event) || (s->path && !want_path))
+    return ES_OK; /* a filter value this rollup never saw */
+  size_t nstr = es__strtab_count(&ro->strs);
+  if (nstr > r->map_cap) {
+    es__free(r->map);
+    r->map_cap = 0;
+    if (!(r->map = es__malloc(nstr * sizeof(uint32_t))))
+      return ES_NOMEM_BKPT();
+    r->map_cap = nstr;
+  }
+  memset(r->map, 0, nstr * sizeof(uint32_t));
+  r->used_rollups = 1;
+  q_group *g = NULL; /* the group of `last`, valid until the next get */
+  q_key last;
+  memset(&last, 0, sizeof(last));
+  for (size_t i = ro->sorted ? es__rollup_seek(ro, lo) : 0; i < ro->n; i++) {
+    const es_rcell *c = &ro->cells[i];
+    if (c->minute >= hi && ro->sorted)
+      break;
+    if (c->minute < lo || c->minute >= hi || (s->type && c->type != s->type) ||
+        (s->event && c->event != want_event) ||
+        (s->path && c->path != want_path))
+      continue;
+    q_key k;
+    memset(&k, 0, sizeof(k));
+    if (s->bucket_us)
+      k.bucket = bucket_start(c->minute * ES_MINUTE_US, s->bucket_us);
+    for (int j = 0; j < s->nkeys; j++) {
+      if (s->keys[j] == ES_QKEY_TYPE)
+        k.type = c->type;
+      else if (s->keys[j] == ES_QKEY_EVENT)
+        ES_TRY(run_map(r, ro, c->event, &k.event));
+      else
+        ES_TRY(run_map(r, ro, c->path, &k.path));
+    }
+    /* cells come sorted by minute: runs of them share one group */
+    if (!g || memcmp(&k, &last, sizeof(k)) != 0) {
+      ES_TRY(table_get(&r->table, &k, &g));
+      last = k;
+    }
+    g->count += c->count;
+    if (s->uniques)
+      ES_TRY(es__hll_merge(&g->hll, &c->persons));
+  }
+  return ES_OK;
+}
+
+/* Rounds a minute up / down to a multiple of period (unbounded ends stay
+ * unbounded; minutes here are >= 0). */
+static int64_t minute_up(int64_t m, int64_t period) {
+  return m == INT64_MIN ? m : m + (period - m % period) % period;
+}
+static int64_t minute_down(int64_t m, int64_t period) {
+  return m == INT64_MAX ? m : m - m % period;
+}
+
+/* A segment's cells of minutes [lo, hi): whole days inside from its daily
+ * rollup, whole hours from its hourly one, the minutes at the ends from
+ * the minutes -- far fewer cells over long ranges -- as far as the
+ * buckets asked for allow (a day bucket can take days, hours; an hour
+ * bucket hours). */
+static int run_segment_cells(q_run *r, const es_rollup *ro, int64_t lo,
+                             int64_t hi) {
+  int64_t bucket = r->spec->bucket_us, hour = 60 * ES_MINUTE_US;
+  int hourly = bucket == 0 || bucket % hour == 0;
+  int daily = bucket == 0 || bucket % (24 * hour) == 0;
+  if (!hourly || (lo != INT64_MIN && lo < 0) || (hi != INT64_MAX && hi < 0))
+    return run_cells(r, ro, lo, hi); /* event times are >= 0 anyway */
+  int64_t hlo = minute_up(lo, 60), hhi = minute_down(hi, 60);
+  if (hlo >= hhi)
+    return run_cells(r, ro, lo, hi);
+  int64_t dlo = daily ? minute_up(hlo, 1440) : hhi;
+  int64_t dhi = daily ? minute_down(hhi, 1440) : hhi;
+  if (dlo >= dhi)
+    dlo = dhi = hhi; /* no whole day inside: hours only */
+  const es_rollup *hours = NULL, *days = NULL;
+  ES_TRY(es__rollup_coarse(ro, 60, &hours));
+  if (lo < hlo)
+    ES_TRY(run_cells(r, ro, lo, hlo));
+  ES_TRY(run_cells(r, hours, hlo, dlo));
+  if (dlo < dhi) {
+    ES_TRY(es__rollup_coarse(ro, 1440, &days));
+    ES_TRY(run_cells(r, days, dlo, dhi));
+  }
+  if (dhi < hhi)
+    ES_TRY(run_cells(r, hours, dhi, hhi));
+  if (hhi < hi)
+    ES_TRY(run_cells(r, ro, hhi, hi));
+  return ES_OK;
+}
+
+/* The whole minutes [lo, hi) from the rollups of a view.  *fallback is
+ * set (and nothing counted is trustworthy) when a memtable could not keep
+ * its rollup. */
+static int run_rollups(q_run *r, es_db *db, const es_tenant_view *v, int64_t lo,
+                       int64_t hi, int *fallback) {
+  int64_t from_us = lo == INT64_MIN ? INT64_MIN : lo * ES_MINUTE_US;
+  int64_t to_us = hi == INT64_MAX ? INT64_MAX : hi * ES_MINUTE_US;
+  for (size_t i = 0; i < v->set->n; i++) {
+    es_segment *seg = v->set->segs[i];
+    if (seg->max_ts < from_us || seg->min_ts >= to_us)
+      continue;
+    const es_rollup *ro = NULL;
+    int derived = 0;
+    ES_TRY(es__segment_rollup(seg, &ro, &derived));
+    if (derived)
+      es__db_log(db, 1, "%s: rollup file %s; derived from the rows", seg->path,
+                 derived == 1 ? "missing" : "damaged");
+    ES_TRY(run_segment_cells(r, ro, lo, hi));
+  }
+  for (size_t i = 0; i < v->nmts; i++) {
+    const es_rollup *ro = es__memtable_rollup_begin(v->mts[i]);
+    int rc = ro ? run_cells(r, ro, lo, hi) : ES_OK;
+    es__memtable_rollup_end(v->mts[i]);
+    ES_TRY(rc);
+    if (!ro) {
+      *fallback = 1;
+      return ES_OK;
+    }
+  }
+  return ES_OK;
+}
+
+/* The rollup plan; *fallback set when the caller must scan instead. */
+static int run_rollup_plan(q_run *r, es_db *db, const char *tenant,
+                           int *fallback) {
+  const es_query_spec *s = r->spec;
+  r->approx = s->uniques;
+  /* whole minutes [lo, hi); the partial ones at the ends are scanned */
+  int64_t lo = s->from_us == INT64_MIN
+                   ? INT64_MIN
+                   : -floor_div(-s->from_us, ES_MINUTE_US); /* ceiling */
+  int64_t hi =
+      s->to_us == INT64_MAX ? INT64_MAX : floor_div(s->to_us, ES_MINUTE_US);
+  if (lo >= hi) /* no whole minute inside: scan it all */
+    return run_scan(r, db, tenant, s->from_us, s->to_us);
+  es_tenant *t = NULL;
+  ES_TRY(es__tenant_get(db, tenant, 0, &t));
+  if (t) {
+    es_tenant_view v;
+    ES_TRY(es__tenant_view(t, &v));
+    int rc = run_rollups(r, db, &v, lo, hi, fallback);
+    es__tenant_view_release(&v);
+    ES_TRY(rc);
+    if (*fallback)
+      return ES_OK;
+  }
+  if (lo != INT64_MIN && s->from_us < lo * ES_MINUTE_US)
+    ES_TRY(run_scan(r, db, tenant, s->from_us, lo * ES_MINUTE_US));
+  if (hi != INT64_MAX && hi * ES_MINUTE_US < s->to_us)
+    ES_TRY(run_scan(r, db, tenant, hi * ES_MINUTE_US, s->to_us));
+  return ES_OK;
+}
+
+/* ----------------------------------------------------------------------
+ * Ordering and writing the result
+ * ---------------------------------------------------------------------- */
+
+/* A row to sort: qsort has no context argument, so each row carries it. */
+typedef struct q_row {
+  const q_group *g;
+  const q_run *run;
+} q_row;
+
+/* NULL (absent) first, then by bytes. */
+static int cmp_str(const char *a, const char *b) {
+  if (!a || !b)
+    return (a != NULL) - (b != NULL);
+  return strcmp(a, b);
+}
+
+/* Compares two groups by key: bucket, then groupBy values in order. */
+static int cmp_key(const q_run *r, const q_key *a, const q_key *b) {
+  if (a->bucket != b->bucket)
+    return a->bucket < b->bucket ? -1 : 1;
+  char *const *strs = r->strs.strs;
+  for (int i = 0; i < r->spec->nkeys; i++) {
+    int c;
+    if (r->spec->keys[i] == ES_QKEY_TYPE)
+      c = cmp_str(es_type_name((int)a->type), es_type_name((int)b->type));
+    else if (r->spec->keys[i] == ES_QKEY_EVENT)
+      c = cmp_str(a->event ? strs[a->event] : NULL,
+                  b->event ? strs[b->event] : NULL);
+    else
+      c = cmp_str(a->path ? strs[a->path] : NULL,
+                  b->path ? strs[b->path] : NULL);
+    if (c != 0)
+      return c;
+  }
+  return 0;
+}
+
+static int cmp_row(const void *pa, const void *pb) {
+  const q_row *a = pa, *b = pb;
+  int order = a->run->spec->order;
+  if (order != ES_QORDER_KEY && a->g->count != b->g->count) {
+    int asc = a->g->count < b->g->count ? -1 : 1;
+    return order == ES_QORDER_ASC ? asc : -asc;
+  }
+  return cmp_key(a->run, &a->g->key, &b->g->key);
+}
+
+static int put_str(es_buf *b, const char *s) {
+  return es__buf_put(b, s, strlen(s));
+}
+
+/* Writes `"name":`, preceded by a comma unless it is the row's first. */
+static int put_name(es_buf *b, const char *name, int *first) {
+  if (!*first)
+    ES_TRY(put_str(b, ","));
+  *first = 0;
+  ES_TRY(put_str(b, "\""));
+  ES_TRY(put_str(b, name));
+  return put_str(b, "\":");
+}
+
+/* "name": and a string, or null for an absent (NULL) value. */
+static int put_field_str(es_buf *b, const char *name, const char *value,
+                         int *first) {
+  ES_TRY(put_name(b, name, first));
+  return value ? es__json_put_str(b, value) : put_str(b, "null");
+}
+
+/* "name": and an unsigned number. */
+static int put_field_u64(es_buf *b, const char *name, uint64_t value,
+                         int *first) {
+  char num[24];
+  ES_TRY(put_name(b, name, first));
+  snprintf(num, sizeof(num), "%llu", (unsigned long long)value);
+  return put_str(b, num);
+}
+
+/* One row object, with only the keys the spec asked for. */
+static int put_row(es_buf *b, const q_run *r, const q_group *g) {
+  const es_query_spec *s = r->spec;
+  const q_key *k = &g->key;
+  char *const *strs = r->strs.strs;
+  int first = 1;
+  ES_TRY(put_str(b, "{"));
+  if (s->bucket_us) {
+    char t[ES_TIME_TEXT_SIZE];
+    es__time_format(k->bucket, t, sizeof(t));
+    ES_TRY(put_field_str(b, "bucket", t, &first));
+  }
+  for (int i = 0; i < s->nkeys; i++) {
+    if (s->keys[i] == ES_QKEY_TYPE)
+      ES_TRY(put_field_str(b, "type", es_type_name((int)k->type), &first));
+    else if (s->keys[i] == ES_QKEY_EVENT)
+      ES_TRY(
+          put_field_str(b, "event", k->event ? strs[k->event] : NULL, &first));
+    else
+      ES_TRY(put_field_str(b, "path", k->path ? strs[k->path] : NULL, &first));
+  }
+  if (s->count)
+    ES_TRY(put_field_u64(b, "count", g->count, &first));
+  if (s->uniques)
+    ES_TRY(put_field_u64(b, "uniques",
+                         r->approx ? es__hll_estimate(&g->hll) : g->npersons,
+                         &first));
+  return put_str(b, "}");
+}
+
+/* Sorts the groups, applies the limit and writes the result JSON into b,
+ * NUL-terminated. */
+static int run_write(const q_run *r, es_buf *b) {
+  size_t n = r->table.n;
+  q_row *rows = es__malloc((n ? n : 1) * sizeof(q_row));
+  if (!rows)
+    return ES_NOMEM_BKPT();
+  for (size_t i = 0; i < n; i++)
+    rows[i] = (q_row){&r->table.groups[i], r};
+  qsort(rows, n, sizeof(q_row), cmp_row);
+  if (r->spec->limit && n > r->spec->limit)
+    n = r->spec->limit;
+  int rc = put_str(b, "{\"rows\":[");
+  for (size_t i = 0; rc == ES_OK && i < n; i++) {
+    if (i > 0)
+      rc = put_str(b, ",");
+    if (rc == ES_OK)
+      rc = put_row(b, r, rows[i].g);
+  }
+  const char *source = !r->used_rollups ? "scan"
+                       : r->used_scan   ? "mixed"
+                                        : "rollup";
+  char tail[96];
+  snprintf(tail, sizeof(tail), "],\"source\":\"%s\",\"approx\":%s%s}", source,
+           r->approx ? "true" : "false",
+           r->approx ? ",\"error\":" Q_STR(ES_HLL_ERROR) : "");
+  if (rc == ES_OK)
+    rc = put_str(b, tail);
+  if (rc == ES_OK)
+    rc = es__buf_put(b, "", 1);
+  es__free(rows);
+  return rc;
+}
+
+/* ----------------------------------------------------------------------
+ * The public calls
+ * ---------------------------------------------------------------------- */
+
+/* Answers a query spec; see eventstore.h. */
+int es_query(es_db *db, const char *tenant, const char *spec_json,
+             char **result_out) {
+  es__error_clear();
+  if (!result_out)
+    return ES_INVAL_BKPT("es_query: result_out is NULL");
+  *result_out = NULL;
+  if (!db || !spec_json)
+    return ES_INVAL_BKPT("es_query: NULL handle or spec");
+  ES_TRY(es__tenant_check(tenant));
+  es_query_spec spec;
+  ES_TRY(es__query_spec_parse(spec_json, &spec));
+  q_run run = {.spec = &spec};
+  es_buf out = {0};
+  int rc = ES_OK, fallback = 0, scan = 1;
+  if (spec.plan != ES_QPLAN_SCAN && plan_rollup_ok(&spec)) {
+    ES_CHECK(run_rollup_plan(&run, db, tenant, &fallback));
+    scan = fallback;
+    if (fallback) { /* a memtable lost its rollup: start again, scanning */
+      table_free(&run.table);
+      es__strtab_free(&run.strs);
+      memset(&run.table, 0, sizeof(run.table));
+      run.approx = run.used_rollups = run.used_scan = 0;
+    }
+  }
+  if (scan && (spec.uniques || spec.person))
+    ES_CHECK(es__identity_load(db, tenant, &run.identity));
+  if (scan)
+    ES_CHECK(run_scan(&run, db, tenant, spec.from_us, spec.to_us));
+  ES_CHECK(run_write(&run, &out));
+  *result_out = (char *)out.data; /* ownership passes to the caller */
+  out.data = NULL;
+err:
+  es__buf_free(&out);
+  table_free(&run.table);
+  es__strtab_free(&run.strs);
+  es__identity_free(run.identity);
+  es__free(run.map);
+  es__query_spec_free(&spec);
+  return rc;
+}
+
+/* Frees what the library returned as owned; NULL is fine. */
+void es_free(void *p) { es__free(p); }

@@ -1,0 +1,942 @@
+/*
+ * db.c -- the database handle: open and recovery, the append path with its
+ * group commit, flush, and close.
+ *
+ * The append path, step by step:
+ *  1. The appending thread encodes its events (event.c) and builds the WAL
+ *     record, compressing it, before taking any lock: that work runs in
+ *     parallel across appenders.
+ *  2. It queues a request on its tenant's shard and sleeps.
+ *  3. The shard's writer thread takes everything queued, frames it as one
+ *     WAL frame with the next LSN, writes it, inserts the rows into the
+ *     tenants' memtables (invisible), fdatasyncs once for the whole group,
+ *     publishes the rows, and wakes every appender of the group.
+ *
+ * Invariants:
+ *  1. An appender is told ES_OK only after the fdatasync covering its
+ *     frame returned success; its rows become visible at the same time.
+ *  2. After any write-path I/O failure the database is failed (sticky):
+ *     appends and flushes return ES_EFAILED; nothing is retried, since a
+ *     failed fsync may have dropped dirty pages (the "fsyncgate" lesson).
+ *  3. The writer thread is the only thread that touches its shard's WAL
+ *     and inserts into its tenants' active memtables.
+ *  4. Recovery gives each shard an LSN above every LSN in its WAL files,
+ *     every flushed_lsn of its tenants, and the name of its newest file.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include "base/clock.h"
+#include "base/event.h"
+#include "base/mem.h"
+#include "store/db.h"
+#include "store/dbint.h"
+
+#define DB_AGE_CHECK_US 100000 /* how often writers look for old memtables */
+#define DB_FRAME_BYTES_MAX (64u << 20)
+#define DB_GROUP_EVENTS_MAX (1u << 20)
+
+int es_version(void) { return ES_VERSION_NUMBER; }
+
+/* Documented defaults; see eventstore.h. */
+void es_options_init(es_options *opts) {
+  memset(opts, 0, sizeof(*opts));
+  long cores = sysconf(_SC_NPROCESSORS_ONLN);
+  opts->shards = cores > 0 && cores < 256 ? (int)cores : 1;
+  opts->memtable_budget_bytes = (size_t)1 << 30;
+  opts->seal_bytes = (size_t)8 << 20;
+  opts->seal_age_us = (int64_t)300 * 1000000;
+  opts->wal_file_bytes = (size_t)32 << 20;
+  opts->sync_mode = ES_SYNC_FULL;
+  opts->wal_compress = 1;
+  opts->follow_interval_us = 50000;
+}
+
+/* --- the shard writer --------------------------------------------------- */
+
+typedef struct seal_cand {
+  es_tenant *t;
+  size_t bytes;
+} seal_cand;
+
+static int seal_cand_cmp(const void *a, const void *b) {
+  const seal_cand *x = a, *y = b;
+  return x->bytes < y->bytes ? 1 : x->bytes > y->bytes ? -1 : 0;
+}
+
+/* Keeps the flusher working ahead of the memory budget: once memtables
+ * pass 3/4 of it, this shard's biggest active memtables are sealed until
+ * its share of the active bytes is down to 1/2 of the budget.  Memtables
+ * already sealed and waiting for the flusher do not count as active, so
+ * repeated pressure never re-seals what is already queued (which would
+ * shred tenants into tiny segments and slow the flusher down).  Appenders
+ * wait only above the whole budget (db_wait_memory). */
+static int writer_seal_pressure(es_shard *sh, es_tenant *list) {
+  es_db *db = sh->db;
+  size_t budget = db->opts.memtable_budget_bytes;
+  size_t mem = atomic_load(&db->mem_bytes);
+  size_t sealed = atomic_load(&db->sealed_bytes);
+  size_t active = mem > sealed ? mem - sealed : 0;
+  if (mem <= budget / 4 * 3 || active <= budget / 2)
+    return ES_OK;
+  size_t n = 0, cap = 0;
+  seal_cand *c = NULL;
+  for (es_tenant *t = list; t; t = t->shard_next) {
+    if (!t->active || es__memtable_visible(t->active) == 0)
+      continue;
+    if (es__grow((void **)&c, &cap, n + 1, sizeof(*c)) < 0)
+      break; /* seal what we have: pressure relief must not fail */
+    c[n++] = (seal_cand){t, t->active->bytes};
+  }
+  if (n > 1)
+    qsort(c, n, sizeof(*c), seal_cand_cmp);
+  size_t share = (active - budget / 2) / db->nshards + 1, done = 0;
+  int rc = ES_OK;
+  for (size_t i = 0; i < n && done < share && rc == ES_OK; i++) {
+    done += c[i].bytes;
+    rc = es__tenant_seal(db, c[i].t);
+  }
+  es__free(c);
+  return rc;
+}
+
+/* Seals tenants whose memtable is too big or (unless only_size) too old,
+ * then relieves memory pressure. */
+static int writer_seal_due(es_shard *sh, int only_size) {
+  es_db *db = sh->db;
+  int64_t now = es__clock_mono_us();
+  pthread_mutex_lock(&db->tenants_mu);
+  es_tenant *list = sh->tenants;
+  pthread_mutex_unlock(&db->tenants_mu);
+  for (es_tenant *t = list; t; t = t->shard_next) {
+    es_memtable *mt = t->active;
+    if (!mt || es__memtable_visible(mt) == 0)
+      continue;
+    if (mt->bytes >= db->opts.seal_bytes ||
+        (!only_size && now - mt->first_insert_mono_us >= db->opts.seal_age_us))
+      ES_TRY(es__tenant_seal(db, t));
+  }
+  return writer_seal_pressure(sh, list);
+}
+
+/* Deletes WAL files no tenant needs any more. */
+static int writer_reclaim(es_shard *sh) {
+  es_db *db = sh->db;
+  uint64_t keep = sh->next_lsn;
+  pthread_mutex_lock(&db->tenants_mu);
+  es_tenant *list = sh->tenants;
+  pthread_mutex_unlock(&db->tenants_mu);
+  for (es_tenant *t = list; t; t = t->shard_next) {
+    uint64_t m = es__tenant_min_unflushed(t);
+    if (m < keep)
+      keep = m;
+  }
+  return es__wal_reclaim(sh->wal, keep);
+}
+
+/* Takes the next group off the queue (caller holds sh->mu): everything
+ * queued, up to DB_GROUP_EVENTS_MAX events or DB_FRAME_BYTES_MAX bytes, so
+ * that one group always fits in an empty memtable. */
+static es_req *writer_take(es_shard *sh) {
+  es_req *first = sh->head, *last = NULL;
+  size_t events = 0, bytes = 0;
+  for (es_req *r = first; r; last = r, r = r->next) {
+    if (last && (events + r->count > DB_GROUP_EVENTS_MAX ||
+                 bytes + r->rec_len > DB_FRAME_BYTES_MAX))
+      break;
+    events += r->count;
+    bytes += r->rec_len;
+  }
+  if (!first)
+    return NULL;
+  sh->head = last->next;
+  if (!sh->head)
+    sh->tail = NULL;
+  last->next = NULL;
+  return first;
+}
+
+/* Seals, before the group is written, every memtable the group might
+ * overflow: a memtable must never be sealed while holding rows that are
+ * not yet published (the flusher writes only published rows). */
+static int writer_make_room(es_shard *sh, es_req *reqs) {
+  size_t events = 0;
+  for (es_req *r = reqs; r; r = r->next)
+    events += r->count;
+  for (es_req *r = reqs; r; r = r->next)
+    if (r->kind == ES_REQ_APPEND && r->tenant->active &&
+        !es__memtable_has_room(r->tenant->active, events))
+      ES_TRY(es__tenant_seal(sh->db, r->tenant));
+  return ES_OK;
+}
+
+/* Writes, inserts, syncs and publishes one group of append requests. */
+static int writer_commit(es_shard *sh, es_req *reqs) {
+  es_db *db = sh->db;
+  es_buf *f = &sh->frame;
+  ES_TRY(writer_make_room(sh, reqs));
+  f->len = 0;
+  ES_TRY(es__buf_reserve(f, ES_WAL_FRAME_HDR));
+  f->len = ES_WAL_FRAME_HDR;
+  for (es_req *r = reqs; r; r = r->next)
+    if (r->kind == ES_REQ_APPEND)
+      ES_TRY(es__buf_put(f, r->rec, r->rec_len));
+  if (f->len == ES_WAL_FRAME_HDR)
+    return ES_OK;
+  uint64_t lsn = sh->next_lsn++;
+  es__wal_frame_finish(f->data, f->len, lsn);
+  ES_TRY(es__wal_write(sh->wal, f->data, f->len, lsn));
+  for (es_req *r = reqs; r; r = r->next) {
+    if (r->kind != ES_REQ_APPEND)
+      continue;
+    r->lsn = lsn;
+    ES_TRY(es__tenant_insert(db, r->tenant, r->rows, r->rows_len, r->count, lsn,
+                             r->hint));
+  }
+  ES_TRY(es__wal_sync(sh->wal));
+  int64_t now = es__clock_now_us();
+  for (es_req *r = reqs; r; r = r->next) {
+    if (r->kind != ES_REQ_APPEND)
+      continue;
+    es__memtable_publish(r->tenant->active, lsn);
+    r->durable_us = now;
+  }
+  /* rules count acknowledged rows only, each once (rules.h, 1) */
+  for (es_req *r = reqs; r; r = r->next)
+    if (r->kind == ES_REQ_APPEND &&
+        db->hooks->rows(db, r->tenant, r->rows, r->rows_len, r->count, 1) <
+            0) /* the rows stay acknowledged */
+      es__db_log(db, 0, "tenant %s: rule counters missed a batch: %s",
+                 r->tenant->name, es_errdetail());
+  return ES_OK;
+}
+
+/* Handles seal requests (es_flush) after the group they came with. */
+static int writer_seals(es_shard *sh, es_req *reqs) {
+  es_db *db = sh->db;
+  for (es_req *r = reqs; r; r = r->next) {
+    if (r->kind != ES_REQ_SEAL)
+      continue;
+    if (r->tenant) {
+      ES_TRY(es__tenant_seal(db, r->tenant));
+      continue;
+    }
+    pthread_mutex_lock(&db->tenants_mu);
+    es_tenant *list = sh->tenants;
+    pthread_mutex_unlock(&db->tenants_mu);
+    for (es_tenant *t = list; t; t = t->shard_next)
+      ES_TRY(es__tenant_seal(db, t));
+  }
+  return ES_OK;
+}
+
+/* Processes one batch of requests taken from the queue. */
+static void writer_process(es_shard *sh, es_req *reqs) {
+  es_db *db = sh->db;
+  int rc = atomic_load(&db->failed) ? ES_EFAILED : ES_OK;
+  if (rc == ES_OK) {
+    rc = writer_commit(sh, reqs);
+    if (rc < 0)
+      es__db_fail(db, rc);
+  }
+  if (rc == ES_OK && (rc = writer_seals(sh, reqs)) < 0)
+    es__db_fail(db, rc);
+  for (es_req *r = reqs; rc == ES_OK && r; r = r->next)
+    if (r->kind == ES_REQ_CALL &&
+        (r->call_rc = r->call(r->call_arg)) < 0) /* its own, not the db's */
+      snprintf(r->call_detail, sizeof(r->call_detail), "%s", es_errdetail());
+  if (rc == ES_OK && (rc = writer_seal_due(sh, 1)) < 0)
+    es__db_fail(db, rc);
+  pthread_mutex_lock(&sh->mu);
+  for (es_req *r = reqs, *next; r; r = next) {
+    next = r->next; /* r lives on its appender's stack: read it first */
+    r->rc = rc;
+    r->done = 1;
+    pthread_cond_signal(&r->cv);
+  }
+  pthread_mutex_unlock(&sh->mu);
+}
+
+/* The shard writer thread: group commit loop plus housekeeping. */
+static void *writer_main(void *arg) {
+  es_shard *sh = arg;
+  es_db *db = sh->db;
+  int64_t last_age_check = es__clock_mono_us();
+  pthread_mutex_lock(&sh->mu);
+  for (;;) {
+    if (!sh->head && !sh->stop && !atomic_load(&sh->reclaim) &&
+        !atomic_load(&sh->pressure)) {
+      struct timespec ts;
+      es__clock_deadline(&ts, DB_AGE_CHECK_US);
+      pthread_cond_timedwait(&sh->work_cv, &sh->mu, &ts);
+    }
+    es_req *reqs = writer_take(sh);
+    int stop = sh->stop;
+    pthread_mutex_unlock(&sh->mu);
+    if (reqs)
+      writer_process(sh, reqs);
+    int failed = atomic_load(&db->failed) != 0;
+    if (!failed && atomic_exchange(&sh->reclaim, 0)) {
+      int rc = writer_reclaim(sh);
+      if (rc < 0)
+        es__db_log(db, 1, "WAL reclaim: %s", es_errdetail());
+    }
+    int64_t now = es__clock_mono_us();
+    if (!failed && (now - last_age_check >= DB_AGE_CHECK_US ||
+                    atomic_exchange(&sh->pressure, 0))) {
+      last_age_check = now;
+      int rc = writer_seal_due(sh, 0);
+      if (rc < 0)
+        es__db_fail(db, rc);
+    }
+    pthread_mutex_lock(&sh->mu);
+    if (stop && !sh->head)
+      break;
+  }
+  pthread_mutex_unlock(&sh->mu);
+  return NULL;
+}
+
+/* The housekeeper thread: keeps a zero-filled spare WAL file ready for
+ * every shard, so that a rollover never makes appenders wait for
+ * wal_file_bytes of zeros to be written. */
+static void *housekeeper_main(void *arg) {
+  es_db *db = arg;
+  pthread_mutex_lock(&db->hk_mu);
+  while (!db->hk_stop) {
+    pthread_mutex_unlock(&db->hk_mu);
+    for (uint32_t s = 0; s < db->nshards && !atomic_load(&db->failed); s++) {
+      int rc = es__wal_prepare_spare(db->shards[s].wal);
+      if (rc < 0) /* not fatal: the writer makes the file itself */
+        es__db_log(db, 1, "preparing a spare WAL file: %s", es_errdetail());
+    }
+    pthread_mutex_lock(&db->hk_mu);
+    struct timespec ts;
+    es__clock_deadline(&ts, 20000);
+    if (!db->hk_stop)
+      pthread_cond_timedwait(&db->hk_cv, &db->hk_mu, &ts);
+  }
+  pthread_mutex_unlock(&db->hk_mu);
+  return NULL;
+}
+
+/* Queues a request on a shard and waits for the writer to finish it. */
+static int shard_submit(es_shard *sh, es_req *req) {
+  pthread_cond_init(&req->cv, NULL);
+  pthread_mutex_lock(&sh->mu);
+  if (sh->stop) {
+    pthread_mutex_unlock(&sh->mu);
+    pthread_cond_destroy(&req->cv);
+    return ES_ERR(ES_ECLOSED, "database is closing");
+  }
+  req->next = NULL;
+  if (sh->tail)
+    sh->tail->next = req;
+  else
+    sh->head = req;
+  sh->tail = req;
+  pthread_cond_signal(&sh->work_cv);
+  while (!req->done)
+    pthread_cond_wait(&req->cv, &sh->mu);
+  pthread_mutex_unlock(&sh->mu);
+  pthread_cond_destroy(&req->cv);
+  if (req->rc < 0)
+    return ES_ERR(req->rc, "%s",
+                  req->rc == ES_EFAILED
+                      ? "database failed earlier; reopen it"
+                      : "write failed; database is now failed");
+  return ES_OK;
+}
+
+/* Runs fn on a shard's writer thread; see dbint.h. */
+int es__shard_call(es_db *db, uint32_t shard, int (*fn)(void *arg), void *arg) {
+  if (atomic_load(&db->failed))
+    return ES_ERR(ES_EFAILED, "database failed earlier; reopen it");
+  es_req req = {.kind = ES_REQ_CALL, .call = fn, .call_arg = arg};
+  ES_TRY(shard_submit(&db->shards[shard], &req));
+  if (req.call_rc < 0) /* the detail was set on the writer thread */
+    return ES_ERR(req.call_rc, "%s", req.call_detail);
+  return ES_OK;
+}
+
+/* --- the public write calls --------------------------------------------- */
+
+/* Waits while memtables exceed their budget, so a burst larger than the
+ * flusher can absorb slows appenders down instead of exhausting memory. */
+static int db_wait_memory(es_db *db) {
+  if (atomic_load(&db->mem_bytes) <= db->opts.memtable_budget_bytes)
+    return ES_OK;
+  for (uint32_t s = 0; s < db->nshards; s++) { /* ask writers to seal */
+    es_shard *sh = &db->shards[s];
+    atomic_store(&sh->pressure, 1);
+    pthread_mutex_lock(&sh->mu);
+    pthread_cond_signal(&sh->work_cv);
+    pthread_mutex_unlock(&sh->mu);
+  }
+  pthread_mutex_lock(&db->mem_mu);
+  while (atomic_load(&db->mem_bytes) > db->opts.memtable_budget_bytes &&
+         !atomic_load(&db->failed) && !atomic_load(&db->closing)) {
+    struct timespec ts;
+    es__clock_deadline(&ts, 100000);
+    pthread_cond_timedwait(&db->mem_cv, &db->mem_mu, &ts);
+  }
+  pthread_mutex_unlock(&db->mem_mu);
+  return ES_OK;
+}
+
+/* Appends a batch durably; see eventstore.h. */
+int es_append(es_db *db, const char *tenant, const es_event *events,
+              size_t count, es_receipt *receipt_out) {
+  es__error_clear();
+  if (receipt_out)
+    memset(receipt_out, 0, sizeof(*receipt_out));
+  if (!db || !events || count == 0)
+    return ES_INVAL_BKPT("es_append: NULL handle, NULL events or count 0");
+  if (count > ES_BATCH_EVENTS_MAX)
+    return ES_ERR(ES_ETOOBIG, "batch of %zu events (limit %d)", count,
+                  ES_BATCH_EVENTS_MAX);
+  ES_TRY(es__tenant_check(tenant));
+  if (db->opts.read_only)
+    return ES_ERR(ES_EREADONLY, "es_append on a read-only handle");
+  int failed = atomic_load(&db->failed);
+  if (failed)
+    return ES_ERR(ES_EFAILED, "database failed earlier (%s); reopen it",
+                  es_strerror(failed));
+  es_buf rows = {0}, rec = {0};
+  int64_t now = es__clock_now_us();
+  int rc = ES_OK;
+  es_row_hint *hint = es__malloc(count * sizeof(*hint));
+  if (!hint)
+    ES_CHECK(ES_NOMEM_BKPT());
+  for (size_t i = 0; i < count; i++) {
+    if (rows.len > DB_FRAME_BYTES_MAX)
+      ES_CHECK(ES_ERR(ES_ETOOBIG, "batch encodes to more than %u bytes",
+                      DB_FRAME_BYTES_MAX));
+    hint[i] = (es_row_hint){(uint32_t)rows.len, events[i].ts_us};
+    ES_CHECK(es__event_encode(&rows, &events[i], now, db->opts.keep_full_ip));
+  }
+  ES_CHECK(es__wal_record_build(&rec, tenant, (uint32_t)count, rows.data,
+                                rows.len, db->opts.wal_compress));
+  if (rec.len > DB_FRAME_BYTES_MAX)
+    ES_CHECK(ES_ERR(ES_ETOOBIG, "batch encodes to %zu bytes", rec.len));
+  ES_CHECK(db_wait_memory(db));
+  es_tenant *t = NULL;
+  ES_CHECK(es__tenant_get(db, tenant, 1, &t));
+  es_req req = {.kind = ES_REQ_APPEND,
+                .tenant = t,
+                .rec = rec.data,
+                .rec_len = rec.len,
+                .rows = rows.data,
+                .rows_len = rows.len,
+                .hint = hint,
+                .count = (uint32_t)count};
+  ES_CHECK(shard_submit(&db->shards[t->shard], &req));
+  /* visible now: a map of ids cached before these links is stale */
+  for (size_t i = 0; i < count; i++)
+    if (events[i].type == ES_TYPE_IDENTIFY || events[i].type == ES_TYPE_ALIAS) {
+      atomic_fetch_add(&t->id_gen, 1);
+      break;
+    }
+  if (receipt_out) {
+    receipt_out->lsn = req.lsn;
+    receipt_out->shard = t->shard;
+    receipt_out->events_count = (uint32_t)count;
+    receipt_out->durable_us = req.durable_us;
+  }
+err:
+  es__free(hint);
+  es__buf_free(&rows);
+  es__buf_free(&rec);
+  return rc;
+}
+
+/* Seals and flushes; see eventstore.h. */
+int es_flush(es_db *db, const char *tenant) {
+  es__error_clear();
+  if (!db)
+    return ES_INVAL_BKPT("es_flush: NULL handle");
+  if (db->opts.read_only)
+    return ES_ERR(ES_EREADONLY, "es_flush on a read-only handle");
+  int failed = atomic_load(&db->failed);
+  if (failed)
+    return ES_ERR(ES_EFAILED, "database failed earlier (%s); reopen it",
+                  es_strerror(failed));
+  es_tenant *t = NULL;
+  if (tenant) {
+    ES_TRY(es__tenant_check(tenant));
+    ES_TRY(es__tenant_get(db, tenant, 0, &t));
+    if (!t)
+      return ES_OK;
+  }
+  for (uint32_t s = 0; s < db->nshards; s++) {
+    if (t && t->shard != s)
+      continue;
+    es_req req = {.kind = ES_REQ_SEAL, .tenant = t};
+    ES_TRY(shard_submit(&db->shards[s], &req));
+  }
+  pthread_mutex_lock(&db->flush_mu);
+  uint64_t target = db->seal_seq;
+  while (db->flushed_seq < target && !atomic_load(&db->failed))
+    pthread_cond_wait(&db->flushed_cv, &db->flush_mu);
+  pthread_mutex_unlock(&db->flush_mu);
+  failed = atomic_load(&db->failed);
+  if (failed)
+    return ES_ERR(ES_EFAILED, "flush failed (%s); reopen the database",
+                  es_strerror(failed));
+  return ES_OK;
+}
+
+/* --- open and recovery -------------------------------------------------- */
+
+typedef struct replay_ctx {
+  es_db *db;
+  uint32_t shard;
+  const char *path;
+  uint64_t records;
+  uint64_t clean_lsn; /* every record at or below is in a segment */
+} replay_ctx;
+
+/* A shard's CLEAN file: "every record at or below this LSN is in a
+ * segment", written at close.  It only ever becomes truer (flushes are
+ * never undone), so an old one is still right; replay skips those records
+ * without looking up their tenants, which keeps es_open from loading
+ * every tenant of a cleanly closed store. */
+#define CLEAN_NAME "CLEAN"
+
+static uint64_t clean_read(es_db *db, es_shard *sh) {
+  char path[ES_PATH_MAX];
+  uint8_t *buf = NULL;
+  size_t len = 0;
+  uint64_t lsn = 0;
+  if (es__path_join(path, sizeof(path), sh->dir, CLEAN_NAME) == ES_OK &&
+      es__io_read_all(db->vfs, path, &buf, &len) == ES_OK && len == 16 &&
+      es__get_le64(buf + 8) == es__hash64(buf, 8, 0xc1ea))
+    lsn = es__get_le64(buf);
+  es__free(buf);
+  es__error_clear(); /* none, or unreadable: replay everything */
+  return lsn;
+}
+
+/* At close: records below the oldest unflushed one are all flushed (the
+ * manifests saying so are durable: tenant.c syncs a tenant's directory
+ * when it loads it), and the mark never goes back. */
+static int clean_write(es_db *db, es_shard *sh) {
+  uint64_t lsn = sh->next_lsn - 1;
+  pthread_mutex_lock(&db->tenants_mu);
+  es_tenant *list = sh->tenants;
+  pthread_mutex_unlock(&db->tenants_mu);
+  for (es_tenant *t = list; t; t = t->shard_next) {
+    uint64_t u = es__tenant_min_unflushed(t);
+    if (u != UINT64_MAX && u - 1 < lsn)
+      lsn = u - 1;
+  }
+  if (lsn < sh->clean_lsn)
+    lsn = sh->clean_lsn;
+  uint8_t buf[16];
+  es__le64(buf, lsn);
+  es__le64(buf + 8, es__hash64(buf, 8, 0xc1ea));
+  return es__io_write_atomic(db->vfs, sh->dir, CLEAN_NAME, buf, sizeof(buf));
+}
+
+/* Replays one WAL record into its tenant's memtable unless a segment
+ * already holds it (lsn <= flushed_lsn). */
+static int replay_record(void *ud, uint64_t lsn, const es_wal_rec *rec,
+                         uint64_t frame_off) {
+  replay_ctx *rc = ud;
+  es_db *db = rc->db;
+  if (lsn <= rc->clean_lsn)
+    return ES_OK; /* in a segment: see clean_read */
+  if (es__tenant_check(rec->tenant) < 0 ||
+      es__tenant_shard(db, rec->tenant) != rc->shard)
+    return ES_CORRUPT_BKPT("%s: frame at %llu: tenant \"%s\" does not "
+                           "belong to shard %u",
+                           rc->path, (unsigned long long)frame_off, rec->tenant,
+                           rc->shard);
+  es_tenant *t = NULL;
+  ES_TRY(es__tenant_get(db, rec->tenant, 1, &t));
+  if (lsn <= t->man.flushed_lsn) /* made durable at load (tenant.c) */
+    return ES_OK;
+  ES_TRY(es__tenant_insert(db, t, rec->rows, rec->rows_len, rec->events, lsn,
+                           NULL));
+  es__memtable_publish(t->active, lsn);
+  /* no triggers on replay: rules.h, 2 */
+  if (db->hooks->rows(db, t, rec->rows, rec->rows_len, rec->events, 0) < 0)
+    es__db_log(db, 0, "tenant %s: rule counters missed a record: %s", t->name,
+               es_errdetail());
+  rc->records++;
+  if (t->active->bytes >= db->opts.seal_bytes)
+    ES_TRY(es__tenant_seal(db, t));
+  return ES_OK;
+}
+
+/* Overwrites a torn tail of the newest log file with zeros, so that the
+ * file ends cleanly where the valid frames end and writing can resume
+ * there with its preallocation intact. */
+static int replay_zero_tail(es_db *db, const char *path, uint64_t from,
+                            uint64_t to) {
+  size_t n = (size_t)(to - from);
+  uint8_t *zeros = es__calloc(1, n);
+  if (!zeros)
+    return ES_NOMEM_BKPT();
+  int rc = es__io_write_at(db->vfs, path, 0, zeros, n, from);
+  es__free(zeros);
+  return rc;
+}
+
+/* Recovers one shard: replays its log and opens a fresh file to write. */
+static int replay_shard(es_db *db, es_shard *sh) {
+  uint64_t *firsts = NULL;
+  size_t n = 0;
+  ES_TRY(es__wal_list(db->vfs, sh->dir, &firsts, &n));
+  uint64_t prev = 0, next = 1, resume_off = 0;
+  int rc = ES_OK;
+  sh->clean_lsn = clean_read(db, sh);
+  replay_ctx ctx = {db, sh->id, NULL, 0, sh->clean_lsn};
+  for (size_t i = 0; i < n; i++) {
+    char path[ES_PATH_MAX];
+    if (i + 1 < n && firsts[i + 1] - 1 <= ctx.clean_lsn) {
+      /* every record of this file is below the next file's first LSN,
+       * so at or below CLEAN: nothing to replay, nothing to read */
+      if (ctx.clean_lsn > prev)
+        prev =
+            ctx.clean_lsn < firsts[i + 1] ? ctx.clean_lsn : firsts[i + 1] - 1;
+      continue;
+    }
+    ES_CHECK(es__wal_path(path, sizeof(path), sh->dir, firsts[i]));
+    ctx.path = path;
+    es_wal_scan scan;
+    ES_CHECK(es__wal_read_file(db->vfs, path, i + 1 == n, prev, replay_record,
+                               &ctx, &scan));
+    if (scan.torn) {
+      es__db_log(db, 1, "%s: torn tail at offset %llu cut off", path,
+                 (unsigned long long)scan.end_off);
+      ES_CHECK(replay_zero_tail(db, path, scan.end_off, scan.dirty_end));
+    }
+    if (i + 1 == n && scan.frames > 0 &&
+        scan.file_bytes >= db->opts.wal_file_bytes)
+      resume_off = scan.end_off;
+    if (scan.last_lsn)
+      prev = scan.last_lsn;
+    if (firsts[i] > next)
+      next = firsts[i];
+  }
+  if (prev + 1 > next)
+    next = prev + 1;
+  pthread_mutex_lock(&db->tenants_mu);
+  for (es_tenant *t = sh->tenants; t; t = t->shard_next)
+    if (t->man.flushed_lsn + 1 > next)
+      next = t->man.flushed_lsn + 1;
+  pthread_mutex_unlock(&db->tenants_mu);
+  sh->next_lsn = next;
+  atomic_store(&sh->reclaim, 1); /* files replayed into segments can go */
+  if (ctx.records)
+    es__db_log(db, 2, "shard %u: replayed %llu records", sh->id,
+               (unsigned long long)ctx.records);
+  ES_CHECK(es__wal_open(db->vfs, sh->dir, next, firsts, n, resume_off,
+                        db->opts.wal_file_bytes,
+                        db->opts.sync_mode == ES_SYNC_FULL, &sh->wal));
+err:
+  es__free(firsts);
+  return rc;
+}
+
+typedef struct replay_job {
+  es_db *db;
+  uint32_t first, step; /* shards first, first + step, ... */
+  int rc;
+  char detail[512];
+} replay_job;
+
+static void *replay_thread(void *arg) {
+  replay_job *j = arg;
+  j->rc = ES_OK;
+  for (uint32_t s = j->first; s < j->db->nshards && j->rc == ES_OK;
+       s += j->step)
+    j->rc = replay_shard(j->db, &j->db->shards[s]);
+  if (j->rc < 0)
+    snprintf(j->detail, sizeof(j->detail), "%s", es_errdetail());
+  return NULL;
+}
+
+/* Replays every shard, in parallel on up to as many threads as cores:
+ * shards share no tenant, so their replays touch disjoint memtables. */
+static int replay_all(es_db *db) {
+  long cores = sysconf(_SC_NPROCESSORS_ONLN);
+  uint32_t n = cores > 1 ? (uint32_t)cores : 1;
+  if (n > db->nshards)
+    n = db->nshards;
+  if (n > 16)
+    n = 16;
+  replay_job jobs[16];
+  pthread_t th[16];
+  int started[16] = {0};
+  for (uint32_t i = 0; i < n; i++) {
+    jobs[i] = (replay_job){db, i, n, ES_OK, ""};
+    if (i > 0)
+      started[i] = pthread_create(&th[i], NULL, replay_thread, &jobs[i]) == 0;
+  }
+  replay_thread(&jobs[0]);
+  for (uint32_t i = 1; i < n; i++) {
+    if (started[i])
+      pthread_join(th[i], NULL);
+    else
+      replay_thread(&jobs[i]); /* no thread: do it here */
+  }
+  for (uint32_t i = 0; i < n; i++)
+    if (jobs[i].rc < 0)
+      return es__error_at(jobs[i].rc, __FILE__, __LINE__, "%s", jobs[i].detail);
+  return ES_OK;
+}
+
+/* Reads ESDB, or creates a new store when the directory has none. */
+static int open_identity(es_db *db, int shards_wanted) {
+  uint32_t shards = 0;
+  int rc = es__esdb_read(db->vfs, db->dir, &shards);
+  if (rc == ES_ENOTFOUND) {
+    es__error_clear();
+    shards = (uint32_t)shards_wanted;
+    ES_TRY(es__esdb_write(db->vfs, db->dir, shards));
+    es__db_log(db, 2, "created store in %s with %u shards", db->dir, shards);
+  } else {
+    ES_TRY(rc);
+    if ((int)shards != shards_wanted)
+      es__db_log(db, 2,
+                 "store has %u shards (fixed at creation); the "
+                 "requested %d applies only to new stores",
+                 shards, shards_wanted);
+  }
+  db->nshards = shards;
+  return ES_OK;
+}
+
+/* Allocates the handle and its locks; nothing on disk yet. */
+static int open_alloc(const es_options *opts, es_vfs *vfs, es_db **db_out) {
+  es_db *db = es__calloc(1, sizeof(*db));
+  *db_out = db;
+  if (!db)
+    return ES_NOMEM_BKPT();
+  db->opts = *opts;
+  db->opts.data_dir = NULL;
+  db->vfs = vfs;
+  pthread_mutex_init(&db->tenants_mu, NULL);
+  pthread_mutex_init(&db->flush_mu, NULL);
+  pthread_cond_init(&db->flush_cv, NULL);
+  pthread_cond_init(&db->flushed_cv, NULL);
+  pthread_mutex_init(&db->mem_mu, NULL);
+  pthread_cond_init(&db->mem_cv, NULL);
+  pthread_mutex_init(&db->hk_mu, NULL);
+  pthread_cond_init(&db->hk_cv, NULL);
+  pthread_mutex_init(&db->cmp_mu, NULL);
+  pthread_cond_init(&db->cmp_cv, NULL);
+  pthread_cond_init(&db->cmp_idle_cv, NULL);
+  db->nbuckets = 1024;
+  db->buckets = es__calloc(db->nbuckets, sizeof(es_tenant *));
+  if (!db->buckets)
+    return ES_NOMEM_BKPT();
+  if (strlen(opts->data_dir) + 64 >= sizeof(db->dir))
+    return ES_INVAL_BKPT("data_dir too long");
+  strcpy(db->dir, opts->data_dir);
+  return es__path_join(db->tenants_dir, sizeof(db->tenants_dir), db->dir,
+                       "tenants");
+}
+
+/* Creates the shard objects (threads start later). */
+static int open_shards(es_db *db) {
+  db->shards = es__calloc(db->nshards, sizeof(es_shard));
+  if (!db->shards)
+    return ES_NOMEM_BKPT();
+  char waldir[ES_PATH_MAX];
+  ES_TRY(es__path_join(waldir, sizeof(waldir), db->dir, "wal"));
+  int ro = db->opts.read_only;
+  if (!ro)
+    ES_TRY(db->vfs->mkdir(db->vfs, waldir));
+  for (uint32_t s = 0; s < db->nshards; s++) {
+    es_shard *sh = &db->shards[s];
+    sh->db = db;
+    sh->id = s;
+    pthread_mutex_init(&sh->mu, NULL);
+    pthread_cond_init(&sh->work_cv, NULL);
+    if (snprintf(sh->dir, sizeof(sh->dir), "%s/%u", waldir, s) >=
+        (int)sizeof(sh->dir))
+      return ES_INVAL_BKPT("data_dir too long");
+    if (!ro)
+      ES_TRY(db->vfs->mkdir(db->vfs, sh->dir));
+  }
+  return ro ? ES_OK : db->vfs->sync_dir(db->vfs, waldir);
+}
+
+static int open_check_options(const es_options *opts) {
+  if (!opts || !opts->data_dir || !opts->data_dir[0])
+    return ES_INVAL_BKPT("options.data_dir is required");
+  if (opts->shards < 1 || opts->shards > 1024)
+    return ES_INVAL_BKPT("options.shards %d not in 1..1024", opts->shards);
+  if (opts->seal_bytes < 4096 || opts->memtable_budget_bytes < 65536)
+    return ES_INVAL_BKPT("options.seal_bytes (>= 4096) or "
+                         "memtable_budget_bytes (>= 65536) too small");
+  if (opts->wal_file_bytes < 4096)
+    return ES_INVAL_BKPT("options.wal_file_bytes must be >= 4096");
+  if (opts->sync_mode != ES_SYNC_FULL && opts->sync_mode != ES_SYNC_NONE)
+    return ES_INVAL_BKPT("options.sync_mode %d unknown", opts->sync_mode);
+  if (opts->compact_segments < 0)
+    return ES_INVAL_BKPT("options.compact_segments must be >= 0");
+  if (opts->read_only && opts->follow_interval_us <= 0)
+    return ES_INVAL_BKPT("options.follow_interval_us must be positive");
+  if (opts->seal_age_us <= 0)
+    return ES_INVAL_BKPT("options.seal_age_us must be positive");
+  return ES_OK;
+}
+
+/* Makes the data directory's own entry durable in its parent (it may
+ * just have been created): without it a power cut could lose the store. */
+static int open_sync_parent(es_db *db) {
+  char parent[ES_PATH_MAX];
+  strcpy(parent, db->dir);
+  size_t n = strlen(parent);
+  while (n > 1 && parent[n - 1] == '/')
+    parent[--n] = '\0';
+  char *slash = strrchr(parent, '/');
+  if (!slash)
+    strcpy(parent, ".");
+  else if (slash == parent)
+    parent[1] = '\0';
+  else
+    *slash = '\0';
+  return db->vfs->sync_dir(db->vfs, parent);
+}
+
+/* Opens with a chosen vfs and the layer above's hooks; see eventstore.h
+ * (es_open) and db.h. */
+int es__db_open(const es_options *opts, es_vfs *vfs,
+                const es_engine_hooks *hooks, es_db **db_out) {
+  es__error_clear();
+  if (!db_out)
+    return ES_INVAL_BKPT("db_out is NULL");
+  *db_out = NULL;
+  ES_TRY(open_check_options(opts));
+  es_db *db = NULL;
+  char path[ES_PATH_MAX];
+  int rc = ES_OK;
+  ES_CHECK(open_alloc(opts, vfs, &db));
+  db->hooks = hooks;
+  if (opts->read_only) { /* beside a writer: no lock, no writes */
+    uint32_t shards = 0;
+    rc = es__esdb_read(vfs, db->dir, &shards);
+    if (rc == ES_ENOTFOUND)
+      ES_CHECK(ES_ERR(ES_ENOTFOUND, "no store in %s", db->dir));
+    ES_CHECK(rc);
+    db->nshards = shards;
+    ES_CHECK(open_shards(db));
+    ES_CHECK(es__open_read_only(db));
+    *db_out = db;
+    return ES_OK;
+  }
+  ES_CHECK(vfs->mkdir(vfs, db->dir));
+  ES_CHECK(open_sync_parent(db));
+  ES_CHECK(es__path_join(path, sizeof(path), db->dir, "LOCK"));
+  ES_CHECK(vfs->lock(vfs, path, &db->lock));
+  ES_CHECK(open_identity(db, opts->shards));
+  ES_CHECK(vfs->mkdir(vfs, db->tenants_dir));
+  ES_CHECK(open_shards(db));
+  ES_CHECK(vfs->sync_dir(vfs, db->dir));
+  ES_CHECK(es__tenants_load(db));
+  ES_CHECK(replay_all(db));
+  if (pthread_create(&db->flusher, NULL, es__flusher_main, db) != 0)
+    ES_CHECK(ES_ERR(ES_ENOMEM, "cannot start the flusher thread"));
+  db->flusher_started = 1;
+  (void)pthread_setname_np(db->flusher, "es-flush");
+  if (opts->compact_segments > 0) {
+    if (pthread_create(&db->compactor, NULL, es__compactor_main, db) != 0)
+      ES_CHECK(ES_ERR(ES_ENOMEM, "cannot start the compactor thread"));
+    db->cmp_started = 1;
+    (void)pthread_setname_np(db->compactor, "es-compact");
+  }
+  for (uint32_t s = 0; s < db->nshards; s++) {
+    es_shard *sh = &db->shards[s];
+    if (pthread_create(&sh->thread, NULL, writer_main, sh) != 0)
+      ES_CHECK(ES_ERR(ES_ENOMEM, "cannot start a writer thread"));
+    sh->started = 1;
+    char name[16];
+    snprintf(name, sizeof(name), "es-wal%u", s % 1000);
+    (void)pthread_setname_np(sh->thread, name);
+  }
+  if (pthread_create(&db->housekeeper, NULL, housekeeper_main, db) != 0)
+    ES_CHECK(ES_ERR(ES_ENOMEM, "cannot start the housekeeper thread"));
+  db->hk_started = 1;
+  (void)pthread_setname_np(db->housekeeper, "es-housekeep");
+  *db_out = db;
+  return ES_OK;
+err:
+  if (db) {
+    char keep[512];
+    snprintf(keep, sizeof(keep), "%s", es_errdetail());
+    (void)es_close(db);
+    es__error_at(rc, __FILE__, __LINE__, "%s", keep);
+  }
+  return rc;
+}
+
+/* Sets a thread's stop flag under its lock, wakes it, and joins it. */
+static void close_stop_thread(pthread_mutex_t *mu, pthread_cond_t *cv,
+                              int *stop, int started, pthread_t th) {
+  pthread_mutex_lock(mu);
+  *stop = 1;
+  pthread_cond_signal(cv);
+  pthread_mutex_unlock(mu);
+  if (started)
+    pthread_join(th, NULL);
+}
+
+/* Stops threads (housekeeper, writers after they drain their queues, the
+ * flusher after it drains its jobs), then frees everything. */
+int es_close(es_db *db) {
+  if (!db)
+    return ES_OK;
+  atomic_store(&db->closing, 1);
+  close_stop_thread(&db->cmp_mu, &db->cmp_cv, &db->cmp_stop, db->cmp_started,
+                    db->compactor);
+  close_stop_thread(&db->hk_mu, &db->hk_cv, &db->hk_stop, db->hk_started,
+                    db->housekeeper);
+  for (uint32_t s = 0; db->shards && s < db->nshards; s++) {
+    es_shard *sh = &db->shards[s];
+    close_stop_thread(&sh->mu, &sh->work_cv, &sh->stop, sh->started,
+                      sh->thread);
+  }
+  close_stop_thread(&db->flush_mu, &db->flush_cv, &db->flusher_stop,
+                    db->flusher_started, db->flusher);
+  for (size_t i = 0; i < db->jobs_len; i++) /* left when never started */
+    es__memtable_unref(db->jobs[db->jobs_head + i].mt);
+  for (uint32_t s = 0; !db->opts.read_only && db->shards && s < db->nshards &&
+                       db->shards[s].wal && !atomic_load(&db->failed);
+       s++)
+    if (clean_write(db, &db->shards[s]) < 0) /* only an optimisation */
+      es__db_log(db, 1, "shard %u: CLEAN not written: %s", s, es_errdetail());
+  for (uint32_t s = 0; db->shards && s < db->nshards; s++) {
+    es_shard *sh = &db->shards[s];
+    es__wal_close(sh->wal);
+    es__buf_free(&sh->frame);
+    pthread_mutex_destroy(&sh->mu);
+    pthread_cond_destroy(&sh->work_cv);
+  }
+  es__tenants_free(db);
+  if (db->lock)
+    (void)db->vfs->close(db->vfs, db->lock);
+  int rc = atomic_load(&db->failed);
+  es__free(db->jobs);
+  es__free(db->shards);
+  es__free(db->buckets);
+  pthread_mutex_destroy(&db->tenants_mu);
+  pthread_mutex_destroy(&db->flush_mu);
+  pthread_cond_destroy(&db->flush_cv);
+  pthread_cond_destroy(&db->flushed_cv);
+  pthread_mutex_destroy(&db->mem_mu);
+  pthread_cond_destroy(&db->mem_cv);
+  pthread_mutex_destroy(&db->cmp_mu);
+  pthread_cond_destroy(&db->cmp_cv);
+  pthread_cond_destroy(&db->cmp_idle_cv);
+  es__free(db->cmp_queue);
+  pthread_mutex_destroy(&db->hk_mu);
+  pthread_cond_destroy(&db->hk_cv);
+  es__free(db);
+  return rc;
+}

@@ -1,0 +1,278 @@
+/*
+ * dbint.h -- the database object's internals, shared by db.c (open,
+ * append, flush, close, recovery), tenant.c (tenants, seals, flushes) and
+ * cursor.c (scans).  See docs/ARCHITECTURE.md for the picture.
+ *
+ * Threads: appenders (callers of es_append) encode their batch and queue
+ * it on the tenant's shard; one writer thread per shard turns everything
+ * queued into one WAL frame, writes it, inserts the rows into memtables,
+ * syncs once (group commit), publishes, and wakes the appenders.  One
+ * flusher thread per database turns sealed memtables into segments.
+ * With es_options.compact_segments, one compactor thread, at a lower
+ * priority (nice +10), merges the small segments of tenants the flusher
+ * names to it, so that merges never hold up flushes and yield the CPU to
+ * appends under load.
+ *
+ * Locks, in the order they may be nested: tenant->compact_mu,
+ * tenant->man_mu, db->tenants_mu, tenant->mu, db->flush_mu, shard->mu,
+ * db->mem_mu; db->cmp_mu is a leaf.  No lock is held across I/O except
+ * by the writer thread of a shard, which owns its WAL alone.
+ */
+#ifndef ES_DBINT_H
+#define ES_DBINT_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+
+#include "base/codec.h"
+#include "base/io.h"
+#include "store/manifest.h"
+#include "store/memtable.h"
+#include "store/segment.h"
+#include "store/wal.h"
+
+typedef struct es_shard es_shard;
+struct es_tenant;
+
+/* What the layer above the store (lib/engine/: behaviour-segment rules,
+ * the identity cache) does when the store loads, feeds or frees a
+ * tenant.  The store calls these and knows nothing else of that layer;
+ * es_open (lib/api.c) passes the engine's table to es__db_open.
+ *  - tenant_init: a new tenant object (no I/O); its engine state.
+ *  - tenant_load: after the tenant's files are loaded (RULES: counters
+ *    filled from the segments), and again when a reader sees RULES change.
+ *  - rows: acknowledged rows, each once, on the shard's writer thread (or
+ *    replay / the follower with fire 0: no triggers).
+ *  - tenant_free: frees what tenant_init and the engine attached. */
+typedef struct es_engine_hooks {
+  int (*tenant_init)(struct es_tenant *t);
+  int (*tenant_load)(es_db *db, struct es_tenant *t);
+  int (*rows)(es_db *db, struct es_tenant *t, const uint8_t *rows,
+              size_t rows_len, uint32_t count, int fire);
+  void (*tenant_free)(struct es_tenant *t);
+} es_engine_hooks;
+
+/* An immutable list of a tenant's open segments, shared by readers. */
+typedef struct es_segset {
+  atomic_int refs;
+  size_t n;
+  es_segment *segs[]; /* each holds a reference */
+} es_segset;
+
+typedef struct es_tenant {
+  char name[ES_TENANT_LEN_MAX + 1];
+  char dir[ES_PATH_MAX];
+  uint32_t shard;
+  pthread_mutex_t mu;  /* guards active, imm, segs */
+  es_memtable *active; /* inserted into by the shard writer only */
+  es_memtable **imm;   /* sealed, oldest first, awaiting flush */
+  size_t nimm, imm_cap;
+  es_segset *segs;
+  es_manifest man;            /* the durable manifest (flusher's copy) */
+  pthread_mutex_t man_mu;     /* held by whoever rewrites man/MANIFEST:
+                                 the flusher, and compaction's commit */
+  pthread_mutex_t compact_mu; /* one compaction of this tenant at a time */
+  pthread_mutex_t id_mu;      /* appends to the identity log (IDENTITY) */
+  /* The identity map of the last read that built one, shared while no
+   * link changed since: id_gen grows after every append holding identify
+   * or alias events, every unlink, every compaction that dropped rows. */
+  pthread_mutex_t idc_mu;
+  struct es_identity *id_cache;
+  int id_cache_gen;
+  atomic_int id_gen;
+  /* Tenants are loaded (MANIFEST, segments, RULES) on first use, not at
+   * open: a store of many tenants opens in the time of a directory
+   * listing plus the WAL replay.  load_mu is recursive (loading a
+   * tenant's rules scans it). */
+  pthread_mutex_t load_mu;
+  atomic_int loaded;
+  int loading;
+  atomic_int dir_durable;   /* tenant directory created and synced */
+  int compact_queued;       /* on the compactor's queue (db->cmp_mu) */
+  pthread_mutex_t rules_mu; /* guards rules (engine/rules.h, 1) */
+  struct es_rules *rules;   /* the engine's (hooks.tenant_init) */
+  /* read-only handles (follow.c) */
+  atomic_int ro_hot; /* holds memtable rows: check its MANIFEST each pass */
+  int ro_loaded;     /* its MANIFEST and RULES were looked at */
+  uint64_t man_version, rules_version, idlog_version; /* es_vfs.version
+                                                        last seen */
+  struct es_tenant *hash_next;
+  struct es_tenant *shard_next;
+} es_tenant;
+
+#define ES_REQ_APPEND 1
+#define ES_REQ_SEAL 2
+#define ES_REQ_CALL 3 /* run call(call_arg) on the writer thread */
+
+typedef struct es_req {
+  int kind;
+  es_tenant *tenant;  /* SEAL: NULL = every tenant of the shard */
+  const uint8_t *rec; /* APPEND: the WAL record */
+  size_t rec_len;
+  const uint8_t *rows;     /* APPEND: the encoded rows */
+  const es_row_hint *hint; /* APPEND: where each row starts, its time */
+  size_t rows_len;
+  uint32_t count;
+  int done, rc;
+  pthread_cond_t cv; /* signalled when done: wakes this appender only */
+  uint64_t lsn;
+  int64_t durable_us;
+  int (*call)(void *arg); /* CALL */
+  void *call_arg;
+  int call_rc;
+  char call_detail[256]; /* es_errdetail() of a failed call */
+  struct es_req *next;
+} es_req;
+
+struct es_shard {
+  es_db *db;
+  uint32_t id;
+  char dir[ES_PATH_MAX];
+  pthread_mutex_t mu;
+  pthread_cond_t work_cv;
+  es_req *head, *tail;
+  int stop, started;
+  atomic_int reclaim;  /* set by the flusher after a manifest commit */
+  atomic_int pressure; /* set by appenders waiting for memory */
+  es_wal *wal;         /* writer thread only (after open) */
+  uint64_t next_lsn;
+  es_tenant *tenants; /* list, guarded by db->tenants_mu */
+  es_buf frame;
+  pthread_t thread;
+  uint64_t clean_lsn; /* the CLEAN mark found at open (db.c) */
+  /* read-only handles: where the follower stopped in this shard's log */
+  uint64_t f_first, f_off, f_lsn;
+};
+
+typedef struct es_flush_job {
+  es_tenant *tenant;
+  es_memtable *mt; /* holds a reference */
+} es_flush_job;
+
+struct es_db {
+  es_options opts;
+  const es_engine_hooks *hooks;
+  char dir[ES_PATH_MAX];
+  char tenants_dir[ES_PATH_MAX];
+  es_vfs *vfs;
+  es_file *lock;
+  uint32_t nshards;
+  es_shard *shards;
+  pthread_mutex_t tenants_mu;
+  es_tenant **buckets;
+  size_t nbuckets, ntenants;
+  atomic_int failed; /* 0, or the status that failed the database */
+  atomic_int closing;
+  /* the flusher */
+  pthread_mutex_t flush_mu;
+  pthread_cond_t flush_cv, flushed_cv;
+  es_flush_job *jobs;
+  size_t jobs_head, jobs_len, jobs_cap;
+  uint64_t seal_seq, flushed_seq;
+  int flusher_stop, flusher_started;
+  pthread_t flusher;
+  /* the housekeeper: prepares spare WAL files ahead of rollovers */
+  pthread_mutex_t hk_mu;
+  pthread_cond_t hk_cv;
+  int hk_stop, hk_started;
+  pthread_t housekeeper;
+  /* the compactor (compact.c), when opts.compact_segments > 0 */
+  pthread_mutex_t cmp_mu;
+  pthread_cond_t cmp_cv, cmp_idle_cv;
+  es_tenant **cmp_queue;
+  size_t cmp_len, cmp_cap;
+  int cmp_busy, cmp_stop, cmp_started;
+  pthread_t compactor;
+  /* memory budget */
+  atomic_size_t mem_bytes;    /* all memtables */
+  atomic_size_t sealed_bytes; /* of those, sealed and awaiting flush */
+  pthread_mutex_t mem_mu;
+  pthread_cond_t mem_cv;
+};
+
+/* --- tenant.c ---------------------------------------------------------- */
+
+/* Finds a tenant, creating its in-memory object when create is set
+ * (*t_out NULL and ES_OK when absent and !create), and loads its files
+ * on first use (writable handles; follow.c loads a reader's). */
+int es__tenant_get(es_db *db, const char *name, int create,
+                   es_tenant **t_out) ES_MUST_CHECK;
+/* The shard a tenant id maps to. */
+uint32_t es__tenant_shard(const es_db *db, const char *name);
+/* Loads every tenant directory: manifests, segments, orphan clean-up. */
+int es__tenants_load(es_db *db) ES_MUST_CHECK;
+/* Frees every tenant object. */
+void es__tenants_free(es_db *db);
+
+/* Inserts a durable-or-about-to-be record into the tenant's active
+ * memtable (writer thread or recovery), sealing first if it is full. */
+int es__tenant_insert(es_db *db, es_tenant *t, const uint8_t *rows,
+                      size_t rows_len, uint32_t count, uint64_t lsn,
+                      const es_row_hint *hint) ES_MUST_CHECK;
+/* Makes the tenant's directory exist durably (idempotent). */
+int es__tenant_dir_make(es_db *db, es_tenant *t) ES_MUST_CHECK;
+
+/* Runs fn(arg) on the writer thread of a shard, between groups, and
+ * returns its status (or why it could not run). */
+int es__shard_call(es_db *db, uint32_t shard, int (*fn)(void *arg),
+                   void *arg) ES_MUST_CHECK;
+
+/* Seals the active memtable (if it has rows) and queues its flush. */
+int es__tenant_seal(es_db *db, es_tenant *t) ES_MUST_CHECK;
+/* The oldest LSN the tenant still needs from the WAL (UINT64_MAX: none). */
+uint64_t es__tenant_min_unflushed(es_tenant *t);
+
+/* A reader's view of a tenant: its segments and memtables at one moment,
+ * each row in exactly one of them (taken under tenant->mu, as scans do). */
+typedef struct es_tenant_view {
+  es_segset *set;    /* a reference */
+  es_memtable **mts; /* sealed ones oldest first, then the active one; */
+  size_t nmts;       /* each holds a reference */
+} es_tenant_view;
+
+int es__tenant_view(es_tenant *t, es_tenant_view *v) ES_MUST_CHECK;
+void es__tenant_view_release(es_tenant_view *v);
+
+/* --- follow.c: read-only handles ----------------------------------------- */
+
+/* Loads a read-only handle's tenants and log (no lock, no writes) and
+ * starts its follower thread (in the housekeeper's slot). */
+int es__open_read_only(es_db *db) ES_MUST_CHECK;
+/* Re-reads a tenant's MANIFEST and applies it when it changed. */
+int es__tenant_ro_refresh(es_db *db, es_tenant *t) ES_MUST_CHECK;
+
+/* The flusher thread's body and its job queue. */
+void *es__flusher_main(void *arg);
+/* Records the first failure; later writes return ES_EFAILED. */
+void es__db_fail(es_db *db, int rc);
+void es__db_log(es_db *db, int level, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* Segment sets. */
+void es__segset_unref(es_segset *set);
+/* A new set: old's segments without those of `drop` (ndrop of them), with
+ * `add` (may be NULL) where the first dropped one was (or at the end). */
+int es__segset_replace(const es_segset *old, es_segment *const *drop,
+                       size_t ndrop, es_segment *add,
+                       es_segset **out) ES_MUST_CHECK;
+
+/* Whether a query loaded rollups of t's segments in this process (then a
+ * flush or merge attaches the new segment's rollup at once). */
+int es__tenant_rollups_hot(es_tenant *t);
+
+/* Whether es_compact with options o would merge s as a small segment:
+ * under half of o->target_bytes and (if set) of o->memory_bytes
+ * uncompressed. */
+int es__compact_small(const es_segment *s, const es_compact_options *o);
+/* About the memory a merge holds for s (its rows re-encoded, their sort
+ * keys, its share of the output image): what memory_bytes limits. */
+uint64_t es__compact_merge_bytes(const es_segment *s);
+/* The compactor thread; es__compact_request queues a tenant for it (no
+ * I/O, never fails: a tenant that cannot be queued waits for its next
+ * flush); es__compact_wait_idle waits until its queue is empty and no
+ * merge runs (tests). */
+void *es__compactor_main(void *arg);
+void es__compact_request(es_db *db, es_tenant *t);
+void es__compact_wait_idle(es_db *db);
+
+#endif

@@ -1,0 +1,614 @@
+/*
+ * rollup.c -- building, encoding and reading rollups; see rollup.h.
+ *
+ * File layout (docs/FORMAT.md, "Rollup files"), little-endian:
+ *   0  "ESROLLUP"            8 bytes
+ *   8  u32 version (1)       u32 flags (0)
+ *   16 u64 raw length        u64 compressed length
+ *   32 u64 XXH3 of the compressed body (seed ES_RLP_SEED)
+ *   40 u64 XXH3 of bytes 0..39 (seed ES_RLP_SEED)
+ *   48 the body, LZ4-compressed
+ * Body: varint nstrs, then each string as varint length + bytes, sorted
+ * by bytes (id i + 1 is the i-th); varint ncells, then per cell:
+ * svarint minute delta (from the previous cell; the first from 0), u8
+ * type, varint event id, varint path id, varint count, the sketch
+ * (hll.h).
+ */
+#include <stdlib.h>
+
+#include "base/event.h"
+#include "base/mem.h"
+#include "store/dbint.h"
+#include "store/rollup.h"
+#include "store/segment.h"
+
+#define ES_RLP_MAGIC "ESROLLUP"
+#define ES_RLP_VERSION 1
+#define ES_RLP_HEADER 48
+#define ES_RLP_SEED UINT64_C(0x726c70)
+#define ES_RLP_RAW_MAX (UINT64_C(1) << 32)
+
+static int64_t rollup_minute(int64_t ts) {
+  int64_t m = ts / ES_MINUTE_US;
+  return (ts % ES_MINUTE_US < 0) ? m - 1 : m;
+}
+
+uint64_t es__rollup_person_hash(const es_event *ev) {
+  const char *p = ev->anonymous_id && ev->anonymous_id[0] ? ev->anonymous_id
+                  : ev->user_id && ev->user_id[0]         ? ev->user_id
+                                                          : NULL;
+  if (!p)
+    return 0;
+  uint64_t h = es__hash64(p, strlen(p), UINT64_C(0x9e3779b97f4a7c15));
+  return h ? h : 1;
+}
+
+/* Hashed as bytes: no padding (the explicit zero `pad` fills it). */
+typedef struct rcell_key {
+  int64_t minute;
+  uint32_t event, path, type, pad;
+} rcell_key;
+_Static_assert(sizeof(rcell_key) == 24, "rcell_key has padding");
+
+static size_t rollup_slot(const es_rollup *r, const rcell_key *k) {
+  size_t mask = r->nslots - 1, i = (size_t)es__hash64(k, sizeof(*k), 3) & mask;
+  for (;; i = (i + 1) & mask) {
+    uint32_t s = r->slots[i];
+    if (s == 0)
+      return i;
+    const es_rcell *c = &r->cells[s - 1];
+    if (c->minute == k->minute && c->event == k->event && c->path == k->path &&
+        c->type == k->type)
+      return i;
+  }
+}
+
+static int rollup_rehash(es_rollup *r) {
+  size_t nslots = r->nslots ? r->nslots * 2 : 64;
+  uint32_t *slots = es__calloc(nslots, sizeof(uint32_t));
+  if (!slots)
+    return ES_NOMEM_BKPT();
+  es__free(r->slots);
+  r->slots = slots;
+  r->nslots = nslots;
+  for (size_t i = 0; i < r->n; i++) {
+    const es_rcell *c = &r->cells[i];
+    rcell_key k = {c->minute, c->event, c->path, c->type, 0};
+    r->slots[rollup_slot(r, &k)] = (uint32_t)(i + 1);
+  }
+  return ES_OK;
+}
+
+/* Counts one event into its cell; see rollup.h. */
+int es__rollup_add(es_rollup *r, const es_event *ev) {
+  rcell_key k = {rollup_minute(ev->ts_us), 0, 0, (uint32_t)ev->type, 0};
+  ES_TRY(es__strtab_intern(&r->strs, ev->event, &k.event));
+  ES_TRY(es__strtab_intern(&r->strs, ev->path, &k.path));
+  if (2 * (r->n + 1) > r->nslots)
+    ES_TRY(rollup_rehash(r));
+  size_t i = rollup_slot(r, &k);
+  if (r->slots[i] == 0) {
+    if (r->n >= UINT32_MAX - 1)
+      return ES_NOMEM_BKPT();
+    ES_TRY(es__grow((void **)&r->cells, &r->cap, r->n + 1, sizeof(es_rcell)));
+    es_rcell *c = &r->cells[r->n];
+    memset(c, 0, sizeof(*c));
+    c->minute = k.minute;
+    c->event = k.event;
+    c->path = k.path;
+    c->type = (uint8_t)k.type;
+    r->slots[i] = (uint32_t)++r->n;
+    r->sorted = 0;
+  }
+  es_rcell *c = &r->cells[r->slots[i] - 1];
+  uint64_t h = es__rollup_person_hash(ev);
+  if (h)
+    ES_TRY(es__hll_add(&c->persons, h));
+  c->count++;
+  return ES_OK;
+}
+
+void es__rollup_free(es_rollup *r) {
+  es_rollup *coarse[2] = {atomic_load(&r->hours), atomic_load(&r->days)};
+  for (int i = 0; i < 2; i++) {
+    if (coarse[i]) {
+      es__rollup_free(coarse[i]);
+      es__free(coarse[i]);
+    }
+  }
+  for (size_t i = 0; i < r->n; i++)
+    es__hll_free(&r->cells[i].persons);
+  es__free(r->cells);
+  es__free(r->slots);
+  es__strtab_free(&r->strs);
+  memset(r, 0, sizeof(*r));
+}
+
+/* Adds a cell of another rollup (strings re-interned) into r, keyed at
+ * `minute`. */
+static int rollup_add_cell(es_rollup *r, const es_rollup *from,
+                           const es_rcell *c, int64_t minute) {
+  rcell_key k = {minute, 0, 0, c->type, 0};
+  ES_TRY(es__strtab_intern(&r->strs, es__strtab_str(&from->strs, c->event),
+                           &k.event));
+  ES_TRY(es__strtab_intern(&r->strs, es__strtab_str(&from->strs, c->path),
+                           &k.path));
+  if (2 * (r->n + 1) > r->nslots)
+    ES_TRY(rollup_rehash(r));
+  size_t i = rollup_slot(r, &k);
+  if (r->slots[i] == 0) {
+    ES_TRY(es__grow((void **)&r->cells, &r->cap, r->n + 1, sizeof(es_rcell)));
+    es_rcell *n = &r->cells[r->n];
+    memset(n, 0, sizeof(*n));
+    n->minute = minute;
+    n->event = k.event;
+    n->path = k.path;
+    n->type = c->type;
+    r->slots[i] = (uint32_t)++r->n;
+  }
+  es_rcell *d = &r->cells[r->slots[i] - 1];
+  d->count += c->count;
+  return es__hll_merge(&d->persons, &c->persons);
+}
+
+static int cell_minute_cmp(const void *a, const void *b) {
+  const es_rcell *x = a, *y = b;
+  return x->minute < y->minute ? -1 : x->minute > y->minute;
+}
+
+int es__rollup_coarse(const es_rollup *r, int period, const es_rollup **out) {
+  es_rollup *_Atomic *slot =
+      (es_rollup * _Atomic *)(period == 60 ? &r->hours : &r->days);
+  es_rollup *h = atomic_load(slot);
+  *out = NULL;
+  if (h) {
+    *out = h;
+    return ES_OK;
+  }
+  const es_rollup *from = r; /* days are summed from the hours */
+  if (period != 60)
+    ES_TRY(es__rollup_coarse(r, 60, &from));
+  if (!(h = es__calloc(1, sizeof(*h))))
+    return ES_NOMEM_BKPT();
+  int rc = ES_OK;
+  for (size_t i = 0; rc == ES_OK && i < from->n; i++) {
+    int64_t m = from->cells[i].minute; /* >= 0 (event times are) */
+    rc = rollup_add_cell(h, from, &from->cells[i], m - m % period);
+  }
+  if (rc < 0) {
+    es__rollup_free(h);
+    es__free(h);
+    return rc;
+  }
+  es__free(h->slots); /* built: the index is not needed any more */
+  h->slots = NULL;
+  h->nslots = 0;
+  qsort(h->cells, h->n, sizeof(es_rcell), cell_minute_cmp);
+  h->sorted = 1;
+  es_rollup *none = NULL; /* another thread may have built it too */
+  if (!atomic_compare_exchange_strong(slot, &none, h)) {
+    es__rollup_free(h);
+    es__free(h);
+    h = none;
+  }
+  *out = h;
+  return ES_OK;
+}
+
+size_t es__rollup_seek(const es_rollup *r, int64_t minute) {
+  size_t lo = 0, hi = r->n;
+  while (lo < hi) {
+    size_t mid = lo + (hi - lo) / 2;
+    if (r->cells[mid].minute < minute)
+      lo = mid + 1;
+    else
+      hi = mid;
+  }
+  return lo;
+}
+
+/* --- canonical encoding -------------------------------------------------- */
+
+typedef struct enc_ctx {
+  const es_rollup *r;
+  uint32_t *rank; /* by string id: position in sorted order + 1 */
+} enc_ctx;
+
+static int cmp_str_id(const void *a, const void *b, void *ud) {
+  const es_strtab *t = ud;
+  return strcmp(t->strs[*(const uint32_t *)a], t->strs[*(const uint32_t *)b]);
+}
+
+static int cmp_cell_idx(const void *pa, const void *pb, void *ud) {
+  const enc_ctx *ctx = ud;
+  const es_rcell *a = &ctx->r->cells[*(const uint32_t *)pa];
+  const es_rcell *b = &ctx->r->cells[*(const uint32_t *)pb];
+  const uint32_t *rank = ctx->rank;
+  if (a->minute != b->minute)
+    return a->minute < b->minute ? -1 : 1;
+  if (a->type != b->type)
+    return a->type < b->type ? -1 : 1;
+  if (rank[a->event] != rank[b->event])
+    return rank[a->event] < rank[b->event] ? -1 : 1;
+  return rank[a->path] < rank[b->path] ? -1 : rank[a->path] > rank[b->path];
+}
+
+/* The body: strings in sorted order, then cells in sorted order. */
+static int rollup_body(const es_rollup *r, es_buf *b) {
+  size_t nstrs = es__strtab_count(&r->strs) - 1;
+  uint32_t *order = es__malloc((nstrs + 1) * sizeof(uint32_t));
+  uint32_t *rank = es__calloc(nstrs + 1, sizeof(uint32_t));
+  uint32_t *cells = es__malloc((r->n ? r->n : 1) * sizeof(uint32_t));
+  int rc = order && rank && cells ? ES_OK : ES_NOMEM_BKPT();
+  if (rc == ES_OK) {
+    for (size_t i = 0; i < nstrs; i++)
+      order[i] = (uint32_t)(i + 1);
+    for (size_t i = 0; i < r->n; i++)
+      cells[i] = (uint32_t)i;
+    enc_ctx ctx = {r, rank};
+    qsort_r(order, nstrs, sizeof(uint32_t), cmp_str_id, (void *)&r->strs);
+    for (size_t i = 0; i < nstrs; i++)
+      rank[order[i]] = (uint32_t)(i + 1);
+    qsort_r(cells, r->n, sizeof(uint32_t), cmp_cell_idx, &ctx);
+    rc = es__buf_put_varint(b, nstrs);
+  }
+  for (size_t i = 0; rc == ES_OK && i < nstrs; i++) {
+    const char *s = r->strs.strs[order[i]];
+    size_t len = strlen(s);
+    rc = es__buf_put_varint(b, len);
+    if (rc == ES_OK)
+      rc = es__buf_put(b, s, len);
+  }
+  if (rc == ES_OK)
+    rc = es__buf_put_varint(b, r->n);
+  int64_t prev = 0;
+  for (size_t i = 0; rc == ES_OK && i < r->n; i++) {
+    const es_rcell *c = &r->cells[cells[i]];
+    rc = es__buf_put_svarint(b, c->minute - prev);
+    prev = c->minute;
+    if (rc == ES_OK)
+      rc = es__buf_put_u8(b, c->type);
+    if (rc == ES_OK)
+      rc = es__buf_put_varint(b, rank[c->event]);
+    if (rc == ES_OK)
+      rc = es__buf_put_varint(b, rank[c->path]);
+    if (rc == ES_OK)
+      rc = es__buf_put_varint(b, c->count);
+    if (rc == ES_OK)
+      rc = es__hll_put(b, &c->persons);
+  }
+  es__free(order);
+  es__free(rank);
+  es__free(cells);
+  return rc;
+}
+
+/* Encodes the whole file; see rollup.h. */
+int es__rollup_encode(const es_rollup *r, es_buf *out) {
+  es_buf body = {0};
+  int rc = rollup_body(r, &body);
+  size_t bound = es__lz4_bound(body.len);
+  if (rc == ES_OK)
+    rc = es__buf_reserve(out, ES_RLP_HEADER + bound);
+  if (rc == ES_OK) {
+    uint8_t *h = out->data + out->len;
+    size_t clen =
+        es__lz4_compress(body.data, body.len, h + ES_RLP_HEADER, bound);
+    if (clen == 0 && body.len > 0) {
+      rc = ES_ERR(ES_EIO, "rollup: LZ4 compression failed");
+    } else {
+      memcpy(h, ES_RLP_MAGIC, 8);
+      es__le32(h + 8, ES_RLP_VERSION);
+      es__le32(h + 12, 0);
+      es__le64(h + 16, body.len);
+      es__le64(h + 24, clen);
+      es__le64(h + 32, es__hash64(h + ES_RLP_HEADER, clen, ES_RLP_SEED));
+      es__le64(h + 40, es__hash64(h, 40, ES_RLP_SEED));
+      out->len += ES_RLP_HEADER + clen;
+    }
+  }
+  es__buf_free(&body);
+  return rc;
+}
+
+/* --- decoding ------------------------------------------------------------ */
+
+static int rollup_parse(es_rd *rd, es_rollup *r) {
+  uint64_t nstrs = es__rd_varint(rd);
+  if (nstrs > (uint64_t)(rd->end - rd->p))
+    rd->bad = 1;
+  const char *prev = NULL;
+  for (uint64_t i = 0; i < nstrs && !rd->bad; i++) {
+    uint64_t len = es__rd_varint(rd);
+    const uint8_t *p = es__rd_bytes(rd, len);
+    if (!p)
+      break;
+    char *s = es__malloc(len + 1);
+    if (!s)
+      return ES_NOMEM_BKPT();
+    memcpy(s, p, len);
+    s[len] = '\0';
+    uint32_t id = 0;
+    int rc = es__strtab_intern(&r->strs, s, &id);
+    /* sorted, distinct, no NUL inside */
+    if (rc == ES_OK &&
+        (id != i + 1 || strlen(s) != len || (prev && strcmp(prev, s) >= 0)))
+      rd->bad = 1;
+    es__free(s);
+    ES_TRY(rc);
+    prev = es__strtab_str(&r->strs, id);
+  }
+  uint64_t ncells = es__rd_varint(rd);
+  if (ncells > (uint64_t)(rd->end - rd->p))
+    rd->bad = 1;
+  if (!rd->bad && ncells > 0) {
+    r->cells = es__calloc(ncells, sizeof(es_rcell));
+    if (!r->cells)
+      return ES_NOMEM_BKPT();
+    r->cap = ncells;
+  }
+  int64_t minute = 0;
+  for (uint64_t i = 0; i < ncells && !rd->bad; i++) {
+    es_rcell *c = &r->cells[r->n++];
+    /* event times are >= 0, so minutes are in [0, INT64_MAX / minute] */
+    if (__builtin_add_overflow(minute, es__rd_svarint(rd), &minute) ||
+        minute < 0 || minute > INT64_MAX / ES_MINUTE_US)
+      rd->bad = 1;
+    c->minute = minute;
+    c->type = es__rd_u8(rd);
+    uint64_t ev = es__rd_varint(rd), path = es__rd_varint(rd);
+    c->count = es__rd_varint(rd);
+    if (ev > nstrs || path > nstrs || c->count == 0 || c->type == 0 ||
+        c->type > ES_TYPE_GROUP || (i > 0 && c[-1].minute > c->minute))
+      rd->bad = 1;
+    c->event = (uint32_t)ev;
+    c->path = (uint32_t)path;
+    ES_TRY(es__hll_get(rd, &c->persons));
+  }
+  if (rd->p != rd->end)
+    rd->bad = 1;
+  r->sorted = 1;
+  return ES_OK;
+}
+
+/* Decodes a file image; see rollup.h. */
+int es__rollup_decode(const uint8_t *p, size_t n, const char *path,
+                      es_rollup *r) {
+  memset(r, 0, sizeof(*r));
+  if (n < ES_RLP_HEADER || memcmp(p, ES_RLP_MAGIC, 8) != 0 ||
+      es__get_le64(p + 40) != es__hash64(p, 40, ES_RLP_SEED))
+    return ES_CORRUPT_BKPT("%s: offset 0: bad rollup header", path);
+  if (es__get_le32(p + 8) > ES_RLP_VERSION)
+    return ES_ERR(ES_EVERSION, "%s: rollup version %u is newer than %u", path,
+                  es__get_le32(p + 8), ES_RLP_VERSION);
+  uint64_t raw = es__get_le64(p + 16), clen = es__get_le64(p + 24);
+  if (clen != n - ES_RLP_HEADER || raw > ES_RLP_RAW_MAX ||
+      es__get_le64(p + 32) != es__hash64(p + ES_RLP_HEADER, clen, ES_RLP_SEED))
+    return ES_CORRUPT_BKPT("%s: offset %d: rollup body checksum mismatch", path,
+                           ES_RLP_HEADER);
+  uint8_t *body = es__malloc(raw ? raw : 1);
+  if (!body)
+    return ES_NOMEM_BKPT();
+  int rc = es__lz4_decompress(p + ES_RLP_HEADER, clen, body, raw);
+  if (rc == ES_OK) {
+    es_rd rd = es__rd(body, raw);
+    rc = rollup_parse(&rd, r);
+    if (rc == ES_OK && rd.bad)
+      rc = ES_CORRUPT_BKPT("%s: offset %d: malformed rollup body", path,
+                           ES_RLP_HEADER);
+  } else {
+    rc = ES_CORRUPT_BKPT("%s: offset %d: rollup body does not decompress", path,
+                         ES_RLP_HEADER);
+  }
+  es__free(body);
+  if (rc < 0)
+    es__rollup_free(r);
+  return rc;
+}
+
+int es__rollup_path(const char *seg_path, char *out, size_t cap) {
+  size_t len = strlen(seg_path);
+  if (len < 4 || len >= cap || strcmp(seg_path + len - 4, ".seg") != 0)
+    return ES_INVAL_BKPT("not a segment path: %s", seg_path);
+  memcpy(out, seg_path, len - 4);
+  memcpy(out + len - 4, ".rlp", 5);
+  return ES_OK;
+}
+
+int es__rollup_read(es_vfs *vfs, const char *path, es_rollup *r) {
+  memset(r, 0, sizeof(*r));
+  uint8_t *buf = NULL;
+  size_t len = 0;
+  ES_TRY(es__io_read_all(vfs, path, &buf, &len));
+  int rc = es__rollup_decode(buf, len, path, r);
+  es__free(buf);
+  return rc;
+}
+
+int es__rollup_verify(es_vfs *vfs, const char *path) {
+  es_rollup r;
+  int rc = es__rollup_read(vfs, path, &r);
+  if (rc == ES_OK)
+    es__rollup_free(&r);
+  return rc;
+}
+
+/* --- rollups of segments ------------------------------------------------- */
+
+/* Derives a segment's rollup from its rows; see rollup.h. */
+int es__rollup_derive(es_segment *seg, es_rollup *r) {
+  memset(r, 0, sizeof(*r));
+  es_seg_rows rows;
+  memset(&rows, 0, sizeof(rows));
+  int rc = ES_OK;
+  for (uint32_t g = 0; rc == ES_OK && g < seg->ngroups; g++) {
+    rc = es__segment_read_group_cols(seg, g,
+                                     ES_FIELD_EVENT | ES_FIELD_PATH |
+                                         ES_FIELD_ANONYMOUS_ID |
+                                         ES_FIELD_USER_ID,
+                                     &rows);
+    for (size_t i = 0; rc == ES_OK && i < rows.n; i++) {
+      es_event ev;
+      memset(&ev, 0, sizeof(ev));
+      ev.ts_us = rows.ts[i];
+      ev.type = rows.type[i];
+      ev.event = rows.str[ES_STR_event][i];
+      ev.path = rows.str[ES_STR_path][i];
+      ev.anonymous_id = rows.str[ES_STR_anonymous_id][i];
+      ev.user_id = rows.str[ES_STR_user_id][i];
+      rc = es__rollup_add(r, &ev);
+    }
+  }
+  es__segment_rows_free(&rows);
+  if (rc < 0)
+    es__rollup_free(r);
+  return rc;
+}
+
+void es__rollup_chain_free(es_rollup *r) {
+  while (r) {
+    es_rollup *next = r->retired;
+    es__rollup_free(r);
+    es__free(r);
+    r = next;
+  }
+}
+
+void es__segment_rollup_set(es_segment *seg, es_rollup *r) {
+  es_rollup *old = atomic_load(&seg->rollup);
+  do
+    r->retired = old;
+  while (!atomic_compare_exchange_weak(&seg->rollup, &old, r));
+}
+
+/* Loads (or derives) the rollup once; see rollup.h. */
+int es__segment_rollup(es_segment *seg, const es_rollup **r_out,
+                       int *derived_out) {
+  if (derived_out)
+    *derived_out = 0;
+  es_rollup *cur = atomic_load(&seg->rollup);
+  if (cur) {
+    *r_out = cur;
+    return ES_OK;
+  }
+  *r_out = NULL;
+  es_rollup *r = es__malloc(sizeof(*r));
+  if (!r)
+    return ES_NOMEM_BKPT();
+  char path[ES_PATH_MAX];
+  int rc = es__rollup_path(seg->path, path, sizeof(path));
+  if (rc == ES_OK)
+    rc = es__rollup_read(seg->vfs, path, r);
+  if (rc == ES_ENOTFOUND || rc == ES_ECORRUPT || rc == ES_EVERSION) {
+    es__error_clear();
+    if (derived_out)
+      *derived_out = rc == ES_ENOTFOUND ? 1 : 2;
+    rc = es__rollup_derive(seg, r);
+  }
+  if (rc < 0) {
+    es__free(r);
+    return rc;
+  }
+  r->retired = NULL;
+  /* another thread may have won the race: keep theirs */
+  if (!atomic_compare_exchange_strong(&seg->rollup, &cur, r)) {
+    es__rollup_chain_free(r);
+    *r_out = cur;
+    return ES_OK;
+  }
+  *r_out = r;
+  return ES_OK;
+}
+
+/* --- rebuilding ---------------------------------------------------------- */
+
+/* Derives one segment's rollup again and rewrites its file unless the
+ * file already holds exactly that (encodings are canonical: invariant 2,
+ * so equal rollups are equal bytes). */
+static int rollup_rebuild_one(es_db *db, es_segment *seg,
+                              es_rollup_report *rep) {
+  char path[ES_PATH_MAX], dir[ES_PATH_MAX];
+  ES_TRY(es__rollup_path(seg->path, path, sizeof(path)));
+  es_rollup *r = es__calloc(1, sizeof(*r));
+  if (!r)
+    return ES_NOMEM_BKPT();
+  es_buf img = {0};
+  uint8_t *old = NULL;
+  size_t old_len = 0;
+  int rc = es__rollup_derive(seg, r);
+  if (rc == ES_OK)
+    rc = es__rollup_encode(r, &img);
+  es__rollup_free(r);
+  if (rc == ES_OK) {
+    int rrc = es__io_read_all(db->vfs, path, &old, &old_len);
+    es_rollup check;
+    int sound =
+        rrc == ES_OK && es__rollup_decode(old, old_len, path, &check) == ES_OK;
+    if (sound)
+      es__rollup_free(&check);
+    else
+      es__error_clear();
+    if (rrc < 0 && rrc != ES_ENOTFOUND && rrc != ES_ECORRUPT)
+      rc = rrc; /* an I/O error reading it is not "missing" */
+    else if (!sound || old_len != img.len ||
+             memcmp(old, img.data, img.len) != 0) {
+      rep->missing += !sound;
+      rep->differing += sound;
+      const char *slash = strrchr(path, '/');
+      size_t dlen = slash ? (size_t)(slash - path) : 0;
+      memcpy(dir, path, dlen);
+      dir[dlen] = '\0';
+      rc = es__io_write_atomic(db->vfs, dlen ? dir : ".",
+                               slash ? slash + 1 : path, img.data, img.len);
+      if (rc == ES_OK)
+        rc = es__rollup_decode(img.data, img.len, path, r);
+      if (rc == ES_OK) {
+        es__segment_rollup_set(seg, r);
+        r = NULL;
+        rep->rewritten++;
+      }
+    }
+  }
+  rep->segments++;
+  es__free(r);
+  es__free(old);
+  es__buf_free(&img);
+  return rc;
+}
+
+/* Rebuilds a tenant's segment rollups over a range; see eventstore.h. */
+int es_rollup_rebuild(es_db *db, const char *tenant, int64_t from_us,
+                      int64_t to_us, es_rollup_report *report_out) {
+  es__error_clear();
+  es_rollup_report rep;
+  memset(&rep, 0, sizeof(rep));
+  if (report_out)
+    *report_out = rep;
+  if (!db)
+    return ES_INVAL_BKPT("es_rollup_rebuild: NULL handle");
+  ES_TRY(es__tenant_check(tenant));
+  if (from_us > to_us)
+    return ES_INVAL_BKPT("es_rollup_rebuild: from_us after to_us");
+  if (db->opts.read_only)
+    return ES_ERR(ES_EREADONLY, "es_rollup_rebuild on a read-only handle");
+  if (atomic_load(&db->closing))
+    return ES_ERR(ES_ECLOSED, "database is closing");
+  if (atomic_load(&db->failed))
+    return ES_ERR(ES_EFAILED, "database failed earlier; reopen it");
+  es_tenant *t = NULL;
+  ES_TRY(es__tenant_get(db, tenant, 0, &t));
+  if (!t)
+    return ES_OK;
+  es_tenant_view v;
+  ES_TRY(es__tenant_view(t, &v));
+  int rc = ES_OK;
+  for (size_t i = 0; rc == ES_OK && i < v.set->n; i++) {
+    es_segment *seg = v.set->segs[i];
+    if (seg->max_ts >= from_us && seg->min_ts < to_us)
+      rc = rollup_rebuild_one(db, seg, &rep);
+  }
+  es__tenant_view_release(&v);
+  if (report_out)
+    *report_out = rep;
+  return rc;
+}

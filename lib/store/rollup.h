@@ -1,0 +1,111 @@
+/*
+ * rollup.h -- time-bucketed aggregates of one memtable or one segment:
+ * per minute and per (type, event name, page path), the number of events
+ * and a HyperLogLog sketch of the persons behind them.
+ *
+ * Coarser buckets (hour, day) and any filter or grouping on type, event
+ * and path are sums of these cells, so the query planner answers those
+ * queries from rollups without reading rows (query.c).  A memtable's
+ * rollup grows as rows are published (memtable.c); at flush it is written
+ * beside the segment as "<id>.rlp" (tenant.c), and it can always be
+ * derived again from the segment's rows (es__rollup_derive), which is how
+ * a missing or damaged file is repaired and how es_rollup_rebuild checks
+ * the incremental result.
+ *
+ * The person of an event, for the sketches, is its anonymous id when it
+ * has one, else its user id (a pure function of the row, so derived and
+ * incremental rollups agree).  Identity stitching is applied only by exact
+ * (scanning) queries; docs/QUERY.md states the consequence.
+ *
+ * Invariants:
+ *  1. A rollup counts each row it was given exactly once.
+ *  2. The encoding is canonical: strings sorted, cells sorted by (minute,
+ *     type, event, path), so two rollups of the same rows encode to the
+ *     same bytes whatever the order the rows came in.
+ *  3. A decoded rollup's cells are sorted as in 2 (es__rollup_seek relies
+ *     on it); a rollup being built is unsorted.
+ */
+#ifndef ES_ROLLUP_H
+#define ES_ROLLUP_H
+
+#include "base/hll.h"
+#include "base/io.h"
+#include "base/strtab.h"
+#include "eventstore.h"
+
+#define ES_MINUTE_US INT64_C(60000000)
+
+typedef struct es_rcell {
+  int64_t minute;       /* minutes since the epoch (floor of ts / 60 s) */
+  uint32_t event, path; /* ids in the rollup's strtab, 0 = absent */
+  uint8_t type;
+  uint64_t count;
+  es_hll persons;
+} es_rcell;
+
+typedef struct es_rollup {
+  es_strtab strs;
+  es_rcell *cells;
+  size_t n, cap;
+  uint32_t *slots; /* building: a cell index + 1, 0 = empty */
+  size_t nslots;
+  int sorted;                /* invariant 3 */
+  struct es_rollup *retired; /* an older rollup of the same segment */
+  /* Derived on first use (es__rollup_coarse): the same cells summed per
+   * hour and per day (minute = the period's first minute), for long
+   * ranges. */
+  struct es_rollup *_Atomic hours;
+  struct es_rollup *_Atomic days;
+} es_rollup;
+
+/* A zeroed es_rollup is empty. */
+int es__rollup_add(es_rollup *r, const es_event *ev) ES_MUST_CHECK;
+void es__rollup_free(es_rollup *r);
+
+/* The person hash sketches use for an event (0: the event has no id). */
+uint64_t es__rollup_person_hash(const es_event *ev);
+
+/* The rollup summed per hour (period 60) or per day (1440), built once
+ * and kept with r (borrowed: it lives as long as r).  Its cells are
+ * sorted by minute only. */
+int es__rollup_coarse(const es_rollup *r, int period,
+                      const es_rollup **out) ES_MUST_CHECK;
+
+/* Index of the first cell with minute >= m (a sorted rollup). */
+size_t es__rollup_seek(const es_rollup *r, int64_t minute);
+
+/* Canonical encoding (invariant 2) of the complete .rlp file. */
+int es__rollup_encode(const es_rollup *r, es_buf *out) ES_MUST_CHECK;
+/* Decodes a .rlp image; ES_ECORRUPT naming `path` if it does not check. */
+int es__rollup_decode(const uint8_t *p, size_t n, const char *path,
+                      es_rollup *r) ES_MUST_CHECK;
+
+/* The rollup file name of a segment path ("x/0..1.seg" -> "x/0..1.rlp"). */
+int es__rollup_path(const char *seg_path, char *out, size_t cap) ES_MUST_CHECK;
+/* Reads and decodes a .rlp file (ES_ENOTFOUND when there is none). */
+int es__rollup_read(es_vfs *vfs, const char *path, es_rollup *r) ES_MUST_CHECK;
+/* Checks a .rlp file's checksums and structure (for es_verify). */
+int es__rollup_verify(es_vfs *vfs, const char *path) ES_MUST_CHECK;
+
+/* --- rollups of segments ------------------------------------------------ */
+
+struct es_segment;
+
+/* Computes a segment's rollup from its rows (reads every row group). */
+int es__rollup_derive(struct es_segment *seg, es_rollup *r) ES_MUST_CHECK;
+
+/* The segment's rollup, borrowed for as long as the caller holds a
+ * reference to seg: read from its .rlp file on first use, or derived
+ * from the rows when that file is missing or fails its checks (then
+ * *derived_out is set, so the caller can log it; may be NULL). */
+int es__segment_rollup(struct es_segment *seg, const es_rollup **r_out,
+                       int *derived_out) ES_MUST_CHECK;
+
+/* Installs r (heap-allocated, taken over) as the segment's rollup; the
+ * previous one is retired, not freed. */
+void es__segment_rollup_set(struct es_segment *seg, es_rollup *r);
+
+/* Frees a heap rollup and the ones it retired (segment.c, at free). */
+void es__rollup_chain_free(es_rollup *r);
+
+#endif

@@ -1,0 +1,659 @@
+/*
+ * segment.c -- building, opening, reading and verifying segment files.
+ * The layout and invariants are in segment.h and docs/FORMAT.md.
+ *
+ *   header  : "ESSEGMNT" | u32 format version | u32 flags (0)
+ *   blocks  : for each row group, for each column: LZ4(raw column bytes)
+ *   footer  : u32 groups | u32 columns | u64 rows | i64 min_ts |
+ *             i64 max_ts | u32 bloom_bits | u32 bloom_k |
+ *             groups x (u32 rows | u32 0 | i64 min_ts | i64 max_ts |
+ *                       columns x (u64 off | u32 clen | u32 rlen |
+ *                                  u64 checksum)) |
+ *             bloom bytes
+ *   trailer : u64 footer_off | u32 footer_len | u32 format version |
+ *             u64 footer checksum | "ESSEGEND"
+ *
+ * String columns start with an encoding byte: PLAIN (per row a varint
+ * len+1, or 0 for NULL, then the bytes and a NUL) or DICT (a dictionary
+ * of distinct values in PLAIN form, then per row a varint index, 0 for
+ * NULL).  DICT is chosen when distinct values are at most half the rows.
+ */
+#include <stdio.h>
+
+#include "base/mem.h"
+#include "store/rollup.h"
+#include "store/segment.h"
+
+#define SEG_MAGIC "ESSEGMNT"
+#define SEG_END "ESSEGEND"
+#define SEG_ENC_PLAIN 0
+#define SEG_ENC_DICT 1
+#define SEG_BLOOM_K 7
+#define SEG_FOOTER_FIXED 40
+#define SEG_GROUP_BYTES (24 + ES_SEG_NCOLS * 24)
+
+/* --- building ---------------------------------------------------------- */
+
+typedef struct seg_dict {
+  uint32_t *slots; /* 0 empty, else index+1 into vals */
+  size_t nslots;
+  const char **vals;
+  uint32_t *lens; /* lens[v]: the length of vals[v] */
+  size_t nvals;
+} seg_dict;
+
+/* Looks s (len bytes) up, inserting it; returns its index + 1. */
+static uint32_t seg_dict_put(seg_dict *d, const char *s, uint32_t len) {
+  size_t h = (size_t)es__hash64(s, len, 0) & (d->nslots - 1);
+  for (;; h = (h + 1) & (d->nslots - 1)) {
+    uint32_t v = d->slots[h];
+    if (v == 0)
+      break;
+    if (d->lens[v - 1] == len && memcmp(d->vals[v - 1], s, len) == 0)
+      return v;
+  }
+  d->vals[d->nvals] = s;
+  d->lens[d->nvals++] = len;
+  d->slots[h] = (uint32_t)d->nvals;
+  return (uint32_t)d->nvals;
+}
+
+static int seg_put_str(es_buf *b, const char *s, uint32_t len) {
+  if (!s)
+    return es__buf_put_u8(b, 0);
+  ES_TRY(es__buf_put_varint(b, (uint64_t)len + 1));
+  return es__buf_put(b, s, (size_t)len + 1);
+}
+
+/* Encodes string column i of rows[0..n) as DICT or PLAIN: DICT when it
+ * has at most n/2 distinct values, so the dictionary is given up as soon
+ * as it grows past that.  lens holds ES_NSTR lengths per row. */
+static int seg_encode_strings(es_buf *raw, const es_event *evs,
+                              const uint32_t *lens, size_t n, int col,
+                              seg_dict *d, uint32_t *idx) {
+  d->nvals = 0;
+  memset(d->slots, 0, d->nslots * sizeof(uint32_t));
+  size_t r = 0;
+  for (; r < n && d->nvals <= n / 2; r++) {
+    const char *s = es__ev_cstr(&evs[r], col);
+    idx[r] = s ? seg_dict_put(d, s, lens[r * ES_NSTR + col]) : 0;
+  }
+  if (r == n && d->nvals <= n / 2) {
+    ES_TRY(es__buf_put_u8(raw, SEG_ENC_DICT));
+    ES_TRY(es__buf_put_varint(raw, d->nvals));
+    for (size_t v = 0; v < d->nvals; v++)
+      ES_TRY(seg_put_str(raw, d->vals[v], d->lens[v]));
+    for (r = 0; r < n; r++)
+      ES_TRY(es__buf_put_varint(raw, idx[r]));
+    return ES_OK;
+  }
+  ES_TRY(es__buf_put_u8(raw, SEG_ENC_PLAIN));
+  for (r = 0; r < n; r++)
+    ES_TRY(
+        seg_put_str(raw, es__ev_cstr(&evs[r], col), lens[r * ES_NSTR + col]));
+  return ES_OK;
+}
+
+/* Encodes column c of one row group into raw. */
+static int seg_encode_column(es_buf *raw, const es_event *evs,
+                             const uint32_t *lens, size_t n, int c,
+                             int64_t min_ts, seg_dict *d, uint32_t *idx) {
+  int64_t prev = min_ts;
+  switch (c) {
+  case ES_COL_TS:
+    for (size_t r = 0; r < n; r++) {
+      ES_TRY(es__buf_put_svarint(raw, evs[r].ts_us - prev));
+      prev = evs[r].ts_us;
+    }
+    return ES_OK;
+  case ES_COL_RECV:
+    for (size_t r = 0; r < n; r++)
+      ES_TRY(es__buf_put_svarint(
+          raw, (int64_t)((uint64_t)evs[r].recv_us - (uint64_t)evs[r].ts_us)));
+    return ES_OK;
+  case ES_COL_TYPE:
+    for (size_t r = 0; r < n; r++)
+      ES_TRY(es__buf_put_u8(raw, (uint8_t)evs[r].type));
+    return ES_OK;
+  default:
+    return seg_encode_strings(raw, evs, lens, n, c - ES_COL_STR0, d, idx);
+  }
+}
+
+/* The i-th probe position of key in a filter of nbits (double hashing
+ * over one XXH3 value). */
+static uint32_t seg_bloom_bit(uint64_t h, uint32_t i, uint32_t nbits) {
+  uint32_t h1 = (uint32_t)h, h2 = (uint32_t)(h >> 32) | 1;
+  return (h1 + i * h2) % nbits;
+}
+
+static uint64_t seg_bloom_hash(const char *key, size_t len) {
+  return es__hash64(key, len, 0x5e9b100f);
+}
+
+static void seg_bloom_add(uint8_t *bits, uint32_t nbits, uint64_t h) {
+  for (uint32_t i = 0; i < SEG_BLOOM_K; i++) {
+    uint32_t bit = seg_bloom_bit(h, i, nbits);
+    bits[bit / 8] |= (uint8_t)(1u << (bit % 8));
+  }
+}
+
+typedef struct seg_build {
+  es_buf *out;
+  es_buf footer_groups;
+  es_buf raw, comp;
+  es_event *evs;
+  uint32_t *lens; /* ES_NSTR string lengths per row of evs */
+  seg_dict dict;
+  uint32_t *idx;
+  uint64_t *keys; /* hashes of person and message ids, for the filter */
+  size_t nkeys, keys_cap;
+} seg_build;
+
+/* Remembers the ids of a row group for the Bloom filter. */
+static int seg_collect_keys(seg_build *sb, size_t n) {
+  ES_TRY(es__grow((void **)&sb->keys, &sb->keys_cap, sb->nkeys + 3 * n,
+                  sizeof(uint64_t)));
+  for (size_t r = 0; r < n; r++) {
+    const es_event *ev = &sb->evs[r];
+    const uint32_t *len = &sb->lens[r * ES_NSTR];
+    if (ev->anonymous_id)
+      sb->keys[sb->nkeys++] =
+          seg_bloom_hash(ev->anonymous_id, len[ES_STR_anonymous_id]);
+    if (ev->user_id)
+      sb->keys[sb->nkeys++] = seg_bloom_hash(ev->user_id, len[ES_STR_user_id]);
+    if (ev->message_id)
+      sb->keys[sb->nkeys++] =
+          seg_bloom_hash(ev->message_id, len[ES_STR_message_id]);
+  }
+  return ES_OK;
+}
+
+/* Writes one row group's blocks and appends its footer entry. */
+static int seg_build_group(seg_build *sb, size_t n, uint64_t row_bytes) {
+  int64_t min_ts = sb->evs[0].ts_us, max_ts = sb->evs[n - 1].ts_us;
+  ES_TRY(es__buf_put_u32(&sb->footer_groups, (uint32_t)n));
+  ES_TRY(es__buf_put_u32(&sb->footer_groups, row_bytes < UINT32_MAX
+                                                 ? (uint32_t)row_bytes
+                                                 : UINT32_MAX));
+  ES_TRY(es__buf_put_u64(&sb->footer_groups, (uint64_t)min_ts));
+  ES_TRY(es__buf_put_u64(&sb->footer_groups, (uint64_t)max_ts));
+  for (int c = 0; c < ES_SEG_NCOLS; c++) {
+    sb->raw.len = 0;
+    ES_TRY(seg_encode_column(&sb->raw, sb->evs, sb->lens, n, c, min_ts,
+                             &sb->dict, sb->idx));
+    size_t bound = es__lz4_bound(sb->raw.len);
+    sb->comp.len = 0;
+    ES_TRY(es__buf_reserve(&sb->comp, bound));
+    size_t clen =
+        es__lz4_compress(sb->raw.data, sb->raw.len, sb->comp.data, bound);
+    if (clen == 0)
+      return ES_ERR(ES_ETOOBIG, "column block of %zu bytes", sb->raw.len);
+    uint64_t off = sb->out->len;
+    ES_TRY(es__buf_put(sb->out, sb->comp.data, clen));
+    ES_TRY(es__buf_put_u64(&sb->footer_groups, off));
+    ES_TRY(es__buf_put_u32(&sb->footer_groups, (uint32_t)clen));
+    ES_TRY(es__buf_put_u32(&sb->footer_groups, (uint32_t)sb->raw.len));
+    ES_TRY(es__buf_put_u64(&sb->footer_groups,
+                           es__hash64(sb->comp.data, clen, 0)));
+  }
+  return ES_OK;
+}
+
+/* Appends footer and trailer. */
+static int seg_build_footer(seg_build *sb, const es_mrow *const *rows, size_t n,
+                            uint32_t ngroups) {
+  es_buf *out = sb->out;
+  uint32_t nbits = (uint32_t)((sb->nkeys * 10 + 63) / 64 * 64);
+  if (nbits < 64)
+    nbits = 64;
+  uint8_t *bloom = es__calloc(1, nbits / 8);
+  if (!bloom)
+    return ES_NOMEM_BKPT();
+  for (size_t k = 0; k < sb->nkeys; k++)
+    seg_bloom_add(bloom, nbits, sb->keys[k]);
+  uint64_t footer_off = out->len;
+  int rc = es__buf_put_u32(out, ngroups);
+  if (rc == ES_OK)
+    rc = es__buf_put_u32(out, ES_SEG_NCOLS);
+  if (rc == ES_OK)
+    rc = es__buf_put_u64(out, n);
+  if (rc == ES_OK)
+    rc = es__buf_put_u64(out, (uint64_t)rows[0]->ts_us);
+  if (rc == ES_OK)
+    rc = es__buf_put_u64(out, (uint64_t)rows[n - 1]->ts_us);
+  if (rc == ES_OK)
+    rc = es__buf_put_u32(out, nbits);
+  if (rc == ES_OK)
+    rc = es__buf_put_u32(out, SEG_BLOOM_K);
+  if (rc == ES_OK)
+    rc = es__buf_put(out, sb->footer_groups.data, sb->footer_groups.len);
+  if (rc == ES_OK)
+    rc = es__buf_put(out, bloom, nbits / 8);
+  es__free(bloom);
+  ES_TRY(rc);
+  uint64_t footer_len = out->len - footer_off;
+  uint64_t sum = es__hash64(out->data + footer_off, footer_len, 0);
+  ES_TRY(es__buf_put_u64(out, footer_off));
+  ES_TRY(es__buf_put_u32(out, (uint32_t)footer_len));
+  ES_TRY(es__buf_put_u32(out, ES_FORMAT_VERSION));
+  ES_TRY(es__buf_put_u64(out, sum));
+  return es__buf_put(out, SEG_END, 8);
+}
+
+/* Builds a whole segment image; see segment.h. */
+int es__segment_build(es_buf *out, const es_mrow *const *rows, size_t n) {
+  if (n == 0)
+    return ES_INVAL_BKPT("empty segment");
+  seg_build sb = {.out = out};
+  int rc = ES_OK;
+  size_t group = n < ES_SEG_GROUP_ROWS ? n : ES_SEG_GROUP_ROWS;
+  sb.dict.nslots = 1;
+  while (sb.dict.nslots < group * 2)
+    sb.dict.nslots *= 2;
+  sb.evs = es__malloc(group * sizeof(es_event));
+  sb.idx = es__malloc(group * sizeof(uint32_t));
+  sb.dict.slots = es__malloc(sb.dict.nslots * sizeof(uint32_t));
+  sb.dict.vals = es__malloc(group * sizeof(char *));
+  sb.dict.lens = es__malloc(group * sizeof(uint32_t));
+  sb.lens = es__malloc(group * ES_NSTR * sizeof(uint32_t));
+  if (!sb.evs || !sb.idx || !sb.dict.slots || !sb.dict.vals || !sb.dict.lens ||
+      !sb.lens)
+    ES_CHECK(ES_NOMEM_BKPT());
+  uint8_t hdr[ES_SEG_HEADER_BYTES];
+  memcpy(hdr, SEG_MAGIC, 8);
+  es__le32(hdr + 8, ES_FORMAT_VERSION);
+  es__le32(hdr + 12, 0);
+  ES_CHECK(es__buf_put(out, hdr, sizeof(hdr)));
+  uint32_t ngroups = 0;
+  for (size_t start = 0; start < n; start += ES_SEG_GROUP_ROWS, ngroups++) {
+    size_t m = n - start < ES_SEG_GROUP_ROWS ? n - start : ES_SEG_GROUP_ROWS;
+    uint64_t row_bytes = 0;
+    for (size_t r = 0; r < m; r++) {
+      size_t used;
+      ES_CHECK(es__event_decode_lens(rows[start + r]->row, ES_EVENT_BYTES_MAX,
+                                     &sb.evs[r], &sb.lens[r * ES_NSTR], &used));
+      row_bytes += used;
+    }
+    ES_CHECK(seg_collect_keys(&sb, m));
+    ES_CHECK(seg_build_group(&sb, m, row_bytes));
+  }
+  ES_CHECK(seg_build_footer(&sb, rows, n, ngroups));
+err:
+  es__buf_free(&sb.footer_groups);
+  es__buf_free(&sb.raw);
+  es__buf_free(&sb.comp);
+  es__free(sb.evs);
+  es__free(sb.idx);
+  es__free(sb.dict.slots);
+  es__free(sb.dict.vals);
+  es__free(sb.dict.lens);
+  es__free(sb.lens);
+  es__free(sb.keys);
+  return rc;
+}
+
+/* --- opening ----------------------------------------------------------- */
+
+/* Parses a footer image into seg (groups, bloom). */
+static int seg_parse_footer(es_segment *seg, const uint8_t *f, size_t len,
+                            uint64_t footer_off) {
+  es_rd r = es__rd(f, len);
+  seg->ngroups = es__rd_u32(&r);
+  uint32_t ncols = es__rd_u32(&r);
+  seg->rows = es__rd_u64(&r);
+  seg->min_ts = (int64_t)es__rd_u64(&r);
+  seg->max_ts = (int64_t)es__rd_u64(&r);
+  seg->bloom_bits = es__rd_u32(&r);
+  seg->bloom_k = es__rd_u32(&r);
+  if (r.bad || ncols != ES_SEG_NCOLS || seg->bloom_bits == 0 ||
+      seg->bloom_bits % 8 || seg->bloom_k == 0 || seg->bloom_k > 32 ||
+      (uint64_t)seg->ngroups * SEG_GROUP_BYTES + seg->bloom_bits / 8 !=
+          len - SEG_FOOTER_FIXED)
+    return ES_CORRUPT_BKPT("%s: footer shape is wrong", seg->path);
+  seg->groups =
+      es__calloc(seg->ngroups ? seg->ngroups : 1, sizeof(es_seg_group));
+  seg->bloom = es__malloc(seg->bloom_bits / 8);
+  if (!seg->groups || !seg->bloom)
+    return ES_NOMEM_BKPT();
+  uint64_t rows = 0;
+  int row_bytes_known = 1;
+  for (uint32_t g = 0; g < seg->ngroups; g++) {
+    es_seg_group *gr = &seg->groups[g];
+    gr->rows = es__rd_u32(&r);
+    gr->row_bytes = es__rd_u32(&r);
+    row_bytes_known &= gr->row_bytes != 0;
+    seg->row_bytes += gr->row_bytes;
+    gr->min_ts = (int64_t)es__rd_u64(&r);
+    gr->max_ts = (int64_t)es__rd_u64(&r);
+    rows += gr->rows;
+    for (int c = 0; c < ES_SEG_NCOLS; c++) {
+      es_seg_block *b = &gr->cols[c];
+      b->off = es__rd_u64(&r);
+      b->clen = es__rd_u32(&r);
+      b->rlen = es__rd_u32(&r);
+      b->checksum = es__rd_u64(&r);
+      seg->raw_bytes += b->rlen;
+      if (b->off < ES_SEG_HEADER_BYTES || b->off > footer_off ||
+          b->clen > footer_off - b->off || b->clen == 0)
+        return ES_CORRUPT_BKPT("%s: block %u/%d lies outside the data area",
+                               seg->path, g, c);
+    }
+    if (gr->rows == 0 || gr->rows > ES_SEG_GROUP_ROWS)
+      return ES_CORRUPT_BKPT("%s: row group %u has %u rows", seg->path, g,
+                             gr->rows);
+  }
+  const uint8_t *bloom = es__rd_bytes(&r, seg->bloom_bits / 8);
+  if (bloom)
+    memcpy(seg->bloom, bloom, seg->bloom_bits / 8);
+  if (r.bad || rows != seg->rows)
+    return ES_CORRUPT_BKPT("%s: footer row counts disagree", seg->path);
+  if (!row_bytes_known)
+    seg->row_bytes = 0;
+  return ES_OK;
+}
+
+/* Reads and checks header, trailer and footer. */
+static int seg_load(es_segment *seg) {
+  es_vfs *vfs = seg->vfs;
+  uint8_t hdr[ES_SEG_HEADER_BYTES], tr[ES_SEG_TRAILER_BYTES];
+  ES_TRY(vfs->size(vfs, seg->file, &seg->bytes));
+  if (seg->bytes <
+      ES_SEG_HEADER_BYTES + ES_SEG_TRAILER_BYTES + SEG_FOOTER_FIXED)
+    return ES_CORRUPT_BKPT("%s: %llu bytes is too short for a segment",
+                           seg->path, (unsigned long long)seg->bytes);
+  ES_TRY(es__io_read_exact(vfs, seg->file, hdr, sizeof(hdr), 0, seg->path));
+  ES_TRY(es__io_read_exact(vfs, seg->file, tr, sizeof(tr),
+                           seg->bytes - sizeof(tr), seg->path));
+  if (memcmp(hdr, SEG_MAGIC, 8) != 0 || memcmp(tr + 24, SEG_END, 8) != 0)
+    return ES_CORRUPT_BKPT("%s: not a segment file (bad magic)", seg->path);
+  uint32_t version = es__get_le32(hdr + 8);
+  if (version > ES_FORMAT_VERSION || version == 0)
+    return ES_ERR(ES_EVERSION,
+                  "%s: format version %u (this library reads "
+                  "up to %d)",
+                  seg->path, version, ES_FORMAT_VERSION);
+  uint64_t foff = es__get_le64(tr);
+  uint32_t flen = es__get_le32(tr + 8);
+  if (foff < ES_SEG_HEADER_BYTES || flen < SEG_FOOTER_FIXED ||
+      foff + flen != seg->bytes - ES_SEG_TRAILER_BYTES)
+    return ES_CORRUPT_BKPT("%s: trailer at %llu points outside the file",
+                           seg->path,
+                           (unsigned long long)(seg->bytes - sizeof(tr)));
+  uint8_t *f = es__malloc(flen);
+  if (!f)
+    return ES_NOMEM_BKPT();
+  int rc = es__io_read_exact(vfs, seg->file, f, flen, foff, seg->path);
+  if (rc == ES_OK && es__hash64(f, flen, 0) != es__get_le64(tr + 16))
+    rc = ES_CORRUPT_BKPT("%s: footer checksum mismatch at offset %llu",
+                         seg->path, (unsigned long long)foff);
+  if (rc == ES_OK)
+    rc = seg_parse_footer(seg, f, flen, foff);
+  es__free(f);
+  return rc;
+}
+
+/* Opens a segment file; see segment.h. */
+int es__segment_open(es_vfs *vfs, const char *path, uint64_t id,
+                     es_segment **seg_out) {
+  *seg_out = NULL;
+  es_segment *seg = es__calloc(1, sizeof(*seg));
+  if (!seg)
+    return ES_NOMEM_BKPT();
+  atomic_init(&seg->refs, 1);
+  seg->vfs = vfs;
+  seg->id = id;
+  int rc = ES_OK;
+  if (strlen(path) >= sizeof(seg->path))
+    rc = ES_INVAL_BKPT("path too long: %.64s", path);
+  else
+    strcpy(seg->path, path);
+  if (rc == ES_OK)
+    rc = vfs->open(vfs, path, ES_IO_READ, &seg->file);
+  if (rc == ES_OK)
+    rc = seg_load(seg);
+  if (rc < 0) {
+    es__segment_unref(seg);
+    return rc;
+  }
+  *seg_out = seg;
+  return ES_OK;
+}
+
+/* Takes a reference. */
+void es__segment_ref(es_segment *seg) {
+  atomic_fetch_add_explicit(&seg->refs, 1, memory_order_relaxed);
+}
+
+/* Drops a reference; closes and frees with the last. */
+void es__segment_unref(es_segment *seg) {
+  if (!seg ||
+      atomic_fetch_sub_explicit(&seg->refs, 1, memory_order_acq_rel) != 1)
+    return;
+  if (seg->file)
+    (void)seg->vfs->close(seg->vfs, seg->file);
+  es__free(seg->groups);
+  es__free(seg->bloom);
+  es__rollup_chain_free(atomic_load(&seg->rollup));
+  es__free(seg);
+}
+
+/* Bloom filter probe. */
+int es__segment_may_contain(const es_segment *seg, const char *key) {
+  uint64_t h = seg_bloom_hash(key, strlen(key));
+  for (uint32_t i = 0; i < seg->bloom_k; i++) {
+    uint32_t bit = seg_bloom_bit(h, i, seg->bloom_bits);
+    if (!(seg->bloom[bit / 8] & (1u << (bit % 8))))
+      return 0;
+  }
+  return 1;
+}
+
+/* --- reading ----------------------------------------------------------- */
+
+/* Reads block (g, c), checks its checksum, and decompresses it. */
+static int seg_read_block(es_segment *seg, uint32_t g, int c, es_buf *cbuf,
+                          es_buf *raw) {
+  const es_seg_block *b = &seg->groups[g].cols[c];
+  cbuf->len = 0;
+  ES_TRY(es__buf_reserve(cbuf, b->clen));
+  ES_TRY(es__io_read_exact(seg->vfs, seg->file, cbuf->data, b->clen, b->off,
+                           seg->path));
+  if (es__hash64(cbuf->data, b->clen, 0) != b->checksum)
+    return ES_CORRUPT_BKPT("%s: block checksum mismatch at offset %llu "
+                           "(row group %u, column %d)",
+                           seg->path, (unsigned long long)b->off, g, c);
+  raw->len = 0;
+  /* LZ4 expands at most ~255x; a larger claim is damage, not a reason to
+   * allocate gigabytes */
+  if (b->rlen > 0x7fffffffu || (uint64_t)b->rlen > (uint64_t)b->clen * 255 + 64)
+    return ES_CORRUPT_BKPT("%s: block at offset %llu claims %u raw bytes "
+                           "from %u",
+                           seg->path, (unsigned long long)b->off, b->rlen,
+                           b->clen);
+  ES_TRY(es__buf_reserve(raw, b->rlen + 1));
+  if (es__lz4_decompress(cbuf->data, b->clen, raw->data, b->rlen) < 0)
+    return ES_CORRUPT_BKPT("%s: block at offset %llu does not decompress",
+                           seg->path, (unsigned long long)b->off);
+  raw->len = b->rlen;
+  return ES_OK;
+}
+
+/* Reads one PLAIN string (varint len+1 / 0, bytes, NUL) from r. */
+static const char *seg_get_str(es_rd *r) {
+  uint64_t l = es__rd_varint(r);
+  if (l == 0)
+    return NULL;
+  const uint8_t *s = es__rd_bytes(r, (size_t)l);
+  if (!s || s[l - 1] != '\0') {
+    r->bad = 1;
+    return NULL;
+  }
+  return (const char *)s;
+}
+
+/* Decodes string column i of n rows from raw into out[]. */
+static int seg_decode_strings(const es_buf *raw, size_t n, const char **out,
+                              const char ***dict_tmp, size_t *dict_cap) {
+  es_rd r = es__rd(raw->data, raw->len);
+  uint8_t enc = es__rd_u8(&r);
+  if (enc == SEG_ENC_PLAIN) {
+    for (size_t i = 0; i < n; i++)
+      out[i] = seg_get_str(&r);
+  } else if (enc == SEG_ENC_DICT) {
+    uint64_t nd = es__rd_varint(&r);
+    if (nd > n)
+      return ES_CORRUPT_BKPT("dictionary larger than its block");
+    ES_TRY(es__grow((void **)dict_tmp, dict_cap, nd + 1, sizeof(char *)));
+    const char **d = *dict_tmp;
+    for (uint64_t v = 0; v < nd; v++)
+      if (!(d[v] = seg_get_str(&r)))
+        r.bad = 1;
+    for (size_t i = 0; i < n && !r.bad; i++) {
+      uint64_t k = es__rd_varint(&r);
+      if (k > nd) {
+        r.bad = 1;
+        break;
+      }
+      out[i] = k ? d[k - 1] : NULL;
+    }
+  } else {
+    r.bad = 1;
+  }
+  if (r.bad || r.p != r.end)
+    return ES_CORRUPT_BKPT("string column does not decode");
+  return ES_OK;
+}
+
+/* Sizes the per-row arrays of out for n rows. */
+static int seg_rows_arrays(es_seg_rows *out, size_t n) {
+  if (out->arrays_cap >= n)
+    return ES_OK;
+  size_t per = 2 * sizeof(int64_t) + ES_NSTR * sizeof(char *) + 1;
+  void *a = es__realloc(out->arrays, n * per);
+  if (!a)
+    return ES_NOMEM_BKPT();
+  out->arrays = a;
+  out->arrays_cap = n;
+  return ES_OK;
+}
+
+/* Decodes the fixed-width-ish columns (time, receive time, type). */
+static int seg_decode_numeric(es_seg_rows *out, int64_t min_ts, int64_t max_ts,
+                              size_t n) {
+  es_rd r = es__rd(out->raw[ES_COL_TS].data, out->raw[ES_COL_TS].len);
+  int64_t prev = min_ts;
+  for (size_t i = 0; i < n; i++)
+    out->ts[i] = prev =
+        (int64_t)((uint64_t)prev + (uint64_t)es__rd_svarint(&r));
+  /* the zone map must hold what the column holds (wrapping included) */
+  for (size_t i = 0; i < n && !r.bad; i++)
+    if (out->ts[i] < min_ts || out->ts[i] > max_ts ||
+        (i > 0 && out->ts[i] < out->ts[i - 1]))
+      r.bad = 1;
+  if (r.bad || r.p != r.end)
+    return ES_CORRUPT_BKPT("time column does not decode");
+  r = es__rd(out->raw[ES_COL_RECV].data, out->raw[ES_COL_RECV].len);
+  for (size_t i = 0; i < n; i++)
+    out->recv[i] =
+        (int64_t)((uint64_t)out->ts[i] + (uint64_t)es__rd_svarint(&r));
+  if (r.bad || r.p != r.end)
+    return ES_CORRUPT_BKPT("receive-time column does not decode");
+  if (out->raw[ES_COL_TYPE].len != n)
+    return ES_CORRUPT_BKPT("type column has %zu bytes for %zu rows",
+                           out->raw[ES_COL_TYPE].len, n);
+  memcpy(out->type, out->raw[ES_COL_TYPE].data, n);
+  for (size_t i = 0; i < n; i++)
+    if (out->type[i] < ES_TYPE_TRACK || out->type[i] > ES_TYPE_GROUP)
+      return ES_CORRUPT_BKPT("type column holds %u", out->type[i]);
+  return ES_OK;
+}
+
+/* Reads and decodes a whole row group; see segment.h. */
+int es__segment_read_group(es_segment *seg, uint32_t g, es_seg_rows *out) {
+  return es__segment_read_group_cols(seg, g, ES_FIELD_ALL, out);
+}
+
+/* Reads a row group, decoding only the string columns in `fields`. */
+int es__segment_read_group_cols(es_segment *seg, uint32_t g, uint32_t fields,
+                                es_seg_rows *out) {
+  if (g >= seg->ngroups)
+    return ES_INVAL_BKPT("row group %u of %u", g, seg->ngroups);
+  const es_seg_group *gr = &seg->groups[g];
+  size_t n = gr->rows;
+  ES_TRY(seg_rows_arrays(out, n));
+  out->ts = out->arrays;
+  out->recv = out->ts + out->arrays_cap;
+  const char **strs = (const char **)(out->recv + out->arrays_cap);
+  for (int i = 0; i < ES_NSTR; i++)
+    out->str[i] = strs + (size_t)i * out->arrays_cap;
+  out->type = (uint8_t *)(strs + (size_t)ES_NSTR * out->arrays_cap);
+  out->n = 0;
+  for (int c = 0; c < ES_SEG_NCOLS; c++)
+    if (c < ES_COL_STR0 || (fields >> (c - ES_COL_STR0) & 1))
+      ES_TRY(seg_read_block(seg, g, c, &out->cbuf, &out->raw[c]));
+  int rc = seg_decode_numeric(out, gr->min_ts, gr->max_ts, n);
+  const char **dict = NULL;
+  size_t dict_cap = 0;
+  for (int i = 0; rc == ES_OK && i < ES_NSTR; i++) {
+    if (!(fields >> i & 1)) { /* not asked for: absent */
+      memset(out->str[i], 0, n * sizeof(char *));
+      continue;
+    }
+    rc = seg_decode_strings(&out->raw[ES_COL_STR0 + i], n, out->str[i], &dict,
+                            &dict_cap);
+  }
+  es__free(dict);
+  if (rc == ES_ECORRUPT) {
+    char why[256];
+    snprintf(why, sizeof(why), "%s", es_errdetail());
+    return ES_CORRUPT_BKPT("%s: row group %u: %s", seg->path, g, why);
+  }
+  ES_TRY(rc); /* ES_ENOMEM stays what it is */
+  out->n = n;
+  return ES_OK;
+}
+
+/* Frees a decoded row group's buffers. */
+void es__segment_rows_free(es_seg_rows *rows) {
+  for (int c = 0; c < ES_SEG_NCOLS; c++)
+    es__buf_free(&rows->raw[c]);
+  es__buf_free(&rows->cbuf);
+  es__free(rows->arrays);
+  memset(rows, 0, sizeof(*rows));
+}
+
+/* Checks every checksum of one segment, reporting each problem. */
+int es__segment_verify(es_vfs *vfs, const char *path,
+                       void (*fn)(void *, const char *, uint64_t, const char *),
+                       void *ud, uint64_t *rows_out) {
+  es_segment *seg = NULL;
+  int rc = es__segment_open(vfs, path, 0, &seg);
+  if (rc < 0) {
+    if (fn && rc == ES_ECORRUPT)
+      fn(ud, path, 0, es_errdetail());
+    return rc;
+  }
+  if (rows_out)
+    *rows_out = seg->rows;
+  es_buf cbuf = {0}, raw = {0};
+  int bad = 0;
+  for (uint32_t g = 0; g < seg->ngroups; g++) {
+    for (int c = 0; c < ES_SEG_NCOLS; c++) {
+      rc = seg_read_block(seg, g, c, &cbuf, &raw);
+      if (rc == ES_ECORRUPT) {
+        bad = 1;
+        if (fn)
+          fn(ud, path, seg->groups[g].cols[c].off, es_errdetail());
+      } else if (rc < 0) {
+        goto out;
+      }
+    }
+  }
+  rc = bad ? ES_ECORRUPT : ES_OK;
+out:
+  es__buf_free(&cbuf);
+  es__buf_free(&raw);
+  es__segment_unref(seg);
+  return rc;
+}

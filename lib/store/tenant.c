@@ -1,0 +1,633 @@
+/*
+ * tenant.c -- tenants: their registry, their memtables' life from insert
+ * to seal to segment, and the flusher thread that writes segments.
+ *
+ * The life of a memtable (numbers are the states):
+ *   1 active   -- the shard writer inserts; readers see published rows
+ *   2 sealed   -- in tenant->imm, queued for the flusher; still readable
+ *   3 flushed  -- its segment is listed in a durable manifest; it leaves
+ *                 tenant->imm in the same critical section that adds the
+ *                 segment to tenant->segs, so a reader sees every row
+ *                 exactly once: in the memtable or in the segment.
+ *
+ * Invariants:
+ *  1. Memtables are flushed in the order they were sealed (one FIFO, one
+ *     flusher), so a tenant's flushed_lsn only grows.
+ *  2. A segment is added to tenant->segs only after the manifest listing
+ *     it is durable.
+ *  3. Files in a tenant directory that no manifest lists (a crash between
+ *     rename and manifest write) are deleted at open, never read.
+ *  4. A segment's rollup file is written after the segment and before the
+ *     manifest; it is a cache of what the rows say (rollup.h), so a
+ *     missing one is derived again, never trusted over the rows.
+ *  5. A tenant's directory is synced when a writable handle loads it, so
+ *     a manifest found renamed but maybe not yet durable (the writer died
+ *     or failed before its directory fsync) is durable before anything
+ *     relies on it (replay skipping its records, WAL reclaim, CLEAN).
+ */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "base/event.h"
+#include "base/mem.h"
+#include "store/dbint.h"
+#include "store/rollup.h"
+
+/* Logs through the user's callback, if any. */
+void es__db_log(es_db *db, int level, const char *fmt, ...) {
+  if (!db->opts.log.fn)
+    return;
+  char msg[512];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(msg, sizeof(msg), fmt, ap);
+  va_end(ap);
+  db->opts.log.fn(db->opts.log.ud, level, msg);
+}
+
+/* Fails the database with rc (first failure wins) and wakes every waiter
+ * so nobody sleeps on a database that will not make progress. */
+void es__db_fail(es_db *db, int rc) {
+  int expected = 0;
+  if (atomic_compare_exchange_strong(&db->failed, &expected, rc))
+    es__db_log(db, 0, "database failed: %s: %s", es_strerror(rc),
+               es_errdetail());
+  pthread_mutex_lock(&db->flush_mu);
+  pthread_cond_broadcast(&db->flushed_cv);
+  pthread_mutex_unlock(&db->flush_mu);
+  pthread_mutex_lock(&db->mem_mu);
+  pthread_cond_broadcast(&db->mem_cv);
+  pthread_mutex_unlock(&db->mem_mu);
+}
+
+/* Drops a reference to a segment set. */
+void es__segset_unref(es_segset *set) {
+  if (!set || atomic_fetch_sub(&set->refs, 1) != 1)
+    return;
+  for (size_t i = 0; i < set->n; i++)
+    es__segment_unref(set->segs[i]);
+  es__free(set);
+}
+
+/* A new set: the old one's segments plus `add` (may be NULL). */
+static int segset_with(const es_segset *old, es_segment *add, es_segset **out) {
+  size_t n = (old ? old->n : 0) + (add ? 1 : 0);
+  es_segset *s = es__malloc(sizeof(*s) + n * sizeof(es_segment *));
+  *out = s;
+  if (!s)
+    return ES_NOMEM_BKPT();
+  atomic_init(&s->refs, 1);
+  s->n = 0;
+  for (size_t i = 0; old && i < old->n; i++) {
+    es__segment_ref(old->segs[i]);
+    s->segs[s->n++] = old->segs[i];
+  }
+  if (add) {
+    es__segment_ref(add);
+    s->segs[s->n++] = add;
+  }
+  return ES_OK;
+}
+
+/* Takes a view of the tenant's sources; see dbint.h. */
+int es__tenant_view(es_tenant *t, es_tenant_view *v) {
+  memset(v, 0, sizeof(*v));
+  pthread_mutex_lock(&t->mu);
+  size_t n = t->nimm + (t->active ? 1 : 0);
+  v->mts = es__malloc((n ? n : 1) * sizeof(es_memtable *));
+  if (v->mts) {
+    v->set = t->segs;
+    atomic_fetch_add(&v->set->refs, 1);
+    for (size_t i = 0; i < n; i++) {
+      es_memtable *mt = i < t->nimm ? t->imm[i] : t->active;
+      es__memtable_ref(mt);
+      v->mts[v->nmts++] = mt;
+    }
+  }
+  pthread_mutex_unlock(&t->mu);
+  return v->mts ? ES_OK : ES_NOMEM_BKPT();
+}
+
+void es__tenant_view_release(es_tenant_view *v) {
+  for (size_t i = 0; i < v->nmts; i++)
+    es__memtable_unref(v->mts[i]);
+  es__free(v->mts);
+  es__segset_unref(v->set);
+  memset(v, 0, sizeof(*v));
+}
+
+/* Replaces segments in a set; see dbint.h. */
+int es__segset_replace(const es_segset *old, es_segment *const *drop,
+                       size_t ndrop, es_segment *add, es_segset **out) {
+  es_segset *s = es__malloc(sizeof(*s) + (old->n + 1) * sizeof(es_segment *));
+  *out = s;
+  if (!s)
+    return ES_NOMEM_BKPT();
+  atomic_init(&s->refs, 1);
+  s->n = 0;
+  for (size_t i = 0; i < old->n; i++) {
+    size_t d = 0;
+    while (d < ndrop && drop[d] != old->segs[i])
+      d++;
+    if (d < ndrop) {
+      if (add && d == 0) { /* the run's place: keeps the manifest order */
+        es__segment_ref(add);
+        s->segs[s->n++] = add;
+      }
+      continue;
+    }
+    es__segment_ref(old->segs[i]);
+    s->segs[s->n++] = old->segs[i];
+  }
+  return ES_OK;
+}
+
+/* xxHash of the id, modulo the shard count fixed at creation. */
+uint32_t es__tenant_shard(const es_db *db, const char *name) {
+  return (uint32_t)(es__hash64(name, strlen(name), 0x7e4a) % db->nshards);
+}
+
+/* Frees a tenant object and what only it references (its memtables are
+ * released by the caller). */
+static void tenant_destroy(es_db *db, es_tenant *t) {
+  db->hooks->tenant_free(t);
+  es__segset_unref(t->segs);
+  es__manifest_free(&t->man);
+  pthread_mutex_destroy(&t->mu);
+  pthread_mutex_destroy(&t->rules_mu);
+  pthread_mutex_destroy(&t->man_mu);
+  pthread_mutex_destroy(&t->compact_mu);
+  pthread_mutex_destroy(&t->id_mu);
+  pthread_mutex_destroy(&t->idc_mu);
+  pthread_mutex_destroy(&t->load_mu);
+  es__free(t);
+}
+
+static int tenant_new(es_db *db, const char *name, es_tenant **t_out) {
+  es_tenant *t = es__calloc(1, sizeof(*t));
+  *t_out = t;
+  if (!t)
+    return ES_NOMEM_BKPT();
+  strcpy(t->name, name);
+  t->shard = es__tenant_shard(db, name);
+  t->man.next_segment_id = 1;
+  pthread_mutex_init(&t->mu, NULL);
+  pthread_mutex_init(&t->rules_mu, NULL);
+  pthread_mutex_init(&t->man_mu, NULL);
+  pthread_mutex_init(&t->compact_mu, NULL);
+  pthread_mutex_init(&t->id_mu, NULL);
+  pthread_mutex_init(&t->idc_mu, NULL);
+  pthread_mutexattr_t recursive;
+  pthread_mutexattr_init(&recursive);
+  pthread_mutexattr_settype(&recursive, PTHREAD_MUTEX_RECURSIVE);
+  pthread_mutex_init(&t->load_mu, &recursive);
+  pthread_mutexattr_destroy(&recursive);
+  int rc = es__path_join(t->dir, sizeof(t->dir), db->tenants_dir, name);
+  if (rc == ES_OK)
+    rc = segset_with(NULL, NULL, &t->segs);
+  if (rc == ES_OK)
+    rc = db->hooks->tenant_init(t);
+  if (rc < 0) {
+    tenant_destroy(db, t);
+    *t_out = NULL;
+  }
+  return rc;
+}
+
+static int tenant_ensure(es_db *db, es_tenant *t);
+static int tenant_lookup(es_db *db, const char *name, int create,
+                         es_tenant **t_out);
+
+/* Looks a tenant up by id and loads it; see dbint.h. */
+int es__tenant_get(es_db *db, const char *name, int create, es_tenant **t_out) {
+  es_tenant *t = NULL;
+  int rc = tenant_lookup(db, name, create, &t);
+  if (rc == ES_OK && t && !db->opts.read_only)
+    rc = tenant_ensure(db, t);
+  *t_out = rc == ES_OK ? t : NULL;
+  return rc;
+}
+
+/* Looks a tenant up by id; creates it (in memory only) when asked. */
+static int tenant_lookup(es_db *db, const char *name, int create,
+                         es_tenant **t_out) {
+  size_t b = (size_t)es__hash64(name, strlen(name), 1) & (db->nbuckets - 1);
+  pthread_mutex_lock(&db->tenants_mu);
+  es_tenant *t = db->buckets[b];
+  while (t && strcmp(t->name, name) != 0)
+    t = t->hash_next;
+  int rc = ES_OK;
+  if (!t && create) {
+    rc = tenant_new(db, name, &t);
+    if (rc == ES_OK) {
+      t->hash_next = db->buckets[b];
+      db->buckets[b] = t;
+      es_shard *sh = &db->shards[t->shard];
+      t->shard_next = sh->tenants;
+      sh->tenants = t;
+      db->ntenants++;
+    }
+  }
+  pthread_mutex_unlock(&db->tenants_mu);
+  *t_out = t;
+  return rc;
+}
+
+/* Frees every tenant and what it references. */
+void es__tenants_free(es_db *db) {
+  for (size_t b = 0; db->buckets && b < db->nbuckets; b++) {
+    es_tenant *t = db->buckets[b];
+    while (t) {
+      es_tenant *next = t->hash_next;
+      es__memtable_unref(t->active);
+      for (size_t i = 0; i < t->nimm; i++)
+        es__memtable_unref(t->imm[i]);
+      es__free(t->imm);
+      tenant_destroy(db, t);
+      t = next;
+    }
+  }
+}
+
+typedef struct tenant_clean {
+  es_db *db;
+  es_tenant *t;
+} tenant_clean;
+
+/* Deletes temporaries and segment files the manifest does not list. */
+static int tenant_clean_one(void *ud, const char *name) {
+  tenant_clean *tc = ud;
+  size_t l = strlen(name);
+  int orphan = l > 4 && strcmp(name + l - 4, ".tmp") == 0;
+  if (!orphan && l == 20 &&
+      (strcmp(name + 16, ".seg") == 0 || strcmp(name + 16, ".rlp") == 0)) {
+    uint64_t id = strtoull(name, NULL, 16);
+    orphan = 1;
+    for (size_t i = 0; i < tc->t->man.count; i++)
+      if (tc->t->man.entries[i].id == id)
+        orphan = 0;
+  }
+  if (!orphan)
+    return 0;
+  char path[ES_PATH_MAX];
+  ES_TRY(es__path_join(path, sizeof(path), tc->t->dir, name));
+  es__db_log(tc->db, 1, "removing orphaned file %s", path);
+  int rc = tc->db->vfs->unlink(tc->db->vfs, path);
+  return rc == ES_ENOTFOUND ? 0 : rc;
+}
+
+/* Loads one tenant directory: manifest, segments, clean-up, rules. */
+static int tenant_load(es_db *db, es_tenant *t) {
+  es__manifest_free(&t->man);
+  ES_TRY(es__manifest_read(db->vfs, t->dir, &t->man));
+  /* What this process trusts must be durable before it acts on it (WAL
+   * reclaim, CLEAN): the last process may have died, or failed, between
+   * renaming the MANIFEST and syncing the directory (invariant 5). */
+  if (t->man.flushed_lsn > 0 || t->man.count > 0)
+    ES_TRY(db->vfs->sync_dir(db->vfs, t->dir));
+  atomic_store(&t->dir_durable, 1);
+  for (size_t i = 0; i < t->man.count; i++) {
+    char segname[32], path[ES_PATH_MAX];
+    es__segment_name(segname, sizeof(segname), t->man.entries[i].id);
+    ES_TRY(es__path_join(path, sizeof(path), t->dir, segname));
+    es_segment *seg = NULL;
+    ES_TRY(es__segment_open(db->vfs, path, t->man.entries[i].id, &seg));
+    es_segset *next = NULL;
+    int rc = segset_with(t->segs, seg, &next);
+    es__segment_unref(seg);
+    ES_TRY(rc);
+    es__segset_unref(t->segs);
+    t->segs = next;
+  }
+  tenant_clean tc = {db, t};
+  int rc = db->vfs->list(db->vfs, t->dir, tenant_clean_one, &tc);
+  if (rc == ES_ENOTFOUND) { /* a new tenant: no directory yet */
+    es__error_clear();
+    atomic_store(&t->dir_durable, 0);
+    rc = ES_OK;
+  }
+  ES_TRY(rc);
+  return db->hooks->tenant_load(db, t);
+}
+
+/* Loads a tenant's files once, on first use (the same thread may come
+ * back here while loading: its rules' scan looks the tenant up). */
+static int tenant_ensure(es_db *db, es_tenant *t) {
+  if (atomic_load_explicit(&t->loaded, memory_order_acquire))
+    return ES_OK;
+  pthread_mutex_lock(&t->load_mu);
+  int rc = ES_OK;
+  if (!atomic_load(&t->loaded) && !t->loading) {
+    t->loading = 1;
+    rc = tenant_load(db, t);
+    t->loading = 0;
+    if (rc == ES_OK)
+      atomic_store_explicit(&t->loaded, 1, memory_order_release);
+  }
+  pthread_mutex_unlock(&t->load_mu);
+  return rc;
+}
+
+static int tenant_load_one(void *ud, const char *name) {
+  es_db *db = ud;
+  if (es__tenant_check(name) < 0) {
+    es__error_clear();
+    es__db_log(db, 1, "ignoring %s/%s: not a tenant id", db->tenants_dir, name);
+    return 0;
+  }
+  es_tenant *t = NULL; /* known by name now, loaded on first use */
+  return tenant_lookup(db, name, 1, &t);
+}
+
+/* Loads every tenant found under DATA/tenants. */
+int es__tenants_load(es_db *db) {
+  return db->vfs->list(db->vfs, db->tenants_dir, tenant_load_one, db);
+}
+
+/* Accounts memory added to or released from memtables. */
+static void tenant_mem_add(es_db *db, size_t add, size_t sub) {
+  if (add)
+    atomic_fetch_add(&db->mem_bytes, add);
+  if (sub) {
+    atomic_fetch_sub(&db->mem_bytes, sub);
+    pthread_mutex_lock(&db->mem_mu);
+    pthread_cond_broadcast(&db->mem_cv);
+    pthread_mutex_unlock(&db->mem_mu);
+  }
+}
+
+/* Seals the active memtable; see dbint.h. */
+int es__tenant_seal(es_db *db, es_tenant *t) {
+  es_memtable *mt = t->active;
+  if (!mt || es__memtable_visible(mt) == 0)
+    return ES_OK;
+  pthread_mutex_lock(&t->mu);
+  int rc = es__grow((void **)&t->imm, &t->imm_cap, t->nimm + 1,
+                    sizeof(es_memtable *));
+  if (rc == ES_OK) {
+    t->imm[t->nimm++] = mt;
+    t->active = NULL;
+  }
+  pthread_mutex_unlock(&t->mu);
+  ES_TRY(rc);
+  if (db->opts.read_only) /* a reader never flushes: the writer does */
+    return ES_OK;
+  pthread_mutex_lock(&db->flush_mu);
+  /* the queue is jobs[head, head + len): compact before growing */
+  if (db->jobs_head > 0 && db->jobs_head + db->jobs_len == db->jobs_cap) {
+    memmove(db->jobs, db->jobs + db->jobs_head,
+            db->jobs_len * sizeof(es_flush_job));
+    db->jobs_head = 0;
+  }
+  rc = es__grow((void **)&db->jobs, &db->jobs_cap,
+                db->jobs_head + db->jobs_len + 1, sizeof(es_flush_job));
+  if (rc == ES_OK) {
+    es__memtable_ref(mt);
+    mt->seal_seq = ++db->seal_seq;
+    atomic_fetch_add(&db->sealed_bytes, mt->bytes);
+    db->jobs[db->jobs_head + db->jobs_len++] = (es_flush_job){t, mt};
+    pthread_cond_signal(&db->flush_cv);
+  }
+  pthread_mutex_unlock(&db->flush_mu);
+  return rc;
+}
+
+/* Inserts a record's rows into the active memtable; see dbint.h. */
+int es__tenant_insert(es_db *db, es_tenant *t, const uint8_t *rows,
+                      size_t rows_len, uint32_t count, uint64_t lsn,
+                      const es_row_hint *hint) {
+  /* Only recovery gets here with a full memtable (every row published);
+   * the writer made room before writing its group (db.c). */
+  if (t->active && !es__memtable_has_room(t->active, count)) {
+    if (t->active->rows != es__memtable_visible(t->active))
+      return ES_ERR(ES_ETOOBIG, "memtable full inside a group");
+    ES_TRY(es__tenant_seal(db, t));
+  }
+  if (!t->active) {
+    es_memtable *mt = NULL;
+    ES_TRY(es__memtable_new(&mt));
+    mt->track_lsn = db->opts.read_only; /* follow.c needs row LSNs */
+    tenant_mem_add(db, mt->bytes, 0);
+    pthread_mutex_lock(&t->mu);
+    t->active = mt;
+    pthread_mutex_unlock(&t->mu);
+  }
+  size_t added = 0;
+  int rc = es__memtable_insert_hinted(t->active, rows, rows_len, count, lsn,
+                                      hint, &added);
+  tenant_mem_add(db, added, 0);
+  return rc;
+}
+
+/* Oldest LSN still needed from the WAL by this tenant. */
+uint64_t es__tenant_min_unflushed(es_tenant *t) {
+  uint64_t lsn = UINT64_MAX;
+  pthread_mutex_lock(&t->mu);
+  if (t->nimm > 0)
+    lsn = t->imm[0]->min_lsn;
+  else if (t->active && t->active->rows > 0)
+    lsn = t->active->min_lsn;
+  pthread_mutex_unlock(&t->mu);
+  return lsn;
+}
+
+/* --- the flusher -------------------------------------------------------- */
+
+typedef struct flush_key {
+  int64_t ts;
+  size_t idx;
+} flush_key;
+
+static int flush_key_cmp(const void *a, const void *b) {
+  const flush_key *x = a, *y = b;
+  if (x->ts != y->ts)
+    return x->ts < y->ts ? -1 : 1;
+  return x->idx < y->idx ? -1 : x->idx > y->idx;
+}
+
+/* Builds the segment image of a memtable: rows sorted by (ts, order). */
+static int flush_build(es_memtable *mt, size_t n, es_buf *img) {
+  flush_key *keys = es__malloc(n * sizeof(*keys));
+  const es_mrow **rows = es__malloc(n * sizeof(*rows));
+  int rc = (keys && rows) ? ES_OK : ES_NOMEM_BKPT();
+  if (rc == ES_OK) {
+    for (size_t i = 0; i < n; i++)
+      keys[i] = (flush_key){es__memtable_row(mt, i)->ts_us, i};
+    qsort(keys, n, sizeof(*keys), flush_key_cmp);
+    for (size_t i = 0; i < n; i++)
+      rows[i] = es__memtable_row(mt, keys[i].idx);
+    rc = es__segment_build(img, rows, n);
+  }
+  es__free(keys);
+  es__free(rows);
+  return rc;
+}
+
+/* Makes the tenant's directory exist durably before its first file. */
+int es__tenant_dir_make(es_db *db, es_tenant *t) {
+  if (atomic_load(&t->dir_durable))
+    return ES_OK;
+  ES_TRY(db->vfs->mkdir(db->vfs, t->dir));
+  ES_TRY(db->vfs->sync_dir(db->vfs, db->tenants_dir));
+  atomic_store(&t->dir_durable, 1);
+  return ES_OK;
+}
+
+/* Whether a query has loaded rollups of t's segments in this process:
+ * then new segments get theirs attached at once, else they are loaded on
+ * first use (a server that only appends, es-ingestd, holds none). */
+int es__tenant_rollups_hot(es_tenant *t) {
+  int hot = 0;
+  pthread_mutex_lock(&t->mu);
+  for (size_t i = 0; t->segs && i < t->segs->n && !hot; i++)
+    hot = atomic_load(&t->segs->segs[i]->rollup) != NULL;
+  pthread_mutex_unlock(&t->mu);
+  return hot;
+}
+
+/* Writes the segment's rollup file (invariant 4) from the memtable's
+ * incremental rollup, and attaches the same rollup to the segment when
+ * the tenant's rollups are in use (es__tenant_rollups_hot). */
+static int flush_rollup(es_db *db, es_tenant *t, es_memtable *mt,
+                        es_segment *seg) {
+  es_buf img = {0};
+  es_rollup *r = es__calloc(1, sizeof(*r));
+  int rc = r ? ES_OK : ES_NOMEM_BKPT();
+  if (rc == ES_OK) {
+    const es_rollup *mr = es__memtable_rollup_begin(mt);
+    if (mr)
+      rc = es__rollup_encode(mr, &img);
+    es__memtable_rollup_end(mt);
+    if (rc == ES_OK && !mr) { /* it could not be kept up: derive it */
+      rc = es__rollup_derive(seg, r);
+      if (rc == ES_OK)
+        rc = es__rollup_encode(r, &img);
+      es__rollup_free(r);
+    }
+  }
+  char name[32];
+  es__segment_name(name, sizeof(name), seg->id);
+  memcpy(name + strlen(name) - 4, ".rlp", 5);
+  if (rc == ES_OK)
+    rc = es__io_write_atomic(db->vfs, t->dir, name, img.data, img.len);
+  if (rc == ES_OK && !es__tenant_rollups_hot(t)) {
+    es__free(r);
+    es__buf_free(&img);
+    return ES_OK;
+  }
+  if (rc == ES_OK)
+    rc = es__rollup_decode(img.data, img.len, name, r);
+  if (rc == ES_OK) {
+    es__segment_rollup_set(seg, r);
+    r = NULL;
+  }
+  es__free(r);
+  es__buf_free(&img);
+  return rc;
+}
+
+/* Writes the segment and the manifest that commits it, then swaps the
+ * memtable for the segment in the reader-visible state. */
+static int flush_one(es_db *db, es_tenant *t, es_memtable *mt) {
+  size_t n = es__memtable_visible(mt);
+  es_buf img = {0};
+  es_segment *seg = NULL;
+  es_manifest next = t->man;
+  next.entries = NULL;
+  uint64_t id = t->man.next_segment_id;
+  char name[32], path[ES_PATH_MAX];
+  es__segment_name(name, sizeof(name), id);
+  int rc = ES_OK;
+  if (n > 0) {
+    ES_CHECK(flush_build(mt, n, &img));
+    ES_CHECK(es__tenant_dir_make(db, t));
+    /* temp file, fdatasync, rename, directory fsync; then the manifest */
+    ES_CHECK(es__io_write_atomic(db->vfs, t->dir, name, img.data, img.len));
+    ES_CHECK(es__path_join(path, sizeof(path), t->dir, name));
+    ES_CHECK(es__segment_open(db->vfs, path, id, &seg));
+    ES_CHECK(flush_rollup(db, t, mt, seg));
+    next.count = t->man.count + 1;
+    next.entries = es__malloc(next.count * sizeof(es_manifest_entry));
+    if (!next.entries)
+      ES_CHECK(ES_NOMEM_BKPT());
+    if (t->man.count > 0)
+      memcpy(next.entries, t->man.entries,
+             t->man.count * sizeof(es_manifest_entry));
+    next.entries[t->man.count] = (es_manifest_entry){id, seg->rows, seg->bytes,
+                                                     seg->min_ts, seg->max_ts};
+    next.next_segment_id = id + 1;
+    next.flushed_lsn = mt->max_lsn;
+    ES_CHECK(es__manifest_write(db->vfs, t->dir, &next));
+  }
+  es_segset *set = NULL;
+  ES_CHECK(segset_with(t->segs, seg, &set));
+  pthread_mutex_lock(&t->mu);
+  es__manifest_free(&t->man);
+  t->man = next;
+  next.entries = NULL;
+  es_segset *old = t->segs;
+  t->segs = set;
+  /* invariant 1: the flushed memtable is the oldest sealed one */
+  if (t->nimm > 0 && t->imm[0] == mt) {
+    memmove(t->imm, t->imm + 1, (t->nimm - 1) * sizeof(es_memtable *));
+    t->nimm--;
+  }
+  pthread_mutex_unlock(&t->mu);
+  es__segset_unref(old);
+  atomic_fetch_sub(&db->sealed_bytes, mt->bytes);
+  tenant_mem_add(db, 0, mt->bytes);
+  es__memtable_unref(mt); /* the tenant list's reference */
+err:
+  es__free(next.entries);
+  es__segment_unref(seg);
+  es__buf_free(&img);
+  return rc;
+}
+
+/* es_options.compact_segments: after a flush, the compactor thread
+ * (compact.c) looks at the tenant's small segments. */
+static void flush_compact_maybe(es_db *db, es_tenant *t) {
+  if (db->opts.compact_segments > 0)
+    es__compact_request(db, t);
+}
+
+/* The flusher thread: takes sealed memtables in order and flushes them;
+ * after each, asks the tenant's shard to reclaim WAL files. */
+void *es__flusher_main(void *arg) {
+  es_db *db = arg;
+  pthread_mutex_lock(&db->flush_mu);
+  for (;;) {
+    while (db->jobs_len == 0 && !db->flusher_stop)
+      pthread_cond_wait(&db->flush_cv, &db->flush_mu);
+    if (db->jobs_len == 0)
+      break;
+    es_flush_job job = db->jobs[db->jobs_head];
+    pthread_mutex_unlock(&db->flush_mu);
+    int rc = ES_EFAILED;
+    if (!atomic_load(&db->failed)) {
+      pthread_mutex_lock(&job.tenant->man_mu);
+      rc = flush_one(db, job.tenant, job.mt);
+      pthread_mutex_unlock(&job.tenant->man_mu);
+    }
+    if (rc < 0 && rc != ES_EFAILED)
+      es__db_fail(db, rc);
+    if (rc == ES_OK)
+      flush_compact_maybe(db, job.tenant);
+    es_shard *sh = &db->shards[job.tenant->shard];
+    atomic_store(&sh->reclaim, 1);
+    pthread_mutex_lock(&sh->mu);
+    pthread_cond_signal(&sh->work_cv);
+    pthread_mutex_unlock(&sh->mu);
+    pthread_mutex_lock(&db->flush_mu);
+    db->jobs_head++;
+    db->jobs_len--;
+    if (db->jobs_len == 0)
+      db->jobs_head = 0;
+    db->flushed_seq = job.mt->seal_seq;
+    es__memtable_unref(job.mt); /* the job's reference */
+    pthread_cond_broadcast(&db->flushed_cv);
+  }
+  pthread_mutex_unlock(&db->flush_mu);
+  return NULL;
+}

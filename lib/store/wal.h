@@ -1,0 +1,143 @@
+/*
+ * wal.h -- the write-ahead log of one shard.
+ *
+ * A shard's log is a directory of files named by the first log sequence
+ * number (LSN) they may hold, "<016x lsn>.wal", each preallocated with
+ * zeros so that an fdatasync after an append need not update metadata.
+ * The unit of writing is a frame: one group commit, holding the records of
+ * every append that joined the group.  See docs/FORMAT.md, "WAL".
+ *
+ *   frame  := u32 payload_len | u32 flags (0) | u64 lsn | u64 checksum |
+ *             payload
+ *   payload:= record+
+ *   record := u8 tenant_len | tenant | u32 events | u32 raw_len |
+ *             u32 stored_len | u8 codec (0 raw, 1 lz4) | stored bytes
+ *   raw    := row encodings (event.h), `events` of them, raw_len bytes
+ *   checksum = XXH3(payload, seed = XXH3(first 16 header bytes, seed 0))
+ *
+ * Invariants:
+ *  1. LSNs strictly increase along a shard's files, in file-name order.
+ *  2. A frame is acknowledged only after the fdatasync that follows its
+ *     write returned success; every frame before it in the file is then
+ *     durable too.
+ *  3. Only the newest file of a shard may end in a torn frame (invalid
+ *     frame with no valid frame after it): a newer file receives frames
+ *     only after every older frame was synced.  Anywhere else an invalid
+ *     frame is corruption and is reported, never skipped.
+ *  4. A file is deleted only when every record in it is in a segment
+ *     recorded in its tenant's manifest (the caller decides; see db.c).
+ */
+#ifndef ES_WAL_H
+#define ES_WAL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "base/codec.h"
+#include "base/io.h"
+
+#define ES_WAL_FRAME_HDR 24
+#define ES_WAL_CODEC_RAW 0
+#define ES_WAL_CODEC_LZ4 1
+
+/* Builds one record (tenant's batch of encoded rows) into out; compresses
+ * with LZ4 when that saves space and `compress` is set. */
+int es__wal_record_build(es_buf *out, const char *tenant, uint32_t events,
+                         const uint8_t *rows, size_t rows_len,
+                         int compress) ES_MUST_CHECK;
+
+/* Fills the header of the frame at buf (whose first ES_WAL_FRAME_HDR bytes
+ * are reserved and whose payload follows) with length, lsn and checksum. */
+void es__wal_frame_finish(uint8_t *buf, size_t total_len, uint64_t lsn);
+
+/* --- writing --------------------------------------------------------- */
+
+typedef struct es_wal es_wal;
+
+/* Starts writing a shard's log in dir.  live_firsts lists the first LSNs
+ * of the files present (sorted), which es__wal_reclaim may delete later.
+ * With resume_off > 0 and room left, writing resumes in the newest of them
+ * at that offset (the end of its valid frames, zeros after it); otherwise
+ * a fresh file named next_lsn is started. */
+int es__wal_open(es_vfs *vfs, const char *dir, uint64_t next_lsn,
+                 const uint64_t *live_firsts, size_t live_count,
+                 uint64_t resume_off, size_t file_bytes, int sync,
+                 es_wal **wal_out) ES_MUST_CHECK;
+
+/* Prepares a zero-filled spare file for the next rollover when the log
+ * wants one (large files with syncing on).  Safe to call from a thread
+ * other than the writer.  Returns 1 if it made one, 0 if not needed. */
+int es__wal_prepare_spare(es_wal *wal) ES_MUST_CHECK;
+
+/* Writes a finished frame (lsn must exceed all earlier ones); starts a new
+ * file first when the frame does not fit in the current one. */
+int es__wal_write(es_wal *wal, const uint8_t *frame, size_t len,
+                  uint64_t lsn) ES_MUST_CHECK;
+
+/* Makes everything written durable (fdatasync; nothing in ES_SYNC_NONE). */
+int es__wal_sync(es_wal *wal) ES_MUST_CHECK;
+
+/* Deletes files all of whose LSNs are below keep_lsn (never the current
+ * file).  Failures are reported but leave the log consistent. */
+int es__wal_reclaim(es_wal *wal, uint64_t keep_lsn) ES_MUST_CHECK;
+
+/* Bytes in live files (for metrics and inspect). */
+uint64_t es__wal_bytes(const es_wal *wal);
+
+/* Closes the current file and frees the handle (NULL is fine). */
+void es__wal_close(es_wal *wal);
+
+/* --- reading --------------------------------------------------------- */
+
+/* One record of a frame, as replay sees it. */
+typedef struct es_wal_rec {
+  char tenant[ES_TENANT_LEN_MAX + 1];
+  uint32_t events;
+  const uint8_t *rows; /* raw row encodings, borrowed */
+  size_t rows_len;
+} es_wal_rec;
+
+/* Called per record: lsn of its frame, file offset of the frame. */
+typedef int (*es_wal_rec_fn)(void *ud, uint64_t lsn, const es_wal_rec *rec,
+                             uint64_t frame_off);
+
+/* Result of reading one file. */
+typedef struct es_wal_scan {
+  uint64_t end_off;   /* offset after the last valid frame */
+  uint64_t last_lsn;  /* lsn of the last valid frame (0 if none) */
+  uint64_t frames;    /* valid frames */
+  uint64_t records;   /* records in them */
+  uint64_t events;    /* events in them */
+  int torn;           /* 1: an invalid frame at end_off, nothing valid after */
+  uint64_t dirty_end; /* offset after the last non-zero byte of the file */
+  uint64_t file_bytes;
+} es_wal_scan;
+
+/* Reads every frame of one file in order, verifying checksums, calling fn
+ * (may be NULL) per record.  prev_lsn is the last LSN of older files: the
+ * first frame must exceed it.  A torn tail is accepted only when is_last;
+ * otherwise, or when valid frames follow an invalid one, it returns
+ * ES_ECORRUPT naming the path and offset. */
+int es__wal_read_file(es_vfs *vfs, const char *path, int is_last,
+                      uint64_t prev_lsn, es_wal_rec_fn fn, void *ud,
+                      es_wal_scan *scan_out) ES_MUST_CHECK;
+
+/* Lists the WAL files of a shard directory as sorted first-LSNs (owned
+ * array).  A missing directory gives zero files. */
+/* For a reader beside a live writer: reads the frames of path from off on
+ * (prev_lsn: the last LSN read before), as far as they are complete and
+ * valid, calling fn per record.  An incomplete or invalid frame ends the
+ * walk without an error (it may still be being written); scan_out->end_off
+ * is where to continue, last_lsn the last LSN read (prev_lsn if none). */
+int es__wal_follow(es_vfs *vfs, const char *path, uint64_t off,
+                   uint64_t prev_lsn, es_wal_rec_fn fn, void *ud,
+                   es_wal_scan *scan_out) ES_MUST_CHECK;
+
+int es__wal_list(es_vfs *vfs, const char *dir, uint64_t **firsts_out,
+                 size_t *count_out) ES_MUST_CHECK;
+
+/* Formats the path of the file with first LSN `first` in dir. */
+int es__wal_path(char *buf, size_t cap, const char *dir,
+                 uint64_t first) ES_MUST_CHECK;
+
+#endif
