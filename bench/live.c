@@ -21,6 +21,16 @@
  * events it holds are counted: fewer than acknowledged is a failure
  * (a lost acknowledged event), more than acknowledged + one batch too
  * (invented events).
+ *
+ * First acknowledgement: how long a new process takes from its start to
+ * its first durable append, on a fresh directory (es_open creates the
+ * store) and on the store it left (a restart, as of es-ingestd).  The
+ * parent reads CLOCK_MONOTONIC, forks and execs es-bench-firstack
+ * (firstack.c: a small program linking only libeventstore, as a server
+ * would, not es-bench with its peers' libraries), which opens, appends
+ * one event durably and prints CLOCK_MONOTONIC at the acknowledgement:
+ * so the figure includes exec, the dynamic loader and es_open, not only
+ * the append.
  */
 #include "bench.h"
 
@@ -28,6 +38,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 #include <yajl/yajl_tree.h>
 
@@ -38,6 +49,11 @@ typedef struct kill_run {
   double acked, recovered, open_s, first_s;
 } kill_run;
 
+typedef struct first_ack {
+  double fresh_s, restart_s;             /* process start -> first ack */
+  double fresh_open_s, restart_open_s;   /* of which es_open */
+} first_ack;
+
 typedef struct live {
   const bench_common *a;
   workload w;
@@ -47,7 +63,73 @@ typedef struct live {
   double es_fresh_s[FRESH_MAX], es_append_s[FRESH_MAX];
   double duck_fresh_s[FRESH_MAX];
   kill_run es_kill[LIVE_RUNS_MAX], duck_kill[LIVE_RUNS_MAX];
+  first_ack first[LIVE_RUNS_MAX];
 } live;
+
+/* ------------------------------------------------------------------ */
+/* First acknowledgement of a new process                              */
+/* ------------------------------------------------------------------ */
+
+/* Runs the child on dir; *total_s = process start to ack. */
+static int first_ack_once(const char *dir, double *total_s, double *open_s) {
+  char self[4096];
+  ssize_t n = readlink("/proc/self/exe", self, sizeof self - 32);
+  if (n <= 0) {
+    bench_fail("readlink /proc/self/exe failed");
+    return -1;
+  }
+  self[n] = '\0';
+  char *slash = strrchr(self, '/'); /* es-bench-firstack beside es-bench */
+  strcpy(slash ? slash + 1 : self, "es-bench-firstack");
+  int fds[2];
+  if (pipe(fds) != 0) {
+    bench_fail("pipe failed");
+    return -1;
+  }
+  double t0 = now_s();
+  pid_t pid = fork();
+  if (pid == 0) {
+    dup2(fds[1], STDOUT_FILENO);
+    close(fds[0]);
+    close(fds[1]);
+    execl(self, self, dir, (char *)NULL);
+    _exit(127);
+  }
+  close(fds[1]);
+  char buf[256] = "";
+  size_t got = 0;
+  ssize_t r;
+  while (got < sizeof buf - 1 &&
+         (r = read(fds[0], buf + got, sizeof buf - 1 - got)) > 0)
+    got += (size_t)r;
+  buf[got] = '\0';
+  close(fds[0]);
+  int status = 0;
+  if (pid < 0 || waitpid(pid, &status, 0) != pid || !WIFEXITED(status) ||
+      WEXITSTATUS(status) != 0) {
+    bench_fail("%s %s failed", self, dir);
+    return -1;
+  }
+  double ack = json_num(buf, "ack_s", 0);
+  *open_s = json_num(buf, "open_s", 0);
+  *total_s = ack - t0;
+  if (ack <= 0 || *total_s <= 0) {
+    bench_fail("%s printed '%s'", self, buf);
+    return -1;
+  }
+  return 0;
+}
+
+static int es_first_ack(live *lv, int run, first_ack *f) {
+  char dir[4200];
+  snprintf(dir, sizeof dir, "%s/es-first-%d", lv->dir, run);
+  rm_rf(dir);
+  int rc = first_ack_once(dir, &f->fresh_s, &f->fresh_open_s);
+  if (rc == 0)
+    rc = first_ack_once(dir, &f->restart_s, &f->restart_open_s);
+  rm_rf(dir);
+  return rc;
+}
 
 /* ------------------------------------------------------------------ */
 /* The appending child (es-bench _appendloop)                          */
@@ -313,6 +395,13 @@ static stat3 kill3(const kill_run *k, int n, size_t off, double scale) {
   return stat3_of(x, n);
 }
 
+static stat3 first3(const first_ack *f, int n, size_t off) {
+  double x[LIVE_RUNS_MAX];
+  for (int i = 0; i < n; i++)
+    x[i] = *(const double *)((const char *)&f[i] + off) * 1e3;
+  return stat3_of(x, n);
+}
+
 static void print_table(const live *lv) {
   const bench_common *a = lv->a;
   int R = a->runs;
@@ -339,6 +428,24 @@ static void print_table(const live *lv) {
          "filter.person until it counts the event;\n   duckdb: appender + "
          "commit (WAL fsync) then SELECT by message id; a tenant of its "
          "own.)\n\n");
+  if (a->use_es) {
+    const first_ack *f = lv->first;
+    size_t o1 = offsetof(first_ack, fresh_s), o2 = offsetof(first_ack, restart_s);
+    size_t p1 = offsetof(first_ack, fresh_open_s),
+           p2 = offsetof(first_ack, restart_open_s);
+    printf("  %-22s %-13s %9s %9s %9s %16s\n", "first ack", "store", "ms min",
+           "median", "max", "es_open ms med");
+    for (int k = 0; k < 2; k++) {
+      stat3 t = first3(f, R, k ? o2 : o1), op = first3(f, R, k ? p2 : p1);
+      printf("  %-22s %-13s %9.2f %9.2f %9.2f %16.2f\n",
+             "process -> 1st ack",
+             k ? "restart" : "fresh dir", t.min, t.med, t.max, op.med);
+    }
+    printf("  (from fork+exec of a process that opens the store and appends "
+           "one event durably to\n   that event's acknowledgement: fresh dir "
+           "= es_open creates the store; restart = the\n   same directory "
+           "reopened, as a restarted es-ingestd does.)\n\n");
+  }
   printf("  %-22s %-13s %9s %9s %9s %9s %9s %9s %9s\n", "recovery after kill",
          "system", "acked", "recovered", "open ms", "median", "max",
          "+1st query", "peer/ours");
@@ -392,6 +499,14 @@ static void print_json(const live *lv) {
     bench_json_stat3("acked_events", kill3(k, R, offsetof(kill_run, acked), 1));
     putchar(',');
     bench_json_stat3("recovered_events", kill3(k, R, offsetof(kill_run, recovered), 1));
+    if (!s) {
+      putchar(',');
+      bench_json_stat3("first_ack_fresh_ms",
+                       first3(lv->first, R, offsetof(first_ack, fresh_s)));
+      putchar(',');
+      bench_json_stat3("first_ack_restart_ms",
+                       first3(lv->first, R, offsetof(first_ack, restart_s)));
+    }
     putchar('}');
   }
   printf("]}\n");
@@ -413,6 +528,9 @@ static int live_run(live *lv) {
     return -1;
   if (a->use_duckdb && duck_fresh(lv) != 0)
     return -1;
+  for (int r = 0; a->use_es && r < a->runs; r++)
+    if (es_first_ack(lv, r, &lv->first[r]) != 0)
+      return -1;
   for (int r = 0; r < a->runs; r++) { /* interleaved, like ingest */
     if (a->use_es && es_kill_run(lv, r, &lv->es_kill[r]) != 0)
       return -1;

@@ -3,7 +3,8 @@
  *
  * A shard's log is a directory of files named by the first log sequence
  * number (LSN) they may hold, "<016x lsn>.wal", each preallocated with
- * zeros so that an fdatasync after an append need not update metadata.
+ * zeros so that an fdatasync after an append need not update metadata
+ * (or, right after an open, growing until a zeroed file is ready: 5).
  * The unit of writing is a frame: one group commit, holding the records of
  * every append that joined the group.  See docs/FORMAT.md, "WAL".
  *
@@ -26,6 +27,12 @@
  *     frame is corruption and is reported, never skipped.
  *  4. A file is deleted only when every record in it is in a segment
  *     recorded in its tenant's manifest (the caller decides; see db.c).
+ *  5. A file is either preallocated with zeros to file_bytes or, when no
+ *     zero-filled spare was ready as it began (right after a fresh open),
+ *     empty and growing with its frames; readers treat zeros and the end
+ *     of the file alike (no more frames), and the writer leaves a growing
+ *     file for a spare as soon as one is ready, so the first
+ *     acknowledgement never waits for a file of zeros.
  */
 #ifndef ES_WAL_H
 #define ES_WAL_H
