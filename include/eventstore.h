@@ -30,6 +30,14 @@
  *     trust (a failed fsync may have dropped dirty pages).
  *  8. Times are microseconds since the Unix epoch, UTC, in int64_t, and
  *     ranges are half-open: [from_us, to_us).
+ *  9. Option structs (es_options, es_scan_spec, es_compact_options) begin
+ *     with struct_size, which their _init macro sets to the size the
+ *     program was compiled with.  So a program built against an older
+ *     header keeps working with a newer library (fields it does not know
+ *     get their defaults), and a newer program on an older library gets
+ *     ES_EINVAL naming the option the library does not know, if it set
+ *     one, instead of memory read past a struct.  A struct not filled by
+ *     its _init macro (struct_size 0) is refused with ES_EINVAL.
  */
 #ifndef EVENTSTORE_H
 #define EVENTSTORE_H
@@ -185,6 +193,7 @@ typedef struct es_trigger_options {
  * change what you need: new fields get defaults that way.
  */
 typedef struct es_options {
+  size_t struct_size;           /* set by es_options_init (convention 9) */
   const char *data_dir;         /* required; created if missing */
   int shards;                   /* WAL shards (writer threads); default: online
                                    cores.  Fixed when the directory is created:
@@ -214,8 +223,11 @@ typedef struct es_options {
   es_trigger_options trigger;
 } es_options;
 
-/* Fills *opts with the documented defaults (data_dir NULL). */
-ES_API void es_options_init(es_options *opts);
+/* Fills *opts with the documented defaults (data_dir NULL) and
+ * struct_size.  es_options_init is the call to use; the function behind it
+ * takes the size the program was compiled with (convention 9). */
+ES_API void es_options_init_sized(es_options *opts, size_t struct_size);
+#define es_options_init(opts) es_options_init_sized((opts), sizeof(es_options))
 
 typedef struct es_db es_db;
 
@@ -306,6 +318,7 @@ ES_API int es_flush(es_db *db, const char *tenant);
 
 /* What to scan.  Fill with es_scan_spec_init() first. */
 typedef struct es_scan_spec {
+  size_t struct_size; /* set by es_scan_spec_init (convention 9) */
   const char *tenant; /* required */
   int64_t from_us;    /* inclusive; default INT64_MIN */
   int64_t to_us;      /* exclusive; default INT64_MAX */
@@ -332,7 +345,10 @@ typedef struct es_scan_spec {
 #define ES_FIELD_IP (1u << 11)
 #define ES_FIELD_ALL 0xfffu
 
-ES_API void es_scan_spec_init(es_scan_spec *spec);
+/* Fills *spec with the defaults above and struct_size (convention 9). */
+ES_API void es_scan_spec_init_sized(es_scan_spec *spec, size_t struct_size);
+#define es_scan_spec_init(spec)                                                \
+  es_scan_spec_init_sized((spec), sizeof(es_scan_spec))
 
 typedef struct es_cursor es_cursor;
 
@@ -564,6 +580,7 @@ ES_API void es_timeline_close(es_timeline *tl);
  * ---------------------------------------------------------------------- */
 
 typedef struct es_compact_options {
+  size_t struct_size; /* set by es_compact_options_init (convention 9) */
   /* Merge runs of adjacent segments smaller than half of this into
    * segments of about this size.  Default 64 MiB. */
   uint64_t target_bytes;
@@ -583,8 +600,11 @@ typedef struct es_compact_options {
   uint64_t memory_bytes;
 } es_compact_options;
 
-/* Fills *opts with the defaults above. */
-ES_API void es_compact_options_init(es_compact_options *opts);
+/* Fills *opts with the defaults above and struct_size (convention 9). */
+ES_API void es_compact_options_init_sized(es_compact_options *opts,
+                                          size_t struct_size);
+#define es_compact_options_init(opts)                                          \
+  es_compact_options_init_sized((opts), sizeof(es_compact_options))
 
 typedef struct es_compact_report {
   uint64_t tenants;                         /* tenants looked at */

@@ -36,6 +36,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include "base/abi.h"
 #include "base/clock.h"
 #include "base/event.h"
 #include "base/mem.h"
@@ -44,9 +45,18 @@
 
 #define COMPACT_TARGET_DEFAULT (UINT64_C(64) << 20)
 
-void es_compact_options_init(es_compact_options *opts) {
-  memset(opts, 0, sizeof(*opts));
-  opts->target_bytes = COMPACT_TARGET_DEFAULT;
+#define COMPACT_OPTIONS_SIZE_MIN                                               \
+  (offsetof(es_compact_options, memory_bytes) + sizeof(uint64_t))
+
+/* Defaults; writes struct_size bytes only (eventstore.h, convention 9). */
+void es_compact_options_init_sized(es_compact_options *opts,
+                                   size_t struct_size) {
+  es_compact_options o;
+  memset(&o, 0, sizeof(o));
+  o.target_bytes = COMPACT_TARGET_DEFAULT;
+  memset(opts, 0, struct_size);
+  memcpy(opts, &o, struct_size < sizeof(o) ? struct_size : sizeof(o));
+  opts->struct_size = struct_size;
 }
 
 typedef struct crow {
@@ -334,7 +344,8 @@ int es_compact(es_db *db, const char *tenant, const es_compact_options *opts,
   es_compact_options o;
   es_compact_options_init(&o);
   if (opts)
-    o = *opts;
+    ES_TRY(es__abi_options_in(opts, &o, sizeof(o), COMPACT_OPTIONS_SIZE_MIN,
+                              "es_compact_options"));
   if (!db || o.target_bytes == 0 || o.retain_us < 0)
     return ES_INVAL_BKPT("es_compact: NULL handle or bad options");
   if (tenant)

@@ -21,6 +21,7 @@
  */
 #include <stdlib.h>
 
+#include "base/abi.h"
 #include "base/event.h"
 #include "base/mem.h"
 #include "store/dbint.h"
@@ -55,11 +56,18 @@ struct es_cursor {
   int started;
 };
 
-/* Defaults: everything of the tenant. */
-void es_scan_spec_init(es_scan_spec *spec) {
-  memset(spec, 0, sizeof(*spec));
-  spec->from_us = INT64_MIN;
-  spec->to_us = INT64_MAX;
+#define CUR_SPEC_SIZE_MIN (offsetof(es_scan_spec, fields) + sizeof(uint32_t))
+
+/* Defaults: everything of the tenant.  Writes struct_size bytes only
+ * (eventstore.h, convention 9). */
+void es_scan_spec_init_sized(es_scan_spec *spec, size_t struct_size) {
+  es_scan_spec s;
+  memset(&s, 0, sizeof(s));
+  s.from_us = INT64_MIN;
+  s.to_us = INT64_MAX;
+  memset(spec, 0, struct_size);
+  memcpy(spec, &s, struct_size < sizeof(s) ? struct_size : sizeof(s));
+  spec->struct_size = struct_size;
 }
 
 static int cur_person_match(const es_cursor *c, const char *anon,
@@ -206,13 +214,17 @@ static int cur_snapshot(es_cursor *c, es_tenant *t) {
 }
 
 /* Starts a scan; see eventstore.h. */
-int es_scan(es_db *db, const es_scan_spec *spec, es_cursor **cur_out) {
+int es_scan(es_db *db, const es_scan_spec *spec_in, es_cursor **cur_out) {
   es__error_clear();
   if (!cur_out)
     return ES_INVAL_BKPT("cur_out is NULL");
   *cur_out = NULL;
-  if (!db || !spec)
+  if (!db || !spec_in)
     return ES_INVAL_BKPT("es_scan: NULL handle or spec");
+  es_scan_spec full, *spec = &full;
+  es_scan_spec_init(&full);
+  ES_TRY(es__abi_options_in(spec_in, &full, sizeof(full), CUR_SPEC_SIZE_MIN,
+                            "es_scan_spec"));
   ES_TRY(es__tenant_check(spec->tenant));
   if (atomic_load(&db->closing))
     return ES_ERR(ES_ECLOSED, "database is closing");

@@ -27,6 +27,7 @@
 #include <stdlib.h>
 #include <unistd.h>
 
+#include "base/abi.h"
 #include "base/clock.h"
 #include "base/event.h"
 #include "base/mem.h"
@@ -39,18 +40,28 @@
 
 int es_version(void) { return ES_VERSION_NUMBER; }
 
-/* Documented defaults; see eventstore.h. */
-void es_options_init(es_options *opts) {
-  memset(opts, 0, sizeof(*opts));
+/* The smallest es_options a program may pass: the struct of the first
+ * release that had struct_size (eventstore.h, convention 9). */
+#define DB_OPTIONS_SIZE_MIN                                                    \
+  (offsetof(es_options, trigger) + sizeof(es_trigger_options))
+
+/* Documented defaults; see eventstore.h.  Writes struct_size bytes only:
+ * an older program's struct is shorter than this library's. */
+void es_options_init_sized(es_options *opts, size_t struct_size) {
+  es_options o;
+  memset(&o, 0, sizeof(o));
   long cores = sysconf(_SC_NPROCESSORS_ONLN);
-  opts->shards = cores > 0 && cores < 256 ? (int)cores : 1;
-  opts->memtable_budget_bytes = (size_t)1 << 30;
-  opts->seal_bytes = (size_t)8 << 20;
-  opts->seal_age_us = (int64_t)300 * 1000000;
-  opts->wal_file_bytes = (size_t)32 << 20;
-  opts->sync_mode = ES_SYNC_FULL;
-  opts->wal_compress = 1;
-  opts->follow_interval_us = 50000;
+  o.shards = cores > 0 && cores < 256 ? (int)cores : 1;
+  o.memtable_budget_bytes = (size_t)1 << 30;
+  o.seal_bytes = (size_t)8 << 20;
+  o.seal_age_us = (int64_t)300 * 1000000;
+  o.wal_file_bytes = (size_t)32 << 20;
+  o.sync_mode = ES_SYNC_FULL;
+  o.wal_compress = 1;
+  o.follow_interval_us = 50000;
+  memset(opts, 0, struct_size);
+  memcpy(opts, &o, struct_size < sizeof(o) ? struct_size : sizeof(o));
+  opts->struct_size = struct_size;
 }
 
 /* --- the shard writer --------------------------------------------------- */
@@ -807,12 +818,18 @@ static int open_sync_parent(es_db *db) {
 
 /* Opens with a chosen vfs and the layer above's hooks; see eventstore.h
  * (es_open) and db.h. */
-int es__db_open(const es_options *opts, es_vfs *vfs,
+int es__db_open(const es_options *opts_in, es_vfs *vfs,
                 const es_engine_hooks *hooks, es_db **db_out) {
   es__error_clear();
   if (!db_out)
     return ES_INVAL_BKPT("db_out is NULL");
   *db_out = NULL;
+  if (!opts_in)
+    return ES_INVAL_BKPT("options is NULL");
+  es_options full, *opts = &full;
+  es_options_init(&full);
+  ES_TRY(es__abi_options_in(opts_in, &full, sizeof(full), DB_OPTIONS_SIZE_MIN,
+                            "es_options"));
   ES_TRY(open_check_options(opts));
   es_db *db = NULL;
   char path[ES_PATH_MAX];

@@ -239,6 +239,65 @@ static void sleep_ms(int ms) {
 /* ---- round trips ----------------------------------------------------------
  */
 
+/* Option structs carry their size (eventstore.h, convention 9): one not
+ * filled by its _init macro is refused; an older program's shorter struct
+ * gets defaults for what it lacks; a newer program's longer struct is
+ * accepted while its unknown tail is zero and refused once it sets it. */
+START_TEST(test_options_struct_size) {
+  char dir[512];
+  ut_tmpdir(dir, sizeof(dir), "db-abi");
+  es_db *db = NULL;
+  es_options raw;
+  memset(&raw, 0, sizeof(raw));
+  raw.data_dir = dir;
+  ck_assert_int_eq(es_open(&raw, &db), ES_EINVAL);
+  ck_assert_ptr_null(db);
+  ck_assert_ptr_nonnull(strstr(es_errdetail(), "es_options_init"));
+  /* a newer program: its struct is 64 bytes longer */
+  struct {
+    es_options o;
+    uint64_t newer[8];
+  } big;
+  memset(&big, 0, sizeof(big));
+  es_options_init_sized(&big.o, sizeof(big));
+  ck_assert_uint_eq(big.o.struct_size, sizeof(big));
+  ck_assert_uint_eq(big.o.wal_file_bytes, (size_t)32 << 20); /* defaults */
+  big.o.data_dir = dir;
+  ck_assert_int_eq(es_open(&big.o, &db), ES_OK);
+  ck_assert_int_eq(es_close(db), ES_OK);
+  big.newer[3] = 1; /* an option this library does not know */
+  ck_assert_int_eq(es_open(&big.o, &db), ES_EINVAL);
+  ck_assert_ptr_nonnull(strstr(es_errdetail(), "does not know"));
+  /* too short to be any release's es_options */
+  es_options small;
+  es_options_init_sized(&small, sizeof(size_t) + sizeof(char *));
+  ck_assert_uint_eq(small.struct_size, sizeof(size_t) + sizeof(char *));
+  small.data_dir = dir;
+  ck_assert_int_eq(es_open(&small, &db), ES_EINVAL);
+  /* scan specs and compaction options the same way */
+  es_options o;
+  es_options_init(&o);
+  o.data_dir = dir;
+  ck_assert_int_eq(es_open(&o, &db), ES_OK);
+  es_scan_spec spec;
+  memset(&spec, 0, sizeof(spec));
+  spec.tenant = "acme";
+  es_cursor *cur = NULL;
+  ck_assert_int_eq(es_scan(db, &spec, &cur), ES_EINVAL);
+  es_scan_spec_init(&spec);
+  spec.tenant = "acme";
+  ck_assert_int_eq(es_scan(db, &spec, &cur), ES_OK);
+  es_cursor_close(cur);
+  es_compact_options co;
+  memset(&co, 0, sizeof(co));
+  ck_assert_int_eq(es_compact(db, NULL, &co, NULL), ES_EINVAL);
+  es_compact_options_init(&co);
+  ck_assert_int_eq(es_compact(db, NULL, &co, NULL), ES_OK);
+  ck_assert_int_eq(es_close(db), ES_OK);
+  ut_rmrf(dir);
+}
+END_TEST
+
 START_TEST(test_append_scan_tenants) {
   char dir[512];
   ut_tmpdir(dir, sizeof(dir), "db-rt");
@@ -1131,6 +1190,7 @@ static Suite *db_suite(void) {
   Suite *s = suite_create("db");
   TCase *tc = tcase_create("db");
   tcase_set_timeout(tc, 60);
+  tcase_add_test(tc, test_options_struct_size);
   tcase_add_test(tc, test_append_scan_tenants);
   tcase_add_test(tc, test_sync_full);
   tcase_add_test(tc, test_scan_order_across_sources);
