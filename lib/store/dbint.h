@@ -183,6 +183,8 @@ struct es_db {
   size_t cmp_len, cmp_cap;
   int cmp_busy, cmp_stop, cmp_started;
   pthread_t compactor;
+  /* the commit path's subscribers and pending removals (commit.c) */
+  struct es_commit_state *commit;
   /* memory budget */
   atomic_size_t mem_bytes;    /* all memtables */
   atomic_size_t sealed_bytes; /* of those, sealed and awaiting flush */
@@ -250,11 +252,6 @@ void es__db_log(es_db *db, int level, const char *fmt, ...)
 
 /* Segment sets. */
 void es__segset_unref(es_segset *set);
-/* A new set: old's segments without those of `drop` (ndrop of them), with
- * `add` (may be NULL) where the first dropped one was (or at the end). */
-int es__segset_replace(const es_segset *old, es_segment *const *drop,
-                       size_t ndrop, es_segment *add,
-                       es_segset **out) ES_MUST_CHECK;
 
 /* Whether a query loaded rollups of t's segments in this process (then a
  * flush or merge attaches the new segment's rollup at once). */
