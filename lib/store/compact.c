@@ -10,26 +10,21 @@
  *     one new segment of the events kept;
  *   - a run of one small segment with nothing expired is left alone.
  *
- * A run is done in three steps:
- *   1. read  every row group of the inputs (checksums checked), keep the
- *            rows at or after the cut-off, re-encode them, sort them by
- *            (event time, input order), derive their rollup;
- *   2. write the new segment and its rollup file (temp, fdatasync,
- *            rename, directory fsync) under a fresh segment id;
- *   3. commit: under tenant->man_mu, one atomic MANIFEST write listing the
- *            output in place of the inputs, then the reader-visible set is
- *            swapped under tenant->mu; the inputs' files are unlinked
- *            after that (or, after a crash, at the next open as orphans).
+ * A run is one es__rewrite (rewrite.c) whose predicate keeps the rows at
+ * or after the cut-off: read, keep, sort, write the new segment and its
+ * rollup, then one manifest generation through the commit path
+ * (commit.c) names it in place of the inputs, whose files are removed
+ * after that (or, after a crash, at the next open as orphans).
  *
  * Invariants:
- *  1. The manifest is the only commit point: before its rename the old
- *     segments are the store's, after it the new one is; orphans of either
- *     side are deleted at open (tenant.c, 3).  So a crash leaves the old
- *     set or the new set, never both or neither.
+ *  1. The manifest is the only commit point (rewrite.c, 1): a crash
+ *     leaves the old set or the new set, never both or neither.
  *  2. Compaction never changes flushed_lsn and never touches memtables, so
  *     WAL recovery is unaffected.
- *  3. One compaction per tenant at a time (tenant->compact_mu); the
- *     flusher and compaction serialise on tenant->man_mu.
+ *  3. One compaction (rewrite) per tenant at a time (tenant->compact_mu);
+ *     the flusher and the commit serialise on tenant->man_mu.
+ *  4. A run's inputs fit o->memory_bytes together (es__compact_merge_bytes;
+ *     one segment alone may exceed it), so its rewrite makes one output.
  */
 #include <stdlib.h>
 #include <sys/resource.h>
@@ -41,7 +36,7 @@
 #include "base/event.h"
 #include "base/mem.h"
 #include "store/dbint.h"
-#include "store/rollup.h"
+#include "store/rewrite.h"
 
 #define COMPACT_TARGET_DEFAULT (UINT64_C(64) << 20)
 
@@ -59,184 +54,14 @@ void es_compact_options_init_sized(es_compact_options *opts,
   opts->struct_size = struct_size;
 }
 
-typedef struct crow {
-  int64_t ts;
-  uint64_t seq; /* input order: keeps append order among equal times */
-  size_t off;   /* in the encoded rows buffer */
-} crow;
-
-static int crow_cmp(const void *a, const void *b) {
-  const crow *x = a, *y = b;
-  if (x->ts != y->ts)
-    return x->ts < y->ts ? -1 : 1;
-  return x->seq < y->seq ? -1 : x->seq > y->seq;
+/* Retention's predicate for es__rewrite: rows at or after the cut-off. */
+static int compact_keep(void *ud, const es_event *row) {
+  return row->ts_us >= *(const int64_t *)ud;
 }
 
-/* What one run produces before it is committed. */
-typedef struct crun {
-  es_segment **in; /* inputs, in set order (references held by the view) */
-  size_t nin;
-  es_buf rows; /* the kept rows, encoded */
-  crow *keys;
-  size_t nkeys, keys_cap;
-  es_rollup rollup;
-  uint64_t rows_in;
-} crun;
-
-static void crun_free(crun *r) {
-  es__buf_free(&r->rows);
-  es__free(r->keys);
-  es__rollup_free(&r->rollup);
-  memset(r, 0, sizeof(*r));
-}
-
-/* Step 1: reads the inputs, keeping rows at or after cutoff. */
-static int crun_read(crun *r, int64_t cutoff) {
-  es_seg_rows rows;
-  memset(&rows, 0, sizeof(rows));
-  int rc = ES_OK;
-  uint64_t seq = 0;
-  for (size_t s = 0; rc == ES_OK && s < r->nin; s++) {
-    es_segment *seg = r->in[s];
-    r->rows_in += seg->rows;
-    for (uint32_t g = 0; rc == ES_OK && g < seg->ngroups; g++) {
-      if (seg->groups[g].max_ts < cutoff) {
-        seq += seg->groups[g].rows;
-        continue; /* all expired: no need to read it */
-      }
-      rc = es__segment_read_group(seg, g, &rows);
-      for (size_t i = 0; rc == ES_OK && i < rows.n; i++, seq++) {
-        if (rows.ts[i] < cutoff)
-          continue;
-        es_event ev;
-        memset(&ev, 0, sizeof(ev));
-        ev.ts_us = rows.ts[i];
-        ev.recv_us = rows.recv[i];
-        ev.type = rows.type[i];
-        for (int f = 0; f < ES_NSTR; f++)
-          *es__ev_str(&ev, f) = rows.str[f][i];
-        rc = es__grow((void **)&r->keys, &r->keys_cap, r->nkeys + 1,
-                      sizeof(crow));
-        if (rc == ES_OK) {
-          r->keys[r->nkeys++] = (crow){ev.ts_us, seq, r->rows.len};
-          /* stored rows were checked when appended: keep them as they are
-           * (full ip: it was truncated, or not, then) */
-          rc = es__event_encode(&r->rows, &ev, ev.recv_us, 1);
-        }
-        if (rc == ES_OK)
-          rc = es__rollup_add(&r->rollup, &ev);
-      }
-    }
-  }
-  es__segment_rows_free(&rows);
-  if (rc == ES_OK)
-    qsort(r->keys, r->nkeys, sizeof(crow), crow_cmp);
-  return rc;
-}
-
-/* Step 2: writes the output segment and its rollup under a fresh id;
- * *seg_out is the opened segment, with its rollup attached. */
-static int crun_write(es_db *db, es_tenant *t, crun *r, es_segment **seg_out) {
-  *seg_out = NULL;
-  pthread_mutex_lock(&t->man_mu);
-  uint64_t id = t->man.next_segment_id++; /* persisted by the next write */
-  pthread_mutex_unlock(&t->man_mu);
-  es_mrow *mrows = es__malloc(r->nkeys * sizeof(es_mrow));
-  const es_mrow **ptrs = es__malloc(r->nkeys * sizeof(es_mrow *));
-  es_buf img = {0}, rimg = {0};
-  es_rollup *attach = es__calloc(1, sizeof(*attach));
-  char name[32], path[ES_PATH_MAX];
-  es__segment_name(name, sizeof(name), id);
-  int rc = mrows && ptrs && attach ? ES_OK : ES_NOMEM_BKPT();
-  for (size_t i = 0; rc == ES_OK && i < r->nkeys; i++) {
-    mrows[i] = (es_mrow){r->keys[i].ts, r->rows.data + r->keys[i].off};
-    ptrs[i] = &mrows[i];
-  }
-  if (rc == ES_OK)
-    rc = es__segment_build(&img, ptrs, r->nkeys);
-  if (rc == ES_OK)
-    rc = es__rollup_encode(&r->rollup, &rimg);
-  if (rc == ES_OK)
-    rc = es__io_write_atomic(db->vfs, t->dir, name, img.data, img.len);
-  memcpy(name + 16, ".rlp", 5);
-  if (rc == ES_OK)
-    rc = es__io_write_atomic(db->vfs, t->dir, name, rimg.data, rimg.len);
-  memcpy(name + 16, ".seg", 5);
-  if (rc == ES_OK)
-    rc = es__path_join(path, sizeof(path), t->dir, name);
-  if (rc == ES_OK)
-    rc = es__segment_open(db->vfs, path, id, seg_out);
-  if (rc == ES_OK && es__tenant_rollups_hot(t)) {
-    rc = es__rollup_decode(rimg.data, rimg.len, name, attach);
-    if (rc == ES_OK) {
-      es__segment_rollup_set(*seg_out, attach);
-      attach = NULL;
-    }
-  }
-  es__free(attach);
-  es__free(mrows);
-  es__free(ptrs);
-  es__buf_free(&img);
-  es__buf_free(&rimg);
-  return rc;
-}
-
-/* Step 3: the manifest without the inputs, with out (may be NULL) in the
- * first input's place; then the reader-visible swap. */
-static int crun_commit(es_db *db, es_tenant *t, crun *r, es_segment *out) {
-  pthread_mutex_lock(&t->man_mu);
-  es_manifest next = t->man;
-  next.entries = es__malloc((t->man.count + 1) * sizeof(es_manifest_entry));
-  es_segset *set = NULL;
-  int rc = next.entries ? ES_OK : ES_NOMEM_BKPT();
-  next.count = 0;
-  for (size_t i = 0; rc == ES_OK && i < t->man.count; i++) {
-    size_t k = 0;
-    while (k < r->nin && r->in[k]->id != t->man.entries[i].id)
-      k++;
-    if (k == 0 && out)
-      next.entries[next.count++] = (es_manifest_entry){
-          out->id, out->rows, out->bytes, out->min_ts, out->max_ts};
-    if (k == r->nin)
-      next.entries[next.count++] = t->man.entries[i];
-  }
-  if (rc == ES_OK)
-    rc = es__manifest_write(db->vfs, t->dir, &next);
-  if (rc == ES_OK) /* committed (invariant 1): now the readers' view */
-    rc = es__segset_replace(t->segs, r->in, r->nin, out, &set);
-  if (rc == ES_OK) {
-    pthread_mutex_lock(&t->mu);
-    es_segset *old = t->segs;
-    t->segs = set;
-    pthread_mutex_unlock(&t->mu);
-    es__segset_unref(old);
-    es__manifest_free(&t->man);
-    t->man = next;
-    next.entries = NULL;
-  }
-  pthread_mutex_unlock(&t->man_mu);
-  es__free(next.entries);
-  return rc;
-}
-
-/* Deletes a committed run's input files; a failure only leaves orphans,
- * which the next open removes. */
-static void crun_unlink(es_db *db, es_tenant *t, const crun *r) {
-  for (size_t i = 0; i < r->nin; i++) {
-    char name[32], path[ES_PATH_MAX];
-    es__segment_name(name, sizeof(name), r->in[i]->id);
-    for (int k = 0; k < 2; k++) {
-      if (k == 1)
-        memcpy(name + 16, ".rlp", 5);
-      if (es__path_join(path, sizeof(path), t->dir, name) == ES_OK) {
-        int rc = db->vfs->unlink(db->vfs, path);
-        if (rc < 0 && rc != ES_ENOTFOUND)
-          es__db_log(db, 1, "compaction: could not delete %s: %s", path,
-                     es_errdetail());
-      }
-    }
-  }
-  es__error_clear();
+static int compact_drop_all(void *ud, int64_t min_ts_us, int64_t max_ts_us) {
+  (void)min_ts_us;
+  return max_ts_us < *(const int64_t *)ud;
 }
 
 /* About the memory a merge holds for segment s: its rows re-encoded
@@ -244,7 +69,11 @@ static void crun_unlink(es_db *db, es_tenant *t, const crun *r) {
  * sort keys and row pointers, and its share of the output image. */
 uint64_t es__compact_merge_bytes(const es_segment *s) {
   uint64_t rows = s->row_bytes ? s->row_bytes : s->raw_bytes;
-  return rows + s->rows * (sizeof(crow) + 2 * sizeof(void *)) + s->bytes;
+  /* a row's sort key (time, order, offset) and its two row pointers */
+  return rows +
+         s->rows *
+             (sizeof(int64_t) + 2 * sizeof(uint64_t) + 2 * sizeof(void *)) +
+         s->bytes;
 }
 
 /* Whether a segment is small enough to be merged (see dbint.h). */
@@ -279,47 +108,42 @@ static int compact_tenant(es_db *db, es_tenant *t, const es_compact_options *o,
       continue;
     }
     /* a run: wanted segments, adjacent, up to about the target size */
-    crun r;
-    memset(&r, 0, sizeof(r));
-    r.in = &set->segs[i];
+    size_t nin = 0;
     uint64_t bytes = 0, mem = 0;
     int expired = 0;
-    for (; i + r.nin < set->n; r.nin++) {
-      const es_segment *s = set->segs[i + r.nin];
+    for (; i + nin < set->n; nin++) {
+      const es_segment *s = set->segs[i + nin];
       if (!seg_wanted(s, o, cutoff) ||
-          (r.nin > 0 && (bytes + s->bytes > o->target_bytes ||
-                         (o->memory_bytes &&
-                          mem + es__compact_merge_bytes(s) > o->memory_bytes))))
+          (nin > 0 && (bytes + s->bytes > o->target_bytes ||
+                       (o->memory_bytes &&
+                        mem + es__compact_merge_bytes(s) > o->memory_bytes))))
         break;
       expired |= s->min_ts < cutoff;
       bytes += s->bytes;
       mem += es__compact_merge_bytes(s);
     }
-    i += r.nin;
-    if (r.nin == 1 && !expired) {
+    es_segment *const *in = &set->segs[i];
+    i += nin;
+    if (nin == 1 && !expired) {
       done += bytes;
       continue; /* one small segment alone: nothing to gain */
     }
-    es_segment *out = NULL;
-    rc = crun_read(&r, cutoff);
-    if (rc == ES_OK && r.nkeys > 0)
-      rc = crun_write(db, t, &r, &out);
-    if (rc == ES_OK)
-      rc = crun_commit(db, t, &r, out);
+    /* the run's memory fits o->memory_bytes: one output, or none */
+    es_rewrite_spec spec = {.keep = compact_keep,
+                            .drop_all = compact_drop_all,
+                            .ud = &cutoff,
+                            .memory_bytes = o->memory_bytes};
+    es_rewrite_stats st;
+    rc = es__rewrite(db, t, in, nin, &spec, &st);
     if (rc == ES_OK) {
-      if (r.nkeys < r.rows_in) /* links may be gone with the rows */
-        atomic_fetch_add(&t->id_gen, 1);
-      crun_unlink(db, t, &r);
-      rep->segments_in += r.nin;
-      rep->segments_out += out != NULL;
-      rep->rows_in += r.rows_in;
-      rep->rows_out += r.nkeys;
-      rep->rows_dropped += r.rows_in - r.nkeys;
-      rep->bytes_in += bytes;
-      rep->bytes_out += out ? out->bytes : 0;
+      rep->segments_in += st.segments_in;
+      rep->segments_out += st.segments_out;
+      rep->rows_in += st.rows_in;
+      rep->rows_out += st.rows_out;
+      rep->rows_dropped += st.rows_in - st.rows_out;
+      rep->bytes_in += st.bytes_in;
+      rep->bytes_out += st.bytes_out;
     }
-    es__segment_unref(out);
-    crun_free(&r);
     done += bytes;
     if (rc == ES_OK && o->progress)
       o->progress(o->ud, t->name, done, total);

@@ -31,6 +31,7 @@
 #include "base/clock.h"
 #include "base/event.h"
 #include "base/mem.h"
+#include "store/commit.h"
 #include "store/db.h"
 #include "store/dbint.h"
 
@@ -143,7 +144,7 @@ static int writer_reclaim(es_shard *sh) {
     if (m < keep)
       keep = m;
   }
-  return es__wal_reclaim(sh->wal, keep);
+  return es__commit_wal_reclaim(db, sh, keep);
 }
 
 /* Takes the next group off the queue (caller holds sh->mu): everything
@@ -741,6 +742,7 @@ static int open_alloc(const es_options *opts, es_vfs *vfs, es_db **db_out) {
   pthread_mutex_init(&db->cmp_mu, NULL);
   pthread_cond_init(&db->cmp_cv, NULL);
   pthread_cond_init(&db->cmp_idle_cv, NULL);
+  ES_TRY(es__commit_init(db));
   db->nbuckets = 1024;
   db->buckets = es__calloc(db->nbuckets, sizeof(es_tenant *));
   if (!db->buckets)
@@ -936,6 +938,7 @@ int es_close(es_db *db) {
     pthread_cond_destroy(&sh->work_cv);
   }
   es__tenants_free(db);
+  es__commit_free(db);
   if (db->lock)
     (void)db->vfs->close(db->vfs, db->lock);
   int rc = atomic_load(&db->failed);

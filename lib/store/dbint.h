@@ -15,8 +15,9 @@
  *
  * Locks, in the order they may be nested: tenant->compact_mu,
  * tenant->man_mu, db->tenants_mu, tenant->mu, db->flush_mu, shard->mu,
- * db->mem_mu; db->cmp_mu is a leaf.  No lock is held across I/O except
- * by the writer thread of a shard, which owns its WAL alone.
+ * db->mem_mu; db->cmp_mu and the commit path's lock (commit.c) are leaves.  No
+ * lock is held across I/O except by the writer thread of a shard, which owns
+ * its WAL alone.
  */
 #ifndef ES_DBINT_H
 #define ES_DBINT_H
@@ -183,6 +184,8 @@ struct es_db {
   size_t cmp_len, cmp_cap;
   int cmp_busy, cmp_stop, cmp_started;
   pthread_t compactor;
+  /* the commit path's subscribers and pending removals (commit.c) */
+  struct es_commit_state *commit;
   /* memory budget */
   atomic_size_t mem_bytes;    /* all memtables */
   atomic_size_t sealed_bytes; /* of those, sealed and awaiting flush */
@@ -250,11 +253,6 @@ void es__db_log(es_db *db, int level, const char *fmt, ...)
 
 /* Segment sets. */
 void es__segset_unref(es_segset *set);
-/* A new set: old's segments without those of `drop` (ndrop of them), with
- * `add` (may be NULL) where the first dropped one was (or at the end). */
-int es__segset_replace(const es_segset *old, es_segment *const *drop,
-                       size_t ndrop, es_segment *add,
-                       es_segset **out) ES_MUST_CHECK;
 
 /* Whether a query loaded rollups of t's segments in this process (then a
  * flush or merge attaches the new segment's rollup at once). */

@@ -2,8 +2,12 @@
  * manifest.c -- reading and writing MANIFEST and ESDB files.
  *
  *   MANIFEST: "ESMANIFS" | u32 version | u32 count | u64 flushed_lsn |
- *             u64 next_segment_id | count x (u64 id | u64 rows |
- *             u64 bytes | i64 min_ts | i64 max_ts) | u64 checksum
+ *             u64 next_segment_id | [v2: u64 generation] |
+ *             count x (u64 id | u64 rows | u64 bytes | i64 min_ts |
+ *             i64 max_ts) | u64 checksum
+ *             Version 1 has no generation: it reads as generation 1 (a
+ *             file exists, so at least one commit made it).  Writers
+ *             always write the current version.
  *   ESDB:     "ESDBFILE" | u32 version | u32 shards | u64 checksum
  * Checksums are XXH3 of every byte before them.
  */
@@ -16,6 +20,8 @@
 #define MANIFEST_MAGIC "ESMANIFS"
 #define ESDB_MAGIC "ESDBFILE"
 #define MANIFEST_ENTRY_BYTES 40
+#define MANIFEST_V1_BYTES 40 /* magic .. next_segment_id, checksum */
+#define MANIFEST_V2_BYTES 48 /* and the generation */
 
 /* "<016x>.seg" */
 void es__segment_name(char *buf, size_t cap, uint64_t id) {
@@ -57,15 +63,22 @@ int es__manifest_read(es_vfs *vfs, const char *tenant_dir, es_manifest *m) {
   if (rc == ES_ENOTFOUND)
     return ES_OK;
   ES_TRY(rc);
-  rc = manifest_check(path, buf, len, MANIFEST_MAGIC, 40);
+  rc = manifest_check(path, buf, len, MANIFEST_MAGIC, MANIFEST_V1_BYTES);
+  uint32_t version = rc == ES_OK ? es__get_le32(buf + 8) : 0;
+  if (rc == ES_OK && version >= 2 && len < MANIFEST_V2_BYTES)
+    rc = ES_CORRUPT_BKPT("%s: %zu bytes, too short for version %u", path, len,
+                         version);
   if (rc == ES_OK) {
     es_rd r = es__rd(buf + 12, len - 20);
     uint32_t count = es__rd_u32(&r);
     m->flushed_lsn = es__rd_u64(&r);
     m->next_segment_id = es__rd_u64(&r);
-    if ((size_t)(r.end - r.p) != (size_t)count * MANIFEST_ENTRY_BYTES)
+    m->generation = version >= 2 ? es__rd_u64(&r) : 1;
+    if (rc == ES_OK &&
+        (size_t)(r.end - r.p) != (size_t)count * MANIFEST_ENTRY_BYTES)
       rc = ES_CORRUPT_BKPT("%s: %u entries do not fit its size", path, count);
-    else if (count && !(m->entries = es__malloc(count * sizeof(*m->entries))))
+    else if (rc == ES_OK && count &&
+             !(m->entries = es__malloc(count * sizeof(*m->entries))))
       rc = ES_NOMEM_BKPT();
     for (uint32_t i = 0; rc == ES_OK && i < count; i++) {
       es_manifest_entry *e = &m->entries[i];
@@ -78,7 +91,7 @@ int es__manifest_read(es_vfs *vfs, const char *tenant_dir, es_manifest *m) {
         rc = ES_CORRUPT_BKPT("%s: segment id %llu not below next id", path,
                              (unsigned long long)e->id);
     }
-    m->count = count;
+    m->count = rc == ES_OK ? count : 0;
   }
   es__free(buf);
   if (rc < 0)
@@ -99,6 +112,8 @@ int es__manifest_write(es_vfs *vfs, const char *tenant_dir,
     rc = es__buf_put_u64(&b, m->flushed_lsn);
   if (rc == ES_OK)
     rc = es__buf_put_u64(&b, m->next_segment_id);
+  if (rc == ES_OK)
+    rc = es__buf_put_u64(&b, m->generation);
   for (size_t i = 0; rc == ES_OK && i < m->count; i++) {
     const es_manifest_entry *e = &m->entries[i];
     rc = es__buf_put_u64(&b, e->id);

@@ -11,6 +11,9 @@
  *  1. flushed_lsn: every WAL record of this tenant with an LSN at or below
  *     it is in a listed segment; records above it are not.
  *  2. Segment ids only grow (next_segment_id), so a name is never reused.
+ *  3. generation grows by exactly one with every MANIFEST written for the
+ *     tenant (store/commit.c is the one writer); a missing MANIFEST is
+ *     generation 0, a version-1 file (no field) reads as generation 1.
  */
 #ifndef ES_MANIFEST_H
 #define ES_MANIFEST_H
@@ -29,6 +32,7 @@ typedef struct es_manifest_entry {
 typedef struct es_manifest {
   uint64_t flushed_lsn;
   uint64_t next_segment_id;
+  uint64_t generation; /* commits of this tenant's manifest (invariant 3) */
   size_t count;
   es_manifest_entry *entries; /* owned */
 } es_manifest;

@@ -14,7 +14,7 @@
  *  1. Memtables are flushed in the order they were sealed (one FIFO, one
  *     flusher), so a tenant's flushed_lsn only grows.
  *  2. A segment is added to tenant->segs only after the manifest listing
- *     it is durable.
+ *     it is durable (es__commit_manifest: the one commit path, commit.c).
  *  3. Files in a tenant directory that no manifest lists (a crash between
  *     rename and manifest write) are deleted at open, never read.
  *  4. A segment's rollup file is written after the segment and before the
@@ -31,6 +31,7 @@
 
 #include "base/event.h"
 #include "base/mem.h"
+#include "store/commit.h"
 #include "store/dbint.h"
 #include "store/rollup.h"
 
@@ -115,32 +116,6 @@ void es__tenant_view_release(es_tenant_view *v) {
   es__free(v->mts);
   es__segset_unref(v->set);
   memset(v, 0, sizeof(*v));
-}
-
-/* Replaces segments in a set; see dbint.h. */
-int es__segset_replace(const es_segset *old, es_segment *const *drop,
-                       size_t ndrop, es_segment *add, es_segset **out) {
-  es_segset *s = es__malloc(sizeof(*s) + (old->n + 1) * sizeof(es_segment *));
-  *out = s;
-  if (!s)
-    return ES_NOMEM_BKPT();
-  atomic_init(&s->refs, 1);
-  s->n = 0;
-  for (size_t i = 0; i < old->n; i++) {
-    size_t d = 0;
-    while (d < ndrop && drop[d] != old->segs[i])
-      d++;
-    if (d < ndrop) {
-      if (add && d == 0) { /* the run's place: keeps the manifest order */
-        es__segment_ref(add);
-        s->segs[s->n++] = add;
-      }
-      continue;
-    }
-    es__segment_ref(old->segs[i]);
-    s->segs[s->n++] = old->segs[i];
-  }
-  return ES_OK;
 }
 
 /* xxHash of the id, modulo the shard count fixed at creation. */
@@ -490,7 +465,7 @@ int es__tenant_rollups_hot(es_tenant *t) {
  * incremental rollup, and attaches the same rollup to the segment when
  * the tenant's rollups are in use (es__tenant_rollups_hot). */
 static int flush_rollup(es_db *db, es_tenant *t, es_memtable *mt,
-                        es_segment *seg) {
+                        es_segment *seg, uint64_t *bytes_out) {
   es_buf img = {0};
   es_rollup *r = es__calloc(1, sizeof(*r));
   int rc = r ? ES_OK : ES_NOMEM_BKPT();
@@ -511,6 +486,7 @@ static int flush_rollup(es_db *db, es_tenant *t, es_memtable *mt,
   memcpy(name + strlen(name) - 4, ".rlp", 5);
   if (rc == ES_OK)
     rc = es__io_write_atomic(db->vfs, t->dir, name, img.data, img.len);
+  *bytes_out = img.len;
   if (rc == ES_OK && !es__tenant_rollups_hot(t)) {
     es__free(r);
     es__buf_free(&img);
@@ -527,15 +503,16 @@ static int flush_rollup(es_db *db, es_tenant *t, es_memtable *mt,
   return rc;
 }
 
-/* Writes the segment and the manifest that commits it, then swaps the
- * memtable for the segment in the reader-visible state. */
+/* Writes the segment and the manifest that commits it (through the
+ * commit path, commit.c), then swaps the memtable for the segment in the
+ * reader-visible state. */
 static int flush_one(es_db *db, es_tenant *t, es_memtable *mt) {
   size_t n = es__memtable_visible(mt);
   es_buf img = {0};
   es_segment *seg = NULL;
-  es_manifest next = t->man;
-  next.entries = NULL;
-  uint64_t id = t->man.next_segment_id;
+  es_commit_note note = {0};
+  int committed = 0;
+  uint64_t id = t->man.next_segment_id, rlp_bytes = 0;
   char name[32], path[ES_PATH_MAX];
   es__segment_name(name, sizeof(name), id);
   int rc = ES_OK;
@@ -546,26 +523,19 @@ static int flush_one(es_db *db, es_tenant *t, es_memtable *mt) {
     ES_CHECK(es__io_write_atomic(db->vfs, t->dir, name, img.data, img.len));
     ES_CHECK(es__path_join(path, sizeof(path), t->dir, name));
     ES_CHECK(es__segment_open(db->vfs, path, id, &seg));
-    ES_CHECK(flush_rollup(db, t, mt, seg));
-    next.count = t->man.count + 1;
-    next.entries = es__malloc(next.count * sizeof(es_manifest_entry));
-    if (!next.entries)
-      ES_CHECK(ES_NOMEM_BKPT());
-    if (t->man.count > 0)
-      memcpy(next.entries, t->man.entries,
-             t->man.count * sizeof(es_manifest_entry));
-    next.entries[t->man.count] = (es_manifest_entry){id, seg->rows, seg->bytes,
-                                                     seg->min_ts, seg->max_ts};
-    next.next_segment_id = id + 1;
-    next.flushed_lsn = mt->max_lsn;
-    ES_CHECK(es__manifest_write(db->vfs, t->dir, &next));
+    ES_CHECK(flush_rollup(db, t, mt, seg, &rlp_bytes));
+    es_manifest_entry add = {id, seg->rows, seg->bytes, seg->min_ts,
+                             seg->max_ts};
+    es_commit_edit edit = {.add = &add,
+                           .add_rlp_bytes = &rlp_bytes,
+                           .nadd = 1,
+                           .flushed_lsn = mt->max_lsn};
+    ES_CHECK(es__commit_manifest(db, t, &edit, &note));
+    committed = 1;
   }
   es_segset *set = NULL;
   ES_CHECK(segset_with(t->segs, seg, &set));
   pthread_mutex_lock(&t->mu);
-  es__manifest_free(&t->man);
-  t->man = next;
-  next.entries = NULL;
   es_segset *old = t->segs;
   t->segs = set;
   /* invariant 1: the flushed memtable is the oldest sealed one */
@@ -579,7 +549,8 @@ static int flush_one(es_db *db, es_tenant *t, es_memtable *mt) {
   tenant_mem_add(db, 0, mt->bytes);
   es__memtable_unref(mt); /* the tenant list's reference */
 err:
-  es__free(next.entries);
+  if (committed) /* subscribers hear of every durable generation */
+    es__commit_publish(db, t, &note);
   es__segment_unref(seg);
   es__buf_free(&img);
   return rc;

@@ -385,6 +385,14 @@ int es__wal_reclaim(es_wal *wal, uint64_t keep_lsn) {
   return rc;
 }
 
+/* The live files' first LSNs; see wal.h. */
+size_t es__wal_files(const es_wal *wal, const uint64_t **firsts_out,
+                     uint64_t *file_bytes_out) {
+  *firsts_out = wal->firsts;
+  *file_bytes_out = wal->file_bytes;
+  return wal->nfiles;
+}
+
 /* Bytes held by live log files. */
 uint64_t es__wal_bytes(const es_wal *wal) { return wal ? wal->bytes : 0; }
 

@@ -88,6 +88,12 @@ int es__wal_sync(es_wal *wal) ES_MUST_CHECK;
  * file).  Failures are reported but leave the log consistent. */
 int es__wal_reclaim(es_wal *wal, uint64_t keep_lsn) ES_MUST_CHECK;
 
+/* The first LSNs of the live files, oldest first (the last is the one
+ * being written), borrowed until the next call on wal; *file_bytes_out is
+ * the preallocated size of a file.  Writer thread only, as the writes. */
+size_t es__wal_files(const es_wal *wal, const uint64_t **firsts_out,
+                     uint64_t *file_bytes_out);
+
 /* Bytes in live files (for metrics and inspect). */
 uint64_t es__wal_bytes(const es_wal *wal);
 

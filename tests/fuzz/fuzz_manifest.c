@@ -8,15 +8,18 @@
  *
  * Properties beyond "no crash, no leak":
  *  1. A manifest read successfully holds `count` entries, each with an id
- *     below next_segment_id, and its size is exactly what they occupy.
+ *     below next_segment_id, and its size is exactly what they occupy
+ *     (a 40-byte frame in version 1, 48 with the generation in version 2);
+ *     a version-1 file reads as generation 1.
  *  2. A failed read leaves an empty manifest (nothing to free).
  *  3. An ESDB read successfully names 1..1024 shards.
  */
 #include <stdlib.h>
 
+#include "base/codec.h"
 #include "fuzz_util.h"
-#include "store/manifest.h"
 #include "memfile.h"
+#include "store/manifest.h"
 
 #define TENANT_DIR "/data/tenant"
 #define DATA_DIR "/data"
@@ -29,7 +32,9 @@ static void manifest_check(es_vfs *vfs, const uint8_t *img, size_t size) {
   int rc = es__manifest_read(vfs, TENANT_DIR, &m);
   fuzz_check_handles(vfs, "es__manifest_read");
   if (rc == ES_OK) {
-    FUZZ_ASSERT(size == 40 + m.count * 40);
+    uint32_t version = es__get_le32(img + 8);
+    FUZZ_ASSERT(size == (version >= 2 ? 48 : 40) + m.count * 40);
+    FUZZ_ASSERT(version >= 2 || m.generation == 1);
     for (size_t i = 0; i < m.count; i++)
       FUZZ_ASSERT(m.entries[i].id < m.next_segment_id);
   } else {

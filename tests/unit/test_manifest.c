@@ -11,6 +11,8 @@
  *     crafts a file with a valid checksum).
  *  4. After a failed read the manifest holds nothing to free.
  *  5. ESDB keeps the shard count; missing is ES_ENOTFOUND.
+ *  6. The generation (format 2) round-trips; a version-1 file (no
+ *     generation field) still reads, as generation 1, with its entries.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -65,8 +67,8 @@ static void set_count_wrong(uint8_t *buf, size_t len) {
 }
 static void set_id_too_big(uint8_t *buf, size_t len) {
   (void)len;
-  /* entry 0's id, at 32, becomes next_segment_id (8): not below it */
-  es__le64(buf + 32, 8);
+  /* entry 0's id, at 40, becomes next_segment_id (8): not below it */
+  es__le64(buf + 40, 8);
 }
 static void set_shards_zero(uint8_t *buf, size_t len) {
   (void)len;
@@ -85,7 +87,7 @@ START_TEST(test_round_trip) {
   es_manifest m = sample(), got;
   ck_assert_int_eq(es__manifest_write(es__vfs_posix(), dir, &m), ES_OK);
   manifest_path(path, sizeof(path), dir);
-  ck_assert_uint_eq(ut_file_size(path), 32 + 3 * 40 + 8);
+  ck_assert_uint_eq(ut_file_size(path), 40 + 3 * 40 + 8);
   ck_assert_int_eq(ut_count_suffix(dir, ".tmp"), 0);
   ck_assert_int_eq(es__manifest_read(es__vfs_posix(), dir, &got), ES_OK);
   ck_assert_uint_eq(got.flushed_lsn, 4242);
@@ -204,6 +206,53 @@ START_TEST(test_version_too_new) {
 }
 END_TEST
 
+START_TEST(test_generation) {
+  char dir[512], path[1024];
+  ut_tmpdir(dir, sizeof(dir), "man-gen");
+  es_manifest m = sample(), got;
+  m.generation = 12345;
+  ck_assert_int_eq(es__manifest_write(es__vfs_posix(), dir, &m), ES_OK);
+  ck_assert_int_eq(es__manifest_read(es__vfs_posix(), dir, &got), ES_OK);
+  ck_assert_uint_eq(got.generation, 12345);
+  es__manifest_free(&got);
+  /* the same manifest in version 1: no generation field */
+  uint8_t v1[40 + 40];
+  memcpy(v1, "ESMANIFS", 8);
+  es__le32(v1 + 8, 1);
+  es__le32(v1 + 12, 1);
+  es__le64(v1 + 16, 4242);
+  es__le64(v1 + 24, 8);
+  es__le64(v1 + 32, 7);
+  es__le64(v1 + 40, 1);
+  es__le64(v1 + 48, 300);
+  es__le64(v1 + 56, 1000);
+  es__le64(v1 + 64, 2000);
+  es__le64(v1 + 72, es__hash64(v1, 72, 0));
+  manifest_path(path, sizeof(path), dir);
+  FILE *f = fopen(path, "wb");
+  ck_assert_ptr_nonnull(f);
+  ck_assert_uint_eq(fwrite(v1, 1, sizeof(v1), f), sizeof(v1));
+  fclose(f);
+  ck_assert_int_eq(es__manifest_read(es__vfs_posix(), dir, &got), ES_OK);
+  ck_assert_uint_eq(got.generation, 1);
+  ck_assert_uint_eq(got.flushed_lsn, 4242);
+  ck_assert_uint_eq(got.count, 1);
+  ck_assert_uint_eq(got.entries[0].id, 7);
+  ck_assert_int_eq(got.entries[0].max_ts_us, 2000);
+  es__manifest_free(&got);
+  /* a well-sealed version-2 file with only a version-1 frame is corrupt */
+  es__le32(v1 + 8, 2);
+  es__le32(v1 + 12, 0);
+  es__le64(v1 + 32, es__hash64(v1, 32, 0));
+  f = fopen(path, "wb");
+  ck_assert_ptr_nonnull(f);
+  ck_assert_uint_eq(fwrite(v1, 1, 40, f), 40);
+  fclose(f);
+  ck_assert_int_eq(es__manifest_read(es__vfs_posix(), dir, &got), ES_ECORRUPT);
+  ut_rmrf(dir);
+}
+END_TEST
+
 START_TEST(test_segment_name) {
   char name[32];
   es__segment_name(name, sizeof(name), 1);
@@ -272,6 +321,7 @@ static Suite *manifest_suite(void) {
   tcase_add_test(tc, test_corrupt);
   tcase_add_test(tc, test_version_too_new);
   tcase_add_test(tc, test_segment_name);
+  tcase_add_test(tc, test_generation);
   tcase_add_test(tc, test_esdb);
   suite_add_tcase(s, tc);
   return s;
