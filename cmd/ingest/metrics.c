@@ -1,0 +1,97 @@
+/*
+ * metrics.c -- Prometheus text for GET /metrics (see metrics.h and the
+ * list in docs/INGEST.md).
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "metrics.h"
+
+static const int statuses[METRICS_STATUSES] = {200, 204, 400, 401, 404, 405,
+                                               408, 413, 429, 431, 500, 503};
+static const double bucket_s[METRICS_BUCKETS] = {
+    0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10};
+
+void metrics_request(metrics *m, int http_status) {
+  for (int i = 0; i < METRICS_STATUSES; i++)
+    if (statuses[i] == http_status) {
+      m->requests[i]++;
+      return;
+    }
+  m->requests[10]++; /* anything else counts as 500 */
+}
+
+void metrics_observe(metrics_hist *h, int64_t latency_us) {
+  prom_hist_observe(h, bucket_s, METRICS_BUCKETS, latency_us);
+}
+
+static int histogram(seg_buf *b, const char *name, const char *help,
+                     const metrics_hist *h) {
+  return prom_histogram(b, name, help, h, bucket_s, METRICS_BUCKETS);
+}
+
+int metrics_render(const metrics *m, seg_buf *b, size_t queue_jobs,
+                   size_t held_bytes, size_t budget_bytes,
+                   const ing_dedupe_pool *dedupe, size_t connections,
+                   int draining) {
+  int rc = prom_counter(b, "es_ingest_requests_total",
+                        "HTTP requests answered, by status code");
+  for (int i = 0; i < METRICS_STATUSES; i++)
+    rc |= prom_put(b, "es_ingest_requests_total{code=\"%d\"} %llu\n",
+                   statuses[i], (unsigned long long)m->requests[i]);
+  rc |=
+      prom_counter(b, "es_ingest_events_total",
+                   "events by outcome: stored (durable), duplicate (messageId "
+                   "seen before), rejected (in a refused request)");
+  rc |= prom_put(b, "es_ingest_events_total{status=\"stored\"} %llu\n",
+                 (unsigned long long)m->events_stored);
+  rc |= prom_put(b, "es_ingest_events_total{status=\"duplicate\"} %llu\n",
+                 (unsigned long long)m->events_duplicate);
+  rc |= prom_put(b, "es_ingest_events_total{status=\"rejected\"} %llu\n",
+                 (unsigned long long)m->events_rejected);
+  rc |= histogram(b, "es_ingest_commit_seconds",
+                  "time from hand-off to a writer until the request's "
+                  "events are durable",
+                  &m->commit);
+  rc |= histogram(b, "es_ingest_request_seconds",
+                  "ingest requests, from their first byte read to their "
+                  "answer queued (any status)",
+                  &m->request);
+  rc |= prom_counter(b, "es_ingest_bytes_total",
+                     "body bytes received (as sent), inflated (after gzip), "
+                     "stored (compact JSON size of stored events)");
+  rc |= prom_put(b, "es_ingest_bytes_total{stage=\"received\"} %llu\n",
+                 (unsigned long long)m->bytes_received);
+  rc |= prom_put(b, "es_ingest_bytes_total{stage=\"inflated\"} %llu\n",
+                 (unsigned long long)m->bytes_inflated);
+  rc |= prom_put(b, "es_ingest_bytes_total{stage=\"stored\"} %llu\n",
+                 (unsigned long long)m->bytes_stored);
+  rc |= prom_counter(b, "es_ingest_appends_failed_total",
+                     "es_append calls that failed (answered 5xx)");
+  rc |= prom_put(b, "es_ingest_appends_failed_total %llu\n",
+                 (unsigned long long)m->appends_failed);
+  rc |= prom_gauge(b, "es_ingest_queue_jobs", "requests waiting to be durable",
+                   queue_jobs);
+  rc |=
+      prom_gauge(b, "es_ingest_memory_bytes",
+                 "bytes held by request bodies and queued events", held_bytes);
+  rc |= prom_gauge(b, "es_ingest_memory_budget_bytes",
+                   "the requests' quarter of --memory-budget (503 above it)",
+                   budget_bytes);
+  rc |= prom_gauge(b, "es_ingest_dedupe_bytes",
+                   "memory of the tenants' messageId sets", dedupe->bytes);
+  rc |= prom_gauge(b, "es_ingest_dedupe_budget_bytes",
+                   "the messageId sets' quarter of --memory-budget",
+                   dedupe->bytes_max);
+  rc |=
+      prom_counter(b, "es_ingest_dedupe_full_total",
+                   "times a tenant's messageId set could not grow for want of "
+                   "budget (it forgot its oldest id instead)");
+  rc |= prom_put(b, "es_ingest_dedupe_full_total %llu\n",
+                 (unsigned long long)dedupe->refused);
+  rc |= prom_gauge(b, "es_ingest_connections", "open client connections",
+                   connections);
+  rc |= prom_gauge(b, "es_ingest_draining", "1 after SIGTERM",
+                   (unsigned)draining);
+  return rc ? -1 : 0;
+}

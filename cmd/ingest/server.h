@@ -1,0 +1,74 @@
+/*
+ * server.h -- the state of one ingest service (es-ingestd's, or the one
+ * es-queryd embeds), shared by the files of cmd/ingest/.  Its users see
+ * only ingest.h.
+ *
+ * Threads: everything here belongs to the libuv loop thread, except what
+ * writers.h says its writer threads touch (sched_tenant queues, under the
+ * sched mutex).  So counters, budgets and the dedupe sets need no locks.
+ */
+#ifndef INGESTD_SERVER_H
+#define INGESTD_SERVER_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "common/hconn.h"
+#include "dedupe.h"
+#include "eventstore.h"
+#include "ingest.h"
+#include "metrics.h"
+#include "writers.h"
+
+typedef struct tenant {
+  sched_tenant st; /* first: sched_job.tenant points here */
+  ing_dedupe dedupe;
+  /* Grows whenever ids are taken out of dedupe again (an append failed,
+   * a deduped request was refused): a request that waited on an id that
+   * is gone fails only if this moved meanwhile; else the id merely aged
+   * out of the set after its first copy was stored. */
+  uint64_t dedupe_forgets;
+  size_t pending_bytes; /* admitted, not yet completed */
+  size_t pending_jobs;  /* requests of those */
+} tenant;
+
+typedef struct write_key {
+  char *key;
+  tenant *tenant;
+} write_key;
+
+struct server {
+  ingest_config cfg;
+  uv_loop_t *loop;
+  es_db *db;
+  sched sched;
+  tenant *tenants;
+  size_t tenants_count;
+  write_key *keys; /* sorted by key */
+  size_t keys_count;
+  hconn_host http; /* listener and connections (hconn.h) */
+  int draining;
+  size_t held_bytes;           /* bodies being read + admitted jobs */
+  ing_dedupe_pool dedupe_pool; /* the tenants' dedupe sets' memory */
+  size_t jobs_pending;         /* handed to the writers, not yet answered */
+  size_t parsing;              /* handed to the parse pool (or just back) */
+  uint64_t rng;
+  metrics m;
+  int finished;                /* server_maybe_finish ran */
+  void (*finish_fn)(void *ud); /* its last step; may be NULL */
+  void *finish_ud;
+};
+typedef struct server server;
+
+/* http.c */
+int http_listen(server *srv, const char *host, int port, int *port_out);
+void http_drain(server *srv);
+void http_close_all(server *srv);
+void http_job_done(sched_job *sj, void *ud);
+/* setup.c (the rest of it: ingest.h) */
+const tenant *server_tenant_for_key(const server *srv, const char *key);
+void server_maybe_finish(server *srv);
+int64_t ing_now_us(void);
+
+#endif /* INGESTD_SERVER_H */
