@@ -25,6 +25,11 @@ void metrics_observe(metrics_hist *h, int64_t latency_us) {
   prom_hist_observe(h, bucket_s, METRICS_BUCKETS, latency_us);
 }
 
+/* The Prometheus text pieces are common/prom.h's. */
+#define put prom_put
+#define counter prom_counter
+#define gauge prom_gauge
+
 static int histogram(seg_buf *b, const char *name, const char *help,
                      const metrics_hist *h) {
   return prom_histogram(b, name, help, h, bucket_s, METRICS_BUCKETS);
@@ -34,21 +39,20 @@ int metrics_render(const metrics *m, seg_buf *b, size_t queue_jobs,
                    size_t held_bytes, size_t budget_bytes,
                    const ing_dedupe_pool *dedupe, size_t connections,
                    int draining) {
-  int rc = prom_counter(b, "es_ingest_requests_total",
-                        "HTTP requests answered, by status code");
+  int rc = counter(b, "es_ingest_requests_total",
+                   "HTTP requests answered, by status code");
   for (int i = 0; i < METRICS_STATUSES; i++)
-    rc |= prom_put(b, "es_ingest_requests_total{code=\"%d\"} %llu\n",
-                   statuses[i], (unsigned long long)m->requests[i]);
-  rc |=
-      prom_counter(b, "es_ingest_events_total",
-                   "events by outcome: stored (durable), duplicate (messageId "
-                   "seen before), rejected (in a refused request)");
-  rc |= prom_put(b, "es_ingest_events_total{status=\"stored\"} %llu\n",
-                 (unsigned long long)m->events_stored);
-  rc |= prom_put(b, "es_ingest_events_total{status=\"duplicate\"} %llu\n",
-                 (unsigned long long)m->events_duplicate);
-  rc |= prom_put(b, "es_ingest_events_total{status=\"rejected\"} %llu\n",
-                 (unsigned long long)m->events_rejected);
+    rc |= put(b, "es_ingest_requests_total{code=\"%d\"} %llu\n", statuses[i],
+              (unsigned long long)m->requests[i]);
+  rc |= counter(b, "es_ingest_events_total",
+                "events by outcome: stored (durable), duplicate (messageId "
+                "seen before), rejected (in a refused request)");
+  rc |= put(b, "es_ingest_events_total{status=\"stored\"} %llu\n",
+            (unsigned long long)m->events_stored);
+  rc |= put(b, "es_ingest_events_total{status=\"duplicate\"} %llu\n",
+            (unsigned long long)m->events_duplicate);
+  rc |= put(b, "es_ingest_events_total{status=\"rejected\"} %llu\n",
+            (unsigned long long)m->events_rejected);
   rc |= histogram(b, "es_ingest_commit_seconds",
                   "time from hand-off to a writer until the request's "
                   "events are durable",
@@ -57,41 +61,38 @@ int metrics_render(const metrics *m, seg_buf *b, size_t queue_jobs,
                   "ingest requests, from their first byte read to their "
                   "answer queued (any status)",
                   &m->request);
-  rc |= prom_counter(b, "es_ingest_bytes_total",
-                     "body bytes received (as sent), inflated (after gzip), "
-                     "stored (compact JSON size of stored events)");
-  rc |= prom_put(b, "es_ingest_bytes_total{stage=\"received\"} %llu\n",
-                 (unsigned long long)m->bytes_received);
-  rc |= prom_put(b, "es_ingest_bytes_total{stage=\"inflated\"} %llu\n",
-                 (unsigned long long)m->bytes_inflated);
-  rc |= prom_put(b, "es_ingest_bytes_total{stage=\"stored\"} %llu\n",
-                 (unsigned long long)m->bytes_stored);
-  rc |= prom_counter(b, "es_ingest_appends_failed_total",
-                     "es_append calls that failed (answered 5xx)");
-  rc |= prom_put(b, "es_ingest_appends_failed_total %llu\n",
-                 (unsigned long long)m->appends_failed);
-  rc |= prom_gauge(b, "es_ingest_queue_jobs", "requests waiting to be durable",
-                   queue_jobs);
+  rc |= counter(b, "es_ingest_bytes_total",
+                "body bytes received (as sent), inflated (after gzip), "
+                "stored (compact JSON size of stored events)");
+  rc |= put(b, "es_ingest_bytes_total{stage=\"received\"} %llu\n",
+            (unsigned long long)m->bytes_received);
+  rc |= put(b, "es_ingest_bytes_total{stage=\"inflated\"} %llu\n",
+            (unsigned long long)m->bytes_inflated);
+  rc |= put(b, "es_ingest_bytes_total{stage=\"stored\"} %llu\n",
+            (unsigned long long)m->bytes_stored);
+  rc |= counter(b, "es_ingest_appends_failed_total",
+                "es_append calls that failed (answered 5xx)");
+  rc |= put(b, "es_ingest_appends_failed_total %llu\n",
+            (unsigned long long)m->appends_failed);
+  rc |= gauge(b, "es_ingest_queue_jobs", "requests waiting to be durable",
+              queue_jobs);
+  rc |= gauge(b, "es_ingest_memory_bytes",
+              "bytes held by request bodies and queued events", held_bytes);
+  rc |= gauge(b, "es_ingest_memory_budget_bytes",
+              "the requests' quarter of --memory-budget (503 above it)",
+              budget_bytes);
+  rc |= gauge(b, "es_ingest_dedupe_bytes",
+              "memory of the tenants' messageId sets", dedupe->bytes);
+  rc |= gauge(b, "es_ingest_dedupe_budget_bytes",
+              "the messageId sets' quarter of --memory-budget",
+              dedupe->bytes_max);
+  rc |= counter(b, "es_ingest_dedupe_full_total",
+                "times a tenant's messageId set could not grow for want of "
+                "budget (it forgot its oldest id instead)");
+  rc |= put(b, "es_ingest_dedupe_full_total %llu\n",
+            (unsigned long long)dedupe->refused);
   rc |=
-      prom_gauge(b, "es_ingest_memory_bytes",
-                 "bytes held by request bodies and queued events", held_bytes);
-  rc |= prom_gauge(b, "es_ingest_memory_budget_bytes",
-                   "the requests' quarter of --memory-budget (503 above it)",
-                   budget_bytes);
-  rc |= prom_gauge(b, "es_ingest_dedupe_bytes",
-                   "memory of the tenants' messageId sets", dedupe->bytes);
-  rc |= prom_gauge(b, "es_ingest_dedupe_budget_bytes",
-                   "the messageId sets' quarter of --memory-budget",
-                   dedupe->bytes_max);
-  rc |=
-      prom_counter(b, "es_ingest_dedupe_full_total",
-                   "times a tenant's messageId set could not grow for want of "
-                   "budget (it forgot its oldest id instead)");
-  rc |= prom_put(b, "es_ingest_dedupe_full_total %llu\n",
-                 (unsigned long long)dedupe->refused);
-  rc |= prom_gauge(b, "es_ingest_connections", "open client connections",
-                   connections);
-  rc |= prom_gauge(b, "es_ingest_draining", "1 after SIGTERM",
-                   (unsigned)draining);
+      gauge(b, "es_ingest_connections", "open client connections", connections);
+  rc |= gauge(b, "es_ingest_draining", "1 after SIGTERM", (unsigned)draining);
   return rc ? -1 : 0;
 }

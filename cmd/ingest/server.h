@@ -1,7 +1,6 @@
 /*
- * server.h -- the state of one ingest service (es-ingestd's, or the one
- * es-queryd embeds), shared by the files of cmd/ingest/.  Its users see
- * only ingest.h.
+ * server.h -- the state of one ingest service, shared by its files.
+ * Its users (es-ingestd, es-queryd's embedded mode) see only ingest.h.
  *
  * Threads: everything here belongs to the libuv loop thread, except what
  * writers.h says its writer threads touch (sched_tenant queues, under the
@@ -38,8 +37,10 @@ typedef struct write_key {
   tenant *tenant;
 } write_key;
 
-struct server {
-  ingest_config cfg;
+typedef ingest_config config; /* ingest.h */
+
+typedef struct server {
+  config cfg;
   uv_loop_t *loop;
   es_db *db;
   sched sched;
@@ -49,24 +50,26 @@ struct server {
   size_t keys_count;
   hconn_host http; /* listener and connections (hconn.h) */
   int draining;
-  size_t held_bytes;           /* bodies being read + admitted jobs */
+  size_t held_bytes;   /* bodies being read + admitted jobs */
   ing_dedupe_pool dedupe_pool; /* the tenants' dedupe sets' memory */
-  size_t jobs_pending;         /* handed to the writers, not yet answered */
-  size_t parsing;              /* handed to the parse pool (or just back) */
+  size_t jobs_pending; /* handed to the writers, not yet answered */
+  size_t parsing;      /* handed to the parse pool (or just back) */
   uint64_t rng;
   metrics m;
   int finished;                /* server_maybe_finish ran */
   void (*finish_fn)(void *ud); /* its last step; may be NULL */
   void *finish_ud;
-};
-typedef struct server server;
+} server;
 
 /* http.c */
 int http_listen(server *srv, const char *host, int port, int *port_out);
 void http_drain(server *srv);
 void http_close_all(server *srv);
 void http_job_done(sched_job *sj, void *ud);
-/* setup.c (the rest of it: ingest.h) */
+/* setup.c: the server without main(), for es-ingestd and es-queryd's
+ * embedded mode (ingest.h); drain it
+ * with http_drain: when the last connection is gone the writers are
+ * joined and srv->finish_fn is called (server_maybe_finish). */
 const tenant *server_tenant_for_key(const server *srv, const char *key);
 void server_maybe_finish(server *srv);
 int64_t ing_now_us(void);
