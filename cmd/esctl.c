@@ -35,8 +35,8 @@
 
 #include <yajl/yajl_tree.h>
 
+#include "common/segment_json.h"
 #include "eventstore.h"
-#include "segment_json.h"
 
 #define EXIT_LIB 1
 #define EXIT_USAGE 2

@@ -25,10 +25,49 @@ while IFS= read -r f; do
     fi
   done < <(grep -oE '^#include +"[^"]+"' "$f" | sed -E 's/^#include +"([^"]+)"/\1/')
 done < <(find lib -name '*.[ch]' | sort)
+
+# ---- cmd/ layering (begin) -------------------------------------------
+# cmd/ is in layers too: common/ (shared by every program) < ingest/ (the
+# ingest service as a library) < the executables (ingestd/, queryd/, and
+# the tools at the top of cmd/).  Includes across folders are written
+# from cmd/ ("common/hconn.h"); a bare "x.h" is the file's own folder's
+# or the public header.
+#   - nothing in cmd/ includes a lib/ header, or climbs with "../";
+#   - common/ includes only itself and eventstore.h;
+#   - ingest/ includes common/ and itself;
+#   - the tools at the top of cmd/ include common/;
+#   - every other folder includes common/ and, of ingest/, only its
+#     public header ingest/ingest.h; never another executable's folder.
+cmd_allowed() { # the folder of a file, the include -> 0 when allowed
+  case "$2" in ../*|*/../*|./*|*/./*) return 1;; esac
+  case "$1:$2" in
+    common:common/*) return 0;;
+    common:*) return 1;;
+    ingest:common/*|ingest:ingest/*) return 0;;
+    ingest:*) return 1;;
+    .:common/*) return 0;;
+    .:*) return 1;;
+    *:common/*|*:ingest/ingest.h) return 0;;
+    *) return 1;;
+  esac
+}
+while IFS= read -r f; do
+  dir=$(dirname "${f#cmd/}")
+  while IFS= read -r inc; do
+    case "$inc" in
+      eventstore.h) continue;;
+      */*) cmd_allowed "$dir" "$inc" && continue;;
+      *) [ -f "$(dirname "$f")/$inc" ] && continue;;
+    esac
+    echo "$f: includes \"$inc\"" >&2
+    say "cmd/ layering: a file of cmd/$dir may not include \"$inc\" (the rules are in check.sh)"
+  done < <(grep -oE '^#include +"[^"]+"' "$f" | sed -E 's/^#include +"([^"]+)"/\1/')
+done < <(find cmd -name '*.[ch]' | sort)
 if grep -rnE '#include +"[^"]*(lib/|(base|store|engine|replicate|export|erase)/)' cmd \
     --include='*.c' --include='*.h'; then
   say "cmd/ must include only include/eventstore.h (and cmd/ headers)"
 fi
+# ---- cmd/ layering (end) ---------------------------------------------
 
 # 2. Banned calls: only mem.c allocates, only io.c touches files, only
 #    clock.c reads the clock.

@@ -1,11 +1,12 @@
 /*
- * main.c -- es-ingestd: flags, the keys file, start-up (open the store,
- * reload the recent messageIds, start the writers, listen) and the
- * SIGTERM drain.  docs/INGEST.md is the operator's manual.
+ * main.c -- es-ingestd: flags, start-up (open the store, then the ingest
+ * service of cmd/ingest/: keys file, recent messageIds reloaded, writers,
+ * listener) and the SIGTERM drain.  docs/INGEST.md is the operator's
+ * manual.
  *
  * Shutdown order (SIGTERM or SIGINT):
  *
- *  1. stop accepting; close idle connections (http_drain);
+ *  1. stop accepting; close idle connections (ingest_drain);
  *  2. requests already read finish: their jobs become durable and are
  *     answered, with "Connection: close";
  *  3. when no connection is left (or after --drain-timeout-ms, when the
@@ -22,8 +23,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "server.h"
-#include "svc.h"
+#include "common/svc.h"
+#include "ingest/ingest.h"
 
 static const char usage[] =
     "usage: es-ingestd --data DIR --listen HOST:PORT --keys FILE [flags]\n"
@@ -66,7 +67,11 @@ static const char usage[] =
     "Exit status: 0 after a clean SIGTERM, 1 on a runtime error, 2 on bad\n"
     "usage.  Logs are JSON lines on stderr.\n";
 
-static server g_srv;
+static ingest_config g_cfg;
+static ingest_server *g_srv;
+static uv_signal_t g_sigterm, g_sigint;
+static uv_timer_t g_drain_timer;
+static int g_draining;
 
 #define die_usage(...) svc_usage_error("es-ingestd", __VA_ARGS__)
 
@@ -79,7 +84,7 @@ static int parse_num(const char *flag, const char *v, long long lo,
   return svc_parse_num("es-ingestd", flag, v, lo, hi, out);
 }
 
-static int parse_args(int argc, char **argv, config *cfg) {
+static int parse_args(int argc, char **argv, ingest_config *cfg) {
   long long v;
   ingest_config_defaults(cfg);
   long long share_pct = 25;
@@ -105,7 +110,7 @@ static int parse_args(int argc, char **argv, config *cfg) {
         return 2;
       cfg->compact_segments = (int)v;
     } else if (strcmp(a, "--threads") == 0) {
-      if (parse_num(a, val, 1, SCHED_THREADS_MAX, &v))
+      if (parse_num(a, val, 1, INGEST_THREADS_MAX, &v))
         return 2;
       cfg->threads = (int)v;
     } else if (strcmp(a, "--memory-budget") == 0) {
@@ -167,105 +172,111 @@ static int split_listen(const char *s, char *host, size_t size, int *port) {
  * ---------------------------------------------------------------------- */
 
 static void on_drain_timeout(uv_timer_t *t) {
-  server *srv = t->data;
+  (void)t;
   ing_log("warning", "drain timeout: closing the remaining connections", "");
-  http_close_all(srv);
+  ingest_close_all(g_srv);
 }
 
-/* Step 3 of the shutdown (server_maybe_finish, setup.c): the writers are
- * joined; closing the last handles lets the loop end. */
-static void on_finished(server *srv) {
-  uv_close((uv_handle_t *)&srv->sigterm, NULL);
-  uv_close((uv_handle_t *)&srv->sigint, NULL);
-  uv_close((uv_handle_t *)&srv->drain_timer, NULL);
+/* Step 3 of the shutdown (the service's finished callback): the writers
+ * are joined; closing the last handles lets the loop end. */
+static void on_finished(void *ud) {
+  (void)ud;
+  uv_close((uv_handle_t *)&g_sigterm, NULL);
+  uv_close((uv_handle_t *)&g_sigint, NULL);
+  uv_close((uv_handle_t *)&g_drain_timer, NULL);
 }
 
 static void on_signal(uv_signal_t *h, int signum) {
-  server *srv = h->data;
-  if (srv->draining)
+  (void)h;
+  if (g_draining)
     return;
+  g_draining = 1;
   char extra[64];
   snprintf(extra, sizeof extra, ",\"signal\":%d", signum);
   ing_log("info", "draining", extra);
-  http_drain(srv);
-  uv_timer_start(&srv->drain_timer, on_drain_timeout,
-                 (uint64_t)srv->cfg.drain_timeout_ms, 0);
-  server_maybe_finish(srv);
+  uv_timer_start(&g_drain_timer, on_drain_timeout,
+                 (uint64_t)g_cfg.drain_timeout_ms, 0);
+  ingest_drain(g_srv);
 }
 
 /* ----------------------------------------------------------------------
  * main
  * ---------------------------------------------------------------------- */
 
-static int run(server *srv) {
+/* Opens the store and serves until the drain ends; 0 or an exit
+ * status.  *db_out is the store to close (NULL when it did not open). */
+static int run(ingest_config *cfg, uv_loop_t *loop, es_db **db_out) {
   char host[256], extra[512];
   int port = 0, bound = 0, rc;
-  if ((rc = split_listen(srv->cfg.listen, host, sizeof host, &port)))
+  if ((rc = split_listen(cfg->listen, host, sizeof host, &port)))
     return rc;
   es_options o;
   es_options_init(&o);
-  o.data_dir = srv->cfg.data_dir;
-  o.sync_mode = srv->cfg.sync_none ? ES_SYNC_NONE : ES_SYNC_FULL;
+  o.data_dir = cfg->data_dir;
+  o.sync_mode = cfg->sync_none ? ES_SYNC_NONE : ES_SYNC_FULL;
   o.log.fn = ing_lib_log;
   /* The flusher merges small segments; each merge holds at most
    * memtable_budget_bytes / 8 of rows (docs/INGEST.md, "Compaction"). */
-  o.compact_segments = srv->cfg.compact_segments;
+  o.compact_segments = cfg->compact_segments;
   /* The budget is shared: 3/8 for the store's memtables (appends wait
    * above it), a quarter for requests in flight (bodies, parses, events),
    * a quarter for the messageId sets, and 1/8 left for what none of them
    * counts: the allocator's freed pages not yet returned, connections'
    * buffers, flushes' and merges' images (docs/INGEST.md, "Overload"). */
-  o.memtable_budget_bytes = srv->cfg.memory_budget_bytes / 8 * 3;
-  srv->cfg.dedupe_bytes_max = srv->cfg.memory_budget_bytes / 4;
-  srv->cfg.memory_budget_bytes /= 4;
-  srv->cfg.tenant_bytes_max /= 4;
+  o.memtable_budget_bytes = cfg->memory_budget_bytes / 8 * 3;
+  cfg->dedupe_bytes_max = cfg->memory_budget_bytes / 4;
+  cfg->memory_budget_bytes /= 4;
+  cfg->tenant_bytes_max /= 4;
   es_db *db;
   if ((rc = es_open(&o, &db)) != ES_OK) {
     fprintf(stderr, "es-ingestd: cannot open %s: %s: %s\n", o.data_dir,
             es_strerror(rc), es_errdetail());
     return 1;
   }
-  srv->db = db;
-  uv_loop_t *loop = uv_default_loop();
-  srv->finish_fn = on_finished;
-  if ((rc = ingest_start(srv, loop, db, host, port, &bound)) != 0) {
-    srv->loop = loop;
-    uv_run(loop, UV_RUN_DEFAULT);
+  *db_out = db;
+  if ((g_srv = ingest_new(cfg, on_finished, NULL)) == NULL) {
+    fprintf(stderr, "es-ingestd: out of memory\n");
+    return 1;
+  }
+  if ((rc = ingest_start(g_srv, loop, db, host, port, &bound)) != 0) {
+    uv_run(loop, UV_RUN_DEFAULT); /* the handles it opened are closing */
     return rc;
   }
-  uv_signal_init(srv->loop, &srv->sigterm);
-  uv_signal_init(srv->loop, &srv->sigint);
-  uv_timer_init(srv->loop, &srv->drain_timer);
-  srv->sigterm.data = srv->sigint.data = srv->drain_timer.data = srv;
-  uv_signal_start(&srv->sigterm, on_signal, SIGTERM);
-  uv_signal_start(&srv->sigint, on_signal, SIGINT);
+  uv_signal_init(loop, &g_sigterm);
+  uv_signal_init(loop, &g_sigint);
+  uv_timer_init(loop, &g_drain_timer);
+  uv_signal_start(&g_sigterm, on_signal, SIGTERM);
+  uv_signal_start(&g_sigint, on_signal, SIGINT);
   snprintf(extra, sizeof extra,
            ",\"host\":\"%s\",\"port\":%d,\"threads\":%d,\"tenants\":%zu,"
            "\"memory_budget_bytes\":%zu",
-           host, bound, srv->cfg.threads, srv->tenants_count,
-           srv->cfg.memory_budget_bytes);
+           host, bound, cfg->threads, ingest_tenants_count(g_srv),
+           cfg->memory_budget_bytes);
   ing_log("info", "listening", extra);
-  uv_run(srv->loop, UV_RUN_DEFAULT);
+  uv_run(loop, UV_RUN_DEFAULT);
   return 0;
 }
 
 int main(int argc, char **argv) {
-  server *srv = &g_srv;
-  int rc = parse_args(argc, argv, &srv->cfg);
+  es_db *db = NULL;
+  uv_loop_t *loop = NULL;
+  int rc = parse_args(argc, argv, &g_cfg);
   signal(SIGPIPE, SIG_IGN);
-  if (rc == 0)
-    rc = run(srv);
-  if (srv->db) {
-    int frc = rc == 0 ? es_flush(srv->db, NULL) : ES_OK;
-    int crc = es_close(srv->db);
+  if (rc == 0) {
+    loop = uv_default_loop();
+    rc = run(&g_cfg, loop, &db);
+  }
+  if (db) {
+    int frc = rc == 0 ? es_flush(db, NULL) : ES_OK;
+    int crc = es_close(db);
     if (frc != ES_OK || crc != ES_OK) {
       ing_log("error", "flush/close failed", "");
       rc = 1;
     }
   }
-  if (srv->loop)
-    uv_loop_close(srv->loop);
-  ingest_free(srv);
+  if (loop)
+    uv_loop_close(loop);
+  ingest_free(g_srv);
   if (rc == 0)
     ing_log("info", "stopped", "");
   return rc;

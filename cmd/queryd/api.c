@@ -4,9 +4,9 @@
  * thread pool so that the loop never waits for a scan.
  *
  * Invariants:
- *  1. Every /v1 route authenticates first; the tenant comes from the
- *     token table alone (server.h, invariant 1).  Nothing in a request
- *     names a tenant.
+ *  1. Every /v1 route authenticates before it does anything (ROUTE_TOKEN
+ *     on its row); the tenant comes from the token table alone (server.h,
+ *     invariant 1).  Nothing in a request names a tenant.
  *  2. Errors say what was wrong with the request, or the status code's
  *     name: never a library detail that could carry a path (the one
  *     exception, a bad query spec, echoes the caller's own spec field).
@@ -20,6 +20,8 @@
 #include <llhttp.h>
 #include <yajl_tree.h>
 
+#include "common/route.h"
+#include "common/status_http.h"
 #include "server.h"
 
 #define TIMELINE_LIMIT_DEFAULT 20
@@ -44,33 +46,13 @@ typedef struct qd_work {
   char err[512];
 } qd_work;
 
-/* The one table from library status to HTTP status. */
-int qd_http_status_of(int es_status) {
-  switch (es_status) {
-  case ES_OK:
-    return 200;
-  case ES_EINVAL:
-  case ES_ETENANT:
-  case ES_ETOOBIG:
-    return 400;
-  case ES_ENOTFOUND:
-    return 404;
-  case ES_ENOMEM:
-  case ES_ECLOSED:
-  case ES_EBUSY:
-    return 503;
-  default:
-    return 500; /* ES_EIO, ES_ECORRUPT, ES_EFAILED, ... */
-  }
-}
-
 /* ----------------------------------------------------------------------
  * The work functions (thread pool)
  * ---------------------------------------------------------------------- */
 
 static int fail(qd_work *w, int rc, const char *msg) {
   w->es_status = rc;
-  w->status = qd_http_status_of(rc);
+  w->status = http_status_of(rc);
   snprintf(w->err, sizeof w->err, "%s", msg ? msg : es_strerror(rc));
   return rc;
 }
@@ -318,18 +300,6 @@ static long parse_limit(const char *q, long dflt, long max) {
   return n > max ? max : n;
 }
 
-static void serve_asset(qd_conn *c, const char *path) {
-  if (strcmp(path, "/") == 0)
-    path = "/index.html";
-  for (size_t i = 0; i < qd_assets_count; i++)
-    if (strcmp(qd_assets[i].path, path) == 0) {
-      qd_respond(c, 200, qd_assets[i].type, (const char *)qd_assets[i].data,
-                 qd_assets[i].len, NULL);
-      return;
-    }
-  qd_respond_error(c, 404, "no such endpoint");
-}
-
 /* "/v1/<a>/<id>/<b>": the percent-decoded middle segment into id; 0 when
  * it matches, -1 when not, -2 when it matches but decodes badly. */
 static int middle(const char *path, const char *a, const char *b, char *id,
@@ -346,69 +316,102 @@ static int middle(const char *path, const char *a, const char *b, char *id,
   return 0;
 }
 
-static void serve_v1(qd_server *srv, qd_conn *c, const qd_request *rq,
-                     qd_tenant *t) {
-  const char *p = rq->path;
-  char id[3 * QD_PERSON_BYTES_MAX + 1];
-  int get = rq->method == HTTP_GET;
-  if (strcmp(p, "/v1/query") == 0) {
-    if (rq->method != HTTP_POST)
-      qd_respond_error(c, 405, "POST a query spec here");
-    else
-      submit(srv, c, t, W_QUERY, rq->body_len ? rq->body : "{}",
-             rq->body_len ? rq->body_len : 2, 0);
-  } else if (strcmp(p, "/v1/stream") == 0) {
-    if (!get)
-      qd_respond_error(c, 405, "GET only");
-    else if (qd_stream_start(c, t) == 0)
-      qd_live_subscribed(srv, c, t);
-  } else if (strcmp(p, "/v1/segments") == 0) {
-    if (!get)
-      qd_respond_error(c, 405,
-                       "GET only (rules are made with esctl "
-                       "rule-put)");
-    else
-      submit(srv, c, t, W_RULES, "", 0, 0);
-  } else if (strcmp(p, "/v1/events/latest") == 0) {
-    long lim = parse_limit(rq->query, 20, LATEST_LIMIT_MAX);
-    if (!get)
-      qd_respond_error(c, 405, "GET only");
-    else if (lim < 0)
-      qd_respond_error(c, 400, "\"limit\" must be an integer >= 1");
-    else
-      submit(srv, c, t, W_LATEST, "", 0, (size_t)lim);
-  } else if (middle(p, "/v1/segments/", "/members", id, sizeof id) == -2 ||
-             middle(p, "/v1/persons/", "/timeline", id, sizeof id) == -2 ||
-             middle(p, "/v1/persons/", "/segments", id, sizeof id) == -2) {
-    qd_respond_error(c, 400,
-                     "bad id in the path (percent-encoding, or over "
-                     "512 bytes)");
-  } else if (middle(p, "/v1/segments/", "/members", id, sizeof id) == 0) {
-    if (!get)
-      qd_respond_error(c, 405, "GET only");
-    else
-      submit(srv, c, t, W_MEMBERS, id, strlen(id), 0);
-  } else if (middle(p, "/v1/persons/", "/timeline", id, sizeof id) == 0) {
-    long lim =
-        parse_limit(rq->query, TIMELINE_LIMIT_DEFAULT, TIMELINE_LIMIT_MAX);
-    if (!get)
-      qd_respond_error(c, 405, "GET only");
-    else if (lim < 0)
-      qd_respond_error(c, 400, "\"limit\" must be an integer >= 1");
-    else
-      submit(srv, c, t, W_TIMELINE, id, strlen(id), (size_t)lim);
-  } else if (middle(p, "/v1/persons/", "/segments", id, sizeof id) == 0) {
-    if (!get)
-      qd_respond_error(c, 405, "GET only");
-    else
-      submit(srv, c, t, W_PERSON_SEGMENTS, id, strlen(id), 0);
-  } else {
-    qd_respond_error(c, 404, "no such endpoint");
-  }
+/* The dashboard's files, compiled in (static.c, from static/). */
+static void serve_asset(qd_server *srv, qd_conn *c, const qd_request *rq,
+                        qd_tenant *t) {
+  const char *path = strcmp(rq->path, "/") == 0 ? "/index.html" : rq->path;
+  (void)srv, (void)t;
+  for (size_t i = 0; i < qd_assets_count; i++)
+    if (strcmp(qd_assets[i].path, path) == 0) {
+      qd_respond(c, 200, qd_assets[i].type, (const char *)qd_assets[i].data,
+                 qd_assets[i].len, NULL);
+      return;
+    }
+  qd_respond_error(c, 404, "no such file"); /* a row without its file */
 }
 
-static void serve_metrics(qd_server *srv, qd_conn *c) {
+/* The id in "/v1/<a>/<id>/<b>" (the route matched the shape) into id;
+ * 0, or -1 after answering 400. */
+static int path_id(qd_conn *c, const char *path, const char *a, const char *b,
+                   char *id, size_t size) {
+  if (middle(path, a, b, id, size) == 0)
+    return 0;
+  qd_respond_error(c, 400,
+                   "bad id in the path (percent-encoding, or over "
+                   "512 bytes)");
+  return -1;
+}
+
+#define ID_SIZE (3 * QD_PERSON_BYTES_MAX + 1)
+
+static void serve_query(qd_server *srv, qd_conn *c, const qd_request *rq,
+                        qd_tenant *t) {
+  submit(srv, c, t, W_QUERY, rq->body_len ? rq->body : "{}",
+         rq->body_len ? rq->body_len : 2, 0);
+}
+
+static void serve_stream(qd_server *srv, qd_conn *c, const qd_request *rq,
+                         qd_tenant *t) {
+  (void)rq;
+  if (qd_stream_start(c, t) == 0)
+    qd_live_subscribed(srv, c, t);
+}
+
+static void serve_rules(qd_server *srv, qd_conn *c, const qd_request *rq,
+                        qd_tenant *t) {
+  (void)rq;
+  submit(srv, c, t, W_RULES, "", 0, 0);
+}
+
+static void serve_latest(qd_server *srv, qd_conn *c, const qd_request *rq,
+                         qd_tenant *t) {
+  long lim = parse_limit(rq->query, 20, LATEST_LIMIT_MAX);
+  if (lim < 0)
+    qd_respond_error(c, 400, "\"limit\" must be an integer >= 1");
+  else
+    submit(srv, c, t, W_LATEST, "", 0, (size_t)lim);
+}
+
+static void serve_members(qd_server *srv, qd_conn *c, const qd_request *rq,
+                          qd_tenant *t) {
+  char id[ID_SIZE];
+  if (path_id(c, rq->path, "/v1/segments/", "/members", id, sizeof id) == 0)
+    submit(srv, c, t, W_MEMBERS, id, strlen(id), 0);
+}
+
+static void serve_timeline(qd_server *srv, qd_conn *c, const qd_request *rq,
+                           qd_tenant *t) {
+  char id[ID_SIZE];
+  long lim = parse_limit(rq->query, TIMELINE_LIMIT_DEFAULT, TIMELINE_LIMIT_MAX);
+  if (path_id(c, rq->path, "/v1/persons/", "/timeline", id, sizeof id))
+    return;
+  if (lim < 0)
+    qd_respond_error(c, 400, "\"limit\" must be an integer >= 1");
+  else
+    submit(srv, c, t, W_TIMELINE, id, strlen(id), (size_t)lim);
+}
+
+static void serve_person_segments(qd_server *srv, qd_conn *c,
+                                  const qd_request *rq, qd_tenant *t) {
+  char id[ID_SIZE];
+  if (path_id(c, rq->path, "/v1/persons/", "/segments", id, sizeof id) == 0)
+    submit(srv, c, t, W_PERSON_SEGMENTS, id, strlen(id), 0);
+}
+
+static void serve_healthz(qd_server *srv, qd_conn *c, const qd_request *rq,
+                          qd_tenant *t) {
+  const char *h = srv->draining ? "{\"status\":\"draining\"}"
+                  : srv->read_only
+                      ? "{\"status\":\"ok\",\"mode\":\"read-only\"}"
+                      : "{\"status\":\"ok\",\"mode\":\"embedded\"}";
+  (void)rq, (void)t;
+  qd_respond(c, 200, "application/json", h, strlen(h), NULL);
+}
+
+static void serve_metrics(qd_server *srv, qd_conn *c, const qd_request *rq,
+                          qd_tenant *t) {
   seg_buf b;
+  (void)rq, (void)t;
   seg_buf_init(&b);
   if (qd_metrics_render(srv, &b)) {
     seg_buf_free(&b);
@@ -419,28 +422,58 @@ static void serve_metrics(qd_server *srv, qd_conn *c) {
   seg_buf_free(&b);
 }
 
+/* ----------------------------------------------------------------------
+ * The route table
+ * ---------------------------------------------------------------------- */
+
+/* qd_route.r.flags */
+#define ROUTE_TOKEN 1u       /* a token names the tenant (invariant 1) */
+#define ROUTE_QUERY_TOKEN 2u /* ?token= too (EventSource sets no header) */
+
+typedef struct qd_route {
+  http_route r; /* first (common/route.h) */
+  /* t: the token's tenant (ROUTE_TOKEN), else NULL */
+  void (*serve)(qd_server *srv, qd_conn *c, const qd_request *rq, qd_tenant *t);
+} qd_route;
+
+/* Every endpoint, one row each (docs/QUERYD.md).  The dashboard's rows
+ * name the files of static/ (meson.build's queryd_assets). */
+static const qd_route routes[] = {
+    {{HTTP_GET, "/", 0}, serve_asset},
+    {{HTTP_GET, "/index.html", 0}, serve_asset},
+    {{HTTP_GET, "/app.js", 0}, serve_asset},
+    {{HTTP_GET, "/app.css", 0}, serve_asset},
+    {{HTTP_GET, "/healthz", 0}, serve_healthz},
+    {{HTTP_GET, "/metrics", 0}, serve_metrics},
+    {{HTTP_POST, "/v1/query", ROUTE_TOKEN}, serve_query},
+    {{HTTP_GET, "/v1/stream", ROUTE_TOKEN | ROUTE_QUERY_TOKEN}, serve_stream},
+    {{HTTP_GET, "/v1/segments", ROUTE_TOKEN}, serve_rules},
+    {{HTTP_GET, "/v1/events/latest", ROUTE_TOKEN}, serve_latest},
+    {{HTTP_GET, "/v1/segments/*/members", ROUTE_TOKEN}, serve_members},
+    {{HTTP_GET, "/v1/persons/*/timeline", ROUTE_TOKEN}, serve_timeline},
+    {{HTTP_GET, "/v1/persons/*/segments", ROUTE_TOKEN}, serve_person_segments},
+};
+
 void qd_api_dispatch(qd_server *srv, qd_conn *c, const qd_request *rq) {
-  const char *p = rq->path;
-  int get = rq->method == HTTP_GET;
-  if (strncmp(p, "/v1/", 4) != 0) {
-    if (!get)
-      qd_respond_error(c, 405, "GET only");
-    else if (strcmp(p, "/healthz") == 0) {
-      const char *h = srv->draining ? "{\"status\":\"draining\"}"
-                      : srv->read_only
-                          ? "{\"status\":\"ok\",\"mode\":\"read-only\"}"
-                          : "{\"status\":\"ok\",\"mode\":\"embedded\"}";
-      qd_respond(c, 200, "application/json", h, strlen(h), NULL);
-    } else if (strcmp(p, "/metrics") == 0)
-      serve_metrics(srv, c);
-    else
-      serve_asset(c, p);
+  char allow[HTTP_ROUTE_ALLOW_SIZE], msg[64 + HTTP_ROUTE_ALLOW_SIZE];
+  int status;
+  const qd_route *r = (const qd_route *)http_route_find(
+      routes, sizeof routes / sizeof *routes, sizeof *routes, rq->method,
+      rq->path, strlen(rq->path), &status, allow);
+  if (r == NULL) {
+    snprintf(msg, sizeof msg, "method not allowed here (Allow: %s)", allow);
+    qd_respond_allow(c, status, status == 404 ? "no such endpoint" : msg,
+                     status == 405 ? allow : NULL);
+    return;
+  }
+  if (!(r->r.flags & ROUTE_TOKEN)) {
+    r->serve(srv, c, rq, NULL);
     return;
   }
   /* invariant 1 */
   char qtok[256];
   const char *tok = rq->bearer;
-  if (tok == NULL && strcmp(p, "/v1/stream") == 0 &&
+  if (tok == NULL && (r->r.flags & ROUTE_QUERY_TOKEN) &&
       query_param(rq->query, "token", qtok, sizeof qtok))
     tok = qtok;
   if (tok == NULL || *tok == '\0') {
@@ -456,5 +489,5 @@ void qd_api_dispatch(qd_server *srv, qd_conn *c, const qd_request *rq) {
     qd_respond_error(c, 503, "server shutting down; retry later");
     return;
   }
-  serve_v1(srv, c, rq, t);
+  r->serve(srv, c, rq, t);
 }

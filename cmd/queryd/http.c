@@ -1,10 +1,10 @@
 /*
  * http.c -- connections, HTTP/1.1 parsing (llhttp) and answers of
  * es-queryd.  The connection plumbing (accept, read, llhttp, pipelining,
- * timers, writes, close) is es-ingestd's hconn.c, with its invariants
- * (cmd/ingestd/hconn.h): one request at a time per connection, pipelined
- * bytes kept for after the answer.  This file is what is es-queryd's own,
- * as hconn_ops hooks, and its event streams.
+ * timers, writes, close) is cmd/common/hconn.c, with its invariants
+ * (hconn.h), shared with the ingest service: one request at a time per
+ * connection, pipelined bytes kept for after the answer.  This file is what is
+ * es-queryd's own, as hconn_ops hooks, and its event streams.
  *
  *   IDLE --first byte--> READING --message complete--> dispatch (api.c)
  *   dispatch: answered at once                          -> WRITE
@@ -32,9 +32,10 @@
 
 #include <llhttp.h>
 
-#include "hconn.h"
+#include "common/hconn.h"
+#include "common/route.h"
+#include "common/status_http.h"
 #include "server.h"
-#include "svc.h"
 
 #define READ_BUF_BYTES 16384
 #define URL_BYTES_MAX 4096
@@ -57,16 +58,19 @@ struct qd_conn {
 void qd_respond(qd_conn *c, int status, const char *type, const char *body,
                 size_t len, const char *extra_headers) {
   qd_server *srv = c->h.srv;
-  char head[1024];
+  char head[1024], retry[32] = "";
   if (c->h.state == HC_CLOSING || c->h.state == HC_STREAM)
     return;
   c->work = NULL;
   c->h.close_after = !c->h.keep_alive || srv->draining || c->h.fatal_status;
+  if (http_status_retry_after_s(status))
+    snprintf(retry, sizeof retry, "Retry-After: %d\r\n",
+             http_status_retry_after_s(status));
   int n = snprintf(head, sizeof head,
                    "HTTP/1.1 %d %s\r\nContent-Type: %s\r\n"
                    "Content-Length: %zu\r\nCache-Control: no-store\r\n"
-                   "X-Content-Type-Options: nosniff\r\n%s%s\r\n",
-                   status, svc_http_reason(status), type, len,
+                   "X-Content-Type-Options: nosniff\r\n%s%s%s\r\n",
+                   status, http_status_reason(status), type, len, retry,
                    extra_headers ? extra_headers : "",
                    c->h.close_after ? "Connection: close\r\n" : "");
   if (n < 0 || (size_t)n >= sizeof head) {
@@ -79,7 +83,17 @@ void qd_respond(qd_conn *c, int status, const char *type, const char *body,
 
 /* {"error":msg} */
 void qd_respond_error(qd_conn *c, int status, const char *msg) {
+  qd_respond_allow(c, status, msg, NULL);
+}
+
+void qd_respond_allow(qd_conn *c, int status, const char *msg,
+                      const char *allow) {
+  char extra[64 + HTTP_ROUTE_ALLOW_SIZE] = "";
   seg_buf b;
+  if (status == 401)
+    snprintf(extra, sizeof extra, "WWW-Authenticate: Bearer\r\n");
+  else if (allow)
+    snprintf(extra, sizeof extra, "Allow: %s\r\n", allow);
   seg_buf_init(&b);
   if (seg_buf_put(&b, "{\"error\":", 9) ||
       seg_buf_put_json_string(&b, msg, strlen(msg)) ||
@@ -89,7 +103,7 @@ void qd_respond_error(qd_conn *c, int status, const char *msg) {
     return;
   }
   qd_respond(c, status, "application/json", b.data, b.len,
-             status == 401 ? "WWW-Authenticate: Bearer\r\n" : NULL);
+             extra[0] ? extra : NULL);
   seg_buf_free(&b);
 }
 

@@ -12,7 +12,7 @@
  *    handles").
  *  - embedded (--ingest-listen HOST:PORT --keys FILE): one process opens
  *    DIR writable and serves both es-ingestd's Segment API (the same code,
- *    cmd/ingestd/setup.c) and the query API on one es_db handle.
+ *    cmd/ingest/) and the query API on one es_db handle.
  *
  * Shutdown (SIGTERM or SIGINT): stop accepting and close streams and idle
  * connections (both servers); requests in the thread pool finish and are
@@ -31,10 +31,10 @@
 #include <curl/curl.h>
 #include <yajl_tree.h>
 
+#include "common/svc.h"
+/* the ingest service, for the embedded mode (cmd/ingest/) */
+#include "ingest/ingest.h"
 #include "server.h"
-#include "svc.h"
-/* es-ingestd's server, for the embedded mode (cmd/ingestd/setup.c) */
-#include "../ingestd/server.h"
 
 #define TOKENS_FILE_BYTES_MAX (16u << 20)
 
@@ -75,7 +75,6 @@ static const char usage[] =
     "usage.  Logs are JSON lines on stderr.\n";
 
 static qd_server g_srv;
-static server g_ingest; /* es-ingestd's state, embedded mode only */
 
 /* ----------------------------------------------------------------------
  * Logging and the clock
@@ -305,7 +304,7 @@ static void on_drain_timeout(uv_timer_t *t) {
   qd_log("warning", "drain timeout: closing the remaining connections", "");
   qd_http_close_all(srv);
   if (srv->ingest)
-    http_close_all(srv->ingest);
+    ingest_close_all(srv->ingest);
 }
 
 /* The last step, once no connection and no work is left. */
@@ -330,10 +329,8 @@ static void on_signal(uv_signal_t *h, int signum) {
   uv_timer_start(&srv->drain_timer, on_drain_timeout,
                  (uint64_t)srv->cfg.drain_timeout_ms, 0);
   if (srv->ingest)
-    http_drain(srv->ingest); /* its writers are joined when it is idle */
+    ingest_drain(srv->ingest); /* its writers are joined when it is idle */
   qd_http_drain(srv);
-  if (srv->ingest)
-    server_maybe_finish(srv->ingest);
   qd_maybe_finish(srv);
 }
 
@@ -376,23 +373,24 @@ static int open_store(qd_server *srv) {
 static int start_ingest(qd_server *srv, int *bound) {
   char host[256];
   int port, rc;
-  server *ing = &g_ingest;
+  ingest_config cfg;
   if ((rc = split_listen("--ingest-listen", srv->cfg.ingest_listen, host,
                          sizeof host, &port)))
     return rc;
-  ingest_config_defaults(&ing->cfg);
-  ing->cfg.data_dir = srv->cfg.data_dir;
-  ing->cfg.listen = srv->cfg.ingest_listen;
-  ing->cfg.keys_path = srv->cfg.keys_path;
+  ingest_config_defaults(&cfg);
+  cfg.data_dir = srv->cfg.data_dir;
+  cfg.listen = srv->cfg.ingest_listen;
+  cfg.keys_path = srv->cfg.keys_path;
   if (srv->cfg.ingest_threads > 0)
-    ing->cfg.threads = srv->cfg.ingest_threads;
-  ing->cfg.sync_none = srv->cfg.sync_none;
-  if ((rc = ingest_start(ing, srv->loop, srv->db, host, port, bound))) {
-    ingest_free(ing);
-    return rc;
+    cfg.threads = srv->cfg.ingest_threads;
+  cfg.sync_none = srv->cfg.sync_none;
+  /* drained and freed with the server, even when the start fails (its
+   * handles close as the loop runs) */
+  if ((srv->ingest = ingest_new(&cfg, NULL, NULL)) == NULL) {
+    fprintf(stderr, "es-queryd: out of memory\n");
+    return 1;
   }
-  srv->ingest = ing; /* started: drained and freed with the server */
-  return 0;
+  return ingest_start(srv->ingest, srv->loop, srv->db, host, port, bound);
 }
 
 static int run(qd_server *srv) {
@@ -426,10 +424,8 @@ static int run(qd_server *srv) {
   }
   if (rc != 0) { /* close what was started; the loop then ends */
     qd_http_drain(srv);
-    if (srv->ingest) {
-      http_drain(srv->ingest);
-      server_maybe_finish(srv->ingest);
-    }
+    if (srv->ingest)
+      ingest_drain(srv->ingest);
     qd_maybe_finish(srv);
     uv_run(srv->loop, UV_RUN_DEFAULT);
     return rc;
@@ -466,8 +462,7 @@ int main(int argc, char **argv) {
     qd_live_free(srv);
     uv_loop_close(srv->loop);
   }
-  if (srv->ingest)
-    ingest_free(srv->ingest);
+  ingest_free(srv->ingest);
   free_server(srv);
   curl_global_cleanup();
   if (rc == 0)

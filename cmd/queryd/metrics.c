@@ -5,7 +5,6 @@
  * webhook.c.  No metric carries a tenant label: /metrics needs no token,
  * so it must say nothing about any one tenant.
  */
-#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -23,27 +22,9 @@ void qd_metrics_request(qd_metrics *m, int status) {
 }
 
 void qd_metrics_query(qd_metrics *m, int64_t latency_us, int ok) {
-  double s = (double)latency_us / 1e6;
-  m->queries++;
+  prom_hist_observe(&m->calls, bounds_s, 10, latency_us);
   if (!ok)
     m->query_errors++;
-  m->query_seconds_sum += s;
-  for (size_t i = 0; i < 10; i++)
-    if (s <= bounds_s[i]) {
-      m->query_buckets[i]++;
-      break;
-    }
-}
-
-__attribute__((format(printf, 2, 3))) static int put(seg_buf *b,
-                                                     const char *fmt, ...) {
-  char line[512];
-  va_list ap;
-  va_start(ap, fmt);
-  int n = vsnprintf(line, sizeof line, fmt, ap);
-  va_end(ap);
-  return n < 0 || (size_t)n >= sizeof line ? -1
-                                           : seg_buf_put(b, line, (size_t)n);
 }
 
 int qd_metrics_render(const qd_server *srv, seg_buf *out) {
@@ -53,57 +34,47 @@ int qd_metrics_render(const qd_server *srv, seg_buf *out) {
   pthread_mutex_lock((pthread_mutex_t *)&srv->trig.mu);
   dropped = srv->trig.dropped;
   pthread_mutex_unlock((pthread_mutex_t *)&srv->trig.mu);
-  int bad = put(out, "# HELP es_queryd_requests_total HTTP answers by "
-                     "status class.\n# TYPE es_queryd_requests_total "
-                     "counter\n");
+  int bad = prom_put(out, "# HELP es_queryd_requests_total HTTP answers by "
+                          "status class.\n# TYPE es_queryd_requests_total "
+                          "counter\n");
   for (int i = 0; i < 5 && !bad; i++)
-    bad = put(out, "es_queryd_requests_total{code=\"%s\"} %llu\n", classes[i],
-              (unsigned long long)m->requests[i]);
-  bad = bad ||
-        put(out,
-            "# TYPE es_queryd_unauthorized_total counter\n"
-            "es_queryd_unauthorized_total %llu\n",
-            (unsigned long long)m->requests[5]) ||
-        put(out, "# HELP es_queryd_call_seconds Library calls of requests "
-                 "(thread pool).\n# TYPE es_queryd_call_seconds histogram\n");
-  uint64_t cum = 0;
-  for (size_t i = 0; i < 10 && !bad; i++) {
-    cum += m->query_buckets[i];
-    bad = put(out, "es_queryd_call_seconds_bucket{le=\"%g\"} %llu\n",
-              bounds_s[i], (unsigned long long)cum);
-  }
-  bad = bad ||
-        put(out,
-            "es_queryd_call_seconds_bucket{le=\"+Inf\"} %llu\n"
-            "es_queryd_call_seconds_sum %.6f\n"
-            "es_queryd_call_seconds_count %llu\n"
-            "# TYPE es_queryd_call_errors_total counter\n"
-            "es_queryd_call_errors_total %llu\n",
-            (unsigned long long)m->queries, m->query_seconds_sum,
-            (unsigned long long)m->queries,
-            (unsigned long long)m->query_errors) ||
-        put(out,
-            "# TYPE es_queryd_triggers_total counter\n"
-            "es_queryd_triggers_total %llu\n"
-            "# TYPE es_queryd_triggers_dropped_total counter\n"
-            "es_queryd_triggers_dropped_total %llu\n",
-            (unsigned long long)m->triggers, (unsigned long long)dropped) ||
-        put(out,
-            "# TYPE es_queryd_streams gauge\nes_queryd_streams %zu\n"
-            "# TYPE es_queryd_stream_messages_total counter\n"
-            "es_queryd_stream_messages_total %llu\n"
-            "# TYPE es_queryd_streams_cut_total counter\n"
-            "es_queryd_streams_cut_total %llu\n",
-            srv->streams, (unsigned long long)m->stream_messages,
-            (unsigned long long)m->streams_cut) ||
-        put(out,
-            "# TYPE es_queryd_ticks_total counter\nes_queryd_ticks_total "
-            "%llu\n# TYPE es_queryd_tick_errors_total counter\n"
-            "es_queryd_tick_errors_total %llu\n"
-            "# TYPE es_queryd_connections gauge\nes_queryd_connections %zu\n"
-            "# TYPE es_queryd_read_only gauge\nes_queryd_read_only %d\n",
-            (unsigned long long)m->ticks, (unsigned long long)m->tick_errors,
-            srv->http.connections, srv->read_only) ||
-        qd_webhooks_metrics((qd_server *)srv, out);
+    bad = prom_put(out, "es_queryd_requests_total{code=\"%s\"} %llu\n",
+                   classes[i], (unsigned long long)m->requests[i]);
+  bad =
+      bad ||
+      prom_put(out,
+               "# TYPE es_queryd_unauthorized_total counter\n"
+               "es_queryd_unauthorized_total %llu\n",
+               (unsigned long long)m->requests[5]) ||
+      prom_histogram(out, "es_queryd_call_seconds",
+                     "Library calls of requests (thread pool).", &m->calls,
+                     bounds_s, 10) ||
+      prom_put(out,
+               "# TYPE es_queryd_call_errors_total counter\n"
+               "es_queryd_call_errors_total %llu\n",
+               (unsigned long long)m->query_errors) ||
+      prom_put(out,
+               "# TYPE es_queryd_triggers_total counter\n"
+               "es_queryd_triggers_total %llu\n"
+               "# TYPE es_queryd_triggers_dropped_total counter\n"
+               "es_queryd_triggers_dropped_total %llu\n",
+               (unsigned long long)m->triggers, (unsigned long long)dropped) ||
+      prom_put(out,
+               "# TYPE es_queryd_streams gauge\nes_queryd_streams %zu\n"
+               "# TYPE es_queryd_stream_messages_total counter\n"
+               "es_queryd_stream_messages_total %llu\n"
+               "# TYPE es_queryd_streams_cut_total counter\n"
+               "es_queryd_streams_cut_total %llu\n",
+               srv->streams, (unsigned long long)m->stream_messages,
+               (unsigned long long)m->streams_cut) ||
+      prom_put(out,
+               "# TYPE es_queryd_ticks_total counter\nes_queryd_ticks_total "
+               "%llu\n# TYPE es_queryd_tick_errors_total counter\n"
+               "es_queryd_tick_errors_total %llu\n"
+               "# TYPE es_queryd_connections gauge\nes_queryd_connections %zu\n"
+               "# TYPE es_queryd_read_only gauge\nes_queryd_read_only %d\n",
+               (unsigned long long)m->ticks, (unsigned long long)m->tick_errors,
+               srv->http.connections, srv->read_only) ||
+      qd_webhooks_metrics((qd_server *)srv, out);
   return bad ? -1 : 0;
 }

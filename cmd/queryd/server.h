@@ -26,9 +26,10 @@
 #include <stdint.h>
 #include <uv.h>
 
+#include "common/hconn.h"
+#include "common/prom.h"
+#include "common/segment_json.h"
 #include "eventstore.h"
-#include "hconn.h"
-#include "segment_json.h"
 
 #define QD_TYPES 7         /* es_type values 1..6, index 0 unused */
 #define QD_FIRINGS_KEPT 50 /* per tenant, for streams that connect */
@@ -39,7 +40,6 @@
 
 struct qd_conn;
 struct qd_webhooks;
-struct server; /* es-ingestd's, for the embedded mode */
 
 /* One trigger firing, owned strings. */
 typedef struct qd_firing {
@@ -86,9 +86,8 @@ typedef struct qd_config {
 typedef struct qd_metrics {
   uint64_t requests[6]; /* by status class: 0 other, 2xx, 3xx, 4xx, 5xx; [5]
                            401 */
-  uint64_t queries, query_errors;
-  double query_seconds_sum;
-  uint64_t query_buckets[10]; /* see metrics.c */
+  prom_hist calls;      /* library calls of requests, metrics.c's buckets */
+  uint64_t query_errors;
   uint64_t triggers, triggers_dropped;
   uint64_t stream_messages, streams_cut;
   uint64_t ticks, tick_errors;
@@ -118,7 +117,7 @@ typedef struct qd_server {
     uv_async_t async;
   } trig;
   struct qd_webhooks *webhooks; /* NULL without --webhooks */
-  struct server *ingest;        /* embedded mode; NULL otherwise */
+  struct server *ingest;        /* embedded mode (ingest/ingest.h); or NULL */
 } qd_server;
 
 /* main.c */
@@ -136,6 +135,9 @@ void qd_http_close_all(qd_server *srv);
 void qd_respond(qd_conn *c, int status, const char *type, const char *body,
                 size_t len, const char *extra_headers);
 void qd_respond_error(qd_conn *c, int status, const char *msg);
+/* The same, with allow (may be NULL) as a 405's Allow header. */
+void qd_respond_allow(qd_conn *c, int status, const char *msg,
+                      const char *allow);
 /* Turns the connection into an event stream (headers sent) on tenant t. */
 int qd_stream_start(qd_conn *c, qd_tenant *t);
 /* Queues raw SSE text on a stream; cuts a stream that does not read. */
@@ -147,7 +149,7 @@ void qd_conn_set_work(qd_conn *c, void *work);
  * or an encoded NUL. */
 int qd_url_decode(const char *src, size_t n, char *dst);
 
-/* api.c: the routes of /v1 and the status table */
+/* api.c: the route table and the /v1 calls */
 typedef struct qd_request {
   int method;               /* llhttp's */
   const char *path, *query; /* raw path; raw query (after '?') or "" */
@@ -157,7 +159,6 @@ typedef struct qd_request {
 } qd_request;
 void qd_api_dispatch(qd_server *srv, qd_conn *c, const qd_request *rq);
 void qd_api_work_detach(void *work); /* the connection closed */
-int qd_http_status_of(int es_status);
 
 /* live.c: triggers, per-second counts, the feed */
 int qd_live_start(qd_server *srv);

@@ -32,8 +32,8 @@
 #include <curl/curl.h>
 #include <yajl_tree.h>
 
+#include "common/svc.h"
 #include "server.h"
-#include "svc.h"
 
 #define WEBHOOK_QUEUED_MAX 1000
 #define WEBHOOK_ATTEMPTS 5

@@ -18,8 +18,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "body.h"
-#include "dedupe.h"
+#include "ingest/body.h"
+#include "ingest/dedupe.h"
 #include "fuzz_util.h"
 
 #define IB_NOW_US INT64_C(1700000000000000)

@@ -14,7 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "body.h"
+#include "ingest/body.h"
 #include "fuzz_util.h"
 
 #define IS_NOW_US INT64_C(1700000000000000)

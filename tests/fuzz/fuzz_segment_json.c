@@ -20,7 +20,7 @@
 #include <yajl_tree.h>
 
 #include "fuzz_util.h"
-#include "segment_json.h"
+#include "common/segment_json.h"
 
 #define SJ_NOW_US INT64_C(1700000000000000)
 

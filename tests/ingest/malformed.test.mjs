@@ -109,11 +109,28 @@ test('write keys: unknown, missing, in the body', async () => {
   await assertUp();
 });
 
-test('unknown paths and methods', async () => {
+test('unknown paths and methods: 404, 405 with Allow (the route table)', async () => {
   let res = await h.post(srv, '/v2/track', ev('p1'), auth);
   assert.equal(res.status, 404);
+  res = await h.post(srv, '/v1/trackx', ev('p2'), auth);
+  assert.equal(res.status, 404, 'whole paths, not prefixes');
   res = await fetch(srv.url + '/v1/track');
   assert.equal(res.status, 405);
+  assert.equal(res.headers.get('allow'), 'POST');
+  res = await h.post(srv, '/healthz', {});
+  assert.equal(res.status, 405);
+  assert.equal(res.headers.get('allow'), 'GET');
+  res = await fetch(srv.url + '/metrics', { method: 'DELETE' });
+  assert.equal(res.status, 405);
+  assert.equal(res.headers.get('allow'), 'GET');
+  // a trailing slash is tolerated; a CORS preflight names the path's methods
+  res = await h.post(srv, '/v1/track/', ev('p3'), auth);
+  assert.equal(res.status, 200, res.text);
+  res = await fetch(srv.url + '/v1/batch', { method: 'OPTIONS' });
+  assert.equal(res.status, 204);
+  assert.equal(res.headers.get('access-control-allow-methods'), 'POST, OPTIONS');
+  res = await fetch(srv.url + '/v1/nothing', { method: 'OPTIONS' });
+  assert.equal(res.status, 404, 'no preflight for a path that is not served');
   await assertUp();
 });
 

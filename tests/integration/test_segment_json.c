@@ -13,7 +13,7 @@
 #include <yajl_tree.h>
 
 #include "eventstore.h"
-#include "segment_json.h"
+#include "common/segment_json.h"
 
 #define NOW_US INT64_C(1800000000000000)
 #define T_2026_11_24_10_00_00_123 INT64_C(1795514400123000)

@@ -175,10 +175,25 @@ test('bad requests: 400 naming the field, 404, 405', async () => {
     assert.ok(!/\.c:\d+/.test(r.body.error), `no source locations: ${r.body.error}`);
   }
   assert.equal((await h.call(q, '/v1/persons/x/timeline?limit=0', A)).status, 400);
-  assert.equal((await h.call(q, '/v1/query', A)).status, 405);
+  // the route table: 404 for a path no row has, 405 + Allow for a method
+  // no row of the path has; both before authentication
+  let r = await h.call(q, '/v1/query', A);
+  assert.equal(r.status, 405);
+  assert.equal(r.headers.get('allow'), 'POST');
   assert.equal((await h.call(q, '/v1/nothing', A)).status, 404);
-  assert.equal((await h.call(q, '/v1/segments', { ...A, method: 'PUT', body: {} })).status, 405);
+  assert.equal((await h.call(q, '/v1/nothing')).status, 404);
+  r = await h.call(q, '/v1/segments', { ...A, method: 'PUT', body: {} });
+  assert.equal(r.status, 405);
+  assert.equal(r.headers.get('allow'), 'GET');
+  r = await h.call(q, '/v1/persons/x/timeline', { method: 'DELETE' });
+  assert.equal(r.status, 405);
+  assert.equal(r.headers.get('allow'), 'GET');
+  assert.equal((await h.call(q, '/v1/persons/x/y/timeline', A)).status, 404);
   assert.equal((await h.call(q, '/nothing')).status, 404);
+  r = await h.call(q, '/healthz', { body: {} });
+  assert.equal(r.status, 405);
+  assert.equal(r.headers.get('allow'), 'GET');
+  assert.equal((await h.call(q, '/app.js')).status, 200);
   const hz = await h.call(q, '/healthz');
   assert.equal(hz.status, 200);
   assert.equal(hz.body.mode, h.MODE === 'embedded' ? 'embedded' : 'read-only');

@@ -17,7 +17,7 @@
 
 #include <check.h>
 
-#include "dedupe.h"
+#include "ingest/dedupe.h"
 #include "unit.h"
 
 static uint64_t id(uint64_t set, uint64_t i) {

@@ -10,18 +10,15 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "common/prom.h"
+#include "common/segment_json.h"
 #include "dedupe.h"
-#include "segment_json.h"
 
 #define METRICS_STATUSES 12
 #define METRICS_BUCKETS 13
 
-/* A latency histogram (Prometheus' cumulative buckets at render). */
-typedef struct metrics_hist {
-  uint64_t buckets[METRICS_BUCKETS];
-  uint64_t count;
-  double sum_s;
-} metrics_hist;
+/* A latency histogram over metrics.c's buckets (common/prom.h). */
+typedef prom_hist metrics_hist;
 
 typedef struct metrics {
   uint64_t requests[METRICS_STATUSES]; /* by status, see metrics.c */

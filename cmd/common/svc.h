@@ -1,8 +1,8 @@
 /*
  * svc.h -- what es-ingestd and es-queryd share outside HTTP connection
  * handling: the clock, JSON log lines, command-line errors and numbers,
- * HOST:PORT, and HTTP reason phrases.  One copy, linked by both (es-queryd
- * links es-ingestd's core library for its embedded mode anyway).
+ * HOST:PORT, small files, tenant ids.  One copy, in cmd/common, linked by
+ * both (HTTP reason phrases and statuses: status_http.h).
  */
 #ifndef ES_SVC_H
 #define ES_SVC_H
@@ -54,9 +54,5 @@ char *svc_read_file(const char *path, size_t max_bytes, size_t *len_out);
 
 /* Whether s is a tenant id: [A-Za-z0-9_-]{1,64}. */
 int svc_tenant_ok(const char *s);
-
-/* The reason phrase of an HTTP status ("Internal Server Error" for any
- * unknown one). */
-const char *svc_http_reason(int status);
 
 #endif

@@ -12,7 +12,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "segment_json.h"
+#include "common/segment_json.h"
 
 /* Limits of the Segment HTTP API. */
 #define ING_EVENT_BYTES_MAX (32 * 1024)
@@ -64,9 +64,5 @@ int ing_batch_parse(ing_batch *b, const char *json, size_t len, int type,
 int ing_batch_parse_tree(ing_batch *b, const char *json, size_t len, int type,
                          int64_t now_us, uint64_t *rng, char *err,
                          size_t err_size);
-
-/* The es_type an endpoint path implies ("/v1/t" -> ES_TYPE_TRACK), 0 for
- * /v1/batch and /v1/b, -1 when the path is no ingest endpoint. */
-int ing_endpoint_type(const char *path, size_t len);
 
 #endif /* INGESTD_BODY_H */

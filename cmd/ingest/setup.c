@@ -1,10 +1,11 @@
 /*
- * setup.c -- es-ingestd without its main(): the keys file, the dedupe
- * sets reloaded from the store, the writers and the listener, started on
- * a caller's loop with a caller's es_db.  main.c (flags, signals, the
- * store's open and close) drives it for es-ingestd; es-queryd's embedded
- * mode (--ingest-listen) drives it to host ingest and queries in one
- * process on one writable handle (docs/QUERYD.md).
+ * setup.c -- the ingest service's start and finish (ingest.h): the keys
+ * file, the dedupe sets reloaded from the store, the writers and the
+ * listener, started on a caller's loop with a caller's es_db.
+ * cmd/ingestd/main.c (flags, signals, the store's open and close) drives
+ * it for es-ingestd; es-queryd's embedded mode (--ingest-listen) drives it
+ * to host ingest and queries in one process on one writable handle
+ * (docs/QUERYD.md).
  */
 #include <errno.h>
 #include <stdio.h>
@@ -15,10 +16,13 @@
 
 #include <yajl_tree.h>
 
+#include "common/svc.h"
 #include "server.h"
-#include "svc.h"
 
 #define KEYS_FILE_BYTES_MAX (16u << 20)
+
+_Static_assert(SCHED_THREADS_MAX == INGEST_THREADS_MAX,
+               "ingest.h's thread limit is the writers'");
 
 /* ----------------------------------------------------------------------
  * Logging and the clock
@@ -157,14 +161,15 @@ static int seed_dedupe(server *srv) {
  * Start and finish
  * ---------------------------------------------------------------------- */
 
-void ingest_config_defaults(config *cfg) {
+void ingest_config_defaults(ingest_config *cfg) {
   memset(cfg, 0, sizeof *cfg);
   /* One appending thread per core (at least 2, so that one batch is
    * encoded while another waits for its fsync): on 2 cores, 4 threads
    * cost 5-11% more CPU per request in switches (docs/INGEST.md). */
   long cores = sysconf(_SC_NPROCESSORS_ONLN);
-  cfg->threads = cores < 2 ? 2 : cores > SCHED_THREADS_MAX ? SCHED_THREADS_MAX
-                                                           : (int)cores;
+  cfg->threads = cores < 2                   ? 2
+                 : cores > SCHED_THREADS_MAX ? SCHED_THREADS_MAX
+                                             : (int)cores;
   cfg->memory_budget_bytes = (size_t)256 << 20;
   cfg->tenant_bytes_max = cfg->memory_budget_bytes / 4;
   cfg->jobs_max = 128;
@@ -179,7 +184,7 @@ void ingest_config_defaults(config *cfg) {
   cfg->compact_segments = 8;
 }
 
-int ingest_start(server *srv, uv_loop_t *loop, es_db *db, const char *host,
+static int start(server *srv, uv_loop_t *loop, es_db *db, const char *host,
                  int port, int *bound_out) {
   int rc;
   if ((rc = load_keys(srv, srv->cfg.keys_path)))
@@ -210,21 +215,53 @@ int ingest_start(server *srv, uv_loop_t *loop, es_db *db, const char *host,
   return 0;
 }
 
-/* Step 3 of the shutdown (main.c), once no connection is left. */
+int ingest_start(server *srv, uv_loop_t *loop, es_db *db, const char *host,
+                 int port, int *bound_out) {
+  int rc = start(srv, loop, db, host, port, bound_out);
+  if (rc != 0) /* nothing to drain: no writers, no listener left */
+    srv->draining = srv->finished = 1;
+  return rc;
+}
+
+/* The last step of a drain (cmd/ingestd/main.c), once no connection is
+ * left. */
 void server_maybe_finish(server *srv) {
   if (!srv->draining || srv->http.connections > 0 || srv->finished)
     return;
   srv->finished = 1;
   sched_stop(&srv->sched);
   if (srv->finish_fn)
-    srv->finish_fn(srv);
+    srv->finish_fn(srv->finish_ud);
 }
 
+ingest_server *ingest_new(const ingest_config *cfg, void (*finished)(void *ud),
+                          void *ud) {
+  server *srv = calloc(1, sizeof *srv);
+  if (srv == NULL)
+    return NULL;
+  srv->cfg = *cfg;
+  srv->finish_fn = finished;
+  srv->finish_ud = ud;
+  return srv;
+}
+
+void ingest_drain(server *srv) {
+  http_drain(srv);
+  server_maybe_finish(srv);
+}
+
+void ingest_close_all(server *srv) { http_close_all(srv); }
+
+size_t ingest_tenants_count(const server *srv) { return srv->tenants_count; }
+
 void ingest_free(server *srv) {
+  if (srv == NULL)
+    return;
   for (size_t i = 0; i < srv->keys_count; i++)
     free(srv->keys[i].key);
   for (size_t i = 0; i < srv->tenants_count; i++)
     ing_dedupe_free(&srv->tenants[i].dedupe);
   free(srv->keys);
   free(srv->tenants);
+  free(srv);
 }

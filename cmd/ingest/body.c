@@ -763,35 +763,3 @@ out:
     ing_batch_free(b);
   return rc;
 }
-
-/* The type an endpoint implies; see body.h. */
-int ing_endpoint_type(const char *path, size_t len) {
-  static const struct {
-    const char *name;
-    int type;
-  } eps[] = {
-      {"track", ES_TYPE_TRACK},
-      {"t", ES_TYPE_TRACK},
-      {"page", ES_TYPE_PAGE},
-      {"p", ES_TYPE_PAGE},
-      {"identify", ES_TYPE_IDENTIFY},
-      {"i", ES_TYPE_IDENTIFY},
-      {"alias", ES_TYPE_ALIAS},
-      {"a", ES_TYPE_ALIAS},
-      {"group", ES_TYPE_GROUP},
-      {"g", ES_TYPE_GROUP},
-      {"screen", ES_TYPE_SCREEN},
-      {"s", ES_TYPE_SCREEN},
-      {"batch", 0},
-      {"b", 0},
-  };
-  if (len < 5 || memcmp(path, "/v1/", 4) != 0)
-    return -1;
-  path += 4, len -= 4;
-  if (path[len - 1] == '/') /* tolerate a trailing slash */
-    len--;
-  for (size_t i = 0; i < sizeof eps / sizeof eps[0]; i++)
-    if (strlen(eps[i].name) == len && memcmp(eps[i].name, path, len) == 0)
-      return eps[i].type;
-  return -1;
-}

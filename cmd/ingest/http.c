@@ -1,6 +1,6 @@
 /*
- * http.c -- connections, HTTP/1.1 parsing (llhttp) and the routes of
- * es-ingestd.  The one place where a connection's lifecycle lives.
+ * http.c -- connections, HTTP/1.1 parsing (llhttp) and the routes of the
+ * ingest service (es-ingestd, and es-queryd's embedded mode).
  *
  * The connection plumbing (accept, read, llhttp, pipelining, timers,
  * writes, close) is hconn.c's, with its invariants (hconn.h); this file
@@ -43,23 +43,36 @@
 #include <llhttp.h>
 
 #include "body.h"
-#include "hconn.h"
+#include "common/hconn.h"
+#include "common/route.h"
+#include "common/status_http.h"
 #include "server.h"
-#include "svc.h"
 
 #define READ_BUF_BYTES 65536
 #define URL_BYTES_MAX 2048
 #define DISCARD_BYTES_MAX (16u << 20)
 
 enum { H_ENCODING = HC_H_AUTH + 1, H_EXPECT };
-enum { R_NONE, R_INGEST, R_HEALTHZ, R_METRICS, R_OPTIONS };
+/* route.flags: the request's body is a batch of events, read and
+ * admitted as it arrives (invariants 3, 4, 6). */
+#define ROUTE_INGEST 1u
 
 typedef struct job job;
+typedef struct conn conn;
 
-typedef struct conn {
+/* A row of the route table (routes[], near the end). */
+typedef struct route {
+  http_route r; /* first (common/route.h) */
+  void (*serve)(conn *c);
+  int ingest_type; /* ROUTE_INGEST: the es_type the path implies, 0: batch */
+} route;
+
+struct conn {
   hconn h; /* first: the hooks get &h */
   /* the request being read */
-  int route, ingest_type;
+  const route *route; /* NULL when refused at the headers, or preflight */
+  int preflight;      /* OPTIONS on a path of the table (CORS) */
+  char allow[HTTP_ROUTE_ALLOW_SIZE]; /* the path's methods, for 405 */
   char enc[64];
   size_t enc_len;
   int expect_continue;
@@ -69,7 +82,7 @@ typedef struct conn {
   int64_t begin_us;  /* the request's first byte (es_ingest_request_seconds) */
   char refuse_msg[ING_ERR_SIZE];
   job *job;
-} conn;
+};
 
 struct job {
   sched_job sj; /* first: done_fn gets &sj */
@@ -96,45 +109,43 @@ struct job {
 static int basic_auth_key(const char *auth, char *key, size_t size);
 static int admission_status(const server *srv, const tenant *t, size_t bytes);
 static void refuse(conn *c, int status, const char *msg);
+static const route *route_find(conn *c, int method, const char *path,
+                               size_t len, int *status_out);
+
+/* Whether the request being read is an ingest batch. */
+static int is_ingest(const conn *c) {
+  return c->route && (c->route->r.flags & ROUTE_INGEST);
+}
 
 /* ----------------------------------------------------------------------
  * Answers
  * ---------------------------------------------------------------------- */
 
-/* The one table from library status to HTTP status (docs/INGEST.md). */
-static int http_status_of(int es_status) {
-  switch (es_status) {
-  case ES_OK:
-    return 200;
-  case ES_EINVAL:
-  case ES_ETOOBIG:
-    return 400;
-  case ES_ENOMEM:
-  case ES_ECLOSED:
-  case ES_ENOSPC:
-    return 503;
-  default:
-    return 500; /* ES_EIO, ES_EFAILED, ES_ETENANT, ... */
-  }
-}
-
 /* Sends one complete answer; the connection goes to WRITE. */
 static void respond(conn *c, int status, const char *type, const char *body,
                     size_t body_len, int close) {
   server *srv = c->h.srv;
-  char head[512];
+  char head[512], retry[32] = "";
   if (c->h.state == HC_CLOSING)
     return;
   c->h.close_after = close || !c->h.keep_alive || srv->draining;
+  if (http_status_retry_after_s(status))
+    snprintf(retry, sizeof retry, "Retry-After: %d\r\n",
+             http_status_retry_after_s(status));
   int n =
       snprintf(head, sizeof head,
                "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
-               "Access-Control-Allow-Origin: *\r\n%s%s\r\n",
-               status, svc_http_reason(status), type, body_len,
-               status == 429 || status == 503 ? "Retry-After: 1\r\n" : "",
+               "Access-Control-Allow-Origin: *\r\n%s%s%s%s%s\r\n",
+               status, http_status_reason(status), type, body_len, retry,
+               status == 405 ? "Allow: " : "", status == 405 ? c->allow : "",
+               status == 405 ? "\r\n" : "",
                c->h.close_after ? "Connection: close\r\n" : "");
+  if (n < 0 || (size_t)n >= sizeof head) {
+    hconn_close(&c->h);
+    return;
+  }
   metrics_request(&srv->m, status);
-  if (c->route == R_INGEST)
+  if (is_ingest(c))
     metrics_observe(&srv->m.request, ing_now_us() - c->begin_us);
   hconn_answer(&c->h, head, (size_t)n, body, body_len);
 }
@@ -212,8 +223,9 @@ static int body_reserve(conn *c, size_t n, int exact) {
 static void on_message_begin(hconn *h) {
   conn *c = (conn *)h;
   c->begin_us = ing_now_us();
-  c->route = R_NONE;
-  c->ingest_type = -1;
+  c->route = NULL;
+  c->preflight = 0;
+  c->allow[0] = '\0';
   c->enc_len = 0;
   c->enc[0] = '\0';
   c->expect_continue = 0;
@@ -271,22 +283,16 @@ static int on_headers_complete(hconn *h) {
   server *srv = c->h.srv;
   llhttp_t *p = &c->h.parser;
   size_t path_len = strcspn(c->h.url, "?#");
-  int method = llhttp_get_method(p);
-  c->ingest_type = ing_endpoint_type(c->h.url, path_len);
-  if (method == HTTP_OPTIONS) {
-    c->route = R_OPTIONS;
-  } else if (path_len == 8 && memcmp(c->h.url, "/healthz", 8) == 0) {
-    c->route = method == HTTP_GET ? R_HEALTHZ : 0;
-  } else if (path_len == 8 && memcmp(c->h.url, "/metrics", 8) == 0) {
-    c->route = method == HTTP_GET ? R_METRICS : 0;
-  } else if (c->ingest_type >= 0) {
-    c->route = method == HTTP_POST ? R_INGEST : 0;
-  } else {
-    refuse(c, 404, "no such endpoint");
-  }
-  if (c->route == R_NONE && c->refuse_status == 0)
-    refuse(c, 405, "method not allowed here");
-  if (c->route != R_INGEST || c->refuse_status)
+  int method = llhttp_get_method(p), status;
+  if (path_len > 1 && c->h.url[path_len - 1] == '/')
+    path_len--; /* tolerate a trailing slash */
+  c->route = route_find(c, method, c->h.url, path_len, &status);
+  if (c->route == NULL && status == 405 && method == HTTP_OPTIONS)
+    c->preflight = 1; /* a CORS preflight of a path of the table */
+  else if (c->route == NULL)
+    refuse(c, status,
+           status == 404 ? "no such endpoint" : "method not allowed here");
+  if (!is_ingest(c) || c->refuse_status)
     return 0;
   uint64_t len = (p->flags & F_CONTENT_LENGTH) ? p->content_length : 0;
   if (len > DISCARD_BYTES_MAX)
@@ -314,7 +320,7 @@ static int on_headers_complete(hconn *h) {
 
 static int on_body(hconn *h, const char *at, size_t n) {
   conn *c = (conn *)h;
-  if (c->route != R_INGEST || c->refuse_status) {
+  if (!is_ingest(c) || c->refuse_status) {
     c->discarded += n;
     return c->discarded > DISCARD_BYTES_MAX
                ? hconn_fatal(h, 400, "request body is over 500 KB")
@@ -477,7 +483,7 @@ static void job_refuse(job *j, int status, const char *msg) {
 /* The tenant over its share (429) or the server over the budget (503);
  * 0 when there is room for bytes more of t's events and one request. */
 static int admission_status(const server *srv, const tenant *t, size_t bytes) {
-  const config *cfg = &srv->cfg;
+  const ingest_config *cfg = &srv->cfg;
   if (t && (t->pending_bytes + bytes > cfg->tenant_bytes_max ||
             t->pending_jobs + 1 > cfg->tenant_jobs_max))
     return 429;
@@ -583,7 +589,7 @@ static void ingest(conn *c) {
   j->t = (tenant *)t;
   j->conn = c;
   j->gzip = gzip;
-  j->ingest_type = c->ingest_type;
+  j->ingest_type = c->route->ingest_type;
   j->recv_us = ing_now_us();
   j->rng = job_seed(&srv->rng);
   j->body = c->body; /* ownership and its budget bytes move to the job */
@@ -655,19 +661,22 @@ void http_job_done(sched_job *sj, void *ud) {
  * Dispatch and reading
  * ---------------------------------------------------------------------- */
 
+/* The CORS preflight: the path's methods (c->allow) and OPTIONS. */
 static void answer_options(conn *c) {
   static const char extra[] =
-      "Access-Control-Allow-Methods: POST, GET, OPTIONS\r\n"
       "Access-Control-Allow-Headers: Content-Type, Authorization, "
       "Content-Encoding, X-Retry-Count\r\n"
       "Access-Control-Max-Age: 86400\r\n";
   server *srv = c->h.srv;
-  char head[512];
+  char head[640];
   c->h.close_after = !c->h.keep_alive || srv->draining;
   int n = snprintf(head, sizeof head,
                    "HTTP/1.1 204 No Content\r\n"
-                   "Access-Control-Allow-Origin: *\r\n%s%s\r\n",
-                   extra, c->h.close_after ? "Connection: close\r\n" : "");
+                   "Access-Control-Allow-Origin: *\r\n"
+                   "Access-Control-Allow-Methods: %s, OPTIONS\r\n"
+                   "Allow: %s, OPTIONS\r\n%s%s\r\n",
+                   c->allow, c->allow, extra,
+                   c->h.close_after ? "Connection: close\r\n" : "");
   metrics_request(&srv->m, 204);
   hconn_answer(&c->h, head, (size_t)n, NULL, 0);
 }
@@ -678,8 +687,7 @@ static void answer_metrics(conn *c) {
   seg_buf_init(&b);
   if (metrics_render(&srv->m, &b, srv->jobs_pending + srv->parsing,
                      srv->held_bytes, srv->cfg.memory_budget_bytes,
-                     &srv->dedupe_pool, srv->http.connections,
-                     srv->draining)) {
+                     &srv->dedupe_pool, srv->http.connections, srv->draining)) {
     seg_buf_free(&b);
     respond_error(c, 503, "out of memory", 0);
     return;
@@ -688,23 +696,51 @@ static void answer_metrics(conn *c) {
   seg_buf_free(&b);
 }
 
+static void answer_healthz(conn *c) {
+  server *srv = c->h.srv;
+  respond_json(
+      c, 200,
+      srv->draining ? "{\"status\":\"draining\"}" : "{\"status\":\"ok\"}", 0);
+}
+
+/* Every endpoint of the service, one row each (docs/INGEST.md).  The
+ * Segment paths have one-letter aliases (/v1/t for /v1/track...). */
+static const route routes[] = {
+    {{HTTP_GET, "/healthz", 0}, answer_healthz, 0},
+    {{HTTP_GET, "/metrics", 0}, answer_metrics, 0},
+    {{HTTP_POST, "/v1/track", ROUTE_INGEST}, ingest, ES_TYPE_TRACK},
+    {{HTTP_POST, "/v1/t", ROUTE_INGEST}, ingest, ES_TYPE_TRACK},
+    {{HTTP_POST, "/v1/page", ROUTE_INGEST}, ingest, ES_TYPE_PAGE},
+    {{HTTP_POST, "/v1/p", ROUTE_INGEST}, ingest, ES_TYPE_PAGE},
+    {{HTTP_POST, "/v1/identify", ROUTE_INGEST}, ingest, ES_TYPE_IDENTIFY},
+    {{HTTP_POST, "/v1/i", ROUTE_INGEST}, ingest, ES_TYPE_IDENTIFY},
+    {{HTTP_POST, "/v1/alias", ROUTE_INGEST}, ingest, ES_TYPE_ALIAS},
+    {{HTTP_POST, "/v1/a", ROUTE_INGEST}, ingest, ES_TYPE_ALIAS},
+    {{HTTP_POST, "/v1/group", ROUTE_INGEST}, ingest, ES_TYPE_GROUP},
+    {{HTTP_POST, "/v1/g", ROUTE_INGEST}, ingest, ES_TYPE_GROUP},
+    {{HTTP_POST, "/v1/screen", ROUTE_INGEST}, ingest, ES_TYPE_SCREEN},
+    {{HTTP_POST, "/v1/s", ROUTE_INGEST}, ingest, ES_TYPE_SCREEN},
+    {{HTTP_POST, "/v1/batch", ROUTE_INGEST}, ingest, 0},
+    {{HTTP_POST, "/v1/b", ROUTE_INGEST}, ingest, 0},
+};
+
+static const route *route_find(conn *c, int method, const char *path,
+                               size_t len, int *status_out) {
+  return (const route *)http_route_find(routes, sizeof routes / sizeof *routes,
+                                        sizeof *routes, method, path, len,
+                                        status_out, c->allow);
+}
+
 /* Serves the request that was just read completely. */
 static void dispatch(hconn *h) {
   conn *c = (conn *)h;
-  server *srv = c->h.srv;
   if (c->refuse_status) {
     body_release(c);
     respond_error(c, c->refuse_status, c->refuse_msg, 0);
-  } else if (c->route == R_OPTIONS) {
+  } else if (c->preflight) {
     answer_options(c);
-  } else if (c->route == R_HEALTHZ) {
-    respond_json(
-        c, 200,
-        srv->draining ? "{\"status\":\"draining\"}" : "{\"status\":\"ok\"}", 0);
-  } else if (c->route == R_METRICS) {
-    answer_metrics(c);
   } else {
-    ingest(c);
+    c->route->serve(c); /* a row of the table: else refuse_status is set */
   }
 }
 

@@ -2,7 +2,6 @@
  * metrics.c -- Prometheus text for GET /metrics (see metrics.h and the
  * list in docs/INGEST.md).
  */
-#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -23,53 +22,17 @@ void metrics_request(metrics *m, int http_status) {
 }
 
 void metrics_observe(metrics_hist *h, int64_t latency_us) {
-  double s = (double)latency_us / 1e6;
-  h->count++;
-  h->sum_s += s;
-  for (int i = 0; i < METRICS_BUCKETS; i++)
-    if (s <= bucket_s[i]) {
-      h->buckets[i]++;
-      break;
-    }
+  prom_hist_observe(h, bucket_s, METRICS_BUCKETS, latency_us);
 }
 
-static int put(seg_buf *b, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
-static int put(seg_buf *b, const char *fmt, ...) {
-  char line[256];
-  va_list ap;
-  va_start(ap, fmt);
-  int n = vsnprintf(line, sizeof line, fmt, ap);
-  va_end(ap);
-  if (n < 0 || (size_t)n >= sizeof line)
-    return -1;
-  return seg_buf_put(b, line, (size_t)n);
-}
-
-static int counter(seg_buf *b, const char *name, const char *help) {
-  return put(b, "# HELP %s %s\n# TYPE %s counter\n", name, help, name);
-}
+/* The Prometheus text pieces are common/prom.h's. */
+#define put prom_put
+#define counter prom_counter
+#define gauge prom_gauge
 
 static int histogram(seg_buf *b, const char *name, const char *help,
                      const metrics_hist *h) {
-  int rc = put(b, "# HELP %s %s\n# TYPE %s histogram\n", name, help, name);
-  uint64_t cum = 0;
-  for (int i = 0; i < METRICS_BUCKETS; i++) {
-    cum += h->buckets[i];
-    rc |= put(b, "%s_bucket{le=\"%g\"} %llu\n", name, bucket_s[i],
-              (unsigned long long)cum);
-  }
-  rc |= put(b, "%s_bucket{le=\"+Inf\"} %llu\n", name,
-            (unsigned long long)h->count);
-  rc |= put(b, "%s_sum %.6f\n", name, h->sum_s);
-  rc |= put(b, "%s_count %llu\n", name, (unsigned long long)h->count);
-  return rc;
-}
-
-static int gauge(seg_buf *b, const char *name, const char *help,
-                 unsigned long long v) {
-  return put(b, "# HELP %s %s\n# TYPE %s gauge\n%s %llu\n", name, help, name,
-             name, v);
+  return prom_histogram(b, name, help, h, bucket_s, METRICS_BUCKETS);
 }
 
 int metrics_render(const metrics *m, seg_buf *b, size_t queue_jobs,

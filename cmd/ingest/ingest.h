@@ -1,0 +1,77 @@
+/*
+ * ingest.h -- the Segment ingest service as a library (cmd/ingest/): the
+ * keys file, the dedupe sets reloaded from the store, the writer threads
+ * and the HTTP routes, started on a caller's loop with a caller's es_db.
+ * es-ingestd's main() (cmd/ingestd/) and es-queryd's embedded mode
+ * (--ingest-listen, cmd/queryd/) drive it through this header only; the
+ * service's state (server.h) is the library's own.
+ *
+ * Lifecycle: ingest_new -> ingest_start -> (serving) -> ingest_drain ->
+ * once the last connection is gone the writers are joined and the
+ * finished callback runs -> the caller's loop ends -> ingest_free.  After
+ * a failed start, run the loop until it ends (handles are closing), then
+ * ingest_free.  Everything runs on the loop thread.
+ */
+#ifndef ES_INGEST_H
+#define ES_INGEST_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <uv.h>
+
+#include "eventstore.h"
+
+#define INGEST_THREADS_MAX 64 /* writer threads */
+
+typedef struct ingest_config {
+  const char *data_dir, *listen, *keys_path;
+  int threads;
+  size_t memory_budget_bytes;
+  size_t tenant_bytes_max; /* per-tenant share of the budget (429 above) */
+  size_t jobs_max;         /* requests parsing or waiting for a writer */
+  size_t tenant_jobs_max;  /* one tenant's share of those (429 above) */
+  size_t dedupe_ids_max;   /* per tenant */
+  size_t dedupe_bytes_max; /* all tenants' dedupe sets together */
+  int64_t dedupe_window_us;
+  int64_t read_timeout_ms, idle_timeout_ms, drain_timeout_ms;
+  int sync_none;
+  int compact_segments; /* es_options.compact_segments */
+  size_t connections_max;
+} ingest_config;
+
+typedef struct server ingest_server;
+
+/* es-ingestd's defaults (docs/INGEST.md). */
+void ingest_config_defaults(ingest_config *cfg);
+
+/* A service not yet started, with a copy of cfg; finished(ud) (may be
+ * NULL) is its last step after a drain.  NULL when out of memory. */
+ingest_server *ingest_new(const ingest_config *cfg, void (*finished)(void *ud),
+                          void *ud);
+
+/* Loads cfg.keys_path, reloads the dedupe sets from db, starts the
+ * writers on loop and listens on host:port (*bound_out: the bound port).
+ * 0, or an exit status after a one-line reason on stderr.  The caller
+ * owns db and the loop, and closes db only after the loop ended. */
+int ingest_start(ingest_server *srv, uv_loop_t *loop, es_db *db,
+                 const char *host, int port, int *bound_out);
+
+/* Stops accepting and closes idle connections; requests already read
+ * are answered ("Connection: close"); then the writers are joined and
+ * finished runs (at once when nothing is in flight). */
+void ingest_drain(ingest_server *srv);
+/* Closes every connection at once (a drain deadline passed). */
+void ingest_close_all(ingest_server *srv);
+
+size_t ingest_tenants_count(const ingest_server *srv);
+/* Frees the service (NULL is fine); after its loop ended. */
+void ingest_free(ingest_server *srv);
+
+/* es_options.log.fn: the library's lines as the service's JSON logs. */
+void ing_lib_log(void *ud, int level, const char *msg);
+/* One JSON log line on stderr; extra is raw JSON members
+ * (",\"k\":v..."), may be NULL or "". */
+void ing_log(const char *level, const char *msg, const char *extra);
+
+#endif /* ES_INGEST_H */
