@@ -518,10 +518,11 @@ ES_API int es_rule_check(es_db *db, const char *tenant, const char *name,
  * "anonymous" (any case) never link; and one person links at most
  * ES_IDENTITY_IDS_MAX ids: a link that would merge two persons into more
  * is ignored (links are applied in event-time order, ties in append
- * order).  Unlinking is not supported yet.  The links are read from the
- * stored events by each call that needs them (one scan of the tenant);
- * that scan and the call's own are two snapshots, so an append racing
- * with the call may be seen by one and not the other.
+ * order).  A wrong link is undone with es_identity_unlink (below).  The
+ * links are read from the stored events (one scan of the tenant, cached
+ * per tenant until a link changes); that scan and the call's own are two
+ * snapshots, so an append racing with the call may be seen by one and not
+ * the other.
  */
 #define ES_IDENTITY_IDS_MAX 100
 

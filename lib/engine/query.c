@@ -1,13 +1,14 @@
 /*
- * query.c -- es_query(): answers a JSON query spec (docs/QUERY.md) with
- * exact counts, by scanning.
+ * query.c -- es_query(): answers a JSON query spec (docs/QUERY.md), from
+ * the per-minute rollups where they can answer (the planner, "Answering
+ * from rollups" below) and by scanning rows otherwise.
  *
- * A query runs in four steps:
+ * The scan path runs in five steps:
  *
  *   parse     the spec's JSON (yajl's tree API) into an es_query_spec,
  *             checking every field; an error names the field.
  *   identity  when the spec asks for uniques or filters by person, the
- *             tenant's identity map (lib/identity.c): ids linked by its
+ *             tenant's identity map (engine/identity.c): ids linked by its
  *             identify and alias events are one person.
  *   scan      one es_scan of the tenant over [from, to).  A person filter
  *             naming an id that is linked to no other is pushed down (it
@@ -22,11 +23,12 @@
  *             own small writer (so every byte goes through es__malloc, and
  *             invalid UTF-8 in stored strings cannot make invalid JSON).
  *
- * Rollups and approximate uniques (HyperLogLog) come in later slices; this
- * file then becomes the planner's "scan" path.
+ * The rollup path (and uniques with "exact":false) counts persons in
+ * HyperLogLog sketches and says "approx":true; see "Answering from
+ * rollups".
  *
  * Invariants:
- *  1. Every row of the result is exact: count is the number of matching
+ *  1. Every row of a scan's result is exact: count is the number of matching
  *     events of its group, uniques the number of distinct persons.  An
  *     event's person is the identity root of its id (user id when present
  *     and non-empty, else anonymous id; events with neither count no
