@@ -370,7 +370,8 @@ static int s3_request(s3 *s, s3_call *c) {
     }
     int again = cc == CURLE_OK ? es__s3_retryable(c->status, code)
                                : s3_curl_transient(cc);
-    if (cc != CURLE_OK && again && s3_mutation(c))
+    /* Without an answer, or with a 5xx, a mutation may have happened. */
+    if (s3_mutation(c) && (cc != CURLE_OK || c->status >= 500))
       c->in_doubt = 1;
     if (!again || c->attempts >= (int)s->cfg.attempts_max) {
       if (cc == CURLE_OK)

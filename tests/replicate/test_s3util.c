@@ -4,6 +4,7 @@
  * reader of list, upload and error responses.
  */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "../unit/unit.h"
@@ -180,6 +181,53 @@ START_TEST(test_xml_text) {
 }
 END_TEST
 
+#ifdef HAVE_S3
+/* Configuration: what is required, what the environment supplies, and a
+ * transport failure (nothing listens on port 1) classified as transient. */
+START_TEST(test_s3_config) {
+  es_s3_config cfg;
+  es_objstore *os = NULL;
+  unsetenv("AWS_ACCESS_KEY_ID");
+  unsetenv("AWS_SECRET_ACCESS_KEY");
+  unsetenv("AWS_SESSION_TOKEN");
+  setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:1", 1);
+  es__s3_config_init(&cfg);
+  ck_assert_int_eq(es__s3_create(&cfg, &os), ES_EINVAL); /* no bucket */
+  ck_assert_ptr_null(os);
+  cfg.bucket = "b";
+  ck_assert_int_eq(es__s3_create(&cfg, &os), ES_EINVAL); /* no keys */
+  setenv("AWS_ACCESS_KEY_ID", "AKID", 1);
+  setenv("AWS_SECRET_ACCESS_KEY", "secret", 1);
+  cfg.endpoint = "ftp://example";
+  ck_assert_int_eq(es__s3_create(&cfg, &os), ES_EINVAL);
+  cfg.endpoint = NULL; /* from AWS_ENDPOINT_URL */
+  cfg.bucket = "bad/bucket";
+  ck_assert_int_eq(es__s3_create(&cfg, &os), ES_EINVAL);
+  cfg.bucket = "b";
+  cfg.attempts_max = 3;
+  cfg.backoff_base_ms = 1;
+  cfg.backoff_max_ms = 2;
+  cfg.connect_timeout_ms = 2000;
+  ck_assert_int_eq(es__s3_create(&cfg, &os), ES_OK);
+  es_objinfo info;
+  int rc = os->head(os, "k", &info);
+  ck_assert_int_eq(rc, ES_EUNAVAIL);
+  ck_assert(es__objstore_transient(rc));
+  ck_assert_ptr_nonnull(strstr(es_errdetail(), "3 attempts"));
+  ck_assert_int_eq(os->put(os, "", "x", 1, ES_OBJ_PUT_ALWAYS, NULL, NULL),
+                   ES_EINVAL);
+  /* An etag cannot smuggle a header in. */
+  ck_assert_int_eq(
+      os->put(os, "k", "x", 1, ES_OBJ_PUT_IF_MATCH, "\"e\"\r\nX-Evil: 1", NULL),
+      ES_EINVAL);
+  ck_assert_int_eq(os->put(os, "k", "x", 1, ES_OBJ_PUT_IF_MATCH, NULL, NULL),
+                   ES_EINVAL);
+  es__objstore_destroy(os);
+  unsetenv("AWS_ENDPOINT_URL");
+}
+END_TEST
+#endif
+
 static Suite *s3util_suite(void) {
   Suite *s = suite_create("s3util");
   TCase *tc = tcase_create("core");
@@ -188,6 +236,9 @@ static Suite *s3util_suite(void) {
   tcase_add_test(tc, test_retry_policy);
   tcase_add_test(tc, test_xml_list);
   tcase_add_test(tc, test_xml_text);
+#ifdef HAVE_S3
+  tcase_add_test(tc, test_s3_config);
+#endif
   suite_add_tcase(s, tc);
   return s;
 }
