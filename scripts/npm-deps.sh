@@ -5,8 +5,8 @@
 # Segment browser SDK with playwright-core, which drives Debian's chromium) and
 # tests/queryd (the Segment SDK and playwright-core, which drives Debian's
 # chromium) and tests/replicate (s3rver as the S3 server and
-# @aws-sdk/client-s3 as an independent S3 client).  Idempotent: a directory whose node_modules is newer than its
-# lock file is left alone.
+# @aws-sdk/client-s3 as an independent S3 client).  Idempotent: a
+# directory whose node_modules is newer than its lock file is left alone.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 if ! command -v npm >/dev/null; then
