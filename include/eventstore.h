@@ -88,6 +88,10 @@ ES_API int es_version(void);
 #define ES_ETOOBIG (-11)   /* an event or batch exceeds a size limit */
 #define ES_ECLOSED (-12)   /* the database is closing */
 #define ES_EREADONLY (-13) /* a write on a read-only handle */
+/* Object store (lib/replicate), kept apart from the codes above: */
+#define ES_ECONFLICT (-15) /* a conditional object put's condition failed */
+#define ES_EUNAVAIL (-16)  /* object store unreachable or overloaded: retry */
+#define ES_EREMOTE (-17)   /* object store refused the request for good */
 
 /* A static English name and sentence for a status code; never NULL. */
 ES_API const char *es_strerror(int status);

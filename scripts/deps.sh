@@ -7,9 +7,12 @@ pkgs=(meson ninja-build pkg-config gcc clang clang-format
       liblz4-dev libxxhash-dev libyajl-dev check
       libsqlite3-dev librocksdb-dev python3
       libuv1-dev zlib1g-dev libjemalloc-dev node-llhttp curl
-      libcurl4-openssl-dev chromium wrk nginx-light)
-# libcurl: es-queryd's webhooks.  chromium: the dashboard test (driven by
-# playwright-core).  wrk and nginx-light: `es-bench http` (full-load
+      libcurl4-openssl-dev libssl-dev python3-botocore
+      chromium wrk nginx-light)
+# libcurl: es-queryd's webhooks and the S3 client (lib/replicate/s3.c),
+# which takes SHA-256 from libssl-dev's libcrypto.  python3-botocore: the
+# SigV4-checking proxy of tests/replicate (botocore's own signer).
+# chromium: the dashboard test (driven by playwright-core).  wrk and nginx-light: `es-bench http` (full-load
 # generator; nginx as the HTTP ceiling, run from a config of its own -- the
 # package's service is not used).  Node.js and npm run the SDK clients of
 # the end-to-end tests, es-bench's DuckDB peer and its HTTP load driver; a

@@ -30,6 +30,10 @@ static const char *const status_names[] = {
     "event or batch exceeds a size limit",
     "database is closing",
     "database is read-only",
+    /* -14 belongs to another code; the object store's start at -15. */
+    [15] = "conditional put failed: the object changed or exists",
+    [16] = "object store unavailable (timeout, connection, 5xx); retry later",
+    [17] = "object store refused the request",
 };
 
 /* Names a status code; see docs/ERRORS.md for the long form. */
@@ -39,7 +43,7 @@ const char *es_strerror(int status) {
   size_t idx = (size_t)(-(long)status);
   if (idx >= sizeof(status_names) / sizeof(status_names[0]))
     return "unknown status";
-  return status_names[idx];
+  return status_names[idx] ? status_names[idx] : "unknown status";
 }
 
 /* The calling thread's last error detail (never NULL). */
