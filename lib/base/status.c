@@ -30,6 +30,7 @@ static const char *const status_names[] = {
     "event or batch exceeds a size limit",
     "database is closing",
     "database is read-only",
+    "database is degraded (disk full?); retry later",
 };
 
 /* Names a status code; see docs/ERRORS.md for the long form. */

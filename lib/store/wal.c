@@ -117,9 +117,12 @@ static int wal_create_zeroed(es_wal *wal, const char *path, es_file **f_out) {
   }
   if (rc == ES_OK && wal->sync)
     rc = vfs->sync(vfs, f);
-  if (rc < 0) {
+  if (rc < 0) { /* remove it: on a full disk its blocks are needed */
+    char keep[512];
+    snprintf(keep, sizeof(keep), "%s", es_errdetail());
     (void)vfs->close(vfs, f);
-    return rc;
+    (void)vfs->unlink(vfs, path); /* its failure must not hide the cause */
+    return es__error_at(rc, __FILE__, __LINE__, "%s", keep);
   }
   *f_out = f;
   return ES_OK;
@@ -132,7 +135,7 @@ static int wal_spare_path(es_wal *wal, char *buf, size_t cap) {
 /* Makes the file for `first` current: the prepared spare renamed, or a
  * new zero-filled file; durable with its directory entry before any frame
  * is written into it. */
-static int wal_new_file(es_wal *wal, uint64_t first) {
+static int wal_new_file(es_wal *wal, uint64_t first, int *undone_out) {
   char path[ES_PATH_MAX], spare_path[ES_PATH_MAX];
   ES_TRY(es__wal_path(path, sizeof(path), wal->dir, first));
   ES_TRY(wal_spare_path(wal, spare_path, sizeof(spare_path)));
@@ -144,10 +147,13 @@ static int wal_new_file(es_wal *wal, uint64_t first) {
   wal->spare = NULL;
   pthread_mutex_unlock(&wal->spare_mu);
   int rc = ES_OK;
-  if (f)
+  *undone_out = 0;
+  if (f) {
     rc = vfs->rename(vfs, spare_path, path);
-  else
+  } else {
     rc = wal_create_zeroed(wal, path, &f);
+    *undone_out = rc < 0; /* removed again by wal_create_zeroed */
+  }
   if (rc == ES_OK && wal->sync)
     rc = vfs->sync_dir(vfs, wal->dir);
   if (rc < 0) {
@@ -167,18 +173,18 @@ static int wal_new_file(es_wal *wal, uint64_t first) {
 
 /* Prepares the spare file if the log wants one and has none (called from
  * a background thread).  Returns 1 if it made one, 0 if none was needed. */
-int es__wal_prepare_spare(es_wal *wal) {
+int es__wal_prepare_spare(es_wal *wal, int force) {
   /* wanted once the current file is half full: early enough to be ready,
    * late enough not to compete with a fresh file's first appends */
   if (!wal || !wal->spare_enabled ||
-      atomic_load_explicit(&wal->fill, memory_order_relaxed) <
-          wal->file_bytes / 2)
+      (!force && atomic_load_explicit(&wal->fill, memory_order_relaxed) <
+                     wal->file_bytes / 2))
     return 0;
   pthread_mutex_lock(&wal->spare_mu);
   int have = wal->spare != NULL;
   pthread_mutex_unlock(&wal->spare_mu);
   if (have)
-    return 0;
+    return force ? 1 : 0;
   char path[ES_PATH_MAX];
   es_file *f = NULL;
   ES_TRY(wal_spare_path(wal, path, sizeof(path)));
@@ -243,7 +249,7 @@ int es__wal_open(es_vfs *vfs, const char *dir, uint64_t next_lsn,
     else if (wal->spare_enabled) /* the first write makes the file, from */
       atomic_store(&wal->fill, file_bytes); /* a spare prepared meanwhile */
     else
-      rc = wal_new_file(wal, next_lsn);
+      rc = wal_new_file(wal, next_lsn, &(int){0});
   }
   if (rc < 0) {
     es__wal_close(wal);
@@ -256,9 +262,15 @@ int es__wal_open(es_vfs *vfs, const char *dir, uint64_t next_lsn,
 /* Writes one frame at the end of the log, rolling to a new file when the
  * frame would not fit (a frame larger than a file gets a file of its own,
  * which then grows past its preallocation). */
-int es__wal_write(es_wal *wal, const uint8_t *frame, size_t len, uint64_t lsn) {
+int es__wal_roll(es_wal *wal, size_t len, uint64_t lsn, int *undone_out) {
+  *undone_out = 0;
   if (!wal->cur || (wal->off > 0 && wal->off + len > wal->file_bytes))
-    ES_TRY(wal_new_file(wal, lsn));
+    return wal_new_file(wal, lsn, undone_out);
+  return ES_OK;
+}
+
+int es__wal_write(es_wal *wal, const uint8_t *frame, size_t len, uint64_t lsn) {
+  ES_TRY(es__wal_roll(wal, len, lsn, &(int){0}));
   ES_TRY(wal->vfs->write(wal->vfs, wal->cur, frame, len, wal->off));
   wal->off += len;
   atomic_store_explicit(&wal->fill, wal->off, memory_order_relaxed);

@@ -65,9 +65,19 @@ int es__wal_open(es_vfs *vfs, const char *dir, uint64_t next_lsn,
                  es_wal **wal_out) ES_MUST_CHECK;
 
 /* Prepares a zero-filled spare file for the next rollover when the log
- * wants one (large files with syncing on).  Safe to call from a thread
- * other than the writer.  Returns 1 if it made one, 0 if not needed. */
-int es__wal_prepare_spare(es_wal *wal) ES_MUST_CHECK;
+ * wants one (large files with syncing on; with force, even before the
+ * current file is half full).  Safe to call from a thread other than the
+ * writer.  Returns 1 if a spare is ready (made now, or with force already
+ * there), 0 if none was needed.  A file it failed to make is removed. */
+int es__wal_prepare_spare(es_wal *wal, int force) ES_MUST_CHECK;
+
+/* Starts a new file when a frame of len bytes would not fit in the
+ * current one (es__wal_write does it too).  On failure *undone_out says
+ * whether the failure left nothing behind (the half-made file removed,
+ * nothing written: the caller may retry later) or left a file name in
+ * doubt (a failed rename or directory sync). */
+int es__wal_roll(es_wal *wal, size_t len, uint64_t lsn,
+                 int *undone_out) ES_MUST_CHECK;
 
 /* Writes a finished frame (lsn must exceed all earlier ones); starts a new
  * file first when the frame does not fit in the current one. */

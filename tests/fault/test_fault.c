@@ -8,8 +8,10 @@
  * (stepped when K is large), the cycle runs again with:
  *
  *   - an I/O error at call k (ES_EIO or ES_ENOSPC, once or from then on,
- *     with or without a short write): the library must fail-stop, then a
- *     reopen, and a power cut plus reopen, must show consistent data;
+ *     with or without a short write): the library must fail-stop, or (a
+ *     retryable error: a segment or temp file before its commit, store/
+ *     gate.c) degrade and go on, then a reopen, and a power cut plus
+ *     reopen, must show consistent data;
  *   - a power cut at call k (everything from k on is lost), optionally
  *     with torn sectors: the reopen must show consistent data.
  *
@@ -48,9 +50,9 @@
 #include <string.h>
 
 #include "api.h"
-#include "store/db.h"
 #include "base/mem.h"
 #include "memvfs.h"
+#include "store/db.h"
 
 #define DATA_DIR "/db"
 #define NTENANTS 3
@@ -242,9 +244,13 @@ static void run_init(run *r, es_vfs *vfs, const workload *load,
 }
 
 /* Whether rc is an acceptable failure status at this point of the run:
- * the injected code, or ES_EFAILED (the database failed earlier, maybe in
- * a background thread).  Once a failure was seen, only ES_EFAILED. */
+ * the injected code, ES_EFAILED (the database failed earlier, maybe in a
+ * background thread) or ES_EDEGRADED (a retryable failure: the store
+ * goes on, so this is no fail-stop).  Once a fail-stop was seen, only
+ * ES_EFAILED. */
 static void check_failure_status(run *r, const char *what, int rc) {
+  if (rc == ES_EDEGRADED && r->io_err && !r->failed_seen)
+    return;
   if (r->failed_seen) {
     if (rc != ES_EFAILED)
       NOTE(r,
@@ -293,7 +299,7 @@ static void do_append(run *r, es_db *db, int b) {
     return;
   }
   check_failure_status(r, what, rc);
-  r->failed_seen = 1;
+  r->failed_seen |= rc != ES_EDEGRADED;
 }
 
 static void do_flush(run *r, es_db *db, const char *tenant) {
@@ -324,7 +330,7 @@ static void do_flush(run *r, es_db *db, const char *tenant) {
     return;
   }
   check_failure_status(r, what, rc);
-  r->failed_seen = 1;
+  r->failed_seen |= rc != ES_EDEGRADED;
 }
 
 /* Runs the workload once on r->vfs with whatever faults are armed. */

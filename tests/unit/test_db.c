@@ -1047,15 +1047,15 @@ END_TEST
 
 START_TEST(test_strerror) {
   /* pinned values */
-  static const int codes[] = {ES_OK,        ES_EINVAL,   ES_ENOMEM,  ES_EIO,
-                              ES_ENOSPC,    ES_ECORRUPT, ES_EFAILED, ES_EBUSY,
-                              ES_ENOTFOUND, ES_EVERSION, ES_ETENANT, ES_ETOOBIG,
-                              ES_ECLOSED,   ES_EREADONLY};
-  for (int i = 0; i < 14; i++)
+  static const int codes[] = {
+      ES_OK,       ES_EINVAL,  ES_ENOMEM,  ES_EIO,       ES_ENOSPC,
+      ES_ECORRUPT, ES_EFAILED, ES_EBUSY,   ES_ENOTFOUND, ES_EVERSION,
+      ES_ETENANT,  ES_ETOOBIG, ES_ECLOSED, ES_EREADONLY, ES_EDEGRADED};
+  for (int i = 0; i < 15; i++)
     ck_assert_int_eq(codes[i], -i);
-  const char *unknown = es_strerror(-14);
+  const char *unknown = es_strerror(-15);
   ck_assert_ptr_nonnull(unknown);
-  for (int i = 0; i < 14; i++) {
+  for (int i = 0; i < 15; i++) {
     const char *s = es_strerror(codes[i]);
     ck_assert_ptr_nonnull(s);
     ck_assert_uint_gt(strlen(s), 1);
