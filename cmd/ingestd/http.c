@@ -52,7 +52,7 @@
 #define DISCARD_BYTES_MAX (16u << 20)
 
 enum { H_ENCODING = HC_H_AUTH + 1, H_EXPECT };
-enum { R_NONE, R_INGEST, R_HEALTHZ, R_METRICS, R_OPTIONS };
+enum { R_NONE, R_INGEST, R_HEALTHZ, R_READYZ, R_METRICS, R_OPTIONS };
 
 typedef struct job job;
 
@@ -112,6 +112,7 @@ static int http_status_of(int es_status) {
   case ES_ENOMEM:
   case ES_ECLOSED:
   case ES_ENOSPC:
+  case ES_EDEGRADED: /* disk full: retry later (store/gate.c) */
     return 503;
   default:
     return 500; /* ES_EIO, ES_EFAILED, ES_ETENANT, ... */
@@ -155,6 +156,36 @@ static void respond_error(conn *c, int status, const char *msg, int close) {
     return;
   }
   respond(c, status, "application/json", b.data, b.len, close);
+  seg_buf_free(&b);
+}
+
+/* /healthz (liveness: 200 while the process serves) and /readyz (200 only
+ * when the store is ok and the server not draining, else 503 with the
+ * reason): {"status":...,"store":"ok|degraded|failed","reason":...}. */
+static void answer_health(conn *c, int ready_probe) {
+  server *srv = c->h.srv;
+  char why[400];
+  int state = es_state(srv->db, why, sizeof why);
+  const char *store = state == ES_STATE_OK         ? "ok"
+                      : state == ES_STATE_DEGRADED ? "degraded"
+                                                   : "failed";
+  const char *status = srv->draining ? "draining" : store;
+  int code =
+      !ready_probe || (state == ES_STATE_OK && !srv->draining) ? 200 : 503;
+  seg_buf b;
+  seg_buf_init(&b);
+  if (seg_buf_put(&b, "{\"status\":\"", 11) ||
+      seg_buf_put(&b, status, strlen(status)) ||
+      seg_buf_put(&b, "\",\"store\":\"", 11) ||
+      seg_buf_put(&b, store, strlen(store)) ||
+      seg_buf_put(&b, "\",\"reason\":", 11) ||
+      seg_buf_put_json_string(&b, why, strlen(why)) ||
+      seg_buf_put(&b, "}", 1)) {
+    seg_buf_free(&b);
+    hconn_close(&c->h);
+    return;
+  }
+  respond(c, code, "application/json", b.data, b.len, 0);
   seg_buf_free(&b);
 }
 
@@ -277,6 +308,8 @@ static int on_headers_complete(hconn *h) {
     c->route = R_OPTIONS;
   } else if (path_len == 8 && memcmp(c->h.url, "/healthz", 8) == 0) {
     c->route = method == HTTP_GET ? R_HEALTHZ : 0;
+  } else if (path_len == 7 && memcmp(c->h.url, "/readyz", 7) == 0) {
+    c->route = method == HTTP_GET ? R_READYZ : 0;
   } else if (path_len == 8 && memcmp(c->h.url, "/metrics", 8) == 0) {
     c->route = method == HTTP_GET ? R_METRICS : 0;
   } else if (c->ingest_type >= 0) {
@@ -678,8 +711,7 @@ static void answer_metrics(conn *c) {
   seg_buf_init(&b);
   if (metrics_render(&srv->m, &b, srv->jobs_pending + srv->parsing,
                      srv->held_bytes, srv->cfg.memory_budget_bytes,
-                     &srv->dedupe_pool, srv->http.connections,
-                     srv->draining)) {
+                     &srv->dedupe_pool, srv->http.connections, srv->draining)) {
     seg_buf_free(&b);
     respond_error(c, 503, "out of memory", 0);
     return;
@@ -691,16 +723,13 @@ static void answer_metrics(conn *c) {
 /* Serves the request that was just read completely. */
 static void dispatch(hconn *h) {
   conn *c = (conn *)h;
-  server *srv = c->h.srv;
   if (c->refuse_status) {
     body_release(c);
     respond_error(c, c->refuse_status, c->refuse_msg, 0);
   } else if (c->route == R_OPTIONS) {
     answer_options(c);
-  } else if (c->route == R_HEALTHZ) {
-    respond_json(
-        c, 200,
-        srv->draining ? "{\"status\":\"draining\"}" : "{\"status\":\"ok\"}", 0);
+  } else if (c->route == R_HEALTHZ || c->route == R_READYZ) {
+    answer_health(c, c->route == R_READYZ);
   } else if (c->route == R_METRICS) {
     answer_metrics(c);
   } else {

@@ -58,6 +58,7 @@ int qd_http_status_of(int es_status) {
   case ES_ENOMEM:
   case ES_ECLOSED:
   case ES_EBUSY:
+  case ES_EDEGRADED: /* disk full: retry later (store/gate.c) */
     return 503;
   default:
     return 500; /* ES_EIO, ES_ECORRUPT, ES_EFAILED, ... */
@@ -419,19 +420,47 @@ static void serve_metrics(qd_server *srv, qd_conn *c) {
   seg_buf_free(&b);
 }
 
+/* /healthz (liveness: 200 while serving) and /readyz (200 only when the
+ * handle, a writer in embedded mode or a reader, is ok and the server is
+ * not draining; else 503 with the reason), both with the state:
+ * {"status":...,"mode":...,"store":"ok|degraded|failed","reason":...}. */
+static void serve_health(qd_server *srv, qd_conn *c, int ready_probe) {
+  char why[400], esc[900];
+  int state = es_state(srv->db, why, sizeof why);
+  const char *store = state == ES_STATE_OK         ? "ok"
+                      : state == ES_STATE_DEGRADED ? "degraded"
+                                                   : "failed";
+  size_t n = 0;
+  for (const char *s = why; *s && n + 7 < sizeof esc; s++) {
+    unsigned char ch = (unsigned char)*s;
+    if (ch == '"' || ch == '\\')
+      esc[n++] = '\\', esc[n++] = (char)ch;
+    else if (ch < 0x20)
+      n += (size_t)snprintf(esc + n, sizeof esc - n, "\\u%04x", ch);
+    else
+      esc[n++] = (char)ch;
+  }
+  esc[n] = '\0';
+  char body[1200];
+  int len = snprintf(body, sizeof body,
+                     "{\"status\":\"%s\",\"mode\":\"%s\",\"store\":\"%s\","
+                     "\"reason\":\"%s\"}",
+                     srv->draining ? "draining" : store,
+                     srv->read_only ? "read-only" : "embedded", store, esc);
+  int ok = state == ES_STATE_OK && !srv->draining;
+  qd_respond(c, !ready_probe || ok ? 200 : 503, "application/json", body,
+             (size_t)len, NULL);
+}
+
 void qd_api_dispatch(qd_server *srv, qd_conn *c, const qd_request *rq) {
   const char *p = rq->path;
   int get = rq->method == HTTP_GET;
   if (strncmp(p, "/v1/", 4) != 0) {
     if (!get)
       qd_respond_error(c, 405, "GET only");
-    else if (strcmp(p, "/healthz") == 0) {
-      const char *h = srv->draining ? "{\"status\":\"draining\"}"
-                      : srv->read_only
-                          ? "{\"status\":\"ok\",\"mode\":\"read-only\"}"
-                          : "{\"status\":\"ok\",\"mode\":\"embedded\"}";
-      qd_respond(c, 200, "application/json", h, strlen(h), NULL);
-    } else if (strcmp(p, "/metrics") == 0)
+    else if (strcmp(p, "/healthz") == 0 || strcmp(p, "/readyz") == 0)
+      serve_health(srv, c, p[1] == 'r');
+    else if (strcmp(p, "/metrics") == 0)
       serve_metrics(srv, c);
     else
       serve_asset(c, p);

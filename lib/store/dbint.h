@@ -15,8 +15,8 @@
  *
  * Locks, in the order they may be nested: tenant->compact_mu,
  * tenant->man_mu, db->tenants_mu, tenant->mu, db->flush_mu, shard->mu,
- * db->mem_mu; db->cmp_mu is a leaf.  No lock is held across I/O except
- * by the writer thread of a shard, which owns its WAL alone.
+ * db->mem_mu; db->cmp_mu and db->gate_mu are leaves.  No lock is held across
+ * I/O except by the writer thread of a shard, which owns its WAL alone.
  */
 #ifndef ES_DBINT_H
 #define ES_DBINT_H
