@@ -23,11 +23,26 @@
  *     scan concurrently.  An es_cursor belongs to one thread at a time.
  *  6. If a call fails, its out-parameters are set to NULL/zero and nothing
  *     needs to be freed (es_open sets *db_out to NULL on failure).
- *  7. After an I/O error on the write path (a failed write, fsync, rename)
- *     the database is "failed": it keeps serving scans of what it holds,
- *     but every write returns ES_EFAILED until it is closed and reopened.
- *     Recovery on reopen decides what was durable; nothing is retried on
- *     trust (a failed fsync may have dropped dirty pages).
+ *  7. I/O errors on the write path come in two kinds (see es_state):
+ *     - fail-stop: a failed WAL write or fsync, or a failure at or after
+ *       the rename that commits a file.  The database is then "failed":
+ *       it keeps serving scans of what it holds, but every write returns
+ *       ES_EFAILED until it is closed and reopened.  Recovery on reopen
+ *       decides what was durable; nothing is retried on trust (a failed
+ *       fsync may have dropped dirty pages).
+ *     - retryable: ENOSPC or EIO while writing a file nothing acknowledged
+ *       depends on yet (a segment or rollup before its manifest, a spare
+ *       WAL file, a temporary file before its rename): the WAL still holds
+ *       the events.  The temporary file is removed.  A background writer
+ *       (flush, spare WAL file) then puts the database in the "degraded"
+ *       state and retries with exponential backoff (50 ms doubling to
+ *       5 s); the first retry that succeeds returns it to "ok" by itself.
+ *       A call of the caller's (es_rule_put, es_identity_unlink,
+ *       es_rollup_rebuild, es_compact) returns ES_ENOSPC or ES_EIO and
+ *       changes nothing: the caller retries.  While degraded, appends are
+ *       accepted as long as the WAL takes them and the memtables fit in
+ *       memtable_budget_bytes, and refused with ES_EDEGRADED beyond
+ *       (never blocked indefinitely).
  *  8. Times are microseconds since the Unix epoch, UTC, in int64_t, and
  *     ranges are half-open: [from_us, to_us).
  *  9. Option structs (es_options, es_scan_spec, es_compact_options) begin
@@ -88,6 +103,7 @@ ES_API int es_version(void);
 #define ES_ETOOBIG (-11)   /* an event or batch exceeds a size limit */
 #define ES_ECLOSED (-12)   /* the database is closing */
 #define ES_EREADONLY (-13) /* a write on a read-only handle */
+#define ES_EDEGRADED (-14) /* degraded (disk full?): retry later */
 /* Object store (lib/replicate), kept apart from the codes above: */
 #define ES_ECONFLICT (-15) /* a conditional object put's condition failed */
 #define ES_EUNAVAIL (-16)  /* object store unreachable or overloaded: retry */
@@ -278,6 +294,27 @@ ES_API int es_open(const es_options *opts, es_db **db_out);
  */
 ES_API int es_close(es_db *db);
 
+/*
+ * The state of a handle (see convention 7):
+ *   ES_STATE_OK        everything works;
+ *   ES_STATE_DEGRADED  a background write (a flush, a spare WAL file, a
+ *                      WAL file rollover) failed with a retryable error,
+ *                      typically a full disk; it is retried with backoff
+ *                      and the state returns to ok by itself when a retry
+ *                      succeeds.  Appends beyond the memory budget, and
+ *                      es_flush, return ES_EDEGRADED meanwhile;
+ *   ES_STATE_FAILED    a fail-stop error: reopen the handle.
+ * es_state returns the state (>= 0), and when why is not NULL writes a
+ * NUL-terminated sentence saying why (the first error that caused it, or
+ * "ok") into why[0..why_cap).  A read-only handle is ES_STATE_OK unless
+ * it is closing.  Thread-safe, cheap (no I/O): servers call it for their
+ * readiness probes.  Errors: ES_EINVAL (NULL handle).
+ */
+#define ES_STATE_OK 0
+#define ES_STATE_DEGRADED 1
+#define ES_STATE_FAILED 2
+ES_API int es_state(es_db *db, char *why, size_t why_cap);
+
 /* ----------------------------------------------------------------------
  * Writing
  * ---------------------------------------------------------------------- */
@@ -302,7 +339,9 @@ typedef struct es_receipt {
  *
  * receipt_out may be NULL.  Thread-safe.  Errors: ES_EINVAL (NULL, count 0,
  * an invalid type, ts_us < 0 or INT64_MAX), ES_ETENANT, ES_ETOOBIG, ES_EFAILED,
- * ES_ECLOSED, ES_EIO, ES_ENOSPC, ES_ENOMEM.
+ * ES_ECLOSED, ES_EIO, ES_ENOSPC, ES_ENOMEM, ES_EREADONLY, ES_EDEGRADED (the
+ * store is degraded and its memtables are full, or a new WAL file could
+ * not be made: nothing of the batch was written; retry later).
  */
 ES_API int es_append(es_db *db, const char *tenant, const es_event *events,
                      size_t count, es_receipt *receipt_out);
@@ -311,7 +350,9 @@ ES_API int es_append(es_db *db, const char *tenant, const es_event *events,
  * Seals the memtable of `tenant` (or of every tenant when NULL) into
  * segments and waits until they are recorded in the manifests.  After it
  * returns ES_OK the WAL no longer needs those rows.  Errors: ES_ETENANT,
- * ES_EFAILED, ES_EIO, ES_ENOSPC, ES_ENOMEM.  Flushing a tenant that has no
+ * ES_EFAILED, ES_EIO, ES_ENOSPC, ES_ENOMEM, ES_EDEGRADED (a flush failed
+ * with a retryable error and is being retried in the background: the rows
+ * are safe in the WAL).  Flushing a tenant that has no
  * rows is ES_OK.
  */
 ES_API int es_flush(es_db *db, const char *tenant);

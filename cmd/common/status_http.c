@@ -21,9 +21,11 @@ static const struct {
     {ES_ENOSPC, 503},  /* the disk is full: an operator frees space */
     {ES_EBUSY, 503},   /* the directory is locked by another process */
     {ES_ECLOSED, 503}, /* shutting down */
-#ifdef ES_EDEGRADED
     {ES_EDEGRADED, 503}, /* the store is degraded: retry later */
-#endif
+    {ES_EUNAVAIL, 503},  /* the object store (S3) is unreachable */
+    /* an object store (S3) answer */
+    {ES_ECONFLICT, 409}, /* a conditional object write lost a race */
+    {ES_EREMOTE, 502},   /* the object store refused the request */
     /* the store failed or its data is damaged: nothing was done */
     {ES_EIO, 500},
     {ES_ECORRUPT, 500},
@@ -66,12 +68,16 @@ const char *http_status_reason(int status) {
     return "Method Not Allowed";
   case 408:
     return "Request Timeout";
+  case 409:
+    return "Conflict";
   case 413:
     return "Payload Too Large";
   case 429:
     return "Too Many Requests";
   case 431:
     return "Request Header Fields Too Large";
+  case 502:
+    return "Bad Gateway";
   case 503:
     return "Service Unavailable";
   default:

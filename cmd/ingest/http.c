@@ -169,6 +169,36 @@ static void respond_error(conn *c, int status, const char *msg, int close) {
   seg_buf_free(&b);
 }
 
+/* /healthz (liveness: 200 while the process serves) and /readyz (200 only
+ * when the store is ok and the server not draining, else 503 with the
+ * reason): {"status":...,"store":"ok|degraded|failed","reason":...}. */
+static void answer_health(conn *c, int ready_probe) {
+  server *srv = c->h.srv;
+  char why[400];
+  int state = es_state(srv->db, why, sizeof why);
+  const char *store = state == ES_STATE_OK         ? "ok"
+                      : state == ES_STATE_DEGRADED ? "degraded"
+                                                   : "failed";
+  const char *status = srv->draining ? "draining" : store;
+  int code =
+      !ready_probe || (state == ES_STATE_OK && !srv->draining) ? 200 : 503;
+  seg_buf b;
+  seg_buf_init(&b);
+  if (seg_buf_put(&b, "{\"status\":\"", 11) ||
+      seg_buf_put(&b, status, strlen(status)) ||
+      seg_buf_put(&b, "\",\"store\":\"", 11) ||
+      seg_buf_put(&b, store, strlen(store)) ||
+      seg_buf_put(&b, "\",\"reason\":", 11) ||
+      seg_buf_put_json_string(&b, why, strlen(why)) ||
+      seg_buf_put(&b, "}", 1)) {
+    seg_buf_free(&b);
+    hconn_close(&c->h);
+    return;
+  }
+  respond(c, code, "application/json", b.data, b.len, 0);
+  seg_buf_free(&b);
+}
+
 /* ----------------------------------------------------------------------
  * Memory accounting
  * ---------------------------------------------------------------------- */
@@ -696,17 +726,14 @@ static void answer_metrics(conn *c) {
   seg_buf_free(&b);
 }
 
-static void answer_healthz(conn *c) {
-  server *srv = c->h.srv;
-  respond_json(
-      c, 200,
-      srv->draining ? "{\"status\":\"draining\"}" : "{\"status\":\"ok\"}", 0);
-}
+static void answer_healthz(conn *c) { answer_health(c, 0); }
+static void answer_readyz(conn *c) { answer_health(c, 1); }
 
 /* Every endpoint of the service, one row each (docs/INGEST.md).  The
  * Segment paths have one-letter aliases (/v1/t for /v1/track...). */
 static const route routes[] = {
     {{HTTP_GET, "/healthz", 0}, answer_healthz, 0},
+    {{HTTP_GET, "/readyz", 0}, answer_readyz, 0},
     {{HTTP_GET, "/metrics", 0}, answer_metrics, 0},
     {{HTTP_POST, "/v1/track", ROUTE_INGEST}, ingest, ES_TYPE_TRACK},
     {{HTTP_POST, "/v1/t", ROUTE_INGEST}, ingest, ES_TYPE_TRACK},

@@ -398,14 +398,18 @@ static void serve_person_segments(qd_server *srv, qd_conn *c,
     submit(srv, c, t, W_PERSON_SEGMENTS, id, strlen(id), 0);
 }
 
+static void serve_health(qd_server *srv, qd_conn *c, int ready_probe);
+
 static void serve_healthz(qd_server *srv, qd_conn *c, const qd_request *rq,
                           qd_tenant *t) {
-  const char *h = srv->draining ? "{\"status\":\"draining\"}"
-                  : srv->read_only
-                      ? "{\"status\":\"ok\",\"mode\":\"read-only\"}"
-                      : "{\"status\":\"ok\",\"mode\":\"embedded\"}";
   (void)rq, (void)t;
-  qd_respond(c, 200, "application/json", h, strlen(h), NULL);
+  serve_health(srv, c, 0);
+}
+
+static void serve_readyz(qd_server *srv, qd_conn *c, const qd_request *rq,
+                         qd_tenant *t) {
+  (void)rq, (void)t;
+  serve_health(srv, c, 1);
 }
 
 static void serve_metrics(qd_server *srv, qd_conn *c, const qd_request *rq,
@@ -420,6 +424,38 @@ static void serve_metrics(qd_server *srv, qd_conn *c, const qd_request *rq,
   }
   qd_respond(c, 200, "text/plain; version=0.0.4", b.data, b.len, NULL);
   seg_buf_free(&b);
+}
+
+/* /healthz (liveness: 200 while serving) and /readyz (200 only when the
+ * handle, a writer in embedded mode or a reader, is ok and the server is
+ * not draining; else 503 with the reason), both with the state:
+ * {"status":...,"mode":...,"store":"ok|degraded|failed","reason":...}. */
+static void serve_health(qd_server *srv, qd_conn *c, int ready_probe) {
+  char why[400], esc[900];
+  int state = es_state(srv->db, why, sizeof why);
+  const char *store = state == ES_STATE_OK         ? "ok"
+                      : state == ES_STATE_DEGRADED ? "degraded"
+                                                   : "failed";
+  size_t n = 0;
+  for (const char *s = why; *s && n + 7 < sizeof esc; s++) {
+    unsigned char ch = (unsigned char)*s;
+    if (ch == '"' || ch == '\\')
+      esc[n++] = '\\', esc[n++] = (char)ch;
+    else if (ch < 0x20)
+      n += (size_t)snprintf(esc + n, sizeof esc - n, "\\u%04x", ch);
+    else
+      esc[n++] = (char)ch;
+  }
+  esc[n] = '\0';
+  char body[1200];
+  int len = snprintf(body, sizeof body,
+                     "{\"status\":\"%s\",\"mode\":\"%s\",\"store\":\"%s\","
+                     "\"reason\":\"%s\"}",
+                     srv->draining ? "draining" : store,
+                     srv->read_only ? "read-only" : "embedded", store, esc);
+  int ok = state == ES_STATE_OK && !srv->draining;
+  qd_respond(c, !ready_probe || ok ? 200 : 503, "application/json", body,
+             (size_t)len, NULL);
 }
 
 /* ----------------------------------------------------------------------
@@ -444,6 +480,7 @@ static const qd_route routes[] = {
     {{HTTP_GET, "/app.js", 0}, serve_asset},
     {{HTTP_GET, "/app.css", 0}, serve_asset},
     {{HTTP_GET, "/healthz", 0}, serve_healthz},
+    {{HTTP_GET, "/readyz", 0}, serve_readyz},
     {{HTTP_GET, "/metrics", 0}, serve_metrics},
     {{HTTP_POST, "/v1/query", ROUTE_TOKEN}, serve_query},
     {{HTTP_GET, "/v1/stream", ROUTE_TOKEN | ROUTE_QUERY_TOKEN}, serve_stream},

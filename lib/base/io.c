@@ -273,6 +273,11 @@ int es__io_write_at(es_vfs *vfs, const char *path, int flags, const void *buf,
   return rc < 0 ? rc : rc2;
 }
 
+/* Set while an es__io_write_atomic of this thread is past the point where
+ * a failure can be undone by removing the temp file (es__gate_io_error
+ * asks, through es__io_failed_committing). */
+static _Thread_local int io_committing;
+
 /* The atomic-replace protocol: write a temporary file, make it durable,
  * rename it over the target, make the rename durable.  A crash at any
  * point leaves either the old file or the new one. */
@@ -282,12 +287,30 @@ int es__io_write_atomic(es_vfs *vfs, const char *dir, const char *name,
   ES_TRY(es__path_join(path, sizeof(path), dir, name));
   if (snprintf(tmp, sizeof(tmp), "%s.tmp", path) >= (int)sizeof(tmp))
     return ES_INVAL_BKPT("path too long: %s", path);
+  io_committing = 0;
   int rc = es__io_write_file(vfs, tmp, buf, len);
-  if (rc == ES_OK)
-    rc = vfs->rename(vfs, tmp, path);
+  if (rc < 0) { /* nothing depends on the temp file: free its space */
+    char keep[512];
+    snprintf(keep, sizeof(keep), "%s", es_errdetail());
+    if (vfs->unlink(vfs, tmp) < 0) /* maybe never created: first error wins */
+      return es__error_at(rc, __FILE__, __LINE__, "%s", keep);
+    return rc;
+  }
+  io_committing = 1; /* from here a failure leaves the name in doubt */
+  rc = vfs->rename(vfs, tmp, path);
   if (rc == ES_OK)
     rc = vfs->sync_dir(vfs, dir);
+  if (rc == ES_OK)
+    io_committing = 0;
   return rc;
+}
+
+/* Whether the last failed es__io_write_atomic of this thread failed at
+ * or after its rename; clears the mark. */
+int es__io_failed_committing(void) {
+  int c = io_committing;
+  io_committing = 0;
+  return c;
 }
 
 /* Reads a whole small file (manifests, the ESDB file) into memory. */

@@ -72,9 +72,16 @@ es_vfs *es__vfs_posix(void);
 int es__io_read_exact(es_vfs *vfs, es_file *f, void *buf, size_t len,
                       uint64_t offset, const char *what) ES_MUST_CHECK;
 
-/* Writes path atomically: path.tmp, write, sync, rename, sync_dir(dir). */
+/* Writes path atomically: path.tmp, write, sync, rename, sync_dir(dir).
+ * A failure before the rename removes path.tmp (nothing depends on it, and
+ * on a full disk its blocks are what a retry needs); a failure at or after
+ * the rename leaves the name in doubt, which es__io_failed_committing()
+ * tells the caller's error handling (store/gate.c). */
 int es__io_write_atomic(es_vfs *vfs, const char *dir, const char *name,
                         const void *buf, size_t len) ES_MUST_CHECK;
+/* 1 if this thread's last failed es__io_write_atomic failed at or after
+ * its rename (a commit point), else 0; reading clears it. */
+int es__io_failed_committing(void);
 
 /* Creates (or truncates) path, writes buf and syncs it; the directory
  * entry is not synced. */

@@ -30,7 +30,8 @@ static const char *const status_names[] = {
     "event or batch exceeds a size limit",
     "database is closing",
     "database is read-only",
-    /* -14 belongs to another code; the object store's start at -15. */
+    "database is degraded (disk full?); retry later",
+    /* the object store's codes (lib/replicate) */
     [15] = "conditional put failed: the object changed or exists",
     [16] = "object store unavailable (timeout, connection, 5xx); retry later",
     [17] = "object store refused the request",

@@ -30,9 +30,18 @@
  *  4. A failed call (ES_ENOMEM) makes no link: at worst an id was interned
  *     as a set of its own, which is what an unknown id means anyway.
  *  5. The identity log is append-only; each record carries its own length
- *     and checksum, and reading stops at the first record that does not
- *     check (a torn append, never acknowledged); the next append writes
- *     over it.
+ *     and checksum.  Reading stops at the first record that does not
+ *     check when nothing valid follows it (a torn append, never
+ *     acknowledged; the next append writes over it); a record that does
+ *     not check followed by one that does is damage in the middle, which
+ *     may hide an acknowledged unlink: ES_ECORRUPT naming file and offset,
+ *     never a silent stop.
+ *  6. An unlink is acknowledged only after its record's fdatasync (and,
+ *     for a new file, its directory's).  A failed write is a torn tail
+ *     (returned to the caller, who may retry); a failed sync fails the
+ *     handle (store/gate.c, 2): the page cache may say the record is
+ *     there while the disk does not, and a later unlink written after it
+ *     would then follow damage.
  */
 #include <stdatomic.h>
 #include <string.h>
@@ -43,6 +52,7 @@
 #include "base/mem.h"
 #include "engine/identity.h"
 #include "store/dbint.h"
+#include "store/gate.h"
 
 #define IDLOG_NAME "IDENTITY"
 #define IDLOG_SEED UINT64_C(0x1d10)
@@ -236,24 +246,35 @@ int es__identity_apply(es_identity *m, const es_event *ev) {
 
 /* --- the identity log ---------------------------------------------------- */
 
-/* Parses the log; stops at the first record that does not check
- * (invariant 5).  *end_out: where the valid records end. */
+/* Whether a whole record that checks starts at off. */
+static int idlog_record_at(const uint8_t *p, size_t n, size_t off) {
+  if (n - off < 12)
+    return 0;
+  uint32_t len = es__get_le32(p + off);
+  return len != 0 && len <= n - off - 12 &&
+         es__get_le64(p + off + 4) == es__hash64(p + off + 12, len, IDLOG_SEED);
+}
+
+/* Parses the log; stops at the first record that does not check, which
+ * must be a torn tail (invariant 5).  *end_out: where the valid records
+ * end. */
 int es__identity_log_parse(es_identity *m, const uint8_t *p, size_t n,
-                           size_t *end_out) {
+                           const char *path, size_t *end_out) {
   size_t off = 0;
+  *end_out = 0;
   while (n - off >= 12) {
-    uint32_t len = es__get_le32(p + off);
-    if (len == 0 || len > n - off - 12 ||
-        es__get_le64(p + off + 4) != es__hash64(p + off + 12, len, IDLOG_SEED))
+    if (!idlog_record_at(p, n, off))
       break;
+    uint32_t len = es__get_le32(p + off);
     es_rd rd = es__rd(p + off + 12, len);
     int64_t ts = es__rd_svarint(&rd);
     uint64_t la = es__rd_varint(&rd);
     const uint8_t *a = es__rd_bytes(&rd, la);
     uint64_t lb = es__rd_varint(&rd);
     const uint8_t *b = es__rd_bytes(&rd, lb);
-    if (rd.bad || rd.p != rd.end)
-      break;
+    if (rd.bad || rd.p != rd.end) /* checks, yet malformed: not torn */
+      return ES_CORRUPT_BKPT("%s: offset %zu: malformed unlink record", path,
+                             off);
     if (m) {
       ES_TRY(es__grow((void **)&m->unlinks, &m->unlinks_cap, m->nunlinks + 1,
                       sizeof(id_unlink)));
@@ -274,6 +295,11 @@ int es__identity_log_parse(es_identity *m, const uint8_t *p, size_t n,
     }
     off += 12 + len;
   }
+  for (size_t o = off + 1; o + 12 <= n; o++)
+    if (idlog_record_at(p, n, o))
+      return ES_CORRUPT_BKPT("%s: damaged record at offset %zu followed by "
+                             "a valid record at offset %zu",
+                             path, off, o);
   *end_out = off;
   return ES_OK;
 }
@@ -293,9 +319,32 @@ static int idlog_read(es_db *db, const char *tenant, es_identity *m,
     return ES_OK;
   }
   ES_TRY(rc);
-  rc = es__identity_log_parse(m, buf, len, end_out);
+  rc = es__identity_log_parse(m, buf, len, path, end_out);
   es__free(buf);
   return rc;
+}
+
+/* Writes rec at end of the log and makes it durable (invariant 6): a
+ * failed write is the caller's to retry, a failed sync fails stop. */
+static int idlog_append(es_db *db, const char *path, const char *dir,
+                        const es_buf *rec, size_t end) {
+  es_vfs *vfs = db->vfs;
+  es_file *f = NULL;
+  int rc = vfs->open(vfs, path, ES_IO_WRITE | ES_IO_CREATE, &f);
+  if (rc < 0)
+    return es__gate_io_error(db, ES_GATE_CALL, rc);
+  rc = vfs->write(vfs, f, rec->data, rec->len, end);
+  if (rc < 0) {
+    (void)vfs->close(vfs, f);
+    return es__gate_io_error(db, ES_GATE_CALL, rc);
+  }
+  rc = vfs->sync(vfs, f);
+  int rc2 = vfs->close(vfs, f);
+  if (rc == ES_OK)
+    rc = rc2;
+  if (rc == ES_OK && end == 0) /* a new file: its name must be durable */
+    rc = vfs->sync_dir(vfs, dir);
+  return es__gate_io_error(db, ES_GATE_STOP, rc);
 }
 
 /* Appends an unlink record; see eventstore.h. */
@@ -310,10 +359,7 @@ int es_identity_unlink(es_db *db, const char *tenant, const char *id_a,
     return ES_INVAL_BKPT("es_identity_unlink: \"%s\" and \"%s\" are not "
                          "ids that can link",
                          id_a, id_b);
-  if (db->opts.read_only)
-    return ES_ERR(ES_EREADONLY, "es_identity_unlink on a read-only handle");
-  if (atomic_load(&db->closing))
-    return ES_ERR(ES_ECLOSED, "database is closing");
+  ES_TRY(es__gate_enter(db, "es_identity_unlink"));
   if (ts_us == 0)
     ts_us = es__clock_now_us();
   es_buf rec = {0};
@@ -346,9 +392,7 @@ int es_identity_unlink(es_db *db, const char *tenant, const char *id_a,
   if (rc == ES_OK)
     rc = es__path_join(path, sizeof(path), t->dir, IDLOG_NAME);
   if (rc == ES_OK)
-    rc = es__io_write_at(db->vfs, path, ES_IO_CREATE, rec.data, rec.len, end);
-  if (rc == ES_OK && end == 0) /* a new file: its name must be durable */
-    rc = db->vfs->sync_dir(db->vfs, t->dir);
+    rc = idlog_append(db, path, t->dir, &rec, end);
   if (rc == ES_OK)
     atomic_fetch_add(&t->id_gen, 1); /* cached maps are stale */
   pthread_mutex_unlock(&t->id_mu);

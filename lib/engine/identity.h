@@ -63,11 +63,13 @@ const char *es__identity_root(es_identity *map, const char *id);
 size_t es__identity_ids(const es_identity *map, const char *id,
                         const char **buf);
 
-/* Parses an identity log image (IDENTITY) into m's unlink records (m may
- * be NULL: only checks); stops at the first record that does not check
- * and sets *end_out to where the valid records end. */
+/* Parses an identity log image (IDENTITY, named path in errors) into m's
+ * unlink records (m may be NULL: only checks); stops at the first record
+ * that does not check and sets *end_out to where the valid records end.
+ * ES_ECORRUPT (file and offset) when a valid record follows a damaged
+ * one, or a record checks but does not decode: only a torn tail is cut. */
 int es__identity_log_parse(es_identity *m, const uint8_t *p, size_t n,
-                           size_t *end_out) ES_MUST_CHECK;
+                           const char *path, size_t *end_out) ES_MUST_CHECK;
 
 /* Whether the map's unlink records undo a link of a and b made at ts. */
 int es__identity_unlinked(const es_identity *m, const char *a, const char *b,

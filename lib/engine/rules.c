@@ -20,6 +20,7 @@
 #include "engine/query.h"
 #include "engine/rules.h"
 #include "store/dbint.h"
+#include "store/gate.h"
 
 #define RULES_MAGIC "ESRULES1"
 #define RULES_VERSION 1
@@ -371,10 +372,12 @@ int es__rules_parse(const uint8_t *p, size_t n, const char *path,
     return ES_NOMEM_BKPT();
   es_rd rd = es__rd(p + 16, n - 24);
   for (uint32_t i = 0; i < count; i++) {
+    size_t at = (size_t)(rd.p - p); /* offsets name the damage */
     uint64_t len = es__rd_varint(&rd);
     const uint8_t *text = es__rd_bytes(&rd, len);
     if (!text)
-      return ES_CORRUPT_BKPT("%s: rule %u runs past the end", path, i);
+      return ES_CORRUPT_BKPT("%s: offset %zu: rule %u runs past the end", path,
+                             at, i);
     char *json = es__malloc(len + 1);
     if (!json)
       return ES_NOMEM_BKPT();
@@ -383,13 +386,14 @@ int es__rules_parse(const uint8_t *p, size_t n, const char *path,
     int rc = es__rule_parse(json, &rules->v[rules->n]);
     es__free(json);
     if (rc == ES_EINVAL)
-      return ES_CORRUPT_BKPT("%s: rule %u does not parse: %s", path, i,
-                             es_errdetail());
+      return ES_CORRUPT_BKPT("%s: offset %zu: rule %u does not parse: %s", path,
+                             at, i, es_errdetail());
     ES_TRY(rc);
     rules->n++;
   }
   if (rd.p != rd.end)
-    return ES_CORRUPT_BKPT("%s: bytes after the last rule", path);
+    return ES_CORRUPT_BKPT("%s: offset %zu: bytes after the last rule", path,
+                           (size_t)(rd.p - p));
   return ES_OK;
 }
 
@@ -540,9 +544,9 @@ static int rule_change_run(void *arg) {
   int rc = es__tenant_dir_make(c->db, t);
   if (rc == ES_OK)
     rc = es__rules_write(c->db->vfs, t->dir, &next);
-  if (rc < 0) {
+  if (rc < 0) { /* judged here: the I/O layer's mark is this thread's */
     es__free(next.v);
-    return rc;
+    return es__gate_io_error(c->db, ES_GATE_CALL, rc);
   }
   pthread_mutex_lock(&t->rules_mu);
   es_rule *old = exists ? t->rules->v[at] : NULL;
@@ -556,10 +560,7 @@ static int rule_change_run(void *arg) {
 
 static int rule_change_submit(es_db *db, const char *tenant, rule_change *c) {
   ES_TRY(es__tenant_check(tenant));
-  if (db->opts.read_only)
-    return ES_ERR(ES_EREADONLY, "rules cannot change on a read-only handle");
-  if (atomic_load(&db->closing))
-    return ES_ERR(ES_ECLOSED, "database is closing");
+  ES_TRY(es__gate_enter(db, c->add ? "es_rule_put" : "es_rule_delete"));
   ES_TRY(es__tenant_get(db, tenant, c->add != NULL, &c->t));
   if (!c->t)
     return ES_ERR(ES_ENOTFOUND, "no rule \"%s\" in tenant %s", c->drop, tenant);

@@ -36,6 +36,7 @@
 #include "base/event.h"
 #include "base/mem.h"
 #include "store/dbint.h"
+#include "store/gate.h"
 #include "store/rewrite.h"
 
 #define COMPACT_TARGET_DEFAULT (UINT64_C(64) << 20)
@@ -174,12 +175,7 @@ int es_compact(es_db *db, const char *tenant, const es_compact_options *opts,
     return ES_INVAL_BKPT("es_compact: NULL handle or bad options");
   if (tenant)
     ES_TRY(es__tenant_check(tenant));
-  if (db->opts.read_only)
-    return ES_ERR(ES_EREADONLY, "es_compact on a read-only handle");
-  if (atomic_load(&db->closing))
-    return ES_ERR(ES_ECLOSED, "database is closing");
-  if (atomic_load(&db->failed))
-    return ES_ERR(ES_EFAILED, "database failed earlier; reopen it");
+  ES_TRY(es__gate_enter(db, "es_compact"));
   int64_t cutoff = o.retain_us ? es__clock_now_us() - o.retain_us : INT64_MIN;
   /* the tenants to do, copied so no lock is held while compacting */
   name_list names = {0};
@@ -205,8 +201,9 @@ int es_compact(es_db *db, const char *tenant, const es_compact_options *opts,
     }
   }
   es__free(names.names);
-  if (rc == ES_EIO || rc == ES_ENOSPC)
-    es__db_fail(db, rc);
+  /* before its manifest's rename a failed run changed nothing: the caller
+   * may retry; at or after it the store fails (gate.c, 2-3) */
+  rc = es__gate_io_error(db, ES_GATE_CALL, rc);
   if (report_out)
     *report_out = rep;
   return rc;
@@ -236,9 +233,10 @@ void es__compact_wait_idle(es_db *db) {
 }
 
 /* Compacts t if it has compact_segments small segments or more.  A failed
- * compaction has failed the database (es_compact) if it was an I/O
- * error; otherwise it is logged and the tenant waits for its next flush. */
-static void compact_auto(es_db *db, es_tenant *t) {
+ * compaction has failed the database (es_compact) if it failed at a
+ * commit point; otherwise it is logged and the tenant waits for its next
+ * flush.  Returns the status (ES_OK when nothing was due). */
+static int compact_auto(es_db *db, es_tenant *t) {
   es_compact_options o;
   es_compact_options_init(&o);
   /* a merge holds its run's rows, re-encoded, in memory: keep that to an
@@ -250,7 +248,7 @@ static void compact_auto(es_db *db, es_tenant *t) {
     small += es__compact_small(t->segs->segs[i], &o);
   pthread_mutex_unlock(&t->mu);
   if (small < db->opts.compact_segments)
-    return;
+    return ES_OK;
   es_compact_report rep;
   int rc = es_compact(db, t->name, &o, &rep);
   if (rc < 0 && rc != ES_ECLOSED)
@@ -260,12 +258,14 @@ static void compact_auto(es_db *db, es_tenant *t) {
                (unsigned long long)rep.segments_in,
                (unsigned long long)rep.segments_out);
   es__error_clear();
+  return rc;
 }
 
 /* Takes queued tenants in order, at nice +10 (Linux sets the nice value
  * of one thread this way); merges yield the CPU to appends and flushes. */
 void *es__compactor_main(void *arg) {
   es_db *db = arg;
+  int64_t backoff_us = 0;
   (void)setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), 10);
   pthread_mutex_lock(&db->cmp_mu);
   for (;;) {
@@ -282,8 +282,18 @@ void *es__compactor_main(void *arg) {
     t->compact_queued = 0; /* a flush from now on may queue it again */
     db->cmp_busy = 1;
     pthread_mutex_unlock(&db->cmp_mu);
-    compact_auto(db, t);
+    int rc = compact_auto(db, t);
     pthread_mutex_lock(&db->cmp_mu);
+    /* a full disk: the next merge waits out a backoff (gate.c, 4); new
+     * requests queue meanwhile, stop ends the wait */
+    backoff_us =
+        rc == ES_ENOSPC || rc == ES_EIO ? es__gate_backoff_next(backoff_us) : 0;
+    int64_t until = es__clock_mono_us() + backoff_us;
+    while (backoff_us && !db->cmp_stop && es__clock_mono_us() < until) {
+      struct timespec ts;
+      es__clock_deadline(&ts, until - es__clock_mono_us());
+      pthread_cond_timedwait(&db->cmp_cv, &db->cmp_mu, &ts);
+    }
   }
   db->cmp_busy = 0;
   pthread_cond_broadcast(&db->cmp_idle_cv);

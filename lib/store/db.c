@@ -15,9 +15,11 @@
  * Invariants:
  *  1. An appender is told ES_OK only after the fdatasync covering its
  *     frame returned success; its rows become visible at the same time.
- *  2. After any write-path I/O failure the database is failed (sticky):
- *     appends and flushes return ES_EFAILED; nothing is retried, since a
- *     failed fsync may have dropped dirty pages (the "fsyncgate" lesson).
+ *  2. A WAL write or sync failure fails the database (sticky): appends and
+ *     flushes return ES_EFAILED; nothing is retried, since a failed fsync
+ *     may have dropped dirty pages (the "fsyncgate" lesson).  A rollover
+ *     that failed making its new file wrote nothing and only degrades it
+ *     (store/gate.c, the judge of every write error).
  *  3. The writer thread is the only thread that touches its shard's WAL
  *     and inserts into its tenants' active memtables.
  *  4. Recovery gives each shard an LSN above every LSN in its WAL files,
@@ -34,6 +36,7 @@
 #include "store/commit.h"
 #include "store/db.h"
 #include "store/dbint.h"
+#include "store/gate.h"
 
 #define DB_AGE_CHECK_US 100000 /* how often writers look for old memtables */
 #define DB_FRAME_BYTES_MAX (64u << 20)
@@ -196,8 +199,12 @@ static int writer_commit(es_shard *sh, es_req *reqs) {
       ES_TRY(es__buf_put(f, r->rec, r->rec_len));
   if (f->len == ES_WAL_FRAME_HDR)
     return ES_OK;
-  uint64_t lsn = sh->next_lsn++;
+  uint64_t lsn = sh->next_lsn;
   es__wal_frame_finish(f->data, f->len, lsn);
+  int undone = 0, rc = es__wal_roll(sh->wal, f->len, lsn, &undone);
+  if (rc < 0) /* nothing written, lsn unused: degraded, not failed */
+    return es__gate_io_error(db, undone ? ES_GATE_ROLL : ES_GATE_STOP, rc);
+  sh->next_lsn++;
   ES_TRY(es__wal_write(sh->wal, f->data, f->len, lsn));
   for (es_req *r = reqs; r; r = r->next) {
     if (r->kind != ES_REQ_APPEND)
@@ -207,6 +214,7 @@ static int writer_commit(es_shard *sh, es_req *reqs) {
                              r->hint));
   }
   ES_TRY(es__wal_sync(sh->wal));
+  es__gate_recovered(db, ES_DEGRADED_ROLL);
   int64_t now = es__clock_now_us();
   for (es_req *r = reqs; r; r = r->next) {
     if (r->kind != ES_REQ_APPEND)
@@ -247,11 +255,8 @@ static int writer_seals(es_shard *sh, es_req *reqs) {
 static void writer_process(es_shard *sh, es_req *reqs) {
   es_db *db = sh->db;
   int rc = atomic_load(&db->failed) ? ES_EFAILED : ES_OK;
-  if (rc == ES_OK) {
-    rc = writer_commit(sh, reqs);
-    if (rc < 0)
-      es__db_fail(db, rc);
-  }
+  if (rc == ES_OK) /* a WAL error fails stop; a failed rollover degrades */
+    rc = es__gate_io_error(db, ES_GATE_STOP, writer_commit(sh, reqs));
   if (rc == ES_OK && (rc = writer_seals(sh, reqs)) < 0)
     es__db_fail(db, rc);
   for (es_req *r = reqs; rc == ES_OK && r; r = r->next)
@@ -310,19 +315,43 @@ static void *writer_main(void *arg) {
   return NULL;
 }
 
+/* One round of spare making.  A failure (a full disk) degrades the store
+ * and the next round waits out an exponential backoff: a failed spare is
+ * removed (wal.c) and not rewritten 50 times a second.  After a rollover
+ * failed (ES_DEGRADED_ROLL) a spare is made at once, and a spare ready on
+ * every shard clears that state. */
+static void housekeeper_spares(es_db *db, int64_t *backoff_us,
+                               int64_t *next_us) {
+  int roll = (es__gate_degraded(db) & ES_DEGRADED_ROLL) != 0;
+  int rc = ES_OK, ready = 0;
+  for (uint32_t s = 0; s < db->nshards && rc >= 0; s++) {
+    rc = es__wal_prepare_spare(db->shards[s].wal, roll);
+    ready += rc == 1;
+  }
+  if (rc < 0) {
+    *backoff_us = es__gate_backoff_next(*backoff_us);
+    *next_us = es__clock_mono_us() + *backoff_us;
+    if (es__gate_io_error(db, ES_GATE_SPARE, rc) < 0) /* degraded */
+      es__error_clear();
+    return;
+  }
+  *backoff_us = 0;
+  es__gate_recovered(db,
+                     ES_DEGRADED_SPARE |
+                         (ready == (int)db->nshards ? ES_DEGRADED_ROLL : 0));
+}
+
 /* The housekeeper thread: keeps a zero-filled spare WAL file ready for
  * every shard, so that a rollover never makes appenders wait for
  * wal_file_bytes of zeros to be written. */
 static void *housekeeper_main(void *arg) {
   es_db *db = arg;
+  int64_t backoff_us = 0, next_us = 0;
   pthread_mutex_lock(&db->hk_mu);
   while (!db->hk_stop) {
     pthread_mutex_unlock(&db->hk_mu);
-    for (uint32_t s = 0; s < db->nshards && !atomic_load(&db->failed); s++) {
-      int rc = es__wal_prepare_spare(db->shards[s].wal);
-      if (rc < 0) /* not fatal: the writer makes the file itself */
-        es__db_log(db, 1, "preparing a spare WAL file: %s", es_errdetail());
-    }
+    if (es__clock_mono_us() >= next_us && !atomic_load(&db->failed))
+      housekeeper_spares(db, &backoff_us, &next_us);
     pthread_mutex_lock(&db->hk_mu);
     struct timespec ts;
     es__clock_deadline(&ts, 20000);
@@ -355,16 +384,19 @@ static int shard_submit(es_shard *sh, es_req *req) {
   pthread_cond_destroy(&req->cv);
   if (req->rc < 0)
     return ES_ERR(req->rc, "%s",
-                  req->rc == ES_EFAILED
-                      ? "database failed earlier; reopen it"
-                      : "write failed; database is now failed");
+                  req->rc == ES_EFAILED ? "database failed earlier; reopen it"
+                  : req->rc == ES_EDEGRADED ? "database degraded: a new WAL "
+                                              "file could not be made (disk "
+                                              "full?); nothing written, retry "
+                                              "later"
+                                            : "write failed; database is now "
+                                              "failed");
   return ES_OK;
 }
 
 /* Runs fn on a shard's writer thread; see dbint.h. */
 int es__shard_call(es_db *db, uint32_t shard, int (*fn)(void *arg), void *arg) {
-  if (atomic_load(&db->failed))
-    return ES_ERR(ES_EFAILED, "database failed earlier; reopen it");
+  ES_TRY(es__gate_enter(db, "a call on a shard writer"));
   es_req req = {.kind = ES_REQ_CALL, .call = fn, .call_arg = arg};
   ES_TRY(shard_submit(&db->shards[shard], &req));
   if (req.call_rc < 0) /* the detail was set on the writer thread */
@@ -375,10 +407,16 @@ int es__shard_call(es_db *db, uint32_t shard, int (*fn)(void *arg), void *arg) {
 /* --- the public write calls --------------------------------------------- */
 
 /* Waits while memtables exceed their budget, so a burst larger than the
- * flusher can absorb slows appenders down instead of exhausting memory. */
+ * flusher can absorb slows appenders down instead of exhausting memory.
+ * While the store is degraded (flushes failing) waiting would last as
+ * long as the disk stays full: refuse at once (gate.c, invariant 5). */
 static int db_wait_memory(es_db *db) {
   if (atomic_load(&db->mem_bytes) <= db->opts.memtable_budget_bytes)
     return ES_OK;
+  if (es__gate_degraded(db))
+    return ES_ERR(ES_EDEGRADED, "database degraded and its memtables are "
+                                "full (flushes failing: disk full?); retry "
+                                "later");
   for (uint32_t s = 0; s < db->nshards; s++) { /* ask writers to seal */
     es_shard *sh = &db->shards[s];
     atomic_store(&sh->pressure, 1);
@@ -388,12 +426,18 @@ static int db_wait_memory(es_db *db) {
   }
   pthread_mutex_lock(&db->mem_mu);
   while (atomic_load(&db->mem_bytes) > db->opts.memtable_budget_bytes &&
-         !atomic_load(&db->failed) && !atomic_load(&db->closing)) {
+         !atomic_load(&db->failed) && !atomic_load(&db->closing) &&
+         !es__gate_degraded(db)) {
     struct timespec ts;
     es__clock_deadline(&ts, 100000);
     pthread_cond_timedwait(&db->mem_cv, &db->mem_mu, &ts);
   }
   pthread_mutex_unlock(&db->mem_mu);
+  if (atomic_load(&db->mem_bytes) > db->opts.memtable_budget_bytes &&
+      es__gate_degraded(db) && !atomic_load(&db->failed))
+    return ES_ERR(ES_EDEGRADED, "database degraded and its memtables are "
+                                "full (flushes failing: disk full?); retry "
+                                "later");
   return ES_OK;
 }
 
@@ -409,12 +453,7 @@ int es_append(es_db *db, const char *tenant, const es_event *events,
     return ES_ERR(ES_ETOOBIG, "batch of %zu events (limit %d)", count,
                   ES_BATCH_EVENTS_MAX);
   ES_TRY(es__tenant_check(tenant));
-  if (db->opts.read_only)
-    return ES_ERR(ES_EREADONLY, "es_append on a read-only handle");
-  int failed = atomic_load(&db->failed);
-  if (failed)
-    return ES_ERR(ES_EFAILED, "database failed earlier (%s); reopen it",
-                  es_strerror(failed));
+  ES_TRY(es__gate_enter(db, "es_append"));
   es_buf rows = {0}, rec = {0};
   int64_t now = es__clock_now_us();
   int rc = ES_OK;
@@ -468,12 +507,8 @@ int es_flush(es_db *db, const char *tenant) {
   es__error_clear();
   if (!db)
     return ES_INVAL_BKPT("es_flush: NULL handle");
-  if (db->opts.read_only)
-    return ES_ERR(ES_EREADONLY, "es_flush on a read-only handle");
-  int failed = atomic_load(&db->failed);
-  if (failed)
-    return ES_ERR(ES_EFAILED, "database failed earlier (%s); reopen it",
-                  es_strerror(failed));
+  ES_TRY(es__gate_enter(db, "es_flush"));
+  uint64_t failures = es__gate_flush_failures(db);
   es_tenant *t = NULL;
   if (tenant) {
     ES_TRY(es__tenant_check(tenant));
@@ -489,13 +524,20 @@ int es_flush(es_db *db, const char *tenant) {
   }
   pthread_mutex_lock(&db->flush_mu);
   uint64_t target = db->seal_seq;
-  while (db->flushed_seq < target && !atomic_load(&db->failed))
+  /* a retryable failure meanwhile: the flusher retries with backoff, the
+   * rows are safe in the WAL; the caller is told instead of waiting */
+  while (db->flushed_seq < target && !atomic_load(&db->failed) &&
+         es__gate_flush_failures(db) == failures)
     pthread_cond_wait(&db->flushed_cv, &db->flush_mu);
+  int done = db->flushed_seq >= target;
   pthread_mutex_unlock(&db->flush_mu);
-  failed = atomic_load(&db->failed);
+  int failed = atomic_load(&db->failed);
   if (failed)
     return ES_ERR(ES_EFAILED, "flush failed (%s); reopen the database",
                   es_strerror(failed));
+  if (!done)
+    return ES_ERR(ES_EDEGRADED, "flush failed and is being retried (disk "
+                                "full?); the rows are safe in the WAL");
   return ES_OK;
 }
 
@@ -732,6 +774,7 @@ static int open_alloc(const es_options *opts, es_vfs *vfs, es_db **db_out) {
   db->opts.data_dir = NULL;
   db->vfs = vfs;
   pthread_mutex_init(&db->tenants_mu, NULL);
+  pthread_mutex_init(&db->gate_mu, NULL);
   pthread_mutex_init(&db->flush_mu, NULL);
   pthread_cond_init(&db->flush_cv, NULL);
   pthread_cond_init(&db->flushed_cv, NULL);
@@ -946,6 +989,7 @@ int es_close(es_db *db) {
   es__free(db->shards);
   es__free(db->buckets);
   pthread_mutex_destroy(&db->tenants_mu);
+  pthread_mutex_destroy(&db->gate_mu);
   pthread_mutex_destroy(&db->flush_mu);
   pthread_cond_destroy(&db->flush_cv);
   pthread_cond_destroy(&db->flushed_cv);

@@ -15,9 +15,9 @@
  *
  * Locks, in the order they may be nested: tenant->compact_mu,
  * tenant->man_mu, db->tenants_mu, tenant->mu, db->flush_mu, shard->mu,
- * db->mem_mu; db->cmp_mu and the commit path's lock (commit.c) are leaves.  No
- * lock is held across I/O except by the writer thread of a shard, which owns
- * its WAL alone.
+ * db->mem_mu; db->cmp_mu, db->gate_mu and the commit path's lock (commit.c)
+ * are leaves.  No lock is held across I/O except by the writer thread of a
+ * shard, which owns its WAL alone.
  */
 #ifndef ES_DBINT_H
 #define ES_DBINT_H
@@ -164,6 +164,11 @@ struct es_db {
   size_t nbuckets, ntenants;
   atomic_int failed; /* 0, or the status that failed the database */
   atomic_int closing;
+  /* the write gate (gate.c): degraded bits, and why (guarded by gate_mu) */
+  atomic_int degraded;
+  atomic_uint_fast64_t flush_failures;
+  pthread_mutex_t gate_mu; /* a leaf */
+  char fail_why[384], degraded_why[384];
   /* the flusher */
   pthread_mutex_t flush_mu;
   pthread_cond_t flush_cv, flushed_cv;
@@ -246,7 +251,8 @@ int es__tenant_ro_refresh(es_db *db, es_tenant *t) ES_MUST_CHECK;
 
 /* The flusher thread's body and its job queue. */
 void *es__flusher_main(void *arg);
-/* Records the first failure; later writes return ES_EFAILED. */
+/* Records the first failure; later writes return ES_EFAILED (gate.c;
+ * write paths report errors through es__gate_io_error, store/gate.h). */
 void es__db_fail(es_db *db, int rc);
 void es__db_log(es_db *db, int level, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));

@@ -19,6 +19,7 @@
 #include "base/event.h"
 #include "base/mem.h"
 #include "store/dbint.h"
+#include "store/gate.h"
 #include "store/rollup.h"
 #include "store/segment.h"
 
@@ -589,12 +590,7 @@ int es_rollup_rebuild(es_db *db, const char *tenant, int64_t from_us,
   ES_TRY(es__tenant_check(tenant));
   if (from_us > to_us)
     return ES_INVAL_BKPT("es_rollup_rebuild: from_us after to_us");
-  if (db->opts.read_only)
-    return ES_ERR(ES_EREADONLY, "es_rollup_rebuild on a read-only handle");
-  if (atomic_load(&db->closing))
-    return ES_ERR(ES_ECLOSED, "database is closing");
-  if (atomic_load(&db->failed))
-    return ES_ERR(ES_EFAILED, "database failed earlier; reopen it");
+  ES_TRY(es__gate_enter(db, "es_rollup_rebuild"));
   es_tenant *t = NULL;
   ES_TRY(es__tenant_get(db, tenant, 0, &t));
   if (!t)
@@ -610,5 +606,5 @@ int es_rollup_rebuild(es_db *db, const char *tenant, int64_t from_us,
   es__tenant_view_release(&v);
   if (report_out)
     *report_out = rep;
-  return rc;
+  return es__gate_io_error(db, ES_GATE_CALL, rc);
 }

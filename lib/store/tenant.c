@@ -29,10 +29,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "base/clock.h"
 #include "base/event.h"
 #include "base/mem.h"
 #include "store/commit.h"
 #include "store/dbint.h"
+#include "store/gate.h"
 #include "store/rollup.h"
 
 /* Logs through the user's callback, if any. */
@@ -45,21 +47,6 @@ void es__db_log(es_db *db, int level, const char *fmt, ...) {
   vsnprintf(msg, sizeof(msg), fmt, ap);
   va_end(ap);
   db->opts.log.fn(db->opts.log.ud, level, msg);
-}
-
-/* Fails the database with rc (first failure wins) and wakes every waiter
- * so nobody sleeps on a database that will not make progress. */
-void es__db_fail(es_db *db, int rc) {
-  int expected = 0;
-  if (atomic_compare_exchange_strong(&db->failed, &expected, rc))
-    es__db_log(db, 0, "database failed: %s: %s", es_strerror(rc),
-               es_errdetail());
-  pthread_mutex_lock(&db->flush_mu);
-  pthread_cond_broadcast(&db->flushed_cv);
-  pthread_mutex_unlock(&db->flush_mu);
-  pthread_mutex_lock(&db->mem_mu);
-  pthread_cond_broadcast(&db->mem_cv);
-  pthread_mutex_unlock(&db->mem_mu);
 }
 
 /* Drops a reference to a segment set. */
@@ -563,10 +550,28 @@ static void flush_compact_maybe(es_db *db, es_tenant *t) {
     es__compact_request(db, t);
 }
 
+/* Waits out a backoff after a retryable flush failure (gate.c, 4), on
+ * the flusher's lock, ignoring the wake-ups of new seals; returns early
+ * only when the flusher is told to stop. */
+static void flush_backoff(es_db *db, int64_t backoff_us) {
+  int64_t until = es__clock_mono_us() + backoff_us;
+  while (!db->flusher_stop) {
+    int64_t left = until - es__clock_mono_us();
+    if (left <= 0)
+      break;
+    struct timespec ts;
+    es__clock_deadline(&ts, left);
+    pthread_cond_timedwait(&db->flush_cv, &db->flush_mu, &ts);
+  }
+}
+
 /* The flusher thread: takes sealed memtables in order and flushes them;
- * after each, asks the tenant's shard to reclaim WAL files. */
+ * after each, asks the tenant's shard to reclaim WAL files.  A flush that
+ * fails retryably (a full disk) is retried, same job, after a backoff;
+ * at close the jobs left are dropped (their rows are in the WAL). */
 void *es__flusher_main(void *arg) {
   es_db *db = arg;
+  int64_t backoff_us = 0;
   pthread_mutex_lock(&db->flush_mu);
   for (;;) {
     while (db->jobs_len == 0 && !db->flusher_stop)
@@ -581,10 +586,21 @@ void *es__flusher_main(void *arg) {
       rc = flush_one(db, job.tenant, job.mt);
       pthread_mutex_unlock(&job.tenant->man_mu);
     }
-    if (rc < 0 && rc != ES_EFAILED)
-      es__db_fail(db, rc);
-    if (rc == ES_OK)
+    rc = es__gate_io_error(db, ES_GATE_FLUSH, rc);
+    if (rc == ES_EDEGRADED) {
+      es__error_clear();
+      backoff_us = es__gate_backoff_next(backoff_us);
+      pthread_mutex_lock(&db->flush_mu);
+      flush_backoff(db, backoff_us);
+      if (db->flusher_stop)
+        break;
+      continue;
+    }
+    backoff_us = 0;
+    if (rc == ES_OK) {
+      es__gate_recovered(db, ES_DEGRADED_FLUSH);
       flush_compact_maybe(db, job.tenant);
+    }
     es_shard *sh = &db->shards[job.tenant->shard];
     atomic_store(&sh->reclaim, 1);
     pthread_mutex_lock(&sh->mu);

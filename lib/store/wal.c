@@ -9,14 +9,16 @@
  * append (284 us -> 124 us).  Zeros also mark the end of the log: a frame
  * header of zero length is "no more frames".
  *
- * Why a file may also grow: zero-filling file_bytes takes tens of
- * milliseconds (about 90 ms for 32 MiB here), and the first acknowledgement
- * after an open must not wait for it.  When no zero-filled spare is ready
- * at a rollover (always so right after a fresh open), the new file starts
- * empty and grows with each frame: its syncs cost more (they commit the
- * size too) but nobody waits for zeros.  The writer moves on to the spare
- * as soon as the housekeeper has made one (wal_new_file, invariant 5 of
- * wal.h), so a growing file lives for a fraction of a second.
+ * Why the first file after an open may be small: zero-filling file_bytes
+ * takes tens of milliseconds (about 90 ms for 32 MiB here), and the first
+ * acknowledgement after an open must not wait for it.  When no zero-filled
+ * spare is ready for the first file after an open (always so for a fresh
+ * store), that file is zero-filled to WAL_FIRST_BYTES only (1 MiB: a few
+ * milliseconds), and the writer moves on to the spare as soon as the
+ * housekeeper has made one, or when the small file is full (invariant 5 of
+ * wal.h).  It is still preallocated, so a full disk fails its creation,
+ * before any frame is written (retryable: store/gate.c), never a frame's
+ * write.
  *
  * Why a spare is named "spare" only once complete: it is zero-filled as
  * "spare.tmp", synced, then renamed "spare".  A file named "spare" is
@@ -39,6 +41,7 @@
 #include "store/wal.h"
 
 #define WAL_ZERO_CHUNK (1u << 20)
+#define WAL_FIRST_BYTES ((size_t)1 << 20) /* see the top of this file */
 #define WAL_SPARE_BYTES_MIN (1u << 20)
 #define WAL_LSN_SLACK ((uint64_t)1 << 40) /* plausibility bound in search */
 
@@ -59,7 +62,9 @@ struct es_wal {
   pthread_mutex_t spare_mu;
   es_file *spare;
   int spare_enabled;
-  int cur_grows;             /* cur was not preallocated: leave it for the
+  size_t cur_bytes;          /* cur's preallocated size: file_bytes, or less
+                                for a small first file */
+  int cur_small;             /* cur is a small first file: leave it for the
                                 spare as soon as one is ready */
   atomic_uint_fast64_t fill; /* wal->off, for the spare maker to read */
 };
@@ -113,31 +118,34 @@ int es__wal_path(char *buf, size_t cap, const char *dir, uint64_t first) {
   return ES_OK;
 }
 
-/* Creates path, zero-filled to file_bytes and synced (its directory
- * entry is the caller's business). */
-static int wal_create_zeroed(es_wal *wal, const char *path, es_file **f_out) {
+/* Creates path, zero-filled to bytes and synced (its directory entry is
+ * the caller's business); removed again if that fails. */
+static int wal_create_zeroed(es_wal *wal, const char *path, size_t bytes,
+                             es_file **f_out) {
   es_vfs *vfs = wal->vfs;
   es_file *f = NULL;
   *f_out = NULL;
   ES_TRY(vfs->open(vfs, path, ES_IO_WRITE | ES_IO_CREATE | ES_IO_TRUNC, &f));
   int rc = ES_OK;
-  if (wal->file_bytes > 0) {
-    size_t chunk =
-        wal->file_bytes < WAL_ZERO_CHUNK ? wal->file_bytes : WAL_ZERO_CHUNK;
+  if (bytes > 0) {
+    size_t chunk = bytes < WAL_ZERO_CHUNK ? bytes : WAL_ZERO_CHUNK;
     uint8_t *zeros = es__calloc(1, chunk);
     if (!zeros)
       rc = ES_NOMEM_BKPT();
-    for (uint64_t o = 0; rc == ES_OK && o < wal->file_bytes; o += chunk) {
-      size_t n = wal->file_bytes - o < chunk ? wal->file_bytes - o : chunk;
+    for (uint64_t o = 0; rc == ES_OK && o < bytes; o += chunk) {
+      size_t n = bytes - o < chunk ? bytes - o : chunk;
       rc = vfs->write(vfs, f, zeros, n, o);
     }
     es__free(zeros);
   }
   if (rc == ES_OK && wal->sync)
     rc = vfs->sync(vfs, f);
-  if (rc < 0) {
+  if (rc < 0) { /* remove it: on a full disk its blocks are needed */
+    char keep[512];
+    snprintf(keep, sizeof(keep), "%s", es_errdetail());
     (void)vfs->close(vfs, f);
-    return rc;
+    (void)vfs->unlink(vfs, path); /* its failure must not hide the cause */
+    return es__error_at(rc, __FILE__, __LINE__, "%s", keep);
   }
   *f_out = f;
   return ES_OK;
@@ -175,26 +183,11 @@ static void wal_spare_adopt(es_wal *wal) {
     es__error_clear();
 }
 
-/* Creates path empty and synced: a file that grows with its frames. */
-static int wal_create_empty(es_wal *wal, const char *path, es_file **f_out) {
-  es_vfs *vfs = wal->vfs;
-  *f_out = NULL;
-  es_file *f = NULL;
-  ES_TRY(vfs->open(vfs, path, ES_IO_WRITE | ES_IO_CREATE | ES_IO_TRUNC, &f));
-  int rc = wal->sync ? vfs->sync(vfs, f) : ES_OK;
-  if (rc < 0) {
-    (void)vfs->close(vfs, f);
-    return rc;
-  }
-  *f_out = f;
-  return ES_OK;
-}
-
 /* Makes the file for `first` current: the prepared spare renamed, or,
- * when the log keeps spares but none is ready, an empty file that grows
- * (see the top of this file), or a new zero-filled file; durable with its
- * directory entry before any frame is written into it. */
-static int wal_new_file(es_wal *wal, uint64_t first) {
+ * for the first file after an open when none is ready, a small zero-filled
+ * file (see the top of this file), or a new zero-filled file; durable with
+ * its directory entry before any frame is written into it. */
+static int wal_new_file(es_wal *wal, uint64_t first, int *undone_out) {
   char path[ES_PATH_MAX], spare_path[ES_PATH_MAX];
   ES_TRY(es__wal_path(path, sizeof(path), wal->dir, first));
   ES_TRY(wal_spare_path(wal, spare_path, sizeof(spare_path)));
@@ -206,13 +199,19 @@ static int wal_new_file(es_wal *wal, uint64_t first) {
   wal->spare = NULL;
   pthread_mutex_unlock(&wal->spare_mu);
   int rc = ES_OK;
-  int grows = !f && wal->spare_enabled;
-  if (f)
+  /* only the first file after an open is small: a later rollover with
+   * no spare ready (the housekeeper behind, or the disk full) writes the
+   * whole file's zeros here */
+  int small = !f && wal->spare_enabled && !wal->cur &&
+              wal->file_bytes > WAL_FIRST_BYTES;
+  size_t bytes = small ? WAL_FIRST_BYTES : wal->file_bytes;
+  *undone_out = 0;
+  if (f) {
     rc = vfs->rename(vfs, spare_path, path);
-  else if (grows)
-    rc = wal_create_empty(wal, path, &f);
-  else
-    rc = wal_create_zeroed(wal, path, &f);
+  } else {
+    rc = wal_create_zeroed(wal, path, bytes, &f);
+    *undone_out = rc < 0; /* removed again by wal_create_zeroed */
+  }
   if (rc == ES_OK && wal->sync)
     rc = vfs->sync_dir(vfs, wal->dir);
   if (rc < 0) {
@@ -224,11 +223,12 @@ static int wal_new_file(es_wal *wal, uint64_t first) {
     (void)vfs->close(vfs, wal->cur);
   wal->cur = f;
   wal->off = 0;
-  wal->cur_grows = grows;
-  /* a growing file wants a spare at once */
-  atomic_store(&wal->fill, grows ? wal->file_bytes : 0);
+  wal->cur_small = small;
+  wal->cur_bytes = bytes;
+  /* a small file wants a spare at once */
+  atomic_store(&wal->fill, small ? wal->file_bytes : 0);
   wal->firsts[wal->nfiles++] = first;
-  wal->bytes += grows ? 0 : wal->file_bytes;
+  wal->bytes += bytes;
   return ES_OK;
 }
 
@@ -242,27 +242,30 @@ static int wal_spare_ready(es_wal *wal) {
 
 /* Prepares the spare file if the log wants one and has none (called from
  * a background thread).  Returns 1 if it made one, 0 if none was needed. */
-int es__wal_prepare_spare(es_wal *wal) {
+int es__wal_prepare_spare(es_wal *wal, int force) {
   /* wanted once the current file is half full: early enough to be ready,
    * late enough not to compete with a fresh file's first appends */
   if (!wal || !wal->spare_enabled ||
-      atomic_load_explicit(&wal->fill, memory_order_relaxed) <
-          wal->file_bytes / 2)
+      (!force && atomic_load_explicit(&wal->fill, memory_order_relaxed) <
+                     wal->file_bytes / 2))
     return 0;
   pthread_mutex_lock(&wal->spare_mu);
   int have = wal->spare != NULL;
   pthread_mutex_unlock(&wal->spare_mu);
   if (have)
-    return 0;
+    return force ? 1 : 0;
   char path[ES_PATH_MAX], tmp[ES_PATH_MAX];
   es_file *f = NULL;
   ES_TRY(wal_spare_path(wal, path, sizeof(path)));
   ES_TRY(wal_spare_tmp_path(wal, tmp, sizeof(tmp)));
-  ES_TRY(wal_create_zeroed(wal, tmp, &f));
+  ES_TRY(wal_create_zeroed(wal, tmp, wal->file_bytes, &f));
   int rc = wal->vfs->rename(wal->vfs, tmp, path);
-  if (rc < 0) {
+  if (rc < 0) { /* on a full disk its blocks are needed */
+    char keep[512];
+    snprintf(keep, sizeof(keep), "%s", es_errdetail());
     (void)wal->vfs->close(wal->vfs, f);
-    return rc;
+    (void)wal->vfs->unlink(wal->vfs, tmp);
+    return es__error_at(rc, __FILE__, __LINE__, "%s", keep);
   }
   pthread_mutex_lock(&wal->spare_mu);
   wal->spare = f;
@@ -280,8 +283,9 @@ static int wal_resume(es_wal *wal, uint64_t first, uint64_t off) {
   wal->off = off;
   /* a file that grew (no spare was ready when it began) is left for a
    * spare as soon as one is ready */
-  wal->cur_grows = wal->spare_enabled && size < wal->file_bytes;
-  atomic_store(&wal->fill, wal->cur_grows ? wal->file_bytes : off);
+  wal->cur_bytes = size < wal->file_bytes ? size : wal->file_bytes;
+  wal->cur_small = wal->spare_enabled && size < wal->file_bytes;
+  atomic_store(&wal->fill, wal->cur_small ? wal->file_bytes : off);
   wal->firsts[wal->nfiles++] = first;
   return ES_OK;
 }
@@ -325,7 +329,7 @@ int es__wal_open(es_vfs *vfs, const char *dir, uint64_t next_lsn,
     else if (wal->spare_enabled) /* the first write makes the file, from */
       atomic_store(&wal->fill, file_bytes); /* a spare prepared meanwhile */
     else
-      rc = wal_new_file(wal, next_lsn);
+      rc = wal_new_file(wal, next_lsn, &(int){0});
   }
   if (rc < 0) {
     es__wal_close(wal);
@@ -338,15 +342,21 @@ int es__wal_open(es_vfs *vfs, const char *dir, uint64_t next_lsn,
 /* Writes one frame at the end of the log, rolling to a new file when the
  * frame would not fit (a frame larger than a file gets a file of its own,
  * which then grows past its preallocation). */
+int es__wal_roll(es_wal *wal, size_t len, uint64_t lsn, int *undone_out) {
+  *undone_out = 0;
+  if (!wal->cur || (wal->off > 0 && wal->off + len > wal->cur_bytes) ||
+      (wal->cur_small && wal->off > 0 && wal_spare_ready(wal)))
+    return wal_new_file(wal, lsn, undone_out);
+  return ES_OK;
+}
+
 int es__wal_write(es_wal *wal, const uint8_t *frame, size_t len, uint64_t lsn) {
-  if (!wal->cur || (wal->off > 0 && wal->off + len > wal->file_bytes) ||
-      (wal->cur_grows && wal->off > 0 && wal_spare_ready(wal)))
-    ES_TRY(wal_new_file(wal, lsn));
+  ES_TRY(es__wal_roll(wal, len, lsn, &(int){0}));
   ES_TRY(wal->vfs->write(wal->vfs, wal->cur, frame, len, wal->off));
   wal->off += len;
-  atomic_store_explicit(&wal->fill, wal->cur_grows ? wal->file_bytes : wal->off,
+  atomic_store_explicit(&wal->fill, wal->cur_small ? wal->file_bytes : wal->off,
                         memory_order_relaxed);
-  if (wal->cur_grows || wal->off > wal->file_bytes)
+  if (wal->off > wal->cur_bytes)
     wal->bytes += len;
   return ES_OK;
 }

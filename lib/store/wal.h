@@ -4,7 +4,7 @@
  * A shard's log is a directory of files named by the first log sequence
  * number (LSN) they may hold, "<016x lsn>.wal", each preallocated with
  * zeros so that an fdatasync after an append need not update metadata
- * (or, right after an open, growing until a zeroed file is ready: 5).
+ * (right after an open, a small one until a full-size one is ready: 5).
  * The unit of writing is a frame: one group commit, holding the records of
  * every append that joined the group.  See docs/FORMAT.md, "WAL".
  *
@@ -27,12 +27,12 @@
  *     frame is corruption and is reported, never skipped.
  *  4. A file is deleted only when every record in it is in a segment
  *     recorded in its tenant's manifest (the caller decides; see db.c).
- *  5. A file is either preallocated with zeros to file_bytes or, when no
- *     zero-filled spare was ready as it began (right after a fresh open),
- *     empty and growing with its frames; readers treat zeros and the end
- *     of the file alike (no more frames), and the writer leaves a growing
- *     file for a spare as soon as one is ready, so the first
- *     acknowledgement never waits for a file of zeros.
+ *  5. Every file is preallocated with zeros: to file_bytes, or, for the
+ *     first file after an open when no zero-filled spare was ready, to a
+ *     small size (1 MiB) that the writer leaves for a full-size spare as
+ *     soon as one is ready or the small file is full.  So the first
+ *     acknowledgement after an open never waits for file_bytes of zeros,
+ *     and a full disk fails a file's creation, never a frame's write.
  */
 #ifndef ES_WAL_H
 #define ES_WAL_H
@@ -72,9 +72,19 @@ int es__wal_open(es_vfs *vfs, const char *dir, uint64_t next_lsn,
                  es_wal **wal_out) ES_MUST_CHECK;
 
 /* Prepares a zero-filled spare file for the next rollover when the log
- * wants one (large files with syncing on).  Safe to call from a thread
- * other than the writer.  Returns 1 if it made one, 0 if not needed. */
-int es__wal_prepare_spare(es_wal *wal) ES_MUST_CHECK;
+ * wants one (large files with syncing on; with force, even before the
+ * current file is half full).  Safe to call from a thread other than the
+ * writer.  Returns 1 if a spare is ready (made now, or with force already
+ * there), 0 if none was needed.  A file it failed to make is removed. */
+int es__wal_prepare_spare(es_wal *wal, int force) ES_MUST_CHECK;
+
+/* Starts a new file when a frame of len bytes would not fit in the
+ * current one (es__wal_write does it too).  On failure *undone_out says
+ * whether the failure left nothing behind (the half-made file removed,
+ * nothing written: the caller may retry later) or left a file name in
+ * doubt (a failed rename or directory sync). */
+int es__wal_roll(es_wal *wal, size_t len, uint64_t lsn,
+                 int *undone_out) ES_MUST_CHECK;
 
 /* Writes a finished frame (lsn must exceed all earlier ones); starts a new
  * file first when the frame does not fit in the current one. */

@@ -85,6 +85,8 @@ typedef struct memvfs {
   int fail_frozen; /* crash_at: no short writes */
   int short_mode;
   long handles_open;
+  uint64_t quota; /* memvfs_set_quota; 0: none */
+  unsigned long quota_refusals;
   mv_lockent *locks;
   size_t locks_n, locks_cap;
 } memvfs;
@@ -389,6 +391,24 @@ static void node_write(mv_node *node, const void *buf, size_t len,
     memcpy(node->cur.data + offset, buf, len);
 }
 
+/* Bytes of the files reachable from dir in the current namespace. */
+static uint64_t mv_used_under(const mv_node *dir) {
+  uint64_t n = 0;
+  for (size_t i = 0; i < dir->cur_ents.n; i++) {
+    const mv_node *c = dir->cur_ents.v[i].node;
+    n += c->is_dir ? mv_used_under(c) : c->cur.len;
+  }
+  return n;
+}
+
+/* Whether a write of len bytes at offset would pass the quota. */
+static int mv_over_quota(memvfs *mv, const mv_node *node, size_t len,
+                         uint64_t offset) {
+  if (mv->quota == 0 || offset + len <= node->cur.len)
+    return 0;
+  return mv_used_under(mv->root) + (offset + len - node->cur.len) > mv->quota;
+}
+
 static int mv_write(es_vfs *vfs, es_file *file, const void *buf, size_t len,
                     uint64_t offset) {
   memvfs *mv = mv_of(vfs);
@@ -398,7 +418,11 @@ static int mv_write(es_vfs *vfs, es_file *file, const void *buf, size_t len,
     rc = ES_INVAL_BKPT("memvfs: write to read-only handle of %s", file->path);
   if (rc == ES_OK) {
     rc = mv_fault(mv);
-    if (rc < 0) {
+    if (rc == ES_OK && mv_over_quota(mv, file->node, len, offset)) {
+      mv->quota_refusals++;
+      rc = ES_ERR(ES_ENOSPC, "memvfs: %s: disk full (quota %llu bytes)",
+                  file->path, (unsigned long long)mv->quota);
+    } else if (rc < 0) {
       if (mv->short_mode == MEMVFS_SHORT_HALF && !mv->fail_frozen)
         node_write(file->node, buf, len / 2, offset);
       rc = mv_injected(rc, "write", file->path);
@@ -943,4 +967,31 @@ int memvfs_exists(es_vfs *vfs, const char *path) {
   int found = path_lookup(mv, path) != NULL;
   pthread_mutex_unlock(&mv->mu);
   return found;
+}
+
+/* ----------------------------------------------------------------------
+ * A disk of limited size
+ * ---------------------------------------------------------------------- */
+
+void memvfs_set_quota(es_vfs *vfs, uint64_t quota_bytes) {
+  memvfs *mv = mv_of(vfs);
+  pthread_mutex_lock(&mv->mu);
+  mv->quota = quota_bytes;
+  pthread_mutex_unlock(&mv->mu);
+}
+
+uint64_t memvfs_used(es_vfs *vfs) {
+  memvfs *mv = mv_of(vfs);
+  pthread_mutex_lock(&mv->mu);
+  uint64_t n = mv_used_under(mv->root);
+  pthread_mutex_unlock(&mv->mu);
+  return n;
+}
+
+unsigned long memvfs_quota_refusals(es_vfs *vfs) {
+  memvfs *mv = mv_of(vfs);
+  pthread_mutex_lock(&mv->mu);
+  unsigned long n = mv->quota_refusals;
+  pthread_mutex_unlock(&mv->mu);
+  return n;
 }

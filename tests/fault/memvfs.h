@@ -76,6 +76,18 @@ void memvfs_clear_faults(es_vfs *vfs);
  * MEMVFS_SHORT_HALF. */
 void memvfs_set_short_write(es_vfs *vfs, int mode);
 
+/* A disk of limited size: a write that would make the files of the
+ * current namespace hold more than quota bytes in all fails with
+ * ES_ENOSPC and writes nothing (it is counted, not an injected fault).
+ * 0 (the default) is no limit.  Raise it to "free space". */
+void memvfs_set_quota(es_vfs *vfs, uint64_t quota_bytes);
+
+/* Bytes held by the files of the current namespace. */
+uint64_t memvfs_used(es_vfs *vfs);
+
+/* Writes refused by the quota since creation. */
+unsigned long memvfs_quota_refusals(es_vfs *vfs);
+
 /* Counted calls since creation or the last memvfs_fail_at/crash_at. */
 unsigned long memvfs_count(es_vfs *vfs);
 

@@ -8,8 +8,10 @@
  * (stepped when K is large), the cycle runs again with:
  *
  *   - an I/O error at call k (ES_EIO or ES_ENOSPC, once or from then on,
- *     with or without a short write): the library must fail-stop, then a
- *     reopen, and a power cut plus reopen, must show consistent data;
+ *     with or without a short write): the library must fail-stop, or (a
+ *     retryable error: a segment or temp file before its commit, store/
+ *     gate.c) degrade and go on, then a reopen, and a power cut plus
+ *     reopen, must show consistent data;
  *   - a power cut at call k (everything from k on is lost), optionally
  *     with torn sectors: the reopen must show consistent data.
  *
@@ -48,9 +50,9 @@
 #include <string.h>
 
 #include "api.h"
-#include "store/db.h"
 #include "base/mem.h"
 #include "memvfs.h"
+#include "store/db.h"
 
 #define DATA_DIR "/db"
 #define NTENANTS 3
@@ -66,7 +68,9 @@ static const char *const tenant_names[NTENANTS] = {"t0", "t1", "t2"};
  * ---------------------------------------------------------------------- */
 
 /* One cycle's shape.  script: 'A' appends the next batch (batch b goes to
- * tenant b % 3), 'F' flushes tenant t1, 'N' flushes every tenant. */
+ * tenant b % 3), 'F' flushes tenant t1, 'N' flushes every tenant; the
+ * other durable writers, through the same write gate: 'R' puts a rule,
+ * 'D' deletes it, 'U' unlinks two ids, 'B' rebuilds t1's rollups. */
 typedef struct workload {
   const char *script;
   int props_hex; /* length of the random hex text in properties */
@@ -76,8 +80,10 @@ typedef struct workload {
 #define MAIN_SCRIPT                                                            \
   "AAAAAAAA"                                                                   \
   "F"                                                                          \
+  "RU"                                                                         \
   "AAAAAAAA"                                                                   \
   "N"                                                                          \
+  "BD"                                                                         \
   "AAAAAAAAAAAAAAAA"                                                           \
   "F"                                                                          \
   "AAAA"
@@ -242,9 +248,13 @@ static void run_init(run *r, es_vfs *vfs, const workload *load,
 }
 
 /* Whether rc is an acceptable failure status at this point of the run:
- * the injected code, or ES_EFAILED (the database failed earlier, maybe in
- * a background thread).  Once a failure was seen, only ES_EFAILED. */
+ * the injected code, ES_EFAILED (the database failed earlier, maybe in a
+ * background thread) or ES_EDEGRADED (a retryable failure: the store
+ * goes on, so this is no fail-stop).  Once a fail-stop was seen, only
+ * ES_EFAILED. */
 static void check_failure_status(run *r, const char *what, int rc) {
+  if (rc == ES_EDEGRADED && r->io_err && !r->failed_seen)
+    return;
   if (r->failed_seen) {
     if (rc != ES_EFAILED)
       NOTE(r,
@@ -293,7 +303,7 @@ static void do_append(run *r, es_db *db, int b) {
     return;
   }
   check_failure_status(r, what, rc);
-  r->failed_seen = 1;
+  r->failed_seen |= rc != ES_EDEGRADED;
 }
 
 static void do_flush(run *r, es_db *db, const char *tenant) {
@@ -324,7 +334,49 @@ static void do_flush(run *r, es_db *db, const char *tenant) {
     return;
   }
   check_failure_status(r, what, rc);
-  r->failed_seen = 1;
+  r->failed_seen |= rc != ES_EDEGRADED;
+}
+
+/* Checks the status of a rule, unlink or rollup write: ES_OK, or with a
+ * fault the injected code (a retryable failure: nothing changed),
+ * ES_EDEGRADED, ES_EFAILED (fail-stop), ES_ENOMEM under memory faults. */
+static void do_call(run *r, const char *what, int rc) {
+  if (rc == ES_OK) {
+    if (r->failed_seen && !r->mem_faults)
+      NOTE(r, "%s returned ES_OK after an earlier failure (fail-stop)", what);
+    return;
+  }
+  if (!r->io_err && !r->mem_faults) {
+    NOTE(r, "%s failed without any fault: %d (%s) %s", what, rc,
+         es_strerror(rc), es_errdetail());
+    return;
+  }
+  int ok = rc == ES_EFAILED || rc == ES_EDEGRADED ||
+           (r->io_err && rc == r->io_err) || (r->mem_faults && rc == ES_ENOMEM);
+  if (r->failed_seen && !r->mem_faults && rc != ES_EFAILED)
+    ok = 0;
+  if (!ok)
+    NOTE(r, "%s returned %d (%s); detail: %s", what, rc, es_strerror(rc),
+         es_errdetail());
+  r->failed_seen |= rc == ES_EFAILED;
+}
+
+static void do_other(run *r, es_db *db, char op) {
+  static const char rule[] = "{\"name\":\"r1\",\"match\":{\"type\":\"page\"},"
+                             "\"atLeast\":2,\"within\":\"1d\"}";
+  if (op == 'R')
+    do_call(r, "es_rule_put", es_rule_put(db, "t0", rule));
+  else if (op == 'D') { /* gone already if its put failed */
+    int rc = es_rule_delete(db, "t0", "r1");
+    do_call(r, "es_rule_delete",
+            rc == ES_ENOTFOUND && (r->io_err || r->mem_faults) ? ES_OK : rc);
+  } else if (op == 'U')
+    do_call(
+        r, "es_identity_unlink",
+        es_identity_unlink(db, "t2", "a1", "u1", INT64_C(1700000000000000)));
+  else if (op == 'B')
+    do_call(r, "es_rollup_rebuild",
+            es_rollup_rebuild(db, "t1", 0, INT64_MAX, NULL));
 }
 
 /* Runs the workload once on r->vfs with whatever faults are armed. */
@@ -351,6 +403,8 @@ static void run_cycle(run *r) {
       do_flush(r, db, "t1");
     else if (*p == 'N')
       do_flush(r, db, NULL);
+    else
+      do_other(r, db, *p);
   }
   rc = es_close(db);
   if (r->failed_seen && rc == ES_OK && !r->mem_faults)

@@ -18,9 +18,9 @@
 #include <string.h>
 
 #include "base/codec.h"
-#include "fuzz_util.h"
 #include "engine/identity.h"
 #include "engine/rules.h"
+#include "fuzz_util.h"
 
 static void rule_json_check(const char *json) {
   es_rule *r = NULL;
@@ -58,9 +58,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   es_identity *m = NULL, *m2 = NULL;
   if (es__identity_new(&m) == ES_OK && es__identity_new(&m2) == ES_OK) {
     size_t end = 0, end2 = 0;
-    if (es__identity_log_parse(m, data, size, &end) == ES_OK) {
+    if (es__identity_log_parse(m, data, size, "fuzz", &end) == ES_OK) {
       FUZZ_ASSERT(end <= size);
-      FUZZ_ASSERT(es__identity_log_parse(m2, data, end, &end2) == ES_OK);
+      FUZZ_ASSERT(es__identity_log_parse(m2, data, end, "fuzz", &end2) ==
+                  ES_OK);
       FUZZ_ASSERT(end2 == end);
     }
   }
@@ -75,7 +76,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     es__le64(rec + 4, es__hash64(data, size, 0x1d10));
     memcpy(rec + 12, data, size);
     size_t end = 0;
-    if (es__identity_log_parse(m, rec, size + 12, &end) == ES_OK)
+    if (es__identity_log_parse(m, rec, size + 12, "fuzz", &end) == ES_OK)
       FUZZ_ASSERT(end == 0 || end == size + 12);
     es__identity_free(m);
   }

@@ -95,7 +95,10 @@ test('sentAt corrects the client clock; receivedAt is the server\'s', async () =
 test('healthz, metrics and CORS preflight', async () => {
   const hz = await fetch(srv.url + '/healthz');
   assert.equal(hz.status, 200);
-  assert.deepEqual(await hz.json(), { status: 'ok' });
+  assert.deepEqual(await hz.json(), { status: 'ok', store: 'ok', reason: 'ok' });
+  const rz = await fetch(srv.url + '/readyz');
+  assert.equal(rz.status, 200);
+  assert.equal((await rz.json()).store, 'ok');
   const m = await (await fetch(srv.url + '/metrics')).text();
   assert.match(m, /^es_ingest_events_total\{status="stored"\} \d+$/m);
   assert.match(m, /^es_ingest_events_total\{status="duplicate"\} [1-9]\d*$/m);

@@ -44,9 +44,8 @@ START_TEST(the_mapping) {
       {ES_ENOSPC, 503},    {ES_EBUSY, 503},     {ES_ECLOSED, 503},
       {ES_EIO, 500},       {ES_ECORRUPT, 500},  {ES_EFAILED, 500},
       {ES_EVERSION, 500},  {ES_EREADONLY, 500},
-#ifdef ES_EDEGRADED
-      {ES_EDEGRADED, 503},
-#endif
+      {ES_EDEGRADED, 503}, {ES_EUNAVAIL, 503},  {ES_ECONFLICT, 409},
+      {ES_EREMOTE, 502},
   };
   for (size_t i = 0; i < sizeof want / sizeof want[0]; i++)
     ck_assert_msg(http_status_of(want[i].es) == want[i].http, "%s: %d, want %d",

@@ -197,6 +197,10 @@ test('bad requests: 400 naming the field, 404, 405', async () => {
   const hz = await h.call(q, '/healthz');
   assert.equal(hz.status, 200);
   assert.equal(hz.body.mode, h.MODE === 'embedded' ? 'embedded' : 'read-only');
+  assert.equal(hz.body.store, 'ok');
+  const rz = await h.call(q, '/readyz');
+  assert.equal(rz.status, 200);
+  assert.equal(rz.body.store, 'ok');
 });
 
 test('http: pipelining, limits, malformed requests', async () => {

@@ -1106,15 +1106,18 @@ END_TEST
 
 START_TEST(test_strerror) {
   /* pinned values */
-  static const int codes[] = {ES_OK,        ES_EINVAL,   ES_ENOMEM,  ES_EIO,
-                              ES_ENOSPC,    ES_ECORRUPT, ES_EFAILED, ES_EBUSY,
-                              ES_ENOTFOUND, ES_EVERSION, ES_ETENANT, ES_ETOOBIG,
-                              ES_ECLOSED,   ES_EREADONLY};
-  for (int i = 0; i < 14; i++)
+  static const int codes[] = {
+      ES_OK,       ES_EINVAL,  ES_ENOMEM,  ES_EIO,       ES_ENOSPC,
+      ES_ECORRUPT, ES_EFAILED, ES_EBUSY,   ES_ENOTFOUND, ES_EVERSION,
+      ES_ETENANT,  ES_ETOOBIG, ES_ECLOSED, ES_EREADONLY, ES_EDEGRADED,
+      ES_ECONFLICT, ES_EUNAVAIL, ES_EREMOTE};
+  enum { NCODES = sizeof(codes) / sizeof(codes[0]) };
+  for (int i = 0; i < NCODES; i++)
     ck_assert_int_eq(codes[i], -i);
-  const char *unknown = es_strerror(-14);
+  const char *unknown = es_strerror(-NCODES);
   ck_assert_ptr_nonnull(unknown);
-  for (int i = 0; i < 14; i++) {
+  ck_assert_str_eq(unknown, "unknown status");
+  for (int i = 0; i < NCODES; i++) {
     const char *s = es_strerror(codes[i]);
     ck_assert_ptr_nonnull(s);
     ck_assert_uint_gt(strlen(s), 1);
