@@ -32,6 +32,7 @@
 #include "base/event.h"
 #include "base/mem.h"
 #include "store/dbint.h"
+#include "store/dedupe.h"
 #include "store/rollup.h"
 
 /* Logs through the user's callback, if any. */
@@ -151,6 +152,7 @@ uint32_t es__tenant_shard(const es_db *db, const char *name) {
 /* Frees a tenant object and what only it references (its memtables are
  * released by the caller). */
 static void tenant_destroy(es_db *db, es_tenant *t) {
+  es__dedupe_tenant_free(t->dd);
   db->hooks->tenant_free(t);
   es__segset_unref(t->segs);
   es__manifest_free(&t->man);
