@@ -3,7 +3,7 @@
  *
  * Threads: everything here belongs to the libuv loop thread, except what
  * writers.h says its writer threads touch (sched_tenant queues, under the
- * sched mutex).  So counters, budgets and the dedupe sets need no locks.
+ * sched mutex).  So counters and budgets need no locks.
  */
 #ifndef INGESTD_SERVER_H
 #define INGESTD_SERVER_H
@@ -12,20 +12,13 @@
 #include <stdint.h>
 #include <uv.h>
 
-#include "dedupe.h"
 #include "eventstore.h"
 #include "hconn.h"
 #include "metrics.h"
 #include "writers.h"
 
 typedef struct tenant {
-  sched_tenant st; /* first: sched_job.tenant points here */
-  ing_dedupe dedupe;
-  /* Grows whenever ids are taken out of dedupe again (an append failed,
-   * a deduped request was refused): a request that waited on an id that
-   * is gone fails only if this moved meanwhile; else the id merely aged
-   * out of the set after its first copy was stored. */
-  uint64_t dedupe_forgets;
+  sched_tenant st;      /* first: sched_job.tenant points here */
   size_t pending_bytes; /* admitted, not yet completed */
   size_t pending_jobs;  /* requests of those */
 } tenant;
@@ -39,12 +32,10 @@ typedef struct config {
   const char *data_dir, *listen, *keys_path;
   int threads;
   size_t memory_budget_bytes;
-  size_t tenant_bytes_max; /* per-tenant share of the budget (429 above) */
-  size_t jobs_max;         /* requests parsing or waiting for a writer */
-  size_t tenant_jobs_max;  /* one tenant's share of those (429 above) */
-  size_t dedupe_ids_max;   /* per tenant */
-  size_t dedupe_bytes_max; /* all tenants' dedupe sets together */
-  int64_t dedupe_window_us;
+  size_t tenant_bytes_max;  /* per-tenant share of the budget (429 above) */
+  size_t jobs_max;          /* requests parsing or waiting for a writer */
+  size_t tenant_jobs_max;   /* one tenant's share of those (429 above) */
+  int64_t dedupe_window_us; /* es_options.dedupe_window_us */
   int64_t read_timeout_ms, idle_timeout_ms, drain_timeout_ms;
   int sync_none;
   int compact_segments; /* es_options.compact_segments */
@@ -65,7 +56,6 @@ typedef struct server {
   uv_timer_t drain_timer;
   int draining;
   size_t held_bytes;   /* bodies being read + admitted jobs */
-  ing_dedupe_pool dedupe_pool; /* the tenants' dedupe sets' memory */
   size_t jobs_pending; /* handed to the writers, not yet answered */
   size_t parsing;      /* handed to the parse pool (or just back) */
   uint64_t rng;
@@ -81,7 +71,7 @@ void http_close_all(server *srv);
 void http_job_done(sched_job *sj, void *ud);
 /* setup.c: the server without main(), for es-ingestd and es-queryd's
  * embedded mode.  ingest_start loads srv->cfg.keys_path, reloads the
- * dedupe sets from db, starts the writers on loop and listens on
+ * starts the writers on loop and listens on
  * host:port (*bound_out: the bound port); 0, or an exit status after a
  * one-line reason on stderr.  The caller owns db and the loop; after the
  * loop ends (or a failed start), ingest_free releases the rest.  Drain
