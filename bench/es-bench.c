@@ -96,6 +96,9 @@ static const char usage_text[] =
     "  --days D       time span of the generated events (default 7)\n"
     "  --systems L    comma list of es,rocksdb,sqlite,duckdb (default all;\n"
     "                 query and live know es and duckdb)\n"
+    "  --dedupe-hours H  eventstore's messageId window (es_options.\n"
+    "                 dedupe_window_us); 0 turns idempotent append off\n"
+    "                 (default: the library's, 7 days)\n"
     "  -h, --help     this text\n"
     "\n"
     "DuckDB runs as `node bench/duckdb/peer.mjs` (npm @duckdb/node-api,\n"
@@ -188,6 +191,10 @@ static void parse_args(args *a, int argc, char **argv, int is_gen) {
       a->dir = v, i++;
     } else if (!strcmp(f, "--systems")) {
       parse_systems(a, v), i++;
+    } else if (!strcmp(f, "--dedupe-hours")) {
+      bench_es_dedupe_window_us =
+          (int64_t)parse_num(f, v, 0, 24 * 3650) * 3600 * INT64_C(1000000);
+      i++;
     } else {
       bad_usage("%s: unknown option '%s'", argv[1], f);
     }
