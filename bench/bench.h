@@ -109,6 +109,9 @@ void run_result_clear(run_result *r);
 /* es_open of dir as every es-bench command opens it (sync_mode FULL,
  * ips kept as generated); 0, or -1 after bench_fail. */
 int bench_es_open(const char *dir, es_db **db);
+/* es_options.dedupe_window_us for bench_es_open; -1: the default
+ * (es-bench --dedupe-hours). */
+extern int64_t bench_es_dedupe_window_us;
 
 /* The runners: ingest w into a fresh store in dir (which does not exist
  * yet) with `threads` threads, then measure what run_result holds.  Each

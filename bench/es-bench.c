@@ -98,6 +98,9 @@ static const char usage_text[] =
     "  --days D       time span of the generated events (default 7)\n"
     "  --systems L    comma list of es,rocksdb,sqlite,duckdb (default all;\n"
     "                 query and live know es and duckdb)\n"
+    "  --dedupe-hours H  eventstore's messageId window (es_options.\n"
+    "                 dedupe_window_us); 0 turns idempotent append off\n"
+    "                 (default: the library's, 7 days)\n"
     "  -h, --help     this text\n"
     "\n"
     "DuckDB runs as `node bench/duckdb/peer.mjs` (npm @duckdb/node-api,\n"
@@ -190,6 +193,10 @@ static void parse_args(args *a, int argc, char **argv, int is_gen) {
       a->dir = v, i++;
     } else if (!strcmp(f, "--systems")) {
       parse_systems(a, v), i++;
+    } else if (!strcmp(f, "--dedupe-hours")) {
+      bench_es_dedupe_window_us =
+          (int64_t)parse_num(f, v, 0, 24 * 3650) * 3600 * INT64_C(1000000);
+      i++;
     } else {
       bad_usage("%s: unknown option '%s'", argv[1], f);
     }
@@ -577,14 +584,30 @@ static bench_common common_of(const args *a, uint64_t events, uint64_t quick,
   return c;
 }
 
+/* query and live compare answers with DuckDB, which stores every
+ * generated event: eventstore stores the generator's repeated messageIds
+ * (its retries) too there, unless --dedupe-hours says otherwise. */
+static void dedupe_off_unless_set(void) {
+  if (bench_es_dedupe_window_us < 0)
+    bench_es_dedupe_window_us = 0;
+}
+
 static int cmd_query_args(const args *a) {
   bench_common c = common_of(a, 2000000, 20000, 5, 2);
-  return cmd_query(&c);
+  int64_t keep = bench_es_dedupe_window_us;
+  dedupe_off_unless_set();
+  int rc = cmd_query(&c);
+  bench_es_dedupe_window_us = keep;
+  return rc;
 }
 
 static int cmd_live_args(const args *a) {
   bench_common c = common_of(a, 200000, 10000, 3, 2);
-  return cmd_live(&c);
+  int64_t keep = bench_es_dedupe_window_us;
+  dedupe_off_unless_set();
+  int rc = cmd_live(&c);
+  bench_es_dedupe_window_us = keep;
+  return rc;
 }
 
 static int cmd_http_args(const args *a) {

@@ -64,9 +64,13 @@ static int es_sizes_get(const char *dir, es_sizes *s) {
   return 0;
 }
 
+int64_t bench_es_dedupe_window_us = -1;
+
 int bench_es_open(const char *dir, es_db **db) {
   es_options o;
   es_options_init(&o);
+  if (bench_es_dedupe_window_us >= 0)
+    o.dedupe_window_us = bench_es_dedupe_window_us;
   o.data_dir = dir;
   o.sync_mode = ES_SYNC_FULL;
   o.keep_full_ip = 1;

@@ -239,6 +239,12 @@ typedef struct es_options {
                                  "Read-only handles" below es_open */
   int64_t follow_interval_us; /* read_only: how often the follower looks
                                  for new WAL bytes and manifests; 50 ms */
+  int64_t dedupe_window_us;   /* idempotent append: es_append does not store
+                                 again an event whose messageId the tenant
+                                 already holds with an event time at most
+                                 this far (either way) from the new one's;
+                                 see es_append.  Default 7 days; 0 turns it
+                                 off (every event is stored) */
   es_log_options log;
   es_trigger_options trigger;
 } es_options;
@@ -321,11 +327,29 @@ ES_API int es_state(es_db *db, char *why, size_t why_cap);
 
 /* What es_append reports about a durable batch. */
 typedef struct es_receipt {
-  uint64_t lsn;          /* the batch's log sequence number in its shard */
-  uint32_t shard;        /* the shard (WAL) that holds it */
-  uint32_t events_count; /* events stored */
-  int64_t durable_us;    /* wall time at which it became durable */
+  uint64_t lsn;              /* the batch's log sequence number in its shard;
+                                0 when every event was a duplicate */
+  uint32_t shard;            /* the shard (WAL) that holds it */
+  uint32_t events_count;     /* events in the batch: stored + duplicates */
+  int64_t durable_us;        /* wall time at which it became durable */
+  uint32_t stored_count;     /* events stored by this call */
+  uint32_t duplicates_count; /* events not stored: duplicates */
 } es_receipt;
+
+/*
+ * Idempotent append.  With es_options.dedupe_window_us > 0 (the default),
+ * an event whose message_id (not NULL, not "") equals, byte for byte,
+ * that of an event the tenant already holds whose event time is within
+ * dedupe_window_us of its own, is a duplicate: it is not stored again
+ * (nor counted by rollups or rules) and the receipt says so.  That holds
+ * for a duplicate inside one batch (the first occurrence is stored), for
+ * concurrent appends of one id from many threads (one is stored), and
+ * across flushes, compactions and restarts.  It is exact: a Bloom filter
+ * only says where to look; the stored ids are compared.  Ids dropped by
+ * retention (es_compact) are forgotten with their events.  Memory: the ids
+ * of unflushed events (about 40 bytes each plus the id), and a cache of
+ * decoded message_id columns of at most 32 MiB per handle.
+ */
 
 /*
  * Appends a batch of events to a tenant and returns once the batch is
@@ -345,6 +369,19 @@ typedef struct es_receipt {
  */
 ES_API int es_append(es_db *db, const char *tenant, const es_event *events,
                      size_t count, es_receipt *receipt_out);
+
+/*
+ * es_append that also says which events were duplicates: dup_out is NULL
+ * or an array of at least `count` bytes owned by the caller; on ES_OK,
+ * dup_out[i] is 1 when events[i] was a duplicate (not stored), else 0 (all
+ * 0 when dedupe_window_us is 0).  On failure its contents are
+ * unspecified.  The library writes it only during the call.  A batch
+ * whose every event is a duplicate returns ES_OK with stored_count 0 and
+ * lsn 0: the events it repeats are already durable.  Errors as es_append.
+ */
+ES_API int es_append_flagged(es_db *db, const char *tenant,
+                             const es_event *events, size_t count,
+                             es_receipt *receipt_out, uint8_t *dup_out);
 
 /*
  * Seals the memtable of `tenant` (or of every tenant when NULL) into

@@ -28,7 +28,7 @@
  *     431, a body past DISCARD_BYTES_MAX, 408) answer and close.
  *  5. The loop thread only does I/O and bookkeeping: inflating, parsing
  *     and mapping a body run on libuv's pool (parse_work), which touches
- *     nothing but its job; budgets, dedupe sets, metrics and the write
+ *     nothing but its job; budgets, metrics and the write
  *     key lookup stay on the loop (parse_done), so they need no locks.
  *  6. Admission is decided as early as the information allows: at the
  *     headers (Content-Length, the Basic auth tenant, requests in the
@@ -100,10 +100,7 @@ struct job {
   char err[ING_ERR_SIZE];
   ing_batch batch;
   es_event *evs;
-  size_t n, dups, bytes;
-  uint64_t *added, *waits;
-  uint64_t forgets; /* t->dedupe_forgets when the job was deduped */
-  size_t n_added, n_waits;
+  size_t n, bytes;
 };
 
 static int basic_auth_key(const char *auth, char *key, size_t size);
@@ -421,44 +418,20 @@ static void job_free(job *j) {
   ing_batch_free(&j->batch);
   free(j->body);
   free(j->evs);
-  free(j->added);
-  free(j->waits);
   free(j);
 }
 
-/* Takes the ids the job added out of its tenant's set again (its events
- * were not stored), so that their retries are. */
-static void job_forget(job *j) {
-  for (size_t i = 0; i < j->n_added; i++)
-    ing_dedupe_remove(&j->t->dedupe, j->added[i]);
-  if (j->n_added > 0)
-    j->t->dedupe_forgets++;
-}
-
-/* Splits the batch into new events and retries (see docs/INGEST.md). */
-static int job_dedupe(job *j) {
-  ing_dedupe *d = &j->t->dedupe;
-  j->forgets = j->t->dedupe_forgets;
+/* The batch's events as the array es_append takes.  Retries (a messageId
+ * the tenant already holds) are recognised by the library, on the
+ * tenant's shard writer, also when two copies are in flight at once: it
+ * stores the first and reports the others (docs/INGEST.md). */
+static int job_events(job *j) {
   size_t n = j->batch.count;
   j->evs = malloc((n ? n : 1) * sizeof *j->evs);
-  j->added = malloc((n ? n : 1) * sizeof *j->added);
-  j->waits = malloc((n ? n : 1) * sizeof *j->waits);
-  if (!j->evs || !j->added || !j->waits)
+  if (!j->evs)
     return -1;
-  for (size_t i = 0; i < n; i++) {
-    const es_event *ev = &j->batch.events[i].ev;
-    uint64_t h = ing_dedupe_hash(ev->message_id);
-    int rc = ing_dedupe_add(d, h);
-    if (rc < 0)
-      return -1;
-    if (rc == 1) {
-      j->waits[j->n_waits++] = h;
-      j->dups++;
-      continue;
-    }
-    j->added[j->n_added++] = h;
-    j->evs[j->n++] = *ev;
-  }
+  for (size_t i = 0; i < n; i++)
+    j->evs[j->n++] = j->batch.events[i].ev;
   return 0;
 }
 
@@ -523,7 +496,7 @@ static int admission_status(const server *srv, const tenant *t, size_t bytes) {
   return 0;
 }
 
-/* Back on the loop after parse_work: key, admission, dedupe, hand-off. */
+/* Back on the loop after parse_work: key, admission, hand-off. */
 static void parse_done(uv_work_t *w, int status) {
   job *j = w->data;
   server *srv = j->srv;
@@ -564,8 +537,7 @@ static void parse_done(uv_work_t *w, int status) {
     return;
   }
   j->t = t;
-  if (job_dedupe(j)) {
-    job_forget(j);
+  if (job_events(j)) {
     job_refuse(j, 503, "out of memory");
     return;
   }
@@ -651,22 +623,13 @@ void http_job_done(sched_job *sj, void *ud) {
   if (j->n > 0)
     metrics_observe(&srv->m.commit, sj->done_us - sj->submit_us);
   if (sj->status == ES_OK) {
-    /* A tenant's appends complete in order, so each id waited on was
-     * stored by now unless it was taken out again since this job was
-     * deduped; one that is merely gone aged out of a set that is full
-     * (its window, or the pool, is smaller than the traffic since). */
-    for (size_t i = 0; i < j->n_waits; i++)
-      if (j->t->dedupe_forgets != j->forgets &&
-          !ing_dedupe_has(&j->t->dedupe, j->waits[i])) {
-        status = 503; /* the earlier copy failed: let the client retry */
-        msg = "an earlier copy of a retried event failed; retry";
-      }
-    srv->m.events_stored += j->n;
-    srv->m.events_duplicate += j->dups;
+    /* a duplicate is answered 200 too: its first copy is durable */
+    size_t stored = j->n - sj->dups;
+    srv->m.events_stored += stored;
+    srv->m.events_duplicate += sj->dups;
     if (j->batch.count > 0) /* the stored share of the compact JSON */
-      srv->m.bytes_stored += j->bytes * j->n / j->batch.count;
+      srv->m.bytes_stored += j->bytes * stored / j->batch.count;
   } else {
-    job_forget(j);
     srv->m.appends_failed++;
     srv->m.events_rejected += j->batch.count;
     msg = es_strerror(sj->status);
@@ -717,7 +680,7 @@ static void answer_metrics(conn *c) {
   seg_buf_init(&b);
   if (metrics_render(&srv->m, &b, srv->jobs_pending + srv->parsing,
                      srv->held_bytes, srv->cfg.memory_budget_bytes,
-                     &srv->dedupe_pool, srv->http.connections, srv->draining)) {
+                     srv->http.connections, srv->draining)) {
     seg_buf_free(&b);
     respond_error(c, 503, "out of memory", 0);
     return;

@@ -1,8 +1,8 @@
 /*
  * ingest.h -- the Segment ingest service as a library (cmd/ingest/): the
- * keys file, the dedupe sets reloaded from the store, the writer threads
- * and the HTTP routes, started on a caller's loop with a caller's es_db.
- * es-ingestd's main() (cmd/ingestd/) and es-queryd's embedded mode
+ * keys file, the writer threads and the HTTP routes, started on a caller's loop
+ * with a caller's es_db. es-ingestd's main() (cmd/ingestd/) and es-queryd's
+ * embedded mode
  * (--ingest-listen, cmd/queryd/) drive it through this header only; the
  * service's state (server.h) is the library's own.
  *
@@ -28,12 +28,10 @@ typedef struct ingest_config {
   const char *data_dir, *listen, *keys_path;
   int threads;
   size_t memory_budget_bytes;
-  size_t tenant_bytes_max; /* per-tenant share of the budget (429 above) */
-  size_t jobs_max;         /* requests parsing or waiting for a writer */
-  size_t tenant_jobs_max;  /* one tenant's share of those (429 above) */
-  size_t dedupe_ids_max;   /* per tenant */
-  size_t dedupe_bytes_max; /* all tenants' dedupe sets together */
-  int64_t dedupe_window_us;
+  size_t tenant_bytes_max;  /* per-tenant share of the budget (429 above) */
+  size_t jobs_max;          /* requests parsing or waiting for a writer */
+  size_t tenant_jobs_max;   /* one tenant's share of those (429 above) */
+  int64_t dedupe_window_us; /* es_options.dedupe_window_us */
   int64_t read_timeout_ms, idle_timeout_ms, drain_timeout_ms;
   int sync_none;
   int compact_segments; /* es_options.compact_segments */
@@ -50,7 +48,7 @@ void ingest_config_defaults(ingest_config *cfg);
 ingest_server *ingest_new(const ingest_config *cfg, void (*finished)(void *ud),
                           void *ud);
 
-/* Loads cfg.keys_path, reloads the dedupe sets from db, starts the
+/* Loads cfg.keys_path, starts the
  * writers on loop and listens on host:port (*bound_out: the bound port).
  * 0, or an exit status after a one-line reason on stderr.  The caller
  * owns db and the loop, and closes db only after the loop ended. */

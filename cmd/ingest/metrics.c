@@ -36,8 +36,7 @@ static int histogram(seg_buf *b, const char *name, const char *help,
 }
 
 int metrics_render(const metrics *m, seg_buf *b, size_t queue_jobs,
-                   size_t held_bytes, size_t budget_bytes,
-                   const ing_dedupe_pool *dedupe, size_t connections,
+                   size_t held_bytes, size_t budget_bytes, size_t connections,
                    int draining) {
   int rc = counter(b, "es_ingest_requests_total",
                    "HTTP requests answered, by status code");
@@ -46,7 +45,8 @@ int metrics_render(const metrics *m, seg_buf *b, size_t queue_jobs,
               (unsigned long long)m->requests[i]);
   rc |= counter(b, "es_ingest_events_total",
                 "events by outcome: stored (durable), duplicate (messageId "
-                "seen before), rejected (in a refused request)");
+                "the tenant held already: es_append's answer), rejected (in a "
+                "refused request)");
   rc |= put(b, "es_ingest_events_total{status=\"stored\"} %llu\n",
             (unsigned long long)m->events_stored);
   rc |= put(b, "es_ingest_events_total{status=\"duplicate\"} %llu\n",
@@ -81,16 +81,6 @@ int metrics_render(const metrics *m, seg_buf *b, size_t queue_jobs,
   rc |= gauge(b, "es_ingest_memory_budget_bytes",
               "the requests' quarter of --memory-budget (503 above it)",
               budget_bytes);
-  rc |= gauge(b, "es_ingest_dedupe_bytes",
-              "memory of the tenants' messageId sets", dedupe->bytes);
-  rc |= gauge(b, "es_ingest_dedupe_budget_bytes",
-              "the messageId sets' quarter of --memory-budget",
-              dedupe->bytes_max);
-  rc |= counter(b, "es_ingest_dedupe_full_total",
-                "times a tenant's messageId set could not grow for want of "
-                "budget (it forgot its oldest id instead)");
-  rc |= put(b, "es_ingest_dedupe_full_total %llu\n",
-            (unsigned long long)dedupe->refused);
   rc |=
       gauge(b, "es_ingest_connections", "open client connections", connections);
   rc |= gauge(b, "es_ingest_draining", "1 after SIGTERM", (unsigned)draining);

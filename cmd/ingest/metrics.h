@@ -12,7 +12,6 @@
 
 #include "common/prom.h"
 #include "common/segment_json.h"
-#include "dedupe.h"
 
 #define METRICS_STATUSES 12
 #define METRICS_BUCKETS 13
@@ -33,8 +32,7 @@ void metrics_request(metrics *m, int http_status);
 void metrics_observe(metrics_hist *h, int64_t latency_us);
 /* Appends the Prometheus text; gauges are passed in. -1 on OOM. */
 int metrics_render(const metrics *m, seg_buf *out, size_t queue_jobs,
-                   size_t held_bytes, size_t budget_bytes,
-                   const ing_dedupe_pool *dedupe, size_t connections,
+                   size_t held_bytes, size_t budget_bytes, size_t connections,
                    int draining);
 
 #endif /* INGESTD_METRICS_H */

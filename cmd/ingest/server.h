@@ -4,7 +4,7 @@
  *
  * Threads: everything here belongs to the libuv loop thread, except what
  * writers.h says its writer threads touch (sched_tenant queues, under the
- * sched mutex).  So counters, budgets and the dedupe sets need no locks.
+ * sched mutex).  So counters and budgets need no locks.
  */
 #ifndef INGESTD_SERVER_H
 #define INGESTD_SERVER_H
@@ -14,20 +14,13 @@
 #include <uv.h>
 
 #include "common/hconn.h"
-#include "dedupe.h"
 #include "eventstore.h"
 #include "ingest.h"
 #include "metrics.h"
 #include "writers.h"
 
 typedef struct tenant {
-  sched_tenant st; /* first: sched_job.tenant points here */
-  ing_dedupe dedupe;
-  /* Grows whenever ids are taken out of dedupe again (an append failed,
-   * a deduped request was refused): a request that waited on an id that
-   * is gone fails only if this moved meanwhile; else the id merely aged
-   * out of the set after its first copy was stored. */
-  uint64_t dedupe_forgets;
+  sched_tenant st;      /* first: sched_job.tenant points here */
   size_t pending_bytes; /* admitted, not yet completed */
   size_t pending_jobs;  /* requests of those */
 } tenant;
@@ -51,7 +44,6 @@ typedef struct server {
   hconn_host http; /* listener and connections (hconn.h) */
   int draining;
   size_t held_bytes;   /* bodies being read + admitted jobs */
-  ing_dedupe_pool dedupe_pool; /* the tenants' dedupe sets' memory */
   size_t jobs_pending; /* handed to the writers, not yet answered */
   size_t parsing;      /* handed to the parse pool (or just back) */
   uint64_t rng;

@@ -1,7 +1,6 @@
 /*
  * setup.c -- the ingest service's start and finish (ingest.h): the keys
- * file, the dedupe sets reloaded from the store, the writers and the
- * listener, started on a caller's loop with a caller's es_db.
+ * file, the writers and the listener, started on a caller's loop with a caller's es_db.
  * cmd/ingestd/main.c (flags, signals, the store's open and close) drives
  * it for es-ingestd; es-queryd's embedded mode (--ingest-listen) drives it
  * to host ingest and queries in one process on one writable handle
@@ -99,7 +98,6 @@ static int load_keys(server *srv, const char *path) {
     if (t == NULL) {
       t = &srv->tenants[srv->tenants_count++];
       snprintf(t->st.id, sizeof t->st.id, "%s", v->u.string);
-      ing_dedupe_init(&t->dedupe, srv->cfg.dedupe_ids_max, &srv->dedupe_pool);
     }
     srv->keys[i].key = strdup(key);
     srv->keys[i].tenant = t;
@@ -119,44 +117,6 @@ static int load_keys(server *srv, const char *path) {
   return 0;
 }
 
-/*
- * Reloads each tenant's recent messageIds from the store with es_scan, so
- * that a retry after a crash or restart is still recognised.  The public
- * API scans by event time; receive time is filtered here.
- */
-static int seed_dedupe(server *srv) {
-  int64_t since = ing_now_us() - srv->cfg.dedupe_window_us;
-  uint64_t total = 0;
-  for (size_t i = 0; i < srv->tenants_count; i++) {
-    tenant *t = &srv->tenants[i];
-    es_scan_spec spec;
-    es_cursor *cur;
-    es_event ev;
-    int rc;
-    es_scan_spec_init(&spec);
-    spec.tenant = t->st.id;
-    spec.from_us = since;
-    if ((rc = es_scan(srv->db, &spec, &cur)) != ES_OK)
-      return rc;
-    while ((rc = es_cursor_next(cur, &ev)) == 1)
-      if (ev.message_id && ev.recv_us >= since) {
-        if (ing_dedupe_add(&t->dedupe, ing_dedupe_hash(ev.message_id)) < 0) {
-          rc = ES_ENOMEM;
-          break;
-        }
-        total++;
-      }
-    es_cursor_close(cur);
-    if (rc < 0)
-      return rc;
-  }
-  char extra[96];
-  snprintf(extra, sizeof extra, ",\"ids\":%llu,\"tenants\":%zu",
-           (unsigned long long)total, srv->tenants_count);
-  ing_log("info", "dedupe set reloaded", extra);
-  return ES_OK;
-}
-
 /* ----------------------------------------------------------------------
  * Start and finish
  * ---------------------------------------------------------------------- */
@@ -174,9 +134,7 @@ void ingest_config_defaults(ingest_config *cfg) {
   cfg->tenant_bytes_max = cfg->memory_budget_bytes / 4;
   cfg->jobs_max = 128;
   cfg->tenant_jobs_max = cfg->jobs_max / 4;
-  cfg->dedupe_ids_max = 1000000;
-  cfg->dedupe_bytes_max = cfg->memory_budget_bytes / 4;
-  cfg->dedupe_window_us = INT64_C(24) * 3600 * 1000000;
+  cfg->dedupe_window_us = INT64_C(7) * 24 * 3600 * 1000000;
   cfg->read_timeout_ms = 10000;
   cfg->idle_timeout_ms = 60000;
   cfg->drain_timeout_ms = 30000;
@@ -191,12 +149,6 @@ static int start(server *srv, uv_loop_t *loop, es_db *db, const char *host,
     return rc;
   srv->db = db;
   srv->loop = loop;
-  srv->dedupe_pool.bytes_max = srv->cfg.dedupe_bytes_max;
-  if ((rc = seed_dedupe(srv)) != ES_OK) {
-    fprintf(stderr, "es-ingestd: reloading messageIds: %s: %s\n",
-            es_strerror(rc), es_errdetail());
-    return 1;
-  }
   uint64_t seed = (uint64_t)ing_now_us() ^ ((uint64_t)getpid() << 32);
   srv->rng = seed ? seed : 1;
   if (sched_start(&srv->sched, loop, db, srv->cfg.threads, http_job_done,
@@ -259,8 +211,6 @@ void ingest_free(server *srv) {
     return;
   for (size_t i = 0; i < srv->keys_count; i++)
     free(srv->keys[i].key);
-  for (size_t i = 0; i < srv->tenants_count; i++)
-    ing_dedupe_free(&srv->tenants[i].dedupe);
   free(srv->keys);
   free(srv->tenants);
   free(srv);

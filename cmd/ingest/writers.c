@@ -58,23 +58,35 @@ static sched_job *take_jobs(sched_tenant *t, size_t *events_out) {
   return first;
 }
 
-/* Appends the jobs' events as one batch; returns the status. */
+/* Appends the jobs' events as one batch; returns the status and, on
+ * ES_OK, tells each job how many of its events were duplicates (the
+ * library de-duplicates messageIds: eventstore.h, "Idempotent append"). */
 static int append_jobs(sched *s, sched_tenant *t, sched_job *jobs, size_t n) {
+  for (sched_job *j = jobs; j; j = j->next)
+    j->dups = 0;
   if (n == 0)
     return ES_OK;
-  if (jobs->next == NULL)
-    return es_append(s->db, t->id, jobs->events, jobs->count, NULL);
-  es_event *all = malloc(n * sizeof *all);
-  if (all == NULL)
+  es_event *all = jobs->next ? malloc(n * sizeof *all) : NULL;
+  uint8_t *dup = malloc(n);
+  if ((jobs->next && all == NULL) || dup == NULL) {
+    free(all);
+    free(dup);
     return ES_ENOMEM;
+  }
   size_t at = 0;
-  for (sched_job *j = jobs; j; j = j->next) {
+  for (sched_job *j = jobs; all && j; j = j->next) {
     if (j->count)
       memcpy(all + at, j->events, j->count * sizeof *all);
     at += j->count;
   }
-  int rc = es_append(s->db, t->id, all, n, NULL);
+  int rc =
+      es_append_flagged(s->db, t->id, all ? all : jobs->events, n, NULL, dup);
+  at = 0;
+  for (sched_job *j = jobs; rc == ES_OK && j; j = j->next)
+    for (size_t i = 0; i < j->count; i++)
+      j->dups += dup[at++];
   free(all);
+  free(dup);
   return rc;
 }
 

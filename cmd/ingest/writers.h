@@ -2,14 +2,14 @@
  * writers.h -- fair hand-off of append jobs from the event loop to writer
  * threads, and of their results back to the loop.
  *
- * The loop submits jobs (one per HTTP request, already validated and
- * de-duplicated) to their tenant's FIFO.  Writer threads take tenants
- * round-robin: a writer takes the next ready tenant, coalesces the jobs
- * queued for it (up to SCHED_EVENTS_MAX events) into one es_append, and
- * puts the tenant back at the end of the ready list.  So:
+ * The loop submits jobs (one per HTTP request, already validated) to their
+ * tenant's FIFO.  Writer threads take tenants round-robin: a writer takes the
+ * next ready tenant, coalesces the jobs queued for it (up to SCHED_EVENTS_MAX
+ * events) into one es_append, and puts the tenant back at the end of the ready
+ * list.  So:
  *
  *  1. A tenant has at most one append in flight, and its jobs complete in
- *     submission order (the dedupe check relies on that).
+ *     submission order.
  *  2. With T tenants waiting, each gets one append per round: a hot
  *     tenant's backlog delays the others by at most one of its appends.
  *  3. The more jobs wait, the larger the appends: fsyncs are shared.
@@ -38,6 +38,7 @@ typedef struct sched_job {
   const es_event *events; /* borrowed from the submitter until done */
   size_t count;           /* may be 0: completes in order, appends nothing */
   int status;             /* es_append's, set before done_fn */
+  size_t dups; /* on ES_OK: events the library found stored already */
   int64_t submit_us, done_us;
   void *ud; /* the submitter's */
 } sched_job;

@@ -40,18 +40,17 @@ static const char usage[] =
     "                        one per core, at least 2)\n"
     "  --memory-budget MB    3/8 for the store's memtables, 1/4 for\n"
     "                        requests (bodies, parses, queued events; 503\n"
-    "                        above), 1/4 for the messageId sets, 1/8 for\n"
-    "                        what none counts (default 256)\n"
+    "                        above), 3/8 for what neither counts, such as\n"
+    "                        the store's messageId sets (default 256)\n"
     "  --queue-requests N    requests accepted but not yet durable (being\n"
     "                        parsed or waiting for a writer); 503 above\n"
     "                        (default 128)\n"
     "  --tenant-share PCT    one tenant's share of the budget and of the\n"
     "                        queue; 429 above (default 25)\n"
-    "  --dedupe-ids N        messageIds remembered per tenant (default\n"
-    "                        1000000)\n"
-    "  --dedupe-hours H      at start-up, reload the messageIds of events\n"
-    "                        with timestamp and receivedAt in the last H\n"
-    "                        hours (default 24)\n"
+    "  --dedupe-hours H      an event whose messageId the tenant holds\n"
+    "                        with a timestamp within H hours of its own\n"
+    "                        is a duplicate: answered 200, not stored\n"
+    "                        again; 0 turns it off (default 168)\n"
     "  --read-timeout-ms MS  time to read one request (default 10000)\n"
     "  --idle-timeout-ms MS  keep-alive idle time (default 60000)\n"
     "  --drain-timeout-ms MS SIGTERM: longest wait for requests in flight\n"
@@ -124,10 +123,6 @@ static int parse_args(int argc, char **argv, ingest_config *cfg) {
     } else if (strcmp(a, "--tenant-share") == 0) {
       if (parse_num(a, val, 1, 100, &share_pct))
         return 2;
-    } else if (strcmp(a, "--dedupe-ids") == 0) {
-      if (parse_num(a, val, 1, 1LL << 32, &v))
-        return 2;
-      cfg->dedupe_ids_max = (size_t)v;
     } else if (strcmp(a, "--dedupe-hours") == 0) {
       if (parse_num(a, val, 0, 24 * 365, &v))
         return 2;
@@ -220,11 +215,13 @@ static int run(ingest_config *cfg, uv_loop_t *loop, es_db **db_out) {
   o.compact_segments = cfg->compact_segments;
   /* The budget is shared: 3/8 for the store's memtables (appends wait
    * above it), a quarter for requests in flight (bodies, parses, events),
-   * a quarter for the messageId sets, and 1/8 left for what none of them
-   * counts: the allocator's freed pages not yet returned, connections'
-   * buffers, flushes' and merges' images (docs/INGEST.md, "Overload"). */
+   * and 3/8 left for what neither counts: the store's messageId sets
+   * (about a fifth of the memtables' bytes) and its cache of checked
+   * segment ids (32 MiB at most), the allocator's freed pages not yet
+   * returned, connections' buffers, flushes' and merges' images
+   * (docs/INGEST.md, "Overload"). */
   o.memtable_budget_bytes = cfg->memory_budget_bytes / 8 * 3;
-  cfg->dedupe_bytes_max = cfg->memory_budget_bytes / 4;
+  o.dedupe_window_us = cfg->dedupe_window_us;
   cfg->memory_budget_bytes /= 4;
   cfg->tenant_bytes_max /= 4;
   es_db *db;

@@ -36,6 +36,7 @@
 #include "store/commit.h"
 #include "store/db.h"
 #include "store/dbint.h"
+#include "store/dedupe.h"
 #include "store/gate.h"
 
 #define DB_AGE_CHECK_US 100000 /* how often writers look for old memtables */
@@ -63,6 +64,7 @@ void es_options_init_sized(es_options *opts, size_t struct_size) {
   o.sync_mode = ES_SYNC_FULL;
   o.wal_compress = 1;
   o.follow_interval_us = 50000;
+  o.dedupe_window_us = (int64_t)7 * 24 * 3600 * 1000000;
   memset(opts, 0, struct_size);
   memcpy(opts, &o, struct_size < sizeof(o) ? struct_size : sizeof(o));
   opts->struct_size = struct_size;
@@ -190,6 +192,8 @@ static int writer_make_room(es_shard *sh, es_req *reqs) {
 static int writer_commit(es_shard *sh, es_req *reqs) {
   es_db *db = sh->db;
   es_buf *f = &sh->frame;
+  for (es_req *r = reqs; r; r = r->next) /* dedupe.c, invariant 1 */
+    es__dedupe_request(db, r, sh->next_lsn);
   ES_TRY(writer_make_room(sh, reqs));
   f->len = 0;
   ES_TRY(es__buf_reserve(f, ES_WAL_FRAME_HDR));
@@ -444,6 +448,13 @@ static int db_wait_memory(es_db *db) {
 /* Appends a batch durably; see eventstore.h. */
 int es_append(es_db *db, const char *tenant, const es_event *events,
               size_t count, es_receipt *receipt_out) {
+  return es_append_flagged(db, tenant, events, count, receipt_out, NULL);
+}
+
+/* Appends a batch durably and flags its duplicates; see eventstore.h. */
+int es_append_flagged(es_db *db, const char *tenant, const es_event *events,
+                      size_t count, es_receipt *receipt_out,
+                      uint8_t *dup_flags) {
   es__error_clear();
   if (receipt_out)
     memset(receipt_out, 0, sizeof(*receipt_out));
@@ -458,7 +469,10 @@ int es_append(es_db *db, const char *tenant, const es_event *events,
   int64_t now = es__clock_now_us();
   int rc = ES_OK;
   es_row_hint *hint = es__malloc(count * sizeof(*hint));
-  if (!hint)
+  uint8_t *dup = NULL; /* the caller's flags, or ours */
+  if (db->opts.dedupe_window_us > 0)
+    dup = dup_flags ? dup_flags : es__malloc(count);
+  if (!hint || (db->opts.dedupe_window_us > 0 && !dup))
     ES_CHECK(ES_NOMEM_BKPT());
   for (size_t i = 0; i < count; i++) {
     if (rows.len > DB_FRAME_BYTES_MAX)
@@ -481,8 +495,13 @@ int es_append(es_db *db, const char *tenant, const es_event *events,
                 .rows = rows.data,
                 .rows_len = rows.len,
                 .hint = hint,
-                .count = (uint32_t)count};
-  ES_CHECK(shard_submit(&db->shards[t->shard], &req));
+                .count = (uint32_t)count,
+                .dup = dup};
+  rc = shard_submit(&db->shards[t->shard], &req);
+  es__dedupe_req_free(&req);
+  ES_CHECK(rc);
+  if (req.dd_rc < 0) /* this batch only: see dedupe.h */
+    ES_CHECK(ES_ERR(req.dd_rc, "%s", req.call_detail));
   /* visible now: a map of ids cached before these links is stale */
   for (size_t i = 0; i < count; i++)
     if (events[i].type == ES_TYPE_IDENTIFY || events[i].type == ES_TYPE_ALIAS) {
@@ -493,9 +512,16 @@ int es_append(es_db *db, const char *tenant, const es_event *events,
     receipt_out->lsn = req.lsn;
     receipt_out->shard = t->shard;
     receipt_out->events_count = (uint32_t)count;
-    receipt_out->durable_us = req.durable_us;
+    receipt_out->durable_us =
+        req.durable_us ? req.durable_us : es__clock_now_us();
+    receipt_out->stored_count = (uint32_t)count - req.ndup;
+    receipt_out->duplicates_count = req.ndup;
   }
+  if (dup_flags && !dup) /* dedupe off: nothing is a duplicate */
+    memset(dup_flags, 0, count);
 err:
+  if (dup != dup_flags)
+    es__free(dup);
   es__free(hint);
   es__buf_free(&rows);
   es__buf_free(&rec);
@@ -613,6 +639,7 @@ static int replay_record(void *ud, uint64_t lsn, const es_wal_rec *rec,
     return ES_OK;
   ES_TRY(es__tenant_insert(db, t, rec->rows, rec->rows_len, rec->events, lsn,
                            NULL));
+  ES_TRY(es__dedupe_note(db, t, rec->rows, rec->rows_len, rec->events, lsn));
   es__memtable_publish(t->active, lsn);
   /* no triggers on replay: rules.h, 2 */
   if (db->hooks->rows(db, t, rec->rows, rec->rows_len, rec->events, 0) < 0)
@@ -840,6 +867,8 @@ static int open_check_options(const es_options *opts) {
     return ES_INVAL_BKPT("options.follow_interval_us must be positive");
   if (opts->seal_age_us <= 0)
     return ES_INVAL_BKPT("options.seal_age_us must be positive");
+  if (opts->dedupe_window_us < 0)
+    return ES_INVAL_BKPT("options.dedupe_window_us must be >= 0");
   return ES_OK;
 }
 
@@ -901,6 +930,7 @@ int es__db_open(const es_options *opts_in, es_vfs *vfs,
   ES_CHECK(vfs->mkdir(vfs, db->tenants_dir));
   ES_CHECK(open_shards(db));
   ES_CHECK(vfs->sync_dir(vfs, db->dir));
+  ES_CHECK(es__dedupe_open(db));
   ES_CHECK(es__tenants_load(db));
   ES_CHECK(replay_all(db));
   if (pthread_create(&db->flusher, NULL, es__flusher_main, db) != 0)
@@ -982,6 +1012,7 @@ int es_close(es_db *db) {
   }
   es__tenants_free(db);
   es__commit_free(db);
+  es__dedupe_close(db);
   if (db->lock)
     (void)db->vfs->close(db->vfs, db->lock);
   int rc = atomic_load(&db->failed);

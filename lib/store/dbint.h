@@ -97,6 +97,7 @@ typedef struct es_tenant {
   int ro_loaded;     /* its MANIFEST and RULES were looked at */
   uint64_t man_version, rules_version, idlog_version; /* es_vfs.version
                                                         last seen */
+  struct es_dedupe *dd; /* recent messageIds (dedupe.c): writer only */
   struct es_tenant *hash_next;
   struct es_tenant *shard_next;
 } es_tenant;
@@ -104,6 +105,7 @@ typedef struct es_tenant {
 #define ES_REQ_APPEND 1
 #define ES_REQ_SEAL 2
 #define ES_REQ_CALL 3 /* run call(call_arg) on the writer thread */
+#define ES_REQ_DUP 4  /* was APPEND: nothing left to store (dedupe.c) */
 
 typedef struct es_req {
   int kind;
@@ -121,7 +123,15 @@ typedef struct es_req {
   int (*call)(void *arg); /* CALL */
   void *call_arg;
   int call_rc;
-  char call_detail[256]; /* es_errdetail() of a failed call */
+  char call_detail[256]; /* es_errdetail() of a failed call or dedupe */
+  /* APPEND, dedupe.c: dup[i] = 1 for a duplicate (NULL: not wanted);
+   * when some were, the writer's copies of rows, hint and rec without
+   * them (es__dedupe_req_free releases them) */
+  uint8_t *dup;
+  uint32_t ndup;
+  int dd_rc;
+  es_buf dd_rows, dd_rec;
+  es_row_hint *dd_hint;
   struct es_req *next;
 } es_req;
 
@@ -192,6 +202,7 @@ struct es_db {
   /* the commit path's subscribers and pending removals (commit.c) */
   struct es_commit_state *commit;
   /* memory budget */
+  struct es_ddcache *ddc;     /* dedupe.c: confirmed row groups */
   atomic_size_t mem_bytes;    /* all memtables */
   atomic_size_t sealed_bytes; /* of those, sealed and awaiting flush */
   pthread_mutex_t mem_mu;

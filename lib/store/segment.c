@@ -440,7 +440,14 @@ void es__segment_unref(es_segment *seg) {
 
 /* Bloom filter probe. */
 int es__segment_may_contain(const es_segment *seg, const char *key) {
-  uint64_t h = seg_bloom_hash(key, strlen(key));
+  return es__segment_may_contain_hash(seg, seg_bloom_hash(key, strlen(key)));
+}
+
+uint64_t es__segment_key_hash(const char *key, size_t len) {
+  return seg_bloom_hash(key, len);
+}
+
+int es__segment_may_contain_hash(const es_segment *seg, uint64_t h) {
   for (uint32_t i = 0; i < seg->bloom_k; i++) {
     uint32_t bit = seg_bloom_bit(h, i, seg->bloom_bits);
     if (!(seg->bloom[bit / 8] & (1u << (bit % 8))))

@@ -83,6 +83,10 @@ void es__segment_unref(es_segment *seg);
 /* Whether the segment may hold a row with this person or message id
  * (a Bloom filter: false positives happen, false negatives never). */
 int es__segment_may_contain(const es_segment *seg, const char *key);
+/* The same with the key's hash, es__segment_key_hash(key, len), computed
+ * once for many segments (dedupe.c). */
+uint64_t es__segment_key_hash(const char *key, size_t len);
+int es__segment_may_contain_hash(const es_segment *seg, uint64_t h);
 
 /* A decoded row group. */
 typedef struct es_seg_rows {

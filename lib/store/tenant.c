@@ -34,6 +34,7 @@
 #include "base/mem.h"
 #include "store/commit.h"
 #include "store/dbint.h"
+#include "store/dedupe.h"
 #include "store/gate.h"
 #include "store/rollup.h"
 
@@ -113,6 +114,7 @@ uint32_t es__tenant_shard(const es_db *db, const char *name) {
 /* Frees a tenant object and what only it references (its memtables are
  * released by the caller). */
 static void tenant_destroy(es_db *db, es_tenant *t) {
+  es__dedupe_tenant_free(t->dd);
   db->hooks->tenant_free(t);
   es__segset_unref(t->segs);
   es__manifest_free(&t->man);

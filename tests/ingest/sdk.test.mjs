@@ -104,7 +104,6 @@ test('healthz, metrics and CORS preflight', async () => {
   assert.match(m, /^es_ingest_events_total\{status="duplicate"\} [1-9]\d*$/m);
   assert.match(m, /^es_ingest_commit_seconds_count [1-9]\d*$/m);
   assert.match(m, /^es_ingest_request_seconds_count [1-9]\d*$/m);
-  assert.match(m, /^es_ingest_dedupe_bytes [1-9]\d*$/m);
   assert.match(m, /^es_ingest_requests_total\{code="200"\} [1-9]\d*$/m);
   const pre = await fetch(srv.url + '/v1/t', { method: 'OPTIONS',
     headers: { Origin: 'https://shop.test', 'Access-Control-Request-Method': 'POST' } });

@@ -120,6 +120,19 @@ run 0 "$ESCTL" scan --data "$D" --tenant copy
 cmp -s "$WORK/out" "$WORK/scan.jsonl" || fail "scan | append | scan differs"
 ok "scan | append | scan is the identity"
 
+# Idempotent append: an import run again (half of it flushed to a
+# segment, half still in the WAL) stores no messageId twice.
+head -n 250 "$WORK/scan.jsonl" >"$WORK/half.jsonl"
+run 0 "$ESCTL" append --data "$D" --tenant rerun <"$WORK/half.jsonl"
+run 0 "$ESCTL" flush --data "$D" --tenant rerun
+run 0 "$ESCTL" append --data "$D" --tenant rerun <"$WORK/scan.jsonl"
+run 0 "$ESCTL" append --data "$D" --tenant rerun <"$WORK/scan.jsonl"
+run 0 "$ESCTL" scan --data "$D" --tenant rerun
+cmp -s "$WORK/out" "$WORK/scan.jsonl" || fail "a re-run import stored twice"
+[[ $($EVENTS ids "$WORK/out" | sort | uniq -d | wc -l) -eq 0 ]] ||
+  fail "a messageId is stored twice"
+ok "a re-run import stores each messageId once"
+
 run 0 "$ESCTL" scan --data "$D" --tenant nobody
 [[ ! -s "$WORK/out" ]] || fail "unknown tenant scan"
 ok "an unknown tenant scans empty"

@@ -64,9 +64,9 @@
 #include <unistd.h>
 
 #include "api.h"
+#include "memvfs.h"
 #include "store/db.h"
 #include "store/dbint.h"
-#include "memvfs.h"
 
 #ifndef SIM_SEEDS_FILE
 #define SIM_SEEDS_FILE "seeds.txt"
@@ -112,6 +112,8 @@ static int rng_one_in(rng *r, uint32_t n) { return rng_below(r, n) == 0; }
 
 /* One event as the model remembers it.  The has_* flags keep NULL apart
  * from "" (the store must too). */
+#define SIM_DEDUPE_US (INT64_C(7) * 86400 * 1000000) /* the default */
+
 typedef struct mev {
   int64_t ts_us;
   int type;
@@ -458,15 +460,31 @@ static void op_append(sim *s) {
   mtenant *mt = &s->t[ti];
   es_event evs[BATCH_EVENTS_MAX];
   mtenant_reserve(mt, count);
+  uint8_t dup_want[BATCH_EVENTS_MAX], dup_got[BATCH_EVENTS_MAX];
+  uint32_t ndup = 0;
   for (size_t i = 0; i < count; i++) {
-    gen_event(s, &mt->v[mt->n + i]);
-    mev_to_event(&mt->v[mt->n + i], &evs[i]);
+    mev *e = &mt->v[mt->n + i];
+    gen_event(s, e);
+    int again = mt->n + i > 0 && rng_one_in(&s->r, 8);
+    if (again) /* a retry: an id again (fresh ones are unique) */
+      strcpy(e->msg, mt->v[rng_below(&s->r, (uint32_t)(mt->n + i))].msg);
+    dup_want[i] = 0; /* idempotent append: held within 7 days? */
+    for (size_t k = 0; again && k < mt->n + i && !dup_want[i]; k++) {
+      const mev *o = &mt->v[k];
+      int64_t d =
+          o->ts_us > e->ts_us ? o->ts_us - e->ts_us : e->ts_us - o->ts_us;
+      dup_want[i] = (k < mt->n || !dup_want[k - mt->n]) &&
+                    strcmp(o->msg, e->msg) == 0 && d <= SIM_DEDUPE_US;
+    }
+    ndup += dup_want[i];
+    mev_to_event(e, &evs[i]);
   }
-  sim_desc(s, "append %s x%zu (%s..%s)", tenant_names[ti], count,
-           mt->v[mt->n].msg, mt->v[mt->n + count - 1].msg);
+  sim_desc(s, "append %s x%zu (%s..%s, %u repeated)", tenant_names[ti], count,
+           mt->v[mt->n].msg, mt->v[mt->n + count - 1].msg, ndup);
   watchdog_arm(s);
   es_receipt rec;
-  int rc = es_append(s->db, tenant_names[ti], evs, count, &rec);
+  int rc =
+      es_append_flagged(s->db, tenant_names[ti], evs, count, &rec, dup_got);
   if (rc != ES_OK) {
     FAIL(s, "es_append failed: %d (%s) %s", rc, es_strerror(rc),
          es_errdetail());
@@ -474,9 +492,23 @@ static void op_append(sim *s) {
       free(mt->v[mt->n + i].props);
     return;
   }
-  mt->n += count; /* acknowledged: the model takes it */
-  if (rec.events_count != count)
-    FAIL(s, "receipt says %u events, want %zu", rec.events_count, count);
+  /* acknowledged: the model takes what was not a duplicate */
+  size_t kept = mt->n;
+  for (size_t i = 0; i < count; i++) {
+    if (dup_got[i] != dup_want[i])
+      FAIL(s, "event %zu (%s): duplicate %d, want %d", i, evs[i].message_id,
+           dup_got[i], dup_want[i]);
+    if (dup_want[i])
+      free(mt->v[mt->n + i].props);
+    else
+      mt->v[kept++] = mt->v[mt->n + i];
+  }
+  mt->n = kept;
+  if (rec.events_count != count || rec.duplicates_count != ndup)
+    FAIL(s, "receipt says %u events, %u duplicates; want %zu, %u",
+         rec.events_count, rec.duplicates_count, count, ndup);
+  if (rec.stored_count == 0)
+    return; /* no LSN: nothing was written */
   if (rec.shard >= (uint32_t)s->shards_created) {
     FAIL(s, "receipt shard %u, but the store has %d shards", rec.shard,
          s->shards_created);

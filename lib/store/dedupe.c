@@ -1,0 +1,544 @@
+/*
+ * dedupe.c -- idempotent append: an event whose (tenant, messageId) the
+ * store already holds, with an event time within es_options.
+ * dedupe_window_us of the new one's, is a duplicate: it is reported in the
+ * receipt and not stored again (not in the WAL, the memtable, the rollups
+ * or the rule counters).
+ *
+ * Where the answer comes from.  A stored event is either in a memtable
+ * (its WAL record not yet flushed) or in a segment.  The first kind is
+ * held in memory per tenant: a chain of "slabs", each an open-addressing
+ * table of (hash, event time, id) with its own copies of the id strings,
+ * filled by the shard writer as it accepts events (and by WAL replay), and
+ * labelled with the highest LSN it holds.  A slab is dropped as a whole
+ * once the tenant's flushed_lsn reaches its label: its events are then in
+ * segments.  The second kind is checked through the segments whose time
+ * range overlaps [ts - window, ts + window]: their footer's Bloom filter
+ * (which holds every message_id) first, and on a hit the message_id and
+ * time columns of the row groups whose zone map overlaps, decoded into a
+ * table cached database-wide (DD_CACHE_BYTES_MAX, least recently used
+ * first out).  So memory is bounded by the memtables (one entry per
+ * unflushed event with an id) plus that cache.
+ *
+ * Invariants:
+ *  1. The decision is taken on the shard writer thread, for each append
+ *     request in queue order, before its group is framed.  A tenant lives
+ *     on one shard, so every append of a tenant is decided one after the
+ *     other: two concurrent appends of one id store it once, whichever
+ *     the writer takes first, and a duplicate inside one batch is stored
+ *     at its first occurrence only.
+ *  2. Exact: an event is called a duplicate only after its id was compared
+ *     byte for byte with a stored one (a slab entry, or a row read from a
+ *     segment); hashes and Bloom filters only narrow where to look.
+ *  3. Complete: when a request is decided, every event of the tenant ever
+ *     stored (and not since dropped by retention) is in a slab or in the
+ *     segment set taken under tenant->mu together with the flushed_lsn
+ *     used to drop slabs (flush_one swaps both in one critical section).
+ *     Slab entries carry the LSN of the frame that will hold them, above
+ *     flushed_lsn, so a slab is never dropped before its rows are in a
+ *     segment of the set consulted.
+ *  4. Only stored events reach the WAL: the writer rebuilds the record of
+ *     a request that had duplicates.  So replay needs no decision: it
+ *     puts every replayed id in the slabs, and the state after a restart
+ *     is the state before it.
+ *  5. A request whose decision fails (a segment cannot be read, memory)
+ *     leaves no trace: its slab entries are removed (in reverse order,
+ *     which undoes linear probing exactly), it is not framed, and only its
+ *     appender gets the error.
+ *  6. An event without a messageId (NULL or "") is never a duplicate and
+ *     is not recorded.  A window of 0 turns all of this off.
+ *
+ * Compaction merges segments without losing an id (their rows are kept),
+ * and a retention drop forgets ids older than the retention, as it
+ * forgets their events.
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "base/event.h"
+#include "base/mem.h"
+#include "store/dedupe.h"
+
+#define DD_TAB_MIN 1024
+#define DD_SLAB_ENTRIES_MAX (1u << 18)
+#define DD_STR_BLOCK (64u << 10)
+#define DD_CACHE_BYTES_MAX ((size_t)32 << 20)
+
+/* --- tables ------------------------------------------------------------ */
+
+typedef struct dd_ent {
+  uint64_t h;
+  int64_t ts;
+  const char *id; /* NULL: empty slot */
+  uint32_t len;
+} dd_ent;
+
+typedef struct dd_tab {
+  dd_ent *e;
+  size_t mask, n;
+} dd_tab;
+
+static int tab_find(const dd_tab *tb, uint64_t h, const char *id, uint32_t len,
+                    int64_t lo, int64_t hi) {
+  if (!tb->e)
+    return 0;
+  for (size_t i = h & tb->mask; tb->e[i].id; i = (i + 1) & tb->mask) {
+    const dd_ent *e = &tb->e[i];
+    if (e->h == h && e->len == len && e->ts >= lo && e->ts <= hi &&
+        memcmp(e->id, id, len) == 0)
+      return 1;
+  }
+  return 0;
+}
+
+/* Puts an entry (room was reserved) and returns its slot. */
+static size_t tab_put(dd_tab *tb, uint64_t h, int64_t ts, const char *id,
+                      uint32_t len) {
+  size_t i = h & tb->mask;
+  while (tb->e[i].id)
+    i = (i + 1) & tb->mask;
+  tb->e[i] = (dd_ent){h, ts, id, len};
+  tb->n++;
+  return i;
+}
+
+/* Makes room for `more` entries at load 1/2 at most. */
+static int tab_reserve(dd_tab *tb, size_t more) {
+  size_t cap = tb->e ? tb->mask + 1 : 0;
+  if ((tb->n + more) * 2 <= cap)
+    return ES_OK;
+  size_t ncap = cap ? cap : DD_TAB_MIN;
+  while ((tb->n + more) * 2 > ncap)
+    ncap *= 2;
+  dd_tab nt = {es__calloc(ncap, sizeof(dd_ent)), ncap - 1, 0};
+  if (!nt.e)
+    return ES_NOMEM_BKPT();
+  for (size_t i = 0; i < cap; i++)
+    if (tb->e[i].id)
+      tab_put(&nt, tb->e[i].h, tb->e[i].ts, tb->e[i].id, tb->e[i].len);
+  es__free(tb->e);
+  *tb = nt;
+  return ES_OK;
+}
+
+/* --- slabs: a tenant's unflushed ids ----------------------------------- */
+
+typedef struct dd_slab {
+  dd_tab tab;
+  uint64_t hi_lsn;    /* every entry's LSN is at or below */
+  const void *mt_key; /* the active memtable when it was started */
+  char **blocks;      /* id strings; only the last one takes more */
+  size_t nblocks, blocks_cap, used, block_bytes;
+  struct dd_slab *older;
+} dd_slab;
+
+struct es_dedupe {
+  dd_slab *cur; /* newest; ->older down to the oldest */
+};
+
+static void slab_free(dd_slab *s) {
+  while (s) {
+    dd_slab *older = s->older;
+    for (size_t i = 0; i < s->nblocks; i++)
+      es__free(s->blocks[i]);
+    es__free(s->blocks);
+    es__free(s->tab.e);
+    es__free(s);
+    s = older;
+  }
+}
+
+void es__dedupe_tenant_free(struct es_dedupe *dd) {
+  if (!dd)
+    return;
+  slab_free(dd->cur);
+  es__free(dd);
+}
+
+/* Makes the tenant's current slab able to take `count` entries and
+ * `bytes` of strings without allocating, starting a new slab after a
+ * seal (so that slabs follow memtables and go when they are flushed). */
+static int slab_reserve(es_tenant *t, size_t count, size_t bytes) {
+  if (!t->dd && !(t->dd = es__calloc(1, sizeof(*t->dd))))
+    return ES_NOMEM_BKPT();
+  dd_slab *s = t->dd->cur;
+  if (!s || s->mt_key != (const void *)t->active ||
+      s->tab.n + count > DD_SLAB_ENTRIES_MAX) {
+    dd_slab *ns = es__calloc(1, sizeof(*ns));
+    if (!ns)
+      return ES_NOMEM_BKPT();
+    ns->mt_key = t->active;
+    ns->older = s;
+    ns->hi_lsn = s ? s->hi_lsn : 0; /* labels never decrease down the chain */
+    t->dd->cur = s = ns;
+  }
+  ES_TRY(tab_reserve(&s->tab, count));
+  if (s->nblocks && s->used + bytes <= s->block_bytes)
+    return ES_OK;
+  size_t sz = bytes > DD_STR_BLOCK ? bytes : DD_STR_BLOCK;
+  ES_TRY(es__grow((void **)&s->blocks, &s->blocks_cap, s->nblocks + 1,
+                  sizeof(char *)));
+  char *b = es__malloc(sz);
+  if (!b)
+    return ES_NOMEM_BKPT();
+  s->blocks[s->nblocks++] = b;
+  s->used = 0;
+  s->block_bytes = sz;
+  return ES_OK;
+}
+
+/* Records an id (room reserved); returns its slot in the current slab. */
+static size_t slab_put(es_tenant *t, uint64_t h, int64_t ts, const char *id,
+                       uint32_t len, uint64_t lsn) {
+  dd_slab *s = t->dd->cur;
+  char *copy = s->blocks[s->nblocks - 1] + s->used;
+  memcpy(copy, id, len);
+  copy[len] = '\0';
+  s->used += (size_t)len + 1;
+  if (lsn > s->hi_lsn)
+    s->hi_lsn = lsn;
+  return tab_put(&s->tab, h, ts, copy, len);
+}
+
+static int slabs_find(const es_tenant *t, uint64_t h, const char *id,
+                      uint32_t len, int64_t lo, int64_t hi) {
+  for (dd_slab *s = t->dd ? t->dd->cur : NULL; s; s = s->older)
+    if (tab_find(&s->tab, h, id, len, lo, hi))
+      return 1;
+  return 0;
+}
+
+/* Drops the slabs whose every id is in a segment (invariant 3). */
+static void slabs_trim(es_tenant *t, uint64_t flushed_lsn) {
+  if (!t->dd)
+    return;
+  dd_slab **link = &t->dd->cur;
+  while (*link && (*link)->hi_lsn > flushed_lsn)
+    link = &(*link)->older;
+  slab_free(*link);
+  *link = NULL;
+}
+
+/* --- the segment side: a cache of confirmed row groups ----------------- */
+
+typedef struct dd_group {
+  const es_tenant *t;
+  uint64_t seg_id;
+  uint32_t g;
+  uint64_t tick; /* last use */
+  dd_tab tab;
+  char *strs;
+  size_t bytes;
+} dd_group;
+
+struct es_ddcache {
+  pthread_mutex_t mu;
+  dd_group *v;
+  size_t n, cap, bytes, bytes_max;
+  uint64_t tick;
+};
+
+int es__dedupe_open(es_db *db) {
+  if (db->opts.read_only || db->opts.dedupe_window_us <= 0)
+    return ES_OK;
+  struct es_ddcache *c = es__calloc(1, sizeof(*c));
+  if (!c)
+    return ES_NOMEM_BKPT();
+  pthread_mutex_init(&c->mu, NULL);
+  c->bytes_max = DD_CACHE_BYTES_MAX;
+  db->ddc = c;
+  return ES_OK;
+}
+
+static void group_free(dd_group *g) {
+  es__free(g->tab.e);
+  es__free(g->strs);
+}
+
+void es__dedupe_close(es_db *db) {
+  struct es_ddcache *c = db->ddc;
+  if (!c)
+    return;
+  for (size_t i = 0; i < c->n; i++)
+    group_free(&c->v[i]);
+  es__free(c->v);
+  pthread_mutex_destroy(&c->mu);
+  es__free(c);
+  db->ddc = NULL;
+}
+
+/* Reads row group g of seg and tables its (message_id, time) pairs. */
+static int group_load(es_segment *seg, uint32_t g, dd_group *out) {
+  es_seg_rows rows = {0};
+  int rc = ES_OK;
+  ES_CHECK(es__segment_read_group_cols(seg, g, ES_FIELD_MESSAGE_ID, &rows));
+  size_t ids = 0, bytes = 0;
+  const char **mid = rows.str[ES_STR_message_id];
+  for (size_t i = 0; i < rows.n; i++)
+    if (mid[i] && mid[i][0]) {
+      ids++;
+      bytes += strlen(mid[i]);
+    }
+  out->strs = es__malloc(bytes ? bytes : 1);
+  if (!out->strs)
+    ES_CHECK(ES_NOMEM_BKPT());
+  ES_CHECK(tab_reserve(&out->tab, ids));
+  size_t at = 0;
+  for (size_t i = 0; i < rows.n; i++) {
+    if (!mid[i] || !mid[i][0])
+      continue;
+    uint32_t len = (uint32_t)strlen(mid[i]);
+    memcpy(out->strs + at, mid[i], len);
+    tab_put(&out->tab, es__segment_key_hash(mid[i], len), rows.ts[i],
+            out->strs + at, len);
+    at += len;
+  }
+  out->bytes = bytes + (out->tab.mask + 1) * sizeof(dd_ent) + sizeof(*out);
+err:
+  es__segment_rows_free(&rows);
+  if (rc < 0) {
+    group_free(out);
+    memset(out, 0, sizeof(*out));
+  }
+  return rc;
+}
+
+static dd_group *cache_lookup(struct es_ddcache *c, const es_tenant *t,
+                              uint64_t seg_id, uint32_t g) {
+  for (size_t i = 0; i < c->n; i++)
+    if (c->v[i].t == t && c->v[i].seg_id == seg_id && c->v[i].g == g) {
+      c->v[i].tick = ++c->tick;
+      return &c->v[i];
+    }
+  return NULL;
+}
+
+/* Adds a loaded group (taking its memory), evicting the least recently
+ * used ones beyond the bound; returns the cached copy. */
+static dd_group *cache_add(struct es_ddcache *c, dd_group *ng) {
+  while (c->n > 0 && c->bytes + ng->bytes > c->bytes_max) {
+    size_t old = 0;
+    for (size_t i = 1; i < c->n; i++)
+      if (c->v[i].tick < c->v[old].tick)
+        old = i;
+    c->bytes -= c->v[old].bytes;
+    group_free(&c->v[old]);
+    c->v[old] = c->v[--c->n];
+  }
+  if (es__grow((void **)&c->v, &c->cap, c->n + 1, sizeof(dd_group)) < 0)
+    return NULL; /* the caller keeps ng */
+  ng->tick = ++c->tick;
+  c->v[c->n] = *ng;
+  c->bytes += ng->bytes;
+  return &c->v[c->n++];
+}
+
+/* Whether row group g of seg holds id with a time in [lo, hi]. */
+static int group_has(es_db *db, const es_tenant *t, es_segment *seg, uint32_t g,
+                     uint64_t h, const char *id, uint32_t len, int64_t lo,
+                     int64_t hi, int *found) {
+  struct es_ddcache *c = db->ddc;
+  pthread_mutex_lock(&c->mu);
+  dd_group *cg = cache_lookup(c, t, seg->id, g);
+  if (cg)
+    *found = tab_find(&cg->tab, h, id, len, lo, hi);
+  pthread_mutex_unlock(&c->mu);
+  if (cg)
+    return ES_OK;
+  dd_group ng = {.t = t, .seg_id = seg->id, .g = g};
+  ES_TRY(group_load(seg, g, &ng)); /* outside the lock: I/O */
+  *found = tab_find(&ng.tab, h, id, len, lo, hi);
+  pthread_mutex_lock(&c->mu);
+  if (cache_lookup(c, t, seg->id, g) || !cache_add(c, &ng))
+    group_free(&ng); /* another writer was first, or no room to list it */
+  pthread_mutex_unlock(&c->mu);
+  return ES_OK;
+}
+
+/* Whether a segment of set holds id with a time in [lo, hi]. */
+static int segs_find(es_db *db, const es_tenant *t, const es_segset *set,
+                     uint64_t h, const char *id, uint32_t len, int64_t lo,
+                     int64_t hi, int *found) {
+  *found = 0;
+  for (size_t i = 0; i < set->n && !*found; i++) {
+    es_segment *seg = set->segs[i];
+    if (seg->max_ts < lo || seg->min_ts > hi ||
+        !es__segment_may_contain_hash(seg, h))
+      continue;
+    for (uint32_t g = 0; g < seg->ngroups && !*found; g++)
+      if (seg->groups[g].max_ts >= lo && seg->groups[g].min_ts <= hi)
+        ES_TRY(group_has(db, t, seg, g, h, id, len, lo, hi, found));
+  }
+  return ES_OK;
+}
+
+/* --- deciding a request ------------------------------------------------ */
+
+/* The message_id of an encoded row (event.h): after ts, recv delta, type
+ * and the event name.  *len 0 when absent or "". */
+static const char *row_id(const uint8_t *p, size_t n, uint32_t *len) {
+  es_rd r = es__rd(p, n);
+  (void)es__rd_svarint(&r);
+  (void)es__rd_svarint(&r);
+  (void)es__rd_u8(&r);
+  uint64_t l = es__rd_varint(&r);
+  if (l > 0 && !es__rd_bytes(&r, l)) /* the name and its NUL */
+    r.bad = 1;
+  l = es__rd_varint(&r);
+  *len = 0;
+  if (r.bad || l < 2 || (uint64_t)(r.end - r.p) < l)
+    return NULL;
+  *len = (uint32_t)(l - 1);
+  return (const char *)r.p;
+}
+
+static void window(int64_t ts, int64_t w, int64_t *lo, int64_t *hi) {
+  *lo = ts < INT64_MIN + w ? INT64_MIN : ts - w;
+  *hi = ts > INT64_MAX - w ? INT64_MAX : ts + w;
+}
+
+/* The size of row i of r (hints give where each row starts). */
+static size_t row_len(const es_req *r, uint32_t i) {
+  return (i + 1 < r->count ? r->hint[i + 1].off : r->rows_len) - r->hint[i].off;
+}
+
+/* Replaces r's rows, hints and record by copies without duplicates. */
+static int rebuild(es_db *db, es_req *r) {
+  uint32_t keep = r->count - r->ndup;
+  r->dd_hint = es__malloc(keep * sizeof(es_row_hint));
+  if (!r->dd_hint)
+    return ES_NOMEM_BKPT();
+  uint32_t k = 0;
+  for (uint32_t i = 0; i < r->count; i++) {
+    if (r->dup[i])
+      continue;
+    r->dd_hint[k++] = (es_row_hint){(uint32_t)r->dd_rows.len, r->hint[i].ts_us};
+    ES_TRY(es__buf_put(&r->dd_rows, r->rows + r->hint[i].off, row_len(r, i)));
+  }
+  ES_TRY(es__wal_record_build(&r->dd_rec, r->tenant->name, keep,
+                              r->dd_rows.data, r->dd_rows.len,
+                              db->opts.wal_compress));
+  r->rows = r->dd_rows.data;
+  r->rows_len = r->dd_rows.len;
+  r->rec = r->dd_rec.data;
+  r->rec_len = r->dd_rec.len;
+  r->hint = r->dd_hint;
+  r->count = keep;
+  return ES_OK;
+}
+
+/* Decides every event of r against the slabs and the segment set `set`,
+ * recording the stored ones; slots[] gets their slab slots (for undo). */
+static int decide(es_db *db, es_req *r, const es_segset *set, uint64_t lsn,
+                  size_t *slots, size_t *nput) {
+  es_tenant *t = r->tenant;
+  int64_t w = db->opts.dedupe_window_us;
+  for (uint32_t i = 0; i < r->count; i++) {
+    uint32_t len = 0;
+    const char *id = row_id(r->rows + r->hint[i].off, row_len(r, i), &len);
+    r->dup[i] = 0;
+    if (!id)
+      continue; /* invariant 6 */
+    int64_t ts = r->hint[i].ts_us, lo, hi;
+    window(ts, w, &lo, &hi);
+    uint64_t h = es__segment_key_hash(id, len);
+    int found = slabs_find(t, h, id, len, lo, hi);
+    if (!found)
+      ES_TRY(segs_find(db, t, set, h, id, len, lo, hi, &found));
+    if (found) {
+      r->dup[i] = 1;
+      r->ndup++;
+    } else {
+      slots[(*nput)++] = slab_put(t, h, ts, id, len, lsn);
+    }
+  }
+  return ES_OK;
+}
+
+/* Undoes decide's puts (invariant 5): removal in reverse order of
+ * insertion restores a linear-probing table exactly. */
+static void undo(es_tenant *t, const size_t *slots, size_t nput, size_t used0) {
+  dd_slab *s = t->dd->cur;
+  for (size_t i = nput; i-- > 0;) {
+    s->tab.e[slots[i]].id = NULL;
+    s->tab.n--;
+  }
+  s->used = used0;
+}
+
+/* Decides a request on the writer thread; see dedupe.h. */
+void es__dedupe_request(es_db *db, es_req *r, uint64_t lsn) {
+  if (db->opts.dedupe_window_us <= 0 || r->kind != ES_REQ_APPEND || !r->dup)
+    return;
+  es_tenant *t = r->tenant;
+  pthread_mutex_lock(&t->mu); /* invariant 3: both from one moment */
+  uint64_t flushed = t->man.flushed_lsn;
+  es_segset *set = t->segs;
+  atomic_fetch_add(&set->refs, 1);
+  pthread_mutex_unlock(&t->mu);
+  slabs_trim(t, flushed);
+  size_t *slots = es__malloc(r->count * sizeof(size_t)), nput = 0, used0 = 0;
+  int rc = ES_OK;
+  if (!slots)
+    ES_CHECK(ES_NOMEM_BKPT());
+  size_t bytes = 0;
+  for (uint32_t i = 0; i < r->count; i++) {
+    uint32_t len = 0;
+    if (row_id(r->rows + r->hint[i].off, row_len(r, i), &len))
+      bytes += (size_t)len + 1;
+  }
+  ES_CHECK(slab_reserve(t, r->count, bytes));
+  used0 = t->dd->cur->used;
+  rc = decide(db, r, set, lsn, slots, &nput);
+  if (rc == ES_OK && r->ndup == r->count)
+    r->kind = ES_REQ_DUP;
+  else if (rc == ES_OK && r->ndup > 0)
+    rc = rebuild(db, r);
+  if (rc < 0)
+    undo(t, slots, nput, used0);
+err:
+  if (rc < 0) {
+    r->kind = ES_REQ_DUP;
+    r->dd_rc = rc;
+    snprintf(r->call_detail, sizeof(r->call_detail), "%s", es_errdetail());
+  }
+  es__free(slots);
+  es__segset_unref(set);
+}
+
+/* Records replayed ids; see dedupe.h. */
+int es__dedupe_note(es_db *db, es_tenant *t, const uint8_t *rows,
+                    size_t rows_len, uint32_t count, uint64_t lsn) {
+  if (db->opts.dedupe_window_us <= 0 || db->opts.read_only)
+    return ES_OK;
+  size_t bytes = 0;
+  for (int pass = 0; pass < 2; pass++) {
+    size_t off = 0;
+    for (uint32_t i = 0; i < count; i++) {
+      es_event ev;
+      size_t used = 0;
+      ES_TRY(es__event_decode(rows + off, rows_len - off, &ev, &used));
+      uint32_t len = 0;
+      const char *id = row_id(rows + off, used, &len);
+      off += used;
+      if (!id)
+        continue;
+      if (pass == 0)
+        bytes += (size_t)len + 1;
+      else
+        (void)slab_put(t, es__segment_key_hash(id, len), ev.ts_us, id, len,
+                       lsn);
+    }
+    if (pass == 0)
+      ES_TRY(slab_reserve(t, count, bytes));
+  }
+  return ES_OK;
+}
+
+/* Releases the writer's copies; see dedupe.h. */
+void es__dedupe_req_free(es_req *r) {
+  es__buf_free(&r->dd_rows);
+  es__buf_free(&r->dd_rec);
+  es__free(r->dd_hint);
+  r->dd_hint = NULL;
+}

@@ -1,0 +1,35 @@
+/*
+ * dedupe.h -- idempotent append: which events of a batch carry a
+ * (tenant, messageId) the store already holds (see the essay of dedupe.c).
+ */
+#ifndef ES_DEDUPE_H
+#define ES_DEDUPE_H
+
+#include "store/dbint.h"
+
+/* The database-wide cache of confirmed row groups; es__db_open creates it
+ * (writable handles, window > 0), es_close frees it.  NULL is fine. */
+int es__dedupe_open(es_db *db) ES_MUST_CHECK;
+void es__dedupe_close(es_db *db);
+
+/* Frees a tenant's recent-id set (tenant.c).  NULL is fine. */
+void es__dedupe_tenant_free(struct es_dedupe *dd);
+
+/* On the shard writer, for an append request about to be framed with
+ * `lsn`: decides which of its events are duplicates, records the others
+ * as stored, and when some are duplicates replaces r's rows, hints and
+ * WAL record by writer-made copies without them (or sets r->kind to
+ * ES_REQ_DUP when nothing is left).  Fails only for this request (a
+ * segment that cannot be read, out of memory): then nothing was
+ * recorded, r->kind is ES_REQ_DUP and r->dd_rc says why. */
+void es__dedupe_request(es_db *db, es_req *r, uint64_t lsn);
+
+/* Records a replayed WAL record's ids as stored at `lsn` (recovery). */
+int es__dedupe_note(es_db *db, es_tenant *t, const uint8_t *rows,
+                    size_t rows_len, uint32_t count,
+                    uint64_t lsn) ES_MUST_CHECK;
+
+/* Releases what es__dedupe_request attached to r (appender, after). */
+void es__dedupe_req_free(es_req *r);
+
+#endif
