@@ -8,6 +8,7 @@
  */
 #include <stdio.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "eventstore.h"
 
@@ -32,12 +33,22 @@ int main(int argc, char **argv) {
     return 1;
   }
   double t1 = mono_s();
+  /* a messageId of its own: a repeated one would be acknowledged as a
+   * duplicate without a write (idempotent append) */
+  char id[64];
+  snprintf(id, sizeof id, "first-ack-%ld-%.0f", (long)getpid(), t1 * 1e9);
   es_event ev = {.ts_us = (int64_t)1700000000 * 1000000,
                  .type = ES_TYPE_TRACK,
                  .event = "First Ack",
-                 .message_id = "first-ack",
+                 .message_id = id,
                  .anonymous_id = "a1"};
-  int rc = es_append(db, "first", &ev, 1, NULL);
+  es_receipt rec;
+  int rc = es_append(db, "first", &ev, 1, &rec);
+  if (rc == ES_OK && rec.stored_count != 1) {
+    fprintf(stderr, "es-bench-firstack: the event was not stored\n");
+    (void)es_close(db);
+    return 1;
+  }
   double t2 = mono_s();
   if (rc != ES_OK) {
     fprintf(stderr, "es-bench-firstack: es_append: %s\n", es_errdetail());

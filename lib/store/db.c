@@ -694,8 +694,7 @@ static int replay_shard(es_db *db, es_shard *sh) {
                  (unsigned long long)scan.end_off);
       ES_CHECK(replay_zero_tail(db, path, scan.end_off, scan.dirty_end));
     }
-    if (i + 1 == n && scan.frames > 0 &&
-        scan.file_bytes >= db->opts.wal_file_bytes)
+    if (i + 1 == n && scan.frames > 0) /* also a small first file (wal.h 5) */
       resume_off = scan.end_off;
     if (scan.last_lsn)
       prev = scan.last_lsn;
@@ -770,25 +769,45 @@ static int replay_all(es_db *db) {
   return ES_OK;
 }
 
-/* Reads ESDB, or creates a new store when the directory has none. */
+static int open_shards(es_db *db, int sync);
+static int open_sync_parent(es_db *db);
+
+/*
+ * Reads ESDB, or creates a new store when the directory has none.  ESDB
+ * is written last, after the data directory's entry in its parent, the
+ * tenants/ and wal/ directories and every shard's directory are durable:
+ * so a store with an ESDB needs none of those syncs again, and reopening
+ * one (a restart) skips them (three directory fsyncs, several ms each
+ * here, on the path of the first acknowledgement).  A creation cut short
+ * leaves no ESDB and is simply done again.  (Stores created before this
+ * order wrote ESDB first; their directories were synced in that same
+ * open, unless it crashed within those few milliseconds.)
+ */
 static int open_identity(es_db *db, int shards_wanted) {
+  es_vfs *vfs = db->vfs;
   uint32_t shards = 0;
-  int rc = es__esdb_read(db->vfs, db->dir, &shards);
+  int rc = es__esdb_read(vfs, db->dir, &shards);
   if (rc == ES_ENOTFOUND) {
     es__error_clear();
-    shards = (uint32_t)shards_wanted;
-    ES_TRY(es__esdb_write(db->vfs, db->dir, shards));
-    es__db_log(db, 2, "created store in %s with %u shards", db->dir, shards);
-  } else {
-    ES_TRY(rc);
-    if ((int)shards != shards_wanted)
-      es__db_log(db, 2,
-                 "store has %u shards (fixed at creation); the "
-                 "requested %d applies only to new stores",
-                 shards, shards_wanted);
+    db->nshards = (uint32_t)shards_wanted;
+    ES_TRY(open_sync_parent(db));
+    ES_TRY(vfs->mkdir(vfs, db->tenants_dir));
+    ES_TRY(open_shards(db, 1));
+    ES_TRY(vfs->sync_dir(vfs, db->dir));
+    ES_TRY(es__esdb_write(vfs, db->dir, db->nshards));
+    es__db_log(db, 2, "created store in %s with %u shards", db->dir,
+               db->nshards);
+    return ES_OK;
   }
+  ES_TRY(rc);
+  if ((int)shards != shards_wanted)
+    es__db_log(db, 2,
+               "store has %u shards (fixed at creation); the "
+               "requested %d applies only to new stores",
+               shards, shards_wanted);
   db->nshards = shards;
-  return ES_OK;
+  ES_TRY(vfs->mkdir(vfs, db->tenants_dir)); /* no-ops on a sound store */
+  return open_shards(db, 0);
 }
 
 /* Allocates the handle and its locks; nothing on disk yet. */
@@ -824,8 +843,9 @@ static int open_alloc(const es_options *opts, es_vfs *vfs, es_db **db_out) {
                        "tenants");
 }
 
-/* Creates the shard objects (threads start later). */
-static int open_shards(es_db *db) {
+/* Creates the shard objects (threads start later), and for a writable
+ * handle their directories, synced when `sync` (a new store). */
+static int open_shards(es_db *db, int sync) {
   db->shards = es__calloc(db->nshards, sizeof(es_shard));
   if (!db->shards)
     return ES_NOMEM_BKPT();
@@ -846,7 +866,7 @@ static int open_shards(es_db *db) {
     if (!ro)
       ES_TRY(db->vfs->mkdir(db->vfs, sh->dir));
   }
-  return ro ? ES_OK : db->vfs->sync_dir(db->vfs, waldir);
+  return ro || !sync ? ES_OK : db->vfs->sync_dir(db->vfs, waldir);
 }
 
 static int open_check_options(const es_options *opts) {
@@ -917,19 +937,15 @@ int es__db_open(const es_options *opts_in, es_vfs *vfs,
       ES_CHECK(ES_ERR(ES_ENOTFOUND, "no store in %s", db->dir));
     ES_CHECK(rc);
     db->nshards = shards;
-    ES_CHECK(open_shards(db));
+    ES_CHECK(open_shards(db, 0));
     ES_CHECK(es__open_read_only(db));
     *db_out = db;
     return ES_OK;
   }
   ES_CHECK(vfs->mkdir(vfs, db->dir));
-  ES_CHECK(open_sync_parent(db));
   ES_CHECK(es__path_join(path, sizeof(path), db->dir, "LOCK"));
   ES_CHECK(vfs->lock(vfs, path, &db->lock));
   ES_CHECK(open_identity(db, opts->shards));
-  ES_CHECK(vfs->mkdir(vfs, db->tenants_dir));
-  ES_CHECK(open_shards(db));
-  ES_CHECK(vfs->sync_dir(vfs, db->dir));
   ES_CHECK(es__dedupe_open(db));
   ES_CHECK(es__tenants_load(db));
   ES_CHECK(replay_all(db));

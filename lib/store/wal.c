@@ -65,7 +65,11 @@ struct es_wal {
   size_t cur_bytes;          /* cur's preallocated size: file_bytes, or less
                                 for a small first file */
   int cur_small;             /* cur is a small first file: leave it for the
-                                spare as soon as one is ready */
+                                spare as soon as one is ready (after this
+                                process wrote a frame to it: the first
+                                acknowledgement after a restart goes where
+                                the log stopped, with no new file) */
+  uint64_t cur_open_off;     /* where this process began writing in cur */
   atomic_uint_fast64_t fill; /* wal->off, for the spare maker to read */
 };
 
@@ -222,7 +226,7 @@ static int wal_new_file(es_wal *wal, uint64_t first, int *undone_out) {
   if (wal->cur)
     (void)vfs->close(vfs, wal->cur);
   wal->cur = f;
-  wal->off = 0;
+  wal->off = wal->cur_open_off = 0;
   wal->cur_small = small;
   wal->cur_bytes = bytes;
   /* a small file wants a spare at once */
@@ -280,9 +284,8 @@ static int wal_resume(es_wal *wal, uint64_t first, uint64_t off) {
   ES_TRY(wal->vfs->open(wal->vfs, path, ES_IO_WRITE, &wal->cur));
   uint64_t size = 0;
   ES_TRY(wal->vfs->size(wal->vfs, wal->cur, &size));
-  wal->off = off;
-  /* a file that grew (no spare was ready when it began) is left for a
-   * spare as soon as one is ready */
+  wal->off = wal->cur_open_off = off;
+  /* a small first file is left for a spare as soon as one is ready */
   wal->cur_bytes = size < wal->file_bytes ? size : wal->file_bytes;
   wal->cur_small = wal->spare_enabled && size < wal->file_bytes;
   atomic_store(&wal->fill, wal->cur_small ? wal->file_bytes : off);
@@ -345,7 +348,7 @@ int es__wal_open(es_vfs *vfs, const char *dir, uint64_t next_lsn,
 int es__wal_roll(es_wal *wal, size_t len, uint64_t lsn, int *undone_out) {
   *undone_out = 0;
   if (!wal->cur || (wal->off > 0 && wal->off + len > wal->cur_bytes) ||
-      (wal->cur_small && wal->off > 0 && wal_spare_ready(wal)))
+      (wal->cur_small && wal->off > wal->cur_open_off && wal_spare_ready(wal)))
     return wal_new_file(wal, lsn, undone_out);
   return ES_OK;
 }
