@@ -172,6 +172,26 @@ typedef struct es_event {
 #define ES_BATCH_EVENTS_MAX 100000
 #define ES_TENANT_LEN_MAX 64
 
+/*
+ * ISO 8601 times, as the library reads and writes them everywhere (query
+ * specs and results, and the servers' and tools' Segment JSON).
+ * es_time_parse reads "YYYY-MM-DD" (midnight UTC) or
+ * "YYYY-MM-DDTHH:MM[:SS[.fraction]]" followed by "Z", an offset "+HH:MM",
+ * "+HHMM", "+HH" (or "-"), or nothing (UTC); "t", "z" and a space for the
+ * "T" are accepted; a fraction finer than microseconds is truncated; leap
+ * seconds and times outside years 0000..9999 (in UTC) are refused with
+ * ES_EINVAL.  With ES_TIME_STRICT (as query specs are read) a time of day
+ * needs a zone and a "T".  es_time_format writes
+ * "YYYY-MM-DDTHH:MM:SS[.ffffff]Z" (the fraction always with ES_TIME_MICROS,
+ * else only when not zero) and returns its length, or 0 when size is too small
+ * (ES_TIME_TEXT_MAX is always enough).
+ */
+#define ES_TIME_MICROS 1 /* es_time_format: always six fraction digits */
+#define ES_TIME_STRICT 2 /* es_time_parse: a time of day needs a zone */
+#define ES_TIME_TEXT_MAX 40
+ES_API int es_time_parse(const char *text, int flags, int64_t *ts_us_out);
+ES_API size_t es_time_format(int64_t ts_us, int flags, char *buf, size_t size);
+
 /* ----------------------------------------------------------------------
  * Opening and closing
  * ---------------------------------------------------------------------- */

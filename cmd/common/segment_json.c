@@ -36,8 +36,6 @@
 
 #include "segment_json.h"
 
-#define US_PER_SEC INT64_C(1000000)
-#define SEC_PER_DAY INT64_C(86400)
 
 /* ----------------------------------------------------------------------
  * seg_buf
@@ -178,145 +176,21 @@ int seg_buf_put_json_string(seg_buf *b, const char *s, size_t n) {
  * ISO 8601
  * ---------------------------------------------------------------------- */
 
-/* Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant). */
-static int64_t days_from_civil(int64_t y, unsigned m, unsigned d) {
-  y -= m <= 2;
-  int64_t era = (y >= 0 ? y : y - 399) / 400;
-  unsigned yoe = (unsigned)(y - era * 400);
-  unsigned doy = (153 * (m > 2 ? m - 3 : m + 9) + 2) / 5 + d - 1;
-  unsigned doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-  return era * 146097 + (int64_t)doe - 719468;
-}
-
-/* The inverse of days_from_civil. */
-static void civil_from_days(int64_t z, int64_t *y, unsigned *m, unsigned *d) {
-  z += 719468;
-  int64_t era = (z >= 0 ? z : z - 146096) / 146097;
-  unsigned doe = (unsigned)(z - era * 146097);
-  unsigned yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
-  unsigned doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-  unsigned mp = (5 * doy + 2) / 153;
-  *d = doy - (153 * mp + 2) / 5 + 1;
-  *m = mp < 10 ? mp + 3 : mp - 9;
-  *y = (int64_t)yoe + era * 400 + (*m <= 2);
-}
-
-static int is_leap(int64_t y) {
-  return (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
-}
-
-static unsigned days_in_month(int64_t y, unsigned m) {
-  static const unsigned dim[12] = {31, 28, 31, 30, 31, 30,
-                                   31, 31, 30, 31, 30, 31};
-  return m == 2 && is_leap(y) ? 29 : dim[m - 1];
-}
-
-/* Reads exactly n decimal digits at *p into *out and advances *p. */
-static int read_digits(const char **p, int n, unsigned *out) {
-  unsigned v = 0;
-  for (int i = 0; i < n; i++) {
-    char c = (*p)[i];
-    if (c < '0' || c > '9')
-      return -1;
-    v = v * 10 + (unsigned)(c - '0');
-  }
-  *p += n;
-  *out = v;
-  return 0;
-}
-
-/* Reads the zone suffix at p (the end of the string) as seconds east. */
-static int read_zone(const char *p, int64_t *offset_s_out) {
-  *offset_s_out = 0;
-  if (*p == '\0')
-    return 0;
-  if ((*p == 'Z' || *p == 'z') && p[1] == '\0')
-    return 0;
-  if (*p != '+' && *p != '-')
-    return -1;
-  int64_t sign = *p == '-' ? -1 : 1;
-  unsigned hh, mm = 0;
-  p++;
-  if (read_digits(&p, 2, &hh))
-    return -1;
-  if (*p != '\0') { /* minutes, with or without a colon */
-    if (*p == ':')
-      p++;
-    if (read_digits(&p, 2, &mm))
-      return -1;
-  }
-  if (*p != '\0' || hh > 23 || mm > 59)
-    return -1;
-  *offset_s_out = sign * (int64_t)(hh * 3600 + mm * 60);
-  return 0;
-}
-
-/* Parses an ISO 8601 time; see the header for the accepted forms. */
+/* Parses an ISO 8601 time with the library's parser (eventstore.h,
+ * es_time_parse); see the header for the accepted forms. */
 int seg_iso8601_parse(const char *s, int64_t *us_out) {
-  const char *p = s;
-  unsigned year, mon, day, hh = 0, mm = 0, ss = 0, frac_us = 0;
-  int64_t offset_s = 0;
   *us_out = 0;
-  if (read_digits(&p, 4, &year) || *p++ != '-' || read_digits(&p, 2, &mon) ||
-      *p++ != '-' || read_digits(&p, 2, &day))
+  int64_t us;
+  if (es_time_parse(s, 0, &us) != ES_OK)
     return -1;
-  if (mon < 1 || mon > 12 || day < 1 || day > days_in_month(year, mon))
-    return -1;
-  if (*p == 'T' || *p == 't' || *p == ' ') {
-    p++;
-    if (read_digits(&p, 2, &hh) || *p++ != ':' || read_digits(&p, 2, &mm))
-      return -1;
-    if (*p == ':') {
-      p++;
-      if (read_digits(&p, 2, &ss))
-        return -1;
-      if (*p == '.' || *p == ',') {
-        unsigned scale = 100000;
-        p++;
-        if (*p < '0' || *p > '9')
-          return -1;
-        for (; *p >= '0' && *p <= '9'; p++, scale /= 10)
-          frac_us += (unsigned)(*p - '0') * scale; /* scale 0 truncates */
-      }
-    }
-    if (hh > 23 || mm > 59 || ss > 59 || read_zone(p, &offset_s))
-      return -1;
-  } else if (*p != '\0') {
-    return -1;
-  }
-  int64_t secs = days_from_civil(year, mon, day) * SEC_PER_DAY + hh * 3600 +
-                 mm * 60 + ss - offset_s;
-  /* An offset can carry 9999-12-31 into year 10000 (or 0000-01-01 into
-   * year -1) in UTC, which seg_iso8601_format could not write back in the
-   * form read here: refuse what is outside years 0000..9999 in UTC. */
-  if (secs < days_from_civil(0, 1, 1) * SEC_PER_DAY ||
-      secs >= days_from_civil(10000, 1, 1) * SEC_PER_DAY)
-    return -1;
-  *us_out = secs * US_PER_SEC + frac_us;
+  *us_out = us;
   return 0;
 }
 
-/* Formats microseconds as ISO 8601 UTC; see the header. */
+/* Formats microseconds as ISO 8601 UTC, always with six fraction digits
+ * (the library's es_time_format); see the header. */
 size_t seg_iso8601_format(int64_t us, char *buf, size_t size) {
-  int64_t secs = us / US_PER_SEC, frac = us % US_PER_SEC;
-  if (frac < 0)
-    frac += US_PER_SEC, secs--;
-  int64_t days = secs / SEC_PER_DAY, sod = secs % SEC_PER_DAY;
-  if (sod < 0)
-    sod += SEC_PER_DAY, days--;
-  int64_t y;
-  unsigned m, d;
-  civil_from_days(days, &y, &m, &d);
-  int n =
-      snprintf(buf, size, "%04lld-%02u-%02uT%02u:%02u:%02u.%06uZ", (long long)y,
-               m, d, (unsigned)(sod / 3600), (unsigned)(sod / 60 % 60),
-               (unsigned)(sod % 60), (unsigned)frac);
-  if (n < 0 || (size_t)n >= size) {
-    if (size > 0)
-      buf[0] = '\0';
-    return 0;
-  }
-  return (size_t)n;
+  return es_time_format(us, ES_TIME_MICROS, buf, size);
 }
 
 /* ----------------------------------------------------------------------

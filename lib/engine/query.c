@@ -59,142 +59,6 @@
 #define S_PER_DAY INT64_C(86400)
 
 /* ----------------------------------------------------------------------
- * ISO 8601 times
- * ---------------------------------------------------------------------- */
-
-/* Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's
- * days_from_civil). */
-static int64_t time_days_from_civil(int64_t y, int m, int d) {
-  y -= m <= 2;
-  int64_t era = (y >= 0 ? y : y - 399) / 400;
-  int64_t yoe = y - era * 400;
-  int64_t doy = (153 * (m > 2 ? m - 3 : m + 9) + 2) / 5 + d - 1;
-  int64_t doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-  return era * 146097 + doe - 719468;
-}
-
-/* The inverse: the date of a day number. */
-static void time_civil_from_days(int64_t z, int64_t *y, int *m, int *d) {
-  z += 719468;
-  int64_t era = (z >= 0 ? z : z - 146096) / 146097;
-  int64_t doe = z - era * 146097;
-  int64_t yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
-  int64_t doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-  int64_t mp = (5 * doy + 2) / 153;
-  *d = (int)(doy - (153 * mp + 2) / 5 + 1);
-  *m = (int)(mp < 10 ? mp + 3 : mp - 9);
-  *y = yoe + era * 400 + (*m <= 2);
-}
-
-/* Reads exactly n decimal digits at *p into *v and advances *p. */
-static int time_digits(const char **p, int n, int *v) {
-  int x = 0;
-  for (int i = 0; i < n; i++) {
-    char c = (*p)[i];
-    if (c < '0' || c > '9')
-      return -1;
-    x = x * 10 + (c - '0');
-  }
-  *p += n;
-  *v = x;
-  return 0;
-}
-
-static int time_is_leap(int y) {
-  return (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
-}
-
-/* "Z", or "+HH", "+HH:MM", "+HHMM" (or "-"): the offset east of UTC in
- * seconds.  Returns 0 at the end of the string, else -1. */
-static int time_zone(const char *p, int64_t *offset_s) {
-  if ((p[0] == 'Z' || p[0] == 'z') && p[1] == '\0') {
-    *offset_s = 0;
-    return 0;
-  }
-  if (p[0] != '+' && p[0] != '-')
-    return -1;
-  int sign = p[0] == '-' ? -1 : 1, hh, mm = 0;
-  p++;
-  if (time_digits(&p, 2, &hh) != 0 || hh > 23)
-    return -1;
-  if (*p == ':')
-    p++;
-  if (*p != '\0' && (time_digits(&p, 2, &mm) != 0 || mm > 59))
-    return -1;
-  if (*p != '\0')
-    return -1;
-  *offset_s = sign * (hh * 3600 + mm * 60);
-  return 0;
-}
-
-/* Parses an ISO 8601 time; see query.h for the accepted forms. */
-int es__time_parse(const char *s, int64_t *us) {
-  static const int mdays[] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
-  const char *p = s;
-  int y, mo, d, hh = 0, mi = 0, ss = 0;
-  int64_t frac_us = 0, offset_s = 0;
-  if (!s || time_digits(&p, 4, &y) != 0 || *p++ != '-' ||
-      time_digits(&p, 2, &mo) != 0 || *p++ != '-' ||
-      time_digits(&p, 2, &d) != 0)
-    return -1;
-  if (mo < 1 || mo > 12 || d < 1 ||
-      d > mdays[mo - 1] + (mo == 2 && time_is_leap(y)))
-    return -1;
-  if (*p == 'T' || *p == 't') {
-    p++;
-    if (time_digits(&p, 2, &hh) != 0 || hh > 23 || *p++ != ':' ||
-        time_digits(&p, 2, &mi) != 0 || mi > 59)
-      return -1;
-    if (*p == ':') {
-      p++;
-      if (time_digits(&p, 2, &ss) != 0 || ss > 59)
-        return -1;
-      if (*p == '.' || *p == ',') {
-        int ndig = 0;
-        for (p++; *p >= '0' && *p <= '9'; p++, ndig++)
-          if (ndig < 6)
-            frac_us = frac_us * 10 + (*p - '0');
-        if (ndig == 0)
-          return -1;
-        for (; ndig < 6; ndig++)
-          frac_us *= 10;
-      }
-    }
-    if (time_zone(p, &offset_s) != 0)
-      return -1;
-  } else if (*p != '\0') {
-    return -1;
-  }
-  int64_t secs = time_days_from_civil(y, mo, d) * S_PER_DAY + hh * 3600 +
-                 mi * 60 + ss - offset_s;
-  *us = secs * US_PER_S + frac_us;
-  return 0;
-}
-
-/* Formats a time as ISO 8601 UTC; see query.h. */
-int es__time_format(int64_t ts_us, char *out, size_t cap) {
-  int64_t secs = ts_us / US_PER_S, frac = ts_us % US_PER_S;
-  if (frac < 0) { /* floor, not truncation, before the epoch */
-    frac += US_PER_S;
-    secs--;
-  }
-  int64_t days = secs / S_PER_DAY, sod = secs % S_PER_DAY;
-  if (sod < 0) {
-    sod += S_PER_DAY;
-    days--;
-  }
-  int64_t y;
-  int m, d;
-  time_civil_from_days(days, &y, &m, &d);
-  int n = snprintf(out, cap, "%04lld-%02d-%02dT%02d:%02d:%02d", (long long)y, m,
-                   d, (int)(sod / 3600), (int)(sod / 60 % 60), (int)(sod % 60));
-  if (frac)
-    n += snprintf(out + n, cap - (size_t)n, ".%06lld", (long long)frac);
-  n += snprintf(out + n, cap - (size_t)n, "Z");
-  return n;
-}
-
-/* ----------------------------------------------------------------------
  * The spec
  * ---------------------------------------------------------------------- */
 
@@ -202,7 +66,7 @@ int es__time_format(int64_t ts_us, char *out, size_t cap) {
 
 /* from / to: an ISO 8601 string. */
 static int spec_time(const char *name, yajl_val v, int64_t *us) {
-  if (!YAJL_IS_STRING(v) || es__time_parse(YAJL_GET_STRING(v), us) != 0)
+  if (!YAJL_IS_STRING(v) || es__time_parse(YAJL_GET_STRING(v), 1, us) != 0)
     return ES_INVAL_BKPT("spec: \"%s\" must be " SPEC_TIME_HINT, name);
   return ES_OK;
 }
@@ -924,7 +788,7 @@ static int put_row(es_buf *b, const q_run *r, const q_group *g) {
   ES_TRY(put_str(b, "{"));
   if (s->bucket_us) {
     char t[ES_TIME_TEXT_SIZE];
-    es__time_format(k->bucket, t, sizeof(t));
+    es__time_format(k->bucket, 0, t, sizeof(t));
     ES_TRY(put_field_str(b, "bucket", t, &first));
   }
   for (int i = 0; i < s->nkeys; i++) {

@@ -1,17 +1,16 @@
 /*
- * query.h -- the query engine's internals: the parsed query spec, the
- * ISO 8601 times it uses, and the pieces of es_query() that the unit tests
- * reach directly.  docs/QUERY.md specifies the JSON spec and the result.
+ * query.h -- the query engine's internals: the parsed query spec and the
+ * pieces of es_query() that the unit tests reach directly (its ISO 8601
+ * times are base/isotime.h's).  docs/QUERY.md specifies the JSON spec and the
+ * result.
  */
 #ifndef ES_QUERY_H
 #define ES_QUERY_H
 
 #include <stdint.h>
 
+#include "base/isotime.h"
 #include "base/status.h"
-
-/* Longest ISO 8601 text es__time_format writes, with its NUL. */
-#define ES_TIME_TEXT_SIZE 40
 
 /* Most rows a result returns; a larger "limit" is lowered to it. */
 #define ES_QUERY_ROWS_MAX 100000
@@ -65,20 +64,5 @@ int es__query_spec_parse(const char *json, es_query_spec *spec) ES_MUST_CHECK;
 
 /* Releases the strings of a spec; a zeroed spec is fine. */
 void es__query_spec_free(es_query_spec *spec);
-
-/*
- * Parses an ISO 8601 time: "YYYY-MM-DD" (midnight UTC) or
- * "YYYY-MM-DDTHH:MM[:SS[.fraction]]" followed by "Z" or an offset
- * "+HH:MM" / "-HH:MM" / "+HHMM" / "+HH".  Fractions beyond microseconds
- * are truncated.  Years 0000..9999.  Returns 0 and sets *us, or -1.
- */
-int es__time_parse(const char *s, int64_t *us);
-
-/*
- * Writes ts_us as "YYYY-MM-DDTHH:MM:SSZ", with ".ffffff" before the "Z"
- * only when the time has microseconds.  cap must be at least
- * ES_TIME_TEXT_SIZE.  Returns the length written.
- */
-int es__time_format(int64_t ts_us, char *out, size_t cap);
 
 #endif

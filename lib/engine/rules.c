@@ -686,7 +686,7 @@ int es_rule_members(es_db *db, const char *tenant, const char *name,
   if (rc == ES_OK) {
     qsort(ids, n, sizeof(char *), cmp_strp);
     char when[ES_TIME_TEXT_SIZE];
-    es__time_format(at, when, sizeof(when));
+    es__time_format(at, 0, when, sizeof(when));
     rc = es__buf_put(&b, "{\"rule\":", 8);
     if (rc == ES_OK)
       rc = es__json_put_str(&b, r->name);

@@ -42,16 +42,22 @@ static void spec_check(const char *text) {
   es__query_spec_free(&spec);
 }
 
+/* Every time either mode accepts formats back (both ways) to itself;
+ * strict accepts nothing the lenient mode refuses. */
 static void time_check(const char *text) {
-  int64_t us = 0, again = 0;
-  if (es__time_parse(text, &us) != 0)
-    return;
-  char a[ES_TIME_TEXT_SIZE], b[ES_TIME_TEXT_SIZE];
-  es__time_format(us, a, sizeof(a));
-  FUZZ_ASSERT(es__time_parse(a, &again) == 0);
-  FUZZ_ASSERT(again == us);
-  es__time_format(again, b, sizeof(b));
-  FUZZ_ASSERT(strcmp(a, b) == 0);
+  for (int strict = 0; strict <= 1; strict++)
+    for (int micros = 0; micros <= 1; micros++) {
+      int64_t us = 0, again = 0;
+      if (es__time_parse(text, strict, &us) != 0)
+        continue;
+      FUZZ_ASSERT(!strict || es__time_parse(text, 0, &again) == 0);
+      char a[ES_TIME_TEXT_SIZE], b[ES_TIME_TEXT_SIZE];
+      FUZZ_ASSERT(es__time_format(us, micros, a, sizeof(a)) > 0);
+      FUZZ_ASSERT(es__time_parse(a, 1, &again) == 0);
+      FUZZ_ASSERT(again == us);
+      es__time_format(again, micros, b, sizeof(b));
+      FUZZ_ASSERT(strcmp(a, b) == 0);
+    }
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {

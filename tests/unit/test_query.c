@@ -146,7 +146,7 @@ START_TEST(test_time_parse) {
   };
   for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
     int64_t us = 42;
-    ck_assert_msg(es__time_parse(good[i].s, &us) == 0, "refused %s", good[i].s);
+    ck_assert_msg(es__time_parse(good[i].s, 1, &us) == 0, "refused %s", good[i].s);
     ck_assert_msg(us == good[i].us, "%s: got %" PRId64, good[i].s, us);
   }
   static const char *const bad[] = {
@@ -167,21 +167,38 @@ START_TEST(test_time_parse) {
   };
   for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
     int64_t us;
-    ck_assert_msg(es__time_parse(bad[i], &us) != 0, "accepted '%s'", bad[i]);
+    ck_assert_msg(es__time_parse(bad[i], 1, &us) != 0, "accepted '%s'", bad[i]);
   }
+  /* the lenient form (Segment JSON, es_time_parse without ES_TIME_STRICT)
+   * also takes a space for the T and no zone (UTC); both refuse a year
+   * past 9999 in UTC */
+  int64_t us = 0;
+  ck_assert_int_eq(es_time_parse("2024-03-01T10:00:00", 0, &us), ES_OK);
+  ck_assert_int_eq(us, T0 + 10 * HOUR_US);
+  ck_assert_int_eq(es_time_parse("2024-03-01 10:00:00Z", 0, &us), ES_OK);
+  ck_assert_int_eq(us, T0 + 10 * HOUR_US);
+  ck_assert_int_eq(es_time_parse("2024-03-01T10:00:00", ES_TIME_STRICT, &us),
+                   ES_EINVAL);
+  ck_assert_int_eq(es_time_parse("9999-12-31T23:00-02:00", 0, &us), ES_EINVAL);
+  ck_assert_int_eq(es_time_parse("2024-03-01T10:00+02:", 0, &us), ES_EINVAL);
+  char pub[ES_TIME_TEXT_MAX];
+  ck_assert_uint_eq(es_time_format(T0, ES_TIME_MICROS, pub, sizeof(pub)), 27);
+  ck_assert_str_eq(pub, "2024-03-01T00:00:00.000000Z");
+  ck_assert_uint_eq(es_time_format(T0, 0, pub, 5), 0); /* too small */
+  ck_assert_str_eq(pub, "");
   /* formatting round-trips, with a fraction only when there is one */
   char t[ES_TIME_TEXT_SIZE];
-  es__time_format(T0 + HOUR_US, t, sizeof(t));
+  es__time_format(T0 + HOUR_US, 0, t, sizeof(t));
   ck_assert_str_eq(t, "2024-03-01T01:00:00Z");
-  es__time_format(-1, t, sizeof(t));
+  es__time_format(-1, 0, t, sizeof(t));
   ck_assert_str_eq(t, "1969-12-31T23:59:59.999999Z");
   uint64_t x = 88172645463325252u;
   for (int i = 0; i < 2000; i++) {
     x ^= x << 13, x ^= x >> 7, x ^= x << 17;
     int64_t us = (int64_t)(x % (uint64_t)(300 * 365 * DAY_US)) - 100 * DAY_US;
     int64_t back;
-    es__time_format(us, t, sizeof(t));
-    ck_assert_msg(es__time_parse(t, &back) == 0 && back == us, "%s", t);
+    es__time_format(us, 0, t, sizeof(t));
+    ck_assert_msg(es__time_parse(t, 1, &back) == 0 && back == us, "%s", t);
   }
 }
 END_TEST
@@ -506,7 +523,7 @@ static void spec_time(char *json, size_t cap, const char *name, int64_t us,
                       uint64_t *x) {
   char t[ES_TIME_TEXT_SIZE + 8];
   int offset = RND(x, 3) == 0;
-  es__time_format(offset ? us + 2 * HOUR_US : us, t, sizeof(t));
+  es__time_format(offset ? us + 2 * HOUR_US : us, 0, t, sizeof(t));
   if (offset)
     strcpy(strchr(t, 'Z'), "+02:00");
   size_t n = strlen(json);
@@ -618,7 +635,7 @@ static void check_row(const tspec *t, yajl_val row, const brow *want,
     yajl_val v = row_get(row, "bucket");
     int64_t us;
     ck_assert_msg(v && YAJL_IS_STRING(v) &&
-                      es__time_parse(YAJL_GET_STRING(v), &us) == 0 &&
+                      es__time_parse(YAJL_GET_STRING(v), 1, &us) == 0 &&
                       us == want->bucket,
                   "%s: bucket", what);
   }
