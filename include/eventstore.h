@@ -13,7 +13,8 @@
  *  2. Every call that can fail returns an int status: ES_OK (0) on success,
  *     a negative ES_E* code on failure.  Codes are pinned: a value never
  *     changes meaning between releases.  es_strerror() names a code;
- *     es_errdetail() gives the calling thread's last detailed message.
+ *     es_errdetail() gives the calling thread's last detailed message,
+ *     es_errmsg() the same without source locations.
  *  3. Inputs are copied: once a call returns, the caller may free or reuse
  *     every buffer it passed in.
  *  4. Returned pointers are borrowed unless marked "owned": they stay valid
@@ -99,6 +100,15 @@ ES_API const char *es_strerror(int status);
  * Returns "" when there is nothing to say.
  */
 ES_API const char *es_errdetail(void);
+
+/*
+ * The same detail without the library's source locations (" (io.c:223)"):
+ * what a server or tool shows to its users, who cannot act on file and
+ * line (keep es_errdetail() for debug logs and bug reports).  Owned by
+ * the library, valid until the thread's next library call; "" when there
+ * is nothing to say.
+ */
+ES_API const char *es_errmsg(void);
 
 /* ----------------------------------------------------------------------
  * Events
@@ -221,6 +231,10 @@ typedef struct es_options {
                                  for new WAL bytes and manifests; 50 ms */
   es_log_options log;
   es_trigger_options trigger;
+  int must_exist; /* 0 (default): a directory without a store gets a new
+                     one.  1: ES_ENOTFOUND ("no store in DIR") instead, and
+                     nothing is created: for tools that must not turn a
+                     mistyped path into a store */
 } es_options;
 
 /* Fills *opts with the documented defaults (data_dir NULL) and
@@ -232,14 +246,17 @@ ES_API void es_options_init_sized(es_options *opts, size_t struct_size);
 typedef struct es_db es_db;
 
 /*
- * Opens (creating if needed) the store in opts->data_dir and recovers it:
+ * Opens (creating if needed, unless opts->must_exist) the store in
+ * opts->data_dir and recovers it:
  * every WAL record that is not yet in a segment is replayed into the
  * memtables, a torn tail of the last WAL file is cut off, orphaned
  * temporary files are removed.  Takes an exclusive lock on the directory.
  *
  * On success *db_out is a handle to close with es_close().  On failure
  * *db_out is NULL and the status says why: ES_EINVAL (bad options),
- * ES_EBUSY (another process holds the directory), ES_ECORRUPT (a checksum
+ * ES_EBUSY (another process holds the directory; es_errdetail() names its
+ * PID, which the holder writes into DIR/LOCK), ES_ENOTFOUND (no store and
+ * opts->must_exist), ES_ECORRUPT (a checksum
  * failed anywhere but in the torn tail of the log; es_errdetail() names the
  * file and offset), ES_EVERSION, ES_EIO, ES_ENOSPC, ES_ENOMEM.
  */

@@ -52,71 +52,246 @@ static int key_cmp(const void *a, const void *b) {
 
 const tenant *server_tenant_for_key(const server *srv, const char *key) {
   write_key k = {.key = (char *)key};
+  if (srv->keys_count == 0)
+    return NULL;
   const write_key *hit =
       bsearch(&k, srv->keys, srv->keys_count, sizeof k, key_cmp);
   return hit ? hit->tenant : NULL;
 }
 
-/* Loads the keys file into srv->keys and srv->tenants; 0 or exit code. */
-static int load_keys(server *srv, const char *path) {
-  char yerr[256];
+tenant *server_tenant_by_id(const server *srv, const char *id) {
+  for (size_t i = 0; i < srv->tenants_count; i++)
+    if (strcmp(srv->tenants[i]->st.id, id) == 0)
+      return srv->tenants[i];
+  return NULL;
+}
+
+/* The tenant named id, created (with its dedupe set) when new; NULL when
+ * out of memory. */
+static tenant *tenant_get(server *srv, const char *id) {
+  tenant *t = server_tenant_by_id(srv, id);
+  if (t != NULL)
+    return t;
+  if (srv->tenants_count == srv->tenants_cap) {
+    size_t cap = srv->tenants_cap ? srv->tenants_cap * 2 : 16;
+    tenant **grown = realloc(srv->tenants, cap * sizeof *grown);
+    if (grown == NULL)
+      return NULL;
+    srv->tenants = grown;
+    srv->tenants_cap = cap;
+  }
+  if ((t = calloc(1, sizeof *t)) == NULL)
+    return NULL;
+  snprintf(t->st.id, sizeof t->st.id, "%s", id);
+  ing_dedupe_init(&t->dedupe, srv->cfg.dedupe_ids_max, &srv->dedupe_pool);
+  srv->tenants[srv->tenants_count++] = t;
+  return t;
+}
+
+static void keys_free(write_key *keys, size_t n) {
+  for (size_t i = 0; keys && i < n; i++)
+    free(keys[i].key);
+  free(keys);
+}
+
+/* Checks a keys document completely; the error names the first fault. */
+static int keys_check(yajl_val root, const char *yerr, char *err,
+                      size_t err_size) {
+  if (!YAJL_IS_OBJECT(root) || root->u.object.len == 0) {
+    snprintf(err, err_size,
+             "want a non-empty JSON object of \"writeKey\": \"tenant\"%s%.*s",
+             root ? "" : ": ", (int)strcspn(yerr, "\n"), root ? "" : yerr);
+    return -1;
+  }
+  for (size_t i = 0; i < root->u.object.len; i++) {
+    const char *key = root->u.object.keys[i];
+    yajl_val v = root->u.object.values[i];
+    if (!YAJL_IS_STRING(v) || !svc_tenant_ok(v->u.string) || key[0] == '\0' ||
+        strlen(key) > HCONN_AUTH_BYTES_MAX) {
+      snprintf(err, err_size,
+               "key #%zu must be 1-%d bytes and map to a tenant id of 1-64 "
+               "[A-Za-z0-9_-]",
+               i + 1, HCONN_AUTH_BYTES_MAX);
+      return -1;
+    }
+  }
+  return 0;
+}
+
+/*
+ * Replaces the write keys with the JSON object text ("writeKey":
+ * "tenant"), atomically: the document is checked whole first, and on any
+ * fault the old keys stay and err says why (never quoting a key).  New
+ * tenants are created; a tenant left without keys stays (its queued jobs
+ * finish) but no request can reach it.  With save_path the text replaces
+ * that file durably (svc_write_file_atomic) before the keys are swapped,
+ * so a restart or SIGHUP keeps them.  Loop thread only.  0, -1 (a bad
+ * document) or -2 (it could not be saved; the old keys stay).
+ */
+int server_keys_replace(server *srv, const char *text, size_t len,
+                        const char *save_path, char *err, size_t err_size) {
+  char yerr[256] = "";
+  yajl_val root = yajl_tree_parse(text, yerr, sizeof yerr);
+  if (keys_check(root, yerr, err, err_size)) {
+    yajl_tree_free(root);
+    return -1;
+  }
+  size_t n = root->u.object.len, tenants_before = srv->tenants_count;
+  write_key *keys = calloc(n, sizeof *keys);
+  for (size_t i = 0; keys && i < n; i++) {
+    keys[i].tenant = tenant_get(srv, root->u.object.values[i]->u.string);
+    keys[i].key = strdup(root->u.object.keys[i]);
+    if (keys[i].tenant == NULL || keys[i].key == NULL) {
+      keys_free(keys, n);
+      keys = NULL;
+    }
+  }
+  yajl_tree_free(root);
+  if (keys == NULL) {
+    snprintf(err, err_size, "out of memory");
+    return -1;
+  }
+  qsort(keys, n, sizeof *keys, key_cmp);
+  for (size_t i = 1; i < n; i++)
+    if (strcmp(keys[i].key, keys[i - 1].key) == 0) {
+      snprintf(err, err_size, "a write key appears twice");
+      keys_free(keys, n);
+      return -1;
+    }
+  for (size_t i = 0; i < n; i++)
+    for (size_t j = 0; j < srv->admin_tokens_count; j++)
+      if (strcmp(keys[i].key, srv->admin_tokens[j]) == 0) {
+        snprintf(err, err_size, "a write key is also an admin token");
+        keys_free(keys, n);
+        return -1;
+      }
+  if (save_path && svc_write_file_atomic(save_path, text, len)) {
+    snprintf(err, err_size, "cannot save %s: %s", save_path, strerror(errno));
+    keys_free(keys, n);
+    return -2;
+  }
+  size_t kept = 0;
+  for (size_t i = 0; i < n; i++)
+    kept += server_tenant_for_key(srv, keys[i].key) == keys[i].tenant;
+  char extra[192];
+  snprintf(extra, sizeof extra,
+           ",\"keys\":%zu,\"keys_unchanged\":%zu,\"tenants_new\":%zu,"
+           "\"tenants\":%zu",
+           n, kept, srv->tenants_count - tenants_before, srv->tenants_count);
+  keys_free(srv->keys, srv->keys_count);
+  srv->keys = keys;
+  srv->keys_count = n;
+  ing_log("info",
+          srv->keys_loaded ? "write keys reloaded" : "write keys loaded",
+          extra);
+  srv->keys_loaded = 1;
+  return 0;
+}
+
+/* Loads the keys file; 0, or -1 with err set. */
+static int keys_load_file(server *srv, const char *path, char *err,
+                          size_t err_size) {
   size_t len;
   char *text = svc_read_file(path, KEYS_FILE_BYTES_MAX, &len);
   if (text == NULL) {
-    fprintf(stderr, "es-ingestd: cannot read --keys %s: %s\n", path,
-            strerror(errno ? errno : EFBIG));
-    return 2;
+    snprintf(err, err_size, "cannot read %s: %s", path,
+             strerror(errno ? errno : EFBIG));
+    return -1;
+  }
+  int rc = server_keys_replace(srv, text, len, NULL, err, err_size);
+  free(text);
+  return rc;
+}
+
+static void tokens_free(char **tokens, size_t n) {
+  for (size_t i = 0; tokens && i < n; i++)
+    free(tokens[i]);
+  free(tokens);
+}
+
+/*
+ * Replaces the admin tokens with those of path (a JSON array of strings,
+ * each 16-200 bytes), atomically as server_keys_replace; none configured
+ * (cfg.admin_tokens_path NULL) disables the admin API.  0 or -1.
+ */
+int server_admin_tokens_load(server *srv, const char *path, char *err,
+                             size_t err_size) {
+  char yerr[256] = "";
+  char *text = svc_read_file(path, KEYS_FILE_BYTES_MAX, NULL);
+  if (text == NULL) {
+    snprintf(err, err_size, "cannot read %s: %s", path,
+             strerror(errno ? errno : EFBIG));
+    return -1;
   }
   yajl_val root = yajl_tree_parse(text, yerr, sizeof yerr);
   free(text);
-  if (!YAJL_IS_OBJECT(root) || root->u.object.len == 0) {
-    yerr[strcspn(yerr, "\n")] = '\0';
-    fprintf(stderr,
-            "es-ingestd: --keys %s: want a non-empty JSON object of "
-            "\"writeKey\": \"tenant\"%s%s\n",
-            path, root ? "" : ": ", root ? "" : yerr);
-    yajl_tree_free(root);
-    return 2;
-  }
-  size_t n = root->u.object.len;
-  srv->keys = calloc(n, sizeof *srv->keys);
-  srv->tenants = calloc(n, sizeof *srv->tenants);
-  for (size_t i = 0; srv->keys && srv->tenants && i < n; i++) {
-    const char *key = root->u.object.keys[i];
-    yajl_val v = root->u.object.values[i];
-    if (!YAJL_IS_STRING(v) || !svc_tenant_ok(v->u.string) || key[0] == '\0') {
-      fprintf(stderr,
-              "es-ingestd: --keys %s: key \"%.40s\" must map to a tenant "
-              "id of 1-64 [A-Za-z0-9_-]\n",
-              path, key);
-      yajl_tree_free(root);
-      return 2;
-    }
-    tenant *t = NULL;
-    for (size_t j = 0; j < srv->tenants_count && !t; j++)
-      if (strcmp(srv->tenants[j].st.id, v->u.string) == 0)
-        t = &srv->tenants[j];
-    if (t == NULL) {
-      t = &srv->tenants[srv->tenants_count++];
-      snprintf(t->st.id, sizeof t->st.id, "%s", v->u.string);
-      ing_dedupe_init(&t->dedupe, srv->cfg.dedupe_ids_max, &srv->dedupe_pool);
-    }
-    srv->keys[i].key = strdup(key);
-    srv->keys[i].tenant = t;
-    srv->keys_count = i + 1;
+  size_t n = YAJL_IS_ARRAY(root) ? root->u.array.len : 0;
+  char **tokens = n ? calloc(n, sizeof *tokens) : NULL;
+  int bad = n == 0;
+  for (size_t i = 0; tokens && !bad && i < n; i++) {
+    yajl_val v = root->u.array.values[i];
+    bad = !YAJL_IS_STRING(v) || strlen(v->u.string) < 16 ||
+          strlen(v->u.string) > 200;
+    for (size_t k = 0; !bad && k < srv->keys_count; k++)
+      bad = strcmp(srv->keys[k].key, v->u.string) == 0;
+    if (!bad && (tokens[i] = strdup(v->u.string)) == NULL)
+      bad = 1;
   }
   yajl_tree_free(root);
-  if (srv->keys == NULL || srv->tenants == NULL) {
-    fprintf(stderr, "es-ingestd: out of memory\n");
-    return 1;
+  if (bad || tokens == NULL) {
+    snprintf(err, err_size,
+             "%s: want a non-empty JSON array of tokens of 16-200 bytes, "
+             "none of them a write key",
+             path);
+    tokens_free(tokens, n);
+    return -1;
   }
-  qsort(srv->keys, srv->keys_count, sizeof *srv->keys, key_cmp);
-  for (size_t i = 1; i < srv->keys_count; i++)
-    if (strcmp(srv->keys[i].key, srv->keys[i - 1].key) == 0) {
-      fprintf(stderr, "es-ingestd: --keys %s: duplicate key\n", path);
-      return 2;
-    }
+  tokens_free(srv->admin_tokens, srv->admin_tokens_count);
+  srv->admin_tokens = tokens;
+  srv->admin_tokens_count = n;
+  char extra[64];
+  snprintf(extra, sizeof extra, ",\"tokens\":%zu", n);
+  ing_log("info", "admin tokens loaded", extra);
   return 0;
+}
+
+/* Loads the keys file and the admin tokens for a start; 0 or an exit
+ * status after a line on stderr. */
+int ingest_load(server *srv) {
+  char err[512];
+  if (srv->keys_loaded)
+    return 0;
+  if (keys_load_file(srv, srv->cfg.keys_path, err, sizeof err)) {
+    fprintf(stderr, "es-ingestd: --keys %s: %s\n", srv->cfg.keys_path, err);
+    return 2;
+  }
+  if (srv->cfg.admin_tokens_path &&
+      server_admin_tokens_load(srv, srv->cfg.admin_tokens_path, err,
+                               sizeof err)) {
+    fprintf(stderr, "es-ingestd: --admin-tokens %s\n", err);
+    return 2;
+  }
+  return 0;
+}
+
+/* SIGHUP: the keys file and the admin tokens again; a file that fails
+ * its checks keeps the old set and is logged with the reason. */
+void ingest_reload(server *srv) {
+  char err[512], extra[640];
+  if (keys_load_file(srv, srv->cfg.keys_path, err, sizeof err)) {
+    snprintf(extra, sizeof extra, ",\"file\":\"--keys\",\"reason\":");
+    size_t n = strlen(extra);
+    svc_json_string(extra + n, sizeof extra - n, err);
+    ing_log("warning", "reload refused: keeping the old write keys", extra);
+  }
+  if (srv->cfg.admin_tokens_path &&
+      server_admin_tokens_load(srv, srv->cfg.admin_tokens_path, err,
+                               sizeof err)) {
+    snprintf(extra, sizeof extra, ",\"file\":\"--admin-tokens\",\"reason\":");
+    size_t n = strlen(extra);
+    svc_json_string(extra + n, sizeof extra - n, err);
+    ing_log("warning", "reload refused: keeping the old admin tokens", extra);
+  }
 }
 
 /*
@@ -128,7 +303,7 @@ static int seed_dedupe(server *srv) {
   int64_t since = ing_now_us() - srv->cfg.dedupe_window_us;
   uint64_t total = 0;
   for (size_t i = 0; i < srv->tenants_count; i++) {
-    tenant *t = &srv->tenants[i];
+    tenant *t = srv->tenants[i];
     es_scan_spec spec;
     es_cursor *cur;
     es_event ev;
@@ -182,12 +357,13 @@ void ingest_config_defaults(ingest_config *cfg) {
   cfg->drain_timeout_ms = 30000;
   cfg->connections_max = 10000;
   cfg->compact_segments = 8;
+  cfg->access_log = 1;
 }
 
 static int start(server *srv, uv_loop_t *loop, es_db *db, const char *host,
                  int port, int *bound_out) {
   int rc;
-  if ((rc = load_keys(srv, srv->cfg.keys_path)))
+  if ((rc = ingest_load(srv)))
     return rc;
   srv->db = db;
   srv->loop = loop;
@@ -257,11 +433,12 @@ size_t ingest_tenants_count(const server *srv) { return srv->tenants_count; }
 void ingest_free(server *srv) {
   if (srv == NULL)
     return;
-  for (size_t i = 0; i < srv->keys_count; i++)
-    free(srv->keys[i].key);
-  for (size_t i = 0; i < srv->tenants_count; i++)
-    ing_dedupe_free(&srv->tenants[i].dedupe);
-  free(srv->keys);
+  keys_free(srv->keys, srv->keys_count);
+  tokens_free(srv->admin_tokens, srv->admin_tokens_count);
+  for (size_t i = 0; i < srv->tenants_count; i++) {
+    ing_dedupe_free(&srv->tenants[i]->dedupe);
+    free(srv->tenants[i]);
+  }
   free(srv->tenants);
   free(srv);
 }

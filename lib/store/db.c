@@ -850,6 +850,13 @@ int es__db_open(const es_options *opts_in, es_vfs *vfs,
     *db_out = db;
     return ES_OK;
   }
+  if (opts->must_exist) { /* a mistyped path must not become a store */
+    uint32_t shards = 0;
+    rc = es__esdb_read(vfs, db->dir, &shards);
+    if (rc == ES_ENOTFOUND)
+      ES_CHECK(ES_ERR(ES_ENOTFOUND, "no store in %s", db->dir));
+    ES_CHECK(rc);
+  }
   ES_CHECK(vfs->mkdir(vfs, db->dir));
   ES_CHECK(open_sync_parent(db));
   ES_CHECK(es__path_join(path, sizeof(path), db->dir, "LOCK"));
