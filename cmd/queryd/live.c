@@ -387,7 +387,7 @@ static void on_tick(uv_timer_t *timer) {
   int64_t now = qd_now_us();
   srv->m.ticks++;
   for (size_t i = 0; i < srv->tenants_count; i++) {
-    qd_tenant *t = &srv->tenants[i];
+    qd_tenant *t = srv->tenants[i];
     if (t->streams == NULL || t->tick_busy)
       continue;
     tick_work *tw = calloc(1, sizeof *tw);
@@ -474,7 +474,7 @@ void qd_live_free(qd_server *srv) {
   }
   srv->trig.head = srv->trig.tail = NULL;
   for (size_t i = 0; i < srv->tenants_count; i++) {
-    qd_tenant *t = &srv->tenants[i];
+    qd_tenant *t = srv->tenants[i];
     for (size_t k = 0; k < t->firings_count; k++)
       firing_free(t->firings[(t->firings_head + k) % QD_FIRINGS_KEPT]);
     t->firings_count = 0;
