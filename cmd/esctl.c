@@ -170,11 +170,12 @@ typedef enum open_mode {
 } open_mode;
 
 /*
- * Opens the store in dir.  Only `append` creates one: every other command
- * says "no store in DIR" for a mistyped path instead of leaving a new
- * store behind.  Read commands take a read-only handle, so they run
- * beside the process that holds the lock; a writer refused the lock is
- * told which process holds it and what to use instead.
+ * Opens the store in dir.  Only `append` and `rule-put` (which set a
+ * store up) create one: every other command says "no store in DIR" for a
+ * mistyped path instead of leaving a new store behind.  Read commands take a
+ * read-only handle, so they run beside the process that holds the lock; a
+ * writer refused the lock is told which process holds it and what to use
+ * instead.
  */
 static int open_store(const char *dir, open_mode mode, es_db **db_out) {
   es_options opts;
@@ -632,7 +633,7 @@ static int cmd_rule_put(flag *flags) {
   if ((status = check_tenant("rule-put", tenant)) != 0 ||
       (status = read_spec(flag_value(flags, "--rule"), &rule)) != 0)
     return status;
-  if ((status = open_store(flag_value(flags, "--data"), OPEN_WRITE, &db)) !=
+  if ((status = open_store(flag_value(flags, "--data"), OPEN_CREATE, &db)) !=
       0) {
     free(rule);
     return status;

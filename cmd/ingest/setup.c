@@ -246,12 +246,14 @@ int server_admin_tokens_load(server *srv, const char *path, char *err,
     tokens_free(tokens, n);
     return -1;
   }
+  int reload = srv->admin_tokens != NULL;
   tokens_free(srv->admin_tokens, srv->admin_tokens_count);
   srv->admin_tokens = tokens;
   srv->admin_tokens_count = n;
   char extra[64];
   snprintf(extra, sizeof extra, ",\"tokens\":%zu", n);
-  ing_log("info", "admin tokens loaded", extra);
+  if (reload)
+    ing_log("info", "admin tokens reloaded", extra);
   return 0;
 }
 

@@ -263,15 +263,17 @@ static void tokens_free(qd_token *tokens, size_t n) {
 /*
  * Replaces srv->tokens with those of path, atomically: the file is
  * checked whole, and on any fault the old tokens stay and err says why
- * (never quoting a token).  New tenants are created.  0 or -1.
+ * (never quoting a token).  New tenants are created.  0, -1 (a bad
+ * file) or -2 (an unreadable one: err names the flag and path).
  */
 static int tokens_replace(qd_server *srv, const char *path, char *err,
                           size_t err_size) {
   char yerr[256] = "";
   char *text = svc_read_file(path, TOKENS_FILE_BYTES_MAX, NULL);
   if (text == NULL) {
-    snprintf(err, err_size, "cannot read %s: %s", path, strerror(errno));
-    return -1;
+    snprintf(err, err_size, "cannot read --tokens %s: %s", path,
+             strerror(errno));
+    return -2;
   }
   yajl_val root = yajl_tree_parse(text, yerr, sizeof yerr);
   free(text);
@@ -320,18 +322,20 @@ static int tokens_replace(qd_server *srv, const char *path, char *err,
   char extra[128];
   snprintf(extra, sizeof extra, ",\"tokens\":%zu,\"tenants_new\":%zu", n,
            srv->tenants_count - tenants_before);
-  qd_log("info", reload ? "query tokens reloaded" : "query tokens loaded",
-         extra);
+  if (reload) /* the start's counts are in the "listening" line */
+    qd_log("info", "query tokens reloaded", extra);
   return 0;
 }
 
 /* Loads --tokens at the start; 0 or an exit code. */
 static int load_tokens(qd_server *srv, const char *path) {
   char err[512];
-  if (tokens_replace(srv, path, err, sizeof err) == 0)
-    return 0;
-  fprintf(stderr, "es-queryd: --tokens %s: %s\n", path, err);
-  return 2;
+  int rc = tokens_replace(srv, path, err, sizeof err);
+  if (rc == -2)
+    fprintf(stderr, "es-queryd: %s\n", err);
+  else if (rc != 0)
+    fprintf(stderr, "es-queryd: --tokens %s: %s\n", path, err);
+  return rc == 0 ? 0 : 2;
 }
 
 /* SIGHUP: --tokens again (a bad file keeps the old tokens, logged), and
