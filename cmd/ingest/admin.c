@@ -60,8 +60,15 @@ int admin_authorized(const server *srv, const char *auth) {
   return hit && tok[0] != '\0';
 }
 
+/* The last refusal's message, for the access log (loop thread; a pool
+ * thread's is copied into its admin_op). */
+static _Thread_local char admin_why[256];
+
+const char *admin_last_error(void) { return admin_why; }
+
 /* {"success":false,"error":msg} into out; returns status. */
 static int admin_error(seg_buf *out, int status, const char *msg) {
+  snprintf(admin_why, sizeof admin_why, "%s", msg);
   out->len = 0;
   if (seg_buf_put(out, "{\"success\":false,\"error\":", 25) ||
       seg_buf_put_json_string(out, msg, strlen(msg)) ||
@@ -193,6 +200,7 @@ void admin_op_work(uv_work_t *w) {
     rc = es_rule_delete(op->db, op->tenant, op->name);
   if (rc != ES_OK) {
     op->status = admin_error(&op->out, http_status_of(rc), es_errmsg());
+    snprintf(op->why, sizeof op->why, "%s", admin_why);
     return;
   }
   snprintf(ok, sizeof ok,

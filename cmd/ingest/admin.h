@@ -25,7 +25,12 @@ typedef struct admin_op {
   int status;                       /* the HTTP answer's, set by the work */
   seg_buf out;                      /* the answer's JSON */
   void *ud;                         /* http.c's conn; NULL once it closed */
+  char why[256];                    /* a refusal's message (the access log) */
 } admin_op;
+
+/* The message of the calling thread's last refusal (for the access log
+ * line of a 4xx/5xx); "" before any. */
+const char *admin_last_error(void);
 
 /* Whether the Authorization header value auth carries an admin token
  * ("Bearer T"); constant time per token. */

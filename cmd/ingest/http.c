@@ -796,7 +796,7 @@ static void serve_admin_keys(conn *c) {
   if (b.len == 0) {
     respond_error(c, 503, "out of memory", 0);
   } else {
-    c->error = status >= 400 ? "admin call refused" : NULL;
+    c->error = status >= 400 ? admin_last_error() : NULL;
     respond(c, status, "application/json", b.data, b.len, 0);
   }
   seg_buf_free(&b);
@@ -812,7 +812,7 @@ static void admin_rule_done(uv_work_t *w, int status) {
   if (c) {
     c->admin = NULL;
     if (op->status >= 400)
-      c->error = "rule call refused";
+      c->error = op->why[0] ? op->why : "rule call refused";
     respond(c, op->status, "application/json", op->out.data, op->out.len, 0);
   }
   admin_op_finish(op);
@@ -834,7 +834,7 @@ static void serve_admin_rules(conn *c) {
                             c->body_len, &op, &b);
   body_release(c);
   if (status != 0) {
-    c->error = "admin call refused";
+    c->error = admin_last_error();
     respond(c, status, "application/json", b.data, b.len, 0);
     seg_buf_free(&b);
     return;

@@ -372,7 +372,7 @@ static int start(server *srv, uv_loop_t *loop, es_db *db, const char *host,
   srv->dedupe_pool.bytes_max = srv->cfg.dedupe_bytes_max;
   if ((rc = seed_dedupe(srv)) != ES_OK) {
     fprintf(stderr, "es-ingestd: reloading messageIds: %s: %s\n",
-            es_strerror(rc), es_errdetail());
+            es_strerror(rc), es_errmsg());
     return 1;
   }
   uint64_t seed = (uint64_t)ing_now_us() ^ ((uint64_t)getpid() << 32);

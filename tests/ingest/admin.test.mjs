@@ -148,6 +148,8 @@ test('keys, tokens and rules change without a restart', async () => {
     assert.match(log, /"msg":"request","method":"POST","path":"\/v1\/track","status":200,.*"tenant":"acme"/);
     assert.match(log, /"level":"warning","msg":"request","method":"POST","path":"\/v1\/track","status":401,.*"error":"unknown write key"/);
     assert.match(log, /"msg":"request","method":"PUT","path":"\/v1\/admin\/keys","status":200/);
+    assert.match(log, /"path":"\/v1\/admin\/tenants\/acme\/rules\/x","status":400,.*"error":"rule: \\"atLeast\\"/);
+    assert.match(log, /"path":"\/v1\/admin\/keys","status":400,.*"error":"a write key is also an admin token"/);
     for (const secret of [ADMIN, 'key-acme-2', 'key-acme-3', 'key-delta', 'admin-token-wrong'])
       assert.equal(log.includes(secret), false, `the log shows ${secret}`);
   } finally {
