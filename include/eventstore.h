@@ -657,6 +657,38 @@ ES_API int es_compact(es_db *db, const char *tenant,
  * another process has the directory open, as they only read)
  * ---------------------------------------------------------------------- */
 
+/*
+ * What an open store holds and has done, for an operator's metrics (a
+ * server's /metrics).  Counters count since the handle was opened.
+ */
+typedef struct es_stats {
+  size_t struct_size;      /* set by es_stats_get (convention 9) */
+  uint64_t tenants;        /* known to the handle */
+  uint64_t tenants_loaded; /* whose segments are counted below (a tenant
+                              is loaded on first use, not at open) */
+  uint64_t segments, segment_bytes, segment_rows; /* loaded tenants' */
+  uint64_t memtable_bytes;                        /* all memtables */
+  uint64_t wal_bytes; /* written into live WAL files, all shards (0 for a
+                         read-only handle) */
+  uint64_t flushes;   /* memtables written as segments */
+  uint64_t flush_us_total, flush_us_max;
+  uint64_t merges; /* compaction runs merged into one segment (es_compact
+                      and the background compactor) */
+  uint64_t merge_us_total, merge_us_max;
+  int failed; /* 0, or the status that failed the handle (convention 7) */
+} es_stats;
+
+/*
+ * Fills *stats_out (struct_size bytes of it: an older program's shorter
+ * struct gets the fields it knows).  Cheap: no I/O, a short lock per
+ * tenant; thread-safe.  es_stats_get is the call to use.
+ * Errors: ES_EINVAL (NULL, or struct_size smaller than the first
+ * release's es_stats).
+ */
+ES_API int es_stats_get_sized(es_db *db, es_stats *stats_out,
+                              size_t struct_size);
+#define es_stats_get(db, out) es_stats_get_sized((db), (out), sizeof(es_stats))
+
 /* One file of a data directory, as es_inspect reports it. */
 typedef struct es_file_info {
   const char *tenant; /* NULL for WAL files */

@@ -769,7 +769,8 @@ static void answer_metrics(conn *c) {
   seg_buf_init(&b);
   if (metrics_render(&srv->m, &b, srv->jobs_pending + srv->parsing,
                      srv->held_bytes, srv->cfg.memory_budget_bytes,
-                     &srv->dedupe_pool, srv->http.connections, srv->draining)) {
+                     &srv->dedupe_pool, srv->http.connections, srv->draining) ||
+      metrics_render_store(srv->db, &b)) {
     seg_buf_free(&b);
     respond_error(c, 503, "out of memory", 0);
     return;

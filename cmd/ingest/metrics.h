@@ -13,6 +13,7 @@
 #include "common/prom.h"
 #include "common/segment_json.h"
 #include "dedupe.h"
+#include "eventstore.h"
 
 #define METRICS_STATUSES 12
 #define METRICS_BUCKETS 13
@@ -36,5 +37,9 @@ int metrics_render(const metrics *m, seg_buf *out, size_t queue_jobs,
                    size_t held_bytes, size_t budget_bytes,
                    const ing_dedupe_pool *dedupe, size_t connections,
                    int draining);
+
+/* Appends the store's figures (es_stats_get: segments, WAL bytes,
+ * flushes and merges with their times, failed); -1 on failure. */
+int metrics_render_store(es_db *db, seg_buf *out);
 
 #endif /* INGESTD_METRICS_H */

@@ -294,6 +294,7 @@ static void *writer_main(void *arg) {
       if (rc < 0)
         es__db_log(db, 1, "WAL reclaim: %s", es_errdetail());
     }
+    atomic_store(&sh->wal_bytes, es__wal_bytes(sh->wal)); /* es_stats */
     int64_t now = es__clock_mono_us();
     if (!failed && (now - last_age_check >= DB_AGE_CHECK_US ||
                     atomic_exchange(&sh->pressure, 0))) {

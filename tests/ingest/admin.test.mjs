@@ -1,5 +1,5 @@
 // Live administration of es-ingestd (docs/INGEST.md, "Administration"),
-// over real HTTP:
+// and its logs and store metrics, over real HTTP:
 //  - the admin API answers 401 without a token, with a wrong one, and to
 //    a write key (as Basic user or as Bearer token);
 //  - a key rotated by SIGHUP: the old key 401, the new one 200; a bad
@@ -166,6 +166,14 @@ test('--access-log off keeps the 4xx/5xx lines only', async () => {
     srv = await h.startServer(dir, { args: ['--access-log', 'off', '--sync', 'none'] });
     assert.equal((await track(srv, 'key-acme')).status, 200);
     assert.equal((await track(srv, 'key-nope')).status, 401);
+    // the store's own figures in /metrics (es_stats_get)
+    const m = await (await fetch(srv.url + '/metrics')).text();
+    assert.match(m, /^es_store_tenants 1$/m, 'acme, the one tenant with events');
+    assert.match(m, /^es_store_memtable_bytes [1-9]\d*$/m);
+    assert.match(m, /^es_store_wal_bytes [1-9]\d*$/m, 'the acknowledged event is in the WAL');
+    assert.match(m, /^es_store_flushes_total 0$/m);
+    assert.match(m, /^es_store_merge_seconds_max 0\.000000$/m);
+    assert.match(m, /^es_store_failed 0$/m);
     const r = await admin(srv, 'GET', '/v1/admin/keys');
     assert.equal(r.status, 401, 'no --admin-tokens: the admin API is off');
     assert.match(r.body.error, /--admin-tokens/);

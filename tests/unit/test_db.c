@@ -740,6 +740,44 @@ START_TEST(test_no_store_created) {
 }
 END_TEST
 
+/* es_stats_get: WAL bytes after appends, segments and a timed flush
+ * after es_flush, merges after es_compact; a struct too small refused. */
+START_TEST(test_stats) {
+  char dir[512];
+  ut_tmpdir(dir, sizeof(dir), "db-stats");
+  es_db *db = open_db(dir, 1);
+  es_stats st;
+  ck_assert_int_eq(es_stats_get(db, &st), ES_OK);
+  ck_assert_uint_eq(st.struct_size, sizeof(st));
+  ck_assert_uint_eq(st.segments, 0);
+  ck_assert_uint_eq(st.flushes, 0);
+  for (int round = 0; round < 3; round++) {
+    append_range(db, "t", "t", round * 10, 10, NULL);
+    ck_assert_int_eq(es_flush(db, "t"), ES_OK);
+  }
+  ck_assert_int_eq(es_stats_get(db, &st), ES_OK);
+  ck_assert_uint_eq(st.tenants, 1);
+  ck_assert_uint_eq(st.tenants_loaded, 1);
+  ck_assert_uint_eq(st.segments, 3);
+  ck_assert_uint_eq(st.segment_rows, 30);
+  ck_assert_uint_gt(st.segment_bytes, 0);
+  ck_assert_uint_eq(st.flushes, 3);
+  ck_assert_uint_ge(st.flush_us_total, st.flush_us_max);
+  ck_assert_uint_gt(st.wal_bytes, 0);
+  ck_assert_int_eq(st.failed, 0);
+  es_compact_report rep;
+  ck_assert_int_eq(es_compact(db, "t", NULL, &rep), ES_OK);
+  ck_assert_int_eq(es_stats_get(db, &st), ES_OK);
+  ck_assert_uint_eq(st.merges, 1);
+  ck_assert_uint_eq(st.segments, 1);
+  ck_assert_uint_eq(st.segment_rows, 30);
+  ck_assert_int_eq(es_stats_get_sized(db, &st, 8), ES_EINVAL);
+  ck_assert_int_eq(es_stats_get(NULL, &st), ES_EINVAL);
+  close_db(db);
+  ut_rmrf(dir);
+}
+END_TEST
+
 START_TEST(test_invalid_options) {
   char dir[512];
   ut_tmpdir(dir, sizeof(dir), "db-opts");
@@ -1262,6 +1300,7 @@ static Suite *db_suite(void) {
   tcase_add_test(tc, test_reopen_replays);
   tcase_add_test(tc, test_open_twice_busy);
   tcase_add_test(tc, test_no_store_created);
+  tcase_add_test(tc, test_stats);
   tcase_add_test(tc, test_invalid_options);
   tcase_add_test(tc, test_bad_tenant_and_events);
   tcase_add_test(tc, test_concurrent_appenders);
