@@ -68,7 +68,7 @@ const char *admin_last_error(void) { return admin_why; }
 
 /* {"success":false,"error":msg} into out; returns status. */
 static int admin_error(seg_buf *out, int status, const char *msg) {
-  snprintf(admin_why, sizeof admin_why, "%s", msg);
+  snprintf(admin_why, sizeof admin_why, "%.*s", (int)sizeof admin_why - 1, msg);
   out->len = 0;
   if (seg_buf_put(out, "{\"success\":false,\"error\":", 25) ||
       seg_buf_put_json_string(out, msg, strlen(msg)) ||
@@ -200,7 +200,8 @@ void admin_op_work(uv_work_t *w) {
     rc = es_rule_delete(op->db, op->tenant, op->name);
   if (rc != ES_OK) {
     op->status = admin_error(&op->out, http_status_of(rc), es_errmsg());
-    snprintf(op->why, sizeof op->why, "%s", admin_why);
+    snprintf(op->why, sizeof op->why, "%.*s", (int)sizeof op->why - 1,
+             admin_why);
     return;
   }
   snprintf(ok, sizeof ok,
