@@ -14,9 +14,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#include <yajl_tree.h>
-
 #include "common/svc.h"
+#include "keys.h"
 #include "server.h"
 
 #define KEYS_FILE_BYTES_MAX (16u << 20)
@@ -94,77 +93,52 @@ static void keys_free(write_key *keys, size_t n) {
   free(keys);
 }
 
-/* Checks a keys document completely; the error names the first fault. */
-static int keys_check(yajl_val root, const char *yerr, char *err,
-                      size_t err_size) {
-  if (!YAJL_IS_OBJECT(root) || root->u.object.len == 0) {
-    snprintf(err, err_size,
-             "want a non-empty JSON object of \"writeKey\": \"tenant\"%s%.*s",
-             root ? "" : ": ", (int)strcspn(yerr, "\n"), root ? "" : yerr);
-    return -1;
-  }
-  for (size_t i = 0; i < root->u.object.len; i++) {
-    const char *key = root->u.object.keys[i];
-    yajl_val v = root->u.object.values[i];
-    if (!YAJL_IS_STRING(v) || !svc_tenant_ok(v->u.string) || key[0] == '\0' ||
-        strlen(key) > HCONN_AUTH_BYTES_MAX) {
-      snprintf(err, err_size,
-               "key #%zu must be 1-%d bytes and map to a tenant id of 1-64 "
-               "[A-Za-z0-9_-]",
-               i + 1, HCONN_AUTH_BYTES_MAX);
-      return -1;
-    }
-  }
+/* Whether a write key of ks is also an admin token (either way round,
+ * one would unlock the other's door: both loads refuse it). */
+static int keys_overlap(char *const *tokens, size_t ntokens,
+                        const ing_keyset *ks) {
+  for (size_t i = 0; i < ntokens; i++)
+    if (ing_keyset_find(ks, tokens[i]) != NULL)
+      return 1;
   return 0;
 }
 
 /*
  * Replaces the write keys with the JSON object text ("writeKey":
- * "tenant"), atomically: the document is checked whole first, and on any
- * fault the old keys stay and err says why (never quoting a key).  New
- * tenants are created; a tenant left without keys stays (its queued jobs
- * finish) but no request can reach it.  With save_path the text replaces
- * that file durably (svc_write_file_atomic) before the keys are swapped,
- * so a restart or SIGHUP keeps them.  Loop thread only.  0, -1 (a bad
- * document) or -2 (it could not be saved; the old keys stay).
+ * "tenant"), atomically: the document is checked whole first (keys.c),
+ * and on any fault the old keys stay and err says why (never quoting a
+ * key).  New tenants are created; a tenant left without keys stays (its
+ * queued jobs finish) but no request can reach it.  With save_path the
+ * text replaces that file durably (svc_write_file_atomic) before the keys
+ * are swapped, so a restart or SIGHUP keeps them.  Loop thread only.  0,
+ * -1 (a bad document) or -2 (it could not be saved; the old keys stay).
  */
 int server_keys_replace(server *srv, const char *text, size_t len,
                         const char *save_path, char *err, size_t err_size) {
-  char yerr[256] = "";
-  yajl_val root = yajl_tree_parse(text, yerr, sizeof yerr);
-  if (keys_check(root, yerr, err, err_size)) {
-    yajl_tree_free(root);
+  ing_keyset ks;
+  if (ing_keys_parse(text, &ks, err, err_size))
+    return -1;
+  if (keys_overlap(srv->admin_tokens, srv->admin_tokens_count, &ks)) {
+    snprintf(err, err_size, "a write key is also an admin token");
+    ing_keyset_free(&ks);
     return -1;
   }
-  size_t n = root->u.object.len, tenants_before = srv->tenants_count;
+  size_t n = ks.count, tenants_before = srv->tenants_count;
   write_key *keys = calloc(n, sizeof *keys);
   for (size_t i = 0; keys && i < n; i++) {
-    keys[i].tenant = tenant_get(srv, root->u.object.values[i]->u.string);
-    keys[i].key = strdup(root->u.object.keys[i]);
-    if (keys[i].tenant == NULL || keys[i].key == NULL) {
+    if ((keys[i].tenant = tenant_get(srv, ks.keys[i].tenant)) == NULL) {
       keys_free(keys, n);
       keys = NULL;
+      break;
     }
+    keys[i].key = ks.keys[i].key; /* moved: same order (sorted by key) */
+    ks.keys[i].key = NULL;
   }
-  yajl_tree_free(root);
+  ing_keyset_free(&ks);
   if (keys == NULL) {
     snprintf(err, err_size, "out of memory");
     return -1;
   }
-  qsort(keys, n, sizeof *keys, key_cmp);
-  for (size_t i = 1; i < n; i++)
-    if (strcmp(keys[i].key, keys[i - 1].key) == 0) {
-      snprintf(err, err_size, "a write key appears twice");
-      keys_free(keys, n);
-      return -1;
-    }
-  for (size_t i = 0; i < n; i++)
-    for (size_t j = 0; j < srv->admin_tokens_count; j++)
-      if (strcmp(keys[i].key, srv->admin_tokens[j]) == 0) {
-        snprintf(err, err_size, "a write key is also an admin token");
-        keys_free(keys, n);
-        return -1;
-      }
   if (save_path && svc_write_file_atomic(save_path, text, len)) {
     snprintf(err, err_size, "cannot save %s: %s", save_path, strerror(errno));
     keys_free(keys, n);
@@ -181,9 +155,8 @@ int server_keys_replace(server *srv, const char *text, size_t len,
   keys_free(srv->keys, srv->keys_count);
   srv->keys = keys;
   srv->keys_count = n;
-  ing_log("info",
-          srv->keys_loaded ? "write keys reloaded" : "write keys loaded",
-          extra);
+  if (srv->keys_loaded) /* the start's counts are in "listening" */
+    ing_log("info", "write keys reloaded", extra);
   srv->keys_loaded = 1;
   return 0;
 }
@@ -203,51 +176,37 @@ static int keys_load_file(server *srv, const char *path, char *err,
   return rc;
 }
 
-static void tokens_free(char **tokens, size_t n) {
-  for (size_t i = 0; tokens && i < n; i++)
-    free(tokens[i]);
-  free(tokens);
-}
-
 /*
- * Replaces the admin tokens with those of path (a JSON array of strings,
- * each 16-200 bytes), atomically as server_keys_replace; none configured
- * (cfg.admin_tokens_path NULL) disables the admin API.  0 or -1.
+ * Replaces the admin tokens with those of path (keys.c: a JSON array of
+ * strings, 16-200 bytes each), atomically as server_keys_replace, and
+ * refuses a token that is also a write key.  0 or -1.
  */
 int server_admin_tokens_load(server *srv, const char *path, char *err,
                              size_t err_size) {
-  char yerr[256] = "";
+  char why[256];
+  char **tokens;
+  size_t n;
   char *text = svc_read_file(path, KEYS_FILE_BYTES_MAX, NULL);
   if (text == NULL) {
     snprintf(err, err_size, "cannot read %s: %s", path,
              strerror(errno ? errno : EFBIG));
     return -1;
   }
-  yajl_val root = yajl_tree_parse(text, yerr, sizeof yerr);
+  int rc = ing_tokens_parse(text, &tokens, &n, why, sizeof why);
   free(text);
-  size_t n = YAJL_IS_ARRAY(root) ? root->u.array.len : 0;
-  char **tokens = n ? calloc(n, sizeof *tokens) : NULL;
-  int bad = n == 0;
-  for (size_t i = 0; tokens && !bad && i < n; i++) {
-    yajl_val v = root->u.array.values[i];
-    bad = !YAJL_IS_STRING(v) || strlen(v->u.string) < 16 ||
-          strlen(v->u.string) > 200;
-    for (size_t k = 0; !bad && k < srv->keys_count; k++)
-      bad = strcmp(srv->keys[k].key, v->u.string) == 0;
-    if (!bad && (tokens[i] = strdup(v->u.string)) == NULL)
-      bad = 1;
-  }
-  yajl_tree_free(root);
-  if (bad || tokens == NULL) {
-    snprintf(err, err_size,
-             "%s: want a non-empty JSON array of tokens of 16-200 bytes, "
-             "none of them a write key",
-             path);
-    tokens_free(tokens, n);
+  if (rc) {
+    snprintf(err, err_size, "%s: %s", path, why);
     return -1;
   }
+  for (size_t i = 0; i < n; i++)
+    if (server_tenant_for_key(srv, tokens[i]) != NULL) {
+      snprintf(err, err_size, "%s: token #%zu is also a write key", path,
+               i + 1);
+      ing_tokens_free(tokens, n);
+      return -1;
+    }
   int reload = srv->admin_tokens != NULL;
-  tokens_free(srv->admin_tokens, srv->admin_tokens_count);
+  ing_tokens_free(srv->admin_tokens, srv->admin_tokens_count);
   srv->admin_tokens = tokens;
   srv->admin_tokens_count = n;
   char extra[64];
@@ -436,7 +395,7 @@ void ingest_free(server *srv) {
   if (srv == NULL)
     return;
   keys_free(srv->keys, srv->keys_count);
-  tokens_free(srv->admin_tokens, srv->admin_tokens_count);
+  ing_tokens_free(srv->admin_tokens, srv->admin_tokens_count);
   for (size_t i = 0; i < srv->tenants_count; i++) {
     ing_dedupe_free(&srv->tenants[i]->dedupe);
     free(srv->tenants[i]);
