@@ -27,7 +27,8 @@ static const char usage[] =
     "merge is committed by one atomic manifest write: a crash leaves the\n"
     "old segments or the new one, never a mix.  Rollups of the new segments\n"
     "are derived from the rows kept.  Needs the directory's lock (no other\n"
-    "process may have it open).  Progress goes to stderr on a terminal.\n"
+    "process may have it open).  A DIR without a store is an error (nothing\n"
+    "is created).  Progress goes to stderr on a terminal.\n"
     "Exit status: 0 done, 1 library or system error, 2 bad usage.\n";
 
 static int bad_usage(const char *fmt, const char *arg) {
@@ -106,11 +107,15 @@ int main(int argc, char **argv) {
   es_options opts;
   es_options_init(&opts);
   opts.data_dir = data;
+  opts.must_exist = 1; /* a mistyped --data must not become a store */
   es_db *db = NULL;
   int rc = es_open(&opts, &db);
   if (rc != ES_OK) {
-    fprintf(stderr, "es-compact: %s: %s%s\n", es_strerror(rc), es_errdetail(),
-            rc == ES_EBUSY ? " (another process has the store open)" : "");
+    fprintf(stderr, "es-compact: %s: %s\n", es_strerror(rc), es_errmsg());
+    if (rc == ES_EBUSY)
+      fprintf(stderr, "es-compact: es-ingestd compacts the store it holds "
+                      "by itself (--compact N); stop it to run es-compact "
+                      "(e.g. for --retain)\n");
     return 1;
   }
   es_compact_report rep;
@@ -118,7 +123,7 @@ int main(int argc, char **argv) {
   if (p.tty && p.tenant[0])
     fputc('\n', stderr);
   if (rc != ES_OK) {
-    fprintf(stderr, "es-compact: %s: %s\n", es_strerror(rc), es_errdetail());
+    fprintf(stderr, "es-compact: %s: %s\n", es_strerror(rc), es_errmsg());
     (void)es_close(db);
     return rc == ES_EINVAL || rc == ES_ETENANT ? 2 : 1;
   }
@@ -130,7 +135,7 @@ int main(int argc, char **argv) {
          rep.rows_dropped, rep.bytes_in / 1e6, rep.bytes_out / 1e6);
   if (rc != ES_OK) {
     fprintf(stderr, "es-compact: close: %s: %s\n", es_strerror(rc),
-            es_errdetail());
+            es_errmsg());
     return 1;
   }
   return fflush(stdout) == 0 ? 0 : 1;

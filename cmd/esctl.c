@@ -14,7 +14,7 @@
  *     appended (and acknowledged) first, then "esctl: line K: why" goes to
  *     stderr and the exit status is 2.
  *  3. Exit status: 0 success; 1 an error from the library or the system
- *     ("esctl: <es_strerror>: <es_errdetail>"); 2 bad usage or bad input
+ *     ("esctl: <es_strerror>: <es_errmsg>"); 2 bad usage or bad input
  *     (one line saying why).
  *
  * Batching in `append`: a batch is appended when it is full (--batch) or
@@ -61,6 +61,11 @@ static const char *const top_usage =
     "  verify   check every checksum of a data directory\n"
     "  inspect  describe the segments and WAL files of a data directory\n"
     "\n"
+    "scan, query, timeline, rules, members, verify and inspect only read\n"
+    "(no lock: they work beside a running es-ingestd).  append and\n"
+    "rule-put create a store in an empty DIR; every other command says\n"
+    "'no store in DIR' there and creates nothing.\n"
+    "\n"
     "Run 'esctl <command> --help' for the flags of a command.\n"
     "Other flags: --help, --version.\n"
     "Exit status: 0 success, 1 library or system error, 2 bad usage or "
@@ -85,9 +90,13 @@ typedef struct command {
   flag flags[6]; /* terminated by name NULL */
 } command;
 
-/* "esctl: <es_strerror>: <es_errdetail>", for a failed library call. */
+/* "esctl: <es_strerror>: <es_errmsg>", for a failed library call (the
+ * message without the library's source locations: ESCTL_DEBUG=1 prints
+ * es_errdetail() with them). */
 static int lib_error(int status) {
-  const char *detail = es_errdetail();
+  const char *debug = getenv("ESCTL_DEBUG");
+  const char *detail =
+      debug && strcmp(debug, "1") == 0 ? es_errdetail() : es_errmsg();
   fprintf(stderr, "esctl: %s%s%s\n", es_strerror(status), detail[0] ? ": " : "",
           detail);
   return EXIT_LIB;
@@ -158,13 +167,39 @@ static int check_tenant(const char *cmd, const char *tenant) {
   return 0;
 }
 
-/* Opens the store in dir with the default options. */
-static int open_store(const char *dir, es_db **db_out) {
+/* How a command opens the store (docs/OPERATIONS.md, "Running"). */
+typedef enum open_mode {
+  OPEN_READ,   /* read-only handle: no lock, works beside es-ingestd */
+  OPEN_WRITE,  /* the lock; the store must exist */
+  OPEN_CREATE, /* the lock; a new store when the directory has none */
+} open_mode;
+
+/*
+ * Opens the store in dir.  Only `append` and `rule-put` (which set a
+ * store up) create one: every other command says "no store in DIR" for a
+ * mistyped path instead of leaving a new store behind.  Read commands take a
+ * read-only handle, so they run beside the process that holds the lock; a
+ * writer refused the lock is told which process holds it and what to use
+ * instead.
+ */
+static int open_store(const char *dir, open_mode mode, es_db **db_out) {
   es_options opts;
   es_options_init(&opts);
   opts.data_dir = dir;
+  opts.read_only = mode == OPEN_READ;
+  opts.must_exist = mode == OPEN_WRITE;
   int rc = es_open(&opts, db_out);
-  return rc == ES_OK ? 0 : lib_error(rc);
+  if (rc == ES_OK)
+    return 0;
+  int status = lib_error(rc);
+  if (rc == ES_EBUSY)
+    fprintf(stderr,
+            "esctl: a server (es-ingestd) or another esctl holds the store.  "
+            "Read commands (scan, query, timeline, rules, members, inspect, "
+            "verify) work beside it; change rules through es-ingestd's admin "
+            "API (PUT/DELETE /v1/admin/tenants/T/rules/NAME, docs/INGEST.md) "
+            "and append over HTTP, or stop the holder first.\n");
+  return status;
 }
 
 /* Closes the store; an error is reported only if none was before. */
@@ -380,7 +415,8 @@ static int cmd_append(flag *flags) {
   if (!b.events || !b.evs || !b.line_nos || !r.buf) {
     fprintf(stderr, "esctl: out of memory\n");
     status = EXIT_LIB;
-  } else if ((status = open_store(flag_value(flags, "--data"), &b.db)) == 0) {
+  } else if ((status = open_store(flag_value(flags, "--data"), OPEN_CREATE,
+                                  &b.db)) == 0) {
     status = append_loop(&b, &r);
     status = close_store(b.db, status);
   }
@@ -445,7 +481,7 @@ static int cmd_scan(flag *flags) {
       (status = parse_time_flag(flags, "--from", &spec.from_us)) != 0 ||
       (status = parse_time_flag(flags, "--to", &spec.to_us)) != 0)
     return status;
-  if ((status = open_store(flag_value(flags, "--data"), &db)) != 0)
+  if ((status = open_store(flag_value(flags, "--data"), OPEN_READ, &db)) != 0)
     return status;
   int rc = es_scan(db, &spec, &cur);
   if (rc != ES_OK) {
@@ -482,7 +518,7 @@ static int cmd_timeline(flag *flags) {
                          ES_TIMELINE_EVENTS_MAX, limit_s);
     limit = (size_t)v;
   }
-  if ((status = open_store(flag_value(flags, "--data"), &db)) != 0)
+  if ((status = open_store(flag_value(flags, "--data"), OPEN_READ, &db)) != 0)
     return status;
   int rc = es_timeline_open(db, tenant, person, limit, &tl);
   if (rc != ES_OK)
@@ -568,7 +604,7 @@ static int print_members(const char *json) {
 /* Prints an owned JSON result and frees it. */
 static int print_json(int rc, char *json, const char *cmd) {
   if (rc == ES_EINVAL) {
-    fprintf(stderr, "esctl %s: %s\n", cmd, es_errdetail());
+    fprintf(stderr, "esctl %s: %s\n", cmd, es_errmsg());
     return EXIT_USAGE;
   }
   if (rc != ES_OK)
@@ -586,7 +622,7 @@ static int cmd_rules(flag *flags) {
   int status;
   if ((status = check_tenant("rules", tenant)) != 0 ||
       (status = parse_time_flag(flags, "--at", &at)) != 0 ||
-      (status = open_store(flag_value(flags, "--data"), &db)) != 0)
+      (status = open_store(flag_value(flags, "--data"), OPEN_READ, &db)) != 0)
     return status;
   char *json = NULL;
   int rc = es_rules_list(db, tenant, at, &json);
@@ -602,13 +638,14 @@ static int cmd_rule_put(flag *flags) {
   if ((status = check_tenant("rule-put", tenant)) != 0 ||
       (status = read_spec(flag_value(flags, "--rule"), &rule)) != 0)
     return status;
-  if ((status = open_store(flag_value(flags, "--data"), &db)) != 0) {
+  if ((status = open_store(flag_value(flags, "--data"), OPEN_CREATE, &db)) !=
+      0) {
     free(rule);
     return status;
   }
   int rc = es_rule_put(db, tenant, rule);
   if (rc == ES_EINVAL) {
-    fprintf(stderr, "esctl rule-put: %s\n", es_errdetail());
+    fprintf(stderr, "esctl rule-put: %s\n", es_errmsg());
     status = EXIT_USAGE;
   } else if (rc != ES_OK) {
     status = lib_error(rc);
@@ -623,7 +660,7 @@ static int cmd_rule_delete(flag *flags) {
   es_db *db;
   int status;
   if ((status = check_tenant("rule-delete", tenant)) != 0 ||
-      (status = open_store(flag_value(flags, "--data"), &db)) != 0)
+      (status = open_store(flag_value(flags, "--data"), OPEN_WRITE, &db)) != 0)
     return status;
   int rc = es_rule_delete(db, tenant, flag_value(flags, "--rule"));
   return close_store(db, rc == ES_OK ? 0 : lib_error(rc));
@@ -640,7 +677,7 @@ static int cmd_members(flag *flags) {
   int status;
   if ((status = check_tenant("members", tenant)) != 0 ||
       (status = parse_time_flag(flags, "--at", &at)) != 0 ||
-      (status = open_store(flag_value(flags, "--data"), &db)) != 0)
+      (status = open_store(flag_value(flags, "--data"), OPEN_READ, &db)) != 0)
     return status;
   int rc;
   if (person) {
@@ -668,13 +705,13 @@ static int cmd_query(flag *flags) {
   if ((status = check_tenant("query", tenant)) != 0 ||
       (status = read_spec(flag_value(flags, "--spec"), &spec)) != 0)
     return status;
-  if ((status = open_store(flag_value(flags, "--data"), &db)) != 0) {
+  if ((status = open_store(flag_value(flags, "--data"), OPEN_READ, &db)) != 0) {
     free(spec);
     return status;
   }
   int rc = es_query(db, tenant, spec, &result);
   if (rc == ES_EINVAL) { /* a bad spec: the detail names the field */
-    fprintf(stderr, "esctl query: %s\n", es_errdetail());
+    fprintf(stderr, "esctl query: %s\n", es_errmsg());
     status = EXIT_USAGE;
   } else if (rc != ES_OK) {
     status = lib_error(rc);
@@ -698,7 +735,7 @@ static int cmd_rollup_rebuild(flag *flags) {
     return status;
   if (from > to)
     return usage_error("rollup-rebuild", "--from is after --to");
-  if ((status = open_store(flag_value(flags, "--data"), &db)) != 0)
+  if ((status = open_store(flag_value(flags, "--data"), OPEN_WRITE, &db)) != 0)
     return status;
   es_rollup_report rep;
   int rc = es_rollup_rebuild(db, tenant, from, to, &rep);
@@ -719,7 +756,7 @@ static int cmd_flush(flag *flags) {
   int status;
   if (tenant != NULL && (status = check_tenant("flush", tenant)) != 0)
     return status;
-  if ((status = open_store(flag_value(flags, "--data"), &db)) != 0)
+  if ((status = open_store(flag_value(flags, "--data"), OPEN_WRITE, &db)) != 0)
     return status;
   int rc = es_flush(db, tenant);
   status = rc == ES_OK ? 0 : lib_error(rc);

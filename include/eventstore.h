@@ -13,7 +13,8 @@
  *  2. Every call that can fail returns an int status: ES_OK (0) on success,
  *     a negative ES_E* code on failure.  Codes are pinned: a value never
  *     changes meaning between releases.  es_strerror() names a code;
- *     es_errdetail() gives the calling thread's last detailed message.
+ *     es_errdetail() gives the calling thread's last detailed message,
+ *     es_errmsg() the same without source locations.
  *  3. Inputs are copied: once a call returns, the caller may free or reuse
  *     every buffer it passed in.
  *  4. Returned pointers are borrowed unless marked "owned": they stay valid
@@ -119,6 +120,15 @@ ES_API const char *es_strerror(int status);
  * Returns "" when there is nothing to say.
  */
 ES_API const char *es_errdetail(void);
+
+/*
+ * The same detail without the library's source locations (" (io.c:223)"):
+ * what a server or tool shows to its users, who cannot act on file and
+ * line (keep es_errdetail() for debug logs and bug reports).  Owned by
+ * the library, valid until the thread's next library call; "" when there
+ * is nothing to say.
+ */
+ES_API const char *es_errmsg(void);
 
 /* ----------------------------------------------------------------------
  * Events
@@ -267,6 +277,10 @@ typedef struct es_options {
                                  off (every event is stored) */
   es_log_options log;
   es_trigger_options trigger;
+  int must_exist; /* 0 (default): a directory without a store gets a new
+                     one.  1: ES_ENOTFOUND ("no store in DIR") instead, and
+                     nothing is created: for tools that must not turn a
+                     mistyped path into a store */
 } es_options;
 
 /* Fills *opts with the documented defaults (data_dir NULL) and
@@ -278,14 +292,17 @@ ES_API void es_options_init_sized(es_options *opts, size_t struct_size);
 typedef struct es_db es_db;
 
 /*
- * Opens (creating if needed) the store in opts->data_dir and recovers it:
+ * Opens (creating if needed, unless opts->must_exist) the store in
+ * opts->data_dir and recovers it:
  * every WAL record that is not yet in a segment is replayed into the
  * memtables, a torn tail of the last WAL file is cut off, orphaned
  * temporary files are removed.  Takes an exclusive lock on the directory.
  *
  * On success *db_out is a handle to close with es_close().  On failure
  * *db_out is NULL and the status says why: ES_EINVAL (bad options),
- * ES_EBUSY (another process holds the directory), ES_ECORRUPT (a checksum
+ * ES_EBUSY (another process holds the directory; es_errdetail() names its
+ * PID, which the holder writes into DIR/LOCK), ES_ENOTFOUND (no store and
+ * opts->must_exist), ES_ECORRUPT (a checksum
  * failed anywhere but in the torn tail of the log; es_errdetail() names the
  * file and offset), ES_EVERSION, ES_EIO, ES_ENOSPC, ES_ENOMEM.
  */
@@ -741,6 +758,38 @@ ES_API int es_compact(es_db *db, const char *tenant,
  * Inspection and verification (need no open handle; safe to run while
  * another process has the directory open, as they only read)
  * ---------------------------------------------------------------------- */
+
+/*
+ * What an open store holds and has done, for an operator's metrics (a
+ * server's /metrics).  Counters count since the handle was opened.
+ */
+typedef struct es_stats {
+  size_t struct_size;      /* set by es_stats_get (convention 9) */
+  uint64_t tenants;        /* known to the handle */
+  uint64_t tenants_loaded; /* whose segments are counted below (a tenant
+                              is loaded on first use, not at open) */
+  uint64_t segments, segment_bytes, segment_rows; /* loaded tenants' */
+  uint64_t memtable_bytes;                        /* all memtables */
+  uint64_t wal_bytes; /* written into live WAL files, all shards (0 for a
+                         read-only handle) */
+  uint64_t flushes;   /* memtables written as segments */
+  uint64_t flush_us_total, flush_us_max;
+  uint64_t merges; /* compaction runs merged into one segment (es_compact
+                      and the background compactor) */
+  uint64_t merge_us_total, merge_us_max;
+  int failed; /* 0, or the status that failed the handle (convention 7) */
+} es_stats;
+
+/*
+ * Fills *stats_out (struct_size bytes of it: an older program's shorter
+ * struct gets the fields it knows).  Cheap: no I/O, a short lock per
+ * tenant; thread-safe.  es_stats_get is the call to use.
+ * Errors: ES_EINVAL (NULL, or struct_size smaller than the first
+ * release's es_stats).
+ */
+ES_API int es_stats_get_sized(es_db *db, es_stats *stats_out,
+                              size_t struct_size);
+#define es_stats_get(db, out) es_stats_get_sized((db), (out), sizeof(es_stats))
 
 /* One file of a data directory, as es_inspect reports it. */
 typedef struct es_file_info {

@@ -25,16 +25,24 @@ pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait; }
 trap cleanup EXIT INT TERM
 
+# Waits until a server answers /healthz (or its process is gone).
+wait_healthy() { # pid url log
+  for _ in $(seq 100); do
+    curl -fs "$2/healthz" >/dev/null && return 0
+    kill -0 "$1" 2>/dev/null || { cat "$3"; exit 1; }
+    sleep 0.1
+  done
+  cat "$3"; exit 1
+}
 "$BUILD/cmd/ingestd/es-ingestd" --data "$DATA" --listen "$INGEST" \
   --keys "$run/keys.json" 2>"$run/ingestd.log" &
 pids+=($!)
-sleep 0.5
+wait_healthy "$!" "http://$INGEST" "$run/ingestd.log"
 "$BUILD/cmd/queryd/es-queryd" --data "$DATA" --listen "$QUERY" \
   --tokens "$run/tokens.json" 2>"$run/queryd.log" &
 qpid=$!
-sleep 0.5
-kill -0 "$qpid" 2>/dev/null || { cat "$run/queryd.log"; exit 1; }
 pids+=("$qpid")
+wait_healthy "$qpid" "http://$QUERY" "$run/queryd.log"
 mode="two processes: es-ingestd on $INGEST, es-queryd (read-only) on $QUERY"
 echo "== $mode"
 python3 scripts/demo_traffic.py "http://$INGEST" wk_demo --events "${EVENTS:-5000}" --live &

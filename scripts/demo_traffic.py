@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Sample website traffic for the demo (scripts/demo.sh): an hour of page
-views, clicks, sign-ups and identifies posted to es-ingestd's /v1/batch,
-then (with --live) a few events a second until interrupted.
+views, clicks, sign-ups and identifies posted to es-ingestd's /v1/batch
+(with messageIds fixed per clock hour, so a re-run in the same hour adds
+nothing), then (with --live) a few events a second until interrupted.
 
 usage: demo_traffic.py INGEST_URL WRITE_KEY [--events N] [--live]"""
 import base64
@@ -46,6 +47,12 @@ def main():
     rng = random.Random(1)
     now = time.time()
     evs = [event(rng, now - 3600 + 3600 * i / n) for i in range(n)]
+    # Deterministic messageIds for the backfill: run again within the same
+    # hour, the store (messageIds deduplicated within 7 days) keeps one
+    # copy instead of a second hour of sample traffic.
+    for i, e in enumerate(evs):
+        e['messageId'] = f'demo-{int(now // 3600)}-{i}'
+
     for i in range(0, n, 200):
         post(url, key, evs[i:i + 200])
     print(f'demo: {n} events of the last hour sent', flush=True)

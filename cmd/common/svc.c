@@ -1,7 +1,9 @@
 /*
  * svc.c -- the servers' shared helpers; see svc.h.
  */
+#include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -54,6 +56,18 @@ void svc_log(const char *from, const char *level, const char *msg,
   seg_buf_free(&b);
 }
 
+void svc_json_string(char *dst, size_t size, const char *s) {
+  seg_buf b;
+  seg_buf_init(&b);
+  if (size < 3)
+    return;
+  if (seg_buf_put_json_string(&b, s, strlen(s)) || b.len >= size)
+    snprintf(dst, size, "\"\"");
+  else
+    snprintf(dst, size, "%.*s", (int)b.len, b.data);
+  seg_buf_free(&b);
+}
+
 int svc_usage_error(const char *prog, const char *fmt, ...) {
   va_list ap;
   fprintf(stderr, "%s: ", prog);
@@ -101,10 +115,13 @@ int svc_next_flag(const char *prog, const char *usage, int argc, char **argv,
 
 int svc_parse_hostport(const char *prog, const char *flag, const char *s,
                        char *host, size_t size, int *port) {
-  const char *colon = strrchr(s, ':');
+  const char *orig = s, *colon = strrchr(s, ':');
   long long p = 0;
   if (colon == NULL || colon == s)
-    return svc_usage_error(prog, "%s wants HOST:PORT, not \"%s\"", flag, s);
+    return svc_usage_error(prog,
+                           "%s wants IP:PORT (127.0.0.1:8080, 0.0.0.0:8080, "
+                           "[::1]:8080 or localhost:8080), not \"%s\"",
+                           flag, s);
   size_t n = (size_t)(colon - s);
   if (s[0] == '[' && n >= 2 && s[n - 1] == ']')
     s++, n -= 2;
@@ -112,6 +129,15 @@ int svc_parse_hostport(const char *prog, const char *flag, const char *s,
     return svc_usage_error(prog, "%s host too long", flag);
   memcpy(host, s, n);
   host[n] = '\0';
+  if (strcmp(host, "localhost") == 0 && size > 9)
+    memcpy(host, "127.0.0.1", 10); /* the one name: no resolver at start */
+  unsigned char addr[16];
+  if (inet_pton(AF_INET, host, addr) != 1 &&
+      inet_pton(AF_INET6, host, addr) != 1)
+    return svc_usage_error(prog,
+                           "%s wants IP:PORT (127.0.0.1:8080, 0.0.0.0:8080, "
+                           "[::1]:8080 or localhost:8080), not \"%s\"",
+                           flag, orig);
   if (svc_parse_num(prog, flag, colon + 1, 0, 65535, &p))
     return 2;
   *port = (int)p;
@@ -134,6 +160,50 @@ char *svc_read_file(const char *path, size_t max_bytes, size_t *len_out) {
   if (len_out)
     *len_out = n;
   return buf;
+}
+
+int svc_write_file_atomic(const char *path, const char *data, size_t len) {
+  char tmp[4096], dir[4096];
+  if (snprintf(tmp, sizeof tmp, "%s.tmp", path) >= (int)sizeof tmp) {
+    errno = ENAMETOOLONG;
+    return -1;
+  }
+  snprintf(dir, sizeof dir, "%s", path);
+  char *slash = strrchr(dir, '/');
+  if (slash == NULL)
+    snprintf(dir, sizeof dir, ".");
+  else
+    slash[slash == dir] = '\0';
+  int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  if (fd < 0)
+    return -1;
+  size_t off = 0;
+  while (off < len) {
+    ssize_t n = write(fd, data + off, len - off);
+    if (n < 0 && errno == EINTR)
+      continue;
+    if (n <= 0) {
+      int e = errno;
+      close(fd);
+      unlink(tmp);
+      errno = e;
+      return -1;
+    }
+    off += (size_t)n;
+  }
+  if (fsync(fd) != 0 || close(fd) != 0 || rename(tmp, path) != 0) {
+    int e = errno;
+    unlink(tmp);
+    errno = e;
+    return -1;
+  }
+  int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (dfd >= 0) {
+    int rc = fsync(dfd);
+    close(dfd);
+    return rc;
+  }
+  return -1;
 }
 
 int svc_tenant_ok(const char *s) {

@@ -25,6 +25,10 @@ int64_t svc_now_us(void);
 void svc_log(const char *from, const char *level, const char *msg,
              const char *extra);
 
+/* s as a quoted JSON string into dst (size bytes); "" when it does not
+ * fit, so that a log line stays valid JSON. */
+void svc_json_string(char *dst, size_t size, const char *s);
+
 /* "PROG: <message> (see --help)" on stderr; returns 2 (the exit status
  * of bad usage). */
 int svc_usage_error(const char *prog, const char *fmt, ...)
@@ -42,8 +46,10 @@ int svc_parse_num(const char *prog, const char *flag, const char *v,
 int svc_next_flag(const char *prog, const char *usage, int argc, char **argv,
                   int *i, const char **flag, const char **value);
 
-/* "host:port" or "[v6]:port" -> host (size bytes of room) and port; 0, or
- * 2 after reporting the error. */
+/* "ip:port", "[v6]:port" or "localhost:port" (127.0.0.1) -> host (size
+ * bytes of room) and port; 0, or 2 after reporting the error with the
+ * accepted forms.  Host names other than localhost are refused: the
+ * servers bind before any resolver could be trusted. */
 int svc_parse_hostport(const char *prog, const char *flag, const char *s,
                        char *host, size_t size, int *port);
 
@@ -51,6 +57,11 @@ int svc_parse_hostport(const char *prog, const char *flag, const char *s,
  * caller frees it).  NULL with errno set when it cannot be read or is
  * larger (EFBIG).  *len_out (may be NULL) gets its length. */
 char *svc_read_file(const char *path, size_t max_bytes, size_t *len_out);
+
+/* Replaces path with data durably: path.tmp (mode 0600) written, fsynced
+ * and renamed over path, then the directory synced.  0, or -1 with errno
+ * (path untouched). */
+int svc_write_file_atomic(const char *path, const char *data, size_t len);
 
 /* Whether s is a tenant id: [A-Za-z0-9_-]{1,64}. */
 int svc_tenant_ok(const char *s);

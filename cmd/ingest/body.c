@@ -15,7 +15,10 @@
  *     whitespace in the request does not count against 32 KB.
  *  2. Times: the server's receive time is the truth for receivedAt; the
  *     client's timestamp is shifted by (receivedAt - sentAt), which
- *     removes the client clock's error (Segment's rule).
+ *     removes the client clock's error (Segment's rule).  A shift that
+ *     takes the timestamp out of the years 0000-9999 (the ones
+ *     receivedAt-style ISO 8601 can name) refuses the request with a 400
+ *     naming sentAt: it is never clamped into a made-up time.
  *  3. All or nothing: one bad event refuses the request, so a client never
  *     has to guess which half of a batch was stored.
  */
@@ -163,22 +166,34 @@ static uint64_t xorshift(uint64_t *s) {
   return *s = x;
 }
 
+/* 9999-12-31T23:59:59.999999Z, the last time ISO 8601 here can name. */
+#define TS_US_MAX INT64_C(253402300799999999)
+
 /*
  * The server's fields of event i, both paths: receive time, timestamp
  * corrected for the client's clock skew (ts_string: the event had a
  * string "timestamp"; sent: its sentAt, else the body's, or NULL),
- * generated messageId.
+ * generated messageId.  -1 (err says why, where: "batch[i]: " or "")
+ * when the correction leaves years 0000-9999 (invariant 2).
  */
-static void stamp(ing_batch *b, size_t i, int ts_string, const char *sent,
-                  int64_t now_us, uint64_t *rng) {
+static int stamp(ing_batch *b, size_t i, int ts_string, const char *sent,
+                 int64_t now_us, uint64_t *rng, const char *where, char *err,
+                 size_t err_size) {
   es_event *ev = &b->events[i].ev;
   int64_t sent_us;
   ev->recv_us = now_us;
   if (!ts_string) {
     ev->ts_us = now_us; /* the mapping may have used receivedAt */
   } else if (sent != NULL && seg_iso8601_parse(sent, &sent_us) == 0) {
-    int64_t ts = ev->ts_us + (now_us - sent_us);
-    ev->ts_us = ts < 0 ? 0 : ts; /* a wild sentAt cannot make it invalid */
+    int64_t ts = ev->ts_us + (now_us - sent_us); /* both in 0..TS_US_MAX */
+    if (ts < 0 || ts > TS_US_MAX) {
+      snprintf(err, err_size,
+               "%ssentAt: the clock skew it implies moves \"timestamp\" "
+               "outside the years 0000-9999",
+               where);
+      return -1;
+    }
+    ev->ts_us = ts;
   }
   if (ev->message_id == NULL) {
     char *id = b->gen_ids + i * GEN_ID_SIZE;
@@ -187,12 +202,12 @@ static void stamp(ing_batch *b, size_t i, int ts_string, const char *sent,
              (unsigned long long)c);
     ev->message_id = id;
   }
+  return 0;
 }
 
 /* Maps event i (object obj) of the request; err names it. */
 static int map_event(ing_batch *b, size_t i, yajl_val obj, yajl_val root,
-                     int type, int64_t now_us, uint64_t *rng, char *err,
-                     size_t err_size) {
+                     int type, int64_t now_us, char *err, size_t err_size) {
   char msg[SEG_ERR_SIZE], where[32] = "";
   size_t bytes = json_size(obj);
   if (obj != root)
@@ -206,11 +221,6 @@ static int map_event(ing_batch *b, size_t i, yajl_val obj, yajl_val root,
     snprintf(err, err_size, "%s%s", where, msg);
     return -1;
   }
-  yajl_val sent = get(obj, "sentAt", yajl_t_string);
-  if (sent == NULL && obj != root)
-    sent = get(root, "sentAt", yajl_t_string);
-  stamp(b, i, get(obj, "timestamp", yajl_t_string) != NULL,
-        sent ? sent->u.string : NULL, now_us, rng);
   b->bytes += bytes + sizeof(seg_event);
   return 0;
 }
@@ -256,10 +266,23 @@ int ing_batch_parse_tree(ing_batch *b, const char *json, size_t len, int type,
   }
   for (size_t i = 0; i < n; i++) {
     b->count = i; /* the events mapped so far are freed on failure */
-    if (map_event(b, i, items[i], root, type, now_us, rng, err, err_size))
+    if (map_event(b, i, items[i], root, type, now_us, err, err_size))
       goto out;
   }
   b->count = n;
+  /* The server's fields once every event mapped, as the streaming parse
+   * does (so both report the same first error). */
+  for (size_t i = 0; i < n; i++) {
+    char where[32] = "";
+    yajl_val sent = get(items[i], "sentAt", yajl_t_string);
+    if (sent == NULL && items[i] != root)
+      sent = get(root, "sentAt", yajl_t_string);
+    if (type == 0)
+      snprintf(where, sizeof where, "batch[%zu]: ", i);
+    if (stamp(b, i, get(items[i], "timestamp", yajl_t_string) != NULL,
+              sent ? sent->u.string : NULL, now_us, rng, where, err, err_size))
+      goto out;
+  }
   rc = 0;
   goto out;
 oom:
@@ -741,15 +764,20 @@ int ing_batch_parse(ing_batch *b, const char *json, size_t len, int type,
     snprintf(err, err_size, "out of memory");
     goto out;
   }
-  for (size_t i = 0; i < b->count; i++) {
-    const char *sent = s->extra[i].sent;
-    if (sent == NULL && type == 0)
-      sent = s->root_sent;
-    stamp(b, i, s->extra[i].ts_string, sent, now_us, rng);
-  }
   if (s->failed) {
     snprintf(err, err_size, "%s", s->err);
     goto out;
+  }
+  for (size_t i = 0; i < b->count; i++) {
+    char where[32] = "";
+    const char *sent = s->extra[i].sent;
+    if (sent == NULL && type == 0)
+      sent = s->root_sent;
+    if (type == 0)
+      snprintf(where, sizeof where, "batch[%zu]: ", i);
+    if (stamp(b, i, s->extra[i].ts_string, sent, now_us, rng, where, err,
+              err_size))
+      goto out;
   }
   rc = 0;
 out:

@@ -42,10 +42,12 @@
 
 #include <llhttp.h>
 
+#include "admin.h"
 #include "body.h"
 #include "common/hconn.h"
 #include "common/route.h"
 #include "common/status_http.h"
+#include "common/svc.h"
 #include "server.h"
 
 #define READ_BUF_BYTES 65536
@@ -56,6 +58,9 @@ enum { H_ENCODING = HC_H_AUTH + 1, H_EXPECT };
 /* route.flags: the request's body is a batch of events, read and
  * admitted as it arrives (invariants 3, 4, 6). */
 #define ROUTE_INGEST 1u
+/* route.flags: the admin API (admin.c): a Bearer admin token, checked at
+ * the headers; PUT bodies are read whole (up to ING_REQUEST_BYTES_MAX). */
+#define ROUTE_ADMIN 2u
 
 typedef struct job job;
 typedef struct conn conn;
@@ -82,6 +87,13 @@ struct conn {
   int64_t begin_us;  /* the request's first byte (es_ingest_request_seconds) */
   char refuse_msg[ING_ERR_SIZE];
   job *job;
+  admin_op *admin; /* a rule call on the pool (admin.c), or NULL */
+  /* the access log line's (respond): never a key or a token */
+  int method;
+  char path[128];
+  char tenant[ES_TENANT_LEN_MAX + 1];
+  const char *error; /* the error answer's message, or NULL */
+  size_t bytes_in;   /* body bytes received */
 };
 
 struct job {
@@ -114,9 +126,45 @@ static int is_ingest(const conn *c) {
   return c->route && (c->route->r.flags & ROUTE_INGEST);
 }
 
+/* Whether the request's body is read (an ingest batch, an admin PUT). */
+static int reads_body(const conn *c) {
+  return is_ingest(c) || (c->route && (c->route->r.flags & ROUTE_ADMIN) &&
+                          c->method == HTTP_PUT);
+}
+
 /* ----------------------------------------------------------------------
  * Answers
  * ---------------------------------------------------------------------- */
+
+/*
+ * The request's line in the log (docs/INGEST.md, "Logs"): method, path
+ * (no query string), status, bytes in and out, milliseconds, tenant when
+ * known; never a key or a token.  Every 4xx/5xx gets its line with the
+ * error, as a warning or an error, even with --access-log off.
+ */
+static void access_log(conn *c, int status, size_t bytes_out) {
+  server *srv = c->h.srv;
+  if (!srv->cfg.access_log && status < 400)
+    return;
+  char extra[768], path[300], err[300] = "";
+  svc_json_string(path, sizeof path, c->path);
+  if (c->error && status >= 400) {
+    strcpy(err, ",\"error\":");
+    svc_json_string(err + 9, sizeof err - 9, c->error);
+  }
+  snprintf(extra, sizeof extra,
+           ",\"method\":\"%s\",\"path\":%s,\"status\":%d,\"bytes_in\":%zu,"
+           "\"bytes_out\":%zu,\"ms\":%.3f%s%s%s%s",
+           llhttp_method_name((llhttp_method_t)c->method), path, status,
+           c->bytes_in, bytes_out,
+           (double)(ing_now_us() - c->begin_us) / 1000.0,
+           c->tenant[0] ? ",\"tenant\":\"" : "", c->tenant,
+           c->tenant[0] ? "\"" : "", err);
+  ing_log(status >= 500   ? "error"
+          : status >= 400 ? "warning"
+                          : "info",
+          "request", extra);
+}
 
 /* Sends one complete answer; the connection goes to WRITE. */
 static void respond(conn *c, int status, const char *type, const char *body,
@@ -144,6 +192,7 @@ static void respond(conn *c, int status, const char *type, const char *body,
   metrics_request(&srv->m, status);
   if (is_ingest(c))
     metrics_observe(&srv->m.request, ing_now_us() - c->begin_us);
+  access_log(c, status, body_len);
   hconn_answer(&c->h, head, (size_t)n, body, body_len);
 }
 
@@ -153,6 +202,7 @@ static void respond_json(conn *c, int status, const char *json, int close) {
 
 /* {"success":false,"error":msg} */
 static void respond_error(conn *c, int status, const char *msg, int close) {
+  c->error = msg;
   seg_buf b;
   seg_buf_init(&b);
   if (seg_buf_put(&b, "{\"success\":false,\"error\":", 25) ||
@@ -258,6 +308,10 @@ static void on_message_begin(hconn *h) {
   c->expect_continue = 0;
   c->refuse_status = 0;
   c->discarded = 0;
+  c->method = 0;
+  c->path[0] = c->tenant[0] = '\0';
+  c->error = NULL;
+  c->bytes_in = 0;
   body_release(c);
 }
 
@@ -304,6 +358,25 @@ static void refuse(conn *c, int status, const char *msg) {
   snprintf(c->refuse_msg, sizeof c->refuse_msg, "%s", msg);
 }
 
+/* An admin call: the token first (admin.c, invariant 1), then room for
+ * a PUT's body; a refusal is answered once the body is discarded. */
+static int admin_headers(conn *c) {
+  llhttp_t *p = &c->h.parser;
+  uint64_t len = (p->flags & F_CONTENT_LENGTH) ? p->content_length : 0;
+  if (len > DISCARD_BYTES_MAX)
+    return hconn_fatal(&c->h, 400, "request body is over 500 KB");
+  if (!admin_authorized(c->h.srv, c->h.auth))
+    refuse(c, 401,
+           ((server *)c->h.srv)->admin_tokens_count
+               ? "admin token required (Authorization: Bearer TOKEN)"
+               : "admin API disabled (start es-ingestd with --admin-tokens)");
+  else if (len > ING_REQUEST_BYTES_MAX)
+    refuse(c, 400, "request body is over 500 KB");
+  else if (len > 0 && reads_body(c))
+    (void)body_reserve(c, (size_t)len, 1); /* a refusal when it fails */
+  return 0;
+}
+
 /* Routes the request and refuses early what can be refused by headers. */
 static int on_headers_complete(hconn *h) {
   conn *c = (conn *)h;
@@ -313,12 +386,16 @@ static int on_headers_complete(hconn *h) {
   int method = llhttp_get_method(p), status;
   if (path_len > 1 && c->h.url[path_len - 1] == '/')
     path_len--; /* tolerate a trailing slash */
+  c->method = method;
+  snprintf(c->path, sizeof c->path, "%.*s", (int)path_len, c->h.url);
   c->route = route_find(c, method, c->h.url, path_len, &status);
   if (c->route == NULL && status == 405 && method == HTTP_OPTIONS)
     c->preflight = 1; /* a CORS preflight of a path of the table */
   else if (c->route == NULL)
     refuse(c, status,
            status == 404 ? "no such endpoint" : "method not allowed here");
+  if (c->route && (c->route->r.flags & ROUTE_ADMIN))
+    return admin_headers(c);
   if (!is_ingest(c) || c->refuse_status)
     return 0;
   uint64_t len = (p->flags & F_CONTENT_LENGTH) ? p->content_length : 0;
@@ -347,7 +424,8 @@ static int on_headers_complete(hconn *h) {
 
 static int on_body(hconn *h, const char *at, size_t n) {
   conn *c = (conn *)h;
-  if (!is_ingest(c) || c->refuse_status) {
+  c->bytes_in += n;
+  if (!reads_body(c) || c->refuse_status) {
     c->discarded += n;
     return c->discarded > DISCARD_BYTES_MAX
                ? hconn_fatal(h, 400, "request body is over 500 KB")
@@ -526,6 +604,7 @@ static void parse_done(uv_work_t *w, int status) {
     }
   }
   tenant *t = (tenant *)ct;
+  snprintf(c->tenant, sizeof c->tenant, "%s", t->st.id);
   j->bytes = j->batch.bytes;
   srv->parsing--; /* admission counts this request once, below */
   int refuse_status = admission_status(srv, t, j->bytes);
@@ -581,6 +660,8 @@ static void ingest(conn *c) {
     respond_error(c, 401, "unknown write key", 0);
     return;
   }
+  if (t)
+    snprintf(c->tenant, sizeof c->tenant, "%s", t->st.id);
   job *j = calloc(1, sizeof *j);
   if (j == NULL) {
     body_release(c);
@@ -671,6 +752,7 @@ static void answer_options(conn *c) {
                    c->allow, c->allow, extra,
                    c->h.close_after ? "Connection: close\r\n" : "");
   metrics_request(&srv->m, 204);
+  access_log(c, 204, 0);
   hconn_answer(&c->h, head, (size_t)n, NULL, 0);
 }
 
@@ -680,7 +762,8 @@ static void answer_metrics(conn *c) {
   seg_buf_init(&b);
   if (metrics_render(&srv->m, &b, srv->jobs_pending + srv->parsing,
                      srv->held_bytes, srv->cfg.memory_budget_bytes,
-                     srv->http.connections, srv->draining)) {
+                     srv->http.connections, srv->draining) ||
+      metrics_render_store(srv->db, &b)) {
     seg_buf_free(&b);
     respond_error(c, 503, "out of memory", 0);
     return;
@@ -691,6 +774,72 @@ static void answer_metrics(conn *c) {
 
 static void answer_healthz(conn *c) { answer_health(c, 0); }
 static void answer_readyz(conn *c) { answer_health(c, 1); }
+
+/* GET and PUT /v1/admin/keys (admin.c). */
+static void serve_admin_keys(conn *c) {
+  seg_buf b;
+  seg_buf_init(&b);
+  int status = c->method == HTTP_GET
+                   ? admin_keys_get(c->h.srv, &b)
+                   : admin_keys_put(c->h.srv, c->body, c->body_len, &b);
+  body_release(c);
+  if (b.len == 0) {
+    respond_error(c, 503, "out of memory", 0);
+  } else {
+    c->error = status >= 400 ? admin_last_error() : NULL;
+    respond(c, status, "application/json", b.data, b.len, 0);
+  }
+  seg_buf_free(&b);
+}
+
+/* A rule call is done (loop thread): answer, log, free. */
+static void admin_rule_done(uv_work_t *w, int status) {
+  admin_op *op = w->data;
+  conn *c = op->ud;
+  server *srv = c ? c->h.srv : NULL;
+  if (status != 0)
+    op->status = 503;
+  if (c) {
+    c->admin = NULL;
+    if (op->status >= 400)
+      c->error = op->why[0] ? op->why : "rule call refused";
+    respond(c, op->status, "application/json", op->out.data, op->out.len, 0);
+  }
+  admin_op_finish(op);
+  if (srv)
+    server_maybe_finish(srv);
+}
+
+/* GET .../rules, PUT and DELETE .../rules/NAME: on the pool (admin.c,
+ * invariant 3). */
+static void serve_admin_rules(conn *c) {
+  server *srv = c->h.srv;
+  admin_op *op;
+  seg_buf b;
+  seg_buf_init(&b);
+  snprintf(c->tenant, sizeof c->tenant, "%.*s",
+           (int)strcspn(c->path + strlen("/v1/admin/tenants/"), "/"),
+           c->path + strlen("/v1/admin/tenants/"));
+  int status = admin_op_new(srv, c->method, c->path, strlen(c->path), c->body,
+                            c->body_len, &op, &b);
+  body_release(c);
+  if (status != 0) {
+    c->error = admin_last_error();
+    respond(c, status, "application/json", b.data, b.len, 0);
+    seg_buf_free(&b);
+    return;
+  }
+  seg_buf_free(&b);
+  op->ud = c;
+  c->admin = op;
+  c->h.state = HC_WAIT;
+  uv_timer_stop(&c->h.timer);
+  if (uv_queue_work(srv->loop, &op->work, admin_op_work, admin_rule_done)) {
+    c->admin = NULL;
+    admin_op_finish(op);
+    respond_error(c, 503, "server saturated; retry later", 0);
+  }
+}
 
 /* Every endpoint of the service, one row each (docs/INGEST.md).  The
  * Segment paths have one-letter aliases (/v1/t for /v1/track...). */
@@ -712,6 +861,17 @@ static const route routes[] = {
     {{HTTP_POST, "/v1/s", ROUTE_INGEST}, ingest, ES_TYPE_SCREEN},
     {{HTTP_POST, "/v1/batch", ROUTE_INGEST}, ingest, 0},
     {{HTTP_POST, "/v1/b", ROUTE_INGEST}, ingest, 0},
+    {{HTTP_GET, "/v1/admin/keys", ROUTE_ADMIN}, serve_admin_keys, 0},
+    {{HTTP_PUT, "/v1/admin/keys", ROUTE_ADMIN}, serve_admin_keys, 0},
+    {{HTTP_GET, "/v1/admin/tenants/*/rules", ROUTE_ADMIN},
+     serve_admin_rules,
+     0},
+    {{HTTP_PUT, "/v1/admin/tenants/*/rules/*", ROUTE_ADMIN},
+     serve_admin_rules,
+     0},
+    {{HTTP_DELETE, "/v1/admin/tenants/*/rules/*", ROUTE_ADMIN},
+     serve_admin_rules,
+     0},
 };
 
 static const route *route_find(conn *c, int method, const char *path,
@@ -749,6 +909,8 @@ static void on_closing(hconn *h) {
   conn *c = (conn *)h;
   if (c->job)
     c->job->conn = NULL; /* invariant 2 */
+  if (c->admin)
+    c->admin->ud = NULL; /* the same for a rule call */
   body_release(c);
 }
 

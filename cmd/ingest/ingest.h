@@ -26,6 +26,8 @@
 
 typedef struct ingest_config {
   const char *data_dir, *listen, *keys_path;
+  const char *admin_tokens_path; /* NULL: no admin API (every call 401) */
+  int access_log;                /* 1 (default): a JSON line per request */
   int threads;
   size_t memory_budget_bytes;
   size_t tenant_bytes_max;  /* per-tenant share of the budget (429 above) */
@@ -48,7 +50,17 @@ void ingest_config_defaults(ingest_config *cfg);
 ingest_server *ingest_new(const ingest_config *cfg, void (*finished)(void *ud),
                           void *ud);
 
-/* Loads cfg.keys_path, starts the
+/* Loads cfg.keys_path and cfg.admin_tokens_path, checked whole, before
+ * a store is opened: 0, or an exit status after a line on stderr.
+ * ingest_start calls it when the caller did not. */
+int ingest_load(ingest_server *srv);
+
+/* SIGHUP: reloads both files; each that fails its checks keeps the old
+ * set, and the refusal is logged with its reason (counts only, never a
+ * key).  Loop thread. */
+void ingest_reload(ingest_server *srv);
+
+/* Loads cfg.keys_path (unless ingest_load did), starts the
  * writers on loop and listens on host:port (*bound_out: the bound port).
  * 0, or an exit status after a one-line reason on stderr.  The caller
  * owns db and the loop, and closes db only after the loop ended. */

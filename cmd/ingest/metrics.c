@@ -86,3 +86,58 @@ int metrics_render(const metrics *m, seg_buf *b, size_t queue_jobs,
   rc |= gauge(b, "es_ingest_draining", "1 after SIGTERM", (unsigned)draining);
   return rc ? -1 : 0;
 }
+
+/* A counter with its one sample. */
+static int counter1(seg_buf *b, const char *name, const char *help,
+                    unsigned long long v) {
+  return counter(b, name, help) || put(b, "%s %llu\n", name, v);
+}
+
+int metrics_render_store(es_db *db, seg_buf *b) {
+  es_stats st;
+  if (es_stats_get(db, &st) != ES_OK)
+    return -1;
+  int rc = gauge(b, "es_store_tenants", "tenants the store knows", st.tenants);
+  rc |= gauge(b, "es_store_tenants_loaded",
+              "tenants whose segments are counted below (loaded on first "
+              "use)",
+              st.tenants_loaded);
+  rc |= gauge(b, "es_store_segments", "segments of the loaded tenants",
+              st.segments);
+  rc |= gauge(b, "es_store_segment_bytes", "bytes of those segments",
+              st.segment_bytes);
+  rc |= gauge(b, "es_store_segment_rows", "events in those segments",
+              st.segment_rows);
+  rc |= gauge(b, "es_store_memtable_bytes",
+              "memtables (events not yet in segments)", st.memtable_bytes);
+  rc |= gauge(b, "es_store_wal_bytes", "bytes in live WAL files", st.wal_bytes);
+  rc |= counter1(b, "es_store_flushes_total", "memtables written as segments",
+                 st.flushes);
+  rc |= put(b,
+            "# HELP es_store_flush_seconds_total time spent flushing\n"
+            "# TYPE es_store_flush_seconds_total counter\n"
+            "es_store_flush_seconds_total %.6f\n",
+            (double)st.flush_us_total / 1e6);
+  rc |= put(b,
+            "# HELP es_store_flush_seconds_max the longest flush\n"
+            "# TYPE es_store_flush_seconds_max gauge\n"
+            "es_store_flush_seconds_max %.6f\n",
+            (double)st.flush_us_max / 1e6);
+  rc |= counter1(b, "es_store_merges_total",
+                 "compaction runs merged into one segment", st.merges);
+  rc |= put(b,
+            "# HELP es_store_merge_seconds_total time spent merging\n"
+            "# TYPE es_store_merge_seconds_total counter\n"
+            "es_store_merge_seconds_total %.6f\n",
+            (double)st.merge_us_total / 1e6);
+  rc |= put(b,
+            "# HELP es_store_merge_seconds_max the longest merge\n"
+            "# TYPE es_store_merge_seconds_max gauge\n"
+            "es_store_merge_seconds_max %.6f\n",
+            (double)st.merge_us_max / 1e6);
+  rc |= gauge(b, "es_store_failed",
+              "1 when the store failed after an I/O error (writes refused "
+              "until a restart)",
+              st.failed != 0);
+  return rc ? -1 : 0;
+}

@@ -12,6 +12,7 @@
 
 #include "common/prom.h"
 #include "common/segment_json.h"
+#include "eventstore.h"
 
 #define METRICS_STATUSES 12
 #define METRICS_BUCKETS 13
@@ -34,5 +35,9 @@ void metrics_observe(metrics_hist *h, int64_t latency_us);
 int metrics_render(const metrics *m, seg_buf *out, size_t queue_jobs,
                    size_t held_bytes, size_t budget_bytes, size_t connections,
                    int draining);
+
+/* Appends the store's figures (es_stats_get: segments, WAL bytes,
+ * flushes and merges with their times, failed); -1 on failure. */
+int metrics_render_store(es_db *db, seg_buf *out);
 
 #endif /* INGESTD_METRICS_H */

@@ -37,10 +37,16 @@ typedef struct server {
   uv_loop_t *loop;
   es_db *db;
   sched sched;
-  tenant *tenants;
-  size_t tenants_count;
-  write_key *keys; /* sorted by key */
+  /* Every tenant ever named by a keys file since the start, each
+   * allocated once: jobs and keys point at them, so a reload that drops
+   * a tenant's last key leaves the tenant (and its queued jobs) alone. */
+  tenant **tenants;
+  size_t tenants_count, tenants_cap;
+  write_key *keys; /* sorted by key; replaced whole by a reload */
   size_t keys_count;
+  char **admin_tokens; /* --admin-tokens; replaced whole by a reload */
+  size_t admin_tokens_count;
+  int keys_loaded; /* ingest_load ran */
   hconn_host http; /* listener and connections (hconn.h) */
   int draining;
   size_t held_bytes;   /* bodies being read + admitted jobs */
@@ -52,6 +58,13 @@ typedef struct server {
   void (*finish_fn)(void *ud); /* its last step; may be NULL */
   void *finish_ud;
 } server;
+
+/* setup.c: the keys and admin tokens, (re)loaded whole (admin.c) */
+int server_keys_replace(server *srv, const char *text, size_t len,
+                        const char *save_path, char *err, size_t err_size);
+int server_admin_tokens_load(server *srv, const char *path, char *err,
+                             size_t err_size);
+tenant *server_tenant_by_id(const server *srv, const char *id);
 
 /* http.c */
 int http_listen(server *srv, const char *host, int port, int *port_out);

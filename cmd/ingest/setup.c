@@ -13,9 +13,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#include <yajl_tree.h>
-
 #include "common/svc.h"
+#include "keys.h"
 #include "server.h"
 
 #define KEYS_FILE_BYTES_MAX (16u << 20)
@@ -51,70 +50,206 @@ static int key_cmp(const void *a, const void *b) {
 
 const tenant *server_tenant_for_key(const server *srv, const char *key) {
   write_key k = {.key = (char *)key};
+  if (srv->keys_count == 0)
+    return NULL;
   const write_key *hit =
       bsearch(&k, srv->keys, srv->keys_count, sizeof k, key_cmp);
   return hit ? hit->tenant : NULL;
 }
 
-/* Loads the keys file into srv->keys and srv->tenants; 0 or exit code. */
-static int load_keys(server *srv, const char *path) {
-  char yerr[256];
+tenant *server_tenant_by_id(const server *srv, const char *id) {
+  for (size_t i = 0; i < srv->tenants_count; i++)
+    if (strcmp(srv->tenants[i]->st.id, id) == 0)
+      return srv->tenants[i];
+  return NULL;
+}
+
+/* The tenant named id, created when new; NULL when out of memory. */
+static tenant *tenant_get(server *srv, const char *id) {
+  tenant *t = server_tenant_by_id(srv, id);
+  if (t != NULL)
+    return t;
+  if (srv->tenants_count == srv->tenants_cap) {
+    size_t cap = srv->tenants_cap ? srv->tenants_cap * 2 : 16;
+    tenant **grown = realloc(srv->tenants, cap * sizeof *grown);
+    if (grown == NULL)
+      return NULL;
+    srv->tenants = grown;
+    srv->tenants_cap = cap;
+  }
+  if ((t = calloc(1, sizeof *t)) == NULL)
+    return NULL;
+  snprintf(t->st.id, sizeof t->st.id, "%s", id);
+  srv->tenants[srv->tenants_count++] = t;
+  return t;
+}
+
+static void keys_free(write_key *keys, size_t n) {
+  for (size_t i = 0; keys && i < n; i++)
+    free(keys[i].key);
+  free(keys);
+}
+
+/* Whether a write key of ks is also an admin token (either way round,
+ * one would unlock the other's door: both loads refuse it). */
+static int keys_overlap(char *const *tokens, size_t ntokens,
+                        const ing_keyset *ks) {
+  for (size_t i = 0; i < ntokens; i++)
+    if (ing_keyset_find(ks, tokens[i]) != NULL)
+      return 1;
+  return 0;
+}
+
+/*
+ * Replaces the write keys with the JSON object text ("writeKey":
+ * "tenant"), atomically: the document is checked whole first (keys.c),
+ * and on any fault the old keys stay and err says why (never quoting a
+ * key).  New tenants are created; a tenant left without keys stays (its
+ * queued jobs finish) but no request can reach it.  With save_path the
+ * text replaces that file durably (svc_write_file_atomic) before the keys
+ * are swapped, so a restart or SIGHUP keeps them.  Loop thread only.  0,
+ * -1 (a bad document) or -2 (it could not be saved; the old keys stay).
+ */
+int server_keys_replace(server *srv, const char *text, size_t len,
+                        const char *save_path, char *err, size_t err_size) {
+  ing_keyset ks;
+  if (ing_keys_parse(text, &ks, err, err_size))
+    return -1;
+  if (keys_overlap(srv->admin_tokens, srv->admin_tokens_count, &ks)) {
+    snprintf(err, err_size, "a write key is also an admin token");
+    ing_keyset_free(&ks);
+    return -1;
+  }
+  size_t n = ks.count, tenants_before = srv->tenants_count;
+  write_key *keys = calloc(n, sizeof *keys);
+  for (size_t i = 0; keys && i < n; i++) {
+    if ((keys[i].tenant = tenant_get(srv, ks.keys[i].tenant)) == NULL) {
+      keys_free(keys, n);
+      keys = NULL;
+      break;
+    }
+    keys[i].key = ks.keys[i].key; /* moved: same order (sorted by key) */
+    ks.keys[i].key = NULL;
+  }
+  ing_keyset_free(&ks);
+  if (keys == NULL) {
+    snprintf(err, err_size, "out of memory");
+    return -1;
+  }
+  if (save_path && svc_write_file_atomic(save_path, text, len)) {
+    snprintf(err, err_size, "cannot save %s: %s", save_path, strerror(errno));
+    keys_free(keys, n);
+    return -2;
+  }
+  size_t kept = 0;
+  for (size_t i = 0; i < n; i++)
+    kept += server_tenant_for_key(srv, keys[i].key) == keys[i].tenant;
+  char extra[192];
+  snprintf(extra, sizeof extra,
+           ",\"keys\":%zu,\"keys_unchanged\":%zu,\"tenants_new\":%zu,"
+           "\"tenants\":%zu",
+           n, kept, srv->tenants_count - tenants_before, srv->tenants_count);
+  keys_free(srv->keys, srv->keys_count);
+  srv->keys = keys;
+  srv->keys_count = n;
+  if (srv->keys_loaded) /* the start's counts are in "listening" */
+    ing_log("info", "write keys reloaded", extra);
+  srv->keys_loaded = 1;
+  return 0;
+}
+
+/* Loads the keys file; 0, or -1 with err set. */
+static int keys_load_file(server *srv, const char *path, char *err,
+                          size_t err_size) {
   size_t len;
   char *text = svc_read_file(path, KEYS_FILE_BYTES_MAX, &len);
   if (text == NULL) {
-    fprintf(stderr, "es-ingestd: cannot read --keys %s: %s\n", path,
-            strerror(errno ? errno : EFBIG));
-    return 2;
+    snprintf(err, err_size, "cannot read %s: %s", path,
+             strerror(errno ? errno : EFBIG));
+    return -1;
   }
-  yajl_val root = yajl_tree_parse(text, yerr, sizeof yerr);
+  int rc = server_keys_replace(srv, text, len, NULL, err, err_size);
   free(text);
-  if (!YAJL_IS_OBJECT(root) || root->u.object.len == 0) {
-    yerr[strcspn(yerr, "\n")] = '\0';
-    fprintf(stderr,
-            "es-ingestd: --keys %s: want a non-empty JSON object of "
-            "\"writeKey\": \"tenant\"%s%s\n",
-            path, root ? "" : ": ", root ? "" : yerr);
-    yajl_tree_free(root);
+  return rc;
+}
+
+/*
+ * Replaces the admin tokens with those of path (keys.c: a JSON array of
+ * strings, 16-200 bytes each), atomically as server_keys_replace, and
+ * refuses a token that is also a write key.  0 or -1.
+ */
+int server_admin_tokens_load(server *srv, const char *path, char *err,
+                             size_t err_size) {
+  char why[256];
+  char **tokens;
+  size_t n;
+  char *text = svc_read_file(path, KEYS_FILE_BYTES_MAX, NULL);
+  if (text == NULL) {
+    snprintf(err, err_size, "cannot read %s: %s", path,
+             strerror(errno ? errno : EFBIG));
+    return -1;
+  }
+  int rc = ing_tokens_parse(text, &tokens, &n, why, sizeof why);
+  free(text);
+  if (rc) {
+    snprintf(err, err_size, "%s: %s", path, why);
+    return -1;
+  }
+  for (size_t i = 0; i < n; i++)
+    if (server_tenant_for_key(srv, tokens[i]) != NULL) {
+      snprintf(err, err_size, "%s: token #%zu is also a write key", path,
+               i + 1);
+      ing_tokens_free(tokens, n);
+      return -1;
+    }
+  int reload = srv->admin_tokens != NULL;
+  ing_tokens_free(srv->admin_tokens, srv->admin_tokens_count);
+  srv->admin_tokens = tokens;
+  srv->admin_tokens_count = n;
+  char extra[64];
+  snprintf(extra, sizeof extra, ",\"tokens\":%zu", n);
+  if (reload)
+    ing_log("info", "admin tokens reloaded", extra);
+  return 0;
+}
+
+/* Loads the keys file and the admin tokens for a start; 0 or an exit
+ * status after a line on stderr. */
+int ingest_load(server *srv) {
+  char err[512];
+  if (srv->keys_loaded)
+    return 0;
+  if (keys_load_file(srv, srv->cfg.keys_path, err, sizeof err)) {
+    fprintf(stderr, "es-ingestd: --keys %s: %s\n", srv->cfg.keys_path, err);
     return 2;
   }
-  size_t n = root->u.object.len;
-  srv->keys = calloc(n, sizeof *srv->keys);
-  srv->tenants = calloc(n, sizeof *srv->tenants);
-  for (size_t i = 0; srv->keys && srv->tenants && i < n; i++) {
-    const char *key = root->u.object.keys[i];
-    yajl_val v = root->u.object.values[i];
-    if (!YAJL_IS_STRING(v) || !svc_tenant_ok(v->u.string) || key[0] == '\0') {
-      fprintf(stderr,
-              "es-ingestd: --keys %s: key \"%.40s\" must map to a tenant "
-              "id of 1-64 [A-Za-z0-9_-]\n",
-              path, key);
-      yajl_tree_free(root);
-      return 2;
-    }
-    tenant *t = NULL;
-    for (size_t j = 0; j < srv->tenants_count && !t; j++)
-      if (strcmp(srv->tenants[j].st.id, v->u.string) == 0)
-        t = &srv->tenants[j];
-    if (t == NULL) {
-      t = &srv->tenants[srv->tenants_count++];
-      snprintf(t->st.id, sizeof t->st.id, "%s", v->u.string);
-    }
-    srv->keys[i].key = strdup(key);
-    srv->keys[i].tenant = t;
-    srv->keys_count = i + 1;
+  if (srv->cfg.admin_tokens_path &&
+      server_admin_tokens_load(srv, srv->cfg.admin_tokens_path, err,
+                               sizeof err)) {
+    fprintf(stderr, "es-ingestd: --admin-tokens %s\n", err);
+    return 2;
   }
-  yajl_tree_free(root);
-  if (srv->keys == NULL || srv->tenants == NULL) {
-    fprintf(stderr, "es-ingestd: out of memory\n");
-    return 1;
-  }
-  qsort(srv->keys, srv->keys_count, sizeof *srv->keys, key_cmp);
-  for (size_t i = 1; i < srv->keys_count; i++)
-    if (strcmp(srv->keys[i].key, srv->keys[i - 1].key) == 0) {
-      fprintf(stderr, "es-ingestd: --keys %s: duplicate key\n", path);
-      return 2;
-    }
   return 0;
+}
+
+/* SIGHUP: the keys file and the admin tokens again; a file that fails
+ * its checks keeps the old set and is logged with the reason. */
+void ingest_reload(server *srv) {
+  char err[512], extra[640];
+  if (keys_load_file(srv, srv->cfg.keys_path, err, sizeof err)) {
+    snprintf(extra, sizeof extra, ",\"file\":\"--keys\",\"reason\":");
+    size_t n = strlen(extra);
+    svc_json_string(extra + n, sizeof extra - n, err);
+    ing_log("warning", "reload refused: keeping the old write keys", extra);
+  }
+  if (srv->cfg.admin_tokens_path &&
+      server_admin_tokens_load(srv, srv->cfg.admin_tokens_path, err,
+                               sizeof err)) {
+    snprintf(extra, sizeof extra, ",\"file\":\"--admin-tokens\",\"reason\":");
+    size_t n = strlen(extra);
+    svc_json_string(extra + n, sizeof extra - n, err);
+    ing_log("warning", "reload refused: keeping the old admin tokens", extra);
+  }
 }
 
 /* ----------------------------------------------------------------------
@@ -140,12 +275,13 @@ void ingest_config_defaults(ingest_config *cfg) {
   cfg->drain_timeout_ms = 30000;
   cfg->connections_max = 10000;
   cfg->compact_segments = 8;
+  cfg->access_log = 1;
 }
 
 static int start(server *srv, uv_loop_t *loop, es_db *db, const char *host,
                  int port, int *bound_out) {
   int rc;
-  if ((rc = load_keys(srv, srv->cfg.keys_path)))
+  if ((rc = ingest_load(srv)))
     return rc;
   srv->db = db;
   srv->loop = loop;
@@ -209,9 +345,10 @@ size_t ingest_tenants_count(const server *srv) { return srv->tenants_count; }
 void ingest_free(server *srv) {
   if (srv == NULL)
     return;
-  for (size_t i = 0; i < srv->keys_count; i++)
-    free(srv->keys[i].key);
-  free(srv->keys);
+  keys_free(srv->keys, srv->keys_count);
+  ing_tokens_free(srv->admin_tokens, srv->admin_tokens_count);
+  for (size_t i = 0; i < srv->tenants_count; i++)
+    free(srv->tenants[i]);
   free(srv->tenants);
   free(srv);
 }

@@ -35,7 +35,15 @@ static const char usage[] =
     "  --data DIR            data directory (created if missing)\n"
     "  --listen HOST:PORT    address to listen on (port 0: any free port;\n"
     "                        the bound port is logged as \"listening\")\n"
-    "  --keys FILE           JSON object mapping write key -> tenant id\n"
+    "  --keys FILE           JSON object mapping write key -> tenant id;\n"
+    "                        reloaded on SIGHUP (a bad file keeps the old\n"
+    "                        keys) and replaced by PUT /v1/admin/keys\n"
+    "  --admin-tokens FILE   JSON array of admin tokens (16-200 bytes) for\n"
+    "                        /v1/admin/... (Authorization: Bearer TOKEN):\n"
+    "                        keys and rules without a restart; reloaded on\n"
+    "                        SIGHUP.  Without it the admin API answers 401\n"
+    "  --access-log on|off   a JSON log line per request (default on);\n"
+    "                        4xx/5xx answers are logged either way\n"
     "  --threads N           writer threads calling es_append (default:\n"
     "                        one per core, at least 2)\n"
     "  --memory-budget MB    3/8 for the store's memtables, 1/4 for\n"
@@ -63,12 +71,14 @@ static const char usage[] =
     "  --sync full|none      none: no fsync, tests/benchmarks only\n"
     "  --help, --version\n"
     "\n"
+    "Signals: SIGTERM/SIGINT drain and stop; SIGHUP reloads --keys and\n"
+    "--admin-tokens.\n"
     "Exit status: 0 after a clean SIGTERM, 1 on a runtime error, 2 on bad\n"
     "usage.  Logs are JSON lines on stderr.\n";
 
 static ingest_config g_cfg;
 static ingest_server *g_srv;
-static uv_signal_t g_sigterm, g_sigint;
+static uv_signal_t g_sigterm, g_sigint, g_sighup;
 static uv_timer_t g_drain_timer;
 static int g_draining;
 
@@ -100,7 +110,13 @@ static int parse_args(int argc, char **argv, ingest_config *cfg) {
       cfg->listen = val;
     else if (strcmp(a, "--keys") == 0)
       cfg->keys_path = val;
-    else if (strcmp(a, "--sync") == 0) {
+    else if (strcmp(a, "--admin-tokens") == 0)
+      cfg->admin_tokens_path = val;
+    else if (strcmp(a, "--access-log") == 0) {
+      if (strcmp(val, "on") && strcmp(val, "off"))
+        return die_usage("--access-log wants on or off, not \"%s\"", val);
+      cfg->access_log = strcmp(val, "on") == 0;
+    } else if (strcmp(a, "--sync") == 0) {
       if (strcmp(val, "full") && strcmp(val, "none"))
         return die_usage("--sync wants full or none, not \"%s\"", val);
       cfg->sync_none = strcmp(val, "none") == 0;
@@ -178,7 +194,15 @@ static void on_finished(void *ud) {
   (void)ud;
   uv_close((uv_handle_t *)&g_sigterm, NULL);
   uv_close((uv_handle_t *)&g_sigint, NULL);
+  uv_close((uv_handle_t *)&g_sighup, NULL);
   uv_close((uv_handle_t *)&g_drain_timer, NULL);
+}
+
+static void on_sighup(uv_signal_t *h, int signum) {
+  (void)h;
+  (void)signum;
+  ing_log("info", "SIGHUP: reloading --keys and --admin-tokens", "");
+  ingest_reload(g_srv);
 }
 
 static void on_signal(uv_signal_t *h, int signum) {
@@ -203,6 +227,7 @@ static void on_signal(uv_signal_t *h, int signum) {
 static int run(ingest_config *cfg, uv_loop_t *loop, es_db **db_out) {
   char host[256], extra[512];
   int port = 0, bound = 0, rc;
+  size_t budget_bytes = cfg->memory_budget_bytes; /* the --memory-budget */
   if ((rc = split_listen(cfg->listen, host, sizeof host, &port)))
     return rc;
   es_options o;
@@ -224,17 +249,27 @@ static int run(ingest_config *cfg, uv_loop_t *loop, es_db **db_out) {
   o.dedupe_window_us = cfg->dedupe_window_us;
   cfg->memory_budget_bytes /= 4;
   cfg->tenant_bytes_max /= 4;
-  es_db *db;
-  if ((rc = es_open(&o, &db)) != ES_OK) {
-    fprintf(stderr, "es-ingestd: cannot open %s: %s: %s\n", o.data_dir,
-            es_strerror(rc), es_errdetail());
-    return 1;
-  }
-  *db_out = db;
+  /* Every file is checked before the store is opened (or created). */
   if ((g_srv = ingest_new(cfg, on_finished, NULL)) == NULL) {
     fprintf(stderr, "es-ingestd: out of memory\n");
     return 1;
   }
+  if ((rc = ingest_load(g_srv)) != 0)
+    return rc;
+  es_db *db;
+  if ((rc = es_open(&o, &db)) != ES_OK) {
+    fprintf(stderr, "es-ingestd: cannot open %s: %s: %s\n", o.data_dir,
+            es_strerror(rc), es_errmsg());
+    if (rc == ES_EBUSY)
+      fprintf(stderr,
+              "es-ingestd: another process holds the store (its PID "
+              "is in %s/LOCK): one es-ingestd per data directory; "
+              "es-queryd and esctl's read commands open it "
+              "read-only beside it\n",
+              o.data_dir);
+    return 1;
+  }
+  *db_out = db;
   if ((rc = ingest_start(g_srv, loop, db, host, port, &bound)) != 0) {
     uv_run(loop, UV_RUN_DEFAULT); /* the handles it opened are closing */
     return rc;
@@ -244,11 +279,13 @@ static int run(ingest_config *cfg, uv_loop_t *loop, es_db **db_out) {
   uv_timer_init(loop, &g_drain_timer);
   uv_signal_start(&g_sigterm, on_signal, SIGTERM);
   uv_signal_start(&g_sigint, on_signal, SIGINT);
+  uv_signal_init(loop, &g_sighup);
+  uv_signal_start(&g_sighup, on_sighup, SIGHUP);
   snprintf(extra, sizeof extra,
            ",\"host\":\"%s\",\"port\":%d,\"threads\":%d,\"tenants\":%zu,"
            "\"memory_budget_bytes\":%zu",
            host, bound, cfg->threads, ingest_tenants_count(g_srv),
-           cfg->memory_budget_bytes);
+           budget_bytes);
   ing_log("info", "listening", extra);
   uv_run(loop, UV_RUN_DEFAULT);
   return 0;

@@ -69,10 +69,7 @@ static void run_query(qd_work *w) {
   if (rc == ES_EINVAL) {
     /* invariant 2: "spec: ..." names the caller's own field */
     char d[sizeof w->err];
-    snprintf(d, sizeof d, "%s", es_errdetail());
-    char *where = strrchr(d, '(');
-    if (where && where > d && strstr(where, ".c:")) /* "(query.c:270)" */
-      where[-1] = '\0';
+    snprintf(d, sizeof d, "%s", es_errmsg()); /* no "(query.c:270)" */
     fail(w, rc, strncmp(d, "spec: ", 6) == 0 ? d : "bad query spec");
     return;
   }

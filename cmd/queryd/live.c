@@ -21,8 +21,10 @@
  * tick sends no counts), so the query stays small.
  *
  * The feed is a scan of the tenant's last live_window_s seconds by event
- * time, keeping events received after the previous tick's newest receive
- * time minus FEED_OVERLAP_US (appends on different writer threads become
+ * time (and any later event time), keeping the newest by receive time
+ * (qd_latest_events: a future-dated event cannot pin it) among those
+ * received after the previous tick's newest receive time minus
+ * FEED_OVERLAP_US (appends on different writer threads become
  * visible slightly out of receive order); a ring of recently sent
  * messageId hashes keeps an event from being sent twice.
  *
@@ -204,6 +206,57 @@ static int seen_has(const qd_tenant *t, uint64_t h) {
   return 0;
 }
 
+/* One event kept by the feed: its receive time, its place in the scan
+ * (ties), and its JSON. */
+typedef struct feed_slot {
+  int64_t recv_us;
+  uint64_t seq;
+  seg_buf json;
+} feed_slot;
+
+/* Whether a was received before b (the scan's order breaks ties). */
+static int feed_older(const feed_slot *a, const feed_slot *b) {
+  return a->recv_us != b->recv_us ? a->recv_us < b->recv_us : a->seq < b->seq;
+}
+
+/* Restores the min-heap (oldest received at heap[0]) below i. */
+static void feed_sift_down(feed_slot *heap, size_t n, size_t i) {
+  for (;;) {
+    size_t l = 2 * i + 1, r = l + 1, m = i;
+    if (l < n && feed_older(&heap[l], &heap[m]))
+      m = l;
+    if (r < n && feed_older(&heap[r], &heap[m]))
+      m = r;
+    if (m == i)
+      return;
+    feed_slot t = heap[i];
+    heap[i] = heap[m];
+    heap[m] = t;
+    i = m;
+  }
+}
+
+static void feed_sift_up(feed_slot *heap, size_t i) {
+  while (i > 0 && feed_older(&heap[i], &heap[(i - 1) / 2])) {
+    feed_slot t = heap[i];
+    heap[i] = heap[(i - 1) / 2];
+    heap[(i - 1) / 2] = t;
+    i = (i - 1) / 2;
+  }
+}
+
+static int feed_newer_first(const void *a, const void *b) {
+  return feed_older(b, a) ? -1 : feed_older(a, b) ? 1 : 0;
+}
+
+/*
+ * The feed orders by receive time, not event time: an event dated in the
+ * future (a wrong client clock, or anyone with the public write key)
+ * stays only until `limit` newer events arrive, instead of pinning the
+ * top of the feed.  A min-heap of `limit` slots keeps the newest received
+ * while the scan runs (each event is written as JSON only when it
+ * enters).
+ */
 int qd_latest_events(qd_server *srv, const char *tenant, size_t limit,
                      int64_t recv_after_us, qd_tenant *seen, seg_buf *out,
                      int64_t *max_recv_out) {
@@ -212,15 +265,18 @@ int qd_latest_events(qd_server *srv, const char *tenant, size_t limit,
   es_event ev;
   int rc;
   size_t n = 0;
+  uint64_t seq = 0;
   int64_t max_recv = recv_after_us;
-  seg_buf *ring = calloc(limit ? limit : 1, sizeof *ring);
-  if (ring == NULL)
+  if (limit == 0)
+    limit = 1;
+  feed_slot *heap = calloc(limit, sizeof *heap);
+  if (heap == NULL)
     return ES_ENOMEM;
   es_scan_spec_init(&spec);
   spec.tenant = tenant;
   spec.from_us = qd_now_us() - srv->cfg.live_window_s * INT64_C(1000000);
   if ((rc = es_scan(srv->db, &spec, &cur)) != ES_OK) {
-    free(ring);
+    free(heap);
     return rc;
   }
   while ((rc = es_cursor_next(cur, &ev)) == 1) {
@@ -234,31 +290,46 @@ int qd_latest_events(qd_server *srv, const char *tenant, size_t limit,
         continue;
       seen->feed_seen[seen->feed_seen_next++ % QD_FEED_SEEN] = h;
     }
-    seg_buf *slot = &ring[n++ % limit];
-    slot->len = 0;
-    if (seg_event_write(slot, &ev)) {
+    feed_slot cand = {ev.recv_us, seq++, {0}};
+    size_t at;
+    if (n < limit) {
+      at = n++;
+      seg_buf_init(&heap[at].json);
+    } else if (feed_older(&heap[0], &cand)) {
+      at = 0; /* replaces the oldest received */
+    } else {
+      continue;
+    }
+    heap[at].recv_us = cand.recv_us;
+    heap[at].seq = cand.seq;
+    heap[at].json.len = 0;
+    if (seg_event_write(&heap[at].json, &ev)) {
       rc = ES_ENOMEM;
       break;
     }
+    if (at == 0 && n == limit)
+      feed_sift_down(heap, n, 0);
+    else
+      feed_sift_up(heap, at);
   }
   es_cursor_close(cur);
+  qsort(heap, n, sizeof *heap, feed_newer_first);
   if (rc == 0 && seg_buf_put(out, "{\"events\":[", 11))
     rc = ES_ENOMEM;
-  size_t kept = n < limit ? n : limit;
-  for (size_t i = 0; rc == 0 && i < kept; i++) { /* newest first */
-    seg_buf *s = &ring[(n - 1 - i) % limit];
-    if ((i && seg_buf_put(out, ",", 1)) || seg_buf_put(out, s->data, s->len))
+  for (size_t i = 0; rc == 0 && i < n; i++) { /* newest received first */
+    if ((i && seg_buf_put(out, ",", 1)) ||
+        seg_buf_put(out, heap[i].json.data, heap[i].json.len))
       rc = ES_ENOMEM;
   }
   if (rc == 0 && seg_buf_put(out, "]}", 2))
     rc = ES_ENOMEM;
-  for (size_t i = 0; i < limit; i++)
-    seg_buf_free(&ring[i]);
-  free(ring);
+  for (size_t i = 0; i < n; i++)
+    seg_buf_free(&heap[i].json);
+  free(heap);
   if (max_recv_out)
     *max_recv_out = max_recv;
   if (rc == 0)
-    return (int)kept;
+    return (int)n;
   return rc < 0 ? rc : ES_EIO;
 }
 
@@ -387,7 +458,7 @@ static void on_tick(uv_timer_t *timer) {
   int64_t now = qd_now_us();
   srv->m.ticks++;
   for (size_t i = 0; i < srv->tenants_count; i++) {
-    qd_tenant *t = &srv->tenants[i];
+    qd_tenant *t = srv->tenants[i];
     if (t->streams == NULL || t->tick_busy)
       continue;
     tick_work *tw = calloc(1, sizeof *tw);
@@ -474,7 +545,7 @@ void qd_live_free(qd_server *srv) {
   }
   srv->trig.head = srv->trig.tail = NULL;
   for (size_t i = 0; i < srv->tenants_count; i++) {
-    qd_tenant *t = &srv->tenants[i];
+    qd_tenant *t = srv->tenants[i];
     for (size_t k = 0; k < t->firings_count; k++)
       firing_free(t->firings[(t->firings_head + k) % QD_FIRINGS_KEPT]);
     t->firings_count = 0;

@@ -198,7 +198,7 @@ static int token_cmp(const void *a, const void *b) {
 }
 
 static int tenant_cmp(const void *a, const void *b) {
-  return strcmp(((const qd_tenant *)a)->id, ((const qd_tenant *)b)->id);
+  return strcmp((*(qd_tenant *const *)a)->id, (*(qd_tenant *const *)b)->id);
 }
 
 /* Compares without stopping at the first difference, so the time taken
@@ -222,77 +222,137 @@ qd_tenant *qd_tenant_for_token(const qd_server *srv, const char *token) {
 }
 
 qd_tenant *qd_tenant_by_id(const qd_server *srv, const char *id) {
-  qd_tenant k;
-  if (strlen(id) > ES_TENANT_LEN_MAX)
+  qd_tenant k, *kp = &k;
+  if (strlen(id) > ES_TENANT_LEN_MAX || srv->tenants_count == 0)
     return NULL;
   snprintf(k.id, sizeof k.id, "%s", id);
-  return bsearch(&k, srv->tenants, srv->tenants_count, sizeof k, tenant_cmp);
+  qd_tenant **hit = bsearch(&kp, srv->tenants, srv->tenants_count,
+                            sizeof *srv->tenants, tenant_cmp);
+  return hit ? *hit : NULL;
 }
 
-/* Loads --tokens into srv->tokens and srv->tenants; 0 or an exit code. */
-static int load_tokens(qd_server *srv, const char *path) {
-  char yerr[256];
+/* The tenant id, created when new (kept sorted); NULL when out of
+ * memory.  Tenants are never freed before the end: connections, ticks
+ * and firings point at them, and a reload may drop their last token. */
+static qd_tenant *tenant_get(qd_server *srv, const char *id) {
+  qd_tenant *t = qd_tenant_by_id(srv, id);
+  if (t != NULL)
+    return t;
+  if (srv->tenants_count == srv->tenants_cap) {
+    size_t cap = srv->tenants_cap ? srv->tenants_cap * 2 : 16;
+    qd_tenant **grown = realloc(srv->tenants, cap * sizeof *grown);
+    if (grown == NULL)
+      return NULL;
+    srv->tenants = grown;
+    srv->tenants_cap = cap;
+  }
+  if ((t = calloc(1, sizeof *t)) == NULL)
+    return NULL;
+  snprintf(t->id, sizeof t->id, "%s", id);
+  srv->tenants[srv->tenants_count++] = t;
+  qsort(srv->tenants, srv->tenants_count, sizeof *srv->tenants, tenant_cmp);
+  return t;
+}
+
+static void tokens_free(qd_token *tokens, size_t n) {
+  for (size_t i = 0; tokens && i < n; i++)
+    free(tokens[i].token);
+  free(tokens);
+}
+
+/*
+ * Replaces srv->tokens with those of path, atomically: the file is
+ * checked whole, and on any fault the old tokens stay and err says why
+ * (never quoting a token).  New tenants are created.  0, -1 (a bad
+ * file) or -2 (an unreadable one: err names the flag and path).
+ */
+static int tokens_replace(qd_server *srv, const char *path, char *err,
+                          size_t err_size) {
+  char yerr[256] = "";
   char *text = svc_read_file(path, TOKENS_FILE_BYTES_MAX, NULL);
   if (text == NULL) {
-    fprintf(stderr, "es-queryd: cannot read --tokens %s: %s\n", path,
-            strerror(errno));
-    return 2;
+    snprintf(err, err_size, "cannot read --tokens %s: %s", path,
+             strerror(errno));
+    return -2;
   }
   yajl_val root = yajl_tree_parse(text, yerr, sizeof yerr);
   free(text);
-  if (!YAJL_IS_OBJECT(root) || root->u.object.len == 0) {
-    yajl_tree_free(root);
-    fprintf(stderr,
-            "es-queryd: --tokens %s: want a non-empty JSON object of "
-            "\"token\": \"tenant\"\n",
-            path);
-    return 2;
-  }
-  size_t n = root->u.object.len;
-  srv->tokens = calloc(n, sizeof *srv->tokens);
-  srv->tenants = calloc(n, sizeof *srv->tenants);
-  if (!srv->tokens || !srv->tenants) {
-    yajl_tree_free(root);
-    fprintf(stderr, "es-queryd: out of memory\n");
-    return 1;
-  }
-  for (size_t i = 0; i < n; i++) { /* the distinct tenants, sorted */
+  size_t n = YAJL_IS_OBJECT(root) ? root->u.object.len : 0;
+  int bad = n == 0;
+  for (size_t i = 0; !bad && i < n; i++) {
     const char *tok = root->u.object.keys[i];
     yajl_val v = root->u.object.values[i];
-    if (!YAJL_IS_STRING(v) || !svc_tenant_ok(v->u.string) || strlen(tok) < 8 ||
-        strlen(tok) > 200) {
-      fprintf(stderr,
-              "es-queryd: --tokens %s: each token (8-200 bytes) "
-              "must map to a tenant id of 1-64 [A-Za-z0-9_-]\n",
-              path);
-      yajl_tree_free(root);
-      return 2;
-    }
-    if (qd_tenant_by_id(srv, v->u.string) == NULL) {
-      snprintf(srv->tenants[srv->tenants_count++].id, ES_TENANT_LEN_MAX + 1,
-               "%s", v->u.string);
-      qsort(srv->tenants, srv->tenants_count, sizeof *srv->tenants, tenant_cmp);
-    }
+    bad = !YAJL_IS_STRING(v) || !svc_tenant_ok(v->u.string) ||
+          strlen(tok) < 8 || strlen(tok) > 200;
   }
-  for (size_t i = 0; i < n; i++) {
-    srv->tokens[i].token = strdup(root->u.object.keys[i]);
-    srv->tokens[i].tenant =
-        qd_tenant_by_id(srv, root->u.object.values[i]->u.string);
-    srv->tokens_count = i + 1;
-    if (srv->tokens[i].token == NULL) {
-      yajl_tree_free(root);
-      fprintf(stderr, "es-queryd: out of memory\n");
-      return 1;
+  if (bad) {
+    yajl_tree_free(root);
+    snprintf(err, err_size,
+             "want a non-empty JSON object of \"token\": \"tenant\", each "
+             "token (8-200 bytes) mapping to a tenant id of 1-64 "
+             "[A-Za-z0-9_-]");
+    return -1;
+  }
+  size_t tenants_before = srv->tenants_count;
+  qd_token *tokens = calloc(n, sizeof *tokens);
+  for (size_t i = 0; tokens && i < n; i++) {
+    tokens[i].token = strdup(root->u.object.keys[i]);
+    tokens[i].tenant = tenant_get(srv, root->u.object.values[i]->u.string);
+    if (tokens[i].token == NULL || tokens[i].tenant == NULL) {
+      tokens_free(tokens, n);
+      tokens = NULL;
     }
   }
   yajl_tree_free(root);
-  qsort(srv->tokens, srv->tokens_count, sizeof *srv->tokens, token_cmp);
-  for (size_t i = 1; i < srv->tokens_count; i++)
-    if (strcmp(srv->tokens[i].token, srv->tokens[i - 1].token) == 0) {
-      fprintf(stderr, "es-queryd: --tokens %s: duplicate token\n", path);
-      return 2;
+  if (tokens == NULL) {
+    snprintf(err, err_size, "out of memory");
+    return -1;
+  }
+  qsort(tokens, n, sizeof *tokens, token_cmp);
+  for (size_t i = 1; i < n; i++)
+    if (strcmp(tokens[i].token, tokens[i - 1].token) == 0) {
+      snprintf(err, err_size, "a token appears twice");
+      tokens_free(tokens, n);
+      return -1;
     }
+  int reload = srv->tokens != NULL;
+  tokens_free(srv->tokens, srv->tokens_count);
+  srv->tokens = tokens;
+  srv->tokens_count = n;
+  char extra[128];
+  snprintf(extra, sizeof extra, ",\"tokens\":%zu,\"tenants_new\":%zu", n,
+           srv->tenants_count - tenants_before);
+  if (reload) /* the start's counts are in the "listening" line */
+    qd_log("info", "query tokens reloaded", extra);
   return 0;
+}
+
+/* Loads --tokens at the start; 0 or an exit code. */
+static int load_tokens(qd_server *srv, const char *path) {
+  char err[512];
+  int rc = tokens_replace(srv, path, err, sizeof err);
+  if (rc == -2)
+    fprintf(stderr, "es-queryd: %s\n", err);
+  else if (rc != 0)
+    fprintf(stderr, "es-queryd: --tokens %s: %s\n", path, err);
+  return rc == 0 ? 0 : 2;
+}
+
+/* SIGHUP: --tokens again (a bad file keeps the old tokens, logged), and
+ * in embedded mode the ingest service's keys. */
+static void on_sighup(uv_signal_t *h, int signum) {
+  qd_server *srv = h->data;
+  char err[512], extra[640];
+  (void)signum;
+  qd_log("info", "SIGHUP: reloading --tokens", "");
+  if (tokens_replace(srv, srv->cfg.tokens_path, err, sizeof err)) {
+    snprintf(extra, sizeof extra, ",\"file\":\"--tokens\",\"reason\":");
+    size_t n = strlen(extra);
+    svc_json_string(extra + n, sizeof extra - n, err);
+    qd_log("warning", "reload refused: keeping the old query tokens", extra);
+  }
+  if (srv->ingest)
+    ingest_reload(srv->ingest);
 }
 
 /* ----------------------------------------------------------------------
@@ -316,6 +376,8 @@ void qd_maybe_finish(qd_server *srv) {
   qd_live_stop(srv);
   uv_close((uv_handle_t *)&srv->sigterm, NULL);
   uv_close((uv_handle_t *)&srv->sigint, NULL);
+  if (srv->sighup.data)
+    uv_close((uv_handle_t *)&srv->sighup, NULL);
   uv_close((uv_handle_t *)&srv->drain_timer, NULL);
 }
 
@@ -335,9 +397,9 @@ static void on_signal(uv_signal_t *h, int signum) {
 }
 
 static void free_server(qd_server *srv) {
-  for (size_t i = 0; i < srv->tokens_count; i++)
-    free(srv->tokens[i].token);
-  free(srv->tokens);
+  tokens_free(srv->tokens, srv->tokens_count);
+  for (size_t i = 0; i < srv->tenants_count; i++)
+    free(srv->tenants[i]);
   free(srv->tenants);
 }
 
@@ -362,8 +424,7 @@ static int open_store(qd_server *srv) {
   int rc = es_open(&o, &srv->db);
   if (rc != ES_OK) {
     fprintf(stderr, "es-queryd: cannot open %s%s: %s: %s\n", o.data_dir,
-            srv->read_only ? " read-only" : "", es_strerror(rc),
-            es_errdetail());
+            srv->read_only ? " read-only" : "", es_strerror(rc), es_errmsg());
     return 1;
   }
   return 0;
@@ -432,6 +493,9 @@ static int run(qd_server *srv) {
   }
   uv_signal_start(&srv->sigterm, on_signal, SIGTERM);
   uv_signal_start(&srv->sigint, on_signal, SIGINT);
+  uv_signal_init(srv->loop, &srv->sighup);
+  srv->sighup.data = srv;
+  uv_signal_start(&srv->sighup, on_sighup, SIGHUP);
   snprintf(extra, sizeof extra,
            ",\"host\":\"%s\",\"port\":%d,\"mode\":\"%s\",\"tenants\":%zu,"
            "\"ingest_port\":%d",

@@ -99,12 +99,15 @@ typedef struct qd_server {
   es_db *db;
   int read_only;
   int64_t started_us;
-  qd_tenant *tenants; /* sorted by id; immutable after start-up */
-  size_t tenants_count;
+  /* Every tenant --tokens named since the start, sorted by id, each
+   * allocated once (connections, ticks and firings point at them); a
+   * SIGHUP reload adds tenants and replaces tokens, never frees one. */
+  qd_tenant **tenants;
+  size_t tenants_count, tenants_cap;
   qd_token *tokens; /* sorted by token */
   size_t tokens_count;
-  hconn_host http; /* listener and connections (hconn.h) */
-  uv_signal_t sigterm, sigint;
+  hconn_host http;                     /* listener and connections (hconn.h) */
+  uv_signal_t sigterm, sigint, sighup; /* sighup.data: set once started */
   uv_timer_t tick_timer, drain_timer;
   int draining, finished;
   size_t streams, works_pending;

@@ -211,18 +211,44 @@ static int posix_list(es_vfs *vfs, const char *path, es_list_fn fn, void *ud) {
   return rc;
 }
 
+/* The PID a lock holder wrote into its LOCK file (posix_lock), 0 when
+ * there is none to read. */
+static long lock_holder_pid(int fd) {
+  char buf[24];
+  ssize_t n = pread(fd, buf, sizeof(buf) - 1, 0);
+  if (n <= 0)
+    return 0;
+  buf[n] = '\0';
+  long pid = 0;
+  for (ssize_t i = 0; i < n && buf[i] >= '0' && buf[i] <= '9'; i++)
+    pid = pid * 10 + (buf[i] - '0');
+  return pid;
+}
+
+/* Takes the lock and writes this process's PID into the file, so that a
+ * second process refused the lock can say which process holds it.  The
+ * PID is a hint for people (never synced, never trusted by the library):
+ * the flock is the lock. */
 static int posix_lock(es_vfs *vfs, const char *path, es_file **file_out) {
   int rc = posix_open(vfs, path, ES_IO_WRITE | ES_IO_CREATE, file_out);
   if (rc < 0)
     return rc;
-  if (flock((*file_out)->fd, LOCK_EX | LOCK_NB) != 0) {
+  int fd = (*file_out)->fd;
+  if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
     int e = errno;
+    long pid = e == EWOULDBLOCK ? lock_holder_pid(fd) : 0;
     posix_close(vfs, *file_out);
     *file_out = NULL;
+    if (e == EWOULDBLOCK && pid > 0)
+      return ES_ERR(ES_EBUSY, "%s is locked by process %ld", path, pid);
     if (e == EWOULDBLOCK)
       return ES_ERR(ES_EBUSY, "%s is locked by another process", path);
     return IO_ERR(e, "lock %s", path);
   }
+  char pid[24];
+  int n = snprintf(pid, sizeof(pid), "%ld\n", (long)getpid());
+  int hint_ok = ftruncate(fd, 0) == 0 && pwrite(fd, pid, (size_t)n, 0) == n;
+  (void)hint_ok; /* only a hint: the lock is held either way */
   return ES_OK;
 }
 

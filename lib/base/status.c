@@ -14,6 +14,7 @@
 #include "base/status.h"
 
 static _Thread_local char status_detail[512];
+static _Thread_local char status_message[512];
 
 static const char *const status_names[] = {
     "ok",
@@ -49,6 +50,39 @@ const char *es_strerror(int status) {
 
 /* The calling thread's last error detail (never NULL). */
 const char *es_errdetail(void) { return status_detail; }
+
+/* Whether s starts a " (name.c:123)" source location; its length if so. */
+static size_t status_location_len(const char *s) {
+  if (s[0] != ' ' || s[1] != '(')
+    return 0;
+  size_t i = 2;
+  while (s[i] == '_' || s[i] == '-' || s[i] == '.' ||
+         (s[i] >= 'a' && s[i] <= 'z') || (s[i] >= 'A' && s[i] <= 'Z') ||
+         (s[i] >= '0' && s[i] <= '9'))
+    i++;
+  if (i < 5 || s[i - 2] != '.' || s[i - 1] != 'c' || s[i] != ':')
+    return 0;
+  size_t digits = ++i;
+  while (s[i] >= '0' && s[i] <= '9')
+    i++;
+  return i > digits && s[i] == ')' ? i + 1 : 0;
+}
+
+/* The detail without its " (file.c:line)" locations, for the people a
+ * server or tool shows errors to (the detail itself goes to debug logs). */
+const char *es_errmsg(void) {
+  size_t out = 0;
+  for (const char *s = status_detail; *s != '\0';) {
+    size_t skip = status_location_len(s);
+    if (skip > 0) {
+      s += skip;
+      continue;
+    }
+    status_message[out++] = *s++;
+  }
+  status_message[out] = '\0';
+  return status_message;
+}
 
 /* Clears the detail at the start of a public call. */
 void es__error_clear(void) { status_detail[0] = '\0'; }

@@ -135,8 +135,11 @@ static int compact_tenant(es_db *db, es_tenant *t, const es_compact_options *o,
                             .ud = &cutoff,
                             .memory_bytes = o->memory_bytes};
     es_rewrite_stats st;
+    int64_t t0 = es__clock_mono_us();
     rc = es__rewrite(db, t, in, nin, &spec, &st);
     if (rc == ES_OK) {
+      es__stats_time(&db->st_merges, &db->st_merge_us, &db->st_merge_us_max,
+                     es__clock_mono_us() - t0);
       rep->segments_in += st.segments_in;
       rep->segments_out += st.segments_out;
       rep->rows_in += st.rows_in;

@@ -303,6 +303,7 @@ static void *writer_main(void *arg) {
       if (rc < 0)
         es__db_log(db, 1, "WAL reclaim: %s", es_errdetail());
     }
+    atomic_store(&sh->wal_bytes, es__wal_bytes(sh->wal)); /* es_stats */
     int64_t now = es__clock_mono_us();
     if (!failed && (now - last_age_check >= DB_AGE_CHECK_US ||
                     atomic_exchange(&sh->pressure, 0))) {
@@ -941,6 +942,13 @@ int es__db_open(const es_options *opts_in, es_vfs *vfs,
     ES_CHECK(es__open_read_only(db));
     *db_out = db;
     return ES_OK;
+  }
+  if (opts->must_exist) { /* a mistyped path must not become a store */
+    uint32_t shards = 0;
+    rc = es__esdb_read(vfs, db->dir, &shards);
+    if (rc == ES_ENOTFOUND)
+      ES_CHECK(ES_ERR(ES_ENOTFOUND, "no store in %s", db->dir));
+    ES_CHECK(rc);
   }
   ES_CHECK(vfs->mkdir(vfs, db->dir));
   ES_CHECK(es__path_join(path, sizeof(path), db->dir, "LOCK"));

@@ -143,9 +143,11 @@ struct es_shard {
   pthread_cond_t work_cv;
   es_req *head, *tail;
   int stop, started;
-  atomic_int reclaim;  /* set by the flusher after a manifest commit */
-  atomic_int pressure; /* set by appenders waiting for memory */
-  es_wal *wal;         /* writer thread only (after open) */
+  atomic_int reclaim;         /* set by the flusher after a manifest commit */
+  atomic_int pressure;        /* set by appenders waiting for memory */
+  es_wal *wal;                /* writer thread only (after open) */
+  _Atomic uint64_t wal_bytes; /* es__wal_bytes(wal), published by the
+                                 writer for es_stats */
   uint64_t next_lsn;
   es_tenant *tenants; /* list, guarded by db->tenants_mu */
   es_buf frame;
@@ -201,6 +203,10 @@ struct es_db {
   pthread_t compactor;
   /* the commit path's subscribers and pending removals (commit.c) */
   struct es_commit_state *commit;
+  /* es_stats (stats.c): flushes by the flusher, merges by es__rewrite's
+   * callers in compact.c */
+  _Atomic uint64_t st_flushes, st_flush_us, st_flush_us_max;
+  _Atomic uint64_t st_merges, st_merge_us, st_merge_us_max;
   /* memory budget */
   struct es_ddcache *ddc;     /* dedupe.c: confirmed row groups */
   atomic_size_t mem_bytes;    /* all memtables */
@@ -259,6 +265,10 @@ void es__tenant_view_release(es_tenant_view *v);
 int es__open_read_only(es_db *db) ES_MUST_CHECK;
 /* Re-reads a tenant's MANIFEST and applies it when it changed. */
 int es__tenant_ro_refresh(es_db *db, es_tenant *t) ES_MUST_CHECK;
+
+/* stats.c: adds one timed operation to a total, a count and a max. */
+void es__stats_time(_Atomic uint64_t *count, _Atomic uint64_t *total_us,
+                    _Atomic uint64_t *max_us, int64_t took_us);
 
 /* The flusher thread's body and its job queue. */
 void *es__flusher_main(void *arg);

@@ -584,9 +584,13 @@ void *es__flusher_main(void *arg) {
     pthread_mutex_unlock(&db->flush_mu);
     int rc = ES_EFAILED;
     if (!atomic_load(&db->failed)) {
+      int64_t t0 = es__clock_mono_us();
       pthread_mutex_lock(&job.tenant->man_mu);
       rc = flush_one(db, job.tenant, job.mt);
       pthread_mutex_unlock(&job.tenant->man_mu);
+      if (rc == ES_OK)
+        es__stats_time(&db->st_flushes, &db->st_flush_us, &db->st_flush_us_max,
+                       es__clock_mono_us() - t0);
     }
     rc = es__gate_io_error(db, ES_GATE_FLUSH, rc);
     if (rc == ES_EDEGRADED) {

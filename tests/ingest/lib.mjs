@@ -34,10 +34,10 @@ export function removeDir(dir) {
 }
 
 // Starts es-ingestd; resolves once its "listening" line names the port.
-export function startServer(dir, { port = 0, args = [] } = {}) {
+export function startServer(dir, { port = 0, args = [], host = '127.0.0.1' } = {}) {
   return new Promise((resolve, reject) => {
     const proc = spawn(INGESTD, ['--data', path.join(dir, 'data'),
-      '--listen', `127.0.0.1:${port}`, '--keys', path.join(dir, 'keys.json'),
+      '--listen', `${host}:${port}`, '--keys', path.join(dir, 'keys.json'),
       ...args], { stdio: ['ignore', 'ignore', 'pipe'] });
     let log = '';
     let done = false;

@@ -30,7 +30,7 @@ test('bad usage: exit 2, one line naming the problem', () => {
     [[], /--data, --listen and --tokens are required/],
     [[...base, '--tokens', tokens, '--bogus', 'x'], /unknown flag --bogus/],
     [[...base, '--tokens', tokens, '--live-window-s', '0'], /--live-window-s wants a whole number/],
-    [['--data', 'd', '--listen', 'nocolon', '--tokens', tokens], /--listen wants HOST:PORT/],
+    [['--data', 'd', '--listen', 'nocolon', '--tokens', tokens], /--listen wants IP:PORT \(127\.0\.0\.1:8080.*localhost:8080\)/],
     [[...base, '--tokens', path.join(dir, 'missing.json')], /cannot read --tokens/],
     [[...base, '--tokens', bad], /each token \(8-200 bytes\)/],
     [[...base, '--tokens', tokens, '--ingest-listen', '127.0.0.1:0'], /--ingest-listen and --keys go together/],

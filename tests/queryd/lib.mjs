@@ -78,7 +78,7 @@ function startProc(bin, args, name) {
 }
 
 // Starts the servers of MODE on dir; resolves {query, ingest, ingestUrl}.
-export async function startServers(dir, { webhooks } = {}) {
+export async function startServers(dir, { webhooks, ingestArgs = [] } = {}) {
   const data = path.join(dir, 'data');
   const tokens = path.join(dir, 'tokens.json');
   const keys = path.join(dir, 'keys.json');
@@ -94,7 +94,7 @@ export async function startServers(dir, { webhooks } = {}) {
     return { query: q, procs: [q], ingestUrl: `http://127.0.0.1:${q.ingestPort}` };
   }
   const ing = await startProc(INGESTD, ['--data', data, '--listen', '127.0.0.1:0',
-    '--keys', keys, '--sync', 'none'], 'es-ingestd');
+    '--keys', keys, '--sync', 'none', ...ingestArgs], 'es-ingestd');
   let q;
   try {
     q = await startProc(QUERYD, ['--data', data, '--listen', '127.0.0.1:0',

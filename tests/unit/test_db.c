@@ -29,6 +29,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "eventstore.h"
 #include "unit.h"
@@ -656,6 +657,14 @@ END_TEST
 /* ---- refusals
  * ---------------------------------------------------------------- */
 
+/* The length of " (file:123)" in detail (0 when absent). */
+static size_t location_len(const char *detail, const char *file) {
+  char open[32];
+  snprintf(open, sizeof(open), " (%s:", file);
+  const char *at = strstr(detail, open);
+  return at ? (size_t)(strchr(at, ')') + 1 - at) : 0;
+}
+
 START_TEST(test_open_twice_busy) {
   char dir[512];
   ut_tmpdir(dir, sizeof(dir), "db-busy");
@@ -666,6 +675,24 @@ START_TEST(test_open_twice_busy) {
   ck_assert_int_eq(es_open(&o, &db2), ES_EBUSY);
   ck_assert_ptr_null(db2);
   ck_assert_ptr_nonnull(strstr(es_errdetail(), "LOCK"));
+  /* the holder wrote its PID into LOCK: the refusal names it */
+  char pid[64];
+  snprintf(pid, sizeof(pid), "locked by process %ld", (long)getpid());
+  ck_assert_msg(strstr(es_errdetail(), pid) != NULL, "%s", es_errdetail());
+  /* the detail carries two locations (io.c's, then db.c's); the message
+   * none, and the rest of the text unchanged */
+  ck_assert_ptr_nonnull(strstr(es_errdetail(), "(io.c:"));
+  ck_assert_ptr_nonnull(strstr(es_errdetail(), "(db.c:"));
+  ck_assert_ptr_null(strstr(es_errmsg(), ".c:"));
+  ck_assert_ptr_nonnull(strstr(es_errmsg(), pid));
+  ck_assert_uint_eq(strlen(es_errmsg()),
+                    strlen(es_errdetail()) -
+                        location_len(es_errdetail(), "io.c") -
+                        location_len(es_errdetail(), "db.c"));
+  /* a read-only handle opens beside the writer */
+  o.read_only = 1;
+  ck_assert_int_eq(es_open(&o, &db2), ES_OK);
+  ck_assert_int_eq(es_close(db2), ES_OK);
   /* the first handle is unaffected */
   append_range(db, "t", "t", 0, 3, NULL);
   check_tenant(db, "t", "t", 3, NULL);
@@ -673,6 +700,79 @@ START_TEST(test_open_twice_busy) {
   /* released on close */
   db = open_db(dir, 1);
   check_tenant(db, "t", "t", 3, NULL);
+  close_db(db);
+  ut_rmrf(dir);
+}
+END_TEST
+
+/* must_exist and read-only handles never create a store: a mistyped
+ * path stays absent and the error says so, without source locations in
+ * es_errmsg() (es_errdetail() keeps them). */
+START_TEST(test_no_store_created) {
+  char dir[512], missing[600];
+  ut_tmpdir(dir, sizeof(dir), "db-nostore");
+  snprintf(missing, sizeof(missing), "%s/typo", dir);
+  for (int ro = 0; ro <= 1; ro++) {
+    es_options o;
+    opts_for(&o, missing, 1);
+    o.must_exist = !ro;
+    o.read_only = ro;
+    es_db *db = (es_db *)1;
+    ck_assert_int_eq(es_open(&o, &db), ES_ENOTFOUND);
+    ck_assert_ptr_null(db);
+    ck_assert_ptr_nonnull(strstr(es_errdetail(), "no store in"));
+    ck_assert_ptr_nonnull(strstr(es_errdetail(), ".c:"));
+    ck_assert_ptr_nonnull(strstr(es_errmsg(), "no store in"));
+    ck_assert_ptr_null(strstr(es_errmsg(), ".c:"));
+    ck_assert_ptr_null(strstr(es_errmsg(), "("));
+    FILE *f = fopen(missing, "r");
+    ck_assert_ptr_null(f); /* nothing was created */
+  }
+  /* must_exist on an existing store opens it */
+  close_db(open_db(dir, 1));
+  es_options o;
+  opts_for(&o, dir, 1);
+  o.must_exist = 1;
+  es_db *db = NULL;
+  ck_assert_int_eq(es_open(&o, &db), ES_OK);
+  ck_assert_int_eq(es_close(db), ES_OK);
+  ut_rmrf(dir);
+}
+END_TEST
+
+/* es_stats_get: WAL bytes after appends, segments and a timed flush
+ * after es_flush, merges after es_compact; a struct too small refused. */
+START_TEST(test_stats) {
+  char dir[512];
+  ut_tmpdir(dir, sizeof(dir), "db-stats");
+  es_db *db = open_db(dir, 1);
+  es_stats st;
+  ck_assert_int_eq(es_stats_get(db, &st), ES_OK);
+  ck_assert_uint_eq(st.struct_size, sizeof(st));
+  ck_assert_uint_eq(st.segments, 0);
+  ck_assert_uint_eq(st.flushes, 0);
+  for (int round = 0; round < 3; round++) {
+    append_range(db, "t", "t", round * 10, 10, NULL);
+    ck_assert_int_eq(es_flush(db, "t"), ES_OK);
+  }
+  ck_assert_int_eq(es_stats_get(db, &st), ES_OK);
+  ck_assert_uint_eq(st.tenants, 1);
+  ck_assert_uint_eq(st.tenants_loaded, 1);
+  ck_assert_uint_eq(st.segments, 3);
+  ck_assert_uint_eq(st.segment_rows, 30);
+  ck_assert_uint_gt(st.segment_bytes, 0);
+  ck_assert_uint_eq(st.flushes, 3);
+  ck_assert_uint_ge(st.flush_us_total, st.flush_us_max);
+  ck_assert_uint_gt(st.wal_bytes, 0);
+  ck_assert_int_eq(st.failed, 0);
+  es_compact_report rep;
+  ck_assert_int_eq(es_compact(db, "t", NULL, &rep), ES_OK);
+  ck_assert_int_eq(es_stats_get(db, &st), ES_OK);
+  ck_assert_uint_eq(st.merges, 1);
+  ck_assert_uint_eq(st.segments, 1);
+  ck_assert_uint_eq(st.segment_rows, 30);
+  ck_assert_int_eq(es_stats_get_sized(db, &st, 8), ES_EINVAL);
+  ck_assert_int_eq(es_stats_get(NULL, &st), ES_EINVAL);
   close_db(db);
   ut_rmrf(dir);
 }
@@ -1202,6 +1302,8 @@ static Suite *db_suite(void) {
   tcase_add_test(tc, test_person_filter);
   tcase_add_test(tc, test_reopen_replays);
   tcase_add_test(tc, test_open_twice_busy);
+  tcase_add_test(tc, test_no_store_created);
+  tcase_add_test(tc, test_stats);
   tcase_add_test(tc, test_invalid_options);
   tcase_add_test(tc, test_bad_tenant_and_events);
   tcase_add_test(tc, test_concurrent_appenders);

@@ -1,0 +1,59 @@
+/*
+ * admin.h -- es-ingestd's admin API (admin.c): write keys replaced live
+ * and rules put or deleted on the writer's handle, behind admin tokens.
+ * http.c routes the requests here and answers with what these return.
+ */
+#ifndef INGESTD_ADMIN_H
+#define INGESTD_ADMIN_H
+
+#include <stddef.h>
+#include <uv.h>
+
+#include "common/segment_json.h"
+#include "eventstore.h"
+
+typedef struct server server;
+
+/* A rule call (list, put, delete) run on libuv's pool (invariant 3). */
+typedef struct admin_op {
+  uv_work_t work;
+  es_db *db;
+  int method; /* llhttp's HTTP_GET (list), HTTP_PUT or HTTP_DELETE */
+  char tenant[ES_TENANT_LEN_MAX + 1];
+  char name[ES_TENANT_LEN_MAX + 1]; /* the rule's; "" for a list */
+  char *rule;                       /* PUT: the rule JSON, name filled in */
+  int status;                       /* the HTTP answer's, set by the work */
+  seg_buf out;                      /* the answer's JSON */
+  void *ud;                         /* http.c's conn; NULL once it closed */
+  char why[256];                    /* a refusal's message (the access log) */
+} admin_op;
+
+/* The message of the calling thread's last refusal (for the access log
+ * line of a 4xx/5xx); "" before any. */
+const char *admin_last_error(void);
+
+/* Whether the Authorization header value auth carries an admin token
+ * ("Bearer T"); constant time per token. */
+int admin_authorized(const server *srv, const char *auth);
+
+/* GET /v1/admin/keys: {"keys":{"writeKey":"tenant",...}} into out;
+ * the HTTP status. */
+int admin_keys_get(const server *srv, seg_buf *out);
+
+/* PUT /v1/admin/keys: the body replaces every write key (and the --keys
+ * file) or nothing; the HTTP status and its JSON into out. */
+int admin_keys_put(server *srv, const char *body, size_t len, seg_buf *out);
+
+/*
+ * A rule call for method on path (/v1/admin/tenants/T/rules[/NAME]) with
+ * the request's body: 0 and *op_out ready for admin_op_work, or an HTTP
+ * status with its JSON in out (bad name, unknown tenant, bad body).
+ */
+int admin_op_new(server *srv, int method, const char *path, size_t path_len,
+                 const char *body, size_t len, admin_op **op_out, seg_buf *out);
+/* The library call, on a pool thread: fills op->status and op->out. */
+void admin_op_work(uv_work_t *w);
+/* Logs what the call changed (loop thread), then frees it. */
+void admin_op_finish(admin_op *op);
+
+#endif /* INGESTD_ADMIN_H */
