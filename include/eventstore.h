@@ -54,6 +54,17 @@
  *     ES_EINVAL naming the option the library does not know, if it set
  *     one, instead of memory read past a struct.  A struct not filled by
  *     its _init macro (struct_size 0) is refused with ES_EINVAL.
+ * 10. es_event (in arrays, and as an output) and the result structs
+ *     (es_receipt, es_compact_report, es_rollup_report) carry no size of
+ *     their own: the calls that take them (es_append, es_append_flagged,
+ *     es_cursor_next, es_timeline_next, es_compact, es_rollup_rebuild)
+ *     are macros that pass the sizes the program was compiled with to an
+ *     _sized function.  The library reads an event array with the
+ *     program's stride (refusing, with ES_EINVAL, an event that sets a
+ *     field it does not know), and writes a result or an event only as
+ *     far as the program's struct goes (a longer one gets zeros past what
+ *     the library knows).  So these structs, too, can gain fields at the
+ *     end in a minor release.
  */
 #ifndef EVENTSTORE_H
 #define EVENTSTORE_H
@@ -406,6 +417,10 @@ typedef struct es_receipt {
  */
 ES_API int es_append(es_db *db, const char *tenant, const es_event *events,
                      size_t count, es_receipt *receipt_out);
+ES_API int es_append_sized(es_db *db, const char *tenant,
+                           const es_event *events, size_t count,
+                           es_receipt *receipt_out, size_t event_size,
+                           size_t receipt_size);
 
 /*
  * es_append that also says which events were duplicates: dup_out is NULL
@@ -419,6 +434,10 @@ ES_API int es_append(es_db *db, const char *tenant, const es_event *events,
 ES_API int es_append_flagged(es_db *db, const char *tenant,
                              const es_event *events, size_t count,
                              es_receipt *receipt_out, uint8_t *dup_out);
+ES_API int es_append_flagged_sized(es_db *db, const char *tenant,
+                                   const es_event *events, size_t count,
+                                   es_receipt *receipt_out, uint8_t *dup_out,
+                                   size_t event_size, size_t receipt_size);
 
 /*
  * Seals the memtable of `tenant` (or of every tenant when NULL) into
@@ -488,6 +507,8 @@ ES_API int es_scan(es_db *db, const es_scan_spec *spec, es_cursor **cur_out);
  * an error the cursor stays at the error.
  */
 ES_API int es_cursor_next(es_cursor *cur, es_event *ev_out);
+ES_API int es_cursor_next_sized(es_cursor *cur, es_event *ev_out,
+                                size_t event_size);
 
 /* Releases the cursor; NULL is fine. */
 ES_API void es_cursor_close(es_cursor *cur);
@@ -556,6 +577,10 @@ typedef struct es_rollup_report {
  */
 ES_API int es_rollup_rebuild(es_db *db, const char *tenant, int64_t from_us,
                              int64_t to_us, es_rollup_report *report_out);
+ES_API int es_rollup_rebuild_sized(es_db *db, const char *tenant,
+                                   int64_t from_us, int64_t to_us,
+                                   es_rollup_report *report_out,
+                                   size_t report_size);
 
 /* ----------------------------------------------------------------------
  * Behaviour segments: rules and triggers (docs/QUERY.md, "Rules")
@@ -691,6 +716,8 @@ ES_API int es_timeline_open(es_db *db, const char *tenant, const char *person,
  * at the end.  ES_EINVAL for a NULL argument.
  */
 ES_API int es_timeline_next(es_timeline *tl, es_event *ev_out);
+ES_API int es_timeline_next_sized(es_timeline *tl, es_event *ev_out,
+                                  size_t event_size);
 
 /* Releases a timeline and its events; NULL is fine. */
 ES_API void es_timeline_close(es_timeline *tl);
@@ -753,7 +780,30 @@ typedef struct es_compact_report {
 ES_API int es_compact(es_db *db, const char *tenant,
                       const es_compact_options *opts,
                       es_compact_report *report_out);
+ES_API int es_compact_sized(es_db *db, const char *tenant,
+                            const es_compact_options *opts,
+                            es_compact_report *report_out, size_t report_size);
 
+/* Convention 10: programs call the _sized functions through these (the
+ * library's own files call the plain ones, with its own layouts). */
+#ifndef ES_BUILDING_LIBRARY
+#define es_append(db, tenant, events, count, receipt_out)                      \
+  es_append_sized((db), (tenant), (events), (count), (receipt_out),            \
+                  sizeof(es_event), sizeof(es_receipt))
+#define es_append_flagged(db, tenant, events, count, receipt_out, dup_out)     \
+  es_append_flagged_sized((db), (tenant), (events), (count), (receipt_out),    \
+                          (dup_out), sizeof(es_event), sizeof(es_receipt))
+#define es_cursor_next(cur, ev_out)                                            \
+  es_cursor_next_sized((cur), (ev_out), sizeof(es_event))
+#define es_timeline_next(tl, ev_out)                                           \
+  es_timeline_next_sized((tl), (ev_out), sizeof(es_event))
+#define es_rollup_rebuild(db, tenant, from_us, to_us, report_out)              \
+  es_rollup_rebuild_sized((db), (tenant), (from_us), (to_us), (report_out),    \
+                          sizeof(es_rollup_report))
+#define es_compact(db, tenant, opts, report_out)                               \
+  es_compact_sized((db), (tenant), (opts), (report_out),                       \
+                   sizeof(es_compact_report))
+#endif
 /* ----------------------------------------------------------------------
  * Inspection and verification (need no open handle; safe to run while
  * another process has the directory open, as they only read)

@@ -299,6 +299,82 @@ START_TEST(test_options_struct_size) {
 }
 END_TEST
 
+/* Events and results cross the API with the program's sizes (eventstore.h,
+ * convention 10): a newer program's longer es_event is read with its
+ * stride and refused when it sets an unknown field; a longer receipt or
+ * event gets zeros past the library's; an older program's receipt (0.1:
+ * no counts) is written only as far as it goes. */
+START_TEST(test_sized_events_and_results) {
+  char dir[512];
+  ut_tmpdir(dir, sizeof(dir), "db-sized");
+  es_options o;
+  es_options_init(&o);
+  o.data_dir = dir;
+  es_db *db = NULL;
+  ck_assert_int_eq(es_open(&o, &db), ES_OK);
+  typedef struct {
+    es_event ev;
+    uint64_t newer[2];
+  } big_event;
+  big_event evs[3];
+  memset(evs, 0, sizeof(evs));
+  const char *ids[] = {"s1", "s2", "s3"};
+  for (int i = 0; i < 3; i++) {
+    evs[i].ev.ts_us = INT64_C(1700000000000000) + i;
+    evs[i].ev.type = ES_TYPE_TRACK;
+    evs[i].ev.event = "E";
+    evs[i].ev.message_id = ids[i];
+    evs[i].ev.anonymous_id = "a";
+  }
+  struct {
+    es_receipt r;
+    uint64_t newer;
+  } big_rec;
+  memset(&big_rec, 0xff, sizeof(big_rec));
+  ck_assert_int_eq(es_append_sized(db, "acme", &evs[0].ev, 3, &big_rec.r,
+                                   sizeof(big_event), sizeof(big_rec)),
+                   ES_OK);
+  ck_assert_uint_eq(big_rec.r.stored_count, 3);
+  ck_assert_uint_eq(big_rec.newer, 0); /* zeros past the library's */
+  evs[1].newer[0] = 7;                 /* a field this library lacks */
+  ck_assert_int_eq(es_append_sized(db, "acme", &evs[0].ev, 3, NULL,
+                                   sizeof(big_event), sizeof(es_receipt)),
+                   ES_EINVAL);
+  ck_assert_int_eq(es_append_sized(db, "acme", &evs[0].ev, 1, NULL, 16,
+                                   sizeof(es_receipt)),
+                   ES_EINVAL); /* no release's es_event */
+  /* a 0.1 receipt: lsn, shard, events_count, durable_us */
+  size_t old_size = offsetof(es_receipt, durable_us) + sizeof(int64_t);
+  es_receipt small;
+  memset(&small, 0xee, sizeof(small));
+  evs[1].newer[0] = 0;
+  evs[0].ev.message_id = "s4";
+  ck_assert_int_eq(es_append_sized(db, "acme", &evs[0].ev, 1, &small,
+                                   sizeof(big_event), old_size),
+                   ES_OK);
+  ck_assert_uint_eq(small.events_count, 1);
+  ck_assert_uint_eq(small.stored_count, 0xeeeeeeee); /* not written */
+  /* read back with a longer event: zeros past the library's */
+  es_scan_spec spec;
+  es_scan_spec_init(&spec);
+  spec.tenant = "acme";
+  es_cursor *cur = NULL;
+  ck_assert_int_eq(es_scan(db, &spec, &cur), ES_OK);
+  big_event got;
+  int n = 0;
+  memset(&got, 0xff, sizeof(got));
+  while (es_cursor_next_sized(cur, &got.ev, sizeof(got)) == 1) {
+    ck_assert_uint_eq(got.newer[0], 0);
+    ck_assert_str_eq(got.ev.event, "E");
+    n++;
+  }
+  ck_assert_int_eq(n, 4);
+  es_cursor_close(cur);
+  ck_assert_int_eq(es_close(db), ES_OK);
+  ut_rmrf(dir);
+}
+END_TEST
+
 START_TEST(test_append_scan_tenants) {
   char dir[512];
   ut_tmpdir(dir, sizeof(dir), "db-rt");
@@ -1294,6 +1370,7 @@ static Suite *db_suite(void) {
   TCase *tc = tcase_create("db");
   tcase_set_timeout(tc, 60);
   tcase_add_test(tc, test_options_struct_size);
+  tcase_add_test(tc, test_sized_events_and_results);
   tcase_add_test(tc, test_append_scan_tenants);
   tcase_add_test(tc, test_sync_full);
   tcase_add_test(tc, test_scan_order_across_sources);
