@@ -182,6 +182,14 @@ static double run_until_acked(peer_proc *p, double target, const char *label) {
       acked = (double)n;
       bench_progress(label, (size_t)n, (size_t)target);
       if (acked >= target) {
+        /* Kill, then read what the child wrote before it died: on a
+         * loaded machine it may have acknowledged more batches than this
+         * loop had read when it decided to kill. */
+        if (p->pid > 0)
+          kill(p->pid, SIGKILL);
+        while (peer_line(p, line, sizeof line))
+          if (sscanf(line, "A %llu", &n) == 1 && (double)n > acked)
+            acked = (double)n;
         peer_kill(p);
         bench_progress_clear();
         return acked;
