@@ -5,7 +5,7 @@
  * "cycle" is a realistic session: open, append batches for three tenants,
  * flush one tenant, append, flush all, append, close.  A clean run counts
  * the vfs's state-changing calls, K.  Then, for every point k in 1..K
- * (stride 2 in most loops: see loop_step), the cycle runs again with:
+ * (stride 2 or 3 in most loops: see loop_step), the cycle runs again with:
  *
  *   - an I/O error at call k (ES_EIO or ES_ENOSPC, once or from then on,
  *     with or without a short write): the library must fail-stop, or (a
@@ -222,12 +222,15 @@ static int verbose(void) {
 }
 
 /* The step that keeps a loop over 1..k_total near max_points points
- * (1 when FAULT_FULL is set).  The I/O-fault loops and two of the
- * power-cut loops run with stride 2 instead, from k = 1 or 2 (so that between
- * them every k is tested with an I/O error, and the plain power-cut loop
- * tests every k): each of the other writers makes at least two
- * consecutive counted calls (test_clean_cycle checks it), so every loop
- * still faults each of them. */
+ * (1 when FAULT_FULL is set).  The loops over the main cycle use fixed
+ * strides instead (1 with FAULT_FULL): the plain power-cut loop tests
+ * every k; the torn and the 2-shard power-cut loops stride 2 from k = 1
+ * and 2; the five I/O-fault loops stride IO_STRIDE from k = 1, 2, 3, 1,
+ * 2, so that between them every k gets an I/O error.  Each of the other
+ * writers (rule put and delete, unlink, rollup rebuild) makes at least
+ * IO_STRIDE consecutive counted calls (test_clean_cycle checks it), so
+ * every loop still faults each of them. */
+#define IO_STRIDE 3
 static int fault_full(void) {
   const char *full = getenv("FAULT_FULL");
   return full != NULL && *full && *full != '0';
@@ -901,29 +904,33 @@ START_TEST(test_clean_cycle) {
          k_total, g_other_calls[0], g_other_calls[1], g_other_calls[2],
          g_other_calls[3]);
   ck_assert_uint_gt(k_total, 20);
-  /* the loops of stride 2 fault each writer only if it makes 2 calls in a
-   * row */
+  /* a loop of stride IO_STRIDE faults each writer only if it makes that
+   * many calls in a row */
   for (int i = 0; i < 4; i++)
-    ck_assert_uint_ge(g_other_calls[i], 2);
+    ck_assert_uint_ge(g_other_calls[i], IO_STRIDE);
 }
 END_TEST
 
-START_TEST(test_io_eio_once) { io_loop(&main_load, &v_eio_once, 2, 1); }
+START_TEST(test_io_eio_once) { io_loop(&main_load, &v_eio_once, IO_STRIDE, 1); }
 END_TEST
 
-START_TEST(test_io_eio_persistent) { io_loop(&main_load, &v_eio_always, 2, 2); }
+START_TEST(test_io_eio_persistent) {
+  io_loop(&main_load, &v_eio_always, IO_STRIDE, 2);
+}
 END_TEST
 
-START_TEST(test_io_nospc_once) { io_loop(&main_load, &v_nospc_once, 2, 2); }
+START_TEST(test_io_nospc_once) {
+  io_loop(&main_load, &v_nospc_once, IO_STRIDE, 3);
+}
 END_TEST
 
 START_TEST(test_io_nospc_persistent) {
-  io_loop(&main_load, &v_nospc_always, 2, 1);
+  io_loop(&main_load, &v_nospc_always, IO_STRIDE, 1);
 }
 END_TEST
 
 START_TEST(test_io_eio_once_2shards) {
-  io_loop(&main_load_2shards, &v_eio_once_2, 2, 2);
+  io_loop(&main_load_2shards, &v_eio_once_2, IO_STRIDE, 2);
 }
 END_TEST
 
