@@ -70,7 +70,7 @@
  * this file) and replayed first, as permanent regression tests.
  *
  * Environment:
- *   ES_SIM_SEEDS=n     random seeds 1..n (default 200)
+ *   ES_SIM_SEEDS=n     random seeds 1..n (default 200; meson sets 100)
  *   ES_SIM_SEED=s      run only seed s (seeds.txt is skipped)
  *   ES_SIM_OPS=n       operations per seed (default 200)
  *   ES_SIM_TRACE=1     print every operation
