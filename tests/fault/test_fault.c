@@ -5,7 +5,7 @@
  * "cycle" is a realistic session: open, append batches for three tenants,
  * flush one tenant, append, flush all, append, close.  A clean run counts
  * the vfs's state-changing calls, K.  Then, for every point k in 1..K
- * (stepped when K is large), the cycle runs again with:
+ * (stride 2 or 3 in most loops: see loop_step), the cycle runs again with:
  *
  *   - an I/O error at call k (ES_EIO or ES_ENOSPC, once or from then on,
  *     with or without a short write): the library must fail-stop, or (a
@@ -137,6 +137,8 @@ static void make_event(int b, int e, int props_hex, es_event *ev, ev_text *tx) {
   snprintf(tx->props + n, sizeof tx->props - (size_t)n, "\"}");
   ev->ts_us = INT64_C(1700000000000000) + (int64_t)(h % 3600) * 1000000;
   ev->type = e % 2 ? ES_TYPE_PAGE : ES_TYPE_TRACK;
+  if (b % 5 == 1 && e == 1) /* links a1 and u1: batches 1, 6 (t0), 11, ... */
+    ev->type = ES_TYPE_IDENTIFY;
   ev->event = tx->name;
   ev->message_id = tx->msg;
   ev->anonymous_id = tx->anon;
@@ -169,11 +171,15 @@ typedef struct run {
   int nbatches;        /* batches attempted */
   int failed_seen;     /* an append/flush/open returned an error */
   int dirty[NTENANTS]; /* acknowledged rows not yet flushed */
-  int bad;             /* a check failed */
-  char why[768];       /* the first failed check */
+  /* the other writers ('R', 'D', 'U'): C_NONE, C_ACKED or C_FAILED */
+  int rule_put, rule_del, unlink;
+  unsigned long other_calls[4]; /* counted vfs calls of R, D, U, B */
+  int bad;                      /* a check failed */
+  char why[768];                /* the first failed check */
 } run;
 
 enum { B_NONE = 0, B_ACKED = 1, B_FAILED = 2 };
+enum { C_NONE = 0, C_ACKED = 1, C_FAILED = 2 };
 
 /* Records a failed check (the first wins) and marks the run bad. */
 static void note(run *r, int line, const char *fmt, ...)
@@ -216,11 +222,23 @@ static int verbose(void) {
 }
 
 /* The step that keeps a loop over 1..k_total near max_points points
- * (1 when FAULT_FULL is set). */
+ * (1 when FAULT_FULL is set).  The loops over the main cycle use fixed
+ * strides instead (1 with FAULT_FULL): the plain power-cut loop tests
+ * every k; the torn and the 2-shard power-cut loops stride 2 from k = 1
+ * and 2; the five I/O-fault loops stride IO_STRIDE from k = 1, 2, 3, 1,
+ * 2, so that between them every k gets an I/O error.  Each of the other
+ * writers (rule put and delete, unlink, rollup rebuild) makes at least
+ * IO_STRIDE consecutive counted calls (test_clean_cycle checks it), so
+ * every loop still faults each of them. */
+#define IO_STRIDE 3
+static int fault_full(void) {
+  const char *full = getenv("FAULT_FULL");
+  return full != NULL && *full && *full != '0';
+}
+
 static unsigned long loop_step(unsigned long k_total,
                                unsigned long max_points) {
-  const char *full = getenv("FAULT_FULL");
-  if ((full != NULL && *full && *full != '0') || k_total <= max_points)
+  if (fault_full() || k_total <= max_points)
     return 1;
   return (k_total + max_points - 1) / max_points;
 }
@@ -340,16 +358,16 @@ static void do_flush(run *r, es_db *db, const char *tenant) {
 /* Checks the status of a rule, unlink or rollup write: ES_OK, or with a
  * fault the injected code (a retryable failure: nothing changed),
  * ES_EDEGRADED, ES_EFAILED (fail-stop), ES_ENOMEM under memory faults. */
-static void do_call(run *r, const char *what, int rc) {
+static int do_call(run *r, const char *what, int rc) {
   if (rc == ES_OK) {
     if (r->failed_seen && !r->mem_faults)
       NOTE(r, "%s returned ES_OK after an earlier failure (fail-stop)", what);
-    return;
+    return C_ACKED;
   }
   if (!r->io_err && !r->mem_faults) {
     NOTE(r, "%s failed without any fault: %d (%s) %s", what, rc,
          es_strerror(rc), es_errdetail());
-    return;
+    return C_FAILED;
   }
   int ok = rc == ES_EFAILED || rc == ES_EDEGRADED ||
            (r->io_err && rc == r->io_err) || (r->mem_faults && rc == ES_ENOMEM);
@@ -359,24 +377,56 @@ static void do_call(run *r, const char *what, int rc) {
     NOTE(r, "%s returned %d (%s); detail: %s", what, rc, es_strerror(rc),
          es_errdetail());
   r->failed_seen |= rc == ES_EFAILED;
+  return C_FAILED;
+}
+
+/* The unlink of 'U': t0's identify events (batch 6, event 1, and later
+ * ones) link a1 and u1, all at or before this time. */
+#define UNLINK_TS (INT64_C(1700000000000000) + INT64_C(3600) * 1000000)
+
+/* Collects t1's rollup file names (for 'B'). */
+typedef struct rlp_names {
+  char v[16][64];
+  int n;
+} rlp_names;
+
+static int rlp_cb(void *ud, const char *name) {
+  rlp_names *rn = ud;
+  size_t len = strlen(name);
+  if (rn->n < 16 && len > 4 && len < 64 && strcmp(name + len - 4, ".rlp") == 0)
+    memcpy(rn->v[rn->n++], name, len + 1);
+  return 0;
 }
 
 static void do_other(run *r, es_db *db, char op) {
   static const char rule[] = "{\"name\":\"r1\",\"match\":{\"type\":\"page\"},"
                              "\"atLeast\":2,\"within\":\"1d\"}";
   if (op == 'R')
-    do_call(r, "es_rule_put", es_rule_put(db, "t0", rule));
+    r->rule_put = do_call(r, "es_rule_put", es_rule_put(db, "t0", rule));
   else if (op == 'D') { /* gone already if its put failed */
     int rc = es_rule_delete(db, "t0", "r1");
-    do_call(r, "es_rule_delete",
-            rc == ES_ENOTFOUND && (r->io_err || r->mem_faults) ? ES_OK : rc);
+    if (rc == ES_ENOTFOUND && r->rule_put == C_ACKED)
+      NOTE(r, "es_rule_delete: no rule r1, though its put returned ES_OK");
+    r->rule_del = do_call(
+        r, "es_rule_delete",
+        rc == ES_ENOTFOUND && (r->io_err || r->mem_faults) ? ES_OK : rc);
   } else if (op == 'U')
-    do_call(
-        r, "es_identity_unlink",
-        es_identity_unlink(db, "t2", "a1", "u1", INT64_C(1700000000000000)));
-  else if (op == 'B')
+    r->unlink = do_call(r, "es_identity_unlink",
+                        es_identity_unlink(db, "t0", "a1", "u1", UNLINK_TS));
+  else if (op == 'B') {
+    /* t1's rollup files go first, so that the rebuild has files to write
+     * (with correct files it writes nothing, and no fault could reach
+     * it); a file lost at a fault or cut here is derived again at read */
+    rlp_names rn = {.n = 0};
+    (void)r->vfs->list(r->vfs, DATA_DIR "/tenants/t1", rlp_cb, &rn);
+    for (int i = 0; i < rn.n; i++) {
+      char path[128];
+      snprintf(path, sizeof path, DATA_DIR "/tenants/t1/%s", rn.v[i]);
+      (void)r->vfs->unlink(r->vfs, path);
+    }
     do_call(r, "es_rollup_rebuild",
             es_rollup_rebuild(db, "t1", 0, INT64_MAX, NULL));
+  }
 }
 
 /* Runs the workload once on r->vfs with whatever faults are armed. */
@@ -403,8 +453,13 @@ static void run_cycle(run *r) {
       do_flush(r, db, "t1");
     else if (*p == 'N')
       do_flush(r, db, NULL);
-    else
+    else {
+      unsigned long k0 = memvfs_count(r->vfs);
       do_other(r, db, *p);
+      const char *at = strchr("RDUB", *p);
+      if (at)
+        r->other_calls[at - "RDUB"] += memvfs_count(r->vfs) - k0;
+    }
   }
   rc = es_close(db);
   if (r->failed_seen && rc == ES_OK && !r->mem_faults)
@@ -487,8 +542,92 @@ static void scan_tenant(run *r, es_db *db, int t,
   es_cursor_close(cur);
 }
 
+/* What the other writers left, with the store reopened: a rule whose put
+ * returned ES_OK exists unless a delete may have run after it; one whose
+ * delete returned ES_OK is gone; an unlink that returned ES_OK is in
+ * effect (u1's person no longer takes a1's events, in a query and in the
+ * timeline), and one never tried is not (while a linking event is
+ * stored); a failed call may or may not have taken effect.  And t1's
+ * rollups (rebuilt by 'B', written by flushes) count what a scan does. */
+static void check_others(run *r, es_db *db, const char *when) {
+  char *out = NULL;
+  int rc = es_rule_members(db, "t0", "r1", 0, &out);
+  es_free(out);
+  int must_exist = r->rule_put == C_ACKED && r->rule_del == C_NONE;
+  int must_not = r->rule_del == C_ACKED ||
+                 (r->rule_put == C_NONE && r->rule_del == C_NONE);
+  if ((must_exist && rc != ES_OK) || (must_not && rc != ES_ENOTFOUND) ||
+      (rc != ES_OK && rc != ES_ENOTFOUND))
+    NOTE(r, "%s: rule r1 (put %d, delete %d; 1 acked, 2 failed): %d (%s) %s",
+         when, r->rule_put, r->rule_del, rc, es_strerror(rc), es_errdetail());
+  /* t0's events of u1 alone, and of u1 or a1, and whether a1-u1 linked */
+  es_scan_spec spec;
+  es_scan_spec_init(&spec);
+  spec.tenant = "t0";
+  es_cursor *cur = NULL;
+  long long n_u1 = 0, n_both = 0, linked = 0, n_t1 = 0;
+  if (es_scan(db, &spec, &cur) == ES_OK) {
+    es_event ev;
+    while (es_cursor_next(cur, &ev) == 1) {
+      int u = str_eq(ev.user_id, "u1"), a = str_eq(ev.anonymous_id, "a1");
+      n_u1 += u;
+      n_both += u || a;
+      linked |= ev.type == ES_TYPE_IDENTIFY && u && a;
+    }
+    es_cursor_close(cur);
+  }
+  spec.tenant = "t1";
+  if (es_scan(db, &spec, &cur) == ES_OK) {
+    es_event ev;
+    while (es_cursor_next(cur, &ev) == 1)
+      n_t1++;
+    es_cursor_close(cur);
+  }
+  long long want = r->unlink == C_ACKED || !linked ? n_u1
+                   : r->unlink == C_NONE           ? n_both
+                                                   : -1; /* either */
+  rc = es_query(db, "t0",
+                "{\"filter\":{\"person\":\"u1\"},\"aggregate\":[\"count\"]}",
+                &out);
+  long long got = -2;
+  if (rc == ES_OK) {
+    const char *c = strstr(out, "\"count\":");
+    got = c ? atoll(c + 8) : strstr(out, "\"rows\":[]") ? 0 : -2;
+  }
+  es_free(out);
+  if (rc != ES_OK || got == -2 || (want >= 0 && got != want) ||
+      (want < 0 && got != n_u1 && got != n_both))
+    NOTE(r,
+         "%s: t0 person u1 counts %lld (rc %d); want %lld (unlink %d; "
+         "u1's events %lld, with a1's %lld)",
+         when, got, rc, want, r->unlink, n_u1, n_both);
+  es_timeline *tl = NULL;
+  long long n_tl = 0;
+  rc = es_timeline_open(db, "t0", "u1", 1000, &tl);
+  if (rc == ES_OK) {
+    es_event ev;
+    while (es_timeline_next(tl, &ev) == 1)
+      n_tl++;
+    es_timeline_close(tl);
+  }
+  if (rc != ES_OK || (n_tl != got && got >= 0))
+    NOTE(r, "%s: t0 timeline of u1 has %lld events (rc %d), its query %lld",
+         when, n_tl, rc, got);
+  rc = es_query(db, "t1", "{\"aggregate\":[\"count\"]}", &out);
+  got = -2;
+  if (rc == ES_OK) {
+    const char *c = strstr(out, "\"count\":");
+    got = c ? atoll(c + 8) : strstr(out, "\"rows\":[]") ? 0 : -2;
+  }
+  es_free(out);
+  if (rc != ES_OK || got != n_t1)
+    NOTE(r, "%s: t1's rollups count %lld events (rc %d), its scan %lld", when,
+         got, rc, n_t1);
+}
+
 /* Reopens the store, scans every tenant and checks invariants 1-4 of the
- * file comment.  present_out[b] is set to 1 for each batch found whole. */
+ * file comment, and what the other writers left (check_others).
+ * present_out[b] is set to 1 for each batch found whole. */
 static void check_store(run *r, const char *when, int present_out[]) {
   static int seen[BATCHES_MAX][EVENTS_MAX];
   es_db *db = NULL;
@@ -521,6 +660,7 @@ static void check_store(run *r, const char *when, int present_out[]) {
            whole, n);
     present_out[b] = whole == n;
   }
+  check_others(r, db, when);
   rc = es_close(db);
   if (rc != ES_OK)
     NOTE(r, "%s: es_close after the check failed: %d (%s)", when, rc,
@@ -580,6 +720,8 @@ static es_vfs *make_vfs(const workload *load, int fresh) {
 /* Runs the cycle with no fault; returns K, the counted calls it made.
  * Its checks fail the test at once, or with rep, count as one point of
  * the loop (so the loop still runs and shows the other points). */
+static unsigned long g_other_calls[4]; /* of the last clean run */
+
 static unsigned long clean_count(const workload *load, int fresh, report *rep) {
   es_vfs *vfs = make_vfs(load, fresh);
   run r;
@@ -587,6 +729,7 @@ static unsigned long clean_count(const workload *load, int fresh, report *rep) {
   memvfs_fail_at(vfs, 0, ES_EIO, 0);
   run_cycle(&r);
   unsigned long k_total = memvfs_count(vfs);
+  memcpy(g_other_calls, r.other_calls, sizeof g_other_calls);
   if (!r.bad)
     crash_and_check(&r, 0, 0);
   for (int b = 0; b < r.nbatches; b++)
@@ -651,21 +794,24 @@ static void crash_point(const workload *load, unsigned long k, int torn,
   memvfs_destroy(vfs);
 }
 
+/* Tests k = first, first + step, ... and k_total + 1 (a fault that never
+ * fires). */
 static void io_loop(const workload *load, const io_variant *v,
-                    unsigned long max_points) {
+                    unsigned long stride, unsigned long first) {
   report rep;
   memset(&rep, 0, sizeof rep);
   rep.name = v->name;
   unsigned long k_total = clean_count(load, 0, &rep);
-  unsigned long step = loop_step(k_total, max_points);
-  /* One point past the end too: a fault that never fires. */
-  for (unsigned long k = 1; k <= k_total + 1; k += step)
+  unsigned long step = fault_full() ? 1 : stride;
+  unsigned long k = fault_full() ? 1 : first;
+  for (; k <= k_total; k += step)
     io_point(load, v, k, &rep);
+  io_point(load, v, k_total + 1, &rep);
   report_finish(&rep, k_total);
 }
 
 static void crash_loop(const workload *load, int torn, int fresh,
-                       unsigned long max_points) {
+                       unsigned long stride, unsigned long first) {
   report rep;
   memset(&rep, 0, sizeof rep);
   rep.name = torn               ? "torn power cut at k"
@@ -673,9 +819,11 @@ static void crash_loop(const workload *load, int torn, int fresh,
              : load->shards > 1 ? "power cut at k (2 shards)"
                                 : "power cut at k";
   unsigned long k_total = clean_count(load, fresh, &rep);
-  unsigned long step = loop_step(k_total, max_points);
-  for (unsigned long k = 1; k <= k_total + 1; k += step)
+  unsigned long step = fault_full() ? 1 : stride;
+  unsigned long k = fault_full() ? 1 : first;
+  for (; k <= k_total; k += step)
     crash_point(load, k, torn, fresh, &rep);
+  crash_point(load, k_total + 1, torn, fresh, &rep);
   report_finish(&rep, k_total);
 }
 
@@ -751,43 +899,54 @@ static const io_variant v_nospc_always = {"ENOSPC persistent, short write",
 
 START_TEST(test_clean_cycle) {
   unsigned long k_total = clean_count(&main_load, 0, NULL);
-  printf("clean cycle: K=%lu counted I/O calls\n", k_total);
+  printf("clean cycle: K=%lu counted I/O calls; rule put %lu, rule delete "
+         "%lu, unlink %lu, rollup rebuild %lu\n",
+         k_total, g_other_calls[0], g_other_calls[1], g_other_calls[2],
+         g_other_calls[3]);
   ck_assert_uint_gt(k_total, 20);
+  /* a loop of stride IO_STRIDE faults each writer only if it makes that
+   * many calls in a row */
+  for (int i = 0; i < 4; i++)
+    ck_assert_uint_ge(g_other_calls[i], IO_STRIDE);
 }
 END_TEST
 
-START_TEST(test_io_eio_once) { io_loop(&main_load, &v_eio_once, 400); }
+START_TEST(test_io_eio_once) { io_loop(&main_load, &v_eio_once, IO_STRIDE, 1); }
 END_TEST
 
-START_TEST(test_io_eio_persistent) { io_loop(&main_load, &v_eio_always, 400); }
+START_TEST(test_io_eio_persistent) {
+  io_loop(&main_load, &v_eio_always, IO_STRIDE, 2);
+}
 END_TEST
 
-START_TEST(test_io_nospc_once) { io_loop(&main_load, &v_nospc_once, 400); }
+START_TEST(test_io_nospc_once) {
+  io_loop(&main_load, &v_nospc_once, IO_STRIDE, 3);
+}
 END_TEST
 
 START_TEST(test_io_nospc_persistent) {
-  io_loop(&main_load, &v_nospc_always, 400);
+  io_loop(&main_load, &v_nospc_always, IO_STRIDE, 1);
 }
 END_TEST
 
 START_TEST(test_io_eio_once_2shards) {
-  io_loop(&main_load_2shards, &v_eio_once_2, 400);
+  io_loop(&main_load_2shards, &v_eio_once_2, IO_STRIDE, 2);
 }
 END_TEST
 
-START_TEST(test_crash_at_k) { crash_loop(&main_load, 0, 0, 1000); }
+START_TEST(test_crash_at_k) { crash_loop(&main_load, 0, 0, 1, 1); }
 END_TEST
 
 START_TEST(test_crash_at_k_2shards) {
-  crash_loop(&main_load_2shards, 0, 0, 300);
+  crash_loop(&main_load_2shards, 0, 0, 2, 2);
 }
 END_TEST
 
-START_TEST(test_crash_at_k_torn) { crash_loop(&main_load, 1, 0, 300); }
+START_TEST(test_crash_at_k_torn) { crash_loop(&main_load, 1, 0, 2, 1); }
 END_TEST
 
 /* The store is created inside the run: crash points cover its creation. */
-START_TEST(test_crash_at_k_fresh) { crash_loop(&small_load, 0, 1, 300); }
+START_TEST(test_crash_at_k_fresh) { crash_loop(&small_load, 0, 1, 1, 1); }
 END_TEST
 
 /* ----------------------------------------------------------------------
