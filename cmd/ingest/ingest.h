@@ -37,6 +37,9 @@ typedef struct ingest_config {
   int64_t read_timeout_ms, idle_timeout_ms, drain_timeout_ms;
   int sync_none;
   int compact_segments; /* es_options.compact_segments */
+  int shards;            /* es_options.shards; 0: the library's default */
+  size_t wal_file_bytes; /* es_options.wal_file_bytes; 0: the default */
+  size_t seal_bytes;     /* es_options.seal_bytes; 0: the default */
   size_t connections_max;
 } ingest_config;
 

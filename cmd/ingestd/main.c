@@ -68,6 +68,14 @@ static const char usage[] =
     "                        (in the background, after a flush, each merge\n"
     "                        holding at most 3/64 of the budget); 0: never\n"
     "                        (default 8)\n"
+    "  --shards N            WAL shards (writer threads of the store) of a\n"
+    "                        new store; an existing store keeps its own\n"
+    "                        (default: one per core)\n"
+    "  --wal-file-mb MB      size of each preallocated WAL file; a shard\n"
+    "                        holds at least one plus a spare (default 32;\n"
+    "                        lower it on a small disk)\n"
+    "  --seal-mb MB          seal a tenant's memtable into a segment at\n"
+    "                        this size (default 8)\n"
     "  --sync full|none      none: no fsync, tests/benchmarks only\n"
     "  --help, --version\n"
     "\n"
@@ -124,6 +132,18 @@ static int parse_args(int argc, char **argv, ingest_config *cfg) {
       if (parse_num(a, val, 0, 1000000, &v))
         return 2;
       cfg->compact_segments = (int)v;
+    } else if (strcmp(a, "--shards") == 0) {
+      if (parse_num(a, val, 1, 256, &v))
+        return 2;
+      cfg->shards = (int)v;
+    } else if (strcmp(a, "--wal-file-mb") == 0) {
+      if (parse_num(a, val, 1, 4096, &v))
+        return 2;
+      cfg->wal_file_bytes = (size_t)v << 20;
+    } else if (strcmp(a, "--seal-mb") == 0) {
+      if (parse_num(a, val, 1, 4096, &v))
+        return 2;
+      cfg->seal_bytes = (size_t)v << 20;
     } else if (strcmp(a, "--threads") == 0) {
       if (parse_num(a, val, 1, INGEST_THREADS_MAX, &v))
         return 2;
@@ -238,6 +258,12 @@ static int run(ingest_config *cfg, uv_loop_t *loop, es_db **db_out) {
   /* The flusher merges small segments; each merge holds at most
    * memtable_budget_bytes / 8 of rows (docs/INGEST.md, "Compaction"). */
   o.compact_segments = cfg->compact_segments;
+  if (cfg->shards > 0)
+    o.shards = cfg->shards;
+  if (cfg->wal_file_bytes > 0)
+    o.wal_file_bytes = cfg->wal_file_bytes;
+  if (cfg->seal_bytes > 0)
+    o.seal_bytes = cfg->seal_bytes;
   /* The budget is shared: 3/8 for the store's memtables (appends wait
    * above it), a quarter for requests in flight (bodies, parses, events),
    * and 3/8 left for what neither counts: the store's messageId sets
