@@ -7,7 +7,10 @@ pkgs=(meson ninja-build pkg-config gcc clang clang-format
       liblz4-dev libxxhash-dev libyajl-dev check
       libsqlite3-dev librocksdb-dev python3
       libuv1-dev zlib1g-dev libjemalloc-dev node-llhttp curl
-      libcurl4-openssl-dev chromium wrk nginx-light)
+      libcurl4-openssl-dev chromium wrk nginx-light
+      libzstd-dev libsnappy-dev)
+# libzstd, libsnappy: Parquet page compression of the warehouse export
+# (lib/export; zlib gzips its NDJSON).
 # libcurl: es-queryd's webhooks.  chromium: the dashboard test (driven by
 # playwright-core).  wrk and nginx-light: `es-bench http` (full-load
 # generator; nginx as the HTTP ceiling, run from a config of its own -- the

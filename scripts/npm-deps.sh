@@ -4,7 +4,8 @@
 # tests/ingest (the real Segment and RudderStack SDK clients, and the
 # Segment browser SDK with playwright-core, which drives Debian's chromium) and
 # tests/queryd (the Segment SDK and playwright-core, which drives Debian's
-# chromium).  Idempotent: a directory whose node_modules is newer than its
+# chromium); tests/export (DuckDB, parquet-wasm, hyparquet: independent
+# readers of the export files).  Idempotent: a directory whose node_modules is newer than its
 # lock file is left alone.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
@@ -12,7 +13,7 @@ if ! command -v npm >/dev/null; then
   echo "npm-deps: npm not found (scripts/deps.sh installs it)" >&2
   exit 1
 fi
-for d in tests/ingest tests/queryd; do
+for d in tests/ingest tests/queryd tests/export; do
   cd "$root/$d"
   if [ -d node_modules ] && [ node_modules -nt package-lock.json ]; then
     continue

@@ -67,7 +67,7 @@ static const es_pq_column columns[EX_COLUMNS] = {
     [EX_TYPE] = {"type", ES_PQ_BYTES, ES_PQ_STRING, 0, 1, 1},
     [EX_EVENT] = STR_COL("event", 1),
     [EX_TIMESTAMP] = {"timestamp", ES_PQ_INT64, ES_PQ_TIMESTAMP_US, 0, 0, 1},
-    [EX_RECEIVED_AT] = {"received_at", ES_PQ_INT64, ES_PQ_TIMESTAMP_US, 0, 0,
+    [EX_RECEIVED_AT] = {"received_at", ES_PQ_INT64, ES_PQ_TIMESTAMP_US, 1, 0,
                         1},
     [EX_SENT_AT] = {"sent_at", ES_PQ_INT64, ES_PQ_TIMESTAMP_US, 1, 0, 1},
     [EX_ANONYMOUS_ID] = STR_COL("anonymous_id", 1),
@@ -310,26 +310,30 @@ typedef struct ex_run {
 typedef struct ex_row {
   const char *s[EX_COLUMNS]; /* strings (NULL = null) */
   size_t n[EX_COLUMNS];
-  int json_raw[EX_COLUMNS]; /* JSON columns: the text is valid JSON */
+  int owned[EX_COLUMNS]; /* the string is a copy to free (row_free) */
   int64_t ts, recv;
 } ex_row;
 
 static int row_json(ex_run *r, ex_row *row, int col, const char *text) {
   if (!text)
     return ES_OK;
-  size_t n = strlen(text);
+  size_t n;
+  ES_TRY(utf8_clean(text, &r->scratch, &text, &n)); /* invariant 4 */
   if (es__export_json_valid(text, n)) {
-    row->s[col] = text;
-    row->n[col] = n;
-    row->json_raw[col] = 1;
-    return ES_OK;
+    if (text != (const char *)r->scratch.data) {
+      row->s[col] = text;
+      row->n[col] = n;
+      return ES_OK;
+    }
+    r->jscratch.len = 0;
+    ES_TRY(es__buf_put(&r->jscratch, text, n));
+  } else {
+    /* invariant 4: the text as a JSON string */
+    r->jscratch.len = 0;
+    ES_TRY(es__json_put_str(&r->jscratch, text));
   }
-  /* invariant 4: the text as a JSON string */
-  r->jscratch.len = 0;
-  ES_TRY(es__json_put_str(&r->jscratch, text));
   row->s[col] = (const char *)r->jscratch.data;
   row->n[col] = r->jscratch.len;
-  row->json_raw[col] = 1;
   return ES_OK;
 }
 
@@ -373,7 +377,7 @@ static int row_build(ex_run *r, const es_event *ev, ex_row *row) {
       memcpy(copy, row->s[c], row->n[c]);
       copy[row->n[c]] = 0;
       row->s[c] = copy;
-      row->json_raw[c] = -1; /* owned: freed by row_free */
+      row->owned[c] = 1;
     }
   }
   int traits = ev->type == ES_TYPE_IDENTIFY || ev->type == ES_TYPE_GROUP;
@@ -382,7 +386,7 @@ static int row_build(ex_run *r, const es_event *ev, ex_row *row) {
 
 static void row_free(ex_row *row) {
   for (int c = 0; c < EX_COLUMNS; c++)
-    if (row->json_raw[c] == -1)
+    if (row->owned[c])
       es__free((void *)(uintptr_t)row->s[c]);
 }
 
@@ -390,7 +394,8 @@ static int row_parquet(ex_run *r, const ex_row *row) {
   for (int c = 0; c < EX_COLUMNS; c++) {
     if (columns[c].kind == ES_PQ_INT64) {
       int64_t v = c == EX_TIMESTAMP ? row->ts : row->recv;
-      ES_TRY(es__pq_put_i64(r->pq, (size_t)c, v, c != EX_SENT_AT));
+      int present = c == EX_TIMESTAMP || (c == EX_RECEIVED_AT && v != 0);
+      ES_TRY(es__pq_put_i64(r->pq, (size_t)c, v, present));
     } else {
       ES_TRY(es__pq_put_bytes(r->pq, (size_t)c, row->s[c], row->n[c]));
     }
@@ -406,7 +411,7 @@ static int row_ndjson(ex_run *r, const ex_row *row) {
     ES_TRY(es__buf_put(b, columns[c].name, strlen(columns[c].name)));
     ES_TRY(es__buf_put(b, "\":", 2));
     if (columns[c].kind == ES_PQ_INT64) {
-      if (c == EX_SENT_AT) {
+      if (c == EX_SENT_AT || (c == EX_RECEIVED_AT && row->recv == 0)) {
         ES_TRY(es__buf_put(b, "null", 4));
         continue;
       }
@@ -659,9 +664,27 @@ static void progress(ex_run *r) {
   r->o.progress_fn(r->o.progress_ud, &r->prog);
 }
 
+/* mkdir -p of out_dir (each missing parent too). */
+static int mkdir_parents(es_vfs *vfs, const char *dir) {
+  char path[ES_PATH_MAX];
+  size_t n = strlen(dir);
+  if (n >= sizeof path)
+    return ES_INVAL_BKPT("export: out_dir too long");
+  memcpy(path, dir, n + 1);
+  for (size_t i = 1; i <= n; i++) {
+    if (path[i] != '/' && path[i] != 0)
+      continue;
+    char c = path[i];
+    path[i] = 0;
+    ES_TRY(vfs->mkdir(vfs, path));
+    path[i] = c;
+  }
+  return ES_OK;
+}
+
 static int mkdirs(ex_run *r) {
   char path[ES_PATH_MAX], sub[ES_PATH_MAX];
-  ES_TRY(r->vfs->mkdir(r->vfs, r->o.out_dir));
+  ES_TRY(mkdir_parents(r->vfs, r->o.out_dir));
   snprintf(sub, sizeof sub, "tenant=%s", r->tenant);
   ES_TRY(es__path_join(path, sizeof path, r->o.out_dir, sub));
   ES_TRY(r->vfs->mkdir(r->vfs, path));

@@ -251,7 +251,8 @@ static int dict_index(pq_col *c, const void *p, size_t n, uint32_t *e_out,
 /* ---- statistics ------------------------------------------------------ */
 
 static int bytes_cmp(const uint8_t *a, size_t an, const uint8_t *b, size_t bn) {
-  int r = memcmp(a, b, an < bn ? an : bn);
+  size_t n = an < bn ? an : bn;
+  int r = n ? memcmp(a, b, n) : 0;
   if (r)
     return r;
   return an < bn ? -1 : an > bn;
@@ -603,8 +604,10 @@ static int rg_flush(es_pq_writer *w) {
           es__le64(m->min, (uint64_t)c->imin);
           es__le64(m->max, (uint64_t)c->imax);
         } else {
-          memcpy(m->min, c->bmin.data, mn);
-          memcpy(m->max, c->bmax.data, mx);
+          if (mn)
+            memcpy(m->min, c->bmin.data, mn);
+          if (mx)
+            memcpy(m->max, c->bmax.data, mx);
         }
         m->min_n = mn;
         m->max_n = mx;
