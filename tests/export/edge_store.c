@@ -3,7 +3,7 @@
  * export.test.mjs, whose independent readers (DuckDB, parquet-wasm,
  * hyparquet) then read the files.
  *
- *   edge_store DATA_DIR OUT_DIR
+ *   edge_store DATA_DIR OUT_DIR [ESCTL]
  *
  * Tenant "edge", day 2026-03-01 (and one event on 2026-03-02): every
  * event type; empty strings; a 900 KB property value; invalid UTF-8 in
@@ -12,7 +12,9 @@
  * filler events ("fill-NNNN") of 1 KB random properties.  Then
  * es_export with 4 KiB row groups (many row groups) into OUT_DIR/manyrg
  * and with defaults into OUT_DIR/parquet and OUT_DIR/ndjson.  Public API
- * only.  Prints the events it appended as a count on stdout.
+ * only.  With ESCTL, also runs `ESCTL export` into OUT_DIR/beside while
+ * this process still holds the store open for writing (esctl opens it
+ * read-only: it must work beside a running writer).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -49,8 +51,8 @@ static int export_to(es_db *db, const char *out, const char *sub, int format,
 }
 
 int main(int argc, char **argv) {
-  if (argc != 3) {
-    fprintf(stderr, "usage: edge_store DATA_DIR OUT_DIR\n");
+  if (argc != 3 && argc != 4) {
+    fprintf(stderr, "usage: edge_store DATA_DIR OUT_DIR [ESCTL]\n");
     return 2;
   }
   es_options opts;
@@ -139,7 +141,17 @@ int main(int argc, char **argv) {
   export_to(db, argv[2], "manyrg", ES_EXPORT_PARQUET, 4096);
   export_to(db, argv[2], "parquet", ES_EXPORT_PARQUET, 0);
   export_to(db, argv[2], "ndjson", ES_EXPORT_NDJSON, 0);
+  if (argc == 4) {
+    char cmd[16384];
+    snprintf(cmd, sizeof cmd,
+             "'%s' export --data '%s' --tenant edge --from 2026-03-01 "
+             "--to 2026-03-02 --out '%s/beside' >/dev/null",
+             argv[3], argv[1], argv[2]);
+    if (system(cmd) != 0) {
+      fprintf(stderr, "edge_store: esctl export beside the writer failed\n");
+      return 1;
+    }
+  }
   check(es_close(db), "es_close");
-  printf("12\n");
   return 0;
 }

@@ -10,6 +10,7 @@
 //    day edges, many row groups) read back as documented;
 //  - re-exporting a day with late events: every row once, the late ones
 //    present, the old files gone;
+//  - esctl export works beside a process holding the store for writing;
 //  - a SIGKILL at random points of `esctl export` never leaves a
 //    partition whose _manifest.json disagrees with its files.
 // Usage: node export.test.mjs ESCTL EDGE_STORE
@@ -331,7 +332,7 @@ function checkManifests(root, exact) {
 test('edge cases: huge, empty, invalid UTF-8, not JSON, day edges, many row groups', async () => {
   const data = path.join(SCRATCH, 'edge-data');
   const out = path.join(SCRATCH, 'edge-out');
-  const r = spawnSync(EDGE, [data, out], { encoding: 'utf8', env: ENV });
+  const r = spawnSync(EDGE, [data, out, ESCTL], { encoding: 'utf8', env: ENV });
   assert.equal(r.status, 0, r.stderr);
   const day1 = (sub, ext) => path.join(out, sub, 'tenant=edge', 'date=2026-03-01', `part-00000.${ext}`);
   const { md, rows } = await hypRows(day1('manyrg', 'parquet'));
@@ -369,7 +370,11 @@ test('edge cases: huge, empty, invalid UTF-8, not JSON, day edges, many row grou
   assert.equal(nd['edge-08'].group_id, 'org-9');
   const next = await sql(`SELECT count(*) AS n FROM read_parquet('${path.join(out, 'parquet', 'tenant=edge', 'date=2026-03-02', '*.parquet')}')`);
   assert.equal(Number(next[0].n), 1);
-  for (const sub of ['manyrg', 'parquet', 'ndjson']) checkManifests(path.join(out, sub), true);
+  for (const sub of ['manyrg', 'parquet', 'ndjson', 'beside']) checkManifests(path.join(out, sub), true);
+  // esctl export (read-only) beside edge_store's open writable handle
+  const beside = await sql(`SELECT CAST(date AS VARCHAR) AS day, count(*) AS n
+    FROM read_parquet('${path.join(out, 'beside', '**', '*.parquet')}', hive_partitioning=true) GROUP BY ALL ORDER BY ALL`);
+  assert.deepEqual(beside.map((x) => [x.day, Number(x.n)]), [['2026-03-01', 3011], ['2026-03-02', 1]]);
 });
 
 test('re-export with late events: every row once, the late rows present, old files gone', async () => {
