@@ -124,7 +124,7 @@ static int64_t floor_div(int64_t a, int64_t b) {
 void es__export_fmt_day(int64_t ts_us, char *buf) {
   int y, m, d;
   civil(floor_div(ts_us, DAY_US), &y, &m, &d);
-  snprintf(buf, 16, "%04d-%02d-%02d", y, m, d);
+  snprintf(buf, EX_TS_SIZE, "%04d-%02d-%02d", y, m, d);
 }
 
 void es__export_fmt_ts(int64_t ts_us, char *buf) {
@@ -133,7 +133,7 @@ void es__export_fmt_ts(int64_t ts_us, char *buf) {
   int64_t in = ts_us - day * DAY_US;
   civil(day, &y, &m, &d);
   int64_t s = in / 1000000;
-  snprintf(buf, 32, "%04d-%02d-%02dT%02d:%02d:%02d.%06dZ", y, m, d,
+  snprintf(buf, EX_TS_SIZE, "%04d-%02d-%02dT%02d:%02d:%02d.%06dZ", y, m, d,
            (int)(s / 3600), (int)(s / 60 % 60), (int)(s % 60),
            (int)(in % 1000000));
 }
@@ -281,8 +281,9 @@ typedef struct ex_run {
   es_export_result res;
   es_export_progress prog;
   char tenant[ES_TENANT_LEN_MAX + 1];
-  char day[16];
+  char day[EX_TS_SIZE];
   char pdir[ES_PATH_MAX];
+  int out_made, tenant_made; /* created in this run, not yet synced */
   es_identity *ids;
   /* the part being written */
   es_pq_writer *pq;
@@ -405,7 +406,7 @@ static int row_ndjson(ex_run *r, const ex_row *row) {
         ES_TRY(es__buf_put(b, "null", 4));
         continue;
       }
-      char ts[32];
+      char ts[EX_TS_SIZE];
       es__export_fmt_ts(c == EX_TIMESTAMP ? row->ts : row->recv, ts);
       ES_TRY(es__buf_put_u8(b, '"'));
       ES_TRY(es__buf_put(b, ts, strlen(ts)));
@@ -604,7 +605,7 @@ static int remove_names(ex_run *r, char **names, size_t n) {
 
 static int manifest_write(ex_run *r, uint64_t generation, int64_t cut_us) {
   es_buf *b = &r->line;
-  char ts[32];
+  char ts[EX_TS_SIZE];
   b->len = 0;
   es__export_fmt_ts(cut_us, ts);
   uint64_t rows = 0, bytes = 0;
@@ -612,7 +613,7 @@ static int manifest_write(ex_run *r, uint64_t generation, int64_t cut_us) {
     rows += r->parts[i].rows;
     bytes += r->parts[i].bytes;
   }
-  char head[1024];
+  char head[1024 + 2 * EX_TS_SIZE];
   snprintf(head, sizeof head,
            "{\"version\":1,\"tenant\":\"%s\",\"date\":\"%s\","
            "\"format\":\"%s\",\"compression\":\"%s\",\"rows\":%" PRIu64
@@ -672,15 +673,52 @@ static int mkdir_parents(es_vfs *vfs, const char *dir) {
   return ES_OK;
 }
 
+/* The partition's directory, and the directories above it once per
+ * export (out_dir) or per tenant.  Their entries are synced when the
+ * tenant (tenant_end) and the export (es_export) finish: a crash before
+ * loses whole partitions that the caller was never told were exported,
+ * never a part of one (invariant 2 holds inside the partition). */
 static int mkdirs(ex_run *r) {
+  if (!r->out_made) {
+    ES_TRY(mkdir_parents(r->vfs, r->o.out_dir));
+    r->out_made = 1;
+  }
+  if (!r->tenant_made) {
+    char path[ES_PATH_MAX], sub[ES_PATH_MAX];
+    snprintf(sub, sizeof sub, "tenant=%s", r->tenant);
+    ES_TRY(es__path_join(path, sizeof path, r->o.out_dir, sub));
+    ES_TRY(r->vfs->mkdir(r->vfs, path));
+    r->tenant_made = 1;
+  }
+  return r->vfs->mkdir(r->vfs, r->pdir);
+}
+
+/* Makes the tenant's partition directories durable (see mkdirs). */
+static int tenant_end(ex_run *r) {
+  if (!r->tenant_made)
+    return ES_OK;
+  r->tenant_made = 0;
   char path[ES_PATH_MAX], sub[ES_PATH_MAX];
-  ES_TRY(mkdir_parents(r->vfs, r->o.out_dir));
   snprintf(sub, sizeof sub, "tenant=%s", r->tenant);
   ES_TRY(es__path_join(path, sizeof path, r->o.out_dir, sub));
-  ES_TRY(r->vfs->mkdir(r->vfs, path));
-  ES_TRY(r->vfs->mkdir(r->vfs, r->pdir));
-  ES_TRY(r->vfs->sync_dir(r->vfs, path));
-  return r->vfs->sync_dir(r->vfs, r->o.out_dir);
+  return r->vfs->sync_dir(r->vfs, path);
+}
+
+/* Makes out_dir's entries (and its own entry in its parent) durable. */
+static int export_end(ex_run *r) {
+  if (!r->out_made)
+    return ES_OK;
+  ES_TRY(r->vfs->sync_dir(r->vfs, r->o.out_dir));
+  char parent[ES_PATH_MAX];
+  snprintf(parent, sizeof parent, "%s", r->o.out_dir);
+  char *slash = strrchr(parent, '/');
+  if (!slash)
+    return r->vfs->sync_dir(r->vfs, ".");
+  if (slash == parent)
+    slash[1] = 0; /* "/x" -> "/" */
+  else
+    *slash = 0;
+  return r->vfs->sync_dir(r->vfs, parent);
 }
 
 /* Writes the part files of one partition from a scan of its day. */
@@ -891,9 +929,11 @@ int es_export(es_db *db, const es_export_options *opts,
       r->prog.partitions_done++;
       progress(r);
     }
+    ES_CHECK(tenant_end(r));
     es__identity_free(r->ids);
     r->ids = NULL;
   }
+  ES_CHECK(export_end(r));
   if (result_out)
     *result_out = r->res;
 err:

@@ -14,6 +14,9 @@
 #include "base/io.h"
 #include "export/parquet.h"
 
+/* Room for a formatted time or day (any int64_t, so never truncated). */
+#define EX_TS_SIZE 64
+
 /* The export schema's columns, in file order. */
 enum {
   EX_MESSAGE_ID,
@@ -45,9 +48,9 @@ const es_pq_column *es__export_columns(void);
 /* Whether s[0..n) is one complete JSON value (yajl, UTF-8 checked). */
 int es__export_json_valid(const char *s, size_t n);
 
-/* Formats ts_us as "YYYY-MM-DDTHH:MM:SS.ffffffZ" (buf: 32 bytes). */
+/* Formats ts_us as "YYYY-MM-DDTHH:MM:SS.ffffffZ" (buf: EX_TS_SIZE). */
 void es__export_fmt_ts(int64_t ts_us, char *buf);
-/* Formats the UTC day of ts_us as "YYYY-MM-DD" (buf: 16 bytes). */
+/* Formats the UTC day of ts_us as "YYYY-MM-DD" (buf: EX_TS_SIZE). */
 void es__export_fmt_day(int64_t ts_us, char *buf);
 
 #endif

@@ -464,7 +464,7 @@ static int col_for(es_pq_writer *w, size_t col, int kind, pq_col **c_out) {
 }
 
 int es__pq_put_i64(es_pq_writer *w, size_t col, int64_t v, int present) {
-  pq_col *c;
+  pq_col *c = NULL;
   ES_TRY(col_for(w, col, ES_PQ_INT64, &c));
   if (!present && !c->def.optional)
     return pq_fail(w, ES_INVAL_BKPT("parquet: null in required %s", c->name));
@@ -494,7 +494,7 @@ err:
 }
 
 int es__pq_put_bytes(es_pq_writer *w, size_t col, const void *p, size_t n) {
-  pq_col *c;
+  pq_col *c = NULL;
   ES_TRY(col_for(w, col, ES_PQ_BYTES, &c));
   if (!p && !c->def.optional)
     return pq_fail(w, ES_INVAL_BKPT("parquet: null in required %s", c->name));
