@@ -9,7 +9,9 @@
  * event type; empty strings; a 900 KB property value; invalid UTF-8 in
  * properties and in user_agent; properties that are not JSON; JSON with
  * line breaks; events at 00:00:00.000000 and 23:59:59.999999; and 3000
- * filler events ("fill-NNNN") of 1 KB random properties.  Then
+ * filler events ("fill-NNNN") of 1 KB random properties; and tenant
+ * "wide", 70,000 events with distinct event names and anonymous ids
+ * (dictionary overflow, many pages).  Then
  * es_export with 4 KiB row groups (many row groups) into OUT_DIR/manyrg
  * and with defaults into OUT_DIR/parquet and OUT_DIR/ndjson.  Public API
  * only.  With ESCTL, also runs `ESCTL export` into OUT_DIR/beside while
@@ -24,6 +26,7 @@
 
 #define DAY_US INT64_C(86400000000)
 #define FILLERS 3000
+#define WIDE 70000
 #define MAR1_US (INT64_C(20513) * DAY_US) /* 2026-03-01 */
 
 static int check(int rc, const char *what) {
@@ -138,6 +141,29 @@ int main(int argc, char **argv) {
     fill[i].properties = fill_props[i];
   }
   check(es_append(db, "edge", fill, FILLERS, NULL), "es_append fillers");
+  /* tenant "wide": 70,000 events whose event names and anonymous ids are
+   * all distinct, so their dictionaries overflow (65,536 entries) and the
+   * chunks fall back to PLAIN after a few dictionary pages of 17-bit
+   * indices; several data pages per column (20,000 rows each) */
+  static es_event wide[1000];
+  static char wide_ev[1000][16], wide_anon[1000][16], wide_id[1000][16];
+  for (int b = 0; b < WIDE / 1000; b++) {
+    for (int i = 0; i < 1000; i++) {
+      int k = b * 1000 + i;
+      snprintf(wide_ev[i], sizeof wide_ev[i], "ev-%06d", k);
+      snprintf(wide_anon[i], sizeof wide_anon[i], "an-%06d", k);
+      snprintf(wide_id[i], sizeof wide_id[i], "w-%06d", k);
+      memset(&wide[i], 0, sizeof wide[i]);
+      wide[i].type = ES_TYPE_TRACK;
+      wide[i].ts_us = MAR1_US + 1000000LL * k;
+      wide[i].recv_us = wide[i].ts_us;
+      wide[i].event = wide_ev[i];
+      wide[i].anonymous_id = wide_anon[i];
+      wide[i].message_id = wide_id[i];
+      wide[i].user_agent = k % 3 ? "UA-a" : "UA-b";
+    }
+    check(es_append(db, "wide", wide, 1000, NULL), "es_append wide");
+  }
   export_to(db, argv[2], "manyrg", ES_EXPORT_PARQUET, 4096);
   export_to(db, argv[2], "parquet", ES_EXPORT_PARQUET, 0);
   export_to(db, argv[2], "ndjson", ES_EXPORT_NDJSON, 0);

@@ -377,6 +377,33 @@ test('edge cases: huge, empty, invalid UTF-8, not JSON, day edges, many row grou
   assert.deepEqual(beside.map((x) => [x.day, Number(x.n)]), [['2026-03-01', 3011], ['2026-03-02', 1]]);
 });
 
+test('dictionary overflow and many pages: 70,000 distinct strings read back', async () => {
+  const f = path.join(SCRATCH, 'edge-out', 'parquet', 'tenant=wide', 'date=2026-03-01', 'part-00000.parquet');
+  const meta = await sql(`SELECT path_in_schema AS c, encodings FROM parquet_metadata('${f}')`);
+  const enc = Object.fromEntries(meta.map((r) => [r.c, r.encodings]));
+  assert.match(enc.event, /RLE_DICTIONARY/);
+  assert.match(enc.event, /PLAIN/); // fell back after the dictionary filled
+  assert.match(enc.anonymous_id, /RLE_DICTIONARY/);
+  assert.match(enc.user_agent, /RLE_DICTIONARY/);
+  const d = await sql(`SELECT count(*) AS n, count(DISTINCT event) AS e,
+      count(*) FILTER (WHERE event = 'ev-' || substr(message_id, 3)
+                       AND anonymous_id = 'an-' || substr(message_id, 3)
+                       AND user_agent = CASE WHEN CAST(substr(message_id, 3) AS INT) % 3 = 0 THEN 'UA-b' ELSE 'UA-a' END) AS ok
+    FROM read_parquet('${f}')`);
+  assert.deepEqual([Number(d[0].n), Number(d[0].e), Number(d[0].ok)], [70000, 70000, 70000]);
+  const check = (rows, who) => {
+    assert.equal(rows.length, 70000, who);
+    for (const r of rows) {
+      const k = r.message_id.slice(2);
+      assert.equal(r.event, `ev-${k}`, `${who} ${r.message_id}`);
+      assert.equal(r.anonymous_id, `an-${k}`, `${who} ${r.message_id}`);
+      assert.equal(r.user_agent, Number(k) % 3 ? 'UA-a' : 'UA-b', `${who} ${r.message_id}`);
+    }
+  };
+  check((await hypRows(f)).rows, 'hyparquet');
+  check([...wasmTable(f)].map((x) => x.toJSON()), 'parquet-wasm');
+});
+
 test('re-export with late events: every row once, the late rows present, old files gone', async () => {
   const out = path.join(SCRATCH, 'idem');
   const args = ['export', '--data', DATA, '--tenant', 'acme', '--from', DAYS[0], '--to', DAYS[2], '--out', out];
