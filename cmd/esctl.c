@@ -908,7 +908,8 @@ static const char export_usage[] =
     "usage: esctl export --data DIR (--tenant T ... | --all)\n"
     "                    --from YYYY-MM-DD --to YYYY-MM-DD\n"
     "                    [--format parquet|ndjson]\n"
-    "                    [--compression zstd|snappy|none] --out DIR\n"
+    "                    [--compression zstd|snappy|none] [--threads N]\n"
+    "                    --out DIR\n"
     "\n"
     "Writes every event of the tenants (--tenant may repeat; --all: every\n"
     "tenant) whose time falls on the UTC days FROM..TO (both included) as\n"
@@ -917,7 +918,8 @@ static const char export_usage[] =
     "are ZSTD-compressed unless --compression says otherwise; NDJSON is\n"
     "gzip.  Exporting a day again replaces its partition atomically.  The\n"
     "store is opened read-only, so this works beside a running es-ingestd.\n"
-    "Shows progress on a terminal; prints a summary line at the end.\n"
+    "--threads: partitions written at once (default 4).  Shows progress\n"
+    "on a terminal; prints a summary line at the end.\n"
     "s3:// destinations are not supported yet.\n";
 
 /* "YYYY-MM-DD" -> days since 1970-01-01 (proleptic Gregorian). */
@@ -971,18 +973,18 @@ static void export_progress(void *ud, const es_export_progress *p) {
 
 /* Flags of esctl export: repeated --tenant, the --all switch. */
 typedef struct export_args {
-  const char *data, *from, *to, *out, *format, *comp;
+  const char *data, *from, *to, *out, *format, *comp, *threads;
   const char **tenants;
   size_t ntenants;
   int all;
 } export_args;
 
 static int export_parse(int argc, char **argv, export_args *a) {
-  static const char *const names[] = {"--data",  "--from",   "--to",
-                                      "--out",   "--format", "--compression",
-                                      "--tenant"};
-  const char **slots[] = {&a->data,   &a->from, &a->to, &a->out,
-                          &a->format, &a->comp, NULL};
+  static const char *const names[] = {"--data",    "--from",   "--to",
+                                      "--out",     "--format", "--compression",
+                                      "--threads", "--tenant"};
+  const char **slots[] = {&a->data,   &a->from, &a->to,      &a->out,
+                          &a->format, &a->comp, &a->threads, NULL};
   for (int i = 0; i < argc; i++) {
     const char *arg = argv[i];
     const char **dst = NULL;
@@ -1036,6 +1038,9 @@ static int export_check(const export_args *a, int64_t *from_day,
   if (a->comp && strcmp(a->format, "ndjson") == 0)
     return usage_error("export", "--compression is for parquet (NDJSON is "
                                  "always gzip)");
+  if (a->threads && (strspn(a->threads, "0123456789") != strlen(a->threads) ||
+                     atoi(a->threads) < 1 || atoi(a->threads) > 64))
+    return usage_error("export", "--threads: a number from 1 to 64");
   if (strncmp(a->out, "s3://", 5) == 0) {
     fprintf(stderr, "esctl export: s3:// destinations are not supported "
                     "yet; give a local directory to --out\n");
@@ -1066,6 +1071,7 @@ static int export_run(const export_args *a, int64_t from_day, int64_t to_day) {
                    : strcmp(a->comp, "snappy") == 0         ? ES_EXPORT_SNAPPY
                                                     : ES_EXPORT_UNCOMPRESSED;
   export_ui ui = {isatty(2), now_us(), 0};
+  eo.threads = a->threads ? atoi(a->threads) : 0;
   eo.progress_fn = export_progress;
   eo.progress_ud = &ui;
   es_export_result res;

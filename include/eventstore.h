@@ -671,10 +671,14 @@ typedef struct es_export_options {
                                default 32 MiB */
   uint64_t file_bytes_max;  /* a partition's part file closes past this
                                size and the next begins; default 1 GiB */
-  /* Called after each partition and every ~100,000 rows; may be NULL.
-   * Called on the calling thread; must not call back into the library. */
+  /* Called after each partition the calling thread finishes and every
+   * ~100,000 rows, with the totals of every thread; may be NULL.  Called
+   * on the calling thread only; must not call back into the library. */
   void (*progress_fn)(void *ud, const es_export_progress *progress);
   void *progress_ud;
+  int threads; /* partitions written at once (each by its own thread, the
+                  caller's included): fsync latency overlaps; default 4,
+                  at most 64.  Each holds up to a row group in memory. */
 } es_export_options;
 
 ES_API void es_export_options_init_sized(es_export_options *opts,

@@ -32,10 +32,17 @@
  *     JSON value are written as a JSON string of their text.  String
  *     columns hold valid UTF-8: a byte that is not is replaced by U+FFFD
  *     (as es__json_put_str does).
+ *  5. Partitions are independent: up to es_export_options.threads workers
+ *     (the caller's thread and new ones) each take the next (tenant, day)
+ *     and write it alone, so a partition directory has one writer.  The
+ *     first error stops every worker after its current partition; only
+ *     the caller's thread calls the progress callback.  Two exports into
+ *     one out_dir at once are not supported (nothing locks it).
  */
 #include "export/export.h"
 
 #include <inttypes.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -51,6 +58,8 @@
 #include "store/dbint.h"
 
 #define DAY_US INT64_C(86400000000)
+#define ES_EXPORT_THREADS_DEFAULT 4
+#define ES_EXPORT_THREADS_MAX 64
 #define EX_STR_(x) #x
 #define EX_STR(x) EX_STR_(x)
 #define ES_VERSION_STRING_EXPORT                                               \
@@ -274,16 +283,33 @@ typedef struct ex_part {
   uint32_t crc;
 } ex_part;
 
+/* What the workers of one es_export share (invariant 5). */
+typedef struct ex_shared {
+  pthread_mutex_t mu;
+  size_t next, total; /* partitions handed out / to do (tenant-major) */
+  int64_t days;
+  char **tenants;       /* the tenants, sorted */
+  uint8_t *tenant_used; /* per tenant: a partition directory was made */
+  int rc;               /* the first error of any worker */
+  char detail[512];     /* its es_errdetail() (thread-local otherwise) */
+  es_export_result res; /* finished partitions' totals */
+  uint64_t done;        /* partitions finished */
+} ex_shared;
+
+/* One worker: a partition at a time. */
 typedef struct ex_run {
   es_db *db;
   es_vfs *vfs;
   es_export_options o;
-  es_export_result res;
+  ex_shared *sh;
+  int main_thread;      /* the caller's thread: the one that reports progress */
+  es_export_result res; /* this partition's */
+  uint64_t rows_seen;   /* for progress every 100,000 rows */
   es_export_progress prog;
+  size_t ti; /* index of tenant in sh->tenants; SIZE_MAX = none loaded */
   char tenant[ES_TENANT_LEN_MAX + 1];
   char day[EX_TS_SIZE];
   char pdir[ES_PATH_MAX];
-  int out_made, tenant_made; /* created in this run, not yet synced */
   es_identity *ids;
   /* the part being written */
   es_pq_writer *pq;
@@ -475,7 +501,6 @@ static int part_close(ex_run *r) {
   r->parts[r->nparts++] = r->cur;
   r->res.files++;
   r->res.bytes += r->cur.bytes;
-  r->prog.bytes = r->res.bytes;
   return ES_OK;
 }
 
@@ -645,13 +670,21 @@ static int manifest_write(ex_run *r, uint64_t generation, int64_t cut_us) {
 /* ---- one partition
  * ----------------------------------------------------------- */
 
+/* Calls the progress callback from the caller's thread only, with the
+ * totals of every worker. */
 static void progress(ex_run *r) {
-  if (!r->o.progress_fn)
+  if (!r->o.progress_fn || !r->main_thread)
     return;
+  ex_shared *sh = r->sh;
+  pthread_mutex_lock(&sh->mu);
+  r->prog.partitions_done = sh->done;
+  r->prog.partitions_total = sh->total;
+  r->prog.rows = sh->res.rows + r->res.rows;
+  r->prog.bytes = sh->res.bytes + r->res.bytes;
+  pthread_mutex_unlock(&sh->mu);
+  r->prog.bytes += part_bytes(r);
   r->prog.tenant = r->tenant;
   r->prog.day = r->day;
-  r->prog.rows = r->res.rows;
-  r->prog.bytes = r->res.bytes + part_bytes(r);
   r->o.progress_fn(r->o.progress_ud, &r->prog);
 }
 
@@ -673,52 +706,50 @@ static int mkdir_parents(es_vfs *vfs, const char *dir) {
   return ES_OK;
 }
 
-/* The partition's directory, and the directories above it once per
- * export (out_dir) or per tenant.  Their entries are synced when the
- * tenant (tenant_end) and the export (es_export) finish: a crash before
- * loses whole partitions that the caller was never told were exported,
- * never a part of one (invariant 2 holds inside the partition). */
+/* The partition's directory and those above it (mkdir of an existing
+ * directory is a no-op).  Their entries are synced when the export ends
+ * (export_end): a crash before loses whole partitions that the caller was
+ * never told were exported, never a part of one (invariant 2 holds inside
+ * the partition). */
 static int mkdirs(ex_run *r) {
-  if (!r->out_made) {
-    ES_TRY(mkdir_parents(r->vfs, r->o.out_dir));
-    r->out_made = 1;
-  }
-  if (!r->tenant_made) {
-    char path[ES_PATH_MAX], sub[ES_PATH_MAX];
-    snprintf(sub, sizeof sub, "tenant=%s", r->tenant);
-    ES_TRY(es__path_join(path, sizeof path, r->o.out_dir, sub));
-    ES_TRY(r->vfs->mkdir(r->vfs, path));
-    r->tenant_made = 1;
-  }
+  char path[ES_PATH_MAX], sub[ES_PATH_MAX];
+  ES_TRY(mkdir_parents(r->vfs, r->o.out_dir));
+  snprintf(sub, sizeof sub, "tenant=%s", r->tenant);
+  ES_TRY(es__path_join(path, sizeof path, r->o.out_dir, sub));
+  ES_TRY(r->vfs->mkdir(r->vfs, path));
+  pthread_mutex_lock(&r->sh->mu);
+  r->sh->tenant_used[r->ti] = 1;
+  pthread_mutex_unlock(&r->sh->mu);
   return r->vfs->mkdir(r->vfs, r->pdir);
 }
 
-/* Makes the tenant's partition directories durable (see mkdirs). */
-static int tenant_end(ex_run *r) {
-  if (!r->tenant_made)
+/* Makes the directories the export made durable: each tenant's entries,
+ * out_dir's, and out_dir's own entry in its parent. */
+static int export_end(es_vfs *vfs, const char *out, const ex_shared *sh,
+                      size_t ntenants) {
+  int any = 0;
+  for (size_t i = 0; i < ntenants; i++) {
+    if (!sh->tenant_used[i])
+      continue;
+    char path[ES_PATH_MAX], sub[ES_PATH_MAX];
+    snprintf(sub, sizeof sub, "tenant=%s", sh->tenants[i]);
+    ES_TRY(es__path_join(path, sizeof path, out, sub));
+    ES_TRY(vfs->sync_dir(vfs, path));
+    any = 1;
+  }
+  if (!any)
     return ES_OK;
-  r->tenant_made = 0;
-  char path[ES_PATH_MAX], sub[ES_PATH_MAX];
-  snprintf(sub, sizeof sub, "tenant=%s", r->tenant);
-  ES_TRY(es__path_join(path, sizeof path, r->o.out_dir, sub));
-  return r->vfs->sync_dir(r->vfs, path);
-}
-
-/* Makes out_dir's entries (and its own entry in its parent) durable. */
-static int export_end(ex_run *r) {
-  if (!r->out_made)
-    return ES_OK;
-  ES_TRY(r->vfs->sync_dir(r->vfs, r->o.out_dir));
+  ES_TRY(vfs->sync_dir(vfs, out));
   char parent[ES_PATH_MAX];
-  snprintf(parent, sizeof parent, "%s", r->o.out_dir);
+  snprintf(parent, sizeof parent, "%s", out);
   char *slash = strrchr(parent, '/');
   if (!slash)
-    return r->vfs->sync_dir(r->vfs, ".");
+    return vfs->sync_dir(vfs, ".");
   if (slash == parent)
     slash[1] = 0; /* "/x" -> "/" */
   else
     *slash = 0;
-  return r->vfs->sync_dir(r->vfs, parent);
+  return vfs->sync_dir(vfs, parent);
 }
 
 /* Writes the part files of one partition from a scan of its day. */
@@ -746,7 +777,8 @@ static int partition_rows(ex_run *r, int64_t day_us, int *any_out) {
     row_free(&row);
     ES_CHECK(rc);
     r->cur.rows++;
-    if (++r->res.rows % 100000 == 0)
+    r->res.rows++;
+    if (++r->rows_seen % 100000 == 0)
       progress(r);
     if (part_bytes(r) >= r->o.file_bytes_max)
       ES_CHECK(part_close(r));
@@ -876,6 +908,9 @@ static int export_check(const es_export_options *o) {
                          "before to");
   if ((o->to_us - o->from_us) / DAY_US > 36600)
     return ES_INVAL_BKPT("es_export: more than 100 years of days");
+  if (o->threads < 0 || o->threads > ES_EXPORT_THREADS_MAX)
+    return ES_INVAL_BKPT("es_export: threads %d (0 = default, at most %d)",
+                         o->threads, ES_EXPORT_THREADS_MAX);
   if (o->tenants_count && !o->tenants)
     return ES_INVAL_BKPT("es_export: tenants_count without tenants");
   for (size_t i = 0; i < o->tenants_count; i++) {
@@ -893,6 +928,87 @@ static int export_check(const es_export_options *o) {
   return ES_OK;
 }
 
+/* Records a worker's error (the first one wins, with its detail). */
+static void worker_fail(ex_shared *sh, int rc) {
+  pthread_mutex_lock(&sh->mu);
+  if (sh->rc == 0) {
+    sh->rc = rc;
+    snprintf(sh->detail, sizeof sh->detail, "%s", es_errdetail());
+  }
+  pthread_mutex_unlock(&sh->mu);
+}
+
+static void worker_free(ex_run *r) {
+  part_abort(r);
+  es__identity_free(r->ids);
+  r->ids = NULL;
+  es__free(r->parts);
+  r->parts = NULL;
+  es__buf_free(&r->line);
+  es__buf_free(&r->scratch);
+  es__buf_free(&r->jscratch);
+}
+
+/* Takes partitions (tenant-major) until none is left or any worker
+ * failed (invariant 5). */
+static void worker_run(ex_run *r) {
+  ex_shared *sh = r->sh;
+  for (;;) {
+    pthread_mutex_lock(&sh->mu);
+    int stop = sh->rc != 0 || sh->next >= sh->total;
+    size_t item = sh->next++;
+    pthread_mutex_unlock(&sh->mu);
+    if (stop)
+      break;
+    size_t ti = item / (size_t)sh->days;
+    int64_t d = (int64_t)(item % (size_t)sh->days);
+    int rc = ES_OK;
+    if (ti != r->ti) {
+      es__identity_free(r->ids);
+      r->ids = NULL;
+      r->ti = ti;
+      snprintf(r->tenant, sizeof r->tenant, "%s", sh->tenants[ti]);
+      rc = es__identity_load(r->db, r->tenant, &r->ids);
+    }
+    memset(&r->res, 0, sizeof r->res);
+    if (rc == ES_OK)
+      rc = partition_export(r, r->o.from_us + d * DAY_US);
+    if (rc != ES_OK) {
+      worker_fail(sh, rc);
+      break;
+    }
+    pthread_mutex_lock(&sh->mu);
+    sh->done++;
+    sh->res.partitions += r->res.partitions;
+    sh->res.files += r->res.files;
+    sh->res.rows += r->res.rows;
+    sh->res.bytes += r->res.bytes;
+    pthread_mutex_unlock(&sh->mu);
+    memset(&r->res, 0, sizeof r->res);
+    progress(r);
+  }
+  worker_free(r);
+}
+
+static void *worker_main(void *arg) {
+  worker_run(arg);
+  return NULL;
+}
+
+/* Runs the workers: threads - 1 new ones and the caller's thread. */
+static void workers_run(ex_run *w, int threads) {
+  pthread_t tid[ES_EXPORT_THREADS_MAX];
+  int started[ES_EXPORT_THREADS_MAX] = {0};
+  for (int i = 1; i < threads; i++) /* fewer workers if one cannot start */
+    started[i] = pthread_create(&tid[i], NULL, worker_main, &w[i]) == 0;
+  worker_run(&w[0]);
+  for (int i = 1; i < threads; i++)
+    if (started[i])
+      pthread_join(tid[i], NULL);
+    else
+      worker_free(&w[i]);
+}
+
 /* Exports tenants x days (eventstore.h). */
 int es_export(es_db *db, const es_export_options *opts,
               es_export_result *result_out) {
@@ -900,51 +1016,56 @@ int es_export(es_db *db, const es_export_options *opts,
     memset(result_out, 0, sizeof *result_out);
   if (!db || !opts)
     return ES_INVAL_BKPT("es_export: NULL argument");
-  ex_run *r = es__calloc(1, sizeof *r);
-  if (!r)
-    return ES_NOMEM_BKPT();
+  es_export_options o;
+  es_export_options_init(&o);
+  ES_TRY(es__abi_options_in(opts, &o, sizeof o, EXPORT_OPTS_SIZE_MIN,
+                            "es_export_options"));
+  ES_TRY(export_check(&o));
+  if (o.file_bytes_max == 0)
+    o.file_bytes_max = UINT64_C(1) << 30;
+  int threads = o.threads > 0 ? o.threads : ES_EXPORT_THREADS_DEFAULT;
   name_list tenants = {0};
+  ex_shared sh;
+  memset(&sh, 0, sizeof sh);
+  pthread_mutex_init(&sh.mu, NULL);
+  ex_run *w = es__calloc((size_t)threads, sizeof *w);
   int rc = ES_OK;
-  es_export_options_init(&r->o);
-  ES_CHECK(es__abi_options_in(opts, &r->o, sizeof r->o, EXPORT_OPTS_SIZE_MIN,
-                              "es_export_options"));
-  ES_CHECK(export_check(&r->o));
-  if (r->o.file_bytes_max == 0)
-    r->o.file_bytes_max = UINT64_C(1) << 30;
-  r->db = db;
-  r->vfs = db->vfs; /* tests inject faults through it */
-  if (r->o.tenants_count) {
-    for (size_t i = 0; i < r->o.tenants_count; i++)
-      ES_CHECK(names_add_unique(&tenants, r->o.tenants[i]));
+  if (!w)
+    ES_CHECK(ES_NOMEM_BKPT());
+  if (o.tenants_count) {
+    for (size_t i = 0; i < o.tenants_count; i++)
+      ES_CHECK(names_add_unique(&tenants, o.tenants[i]));
   } else {
     ES_CHECK(tenants_all(db, &tenants));
   }
-  int64_t days = (r->o.to_us - r->o.from_us) / DAY_US;
-  r->prog.partitions_total = (uint64_t)days * tenants.n;
-  for (size_t i = 0; i < tenants.n; i++) {
-    snprintf(r->tenant, sizeof r->tenant, "%s", tenants.v[i]);
-    ES_CHECK(es__identity_load(db, r->tenant, &r->ids));
-    for (int64_t d = 0; d < days; d++) {
-      ES_CHECK(partition_export(r, r->o.from_us + d * DAY_US));
-      r->prog.partitions_done++;
-      progress(r);
-    }
-    ES_CHECK(tenant_end(r));
-    es__identity_free(r->ids);
-    r->ids = NULL;
+  sh.days = (o.to_us - o.from_us) / DAY_US;
+  sh.total = (size_t)sh.days * tenants.n;
+  sh.tenants = tenants.v;
+  sh.tenant_used = es__calloc(tenants.n + 1, 1);
+  if (!sh.tenant_used)
+    ES_CHECK(ES_NOMEM_BKPT());
+  if ((size_t)threads > sh.total)
+    threads = sh.total ? (int)sh.total : 1;
+  for (int i = 0; i < threads; i++) {
+    w[i].db = db;
+    w[i].vfs = db->vfs; /* tests inject faults through it */
+    w[i].o = o;
+    w[i].sh = &sh;
+    w[i].main_thread = i == 0;
+    w[i].ti = SIZE_MAX;
   }
-  ES_CHECK(export_end(r));
+  workers_run(w, threads);
+  if (sh.rc != ES_OK)
+    ES_CHECK(ES_ERR(sh.rc, "%s", sh.detail));
+  ES_CHECK(export_end(db->vfs, o.out_dir, &sh, tenants.n));
   if (result_out)
-    *result_out = r->res;
+    *result_out = sh.res;
 err:
-  es__identity_free(r->ids);
   for (size_t i = 0; i < tenants.n; i++)
     es__free(tenants.v[i]);
   es__free(tenants.v);
-  es__free(r->parts);
-  es__buf_free(&r->line);
-  es__buf_free(&r->scratch);
-  es__buf_free(&r->jscratch);
-  es__free(r);
+  es__free(sh.tenant_used);
+  es__free(w);
+  pthread_mutex_destroy(&sh.mu);
   return rc;
 }

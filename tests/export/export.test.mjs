@@ -170,7 +170,7 @@ const sortMap = (m) => [...m.entries()].sort((a, b) => (a[0] < b[0] ? -1 : 1));
 const allQueryCounts = () => new Map(TENANTS.flatMap((t) => [...queryCounts(t)]));
 
 const OUT = path.join(SCRATCH, 'out');
-for (const [sub, extra] of [['zstd', []], ['snappy', ['--compression', 'snappy']], ['none', ['--compression', 'none']]]) {
+for (const [sub, extra] of [['zstd', []], ['snappy', ['--compression', 'snappy', '--threads', '1']], ['none', ['--compression', 'none', '--threads', '3']]]) {
   const s = ok(['export', '--data', DATA, '--all', '--from', DAYS[0], '--to', DAYS[2], '--out', path.join(OUT, sub), ...extra]);
   assert.match(s, /^exported 5700 rows, 6 files, \d+ bytes, 6 partitions in [\d.]+ s\n$/);
 }
@@ -455,6 +455,7 @@ test('esctl export refuses bad usage with exit status 2', () => {
     [[...base, '--all', '--out', 'x', '--format', 'csv'], /--format: parquet or ndjson/],
     [[...base, '--all', '--out', 'x', '--compression', 'lz4'], /--compression: zstd, snappy or none/],
     [[...base, '--tenant', 'bad/name', '--out', 'x'], /invalid tenant/],
+    [[...base, '--all', '--out', 'x', '--threads', '0'], /--threads: a number from 1 to 64/],
   ];
   for (const [args, re] of cases) {
     const r = esctl(args);
