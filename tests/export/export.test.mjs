@@ -13,7 +13,9 @@
 //  - esctl export works beside a process holding the store for writing;
 //  - a SIGKILL at random points of `esctl export` never leaves a
 //    partition whose _manifest.json disagrees with its files.
-// Usage: node export.test.mjs ESCTL EDGE_STORE
+//  - files the Parquet fuzz target wrote (tests/fuzz/fuzz_parquet.c, text
+//    mode) read the same through the three readers.
+// Usage: node export.test.mjs ESCTL EDGE_STORE [REPLAY_PARQUET CORPUS]
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
@@ -36,7 +38,7 @@ try {
   process.exit(1);
 }
 
-const [ESCTL, EDGE] = process.argv.slice(2);
+const [ESCTL, EDGE, REPLAY, CORPUS] = process.argv.slice(2);
 const ENV = { ...process.env, ASAN_OPTIONS: 'detect_leaks=1' };
 const SCRATCH = mkdtempSync(path.join(os.tmpdir(), 'es-export-'));
 process.on('exit', () => rmSync(SCRATCH, { recursive: true, force: true }));
@@ -444,6 +446,35 @@ test('SIGKILL at random points never leaves a manifest that disagrees with its f
   checkManifests(out, true);
   const want = sortMap(allQueryCounts());
   assert.deepEqual(sortMap(await duckCounts(path.join(out, '**', '*.parquet'))), want);
+});
+
+test('fuzz target outputs: DuckDB, hyparquet and parquet-wasm agree', { skip: !REPLAY && 'no replay_parquet given' }, async () => {
+  const dir = path.join(SCRATCH, 'fuzz-out');
+  rmSync(dir, { recursive: true, force: true });
+  spawnSync('mkdir', ['-p', dir]);
+  const r = spawnSync(REPLAY, [CORPUS], { encoding: 'utf8', env: { ...ENV, FUZZ_PARQUET_OUT: dir } });
+  assert.equal(r.status, 0, r.stderr);
+  const files = readdirSync(dir).filter((f) => f.endsWith('.parquet')).map((f) => path.join(dir, f));
+  assert.ok(files.length >= 4, `${files.length} files`);
+  const cols = ['message_id', 'type', 'event', 'timestamp', 'received_at', 'sent_at', 'anonymous_id', 'user_id',
+    'person_id', 'page_path', 'page_url', 'page_referrer', 'page_title', 'user_agent', 'ip', 'properties',
+    'context', 'traits', 'previous_id', 'group_id'];
+  for (const f of files) {
+    const d = (await sql(`SELECT count(*) AS n, ${cols.map((c) => `count("${c}") AS "${c}"`).join(', ')},
+        sum(length(coalesce(event, ''))) AS ev_len FROM read_parquet('${f}')`))[0];
+    const { rows } = await hypRows(f);
+    const tab = wasmTable(f);
+    assert.equal(rows.length, Number(d.n), `${f} hyparquet rows`);
+    assert.equal(tab.numRows, Number(d.n), `${f} parquet-wasm rows`);
+    for (const c of cols) {
+      const h = rows.filter((x) => x[c] !== null && x[c] !== undefined).length;
+      const w = tab.numRows - tab.getChild(c).nullCount;
+      assert.equal(h, Number(d[c]), `${f} ${c}: hyparquet non-nulls`);
+      assert.equal(w, Number(d[c]), `${f} ${c}: parquet-wasm non-nulls`);
+    }
+    const evLen = rows.reduce((a, x) => a + (x.event ?? '').length, 0);
+    assert.equal(evLen, Number(d.ev_len), `${f} event bytes`);
+  }
 });
 
 test('esctl export refuses bad usage with exit status 2', () => {

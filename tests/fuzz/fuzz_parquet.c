@@ -3,9 +3,11 @@
  * and the footer reader of the tests and tools (es__pq_footer_read).
  *
  * The input drives a file written with the export schema's 20 columns
- * (lib/export/export.c): the first byte picks the codec, the second the
- * sizes (default pages and row groups, or tiny ones, which make many
- * pages and row groups), the rest is rows: per column one byte says null
+ * (lib/export/export.c): the first byte picks the codec (and, bit 7, text
+ * mode: strings as printable ASCII and JSON columns as JSON strings, as
+ * the export layer guarantees; else any bytes), the second the sizes
+ * (default pages and row groups, or tiny ones, which make many pages and
+ * row groups), the rest is rows: per column one byte says null
  * or a value, and the value's bytes come from the input (empty strings,
  * strings up to 255 bytes, huge ones of up to 700 KB, any bytes at all).
  * The file is written to an in-memory vfs, then read back by
@@ -19,7 +21,13 @@
  *     row group; every chunk inside the file; each column's null_count,
  *     summed over row groups, = the nulls written.
  *  3. Tiny row groups over more than 200 rows give more than one.
+ *
+ * With FUZZ_PARQUET_OUT=DIR in the environment, each text-mode file is
+ * also written to DIR/NNNN.parquet, for tests/export/export.test.mjs,
+ * whose independent readers (DuckDB, parquet-wasm, hyparquet) must agree
+ * on them.
  */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -83,7 +91,9 @@ static void write_file(in_rd *in) {
   const es_pq_column *cols = es__export_columns();
   es_pq_options o;
   es__pq_options_init(&o);
-  uint8_t codec = in_u8(in) % 3, sizes = in_u8(in);
+  uint8_t mode = in_u8(in), sizes = in_u8(in);
+  uint8_t codec = (mode & 0x7f) % 3;
+  int text = mode >> 7;
   o.codec = codec == 0   ? ES_PQ_ZSTD
             : codec == 1 ? ES_PQ_SNAPPY
                          : ES_PQ_UNCOMPRESSED;
@@ -118,6 +128,17 @@ static void write_file(in_rd *in) {
         len = sizeof huge;
       for (size_t i = 0; i < len; i++) /* from the input, repeated */
         huge[i] = in->n ? in->p[(in->at + i) % in->n] : 0;
+      if (text) { /* printable ASCII; JSON columns a JSON string */
+        for (size_t i = 0; i < len; i++) {
+          uint8_t ch = (uint8_t)(0x20 + huge[i] % 95);
+          huge[i] = ch == '"' || ch == '\\' ? 'q' : ch;
+        }
+        if (cols[c].logical == ES_PQ_JSON) {
+          if (len < 2)
+            len = 2;
+          huge[0] = huge[len - 1] = '"';
+        }
+      }
       in->at += len < 255 ? len : 255;
       FUZZ_ASSERT(es__pq_put_bytes(w, c, huge, len) == ES_OK);
     }
@@ -137,6 +158,15 @@ static void write_file(in_rd *in) {
     FUZZ_ASSERT(info.null_count[c] == nulls[c]);
   if (tiny && rows > 200)
     FUZZ_ASSERT(info.row_groups > 1);
+  const char *dir = getenv("FUZZ_PARQUET_OUT");
+  static int written;
+  if (dir && text) {
+    char path[4096];
+    snprintf(path, sizeof path, "%s/%04d.parquet", dir, written++);
+    FILE *f = fopen(path, "wb");
+    FUZZ_ASSERT(f && fwrite(out_file.data, 1, out_file.len, f) == out_file.len);
+    fclose(f);
+  }
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
