@@ -242,6 +242,9 @@ int cmd_query(const bench_common *a);
 int cmd_live(const bench_common *a);
 /* es-bench http: HTTP ingest through es-ingestd beside nginx (http.c). */
 int cmd_http(const bench_common *a);
+/* es-bench export: Parquet export, es_export against DuckDB's COPY
+ * (export.c). */
+int cmd_export(const bench_common *a);
 /* The hidden `es-bench _appendloop` child of cmd_live. */
 int cmd_appendloop(const char *dir, uint64_t events, uint64_t seed, int days);
 

@@ -12,18 +12,30 @@
 
 const char **enc_str_field(es_event *ev, int i) {
   switch (i) {
-  case 0: return &ev->event;
-  case 1: return &ev->message_id;
-  case 2: return &ev->anonymous_id;
-  case 3: return &ev->user_id;
-  case 4: return &ev->previous_id;
-  case 5: return &ev->group_id;
-  case 6: return &ev->path;
-  case 7: return &ev->url;
-  case 8: return &ev->referrer;
-  case 9: return &ev->properties;
-  case 10: return &ev->user_agent;
-  default: return &ev->ip;
+  case 0:
+    return &ev->event;
+  case 1:
+    return &ev->message_id;
+  case 2:
+    return &ev->anonymous_id;
+  case 3:
+    return &ev->user_id;
+  case 4:
+    return &ev->previous_id;
+  case 5:
+    return &ev->group_id;
+  case 6:
+    return &ev->path;
+  case 7:
+    return &ev->url;
+  case 8:
+    return &ev->referrer;
+  case 9:
+    return &ev->properties;
+  case 10:
+    return &ev->user_agent;
+  default:
+    return &ev->ip;
   }
 }
 

@@ -59,7 +59,7 @@ typedef struct args {
 
 static const char usage_text[] =
     "usage: es-bench gen [--events N] [--seed S] [--days D] > events.ndjson\n"
-    "       es-bench ingest|query|live|http|all [options]\n"
+    "       es-bench ingest|query|live|http|export|all [options]\n"
     "\n"
     "gen     writes N generated Segment events as NDJSON to stdout\n"
     "        (default 10000); the tenant is each line's \"writeKey\".\n"
@@ -75,6 +75,9 @@ static const char usage_text[] =
     "        autocannon with Segment /v1/batch bodies of 100 events, beside\n"
     "        nginx answering the same POSTs with an empty 200; full load,\n"
     "        half rate (p50/p99), a 10x burst (peak RSS).  Not in `all`.\n"
+    "export  the same events exported to Parquet (ZSTD) by es_export and\n"
+    "        by DuckDB's COPY ... TO (FORMAT parquet): rows/s and bytes.\n"
+    "        Not in `all`.\n"
     "all     ingest, query and live in turn (CI runs all --quick).\n"
     "\n"
     "options:\n"
@@ -82,7 +85,8 @@ static const char usage_text[] =
     "                 query: events loaded (2000000; --quick 20000);\n"
     "                 live: events appended before each kill (200000;\n"
     "                 --quick 10000); http: events generated to cut the\n"
-    "                 request bodies from (100000; --quick 20000).\n"
+    "                 request bodies from (100000; --quick 20000);\n"
+    "                 export: events loaded (1000000; --quick 20000).\n"
     "                 all: each command's default.\n"
     "  --threads T    appending threads of the parallel runs (default 8)\n"
     "  --batch B      events per batch, one tenant each (default 100)\n"
@@ -610,6 +614,11 @@ static int cmd_live_args(const args *a) {
   return rc;
 }
 
+static int cmd_export_args(const args *a) {
+  bench_common c = common_of(a, 1000000, 20000, 3, 1);
+  return cmd_export(&c);
+}
+
 static int cmd_http_args(const args *a) {
   bench_common c = common_of(a, 100000, 20000, 3, 1);
   return cmd_http(&c);
@@ -696,7 +705,7 @@ static int cmd_appendloop_args(int argc, char **argv) {
  */
 int main(int argc, char **argv) {
   if (argc < 2)
-    bad_usage("missing command: gen, ingest, query, live or all");
+    bad_usage("missing command: gen, ingest, query, live, http, export or all");
   if (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help")) {
     fputs(usage_text, stdout);
     return 0;
@@ -709,11 +718,12 @@ int main(int argc, char **argv) {
   }
   if (!strcmp(argv[1], "_appendloop"))
     return cmd_appendloop_args(argc, argv);
-  int (*cmd)(const args *) = !strcmp(argv[1], "ingest")  ? cmd_ingest
-                             : !strcmp(argv[1], "query") ? cmd_query_args
-                             : !strcmp(argv[1], "live")  ? cmd_live_args
-                             : !strcmp(argv[1], "http")  ? cmd_http_args
-                                                         : NULL;
+  int (*cmd)(const args *) = !strcmp(argv[1], "ingest")   ? cmd_ingest
+                             : !strcmp(argv[1], "query")  ? cmd_query_args
+                             : !strcmp(argv[1], "live")   ? cmd_live_args
+                             : !strcmp(argv[1], "http")   ? cmd_http_args
+                             : !strcmp(argv[1], "export") ? cmd_export_args
+                                                          : NULL;
   if (cmd) {
     parse_args(&a, argc, argv, 0);
     return json_file_start(&a) ? 1 : cmd(&a);
@@ -722,6 +732,7 @@ int main(int argc, char **argv) {
     parse_args(&a, argc, argv, 0);
     return cmd_all(&a);
   }
-  bad_usage("unknown command '%s' (gen, ingest, query, live, http or all)",
-            argv[1]);
+  bad_usage(
+      "unknown command '%s' (gen, ingest, query, live, http, export or all)",
+      argv[1]);
 }

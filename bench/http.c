@@ -408,7 +408,8 @@ static void print_table(const hbench *hb, const summary *sm) {
          st, num(b, "requests_sent", NULL, NULL),
          num(b, "responses", NULL, NULL), num(b, "answered_by_s", NULL, NULL));
   printf("  es-ingestd RSS: idle %.1f MB, peak %.1f MB sampled every 10 ms, "
-         "VmHWM %.1f MB; --memory-budget %d MB (memtables, requests, messageId sets)\n\n",
+         "VmHWM %.1f MB; --memory-budget %d MB (memtables, requests, messageId "
+         "sets)\n\n",
          sm->burst_idle_mb, sm->burst_peak_mb, sm->burst_hwm_mb, BUDGET_MB);
   printf("stored events: %s (es_inspect of every es-ingestd data directory "
          "after SIGTERM: 100 x the 200s <= stored <= 100 x (200s + "
@@ -435,8 +436,9 @@ static void print_json(const void *arg) {
          "every event\",\"stored_check\":%s,",
          BODY_EVENTS, hb->bodies_count, hb->body_bytes_mean,
          (unsigned long long)hb->a->seed, hb->a->runs, hb->duration_s,
-         hb->warmup_s, hb->burst_s, CONNECTIONS, BUDGET_MB, fs_type_name(hb->dir),
-         sysconf(_SC_NPROCESSORS_ONLN), hb->stored_ok ? "true" : "false");
+         hb->warmup_s, hb->burst_s, CONNECTIONS, BUDGET_MB,
+         fs_type_name(hb->dir), sysconf(_SC_NPROCESSORS_ONLN),
+         hb->stored_ok ? "true" : "false");
   bench_json_stat3("ingestd_requests_per_s", sm.es_rps);
   putchar(',');
   bench_json_stat3("ingestd_events_per_s", sm.es_eps);
@@ -516,13 +518,12 @@ static int run_load(hbench *hb) {
   snprintf(burst, sizeof burst, "%d", hb->burst_s);
   snprintf(conns, sizeof conns, "%d", CONNECTIONS);
   snprintf(budget, sizeof budget, "%d", BUDGET_MB);
-  const char *args[] = {"--ingestd",     hb->ingestd, "--nginx",   hb->nginx,
-                        "--wrk",         hb->wrk,     "--keys",    hb->keys,
-                        "--bodies",      hb->bodies,  "--dir",     hb->dir,
-                        "--duration",    dur,         "--runs",    runs,
-                        "--connections", conns,       "--burst-s", burst,
-                        "--budget-mb",   budget,      "--warmup",  warm,
-                        NULL};
+  const char *args[] = {
+      "--ingestd",   hb->ingestd,     "--nginx",    hb->nginx,   "--wrk",
+      hb->wrk,       "--keys",        hb->keys,     "--bodies",  hb->bodies,
+      "--dir",       hb->dir,         "--duration", dur,         "--runs",
+      runs,          "--connections", conns,        "--burst-s", burst,
+      "--budget-mb", budget,          "--warmup",   warm,        NULL};
   peer_proc p;
   if (node_start(&p, "the HTTP load driver (bench/http/load.mjs)", hb->script,
                  args) != 0 ||

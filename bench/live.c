@@ -50,8 +50,8 @@ typedef struct kill_run {
 } kill_run;
 
 typedef struct first_ack {
-  double fresh_s, restart_s;             /* process start -> first ack */
-  double fresh_open_s, restart_open_s;   /* of which es_open */
+  double fresh_s, restart_s;           /* process start -> first ack */
+  double fresh_open_s, restart_open_s; /* of which es_open */
 } first_ack;
 
 typedef struct live {
@@ -441,15 +441,15 @@ static void print_table(const live *lv) {
          "own.)\n\n");
   if (a->use_es) {
     const first_ack *f = lv->first;
-    size_t o1 = offsetof(first_ack, fresh_s), o2 = offsetof(first_ack, restart_s);
+    size_t o1 = offsetof(first_ack, fresh_s),
+           o2 = offsetof(first_ack, restart_s);
     size_t p1 = offsetof(first_ack, fresh_open_s),
            p2 = offsetof(first_ack, restart_open_s);
     printf("  %-22s %-13s %9s %9s %9s %16s\n", "first ack", "store", "ms min",
            "median", "max", "es_open ms med");
     for (int k = 0; k < 2; k++) {
       stat3 t = first3(f, R, k ? o2 : o1), op = first3(f, R, k ? p2 : p1);
-      printf("  %-22s %-13s %9.2f %9.2f %9.2f %16.2f\n",
-             "process -> 1st ack",
+      printf("  %-22s %-13s %9.2f %9.2f %9.2f %16.2f\n", "process -> 1st ack",
              k ? "restart" : "fresh dir", t.min, t.med, t.max, op.med);
     }
     printf("  (from fork+exec of a process that opens the store and appends "
@@ -500,16 +500,19 @@ static void print_json(const live *lv) {
     printf("%s{\"system\":\"%s\",", first ? "" : ",",
            s ? "duckdb" : "libeventstore");
     first = 0;
-    bench_json_stat3("fresh_ms", ms3(s ? lv->duck_fresh_s : lv->es_fresh_s, lv->fresh_n));
+    bench_json_stat3("fresh_ms",
+                     ms3(s ? lv->duck_fresh_s : lv->es_fresh_s, lv->fresh_n));
     putchar(',');
-    bench_json_stat3("recovery_open_ms", kill3(k, R, offsetof(kill_run, open_s), 1e3));
+    bench_json_stat3("recovery_open_ms",
+                     kill3(k, R, offsetof(kill_run, open_s), 1e3));
     putchar(',');
     bench_json_stat3("recovery_first_query_ms",
-          kill3(k, R, offsetof(kill_run, first_s), 1e3));
+                     kill3(k, R, offsetof(kill_run, first_s), 1e3));
     putchar(',');
     bench_json_stat3("acked_events", kill3(k, R, offsetof(kill_run, acked), 1));
     putchar(',');
-    bench_json_stat3("recovered_events", kill3(k, R, offsetof(kill_run, recovered), 1));
+    bench_json_stat3("recovered_events",
+                     kill3(k, R, offsetof(kill_run, recovered), 1));
     if (!s) {
       putchar(',');
       bench_json_stat3("first_ack_fresh_ms",

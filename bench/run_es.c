@@ -57,8 +57,7 @@ static int es_sizes_get(const char *dir, es_sizes *s) {
   memset(s, 0, sizeof *s);
   int rc = es_inspect(dir, sizes_add, s);
   if (rc != ES_OK) {
-    bench_fail("es_inspect(%s): %s: %s", dir, es_strerror(rc),
-               es_errdetail());
+    bench_fail("es_inspect(%s): %s: %s", dir, es_strerror(rc), es_errdetail());
     return -1;
   }
   return 0;
@@ -116,10 +115,10 @@ int run_eventstore(const workload *w, const char *dir, int threads,
   out->recover_file_bytes = before.wal_bytes;
   /* The WAL holds the row encoding, which enc_event mirrors; scale the
    * workload's payload by the share of events still in the log. */
-  out->recover_payload_bytes =
-      w->events_count ? (double)w->payload_bytes * before.wal_events /
-                            (double)w->events_count
-                      : 0;
+  out->recover_payload_bytes = w->events_count ? (double)w->payload_bytes *
+                                                     before.wal_events /
+                                                     (double)w->events_count
+                                               : 0;
 
   rc = es_flush(c.db, NULL);
   if (rc != ES_OK) {

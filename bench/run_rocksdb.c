@@ -58,8 +58,8 @@ static int rdb_append_batch(void *ctx, int tid, const batch *b) {
       break;
     }
     enc_event(ev, val);
-    rocksdb_writebatch_put(wb, (const char *)key, tlen + 17,
-                           (const char *)val, n);
+    rocksdb_writebatch_put(wb, (const char *)key, tlen + 17, (const char *)val,
+                           n);
     if (val != stackval)
       free(val);
   }

@@ -14,8 +14,8 @@
 #include "bench.h"
 
 #include <dirent.h>
-#include <fcntl.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdatomic.h>
@@ -90,7 +90,7 @@ typedef struct drive_state {
   const workload *w;
   const driver_ops *ops;
   pthread_barrier_t ready;
-  atomic_size_t next;       /* next unclaimed batch */
+  atomic_size_t next; /* next unclaimed batch */
   atomic_size_t events_done;
   atomic_int threads_done;
 } drive_state;
@@ -98,7 +98,7 @@ typedef struct drive_state {
 typedef struct drive_thread {
   drive_state *st;
   int tid;
-  int begun;   /* thread_begin succeeded */
+  int begun;      /* thread_begin succeeded */
   double start_s; /* when it passed the start barrier */
   double end_s;   /* when its last batch was acknowledged */
 } drive_thread;
@@ -157,8 +157,8 @@ int drive(const workload *w, int threads, const driver_ops *ops,
   *seconds_out = -1;
   drive_thread *ts = calloc((size_t)threads, sizeof *ts);
   pthread_t *tids = calloc((size_t)threads, sizeof *tids);
-  if (!ts || !tids || pthread_barrier_init(&st.ready, NULL,
-                                           (unsigned)threads + 1) != 0) {
+  if (!ts || !tids ||
+      pthread_barrier_init(&st.ready, NULL, (unsigned)threads + 1) != 0) {
     free(ts);
     free(tids);
     bench_fail("out of memory starting threads");
@@ -287,17 +287,28 @@ const char *fs_type_name(const char *path) {
   if (statfs(path, &sf) != 0)
     return "unknown";
   switch ((unsigned long)sf.f_type) {
-  case 0xEF53: return "ext4"; /* ext2/3/4 share the magic */
-  case 0x01021994: return "tmpfs";
-  case 0x58465342: return "xfs";
-  case 0x9123683E: return "btrfs";
-  case 0x794c7630: return "overlayfs";
-  case 0x2fc12fc1: return "zfs";
-  case 0xF2F52010: return "f2fs";
-  case 0x6969: return "nfs";
-  case 0x65735546: return "fuse";
-  case 0x858458f6: return "ramfs";
-  default: return "other";
+  case 0xEF53:
+    return "ext4"; /* ext2/3/4 share the magic */
+  case 0x01021994:
+    return "tmpfs";
+  case 0x58465342:
+    return "xfs";
+  case 0x9123683E:
+    return "btrfs";
+  case 0x794c7630:
+    return "overlayfs";
+  case 0x2fc12fc1:
+    return "zfs";
+  case 0xF2F52010:
+    return "f2fs";
+  case 0x6969:
+    return "nfs";
+  case 0x65735546:
+    return "fuse";
+  case 0x858458f6:
+    return "ramfs";
+  default:
+    return "other";
   }
 }
 
@@ -334,13 +345,11 @@ stat3 stat3_of(double *v, int n) {
   return s;
 }
 
-
 int make_base_dir(const char *dir, char *out, size_t cap, int *made_base) {
   const char *base = dir ? dir : "bench-data";
   *made_base = mkdir(base, 0755) == 0;
   if (!*made_base && errno != EEXIST) {
-    fprintf(stderr, "es-bench: cannot create %s: %s\n", base,
-            strerror(errno));
+    fprintf(stderr, "es-bench: cannot create %s: %s\n", base, strerror(errno));
     return -1;
   }
   char tmpl[4096];

@@ -60,6 +60,7 @@ static const char *const top_usage =
     "  members  list a rule's members, or check one visitor\n"
     "  verify   check every checksum of a data directory\n"
     "  inspect  describe the segments and WAL files of a data directory\n"
+    "  export   write tenants' days as Parquet or NDJSON.gz for warehouses\n"
     "\n"
     "scan, query, timeline, rules, members, verify and inspect only read\n"
     "(no lock: they work beside a running es-ingestd).  append and\n"
@@ -88,6 +89,9 @@ typedef struct command {
   const char *usage;
   int (*run)(flag *flags);
   flag flags[6]; /* terminated by name NULL */
+  /* instead of run and flags: a command that parses its own arguments
+   * (a repeated flag, a switch) */
+  int (*run_argv)(int argc, char **argv);
 } command;
 
 /* "esctl: <es_strerror>: <es_errmsg>", for a failed library call (the
@@ -933,6 +937,215 @@ static int cmd_inspect(flag *flags) {
  * main
  * ---------------------------------------------------------------------- */
 
+/* ----------------------------------------------------------------------
+ * export
+ * ---------------------------------------------------------------------- */
+
+static const char export_usage[] =
+    "usage: esctl export --data DIR (--tenant T ... | --all)\n"
+    "                    --from YYYY-MM-DD --to YYYY-MM-DD\n"
+    "                    [--format parquet|ndjson]\n"
+    "                    [--compression zstd|snappy|none] [--threads N]\n"
+    "                    --out DIR\n"
+    "\n"
+    "Writes every event of the tenants (--tenant may repeat; --all: every\n"
+    "tenant) whose time falls on the UTC days FROM..TO (both included) as\n"
+    "  DIR/tenant=T/date=YYYY-MM-DD/part-NNNNN.parquet (or .ndjson.gz)\n"
+    "with a _manifest.json per partition (docs/EXPORT.md).  Parquet pages\n"
+    "are ZSTD-compressed unless --compression says otherwise; NDJSON is\n"
+    "gzip.  Exporting a day again replaces its partition atomically.  The\n"
+    "store is opened read-only, so this works beside a running es-ingestd.\n"
+    "--threads: partitions written at once (default 4).  Shows progress\n"
+    "on a terminal; prints a summary line at the end.\n"
+    "s3:// destinations are not supported yet.\n";
+
+/* "YYYY-MM-DD" -> days since 1970-01-01 (proleptic Gregorian). */
+static int parse_day(const char *s, int64_t *days_out) {
+  int y, m, d;
+  char tail;
+  if (strlen(s) != 10 || sscanf(s, "%4d-%2d-%2d%c", &y, &m, &d, &tail) != 3 ||
+      y < 1970 || y > 9999 || m < 1 || m > 12 || d < 1 || d > 31)
+    return -1;
+  static const int mdays[] = {31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+  int leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+  if (d > mdays[m - 1] || (m == 2 && d == 29 && !leap))
+    return -1;
+  int64_t yy = m <= 2 ? y - 1 : y;
+  int64_t era = yy / 400;
+  int64_t yoe = yy - era * 400;
+  int64_t doy = (153 * (m > 2 ? m - 3 : m + 9) + 2) / 5 + d - 1;
+  int64_t doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+  *days_out = era * 146097 + doe - 719468;
+  return 0;
+}
+
+typedef struct export_ui {
+  int tty;
+  int64_t start_us, last_us;
+} export_ui;
+
+/* The progress bar (a terminal on stderr only), at most 10 times a second. */
+static void export_progress(void *ud, const es_export_progress *p) {
+  export_ui *ui = ud;
+  int64_t now = now_us();
+  if (!ui->tty ||
+      (now - ui->last_us < 100000 && p->partitions_done < p->partitions_total))
+    return;
+  ui->last_us = now;
+  enum { width = 30 };
+  int fill =
+      p->partitions_total
+          ? (int)(p->partitions_done * (uint64_t)width / p->partitions_total)
+          : width;
+  char bar[width + 1];
+  memset(bar, '#', (size_t)fill);
+  memset(bar + fill, '.', (size_t)(width - fill));
+  bar[width] = 0;
+  fprintf(stderr,
+          "\r[%s] %" PRIu64 "/%" PRIu64 " partitions  %" PRIu64
+          " rows  %.1f MB  %s %s   ",
+          bar, p->partitions_done, p->partitions_total, p->rows,
+          (double)p->bytes / 1e6, p->tenant, p->day);
+}
+
+/* Flags of esctl export: repeated --tenant, the --all switch. */
+typedef struct export_args {
+  const char *data, *from, *to, *out, *format, *comp, *threads;
+  const char **tenants;
+  size_t ntenants;
+  int all;
+} export_args;
+
+static int export_parse(int argc, char **argv, export_args *a) {
+  static const char *const names[] = {"--data",    "--from",   "--to",
+                                      "--out",     "--format", "--compression",
+                                      "--threads", "--tenant"};
+  const char **slots[] = {&a->data,   &a->from, &a->to,      &a->out,
+                          &a->format, &a->comp, &a->threads, NULL};
+  for (int i = 0; i < argc; i++) {
+    const char *arg = argv[i];
+    const char **dst = NULL;
+    if (strcmp(arg, "--help") == 0 || strcmp(arg, "-h") == 0) {
+      fputs(export_usage, stdout);
+      return 0;
+    }
+    if (strcmp(arg, "--all") == 0) {
+      a->all = 1;
+      continue;
+    }
+    size_t n = strcspn(arg, "=");
+    for (size_t k = 0; k < sizeof names / sizeof names[0]; k++)
+      if (strncmp(arg, names[k], n) == 0 && names[k][n] == 0)
+        dst = slots[k] ? slots[k] : &a->tenants[a->ntenants];
+    if (!dst)
+      return usage_error("export", "unknown flag or argument '%s'", arg);
+    if (arg[n] == '=')
+      *dst = arg + n + 1;
+    else if (i + 1 < argc)
+      *dst = argv[++i];
+    else
+      return usage_error("export", "flag %.*s needs a value", (int)n, arg);
+    if (dst == &a->tenants[a->ntenants]) {
+      int status = check_tenant("export", *dst);
+      if (status)
+        return status;
+      a->ntenants++;
+    }
+  }
+  return -1;
+}
+
+/* Checks the flags together; 0 when they make an export. */
+static int export_check(const export_args *a, int64_t *from_day,
+                        int64_t *to_day) {
+  if (!a->data || !a->from || !a->to || !a->out)
+    return usage_error("export", "--data, --from, --to and --out are "
+                                 "required");
+  if (!a->all == !a->ntenants)
+    return usage_error("export", "give --tenant T (one or more) or --all");
+  if (parse_day(a->from, from_day) || parse_day(a->to, to_day))
+    return usage_error("export", "--from/--to: want a day YYYY-MM-DD");
+  if (*to_day < *from_day)
+    return usage_error("export", "--to is before --from");
+  if (strcmp(a->format, "parquet") != 0 && strcmp(a->format, "ndjson") != 0)
+    return usage_error("export", "--format: parquet or ndjson");
+  if (a->comp && strcmp(a->comp, "zstd") != 0 &&
+      strcmp(a->comp, "snappy") != 0 && strcmp(a->comp, "none") != 0)
+    return usage_error("export", "--compression: zstd, snappy or none");
+  if (a->comp && strcmp(a->format, "ndjson") == 0)
+    return usage_error("export", "--compression is for parquet (NDJSON is "
+                                 "always gzip)");
+  if (a->threads && (strspn(a->threads, "0123456789") != strlen(a->threads) ||
+                     atoi(a->threads) < 1 || atoi(a->threads) > 64))
+    return usage_error("export", "--threads: a number from 1 to 64");
+  if (strncmp(a->out, "s3://", 5) == 0) {
+    fprintf(stderr, "esctl export: s3:// destinations are not supported "
+                    "yet; give a local directory to --out\n");
+    return EXIT_USAGE;
+  }
+  return 0;
+}
+
+static int export_run(const export_args *a, int64_t from_day, int64_t to_day) {
+  es_options opts;
+  es_options_init(&opts);
+  opts.data_dir = a->data;
+  opts.read_only = 1; /* beside a running es-ingestd */
+  es_db *db = NULL;
+  int rc = es_open(&opts, &db);
+  if (rc != ES_OK)
+    return lib_error(rc);
+  es_export_options eo;
+  es_export_options_init(&eo);
+  eo.out_dir = a->out;
+  eo.tenants = a->ntenants ? a->tenants : NULL;
+  eo.tenants_count = a->ntenants;
+  eo.from_us = from_day * INT64_C(86400000000);
+  eo.to_us = (to_day + 1) * INT64_C(86400000000);
+  eo.format =
+      strcmp(a->format, "ndjson") == 0 ? ES_EXPORT_NDJSON : ES_EXPORT_PARQUET;
+  eo.compression = !a->comp || strcmp(a->comp, "zstd") == 0 ? ES_EXPORT_ZSTD
+                   : strcmp(a->comp, "snappy") == 0         ? ES_EXPORT_SNAPPY
+                                                    : ES_EXPORT_UNCOMPRESSED;
+  export_ui ui = {isatty(2), now_us(), 0};
+  eo.threads = a->threads ? atoi(a->threads) : 0;
+  eo.progress_fn = export_progress;
+  eo.progress_ud = &ui;
+  es_export_result res;
+  int status = 0;
+  rc = es_export(db, &eo, &res);
+  if (ui.tty)
+    fputs("\n", stderr);
+  if (rc != ES_OK) {
+    status = lib_error(rc);
+  } else {
+    double secs = (double)(now_us() - ui.start_us) / 1e6;
+    printf("exported %" PRIu64 " rows, %" PRIu64 " files, %" PRIu64
+           " bytes, %" PRIu64 " partitions in %.2f s\n",
+           res.rows, res.files, res.bytes, res.partitions, secs);
+  }
+  return close_store(db, status);
+}
+
+/* esctl export: see export_usage. */
+static int cmd_export(int argc, char **argv) {
+  export_args a = {.format = "parquet"};
+  a.tenants = calloc((size_t)argc + 1, sizeof *a.tenants);
+  if (!a.tenants) {
+    fprintf(stderr, "esctl: out of memory\n");
+    return EXIT_LIB;
+  }
+  int64_t from_day = 0, to_day = 0;
+  int status = export_parse(argc, argv, &a); /* >= 0: done (--help) */
+  if (status < 0) {
+    status = export_check(&a, &from_day, &to_day);
+    if (status == 0)
+      status = export_run(&a, from_day, to_day);
+  }
+  free(a.tenants);
+  return status;
+}
+
 static command commands[] = {
     {"append",
      "usage: esctl append --data DIR --tenant T [--batch N]\n"
@@ -1054,6 +1267,7 @@ static command commands[] = {
      "not yet flushed appear only in the WAL.  Needs no lock on DIR.\n",
      cmd_inspect,
      {{"--data", 1, NULL}}},
+    {"export", export_usage, NULL, {{NULL, 0, NULL}}, cmd_export},
 };
 
 /* Dispatches to the subcommand; see top_usage. */
@@ -1076,6 +1290,8 @@ int main(int argc, char **argv) {
     command *cmd = &commands[i];
     if (strcmp(argv[1], cmd->name) != 0)
       continue;
+    if (cmd->run_argv)
+      return finish_stdout(cmd->run_argv(argc - 2, argv + 2));
     int status = parse_flags(cmd, argc - 2, argv + 2);
     if (status >= 0)
       return finish_stdout(status);

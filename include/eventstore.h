@@ -805,6 +805,85 @@ ES_API int es_compact_sized(es_db *db, const char *tenant,
                    sizeof(es_compact_report))
 #endif
 /* ----------------------------------------------------------------------
+ * Warehouse export (docs/EXPORT.md: the schema, the layout, the recipes)
+ * ---------------------------------------------------------------------- */
+
+#define ES_EXPORT_PARQUET 1
+#define ES_EXPORT_NDJSON 2 /* gzip-compressed NDJSON (.ndjson.gz) */
+
+#define ES_EXPORT_ZSTD 0 /* Parquet page compression (default) */
+#define ES_EXPORT_SNAPPY 1
+#define ES_EXPORT_UNCOMPRESSED 2
+
+/* Where an export is; passed to es_export_options.progress_fn. */
+typedef struct es_export_progress {
+  const char *tenant;        /* the partition being written */
+  const char *day;           /* "YYYY-MM-DD" */
+  uint64_t partitions_done;  /* finished so far */
+  uint64_t partitions_total; /* tenants x days */
+  uint64_t rows;             /* rows written so far, all partitions */
+  uint64_t bytes;            /* file bytes written so far */
+} es_export_progress;
+
+/* What to export.  Fill with es_export_options_init() first. */
+typedef struct es_export_options {
+  size_t struct_size;         /* set by es_export_options_init (convention 9) */
+  const char *out_dir;        /* required: a local directory (created) */
+  const char *const *tenants; /* the tenants; NULL or 0 count = every */
+  size_t tenants_count;       /* tenant of the store */
+  int64_t from_us;            /* first day (a UTC midnight), inclusive */
+  int64_t to_us;              /* last day's end (a UTC midnight), exclusive */
+  int format;                 /* ES_EXPORT_PARQUET (default) or _NDJSON */
+  int compression;          /* ES_EXPORT_ZSTD (default), _SNAPPY, _UNCOMPRESSED
+                               (Parquet only; NDJSON is always gzip) */
+  uint64_t row_group_bytes; /* Parquet: compressed bytes per row group;
+                               default 32 MiB */
+  uint64_t file_bytes_max;  /* a partition's part file closes past this
+                               size and the next begins; default 1 GiB */
+  /* Called after each partition the calling thread finishes and every
+   * ~100,000 rows, with the totals of every thread; may be NULL.  Called
+   * on the calling thread only; must not call back into the library. */
+  void (*progress_fn)(void *ud, const es_export_progress *progress);
+  void *progress_ud;
+  int threads; /* partitions written at once (each by its own thread, the
+                  caller's included): fsync latency overlaps; default 4,
+                  at most 64.  Each holds up to a row group in memory. */
+} es_export_options;
+
+ES_API void es_export_options_init_sized(es_export_options *opts,
+                                         size_t struct_size);
+#define es_export_options_init(opts)                                           \
+  es_export_options_init_sized((opts), sizeof(es_export_options))
+
+/* What es_export did. */
+typedef struct es_export_result {
+  uint64_t partitions; /* partitions written (a manifest each) */
+  uint64_t files;      /* part files written */
+  uint64_t rows;       /* events exported */
+  uint64_t bytes;      /* bytes of the part files */
+} es_export_result;
+
+/*
+ * Exports every event the store holds for the given tenants and days
+ * (segments and memtables alike: what es_scan sees when each partition
+ * starts) into out_dir/tenant=<T>/date=<YYYY-MM-DD>/part-<NNNNN>.parquet
+ * (or .ndjson.gz) with a _manifest.json per partition.  Re-exporting a
+ * partition replaces it: the new part files are written and synced, then
+ * the manifest is replaced atomically, then the files of the old manifest
+ * are removed, so a reader that follows the manifest sees the old
+ * partition or the new one, never both and never a part of one.  Days
+ * without events are skipped unless they were exported before (their
+ * manifest then lists no files).  Works on a read-only handle.
+ * result_out may be NULL.  Errors: ES_EINVAL (options; from/to not UTC
+ * midnights; an s3:// out_dir, not supported yet), ES_ETENANT, ES_EIO,
+ * ES_ENOSPC, ES_ENOMEM, and those of es_scan and es_cursor_next.  On an
+ * error, partitions already finished stay exported and the one being
+ * written keeps its previous state.
+ */
+ES_API int es_export(es_db *db, const es_export_options *opts,
+                     es_export_result *result_out);
+
+/* ----------------------------------------------------------------------
  * Inspection and verification (need no open handle; safe to run while
  * another process has the directory open, as they only read)
  * ---------------------------------------------------------------------- */

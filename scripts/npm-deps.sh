@@ -4,16 +4,18 @@
 # tests/ingest (the real Segment and RudderStack SDK clients, and the
 # Segment browser SDK with playwright-core, which drives Debian's chromium) and
 # tests/queryd (the Segment SDK and playwright-core, which drives Debian's
-# chromium) and tests/replicate (s3rver as the S3 server and
-# @aws-sdk/client-s3 as an independent S3 client).  Idempotent: a
-# directory whose node_modules is newer than its lock file is left alone.
+# chromium), tests/replicate (s3rver as the S3 server and
+# @aws-sdk/client-s3 as an independent S3 client) and tests/export (DuckDB,
+# parquet-wasm, hyparquet: independent readers of the export files).
+# Idempotent: a directory whose node_modules is newer than its lock file
+# is left alone.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 if ! command -v npm >/dev/null; then
   echo "npm-deps: npm not found (scripts/deps.sh installs it)" >&2
   exit 1
 fi
-for d in tests/ingest tests/queryd tests/replicate; do
+for d in tests/ingest tests/queryd tests/replicate tests/export; do
   cd "$root/$d"
   if [ -d node_modules ] && [ node_modules -nt package-lock.json ]; then
     continue

@@ -37,6 +37,13 @@
 //   recover --db F
 //       Opens the database (replaying its WAL) and counts the rows; the
 //       time to open and the time to the first answer.
+//   export  --db F --out DIR --runs R
+//       es-bench export's peer: COPY (SELECT <the export schema of
+//       docs/EXPORT.md> FROM events) TO ... (FORMAT parquet, COMPRESSION
+//       zstd), R times each, partitioned as esctl export partitions
+//       (PARTITION_BY (tenant, date)) and into one file; the seconds (wall
+//       and CPU, all threads) of each run and the bytes written.  person_id is not stitched (DuckDB
+//       has no identity map): COALESCE(user_id, anonymous_id).
 import { DuckDBInstance } from '@duckdb/node-api';
 import fs from 'node:fs';
 import readline from 'node:readline';
@@ -359,9 +366,59 @@ async function cmdRecover(a) {
   out('R ' + JSON.stringify({ open_s, first_query_s: first_s, rows }));
 }
 
+// The export schema (docs/EXPORT.md) from the events table.
+const EXPORT_SELECT = `SELECT tenant,
+  strftime(make_timestamp(ts_us), '%Y-%m-%d') AS date, message_id,
+  CASE type WHEN 1 THEN 'track' WHEN 2 THEN 'page' WHEN 3 THEN 'screen'
+    WHEN 4 THEN 'identify' WHEN 5 THEN 'alias' ELSE 'group' END AS type,
+  event, make_timestamp(ts_us)::TIMESTAMPTZ AS "timestamp",
+  make_timestamp(recv_us)::TIMESTAMPTZ AS received_at,
+  NULL::TIMESTAMPTZ AS sent_at, anonymous_id, user_id,
+  COALESCE(NULLIF(user_id, ''), NULLIF(anonymous_id, '')) AS person_id,
+  path AS page_path, url AS page_url, referrer AS page_referrer,
+  NULL::VARCHAR AS page_title, user_agent, ip,
+  CASE WHEN type IN (4, 6) THEN NULL ELSE properties END AS properties,
+  NULL::VARCHAR AS context,
+  CASE WHEN type IN (4, 6) THEN properties END AS traits,
+  previous_id, group_id
+FROM events`;
+
+function dirBytes(dir) {
+  let n = 0;
+  for (const e of fs.readdirSync(dir, { withFileTypes: true, recursive: true }))
+    if (e.isFile()) n += fs.statSync(`${e.parentPath ?? e.path}/${e.name}`).size;
+  return n;
+}
+
+async function cmdExport(a) {
+  const runs = Number(a.runs || 1);
+  const db = await openDb(a.db);
+  const rows = Number((await db.conn.runAndReadAll('SELECT count(*) FROM events')).getRowsJS()[0][0]);
+  const res = { rows, partitioned_s: [], single_s: [], partitioned_bytes: 0, single_bytes: 0, threads: 0 };
+  res.threads = Number((await db.conn.runAndReadAll("SELECT current_setting('threads')")).getRowsJS()[0][0]);
+  for (let r = 0; r < runs; r++) {
+    for (const kind of ['partitioned', 'single']) {
+      const dir = `${a.out}/${kind}`;
+      fs.rmSync(dir, { recursive: true, force: true });
+      fs.mkdirSync(dir, { recursive: true });
+      const target = kind === 'single' ? `${dir}/events.parquet` : dir;
+      const opts = kind === 'single' ? '' : ', PARTITION_BY (tenant, date)';
+      const t0 = now(), c0 = process.cpuUsage();
+      await db.conn.run(`COPY (${EXPORT_SELECT}) TO '${target}' (FORMAT parquet, COMPRESSION zstd${opts})`);
+      res[`${kind}_s`].push(now() - t0);
+      const c = process.cpuUsage(c0); // user + system, all threads
+      (res[`${kind}_cpu_s`] ??= []).push((c.user + c.system) / 1e6);
+      res[`${kind}_bytes`] = dirBytes(dir);
+      out(`P ${2 * r + (kind === 'single' ? 2 : 1)} ${2 * runs}`);
+    }
+  }
+  closeDb(db);
+  out('R ' + JSON.stringify(res));
+}
+
 const COMMANDS = {
   ingest: cmdIngest, query: cmdQuery, fresh: cmdFresh,
-  appendloop: cmdAppendLoop, recover: cmdRecover,
+  appendloop: cmdAppendLoop, recover: cmdRecover, export: cmdExport,
 };
 
 const [cmd, ...rest] = process.argv.slice(2);

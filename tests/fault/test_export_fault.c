@@ -1,0 +1,242 @@
+/*
+ * test_export_fault.c -- es_export under faults: every counted I/O call
+ * of a re-export fails (EIO) or is a power cut, and every allocation
+ * fails, in turn.
+ *
+ * The store (on memvfs) holds tenant "x" on two days; day 1 was exported
+ * once and then got late events, so re-exporting it replaces its
+ * partition.  After each fault (and after the power cut's reboot) every
+ * partition must be whole: its _manifest.json names files that exist with
+ * the manifest's sizes and CRC-32s, whose Parquet footers parse and hold
+ * the manifest's rows, and day 1 holds either the old rows or the new
+ * ones, never a mix.  A clean export after the fault must then give the
+ * new rows with no other part files left (orphans removed).
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <yajl/yajl_tree.h>
+#include <zlib.h>
+
+#include "api.h"
+#include "base/io.h"
+#include "base/mem.h"
+#include "eventstore.h"
+#include "export/parquet.h"
+#include "memvfs.h"
+#include "unit.h"
+
+#define DATA "/data"
+#define OUT "/out"
+#define DAY_US INT64_C(86400000000)
+#define DAY1_US (INT64_C(20400) * DAY_US)
+#define DAY1_OLD 30 /* rows of day 1 at the first export */
+#define DAY1_LATE 7 /* late rows appended after it */
+#define DAY2 20
+
+static void make_opts(es_options *o) {
+  es_options_init(o);
+  o->data_dir = DATA;
+  o->shards = 1;
+  o->wal_file_bytes = 256 * 1024;
+}
+
+static void append(es_db *db, int n, int64_t day_us, const char *tag) {
+  es_event ev[64];
+  ut_text tx[64];
+  ck_assert_int_le(n, 64);
+  for (int i = 0; i < n; i++)
+    ut_event(&ev[i], &tx[i], tag, i, day_us + 60000000LL * (i + 1));
+  ck_assert_int_eq(es_append(db, "x", ev, (size_t)n, NULL), ES_OK);
+}
+
+static int export_all(es_db *db) {
+  es_export_options o;
+  es_export_options_init(&o);
+  o.out_dir = OUT;
+  o.from_us = DAY1_US;
+  o.to_us = DAY1_US + 2 * DAY_US;
+  es_export_result r;
+  return es_export(db, &o, &r);
+}
+
+/* A store whose day 1 was exported before its late events came. */
+static void build_store(es_vfs *vfs) {
+  es_options o;
+  make_opts(&o);
+  es_db *db = NULL;
+  ck_assert_int_eq(es__open_vfs(&o, vfs, &db), ES_OK);
+  append(db, DAY1_OLD - 10, DAY1_US, "a");
+  append(db, DAY2, DAY1_US + DAY_US, "b");
+  ck_assert_int_eq(es_flush(db, NULL), ES_OK);
+  append(db, 10, DAY1_US + 3600000000LL, "c"); /* in the memtable */
+  ck_assert_msg(export_all(db) == ES_OK, "%s", es_errdetail());
+  append(db, DAY1_LATE, DAY1_US + 7200000000LL, "late");
+  ck_assert_int_eq(es_close(db), ES_OK);
+  memvfs_sync_all(vfs);
+}
+
+static int count_entry(void *ud, const char *name) {
+  (void)name;
+  ++*(int *)ud;
+  return 0;
+}
+
+/* Checks one partition; returns its rows, or -1 with *why set. */
+static long check_partition(es_vfs *vfs, const char *day, int exact,
+                            const char **why) {
+  char dir[256], path[512];
+  snprintf(dir, sizeof dir, OUT "/tenant=x/date=%s", day);
+  snprintf(path, sizeof path, "%s/_manifest.json", dir);
+  uint8_t *buf = NULL;
+  size_t len = 0;
+  if (es__io_read_all(vfs, path, &buf, &len) != ES_OK) {
+    *why = "no manifest";
+    return -1;
+  }
+  char *text = malloc(len + 1);
+  memcpy(text, buf, len);
+  text[len] = 0;
+  es__free(buf);
+  yajl_val root = yajl_tree_parse(text, NULL, 0);
+  free(text);
+  const char *fp[] = {"files", NULL}, *rp[] = {"rows", NULL};
+  yajl_val files = root ? yajl_tree_get(root, fp, yajl_t_array) : NULL;
+  yajl_val rows = root ? yajl_tree_get(root, rp, yajl_t_number) : NULL;
+  long total = -1, sum = 0;
+  *why = NULL;
+  if (!files || !rows) {
+    *why = "manifest does not parse";
+    goto done;
+  }
+  for (size_t i = 0; i < files->u.array.len && !*why; i++) {
+    yajl_val f = files->u.array.values[i];
+    const char *np[] = {"name", NULL}, *bp[] = {"bytes", NULL},
+               *cp[] = {"crc32", NULL};
+    const char *name = YAJL_GET_STRING(yajl_tree_get(f, np, yajl_t_string));
+    long long bytes = YAJL_GET_INTEGER(yajl_tree_get(f, bp, yajl_t_number));
+    long long frows = YAJL_GET_INTEGER(yajl_tree_get(f, rp, yajl_t_number));
+    const char *crc = YAJL_GET_STRING(yajl_tree_get(f, cp, yajl_t_string));
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    uint8_t *img = NULL;
+    size_t n = 0;
+    if (es__io_read_all(vfs, path, &img, &n) != ES_OK) {
+      *why = "a listed file is missing";
+      break;
+    }
+    char hex[16];
+    snprintf(hex, sizeof hex, "%08lx", crc32(0, img, (uInt)n));
+    es_pq_footer_info info;
+    if ((long long)n != bytes)
+      *why = "a listed file has another size";
+    else if (strcmp(hex, crc) != 0)
+      *why = "a listed file has another crc32";
+    else if (es__pq_footer_read(img, n, &info) != ES_OK)
+      *why = "a listed file's footer does not parse";
+    else if (info.num_rows != frows)
+      *why = "a listed file holds other rows than its manifest says";
+    es__free(img);
+    sum += (long)frows;
+  }
+  if (!*why && sum != (long)YAJL_GET_INTEGER(rows))
+    *why = "file rows do not add up to the manifest's";
+  if (!*why && exact) {
+    /* nothing but the manifest and its files */
+    int entries = 0;
+    ck_assert_int_eq(vfs->list(vfs, dir, count_entry, &entries), ES_OK);
+    if ((size_t)entries != files->u.array.len + 1)
+      *why = "files that no manifest names are left";
+  }
+  if (!*why)
+    total = sum;
+done:
+  yajl_tree_free(root);
+  return total;
+}
+
+/* NULL when the export directory is whole (see the top). */
+static const char *check_out(es_vfs *vfs, int want_new) {
+  const char *why;
+  long d1 = check_partition(vfs, "2025-11-08", want_new, &why);
+  if (d1 < 0)
+    return why;
+  if (d1 != DAY1_OLD && d1 != DAY1_OLD + DAY1_LATE)
+    return "day 1 holds a mix of old and new rows";
+  if (want_new && d1 != DAY1_OLD + DAY1_LATE)
+    return "day 1 lacks the late rows";
+  long d2 = check_partition(vfs, "2025-11-09", want_new, &why);
+  if (d2 < 0)
+    return why;
+  return d2 == DAY2 ? NULL : "day 2 lost or gained rows";
+}
+
+/* Re-exports on a fresh store with a fault at k (0: none; mode 0 EIO,
+ * 1 power cut, 2 allocation); returns the calls (or allocations) made. */
+static unsigned long export_point(unsigned long k, int mode, int *bad) {
+  es_vfs *vfs = memvfs_create();
+  build_store(vfs);
+  es_options o;
+  make_opts(&o);
+  es_db *db = NULL;
+  ck_assert_int_eq(es__open_vfs(&o, vfs, &db), ES_OK);
+  if (mode == 1 && k)
+    memvfs_crash_at(vfs, k);
+  else if (mode == 0 && k)
+    memvfs_fail_at(vfs, k, ES_EIO, 0);
+  else
+    memvfs_fail_at(vfs, 0, ES_EIO, 0); /* resets the counter */
+  if (mode == 2)
+    (void)es__mem_fail_at(k);
+  int rc = export_all(db);
+  unsigned long calls = mode == 2 ? es__mem_fail_at(0) : memvfs_count(vfs);
+  ck_assert_msg(k > 0 || rc == ES_OK, "clean export: %s", es_errdetail());
+  (void)es_close(db);
+  memvfs_clear_faults(vfs);
+  if (mode == 1)
+    memvfs_crash(vfs);
+  const char *why = check_out(vfs, k == 0 || rc == ES_OK);
+  if (!why) { /* then a clean export repairs everything */
+    ck_assert_int_eq(es__open_vfs(&o, vfs, &db), ES_OK);
+    ck_assert_msg(export_all(db) == ES_OK, "%s", es_errdetail());
+    ck_assert_int_eq(es_close(db), ES_OK);
+    why = check_out(vfs, 1);
+  }
+  *bad = why != NULL;
+  if (why)
+    printf("export fault at %lu (%s): %s\n", k,
+           mode == 0   ? "EIO"
+           : mode == 1 ? "power cut"
+                       : "allocation",
+           why);
+  ck_assert_int_eq(memvfs_open_handles(vfs), 0);
+  memvfs_destroy(vfs);
+  return calls;
+}
+
+START_TEST(test_export_faults) {
+  int bad = 0, failures = 0;
+  for (int mode = 0; mode < 3; mode++) {
+    unsigned long total = export_point(0, mode, &bad);
+    ck_assert_msg(!bad, "clean run failed");
+    ck_assert_uint_gt(total, 5);
+    printf("export: %lu %s points\n", total,
+           mode == 2 ? "allocation" : "counted I/O");
+    for (unsigned long k = 1; k <= total + 1; k++) {
+      export_point(k, mode, &bad);
+      failures += bad;
+    }
+  }
+  ck_assert_int_eq(failures, 0);
+}
+END_TEST
+
+static Suite *suite(void) {
+  Suite *s = suite_create("export_fault");
+  TCase *tc = tcase_create("export_fault");
+  tcase_set_timeout(tc, 300);
+  tcase_add_test(tc, test_export_faults);
+  suite_add_tcase(s, tc);
+  return s;
+}
+
+int main(void) { return ut_main(suite()); }
