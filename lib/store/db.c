@@ -188,12 +188,11 @@ static int writer_make_room(es_shard *sh, es_req *reqs) {
   return ES_OK;
 }
 
-/* Writes, inserts, syncs and publishes one group of append requests. */
-static int writer_commit(es_shard *sh, es_req *reqs) {
+/* Frames, writes, inserts, syncs and publishes a decided group; *written
+ * is set once the frame may have reached the log. */
+static int writer_write(es_shard *sh, es_req *reqs, int *written) {
   es_db *db = sh->db;
   es_buf *f = &sh->frame;
-  for (es_req *r = reqs; r; r = r->next) /* dedupe.c, invariant 1 */
-    es__dedupe_request(db, r, sh->next_lsn);
   ES_TRY(writer_make_room(sh, reqs));
   f->len = 0;
   ES_TRY(es__buf_reserve(f, ES_WAL_FRAME_HDR));
@@ -209,6 +208,7 @@ static int writer_commit(es_shard *sh, es_req *reqs) {
   if (rc < 0) /* nothing written, lsn unused: degraded, not failed */
     return es__gate_io_error(db, undone ? ES_GATE_ROLL : ES_GATE_STOP, rc);
   sh->next_lsn++;
+  *written = 1;
   ES_TRY(es__wal_write(sh->wal, f->data, f->len, lsn));
   for (es_req *r = reqs; r; r = r->next) {
     if (r->kind != ES_REQ_APPEND)
@@ -234,6 +234,21 @@ static int writer_commit(es_shard *sh, es_req *reqs) {
       es__db_log(db, 0, "tenant %s: rule counters missed a batch: %s",
                  r->tenant->name, es_errdetail());
   return ES_OK;
+}
+
+/* Decides, then writes one group of append requests.  A group that
+ * fails before its frame is written (a rollover that could not make a
+ * file: the store is only degraded, appenders retry) takes back the ids
+ * its decisions recorded, or a retry would be called a duplicate of
+ * events never stored (dedupe.c, invariant 5). */
+static int writer_commit(es_shard *sh, es_req *reqs) {
+  es_db *db = sh->db;
+  for (es_req *r = reqs; r; r = r->next) /* dedupe.c, invariant 1 */
+    es__dedupe_request(db, r, sh->next_lsn);
+  int written = 0, rc = writer_write(sh, reqs, &written);
+  if (rc < 0 && !written)
+    es__dedupe_group_undo(db, reqs);
+  return rc;
 }
 
 /* Handles seal requests (es_flush) after the group they came with. */

@@ -53,10 +53,16 @@ typedef struct es_engine_hooks {
   void (*tenant_free)(struct es_tenant *t);
 } es_engine_hooks;
 
-/* An immutable list of a tenant's open segments, shared by readers. */
+/* An immutable list of a tenant's open segments, shared by readers.
+ * flushed_lsn travels with the list it describes: every row of the
+ * tenant with an LSN at or below it is in one of these segments (unless
+ * retention dropped it).  tenant->man.flushed_lsn may already be ahead
+ * of tenant->segs->flushed_lsn (a flush between its manifest commit and
+ * its swap of the set), never behind; dedupe.c relies on the pair. */
 typedef struct es_segset {
   atomic_int refs;
   size_t n;
+  uint64_t flushed_lsn;
   es_segment *segs[]; /* each holds a reference */
 } es_segset;
 
@@ -132,6 +138,10 @@ typedef struct es_req {
   int dd_rc;
   es_buf dd_rows, dd_rec;
   es_row_hint *dd_hint;
+  /* what the decision recorded in the tenant's current slab, so that a
+   * group that is not written can take it back (es__dedupe_group_undo) */
+  void *dd_slab;
+  size_t *dd_slots, dd_nput, dd_used0;
   struct es_req *next;
 } es_req;
 
@@ -244,6 +254,12 @@ int es__shard_call(es_db *db, uint32_t shard, int (*fn)(void *arg),
 
 /* Seals the active memtable (if it has rows) and queues its flush. */
 int es__tenant_seal(es_db *db, es_tenant *t) ES_MUST_CHECK;
+
+/* Test hook: fn(ud, t) runs on the flusher thread in every flush of a
+ * memtable, after its manifest is durable and installed as t->man and
+ * before t->segs and t->imm change (tenant.c, flush_one); NULL removes
+ * it.  Lets a test act in that window (tests/unit/test_idempotent.c). */
+void es__tenant_test_flush_pause(void (*fn)(void *ud, es_tenant *t), void *ud);
 /* The oldest LSN the tenant still needs from the WAL (UINT64_MAX: none). */
 uint64_t es__tenant_min_unflushed(es_tenant *t);
 

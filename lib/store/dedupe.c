@@ -32,11 +32,16 @@
  *     segment); hashes and Bloom filters only narrow where to look.
  *  3. Complete: when a request is decided, every event of the tenant ever
  *     stored (and not since dropped by retention) is in a slab or in the
- *     segment set taken under tenant->mu together with the flushed_lsn
- *     used to drop slabs (flush_one swaps both in one critical section).
- *     Slab entries carry the LSN of the frame that will hold them, above
- *     flushed_lsn, so a slab is never dropped before its rows are in a
- *     segment of the set consulted.
+ *     segment set taken under tenant->mu, and slabs are dropped by that
+ *     set's own flushed_lsn (es_segset, dbint.h): flush_one makes the new
+ *     set with the LSN its segment covers and swaps it in as one pointer.
+ *     Not by tenant->man.flushed_lsn: the manifest is installed before the
+ *     set is swapped, and a decision between the two would drop the slab
+ *     of the flushed rows while consulting the set without their segment
+ *     (so an id was stored twice: sim seed 68, test_idempotent's
+ *     flush_window).  Slab entries carry the LSN of the frame that will
+ *     hold them, above every flushed_lsn, so a slab is never dropped
+ *     before its rows are in a segment of the set consulted.
  *  4. Only stored events reach the WAL: the writer rebuilds the record of
  *     a request that had duplicates.  So replay needs no decision: it
  *     puts every replayed id in the slabs, and the state after a restart
@@ -44,7 +49,11 @@
  *  5. A request whose decision fails (a segment cannot be read, memory)
  *     leaves no trace: its slab entries are removed (in reverse order,
  *     which undoes linear probing exactly), it is not framed, and only its
- *     appender gets the error.
+ *     appender gets the error.  Likewise a group whose frame is not
+ *     written (a rollover that could not make a file degrades the store,
+ *     db.c): es__dedupe_group_undo removes the entries of all its
+ *     requests, last first, so that a retry is stored, not called a
+ *     duplicate of events that were never stored.
  *  6. An event without a messageId (NULL or "") is never a duplicate and
  *     is not recorded.  A window of 0 turns all of this off.
  *
@@ -455,15 +464,18 @@ static int decide(es_db *db, es_req *r, const es_segset *set, uint64_t lsn,
   return ES_OK;
 }
 
-/* Undoes decide's puts (invariant 5): removal in reverse order of
+/* Undoes a request's puts (invariant 5): removal in reverse order of
  * insertion restores a linear-probing table exactly. */
-static void undo(es_tenant *t, const size_t *slots, size_t nput, size_t used0) {
-  dd_slab *s = t->dd->cur;
-  for (size_t i = nput; i-- > 0;) {
-    s->tab.e[slots[i]].id = NULL;
+static void undo(es_req *r) {
+  dd_slab *s = r->dd_slab;
+  for (size_t i = r->dd_nput; s && i-- > 0;) {
+    s->tab.e[r->dd_slots[i]].id = NULL;
     s->tab.n--;
   }
-  s->used = used0;
+  if (s)
+    s->used = r->dd_used0;
+  r->dd_slab = NULL;
+  r->dd_nput = 0;
 }
 
 /* Decides a request on the writer thread; see dedupe.h. */
@@ -471,15 +483,17 @@ void es__dedupe_request(es_db *db, es_req *r, uint64_t lsn) {
   if (db->opts.dedupe_window_us <= 0 || r->kind != ES_REQ_APPEND || !r->dup)
     return;
   es_tenant *t = r->tenant;
-  pthread_mutex_lock(&t->mu); /* invariant 3: both from one moment */
-  uint64_t flushed = t->man.flushed_lsn;
+  /* invariant 3: the set and the LSN its segments cover, as one value
+   * (t->man.flushed_lsn may already count a flush whose segment is not
+   * in t->segs yet: trimming by it lost the ids in between) */
+  pthread_mutex_lock(&t->mu);
   es_segset *set = t->segs;
   atomic_fetch_add(&set->refs, 1);
   pthread_mutex_unlock(&t->mu);
-  slabs_trim(t, flushed);
-  size_t *slots = es__malloc(r->count * sizeof(size_t)), nput = 0, used0 = 0;
+  slabs_trim(t, set->flushed_lsn);
   int rc = ES_OK;
-  if (!slots)
+  r->dd_slots = es__malloc(r->count * sizeof(size_t));
+  if (!r->dd_slots)
     ES_CHECK(ES_NOMEM_BKPT());
   size_t bytes = 0;
   for (uint32_t i = 0; i < r->count; i++) {
@@ -488,22 +502,46 @@ void es__dedupe_request(es_db *db, es_req *r, uint64_t lsn) {
       bytes += (size_t)len + 1;
   }
   ES_CHECK(slab_reserve(t, r->count, bytes));
-  used0 = t->dd->cur->used;
-  rc = decide(db, r, set, lsn, slots, &nput);
+  r->dd_slab = t->dd->cur;
+  r->dd_used0 = t->dd->cur->used;
+  rc = decide(db, r, set, lsn, r->dd_slots, &r->dd_nput);
   if (rc == ES_OK && r->ndup == r->count)
     r->kind = ES_REQ_DUP;
   else if (rc == ES_OK && r->ndup > 0)
     rc = rebuild(db, r);
   if (rc < 0)
-    undo(t, slots, nput, used0);
+    undo(r);
 err:
   if (rc < 0) {
     r->kind = ES_REQ_DUP;
     r->dd_rc = rc;
     snprintf(r->call_detail, sizeof(r->call_detail), "%s", es_errdetail());
   }
-  es__free(slots);
+  if (r->dd_nput == 0)
+    r->dd_slab = NULL; /* nothing to undo: its slab may go (slabs_trim) */
   es__segset_unref(set);
+}
+
+/* Takes back what a group's decisions recorded; see dedupe.h. */
+void es__dedupe_group_undo(es_db *db, es_req *reqs) {
+  if (db->opts.dedupe_window_us <= 0)
+    return;
+  /* reverse order (invariant 5), also across the requests of a tenant:
+   * reverse the list in place, walk it, and restore it */
+  es_req *rev = NULL;
+  for (es_req *r = reqs, *next; r; r = next) {
+    next = r->next;
+    r->next = rev;
+    rev = r;
+  }
+  es_req *fwd = NULL;
+  for (es_req *r = rev, *next; r; r = next) {
+    next = r->next;
+    if (r->kind == ES_REQ_APPEND)
+      undo(r);
+    r->next = fwd;
+    fwd = r;
+  }
 }
 
 /* Records replayed ids; see dedupe.h. */
@@ -537,6 +575,8 @@ int es__dedupe_note(es_db *db, es_tenant *t, const uint8_t *rows,
 
 /* Releases the writer's copies; see dedupe.h. */
 void es__dedupe_req_free(es_req *r) {
+  es__free(r->dd_slots);
+  r->dd_slots = NULL;
   es__buf_free(&r->dd_rows);
   es__buf_free(&r->dd_rec);
   es__free(r->dd_hint);

@@ -21,8 +21,15 @@ void es__dedupe_tenant_free(struct es_dedupe *dd);
  * WAL record by writer-made copies without them (or sets r->kind to
  * ES_REQ_DUP when nothing is left).  Fails only for this request (a
  * segment that cannot be read, out of memory): then nothing was
- * recorded, r->kind is ES_REQ_DUP and r->dd_rc says why. */
+ * recorded, r->kind is ES_REQ_DUP and r->dd_rc says why.  What it
+ * recorded stays listed in r until es__dedupe_req_free. */
 void es__dedupe_request(es_db *db, es_req *r, uint64_t lsn);
+
+/* On the shard writer, when a group whose requests were decided is not
+ * written after all (its frame never reached the log): removes the ids
+ * their decisions recorded, so that the appenders' retries are stored.
+ * Cannot fail. */
+void es__dedupe_group_undo(es_db *db, es_req *reqs);
 
 /* Records a replayed WAL record's ids as stored at `lsn` (recovery). */
 int es__dedupe_note(es_db *db, es_tenant *t, const uint8_t *rows,

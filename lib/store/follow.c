@@ -53,6 +53,7 @@ static int ro_segset(es_db *db, es_tenant *t, const es_manifest *m,
     return ES_NOMEM_BKPT();
   atomic_init(&s->refs, 1);
   s->n = 0;
+  s->flushed_lsn = m->flushed_lsn;
   for (size_t i = 0; i < m->count; i++) {
     es_segment *seg = NULL;
     for (size_t j = 0; t->segs && j < t->segs->n && !seg; j++)

@@ -185,6 +185,7 @@ static int rewrite_segset(const es_segset *old, es_segment *const *in,
     return ES_NOMEM_BKPT();
   atomic_init(&s->refs, 1);
   s->n = 0;
+  s->flushed_lsn = old->flushed_lsn; /* rows move, none come or go */
   int placed = 0;
   for (size_t i = 0; i < old->n; i++) {
     size_t k = 0;

@@ -8,7 +8,10 @@
  *   3 flushed  -- its segment is listed in a durable manifest; it leaves
  *                 tenant->imm in the same critical section that adds the
  *                 segment to tenant->segs, so a reader sees every row
- *                 exactly once: in the memtable or in the segment.
+ *                 exactly once: in the memtable or in the segment.  The
+ *                 new set carries the flushed_lsn it covers: the manifest
+ *                 (tenant->man) is installed a moment earlier, so it is
+ *                 not the LSN that matches tenant->segs (dedupe.c, 3).
  *
  * Invariants:
  *  1. Memtables are flushed in the order they were sealed (one FIFO, one
@@ -68,6 +71,7 @@ static int segset_with(const es_segset *old, es_segment *add, es_segset **out) {
     return ES_NOMEM_BKPT();
   atomic_init(&s->refs, 1);
   s->n = 0;
+  s->flushed_lsn = old ? old->flushed_lsn : 0;
   for (size_t i = 0; old && i < old->n; i++) {
     es__segment_ref(old->segs[i]);
     s->segs[s->n++] = old->segs[i];
@@ -264,6 +268,8 @@ static int tenant_load(es_db *db, es_tenant *t) {
     es__segset_unref(t->segs);
     t->segs = next;
   }
+  /* no reader or writer has the set yet: a tenant is used once loaded */
+  t->segs->flushed_lsn = t->man.flushed_lsn;
   tenant_clean tc = {db, t};
   int rc = db->vfs->list(db->vfs, t->dir, tenant_clean_one, &tc);
   if (rc == ES_ENOTFOUND) { /* a new tenant: no directory yet */
@@ -492,6 +498,22 @@ static int flush_rollup(es_db *db, es_tenant *t, es_memtable *mt,
   return rc;
 }
 
+/* Test hook (dbint.h): called by flush_one between the manifest commit
+ * and the swap of the reader-visible state. */
+static void (*_Atomic flush_pause_fn)(void *ud, es_tenant *t);
+static void *_Atomic flush_pause_ud;
+
+void es__tenant_test_flush_pause(void (*fn)(void *ud, es_tenant *t), void *ud) {
+  atomic_store(&flush_pause_ud, ud);
+  atomic_store(&flush_pause_fn, fn);
+}
+
+static void flush_test_pause(es_tenant *t) {
+  void (*fn)(void *, es_tenant *) = atomic_load(&flush_pause_fn);
+  if (fn)
+    fn(atomic_load(&flush_pause_ud), t);
+}
+
 /* Writes the segment and the manifest that commits it (through the
  * commit path, commit.c), then swaps the memtable for the segment in the
  * reader-visible state. */
@@ -524,6 +546,9 @@ static int flush_one(es_db *db, es_tenant *t, es_memtable *mt) {
   }
   es_segset *set = NULL;
   ES_CHECK(segset_with(t->segs, seg, &set));
+  if (committed) /* the set and the LSN it covers change together */
+    set->flushed_lsn = mt->max_lsn;
+  flush_test_pause(t);
   pthread_mutex_lock(&t->mu);
   es_segset *old = t->segs;
   t->segs = set;

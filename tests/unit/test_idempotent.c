@@ -15,6 +15,9 @@
  *  4. Concurrent appends of overlapping ids from several threads store
  *     each id once.
  *  5. Queries (rollups) do not count duplicates.
+ *  6. A decision taken while a flush is between its manifest commit and
+ *     its swap of the segment set still finds the flushed ids (an
+ *     internal hook holds the flusher in that window: flush_window).
  */
 #include <pthread.h>
 #include <stdio.h>
@@ -22,6 +25,7 @@
 #include <string.h>
 
 #include "eventstore.h"
+#include "store/dbint.h"
 #include "unit.h"
 
 #define TS0 INT64_C(1700000000000000)
@@ -295,6 +299,61 @@ START_TEST(query_counts) {
 }
 END_TEST
 
+/* flush_window: on the flusher thread, inside flush_one's window, the
+ * ids of the memtable being flushed are appended again. */
+typedef struct pause_ctx {
+  es_db *db;
+  int calls, rc;
+  es_receipt r;
+  uint8_t dup[3];
+} pause_ctx;
+
+static void pause_append(void *ud, es_tenant *t) {
+  pause_ctx *c = ud;
+  if (strcmp(t->name, "t") != 0 || c->calls++ > 0)
+    return;
+  es_event evs[3];
+  ev_make(&evs[0], "w0", TS0);
+  ev_make(&evs[1], "w1", TS0 + 1);
+  ev_make(&evs[2], "w-new", TS0 + 2);
+  c->rc = es_append_flagged(c->db, "t", evs, 3, &c->r, c->dup);
+}
+
+START_TEST(flush_window) {
+  char dir[512];
+  ut_tmpdir(dir, sizeof(dir), "idem");
+  es_db *db = open_w(dir, -1);
+  es_event evs[2];
+  ev_make(&evs[0], "w0", TS0);
+  ev_make(&evs[1], "w1", TS0 + 1);
+  es_receipt r;
+  ck_assert_int_eq(es_append(db, "t", evs, 2, &r), ES_OK);
+  ck_assert_uint_eq(r.stored_count, 2);
+  pause_ctx c = {db, 0, ES_OK, {0}, {0}};
+  es__tenant_test_flush_pause(pause_append, &c);
+  ck_assert_int_eq(es_flush(db, "t"), ES_OK);
+  es__tenant_test_flush_pause(NULL, NULL);
+  ck_assert_int_eq(c.calls, 1);
+  ck_assert_msg(c.rc == ES_OK, "append in the window: %s", es_strerror(c.rc));
+  /* w0 and w1 were in the manifest just made durable, not yet in the
+   * segment set the writer consulted: still duplicates */
+  ck_assert_uint_eq(c.r.stored_count, 1);
+  ck_assert_uint_eq(c.r.duplicates_count, 2);
+  ck_assert(c.dup[0] && c.dup[1] && !c.dup[2]);
+  ck_assert_uint_eq(count_rows(db, "t"), 3);
+  /* and afterwards, from the segment and after a reopen */
+  ck_assert_int_eq(es_append(db, "t", evs, 2, &r), ES_OK);
+  ck_assert_uint_eq(r.duplicates_count, 2);
+  ck_assert_int_eq(es_close(db), ES_OK);
+  db = open_w(dir, -1);
+  ck_assert_int_eq(es_append(db, "t", evs, 2, &r), ES_OK);
+  ck_assert_uint_eq(r.duplicates_count, 2);
+  ck_assert_uint_eq(count_rows(db, "t"), 3);
+  ck_assert_int_eq(es_close(db), ES_OK);
+  ut_rmrf(dir);
+}
+END_TEST
+
 int main(void) {
   Suite *s = suite_create("idempotent");
   TCase *tc = tcase_create("idempotent");
@@ -306,6 +365,7 @@ int main(void) {
   tcase_add_test(tc, window_and_missing_ids);
   tcase_add_test(tc, concurrent);
   tcase_add_test(tc, query_counts);
+  tcase_add_test(tc, flush_window);
   suite_add_tcase(s, tc);
   return ut_main(s);
 }
