@@ -60,6 +60,7 @@ static const char *const top_usage =
     "  members  list a rule's members, or check one visitor\n"
     "  verify   check every checksum of a data directory\n"
     "  inspect  describe the segments and WAL files of a data directory\n"
+    "  restore  rebuild a data directory from its S3 replica\n"
     "\n"
     "Run 'esctl <command> --help' for the flags of a command.\n"
     "Other flags: --help, --version.\n"
@@ -74,8 +75,14 @@ static const char *const top_usage =
 typedef struct flag {
   const char *name; /* "--data" */
   int required;
-  const char *value; /* NULL until given */
+  const char *value; /* NULL until given (the last one, if repeated) */
+  int repeat;        /* may be given again: every value is in g_repeated */
 } flag;
+
+/* The values of the one repeatable flag a command has (--tenant T ...). */
+#define REPEAT_MAX 256
+static const char *g_repeated[REPEAT_MAX];
+static size_t g_nrepeated;
 
 /* A subcommand: its name, its help text and its flags. */
 typedef struct command {
@@ -140,6 +147,12 @@ static int parse_flags(command *cmd, int argc, char **argv) {
       f->value = argv[++i];
     else
       return usage_error(cmd->name, "flag %s needs a value", f->name);
+    if (f->repeat) {
+      if (g_nrepeated == REPEAT_MAX)
+        return usage_error(cmd->name, "more than %d %s flags", REPEAT_MAX,
+                           f->name);
+      g_repeated[g_nrepeated++] = f->value;
+    }
   }
   for (flag *f = cmd->flags; f->name != NULL; f++)
     if (f->required && f->value == NULL)
@@ -782,6 +795,83 @@ static int cmd_verify(flag *flags) {
   return finish_stdout(0);
 }
 
+/* ----------------------------------------------------------------------
+ * restore
+ * ---------------------------------------------------------------------- */
+
+typedef struct restore_view {
+  int tty;
+  int64_t last_ns;
+} restore_view;
+
+static int64_t mono_ns(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+/* Progress on a terminal: one line rewritten at most 10 times a second. */
+static void restore_progress(void *ud, const es_restore_progress *p) {
+  restore_view *v = ud;
+  if (!v->tty)
+    return;
+  int64_t now = mono_ns();
+  if (now - v->last_ns < 100000000 && p->objects_done < p->objects_total)
+    return;
+  v->last_ns = now;
+  fprintf(stderr, "\r%s: %" PRIu64 "/%" PRIu64 " objects, %.1f/%.1f MiB   ",
+          p->tenant, p->objects_done, p->objects_total,
+          (double)p->bytes_done / 1048576.0,
+          (double)p->bytes_total / 1048576.0);
+}
+
+/* esctl restore: rebuild DIR from s3://BUCKET/PREFIX, then verify it. */
+static int cmd_restore(flag *flags) {
+  const char *from = flag_value(flags, "--from");
+  const char *dir = flag_value(flags, "--data");
+  for (size_t i = 0; i < g_nrepeated; i++)
+    if (check_tenant("restore", g_repeated[i]))
+      return EXIT_USAGE;
+  if (strncmp(from, "s3://", 5) != 0 || from[5] == '\0' || from[5] == '/')
+    return usage_error("restore", "--from wants s3://BUCKET[/PREFIX], not '%s'",
+                       from);
+  es_replica_config cfg;
+  es_replica_config_init(&cfg);
+  cfg.url = from;
+  cfg.endpoint = flag_value(flags, "--s3-endpoint");
+  cfg.region = flag_value(flags, "--s3-region");
+  es_replica *rep = NULL;
+  int rc = es_replica_s3_new(&cfg, &rep);
+  if (rc != ES_OK)
+    return lib_error(rc);
+  restore_view v = {.tty = isatty(STDERR_FILENO)};
+  int64_t t0 = mono_ns();
+  rc = es_restore(rep, dir, g_nrepeated ? g_repeated : NULL, g_nrepeated,
+                  restore_progress, &v);
+  if (v.tty)
+    fputc('\n', stderr);
+  es_replica_free(rep);
+  if (rc != ES_OK)
+    return lib_error(rc);
+  verify_state st = {0};
+  rc = es_verify(dir, verify_problem, &st);
+  fflush(stdout);
+  if (rc == ES_OK && st.problems > 0)
+    rc = ES_ECORRUPT;
+  if (rc != ES_OK) {
+    fprintf(stderr, "esctl: restored %s does not verify\n", dir);
+    return finish_stdout(lib_error(rc));
+  }
+  file_count fc = {0};
+  rc = es_inspect(dir, count_file, &fc);
+  if (rc != ES_OK)
+    return finish_stdout(lib_error(rc));
+  printf("restored: %" PRIu64 " segment%s into %s in %.1f s; verify ok\n",
+         fc.segments, fc.segments == 1 ? "" : "s", dir,
+         (double)(mono_ns() - t0) / 1e9);
+  return finish_stdout(0);
+}
+
 /* What es_inspect reported, copied (its strings live during the call). */
 typedef struct inspect_list {
   es_file_info *files;
@@ -1017,6 +1107,29 @@ static command commands[] = {
      "not yet flushed appear only in the WAL.  Needs no lock on DIR.\n",
      cmd_inspect,
      {{"--data", 1, NULL}}},
+    {"restore",
+     "usage: esctl restore --from s3://BUCKET[/PREFIX] --data DIR\n"
+     "                     [--tenant T ...] [--s3-endpoint URL]\n"
+     "                     [--s3-region R]\n"
+     "\n"
+     "Rebuilds DIR from the replica an es-ingestd --replica (or any store\n"
+     "opened with es_options.replica) keeps: every tenant into a new DIR,\n"
+     "or the named tenants (each --tenant once) into a new or existing\n"
+     "store that no process has open.  Downloads each tenant's newest\n"
+     "manifest and the files it names, checks every size and checksum,\n"
+     "then runs 'esctl verify' on DIR.  Shows progress on a terminal.\n"
+     "Credentials, region and endpoint follow the AWS conventions\n"
+     "(AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN,\n"
+     "AWS_REGION, AWS_ENDPOINT_URL_S3, AWS_ENDPOINT_URL); the flags win.\n"
+     "A missing or damaged object is an error naming its key.  Exit 0 only\n"
+     "when DIR passes verify.  Events that were only in the WAL of the\n"
+     "lost node are not in the replica (see docs/REPLICATION.md).\n",
+     cmd_restore,
+     {{"--from", 1, NULL, 0},
+      {"--data", 1, NULL, 0},
+      {"--tenant", 0, NULL, 1},
+      {"--s3-endpoint", 0, NULL, 0},
+      {"--s3-region", 0, NULL, 0}}},
 };
 
 /* Dispatches to the subcommand; see top_usage. */

@@ -201,6 +201,10 @@ struct es_db {
   pthread_t compactor;
   /* the commit path's subscribers and pending removals (commit.c) */
   struct es_commit_state *commit;
+  /* a layer above the store riding on this handle (lib/api.c: the
+   * replicator), stopped first by es_close */
+  void (*ext_stop)(es_db *db);
+  void *ext;
   /* memory budget */
   struct es_ddcache *ddc;     /* dedupe.c: confirmed row groups */
   atomic_size_t mem_bytes;    /* all memtables */
