@@ -36,6 +36,11 @@ typedef struct ingest_config {
   int sync_none;
   int compact_segments; /* es_options.compact_segments */
   size_t connections_max;
+  /* replication (docs/REPLICATION.md): es_options.replica is opened by
+   * the program; the service reads its state for /metrics and /readyz */
+  int replica_on;
+  int64_t replica_lag_max_us; /* /readyz: 503 when the oldest commit not
+                                 yet in the replica is older */
 } ingest_config;
 
 typedef struct server ingest_server;

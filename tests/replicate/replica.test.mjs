@@ -3,7 +3,7 @@
 // botocore), a store replicating through the S3 client (replica_driver),
 // `esctl restore`, and @aws-sdk/client-s3 as an independent reader.
 //
-//   node replica.test.mjs REPLICA_DRIVER ESCTL SIGV4_PROXY_PY
+//   node replica.test.mjs REPLICA_DRIVER ESCTL SIGV4_PROXY_PY [ES_INGESTD]
 //
 // 1. append + flush + compaction with a replica; esctl restore into a new
 //    directory; every event of every tenant (esctl scan) equals the live
@@ -12,7 +12,11 @@
 //    ingests: every append succeeds quickly, the backlog drains after, and
 //    a restore equals the live store again.
 // 3. a flipped byte in s3rver's stored copy of a segment: esctl restore
-//    exits 1 naming the object.
+//    exits 1 naming the object; a deleted one likewise.
+// 4. es-ingestd --replica (tier local): events posted, /metrics shows the
+//    replica, /readyz is 200, SIGTERM (flush + wait for the replica);
+//    the data directory is deleted; esctl restore brings back every
+//    acknowledged event.
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
@@ -24,7 +28,7 @@ import { fileURLToPath } from 'node:url';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const require = createRequire(path.join(here, 'package.json'));
-const [driver, esctl, proxyPy] = process.argv.slice(2);
+const [driver, esctl, proxyPy, ingestd] = process.argv.slice(2);
 let S3rver, S3;
 try {
   S3rver = require('s3rver');
@@ -220,6 +224,62 @@ async function main() {
   assert.ok(r4.err.includes(segName) && /missing/.test(r4.err),
             `the error names the missing ${segName}: ${r4.err}`);
   console.log('replica.test: corrupted and missing objects named');
+
+  if (ingestd) await ingestdCase();
+}
+
+// 4. es-ingestd with --replica: restore after the node's disk is gone.
+async function ingestdCase() {
+  const dir = path.join(scratch, 'ingestd');
+  fs.mkdirSync(dir);
+  fs.writeFileSync(path.join(dir, 'keys.json'), JSON.stringify({ 'key-acme': 'acme' }));
+  const url = `s3://${BUCKET}/ingestd`;
+  const proc = spawn(ingestd, ['--data', path.join(dir, 'data'), '--listen', '127.0.0.1:0',
+    '--keys', path.join(dir, 'keys.json'), '--replica', url,
+    '--s3-endpoint', `http://127.0.0.1:${proxy.port}`, '--s3-region', REGION,
+    '--durability', 'local'], { env: env(), stdio: ['ignore', 'ignore', 'pipe'] });
+  let log = '';
+  const port = await new Promise((resolve, reject) => {
+    proc.stderr.on('data', (d) => {
+      log += d;
+      const m = /"msg":"listening".*"port":(\d+)/.exec(log);
+      if (m) resolve(Number(m[1]));
+    });
+    proc.on('exit', (code) => reject(new Error(`es-ingestd exited ${code}: ${log}`)));
+  });
+  const auth = 'Basic ' + Buffer.from('key-acme:').toString('base64');
+  let acked = 0;
+  for (let b = 0; b < 10; b++) {
+    const batch = [];
+    for (let i = 0; i < 50; i++)
+      batch.push({ type: 'track', event: 'Clicked', messageId: `b${b}-${i}`,
+                   anonymousId: `a${i % 9}`, timestamp: new Date(1764000000000 + b * 1000 + i).toISOString() });
+    const res = await fetch(`http://127.0.0.1:${port}/v1/batch`, {
+      method: 'POST', headers: { 'Content-Type': 'application/json', Authorization: auth },
+      body: JSON.stringify({ batch }) });
+    assert.equal(res.status, 200, await res.text());
+    acked += batch.length;
+  }
+  const metrics = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+  assert.match(metrics, /^es_replica_backlog_objects \d+$/m);
+  assert.match(metrics, /^es_replica_oldest_unreplicated_seconds \d+$/m);
+  assert.match(metrics, /^es_replica_requests_total \d+$/m);
+  const ready = await fetch(`http://127.0.0.1:${port}/readyz`);
+  assert.equal(ready.status, 200, await ready.text());
+  const code = await new Promise((resolve) => {
+    proc.on('exit', (c, sig) => resolve(c ?? sig));
+    proc.kill('SIGTERM');
+  });
+  assert.equal(code, 0, `es-ingestd exit: ${log}`);
+  const live = await scan(path.join(dir, 'data'), 'acme');
+  assert.equal(live.split('\n').filter(Boolean).length, acked);
+  fs.rmSync(path.join(dir, 'data'), { recursive: true, force: true }); // the disk is lost
+  const r = await run(esctl, ['restore', '--from', url, '--data', path.join(dir, 'restored'),
+                              '--s3-endpoint', `http://127.0.0.1:${proxy.port}`]);
+  assert.equal(r.code, 0, `esctl restore: ${r.err}`);
+  assert.equal(await scan(path.join(dir, 'restored'), 'acme'), live,
+               'every acknowledged event is back');
+  console.log(`replica.test: es-ingestd --replica: ${acked} acknowledged events restored`);
 }
 
 let failed = false;
