@@ -915,6 +915,27 @@ static void print_range(const es_file_info *f) {
 }
 
 /* The segments of the tenant of files[i..], then its totals; next index. */
+static const char *g_inspect_dir;
+
+/* The tenant's replica record, when it has one (es_replica_record_read). */
+static void print_replica(const char *tenant) {
+  es_replica_record r;
+  int rc = es_replica_record_read(g_inspect_dir, tenant, &r);
+  if (rc == ES_ENOTFOUND)
+    return;
+  if (rc != ES_OK) {
+    printf("  replica: unreadable record: %s\n", es_errdetail());
+    return;
+  }
+  printf("  replica: manifest generation %" PRIu64 " of %" PRIu64
+         " (%s), %" PRIu64 " objects, %" PRIu64 " bytes, %" PRIu64
+         " awaiting deletion; identity %s, rules %s\n",
+         r.generation, r.local_generation,
+         r.generation >= r.local_generation ? "up to date" : "behind",
+         r.objects, r.bytes, r.superseded, r.identity ? "copied" : "none",
+         r.rules ? "copied" : "none");
+}
+
 static size_t print_tenant(const inspect_list *l, size_t i) {
   const char *tenant = l->files[i].tenant;
   uint64_t segs = 0, rows = 0, bytes = 0, unflushed = 0;
@@ -940,6 +961,7 @@ static size_t print_tenant(const inspect_list *l, size_t i) {
          " unflushed)\n",
          rows + unflushed, rows, segs, segs == 1 ? "" : "s", bytes,
          rows ? (double)bytes / (double)rows : 0.0, unflushed);
+  print_replica(tenant);
   return i;
 }
 
@@ -948,7 +970,8 @@ static int cmd_inspect(flag *flags) {
   inspect_list l = {0};
   uint64_t wals = 0;
   int status = 0;
-  int rc = es_inspect(flag_value(flags, "--data"), collect_file, &l);
+  g_inspect_dir = flag_value(flags, "--data");
+  int rc = es_inspect(g_inspect_dir, collect_file, &l);
   if (l.oom) {
     fprintf(stderr, "esctl: out of memory\n");
     status = EXIT_LIB;
@@ -1103,7 +1126,8 @@ static command commands[] = {
      "usage: esctl inspect --data DIR\n"
      "\n"
      "Lists each tenant's segments (file, rows, bytes, time range) with\n"
-     "totals, then the WAL files (shard, records, events, bytes).  Rows\n"
+     "totals and, when it is replicated, what its REPLICA record says is\n"
+     "in S3, then the WAL files (shard, records, events, bytes).  Rows\n"
      "not yet flushed appear only in the WAL.  Needs no lock on DIR.\n",
      cmd_inspect,
      {{"--data", 1, NULL}}},

@@ -800,6 +800,23 @@ ES_API int es_replica_stats_get(es_db *db, es_replica_stats *out);
  */
 ES_API int es_replica_drain(es_db *db, int64_t timeout_us);
 
+/* What a tenant's REPLICA record says (es_replica_record_read). */
+typedef struct es_replica_record {
+  uint64_t generation;       /* newest manifest confirmed in the replica */
+  uint64_t local_generation; /* the tenant's MANIFEST on disk now */
+  uint64_t objects, bytes;   /* objects confirmed in the replica */
+  uint64_t superseded;       /* of those, awaiting deletion (grace) */
+  int identity, rules;       /* 1 when a copy was uploaded */
+} es_replica_record;
+
+/*
+ * Reads tenants/<tenant>/REPLICA of data_dir (no lock: safe beside a
+ * running writer).  ES_ENOTFOUND when the tenant has none (never
+ * replicated); ES_ECORRUPT, ES_ETENANT, ES_EIO, ES_ENOMEM.
+ */
+ES_API int es_replica_record_read(const char *data_dir, const char *tenant,
+                                  es_replica_record *out);
+
 /* Progress of es_restore, passed to its callback after each object. */
 typedef struct es_restore_progress {
   const char *tenant;                   /* the tenant being restored */

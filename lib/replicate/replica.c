@@ -7,9 +7,11 @@
 #include <string.h>
 
 #include "base/abi.h"
+#include "base/event.h"
 #include "base/io.h"
 #include "base/mem.h"
 #include "replicate/replicate.h"
+#include "store/manifest.h"
 #ifdef ES_HAVE_S3
 #include "replicate/s3.h"
 #endif
@@ -94,4 +96,40 @@ int es_restore(es_replica *replica, const char *data_dir,
                void *ud) {
   return es__restore_vfs(replica, es__vfs_posix(), data_dir, tenants, ntenants,
                          progress, ud);
+}
+
+int es_replica_record_read(const char *data_dir, const char *tenant,
+                           es_replica_record *out) {
+  if (!data_dir || !tenant || !out)
+    return ES_INVAL_BKPT("es_replica_record_read: NULL argument");
+  memset(out, 0, sizeof(*out));
+  ES_TRY(es__tenant_check(tenant));
+  es_vfs *vfs = es__vfs_posix();
+  char rel[ES_PATH_MAX], dir[ES_PATH_MAX], path[ES_PATH_MAX];
+  snprintf(rel, sizeof(rel), "tenants/%s", tenant);
+  ES_TRY(es__path_join(dir, sizeof(dir), data_dir, rel));
+  ES_TRY(es__path_join(path, sizeof(path), dir, ES_REPLREC_NAME));
+  uint8_t *buf = NULL;
+  size_t len = 0;
+  ES_TRY(es__io_read_all(vfs, path, &buf, &len));
+  es_replrec rec;
+  int rc = es__replrec_decode(path, buf, len, &rec);
+  es__free(buf);
+  ES_TRY(rc);
+  out->generation = rec.generation;
+  out->identity = rec.identity_hash != 0;
+  out->rules = rec.rules_hash != 0;
+  for (size_t i = 0; i < rec.n; i++) {
+    out->objects++;
+    out->bytes += rec.e[i].bytes;
+    out->superseded += rec.e[i].superseded_us != 0;
+  }
+  es__replrec_free(&rec);
+  es_manifest m;
+  rc = es__manifest_read(vfs, dir, &m);
+  if (rc == ES_OK) {
+    out->local_generation = m.generation;
+    es__manifest_free(&m);
+  }
+  return rc;
 }

@@ -273,6 +273,10 @@ async function ingestdCase() {
   assert.equal(code, 0, `es-ingestd exit: ${log}`);
   const live = await scan(path.join(dir, 'data'), 'acme');
   assert.equal(live.split('\n').filter(Boolean).length, acked);
+  const insp = await run(esctl, ['inspect', '--data', path.join(dir, 'data')]);
+  assert.equal(insp.code, 0, insp.err);
+  assert.match(insp.out, /replica: manifest generation (\d+) of \1 \(up to date\), \d+ objects/,
+               `esctl inspect shows the replica state: ${insp.out}`);
   fs.rmSync(path.join(dir, 'data'), { recursive: true, force: true }); // the disk is lost
   const r = await run(esctl, ['restore', '--from', url, '--data', path.join(dir, 'restored'),
                               '--s3-endpoint', `http://127.0.0.1:${proxy.port}`]);
