@@ -61,6 +61,7 @@ static const char *const top_usage =
     "  verify   check every checksum of a data directory\n"
     "  inspect  describe the segments and WAL files of a data directory\n"
     "  export   write tenants' days as Parquet or NDJSON.gz for warehouses\n"
+    "  restore  rebuild a data directory from its S3 replica\n"
     "\n"
     "scan, query, timeline, rules, members, verify and inspect only read\n"
     "(no lock: they work beside a running es-ingestd).  append and\n"
@@ -80,8 +81,14 @@ static const char *const top_usage =
 typedef struct flag {
   const char *name; /* "--data" */
   int required;
-  const char *value; /* NULL until given */
+  const char *value; /* NULL until given (the last one, if repeated) */
+  int repeat;        /* may be given again: every value is in g_repeated */
 } flag;
+
+/* The values of the one repeatable flag a command has (--tenant T ...). */
+#define REPEAT_MAX 256
+static const char *g_repeated[REPEAT_MAX];
+static size_t g_nrepeated;
 
 /* A subcommand: its name, its help text and its flags. */
 typedef struct command {
@@ -153,6 +160,12 @@ static int parse_flags(command *cmd, int argc, char **argv) {
       f->value = argv[++i];
     else
       return usage_error(cmd->name, "flag %s needs a value", f->name);
+    if (f->repeat) {
+      if (g_nrepeated == REPEAT_MAX)
+        return usage_error(cmd->name, "more than %d %s flags", REPEAT_MAX,
+                           f->name);
+      g_repeated[g_nrepeated++] = f->value;
+    }
   }
   for (flag *f = cmd->flags; f->name != NULL; f++)
     if (f->required && f->value == NULL)
@@ -823,6 +836,83 @@ static int cmd_verify(flag *flags) {
   return finish_stdout(0);
 }
 
+/* ----------------------------------------------------------------------
+ * restore
+ * ---------------------------------------------------------------------- */
+
+typedef struct restore_view {
+  int tty;
+  int64_t last_ns;
+} restore_view;
+
+static int64_t mono_ns(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+/* Progress on a terminal: one line rewritten at most 10 times a second. */
+static void restore_progress(void *ud, const es_restore_progress *p) {
+  restore_view *v = ud;
+  if (!v->tty)
+    return;
+  int64_t now = mono_ns();
+  if (now - v->last_ns < 100000000 && p->objects_done < p->objects_total)
+    return;
+  v->last_ns = now;
+  fprintf(stderr, "\r%s: %" PRIu64 "/%" PRIu64 " objects, %.1f/%.1f MiB   ",
+          p->tenant, p->objects_done, p->objects_total,
+          (double)p->bytes_done / 1048576.0,
+          (double)p->bytes_total / 1048576.0);
+}
+
+/* esctl restore: rebuild DIR from s3://BUCKET/PREFIX, then verify it. */
+static int cmd_restore(flag *flags) {
+  const char *from = flag_value(flags, "--from");
+  const char *dir = flag_value(flags, "--data");
+  for (size_t i = 0; i < g_nrepeated; i++)
+    if (check_tenant("restore", g_repeated[i]))
+      return EXIT_USAGE;
+  if (strncmp(from, "s3://", 5) != 0 || from[5] == '\0' || from[5] == '/')
+    return usage_error("restore", "--from wants s3://BUCKET[/PREFIX], not '%s'",
+                       from);
+  es_replica_config cfg;
+  es_replica_config_init(&cfg);
+  cfg.url = from;
+  cfg.endpoint = flag_value(flags, "--s3-endpoint");
+  cfg.region = flag_value(flags, "--s3-region");
+  es_replica *rep = NULL;
+  int rc = es_replica_s3_new(&cfg, &rep);
+  if (rc != ES_OK)
+    return lib_error(rc);
+  restore_view v = {.tty = isatty(STDERR_FILENO)};
+  int64_t t0 = mono_ns();
+  rc = es_restore(rep, dir, g_nrepeated ? g_repeated : NULL, g_nrepeated,
+                  restore_progress, &v);
+  if (v.tty)
+    fputc('\n', stderr);
+  es_replica_free(rep);
+  if (rc != ES_OK)
+    return lib_error(rc);
+  verify_state st = {0};
+  rc = es_verify(dir, verify_problem, &st);
+  fflush(stdout);
+  if (rc == ES_OK && st.problems > 0)
+    rc = ES_ECORRUPT;
+  if (rc != ES_OK) {
+    fprintf(stderr, "esctl: restored %s does not verify\n", dir);
+    return finish_stdout(lib_error(rc));
+  }
+  file_count fc = {0};
+  rc = es_inspect(dir, count_file, &fc);
+  if (rc != ES_OK)
+    return finish_stdout(lib_error(rc));
+  printf("restored: %" PRIu64 " segment%s into %s in %.1f s; verify ok\n",
+         fc.segments, fc.segments == 1 ? "" : "s", dir,
+         (double)(mono_ns() - t0) / 1e9);
+  return finish_stdout(0);
+}
+
 /* What es_inspect reported, copied (its strings live during the call). */
 typedef struct inspect_list {
   es_file_info *files;
@@ -866,6 +956,27 @@ static void print_range(const es_file_info *f) {
 }
 
 /* The segments of the tenant of files[i..], then its totals; next index. */
+static const char *g_inspect_dir;
+
+/* The tenant's replica record, when it has one (es_replica_record_read). */
+static void print_replica(const char *tenant) {
+  es_replica_record r;
+  int rc = es_replica_record_read(g_inspect_dir, tenant, &r);
+  if (rc == ES_ENOTFOUND)
+    return;
+  if (rc != ES_OK) {
+    printf("  replica: unreadable record: %s\n", es_errdetail());
+    return;
+  }
+  printf("  replica: manifest generation %" PRIu64 " of %" PRIu64
+         " (%s), %" PRIu64 " objects, %" PRIu64 " bytes, %" PRIu64
+         " awaiting deletion; identity %s, rules %s\n",
+         r.generation, r.local_generation,
+         r.generation >= r.local_generation ? "up to date" : "behind",
+         r.objects, r.bytes, r.superseded, r.identity ? "copied" : "none",
+         r.rules ? "copied" : "none");
+}
+
 static size_t print_tenant(const inspect_list *l, size_t i) {
   const char *tenant = l->files[i].tenant;
   uint64_t segs = 0, rows = 0, bytes = 0, unflushed = 0;
@@ -891,6 +1002,7 @@ static size_t print_tenant(const inspect_list *l, size_t i) {
          " unflushed)\n",
          rows + unflushed, rows, segs, segs == 1 ? "" : "s", bytes,
          rows ? (double)bytes / (double)rows : 0.0, unflushed);
+  print_replica(tenant);
   return i;
 }
 
@@ -899,7 +1011,8 @@ static int cmd_inspect(flag *flags) {
   inspect_list l = {0};
   uint64_t wals = 0;
   int status = 0;
-  int rc = es_inspect(flag_value(flags, "--data"), collect_file, &l);
+  g_inspect_dir = flag_value(flags, "--data");
+  int rc = es_inspect(g_inspect_dir, collect_file, &l);
   if (l.oom) {
     fprintf(stderr, "esctl: out of memory\n");
     status = EXIT_LIB;
@@ -1263,11 +1376,35 @@ static command commands[] = {
      "usage: esctl inspect --data DIR\n"
      "\n"
      "Lists each tenant's segments (file, rows, bytes, time range) with\n"
-     "totals, then the WAL files (shard, records, events, bytes).  Rows\n"
+     "totals and, when it is replicated, what its REPLICA record says is\n"
+     "in S3, then the WAL files (shard, records, events, bytes).  Rows\n"
      "not yet flushed appear only in the WAL.  Needs no lock on DIR.\n",
      cmd_inspect,
      {{"--data", 1, NULL}}},
     {"export", export_usage, NULL, {{NULL, 0, NULL}}, cmd_export},
+    {"restore",
+     "usage: esctl restore --from s3://BUCKET[/PREFIX] --data DIR\n"
+     "                     [--tenant T ...] [--s3-endpoint URL]\n"
+     "                     [--s3-region R]\n"
+     "\n"
+     "Rebuilds DIR from the replica an es-ingestd --replica (or any store\n"
+     "opened with es_options.replica) keeps: every tenant into a new DIR,\n"
+     "or the named tenants (each --tenant once) into a new or existing\n"
+     "store that no process has open.  Downloads each tenant's newest\n"
+     "manifest and the files it names, checks every size and checksum,\n"
+     "then runs 'esctl verify' on DIR.  Shows progress on a terminal.\n"
+     "Credentials, region and endpoint follow the AWS conventions\n"
+     "(AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN,\n"
+     "AWS_REGION, AWS_ENDPOINT_URL_S3, AWS_ENDPOINT_URL); the flags win.\n"
+     "A missing or damaged object is an error naming its key.  Exit 0 only\n"
+     "when DIR passes verify.  Events that were only in the WAL of the\n"
+     "lost node are not in the replica (see docs/REPLICATION.md).\n",
+     cmd_restore,
+     {{"--from", 1, NULL, 0},
+      {"--data", 1, NULL, 0},
+      {"--tenant", 0, NULL, 1},
+      {"--s3-endpoint", 0, NULL, 0},
+      {"--s3-region", 0, NULL, 0}}},
 };
 
 /* Dispatches to the subcommand; see top_usage. */

@@ -292,6 +292,19 @@ typedef struct es_options {
                      one.  1: ES_ENOTFOUND ("no store in DIR") instead, and
                      nothing is created: for tools that must not turn a
                      mistyped path into a store */
+  struct es_replica *replica;  /* NULL (default): no replication.  Else the
+                                  object store every sealed segment, rollup,
+                                  manifest, IDENTITY and RULES file is copied
+                                  to in the background (es_replica_s3_new);
+                                  borrowed: it must outlive the handle.
+                                  Ignored by read-only handles. */
+  int64_t replica_interval_us; /* how often the uploader looks for files not
+                                  yet copied when no commit woke it; 1 s */
+  int64_t replica_grace_us;    /* an object no uploaded manifest names any
+                                  more is deleted this long after the first
+                                  manifest without it was uploaded (so a
+                                  restore reading an older manifest finds
+                                  its files); 10 min */
 } es_options;
 
 /* Fills *opts with the documented defaults (data_dir NULL) and
@@ -882,6 +895,120 @@ typedef struct es_export_result {
  */
 ES_API int es_export(es_db *db, const es_export_options *opts,
                      es_export_result *result_out);
+
+/* ----------------------------------------------------------------------
+ * Replication to an object store (S3) and restore
+ *
+ * With es_options.replica set, a background uploader copies each tenant's
+ * files to the object store under tenants/<tenant>/ (docs/FORMAT.md,
+ * "Replica layout"), the same bytes as on disk: first every segment and
+ * rollup a manifest names, then the manifest as MANIFEST-<generation>, so
+ * a reader of the newest manifest in the store finds every file it names.
+ * It remembers what is confirmed uploaded in tenants/<tenant>/REPLICA, so
+ * a restart neither uploads everything again nor forgets anything.  An
+ * unreachable store never slows es_append: the uploader retries with
+ * backoff and the backlog is what is on disk.  Events still only in the
+ * WAL are not replicated yet (see docs/REPLICATION.md).
+ * ---------------------------------------------------------------------- */
+
+typedef struct es_replica es_replica;
+
+typedef struct es_replica_config {
+  size_t struct_size;    /* set by es_replica_config_init (convention 9) */
+  const char *url;       /* required: "s3://BUCKET" or "s3://BUCKET/PREFIX" */
+  const char *endpoint;  /* NULL: AWS_ENDPOINT_URL_S3, else AWS_ENDPOINT_URL,
+                            else the region's AWS endpoint; a custom one
+                            (e.g. "http://127.0.0.1:9000") is path-style */
+  const char *region;    /* NULL: AWS_REGION, else us-east-1 */
+  unsigned attempts_max; /* tries per request; 0: 6 */
+} es_replica_config;
+
+ES_API void es_replica_config_init_sized(es_replica_config *cfg,
+                                         size_t struct_size);
+#define es_replica_config_init(cfg)                                            \
+  es_replica_config_init_sized((cfg), sizeof(es_replica_config))
+
+/*
+ * An S3 replica (credentials from AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY,
+ * AWS_SESSION_TOKEN).  No request is sent.  The caller owns *out and frees
+ * it with es_replica_free after every handle using it is closed.
+ * Errors: ES_EINVAL (a bad URL, missing credentials, or a library built
+ * without libcurl; es_errdetail says which), ES_ENOMEM, ES_EREMOTE.
+ */
+ES_API int es_replica_s3_new(const es_replica_config *cfg, es_replica **out);
+ES_API void es_replica_free(es_replica *replica);
+
+/* The uploader's state, as es_replica_stats reports it. */
+typedef struct es_replica_stats {
+  uint64_t backlog_objects; /* files the local manifests name, not uploaded,
+                               plus their manifests */
+  uint64_t backlog_bytes;
+  int64_t oldest_age_us; /* age of the oldest commit not yet uploaded; 0 */
+  uint64_t uploaded_objects, uploaded_bytes;
+  uint64_t deleted_objects;
+  uint64_t requests;     /* object-store requests made */
+  uint64_t request_us;   /* their total latency */
+  uint64_t errors;       /* failed requests (after the client's retries) */
+  uint64_t retries;      /* tenant passes retried after a failure */
+  int last_error;        /* status of the last failure, 0 if none */
+  uint64_t sweeps_clean; /* sweeps that found everything uploaded */
+} es_replica_stats;
+
+/* Fills *out.  ES_EINVAL when the handle has no replica. */
+ES_API int es_replica_stats_get(es_db *db, es_replica_stats *out);
+
+/*
+ * Waits until a sweep that began after this call found every tenant's
+ * newest manifest, its files, IDENTITY and RULES uploaded (call es_flush
+ * first to include the memtables).  ES_OK; ES_EUNAVAIL when that did not
+ * happen within timeout_us (the last failure is in es_errdetail); ES_EINVAL
+ * without a replica; ES_ECLOSED.
+ */
+ES_API int es_replica_drain(es_db *db, int64_t timeout_us);
+
+/* What a tenant's REPLICA record says (es_replica_record_read). */
+typedef struct es_replica_record {
+  uint64_t generation;       /* newest manifest confirmed in the replica */
+  uint64_t local_generation; /* the tenant's MANIFEST on disk now */
+  uint64_t objects, bytes;   /* objects confirmed in the replica */
+  uint64_t superseded;       /* of those, awaiting deletion (grace) */
+  int identity, rules;       /* 1 when a copy was uploaded */
+} es_replica_record;
+
+/*
+ * Reads tenants/<tenant>/REPLICA of data_dir (no lock: safe beside a
+ * running writer).  ES_ENOTFOUND when the tenant has none (never
+ * replicated); ES_ECORRUPT, ES_ETENANT, ES_EIO, ES_ENOMEM.
+ */
+ES_API int es_replica_record_read(const char *data_dir, const char *tenant,
+                                  es_replica_record *out);
+
+/* Progress of es_restore, passed to its callback after each object. */
+typedef struct es_restore_progress {
+  const char *tenant;                   /* the tenant being restored */
+  const char *key;                      /* the object just written */
+  uint64_t objects_done, objects_total; /* of the tenants chosen */
+  uint64_t bytes_done, bytes_total;
+} es_restore_progress;
+
+/*
+ * Rebuilds data_dir from the replica: every tenant (ntenants 0; data_dir
+ * must then not hold a store) or the named ones (into an existing store
+ * that no process has open, or a new one).  For each tenant, its newest
+ * MANIFEST-<generation>, every segment and rollup it names, IDENTITY and
+ * RULES are downloaded; sizes and every checksum are checked (segments
+ * block by block); the manifest is written last.  progress may be NULL.
+ * Errors: ES_ENOTFOUND (an object a manifest names is missing, or a named
+ * tenant is not in the replica: es_errdetail names it), ES_ECORRUPT (an
+ * object fails its checks: es_errdetail names its key), ES_EINVAL (the
+ * tenant exists in data_dir already), ES_EBUSY, ES_EUNAVAIL, ES_EREMOTE,
+ * ES_EIO, ES_ENOSPC, ES_ENOMEM.  A failed restore may leave some tenant
+ * directories partly written, without their MANIFEST.
+ */
+ES_API int es_restore(es_replica *replica, const char *data_dir,
+                      const char *const *tenants, size_t ntenants,
+                      void (*progress)(void *ud, const es_restore_progress *p),
+                      void *ud);
 
 /* ----------------------------------------------------------------------
  * Inspection and verification (need no open handle; safe to run while

@@ -227,8 +227,24 @@ static void answer_health(conn *c, int ready_probe) {
                       : state == ES_STATE_DEGRADED ? "degraded"
                                                    : "failed";
   const char *status = srv->draining ? "draining" : store;
+  int lagging = 0; /* the replica's oldest unreplicated commit too old */
+  es_replica_stats st;
+  if (srv->cfg.replica_on && es_replica_stats_get(srv->db, &st) == ES_OK &&
+      st.oldest_age_us > srv->cfg.replica_lag_max_us) {
+    lagging = 1;
+    if (state == ES_STATE_OK) {
+      status = srv->draining ? "draining" : "replica-lagging";
+      snprintf(why, sizeof why,
+               "replica lag %lld s beyond %lld s (last error: %s)",
+               (long long)(st.oldest_age_us / 1000000),
+               (long long)(srv->cfg.replica_lag_max_us / 1000000),
+               es_strerror(st.last_error));
+    }
+  }
   int code =
-      !ready_probe || (state == ES_STATE_OK && !srv->draining) ? 200 : 503;
+      !ready_probe || (state == ES_STATE_OK && !srv->draining && !lagging)
+          ? 200
+          : 503;
   seg_buf b;
   seg_buf_init(&b);
   if (seg_buf_put(&b, "{\"status\":\"", 11) ||
@@ -764,6 +780,13 @@ static void answer_metrics(conn *c) {
                      srv->held_bytes, srv->cfg.memory_budget_bytes,
                      srv->http.connections, srv->draining) ||
       metrics_render_store(srv->db, &b)) {
+    seg_buf_free(&b);
+    respond_error(c, 503, "out of memory", 0);
+    return;
+  }
+  es_replica_stats st;
+  if (srv->cfg.replica_on && es_replica_stats_get(srv->db, &st) == ES_OK &&
+      metrics_render_replica(&st, &b)) {
     seg_buf_free(&b);
     respond_error(c, 503, "out of memory", 0);
     return;

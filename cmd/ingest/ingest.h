@@ -41,6 +41,11 @@ typedef struct ingest_config {
   size_t wal_file_bytes; /* es_options.wal_file_bytes; 0: the default */
   size_t seal_bytes;     /* es_options.seal_bytes; 0: the default */
   size_t connections_max;
+  /* replication (docs/REPLICATION.md): es_options.replica is opened by
+   * the program; the service reads its state for /metrics and /readyz */
+  int replica_on;
+  int64_t replica_lag_max_us; /* /readyz: 503 when the oldest commit not
+                                 yet in the replica is older */
 } ingest_config;
 
 typedef struct server ingest_server;

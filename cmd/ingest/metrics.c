@@ -141,3 +141,42 @@ int metrics_render_store(es_db *db, seg_buf *b) {
               st.failed != 0);
   return rc ? -1 : 0;
 }
+
+int metrics_render_replica(const es_replica_stats *st, seg_buf *b) {
+  int rc = gauge(b, "es_replica_backlog_objects",
+                 "files named by local manifests, not yet in the replica",
+                 (unsigned long long)st->backlog_objects);
+  rc |= gauge(b, "es_replica_backlog_bytes", "their bytes",
+              (unsigned long long)st->backlog_bytes);
+  rc |= gauge(b, "es_replica_oldest_unreplicated_seconds",
+              "age of the oldest commit not yet in the replica (0: none)",
+              (unsigned long long)(st->oldest_age_us / 1000000));
+  rc |= counter(b, "es_replica_uploaded_objects_total",
+                "objects put into the replica");
+  rc |= put(b, "es_replica_uploaded_objects_total %llu\n",
+            (unsigned long long)st->uploaded_objects);
+  rc |= counter(b, "es_replica_uploaded_bytes_total", "their bytes");
+  rc |= put(b, "es_replica_uploaded_bytes_total %llu\n",
+            (unsigned long long)st->uploaded_bytes);
+  rc |= counter(b, "es_replica_deleted_objects_total",
+                "superseded objects deleted after the grace period");
+  rc |= put(b, "es_replica_deleted_objects_total %llu\n",
+            (unsigned long long)st->deleted_objects);
+  rc |= counter(b, "es_replica_errors_total",
+                "object-store requests that failed after the client's own "
+                "retries");
+  rc |=
+      put(b, "es_replica_errors_total %llu\n", (unsigned long long)st->errors);
+  rc |= counter(b, "es_replica_retries_total",
+                "tenant uploads retried (with backoff) after a failure");
+  rc |= put(b, "es_replica_retries_total %llu\n",
+            (unsigned long long)st->retries);
+  rc |= counter(b, "es_replica_requests_total", "object-store requests made");
+  rc |= put(b, "es_replica_requests_total %llu\n",
+            (unsigned long long)st->requests);
+  rc |= counter(b, "es_replica_request_seconds_total",
+                "their total latency (divide by the requests for the mean)");
+  rc |= put(b, "es_replica_request_seconds_total %.6f\n",
+            (double)st->request_us / 1e6);
+  return rc ? -1 : 0;
+}

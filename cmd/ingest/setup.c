@@ -1,9 +1,9 @@
 /*
  * setup.c -- the ingest service's start and finish (ingest.h): the keys
- * file, the writers and the listener, started on a caller's loop with a caller's es_db.
- * cmd/ingestd/main.c (flags, signals, the store's open and close) drives
- * it for es-ingestd; es-queryd's embedded mode (--ingest-listen) drives it
- * to host ingest and queries in one process on one writable handle
+ * file, the writers and the listener, started on a caller's loop with a
+ * caller's es_db. cmd/ingestd/main.c (flags, signals, the store's open and
+ * close) drives it for es-ingestd; es-queryd's embedded mode (--ingest-listen)
+ * drives it to host ingest and queries in one process on one writable handle
  * (docs/QUERYD.md).
  */
 #include <errno.h>
@@ -276,6 +276,7 @@ void ingest_config_defaults(ingest_config *cfg) {
   cfg->connections_max = 10000;
   cfg->compact_segments = 8;
   cfg->access_log = 1;
+  cfg->replica_lag_max_us = INT64_C(300) * 1000000;
 }
 
 static int start(server *srv, uv_loop_t *loop, es_db *db, const char *host,

@@ -11,7 +11,9 @@
  *     answered, with "Connection: close";
  *  3. when no connection is left (or after --drain-timeout-ms, when the
  *     rest are cut), the writers finish the queue and are joined;
- *  4. the loop ends; es_flush seals the memtables, es_close; exit 0.
+ *  4. the loop ends; es_flush seals the memtables; with --replica, waits
+ *     (up to --drain-timeout-ms) for the replica to hold them; es_close;
+ *     exit 0.
  */
 #include <errno.h>
 #include <limits.h>
@@ -77,6 +79,18 @@ static const char usage[] =
     "  --seal-mb MB          seal a tenant's memtable into a segment at\n"
     "                        this size (default 8)\n"
     "  --sync full|none      none: no fsync, tests/benchmarks only\n"
+    "  --replica s3://BUCKET/PREFIX  copy every sealed segment, manifest,\n"
+    "                        IDENTITY and RULES file to S3 in the\n"
+    "                        background (docs/REPLICATION.md); credentials\n"
+    "                        from AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY,\n"
+    "                        AWS_SESSION_TOKEN\n"
+    "  --s3-endpoint URL     S3 endpoint (default AWS_ENDPOINT_URL_S3, else\n"
+    "                        AWS_ENDPOINT_URL, else AWS's for the region)\n"
+    "  --s3-region R         (default AWS_REGION, else us-east-1)\n"
+    "  --durability local    200 once fsynced here; the S3 copy follows\n"
+    "                        (the only tier built: 's3' is refused)\n"
+    "  --replica-lag-max-s S /readyz answers 503 when the oldest commit not\n"
+    "                        yet in S3 is older (default 300)\n"
     "  --help, --version\n"
     "\n"
     "Signals: SIGTERM/SIGINT drain and stop; SIGHUP reloads --keys and\n"
@@ -89,6 +103,8 @@ static ingest_server *g_srv;
 static uv_signal_t g_sigterm, g_sigint, g_sighup;
 static uv_timer_t g_drain_timer;
 static int g_draining;
+static const char *g_replica_url, *g_s3_endpoint, *g_s3_region;
+static es_replica *g_replica;
 
 #define die_usage(...) svc_usage_error("es-ingestd", __VA_ARGS__)
 
@@ -175,6 +191,25 @@ static int parse_args(int argc, char **argv, ingest_config *cfg) {
       if (parse_num(a, val, 1, 3600000, &v))
         return 2;
       cfg->drain_timeout_ms = v;
+    } else if (strcmp(a, "--replica") == 0) {
+      if (strncmp(val, "s3://", 5) != 0 || val[5] == '\0' || val[5] == '/')
+        return die_usage("--replica wants s3://BUCKET[/PREFIX], not \"%s\"",
+                         val);
+      g_replica_url = val;
+    } else if (strcmp(a, "--s3-endpoint") == 0) {
+      g_s3_endpoint = val;
+    } else if (strcmp(a, "--s3-region") == 0) {
+      g_s3_region = val;
+    } else if (strcmp(a, "--durability") == 0) {
+      if (strcmp(val, "s3") == 0)
+        return die_usage("--durability s3 is not built yet (WAL shipping, "
+                         "docs/REPLICATION.md): use local");
+      if (strcmp(val, "local") != 0)
+        return die_usage("--durability wants local or s3, not \"%s\"", val);
+    } else if (strcmp(a, "--replica-lag-max-s") == 0) {
+      if (parse_num(a, val, 1, 7 * 24 * 3600, &v))
+        return 2;
+      cfg->replica_lag_max_us = v * INT64_C(1000000);
     } else if (strcmp(a, "--max-connections") == 0) {
       if (parse_num(a, val, 1, 1000000, &v))
         return 2;
@@ -185,6 +220,9 @@ static int parse_args(int argc, char **argv, ingest_config *cfg) {
   }
   if (!cfg->data_dir || !cfg->listen || !cfg->keys_path)
     return die_usage("--data, --listen and --keys are required");
+  if ((g_s3_endpoint || g_s3_region) && !g_replica_url)
+    return die_usage("--s3-endpoint and --s3-region need --replica");
+  cfg->replica_on = g_replica_url != NULL;
   cfg->tenant_bytes_max =
       (size_t)((double)cfg->memory_budget_bytes * (double)share_pct / 100.0);
   cfg->tenant_jobs_max = (size_t)((double)cfg->jobs_max * share_pct / 100.0);
@@ -276,6 +314,19 @@ static int run(ingest_config *cfg, uv_loop_t *loop, es_db **db_out) {
   cfg->memory_budget_bytes /= 4;
   cfg->tenant_bytes_max /= 4;
   /* Every file is checked before the store is opened (or created). */
+  if (g_replica_url) {
+    es_replica_config rc_cfg;
+    es_replica_config_init(&rc_cfg);
+    rc_cfg.url = g_replica_url;
+    rc_cfg.endpoint = g_s3_endpoint;
+    rc_cfg.region = g_s3_region;
+    if ((rc = es_replica_s3_new(&rc_cfg, &g_replica)) != ES_OK) {
+      fprintf(stderr, "es-ingestd: --replica %s: %s: %s\n", g_replica_url,
+              es_strerror(rc), es_errdetail());
+      return 1;
+    }
+    o.replica = g_replica;
+  }
   if ((g_srv = ingest_new(cfg, on_finished, NULL)) == NULL) {
     fprintf(stderr, "es-ingestd: out of memory\n");
     return 1;
@@ -328,6 +379,15 @@ int main(int argc, char **argv) {
   }
   if (db) {
     int frc = rc == 0 ? es_flush(db, NULL) : ES_OK;
+    if (frc == ES_OK && rc == 0 && g_replica) { /* best effort: the next
+                                                   start uploads the rest */
+      int drc = es_replica_drain(db, g_cfg.drain_timeout_ms * 1000);
+      if (drc != ES_OK)
+        ing_log("warning",
+                "replica not caught up at exit (the next start "
+                "uploads the rest)",
+                "");
+    }
     int crc = es_close(db);
     if (frc != ES_OK || crc != ES_OK) {
       ing_log("error", "flush/close failed", "");
@@ -336,6 +396,7 @@ int main(int argc, char **argv) {
   }
   if (loop)
     uv_loop_close(loop);
+  es_replica_free(g_replica); /* after es_close: the store used it */
   ingest_free(g_srv);
   if (rc == 0)
     ing_log("info", "stopped", "");

@@ -65,6 +65,8 @@ void es_options_init_sized(es_options *opts, size_t struct_size) {
   o.wal_compress = 1;
   o.follow_interval_us = 50000;
   o.dedupe_window_us = (int64_t)7 * 24 * 3600 * 1000000;
+  o.replica_interval_us = 1000000;
+  o.replica_grace_us = (int64_t)600 * 1000000;
   memset(opts, 0, struct_size);
   memcpy(opts, &o, struct_size < sizeof(o) ? struct_size : sizeof(o));
   opts->struct_size = struct_size;
@@ -1023,6 +1025,8 @@ static void close_stop_thread(pthread_mutex_t *mu, pthread_cond_t *cv,
 int es_close(es_db *db) {
   if (!db)
     return ES_OK;
+  if (db->ext_stop) /* replication (lib/api.c): before the store stops */
+    db->ext_stop(db);
   atomic_store(&db->closing, 1);
   close_stop_thread(&db->cmp_mu, &db->cmp_cv, &db->cmp_stop, db->cmp_started,
                     db->compactor);

@@ -217,6 +217,10 @@ struct es_db {
    * callers in compact.c */
   _Atomic uint64_t st_flushes, st_flush_us, st_flush_us_max;
   _Atomic uint64_t st_merges, st_merge_us, st_merge_us_max;
+  /* a layer above the store riding on this handle (lib/api.c: the
+   * replicator), stopped first by es_close */
+  void (*ext_stop)(es_db *db);
+  void *ext;
   /* memory budget */
   struct es_ddcache *ddc;     /* dedupe.c: confirmed row groups */
   atomic_size_t mem_bytes;    /* all memtables */

@@ -51,19 +51,13 @@ static int manifest_check(const char *path, const uint8_t *buf, size_t len,
   return ES_OK;
 }
 
-/* Reads a manifest; a missing one is empty (a tenant never sealed). */
-int es__manifest_read(es_vfs *vfs, const char *tenant_dir, es_manifest *m) {
+/* Decodes a manifest's bytes; see manifest.h. */
+int es__manifest_decode(const char *what, const uint8_t *buf, size_t len,
+                        es_manifest *m) {
   memset(m, 0, sizeof(*m));
   m->next_segment_id = 1;
-  char path[ES_PATH_MAX];
-  ES_TRY(es__path_join(path, sizeof(path), tenant_dir, "MANIFEST"));
-  uint8_t *buf = NULL;
-  size_t len = 0;
-  int rc = es__io_read_all(vfs, path, &buf, &len);
-  if (rc == ES_ENOTFOUND)
-    return ES_OK;
-  ES_TRY(rc);
-  rc = manifest_check(path, buf, len, MANIFEST_MAGIC, MANIFEST_V1_BYTES);
+  const char *path = what;
+  int rc = manifest_check(path, buf, len, MANIFEST_MAGIC, MANIFEST_V1_BYTES);
   uint32_t version = rc == ES_OK ? es__get_le32(buf + 8) : 0;
   if (rc == ES_OK && version >= 2 && len < MANIFEST_V2_BYTES)
     rc = ES_CORRUPT_BKPT("%s: %zu bytes, too short for version %u", path, len,
@@ -93,9 +87,25 @@ int es__manifest_read(es_vfs *vfs, const char *tenant_dir, es_manifest *m) {
     }
     m->count = rc == ES_OK ? count : 0;
   }
-  es__free(buf);
   if (rc < 0)
     es__manifest_free(m);
+  return rc;
+}
+
+/* Reads a manifest; a missing one is empty (a tenant never sealed). */
+int es__manifest_read(es_vfs *vfs, const char *tenant_dir, es_manifest *m) {
+  memset(m, 0, sizeof(*m));
+  m->next_segment_id = 1;
+  char path[ES_PATH_MAX];
+  ES_TRY(es__path_join(path, sizeof(path), tenant_dir, "MANIFEST"));
+  uint8_t *buf = NULL;
+  size_t len = 0;
+  int rc = es__io_read_all(vfs, path, &buf, &len);
+  if (rc == ES_ENOTFOUND)
+    return ES_OK;
+  ES_TRY(rc);
+  rc = es__manifest_decode(path, buf, len, m);
+  es__free(buf);
   return rc;
 }
 

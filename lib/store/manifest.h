@@ -40,6 +40,10 @@ typedef struct es_manifest {
 /* Reads tenant_dir/MANIFEST.  A missing file is an empty manifest. */
 int es__manifest_read(es_vfs *vfs, const char *tenant_dir,
                       es_manifest *m) ES_MUST_CHECK;
+/* Decodes the bytes of a MANIFEST (what names it in errors), checking
+ * its checksum and structure: ES_ECORRUPT, ES_EVERSION, ES_ENOMEM. */
+int es__manifest_decode(const char *what, const uint8_t *buf, size_t len,
+                        es_manifest *m) ES_MUST_CHECK;
 /* Writes tenant_dir/MANIFEST atomically and durably. */
 int es__manifest_write(es_vfs *vfs, const char *tenant_dir,
                        const es_manifest *m) ES_MUST_CHECK;

@@ -24,8 +24,9 @@
 
 #include "base/event.h"
 #include "base/io.h"
-#include "store/manifest.h"
 #include "base/mem.h"
+#include "replicate/replicate.h"
+#include "store/manifest.h"
 #include "store/memtable.h"
 #include "store/segment.h"
 #include "store/wal.h"
@@ -331,6 +332,28 @@ static void seeds_manifest(void) {
   seed_copy("fuzz_manifest", "seed-esdb", path, NULL, NULL);
 }
 
+/* --- REPLICA -------------------------------------------------------------- */
+
+static void seeds_replrec(void) {
+  char dir[ES_PATH_MAX], path[ES_PATH_MAX];
+  TRY("path", es__path_join(dir, sizeof(dir), work_dir, "tenant"));
+  TRY(dir, es__vfs_posix()->mkdir(es__vfs_posix(), dir));
+  TRY("path", es__path_join(path, sizeof(path), dir, ES_REPLREC_NAME));
+  es_replrec rec = {0};
+  TRY("replrec", es__replrec_save(es__vfs_posix(), dir, &rec));
+  seed_copy("fuzz_replrec", "seed-replrec-empty", path, NULL, NULL);
+  rec.generation = 3;
+  rec.identity_hash = 0x1234567890abcdefULL | 1;
+  TRY("replrec", es__replrec_put(&rec, "0000000000000001.seg", 4096, 0));
+  TRY("replrec", es__replrec_put(&rec, "0000000000000001.rlp", 300, 0));
+  TRY("replrec",
+      es__replrec_put(&rec, "MANIFEST-0000000000000002", 80, 1764000000000000));
+  TRY("replrec", es__replrec_put(&rec, "MANIFEST-0000000000000003", 80, 0));
+  TRY("replrec", es__replrec_save(es__vfs_posix(), dir, &rec));
+  seed_copy("fuzz_replrec", "seed-replrec-four", path, NULL, NULL);
+  es__replrec_free(&rec);
+}
+
 /* Removes the temporary directory (a few levels, all known). */
 static int rm_entry(void *ud, const char *name) {
   char path[ES_PATH_MAX];
@@ -362,6 +385,7 @@ int main(int argc, char **argv) {
   seeds_wal();
   seeds_segment();
   seeds_manifest();
+  seeds_replrec();
   (void)vfs->list(vfs, work_dir, rm_entry, work_dir);
   rmdir(work_dir);
   printf("mkseeds: seeds written under %s\n", out_root);

@@ -1,0 +1,92 @@
+/*
+ * replicate.h -- copying a store's files to an object store (replicate.c),
+ * the per-tenant record of what is confirmed uploaded (replrec.c), and
+ * restoring a data directory from the copy (restore.c).  The essay and
+ * the invariants are in replicate.c.
+ */
+#ifndef ES_REPLICATE_H
+#define ES_REPLICATE_H
+
+#include "eventstore.h"
+#include "replicate/objstore.h"
+#include "store/dbint.h"
+
+/* What es_replica (the public handle) is: an object store. */
+struct es_replica {
+  es_objstore *os;
+  int owns; /* destroy os with the replica */
+};
+
+/* A replica over an existing object store (tests: objmem).  With owns,
+ * es_replica_free destroys os too. */
+int es__replica_wrap(es_objstore *os, int owns, es_replica **out) ES_MUST_CHECK;
+
+/* ---- replrec.c: tenants/<t>/REPLICA ----------------------------------- */
+
+/* One object of the tenant confirmed in the store. */
+typedef struct es_replrec_entry {
+  char name[40]; /* "<016x>.seg", "<016x>.rlp", "MANIFEST-<016x>" */
+  uint64_t bytes;
+  int64_t superseded_us; /* 0: named by the newest uploaded manifest; else
+                            when the first manifest without it went up */
+} es_replrec_entry;
+
+typedef struct es_replrec {
+  uint64_t generation;    /* of the newest manifest uploaded; 0 none */
+  uint64_t identity_hash; /* XXH3 of the IDENTITY bytes uploaded; 0 none */
+  uint64_t rules_hash;    /* XXH3 of the RULES bytes uploaded; 0 none */
+  size_t n, cap;
+  es_replrec_entry *e; /* owned */
+} es_replrec;
+
+#define ES_REPLREC_NAME "REPLICA"
+
+/* Encodes rec into an es__malloc'ed buffer (owned by the caller). */
+int es__replrec_encode(const es_replrec *rec, uint8_t **buf_out,
+                       size_t *len_out) ES_MUST_CHECK;
+/* Decodes a REPLICA file (what names it in errors): ES_ECORRUPT on any
+ * structural or checksum problem, ES_EVERSION, ES_ENOMEM. */
+int es__replrec_decode(const char *what, const uint8_t *buf, size_t len,
+                       es_replrec *rec) ES_MUST_CHECK;
+/* Reads dir/REPLICA (a missing one is an empty record). */
+int es__replrec_load(es_vfs *vfs, const char *dir,
+                     es_replrec *rec) ES_MUST_CHECK;
+/* Writes dir/REPLICA atomically and durably. */
+int es__replrec_save(es_vfs *vfs, const char *dir,
+                     const es_replrec *rec) ES_MUST_CHECK;
+/* The entry named name, or NULL. */
+es_replrec_entry *es__replrec_find(es_replrec *rec, const char *name);
+/* Adds (or updates) an entry. */
+int es__replrec_put(es_replrec *rec, const char *name, uint64_t bytes,
+                    int64_t superseded_us) ES_MUST_CHECK;
+/* Removes the entry named name, if any. */
+void es__replrec_remove(es_replrec *rec, const char *name);
+void es__replrec_free(es_replrec *rec);
+
+/* ---- replicate.c: the uploader ----------------------------------------- */
+
+typedef struct es_replicator es_replicator;
+
+/* Starts the uploader of db into replica's store (a writable handle).
+ * It subscribes to the commit path and runs one thread. */
+int es__replicator_start(es_db *db, es_replica *replica,
+                         es_replicator **out) ES_MUST_CHECK;
+/* Stops the thread and unsubscribes; what is not uploaded stays in the
+ * record's backlog for the next open. */
+void es__replicator_stop(es_replicator *r);
+void es__replicator_stats(es_replicator *r, es_replica_stats *out);
+int es__replicator_drain(es_replicator *r, int64_t timeout_us) ES_MUST_CHECK;
+
+/* The object key of a tenant's file: "tenants/<tenant>/<name>". */
+int es__replica_key(char *out, size_t cap, const char *tenant,
+                    const char *name) ES_MUST_CHECK;
+
+/* ---- restore.c ---------------------------------------------------------- */
+
+/* es_restore with a chosen file system. */
+int es__restore_vfs(es_replica *replica, es_vfs *vfs, const char *data_dir,
+                    const char *const *tenants, size_t ntenants,
+                    void (*progress)(void *, const es_restore_progress *),
+                    void *ud) ES_MUST_CHECK;
+
+#endif

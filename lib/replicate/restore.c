@@ -1,0 +1,336 @@
+/*
+ * restore.c -- rebuilding a data directory from the object store copy
+ * that replicate.c keeps (layout in replicate.c and docs/FORMAT.md).
+ *
+ * Per tenant: the newest MANIFEST-<gen> object (the highest gen listed),
+ * then every segment and rollup it names, then IDENTITY and RULES, each
+ * written to the tenant's directory and checked; the MANIFEST is written
+ * last, atomically, so a tenant directory without MANIFEST is an
+ * unfinished restore (and holds nothing a store would read as data).
+ *
+ * Invariants:
+ *  1. Nothing is accepted unchecked: the manifest's checksum, each
+ *     segment's size (the manifest's) and every block, footer and trailer
+ *     checksum and its row count, each rollup's checksums; the first
+ *     failure stops the restore with an error naming the object's key.
+ *  2. A segment the manifest names that the store lacks is an error
+ *     naming it, never a gap.  A missing rollup is not: rollups are
+ *     derived data (store/rollup.h) and the uploader skips one a crash
+ *     left unwritten.
+ *  3. The target is locked (DATA/LOCK) for the whole restore and a
+ *     tenant directory that already has a MANIFEST is never touched.
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "base/event.h"
+#include "base/io.h"
+#include "base/mem.h"
+#include "replicate/replicate.h"
+#include "store/manifest.h"
+#include "store/rollup.h"
+#include "store/segment.h"
+
+typedef struct rs_tenant {
+  char name[ES_TENANT_LEN_MAX + 1];
+  uint64_t generation; /* newest MANIFEST-<gen> listed; 0: none */
+  int identity, rules;
+  int wanted;
+} rs_tenant;
+
+typedef struct rs_ctx {
+  es_objstore *os;
+  es_vfs *vfs;
+  const char *data_dir;
+  char tenants_dir[ES_PATH_MAX];
+  rs_tenant *ts;
+  size_t n, cap;
+  es_restore_progress p;
+  void (*progress)(void *, const es_restore_progress *);
+  void *ud;
+} rs_ctx;
+
+static rs_tenant *rs_find(rs_ctx *c, const char *name) {
+  for (size_t i = 0; i < c->n; i++)
+    if (strcmp(c->ts[i].name, name) == 0)
+      return &c->ts[i];
+  return NULL;
+}
+
+/* Collects tenants and their newest manifest from one listed key. */
+static int rs_list_one(void *ud, const char *key, const es_objinfo *info) {
+  rs_ctx *c = ud;
+  (void)info;
+  const char *t = key + strlen("tenants/");
+  const char *slash = strchr(t, '/');
+  if (!slash || (size_t)(slash - t) > ES_TENANT_LEN_MAX)
+    return 0; /* not ours */
+  char name[ES_TENANT_LEN_MAX + 1];
+  memcpy(name, t, (size_t)(slash - t));
+  name[slash - t] = '\0';
+  if (es__tenant_check(name) < 0) {
+    es__error_clear();
+    return 0;
+  }
+  rs_tenant *rt = rs_find(c, name);
+  if (!rt) {
+    if (c->n == c->cap) {
+      size_t cap = c->cap ? 2 * c->cap : 16;
+      rs_tenant *nt = es__realloc(c->ts, cap * sizeof(*nt));
+      if (!nt)
+        return ES_NOMEM_BKPT();
+      c->ts = nt;
+      c->cap = cap;
+    }
+    rt = &c->ts[c->n++];
+    memset(rt, 0, sizeof(*rt));
+    memcpy(rt->name, name, strlen(name) + 1);
+  }
+  const char *file = slash + 1;
+  unsigned long long gen = 0;
+  char tail = 0;
+  if (sscanf(file, "MANIFEST-%16llx%c", &gen, &tail) == 1 &&
+      strlen(file) == strlen("MANIFEST-") + 16 && gen > rt->generation)
+    rt->generation = gen;
+  else if (strcmp(file, "IDENTITY") == 0)
+    rt->identity = 1;
+  else if (strcmp(file, "RULES") == 0)
+    rt->rules = 1;
+  return 0;
+}
+
+/* An error about the object key, keeping the detail of the failure. */
+static int rs_err(int rc, const char *key) {
+  char why[512];
+  snprintf(why, sizeof(why), "%s", es_errdetail());
+  return ES_ERR(rc, "object %s: %s", key, why);
+}
+
+/* Gets a whole object; a missing one is an error naming it. */
+static int rs_get(rs_ctx *c, const char *key, const char *why, uint8_t **buf,
+                  size_t *len) {
+  int rc = c->os->get(c->os, key, 0, ES_OBJ_TO_END, buf, len, NULL);
+  if (rc == ES_ENOTFOUND)
+    return ES_ERR(ES_ENOTFOUND, "object %s is missing (%s)", key, why);
+  if (rc < 0)
+    return rs_err(rc, key);
+  return ES_OK;
+}
+
+static void rs_step(rs_ctx *c, const char *tenant, const char *key,
+                    uint64_t bytes) {
+  c->p.tenant = tenant;
+  c->p.key = key;
+  c->p.objects_done++;
+  c->p.bytes_done += bytes;
+  if (c->progress)
+    c->progress(c->ud, &c->p);
+}
+
+/* Downloads one segment and its rollup into tdir and checks them. */
+static int rs_segment(rs_ctx *c, const rs_tenant *t, const char *tdir,
+                      const char *mkey, const es_manifest_entry *e) {
+  char name[40], key[ES_OBJ_KEY_MAX + 1], path[ES_PATH_MAX];
+  es__segment_name(name, sizeof(name), e->id);
+  ES_TRY(es__replica_key(key, sizeof(key), t->name, name));
+  ES_TRY(es__path_join(path, sizeof(path), tdir, name));
+  uint8_t *buf = NULL;
+  size_t len = 0;
+  ES_TRY(rs_get(c, key, mkey, &buf, &len));
+  int rc = len == e->bytes
+               ? ES_OK
+               : ES_CORRUPT_BKPT("object %s: %zu bytes, %s says "
+                                 "%llu",
+                                 key, len, mkey, (unsigned long long)e->bytes);
+  if (rc == ES_OK)
+    rc = es__io_write_file(c->vfs, path, buf, len);
+  es__free(buf);
+  uint64_t rows = 0;
+  if (rc == ES_OK) {
+    rc = es__segment_verify(c->vfs, path, NULL, NULL, &rows);
+    if (rc == ES_ECORRUPT || rc == ES_EVERSION)
+      rc = rs_err(rc, key);
+  }
+  if (rc == ES_OK && rows != e->rows)
+    rc = ES_CORRUPT_BKPT("object %s: %llu rows, %s says %llu", key,
+                         (unsigned long long)rows, mkey,
+                         (unsigned long long)e->rows);
+  ES_TRY(rc);
+  rs_step(c, t->name, key, len);
+  memcpy(name + strlen(name) - 4, ".rlp", 5);
+  ES_TRY(es__replica_key(key, sizeof(key), t->name, name));
+  ES_TRY(es__path_join(path, sizeof(path), tdir, name));
+  rc = c->os->get(c->os, key, 0, ES_OBJ_TO_END, &buf, &len, NULL);
+  if (rc == ES_ENOTFOUND) { /* invariant 2 */
+    es__error_clear();
+    return ES_OK;
+  }
+  if (rc < 0)
+    return rs_err(rc, key);
+  rc = es__io_write_file(c->vfs, path, buf, len);
+  es__free(buf);
+  if (rc == ES_OK) {
+    rc = es__rollup_verify(c->vfs, path);
+    if (rc == ES_ECORRUPT || rc == ES_EVERSION)
+      rc = rs_err(rc, key);
+  }
+  if (rc == ES_OK)
+    rs_step(c, t->name, key, len);
+  return rc;
+}
+
+/* Copies IDENTITY or RULES when the store has one. */
+static int rs_side(rs_ctx *c, const rs_tenant *t, const char *tdir,
+                   const char *name) {
+  char key[ES_OBJ_KEY_MAX + 1], path[ES_PATH_MAX];
+  ES_TRY(es__replica_key(key, sizeof(key), t->name, name));
+  ES_TRY(es__path_join(path, sizeof(path), tdir, name));
+  uint8_t *buf = NULL;
+  size_t len = 0;
+  ES_TRY(rs_get(c, key, "listed", &buf, &len));
+  int rc = es__io_write_file(c->vfs, path, buf, len);
+  es__free(buf);
+  if (rc == ES_OK)
+    rs_step(c, t->name, key, len);
+  return rc;
+}
+
+/* Restores one tenant (invariants 1-3). */
+static int rs_tenant_restore(rs_ctx *c, const rs_tenant *t) {
+  char tdir[ES_PATH_MAX], mkey[ES_OBJ_KEY_MAX + 1], man[40], path[ES_PATH_MAX];
+  ES_TRY(es__path_join(tdir, sizeof(tdir), c->tenants_dir, t->name));
+  ES_TRY(es__path_join(path, sizeof(path), tdir, "MANIFEST"));
+  uint8_t *mbuf = NULL;
+  size_t mlen = 0;
+  int rc = es__io_read_all(c->vfs, path, &mbuf, &mlen);
+  es__free(mbuf);
+  mbuf = NULL;
+  if (rc == ES_OK)
+    return ES_INVAL_BKPT("%s exists already: not restoring tenant %s over it",
+                         path, t->name);
+  if (rc != ES_ENOTFOUND)
+    return rc;
+  es__error_clear();
+  rc = ES_OK;
+  if (!t->generation && !t->identity && !t->rules)
+    return ES_OK; /* only files of a manifest not uploaded yet */
+  ES_TRY(c->vfs->mkdir(c->vfs, tdir));
+  ES_TRY(c->vfs->sync_dir(c->vfs, c->tenants_dir));
+  es_manifest m = {0};
+  if (t->generation) {
+    snprintf(man, sizeof(man), "MANIFEST-%016llx",
+             (unsigned long long)t->generation);
+    ES_TRY(es__replica_key(mkey, sizeof(mkey), t->name, man));
+    ES_TRY(rs_get(c, mkey, "listed", &mbuf, &mlen));
+    rc = es__manifest_decode(mkey, mbuf, mlen, &m);
+    if (rc == ES_OK && m.generation != t->generation)
+      rc = ES_CORRUPT_BKPT("object %s holds generation %llu", mkey,
+                           (unsigned long long)m.generation);
+    for (size_t i = 0; rc == ES_OK && i < m.count; i++) {
+      c->p.objects_total += 2; /* a rollup counts if it is there */
+      c->p.bytes_total += m.entries[i].bytes;
+    }
+  }
+  for (size_t i = 0; rc == ES_OK && i < m.count; i++)
+    rc = rs_segment(c, t, tdir, mkey, &m.entries[i]);
+  if (rc == ES_OK && t->identity)
+    rc = rs_side(c, t, tdir, "IDENTITY");
+  if (rc == ES_OK && t->rules)
+    rc = rs_side(c, t, tdir, "RULES");
+  if (rc == ES_OK)
+    rc = c->vfs->sync_dir(c->vfs, tdir);
+  if (rc == ES_OK && t->generation) /* the commit point, last */
+    rc = es__io_write_atomic(c->vfs, tdir, "MANIFEST", mbuf, mlen);
+  if (rc == ES_OK && t->generation)
+    rs_step(c, t->name, mkey, mlen);
+  es__manifest_free(&m);
+  es__free(mbuf);
+  return rc;
+}
+
+/* Makes data_dir a store with the replica's ESDB, or checks that an
+ * existing one is there. */
+static int rs_esdb(rs_ctx *c, int *existed_out) {
+  uint32_t shards = 0;
+  int rc = es__esdb_read(c->vfs, c->data_dir, &shards);
+  if (rc == ES_OK) {
+    *existed_out = 1;
+    return ES_OK;
+  }
+  if (rc != ES_ENOTFOUND)
+    return rc;
+  es__error_clear();
+  *existed_out = 0;
+  uint8_t *buf = NULL;
+  size_t len = 0;
+  ES_TRY(rs_get(c, "ESDB", "not a replica of a store?", &buf, &len));
+  rc = c->vfs->mkdir(c->vfs, c->data_dir);
+  if (rc == ES_OK)
+    rc = es__io_write_atomic(c->vfs, c->data_dir, "ESDB", buf, len);
+  es__free(buf);
+  ES_TRY(rc);
+  rc = es__esdb_read(c->vfs, c->data_dir, &shards);
+  if (rc == ES_ECORRUPT || rc == ES_EVERSION)
+    return rs_err(rc, "ESDB");
+  return rc;
+}
+
+int es__restore_vfs(es_replica *replica, es_vfs *vfs, const char *data_dir,
+                    const char *const *tenants, size_t ntenants,
+                    void (*progress)(void *, const es_restore_progress *),
+                    void *ud) {
+  if (!replica || !vfs || !data_dir || (ntenants && !tenants))
+    return ES_INVAL_BKPT("es_restore: NULL argument");
+  for (size_t i = 0; i < ntenants; i++)
+    ES_TRY(es__tenant_check(tenants[i]));
+  rs_ctx c = {.os = replica->os,
+              .vfs = vfs,
+              .data_dir = data_dir,
+              .progress = progress,
+              .ud = ud};
+  ES_TRY(
+      es__path_join(c.tenants_dir, sizeof(c.tenants_dir), data_dir, "tenants"));
+  ES_TRY(vfs->mkdir(vfs, data_dir));
+  char lockp[ES_PATH_MAX];
+  ES_TRY(es__path_join(lockp, sizeof(lockp), data_dir, "LOCK"));
+  es_file *lock = NULL;
+  ES_TRY(vfs->lock(vfs, lockp, &lock)); /* invariant 3 */
+  int existed = 0;
+  int rc = rs_esdb(&c, &existed);
+  if (rc == ES_OK && existed && ntenants == 0)
+    rc = ES_INVAL_BKPT("%s holds a store: name the tenants to restore into "
+                       "it",
+                       data_dir);
+  if (rc == ES_OK)
+    rc = vfs->mkdir(vfs, c.tenants_dir);
+  if (rc == ES_OK)
+    rc = vfs->sync_dir(vfs, data_dir);
+  if (rc == ES_OK) {
+    rc = c.os->list(c.os, "tenants/", rs_list_one, &c);
+    if (rc < 0 && rc != ES_ENOMEM)
+      rc = rs_err(rc, "tenants/ (listing)");
+  }
+  for (size_t i = 0; rc == ES_OK && i < ntenants; i++) {
+    rs_tenant *t = rs_find(&c, tenants[i]);
+    if (!t)
+      rc = ES_ERR(ES_ENOTFOUND, "tenant %s is not in the replica", tenants[i]);
+    else
+      t->wanted = 1;
+  }
+  for (size_t i = 0; rc == ES_OK && i < c.n; i++) { /* totals, for progress */
+    rs_tenant *t = &c.ts[i];
+    if (ntenants == 0)
+      t->wanted = 1;
+    if (t->wanted)
+      c.p.objects_total +=
+          (t->generation ? 1 : 0) + (size_t)t->identity + (size_t)t->rules;
+  }
+  for (size_t i = 0; rc == ES_OK && i < c.n; i++)
+    if (c.ts[i].wanted)
+      rc = rs_tenant_restore(&c, &c.ts[i]);
+  if (rc == ES_OK)
+    rc = vfs->sync_dir(vfs, c.tenants_dir);
+  es__free(c.ts);
+  int crc = vfs->close(vfs, lock);
+  return rc < 0 ? rc : crc;
+}
