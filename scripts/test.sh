@@ -15,7 +15,11 @@ ninja -C "$B"
 # warnings, fatal under -Werror, that the sanitizer build does not).
 R=${BUILD_RELEASE:-build-release}
 [ -d "$R" ] || meson setup "$R" --buildtype=release >/dev/null
-ninja -C "$R" >/dev/null
+if ! out=$(ninja -C "$R" 2>&1); then
+  printf '%s\n' "$out" | grep -vE '^\[[0-9]+/[0-9]+\]' | tail -40 >&2
+  echo "test.sh: the release build failed" >&2
+  exit 1
+fi
 scripts/check.sh "$B"
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}

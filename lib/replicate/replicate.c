@@ -173,7 +173,11 @@ static void repl_count(es_replicator *r, int64_t t0, int rc, const char *key) {
   if (rc < 0 && rc != ES_ENOTFOUND) {
     r->st.errors++;
     r->st.last_error = rc;
-    snprintf(r->last_why, sizeof(r->last_why), "%s: %s", key, es_errdetail());
+    /* truncated to fit: the key first, as much of the detail as fits */
+    int n = snprintf(r->last_why, sizeof(r->last_why), "%.200s: ", key);
+    if (n > 0 && (size_t)n < sizeof(r->last_why))
+      snprintf(r->last_why + n, sizeof(r->last_why) - (size_t)n, "%.*s",
+               (int)(sizeof(r->last_why) - (size_t)n - 1), es_errdetail());
   }
   pthread_mutex_unlock(&r->mu);
 }
