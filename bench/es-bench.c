@@ -588,7 +588,7 @@ static bench_common common_of(const args *a, uint64_t events, uint64_t quick,
   return c;
 }
 
-/* query and live compare answers with DuckDB, which stores every
+/* query, live and export compare answers with DuckDB, which stores every
  * generated event: eventstore stores the generator's repeated messageIds
  * (its retries) too there, unless --dedupe-hours says otherwise. */
 static void dedupe_off_unless_set(void) {
@@ -616,7 +616,11 @@ static int cmd_live_args(const args *a) {
 
 static int cmd_export_args(const args *a) {
   bench_common c = common_of(a, 1000000, 20000, 3, 1);
-  return cmd_export(&c);
+  int64_t keep = bench_es_dedupe_window_us;
+  dedupe_off_unless_set(); /* DuckDB exports every generated event too */
+  int rc = cmd_export(&c);
+  bench_es_dedupe_window_us = keep;
+  return rc;
 }
 
 static int cmd_http_args(const args *a) {
