@@ -613,12 +613,19 @@ START_TEST(test_small_first_file_then_spare) {
     ck_assert(s->rows_ok[i]);
   }
   free(s);
-  /* a fresh open wants a spare at once (its first file would grow); the
+  /* a fresh open wants no spare before its first durable frame (zeros
+   * written then would hold up that fdatasync), one right after it; the
    * complete spare it leaves at close is adopted by the next open, and a
-   * torn spare.tmp (a crash while filling) is deleted */
+   * torn spare.tmp (a crash while filling) is left to be refilled, never
+   * adopted */
   ck_assert_int_eq(
-      es__wal_open(es__vfs_posix(), dir, 10, NULL, 0, 0, file_bytes, 1, &wal),
+      es__wal_open(es__vfs_posix(), dir, 7, NULL, 0, 0, file_bytes, 1, &wal),
       ES_OK);
+  ck_assert_int_eq(es__wal_prepare_spare(wal, 0), 0);
+  make_frame(&frame, 7, one_tenant, 3, 0);
+  ck_assert_int_eq(es__wal_write(wal, frame.data, frame.len, 7), ES_OK);
+  ck_assert_int_eq(es__wal_prepare_spare(wal, 0), 0); /* not yet durable */
+  ck_assert_int_eq(es__wal_sync(wal), ES_OK);
   ck_assert_int_eq(es__wal_prepare_spare(wal, 0), 1);
   es__wal_close(wal);
   snprintf(path, sizeof(path), "%s/spare", dir);
@@ -628,13 +635,17 @@ START_TEST(test_small_first_file_then_spare) {
   ck_assert_int_eq(
       es__wal_open(es__vfs_posix(), dir, 10, NULL, 0, 0, file_bytes, 1, &wal),
       ES_OK);
-  ck_assert_int_eq(fsize(path), -1); /* spare.tmp deleted */
+  ck_assert_int_eq(fsize(path), 2); /* left for the housekeeper */
   make_frame(&frame, 10, one_tenant, 3, 0);
   ck_assert_int_eq(es__wal_write(wal, frame.data, frame.len, 10), ES_OK);
   ck_assert_int_eq(es__wal_sync(wal), ES_OK);
   wal_file(path, sizeof(path), dir, 10);
   ck_assert_int_eq(fsize(path), (int64_t)file_bytes); /* adopted */
   snprintf(path, sizeof(path), "%s/spare", dir);
+  ck_assert_int_eq(fsize(path), -1);
+  ck_assert_int_eq(es__wal_prepare_spare(wal, 1), 1); /* refills spare.tmp */
+  ck_assert_int_eq(fsize(path), (int64_t)file_bytes);
+  snprintf(path, sizeof(path), "%s/spare.tmp", dir);
   ck_assert_int_eq(fsize(path), -1);
   es__wal_close(wal);
   es__buf_free(&frame);
