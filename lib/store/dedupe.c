@@ -16,9 +16,10 @@
  * range overlaps [ts - window, ts + window]: their footer's Bloom filter
  * (which holds every message_id) first, and on a hit the message_id and
  * time columns of the row groups whose zone map overlaps, decoded into a
- * table cached database-wide (DD_CACHE_BYTES_MAX, least recently used
- * first out).  So memory is bounded by the memtables (one entry per
- * unflushed event with an id) plus that cache.
+ * table cached database-wide (DD_CACHE_BYTES_MAX, and at most an eighth
+ * of memtable_budget_bytes, so that a small budget keeps a small cache;
+ * least recently used first out).  So memory is bounded by the memtables (one
+ * entry per unflushed event with an id) plus that cache.
  *
  * Invariants:
  *  1. The decision is taken on the shard writer thread, for each append
@@ -254,7 +255,8 @@ int es__dedupe_open(es_db *db) {
   if (!c)
     return ES_NOMEM_BKPT();
   pthread_mutex_init(&c->mu, NULL);
-  c->bytes_max = DD_CACHE_BYTES_MAX;
+  size_t share = db->opts.memtable_budget_bytes / 8;
+  c->bytes_max = share < DD_CACHE_BYTES_MAX ? share : DD_CACHE_BYTES_MAX;
   db->ddc = c;
   return ES_OK;
 }
