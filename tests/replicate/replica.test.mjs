@@ -18,13 +18,13 @@
 //    the data directory is deleted; esctl restore brings back every
 //    acknowledged event.
 import assert from 'node:assert/strict';
-import { spawn, spawnSync } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import fs from 'node:fs';
-import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
 import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
+import * as proxy_ from './proxy.mjs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const require = createRequire(path.join(here, 'package.json'));
@@ -49,41 +49,9 @@ const TENANTS = ['acme', 'Shop_2-x'];
 const scratch = fs.mkdtempSync(path.join(os.tmpdir(), 'es-replica-'));
 let s3rver, proxy;
 
-function python() {
-  for (const p of ['python3', '/usr/bin/python3']) {
-    const r = spawnSync(p, ['-c', 'import botocore'], { stdio: 'ignore' });
-    if (r.status === 0) return p;
-  }
-  console.error('replica.test: no python3 with botocore (apt install python3-botocore)');
-  process.exit(1);
-}
-
-function startProxy(upstreamPort) {
-  return new Promise((resolve, reject) => {
-    const p = spawn(python(), [proxyPy, String(upstreamPort), ACCESS, SECRET, REGION],
-                    { stdio: ['ignore', 'pipe', 'pipe'] });
-    let out = '';
-    p.stderr.on('data', (d) => process.stderr.write(d));
-    p.stdout.on('data', (d) => {
-      out += d;
-      const m = /PORT (\d+)/.exec(out);
-      if (m) resolve({ proc: p, port: Number(m[1]) });
-    });
-    p.on('exit', (code) => reject(new Error(`proxy exited ${code}`)));
-  });
-}
-
-function control(port, method, pathName, body) {
-  return new Promise((resolve, reject) => {
-    const req = http.request({ host: '127.0.0.1', port, method, path: pathName }, (res) => {
-      let data = '';
-      res.on('data', (d) => (data += d));
-      res.on('end', () => resolve(JSON.parse(data || '{}')));
-    });
-    req.on('error', reject);
-    req.end(body ? JSON.stringify(body) : undefined);
-  });
-}
+const startProxy = (upstreamPort) =>
+  proxy_.startProxy('replica.test', proxyPy, upstreamPort, ACCESS, SECRET, REGION);
+const control = proxy_.control;
 
 const env = () => ({
   ...process.env,

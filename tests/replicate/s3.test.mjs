@@ -9,7 +9,7 @@
 // Ports are picked free on 127.0.0.1; servers and the scratch directory
 // are removed at the end.  Exits non-zero on the first failed check.
 import assert from 'node:assert/strict';
-import { spawn, spawnSync } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import http from 'node:http';
@@ -17,6 +17,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
+import * as proxy_ from './proxy.mjs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const require = createRequire(path.join(here, 'package.json'));
@@ -47,43 +48,9 @@ function content(key, n) {
   return b;
 }
 
-function python() {
-  // Debian's python3 has python3-botocore (scripts/deps.sh); a python3
-  // earlier in PATH may have its own botocore.
-  for (const p of ['python3', '/usr/bin/python3']) {
-    const r = spawnSync(p, ['-c', 'import botocore'], { stdio: 'ignore' });
-    if (r.status === 0) return p;
-  }
-  console.error('s3.test: no python3 with botocore (apt install python3-botocore)');
-  process.exit(1);
-}
-
-function startProxy(upstreamPort) {
-  return new Promise((resolve, reject) => {
-    const p = spawn(python(), [proxyPy, String(upstreamPort), ACCESS, SECRET, REGION],
-                    { stdio: ['ignore', 'pipe', 'pipe'] });
-    let out = '';
-    p.stderr.on('data', (d) => process.stderr.write(d));
-    p.stdout.on('data', (d) => {
-      out += d;
-      const m = /PORT (\d+)/.exec(out);
-      if (m) resolve({ proc: p, port: Number(m[1]) });
-    });
-    p.on('exit', (code) => reject(new Error(`proxy exited ${code}`)));
-  });
-}
-
-function control(port, method, pathName, body) {
-  return new Promise((resolve, reject) => {
-    const req = http.request({ host: '127.0.0.1', port, method, path: pathName }, (res) => {
-      let data = '';
-      res.on('data', (d) => (data += d));
-      res.on('end', () => resolve(JSON.parse(data || '{}')));
-    });
-    req.on('error', reject);
-    req.end(body ? JSON.stringify(body) : undefined);
-  });
-}
+const startProxy = (upstreamPort) =>
+  proxy_.startProxy('s3.test', proxyPy, upstreamPort, ACCESS, SECRET, REGION);
+const control = proxy_.control;
 
 // Asynchronous: s3rver runs in this process and must keep answering.
 function runDriver(mode, env = {}) {
