@@ -563,9 +563,7 @@ out:
   for (int i = 0; i < rp.ncfg; i++)
     free(cfg[i].runs);
   workload_free(&w);
-  rm_rf(rp.dir);
-  if (made_base)
-    rmdir(a->dir ? a->dir : "bench-data"); /* only if now empty */
+  remove_base_dir(a->dir, rp.dir, made_base);
   return rc == 0 ? 0 : 1;
 }
 
