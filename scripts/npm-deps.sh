@@ -4,8 +4,9 @@
 # tests/ingest (the real Segment and RudderStack SDK clients, and the
 # Segment browser SDK with playwright-core, which drives Debian's chromium) and
 # tests/queryd (the Segment SDK and playwright-core, which drives Debian's
-# chromium), tests/replicate (s3rver as the S3 server and
-# @aws-sdk/client-s3 as an independent S3 client) and tests/export (DuckDB,
+# chromium), tests/replicate (s3rver as the S3 server,
+# @aws-sdk/client-s3 as an independent S3 client, the Segment SDK feeding
+# es-ingestd in tier s3) and tests/export (DuckDB,
 # parquet-wasm, hyparquet: independent readers of the export files).
 # Idempotent: a directory whose node_modules is newer than its lock file
 # is left alone.
