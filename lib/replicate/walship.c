@@ -57,11 +57,15 @@
  *     segments at open and the uploader then replicates; until an uploader
  *     sweep begun after that flush found everything uploaded, such appends
  *     wait (api.c).
+ *  6. No chunk is put before the ESDB object (the uploader puts it too,
+ *     but maybe later): a restore needs it, so an acknowledged event never
+ *     sits in a store that cannot be restored.
  */
 #include <stdio.h>
 #include <string.h>
 
 #include "base/clock.h"
+#include "base/io.h"
 #include "base/mem.h"
 #include "replicate/replicate.h"
 #include "store/commit.h"
@@ -120,8 +124,9 @@ struct es_walship {
   int64_t grace_us;
   uint32_t nshards;
   ship_shard *sh;
-  pthread_mutex_t mu; /* guards stop and st */
+  pthread_mutex_t mu; /* guards stop, st and esdb_done */
   int stop;
+  int esdb_done; /* ESDB is in the store (invariant 6) */
   es_walship_stats st;
 };
 
@@ -134,17 +139,37 @@ int es__walship_key(char *out, size_t cap, uint32_t shard, uint64_t first,
   return ES_OK;
 }
 
+/* 16 lower-case hex digits at p, as written by es__walship_key. */
+static int ship_hex16(const char *p, uint64_t *out) {
+  uint64_t v = 0;
+  for (int i = 0; i < 16; i++) {
+    char c = p[i];
+    int d = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10
+                                                                   : -1;
+    if (d < 0)
+      return -1;
+    v = v << 4 | (uint64_t)d;
+  }
+  *out = v;
+  return 0;
+}
+
 int es__walship_parse_key(const char *key, uint32_t *shard_out,
                           uint64_t *first_out, uint64_t *last_out) {
-  unsigned shard = 0;
-  unsigned long long first = 0, last = 0;
-  int used = 0;
-  if (sscanf(key, "wal/%u/%16llx-%16llx%n", &shard, &first, &last, &used) !=
-          3 ||
-      key[used] != '\0' || strlen(key) != (size_t)used || first == 0 ||
-      last < first || strlen(strrchr(key, '/') + 1) != 33)
-    return ES_INVAL_BKPT("not a WAL chunk key: %s", key);
-  *shard_out = shard;
+  const char *p = key;
+  uint64_t shard = 0, first = 0, last = 0;
+  int ok = strncmp(p, "wal/", 4) == 0;
+  p += ok ? 4 : 0;
+  const char *digits = p;
+  while (ok && *p >= '0' && *p <= '9' && p - digits < 10)
+    shard = shard * 10 + (uint64_t)(*p++ - '0');
+  ok = ok && p > digits && (p - digits == 1 || digits[0] != '0') &&
+       shard <= UINT32_MAX && *p == '/' && strlen(p + 1) == 33 &&
+       ship_hex16(p + 1, &first) == 0 && p[17] == '-' &&
+       ship_hex16(p + 18, &last) == 0 && first != 0 && last >= first;
+  if (!ok)
+    return ES_INVAL_BKPT("not a WAL chunk key: %.100s", key);
+  *shard_out = (uint32_t)shard;
   *first_out = first;
   *last_out = last;
   return ES_OK;
@@ -218,6 +243,28 @@ static int ship_list_one(void *ud, const char *key, const es_objinfo *info) {
   return shard == s->id ? ship_chunk_add(s, first, last) : 0;
 }
 
+/* Puts ESDB once per process before the first chunk (invariant 6). */
+static int ship_esdb(es_walship *w) {
+  pthread_mutex_lock(&w->mu);
+  int done = w->esdb_done;
+  pthread_mutex_unlock(&w->mu);
+  if (done)
+    return ES_OK;
+  char path[ES_PATH_MAX];
+  uint8_t *buf = NULL;
+  size_t len = 0;
+  ES_TRY(es__path_join(path, sizeof(path), w->db->dir, "ESDB"));
+  ES_TRY(es__io_read_all(w->db->vfs, path, &buf, &len));
+  int rc = w->os->put(w->os, "ESDB", buf, len, ES_OBJ_PUT_ALWAYS, NULL, NULL);
+  es__free(buf);
+  if (rc == ES_OK) {
+    pthread_mutex_lock(&w->mu);
+    w->esdb_done = 1;
+    pthread_mutex_unlock(&w->mu);
+  }
+  return rc;
+}
+
 /* One PUT of everything pending (caller holds s->mu; released across the
  * request). */
 static void ship_put(ship_shard *s) {
@@ -232,7 +279,9 @@ static void ship_put(ship_shard *s) {
 
   char key[ES_OBJ_KEY_MAX + 1];
   int64_t t0 = es__clock_mono_us();
-  int rc = es__walship_key(key, sizeof(key), s->id, first, last);
+  int rc = ship_esdb(w);
+  if (rc == ES_OK)
+    rc = es__walship_key(key, sizeof(key), s->id, first, last);
   if (rc == ES_OK)
     rc = w->os->put(w->os, key, buf.data, buf.len, ES_OBJ_PUT_ALWAYS, NULL,
                     NULL);
