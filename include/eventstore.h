@@ -368,6 +368,9 @@ ES_API int es_open(const es_options *opts, es_db **db_out);
  * Waits for in-flight appends, stops the background threads, and releases
  * the handle.  Memtables are not sealed (their rows are in the WAL and are
  * replayed at the next open); call es_flush() first for a short recovery.
+ * With a replica, object-store requests under way are cancelled (it never
+ * waits more than about a second for S3; what was not uploaded is by the
+ * next open), and tier-s3 appends still waiting get ES_ECLOSED.
  * Open cursors must be closed before.  Returns the failure that made the
  * database failed, if any, else ES_OK.  The handle is freed either way.
  */
