@@ -5,7 +5,9 @@
 //   node tier.test.mjs ES_INGESTD ESCTL SIGV4_PROXY_PY
 //
 // 1. Outage: with s3rver stopped, every request is answered 503 with
-//    Retry-After (never a 200); s3rver back on its port, the same batches
+//    Retry-After (never a 200), and a second es-ingestd stops on SIGTERM
+//    in seconds (es_close cancels the PUT it is retrying); s3rver back on
+//    its port, the same batches
 //    retried are answered 200; esctl restore from S3 (the data directory
 //    deleted) holds each of them exactly once.
 // 2. Restart during upload, then node loss: the SDK sends a stream of
@@ -64,13 +66,13 @@ async function startS3rver(port = 0) {
 }
 
 // es-ingestd in tier s3; resolves with { proc, port, url }.
-function startIngestd(dir, prefix, port = 0) {
+function startIngestd(dir, prefix, port = 0, extra = []) {
   fs.mkdirSync(dir, { recursive: true });
   fs.writeFileSync(path.join(dir, 'keys.json'), JSON.stringify({ 'key-acme': 'acme' }));
   const proc = spawn(ingestd, ['--data', path.join(dir, 'data'), '--listen', `127.0.0.1:${port}`,
     '--keys', path.join(dir, 'keys.json'), '--replica', `s3://${BUCKET}/${prefix}`,
     '--s3-endpoint', `http://127.0.0.1:${proxy.port}`, '--s3-region', REGION,
-    '--durability', 's3', '--s3-ack-timeout-ms', '1500'],
+    '--durability', 's3', '--s3-ack-timeout-ms', '1500', ...extra],
     { env: env(), stdio: ['ignore', 'ignore', 'pipe'] });
   procs.add(proc);
   proc.on('exit', () => procs.delete(proc));
@@ -123,6 +125,9 @@ const mkBatch = (tag, n) => Array.from({ length: n }, (_, i) => ({
 async function outageCase() {
   const dir = path.join(scratch, 'outage');
   let srv = await startIngestd(dir, 'outage');
+  const other = await startIngestd(path.join(scratch, 'closing'), 'closing', 0,
+                                   ['--drain-timeout-ms', '1000']);
+  assert.equal((await post(other, mkBatch('c', 5))).status, 200);
   const acked = new Set();
   for (let b = 0; b < 5; b++) {
     const r = await post(srv, mkBatch(`ok${b}`, 20));
@@ -139,6 +144,13 @@ async function outageCase() {
     assert.ok(Number(r.retryAfter) >= 1, `Retry-After: ${r.retryAfter}`);
   }
   const outageMs = Date.now() - t0;
+  // SIGTERM with S3 down and a PUT retrying: es_close cancels it
+  assert.equal((await post(other, mkBatch('c2', 5))).status, 503);
+  const t1 = Date.now();
+  const code = await kill(other, 'SIGTERM');
+  const closeMs = Date.now() - t1;
+  assert.equal(code, 0, `es-ingestd exit with S3 down: ${other.log()}`);
+  assert.ok(closeMs < 8000, `SIGTERM with S3 down took ${closeMs} ms`);
   await startS3rver(s3port); // back, same port
   // the SDK's way: the same batches again until 200
   for (let b = 0; b < 6; b++) {
@@ -159,6 +171,7 @@ async function outageCase() {
     assert.equal(counts.get(id), 1, `acknowledged ${id} restored ${counts.get(id) ?? 0} times`);
   assert.equal(counts.size, acked.size, 'nothing else restored');
   console.log(`tier.test: outage ok (6 requests answered 503 + Retry-After in ${outageMs} ms, ` +
+              `SIGTERM with S3 down done in ${closeMs} ms, ` +
               `${acked.size} acknowledged events restored once each)`);
 }
 
