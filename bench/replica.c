@@ -62,7 +62,8 @@ static int repl_load(const char *dir, long events) {
   int rc = es_open(&o, &db);
   if (rc)
     return fail("es_open", rc);
-  static const char *const tenants[] = {"acme", "globex", "initech", "umbrella"};
+  static const char *const tenants[] = {"acme", "globex", "initech",
+                                        "umbrella"};
   static const char *const paths[] = {"/", "/pricing", "/docs", "/blog/a",
                                       "/signup"};
   uint64_t x = 0x9e3779b97f4a7c15ull;
@@ -77,8 +78,8 @@ static int repl_load(const char *dir, long events) {
       snprintf(anon[n], sizeof anon[n], "a%llu",
                (unsigned long long)(x % 50000));
       snprintf(props[n], sizeof props[n], "{\"r\":\"%016llx%08llx\",\"i\":%ld}",
-               (unsigned long long)x, (unsigned long long)(x >> 17) & 0xffffffff,
-               i);
+               (unsigned long long)x,
+               (unsigned long long)(x >> 17) & 0xffffffff, i);
       ev[n] = (es_event){.ts_us = 1764000000000000LL + i * 1000,
                          .type = ES_TYPE_TRACK,
                          .event = "Clicked",
@@ -182,22 +183,33 @@ int cmd_replicate_args(const bench_common *a) {
   d = d && *d ? d : ES_BENCH_REPLICATE_DIR;
   snprintf(script, sizeof script, "%s/run.mjs", d);
   if (access(ingestd, X_OK) != 0 || access(script, R_OK) != 0) {
-    fprintf(stderr, "es-bench replicate: needs %s and %s (set "
-                    "ES_BENCH_INGESTD / ES_BENCH_REPLICATE_DIR)\n",
+    fprintf(stderr,
+            "es-bench replicate: needs %s and %s (set "
+            "ES_BENCH_INGESTD / ES_BENCH_REPLICATE_DIR)\n",
             ingestd, script);
     return 1;
   }
   char events[32], runs[16];
   snprintf(events, sizeof events, "%llu",
-           (unsigned long long)(a->events ? a->events
-                                          : a->quick ? 50000 : 1000000));
+           (unsigned long long)(a->events  ? a->events
+                                : a->quick ? 50000
+                                           : 1000000));
   snprintf(runs, sizeof runs, "%d", a->runs ? a->runs : a->quick ? 1 : 3);
-  char *args[] = {"node",  script,    "--es-bench", self,
-                  "--ingestd", ingestd, "--dir",
+  char *args[] = {"node",
+                  script,
+                  "--es-bench",
+                  self,
+                  "--ingestd",
+                  ingestd,
+                  "--dir",
                   (char *)(a->dir ? a->dir : "bench-data"),
-                  "--events", events,   "--runs",  runs,
+                  "--events",
+                  events,
+                  "--runs",
+                  runs,
                   a->quick ? "--quick" : "--full",
-                  a->json ? "--json" : "--table", NULL};
+                  a->json ? "--json" : "--table",
+                  NULL};
   execvp("node", args);
   fprintf(stderr, "es-bench replicate: cannot run node: %s\n", strerror(errno));
   return 1;

@@ -18,10 +18,10 @@
 /* What rides on a writable handle with a replica (db->ext). */
 typedef struct api_ext {
   es_replicator *repl;
-  es_walship *ship;      /* tier s3 only */
-  uint64_t dup_sweep;    /* walship.c, 5: an uploader sweep numbered above
-                            this one that found all uploaded covers the
-                            data that was local at open */
+  es_walship *ship;   /* tier s3 only */
+  uint64_t dup_sweep; /* walship.c, 5: an uploader sweep numbered above
+                         this one that found all uploaded covers the
+                         data that was local at open */
   atomic_int dup_ready;
 } api_ext;
 
@@ -48,8 +48,8 @@ static void api_replica_stop(es_db *db) {
  * the WAL shipper, and seals what the open replayed, so that the uploader
  * carries it to the store (walship.c, 5). */
 int es__open_vfs(const es_options *opts, es_vfs *vfs, es_db **db_out) {
-  if (opts && opts->struct_size >= offsetof(es_options, durability) +
-                                       sizeof(int)) {
+  if (opts &&
+      opts->struct_size >= offsetof(es_options, durability) + sizeof(int)) {
     if (opts->durability != ES_DURABILITY_LOCAL &&
         opts->durability != ES_DURABILITY_S3)
       return ES_INVAL_BKPT("options.durability %d is neither "
@@ -93,8 +93,8 @@ int es__open_vfs(const es_options *opts, es_vfs *vfs, es_db **db_out) {
  * is in the object store (walship.c, 2 and 5). */
 static int api_s3_ack(es_db *db, const es_receipt *r) {
   api_ext *x = db->ext;
-  int64_t timeout = db->opts.s3_ack_timeout_us > 0 ? db->opts.s3_ack_timeout_us
-                                                   : 5000000;
+  int64_t timeout =
+      db->opts.s3_ack_timeout_us > 0 ? db->opts.s3_ack_timeout_us : 5000000;
   int64_t until = es__clock_mono_us() + timeout;
   uint64_t lsn = r->lsn;
   if (r->duplicates_count > 0) {

@@ -91,15 +91,15 @@ int es__replica_key(char *out, size_t cap, const char *tenant,
 typedef struct es_walship es_walship;
 
 typedef struct es_walship_stats {
-  uint64_t chunks, bytes;   /* chunks put, their bytes */
-  uint64_t put_requests;    /* PUTs tried (the client's retries inside) */
-  uint64_t put_us;          /* their total latency */
-  uint64_t errors;          /* failed PUTs and deletes */
-  uint64_t deleted;         /* chunks deleted (walship.c, 3) */
-  uint64_t waits, wait_us;  /* es__walship_wait calls, their total time */
-  uint64_t wait_failures;   /* of those, not ES_OK */
-  uint64_t refused;         /* es__walship_admit refusals */
-  uint64_t pending_bytes;   /* frames not yet in the store, now */
+  uint64_t chunks, bytes;  /* chunks put, their bytes */
+  uint64_t put_requests;   /* PUTs tried (the client's retries inside) */
+  uint64_t put_us;         /* their total latency */
+  uint64_t errors;         /* failed PUTs and deletes */
+  uint64_t deleted;        /* chunks deleted (walship.c, 3) */
+  uint64_t waits, wait_us; /* es__walship_wait calls, their total time */
+  uint64_t wait_failures;  /* of those, not ES_OK */
+  uint64_t refused;        /* es__walship_admit refusals */
+  uint64_t pending_bytes;  /* frames not yet in the store, now */
 } es_walship_stats;
 
 /* Starts shipping db's WAL to replica's store: one thread per shard,

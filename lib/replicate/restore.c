@@ -314,12 +314,12 @@ static int rs_chunk_cmp(const void *a, const void *b) {
 typedef struct rs_walk {
   rs_ctx *c;
   const rs_chunk *ch;
-  uint64_t prev;  /* last LSN kept of this shard */
-  es_buf *out;    /* frames to write, or NULL (only check) */
-  es_buf recs;    /* the current frame's kept records */
-  uint64_t cur;   /* its LSN */
-  int all;        /* every record is wanted: copy frames whole */
-  int found;      /* a wanted tenant's record was seen */
+  uint64_t prev; /* last LSN kept of this shard */
+  es_buf *out;   /* frames to write, or NULL (only check) */
+  es_buf recs;   /* the current frame's kept records */
+  uint64_t cur;  /* its LSN */
+  int all;       /* every record is wanted: copy frames whole */
+  int found;     /* a wanted tenant's record was seen */
 } rs_walk;
 
 static int rs_walk_frame(void *ud, uint64_t lsn, const uint8_t *frame,

@@ -206,8 +206,8 @@ static void s3_sleep_ms(s3 *s, unsigned ms) {
 
 /* libcurl's progress callback (at least once a second): a non-zero
  * return aborts the transfer, which is how a cancel ends it. */
-static int s3_on_progress(void *ud, curl_off_t dt, curl_off_t dn,
-                          curl_off_t ut, curl_off_t un) {
+static int s3_on_progress(void *ud, curl_off_t dt, curl_off_t dn, curl_off_t ut,
+                          curl_off_t un) {
   (void)dt, (void)dn, (void)ut, (void)un;
   return atomic_load(&((s3 *)ud)->cancel) != 0;
 }
@@ -406,8 +406,8 @@ static int s3_request(s3 *s, s3_call *c) {
       break;
     }
     s3_sleep_ms(s, es__s3_backoff_ms((unsigned)c->attempts + 1,
-                                  s->cfg.backoff_base_ms, s->cfg.backoff_max_ms,
-                                  s3_rand(s)));
+                                     s->cfg.backoff_base_ms,
+                                     s->cfg.backoff_max_ms, s3_rand(s)));
   }
   curl_slist_free_all(hdrs);
   return rc;

@@ -92,9 +92,9 @@ typedef struct ship_shard {
   int started;
   /* guarded by mu (a leaf, never held across I/O) */
   pthread_mutex_t mu;
-  pthread_cond_t cv;      /* wakes the thread */
-  pthread_cond_t done_cv; /* wakes waiters */
-  es_buf pend;            /* frames synced and not yet in the store */
+  pthread_cond_t cv;              /* wakes the thread */
+  pthread_cond_t done_cv;         /* wakes waiters */
+  es_buf pend;                    /* frames synced and not yet in the store */
   uint64_t pend_first, pend_last; /* their LSNs (0, 0: none) */
   uint64_t synced_lsn;            /* the last frame the hook delivered */
   uint64_t shipped_lsn;           /* invariant 2 */
@@ -144,8 +144,9 @@ static int ship_hex16(const char *p, uint64_t *out) {
   uint64_t v = 0;
   for (int i = 0; i < 16; i++) {
     char c = p[i];
-    int d = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10
-                                                                   : -1;
+    int d = c >= '0' && c <= '9'   ? c - '0'
+            : c >= 'a' && c <= 'f' ? c - 'a' + 10
+                                   : -1;
     if (d < 0)
       return -1;
     v = v << 4 | (uint64_t)d;
@@ -332,8 +333,9 @@ static void ship_put(ship_shard *s) {
     int64_t wait = SHIP_BACKOFF_MIN_US;
     for (unsigned k = 1; k < s->fails && wait < SHIP_BACKOFF_MAX_US; k++)
       wait *= 2;
-    s->retry_mono_us = es__clock_mono_us() +
-                       (wait < SHIP_BACKOFF_MAX_US ? wait : SHIP_BACKOFF_MAX_US);
+    s->retry_mono_us =
+        es__clock_mono_us() +
+        (wait < SHIP_BACKOFF_MAX_US ? wait : SHIP_BACKOFF_MAX_US);
   }
   pthread_cond_broadcast(&s->done_cv);
 }
@@ -353,15 +355,18 @@ static void ship_gc(ship_shard *s) {
   uint64_t begun = 0, clean = 0;
   es__replicator_sweeps(w->repl, &begun, &clean);
   if (s->cand && clean > s->cand_begun) {
-    if (s->nsafe == SHIP_SAFE_MAX) { /* merge the two oldest */
-      memmove(&s->safe[0], &s->safe[1], (SHIP_SAFE_MAX - 1) * sizeof(ship_safe));
+    if (s->nsafe == SHIP_SAFE_MAX) { /* drop the oldest: a later one
+                                       covers its chunks, later */
+      memmove(&s->safe[0], &s->safe[1],
+              (SHIP_SAFE_MAX - 1) * sizeof(ship_safe));
       s->nsafe--;
     }
     s->safe[s->nsafe++] = (ship_safe){s->cand_keep, now};
     s->cand = 0;
   }
-  if (!s->cand) {
+  if (!s->cand) { /* keep first, then the sweep number (invariant 3) */
     s->cand_keep = atomic_load(&w->db->shards[s->id].keep_lsn);
+    es__replicator_sweeps(w->repl, &begun, &clean);
     s->cand_begun = begun;
     s->cand = 1;
   }
@@ -519,8 +524,9 @@ int es__walship_admit(es_walship *w, uint32_t shard) {
                 "tier s3: the object store is failing, nothing written: %s",
                 s->why);
   else if (s->inflight && es__clock_mono_us() - s->inflight_us > timeout)
-    rc = ES_ERR(ES_EUNAVAIL, "tier s3: the object store has not answered a "
-                             "PUT for %lld ms, nothing written",
+    rc = ES_ERR(ES_EUNAVAIL,
+                "tier s3: the object store has not answered a "
+                "PUT for %lld ms, nothing written",
                 (long long)((es__clock_mono_us() - s->inflight_us) / 1000));
   pthread_mutex_unlock(&s->mu);
   if (rc < 0) {

@@ -45,8 +45,7 @@ static int on_frame(void *ud, uint64_t lsn, const uint8_t *frame, size_t len) {
   return 0;
 }
 
-static int on_rec(void *ud, uint64_t lsn, const es_wal_rec *rec,
-                  uint64_t off) {
+static int on_rec(void *ud, uint64_t lsn, const es_wal_rec *rec, uint64_t off) {
   chunk_seen *s = ud;
   (void)off;
   FUZZ_ASSERT(lsn == s->last_lsn);

@@ -159,8 +159,8 @@ typedef struct wrap_store {
   atomic_int cancel;
 } wrap_store;
 
-static int w_put(es_objstore *os, const char *key, const void *buf,
-                 size_t len, int cond, const char *if_etag, es_objinfo *info) {
+static int w_put(es_objstore *os, const char *key, const void *buf, size_t len,
+                 int cond, const char *if_etag, es_objinfo *info) {
   wrap_store *w = (wrap_store *)os;
   if (strncmp(key, "wal/", 4) == 0) {
     atomic_fetch_add(&w->wal_puts, 1);
@@ -269,8 +269,7 @@ START_TEST(test_ack_means_stored) {
   for (int i = 0; i < 16; i++)
     pthread_join(th[i], NULL);
   unsigned long puts = atomic_load(&w.wal_puts);
-  fprintf(stderr, "tier s3: 160 appends from 16 threads, %lu WAL PUTs\n",
-          puts);
+  fprintf(stderr, "tier s3: 160 appends from 16 threads, %lu WAL PUTs\n", puts);
   ck_assert_uint_gt(puts, 0);
   ck_assert_uint_le(puts, 160 / 3); /* one PUT per group, not per append */
   append_all(db, 0, 160); /* duplicates: acknowledged, not stored again */
@@ -372,7 +371,7 @@ static unsigned long fault_cycle(unsigned long k, int kind) {
   append_all(db, 20, 20);
   ck_assert_int_eq(es_flush(db, NULL), ES_OK);
   ck_assert_int_eq(es_compact(db, NULL, NULL, NULL), ES_OK);
-  append_all(db, 40, 20); /* only in the WAL (and its chunks) */
+  append_all(db, 40, 20);                /* only in the WAL (and its chunks) */
   ck_assert_int_eq(es_close(db), ES_OK); /* the node is lost now */
   rc = restore_check(rep, 60);
   if (rc < 0) { /* the fault hit the restore: it says so; again */
@@ -413,8 +412,7 @@ START_TEST(test_chunk_keys) {
   ck_assert_uint_eq(l, 0x2a);
   static const char *const bad[] = {
       "wal/3/0000000000000002-0000000000000001", /* last < first */
-      "wal/3/0000000000000001-000000000000002a.tmp",
-      "wal/3/1-2",
+      "wal/3/0000000000000001-000000000000002a.tmp", "wal/3/1-2",
       "wal/x/0000000000000001-000000000000002a",
       "wal/3/0000000000000000-0000000000000001"};
   for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
