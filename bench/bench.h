@@ -232,6 +232,11 @@ void bench_json_stat3(const char *key, stat3 s);
 
 /* The commands besides gen and ingest (query.c, live.c).  Each returns
  * the exit status: 0, or 1 when a measurement or a cross-check failed. */
+/* replica.c: `es-bench replicate` and the hidden `_replica` helper. */
+struct bench_common;
+int cmd_replicate_args(const struct bench_common *a);
+int cmd_replica_hidden(int argc, char **argv);
+
 typedef struct bench_common {
   uint64_t events;
   int runs;

@@ -44,6 +44,7 @@
 #include <dlfcn.h>
 #include <openssl/evp.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -70,6 +71,7 @@ typedef struct s3 {
   CURL *pool[S3_POOL_MAX];
   int pool_n;
   uint64_t rng;
+  atomic_int cancel; /* es_objstore.cancel: end requests now (es_close) */
 } s3;
 
 /* A growing byte buffer for response bodies. */
@@ -283,11 +285,23 @@ static uint64_t s3_rand(s3 *s) {
   return z ^ (z >> 31);
 }
 
-static void s3_sleep_ms(unsigned ms) {
-  struct timespec ts = {.tv_sec = ms / 1000,
-                        .tv_nsec = (long)(ms % 1000) * 1000000L};
-  while (nanosleep(&ts, &ts) != 0)
-    ;
+/* Sleeps ms, in slices of 50 ms, ending early once cancelled. */
+static void s3_sleep_ms(s3 *s, unsigned ms) {
+  while (ms > 0 && !atomic_load(&s->cancel)) {
+    unsigned n = ms < 50 ? ms : 50;
+    struct timespec ts = {.tv_sec = 0, .tv_nsec = (long)n * 1000000L};
+    while (nanosleep(&ts, &ts) != 0)
+      ;
+    ms -= n;
+  }
+}
+
+/* libcurl's progress callback (at least once a second): a non-zero
+ * return aborts the transfer, which is how a cancel ends it. */
+static int s3_on_progress(void *ud, curl_off_t dt, curl_off_t dn, curl_off_t ut,
+                          curl_off_t un) {
+  (void)dt, (void)dn, (void)ut, (void)un;
+  return atomic_load(&((s3 *)ud)->cancel) != 0;
 }
 
 /* The URL of a call: endpoint, bucket (path- or host-style), encoded key,
@@ -349,6 +363,9 @@ static CURLcode s3_attempt(s3 *s, s3_call *c, const char *url,
   s3_lib.easy_setopt(h, CURLOPT_WRITEDATA, &c->resp);
   s3_lib.easy_setopt(h, CURLOPT_HEADERFUNCTION, s3_on_header);
   s3_lib.easy_setopt(h, CURLOPT_HEADERDATA, c);
+  s3_lib.easy_setopt(h, CURLOPT_NOPROGRESS, 0L);
+  s3_lib.easy_setopt(h, CURLOPT_XFERINFOFUNCTION, s3_on_progress);
+  s3_lib.easy_setopt(h, CURLOPT_XFERINFODATA, s);
   if (strcmp(c->method, "HEAD") == 0) {
     s3_lib.easy_setopt(h, CURLOPT_NOBODY, 1L);
   } else if (strcmp(c->method, "GET") != 0) {
@@ -466,6 +483,11 @@ static int s3_request(s3 *s, s3_call *c) {
     /* Without an answer, or with a 5xx, a mutation may have happened. */
     if (s3_mutation(c) && (cc != CURLE_OK || c->status >= 500))
       c->in_doubt = 1;
+    if (atomic_load(&s->cancel)) {
+      rc = ES_ERR(ES_EUNAVAIL, "s3: %s %s: cancelled (the store is closing)",
+                  c->method, c->key ? c->key : "(bucket)");
+      break;
+    }
     if (!again || c->attempts >= (int)s->cfg.attempts_max) {
       if (cc == CURLE_OK)
         rc = s3_http_status(c, code, msg);
@@ -476,9 +498,9 @@ static int s3_request(s3 *s, s3_call *c) {
                     c->attempts);
       break;
     }
-    s3_sleep_ms(es__s3_backoff_ms((unsigned)c->attempts + 1,
-                                  s->cfg.backoff_base_ms, s->cfg.backoff_max_ms,
-                                  s3_rand(s)));
+    s3_sleep_ms(s, es__s3_backoff_ms((unsigned)c->attempts + 1,
+                                     s->cfg.backoff_base_ms,
+                                     s->cfg.backoff_max_ms, s3_rand(s)));
   }
   s3_lib.slist_free_all(hdrs);
   return rc;
@@ -782,6 +804,11 @@ static int s3_list(es_objstore *os, const char *prefix, es_objlist_fn fn,
   return ES_OK;
 }
 
+/* es_objstore.cancel: see objstore.h. */
+static void s3_cancel(es_objstore *os, int on) {
+  atomic_store(&((s3 *)os->ctx)->cancel, on);
+}
+
 static void s3_destroy(es_objstore *os) {
   s3 *s = os->ctx;
   for (int i = 0; i < s->pool_n; i++)
@@ -906,6 +933,7 @@ int es__s3_create(const es_s3_config *cfg, es_objstore **os_out) {
                         .head = s3_head,
                         .del = s3_del,
                         .list = s3_list,
+                        .cancel = s3_cancel,
                         .destroy = s3_destroy,
                         .ctx = s};
   *os_out = &s->os;
