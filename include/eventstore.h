@@ -841,7 +841,10 @@ typedef struct es_export_progress {
 /* What to export.  Fill with es_export_options_init() first. */
 typedef struct es_export_options {
   size_t struct_size;         /* set by es_export_options_init (convention 9) */
-  const char *out_dir;        /* required: a local directory (created) */
+  const char *out_dir;        /* required: a local directory (created), or
+                                 "s3://BUCKET[/PREFIX]" (credentials from
+                                 AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY,
+                                 AWS_SESSION_TOKEN) */
   const char *const *tenants; /* the tenants; NULL or 0 count = every */
   size_t tenants_count;       /* tenant of the store */
   int64_t from_us;            /* first day (a UTC midnight), inclusive */
@@ -852,7 +855,9 @@ typedef struct es_export_options {
   uint64_t row_group_bytes; /* Parquet: compressed bytes per row group;
                                default 32 MiB */
   uint64_t file_bytes_max;  /* a partition's part file closes past this
-                               size and the next begins; default 1 GiB */
+                               size and the next begins; default 1 GiB,
+                               128 MiB on S3 (a part is held in memory
+                               until its put) */
   /* Called after each partition the calling thread finishes and every
    * ~100,000 rows, with the totals of every thread; may be NULL.  Called
    * on the calling thread only; must not call back into the library. */
@@ -861,6 +866,11 @@ typedef struct es_export_options {
   int threads; /* partitions written at once (each by its own thread, the
                   caller's included): fsync latency overlaps; default 4,
                   at most 64.  Each holds up to a row group in memory. */
+  const char *s3_endpoint; /* s3:// out_dir: NULL = AWS_ENDPOINT_URL_S3,
+                              else AWS_ENDPOINT_URL, else AWS's; a custom
+                              one is addressed path-style */
+  const char *s3_region;   /* s3:// out_dir: NULL = AWS_REGION, else
+                              us-east-1 */
 } es_export_options;
 
 ES_API void es_export_options_init_sized(es_export_options *opts,
@@ -880,16 +890,20 @@ typedef struct es_export_result {
  * Exports every event the store holds for the given tenants and days
  * (segments and memtables alike: what es_scan sees when each partition
  * starts) into out_dir/tenant=<T>/date=<YYYY-MM-DD>/part-<NNNNN>.parquet
- * (or .ndjson.gz) with a _manifest.json per partition.  Re-exporting a
- * partition replaces it: the new part files are written and synced, then
- * the manifest is replaced atomically, then the files of the old manifest
- * are removed, so a reader that follows the manifest sees the old
- * partition or the new one, never both and never a part of one.  Days
+ * (or .ndjson.gz) with a _manifest.json per partition; out_dir may be
+ * "s3://BUCKET/PREFIX", then the same layout is written as objects under
+ * PREFIX/.  Re-exporting a partition replaces it: the new part files are
+ * written and synced (put, on S3), then the manifest is replaced
+ * atomically, then the files of the old manifest are removed, so a reader
+ * that follows the manifest sees the old partition or the new one, never
+ * both and never a part of one.  Days
  * without events are skipped unless they were exported before (their
  * manifest then lists no files).  Works on a read-only handle.
  * result_out may be NULL.  Errors: ES_EINVAL (options; from/to not UTC
- * midnights; an s3:// out_dir, not supported yet), ES_ETENANT, ES_EIO,
- * ES_ENOSPC, ES_ENOMEM, and those of es_scan and es_cursor_next.  On an
+ * midnights; an s3:// out_dir without credentials or in a library built
+ * without libcurl), ES_ETENANT, ES_EIO, ES_ENOSPC, ES_ENOMEM, the object
+ * store's (ES_EUNAVAIL after the client's retries, ES_EREMOTE), and those
+ * of es_scan and es_cursor_next.  On an
  * error, partitions already finished stay exported and the one being
  * written keeps its previous state.
  */

@@ -480,7 +480,8 @@ test('fuzz target outputs: DuckDB, hyparquet and parquet-wasm agree', { skip: !R
 test('esctl export refuses bad usage with exit status 2', () => {
   const base = ['export', '--data', DATA, '--from', DAYS[0], '--to', DAYS[2]];
   const cases = [
-    [[...base, '--all', '--out', 's3://bucket/prefix'], /s3:\/\/ destinations are not supported yet/],
+    [[...base, '--all', '--out', 's3:///prefix'], /--out wants s3:\/\/BUCKET/],
+    [[...base, '--all', '--out', 'x', '--s3-region', 'eu-west-1'], /--s3-endpoint and --s3-region are for an s3:\/\/ --out/],
     [[...base, '--out', path.join(SCRATCH, 'x')], /give --tenant T \(one or more\) or --all/],
     [['export', '--data', DATA, '--all', '--from', '2026-02-30', '--to', DAYS[2], '--out', 'x'], /want a day YYYY-MM-DD/],
     [[...base, '--all', '--out', 'x', '--format', 'csv'], /--format: parquet or ndjson/],
