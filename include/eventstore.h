@@ -910,6 +910,70 @@ typedef struct es_export_result {
 ES_API int es_export(es_db *db, const es_export_options *opts,
                      es_export_result *result_out);
 
+/*
+ * Continuous export (docs/EXPORT.md, "Continuous export"): a background
+ * thread that writes each closed hour of every tenant as a part file of
+ * its day's partition, delay_us after the hour's end, and writes an hour
+ * again when its count in the store changed since (late events, an
+ * erasure): the new part replaces the old one atomically, as in
+ * es_export.  What was exported is recorded in the partitions' manifests
+ * themselves (each part's hour and the store's count of it when it was
+ * cut), read back at start, so a restart resumes without exporting
+ * anything twice.  One exporter per destination.
+ */
+typedef struct es_exporter es_exporter;
+
+typedef struct es_exporter_options {
+  size_t struct_size; /* set by es_exporter_options_init (convention 9) */
+  const char *out;    /* required: a local directory or s3://BUCKET[/PREFIX]
+                         (as es_export_options.out_dir) */
+  int format;         /* ES_EXPORT_PARQUET (default) or _NDJSON */
+  int compression;    /* ES_EXPORT_ZSTD (default), _SNAPPY, _UNCOMPRESSED */
+  const char *s3_endpoint, *s3_region; /* as in es_export_options */
+  int64_t delay_us;    /* an hour is exported this long after its end, so
+                          that events a little late are in its first part;
+                          default 2 min */
+  int64_t interval_us; /* how often it looks for work; default 30 s */
+  int64_t lookback_us; /* hours that ended longer ago than this are not
+                          looked at (late events for them need esctl
+                          export); default 7 days, at most 366 days */
+} es_exporter_options;
+
+ES_API void es_exporter_options_init_sized(es_exporter_options *opts,
+                                           size_t struct_size);
+#define es_exporter_options_init(opts)                                         \
+  es_exporter_options_init_sized((opts), sizeof(es_exporter_options))
+
+/*
+ * Starts the exporter of db into opts->out (the S3 client, if any, is
+ * made here; no request is sent).  db must outlive it: stop it before
+ * es_close.  Errors: ES_EINVAL (options; an s3:// out without
+ * credentials or libcurl), ES_ENOMEM.  Errors of its passes (I/O, S3)
+ * are counted in its stats and retried at the next pass.
+ */
+ES_API int es_exporter_start(es_db *db, const es_exporter_options *opts,
+                             es_exporter **out);
+/* Stops the thread (after the partition it is writing) and frees the
+ * exporter; NULL is fine. */
+ES_API void es_exporter_stop(es_exporter *ex);
+
+typedef struct es_exporter_stats {
+  uint64_t passes;             /* looks at every tenant */
+  uint64_t hours_exported;     /* hour parts (re)written */
+  uint64_t hours_reexported;   /* of those, replacing an hour exported before
+                                  (late events) */
+  uint64_t rows, files, bytes; /* written */
+  uint64_t errors;             /* partitions that failed (retried) */
+  int last_error;              /* status of the last failure, 0 if none */
+  int64_t synced_through_us;   /* every hour ending at or before this was
+                                  exported as the store had it then (0: no
+                                  pass finished cleanly yet) */
+  uint64_t pending_hours;      /* hours due but not exported (errors) */
+} es_exporter_stats;
+
+/* Fills *out (thread-safe). */
+ES_API int es_exporter_stats_get(es_exporter *ex, es_exporter_stats *out);
+
 /* ----------------------------------------------------------------------
  * Replication to an object store (S3) and restore
  *

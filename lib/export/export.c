@@ -1115,3 +1115,19 @@ int es__export_refresh(es_db *db, es_xdest *dest, const char *tenant,
   }
   return rc;
 }
+
+/* Every tenant of the store, sorted (es__free each name and the array). */
+int es__export_tenants(es_db *db, char ***names_out, size_t *n_out) {
+  name_list l = {0};
+  int rc = tenants_all(db, &l);
+  if (rc != ES_OK) {
+    for (size_t i = 0; i < l.n; i++)
+      es__free(l.v[i]);
+    es__free(l.v);
+    l.v = NULL;
+    l.n = 0;
+  }
+  *names_out = l.v;
+  *n_out = l.n;
+  return rc;
+}

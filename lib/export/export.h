@@ -107,6 +107,11 @@ int es__xmanifest_render(es_buf *b, const char *tenant, const char *day,
 int es__export_partition_rel(char *out, const char *tenant,
                              int64_t day_us) ES_MUST_CHECK;
 
+/* Every tenant of the store (directories and tenants in memory), sorted:
+ * *names_out is es__malloc'ed, as each name (es__free them). */
+int es__export_tenants(es_db *db, char ***names_out,
+                       size_t *n_out) ES_MUST_CHECK;
+
 /* es_export into dest (opts checked by es_export's rules; out_dir is
  * ignored): what es_export runs once it opened the destination, and what
  * tests call with an es__dest_wrap'ed objmem store. */
