@@ -52,6 +52,11 @@ static int num_at(yajl_val v, const char *key, int64_t *out) {
   return 1;
 }
 
+/* What a part's name may hold (ours are part-NNNNN.parquet): nothing a
+ * path or the rendered JSON would have to escape. */
+#define NAME_CHARS                                                             \
+  "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-"
+
 /* One "files" entry; day_us is the range of an entry without one. */
 static int parse_file(yajl_val f, int64_t day_us, ex_part *p) {
   memset(p, 0, sizeof *p);
@@ -59,9 +64,9 @@ static int parse_file(yajl_val f, int64_t day_us, ex_part *p) {
   const char *from = str_at(f, "from"), *to = str_at(f, "to");
   int64_t rows = -1, bytes = -1;
   if (!name || !name[0] || strlen(name) >= sizeof p->name ||
-      strchr(name, '/') || strcmp(name, "_manifest.json") == 0 ||
-      !num_at(f, "rows", &rows) || rows < 0 || !num_at(f, "bytes", &bytes) ||
-      bytes < 0)
+      strspn(name, NAME_CHARS) != strlen(name) || name[0] == '.' ||
+      strcmp(name, "_manifest.json") == 0 || !num_at(f, "rows", &rows) ||
+      rows < 0 || !num_at(f, "bytes", &bytes) || bytes < 0)
     return ES_CORRUPT_BKPT("export: _manifest.json has a bad file entry");
   memcpy(p->name, name, strlen(name) + 1);
   p->rows = (uint64_t)rows;
