@@ -152,4 +152,15 @@ int es__export_ranges(es_db *db, es_xdest *dest, const es_export_options *o,
                       const ex_range *ranges, size_t nranges,
                       es_export_result *result_out) ES_MUST_CHECK;
 
+/* ---- stream.c: continuous export without its thread (tests) ---------- */
+
+/* An es_exporter writing into dest (borrowed) whose passes the caller
+ * runs: es__exporter_pass is one pass (its first error), at the clock's
+ * now (es__clock_set_fixed_us).  Close with es__exporter_close. */
+int es__exporter_open(es_db *db, es_xdest *dest,
+                      const es_exporter_options *opts,
+                      es_exporter **out) ES_MUST_CHECK;
+int es__exporter_pass(es_exporter *ex) ES_MUST_CHECK;
+void es__exporter_close(es_exporter *ex);
+
 #endif

@@ -34,6 +34,10 @@
  *     differently from a scan is cut once, not forever.
  *  3. The token is read before the counts: a change after it is seen by
  *     the next pass.
+ *  4. A partition whose write failed is written again at the next pass
+ *     even if no hour of it changed: the first step of a write removes
+ *     the part files its manifest does not name, so what a failed put or
+ *     delete left behind does not stay.
  */
 #include <pthread.h>
 #include <stdio.h>
@@ -56,6 +60,9 @@
 typedef struct xs_day {
   int64_t day_us;
   ex_manifest man;
+  int stale; /* man may not be the destination's: read it again */
+  int dirty; /* a write failed: write it even with nothing new, so the
+                orphans it left are removed (invariant 4) */
 } xs_day;
 
 /* What the exporter remembers of a tenant. */
@@ -77,6 +84,7 @@ typedef struct xs_hour {
 struct es_exporter {
   es_db *db;
   es_xdest *dest;
+  int owns_dest;
   es_exporter_options o;
   es_export_options eo; /* format, compression, sizes for es__export_ranges */
   pthread_t thread;
@@ -213,21 +221,28 @@ static int64_t count_at(const xs_hour *h, size_t n, int64_t hour_us) {
 /* Step 3: the cached partition of day_us (read on first use). */
 static int tenant_day(es_exporter *ex, xs_tenant *t, int64_t day_us,
                       xs_day **out) {
-  for (size_t i = 0; i < t->ndays; i++)
-    if (t->days[i].day_us == day_us) {
-      *out = &t->days[i];
-      return ES_OK;
-    }
   char rel[ES_PATH_MAX];
   ex_manifest m;
   ES_TRY(es__export_partition_rel(rel, t->name, day_us));
+  for (size_t i = 0; i < t->ndays; i++)
+    if (t->days[i].day_us == day_us) {
+      xs_day *d = &t->days[i];
+      if (d->stale) {
+        ES_TRY(es__xmanifest_load(ex->dest, rel, day_us, &m));
+        es__xmanifest_free(&d->man);
+        d->man = m;
+        d->stale = 0;
+      }
+      *out = d;
+      return ES_OK;
+    }
   ES_TRY(es__xmanifest_load(ex->dest, rel, day_us, &m));
   int rc = es__grow((void **)&t->days, &t->cap, t->ndays + 1, sizeof *t->days);
   if (rc != ES_OK) {
     es__xmanifest_free(&m);
     return rc;
   }
-  t->days[t->ndays] = (xs_day){day_us, m};
+  t->days[t->ndays] = (xs_day){day_us, m, 0, 0};
   *out = &t->days[t->ndays++];
   return ES_OK;
 }
@@ -335,26 +350,19 @@ static int tenant_pass(es_exporter *ex, xs_tenant *t, int64_t lb,
       break;
     ex_range rg[24];
     size_t again = 0, n = day_needs(d, h, nh, lb, due_end, rg, &again);
-    if (n == 0)
+    if (n == 0 && !d->dirty)
       continue;
     es_export_result res = {0};
     rc =
         es__export_ranges(ex->db, ex->dest, &ex->eo, t->name, day, rg, n, &res);
     stats_add(ex, &res, n, again, rc);
+    d->stale = 1; /* the partition as written: read it again */
+    d->dirty = rc != ES_OK;
     if (rc != ES_OK) {
       *pending_out += n;
       break;
     }
-    /* the partition as written: read it again (one GET on S3) */
-    char rel[ES_PATH_MAX];
-    ex_manifest m;
-    rc = es__export_partition_rel(rel, t->name, day);
-    if (rc == ES_OK)
-      rc = es__xmanifest_load(ex->dest, rel, day, &m);
-    if (rc == ES_OK) {
-      es__xmanifest_free(&d->man);
-      d->man = m;
-    }
+    rc = tenant_day(ex, t, day, &d);
   }
   es__free(h);
   if (rc == ES_OK) {
@@ -391,21 +399,23 @@ static int stopping(es_exporter *ex) {
   return s;
 }
 
-/* One pass over every tenant. */
-static void pass(es_exporter *ex) {
+/* One pass over every tenant; the first error. */
+static int pass(es_exporter *ex) {
   int64_t now = es__clock_now_us();
   int64_t due_end = floor_to(now - ex->o.delay_us, EX_HOUR_US);
   int64_t lb = floor_to(now - ex->o.lookback_us, EX_HOUR_US);
   char **names = NULL;
   size_t n = 0;
   uint64_t pending = 0;
-  int rc = es__export_tenants(ex->db, &names, &n), failed = rc != ES_OK;
+  int rc = es__export_tenants(ex->db, &names, &n), first = rc;
+  int failed = rc != ES_OK;
   for (size_t i = 0; i < n; i++) {
     xs_tenant *t = NULL;
     if (!stopping(ex) && tenant_find(ex, names[i], &t) == ES_OK) {
       rc = tenant_pass(ex, t, lb, due_end, &pending);
       if (rc != ES_OK) {
         failed = 1;
+        first = first ? first : rc;
         es__db_log(ex->db, 1 /* warning */, "export of tenant %s: %s (retried)",
                    t->name, es_errmsg());
       }
@@ -420,15 +430,16 @@ static void pass(es_exporter *ex) {
   ex->st.pending_hours = pending;
   if (!failed)
     ex->st.synced_through_us = due_end;
-  if (rc != ES_OK && !ex->st.last_error)
-    ex->st.last_error = rc;
+  if (first != ES_OK && !ex->st.last_error)
+    ex->st.last_error = first;
   pthread_mutex_unlock(&ex->mu);
+  return first;
 }
 
 static void *exporter_main(void *arg) {
   es_exporter *ex = arg;
   for (;;) {
-    pass(ex);
+    (void)pass(ex); /* counted in the stats; retried next time */
     struct timespec ts;
     es__clock_deadline(&ts, ex->o.interval_us);
     pthread_mutex_lock(&ex->mu);
@@ -452,16 +463,16 @@ static void exporter_free(es_exporter *ex) {
     es__free(t->days);
   }
   es__free(ex->tenants);
-  es__dest_close(ex->dest);
+  if (ex->owns_dest)
+    es__dest_close(ex->dest);
   pthread_cond_destroy(&ex->cv);
   pthread_mutex_destroy(&ex->mu);
   es__free(ex);
 }
 
-int es_exporter_start(es_db *db, const es_exporter_options *opts,
-                      es_exporter **out) {
-  if (!out)
-    return ES_INVAL_BKPT("es_exporter_start: NULL out");
+/* The exporter without its thread (es_exporter_start; tests). */
+static int exporter_new(es_db *db, const es_exporter_options *opts,
+                        es_exporter **out) {
   *out = NULL;
   if (!db || !opts)
     return ES_INVAL_BKPT("es_exporter_start: NULL argument");
@@ -477,11 +488,39 @@ int es_exporter_start(es_db *db, const es_exporter_options *opts,
   pthread_cond_init(&ex->cv, NULL);
   ex->db = db;
   ex->o = o;
-  ex->o.out = NULL; /* borrowed: not kept */
   es_export_options_init(&ex->eo);
   ex->eo.format = o.format;
   ex->eo.compression = o.compression;
-  int rc = es__dest_open(o.out, o.s3_endpoint, o.s3_region, db->vfs, &ex->dest);
+  *out = ex;
+  return ES_OK;
+}
+
+int es__exporter_open(es_db *db, es_xdest *dest,
+                      const es_exporter_options *opts, es_exporter **out) {
+  ES_TRY(exporter_new(db, opts, out));
+  (*out)->dest = dest;
+  (*out)->o.out = NULL; /* borrowed: not kept */
+  return ES_OK;
+}
+
+int es__exporter_pass(es_exporter *ex) { return pass(ex); }
+
+void es__exporter_close(es_exporter *ex) {
+  if (ex)
+    exporter_free(ex);
+}
+
+int es_exporter_start(es_db *db, const es_exporter_options *opts,
+                      es_exporter **out) {
+  if (!out)
+    return ES_INVAL_BKPT("es_exporter_start: NULL out");
+  es_exporter *ex = NULL;
+  ES_TRY(exporter_new(db, opts, &ex));
+  int rc = es__dest_open(ex->o.out, ex->o.s3_endpoint, ex->o.s3_region, db->vfs,
+                         &ex->dest);
+  ex->owns_dest = 1;
+  ex->o.out = NULL; /* borrowed: not kept */
+  ex->o.s3_endpoint = ex->o.s3_region = NULL;
   if (rc == ES_OK && pthread_create(&ex->thread, NULL, exporter_main, ex) != 0)
     rc = ES_ERR(ES_ENOMEM, "es_exporter_start: cannot start a thread");
   if (rc != ES_OK) {
