@@ -496,3 +496,18 @@ test('esctl export refuses bad usage with exit status 2', () => {
   }
   assert.match(ok(['export', '--help']), /usage: esctl export --data DIR/);
 });
+
+test('docs/EXPORT.md: the DuckDB recipe runs as written', async () => {
+  const doc = readFileSync(new URL('../../docs/EXPORT.md', import.meta.url), 'utf8');
+  const section = doc.slice(doc.indexOf('### DuckDB'), doc.indexOf('### Snowflake'));
+  const block = /```sql\n([\s\S]*?)```/.exec(section)[1]
+    .replaceAll('/srv/export', path.join(OUT, 'zstd')).replaceAll('/srv/nd', path.join(OUT, 'nd'));
+  const stmts = block.split(';').map((q) => q.replace(/--.*$/gm, '').trim()).filter(Boolean);
+  assert.equal(stmts.length, 2);
+  const byDay = await sql(stmts[0]);
+  const total = byDay.reduce((a, r) => a + Number(r['count_star()']), 0);
+  assert.equal(total, 5700);
+  assert.ok(byDay.every((r) => ['acme', 'beta'].includes(r.tenant) && DAYS.includes(String(r.date))), JSON.stringify(byDay[0]));
+  const nd = await sql(stmts[1]);
+  assert.equal(Number(Object.values(nd[0])[0]), 5700);
+});
