@@ -327,6 +327,13 @@ static void stats_add(es_exporter *ex, const es_export_result *r, size_t hours,
   pthread_mutex_unlock(&ex->mu);
 }
 
+static int stopping(es_exporter *ex) {
+  pthread_mutex_lock(&ex->mu);
+  int s = ex->stop;
+  pthread_mutex_unlock(&ex->mu);
+  return s;
+}
+
 /* Steps 1-5 for one tenant; *pending_out: due hours not written. */
 static int tenant_pass(es_exporter *ex, xs_tenant *t, int64_t lb,
                        int64_t due_end, uint64_t *pending_out) {
@@ -344,6 +351,10 @@ static int tenant_pass(es_exporter *ex, xs_tenant *t, int64_t lb,
   tenant_trim(t, first_day);
   int rc = ES_OK;
   for (int64_t day = first_day; day <= last && rc == ES_OK; day += EX_DAY_US) {
+    if (stopping(ex)) { /* es_exporter_stop: the rest at the next start */
+      rc = ES_ERR(ES_ECLOSED, "es_exporter: stopping");
+      break;
+    }
     xs_day *d = NULL;
     rc = tenant_day(ex, t, day, &d);
     if (rc != ES_OK)
@@ -392,13 +403,6 @@ static int tenant_find(es_exporter *ex, const char *name, xs_tenant **out) {
   return ES_OK;
 }
 
-static int stopping(es_exporter *ex) {
-  pthread_mutex_lock(&ex->mu);
-  int s = ex->stop;
-  pthread_mutex_unlock(&ex->mu);
-  return s;
-}
-
 /* One pass over every tenant; the first error. */
 static int pass(es_exporter *ex) {
   int64_t now = es__clock_now_us();
@@ -416,8 +420,9 @@ static int pass(es_exporter *ex) {
       if (rc != ES_OK) {
         failed = 1;
         first = first ? first : rc;
-        es__db_log(ex->db, 1 /* warning */, "export of tenant %s: %s (retried)",
-                   t->name, es_errmsg());
+        if (rc != ES_ECLOSED)
+          es__db_log(ex->db, 1 /* warning */,
+                     "export of tenant %s: %s (retried)", t->name, es_errmsg());
       }
     } else {
       failed = 1;
