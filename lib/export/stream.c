@@ -287,9 +287,11 @@ static size_t day_needs(const xs_day *d, const xs_hour *h, size_t nh,
     }
     if (!first || sum == want)
       continue;
+    /* its due hours are cut again; hours of it not due yet (a whole-day
+     * part of today from esctl export) go with it and come back when due */
     for (int64_t hr = p->from_us; hr < p->to_us; hr += EX_HOUR_US) {
       size_t k = (size_t)((hr - d->day_us) / EX_HOUR_US);
-      if (k < 24)
+      if (k < 24 && hr + EX_HOUR_US <= due_end)
         need[k] = 2; /* again */
     }
   }
