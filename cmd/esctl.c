@@ -1059,7 +1059,8 @@ static const char export_usage[] =
     "                    --from YYYY-MM-DD --to YYYY-MM-DD\n"
     "                    [--format parquet|ndjson]\n"
     "                    [--compression zstd|snappy|none] [--threads N]\n"
-    "                    --out DIR\n"
+    "                    --out DIR|s3://BUCKET[/PREFIX]\n"
+    "                    [--s3-endpoint URL] [--s3-region R]\n"
     "\n"
     "Writes every event of the tenants (--tenant may repeat; --all: every\n"
     "tenant) whose time falls on the UTC days FROM..TO (both included) as\n"
@@ -1070,7 +1071,11 @@ static const char export_usage[] =
     "store is opened read-only, so this works beside a running es-ingestd.\n"
     "--threads: partitions written at once (default 4).  Shows progress\n"
     "on a terminal; prints a summary line at the end.\n"
-    "s3:// destinations are not supported yet.\n";
+    "--out s3://BUCKET/PREFIX writes the same layout as objects under\n"
+    "PREFIX/ (credentials from AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY,\n"
+    "AWS_SESSION_TOKEN; --s3-endpoint defaults to AWS_ENDPOINT_URL_S3, else\n"
+    "AWS_ENDPOINT_URL, else AWS's; --s3-region to AWS_REGION, else\n"
+    "us-east-1).\n";
 
 /* "YYYY-MM-DD" -> days since 1970-01-01 (proleptic Gregorian). */
 static int parse_day(const char *s, int64_t *days_out) {
@@ -1124,17 +1129,19 @@ static void export_progress(void *ud, const es_export_progress *p) {
 /* Flags of esctl export: repeated --tenant, the --all switch. */
 typedef struct export_args {
   const char *data, *from, *to, *out, *format, *comp, *threads;
+  const char *s3_endpoint, *s3_region;
   const char **tenants;
   size_t ntenants;
   int all;
 } export_args;
 
 static int export_parse(int argc, char **argv, export_args *a) {
-  static const char *const names[] = {"--data",    "--from",   "--to",
-                                      "--out",     "--format", "--compression",
-                                      "--threads", "--tenant"};
-  const char **slots[] = {&a->data,   &a->from, &a->to,      &a->out,
-                          &a->format, &a->comp, &a->threads, NULL};
+  static const char *const names[] = {
+      "--data",        "--from",    "--to",          "--out",       "--format",
+      "--compression", "--threads", "--s3-endpoint", "--s3-region", "--tenant"};
+  const char **slots[] = {&a->data,      &a->from, &a->to,      &a->out,
+                          &a->format,    &a->comp, &a->threads, &a->s3_endpoint,
+                          &a->s3_region, NULL};
   for (int i = 0; i < argc; i++) {
     const char *arg = argv[i];
     const char **dst = NULL;
@@ -1191,11 +1198,13 @@ static int export_check(const export_args *a, int64_t *from_day,
   if (a->threads && (strspn(a->threads, "0123456789") != strlen(a->threads) ||
                      atoi(a->threads) < 1 || atoi(a->threads) > 64))
     return usage_error("export", "--threads: a number from 1 to 64");
-  if (strncmp(a->out, "s3://", 5) == 0) {
-    fprintf(stderr, "esctl export: s3:// destinations are not supported "
-                    "yet; give a local directory to --out\n");
-    return EXIT_USAGE;
-  }
+  int s3 = strncmp(a->out, "s3://", 5) == 0;
+  if (s3 && (a->out[5] == '\0' || a->out[5] == '/'))
+    return usage_error("export", "--out wants s3://BUCKET[/PREFIX], not '%s'",
+                       a->out);
+  if (!s3 && (a->s3_endpoint || a->s3_region))
+    return usage_error("export", "--s3-endpoint and --s3-region are for an "
+                                 "s3:// --out");
   return 0;
 }
 
@@ -1211,6 +1220,8 @@ static int export_run(const export_args *a, int64_t from_day, int64_t to_day) {
   es_export_options eo;
   es_export_options_init(&eo);
   eo.out_dir = a->out;
+  eo.s3_endpoint = a->s3_endpoint;
+  eo.s3_region = a->s3_region;
   eo.tenants = a->ntenants ? a->tenants : NULL;
   eo.tenants_count = a->ntenants;
   eo.from_us = from_day * INT64_C(86400000000);

@@ -865,7 +865,10 @@ typedef struct es_export_progress {
 /* What to export.  Fill with es_export_options_init() first. */
 typedef struct es_export_options {
   size_t struct_size;         /* set by es_export_options_init (convention 9) */
-  const char *out_dir;        /* required: a local directory (created) */
+  const char *out_dir;        /* required: a local directory (created), or
+                                 "s3://BUCKET[/PREFIX]" (credentials from
+                                 AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY,
+                                 AWS_SESSION_TOKEN) */
   const char *const *tenants; /* the tenants; NULL or 0 count = every */
   size_t tenants_count;       /* tenant of the store */
   int64_t from_us;            /* first day (a UTC midnight), inclusive */
@@ -876,7 +879,9 @@ typedef struct es_export_options {
   uint64_t row_group_bytes; /* Parquet: compressed bytes per row group;
                                default 32 MiB */
   uint64_t file_bytes_max;  /* a partition's part file closes past this
-                               size and the next begins; default 1 GiB */
+                               size and the next begins; default 1 GiB,
+                               128 MiB on S3 (a part is held in memory
+                               until its put) */
   /* Called after each partition the calling thread finishes and every
    * ~100,000 rows, with the totals of every thread; may be NULL.  Called
    * on the calling thread only; must not call back into the library. */
@@ -885,6 +890,11 @@ typedef struct es_export_options {
   int threads; /* partitions written at once (each by its own thread, the
                   caller's included): fsync latency overlaps; default 4,
                   at most 64.  Each holds up to a row group in memory. */
+  const char *s3_endpoint; /* s3:// out_dir: NULL = AWS_ENDPOINT_URL_S3,
+                              else AWS_ENDPOINT_URL, else AWS's; a custom
+                              one is addressed path-style */
+  const char *s3_region;   /* s3:// out_dir: NULL = AWS_REGION, else
+                              us-east-1 */
 } es_export_options;
 
 ES_API void es_export_options_init_sized(es_export_options *opts,
@@ -904,21 +914,89 @@ typedef struct es_export_result {
  * Exports every event the store holds for the given tenants and days
  * (segments and memtables alike: what es_scan sees when each partition
  * starts) into out_dir/tenant=<T>/date=<YYYY-MM-DD>/part-<NNNNN>.parquet
- * (or .ndjson.gz) with a _manifest.json per partition.  Re-exporting a
- * partition replaces it: the new part files are written and synced, then
- * the manifest is replaced atomically, then the files of the old manifest
- * are removed, so a reader that follows the manifest sees the old
- * partition or the new one, never both and never a part of one.  Days
+ * (or .ndjson.gz) with a _manifest.json per partition; out_dir may be
+ * "s3://BUCKET/PREFIX", then the same layout is written as objects under
+ * PREFIX/.  Re-exporting a partition replaces it: the new part files are
+ * written and synced (put, on S3), then the manifest is replaced
+ * atomically, then the files of the old manifest are removed, so a reader
+ * that follows the manifest sees the old partition or the new one, never
+ * both and never a part of one.  Days
  * without events are skipped unless they were exported before (their
  * manifest then lists no files).  Works on a read-only handle.
  * result_out may be NULL.  Errors: ES_EINVAL (options; from/to not UTC
- * midnights; an s3:// out_dir, not supported yet), ES_ETENANT, ES_EIO,
- * ES_ENOSPC, ES_ENOMEM, and those of es_scan and es_cursor_next.  On an
+ * midnights; an s3:// out_dir without credentials or in a library built
+ * without libcurl), ES_ETENANT, ES_EIO, ES_ENOSPC, ES_ENOMEM, the object
+ * store's (ES_EUNAVAIL after the client's retries, ES_EREMOTE), and those
+ * of es_scan and es_cursor_next.  On an
  * error, partitions already finished stay exported and the one being
  * written keeps its previous state.
  */
 ES_API int es_export(es_db *db, const es_export_options *opts,
                      es_export_result *result_out);
+
+/*
+ * Continuous export (docs/EXPORT.md, "Continuous export"): a background
+ * thread that writes each closed hour of every tenant as a part file of
+ * its day's partition, delay_us after the hour's end, and writes an hour
+ * again when its count in the store changed since (late events, an
+ * erasure): the new part replaces the old one atomically, as in
+ * es_export.  What was exported is recorded in the partitions' manifests
+ * themselves (each part's hour and the store's count of it when it was
+ * cut), read back at start, so a restart resumes without exporting
+ * anything twice.  One exporter per destination.
+ */
+typedef struct es_exporter es_exporter;
+
+typedef struct es_exporter_options {
+  size_t struct_size; /* set by es_exporter_options_init (convention 9) */
+  const char *out;    /* required: a local directory or s3://BUCKET[/PREFIX]
+                         (as es_export_options.out_dir) */
+  int format;         /* ES_EXPORT_PARQUET (default) or _NDJSON */
+  int compression;    /* ES_EXPORT_ZSTD (default), _SNAPPY, _UNCOMPRESSED */
+  const char *s3_endpoint, *s3_region; /* as in es_export_options */
+  int64_t delay_us;    /* an hour is exported this long after its end, so
+                          that events a little late are in its first part;
+                          default 2 min */
+  int64_t interval_us; /* how often it looks for work; default 30 s */
+  int64_t lookback_us; /* hours that ended longer ago than this are not
+                          looked at (late events for them need esctl
+                          export); default 7 days, at most 366 days */
+} es_exporter_options;
+
+ES_API void es_exporter_options_init_sized(es_exporter_options *opts,
+                                           size_t struct_size);
+#define es_exporter_options_init(opts)                                         \
+  es_exporter_options_init_sized((opts), sizeof(es_exporter_options))
+
+/*
+ * Starts the exporter of db into opts->out (the S3 client, if any, is
+ * made here; no request is sent).  db must outlive it: stop it before
+ * es_close.  Errors: ES_EINVAL (options; an s3:// out without
+ * credentials or libcurl), ES_ENOMEM.  Errors of its passes (I/O, S3)
+ * are counted in its stats and retried at the next pass.
+ */
+ES_API int es_exporter_start(es_db *db, const es_exporter_options *opts,
+                             es_exporter **out);
+/* Stops the thread (after the partition it is writing) and frees the
+ * exporter; NULL is fine. */
+ES_API void es_exporter_stop(es_exporter *ex);
+
+typedef struct es_exporter_stats {
+  uint64_t passes;             /* looks at every tenant */
+  uint64_t hours_exported;     /* hour parts (re)written */
+  uint64_t hours_reexported;   /* of those, replacing an hour exported before
+                                  (late events) */
+  uint64_t rows, files, bytes; /* written */
+  uint64_t errors;             /* partitions that failed (retried) */
+  int last_error;              /* status of the last failure, 0 if none */
+  int64_t synced_through_us;   /* every hour ending at or before this was
+                                  exported as the store had it then (0: no
+                                  pass finished cleanly yet) */
+  uint64_t pending_hours;      /* hours due but not exported (errors) */
+} es_exporter_stats;
+
+/* Fills *out (thread-safe). */
+ES_API int es_exporter_stats_get(es_exporter *ex, es_exporter_stats *out);
 
 /* ----------------------------------------------------------------------
  * Replication to an object store (S3) and restore

@@ -791,6 +791,14 @@ static void answer_metrics(conn *c) {
     respond_error(c, 503, "out of memory", 0);
     return;
   }
+  es_exporter_stats xs;
+  if (srv->exporter && es_exporter_stats_get(srv->exporter, &xs) == ES_OK &&
+      metrics_render_export(&xs, ing_now_us(),
+                            &b)) {
+    seg_buf_free(&b);
+    respond_error(c, 503, "out of memory", 0);
+    return;
+  }
   respond(c, 200, "text/plain; version=0.0.4", b.data, b.len, 0);
   seg_buf_free(&b);
 }

@@ -83,6 +83,9 @@ void ingest_drain(ingest_server *srv);
 void ingest_close_all(ingest_server *srv);
 
 size_t ingest_tenants_count(const ingest_server *srv);
+/* The continuous exporter whose progress /metrics shows (NULL: none);
+ * the caller stops it after the loop ended. */
+void ingest_set_exporter(ingest_server *srv, es_exporter *ex);
 /* Frees the service (NULL is fine); after its loop ended. */
 void ingest_free(ingest_server *srv);
 

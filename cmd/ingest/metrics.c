@@ -180,3 +180,36 @@ int metrics_render_replica(const es_replica_stats *st, seg_buf *b) {
             (double)st->request_us / 1e6);
   return rc ? -1 : 0;
 }
+
+int metrics_render_export(const es_exporter_stats *st, int64_t now_us,
+                          seg_buf *b) {
+  int64_t lag_us = st->synced_through_us ? now_us - st->synced_through_us : 0;
+  int rc = gauge(b, "es_export_synced", "1 once a pass exported every due "
+                 "hour (until then es_export_lag_seconds is 0)",
+                 st->synced_through_us != 0);
+  rc |= put(b,
+            "# HELP es_export_lag_seconds now minus the end of the newest "
+            "hour up to which every hour is exported (about --export-delay-s "
+            "to an hour more when caught up)\n"
+            "# TYPE es_export_lag_seconds gauge\n"
+            "es_export_lag_seconds %.3f\n",
+            (double)(lag_us > 0 ? lag_us : 0) / 1e6);
+  rc |= gauge(b, "es_export_pending_hours",
+              "hours due but not exported (the last pass failed on them)",
+              (unsigned long long)st->pending_hours);
+  rc |= counter1(b, "es_export_passes_total",
+                 "passes over every tenant", st->passes);
+  rc |= counter1(b, "es_export_hours_total",
+                 "hour part files written (first time or again)",
+                 st->hours_exported);
+  rc |= counter1(b, "es_export_hours_reexported_total",
+                 "of those, hours written again (late events, erasures)",
+                 st->hours_reexported);
+  rc |= counter1(b, "es_export_rows_total", "rows written", st->rows);
+  rc |= counter1(b, "es_export_files_total", "part files written", st->files);
+  rc |= counter1(b, "es_export_bytes_total", "bytes of those", st->bytes);
+  rc |= counter1(b, "es_export_errors_total",
+                 "partitions that failed (retried at the next pass)",
+                 st->errors);
+  return rc ? -1 : 0;
+}

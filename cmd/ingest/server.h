@@ -37,6 +37,7 @@ typedef struct server {
   config cfg;
   uv_loop_t *loop;
   es_db *db;
+  es_exporter *exporter; /* continuous export (--export), or NULL */
   sched sched;
   /* Every tenant ever named by a keys file since the start, each
    * allocated once: jobs and keys point at them, so a reload that drops

@@ -328,6 +328,8 @@ void ingest_close_all(server *srv) { http_close_all(srv); }
 
 size_t ingest_tenants_count(const server *srv) { return srv->tenants.count; }
 
+void ingest_set_exporter(server *srv, es_exporter *ex) { srv->exporter = ex; }
+
 void ingest_free(server *srv) {
   if (srv == NULL)
     return;

@@ -95,6 +95,20 @@ static const char usage[] =
     "                        before 503 (default 5000)\n"
     "  --replica-lag-max-s S /readyz answers 503 when the oldest commit not\n"
     "                        yet in S3 is older (default 300)\n"
+    "  --export DIR|s3://BUCKET/PREFIX  continuous warehouse export\n"
+    "                        (docs/EXPORT.md): each closed hour of every\n"
+    "                        tenant becomes a part file of its day's\n"
+    "                        partition; hours with late events are\n"
+    "                        written again (--s3-endpoint, --s3-region\n"
+    "                        apply)\n"
+    "  --export-format parquet|ndjson  (default parquet)\n"
+    "  --export-compression zstd|snappy|none  Parquet pages (default zstd)\n"
+    "  --export-delay-s S    export an hour S seconds after its end\n"
+    "                        (default 120)\n"
+    "  --export-interval-s S look for hours to export every S seconds\n"
+    "                        (default 30)\n"
+    "  --export-lookback-hours H  hours older than H are not looked at\n"
+    "                        (default 168)\n"
     "  --help, --version\n"
     "\n"
     "Signals: SIGTERM/SIGINT drain and stop; SIGHUP reloads --keys and\n"
@@ -111,6 +125,8 @@ static const char *g_replica_url, *g_s3_endpoint, *g_s3_region;
 static es_replica *g_replica;
 static int g_durability = ES_DURABILITY_LOCAL;
 static int64_t g_s3_ack_timeout_us = INT64_C(5000000);
+static es_exporter_options g_export; /* g_export.out NULL: no --export */
+static es_exporter *g_exporter;
 
 #define die_usage(...) svc_usage_error("es-ingestd", __VA_ARGS__)
 
@@ -127,6 +143,7 @@ static int parse_args(int argc, char **argv, ingest_config *cfg) {
   long long v;
   ingest_config_defaults(cfg);
   long long share_pct = 25;
+  es_exporter_options_init(&g_export);
   for (int i = 1; i < argc; i++) {
     const char *a, *val;
     int st = svc_next_flag("es-ingestd", usage, argc, argv, &i, &a, &val);
@@ -221,6 +238,38 @@ static int parse_args(int argc, char **argv, ingest_config *cfg) {
       if (parse_num(a, val, 1, 7 * 24 * 3600, &v))
         return 2;
       cfg->replica_lag_max_us = v * INT64_C(1000000);
+    } else if (strcmp(a, "--export") == 0) {
+      if (strncmp(val, "s3://", 5) == 0 && (val[5] == '\0' || val[5] == '/'))
+        return die_usage("--export wants DIR or s3://BUCKET[/PREFIX], not "
+                         "\"%s\"",
+                         val);
+      g_export.out = val;
+    } else if (strcmp(a, "--export-format") == 0) {
+      if (strcmp(val, "parquet") && strcmp(val, "ndjson"))
+        return die_usage("--export-format wants parquet or ndjson, not \"%s\"",
+                         val);
+      g_export.format =
+          strcmp(val, "ndjson") == 0 ? ES_EXPORT_NDJSON : ES_EXPORT_PARQUET;
+    } else if (strcmp(a, "--export-compression") == 0) {
+      if (strcmp(val, "zstd") && strcmp(val, "snappy") && strcmp(val, "none"))
+        return die_usage("--export-compression wants zstd, snappy or none, "
+                         "not \"%s\"",
+                         val);
+      g_export.compression = strcmp(val, "snappy") == 0 ? ES_EXPORT_SNAPPY
+                             : strcmp(val, "none") == 0 ? ES_EXPORT_UNCOMPRESSED
+                                                        : ES_EXPORT_ZSTD;
+    } else if (strcmp(a, "--export-delay-s") == 0) {
+      if (parse_num(a, val, 0, 86400, &v))
+        return 2;
+      g_export.delay_us = v * INT64_C(1000000);
+    } else if (strcmp(a, "--export-interval-s") == 0) {
+      if (parse_num(a, val, 1, 86400, &v))
+        return 2;
+      g_export.interval_us = v * INT64_C(1000000);
+    } else if (strcmp(a, "--export-lookback-hours") == 0) {
+      if (parse_num(a, val, 1, 366 * 24, &v))
+        return 2;
+      g_export.lookback_us = v * INT64_C(3600000000);
     } else if (strcmp(a, "--max-connections") == 0) {
       if (parse_num(a, val, 1, 1000000, &v))
         return 2;
@@ -231,10 +280,14 @@ static int parse_args(int argc, char **argv, ingest_config *cfg) {
   }
   if (!cfg->data_dir || !cfg->listen || !cfg->keys_path)
     return die_usage("--data, --listen and --keys are required");
-  if ((g_s3_endpoint || g_s3_region) && !g_replica_url)
-    return die_usage("--s3-endpoint and --s3-region need --replica");
   if (g_durability == ES_DURABILITY_S3 && !g_replica_url)
     return die_usage("--durability s3 needs --replica s3://BUCKET/PREFIX");
+  int export_s3 = g_export.out && strncmp(g_export.out, "s3://", 5) == 0;
+  if ((g_s3_endpoint || g_s3_region) && !g_replica_url && !export_s3)
+    return die_usage("--s3-endpoint and --s3-region need --replica or an "
+                     "s3:// --export");
+  g_export.s3_endpoint = g_s3_endpoint;
+  g_export.s3_region = g_s3_region;
   cfg->replica_on = g_replica_url != NULL;
   cfg->tenant_bytes_max =
       (size_t)((double)cfg->memory_budget_bytes * (double)share_pct / 100.0);
@@ -362,6 +415,14 @@ static int run(ingest_config *cfg, uv_loop_t *loop, es_db **db_out) {
     return 1;
   }
   *db_out = db;
+  if (g_export.out) {
+    if ((rc = es_exporter_start(db, &g_export, &g_exporter)) != ES_OK) {
+      fprintf(stderr, "es-ingestd: --export %s: %s: %s\n", g_export.out,
+              es_strerror(rc), es_errmsg());
+      return 1;
+    }
+    ingest_set_exporter(g_srv, g_exporter);
+  }
   if ((rc = ingest_start(g_srv, loop, db, host, port, &bound)) != 0) {
     uv_run(loop, UV_RUN_DEFAULT); /* the handles it opened are closing */
     return rc;
@@ -392,6 +453,8 @@ int main(int argc, char **argv) {
     loop = uv_default_loop();
     rc = run(&g_cfg, loop, &db);
   }
+  es_exporter_stop(g_exporter); /* the loop ended: /metrics is done */
+  g_exporter = NULL;
   if (db) {
     int frc = rc == 0 ? es_flush(db, NULL) : ES_OK;
     if (frc == ES_OK && rc == 0 && g_replica) { /* best effort: the next

@@ -43,6 +43,7 @@
 
 #include <inttypes.h>
 #include <pthread.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -52,6 +53,7 @@
 
 #include "base/abi.h"
 #include "base/clock.h"
+#include "base/event.h"
 #include "base/json.h"
 #include "base/mem.h"
 #include "engine/identity.h"
@@ -65,7 +67,9 @@
 #define ES_VERSION_STRING_EXPORT                                               \
   EX_STR(ES_VERSION_MAJOR)                                                     \
   "." EX_STR(ES_VERSION_MINOR) "." EX_STR(ES_VERSION_PATCH)
-#define PART_NAME_MAX 64
+#define PART_NAME_MAX EX_PART_NAME_MAX
+#define ES_EXPORT_FILE_BYTES (UINT64_C(1) << 30)
+#define ES_EXPORT_S3_FILE_BYTES (UINT64_C(128) << 20)
 
 /* ---- the schema ------------------------------------------------------- */
 
@@ -277,11 +281,7 @@ static int gz_close(gz_sink *g, uint64_t *bytes_out, uint32_t *crc_out) {
 /* ---- one row --------------------------------------------------------------
  */
 
-typedef struct ex_part {
-  char name[PART_NAME_MAX];
-  uint64_t rows, bytes;
-  uint32_t crc;
-} ex_part;
+/* ex_part (a manifest's file entry) is in export.h. */
 
 /* What the workers of one es_export share (invariant 5). */
 typedef struct ex_shared {
@@ -299,7 +299,8 @@ typedef struct ex_shared {
 /* One worker: a partition at a time. */
 typedef struct ex_run {
   es_db *db;
-  es_vfs *vfs;
+  es_xdest *dest;
+  es_xbuf xb; /* the part bound for an object store (dest.h) */
   es_export_options o;
   ex_shared *sh;
   int main_thread;      /* the caller's thread: the one that reports progress */
@@ -309,12 +310,13 @@ typedef struct ex_run {
   size_t ti; /* index of tenant in sh->tenants; SIZE_MAX = none loaded */
   char tenant[ES_TENANT_LEN_MAX + 1];
   char day[EX_TS_SIZE];
-  char pdir[ES_PATH_MAX];
+  char prel[ES_PATH_MAX]; /* "tenant=<T>/date=<D>" */
   es_identity *ids;
   /* the part being written */
   es_pq_writer *pq;
   gz_sink *gz;
   char tmp_path[ES_PATH_MAX];
+  es_vfs *pvfs; /* where the part is written (dest.h) */
   ex_part cur;
   uint32_t next_no;
   /* the parts written for this partition */
@@ -462,15 +464,17 @@ static const char *part_ext(const ex_run *r) {
   return r->o.format == ES_EXPORT_NDJSON ? ".ndjson.gz" : ".parquet";
 }
 
-static int part_open(ex_run *r) {
+static int part_open(ex_run *r, const ex_range *range) {
   memset(&r->cur, 0, sizeof r->cur);
   snprintf(r->cur.name, sizeof r->cur.name, "part-%05" PRIu32 "%s",
            r->next_no++, part_ext(r));
-  char tmp[PART_NAME_MAX + 8];
-  snprintf(tmp, sizeof tmp, "%s.tmp", r->cur.name);
-  ES_TRY(es__path_join(r->tmp_path, sizeof r->tmp_path, r->pdir, tmp));
+  r->cur.from_us = range->from_us;
+  r->cur.to_us = range->to_us;
+  r->cur.counted = range->counted;
+  ES_TRY(es__dest_part_path(r->dest, &r->xb, r->prel, r->cur.name, &r->pvfs,
+                            r->tmp_path));
   if (r->o.format == ES_EXPORT_NDJSON)
-    return gz_open(r->vfs, r->tmp_path, &r->gz);
+    return gz_open(r->pvfs, r->tmp_path, &r->gz);
   es_pq_options po;
   es__pq_options_init(&po);
   po.codec = r->o.compression == ES_EXPORT_SNAPPY         ? ES_PQ_SNAPPY
@@ -479,7 +483,7 @@ static int part_open(ex_run *r) {
   if (r->o.row_group_bytes)
     po.row_group_bytes = r->o.row_group_bytes;
   po.created_by = "libeventstore " ES_VERSION_STRING_EXPORT;
-  return es__pq_open(r->vfs, r->tmp_path, columns, EX_COLUMNS, &po, &r->pq);
+  return es__pq_open(r->pvfs, r->tmp_path, columns, EX_COLUMNS, &po, &r->pq);
 }
 
 /* Finishes the open part: closed, synced, renamed to its name. */
@@ -493,9 +497,8 @@ static int part_close(ex_run *r) {
     r->gz = NULL;
   }
   ES_TRY(rc);
-  char path[ES_PATH_MAX];
-  ES_TRY(es__path_join(path, sizeof path, r->pdir, r->cur.name));
-  ES_TRY(r->vfs->rename(r->vfs, r->tmp_path, path));
+  ES_TRY(
+      es__dest_part_commit(r->dest, &r->xb, r->prel, r->cur.name, r->tmp_path));
   ES_TRY(es__grow((void **)&r->parts, &r->parts_cap, r->nparts + 1,
                   sizeof *r->parts));
   r->parts[r->nparts++] = r->cur;
@@ -516,23 +519,22 @@ static uint64_t part_bytes(const ex_run *r) {
   return r->pq ? es__pq_bytes(r->pq) : r->gz ? r->gz->off : 0;
 }
 
-/* ---- the partition's manifest ------------------------------------------- */
+/* ---- the partition as found ------------------------------------------------
+ */
 
+/* The partition before it is written: its manifest and the part files
+ * no manifest names (orphans of a crash, invariant 2). */
 typedef struct old_state {
-  char **names; /* files the current manifest names */
-  size_t n, cap;
-  int have_manifest;
-  uint32_t max_no; /* highest part number in the directory, + 1 */
-  char **others;   /* part files / temps no manifest names (invariant 2) */
+  ex_manifest man;
+  uint32_t max_no; /* highest part number present, + 1 */
+  char **others;
   size_t nothers, others_cap;
 } old_state;
 
 static void old_free(old_state *o) {
-  for (size_t i = 0; i < o->n; i++)
-    es__free(o->names[i]);
+  es__xmanifest_free(&o->man);
   for (size_t i = 0; i < o->nothers; i++)
     es__free(o->others[i]);
-  es__free(o->names);
   es__free(o->others);
   memset(o, 0, sizeof *o);
 }
@@ -546,42 +548,9 @@ static int add_name(char ***v, size_t *n, size_t *cap, const char *s) {
   return ES_OK;
 }
 
-static int old_parse(old_state *o, const uint8_t *buf, size_t len) {
-  char *text = es__malloc(len + 1);
-  if (!text)
-    return ES_NOMEM_BKPT();
-  memcpy(text, buf, len);
-  text[len] = 0;
-  char err[128];
-  yajl_val root = yajl_tree_parse(text, err, sizeof err);
-  es__free(text);
-  const char *files_path[] = {"files", NULL};
-  yajl_val files = root ? yajl_tree_get(root, files_path, yajl_t_array) : NULL;
-  int rc = ES_OK;
-  if (!files) {
-    rc = ES_CORRUPT_BKPT("export: _manifest.json has no files array");
-    goto done;
-  }
-  const char *name_path[] = {"name", NULL};
-  for (size_t i = 0; i < files->u.array.len; i++) {
-    yajl_val nm =
-        yajl_tree_get(files->u.array.values[i], name_path, yajl_t_string);
-    if (!nm || strchr(nm->u.string, '/')) {
-      rc = ES_CORRUPT_BKPT("export: _manifest.json names a bad file");
-      goto done;
-    }
-    rc = add_name(&o->names, &o->n, &o->cap, nm->u.string);
-    if (rc != ES_OK)
-      goto done;
-  }
-done:
-  yajl_tree_free(root);
-  return rc;
-}
-
 static int old_listed(const old_state *o, const char *name) {
-  for (size_t i = 0; i < o->n; i++)
-    if (strcmp(o->names[i], name) == 0)
+  for (size_t i = 0; i < o->man.n; i++)
+    if (strcmp(o->man.files[i].name, name) == 0)
       return 1;
   return 0;
 }
@@ -598,73 +567,12 @@ static int old_list_fn(void *ud, const char *name) {
   return ES_OK;
 }
 
-/* Reads the partition's manifest (if any) and lists its directory. */
-static int old_load(ex_run *r, old_state *o) {
-  char path[ES_PATH_MAX];
-  uint8_t *buf = NULL;
-  size_t len = 0;
-  ES_TRY(es__path_join(path, sizeof path, r->pdir, "_manifest.json"));
-  int rc = es__io_read_all(r->vfs, path, &buf, &len);
-  if (rc == ES_OK) {
-    o->have_manifest = 1;
-    rc = old_parse(o, buf, len);
-    es__free(buf);
-  } else if (rc == ES_ENOTFOUND) {
-    rc = ES_OK;
-  }
-  ES_TRY(rc);
-  rc = r->vfs->list(r->vfs, r->pdir, old_list_fn, o);
-  return rc == ES_ENOTFOUND ? ES_OK : rc;
-}
-
-static int remove_names(ex_run *r, char **names, size_t n) {
-  char path[ES_PATH_MAX];
-  for (size_t i = 0; i < n; i++) {
-    ES_TRY(es__path_join(path, sizeof path, r->pdir, names[i]));
-    int rc = r->vfs->unlink(r->vfs, path);
-    if (rc != ES_OK && rc != ES_ENOTFOUND)
-      return rc;
-  }
-  return n ? r->vfs->sync_dir(r->vfs, r->pdir) : ES_OK;
-}
-
-static int manifest_write(ex_run *r, uint64_t generation, int64_t cut_us) {
-  es_buf *b = &r->line;
-  char ts[EX_TS_SIZE];
-  b->len = 0;
-  es__export_fmt_ts(cut_us, ts);
-  uint64_t rows = 0, bytes = 0;
-  for (size_t i = 0; i < r->nparts; i++) {
-    rows += r->parts[i].rows;
-    bytes += r->parts[i].bytes;
-  }
-  char head[1024 + 2 * EX_TS_SIZE];
-  snprintf(head, sizeof head,
-           "{\"version\":1,\"tenant\":\"%s\",\"date\":\"%s\","
-           "\"format\":\"%s\",\"compression\":\"%s\",\"rows\":%" PRIu64
-           ",\"bytes\":%" PRIu64 ",\"source\":{\"cut_at\":\"%s\","
-           "\"tenant_manifest_generation\":%" PRIu64
-           ",\"library\":\"%s\"},\"files\":[",
-           r->tenant, r->day,
-           r->o.format == ES_EXPORT_NDJSON ? "ndjson" : "parquet",
-           r->o.format == ES_EXPORT_NDJSON              ? "gzip"
-           : r->o.compression == ES_EXPORT_SNAPPY       ? "snappy"
-           : r->o.compression == ES_EXPORT_UNCOMPRESSED ? "none"
-                                                        : "zstd",
-           rows, bytes, ts, generation, ES_VERSION_STRING_EXPORT);
-  ES_TRY(es__buf_put(b, head, strlen(head)));
-  for (size_t i = 0; i < r->nparts; i++) {
-    char f[256];
-    snprintf(f, sizeof f,
-             "%s{\"name\":\"%s\",\"rows\":%" PRIu64 ",\"bytes\":%" PRIu64
-             ",\"crc32\":\"%08" PRIx32 "\"}",
-             i ? "," : "", r->parts[i].name, r->parts[i].rows,
-             r->parts[i].bytes, r->parts[i].crc);
-    ES_TRY(es__buf_put(b, f, strlen(f)));
-  }
-  ES_TRY(es__buf_put(b, "]}\n", 3));
-  return es__io_write_atomic(r->vfs, r->pdir, "_manifest.json", b->data,
-                             b->len);
+/* Reads the partition's manifest (if any) and lists its files. */
+static int old_load(ex_run *r, int64_t day_us, old_state *o) {
+  ES_TRY(es__xmanifest_load(r->dest, r->prel, day_us, &o->man));
+  for (size_t i = 0; i < o->man.n; i++) /* numbers never reused */
+    ES_TRY(old_list_fn(o, o->man.files[i].name));
+  return es__dest_list(r->dest, r->prel, old_list_fn, o);
 }
 
 /* ---- one partition
@@ -688,60 +596,41 @@ static void progress(ex_run *r) {
   r->o.progress_fn(r->o.progress_ud, &r->prog);
 }
 
-/* mkdir -p of out_dir (each missing parent too). */
-static int mkdir_parents(es_vfs *vfs, const char *dir) {
-  char path[ES_PATH_MAX];
-  size_t n = strlen(dir);
-  if (n >= sizeof path)
-    return ES_INVAL_BKPT("export: out_dir too long");
-  memcpy(path, dir, n + 1);
-  for (size_t i = 1; i <= n; i++) {
-    if (path[i] != '/' && path[i] != 0)
-      continue;
-    char c = path[i];
-    path[i] = 0;
-    ES_TRY(vfs->mkdir(vfs, path));
-    path[i] = c;
+/* The partition's directory and those above it (mkdir of an existing
+ * directory is a no-op; nothing on an object store).  Their entries are
+ * synced when the export ends (export_end): a crash before loses whole
+ * partitions that the caller was never told were exported, never a part
+ * of one (invariant 2 holds inside the partition). */
+static int mkdirs(ex_run *r) {
+  ES_TRY(es__dest_mkdirs(r->dest, r->prel));
+  if (r->sh) {
+    pthread_mutex_lock(&r->sh->mu);
+    r->sh->tenant_used[r->ti] = 1;
+    pthread_mutex_unlock(&r->sh->mu);
   }
   return ES_OK;
 }
 
-/* The partition's directory and those above it (mkdir of an existing
- * directory is a no-op).  Their entries are synced when the export ends
- * (export_end): a crash before loses whole partitions that the caller was
- * never told were exported, never a part of one (invariant 2 holds inside
- * the partition). */
-static int mkdirs(ex_run *r) {
-  char path[ES_PATH_MAX], sub[ES_PATH_MAX];
-  ES_TRY(mkdir_parents(r->vfs, r->o.out_dir));
-  snprintf(sub, sizeof sub, "tenant=%s", r->tenant);
-  ES_TRY(es__path_join(path, sizeof path, r->o.out_dir, sub));
-  ES_TRY(r->vfs->mkdir(r->vfs, path));
-  pthread_mutex_lock(&r->sh->mu);
-  r->sh->tenant_used[r->ti] = 1;
-  pthread_mutex_unlock(&r->sh->mu);
-  return r->vfs->mkdir(r->vfs, r->pdir);
-}
-
 /* Makes the directories the export made durable: each tenant's entries,
- * out_dir's, and out_dir's own entry in its parent. */
-static int export_end(es_vfs *vfs, const char *out, const ex_shared *sh,
-                      size_t ntenants) {
+ * the root's, and the root's own entry in its parent (local only). */
+static int export_end(es_xdest *d, const ex_shared *sh, size_t ntenants) {
+  if (d->os)
+    return ES_OK;
   int any = 0;
   for (size_t i = 0; i < ntenants; i++) {
     if (!sh->tenant_used[i])
       continue;
-    char path[ES_PATH_MAX], sub[ES_PATH_MAX];
+    char sub[ES_PATH_MAX];
     snprintf(sub, sizeof sub, "tenant=%s", sh->tenants[i]);
-    ES_TRY(es__path_join(path, sizeof path, out, sub));
-    ES_TRY(vfs->sync_dir(vfs, path));
+    ES_TRY(es__dest_sync(d, sub));
     any = 1;
   }
   if (!any)
     return ES_OK;
-  ES_TRY(vfs->sync_dir(vfs, out));
+  es_vfs *vfs = d->vfs;
+  ES_TRY(vfs->sync_dir(vfs, d->root));
   char parent[ES_PATH_MAX];
-  snprintf(parent, sizeof parent, "%s", out);
+  snprintf(parent, sizeof parent, "%s", d->root);
   char *slash = strrchr(parent, '/');
   if (!slash)
     return vfs->sync_dir(vfs, ".");
@@ -752,18 +641,17 @@ static int export_end(es_vfs *vfs, const char *out, const ex_shared *sh,
   return vfs->sync_dir(vfs, parent);
 }
 
-/* Writes the part files of one partition from a scan of its day. */
-static int partition_rows(ex_run *r, int64_t day_us, int *any_out) {
+/* Writes the part files of one range from a scan of it. */
+static int range_rows(ex_run *r, const ex_range *range, int *any_out) {
   es_scan_spec spec;
   es_scan_spec_init(&spec);
   spec.tenant = r->tenant;
-  spec.from_us = day_us;
-  spec.to_us = day_us + DAY_US;
+  spec.from_us = range->from_us;
+  spec.to_us = range->to_us;
   es_cursor *cur = NULL;
   es_event ev;
   ex_row row;
   int rc, got;
-  *any_out = 0;
   ES_TRY(es_scan(r->db, &spec, &cur));
   while ((got = es_cursor_next(cur, &ev)) == 1) {
     if (!*any_out) {
@@ -771,7 +659,7 @@ static int partition_rows(ex_run *r, int64_t day_us, int *any_out) {
       ES_CHECK(mkdirs(r));
     }
     if (!r->pq && !r->gz)
-      ES_CHECK(part_open(r));
+      ES_CHECK(part_open(r, range));
     ES_CHECK(row_build(r, &ev, &row));
     rc = r->pq ? row_parquet(r, &row) : row_ndjson(r, &row);
     row_free(&row);
@@ -793,17 +681,64 @@ err:
   return rc;
 }
 
-static int partition_export(ex_run *r, int64_t day_us) {
+static int range_meets(const ex_part *p, const ex_range *rg, size_t n) {
+  for (size_t i = 0; i < n; i++)
+    if (p->from_us < rg[i].to_us && rg[i].from_us < p->to_us)
+      return 1;
+  return 0;
+}
+
+static int cmp_part(const void *a, const void *b) {
+  const ex_part *x = a, *y = b;
+  if (x->from_us != y->from_us)
+    return x->from_us < y->from_us ? -1 : 1;
+  return strcmp(x->name, y->name);
+}
+
+/* The new manifest: the old files no range meets, then the new parts,
+ * in event-time order; then the old files that were replaced go. */
+static int partition_commit(ex_run *r, old_state *old, const ex_range *rg,
+                            size_t nrg, uint64_t generation, int64_t cut_us) {
+  ex_manifest m = {0};
+  int rc = ES_OK;
+  for (size_t i = 0; i < old->man.n; i++)
+    if (!range_meets(&old->man.files[i], rg, nrg))
+      ES_CHECK(es__xmanifest_add(&m, &old->man.files[i]));
+  for (size_t i = 0; i < r->nparts; i++)
+    ES_CHECK(es__xmanifest_add(&m, &r->parts[i]));
+  if (m.n > 1)
+    qsort(m.files, m.n, sizeof *m.files, cmp_part);
+  ES_CHECK(es__xmanifest_render(&r->line, r->tenant, r->day, r->o.format,
+                                r->o.compression, cut_us, generation, &m));
+  ES_CHECK(es__dest_put_atomic(r->dest, r->prel, "_manifest.json", r->line.data,
+                               r->line.len));
+  int removed = 0;
+  for (size_t i = 0; i < old->man.n; i++)
+    if (range_meets(&old->man.files[i], rg, nrg)) {
+      ES_CHECK(es__dest_remove(r->dest, r->prel, old->man.files[i].name));
+      removed = 1;
+    }
+  if (removed)
+    ES_CHECK(es__dest_sync(r->dest, r->prel));
+err:
+  es__xmanifest_free(&m);
+  return rc;
+}
+
+/* One partition: the ranges of day_us cut again (invariant 2). */
+static int partition_ranges(ex_run *r, int64_t day_us, const ex_range *rg,
+                            size_t nrg) {
   old_state old = {0};
   int rc = ES_OK, any = 0;
   es__export_fmt_day(day_us, r->day);
-  char sub[ES_PATH_MAX];
-  snprintf(sub, sizeof sub, "tenant=%s/date=%s", r->tenant, r->day);
-  ES_TRY(es__path_join(r->pdir, sizeof r->pdir, r->o.out_dir, sub));
+  ES_TRY(es__export_partition_rel(r->prel, r->tenant, day_us));
   r->nparts = 0;
-  ES_CHECK(old_load(r, &old));
+  ES_CHECK(old_load(r, day_us, &old));
   /* invariant 2: orphans of a crashed export go first */
-  ES_CHECK(remove_names(r, old.others, old.nothers));
+  for (size_t i = 0; i < old.nothers; i++)
+    ES_CHECK(es__dest_remove(r->dest, r->prel, old.others[i]));
+  if (old.nothers)
+    ES_CHECK(es__dest_sync(r->dest, r->prel));
   r->next_no = old.max_no;
   /* the store state the partition is cut from */
   uint64_t generation = 0;
@@ -815,17 +750,22 @@ static int partition_export(ex_run *r, int64_t day_us) {
     pthread_mutex_unlock(&t->man_mu);
   }
   int64_t cut_us = es__clock_now_us();
-  ES_CHECK(partition_rows(r, day_us, &any));
-  if (any || old.have_manifest) {
+  for (size_t i = 0; i < nrg; i++)
+    ES_CHECK(range_rows(r, &rg[i], &any));
+  if (any || old.man.present) {
     if (r->nparts)
-      ES_CHECK(r->vfs->sync_dir(r->vfs, r->pdir)); /* the renames */
-    ES_CHECK(manifest_write(r, generation, cut_us));
-    ES_CHECK(remove_names(r, old.names, old.n));
+      ES_CHECK(es__dest_sync(r->dest, r->prel)); /* the renames */
+    ES_CHECK(partition_commit(r, &old, rg, nrg, generation, cut_us));
     r->res.partitions++;
   }
 err:
   old_free(&old);
   return rc;
+}
+
+static int partition_export(ex_run *r, int64_t day_us) {
+  ex_range whole = {day_us, day_us + DAY_US, -1};
+  return partition_ranges(r, day_us, &whole, 1);
 }
 
 /* ---- tenants
@@ -877,14 +817,16 @@ static int tenants_all(es_db *db, name_list *l) {
 /* ---- es_export
  * ---------------------------------------------------------------- */
 
-#define EXPORT_OPTS_SIZE_MIN sizeof(es_export_options)
+/* The options of release 0.1 (before s3_endpoint and s3_region). */
+#define EXPORT_OPTS_SIZE_MIN                                                   \
+  (offsetof(es_export_options, threads) + sizeof(int))
 
 void es_export_options_init_sized(es_export_options *opts, size_t struct_size) {
   es_export_options o;
   memset(&o, 0, sizeof o);
   o.format = ES_EXPORT_PARQUET;
   o.compression = ES_EXPORT_ZSTD;
-  o.file_bytes_max = UINT64_C(1) << 30;
+  o.file_bytes_max = ES_EXPORT_FILE_BYTES;
   memset(opts, 0, struct_size);
   memcpy(opts, &o, struct_size < sizeof o ? struct_size : sizeof o);
   opts->struct_size = struct_size;
@@ -893,9 +835,6 @@ void es_export_options_init_sized(es_export_options *opts, size_t struct_size) {
 static int export_check(const es_export_options *o) {
   if (!o->out_dir || !o->out_dir[0])
     return ES_INVAL_BKPT("es_export: out_dir is required");
-  if (strncmp(o->out_dir, "s3://", 5) == 0)
-    return ES_INVAL_BKPT("es_export: s3:// destinations are not supported "
-                         "yet (export to a local directory)");
   if (o->format != ES_EXPORT_PARQUET && o->format != ES_EXPORT_NDJSON)
     return ES_INVAL_BKPT("es_export: unknown format %d", o->format);
   if (o->compression < ES_EXPORT_ZSTD ||
@@ -946,6 +885,7 @@ static void worker_free(ex_run *r) {
   es__buf_free(&r->line);
   es__buf_free(&r->scratch);
   es__buf_free(&r->jscratch);
+  es__xbuf_free(&r->xb);
 }
 
 /* Takes partitions (tenant-major) until none is left or any worker
@@ -1008,20 +948,15 @@ static void workers_run(ex_run *w, int threads) {
       worker_free(&w[i]);
 }
 
-/* Exports tenants x days (eventstore.h). */
-int es_export(es_db *db, const es_export_options *opts,
-              es_export_result *result_out) {
+/* Exports into dest (es_export, after its checks; tests: objmem). */
+int es__export_dest(es_db *db, es_xdest *dest, const es_export_options *opts,
+                    es_export_result *result_out) {
   if (result_out)
     memset(result_out, 0, sizeof *result_out);
-  if (!db || !opts)
-    return ES_INVAL_BKPT("es_export: NULL argument");
-  es_export_options o;
-  es_export_options_init(&o);
-  ES_TRY(es__abi_options_in(opts, &o, sizeof o, EXPORT_OPTS_SIZE_MIN,
-                            "es_export_options"));
-  ES_TRY(export_check(&o));
-  if (o.file_bytes_max == 0)
-    o.file_bytes_max = UINT64_C(1) << 30;
+  es_export_options o = *opts;
+  if (o.file_bytes_max == 0 || o.file_bytes_max == ES_EXPORT_FILE_BYTES)
+    o.file_bytes_max = dest->os ? ES_EXPORT_S3_FILE_BYTES /* in memory */
+                                : ES_EXPORT_FILE_BYTES;
   int threads = o.threads > 0 ? o.threads : ES_EXPORT_THREADS_DEFAULT;
   name_list tenants = {0};
   ex_shared sh;
@@ -1047,7 +982,8 @@ int es_export(es_db *db, const es_export_options *opts,
     threads = sh.total ? (int)sh.total : 1;
   for (int i = 0; i < threads; i++) {
     w[i].db = db;
-    w[i].vfs = db->vfs; /* tests inject faults through it */
+    w[i].dest = dest;
+    es__xbuf_init(&w[i].xb);
     w[i].o = o;
     w[i].sh = &sh;
     w[i].main_thread = i == 0;
@@ -1056,7 +992,7 @@ int es_export(es_db *db, const es_export_options *opts,
   workers_run(w, threads);
   if (sh.rc != ES_OK)
     ES_CHECK(ES_ERR(sh.rc, "%s", sh.detail));
-  ES_CHECK(export_end(db->vfs, o.out_dir, &sh, tenants.n));
+  ES_CHECK(export_end(dest, &sh, tenants.n));
   if (result_out)
     *result_out = sh.res;
 err:
@@ -1066,5 +1002,131 @@ err:
   es__free(sh.tenant_used);
   es__free(w);
   pthread_mutex_destroy(&sh.mu);
+  return rc;
+}
+
+/* Exports tenants x days (eventstore.h). */
+int es_export(es_db *db, const es_export_options *opts,
+              es_export_result *result_out) {
+  if (result_out)
+    memset(result_out, 0, sizeof *result_out);
+  if (!db || !opts)
+    return ES_INVAL_BKPT("es_export: NULL argument");
+  es_export_options o;
+  es_export_options_init(&o);
+  ES_TRY(es__abi_options_in(opts, &o, sizeof o, EXPORT_OPTS_SIZE_MIN,
+                            "es_export_options"));
+  ES_TRY(export_check(&o));
+  es_xdest *dest = NULL;
+  /* tests inject faults through db->vfs */
+  ES_TRY(es__dest_open(o.out_dir, o.s3_endpoint, o.s3_region, db->vfs, &dest));
+  int rc = es__export_dest(db, dest, &o, result_out);
+  es__dest_close(dest);
+  return rc;
+}
+
+/* ---- one tenant's partitions (stream.c, erase) --------------------------- */
+
+/* A lone worker for one tenant (no shared state, no progress). */
+static int single_init(ex_run *r, es_db *db, es_xdest *dest,
+                       const es_export_options *o, const char *tenant) {
+  memset(r, 0, sizeof *r);
+  r->db = db;
+  r->dest = dest;
+  es__xbuf_init(&r->xb);
+  r->o = *o;
+  if (r->o.file_bytes_max == 0 || r->o.file_bytes_max == ES_EXPORT_FILE_BYTES)
+    r->o.file_bytes_max =
+        dest->os ? ES_EXPORT_S3_FILE_BYTES : ES_EXPORT_FILE_BYTES;
+  r->ti = 0;
+  snprintf(r->tenant, sizeof r->tenant, "%s", tenant);
+  ES_TRY(es__tenant_check(tenant));
+  return es__identity_load(db, tenant, &r->ids);
+}
+
+static void single_done(ex_run *r, es_export_result *res) {
+  if (res) {
+    res->partitions += r->res.partitions;
+    res->files += r->res.files;
+    res->rows += r->res.rows;
+    res->bytes += r->res.bytes;
+  }
+  worker_free(r);
+}
+
+int es__export_ranges(es_db *db, es_xdest *dest, const es_export_options *o,
+                      const char *tenant, int64_t day_us,
+                      const ex_range *ranges, size_t nranges,
+                      es_export_result *result_out) {
+  ex_run r;
+  int rc = single_init(&r, db, dest, o, tenant);
+  if (rc == ES_OK)
+    rc = partition_ranges(&r, day_us, ranges, nranges);
+  single_done(&r, result_out);
+  return rc;
+}
+
+/* The distinct ranges of a manifest's files, in order. */
+static int refresh_ranges(const ex_manifest *m, ex_range **out, size_t *n) {
+  size_t cap = 0;
+  *out = NULL;
+  *n = 0;
+  for (size_t i = 0; i < m->n; i++) {
+    const ex_part *p = &m->files[i];
+    int seen = 0;
+    for (size_t k = 0; k < *n && !seen; k++)
+      seen = (*out)[k].from_us == p->from_us && (*out)[k].to_us == p->to_us;
+    if (seen)
+      continue;
+    ES_TRY(es__grow((void **)out, &cap, *n + 1, sizeof **out));
+    (*out)[(*n)++] = (ex_range){p->from_us, p->to_us, -1};
+  }
+  return ES_OK;
+}
+
+int es__export_refresh(es_db *db, es_xdest *dest, const char *tenant,
+                       const int64_t *days_us, size_t ndays,
+                       es_export_result *result_out) {
+  if (result_out)
+    memset(result_out, 0, sizeof *result_out);
+  if (!db || !dest || !tenant || (ndays && !days_us))
+    return ES_INVAL_BKPT("es__export_refresh: NULL argument");
+  es_export_options o;
+  es_export_options_init(&o);
+  int rc = ES_OK;
+  for (size_t i = 0; i < ndays && rc == ES_OK; i++) {
+    if (days_us[i] % DAY_US != 0)
+      return ES_INVAL_BKPT("es__export_refresh: a day is not a midnight");
+    char rel[ES_PATH_MAX];
+    ex_manifest m;
+    ES_TRY(es__export_partition_rel(rel, tenant, days_us[i]));
+    ES_TRY(es__xmanifest_load(dest, rel, days_us[i], &m));
+    ex_range *rg = NULL;
+    size_t nrg = 0;
+    rc = refresh_ranges(&m, &rg, &nrg);
+    o.format = m.format;
+    o.compression = m.compression;
+    if (rc == ES_OK && m.present && nrg)
+      rc = es__export_ranges(db, dest, &o, tenant, days_us[i], rg, nrg,
+                             result_out);
+    es__free(rg);
+    es__xmanifest_free(&m);
+  }
+  return rc;
+}
+
+/* Every tenant of the store, sorted (es__free each name and the array). */
+int es__export_tenants(es_db *db, char ***names_out, size_t *n_out) {
+  name_list l = {0};
+  int rc = tenants_all(db, &l);
+  if (rc != ES_OK) {
+    for (size_t i = 0; i < l.n; i++)
+      es__free(l.v[i]);
+    es__free(l.v);
+    l.v = NULL;
+    l.n = 0;
+  }
+  *names_out = l.v;
+  *n_out = l.n;
   return rc;
 }

@@ -480,7 +480,8 @@ test('fuzz target outputs: DuckDB, hyparquet and parquet-wasm agree', { skip: !R
 test('esctl export refuses bad usage with exit status 2', () => {
   const base = ['export', '--data', DATA, '--from', DAYS[0], '--to', DAYS[2]];
   const cases = [
-    [[...base, '--all', '--out', 's3://bucket/prefix'], /s3:\/\/ destinations are not supported yet/],
+    [[...base, '--all', '--out', 's3:///prefix'], /--out wants s3:\/\/BUCKET/],
+    [[...base, '--all', '--out', 'x', '--s3-region', 'eu-west-1'], /--s3-endpoint and --s3-region are for an s3:\/\/ --out/],
     [[...base, '--out', path.join(SCRATCH, 'x')], /give --tenant T \(one or more\) or --all/],
     [['export', '--data', DATA, '--all', '--from', '2026-02-30', '--to', DAYS[2], '--out', 'x'], /want a day YYYY-MM-DD/],
     [[...base, '--all', '--out', 'x', '--format', 'csv'], /--format: parquet or ndjson/],
@@ -494,4 +495,19 @@ test('esctl export refuses bad usage with exit status 2', () => {
     assert.match(r.err, re);
   }
   assert.match(ok(['export', '--help']), /usage: esctl export --data DIR/);
+});
+
+test('docs/EXPORT.md: the DuckDB recipe runs as written', async () => {
+  const doc = readFileSync(new URL('../../docs/EXPORT.md', import.meta.url), 'utf8');
+  const section = doc.slice(doc.indexOf('### DuckDB'), doc.indexOf('### Snowflake'));
+  const block = /```sql\n([\s\S]*?)```/.exec(section)[1]
+    .replaceAll('/srv/export', path.join(OUT, 'zstd')).replaceAll('/srv/nd', path.join(OUT, 'nd'));
+  const stmts = block.split(';').map((q) => q.replace(/--.*$/gm, '').trim()).filter(Boolean);
+  assert.equal(stmts.length, 2);
+  const byDay = await sql(stmts[0]);
+  const total = byDay.reduce((a, r) => a + Number(r['count_star()']), 0);
+  assert.equal(total, 5700);
+  assert.ok(byDay.every((r) => ['acme', 'beta'].includes(r.tenant) && DAYS.includes(String(r.date))), JSON.stringify(byDay[0]));
+  const nd = await sql(stmts[1]);
+  assert.equal(Number(Object.values(nd[0])[0]), 5700);
 });
