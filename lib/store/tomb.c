@@ -156,6 +156,7 @@ static int parse_req(es_rd *rd, es_tomb_log *log, int receipt) {
   }
   r->state[ES_TOMB_HIDDEN] = ES_TOMB_DONE; /* the record is stage (a) */
   r->stage_us[ES_TOMB_HIDDEN] = r->submitted_us;
+  r->stage_count[ES_TOMB_HIDDEN] = r->nids;
   return ES_OK;
 }
 
