@@ -492,7 +492,9 @@ static int erase_run_tenant(es_db *db, es_tenant *t) {
     for (size_t i = 0; i < c.nids; i++)
       es__free(c.ids[i]);
     es__free(c.ids);
-    if (rc == ES_OK && c.id)
+    /* also when none was pending: a completed request whose compaction
+     * a crash interrupted still has its ids in the log */
+    if (rc == ES_OK)
       rc = erase_finish(db, t);
     if (rc < 0 || !c.id)
       return rc;
