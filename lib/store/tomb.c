@@ -385,32 +385,36 @@ int es__tomb_append_stage(es_db *db, es_tenant *t, es_tomb_log *log,
   return rc;
 }
 
-int es__tomb_log_compact(es_db *db, es_tenant *t, const es_tomb_log *log) {
-  es_buf b = {0};
-  int rc = log->has_salt ? put_salt(&b, log->salt) : ES_OK;
+int es__tomb_log_encode(const es_tomb_log *log, es_buf *b) {
+  int rc = log->has_salt ? put_salt(b, log->salt) : ES_OK;
   for (size_t i = 0; rc == ES_OK && i < log->n; i++) {
     es_tomb_req r = log->v[i];
     int done = es__tomb_req_done(&r);
-    if (done) { /* a receipt: no ids */
+    if (done || r.nids == 0) { /* a receipt: no ids */
       r.ids = NULL;
       r.nids = 0;
     }
-    rc = put_req(&b, &r);
-    for (int s = 0; rc == ES_OK && !done && s < ES_TOMB_STAGES; s++)
+    rc = put_req(b, &r);
+    for (int s = 0; rc == ES_OK && r.ids && s < ES_TOMB_STAGES; s++)
       if (s != ES_TOMB_HIDDEN && r.state[s] != ES_TOMB_PENDING)
-        rc =
-            put_stage(&b, r.id, s, r.state[s], r.stage_us[s], r.stage_count[s]);
+        rc = put_stage(b, r.id, s, r.state[s], r.stage_us[s], r.stage_count[s]);
   }
   if (rc == ES_OK && log->nsuppress > 0) {
-    size_t at = b.len;
-    rc = rec_begin(&b, K_SUPPRESS);
+    size_t at = b->len;
+    rc = rec_begin(b, K_SUPPRESS);
     if (rc == ES_OK)
-      rc = es__buf_put_varint(&b, log->nsuppress);
+      rc = es__buf_put_varint(b, log->nsuppress);
     if (rc == ES_OK)
-      rc = es__buf_put(&b, log->suppress, 16 * log->nsuppress);
+      rc = es__buf_put(b, log->suppress, 16 * log->nsuppress);
     if (rc == ES_OK)
-      rec_finish(&b, at);
+      rec_finish(b, at);
   }
+  return rc;
+}
+
+int es__tomb_log_compact(es_db *db, es_tenant *t, const es_tomb_log *log) {
+  es_buf b = {0};
+  int rc = es__tomb_log_encode(log, &b);
   if (rc == ES_OK) {
     rc = es__io_write_atomic(db->vfs, t->dir, ES_TOMB_LOG, b.data, b.len);
     if (rc < 0)

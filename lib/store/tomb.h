@@ -93,6 +93,9 @@ int es__tomb_append_stage(es_db *db, es_tenant *t, es_tomb_log *log,
  * that its ids leave the disk. */
 int es__tomb_log_compact(es_db *db, es_tenant *t,
                          const es_tomb_log *log) ES_MUST_CHECK;
+/* The image es__tomb_log_compact writes, appended to b (the fuzz target
+ * checks that it parses back to the same log). */
+int es__tomb_log_encode(const es_tomb_log *log, es_buf *b) ES_MUST_CHECK;
 
 /* Serialises the appends and compactions of a tenant's log. */
 void es__tomb_lock(es_tenant *t);
