@@ -30,6 +30,8 @@
 #include "base/io.h"
 #include "base/mem.h"
 #include "eventstore.h"
+#include "replicate/objmem.h"
+#include "replicate/replicate.h"
 #include "store/segment.h"
 #include "store/tomb.h"
 #include "store/wal.h"
@@ -123,10 +125,11 @@ static int load(es_db *db, const char *tenant, int from, int to,
 
 /* The workload: half in segments, the rest in the memtable/WAL. */
 static int load_all(es_db *db, int skip_victim) {
-  ck_assert_int_eq(es_rule_put(db, "t",
-                               "{\"name\":\"p2\",\"match\":{\"path\":"
-                               "\"/pricing\"},\"atLeast\":2,\"within\":\"7d\"}"),
-                   ES_OK);
+  ck_assert_int_eq(
+      es_rule_put(db, "t",
+                  "{\"name\":\"p2\",\"match\":{\"path\":"
+                  "\"/pricing\"},\"atLeast\":2,\"within\":\"7d\"}"),
+      ES_OK);
   int v = load(db, "t", 0, NEVENTS / 2, skip_victim);
   ck_assert_int_eq(es_flush(db, "t"), ES_OK);
   v += load(db, "t", NEVENTS / 2, NEVENTS, skip_victim);
@@ -196,8 +199,8 @@ static void same_answers(es_db *db, es_db *ref, const char *what,
   es_free(m);
   es_free(n);
   for (int k = 0; k < 3; k++)
-    ck_assert_msg(timeline_count(db, victim_ids[k]) == 0,
-                  "%s: timeline of %s", what, victim_ids[k]);
+    ck_assert_msg(timeline_count(db, victim_ids[k]) == 0, "%s: timeline of %s",
+                  what, victim_ids[k]);
   ck_assert_int_eq(timeline_count(db, "anon-3"), timeline_count(ref, "anon-3"));
 }
 
@@ -313,7 +316,8 @@ static void erase_by(const char *asked_kind, const char *asked) {
   ck_assert_msg(hits == 0, "%d hits, e.g. %s", hits, g_hit_where);
   db = open_db(dir, 0);
   same_answers(db, ref, "reopened", 1);
-  char *o1 = ut_scan_ids(db, "other", NULL), *o2 = ut_scan_ids(ref, "other", NULL);
+  char *o1 = ut_scan_ids(db, "other", NULL),
+       *o2 = ut_scan_ids(ref, "other", NULL);
   ck_assert_str_eq(o1, o2);
   free(o1);
   free(o2);
@@ -446,8 +450,7 @@ START_TEST(test_erase_log_damage) {
   /* damage in the middle: reported, not skipped */
   img[20] ^= 0x40;
   memset(&log, 0, sizeof(log));
-  ck_assert_int_eq(es__tomb_log_parse(img, len, path, &log, &end),
-                   ES_ECORRUPT);
+  ck_assert_int_eq(es__tomb_log_parse(img, len, path, &log, &end), ES_ECORRUPT);
   ck_assert_ptr_nonnull(strstr(es_errdetail(), "damaged record"));
   es__tomb_log_free(&log);
   ut_write_at(path, 0, img, len);
@@ -464,6 +467,89 @@ START_TEST(test_erase_log_damage) {
 }
 END_TEST
 
+/* ---- stage (e): the replica ----------------------------------------- */
+
+typedef struct obj_search {
+  es_objstore *os;
+  int hits, objects;
+  char where[256];
+} obj_search;
+
+static int obj_one(void *ud, const char *key, const es_objinfo *info) {
+  obj_search *s = ud;
+  (void)info;
+  uint8_t *buf = NULL;
+  size_t len = 0;
+  ck_assert_int_eq(s->os->get(s->os, key, 0, ES_OBJ_TO_END, &buf, &len, NULL),
+                   ES_OK);
+  s->objects++;
+  for (int k = 0; k < NNEEDLES; k++)
+    if (len && memmem(buf, len, needles[k], strlen(needles[k]))) {
+      s->hits++;
+      snprintf(s->where, sizeof(s->where), "%s holds %s", key, needles[k]);
+    }
+  es__free(buf);
+  return 0;
+}
+
+static int search_objects(es_objstore *os, int *objects_out) {
+  obj_search s = {.os = os};
+  ck_assert_int_eq(os->list(os, "", obj_one, &s), ES_OK);
+  if (s.hits)
+    printf("%s\n", s.where);
+  *objects_out = s.objects;
+  return s.hits;
+}
+
+START_TEST(test_erase_replica) {
+  char dir[512];
+  ut_tmpdir(dir, sizeof(dir), "erase-replica");
+  es_objstore *os = NULL;
+  es_replica *rep = NULL;
+  ck_assert_int_eq(es__objmem_create(0, 1, &os), ES_OK);
+  ck_assert_int_eq(es__replica_wrap(os, 1, &rep), ES_OK);
+  es_options o;
+  es_options_init(&o);
+  o.data_dir = dir;
+  o.shards = 2;
+  o.sync_mode = ES_SYNC_NONE;
+  o.replica = rep;
+  o.replica_interval_us = 5000;
+  o.replica_grace_us = 300000; /* the request waits for it */
+  es_db *db = NULL;
+  ck_assert_int_eq(es_open(&o, &db), ES_OK);
+  load_all(db, 0);
+  ck_assert_int_eq(es_flush(db, NULL), ES_OK);
+  ck_assert_int_eq(es_replica_drain(db, 10000000), ES_OK);
+  int objects = 0;
+  ck_assert_int_gt(search_objects(os, &objects), 0); /* uploaded */
+  es_erase_options eo;
+  es_erase_options_init(&eo);
+  eo.tenant = "t";
+  eo.user_id = "alias-V";
+  char id[ES_ERASE_ID_MAX];
+  ck_assert_int_eq(es_erase_submit(db, &eo, id), ES_OK);
+  int64_t t0 = es__clock_mono_us();
+  int rc = es_erase_run(db, NULL);
+  ck_assert_msg(rc == ES_OK, "run: %s", es_errdetail());
+  ck_assert_int_ge(es__clock_mono_us() - t0, 300000); /* waited the grace */
+  char *st = NULL;
+  ck_assert_int_eq(es_erase_status(db, id, &st), ES_OK);
+  ck_assert_msg(strstr(st, "{\"stage\":\"replica\",\"state\":\"done\"") &&
+                    !strstr(st, "\"replica_objects_deleted\":0"),
+                "%s", st);
+  es_free(st);
+  /* the compacted ERASE and the new IDENTITY go up with the next sweep */
+  ck_assert_int_eq(es_replica_drain(db, 10000000), ES_OK);
+  int hits = search_objects(os, &objects);
+  ck_assert_msg(hits == 0, "%d objects of %d still hold the person", hits,
+                objects);
+  ck_assert_int_eq(es_close(db), ES_OK);
+  es_replica_free(rep);
+  ut_rmrf(dir);
+}
+END_TEST
+
 static Suite *erase_suite(void) {
   Suite *s = suite_create("erase");
   TCase *tc = tcase_create("erase");
@@ -474,6 +560,7 @@ static Suite *erase_suite(void) {
   tcase_add_test(tc, test_erase_resume);
   tcase_add_test(tc, test_erase_bad_input);
   tcase_add_test(tc, test_erase_log_damage);
+  tcase_add_test(tc, test_erase_replica);
   suite_add_tcase(s, tc);
   return s;
 }
