@@ -111,6 +111,8 @@ typedef struct es_tenant {
   struct es_tomb *tomb;
   atomic_int tomb_any;           /* tomb != NULL */
   _Atomic uint64_t tomb_version; /* read-only: ERASE's version loaded */
+  uint64_t erase_rules_version;  /* read-only: ERASE's version the rule
+                                    counters were last refilled for */
   struct es_tenant *hash_next;
   struct es_tenant *shard_next;
 } es_tenant;
