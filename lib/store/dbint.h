@@ -26,6 +26,7 @@
 #include <stdatomic.h>
 
 #include "base/codec.h"
+#include "base/hashtab.h"
 #include "base/io.h"
 #include "store/manifest.h"
 #include "store/memtable.h"
@@ -113,7 +114,6 @@ typedef struct es_tenant {
   _Atomic uint64_t tomb_version; /* read-only: ERASE's version loaded */
   uint64_t erase_rules_version;  /* read-only: ERASE's version the rule
                                     counters were last refilled for */
-  struct es_tenant *hash_next;
   struct es_tenant *shard_next;
 } es_tenant;
 
@@ -150,7 +150,7 @@ typedef struct es_req {
   /* what the decision recorded in the tenant's current slab, so that a
    * group that is not written can take it back (es__dedupe_group_undo) */
   void *dd_slab;
-  size_t *dd_slots, dd_nput, dd_used0;
+  size_t *dd_vals, dd_nput, dd_used0;
   struct es_req *next;
 } es_req;
 
@@ -191,8 +191,12 @@ struct es_db {
   uint32_t nshards;
   es_shard *shards;
   pthread_mutex_t tenants_mu;
-  es_tenant **buckets;
-  size_t nbuckets, ntenants;
+  /* every tenant in memory, in order of creation (they live until the
+   * handle closes), filed by name in tenant_index (index + 1); both under
+   * tenants_mu */
+  es_tenant **tenants;
+  size_t ntenants, tenants_cap;
+  es_htab tenant_index;
   atomic_int failed; /* 0, or the status that failed the database */
   atomic_int closing;
   /* the write gate (gate.c): degraded bits, and why (guarded by gate_mu) */
