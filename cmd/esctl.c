@@ -62,6 +62,7 @@ static const char *const top_usage =
     "  inspect  describe the segments and WAL files of a data directory\n"
     "  export   write tenants' days as Parquet or NDJSON.gz for warehouses\n"
     "  restore  rebuild a data directory from its S3 replica\n"
+    "  erase    erase a person (GDPR/CCPA) and print the receipt\n"
     "\n"
     "scan, query, timeline, rules, members, verify and inspect only read\n"
     "(no lock: they work beside a running es-ingestd).  append and\n"
@@ -1270,6 +1271,106 @@ static int cmd_export(int argc, char **argv) {
   return status;
 }
 
+/* ----------------------------------------------------------------------
+ * esctl erase
+ * ---------------------------------------------------------------------- */
+
+static const char erase_usage[] =
+    "usage: esctl erase --data DIR --tenant T (--user-id U | --anonymous-id A)"
+    " [--wait]\n"
+    "       esctl erase --data DIR --status ID\n"
+    "\n"
+    "Erases a person (GDPR Art. 17 / CCPA): every event carrying U or A, or\n"
+    "any id linked to it by identify or alias, is hidden from every read at\n"
+    "once, then removed from segments, rollups, the WAL and the identity\n"
+    "log.  Prints the request's state as JSON; with --wait, runs every stage\n"
+    "to the end first and prints the receipt (which names the person only\n"
+    "by a salted hash).  Without --wait the remaining stages run the next\n"
+    "time a writer runs them (es-ingestd does at start, or 'esctl erase\n"
+    "--wait' for another person).  --status ID prints a request's state\n"
+    "(read-only: works beside a running es-ingestd).  Needs the store's\n"
+    "lock otherwise: stop es-ingestd, or use its POST /v1/privacy/erase.\n"
+    "An unknown tenant or id completes with zero events removed.\n";
+
+typedef struct erase_args {
+  const char *data, *tenant, *user_id, *anonymous_id, *status;
+  int wait;
+} erase_args;
+
+static int erase_parse(int argc, char **argv, erase_args *a) {
+  static const char *const names[] = {"--data", "--tenant", "--user-id",
+                                      "--anonymous-id", "--status"};
+  const char **slots[] = {&a->data, &a->tenant, &a->user_id, &a->anonymous_id,
+                          &a->status};
+  for (int i = 0; i < argc; i++) {
+    const char *arg = argv[i];
+    if (strcmp(arg, "--help") == 0 || strcmp(arg, "-h") == 0) {
+      fputs(erase_usage, stdout);
+      return 0;
+    }
+    if (strcmp(arg, "--wait") == 0) {
+      a->wait = 1;
+      continue;
+    }
+    size_t n = strcspn(arg, "=");
+    const char **dst = NULL;
+    for (size_t k = 0; k < sizeof names / sizeof names[0]; k++)
+      if (strncmp(arg, names[k], n) == 0 && names[k][n] == 0)
+        dst = slots[k];
+    if (!dst)
+      return usage_error("erase", "unknown flag or argument '%s'", arg);
+    if (arg[n] == '=')
+      *dst = arg + n + 1;
+    else if (i + 1 < argc)
+      *dst = argv[++i];
+    else
+      return usage_error("erase", "flag %.*s needs a value", (int)n, arg);
+  }
+  if (!a->data)
+    return usage_error("erase", "--data is required");
+  if (a->status)
+    return a->tenant || a->user_id || a->anonymous_id || a->wait
+               ? usage_error("erase", "--status takes only --data")
+               : -1;
+  if (!a->tenant)
+    return usage_error("erase", "--tenant is required");
+  if (!a->user_id == !a->anonymous_id)
+    return usage_error("erase", "give exactly one of --user-id and "
+                                "--anonymous-id");
+  return check_tenant("erase", a->tenant) ? EXIT_USAGE : -1;
+}
+
+/* esctl erase: es_erase_submit (and es_erase_run with --wait), then the
+ * request's state; or the state of --status ID. */
+static int cmd_erase(int argc, char **argv) {
+  erase_args a;
+  memset(&a, 0, sizeof(a));
+  int status = erase_parse(argc, argv, &a);
+  if (status >= 0)
+    return status;
+  es_db *db;
+  if ((status = open_store(a.data, a.status ? OPEN_READ : OPEN_WRITE, &db)) !=
+      0)
+    return status;
+  char id[ES_ERASE_ID_MAX];
+  int rc = ES_OK;
+  if (!a.status) {
+    es_erase_options o;
+    es_erase_options_init(&o);
+    o.tenant = a.tenant;
+    o.user_id = a.user_id;
+    o.anonymous_id = a.anonymous_id;
+    rc = es_erase_submit(db, &o, id);
+    if (rc == ES_OK && a.wait)
+      rc = es_erase_run(db, a.tenant);
+  }
+  char *json = NULL;
+  if (rc == ES_OK)
+    rc = es_erase_status(db, a.status ? a.status : id, &json);
+  status = print_json(rc, json, "erase");
+  return finish_stdout(close_store(db, status));
+}
+
 static command commands[] = {
     {"append",
      "usage: esctl append --data DIR --tenant T [--batch N]\n"
@@ -1393,6 +1494,7 @@ static command commands[] = {
      cmd_inspect,
      {{"--data", 1, NULL}}},
     {"export", export_usage, NULL, {{NULL, 0, NULL}}, cmd_export},
+    {"erase", erase_usage, NULL, {{NULL, 0, NULL}}, cmd_erase},
     {"restore",
      "usage: esctl restore --from s3://BUCKET[/PREFIX] --data DIR\n"
      "                     [--tenant T ...] [--s3-endpoint URL]\n"

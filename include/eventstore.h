@@ -999,6 +999,62 @@ typedef struct es_exporter_stats {
 ES_API int es_exporter_stats_get(es_exporter *ex, es_exporter_stats *out);
 
 /* ----------------------------------------------------------------------
+ * Erasing a person (GDPR Art. 17, CCPA)
+ *
+ * A request names a tenant and one id (a userId or an anonymousId).  At
+ * submission it resolves every id linked to that person by the identity
+ * log, appends a tombstone holding them to the tenant's ERASE file and
+ * syncs it: from the moment es_erase_submit returns, no read of this
+ * process or of a read-only process (scans, queries, timelines, rule
+ * members, exports started after) returns a row carrying one of those ids.
+ * es_erase_run then removes the rows for good, stage by stage, each stage
+ * durable and recorded, resumed after a crash: (b) segments rewritten
+ * without them, (c) rollups re-derived, (d) WAL files that held them
+ * deleted, identity-log records and rule counters gone, (e) replica and
+ * (f) export (see docs/PRIVACY.md for what is done there today).  When the
+ * last stage is done the tombstone goes and a receipt stays, naming the
+ * person only by a salted hash.  An unknown tenant or id completes with
+ * zero events removed (no existence leak).
+ * ---------------------------------------------------------------------- */
+
+/* Fill with es_erase_options_init() first (convention 9). */
+typedef struct es_erase_options {
+  size_t struct_size;       /* set by es_erase_options_init */
+  const char *tenant;       /* required */
+  const char *user_id;      /* exactly one of user_id and anonymous_id */
+  const char *anonymous_id; /* (at most 1024 bytes) */
+} es_erase_options;
+
+ES_API void es_erase_options_init_sized(es_erase_options *opts,
+                                        size_t struct_size);
+#define es_erase_options_init(opts)                                            \
+  es_erase_options_init_sized((opts), sizeof(es_erase_options))
+
+/* The longest request id es_erase_submit writes, with its NUL. */
+#define ES_ERASE_ID_MAX (ES_TENANT_LEN_MAX + 24)
+
+/* Submits an erase request and returns once its tombstone is durable
+ * (stage a); id_out (ES_ERASE_ID_MAX bytes) receives its id,
+ * "<tenant>.<n>".  The other stages run in es_erase_run.  Errors:
+ * ES_EINVAL (no or two ids, an id that cannot name a person), ES_ETENANT,
+ * ES_EREADONLY, the I/O errors of a durable write (a failed sync fails the
+ * handle, convention 7). */
+ES_API int es_erase_submit(es_db *db, const es_erase_options *opts,
+                           char *id_out);
+
+/* Runs every stage left of every pending request of tenant (NULL: of
+ * every tenant), oldest first, until each is complete: blocks for as long
+ * as that takes (seconds to minutes on a large tenant).  Safe to call
+ * from several threads (one runs at a time).  A failure leaves the
+ * requests where they got to: call it again (or reopen) to resume. */
+ES_API int es_erase_run(es_db *db, const char *tenant);
+
+/* The state of request id as JSON (owned, free with es_free): its stages
+ * with their state and time and, once complete, "receipt".  ES_ENOTFOUND
+ * for an unknown id.  Works on read-only handles. */
+ES_API int es_erase_status(es_db *db, const char *id, char **json_out);
+
+/* ----------------------------------------------------------------------
  * Replication to an object store (S3) and restore
  *
  * With es_options.replica set, a background uploader copies each tenant's

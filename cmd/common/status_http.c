@@ -18,9 +18,9 @@ static const struct {
     {ES_ENOTFOUND, 404}, /* no such rule, person or object */
     /* the store cannot take it now: retry later */
     {ES_ENOMEM, 503},
-    {ES_ENOSPC, 503},  /* the disk is full: an operator frees space */
-    {ES_EBUSY, 503},   /* the directory is locked by another process */
-    {ES_ECLOSED, 503}, /* shutting down */
+    {ES_ENOSPC, 503},    /* the disk is full: an operator frees space */
+    {ES_EBUSY, 503},     /* the directory is locked by another process */
+    {ES_ECLOSED, 503},   /* shutting down */
     {ES_EDEGRADED, 503}, /* the store is degraded: retry later */
     {ES_EUNAVAIL, 503},  /* the object store (S3) is unreachable */
     /* an object store (S3) answer */
@@ -56,6 +56,8 @@ const char *http_status_reason(int status) {
   switch (status) {
   case 200:
     return "OK";
+  case 202:
+    return "Accepted";
   case 204:
     return "No Content";
   case 400:

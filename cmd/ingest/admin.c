@@ -9,6 +9,8 @@
  *   GET    /v1/admin/tenants/T/rules               es_rules_list
  *   PUT    /v1/admin/tenants/T/rules/NAME          es_rule_put
  *   DELETE /v1/admin/tenants/T/rules/NAME          es_rule_delete
+ *   POST   /v1/privacy/erase                       es_erase_submit (202)
+ *   GET    /v1/privacy/erase/ID                    es_erase_status
  *
  * Invariants:
  *
@@ -24,7 +26,16 @@
  *     the tenant's shard writer) run on libuv's pool, never on the loop.
  *  4. Logs say what changed (counts, tenant, rule name), never a key or
  *     a token; error answers carry es_errmsg() (no source locations).
+ *  5. An erase is answered 202 only after es_erase_submit returned: the
+ *     tombstone is durable and every read already excludes the person.
+ *     Its later stages run on one eraser thread (es_erase_run), never on
+ *     the loop or the pool.  Logs and answers name the request by its id,
+ *     never the person's ids.
  */
+#include <pthread.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -188,10 +199,53 @@ int admin_op_new(server *srv, int method, const char *path, size_t path_len,
   return 0;
 }
 
+/* An erase call's library work (pool thread). */
+static void admin_erase_work(admin_op *op) {
+  char *json = NULL;
+  int rc, status = 200;
+  if (op->kind == ADMIN_ERASE_POST) {
+    es_erase_options o;
+    es_erase_options_init(&o);
+    o.tenant = op->tenant;
+    o.user_id = op->erase_user;
+    o.anonymous_id = op->erase_anon;
+    rc = es_erase_submit(op->db, &o, op->erase_id);
+    status = 202;
+  } else {
+    rc = es_erase_status(op->db, op->erase_id, &json);
+  }
+  if (rc == ES_OK && op->kind == ADMIN_ERASE_POST) {
+    char ok[2 * ES_ERASE_ID_MAX + 96];
+    snprintf(ok, sizeof ok,
+             "{\"success\":true,\"id\":\"%s\",\"status\":"
+             "\"/v1/privacy/erase/%s\"}",
+             op->erase_id, op->erase_id);
+    json = NULL;
+    op->status = seg_buf_put(&op->out, ok, strlen(ok))
+                     ? admin_error(&op->out, 503, "out of memory")
+                     : status;
+    return;
+  }
+  if (rc != ES_OK) {
+    op->status = admin_error(&op->out, http_status_of(rc), es_errmsg());
+    snprintf(op->why, sizeof op->why, "%.*s", (int)sizeof op->why - 1,
+             admin_why);
+    return;
+  }
+  op->status = seg_buf_put(&op->out, json, strlen(json))
+                   ? admin_error(&op->out, 503, "out of memory")
+                   : status;
+  es_free(json);
+}
+
 void admin_op_work(uv_work_t *w) {
   admin_op *op = w->data;
   char *json = NULL, ok[256];
   int rc;
+  if (op->kind != ADMIN_RULES) {
+    admin_erase_work(op);
+    return;
+  }
   if (op->method == HTTP_GET)
     rc = es_rules_list(op->db, op->tenant, 0, &json);
   else if (op->method == HTTP_PUT)
@@ -215,7 +269,16 @@ void admin_op_work(uv_work_t *w) {
 }
 
 void admin_op_finish(admin_op *op) {
-  if (op->status != 0 && op->method != HTTP_GET) {
+  if (op->kind == ADMIN_ERASE_POST && op->status != 0) {
+    char extra[256];
+    snprintf(extra, sizeof extra,
+             ",\"tenant\":\"%s\",\"id\":\"%s\",\"status\":%d", op->tenant,
+             op->erase_id, op->status);
+    ing_log(op->status == 202 ? "info" : "warning", "erase submitted", extra);
+    if (op->status == 202 && op->srv)
+      admin_eraser_kick(op->srv);
+  } else if (op->kind == ADMIN_RULES && op->status != 0 &&
+             op->method != HTTP_GET) {
     char extra[256];
     snprintf(extra, sizeof extra,
              ",\"tenant\":\"%s\",\"rule\":\"%s\",\"status\":%d", op->tenant,
@@ -225,5 +288,183 @@ void admin_op_finish(admin_op *op) {
   }
   seg_buf_free(&op->out);
   free(op->rule);
+  free(op->erase_user);
+  free(op->erase_anon);
   free(op);
+}
+
+/* A string member of an erase body: 0 (absent or a string, copied), -1
+ * (not a string), -2 (no memory). */
+static int erase_member(yajl_val root, const char *name, char **dst) {
+  const char *path[] = {name, NULL};
+  yajl_val v = yajl_tree_get(root, path, yajl_t_any);
+  if (v == NULL || YAJL_IS_NULL(v))
+    return 0;
+  if (!YAJL_IS_STRING(v))
+    return -1;
+  return (*dst = strdup(v->u.string)) ? 0 : -2;
+}
+
+/* The body of POST /v1/privacy/erase into op; 0 or a status. */
+static int erase_body(admin_op *op, const char *body, size_t len,
+                      seg_buf *out) {
+  char yerr[256] = "", *tenant = NULL, *text = NULL;
+  if (body == NULL || len == 0 || !(text = strndup(body, len)))
+    return admin_error(out, 400,
+                       "erase: want a JSON object {\"tenant\":\"T\","
+                       "\"userId\":\"U\"} or \"anonymousId\"");
+  yajl_val root = yajl_tree_parse(text, yerr, sizeof yerr);
+  free(text);
+  int rc = YAJL_IS_OBJECT(root) ? 0 : -1;
+  if (rc == 0)
+    rc = erase_member(root, "tenant", &tenant);
+  if (rc == 0)
+    rc = erase_member(root, "userId", &op->erase_user);
+  if (rc == 0)
+    rc = erase_member(root, "anonymousId", &op->erase_anon);
+  yajl_tree_free(root);
+  int status = 0;
+  if (rc == -2)
+    status = admin_error(out, 503, "out of memory");
+  else if (rc < 0)
+    status = admin_error(out, 400,
+                         "erase: want a JSON object with string "
+                         "\"tenant\" and \"userId\" or "
+                         "\"anonymousId\"");
+  else if (!tenant || !svc_tenant_ok(tenant))
+    status =
+        admin_error(out, 400, "erase: \"tenant\": want [A-Za-z0-9_-]{1,64}");
+  else if (!op->erase_user == !op->erase_anon)
+    status = admin_error(out, 400,
+                         "erase: give exactly one of \"userId\" "
+                         "and \"anonymousId\"");
+  else
+    snprintf(op->tenant, sizeof op->tenant, "%s", tenant);
+  free(tenant);
+  return status;
+}
+
+int admin_erase_new(server *srv, int method, const char *path, const char *body,
+                    size_t len, admin_op **op_out, seg_buf *out) {
+  *op_out = NULL;
+  admin_op *op = calloc(1, sizeof *op);
+  if (op == NULL)
+    return admin_error(out, 503, "out of memory");
+  seg_buf_init(&op->out);
+  op->db = srv->db;
+  op->srv = srv;
+  op->method = method;
+  op->work.data = op;
+  int status = 0;
+  if (method == HTTP_POST) {
+    op->kind = ADMIN_ERASE_POST;
+    status = erase_body(op, body, len, out);
+  } else {
+    op->kind = ADMIN_ERASE_GET;
+    const char *id = path + strlen("/v1/privacy/erase/");
+    if (strlen(id) == 0 || strlen(id) >= sizeof op->erase_id)
+      status = admin_error(out, 404, "no such erase request");
+    else
+      snprintf(op->erase_id, sizeof op->erase_id, "%s", id);
+  }
+  if (status != 0) {
+    op->kind = ADMIN_RULES; /* nothing to log */
+    op->method = HTTP_GET;
+    admin_op_finish(op);
+    return status;
+  }
+  *op_out = op;
+  return 0;
+}
+
+/* ---- the eraser thread ---------------------------------------------- */
+
+#define ERASER_RETRY_NS 1000000000L
+
+struct eraser {
+  pthread_t thread;
+  pthread_mutex_t mu;
+  pthread_cond_t cv;
+  int kicked, stop, waiting; /* waiting: a request is left to retry */
+  es_db *db;
+};
+
+static void *eraser_main(void *arg) {
+  struct eraser *e = arg;
+  /* at nice +10, as the library's compactor: a rewrite of a large tenant
+   * yields the CPU to appends (Linux sets the nice value per thread) */
+  (void)setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), 10);
+  pthread_mutex_lock(&e->mu);
+  e->kicked = 1; /* requests left by the last process */
+  while (!e->stop) {
+    if (!e->kicked) {
+      if (e->waiting) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_sec += 1;
+        pthread_cond_timedwait(&e->cv, &e->mu, &ts);
+        e->kicked = 1;
+      } else {
+        pthread_cond_wait(&e->cv, &e->mu);
+      }
+      continue;
+    }
+    e->kicked = 0;
+    pthread_mutex_unlock(&e->mu);
+    int rc = es_erase_run(e->db, NULL);
+    if (rc != ES_OK) {
+      char extra[400];
+      snprintf(extra, sizeof extra, ",\"reason\":");
+      size_t n = strlen(extra);
+      svc_json_string(extra + n, sizeof extra - n, es_errmsg());
+      ing_log("warning", "erase: a request waits; retrying", extra);
+    }
+    pthread_mutex_lock(&e->mu);
+    e->waiting = rc != ES_OK && rc != ES_ECLOSED && rc != ES_EFAILED;
+  }
+  pthread_mutex_unlock(&e->mu);
+  return NULL;
+}
+
+int admin_eraser_start(server *srv) {
+  struct eraser *e = calloc(1, sizeof *e);
+  if (e == NULL)
+    return -1;
+  e->db = srv->db;
+  pthread_mutex_init(&e->mu, NULL);
+  pthread_cond_init(&e->cv, NULL);
+  if (pthread_create(&e->thread, NULL, eraser_main, e) != 0) {
+    pthread_mutex_destroy(&e->mu);
+    pthread_cond_destroy(&e->cv);
+    free(e);
+    return -1;
+  }
+  (void)pthread_setname_np(e->thread, "ing-erase");
+  srv->eraser = e;
+  return 0;
+}
+
+void admin_eraser_kick(server *srv) {
+  struct eraser *e = srv->eraser;
+  if (e == NULL)
+    return;
+  pthread_mutex_lock(&e->mu);
+  e->kicked = 1;
+  pthread_cond_signal(&e->cv);
+  pthread_mutex_unlock(&e->mu);
+}
+
+void admin_eraser_stop(server *srv) {
+  struct eraser *e = srv->eraser;
+  if (e == NULL)
+    return;
+  pthread_mutex_lock(&e->mu);
+  e->stop = 1;
+  pthread_cond_signal(&e->cv);
+  pthread_mutex_unlock(&e->mu);
+  pthread_join(e->thread, NULL);
+  pthread_mutex_destroy(&e->mu);
+  pthread_cond_destroy(&e->cv);
+  free(e);
+  srv->eraser = NULL;
 }

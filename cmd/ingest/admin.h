@@ -15,9 +15,15 @@
 typedef struct server server;
 
 /* A rule call (list, put, delete) run on libuv's pool (invariant 3). */
+#define ADMIN_RULES 0
+#define ADMIN_ERASE_POST 1 /* POST /v1/privacy/erase */
+#define ADMIN_ERASE_GET 2  /* GET /v1/privacy/erase/{id} */
+
 typedef struct admin_op {
   uv_work_t work;
   es_db *db;
+  int kind; /* ADMIN_* */
+  server *srv;
   int method; /* llhttp's HTTP_GET (list), HTTP_PUT or HTTP_DELETE */
   char tenant[ES_TENANT_LEN_MAX + 1];
   char name[ES_TENANT_LEN_MAX + 1]; /* the rule's; "" for a list */
@@ -26,6 +32,9 @@ typedef struct admin_op {
   seg_buf out;                      /* the answer's JSON */
   void *ud;                         /* http.c's conn; NULL once it closed */
   char why[256];                    /* a refusal's message (the access log) */
+  /* erase: the person's id (owned; never logged) and the request's id */
+  char *erase_user, *erase_anon;
+  char erase_id[ES_ERASE_ID_MAX];
 } admin_op;
 
 /* The message of the calling thread's last refusal (for the access log
@@ -51,6 +60,23 @@ int admin_keys_put(server *srv, const char *body, size_t len, seg_buf *out);
  */
 int admin_op_new(server *srv, int method, const char *path, size_t path_len,
                  const char *body, size_t len, admin_op **op_out, seg_buf *out);
+/*
+ * An erase call: POST /v1/privacy/erase with body {"tenant":"T",
+ * "userId":"U"} (or "anonymousId"), or GET /v1/privacy/erase/ID.  0 and
+ * *op_out ready for admin_op_work, or an HTTP status with its JSON in out.
+ */
+int admin_erase_new(server *srv, int method, const char *path, const char *body,
+                    size_t len, admin_op **op_out, seg_buf *out);
+
+/* The erase runner: a thread that runs es_erase_run (every pending
+ * request's stages) at start and after each submission, and retries a
+ * request that waits (a replica's grace period) every second.  0 or -1. */
+int admin_eraser_start(server *srv);
+/* Wakes it (a request was submitted). */
+void admin_eraser_kick(server *srv);
+/* Stops it (waits for the stage it runs to end). */
+void admin_eraser_stop(server *srv);
+
 /* The library call, on a pool thread: fills op->status and op->out. */
 void admin_op_work(uv_work_t *w);
 /* Logs what the call changed (loop thread), then frees it. */

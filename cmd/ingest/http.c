@@ -129,7 +129,7 @@ static int is_ingest(const conn *c) {
 /* Whether the request's body is read (an ingest batch, an admin PUT). */
 static int reads_body(const conn *c) {
   return is_ingest(c) || (c->route && (c->route->r.flags & ROUTE_ADMIN) &&
-                          c->method == HTTP_PUT);
+                          (c->method == HTTP_PUT || c->method == HTTP_POST));
 }
 
 /* ----------------------------------------------------------------------
@@ -872,6 +872,35 @@ static void serve_admin_rules(conn *c) {
   }
 }
 
+/* POST /v1/privacy/erase and GET /v1/privacy/erase/ID: on the pool
+ * (admin.c, invariant 5). */
+static void serve_erase(conn *c) {
+  server *srv = c->h.srv;
+  admin_op *op;
+  seg_buf b;
+  seg_buf_init(&b);
+  int status =
+      admin_erase_new(srv, c->method, c->path, c->body, c->body_len, &op, &b);
+  body_release(c);
+  if (status != 0) {
+    c->error = admin_last_error();
+    respond(c, status, "application/json", b.data, b.len, 0);
+    seg_buf_free(&b);
+    return;
+  }
+  seg_buf_free(&b);
+  snprintf(c->tenant, sizeof c->tenant, "%s", op->tenant);
+  op->ud = c;
+  c->admin = op;
+  c->h.state = HC_WAIT;
+  uv_timer_stop(&c->h.timer);
+  if (uv_queue_work(srv->loop, &op->work, admin_op_work, admin_rule_done)) {
+    c->admin = NULL;
+    admin_op_finish(op);
+    respond_error(c, 503, "server saturated; retry later", 0);
+  }
+}
+
 /* Every endpoint of the service, one row each (docs/INGEST.md).  The
  * Segment paths have one-letter aliases (/v1/t for /v1/track...). */
 static const route routes[] = {
@@ -903,6 +932,8 @@ static const route routes[] = {
     {{HTTP_DELETE, "/v1/admin/tenants/*/rules/*", ROUTE_ADMIN},
      serve_admin_rules,
      0},
+    {{HTTP_POST, "/v1/privacy/erase", ROUTE_ADMIN}, serve_erase, 0},
+    {{HTTP_GET, "/v1/privacy/erase/*", ROUTE_ADMIN}, serve_erase, 0},
 };
 
 static const route *route_find(conn *c, int method, const char *path,

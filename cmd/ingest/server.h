@@ -57,6 +57,7 @@ typedef struct server {
   metrics m;
   int finished;                /* server_maybe_finish ran */
   void (*finish_fn)(void *ud); /* its last step; may be NULL */
+  struct eraser *eraser;       /* admin.c: runs erase requests' stages */
   void *finish_ud;
 } server;
 

@@ -13,6 +13,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "admin.h"
 #include "common/svc.h"
 #include "keys.h"
 #include "server.h"
@@ -275,9 +276,15 @@ static int start(server *srv, uv_loop_t *loop, es_db *db, const char *host,
     fprintf(stderr, "es-ingestd: cannot start writer threads\n");
     return 1;
   }
+  if (admin_eraser_start(srv)) {
+    fprintf(stderr, "es-ingestd: cannot start the erase thread\n");
+    sched_stop(&srv->sched);
+    return 1;
+  }
   if ((rc = http_listen(srv, host, port, bound_out)) != 0) {
     fprintf(stderr, "es-ingestd: cannot listen on %s: %s\n", srv->cfg.listen,
             uv_strerror(rc));
+    admin_eraser_stop(srv);
     sched_stop(&srv->sched);
     uv_close((uv_handle_t *)&srv->http.listener, NULL);
     srv->http.listener_open = 0;
@@ -300,6 +307,7 @@ void server_maybe_finish(server *srv) {
   if (!srv->draining || srv->http.connections > 0 || srv->finished)
     return;
   srv->finished = 1;
+  admin_eraser_stop(srv);
   sched_stop(&srv->sched);
   if (srv->finish_fn)
     srv->finish_fn(srv->finish_ud);

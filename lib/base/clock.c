@@ -39,3 +39,9 @@ void es__clock_deadline(struct timespec *ts, int64_t after_us) {
 void es__clock_set_fixed_us(int64_t now_us) {
   atomic_store(&clock_fixed_us, now_us);
 }
+
+void es__clock_sleep_us(int64_t us) {
+  struct timespec ts = {(time_t)(us / 1000000), (long)(us % 1000000) * 1000};
+  while (nanosleep(&ts, &ts) != 0)
+    ;
+}

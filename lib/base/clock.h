@@ -16,6 +16,9 @@ struct timespec;
 /* A CLOCK_REALTIME deadline after_us from now, for pthread_cond_timedwait. */
 void es__clock_deadline(struct timespec *ts, int64_t after_us);
 
+/* Sleeps about us microseconds (background waits that poll). */
+void es__clock_sleep_us(int64_t us);
+
 /* Test hook: a fixed wall clock (0 restores the real one). */
 void es__clock_set_fixed_us(int64_t now_us);
 

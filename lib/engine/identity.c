@@ -470,3 +470,60 @@ size_t es__identity_ids(const es_identity *m, const char *id,
   }
   return id ? n : 0;
 }
+
+/* Whether an unlink record's payload names one of ids. */
+static int idlog_names(const uint8_t *p, size_t len, const char *const *ids,
+                       size_t nids) {
+  es_rd rd = es__rd(p, len);
+  (void)es__rd_svarint(&rd);
+  for (int k = 0; k < 2; k++) {
+    uint64_t l = es__rd_varint(&rd);
+    const uint8_t *s = es__rd_bytes(&rd, l);
+    for (size_t i = 0; s && i < nids; i++)
+      if (strlen(ids[i]) == l && memcmp(ids[i], s, l) == 0)
+        return 1;
+  }
+  return 0;
+}
+
+/* Drops a person's unlink records; see identity.h. */
+int es__identity_log_forget(es_db *db, es_tenant *t, const char *const *ids,
+                            size_t nids, size_t *dropped_out) {
+  *dropped_out = 0;
+  char path[ES_PATH_MAX];
+  ES_TRY(es__path_join(path, sizeof(path), t->dir, IDLOG_NAME));
+  pthread_mutex_lock(&t->id_mu);
+  uint8_t *buf = NULL;
+  size_t len = 0, end = 0, dropped = 0;
+  es_buf keep = {0};
+  int rc = es__io_read_all(db->vfs, path, &buf, &len);
+  if (rc == ES_ENOTFOUND) {
+    es__error_clear();
+    pthread_mutex_unlock(&t->id_mu);
+    return ES_OK;
+  }
+  if (rc == ES_OK)
+    rc = es__identity_log_parse(NULL, buf, len, path, &end);
+  for (size_t off = 0; rc == ES_OK && off < end;) {
+    uint32_t l = es__get_le32(buf + off);
+    if (idlog_names(buf + off + 12, l, ids, nids))
+      dropped++;
+    else
+      rc = es__buf_put(&keep, buf + off, 12 + l);
+    off += 12 + (size_t)l;
+  }
+  if (rc == ES_OK && dropped > 0) {
+    rc = es__io_write_atomic(db->vfs, t->dir, IDLOG_NAME, keep.data, keep.len);
+    if (rc < 0)
+      rc = es__gate_io_error(
+          db, es__io_failed_committing() ? ES_GATE_STOP : ES_GATE_CALL, rc);
+    if (rc == ES_OK)
+      atomic_fetch_add(&t->id_gen, 1);
+  }
+  pthread_mutex_unlock(&t->id_mu);
+  es__free(buf);
+  es__buf_free(&keep);
+  if (rc == ES_OK)
+    *dropped_out = dropped;
+  return rc;
+}

@@ -75,4 +75,12 @@ int es__identity_log_parse(es_identity *m, const uint8_t *p, size_t n,
 int es__identity_unlinked(const es_identity *m, const char *a, const char *b,
                           int64_t ts_us);
 
+struct es_tenant;
+/* Rewrites the tenant's identity log (atomically) without the unlink
+ * records that name one of ids[0..nids): a person's erasure
+ * (lib/erase/).  *dropped_out: how many went (0: the file is untouched). */
+int es__identity_log_forget(es_db *db, struct es_tenant *t,
+                            const char *const *ids, size_t nids,
+                            size_t *dropped_out) ES_MUST_CHECK;
+
 #endif

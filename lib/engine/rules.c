@@ -21,6 +21,7 @@
 #include "engine/rules.h"
 #include "store/dbint.h"
 #include "store/gate.h"
+#include "store/tomb.h"
 
 #define RULES_MAGIC "ESRULES1"
 #define RULES_VERSION 1
@@ -677,9 +678,12 @@ int es_rule_members(es_db *db, const char *tenant, const char *name,
   if (rc == ES_OK &&
       !(ids = es__malloc((rule_members_count(r, at) + 1) * sizeof(char *))))
     rc = ES_NOMEM_BKPT();
+  es_tomb *tb = t ? es__tomb_get(db, t) : NULL; /* pending erase requests */
   for (size_t i = 0; rc == ES_OK && i < r->n; i++)
-    if (rule_window(r, es__rule_visitor(r, i), at) >= r->at_least)
+    if (rule_window(r, es__rule_visitor(r, i), at) >= r->at_least &&
+        !es__tomb_hides_id(tb, es__rule_visitor(r, i)->id))
       ids[n++] = es__rule_visitor(r, i)->id;
+  es__tomb_unref(tb);
   if (rc == ES_OK) {
     qsort(ids, n, sizeof(char *), cmp_strp);
     char when[ES_TIME_TEXT_SIZE];
@@ -731,8 +735,11 @@ int es_rule_check(es_db *db, const char *tenant, const char *name,
   int rc = rules_begin(db, tenant, &t);
   es_rule *r = rc == ES_OK ? rules_find(t, name) : NULL;
   int64_t at = rules_at(at_us);
+  es_tomb *tb = t ? es__tomb_get(db, t) : NULL; /* pending erase requests */
   for (size_t i = 0; r && i < nids && !*member_out; i++)
-    *member_out = es__rule_is_member(r, ids[i], at);
+    *member_out =
+        !es__tomb_hides_id(tb, ids[i]) && es__rule_is_member(r, ids[i], at);
+  es__tomb_unref(tb);
   if (t)
     pthread_mutex_unlock(&t->rules_mu);
   es__identity_free(map);

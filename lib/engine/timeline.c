@@ -44,6 +44,7 @@
 #include "base/mem.h"
 #include "engine/identity.h"
 #include "store/dbint.h"
+#include "store/tomb.h"
 
 /* One kept event, with its strings copied behind it. */
 typedef struct tl_item {
@@ -69,6 +70,7 @@ typedef struct tl_run {
   es_memtable **mts;    /* sealed memtables (oldest first), then active */
   size_t *mt_visible;   /* rows of each memtable in the snapshot */
   size_t nmts;
+  struct es_tomb *tomb; /* pending erase requests (store/tomb.h) */
 } tl_run;
 
 /* Orders kept events by (time, source, position). */
@@ -156,6 +158,8 @@ static int tl_item_new(const es_event *ev, uint32_t src, uint64_t pos,
 /* Offers a matching event: kept if the heap has room or it is newer than
  * the oldest kept one (which it then replaces). */
 static int tl_offer(tl_run *r, const es_event *ev, uint32_t src, uint64_t pos) {
+  if (es__tomb_hides(r->tomb, ev->anonymous_id, ev->user_id, ev->previous_id))
+    return ES_OK; /* a pending erase request's row */
   if (r->n == r->limit && tl_key_cmp(r->heap[0], ev->ts_us, src, pos) >= 0)
     return ES_OK;
   if (r->n < r->limit)
@@ -320,6 +324,7 @@ int es_timeline_open(es_db *db, const char *tenant, const char *person,
   r.nids = es__identity_ids(map, person, r.ids);
   ES_CHECK(es__tenant_get(db, tenant, 0, &t));
   if (t) {
+    r.tomb = es__tomb_get(db, t);
     ES_CHECK(tl_snapshot(&r, t));
     ES_CHECK(tl_gather(&r));
   }
@@ -334,6 +339,7 @@ int es_timeline_open(es_db *db, const char *tenant, const char *person,
   *tl_out = tl;
 err:
   tl_run_free(&r);
+  es__tomb_unref(r.tomb);
   es__identity_free(map);
   return rc;
 }

@@ -18,6 +18,10 @@
  *  2. Strings handed out point into the source that produced the row and
  *     stay valid until the next es_cursor_next on this cursor.
  *  3. A cursor that met an error returns that error from then on.
+ *  4. Rows carrying an id of a pending erase request (the tenant's
+ *     tombstone when the scan started, tomb.h) are never returned; only
+ *     segments whose Bloom filter admits such an id are checked row by
+ *     row.
  */
 #include <stdlib.h>
 
@@ -25,6 +29,7 @@
 #include "base/event.h"
 #include "base/mem.h"
 #include "store/dbint.h"
+#include "store/tomb.h"
 
 typedef struct cur_key {
   int64_t ts;
@@ -41,6 +46,7 @@ typedef struct cur_src {
   size_t nkeys;
   int64_t ts; /* time of the current row */
   int done;
+  int tomb_check; /* rows may carry a hidden id (invariant 4) */
 } cur_src;
 
 struct es_cursor {
@@ -51,7 +57,9 @@ struct es_cursor {
   size_t nheap;
   int64_t from_us, to_us;
   char *person;
-  uint32_t fields; /* ES_FIELD_* wanted (person ids added when filtering) */
+  uint32_t fields; /* ES_FIELD_* read (person ids added when filtering) */
+  uint32_t want;   /* ES_FIELD_* the caller asked for */
+  es_tomb *tomb;   /* pending erase requests (a reference), or NULL */
   int err;
   int started;
 };
@@ -90,7 +98,11 @@ static int cur_seg_advance(es_cursor *c, cur_src *s) {
       }
       if (ts >= c->from_us &&
           cur_person_match(c, s->rows.str[ES_STR_anonymous_id][i],
-                           s->rows.str[ES_STR_user_id][i])) {
+                           s->rows.str[ES_STR_user_id][i]) &&
+          !(s->tomb_check &&
+            es__tomb_hides(c->tomb, s->rows.str[ES_STR_anonymous_id][i],
+                           s->rows.str[ES_STR_user_id][i],
+                           s->rows.str[ES_STR_previous_id][i]))) {
         s->ts = ts;
         return ES_OK;
       }
@@ -143,11 +155,12 @@ static int cur_mem_init(es_cursor *c, cur_src *s, size_t visible) {
     const es_mrow *r = es__memtable_row(s->mt, i);
     if (r->ts_us < c->from_us || r->ts_us >= c->to_us)
       continue;
-    if (c->person) {
+    if (c->person || c->tomb) {
       es_event ev;
       size_t used;
       ES_TRY(es__event_decode(r->row, ES_EVENT_BYTES_MAX, &ev, &used));
-      if (!cur_person_match(c, ev.anonymous_id, ev.user_id))
+      if (!cur_person_match(c, ev.anonymous_id, ev.user_id) ||
+          es__tomb_hides(c->tomb, ev.anonymous_id, ev.user_id, ev.previous_id))
         continue;
     }
     s->keys[s->nkeys++] = (cur_key){r->ts_us, i};
@@ -208,6 +221,8 @@ static int cur_snapshot(es_cursor *c, es_tenant *t) {
     } else if (s->seg->max_ts < c->from_us || s->seg->min_ts >= c->to_us ||
                (c->person && !es__segment_may_contain(s->seg, c->person))) {
       s->done = 1;
+    } else {
+      s->tomb_check = es__tomb_may_touch(c->tomb, s->seg);
     }
   }
   return rc;
@@ -236,11 +251,15 @@ int es_scan(es_db *db, const es_scan_spec *spec_in, es_cursor **cur_out) {
   c->fields = spec->fields ? spec->fields & ES_FIELD_ALL : ES_FIELD_ALL;
   if (spec->person)
     c->fields |= ES_FIELD_ANONYMOUS_ID | ES_FIELD_USER_ID;
+  c->want = c->fields;
   int rc = ES_OK;
   if (spec->person && !(c->person = es__strdup(spec->person)))
     ES_CHECK(ES_NOMEM_BKPT());
   es_tenant *t = NULL;
   ES_CHECK(es__tenant_get(db, spec->tenant, 0, &t));
+  if (t && (c->tomb = es__tomb_get(db, t)))
+    c->fields |=
+        ES_FIELD_ANONYMOUS_ID | ES_FIELD_USER_ID | ES_FIELD_PREVIOUS_ID;
   if (t)
     ES_CHECK(cur_snapshot(c, t));
   c->heap = es__malloc((c->nsrcs ? c->nsrcs : 1) * sizeof(size_t));
@@ -279,8 +298,8 @@ static int cur_emit(const es_cursor *c, cur_src *s, es_event *ev) {
     size_t used;
     ES_TRY(es__event_decode(es__memtable_row(s->mt, s->keys[s->pos].idx)->row,
                             ES_EVENT_BYTES_MAX, ev, &used));
-    for (int f = 0; c->fields != ES_FIELD_ALL && f < ES_NSTR; f++)
-      if (!(c->fields >> f & 1))
+    for (int f = 0; c->want != ES_FIELD_ALL && f < ES_NSTR; f++)
+      if (!(c->want >> f & 1))
         *es__ev_str(ev, f) = NULL;
     return ES_OK;
   }
@@ -290,7 +309,7 @@ static int cur_emit(const es_cursor *c, cur_src *s, es_event *ev) {
   ev->recv_us = s->rows.recv[i];
   ev->type = s->rows.type[i];
   for (int f = 0; f < ES_NSTR; f++)
-    *es__ev_str(ev, f) = s->rows.str[f][i];
+    *es__ev_str(ev, f) = c->want >> f & 1 ? s->rows.str[f][i] : NULL;
   return ES_OK;
 }
 
@@ -330,6 +349,7 @@ void es_cursor_close(es_cursor *c) {
     es__free(c->srcs[i].keys);
   }
   es__segset_unref(c->set);
+  es__tomb_unref(c->tomb);
   es__free(c->srcs);
   es__free(c->heap);
   es__free(c->person);

@@ -105,6 +105,15 @@ typedef struct es_tenant {
   uint64_t man_version, rules_version, idlog_version; /* es_vfs.version
                                                         last seen */
   struct es_dedupe *dd; /* recent messageIds (dedupe.c): writer only */
+  /* erase requests (tomb.c): the tombstone readers honour, guarded by
+   * tomb_mu (a leaf); tomb_log_mu serialises the log's writers and a
+   * reader's reload */
+  pthread_mutex_t tomb_mu, tomb_log_mu;
+  struct es_tomb *tomb;
+  atomic_int tomb_any;           /* tomb != NULL */
+  _Atomic uint64_t tomb_version; /* read-only: ERASE's version loaded */
+  uint64_t erase_rules_version;  /* read-only: ERASE's version the rule
+                                    counters were last refilled for */
   struct es_tenant *shard_next;
 } es_tenant;
 

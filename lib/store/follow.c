@@ -277,6 +277,22 @@ static int ro_check_tenant(es_db *db, es_tenant *t, int slow) {
     }
   }
   if (rc >= 0 && slow) {
+    /* an erase request came or went: the counters again from the rows
+     * (readers filter the person at once; this drops them for good) */
+    uint64_t ev = 0;
+    int erc = ro_version(db, t, "ERASE", &ev);
+    uint64_t seen = ev + 1 ? ev + 1 : 1; /* 0: never looked */
+    if (erc == ES_OK && t->erase_rules_version == 0) {
+      t->erase_rules_version = seen; /* the load filled them already */
+    } else if (erc == ES_OK && seen != t->erase_rules_version) {
+      erc = db->hooks->tenant_load(db, t);
+      if (erc == ES_OK)
+        t->erase_rules_version = seen;
+      else
+        rc = erc;
+    }
+  }
+  if (rc >= 0 && slow) {
     int rrc = ro_version(db, t, "RULES", &v);
     if (rrc == 1 || (rrc == ES_OK && v != t->rules_version)) {
       rrc = db->hooks->tenant_load(db, t);

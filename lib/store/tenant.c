@@ -40,6 +40,7 @@
 #include "store/dedupe.h"
 #include "store/gate.h"
 #include "store/rollup.h"
+#include "store/tomb.h"
 
 /* Logs through the user's callback, if any. */
 void es__db_log(es_db *db, int level, const char *fmt, ...) {
@@ -129,6 +130,9 @@ static void tenant_destroy(es_db *db, es_tenant *t) {
   pthread_mutex_destroy(&t->id_mu);
   pthread_mutex_destroy(&t->idc_mu);
   pthread_mutex_destroy(&t->load_mu);
+  es__tomb_tenant_free(t);
+  pthread_mutex_destroy(&t->tomb_mu);
+  pthread_mutex_destroy(&t->tomb_log_mu);
   es__free(t);
 }
 
@@ -146,6 +150,8 @@ static int tenant_new(es_db *db, const char *name, es_tenant **t_out) {
   pthread_mutex_init(&t->compact_mu, NULL);
   pthread_mutex_init(&t->id_mu, NULL);
   pthread_mutex_init(&t->idc_mu, NULL);
+  pthread_mutex_init(&t->tomb_mu, NULL);
+  pthread_mutex_init(&t->tomb_log_mu, NULL);
   pthread_mutexattr_t recursive;
   pthread_mutexattr_init(&recursive);
   pthread_mutexattr_settype(&recursive, PTHREAD_MUTEX_RECURSIVE);
@@ -288,6 +294,7 @@ static int tenant_load(es_db *db, es_tenant *t) {
     rc = ES_OK;
   }
   ES_TRY(rc);
+  ES_TRY(es__tomb_load(db, t)); /* before any read of the tenant */
   return db->hooks->tenant_load(db, t);
 }
 

@@ -29,6 +29,7 @@
 #include "store/manifest.h"
 #include "store/memtable.h"
 #include "store/segment.h"
+#include "store/tomb.h"
 #include "store/wal.h"
 
 #define NOW_US INT64_C(1764000000000000) /* a fixed "now" */
@@ -354,6 +355,49 @@ static void seeds_replrec(void) {
   es__replrec_free(&rec);
 }
 
+/* An erase log (ERASE) with every kind of record: the salt, a pending
+ * request with ids and a stage done, a completed one as a receipt, the
+ * suppression hashes; then a torn and a damaged variant. */
+static void seeds_tomb(void) {
+  static char id_a[] = "anon-1", id_u[] = "user-1";
+  static char *ids[] = {id_a, id_u};
+  es_tomb_req v[2];
+  memset(v, 0, sizeof(v));
+  v[0].id = 1;
+  v[0].submitted_us = NOW_US;
+  v[0].ids = ids;
+  v[0].nids = 2;
+  memset(v[0].subject_hash, 0xab, 16);
+  v[0].state[ES_TOMB_HIDDEN] = ES_TOMB_DONE;
+  v[0].state[ES_TOMB_SEGMENTS] = ES_TOMB_DONE;
+  v[0].stage_us[ES_TOMB_SEGMENTS] = NOW_US + 1000;
+  v[0].stage_count[ES_TOMB_SEGMENTS] = 12;
+  v[1].id = 2;
+  v[1].submitted_us = NOW_US + 5;
+  for (int s = 0; s < ES_TOMB_STAGES; s++) {
+    v[1].state[s] = s >= ES_TOMB_REPLICA ? ES_TOMB_SKIPPED : ES_TOMB_DONE;
+    v[1].stage_us[s] = NOW_US + 10 * s;
+    v[1].stage_count[s] = (uint64_t)s;
+  }
+  uint8_t sup[32];
+  memset(sup, 0x5c, sizeof(sup));
+  es_tomb_log log;
+  memset(&log, 0, sizeof(log));
+  memset(log.salt, 0x42, 16);
+  log.has_salt = 1;
+  log.v = v;
+  log.n = 2;
+  log.suppress = sup;
+  log.nsuppress = 2;
+  es_buf b = {0};
+  TRY("tomb", es__tomb_log_encode(&log, &b));
+  seed_write("fuzz_tomb", "seed-tomb-all", b.data, b.len);
+  seed_write("fuzz_tomb", "seed-tomb-torn", b.data, b.len - 5);
+  b.data[b.len / 2] ^= 0x10;
+  seed_write("fuzz_tomb", "seed-tomb-damaged", b.data, b.len);
+  es__buf_free(&b);
+}
+
 /* Removes the temporary directory (a few levels, all known). */
 static int rm_entry(void *ud, const char *name) {
   char path[ES_PATH_MAX];
@@ -386,6 +430,7 @@ int main(int argc, char **argv) {
   seeds_segment();
   seeds_manifest();
   seeds_replrec();
+  seeds_tomb();
   (void)vfs->list(vfs, work_dir, rm_entry, work_dir);
   rmdir(work_dir);
   printf("mkseeds: seeds written under %s\n", out_root);
