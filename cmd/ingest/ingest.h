@@ -83,6 +83,9 @@ void ingest_drain(ingest_server *srv);
 void ingest_close_all(ingest_server *srv);
 
 size_t ingest_tenants_count(const ingest_server *srv);
+/* Makes the server a cluster node (before ingest_start): appends only for
+ * tenants the node holds, /metrics lists them (docs/SCALING.md). */
+void ingest_set_cluster(ingest_server *srv, es_cluster *cluster);
 /* Frees the service (NULL is fine); after its loop ended. */
 void ingest_free(ingest_server *srv);
 

@@ -34,6 +34,8 @@ void metrics_observe(metrics_hist *h, int64_t latency_us);
 /* Appends the Prometheus text; gauges are passed in. -1 on OOM. */
 /* Appends the replica's gauges and counters (es_replica_stats) to b. */
 int metrics_render_replica(const es_replica_stats *st, seg_buf *b);
+/* Appends a cluster node's tenants (es_cluster_status) to b. */
+int metrics_render_cluster(es_cluster *c, seg_buf *b);
 
 int metrics_render(const metrics *m, seg_buf *out, size_t queue_jobs,
                    size_t held_bytes, size_t budget_bytes, size_t connections,

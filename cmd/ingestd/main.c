@@ -91,6 +91,16 @@ static const char usage[] =
     "                        (the only tier built: 's3' is refused)\n"
     "  --replica-lag-max-s S /readyz answers 503 when the oldest commit not\n"
     "                        yet in S3 is older (default 300)\n"
+    "  --node NAME           a cluster node (docs/SCALING.md; needs\n"
+    "                        --replica): a tenant is written only under its\n"
+    "                        lease in the bucket (leases/<tenant>); the\n"
+    "                        first request for a tenant another node had\n"
+    "                        takes the lease and restores it from S3\n"
+    "                        (503 + Retry-After meanwhile); SIGTERM hands\n"
+    "                        every tenant over (seal, upload, release)\n"
+    "  --lease-ttl-ms MS     how long a lease lasts unrenewed: a dead node's\n"
+    "                        tenants move after it (default 10000)\n"
+    "  --clock-skew-ms MS    most two nodes' clocks differ (default 500)\n"
     "  --help, --version\n"
     "\n"
     "Signals: SIGTERM/SIGINT drain and stop; SIGHUP reloads --keys and\n"
@@ -105,6 +115,9 @@ static uv_timer_t g_drain_timer;
 static int g_draining;
 static const char *g_replica_url, *g_s3_endpoint, *g_s3_region;
 static es_replica *g_replica;
+static const char *g_node;
+static int64_t g_lease_ttl_us, g_clock_skew_us;
+static es_cluster *g_cluster;
 
 #define die_usage(...) svc_usage_error("es-ingestd", __VA_ARGS__)
 
@@ -210,6 +223,16 @@ static int parse_args(int argc, char **argv, ingest_config *cfg) {
       if (parse_num(a, val, 1, 7 * 24 * 3600, &v))
         return 2;
       cfg->replica_lag_max_us = v * INT64_C(1000000);
+    } else if (strcmp(a, "--node") == 0) {
+      g_node = val;
+    } else if (strcmp(a, "--lease-ttl-ms") == 0) {
+      if (parse_num(a, val, 100, 3600000, &v))
+        return 2;
+      g_lease_ttl_us = v * 1000;
+    } else if (strcmp(a, "--clock-skew-ms") == 0) {
+      if (parse_num(a, val, 1, 600000, &v))
+        return 2;
+      g_clock_skew_us = v * 1000;
     } else if (strcmp(a, "--max-connections") == 0) {
       if (parse_num(a, val, 1, 1000000, &v))
         return 2;
@@ -222,6 +245,11 @@ static int parse_args(int argc, char **argv, ingest_config *cfg) {
     return die_usage("--data, --listen and --keys are required");
   if ((g_s3_endpoint || g_s3_region) && !g_replica_url)
     return die_usage("--s3-endpoint and --s3-region need --replica");
+  if ((g_node || g_lease_ttl_us || g_clock_skew_us) && !g_replica_url)
+    return die_usage("--node, --lease-ttl-ms and --clock-skew-ms need "
+                     "--replica");
+  if ((g_lease_ttl_us || g_clock_skew_us) && !g_node)
+    return die_usage("--lease-ttl-ms and --clock-skew-ms need --node");
   cfg->replica_on = g_replica_url != NULL;
   cfg->tenant_bytes_max =
       (size_t)((double)cfg->memory_budget_bytes * (double)share_pct / 100.0);
@@ -327,6 +355,17 @@ static int run(ingest_config *cfg, uv_loop_t *loop, es_db **db_out) {
     }
     o.replica = g_replica;
   }
+  if (g_node) { /* before es_open: the uploader starts fenced */
+    es_cluster_config cc;
+    es_cluster_config_init(&cc);
+    cc.node = g_node;
+    cc.lease_ttl_us = g_lease_ttl_us;
+    cc.clock_skew_us = g_clock_skew_us;
+    if ((rc = es_cluster_new(g_replica, &cc, &g_cluster)) != ES_OK) {
+      fprintf(stderr, "es-ingestd: --node %s: %s\n", g_node, es_errmsg());
+      return 2;
+    }
+  }
   if ((g_srv = ingest_new(cfg, on_finished, NULL)) == NULL) {
     fprintf(stderr, "es-ingestd: out of memory\n");
     return 1;
@@ -347,6 +386,13 @@ static int run(ingest_config *cfg, uv_loop_t *loop, es_db **db_out) {
     return 1;
   }
   *db_out = db;
+  if (g_cluster) {
+    if ((rc = es_cluster_start(g_cluster, db)) != ES_OK) {
+      fprintf(stderr, "es-ingestd: cluster: %s\n", es_errmsg());
+      return 1;
+    }
+    ingest_set_cluster(g_srv, g_cluster);
+  }
   if ((rc = ingest_start(g_srv, loop, db, host, port, &bound)) != 0) {
     uv_run(loop, UV_RUN_DEFAULT); /* the handles it opened are closing */
     return rc;
@@ -379,7 +425,12 @@ int main(int argc, char **argv) {
   }
   if (db) {
     int frc = rc == 0 ? es_flush(db, NULL) : ES_OK;
-    if (frc == ES_OK && rc == 0 && g_replica) { /* best effort: the next
+    if (frc == ES_OK && rc == 0 && g_cluster) { /* hand every tenant over */
+      if (es_cluster_release(g_cluster, NULL,
+                             g_cfg.drain_timeout_ms * 1000) != ES_OK)
+        ing_log("warning", "not every tenant handed over (their leases "
+                "expire)", "");
+    } else if (frc == ES_OK && rc == 0 && g_replica) { /* best effort: the next
                                                    start uploads the rest */
       int drc = es_replica_drain(db, g_cfg.drain_timeout_ms * 1000);
       if (drc != ES_OK)
@@ -388,6 +439,7 @@ int main(int argc, char **argv) {
                 "uploads the rest)",
                 "");
     }
+    es_cluster_stop(g_cluster);
     int crc = es_close(db);
     if (frc != ES_OK || crc != ES_OK) {
       ing_log("error", "flush/close failed", "");
@@ -396,6 +448,7 @@ int main(int argc, char **argv) {
   }
   if (loop)
     uv_loop_close(loop);
+  es_cluster_free(g_cluster); /* after es_close: its uploader asked it */
   es_replica_free(g_replica); /* after es_close: the store used it */
   ingest_free(g_srv);
   if (rc == 0)
