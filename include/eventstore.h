@@ -1026,9 +1026,9 @@ ES_API int es_restore(es_replica *replica, const char *data_dir,
  * Use: es_cluster_new on the replica BEFORE es_open with that replica,
  * es_cluster_start after it, es_cluster_admit before each es_append (and
  * es_cluster_owns after it, before acknowledging), es_cluster_stop before
- * es_close and es_cluster_free after it.  A tenant a node does not hold is taken in the background on
- * the first es_cluster_admit: lease, restore from the replica, then it is
- * admitted.  The handle is thread-safe.
+ * es_close and es_cluster_free after it.  A tenant a node does not hold is
+ * taken in the background on the first es_cluster_admit: lease, restore from
+ * the replica, then it is admitted.  The handle is thread-safe.
  * ---------------------------------------------------------------------- */
 
 typedef struct es_cluster es_cluster;

@@ -65,11 +65,11 @@ enum {
   CL_STALE,
   CL_FAILED
 };
-static const char *const cl_state_name[] = {
-    "new",      "taking",  "held", "releasing", "released",
-    "waiting",  "lost",    "stale", "failed"};
+static const char *const cl_state_name[] = {"new",       "taking",   "held",
+                                            "releasing", "released", "waiting",
+                                            "lost",      "stale",    "failed"};
 
-#define RETRY_US INT64_C(300000)    /* a refused or failed take, again */
+#define RETRY_US INT64_C(300000) /* a refused or failed take, again */
 #define UPLOAD_POLL_US INT64_C(20000)
 
 typedef struct cl_tenant {
@@ -94,7 +94,7 @@ struct es_cluster {
   char node[ES_LEASE_NODE_MAX + 1];
   es_lease_clock clk;
   pthread_mutex_t mu;
-  pthread_cond_t cv; /* wakes the worker */
+  pthread_cond_t cv;  /* wakes the worker */
   pthread_cond_t rcv; /* wakes the renewer (stop) */
   cl_tenant *ts;
   pthread_t worker, renewer;
@@ -185,16 +185,18 @@ static int cl_valid(const cl_tenant *t) {
 int es__cluster_fence(es_cluster *c, const char *tenant, uint64_t generation) {
   pthread_mutex_lock(&c->mu);
   cl_tenant *t = cl_find(c, tenant);
-  int ok = t && (t->state == CL_HELD || t->state == CL_RELEASING) &&
-           cl_valid(t);
+  int ok =
+      t && (t->state == CL_HELD || t->state == CL_RELEASING) && cl_valid(t);
   uint64_t gen = t ? t->lease.gen : 0;
   pthread_mutex_unlock(&c->mu);
   if (!ok)
-    return ES_ERR(ES_EUNAVAIL, "tenant %s: this node does not hold its lease: "
+    return ES_ERR(ES_EUNAVAIL,
+                  "tenant %s: this node does not hold its lease: "
                   "not publishing",
                   tenant);
   if (generation && (generation >> ES_LEASE_GEN_SHIFT) != gen)
-    return ES_ERR(ES_EUNAVAIL, "tenant %s: manifest generation %" PRIx64
+    return ES_ERR(ES_EUNAVAIL,
+                  "tenant %s: manifest generation %" PRIx64
                   " was not made under lease generation %" PRIu64,
                   tenant, generation, gen);
   return ES_OK;
@@ -370,9 +372,11 @@ static void cl_take(es_cluster *c, cl_tenant *t) {
     if (rc == ES_OK)
       rc = cl_replica_gen(c, t->name, &remote);
     if (rc == ES_OK && local != remote) {
-      es__db_log(c->db, 1, "tenant %s: local copy at generation %" PRIx64
+      es__db_log(c->db, 1,
+                 "tenant %s: local copy at generation %" PRIx64
                  ", the replica at %" PRIx64 ": stale, restart this node "
-                 "with an empty data directory", t->name, local, remote);
+                 "with an empty data directory",
+                 t->name, local, remote);
       state = CL_STALE;
     } else if (rc == ES_OK) {
       rc = cl_claim_loaded(c, t->name, l.gen);
@@ -409,9 +413,10 @@ static void cl_take(es_cluster *c, cl_tenant *t) {
   t->took_us = es__clock_mono_us() - t0;
   t->restored_rows = rows;
   pthread_mutex_unlock(&c->mu);
-  es__db_log(c->db, 2, "tenant %s: taken over (lease generation %" PRIu64
-             ", %" PRIu64 " rows restored) in %" PRId64 " ms", t->name, l.gen,
-             rows, t->took_us / 1000);
+  es__db_log(c->db, 2,
+             "tenant %s: taken over (lease generation %" PRIu64 ", %" PRIu64
+             " rows restored) in %" PRId64 " ms",
+             t->name, l.gen, rows, t->took_us / 1000);
 }
 
 /* --- handing over --------------------------------------------------------- */
@@ -454,8 +459,8 @@ static int cl_release_one(es_cluster *c, cl_tenant *t, int64_t timeout_us) {
   int64_t end = es__clock_mono_us() + timeout_us;
   while (rc == ES_OK && !cl_uploaded(c, t->name)) {
     if (es__clock_mono_us() > end) {
-      rc = ES_ERR(ES_EUNAVAIL, "tenant %s: not uploaded within %" PRId64
-                  " ms", t->name, timeout_us / 1000);
+      rc = ES_ERR(ES_EUNAVAIL, "tenant %s: not uploaded within %" PRId64 " ms",
+                  t->name, timeout_us / 1000);
       break;
     }
     cl_sleep(c, UPLOAD_POLL_US);
@@ -530,8 +535,8 @@ static void cl_renew(es_cluster *c, cl_tenant *t) {
   pthread_mutex_lock(&t->io_mu);
   pthread_mutex_lock(&c->mu);
   int live = (t->state == CL_HELD || t->state == CL_RELEASING ||
-              t->state == CL_TAKING) && t->lease.gen != 0 &&
-             t->valid_mono_us != 0;
+              t->state == CL_TAKING) &&
+             t->lease.gen != 0 && t->valid_mono_us != 0;
   es_lease l = t->lease;
   pthread_mutex_unlock(&c->mu);
   if (!live) {
@@ -619,8 +624,10 @@ int es_cluster_admit(es_cluster *c, const char *tenant) {
   if (t->state == CL_HELD && cl_valid(t)) {
     rc = ES_OK;
   } else if (t->state == CL_STALE) {
-    rc = ES_ERR(ES_EFAILED, "tenant %s: this node holds a stale copy; "
-                "restart it with an empty data directory", tenant);
+    rc = ES_ERR(ES_EFAILED,
+                "tenant %s: this node holds a stale copy; "
+                "restart it with an empty data directory",
+                tenant);
   } else {
     if (t->state == CL_HELD) /* its deadline passed unrenewed */
       t->state = CL_LOST;

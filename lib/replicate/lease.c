@@ -37,7 +37,8 @@
  *  5. A put that failed in doubt (ES_EUNAVAIL) is resolved by reading the
  *     object back: it took effect exactly when the object holds what this
  *     node wrote (generation, owner, expiry and the asking node; an
- *     acquire or renewal writes an expiry no earlier put wrote).  When the read fails too, nothing is held.
+ *     acquire or renewal writes an expiry no earlier put wrote).  When the read
+ * fails too, nothing is held.
  */
 #include <inttypes.h>
 #include <stdio.h>
@@ -74,8 +75,7 @@ int es__lease_node_check(const char *node) {
 int es__lease_encode(const es_lease *l, char *out, size_t cap,
                      size_t *len_out) {
   int n = snprintf(out, cap, "eslease 1 %" PRIu64 " %" PRId64 " %s %s\n",
-                   l->gen, l->expires_us, l->owner,
-                   l->want[0] ? l->want : "-");
+                   l->gen, l->expires_us, l->owner, l->want[0] ? l->want : "-");
   if (n < 0 || (size_t)n >= cap)
     return ES_INVAL_BKPT("lease too long");
   *len_out = (size_t)n;
@@ -187,10 +187,10 @@ static int lease_put(es_objstore *os, const char *tenant, const es_lease *cur,
   ES_TRY(es__lease_key(key, sizeof(key), tenant));
   ES_TRY(es__lease_encode(want, body, sizeof(body), &len));
   es_objinfo info;
-  int rc = cur->gen == 0 ? os->put(os, key, body, len, ES_OBJ_PUT_IF_ABSENT,
-                                   NULL, &info)
-                         : os->put(os, key, body, len, ES_OBJ_PUT_IF_MATCH,
-                                   cur->etag, &info);
+  int rc =
+      cur->gen == 0
+          ? os->put(os, key, body, len, ES_OBJ_PUT_IF_ABSENT, NULL, &info)
+          : os->put(os, key, body, len, ES_OBJ_PUT_IF_MATCH, cur->etag, &info);
   if (rc == ES_OK) {
     memcpy(want->etag, info.etag, sizeof(want->etag));
     return ES_OK;
@@ -201,8 +201,8 @@ static int lease_put(es_objstore *os, const char *tenant, const es_lease *cur,
   snprintf(why, sizeof(why), "%s", es_errdetail());
   es_lease now;
   if (es__lease_read(os, tenant, &now) != ES_OK)
-    return ES_ERR(ES_EUNAVAIL, "lease %s: put in doubt (%s), read failed",
-                  key, why);
+    return ES_ERR(ES_EUNAVAIL, "lease %s: put in doubt (%s), read failed", key,
+                  why);
   if (now.gen == want->gen && now.expires_us == want->expires_us &&
       strcmp(now.owner, want->owner) == 0 &&
       strcmp(now.want, want->want) == 0) {
@@ -213,7 +213,8 @@ static int lease_put(es_objstore *os, const char *tenant, const es_lease *cur,
   if (now.gen == cur->gen && strcmp(now.etag, cur->etag) == 0)
     return ES_ERR(ES_EUNAVAIL, "lease %s: put failed (%s), nothing changed",
                   key, why); /* retry */
-  return ES_ERR(ES_ECONFLICT, "lease %s: put in doubt (%s) did not take, "
+  return ES_ERR(ES_ECONFLICT,
+                "lease %s: put in doubt (%s) did not take, "
                 "the lease changed",
                 key, why);
 }
@@ -257,9 +258,10 @@ int es__lease_renew(es_objstore *os, const char *tenant, es_lease *l,
     ES_TRY(es__lease_read(os, tenant, &cur));
     if (cur.gen != l->gen || strcmp(cur.owner, l->owner) != 0 ||
         cur.expires_us != l->expires_us)
-      return ES_ERR(ES_ECONFLICT, "tenant %s: lease lost to %s (generation "
-                    "%" PRIu64 ")", tenant, cur.gen ? cur.owner : "nobody",
-                    cur.gen);
+      return ES_ERR(ES_ECONFLICT,
+                    "tenant %s: lease lost to %s (generation "
+                    "%" PRIu64 ")",
+                    tenant, cur.gen ? cur.owner : "nobody", cur.gen);
     want = cur;
     want.expires_us = now_us + clk->ttl_us;
     if (want.expires_us == cur.expires_us)
