@@ -12,7 +12,8 @@
  *  3. when no connection is left (or after --drain-timeout-ms, when the
  *     rest are cut), the writers finish the queue and are joined;
  *  4. the loop ends; es_flush seals the memtables; with --replica, waits
- *     (up to --drain-timeout-ms) for the replica to hold them; es_close;
+ *     (up to --drain-timeout-ms) for the replica to hold them (with
+ *     --node: hands every tenant over, es_cluster_release); es_close;
  *     exit 0.
  */
 #include <errno.h>
