@@ -120,11 +120,19 @@ def run(build, n):
         own3, m = owner(cl, "tenant01")
         unplanned_own, rows3 = takeover_s(m, "tenant01")
         # every event is there
+        # (the new owner's es-queryd looks for new tenants once a second)
         u = cl["query_url"].replace("http://", "")
-        c = http.client.HTTPConnection(u, timeout=60)
-        c.request("POST", "/v1/query", body="{}",
-                  headers={"Authorization": "Bearer " + token})
-        count = json.loads(c.getresponse().read())["rows"][0]["count"]
+        count = 0
+        for _ in range(100):
+            c = http.client.HTTPConnection(u, timeout=60)
+            c.request("POST", "/v1/query", body="{}",
+                      headers={"Authorization": "Bearer " + token})
+            got = json.loads(c.getresponse().read()).get("rows") or []
+            c.close()
+            count = got[0]["count"] if got else 0
+            if count >= n:
+                break
+            time.sleep(0.1)
         print(json.dumps({
             "events": n, "load_s": round(load_s, 2),
             "drain_s": round(drain_s, 2),
