@@ -253,6 +253,11 @@ async function main() {
   console.log('cluster.test: ok');
 }
 
+// meson's timeout sends SIGTERM: stop the cluster, not only this process
+process.on('SIGTERM', () => {
+  try { sh('down', dir); } catch { /* not up yet */ }
+  process.exit(1);
+});
 let passed = false;
 try {
   await main();
