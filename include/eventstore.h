@@ -1171,6 +1171,89 @@ ES_API int es_restore(es_replica *replica, const char *data_dir,
                       void *ud);
 
 /* ----------------------------------------------------------------------
+ * Cluster nodes: tenant leases with fencing (docs/SCALING.md)
+ *
+ * Several nodes share one replica (bucket); a balancer sends each tenant
+ * to one of them.  A node writes a tenant only while it holds the
+ * tenant's lease, an object leases/<tenant> in the replica with a
+ * generation number, taken and renewed with conditional puts (S3
+ * If-None-Match / If-Match: a real bucket must support them, as AWS S3
+ * does).  Everything the node publishes for the tenant carries the
+ * generation, and its uploader publishes nothing for a tenant whose lease
+ * it does not hold (valid by its own clock), so a node that lost a lease
+ * (dead, paused, partitioned) cannot publish for it any more.
+ *
+ * Use: es_cluster_new on the replica BEFORE es_open with that replica,
+ * es_cluster_start after it, es_cluster_admit before each es_append (and
+ * es_cluster_owns after it, before acknowledging), es_cluster_stop before
+ * es_close and es_cluster_free after it.  A tenant a node does not hold is
+ * taken in the background on the first es_cluster_admit: lease, restore from
+ * the replica, then it is admitted.  The handle is thread-safe.
+ * ---------------------------------------------------------------------- */
+
+typedef struct es_cluster es_cluster;
+
+typedef struct es_cluster_config {
+  size_t struct_size;    /* set by es_cluster_config_init (convention 9) */
+  const char *node;      /* this node's name: [A-Za-z0-9._-]{1,64}, unique */
+  int64_t lease_ttl_us;  /* how long a lease lasts unrenewed; 0: 10 s */
+  int64_t clock_skew_us; /* most any two nodes' clocks differ; 0: 500 ms */
+} es_cluster_config;
+
+ES_API void es_cluster_config_init_sized(es_cluster_config *cfg,
+                                         size_t struct_size);
+#define es_cluster_config_init(cfg)                                            \
+  es_cluster_config_init_sized((cfg), sizeof(es_cluster_config))
+
+/* A cluster node on replica (which must outlive it).  ES_EINVAL: a bad
+ * node name or timing (ttl must exceed 4 x skew); ES_EBUSY: the replica
+ * has a cluster already; ES_ENOMEM. */
+ES_API int es_cluster_new(es_replica *replica, const es_cluster_config *cfg,
+                          es_cluster **out);
+/* Starts renewing and taking on db, a writable handle opened with the
+ * replica.  ES_EINVAL, ES_ENOMEM. */
+ES_API int es_cluster_start(es_cluster *c, es_db *db);
+/* ES_OK when this node holds the tenant's lease and has it loaded: the
+ * caller may append.  Otherwise ES_EUNAVAIL (retry soon: a takeover was
+ * started or runs, or another node must hand the lease over first) or
+ * ES_EFAILED (this node holds a stale copy of the tenant; restart it with
+ * an empty data directory), ES_ETENANT, ES_ENOMEM. */
+ES_API int es_cluster_admit(es_cluster *c, const char *tenant);
+/* 1 when this node holds the tenant's lease, valid now, else 0. */
+ES_API int es_cluster_owns(es_cluster *c, const char *tenant);
+/* Hands a held tenant over: refuses it from now (es_cluster_admit
+ * ES_EUNAVAIL), seals it (es_flush), waits until its manifest is in the
+ * replica, releases the lease.  tenant NULL: every held tenant.  ES_OK,
+ * ES_EUNAVAIL (not uploaded within timeout_us; the lease is kept and the
+ * tenant admitted again), the errors of es_flush. */
+ES_API int es_cluster_release(es_cluster *c, const char *tenant,
+                              int64_t timeout_us);
+
+/* One tenant of the node, as es_cluster_status reports it. */
+typedef struct es_cluster_tenant {
+  const char *tenant;
+  const char *state;      /* "taking", "held", "releasing", "released",
+                             "waiting" (another node holds it), "lost",
+                             "stale", "failed" */
+  uint64_t lease_gen;     /* the generation held or last seen */
+  int64_t took_us;        /* the last takeover's duration (0: none) */
+  uint64_t restored_rows; /* rows the last takeover restored */
+} es_cluster_tenant;
+
+/* Calls fn once per tenant the node knows; fn's argument is valid for the
+ * call only.  A non-zero return of fn stops and is returned. */
+ES_API int es_cluster_status(es_cluster *c,
+                             int (*fn)(void *ud, const es_cluster_tenant *t),
+                             void *ud);
+/* Stops the node's threads (no takeover or renewal after it returns);
+ * call it before es_close.  Held leases are left to expire
+ * (es_cluster_release first for a clean hand-over).  NULL is accepted. */
+ES_API void es_cluster_stop(es_cluster *c);
+/* Stops (if needed) and frees the node, after es_close of its handle
+ * (the handle's uploader asks it until then).  NULL is accepted. */
+ES_API void es_cluster_free(es_cluster *c);
+
+/* ----------------------------------------------------------------------
  * Inspection and verification (need no open handle; safe to run while
  * another process has the directory open, as they only read)
  * ---------------------------------------------------------------------- */

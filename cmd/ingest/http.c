@@ -799,6 +799,11 @@ static void answer_metrics(conn *c) {
     respond_error(c, 503, "out of memory", 0);
     return;
   }
+  if (srv->sched.cluster && metrics_render_cluster(srv->sched.cluster, &b)) {
+    seg_buf_free(&b);
+    respond_error(c, 503, "out of memory", 0);
+    return;
+  }
   respond(c, 200, "text/plain; version=0.0.4", b.data, b.len, 0);
   seg_buf_free(&b);
 }

@@ -86,6 +86,9 @@ size_t ingest_tenants_count(const ingest_server *srv);
 /* The continuous exporter whose progress /metrics shows (NULL: none);
  * the caller stops it after the loop ended. */
 void ingest_set_exporter(ingest_server *srv, es_exporter *ex);
+/* Makes the server a cluster node (before ingest_start): appends only for
+ * tenants the node holds, /metrics lists them (docs/SCALING.md). */
+void ingest_set_cluster(ingest_server *srv, es_cluster *cluster);
 /* Frees the service (NULL is fine); after its loop ended. */
 void ingest_free(ingest_server *srv);
 

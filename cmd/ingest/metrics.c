@@ -213,3 +213,40 @@ int metrics_render_export(const es_exporter_stats *st, int64_t now_us,
                  st->errors);
   return rc ? -1 : 0;
 }
+
+typedef struct cluster_out {
+  seg_buf *b;
+  int which; /* 0 state, 1 takeover seconds, 2 restored rows */
+  int rc;
+} cluster_out;
+
+static int cluster_line(void *ud, const es_cluster_tenant *t) {
+  cluster_out *o = ud;
+  if (o->which == 0)
+    o->rc |= put(o->b, "es_cluster_tenant{tenant=\"%s\",state=\"%s\"} %llu\n",
+                 t->tenant, t->state, (unsigned long long)t->lease_gen);
+  else if (o->which == 1)
+    o->rc |= put(o->b, "es_cluster_takeover_seconds{tenant=\"%s\"} %.6f\n",
+                 t->tenant, (double)t->took_us / 1e6);
+  else
+    o->rc |= put(o->b, "es_cluster_restored_rows{tenant=\"%s\"} %llu\n",
+                 t->tenant, (unsigned long long)t->restored_rows);
+  return 0;
+}
+
+int metrics_render_cluster(es_cluster *c, seg_buf *b) {
+  static const char *const head[] = {
+      "# HELP es_cluster_tenant a tenant this node knows, by state; the "
+      "value is its lease generation\n# TYPE es_cluster_tenant gauge\n",
+      "# HELP es_cluster_takeover_seconds the tenant's last takeover here "
+      "(lease, restore, claim)\n# TYPE es_cluster_takeover_seconds gauge\n",
+      "# HELP es_cluster_restored_rows rows the last takeover restored\n"
+      "# TYPE es_cluster_restored_rows gauge\n"};
+  cluster_out o = {b, 0, 0};
+  for (o.which = 0; o.which < 3; o.which++) {
+    o.rc |= put(b, "%s", head[o.which]);
+    if (es_cluster_status(c, cluster_line, &o) != ES_OK)
+      o.rc = -1;
+  }
+  return o.rc ? -1 : 0;
+}

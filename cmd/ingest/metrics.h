@@ -38,6 +38,8 @@ int metrics_render_replica(const es_replica_stats *st, seg_buf *b);
  * lag at now_us to b. */
 int metrics_render_export(const es_exporter_stats *st, int64_t now_us,
                           seg_buf *b);
+/* Appends a cluster node's tenants (es_cluster_status) to b. */
+int metrics_render_cluster(es_cluster *c, seg_buf *b);
 
 int metrics_render(const metrics *m, seg_buf *out, size_t queue_jobs,
                    size_t held_bytes, size_t budget_bytes, size_t connections,

@@ -293,6 +293,10 @@ static int start(server *srv, uv_loop_t *loop, es_db *db, const char *host,
   return 0;
 }
 
+void ingest_set_cluster(server *srv, es_cluster *cluster) {
+  srv->sched.cluster = cluster;
+}
+
 int ingest_start(server *srv, uv_loop_t *loop, es_db *db, const char *host,
                  int port, int *bound_out) {
   int rc = start(srv, loop, db, host, port, bound_out);

@@ -79,8 +79,17 @@ static int append_jobs(sched *s, sched_tenant *t, sched_job *jobs, size_t n) {
       memcpy(all + at, j->events, j->count * sizeof *all);
     at += j->count;
   }
-  int rc =
-      es_append_flagged(s->db, t->id, all ? all : jobs->events, n, NULL, dup);
+  /* A cluster node appends a tenant only under its lease, and answers
+   * 200 only if it still held it once the append was durable
+   * (eventstore.h, "Cluster nodes"): 503 + Retry-After meanwhile. */
+  int rc = s->cluster ? es_cluster_admit(s->cluster, t->id) : ES_OK;
+  if (rc == ES_EFAILED)
+    rc = ES_EUNAVAIL; /* a stale copy here: the node must restart */
+  if (rc == ES_OK)
+    rc = es_append_flagged(s->db, t->id, all ? all : jobs->events, n, NULL,
+                           dup);
+  if (rc == ES_OK && s->cluster && !es_cluster_owns(s->cluster, t->id))
+    rc = ES_EUNAVAIL;
   at = 0;
   for (sched_job *j = jobs; rc == ES_OK && j; j = j->next)
     for (size_t i = 0; i < j->count; i++)
@@ -146,8 +155,10 @@ static void on_async(uv_async_t *h) { deliver(h->data); }
 
 int sched_start(sched *s, uv_loop_t *loop, es_db *db, int threads_count,
                 void (*done_fn)(sched_job *job, void *ud), void *done_ud) {
+  es_cluster *cluster = s->cluster; /* set before (ingest_set_cluster) */
   memset(s, 0, sizeof *s);
   s->db = db;
+  s->cluster = cluster;
   s->done_fn = done_fn;
   s->done_ud = done_ud;
   if (threads_count < 1 || threads_count > SCHED_THREADS_MAX)

@@ -52,6 +52,8 @@ struct sched_tenant {
 
 typedef struct sched {
   es_db *db;
+  es_cluster *cluster; /* a cluster node (--node): appends only what it
+                          holds (es_cluster_admit / es_cluster_owns) */
   pthread_mutex_t mu;
   pthread_cond_t cv;
   sched_tenant *ready_head, *ready_tail;

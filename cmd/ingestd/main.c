@@ -12,7 +12,8 @@
  *  3. when no connection is left (or after --drain-timeout-ms, when the
  *     rest are cut), the writers finish the queue and are joined;
  *  4. the loop ends; es_flush seals the memtables; with --replica, waits
- *     (up to --drain-timeout-ms) for the replica to hold them; es_close;
+ *     (up to --drain-timeout-ms) for the replica to hold them (with
+ *     --node: hands every tenant over, es_cluster_release); es_close;
  *     exit 0.
  */
 #include <errno.h>
@@ -109,6 +110,16 @@ static const char usage[] =
     "                        (default 30)\n"
     "  --export-lookback-hours H  hours older than H are not looked at\n"
     "                        (default 168)\n"
+    "  --node NAME           a cluster node (docs/SCALING.md; needs\n"
+    "                        --replica): a tenant is written only under its\n"
+    "                        lease in the bucket (leases/<tenant>); the\n"
+    "                        first request for a tenant another node had\n"
+    "                        takes the lease and restores it from S3\n"
+    "                        (503 + Retry-After meanwhile); SIGTERM hands\n"
+    "                        every tenant over (seal, upload, release)\n"
+    "  --lease-ttl-ms MS     how long a lease lasts unrenewed: a dead node's\n"
+    "                        tenants move after it (default 10000)\n"
+    "  --clock-skew-ms MS    most two nodes' clocks differ (default 500)\n"
     "  --help, --version\n"
     "\n"
     "Signals: SIGTERM/SIGINT drain and stop; SIGHUP reloads --keys and\n"
@@ -127,6 +138,9 @@ static int g_durability = ES_DURABILITY_LOCAL;
 static int64_t g_s3_ack_timeout_us = INT64_C(5000000);
 static es_exporter_options g_export; /* g_export.out NULL: no --export */
 static es_exporter *g_exporter;
+static const char *g_node;
+static int64_t g_lease_ttl_us, g_clock_skew_us;
+static es_cluster *g_cluster;
 
 #define die_usage(...) svc_usage_error("es-ingestd", __VA_ARGS__)
 
@@ -270,6 +284,16 @@ static int parse_args(int argc, char **argv, ingest_config *cfg) {
       if (parse_num(a, val, 1, 366 * 24, &v))
         return 2;
       g_export.lookback_us = v * INT64_C(3600000000);
+    } else if (strcmp(a, "--node") == 0) {
+      g_node = val;
+    } else if (strcmp(a, "--lease-ttl-ms") == 0) {
+      if (parse_num(a, val, 100, 3600000, &v))
+        return 2;
+      g_lease_ttl_us = v * 1000;
+    } else if (strcmp(a, "--clock-skew-ms") == 0) {
+      if (parse_num(a, val, 1, 600000, &v))
+        return 2;
+      g_clock_skew_us = v * 1000;
     } else if (strcmp(a, "--max-connections") == 0) {
       if (parse_num(a, val, 1, 1000000, &v))
         return 2;
@@ -288,6 +312,11 @@ static int parse_args(int argc, char **argv, ingest_config *cfg) {
                      "s3:// --export");
   g_export.s3_endpoint = g_s3_endpoint;
   g_export.s3_region = g_s3_region;
+  if ((g_node || g_lease_ttl_us || g_clock_skew_us) && !g_replica_url)
+    return die_usage("--node, --lease-ttl-ms and --clock-skew-ms need "
+                     "--replica");
+  if ((g_lease_ttl_us || g_clock_skew_us) && !g_node)
+    return die_usage("--lease-ttl-ms and --clock-skew-ms need --node");
   cfg->replica_on = g_replica_url != NULL;
   cfg->tenant_bytes_max =
       (size_t)((double)cfg->memory_budget_bytes * (double)share_pct / 100.0);
@@ -395,6 +424,17 @@ static int run(ingest_config *cfg, uv_loop_t *loop, es_db **db_out) {
     o.durability = g_durability;
     o.s3_ack_timeout_us = g_s3_ack_timeout_us;
   }
+  if (g_node) { /* before es_open: the uploader starts fenced */
+    es_cluster_config cc;
+    es_cluster_config_init(&cc);
+    cc.node = g_node;
+    cc.lease_ttl_us = g_lease_ttl_us;
+    cc.clock_skew_us = g_clock_skew_us;
+    if ((rc = es_cluster_new(g_replica, &cc, &g_cluster)) != ES_OK) {
+      fprintf(stderr, "es-ingestd: --node %s: %s\n", g_node, es_errmsg());
+      return 2;
+    }
+  }
   if ((g_srv = ingest_new(cfg, on_finished, NULL)) == NULL) {
     fprintf(stderr, "es-ingestd: out of memory\n");
     return 1;
@@ -422,6 +462,13 @@ static int run(ingest_config *cfg, uv_loop_t *loop, es_db **db_out) {
       return 1;
     }
     ingest_set_exporter(g_srv, g_exporter);
+  }
+  if (g_cluster) {
+    if ((rc = es_cluster_start(g_cluster, db)) != ES_OK) {
+      fprintf(stderr, "es-ingestd: cluster: %s\n", es_errmsg());
+      return 1;
+    }
+    ingest_set_cluster(g_srv, g_cluster);
   }
   if ((rc = ingest_start(g_srv, loop, db, host, port, &bound)) != 0) {
     uv_run(loop, UV_RUN_DEFAULT); /* the handles it opened are closing */
@@ -457,7 +504,12 @@ int main(int argc, char **argv) {
   g_exporter = NULL;
   if (db) {
     int frc = rc == 0 ? es_flush(db, NULL) : ES_OK;
-    if (frc == ES_OK && rc == 0 && g_replica) { /* best effort: the next
+    if (frc == ES_OK && rc == 0 && g_cluster) { /* hand every tenant over */
+      if (es_cluster_release(g_cluster, NULL,
+                             g_cfg.drain_timeout_ms * 1000) != ES_OK)
+        ing_log("warning", "not every tenant handed over (their leases "
+                "expire)", "");
+    } else if (frc == ES_OK && rc == 0 && g_replica) { /* best effort: the next
                                                    start uploads the rest */
       int drc = es_replica_drain(db, g_cfg.drain_timeout_ms * 1000);
       if (drc != ES_OK)
@@ -466,6 +518,7 @@ int main(int argc, char **argv) {
                 "uploads the rest)",
                 "");
     }
+    es_cluster_stop(g_cluster);
     int crc = es_close(db);
     if (frc != ES_OK || crc != ES_OK) {
       ing_log("error", "flush/close failed", "");
@@ -474,6 +527,7 @@ int main(int argc, char **argv) {
   }
   if (loop)
     uv_loop_close(loop);
+  es_cluster_free(g_cluster); /* after es_close: its uploader asked it */
   es_replica_free(g_replica); /* after es_close: the store used it */
   ingest_free(g_srv);
   if (rc == 0)

@@ -87,6 +87,7 @@ typedef struct repl_tenant {
 struct es_replicator {
   es_db *db;
   es_objstore *os;
+  struct es_cluster *cluster; /* NULL unless a cluster node (cluster.c) */
   es_commit_hooks hooks;
   int64_t interval_us, grace_us;
   pthread_t thread;
@@ -317,6 +318,8 @@ static int repl_manifest(es_replicator *r, repl_tenant *t, int *again_out) {
            (unsigned long long)m.generation);
   if (rc == ES_OK && !gone)
     rc = es__replica_key(key, sizeof(key), t->name, man);
+  if (rc == ES_OK && !gone && r->cluster) /* lease.c, 4 */
+    rc = es__cluster_fence(r->cluster, t->name, m.generation);
   if (rc == ES_OK && !gone)
     rc = repl_put(r, key, mbuf, mlen);
   if (rc == ES_OK && !gone) {
@@ -406,6 +409,8 @@ static int repl_expire(es_replicator *r, repl_tenant *t) {
 /* One pass over a tenant; *again_out when it must run again at once. */
 static int repl_tenant_pass(es_replicator *r, repl_tenant *t, int *again_out) {
   *again_out = 0;
+  if (r->cluster) /* a cluster node writes only what it holds (cluster.c) */
+    ES_TRY(es__cluster_fence(r->cluster, t->name, 0));
   if (!t->loaded) {
     ES_TRY(es__replrec_load(r->db->vfs, t->dir, &t->rec));
     t->loaded = 1;
@@ -540,6 +545,7 @@ int es__replicator_start(es_db *db, es_replica *replica, es_replicator **out) {
     return ES_NOMEM_BKPT();
   r->db = db;
   r->os = replica->os;
+  r->cluster = atomic_load(&replica->cluster);
   r->interval_us =
       db->opts.replica_interval_us > 0 ? db->opts.replica_interval_us : 1000000;
   r->grace_us = db->opts.replica_grace_us >= 0 ? db->opts.replica_grace_us : 0;

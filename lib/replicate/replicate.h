@@ -12,10 +12,23 @@
 #include "store/dbint.h"
 
 /* What es_replica (the public handle) is: an object store. */
+struct es_cluster;
 struct es_replica {
   es_objstore *os;
   int owns; /* destroy os with the replica */
+  /* Set by es_cluster_new: the uploader then publishes a tenant only
+   * under its lease (cluster.c, es__cluster_fence). */
+  struct es_cluster *_Atomic cluster;
 };
+
+/* ES_OK when this node holds the tenant's lease, valid now, and
+ * generation (0: any) was made under it; else ES_EUNAVAIL saying why
+ * (cluster.c). */
+int es__cluster_fence(struct es_cluster *c, const char *tenant,
+                      uint64_t generation) ES_MUST_CHECK;
+int es__restore_tenant_live(es_replica *replica, es_vfs *vfs,
+                            const char *data_dir,
+                            const char *tenant) ES_MUST_CHECK;
 
 /* A replica over an existing object store (tests: objmem).  With owns,
  * es_replica_free destroys os too. */

@@ -484,10 +484,32 @@ static int rs_esdb(rs_ctx *c, int *existed_out) {
   return rc;
 }
 
+static int restore_run(es_replica *replica, es_vfs *vfs, const char *data_dir,
+                       const char *const *tenants, size_t ntenants,
+                       void (*progress)(void *, const es_restore_progress *),
+                       void *ud, int lock_dir);
+
 int es__restore_vfs(es_replica *replica, es_vfs *vfs, const char *data_dir,
                     const char *const *tenants, size_t ntenants,
                     void (*progress)(void *, const es_restore_progress *),
                     void *ud) {
+  return restore_run(replica, vfs, data_dir, tenants, ntenants, progress, ud,
+                     1);
+}
+
+/* Restores one tenant into the data directory of an open store whose
+ * handle holds DATA/LOCK (cluster.c): the caller guarantees the store
+ * does not use the tenant until this returns (invariant 3 otherwise). */
+int es__restore_tenant_live(es_replica *replica, es_vfs *vfs,
+                            const char *data_dir, const char *tenant) {
+  const char *one[1] = {tenant};
+  return restore_run(replica, vfs, data_dir, one, 1, NULL, NULL, 0);
+}
+
+static int restore_run(es_replica *replica, es_vfs *vfs, const char *data_dir,
+                       const char *const *tenants, size_t ntenants,
+                       void (*progress)(void *, const es_restore_progress *),
+                       void *ud, int lock_dir) {
   if (!replica || !vfs || !data_dir || (ntenants && !tenants))
     return ES_INVAL_BKPT("es_restore: NULL argument");
   for (size_t i = 0; i < ntenants; i++)
@@ -503,7 +525,8 @@ int es__restore_vfs(es_replica *replica, es_vfs *vfs, const char *data_dir,
   char lockp[ES_PATH_MAX];
   ES_TRY(es__path_join(lockp, sizeof(lockp), data_dir, "LOCK"));
   es_file *lock = NULL;
-  ES_TRY(vfs->lock(vfs, lockp, &lock)); /* invariant 3 */
+  if (lock_dir)
+    ES_TRY(vfs->lock(vfs, lockp, &lock)); /* invariant 3 */
   int existed = 0;
   int rc = rs_esdb(&c, &existed);
   if (rc == ES_OK && existed && ntenants == 0)
@@ -552,6 +575,6 @@ int es__restore_vfs(es_replica *replica, es_vfs *vfs, const char *data_dir,
     es__free(c.chunks[i].buf);
   es__free(c.chunks);
   es__free(c.ts);
-  int crc = vfs->close(vfs, lock);
+  int crc = lock ? vfs->close(vfs, lock) : ES_OK;
   return rc < 0 ? rc : crc;
 }

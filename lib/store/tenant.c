@@ -222,6 +222,15 @@ static int tenant_lookup(es_db *db, const char *name, int create,
   return rc;
 }
 
+/* Whether the handle knows the tenant (its directory was listed at open,
+ * or it was used since), without loading it: cluster.c restores a tenant
+ * only into a store that does not know it. */
+int es__tenant_known(es_db *db, const char *name) {
+  es_tenant *t = NULL;
+  (void)tenant_lookup(db, name, 0, &t); /* cannot fail without create */
+  return t != NULL;
+}
+
 /* Frees every tenant and what it references. */
 void es__tenants_free(es_db *db) {
   for (size_t i = 0; i < db->ntenants; i++) {

@@ -17,6 +17,12 @@ SIGV4_PROXY_FAULT environment variable ("k:kind", kind 503 or drop):
                             without an answer (after forwarding it, so a
                             put takes effect: the in-doubt case)
   {"k": 1, "kind": "503", "count": 3}  requests 1..3 from now fail
+With SIGV4_PROXY_CONDITIONAL=1 in its environment the proxy also does
+what s3rver does not: the conditional writes of AWS S3 on a single PUT,
+If-None-Match: * (412 when the key exists) and If-Match: ETAG (412 when
+the object's etag differs, 404 when there is none), every mutation
+serialised so that the check and the write are one step
+(scripts/cluster.sh: tenant leases, docs/SCALING.md).
 GET /__stats answers {"requests": n, "rejected": n, "faults": n, "parts": n,
 "uploads": n, "completes": n} (the last three count multipart requests).
 
@@ -188,8 +194,17 @@ class Handler(http.server.BaseHTTPRequestHandler):
             esc = reason.replace("&", "&amp;").replace("<", "&lt;")
             return self.reply(403, "<Error><Code>SignatureDoesNotMatch</Code>"
                               "<Message>%s</Message></Error>" % esc)
-        status, headers, data = forward(self.command, self.path,
-                                        self.headers, body)
+        if CONDITIONAL and self.command in ("PUT", "POST", "DELETE"):
+            with COND_LOCK:  # the check and the write as one step
+                refusal = precondition(self.command, self.path, self.headers)
+                if refusal is None:
+                    status, headers, data = forward(self.command, self.path,
+                                                    self.headers, body)
+            if refusal is not None:
+                return self.reply(refusal[0], refusal[1])
+        else:
+            status, headers, data = forward(self.command, self.path,
+                                            self.headers, body)
         if fault == "drop":
             self.close_connection = True
             self.connection.shutdown(2)
@@ -208,6 +223,33 @@ class Handler(http.server.BaseHTTPRequestHandler):
             self.wfile.write(data)
 
     do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = handle_any
+
+
+CONDITIONAL = os.environ.get("SIGV4_PROXY_CONDITIONAL") == "1"
+COND_LOCK = threading.Lock()
+
+
+def precondition(method, path, headers):
+    """S3's answer to a conditional single PUT whose condition fails, as
+    (status, body); None when it holds or there is none."""
+    inm, im = headers.get("If-None-Match"), headers.get("If-Match")
+    if method != "PUT" or "?" in path or (inm is None and im is None):
+        return None
+    plain = {k: v for k, v in headers.items()
+             if k.lower() not in ("if-none-match", "if-match", "content-type")}
+    status, hdrs, _ = forward("HEAD", path, plain, b"")
+    etag = dict((k.lower(), v) for k, v in hdrs).get("etag")
+    failed = ("<Error><Code>PreconditionFailed</Code><Message>At least one "
+              "of the pre-conditions you specified did not hold</Message>"
+              "</Error>")
+    if inm is not None and inm.strip() == "*" and status == 200:
+        return (412, failed)
+    if im is not None:
+        if status == 404:
+            return (404, "<Error><Code>NoSuchKey</Code></Error>")
+        if etag is None or etag.strip('"') != im.strip().strip('"'):
+            return (412, failed)
+    return None
 
 
 def forward(method, path, headers, body):

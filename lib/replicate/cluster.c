@@ -1,0 +1,715 @@
+/*
+ * cluster.c -- a node of a cluster: which tenants it holds, taking a
+ * tenant over from the replica, renewing and handing over its leases
+ * (lease.c), and the fence the uploader asks before it publishes
+ * (replicate.c).  docs/SCALING.md tells the whole story.
+ *
+ * A tenant's life on a node (the states of es_cluster_status):
+ *   taking    -- the worker thread takes the lease, restores the tenant
+ *                from the replica into the open store and claims it;
+ *   held      -- appends admitted while the lease is valid (lease.c, 3);
+ *   releasing -- handing over: appends refused, sealed, uploaded, released;
+ *   released  -- handed over cleanly; the local copy equals the replica's;
+ *   waiting   -- another node holds the lease (this node asked for it);
+ *   lost      -- a renewal found another node's generation;
+ *   stale     -- this node has the tenant loaded but the replica moved on
+ *                (another node wrote it): the store cannot drop a loaded
+ *                tenant, so the node must restart with an empty directory;
+ *   failed    -- the last takeover failed (retried after a pause).
+ *
+ * Taking a tenant the store does not know: restore it into DATA/tenants/
+ * <t>/ (restore.c, es__restore_tenant_live: the store does not look at a
+ * tenant it does not know), then CLAIM it: rewrite its MANIFEST with
+ * generation (g << 40) and next_segment_id above (g << 40) (lease.c, 4),
+ * flushed_lsn set to this node's shard LSN (the restored one counted
+ * another node's WAL: replay and dedupe compare it with this node's
+ * LSNs), and a REPLICA record listing the restored objects as uploaded,
+ * so the uploader publishes the claimed manifest without uploading the
+ * segments again.  Only then is the tenant loaded and admitted.
+ *
+ * Invariants:
+ *  1. es_cluster_admit says ES_OK only for a tenant in state held whose
+ *     lease deadline (lease.c, 3) is in the future; es_cluster_owns is
+ *     the same test, made again after the append and before the caller
+ *     acknowledges, so nothing is acknowledged past the deadline.
+ *  2. The uploader publishes (puts or deletes) a tenant's objects only
+ *     while its lease is held or being released and valid, and puts a
+ *     manifest only when its generation was made under the lease held.
+ *  3. A tenant is restored only into a store that does not know it, and
+ *     loaded only after its claimed MANIFEST is durable.  A tenant the
+ *     store knows is kept only when the replica's newest manifest is the
+ *     local one (no other node published since); else it is stale.
+ *  4. Lease I/O on one tenant is made by one thread at a time (io_mu);
+ *     the cluster mutex is never held across I/O.
+ */
+#include <inttypes.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "base/abi.h"
+#include "base/clock.h"
+#include "base/event.h"
+#include "base/mem.h"
+#include "replicate/lease.h"
+#include "replicate/replicate.h"
+#include "store/manifest.h"
+
+enum {
+  CL_NEW,
+  CL_TAKING,
+  CL_HELD,
+  CL_RELEASING,
+  CL_RELEASED,
+  CL_WAITING,
+  CL_LOST,
+  CL_STALE,
+  CL_FAILED
+};
+static const char *const cl_state_name[] = {"new",       "taking",   "held",
+                                            "releasing", "released", "waiting",
+                                            "lost",      "stale",    "failed"};
+
+#define RETRY_US INT64_C(300000) /* a refused or failed take, again */
+#define UPLOAD_POLL_US INT64_C(20000)
+
+typedef struct cl_tenant {
+  char name[ES_TENANT_LEN_MAX + 1];
+  pthread_mutex_t io_mu; /* invariant 4 */
+  /* guarded by es_cluster.mu */
+  int state;
+  int queued;            /* a take or a hand-over waits for the worker */
+  int handoff;           /* the queued job is a hand-over */
+  es_lease lease;        /* held, or last seen */
+  int64_t valid_mono_us; /* lease.c, 3 */
+  int64_t retry_mono_us;
+  int64_t took_us;
+  uint64_t restored_rows;
+  struct cl_tenant *next;
+} cl_tenant;
+
+struct es_cluster {
+  es_replica *replica;
+  es_objstore *os;
+  es_db *db;
+  char node[ES_LEASE_NODE_MAX + 1];
+  es_lease_clock clk;
+  pthread_mutex_t mu;
+  pthread_cond_t cv;  /* wakes the worker */
+  pthread_cond_t rcv; /* wakes the renewer (stop) */
+  cl_tenant *ts;
+  pthread_t worker, renewer;
+  int started, stop;
+};
+
+void es_cluster_config_init_sized(es_cluster_config *cfg, size_t struct_size) {
+  es_cluster_config c;
+  memset(&c, 0, sizeof(c));
+  memset(cfg, 0, struct_size);
+  memcpy(cfg, &c, struct_size < sizeof(c) ? struct_size : sizeof(c));
+  cfg->struct_size = struct_size;
+}
+
+int es_cluster_new(es_replica *replica, const es_cluster_config *cfg_in,
+                   es_cluster **out) {
+  if (!out)
+    return ES_INVAL_BKPT("es_cluster_new: NULL out");
+  *out = NULL;
+  if (!replica || !cfg_in)
+    return ES_INVAL_BKPT("es_cluster_new: NULL argument");
+  es_cluster_config cfg;
+  es_cluster_config_init(&cfg);
+  ES_TRY(es__abi_options_in(cfg_in, &cfg, sizeof(cfg), sizeof(cfg),
+                            "es_cluster_config"));
+  ES_TRY(es__lease_node_check(cfg.node));
+  es_lease_clock clk = {
+      .ttl_us = cfg.lease_ttl_us > 0 ? cfg.lease_ttl_us : INT64_C(10000000),
+      .skew_us = cfg.clock_skew_us > 0 ? cfg.clock_skew_us : INT64_C(500000)};
+  if (clk.ttl_us <= 4 * clk.skew_us)
+    return ES_INVAL_BKPT("lease ttl %" PRId64 " us must exceed 4 x the clock "
+                         "skew %" PRId64 " us",
+                         clk.ttl_us, clk.skew_us);
+  es_cluster *c = es__calloc(1, sizeof(*c));
+  if (!c)
+    return ES_NOMEM_BKPT();
+  c->replica = replica;
+  c->os = replica->os;
+  c->clk = clk;
+  snprintf(c->node, sizeof(c->node), "%s", cfg.node);
+  pthread_mutex_init(&c->mu, NULL);
+  pthread_cond_init(&c->cv, NULL);
+  pthread_cond_init(&c->rcv, NULL);
+  es_cluster *none = NULL;
+  if (!atomic_compare_exchange_strong(&replica->cluster, &none, c)) {
+    pthread_mutex_destroy(&c->mu);
+    pthread_cond_destroy(&c->cv);
+    pthread_cond_destroy(&c->rcv);
+    es__free(c);
+    return ES_ERR(ES_EBUSY, "this replica has a cluster node already");
+  }
+  *out = c;
+  return ES_OK;
+}
+
+/* The tenant named name (caller holds mu), created when missing; NULL
+ * when out of memory. */
+static cl_tenant *cl_get(es_cluster *c, const char *name) {
+  for (cl_tenant *t = c->ts; t; t = t->next)
+    if (strcmp(t->name, name) == 0)
+      return t;
+  cl_tenant *t = es__calloc(1, sizeof(*t));
+  if (!t)
+    return NULL;
+  snprintf(t->name, sizeof(t->name), "%s", name);
+  pthread_mutex_init(&t->io_mu, NULL);
+  t->next = c->ts;
+  c->ts = t;
+  return t;
+}
+
+static cl_tenant *cl_find(es_cluster *c, const char *name) {
+  for (cl_tenant *t = c->ts; t; t = t->next)
+    if (strcmp(t->name, name) == 0)
+      return t;
+  return NULL;
+}
+
+/* The deadline of a lease whose put was sent at sent_mono (lease.c, 3). */
+static int64_t cl_deadline(const es_cluster *c, int64_t sent_mono) {
+  return sent_mono + c->clk.ttl_us - c->clk.skew_us;
+}
+
+static int cl_valid(const cl_tenant *t) {
+  return t->lease.gen != 0 && es__clock_mono_us() < t->valid_mono_us;
+}
+
+int es__cluster_fence(es_cluster *c, const char *tenant, uint64_t generation) {
+  pthread_mutex_lock(&c->mu);
+  cl_tenant *t = cl_find(c, tenant);
+  int ok =
+      t && (t->state == CL_HELD || t->state == CL_RELEASING) && cl_valid(t);
+  uint64_t gen = t ? t->lease.gen : 0;
+  pthread_mutex_unlock(&c->mu);
+  if (!ok)
+    return ES_ERR(ES_EUNAVAIL,
+                  "tenant %s: this node does not hold its lease: "
+                  "not publishing",
+                  tenant);
+  if (generation && (generation >> ES_LEASE_GEN_SHIFT) != gen)
+    return ES_ERR(ES_EUNAVAIL,
+                  "tenant %s: manifest generation %" PRIx64
+                  " was not made under lease generation %" PRIu64,
+                  tenant, generation, gen);
+  return ES_OK;
+}
+
+/* --- taking a tenant ------------------------------------------------------ */
+
+typedef struct cl_lsn {
+  es_db *db;
+  uint32_t shard;
+  uint64_t lsn;
+} cl_lsn;
+
+/* On the shard's writer thread: the last LSN it assigned. */
+static int cl_lsn_read(void *arg) {
+  cl_lsn *l = arg;
+  uint64_t next = l->db->shards[l->shard].next_lsn;
+  l->lsn = next ? next - 1 : 0;
+  return ES_OK;
+}
+
+typedef struct cl_newest {
+  uint64_t gen;
+} cl_newest;
+
+static int cl_newest_one(void *ud, const char *key, const es_objinfo *info) {
+  cl_newest *n = ud;
+  (void)info;
+  const char *m = strrchr(key, '/');
+  unsigned long long g = 0;
+  char tail = 0;
+  if (m && sscanf(m + 1, "MANIFEST-%16llx%c", &g, &tail) == 1 &&
+      strlen(m + 1) == strlen("MANIFEST-") + 16 && g > n->gen)
+    n->gen = g;
+  return 0;
+}
+
+/* The generation of the tenant's newest manifest in the replica (0). */
+static int cl_replica_gen(es_cluster *c, const char *tenant, uint64_t *out) {
+  char prefix[ES_OBJ_KEY_MAX + 1];
+  ES_TRY(es__replica_key(prefix, sizeof(prefix), tenant, "MANIFEST-"));
+  cl_newest n = {0};
+  ES_TRY(c->os->list(c->os, prefix, cl_newest_one, &n));
+  *out = n.gen;
+  return ES_OK;
+}
+
+/* Writes the claimed MANIFEST and the REPLICA record of a tenant just
+ * restored (or new): see the essay. */
+static int cl_claim_files(es_cluster *c, const char *tenant, uint64_t lgen,
+                          uint64_t *rows_out) {
+  es_db *db = c->db;
+  char tdir[ES_PATH_MAX];
+  ES_TRY(es__path_join(tdir, sizeof(tdir), db->tenants_dir, tenant));
+  ES_TRY(db->vfs->mkdir(db->vfs, tdir));
+  ES_TRY(db->vfs->sync_dir(db->vfs, db->tenants_dir));
+  es_manifest m;
+  ES_TRY(es__manifest_read(db->vfs, tdir, &m));
+  cl_lsn l = {db, es__tenant_shard(db, tenant), 0};
+  int rc = es__shard_call(db, l.shard, cl_lsn_read, &l);
+  es_replrec rec;
+  memset(&rec, 0, sizeof(rec));
+  uint64_t base = lgen << ES_LEASE_GEN_SHIFT;
+  uint64_t rows = 0;
+  for (size_t i = 0; rc == ES_OK && i < m.count; i++) {
+    char name[40];
+    es__segment_name(name, sizeof(name), m.entries[i].id);
+    rows += m.entries[i].rows;
+    rc = es__replrec_put(&rec, name, m.entries[i].bytes, 0);
+    uint64_t sz = 0;
+    memcpy(name + strlen(name) - 4, ".rlp", 5);
+    char path[ES_PATH_MAX];
+    if (rc == ES_OK)
+      rc = es__path_join(path, sizeof(path), tdir, name);
+    if (rc == ES_OK) {
+      uint8_t *buf = NULL;
+      size_t len = 0;
+      int r2 = es__io_read_all(db->vfs, path, &buf, &len);
+      es__free(buf);
+      if (r2 == ES_OK) {
+        sz = len;
+        rc = es__replrec_put(&rec, name, sz, 0);
+      } else if (r2 == ES_ENOTFOUND) {
+        es__error_clear();
+      } else {
+        rc = r2;
+      }
+    }
+  }
+  if (rc == ES_OK) {
+    m.generation = base;
+    if (m.next_segment_id <= base)
+      m.next_segment_id = base + 1;
+    m.flushed_lsn = l.lsn;
+    rc = es__replrec_save(db->vfs, tdir, &rec); /* before the MANIFEST */
+  }
+  if (rc == ES_OK)
+    rc = es__manifest_write(db->vfs, tdir, &m);
+  es__replrec_free(&rec);
+  es__manifest_free(&m);
+  *rows_out = rows;
+  return rc;
+}
+
+/* Claims a tenant the store has loaded already and the replica has not
+ * moved past (invariant 3): the next manifest and segment it commits
+ * carry the new lease generation. */
+static int cl_claim_loaded(es_cluster *c, const char *tenant, uint64_t lgen) {
+  es_tenant *t = NULL;
+  ES_TRY(es__tenant_get(c->db, tenant, 1, &t));
+  uint64_t base = lgen << ES_LEASE_GEN_SHIFT;
+  pthread_mutex_lock(&t->man_mu);
+  if (t->man.generation < base)
+    t->man.generation = base; /* the next commit is base + 1 */
+  if (t->man.next_segment_id <= base)
+    t->man.next_segment_id = base + 1;
+  pthread_mutex_unlock(&t->man_mu);
+  return ES_OK;
+}
+
+/* The local MANIFEST's generation of a tenant the store knows. */
+static int cl_local_gen(es_cluster *c, const char *tenant, uint64_t *out) {
+  char tdir[ES_PATH_MAX];
+  ES_TRY(es__path_join(tdir, sizeof(tdir), c->db->tenants_dir, tenant));
+  es_manifest m;
+  ES_TRY(es__manifest_read(c->db->vfs, tdir, &m));
+  *out = m.count || m.flushed_lsn || m.generation > 1 ? m.generation : 0;
+  es__manifest_free(&m);
+  return ES_OK;
+}
+
+static void cl_set(es_cluster *c, cl_tenant *t, int state, int64_t retry_us) {
+  pthread_mutex_lock(&c->mu);
+  t->state = state;
+  t->retry_mono_us = es__clock_mono_us() + retry_us;
+  pthread_mutex_unlock(&c->mu);
+}
+
+/* The worker's takeover of t (see the essay). */
+static void cl_take(es_cluster *c, cl_tenant *t) {
+  int64_t t0 = es__clock_mono_us();
+  es_lease l;
+  pthread_mutex_lock(&t->io_mu);
+  int64_t sent = es__clock_mono_us();
+  int rc = es__lease_acquire(c->os, t->name, c->node, es__clock_now_us(),
+                             &c->clk, &l);
+  if (rc == ES_EBUSY && l.gen) {
+    if (es__lease_ask(c->os, t->name, &l, c->node) != ES_OK)
+      es__error_clear();
+    pthread_mutex_unlock(&t->io_mu);
+    pthread_mutex_lock(&c->mu);
+    t->lease = l;
+    pthread_mutex_unlock(&c->mu);
+    cl_set(c, t, CL_WAITING, RETRY_US);
+    return;
+  }
+  if (rc < 0) {
+    pthread_mutex_unlock(&t->io_mu);
+    cl_set(c, t, CL_FAILED, RETRY_US);
+    return;
+  }
+  pthread_mutex_lock(&c->mu);
+  t->lease = l;
+  t->valid_mono_us = cl_deadline(c, sent);
+  pthread_mutex_unlock(&c->mu);
+  pthread_mutex_unlock(&t->io_mu);
+
+  uint64_t rows = 0;
+  int state = CL_HELD;
+  if (es__tenant_known(c->db, t->name)) {
+    uint64_t local = 0, remote = 0;
+    rc = cl_local_gen(c, t->name, &local);
+    if (rc == ES_OK)
+      rc = cl_replica_gen(c, t->name, &remote);
+    if (rc == ES_OK && local != remote) {
+      es__db_log(c->db, 1,
+                 "tenant %s: local copy at generation %" PRIx64
+                 ", the replica at %" PRIx64 ": stale, restart this node "
+                 "with an empty data directory",
+                 t->name, local, remote);
+      state = CL_STALE;
+    } else if (rc == ES_OK) {
+      rc = cl_claim_loaded(c, t->name, l.gen);
+    }
+  } else {
+    rc = es__restore_tenant_live(c->replica, c->db->vfs, c->db->dir, t->name);
+    if (rc == ES_ENOTFOUND) { /* a new tenant: nothing in the replica */
+      es__error_clear();
+      rc = ES_OK;
+    }
+    if (rc == ES_OK)
+      rc = cl_claim_files(c, t->name, l.gen, &rows);
+    es_tenant *et = NULL;
+    if (rc == ES_OK)
+      rc = es__tenant_get(c->db, t->name, 1, &et);
+  }
+  if (rc < 0 || state == CL_STALE) {
+    if (rc < 0)
+      es__db_log(c->db, 1, "tenant %s: takeover failed: %s", t->name,
+                 es_errdetail());
+    pthread_mutex_lock(&t->io_mu); /* let another node have it at once */
+    pthread_mutex_lock(&c->mu);
+    es_lease cur = t->lease;
+    t->valid_mono_us = 0;
+    pthread_mutex_unlock(&c->mu);
+    if (es__lease_release(c->os, t->name, &cur) != ES_OK)
+      es__error_clear();
+    pthread_mutex_unlock(&t->io_mu);
+    cl_set(c, t, rc < 0 ? CL_FAILED : CL_STALE, RETRY_US);
+    return;
+  }
+  pthread_mutex_lock(&c->mu);
+  t->state = state;
+  t->took_us = es__clock_mono_us() - t0;
+  t->restored_rows = rows;
+  pthread_mutex_unlock(&c->mu);
+  es__db_log(c->db, 2,
+             "tenant %s: taken over (lease generation %" PRIu64 ", %" PRIu64
+             " rows restored) in %" PRId64 " ms",
+             t->name, l.gen, rows, t->took_us / 1000);
+}
+
+/* --- handing over --------------------------------------------------------- */
+
+/* Whether the replica has the tenant's local manifest (its record). */
+static int cl_uploaded(es_cluster *c, const char *tenant) {
+  uint64_t local = 0;
+  if (cl_local_gen(c, tenant, &local) != ES_OK) {
+    es__error_clear();
+    return 0;
+  }
+  es_replica_record r;
+  if (es_replica_record_read(c->db->dir, tenant, &r) != ES_OK) {
+    es__error_clear();
+    return local == 0;
+  }
+  return r.generation >= local;
+}
+
+/* Waits us microseconds (less when the node stops). */
+static void cl_sleep(es_cluster *c, int64_t us) {
+  struct timespec ts;
+  es__clock_deadline(&ts, us);
+  pthread_mutex_lock(&c->mu);
+  if (!c->stop)
+    pthread_cond_timedwait(&c->rcv, &c->mu, &ts);
+  pthread_mutex_unlock(&c->mu);
+}
+
+static int cl_release_one(es_cluster *c, cl_tenant *t, int64_t timeout_us) {
+  pthread_mutex_lock(&c->mu);
+  int held = t->state == CL_HELD;
+  if (held)
+    t->state = CL_RELEASING; /* admit and owns say no from now */
+  pthread_mutex_unlock(&c->mu);
+  if (!held)
+    return ES_OK;
+  cl_sleep(c, UPLOAD_POLL_US); /* appends admitted just before */
+  int rc = es_flush(c->db, t->name);
+  int64_t end = es__clock_mono_us() + timeout_us;
+  while (rc == ES_OK && !cl_uploaded(c, t->name)) {
+    if (es__clock_mono_us() > end) {
+      rc = ES_ERR(ES_EUNAVAIL, "tenant %s: not uploaded within %" PRId64 " ms",
+                  t->name, timeout_us / 1000);
+      break;
+    }
+    cl_sleep(c, UPLOAD_POLL_US);
+  }
+  if (rc < 0) {
+    cl_set(c, t, CL_HELD, 0);
+    return rc;
+  }
+  pthread_mutex_lock(&t->io_mu);
+  pthread_mutex_lock(&c->mu);
+  es_lease cur = t->lease;
+  t->valid_mono_us = 0; /* nothing published past this point */
+  t->state = CL_RELEASED;
+  pthread_mutex_unlock(&c->mu);
+  rc = es__lease_release(c->os, t->name, &cur);
+  pthread_mutex_unlock(&t->io_mu);
+  return rc; /* a failed release expires by itself */
+}
+
+int es_cluster_release(es_cluster *c, const char *tenant, int64_t timeout_us) {
+  if (!c || !c->db)
+    return ES_INVAL_BKPT("es_cluster_release: no started cluster");
+  int first = ES_OK;
+  for (;;) {
+    cl_tenant *t = NULL;
+    pthread_mutex_lock(&c->mu);
+    for (cl_tenant *x = c->ts; x && !t; x = x->next)
+      if ((!tenant || strcmp(x->name, tenant) == 0) && x->state == CL_HELD)
+        t = x;
+    pthread_mutex_unlock(&c->mu);
+    if (!t)
+      return first;
+    int rc = cl_release_one(c, t, timeout_us);
+    if (rc < 0 && first == ES_OK)
+      first = rc;
+    if (tenant || rc < 0)
+      return first;
+  }
+}
+
+/* --- threads -------------------------------------------------------------- */
+
+static void *cl_worker(void *arg) {
+  es_cluster *c = arg;
+  pthread_mutex_lock(&c->mu);
+  while (!c->stop) {
+    cl_tenant *t = c->ts;
+    while (t && !t->queued)
+      t = t->next;
+    if (!t) {
+      pthread_cond_wait(&c->cv, &c->mu);
+      continue;
+    }
+    t->queued = 0;
+    int handoff = t->handoff;
+    t->handoff = 0;
+    pthread_mutex_unlock(&c->mu);
+    if (handoff) {
+      if (cl_release_one(c, t, INT64_C(60000000)) != ES_OK)
+        es__error_clear();
+    } else {
+      cl_take(c, t);
+    }
+    pthread_mutex_lock(&c->mu);
+  }
+  pthread_mutex_unlock(&c->mu);
+  return NULL;
+}
+
+/* Renews one lease; queues a hand-over when another node asked. */
+static void cl_renew(es_cluster *c, cl_tenant *t) {
+  pthread_mutex_lock(&t->io_mu);
+  pthread_mutex_lock(&c->mu);
+  int live = (t->state == CL_HELD || t->state == CL_RELEASING ||
+              t->state == CL_TAKING) &&
+             t->lease.gen != 0 && t->valid_mono_us != 0;
+  es_lease l = t->lease;
+  pthread_mutex_unlock(&c->mu);
+  if (!live) {
+    pthread_mutex_unlock(&t->io_mu);
+    return;
+  }
+  int64_t sent = es__clock_mono_us();
+  int rc = es__lease_renew(c->os, t->name, &l, es__clock_now_us(), &c->clk);
+  pthread_mutex_lock(&c->mu);
+  if (rc == ES_OK && t->lease.gen == l.gen) {
+    t->lease = l;
+    t->valid_mono_us = cl_deadline(c, sent);
+    if (l.want[0] && strcmp(l.want, c->node) != 0 && t->state == CL_HELD &&
+        !t->queued) {
+      t->queued = t->handoff = 1;
+      pthread_cond_signal(&c->cv);
+    }
+  } else if (rc == ES_ECONFLICT) {
+    t->valid_mono_us = 0;
+    if (t->state == CL_HELD || t->state == CL_RELEASING)
+      t->state = CL_LOST;
+    es__db_log(c->db, 1, "tenant %s: %s", t->name, es_errdetail());
+  } /* in doubt: the deadline keeps running (lease.c, 3) */
+  pthread_mutex_unlock(&c->mu);
+  pthread_mutex_unlock(&t->io_mu);
+  es__error_clear();
+}
+
+static void *cl_renewer(void *arg) {
+  es_cluster *c = arg;
+  int64_t every = c->clk.ttl_us / 4;
+  pthread_mutex_lock(&c->mu);
+  while (!c->stop) {
+    /* tenants are never removed while the node runs: walking the list
+     * without mu between renewals is safe */
+    cl_tenant *t = c->ts;
+    pthread_mutex_unlock(&c->mu);
+    for (; t; t = t->next)
+      cl_renew(c, t);
+    pthread_mutex_lock(&c->mu);
+    if (c->stop)
+      break;
+    struct timespec ts;
+    es__clock_deadline(&ts, every);
+    pthread_cond_timedwait(&c->rcv, &c->mu, &ts);
+  }
+  pthread_mutex_unlock(&c->mu);
+  return NULL;
+}
+
+int es_cluster_start(es_cluster *c, es_db *db) {
+  if (!c || !db)
+    return ES_INVAL_BKPT("es_cluster_start: NULL argument");
+  if (db->opts.read_only || db->opts.replica != c->replica)
+    return ES_INVAL_BKPT("es_cluster_start: the handle must be writable and "
+                         "opened with the cluster's replica");
+  if (c->started)
+    return ES_INVAL_BKPT("es_cluster_start: started already");
+  c->db = db;
+  if (pthread_create(&c->worker, NULL, cl_worker, c) != 0)
+    return ES_NOMEM_BKPT();
+  if (pthread_create(&c->renewer, NULL, cl_renewer, c) != 0) {
+    pthread_mutex_lock(&c->mu);
+    c->stop = 1;
+    pthread_cond_broadcast(&c->cv);
+    pthread_mutex_unlock(&c->mu);
+    pthread_join(c->worker, NULL);
+    return ES_NOMEM_BKPT();
+  }
+  c->started = 1;
+  return ES_OK;
+}
+
+int es_cluster_admit(es_cluster *c, const char *tenant) {
+  if (!c || !c->started)
+    return ES_INVAL_BKPT("es_cluster_admit: no started cluster");
+  ES_TRY(es__tenant_check(tenant));
+  pthread_mutex_lock(&c->mu);
+  cl_tenant *t = cl_get(c, tenant);
+  if (!t) {
+    pthread_mutex_unlock(&c->mu);
+    return ES_NOMEM_BKPT();
+  }
+  int rc;
+  if (t->state == CL_HELD && cl_valid(t)) {
+    rc = ES_OK;
+  } else if (t->state == CL_STALE) {
+    rc = ES_ERR(ES_EFAILED,
+                "tenant %s: this node holds a stale copy; "
+                "restart it with an empty data directory",
+                tenant);
+  } else {
+    if (t->state == CL_HELD) /* its deadline passed unrenewed */
+      t->state = CL_LOST;
+    if (t->state != CL_TAKING && t->state != CL_RELEASING && !t->queued &&
+        es__clock_mono_us() >= t->retry_mono_us) {
+      t->state = CL_TAKING;
+      t->queued = 1;
+      pthread_cond_signal(&c->cv);
+    }
+    rc = ES_ERR(ES_EUNAVAIL, "tenant %s: %s on this node; retry shortly",
+                tenant, cl_state_name[t->state]);
+  }
+  pthread_mutex_unlock(&c->mu);
+  return rc;
+}
+
+int es_cluster_owns(es_cluster *c, const char *tenant) {
+  if (!c || !tenant)
+    return 0;
+  pthread_mutex_lock(&c->mu);
+  cl_tenant *t = cl_find(c, tenant);
+  int own = t && t->state == CL_HELD && cl_valid(t);
+  pthread_mutex_unlock(&c->mu);
+  return own;
+}
+
+int es_cluster_status(es_cluster *c,
+                      int (*fn)(void *ud, const es_cluster_tenant *t),
+                      void *ud) {
+  if (!c || !fn)
+    return ES_INVAL_BKPT("es_cluster_status: NULL argument");
+  pthread_mutex_lock(&c->mu);
+  cl_tenant *t = c->ts;
+  pthread_mutex_unlock(&c->mu);
+  for (; t; t = t->next) { /* never removed while the node runs */
+    es_cluster_tenant ct;
+    char name[ES_TENANT_LEN_MAX + 1];
+    pthread_mutex_lock(&c->mu);
+    snprintf(name, sizeof(name), "%s", t->name);
+    int st = t->state;
+    if (st == CL_HELD && !cl_valid(t))
+      st = CL_LOST;
+    ct.tenant = name;
+    ct.state = cl_state_name[st];
+    ct.lease_gen = t->lease.gen;
+    ct.took_us = t->took_us;
+    ct.restored_rows = t->restored_rows;
+    pthread_mutex_unlock(&c->mu);
+    int rc = fn(ud, &ct);
+    if (rc)
+      return rc;
+  }
+  return ES_OK;
+}
+
+void es_cluster_stop(es_cluster *c) {
+  if (!c || !c->started)
+    return;
+  pthread_mutex_lock(&c->mu);
+  c->stop = 1;
+  pthread_cond_broadcast(&c->cv);
+  pthread_cond_broadcast(&c->rcv);
+  pthread_mutex_unlock(&c->mu);
+  pthread_join(c->worker, NULL);
+  pthread_join(c->renewer, NULL);
+  c->started = 0;
+}
+
+void es_cluster_free(es_cluster *c) {
+  if (!c)
+    return;
+  es_cluster_stop(c);
+  es_cluster *self = c;
+  (void)atomic_compare_exchange_strong(&c->replica->cluster, &self, NULL);
+  while (c->ts) {
+    cl_tenant *n = c->ts->next;
+    pthread_mutex_destroy(&c->ts->io_mu);
+    es__free(c->ts);
+    c->ts = n;
+  }
+  pthread_mutex_destroy(&c->mu);
+  pthread_cond_destroy(&c->cv);
+  pthread_cond_destroy(&c->rcv);
+  es__free(c);
+}

@@ -1,0 +1,422 @@
+/*
+ * test_cluster.c -- tenant leases (lib/replicate/lease.c) and cluster
+ * takeover (lib/replicate/cluster.c) on the in-memory object store, with
+ * its k-th-request fault injection.
+ *
+ *  - lease_codec: the lease object round-trips; malformed ones are refused.
+ *  - lease_protocol: create-only first lease, a second node refused until
+ *    expiry + skew, generations grow, the lost holder's renewal refused,
+ *    ask / hand-over / release.
+ *  - lease_fault_loop: a scripted takeover (A takes, renews; B asks; A
+ *    sees it and releases; B takes; A's late renewal) with the k-th
+ *    request failing (timeout, dropped connection applied or not, a
+ *    permanent refusal) for every k: no two successful acquires share a
+ *    generation, generations grow, A never renews after B took it, and the
+ *    lease ends with B.
+ *  - takeover_fence: node A appends and uploads; B takes the tenant over
+ *    after A's lease expired (A paused: its threads stopped); A keeps
+ *    appending and flushing: its uploader publishes nothing (the fence) and
+ *    A no longer owns the tenant; B's appends are published; a restore
+ *    holds A's events uploaded before the takeover and B's, once each.
+ *  - takeover_fault_loop: A hands the tenant over (es_cluster_release)
+ *    and B takes it, with the k-th request of the store failing for every
+ *    k over the whole hand-over: B always ends up holding the tenant with
+ *    every one of A's events exactly once.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "../unit/unit.h"
+#include "api.h"
+#include "base/clock.h"
+#include "base/mem.h"
+#include "replicate/lease.h"
+#include "replicate/objmem.h"
+#include "replicate/replicate.h"
+
+#define T "acme"
+
+static const es_lease_clock CLK = {.ttl_us = 1000, .skew_us = 100};
+
+START_TEST(test_lease_codec) {
+  es_lease l, d;
+  memset(&l, 0, sizeof(l));
+  memset(&d, 0, sizeof(d));
+  l.gen = 42;
+  l.expires_us = 1700000000000000;
+  strcpy(l.owner, "node-1.a_b");
+  char buf[ES_LEASE_BYTES_MAX + 1];
+  size_t len = 0;
+  ck_assert_int_eq(es__lease_encode(&l, buf, sizeof(buf), &len), ES_OK);
+  ck_assert_int_eq(es__lease_decode("t", (uint8_t *)buf, len, &d), ES_OK);
+  ck_assert_uint_eq(d.gen, 42);
+  ck_assert_int_eq(d.expires_us, l.expires_us);
+  ck_assert_str_eq(d.owner, l.owner);
+  ck_assert_str_eq(d.want, "");
+  strcpy(l.want, "n2");
+  ck_assert_int_eq(es__lease_encode(&l, buf, sizeof(buf), &len), ES_OK);
+  ck_assert_int_eq(es__lease_decode("t", (uint8_t *)buf, len, &d), ES_OK);
+  ck_assert_str_eq(d.want, "n2");
+  static const char *const bad[] = {
+      "",
+      "eslease 1 1 0 a -",          /* no newline */
+      "eslease 2 1 0 a -\n",        /* version */
+      "eslease 1 0 0 a -\n",        /* generation 0 */
+      "eslease 1 01 0 a -\n",       /* leading zero */
+      "eslease 1 1 0 a/b -\n",      /* node name */
+      "eslease 1 1 0 a - x\n",      /* extra field */
+      "eslease 1 1 0 a\n",          /* missing field */
+      "eslease 1 1 -5 a -\n",       /* sign */
+      "eslease 1  1 0 a -\n",       /* empty field */
+      "eslease 1 99999999999999999999 0 a -\n", /* too long */
+  };
+  for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+    ck_assert_msg(es__lease_decode("t", (const uint8_t *)bad[i],
+                                   strlen(bad[i]), &d) == ES_ECORRUPT,
+                  "accepted %s", bad[i]);
+  ck_assert_int_eq(es__lease_node_check("ok.node-1"), ES_OK);
+  ck_assert_int_eq(es__lease_node_check(""), ES_EINVAL);
+  ck_assert_int_eq(es__lease_node_check("a b"), ES_EINVAL);
+}
+END_TEST
+
+START_TEST(test_lease_protocol) {
+  es_objstore *os = NULL;
+  ck_assert_int_eq(es__objmem_create(3, 1, &os), ES_OK);
+  es_lease a, b, r;
+  ck_assert_int_eq(es__lease_read(os, T, &r), ES_OK);
+  ck_assert_uint_eq(r.gen, 0);
+  ck_assert_int_eq(es__lease_acquire(os, T, "A", 10000, &CLK, &a), ES_OK);
+  ck_assert_uint_eq(a.gen, 1);
+  /* B is refused until A's expiry plus the skew */
+  ck_assert_int_eq(es__lease_acquire(os, T, "B", 11000, &CLK, &b), ES_EBUSY);
+  ck_assert_str_eq(b.owner, "A");
+  ck_assert_int_eq(es__lease_acquire(os, T, "B", 11100, &CLK, &b), ES_EBUSY);
+  ck_assert_int_eq(es__lease_renew(os, T, &a, 10500, &CLK), ES_OK);
+  ck_assert_int_eq(es__lease_acquire(os, T, "B", 11200, &CLK, &b), ES_EBUSY);
+  ck_assert_int_eq(es__lease_acquire(os, T, "B", 11601, &CLK, &b), ES_OK);
+  ck_assert_uint_eq(b.gen, 2);
+  /* A's renewal is refused: lost */
+  ck_assert_int_eq(es__lease_renew(os, T, &a, 11700, &CLK), ES_ECONFLICT);
+  ck_assert_uint_eq(a.gen, 1);
+  /* A asks; B's renewal sees it; B releases; A takes at once */
+  ck_assert_int_eq(es__lease_read(os, T, &r), ES_OK);
+  ck_assert_int_eq(es__lease_ask(os, T, &r, "A"), ES_OK);
+  ck_assert_int_eq(es__lease_renew(os, T, &b, 11800, &CLK), ES_OK);
+  ck_assert_str_eq(b.want, "A");
+  ck_assert_int_eq(es__lease_release(os, T, &b), ES_OK);
+  ck_assert_int_eq(es__lease_acquire(os, T, "A", 11900, &CLK, &a), ES_OK);
+  ck_assert_uint_eq(a.gen, 3);
+  ck_assert_str_eq(a.want, "");
+  /* a release of a lease lost is not an error and changes nothing */
+  ck_assert_int_eq(es__lease_release(os, T, &b), ES_OK);
+  ck_assert_int_eq(es__lease_read(os, T, &r), ES_OK);
+  ck_assert_str_eq(r.owner, "A");
+  ck_assert_uint_eq(r.gen, 3);
+  ck_assert_int_ne(r.expires_us, 0);
+  /* the same node takes its own lease again: a new generation */
+  ck_assert_int_eq(es__lease_acquire(os, T, "A", 12000, &CLK, &a), ES_OK);
+  ck_assert_uint_eq(a.gen, 4);
+  es__objstore_destroy(os);
+}
+END_TEST
+
+/* Retries a step that may fail transiently (or in doubt) until it
+ * answers something else; returns that. */
+#define RETRY(expr)                                                            \
+  ({                                                                           \
+    int rc_ = ES_EUNAVAIL;                                                     \
+    for (int i_ = 0; i_ < 20 && es__objstore_transient(rc_); i_++)            \
+      rc_ = (expr);                                                            \
+    rc_;                                                                       \
+  })
+
+START_TEST(test_lease_fault_loop) {
+  static const int kinds[] = {ES_OBJMEM_FAIL_TIMEOUT, ES_OBJMEM_FAIL_DROP,
+                              ES_OBJMEM_FAIL_STATUS};
+  int iterations = 0, hits = 0;
+  for (size_t kind = 0; kind < 3; kind++)
+    for (unsigned long k = 1; k <= 24; k++) {
+      es_objstore *os = NULL;
+      ck_assert_int_eq(es__objmem_create(3, k * 7 + kind, &os), ES_OK);
+      es__objmem_fail_at(os, k, kinds[kind], ES_EREMOTE);
+      es_lease a, b, r;
+      memset(&a, 0, sizeof(a));
+      memset(&b, 0, sizeof(b));
+      uint64_t last_gen = 0;
+      int64_t now = 100000;
+      /* A takes (a permanent failure: it tries again) */
+      int rc = RETRY(es__lease_acquire(os, T, "A", now, &CLK, &a));
+      if (rc == ES_EREMOTE)
+        rc = RETRY(es__lease_acquire(os, T, "A", now, &CLK, &a));
+      ck_assert_int_eq(rc, ES_OK);
+      ck_assert_uint_gt(a.gen, last_gen);
+      last_gen = a.gen;
+      now += 300;
+      rc = RETRY(es__lease_renew(os, T, &a, now, &CLK));
+      ck_assert(rc == ES_OK || rc == ES_EREMOTE);
+      /* B asks while A holds it */
+      rc = RETRY(es__lease_read(os, T, &r));
+      if (rc == ES_EREMOTE)
+        rc = RETRY(es__lease_read(os, T, &r));
+      ck_assert_int_eq(rc, ES_OK);
+      ck_assert_str_eq(r.owner, "A");
+      ck_assert_uint_eq(r.gen, a.gen);
+      rc = RETRY(es__lease_acquire(os, T, "B", now, &CLK, &b));
+      ck_assert_msg(rc == ES_EBUSY || rc == ES_EREMOTE,
+                    "k %lu: B took a held lease (%d)", k, rc);
+      rc = RETRY(es__lease_ask(os, T, &r, "B"));
+      ck_assert(rc == ES_OK || rc == ES_EREMOTE || rc == ES_ECONFLICT);
+      int asked = rc == ES_OK;
+      /* A renews: sees the ask when it went through, releases */
+      now += 300;
+      rc = RETRY(es__lease_renew(os, T, &a, now, &CLK));
+      if (rc == ES_EREMOTE)
+        rc = RETRY(es__lease_renew(os, T, &a, now, &CLK));
+      ck_assert_msg(rc == ES_OK, "k %lu: A lost an unexpired lease (%d: %s)",
+                    k, rc, es_errdetail());
+      if (asked)
+        ck_assert_str_eq(a.want, "B");
+      rc = RETRY(es__lease_release(os, T, &a));
+      int released = rc == ES_OK;
+      ck_assert(rc == ES_OK || rc == ES_EREMOTE);
+      /* B takes: at once after a release, else after expiry + skew */
+      if (!released)
+        now += CLK.ttl_us + CLK.skew_us + 1;
+      rc = RETRY(es__lease_acquire(os, T, "B", now, &CLK, &b));
+      if (rc == ES_EREMOTE)
+        rc = RETRY(es__lease_acquire(os, T, "B", now, &CLK, &b));
+      ck_assert_msg(rc == ES_OK, "k %lu kind %zu: B could not take (%d: %s)",
+                    k, kind, rc, es_errdetail());
+      ck_assert_uint_gt(b.gen, last_gen);
+      /* A's late renewal must fail: it lost the lease */
+      es_lease late = a;
+      late.expires_us = released ? late.expires_us : a.expires_us;
+      rc = RETRY(es__lease_renew(os, T, &late, now + 1, &CLK));
+      ck_assert_msg(rc != ES_OK, "k %lu: A renewed a lease B holds", k);
+      rc = RETRY(es__lease_read(os, T, &r));
+      if (rc == ES_EREMOTE)
+        rc = RETRY(es__lease_read(os, T, &r));
+      ck_assert_int_eq(rc, ES_OK);
+      ck_assert_str_eq(r.owner, "B");
+      ck_assert_uint_eq(r.gen, b.gen);
+      hits += es__objmem_failed(os) > 0; /* k within the script */
+      es__objstore_destroy(os);
+      iterations++;
+    }
+  ck_assert_int_eq(iterations, 72);
+  ck_assert_int_ge(hits, 45); /* the script makes ~18 requests */
+}
+END_TEST
+
+/* --- takeover on real stores ---------------------------------------------- */
+
+typedef struct node {
+  char dir[4096];
+  es_replica *rep;
+  es_cluster *cl;
+  es_db *db;
+} node;
+
+static void node_up(node *n, es_objstore *os, const char *name) {
+  ut_tmpdir(n->dir, sizeof(n->dir), name);
+  ck_assert_int_eq(es__replica_wrap(os, 0, &n->rep), ES_OK);
+  es_cluster_config cc;
+  es_cluster_config_init(&cc);
+  cc.node = name;
+  cc.lease_ttl_us = 600000;
+  cc.clock_skew_us = 100000;
+  ck_assert_int_eq(es_cluster_new(n->rep, &cc, &n->cl), ES_OK);
+  es_options o;
+  es_options_init(&o);
+  o.data_dir = n->dir;
+  o.shards = 2;
+  o.sync_mode = ES_SYNC_NONE;
+  o.replica = n->rep;
+  o.replica_interval_us = 5000;
+  o.wal_file_bytes = 1 << 20;
+  ck_assert_msg(es_open(&o, &n->db) == ES_OK, "%s", es_errdetail());
+  ck_assert_int_eq(es_cluster_start(n->cl, n->db), ES_OK);
+}
+
+static void node_down(node *n) {
+  es_cluster_stop(n->cl);
+  ck_assert_int_eq(es_close(n->db), ES_OK);
+  es_cluster_free(n->cl);
+  es_replica_free(n->rep);
+  ut_rmrf(n->dir);
+}
+
+/* Waits until the node admits the tenant (a takeover); returns the
+ * microseconds it took. */
+static int64_t admit_wait(node *n, int64_t timeout_us) {
+  int64_t t0 = es__clock_mono_us();
+  for (;;) {
+    int rc = es_cluster_admit(n->cl, T);
+    if (rc == ES_OK)
+      return es__clock_mono_us() - t0;
+    ck_assert_msg(rc == ES_EUNAVAIL, "admit: %d %s", rc, es_errdetail());
+    ck_assert_msg(es__clock_mono_us() - t0 < timeout_us,
+                  "no takeover within %lld ms",
+                  (long long)(timeout_us / 1000));
+    struct timespec ts = {0, 5000000};
+    nanosleep(&ts, NULL);
+  }
+}
+
+static void append_range(es_db *db, int first, int n) {
+  for (int i = first; i < first + n; i++) {
+    char mid[32];
+    snprintf(mid, sizeof(mid), "m%06d", i);
+    es_event ev = {.ts_us = 1700000000000000LL + (int64_t)i * 1000000,
+                   .type = ES_TYPE_TRACK,
+                   .event = "Buy",
+                   .message_id = mid,
+                   .anonymous_id = "v"};
+    ck_assert_msg(es_append(db, T, &ev, 1, NULL) == ES_OK, "%s",
+                  es_errdetail());
+  }
+}
+
+/* The tenant's events by number in db: seen[i] counts event i. */
+static void count_ids(es_db *db, int *seen, int limit) {
+  es_scan_spec spec;
+  es_scan_spec_init(&spec);
+  spec.tenant = T;
+  spec.fields = ES_FIELD_MESSAGE_ID;
+  es_cursor *cur = NULL;
+  ck_assert_int_eq(es_scan(db, &spec, &cur), ES_OK);
+  es_event ev;
+  int rc;
+  while ((rc = es_cursor_next(cur, &ev)) == 1) {
+    int id = atoi(ev.message_id + 1);
+    ck_assert_msg(id >= 0 && id < limit, "invented event %d", id);
+    seen[id]++;
+  }
+  ck_assert_int_eq(rc, 0);
+  es_cursor_close(cur);
+}
+
+/* Restores the replica's tenant into a new store and counts its events. */
+static void restore_count(es_objstore *os, int *seen, int limit) {
+  es_replica *rep = NULL;
+  ck_assert_int_eq(es__replica_wrap(os, 0, &rep), ES_OK);
+  char dir[4096];
+  ut_tmpdir(dir, sizeof(dir), "restored");
+  const char *one[1] = {T};
+  ck_assert_msg(es_restore(rep, dir, one, 1, NULL, NULL) == ES_OK, "%s",
+                es_errdetail());
+  es_options o;
+  es_options_init(&o);
+  o.data_dir = dir;
+  o.sync_mode = ES_SYNC_NONE;
+  es_db *db = NULL;
+  ck_assert_int_eq(es_open(&o, &db), ES_OK);
+  count_ids(db, seen, limit);
+  ck_assert_int_eq(es_close(db), ES_OK);
+  es_replica_free(rep);
+  ut_rmrf(dir);
+}
+
+START_TEST(test_takeover_fence) {
+  es_objstore *os = NULL;
+  ck_assert_int_eq(es__objmem_create(3, 9, &os), ES_OK);
+  node a, b;
+  node_up(&a, os, "A");
+  node_up(&b, os, "B");
+  admit_wait(&a, 5000000);
+  append_range(a.db, 0, 100);
+  ck_assert_int_eq(es_flush(a.db, T), ES_OK);
+  ck_assert_int_eq(es_replica_drain(a.db, 5000000), ES_OK);
+  /* B asks while A holds it and renews: refused */
+  ck_assert_int_eq(es_cluster_admit(b.cl, T), ES_EUNAVAIL);
+  /* A pauses (its renewals stop); B takes over after the expiry */
+  es_cluster_stop(a.cl);
+  int64_t took = admit_wait(&b, 5000000);
+  ck_assert_int_ge(took, 300000); /* it had to wait for the expiry */
+  ck_assert_int_eq(es_cluster_owns(a.cl, T), 0);
+  /* A writes on (as a paused node would when it wakes, without asking):
+   * its uploader publishes nothing */
+  append_range(a.db, 100, 50);
+  ck_assert_int_eq(es_flush(a.db, T), ES_OK);
+  ck_assert_int_eq(es_replica_drain(a.db, 300000), ES_EUNAVAIL);
+  /* B's events go up */
+  append_range(b.db, 200, 10);
+  ck_assert_int_eq(es_flush(b.db, T), ES_OK);
+  ck_assert_int_eq(es_replica_drain(b.db, 5000000), ES_OK);
+  int seen[300] = {0};
+  count_ids(b.db, seen, 300);
+  int seen_r[300] = {0};
+  restore_count(os, seen_r, 300);
+  for (int i = 0; i < 300; i++) {
+    int want = (i < 100 || (i >= 200 && i < 210)) ? 1 : 0;
+    ck_assert_msg(seen[i] == want, "B: event %d seen %d times", i, seen[i]);
+    ck_assert_msg(seen_r[i] == want, "restore: event %d seen %d times", i,
+                  seen_r[i]);
+  }
+  node_down(&a);
+  node_down(&b);
+  es__objstore_destroy(os);
+}
+END_TEST
+
+START_TEST(test_takeover_fault_loop) {
+  static const int kinds[] = {ES_OBJMEM_FAIL_TIMEOUT, ES_OBJMEM_FAIL_DROP,
+                              ES_OBJMEM_FAIL_STATUS};
+  unsigned long failed = 0;
+  for (size_t kind = 0; kind < 3; kind++)
+    for (unsigned long k = 1; k <= 30; k += (kind == 0 ? 1 : 2)) {
+      es_objstore *os = NULL;
+      ck_assert_int_eq(es__objmem_create(3, k, &os), ES_OK);
+      node a, b;
+      node_up(&a, os, "A");
+      node_up(&b, os, "B");
+      admit_wait(&a, 5000000);
+      append_range(a.db, 0, 60);
+      ck_assert_int_eq(es_flush(a.db, T), ES_OK);
+      append_range(a.db, 60, 40);
+      /* from here on, the k-th request fails: the hand-over and the
+       * takeover (A's release, B's lease, listing, restore, claim, its
+       * first upload) */
+      es__objmem_fail_at(os, k, kinds[kind], ES_EREMOTE);
+      int rc = es_cluster_release(a.cl, T, 3000000);
+      if (rc != ES_OK) /* A could not hand over: it stops as if dead */
+        es_cluster_stop(a.cl);
+      admit_wait(&b, 10000000);
+      int seen[100] = {0};
+      count_ids(b.db, seen, 100);
+      for (int i = 0; i < 100; i++)
+        ck_assert_msg(seen[i] == (rc == ES_OK || i < 60 ? 1 : seen[i]),
+                      "k %lu kind %zu: event %d seen %d times", k, kind, i,
+                      seen[i]);
+      if (rc == ES_OK) /* a clean hand-over loses nothing */
+        for (int i = 0; i < 100; i++)
+          ck_assert_int_eq(seen[i], 1);
+      else /* A died: what it had uploaded survives, once */
+        for (int i = 0; i < 100; i++)
+          ck_assert_int_le(seen[i], 1);
+      failed += es__objmem_failed(os);
+      node_down(&a);
+      node_down(&b);
+      es__objstore_destroy(os);
+    }
+  ck_assert_uint_gt(failed, 0);
+}
+END_TEST
+
+static Suite *cluster_suite(void) {
+  Suite *s = suite_create("cluster");
+  TCase *tc = tcase_create("core");
+  tcase_set_timeout(tc, 120);
+  tcase_add_test(tc, test_lease_codec);
+  tcase_add_test(tc, test_lease_protocol);
+  tcase_add_test(tc, test_lease_fault_loop);
+  tcase_add_test(tc, test_takeover_fence);
+  tcase_add_test(tc, test_takeover_fault_loop);
+  suite_add_tcase(s, tc);
+  return s;
+}
+
+int main(void) { return ut_main(cluster_suite()); }
