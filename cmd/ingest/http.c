@@ -48,6 +48,7 @@
 #include "common/route.h"
 #include "common/status_http.h"
 #include "common/svc.h"
+#include "forward.h"
 #include "server.h"
 
 #define READ_BUF_BYTES 65536
@@ -509,6 +510,7 @@ static uint64_t job_seed(uint64_t *state) {
 }
 
 static void job_free(job *j) {
+  free(j->sj.dup_flags);
   ing_batch_free(&j->batch);
   free(j->body);
   free(j->evs);
@@ -644,6 +646,8 @@ static void parse_done(uv_work_t *w, int status) {
   j->sj.tenant = &t->st;
   j->sj.events = j->evs;
   j->sj.count = j->n;
+  if (srv->fwd && !t->shadow && j->n) /* NULL (no memory): forward all */
+    j->sj.dup_flags = calloc(j->n, 1);
   sched_submit(&srv->sched, &j->sj);
 }
 
@@ -707,6 +711,22 @@ static void ingest(conn *c) {
   }
 }
 
+/* --forward: queues a durable job's stored events for the legacy
+ * endpoint (forward.h) with the request's write key (Basic auth, else the
+ * body's writeKey, else -- the client went away -- a key of its tenant). */
+static void forward_job(server *srv, job *j) {
+  char key[HCONN_AUTH_BYTES_MAX + 1];
+  const char *k = j->batch.write_key;
+  if (j->conn && j->conn->h.auth_len > 0 &&
+      basic_auth_key(j->conn->h.auth, key, sizeof key) == 0)
+    k = key;
+  for (size_t i = 0; k == NULL && i < srv->keys_count; i++)
+    if (srv->keys[i].tenant == j->t)
+      k = srv->keys[i].key;
+  if (k != NULL)
+    (void)fwd_submit(srv->fwd, k, j->evs, j->n, j->sj.dup_flags);
+}
+
 /* A job is durable or failed (loop thread, via sched). */
 void http_job_done(sched_job *sj, void *ud) {
   job *j = (job *)sj;
@@ -726,6 +746,8 @@ void http_job_done(sched_job *sj, void *ud) {
     srv->m.events_duplicate += sj->dups;
     if (j->batch.count > 0) /* the stored share of the compact JSON */
       srv->m.bytes_stored += j->bytes * stored / j->batch.count;
+    if (srv->fwd && !j->t->shadow && stored > 0)
+      forward_job(srv, j);
   } else {
     srv->m.appends_failed++;
     srv->m.events_rejected += j->batch.count;
@@ -787,6 +809,11 @@ static void answer_metrics(conn *c) {
   es_replica_stats st;
   if (srv->cfg.replica_on && es_replica_stats_get(srv->db, &st) == ES_OK &&
       metrics_render_replica(&st, &b)) {
+    seg_buf_free(&b);
+    respond_error(c, 503, "out of memory", 0);
+    return;
+  }
+  if (srv->fwd && fwd_metrics(srv->fwd, &b)) {
     seg_buf_free(&b);
     respond_error(c, 503, "out of memory", 0);
     return;

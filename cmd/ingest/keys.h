@@ -20,6 +20,8 @@
 typedef struct ing_key_entry {
   char *key; /* owned */
   char tenant[ES_TENANT_LEN_MAX + 1];
+  int shadow; /* {"tenant":..,"primary":false}: the tenant is still in the
+                 shadow phase of a migration (docs/MIGRATION.md) */
 } ing_key_entry;
 
 /* Write keys sorted by key, each once. */
@@ -31,9 +33,11 @@ typedef struct ing_keyset {
 /*
  * Parses a keys document (NUL-terminated text): a non-empty JSON object
  * whose every member maps a key of 1-ING_KEY_BYTES_MAX bytes to a tenant
- * id ([A-Za-z0-9_-]{1,64}), no key twice.  0 and *out filled (free it
- * with ing_keyset_free), or -1 and err says what is wrong without quoting
- * any key (*out empty).
+ * id ([A-Za-z0-9_-]{1,64}), or to {"tenant": id, "primary": true|false}
+ * (the migration's per-tenant phase: false = shadow, the string form is
+ * primary), no key twice, and all keys of a tenant in the same phase.  0 and
+ * *out filled (free it with ing_keyset_free), or -1 and err says what is wrong
+ * without quoting any key (*out empty).
  */
 int ing_keys_parse(const char *text, ing_keyset *out, char *err,
                    size_t err_size);

@@ -23,11 +23,14 @@ typedef struct tenant {
   sched_tenant st;      /* first: sched_job.tenant points here */
   size_t pending_bytes; /* admitted, not yet completed */
   size_t pending_jobs;  /* requests of those */
+  int shadow; /* keys file: "primary": false -- stored, never forwarded
+                 (legacy still gets this tenant's traffic itself) */
 } tenant;
 
 typedef struct write_key {
   char *key;
   tenant *tenant;
+  int shadow; /* the keys file's "primary": false (ing_key_entry) */
 } write_key;
 
 typedef ingest_config config; /* ingest.h */
@@ -54,6 +57,7 @@ typedef struct server {
   size_t parsing;      /* handed to the parse pool (or just back) */
   uint64_t rng;
   metrics m;
+  struct fwd *fwd;             /* --forward (forward.h), or NULL */
   int finished;                /* server_maybe_finish ran */
   void (*finish_fn)(void *ud); /* its last step; may be NULL */
   void *finish_ud;

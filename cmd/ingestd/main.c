@@ -91,6 +91,12 @@ static const char usage[] =
     "                        (the only tier built: 's3' is refused)\n"
     "  --replica-lag-max-s S /readyz answers 503 when the oldest commit not\n"
     "                        yet in S3 is older (default 300)\n"
+    "  --forward URL         migration (docs/MIGRATION.md): send every\n"
+    "                        stored event on to the legacy Segment endpoint\n"
+    "                        URL (http://HOST:PORT; POST /v1/batch with the\n"
+    "                        request's write key), asynchronously from a\n"
+    "                        queue on disk, retried until it answers\n"
+    "  --forward-queue DIR   that queue (default DATA_DIR/forward-queue)\n"
     "  --help, --version\n"
     "\n"
     "Signals: SIGTERM/SIGINT drain and stop; SIGHUP reloads --keys and\n"
@@ -210,6 +216,12 @@ static int parse_args(int argc, char **argv, ingest_config *cfg) {
       if (parse_num(a, val, 1, 7 * 24 * 3600, &v))
         return 2;
       cfg->replica_lag_max_us = v * INT64_C(1000000);
+    } else if (strcmp(a, "--forward") == 0) {
+      if (strncmp(val, "http://", 7) != 0 && strncmp(val, "https://", 8) != 0)
+        return die_usage("--forward wants http://HOST:PORT, not \"%s\"", val);
+      cfg->forward_url = val;
+    } else if (strcmp(a, "--forward-queue") == 0) {
+      cfg->forward_queue_dir = val;
     } else if (strcmp(a, "--max-connections") == 0) {
       if (parse_num(a, val, 1, 1000000, &v))
         return 2;
@@ -220,6 +232,8 @@ static int parse_args(int argc, char **argv, ingest_config *cfg) {
   }
   if (!cfg->data_dir || !cfg->listen || !cfg->keys_path)
     return die_usage("--data, --listen and --keys are required");
+  if (cfg->forward_queue_dir && !cfg->forward_url)
+    return die_usage("--forward-queue needs --forward");
   if ((g_s3_endpoint || g_s3_region) && !g_replica_url)
     return die_usage("--s3-endpoint and --s3-region need --replica");
   cfg->replica_on = g_replica_url != NULL;
