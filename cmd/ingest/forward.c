@@ -72,6 +72,8 @@ struct fwd {
   /* the reader (sender thread) */
   uint64_t r_seq, r_off;
   int64_t r_head_us; /* enqueued_us of the frame at the cursor, 0 if none */
+  uint64_t saved_seq, saved_off; /* the cursor file's (sender thread) */
+  int64_t saved_us;
   /* counters (under mu) */
   uint64_t backlog_events, backlog_bytes;
   uint64_t sent_events, rejected_events, dropped_events, failed_attempts;
@@ -198,6 +200,23 @@ static void cursor_save(const fwd *f, uint64_t seq, uint64_t off) {
     (void)rename(tmp, path);
 }
 
+/* Saves the read position when it moved and (unless force) a second has
+ * passed since the last save.  Sender thread, mu held (dropped while
+ * writing). */
+static void cursor_maybe_save(fwd *f, int force) {
+  if (f->r_seq == f->saved_seq && f->r_off == f->saved_off)
+    return;
+  if (!force && wall_us() - f->saved_us < FWD_CURSOR_SAVE_US)
+    return;
+  f->saved_seq = f->r_seq;
+  f->saved_off = f->r_off;
+  f->saved_us = wall_us();
+  uint64_t seq = f->saved_seq, off = f->saved_off;
+  pthread_mutex_unlock(&f->mu);
+  cursor_save(f, seq, off);
+  pthread_mutex_lock(&f->mu);
+}
+
 /* Opens a new newest file (seq) for writing; 0 or -1. */
 static int open_writer(fwd *f, uint64_t seq) {
   char path[4096];
@@ -249,8 +268,9 @@ static void dead_letter(const fwd *f, long code, const char *body, size_t n) {
   close(fd);
 }
 
-/* Waits up to ms unless stopping; returns stopping. mu held. */
-static int wait_ms(fwd *f, long ms) {
+/* Waits up to ms, or (whole 0) until new frames are queued, unless
+ * stopping; returns stopping.  mu held. */
+static int wait_ms(fwd *f, long ms, int whole) {
   struct timespec ts;
   clock_gettime(CLOCK_REALTIME, &ts);
   ts.tv_sec += ms / 1000;
@@ -259,8 +279,9 @@ static int wait_ms(fwd *f, long ms) {
     ts.tv_sec++;
     ts.tv_nsec -= 1000000000L;
   }
-  if (!f->stopping)
-    pthread_cond_timedwait(&f->cv, &f->mu, &ts);
+  while (!f->stopping &&
+         pthread_cond_timedwait(&f->cv, &f->mu, &ts) != ETIMEDOUT && whole)
+    ; /* a backoff is not cut short by new frames, only by a stop */
   return f->stopping;
 }
 
@@ -310,6 +331,11 @@ static int send_frame(fwd *f, CURL *c, const fwd_frame_head *h,
       return 0;
     }
     f->failed_attempts++;
+    /* the legacy side is failing: everything before this frame is
+     * acknowledged, and a crash during a long outage must not send it
+     * again */
+    if (attempt == 0)
+      cursor_maybe_save(f, 1);
     /* full jitter over an exponential ceiling: a legacy side coming back
      * is not hit by every node's whole backlog at the same instant */
     long ceil = FWD_BACKOFF_MIN_MS << (attempt < 6 ? attempt : 6);
@@ -324,7 +350,7 @@ static int send_frame(fwd *f, CURL *c, const fwd_frame_head *h,
       ing_log("warning", "forward: legacy not taking batches; retrying", extra);
       pthread_mutex_lock(&f->mu);
     }
-    int stop = wait_ms(f, ms);
+    int stop = wait_ms(f, ms, 1);
     pthread_mutex_unlock(&f->mu);
     if (stop)
       return 1;
@@ -367,8 +393,6 @@ static void *sender_main(void *arg) {
   fwd *f = arg;
   CURL *c = curl_easy_init();
   int rfd = -1;
-  int64_t saved_us = 0;
-  uint64_t saved_seq = UINT64_MAX, saved_off = 0;
   if (c) {
     curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, discard);
     curl_easy_setopt(c, CURLOPT_HTTPAUTH, (long)CURLAUTH_BASIC);
@@ -387,16 +411,8 @@ static void *sender_main(void *arg) {
     char *buf = NULL;
     if (!next_frame(f, &rfd, &h, &buf)) {
       f->r_head_us = 0;
-      if ((f->r_seq != saved_seq || f->r_off != saved_off) &&
-          wall_us() - saved_us >= FWD_CURSOR_SAVE_US) {
-        saved_seq = f->r_seq;
-        saved_off = f->r_off;
-        saved_us = wall_us();
-        pthread_mutex_unlock(&f->mu);
-        cursor_save(f, saved_seq, saved_off);
-        pthread_mutex_lock(&f->mu);
-      }
-      wait_ms(f, FWD_SYNC_NS / 1000000);
+      cursor_maybe_save(f, 0);
+      wait_ms(f, FWD_SYNC_NS / 1000000, 0);
       continue;
     }
     f->r_head_us = h.enqueued_us;
@@ -407,14 +423,7 @@ static void *sender_main(void *arg) {
     if (stop)
       break;
     f->r_off += sizeof h + h.key_len + h.body_len;
-    if (wall_us() - saved_us >= FWD_CURSOR_SAVE_US) {
-      saved_seq = f->r_seq;
-      saved_off = f->r_off;
-      saved_us = wall_us();
-      pthread_mutex_unlock(&f->mu);
-      cursor_save(f, saved_seq, saved_off);
-      pthread_mutex_lock(&f->mu);
-    }
+    cursor_maybe_save(f, 0);
   }
   uint64_t seq = f->r_seq, off = f->r_off;
   pthread_mutex_unlock(&f->mu);
@@ -463,14 +472,21 @@ int fwd_open(const char *url, const char *dir, fwd **out, char *err,
     f->r_off = 0;
     hi = 0;
   } else {
-    if (f->r_seq < lo) {
+    if (f->r_seq < lo || f->r_seq > hi + 1) {
       f->r_seq = lo;
       f->r_off = 0;
+    }
+    for (uint64_t s = lo; s < f->r_seq; s++) { /* sent before a crash */
+      char path[4096];
+      file_path(f, s, path, sizeof path);
+      (void)unlink(path);
     }
     for (uint64_t s = f->r_seq; s <= hi; s++)
       (void)scan_file(f, s, s == f->r_seq ? f->r_off : 0);
     hi++;
   }
+  f->saved_seq = f->r_seq;
+  f->saved_off = f->r_off;
   if (open_writer(f, hi) != 0) {
     snprintf(err, err_size, "--forward-queue %s: %s", dir, strerror(errno));
     fwd_free(f);
