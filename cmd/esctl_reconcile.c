@@ -175,6 +175,12 @@ static int legacy_record(rc_run *r, const csv_rec *rec, const int col[4],
     snprintf(why, why_size, "empty tenant");
     return -1;
   }
+  if (floor_bucket(ts, r->bucket_us) != ts) {
+    snprintf(why, why_size,
+             "bucket '%.*s' is not the start of a UTC %s (--by %s)",
+             (int)(n[1] < 40 ? n[1] : 40), v[1], r->by, r->by);
+    return -1;
+  }
   if (ts < r->from_us || ts >= r->to_us)
     return 0;
   if (add_tenant(r, v[0], n[0]) != 0 ||

@@ -36,9 +36,9 @@ const ing_key_entry *ing_keyset_find(const ing_keyset *ks, const char *key) {
 }
 
 /* A member's value: "tenant", or {"tenant": "...", "primary": bool}.
- * The tenant id (NULL when malformed) and *shadow. */
-static const char *member_tenant(yajl_val v, int *shadow) {
-  *shadow = 0;
+ * The tenant id (NULL when malformed) and *primary. */
+static const char *member_tenant(yajl_val v, int *primary) {
+  *primary = 0;
   if (YAJL_IS_STRING(v))
     return v->u.string;
   if (!YAJL_IS_OBJECT(v))
@@ -50,7 +50,7 @@ static const char *member_tenant(yajl_val v, int *shadow) {
     if (strcmp(k, "tenant") == 0 && YAJL_IS_STRING(x))
       tenant = x->u.string;
     else if (strcmp(k, "primary") == 0 && (YAJL_IS_TRUE(x) || YAJL_IS_FALSE(x)))
-      *shadow = YAJL_IS_FALSE(x);
+      *primary = YAJL_IS_TRUE(x);
     else
       return NULL;
   }
@@ -68,8 +68,8 @@ static int keys_check(yajl_val root, const char *yerr, char *err,
   }
   for (size_t i = 0; i < root->u.object.len; i++) {
     const char *key = root->u.object.keys[i];
-    int shadow, shadow_j;
-    const char *tenant = member_tenant(root->u.object.values[i], &shadow);
+    int primary, primary_j;
+    const char *tenant = member_tenant(root->u.object.values[i], &primary);
     size_t n = strlen(key);
     if (!tenant || !svc_tenant_ok(tenant) || n == 0 || n > ING_KEY_BYTES_MAX) {
       snprintf(err, err_size,
@@ -79,8 +79,8 @@ static int keys_check(yajl_val root, const char *yerr, char *err,
       return -1;
     }
     for (size_t j = 0; j < i; j++) { /* a tenant is in one phase */
-      const char *other = member_tenant(root->u.object.values[j], &shadow_j);
-      if (strcmp(other, tenant) == 0 && shadow_j != shadow) {
+      const char *other = member_tenant(root->u.object.values[j], &primary_j);
+      if (strcmp(other, tenant) == 0 && primary_j != primary) {
         snprintf(err, err_size,
                  "key #%zu and key #%zu name one tenant with different "
                  "\"primary\"",
@@ -106,7 +106,7 @@ int ing_keys_parse(const char *text, ing_keyset *out, char *err,
   out->keys = calloc(n, sizeof *out->keys);
   for (size_t i = 0; out->keys && i < n; i++, out->count++) {
     snprintf(out->keys[i].tenant, sizeof out->keys[i].tenant, "%s",
-             member_tenant(root->u.object.values[i], &out->keys[i].shadow));
+             member_tenant(root->u.object.values[i], &out->keys[i].primary));
     if ((out->keys[i].key = strdup(root->u.object.keys[i])) == NULL)
       break;
   }

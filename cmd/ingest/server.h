@@ -23,14 +23,12 @@ typedef struct tenant {
   sched_tenant st;      /* first: sched_job.tenant points here */
   size_t pending_bytes; /* admitted, not yet completed */
   size_t pending_jobs;  /* requests of those */
-  int shadow; /* keys file: "primary": false -- stored, never forwarded
-                 (legacy still gets this tenant's traffic itself) */
 } tenant;
 
 typedef struct write_key {
   char *key;
   tenant *tenant;
-  int shadow; /* the keys file's "primary": false (ing_key_entry) */
+  int primary; /* the keys file's "primary": true (ing_key_entry) */
 } write_key;
 
 typedef ingest_config config; /* ingest.h */

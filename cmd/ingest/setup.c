@@ -129,7 +129,7 @@ int server_keys_replace(server *srv, const char *text, size_t len,
       keys = NULL;
       break;
     }
-    keys[i].shadow = ks.keys[i].shadow;
+    keys[i].primary = ks.keys[i].primary;
     keys[i].key = ks.keys[i].key; /* moved: same order (sorted by key) */
     ks.keys[i].key = NULL;
   }
@@ -154,8 +154,6 @@ int server_keys_replace(server *srv, const char *text, size_t len,
   keys_free(srv->keys, srv->keys_count);
   srv->keys = keys;
   srv->keys_count = n;
-  for (size_t i = 0; i < n; i++) /* keys.c: a tenant's keys agree */
-    keys[i].tenant->shadow = keys[i].shadow;
   if (srv->keys_loaded) /* the start's counts are in "listening" */
     ing_log("info", "write keys reloaded", extra);
   srv->keys_loaded = 1;

@@ -102,7 +102,7 @@ export class Legacy {
 // Starts Debian's nginx in prefix with the shipped include (a file of
 // deploy/nginx/) inside a server block on listenPort, and the upstreams
 // legacy_segment and es_ingestd.  Resolves once it answers.
-export async function startNginx(prefix, include, { listenPort, legacyPort, ingestdPort }) {
+export async function startNginx(prefix, include, { listenPort, legacyPort, ingestdPort, httpExtra = '' }) {
   mkdirSync(path.join(prefix, 'logs'), { recursive: true });
   const conf = path.join(prefix, 'nginx.conf');
   writeFileSync(conf, `daemon off;
@@ -120,6 +120,7 @@ http {
   scgi_temp_path ${prefix}/scgi;
   upstream legacy_segment { server 127.0.0.1:${legacyPort}; keepalive 8; }
   upstream es_ingestd { server 127.0.0.1:${ingestdPort}; keepalive 8; }
+  ${httpExtra}
   server {
     listen 127.0.0.1:${listenPort};
     include ${path.join(ROOT, 'deploy', 'nginx', include)};
@@ -175,14 +176,14 @@ export async function metric(url, series) {
 
 // Counts per (tenant, day, event) in the shape of reconcile's legacy CSV
 // from the stand-in's records (what the legacy SQL would produce).
-export function legacyCountsCsv(events, tenantOfKey) {
+export function legacyCountsCsv(events, tenantOfKey, by = 'hour') {
   const m = new Map();
   const seen = new Set();
   for (const e of events) {
     const t = tenantOfKey[e.key];
     if (seen.has(t + '\0' + e.messageId)) continue; // the SQL counts DISTINCT message_id
     seen.add(t + '\0' + e.messageId);
-    const day = e.timestamp.slice(0, 10);
+    const day = by === 'hour' ? e.timestamp.slice(0, 13) + ':00:00Z' : e.timestamp.slice(0, 10);
     const ev = e.type === 'track' ? e.event : e.type;
     const k = `${t},${day},${ev}`;
     m.set(k, (m.get(k) || 0) + 1);
