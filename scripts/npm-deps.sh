@@ -7,6 +7,7 @@
 # chromium), tests/replicate (s3rver as the S3 server and
 # @aws-sdk/client-s3 as an independent S3 client) and tests/export (DuckDB,
 # parquet-wasm, hyparquet: independent readers of the export files) and
+# tests/docs (mermaid with playwright-core: the docs' diagrams render) and
 # tests/migrate (the Segment SDK through nginx's mirror, docs/MIGRATION.md).
 # Idempotent: a directory whose node_modules is newer than its lock file
 # is left alone.
@@ -16,7 +17,8 @@ if ! command -v npm >/dev/null; then
   echo "npm-deps: npm not found (scripts/deps.sh installs it)" >&2
   exit 1
 fi
-for d in tests/ingest tests/queryd tests/replicate tests/export tests/migrate; do
+for d in tests/ingest tests/queryd tests/replicate tests/export tests/docs \
+         tests/migrate; do
   cd "$root/$d"
   if [ -d node_modules ] && [ node_modules -nt package-lock.json ]; then
     continue
