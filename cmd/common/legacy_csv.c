@@ -16,7 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <yajl/yajl_tree.h>
+#include <yajl/yajl_parse.h>
 
 #include "legacy_csv.h"
 
@@ -368,18 +368,60 @@ static int put_key(seg_buf *out, int *first, const char *key) {
   return seg_buf_put(out, ":", 1);
 }
 
-/* A JSON-object column: checked by yajl, then inserted as its text. */
+/* The length of the JSON value starting with '{' at s[0] (its closing
+ * brace included), by brackets outside strings; n when it never closes. */
+static size_t object_extent(const char *s, size_t n) {
+  size_t depth = 0;
+  int in_str = 0;
+  for (size_t i = 0; i < n; i++) {
+    char c = s[i];
+    if (in_str) {
+      if (c == '\\')
+        i++;
+      else if (c == '"')
+        in_str = 0;
+    } else if (c == '"') {
+      in_str = 1;
+    } else if (c == '{' || c == '[') {
+      depth++;
+    } else if ((c == '}' || c == ']') && --depth == 0) {
+      return i + 1;
+    }
+  }
+  return n;
+}
+
+/*
+ * Whether s[0..n) is exactly one JSON object and blanks.  yajl validates
+ * the object's extent; the extent is found apart because yajl alone
+ * accepts a complete value followed by an unterminated string
+ * ({"a":1}"} passes yajl_complete_parse and yajl_tree_parse).
+ */
+static int is_one_object(const char *s, size_t n) {
+  size_t i = 0;
+  while (i < n && (s[i] == ' ' || s[i] == '\t' || s[i] == '\r' || s[i] == '\n'))
+    i++;
+  if (i == n || s[i] != '{' || memchr(s, '\0', n) != NULL)
+    return 0;
+  size_t end = i + object_extent(s + i, n - i);
+  for (size_t k = end; k < n; k++)
+    if (s[k] != ' ' && s[k] != '\t' && s[k] != '\r' && s[k] != '\n')
+      return 0;
+  yajl_handle y = yajl_alloc(NULL, NULL, NULL);
+  if (y == NULL)
+    return 0;
+  int ok =
+      yajl_parse(y, (const unsigned char *)s + i, end - i) == yajl_status_ok &&
+      yajl_complete_parse(y) == yajl_status_ok;
+  yajl_free(y);
+  return ok;
+}
+
+/* A JSON-object column: checked whole by yajl, then inserted as its text
+ * (invariant 2). */
 static int put_object(seg_buf *out, const char *s, size_t n, const char *what,
                       char *err, size_t err_size) {
-  char *copy = dup_n(s, n), yerr[128];
-  if (copy == NULL)
-    return snprintf(err, err_size, "out of memory"), -1;
-  yajl_val v =
-      memchr(s, '\0', n) ? NULL : yajl_tree_parse(copy, yerr, sizeof yerr);
-  int ok = v != NULL && YAJL_IS_OBJECT(v);
-  yajl_tree_free(v);
-  free(copy);
-  if (!ok)
+  if (!is_one_object(s, n))
     return snprintf(err, err_size, "column of %s is not a JSON object", what),
            -1;
   return seg_buf_put(out, s, n);
