@@ -31,8 +31,9 @@ const p99 = (xs) => { const s = [...xs].sort((a, b) => a - b); return s[Math.flo
 
 test('legacy down 10 s under load: nothing lost, nothing repeated, ingest not slowed', async () => {
   const acked = new Set();
-  const lat = { before: [], outage: [], after: [] };
-  let phase = 'before', seq = 0, stop = false, refused = 0;
+  const lat = { peer: [], before: [], outage: [], after: [] };
+  let phase = 'peer', seq = 0, stop = false, refused = 0;
+  let target = srv;
   const client = async (c) => {
     while (!stop) {
       const batch = [];
@@ -42,7 +43,7 @@ test('legacy down 10 s under load: nothing lost, nothing repeated, ingest not sl
       const t0 = performance.now();
       let status = 0;
       try {
-        const r = await fetch(srv.url + '/v1/batch', { method: 'POST',
+        const r = await fetch(target.url + '/v1/batch', { method: 'POST',
           headers: { 'Content-Type': 'application/json', Authorization: h.basic('key-acme') },
           body: JSON.stringify({ batch }) });
         status = r.status;
@@ -50,7 +51,7 @@ test('legacy down 10 s under load: nothing lost, nothing repeated, ingest not sl
       } catch { status = 0; } // es-ingestd being restarted
       const ms = performance.now() - t0;
       if (status === 200) {
-        for (const e of batch) acked.add(e.messageId);
+        if (phase !== 'peer') for (const e of batch) acked.add(e.messageId);
         lat[phase].push(ms);
       } else {
         refused++;
@@ -59,7 +60,19 @@ test('legacy down 10 s under load: nothing lost, nothing repeated, ingest not sl
       await h.sleep(5);
     }
   };
-  const clients = [0, 1, 2, 3].map(client);
+  // the peer: an es-ingestd without --forward, same load, same run
+  const peerDir = h.scratchDir();
+  target = await h.startServer(peerDir, { args: ['--threads', '2'] });
+  let clients = [0, 1, 2, 3].map(client);
+  await h.sleep(4000);
+  stop = true;
+  await Promise.all(clients);
+  await h.stopProc(target.proc, 'SIGKILL');
+  h.removeDir(peerDir);
+  stop = false;
+  phase = 'before';
+  target = srv;
+  clients = [0, 1, 2, 3].map(client);
   await h.sleep(4000);
   phase = 'outage';
   await legacy.down();
@@ -69,6 +82,7 @@ test('legacy down 10 s under load: nothing lost, nothing repeated, ingest not sl
   // a crash with a backlog on disk: the queue must survive it
   await h.stopProc(srv.proc, 'SIGKILL');
   srv = await h.startServer(dir, { port: srv.port, args: startArgs() });
+  target = srv;
   await h.sleep(6000 - 0);
   phase = 'after';
   await legacy.up();
@@ -89,8 +103,10 @@ test('legacy down 10 s under load: nothing lost, nothing repeated, ingest not sl
   console.log(`forward: ${acked.size} events acknowledged (${refused} requests refused ` +
               `while es-ingestd restarted); legacy got ${ids.length} (${unique.size} distinct); ` +
               `backlog at 4 s into the outage ${backlog1} events, ${errors1} failed attempts`);
-  for (const p of ['before', 'outage', 'after'])
-    console.log(`forward: ingest latency ${p === 'outage' ? 'during the' : p} legacy outage: median ${median(lat[p]).toFixed(1)} ms, ` +
+  const label = { peer: 'without --forward (peer)', before: 'before the legacy outage',
+                  outage: 'during the legacy outage', after: 'after the legacy outage' };
+  for (const p of ['peer', 'before', 'outage', 'after'])
+    console.log(`forward: ingest latency ${label[p]}: median ${median(lat[p]).toFixed(1)} ms, ` +
                 `p99 ${p99(lat[p]).toFixed(1)} ms over ${lat[p].length} requests of 20 events`);
   assert.ok(acked.size > 0 && lat.outage.length > 0);
   assert.ok(backlog1 > 0, 'events queued while legacy was down');
