@@ -2,14 +2,9 @@
  * forward.c -- the disk-backed forward queue and its sender (forward.h).
  *
  * The queue is a directory of files q-<seq>.fwd (seq: 16 hex digits,
- * consecutive), each a sequence of frames:
- *
- *   u32 magic 'EFW1'   u32 key_len   u32 body_len   u32 events
- *   i64 enqueued_us    u64 xxh64(key, body)   key   body
- *
- * (native byte order: the queue is this host's own).  body is a Segment
- * batch, {"batch":[...]}.  A file "cursor" holds "seq offset" of the first
- * frame not yet acknowledged by the legacy side.
+ * consecutive), each a sequence of frames (fwdqueue.h), and a file
+ * "cursor" with "seq offset" of the first frame not yet acknowledged by
+ * the legacy side.
  *
  * Invariants:
  *  1. Only the loop thread writes queue files, and only the newest one; a
@@ -39,24 +34,16 @@
 #include <unistd.h>
 
 #include <curl/curl.h>
-#include <xxhash.h>
 
 #include "forward.h"
+#include "fwdqueue.h"
 #include "ingest.h"
 
-#define FWD_MAGIC 0x31574645u /* "EFW1" */
 #define FWD_FILE_BYTES (8u << 20)
 #define FWD_SYNC_NS 200000000L
 #define FWD_CURSOR_SAVE_US 1000000
 #define FWD_BACKOFF_MIN_MS 200
 #define FWD_BACKOFF_MAX_MS 10000
-#define FWD_FRAME_BYTES_MAX (64u << 20)
-
-typedef struct fwd_frame_head {
-  uint32_t magic, key_len, body_len, events;
-  int64_t enqueued_us;
-  uint64_t sum;
-} fwd_frame_head;
 
 struct fwd {
   char *dir, *endpoint;
@@ -90,37 +77,7 @@ static void file_path(const fwd *f, uint64_t seq, char *buf, size_t n) {
   snprintf(buf, n, "%s/q-%016" PRIx64 ".fwd", f->dir, seq);
 }
 
-static uint64_t frame_sum(const char *key, size_t kn, const char *body,
-                          size_t bn) {
-  return XXH64(body, bn, XXH64(key, kn, 0));
-}
-
 /* --- opening: cursor, files, torn tails -------------------------------- */
-
-/* Reads the frame at off of fd into *h (and, if buf, key+body into it).
- * 1 a whole valid frame, 0 end of file, -1 a torn or bad frame. */
-static int frame_read(int fd, uint64_t off, fwd_frame_head *h, char **buf) {
-  ssize_t got = pread(fd, h, sizeof *h, (off_t)off);
-  if (got == 0)
-    return 0;
-  if (got != (ssize_t)sizeof *h || h->magic != FWD_MAGIC ||
-      (uint64_t)h->key_len + h->body_len > FWD_FRAME_BYTES_MAX)
-    return -1;
-  size_t n = (size_t)h->key_len + h->body_len;
-  char *p = malloc(n + 1);
-  if (!p)
-    return -1;
-  got = pread(fd, p, n, (off_t)(off + sizeof *h));
-  int ok = got == (ssize_t)n &&
-           frame_sum(p, h->key_len, p + h->key_len, h->body_len) == h->sum;
-  if (ok && buf) {
-    p[n] = 0;
-    *buf = p;
-  } else {
-    free(p);
-  }
-  return ok ? 1 : -1;
-}
 
 /* Scans file seq: counts its frames from `from` into the backlog and cuts
  * a torn tail.  0, or -1 (cannot open). */
@@ -130,19 +87,13 @@ static int scan_file(fwd *f, uint64_t seq, uint64_t from) {
   int fd = open(path, O_RDWR | O_CLOEXEC);
   if (fd < 0)
     return -1;
-  uint64_t off = 0;
-  fwd_frame_head h;
-  int rc;
-  while ((rc = frame_read(fd, off, &h, NULL)) == 1) {
-    if (off >= from) {
-      f->backlog_events += h.events;
-      f->backlog_bytes += h.body_len;
-    }
-    off += sizeof h + h.key_len + h.body_len;
-  }
-  if (rc < 0 && ftruncate(fd, (off_t)off) == 0) {
+  uint64_t end, events, bytes;
+  int torn = fwdq_scan(fd, from, &end, &events, &bytes);
+  f->backlog_events += events;
+  f->backlog_bytes += bytes;
+  if (torn && ftruncate(fd, (off_t)end) == 0) {
     char extra[64];
-    snprintf(extra, sizeof extra, ",\"offset\":%" PRIu64, off);
+    snprintf(extra, sizeof extra, ",\"offset\":%" PRIu64, end);
     ing_log("warning", "forward queue: torn frame cut off", extra);
   }
   close(fd);
@@ -301,8 +252,7 @@ static void sync_writer(fwd *f) {
 
 /* Sends one frame until the legacy side takes it (or refuses it for
  * good).  0 done, 1 stopping.  mu not held. */
-static int send_frame(fwd *f, CURL *c, const fwd_frame_head *h,
-                      const char *buf) {
+static int send_frame(fwd *f, CURL *c, const fwdq_head *h, const char *buf) {
   char key[1100];
   snprintf(key, sizeof key, "%.*s",
            (int)(h->key_len < 1024 ? h->key_len : 1024), buf);
@@ -359,7 +309,7 @@ static int send_frame(fwd *f, CURL *c, const fwd_frame_head *h,
 
 /* The next frame to send, or 0 when caught up (mu held on entry and
  * exit).  Moves to the next file at the end of a finished one. */
-static int next_frame(fwd *f, int *rfd, fwd_frame_head *h, char **buf) {
+static int next_frame(fwd *f, int *rfd, fwdq_head *h, char **buf) {
   for (;;) {
     if (f->r_seq == f->w_seq && f->r_off >= f->w_off)
       return 0;
@@ -373,7 +323,7 @@ static int next_frame(fwd *f, int *rfd, fwd_frame_head *h, char **buf) {
         continue;
       }
     }
-    int rc = frame_read(*rfd, f->r_off, h, buf);
+    int rc = fwdq_read(*rfd, f->r_off, h, buf);
     if (rc == 1)
       return 1;
     if (f->r_seq == f->w_seq)
@@ -407,7 +357,7 @@ static void *sender_main(void *arg) {
   pthread_mutex_lock(&f->mu);
   while (!f->stopping && c) {
     sync_writer(f);
-    fwd_frame_head h;
+    fwdq_head h;
     char *buf = NULL;
     if (!next_frame(f, &rfd, &h, &buf)) {
       f->r_head_us = 0;
@@ -422,7 +372,7 @@ static void *sender_main(void *arg) {
     pthread_mutex_lock(&f->mu);
     if (stop)
       break;
-    f->r_off += sizeof h + h.key_len + h.body_len;
+    f->r_off += fwdq_frame_bytes(&h);
     cursor_maybe_save(f, 0);
   }
   uint64_t seq = f->r_seq, off = f->r_off;
@@ -540,44 +490,33 @@ int fwd_submit(fwd *f, const char *key, const es_event *evs, size_t n,
                const uint8_t *dup) {
   seg_buf body;
   seg_buf_init(&body);
-  fwd_frame_head h = {.magic = FWD_MAGIC, .enqueued_us = wall_us()};
+  uint32_t events = 0;
   size_t kn = strlen(key);
-  int rc = encode(&body, evs, n, dup, &h.events);
-  if (rc == 0 && h.events == 0) {
+  int rc = encode(&body, evs, n, dup, &events);
+  if (rc == 0 && events == 0) {
     seg_buf_free(&body);
     return 0; /* all duplicates: nothing new for legacy */
   }
-  h.key_len = (uint32_t)kn;
-  h.body_len = (uint32_t)body.len;
-  if (rc == 0) {
-    h.sum = frame_sum(key, kn, body.data, body.len);
-    struct iovec iov[3] = {
-        {&h, sizeof h}, {(void *)key, kn}, {body.data, body.len}};
-    size_t want = sizeof h + kn + body.len;
-    ssize_t got = writev(f->w_fd, iov, 3);
-    if (got != (ssize_t)want) {
-      int saved = got < 0 ? errno : ENOSPC;
-      (void)!ftruncate(f->w_fd, (off_t)f->w_off); /* invariant 2 */
-      errno = saved;
-      rc = -1;
-    }
-  }
+  if (rc == 0)
+    rc = fwdq_append(f->w_fd, f->w_off, key, kn, body.data, body.len, events,
+                     wall_us());
+  int saved_errno = rc ? errno : 0;
   pthread_mutex_lock(&f->mu);
   if (rc == 0) {
-    f->w_off += sizeof h + kn + body.len;
-    f->backlog_events += h.events;
-    f->backlog_bytes += h.body_len;
+    f->w_off += sizeof(fwdq_head) + kn + body.len;
+    f->backlog_events += events;
+    f->backlog_bytes += body.len;
     f->dirty = 1;
     pthread_cond_signal(&f->cv);
   } else {
-    f->dropped_events += h.events ? h.events : n;
+    f->dropped_events += events ? events : n;
   }
   int full = f->w_off >= FWD_FILE_BYTES;
   pthread_mutex_unlock(&f->mu);
   if (rc != 0) {
     char extra[128];
-    snprintf(extra, sizeof extra, ",\"events\":%u,\"reason\":\"%s\"", h.events,
-             strerror(errno));
+    snprintf(extra, sizeof extra, ",\"events\":%u,\"reason\":\"%s\"", events,
+             saved_errno ? strerror(saved_errno) : "out of memory");
     ing_log("error", "forward queue: cannot write; events not forwarded",
             extra);
   }
