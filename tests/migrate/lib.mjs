@@ -26,6 +26,15 @@ export function requireSdk() {
   return createRequire(import.meta.url)('@segment/analytics-node');
 }
 
+export function requireDuckDB() {
+  try {
+    return createRequire(import.meta.url)('@duckdb/node-api');
+  } catch (e) {
+    console.log('FAIL: @duckdb/node-api is not installed in tests/migrate; run scripts/npm-deps.sh');
+    process.exit(1);
+  }
+}
+
 // A free TCP port of 127.0.0.1 (asked of the OS; for programs that take
 // no port 0, like nginx).
 export function freePort() {
