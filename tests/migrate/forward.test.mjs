@@ -91,7 +91,7 @@ test('legacy down 10 s under load: nothing lost, nothing repeated, ingest not sl
   await Promise.all(clients);
   // the backlog drains
   let backlog = NaN;
-  for (let i = 0; i < 200; i++) {
+  for (let i = 0; i < 400; i++) {
     backlog = await h.metric(srv.url, 'es_forward_backlog_events');
     if (backlog === 0 && legacy.events.length >= acked.size) break;
     await h.sleep(100);
