@@ -189,6 +189,14 @@ static size_t discard(char *p, size_t size, size_t nmemb, void *ud) {
   return size * nmemb;
 }
 
+/* curl's progress callback: a stop (SIGTERM's drain) aborts a POST that
+ * a hung legacy side would otherwise hold for the whole timeout. */
+static int abort_on_stop(void *ud, curl_off_t dt, curl_off_t dn, curl_off_t ut,
+                         curl_off_t un) {
+  (void)dt, (void)dn, (void)ut, (void)un;
+  return __atomic_load_n(&((fwd *)ud)->stopping, __ATOMIC_RELAXED);
+}
+
 /* One POST; the HTTP status, or 0 when the legacy side was not reached. */
 static long post(CURL *c, const fwd *f, const char *key, const char *body,
                  size_t n) {
@@ -349,6 +357,9 @@ static void *sender_main(void *arg) {
     curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, 2000L);
     curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, 30000L);
+    curl_easy_setopt(c, CURLOPT_XFERINFOFUNCTION, abort_on_stop);
+    curl_easy_setopt(c, CURLOPT_XFERINFODATA, f);
+    curl_easy_setopt(c, CURLOPT_NOPROGRESS, 0L);
     static struct curl_slist *hdr;
     if (!hdr)
       hdr = curl_slist_append(NULL, "Content-Type: application/json");
@@ -568,7 +579,7 @@ void fwd_stop(fwd *f) {
   if (!f || !f->thread_on)
     return;
   pthread_mutex_lock(&f->mu);
-  f->stopping = 1;
+  __atomic_store_n(&f->stopping, 1, __ATOMIC_RELAXED);
   pthread_cond_broadcast(&f->cv);
   pthread_mutex_unlock(&f->mu);
   pthread_join(f->thread, NULL);
