@@ -36,6 +36,7 @@
 #include <yajl/yajl_tree.h>
 
 #include "common/segment_json.h"
+#include "esctl_migrate.h"
 #include "eventstore.h"
 
 #define EXIT_LIB 1
@@ -63,6 +64,8 @@ static const char *const top_usage =
     "  export   write tenants' days as Parquet or NDJSON.gz for warehouses\n"
     "  restore  rebuild a data directory from its S3 replica\n"
     "  erase    erase a person (GDPR/CCPA) and print the receipt\n"
+    "  import   load the legacy pipeline's history (NDJSON, CSV; .gz)\n"
+    "  reconcile  compare per-bucket event counts with the legacy system's\n"
     "\n"
     "scan, query, timeline, rules, members, verify and inspect only read\n"
     "(no lock: they work beside a running es-ingestd).  append and\n"
@@ -1495,6 +1498,8 @@ static command commands[] = {
      {{"--data", 1, NULL}}},
     {"export", export_usage, NULL, {{NULL, 0, NULL}}, cmd_export},
     {"erase", erase_usage, NULL, {{NULL, 0, NULL}}, cmd_erase},
+    {"import", NULL, NULL, {{NULL, 0, NULL}}, esctl_import},
+    {"reconcile", NULL, NULL, {{NULL, 0, NULL}}, esctl_reconcile},
     {"restore",
      "usage: esctl restore --from s3://BUCKET[/PREFIX] --data DIR\n"
      "                     [--tenant T ...] [--s3-endpoint URL]\n"

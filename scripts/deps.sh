@@ -8,7 +8,7 @@ pkgs=(meson ninja-build pkg-config gcc clang clang-format
       libsqlite3-dev librocksdb-dev python3
       libuv1-dev zlib1g-dev libjemalloc-dev node-llhttp curl
       libcurl4-openssl-dev libssl-dev python3-botocore
-      chromium wrk nginx-light libzstd-dev libsnappy-dev haproxy)
+      chromium wrk nginx-light libzstd-dev libsnappy-dev haproxy postgresql)
 # libzstd, libsnappy: Parquet page compression of the warehouse export
 # (lib/export; zlib gzips its NDJSON).
 # libcurl: es-queryd's webhooks and the S3 client (lib/replicate/s3.c),
@@ -17,7 +17,10 @@ pkgs=(meson ninja-build pkg-config gcc clang clang-format
 # haproxy: routes tenants to the nodes of scripts/cluster.sh (the cluster
 # test; deploy/haproxy).  chromium: the dashboard test (driven by playwright-core).  wrk and nginx-light: `es-bench http` (full-load
 # generator; nginx as the HTTP ceiling, run from a config of its own -- the
-# package's service is not used).  Node.js and npm run the SDK clients of
+# package's service is not used; tests/migrate runs nginx with deploy/nginx's
+# mirror configs).  postgresql: tests/migrate plays the legacy pipeline's
+# database with it (its COPY CSV, docs/MIGRATION.md's counts query); the
+# package's own cluster and service are not used.  Node.js and npm run the SDK clients of
 # the end-to-end tests, es-bench's DuckDB peer and its HTTP load driver; a
 # node and npm that are already there are kept.
 command -v node >/dev/null || pkgs+=(nodejs)

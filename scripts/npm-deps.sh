@@ -9,7 +9,8 @@
 # es-ingestd in tier s3), tests/export (DuckDB, parquet-wasm, hyparquet:
 # independent readers of the export files), tests/docs (mermaid with
 # playwright-core: the docs' diagrams render) and bench/replicate (s3rver
-# and @aws-sdk/client-s3 for es-bench replicate).
+# and @aws-sdk/client-s3 for es-bench replicate) and
+# tests/migrate (the Segment SDK through nginx's mirror, DuckDB, docs/MIGRATION.md).
 # Idempotent: a directory whose node_modules is newer than its lock file
 # is left alone.
 set -euo pipefail
@@ -18,7 +19,8 @@ if ! command -v npm >/dev/null; then
   echo "npm-deps: npm not found (scripts/deps.sh installs it)" >&2
   exit 1
 fi
-for d in tests/ingest tests/queryd tests/replicate tests/export tests/docs bench/replicate; do
+for d in tests/ingest tests/queryd tests/replicate tests/export tests/docs \
+         bench/replicate tests/migrate; do
   cd "$root/$d"
   if [ -d node_modules ] && [ node_modules -nt package-lock.json ]; then
     continue

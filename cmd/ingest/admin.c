@@ -95,7 +95,9 @@ int admin_keys_get(const server *srv, seg_buf *out) {
     bad = (i > 0 && seg_buf_put(out, ",", 1)) ||
           seg_buf_put_json_string(out, k, strlen(k)) ||
           seg_buf_put(out, ":", 1) ||
-          seg_buf_put_json_string(out, t, strlen(t));
+          (srv->keys[i].primary && seg_buf_put(out, "{\"tenant\":", 10)) ||
+          seg_buf_put_json_string(out, t, strlen(t)) ||
+          (srv->keys[i].primary && seg_buf_put(out, ",\"primary\":true}", 16));
   }
   if (bad || seg_buf_put(out, "}}", 2))
     return admin_error(out, 503, "out of memory");

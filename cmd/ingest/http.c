@@ -48,13 +48,17 @@
 #include "common/route.h"
 #include "common/status_http.h"
 #include "common/svc.h"
+#include "cutover.h"
+#include "forward.h"
 #include "server.h"
 
 #define READ_BUF_BYTES 65536
 #define URL_BYTES_MAX 2048
 #define DISCARD_BYTES_MAX (16u << 20)
 
-enum { H_ENCODING = HC_H_AUTH + 1, H_EXPECT };
+/* X-ES-Shadow: set by deploy/nginx's mirror location on the copy of a
+ * request that the legacy side got itself: stored, never forwarded. */
+enum { H_ENCODING = HC_H_AUTH + 1, H_EXPECT, H_SHADOW };
 /* route.flags: the request's body is a batch of events, read and
  * admitted as it arrives (invariants 3, 4, 6). */
 #define ROUTE_INGEST 1u
@@ -81,6 +85,7 @@ struct conn {
   char enc[64];
   size_t enc_len;
   int expect_continue;
+  int shadow_copy; /* X-ES-Shadow: a mirrored copy (never forwarded) */
   char *body;
   size_t body_len, body_cap, discarded;
   int refuse_status; /* answer this once the message is read */
@@ -113,6 +118,7 @@ struct job {
   ing_batch batch;
   es_event *evs;
   size_t n, bytes;
+  int shadow_copy; /* the request was a mirrored copy (X-ES-Shadow) */
 };
 
 static int basic_auth_key(const char *auth, char *key, size_t size);
@@ -322,6 +328,7 @@ static void on_message_begin(hconn *h) {
   c->enc_len = 0;
   c->enc[0] = '\0';
   c->expect_continue = 0;
+  c->shadow_copy = 0;
   c->refuse_status = 0;
   c->discarded = 0;
   c->method = 0;
@@ -337,6 +344,8 @@ static int on_header(hconn *h, const char *name) {
     return H_ENCODING;
   if (strcmp(name, "expect") == 0)
     return H_EXPECT;
+  if (strcmp(name, "x-es-shadow") == 0)
+    return H_SHADOW;
   return HC_H_NONE;
 }
 
@@ -358,6 +367,8 @@ static void on_header_value(hconn *h, int id, const char *at, size_t n) {
     append_value(c->enc, &c->enc_len, sizeof c->enc, at, n);
   else if (id == H_EXPECT && n >= 3 && strncasecmp(at, "100", 3) == 0)
     c->expect_continue = 1;
+  else if (id == H_SHADOW)
+    c->shadow_copy = 1;
 }
 
 /* The tenant of the request's Basic auth key, NULL when it has none (or
@@ -509,6 +520,7 @@ static uint64_t job_seed(uint64_t *state) {
 }
 
 static void job_free(job *j) {
+  free(j->sj.dup_flags);
   ing_batch_free(&j->batch);
   free(j->body);
   free(j->evs);
@@ -644,6 +656,8 @@ static void parse_done(uv_work_t *w, int status) {
   j->sj.tenant = &t->st;
   j->sj.events = j->evs;
   j->sj.count = j->n;
+  if (srv->fwd && !j->shadow_copy && j->n) /* NULL (no memory): forward all */
+    j->sj.dup_flags = calloc(j->n, 1);
   sched_submit(&srv->sched, &j->sj);
 }
 
@@ -688,6 +702,7 @@ static void ingest(conn *c) {
   j->t = (tenant *)t;
   j->conn = c;
   j->gzip = gzip;
+  j->shadow_copy = c->shadow_copy;
   j->ingest_type = c->route->ingest_type;
   j->recv_us = ing_now_us();
   j->rng = job_seed(&srv->rng);
@@ -705,6 +720,22 @@ static void ingest(conn *c) {
     job_body_release(j);
     job_refuse(j, 503, "server saturated; retry later");
   }
+}
+
+/* --forward: queues a durable job's stored events for the legacy
+ * endpoint (forward.h) with the request's write key (Basic auth, else the
+ * body's writeKey, else -- the client went away -- a key of its tenant). */
+static void forward_job(server *srv, job *j) {
+  char key[HCONN_AUTH_BYTES_MAX + 1];
+  const char *k = j->batch.write_key;
+  if (j->conn && j->conn->h.auth_len > 0 &&
+      basic_auth_key(j->conn->h.auth, key, sizeof key) == 0)
+    k = key;
+  for (size_t i = 0; k == NULL && i < srv->keys_count; i++)
+    if (srv->keys[i].tenant == j->t)
+      k = srv->keys[i].key;
+  if (k != NULL)
+    (void)fwd_submit(srv->fwd, k, j->evs, j->n, j->sj.dup_flags);
 }
 
 /* A job is durable or failed (loop thread, via sched). */
@@ -726,6 +757,8 @@ void http_job_done(sched_job *sj, void *ud) {
     srv->m.events_duplicate += sj->dups;
     if (j->batch.count > 0) /* the stored share of the compact JSON */
       srv->m.bytes_stored += j->bytes * stored / j->batch.count;
+    if (srv->fwd && !j->shadow_copy && stored > 0)
+      forward_job(srv, j);
   } else {
     srv->m.appends_failed++;
     srv->m.events_rejected += j->batch.count;
@@ -804,6 +837,11 @@ static void answer_metrics(conn *c) {
     respond_error(c, 503, "out of memory", 0);
     return;
   }
+  if (srv->fwd && fwd_metrics(srv->fwd, &b)) {
+    seg_buf_free(&b);
+    respond_error(c, 503, "out of memory", 0);
+    return;
+  }
   respond(c, 200, "text/plain; version=0.0.4", b.data, b.len, 0);
   seg_buf_free(&b);
 }
@@ -825,6 +863,17 @@ static void serve_admin_keys(conn *c) {
     c->error = status >= 400 ? admin_last_error() : NULL;
     respond(c, status, "application/json", b.data, b.len, 0);
   }
+  seg_buf_free(&b);
+}
+
+/* GET /v1/admin/cutover/nginx-map (cutover.h). */
+static void serve_cutover_map(conn *c) {
+  seg_buf b;
+  seg_buf_init(&b);
+  if (cutover_nginx_map(c->h.srv, &b))
+    respond_error(c, 503, "out of memory", 0);
+  else
+    respond(c, 200, "text/plain", b.data, b.len, 0);
   seg_buf_free(&b);
 }
 
@@ -928,6 +977,9 @@ static const route routes[] = {
     {{HTTP_POST, "/v1/b", ROUTE_INGEST}, ingest, 0},
     {{HTTP_GET, "/v1/admin/keys", ROUTE_ADMIN}, serve_admin_keys, 0},
     {{HTTP_PUT, "/v1/admin/keys", ROUTE_ADMIN}, serve_admin_keys, 0},
+    {{HTTP_GET, "/v1/admin/cutover/nginx-map", ROUTE_ADMIN},
+     serve_cutover_map,
+     0},
     {{HTTP_GET, "/v1/admin/tenants/*/rules", ROUTE_ADMIN},
      serve_admin_rules,
      0},

@@ -35,6 +35,28 @@ const ing_key_entry *ing_keyset_find(const ing_keyset *ks, const char *key) {
   return bsearch(&k, ks->keys, ks->count, sizeof k, entry_cmp);
 }
 
+/* A member's value: "tenant", or {"tenant": "...", "primary": bool}.
+ * The tenant id (NULL when malformed) and *primary. */
+static const char *member_tenant(yajl_val v, int *primary) {
+  *primary = 0;
+  if (YAJL_IS_STRING(v))
+    return v->u.string;
+  if (!YAJL_IS_OBJECT(v))
+    return NULL;
+  const char *tenant = NULL;
+  for (size_t i = 0; i < v->u.object.len; i++) {
+    const char *k = v->u.object.keys[i];
+    yajl_val x = v->u.object.values[i];
+    if (strcmp(k, "tenant") == 0 && YAJL_IS_STRING(x))
+      tenant = x->u.string;
+    else if (strcmp(k, "primary") == 0 && (YAJL_IS_TRUE(x) || YAJL_IS_FALSE(x)))
+      *primary = YAJL_IS_TRUE(x);
+    else
+      return NULL;
+  }
+  return tenant;
+}
+
 /* The members' checks; the error names the first fault. */
 static int keys_check(yajl_val root, const char *yerr, char *err,
                       size_t err_size) {
@@ -46,15 +68,25 @@ static int keys_check(yajl_val root, const char *yerr, char *err,
   }
   for (size_t i = 0; i < root->u.object.len; i++) {
     const char *key = root->u.object.keys[i];
-    yajl_val v = root->u.object.values[i];
+    int primary, primary_j;
+    const char *tenant = member_tenant(root->u.object.values[i], &primary);
     size_t n = strlen(key);
-    if (!YAJL_IS_STRING(v) || !svc_tenant_ok(v->u.string) || n == 0 ||
-        n > ING_KEY_BYTES_MAX) {
+    if (!tenant || !svc_tenant_ok(tenant) || n == 0 || n > ING_KEY_BYTES_MAX) {
       snprintf(err, err_size,
                "key #%zu must be 1-%d bytes and map to a tenant id of 1-64 "
-               "[A-Za-z0-9_-]",
+               "[A-Za-z0-9_-] (or to {\"tenant\":id,\"primary\":bool})",
                i + 1, ING_KEY_BYTES_MAX);
       return -1;
+    }
+    for (size_t j = 0; j < i; j++) { /* a tenant is in one phase */
+      const char *other = member_tenant(root->u.object.values[j], &primary_j);
+      if (strcmp(other, tenant) == 0 && primary_j != primary) {
+        snprintf(err, err_size,
+                 "key #%zu and key #%zu name one tenant with different "
+                 "\"primary\"",
+                 j + 1, i + 1);
+        return -1;
+      }
     }
   }
   return 0;
@@ -74,7 +106,7 @@ int ing_keys_parse(const char *text, ing_keyset *out, char *err,
   out->keys = calloc(n, sizeof *out->keys);
   for (size_t i = 0; out->keys && i < n; i++, out->count++) {
     snprintf(out->keys[i].tenant, sizeof out->keys[i].tenant, "%s",
-             root->u.object.values[i]->u.string);
+             member_tenant(root->u.object.values[i], &out->keys[i].primary));
     if ((out->keys[i].key = strdup(root->u.object.keys[i])) == NULL)
       break;
   }

@@ -20,6 +20,10 @@
 typedef struct ing_key_entry {
   char *key; /* owned */
   char tenant[ES_TENANT_LEN_MAX + 1];
+  int primary; /* {"tenant":..,"primary":true}: the migration routes the
+                  tenant's SDK traffic to es-ingestd (docs/MIGRATION.md,
+                  GET /v1/admin/cutover/nginx-map); 0 for the string form
+                  and for "primary": false */
 } ing_key_entry;
 
 /* Write keys sorted by key, each once. */
@@ -31,9 +35,11 @@ typedef struct ing_keyset {
 /*
  * Parses a keys document (NUL-terminated text): a non-empty JSON object
  * whose every member maps a key of 1-ING_KEY_BYTES_MAX bytes to a tenant
- * id ([A-Za-z0-9_-]{1,64}), no key twice.  0 and *out filled (free it
- * with ing_keyset_free), or -1 and err says what is wrong without quoting
- * any key (*out empty).
+ * id ([A-Za-z0-9_-]{1,64}), or to {"tenant": id, "primary": true|false}
+ * (the migration's per-tenant cut-over: only true puts the key in the
+ * proxy's map), no key twice, and all keys of a tenant alike.  0 and
+ * *out filled (free it with ing_keyset_free), or -1 and err says what is wrong
+ * without quoting any key (*out empty).
  */
 int ing_keys_parse(const char *text, ing_keyset *out, char *err,
                    size_t err_size);

@@ -29,6 +29,7 @@ typedef struct tenant {
 typedef struct write_key {
   char *key;
   tenant *tenant;
+  int primary; /* the keys file's "primary": true (ing_key_entry) */
 } write_key;
 
 typedef ingest_config config; /* ingest.h */
@@ -55,6 +56,7 @@ typedef struct server {
   size_t parsing;      /* handed to the parse pool (or just back) */
   uint64_t rng;
   metrics m;
+  struct fwd *fwd;             /* --forward (forward.h), or NULL */
   int finished;                /* server_maybe_finish ran */
   void (*finish_fn)(void *ud); /* its last step; may be NULL */
   struct eraser *eraser;       /* admin.c: runs erase requests' stages */

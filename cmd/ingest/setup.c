@@ -15,6 +15,7 @@
 
 #include "admin.h"
 #include "common/svc.h"
+#include "forward.h"
 #include "keys.h"
 #include "server.h"
 
@@ -111,6 +112,7 @@ int server_keys_replace(server *srv, const char *text, size_t len,
       keys = NULL;
       break;
     }
+    keys[i].primary = ks.keys[i].primary;
     keys[i].key = ks.keys[i].key; /* moved: same order (sorted by key) */
     ks.keys[i].key = NULL;
   }
@@ -262,6 +264,21 @@ void ingest_config_defaults(ingest_config *cfg) {
   cfg->replica_lag_max_us = INT64_C(300) * 1000000;
 }
 
+/* --forward: the queue and its sender thread (forward.h).  0 or 1. */
+static int forward_start(server *srv) {
+  char dir[4096], err[512];
+  const char *qdir = srv->cfg.forward_queue_dir;
+  if (qdir == NULL) {
+    snprintf(dir, sizeof dir, "%s/forward-queue", srv->cfg.data_dir);
+    qdir = dir;
+  }
+  if (fwd_open(srv->cfg.forward_url, qdir, &srv->fwd, err, sizeof err)) {
+    fprintf(stderr, "es-ingestd: --forward: %s\n", err);
+    return 1;
+  }
+  return 0;
+}
+
 static int start(server *srv, uv_loop_t *loop, es_db *db, const char *host,
                  int port, int *bound_out) {
   int rc;
@@ -271,6 +288,8 @@ static int start(server *srv, uv_loop_t *loop, es_db *db, const char *host,
   srv->loop = loop;
   uint64_t seed = (uint64_t)ing_now_us() ^ ((uint64_t)getpid() << 32);
   srv->rng = seed ? seed : 1;
+  if (srv->cfg.forward_url && forward_start(srv) != 0)
+    return 1;
   if (sched_start(&srv->sched, loop, db, srv->cfg.threads, http_job_done,
                   srv)) {
     fprintf(stderr, "es-ingestd: cannot start writer threads\n");
@@ -313,6 +332,7 @@ void server_maybe_finish(server *srv) {
   srv->finished = 1;
   admin_eraser_stop(srv);
   sched_stop(&srv->sched);
+  fwd_stop(srv->fwd); /* after the last completions queued their events */
   if (srv->finish_fn)
     srv->finish_fn(srv->finish_ud);
 }
@@ -345,6 +365,7 @@ void ingest_set_exporter(server *srv, es_exporter *ex) { srv->exporter = ex; }
 void ingest_free(server *srv) {
   if (srv == NULL)
     return;
+  fwd_free(srv->fwd);
   keys_free(srv->keys, srv->keys_count);
   ing_tokens_free(srv->admin_tokens, srv->admin_tokens_count);
   svc_named_free(&srv->tenants);

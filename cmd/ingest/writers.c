@@ -91,9 +91,12 @@ static int append_jobs(sched *s, sched_tenant *t, sched_job *jobs, size_t n) {
   if (rc == ES_OK && s->cluster && !es_cluster_owns(s->cluster, t->id))
     rc = ES_EUNAVAIL;
   at = 0;
-  for (sched_job *j = jobs; rc == ES_OK && j; j = j->next)
+  for (sched_job *j = jobs; rc == ES_OK && j; j = j->next) {
+    if (j->dup_flags && j->count)
+      memcpy(j->dup_flags, dup + at, j->count);
     for (size_t i = 0; i < j->count; i++)
       j->dups += dup[at++];
+  }
   free(all);
   free(dup);
   return rc;

@@ -40,7 +40,9 @@ typedef struct sched_job {
   int status;             /* es_append's, set before done_fn */
   size_t dups; /* on ES_OK: events the library found stored already */
   int64_t submit_us, done_us;
-  void *ud; /* the submitter's */
+  void *ud;           /* the submitter's */
+  uint8_t *dup_flags; /* NULL, or count bytes: on ES_OK, 1 per duplicate
+                         (the forwarder sends only what was stored) */
 } sched_job;
 
 struct sched_tenant {

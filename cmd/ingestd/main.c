@@ -120,6 +120,12 @@ static const char usage[] =
     "  --lease-ttl-ms MS     how long a lease lasts unrenewed: a dead node's\n"
     "                        tenants move after it (default 10000)\n"
     "  --clock-skew-ms MS    most two nodes' clocks differ (default 500)\n"
+    "  --forward URL         migration (docs/MIGRATION.md): send every\n"
+    "                        stored event on to the legacy Segment endpoint\n"
+    "                        URL (http://HOST:PORT; POST /v1/batch with the\n"
+    "                        request's write key), asynchronously from a\n"
+    "                        queue on disk, retried until it answers\n"
+    "  --forward-queue DIR   that queue (default DATA_DIR/forward-queue)\n"
     "  --help, --version\n"
     "\n"
     "Signals: SIGTERM/SIGINT drain and stop; SIGHUP reloads --keys and\n"
@@ -294,6 +300,12 @@ static int parse_args(int argc, char **argv, ingest_config *cfg) {
       if (parse_num(a, val, 1, 600000, &v))
         return 2;
       g_clock_skew_us = v * 1000;
+    } else if (strcmp(a, "--forward") == 0) {
+      if (strncmp(val, "http://", 7) != 0 && strncmp(val, "https://", 8) != 0)
+        return die_usage("--forward wants http://HOST:PORT, not \"%s\"", val);
+      cfg->forward_url = val;
+    } else if (strcmp(a, "--forward-queue") == 0) {
+      cfg->forward_queue_dir = val;
     } else if (strcmp(a, "--max-connections") == 0) {
       if (parse_num(a, val, 1, 1000000, &v))
         return 2;
@@ -304,6 +316,8 @@ static int parse_args(int argc, char **argv, ingest_config *cfg) {
   }
   if (!cfg->data_dir || !cfg->listen || !cfg->keys_path)
     return die_usage("--data, --listen and --keys are required");
+  if (cfg->forward_queue_dir && !cfg->forward_url)
+    return die_usage("--forward-queue needs --forward");
   if (g_durability == ES_DURABILITY_S3 && !g_replica_url)
     return die_usage("--durability s3 needs --replica s3://BUCKET/PREFIX");
   int export_s3 = g_export.out && strncmp(g_export.out, "s3://", 5) == 0;
