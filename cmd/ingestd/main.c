@@ -25,6 +25,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common/config.h"
 #include "common/svc.h"
 #include "ingest/ingest.h"
 
@@ -91,6 +92,12 @@ static const char usage[] =
     "                        (the only tier built: 's3' is refused)\n"
     "  --replica-lag-max-s S /readyz answers 503 when the oldest commit not\n"
     "                        yet in S3 is older (default 300)\n"
+    "  --config FILE         flags from FILE, lines of key = value (key: a\n"
+    "                        flag's name without --); the command line's\n"
+    "                        flags win (docs/OPERATIONS.md, \"Config file\")\n"
+    "  --check-config        check the flags, the config file, --keys,\n"
+    "                        --admin-tokens, --listen and --data without\n"
+    "                        opening the store; exit 0 (OK) or 1\n"
     "  --help, --version\n"
     "\n"
     "Signals: SIGTERM/SIGINT drain and stop; SIGHUP reloads --keys and\n"
@@ -105,6 +112,7 @@ static uv_timer_t g_drain_timer;
 static int g_draining;
 static const char *g_replica_url, *g_s3_endpoint, *g_s3_region;
 static es_replica *g_replica;
+static int g_check_config; /* --check-config: validate, do not run */
 
 #define die_usage(...) svc_usage_error("es-ingestd", __VA_ARGS__)
 
@@ -218,6 +226,7 @@ static int parse_args(int argc, char **argv, ingest_config *cfg) {
       return die_usage("unknown flag %s", a);
     }
   }
+  svc_args_done();
   if (!cfg->data_dir || !cfg->listen || !cfg->keys_path)
     return die_usage("--data, --listen and --keys are required");
   if ((g_s3_endpoint || g_s3_region) && !g_replica_url)
@@ -333,6 +342,15 @@ static int run(ingest_config *cfg, uv_loop_t *loop, es_db **db_out) {
   }
   if ((rc = ingest_load(g_srv)) != 0)
     return rc;
+  if (g_check_config) {
+    char err[4200];
+    if (svc_check_data_dir(cfg->data_dir, 0, err, sizeof err)) {
+      fprintf(stderr, "es-ingestd: %s\n", err);
+      return 1;
+    }
+    printf("es-ingestd: configuration OK\n");
+    return 0;
+  }
   es_db *db;
   if ((rc = es_open(&o, &db)) != ES_OK) {
     fprintf(stderr, "es-ingestd: cannot open %s: %s: %s\n", o.data_dir,
@@ -371,8 +389,23 @@ static int run(ingest_config *cfg, uv_loop_t *loop, es_db **db_out) {
 int main(int argc, char **argv) {
   es_db *db = NULL;
   uv_loop_t *loop = NULL;
-  int rc = parse_args(argc, argv, &g_cfg);
+  svc_args args;
+  int rc = svc_args_build("es-ingestd", argc, argv, &args);
+  g_check_config = args.check_config;
+  if (rc == 0)
+    rc = parse_args(args.argc, args.argv, &g_cfg);
   signal(SIGPIPE, SIG_IGN);
+  if (rc == 0 && g_check_config) {
+    rc = run(&g_cfg, NULL, &db) ? 1 : 0;
+    ingest_free(g_srv);
+    es_replica_free(g_replica);
+    svc_args_free(&args);
+    return rc;
+  }
+  if (g_check_config) {
+    svc_args_free(&args);
+    return 1;
+  }
   if (rc == 0) {
     loop = uv_default_loop();
     rc = run(&g_cfg, loop, &db);
@@ -398,6 +431,7 @@ int main(int argc, char **argv) {
     uv_loop_close(loop);
   es_replica_free(g_replica); /* after es_close: the store used it */
   ingest_free(g_srv);
+  svc_args_free(&args); /* the configuration's strings: last */
   if (rc == 0)
     ing_log("info", "stopped", "");
   return rc;
