@@ -20,6 +20,7 @@
 
 #include <uv.h>
 
+#include "common/netaddr.h"
 #include "eventstore.h"
 
 #define INGEST_THREADS_MAX 64 /* writer threads */
@@ -36,7 +37,7 @@ typedef struct ingest_config {
   int64_t dedupe_window_us; /* es_options.dedupe_window_us */
   int64_t read_timeout_ms, idle_timeout_ms, drain_timeout_ms;
   int sync_none;
-  int compact_segments; /* es_options.compact_segments */
+  int compact_segments;  /* es_options.compact_segments */
   int shards;            /* es_options.shards; 0: the library's default */
   size_t wal_file_bytes; /* es_options.wal_file_bytes; 0: the default */
   size_t seal_bytes;     /* es_options.seal_bytes; 0: the default */
@@ -46,6 +47,10 @@ typedef struct ingest_config {
   int replica_on;
   int64_t replica_lag_max_us; /* /readyz: 503 when the oldest commit not
                                  yet in the replica is older */
+  /* --trusted-proxies: peers whose X-Forwarded-For names the client
+   * (common/netaddr.h); an event without context.ip gets the client's
+   * address */
+  svc_cidrs trusted_proxies;
 } ingest_config;
 
 typedef struct server ingest_server;

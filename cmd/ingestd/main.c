@@ -92,6 +92,10 @@ static const char usage[] =
     "                        (the only tier built: 's3' is refused)\n"
     "  --replica-lag-max-s S /readyz answers 503 when the oldest commit not\n"
     "                        yet in S3 is older (default 300)\n"
+    "  --trusted-proxies CIDR,...  peers (load balancers) whose\n"
+    "                        X-Forwarded-For names the client: an event\n"
+    "                        without context.ip gets the client's address,\n"
+    "                        else the peer's (docs/AWS.md; default none)\n"
     "  --config FILE         flags from FILE, lines of key = value (key: a\n"
     "                        flag's name without --); the command line's\n"
     "                        flags win (docs/OPERATIONS.md, \"Config file\")\n"
@@ -218,6 +222,10 @@ static int parse_args(int argc, char **argv, ingest_config *cfg) {
       if (parse_num(a, val, 1, 7 * 24 * 3600, &v))
         return 2;
       cfg->replica_lag_max_us = v * INT64_C(1000000);
+    } else if (strcmp(a, "--trusted-proxies") == 0) {
+      char err[160];
+      if (svc_cidrs_parse(val, &cfg->trusted_proxies, err, sizeof err))
+        return die_usage("--trusted-proxies: %s", err);
     } else if (strcmp(a, "--max-connections") == 0) {
       if (parse_num(a, val, 1, 1000000, &v))
         return 2;
