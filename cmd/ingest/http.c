@@ -831,7 +831,7 @@ static void answer_metrics(conn *c) {
   if (metrics_render(&srv->m, &b, srv->jobs_pending + srv->parsing,
                      srv->held_bytes, srv->cfg.memory_budget_bytes,
                      srv->http.connections, srv->draining) ||
-      metrics_render_store(srv->db, &b)) {
+      metrics_render_store(srv->db, &b, srv->cfg.metrics_tenants)) {
     seg_buf_free(&b);
     respond_error(c, 503, "out of memory", 0);
     return;

@@ -51,6 +51,9 @@ typedef struct ingest_config {
    * (common/netaddr.h); an event without context.ip gets the client's
    * address */
   svc_cidrs trusted_proxies;
+  /* --metrics-tenants: tenants listed by name in /metrics (the biggest by
+   * segment bytes; the rest summed under tenant="~others") */
+  size_t metrics_tenants;
 } ingest_config;
 
 typedef struct server ingest_server;

@@ -277,6 +277,7 @@ void ingest_config_defaults(ingest_config *cfg) {
   cfg->compact_segments = 8;
   cfg->access_log = 1;
   cfg->replica_lag_max_us = INT64_C(300) * 1000000;
+  cfg->metrics_tenants = 1000;
 }
 
 static int start(server *srv, uv_loop_t *loop, es_db *db, const char *host,

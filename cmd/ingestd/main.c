@@ -96,6 +96,10 @@ static const char usage[] =
     "                        X-Forwarded-For names the client: an event\n"
     "                        without context.ip gets the client's address,\n"
     "                        else the peer's (docs/AWS.md; default none)\n"
+    "  --metrics-tenants N   /metrics lists the N tenants with the most\n"
+    "                        segment bytes by name (4 series each), the\n"
+    "                        rest summed as tenant=\"~others\" (default\n"
+    "                        1000; 0: no per-tenant series)\n"
     "  --config FILE         flags from FILE, lines of key = value (key: a\n"
     "                        flag's name without --); the command line's\n"
     "                        flags win (docs/OPERATIONS.md, \"Config file\")\n"
@@ -226,6 +230,10 @@ static int parse_args(int argc, char **argv, ingest_config *cfg) {
       char err[160];
       if (svc_cidrs_parse(val, &cfg->trusted_proxies, err, sizeof err))
         return die_usage("--trusted-proxies: %s", err);
+    } else if (strcmp(a, "--metrics-tenants") == 0) {
+      if (parse_num(a, val, 0, 1000000, &v))
+        return 2;
+      cfg->metrics_tenants = (size_t)v;
     } else if (strcmp(a, "--max-connections") == 0) {
       if (parse_num(a, val, 1, 1000000, &v))
         return 2;
