@@ -259,8 +259,10 @@ typedef struct es_options {
   int shards;                   /* WAL shards (writer threads); default: online
                                    cores.  Fixed when the directory is created:
                                    a later open uses the stored count. */
-  size_t memtable_budget_bytes; /* all memtables together; appends wait for
-                                   flushes above it.  Default 1 GiB */
+  size_t memtable_budget_bytes; /* all memtables together, with the
+                                   messageIds of their rows (dedupe);
+                                   appends wait for flushes above it.
+                                   Default 1 GiB */
   size_t seal_bytes;          /* seal a tenant's memtable at this size; 8 MiB */
   int64_t seal_age_us;        /* ...or when its oldest row is this old; 5 min */
   size_t wal_file_bytes;      /* WAL file size, preallocated; default 32 MiB */
