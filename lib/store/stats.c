@@ -59,12 +59,11 @@ static int list_tenants(es_db *db, es_tenant ***ts_out, uint64_t *n_out) {
   uint64_t n = 0;
   int rc = ES_OK;
   pthread_mutex_lock(&db->tenants_mu);
-  for (size_t b = 0; rc == ES_OK && b < db->nbuckets; b++)
-    for (es_tenant *t = db->buckets[b]; rc == ES_OK && t; t = t->hash_next) {
-      rc = es__grow((void **)&ts, &cap, n + 1, sizeof(*ts));
-      if (rc == ES_OK)
-        ts[n++] = t;
-    }
+  for (size_t i = 0; rc == ES_OK && i < db->ntenants; i++) {
+    rc = es__grow((void **)&ts, &cap, n + 1, sizeof(*ts));
+    if (rc == ES_OK)
+      ts[n++] = db->tenants[i];
+  }
   pthread_mutex_unlock(&db->tenants_mu);
   if (rc != ES_OK) {
     es__free(ts);
