@@ -154,6 +154,11 @@ static int tab_reserve(dd_tab *tb, size_t more) {
   return es__grow((void **)&tb->e, &tb->cap, tb->n + more, sizeof(dd_ent));
 }
 
+/* What the table holds allocated (for the budget). */
+static size_t tab_bytes(const dd_tab *tb) {
+  return tb->index.nslots * sizeof(es_hslot) + tb->cap * sizeof(dd_ent);
+}
+
 static void tab_free(dd_tab *tb) {
   es__htab_free(&tb->index);
   es__free(tb->e);
@@ -222,9 +227,9 @@ static int slab_reserve(es_db *db, es_tenant *t, size_t count, size_t bytes) {
     ids_account(db, ns->mem_bytes);
     t->dd->cur = s = ns;
   }
-  size_t tab_before = s->tab.e ? (s->tab.mask + 1) * sizeof(dd_ent) : 0;
+  size_t tab_before = tab_bytes(&s->tab);
   ES_TRY(tab_reserve(&s->tab, count));
-  size_t tab_after = (s->tab.mask + 1) * sizeof(dd_ent);
+  size_t tab_after = tab_bytes(&s->tab);
   s->mem_bytes += tab_after - tab_before;
   ids_account(db, tab_after - tab_before);
   if (s->nblocks && s->used + bytes <= s->block_bytes)
