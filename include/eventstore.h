@@ -259,8 +259,10 @@ typedef struct es_options {
   int shards;                   /* WAL shards (writer threads); default: online
                                    cores.  Fixed when the directory is created:
                                    a later open uses the stored count. */
-  size_t memtable_budget_bytes; /* all memtables together; appends wait for
-                                   flushes above it.  Default 1 GiB */
+  size_t memtable_budget_bytes; /* all memtables together, with the
+                                   messageIds of their rows (dedupe);
+                                   appends wait for flushes above it.
+                                   Default 1 GiB */
   size_t seal_bytes;          /* seal a tenant's memtable at this size; 8 MiB */
   int64_t seal_age_us;        /* ...or when its oldest row is this old; 5 min */
   size_t wal_file_bytes;      /* WAL file size, preallocated; default 32 MiB */
@@ -1289,6 +1291,31 @@ typedef struct es_stats {
 ES_API int es_stats_get_sized(es_db *db, es_stats *stats_out,
                               size_t struct_size);
 #define es_stats_get(db, out) es_stats_get_sized((db), (out), sizeof(es_stats))
+
+/*
+ * One tenant's part of es_stats, for es_stats_tenants.  struct_size is the
+ * library's size of it: a program reads the fields its header has, and a
+ * newer program on an older library only those below struct_size.
+ */
+typedef struct es_tenant_stats {
+  size_t struct_size;
+  char tenant[ES_TENANT_LEN_MAX + 1];
+  int loaded; /* 0: not used since the open; the figures below are 0 (a
+                 tenant is loaded on first use; no file is read here) */
+  uint64_t segments, segment_bytes, segment_rows;
+  uint64_t memtable_rows; /* queryable rows not yet in a segment */
+} es_tenant_stats;
+
+/*
+ * Calls fn(ud, ts) once per tenant the handle knows, in no set order,
+ * with that tenant's figures (*ts valid during the call only).  No I/O; a
+ * short lock per tenant, not held while fn runs (fn may call the
+ * library).  For per-tenant metrics (es-ingestd's /metrics).  Thread-safe.
+ * Errors: ES_EINVAL (NULL db or fn), ES_ENOMEM.
+ */
+ES_API int es_stats_tenants(es_db *db,
+                            void (*fn)(void *ud, const es_tenant_stats *ts),
+                            void *ud);
 
 /* One file of a data directory, as es_inspect reports it. */
 typedef struct es_file_info {

@@ -8,9 +8,11 @@ pkgs=(meson ninja-build pkg-config gcc clang clang-format
       libsqlite3-dev librocksdb-dev python3
       libuv1-dev zlib1g-dev libjemalloc-dev node-llhttp curl
       libcurl4-openssl-dev libssl-dev python3-botocore
-      chromium wrk nginx-light libzstd-dev libsnappy-dev haproxy postgresql)
+      chromium wrk nginx-light libzstd-dev libsnappy-dev haproxy postgresql
+      systemd)
 # libzstd, libsnappy: Parquet page compression of the warehouse export
-# (lib/export; zlib gzips its NDJSON).
+# (lib/export; zlib gzips its NDJSON).  systemd: systemd-analyze checks the
+# units of deploy/ (tests/deploy).
 # libcurl: es-queryd's webhooks and the S3 client (lib/replicate/s3.c),
 # which takes SHA-256 from libssl-dev's libcrypto.  python3-botocore: the
 # SigV4-checking proxy of tests/replicate (botocore's own signer).

@@ -24,7 +24,7 @@ static void start_timer(hconn *c, int64_t ms) {
 static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf) {
   hconn *c = h->data;
   (void)hint;
-  *buf = uv_buf_init(c->rbuf, (unsigned)c->host->ops->rbuf_bytes);
+  *buf = uv_buf_init(c->host->rbuf, (unsigned)c->host->ops->rbuf_bytes);
 }
 
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
@@ -35,7 +35,7 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
     return;
   }
   if (nread > 0 && c->state != HC_STREAM) /* streams ignore what comes */
-    feed(c, c->rbuf, (size_t)nread);
+    feed(c, c->host->rbuf, (size_t)nread);
 }
 
 void hconn_read_start(hconn *c) {
@@ -50,8 +50,15 @@ static void feed(hconn *c, const char *data, size_t len) {
   uv_read_stop((uv_stream_t *)&c->tcp);
   if (e == HPE_PAUSED) {
     const char *pos = llhttp_get_error_pos(&c->parser);
-    c->rest_off = (size_t)(pos - c->rbuf);
-    c->rest_len = (size_t)(data + len - pos);
+    size_t n = (size_t)(data + len - pos);
+    if (n > 0) { /* invariant 7: the shared buffer is read into next */
+      if ((c->rest = malloc(n)) == NULL) {
+        hconn_close(c);
+        return;
+      }
+      memcpy(c->rest, pos, n);
+    }
+    c->rest_len = n;
     c->keep_alive = llhttp_should_keep_alive(&c->parser);
     c->host->ops->dispatch(c);
     return;
@@ -93,10 +100,13 @@ static void after_write(uv_write_t *req, int status) {
   c->state = HC_IDLE;
   start_timer(c, c->host->idle_timeout_ms);
   llhttp_resume(&c->parser);
-  if (c->rest_len > 0) { /* pipelined bytes read before (invariant 1) */
-    size_t off = c->rest_off, n = c->rest_len;
+  if (c->rest_len > 0) {  /* pipelined bytes read before (invariant 1) */
+    char *rest = c->rest; /* feed may keep a new rest of its own */
+    size_t n = c->rest_len;
+    c->rest = NULL;
     c->rest_len = 0;
-    feed(c, c->rbuf + off, n);
+    feed(c, rest, n);
+    free(rest);
   }
   /* Unless those bytes held a whole request (now being served), read on:
    * they may have been only the start of one. */
@@ -257,6 +267,7 @@ static void on_close(uv_handle_t *h) {
   host->connections--;
   if (host->ops->freed)
     host->ops->freed(c);
+  free(c->rest);
   free(c);
   host->ops->finish(host->srv);
 }
@@ -283,13 +294,12 @@ static void on_connection(uv_stream_t *listener, int status) {
   const hconn_ops *ops = host->ops;
   if (status < 0)
     return;
-  hconn *c = calloc(1, ops->conn_size + ops->url_max + 1 + ops->rbuf_bytes);
+  hconn *c = calloc(1, ops->conn_size + ops->url_max + 1);
   if (c == NULL)
     return;
   c->host = host;
   c->srv = host->srv;
   c->url = (char *)c + ops->conn_size;
-  c->rbuf = c->url + ops->url_max + 1;
   uv_tcp_init(host->loop, &c->tcp);
   uv_timer_init(host->loop, &c->timer);
   c->tcp.data = c->timer.data = c;
@@ -325,6 +335,8 @@ int hconn_listen(hconn_host *h, uv_loop_t *loop, const hconn_ops *ops,
   h->idle_timeout_ms = lim.idle_timeout_ms;
   if ((rc = uv_tcp_init(h->loop, &h->listener)))
     return rc;
+  if (ops->rbuf_bytes == 0 || ops->rbuf_bytes > HCONN_RBUF_BYTES_MAX)
+    return UV_EINVAL; /* invariant 7 */
   h->listener_open = 1;
   h->listener.data = h;
   llhttp_settings_init(&h->settings);

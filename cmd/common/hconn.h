@@ -19,8 +19,8 @@
  *  1. At most one request per connection is being served.  llhttp is
  *     paused at the end of each message (on_message_complete returns
  *     HPE_PAUSED) and reading stops; pipelined bytes already read wait in
- *     rbuf[rest_off..+rest_len] and are parsed after the answer is
- *     written.  So answers go out in request order.
+ *     rest[0..rest_len) and are parsed after the answer is written.  So answers
+ * go out in request order.
  *  2. A connection is in its host's list (host->conns) from accept until
  *     hconn_close, and counted in host->connections until both of its
  *     handles are closed; then ops->freed, free() and ops->finish run, in
@@ -38,6 +38,13 @@
  *     none runs in WAIT or STREAM.  A request not read in time is a 408;
  *     an idle connection or a client not reading its answer is closed.
  *  6. Everything here runs on the loop thread of the host.
+ *  7. One read buffer per host, not per connection: libuv reads into
+ *     host->rbuf and the bytes are parsed at once, the hooks copying what
+ *     they keep (URL, headers, body), so an idle or slow connection holds
+ *     no read buffer and memory does not grow by ops->rbuf_bytes per
+ *     connection (6.4 MB at 100 connections with 64 KB).  Pipelined
+ *     bytes left after a request (invariant 1) are copied into c->rest,
+ *     malloc'ed for as long as they wait.
  */
 #ifndef ES_HCONN_H
 #define ES_HCONN_H
@@ -49,6 +56,8 @@
 #include <uv.h>
 
 #define HCONN_HEADER_BYTES_MAX (16 * 1024)
+/* The largest ops->rbuf_bytes: the host's one read buffer (invariant 7) */
+#define HCONN_RBUF_BYTES_MAX (64 * 1024)
 #define HCONN_AUTH_BYTES_MAX 1024
 
 enum { HC_IDLE, HC_READING, HC_WAIT, HC_WRITE, HC_STREAM, HC_CLOSING };
@@ -61,7 +70,7 @@ typedef struct hconn_ops {
   size_t conn_size;    /* sizeof the server's connection (hconn first) */
   size_t url_max;      /* URL bytes */
   const char *url_msg; /* the 431's message past url_max */
-  size_t rbuf_bytes;   /* read buffer */
+  size_t rbuf_bytes;   /* read size, at most HCONN_RBUF_BYTES_MAX */
   int auth_fatal;      /* invariant 3 */
   /* A header name (lower case) the server wants: its id, or HC_H_NONE.
    * May be NULL. */
@@ -94,6 +103,7 @@ typedef struct hconn_host {
   size_t connections, connections_max;
   int64_t read_timeout_ms, idle_timeout_ms;
   llhttp_settings_t settings;
+  char rbuf[HCONN_RBUF_BYTES_MAX]; /* invariant 7 */
 } hconn_host;
 
 struct hconn {
@@ -114,8 +124,8 @@ struct hconn {
   size_t auth_len;
   int fatal_status; /* answer this and close (set before failing llhttp) */
   const char *fatal_msg;
-  size_t rest_off, rest_len; /* parsed-later bytes in rbuf (invariant 1) */
-  char *rbuf;                /* ops->rbuf_bytes */
+  char *rest;      /* pipelined bytes parsed later (invariants 1, 7) */
+  size_t rest_len; /* of them; rest is NULL when 0 */
 };
 
 /* Binds and listens on host:port on loop, serving with ops (srv: the

@@ -11,6 +11,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "config.h"
 #include "eventstore.h"
 #include "segment_json.h"
 #include "svc.h"
@@ -70,7 +71,7 @@ void svc_json_string(char *dst, size_t size, const char *s) {
 
 int svc_usage_error(const char *prog, const char *fmt, ...) {
   va_list ap;
-  fprintf(stderr, "%s: ", prog);
+  fprintf(stderr, "%s: %s", prog, svc_args_origin());
   va_start(ap, fmt);
   vfprintf(stderr, fmt, ap);
   va_end(ap);
@@ -94,6 +95,7 @@ int svc_parse_num(const char *prog, const char *flag, const char *v,
 int svc_next_flag(const char *prog, const char *usage, int argc, char **argv,
                   int *i, const char **flag, const char **value) {
   const char *a = argv[*i];
+  svc_args_at(argv, *i);
   *flag = a;
   *value = NULL;
   if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
@@ -150,7 +152,13 @@ char *svc_read_file(const char *path, size_t max_bytes, size_t *len_out) {
     return NULL;
   char *buf = malloc(max_bytes + 1);
   size_t n = buf ? fread(buf, 1, max_bytes + 1, f) : 0;
+  int read_errno = ferror(f) ? errno : 0; /* EISDIR for a directory */
   fclose(f);
+  if (read_errno) {
+    free(buf);
+    errno = read_errno;
+    return NULL;
+  }
   if (buf == NULL || n > max_bytes) {
     free(buf);
     errno = EFBIG;

@@ -36,6 +36,7 @@
  *     known (parse_done).  A refused body is discarded, never parsed.
  */
 #include <ctype.h>
+#include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -58,7 +59,9 @@
 
 /* X-ES-Shadow: set by deploy/nginx's mirror location on the copy of a
  * request that the legacy side got itself: stored, never forwarded. */
-enum { H_ENCODING = HC_H_AUTH + 1, H_EXPECT, H_SHADOW };
+enum { H_ENCODING = HC_H_AUTH + 1, H_EXPECT, H_SHADOW, H_XFF };
+/* X-Forwarded-For bytes kept; a longer header is not believed */
+#define XFF_BYTES_MAX 512
 /* route.flags: the request's body is a batch of events, read and
  * admitted as it arrives (invariants 3, 4, 6). */
 #define ROUTE_INGEST 1u
@@ -97,8 +100,11 @@ struct conn {
   int method;
   char path[128];
   char tenant[ES_TENANT_LEN_MAX + 1];
-  const char *error; /* the error answer's message, or NULL */
-  size_t bytes_in;   /* body bytes received */
+  const char *error;           /* the error answer's message, or NULL */
+  size_t bytes_in;             /* body bytes received */
+  char xff[XFF_BYTES_MAX + 1]; /* X-Forwarded-For, headers joined by ',' */
+  size_t xff_len;
+  int xff_bad; /* longer than XFF_BYTES_MAX: the peer is the client */
 };
 
 struct job {
@@ -114,6 +120,7 @@ struct job {
   int gzip, ingest_type, parse_rc;
   int64_t recv_us;
   uint64_t rng;
+  char ip[SVC_IP_TEXT_SIZE]; /* the client's address (netaddr.h), or "" */
   char err[ING_ERR_SIZE];
   ing_batch batch;
   es_event *evs;
@@ -335,18 +342,10 @@ static void on_message_begin(hconn *h) {
   c->path[0] = c->tenant[0] = '\0';
   c->error = NULL;
   c->bytes_in = 0;
+  c->xff_len = 0;
+  c->xff[0] = '\0';
+  c->xff_bad = 0;
   body_release(c);
-}
-
-static int on_header(hconn *h, const char *name) {
-  (void)h;
-  if (strcmp(name, "content-encoding") == 0)
-    return H_ENCODING;
-  if (strcmp(name, "expect") == 0)
-    return H_EXPECT;
-  if (strcmp(name, "x-es-shadow") == 0)
-    return H_SHADOW;
-  return HC_H_NONE;
 }
 
 static void append_value(char *dst, size_t *len, size_t cap, const char *at,
@@ -361,6 +360,24 @@ static void append_value(char *dst, size_t *len, size_t cap, const char *at,
   dst[*len] = '\0';
 }
 
+static int on_header(hconn *h, const char *name) {
+  conn *c = (conn *)h;
+  if (strcmp(name, "x-forwarded-for") == 0) {
+    if (c->xff_len > 0 && c->xff_len + 1 >= sizeof c->xff)
+      c->xff_bad = 1;
+    else if (c->xff_len > 0) /* a second header continues the list */
+      append_value(c->xff, &c->xff_len, sizeof c->xff, ",", 1);
+    return H_XFF;
+  }
+  if (strcmp(name, "content-encoding") == 0)
+    return H_ENCODING;
+  if (strcmp(name, "expect") == 0)
+    return H_EXPECT;
+  if (strcmp(name, "x-es-shadow") == 0)
+    return H_SHADOW;
+  return HC_H_NONE;
+}
+
 static void on_header_value(hconn *h, int id, const char *at, size_t n) {
   conn *c = (conn *)h;
   if (id == H_ENCODING)
@@ -369,6 +386,12 @@ static void on_header_value(hconn *h, int id, const char *at, size_t n) {
     c->expect_continue = 1;
   else if (id == H_SHADOW)
     c->shadow_copy = 1;
+  else if (id == H_XFF) {
+    if (n > sizeof c->xff - 1 - c->xff_len)
+      c->xff_bad = 1;
+    else
+      append_value(c->xff, &c->xff_len, sizeof c->xff, at, n);
+  }
 }
 
 /* The tenant of the request's Basic auth key, NULL when it has none (or
@@ -562,6 +585,10 @@ static void parse_work(uv_work_t *w) {
   j->parse_rc = ing_batch_parse(&j->batch, body, len, j->ingest_type,
                                 j->recv_us, &j->rng, j->err, sizeof j->err);
   free(inflated);
+  /* Segment's rule: the request's address when the event names none */
+  for (size_t i = 0; j->parse_rc == 0 && j->ip[0] && i < j->batch.count; i++)
+    if (j->batch.events[i].ev.ip == NULL || j->batch.events[i].ev.ip[0] == 0)
+      j->batch.events[i].ev.ip = j->ip;
 }
 
 /* Gives the job's body bytes back to the budget.  (A parse's own working
@@ -666,6 +693,30 @@ static void parse_done(uv_work_t *w, int status) {
  * then hands the body to a pool thread (parse_work) so that the loop only
  * does I/O.  The body's bytes stay counted (now by the job).
  */
+/* The request's client address (common/netaddr.h: the peer, or from
+ * X-Forwarded-For when the peer is a trusted proxy); "" when the peer is
+ * unknown (the socket already gone). */
+static void client_ip(conn *c, char *dst, size_t size) {
+  server *srv = c->h.srv;
+  struct sockaddr_storage ss;
+  int len = (int)sizeof ss;
+  unsigned char peer[16];
+  dst[0] = '\0';
+  if (uv_tcp_getpeername(&c->h.tcp, (struct sockaddr *)&ss, &len) != 0)
+    return;
+  if (ss.ss_family == AF_INET) {
+    memset(peer, 0, 10);
+    peer[10] = peer[11] = 0xff;
+    memcpy(peer + 12, &((struct sockaddr_in *)&ss)->sin_addr, 4);
+  } else if (ss.ss_family == AF_INET6) {
+    memcpy(peer, &((struct sockaddr_in6 *)&ss)->sin6_addr, 16);
+  } else {
+    return;
+  }
+  svc_client_ip(&srv->cfg.trusted_proxies, peer, c->xff_bad ? NULL : c->xff,
+                dst, size);
+}
+
 static void ingest(conn *c) {
   server *srv = c->h.srv;
   char key[HCONN_AUTH_BYTES_MAX + 1];
@@ -706,6 +757,7 @@ static void ingest(conn *c) {
   j->ingest_type = c->route->ingest_type;
   j->recv_us = ing_now_us();
   j->rng = job_seed(&srv->rng);
+  client_ip(c, j->ip, sizeof j->ip);
   j->body = c->body; /* ownership and its budget bytes move to the job */
   j->body_len = c->body_len;
   j->body_cap = c->body_cap;
@@ -812,7 +864,7 @@ static void answer_metrics(conn *c) {
   if (metrics_render(&srv->m, &b, srv->jobs_pending + srv->parsing,
                      srv->held_bytes, srv->cfg.memory_budget_bytes,
                      srv->http.connections, srv->draining) ||
-      metrics_render_store(srv->db, &b)) {
+      metrics_render_store(srv->db, &b, srv->cfg.metrics_tenants)) {
     seg_buf_free(&b);
     respond_error(c, 503, "out of memory", 0);
     return;

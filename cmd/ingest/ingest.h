@@ -20,6 +20,7 @@
 
 #include <uv.h>
 
+#include "common/netaddr.h"
 #include "eventstore.h"
 
 #define INGEST_THREADS_MAX 64 /* writer threads */
@@ -50,6 +51,13 @@ typedef struct ingest_config {
    * on to the legacy endpoint from a queue in forward_queue_dir (NULL:
    * DATA_DIR/forward-queue); NULL url: no forwarding */
   const char *forward_url, *forward_queue_dir;
+  /* --trusted-proxies: peers whose X-Forwarded-For names the client
+   * (common/netaddr.h); an event without context.ip gets the client's
+   * address */
+  svc_cidrs trusted_proxies;
+  /* --metrics-tenants: tenants listed by name in /metrics (the biggest by
+   * segment bytes; the rest summed under tenant="~others") */
+  size_t metrics_tenants;
 } ingest_config;
 
 typedef struct server ingest_server;

@@ -3,6 +3,7 @@
  * list in docs/INGEST.md).
  */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "metrics.h"
@@ -93,10 +94,88 @@ static int counter1(seg_buf *b, const char *name, const char *help,
   return counter(b, name, help) || put(b, "%s %llu\n", name, v);
 }
 
-int metrics_render_store(es_db *db, seg_buf *b) {
+/* The loaded tenants' figures, gathered by es_stats_tenants. */
+typedef struct tenant_list {
+  es_tenant_stats *v;
+  size_t n, cap;
+  int oom;
+} tenant_list;
+
+static void tenant_collect(void *ud, const es_tenant_stats *ts) {
+  tenant_list *l = ud;
+  if (!ts->loaded || l->oom)
+    return;
+  if (l->n == l->cap) {
+    size_t cap = l->cap ? l->cap * 2 : 64;
+    es_tenant_stats *g = realloc(l->v, cap * sizeof *g);
+    if (g == NULL) {
+      l->oom = 1;
+      return;
+    }
+    l->v = g, l->cap = cap;
+  }
+  l->v[l->n++] = *ts;
+}
+
+static int bytes_desc(const void *a, const void *b) {
+  const es_tenant_stats *x = a, *y = b;
+  if (x->segment_bytes != y->segment_bytes)
+    return x->segment_bytes < y->segment_bytes ? 1 : -1;
+  return strcmp(x->tenant, y->tenant);
+}
+
+/* One tenant's samples (name: a tenant id, or "~others"). */
+static int tenant_samples(seg_buf *b, const char *name,
+                          const es_tenant_stats *t) {
+  return put(b, "es_store_tenant_segments{tenant=\"%s\"} %llu\n", name,
+             (unsigned long long)t->segments) |
+         put(b, "es_store_tenant_segment_bytes{tenant=\"%s\"} %llu\n", name,
+             (unsigned long long)t->segment_bytes) |
+         put(b, "es_store_tenant_rows{tenant=\"%s\",in=\"segments\"} %llu\n",
+             name, (unsigned long long)t->segment_rows) |
+         put(b, "es_store_tenant_rows{tenant=\"%s\",in=\"memtable\"} %llu\n",
+             name, (unsigned long long)t->memtable_rows);
+}
+
+/* Per-tenant series (see metrics.h); tenant ids are [A-Za-z0-9_-], so
+ * they need no escaping in a label. */
+static int render_tenants(es_db *db, seg_buf *b, size_t tenants_max) {
+  tenant_list l = {0};
+  if (tenants_max == 0)
+    return 0;
+  if (es_stats_tenants(db, tenant_collect, &l) != ES_OK || l.oom) {
+    free(l.v);
+    return -1;
+  }
+  qsort(l.v, l.n, sizeof *l.v, bytes_desc);
+  int rc = put(b, "# HELP es_store_tenant_segments segments of a loaded "
+                  "tenant\n# TYPE es_store_tenant_segments gauge\n"
+                  "# HELP es_store_tenant_segment_bytes bytes of its "
+                  "segments\n# TYPE es_store_tenant_segment_bytes gauge\n"
+                  "# HELP es_store_tenant_rows its events, in segments or "
+                  "not yet (memtable)\n# TYPE es_store_tenant_rows gauge\n");
+  es_tenant_stats others = {0};
+  for (size_t i = 0; i < l.n; i++) {
+    if (i < tenants_max) {
+      rc |= tenant_samples(b, l.v[i].tenant, &l.v[i]);
+      continue;
+    }
+    others.segments += l.v[i].segments;
+    others.segment_bytes += l.v[i].segment_bytes;
+    others.segment_rows += l.v[i].segment_rows;
+    others.memtable_rows += l.v[i].memtable_rows;
+  }
+  if (l.n > tenants_max)
+    rc |= tenant_samples(b, "~others", &others);
+  free(l.v);
+  return rc ? -1 : 0;
+}
+
+int metrics_render_store(es_db *db, seg_buf *b, size_t tenants_max) {
   es_stats st;
   if (es_stats_get(db, &st) != ES_OK)
     return -1;
+  int state = es_state(db, NULL, 0);
   int rc = gauge(b, "es_store_tenants", "tenants the store knows", st.tenants);
   rc |= gauge(b, "es_store_tenants_loaded",
               "tenants whose segments are counted below (loaded on first "
@@ -139,6 +218,12 @@ int metrics_render_store(es_db *db, seg_buf *b) {
               "1 when the store failed after an I/O error (writes refused "
               "until a restart)",
               st.failed != 0);
+  rc |= gauge(b, "es_store_degraded",
+              "1 while a background write (flush, spare WAL file) fails, "
+              "disk full for one: appends may be refused with 503 until it "
+              "recovers by itself",
+              state == ES_STATE_DEGRADED);
+  rc |= render_tenants(db, b, tenants_max);
   return rc ? -1 : 0;
 }
 

@@ -46,7 +46,10 @@ int metrics_render(const metrics *m, seg_buf *out, size_t queue_jobs,
                    int draining);
 
 /* Appends the store's figures (es_stats_get: segments, WAL bytes,
- * flushes and merges with their times, failed); -1 on failure. */
-int metrics_render_store(es_db *db, seg_buf *out);
+ * flushes and merges with their times, degraded, failed) and, per loaded
+ * tenant (es_stats_tenants), segments, segment bytes and rows, for the
+ * tenants_max biggest by segment bytes (the rest summed under
+ * tenant="~others", a name no tenant can have); -1 on failure. */
+int metrics_render_store(es_db *db, seg_buf *out, size_t tenants_max);
 
 #endif /* INGESTD_METRICS_H */

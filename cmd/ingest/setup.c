@@ -262,6 +262,7 @@ void ingest_config_defaults(ingest_config *cfg) {
   cfg->compact_segments = 8;
   cfg->access_log = 1;
   cfg->replica_lag_max_us = INT64_C(300) * 1000000;
+  cfg->metrics_tenants = 1000;
 }
 
 /* --forward: the queue and its sender thread (forward.h).  0 or 1. */

@@ -26,6 +26,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common/config.h"
 #include "common/svc.h"
 #include "ingest/ingest.h"
 
@@ -126,6 +127,20 @@ static const char usage[] =
     "                        request's write key), asynchronously from a\n"
     "                        queue on disk, retried until it answers\n"
     "  --forward-queue DIR   that queue (default DATA_DIR/forward-queue)\n"
+    "  --trusted-proxies CIDR,...  peers (load balancers) whose\n"
+    "                        X-Forwarded-For names the client: an event\n"
+    "                        without context.ip gets the client's address,\n"
+    "                        else the peer's (docs/AWS.md; default none)\n"
+    "  --metrics-tenants N   /metrics lists the N tenants with the most\n"
+    "                        segment bytes by name (4 series each), the\n"
+    "                        rest summed as tenant=\"~others\" (default\n"
+    "                        1000; 0: no per-tenant series)\n"
+    "  --config FILE         flags from FILE, lines of key = value (key: a\n"
+    "                        flag's name without --); the command line's\n"
+    "                        flags win (docs/OPERATIONS.md, \"Config file\")\n"
+    "  --check-config        check the flags, the config file, --keys,\n"
+    "                        --admin-tokens, --listen and --data without\n"
+    "                        opening the store; exit 0 (OK) or 1\n"
     "  --help, --version\n"
     "\n"
     "Signals: SIGTERM/SIGINT drain and stop; SIGHUP reloads --keys and\n"
@@ -140,6 +155,7 @@ static uv_timer_t g_drain_timer;
 static int g_draining;
 static const char *g_replica_url, *g_s3_endpoint, *g_s3_region;
 static es_replica *g_replica;
+static int g_check_config; /* --check-config: validate, do not run */
 static int g_durability = ES_DURABILITY_LOCAL;
 static int64_t g_s3_ack_timeout_us = INT64_C(5000000);
 static es_exporter_options g_export; /* g_export.out NULL: no --export */
@@ -306,6 +322,14 @@ static int parse_args(int argc, char **argv, ingest_config *cfg) {
       cfg->forward_url = val;
     } else if (strcmp(a, "--forward-queue") == 0) {
       cfg->forward_queue_dir = val;
+    } else if (strcmp(a, "--trusted-proxies") == 0) {
+      char err[160];
+      if (svc_cidrs_parse(val, &cfg->trusted_proxies, err, sizeof err))
+        return die_usage("--trusted-proxies: %s", err);
+    } else if (strcmp(a, "--metrics-tenants") == 0) {
+      if (parse_num(a, val, 0, 1000000, &v))
+        return 2;
+      cfg->metrics_tenants = (size_t)v;
     } else if (strcmp(a, "--max-connections") == 0) {
       if (parse_num(a, val, 1, 1000000, &v))
         return 2;
@@ -314,6 +338,7 @@ static int parse_args(int argc, char **argv, ingest_config *cfg) {
       return die_usage("unknown flag %s", a);
     }
   }
+  svc_args_done();
   if (!cfg->data_dir || !cfg->listen || !cfg->keys_path)
     return die_usage("--data, --listen and --keys are required");
   if (cfg->forward_queue_dir && !cfg->forward_url)
@@ -411,13 +436,13 @@ static int run(ingest_config *cfg, uv_loop_t *loop, es_db **db_out) {
     o.wal_file_bytes = cfg->wal_file_bytes;
   if (cfg->seal_bytes > 0)
     o.seal_bytes = cfg->seal_bytes;
-  /* The budget is shared: 3/8 for the store's memtables (appends wait
-   * above it), a quarter for requests in flight (bodies, parses, events),
-   * and 3/8 left for what neither counts: the store's messageId sets
-   * (about a fifth of the memtables' bytes) and its cache of checked
-   * segment ids (32 MiB at most), the allocator's freed pages not yet
-   * returned, connections' buffers, flushes' and merges' images
-   * (docs/INGEST.md, "Overload"). */
+  /* The budget is shared: 3/8 for the store's memtables and the
+   * messageIds of their rows (appends wait above it), a quarter for
+   * requests in flight (bodies, parses, events), and 3/8 left for what
+   * neither counts: the store's cache of checked segment ids (an eighth
+   * of the memtables' share at most), the allocator's freed pages not yet
+   * returned, connections, flushes' and merges' images (docs/INGEST.md,
+   * "Overload"). */
   o.memtable_budget_bytes = cfg->memory_budget_bytes / 8 * 3;
   o.dedupe_window_us = cfg->dedupe_window_us;
   cfg->memory_budget_bytes /= 4;
@@ -455,6 +480,15 @@ static int run(ingest_config *cfg, uv_loop_t *loop, es_db **db_out) {
   }
   if ((rc = ingest_load(g_srv)) != 0)
     return rc;
+  if (g_check_config) {
+    char err[4200];
+    if (svc_check_data_dir(cfg->data_dir, 0, err, sizeof err)) {
+      fprintf(stderr, "es-ingestd: %s\n", err);
+      return 1;
+    }
+    printf("es-ingestd: configuration OK\n");
+    return 0;
+  }
   es_db *db;
   if ((rc = es_open(&o, &db)) != ES_OK) {
     fprintf(stderr, "es-ingestd: cannot open %s: %s: %s\n", o.data_dir,
@@ -508,8 +542,23 @@ static int run(ingest_config *cfg, uv_loop_t *loop, es_db **db_out) {
 int main(int argc, char **argv) {
   es_db *db = NULL;
   uv_loop_t *loop = NULL;
-  int rc = parse_args(argc, argv, &g_cfg);
+  svc_args args;
+  int rc = svc_args_build("es-ingestd", argc, argv, &args);
+  g_check_config = args.check_config;
+  if (rc == 0)
+    rc = parse_args(args.argc, args.argv, &g_cfg);
   signal(SIGPIPE, SIG_IGN);
+  if (rc == 0 && g_check_config) {
+    rc = run(&g_cfg, NULL, &db) ? 1 : 0;
+    ingest_free(g_srv);
+    es_replica_free(g_replica);
+    svc_args_free(&args);
+    return rc;
+  }
+  if (g_check_config) {
+    svc_args_free(&args);
+    return 1;
+  }
   if (rc == 0) {
     loop = uv_default_loop();
     rc = run(&g_cfg, loop, &db);
@@ -544,6 +593,7 @@ int main(int argc, char **argv) {
   es_cluster_free(g_cluster); /* after es_close: its uploader asked it */
   es_replica_free(g_replica); /* after es_close: the store used it */
   ingest_free(g_srv);
+  svc_args_free(&args); /* the configuration's strings: last */
   if (rc == 0)
     ing_log("info", "stopped", "");
   return rc;

@@ -17,7 +17,7 @@
  *
  * Invariants:
  *  1. llhttp is paused at the end of every message; bytes after it wait
- *     in rbuf[rest_off..+rest_len] until the answer is written (hconn.h,
+ *     in rest[0..rest_len) until the answer is written (hconn.h,
  *     invariant 1).
  *  2. A connection in WAIT owns no buffer the work uses: the work copied
  *     what it needs (server.h, invariant 2).

@@ -31,6 +31,7 @@
 #include <curl/curl.h>
 #include <yajl_tree.h>
 
+#include "common/config.h"
 #include "common/svc.h"
 /* the ingest service, for the embedded mode (cmd/ingest/) */
 #include "ingest/ingest.h"
@@ -69,6 +70,12 @@ static const char usage[] =
     "                         per core, at least 2)\n"
     "  --sync full|none       none: no fsync, tests/benchmarks only\n"
     "\n"
+    "  --config FILE          flags from FILE, lines of key = value (key: a\n"
+    "                         flag's name without --); the command line's\n"
+    "                         flags win (docs/OPERATIONS.md, \"Config file\")\n"
+    "  --check-config         check the flags, the config file, --tokens,\n"
+    "                         --webhooks, --keys, the addresses and --data\n"
+    "                         without opening the store; exit 0 (OK) or 1\n"
     "  --help, --version\n"
     "\n"
     "Exit status: 0 after a clean SIGTERM, 1 on a runtime error, 2 on bad\n"
@@ -175,6 +182,7 @@ static int parse_args(int argc, char **argv, qd_config *cfg) {
       return die_usage("unknown flag %s", a);
     }
   }
+  svc_args_done();
   if (!cfg->data_dir || !cfg->listen || !cfg->tokens_path)
     return die_usage("--data, --listen and --tokens are required");
   if (!cfg->ingest_listen != !cfg->keys_path)
@@ -426,6 +434,40 @@ static int start_ingest(qd_server *srv, int *bound) {
   return ingest_start(srv->ingest, srv->loop, srv->db, host, port, bound);
 }
 
+/* --check-config: what run() reads before the store opens, and the
+ * data directory (which must hold a store unless embedded: es-ingestd
+ * creates it).  0, or an error reported. */
+static int check_config(qd_server *srv) {
+  char host[256], err[4200];
+  int port = 0, rc;
+  if ((rc = split_listen("--listen", srv->cfg.listen, host, sizeof host,
+                         &port)) ||
+      (rc = load_tokens(srv, srv->cfg.tokens_path)) ||
+      (srv->cfg.webhooks_path &&
+       (rc = qd_webhooks_load(srv, srv->cfg.webhooks_path))))
+    return rc;
+  if (srv->cfg.ingest_listen) {
+    ingest_config cfg;
+    if ((rc = split_listen("--ingest-listen", srv->cfg.ingest_listen, host,
+                           sizeof host, &port)))
+      return rc;
+    ingest_config_defaults(&cfg);
+    cfg.data_dir = srv->cfg.data_dir;
+    cfg.keys_path = srv->cfg.keys_path;
+    if ((srv->ingest = ingest_new(&cfg, NULL, NULL)) == NULL)
+      return 1;
+    if ((rc = ingest_load(srv->ingest)))
+      return rc;
+  }
+  if (svc_check_data_dir(srv->cfg.data_dir, srv->cfg.ingest_listen == NULL, err,
+                         sizeof err)) {
+    fprintf(stderr, "es-queryd: %s\n", err);
+    return 1;
+  }
+  printf("es-queryd: configuration OK\n");
+  return 0;
+}
+
 static int run(qd_server *srv) {
   char host[256], extra[512];
   int port = 0, bound = 0, ingest_bound = 0, rc;
@@ -484,10 +526,15 @@ int main(int argc, char **argv) {
   srv->tenants.name_off = offsetof(qd_tenant, id);
   srv->tenants.name_cap = sizeof(((qd_tenant *)0)->id);
   srv->tenants.sorted = 1;
-  int rc = parse_args(argc, argv, &srv->cfg);
+  svc_args args;
+  int rc = svc_args_build("es-queryd", argc, argv, &args);
+  if (rc == 0)
+    rc = parse_args(args.argc, args.argv, &srv->cfg);
   signal(SIGPIPE, SIG_IGN);
   curl_global_init(CURL_GLOBAL_DEFAULT);
-  if (rc == 0)
+  if (args.check_config)
+    rc = rc == 0 && check_config(srv) == 0 ? 0 : 1;
+  else if (rc == 0)
     rc = run(srv);
   if (srv->db) {
     int frc = rc == 0 && !srv->read_only ? es_flush(srv->db, NULL) : ES_OK;
@@ -505,7 +552,9 @@ int main(int argc, char **argv) {
   ingest_free(srv->ingest);
   free_server(srv);
   curl_global_cleanup();
-  if (rc == 0)
+  int quiet = args.check_config;
+  svc_args_free(&args); /* the configuration's strings: last */
+  if (rc == 0 && !quiet)
     qd_log("info", "stopped", "");
   return rc;
 }

@@ -98,6 +98,8 @@ static int writer_seal_pressure(es_shard *sh, es_tenant *list) {
   size_t budget = db->opts.memtable_budget_bytes;
   size_t mem = atomic_load(&db->mem_bytes);
   size_t sealed = atomic_load(&db->sealed_bytes);
+  sealed += atomic_load(&db->ids_bytes); /* not memtables: sealing them
+                                            frees nothing until flushed */
   size_t active = mem > sealed ? mem - sealed : 0;
   if (mem <= budget / 4 * 3 || active <= budget / 2)
     return ES_OK;
@@ -131,6 +133,7 @@ static int writer_seal_due(es_shard *sh, int only_size) {
   es_tenant *list = sh->tenants;
   pthread_mutex_unlock(&db->tenants_mu);
   for (es_tenant *t = list; t; t = t->shard_next) {
+    es__dedupe_trim(db, t); /* its flushed rows' ids leave the budget */
     es_memtable *mt = t->active;
     if (!mt || es__memtable_visible(mt) == 0)
       continue;

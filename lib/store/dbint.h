@@ -241,6 +241,7 @@ struct es_db {
   struct es_ddcache *ddc;     /* dedupe.c: confirmed row groups */
   atomic_size_t mem_bytes;    /* all memtables */
   atomic_size_t sealed_bytes; /* of those, sealed and awaiting flush */
+  atomic_size_t ids_bytes;    /* of those, messageId sets (dedupe.c) */
   pthread_mutex_t mem_mu;
   pthread_cond_t mem_cv;
 };
@@ -275,6 +276,10 @@ int es__shard_call(es_db *db, uint32_t shard, int (*fn)(void *arg),
 
 /* Seals the active memtable (if it has rows) and queues its flush. */
 int es__tenant_seal(es_db *db, es_tenant *t) ES_MUST_CHECK;
+/* Adds to / takes from db->mem_bytes, what memtable_budget_bytes bounds:
+ * memtables (tenant.c) and the messageId sets of their rows (dedupe.c);
+ * a release wakes appenders waiting for memory.  Any thread. */
+void es__mem_account(es_db *db, size_t add, size_t sub);
 
 /* Test hook: fn(ud, t) runs on the flusher thread in every flush of a
  * memtable, after its manifest is durable and installed as t->man and

@@ -19,7 +19,12 @@
  * table cached database-wide (DD_CACHE_BYTES_MAX, and at most an eighth
  * of memtable_budget_bytes, so that a small budget keeps a small cache;
  * least recently used first out).  So memory is bounded by the memtables (one
- * entry per unflushed event with an id) plus that cache.
+ * entry per unflushed event with an id) plus that cache.  The slabs count
+ * in the memtable budget (db->mem_bytes, es__mem_account): appenders wait
+ * for memtables and their ids together, and a slab's bytes leave the
+ * budget when it is dropped, by the tenant's next request or by the
+ * writer's pass over its tenants (es__dedupe_trim, every 100 ms and under
+ * memory pressure), whichever comes first.
  *
  * Invariants:
  *  1. The decision is taken on the shard writer thread, for each append
@@ -71,8 +76,12 @@
 #include "base/mem.h"
 #include "store/dedupe.h"
 
-#define DD_TAB_MIN 1024
+/* A slab starts small (a tenant with a few events keeps ~2 KB of table
+ * and 4 KB of strings, not 96 KB: 500 quiet tenants held 48 MB) and
+ * doubles. */
+#define DD_TAB_MIN 64
 #define DD_SLAB_ENTRIES_MAX (1u << 18)
+#define DD_STR_BLOCK_MIN (4u << 10)
 #define DD_STR_BLOCK (64u << 10)
 #define DD_CACHE_BYTES_MAX ((size_t)32 << 20)
 
@@ -145,6 +154,11 @@ static int tab_reserve(dd_tab *tb, size_t more) {
   return es__grow((void **)&tb->e, &tb->cap, tb->n + more, sizeof(dd_ent));
 }
 
+/* What the table holds allocated (for the budget). */
+static size_t tab_bytes(const dd_tab *tb) {
+  return tb->index.nslots * sizeof(es_hslot) + tb->cap * sizeof(dd_ent);
+}
+
 static void tab_free(dd_tab *tb) {
   es__htab_free(&tb->index);
   es__free(tb->e);
@@ -158,6 +172,7 @@ typedef struct dd_slab {
   const void *mt_key; /* the active memtable when it was started */
   char **blocks;      /* id strings; only the last one takes more */
   size_t nblocks, blocks_cap, used, block_bytes;
+  size_t mem_bytes; /* counted in db->mem_bytes (es__mem_account) */
   struct dd_slab *older;
 } dd_slab;
 
@@ -165,9 +180,18 @@ struct es_dedupe {
   dd_slab *cur; /* newest; ->older down to the oldest */
 };
 
-static void slab_free(dd_slab *s) {
+/* Counts a slab's new bytes in the budget and as ids (seal pressure
+ * leaves them out of the active memtables' share: db.c). */
+static void ids_account(es_db *db, size_t add) {
+  atomic_fetch_add(&db->ids_bytes, add);
+  es__mem_account(db, add, 0);
+}
+
+static void slab_free(es_db *db, dd_slab *s) {
   while (s) {
     dd_slab *older = s->older;
+    atomic_fetch_sub(&db->ids_bytes, s->mem_bytes);
+    es__mem_account(db, 0, s->mem_bytes);
     for (size_t i = 0; i < s->nblocks; i++)
       es__free(s->blocks[i]);
     es__free(s->blocks);
@@ -177,17 +201,17 @@ static void slab_free(dd_slab *s) {
   }
 }
 
-void es__dedupe_tenant_free(struct es_dedupe *dd) {
+void es__dedupe_tenant_free(es_db *db, struct es_dedupe *dd) {
   if (!dd)
     return;
-  slab_free(dd->cur);
+  slab_free(db, dd->cur);
   es__free(dd);
 }
 
 /* Makes the tenant's current slab able to take `count` entries and
  * `bytes` of strings without allocating, starting a new slab after a
  * seal (so that slabs follow memtables and go when they are flushed). */
-static int slab_reserve(es_tenant *t, size_t count, size_t bytes) {
+static int slab_reserve(es_db *db, es_tenant *t, size_t count, size_t bytes) {
   if (!t->dd && !(t->dd = es__calloc(1, sizeof(*t->dd))))
     return ES_NOMEM_BKPT();
   dd_slab *s = t->dd->cur;
@@ -199,12 +223,22 @@ static int slab_reserve(es_tenant *t, size_t count, size_t bytes) {
     ns->mt_key = t->active;
     ns->older = s;
     ns->hi_lsn = s ? s->hi_lsn : 0; /* labels never decrease down the chain */
+    ns->mem_bytes = sizeof(*ns);
+    ids_account(db, ns->mem_bytes);
     t->dd->cur = s = ns;
   }
+  size_t tab_before = tab_bytes(&s->tab);
   ES_TRY(tab_reserve(&s->tab, count));
+  size_t tab_after = tab_bytes(&s->tab);
+  s->mem_bytes += tab_after - tab_before;
+  ids_account(db, tab_after - tab_before);
   if (s->nblocks && s->used + bytes <= s->block_bytes)
     return ES_OK;
-  size_t sz = bytes > DD_STR_BLOCK ? bytes : DD_STR_BLOCK;
+  size_t sz = s->nblocks ? s->block_bytes * 2 : DD_STR_BLOCK_MIN;
+  if (sz > DD_STR_BLOCK)
+    sz = DD_STR_BLOCK;
+  if (sz < bytes)
+    sz = bytes;
   ES_TRY(es__grow((void **)&s->blocks, &s->blocks_cap, s->nblocks + 1,
                   sizeof(char *)));
   char *b = es__malloc(sz);
@@ -213,6 +247,8 @@ static int slab_reserve(es_tenant *t, size_t count, size_t bytes) {
   s->blocks[s->nblocks++] = b;
   s->used = 0;
   s->block_bytes = sz;
+  s->mem_bytes += sz;
+  ids_account(db, sz);
   return ES_OK;
 }
 
@@ -238,14 +274,23 @@ static int slabs_find(const es_tenant *t, uint64_t h, const char *id,
 }
 
 /* Drops the slabs whose every id is in a segment (invariant 3). */
-static void slabs_trim(es_tenant *t, uint64_t flushed_lsn) {
+static void slabs_trim(es_db *db, es_tenant *t, uint64_t flushed_lsn) {
   if (!t->dd)
     return;
   dd_slab **link = &t->dd->cur;
   while (*link && (*link)->hi_lsn > flushed_lsn)
     link = &(*link)->older;
-  slab_free(*link);
+  slab_free(db, *link);
   *link = NULL;
+}
+
+void es__dedupe_trim(es_db *db, es_tenant *t) {
+  if (!t->dd || !t->dd->cur)
+    return;
+  pthread_mutex_lock(&t->mu);
+  uint64_t flushed_lsn = t->segs ? t->segs->flushed_lsn : 0;
+  pthread_mutex_unlock(&t->mu);
+  slabs_trim(db, t, flushed_lsn);
 }
 
 /* --- the segment side: a cache of confirmed row groups ----------------- */
@@ -513,7 +558,7 @@ void es__dedupe_request(es_db *db, es_req *r, uint64_t lsn) {
   es_segset *set = t->segs;
   atomic_fetch_add(&set->refs, 1);
   pthread_mutex_unlock(&t->mu);
-  slabs_trim(t, set->flushed_lsn);
+  slabs_trim(db, t, set->flushed_lsn);
   int rc = ES_OK;
   r->dd_vals = es__malloc(r->count * sizeof(size_t));
   if (!r->dd_vals)
@@ -524,7 +569,7 @@ void es__dedupe_request(es_db *db, es_req *r, uint64_t lsn) {
     if (row_id(r->rows + r->hint[i].off, row_len(r, i), &len))
       bytes += (size_t)len + 1;
   }
-  ES_CHECK(slab_reserve(t, r->count, bytes));
+  ES_CHECK(slab_reserve(db, t, r->count, bytes));
   r->dd_slab = t->dd->cur;
   r->dd_used0 = t->dd->cur->used;
   rc = decide(db, r, set, lsn, r->dd_vals, &r->dd_nput);
@@ -591,7 +636,7 @@ int es__dedupe_note(es_db *db, es_tenant *t, const uint8_t *rows,
                        lsn);
     }
     if (pass == 0)
-      ES_TRY(slab_reserve(t, count, bytes));
+      ES_TRY(slab_reserve(db, t, count, bytes));
   }
   return ES_OK;
 }

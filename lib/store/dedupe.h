@@ -12,8 +12,14 @@
 int es__dedupe_open(es_db *db) ES_MUST_CHECK;
 void es__dedupe_close(es_db *db);
 
-/* Frees a tenant's recent-id set (tenant.c).  NULL is fine. */
-void es__dedupe_tenant_free(struct es_dedupe *dd);
+/* Frees a tenant's recent-id set (tenant.c), giving its bytes back to
+ * the memory budget.  NULL is fine. */
+void es__dedupe_tenant_free(es_db *db, struct es_dedupe *dd);
+
+/* On the shard writer: drops the tenant's slabs whose ids are all in
+ * segments now (as a request of the tenant would), so that a tenant
+ * that went quiet after a flush does not keep them in the budget. */
+void es__dedupe_trim(es_db *db, es_tenant *t);
 
 /* On the shard writer, for an append request about to be framed with
  * `lsn`: decides which of its events are duplicates, records the others

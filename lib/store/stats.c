@@ -50,6 +50,68 @@ static void stats_tenant(es_tenant *t, es_stats *st) {
   pthread_mutex_unlock(&t->mu);
 }
 
+/* The tenants the handle knows, under tenants_mu (*ts_out malloc'ed by
+ * es__grow; free with es__free).  A tenant object lives as long as the
+ * handle, so it may be visited after the lock. */
+static int list_tenants(es_db *db, es_tenant ***ts_out, uint64_t *n_out) {
+  es_tenant **ts = NULL;
+  size_t cap = 0;
+  uint64_t n = 0;
+  int rc = ES_OK;
+  pthread_mutex_lock(&db->tenants_mu);
+  for (size_t i = 0; rc == ES_OK && i < db->ntenants; i++) {
+    rc = es__grow((void **)&ts, &cap, n + 1, sizeof(*ts));
+    if (rc == ES_OK)
+      ts[n++] = db->tenants[i];
+  }
+  pthread_mutex_unlock(&db->tenants_mu);
+  if (rc != ES_OK) {
+    es__free(ts);
+    return rc;
+  }
+  *ts_out = ts;
+  *n_out = n;
+  return ES_OK;
+}
+
+/* One tenant's figures (1), under its lock; the memtables' published
+ * rows are atomics. */
+static void tenant_figures(es_tenant *t, es_tenant_stats *ts) {
+  memset(ts, 0, sizeof(*ts));
+  ts->struct_size = sizeof(*ts);
+  memcpy(ts->tenant, t->name, sizeof(ts->tenant));
+  pthread_mutex_lock(&t->mu);
+  es_segset *set = t->segs;
+  ts->loaded = set != NULL || atomic_load(&t->loaded);
+  for (size_t i = 0; set && i < set->n; i++) {
+    ts->segments++;
+    ts->segment_bytes += set->segs[i]->bytes;
+    ts->segment_rows += set->segs[i]->rows;
+  }
+  if (t->active)
+    ts->memtable_rows += atomic_load(&t->active->visible);
+  for (size_t i = 0; i < t->nimm; i++)
+    ts->memtable_rows += atomic_load(&t->imm[i]->visible);
+  pthread_mutex_unlock(&t->mu);
+}
+
+int es_stats_tenants(es_db *db, void (*fn)(void *ud, const es_tenant_stats *ts),
+                     void *ud) {
+  es__error_clear();
+  if (!db || !fn)
+    return ES_INVAL_BKPT("es_stats_tenants: NULL db or fn");
+  es_tenant **ts;
+  uint64_t n;
+  ES_TRY(list_tenants(db, &ts, &n));
+  for (uint64_t i = 0; i < n; i++) {
+    es_tenant_stats one;
+    tenant_figures(ts[i], &one);
+    fn(ud, &one);
+  }
+  es__free(ts);
+  return ES_OK;
+}
+
 /* Fills the caller's es_stats; see eventstore.h.  The tenants are listed
  * under tenants_mu and visited after it (no lock nesting; a tenant object
  * lives as long as the handle). */
@@ -60,20 +122,11 @@ int es_stats_get_sized(es_db *db, es_stats *stats_out, size_t struct_size) {
                          struct_size);
   es_stats st;
   memset(&st, 0, sizeof(st));
-  es_tenant **ts = NULL;
-  size_t cap = 0;
-  int rc = ES_OK;
-  pthread_mutex_lock(&db->tenants_mu);
-  for (size_t i = 0; rc == ES_OK && i < db->ntenants; i++) {
-    rc = es__grow((void **)&ts, &cap, st.tenants + 1, sizeof(*ts));
-    if (rc == ES_OK)
-      ts[st.tenants++] = db->tenants[i];
-  }
-  pthread_mutex_unlock(&db->tenants_mu);
-  for (size_t i = 0; rc == ES_OK && i < st.tenants; i++)
+  es_tenant **ts;
+  ES_TRY(list_tenants(db, &ts, &st.tenants));
+  for (size_t i = 0; i < st.tenants; i++)
     stats_tenant(ts[i], &st);
   es__free(ts);
-  ES_TRY(rc);
   st.memtable_bytes = atomic_load(&db->mem_bytes);
   for (uint32_t s = 0; db->shards && s < db->nshards; s++)
     st.wal_bytes += atomic_load(&db->shards[s].wal_bytes);

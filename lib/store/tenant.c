@@ -119,7 +119,7 @@ uint32_t es__tenant_shard(const es_db *db, const char *name) {
 /* Frees a tenant object and what only it references (its memtables are
  * released by the caller). */
 static void tenant_destroy(es_db *db, es_tenant *t) {
-  es__dedupe_tenant_free(t->dd);
+  es__dedupe_tenant_free(db, t->dd);
   db->hooks->tenant_free(t);
   es__segset_unref(t->segs);
   es__manifest_free(&t->man);
@@ -341,8 +341,9 @@ int es__tenants_load(es_db *db) {
   return db->vfs->list(db->vfs, db->tenants_dir, tenant_load_one, db);
 }
 
-/* Accounts memory added to or released from memtables. */
-static void tenant_mem_add(es_db *db, size_t add, size_t sub) {
+/* Accounts memory added to or released from memtables and their
+ * messageId sets (dedupe.c); see dbint.h. */
+void es__mem_account(es_db *db, size_t add, size_t sub) {
   if (add)
     atomic_fetch_add(&db->mem_bytes, add);
   if (sub) {
@@ -404,7 +405,7 @@ int es__tenant_insert(es_db *db, es_tenant *t, const uint8_t *rows,
     es_memtable *mt = NULL;
     ES_TRY(es__memtable_new(&mt));
     mt->track_lsn = db->opts.read_only; /* follow.c needs row LSNs */
-    tenant_mem_add(db, mt->bytes, 0);
+    es__mem_account(db, mt->bytes, 0);
     pthread_mutex_lock(&t->mu);
     t->active = mt;
     pthread_mutex_unlock(&t->mu);
@@ -412,7 +413,7 @@ int es__tenant_insert(es_db *db, es_tenant *t, const uint8_t *rows,
   size_t added = 0;
   int rc = es__memtable_insert_hinted(t->active, rows, rows_len, count, lsn,
                                       hint, &added);
-  tenant_mem_add(db, added, 0);
+  es__mem_account(db, added, 0);
   return rc;
 }
 
@@ -586,7 +587,7 @@ static int flush_one(es_db *db, es_tenant *t, es_memtable *mt) {
   pthread_mutex_unlock(&t->mu);
   es__segset_unref(old);
   atomic_fetch_sub(&db->sealed_bytes, mt->bytes);
-  tenant_mem_add(db, 0, mt->bytes);
+  es__mem_account(db, 0, mt->bytes);
   es__memtable_unref(mt); /* the tenant list's reference */
 err:
   if (committed) /* subscribers hear of every durable generation */

@@ -213,3 +213,41 @@ test('--listen localhost:PORT works and a bad form says what is wanted', async (
     h.removeDir(dir);
   }
 });
+
+test('/metrics: per-tenant series for the --metrics-tenants biggest, the rest as ~others', async () => {
+  const dir = h.scratchDir();
+  let srv;
+  try {
+    srv = await h.startServer(dir, { args: ['--metrics-tenants', '2', '--sync', 'none'] });
+    for (const [key, n] of [['key-acme', 3], ['key-beta', 2], ['key-gamma', 1]])
+      for (let i = 0; i < n; i++)
+        assert.equal((await track(srv, key)).status, 200);
+    let m = await (await fetch(srv.url + '/metrics')).text();
+    assert.match(m, /^es_store_degraded 0$/m);
+    assert.match(m, /^# TYPE es_store_tenant_rows gauge$/m);
+    // No segments yet: ordered by name after bytes, acme and beta by name.
+    assert.match(m, /^es_store_tenant_rows\{tenant="acme",in="memtable"\} 3$/m);
+    assert.match(m, /^es_store_tenant_rows\{tenant="beta",in="memtable"\} 2$/m);
+    assert.match(m, /^es_store_tenant_rows\{tenant="~others",in="memtable"\} 1$/m);
+    assert.match(m, /^es_store_tenant_segments\{tenant="acme"\} 0$/m);
+    assert.doesNotMatch(m, /tenant="gamma"/);
+    assert.equal(await h.stopServer(srv), 0);
+    // --metrics-tenants 0: none; after the restart's replay the figures
+    // are the same rows, now in segments (the drain flushed them).
+    srv = await h.startServer(dir, { args: ['--metrics-tenants', '0', '--sync', 'none'] });
+    assert.equal((await track(srv, 'key-acme')).status, 200);
+    m = await (await fetch(srv.url + '/metrics')).text();
+    assert.doesNotMatch(m, /es_store_tenant_/);
+    assert.equal(await h.stopServer(srv), 0);
+    srv = await h.startServer(dir, { args: ['--sync', 'none'] });
+    assert.equal((await track(srv, 'key-acme')).status, 200);
+    m = await (await fetch(srv.url + '/metrics')).text();
+    assert.match(m, /^es_store_tenant_rows\{tenant="acme",in="segments"\} 4$/m);
+    assert.match(m, /^es_store_tenant_rows\{tenant="acme",in="memtable"\} 1$/m);
+    assert.match(m, /^es_store_tenant_segment_bytes\{tenant="acme"\} [1-9]\d*$/m);
+  } finally {
+    if (srv && srv.proc.exitCode === null && srv.proc.signalCode === null)
+      srv.proc.kill('SIGKILL');
+    h.removeDir(dir);
+  }
+});

@@ -816,6 +816,18 @@ START_TEST(test_no_store_created) {
 }
 END_TEST
 
+/* What es_stats_tenants reports, for test_stats. */
+typedef struct tenant_figs {
+  es_tenant_stats v[4];
+  int n;
+} tenant_figs;
+
+static void collect_tenant(void *ud, const es_tenant_stats *ts) {
+  tenant_figs *f = ud;
+  ck_assert_int_lt(f->n, 4);
+  f->v[f->n++] = *ts;
+}
+
 /* es_stats_get: WAL bytes after appends, segments and a timed flush
  * after es_flush, merges after es_compact; a struct too small refused. */
 START_TEST(test_stats) {
@@ -849,6 +861,29 @@ START_TEST(test_stats) {
   ck_assert_uint_eq(st.segment_rows, 30);
   ck_assert_int_eq(es_stats_get_sized(db, &st, 8), ES_EINVAL);
   ck_assert_int_eq(es_stats_get(NULL, &st), ES_EINVAL);
+  /* es_stats_tenants: one call per tenant, the figures of each. */
+  append_range(db, "u", "u", 0, 7, NULL);
+  tenant_figs figs = {0};
+  ck_assert_int_eq(es_stats_tenants(db, collect_tenant, &figs), ES_OK);
+  ck_assert_int_eq(figs.n, 2);
+  int ti = strcmp(figs.v[0].tenant, "t") == 0 ? 0 : 1;
+  ck_assert_str_eq(figs.v[ti].tenant, "t");
+  ck_assert_str_eq(figs.v[1 - ti].tenant, "u");
+  ck_assert_uint_eq(figs.v[ti].struct_size, sizeof(es_tenant_stats));
+  ck_assert_int_eq(figs.v[ti].loaded, 1);
+  ck_assert_uint_eq(figs.v[ti].segments, 1);
+  ck_assert_uint_eq(figs.v[ti].segment_rows, 30);
+  ck_assert_uint_eq(figs.v[ti].segment_bytes, st.segment_bytes);
+  ck_assert_uint_eq(figs.v[ti].memtable_rows, 0);
+  ck_assert_uint_eq(figs.v[1 - ti].segments, 0);
+  ck_assert_uint_eq(figs.v[1 - ti].memtable_rows, 7);
+  ck_assert_int_eq(es_flush(db, "u"), ES_OK);
+  figs.n = 0;
+  ck_assert_int_eq(es_stats_tenants(db, collect_tenant, &figs), ES_OK);
+  ti = strcmp(figs.v[0].tenant, "u") == 0 ? 0 : 1;
+  ck_assert_uint_eq(figs.v[ti].segment_rows, 7);
+  ck_assert_uint_eq(figs.v[ti].memtable_rows, 0);
+  ck_assert_int_eq(es_stats_tenants(db, NULL, NULL), ES_EINVAL);
   close_db(db);
   ut_rmrf(dir);
 }
