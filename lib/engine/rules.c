@@ -370,7 +370,7 @@ int es__rule_count(es_rule *r, es_identity *ids, const es_event *ev,
     return ES_OK;
   if (ev->ts_us > r->max_ts)
     r->max_ts = ev->ts_us;
-  es_rvisitor *v;
+  es_rvisitor *v = NULL;
   ES_TRY(rule_visitor_get(r, id, &v));
   const char *pid[ES_IDENTITY_IDS_MAX];
   size_t np = rule_person_ids(ids, id, pid);
