@@ -1032,8 +1032,11 @@ out:
     free(qb->q[i].peer.answer);
   }
   workload_free(&qb->w);
-  rm_rf(qb->dir);
-  if (made_base)
+  if (getenv("ES_BENCH_KEEP")) /* the stores, for profiling es_open */
+    fprintf(stderr, "es-bench query: kept %s (ES_BENCH_KEEP)\n", qb->dir);
+  else
+    rm_rf(qb->dir);
+  if (made_base && !getenv("ES_BENCH_KEEP"))
     rmdir(a->dir ? a->dir : "bench-data");
   free(qb);
   return rc == 0 ? 0 : 1;
