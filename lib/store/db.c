@@ -888,10 +888,6 @@ static int open_alloc(const es_options *opts, es_vfs *vfs, es_db **db_out) {
   pthread_cond_init(&db->cmp_cv, NULL);
   pthread_cond_init(&db->cmp_idle_cv, NULL);
   ES_TRY(es__commit_init(db));
-  db->nbuckets = 1024;
-  db->buckets = es__calloc(db->nbuckets, sizeof(es_tenant *));
-  if (!db->buckets)
-    return ES_NOMEM_BKPT();
   if (strlen(opts->data_dir) + 64 >= sizeof(db->dir))
     return ES_INVAL_BKPT("data_dir too long");
   strcpy(db->dir, opts->data_dir);
@@ -1099,7 +1095,8 @@ int es_close(es_db *db) {
   int rc = atomic_load(&db->failed);
   es__free(db->jobs);
   es__free(db->shards);
-  es__free(db->buckets);
+  es__free(db->tenants);
+  es__htab_free(&db->tenant_index);
   pthread_mutex_destroy(&db->tenants_mu);
   pthread_mutex_destroy(&db->gate_mu);
   pthread_mutex_destroy(&db->flush_mu);
