@@ -612,17 +612,17 @@ ES_API int es_rollup_rebuild_sized(es_db *db, const char *tenant,
  * visitor id, anonymousId else userId, and through it for the person) is
  * a member at time T when at least atLeast of their events matching
  * "match" (type, event, path; each optional, all given must hold) have
- * event times in (T - within, T].  "name" is [A-Za-z0-9_-]{1,64}; atLeast 1..1000;
- * within "<n>s|m|h|d", 1 s to 366 d.  The rule is stored durably (the
- * tenant's RULES file) before the call returns, and its counters start
- * from the tenant's events already stored (one scan of the window, on
- * the tenant's shard writer: that shard's appends wait meanwhile).  From
- * then on every acknowledged append updates them incrementally, and
- * each crossing (a person becoming a member with the event just
- * appended, or with an identify/alias event that joins two persons whose
- * events together reach atLeast) calls opts.trigger.fn once; no repeat
- * while they stay a member.  A person is named by the smallest (by
- * bytes) of its ids.  Thread-safe.
+ * event times in (T - within, T].  "name" is [A-Za-z0-9_-]{1,64};
+ * atLeast 1..1000; within "<n>s|m|h|d", 1 s to 366 d.  The rule is
+ * stored durably (the tenant's RULES file) before the call returns, and
+ * its counters start from the tenant's events already stored (one scan
+ * of the window, on the tenant's shard writer: that shard's appends wait
+ * meanwhile).  From then on every acknowledged append updates them
+ * incrementally, and each crossing (a person becoming a member with the
+ * event just appended, or with an identify/alias event that joins two
+ * persons whose events together reach atLeast) calls opts.trigger.fn
+ * once; no repeat while they stay a member.  A person is named by the
+ * smallest (by bytes) of its ids.  Thread-safe.
  * Errors: ES_EINVAL (bad rule: es_errdetail() starts with "rule: " and
  * names the field; or ES_RULES_MAX reached), ES_ETENANT, ES_ENOMEM,
  * ES_ECLOSED, ES_EFAILED, ES_EIO, ES_ENOSPC, ES_ECORRUPT.

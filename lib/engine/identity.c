@@ -374,7 +374,7 @@ int es_identity_unlink(es_db *db, const char *tenant, const char *id_a,
   if (rc == ES_OK)
     rc = idlog_append(db, path, t->dir, &rec, end);
   if (rc == ES_OK) {
-    atomic_fetch_add(&t->id_gen, 1); /* cached maps are stale */
+    atomic_fetch_add(&t->id_gen, 1);       /* cached maps are stale */
     atomic_store(&t->rules->ids_stale, 1); /* and the rules' own */
   }
   pthread_mutex_unlock(&t->id_mu);

@@ -975,8 +975,8 @@ static int persons_put(es_buf *b, const es_rule *r, es_identity *m,
     if (rule_window(r, v, at) == 0)
       continue;
     size_t nids = es__identity_ids(m, v->id, ids);
-    refs[n++] = (person_ref){nids > 1 ? rule_person_name(ids, nids) : v->id,
-                             v->id};
+    refs[n++] =
+        (person_ref){nids > 1 ? rule_person_name(ids, nids) : v->id, v->id};
   }
   qsort(refs, n, sizeof(*refs), cmp_person_ref);
   int rc = ES_OK, first = 1;

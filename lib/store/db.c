@@ -601,15 +601,15 @@ typedef struct replay_ctx {
  * without looking up their tenants, which keeps es_open from loading
  * every tenant of a cleanly closed store. */
 #define CLEAN_NAME "CLEAN"
-#define CLEAN_SEED 0xc1ea   /* the 16-byte form: the LSN alone */
+#define CLEAN_SEED 0xc1ea    /* the 16-byte form: the LSN alone */
 #define CLEAN_SEED_AT 0xc1eb /* the 40-byte form: and where the log ended */
 
 /* What a CLEAN file says (zeros: nothing). */
 typedef struct clean_mark {
-  uint64_t lsn;       /* every record at or below is in a segment */
-  uint64_t file_lsn;  /* the newest log file at close (its first LSN) */
-  uint64_t off;       /* where its frames ended */
-  uint64_t last_lsn;  /* the LSN of the frame before off */
+  uint64_t lsn;      /* every record at or below is in a segment */
+  uint64_t file_lsn; /* the newest log file at close (its first LSN) */
+  uint64_t off;      /* where its frames ended */
+  uint64_t last_lsn; /* the LSN of the frame before off */
 } clean_mark;
 
 /* Reads CLEAN: the 40-byte form written now, or the 16-byte form of

@@ -620,8 +620,7 @@ static int wal_load(es_vfs *vfs, const char *path, uint64_t start,
 int es__wal_read_file(es_vfs *vfs, const char *path, int is_last,
                       uint64_t prev_lsn, es_wal_rec_fn fn, void *ud,
                       es_wal_scan *scan) {
-  return es__wal_read_file_after(vfs, path, is_last, prev_lsn, 0, fn, ud,
-                                 scan);
+  return es__wal_read_file_after(vfs, path, is_last, prev_lsn, 0, fn, ud, scan);
 }
 
 /* As es__wal_read_file, but the records of frames at or below skip_lsn
@@ -629,8 +628,8 @@ int es__wal_read_file(es_vfs *vfs, const char *path, int is_last,
 int es__wal_read_file_after(es_vfs *vfs, const char *path, int is_last,
                             uint64_t prev_lsn, uint64_t skip_lsn,
                             es_wal_rec_fn fn, void *ud, es_wal_scan *scan) {
-  return es__wal_read_file_at(vfs, path, is_last, 0, prev_lsn, skip_lsn, fn,
-                              ud, scan);
+  return es__wal_read_file_at(vfs, path, is_last, 0, prev_lsn, skip_lsn, fn, ud,
+                              scan);
 }
 
 /* As es__wal_read_file_after, from byte `start` on; see wal.h.  Offsets
