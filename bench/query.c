@@ -33,9 +33,9 @@
  *    the members at T, the latest event time of the workload: visitor
  *    ids (anonymousId, else userId; not stitched) with at least 3
  *    /pricing page views in (T - 7d, T];
- *  - the same question over stitched persons (hot tenant only): no
- *    library call answers it, so the client computes it from one es_scan
- *    of the tenant, stitching identities itself as docs/QUERY.md defines;
+ *  - the same question over stitched persons (hot tenant only):
+ *    es_rule_persons of the same rule at T, each person named by its
+ *    smallest id;
  *  - person timeline: es_timeline_open / next / close.
  *
  * Approximate uniques (es_query "exact":false) are HyperLogLog estimates
@@ -81,7 +81,7 @@ static const char *const kind_api[] = {
     "es_query",
     "es_query",
     "es_timeline",
-    "es_scan + client-side stitching (no library call for stitched rules)",
+    "es_rule_persons (rule pricing-3x: counters summed per stitched person)",
     "es_rule_members (rule pricing-3x, created with es_rule_put)"};
 
 #define RULE_NAME "pricing-3x"
@@ -265,11 +265,11 @@ static void plan_queries(qbench *qb) {
   add_query(qb, K_UNIQ, qb->median, "unique visitors exact, median");
   add_query(qb, K_UNIQ_APPROX, qb->hot, "unique visitors approx, hot");
   add_query(qb, K_TIMELINE, qb->hot, "person's last 20 events, hot");
-  add_query(qb, K_MEMBERS_STITCHED, qb->hot, "/pricing>=3/7d persons*, hot");
   /* Last: the rules exist from here on, and es_open rebuilds their
    * counters (a scan of each rule's window), which the cold figures of
    * every later query include. */
   add_query(qb, K_MEMBERS, qb->hot, "/pricing>=3 in 7d members, hot");
+  add_query(qb, K_MEMBERS_STITCHED, qb->hot, "/pricing>=3/7d persons, hot");
   add_query(qb, K_MEMBERS, qb->median, "/pricing>=3 in 7d members, median");
 }
 
@@ -367,90 +367,33 @@ static int canon_result(qdef *q, const char *json, sbuf *out) {
   return 0;
 }
 
-static int is_unlinkable(const char *s) {
-  static const char *const bad[] = {"", "null", "undefined", "0", "anonymous"};
-  if (!s)
-    return 1;
-  for (size_t i = 0; i < sizeof bad / sizeof *bad; i++)
-    if (!strcasecmp(s, bad[i]))
-      return 1;
-  return 0;
-}
-
-static int link_ids(strmap *m, const char *a, const char *b) {
-  if (is_unlinkable(a) || is_unlinkable(b) || !strcmp(a, b))
-    return 0;
-  int64_t i = strmap_get(m, a), j = strmap_get(m, b);
-  if (i < 0 || j < 0)
-    return -1;
-  strmap_union(m, (uint32_t)i, (uint32_t)j);
-  return 0;
-}
-
-static int cmp_str(const void *x, const void *y) {
-  return strcmp(*(char *const *)x, *(char *const *)y);
-}
-
-/* Stitched segment members through one es_scan of the tenant: links from
- * every identify/alias event, /pricing page views counted per event id
- * inside (from, to], then summed per person. */
+/* Stitched segment members through the rules API: es_rule_persons at T
+ * (the rule's counters summed over each person's linked ids), each
+ * person by its name (its smallest id). */
 static int members_answer(qbench *qb, qdef *q, sbuf *out) {
-  es_scan_spec spec;
-  es_scan_spec_init(&spec);
-  spec.tenant = q->tenant;
-  es_cursor *cur;
-  int rc = es_scan(qb->db, &spec, &cur);
+  char *json = NULL;
+  int rc = es_rule_persons(qb->db, q->tenant, RULE_NAME, q->to_us, &json);
   if (rc != ES_OK) {
-    bench_fail("es_scan: %s: %s", es_strerror(rc), es_errdetail());
+    bench_fail("es_rule_persons(%s): %s: %s", q->tenant, es_strerror(rc),
+               es_errdetail());
     return -1;
   }
-  strmap m = {0};
-  es_event ev;
-  int err = 0;
-  while (!err && (rc = es_cursor_next(cur, &ev)) == 1) {
-    if (ev.type == ES_TYPE_IDENTIFY)
-      err = link_ids(&m, ev.user_id, ev.anonymous_id);
-    else if (ev.type == ES_TYPE_ALIAS)
-      err = link_ids(&m, ev.previous_id, ev.user_id);
-    else if (ev.type == ES_TYPE_PAGE && ev.path &&
-             !strcmp(ev.path, "/pricing") && ev.ts_us > q->from_us &&
-             ev.ts_us <= q->to_us) {
-      const char *id = ev.user_id && *ev.user_id             ? ev.user_id
-                       : ev.anonymous_id && *ev.anonymous_id ? ev.anonymous_id
-                                                             : NULL;
-      int64_t k = id ? strmap_get(&m, id) : -2;
-      if (k == -1)
-        err = -1;
-      else if (k >= 0)
-        m.counts[k]++;
-    }
+  char err[256];
+  yajl_val root = yajl_tree_parse(json, err, sizeof err);
+  es_free(json);
+  const char *pp[] = {"persons", NULL}, *np[] = {"person", NULL};
+  yajl_val m = root ? yajl_tree_get(root, pp, yajl_t_array) : NULL;
+  for (size_t i = 0; m && i < m->u.array.len; i++) {
+    yajl_val v = yajl_tree_get(m->u.array.values[i], np, yajl_t_string);
+    sbuf_printf(out, "%s%s", i ? "\n" : "",
+                v ? YAJL_GET_STRING(v) : "(not a string)");
   }
-  es_cursor_close(cur);
-  if (rc < 0 || err) {
-    bench_fail("members scan: %s", rc < 0 ? es_strerror(rc) : "out of memory");
-    strmap_free(&m);
+  if (root)
+    yajl_tree_free(root);
+  if (!m) {
+    bench_fail("%s: unexpected es_rule_persons result", q->name);
     return -1;
   }
-  /* Sum per root (into the root's own counter, after moving it out). */
-  int64_t *sum = calloc(m.count ? m.count : 1, sizeof *sum);
-  char **names = calloc(m.count ? m.count : 1, sizeof *names);
-  size_t nn = 0;
-  if (!sum || !names) {
-    free(sum), free(names), strmap_free(&m);
-    bench_fail("out of memory");
-    return -1;
-  }
-  for (size_t i = 0; i < m.count; i++)
-    sum[strmap_root(&m, (uint32_t)i)] += m.counts[i];
-  for (size_t i = 0; i < m.count; i++)
-    if (strmap_root(&m, (uint32_t)i) == i && sum[i] >= q->at_least)
-      names[nn++] = m.names[m.min_of[i]];
-  qsort(names, nn, sizeof *names, cmp_str);
-  for (size_t i = 0; i < nn; i++)
-    sbuf_printf(out, "%s%s", i ? "\n" : "", names[i]);
-  free(sum);
-  free(names);
-  strmap_free(&m);
   return 0;
 }
 
@@ -571,7 +514,8 @@ static int keep_answer(qdef *q, side *s, char *ans) {
 
 static int ours_measure(qbench *qb, qdef *q, size_t *done, size_t total) {
   int runs = qb->a->runs;
-  if (q->kind == K_MEMBERS && rule_make(qb, q) != 0)
+  if ((q->kind == K_MEMBERS || q->kind == K_MEMBERS_STITCHED) &&
+      rule_make(qb, q) != 0)
     return -1;
   for (int r = 0; r < runs; r++) { /* cold: a freshly opened store */
     if (es_close(qb->db) != ES_OK) {
@@ -830,7 +774,9 @@ static double open_ms(const qbench *qb, int peer, int with_rules) {
   for (int i = 0; i < qb->nq; i++) {
     const side *s = peer ? &qb->q[i].peer : &qb->q[i].ours;
     if (s->answer &&
-        (with_rules < 0 || (qb->q[i].kind == K_MEMBERS) == with_rules))
+        (with_rules < 0 ||
+         (qb->q[i].kind == K_MEMBERS || qb->q[i].kind == K_MEMBERS_STITCHED) ==
+             with_rules))
       for (int r = 0; r < qb->a->runs; r++)
         v[n++] = s->open_s[r] * 1e3;
   }
@@ -914,10 +860,10 @@ static void print_table(const qbench *qb) {
          "   distinct visitor ids in the generated events.\n"
          "  members = visitor ids (anonymousId, else userId; not stitched) "
          "with >= 3 /pricing page views in (T - 7d, T]; DuckDB:\n"
-         "   GROUP BY that id HAVING count(*) >= 3.  persons* = the same "
-         "count over stitched persons, computed by es-bench from one\n"
-         "   es_scan (no library call answers it) and by DuckDB with the "
-         "stitching CTE; a person is named by its smallest id.\n");
+         "   GROUP BY that id HAVING count(*) >= 3.  persons = the same "
+         "count over stitched persons: es_rule_persons of the\n"
+         "   same rule; DuckDB with the stitching CTE; a person is named by "
+         "its smallest id.\n");
 }
 
 static void print_json(const qbench *qb) {
@@ -1067,7 +1013,10 @@ out:
     free(qb->q[i].peer.answer);
   }
   workload_free(&qb->w);
-  remove_base_dir(a->dir, qb->dir, made_base);
+  if (getenv("ES_BENCH_KEEP")) /* the stores, for profiling es_open */
+    fprintf(stderr, "es-bench query: kept %s (ES_BENCH_KEEP)\n", qb->dir);
+  else
+    remove_base_dir(a->dir, qb->dir, made_base);
   free(qb);
   return rc == 0 ? 0 : 1;
 }

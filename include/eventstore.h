@@ -234,7 +234,7 @@ typedef struct es_log_options {
 typedef struct es_trigger {
   const char *tenant;
   const char *rule;   /* the rule's name */
-  const char *person; /* the visitor id: anonymousId, else userId */
+  const char *person; /* the person: the smallest of its linked ids */
   int64_t ts_us;      /* the event time of the event that crossed */
   uint32_t count;     /* matching events inside the window, >= atLeast */
 } es_trigger;
@@ -634,18 +634,21 @@ ES_API int es_rollup_rebuild_sized(es_db *db, const char *tenant,
  *   {"name":"pricing-3x","match":{"type":"page","path":"/pricing"},
  *    "atLeast":3,"within":"7d"}
  *
- * A person (visitor id: anonymousId, else userId) is a member at time T
- * when at least atLeast of their events matching "match" (type, event,
- * path; each optional, all given must hold) have event times in
- * (T - within, T].  "name" is [A-Za-z0-9_-]{1,64}; atLeast 1..1000;
- * within "<n>s|m|h|d", 1 s to 366 d.  The rule is stored durably (the
- * tenant's RULES file) before the call returns, and its counters start
- * from the tenant's events already stored (one scan of the window, on
- * the tenant's shard writer: that shard's appends wait meanwhile).  From
- * then on every acknowledged append updates them incrementally, and
- * each crossing (a person becoming a member with the event just
- * appended) calls opts.trigger.fn once; no repeat while they stay a
- * member.  Thread-safe.
+ * A person (every id identity stitching links: an event counts for its
+ * visitor id, anonymousId else userId, and through it for the person) is
+ * a member at time T when at least atLeast of their events matching
+ * "match" (type, event, path; each optional, all given must hold) have
+ * event times in (T - within, T].  "name" is [A-Za-z0-9_-]{1,64};
+ * atLeast 1..1000; within "<n>s|m|h|d", 1 s to 366 d.  The rule is
+ * stored durably (the tenant's RULES file) before the call returns, and
+ * its counters start from the tenant's events already stored (one scan
+ * of the window, on the tenant's shard writer: that shard's appends wait
+ * meanwhile).  From then on every acknowledged append updates them
+ * incrementally, and each crossing (a person becoming a member with the
+ * event just appended, or with an identify/alias event that joins two
+ * persons whose events together reach atLeast) calls opts.trigger.fn
+ * once; no repeat while they stay a member.  A person is named by the
+ * smallest (by bytes) of its ids.  Thread-safe.
  * Errors: ES_EINVAL (bad rule: es_errdetail() starts with "rule: " and
  * names the field; or ES_RULES_MAX reached), ES_ETENANT, ES_ENOMEM,
  * ES_ECLOSED, ES_EFAILED, ES_EIO, ES_ENOSPC, ES_ECORRUPT.
@@ -667,19 +670,36 @@ ES_API int es_rules_list(es_db *db, const char *tenant, int64_t at_us,
                          char **json_out);
 
 /*
- * The members of a rule at at_us (0 = now) as JSON, owned (es_free):
+ * The members of a rule at at_us (0 = now) counted per visitor id, not
+ * stitched (each id's own events alone), as JSON, owned (es_free):
  *   {"rule":"pricing-3x","at":"...","members":["a1","u7",...]}
- * ids sorted by bytes.  Errors: ES_ENOTFOUND (no such rule), as above.
+ * ids sorted by bytes.  es_rule_persons answers per person.  Errors:
+ * ES_ENOTFOUND (no such rule), as above.
  */
 ES_API int es_rule_members(es_db *db, const char *tenant, const char *name,
                            int64_t at_us, char **json_out);
 
 /*
+ * The members of a rule at at_us (0 = now) per person: the ids identity
+ * stitching links count together (as triggers do), as JSON, owned
+ * (es_free):
+ *   {"rule":"pricing-3x","at":"...","persons":[
+ *      {"person":"a1","ids":["a1","u7"]}, ...]}
+ * persons sorted by name, each named by the smallest (by bytes) of its
+ * ids, with every id linked to it (sorted; those without matching events
+ * too).  Exact for at_us at or after the person's latest matching event;
+ * earlier, an id's events before its latest atLeast are forgotten.
+ * Errors: as es_rule_members, plus those of reading the identity map.
+ */
+ES_API int es_rule_persons(es_db *db, const char *tenant, const char *name,
+                           int64_t at_us, char **json_out);
+
+/*
  * Whether `person` is a member of the rule at at_us (0 = now): *member_out
- * 1 or 0.  Counters are kept per visitor id (as triggers fire); the
- * person's ids linked by identity stitching are checked too, so a member
- * through any of them is a member (the tenant's identity map is cached
- * until a link changes, so this is a few hash lookups).  Errors as
+ * 1 or 0.  The matching events of every id linked to `person` by
+ * identity stitching count together, as es_rule_persons counts them (the
+ * tenant's identity map is cached until a link changes, so this is a few
+ * hash lookups).  Errors as
  * es_rule_members, plus those of reading the identity map.
  */
 ES_API int es_rule_check(es_db *db, const char *tenant, const char *name,

@@ -226,11 +226,14 @@ const QUERIES = {
       WHERE tenant = ${lit(q.tenant)}`,
     (rows) => `${rows[0][0]}`],
   // Persons (stitched) with at least `at_least` page views of `path` in
-  // (from, to], each named by the smallest id of its person, sorted.
+  // (from, to], each named by the smallest id of its person, sorted.  An
+  // event counts for its visitor id and through it for that id's person
+  // (as the rules count: an event carrying an anonymousId and a userId
+  // that nothing links counts for the anonymousId's person).
   segment_members_stitched: (q) => [
     `WITH ${personsCte(q.tenant)}
      SELECT coalesce(p.person, x.id) AS person, count(*) AS n FROM
-       (SELECT ${EVENT_ID} AS id FROM events
+       (SELECT ${VISITOR_ID} AS id FROM events
          WHERE tenant = ${lit(q.tenant)} AND type = 2
            AND path = ${lit(q.path)} AND ts_us > ${q.from_us}
            AND ts_us <= ${q.to_us}) x

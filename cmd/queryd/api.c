@@ -102,9 +102,11 @@ static void run_timeline(qd_work *w) {
     fail(w, ES_ENOMEM, NULL);
 }
 
+/* Per person (limit 1: es_rule_persons) or per visitor id (0). */
 static void run_members(qd_work *w) {
   char *res = NULL;
-  int rc = es_rule_members(w->srv->db, w->tenant, w->arg, 0, &res);
+  int rc = w->limit ? es_rule_persons(w->srv->db, w->tenant, w->arg, 0, &res)
+                    : es_rule_members(w->srv->db, w->tenant, w->arg, 0, &res);
   if (rc != ES_OK)
     fail(w, rc, rc == ES_ENOTFOUND ? "no such segment" : NULL);
   else
@@ -371,9 +373,17 @@ static void serve_latest(qd_server *srv, qd_conn *c, const qd_request *rq,
 
 static void serve_members(qd_server *srv, qd_conn *c, const qd_request *rq,
                           qd_tenant *t) {
-  char id[ID_SIZE];
+  char id[ID_SIZE], by[16];
+  int person = 1;
+  if (query_param(rq->query, "by", by, sizeof by)) {
+    person = strcmp(by, "person") == 0 ? 1 : strcmp(by, "id") == 0 ? 0 : -1;
+    if (person < 0) {
+      qd_respond_error(c, 400, "\"by\" must be person or id");
+      return;
+    }
+  }
   if (path_id(c, rq->path, "/v1/segments/", "/members", id, sizeof id) == 0)
-    submit(srv, c, t, W_MEMBERS, id, strlen(id), 0);
+    submit(srv, c, t, W_MEMBERS, id, strlen(id), (size_t)person);
 }
 
 static void serve_timeline(qd_server *srv, qd_conn *c, const qd_request *rq,

@@ -52,6 +52,7 @@
 #include "base/hashtab.h"
 #include "base/mem.h"
 #include "engine/identity.h"
+#include "engine/rules.h"
 #include "store/dbint.h"
 #include "store/gate.h"
 
@@ -372,8 +373,10 @@ int es_identity_unlink(es_db *db, const char *tenant, const char *id_a,
     rc = es__path_join(path, sizeof(path), t->dir, IDLOG_NAME);
   if (rc == ES_OK)
     rc = idlog_append(db, path, t->dir, &rec, end);
-  if (rc == ES_OK)
-    atomic_fetch_add(&t->id_gen, 1); /* cached maps are stale */
+  if (rc == ES_OK) {
+    atomic_fetch_add(&t->id_gen, 1);       /* cached maps are stale */
+    atomic_store(&t->rules->ids_stale, 1); /* and the rules' own */
+  }
   pthread_mutex_unlock(&t->id_mu);
   es__buf_free(&rec);
   return rc;
@@ -387,9 +390,9 @@ static void map_freeze(es_identity *m) {
   m->frozen = 1;
 }
 
-/* Builds a tenant's map from its stored events and identity log. */
-static int identity_build(es_db *db, const char *tenant,
-                          es_identity **map_out) {
+/* Builds a tenant's map from its stored events and identity log; see
+ * identity.h (es__identity_build). */
+int es__identity_build(es_db *db, const char *tenant, es_identity **map_out) {
   *map_out = NULL;
   es_identity *m = NULL;
   es_cursor *cur = NULL;
@@ -408,7 +411,6 @@ static int identity_build(es_db *db, const char *tenant,
   if (rc < 0)
     goto err;
   es_cursor_close(cur);
-  map_freeze(m);
   *map_out = m;
   return ES_OK;
 err:
@@ -424,8 +426,11 @@ int es__identity_load(es_db *db, const char *tenant, es_identity **map_out) {
   *map_out = NULL;
   es_tenant *t = NULL;
   ES_TRY(es__tenant_get(db, tenant, 0, &t));
-  if (!t)
-    return identity_build(db, tenant, map_out);
+  if (!t) {
+    ES_TRY(es__identity_build(db, tenant, map_out));
+    map_freeze(*map_out);
+    return ES_OK;
+  }
   int gen = atomic_load(&t->id_gen); /* read before the scan: see dbint.h */
   pthread_mutex_lock(&t->idc_mu);
   es_identity *m = t->id_cache;
@@ -435,7 +440,8 @@ int es__identity_load(es_db *db, const char *tenant, es_identity **map_out) {
     m = NULL;
   pthread_mutex_unlock(&t->idc_mu);
   if (!m) {
-    ES_TRY(identity_build(db, tenant, &m));
+    ES_TRY(es__identity_build(db, tenant, &m));
+    map_freeze(m);
     atomic_fetch_add(&m->refs, 1); /* the cache's reference */
     pthread_mutex_lock(&t->idc_mu);
     es_identity *old = t->id_cache;

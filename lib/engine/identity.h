@@ -34,6 +34,15 @@ void es__identity_free(es_identity *map);
 int es__identity_load(es_db *db, const char *tenant,
                       es_identity **map_out) ES_MUST_CHECK;
 
+/*
+ * The map of a tenant built afresh (as es__identity_load builds it) and
+ * owned by the caller alone: it may be linked into (es__identity_apply),
+ * which the shared map may not.  The rules keep one to fire triggers per
+ * person (rules.h).  Errors: as es__identity_load.
+ */
+int es__identity_build(es_db *db, const char *tenant,
+                       es_identity **map_out) ES_MUST_CHECK;
+
 /* Whether an id may ever be linked: not NULL and not one of "", "null",
  * "undefined", "0", "anonymous" (case-insensitive). */
 int es__identity_linkable(const char *id);

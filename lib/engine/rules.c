@@ -262,17 +262,63 @@ static const char *rule_visitor(const es_event *ev) {
                                                  : NULL;
 }
 
-/* Counts one event; see rules.h. */
-int es__rule_count(es_rule *r, const es_event *ev, int *crossed_out,
-                   const char **visitor_out, uint32_t *count_out) {
-  *crossed_out = 0;
-  const char *id = rule_visitor(ev);
-  if (!id || (r->type && ev->type != r->type) ||
-      (r->event && (!ev->event || strcmp(r->event, ev->event) != 0)) ||
-      (r->path && (!ev->path || strcmp(r->path, ev->path) != 0)))
-    return ES_OK;
-  if (ev->ts_us > r->max_ts)
-    r->max_ts = ev->ts_us;
+/* The counters of id (NULL: none); valid until the next insertion. */
+static es_rvisitor *rule_get(const es_rule *r, const char *id) {
+  uint32_t val = es__htab_find(&r->index, rule_hash(id), rule_vis_eq, r, id);
+  return val ? es__rule_visitor(r, val - 1) : NULL;
+}
+
+/* The ids of id's person: the map's, or id alone. */
+static size_t rule_person_ids(es_identity *ids, const char *id,
+                              const char **buf) {
+  if (ids)
+    return es__identity_ids(ids, id, buf);
+  buf[0] = id;
+  return 1;
+}
+
+/* The smallest of a person's ids: the name it goes by (rules.h). */
+static const char *rule_person_name(const char *const *ids, size_t n) {
+  const char *min = ids[0];
+  for (size_t i = 1; i < n; i++)
+    if (strcmp(ids[i], min) < 0)
+      min = ids[i];
+  return min;
+}
+
+/* Counts a person's matching events in (at - within, at]; see rules.h. */
+uint32_t es__rule_person_count(const es_rule *r, const char *const *ids,
+                               size_t n, int64_t at_us) {
+  uint32_t c = 0;
+  for (size_t i = 0; i < n; i++) {
+    const es_rvisitor *v = rule_get(r, ids[i]);
+    if (v)
+      c += rule_window(r, v, at_us);
+  }
+  return c;
+}
+
+/* The latest matching event time of a person (INT64_MIN: none kept). */
+static int64_t rule_person_latest(const es_rule *r, const char *const *ids,
+                                  size_t n) {
+  int64_t max = INT64_MIN;
+  for (size_t i = 0; i < n; i++) {
+    const es_rvisitor *v = rule_get(r, ids[i]);
+    if (v && v->n > 0 && v->ts[v->n - 1] > max)
+      max = v->ts[v->n - 1];
+  }
+  return max;
+}
+
+/* Whether ev matches r (not yet whether it has a visitor id). */
+static int rule_matches(const es_rule *r, const es_event *ev) {
+  return !((r->type && ev->type != r->type) ||
+           (r->event && (!ev->event || strcmp(r->event, ev->event) != 0)) ||
+           (r->path && (!ev->path || strcmp(r->path, ev->path) != 0)));
+}
+
+/* The counters of id, made when new; valid until the next insertion. */
+static int rule_visitor_get(es_rule *r, const char *id, es_rvisitor **v_out) {
   if (r->n >= r->prune_at)
     ES_TRY(rule_prune(r, r->max_ts - r->within_us));
   ES_TRY(es__htab_reserve(&r->index, 1));
@@ -289,13 +335,16 @@ int es__rule_count(es_rule *r, const es_event *ev, int *crossed_out,
     nv->n = 0;
     es__htab_set(&r->index, i, h, (uint32_t)++r->n);
   }
-  es_rvisitor *v = es__rule_visitor(r, r->index.slots[i].val - 1);
-  int64_t t = ev->ts_us;
-  int was = rule_window(r, v, t) >= r->at_least;
-  /* keep the latest at_least times, ascending */
+  *v_out = es__rule_visitor(r, r->index.slots[i].val - 1);
+  return ES_OK;
+}
+
+/* Keeps t among v's latest at_least times (ascending); 0 when t is older
+ * than all of a full set (invariant 4: not kept). */
+static int rule_keep(const es_rule *r, es_rvisitor *v, int64_t t) {
   if (v->n == r->at_least) {
     if (t <= v->ts[0])
-      return ES_OK; /* older than everything kept: invariant 4 */
+      return 0;
     memmove(v->ts, v->ts + 1, (v->n - 1) * sizeof(int64_t));
     v->n--;
   }
@@ -306,20 +355,34 @@ int es__rule_count(es_rule *r, const es_event *ev, int *crossed_out,
   }
   v->ts[j] = t;
   v->n++;
-  uint32_t now = rule_window(r, v, t);
+  return 1;
+}
+
+/* Counts one event; see rules.h. */
+int es__rule_count(es_rule *r, es_identity *ids, const es_event *ev,
+                   int *crossed_out, const char **person_out,
+                   uint32_t *count_out) {
+  *crossed_out = 0;
+  const char *id = rule_visitor(ev);
+  if (!id || !rule_matches(r, ev))
+    return ES_OK;
+  if (ev->ts_us > r->max_ts)
+    r->max_ts = ev->ts_us;
+  es_rvisitor *v = NULL;
+  ES_TRY(rule_visitor_get(r, id, &v));
+  const char *pid[ES_IDENTITY_IDS_MAX];
+  size_t np = rule_person_ids(ids, id, pid);
+  int64_t t = ev->ts_us;
+  int was = es__rule_person_count(r, pid, np, t) >= r->at_least;
+  if (!rule_keep(r, v, t))
+    return ES_OK;
+  uint32_t now = es__rule_person_count(r, pid, np, t);
   if (!was && now >= r->at_least) {
     *crossed_out = 1;
-    *visitor_out = v->id;
+    *person_out = np > 1 ? rule_person_name(pid, np) : v->id;
     *count_out = now;
   }
   return ES_OK;
-}
-
-int es__rule_is_member(const es_rule *r, const char *id, int64_t at_us) {
-  uint32_t val =
-      id ? es__htab_find(&r->index, rule_hash(id), rule_vis_eq, r, id) : 0;
-  return val &&
-         rule_window(r, es__rule_visitor(r, val - 1), at_us) >= r->at_least;
 }
 
 /* --- the RULES file ------------------------------------------------------ */
@@ -352,6 +415,8 @@ void es__rules_free(es_rules *rules) {
   es__free(rules->v);
   rules->v = NULL;
   rules->n = 0;
+  es__identity_free(rules->ids);
+  rules->ids = NULL;
 }
 
 int es__rules_parse(const uint8_t *p, size_t n, const char *path,
@@ -453,7 +518,7 @@ static int rule_fill(es_db *db, es_tenant *t, es_rule *r) {
   const char *who;
   uint32_t n;
   while ((rc = es_cursor_next(cur, &ev)) == 1)
-    if ((rc = es__rule_count(r, &ev, &crossed, &who, &n)) < 0)
+    if ((rc = es__rule_count(r, NULL, &ev, &crossed, &who, &n)) < 0)
       break;
   es_cursor_close(cur);
   return rc < 0 ? rc : ES_OK;
@@ -471,19 +536,108 @@ int es__tenant_rules_load(es_db *db, es_tenant *t) {
     return rc;
   }
   pthread_mutex_lock(&t->rules_mu);
-  es__rules_free(t->rules);
-  *t->rules = rules;
+  for (size_t i = 0; i < t->rules->n; i++)
+    es__rule_free(t->rules->v[i]);
+  es__free(t->rules->v);
+  t->rules->v = rules.v;
+  t->rules->n = rules.n;
   pthread_mutex_unlock(&t->rules_mu);
+  return ES_OK;
+}
+
+/* The writer's identity map, built or rebuilt when it is missing or an
+ * unlink made it stale (writer thread; rules.h, 5). */
+static int rules_ids_ensure(es_db *db, es_tenant *t) {
+  if (t->rules->ids && !atomic_load(&t->rules->ids_stale))
+    return ES_OK;
+  atomic_store(&t->rules->ids_stale, 0); /* an unlink from now on: again */
+  es_identity *m = NULL;
+  int rc = es__identity_build(db, t->name, &m);
+  if (rc < 0) {
+    atomic_store(&t->rules->ids_stale, 1);
+    return rc;
+  }
+  pthread_mutex_lock(&t->rules_mu);
+  es_identity *old = t->rules->ids;
+  t->rules->ids = m;
+  pthread_mutex_unlock(&t->rules_mu);
+  es__identity_free(old);
+  return ES_OK;
+}
+
+/* The two ids a link event joins (NULLs for other events). */
+static void rules_link_ids(const es_event *ev, const char **a, const char **b) {
+  *a = *b = NULL;
+  if (ev->type == ES_TYPE_IDENTIFY)
+    *a = ev->user_id, *b = ev->anonymous_id;
+  else if (ev->type == ES_TYPE_ALIAS)
+    *a = ev->previous_id, *b = ev->user_id;
+}
+
+/* One person's state before a link, per rule: the time it is judged at
+ * and whether either side was a member then. */
+typedef struct link_before {
+  int64_t at;
+  int was;
+} link_before;
+
+/* Applies a link event to the writer's map and fires for every rule in
+ * which it made the joined person a member (rules.h). */
+static int rules_link(es_db *db, es_tenant *t, const es_event *ev, int fire) {
+  es_identity *m = t->rules->ids;
+  const char *a, *b;
+  rules_link_ids(ev, &a, &b);
+  if (!m || !a || !b || !es__identity_linkable(a) ||
+      !es__identity_linkable(b) || strcmp(a, b) == 0)
+    return ES_OK;
+  if (strcmp(es__identity_root(m, a), es__identity_root(m, b)) == 0)
+    return ES_OK; /* one person already */
+  const char *ia[ES_IDENTITY_IDS_MAX], *ib[ES_IDENTITY_IDS_MAX];
+  size_t na = es__identity_ids(m, a, ia), nb = es__identity_ids(m, b, ib);
+  link_before before[ES_RULES_MAX];
+  for (size_t k = 0; k < t->rules->n; k++) {
+    const es_rule *r = t->rules->v[k];
+    int64_t at = ev->ts_us, la = rule_person_latest(r, ia, na),
+            lb = rule_person_latest(r, ib, nb);
+    at = la > at ? la : at;
+    at = lb > at ? lb : at;
+    before[k].at = at;
+    before[k].was = es__rule_person_count(r, ia, na, at) >= r->at_least ||
+                    es__rule_person_count(r, ib, nb, at) >= r->at_least;
+  }
+  ES_TRY(es__identity_apply(m, ev));
+  const char *ids[ES_IDENTITY_IDS_MAX];
+  size_t n = es__identity_ids(m, a, ids);
+  if (n != na + nb) /* not joined: the cap, or an unlink covers it */
+    return ES_OK;
+  for (size_t k = 0; fire && db->opts.trigger.fn && k < t->rules->n; k++) {
+    const es_rule *r = t->rules->v[k];
+    uint32_t now = es__rule_person_count(r, ids, n, before[k].at);
+    if (before[k].was || now < r->at_least)
+      continue;
+    es_trigger tr = {.tenant = t->name,
+                     .rule = r->name,
+                     .person = rule_person_name(ids, n),
+                     .ts_us = before[k].at,
+                     .count = now};
+    db->opts.trigger.fn(db->opts.trigger.ud, &tr);
+  }
   return ES_OK;
 }
 
 /* Counts an append's rows into the rules and fires; see rules.h. */
 int es__tenant_rules_count(es_db *db, es_tenant *t, const uint8_t *rows,
                            size_t rows_len, uint32_t count, int fire) {
+  if (t->rules->n == 0) /* only this thread changes the list */
+    return ES_OK;
+  /* triggers need the writer's map; replay fires none (invariant 2) */
+  if (fire)
+    ES_TRY(rules_ids_ensure(db, t));
   pthread_mutex_lock(&t->rules_mu);
+  es_identity *ids = fire ? t->rules->ids : NULL;
   int rc = ES_OK;
   size_t off = 0;
-  for (uint32_t i = 0; t->rules->n > 0 && rc == ES_OK && i < count; i++) {
+  for (uint32_t i = 0; rc == ES_OK && i < count; i++) {
     es_event ev;
     size_t used = 0;
     rc = es__event_decode(rows + off, rows_len - off, &ev, &used);
@@ -491,15 +645,40 @@ int es__tenant_rules_count(es_db *db, es_tenant *t, const uint8_t *rows,
     for (size_t k = 0; rc == ES_OK && k < t->rules->n; k++) {
       int crossed = 0;
       es_trigger tr = {.tenant = t->name, .rule = t->rules->v[k]->name};
-      rc = es__rule_count(t->rules->v[k], &ev, &crossed, &tr.person, &tr.count);
+      rc = es__rule_count(t->rules->v[k], ids, &ev, &crossed, &tr.person,
+                          &tr.count);
       if (rc == ES_OK && crossed && fire && db->opts.trigger.fn) {
         tr.ts_us = ev.ts_us;
         db->opts.trigger.fn(db->opts.trigger.ud, &tr);
       }
     }
+    if (rc == ES_OK && ids)
+      rc = rules_link(db, t, &ev, fire);
   }
   pthread_mutex_unlock(&t->rules_mu);
   return rc;
+}
+
+/* Forgets ids in every rule; see rules.h. */
+void es__tenant_rules_forget(es_tenant *t, const char *const *ids, size_t n) {
+  pthread_mutex_lock(&t->rules_mu);
+  for (size_t k = 0; k < t->rules->n; k++) {
+    es_rule *r = t->rules->v[k];
+    size_t gone = 0;
+    for (size_t i = 0; i < n; i++) {
+      es_rvisitor *v = rule_get(r, ids[i]);
+      if (v && v->n > 0) { /* no time: a member at no time, pruned next */
+        v->ts[0] = INT64_MIN;
+        v->n = 1;
+        gone++;
+      }
+    }
+    /* drops them now; on ES_ENOMEM they stay, members of nothing */
+    if (gone && rule_prune(r, INT64_MIN + 1) < 0)
+      es__error_clear();
+  }
+  atomic_store(&t->rules->ids_stale, 1);
+  pthread_mutex_unlock(&t->rules_mu);
 }
 
 /* --- es_rule_put, es_rule_delete ----------------------------------------- */
@@ -528,6 +707,8 @@ static int rule_change_run(void *arg) {
                          t->name, ES_RULES_MAX);
   if (c->add)
     ES_TRY(rule_fill(c->db, t, c->add));
+  if (c->add) /* its first crossings may come from links */
+    ES_TRY(rules_ids_ensure(c->db, t));
   es_rules next = {es__malloc((t->rules->n + 1) * sizeof(es_rule *)), 0};
   if (!next.v)
     return ES_NOMEM_BKPT();
@@ -549,7 +730,8 @@ static int rule_change_run(void *arg) {
   pthread_mutex_lock(&t->rules_mu);
   es_rule *old = exists ? t->rules->v[at] : NULL;
   es__free(t->rules->v);
-  *t->rules = next;
+  t->rules->v = next.v;
+  t->rules->n = next.n;
   pthread_mutex_unlock(&t->rules_mu);
   es__rule_free(old);
   c->add = NULL;
@@ -736,9 +918,14 @@ int es_rule_check(es_db *db, const char *tenant, const char *name,
   es_rule *r = rc == ES_OK ? rules_find(t, name) : NULL;
   int64_t at = rules_at(at_us);
   es_tomb *tb = t ? es__tomb_get(db, t) : NULL; /* pending erase requests */
-  for (size_t i = 0; r && i < nids && !*member_out; i++)
-    *member_out =
-        !es__tomb_hides_id(tb, ids[i]) && es__rule_is_member(r, ids[i], at);
+  if (r) { /* the person's ids count together (rules.h); erased ids do not */
+    const char *live[ES_IDENTITY_IDS_MAX];
+    size_t nlive = 0;
+    for (size_t i = 0; i < nids; i++)
+      if (!es__tomb_hides_id(tb, ids[i]))
+        live[nlive++] = ids[i];
+    *member_out = es__rule_person_count(r, live, nlive, at) >= r->at_least;
+  }
   es__tomb_unref(tb);
   if (t)
     pthread_mutex_unlock(&t->rules_mu);
@@ -747,5 +934,123 @@ int es_rule_check(es_db *db, const char *tenant, const char *name,
   if (!r)
     return ES_ERR(ES_ENOTFOUND, "no rule \"%s\" in tenant %s",
                   name ? name : "(null)", tenant);
+  return ES_OK;
+}
+
+/* --- members per person --------------------------------------------------- */
+
+/* A visitor id with events in the window, and its person's name. */
+typedef struct person_ref {
+  const char *name, *id;
+} person_ref;
+
+static int cmp_person_ref(const void *a, const void *b) {
+  const person_ref *x = a, *y = b;
+  int c = strcmp(x->name, y->name);
+  return c ? c : strcmp(x->id, y->id);
+}
+
+/* One member: {"person":name,"ids":[...sorted]}. */
+static int persons_put_one(es_buf *b, const char *name, const char **ids,
+                           size_t n) {
+  qsort(ids, n, sizeof(char *), cmp_strp);
+  int rc = es__buf_put(b, "{\"person\":", 10);
+  if (rc == ES_OK)
+    rc = es__json_put_str(b, name);
+  if (rc == ES_OK)
+    rc = es__buf_put(b, ",\"ids\":[", 8);
+  for (size_t i = 0; rc == ES_OK && i < n; i++) {
+    if (i > 0)
+      rc = es__buf_put(b, ",", 1);
+    if (rc == ES_OK)
+      rc = es__json_put_str(b, ids[i]);
+  }
+  if (rc == ES_OK)
+    rc = es__buf_put(b, "]}", 2);
+  return rc;
+}
+
+/* The members of r at `at` per person into b: every visitor id with an
+ * event in the window is grouped under its person's name (identity map
+ * m), and each person is counted once over all its ids. */
+static int persons_put(es_buf *b, const es_rule *r, es_identity *m,
+                       int64_t at) {
+  size_t n = 0, cap = 0;
+  for (size_t i = 0; i < r->n; i++)
+    cap += rule_window(r, es__rule_visitor(r, i), at) > 0;
+  person_ref *refs = es__malloc((cap + 1) * sizeof(*refs));
+  if (!refs)
+    return ES_NOMEM_BKPT();
+  const char *ids[ES_IDENTITY_IDS_MAX];
+  for (size_t i = 0; i < r->n; i++) {
+    const es_rvisitor *v = es__rule_visitor(r, i);
+    if (rule_window(r, v, at) == 0)
+      continue;
+    size_t nids = es__identity_ids(m, v->id, ids);
+    refs[n++] =
+        (person_ref){nids > 1 ? rule_person_name(ids, nids) : v->id, v->id};
+  }
+  qsort(refs, n, sizeof(*refs), cmp_person_ref);
+  int rc = ES_OK, first = 1;
+  for (size_t i = 0; rc == ES_OK && i < n; i++) {
+    if (i > 0 && strcmp(refs[i].name, refs[i - 1].name) == 0)
+      continue; /* this person was judged at its first id */
+    size_t nids = es__identity_ids(m, refs[i].id, ids);
+    if (es__rule_person_count(r, ids, nids, at) < r->at_least)
+      continue;
+    if (!first)
+      rc = es__buf_put(b, ",", 1);
+    if (rc == ES_OK)
+      rc = persons_put_one(b, refs[i].name, ids, nids);
+    first = 0;
+  }
+  es__free(refs);
+  return rc;
+}
+
+int es_rule_persons(es_db *db, const char *tenant, const char *name,
+                    int64_t at_us, char **json_out) {
+  es__error_clear();
+  if (!json_out)
+    return ES_INVAL_BKPT("es_rule_persons: json_out is NULL");
+  *json_out = NULL;
+  if (!db)
+    return ES_INVAL_BKPT("NULL handle");
+  ES_TRY(es__tenant_check(tenant));
+  es_identity *map = NULL;
+  ES_TRY(es__identity_load(db, tenant, &map));
+  es_tenant *t;
+  int rc = rules_begin(db, tenant, &t);
+  es_rule *r = rc == ES_OK ? rules_find(t, name) : NULL;
+  if (rc == ES_OK && !r)
+    rc = ES_ERR(ES_ENOTFOUND, "no rule \"%s\" in tenant %s",
+                name ? name : "(null)", tenant);
+  int64_t at = rules_at(at_us);
+  es_buf b = {0};
+  if (rc == ES_OK) {
+    char when[ES_TIME_TEXT_SIZE];
+    es__time_format(at, 0, when, sizeof(when));
+    rc = es__buf_put(&b, "{\"rule\":", 8);
+    if (rc == ES_OK)
+      rc = es__json_put_str(&b, r->name);
+    if (rc == ES_OK)
+      rc = es__buf_put(&b, ",\"at\":", 6);
+    if (rc == ES_OK)
+      rc = es__json_put_str(&b, when);
+    if (rc == ES_OK)
+      rc = es__buf_put(&b, ",\"persons\":[", 12);
+    if (rc == ES_OK)
+      rc = persons_put(&b, r, map, at);
+  }
+  if (t)
+    pthread_mutex_unlock(&t->rules_mu);
+  es__identity_free(map);
+  if (rc == ES_OK)
+    rc = es__buf_put(&b, "]}", 3);
+  if (rc < 0) {
+    es__buf_free(&b);
+    return rc;
+  }
+  *json_out = (char *)b.data;
   return ES_OK;
 }

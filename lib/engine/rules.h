@@ -3,11 +3,28 @@
  * events within a window"), their durable list, and the sliding-window
  * counters that decide membership and fire triggers.
  *
- * Per rule and per visitor id (anonymous id, else user id) the counters
- * keep the event times of that visitor's latest atLeast matching events,
- * sorted.  A visitor is a member at T when at least atLeast of them lie
- * in (T - within, T].  An event at t crosses when the visitor was not a
- * member at t before it and is after it; that is when the trigger fires.
+ * Counters are kept per rule and per visitor id (anonymous id, else user
+ * id): the event times of that id's latest atLeast matching events,
+ * sorted.  Membership is a person's: the ids that identity stitching
+ * links (identify, alias; less what unlinks undo) count together, so a
+ * person is a member at T when the times of all their ids that lie in
+ * (T - within, T] number at least atLeast.  Keeping each id's latest
+ * atLeast is enough for that at any T at or after the person's latest
+ * event: the union's latest atLeast are among them.
+ *
+ * Readers (es_rule_persons, es_rule_check) take the tenant's shared
+ * identity map (identity.h, cached until a link changes).  Triggers fire
+ * on the shard writer, which keeps a map of its own (es_rules.ids): built
+ * by one scan when first needed, then linked incrementally by every
+ * identify or alias row it counts, rebuilt after an unlink (ids_stale).
+ * A trigger fires when an append makes a person a member:
+ *   - a matching event at t: the person was not a member at t before it
+ *     and is after it (evaluated over every id of the person);
+ *   - a link joining two persons: T is the later of the link's time and
+ *     the latest matching event of either; neither was a member at T and
+ *     the joined person is.  It fires once, for the joined person.
+ * The person is named by the smallest (by bytes) of its ids: the same
+ * whatever order the links came in.
  *
  * Threads and invariants:
  *  1. Every change to a tenant's rules and counters happens on the
@@ -24,9 +41,16 @@
  *     reopen loads.
  *  4. Events older than the latest atLeast of a visitor are forgotten, so
  *     a late event far in the past may cross or miss approximately.
+ *  5. The writer's map links in arrival order, the readers' in event-time
+ *     order: they differ only where the ES_IDENTITY_IDS_MAX cap or an
+ *     unlink's time decides.  Links in the batch that first builds it (or
+ *     rebuilds it after an unlink) are in the map already: they fire no
+ *     trigger.
  */
 #ifndef ES_RULES_H
 #define ES_RULES_H
+
+#include <stdatomic.h>
 
 #include "base/codec.h"
 #include "base/hashtab.h"
@@ -58,6 +82,8 @@ typedef struct es_rule {
   size_t prune_at; /* prune old visitors when n reaches it */
 } es_rule;
 
+struct es_identity;
+
 /* The size of one visitor record of r (its ts[] holds at_least times). */
 static inline size_t es__rule_vsize(const es_rule *r) {
   size_t a = _Alignof(es_rvisitor),
@@ -73,6 +99,9 @@ static inline es_rvisitor *es__rule_visitor(const es_rule *r, size_t i) {
 typedef struct es_rules {
   es_rule **v; /* sorted by name */
   size_t n;
+  /* the writer's identity map (triggers per person); NULL until built */
+  struct es_identity *ids;
+  atomic_int ids_stale; /* an unlink happened: rebuild ids */
 } es_rules;
 
 /* Parses and validates a rule's JSON; ES_EINVAL with "rule: ..." naming
@@ -81,13 +110,17 @@ int es__rule_parse(const char *json, es_rule **rule_out) ES_MUST_CHECK;
 void es__rule_free(es_rule *r);
 
 /* Counts one event into a rule if it matches.  *crossed_out set when the
- * event made its visitor a member (then *visitor_out and *count_out say
- * who and how many in the window). */
-int es__rule_count(es_rule *r, const es_event *ev, int *crossed_out,
-                   const char **visitor_out, uint32_t *count_out) ES_MUST_CHECK;
+ * event made its person (its visitor id and every id `ids` links to it;
+ * ids NULL: the visitor id alone) a member; then *person_out (the
+ * person's smallest id, borrowed) and *count_out say who and how many in
+ * the window. */
+int es__rule_count(es_rule *r, struct es_identity *ids, const es_event *ev,
+                   int *crossed_out, const char **person_out,
+                   uint32_t *count_out) ES_MUST_CHECK;
 
-/* Whether a visitor id is a member at at_us. */
-int es__rule_is_member(const es_rule *r, const char *id, int64_t at_us);
+/* Matching events of the ids (one person's) in (at_us - within, at_us]. */
+uint32_t es__rule_person_count(const es_rule *r, const char *const *ids,
+                               size_t n, int64_t at_us);
 
 /* Reads tenant_dir/RULES (a missing file is no rules) / writes it
  * atomically. */
@@ -95,6 +128,7 @@ int es__rules_read(es_vfs *vfs, const char *tenant_dir,
                    es_rules *rules) ES_MUST_CHECK;
 int es__rules_write(es_vfs *vfs, const char *tenant_dir,
                     const es_rules *rules) ES_MUST_CHECK;
+/* Frees the rules and the writer's map; *rules is empty after. */
 void es__rules_free(es_rules *rules);
 /* Parses a RULES image into *rules (empty on entry); ES_ECORRUPT naming
  * path when it does not check.  On failure the caller frees *rules. */
@@ -115,5 +149,15 @@ int es__tenant_rules_load(struct es_db *db, struct es_tenant *t) ES_MUST_CHECK;
 int es__tenant_rules_count(struct es_db *db, struct es_tenant *t,
                            const uint8_t *rows, size_t rows_len, uint32_t count,
                            int fire) ES_MUST_CHECK;
+
+/*
+ * Forgets ids in every rule of the tenant: their counters go (they are
+ * members of nothing until new events come), and the writer's identity
+ * map is rebuilt before the next trigger.  For erasing a person: call on
+ * the tenant's shard writer (es__shard_call; invariant 1) after the
+ * events are gone, or a later scan (a rule put) counts them again.
+ */
+void es__tenant_rules_forget(struct es_tenant *t, const char *const *ids,
+                             size_t n);
 
 #endif

@@ -608,24 +608,44 @@ typedef struct replay_ctx {
  * without looking up their tenants, which keeps es_open from loading
  * every tenant of a cleanly closed store. */
 #define CLEAN_NAME "CLEAN"
+#define CLEAN_SEED 0xc1ea    /* the 16-byte form: the LSN alone */
+#define CLEAN_SEED_AT 0xc1eb /* the 40-byte form: and where the log ended */
 
-static uint64_t clean_read(es_db *db, es_shard *sh) {
+/* What a CLEAN file says (zeros: nothing). */
+typedef struct clean_mark {
+  uint64_t lsn;      /* every record at or below is in a segment */
+  uint64_t file_lsn; /* the newest log file at close (its first LSN) */
+  uint64_t off;      /* where its frames ended */
+  uint64_t last_lsn; /* the LSN of the frame before off */
+} clean_mark;
+
+/* Reads CLEAN: the 40-byte form written now, or the 16-byte form of
+ * earlier versions (no offset: the newest file is read whole). */
+static clean_mark clean_read(es_db *db, es_shard *sh) {
   char path[ES_PATH_MAX];
   uint8_t *buf = NULL;
   size_t len = 0;
-  uint64_t lsn = 0;
+  clean_mark m = {0};
   if (es__path_join(path, sizeof(path), sh->dir, CLEAN_NAME) == ES_OK &&
-      es__io_read_all(db->vfs, path, &buf, &len) == ES_OK && len == 16 &&
-      es__get_le64(buf + 8) == es__hash64(buf, 8, 0xc1ea))
-    lsn = es__get_le64(buf);
+      es__io_read_all(db->vfs, path, &buf, &len) == ES_OK) {
+    if (len == 16 && es__get_le64(buf + 8) == es__hash64(buf, 8, CLEAN_SEED))
+      m.lsn = es__get_le64(buf);
+    else if (len == 40 &&
+             es__get_le64(buf + 32) == es__hash64(buf, 32, CLEAN_SEED_AT))
+      m = (clean_mark){es__get_le64(buf), es__get_le64(buf + 8),
+                       es__get_le64(buf + 16), es__get_le64(buf + 24)};
+  }
   es__free(buf);
   es__error_clear(); /* none, or unreadable: replay everything */
-  return lsn;
+  return m;
 }
 
 /* At close: records below the oldest unflushed one are all flushed (the
  * manifests saying so are durable: tenant.c syncs a tenant's directory
- * when it loads it), and the mark never goes back. */
+ * when it loads it), and the mark never goes back.  Where the newest
+ * file's frames end is written beside it: when every record before that
+ * offset is at or below the mark, the next open reads the file from
+ * there on only (see replay_shard). */
 static int clean_write(es_db *db, es_shard *sh) {
   uint64_t lsn = sh->next_lsn - 1;
   pthread_mutex_lock(&db->tenants_mu);
@@ -638,9 +658,14 @@ static int clean_write(es_db *db, es_shard *sh) {
   }
   if (lsn < sh->clean_lsn)
     lsn = sh->clean_lsn;
-  uint8_t buf[16];
+  uint64_t file_lsn = 0, off = 0;
+  es__wal_position(sh->wal, &file_lsn, &off);
+  uint8_t buf[40];
   es__le64(buf, lsn);
-  es__le64(buf + 8, es__hash64(buf, 8, 0xc1ea));
+  es__le64(buf + 8, file_lsn);
+  es__le64(buf + 16, off);
+  es__le64(buf + 24, sh->next_lsn - 1);
+  es__le64(buf + 32, es__hash64(buf, 32, CLEAN_SEED_AT));
   return es__io_write_atomic(db->vfs, sh->dir, CLEAN_NAME, buf, sizeof(buf));
 }
 
@@ -697,7 +722,8 @@ static int replay_shard(es_db *db, es_shard *sh) {
   ES_TRY(es__wal_list(db->vfs, sh->dir, &firsts, &n));
   uint64_t prev = 0, next = 1, resume_off = 0;
   int rc = ES_OK;
-  sh->clean_lsn = clean_read(db, sh);
+  clean_mark mark = clean_read(db, sh);
+  sh->clean_lsn = mark.lsn;
   replay_ctx ctx = {db, sh->id, NULL, 0, sh->clean_lsn};
   for (size_t i = 0; i < n; i++) {
     char path[ES_PATH_MAX];
@@ -711,15 +737,27 @@ static int replay_shard(es_db *db, es_shard *sh) {
     }
     ES_CHECK(es__wal_path(path, sizeof(path), sh->dir, firsts[i]));
     ctx.path = path;
+    /* The newest file as the last close left it, every record in it at
+     * or below the mark: only what follows its frames needs reading
+     * (frames a later process wrote and did not close cleanly, and the
+     * zeros that must follow the last valid frame).  Those before were
+     * checked when written or replayed, and nothing of them is replayed. */
+    uint64_t base = 0;
+    if (i + 1 == n && mark.off > 0 && mark.file_lsn == firsts[i] &&
+        mark.lsn >= mark.last_lsn && mark.last_lsn >= prev) {
+      base = mark.off;
+      prev = mark.last_lsn;
+    }
     es_wal_scan scan;
-    ES_CHECK(es__wal_read_file(db->vfs, path, i + 1 == n, prev, replay_record,
-                               &ctx, &scan));
+    ES_CHECK(es__wal_read_file_at(db->vfs, path, i + 1 == n, base, prev,
+                                  ctx.clean_lsn, replay_record, &ctx, &scan));
     if (scan.torn) {
       es__db_log(db, 1, "%s: torn tail at offset %llu cut off", path,
                  (unsigned long long)scan.end_off);
       ES_CHECK(replay_zero_tail(db, path, scan.end_off, scan.dirty_end));
     }
-    if (i + 1 == n && scan.frames > 0) /* also a small first file (wal.h 5) */
+    if (i + 1 == n && (scan.frames > 0 || base > 0)) /* also a small first
+                                                        file (wal.h 5) */
       resume_off = scan.end_off;
     if (scan.last_lsn)
       prev = scan.last_lsn;

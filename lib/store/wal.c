@@ -483,6 +483,8 @@ static uint64_t wal_next_nonzero(const uint8_t *img, uint64_t size,
 }
 
 /* Walks the records of one verified frame, calling fn for each. */
+/* With fn NULL the records are checked for shape and counted, not
+ * decompressed (a replay that skips them needs no rows). */
 static int wal_frame_records(const char *path, uint64_t off, uint64_t lsn,
                              const uint8_t *p, size_t len, es_buf *scratch,
                              es_wal_rec_fn fn, void *ud, es_wal_scan *scan) {
@@ -502,7 +504,7 @@ static int wal_frame_records(const char *path, uint64_t off, uint64_t lsn,
                              (unsigned long long)off);
     memcpy(rec.tenant, t, tlen);
     rec.tenant[tlen] = '\0';
-    if (codec == ES_WAL_CODEC_LZ4) {
+    if (codec == ES_WAL_CODEC_LZ4 && fn) {
       if (raw_len > 0x7fffffffu ||
           (uint64_t)raw_len > (uint64_t)stored_len * 255 + 64)
         return ES_CORRUPT_BKPT("%s: frame at %llu: record claims %u raw "
@@ -562,6 +564,13 @@ int es__wal_read_buf(const char *what, const uint8_t *buf, size_t len,
   return rc;
 }
 
+/* The writer's position; see wal.h. */
+void es__wal_position(const es_wal *w, uint64_t *first_lsn_out,
+                      uint64_t *off_out) {
+  *first_lsn_out = w->nfiles ? w->firsts[w->nfiles - 1] : 0;
+  *off_out = w->nfiles ? w->off : 0;
+}
+
 /* Reads a whole log file; see wal.h for the torn-tail rule. */
 /* Reads a log file for es__wal_read_file, but keeps only what matters:
  * the bytes up to the last non-zero chunk plus one zero chunk.  The rest
@@ -575,8 +584,9 @@ static int wal_chunk_zero(const uint8_t *p, size_t n) {
   return n == 0 || (p[0] == 0 && memcmp(p, p + 1, n - 1) == 0);
 }
 
-static int wal_load(es_vfs *vfs, const char *path, uint8_t **img_out,
-                    size_t *len_out, uint64_t *file_bytes_out) {
+static int wal_load(es_vfs *vfs, const char *path, uint64_t start,
+                    uint8_t **img_out, size_t *len_out,
+                    uint64_t *file_bytes_out) {
   *img_out = NULL;
   *len_out = 0;
   es_file *f = NULL;
@@ -586,9 +596,13 @@ static int wal_load(es_vfs *vfs, const char *path, uint8_t **img_out,
   if (rc == ES_OK && size > (UINT64_C(1) << 32))
     rc = ES_CORRUPT_BKPT("%s: implausible size %llu", path,
                          (unsigned long long)size);
+  if (rc == ES_OK && start > size)
+    rc = ES_CORRUPT_BKPT("%s: shorter (%llu bytes) than its CLEAN offset %llu",
+                         path, (unsigned long long)size,
+                         (unsigned long long)start);
   es_buf img = {0};
   uint8_t *scratch = NULL;
-  uint64_t off = 0;
+  uint64_t off = start;
   int trim = 1; /* still looking for the zero tail */
   while (rc == ES_OK && off < size) {
     size_t n =
@@ -639,15 +653,33 @@ static int wal_load(es_vfs *vfs, const char *path, uint8_t **img_out,
 int es__wal_read_file(es_vfs *vfs, const char *path, int is_last,
                       uint64_t prev_lsn, es_wal_rec_fn fn, void *ud,
                       es_wal_scan *scan) {
+  return es__wal_read_file_after(vfs, path, is_last, prev_lsn, 0, fn, ud, scan);
+}
+
+/* As es__wal_read_file, but the records of frames at or below skip_lsn
+ * are not decoded nor passed to fn; see wal.h. */
+int es__wal_read_file_after(es_vfs *vfs, const char *path, int is_last,
+                            uint64_t prev_lsn, uint64_t skip_lsn,
+                            es_wal_rec_fn fn, void *ud, es_wal_scan *scan) {
+  return es__wal_read_file_at(vfs, path, is_last, 0, prev_lsn, skip_lsn, fn, ud,
+                              scan);
+}
+
+/* As es__wal_read_file_after, from byte `start` on; see wal.h.  Offsets
+ * inside the walk are of the loaded image (`base` bytes into the file);
+ * those reported are the file's. */
+int es__wal_read_file_at(es_vfs *vfs, const char *path, int is_last,
+                         uint64_t base, uint64_t prev_lsn, uint64_t skip_lsn,
+                         es_wal_rec_fn fn, void *ud, es_wal_scan *scan) {
   memset(scan, 0, sizeof(*scan));
   uint8_t *img = NULL;
   size_t size = 0;
-  ES_TRY(wal_load(vfs, path, &img, &size, &scan->file_bytes));
+  ES_TRY(wal_load(vfs, path, base, &img, &size, &scan->file_bytes));
   es_buf scratch = {0};
   int rc = ES_OK;
   uint64_t off = 0;
   while (off < size) {
-    scan->end_off = off; /* on failure: the frame at fault */
+    scan->end_off = base + off; /* on failure: the frame at fault */
     if (size - off >= ES_WAL_FRAME_HDR && wal_all_zero(img + off, 16))
       break; /* zeros: the preallocated rest of the file */
     int64_t len = wal_frame_valid(img, size, off, prev_lsn);
@@ -658,18 +690,20 @@ int es__wal_read_file(es_vfs *vfs, const char *path, int is_last,
       break;
     }
     uint64_t lsn = es__get_le64(img + off + 8);
-    rc = wal_frame_records(path, off, lsn, img + off + ES_WAL_FRAME_HDR,
-                           (size_t)len, &scratch, fn, ud, scan);
+    rc = wal_frame_records(path, base + off, lsn, img + off + ES_WAL_FRAME_HDR,
+                           (size_t)len, &scratch, lsn > skip_lsn ? fn : NULL,
+                           ud, scan);
     if (rc < 0)
       goto done;
     prev_lsn = scan->last_lsn = lsn;
     scan->frames++;
     off += ES_WAL_FRAME_HDR + (uint64_t)len;
   }
-  scan->end_off = off;
-  scan->dirty_end = size;
-  while (scan->dirty_end > off && img[scan->dirty_end - 1] == 0)
-    scan->dirty_end--;
+  uint64_t dirty = size;
+  while (dirty > off && img[dirty - 1] == 0)
+    dirty--;
+  scan->end_off = base + off;
+  scan->dirty_end = base + dirty;
   /* Whatever ended the walk (zeros or an invalid frame), nothing valid may
    * follow: a valid frame after it means the log was damaged in the
    * middle, and replaying past or stopping at the damage would both be
@@ -684,8 +718,8 @@ int es__wal_read_file(es_vfs *vfs, const char *path, int is_last,
       if (wal_frame_valid(img, size, o, prev_lsn) >= 0) {
         rc = ES_CORRUPT_BKPT("%s: invalid frame at offset %llu followed by "
                              "a valid frame at %llu",
-                             path, (unsigned long long)off,
-                             (unsigned long long)o);
+                             path, (unsigned long long)(base + off),
+                             (unsigned long long)(base + o));
         goto done;
       }
     }
@@ -693,7 +727,7 @@ int es__wal_read_file(es_vfs *vfs, const char *path, int is_last,
   if (scan->torn && !is_last)
     rc = ES_CORRUPT_BKPT("%s: invalid frame at offset %llu in a log file "
                          "that is not the newest",
-                         path, (unsigned long long)off);
+                         path, (unsigned long long)(base + off));
 done:
   es__buf_free(&scratch);
   es__free(img);

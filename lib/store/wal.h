@@ -110,6 +110,11 @@ uint64_t es__wal_bytes(const es_wal *wal);
 /* Closes the current file and frees the handle (NULL is fine). */
 void es__wal_close(es_wal *wal);
 
+/* Where the writer would write next: the current file's first LSN and
+ * the offset in it (after its last frame).  For CLEAN (db.c). */
+void es__wal_position(const es_wal *wal, uint64_t *first_lsn_out,
+                      uint64_t *off_out);
+
 /* --- reading --------------------------------------------------------- */
 
 /* One record of a frame, as replay sees it. */
@@ -144,6 +149,22 @@ typedef struct es_wal_scan {
 int es__wal_read_file(es_vfs *vfs, const char *path, int is_last,
                       uint64_t prev_lsn, es_wal_rec_fn fn, void *ud,
                       es_wal_scan *scan_out) ES_MUST_CHECK;
+
+/* As es__wal_read_file, except that the records of frames whose LSN is at
+ * or below skip_lsn are checked for shape and counted but neither
+ * decompressed nor passed to fn: replay after a clean close (CLEAN) reads
+ * the records it will skip at the cost of the frame checksums only. */
+int es__wal_read_file_after(es_vfs *vfs, const char *path, int is_last,
+                            uint64_t prev_lsn, uint64_t skip_lsn,
+                            es_wal_rec_fn fn, void *ud,
+                            es_wal_scan *scan_out) ES_MUST_CHECK;
+
+/* As es__wal_read_file_after, reading the file from byte `base` on (a
+ * frame boundary); the offsets in scan_out and in errors are the file's. */
+int es__wal_read_file_at(es_vfs *vfs, const char *path, int is_last,
+                         uint64_t base, uint64_t prev_lsn, uint64_t skip_lsn,
+                         es_wal_rec_fn fn, void *ud,
+                         es_wal_scan *scan_out) ES_MUST_CHECK;
 
 /* Lists the WAL files of a shard directory as sorted first-LSNs (owned
  * array).  A missing directory gives zero files. */

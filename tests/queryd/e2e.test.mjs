@@ -123,7 +123,13 @@ test('timeline, rule members and a person\'s segments', async () => {
   assert.ok(rules.body.rules[0].members >= 1);
   const mem = await h.call(q, '/v1/segments/pricing-2x/members', { token: h.TOKEN.acme });
   assert.equal(mem.status, 200, mem.text);
-  assert.ok(mem.body.members.includes('visitor-1'));
+  assert.ok(mem.body.persons.some((p) => p.person === 'visitor-1' && p.ids.includes('visitor-1')),
+            'members per person by default');
+  const byId = await h.call(q, '/v1/segments/pricing-2x/members?by=id', { token: h.TOKEN.acme });
+  assert.equal(byId.status, 200, byId.text);
+  assert.ok(byId.body.members.includes('visitor-1'));
+  const bad = await h.call(q, '/v1/segments/pricing-2x/members?by=visitor', { token: h.TOKEN.acme });
+  assert.equal(bad.status, 400, bad.text);
 });
 
 test('tenant isolation: crossed tokens see nothing of the other tenant', async () => {
@@ -150,7 +156,7 @@ test('tenant isolation: crossed tokens see nothing of the other tenant', async (
   // ... while beta's token sees its own
   assert.equal(await count('beta', { event: 'Beta Only' }), 1);
   assert.equal(await count('beta', { event: `Fresh ${RUN} 0` }), 0, 'beta sees none of acme');
-  const bm = await h.call(q, '/v1/segments/beta-secret-rule/members', { token: h.TOKEN.beta });
+  const bm = await h.call(q, '/v1/segments/beta-secret-rule/members?by=id', { token: h.TOKEN.beta });
   assert.deepEqual(bm.body.members, ['beta-user']);
   // no token, an unknown token, a write key, ?token= outside the stream
   for (const [p, opts] of [['/v1/segments', {}], ['/v1/segments', { token: 'tok-nobody-000000' }],

@@ -45,13 +45,16 @@
  *               find no rollup that differs from its rows;
  *   reads       es_query (rollup count, count by type, exact stitched
  *               uniques, filter.person count and uniques), a timeline of
- *               one person and es_rule_members of every rule, against
- *               brute-force answers from the model's events: identity as
+ *               one person, es_rule_members and es_rule_persons of every
+ *               rule, against brute-force answers from the model's
+ *               events: identity as
  *               a union of the identify events no unlink covers (the
  *               rules of tests/unit/bf_identity.h; sim events carry no
  *               previous_id, and six ids never reach the size cap), rule
  *               members by counting each visitor's matching events in
- *               (T - within, T] for T at or after the tenant's latest.
+ *               (T - within, T] for T at or after the tenant's latest, and
+ *               per person by summing those of its stitched ids (links
+ *               that arrived after the events, and unlinks, included).
  *
  * The model takes a rule write or an unlink when its call returns ES_OK
  * (it is durable then): after a power cut it must be there.
@@ -981,6 +984,53 @@ static int mrule_visitor(const mrule *r, const mev *e) {
                                      : -1;
 }
 
+/* Rule ri of tenant ti against es_rule_persons at T (at or after the
+ * tenant's latest event): the model stitches (model_persons: identify
+ * events no unlink covers, whenever they arrived), sums each person's
+ * matching events in (T - within, T] over its ids, and names a member by
+ * its smallest id, listing every id linked to it. */
+static void check_rule_persons(sim *s, int ti, int ri, int64_t at) {
+  const mtenant *mt = &s->t[ti];
+  const mrule *r = &s->rules[ti][ri];
+  int label[NPERSONS], cnt[NPERSONS] = {0};
+  model_persons(s, ti, label);
+  for (size_t i = 0; i < mt->n; i++) {
+    int v = mrule_visitor(r, &mt->v[i]);
+    if (v >= 0 && mt->v[i].ts_us <= at && mt->v[i].ts_us > at - r->within_us)
+      cnt[label[v]]++;
+  }
+  char want[512];
+  size_t n = (size_t)snprintf(want, sizeof want, "\"persons\":[");
+  int first = 1;
+  for (int p = 0; p < NPERSONS; p++) {
+    int smallest = 1; /* p names its person: no smaller id shares it */
+    for (int q = 0; q < p; q++)
+      smallest &= label[q] != label[p];
+    if (!smallest || cnt[label[p]] < r->at_least)
+      continue;
+    n += (size_t)snprintf(want + n, sizeof want - n,
+                          "%s{\"person\":\"%s\",\"ids\":[", first ? "" : ",",
+                          persons[p]);
+    for (int q = p, k = 0; q < NPERSONS; q++)
+      if (label[q] == label[p])
+        n += (size_t)snprintf(want + n, sizeof want - n, "%s\"%s\"",
+                              k++ ? "," : "", persons[q]);
+    n += (size_t)snprintf(want + n, sizeof want - n, "]}");
+    first = 0;
+  }
+  snprintf(want + n, sizeof want - n, "]}");
+  char name[8], *out = NULL;
+  snprintf(name, sizeof name, "r%d", ri);
+  int rc = es_rule_persons(s->db, tenant_names[ti], name, at, &out);
+  if (rc != ES_OK)
+    FAIL(s, "es_rule_persons(%s, %s) failed: %d (%s) %s", tenant_names[ti],
+         name, rc, es_strerror(rc), es_errdetail());
+  else if (!strstr(out, want))
+    FAIL(s, "es_rule_persons(%s, %s = %s, at %" PRId64 ") is %s; want %s",
+         tenant_names[ti], name, r->json, at, out, want);
+  es_free(out);
+}
+
 /* Every rule of the model against es_rule_members at T, for T at and
  * after the tenant's latest event (where the documented definition --
  * at least atLeast matching events in (T - within, T] -- is what the
@@ -1033,6 +1083,8 @@ static void check_rules(sim *s, int ti) {
       FAIL(s, "es_rule_members(%s, %s = %s, at %" PRId64 ") is %s; want %s",
            tenant_names[ti], name, r->json, at, out, want);
     es_free(out);
+    if (!s->failed)
+      check_rule_persons(s, ti, ri, at);
   }
 }
 

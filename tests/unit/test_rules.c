@@ -15,6 +15,12 @@
  *     makes; replacing and deleting work; limits hold.
  *  4. Rules and counters survive a reopen (counters rebuilt from segments
  *     and WAL replay give the same members), and replay fires no trigger.
+ *  5. Per person: a link that joins two ids whose events together reach
+ *     atLeast fires once, for the person named by its smallest id; a
+ *     matching event of a linked id fires for the person; an unlink splits
+ *     the person again (members, checks, and the writer's next crossing);
+ *     es_rule_members stays per id.  (tests/sim checks es_rule_persons
+ *     against a stitching model over random links and unlinks.)
  */
 #include <inttypes.h>
 #include <stdio.h>
@@ -331,6 +337,99 @@ START_TEST(test_rule_manage) {
 }
 END_TEST
 
+/* ---- 5. per person ------------------------------------------------------ */
+
+/* Appends one event: a page view of /pricing (user and anonymous id may
+ * be NULL), or with `link` an identify of user with anon. */
+static void ev_one(es_db *db, int link, const char *user, const char *anon,
+                   int64_t ts) {
+  es_event ev;
+  memset(&ev, 0, sizeof(ev));
+  ev.ts_us = ts;
+  ev.type = link ? ES_TYPE_IDENTIFY : ES_TYPE_PAGE;
+  ev.path = link ? NULL : "/pricing";
+  ev.user_id = user;
+  ev.anonymous_id = anon;
+  ck_assert_int_eq(es_append(db, "s", &ev, 1, NULL), ES_OK);
+}
+
+static void persons_is(es_db *db, int64_t at, const char *want) {
+  char *json = NULL;
+  ck_assert_int_eq(es_rule_persons(db, "s", "p3", at, &json), ES_OK);
+  ck_assert_msg(strstr(json, want), "%s lacks %s", json, want);
+  es_free(json);
+}
+
+START_TEST(test_rule_persons) {
+  char dir[512];
+  ut_tmpdir(dir, sizeof(dir), "rules-persons");
+  es_db *db = open_db(dir);
+  put_ok(db, "s",
+         "{\"name\":\"p3\",\"match\":{\"path\":\"/pricing\"},\"atLeast\":3,"
+         "\"within\":\"7d\"}");
+  int base = g_nfired;
+  /* two views before signing in, one after: no id alone has three */
+  ev_one(db, 0, NULL, "a1", T0);
+  ev_one(db, 0, NULL, "a1", T0 + MIN_US);
+  ev_one(db, 0, "u1", NULL, T0 + 2 * MIN_US);
+  ck_assert_int_eq(g_nfired, base);
+  /* the link arrives after the events: the person crosses, once */
+  ev_one(db, 1, "u1", "a1", T0 + 3 * MIN_US);
+  ck_assert_int_eq(g_nfired, base + 1);
+  ck_assert_str_eq(g_fired[base].rule, "p3");
+  ck_assert_str_eq(g_fired[base].person, "a1");
+  ck_assert_int_eq(g_fired[base].count, 3);
+  ck_assert_int_eq(g_fired[base].ts, T0 + 3 * MIN_US);
+  ev_one(db, 1, "u1", "a1", T0 + 4 * MIN_US); /* linked already */
+  ev_one(db, 0, "u1", NULL, T0 + 5 * MIN_US); /* a member already */
+  ck_assert_int_eq(g_nfired, base + 1);
+  /* linked first, then the views: the third fires, for the person */
+  ev_one(db, 1, "u2", "b2", T0 + 6 * MIN_US);
+  ev_one(db, 0, "u2", "b2", T0 + 7 * MIN_US);
+  ev_one(db, 0, "u2", NULL, T0 + 8 * MIN_US);
+  ck_assert_int_eq(g_nfired, base + 1);
+  ev_one(db, 0, NULL, "b2", T0 + 9 * MIN_US);
+  ck_assert_int_eq(g_nfired, base + 2);
+  ck_assert_str_eq(g_fired[base + 1].person, "b2");
+  /* two members joined: no new crossing */
+  ev_one(db, 1, "u2", "a1", T0 + 10 * MIN_US);
+  ck_assert_int_eq(g_nfired, base + 2);
+  int64_t at = T0 + 11 * MIN_US;
+  persons_is(db, at, "\"persons\":[{\"person\":\"a1\",\"ids\":[\"a1\","
+                     "\"b2\",\"u1\",\"u2\"]}]}");
+  char *json = NULL; /* per visitor id: no id has three views alone */
+  ck_assert_int_eq(es_rule_members(db, "s", "p3", at, &json), ES_OK);
+  ck_assert_ptr_nonnull(strstr(json, "\"members\":[]}"));
+  es_free(json);
+  int member = 0;
+  ck_assert_int_eq(es_rule_check(db, "s", "p3", "u1", at, &member), ES_OK);
+  ck_assert_int_eq(member, 1);
+  /* unlinks split the person again */
+  ck_assert_int_eq(es_identity_unlink(db, "s", "u2", "a1", 0), ES_OK);
+  ck_assert_int_eq(es_identity_unlink(db, "s", "u1", "a1", 0), ES_OK);
+  persons_is(db, at, "\"persons\":[{\"person\":\"b2\",\"ids\":[\"b2\","
+                     "\"u2\"]}]}");
+  ck_assert_int_eq(es_rule_check(db, "s", "p3", "u1", at, &member), ES_OK);
+  ck_assert_int_eq(member, 0);
+  /* a1 alone reaches three: the writer's map knows of the unlink */
+  ev_one(db, 0, NULL, "a1", T0 + 12 * MIN_US);
+  ck_assert_int_eq(g_nfired, base + 3);
+  ck_assert_str_eq(g_fired[base + 2].person, "a1");
+  ck_assert_int_eq(g_fired[base + 2].count, 3);
+  /* a reopen (WAL replay) fires nothing and answers the same */
+  ck_assert_int_eq(es_close(db), ES_OK);
+  db = open_db(dir);
+  persons_is(db, T0 + 13 * MIN_US,
+             "\"persons\":[{\"person\":\"a1\",\"ids\":[\"a1\"]},"
+             "{\"person\":\"b2\",\"ids\":[\"b2\",\"u2\"]}]}");
+  ck_assert_int_eq(g_nfired, base + 3);
+  ck_assert_int_eq(es_rule_persons(db, "s", "nope", 0, &json), ES_ENOTFOUND);
+  ck_assert_ptr_null(json);
+  ck_assert_int_eq(es_close(db), ES_OK);
+  ut_rmrf(dir);
+}
+END_TEST
+
 static Suite *rules_suite(void) {
   Suite *s = suite_create("rules");
   TCase *tc = tcase_create("rules");
@@ -338,6 +437,7 @@ static Suite *rules_suite(void) {
   tcase_add_test(tc, test_rule_parse);
   tcase_add_loop_test(tc, test_rule_model, 0, 3);
   tcase_add_test(tc, test_rule_manage);
+  tcase_add_test(tc, test_rule_persons);
   suite_add_tcase(s, tc);
   return s;
 }
