@@ -1,6 +1,6 @@
 /*
- * strtab.c -- interned strings; see strtab.h.  Open addressing with
- * linear probing over xxHash; the table doubles at half load.
+ * strtab.c -- interned strings; see strtab.h.  The ids are filed in the
+ * library's hash table (base/hashtab.h) under their strings' xxHash.
  */
 #include <string.h>
 
@@ -8,25 +8,10 @@
 #include "base/mem.h"
 #include "base/strtab.h"
 
-static size_t strtab_slot(const es_strtab *t, const char *s, size_t len) {
-  size_t mask = t->nslots - 1, i = (size_t)es__hash64(s, len, 0) & mask;
-  while (t->slots[i] != 0 && strcmp(t->strs[t->slots[i]], s) != 0)
-    i = (i + 1) & mask;
-  return i;
-}
-
-/* Doubles the slot array and re-inserts every string. */
-static int strtab_rehash(es_strtab *t) {
-  size_t nslots = t->nslots ? t->nslots * 2 : 64;
-  uint32_t *slots = es__calloc(nslots, sizeof(uint32_t));
-  if (!slots)
-    return ES_NOMEM_BKPT();
-  es__free(t->slots);
-  t->slots = slots;
-  t->nslots = nslots;
-  for (size_t id = 1; id < t->n; id++)
-    t->slots[strtab_slot(t, t->strs[id], strlen(t->strs[id]))] = (uint32_t)id;
-  return ES_OK;
+/* Whether id `val` is the string `key`. */
+static int strtab_eq(const void *ctx, uint32_t val, const void *key) {
+  const es_strtab *t = ctx;
+  return strcmp(t->strs[val], key) == 0;
 }
 
 /* Interns s; see strtab.h. */
@@ -36,10 +21,11 @@ int es__strtab_intern(es_strtab *t, const char *s, uint32_t *id_out) {
     return ES_OK;
   if (t->n == 0)
     t->n = 1; /* id 0 stands for "absent" */
-  if (2 * (t->n + 1) > t->nslots)
-    ES_TRY(strtab_rehash(t));
-  size_t len = strlen(s), i = strtab_slot(t, s, len);
-  if (t->slots[i] == 0) {
+  ES_TRY(es__htab_reserve(&t->ids, 1));
+  size_t len = strlen(s);
+  uint64_t h = es__hash64(s, len, 0);
+  size_t i = es__htab_probe(&t->ids, h, strtab_eq, t, s);
+  if (t->ids.slots[i].val == 0) {
     if (t->n >= UINT32_MAX)
       return ES_NOMEM_BKPT();
     ES_TRY(es__grow((void **)&t->strs, &t->cap, t->n + 1, sizeof(char *)));
@@ -48,23 +34,23 @@ int es__strtab_intern(es_strtab *t, const char *s, uint32_t *id_out) {
       return ES_NOMEM_BKPT();
     memcpy(copy, s, len + 1);
     t->strs[t->n] = copy;
-    t->slots[i] = (uint32_t)t->n++;
+    es__htab_set(&t->ids, i, h, (uint32_t)t->n++);
   }
-  *id_out = t->slots[i];
+  *id_out = t->ids.slots[i].val;
   return ES_OK;
 }
 
 /* Looks s up without adding it; see strtab.h. */
 uint32_t es__strtab_find(const es_strtab *t, const char *s) {
-  if (!s || t->nslots == 0)
+  if (!s)
     return 0;
-  return t->slots[strtab_slot(t, s, strlen(s))];
+  return es__htab_find(&t->ids, es__hash64(s, strlen(s), 0), strtab_eq, t, s);
 }
 
 void es__strtab_free(es_strtab *t) {
   for (size_t id = 1; id < t->n; id++)
     es__free(t->strs[id]);
   es__free(t->strs);
-  es__free(t->slots);
+  es__htab_free(&t->ids);
   memset(t, 0, sizeof(*t));
 }

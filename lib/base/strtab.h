@@ -14,13 +14,13 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "base/hashtab.h"
 #include "base/status.h"
 
 typedef struct es_strtab {
-  char **strs;     /* by id; strs[0] unused */
-  size_t n, cap;   /* ids in use (including 0), capacity */
-  uint32_t *slots; /* open addressing: an id, 0 = empty */
-  size_t nslots;   /* a power of two, more than 2 * n */
+  char **strs;   /* by id; strs[0] unused */
+  size_t n, cap; /* ids in use (including 0), capacity */
+  es_htab ids;   /* the ids, filed by their strings' hashes */
 } es_strtab;
 
 /* The id of s (0 for NULL), adding it when new.  A zeroed table is an

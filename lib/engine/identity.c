@@ -13,10 +13,10 @@
  * ids of an unlink record, at or before its time, is ignored.  Caching the
  * map per tenant comes later.
  *
- * Representation: ids are interned into nodes (open addressing on their
- * hash); each node has a union-find parent, the size of its set (valid at
- * roots) and a `next` link that chains every set into a cycle, so the ids
- * of a person can be listed without scanning the map.
+ * Representation: ids are interned into nodes (filed by their hash in
+ * the library's table, base/hashtab.h); each node has a union-find parent, the
+ * size of its set (valid at roots) and a `next` link that chains every set into
+ * a cycle, so the ids of a person can be listed without scanning the map.
  *
  * Invariants:
  *  1. Guardrail values never link: NULL, "", "null", "undefined", "0" and
@@ -49,6 +49,7 @@
 
 #include "base/clock.h"
 #include "base/codec.h"
+#include "base/hashtab.h"
 #include "base/mem.h"
 #include "engine/identity.h"
 #include "store/dbint.h"
@@ -73,8 +74,7 @@ typedef struct id_node {
 struct es_identity {
   id_node *nodes;
   size_t n, cap;
-  uint32_t *slots;    /* open addressing: node index + 1, 0 = empty */
-  size_t nslots;      /* a power of two, more than 2 * n */
+  es_htab index;      /* node index + 1 by id */
   id_unlink *unlinks; /* from the identity log */
   size_t nunlinks, unlinks_cap;
   atomic_int refs; /* a loaded map is shared (the tenant's cache) */
@@ -99,7 +99,7 @@ void es__identity_free(es_identity *m) {
   for (size_t i = 0; i < m->n; i++)
     es__free(m->nodes[i].id);
   es__free(m->nodes);
-  es__free(m->slots);
+  es__htab_free(&m->index);
   for (size_t i = 0; i < m->nunlinks; i++) {
     es__free(m->unlinks[i].a);
     es__free(m->unlinks[i].b);
@@ -119,54 +119,33 @@ int es__identity_linkable(const char *id) {
   return 1;
 }
 
-/* The slot holding id, or the empty slot where it would go. */
-static size_t map_slot(const es_identity *m, const char *id) {
-  size_t mask = m->nslots - 1;
-  size_t i = (size_t)es__hash64(id, strlen(id), 0) & mask;
-  while (m->slots[i] != 0 && strcmp(m->nodes[m->slots[i] - 1].id, id) != 0)
-    i = (i + 1) & mask;
-  return i;
+/* Whether node `val` - 1 is the id `key`. */
+static int map_eq(const void *ctx, uint32_t val, const void *key) {
+  return strcmp(((const es_identity *)ctx)->nodes[val - 1].id, key) == 0;
 }
 
 /* The node index of id, or -1 when the map does not know it. */
 static long map_find_node(const es_identity *m, const char *id) {
-  if (m->nslots == 0)
-    return -1;
-  size_t i = map_slot(m, id);
-  return m->slots[i] ? (long)m->slots[i] - 1 : -1;
-}
-
-/* Doubles the slot array and re-inserts every node. */
-static int map_rehash(es_identity *m) {
-  size_t nslots = m->nslots ? m->nslots * 2 : 64;
-  uint32_t *slots = es__calloc(nslots, sizeof(uint32_t));
-  if (!slots)
-    return ES_NOMEM_BKPT();
-  es__free(m->slots);
-  m->slots = slots;
-  m->nslots = nslots;
-  for (size_t i = 0; i < m->n; i++)
-    m->slots[map_slot(m, m->nodes[i].id)] = (uint32_t)(i + 1);
-  return ES_OK;
+  uint32_t v =
+      es__htab_find(&m->index, es__hash64(id, strlen(id), 0), map_eq, m, id);
+  return v ? (long)v - 1 : -1;
 }
 
 /* The node index of id, interning it as a set of its own when new. */
 static int map_intern(es_identity *m, const char *id, uint32_t *idx_out) {
-  if (2 * (m->n + 1) > m->nslots)
-    ES_TRY(map_rehash(m));
-  size_t slot = map_slot(m, id);
-  if (m->slots[slot] == 0) {
-    if (m->n >= UINT32_MAX - 1)
-      return ES_NOMEM_BKPT();
+  ES_TRY(es__htab_reserve(&m->index, 1));
+  uint64_t h = es__hash64(id, strlen(id), 0);
+  size_t slot = es__htab_probe(&m->index, h, map_eq, m, id);
+  if (m->index.slots[slot].val == 0) {
     ES_TRY(es__grow((void **)&m->nodes, &m->cap, m->n + 1, sizeof(id_node)));
     char *copy = es__strdup(id);
     if (!copy)
       return ES_NOMEM_BKPT();
     uint32_t idx = (uint32_t)m->n++;
     m->nodes[idx] = (id_node){copy, idx, 1, idx};
-    m->slots[slot] = idx + 1;
+    es__htab_set(&m->index, slot, h, idx + 1);
   }
-  *idx_out = m->slots[slot] - 1;
+  *idx_out = m->index.slots[slot].val - 1;
   return ES_OK;
 }
 

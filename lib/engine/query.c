@@ -45,6 +45,7 @@
 
 #include "base/codec.h"
 #include "base/event.h"
+#include "base/hashtab.h"
 #include "base/json.h"
 #include "base/mem.h"
 #include "base/strtab.h"
@@ -308,93 +309,61 @@ typedef struct q_key {
 typedef struct q_group {
   q_key key;
   uint64_t count;
-  uint32_t *persons; /* open addressing: a person id, 0 = empty */
-  size_t npersons, nslots;
-  es_hll hll; /* approximate plans: the sketch of its persons */
+  es_htab persons; /* the set of its person ids (the values themselves) */
+  es_hll hll;      /* approximate plans: the sketch of its persons */
 } q_group;
 
 typedef struct q_table {
   q_group *groups;
   size_t n, cap;
-  uint32_t *slots; /* a group index + 1, 0 = empty */
-  size_t nslots;   /* a power of two, more than 2 * n */
+  es_htab index; /* a group index + 1 by key */
 } q_table;
 
-static size_t table_slot(const q_table *t, const q_key *k) {
-  size_t mask = t->nslots - 1, i = (size_t)es__hash64(k, sizeof(*k), 0) & mask;
-  while (t->slots[i] != 0 &&
-         memcmp(&t->groups[t->slots[i] - 1].key, k, sizeof(*k)) != 0)
-    i = (i + 1) & mask;
-  return i;
-}
-
-static int table_rehash(q_table *t) {
-  size_t nslots = t->nslots ? t->nslots * 2 : 64;
-  uint32_t *slots = es__calloc(nslots, sizeof(uint32_t));
-  if (!slots)
-    return ES_NOMEM_BKPT();
-  es__free(t->slots);
-  t->slots = slots;
-  t->nslots = nslots;
-  for (size_t g = 0; g < t->n; g++)
-    t->slots[table_slot(t, &t->groups[g].key)] = (uint32_t)(g + 1);
-  return ES_OK;
+/* Whether group `val` - 1 has the key `key`. */
+static int table_eq(const void *ctx, uint32_t val, const void *key) {
+  return memcmp(&((const q_table *)ctx)->groups[val - 1].key, key,
+                sizeof(q_key)) == 0;
 }
 
 /* The group of key k, created (count 0) when new.  The pointer is valid
  * until the next table_get. */
 static int table_get(q_table *t, const q_key *k, q_group **g_out) {
-  if (2 * (t->n + 1) > t->nslots)
-    ES_TRY(table_rehash(t));
-  size_t i = table_slot(t, k);
-  if (t->slots[i] == 0) {
-    if (t->n >= UINT32_MAX - 1)
-      return ES_NOMEM_BKPT();
+  ES_TRY(es__htab_reserve(&t->index, 1));
+  uint64_t h = es__hash64(k, sizeof(*k), 0);
+  size_t i = es__htab_probe(&t->index, h, table_eq, t, k);
+  if (t->index.slots[i].val == 0) {
     ES_TRY(es__grow((void **)&t->groups, &t->cap, t->n + 1, sizeof(q_group)));
     memset(&t->groups[t->n], 0, sizeof(q_group));
     t->groups[t->n].key = *k;
-    t->slots[i] = (uint32_t)++t->n;
+    es__htab_set(&t->index, i, h, (uint32_t)++t->n);
   }
-  *g_out = &t->groups[t->slots[i] - 1];
+  *g_out = &t->groups[t->index.slots[i].val - 1];
   return ES_OK;
+}
+
+/* Whether person id `val` is `key`. */
+static int person_eq(const void *ctx, uint32_t val, const void *key) {
+  (void)ctx;
+  return val == *(const uint32_t *)key;
 }
 
 /* Adds person id (non-zero) to the group's set. */
 static int group_add_person(q_group *g, uint32_t id) {
-  if (2 * (g->npersons + 1) > g->nslots) {
-    size_t nslots = g->nslots ? g->nslots * 2 : 8;
-    uint32_t *slots = es__calloc(nslots, sizeof(uint32_t));
-    if (!slots)
-      return ES_NOMEM_BKPT();
-    for (size_t i = 0; i < g->nslots; i++) {
-      uint32_t p = g->persons[i];
-      size_t j = (p * UINT32_C(2654435761)) & (nslots - 1);
-      while (p != 0 && slots[j] != 0)
-        j = (j + 1) & (nslots - 1);
-      if (p != 0)
-        slots[j] = p;
-    }
-    es__free(g->persons);
-    g->persons = slots;
-    g->nslots = nslots;
-  }
-  size_t mask = g->nslots - 1, j = (id * UINT32_C(2654435761)) & mask;
-  while (g->persons[j] != 0 && g->persons[j] != id)
-    j = (j + 1) & mask;
-  if (g->persons[j] == 0) {
-    g->persons[j] = id;
-    g->npersons++;
-  }
+  ES_TRY(es__htab_reserve(&g->persons, 1));
+  uint64_t h = id * UINT32_C(2654435761);
+  size_t j = es__htab_probe(&g->persons, h, person_eq, NULL, &id);
+  if (g->persons.slots[j].val == 0)
+    es__htab_set(&g->persons, j, h, id);
   return ES_OK;
 }
 
 static void table_free(q_table *t) {
   for (size_t g = 0; g < t->n; g++) {
-    es__free(t->groups[g].persons);
+    es__htab_free(&t->groups[g].persons);
     es__hll_free(&t->groups[g].hll);
   }
   es__free(t->groups);
-  es__free(t->slots);
+  es__htab_free(&t->index);
 }
 
 /* ----------------------------------------------------------------------
@@ -804,7 +773,7 @@ static int put_row(es_buf *b, const q_run *r, const q_group *g) {
     ES_TRY(put_field_u64(b, "count", g->count, &first));
   if (s->uniques)
     ES_TRY(put_field_u64(b, "uniques",
-                         r->approx ? es__hll_estimate(&g->hll) : g->npersons,
+                         r->approx ? es__hll_estimate(&g->hll) : g->persons.n,
                          &first));
   return put_str(b, "}");
 }

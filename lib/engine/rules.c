@@ -195,13 +195,10 @@ int es__rule_parse(const char *json, es_rule **rule_out) {
 void es__rule_free(es_rule *r) {
   if (!r)
     return;
-  for (size_t i = 0; i < r->nslots; i++) {
-    if (r->slots[i]) {
-      es__free(r->slots[i]->id);
-      es__free(r->slots[i]);
-    }
-  }
-  es__free(r->slots);
+  for (size_t i = 0; i < r->n; i++)
+    es__free(es__rule_visitor(r, i)->id);
+  es__free(r->vis);
+  es__htab_free(&r->index);
   es__free(r->json);
   es__free(r->event);
   es__free(r->path);
@@ -210,44 +207,42 @@ void es__rule_free(es_rule *r) {
 
 /* --- counters ------------------------------------------------------------ */
 
-static size_t rule_slot(const es_rule *r, const char *id) {
-  size_t mask = r->nslots - 1, i = (size_t)es__hash64(id, strlen(id), 5) & mask;
-  while (r->slots[i] && strcmp(r->slots[i]->id, id) != 0)
-    i = (i + 1) & mask;
-  return i;
+/* Whether visitor `val` - 1 has the id `key`. */
+static int rule_vis_eq(const void *ctx, uint32_t val, const void *key) {
+  return strcmp(es__rule_visitor(ctx, val - 1)->id, key) == 0;
 }
 
-/* Rebuilds the table at a size for n visitors, dropping those whose
- * latest matching event is older than `keep_from` (they are no member at
- * any time from max_ts on, and nothing but a late event revives them). */
-static int rule_rehash(es_rule *r, int64_t keep_from) {
-  size_t live = 0;
-  for (size_t i = 0; i < r->nslots; i++)
-    live += r->slots[i] && r->slots[i]->ts[r->slots[i]->n - 1] >= keep_from;
-  size_t nslots = 64;
-  while (nslots < 4 * (live + 1))
-    nslots *= 2;
-  es_rvisitor **slots = es__calloc(nslots, sizeof(*slots));
-  if (!slots)
-    return ES_NOMEM_BKPT();
-  es_rvisitor **old = r->slots;
-  size_t nold = r->nslots;
-  r->slots = slots;
-  r->nslots = nslots;
-  r->n = 0;
-  for (size_t i = 0; i < nold; i++) {
-    es_rvisitor *v = old[i];
-    if (!v)
-      continue;
+static uint64_t rule_hash(const char *id) {
+  return es__hash64(id, strlen(id), 5);
+}
+
+/* Drops the visitors whose latest matching event is older than
+ * `keep_from` (they are no member at any time from max_ts on, and nothing
+ * but a late event revives them), and files the others in a table sized
+ * for them.  On ES_ENOMEM nothing changed. */
+static int rule_prune(es_rule *r, int64_t keep_from) {
+  size_t vsize = es__rule_vsize(r), live = 0;
+  for (size_t i = 0; i < r->n; i++) {
+    const es_rvisitor *v = es__rule_visitor(r, i);
+    live += v->ts[v->n - 1] >= keep_from;
+  }
+  es_htab index = {0};
+  ES_TRY(es__htab_reserve(&index, 2 * live + 1));
+  size_t k = 0;
+  for (size_t i = 0; i < r->n; i++) {
+    es_rvisitor *v = es__rule_visitor(r, i);
     if (v->ts[v->n - 1] < keep_from) {
       es__free(v->id);
-      es__free(v);
       continue;
     }
-    r->slots[rule_slot(r, v->id)] = v;
-    r->n++;
+    if (k != i)
+      memcpy(r->vis + k * vsize, v, vsize);
+    uint64_t h = rule_hash(v->id);
+    es__htab_set(&index, es__htab_free_slot(&index, h), h, (uint32_t)++k);
   }
-  es__free(old);
+  es__htab_free(&r->index);
+  r->index = index;
+  r->n = k;
   r->prune_at = 2 * r->n + 1024;
   return ES_OK;
 }
@@ -277,21 +272,23 @@ int es__rule_count(es_rule *r, const es_event *ev, int *crossed_out,
     return ES_OK;
   if (ev->ts_us > r->max_ts)
     r->max_ts = ev->ts_us;
-  if (4 * (r->n + 1) > r->nslots || r->n >= r->prune_at)
-    ES_TRY(rule_rehash(r, r->n >= r->prune_at ? r->max_ts - r->within_us
-                                              : INT64_MIN));
-  size_t i = rule_slot(r, id);
-  es_rvisitor *v = r->slots[i];
-  if (!v) {
-    v = es__malloc(sizeof(*v) + r->at_least * sizeof(int64_t));
-    if (!v || !(v->id = es__strdup(id))) {
-      es__free(v);
+  if (r->n >= r->prune_at)
+    ES_TRY(rule_prune(r, r->max_ts - r->within_us));
+  ES_TRY(es__htab_reserve(&r->index, 1));
+  uint64_t h = rule_hash(id);
+  size_t i = es__htab_probe(&r->index, h, rule_vis_eq, r, id);
+  if (r->index.slots[i].val == 0) {
+    size_t vsize = es__rule_vsize(r);
+    ES_TRY(es__grow((void **)&r->vis, &r->vis_cap, r->n + 1, vsize));
+    char *copy = es__strdup(id);
+    if (!copy)
       return ES_NOMEM_BKPT();
-    }
-    v->n = 0;
-    r->slots[i] = v;
-    r->n++;
+    es_rvisitor *nv = es__rule_visitor(r, r->n);
+    nv->id = copy;
+    nv->n = 0;
+    es__htab_set(&r->index, i, h, (uint32_t)++r->n);
   }
+  es_rvisitor *v = es__rule_visitor(r, r->index.slots[i].val - 1);
   int64_t t = ev->ts_us;
   int was = rule_window(r, v, t) >= r->at_least;
   /* keep the latest at_least times, ascending */
@@ -318,10 +315,10 @@ int es__rule_count(es_rule *r, const es_event *ev, int *crossed_out,
 }
 
 int es__rule_is_member(const es_rule *r, const char *id, int64_t at_us) {
-  if (!id || r->nslots == 0)
-    return 0;
-  const es_rvisitor *v = r->slots[rule_slot(r, id)];
-  return v && rule_window(r, v, at_us) >= r->at_least;
+  uint32_t val =
+      id ? es__htab_find(&r->index, rule_hash(id), rule_vis_eq, r, id) : 0;
+  return val &&
+         rule_window(r, es__rule_visitor(r, val - 1), at_us) >= r->at_least;
 }
 
 /* --- the RULES file ------------------------------------------------------ */
@@ -617,8 +614,8 @@ static int64_t rules_at(int64_t at_us) {
 
 static size_t rule_members_count(const es_rule *r, int64_t at) {
   size_t n = 0;
-  for (size_t i = 0; i < r->nslots; i++)
-    n += r->slots[i] && rule_window(r, r->slots[i], at) >= r->at_least;
+  for (size_t i = 0; i < r->n; i++)
+    n += rule_window(r, es__rule_visitor(r, i), at) >= r->at_least;
   return n;
 }
 
@@ -680,9 +677,9 @@ int es_rule_members(es_db *db, const char *tenant, const char *name,
   if (rc == ES_OK &&
       !(ids = es__malloc((rule_members_count(r, at) + 1) * sizeof(char *))))
     rc = ES_NOMEM_BKPT();
-  for (size_t i = 0; rc == ES_OK && i < r->nslots; i++)
-    if (r->slots[i] && rule_window(r, r->slots[i], at) >= r->at_least)
-      ids[n++] = r->slots[i]->id;
+  for (size_t i = 0; rc == ES_OK && i < r->n; i++)
+    if (rule_window(r, es__rule_visitor(r, i), at) >= r->at_least)
+      ids[n++] = es__rule_visitor(r, i)->id;
   if (rc == ES_OK) {
     qsort(ids, n, sizeof(char *), cmp_strp);
     char when[ES_TIME_TEXT_SIZE];

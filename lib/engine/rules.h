@@ -29,6 +29,7 @@
 #define ES_RULES_H
 
 #include "base/codec.h"
+#include "base/hashtab.h"
 #include "base/io.h"
 #include "eventstore.h"
 
@@ -47,12 +48,27 @@ typedef struct es_rule {
   char *event, *path;
   uint32_t at_least;
   int64_t within_us;
-  /* counters: open addressing over visitor ids */
-  es_rvisitor **slots;
-  size_t nslots, n;
+  /* counters: n visitors, records of es__rule_vsize bytes one after the
+   * other in `vis` (no allocation per visitor but its id), filed by id in
+   * `index` (visitor index + 1) */
+  es_htab index;
+  unsigned char *vis;
+  size_t n, vis_cap;
   int64_t max_ts;  /* latest matching event time seen */
   size_t prune_at; /* prune old visitors when n reaches it */
 } es_rule;
+
+/* The size of one visitor record of r (its ts[] holds at_least times). */
+static inline size_t es__rule_vsize(const es_rule *r) {
+  size_t a = _Alignof(es_rvisitor),
+         n = sizeof(es_rvisitor) + r->at_least * sizeof(int64_t);
+  return (n + a - 1) / a * a;
+}
+
+/* Visitor i (< r->n) of r; valid until the next es__rule_count. */
+static inline es_rvisitor *es__rule_visitor(const es_rule *r, size_t i) {
+  return (es_rvisitor *)(void *)(r->vis + i * es__rule_vsize(r));
+}
 
 typedef struct es_rules {
   es_rule **v; /* sorted by name */

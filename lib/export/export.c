@@ -805,9 +805,8 @@ static int tenants_all(es_db *db, name_list *l) {
     return rc;
   pthread_mutex_lock(&db->tenants_mu);
   rc = ES_OK;
-  for (size_t b = 0; b < db->nbuckets && rc == ES_OK; b++)
-    for (es_tenant *t = db->buckets[b]; t && rc == ES_OK; t = t->hash_next)
-      rc = names_add_unique(l, t->name);
+  for (size_t i = 0; i < db->ntenants && rc == ES_OK; i++)
+    rc = names_add_unique(l, db->tenants[i]->name);
   pthread_mutex_unlock(&db->tenants_mu);
   ES_TRY(rc);
   if (l->n > 1)

@@ -23,6 +23,7 @@
 #include <zlib.h>
 #include <zstd.h>
 
+#include "base/hashtab.h"
 #include "base/mem.h"
 #include "export/thrift.h"
 
@@ -54,8 +55,7 @@ typedef struct pq_col {
   es_buf dict;        /* PLAIN entries: the dictionary page's body */
   uint32_t *dict_off; /* entry -> offset of its length in dict */
   size_t dict_n, dict_off_cap;
-  uint32_t *slots; /* open addressing: entry + 1, 0 = empty */
-  size_t nslots;
+  es_htab index; /* entry + 1 by the value's hash */
   /* the chunk's encoded pages and counters */
   es_buf pages;
   int64_t values, nulls;
@@ -202,47 +202,37 @@ static const uint8_t *dict_entry(const pq_col *c, uint32_t e, size_t *n) {
   return p + 4;
 }
 
-static int dict_rehash(pq_col *c) {
-  size_t n = c->nslots ? c->nslots * 2 : 1024;
-  uint32_t *s = es__calloc(n, sizeof *s);
-  if (!s)
-    return ES_NOMEM_BKPT();
-  for (uint32_t e = 0; e < c->dict_n; e++) {
-    size_t len;
-    const uint8_t *p = dict_entry(c, e, &len);
-    size_t h = (size_t)es__hash64(p, len, 0) & (n - 1);
-    while (s[h])
-      h = (h + 1) & (n - 1);
-    s[h] = e + 1;
-  }
-  es__free(c->slots);
-  c->slots = s;
-  c->nslots = n;
-  return ES_OK;
+typedef struct dict_key {
+  const void *p;
+  size_t n;
+} dict_key;
+
+/* Whether entry `v` - 1 is the value `key` (a dict_key). */
+static int dict_eq(const void *ctx, uint32_t v, const void *key) {
+  const dict_key *k = key;
+  size_t len;
+  const uint8_t *q = dict_entry(ctx, v - 1, &len);
+  return len == k->n && memcmp(k->p, q, len) == 0;
 }
 
 /* The index of value p[0..n) in the dictionary, added if new. */
 static int dict_index(pq_col *c, const void *p, size_t n, uint32_t *e_out,
                       int *added) {
-  if ((c->dict_n + 1) * 2 > c->nslots)
-    ES_TRY(dict_rehash(c));
-  size_t h = (size_t)es__hash64(p, n, 0) & (c->nslots - 1);
+  ES_TRY(es__htab_reserve(&c->index, 1));
+  dict_key k = {p, n};
+  uint64_t h = es__hash64(p, n, 0);
+  size_t i = es__htab_probe(&c->index, h, dict_eq, c, &k);
   *added = 0;
-  while (c->slots[h]) {
-    size_t len;
-    const uint8_t *q = dict_entry(c, c->slots[h] - 1, &len);
-    if (len == n && memcmp(p, q, n) == 0) {
-      *e_out = c->slots[h] - 1;
-      return ES_OK;
-    }
-    h = (h + 1) & (c->nslots - 1);
+  if (c->index.slots[i].val) {
+    *e_out = c->index.slots[i].val - 1;
+    return ES_OK;
   }
   ES_TRY(es__grow((void **)&c->dict_off, &c->dict_off_cap, c->dict_n + 1,
                   sizeof *c->dict_off));
   c->dict_off[c->dict_n] = (uint32_t)c->dict.len;
   ES_TRY(es__buf_put_u32(&c->dict, (uint32_t)n));
   ES_TRY(es__buf_put(&c->dict, p, n));
-  c->slots[h] = (uint32_t)c->dict_n + 1;
+  es__htab_set(&c->index, i, h, (uint32_t)c->dict_n + 1);
   *e_out = (uint32_t)c->dict_n++;
   *added = 1;
   return ES_OK;
@@ -624,8 +614,7 @@ static int rg_flush(es_pq_writer *w) {
     c->have_minmax = 0;
     c->dict.len = 0;
     c->dict_n = 0;
-    if (c->slots)
-      memset(c->slots, 0, c->nslots * sizeof *c->slots);
+    es__htab_clear(&c->index);
     c->dict_on = c->page_dict = c->def.dictionary;
   }
   w->rg_rows = 0;
@@ -793,7 +782,7 @@ void es__pq_abort(es_pq_writer *w) {
     es__free(c->idx);
     es__buf_free(&c->dict);
     es__free(c->dict_off);
-    es__free(c->slots);
+    es__htab_free(&c->index);
     es__buf_free(&c->pages);
     es__buf_free(&c->bmin);
     es__buf_free(&c->bmax);

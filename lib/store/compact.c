@@ -184,15 +184,15 @@ int es_compact(es_db *db, const char *tenant, const es_compact_options *opts,
   name_list names = {0};
   int rc = ES_OK;
   pthread_mutex_lock(&db->tenants_mu);
-  for (size_t b = 0; rc == ES_OK && b < db->nbuckets; b++)
-    for (es_tenant *t = db->buckets[b]; rc == ES_OK && t; t = t->hash_next) {
-      if (tenant && strcmp(tenant, t->name) != 0)
-        continue;
-      rc = es__grow((void **)&names.names, &names.cap, names.n + 1,
-                    sizeof(*names.names));
-      if (rc == ES_OK)
-        strcpy(names.names[names.n++], t->name);
-    }
+  for (size_t i = 0; rc == ES_OK && i < db->ntenants; i++) {
+    const es_tenant *t = db->tenants[i];
+    if (tenant && strcmp(tenant, t->name) != 0)
+      continue;
+    rc = es__grow((void **)&names.names, &names.cap, names.n + 1,
+                  sizeof(*names.names));
+    if (rc == ES_OK)
+      strcpy(names.names[names.n++], t->name);
+  }
   pthread_mutex_unlock(&db->tenants_mu);
   for (size_t i = 0; rc == ES_OK && i < names.n; i++) {
     es_tenant *t = NULL;

@@ -26,6 +26,7 @@
 #include <stdatomic.h>
 
 #include "base/codec.h"
+#include "base/hashtab.h"
 #include "base/io.h"
 #include "store/manifest.h"
 #include "store/memtable.h"
@@ -104,7 +105,6 @@ typedef struct es_tenant {
   uint64_t man_version, rules_version, idlog_version; /* es_vfs.version
                                                         last seen */
   struct es_dedupe *dd; /* recent messageIds (dedupe.c): writer only */
-  struct es_tenant *hash_next;
   struct es_tenant *shard_next;
 } es_tenant;
 
@@ -141,7 +141,7 @@ typedef struct es_req {
   /* what the decision recorded in the tenant's current slab, so that a
    * group that is not written can take it back (es__dedupe_group_undo) */
   void *dd_slab;
-  size_t *dd_slots, dd_nput, dd_used0;
+  size_t *dd_vals, dd_nput, dd_used0;
   struct es_req *next;
 } es_req;
 
@@ -155,6 +155,9 @@ struct es_shard {
   int stop, started;
   atomic_int reclaim;         /* set by the flusher after a manifest commit */
   atomic_int pressure;        /* set by appenders waiting for memory */
+  _Atomic uint64_t keep_lsn;  /* the last reclaim's bound: every record
+                                 below it is in a segment that a durable
+                                 manifest names (for the WAL shipper) */
   es_wal *wal;                /* writer thread only (after open) */
   _Atomic uint64_t wal_bytes; /* es__wal_bytes(wal), published by the
                                  writer for es_stats */
@@ -182,8 +185,12 @@ struct es_db {
   uint32_t nshards;
   es_shard *shards;
   pthread_mutex_t tenants_mu;
-  es_tenant **buckets;
-  size_t nbuckets, ntenants;
+  /* every tenant in memory, in order of creation (they live until the
+   * handle closes), filed by name in tenant_index (index + 1); both under
+   * tenants_mu */
+  es_tenant **tenants;
+  size_t ntenants, tenants_cap;
+  es_htab tenant_index;
   atomic_int failed; /* 0, or the status that failed the database */
   atomic_int closing;
   /* the write gate (gate.c): degraded bits, and why (guarded by gate_mu) */

@@ -62,10 +62,12 @@
  * and a retention drop forgets ids older than the retention, as it
  * forgets their events.
  */
+#include <assert.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "base/event.h"
+#include "base/hashtab.h"
 #include "base/mem.h"
 #include "store/dedupe.h"
 
@@ -76,59 +78,76 @@
 
 /* --- tables ------------------------------------------------------------ */
 
+/* A table of (id, event time) entries: the entries in insertion order,
+ * filed in the library's hash table (base/hashtab.h) by the id's hash,
+ * several entries per id (one per time it was stored). */
 typedef struct dd_ent {
-  uint64_t h;
   int64_t ts;
-  const char *id; /* NULL: empty slot */
+  const char *id;
   uint32_t len;
 } dd_ent;
 
 typedef struct dd_tab {
+  es_htab index; /* entry index + 1 by es__segment_key_hash(id) */
   dd_ent *e;
-  size_t mask, n;
+  size_t n, cap;
 } dd_tab;
+
+/* What a lookup looks for: the id, with a time in [lo, hi]. */
+typedef struct dd_key {
+  const char *id;
+  uint32_t len;
+  int64_t lo, hi;
+} dd_key;
+
+static int tab_eq(const void *ctx, uint32_t v, const void *key) {
+  const dd_ent *e = &((const dd_tab *)ctx)->e[v - 1];
+  const dd_key *k = key;
+  return e->len == k->len && e->ts >= k->lo && e->ts <= k->hi &&
+         memcmp(e->id, k->id, k->len) == 0;
+}
 
 static int tab_find(const dd_tab *tb, uint64_t h, const char *id, uint32_t len,
                     int64_t lo, int64_t hi) {
-  if (!tb->e)
-    return 0;
-  for (size_t i = h & tb->mask; tb->e[i].id; i = (i + 1) & tb->mask) {
-    const dd_ent *e = &tb->e[i];
-    if (e->h == h && e->len == len && e->ts >= lo && e->ts <= hi &&
-        memcmp(e->id, id, len) == 0)
-      return 1;
-  }
-  return 0;
+  dd_key k = {id, len, lo, hi};
+  return es__htab_find(&tb->index, h, tab_eq, tb, &k) != 0;
 }
 
-/* Puts an entry (room was reserved) and returns its slot. */
-static size_t tab_put(dd_tab *tb, uint64_t h, int64_t ts, const char *id,
-                      uint32_t len) {
-  size_t i = h & tb->mask;
-  while (tb->e[i].id)
-    i = (i + 1) & tb->mask;
-  tb->e[i] = (dd_ent){h, ts, id, len};
-  tb->n++;
-  return i;
+/* Puts an entry (room was reserved), beside any of the same id; returns
+ * its value (entry index + 1). */
+static uint32_t tab_put(dd_tab *tb, uint64_t h, int64_t ts, const char *id,
+                        uint32_t len) {
+  tb->e[tb->n] = (dd_ent){ts, id, len};
+  uint32_t v = (uint32_t)++tb->n;
+  es__htab_set(&tb->index, es__htab_free_slot(&tb->index, h), h, v);
+  return v;
 }
 
-/* Makes room for `more` entries at load 1/2 at most. */
+static int val_eq(const void *ctx, uint32_t v, const void *key) {
+  (void)ctx;
+  return v == *(const uint32_t *)key;
+}
+
+/* Takes back the newest entry, whose value is v (invariant 5). */
+static void tab_pop(dd_tab *tb, uint32_t v) {
+  assert(v == tb->n);
+  const dd_ent *e = &tb->e[v - 1];
+  uint64_t h = es__segment_key_hash(e->id, e->len);
+  es__htab_remove(&tb->index, es__htab_probe(&tb->index, h, val_eq, NULL, &v));
+  tb->n--;
+}
+
+/* Makes room for `more` entries. */
 static int tab_reserve(dd_tab *tb, size_t more) {
-  size_t cap = tb->e ? tb->mask + 1 : 0;
-  if ((tb->n + more) * 2 <= cap)
-    return ES_OK;
-  size_t ncap = cap ? cap : DD_TAB_MIN;
-  while ((tb->n + more) * 2 > ncap)
-    ncap *= 2;
-  dd_tab nt = {es__calloc(ncap, sizeof(dd_ent)), ncap - 1, 0};
-  if (!nt.e)
-    return ES_NOMEM_BKPT();
-  for (size_t i = 0; i < cap; i++)
-    if (tb->e[i].id)
-      tab_put(&nt, tb->e[i].h, tb->e[i].ts, tb->e[i].id, tb->e[i].len);
+  if (tb->index.nslots == 0)
+    ES_TRY(es__htab_reserve(&tb->index, DD_TAB_MIN / 2));
+  ES_TRY(es__htab_reserve(&tb->index, more));
+  return es__grow((void **)&tb->e, &tb->cap, tb->n + more, sizeof(dd_ent));
+}
+
+static void tab_free(dd_tab *tb) {
+  es__htab_free(&tb->index);
   es__free(tb->e);
-  *tb = nt;
-  return ES_OK;
 }
 
 /* --- slabs: a tenant's unflushed ids ----------------------------------- */
@@ -152,7 +171,7 @@ static void slab_free(dd_slab *s) {
     for (size_t i = 0; i < s->nblocks; i++)
       es__free(s->blocks[i]);
     es__free(s->blocks);
-    es__free(s->tab.e);
+    tab_free(&s->tab);
     es__free(s);
     s = older;
   }
@@ -197,9 +216,9 @@ static int slab_reserve(es_tenant *t, size_t count, size_t bytes) {
   return ES_OK;
 }
 
-/* Records an id (room reserved); returns its slot in the current slab. */
-static size_t slab_put(es_tenant *t, uint64_t h, int64_t ts, const char *id,
-                       uint32_t len, uint64_t lsn) {
+/* Records an id (room reserved); returns its value in the current slab. */
+static uint32_t slab_put(es_tenant *t, uint64_t h, int64_t ts, const char *id,
+                         uint32_t len, uint64_t lsn) {
   dd_slab *s = t->dd->cur;
   char *copy = s->blocks[s->nblocks - 1] + s->used;
   memcpy(copy, id, len);
@@ -262,7 +281,7 @@ int es__dedupe_open(es_db *db) {
 }
 
 static void group_free(dd_group *g) {
-  es__free(g->tab.e);
+  tab_free(&g->tab);
   es__free(g->strs);
 }
 
@@ -304,7 +323,8 @@ static int group_load(es_segment *seg, uint32_t g, dd_group *out) {
             out->strs + at, len);
     at += len;
   }
-  out->bytes = bytes + (out->tab.mask + 1) * sizeof(dd_ent) + sizeof(*out);
+  out->bytes = bytes + es__htab_bytes(&out->tab.index) +
+               out->tab.cap * sizeof(dd_ent) + sizeof(*out);
 err:
   es__segment_rows_free(&rows);
   if (rc < 0) {
@@ -439,9 +459,9 @@ static int rebuild(es_db *db, es_req *r) {
 }
 
 /* Decides every event of r against the slabs and the segment set `set`,
- * recording the stored ones; slots[] gets their slab slots (for undo). */
+ * recording the stored ones; vals[] gets their slab values (for undo). */
 static int decide(es_db *db, es_req *r, const es_segset *set, uint64_t lsn,
-                  size_t *slots, size_t *nput) {
+                  size_t *vals, size_t *nput) {
   es_tenant *t = r->tenant;
   int64_t w = db->opts.dedupe_window_us;
   for (uint32_t i = 0; i < r->count; i++) {
@@ -460,20 +480,21 @@ static int decide(es_db *db, es_req *r, const es_segset *set, uint64_t lsn,
       r->dup[i] = 1;
       r->ndup++;
     } else {
-      slots[(*nput)++] = slab_put(t, h, ts, id, len, lsn);
+      vals[(*nput)++] = slab_put(t, h, ts, id, len, lsn);
     }
   }
   return ES_OK;
 }
 
 /* Undoes a request's puts (invariant 5): removal in reverse order of
- * insertion restores a linear-probing table exactly. */
+ * insertion takes the slab's newest entries back, and restores its table
+ * exactly (hashtab.h, 4).  Entries are found by value, not by a slot
+ * remembered at the put: a later request of the same group may have
+ * grown the table since. */
 static void undo(es_req *r) {
   dd_slab *s = r->dd_slab;
-  for (size_t i = r->dd_nput; s && i-- > 0;) {
-    s->tab.e[r->dd_slots[i]].id = NULL;
-    s->tab.n--;
-  }
+  for (size_t i = r->dd_nput; s && i-- > 0;)
+    tab_pop(&s->tab, (uint32_t)r->dd_vals[i]);
   if (s)
     s->used = r->dd_used0;
   r->dd_slab = NULL;
@@ -494,8 +515,8 @@ void es__dedupe_request(es_db *db, es_req *r, uint64_t lsn) {
   pthread_mutex_unlock(&t->mu);
   slabs_trim(t, set->flushed_lsn);
   int rc = ES_OK;
-  r->dd_slots = es__malloc(r->count * sizeof(size_t));
-  if (!r->dd_slots)
+  r->dd_vals = es__malloc(r->count * sizeof(size_t));
+  if (!r->dd_vals)
     ES_CHECK(ES_NOMEM_BKPT());
   size_t bytes = 0;
   for (uint32_t i = 0; i < r->count; i++) {
@@ -506,7 +527,7 @@ void es__dedupe_request(es_db *db, es_req *r, uint64_t lsn) {
   ES_CHECK(slab_reserve(t, r->count, bytes));
   r->dd_slab = t->dd->cur;
   r->dd_used0 = t->dd->cur->used;
-  rc = decide(db, r, set, lsn, r->dd_slots, &r->dd_nput);
+  rc = decide(db, r, set, lsn, r->dd_vals, &r->dd_nput);
   if (rc == ES_OK && r->ndup == r->count)
     r->kind = ES_REQ_DUP;
   else if (rc == ES_OK && r->ndup > 0)
@@ -577,8 +598,8 @@ int es__dedupe_note(es_db *db, es_tenant *t, const uint8_t *rows,
 
 /* Releases the writer's copies; see dedupe.h. */
 void es__dedupe_req_free(es_req *r) {
-  es__free(r->dd_slots);
-  r->dd_slots = NULL;
+  es__free(r->dd_vals);
+  r->dd_vals = NULL;
   es__buf_free(&r->dd_rows);
   es__buf_free(&r->dd_rec);
   es__free(r->dd_hint);

@@ -311,9 +311,8 @@ static int ro_tenants(es_db *db, es_tenant ***out, size_t *n_out) {
   size_t n = db->ntenants;
   es_tenant **v = es__malloc((n ? n : 1) * sizeof(es_tenant *));
   size_t k = 0;
-  for (size_t b = 0; v && b < db->nbuckets; b++)
-    for (es_tenant *t = db->buckets[b]; t; t = t->hash_next)
-      v[k++] = t;
+  for (size_t i = 0; v && i < n; i++)
+    v[k++] = db->tenants[i];
   pthread_mutex_unlock(&db->tenants_mu);
   *out = v;
   *n_out = k;

@@ -51,32 +51,32 @@ typedef struct rcell_key {
 } rcell_key;
 _Static_assert(sizeof(rcell_key) == 24, "rcell_key has padding");
 
-static size_t rollup_slot(const es_rollup *r, const rcell_key *k) {
-  size_t mask = r->nslots - 1, i = (size_t)es__hash64(k, sizeof(*k), 3) & mask;
-  for (;; i = (i + 1) & mask) {
-    uint32_t s = r->slots[i];
-    if (s == 0)
-      return i;
-    const es_rcell *c = &r->cells[s - 1];
-    if (c->minute == k->minute && c->event == k->event && c->path == k->path &&
-        c->type == k->type)
-      return i;
-  }
+/* Whether cell `val` - 1 has the key `key`. */
+static int rollup_cell_eq(const void *ctx, uint32_t val, const void *key) {
+  const es_rcell *c = &((const es_rollup *)ctx)->cells[val - 1];
+  const rcell_key *k = key;
+  return c->minute == k->minute && c->event == k->event && c->path == k->path &&
+         c->type == k->type;
 }
 
-static int rollup_rehash(es_rollup *r) {
-  size_t nslots = r->nslots ? r->nslots * 2 : 64;
-  uint32_t *slots = es__calloc(nslots, sizeof(uint32_t));
-  if (!slots)
-    return ES_NOMEM_BKPT();
-  es__free(r->slots);
-  r->slots = slots;
-  r->nslots = nslots;
-  for (size_t i = 0; i < r->n; i++) {
-    const es_rcell *c = &r->cells[i];
-    rcell_key k = {c->minute, c->event, c->path, c->type, 0};
-    r->slots[rollup_slot(r, &k)] = (uint32_t)(i + 1);
+/* The cell of key k, created (empty) when new.  The pointer is valid
+ * until the next call. */
+static int rollup_cell(es_rollup *r, const rcell_key *k, es_rcell **c_out) {
+  ES_TRY(es__htab_reserve(&r->index, 1));
+  uint64_t h = es__hash64(k, sizeof(*k), 3);
+  size_t i = es__htab_probe(&r->index, h, rollup_cell_eq, r, k);
+  if (r->index.slots[i].val == 0) {
+    ES_TRY(es__grow((void **)&r->cells, &r->cap, r->n + 1, sizeof(es_rcell)));
+    es_rcell *c = &r->cells[r->n];
+    memset(c, 0, sizeof(*c));
+    c->minute = k->minute;
+    c->event = k->event;
+    c->path = k->path;
+    c->type = (uint8_t)k->type;
+    es__htab_set(&r->index, i, h, (uint32_t)++r->n);
+    r->sorted = 0;
   }
+  *c_out = &r->cells[r->index.slots[i].val - 1];
   return ES_OK;
 }
 
@@ -85,23 +85,8 @@ int es__rollup_add(es_rollup *r, const es_event *ev) {
   rcell_key k = {rollup_minute(ev->ts_us), 0, 0, (uint32_t)ev->type, 0};
   ES_TRY(es__strtab_intern(&r->strs, ev->event, &k.event));
   ES_TRY(es__strtab_intern(&r->strs, ev->path, &k.path));
-  if (2 * (r->n + 1) > r->nslots)
-    ES_TRY(rollup_rehash(r));
-  size_t i = rollup_slot(r, &k);
-  if (r->slots[i] == 0) {
-    if (r->n >= UINT32_MAX - 1)
-      return ES_NOMEM_BKPT();
-    ES_TRY(es__grow((void **)&r->cells, &r->cap, r->n + 1, sizeof(es_rcell)));
-    es_rcell *c = &r->cells[r->n];
-    memset(c, 0, sizeof(*c));
-    c->minute = k.minute;
-    c->event = k.event;
-    c->path = k.path;
-    c->type = (uint8_t)k.type;
-    r->slots[i] = (uint32_t)++r->n;
-    r->sorted = 0;
-  }
-  es_rcell *c = &r->cells[r->slots[i] - 1];
+  es_rcell *c;
+  ES_TRY(rollup_cell(r, &k, &c));
   uint64_t h = es__rollup_person_hash(ev);
   if (h)
     ES_TRY(es__hll_add(&c->persons, h));
@@ -120,7 +105,7 @@ void es__rollup_free(es_rollup *r) {
   for (size_t i = 0; i < r->n; i++)
     es__hll_free(&r->cells[i].persons);
   es__free(r->cells);
-  es__free(r->slots);
+  es__htab_free(&r->index);
   es__strtab_free(&r->strs);
   memset(r, 0, sizeof(*r));
 }
@@ -134,20 +119,8 @@ static int rollup_add_cell(es_rollup *r, const es_rollup *from,
                            &k.event));
   ES_TRY(es__strtab_intern(&r->strs, es__strtab_str(&from->strs, c->path),
                            &k.path));
-  if (2 * (r->n + 1) > r->nslots)
-    ES_TRY(rollup_rehash(r));
-  size_t i = rollup_slot(r, &k);
-  if (r->slots[i] == 0) {
-    ES_TRY(es__grow((void **)&r->cells, &r->cap, r->n + 1, sizeof(es_rcell)));
-    es_rcell *n = &r->cells[r->n];
-    memset(n, 0, sizeof(*n));
-    n->minute = minute;
-    n->event = k.event;
-    n->path = k.path;
-    n->type = c->type;
-    r->slots[i] = (uint32_t)++r->n;
-  }
-  es_rcell *d = &r->cells[r->slots[i] - 1];
+  es_rcell *d;
+  ES_TRY(rollup_cell(r, &k, &d));
   d->count += c->count;
   return es__hll_merge(&d->persons, &c->persons);
 }
@@ -181,9 +154,7 @@ int es__rollup_coarse(const es_rollup *r, int period, const es_rollup **out) {
     es__free(h);
     return rc;
   }
-  es__free(h->slots); /* built: the index is not needed any more */
-  h->slots = NULL;
-  h->nslots = 0;
+  es__htab_free(&h->index); /* built: the index is not needed any more */
   qsort(h->cells, h->n, sizeof(es_rcell), cell_minute_cmp);
   h->sorted = 1;
   es_rollup *none = NULL; /* another thread may have built it too */

@@ -28,6 +28,7 @@
 #ifndef ES_ROLLUP_H
 #define ES_ROLLUP_H
 
+#include "base/hashtab.h"
 #include "base/hll.h"
 #include "base/io.h"
 #include "base/strtab.h"
@@ -47,8 +48,7 @@ typedef struct es_rollup {
   es_strtab strs;
   es_rcell *cells;
   size_t n, cap;
-  uint32_t *slots; /* building: a cell index + 1, 0 = empty */
-  size_t nslots;
+  es_htab index;             /* building: cell index + 1 by key */
   int sorted;                /* invariant 3 */
   struct es_rollup *retired; /* an older rollup of the same segment */
   /* Derived on first use (es__rollup_coarse): the same cells summed per

@@ -20,6 +20,7 @@
  */
 #include <stdio.h>
 
+#include "base/hashtab.h"
 #include "base/mem.h"
 #include "store/rollup.h"
 #include "store/segment.h"
@@ -35,27 +36,36 @@
 /* --- building ---------------------------------------------------------- */
 
 typedef struct seg_dict {
-  uint32_t *slots; /* 0 empty, else index+1 into vals */
-  size_t nslots;
+  es_htab index; /* index + 1 into vals, by the string's hash */
   const char **vals;
   uint32_t *lens; /* lens[v]: the length of vals[v] */
   size_t nvals;
 } seg_dict;
 
-/* Looks s (len bytes) up, inserting it; returns its index + 1. */
+typedef struct seg_str {
+  const char *s;
+  uint32_t len;
+} seg_str;
+
+/* Whether dictionary value `v` - 1 is the string `key` (a seg_str). */
+static int seg_dict_eq(const void *ctx, uint32_t v, const void *key) {
+  const seg_dict *d = ctx;
+  const seg_str *k = key;
+  return d->lens[v - 1] == k->len && memcmp(d->vals[v - 1], k->s, k->len) == 0;
+}
+
+/* Looks s (len bytes) up, inserting it (room was reserved); returns its
+ * index + 1. */
 static uint32_t seg_dict_put(seg_dict *d, const char *s, uint32_t len) {
-  size_t h = (size_t)es__hash64(s, len, 0) & (d->nslots - 1);
-  for (;; h = (h + 1) & (d->nslots - 1)) {
-    uint32_t v = d->slots[h];
-    if (v == 0)
-      break;
-    if (d->lens[v - 1] == len && memcmp(d->vals[v - 1], s, len) == 0)
-      return v;
+  seg_str k = {s, len};
+  uint64_t h = es__hash64(s, len, 0);
+  size_t i = es__htab_probe(&d->index, h, seg_dict_eq, d, &k);
+  if (d->index.slots[i].val == 0) {
+    d->vals[d->nvals] = s;
+    d->lens[d->nvals++] = len;
+    es__htab_set(&d->index, i, h, (uint32_t)d->nvals);
   }
-  d->vals[d->nvals] = s;
-  d->lens[d->nvals++] = len;
-  d->slots[h] = (uint32_t)d->nvals;
-  return (uint32_t)d->nvals;
+  return d->index.slots[i].val;
 }
 
 static int seg_put_str(es_buf *b, const char *s, uint32_t len) {
@@ -72,7 +82,7 @@ static int seg_encode_strings(es_buf *raw, const es_event *evs,
                               const uint32_t *lens, size_t n, int col,
                               seg_dict *d, uint32_t *idx) {
   d->nvals = 0;
-  memset(d->slots, 0, d->nslots * sizeof(uint32_t));
+  es__htab_clear(&d->index);
   size_t r = 0;
   for (; r < n && d->nvals <= n / 2; r++) {
     const char *s = es__ev_cstr(&evs[r], col);
@@ -248,18 +258,14 @@ int es__segment_build(es_buf *out, const es_mrow *const *rows, size_t n) {
   seg_build sb = {.out = out};
   int rc = ES_OK;
   size_t group = n < ES_SEG_GROUP_ROWS ? n : ES_SEG_GROUP_ROWS;
-  sb.dict.nslots = 1;
-  while (sb.dict.nslots < group * 2)
-    sb.dict.nslots *= 2;
   sb.evs = es__malloc(group * sizeof(es_event));
   sb.idx = es__malloc(group * sizeof(uint32_t));
-  sb.dict.slots = es__malloc(sb.dict.nslots * sizeof(uint32_t));
   sb.dict.vals = es__malloc(group * sizeof(char *));
   sb.dict.lens = es__malloc(group * sizeof(uint32_t));
   sb.lens = es__malloc(group * ES_NSTR * sizeof(uint32_t));
-  if (!sb.evs || !sb.idx || !sb.dict.slots || !sb.dict.vals || !sb.dict.lens ||
-      !sb.lens)
+  if (!sb.evs || !sb.idx || !sb.dict.vals || !sb.dict.lens || !sb.lens)
     ES_CHECK(ES_NOMEM_BKPT());
+  ES_CHECK(es__htab_reserve(&sb.dict.index, group)); /* a group's values */
   uint8_t hdr[ES_SEG_HEADER_BYTES];
   memcpy(hdr, SEG_MAGIC, 8);
   es__le32(hdr + 8, ES_FORMAT_VERSION);
@@ -285,7 +291,7 @@ err:
   es__buf_free(&sb.comp);
   es__free(sb.evs);
   es__free(sb.idx);
-  es__free(sb.dict.slots);
+  es__htab_free(&sb.dict.index);
   es__free(sb.dict.vals);
   es__free(sb.dict.lens);
   es__free(sb.lens);

@@ -64,12 +64,11 @@ int es_stats_get_sized(es_db *db, es_stats *stats_out, size_t struct_size) {
   size_t cap = 0;
   int rc = ES_OK;
   pthread_mutex_lock(&db->tenants_mu);
-  for (size_t b = 0; rc == ES_OK && b < db->nbuckets; b++)
-    for (es_tenant *t = db->buckets[b]; rc == ES_OK && t; t = t->hash_next) {
-      rc = es__grow((void **)&ts, &cap, st.tenants + 1, sizeof(*ts));
-      if (rc == ES_OK)
-        ts[st.tenants++] = t;
-    }
+  for (size_t i = 0; rc == ES_OK && i < db->ntenants; i++) {
+    rc = es__grow((void **)&ts, &cap, st.tenants + 1, sizeof(*ts));
+    if (rc == ES_OK)
+      ts[st.tenants++] = db->tenants[i];
+  }
   pthread_mutex_unlock(&db->tenants_mu);
   for (size_t i = 0; rc == ES_OK && i < st.tenants; i++)
     stats_tenant(ts[i], &st);

@@ -177,24 +177,38 @@ int es__tenant_get(es_db *db, const char *name, int create, es_tenant **t_out) {
   return rc;
 }
 
+/* Whether tenant `val` - 1 is named `key`. */
+static int tenant_eq(const void *ctx, uint32_t val, const void *key) {
+  return strcmp(((const es_db *)ctx)->tenants[val - 1]->name, key) == 0;
+}
+
+/* Files a new tenant (under tenants_mu); on failure nothing changed. */
+static int tenant_add(es_db *db, es_tenant *t, uint64_t h) {
+  ES_TRY(es__htab_reserve(&db->tenant_index, 1));
+  ES_TRY(es__grow((void **)&db->tenants, &db->tenants_cap, db->ntenants + 1,
+                  sizeof(es_tenant *)));
+  db->tenants[db->ntenants++] = t;
+  es__htab_set(&db->tenant_index, es__htab_free_slot(&db->tenant_index, h), h,
+               (uint32_t)db->ntenants);
+  es_shard *sh = &db->shards[t->shard];
+  t->shard_next = sh->tenants;
+  sh->tenants = t;
+  return ES_OK;
+}
+
 /* Looks a tenant up by id; creates it (in memory only) when asked. */
 static int tenant_lookup(es_db *db, const char *name, int create,
                          es_tenant **t_out) {
-  size_t b = (size_t)es__hash64(name, strlen(name), 1) & (db->nbuckets - 1);
+  uint64_t h = es__hash64(name, strlen(name), 1);
   pthread_mutex_lock(&db->tenants_mu);
-  es_tenant *t = db->buckets[b];
-  while (t && strcmp(t->name, name) != 0)
-    t = t->hash_next;
+  uint32_t v = es__htab_find(&db->tenant_index, h, tenant_eq, db, name);
+  es_tenant *t = v ? db->tenants[v - 1] : NULL;
   int rc = ES_OK;
   if (!t && create) {
     rc = tenant_new(db, name, &t);
-    if (rc == ES_OK) {
-      t->hash_next = db->buckets[b];
-      db->buckets[b] = t;
-      es_shard *sh = &db->shards[t->shard];
-      t->shard_next = sh->tenants;
-      sh->tenants = t;
-      db->ntenants++;
+    if (rc == ES_OK && (rc = tenant_add(db, t, h)) < 0) {
+      tenant_destroy(db, t);
+      t = NULL;
     }
   }
   pthread_mutex_unlock(&db->tenants_mu);
@@ -204,17 +218,13 @@ static int tenant_lookup(es_db *db, const char *name, int create,
 
 /* Frees every tenant and what it references. */
 void es__tenants_free(es_db *db) {
-  for (size_t b = 0; db->buckets && b < db->nbuckets; b++) {
-    es_tenant *t = db->buckets[b];
-    while (t) {
-      es_tenant *next = t->hash_next;
-      es__memtable_unref(t->active);
-      for (size_t i = 0; i < t->nimm; i++)
-        es__memtable_unref(t->imm[i]);
-      es__free(t->imm);
-      tenant_destroy(db, t);
-      t = next;
-    }
+  for (size_t i = 0; i < db->ntenants; i++) {
+    es_tenant *t = db->tenants[i];
+    es__memtable_unref(t->active);
+    for (size_t k = 0; k < t->nimm; k++)
+      es__memtable_unref(t->imm[k]);
+    es__free(t->imm);
+    tenant_destroy(db, t);
   }
 }
 
