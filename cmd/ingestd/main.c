@@ -11,7 +11,9 @@
  *     answered, with "Connection: close";
  *  3. when no connection is left (or after --drain-timeout-ms, when the
  *     rest are cut), the writers finish the queue and are joined;
- *  4. the loop ends; es_flush seals the memtables; with --replica, waits
+ *  4. the loop ends; with --export, the exporter stops (after the
+ *     partition it is writing: the rest waits for the next start);
+ *     es_flush seals the memtables; with --replica, waits
  *     (up to --drain-timeout-ms) for the replica to hold them (with
  *     --node: hands every tenant over, es_cluster_release); es_close;
  *     exit 0.
