@@ -112,6 +112,11 @@ int bench_es_open(const char *dir, es_db **db);
 /* es_options.dedupe_window_us for bench_es_open; -1: the default
  * (es-bench --dedupe-hours). */
 extern int64_t bench_es_dedupe_window_us;
+/* Opens a fresh store in dir (bench_es_open), appends every batch of w
+ * from one thread and flushes: the loaded store that es-bench query and
+ * export measure.  0 with *db open, or -1 after bench_fail with *db NULL
+ * (nothing left open). */
+int bench_es_load(const workload *w, const char *dir, es_db **db);
 
 /* The runners: ingest w into a fresh store in dir (which does not exist
  * yet) with `threads` threads, then measure what run_result holds.  Each
@@ -227,6 +232,11 @@ void bench_json_stat3(const char *key, stat3 s);
 
 /* The commands besides gen and ingest (query.c, live.c).  Each returns
  * the exit status: 0, or 1 when a measurement or a cross-check failed. */
+/* replica.c: `es-bench replicate` and the hidden `_replica` helper. */
+struct bench_common;
+int cmd_replicate_args(const struct bench_common *a);
+int cmd_replica_hidden(int argc, char **argv);
+
 typedef struct bench_common {
   uint64_t events;
   int runs;
@@ -256,5 +266,8 @@ void bench_print_to_file(const char *path, void (*print)(const void *),
 /* Creates a fresh es-bench-XXXXXX directory under dir (or ./bench-data)
  * into out; *made_base says whether the parent was created too. */
 int make_base_dir(const char *dir, char *out, size_t cap, int *made_base);
+/* Undoes make_base_dir(dir, made, ...): removes `made` with all it holds,
+ * and the parent when make_base_dir created it and it is now empty. */
+void remove_base_dir(const char *dir, const char *made, int made_base);
 
 #endif

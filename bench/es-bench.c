@@ -59,7 +59,7 @@ typedef struct args {
 
 static const char usage_text[] =
     "usage: es-bench gen [--events N] [--seed S] [--days D] > events.ndjson\n"
-    "       es-bench ingest|query|live|http|export|all [options]\n"
+    "       es-bench ingest|query|live|http|export|replicate|all [options]\n"
     "\n"
     "gen     writes N generated Segment events as NDJSON to stdout\n"
     "        (default 10000); the tenant is each line's \"writeKey\".\n"
@@ -75,6 +75,12 @@ static const char usage_text[] =
     "        autocannon with Segment /v1/batch bodies of 100 events, beside\n"
     "        nginx answering the same POSTs with an empty 200; full load,\n"
     "        half rate (p50/p99), a 10x burst (peak RSS).  Not in `all`.\n"
+    "replicate  S3 replication against s3rver (npm) on loopback: upload\n"
+    "        MB/s of the replicator beside @aws-sdk/client-s3 putting the\n"
+    "        same files, es_restore MB/s beside the SDK's GETs, HTTP ingest\n"
+    "        through es-ingestd in tier s3 as a ratio of tier local, and\n"
+    "        one client's ack latency in each (bench/replicate/run.mjs).\n"
+    "        Not in `all`.\n"
     "export  the same events exported to Parquet (ZSTD) by es_export and\n"
     "        by DuckDB's COPY ... TO (FORMAT parquet): rows/s and bytes.\n"
     "        Not in `all`.\n"
@@ -563,9 +569,7 @@ out:
   for (int i = 0; i < rp.ncfg; i++)
     free(cfg[i].runs);
   workload_free(&w);
-  rm_rf(rp.dir);
-  if (made_base)
-    rmdir(a->dir ? a->dir : "bench-data"); /* only if now empty */
+  remove_base_dir(a->dir, rp.dir, made_base);
   return rc == 0 ? 0 : 1;
 }
 
@@ -621,6 +625,11 @@ static int cmd_export_args(const args *a) {
   int rc = cmd_export(&c);
   bench_es_dedupe_window_us = keep;
   return rc;
+}
+
+static int cmd_replicate_a(const args *a) {
+  bench_common c = common_of(a, 1000000, 50000, 3, 1);
+  return cmd_replicate_args(&c);
 }
 
 static int cmd_http_args(const args *a) {
@@ -722,11 +731,15 @@ int main(int argc, char **argv) {
   }
   if (!strcmp(argv[1], "_appendloop"))
     return cmd_appendloop_args(argc, argv);
+  if (!strcmp(argv[1], "_replica"))
+    return cmd_replica_hidden(argc, argv);
   int (*cmd)(const args *) = !strcmp(argv[1], "ingest")   ? cmd_ingest
                              : !strcmp(argv[1], "query")  ? cmd_query_args
                              : !strcmp(argv[1], "live")   ? cmd_live_args
                              : !strcmp(argv[1], "http")   ? cmd_http_args
                              : !strcmp(argv[1], "export") ? cmd_export_args
+                             : !strcmp(argv[1], "replicate")
+                                 ? cmd_replicate_a
                                                           : NULL;
   if (cmd) {
     parse_args(&a, argc, argv, 0);

@@ -55,28 +55,11 @@ static double cpu_s(void) {
          (double)ru.ru_stime.tv_sec + ru.ru_stime.tv_usec / 1e6;
 }
 
-static int es_append_batch(void *ctx, int tid, const batch *b) {
-  (void)tid;
-  int rc = es_append(ctx, b->tenant, b->events, b->count, NULL);
-  if (rc != ES_OK) {
-    bench_fail("es_append(%s): %s: %s", b->tenant, es_strerror(rc),
-               es_errdetail());
-    return -1;
-  }
-  return 0;
-}
-
 static int export_es(xbench *x) {
   es_db *db;
-  if (bench_es_open(x->es_dir, &db) != 0)
+  if (bench_es_load(&x->w, x->es_dir, &db) != 0)
     return -1;
-  driver_ops ops = {NULL, es_append_batch, NULL, db};
-  double s;
-  int rc = drive(&x->w, 1, &ops, "load libeventstore", &s);
-  if (rc == 0 && es_flush(db, NULL) != ES_OK) {
-    bench_fail("es_flush: %s", es_errdetail());
-    rc = -1;
-  }
+  int rc = 0;
   for (int r = 0; r < x->a->runs && rc == 0; r++) {
     bench_progress("export: libeventstore", (size_t)r, (size_t)x->a->runs);
     rm_rf(x->out);
@@ -268,9 +251,7 @@ int cmd_export(const bench_common *a) {
   }
 out:
   workload_free(&x->w);
-  rm_rf(x->dir);
-  if (made_base)
-    rmdir(a->dir ? a->dir : "bench-data");
+  remove_base_dir(a->dir, x->dir, made_base);
   free(x);
   return rc == 0 ? 0 : 1;
 }

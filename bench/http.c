@@ -587,9 +587,7 @@ out:
   if (hb->root)
     yajl_tree_free(hb->root);
   free(hb->raw_json);
-  rm_rf(hb->dir);
-  if (made_base)
-    rmdir(a->dir ? a->dir : "bench-data");
+  remove_base_dir(a->dir, hb->dir, made_base);
   free(hb);
   return rc == 0 ? 0 : 1;
 }

@@ -581,9 +581,7 @@ int cmd_live(const bench_common *a) {
       bench_print_to_file(a->json_file, (void (*)(const void *))print_json, lv);
   }
   workload_free(&lv->w);
-  rm_rf(lv->dir);
-  if (made_base)
-    rmdir(a->dir ? a->dir : "bench-data");
+  remove_base_dir(a->dir, lv->dir, made_base);
   free(lv);
   return rc == 0 ? 0 : 1;
 }

@@ -553,29 +553,10 @@ static int ours_measure(qbench *qb, qdef *q, size_t *done, size_t total) {
 /* Loading                                                             */
 /* ------------------------------------------------------------------ */
 
-static int es_append_batch(void *ctx, int tid, const batch *b) {
-  (void)tid;
-  int rc = es_append(ctx, b->tenant, b->events, b->count, NULL);
-  if (rc != ES_OK) {
-    bench_fail("es_append(%s): %s: %s", b->tenant, es_strerror(rc),
-               es_errdetail());
-    return -1;
-  }
-  return 0;
-}
-
 static int load_es(qbench *qb) {
-  if (bench_es_open(qb->es_dir, &qb->db) != 0)
+  double t0 = now_s();
+  if (bench_es_load(&qb->w, qb->es_dir, &qb->db) != 0)
     return -1;
-  driver_ops ops = {NULL, es_append_batch, NULL, qb->db};
-  double t0 = now_s(), s;
-  if (drive(&qb->w, 1, &ops, "load libeventstore", &s) != 0)
-    return -1;
-  int rc = es_flush(qb->db, NULL);
-  if (rc != ES_OK) {
-    bench_fail("es_flush: %s: %s", es_strerror(rc), es_errdetail());
-    return -1;
-  }
   qb->load_es_s = now_s() - t0;
   return 0;
 }
@@ -1035,9 +1016,7 @@ out:
   if (getenv("ES_BENCH_KEEP")) /* the stores, for profiling es_open */
     fprintf(stderr, "es-bench query: kept %s (ES_BENCH_KEEP)\n", qb->dir);
   else
-    rm_rf(qb->dir);
-  if (made_base && !getenv("ES_BENCH_KEEP"))
-    rmdir(a->dir ? a->dir : "bench-data");
+    remove_base_dir(a->dir, qb->dir, made_base);
   free(qb);
   return rc == 0 ? 0 : 1;
 }

@@ -81,6 +81,23 @@ int bench_es_open(const char *dir, es_db **db) {
   return 0;
 }
 
+int bench_es_load(const workload *w, const char *dir, es_db **db) {
+  if (bench_es_open(dir, db) != 0)
+    return -1;
+  es_ctx c = {*db};
+  driver_ops ops = {NULL, es_append_batch, NULL, &c};
+  double s;
+  int rc = drive(w, 1, &ops, "load libeventstore", &s) == 0 ? ES_OK : -1;
+  if (rc == ES_OK && (rc = es_flush(*db, NULL)) != ES_OK)
+    bench_fail("es_flush: %s: %s", es_strerror(rc), es_errdetail());
+  if (rc != ES_OK) {
+    es_close(*db);
+    *db = NULL;
+    return -1;
+  }
+  return 0;
+}
+
 static int es_close_checked(es_db *db, const char *what) {
   int rc = es_close(db);
   if (rc != ES_OK) {

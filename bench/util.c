@@ -345,6 +345,12 @@ stat3 stat3_of(double *v, int n) {
   return s;
 }
 
+void remove_base_dir(const char *dir, const char *made, int made_base) {
+  rm_rf(made);
+  if (made_base)
+    rmdir(dir ? dir : "bench-data"); /* only if now empty */
+}
+
 int make_base_dir(const char *dir, char *out, size_t cap, int *made_base) {
   const char *base = dir ? dir : "bench-data";
   *made_base = mkdir(base, 0755) == 0;

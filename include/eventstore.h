@@ -305,7 +305,19 @@ typedef struct es_options {
                                   manifest without it was uploaded (so a
                                   restore reading an older manifest finds
                                   its files); 10 min */
+  int durability;              /* ES_DURABILITY_LOCAL (default): es_append
+                                  returns once the batch is fdatasync'ed
+                                  here.  ES_DURABILITY_S3 (needs replica):
+                                  once its WAL frame is in the object store
+                                  too (docs/REPLICATION.md, "Tier s3");
+                                  ES_EUNAVAIL when that cannot be had */
+  int64_t s3_ack_timeout_us;   /* tier s3: how long es_append waits for the
+                                  object store before ES_EUNAVAIL; 5 s */
 } es_options;
+
+/* es_options.durability */
+#define ES_DURABILITY_LOCAL 0
+#define ES_DURABILITY_S3 1
 
 /* Fills *opts with the documented defaults (data_dir NULL) and
  * struct_size.  es_options_init is the call to use; the function behind it
@@ -356,6 +368,9 @@ ES_API int es_open(const es_options *opts, es_db **db_out);
  * Waits for in-flight appends, stops the background threads, and releases
  * the handle.  Memtables are not sealed (their rows are in the WAL and are
  * replayed at the next open); call es_flush() first for a short recovery.
+ * With a replica, object-store requests under way are cancelled (it never
+ * waits more than about a second for S3; what was not uploaded is by the
+ * next open), and tier-s3 appends still waiting get ES_ECLOSED.
  * Open cursors must be closed before.  Returns the failure that made the
  * database failed, if any, else ES_OK.  The handle is freed either way.
  */
@@ -427,6 +442,15 @@ typedef struct es_receipt {
  * ES_ECLOSED, ES_EIO, ES_ENOSPC, ES_ENOMEM, ES_EREADONLY, ES_EDEGRADED (the
  * store is degraded and its memtables are full, or a new WAL file could
  * not be made: nothing of the batch was written; retry later).
+ *
+ * In durability tier s3 (es_options.durability) ES_OK also means that the
+ * batch's WAL frame is in the object store (a batch of duplicates only:
+ * that every frame of its shard so far is), and concurrent appends share
+ * one PUT.  ES_EUNAVAIL when the store did not confirm it within
+ * s3_ack_timeout_us, or is known to be failing (then at once, nothing
+ * written): the batch is durable here and may still reach the store, so
+ * retry it with the same messageIds (a retry that finds them is a
+ * duplicate and returns ES_OK once the original is in the store).
  */
 ES_API int es_append(es_db *db, const char *tenant, const es_event *events,
                      size_t count, es_receipt *receipt_out);
@@ -926,9 +950,11 @@ ES_API int es_export(es_db *db, const es_export_options *opts,
  * a reader of the newest manifest in the store finds every file it names.
  * It remembers what is confirmed uploaded in tenants/<tenant>/REPLICA, so
  * a restart neither uploads everything again nor forgets anything.  An
- * unreachable store never slows es_append: the uploader retries with
- * backoff and the backlog is what is on disk.  Events still only in the
- * WAL are not replicated yet (see docs/REPLICATION.md).
+ * unreachable store never slows es_append in tier local: the uploader
+ * retries with backoff and the backlog is what is on disk.  In tier s3
+ * (es_options.durability) the WAL is shipped too, as chunks under
+ * wal/<shard>/, and es_append returns ES_OK only once the batch's frame is
+ * in the store (docs/REPLICATION.md).
  * ---------------------------------------------------------------------- */
 
 typedef struct es_replica es_replica;

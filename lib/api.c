@@ -3,39 +3,121 @@
  * of the engine (lib/engine/); opening a handle is where the two meet:
  * es_open gives the store the engine's hooks (engine/engine.h).
  */
+#include <stdatomic.h>
 #include <stddef.h>
 #include <string.h>
+#include <time.h>
 
 #include "api.h"
+#include "base/clock.h"
 #include "base/mem.h"
 #include "engine/engine.h"
 #include "replicate/replicate.h"
 #include "store/db.h"
 
-/* es_close's first step when a replicator rides on the handle. */
+/* What rides on a writable handle with a replica (db->ext). */
+typedef struct api_ext {
+  es_replicator *repl;
+  es_walship *ship;   /* tier s3 only */
+  uint64_t dup_sweep; /* walship.c, 5: an uploader sweep numbered above
+                         this one that found all uploaded covers the
+                         data that was local at open */
+  atomic_int dup_ready;
+} api_ext;
+
+/* es_close's first step when a replicator rides on the handle.  Requests
+ * to the store under way are cancelled (objstore.h, cancel), so closing
+ * never waits for a slow or unreachable store: what was not uploaded
+ * stays on disk for the next open. */
 static void api_replica_stop(es_db *db) {
-  es__replicator_stop(db->ext);
+  api_ext *x = db->ext;
+  es_objstore *os = db->opts.replica->os;
+  if (os->cancel)
+    os->cancel(os, 1);
+  es__walship_stop(x->ship);
+  es__replicator_stop(x->repl);
+  if (os->cancel)
+    os->cancel(os, 0);
+  es__free(x);
   db->ext = NULL;
   db->ext_stop = NULL;
 }
 
 /* Opens with a chosen vfs; see api.h.  A writable handle with a replica
- * starts its uploader once the store is open (recovered). */
+ * starts its uploader once the store is open (recovered); in tier s3 also
+ * the WAL shipper, and seals what the open replayed, so that the uploader
+ * carries it to the store (walship.c, 5). */
 int es__open_vfs(const es_options *opts, es_vfs *vfs, es_db **db_out) {
+  if (opts &&
+      opts->struct_size >= offsetof(es_options, durability) + sizeof(int)) {
+    if (opts->durability != ES_DURABILITY_LOCAL &&
+        opts->durability != ES_DURABILITY_S3)
+      return ES_INVAL_BKPT("options.durability %d is neither "
+                           "ES_DURABILITY_LOCAL nor ES_DURABILITY_S3",
+                           opts->durability);
+    if (opts->durability == ES_DURABILITY_S3 &&
+        (!opts->replica || opts->read_only))
+      return ES_INVAL_BKPT("durability tier s3 needs options.replica and a "
+                           "writable handle");
+  }
   ES_TRY(es__db_open(opts, vfs, &es__engine_hooks, db_out));
   es_db *db = *db_out;
   if (!db->opts.replica || db->opts.read_only)
     return ES_OK;
-  es_replicator *r = NULL;
-  int rc = es__replicator_start(db, db->opts.replica, &r);
+  api_ext *x = es__calloc(1, sizeof(*x));
+  int rc = x ? es__replicator_start(db, db->opts.replica, &x->repl)
+             : ES_NOMEM_BKPT();
+  if (rc == ES_OK) {
+    db->ext = x;
+    db->ext_stop = api_replica_stop;
+  }
+  if (rc == ES_OK && db->opts.durability == ES_DURABILITY_S3)
+    rc = es__walship_start(db, db->opts.replica, x->repl, &x->ship);
+  if (rc == ES_OK && x->ship) {
+    rc = es_flush(db, NULL);
+    uint64_t clean = 0;
+    if (rc == ES_OK)
+      es__replicator_sweeps(x->repl, &x->dup_sweep, &clean);
+  }
   if (rc < 0) {
+    if (!db->ext)
+      es__free(x);
     (void)es_close(db);
     *db_out = NULL;
     return rc;
   }
-  db->ext = r;
-  db->ext_stop = api_replica_stop;
   return ES_OK;
+}
+
+/* In tier s3, after es_append stored (or found) a batch: waits until it
+ * is in the object store (walship.c, 2 and 5). */
+static int api_s3_ack(es_db *db, const es_receipt *r) {
+  api_ext *x = db->ext;
+  int64_t timeout =
+      db->opts.s3_ack_timeout_us > 0 ? db->opts.s3_ack_timeout_us : 5000000;
+  int64_t until = es__clock_mono_us() + timeout;
+  uint64_t lsn = r->lsn;
+  if (r->duplicates_count > 0) {
+    uint64_t synced = es__walship_synced(x->ship, r->shard);
+    if (synced > lsn)
+      lsn = synced; /* the original is at or below it, if of this process */
+    while (!atomic_load(&x->dup_ready)) {
+      uint64_t begun = 0, clean = 0;
+      es__replicator_sweeps(x->repl, &begun, &clean);
+      if (clean > x->dup_sweep) {
+        atomic_store(&x->dup_ready, 1);
+        break;
+      }
+      if (es__clock_mono_us() >= until)
+        return ES_ERR(ES_EUNAVAIL, "tier s3: a duplicate of data that was "
+                                   "local at open, not yet confirmed in the "
+                                   "object store (retry)");
+      struct timespec ts = {0, 10 * 1000000L};
+      nanosleep(&ts, NULL);
+    }
+  }
+  int64_t left = until - es__clock_mono_us();
+  return es__walship_wait(x->ship, r->shard, lsn, left > 0 ? left : 0);
 }
 
 /* The uploader's counters; see eventstore.h. */
@@ -45,7 +127,7 @@ int es_replica_stats_get(es_db *db, es_replica_stats *out) {
   memset(out, 0, sizeof(*out));
   if (!db->ext)
     return ES_INVAL_BKPT("this handle has no replica");
-  es__replicator_stats(db->ext, out);
+  es__replicator_stats(((api_ext *)db->ext)->repl, out);
   return ES_OK;
 }
 
@@ -55,7 +137,7 @@ int es_replica_drain(es_db *db, int64_t timeout_us) {
     return ES_INVAL_BKPT("es_replica_drain: NULL db");
   if (!db->ext)
     return ES_INVAL_BKPT("this handle has no replica");
-  return es__replicator_drain(db->ext, timeout_us);
+  return es__replicator_drain(((api_ext *)db->ext)->repl, timeout_us);
 }
 
 /* Opens the store on the real file system; see eventstore.h. */
@@ -129,8 +211,19 @@ static int api_append(es_db *db, const char *tenant, const es_event *events,
   const es_event *use = NULL;
   ES_TRY(api_events_in(events, count, event_size, &copy, &use));
   es_receipt r;
-  int rc = es_append_flagged(db, tenant, use, count, receipt_out ? &r : NULL,
-                             dup_out);
+  memset(&r, 0, sizeof(r));
+  int rc = ES_OK;
+  es_walship *ship = db && db->ext ? ((api_ext *)db->ext)->ship : NULL;
+  if (ship && tenant) {
+    if (es__tenant_check(tenant) == ES_OK)
+      rc = es__walship_admit(ship, es__tenant_shard(db, tenant));
+    else
+      es__error_clear(); /* es_append says it */
+  }
+  if (rc == ES_OK)
+    rc = es_append_flagged(db, tenant, use, count, &r, dup_out);
+  if (rc == ES_OK && ship)
+    rc = api_s3_ack(db, &r);
   if (receipt_out)
     api_out(receipt_out, receipt_size, &r, sizeof(r));
   es__free(copy);

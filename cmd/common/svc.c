@@ -206,6 +206,77 @@ int svc_write_file_atomic(const char *path, const char *data, size_t len) {
   return -1;
 }
 
+static const char *named_name(const svc_named *t, const void *obj) {
+  return (const char *)obj + t->name_off;
+}
+
+/* The index of name in a sorted table, or where it would go (*found 0). */
+static size_t named_bisect(const svc_named *t, const char *name, int *found) {
+  size_t lo = 0, hi = t->count;
+  *found = 0;
+  while (lo < hi) {
+    size_t mid = lo + (hi - lo) / 2;
+    int c = strcmp(named_name(t, t->v[mid]), name);
+    if (c == 0) {
+      *found = 1;
+      return mid;
+    }
+    if (c < 0)
+      lo = mid + 1;
+    else
+      hi = mid;
+  }
+  return lo;
+}
+
+void *svc_named_find(const svc_named *t, const char *name) {
+  if (strlen(name) >= t->name_cap)
+    return NULL;
+  if (t->sorted) {
+    int found;
+    size_t i = named_bisect(t, name, &found);
+    return found ? t->v[i] : NULL;
+  }
+  for (size_t i = 0; i < t->count; i++)
+    if (strcmp(named_name(t, t->v[i]), name) == 0)
+      return t->v[i];
+  return NULL;
+}
+
+void *svc_named_get(svc_named *t, const char *name) {
+  void *obj = svc_named_find(t, name);
+  if (obj != NULL || strlen(name) >= t->name_cap)
+    return obj;
+  if (t->count == t->cap) {
+    size_t cap = t->cap ? t->cap * 2 : 16;
+    void **grown = realloc(t->v, cap * sizeof *grown);
+    if (grown == NULL)
+      return NULL;
+    t->v = grown;
+    t->cap = cap;
+  }
+  if ((obj = calloc(1, t->size)) == NULL)
+    return NULL;
+  memcpy((char *)obj + t->name_off, name, strlen(name) + 1);
+  size_t at = t->count;
+  if (t->sorted) {
+    int found;
+    at = named_bisect(t, name, &found);
+    memmove(t->v + at + 1, t->v + at, (t->count - at) * sizeof *t->v);
+  }
+  t->v[at] = obj;
+  t->count++;
+  return obj;
+}
+
+void svc_named_free(svc_named *t) {
+  for (size_t i = 0; i < t->count; i++)
+    free(t->v[i]);
+  free(t->v);
+  t->v = NULL;
+  t->count = t->cap = 0;
+}
+
 int svc_tenant_ok(const char *s) {
   size_t n = strlen(s);
   return n > 0 && n <= ES_TENANT_LEN_MAX &&

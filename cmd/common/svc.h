@@ -66,4 +66,26 @@ int svc_write_file_atomic(const char *path, const char *data, size_t len);
 /* Whether s is a tenant id: [A-Za-z0-9_-]{1,64}. */
 int svc_tenant_ok(const char *s);
 
+/* A server's objects by name (its tenants), kept until the server ends:
+ * an object is made (zeroed, `size` bytes, its name copied to the char
+ * array of `name_cap` bytes at `name_off`) the first time it is asked
+ * for, and its pointer stays valid until svc_named_free (connections,
+ * jobs and firings point at them).  With `sorted` the pointers are kept
+ * in name order and lookups bisect; without, they stay in the order of
+ * creation and lookups scan.  Set the four fields in a zeroed table. */
+typedef struct svc_named {
+  void **v;
+  size_t count, cap;
+  size_t size, name_off, name_cap;
+  int sorted;
+} svc_named;
+
+/* The object named `name`, or NULL. */
+void *svc_named_find(const svc_named *t, const char *name);
+/* The object named `name`, made when new; NULL when out of memory or the
+ * name does not fit. */
+void *svc_named_get(svc_named *t, const char *name);
+/* Frees every object and the table's array. */
+void svc_named_free(svc_named *t);
+
 #endif

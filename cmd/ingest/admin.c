@@ -100,7 +100,7 @@ int admin_keys_put(server *srv, const char *body, size_t len, seg_buf *out) {
   if (rc < 0)
     return admin_error(out, 500, err);
   snprintf(ok, sizeof ok, "{\"success\":true,\"keys\":%zu,\"tenants\":%zu}",
-           srv->keys_count, srv->tenants_count);
+           srv->keys_count, srv->tenants.count);
   if (seg_buf_put(out, ok, strlen(ok)))
     return admin_error(out, 503, "out of memory");
   return 200;

@@ -14,6 +14,7 @@
 #include <uv.h>
 
 #include "common/hconn.h"
+#include "common/svc.h"
 #include "eventstore.h"
 #include "ingest.h"
 #include "metrics.h"
@@ -40,9 +41,8 @@ typedef struct server {
   /* Every tenant ever named by a keys file since the start, each
    * allocated once: jobs and keys point at them, so a reload that drops
    * a tenant's last key leaves the tenant (and its queued jobs) alone. */
-  tenant **tenants;
-  size_t tenants_count, tenants_cap;
-  write_key *keys; /* sorted by key; replaced whole by a reload */
+  svc_named tenants; /* tenant objects, in order of creation */
+  write_key *keys;   /* sorted by key; replaced whole by a reload */
   size_t keys_count;
   char **admin_tokens; /* --admin-tokens; replaced whole by a reload */
   size_t admin_tokens_count;

@@ -58,30 +58,12 @@ const tenant *server_tenant_for_key(const server *srv, const char *key) {
 }
 
 tenant *server_tenant_by_id(const server *srv, const char *id) {
-  for (size_t i = 0; i < srv->tenants_count; i++)
-    if (strcmp(srv->tenants[i]->st.id, id) == 0)
-      return srv->tenants[i];
-  return NULL;
+  return svc_named_find(&srv->tenants, id);
 }
 
 /* The tenant named id, created when new; NULL when out of memory. */
 static tenant *tenant_get(server *srv, const char *id) {
-  tenant *t = server_tenant_by_id(srv, id);
-  if (t != NULL)
-    return t;
-  if (srv->tenants_count == srv->tenants_cap) {
-    size_t cap = srv->tenants_cap ? srv->tenants_cap * 2 : 16;
-    tenant **grown = realloc(srv->tenants, cap * sizeof *grown);
-    if (grown == NULL)
-      return NULL;
-    srv->tenants = grown;
-    srv->tenants_cap = cap;
-  }
-  if ((t = calloc(1, sizeof *t)) == NULL)
-    return NULL;
-  snprintf(t->st.id, sizeof t->st.id, "%s", id);
-  srv->tenants[srv->tenants_count++] = t;
-  return t;
+  return svc_named_get(&srv->tenants, id);
 }
 
 static void keys_free(write_key *keys, size_t n) {
@@ -120,7 +102,7 @@ int server_keys_replace(server *srv, const char *text, size_t len,
     ing_keyset_free(&ks);
     return -1;
   }
-  size_t n = ks.count, tenants_before = srv->tenants_count;
+  size_t n = ks.count, tenants_before = srv->tenants.count;
   write_key *keys = calloc(n, sizeof *keys);
   for (size_t i = 0; keys && i < n; i++) {
     if ((keys[i].tenant = tenant_get(srv, ks.keys[i].tenant)) == NULL) {
@@ -148,7 +130,7 @@ int server_keys_replace(server *srv, const char *text, size_t len,
   snprintf(extra, sizeof extra,
            ",\"keys\":%zu,\"keys_unchanged\":%zu,\"tenants_new\":%zu,"
            "\"tenants\":%zu",
-           n, kept, srv->tenants_count - tenants_before, srv->tenants_count);
+           n, kept, srv->tenants.count - tenants_before, srv->tenants.count);
   keys_free(srv->keys, srv->keys_count);
   srv->keys = keys;
   srv->keys_count = n;
@@ -329,6 +311,9 @@ ingest_server *ingest_new(const ingest_config *cfg, void (*finished)(void *ud),
   if (srv == NULL)
     return NULL;
   srv->cfg = *cfg;
+  srv->tenants.size = sizeof(tenant);
+  srv->tenants.name_off = offsetof(tenant, st.id);
+  srv->tenants.name_cap = sizeof(((tenant *)0)->st.id);
   srv->finish_fn = finished;
   srv->finish_ud = ud;
   return srv;
@@ -341,15 +326,13 @@ void ingest_drain(server *srv) {
 
 void ingest_close_all(server *srv) { http_close_all(srv); }
 
-size_t ingest_tenants_count(const server *srv) { return srv->tenants_count; }
+size_t ingest_tenants_count(const server *srv) { return srv->tenants.count; }
 
 void ingest_free(server *srv) {
   if (srv == NULL)
     return;
   keys_free(srv->keys, srv->keys_count);
   ing_tokens_free(srv->admin_tokens, srv->admin_tokens_count);
-  for (size_t i = 0; i < srv->tenants_count; i++)
-    free(srv->tenants[i]);
-  free(srv->tenants);
+  svc_named_free(&srv->tenants);
   free(srv);
 }

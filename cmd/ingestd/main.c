@@ -87,8 +87,12 @@ static const char usage[] =
     "  --s3-endpoint URL     S3 endpoint (default AWS_ENDPOINT_URL_S3, else\n"
     "                        AWS_ENDPOINT_URL, else AWS's for the region)\n"
     "  --s3-region R         (default AWS_REGION, else us-east-1)\n"
-    "  --durability local    200 once fsynced here; the S3 copy follows\n"
-    "                        (the only tier built: 's3' is refused)\n"
+    "  --durability local|s3 local (default): 200 once fsynced here, the S3\n"
+    "                        copy follows; s3 (needs --replica): 200 only\n"
+    "                        once the request's WAL bytes are in S3 too,\n"
+    "                        503 + Retry-After when S3 cannot confirm them\n"
+    "  --s3-ack-timeout-ms N tier s3: how long a request waits for S3\n"
+    "                        before 503 (default 5000)\n"
     "  --replica-lag-max-s S /readyz answers 503 when the oldest commit not\n"
     "                        yet in S3 is older (default 300)\n"
     "  --help, --version\n"
@@ -105,6 +109,8 @@ static uv_timer_t g_drain_timer;
 static int g_draining;
 static const char *g_replica_url, *g_s3_endpoint, *g_s3_region;
 static es_replica *g_replica;
+static int g_durability = ES_DURABILITY_LOCAL;
+static int64_t g_s3_ack_timeout_us = INT64_C(5000000);
 
 #define die_usage(...) svc_usage_error("es-ingestd", __VA_ARGS__)
 
@@ -202,10 +208,15 @@ static int parse_args(int argc, char **argv, ingest_config *cfg) {
       g_s3_region = val;
     } else if (strcmp(a, "--durability") == 0) {
       if (strcmp(val, "s3") == 0)
-        return die_usage("--durability s3 is not built yet (WAL shipping, "
-                         "docs/REPLICATION.md): use local");
-      if (strcmp(val, "local") != 0)
+        g_durability = ES_DURABILITY_S3;
+      else if (strcmp(val, "local") == 0)
+        g_durability = ES_DURABILITY_LOCAL;
+      else
         return die_usage("--durability wants local or s3, not \"%s\"", val);
+    } else if (strcmp(a, "--s3-ack-timeout-ms") == 0) {
+      if (parse_num(a, val, 1, 600000, &v))
+        return 2;
+      g_s3_ack_timeout_us = v * INT64_C(1000);
     } else if (strcmp(a, "--replica-lag-max-s") == 0) {
       if (parse_num(a, val, 1, 7 * 24 * 3600, &v))
         return 2;
@@ -222,6 +233,8 @@ static int parse_args(int argc, char **argv, ingest_config *cfg) {
     return die_usage("--data, --listen and --keys are required");
   if ((g_s3_endpoint || g_s3_region) && !g_replica_url)
     return die_usage("--s3-endpoint and --s3-region need --replica");
+  if (g_durability == ES_DURABILITY_S3 && !g_replica_url)
+    return die_usage("--durability s3 needs --replica s3://BUCKET/PREFIX");
   cfg->replica_on = g_replica_url != NULL;
   cfg->tenant_bytes_max =
       (size_t)((double)cfg->memory_budget_bytes * (double)share_pct / 100.0);
@@ -326,6 +339,8 @@ static int run(ingest_config *cfg, uv_loop_t *loop, es_db **db_out) {
       return 1;
     }
     o.replica = g_replica;
+    o.durability = g_durability;
+    o.s3_ack_timeout_us = g_s3_ack_timeout_us;
   }
   if ((g_srv = ingest_new(cfg, on_finished, NULL)) == NULL) {
     fprintf(stderr, "es-ingestd: out of memory\n");

@@ -457,8 +457,8 @@ static void on_tick(uv_timer_t *timer) {
   qd_server *srv = timer->data;
   int64_t now = qd_now_us();
   srv->m.ticks++;
-  for (size_t i = 0; i < srv->tenants_count; i++) {
-    qd_tenant *t = srv->tenants[i];
+  for (size_t i = 0; i < srv->tenants.count; i++) {
+    qd_tenant *t = srv->tenants.v[i];
     if (t->streams == NULL || t->tick_busy)
       continue;
     tick_work *tw = calloc(1, sizeof *tw);
@@ -544,8 +544,8 @@ void qd_live_free(qd_server *srv) {
     firing_free(f);
   }
   srv->trig.head = srv->trig.tail = NULL;
-  for (size_t i = 0; i < srv->tenants_count; i++) {
-    qd_tenant *t = srv->tenants[i];
+  for (size_t i = 0; i < srv->tenants.count; i++) {
+    qd_tenant *t = srv->tenants.v[i];
     for (size_t k = 0; k < t->firings_count; k++)
       firing_free(t->firings[(t->firings_head + k) % QD_FIRINGS_KEPT]);
     t->firings_count = 0;

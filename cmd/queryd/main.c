@@ -197,10 +197,6 @@ static int token_cmp(const void *a, const void *b) {
   return strcmp(((const qd_token *)a)->token, ((const qd_token *)b)->token);
 }
 
-static int tenant_cmp(const void *a, const void *b) {
-  return strcmp((*(qd_tenant *const *)a)->id, (*(qd_tenant *const *)b)->id);
-}
-
 /* Compares without stopping at the first difference, so the time taken
  * does not tell an attacker how much of a guessed token was right. */
 static int token_equal(const char *a, const char *b) {
@@ -222,36 +218,14 @@ qd_tenant *qd_tenant_for_token(const qd_server *srv, const char *token) {
 }
 
 qd_tenant *qd_tenant_by_id(const qd_server *srv, const char *id) {
-  qd_tenant k, *kp = &k;
-  if (strlen(id) > ES_TENANT_LEN_MAX || srv->tenants_count == 0)
-    return NULL;
-  snprintf(k.id, sizeof k.id, "%s", id);
-  qd_tenant **hit = bsearch(&kp, srv->tenants, srv->tenants_count,
-                            sizeof *srv->tenants, tenant_cmp);
-  return hit ? *hit : NULL;
+  return svc_named_find(&srv->tenants, id);
 }
 
 /* The tenant id, created when new (kept sorted); NULL when out of
  * memory.  Tenants are never freed before the end: connections, ticks
  * and firings point at them, and a reload may drop their last token. */
 static qd_tenant *tenant_get(qd_server *srv, const char *id) {
-  qd_tenant *t = qd_tenant_by_id(srv, id);
-  if (t != NULL)
-    return t;
-  if (srv->tenants_count == srv->tenants_cap) {
-    size_t cap = srv->tenants_cap ? srv->tenants_cap * 2 : 16;
-    qd_tenant **grown = realloc(srv->tenants, cap * sizeof *grown);
-    if (grown == NULL)
-      return NULL;
-    srv->tenants = grown;
-    srv->tenants_cap = cap;
-  }
-  if ((t = calloc(1, sizeof *t)) == NULL)
-    return NULL;
-  snprintf(t->id, sizeof t->id, "%s", id);
-  srv->tenants[srv->tenants_count++] = t;
-  qsort(srv->tenants, srv->tenants_count, sizeof *srv->tenants, tenant_cmp);
-  return t;
+  return svc_named_get(&srv->tenants, id);
 }
 
 static void tokens_free(qd_token *tokens, size_t n) {
@@ -293,7 +267,7 @@ static int tokens_replace(qd_server *srv, const char *path, char *err,
              "[A-Za-z0-9_-]");
     return -1;
   }
-  size_t tenants_before = srv->tenants_count;
+  size_t tenants_before = srv->tenants.count;
   qd_token *tokens = calloc(n, sizeof *tokens);
   for (size_t i = 0; tokens && i < n; i++) {
     tokens[i].token = strdup(root->u.object.keys[i]);
@@ -321,7 +295,7 @@ static int tokens_replace(qd_server *srv, const char *path, char *err,
   srv->tokens_count = n;
   char extra[128];
   snprintf(extra, sizeof extra, ",\"tokens\":%zu,\"tenants_new\":%zu", n,
-           srv->tenants_count - tenants_before);
+           srv->tenants.count - tenants_before);
   if (reload) /* the start's counts are in the "listening" line */
     qd_log("info", "query tokens reloaded", extra);
   return 0;
@@ -398,9 +372,7 @@ static void on_signal(uv_signal_t *h, int signum) {
 
 static void free_server(qd_server *srv) {
   tokens_free(srv->tokens, srv->tokens_count);
-  for (size_t i = 0; i < srv->tenants_count; i++)
-    free(srv->tenants[i]);
-  free(srv->tenants);
+  svc_named_free(&srv->tenants);
 }
 
 /* ----------------------------------------------------------------------
@@ -500,7 +472,7 @@ static int run(qd_server *srv) {
            ",\"host\":\"%s\",\"port\":%d,\"mode\":\"%s\",\"tenants\":%zu,"
            "\"ingest_port\":%d",
            host, bound, srv->read_only ? "read-only" : "embedded",
-           srv->tenants_count, ingest_bound);
+           srv->tenants.count, ingest_bound);
   qd_log("info", "listening", extra);
   uv_run(srv->loop, UV_RUN_DEFAULT);
   return 0;
@@ -508,6 +480,10 @@ static int run(qd_server *srv) {
 
 int main(int argc, char **argv) {
   qd_server *srv = &g_srv;
+  srv->tenants.size = sizeof(qd_tenant);
+  srv->tenants.name_off = offsetof(qd_tenant, id);
+  srv->tenants.name_cap = sizeof(((qd_tenant *)0)->id);
+  srv->tenants.sorted = 1;
   int rc = parse_args(argc, argv, &srv->cfg);
   signal(SIGPIPE, SIG_IGN);
   curl_global_init(CURL_GLOBAL_DEFAULT);

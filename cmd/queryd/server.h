@@ -29,6 +29,7 @@
 #include "common/hconn.h"
 #include "common/prom.h"
 #include "common/segment_json.h"
+#include "common/svc.h"
 #include "eventstore.h"
 
 #define QD_TYPES 7         /* es_type values 1..6, index 0 unused */
@@ -102,9 +103,8 @@ typedef struct qd_server {
   /* Every tenant --tokens named since the start, sorted by id, each
    * allocated once (connections, ticks and firings point at them); a
    * SIGHUP reload adds tenants and replaces tokens, never frees one. */
-  qd_tenant **tenants;
-  size_t tenants_count, tenants_cap;
-  qd_token *tokens; /* sorted by token */
+  svc_named tenants; /* qd_tenant objects, sorted by id */
+  qd_token *tokens;  /* sorted by token */
   size_t tokens_count;
   hconn_host http;                     /* listener and connections (hconn.h) */
   uv_signal_t sigterm, sigint, sighup; /* sighup.data: set once started */

@@ -61,7 +61,7 @@ void es__htab_remove(es_htab *t, size_t slot) {
 
 /* Empties the table, keeping its slots; see hashtab.h. */
 void es__htab_clear(es_htab *t) {
-  if (t->slots)
+  if (t->n > 0) /* no tombstones: an empty table has only empty slots */
     memset(t->slots, 0, t->nslots * sizeof(es_hslot));
   t->n = 0;
 }

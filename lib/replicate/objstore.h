@@ -96,6 +96,11 @@ struct es_objstore {
   int (*del)(es_objstore *os, const char *key);
   /* Lists every key starting with prefix ("" for all); see invariant 4. */
   int (*list)(es_objstore *os, const char *prefix, es_objlist_fn fn, void *ud);
+  /* May be NULL.  With on = 1, requests under way end soon (within about
+   * a second: no further attempt, no backoff wait) with ES_EUNAVAIL, and
+   * new ones fail so, until a call with on = 0.  es_close uses it so that
+   * it never waits for a slow or unreachable store (docs/REPLICATION.md). */
+  void (*cancel)(es_objstore *os, int on);
   /* Frees the store.  No call may be running. */
   void (*destroy)(es_objstore *os);
   void *ctx; /* the implementation's own state */

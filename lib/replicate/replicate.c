@@ -99,6 +99,8 @@ struct es_replicator {
   uint64_t sweeps_begun, clean_sweep; /* clean_sweep: the number of the
                                          last sweep that found all done */
   uint64_t drain_wanted;              /* sweep numbers a drain waits for */
+  uint64_t clean_any; /* the number of the last sweep, drained or not,
+                         that found every tenant uploaded (walship.c) */
   int esdb_done;
   es_replica_stats st;
   char last_why[256];
@@ -458,11 +460,13 @@ static int repl_sweep(es_replicator *r, int all) {
     int64_t now = es__clock_mono_us();
     int due = all || (now >= t->retry_mono_us &&
                       (t->dirty || now >= t->check_mono_us));
+    if (!due && t->dirty)
+      clean = 0; /* in backoff, or woken during this sweep */
     if (due)
       t->dirty = 0;
     pthread_mutex_unlock(&r->mu);
     if (!due)
-      continue; /* not clean only if dirty: a drain sweeps all anyway */
+      continue; /* a drain sweeps all anyway */
     int again = 0, rc = ES_OK;
     for (int tries = 0; rc == ES_OK && tries < 8; tries++) {
       rc = repl_tenant_pass(r, t, &again);
@@ -512,6 +516,8 @@ static void *repl_main(void *arg) {
       es__error_clear(); /* no tenants/ yet */
     int clean = repl_sweep(r, all);
     pthread_mutex_lock(&r->mu);
+    if (clean)
+      r->clean_any = sweep;
     if (clean && all) {
       r->clean_sweep = sweep;
       r->st.sweeps_clean++;
@@ -593,6 +599,15 @@ void es__replicator_stats(es_replicator *r, es_replica_stats *out) {
       oldest = t->oldest_us;
   }
   out->oldest_age_us = oldest && now > oldest ? now - oldest : 0;
+  pthread_mutex_unlock(&r->mu);
+}
+
+/* Sweep numbers for the WAL shipper's deletions (walship.c, 3). */
+void es__replicator_sweeps(es_replicator *r, uint64_t *begun_out,
+                           uint64_t *clean_out) {
+  pthread_mutex_lock(&r->mu);
+  *begun_out = r->sweeps_begun;
+  *clean_out = r->clean_any;
   pthread_mutex_unlock(&r->mu);
 }
 

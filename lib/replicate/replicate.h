@@ -77,9 +77,56 @@ void es__replicator_stop(es_replicator *r);
 void es__replicator_stats(es_replicator *r, es_replica_stats *out);
 int es__replicator_drain(es_replicator *r, int64_t timeout_us) ES_MUST_CHECK;
 
+/* The number of the last sweep begun, and of the last one that found
+ * every tenant's newest manifest and files uploaded (walship.c, 3). */
+void es__replicator_sweeps(es_replicator *r, uint64_t *begun_out,
+                           uint64_t *clean_out);
+
 /* The object key of a tenant's file: "tenants/<tenant>/<name>". */
 int es__replica_key(char *out, size_t cap, const char *tenant,
                     const char *name) ES_MUST_CHECK;
+
+/* ---- walship.c: the WAL shipper (durability tier s3) ------------------- */
+
+typedef struct es_walship es_walship;
+
+typedef struct es_walship_stats {
+  uint64_t chunks, bytes;  /* chunks put, their bytes */
+  uint64_t put_requests;   /* PUTs tried (the client's retries inside) */
+  uint64_t put_us;         /* their total latency */
+  uint64_t errors;         /* failed PUTs and deletes */
+  uint64_t deleted;        /* chunks deleted (walship.c, 3) */
+  uint64_t waits, wait_us; /* es__walship_wait calls, their total time */
+  uint64_t wait_failures;  /* of those, not ES_OK */
+  uint64_t refused;        /* es__walship_admit refusals */
+  uint64_t pending_bytes;  /* frames not yet in the store, now */
+} es_walship_stats;
+
+/* Starts shipping db's WAL to replica's store: one thread per shard,
+ * subscribed to every synced frame.  repl is the uploader (for chunk
+ * deletion, invariant 3). */
+int es__walship_start(es_db *db, es_replica *replica, es_replicator *repl,
+                      es_walship **out) ES_MUST_CHECK;
+/* Stops the threads; waiters get ES_ECLOSED.  Frames not shipped stay in
+ * the local log (they were never acknowledged in tier s3). */
+void es__walship_stop(es_walship *w);
+/* Before a tier-s3 append: ES_EUNAVAIL (nothing written) when the shard's
+ * shipping is failing, stuck past s3_ack_timeout_us, or broken. */
+int es__walship_admit(es_walship *w, uint32_t shard) ES_MUST_CHECK;
+/* The LSN of the last frame of shard synced (and handed to the shipper). */
+uint64_t es__walship_synced(es_walship *w, uint32_t shard);
+/* Waits until every frame of shard up to lsn is in the store: ES_OK,
+ * ES_EUNAVAIL (failing, broken, or not within timeout_us), ES_ECLOSED. */
+int es__walship_wait(es_walship *w, uint32_t shard, uint64_t lsn,
+                     int64_t timeout_us) ES_MUST_CHECK;
+void es__walship_stats(es_walship *w, es_walship_stats *out);
+/* "wal/<shard>/<016x first>-<016x last>", and back (ES_EINVAL if key is
+ * not one). */
+int es__walship_key(char *out, size_t cap, uint32_t shard, uint64_t first,
+                    uint64_t last) ES_MUST_CHECK;
+int es__walship_parse_key(const char *key, uint32_t *shard_out,
+                          uint64_t *first_out,
+                          uint64_t *last_out) ES_MUST_CHECK;
 
 /* ---- restore.c ---------------------------------------------------------- */
 

@@ -19,8 +19,20 @@
  *     left unwritten.
  *  3. The target is locked (DATA/LOCK) for the whole restore and a
  *     tenant directory that already has a MANIFEST is never touched.
+ *  4. WAL chunks (walship.c: tier s3) are listed before any manifest is
+ *     read, so every chunk deleted before the listing holds only events of
+ *     segments that the manifests read later name (walship.c, 3; the
+ *     grace keeps a listed chunk there until it is read).  Every frame of
+ *     every chunk is checked (checksum, LSN within the key's range, LSNs
+ *     increasing); frames are kept once per LSN (chunks may overlap after
+ *     a PUT in doubt), in LSN order, only the records of the tenants
+ *     restored, and written as one log file per shard, which the next
+ *     es_open replays above each tenant's flushed_lsn like any log.  So
+ *     every event acknowledged in tier s3 is restored exactly once: in a
+ *     segment, or in the log, not both.
  */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "base/event.h"
@@ -30,6 +42,7 @@
 #include "store/manifest.h"
 #include "store/rollup.h"
 #include "store/segment.h"
+#include "store/wal.h"
 
 typedef struct rs_tenant {
   char name[ES_TENANT_LEN_MAX + 1];
@@ -38,6 +51,14 @@ typedef struct rs_tenant {
   int wanted;
 } rs_tenant;
 
+typedef struct rs_chunk {
+  char key[64];
+  uint32_t shard;
+  uint64_t first, last;
+  uint8_t *buf; /* owned, after download */
+  size_t len;
+} rs_chunk;
+
 typedef struct rs_ctx {
   es_objstore *os;
   es_vfs *vfs;
@@ -45,6 +66,8 @@ typedef struct rs_ctx {
   char tenants_dir[ES_PATH_MAX];
   rs_tenant *ts;
   size_t n, cap;
+  rs_chunk *chunks;
+  size_t nchunks, chunks_cap;
   es_restore_progress p;
   void (*progress)(void *, const es_restore_progress *);
   void *ud;
@@ -55,6 +78,22 @@ static rs_tenant *rs_find(rs_ctx *c, const char *name) {
     if (strcmp(c->ts[i].name, name) == 0)
       return &c->ts[i];
   return NULL;
+}
+
+/* A new tenant entry (NULL when out of memory). */
+static rs_tenant *rs_add(rs_ctx *c, const char *name) {
+  if (c->n == c->cap) {
+    size_t cap = c->cap ? 2 * c->cap : 16;
+    rs_tenant *nt = es__realloc(c->ts, cap * sizeof(*nt));
+    if (!nt)
+      return NULL;
+    c->ts = nt;
+    c->cap = cap;
+  }
+  rs_tenant *rt = &c->ts[c->n++];
+  memset(rt, 0, sizeof(*rt));
+  memcpy(rt->name, name, strlen(name) + 1);
+  return rt;
 }
 
 /* Collects tenants and their newest manifest from one listed key. */
@@ -73,19 +112,8 @@ static int rs_list_one(void *ud, const char *key, const es_objinfo *info) {
     return 0;
   }
   rs_tenant *rt = rs_find(c, name);
-  if (!rt) {
-    if (c->n == c->cap) {
-      size_t cap = c->cap ? 2 * c->cap : 16;
-      rs_tenant *nt = es__realloc(c->ts, cap * sizeof(*nt));
-      if (!nt)
-        return ES_NOMEM_BKPT();
-      c->ts = nt;
-      c->cap = cap;
-    }
-    rt = &c->ts[c->n++];
-    memset(rt, 0, sizeof(*rt));
-    memcpy(rt->name, name, strlen(name) + 1);
-  }
+  if (!rt && !(rt = rs_add(c, name)))
+    return ES_NOMEM_BKPT();
   const char *file = slash + 1;
   unsigned long long gen = 0;
   char tail = 0;
@@ -248,6 +276,187 @@ static int rs_tenant_restore(rs_ctx *c, const rs_tenant *t) {
   return rc;
 }
 
+/* ---- WAL chunks (invariant 4) ------------------------------------------ */
+
+static int rs_chunk_list_one(void *ud, const char *key,
+                             const es_objinfo *info) {
+  rs_ctx *c = ud;
+  rs_chunk ch = {0};
+  if (es__walship_parse_key(key, &ch.shard, &ch.first, &ch.last) < 0 ||
+      strlen(key) >= sizeof(ch.key)) {
+    es__error_clear();
+    return 0; /* not a chunk */
+  }
+  snprintf(ch.key, sizeof(ch.key), "%s", key);
+  if (c->nchunks == c->chunks_cap) {
+    size_t cap = c->chunks_cap ? 2 * c->chunks_cap : 32;
+    rs_chunk *nc = es__realloc(c->chunks, cap * sizeof(*nc));
+    if (!nc)
+      return ES_NOMEM_BKPT();
+    c->chunks = nc;
+    c->chunks_cap = cap;
+  }
+  c->chunks[c->nchunks++] = ch;
+  c->p.objects_total++;
+  c->p.bytes_total += info ? info->size : 0;
+  return 0;
+}
+
+static int rs_chunk_cmp(const void *a, const void *b) {
+  const rs_chunk *x = a, *y = b;
+  if (x->shard != y->shard)
+    return x->shard < y->shard ? -1 : 1;
+  if (x->first != y->first)
+    return x->first < y->first ? -1 : 1;
+  return x->last < y->last ? -1 : x->last > y->last;
+}
+
+typedef struct rs_walk {
+  rs_ctx *c;
+  const rs_chunk *ch;
+  uint64_t prev; /* last LSN kept of this shard */
+  es_buf *out;   /* frames to write, or NULL (only check) */
+  es_buf recs;   /* the current frame's kept records */
+  uint64_t cur;  /* its LSN */
+  int all;       /* every record is wanted: copy frames whole */
+  int found;     /* a wanted tenant's record was seen */
+} rs_walk;
+
+static int rs_walk_frame(void *ud, uint64_t lsn, const uint8_t *frame,
+                         size_t len) {
+  rs_walk *w = ud;
+  if (lsn < w->ch->first || lsn > w->ch->last)
+    return ES_CORRUPT_BKPT("object %s: frame LSN %llu outside its name's "
+                           "range",
+                           w->ch->key, (unsigned long long)lsn);
+  w->cur = lsn;
+  w->recs.len = 0;
+  if (w->out && w->all && lsn > w->prev)
+    ES_TRY(es__buf_put(w->out, frame, len));
+  return ES_OK;
+}
+
+/* Per record: the first pass notes the tenants (one may exist only in the
+ * log: nothing of it sealed yet); the second keeps the wanted ones. */
+static int rs_walk_rec(void *ud, uint64_t lsn, const es_wal_rec *rec,
+                       uint64_t off) {
+  rs_walk *w = ud;
+  (void)off;
+  rs_tenant *t = rs_find(w->c, rec->tenant);
+  if (!w->out) { /* first pass: learn the tenants */
+    if (!t && es__tenant_check(rec->tenant) == ES_OK &&
+        !rs_add(w->c, rec->tenant))
+      return ES_NOMEM_BKPT();
+    es__error_clear();
+    return ES_OK;
+  }
+  if (!t || !t->wanted || lsn <= w->prev)
+    return ES_OK;
+  w->found = 1;
+  if (w->all)
+    return ES_OK;
+  if (w->recs.len == 0) {
+    ES_TRY(es__buf_reserve(&w->recs, ES_WAL_FRAME_HDR));
+    w->recs.len = ES_WAL_FRAME_HDR;
+  }
+  return es__wal_record_build(&w->recs, rec->tenant, rec->events, rec->rows,
+                              rec->rows_len, 1);
+}
+
+/* Downloads and checks every chunk, learning the tenants they hold. */
+static int rs_chunks_fetch(rs_ctx *c) {
+  if (c->nchunks > 1)
+    qsort(c->chunks, c->nchunks, sizeof(rs_chunk), rs_chunk_cmp);
+  for (size_t i = 0; i < c->nchunks; i++) {
+    rs_chunk *ch = &c->chunks[i];
+    ES_TRY(rs_get(c, ch->key, "listed", &ch->buf, &ch->len));
+    rs_walk w = {.c = c, .ch = ch};
+    es_wal_scan scan;
+    int rc = es__wal_read_buf(ch->key, ch->buf, ch->len, 0, rs_walk_frame,
+                              rs_walk_rec, &w, &scan);
+    es__buf_free(&w.recs);
+    if (rc == ES_ECORRUPT)
+      return rc; /* the detail names the object */
+    if (rc < 0)
+      return rs_err(rc, ch->key);
+    if (scan.frames == 0)
+      return ES_CORRUPT_BKPT("object %s holds no frame", ch->key);
+    rs_step(c, "(WAL)", ch->key, ch->len);
+  }
+  return ES_OK;
+}
+
+/* Writes each shard's kept frames as one log file (invariant 4).  Into an
+ * existing store (named tenants) a log cannot be merged: refused when a
+ * restored tenant has records in the chunks. */
+static int rs_chunks_write(rs_ctx *c, int existed, int all) {
+  uint32_t shards = 0;
+  ES_TRY(es__esdb_read(c->vfs, c->data_dir, &shards));
+  es_buf out = {0}, frame = {0};
+  int rc = ES_OK;
+  for (size_t i = 0; rc == ES_OK && i < c->nchunks;) {
+    uint32_t shard = c->chunks[i].shard;
+    uint64_t prev = 0, first = 0;
+    out.len = 0;
+    for (; rc == ES_OK && i < c->nchunks && c->chunks[i].shard == shard; i++) {
+      rs_chunk *ch = &c->chunks[i];
+      rs_walk w = {.c = c, .ch = ch, .prev = prev, .all = all, .out = &out};
+      /* frame by frame, so that prev moves within the chunk */
+      es_wal_scan scan;
+      uint64_t off = 0;
+      while (rc == ES_OK && off < ch->len) {
+        uint32_t flen = es__get_le32(ch->buf + off);
+        size_t whole = ES_WAL_FRAME_HDR + (size_t)flen;
+        uint64_t lsn = es__get_le64(ch->buf + off + 8);
+        w.prev = prev;
+        size_t before = out.len;
+        rc = es__wal_read_buf(ch->key, ch->buf + off, whole, 0, rs_walk_frame,
+                              rs_walk_rec, &w, &scan);
+        if (rc == ES_OK && !all && w.recs.len > ES_WAL_FRAME_HDR) {
+          es__wal_frame_finish(w.recs.data, w.recs.len, lsn);
+          rc = es__buf_put(&out, w.recs.data, w.recs.len);
+        }
+        if (rc == ES_OK && out.len > before && first == 0)
+          first = lsn;
+        if (lsn > prev)
+          prev = lsn;
+        off += whole;
+      }
+      es__buf_free(&w.recs);
+      if (rc == ES_OK && w.found && existed)
+        rc = ES_INVAL_BKPT("object %s holds events of a tenant restored into "
+                           "an existing store, whose log cannot take them: "
+                           "restore into a new directory",
+                           ch->key);
+    }
+    if (rc == ES_OK && shard >= shards)
+      rc = ES_CORRUPT_BKPT("WAL chunks of shard %u, but the store has %u "
+                           "shards",
+                           shard, shards);
+    if (rc == ES_OK && out.len > 0) {
+      char sdir[ES_PATH_MAX], name[40];
+      snprintf(name, sizeof(name), "%016llx.wal", (unsigned long long)first);
+      int n = snprintf(sdir, sizeof(sdir), "%s/wal/%u", c->data_dir, shard);
+      if (n < 0 || (size_t)n >= sizeof(sdir))
+        rc = ES_INVAL_BKPT("data_dir too long");
+      char wdir[ES_PATH_MAX];
+      if (rc == ES_OK)
+        rc = es__path_join(wdir, sizeof(wdir), c->data_dir, "wal");
+      if (rc == ES_OK)
+        rc = c->vfs->mkdir(c->vfs, wdir);
+      if (rc == ES_OK)
+        rc = c->vfs->mkdir(c->vfs, sdir);
+      if (rc == ES_OK)
+        rc = c->vfs->sync_dir(c->vfs, wdir);
+      if (rc == ES_OK)
+        rc = es__io_write_atomic(c->vfs, sdir, name, out.data, out.len);
+    }
+  }
+  es__buf_free(&out);
+  es__buf_free(&frame);
+  return rc;
+}
+
 /* Makes data_dir a store with the replica's ESDB, or checks that an
  * existing one is there. */
 static int rs_esdb(rs_ctx *c, int *existed_out) {
@@ -305,11 +514,18 @@ int es__restore_vfs(es_replica *replica, es_vfs *vfs, const char *data_dir,
     rc = vfs->mkdir(vfs, c.tenants_dir);
   if (rc == ES_OK)
     rc = vfs->sync_dir(vfs, data_dir);
+  if (rc == ES_OK) { /* before any manifest (invariant 4) */
+    rc = c.os->list(c.os, "wal/", rs_chunk_list_one, &c);
+    if (rc < 0 && rc != ES_ENOMEM)
+      rc = rs_err(rc, "wal/ (listing)");
+  }
   if (rc == ES_OK) {
     rc = c.os->list(c.os, "tenants/", rs_list_one, &c);
     if (rc < 0 && rc != ES_ENOMEM)
       rc = rs_err(rc, "tenants/ (listing)");
   }
+  if (rc == ES_OK)
+    rc = rs_chunks_fetch(&c);
   for (size_t i = 0; rc == ES_OK && i < ntenants; i++) {
     rs_tenant *t = rs_find(&c, tenants[i]);
     if (!t)
@@ -329,7 +545,12 @@ int es__restore_vfs(es_replica *replica, es_vfs *vfs, const char *data_dir,
     if (c.ts[i].wanted)
       rc = rs_tenant_restore(&c, &c.ts[i]);
   if (rc == ES_OK)
+    rc = rs_chunks_write(&c, existed, ntenants == 0);
+  if (rc == ES_OK)
     rc = vfs->sync_dir(vfs, c.tenants_dir);
+  for (size_t i = 0; i < c.nchunks; i++)
+    es__free(c.chunks[i].buf);
+  es__free(c.chunks);
   es__free(c.ts);
   int crc = vfs->close(vfs, lock);
   return rc < 0 ? rc : crc;

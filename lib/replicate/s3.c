@@ -32,10 +32,19 @@
  *     abort that fails leaves parts that a bucket lifecycle rule removes).
  *  4. Easy handles are pooled; a handle is used by one thread at a time and
  *     reset before reuse.
+ *  5. libcurl and libcrypto are not linked: the first S3 store a process
+ *     creates opens them (dlopen, once, never closed) and every call goes
+ *     through the `s3_lib` table.  libcurl brings about 30 shared
+ *     libraries (TLS, Kerberos, LDAP, ...); loading them cost every
+ *     program that links libeventstore about 6 ms at start, S3 or not
+ *     (docs/BENCHMARKS.md, first acknowledgement).  Without libcurl on the
+ *     machine only creating an S3 store fails, with a clear error.
  */
 #include <curl/curl.h>
+#include <dlfcn.h>
 #include <openssl/evp.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -62,6 +71,7 @@ typedef struct s3 {
   CURL *pool[S3_POOL_MAX];
   int pool_n;
   uint64_t rng;
+  atomic_int cancel; /* es_objstore.cancel: end requests now (es_close) */
 } s3;
 
 /* A growing byte buffer for response bodies. */
@@ -89,11 +99,94 @@ typedef struct s3_call {
   int in_doubt; /* a mutation attempt failed without an answer */
 } s3_call;
 
+/* ---- libcurl and libcrypto, opened on first use (invariant 5) ---------- */
+
+/* The sonames of the libraries the headers we build with belong to
+ * (Debian 12: libcurl4, libssl3), then the unversioned development
+ * links. */
+static const char *const s3_curl_names[] = {"libcurl.so.4", "libcurl.so"};
+static const char *const s3_crypto_names[] = {"libcrypto.so.3", "libcrypto.so"};
+
+/* The functions used, typed from their declarations (typeof references
+ * no symbol, so nothing is linked). */
+static struct {
+  __typeof__(curl_global_init) *global_init;
+  __typeof__(curl_easy_init) *easy_init;
+  __typeof__(curl_easy_reset) *easy_reset;
+  __typeof__(curl_easy_cleanup) *easy_cleanup;
+  __typeof__(curl_easy_setopt) *easy_setopt;
+  __typeof__(curl_easy_perform) *easy_perform;
+  __typeof__(curl_easy_getinfo) *easy_getinfo;
+  __typeof__(curl_easy_strerror) *easy_strerror;
+  __typeof__(curl_slist_append) *slist_append;
+  __typeof__(curl_slist_free_all) *slist_free_all;
+  __typeof__(EVP_Digest) *evp_digest;
+  __typeof__(EVP_sha256) *evp_sha256;
+} s3_lib;
+
 static pthread_once_t s3_once = PTHREAD_ONCE_INIT;
-static CURLcode s3_global_rc;
+static char s3_load_error[256]; /* "" once loaded and initialised */
+
+/* Opens the first of `names` that loads. */
+static void *s3_open_lib(const char *const *names, size_t n) {
+  void *h = NULL;
+  for (size_t i = 0; i < n && !h; i++)
+    h = dlopen(names[i], RTLD_NOW | RTLD_LOCAL);
+  if (!h) {
+    const char *why = dlerror();
+    snprintf(s3_load_error, sizeof(s3_load_error),
+             "s3: cannot load %s (%s); install Debian's libcurl4 and libssl3",
+             names[0], why ? why : "not found");
+  }
+  return h;
+}
+
+/* Looks up one symbol into the function pointer at `slot` (copied as
+ * bytes: POSIX guarantees dlsym's result converts to a function pointer);
+ * returns 0, and says which, when it is missing. */
+static int s3_sym(void *h, const char *name, void *slot) {
+  void *p = dlsym(h, name);
+  if (!p) {
+    snprintf(s3_load_error, sizeof(s3_load_error),
+             "s3: the loaded libcurl or libcrypto has no %s", name);
+    return 0;
+  }
+  memcpy(slot, &p, sizeof(p));
+  return 1;
+}
 
 static void s3_global_init(void) {
-  s3_global_rc = curl_global_init(CURL_GLOBAL_DEFAULT);
+  void *curl = s3_open_lib(s3_curl_names, 2);
+  void *crypto = curl ? s3_open_lib(s3_crypto_names, 2) : NULL;
+  if (!curl || !crypto)
+    return;
+  struct {
+    void *h;
+    const char *name;
+    void *slot;
+  } syms[] = {
+      {curl, "curl_global_init", &s3_lib.global_init},
+      {curl, "curl_easy_init", &s3_lib.easy_init},
+      {curl, "curl_easy_reset", &s3_lib.easy_reset},
+      {curl, "curl_easy_cleanup", &s3_lib.easy_cleanup},
+      {curl, "curl_easy_setopt", &s3_lib.easy_setopt},
+      {curl, "curl_easy_perform", &s3_lib.easy_perform},
+      {curl, "curl_easy_getinfo", &s3_lib.easy_getinfo},
+      {curl, "curl_easy_strerror", &s3_lib.easy_strerror},
+      {curl, "curl_slist_append", &s3_lib.slist_append},
+      {curl, "curl_slist_free_all", &s3_lib.slist_free_all},
+      {crypto, "EVP_Digest", &s3_lib.evp_digest},
+      {crypto, "EVP_sha256", &s3_lib.evp_sha256},
+  };
+  for (size_t i = 0; i < sizeof(syms) / sizeof(syms[0]); i++)
+    if (!s3_sym(syms[i].h, syms[i].name, syms[i].slot))
+      return;
+  if (s3_lib.global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
+    snprintf(s3_load_error, sizeof(s3_load_error),
+             "s3: curl_global_init failed");
+    return;
+  }
+  s3_load_error[0] = '\0';
 }
 
 /* ---- small helpers ------------------------------------------------------ */
@@ -101,7 +194,8 @@ static void s3_global_init(void) {
 static int s3_sha256_hex(const void *buf, size_t len, char out[65]) {
   unsigned char md[EVP_MAX_MD_SIZE];
   unsigned int n = 0;
-  if (EVP_Digest(buf ? buf : "", len, md, &n, EVP_sha256(), NULL) != 1 ||
+  if (s3_lib.evp_digest(buf ? buf : "", len, md, &n, s3_lib.evp_sha256(),
+                        NULL) != 1 ||
       n != 32)
     return ES_ERR(ES_EREMOTE, "s3: SHA-256 failed (libcrypto)");
   for (unsigned i = 0; i < 32; i++)
@@ -165,9 +259,9 @@ static CURL *s3_handle_get(s3 *s) {
     h = s->pool[--s->pool_n];
   pthread_mutex_unlock(&s->mu);
   if (h != NULL)
-    curl_easy_reset(h);
+    s3_lib.easy_reset(h);
   else
-    h = curl_easy_init();
+    h = s3_lib.easy_init();
   return h;
 }
 
@@ -179,7 +273,7 @@ static void s3_handle_put(s3 *s, CURL *h) {
   }
   pthread_mutex_unlock(&s->mu);
   if (h != NULL)
-    curl_easy_cleanup(h);
+    s3_lib.easy_cleanup(h);
 }
 
 static uint64_t s3_rand(s3 *s) {
@@ -191,11 +285,23 @@ static uint64_t s3_rand(s3 *s) {
   return z ^ (z >> 31);
 }
 
-static void s3_sleep_ms(unsigned ms) {
-  struct timespec ts = {.tv_sec = ms / 1000,
-                        .tv_nsec = (long)(ms % 1000) * 1000000L};
-  while (nanosleep(&ts, &ts) != 0)
-    ;
+/* Sleeps ms, in slices of 50 ms, ending early once cancelled. */
+static void s3_sleep_ms(s3 *s, unsigned ms) {
+  while (ms > 0 && !atomic_load(&s->cancel)) {
+    unsigned n = ms < 50 ? ms : 50;
+    struct timespec ts = {.tv_sec = 0, .tv_nsec = (long)n * 1000000L};
+    while (nanosleep(&ts, &ts) != 0)
+      ;
+    ms -= n;
+  }
+}
+
+/* libcurl's progress callback (at least once a second): a non-zero
+ * return aborts the transfer, which is how a cancel ends it. */
+static int s3_on_progress(void *ud, curl_off_t dt, curl_off_t dn, curl_off_t ut,
+                          curl_off_t un) {
+  (void)dt, (void)dn, (void)ut, (void)un;
+  return atomic_load(&((s3 *)ud)->cancel) != 0;
 }
 
 /* The URL of a call: endpoint, bucket (path- or host-style), encoded key,
@@ -242,32 +348,36 @@ static CURLcode s3_attempt(s3 *s, s3_call *c, const char *url,
   c->info.size = 0;
   c->total_size = 0;
   c->status = 0;
-  curl_easy_setopt(h, CURLOPT_URL, url);
-  curl_easy_setopt(h, CURLOPT_PATH_AS_IS, 1L);
-  curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
-  curl_easy_setopt(h, CURLOPT_AWS_SIGV4, s->sigv4);
-  curl_easy_setopt(h, CURLOPT_USERNAME, s->access_key);
-  curl_easy_setopt(h, CURLOPT_PASSWORD, s->secret_key);
-  curl_easy_setopt(h, CURLOPT_HTTPHEADER, hdrs);
-  curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, s->cfg.connect_timeout_ms);
-  curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, s->cfg.request_timeout_ms);
-  curl_easy_setopt(h, CURLOPT_LOW_SPEED_LIMIT, 1024L);
-  curl_easy_setopt(h, CURLOPT_LOW_SPEED_TIME, s->cfg.low_speed_timeout_s);
-  curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, s3_on_body);
-  curl_easy_setopt(h, CURLOPT_WRITEDATA, &c->resp);
-  curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, s3_on_header);
-  curl_easy_setopt(h, CURLOPT_HEADERDATA, c);
+  s3_lib.easy_setopt(h, CURLOPT_URL, url);
+  s3_lib.easy_setopt(h, CURLOPT_PATH_AS_IS, 1L);
+  s3_lib.easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
+  s3_lib.easy_setopt(h, CURLOPT_AWS_SIGV4, s->sigv4);
+  s3_lib.easy_setopt(h, CURLOPT_USERNAME, s->access_key);
+  s3_lib.easy_setopt(h, CURLOPT_PASSWORD, s->secret_key);
+  s3_lib.easy_setopt(h, CURLOPT_HTTPHEADER, hdrs);
+  s3_lib.easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, s->cfg.connect_timeout_ms);
+  s3_lib.easy_setopt(h, CURLOPT_TIMEOUT_MS, s->cfg.request_timeout_ms);
+  s3_lib.easy_setopt(h, CURLOPT_LOW_SPEED_LIMIT, 1024L);
+  s3_lib.easy_setopt(h, CURLOPT_LOW_SPEED_TIME, s->cfg.low_speed_timeout_s);
+  s3_lib.easy_setopt(h, CURLOPT_WRITEFUNCTION, s3_on_body);
+  s3_lib.easy_setopt(h, CURLOPT_WRITEDATA, &c->resp);
+  s3_lib.easy_setopt(h, CURLOPT_HEADERFUNCTION, s3_on_header);
+  s3_lib.easy_setopt(h, CURLOPT_HEADERDATA, c);
+  s3_lib.easy_setopt(h, CURLOPT_NOPROGRESS, 0L);
+  s3_lib.easy_setopt(h, CURLOPT_XFERINFOFUNCTION, s3_on_progress);
+  s3_lib.easy_setopt(h, CURLOPT_XFERINFODATA, s);
   if (strcmp(c->method, "HEAD") == 0) {
-    curl_easy_setopt(h, CURLOPT_NOBODY, 1L);
+    s3_lib.easy_setopt(h, CURLOPT_NOBODY, 1L);
   } else if (strcmp(c->method, "GET") != 0) {
-    curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, c->method);
+    s3_lib.easy_setopt(h, CURLOPT_CUSTOMREQUEST, c->method);
     if (strcmp(c->method, "DELETE") != 0) {
-      curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)c->body_len);
-      curl_easy_setopt(h, CURLOPT_POSTFIELDS, c->body ? c->body : "");
+      s3_lib.easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE,
+                         (curl_off_t)c->body_len);
+      s3_lib.easy_setopt(h, CURLOPT_POSTFIELDS, c->body ? c->body : "");
     }
   }
-  CURLcode cc = curl_easy_perform(h);
-  curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &c->status);
+  CURLcode cc = s3_lib.easy_perform(h);
+  s3_lib.easy_getinfo(h, CURLINFO_RESPONSE_CODE, &c->status);
   s3_handle_put(s, h);
   return cc;
 }
@@ -326,24 +436,24 @@ static int s3_request(s3 *s, s3_call *c) {
   ES_TRY(s3_url(s, c, url, sizeof(url)));
   ES_TRY(s3_sha256_hex(c->body, c->body_len, sha));
   snprintf(sha_hdr, sizeof(sha_hdr), "x-amz-content-sha256: %s", sha);
-  if ((t = curl_slist_append(hdrs, sha_hdr)) == NULL)
+  if ((t = s3_lib.slist_append(hdrs, sha_hdr)) == NULL)
     goto nomem;
   hdrs = t;
   if (s->session_token[0]) {
     snprintf(token_hdr, sizeof(token_hdr), "x-amz-security-token: %s",
              s->session_token);
-    if ((t = curl_slist_append(hdrs, token_hdr)) == NULL)
+    if ((t = s3_lib.slist_append(hdrs, token_hdr)) == NULL)
       goto nomem;
     hdrs = t;
   }
   if (s3_mutation(c) && strcmp(c->method, "DELETE") != 0) {
-    if ((t = curl_slist_append(hdrs, "Content-Type: application/octet-"
-                                     "stream")) == NULL)
+    if ((t = s3_lib.slist_append(hdrs, "Content-Type: application/octet-"
+                                       "stream")) == NULL)
       goto nomem;
     hdrs = t;
   }
   for (int i = 0; i < 4 && c->hdrs[i]; i++) {
-    if ((t = curl_slist_append(hdrs, c->hdrs[i])) == NULL)
+    if ((t = s3_lib.slist_append(hdrs, c->hdrs[i])) == NULL)
       goto nomem;
     hdrs = t;
   }
@@ -373,24 +483,29 @@ static int s3_request(s3 *s, s3_call *c) {
     /* Without an answer, or with a 5xx, a mutation may have happened. */
     if (s3_mutation(c) && (cc != CURLE_OK || c->status >= 500))
       c->in_doubt = 1;
+    if (atomic_load(&s->cancel)) {
+      rc = ES_ERR(ES_EUNAVAIL, "s3: %s %s: cancelled (the store is closing)",
+                  c->method, c->key ? c->key : "(bucket)");
+      break;
+    }
     if (!again || c->attempts >= (int)s->cfg.attempts_max) {
       if (cc == CURLE_OK)
         rc = s3_http_status(c, code, msg);
       else
         rc = ES_ERR(again ? ES_EUNAVAIL : ES_EREMOTE,
                     "s3: %s %s: %s, %d attempts", c->method,
-                    c->key ? c->key : "(bucket)", curl_easy_strerror(cc),
+                    c->key ? c->key : "(bucket)", s3_lib.easy_strerror(cc),
                     c->attempts);
       break;
     }
-    s3_sleep_ms(es__s3_backoff_ms((unsigned)c->attempts + 1,
-                                  s->cfg.backoff_base_ms, s->cfg.backoff_max_ms,
-                                  s3_rand(s)));
+    s3_sleep_ms(s, es__s3_backoff_ms((unsigned)c->attempts + 1,
+                                     s->cfg.backoff_base_ms,
+                                     s->cfg.backoff_max_ms, s3_rand(s)));
   }
-  curl_slist_free_all(hdrs);
+  s3_lib.slist_free_all(hdrs);
   return rc;
 nomem:
-  curl_slist_free_all(hdrs);
+  s3_lib.slist_free_all(hdrs);
   return ES_NOMEM_BKPT();
 }
 
@@ -689,10 +804,15 @@ static int s3_list(es_objstore *os, const char *prefix, es_objlist_fn fn,
   return ES_OK;
 }
 
+/* es_objstore.cancel: see objstore.h. */
+static void s3_cancel(es_objstore *os, int on) {
+  atomic_store(&((s3 *)os->ctx)->cancel, on);
+}
+
 static void s3_destroy(es_objstore *os) {
   s3 *s = os->ctx;
   for (int i = 0; i < s->pool_n; i++)
-    curl_easy_cleanup(s->pool[i]);
+    s3_lib.easy_cleanup(s->pool[i]);
   es__free(s->bucket);
   es__free(s->key_prefix);
   es__free(s->endpoint);
@@ -792,8 +912,8 @@ static int s3_config_strings(s3 *s, const es_s3_config *cfg) {
 int es__s3_create(const es_s3_config *cfg, es_objstore **os_out) {
   *os_out = NULL;
   pthread_once(&s3_once, s3_global_init);
-  if (s3_global_rc != CURLE_OK)
-    return ES_ERR(ES_EREMOTE, "s3: curl_global_init failed");
+  if (s3_load_error[0])
+    return ES_ERR(ES_EREMOTE, "%s", s3_load_error);
   s3 *s = es__calloc(1, sizeof(*s));
   if (s == NULL)
     return ES_NOMEM_BKPT();
@@ -813,6 +933,7 @@ int es__s3_create(const es_s3_config *cfg, es_objstore **os_out) {
                         .head = s3_head,
                         .del = s3_del,
                         .list = s3_list,
+                        .cancel = s3_cancel,
                         .destroy = s3_destroy,
                         .ctx = s};
   *os_out = &s->os;

@@ -52,6 +52,12 @@ typedef struct es_commit_info {
 typedef struct es_commit_hooks {
   void (*committed)(void *ud, const es_commit_info *info);
   void (*wal_reclaim)(void *ud, const es_commit_info *info);
+  /* On the shard's writer thread, after the fdatasync that made the frame
+   * durable and before any appender of its group is woken: the frame's
+   * bytes (header included, borrowed for the call only).  Frames of a
+   * shard arrive in LSN order, each once. */
+  void (*wal_synced)(void *ud, uint32_t shard, uint64_t lsn,
+                     const uint8_t *frame, size_t len);
 } es_commit_hooks;
 
 /* Registers a subscriber (hooks must outlive it).  At most
@@ -114,6 +120,11 @@ void es__commit_publish(es_db *db, es_tenant *t, es_commit_note *note);
  * file a subscriber holds. */
 int es__commit_wal_reclaim(es_db *db, es_shard *sh,
                            uint64_t keep_lsn) ES_MUST_CHECK;
+
+/* On a shard's writer thread, after the sync covering the frame: tells
+ * the subscribers' wal_synced hooks (the WAL shipper, replicate/walship.c). */
+void es__commit_wal_synced(es_db *db, es_shard *sh, uint64_t lsn,
+                           const uint8_t *frame, size_t len);
 
 /* The commit state of a handle (es__db_open / es_close). */
 int es__commit_init(es_db *db) ES_MUST_CHECK;

@@ -67,6 +67,8 @@ void es_options_init_sized(es_options *opts, size_t struct_size) {
   o.dedupe_window_us = (int64_t)7 * 24 * 3600 * 1000000;
   o.replica_interval_us = 1000000;
   o.replica_grace_us = (int64_t)600 * 1000000;
+  o.durability = ES_DURABILITY_LOCAL;
+  o.s3_ack_timeout_us = (int64_t)5 * 1000000;
   memset(opts, 0, struct_size);
   memcpy(opts, &o, struct_size < sizeof(o) ? struct_size : sizeof(o));
   opts->struct_size = struct_size;
@@ -151,6 +153,7 @@ static int writer_reclaim(es_shard *sh) {
     if (m < keep)
       keep = m;
   }
+  atomic_store(&sh->keep_lsn, keep);
   return es__commit_wal_reclaim(db, sh, keep);
 }
 
@@ -220,6 +223,7 @@ static int writer_write(es_shard *sh, es_req *reqs, int *written) {
                              r->hint));
   }
   ES_TRY(es__wal_sync(sh->wal));
+  es__commit_wal_synced(db, sh, lsn, f->data, f->len);
   es__gate_recovered(db, ES_DEGRADED_ROLL);
   int64_t now = es__clock_now_us();
   for (es_req *r = reqs; r; r = r->next) {

@@ -155,6 +155,9 @@ struct es_shard {
   int stop, started;
   atomic_int reclaim;         /* set by the flusher after a manifest commit */
   atomic_int pressure;        /* set by appenders waiting for memory */
+  _Atomic uint64_t keep_lsn;  /* the last reclaim's bound: every record
+                                 below it is in a segment that a durable
+                                 manifest names (for the WAL shipper) */
   es_wal *wal;                /* writer thread only (after open) */
   _Atomic uint64_t wal_bytes; /* es__wal_bytes(wal), published by the
                                  writer for es_stats */

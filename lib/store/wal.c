@@ -538,6 +538,39 @@ void es__wal_position(const es_wal *w, uint64_t *first_lsn_out,
   *off_out = w->nfiles ? w->off : 0;
 }
 
+/* Reads frames held in memory, all of which must be valid; see wal.h. */
+int es__wal_read_buf(const char *what, const uint8_t *buf, size_t len,
+                     uint64_t prev_lsn, es_wal_frame_fn frame_fn,
+                     es_wal_rec_fn rec_fn, void *ud, es_wal_scan *scan) {
+  memset(scan, 0, sizeof(*scan));
+  scan->last_lsn = prev_lsn;
+  es_buf scratch = {0};
+  int rc = ES_OK;
+  uint64_t off = 0;
+  while (rc == ES_OK && off < len) {
+    int64_t flen = wal_frame_valid(buf, len, off, prev_lsn);
+    if (flen < 0) {
+      rc = ES_CORRUPT_BKPT("%s: frame at %llu is damaged (length, LSN or "
+                           "checksum)",
+                           what, (unsigned long long)off);
+      break;
+    }
+    uint64_t lsn = es__get_le64(buf + off + 8);
+    size_t whole = ES_WAL_FRAME_HDR + (size_t)flen;
+    if (frame_fn)
+      rc = frame_fn(ud, lsn, buf + off, whole);
+    if (rc == ES_OK)
+      rc = wal_frame_records(what, off, lsn, buf + off + ES_WAL_FRAME_HDR,
+                             (size_t)flen, &scratch, rec_fn, ud, scan);
+    prev_lsn = scan->last_lsn = lsn;
+    scan->frames++;
+    off += whole;
+    scan->end_off = off;
+  }
+  es__buf_free(&scratch);
+  return rc;
+}
+
 /* Reads a whole log file; see wal.h for the torn-tail rule. */
 /* Reads a log file for es__wal_read_file, but keeps only what matters:
  * the bytes up to the last non-zero chunk plus one zero chunk.  The rest

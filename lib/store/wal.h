@@ -177,6 +177,22 @@ int es__wal_follow(es_vfs *vfs, const char *path, uint64_t off,
                    uint64_t prev_lsn, es_wal_rec_fn fn, void *ud,
                    es_wal_scan *scan_out) ES_MUST_CHECK;
 
+/* Called per frame by es__wal_read_buf: its LSN and whole bytes (header
+ * included), borrowed for the call. */
+typedef int (*es_wal_frame_fn)(void *ud, uint64_t lsn, const uint8_t *frame,
+                               size_t len);
+
+/* Reads frames that must all be whole and valid: an image held in memory
+ * (a WAL chunk from the object store, replicate/walship.c), `what` naming
+ * it in errors.  LSNs must increase from above prev_lsn; a frame that is
+ * short, fails its checksum or holds a malformed record is ES_ECORRUPT.
+ * frame_fn (may be NULL) sees each frame, then rec_fn (may be NULL) each
+ * of its records. */
+int es__wal_read_buf(const char *what, const uint8_t *buf, size_t len,
+                     uint64_t prev_lsn, es_wal_frame_fn frame_fn,
+                     es_wal_rec_fn rec_fn, void *ud,
+                     es_wal_scan *scan_out) ES_MUST_CHECK;
+
 int es__wal_list(es_vfs *vfs, const char *dir, uint64_t **firsts_out,
                  size_t *count_out) ES_MUST_CHECK;
 

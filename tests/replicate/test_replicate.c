@@ -382,8 +382,12 @@ START_TEST(test_cut_loop) {
   for (unsigned long k = 0;; k++) {
     es_replica *inner_rep = NULL;
     es_objstore *inner = mkstore(200 + k, &inner_rep);
-    cut_store cut = {.vt = {cut_put, cut_get, cut_head, cut_del, cut_list,
-                            cut_destroy, NULL},
+    cut_store cut = {.vt = {.put = cut_put,
+                            .get = cut_get,
+                            .head = cut_head,
+                            .del = cut_del,
+                            .list = cut_list,
+                            .destroy = cut_destroy},
                      .inner = inner};
     atomic_store(&cut.limit, k ? k : ULONG_MAX);
     es_replica *rep = NULL;

@@ -1,0 +1,609 @@
+/*
+ * walship.c -- the WAL shipper: durability tier s3.  Copies every WAL
+ * frame of every shard to the object store as chunks, so that es_append
+ * in tier s3 can answer ES_OK only once its batch is in the store, and
+ * deletes chunks once the segments holding their events are replicated.
+ *
+ * Layout (docs/FORMAT.md, "WAL chunks"):
+ *   wal/<shard>/<016x first LSN>-<016x last LSN>
+ * a chunk is frames of that shard's WAL, whole and byte for byte as in the
+ * local log (header, LSN and checksum included), in LSN order.  Nothing
+ * else is in it: each frame's own checksum protects it, and a PUT is
+ * atomic (objstore.h, 1).
+ *
+ * How it works.  The shard writer calls the wal_synced hook
+ * (store/commit.h) after the fdatasync of each group's frame and before
+ * waking the group's appenders; the hook copies the frame to the shard's
+ * pending buffer and wakes the shard's shipper thread.  The thread takes
+ * everything pending and puts it as one chunk; frames synced meanwhile
+ * wait for the next PUT, so concurrent appenders share one PUT per round
+ * trip exactly as they share one fdatasync (group commit across the S3
+ * round trip).  An appender in tier s3 waits (es__walship_wait) until the
+ * shard's shipped LSN reaches its frame's.  A failed PUT puts the frames
+ * back in front of the pending ones; the next attempt, after a backoff,
+ * carries them with whatever came since.
+ *
+ * Invariants:
+ *  1. A frame is put only after its local fdatasync returned (the hook
+ *     runs after it), so the store never holds a frame the local log could
+ *     lose, and an LSN is never used for two different frames: a shipped
+ *     LSN survives a local crash, and after a node loss the restored log
+ *     continues above it.
+ *  2. shipped_lsn only grows, and only to the last LSN of a chunk whose
+ *     PUT returned ES_OK; a chunk holds every frame the hook delivered up
+ *     to its last LSN that no earlier successful chunk held.  So every
+ *     frame at or below shipped_lsn that the hook saw is in the store: a
+ *     waiter's "ES_OK" is never a guess.  A PUT in doubt (ES_EUNAVAIL) is
+ *     retried with the same frames first; chunks may then overlap, and
+ *     restore keeps each LSN once.
+ *  3. A chunk is deleted only when its last LSN is below a bound keep
+ *     that the shard writer published (every record below keep is in a
+ *     segment a durable local manifest names, db.c writer_reclaim), read
+ *     before the start of an uploader sweep that then found every tenant's
+ *     newest manifest and its files in the store (replicate.c,
+ *     es__replicator_sweeps), and at least replica_grace_us after that
+ *     was seen (a restore that listed the chunk still finds it).  So the
+ *     events of a deleted chunk are in segments of uploaded manifests.
+ *  4. The hook never blocks on the store: it copies and signals under the
+ *     shard's leaf mutex.  Pending frames are bounded (SHIP_PENDING_MAX);
+ *     past it the shard is marked broken (frames were not kept), and every
+ *     tier-s3 append of it fails with ES_EUNAVAIL until the next open.
+ *     With every append in tier s3 that cannot happen: appends are refused
+ *     up front (es__walship_admit) while the store is failing or slow.
+ *  5. A duplicate-only (or partly duplicate) append in tier s3 is
+ *     acknowledged only when its original is in the store: either a frame
+ *     of this process (the wait covers every frame synced before it
+ *     returned), or data that was local at open, which api.c flushes into
+ *     segments at open and the uploader then replicates; until an uploader
+ *     sweep begun after that flush found everything uploaded, such appends
+ *     wait (api.c).
+ *  6. No chunk is put before the ESDB object (the uploader puts it too,
+ *     but maybe later): a restore needs it, so an acknowledged event never
+ *     sits in a store that cannot be restored.
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "base/clock.h"
+#include "base/io.h"
+#include "base/mem.h"
+#include "replicate/replicate.h"
+#include "store/commit.h"
+
+#define SHIP_PENDING_MAX ((size_t)256 << 20) /* per shard (invariant 4) */
+#define SHIP_BACKOFF_MIN_US ((int64_t)100000)
+#define SHIP_BACKOFF_MAX_US ((int64_t)5000000)
+#define SHIP_GC_EVERY_US ((int64_t)1000000)
+#define SHIP_SAFE_MAX 64 /* remembered (keep, since) pairs per shard */
+
+typedef struct ship_chunk {
+  uint64_t first, last;
+} ship_chunk;
+
+typedef struct ship_safe {
+  uint64_t keep;
+  int64_t since_us; /* wall time it was established (invariant 3) */
+} ship_safe;
+
+typedef struct ship_shard {
+  struct es_walship *w;
+  uint32_t id;
+  pthread_t thread;
+  int started;
+  /* guarded by mu (a leaf, never held across I/O) */
+  pthread_mutex_t mu;
+  pthread_cond_t cv;              /* wakes the thread */
+  pthread_cond_t done_cv;         /* wakes waiters */
+  es_buf pend;                    /* frames synced and not yet in the store */
+  uint64_t pend_first, pend_last; /* their LSNs (0, 0: none) */
+  uint64_t synced_lsn;            /* the last frame the hook delivered */
+  uint64_t shipped_lsn;           /* invariant 2 */
+  int inflight;                   /* a PUT is under way */
+  int64_t inflight_us;            /* since (monotonic) */
+  int failing;                    /* the last PUT failed */
+  int broken;                     /* invariant 4 */
+  char why[200];                  /* the last failure */
+  int64_t retry_mono_us;
+  unsigned fails;
+  /* the thread's own */
+  ship_chunk *chunks; /* in the store, sorted by first */
+  size_t nchunks, cap;
+  int listed;
+  uint64_t cand_keep, cand_begun;
+  int cand;
+  ship_safe safe[SHIP_SAFE_MAX];
+  size_t nsafe;
+  int64_t gc_mono_us;
+} ship_shard;
+
+struct es_walship {
+  es_db *db;
+  es_objstore *os;
+  es_replicator *repl;
+  es_commit_hooks hooks;
+  int64_t grace_us;
+  uint32_t nshards;
+  ship_shard *sh;
+  pthread_mutex_t mu; /* guards stop, st and esdb_done */
+  int stop;
+  int esdb_done; /* ESDB is in the store (invariant 6) */
+  es_walship_stats st;
+};
+
+int es__walship_key(char *out, size_t cap, uint32_t shard, uint64_t first,
+                    uint64_t last) {
+  int n = snprintf(out, cap, "wal/%u/%016llx-%016llx", shard,
+                   (unsigned long long)first, (unsigned long long)last);
+  if (n < 0 || (size_t)n >= cap)
+    return ES_INVAL_BKPT("WAL chunk key too long");
+  return ES_OK;
+}
+
+/* 16 lower-case hex digits at p, as written by es__walship_key. */
+static int ship_hex16(const char *p, uint64_t *out) {
+  uint64_t v = 0;
+  for (int i = 0; i < 16; i++) {
+    char c = p[i];
+    int d = c >= '0' && c <= '9'   ? c - '0'
+            : c >= 'a' && c <= 'f' ? c - 'a' + 10
+                                   : -1;
+    if (d < 0)
+      return -1;
+    v = v << 4 | (uint64_t)d;
+  }
+  *out = v;
+  return 0;
+}
+
+int es__walship_parse_key(const char *key, uint32_t *shard_out,
+                          uint64_t *first_out, uint64_t *last_out) {
+  const char *p = key;
+  uint64_t shard = 0, first = 0, last = 0;
+  int ok = strncmp(p, "wal/", 4) == 0;
+  p += ok ? 4 : 0;
+  const char *digits = p;
+  while (ok && *p >= '0' && *p <= '9' && p - digits < 10)
+    shard = shard * 10 + (uint64_t)(*p++ - '0');
+  ok = ok && p > digits && (p - digits == 1 || digits[0] != '0') &&
+       shard <= UINT32_MAX && *p == '/' && strlen(p + 1) == 33 &&
+       ship_hex16(p + 1, &first) == 0 && p[17] == '-' &&
+       ship_hex16(p + 18, &last) == 0 && first != 0 && last >= first;
+  if (!ok)
+    return ES_INVAL_BKPT("not a WAL chunk key: %.100s", key);
+  *shard_out = (uint32_t)shard;
+  *first_out = first;
+  *last_out = last;
+  return ES_OK;
+}
+
+/* The hook (invariants 1, 4): copy, signal; no I/O. */
+static void ship_synced(void *ud, uint32_t shard, uint64_t lsn,
+                        const uint8_t *frame, size_t len) {
+  es_walship *w = ud;
+  if (shard >= w->nshards)
+    return;
+  ship_shard *s = &w->sh[shard];
+  pthread_mutex_lock(&s->mu);
+  s->synced_lsn = lsn;
+  if (!s->broken) {
+    if (s->pend.len + len > SHIP_PENDING_MAX ||
+        es__buf_put(&s->pend, frame, len) < 0) {
+      s->broken = 1;
+      snprintf(s->why, sizeof(s->why),
+               "WAL shipping of shard %u fell behind by more than %zu MiB; "
+               "reopen the store",
+               shard, SHIP_PENDING_MAX >> 20);
+      es__error_clear();
+      pthread_cond_broadcast(&s->done_cv);
+    } else {
+      if (s->pend_first == 0)
+        s->pend_first = lsn;
+      s->pend_last = lsn;
+      pthread_cond_signal(&s->cv);
+    }
+  }
+  pthread_mutex_unlock(&s->mu);
+}
+
+static int ship_stopping(es_walship *w) {
+  pthread_mutex_lock(&w->mu);
+  int stop = w->stop;
+  pthread_mutex_unlock(&w->mu);
+  return stop;
+}
+
+static int ship_chunk_add(ship_shard *s, uint64_t first, uint64_t last) {
+  if (s->nchunks == s->cap) {
+    size_t cap = s->cap ? 2 * s->cap : 64;
+    ship_chunk *nc = es__realloc(s->chunks, cap * sizeof(*nc));
+    if (!nc)
+      return ES_NOMEM_BKPT();
+    s->chunks = nc;
+    s->cap = cap;
+  }
+  size_t i = s->nchunks;
+  while (i > 0 && s->chunks[i - 1].first > first) {
+    s->chunks[i] = s->chunks[i - 1];
+    i--;
+  }
+  s->chunks[i] = (ship_chunk){first, last};
+  s->nchunks++;
+  return ES_OK;
+}
+
+/* Collects the chunks an earlier process left (for deletion, 3). */
+static int ship_list_one(void *ud, const char *key, const es_objinfo *info) {
+  ship_shard *s = ud;
+  (void)info;
+  uint32_t shard = 0;
+  uint64_t first = 0, last = 0;
+  if (es__walship_parse_key(key, &shard, &first, &last) < 0) {
+    es__error_clear();
+    return 0; /* not ours */
+  }
+  return shard == s->id ? ship_chunk_add(s, first, last) : 0;
+}
+
+/* Puts ESDB once per process before the first chunk (invariant 6). */
+static int ship_esdb(es_walship *w) {
+  pthread_mutex_lock(&w->mu);
+  int done = w->esdb_done;
+  pthread_mutex_unlock(&w->mu);
+  if (done)
+    return ES_OK;
+  char path[ES_PATH_MAX];
+  uint8_t *buf = NULL;
+  size_t len = 0;
+  ES_TRY(es__path_join(path, sizeof(path), w->db->dir, "ESDB"));
+  ES_TRY(es__io_read_all(w->db->vfs, path, &buf, &len));
+  int rc = w->os->put(w->os, "ESDB", buf, len, ES_OBJ_PUT_ALWAYS, NULL, NULL);
+  es__free(buf);
+  if (rc == ES_OK) {
+    pthread_mutex_lock(&w->mu);
+    w->esdb_done = 1;
+    pthread_mutex_unlock(&w->mu);
+  }
+  return rc;
+}
+
+/* One PUT of everything pending (caller holds s->mu; released across the
+ * request). */
+static void ship_put(ship_shard *s) {
+  es_walship *w = s->w;
+  es_buf buf = s->pend;
+  uint64_t first = s->pend_first, last = s->pend_last;
+  memset(&s->pend, 0, sizeof(s->pend));
+  s->pend_first = s->pend_last = 0;
+  s->inflight = 1;
+  s->inflight_us = es__clock_mono_us();
+  pthread_mutex_unlock(&s->mu);
+
+  char key[ES_OBJ_KEY_MAX + 1];
+  int64_t t0 = es__clock_mono_us();
+  int rc = ship_esdb(w);
+  if (rc == ES_OK)
+    rc = es__walship_key(key, sizeof(key), s->id, first, last);
+  if (rc == ES_OK)
+    rc = w->os->put(w->os, key, buf.data, buf.len, ES_OBJ_PUT_ALWAYS, NULL,
+                    NULL);
+  int64_t dt = es__clock_mono_us() - t0;
+  char why[sizeof(s->why)];
+  if (rc < 0)
+    snprintf(why, sizeof(why), "%s", es_errdetail());
+  es__error_clear();
+  int added = rc == ES_OK ? ship_chunk_add(s, first, last) : ES_OK;
+  if (added < 0) /* only deletion forgets it: a later open lists it */
+    es__error_clear();
+
+  pthread_mutex_lock(&w->mu);
+  w->st.put_requests++;
+  w->st.put_us += (uint64_t)(dt > 0 ? dt : 0);
+  if (rc == ES_OK) {
+    w->st.chunks++;
+    w->st.bytes += buf.len;
+  } else {
+    w->st.errors++;
+  }
+  pthread_mutex_unlock(&w->mu);
+
+  pthread_mutex_lock(&s->mu);
+  s->inflight = 0;
+  if (rc == ES_OK) {
+    if (last > s->shipped_lsn) /* invariant 2 */
+      s->shipped_lsn = last;
+    s->failing = 0;
+    s->fails = 0;
+    s->retry_mono_us = 0;
+    es__buf_free(&buf);
+  } else {
+    /* back in front of what came meanwhile (invariant 2) */
+    if (s->pend.len > 0 && es__buf_put(&buf, s->pend.data, s->pend.len) < 0) {
+      s->broken = 1;
+      snprintf(s->why, sizeof(s->why), "out of memory keeping WAL frames");
+      es__error_clear();
+    }
+    es__buf_free(&s->pend);
+    s->pend = buf;
+    if (s->pend_last == 0)
+      s->pend_last = last;
+    s->pend_first = first;
+    s->failing = 1;
+    snprintf(s->why, sizeof(s->why), "%s", why);
+    s->fails++;
+    int64_t wait = SHIP_BACKOFF_MIN_US;
+    for (unsigned k = 1; k < s->fails && wait < SHIP_BACKOFF_MAX_US; k++)
+      wait *= 2;
+    s->retry_mono_us =
+        es__clock_mono_us() +
+        (wait < SHIP_BACKOFF_MAX_US ? wait : SHIP_BACKOFF_MAX_US);
+  }
+  pthread_cond_broadcast(&s->done_cv);
+}
+
+/* Deletes the chunks whose events are in replicated segments (invariant
+ * 3).  Runs on the shard's thread, no lock held. */
+static void ship_gc(ship_shard *s) {
+  es_walship *w = s->w;
+  int64_t now = es__clock_now_us();
+  if (!s->listed) {
+    char prefix[32];
+    snprintf(prefix, sizeof(prefix), "wal/%u/", s->id);
+    if (w->os->list(w->os, prefix, ship_list_one, s) == ES_OK)
+      s->listed = 1;
+    es__error_clear();
+  }
+  uint64_t begun = 0, clean = 0;
+  es__replicator_sweeps(w->repl, &begun, &clean);
+  if (s->cand && clean > s->cand_begun) {
+    if (s->nsafe == SHIP_SAFE_MAX) { /* drop the oldest: a later one
+                                       covers its chunks, later */
+      memmove(&s->safe[0], &s->safe[1],
+              (SHIP_SAFE_MAX - 1) * sizeof(ship_safe));
+      s->nsafe--;
+    }
+    s->safe[s->nsafe++] = (ship_safe){s->cand_keep, now};
+    s->cand = 0;
+  }
+  if (!s->cand) { /* keep first, then the sweep number (invariant 3) */
+    s->cand_keep = atomic_load(&w->db->shards[s->id].keep_lsn);
+    es__replicator_sweeps(w->repl, &begun, &clean);
+    s->cand_begun = begun;
+    s->cand = 1;
+  }
+  uint64_t keep = 0;
+  size_t drop = 0;
+  for (size_t i = 0; i < s->nsafe; i++)
+    if (now - s->safe[i].since_us >= w->grace_us) {
+      if (s->safe[i].keep > keep)
+        keep = s->safe[i].keep;
+      drop = i; /* older ones are implied by this one */
+    }
+  if (drop > 0) {
+    memmove(&s->safe[0], &s->safe[drop], (s->nsafe - drop) * sizeof(ship_safe));
+    s->nsafe -= drop;
+  }
+  for (size_t i = 0; i < s->nchunks && !ship_stopping(w);) {
+    if (s->chunks[i].last >= keep) {
+      i++;
+      continue;
+    }
+    char key[ES_OBJ_KEY_MAX + 1];
+    int rc = es__walship_key(key, sizeof(key), s->id, s->chunks[i].first,
+                             s->chunks[i].last);
+    if (rc == ES_OK)
+      rc = w->os->del(w->os, key);
+    pthread_mutex_lock(&w->mu);
+    if (rc == ES_OK)
+      w->st.deleted++;
+    else
+      w->st.errors++;
+    pthread_mutex_unlock(&w->mu);
+    if (rc < 0) {
+      es__error_clear();
+      break; /* next time */
+    }
+    memmove(&s->chunks[i], &s->chunks[i + 1],
+            (s->nchunks - i - 1) * sizeof(ship_chunk));
+    s->nchunks--;
+  }
+}
+
+static void *ship_main(void *arg) {
+  ship_shard *s = arg;
+  es_walship *w = s->w;
+  pthread_mutex_lock(&s->mu);
+  for (;;) {
+    if (ship_stopping(w))
+      break;
+    int64_t now = es__clock_mono_us();
+    if (s->pend.len > 0 && now >= s->retry_mono_us) {
+      ship_put(s);
+      continue;
+    }
+    if (now >= s->gc_mono_us) {
+      pthread_mutex_unlock(&s->mu);
+      ship_gc(s);
+      pthread_mutex_lock(&s->mu);
+      s->gc_mono_us = es__clock_mono_us() + SHIP_GC_EVERY_US;
+      continue;
+    }
+    int64_t until = s->gc_mono_us;
+    if (s->pend.len > 0 && s->retry_mono_us < until)
+      until = s->retry_mono_us;
+    struct timespec ts;
+    es__clock_deadline(&ts, until - now > 0 ? until - now : 1);
+    pthread_cond_timedwait(&s->cv, &s->mu, &ts);
+  }
+  pthread_mutex_unlock(&s->mu);
+  return NULL;
+}
+
+int es__walship_start(es_db *db, es_replica *replica, es_replicator *repl,
+                      es_walship **out) {
+  *out = NULL;
+  es_walship *w = es__calloc(1, sizeof(*w));
+  if (!w)
+    return ES_NOMEM_BKPT();
+  w->db = db;
+  w->os = replica->os;
+  w->repl = repl;
+  w->grace_us = db->opts.replica_grace_us >= 0 ? db->opts.replica_grace_us : 0;
+  w->nshards = db->nshards;
+  w->hooks.wal_synced = ship_synced;
+  pthread_mutex_init(&w->mu, NULL);
+  w->sh = es__calloc(w->nshards, sizeof(ship_shard));
+  if (!w->sh) {
+    pthread_mutex_destroy(&w->mu);
+    es__free(w);
+    return ES_NOMEM_BKPT();
+  }
+  for (uint32_t i = 0; i < w->nshards; i++) {
+    ship_shard *s = &w->sh[i];
+    s->w = w;
+    s->id = i;
+    pthread_mutex_init(&s->mu, NULL);
+    pthread_cond_init(&s->cv, NULL);
+    pthread_cond_init(&s->done_cv, NULL);
+  }
+  int rc = es__commit_subscribe(db, &w->hooks, w);
+  if (rc < 0) {
+    es__walship_stop(w);
+    return rc;
+  }
+  for (uint32_t i = 0; i < w->nshards; i++) {
+    if (pthread_create(&w->sh[i].thread, NULL, ship_main, &w->sh[i]) != 0) {
+      es__walship_stop(w);
+      return ES_ERR(ES_ENOMEM, "cannot start a WAL shipping thread");
+    }
+    w->sh[i].started = 1;
+  }
+  *out = w;
+  return ES_OK;
+}
+
+void es__walship_stop(es_walship *w) {
+  if (!w)
+    return;
+  es__commit_unsubscribe(w->db, &w->hooks, w);
+  pthread_mutex_lock(&w->mu);
+  w->stop = 1;
+  pthread_mutex_unlock(&w->mu);
+  for (uint32_t i = 0; i < w->nshards; i++) {
+    ship_shard *s = &w->sh[i];
+    pthread_mutex_lock(&s->mu);
+    pthread_cond_broadcast(&s->cv);
+    pthread_cond_broadcast(&s->done_cv);
+    pthread_mutex_unlock(&s->mu);
+  }
+  for (uint32_t i = 0; i < w->nshards; i++) {
+    ship_shard *s = &w->sh[i];
+    if (s->started)
+      pthread_join(s->thread, NULL);
+    es__buf_free(&s->pend);
+    es__free(s->chunks);
+    pthread_mutex_destroy(&s->mu);
+    pthread_cond_destroy(&s->cv);
+    pthread_cond_destroy(&s->done_cv);
+  }
+  es__free(w->sh);
+  pthread_mutex_destroy(&w->mu);
+  es__free(w);
+}
+
+int es__walship_admit(es_walship *w, uint32_t shard) {
+  if (shard >= w->nshards)
+    return ES_INVAL_BKPT("shard %u out of range", shard);
+  ship_shard *s = &w->sh[shard];
+  int64_t timeout = w->db->opts.s3_ack_timeout_us;
+  int rc = ES_OK;
+  pthread_mutex_lock(&s->mu);
+  if (s->broken)
+    rc = ES_ERR(ES_EUNAVAIL, "%s", s->why);
+  else if (s->failing)
+    rc = ES_ERR(ES_EUNAVAIL,
+                "tier s3: the object store is failing, nothing written: %s",
+                s->why);
+  else if (s->inflight && es__clock_mono_us() - s->inflight_us > timeout)
+    rc = ES_ERR(ES_EUNAVAIL,
+                "tier s3: the object store has not answered a "
+                "PUT for %lld ms, nothing written",
+                (long long)((es__clock_mono_us() - s->inflight_us) / 1000));
+  pthread_mutex_unlock(&s->mu);
+  if (rc < 0) {
+    pthread_mutex_lock(&w->mu);
+    w->st.refused++;
+    pthread_mutex_unlock(&w->mu);
+  }
+  return rc;
+}
+
+uint64_t es__walship_synced(es_walship *w, uint32_t shard) {
+  if (shard >= w->nshards)
+    return 0;
+  ship_shard *s = &w->sh[shard];
+  pthread_mutex_lock(&s->mu);
+  uint64_t lsn = s->synced_lsn;
+  pthread_mutex_unlock(&s->mu);
+  return lsn;
+}
+
+int es__walship_wait(es_walship *w, uint32_t shard, uint64_t lsn,
+                     int64_t timeout_us) {
+  if (shard >= w->nshards)
+    return ES_INVAL_BKPT("shard %u out of range", shard);
+  ship_shard *s = &w->sh[shard];
+  int64_t t0 = es__clock_mono_us(), until = t0 + timeout_us;
+  int rc = ES_OK;
+  pthread_mutex_lock(&s->mu);
+  for (;;) {
+    if (s->shipped_lsn >= lsn)
+      break;
+    if (s->broken) {
+      rc = ES_ERR(ES_EUNAVAIL, "%s", s->why);
+      break;
+    }
+    if (s->failing) {
+      rc = ES_ERR(ES_EUNAVAIL,
+                  "tier s3: durable here, not in the object store (it will "
+                  "follow; retry with the same messageIds): %s",
+                  s->why);
+      break;
+    }
+    if (ship_stopping(w)) {
+      rc = ES_ERR(ES_ECLOSED, "the database is closing");
+      break;
+    }
+    int64_t left = until - es__clock_mono_us();
+    if (left <= 0) {
+      rc = ES_ERR(ES_EUNAVAIL,
+                  "tier s3: durable here, not confirmed by the object store "
+                  "within %lld ms (retry with the same messageIds)",
+                  (long long)(timeout_us / 1000));
+      break;
+    }
+    struct timespec ts;
+    es__clock_deadline(&ts, left);
+    pthread_cond_timedwait(&s->done_cv, &s->mu, &ts);
+  }
+  pthread_mutex_unlock(&s->mu);
+  int64_t dt = es__clock_mono_us() - t0;
+  pthread_mutex_lock(&w->mu);
+  w->st.waits++;
+  w->st.wait_us += (uint64_t)(dt > 0 ? dt : 0);
+  if (rc < 0)
+    w->st.wait_failures++;
+  pthread_mutex_unlock(&w->mu);
+  return rc;
+}
+
+void es__walship_stats(es_walship *w, es_walship_stats *out) {
+  pthread_mutex_lock(&w->mu);
+  *out = w->st;
+  pthread_mutex_unlock(&w->mu);
+  for (uint32_t i = 0; i < w->nshards; i++) {
+    ship_shard *s = &w->sh[i];
+    pthread_mutex_lock(&s->mu);
+    out->pending_bytes += s->pend.len;
+    pthread_mutex_unlock(&s->mu);
+  }
+}

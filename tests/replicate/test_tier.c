@@ -1,0 +1,438 @@
+/*
+ * test_tier.c -- durability tier s3 against the in-memory object store:
+ * an acknowledged append is in the store (a restore that never saw the
+ * live directory gives it back, from WAL chunks, before any seal);
+ * concurrent appends share PUTs; an outage answers ES_EUNAVAIL at once
+ * and recovers, while tier local never waits; chunks are deleted once
+ * their events are in replicated segments; es_close is bounded while a
+ * PUT hangs; and the fault loop: the k-th object-store request fails
+ * (timeout, dropped connection applied or not, a permanent status) at
+ * every k over append + seal + upload + compaction + restore, failed
+ * appends retried with the same messageIds as an SDK does; the restore
+ * then holds every acknowledged event exactly once and nothing else.
+ */
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "../unit/unit.h"
+#include "api.h"
+#include "base/clock.h"
+#include "base/mem.h"
+#include "replicate/objmem.h"
+#include "replicate/replicate.h"
+
+static const char *const TENANTS[] = {"acme", "b-2"};
+#define NTENANTS 2
+#define BATCH 10
+
+static void sleep_ms(int ms) {
+  struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+  nanosleep(&ts, NULL);
+}
+
+static es_db *open_tier(const char *dir, es_replica *rep, int tier) {
+  es_options o;
+  es_options_init(&o);
+  o.data_dir = dir;
+  o.shards = 2;
+  o.sync_mode = ES_SYNC_NONE;
+  o.replica = rep;
+  o.replica_interval_us = 5000;
+  o.replica_grace_us = 0;
+  o.wal_file_bytes = 1 << 20;
+  o.durability = tier;
+  o.s3_ack_timeout_us = 1000000;
+  es_db *db = NULL;
+  int rc = es_open(&o, &db);
+  ck_assert_msg(rc == ES_OK, "es_open: %s", es_errdetail());
+  return db;
+}
+
+static void mkevent(es_event *ev, char *mid, size_t cap, int i) {
+  snprintf(mid, cap, "m%06d", i);
+  *ev = (es_event){.ts_us = 1700000000000000LL + (int64_t)i * 1000000,
+                   .type = ES_TYPE_PAGE,
+                   .event = "Home",
+                   .message_id = mid,
+                   .anonymous_id = "v1",
+                   .path = "/"};
+}
+
+/* Appends events first..first+n-1 to tenant t in batches, retrying a
+ * failed batch with the same messageIds (as an SDK does after a 503) up
+ * to `tries` times; returns how many events were acknowledged. */
+static int append_retry(es_db *db, int t, int first, int n, int tries) {
+  int acked = 0;
+  for (int b = first; b < first + n; b += BATCH) {
+    es_event ev[BATCH];
+    char mid[BATCH][16];
+    int cnt = first + n - b < BATCH ? first + n - b : BATCH;
+    for (int i = 0; i < cnt; i++)
+      mkevent(&ev[i], mid[i], sizeof(mid[i]), b + i);
+    int rc = ES_EUNAVAIL;
+    for (int k = 0; k < tries && rc != ES_OK; k++) {
+      rc = es_append(db, TENANTS[t], ev, (size_t)cnt, NULL);
+      ck_assert_msg(rc == ES_OK || rc == ES_EUNAVAIL, "append: %d %s", rc,
+                    es_errdetail());
+      if (rc != ES_OK)
+        sleep_ms(20);
+    }
+    if (rc == ES_OK)
+      acked += cnt;
+  }
+  return acked;
+}
+
+static void append_all(es_db *db, int first, int n) {
+  for (int t = 0; t < NTENANTS; t++)
+    ck_assert_int_eq(append_retry(db, t, first, n, 200), n);
+}
+
+/* Message ids of a tenant, as numbers (es__malloc'ed). */
+static int *scan_ids(es_db *db, const char *tenant, size_t *n_out) {
+  es_scan_spec spec;
+  es_scan_spec_init(&spec);
+  spec.tenant = tenant;
+  spec.fields = ES_FIELD_MESSAGE_ID;
+  es_cursor *cur = NULL;
+  ck_assert_int_eq(es_scan(db, &spec, &cur), ES_OK);
+  size_t n = 0, cap = 64;
+  int *ids = es__malloc(cap * sizeof(int));
+  es_event ev;
+  int rc;
+  while ((rc = es_cursor_next(cur, &ev)) == 1) {
+    if (n == cap)
+      ids = es__realloc(ids, (cap *= 2) * sizeof(int));
+    ids[n++] = atoi(ev.message_id + 1);
+  }
+  ck_assert_int_eq(rc, 0);
+  es_cursor_close(cur);
+  *n_out = n;
+  return ids;
+}
+
+/* Restores into a new directory (never the live one: a lost node) and
+ * checks each tenant holds exactly events 0..want-1, once each. */
+static int restore_check(es_replica *rep, int want) {
+  char dir[4096];
+  ut_tmpdir(dir, sizeof(dir), "tier-restore");
+  int rc = es_restore(rep, dir, NULL, 0, NULL, NULL);
+  if (rc < 0) {
+    ut_rmrf(dir);
+    return rc;
+  }
+  ck_assert_msg(es_verify(dir, NULL, NULL) == ES_OK, "verify: %s",
+                es_errdetail());
+  es_db *db = open_tier(dir, NULL, ES_DURABILITY_LOCAL);
+  for (int t = 0; t < NTENANTS; t++) {
+    size_t n = 0;
+    int *ids = scan_ids(db, TENANTS[t], &n);
+    char *seen = calloc((size_t)want + 1, 1);
+    for (size_t i = 0; i < n; i++) {
+      ck_assert_msg(ids[i] >= 0 && ids[i] < want, "invented event %d", ids[i]);
+      ck_assert_msg(!seen[ids[i]], "%s: event %d restored twice", TENANTS[t],
+                    ids[i]);
+      seen[ids[i]] = 1;
+    }
+    ck_assert_msg(n == (size_t)want, "%s: restored %zu of %d events",
+                  TENANTS[t], n, want);
+    free(seen);
+    es__free(ids);
+  }
+  ck_assert_int_eq(es_close(db), ES_OK);
+  ut_rmrf(dir);
+  return ES_OK;
+}
+
+/* ---- a store in front of objmem: counts WAL puts, can delay or hang ---- */
+
+typedef struct wrap_store {
+  es_objstore vt;
+  es_objstore *inner;
+  atomic_ulong wal_puts;
+  atomic_int delay_ms; /* before each WAL put */
+  atomic_int hang;     /* WAL puts wait for a cancel (60 s at most) */
+  atomic_int cancel;
+} wrap_store;
+
+static int w_put(es_objstore *os, const char *key, const void *buf, size_t len,
+                 int cond, const char *if_etag, es_objinfo *info) {
+  wrap_store *w = (wrap_store *)os;
+  if (strncmp(key, "wal/", 4) == 0) {
+    atomic_fetch_add(&w->wal_puts, 1);
+    if (atomic_load(&w->delay_ms))
+      sleep_ms(atomic_load(&w->delay_ms));
+    for (int i = 0; atomic_load(&w->hang) && i < 6000; i++) {
+      if (atomic_load(&w->cancel))
+        return ES_EUNAVAIL;
+      sleep_ms(10);
+    }
+  }
+  return w->inner->put(w->inner, key, buf, len, cond, if_etag, info);
+}
+static int w_get(es_objstore *os, const char *key, uint64_t off, uint64_t len,
+                 uint8_t **buf, size_t *len_out, es_objinfo *info) {
+  es_objstore *in = ((wrap_store *)os)->inner;
+  return in->get(in, key, off, len, buf, len_out, info);
+}
+static int w_head(es_objstore *os, const char *key, es_objinfo *info) {
+  es_objstore *in = ((wrap_store *)os)->inner;
+  return in->head(in, key, info);
+}
+static int w_del(es_objstore *os, const char *key) {
+  es_objstore *in = ((wrap_store *)os)->inner;
+  return in->del(in, key);
+}
+static int w_list(es_objstore *os, const char *prefix, es_objlist_fn fn,
+                  void *ud) {
+  es_objstore *in = ((wrap_store *)os)->inner;
+  return in->list(in, prefix, fn, ud);
+}
+static void w_cancel(es_objstore *os, int on) {
+  atomic_store(&((wrap_store *)os)->cancel, on);
+}
+static void w_destroy(es_objstore *os) { (void)os; }
+
+static es_replica *wrap(wrap_store *w, es_objstore **inner_out,
+                        es_replica **inner_rep_out) {
+  ck_assert_int_eq(es__objmem_create(100, 7, inner_out), ES_OK);
+  ck_assert_int_eq(es__replica_wrap(*inner_out, 1, inner_rep_out), ES_OK);
+  w->vt = (es_objstore){.put = w_put,
+                        .get = w_get,
+                        .head = w_head,
+                        .del = w_del,
+                        .list = w_list,
+                        .cancel = w_cancel,
+                        .destroy = w_destroy};
+  w->inner = *inner_out;
+  es_replica *rep = NULL;
+  ck_assert_int_eq(es__replica_wrap(&w->vt, 0, &rep), ES_OK);
+  return rep;
+}
+
+static int count_wal_fn(void *ud, const char *key, const es_objinfo *info) {
+  (void)key, (void)info;
+  (*(int *)ud)++;
+  return 0;
+}
+
+static int wal_chunks(es_objstore *os) {
+  int n = 0;
+  ck_assert_int_eq(os->list(os, "wal/", count_wal_fn, &n), ES_OK);
+  return n;
+}
+
+/* ---- tests ------------------------------------------------------------- */
+
+typedef struct thr_arg {
+  es_db *db;
+  int t, first, n;
+} thr_arg;
+
+static void *thr_append(void *p) {
+  thr_arg *a = p;
+  for (int i = a->first; i < a->first + a->n; i++) {
+    es_event ev;
+    char mid[16];
+    mkevent(&ev, mid, sizeof(mid), i);
+    int rc = es_append(a->db, TENANTS[a->t], &ev, 1, NULL);
+    ck_assert_msg(rc == ES_OK, "append: %s", es_errdetail());
+  }
+  return NULL;
+}
+
+/* Acknowledged means in the store: a restore made without the live
+ * directory, before any seal, has every event (from WAL chunks); 16
+ * threads appending one event at a time to one tenant (one shard) share
+ * PUTs (each PUT takes 20 ms here): the first frame after a PUT goes
+ * alone, the ones that arrive during it share the next; sealed and
+ * uploaded, the chunks are deleted. */
+START_TEST(test_ack_means_stored) {
+  wrap_store w = {0};
+  es_objstore *inner = NULL;
+  es_replica *inner_rep = NULL;
+  es_replica *rep = wrap(&w, &inner, &inner_rep);
+  atomic_store(&w.delay_ms, 20);
+  char dir[4096];
+  ut_tmpdir(dir, sizeof(dir), "tier-live");
+  es_db *db = open_tier(dir, rep, ES_DURABILITY_S3);
+  pthread_t th[16];
+  thr_arg args[16];
+  for (int i = 0; i < 16; i++) {
+    args[i] = (thr_arg){db, 0, i * 10, 10};
+    pthread_create(&th[i], NULL, thr_append, &args[i]);
+  }
+  for (int i = 0; i < 16; i++)
+    pthread_join(th[i], NULL);
+  unsigned long puts = atomic_load(&w.wal_puts);
+  fprintf(stderr, "tier s3: 160 appends from 16 threads, %lu WAL PUTs\n", puts);
+  ck_assert_uint_gt(puts, 0);
+  ck_assert_uint_le(puts, 160 / 3); /* one PUT per group, not per append */
+  append_all(db, 0, 160); /* duplicates: acknowledged, not stored again */
+  append_all(db, 160, 40);
+  atomic_store(&w.delay_ms, 0);
+  /* the node is lost now: restore from the store alone */
+  ck_assert_int_eq(restore_check(inner_rep, 200), ES_OK);
+  ck_assert_int_gt(wal_chunks(inner), 0);
+  /* sealed and uploaded: the chunks go (grace 0) */
+  for (int t = 0; t < NTENANTS; t++)
+    ck_assert_int_eq(es_flush(db, TENANTS[t]), ES_OK);
+  ck_assert_int_eq(es_replica_drain(db, 10000000), ES_OK);
+  int64_t until = es__clock_mono_us() + 10000000;
+  while (wal_chunks(inner) > 0 && es__clock_mono_us() < until)
+    sleep_ms(50);
+  ck_assert_int_eq(wal_chunks(inner), 0);
+  ck_assert_int_eq(restore_check(inner_rep, 200), ES_OK);
+  ck_assert_int_eq(es_close(db), ES_OK);
+  es_replica_free(rep);
+  es_replica_free(inner_rep);
+  ut_rmrf(dir);
+}
+END_TEST
+
+/* Every request fails: tier s3 answers ES_EUNAVAIL (the first append
+ * after its PUT failed, the next ones at once, nothing written), tier
+ * local never waits; the store back, retried appends are acknowledged
+ * and the restore holds each event once. */
+START_TEST(test_outage) {
+  es_replica *rep = NULL;
+  es_objstore *os = NULL;
+  ck_assert_int_eq(es__objmem_create(100, 3, &os), ES_OK);
+  ck_assert_int_eq(es__replica_wrap(os, 1, &rep), ES_OK);
+  char dir[4096], dir2[4096];
+  ut_tmpdir(dir, sizeof(dir), "tier-out");
+  ut_tmpdir(dir2, sizeof(dir2), "tier-out-local");
+  es_db *db = open_tier(dir, rep, ES_DURABILITY_S3);
+  append_all(db, 0, 10);
+  es__objmem_fail_every(os, 1, ES_OBJMEM_FAIL_TIMEOUT, 0);
+  ck_assert_int_eq(append_retry(db, 0, 10, 5, 1), 0); /* its PUT failed */
+  int64_t t0 = es__clock_mono_us();
+  ck_assert_int_eq(append_retry(db, 0, 15, 5, 1), 0); /* refused at once */
+  ck_assert_int_lt(es__clock_mono_us() - t0, 500000);
+  /* tier local beside it, same failing store: never waits */
+  es_db *loc = open_tier(dir2, rep, ES_DURABILITY_LOCAL);
+  t0 = es__clock_mono_us();
+  for (int t = 0; t < NTENANTS; t++)
+    ck_assert_int_eq(append_retry(loc, t, 0, 50, 1), 50);
+  ck_assert_int_lt(es__clock_mono_us() - t0, 5000000);
+  ck_assert_int_eq(es_close(loc), ES_OK);
+  es__objmem_fail_every(os, 0, 0, 0);
+  ck_assert_int_eq(append_retry(db, 0, 10, 10, 200), 10);
+  ck_assert_int_eq(append_retry(db, 1, 10, 10, 200), 10);
+  ck_assert_int_eq(es_close(db), ES_OK);
+  ck_assert_int_eq(restore_check(rep, 20), ES_OK);
+  es_replica_free(rep);
+  ut_rmrf(dir);
+  ut_rmrf(dir2);
+}
+END_TEST
+
+/* es_close with a WAL PUT hanging: bounded by the cancel. */
+START_TEST(test_close_bounded) {
+  wrap_store w = {0};
+  es_objstore *inner = NULL;
+  es_replica *inner_rep = NULL;
+  es_replica *rep = wrap(&w, &inner, &inner_rep);
+  char dir[4096];
+  ut_tmpdir(dir, sizeof(dir), "tier-close");
+  es_db *db = open_tier(dir, rep, ES_DURABILITY_S3);
+  atomic_store(&w.hang, 1);
+  ck_assert_int_eq(append_retry(db, 0, 0, 1, 1), 0); /* not confirmed */
+  int64_t t0 = es__clock_mono_us();
+  ck_assert_int_eq(es_close(db), ES_OK);
+  int64_t dt = es__clock_mono_us() - t0;
+  fprintf(stderr, "es_close with a hanging PUT: %lld ms\n",
+          (long long)(dt / 1000));
+  ck_assert_int_lt(dt, 2000000);
+  es_replica_free(rep);
+  es_replica_free(inner_rep);
+  ut_rmrf(dir);
+}
+END_TEST
+
+/* One cycle with the k-th request failing; returns the requests made. */
+static unsigned long fault_cycle(unsigned long k, int kind) {
+  es_replica *rep = NULL;
+  es_objstore *os = NULL;
+  ck_assert_int_eq(es__objmem_create(3, 500 + k, &os), ES_OK);
+  ck_assert_int_eq(es__replica_wrap(os, 1, &rep), ES_OK);
+  es__objmem_fail_at(os, k, kind, ES_EREMOTE);
+  char dir[4096];
+  ut_tmpdir(dir, sizeof(dir), "tier-fault");
+  es_db *db = open_tier(dir, rep, ES_DURABILITY_S3);
+  append_all(db, 0, 20);
+  ck_assert_int_eq(es_flush(db, NULL), ES_OK);
+  int rc = es_replica_drain(db, 10000000);
+  ck_assert_msg(rc == ES_OK, "k=%lu drain: %s", k, es_errdetail());
+  append_all(db, 20, 20);
+  ck_assert_int_eq(es_flush(db, NULL), ES_OK);
+  ck_assert_int_eq(es_compact(db, NULL, NULL, NULL), ES_OK);
+  append_all(db, 40, 20);                /* only in the WAL (and its chunks) */
+  ck_assert_int_eq(es_close(db), ES_OK); /* the node is lost now */
+  rc = restore_check(rep, 60);
+  if (rc < 0) { /* the fault hit the restore: it says so; again */
+    ck_assert_msg(rc == ES_EUNAVAIL || rc == ES_EREMOTE, "k=%lu restore: %s", k,
+                  es_errdetail());
+    ck_assert_int_eq(restore_check(rep, 60), ES_OK);
+  }
+  unsigned long n = es__objmem_requests(os);
+  ut_rmrf(dir);
+  es_replica_free(rep);
+  return n;
+}
+
+START_TEST(test_fault_loop) {
+  int64_t t0 = es__clock_mono_us();
+  unsigned long total = fault_cycle(0, ES_OBJMEM_FAIL_TIMEOUT); /* no fault */
+  fprintf(stderr, "one cycle: %lld ms\n",
+          (long long)((es__clock_mono_us() - t0) / 1000));
+  ck_assert_uint_gt(total, 10);
+  static const int kinds[] = {ES_OBJMEM_FAIL_TIMEOUT, ES_OBJMEM_FAIL_DROP,
+                              ES_OBJMEM_FAIL_STATUS};
+  for (unsigned long k = 1; k <= total + 2; k++)
+    (void)fault_cycle(k, kinds[k % 3]);
+  fprintf(stderr, "tier s3 fault loop: %lu requests per cycle\n", total);
+}
+END_TEST
+
+/* Chunk keys: the format and what is refused. */
+START_TEST(test_chunk_keys) {
+  char key[128];
+  ck_assert_int_eq(es__walship_key(key, sizeof(key), 3, 1, 0x2a), ES_OK);
+  ck_assert_str_eq(key, "wal/3/0000000000000001-000000000000002a");
+  uint32_t s = 0;
+  uint64_t f = 0, l = 0;
+  ck_assert_int_eq(es__walship_parse_key(key, &s, &f, &l), ES_OK);
+  ck_assert_uint_eq(s, 3);
+  ck_assert_uint_eq(f, 1);
+  ck_assert_uint_eq(l, 0x2a);
+  static const char *const bad[] = {
+      "wal/3/0000000000000002-0000000000000001", /* last < first */
+      "wal/3/0000000000000001-000000000000002a.tmp", "wal/3/1-2",
+      "wal/x/0000000000000001-000000000000002a",
+      "wal/3/0000000000000000-0000000000000001"};
+  for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+    ck_assert_msg(es__walship_parse_key(bad[i], &s, &f, &l) == ES_EINVAL, "%s",
+                  bad[i]);
+  es__error_clear();
+}
+END_TEST
+
+static Suite *tier_suite(void) {
+  Suite *s = suite_create("tier");
+  TCase *tc = tcase_create("core");
+  tcase_set_timeout(tc, 240);
+  tcase_add_test(tc, test_chunk_keys);
+  tcase_add_test(tc, test_ack_means_stored);
+  tcase_add_test(tc, test_outage);
+  tcase_add_test(tc, test_close_bounded);
+  tcase_add_test(tc, test_fault_loop);
+  suite_add_tcase(s, tc);
+  return s;
+}
+
+int main(void) { return ut_main(tier_suite()); }
