@@ -356,6 +356,10 @@ static int parse_args(int argc, char **argv, ingest_config *cfg) {
   if ((g_node || g_lease_ttl_us || g_clock_skew_us) && !g_replica_url)
     return die_usage("--node, --lease-ttl-ms and --clock-skew-ms need "
                      "--replica");
+  if (g_node && g_durability == ES_DURABILITY_S3)
+    return die_usage("--node with --durability s3 is not built yet: the "
+                     "nodes' WAL chunks would share keys, and a takeover "
+                     "does not replay them (docs/SCALING.md)");
   if ((g_lease_ttl_us || g_clock_skew_us) && !g_node)
     return die_usage("--lease-ttl-ms and --clock-skew-ms need --node");
   cfg->replica_on = g_replica_url != NULL;

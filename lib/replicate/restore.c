@@ -537,7 +537,10 @@ static int restore_run(es_replica *replica, es_vfs *vfs, const char *data_dir,
     rc = vfs->mkdir(vfs, c.tenants_dir);
   if (rc == ES_OK)
     rc = vfs->sync_dir(vfs, data_dir);
-  if (rc == ES_OK) { /* before any manifest (invariant 4) */
+  /* A live restore (cluster.c, into an open store) takes no WAL chunks:
+   * their log files would land beside the open store's own WAL, in
+   * another node's LSN space (docs/SCALING.md, "What is not solved"). */
+  if (rc == ES_OK && lock_dir) { /* before any manifest (invariant 4) */
     rc = c.os->list(c.os, "wal/", rs_chunk_list_one, &c);
     if (rc < 0 && rc != ES_ENOMEM)
       rc = rs_err(rc, "wal/ (listing)");
@@ -547,7 +550,7 @@ static int restore_run(es_replica *replica, es_vfs *vfs, const char *data_dir,
     if (rc < 0 && rc != ES_ENOMEM)
       rc = rs_err(rc, "tenants/ (listing)");
   }
-  if (rc == ES_OK)
+  if (rc == ES_OK && lock_dir)
     rc = rs_chunks_fetch(&c);
   for (size_t i = 0; rc == ES_OK && i < ntenants; i++) {
     rs_tenant *t = rs_find(&c, tenants[i]);
@@ -567,7 +570,7 @@ static int restore_run(es_replica *replica, es_vfs *vfs, const char *data_dir,
   for (size_t i = 0; rc == ES_OK && i < c.n; i++)
     if (c.ts[i].wanted)
       rc = rs_tenant_restore(&c, &c.ts[i]);
-  if (rc == ES_OK)
+  if (rc == ES_OK && lock_dir)
     rc = rs_chunks_write(&c, existed, ntenants == 0);
   if (rc == ES_OK)
     rc = vfs->sync_dir(vfs, c.tenants_dir);
