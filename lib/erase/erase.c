@@ -375,7 +375,7 @@ static int stage_replica(erase_ctx *c, int *skip_out, uint64_t *objects_out) {
                   "replica: open it with the replica to finish",
                   c->t->name);
   int rc;
-  while ((rc = es__replicator_drain(c->db->ext, 5000000)) == ES_EUNAVAIL)
+  while ((rc = es_replica_drain(c->db, 5000000)) == ES_EUNAVAIL)
     es__error_clear(); /* the uploader retries; so do we */
   ES_TRY(rc);
   int64_t cut = es__clock_now_us();
@@ -384,7 +384,7 @@ static int stage_replica(erase_ctx *c, int *skip_out, uint64_t *objects_out) {
   while (replica_waiting(&rec, cut) > 0) {
     es__replrec_free(&rec);
     es__clock_sleep_us(ERASE_REPLICA_POLL_US);
-    while ((rc = es__replicator_drain(c->db->ext, 5000000)) == ES_EUNAVAIL)
+    while ((rc = es_replica_drain(c->db, 5000000)) == ES_EUNAVAIL)
       es__error_clear();
     ES_TRY(rc);
     ES_TRY(es__replrec_load(c->db->vfs, c->t->dir, &rec));
