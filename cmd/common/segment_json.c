@@ -266,6 +266,30 @@ static const char *excerpt(const char *s, char *dst, size_t size) {
  * "\u0000" escapes and nesting deeper than SEG_DEPTH_MAX.  Strings and
  * comments are skipped so that the bracket count is the real one.
  */
+/* Whether s[0..n) holds more than blanks and comments: yajl accepts a
+ * complete value followed by an unterminated string ({"a":1}"junk passes
+ * yajl_tree_parse), so the text after the top-level value is looked at
+ * here. */
+static int trailing_text(const char *s, size_t n) {
+  for (size_t i = 0; i < n; i++) {
+    if (s[i] == ' ' || s[i] == '\t' || s[i] == '\r' || s[i] == '\n')
+      continue;
+    if (s[i] == '/' && i + 1 < n && s[i + 1] == '*') {
+      for (i += 2; i + 1 < n && !(s[i] == '*' && s[i + 1] == '/'); i++)
+        ;
+      if (i + 1 >= n)
+        return 1; /* an unclosed comment */
+      i++;
+    } else if (s[i] == '/' && i + 1 < n && s[i + 1] == '/') {
+      while (i + 1 < n && s[i + 1] != '\n')
+        i++;
+    } else {
+      return 1;
+    }
+  }
+  return 0;
+}
+
 static int prescan(parse_ctx *c, const char *s, size_t n) {
   int depth = 0;
   if (memchr(s, '\0', n) != NULL)
@@ -303,7 +327,8 @@ static int prescan(parse_ctx *c, const char *s, size_t n) {
       if (++depth > SEG_DEPTH_MAX)
         return fail(c, "nested deeper than %d levels", SEG_DEPTH_MAX);
     } else if (s[i] == ']' || s[i] == '}') {
-      depth--;
+      if (--depth == 0 && trailing_text(s + i + 1, n - i - 1))
+        return fail(c, "invalid JSON (text after the value)");
     }
   }
   return 0;

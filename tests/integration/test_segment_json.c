@@ -259,6 +259,11 @@ START_TEST(validation_messages) {
   parse_bad_str("", "invalid JSON");
   parse_bad_str("{\"type\":\"track\"", "invalid JSON");
   parse_bad_str("{} {}", "invalid JSON");
+  /* yajl alone takes a complete value followed by an unterminated string */
+  parse_bad_str("{\"type\":\"track\",\"event\":\"e\",\"userId\":\"u\"}\"junk",
+                "text after the value");
+  parse_bad_str("{\"type\":\"track\",\"event\":\"e\",\"userId\":\"u\"} /* x",
+                "text after the value");
   parse_bad_str("[1,2]", "not a JSON object");
   parse_bad_str("\"track\"", "not a JSON object");
   parse_bad_str("{\"userId\":\"u\"}", "missing \"type\"");
