@@ -27,8 +27,10 @@
 #define TIMELINE_LIMIT_DEFAULT 20
 #define TIMELINE_LIMIT_MAX 1000
 #define LATEST_LIMIT_MAX 200
+#define RANGE_LIMIT_MAX 5000
 
-enum { W_QUERY, W_TIMELINE, W_RULES, W_MEMBERS, W_PERSON_SEGMENTS, W_LATEST };
+enum { W_QUERY, W_TIMELINE, W_RULES, W_MEMBERS, W_PERSON_SEGMENTS, W_LATEST,
+       W_RANGE };
 
 typedef struct qd_work {
   uv_work_t req;
@@ -182,6 +184,20 @@ static void run_latest(qd_work *w) {
     fail(w, rc, NULL);
 }
 
+/* The newest `limit` received of the events in [from, to) (w->arg holds
+ * the two times in microseconds). */
+static void run_range(qd_work *w) {
+  long long from_us, to_us;
+  if (sscanf(w->arg, "%lld %lld", &from_us, &to_us) != 2) {
+    fail(w, ES_EINVAL, NULL);
+    return;
+  }
+  int rc = qd_range_events(w->srv, w->tenant, from_us, to_us, w->limit, 0,
+                           NULL, &w->out, NULL);
+  if (rc < 0)
+    fail(w, rc, NULL);
+}
+
 static void work_run(uv_work_t *req) {
   qd_work *w = req->data;
   w->status = 200;
@@ -200,6 +216,9 @@ static void work_run(uv_work_t *req) {
     break;
   case W_PERSON_SEGMENTS:
     run_person_segments(w);
+    break;
+  case W_RANGE:
+    run_range(w);
     break;
   default:
     run_latest(w);
@@ -371,6 +390,32 @@ static void serve_latest(qd_server *srv, qd_conn *c, const qd_request *rq,
     submit(srv, c, t, W_LATEST, "", 0, (size_t)lim);
 }
 
+/* GET /v1/events?from=T&to=T[&limit=N]: a bounded sample of a time range
+ * (RFC 3339 times as in /v1/query; to defaults to now + 1 day). */
+static void serve_range(qd_server *srv, qd_conn *c, const qd_request *rq,
+                        qd_tenant *t) {
+  char v[64], arg[64];
+  int64_t from_us, to_us = INT64_MAX;
+  long lim = parse_limit(rq->query, 1000, RANGE_LIMIT_MAX);
+  if (!query_param(rq->query, "from", v, sizeof v) ||
+      seg_iso8601_parse(v, &from_us)) {
+    qd_respond_error(c, 400, "\"from\" must be an RFC 3339 time");
+    return;
+  }
+  if (query_param(rq->query, "to", v, sizeof v) &&
+      seg_iso8601_parse(v, &to_us)) {
+    qd_respond_error(c, 400, "\"to\" must be an RFC 3339 time");
+    return;
+  }
+  if (lim < 0) {
+    qd_respond_error(c, 400, "\"limit\" must be an integer >= 1");
+    return;
+  }
+  int n = snprintf(arg, sizeof arg, "%lld %lld", (long long)from_us,
+                   (long long)to_us);
+  submit(srv, c, t, W_RANGE, arg, (size_t)n, (size_t)lim);
+}
+
 static void serve_members(qd_server *srv, qd_conn *c, const qd_request *rq,
                           qd_tenant *t) {
   char id[ID_SIZE], by[16];
@@ -493,6 +538,7 @@ static const qd_route routes[] = {
     {{HTTP_GET, "/v1/stream", ROUTE_TOKEN | ROUTE_QUERY_TOKEN}, serve_stream},
     {{HTTP_GET, "/v1/segments", ROUTE_TOKEN}, serve_rules},
     {{HTTP_GET, "/v1/events/latest", ROUTE_TOKEN}, serve_latest},
+    {{HTTP_GET, "/v1/events", ROUTE_TOKEN}, serve_range},
     {{HTTP_GET, "/v1/segments/*/members", ROUTE_TOKEN}, serve_members},
     {{HTTP_GET, "/v1/persons/*/timeline", ROUTE_TOKEN}, serve_timeline},
     {{HTTP_GET, "/v1/persons/*/segments", ROUTE_TOKEN}, serve_person_segments},

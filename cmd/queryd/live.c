@@ -260,6 +260,14 @@ static int feed_newer_first(const void *a, const void *b) {
 int qd_latest_events(qd_server *srv, const char *tenant, size_t limit,
                      int64_t recv_after_us, qd_tenant *seen, seg_buf *out,
                      int64_t *max_recv_out) {
+  return qd_range_events(
+      srv, tenant, qd_now_us() - srv->cfg.live_window_s * INT64_C(1000000),
+      INT64_MAX, limit, recv_after_us, seen, out, max_recv_out);
+}
+
+int qd_range_events(qd_server *srv, const char *tenant, int64_t from_us,
+                    int64_t to_us, size_t limit, int64_t recv_after_us,
+                    qd_tenant *seen, seg_buf *out, int64_t *max_recv_out) {
   es_scan_spec spec;
   es_cursor *cur;
   es_event ev;
@@ -274,7 +282,8 @@ int qd_latest_events(qd_server *srv, const char *tenant, size_t limit,
     return ES_ENOMEM;
   es_scan_spec_init(&spec);
   spec.tenant = tenant;
-  spec.from_us = qd_now_us() - srv->cfg.live_window_s * INT64_C(1000000);
+  spec.from_us = from_us;
+  spec.to_us = to_us;
   if ((rc = es_scan(srv->db, &spec, &cur)) != ES_OK) {
     free(heap);
     return rc;

@@ -177,6 +177,11 @@ void qd_live_subscribed(qd_server *srv, qd_conn *c, qd_tenant *t);
 int qd_latest_events(qd_server *srv, const char *tenant, size_t limit,
                      int64_t recv_after_us, qd_tenant *seen, seg_buf *out,
                      int64_t *max_recv_out);
+/* The same for events of event time in [from_us, to_us), the newest
+ * `limit` received (GET /v1/events: the dashboard's bounded sample). */
+int qd_range_events(qd_server *srv, const char *tenant, int64_t from_us,
+                    int64_t to_us, size_t limit, int64_t recv_after_us,
+                    qd_tenant *seen, seg_buf *out, int64_t *max_recv_out);
 void qd_live_free(qd_server *srv); /* after es_close */
 int qd_firing_json(seg_buf *b, const qd_firing *f);
 

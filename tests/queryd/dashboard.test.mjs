@@ -3,8 +3,15 @@
 // @segment/analytics-node, the page opened with only the tenant's token
 // shows the chart, totals, top pages and rules; an event sent after the
 // page loaded appears in its feed within 2 s, a rule crossing in its
-// firings; the token survives a reload but not a new session.  Saves a
-// screenshot (argv SCREENSHOT; docs/dashboard.png is one).
+// firings; the token survives a reload but not a new session.  Then the
+// marketer's panels: time ranges (1 h, 24 h, 7 d, custom) with the bucket
+// and every panel following them, the clock in UTC or the browser's zone
+// (named), top events, referrers, UTM campaigns, devices and browsers
+// compared with counts the test makes itself from what it sent, a click
+// from a visitor to their stitched timeline and from an event to its
+// payload, segment sizes per person, and the firings card agreeing with
+// its list.  Logs each panel's query time.  Saves a screenshot (argv
+// SCREENSHOT; docs/dashboard.png is one).
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
@@ -28,7 +35,21 @@ function send(fn, params) {
   return new Promise((resolve, reject) => sdk[fn](params, (e) => (e ? reject(e) : resolve())));
 }
 
-// An hour of traffic, oldest first: pages, clicks, sign-ups.
+const UAS = [
+  ['Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 Safari/537.36', 'desktop', 'Chrome'],
+  ['Mozilla/5.0 (Windows NT 10.0; Win64; x64; rv:121.0) Gecko/20100101 Firefox/121.0', 'desktop', 'Firefox'],
+  ['Mozilla/5.0 (iPhone; CPU iPhone OS 17_1 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.1 Mobile/15E148 Safari/604.1', 'mobile', 'Safari'],
+  ['Mozilla/5.0 (Linux; Android 14; Pixel 8) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 Mobile Safari/537.36', 'mobile', 'Chrome'],
+  ['Mozilla/5.0 (iPad; CPU OS 17_1 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.1 Mobile/15E148 Safari/604.1', 'tablet', 'Safari'],
+];
+const REFS = ['', 'https://news.example/item?id=1', 'https://www.google.com/', 'https://acme.example/'];
+const CAMPAIGN = '?utm_source=newsletter&utm_medium=email&utm_campaign=december';
+const sentLog = []; // what the sample sent: { ts, type, event, visitor, ua, referrer, url }
+let t0Sample;
+
+// An hour of traffic, oldest first: pages, clicks, sign-ups, with user
+// agents, referrers and campaign links; and 40 older events (3 and 5
+// days ago) for the wider ranges.
 async function sampleTraffic() {
   const bulk = new Analytics({ writeKey: h.WRITE_KEY.acme, host: s.ingestUrl,
                                flushInterval: 20, maxEventsInBatch: 100 });
@@ -39,17 +60,32 @@ async function sampleTraffic() {
   const rnd = (n) => { seed = (seed * 1103515245 + 12345) % 2147483648; return (seed >>> 16) % n; };
   for (let i = 0; i < 400; i++) {
     const ts = new Date(now - 3600e3 + (i / 400) * 3590e3 + rnd(5000));
-    const visitor = `anon-${rnd(60)}`;
+    const vn = rnd(60);
+    const visitor = `anon-${vn}`;
+    const ua = UAS[vn % UAS.length];
     const kind = rnd(10);
+    const path = paths[Math.min(rnd(8), 5)];
+    const referrer = REFS[rnd(REFS.length)];
+    const url = `https://acme.example${path}${rnd(4) === 0 ? CAMPAIGN : ''}`;
+    const context = { userAgent: ua[0] };
     const p = kind < 6
       ? ['page', { anonymousId: visitor, name: 'Page', timestamp: ts,
-                   properties: { path: paths[Math.min(rnd(8), 5)] } }]
+                   properties: { path }, context: { ...context, page: { path, url, referrer } } }]
       : kind < 9
-        ? ['track', { anonymousId: visitor, event: kind < 8 ? 'Clicked CTA' : 'Signed Up', timestamp: ts }]
-        : ['identify', { anonymousId: visitor, userId: `user-${visitor}`, timestamp: ts }];
+        ? ['track', { anonymousId: visitor, event: kind < 8 ? 'Clicked CTA' : 'Signed Up', timestamp: ts, context }]
+        : ['identify', { anonymousId: visitor, userId: `user-${visitor}`, timestamp: ts, context }];
+    sentLog.push({ ts: ts.getTime(), type: p[0], event: p[1].event, visitor, ua,
+                   referrer: p[0] === 'page' ? referrer : null, url: p[0] === 'page' ? url : null });
     sent.push(new Promise((resolve, reject) =>
       bulk[p[0]](p[1], (e) => (e ? reject(e) : resolve()))));
   }
+  for (let i = 0; i < 40; i++) {
+    const ts = new Date(now - (i < 20 ? 3 : 5) * 86400e3 + i * 60e3);
+    sent.push(new Promise((resolve, reject) =>
+      bulk.track({ anonymousId: `old-${i % 7}`, event: 'Old Event', timestamp: ts },
+                 (e) => (e ? reject(e) : resolve()))));
+  }
+  t0Sample = now;
   await Promise.all(sent);
   await bulk.closeAndFlush();
   return sent.length;
@@ -138,4 +174,172 @@ test('a wrong token is refused and asked again', async () => {
   await page.click('#login button[type=submit]');
   await page.waitForSelector('#login-error:has-text("not valid")', { timeout: 5000 });
   assert.equal(await page.isHidden('#dash'), true);
+});
+
+// the text of each row of a table body, cells joined by |
+async function rows(page, id) {
+  return page.$$eval(`#${id} tr`, (trs) => trs.map((tr) =>
+    [...tr.cells].map((c) => c.textContent).join('|')));
+}
+
+async function settle(page, expectBucket) {
+  // one refresh after the change has finished: the bucket name says which
+  try {
+    await page.waitForFunction((b) => document.getElementById('bucket-name').textContent === b,
+                               expectBucket, { timeout: 5000 });
+  } catch (e) {
+    const st = await page.evaluate(() => [document.getElementById('bucket-name').textContent,
+      document.getElementById('range-error').textContent, document.getElementById('from').value,
+      document.getElementById('to').value, JSON.stringify(custom)].join(' / '));
+    throw new Error(`the page did not switch to ${expectBucket} buckets: ${st}`);
+  }
+  await page.evaluate(() => refresh());
+}
+
+const num = (s) => Number(String(s).replace(/[^\d]/g, ''));
+
+test('time ranges, clock, sources, devices, drill-down, segments', async () => {
+  const ctx = await browser.newContext({ viewport: { width: 1280, height: 1500 },
+                                         timezoneId: 'America/New_York' });
+  const page = await ctx.newPage();
+  const errors = [];
+  page.on('pageerror', (e) => errors.push(String(e)));
+  await page.goto(q.url + '/');
+  await page.fill('#token', h.TOKEN.acme);
+  await page.click('#login button[type=submit]');
+  await page.waitForSelector('#conn.good', { timeout: 5000 });
+  await page.waitForFunction(() => document.querySelectorAll('#chart rect').length > 20, null, { timeout: 5000 });
+  assert.equal(await page.textContent('#clock'), 'times in UTC');
+
+  // 24 h: hourly buckets; the sample's hour but not the older events
+  await page.selectOption('#range', '24h');
+  await settle(page, 'hour');
+  const day = num(await page.textContent('#events-hour'));
+  assert.ok(day >= 400, `24 h holds the sample: ${day}`);
+  assert.ok(!(await rows(page, 'top-events')).some((r) => r.startsWith('Old Event')));
+  const inDay = sentLog.filter((e) => e.ts >= t0Sample - 86400e3);
+  // referrers and campaigns (page views) and devices (visitors), counted here
+  const views = (pred) => inDay.filter((e) => e.type === 'page' && pred(e)).length;
+  const refRows = await rows(page, 'referrers');
+  const newsViews = views((e) => e.referrer.startsWith('https://news.example/'));
+  assert.ok(refRows.some((r) => r.startsWith(`news.example|${newsViews}|`)), refRows.join('; '));
+  assert.ok(refRows.some((r) => r.startsWith(`(internal)|${views((e) => e.referrer.startsWith('https://acme.example/'))}|`)), refRows.join('; '));
+  const campRows = await rows(page, 'campaigns');
+  assert.ok(campRows.some((r) => r.startsWith(`newsletter|email|december|${views((e) => e.url.endsWith(CAMPAIGN))}|`)),
+            campRows.join('; '));
+  const visitorsBy = (i, v) => new Set(inDay.filter((e) => e.ua[i] === v).map((e) => e.visitor)).size;
+  const devRows = await rows(page, 'devices');
+  for (const d of ['desktop', 'mobile', 'tablet'])
+    assert.ok(devRows.includes(`${d}|${visitorsBy(1, d)}`), `${d}: ${devRows.join('; ')}`);
+  const brRows = await rows(page, 'browsers');
+  for (const b of ['Chrome', 'Firefox', 'Safari'])
+    assert.ok(brRows.includes(`${b}|${visitorsBy(2, b)}`), `${b}: ${brRows.join('; ')}`);
+  assert.match(await page.textContent('#sample-note'), /all of the range/);
+  // top events: the track events the test sent in the range
+  const evRows = await rows(page, 'top-events');
+  const clicks = inDay.filter((e) => e.event === 'Clicked CTA').length;
+  assert.ok(evRows.some((r) => r.startsWith(`Clicked CTA|${clicks}|`)), evRows.join('; '));
+
+  // 7 d: daily buckets, 40 more events, "Old Event" among the top events
+  await page.selectOption('#range', '7d');
+  await settle(page, 'day');
+  assert.equal(num(await page.textContent('#events-hour')), day + 40);
+  assert.ok((await rows(page, 'top-events')).some((r) => r.startsWith('Old Event|40|7')));
+  assert.ok(await page.locator('#chart rect').count() >= 3);
+
+  // custom, in the browser's local time (America/New_York, named on screen):
+  // 6 to 2 days ago holds exactly the 40 older events
+  await page.selectOption('#tz', 'local');
+  await page.waitForFunction(() => /local time \(UTC−05:00\)/.test(document.getElementById('clock').textContent),
+                             null, { timeout: 5000 });
+  await page.selectOption('#range', 'custom');
+  const local = (ms) => {
+    const d = new Date(ms - 5 * 3600e3); // New York in December is UTC−5
+    return d.toISOString().slice(0, 16);
+  };
+  await page.fill('#from', local(t0Sample - 6 * 86400e3));
+  await page.fill('#to', local(t0Sample - 2 * 86400e3));
+  await page.click('#apply');
+  await settle(page, 'hour'); // 4 days: hours (days beyond)
+  assert.equal(num(await page.textContent('#events-hour')), 40);
+  assert.equal(await page.locator('#pages tr').count(), 0);
+  assert.deepEqual(await rows(page, 'top-events'), ['Old Event|40|7']);
+  assert.ok((await page.textContent('.range-name')).includes(' – '));
+  // a short custom range gets minute buckets
+  await page.fill('#from', local(t0Sample - 30 * 60e3));
+  await page.fill('#to', local(t0Sample));
+  await page.click('#apply');
+  await settle(page, 'minute');
+  const minute = (ms) => Math.floor(ms / 60e3) * 60e3; // the inputs have minutes
+  const half = inDay.filter((e) => e.ts >= minute(t0Sample - 30 * 60e3) && e.ts < minute(t0Sample)).length;
+  assert.equal(num(await page.textContent('#events-hour')), half);
+  // a backwards range is refused on the page
+  await page.fill('#from', local(t0Sample));
+  await page.fill('#to', local(t0Sample - 60e3));
+  await page.click('#apply');
+  await page.waitForSelector('#range-error:has-text("before")', { timeout: 2000 });
+
+  // a visitor's stitched timeline, and an event's payload
+  const run = `st-${RUN}`;
+  await send('page', { anonymousId: run, properties: { path: '/stitch' } });
+  await send('identify', { anonymousId: run, userId: `u${run}` });
+  await send('track', { userId: `u${run}`, event: 'Stitched', messageId: `m${run}` });
+  const row = `#feed tr[data-message-id="m${run}"]`;
+  await page.waitForSelector(row, { timeout: 3000 });
+  await page.click(`${row} td.visitor`);
+  await page.waitForFunction(() => document.querySelectorAll('#timeline tr').length >= 3, null, { timeout: 5000 });
+  const tl = await rows(page, 'timeline');
+  assert.equal(tl.length, 3, tl.join('; '));
+  assert.ok(tl.some((r) => r.includes('/stitch')) && tl.some((r) => r.includes('Stitched')), tl.join('; '));
+  await page.click('#timeline tr:has-text("Stitched")');
+  const payload = JSON.parse(await page.textContent('#detail pre.payload'));
+  assert.equal(payload.messageId, `m${run}`);
+  assert.equal(payload.userId, `u${run}`);
+  await page.click('#detail-close');
+  await page.click(`${row} td:nth-child(2)`);
+  assert.equal(JSON.parse(await page.textContent('#detail pre.payload')).event, 'Stitched');
+  await page.click('#detail-close');
+
+  // segment sizes are persons, as /v1/segments/{rule}/members answers
+  await page.selectOption('#range', '1h');
+  await settle(page, 'minute');
+  // (members leave as their events age out of the rule's window, so the
+  // page's count, taken between two reads of the API, lies between them)
+  const persons = async (rule) =>
+    (await h.call(q, `/v1/segments/${rule}/members`, { token: h.TOKEN.acme })).body.persons.length;
+  for (const rule of ['pricing-2x', 'signed-up']) {
+    const before = await persons(rule);
+    await page.evaluate(() => refresh());
+    const shown = num(await page.textContent(`#segments tr[data-rule="${rule}"] td:nth-child(3)`));
+    const after = await persons(rule);
+    assert.ok(shown <= before && shown >= after, `${rule}: ${after} <= ${shown} <= ${before}`);
+    assert.ok(shown > 0, rule);
+  }
+  await page.click('#segments tr[data-rule="pricing-2x"]');
+  const members = await page.locator('#members li').count();
+  assert.equal(members, num(await page.textContent('#segments tr[data-rule="pricing-2x"] td:nth-child(3)')));
+  await page.click('#members li >> nth=0');
+  await page.waitForSelector('#timeline tr', { timeout: 5000 });
+  await page.click('#detail-close');
+
+  // the firings card counts what its list shows since page load
+  const vis = `fire-${RUN}`;
+  await send('page', { anonymousId: vis, properties: { path: '/pricing' } });
+  await send('page', { anonymousId: vis, properties: { path: '/pricing' } });
+  await page.waitForSelector(`#firings li.fresh:has-text("${vis}")`, { timeout: 3000 });
+  const fresh = await page.locator('#firings li.fresh').count();
+  assert.ok(fresh >= 1);
+  assert.equal(num(await page.textContent('#firings-count')), fresh);
+  assert.equal(num(await page.textContent('#firings-fresh')), fresh);
+
+  // each panel's query time, as the page measured it (fetch to answer)
+  await page.selectOption('#tz', 'utc');
+  await page.selectOption('#range', '7d');
+  await settle(page, 'day');
+  const qt = await page.$$eval('.qt', (es) => es.map((e) => `${e.dataset.panel} ${e.textContent}`));
+  console.log(`dashboard (${h.MODE}) query time per panel, 7 d range: ${qt.join(', ')}`);
+  for (const t of qt) assert.match(t, /\d+ ms$/);
+  if (h.SCREENSHOT) await page.screenshot({ path: h.SCREENSHOT.replace(/\.png$/, '-7d.png'), fullPage: true });
+  assert.deepEqual(errors, []);
+  await ctx.close();
 });

@@ -38,42 +38,106 @@ async function api(path, body) {
   return res.json();
 }
 
-function hourAgo() {
+// ------------------------------------------------------ range and clock
+//
+// The range is [from, to) with `from` on a bucket boundary (UTC minutes,
+// hours or days: the store's rollups are UTC); `to` is now for the
+// "last ..." ranges.  The clock only changes how times are written.
+
+const RANGES = { '1h': [3600e3, 'minute', 'last hour'],
+                 '24h': [86400e3, 'hour', 'last 24 hours'],
+                 '7d': [7 * 86400e3, 'day', 'last 7 days'] };
+const BUCKET_MS = { minute: 60e3, hour: 3600e3, day: 86400e3 };
+const SAMPLE = 5000; // events read for referrers, campaigns and devices
+let custom = null;   // { from, to } in ms, when the range is custom
+
+function useUtc() { return $('tz').value === 'utc'; }
+
+function offsetName(ms) {
+  const m = -new Date(ms).getTimezoneOffset();
+  const a = Math.abs(m);
+  return `UTC${m < 0 ? '−' : '+'}${String(Math.floor(a / 60)).padStart(2, '0')}:${String(a % 60).padStart(2, '0')}`;
+}
+
+// "2026-12-06 09:31" (or with seconds) in the chosen clock
+function fmt(ms, secs) {
+  const d = new Date(ms);
+  if (useUtc()) return d.toISOString().slice(0, secs ? 19 : 16).replace('T', ' ');
+  const p = (n) => String(n).padStart(2, '0');
+  return `${d.getFullYear()}-${p(d.getMonth() + 1)}-${p(d.getDate())} ` +
+         `${p(d.getHours())}:${p(d.getMinutes())}${secs ? ':' + p(d.getSeconds()) : ''}`;
+}
+
+// datetime-local value <-> ms, in the chosen clock
+function parseInput(v) {
+  if (!v) return NaN;
+  return useUtc() ? Date.parse(v + 'Z') : new Date(v).getTime();
+}
+function toInput(ms) { return fmt(ms).replace(' ', 'T'); }
+
+function bucketFor(span) {
+  return span <= 6 * 3600e3 ? 'minute' : span <= 4 * 86400e3 ? 'hour' : 'day';
+}
+
+function currentRange() {
+  const key = $('range').value;
+  if (key === 'custom' && custom) {
+    const bucket = bucketFor(custom.to - custom.from);
+    const bm = BUCKET_MS[bucket];
+    const from = custom.from - (custom.from % bm);
+    return { from, to: custom.to, bucket,
+             name: `${fmt(custom.from)} – ${fmt(custom.to)}` };
+  }
+  const [span, bucket, name] = RANGES[key] || RANGES['1h'];
   const now = Date.now();
-  return new Date(now - 3600e3 - (now % 60e3)).toISOString();
+  const bm = BUCKET_MS[bucket];
+  const from = now - span - ((now - span) % bm);
+  return { from, to: now, bucket, name };
+}
+
+function showClock() {
+  const now = Date.now();
+  $('clock').textContent = useUtc()
+    ? 'times in UTC'
+    : `times in this browser's local time (${offsetName(now)}); ` +
+      'hour and day buckets are UTC';
 }
 
 // ---------------------------------------------------------------- chart
 
-function drawChart(rows) {
+function drawChart(rows, r) {
   const svg = $('chart');
   const W = 960, H = 220, pad = 28;
-  const start = Date.parse(hourAgo());
-  const minutes = 61;
-  const stacks = Array.from({ length: minutes }, () => ({}));
-  for (const r of rows) {
-    const i = Math.floor((Date.parse(r.bucket) - start) / 60e3);
-    if (i >= 0 && i < minutes) stacks[i][r.type] = (stacks[i][r.type] || 0) + r.count;
+  const bm = BUCKET_MS[r.bucket];
+  const start = r.from;
+  const n = Math.max(1, Math.ceil((r.to - start) / bm));
+  const stacks = Array.from({ length: n }, () => ({}));
+  for (const row of rows) {
+    const i = Math.floor((Date.parse(row.bucket) - start) / bm);
+    if (i >= 0 && i < n) stacks[i][row.type] = (stacks[i][row.type] || 0) + row.count;
   }
   const totals = stacks.map((s) => Object.values(s).reduce((a, b) => a + b, 0));
   const max = Math.max(1, ...totals);
   const ns = 'http://www.w3.org/2000/svg';
   svg.replaceChildren();
-  const bw = (W - pad) / minutes;
-  for (let i = 0; i < minutes; i++) {
+  const bw = (W - pad) / n;
+  const when = (i) => r.bucket === 'day' ? fmt(start + i * bm).slice(0, 10)
+                    : r.bucket === 'hour' ? fmt(start + i * bm).slice(5)
+                    : fmt(start + i * bm).slice(11);
+  for (let i = 0; i < n; i++) {
     let y = H - 16;
     for (const t of TYPES) {
       const v = stacks[i][t] || 0;
       if (!v) continue;
       const h = (v / max) * (H - 36);
       const rect = document.createElementNS(ns, 'rect');
-      rect.setAttribute('x', pad + i * bw + 1);
+      rect.setAttribute('x', pad + i * bw + (bw > 3 ? 1 : 0));
       rect.setAttribute('y', y - h);
-      rect.setAttribute('width', Math.max(1, bw - 2));
+      rect.setAttribute('width', Math.max(0.5, bw > 3 ? bw - 2 : bw));
       rect.setAttribute('height', h);
       rect.setAttribute('fill', COLORS[t]);
       const title = document.createElementNS(ns, 'title');
-      title.textContent = `${new Date(start + i * 60e3).toISOString().slice(11, 16)} ${t}: ${v}`;
+      title.textContent = `${fmt(start + i * bm)} ${t}: ${v}`;
       rect.appendChild(title);
       svg.appendChild(rect);
       y -= h;
@@ -89,12 +153,12 @@ function drawChart(rows) {
   };
   label(2, 14, String(max));
   label(2, H - 18, '0');
-  for (let i = 0; i <= 60; i += 15)
-    label(pad + i * bw, H - 2, new Date(start + i * 60e3).toISOString().slice(11, 16), 'middle');
+  const step = Math.max(1, Math.ceil(n / 6));
+  for (let i = 0; i < n; i += step) label(pad + i * bw + bw / 2, H - 2, when(i), 'middle');
   const legend = $('legend');
   legend.replaceChildren();
   for (const t of TYPES) {
-    if (!rows.some((r) => r.type === t)) continue;
+    if (!rows.some((x) => x.type === t)) continue;
     const s = el('span', t);
     const dot = el('i');
     dot.style.background = COLORS[t];
@@ -103,43 +167,211 @@ function drawChart(rows) {
   }
 }
 
+// ------------------------------------------------ user agent and sources
+//
+// A small classifier of the User-Agent header (Debian packages no C
+// parser; this is the page's own): the device is "bot" (bot, crawler,
+// spider, headless), "tablet" (iPad, Tablet, Android without Mobile),
+// "mobile" (Mobi, iPhone, iPod, Android, Windows Phone) or "desktop";
+// the browser is the first of Edge, Opera, Samsung Internet, Firefox,
+// Chrome, Safari whose token is present, else "other".  Brands that
+// present themselves as Chrome or Safari (Brave, Vivaldi, in-app web
+// views) are counted as those; no version, OS or model is read.
+
+function device(ua) {
+  if (!ua) return '(no user agent)';
+  if (/bot|crawl|spider|slurp|headless/i.test(ua)) return 'bot';
+  if (/iPad|Tablet/i.test(ua) || (/Android/i.test(ua) && !/Mobile/i.test(ua))) return 'tablet';
+  if (/Mobi|iPhone|iPod|Android|Windows Phone/i.test(ua)) return 'mobile';
+  return 'desktop';
+}
+
+function browser(ua) {
+  if (!ua) return '(no user agent)';
+  if (/Edg(e|A|iOS)?\//.test(ua)) return 'Edge';
+  if (/OPR\/|Opera/.test(ua)) return 'Opera';
+  if (/SamsungBrowser\//.test(ua)) return 'Samsung Internet';
+  if (/Firefox\/|FxiOS\//.test(ua)) return 'Firefox';
+  if (/Chrome\/|CriOS\/|Chromium\//.test(ua)) return 'Chrome';
+  if (/Safari\//.test(ua) && /Version\//.test(ua)) return 'Safari';
+  return 'other';
+}
+
+function host(u) {
+  try { return new URL(u).host; } catch { return null; }
+}
+
+function personOf(ev) { return ev.userId || ev.anonymousId || ''; }
+// a visitor in the sample panels: the device-level id first
+function visitorOf(ev) { return ev.anonymousId || ev.userId || ''; }
+
+// counts[key] = { n, who:Set }
+function tally(map, key, who) {
+  let t = map.get(key);
+  if (!t) map.set(key, t = { n: 0, who: new Set() });
+  t.n++;
+  if (who) t.who.add(who);
+}
+
+function fillTable(id, map, cols, byVisitors, limit) {
+  const rows = [...map.entries()]
+    .sort((a, b) => (byVisitors ? b[1].who.size - a[1].who.size : b[1].n - a[1].n) ||
+                    String(a[0]).localeCompare(String(b[0])))
+    .slice(0, limit || 10);
+  const tb = $(id);
+  tb.replaceChildren();
+  for (const [k, v] of rows) {
+    const tr = el('tr');
+    for (const c of cols(k)) tr.append(el('td', c));
+    if (!byVisitors) tr.append(el('td', v.n.toLocaleString(), 'num'));
+    tr.append(el('td', v.who.size.toLocaleString(), 'num'));
+    tb.appendChild(tr);
+  }
+  if (!rows.length) {
+    const tr = el('tr');
+    tr.append(el('td', 'none in the sample', 'muted'));
+    tb.appendChild(tr);
+  }
+}
+
+function drawSample(events, r, sampleFrom, total) {
+  const refs = new Map(), camps = new Map(), devs = new Map(), brs = new Map();
+  for (const ev of events) {
+    const who = visitorOf(ev);
+    const pg = ev.context?.page || {};
+    if (ev.type === 'page') {
+      const rh = host(pg.referrer);
+      const own = host(pg.url);
+      tally(refs, !pg.referrer ? '(direct)' : rh && rh === own ? '(internal)' : rh || pg.referrer, who);
+      let q = null;
+      try { q = pg.url ? new URL(pg.url).searchParams : null; } catch { q = null; }
+      if (q && (q.get('utm_source') || q.get('utm_medium') || q.get('utm_campaign')))
+        tally(camps, JSON.stringify([q.get('utm_source') || '', q.get('utm_medium') || '',
+                                     q.get('utm_campaign') || '']), who);
+    }
+    const ua = ev.context?.userAgent;
+    tally(devs, device(ua), who);
+    tally(brs, browser(ua), who);
+  }
+  fillTable('referrers', refs, (k) => [k], false);
+  fillTable('campaigns', camps, (k) => JSON.parse(k), false);
+  fillTable('devices', devs, (k) => [k], true);
+  fillTable('browsers', brs, (k) => [k], true);
+  const whole = sampleFrom <= r.from;
+  $('sample-note').textContent =
+    `Referrers, campaigns, devices and browsers: read from ${events.length.toLocaleString()} ` +
+    (whole ? `events, all of the range` :
+     `events, the latest of the range (since ${fmt(sampleFrom)}; the range holds ` +
+     `${total.toLocaleString()})`) + ` (GET /v1/events, at most ${SAMPLE.toLocaleString()}).`;
+}
+
+// The events behind the sample panels: the latest ~SAMPLE of the range,
+// from the bucket where the per-minute counts (rollups) reach SAMPLE
+// going back from the end, so the scan reads about SAMPLE events
+// whatever the range.
+async function sample(r) {
+  const t0 = performance.now();
+  const span = r.to - r.from;
+  const counts = await api('/v1/query', { from: new Date(r.from).toISOString(),
+    to: new Date(r.to).toISOString(), bucket: span <= 8 * 86400e3 ? 'minute' : 'hour' });
+  let sum = 0, sampleFrom = r.from;
+  for (let i = counts.rows.length - 1; i >= 0; i--) {
+    sum += counts.rows[i].count;
+    if (sum >= SAMPLE) { sampleFrom = Date.parse(counts.rows[i].bucket); break; }
+  }
+  const total = counts.rows.reduce((a, x) => a + x.count, 0);
+  const got = await api(`/v1/events?from=${encodeURIComponent(new Date(sampleFrom).toISOString())}` +
+                        `&to=${encodeURIComponent(new Date(r.to).toISOString())}&limit=${SAMPLE}`);
+  timed('sample', t0);
+  drawSample(got.events, r, sampleFrom, total);
+}
+
 // ------------------------------------------------------------- refreshes
 
-async function refresh() {
-  const from = hourAgo();
+const queryMs = {}; // panel -> ms of its last query (shown, and read by the test)
+
+function timed(panel, t0) {
+  const ms = performance.now() - t0;
+  queryMs[panel] = ms;
+  for (const e of document.querySelectorAll(`.qt[data-panel="${panel}"]`))
+    e.textContent = `${ms.toFixed(0)} ms`;
+}
+
+async function q(panel, body) {
+  const t0 = performance.now();
+  const res = await api('/v1/query', body);
+  timed(panel, t0);
+  return res;
+}
+
+// One refresh at a time; a call during one queues a single next one (the
+// range may have changed), and its promise settles when that one has.
+let refreshing = null, queued = null;
+function refresh() {
+  if (!refreshing) {
+    refreshing = refreshOnce().finally(() => { refreshing = null; });
+    return refreshing;
+  }
+  if (!queued) queued = refreshing.then(() => { queued = null; return refresh(); });
+  return queued;
+}
+
+async function refreshOnce() {
+  const r = currentRange();
+  const from = new Date(r.from).toISOString();
+  const to = new Date(r.to).toISOString();
+  showClock();
+  for (const e of document.querySelectorAll('.range-name')) e.textContent = r.name;
+  $('bucket-name').textContent = r.bucket;
   try {
-    const [perMinute, uniques, pages, segs] = await Promise.all([
-      api('/v1/query', { from, bucket: 'minute', groupBy: ['type'] }),
-      api('/v1/query', { from, aggregate: ['count', 'uniques'] }),
-      api('/v1/query', { from, filter: { type: 'page' }, groupBy: ['path'],
-                         aggregate: ['count', 'uniques'], order: 'desc', limit: 10 }),
-      api('/v1/segments'),
+    const [perBucket, uniques, pages, events] = await Promise.all([
+      q('chart', { from, to, bucket: r.bucket, groupBy: ['type'] }),
+      q('totals', { from, to, aggregate: ['count', 'uniques'] }),
+      q('pages', { from, to, filter: { type: 'page' }, groupBy: ['path'],
+                   aggregate: ['count', 'uniques'], order: 'desc', limit: 10 }),
+      q('events', { from, to, filter: { type: 'track' }, groupBy: ['event'],
+                    aggregate: ['count', 'uniques'], order: 'desc', limit: 10 }),
+      segments(),
+      sample(r),
     ]);
-    drawChart(perMinute.rows);
+    drawChart(perBucket.rows, r);
     const total = uniques.rows[0] || { count: 0, uniques: 0 };
     $('events-hour').textContent = total.count.toLocaleString();
     $('uniques-hour').textContent = (uniques.approx ? '≈' : '') + total.uniques.toLocaleString();
-    const tb = $('pages');
-    tb.replaceChildren();
-    for (const r of pages.rows) {
-      const tr = el('tr');
-      tr.append(el('td', r.path ?? '(none)'), el('td', r.count, 'num'), el('td', r.uniques, 'num'));
-      tb.appendChild(tr);
-    }
-    const sb = $('segments');
-    sb.replaceChildren();
-    for (const r of segs.rules) {
-      const m = r.match || {};
-      const what = [m.type, m.event, m.path].filter((x) => x).join(' ') || 'any event';
-      const tr = el('tr');
-      tr.dataset.rule = r.name;
-      tr.append(el('td', r.name), el('td', `${what} ≥${r.atLeast}× in ${r.within}`),
-                el('td', r.members, 'num'));
-      sb.appendChild(tr);
+    for (const [id, res, key] of [['pages', pages, 'path'], ['top-events', events, 'event']]) {
+      const tb = $(id);
+      tb.replaceChildren();
+      for (const row of res.rows) {
+        const tr = el('tr');
+        tr.append(el('td', row[key] ?? '(none)'), el('td', row.count.toLocaleString(), 'num'),
+                  el('td', row.uniques.toLocaleString(), 'num'));
+        tb.appendChild(tr);
+      }
     }
   } catch (e) {
     console.warn('refresh failed', e);
   }
+}
+
+// The rules and, per rule, its members counted per person (stitched).
+async function segments() {
+  const t0 = performance.now();
+  const segs = await api('/v1/segments');
+  const members = await Promise.all(segs.rules.map((r) =>
+    api(`/v1/segments/${encodeURIComponent(r.name)}/members`)));
+  timed('segments', t0);
+  const sb = $('segments');
+  sb.replaceChildren();
+  segs.rules.forEach((r, i) => {
+    const m = r.match || {};
+    const what = [m.type, m.event, m.path].filter((x) => x).join(' ') || 'any event';
+    const tr = el('tr', null, 'row');
+    tr.dataset.rule = r.name;
+    tr.append(el('td', r.name), el('td', `${what} ≥${r.atLeast}× in ${r.within}`),
+              el('td', members[i].persons.length, 'num'));
+    tr.addEventListener('click', () => showMembers(r.name, members[i]));
+    sb.appendChild(tr);
+  });
 }
 
 function refreshSoon() {
@@ -147,16 +379,85 @@ function refreshSoon() {
   soonTimer = setTimeout(() => { soonTimer = null; refresh(); }, 700);
 }
 
+// ---------------------------------------------------- detail: drill-down
+
+function openDetail(title) {
+  $('detail-title').textContent = title;
+  $('detail-body').replaceChildren();
+  $('detail').hidden = false;
+  return $('detail-body');
+}
+
+function showPayload(ev) {
+  const body = openDetail(`${ev.type} ${ev.event || ev.context?.page?.path || ''} · payload`);
+  body.append(el('pre', JSON.stringify(ev, null, 2), 'payload'));
+  if (personOf(ev)) {
+    const a = el('p', `timeline of ${personOf(ev)}`, 'click');
+    a.addEventListener('click', () => showTimeline(personOf(ev)));
+    body.append(a);
+  }
+}
+
+async function showTimeline(person) {
+  const body = openDetail(`timeline of ${person}`);
+  body.append(el('p', 'loading…', 'muted'));
+  const t0 = performance.now();
+  let tl;
+  try {
+    tl = await api(`/v1/persons/${encodeURIComponent(person)}/timeline?limit=200`);
+  } catch (e) {
+    body.replaceChildren(el('p', `cannot load it: ${e.message}`, 'bad'));
+    return;
+  }
+  timed('timeline', t0);
+  const ids = new Set(tl.events.flatMap((e) => [e.userId, e.anonymousId].filter((x) => x)));
+  body.replaceChildren(el('p', `${tl.events.length} latest events of this person and every id ` +
+                           `linked to it (${[...ids].join(', ')}), newest first. Click one for its payload.`, 'muted'));
+  const table = el('table');
+  const tb = el('tbody');
+  tb.id = 'timeline';
+  for (const ev of tl.events) {
+    const tr = el('tr', null, 'row');
+    tr.append(el('td', fmt(Date.parse(ev.timestamp), true)), el('td', ev.type),
+              el('td', whatOf(ev)), el('td', personOf(ev)));
+    tr.addEventListener('click', () => showPayload(ev));
+    tb.appendChild(tr);
+  }
+  table.append(tb);
+  body.append(table);
+}
+
+function showMembers(rule, res) {
+  const body = openDetail(`segment ${rule}: ${res.persons.length} persons`);
+  const ul = el('ul', null, 'list');
+  ul.id = 'members';
+  for (const p of res.persons) {
+    const li = el('li', `${p.person}${p.ids.length > 1 ? ' (' + p.ids.join(', ') + ')' : ''}`, 'click');
+    li.addEventListener('click', () => showTimeline(p.person));
+    ul.appendChild(li);
+  }
+  body.append(ul);
+}
+
 // ----------------------------------------------------------------- feed
 
-function feedRow(ev, fresh) {
-  const tr = el('tr', null, fresh ? 'new' : '');
-  tr.dataset.messageId = ev.messageId || '';
-  const what = ev.type === 'page' || ev.type === 'screen'
+function whatOf(ev) {
+  return ev.type === 'page' || ev.type === 'screen'
     ? (ev.context?.page?.path ?? ev.properties?.path ?? ev.event ?? '')
     : (ev.event ?? '');
-  tr.append(el('td', (ev.timestamp || '').slice(11, 19)), el('td', ev.type),
-            el('td', what), el('td', ev.userId || ev.anonymousId || ''));
+}
+
+function feedRow(ev, fresh) {
+  const tr = el('tr', null, 'row' + (fresh ? ' new' : ''));
+  tr.dataset.messageId = ev.messageId || '';
+  const who = el('td', personOf(ev), personOf(ev) ? 'click visitor' : '');
+  const t = Date.parse(ev.timestamp);
+  tr.append(el('td', Number.isNaN(t) ? '' : fmt(t, true).slice(11)), el('td', ev.type),
+            el('td', whatOf(ev)), who);
+  tr.addEventListener('click', (e) => {
+    if (e.target === who && personOf(ev)) showTimeline(personOf(ev));
+    else showPayload(ev);
+  });
   return tr;
 }
 
@@ -171,19 +472,33 @@ function addEvents(events, fresh) {
   while (tb.rows.length > FEED_MAX) tb.deleteRow(tb.rows.length - 1);
 }
 
+// The card counts the firings received since the page loaded; the list
+// shows every one of them (bold, newest first), then the stream's replay
+// of earlier ones (grey, at most 30), so card and list agree.
 function addFiring(f, fresh) {
-  const li = el('li', `${f.ts.slice(11, 19)} ${f.person} entered ${f.rule} (${f.count}×)`);
+  const t = Date.parse(f.ts);
+  const li = el('li', `${Number.isNaN(t) ? f.ts : fmt(t, true)} ${f.person} entered ${f.rule} (${f.count}×)`,
+                fresh ? 'fresh' : 'earlier');
   li.dataset.rule = f.rule;
-  $('firings').prepend(li);
-  while ($('firings').children.length > 30) $('firings').lastChild.remove();
-  if (fresh) { firings++; $('firings-count').textContent = firings; }
+  const list = $('firings');
+  if (fresh) {
+    list.prepend(li);
+    firings++;
+    $('firings-count').textContent = firings;
+    $('firings-fresh').textContent = firings;
+  } else {
+    const firstEarlier = list.querySelector('li.earlier');
+    list.insertBefore(li, firstEarlier); // replay comes oldest first
+    const earlier = list.querySelectorAll('li.earlier');
+    if (earlier.length > 30) earlier[earlier.length - 1].remove();
+  }
 }
 
 // --------------------------------------------------------------- stream
 
 function connect() {
   if (stream) stream.close();
-  $('firings').replaceChildren(); // the stream replays the recent ones
+  $('firings').querySelectorAll('li.earlier').forEach((li) => li.remove()); // replayed again
   stream = new EventSource('/v1/stream?token=' + encodeURIComponent(token));
   stream.addEventListener('hello', (m) => {
     const h = JSON.parse(m.data);
@@ -242,5 +557,32 @@ $('login').addEventListener('submit', (e) => {
   start();
 });
 $('signout').addEventListener('click', () => signOut());
+$('detail-close').addEventListener('click', () => { $('detail').hidden = true; });
+$('range').addEventListener('change', () => {
+  $('range-error').textContent = '';
+  if ($('range').value === 'custom') {
+    $('custom').hidden = false;
+    const r = currentRange();
+    if (!$('from').value) { $('from').value = toInput(r.from); $('to').value = toInput(r.to); }
+    return; // applied with the button
+  }
+  $('custom').hidden = true;
+  custom = null;
+  refresh();
+});
+$('apply').addEventListener('click', () => {
+  const from = parseInput($('from').value), to = parseInput($('to').value);
+  if (Number.isNaN(from) || Number.isNaN(to) || from >= to) {
+    $('range-error').textContent = 'the custom range needs a "from" before its "to"';
+    return;
+  }
+  $('range-error').textContent = '';
+  custom = { from, to };
+  refresh();
+});
+$('tz').addEventListener('change', () => {
+  if (custom) { $('from').value = toInput(custom.from); $('to').value = toInput(custom.to); }
+  refresh();
+});
 
 if (token) start(); else signOut();
