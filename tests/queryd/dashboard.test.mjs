@@ -252,6 +252,9 @@ test('time ranges, clock, sources, devices, drill-down, segments', async () => {
   await page.selectOption('#tz', 'local');
   await page.waitForFunction(() => /local time \(UTC−05:00\)/.test(document.getElementById('clock').textContent),
                              null, { timeout: 5000 });
+  // times already on the page are written again in that clock
+  const [ts, shown] = await page.$eval('#feed tr td[data-ts]', (e) => [Number(e.dataset.ts), e.textContent]);
+  assert.equal(shown, new Date(ts - 5 * 3600e3).toISOString().slice(11, 19));
   await page.selectOption('#range', 'custom');
   const local = (ms) => {
     const d = new Date(ms - 5 * 3600e3); // New York in December is UTC−5

@@ -418,7 +418,7 @@ async function showTimeline(person) {
   tb.id = 'timeline';
   for (const ev of tl.events) {
     const tr = el('tr', null, 'row');
-    tr.append(el('td', fmt(Date.parse(ev.timestamp), true)), el('td', ev.type),
+    tr.append(clockEl('td', Date.parse(ev.timestamp), false, ''), el('td', ev.type),
               el('td', whatOf(ev)), el('td', personOf(ev)));
     tr.addEventListener('click', () => showPayload(ev));
     tb.appendChild(tr);
@@ -441,6 +441,23 @@ function showMembers(rule, res) {
 
 // ----------------------------------------------------------------- feed
 
+// An element showing a time (then `rest`) in the chosen clock; written
+// again when the clock changes (retime).  `short`: the time of day only.
+function clockEl(tag, ms, short, rest, cls) {
+  const e = el(tag, null, cls);
+  e.dataset.ts = Number.isNaN(ms) ? '' : String(ms);
+  e.dataset.short = short ? '1' : '';
+  e.dataset.rest = rest;
+  writeClock(e);
+  return e;
+}
+function writeClock(e) {
+  const ms = Number(e.dataset.ts);
+  const t = e.dataset.ts === '' ? '' : e.dataset.short ? fmt(ms, true).slice(11) : fmt(ms, true);
+  e.textContent = t + e.dataset.rest;
+}
+function retime() { document.querySelectorAll('[data-ts]').forEach(writeClock); }
+
 function whatOf(ev) {
   return ev.type === 'page' || ev.type === 'screen'
     ? (ev.context?.page?.path ?? ev.properties?.path ?? ev.event ?? '')
@@ -451,8 +468,7 @@ function feedRow(ev, fresh) {
   const tr = el('tr', null, 'row' + (fresh ? ' new' : ''));
   tr.dataset.messageId = ev.messageId || '';
   const who = el('td', personOf(ev), personOf(ev) ? 'click visitor' : '');
-  const t = Date.parse(ev.timestamp);
-  tr.append(el('td', Number.isNaN(t) ? '' : fmt(t, true).slice(11)), el('td', ev.type),
+  tr.append(clockEl('td', Date.parse(ev.timestamp), true, ''), el('td', ev.type),
             el('td', whatOf(ev)), who);
   tr.addEventListener('click', (e) => {
     if (e.target === who && personOf(ev)) showTimeline(personOf(ev));
@@ -477,8 +493,8 @@ function addEvents(events, fresh) {
 // of earlier ones (grey, at most 30), so card and list agree.
 function addFiring(f, fresh) {
   const t = Date.parse(f.ts);
-  const li = el('li', `${Number.isNaN(t) ? f.ts : fmt(t, true)} ${f.person} entered ${f.rule} (${f.count}×)`,
-                fresh ? 'fresh' : 'earlier');
+  const li = clockEl('li', t, false, ` ${f.person} entered ${f.rule} (${f.count}×)`,
+                     fresh ? 'fresh' : 'earlier');
   li.dataset.rule = f.rule;
   const list = $('firings');
   if (fresh) {
@@ -487,8 +503,10 @@ function addFiring(f, fresh) {
     $('firings-count').textContent = firings;
     $('firings-fresh').textContent = firings;
   } else {
-    const firstEarlier = list.querySelector('li.earlier');
-    list.insertBefore(li, firstEarlier); // replay comes oldest first
+    // earlier ones newest first, whatever order the replay comes in
+    const after = [...list.querySelectorAll('li.earlier')]
+      .find((x) => Number(x.dataset.ts) < t);
+    list.insertBefore(li, after || null);
     const earlier = list.querySelectorAll('li.earlier');
     if (earlier.length > 30) earlier[earlier.length - 1].remove();
   }
@@ -581,6 +599,7 @@ $('apply').addEventListener('click', () => {
   refresh();
 });
 $('tz').addEventListener('change', () => {
+  retime();
   if (custom) { $('from').value = toInput(custom.from); $('to').value = toInput(custom.to); }
   refresh();
 });
