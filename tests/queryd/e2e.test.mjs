@@ -132,6 +132,34 @@ test('timeline, rule members and a person\'s segments', async () => {
   assert.equal(bad.status, 400, bad.text);
 });
 
+test('events of a time range (GET /v1/events, the dashboard\'s sample)', async () => {
+  const who = `range-${RUN}`;
+  const T = Date.now();
+  for (const hAgo of [3, 2, 1])
+    await send('acme', 'track', { anonymousId: who, event: `Range ${hAgo}`,
+                                  timestamp: new Date(T - hAgo * 3600e3) });
+  await waitCount('acme', { person: who }, 3);
+  const iso = (ms) => new Date(ms).toISOString();
+  const get = (qs, tenant = 'acme') => h.call(q, `/v1/events?${qs}`, { token: h.TOKEN[tenant] });
+  const mine = (r) => r.body.events.filter((e) => e.anonymousId === who).map((e) => e.event).sort();
+  let r = await get(`from=${iso(T - 2.5 * 3600e3)}&to=${iso(T - 0.5 * 3600e3)}`);
+  assert.equal(r.status, 200, r.text);
+  assert.deepEqual(mine(r), ['Range 1', 'Range 2']);
+  r = await get(`from=${iso(T - 3 * 3600e3)}&to=${iso(T - 2 * 3600e3)}`); // [from, to)
+  assert.deepEqual(mine(r), ['Range 3']);
+  r = await get(`from=${iso(T - 4 * 3600e3)}&to=${iso(T - 0.5 * 3600e3)}&limit=1`);
+  assert.equal(r.body.events.length, 1);
+  assert.deepEqual((await get(`from=${iso(T - 4 * 3600e3)}`, 'beta')).body.events
+    .filter((e) => e.anonymousId === who), []);
+  for (const [qs, field] of [['to=2024-01-01T00:00:00Z', '"from"'], ['from=yesterday', '"from"'],
+                             [`from=${iso(T)}&to=x`, '"to"'], [`from=${iso(T)}&limit=0`, '"limit"']]) {
+    r = await get(qs);
+    assert.equal(r.status, 400, qs);
+    assert.ok(r.body.error.includes(field), `${r.body.error} should name ${field}`);
+  }
+  assert.equal((await h.call(q, `/v1/events?from=${iso(T)}`)).status, 401);
+});
+
 test('tenant isolation: crossed tokens see nothing of the other tenant', async () => {
   await send('beta', 'track', { userId: 'beta-user', event: 'Beta Only', properties: { secret: 'beta-secret' } });
   await send('beta', 'page', { userId: 'beta-user', name: 'Secret', properties: { path: '/beta-secret-page' } });
