@@ -29,8 +29,15 @@
 #define LATEST_LIMIT_MAX 200
 #define RANGE_LIMIT_MAX 5000
 
-enum { W_QUERY, W_TIMELINE, W_RULES, W_MEMBERS, W_PERSON_SEGMENTS, W_LATEST,
-       W_RANGE };
+enum {
+  W_QUERY,
+  W_TIMELINE,
+  W_RULES,
+  W_MEMBERS,
+  W_PERSON_SEGMENTS,
+  W_LATEST,
+  W_RANGE
+};
 
 typedef struct qd_work {
   uv_work_t req;
@@ -192,8 +199,8 @@ static void run_range(qd_work *w) {
     fail(w, ES_EINVAL, NULL);
     return;
   }
-  int rc = qd_range_events(w->srv, w->tenant, from_us, to_us, w->limit, 0,
-                           NULL, &w->out, NULL);
+  int rc = qd_range_events(w->srv, w->tenant, from_us, to_us, w->limit, 0, NULL,
+                           &w->out, NULL);
   if (rc < 0)
     fail(w, rc, NULL);
 }
