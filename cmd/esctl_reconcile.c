@@ -357,7 +357,8 @@ static void put_bucket(const rc_run *r, int64_t us) {
 }
 
 static int compare(rc_run *r) {
-  qsort(r->rows, r->n, sizeof *r->rows, row_cmp);
+  if (r->n > 1)
+    qsort(r->rows, r->n, sizeof *r->rows, row_cmp);
   size_t out = 0; /* merge rows with equal keys (the scan window above) */
   for (size_t i = 0; i < r->n; i++) {
     if (out > 0 && row_cmp(&r->rows[out - 1], &r->rows[i]) == 0) {

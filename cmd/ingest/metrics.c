@@ -147,7 +147,8 @@ static int render_tenants(es_db *db, seg_buf *b, size_t tenants_max) {
     free(l.v);
     return -1;
   }
-  qsort(l.v, l.n, sizeof *l.v, bytes_desc);
+  if (l.n > 1) /* qsort of NULL, 0 is undefined */
+    qsort(l.v, l.n, sizeof *l.v, bytes_desc);
   int rc = put(b, "# HELP es_store_tenant_segments segments of a loaded "
                   "tenant\n# TYPE es_store_tenant_segments gauge\n"
                   "# HELP es_store_tenant_segment_bytes bytes of its "
