@@ -11,12 +11,12 @@
  * the answers completed in one loop turn and sends them after one
  * fdatasync of the queue (a uv_check handle), so neither a SIGKILL nor an
  * OS crash or power loss after a 200 loses anything the legacy side
- * should get; a full file is synced before it is left.  The sender thread POSTs each batch to URL/v1/batch
- * with the request's write key (HTTP Basic), retrying with exponential
- * backoff and jitter while the legacy side is down; nothing in the
- * request path ever waits for it.  Delivery is at least once: the read
- * position is saved every second, so after a crash the legacy side may see
- * a batch again, with the same messageIds.
+ * should get; a full file is synced before it is left.  The sender thread POSTs
+ * each batch to URL/v1/batch with the request's write key (HTTP Basic),
+ * retrying with exponential backoff and jitter while the legacy side is down;
+ * nothing in the request path ever waits for it.  Delivery is at least once:
+ * the read position is saved every second, so after a crash the legacy side may
+ * see a batch again, with the same messageIds.
  */
 #ifndef INGESTD_FORWARD_H
 #define INGESTD_FORWARD_H

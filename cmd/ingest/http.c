@@ -130,7 +130,7 @@ struct job {
   ing_batch batch;
   es_event *evs;
   size_t n, bytes;
-  int shadow_copy; /* the request was a mirrored copy (X-ES-Shadow) */
+  int shadow_copy;  /* the request was a mirrored copy (X-ES-Shadow) */
   job *parked_next; /* srv->fwd_parked: its 200 waits for the queue sync */
 };
 
@@ -792,8 +792,7 @@ static int forward_job(server *srv, job *j) {
   for (size_t i = 0; k == NULL && i < srv->keys_count; i++)
     if (srv->keys[i].tenant == j->t)
       k = srv->keys[i].key;
-  return k != NULL ? fwd_submit(srv->fwd, k, j->evs, j->n, j->sj.dup_flags)
-                   : 0;
+  return k != NULL ? fwd_submit(srv->fwd, k, j->evs, j->n, j->sj.dup_flags) : 0;
 }
 
 static void on_fwd_check(uv_check_t *h) { http_forward_flush(h->data); }
@@ -864,12 +863,11 @@ void http_job_done(sched_job *sj, void *ud) {
     srv->m.events_duplicate += sj->dups;
     if (j->batch.count > 0) /* the stored share of the compact JSON */
       srv->m.bytes_stored += j->bytes * stored / j->batch.count;
-    int queued = srv->fwd && !j->shadow_copy && stored > 0 &&
-                 forward_job(srv, j) == 1;
+    int queued =
+        srv->fwd && !j->shadow_copy && stored > 0 && forward_job(srv, j) == 1;
     /* the 200 waits for the queue's fdatasync (invariant 7); so does a
      * duplicate's while others wait: its first copy may be among them */
-    if (srv->fwd_check_init && !j->shadow_copy &&
-        (queued || srv->fwd_parked)) {
+    if (srv->fwd_check_init && !j->shadow_copy && (queued || srv->fwd_parked)) {
       j->parked_next = srv->fwd_parked;
       srv->fwd_parked = j;
       if (srv->fwd_parked_count++ == 0)
@@ -943,8 +941,7 @@ static void answer_metrics(conn *c) {
   }
   es_exporter_stats xs;
   if (srv->exporter && es_exporter_stats_get(srv->exporter, &xs) == ES_OK &&
-      metrics_render_export(&xs, ing_now_us(),
-                            &b)) {
+      metrics_render_export(&xs, ing_now_us(), &b)) {
     seg_buf_free(&b);
     respond_error(c, 503, "out of memory", 0);
     return;

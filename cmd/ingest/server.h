@@ -56,7 +56,7 @@ typedef struct server {
   size_t parsing;      /* handed to the parse pool (or just back) */
   uint64_t rng;
   metrics m;
-  struct fwd *fwd;             /* --forward (forward.h), or NULL */
+  struct fwd *fwd; /* --forward (forward.h), or NULL */
   /* --forward: 200s waiting for the queue's fdatasync (http.c,
    * http_forward_flush run by fwd_check once per loop turn) */
   struct job *fwd_parked;

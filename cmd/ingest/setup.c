@@ -338,7 +338,7 @@ void server_maybe_finish(server *srv) {
   admin_eraser_stop(srv);
   sched_stop(&srv->sched);
   http_forward_close(srv); /* the last completions' answers (no client) */
-  fwd_stop(srv->fwd); /* after the last completions queued their events */
+  fwd_stop(srv->fwd);      /* after the last completions queued their events */
   if (srv->finish_fn)
     srv->finish_fn(srv->finish_ud);
 }
