@@ -9,7 +9,9 @@ pkgs=(meson ninja-build pkg-config gcc clang clang-format
       libuv1-dev zlib1g-dev libjemalloc-dev node-llhttp curl
       libcurl4-openssl-dev libssl-dev python3-botocore
       chromium wrk nginx-light libzstd-dev libsnappy-dev haproxy postgresql
-      systemd)
+      systemd strace)
+# strace: tests/migrate/fwdsync.test.mjs checks in a trace of es-ingestd
+# that a --forward 200 is written after its queue frame's fdatasync.
 # libzstd, libsnappy: Parquet page compression of the warehouse export
 # (lib/export; zlib gzips its NDJSON).  systemd: systemd-analyze checks the
 # units of deploy/ (tests/deploy).

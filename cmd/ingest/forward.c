@@ -19,6 +19,10 @@
  *     answered 2xx, or refused for good (4xx other than 408/429: those go
  *     to rejected.ndjson, counted); a file is deleted once the cursor has
  *     passed it and a newer file exists.
+ *  4. A frame is durable (fdatasync) before the 200 of its request is
+ *     sent: the loop syncs the newest file once per turn with answers
+ *     waiting (fwd_sync, from http.c) and a full file before leaving it
+ *     (rotate); the sender thread never syncs queue files.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -40,7 +44,7 @@
 #include "ingest.h"
 
 #define FWD_FILE_BYTES (8u << 20)
-#define FWD_SYNC_NS 200000000L
+#define FWD_IDLE_MS 200
 #define FWD_CURSOR_SAVE_US 1000000
 #define FWD_BACKOFF_MIN_MS 200
 #define FWD_BACKOFF_MAX_MS 10000
@@ -55,7 +59,7 @@ struct fwd {
   /* the writer (loop thread); w_seq/w_off/w_fd also read under mu */
   int w_fd;
   uint64_t w_seq, w_off;
-  int dirty; /* written since the last fdatasync */
+  int rotate_errno; /* a left file's fdatasync failed (loop thread) */
   /* the reader (sender thread) */
   uint64_t r_seq, r_off;
   int64_t r_head_us; /* enqueued_us of the frame at the cursor, 0 if none */
@@ -65,6 +69,7 @@ struct fwd {
   uint64_t backlog_events, backlog_bytes;
   uint64_t sent_events, rejected_events, dropped_events, failed_attempts;
   uint64_t sent_batches;
+  uint64_t syncs, sync_errors, acks_waited; /* fwd_sync's (loop thread) */
 };
 
 static int64_t wall_us(void) {
@@ -244,20 +249,6 @@ static int wait_ms(fwd *f, long ms, int whole) {
   return f->stopping;
 }
 
-/* fdatasyncs the newest file when it was written to.  mu held. */
-static void sync_writer(fwd *f) {
-  if (!f->dirty || f->w_fd < 0)
-    return;
-  int fd = dup(f->w_fd);
-  f->dirty = 0;
-  pthread_mutex_unlock(&f->mu);
-  if (fd >= 0) {
-    (void)fdatasync(fd);
-    close(fd);
-  }
-  pthread_mutex_lock(&f->mu);
-}
-
 /* Sends one frame until the legacy side takes it (or refuses it for
  * good).  0 done, 1 stopping.  mu not held. */
 static int send_frame(fwd *f, CURL *c, const fwdq_head *h, const char *buf) {
@@ -367,13 +358,12 @@ static void *sender_main(void *arg) {
   }
   pthread_mutex_lock(&f->mu);
   while (!f->stopping && c) {
-    sync_writer(f);
     fwdq_head h;
     char *buf = NULL;
     if (!next_frame(f, &rfd, &h, &buf)) {
       f->r_head_us = 0;
       cursor_maybe_save(f, 0);
-      wait_ms(f, FWD_SYNC_NS / 1000000, 0);
+      wait_ms(f, FWD_IDLE_MS, 0);
       continue;
     }
     f->r_head_us = h.enqueued_us;
@@ -483,11 +473,15 @@ static int encode(seg_buf *out, const es_event *evs, size_t n,
   return seg_buf_put(out, "]}", 2);
 }
 
-/* Starts the next file (the current one is full).  Loop thread. */
+/* Starts the next file (the current one is full).  Loop thread.  The
+ * full file is made durable before it is left (fwd_sync syncs only the
+ * newest one); a failure is reported by the next fwd_sync. */
 static void rotate(fwd *f) {
   int old = f->w_fd;
-  (void)fdatasync(old);
+  if (fdatasync(old) != 0 && !f->rotate_errno)
+    f->rotate_errno = errno ? errno : EIO;
   pthread_mutex_lock(&f->mu);
+  f->syncs++;
   if (open_writer(f, f->w_seq + 1) != 0) {
     f->w_fd = old; /* keep writing the full one */
     pthread_mutex_unlock(&f->mu);
@@ -517,7 +511,6 @@ int fwd_submit(fwd *f, const char *key, const es_event *evs, size_t n,
     f->w_off += sizeof(fwdq_head) + kn + body.len;
     f->backlog_events += events;
     f->backlog_bytes += body.len;
-    f->dirty = 1;
     pthread_cond_signal(&f->cv);
   } else {
     f->dropped_events += events ? events : n;
@@ -534,11 +527,33 @@ int fwd_submit(fwd *f, const char *key, const es_event *evs, size_t n,
   if (full)
     rotate(f);
   seg_buf_free(&body);
-  return rc;
+  return rc == 0 ? 1 : -1;
+}
+
+int fwd_sync(fwd *f, size_t acks) {
+  int err = fdatasync(f->w_fd) != 0 ? (errno ? errno : EIO) : 0;
+  if (!err && f->rotate_errno)
+    err = f->rotate_errno;
+  f->rotate_errno = 0;
+  pthread_mutex_lock(&f->mu);
+  f->syncs++;
+  f->acks_waited += acks;
+  f->sync_errors += err != 0;
+  pthread_mutex_unlock(&f->mu);
+  if (err) {
+    char extra[128];
+    snprintf(extra, sizeof extra, ",\"requests\":%zu,\"reason\":\"%s\"", acks,
+             strerror(err));
+    ing_log("error",
+            "forward queue: cannot sync; events stored but may not be "
+            "forwarded after a crash",
+            extra);
+  }
+  return err ? -1 : 0;
 }
 
 int fwd_metrics(fwd *f, seg_buf *out) {
-  char text[2048];
+  char text[3072];
   pthread_mutex_lock(&f->mu);
   double lag = f->r_head_us ? (double)(wall_us() - f->r_head_us) / 1e6 : 0;
   int n = snprintf(
@@ -567,10 +582,23 @@ int fwd_metrics(fwd *f, seg_buf *out) {
       "# HELP es_forward_errors_total Attempts that failed (not reached, "
       "408, 429, 5xx) and were retried.\n"
       "# TYPE es_forward_errors_total counter\n"
-      "es_forward_errors_total %" PRIu64 "\n",
+      "es_forward_errors_total %" PRIu64 "\n"
+      "# HELP es_forward_syncs_total fdatasyncs of the queue by the "
+      "request path (one per loop turn with answers waiting, and one per "
+      "file left).\n"
+      "# TYPE es_forward_syncs_total counter\n"
+      "es_forward_syncs_total %" PRIu64 "\n"
+      "# HELP es_forward_sync_errors_total Queue fdatasyncs that failed "
+      "(the requests were answered 200: their events are in the store).\n"
+      "# TYPE es_forward_sync_errors_total counter\n"
+      "es_forward_sync_errors_total %" PRIu64 "\n"
+      "# HELP es_forward_acks_waited_total Answers that waited for a "
+      "queue fdatasync (divided by es_forward_syncs_total: the grouping).\n"
+      "# TYPE es_forward_acks_waited_total counter\n"
+      "es_forward_acks_waited_total %" PRIu64 "\n",
       f->backlog_events, f->backlog_bytes, lag, f->sent_events,
       f->rejected_events, f->dropped_events, f->sent_batches,
-      f->failed_attempts);
+      f->failed_attempts, f->syncs, f->sync_errors, f->acks_waited);
   pthread_mutex_unlock(&f->mu);
   return seg_buf_put(out, text, (size_t)n);
 }

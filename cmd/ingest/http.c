@@ -34,6 +34,11 @@
  *     headers (Content-Length, the Basic auth tenant, requests in the
  *     queue), again when the events' size and the body's writeKey are
  *     known (parse_done).  A refused body is discarded, never parsed.
+ *  7. --forward: a 200 whose events went into the forward queue is sent
+ *     only once the queue is durable.  http_job_done parks the job (its
+ *     conn stays in WAIT, c->job set, so invariant 2 holds) and a
+ *     uv_check handle, after the loop turn's completions, does one
+ *     fdatasync for all of them and answers (http_forward_flush).
  */
 #include <ctype.h>
 #include <netinet/in.h>
@@ -125,7 +130,8 @@ struct job {
   ing_batch batch;
   es_event *evs;
   size_t n, bytes;
-  int shadow_copy; /* the request was a mirrored copy (X-ES-Shadow) */
+  int shadow_copy;  /* the request was a mirrored copy (X-ES-Shadow) */
+  job *parked_next; /* srv->fwd_parked: its 200 waits for the queue sync */
 };
 
 static int basic_auth_key(const char *auth, char *key, size_t size);
@@ -777,7 +783,7 @@ static void ingest(conn *c) {
 /* --forward: queues a durable job's stored events for the legacy
  * endpoint (forward.h) with the request's write key (Basic auth, else the
  * body's writeKey, else -- the client went away -- a key of its tenant). */
-static void forward_job(server *srv, job *j) {
+static int forward_job(server *srv, job *j) {
   char key[HCONN_AUTH_BYTES_MAX + 1];
   const char *k = j->batch.write_key;
   if (j->conn && j->conn->h.auth_len > 0 &&
@@ -786,8 +792,56 @@ static void forward_job(server *srv, job *j) {
   for (size_t i = 0; k == NULL && i < srv->keys_count; i++)
     if (srv->keys[i].tenant == j->t)
       k = srv->keys[i].key;
-  if (k != NULL)
-    (void)fwd_submit(srv->fwd, k, j->evs, j->n, j->sj.dup_flags);
+  return k != NULL ? fwd_submit(srv->fwd, k, j->evs, j->n, j->sj.dup_flags) : 0;
+}
+
+static void on_fwd_check(uv_check_t *h) { http_forward_flush(h->data); }
+
+/* --forward: the check handle that sends the parked 200s.  0 or -1. */
+int http_forward_init(server *srv) {
+  if (uv_check_init(srv->loop, &srv->fwd_check))
+    return -1;
+  srv->fwd_check.data = srv;
+  srv->fwd_check_init = 1;
+  return 0;
+}
+
+/*
+ * Sends the 200s parked by http_job_done after one fdatasync of the
+ * forward queue (invariant 7): every answer completed in this loop turn
+ * shares it.  A parked job whose client went away (on_closing cleared its
+ * conn) is only freed.  A failed sync is counted and logged by fwd_sync;
+ * the answers stay 200: the events are durable in the store, only their
+ * copy for the legacy side may be lost by a crash (docs/MIGRATION.md).
+ */
+void http_forward_flush(server *srv) {
+  job *list = srv->fwd_parked;
+  if (list == NULL)
+    return;
+  (void)fwd_sync(srv->fwd, srv->fwd_parked_count);
+  srv->fwd_parked = NULL;
+  srv->fwd_parked_count = 0;
+  uv_check_stop(&srv->fwd_check);
+  while (list) {
+    job *j = list;
+    list = j->parked_next;
+    if (j->conn) {
+      j->conn->job = NULL;
+      respond_json(j->conn, 200, "{\"success\":true}", 0);
+    }
+    job_free(j);
+  }
+  server_maybe_finish(srv);
+}
+
+/* The drain's end (server_maybe_finish, after the writers' last
+ * completions): answers what is parked and closes the check handle. */
+void http_forward_close(server *srv) {
+  if (!srv->fwd_check_init)
+    return;
+  http_forward_flush(srv);
+  uv_close((uv_handle_t *)&srv->fwd_check, NULL);
+  srv->fwd_check_init = 0;
 }
 
 /* A job is durable or failed (loop thread, via sched). */
@@ -809,8 +863,17 @@ void http_job_done(sched_job *sj, void *ud) {
     srv->m.events_duplicate += sj->dups;
     if (j->batch.count > 0) /* the stored share of the compact JSON */
       srv->m.bytes_stored += j->bytes * stored / j->batch.count;
-    if (srv->fwd && !j->shadow_copy && stored > 0)
-      forward_job(srv, j);
+    int queued =
+        srv->fwd && !j->shadow_copy && stored > 0 && forward_job(srv, j) == 1;
+    /* the 200 waits for the queue's fdatasync (invariant 7); so does a
+     * duplicate's while others wait: its first copy may be among them */
+    if (srv->fwd_check_init && !j->shadow_copy && (queued || srv->fwd_parked)) {
+      j->parked_next = srv->fwd_parked;
+      srv->fwd_parked = j;
+      if (srv->fwd_parked_count++ == 0)
+        uv_check_start(&srv->fwd_check, on_fwd_check);
+      return;
+    }
   } else {
     srv->m.appends_failed++;
     srv->m.events_rejected += j->batch.count;
@@ -878,8 +941,7 @@ static void answer_metrics(conn *c) {
   }
   es_exporter_stats xs;
   if (srv->exporter && es_exporter_stats_get(srv->exporter, &xs) == ES_OK &&
-      metrics_render_export(&xs, ing_now_us(),
-                            &b)) {
+      metrics_render_export(&xs, ing_now_us(), &b)) {
     seg_buf_free(&b);
     respond_error(c, 503, "out of memory", 0);
     return;

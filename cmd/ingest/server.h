@@ -56,7 +56,13 @@ typedef struct server {
   size_t parsing;      /* handed to the parse pool (or just back) */
   uint64_t rng;
   metrics m;
-  struct fwd *fwd;             /* --forward (forward.h), or NULL */
+  struct fwd *fwd; /* --forward (forward.h), or NULL */
+  /* --forward: 200s waiting for the queue's fdatasync (http.c,
+   * http_forward_flush run by fwd_check once per loop turn) */
+  struct job *fwd_parked;
+  size_t fwd_parked_count;
+  uv_check_t fwd_check;
+  int fwd_check_init;
   int finished;                /* server_maybe_finish ran */
   void (*finish_fn)(void *ud); /* its last step; may be NULL */
   struct eraser *eraser;       /* admin.c: runs erase requests' stages */
@@ -75,6 +81,9 @@ int http_listen(server *srv, const char *host, int port, int *port_out);
 void http_drain(server *srv);
 void http_close_all(server *srv);
 void http_job_done(sched_job *sj, void *ud);
+int http_forward_init(server *srv);
+void http_forward_flush(server *srv);
+void http_forward_close(server *srv);
 /* setup.c: the server without main(), for es-ingestd and es-queryd's
  * embedded mode (ingest.h); drain it
  * with http_drain: when the last connection is gone the writers are

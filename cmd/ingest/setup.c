@@ -310,6 +310,10 @@ static int start(server *srv, uv_loop_t *loop, es_db *db, const char *host,
     srv->http.listener_open = 0;
     return 1;
   }
+  if (srv->fwd && http_forward_init(srv)) {
+    fprintf(stderr, "es-ingestd: cannot start the forward queue's check\n");
+    return 1;
+  }
   return 0;
 }
 
@@ -333,7 +337,8 @@ void server_maybe_finish(server *srv) {
   srv->finished = 1;
   admin_eraser_stop(srv);
   sched_stop(&srv->sched);
-  fwd_stop(srv->fwd); /* after the last completions queued their events */
+  http_forward_close(srv); /* the last completions' answers (no client) */
+  fwd_stop(srv->fwd);      /* after the last completions queued their events */
   if (srv->finish_fn)
     srv->finish_fn(srv->finish_ud);
 }

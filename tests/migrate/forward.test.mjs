@@ -97,6 +97,11 @@ test('legacy down 10 s under load: nothing lost, nothing repeated, ingest not sl
     await h.sleep(100);
   }
   const sent = await h.metric(srv.url, 'es_forward_events_total{status="sent"}');
+  // each 200 waited for a queue fdatasync, shared within a loop turn
+  // (counters since the restart)
+  const syncs = await h.metric(srv.url, 'es_forward_syncs_total');
+  const waited = await h.metric(srv.url, 'es_forward_acks_waited_total');
+  console.log(`forward: since the restart ${waited} answers waited for ${syncs} queue fdatasyncs`);
   const ids = legacy.ids();
   const unique = new Set(ids);
   const missing = [...acked].filter((id) => !unique.has(id));
@@ -115,6 +120,7 @@ test('legacy down 10 s under load: nothing lost, nothing repeated, ingest not sl
   assert.equal(ids.length, unique.size, 'no messageId reached legacy twice');
   assert.equal(backlog, 0);
   assert.ok(sent > 0);
+  assert.ok(syncs > 0 && syncs <= waited, `${syncs} syncs for ${waited} answers`);
   // loose: the outage must not make ingest wait for legacy (a retry loop
   // in the request path would add seconds)
   assert.ok(median(lat.outage) < Math.max(10 * median(lat.before), 200),
