@@ -25,7 +25,9 @@
  *                 and the rule counters refilled from the rows left.
  *   (e) replica   with a replicator: uploads drained, then waits until
  *                 every object superseded by (b) is deleted (its grace
- *                 period).  Without one and no REPLICA record: skipped.
+ *                 period); in durability tier s3, also until the shard's
+ *                 WAL chunks older than (d)'s roll are deleted (walship.c,
+ *                 3).  Without one and no REPLICA record: skipped.
  *   (f) exports   every export destination registered on the handle (a
  *                 running es_exporter: store/dbint.h, es_export_hook)
  *                 re-cuts the tenant's partitions of the days the rows
@@ -64,6 +66,7 @@
 
 #define ERASE_WAL_WAIT_US INT64_C(5000000) /* then EDEGRADED: retried */
 #define ERASE_REPLICA_POLL_US INT64_C(100000)
+#define ERASE_CHUNK_FLUSH_US INT64_C(2000000)
 #define ERASE_REWRITE_MEMORY_BYTES (UINT64_C(64) << 20)
 #define ERASE_DAY_US INT64_C(86400000000)
 
@@ -455,6 +458,66 @@ static int stage_exports(erase_ctx *c, int *skip_out, uint64_t *days_out) {
   return rc;
 }
 
+typedef struct chunk_scan {
+  uint64_t below; /* in: count chunks whose first LSN is below it */
+  uint64_t n;
+} chunk_scan;
+
+static int chunk_one(void *ud, const char *key, const es_objinfo *info) {
+  (void)info;
+  chunk_scan *cs = ud;
+  uint32_t shard;
+  uint64_t first, last;
+  if (es__walship_parse_key(key, &shard, &first, &last) == ES_OK &&
+      first < cs->below)
+    cs->n++;
+  es__error_clear();
+  return ES_OK;
+}
+
+/* (e), tier s3: the shard's WAL chunks that may hold the person (first
+ * LSN below the oldest local WAL file left after (d), which holds none of
+ * their records) deleted from the store by the shipper (walship.c, 3:
+ * once their events are in uploaded segments, plus the grace period).
+ * The chunks are listed in the store itself, so a run resumed in another
+ * process checks the same; *chunks_out: how many were waited for. */
+static int stage_wal_chunks(erase_ctx *c, uint64_t *chunks_out) {
+  es_db *db = c->db;
+  *chunks_out = 0;
+  if (db->opts.durability != ES_DURABILITY_S3 || !db->opts.replica)
+    return ES_OK;
+  wal_probe p = {.db = db, .shard = c->t->shard, .roll = 0};
+  ES_TRY(es__shard_call(db, p.shard, wal_probe_run, &p));
+  es_objstore *os = db->opts.replica->os;
+  char prefix[32];
+  snprintf(prefix, sizeof(prefix), "wal/%u/", p.shard);
+  int64_t flushed = es__clock_mono_us();
+  for (int first = 1;; first = 0) {
+    chunk_scan cs = {.below = p.first};
+    int rc = os->list(os, prefix, chunk_one, &cs);
+    if (rc == ES_EUNAVAIL) {
+      es__error_clear(); /* the store is away: ask again */
+      cs.n = 1;
+    } else if (rc < 0) {
+      return rc;
+    }
+    if (first)
+      *chunks_out = cs.n;
+    if (cs.n == 0)
+      return ES_OK;
+    /* a chunk also holding later frames goes once they are in segments
+     * too: flush now and then, not only at the memtables' own pace */
+    if (es__clock_mono_us() - flushed > ERASE_CHUNK_FLUSH_US) {
+      ES_TRY(es_flush(db, NULL));
+      flushed = es__clock_mono_us();
+    }
+    es__clock_sleep_us(ERASE_REPLICA_POLL_US);
+    while ((rc = es_replica_drain(db, 5000000)) == ES_EUNAVAIL)
+      es__error_clear();
+    ES_TRY(rc);
+  }
+}
+
 /* Runs the stages of one request that are left, in order. */
 static int erase_run_req(erase_ctx *c) {
   const es_tomb_req *r = &c->snap;
@@ -482,6 +545,10 @@ static int erase_run_req(erase_ctx *c) {
     int skip = 0;
     uint64_t objects = 0;
     rc = stage_replica(c, &skip, &objects);
+    uint64_t chunks = 0;
+    if (rc == ES_OK && !skip)
+      rc = stage_wal_chunks(c, &chunks);
+    objects += chunks;
     if (rc == ES_OK)
       rc = erase_record(c, ES_TOMB_REPLICA,
                         skip ? ES_TOMB_SKIPPED : ES_TOMB_DONE, objects);

@@ -573,6 +573,62 @@ START_TEST(test_erase_replica) {
 }
 END_TEST
 
+/* Durability tier s3: the WAL chunks that held the person (their frames
+ * are the WAL's, ids in clear) are deleted from the store before stage
+ * (e) is recorded. */
+START_TEST(test_erase_replica_tier_s3) {
+  char dir[512];
+  ut_tmpdir(dir, sizeof(dir), "erase-tier-s3");
+  es_objstore *os = NULL;
+  es_replica *rep = NULL;
+  ck_assert_int_eq(es__objmem_create(0, 1, &os), ES_OK);
+  ck_assert_int_eq(es__replica_wrap(os, 1, &rep), ES_OK);
+  es_options o;
+  es_options_init(&o);
+  o.data_dir = dir;
+  o.shards = 2;
+  o.sync_mode = ES_SYNC_NONE;
+  o.replica = rep;
+  o.replica_interval_us = 5000;
+  o.replica_grace_us = 300000;
+  o.durability = ES_DURABILITY_S3;
+  es_db *db = NULL;
+  ck_assert_int_eq(es_open(&o, &db), ES_OK);
+  load_all(db, 0); /* acknowledged: every frame is in a chunk */
+  obj_search before = {.os = os};
+  ck_assert_int_eq(os->list(os, "wal/", obj_one, &before), ES_OK);
+  ck_assert_msg(before.hits > 0, "no chunk holds the person (%d chunks)",
+                before.objects);
+  es_erase_options eo;
+  es_erase_options_init(&eo);
+  eo.tenant = "t";
+  eo.user_id = "user-V";
+  char id[ES_ERASE_ID_MAX];
+  ck_assert_int_eq(es_erase_submit(db, &eo, id), ES_OK);
+  int rc = es_erase_run(db, NULL);
+  ck_assert_msg(rc == ES_OK, "run: %s", es_errdetail());
+  char *st = NULL;
+  ck_assert_int_eq(es_erase_status(db, id, &st), ES_OK);
+  ck_assert_msg(strstr(st, "{\"stage\":\"replica\",\"state\":\"done\""),
+                "%s", st);
+  es_free(st);
+  /* right when (e) is recorded: no chunk holds the person */
+  obj_search after = {.os = os};
+  ck_assert_int_eq(os->list(os, "wal/", obj_one, &after), ES_OK);
+  ck_assert_msg(after.hits == 0, "%d chunks of %d hold the person: %s",
+                after.hits, after.objects, after.where);
+  /* nor, once the compacted ERASE is up, any object */
+  ck_assert_int_eq(es_replica_drain(db, 10000000), ES_OK);
+  int objects = 0;
+  int hits = search_objects(os, &objects);
+  ck_assert_msg(hits == 0, "%d objects of %d still hold the person", hits,
+                objects);
+  ck_assert_int_eq(es_close(db), ES_OK);
+  es_replica_free(rep);
+  ut_rmrf(dir);
+}
+END_TEST
+
 START_TEST(test_erase_exports) {
   char dir[512];
   ut_tmpdir(dir, sizeof(dir), "erase-exports");
@@ -658,6 +714,7 @@ static Suite *erase_suite(void) {
   tcase_add_test(tc, test_erase_log_damage);
   tcase_add_test(tc, test_erase_replica);
   tcase_add_test(tc, test_erase_exports);
+  tcase_add_test(tc, test_erase_replica_tier_s3);
   suite_add_tcase(s, tc);
   return s;
 }
