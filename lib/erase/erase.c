@@ -204,8 +204,8 @@ typedef struct erase_ctx {
   es_tomb_req snap; /* the request's state when the stage began */
   int64_t *days;    /* (b): the UTC days of the rows removed */
   size_t ndays, days_cap;
-  int days_known;   /* (b) ran in this run: days is complete */
-  int days_rc;      /* an allocation failure while collecting them */
+  int days_known; /* (b) ran in this run: days is complete */
+  int days_rc;    /* an allocation failure while collecting them */
 } erase_ctx;
 
 static int erase_hides(const erase_ctx *c, const char *id) {
@@ -756,8 +756,8 @@ static int status_json(const char *id, const char *tenant, const es_tomb_req *r,
     ES_TRY(put_u64(b, ",\"wal_files_removed\":", r->stage_count[ES_TOMB_WAL]));
     ES_TRY(put_u64(
         b, ",\"replica_objects_deleted\":", r->stage_count[ES_TOMB_REPLICA]));
-    ES_TRY(put_u64(b, ",\"export_partitions_recut\":",
-                   r->stage_count[ES_TOMB_EXPORTS]));
+    ES_TRY(put_u64(
+        b, ",\"export_partitions_recut\":", r->stage_count[ES_TOMB_EXPORTS]));
     ES_TRY(put_time(b, ",\"completed\":", last));
     ES_TRY(
         put_u64(b, ",\"took_ms\":", (uint64_t)(last - r->submitted_us) / 1000));

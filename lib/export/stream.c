@@ -92,7 +92,7 @@ struct es_exporter {
   es_exporter_options o;
   es_export_options eo; /* format, compression, sizes for es__export_ranges */
   pthread_t thread;
-  pthread_mutex_t mu; /* guards stop and st */
+  pthread_mutex_t mu;      /* guards stop and st */
   pthread_mutex_t pass_mu; /* held by a pass and by an erasure's re-cut
                               (exporter_refresh): they never interleave */
   pthread_cond_t cv;

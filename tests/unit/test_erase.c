@@ -609,8 +609,8 @@ START_TEST(test_erase_replica_tier_s3) {
   ck_assert_msg(rc == ES_OK, "run: %s", es_errdetail());
   char *st = NULL;
   ck_assert_int_eq(es_erase_status(db, id, &st), ES_OK);
-  ck_assert_msg(strstr(st, "{\"stage\":\"replica\",\"state\":\"done\""),
-                "%s", st);
+  ck_assert_msg(strstr(st, "{\"stage\":\"replica\",\"state\":\"done\""), "%s",
+                st);
   es_free(st);
   /* right when (e) is recorded: no chunk holds the person */
   obj_search after = {.os = os};
