@@ -1032,8 +1032,10 @@ ES_API int es_exporter_stats_get(es_exporter *ex, es_exporter_stats *out);
  * es_erase_run then removes the rows for good, stage by stage, each stage
  * durable and recorded, resumed after a crash: (b) segments rewritten
  * without them, (c) rollups re-derived, (d) WAL files that held them
- * deleted, identity-log records and rule counters gone, (e) replica and
- * (f) export (see docs/PRIVACY.md for what is done there today).  When the
+ * deleted, identity-log records and rule counters gone, (e) replica
+ * objects and, in durability tier s3, WAL chunks deleted from the object
+ * store, (f) the partitions of every es_exporter running on the handle
+ * that held them exported again (docs/PRIVACY.md).  When the
  * last stage is done the tombstone goes and a receipt stays, naming the
  * person only by a salted hash.  An unknown tenant or id completes with
  * zero events removed (no existence leak).

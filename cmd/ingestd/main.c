@@ -99,6 +99,9 @@ static const char usage[] =
     "                        before 503 (default 5000)\n"
     "  --replica-lag-max-s S /readyz answers 503 when the oldest commit not\n"
     "                        yet in S3 is older (default 300)\n"
+    "  --replica-grace-s S   an S3 object no uploaded manifest names is\n"
+    "                        deleted S seconds after (default 600); an\n"
+    "                        erase waits for it (docs/PRIVACY.md)\n"
     "  --export DIR|s3://BUCKET/PREFIX  continuous warehouse export\n"
     "                        (docs/EXPORT.md): each closed hour of every\n"
     "                        tenant becomes a part file of its day's\n"
@@ -157,6 +160,7 @@ static uv_timer_t g_drain_timer;
 static int g_draining;
 static const char *g_replica_url, *g_s3_endpoint, *g_s3_region;
 static es_replica *g_replica;
+static int64_t g_replica_grace_us = -1; /* -1: the library's default */
 static int g_check_config; /* --check-config: validate, do not run */
 static int g_durability = ES_DURABILITY_LOCAL;
 static int64_t g_s3_ack_timeout_us = INT64_C(5000000);
@@ -276,6 +280,10 @@ static int parse_args(int argc, char **argv, ingest_config *cfg) {
       if (parse_num(a, val, 1, 7 * 24 * 3600, &v))
         return 2;
       cfg->replica_lag_max_us = v * INT64_C(1000000);
+    } else if (strcmp(a, "--replica-grace-s") == 0) {
+      if (parse_num(a, val, 0, 7 * 24 * 3600, &v))
+        return 2;
+      g_replica_grace_us = v * INT64_C(1000000);
     } else if (strcmp(a, "--export") == 0) {
       if (strncmp(val, "s3://", 5) == 0 && (val[5] == '\0' || val[5] == '/'))
         return die_usage("--export wants DIR or s3://BUCKET[/PREFIX], not "
@@ -345,6 +353,8 @@ static int parse_args(int argc, char **argv, ingest_config *cfg) {
     return die_usage("--data, --listen and --keys are required");
   if (cfg->forward_queue_dir && !cfg->forward_url)
     return die_usage("--forward-queue needs --forward");
+  if (g_replica_grace_us >= 0 && !g_replica_url)
+    return die_usage("--replica-grace-s needs --replica s3://BUCKET/PREFIX");
   if (g_durability == ES_DURABILITY_S3 && !g_replica_url)
     return die_usage("--durability s3 needs --replica s3://BUCKET/PREFIX");
   int export_s3 = g_export.out && strncmp(g_export.out, "s3://", 5) == 0;
@@ -466,6 +476,8 @@ static int run(ingest_config *cfg, uv_loop_t *loop, es_db **db_out) {
       return 1;
     }
     o.replica = g_replica;
+    if (g_replica_grace_us >= 0)
+      o.replica_grace_us = g_replica_grace_us;
     o.durability = g_durability;
     o.s3_ack_timeout_us = g_s3_ack_timeout_us;
   }

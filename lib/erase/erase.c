@@ -25,9 +25,15 @@
  *                 and the rule counters refilled from the rows left.
  *   (e) replica   with a replicator: uploads drained, then waits until
  *                 every object superseded by (b) is deleted (its grace
- *                 period).  Without one and no REPLICA record: skipped.
- *   (f) exports   the store records no export destination: skipped (see
- *                 docs/PRIVACY.md).
+ *                 period); in durability tier s3, also until the shard's
+ *                 WAL chunks older than (d)'s roll are deleted (walship.c,
+ *                 3).  Without one and no REPLICA record: skipped.
+ *   (f) exports   every export destination registered on the handle (a
+ *                 running es_exporter: store/dbint.h, es_export_hook)
+ *                 re-cuts the tenant's partitions of the days the rows
+ *                 removed by (b) were in (every partition of the tenant
+ *                 when (b) ran in an earlier process).  None registered:
+ *                 skipped; one was and is gone (stopping): waits.
  *
  * Then the log is compacted: the ids leave the disk, a receipt stays, and
  * the tombstone is rebuilt without them.
@@ -60,7 +66,9 @@
 
 #define ERASE_WAL_WAIT_US INT64_C(5000000) /* then EDEGRADED: retried */
 #define ERASE_REPLICA_POLL_US INT64_C(100000)
+#define ERASE_CHUNK_FLUSH_US INT64_C(2000000)
 #define ERASE_REWRITE_MEMORY_BYTES (UINT64_C(64) << 20)
+#define ERASE_DAY_US INT64_C(86400000000)
 
 static pthread_mutex_t run_mu = PTHREAD_MUTEX_INITIALIZER;
 
@@ -194,6 +202,10 @@ typedef struct erase_ctx {
   char **ids; /* the request's (a copy) */
   size_t nids;
   es_tomb_req snap; /* the request's state when the stage began */
+  int64_t *days;    /* (b): the UTC days of the rows removed */
+  size_t ndays, days_cap;
+  int days_known; /* (b) ran in this run: days is complete */
+  int days_rc;    /* an allocation failure while collecting them */
 } erase_ctx;
 
 static int erase_hides(const erase_ctx *c, const char *id) {
@@ -203,10 +215,28 @@ static int erase_hides(const erase_ctx *c, const char *id) {
   return 0;
 }
 
+/* Notes the UTC day of a removed row (for (f)). */
+static void erase_note_day(erase_ctx *c, int64_t ts_us) {
+  int64_t day = ts_us / ERASE_DAY_US * ERASE_DAY_US -
+                (ts_us % ERASE_DAY_US < 0 ? ERASE_DAY_US : 0);
+  for (size_t i = 0; i < c->ndays; i++)
+    if (c->days[i] == day)
+      return;
+  if (es__grow((void **)&c->days, &c->days_cap, c->ndays + 1,
+               sizeof(*c->days)) != ES_OK) {
+    c->days_rc = ES_ENOMEM;
+    return;
+  }
+  c->days[c->ndays++] = day;
+}
+
 static int erase_keep(void *ud, const es_event *ev) {
-  const erase_ctx *c = ud;
-  return !erase_hides(c, ev->anonymous_id) && !erase_hides(c, ev->user_id) &&
-         !erase_hides(c, ev->previous_id);
+  erase_ctx *c = ud;
+  int keep = !erase_hides(c, ev->anonymous_id) &&
+             !erase_hides(c, ev->user_id) && !erase_hides(c, ev->previous_id);
+  if (!keep)
+    erase_note_day(c, ev->ts_us);
+  return keep;
 }
 
 /* Whether seg may hold a row of the person (its Bloom filter). */
@@ -255,13 +285,20 @@ static int stage_segments(erase_ctx *c, uint64_t *rows_out,
   for (size_t i = 0; rc == ES_OK && i < v.set->n; i++)
     if (erase_seg_may_hold(c, v.set->segs[i]))
       in[nin++] = v.set->segs[i];
+  if (rc == ES_OK && nin == 0) {
+    c->ndays = 0; /* nothing of the person stored: no day to re-cut */
+    c->days_known = 1;
+  }
   if (rc == ES_OK && nin > 0) {
     es_rewrite_spec spec = {.keep = erase_keep,
                             .ud = c,
                             .memory_bytes = ERASE_REWRITE_MEMORY_BYTES};
     es_rewrite_stats st;
+    c->ndays = 0;
+    c->days_rc = ES_OK;
     rc = es__rewrite(c->db, c->t, in, nin, &spec, &st);
     if (rc == ES_OK) {
+      c->days_known = c->days_rc == ES_OK; /* else: every day, in (f) */
       *rows_out = st.rows_in - st.rows_out;
       *rollups_out = st.segments_out;
     } else {
@@ -393,6 +430,94 @@ static int stage_replica(erase_ctx *c, int *skip_out, uint64_t *objects_out) {
   return ES_OK;
 }
 
+/* (f): every export destination registered on the handle re-cuts the
+ * tenant's partitions of the days (b) removed rows from (all of them when
+ * (b) ran in an earlier process); *skip_out when none is registered;
+ * *days_out: partitions re-cut per destination. */
+static int stage_exports(erase_ctx *c, int *skip_out, uint64_t *days_out) {
+  es_db *db = c->db;
+  *skip_out = 0;
+  *days_out = c->days_known ? c->ndays : 0;
+  pthread_mutex_lock(&db->exp_mu);
+  int rc = ES_OK;
+  if (db->exp_n == 0) {
+    *skip_out = !db->exp_ever;
+    if (db->exp_ever) /* the exporter is stopping: the next process */
+      rc = ES_ERR(ES_EDEGRADED, "erase: the exporter stopped before its "
+                                "partitions were re-cut; run the erase "
+                                "again with it");
+  }
+  for (size_t i = 0; rc == ES_OK && i < db->exp_n; i++) {
+    if (c->days_known && c->ndays == 0)
+      break; /* no row removed: no partition holds the person */
+    const es_export_hook *h = &db->exp_hooks[i];
+    rc = h->refresh(h->ud, c->t->name, c->days_known ? c->days : NULL,
+                    c->days_known ? c->ndays : 0);
+  }
+  pthread_mutex_unlock(&db->exp_mu);
+  return rc;
+}
+
+typedef struct chunk_scan {
+  uint64_t below; /* in: count chunks whose first LSN is below it */
+  uint64_t n;
+} chunk_scan;
+
+static int chunk_one(void *ud, const char *key, const es_objinfo *info) {
+  (void)info;
+  chunk_scan *cs = ud;
+  uint32_t shard;
+  uint64_t first, last;
+  if (es__walship_parse_key(key, &shard, &first, &last) == ES_OK &&
+      first < cs->below)
+    cs->n++;
+  es__error_clear();
+  return ES_OK;
+}
+
+/* (e), tier s3: the shard's WAL chunks that may hold the person (first
+ * LSN below the oldest local WAL file left after (d), which holds none of
+ * their records) deleted from the store by the shipper (walship.c, 3:
+ * once their events are in uploaded segments, plus the grace period).
+ * The chunks are listed in the store itself, so a run resumed in another
+ * process checks the same; *chunks_out: how many were waited for. */
+static int stage_wal_chunks(erase_ctx *c, uint64_t *chunks_out) {
+  es_db *db = c->db;
+  *chunks_out = 0;
+  if (db->opts.durability != ES_DURABILITY_S3 || !db->opts.replica)
+    return ES_OK;
+  wal_probe p = {.db = db, .shard = c->t->shard, .roll = 0};
+  ES_TRY(es__shard_call(db, p.shard, wal_probe_run, &p));
+  es_objstore *os = db->opts.replica->os;
+  char prefix[32];
+  snprintf(prefix, sizeof(prefix), "wal/%u/", p.shard);
+  int64_t flushed = es__clock_mono_us();
+  for (int first = 1;; first = 0) {
+    chunk_scan cs = {.below = p.first};
+    int rc = os->list(os, prefix, chunk_one, &cs);
+    if (rc == ES_EUNAVAIL) {
+      es__error_clear(); /* the store is away: ask again */
+      cs.n = 1;
+    } else if (rc < 0) {
+      return rc;
+    }
+    if (first)
+      *chunks_out = cs.n;
+    if (cs.n == 0)
+      return ES_OK;
+    /* a chunk also holding later frames goes once they are in segments
+     * too: flush now and then, not only at the memtables' own pace */
+    if (es__clock_mono_us() - flushed > ERASE_CHUNK_FLUSH_US) {
+      ES_TRY(es_flush(db, NULL));
+      flushed = es__clock_mono_us();
+    }
+    es__clock_sleep_us(ERASE_REPLICA_POLL_US);
+    while ((rc = es_replica_drain(db, 5000000)) == ES_EUNAVAIL)
+      es__error_clear();
+    ES_TRY(rc);
+  }
+}
+
 /* Runs the stages of one request that are left, in order. */
 static int erase_run_req(erase_ctx *c) {
   const es_tomb_req *r = &c->snap;
@@ -420,12 +545,22 @@ static int erase_run_req(erase_ctx *c) {
     int skip = 0;
     uint64_t objects = 0;
     rc = stage_replica(c, &skip, &objects);
+    uint64_t chunks = 0;
+    if (rc == ES_OK && !skip)
+      rc = stage_wal_chunks(c, &chunks);
+    objects += chunks;
     if (rc == ES_OK)
       rc = erase_record(c, ES_TOMB_REPLICA,
                         skip ? ES_TOMB_SKIPPED : ES_TOMB_DONE, objects);
   }
-  if (rc == ES_OK && r->state[ES_TOMB_EXPORTS] == ES_TOMB_PENDING)
-    rc = erase_record(c, ES_TOMB_EXPORTS, ES_TOMB_SKIPPED, 0);
+  if (rc == ES_OK && r->state[ES_TOMB_EXPORTS] == ES_TOMB_PENDING) {
+    int skip = 0;
+    uint64_t days = 0;
+    rc = stage_exports(c, &skip, &days);
+    if (rc == ES_OK)
+      rc = erase_record(c, ES_TOMB_EXPORTS,
+                        skip ? ES_TOMB_SKIPPED : ES_TOMB_DONE, days);
+  }
   return rc;
 }
 
@@ -492,6 +627,7 @@ static int erase_run_tenant(es_db *db, es_tenant *t) {
     for (size_t i = 0; i < c.nids; i++)
       es__free(c.ids[i]);
     es__free(c.ids);
+    es__free(c.days);
     /* also when none was pending: a completed request whose compaction
      * a crash interrupted still has its ids in the log */
     if (rc == ES_OK)
@@ -620,6 +756,8 @@ static int status_json(const char *id, const char *tenant, const es_tomb_req *r,
     ES_TRY(put_u64(b, ",\"wal_files_removed\":", r->stage_count[ES_TOMB_WAL]));
     ES_TRY(put_u64(
         b, ",\"replica_objects_deleted\":", r->stage_count[ES_TOMB_REPLICA]));
+    ES_TRY(put_u64(
+        b, ",\"export_partitions_recut\":", r->stage_count[ES_TOMB_EXPORTS]));
     ES_TRY(put_time(b, ",\"completed\":", last));
     ES_TRY(
         put_u64(b, ",\"took_ms\":", (uint64_t)(last - r->submitted_us) / 1000));

@@ -175,6 +175,26 @@ int es__dest_list(es_xdest *d, const char *rel, es_list_fn fn, void *ud) {
   return d->os->list(d->os, path, list_key, &c);
 }
 
+static int list_key_deep(void *ud, const char *key, const es_objinfo *info) {
+  (void)info;
+  list_ctx *c = ud;
+  return c->fn(c->ud, key + c->skip);
+}
+
+int es__dest_list_deep(es_xdest *d, const char *rel, es_list_fn fn, void *ud) {
+  char path[ES_PATH_MAX];
+  ES_TRY(dest_name(d, rel, "", path));
+  if (!d->os) {
+    int rc = d->vfs->list(d->vfs, path, fn, ud);
+    return rc == ES_ENOTFOUND ? ES_OK : rc;
+  }
+  size_t n = strlen(path);
+  path[n++] = '/';
+  path[n] = 0;
+  list_ctx c = {fn, ud, n};
+  return d->os->list(d->os, path, list_key_deep, &c);
+}
+
 int es__dest_mkdirs(es_xdest *d, const char *rel) {
   if (d->os)
     return ES_OK;

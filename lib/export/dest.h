@@ -66,6 +66,11 @@ int es__dest_read(es_xdest *d, const char *rel, const char *name,
 /* Calls fn with each file name directly in rel (none: ES_OK). */
 int es__dest_list(es_xdest *d, const char *rel, es_list_fn fn,
                   void *ud) ES_MUST_CHECK;
+/* Calls fn with each name under rel: locally the entries directly in it
+ * (files and directories), on a store every key below it, relative to
+ * rel ("date=2026-12-01/_manifest.json").  None: ES_OK. */
+int es__dest_list_deep(es_xdest *d, const char *rel, es_list_fn fn,
+                       void *ud) ES_MUST_CHECK;
 /* Makes rel's directories (local; no-op on a store). */
 int es__dest_mkdirs(es_xdest *d, const char *rel) ES_MUST_CHECK;
 /* Where a part is written before es__dest_part_commit: *vfs_out and

@@ -38,6 +38,10 @@
  *     even if no hour of it changed: the first step of a write removes
  *     the part files its manifest does not name, so what a failed put or
  *     delete left behind does not stay.
+ *  5. An erasure's re-cut (exporter_refresh, registered on the handle
+ *     as an es_export_hook) and a pass hold pass_mu: a pass that began
+ *     before the request (whose scans did not apply its tombstone yet)
+ *     has written before the re-cut, every later scan applies it.
  */
 #include <pthread.h>
 #include <stdio.h>
@@ -88,7 +92,9 @@ struct es_exporter {
   es_exporter_options o;
   es_export_options eo; /* format, compression, sizes for es__export_ranges */
   pthread_t thread;
-  pthread_mutex_t mu; /* guards stop and st */
+  pthread_mutex_t mu;      /* guards stop and st */
+  pthread_mutex_t pass_mu; /* held by a pass and by an erasure's re-cut
+                              (exporter_refresh): they never interleave */
   pthread_cond_t cv;
   int stop;
   es_exporter_stats st;
@@ -406,7 +412,15 @@ static int tenant_find(es_exporter *ex, const char *name, xs_tenant **out) {
 }
 
 /* One pass over every tenant; the first error. */
+static int pass_locked(es_exporter *ex);
 static int pass(es_exporter *ex) {
+  pthread_mutex_lock(&ex->pass_mu);
+  int rc = pass_locked(ex);
+  pthread_mutex_unlock(&ex->pass_mu);
+  return rc;
+}
+
+static int pass_locked(es_exporter *ex) {
   int64_t now = es__clock_now_us();
   int64_t due_end = floor_to(now - ex->o.delay_us, EX_HOUR_US);
   int64_t lb = floor_to(now - ex->o.lookback_us, EX_HOUR_US);
@@ -459,10 +473,81 @@ static void *exporter_main(void *arg) {
   }
 }
 
+/* ---- erasure (lib/erase, stage f) ----------------------------------------
+ */
+
+typedef struct day_list {
+  int64_t *v;
+  size_t n, cap;
+} day_list;
+
+/* A partition's day from a name under tenant=T/ ("date=YYYY-MM-DD...");
+ * other names are skipped. */
+static int day_seen(void *ud, const char *name) {
+  day_list *l = ud;
+  char ts[32];
+  int64_t day;
+  if (strncmp(name, "date=", 5) != 0 || strlen(name) < 15 ||
+      (name[15] != '\0' && name[15] != '/'))
+    return ES_OK;
+  snprintf(ts, sizeof ts, "%.10sT00:00:00Z", name + 5);
+  if (es__time_parse(ts, 1, &day) != 0)
+    return ES_OK;
+  for (size_t i = 0; i < l->n; i++)
+    if (l->v[i] == day)
+      return ES_OK;
+  ES_TRY(es__grow((void **)&l->v, &l->cap, l->n + 1, sizeof *l->v));
+  l->v[l->n++] = day;
+  return ES_OK;
+}
+
+/* es_export_hook.refresh: the tenant's partitions of days (NULL: every
+ * one the destination holds) cut again from the store.  Under pass_mu, so
+ * a pass that began before the erasure was requested (its scans may still
+ * have seen the person) has written before this, and the next pass reads
+ * the manifests again. */
+static int exporter_refresh(void *ud, const char *tenant,
+                            const int64_t *days_us, size_t ndays) {
+  es_exporter *ex = ud;
+  day_list all = {0};
+  int rc = ES_OK;
+  pthread_mutex_lock(&ex->pass_mu);
+  if (!days_us) {
+    char rel[ES_PATH_MAX];
+    int n = snprintf(rel, sizeof rel, "tenant=%s", tenant);
+    rc = n > 0 && (size_t)n < sizeof rel
+             ? es__dest_list_deep(ex->dest, rel, day_seen, &all)
+             : ES_INVAL_BKPT("es_exporter: tenant name too long");
+    days_us = all.v;
+    ndays = all.n;
+  }
+  es_export_result res = {0};
+  if (rc == ES_OK && ndays)
+    rc = es__export_refresh(ex->db, ex->dest, tenant, days_us, ndays, &res);
+  if (ndays)
+    stats_add(ex, &res, 0, 0, rc);
+  for (size_t i = 0; i < ex->ntenants; i++)
+    if (strcmp(ex->tenants[i].name, tenant) == 0) {
+      xs_tenant *t = &ex->tenants[i];
+      t->have = 0;
+      for (size_t k = 0; k < t->ndays; k++)
+        t->days[k].stale = 1;
+    }
+  pthread_mutex_unlock(&ex->pass_mu);
+  es__free(all.v);
+  return rc;
+}
+
+static int exporter_register(es_exporter *ex) {
+  es_export_hook h = {exporter_refresh, ex};
+  return es__export_hook_add(ex->db, &h);
+}
+
 /* ---- the handle ----------------------------------------------------------
  */
 
 static void exporter_free(es_exporter *ex) {
+  es__export_hook_remove(ex->db, ex); /* waits for an erasure using it */
   for (size_t i = 0; i < ex->ntenants; i++) {
     xs_tenant *t = &ex->tenants[i];
     for (size_t k = 0; k < t->ndays; k++)
@@ -474,6 +559,7 @@ static void exporter_free(es_exporter *ex) {
     es__dest_close(ex->dest);
   pthread_cond_destroy(&ex->cv);
   pthread_mutex_destroy(&ex->mu);
+  pthread_mutex_destroy(&ex->pass_mu);
   es__free(ex);
 }
 
@@ -492,6 +578,7 @@ static int exporter_new(es_db *db, const es_exporter_options *opts,
   if (!ex)
     return ES_NOMEM_BKPT();
   pthread_mutex_init(&ex->mu, NULL);
+  pthread_mutex_init(&ex->pass_mu, NULL);
   pthread_cond_init(&ex->cv, NULL);
   ex->db = db;
   ex->o = o;
@@ -507,7 +594,12 @@ int es__exporter_open(es_db *db, es_xdest *dest,
   ES_TRY(exporter_new(db, opts, out));
   (*out)->dest = dest;
   (*out)->o.out = NULL; /* borrowed: not kept */
-  return ES_OK;
+  int rc = exporter_register(*out);
+  if (rc != ES_OK) {
+    exporter_free(*out);
+    *out = NULL;
+  }
+  return rc;
 }
 
 int es__exporter_pass(es_exporter *ex) { return pass(ex); }
@@ -528,6 +620,8 @@ int es_exporter_start(es_db *db, const es_exporter_options *opts,
   ex->owns_dest = 1;
   ex->o.out = NULL; /* borrowed: not kept */
   ex->o.s3_endpoint = ex->o.s3_region = NULL;
+  if (rc == ES_OK)
+    rc = exporter_register(ex);
   if (rc == ES_OK && pthread_create(&ex->thread, NULL, exporter_main, ex) != 0)
     rc = ES_ERR(ES_ENOMEM, "es_exporter_start: cannot start a thread");
   if (rc != ES_OK) {

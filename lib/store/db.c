@@ -884,6 +884,7 @@ static int open_alloc(const es_options *opts, es_vfs *vfs, es_db **db_out) {
   db->vfs = vfs;
   pthread_mutex_init(&db->tenants_mu, NULL);
   pthread_mutex_init(&db->gate_mu, NULL);
+  pthread_mutex_init(&db->exp_mu, NULL);
   pthread_mutex_init(&db->flush_mu, NULL);
   pthread_cond_init(&db->flush_cv, NULL);
   pthread_cond_init(&db->flushed_cv, NULL);
@@ -1106,6 +1107,8 @@ int es_close(es_db *db) {
   es__htab_free(&db->tenant_index);
   pthread_mutex_destroy(&db->tenants_mu);
   pthread_mutex_destroy(&db->gate_mu);
+  pthread_mutex_destroy(&db->exp_mu);
+  es__free(db->exp_hooks);
   pthread_mutex_destroy(&db->flush_mu);
   pthread_cond_destroy(&db->flush_cv);
   pthread_cond_destroy(&db->flushed_cv);
@@ -1119,4 +1122,27 @@ int es_close(es_db *db) {
   pthread_cond_destroy(&db->hk_cv);
   es__free(db);
   return rc;
+}
+
+/* Registers an export destination; see dbint.h. */
+int es__export_hook_add(es_db *db, const es_export_hook *h) {
+  pthread_mutex_lock(&db->exp_mu);
+  int rc = es__grow((void **)&db->exp_hooks, &db->exp_cap, db->exp_n + 1,
+                    sizeof(*db->exp_hooks));
+  if (rc == ES_OK) {
+    db->exp_hooks[db->exp_n++] = *h;
+    db->exp_ever = 1;
+  }
+  pthread_mutex_unlock(&db->exp_mu);
+  return rc;
+}
+
+void es__export_hook_remove(es_db *db, void *ud) {
+  pthread_mutex_lock(&db->exp_mu);
+  for (size_t i = 0; i < db->exp_n; i++)
+    if (db->exp_hooks[i].ud == ud) {
+      db->exp_hooks[i] = db->exp_hooks[--db->exp_n];
+      break;
+    }
+  pthread_mutex_unlock(&db->exp_mu);
 }

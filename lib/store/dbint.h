@@ -179,6 +179,17 @@ struct es_shard {
   uint64_t f_first, f_off, f_lsn;
 };
 
+/* An export destination an erasure re-cuts (lib/erase, stage f),
+ * registered by a layer above the store (lib/export/stream.c: each running
+ * exporter) with es__export_hook_add.  refresh re-cuts the tenant's
+ * partitions of the given days (UTC midnights; days NULL: every partition
+ * the destination holds of the tenant) from what the store holds now. */
+typedef struct es_export_hook {
+  int (*refresh)(void *ud, const char *tenant, const int64_t *days_us,
+                 size_t ndays);
+  void *ud;
+} es_export_hook;
+
 typedef struct es_flush_job {
   es_tenant *tenant;
   es_memtable *mt; /* holds a reference */
@@ -237,6 +248,12 @@ struct es_db {
    * replicator), stopped first by es_close */
   void (*ext_stop)(es_db *db);
   void *ext;
+  /* export destinations (es_export_hook) under exp_mu; exp_ever: one was
+   * registered on this handle (its erasures wait for it when none is) */
+  pthread_mutex_t exp_mu;
+  es_export_hook *exp_hooks;
+  size_t exp_n, exp_cap;
+  int exp_ever;
   /* memory budget */
   struct es_ddcache *ddc;     /* dedupe.c: confirmed row groups */
   atomic_size_t mem_bytes;    /* all memtables */
@@ -245,6 +262,11 @@ struct es_db {
   pthread_mutex_t mem_mu;
   pthread_cond_t mem_cv;
 };
+
+/* Registers / unregisters an export destination (db.c); removal waits for
+ * an erasure calling it (exp_mu). */
+int es__export_hook_add(es_db *db, const es_export_hook *h) ES_MUST_CHECK;
+void es__export_hook_remove(es_db *db, void *ud);
 
 /* --- tenant.c ---------------------------------------------------------- */
 

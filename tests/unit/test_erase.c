@@ -15,6 +15,11 @@
  *     the person by a hash and counts the events removed.
  *  4. A request survives a close before its stages ran (the tombstone is
  *     loaded again, hiding the person) and completes after the reopen.
+ *  6. Stage (f): the partitions of a running exporter's destination (here
+ *     an object store) that held the person are cut again without them;
+ *     with the exporter gone after having been registered, the stage
+ *     waits; resumed in a later run (days of (b) not known), every
+ *     partition of the tenant is cut again.
  *  5. Bad input gets a clear error; an unknown tenant or id completes with
  *     zero events (the same answer as a known one); the log reader stops
  *     at a torn tail and reports damage in the middle.
@@ -30,6 +35,7 @@
 #include "base/io.h"
 #include "base/mem.h"
 #include "eventstore.h"
+#include "export/export.h"
 #include "replicate/objmem.h"
 #include "replicate/replicate.h"
 #include "store/segment.h"
@@ -567,6 +573,135 @@ START_TEST(test_erase_replica) {
 }
 END_TEST
 
+/* Durability tier s3: the WAL chunks that held the person (their frames
+ * are the WAL's, ids in clear) are deleted from the store before stage
+ * (e) is recorded. */
+START_TEST(test_erase_replica_tier_s3) {
+  char dir[512];
+  ut_tmpdir(dir, sizeof(dir), "erase-tier-s3");
+  es_objstore *os = NULL;
+  es_replica *rep = NULL;
+  ck_assert_int_eq(es__objmem_create(0, 1, &os), ES_OK);
+  ck_assert_int_eq(es__replica_wrap(os, 1, &rep), ES_OK);
+  es_options o;
+  es_options_init(&o);
+  o.data_dir = dir;
+  o.shards = 2;
+  o.sync_mode = ES_SYNC_NONE;
+  o.replica = rep;
+  o.replica_interval_us = 5000;
+  o.replica_grace_us = 300000;
+  o.durability = ES_DURABILITY_S3;
+  es_db *db = NULL;
+  ck_assert_int_eq(es_open(&o, &db), ES_OK);
+  load_all(db, 0); /* acknowledged: every frame is in a chunk */
+  obj_search before = {.os = os};
+  ck_assert_int_eq(os->list(os, "wal/", obj_one, &before), ES_OK);
+  ck_assert_msg(before.hits > 0, "no chunk holds the person (%d chunks)",
+                before.objects);
+  es_erase_options eo;
+  es_erase_options_init(&eo);
+  eo.tenant = "t";
+  eo.user_id = "user-V";
+  char id[ES_ERASE_ID_MAX];
+  ck_assert_int_eq(es_erase_submit(db, &eo, id), ES_OK);
+  int rc = es_erase_run(db, NULL);
+  ck_assert_msg(rc == ES_OK, "run: %s", es_errdetail());
+  char *st = NULL;
+  ck_assert_int_eq(es_erase_status(db, id, &st), ES_OK);
+  ck_assert_msg(strstr(st, "{\"stage\":\"replica\",\"state\":\"done\""), "%s",
+                st);
+  es_free(st);
+  /* right when (e) is recorded: no chunk holds the person */
+  obj_search after = {.os = os};
+  ck_assert_int_eq(os->list(os, "wal/", obj_one, &after), ES_OK);
+  ck_assert_msg(after.hits == 0, "%d chunks of %d hold the person: %s",
+                after.hits, after.objects, after.where);
+  /* nor, once the compacted ERASE is up, any object */
+  ck_assert_int_eq(es_replica_drain(db, 10000000), ES_OK);
+  int objects = 0;
+  int hits = search_objects(os, &objects);
+  ck_assert_msg(hits == 0, "%d objects of %d still hold the person", hits,
+                objects);
+  ck_assert_int_eq(es_close(db), ES_OK);
+  es_replica_free(rep);
+  ut_rmrf(dir);
+}
+END_TEST
+
+START_TEST(test_erase_exports) {
+  char dir[512];
+  ut_tmpdir(dir, sizeof(dir), "erase-exports");
+  es_objstore *os = NULL;
+  es_xdest *dest = NULL;
+  ck_assert_int_eq(es__objmem_create(0, 1, &os), ES_OK);
+  ck_assert_int_eq(es__dest_wrap(os, "wh", &dest), ES_OK);
+  es_db *db = open_db(dir, 0);
+  int victims = load_all(db, 0);
+  ck_assert_int_eq(es_flush(db, NULL), ES_OK);
+  const char *tenants[] = {"t"};
+  es_export_options xo;
+  es_export_options_init(&xo);
+  xo.out_dir = "unused";
+  xo.tenants = tenants;
+  xo.tenants_count = 1;
+  xo.from_us = T0;
+  xo.to_us = T0 + INT64_C(86400) * SEC;
+  ck_assert_int_eq(es__export_dest(db, dest, &xo, NULL), ES_OK);
+  int objects = 0;
+  ck_assert_int_gt(search_objects(os, &objects), 0); /* exported */
+
+  /* an exporter registered, then gone: (f) waits, the rest is done */
+  es_exporter_options eo;
+  es_exporter_options_init(&eo);
+  eo.out = "objmem";
+  es_exporter *ex = NULL;
+  ck_assert_int_eq(es__exporter_open(db, dest, &eo, &ex), ES_OK);
+  es__exporter_close(ex);
+  es_erase_options o;
+  es_erase_options_init(&o);
+  o.tenant = "t";
+  o.anonymous_id = "anon-V";
+  char id[ES_ERASE_ID_MAX];
+  ck_assert_int_eq(es_erase_submit(db, &o, id), ES_OK);
+  ck_assert_int_eq(es_erase_run(db, NULL), ES_EDEGRADED);
+  char *st = NULL;
+  ck_assert_int_eq(es_erase_status(db, id, &st), ES_OK);
+  ck_assert_msg(strstr(st, "{\"stage\":\"segments\",\"state\":\"done\"") &&
+                    strstr(st, "{\"stage\":\"exports\",\"state\":"
+                               "\"pending\"}"),
+                "%s", st);
+  es_free(st);
+  ck_assert_int_gt(search_objects(os, &objects), 0); /* not yet */
+
+  /* a later run with the exporter: every partition of the tenant */
+  ck_assert_int_eq(es__exporter_open(db, dest, &eo, &ex), ES_OK);
+  int rc = es_erase_run(db, NULL);
+  ck_assert_msg(rc == ES_OK, "run: %s", es_errdetail());
+  ck_assert_int_eq(es_erase_status(db, id, &st), ES_OK);
+  ck_assert_msg(strstr(st, "{\"stage\":\"exports\",\"state\":\"done\"") &&
+                    strstr(st, "\"state\":\"done\",\"stages\""),
+                "%s", st);
+  es_free(st);
+  int hits = search_objects(os, &objects);
+  ck_assert_msg(hits == 0, "%d objects of %d still hold the person", hits,
+                objects);
+  ex_manifest m;
+  ck_assert_int_eq(es__xmanifest_load(dest, "tenant=t/date=2024-03-01", T0, &m),
+                   ES_OK);
+  uint64_t rows = 0;
+  for (size_t i = 0; i < m.n; i++)
+    rows += m.files[i].rows;
+  es__xmanifest_free(&m);
+  ck_assert_int_eq(rows, NEVENTS - victims); /* everybody else */
+  es__exporter_close(ex);
+  ck_assert_int_eq(es_close(db), ES_OK);
+  es__dest_close(dest);
+  es__objstore_destroy(os);
+  ut_rmrf(dir);
+}
+END_TEST
+
 static Suite *erase_suite(void) {
   Suite *s = suite_create("erase");
   TCase *tc = tcase_create("erase");
@@ -578,6 +713,8 @@ static Suite *erase_suite(void) {
   tcase_add_test(tc, test_erase_bad_input);
   tcase_add_test(tc, test_erase_log_damage);
   tcase_add_test(tc, test_erase_replica);
+  tcase_add_test(tc, test_erase_exports);
+  tcase_add_test(tc, test_erase_replica_tier_s3);
   suite_add_tcase(s, tc);
   return s;
 }
