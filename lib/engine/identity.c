@@ -304,29 +304,6 @@ static int idlog_read(es_db *db, const char *tenant, es_identity *m,
   return rc;
 }
 
-/* Writes rec at end of the log and makes it durable (invariant 6): a
- * failed write is the caller's to retry, a failed sync fails stop. */
-static int idlog_append(es_db *db, const char *path, const char *dir,
-                        const es_buf *rec, size_t end) {
-  es_vfs *vfs = db->vfs;
-  es_file *f = NULL;
-  int rc = vfs->open(vfs, path, ES_IO_WRITE | ES_IO_CREATE, &f);
-  if (rc < 0)
-    return es__gate_io_error(db, ES_GATE_CALL, rc);
-  rc = vfs->write(vfs, f, rec->data, rec->len, end);
-  if (rc < 0) {
-    (void)vfs->close(vfs, f);
-    return es__gate_io_error(db, ES_GATE_CALL, rc);
-  }
-  rc = vfs->sync(vfs, f);
-  int rc2 = vfs->close(vfs, f);
-  if (rc == ES_OK)
-    rc = rc2;
-  if (rc == ES_OK && end == 0) /* a new file: its name must be durable */
-    rc = vfs->sync_dir(vfs, dir);
-  return es__gate_io_error(db, ES_GATE_STOP, rc);
-}
-
 /* Appends an unlink record; see eventstore.h. */
 int es_identity_unlink(es_db *db, const char *tenant, const char *id_a,
                        const char *id_b, int64_t ts_us) {
@@ -372,7 +349,7 @@ int es_identity_unlink(es_db *db, const char *tenant, const char *id_a,
   if (rc == ES_OK)
     rc = es__path_join(path, sizeof(path), t->dir, IDLOG_NAME);
   if (rc == ES_OK)
-    rc = idlog_append(db, path, t->dir, &rec, end);
+    rc = es__gate_log_append(db, path, t->dir, rec.data, rec.len, end);
   if (rc == ES_OK) {
     atomic_fetch_add(&t->id_gen, 1);       /* cached maps are stale */
     atomic_store(&t->rules->ids_stale, 1); /* and the rules' own */

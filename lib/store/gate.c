@@ -193,3 +193,25 @@ int es_state(es_db *db, char *why, size_t why_cap) {
   pthread_mutex_unlock(&db->gate_mu);
   return state;
 }
+
+/* Appends to a small log and makes it durable; see gate.h. */
+int es__gate_log_append(es_db *db, const char *path, const char *dir,
+                        const void *data, size_t len, size_t end) {
+  es_vfs *vfs = db->vfs;
+  es_file *f = NULL;
+  int rc = vfs->open(vfs, path, ES_IO_WRITE | ES_IO_CREATE, &f);
+  if (rc < 0)
+    return es__gate_io_error(db, ES_GATE_CALL, rc);
+  rc = vfs->write(vfs, f, data, len, end);
+  if (rc < 0) {
+    (void)vfs->close(vfs, f);
+    return es__gate_io_error(db, ES_GATE_CALL, rc);
+  }
+  rc = vfs->sync(vfs, f);
+  int rc2 = vfs->close(vfs, f);
+  if (rc == ES_OK)
+    rc = rc2;
+  if (rc == ES_OK && end == 0) /* a new file: its name must be durable */
+    rc = vfs->sync_dir(vfs, dir);
+  return es__gate_io_error(db, ES_GATE_STOP, rc);
+}

@@ -45,6 +45,17 @@ int es__gate_enter(es_db *db, const char *what) ES_MUST_CHECK;
  * no I/O failure).  rc >= 0, ES_EFAILED and ES_EDEGRADED pass through. */
 int es__gate_io_error(es_db *db, int site, int rc) ES_MUST_CHECK;
 
+/*
+ * Appends len bytes at offset end of the small log file path (created if
+ * missing) and makes them durable: fdatasync, and dir's fsync when the
+ * file is new (end == 0).  A failed open or write is the caller's to retry
+ * (ES_GATE_CALL); a failed sync fails stop (ES_GATE_STOP): the page cache
+ * may claim bytes the disk lost.  The IDENTITY and ERASE logs use it.
+ */
+int es__gate_log_append(es_db *db, const char *path, const char *dir,
+                        const void *data, size_t len,
+                        size_t end) ES_MUST_CHECK;
+
 /* A retry of the work behind `bits` (ES_DEGRADED_*) succeeded: clears
  * them, and logs the return to ok when none is left. */
 void es__gate_recovered(es_db *db, int bits);

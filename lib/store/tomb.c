@@ -319,23 +319,7 @@ static int tomb_write(es_db *db, es_tenant *t, const es_buf *b) {
   ES_TRY(es__path_join(path, sizeof(path), t->dir, ES_TOMB_LOG));
   ES_TRY(es__tomb_log_read(db->vfs, t->dir, &cur, &end)); /* over a torn tail */
   es__tomb_log_free(&cur);
-  es_vfs *vfs = db->vfs;
-  es_file *f = NULL;
-  int rc = vfs->open(vfs, path, ES_IO_WRITE | ES_IO_CREATE, &f);
-  if (rc < 0)
-    return es__gate_io_error(db, ES_GATE_CALL, rc);
-  rc = vfs->write(vfs, f, b->data, b->len, end);
-  if (rc < 0) {
-    (void)vfs->close(vfs, f);
-    return es__gate_io_error(db, ES_GATE_CALL, rc);
-  }
-  rc = vfs->sync(vfs, f);
-  int rc2 = vfs->close(vfs, f);
-  if (rc == ES_OK)
-    rc = rc2;
-  if (rc == ES_OK && end == 0) /* a new file: its name must be durable */
-    rc = vfs->sync_dir(vfs, t->dir);
-  return es__gate_io_error(db, ES_GATE_STOP, rc);
+  return es__gate_log_append(db, path, t->dir, b->data, b->len, end);
 }
 
 int es__tomb_append_req(es_db *db, es_tenant *t, es_tomb_log *log,
