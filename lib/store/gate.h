@@ -53,8 +53,7 @@ int es__gate_io_error(es_db *db, int site, int rc) ES_MUST_CHECK;
  * may claim bytes the disk lost.  The IDENTITY and ERASE logs use it.
  */
 int es__gate_log_append(es_db *db, const char *path, const char *dir,
-                        const void *data, size_t len,
-                        size_t end) ES_MUST_CHECK;
+                        const void *data, size_t len, size_t end) ES_MUST_CHECK;
 
 /* A retry of the work behind `bits` (ES_DEGRADED_*) succeeded: clears
  * them, and logs the return to ok when none is left. */
