@@ -275,7 +275,10 @@ static int erase_record(erase_ctx *c, int s, int state, uint64_t count) {
   es__tomb_unlock(c->t);
   if (rc == ES_OK)
     es__db_log(c->db, 2, "erase %s: stage %s %s (%llu)", c->name,
-               stage_names[s], state == ES_TOMB_DONE ? "done" : "skipped",
+               stage_names[s],
+               state == ES_TOMB_DONE    ? "done"
+               : state == ES_TOMB_BEGUN ? "begun"
+                                        : "skipped",
                (unsigned long long)count);
   return rc;
 }
@@ -589,9 +592,17 @@ static int stage_wal_chunks(erase_ctx *c, uint64_t *chunks_out) {
 static int erase_run_req(erase_ctx *c) {
   const es_tomb_req *r = &c->snap;
   int rc = ES_OK;
-  if (r->state[ES_TOMB_SEGMENTS] == ES_TOMB_PENDING) {
-    uint64_t rows, rollups;
-    rc = stage_segments(c, &rows, &rollups);
+  if (r->state[ES_TOMB_SEGMENTS] != ES_TOMB_DONE) {
+    uint64_t rows = 0, rollups = 0;
+    int resumed = r->state[ES_TOMB_SEGMENTS] == ES_TOMB_BEGUN;
+    if (!resumed) /* so that a resumed run knows (tomb.h, ES_TOMB_BEGUN) */
+      rc = erase_record(c, ES_TOMB_SEGMENTS, ES_TOMB_BEGUN, 0);
+    if (rc == ES_OK)
+      rc = stage_segments(c, &rows, &rollups);
+    /* an earlier run's rewrite may have removed rows (and so their days)
+     * before its crash: (f) re-cuts every partition */
+    if (rc == ES_OK && resumed && rows == 0)
+      c->days_known = 0;
     if (rc == ES_OK)
       rc = erase_record(c, ES_TOMB_SEGMENTS, ES_TOMB_DONE, rows);
     c->snap.stage_count[ES_TOMB_ROLLUPS] = rollups;
@@ -847,8 +858,9 @@ static int status_json(const char *id, const char *tenant, const es_tomb_req *r,
     ES_TRY(es__buf_put(b, s ? ",{\"stage\":" : "{\"stage\":", s ? 10 : 9));
     ES_TRY(es__json_put_str(b, stage_names[s]));
     ES_TRY(es__buf_put(b, ",\"state\":", 9));
-    ES_TRY(es__json_put_str(b, st[r->state[s] <= 2 ? r->state[s] : 0]));
-    if (r->state[s] != ES_TOMB_PENDING) {
+    ES_TRY(es__json_put_str(
+        b, st[r->state[s] <= 2 ? r->state[s] : 0])); /* begun: pending */
+    if (r->state[s] == ES_TOMB_DONE || r->state[s] == ES_TOMB_SKIPPED) {
       ES_TRY(put_time(b, ",\"at\":", r->stage_us[s]));
       ES_TRY(put_u64(b, ",\"count\":", r->stage_count[s]));
       if (r->stage_us[s] > last)

@@ -19,6 +19,9 @@
  *   REQ     varint id | svarint submitted_us | varint flags | 16-byte
  *           subject hash | varint nids | (varint len | bytes) per id
  *   STAGE   varint id | u8 stage | u8 state | svarint at_us | varint count
+ *           (state 3, "begun", for stage (b) only: written before its
+ *           rewrite, so a resumed run knows an earlier one may have
+ *           removed rows whose days it cannot know)
  *   RECEIPT a completed request without ids: varint id | svarint
  *           submitted_us | varint flags | 16-byte hash | per stage: u8
  *           state | svarint at_us | varint count
@@ -75,7 +78,7 @@ void es__tomb_log_free(es_tomb_log *log) {
 
 int es__tomb_req_done(const es_tomb_req *r) {
   for (int s = 0; s < ES_TOMB_STAGES; s++)
-    if (r->state[s] == ES_TOMB_PENDING)
+    if (r->state[s] == ES_TOMB_PENDING || r->state[s] == ES_TOMB_BEGUN)
       return 0;
   return 1;
 }
@@ -184,7 +187,8 @@ static int parse_one(const uint8_t *p, size_t len, es_tomb_log *log) {
     uint64_t count = es__rd_varint(&rd);
     es_tomb_req *r = es__tomb_log_find(log, id);
     if (rd.bad || !r || stage >= ES_TOMB_STAGES || state == ES_TOMB_PENDING ||
-        state > ES_TOMB_SKIPPED)
+        state > ES_TOMB_BEGUN ||
+        (state == ES_TOMB_BEGUN && stage != ES_TOMB_SEGMENTS))
       return ES_ECORRUPT;
     r->state[stage] = (uint8_t)state;
     r->stage_us[stage] = at;

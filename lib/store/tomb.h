@@ -24,6 +24,11 @@
 #define ES_TOMB_PENDING 0
 #define ES_TOMB_DONE 1
 #define ES_TOMB_SKIPPED 2 /* nothing to do there (no replica, no export) */
+#define ES_TOMB_BEGUN                                                          \
+  3 /* stage (b) only: started by an earlier run, which                        \
+       may have removed rows before a crash (so a                              \
+       later run finding none does not know their                              \
+       days, and (f) re-cuts every partition) */
 
 #define ES_TOMB_SUPPRESS 1u /* flags: drop later events with these ids */
 #define ES_TOMB_IDS_MAX 100 /* ids of one person (ES_IDENTITY_IDS_MAX) */

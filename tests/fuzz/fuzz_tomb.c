@@ -42,7 +42,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     for (size_t i = 0; i < log.n; i++) {
       FUZZ_ASSERT(log.v[i].nids <= ES_TOMB_IDS_MAX);
       for (int s = 0; s < ES_TOMB_STAGES; s++)
-        FUZZ_ASSERT(log.v[i].state[s] <= ES_TOMB_SKIPPED);
+        FUZZ_ASSERT(log.v[i].state[s] <= ES_TOMB_BEGUN);
       for (size_t j = i + 1; j < log.n; j++)
         FUZZ_ASSERT(log.v[i].id != log.v[j].id);
     }
