@@ -590,11 +590,13 @@ int es_append_flagged(es_db *db, const char *tenant, const es_event *events,
                   ES_BATCH_EVENTS_MAX);
   ES_TRY(es__tenant_check(tenant));
   ES_TRY(es__gate_enter(db, "es_append"));
-  for (size_t i = 0; i < count; i++) /* also those suppressed below */
-    if (events[i].type < ES_TYPE_TRACK || events[i].type > ES_TYPE_GROUP ||
-        events[i].ts_us < 0 || events[i].ts_us == INT64_MAX)
-      return ES_INVAL_BKPT("event %zu: type %d or time %lld is invalid", i,
-                           events[i].type, (long long)events[i].ts_us);
+  for (size_t i = 0; i < count; i++) { /* also those suppressed below */
+    if (events[i].type < ES_TYPE_TRACK || events[i].type > ES_TYPE_GROUP)
+      return ES_INVAL_BKPT("event type %d is not an es_type", events[i].type);
+    if (events[i].ts_us < 0 || events[i].ts_us == INT64_MAX)
+      return ES_INVAL_BKPT("event time %lld is outside [1970, INT64_MAX)",
+                           (long long)events[i].ts_us);
+  }
   es_tenant *t = NULL;
   ES_TRY(es__tenant_get(db, tenant, 1, &t));
   uint8_t *sup = es__malloc(count);
