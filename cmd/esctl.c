@@ -1079,7 +1079,11 @@ static const char export_usage[] =
     "PREFIX/ (credentials from AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY,\n"
     "AWS_SESSION_TOKEN; --s3-endpoint defaults to AWS_ENDPOINT_URL_S3, else\n"
     "AWS_ENDPOINT_URL, else AWS's; --s3-region to AWS_REGION, else\n"
-    "us-east-1).\n";
+    "us-east-1).\n"
+    "The destination (the directory made absolute, or the URL with the\n"
+    "--s3-* flags given; no credentials) is recorded in DIR/exports first,\n"
+    "so that a person's erasure re-cuts their partitions there too\n"
+    "(docs/PRIVACY.md).\n";
 
 /* "YYYY-MM-DD" -> days since 1970-01-01 (proleptic Gregorian). */
 static int parse_day(const char *s, int64_t *days_out) {
