@@ -1081,9 +1081,9 @@ static const char export_usage[] =
     "AWS_ENDPOINT_URL, else AWS's; --s3-region to AWS_REGION, else\n"
     "us-east-1).\n"
     "The destination (the directory made absolute, or the URL with the\n"
-    "--s3-* flags given; no credentials) is recorded in DIR/exports first,\n"
-    "so that a person's erasure re-cuts their partitions there too\n"
-    "(docs/PRIVACY.md).\n";
+    "--s3-* flags given; no credentials) is recorded first in exports/ of\n"
+    "the --data directory, so that a person's erasure re-cuts their\n"
+    "partitions there too (docs/PRIVACY.md).\n";
 
 /* "YYYY-MM-DD" -> days since 1970-01-01 (proleptic Gregorian). */
 static int parse_day(const char *s, int64_t *days_out) {
