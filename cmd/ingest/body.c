@@ -84,17 +84,24 @@ size_t ing_parse_bytes_max(size_t text_len, size_t events_max) {
          events_max * (GEN_ID_SIZE + sizeof(es_event));
 }
 
-/* Counts the '{' that open the text or follow '[' or ','; see body.h. */
+static int is_json_space(char ch) {
+  return ch == ' ' || ch == '\t' || ch == '\n' || ch == '\r';
+}
+
+/* Counts the '{' that open the text or follow '[' or ','; see body.h.
+ * memchr finds the '{' (a few per event): this runs on es-ingestd's loop
+ * thread for every body, where a loop over every byte cost 8% of the
+ * server's CPU (perf, 100-event bodies). */
 size_t ing_events_max(const char *text, size_t len) {
   size_t n = 0;
-  char prev = '\0'; /* the last byte that is not white space */
-  for (size_t i = 0; i < len; i++) {
-    char ch = text[i];
-    if (ch == ' ' || ch == '\t' || ch == '\n' || ch == '\r')
-      continue;
-    if (ch == '{' && (prev == '\0' || prev == '[' || prev == ','))
+  const char *p = text, *end = text + len;
+  while (p < end && (p = memchr(p, '{', (size_t)(end - p))) != NULL) {
+    const char *q = p;
+    while (q > text && is_json_space(q[-1]))
+      q--;
+    if (q == text || q[-1] == '[' || q[-1] == ',')
       n++;
-    prev = ch;
+    p++;
   }
   return n;
 }
