@@ -656,6 +656,7 @@ int es__tenant_rules_load(es_db *db, es_tenant *t, int rebuild) {
   if (lsn > atomic_load(&t->rules->lsn))
     atomic_store(&t->rules->lsn, lsn);
   t->rules->dirty |= filled || rebuild;
+  t->rules->lost = 0; /* counted afresh */
   pthread_mutex_unlock(&t->rules_mu);
   return ES_OK;
 }
@@ -694,9 +695,15 @@ static int rule_series_note(es_rule *r, es_identity *m, int64_t now) {
 int es__tenant_rules_save(es_db *db, es_tenant *t) {
   if (db->opts.read_only)
     return ES_OK;
+  pthread_mutex_lock(&t->man_mu);
+  uint64_t flushed = t->man.flushed_lsn;
+  pthread_mutex_unlock(&t->man_mu);
+  if (atomic_load(&t->rules->replay_lsn) > flushed)
+    return ES_OK; /* replayed rows not yet durable: after a flush */
   pthread_mutex_lock(&t->rules->save_mu);
   pthread_mutex_lock(&t->rules_mu);
-  int rc = ES_OK, dirty = t->rules->dirty, none = t->rules->n == 0;
+  int rc = ES_OK, dirty = t->rules->dirty,
+      none = t->rules->n == 0 || t->rules->lost; /* lost: removed */
   es_buf b = {0};
   es_tomb *tb = NULL;
   if (dirty && !none) {
@@ -707,14 +714,14 @@ int es__tenant_rules_save(es_db *db, es_tenant *t) {
     if (rc == ES_OK)
       rc = es__rstate_encode(&b, atomic_load(&t->rules->lsn), t->rules,
                              tb ? rstate_hide : NULL, tb);
-    t->rules->dirty = 0; /* a later change sets it again */
   }
+  t->rules->dirty = 0; /* a later change sets it again */
   pthread_mutex_unlock(&t->rules_mu);
   es__tomb_unref(tb);
   char path[ES_PATH_MAX];
   if (rc == ES_OK && dirty && !none)
     rc = es__io_write_atomic(db->vfs, t->dir, RSTATE_NAME, b.data, b.len);
-  else if (rc == ES_OK && none &&
+  else if (rc == ES_OK && dirty && none &&
            (rc = es__path_join(path, sizeof(path), t->dir, RSTATE_NAME)) ==
                ES_OK &&
            (rc = db->vfs->unlink(db->vfs, path)) == ES_ENOTFOUND) {
@@ -815,17 +822,23 @@ static int rules_link(es_db *db, es_tenant *t, const es_event *ev, int fire) {
 int es__tenant_rules_count(es_db *db, es_tenant *t, const uint8_t *rows,
                            size_t rows_len, uint32_t count, uint64_t lsn,
                            int fire) {
+  if (!fire && !db->opts.read_only && lsn > atomic_load(&t->rules->lsn) &&
+      lsn > atomic_load(&t->rules->replay_lsn))
+    atomic_store(&t->rules->replay_lsn, lsn); /* not known durable */
   if (t->rules->n == 0) { /* only this thread changes the list */
     if (lsn > atomic_load(&t->rules->lsn)) /* a rule put scans it later */
       atomic_store(&t->rules->lsn, lsn);
     return ES_OK;
   }
   /* triggers need the writer's map; replay fires none (invariant 2) */
-  if (fire)
-    ES_TRY(rules_ids_ensure(db, t));
+  int rc = fire ? rules_ids_ensure(db, t) : ES_OK;
   pthread_mutex_lock(&t->rules_mu);
+  if (rc < 0) { /* these rows go uncounted: no state may claim them */
+    t->rules->lost = t->rules->dirty = 1;
+    pthread_mutex_unlock(&t->rules_mu);
+    return rc;
+  }
   es_identity *ids = fire ? t->rules->ids : NULL;
-  int rc = ES_OK;
   size_t off = 0;
   for (uint32_t i = 0; rc == ES_OK && i < count; i++) {
     es_event ev;
@@ -851,6 +864,7 @@ int es__tenant_rules_count(es_db *db, es_tenant *t, const uint8_t *rows,
   if (lsn > atomic_load(&t->rules->lsn))
     atomic_store(&t->rules->lsn, lsn);
   t->rules->dirty = 1;
+  t->rules->lost |= rc < 0;
   pthread_mutex_unlock(&t->rules_mu);
   return rc;
 }

@@ -132,6 +132,12 @@ typedef struct es_rules {
    * that counts */
   _Atomic uint64_t lsn;
   int dirty;            /* changed since RSTATE was written (rules_mu) */
+  int lost;  /* a count failed (rows missed): RSTATE is removed, not
+                written, until a load counts again (rules_mu) */
+  /* the latest record the replay counted beyond what RSTATE held: its
+   * sync may have failed before the restart, so RSTATE is not written
+   * until a flush makes it durable (flushed_lsn reaches it) */
+  _Atomic uint64_t replay_lsn;
   pthread_mutex_t save_mu; /* one RSTATE writer at a time */
 } es_rules;
 
