@@ -293,7 +293,7 @@ static void erase_by(const char *asked_kind, const char *asked) {
   uint8_t *rbuf = ut_read_file(rstate, &rlen);
   ck_assert_ptr_nonnull(rbuf);
   g_hits = 0;
-  search(rbuf, rlen, rstate);
+  search(rbuf, rlen, "RSTATE");
   free(rbuf);
   ck_assert_int_gt(g_hits, 0);
 
