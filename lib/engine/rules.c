@@ -571,8 +571,10 @@ static void rstate_read(es_db *db, es_tenant *t, es_rstate *st) {
   es__free(buf);
   if (rc < 0) {
     if (rc != ES_ENOTFOUND)
-      es__db_log(db, 1, "tenant %s: rule state not used (rules are counted "
-                 "again from the rows): %s", t->name, es_errdetail());
+      es__db_log(db, 1,
+                 "tenant %s: rule state not used (rules are counted "
+                 "again from the rows): %s",
+                 t->name, es_errdetail());
     es__error_clear();
     es__rules_free(&st->rules);
     st->lsn = 0;
@@ -1298,7 +1300,8 @@ int es_rule_persons(es_db *db, const char *tenant, const char *name,
   return ES_OK;
 }
 
-/* --- members over time ----------------------------------------------------- */
+/* --- members over time -----------------------------------------------------
+ */
 
 /* A copy of the series of the rule with r's definition in the tenant's
  * RSTATE (a read-only handle: the writer records the points). */

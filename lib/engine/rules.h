@@ -100,8 +100,8 @@ typedef struct es_rule {
   es_htab index;
   unsigned char *vis;
   size_t n, vis_cap;
-  int64_t max_ts;  /* latest matching event time seen */
-  size_t prune_at; /* prune old visitors when n reaches it */
+  int64_t max_ts;    /* latest matching event time seen */
+  size_t prune_at;   /* prune old visitors when n reaches it */
   uint64_t base_lsn; /* rows at or below it are counted already (2) */
   es_rpoint *series; /* ascending hours, at most ES_RULE_SERIES_MAX */
   size_t nseries;
@@ -131,7 +131,7 @@ typedef struct es_rules {
    * a rule put later scans it), loaded, or flushed; written by the thread
    * that counts */
   _Atomic uint64_t lsn;
-  int dirty;            /* changed since RSTATE was written (rules_mu) */
+  int dirty; /* changed since RSTATE was written (rules_mu) */
   int lost;  /* a count failed (rows missed): RSTATE is removed, not
                 written, until a load counts again (rules_mu) */
   /* the latest record the replay counted beyond what RSTATE held: its

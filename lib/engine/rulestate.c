@@ -48,7 +48,8 @@ static int rstate_put_rule(es_buf *b, const es_rule *r,
     ES_TRY(es__buf_put_varint(b, v->n));
     ES_TRY(es__buf_put_svarint(b, v->ts[0]));
     for (uint32_t k = 1; k < v->n; k++)
-      ES_TRY(es__buf_put_varint(b, (uint64_t)v->ts[k] - (uint64_t)v->ts[k - 1]));
+      ES_TRY(
+          es__buf_put_varint(b, (uint64_t)v->ts[k] - (uint64_t)v->ts[k - 1]));
   }
   return ES_OK;
 }
@@ -162,8 +163,7 @@ int es__rstate_parse(const uint8_t *p, size_t n, const char *path,
   memset(st, 0, sizeof(*st));
   if (n < 32 || memcmp(p, RSTATE_MAGIC, 8) != 0 ||
       es__get_le64(p + n - 8) != es__hash64(p, n - 8, 0))
-    return ES_CORRUPT_BKPT("%s: offset 0: bad RSTATE header or checksum",
-                           path);
+    return ES_CORRUPT_BKPT("%s: offset 0: bad RSTATE header or checksum", path);
   if (es__get_le32(p + 8) > RSTATE_VERSION)
     return ES_ERR(ES_EVERSION, "%s: RSTATE version %u is newer than %u", path,
                   es__get_le32(p + 8), RSTATE_VERSION);

@@ -197,8 +197,7 @@ static int ro_record(void *ud, uint64_t lsn, const es_wal_rec *rec,
     }
   }
   if (db->hooks->rows(db, t, rec->rows, rec->rows_len, rec->events, lsn,
-                      c->fire) <
-      0)
+                      c->fire) < 0)
     es__db_log(db, 1, "tenant %s: rule counters missed a record: %s", t->name,
                es_errdetail());
   atomic_store(&t->ro_hot, 1);
