@@ -700,6 +700,25 @@ ES_API int es_rule_persons(es_db *db, const char *tenant, const char *name,
                            int64_t at_us, char **json_out);
 
 /*
+ * A rule's member count over time (the dashboard's chart), as JSON, owned
+ * (es_free):
+ *   {"rule":"pricing-3x","points":[{"t":"2026-12-06T10:00:00Z",
+ *    "members":12},...],"now":{"t":"...","members":14}}
+ * A point is kept per hour in which the store recorded one: at each
+ * flush of the tenant's rows and at close, the writing handle counts the
+ * members per person at that moment (wall clock) and keeps the last count
+ * of the hour under the hour's start, "t".  Hours without a flush have no
+ * point; at most 840 (35 days) are kept, in the tenant's rule state file
+ * (docs/FORMAT.md, "RSTATE"), so a read-only handle reads the writer's.
+ * Points with from_us <= t < to_us are listed (0: no bound); "now" (only
+ * when to_us is 0 or later than now) is es_rule_persons's count at this
+ * moment.  A new or changed rule starts with no points.  Errors as
+ * es_rule_persons.
+ */
+ES_API int es_rule_series(es_db *db, const char *tenant, const char *name,
+                          int64_t from_us, int64_t to_us, char **json_out);
+
+/*
  * Whether `person` is a member of the rule at at_us (0 = now): *member_out
  * 1 or 0.  The matching events of every id linked to `person` by
  * identity stitching count together, as es_rule_persons counts them (the
