@@ -14,14 +14,20 @@
  * How it works.  The shard writer calls the wal_synced hook
  * (store/commit.h) after the fdatasync of each group's frame and before
  * waking the group's appenders; the hook copies the frame to the shard's
- * pending buffer and wakes the shard's shipper thread.  The thread takes
- * everything pending and puts it as one chunk; frames synced meanwhile
- * wait for the next PUT, so concurrent appenders share one PUT per round
- * trip exactly as they share one fdatasync (group commit across the S3
- * round trip).  An appender in tier s3 waits (es__walship_wait) until the
- * shard's shipped LSN reaches its frame's.  A failed PUT puts the frames
- * back in front of the pending ones; the next attempt, after a backoff,
- * carries them with whatever came since.
+ * pending buffer and wakes one of the shard's shipper threads
+ * (es_options.s3_puts_inflight of them, the depth).  A free thread cuts
+ * everything pending into a chunk and puts it; frames synced meanwhile
+ * wait in pending for the next free thread, so concurrent appenders share
+ * one PUT per chunk exactly as they share one fdatasync (group commit
+ * across the S3 round trip), and up to depth chunks of a shard are under
+ * way at once (pipelining: against a store with 100 ms PUTs a frame does
+ * not wait for the PUT before it to return).  The chunks cut and not yet
+ * shipped form a queue in LSN order; shipped_lsn moves over its prefix of
+ * chunks whose PUT succeeded.  An appender in tier s3 waits
+ * (es__walship_wait) until the shard's shipped LSN reaches its frame's.
+ * A failed PUT is retried after a backoff with the same key and bytes;
+ * while one is failing no new chunk is cut (the retries probe the store),
+ * and frames synced meanwhile wait in pending, one chunk when it returns.
  *
  * Invariants:
  *  1. A frame is put only after its local fdatasync returned (the hook
@@ -29,13 +35,18 @@
  *     lose, and an LSN is never used for two different frames: a shipped
  *     LSN survives a local crash, and after a node loss the restored log
  *     continues above it.
- *  2. shipped_lsn only grows, and only to the last LSN of a chunk whose
- *     PUT returned ES_OK; a chunk holds every frame the hook delivered up
- *     to its last LSN that no earlier successful chunk held.  So every
- *     frame at or below shipped_lsn that the hook saw is in the store: a
- *     waiter's "ES_OK" is never a guess.  A PUT in doubt (ES_EUNAVAIL) is
- *     retried with the same frames first; chunks may then overlap, and
- *     restore keeps each LSN once.
+ *  2. Frames are cut into chunks in the order the hook delivered them:
+ *     each chunk holds every delivered frame above the previous chunk's
+ *     last LSN up to its own last, so the chunks of a process tile its
+ *     LSN range without gap or overlap.  shipped_lsn only grows, and only
+ *     to the last LSN of a chunk whose PUT returned ES_OK and every chunk
+ *     cut before it did too (the completed prefix of the queue; a chunk
+ *     put while an earlier one is under way or failing does not move it).
+ *     So every frame at or below shipped_lsn that the hook saw is in the
+ *     store: a waiter's "ES_OK" is never a guess.  A PUT in doubt
+ *     (ES_EUNAVAIL) is retried whole, same key and bytes: a chunk is in
+ *     the store entirely or not at all.  (Restore still keeps each LSN
+ *     once, whatever chunks it finds.)
  *  3. A chunk is deleted only when its last LSN is below a bound keep
  *     that the shard writer published (every record below keep is in a
  *     segment a durable local manifest names, db.c writer_reclaim), read
@@ -45,7 +56,8 @@
  *     was seen (a restore that listed the chunk still finds it).  So the
  *     events of a deleted chunk are in segments of uploaded manifests.
  *  4. The hook never blocks on the store: it copies and signals under the
- *     shard's leaf mutex.  Pending frames are bounded (SHIP_PENDING_MAX);
+ *     shard's leaf mutex.  Frames not yet in the store (pending and the
+ *     queue's chunks) are bounded in memory (SHIP_PENDING_MAX);
  *     past it the shard is marked broken (frames were not kept), and every
  *     tier-s3 append of it fails with ES_EUNAVAIL until the next open.
  *     With every append in tier s3 that cannot happen: appends are refused
