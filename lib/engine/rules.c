@@ -1184,49 +1184,17 @@ static int persons_put_one(es_buf *b, const char *name, const char **ids,
   return rc;
 }
 
-/* The members of r at `at` per person into b: every visitor id with an
- * event in the window is grouped under its person's name (identity map
- * m), and each person is counted once over all its ids. */
-static int persons_put(es_buf *b, const es_rule *r, es_identity *m,
-                       int64_t at) {
-  size_t n = 0, cap = 0;
-  for (size_t i = 0; i < r->n; i++)
-    cap += rule_window(r, es__rule_visitor(r, i), at) > 0;
-  person_ref *refs = es__malloc((cap + 1) * sizeof(*refs));
-  if (!refs)
-    return ES_NOMEM_BKPT();
-  const char *ids[ES_IDENTITY_IDS_MAX];
-  for (size_t i = 0; i < r->n; i++) {
-    const es_rvisitor *v = es__rule_visitor(r, i);
-    if (rule_window(r, v, at) == 0)
-      continue;
-    size_t nids = es__identity_ids(m, v->id, ids);
-    refs[n++] =
-        (person_ref){nids > 1 ? rule_person_name(ids, nids) : v->id, v->id};
-  }
-  qsort(refs, n, sizeof(*refs), cmp_person_ref);
-  int rc = ES_OK, first = 1;
-  for (size_t i = 0; rc == ES_OK && i < n; i++) {
-    if (i > 0 && strcmp(refs[i].name, refs[i - 1].name) == 0)
-      continue; /* this person was judged at its first id */
-    size_t nids = es__identity_ids(m, refs[i].id, ids);
-    if (es__rule_person_count(r, ids, nids, at) < r->at_least)
-      continue;
-    if (!first)
-      rc = es__buf_put(b, ",", 1);
-    if (rc == ES_OK)
-      rc = persons_put_one(b, refs[i].name, ids, nids);
-    first = 0;
-  }
-  es__free(refs);
-  return rc;
-}
+/* Calls visit once per person who is a member of r at `at`, in order of
+ * the person's name (the smallest of its ids), with the person's ids:
+ * every visitor id with an event in the window is grouped under its
+ * person (identity map m; NULL: every visitor id its own person), and
+ * each person is counted once over all its ids.  Stops at the first
+ * visit that does not return ES_OK. */
+typedef int (*person_visit)(void *ctx, const char *name, const char **ids,
+                            size_t nids);
 
-/* How many persons are members of r at `at` (as persons_put lists them;
- * m NULL: every visitor id its own person). */
-static int rules_members_persons(const es_rule *r, es_identity *m, int64_t at,
-                                 size_t *n_out) {
-  *n_out = 0;
+static int persons_walk(const es_rule *r, es_identity *m, int64_t at,
+                        person_visit visit, void *ctx) {
   size_t n = 0, cap = 0;
   for (size_t i = 0; i < r->n; i++)
     cap += rule_window(r, es__rule_visitor(r, i), at) > 0;
@@ -1243,14 +1211,51 @@ static int rules_members_persons(const es_rule *r, es_identity *m, int64_t at,
         (person_ref){nids > 1 ? rule_person_name(ids, nids) : v->id, v->id};
   }
   qsort(refs, n, sizeof(*refs), cmp_person_ref);
-  for (size_t i = 0; i < n; i++) {
+  int rc = ES_OK;
+  for (size_t i = 0; rc == ES_OK && i < n; i++) {
     if (i > 0 && strcmp(refs[i].name, refs[i - 1].name) == 0)
-      continue;
+      continue; /* this person was judged at its first id */
     size_t nids = rule_person_ids(m, refs[i].id, ids);
-    *n_out += es__rule_person_count(r, ids, nids, at) >= r->at_least;
+    if (es__rule_person_count(r, ids, nids, at) >= r->at_least)
+      rc = visit(ctx, refs[i].name, ids, nids);
   }
   es__free(refs);
+  return rc;
+}
+
+typedef struct persons_out {
+  es_buf *b;
+  int first;
+} persons_out;
+
+static int persons_put_visit(void *ctx, const char *name, const char **ids,
+                             size_t nids) {
+  persons_out *o = ctx;
+  int rc = o->first ? ES_OK : es__buf_put(o->b, ",", 1);
+  o->first = 0;
+  return rc == ES_OK ? persons_put_one(o->b, name, ids, nids) : rc;
+}
+
+/* The members of r at `at` per person into b (persons_walk). */
+static int persons_put(es_buf *b, const es_rule *r, es_identity *m,
+                       int64_t at) {
+  persons_out o = {b, 1};
+  return persons_walk(r, m, at, persons_put_visit, &o);
+}
+
+static int persons_count_visit(void *ctx, const char *name, const char **ids,
+                               size_t nids) {
+  (void)name, (void)ids, (void)nids;
+  ++*(size_t *)ctx;
   return ES_OK;
+}
+
+/* How many persons are members of r at `at` (as persons_put lists them;
+ * m NULL: every visitor id its own person). */
+static int rules_members_persons(const es_rule *r, es_identity *m, int64_t at,
+                                 size_t *n_out) {
+  *n_out = 0;
+  return persons_walk(r, m, at, persons_count_visit, n_out);
 }
 
 int es_rule_persons(es_db *db, const char *tenant, const char *name,
