@@ -215,8 +215,8 @@ static void run_series(qd_work *w) {
     return;
   }
   char *res = NULL;
-  int rc = es_rule_series(w->srv->db, w->tenant, w->arg + off, from_us, to_us,
-                          &res);
+  int rc =
+      es_rule_series(w->srv->db, w->tenant, w->arg + off, from_us, to_us, &res);
   if (rc != ES_OK)
     fail(w, rc, rc == ES_ENOTFOUND ? "no such segment" : NULL);
   else
@@ -418,23 +418,32 @@ static void serve_latest(qd_server *srv, qd_conn *c, const qd_request *rq,
     submit(srv, c, t, W_LATEST, "", 0, (size_t)lim);
 }
 
+/* An optional RFC 3339 time in query parameter `name` into *us: 1 if
+ * given, 0 if absent (*us untouched), -1 if malformed (answered 400). */
+static int time_param(qd_conn *c, const qd_request *rq, const char *name,
+                      int64_t *us) {
+  char v[64], msg[64];
+  if (!query_param(rq->query, name, v, sizeof v))
+    return 0;
+  if (seg_iso8601_parse(v, us) == 0)
+    return 1;
+  snprintf(msg, sizeof msg, "\"%s\" must be an RFC 3339 time", name);
+  qd_respond_error(c, 400, msg);
+  return -1;
+}
+
 /* GET /v1/events?from=T&to=T[&limit=N]: a bounded sample of a time range
  * (RFC 3339 times as in /v1/query; to defaults to now + 1 day). */
 static void serve_range(qd_server *srv, qd_conn *c, const qd_request *rq,
                         qd_tenant *t) {
-  char v[64], arg[64];
+  char arg[64];
   int64_t from_us, to_us = INT64_MAX;
   long lim = parse_limit(rq->query, 1000, RANGE_LIMIT_MAX);
-  if (!query_param(rq->query, "from", v, sizeof v) ||
-      seg_iso8601_parse(v, &from_us)) {
+  int got = time_param(c, rq, "from", &from_us);
+  if (got == 0)
     qd_respond_error(c, 400, "\"from\" must be an RFC 3339 time");
+  if (got <= 0 || time_param(c, rq, "to", &to_us) < 0)
     return;
-  }
-  if (query_param(rq->query, "to", v, sizeof v) &&
-      seg_iso8601_parse(v, &to_us)) {
-    qd_respond_error(c, 400, "\"to\" must be an RFC 3339 time");
-    return;
-  }
   if (lim < 0) {
     qd_respond_error(c, 400, "\"limit\" must be an integer >= 1");
     return;
@@ -463,20 +472,13 @@ static void serve_members(qd_server *srv, qd_conn *c, const qd_request *rq,
  * count over time (es_rule_series; RFC 3339 times, both optional). */
 static void serve_series(qd_server *srv, qd_conn *c, const qd_request *rq,
                          qd_tenant *t) {
-  char id[ID_SIZE], v[64], arg[64 + ID_SIZE];
+  char id[ID_SIZE], arg[64 + ID_SIZE];
   int64_t from_us = 0, to_us = 0;
-  if (query_param(rq->query, "from", v, sizeof v) &&
-      seg_iso8601_parse(v, &from_us)) {
-    qd_respond_error(c, 400, "\"from\" must be an RFC 3339 time");
+  if (time_param(c, rq, "from", &from_us) < 0 ||
+      time_param(c, rq, "to", &to_us) < 0)
     return;
-  }
-  if (query_param(rq->query, "to", v, sizeof v) &&
-      seg_iso8601_parse(v, &to_us)) {
-    qd_respond_error(c, 400, "\"to\" must be an RFC 3339 time");
-    return;
-  }
-  if (path_id(c, rq->path, "/v1/segments/", "/members/series", id,
-              sizeof id) != 0)
+  if (path_id(c, rq->path, "/v1/segments/", "/members/series", id, sizeof id) !=
+      0)
     return;
   int n = snprintf(arg, sizeof arg, "%lld %lld %s", (long long)from_us,
                    (long long)to_us, id);

@@ -131,6 +131,16 @@ static int erase_check(const es_erase_options *o, const char **who_out) {
   return ES_OK;
 }
 
+/* The caller's options into o (the ABI's defaults for fields it does
+ * not know), checked; *who_out is the one id they name. */
+static int erase_options_in(const es_erase_options *opts, es_erase_options *o,
+                            const char **who_out) {
+  es_erase_options_init(o);
+  ES_TRY(es__abi_options_in(opts, o, sizeof *o, ERASE_OPTS_SIZE_MIN,
+                            "es_erase_options"));
+  return erase_check(o, who_out);
+}
+
 /* Submits a request; see eventstore.h. */
 int es_erase_submit(es_db *db, const es_erase_options *opts, char *id_out) {
   es__error_clear();
@@ -138,11 +148,8 @@ int es_erase_submit(es_db *db, const es_erase_options *opts, char *id_out) {
     return ES_INVAL_BKPT("es_erase_submit: NULL argument");
   id_out[0] = '\0';
   es_erase_options o;
-  es_erase_options_init(&o);
-  ES_TRY(es__abi_options_in(opts, &o, sizeof o, ERASE_OPTS_SIZE_MIN,
-                            "es_erase_options"));
   const char *who = NULL;
-  ES_TRY(erase_check(&o, &who));
+  ES_TRY(erase_options_in(opts, &o, &who));
   ES_TRY(es__gate_enter(db, "es_erase_submit"));
   es_tomb_req r;
   memset(&r, 0, sizeof(r));
@@ -792,11 +799,8 @@ int es_erase_unsuppress(es_db *db, const es_erase_options *opts,
   if (!db || !opts)
     return ES_INVAL_BKPT("es_erase_unsuppress: NULL argument");
   es_erase_options o;
-  es_erase_options_init(&o);
-  ES_TRY(es__abi_options_in(opts, &o, sizeof o, ERASE_OPTS_SIZE_MIN,
-                            "es_erase_options"));
   const char *who = NULL;
-  ES_TRY(erase_check(&o, &who));
+  ES_TRY(erase_options_in(opts, &o, &who));
   ES_TRY(es__gate_enter(db, "es_erase_unsuppress"));
   es_tenant *t = NULL;
   ES_TRY(es__tenant_get(db, o.tenant, 1, &t)); /* no file is made */
