@@ -589,14 +589,35 @@ static int64_t minute_down(int64_t m, int64_t period) {
   return m == INT64_MAX ? m : m - m % period;
 }
 
-/* A segment's cells of minutes [lo, hi): whole days inside from its daily
- * rollup, whole hours from its hourly one, the minutes at the ends from
- * the minutes -- far fewer cells over long ranges -- as far as the
- * buckets asked for allow (a day bucket can take days, hours; an hour
- * bucket hours). */
-static int run_segment_cells(q_run *r, const es_rollup *ro, int64_t lo,
-                             int64_t hi) {
+/* Whether the spec's cells may be summed per type (no filter on, or
+ * grouping by, event or path): the index's "bytype" levels. */
+static int spec_bytype(const es_query_spec *s) {
+  if (s->event || s->path)
+    return 0;
+  for (int j = 0; j < s->nkeys; j++)
+    if (s->keys[j] != ES_QKEY_TYPE)
+      return 0;
+  return 1;
+}
+
+/* The index's cells of minutes [lo, hi): with no buckets and a range
+ * holding all of its cells, its all-time level; else whole days inside
+ * from its daily level, whole hours from its hourly one, the minutes at
+ * the ends from the minutes -- far fewer cells over long ranges -- as far
+ * as the buckets asked for allow (a day bucket can take days, hours; an
+ * hour bucket hours). */
+static int run_index_cells(q_run *r, const es_setrollup *sr, int64_t lo,
+                           int64_t hi) {
   int64_t bucket = r->spec->bucket_us, hour = 60 * ES_MINUTE_US;
+  int bytype = spec_bytype(r->spec);
+  const es_rollup *ro = NULL, *hours = NULL, *days = NULL;
+  const es_rollup *all = &sr->r;
+  if (bucket == 0 && (all->n == 0 || (lo <= all->cells[0].minute &&
+                                      hi > all->cells[all->n - 1].minute))) {
+    ES_TRY(es__setrollup_level(sr, ES_ROLLUP_ALL, bytype, &ro));
+    return run_cells(r, ro, INT64_MIN, INT64_MAX);
+  }
+  ES_TRY(es__setrollup_level(sr, 1, bytype, &ro));
   int hourly = bucket == 0 || bucket % hour == 0;
   int daily = bucket == 0 || bucket % (24 * hour) == 0;
   if (!hourly || (lo != INT64_MIN && lo < 0) || (hi != INT64_MAX && hi < 0))
@@ -608,13 +629,12 @@ static int run_segment_cells(q_run *r, const es_rollup *ro, int64_t lo,
   int64_t dhi = daily ? minute_down(hhi, 1440) : hhi;
   if (dlo >= dhi)
     dlo = dhi = hhi; /* no whole day inside: hours only */
-  const es_rollup *hours = NULL, *days = NULL;
-  ES_TRY(es__rollup_coarse(ro, 60, &hours));
+  ES_TRY(es__setrollup_level(sr, 60, bytype, &hours));
   if (lo < hlo)
     ES_TRY(run_cells(r, ro, lo, hlo));
   ES_TRY(run_cells(r, hours, hlo, dlo));
   if (dlo < dhi) {
-    ES_TRY(es__rollup_coarse(ro, 1440, &days));
+    ES_TRY(es__setrollup_level(sr, 1440, bytype, &days));
     ES_TRY(run_cells(r, days, dlo, dhi));
   }
   if (dhi < hhi)
@@ -631,17 +651,13 @@ static int run_rollups(q_run *r, es_db *db, const es_tenant_view *v, int64_t lo,
                        int64_t hi, int *fallback) {
   int64_t from_us = lo == INT64_MIN ? INT64_MIN : lo * ES_MINUTE_US;
   int64_t to_us = hi == INT64_MAX ? INT64_MAX : hi * ES_MINUTE_US;
-  for (size_t i = 0; i < v->set->n; i++) {
-    es_segment *seg = v->set->segs[i];
-    if (seg->max_ts < from_us || seg->min_ts >= to_us)
-      continue;
-    const es_rollup *ro = NULL;
-    int derived = 0;
-    ES_TRY(es__segment_rollup(seg, &ro, &derived));
-    if (derived)
-      es__db_log(db, 1, "%s: rollup file %s; derived from the rows", seg->path,
-                 derived == 1 ? "missing" : "damaged");
-    ES_TRY(run_segment_cells(r, ro, lo, hi));
+  int any = 0; /* whether a segment holds rows of the range */
+  for (size_t i = 0; i < v->set->n && !any; i++)
+    any = v->set->segs[i]->max_ts >= from_us && v->set->segs[i]->min_ts < to_us;
+  if (any) { /* the tenant's index: every segment's cells merged */
+    const es_setrollup *sr = NULL;
+    ES_TRY(es__segset_rollup(db, v->set, &sr, NULL));
+    ES_TRY(run_index_cells(r, sr, lo, hi));
   }
   for (size_t i = 0; i < v->nmts; i++) {
     const es_rollup *ro = es__memtable_rollup_begin(v->mts[i]);
@@ -739,14 +755,22 @@ static int put_str(es_buf *b, const char *s) {
   return es__buf_put(b, s, strlen(s));
 }
 
-/* Writes `"name":`, preceded by a comma unless it is the row's first. */
+/* Writes `"name":`, preceded by a comma unless it is the row's first
+ * (one put: a result writes it once per row). */
 static int put_name(es_buf *b, const char *name, int *first) {
+  char t[32];
+  size_t len = strlen(name), n = 0;
+  if (len > sizeof(t) - 4)
+    return ES_INVAL_BKPT("query: field name too long");
   if (!*first)
-    ES_TRY(put_str(b, ","));
+    t[n++] = ',';
   *first = 0;
-  ES_TRY(put_str(b, "\""));
-  ES_TRY(put_str(b, name));
-  return put_str(b, "\":");
+  t[n++] = '"';
+  memcpy(t + n, name, len);
+  n += len;
+  t[n++] = '"';
+  t[n++] = ':';
+  return es__buf_put(b, t, n);
 }
 
 /* "name": and a string, or null for an absent (NULL) value. */
@@ -759,10 +783,12 @@ static int put_field_str(es_buf *b, const char *name, const char *value,
 /* "name": and an unsigned number. */
 static int put_field_u64(es_buf *b, const char *name, uint64_t value,
                          int *first) {
-  char num[24];
+  char num[24], *p = num + sizeof(num); /* by hand: one per row */
   ES_TRY(put_name(b, name, first));
-  snprintf(num, sizeof(num), "%llu", (unsigned long long)value);
-  return put_str(b, num);
+  do
+    *--p = (char)('0' + value % 10);
+  while ((value /= 10) != 0);
+  return es__buf_put(b, p, (size_t)(num + sizeof(num) - p));
 }
 
 /* One row object, with only the keys the spec asked for. */
@@ -772,10 +798,13 @@ static int put_row(es_buf *b, const q_run *r, const q_group *g) {
   char *const *strs = r->strs.strs;
   int first = 1;
   ES_TRY(put_str(b, "{"));
-  if (s->bucket_us) {
-    char t[ES_TIME_TEXT_SIZE];
-    es__time_format(k->bucket, 0, t, sizeof(t));
-    ES_TRY(put_field_str(b, "bucket", t, &first));
+  if (s->bucket_us) { /* plain ASCII: no escaping to look for */
+    char t[ES_TIME_TEXT_SIZE + 16] = "\"bucket\":\"";
+    size_t n = strlen(t);
+    n += es__time_format(k->bucket, 0, t + n, sizeof(t) - n - 1);
+    t[n++] = '"';
+    ES_TRY(es__buf_put(b, t, n)); /* the row's first field */
+    first = 0;
   }
   for (int i = 0; i < s->nkeys; i++) {
     if (s->keys[i] == ES_QKEY_TYPE)
@@ -795,6 +824,40 @@ static int put_row(es_buf *b, const q_run *r, const q_group *g) {
   return put_str(b, "}");
 }
 
+/* Moves the `keep` first rows in cmp_row order to the front of rows[0..n)
+ * (in no particular order): a bounded max-heap of the best seen so far,
+ * so a top-N of many groups costs n log keep, not n log n. */
+static void rows_select(q_row *rows, size_t n, size_t keep) {
+  for (size_t i = 0; i < n; i++) {
+    size_t at; /* where row i goes in the heap, or skip it */
+    q_row x = rows[i];
+    if (i < keep) {
+      at = i;
+      while (at > 0 && cmp_row(&rows[(at - 1) / 2], &x) < 0) { /* sift up */
+        rows[at] = rows[(at - 1) / 2];
+        at = (at - 1) / 2;
+      }
+      rows[at] = x;
+      continue;
+    }
+    if (cmp_row(&x, &rows[0]) >= 0)
+      continue; /* not better than the worst kept */
+    at = 0;     /* replace the root, sift down */
+    for (;;) {
+      size_t c = 2 * at + 1;
+      if (c >= keep)
+        break;
+      if (c + 1 < keep && cmp_row(&rows[c + 1], &rows[c]) > 0)
+        c++;
+      if (cmp_row(&rows[c], &x) <= 0)
+        break;
+      rows[at] = rows[c];
+      at = c;
+    }
+    rows[at] = x;
+  }
+}
+
 /* Sorts the groups, applies the limit and writes the result JSON into b,
  * NUL-terminated. */
 static int run_write(const q_run *r, es_buf *b) {
@@ -802,11 +865,19 @@ static int run_write(const q_run *r, es_buf *b) {
   q_row *rows = es__malloc((n ? n : 1) * sizeof(q_row));
   if (!rows)
     return ES_NOMEM_BKPT();
-  for (size_t i = 0; i < n; i++)
+  int sorted = 1; /* often already: rollup cells come in minute order */
+  for (size_t i = 0; i < n; i++) {
     rows[i] = (q_row){&r->table.groups[i], r};
-  qsort(rows, n, sizeof(q_row), cmp_row);
-  if (r->spec->limit && n > r->spec->limit)
+    if (sorted && i > 0 && cmp_row(&rows[i - 1], &rows[i]) > 0)
+      sorted = 0;
+  }
+  if (r->spec->limit && n > r->spec->limit) {
+    if (!sorted)
+      rows_select(rows, n, r->spec->limit);
     n = r->spec->limit;
+  }
+  if (!sorted)
+    qsort(rows, n, sizeof(q_row), cmp_row);
   int rc = put_str(b, "{\"rows\":[");
   for (size_t i = 0; rc == ES_OK && i < n; i++) {
     if (i > 0)

@@ -64,6 +64,10 @@ typedef struct es_segset {
   atomic_int refs;
   size_t n;
   uint64_t flushed_lsn;
+  /* The tenant's rollup index: every segment's rollup merged into one,
+   * built on first use (es__segset_rollup, rollup.h); replaced ones stay
+   * on its `retired` list until the set is freed. */
+  struct es_setrollup *_Atomic rollup;
   es_segment *segs[]; /* each holds a reference */
 } es_segset;
 
@@ -342,7 +346,8 @@ void es__db_fail(es_db *db, int rc);
 void es__db_log(es_db *db, int level, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
-/* Segment sets. */
+/* Segment sets: a new one (refs 1, no segments, room for cap). */
+es_segset *es__segset_new(size_t cap);
 void es__segset_unref(es_segset *set);
 
 /* Whether a query loaded rollups of t's segments in this process (then a

@@ -58,20 +58,31 @@ void es__db_log(es_db *db, int level, const char *fmt, ...) {
 void es__segset_unref(es_segset *set) {
   if (!set || atomic_fetch_sub(&set->refs, 1) != 1)
     return;
+  es__setrollup_chain_free(atomic_load(&set->rollup));
   for (size_t i = 0; i < set->n; i++)
     es__segment_unref(set->segs[i]);
   es__free(set);
 }
 
+/* A new, empty set; see dbint.h. */
+es_segset *es__segset_new(size_t cap) {
+  es_segset *s = es__malloc(sizeof(*s) + cap * sizeof(es_segment *));
+  if (!s)
+    return NULL;
+  atomic_init(&s->refs, 1);
+  atomic_init(&s->rollup, NULL);
+  s->n = 0;
+  s->flushed_lsn = 0;
+  return s;
+}
+
 /* A new set: the old one's segments plus `add` (may be NULL). */
 static int segset_with(const es_segset *old, es_segment *add, es_segset **out) {
   size_t n = (old ? old->n : 0) + (add ? 1 : 0);
-  es_segset *s = es__malloc(sizeof(*s) + n * sizeof(es_segment *));
+  es_segset *s = es__segset_new(n);
   *out = s;
   if (!s)
     return ES_NOMEM_BKPT();
-  atomic_init(&s->refs, 1);
-  s->n = 0;
   s->flushed_lsn = old ? old->flushed_lsn : 0;
   for (size_t i = 0; old && i < old->n; i++) {
     es__segment_ref(old->segs[i]);
