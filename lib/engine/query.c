@@ -478,6 +478,94 @@ static int run_scan(q_run *r, es_db *db, const char *tenant, int64_t from_us,
 }
 
 /* ----------------------------------------------------------------------
+ * Exact uniques from the person dictionary
+ *
+ * "How many persons" with no filter, groups or buckets, over a range
+ * holding every segment of the tenant: the distinct person ids of the
+ * segments come from the segment set's dictionary (es__segset_persons,
+ * read once per set), the memtables' rows are looked at one by one, and
+ * each id is stitched to its root as a scan would (invariant 1).  Not
+ * used while the tenant has an erase request (its rows may still be in
+ * the segments, hidden by the tombstone only).
+ * ---------------------------------------------------------------------- */
+
+/* Whether the spec asks only for the count of persons (and events). */
+static int plan_dict_ok(const es_query_spec *s) {
+  return s->uniques && !s->person && !s->type && !s->event && !s->path &&
+         s->nkeys == 0 && s->bucket_us == 0;
+}
+
+/* Counts person id p (NULL: none) stitched into group g. */
+static int dict_add(q_run *r, q_group *g, const char *p) {
+  uint32_t id;
+  ES_TRY(es__strtab_intern(&r->strs, es__identity_root(r->identity, p), &id));
+  return id ? group_add_person(g, id) : ES_OK;
+}
+
+/* The dictionary plan; *done is 0 when the caller must scan instead. */
+static int run_dict(q_run *r, const es_tenant_view *v, int *done) {
+  const es_query_spec *s = r->spec;
+  uint64_t rows = 0;
+  *done = 0;
+  for (size_t i = 0; i < v->set->n; i++) {
+    const es_segment *seg = v->set->segs[i];
+    if (seg->min_ts < s->from_us || seg->max_ts >= s->to_us)
+      return ES_OK; /* a segment partly outside: scan */
+    rows += seg->rows;
+  }
+  for (size_t i = 0; i < v->nmts; i++) {
+    size_t n = es__memtable_visible(v->mts[i]);
+    for (size_t j = 0; j < n; j++) {
+      int64_t ts = es__memtable_row(v->mts[i], j)->ts_us;
+      rows += ts >= s->from_us && ts < s->to_us;
+    }
+  }
+  *done = 1;
+  r->used_scan = 1; /* exact, from rows: reported as a scan */
+  if (rows == 0)
+    return ES_OK; /* no row: no group, as a scan finds none */
+  const es_strtab *ids = NULL;
+  ES_TRY(es__segset_persons(v->set, &ids));
+  q_key k;
+  memset(&k, 0, sizeof(k));
+  q_group *g = NULL;
+  ES_TRY(table_get(&r->table, &k, &g));
+  g->count = rows;
+  for (uint32_t id = 1; id < es__strtab_count(ids); id++)
+    ES_TRY(dict_add(r, g, es__strtab_str(ids, id)));
+  for (size_t i = 0; i < v->nmts; i++) {
+    size_t n = es__memtable_visible(v->mts[i]);
+    for (size_t j = 0; j < n; j++) {
+      const es_mrow *mr = es__memtable_row(v->mts[i], j);
+      if (mr->ts_us < s->from_us || mr->ts_us >= s->to_us)
+        continue;
+      es_event ev;
+      size_t used;
+      ES_TRY(es__event_decode(mr->row, ES_EVENT_BYTES_MAX, &ev, &used));
+      const char *p = ev.user_id && ev.user_id[0]           ? ev.user_id
+                      : ev.anonymous_id && ev.anonymous_id[0] ? ev.anonymous_id
+                                                              : NULL;
+      ES_TRY(dict_add(r, g, p));
+    }
+  }
+  return ES_OK;
+}
+
+/* Takes the view and runs the dictionary plan when it can answer. */
+static int run_dict_plan(q_run *r, es_db *db, const char *tenant, int *done) {
+  *done = 0;
+  es_tenant *t = NULL;
+  ES_TRY(es__tenant_get(db, tenant, 0, &t));
+  if (!t || atomic_load(&t->tomb_any))
+    return ES_OK;
+  es_tenant_view v;
+  ES_TRY(es__tenant_view(t, &v));
+  int rc = run_dict(r, &v, done);
+  es__tenant_view_release(&v);
+  return rc;
+}
+
+/* ----------------------------------------------------------------------
  * Answering from rollups
  *
  * The rollup plan splits [from, to) at whole minutes: the minutes inside
@@ -932,6 +1020,11 @@ int es_query(es_db *db, const char *tenant, const char *spec_json,
   }
   if (scan && (spec.uniques || spec.person))
     ES_CHECK(es__identity_load(db, tenant, &run.identity));
+  if (scan && spec.plan != ES_QPLAN_SCAN && plan_dict_ok(&spec)) {
+    int done = 0;
+    ES_CHECK(run_dict_plan(&run, db, tenant, &done));
+    scan = !done;
+  }
   if (scan)
     ES_CHECK(run_scan(&run, db, tenant, spec.from_us, spec.to_us));
   ES_CHECK(run_write(&run, &out));
