@@ -379,10 +379,12 @@ typedef struct q_run {
   es_identity *identity; /* with uniques or filter.person, else NULL */
   const char *ids[ES_IDENTITY_IDS_MAX]; /* filter.person: the person's ids */
   size_t nids;
-  int approx;       /* uniques go into sketches (rollup plan), not sets */
-  int used_rollups; /* some of the answer came from rollups */
-  int used_scan;    /* some of it came from scanning rows */
-  uint32_t *map;    /* rollup string id -> our id + 1 (0: not yet) */
+  int approx;            /* uniques go into sketches (rollup plan), not sets */
+  int used_rollups;      /* some of the answer came from rollups */
+  int used_scan;         /* some of it came from scanning rows */
+  uint32_t *map;         /* rollup string id -> our id + 1 (0: not yet) */
+  uint64_t dict_persons; /* the dictionary plan's uniques (one group) */
+  int dict;              /* whether the dictionary plan answered */
   size_t map_cap;
 } q_run;
 
@@ -495,11 +497,58 @@ static int plan_dict_ok(const es_query_spec *s) {
          s->nkeys == 0 && s->bucket_us == 0;
 }
 
-/* Counts person id p (NULL: none) stitched into group g. */
-static int dict_add(q_run *r, q_group *g, const char *p) {
-  uint32_t id;
-  ES_TRY(es__strtab_intern(&r->strs, es__identity_root(r->identity, p), &id));
-  return id ? group_add_person(g, id) : ES_OK;
+/* Distinct person strings, not copied (they live in the identity map,
+ * the dictionary or a memtable, all held while the plan counts). */
+typedef struct dict_seen {
+  const char **strs;
+  size_t n, cap;
+  es_htab index; /* strs index + 1 by the string's hash */
+} dict_seen;
+
+static int seen_eq(const void *ctx, uint32_t val, const void *key) {
+  return strcmp(((const dict_seen *)ctx)->strs[val - 1], key) == 0;
+}
+
+/* Adds p to the set unless it is there. */
+static int seen_add(dict_seen *d, const char *p) {
+  ES_TRY(es__htab_reserve(&d->index, 1));
+  uint64_t h = es__hash64(p, strlen(p), 7);
+  size_t i = es__htab_probe(&d->index, h, seen_eq, d, p);
+  if (d->index.slots[i].val != 0)
+    return ES_OK;
+  ES_TRY(es__grow((void **)&d->strs, &d->cap, d->n + 1, sizeof(char *)));
+  d->strs[d->n] = p;
+  es__htab_set(&d->index, i, h, (uint32_t)++d->n);
+  return ES_OK;
+}
+
+/* Counts the persons (stitched roots) of the dictionary's ids and of the
+ * memtable ids in mem[0..nmem) into *persons.  An id the identity map
+ * does not hold is its own root, distinct from every root of a linked id
+ * (which is a linked id itself) and from the dictionary's other ids: those
+ * are counted without hashing; the rest go through a set. */
+static int dict_count(es_identity *map, const es_strtab *ids,
+                      const char *const *mem, size_t nmem, uint64_t *persons) {
+  dict_seen d;
+  memset(&d, 0, sizeof(d));
+  uint64_t alone = 0;
+  int rc = ES_OK;
+  for (uint32_t id = 1; rc == ES_OK && id < es__strtab_count(ids); id++) {
+    const char *p = es__strtab_str(ids, id), *root = es__identity_root(map, p);
+    if (root == p)
+      alone++;
+    else
+      rc = seen_add(&d, root);
+  }
+  for (size_t i = 0; rc == ES_OK && i < nmem; i++) {
+    const char *root = es__identity_root(map, mem[i]);
+    if (root != mem[i] || !es__strtab_find(ids, mem[i]))
+      rc = seen_add(&d, root); /* else: counted as the dictionary's */
+  }
+  *persons = alone + d.n;
+  es__free(d.strs);
+  es__htab_free(&d.index);
+  return rc;
 }
 
 /* The dictionary plan; *done is 0 when the caller must scan instead. */
@@ -521,33 +570,44 @@ static int run_dict(q_run *r, const es_tenant_view *v, int *done) {
     }
   }
   *done = 1;
+  r->dict = 1;
   r->used_scan = 1; /* exact, from rows: reported as a scan */
   if (rows == 0)
     return ES_OK; /* no row: no group, as a scan finds none */
   const es_strtab *ids = NULL;
   ES_TRY(es__segset_persons(v->set, &ids));
-  q_key k;
-  memset(&k, 0, sizeof(k));
-  q_group *g = NULL;
-  ES_TRY(table_get(&r->table, &k, &g));
-  g->count = rows;
-  for (uint32_t id = 1; id < es__strtab_count(ids); id++)
-    ES_TRY(dict_add(r, g, es__strtab_str(ids, id)));
-  for (size_t i = 0; i < v->nmts; i++) {
+  const char **mem = NULL; /* the memtable rows' person ids */
+  size_t nmem = 0, cap = 0;
+  int rc = ES_OK;
+  for (size_t i = 0; rc == ES_OK && i < v->nmts; i++) {
     size_t n = es__memtable_visible(v->mts[i]);
-    for (size_t j = 0; j < n; j++) {
+    for (size_t j = 0; rc == ES_OK && j < n; j++) {
       const es_mrow *mr = es__memtable_row(v->mts[i], j);
       if (mr->ts_us < s->from_us || mr->ts_us >= s->to_us)
         continue;
       es_event ev;
       size_t used;
-      ES_TRY(es__event_decode(mr->row, ES_EVENT_BYTES_MAX, &ev, &used));
-      const char *p = ev.user_id && ev.user_id[0]           ? ev.user_id
+      rc = es__event_decode(mr->row, ES_EVENT_BYTES_MAX, &ev, &used);
+      const char *p = ev.user_id && ev.user_id[0]             ? ev.user_id
                       : ev.anonymous_id && ev.anonymous_id[0] ? ev.anonymous_id
                                                               : NULL;
-      ES_TRY(dict_add(r, g, p));
+      if (rc == ES_OK && p &&
+          (rc = es__grow((void **)&mem, &cap, nmem + 1, sizeof(char *))) ==
+              ES_OK)
+        mem[nmem++] = p;
     }
   }
+  uint64_t persons = 0;
+  if (rc == ES_OK)
+    rc = dict_count(r->identity, ids, mem, nmem, &persons);
+  es__free(mem);
+  ES_TRY(rc);
+  r->dict_persons = persons;
+  q_key k;
+  memset(&k, 0, sizeof(k));
+  q_group *g = NULL;
+  ES_TRY(table_get(&r->table, &k, &g));
+  g->count = rows;
   return ES_OK;
 }
 
@@ -907,7 +967,9 @@ static int put_row(es_buf *b, const q_run *r, const q_group *g) {
     ES_TRY(put_field_u64(b, "count", g->count, &first));
   if (s->uniques)
     ES_TRY(put_field_u64(b, "uniques",
-                         r->approx ? es__hll_estimate(&g->hll) : g->persons.n,
+                         r->approx ? es__hll_estimate(&g->hll)
+                         : r->dict ? r->dict_persons
+                                   : g->persons.n,
                          &first));
   return put_str(b, "}");
 }
