@@ -372,9 +372,20 @@ static void table_free(q_table *t) {
  * ---------------------------------------------------------------------- */
 
 /* What one query holds while it runs. */
+/* A group key's event or path id: an id of `base` (the strings of the
+ * first segment rollup or index level the query read, borrowed: no
+ * copy; the view the query holds keeps them), or,
+ * with Q_OWN set, of the query's own table (strings base lacks). */
+#define Q_OWN (UINT32_C(1) << 31)
+
 typedef struct q_run {
   const es_query_spec *spec;
-  es_strtab strs; /* event names, paths and persons */
+  es_strtab strs;        /* event names and paths base lacks; persons */
+  const es_strtab *base; /* NULL until the index is read */
+  es_tenant_view view;   /* holds base's index while the query runs */
+  int have_view;
+  int in_index; /* run_cells reads a rollup the view holds (not a
+                   memtable's): the first such is base */
   q_table table;
   es_identity *identity; /* with uniques or filter.person, else NULL */
   const char *ids[ES_IDENTITY_IDS_MAX]; /* filter.person: the person's ids */
@@ -400,6 +411,28 @@ static int64_t bucket_start(int64_t ts, int64_t width) {
   return ts - (r < 0 ? r + width : r);
 }
 
+/* The string of a group key's event or path id (NULL for 0). */
+static const char *q_str(const q_run *r, uint32_t id) {
+  if (id == 0)
+    return NULL;
+  return id & Q_OWN ? r->strs.strs[id & ~Q_OWN] : r->base->strs[id];
+}
+
+/* The group key id of a string (0 for NULL): base's when it has it. */
+static int q_intern(q_run *r, const char *str, uint32_t *id) {
+  *id = 0;
+  if (!str)
+    return ES_OK;
+  if (r->base && (*id = es__strtab_find(r->base, str)) != 0)
+    return ES_OK;
+  uint32_t own;
+  ES_TRY(es__strtab_intern(&r->strs, str, &own));
+  if (own >= Q_OWN)
+    return ES_NOMEM_BKPT();
+  *id = own | Q_OWN;
+  return ES_OK;
+}
+
 /* Counts one event that passed the filters into its group. */
 static int run_add(q_run *r, const es_event *ev) {
   const es_query_spec *s = r->spec;
@@ -411,9 +444,9 @@ static int run_add(q_run *r, const es_event *ev) {
     if (s->keys[i] == ES_QKEY_TYPE)
       k.type = (uint32_t)ev->type;
     else if (s->keys[i] == ES_QKEY_EVENT)
-      ES_TRY(es__strtab_intern(&r->strs, ev->event, &k.event));
+      ES_TRY(q_intern(r, ev->event, &k.event));
     else
-      ES_TRY(es__strtab_intern(&r->strs, ev->path, &k.path));
+      ES_TRY(q_intern(r, ev->path, &k.path));
   }
   q_group *g = NULL;
   ES_TRY(table_get(&r->table, &k, &g));
@@ -666,9 +699,13 @@ static int run_map(q_run *r, const es_rollup *ro, uint32_t id, uint32_t *out) {
   *out = 0;
   if (id == 0)
     return ES_OK;
+  if (&ro->strs == r->base) { /* the same ids */
+    *out = id;
+    return ES_OK;
+  }
   if (r->map[id] == 0) {
     uint32_t ours;
-    ES_TRY(es__strtab_intern(&r->strs, es__strtab_str(&ro->strs, id), &ours));
+    ES_TRY(q_intern(r, es__strtab_str(&ro->strs, id), &ours));
     r->map[id] = ours + 1;
   }
   *out = r->map[id] - 1;
@@ -679,11 +716,13 @@ static int run_map(q_run *r, const es_rollup *ro, uint32_t id, uint32_t *out) {
  * filters. */
 static int run_cells(q_run *r, const es_rollup *ro, int64_t lo, int64_t hi) {
   const es_query_spec *s = r->spec;
+  if (r->in_index && !r->base && r->strs.n <= 1)
+    r->base = &ro->strs; /* no own string yet: none base has too */
   uint32_t want_event = s->event ? es__strtab_find(&ro->strs, s->event) : 0;
   uint32_t want_path = s->path ? es__strtab_find(&ro->strs, s->path) : 0;
   if ((s->event && !want_event) || (s->path && !want_path))
     return ES_OK; /* a filter value this rollup never saw */
-  size_t nstr = es__strtab_count(&ro->strs);
+  size_t nstr = &ro->strs == r->base ? 0 : es__strtab_count(&ro->strs);
   if (nstr > r->map_cap) {
     es__free(r->map);
     r->map_cap = 0;
@@ -738,7 +777,7 @@ static int64_t minute_down(int64_t m, int64_t period) {
 }
 
 /* Whether the spec's cells may be summed per type (no filter on, or
- * grouping by, event or path): the index's "bytype" levels. */
+ * grouping by, event or path): the index's "bytype" level. */
 static int spec_bytype(const es_query_spec *s) {
   if (s->event || s->path)
     return 0;
@@ -748,24 +787,14 @@ static int spec_bytype(const es_query_spec *s) {
   return 1;
 }
 
-/* The index's cells of minutes [lo, hi): with no buckets and a range
- * holding all of its cells, its all-time level; else whole days inside
- * from its daily level, whole hours from its hourly one, the minutes at
- * the ends from the minutes -- far fewer cells over long ranges -- as far
- * as the buckets asked for allow (a day bucket can take days, hours; an
- * hour bucket hours). */
-static int run_index_cells(q_run *r, const es_setrollup *sr, int64_t lo,
-                           int64_t hi) {
+/* A segment's cells of minutes [lo, hi): whole days inside from its daily
+ * rollup, whole hours from its hourly one, the minutes at the ends from
+ * the minutes -- far fewer cells over long ranges -- as far as the
+ * buckets asked for allow (a day bucket can take days, hours; an hour
+ * bucket hours). */
+static int run_segment_cells(q_run *r, const es_rollup *ro, int64_t lo,
+                             int64_t hi) {
   int64_t bucket = r->spec->bucket_us, hour = 60 * ES_MINUTE_US;
-  int bytype = spec_bytype(r->spec);
-  const es_rollup *ro = NULL, *hours = NULL, *days = NULL;
-  const es_rollup *all = &sr->r;
-  if (bucket == 0 && (all->n == 0 || (lo <= all->cells[0].minute &&
-                                      hi > all->cells[all->n - 1].minute))) {
-    ES_TRY(es__setrollup_level(sr, ES_ROLLUP_ALL, bytype, &ro));
-    return run_cells(r, ro, INT64_MIN, INT64_MAX);
-  }
-  ES_TRY(es__setrollup_level(sr, 1, bytype, &ro));
   int hourly = bucket == 0 || bucket % hour == 0;
   int daily = bucket == 0 || bucket % (24 * hour) == 0;
   if (!hourly || (lo != INT64_MIN && lo < 0) || (hi != INT64_MAX && hi < 0))
@@ -777,12 +806,13 @@ static int run_index_cells(q_run *r, const es_setrollup *sr, int64_t lo,
   int64_t dhi = daily ? minute_down(hhi, 1440) : hhi;
   if (dlo >= dhi)
     dlo = dhi = hhi; /* no whole day inside: hours only */
-  ES_TRY(es__setrollup_level(sr, 60, bytype, &hours));
+  const es_rollup *hours = NULL, *days = NULL;
+  ES_TRY(es__rollup_coarse(ro, 60, &hours));
   if (lo < hlo)
     ES_TRY(run_cells(r, ro, lo, hlo));
   ES_TRY(run_cells(r, hours, hlo, dlo));
   if (dlo < dhi) {
-    ES_TRY(es__setrollup_level(sr, 1440, bytype, &days));
+    ES_TRY(es__rollup_coarse(ro, 1440, &days));
     ES_TRY(run_cells(r, days, dlo, dhi));
   }
   if (dhi < hhi)
@@ -799,14 +829,40 @@ static int run_rollups(q_run *r, es_db *db, const es_tenant_view *v, int64_t lo,
                        int64_t hi, int *fallback) {
   int64_t from_us = lo == INT64_MIN ? INT64_MIN : lo * ES_MINUTE_US;
   int64_t to_us = hi == INT64_MAX ? INT64_MAX : hi * ES_MINUTE_US;
-  int any = 0; /* whether a segment holds rows of the range */
-  for (size_t i = 0; i < v->set->n && !any; i++)
-    any = v->set->segs[i]->max_ts >= from_us && v->set->segs[i]->min_ts < to_us;
-  if (any) { /* the tenant's index: every segment's cells merged */
-    const es_setrollup *sr = NULL;
-    ES_TRY(es__segset_rollup(db, v->set, &sr, NULL));
-    ES_TRY(run_index_cells(r, sr, lo, hi));
+  /* A spec without buckets over a range holding every segment whole
+   * reads the tenant index's all-time cells; others each segment's. */
+  int all = r->spec->bucket_us == 0, any = 0;
+  for (size_t i = 0; i < v->set->n; i++) {
+    const es_segment *seg = v->set->segs[i];
+    any |= seg->max_ts >= from_us && seg->min_ts < to_us;
+    all &= seg->min_ts >= from_us && seg->max_ts < to_us;
   }
+  r->in_index = 1; /* segment rollups live as long as the view */
+  int rc = ES_OK;
+  if (all && any) {
+    const es_setrollup *sr = NULL;
+    const es_rollup *ro = NULL;
+    rc = es__segset_rollup(db, v->set, &sr, NULL);
+    if (rc == ES_OK)
+      rc = es__setrollup_level(sr, spec_bytype(r->spec), &ro);
+    if (rc == ES_OK)
+      rc = run_cells(r, ro, INT64_MIN, INT64_MAX);
+  }
+  for (size_t i = 0; rc == ES_OK && !(all && any) && i < v->set->n; i++) {
+    es_segment *seg = v->set->segs[i];
+    if (seg->max_ts < from_us || seg->min_ts >= to_us)
+      continue;
+    const es_rollup *ro = NULL;
+    int derived = 0;
+    rc = es__segment_rollup(seg, &ro, &derived);
+    if (rc == ES_OK && derived)
+      es__db_log(db, 1, "%s: rollup file %s; derived from the rows", seg->path,
+                 derived == 1 ? "missing" : "damaged");
+    if (rc == ES_OK)
+      rc = run_segment_cells(r, ro, lo, hi);
+  }
+  r->in_index = 0;
+  ES_TRY(rc);
   for (size_t i = 0; i < v->nmts; i++) {
     const es_rollup *ro = es__memtable_rollup_begin(v->mts[i]);
     int rc = ro ? run_cells(r, ro, lo, hi) : ES_OK;
@@ -835,12 +891,10 @@ static int run_rollup_plan(q_run *r, es_db *db, const char *tenant,
     return run_scan(r, db, tenant, s->from_us, s->to_us);
   es_tenant *t = NULL;
   ES_TRY(es__tenant_get(db, tenant, 0, &t));
-  if (t) {
-    es_tenant_view v;
-    ES_TRY(es__tenant_view(t, &v));
-    int rc = run_rollups(r, db, &v, lo, hi, fallback);
-    es__tenant_view_release(&v);
-    ES_TRY(rc);
+  if (t) { /* the view is kept until the result is written (base) */
+    ES_TRY(es__tenant_view(t, &r->view));
+    r->have_view = 1;
+    ES_TRY(run_rollups(r, db, &r->view, lo, hi, fallback));
     if (*fallback)
       return ES_OK;
   }
@@ -872,17 +926,17 @@ static int cmp_str(const char *a, const char *b) {
 static int cmp_key(const q_run *r, const q_key *a, const q_key *b) {
   if (a->bucket != b->bucket)
     return a->bucket < b->bucket ? -1 : 1;
-  char *const *strs = r->strs.strs;
   for (int i = 0; i < r->spec->nkeys; i++) {
-    int c;
+    int c; /* one string, one id (q_intern): equal ids are equal strings */
     if (r->spec->keys[i] == ES_QKEY_TYPE)
       c = cmp_str(es_type_name((int)a->type), es_type_name((int)b->type));
     else if (r->spec->keys[i] == ES_QKEY_EVENT)
-      c = cmp_str(a->event ? strs[a->event] : NULL,
-                  b->event ? strs[b->event] : NULL);
+      c = a->event == b->event
+              ? 0
+              : cmp_str(q_str(r, a->event), q_str(r, b->event));
     else
-      c = cmp_str(a->path ? strs[a->path] : NULL,
-                  b->path ? strs[b->path] : NULL);
+      c = a->path == b->path ? 0
+                             : cmp_str(q_str(r, a->path), q_str(r, b->path));
     if (c != 0)
       return c;
   }
@@ -943,7 +997,6 @@ static int put_field_u64(es_buf *b, const char *name, uint64_t value,
 static int put_row(es_buf *b, const q_run *r, const q_group *g) {
   const es_query_spec *s = r->spec;
   const q_key *k = &g->key;
-  char *const *strs = r->strs.strs;
   int first = 1;
   ES_TRY(put_str(b, "{"));
   if (s->bucket_us) { /* plain ASCII: no escaping to look for */
@@ -958,10 +1011,9 @@ static int put_row(es_buf *b, const q_run *r, const q_group *g) {
     if (s->keys[i] == ES_QKEY_TYPE)
       ES_TRY(put_field_str(b, "type", es_type_name((int)k->type), &first));
     else if (s->keys[i] == ES_QKEY_EVENT)
-      ES_TRY(
-          put_field_str(b, "event", k->event ? strs[k->event] : NULL, &first));
+      ES_TRY(put_field_str(b, "event", q_str(r, k->event), &first));
     else
-      ES_TRY(put_field_str(b, "path", k->path ? strs[k->path] : NULL, &first));
+      ES_TRY(put_field_str(b, "path", q_str(r, k->path), &first));
   }
   if (s->count)
     ES_TRY(put_field_u64(b, "count", g->count, &first));
@@ -1076,6 +1128,7 @@ int es_query(es_db *db, const char *tenant, const char *spec_json,
     if (fallback) { /* a memtable lost its rollup: start again, scanning */
       table_free(&run.table);
       es__strtab_free(&run.strs);
+      run.base = NULL;
       memset(&run.table, 0, sizeof(run.table));
       run.approx = run.used_rollups = run.used_scan = 0;
     }
@@ -1096,6 +1149,8 @@ err:
   es__buf_free(&out);
   table_free(&run.table);
   es__strtab_free(&run.strs);
+  if (run.have_view)
+    es__tenant_view_release(&run.view);
   es__identity_free(run.identity);
   es__free(run.map);
   es__query_spec_free(&spec);

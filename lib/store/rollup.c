@@ -507,10 +507,8 @@ static void rollup_drop(es_rollup *r) {
 void es__setrollup_chain_free(es_setrollup *sr) {
   while (sr) {
     es_setrollup *next = sr->retired;
-    rollup_drop(atomic_load(&sr->bytype));
     rollup_drop(atomic_load(&sr->all[0]));
     rollup_drop(atomic_load(&sr->all[1]));
-    es__rollup_free(&sr->r);
     es__free(sr->src);
     es__free(sr);
     sr = next;
@@ -527,7 +525,8 @@ static int setrollup_fresh(const es_setrollup *sr, const es_segset *set) {
   return 1;
 }
 
-/* Sums every segment's rollup into a new index. */
+/* Loads every segment's rollup into a new index (its levels are summed
+ * when first asked for). */
 static int setrollup_build(es_db *db, es_segset *set, es_setrollup **out,
                            size_t *derived) {
   *out = NULL;
@@ -550,16 +549,11 @@ static int setrollup_build(es_db *db, es_segset *set, es_setrollup **out,
         (*derived)++;
     }
     sr->src[sr->nsrc++] = ro;
-    for (size_t j = 0; rc == ES_OK && j < ro->n; j++)
-      rc = rollup_add_cell(&sr->r, ro, &ro->cells[j], ro->cells[j].minute);
   }
   if (rc < 0) {
     es__setrollup_chain_free(sr);
     return rc;
   }
-  es__htab_free(&sr->r.index); /* built: the index is not needed any more */
-  qsort(sr->r.cells, sr->r.n, sizeof(es_rcell), cell_minute_cmp);
-  sr->r.sorted = 1;
   *out = sr;
   return ES_OK;
 }
@@ -591,30 +585,29 @@ int es__segset_rollup(es_db *db, es_segset *set, const es_setrollup **sr_out,
   return ES_OK;
 }
 
-/* from's cells summed per period (ES_ROLLUP_ALL: into minute 0), with
- * event and path dropped when bytype; into *slot unless another thread
- * filled it first. */
-static int rollup_sum(const es_rollup *from, int period, int bytype,
-                      es_rollup *_Atomic *slot, const es_rollup **out) {
+/* The cells of from[0..nfrom) summed into minute 0, with event and path
+ * dropped when bytype; into *slot unless another thread filled it first. */
+static int rollup_sum_all(const es_rollup *const *from, size_t nfrom,
+                          int bytype, es_rollup *_Atomic *slot,
+                          const es_rollup **out) {
   es_rollup *h = es__calloc(1, sizeof(*h));
   if (!h)
     return ES_NOMEM_BKPT();
   int rc = ES_OK;
-  for (size_t i = 0; rc == ES_OK && i < from->n; i++) {
-    es_rcell c = from->cells[i]; /* a shallow copy: its keys may change */
-    int64_t m = c.minute;
-    if (bytype)
-      c.event = c.path = 0;
-    rc = rollup_add_cell(h, from, &c,
-                         period == ES_ROLLUP_ALL ? 0 : m - m % period);
+  for (size_t f = 0; f < nfrom; f++) {
+    for (size_t i = 0; rc == ES_OK && i < from[f]->n; i++) {
+      es_rcell c = from[f]->cells[i]; /* a shallow copy: its keys change */
+      if (bytype)
+        c.event = c.path = 0;
+      rc = rollup_add_cell(h, from[f], &c, 0);
+    }
   }
   if (rc < 0) {
     rollup_drop(h);
     return rc;
   }
-  es__htab_free(&h->index);
-  qsort(h->cells, h->n, sizeof(es_rcell), cell_minute_cmp);
-  h->sorted = 1;
+  es__htab_free(&h->index); /* built: the index is not needed any more */
+  h->sorted = 1;            /* one minute */
   es_rollup *none = NULL;
   if (!atomic_compare_exchange_strong(slot, &none, h)) {
     rollup_drop(h);
@@ -625,32 +618,17 @@ static int rollup_sum(const es_rollup *from, int period, int bytype,
 }
 
 /* One level of the index; see rollup.h. */
-int es__setrollup_level(const es_setrollup *sr, int period, int bytype,
+int es__setrollup_level(const es_setrollup *sr, int bytype,
                         const es_rollup **out) {
   es_setrollup *m = (es_setrollup *)sr; /* levels are filled in once */
-  const es_rollup *base = &sr->r;
-  *out = NULL;
-  if (bytype) {
-    es_rollup *b = atomic_load(&m->bytype);
-    if (b)
-      base = b;
-    else
-      ES_TRY(rollup_sum(&sr->r, 1, 1, &m->bytype, &base));
-  }
-  if (period == 1) {
-    *out = base;
+  *out = atomic_load(&m->all[bytype != 0]);
+  if (*out)
     return ES_OK;
-  }
-  if (period != ES_ROLLUP_ALL)
-    return es__rollup_coarse(base, period, out);
-  es_rollup *a = atomic_load(&m->all[bytype != 0]);
-  if (a) {
-    *out = a;
-    return ES_OK;
-  }
-  const es_rollup *days = NULL; /* the fewest cells to sum */
-  ES_TRY(es__rollup_coarse(base, 1440, &days));
-  return rollup_sum(days, ES_ROLLUP_ALL, 0, &m->all[bytype != 0], out);
+  if (!bytype)
+    return rollup_sum_all(sr->src, sr->nsrc, 0, &m->all[0], out);
+  const es_rollup *full = NULL; /* fewer cells to sum than the segments' */
+  ES_TRY(es__setrollup_level(sr, 0, &full));
+  return rollup_sum_all(&full, 1, 1, &m->all[1], out);
 }
 
 /* --- rebuilding ---------------------------------------------------------- */

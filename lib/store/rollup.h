@@ -111,28 +111,27 @@ void es__rollup_chain_free(es_rollup *r);
 /* --- the tenant's rollup index -------------------------------------------
  *
  * The rollups of every segment of a segment set (an immutable list,
- * dbint.h) merged into one, so that a query reads one cell set per
- * minute, hour or day instead of one per segment.  Built on the first
- * query that wants it and kept with the set: a flush, compaction,
- * retention or erase publishes a new set, so the index always counts
- * exactly the set's rows.  It remembers the segment rollups it summed; a
- * segment whose rollup was replaced since (es__segment_rollup_set, after
- * es_rollup_rebuild) makes the next use build it again.  Not persisted:
- * it is derived from the .rlp files (or the rows) of the set, so there is
- * nothing to recover.
+ * dbint.h) summed over all time into one set of cells per (type, event,
+ * path), and per type only, so that a query over all of a tenant's time
+ * (top pages, uniques) reads one cell per key instead of one per segment
+ * and minute.  Built on the first query that wants it and kept with the
+ * set: a flush, compaction, retention or erase publishes a new set, so the
+ * index always counts exactly the set's rows.  It remembers the segment
+ * rollups it summed; a segment whose rollup was replaced since
+ * (es__segment_rollup_set, after es_rollup_rebuild) makes the next use
+ * build it again.  Not persisted: it is derived from the .rlp files (or
+ * the rows) of the set, so there is nothing to recover.
  *
- * Invariant 4: es__segset_rollup's result counts each row of the set's
- * segments exactly once (as each segment's rollup does, invariant 1). */
+ * Invariant 4: an index level counts each row of the set's segments
+ * exactly once (as each segment's rollup does, invariant 1). */
 typedef struct es_setrollup {
-  es_rollup r;           /* sorted by minute (invariant 3) */
-  const es_rollup **src; /* src[i]: the rollup of segs[i] summed */
+  const es_rollup **src; /* src[i]: the rollup of segs[i] */
   size_t nsrc;
   struct es_setrollup *retired; /* an older index of the same set */
-  /* Derived on first use (es__setrollup_level): r with event and path
-   * summed away (cells per minute and type), and r and that summed over
-   * all time (minute 0). */
-  es_rollup *_Atomic bytype;
-  es_rollup *_Atomic all[2]; /* [bytype] */
+  /* Derived on first use (es__setrollup_level): the cells of every src
+   * summed over all time (minute 0), per (type, event, path) and, [1],
+   * per type only. */
+  es_rollup *_Atomic all[2];
 } es_setrollup;
 
 struct es_segset;
@@ -145,13 +144,11 @@ int es__segset_rollup(es_db *db, struct es_segset *set,
                       const es_setrollup **sr_out,
                       size_t *derived) ES_MUST_CHECK;
 
-#define ES_ROLLUP_ALL 0 /* a period of all time: one cell per key */
-/* The index's cells per period (1 minute, 60 hour, 1440 day, or
- * ES_ROLLUP_ALL) and, when bytype, per type only (event and path 0: for
- * queries that neither filter nor group by them).  Built once, borrowed
- * as sr is.  Cells are sorted by minute; those of ES_ROLLUP_ALL all have
- * minute 0. */
-int es__setrollup_level(const es_setrollup *sr, int period, int bytype,
+/* The index's cells over all time, per (type, event, path) or, when
+ * bytype, per type only (event and path 0: for queries that neither
+ * filter nor group by them).  Built once, borrowed as sr is; every cell
+ * has minute 0. */
+int es__setrollup_level(const es_setrollup *sr, int bytype,
                         const es_rollup **out) ES_MUST_CHECK;
 
 /* Frees an index and the ones it retired (tenant.c, at the set's free). */
