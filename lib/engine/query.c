@@ -730,7 +730,8 @@ static int run_cells(q_run *r, const es_rollup *ro, int64_t lo, int64_t hi) {
       return ES_NOMEM_BKPT();
     r->map_cap = nstr;
   }
-  memset(r->map, 0, nstr * sizeof(uint32_t));
+  if (nstr)
+    memset(r->map, 0, nstr * sizeof(uint32_t));
   r->used_rollups = 1;
   q_group *g = NULL; /* the group of `last`, valid until the next get */
   q_key last;
