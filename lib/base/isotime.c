@@ -147,18 +147,44 @@ size_t es__time_format(int64_t ts_us, int micros, char *out, size_t cap) {
   int64_t y;
   int m, d;
   time_civil_from_days(days, &y, &m, &d);
-  char frac_text[16] = "";
-  if (frac || micros)
-    snprintf(frac_text, sizeof(frac_text), ".%06lld", (long long)frac);
-  int n = snprintf(out, cap, "%04lld-%02d-%02dT%02d:%02d:%02d%sZ", (long long)y,
-                   m, d, (int)(sod / 3600), (int)(sod / 60 % 60),
-                   (int)(sod % 60), frac_text);
-  if (n < 0 || (size_t)n >= cap) {
-    if (cap > 0)
-      out[0] = '\0';
-    return 0;
+  /* By hand, not snprintf: query results format one per row. */
+  size_t need = 20 + (frac || micros ? 7 : 0) + 1;
+  if (y < 0 || y > 9999 || cap < need) { /* rare: let snprintf size it */
+    char frac_text[16] = "";
+    if (frac || micros)
+      snprintf(frac_text, sizeof(frac_text), ".%06lld", (long long)frac);
+    int n = snprintf(out, cap, "%04lld-%02d-%02dT%02d:%02d:%02d%sZ",
+                     (long long)y, m, d, (int)(sod / 3600),
+                     (int)(sod / 60 % 60), (int)(sod % 60), frac_text);
+    if (n < 0 || (size_t)n >= cap) {
+      if (cap > 0)
+        out[0] = '\0';
+      return 0;
+    }
+    return (size_t)n;
   }
-  return (size_t)n;
+  char *p = out;
+  int yy = (int)y, hh = (int)(sod / 3600), mi = (int)(sod / 60 % 60),
+      ss = (int)(sod % 60);
+  *p++ = (char)('0' + yy / 1000);
+  *p++ = (char)('0' + yy / 100 % 10);
+  *p++ = (char)('0' + yy / 10 % 10);
+  *p++ = (char)('0' + yy % 10);
+  const int two[5] = {m, d, hh, mi, ss};
+  const char sep[5] = {'-', '-', 'T', ':', ':'};
+  for (int i = 0; i < 5; i++) {
+    *p++ = sep[i];
+    *p++ = (char)('0' + two[i] / 10);
+    *p++ = (char)('0' + two[i] % 10);
+  }
+  if (frac || micros) {
+    *p++ = '.';
+    for (int64_t div = 100000; div > 0; div /= 10)
+      *p++ = (char)('0' + frac / div % 10);
+  }
+  *p++ = 'Z';
+  *p = '\0';
+  return (size_t)(p - out);
 }
 
 /* The public forms; see eventstore.h. */

@@ -43,9 +43,13 @@ int es__json_put_str(es_buf *b, const char *s) {
       snprintf(esc, sizeof(esc), "\\u%04x", c);
       ES_TRY(es__buf_put(b, esc, 6));
       i++;
-    } else if (c < 0x80) {
-      ES_TRY(es__buf_put(b, &p[i], 1));
-      i++;
+    } else if (c < 0x80) { /* a run of plain ASCII: one put */
+      size_t j = i + 1;
+      while (j < n && p[j] >= 0x20 && p[j] < 0x80 && p[j] != '"' &&
+             p[j] != '\\')
+        j++;
+      ES_TRY(es__buf_put(b, &p[i], j - i));
+      i = j;
     } else {
       size_t len = utf8_len(p + i, n - i);
       ES_TRY(len ? es__buf_put(b, &p[i], len) : es__buf_put(b, "\\ufffd", 6));

@@ -372,17 +372,30 @@ static void table_free(q_table *t) {
  * ---------------------------------------------------------------------- */
 
 /* What one query holds while it runs. */
+/* A group key's event or path id: an id of `base` (the strings of the
+ * first segment rollup or index level the query read, borrowed: no
+ * copy; the view the query holds keeps them), or,
+ * with Q_OWN set, of the query's own table (strings base lacks). */
+#define Q_OWN (UINT32_C(1) << 31)
+
 typedef struct q_run {
   const es_query_spec *spec;
-  es_strtab strs; /* event names, paths and persons */
+  es_strtab strs;        /* event names and paths base lacks; persons */
+  const es_strtab *base; /* NULL until the index is read */
+  es_tenant_view view;   /* holds base's index while the query runs */
+  int have_view;
+  int in_index; /* run_cells reads a rollup the view holds (not a
+                   memtable's): the first such is base */
   q_table table;
   es_identity *identity; /* with uniques or filter.person, else NULL */
   const char *ids[ES_IDENTITY_IDS_MAX]; /* filter.person: the person's ids */
   size_t nids;
-  int approx;       /* uniques go into sketches (rollup plan), not sets */
-  int used_rollups; /* some of the answer came from rollups */
-  int used_scan;    /* some of it came from scanning rows */
-  uint32_t *map;    /* rollup string id -> our id + 1 (0: not yet) */
+  int approx;            /* uniques go into sketches (rollup plan), not sets */
+  int used_rollups;      /* some of the answer came from rollups */
+  int used_scan;         /* some of it came from scanning rows */
+  uint32_t *map;         /* rollup string id -> our id + 1 (0: not yet) */
+  uint64_t dict_persons; /* the dictionary plan's uniques (one group) */
+  int dict;              /* whether the dictionary plan answered */
   size_t map_cap;
 } q_run;
 
@@ -398,6 +411,28 @@ static int64_t bucket_start(int64_t ts, int64_t width) {
   return ts - (r < 0 ? r + width : r);
 }
 
+/* The string of a group key's event or path id (NULL for 0). */
+static const char *q_str(const q_run *r, uint32_t id) {
+  if (id == 0)
+    return NULL;
+  return id & Q_OWN ? r->strs.strs[id & ~Q_OWN] : r->base->strs[id];
+}
+
+/* The group key id of a string (0 for NULL): base's when it has it. */
+static int q_intern(q_run *r, const char *str, uint32_t *id) {
+  *id = 0;
+  if (!str)
+    return ES_OK;
+  if (r->base && (*id = es__strtab_find(r->base, str)) != 0)
+    return ES_OK;
+  uint32_t own;
+  ES_TRY(es__strtab_intern(&r->strs, str, &own));
+  if (own >= Q_OWN)
+    return ES_NOMEM_BKPT();
+  *id = own | Q_OWN;
+  return ES_OK;
+}
+
 /* Counts one event that passed the filters into its group. */
 static int run_add(q_run *r, const es_event *ev) {
   const es_query_spec *s = r->spec;
@@ -409,9 +444,9 @@ static int run_add(q_run *r, const es_event *ev) {
     if (s->keys[i] == ES_QKEY_TYPE)
       k.type = (uint32_t)ev->type;
     else if (s->keys[i] == ES_QKEY_EVENT)
-      ES_TRY(es__strtab_intern(&r->strs, ev->event, &k.event));
+      ES_TRY(q_intern(r, ev->event, &k.event));
     else
-      ES_TRY(es__strtab_intern(&r->strs, ev->path, &k.path));
+      ES_TRY(q_intern(r, ev->path, &k.path));
   }
   q_group *g = NULL;
   ES_TRY(table_get(&r->table, &k, &g));
@@ -478,6 +513,152 @@ static int run_scan(q_run *r, es_db *db, const char *tenant, int64_t from_us,
 }
 
 /* ----------------------------------------------------------------------
+ * Exact uniques from the person dictionary
+ *
+ * "How many persons" with no filter, groups or buckets, over a range
+ * holding every segment of the tenant: the distinct person ids of the
+ * segments come from the segment set's dictionary (es__segset_persons,
+ * read once per set), the memtables' rows are looked at one by one, and
+ * each id is stitched to its root as a scan would (invariant 1).  Not
+ * used while the tenant has an erase request (its rows may still be in
+ * the segments, hidden by the tombstone only).
+ * ---------------------------------------------------------------------- */
+
+/* Whether the spec asks only for the count of persons (and events). */
+static int plan_dict_ok(const es_query_spec *s) {
+  return s->uniques && !s->person && !s->type && !s->event && !s->path &&
+         s->nkeys == 0 && s->bucket_us == 0;
+}
+
+/* Distinct person strings, not copied (they live in the identity map,
+ * the dictionary or a memtable, all held while the plan counts). */
+typedef struct dict_seen {
+  const char **strs;
+  size_t n, cap;
+  es_htab index; /* strs index + 1 by the string's hash */
+} dict_seen;
+
+static int seen_eq(const void *ctx, uint32_t val, const void *key) {
+  return strcmp(((const dict_seen *)ctx)->strs[val - 1], key) == 0;
+}
+
+/* Adds p to the set unless it is there. */
+static int seen_add(dict_seen *d, const char *p) {
+  ES_TRY(es__htab_reserve(&d->index, 1));
+  uint64_t h = es__hash64(p, strlen(p), 7);
+  size_t i = es__htab_probe(&d->index, h, seen_eq, d, p);
+  if (d->index.slots[i].val != 0)
+    return ES_OK;
+  ES_TRY(es__grow((void **)&d->strs, &d->cap, d->n + 1, sizeof(char *)));
+  d->strs[d->n] = p;
+  es__htab_set(&d->index, i, h, (uint32_t)++d->n);
+  return ES_OK;
+}
+
+/* Counts the persons (stitched roots) of the dictionary's ids and of the
+ * memtable ids in mem[0..nmem) into *persons.  An id the identity map
+ * does not hold is its own root, distinct from every root of a linked id
+ * (which is a linked id itself) and from the dictionary's other ids: those
+ * are counted without hashing; the rest go through a set. */
+static int dict_count(es_identity *map, const es_strtab *ids,
+                      const char *const *mem, size_t nmem, uint64_t *persons) {
+  dict_seen d;
+  memset(&d, 0, sizeof(d));
+  uint64_t alone = 0;
+  int rc = ES_OK;
+  for (uint32_t id = 1; rc == ES_OK && id < es__strtab_count(ids); id++) {
+    const char *p = es__strtab_str(ids, id), *root = es__identity_root(map, p);
+    if (root == p)
+      alone++;
+    else
+      rc = seen_add(&d, root);
+  }
+  for (size_t i = 0; rc == ES_OK && i < nmem; i++) {
+    const char *root = es__identity_root(map, mem[i]);
+    if (root != mem[i] || !es__strtab_find(ids, mem[i]))
+      rc = seen_add(&d, root); /* else: counted as the dictionary's */
+  }
+  *persons = alone + d.n;
+  es__free(d.strs);
+  es__htab_free(&d.index);
+  return rc;
+}
+
+/* The dictionary plan; *done is 0 when the caller must scan instead. */
+static int run_dict(q_run *r, const es_tenant_view *v, int *done) {
+  const es_query_spec *s = r->spec;
+  uint64_t rows = 0;
+  *done = 0;
+  for (size_t i = 0; i < v->set->n; i++) {
+    const es_segment *seg = v->set->segs[i];
+    if (seg->min_ts < s->from_us || seg->max_ts >= s->to_us)
+      return ES_OK; /* a segment partly outside: scan */
+    rows += seg->rows;
+  }
+  for (size_t i = 0; i < v->nmts; i++) {
+    size_t n = es__memtable_visible(v->mts[i]);
+    for (size_t j = 0; j < n; j++) {
+      int64_t ts = es__memtable_row(v->mts[i], j)->ts_us;
+      rows += ts >= s->from_us && ts < s->to_us;
+    }
+  }
+  *done = 1;
+  r->dict = 1;
+  r->used_scan = 1; /* exact, from rows: reported as a scan */
+  if (rows == 0)
+    return ES_OK; /* no row: no group, as a scan finds none */
+  const es_strtab *ids = NULL;
+  ES_TRY(es__segset_persons(v->set, &ids));
+  const char **mem = NULL; /* the memtable rows' person ids */
+  size_t nmem = 0, cap = 0;
+  int rc = ES_OK;
+  for (size_t i = 0; rc == ES_OK && i < v->nmts; i++) {
+    size_t n = es__memtable_visible(v->mts[i]);
+    for (size_t j = 0; rc == ES_OK && j < n; j++) {
+      const es_mrow *mr = es__memtable_row(v->mts[i], j);
+      if (mr->ts_us < s->from_us || mr->ts_us >= s->to_us)
+        continue;
+      es_event ev;
+      size_t used;
+      rc = es__event_decode(mr->row, ES_EVENT_BYTES_MAX, &ev, &used);
+      const char *p = ev.user_id && ev.user_id[0]             ? ev.user_id
+                      : ev.anonymous_id && ev.anonymous_id[0] ? ev.anonymous_id
+                                                              : NULL;
+      if (rc == ES_OK && p &&
+          (rc = es__grow((void **)&mem, &cap, nmem + 1, sizeof(char *))) ==
+              ES_OK)
+        mem[nmem++] = p;
+    }
+  }
+  uint64_t persons = 0;
+  if (rc == ES_OK)
+    rc = dict_count(r->identity, ids, mem, nmem, &persons);
+  es__free(mem);
+  ES_TRY(rc);
+  r->dict_persons = persons;
+  q_key k;
+  memset(&k, 0, sizeof(k));
+  q_group *g = NULL;
+  ES_TRY(table_get(&r->table, &k, &g));
+  g->count = rows;
+  return ES_OK;
+}
+
+/* Takes the view and runs the dictionary plan when it can answer. */
+static int run_dict_plan(q_run *r, es_db *db, const char *tenant, int *done) {
+  *done = 0;
+  es_tenant *t = NULL;
+  ES_TRY(es__tenant_get(db, tenant, 0, &t));
+  if (!t || atomic_load(&t->tomb_any))
+    return ES_OK;
+  es_tenant_view v;
+  ES_TRY(es__tenant_view(t, &v));
+  int rc = run_dict(r, &v, done);
+  es__tenant_view_release(&v);
+  return rc;
+}
+
+/* ----------------------------------------------------------------------
  * Answering from rollups
  *
  * The rollup plan splits [from, to) at whole minutes: the minutes inside
@@ -518,9 +699,13 @@ static int run_map(q_run *r, const es_rollup *ro, uint32_t id, uint32_t *out) {
   *out = 0;
   if (id == 0)
     return ES_OK;
+  if (&ro->strs == r->base) { /* the same ids */
+    *out = id;
+    return ES_OK;
+  }
   if (r->map[id] == 0) {
     uint32_t ours;
-    ES_TRY(es__strtab_intern(&r->strs, es__strtab_str(&ro->strs, id), &ours));
+    ES_TRY(q_intern(r, es__strtab_str(&ro->strs, id), &ours));
     r->map[id] = ours + 1;
   }
   *out = r->map[id] - 1;
@@ -531,11 +716,13 @@ static int run_map(q_run *r, const es_rollup *ro, uint32_t id, uint32_t *out) {
  * filters. */
 static int run_cells(q_run *r, const es_rollup *ro, int64_t lo, int64_t hi) {
   const es_query_spec *s = r->spec;
+  if (r->in_index && !r->base && r->strs.n <= 1)
+    r->base = &ro->strs; /* no own string yet: none base has too */
   uint32_t want_event = s->event ? es__strtab_find(&ro->strs, s->event) : 0;
   uint32_t want_path = s->path ? es__strtab_find(&ro->strs, s->path) : 0;
   if ((s->event && !want_event) || (s->path && !want_path))
     return ES_OK; /* a filter value this rollup never saw */
-  size_t nstr = es__strtab_count(&ro->strs);
+  size_t nstr = &ro->strs == r->base ? 0 : es__strtab_count(&ro->strs);
   if (nstr > r->map_cap) {
     es__free(r->map);
     r->map_cap = 0;
@@ -543,7 +730,8 @@ static int run_cells(q_run *r, const es_rollup *ro, int64_t lo, int64_t hi) {
       return ES_NOMEM_BKPT();
     r->map_cap = nstr;
   }
-  memset(r->map, 0, nstr * sizeof(uint32_t));
+  if (nstr)
+    memset(r->map, 0, nstr * sizeof(uint32_t));
   r->used_rollups = 1;
   q_group *g = NULL; /* the group of `last`, valid until the next get */
   q_key last;
@@ -589,6 +777,17 @@ static int64_t minute_down(int64_t m, int64_t period) {
   return m == INT64_MAX ? m : m - m % period;
 }
 
+/* Whether the spec's cells may be summed per type (no filter on, or
+ * grouping by, event or path): the index's "bytype" level. */
+static int spec_bytype(const es_query_spec *s) {
+  if (s->event || s->path)
+    return 0;
+  for (int j = 0; j < s->nkeys; j++)
+    if (s->keys[j] != ES_QKEY_TYPE)
+      return 0;
+  return 1;
+}
+
 /* A segment's cells of minutes [lo, hi): whole days inside from its daily
  * rollup, whole hours from its hourly one, the minutes at the ends from
  * the minutes -- far fewer cells over long ranges -- as far as the
@@ -631,18 +830,40 @@ static int run_rollups(q_run *r, es_db *db, const es_tenant_view *v, int64_t lo,
                        int64_t hi, int *fallback) {
   int64_t from_us = lo == INT64_MIN ? INT64_MIN : lo * ES_MINUTE_US;
   int64_t to_us = hi == INT64_MAX ? INT64_MAX : hi * ES_MINUTE_US;
+  /* A spec without buckets over a range holding every segment whole
+   * reads the tenant index's all-time cells; others each segment's. */
+  int all = r->spec->bucket_us == 0, any = 0;
   for (size_t i = 0; i < v->set->n; i++) {
+    const es_segment *seg = v->set->segs[i];
+    any |= seg->max_ts >= from_us && seg->min_ts < to_us;
+    all &= seg->min_ts >= from_us && seg->max_ts < to_us;
+  }
+  r->in_index = 1; /* segment rollups live as long as the view */
+  int rc = ES_OK;
+  if (all && any) {
+    const es_setrollup *sr = NULL;
+    const es_rollup *ro = NULL;
+    rc = es__segset_rollup(db, v->set, &sr, NULL);
+    if (rc == ES_OK)
+      rc = es__setrollup_level(sr, spec_bytype(r->spec), &ro);
+    if (rc == ES_OK)
+      rc = run_cells(r, ro, INT64_MIN, INT64_MAX);
+  }
+  for (size_t i = 0; rc == ES_OK && !(all && any) && i < v->set->n; i++) {
     es_segment *seg = v->set->segs[i];
     if (seg->max_ts < from_us || seg->min_ts >= to_us)
       continue;
     const es_rollup *ro = NULL;
     int derived = 0;
-    ES_TRY(es__segment_rollup(seg, &ro, &derived));
-    if (derived)
+    rc = es__segment_rollup(seg, &ro, &derived);
+    if (rc == ES_OK && derived)
       es__db_log(db, 1, "%s: rollup file %s; derived from the rows", seg->path,
                  derived == 1 ? "missing" : "damaged");
-    ES_TRY(run_segment_cells(r, ro, lo, hi));
+    if (rc == ES_OK)
+      rc = run_segment_cells(r, ro, lo, hi);
   }
+  r->in_index = 0;
+  ES_TRY(rc);
   for (size_t i = 0; i < v->nmts; i++) {
     const es_rollup *ro = es__memtable_rollup_begin(v->mts[i]);
     int rc = ro ? run_cells(r, ro, lo, hi) : ES_OK;
@@ -671,12 +892,10 @@ static int run_rollup_plan(q_run *r, es_db *db, const char *tenant,
     return run_scan(r, db, tenant, s->from_us, s->to_us);
   es_tenant *t = NULL;
   ES_TRY(es__tenant_get(db, tenant, 0, &t));
-  if (t) {
-    es_tenant_view v;
-    ES_TRY(es__tenant_view(t, &v));
-    int rc = run_rollups(r, db, &v, lo, hi, fallback);
-    es__tenant_view_release(&v);
-    ES_TRY(rc);
+  if (t) { /* the view is kept until the result is written (base) */
+    ES_TRY(es__tenant_view(t, &r->view));
+    r->have_view = 1;
+    ES_TRY(run_rollups(r, db, &r->view, lo, hi, fallback));
     if (*fallback)
       return ES_OK;
   }
@@ -708,17 +927,17 @@ static int cmp_str(const char *a, const char *b) {
 static int cmp_key(const q_run *r, const q_key *a, const q_key *b) {
   if (a->bucket != b->bucket)
     return a->bucket < b->bucket ? -1 : 1;
-  char *const *strs = r->strs.strs;
   for (int i = 0; i < r->spec->nkeys; i++) {
-    int c;
+    int c; /* one string, one id (q_intern): equal ids are equal strings */
     if (r->spec->keys[i] == ES_QKEY_TYPE)
       c = cmp_str(es_type_name((int)a->type), es_type_name((int)b->type));
     else if (r->spec->keys[i] == ES_QKEY_EVENT)
-      c = cmp_str(a->event ? strs[a->event] : NULL,
-                  b->event ? strs[b->event] : NULL);
+      c = a->event == b->event
+              ? 0
+              : cmp_str(q_str(r, a->event), q_str(r, b->event));
     else
-      c = cmp_str(a->path ? strs[a->path] : NULL,
-                  b->path ? strs[b->path] : NULL);
+      c = a->path == b->path ? 0
+                             : cmp_str(q_str(r, a->path), q_str(r, b->path));
     if (c != 0)
       return c;
   }
@@ -739,14 +958,22 @@ static int put_str(es_buf *b, const char *s) {
   return es__buf_put(b, s, strlen(s));
 }
 
-/* Writes `"name":`, preceded by a comma unless it is the row's first. */
+/* Writes `"name":`, preceded by a comma unless it is the row's first
+ * (one put: a result writes it once per row). */
 static int put_name(es_buf *b, const char *name, int *first) {
+  char t[32];
+  size_t len = strlen(name), n = 0;
+  if (len > sizeof(t) - 4)
+    return ES_INVAL_BKPT("query: field name too long");
   if (!*first)
-    ES_TRY(put_str(b, ","));
+    t[n++] = ',';
   *first = 0;
-  ES_TRY(put_str(b, "\""));
-  ES_TRY(put_str(b, name));
-  return put_str(b, "\":");
+  t[n++] = '"';
+  memcpy(t + n, name, len);
+  n += len;
+  t[n++] = '"';
+  t[n++] = ':';
+  return es__buf_put(b, t, n);
 }
 
 /* "name": and a string, or null for an absent (NULL) value. */
@@ -759,40 +986,79 @@ static int put_field_str(es_buf *b, const char *name, const char *value,
 /* "name": and an unsigned number. */
 static int put_field_u64(es_buf *b, const char *name, uint64_t value,
                          int *first) {
-  char num[24];
+  char num[24], *p = num + sizeof(num); /* by hand: one per row */
   ES_TRY(put_name(b, name, first));
-  snprintf(num, sizeof(num), "%llu", (unsigned long long)value);
-  return put_str(b, num);
+  do
+    *--p = (char)('0' + value % 10);
+  while ((value /= 10) != 0);
+  return es__buf_put(b, p, (size_t)(num + sizeof(num) - p));
 }
 
 /* One row object, with only the keys the spec asked for. */
 static int put_row(es_buf *b, const q_run *r, const q_group *g) {
   const es_query_spec *s = r->spec;
   const q_key *k = &g->key;
-  char *const *strs = r->strs.strs;
   int first = 1;
   ES_TRY(put_str(b, "{"));
-  if (s->bucket_us) {
-    char t[ES_TIME_TEXT_SIZE];
-    es__time_format(k->bucket, 0, t, sizeof(t));
-    ES_TRY(put_field_str(b, "bucket", t, &first));
+  if (s->bucket_us) { /* plain ASCII: no escaping to look for */
+    char t[ES_TIME_TEXT_SIZE + 16] = "\"bucket\":\"";
+    size_t n = strlen(t);
+    n += es__time_format(k->bucket, 0, t + n, sizeof(t) - n - 1);
+    t[n++] = '"';
+    ES_TRY(es__buf_put(b, t, n)); /* the row's first field */
+    first = 0;
   }
   for (int i = 0; i < s->nkeys; i++) {
     if (s->keys[i] == ES_QKEY_TYPE)
       ES_TRY(put_field_str(b, "type", es_type_name((int)k->type), &first));
     else if (s->keys[i] == ES_QKEY_EVENT)
-      ES_TRY(
-          put_field_str(b, "event", k->event ? strs[k->event] : NULL, &first));
+      ES_TRY(put_field_str(b, "event", q_str(r, k->event), &first));
     else
-      ES_TRY(put_field_str(b, "path", k->path ? strs[k->path] : NULL, &first));
+      ES_TRY(put_field_str(b, "path", q_str(r, k->path), &first));
   }
   if (s->count)
     ES_TRY(put_field_u64(b, "count", g->count, &first));
   if (s->uniques)
     ES_TRY(put_field_u64(b, "uniques",
-                         r->approx ? es__hll_estimate(&g->hll) : g->persons.n,
+                         r->approx ? es__hll_estimate(&g->hll)
+                         : r->dict ? r->dict_persons
+                                   : g->persons.n,
                          &first));
   return put_str(b, "}");
+}
+
+/* Moves the `keep` first rows in cmp_row order to the front of rows[0..n)
+ * (in no particular order): a bounded max-heap of the best seen so far,
+ * so a top-N of many groups costs n log keep, not n log n. */
+static void rows_select(q_row *rows, size_t n, size_t keep) {
+  for (size_t i = 0; i < n; i++) {
+    size_t at; /* where row i goes in the heap, or skip it */
+    q_row x = rows[i];
+    if (i < keep) {
+      at = i;
+      while (at > 0 && cmp_row(&rows[(at - 1) / 2], &x) < 0) { /* sift up */
+        rows[at] = rows[(at - 1) / 2];
+        at = (at - 1) / 2;
+      }
+      rows[at] = x;
+      continue;
+    }
+    if (cmp_row(&x, &rows[0]) >= 0)
+      continue; /* not better than the worst kept */
+    at = 0;     /* replace the root, sift down */
+    for (;;) {
+      size_t c = 2 * at + 1;
+      if (c >= keep)
+        break;
+      if (c + 1 < keep && cmp_row(&rows[c + 1], &rows[c]) > 0)
+        c++;
+      if (cmp_row(&rows[c], &x) <= 0)
+        break;
+      rows[at] = rows[c];
+      at = c;
+    }
+    rows[at] = x;
+  }
 }
 
 /* Sorts the groups, applies the limit and writes the result JSON into b,
@@ -802,11 +1068,19 @@ static int run_write(const q_run *r, es_buf *b) {
   q_row *rows = es__malloc((n ? n : 1) * sizeof(q_row));
   if (!rows)
     return ES_NOMEM_BKPT();
-  for (size_t i = 0; i < n; i++)
+  int sorted = 1; /* often already: rollup cells come in minute order */
+  for (size_t i = 0; i < n; i++) {
     rows[i] = (q_row){&r->table.groups[i], r};
-  qsort(rows, n, sizeof(q_row), cmp_row);
-  if (r->spec->limit && n > r->spec->limit)
+    if (sorted && i > 0 && cmp_row(&rows[i - 1], &rows[i]) > 0)
+      sorted = 0;
+  }
+  if (r->spec->limit && n > r->spec->limit) {
+    if (!sorted)
+      rows_select(rows, n, r->spec->limit);
     n = r->spec->limit;
+  }
+  if (!sorted)
+    qsort(rows, n, sizeof(q_row), cmp_row);
   int rc = put_str(b, "{\"rows\":[");
   for (size_t i = 0; rc == ES_OK && i < n; i++) {
     if (i > 0)
@@ -855,12 +1129,18 @@ int es_query(es_db *db, const char *tenant, const char *spec_json,
     if (fallback) { /* a memtable lost its rollup: start again, scanning */
       table_free(&run.table);
       es__strtab_free(&run.strs);
+      run.base = NULL;
       memset(&run.table, 0, sizeof(run.table));
       run.approx = run.used_rollups = run.used_scan = 0;
     }
   }
   if (scan && (spec.uniques || spec.person))
     ES_CHECK(es__identity_load(db, tenant, &run.identity));
+  if (scan && spec.plan != ES_QPLAN_SCAN && plan_dict_ok(&spec)) {
+    int done = 0;
+    ES_CHECK(run_dict_plan(&run, db, tenant, &done));
+    scan = !done;
+  }
   if (scan)
     ES_CHECK(run_scan(&run, db, tenant, spec.from_us, spec.to_us));
   ES_CHECK(run_write(&run, &out));
@@ -870,6 +1150,8 @@ err:
   es__buf_free(&out);
   table_free(&run.table);
   es__strtab_free(&run.strs);
+  if (run.have_view)
+    es__tenant_view_release(&run.view);
   es__identity_free(run.identity);
   es__free(run.map);
   es__query_spec_free(&spec);

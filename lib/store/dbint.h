@@ -71,6 +71,13 @@ typedef struct es_segset {
   atomic_int refs;
   size_t n;
   uint64_t flushed_lsn;
+  /* The tenant's rollup index: every segment's rollup merged into one,
+   * built on first use (es__segset_rollup, rollup.h); replaced ones stay
+   * on its `retired` list until the set is freed. */
+  struct es_setrollup *_Atomic rollup;
+  /* The distinct person ids of its rows (es__segset_persons), built on
+   * first use. */
+  struct es_strtab *_Atomic persons;
   es_segment *segs[]; /* each holds a reference */
 } es_segset;
 
@@ -354,8 +361,17 @@ void es__db_fail(es_db *db, int rc);
 void es__db_log(es_db *db, int level, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
-/* Segment sets. */
+/* Segment sets: a new one (refs 1, no segments, room for cap). */
+es_segset *es__segset_new(size_t cap);
 void es__segset_unref(es_segset *set);
+/* The tenant's person dictionary: every distinct person id (user id when
+ * present and non-empty, else anonymous id; rows with neither have none)
+ * of the set's rows, read once from those two columns of every segment
+ * and kept with the set (which is immutable: a flush, compaction,
+ * retention or erase publishes a new one).  Borrowed while the caller
+ * holds a reference to set.  Not persisted. */
+int es__segset_persons(es_segset *set,
+                       const struct es_strtab **out) ES_MUST_CHECK;
 
 /* Whether a query loaded rollups of t's segments in this process (then a
  * flush or merge attaches the new segment's rollup at once). */

@@ -47,12 +47,10 @@
 /* The segments a manifest lists, reusing those already open. */
 static int ro_segset(es_db *db, es_tenant *t, const es_manifest *m,
                      es_segset **out) {
-  es_segset *s = es__malloc(sizeof(*s) + (m->count + 1) * sizeof(es_segment *));
+  es_segset *s = es__segset_new(m->count + 1);
   *out = s;
   if (!s)
     return ES_NOMEM_BKPT();
-  atomic_init(&s->refs, 1);
-  s->n = 0;
   s->flushed_lsn = m->flushed_lsn;
   for (size_t i = 0; i < m->count; i++) {
     es_segment *seg = NULL;

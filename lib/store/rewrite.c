@@ -178,13 +178,10 @@ static int rpart_write(es_db *db, es_tenant *t, rpart *p, es_segment **seg_out,
 static int rewrite_segset(const es_segset *old, es_segment *const *in,
                           size_t nin, es_segment **out, size_t nout,
                           es_segset **set_out) {
-  es_segset *s =
-      es__malloc(sizeof(*s) + (old->n + nout) * sizeof(es_segment *));
+  es_segset *s = es__segset_new(old->n + nout);
   *set_out = s;
   if (!s)
     return ES_NOMEM_BKPT();
-  atomic_init(&s->refs, 1);
-  s->n = 0;
   s->flushed_lsn = old->flushed_lsn; /* rows move, none come or go */
   int placed = 0;
   for (size_t i = 0; i < old->n; i++) {

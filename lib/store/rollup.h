@@ -108,4 +108,50 @@ void es__segment_rollup_set(struct es_segment *seg, es_rollup *r);
 /* Frees a heap rollup and the ones it retired (segment.c, at free). */
 void es__rollup_chain_free(es_rollup *r);
 
+/* --- the tenant's rollup index -------------------------------------------
+ *
+ * The rollups of every segment of a segment set (an immutable list,
+ * dbint.h) summed over all time into one set of cells per (type, event,
+ * path), and per type only, so that a query over all of a tenant's time
+ * (top pages, uniques) reads one cell per key instead of one per segment
+ * and minute.  Built on the first query that wants it and kept with the
+ * set: a flush, compaction, retention or erase publishes a new set, so the
+ * index always counts exactly the set's rows.  It remembers the segment
+ * rollups it summed; a segment whose rollup was replaced since
+ * (es__segment_rollup_set, after es_rollup_rebuild) makes the next use
+ * build it again.  Not persisted: it is derived from the .rlp files (or
+ * the rows) of the set, so there is nothing to recover.
+ *
+ * Invariant 4: an index level counts each row of the set's segments
+ * exactly once (as each segment's rollup does, invariant 1). */
+typedef struct es_setrollup {
+  const es_rollup **src; /* src[i]: the rollup of segs[i] */
+  size_t nsrc;
+  struct es_setrollup *retired; /* an older index of the same set */
+  /* Derived on first use (es__setrollup_level): the cells of every src
+   * summed over all time (minute 0), per (type, event, path) and, [1],
+   * per type only. */
+  es_rollup *_Atomic all[2];
+} es_setrollup;
+
+struct es_segset;
+
+/* The set's rollup index, borrowed while the caller holds a reference to
+ * set; `derived` (may be NULL) gets the number of segments whose rollup
+ * file was missing or damaged and had to be derived from the rows (db
+ * logs each). */
+int es__segset_rollup(es_db *db, struct es_segset *set,
+                      const es_setrollup **sr_out,
+                      size_t *derived) ES_MUST_CHECK;
+
+/* The index's cells over all time, per (type, event, path) or, when
+ * bytype, per type only (event and path 0: for queries that neither
+ * filter nor group by them).  Built once, borrowed as sr is; every cell
+ * has minute 0. */
+int es__setrollup_level(const es_setrollup *sr, int bytype,
+                        const es_rollup **out) ES_MUST_CHECK;
+
+/* Frees an index and the ones it retired (tenant.c, at the set's free). */
+void es__setrollup_chain_free(es_setrollup *sr);
+
 #endif

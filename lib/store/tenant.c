@@ -35,6 +35,7 @@
 #include "base/clock.h"
 #include "base/event.h"
 #include "base/mem.h"
+#include "base/strtab.h"
 #include "store/commit.h"
 #include "store/dbint.h"
 #include "store/dedupe.h"
@@ -58,20 +59,79 @@ void es__db_log(es_db *db, int level, const char *fmt, ...) {
 void es__segset_unref(es_segset *set) {
   if (!set || atomic_fetch_sub(&set->refs, 1) != 1)
     return;
+  es__setrollup_chain_free(atomic_load(&set->rollup));
+  es_strtab *persons = atomic_load(&set->persons);
+  if (persons) {
+    es__strtab_free(persons);
+    es__free(persons);
+  }
   for (size_t i = 0; i < set->n; i++)
     es__segment_unref(set->segs[i]);
   es__free(set);
 }
 
+/* A new, empty set; see dbint.h. */
+es_segset *es__segset_new(size_t cap) {
+  es_segset *s = es__malloc(sizeof(*s) + cap * sizeof(es_segment *));
+  if (!s)
+    return NULL;
+  atomic_init(&s->refs, 1);
+  atomic_init(&s->rollup, NULL);
+  atomic_init(&s->persons, NULL);
+  s->n = 0;
+  s->flushed_lsn = 0;
+  return s;
+}
+
+/* Reads the set's person ids; see dbint.h. */
+int es__segset_persons(es_segset *set, const es_strtab **out) {
+  es_strtab *cur = atomic_load(&set->persons);
+  *out = cur;
+  if (cur)
+    return ES_OK;
+  es_strtab *ids = es__calloc(1, sizeof(*ids));
+  if (!ids)
+    return ES_NOMEM_BKPT();
+  es_seg_rows rows;
+  memset(&rows, 0, sizeof(rows));
+  int rc = ES_OK;
+  for (size_t i = 0; rc == ES_OK && i < set->n; i++) {
+    es_segment *seg = set->segs[i];
+    for (uint32_t g = 0; rc == ES_OK && g < seg->ngroups; g++) {
+      rc = es__segment_read_group_cols(
+          seg, g, ES_FIELD_ANONYMOUS_ID | ES_FIELD_USER_ID, &rows);
+      for (size_t j = 0; rc == ES_OK && j < rows.n; j++) {
+        const char *u = rows.str[ES_STR_user_id][j];
+        const char *a = rows.str[ES_STR_anonymous_id][j];
+        const char *p = u && u[0] ? u : a && a[0] ? a : NULL;
+        uint32_t id;
+        rc = es__strtab_intern(ids, p, &id);
+      }
+    }
+  }
+  es__segment_rows_free(&rows);
+  if (rc < 0) {
+    es__strtab_free(ids);
+    es__free(ids);
+    return rc;
+  }
+  /* another thread may have built it too: keep theirs */
+  if (!atomic_compare_exchange_strong(&set->persons, &cur, ids)) {
+    es__strtab_free(ids);
+    es__free(ids);
+    ids = cur;
+  }
+  *out = ids;
+  return ES_OK;
+}
+
 /* A new set: the old one's segments plus `add` (may be NULL). */
 static int segset_with(const es_segset *old, es_segment *add, es_segset **out) {
   size_t n = (old ? old->n : 0) + (add ? 1 : 0);
-  es_segset *s = es__malloc(sizeof(*s) + n * sizeof(es_segment *));
+  es_segset *s = es__segset_new(n);
   *out = s;
   if (!s)
     return ES_NOMEM_BKPT();
-  atomic_init(&s->refs, 1);
-  s->n = 0;
   s->flushed_lsn = old ? old->flushed_lsn : 0;
   for (size_t i = 0; old && i < old->n; i++) {
     es__segment_ref(old->segs[i]);

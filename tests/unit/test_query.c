@@ -21,10 +21,10 @@
 #include <unistd.h>
 #include <yajl/yajl_tree.h>
 
-#include "bf_identity.h"
-#include "eventstore.h"
 #include "base/mem.h"
+#include "bf_identity.h"
 #include "engine/query.h"
+#include "eventstore.h"
 #include "unit.h"
 
 /* 2024-03-01T00:00:00Z */
@@ -146,7 +146,8 @@ START_TEST(test_time_parse) {
   };
   for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
     int64_t us = 42;
-    ck_assert_msg(es__time_parse(good[i].s, 1, &us) == 0, "refused %s", good[i].s);
+    ck_assert_msg(es__time_parse(good[i].s, 1, &us) == 0, "refused %s",
+                  good[i].s);
     ck_assert_msg(us == good[i].us, "%s: got %" PRId64, good[i].s, us);
   }
   static const char *const bad[] = {
@@ -952,6 +953,82 @@ START_TEST(test_rollup_files) {
 }
 END_TEST
 
+/* ---- 3d. the tenant's rollup index and person dictionary ------------- */
+
+/* The rows of an answer (everything before "source"), owned. */
+static char *rows_of(es_db *db, const char *tenant, const char *spec) {
+  char *t = query_text(db, tenant, spec), *end = strstr(t, "],\"source\"");
+  ck_assert_ptr_nonnull(end);
+  *end = '\0';
+  return t;
+}
+
+/* Each spec answered as planned (the index, the dictionary) and by
+ * scanning: the same rows. */
+static void index_matches_scan(es_db *db, const char *tenant,
+                               const char *what) {
+  static const char *const specs[] = {
+      /* the members of each spec */
+      "\"bucket\":\"minute\"",
+      "\"bucket\":\"hour\",\"groupBy\":[\"type\"]",
+      "\"bucket\":\"day\",\"groupBy\":[\"path\",\"event\"]",
+      "\"filter\":{\"type\":\"page\"},\"groupBy\":[\"path\"],"
+      "\"order\":\"desc\",\"limit\":3",
+      "\"groupBy\":[\"event\"],\"order\":\"asc\",\"limit\":2",
+      "\"from\":\"2024-03-01T10:00:00Z\",\"to\":\"2024-03-02T10:00:00Z\"",
+      "",
+      "\"aggregate\":[\"uniques\",\"count\"],\"exact\":true",
+      "\"aggregate\":[\"uniques\"],\"exact\":true,"
+      "\"from\":\"2024-03-02T00:00:00Z\"",
+  };
+  for (size_t i = 0; i < NELEM(specs); i++) {
+    char spec[512], scan[512];
+    snprintf(spec, sizeof(spec), "{%s}", specs[i]);
+    snprintf(scan, sizeof(scan), "{%s%s\"plan\":\"scan\"}", specs[i],
+             specs[i][0] ? "," : "");
+    char *got = rows_of(db, tenant, spec), *want = rows_of(db, tenant, scan);
+    ck_assert_msg(strcmp(got, want) == 0, "%s: %s\n got  %s\n want %s", what,
+                  spec, got, want);
+    free(got);
+    free(want);
+  }
+}
+
+START_TEST(test_tenant_index) {
+  char dir[512];
+  ut_tmpdir(dir, sizeof(dir), "q-index");
+  es_db *db = open_db(dir);
+  uint64_t x = 41;
+  fill_tenant(db, "i", 900, 1, &x); /* two segments and a memtable */
+  index_matches_scan(db, "i", "two segments");
+  fill_tenant(db, "i", 300, 0, &x);
+  ck_assert_int_eq(es_flush(db, "i"), ES_OK); /* a new segment set */
+  index_matches_scan(db, "i", "after a flush");
+  es_compact_options co;
+  es_compact_options_init(&co);
+  ck_assert_int_eq(es_compact(db, "i", &co, NULL), ES_OK);
+  index_matches_scan(db, "i", "after compaction");
+  es_rollup_report rep;
+  ck_assert_int_eq(es_rollup_rebuild(db, "i", INT64_MIN, INT64_MAX, &rep),
+                   ES_OK);
+  index_matches_scan(db, "i", "after a rollup rebuild");
+  es_erase_options eo;
+  es_erase_options_init(&eo);
+  eo.tenant = "i";
+  eo.anonymous_id = "a1";
+  char id[ES_ERASE_ID_MAX];
+  ck_assert_int_eq(es_erase_submit(db, &eo, id), ES_OK);
+  index_matches_scan(db, "i", "erase pending");
+  ck_assert_int_eq(es_erase_run(db, "i"), ES_OK);
+  index_matches_scan(db, "i", "after an erase");
+  ck_assert_int_eq(es_close(db), ES_OK);
+  db = open_db(dir);
+  index_matches_scan(db, "i", "after a reopen");
+  ck_assert_int_eq(es_close(db), ES_OK);
+  ut_rmrf(dir);
+}
+END_TEST
+
 /* The planner's choices, and the spec's "plan". */
 START_TEST(test_plans) {
   char dir[512];
@@ -1099,6 +1176,7 @@ static Suite *query_suite(void) {
   tcase_add_test(tc, test_json_escaping);
   tcase_add_test(tc, test_rollup_files);
   tcase_add_test(tc, test_plans);
+  tcase_add_test(tc, test_tenant_index);
   suite_add_tcase(s, tc);
   return s;
 }
