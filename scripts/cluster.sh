@@ -57,7 +57,10 @@ start_node() { # DIR N
   local ip=${!ip_var} qp=${!qp_var}
   # A node's local disk is a cache of what it holds: each start gets an
   # empty data directory (a node restarted after losing tenants must not
-  # keep stale copies of them: docs/SCALING.md).
+  # keep stale copies of them: docs/SCALING.md).  Tier s3: an append is
+  # acknowledged once in the node's WAL chunks (wal/n<N>/...), which a
+  # takeover replays.  This script starts each node once: a node started
+  # again on a new directory would need a new --node name.
   local data
   data="$dir/n$n/data.$(date +%s%N)"
   mkdir -p "$data"
@@ -67,6 +70,7 @@ start_node() { # DIR N
     --keys "$dir/keys.json" --sync "${ES_SYNC:-full}" \
     --replica "s3://es-cluster/cluster" \
     --s3-endpoint "http://127.0.0.1:$PROXY_PORT" \
+    --durability s3 --seal-age-s 2 \
     --node "n$n" --lease-ttl-ms "$LEASE_TTL_MS" --clock-skew-ms 200 \
     --threads 2 --memory-budget 256 --wal-file-mb 4 \
     >"$dir/n$n/ingestd.log" 2>&1 &

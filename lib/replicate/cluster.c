@@ -19,13 +19,16 @@
  *
  * Taking a tenant the store does not know: restore it into DATA/tenants/
  * <t>/ (restore.c, es__restore_tenant_live: the store does not look at a
- * tenant it does not know), then CLAIM it: rewrite its MANIFEST with
+ * tenant it does not know), read the WAL records its manifest does not
+ * hold from the chunks of the node the manifest names (invariant 5),
+ * then CLAIM it: rewrite its MANIFEST with
  * generation (g << 40) and next_segment_id above (g << 40) (lease.c, 4),
  * flushed_lsn set to this node's shard LSN (the restored one counted
  * another node's WAL: replay and dedupe compare it with this node's
  * LSNs), and a REPLICA record listing the restored objects as uploaded,
  * so the uploader publishes the claimed manifest without uploading the
- * segments again.  Only then is the tenant loaded and admitted.
+ * segments again.  Then the tenant is loaded, the records are appended
+ * into it, the claimed manifest is put, and only then is it admitted.
  *
  * Invariants:
  *  1. es_cluster_admit says ES_OK only for a tenant in state held whose
@@ -41,6 +44,25 @@
  *     local one (no other node published since); else it is stale.
  *  4. Lease I/O on one tenant is made by one thread at a time (io_mu);
  *     the cluster mutex is never held across I/O.
+ *  5. A manifest this node writes names it as the node whose LSNs its
+ *     flushed_lsn counts (store/manifest.h, 4), and its WAL chunks are
+ *     wal/<node>/... (walship.c, 7).  So every event a holder
+ *     acknowledged is in a segment of the newest published manifest, or
+ *     in the chunks of the node that manifest names, above its
+ *     flushed_lsn: a takeover restores that manifest, reads those records
+ *     (restore.c, 5), and appends them into the running store (in tier
+ *     s3 each append returns once in this node's chunks) BEFORE it puts
+ *     its claimed manifest (naming this node, flushed_lsn the LSN before
+ *     the replay), and admits nothing before that put returned.  Until the
+ *     put, the newest manifest still names the previous holder, whose
+ *     chunks are kept (walship.c, 7); after it, this node's chunks hold
+ *     the replayed records.  A node that dies mid-takeover admitted
+ *     nothing.
+ *  6. A takeover that fails after the restore keeps its lease (renewed)
+ *     and its state (what to replay, the claimed bytes) and resumes from
+ *     where it stopped; appending the records again is harmless (each
+ *     event's messageId dedupes it).  If the lease lapsed meanwhile, the
+ *     half-made copy is stale.
  */
 #include <inttypes.h>
 #include <stdio.h>
