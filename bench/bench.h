@@ -123,6 +123,10 @@ int bench_es_load(const workload *w, const char *dir, es_db **db);
  * returns 0, or -1 with the reason in bench_last_error(). */
 int run_eventstore(const workload *w, const char *dir, int threads,
                    const char *label, run_result *out);
+/* The disk's limit for the WAL's bytes (run_limit.c): per batch, one
+ * write of its WAL frame's length and one fdatasync, per thread. */
+int run_limit(const workload *w, const char *dir, int threads,
+              const char *label, run_result *out);
 int run_rocksdb(const workload *w, const char *dir, int threads,
                 const char *label, run_result *out);
 int run_sqlite(const workload *w, const char *dir, int threads,

@@ -5,7 +5,7 @@
  *   es-bench gen    [--events N] [--seed S] [--days D]      > x.ndjson
  *   es-bench ingest [--events N] [--threads T] [--batch B] [--runs R]
  *                   [--quick] [--json] [--dir D] [--seed S] [--days D]
- *                   [--systems es,rocksdb,sqlite]
+ *                   [--systems es,limit,rocksdb,sqlite]
  *
  * ingest pre-generates the workload once (bench.h: per-tenant batches),
  * then for run 1..R measures every configuration (system x {1, T}
@@ -35,12 +35,14 @@
 /* Command line                                                        */
 /* ------------------------------------------------------------------ */
 
-enum { SYS_ES, SYS_ROCKSDB, SYS_SQLITE, SYS_DUCKDB, SYS_COUNT };
+/* SYS_LIMIT is not a system: the disk's limit for the WAL's bytes
+ * (run_limit.c), measured beside them in the same run. */
+enum { SYS_ES, SYS_LIMIT, SYS_ROCKSDB, SYS_SQLITE, SYS_DUCKDB, SYS_COUNT };
 
-static const char *const sys_names[SYS_COUNT] = {"libeventstore", "rocksdb",
+static const char *const sys_names[SYS_COUNT] = {
+    "libeventstore", "fsync-limit", "rocksdb", "sqlite", "duckdb"};
+static const char *const sys_flags[SYS_COUNT] = {"es", "limit", "rocksdb",
                                                  "sqlite", "duckdb"};
-static const char *const sys_flags[SYS_COUNT] = {"es", "rocksdb", "sqlite",
-                                                 "duckdb"};
 
 typedef struct args {
   uint64_t events;
@@ -106,8 +108,10 @@ static const char usage_text[] =
     "                 ./bench-data; avoid tmpfs: fsync is free there)\n"
     "  --seed S       generator seed (default 1)\n"
     "  --days D       time span of the generated events (default 7)\n"
-    "  --systems L    comma list of es,rocksdb,sqlite,duckdb (default all;\n"
-    "                 query and live know es and duckdb)\n"
+    "  --systems L    comma list of es,limit,rocksdb,sqlite,duckdb (default\n"
+    "                 all; query and live know es and duckdb).  limit\n"
+    "                 (ingest): the disk's limit, one write + fdatasync\n"
+    "                 of each batch's WAL frame bytes per batch\n"
     "  --dedupe-hours H  eventstore's messageId window (es_options.\n"
     "                 dedupe_window_us); 0 turns idempotent append off\n"
     "                 (default: the library's, 7 days)\n"
@@ -156,8 +160,8 @@ static void parse_systems(args *a, const char *list) {
       if (strcmp(tok, sys_flags[s]) == 0)
         a->systems[s] = found = 1;
     if (!found)
-      bad_usage("--systems: unknown system '%s' (es, rocksdb, sqlite, "
-                "duckdb)",
+      bad_usage("--systems: unknown system '%s' (es, limit, rocksdb, "
+                "sqlite, duckdb)",
                 tok);
   }
 }
@@ -302,6 +306,7 @@ static int run_one(const workload *w, config *c, int run, int runs,
   bench_fail_reset();
   run_result *r = &c->runs[run];
   int rc = c->sys == SYS_ES ? run_eventstore(w, dir, c->threads, label, r)
+           : c->sys == SYS_LIMIT   ? run_limit(w, dir, c->threads, label, r)
            : c->sys == SYS_ROCKSDB ? run_rocksdb(w, dir, c->threads, label, r)
            : c->sys == SYS_SQLITE  ? run_sqlite(w, dir, c->threads, label, r)
                                    : run_duckdb(w, dir, batches_path, label, r);

@@ -2,14 +2,16 @@
 # The memory-budget flood of issue 18, as a measurement (not a test):
 # es-ingestd with --memory-budget MB, wrk with CONNS connections posting
 # the same ~58 KB /v1/batch body of 90 generated events (no messageIds:
-# the server makes one per event, so every request is stored) for 20 s,
-# round-robin over 8 tenants' write keys; prints requests/s, VmHWM and
-# the answers by status.  Needs a release build (jemalloc, no sanitizer)
-# and wrk (scripts/deps.sh installs it).
+# the server makes one per event, so every request is stored) for 20 s
+# (FLOOD_SECONDS), round-robin over 8 tenants' write keys; prints
+# requests/s, VmHWM and the answers by status, and last a line
+# "flood: MB CONNS VmHWM_KiB 200s 429s 503s" for scripts
+# (bench/http/flood_check.sh).  Needs a release build (jemalloc, no
+# sanitizer) and wrk (scripts/deps.sh installs it).
 #
 # usage: bench/http/flood.sh BUILD_DIR MB CONNS [es-ingestd flags...]
 set -euo pipefail
-build=$1 mb=$2 conns=$3
+build=$1 mb=$2 conns=$3 secs=${FLOOD_SECONDS:-20}
 shift 3
 work=$(mktemp -d "${TMPDIR:-/tmp}/es_flood.XXXXXX")
 pid=
@@ -51,8 +53,15 @@ until curl -fs "http://127.0.0.1:$port/healthz" >/dev/null; do
   kill -0 "$pid" 2>/dev/null || { cat "$work/ingestd.log"; exit 1; }
   sleep 0.1
 done
-wrk -t2 -c"$conns" -d20s -s "$work/post.lua" "http://127.0.0.1:$port/v1/batch" |
-  grep -E 'Requests/sec|Non-2xx'
-echo "--memory-budget $mb, $conns connections: $(grep VmHWM /proc/$pid/status)"
-curl -s "http://127.0.0.1:$port/metrics" |
-  grep -E '^es_ingest_requests_total\{code="(200|429|503)"\}'
+wrk -t2 -c"$conns" -d"${secs}s" -s "$work/post.lua" \
+  "http://127.0.0.1:$port/v1/batch" | grep -E 'Requests/sec|Non-2xx' || true
+hwm=$(awk '/^VmHWM/ {print $2}' "/proc/$pid/status")
+echo "--memory-budget $mb, $conns connections: VmHWM $hwm kB"
+curl -s "http://127.0.0.1:$port/metrics" > "$work/metrics"
+grep -E '^es_ingest_requests_total\{code="(200|429|503)"\}' "$work/metrics" || true
+count() {
+  awk -v c="$1" 'BEGIN {v = 0}
+    $1 == "es_ingest_requests_total{code=\"" c "\"}" {v = $2}
+    END {print v}' "$work/metrics"
+}
+echo "flood: $mb $conns $hwm $(count 200) $(count 429) $(count 503)"

@@ -26,9 +26,33 @@ typedef struct ing_batch {
   size_t count;
   char *write_key;         /* owned, from "writeKey"; NULL when absent */
   char *gen_ids;           /* owned storage of server-generated messageIds */
-  size_t bytes;            /* memory held by the events (for the budget) */
+  size_t bytes;            /* the events' compact JSON + their structs */
   struct ing_block *arena; /* owned: the events' strings (streaming parse) */
+  size_t mem_bytes; /* what the batch holds in the heap (for the budget) */
 } ing_batch;
+
+/*
+ * The most heap a parse of a text of text_len bytes holding at most
+ * events_max events takes, with the batch it leaves (arena, event
+ * arrays, generated ids, es-ingestd's es_event copy), for admission
+ * before a body is parsed: the arena's first block is the text's size
+ * (unescaped strings are no longer than their JSON), the scratch buffers
+ * of properties and traits hold one event's (32 KB each, doubling).
+ * Strings that outgrow the first block (rare: a property path is copied
+ * twice) are not in it; the batch's mem_bytes says what was taken, and
+ * es-ingestd charges that once parsed.
+ */
+size_t ing_parse_bytes_max(size_t text_len, size_t events_max);
+
+/*
+ * A bound on the events in text[0..len): every event is an object that
+ * opens the text or is an element of an array, so the '{' that come
+ * first or after '[' or ',' (white space skipped) are counted -- also
+ * inside strings, which only makes the bound larger.  A comment between
+ * two events (yajl accepts them) hides one: then the bound is short and
+ * es-ingestd charges the difference once parsed.
+ */
+size_t ing_events_max(const char *text, size_t len);
 
 void ing_batch_init(ing_batch *b);
 void ing_batch_free(ing_batch *b);

@@ -30,10 +30,19 @@
  *     and mapping a body run on libuv's pool (parse_work), which touches
  *     nothing but its job; budgets, metrics and the write
  *     key lookup stay on the loop (parse_done), so they need no locks.
- *  6. Admission is decided as early as the information allows: at the
- *     headers (Content-Length, the Basic auth tenant, requests in the
- *     queue), again when the events' size and the body's writeKey are
- *     known (parse_done).  A refused body is discarded, never parsed.
+ *  6. Admission is decided as early as the information allows, and counts
+ *     what a request will cost before that memory is taken: at the
+ *     headers, the body's Content-Length plus what parsing it is
+ *     expected to take (parse_expected: an event every
+ *     EXPECTED_EVENT_BYTES, a compressed body inflating up to
+ *     GZIP_EXPECTED_RATIO times), with the Basic auth tenant and the
+ *     requests in the queue; a chunked body is charged the same way
+ *     for its buffer each time that grows, before the bytes are copied
+ *     (body_reserve); again once the body is read and its events can be
+ *     bounded (parse_admit: ing_events_max); last when the events'
+ *     memory and the body's writeKey are known (parse_done).  The
+ *     tenant's share counts bodies and queued events, not parses.  A
+ *     refused body is discarded, never parsed.
  *  7. --forward: a 200 whose events went into the forward queue is sent
  *     only once the queue is durable.  http_job_done parks the job (its
  *     conn stays in WAIT, c->job set, so invariant 2 holds) and a
@@ -61,6 +70,12 @@
 #define READ_BUF_BYTES 65536
 #define URL_BYTES_MAX 2048
 #define DISCARD_BYTES_MAX (16u << 20)
+/* Before its bytes are seen, a body is expected to hold an event every
+ * this many bytes (the browser SDK's events with context are 600-1000)
+ * and a compressed one to inflate this many times, up to 500 KB, when
+ * its parse is charged (invariant 6). */
+#define EXPECTED_EVENT_BYTES 512
+#define GZIP_EXPECTED_RATIO 10
 
 /* X-ES-Shadow: set by deploy/nginx's mirror location on the copy of a
  * request that the legacy side got itself: stored, never forwarded. */
@@ -96,6 +111,7 @@ struct conn {
   int shadow_copy; /* X-ES-Shadow: a mirrored copy (never forwarded) */
   char *body;
   size_t body_len, body_cap, discarded;
+  size_t charge; /* the parse's, in held_bytes beside body_cap (inv. 6) */
   int refuse_status; /* answer this once the message is read */
   int64_t begin_us;  /* the request's first byte (es_ingest_request_seconds) */
   char refuse_msg[ING_ERR_SIZE];
@@ -122,6 +138,7 @@ struct job {
    * err and inflated_bytes (invariant 5) */
   char *body;
   size_t body_len, body_cap, inflated_bytes;
+  size_t charge; /* the parse's charge in held_bytes (invariant 6) */
   int gzip, ingest_type, parse_rc;
   int64_t recv_us;
   uint64_t rng;
@@ -135,7 +152,8 @@ struct job {
 };
 
 static int basic_auth_key(const char *auth, char *key, size_t size);
-static int admission_status(const server *srv, const tenant *t, size_t bytes);
+static int admission_status(const server *srv, const tenant *t, size_t bytes,
+                            size_t parse_bytes);
 static void refuse(conn *c, int status, const char *msg);
 static const route *route_find(conn *c, int method, const char *path,
                                size_t len, int *status_out);
@@ -285,19 +303,51 @@ static void answer_health(conn *c, int ready_probe) {
  * Memory accounting
  * ---------------------------------------------------------------------- */
 
+/* Gives the request's body and parse charge back to the budget. */
 static void body_release(conn *c) {
+  server *srv = c->h.srv;
   if (c->body) {
-    ((server *)c->h.srv)->held_bytes -= c->body_cap;
+    srv->held_bytes -= c->body_cap;
     free(c->body);
   }
+  srv->held_bytes -= c->charge;
   c->body = NULL;
-  c->body_len = c->body_cap = 0;
+  c->body_len = c->body_cap = c->charge = 0;
+}
+
+/* Sets the request's charge beside its body to bytes (invariant 6). */
+static void charge_set(conn *c, size_t bytes) {
+  server *srv = c->h.srv;
+  srv->held_bytes = srv->held_bytes - c->charge + bytes;
+  c->charge = bytes;
+}
+
+/* Whether the request's Content-Encoding is not identity. */
+static int is_compressed(const conn *c) {
+  return c->enc_len > 0 && strcasecmp(c->enc, "identity") != 0;
+}
+
+/* What parsing a body of body_len bytes is expected to take, before its
+ * bytes are seen (invariant 6); a compressed body's text is held beside
+ * it while it is parsed.  0 for a request that is not an ingest batch. */
+static size_t parse_expected(const conn *c, size_t body_len) {
+  size_t text = body_len;
+  if (!is_ingest(c))
+    return 0;
+  if (is_compressed(c))
+    text = body_len > (ING_REQUEST_BYTES_MAX + 1) / GZIP_EXPECTED_RATIO
+               ? ING_REQUEST_BYTES_MAX + 1
+               : body_len * GZIP_EXPECTED_RATIO;
+  return ing_parse_bytes_max(text, text / EXPECTED_EVENT_BYTES + 1) +
+         (is_compressed(c) ? text : 0);
 }
 
 /*
  * Makes room for n more body bytes (exact is set when n is the announced
- * Content-Length: then exactly that is reserved, once); -1 (and a
- * refusal) when the budget or the allocator says no.
+ * Content-Length: then exactly that is reserved, once, its parse charged
+ * at the headers; else the parse's charge grows with the buffer,
+ * invariant 6); -1 (and a refusal) when the budget or the allocator
+ * says no.
  */
 static int body_reserve(conn *c, size_t n, int exact) {
   server *srv = c->h.srv;
@@ -310,7 +360,11 @@ static int body_reserve(conn *c, size_t n, int exact) {
     cap = need;
   if (cap > ING_REQUEST_BYTES_MAX + 1 && need <= ING_REQUEST_BYTES_MAX + 1)
     cap = ING_REQUEST_BYTES_MAX + 1;
-  if (srv->held_bytes - c->body_cap + cap > srv->cfg.memory_budget_bytes) {
+  size_t charge = c->charge;
+  if (!exact && parse_expected(c, cap) > charge)
+    charge = parse_expected(c, cap);
+  if (srv->held_bytes - c->body_cap - c->charge + cap + charge >
+      srv->cfg.memory_budget_bytes) {
     c->refuse_status = 503;
     snprintf(c->refuse_msg, sizeof c->refuse_msg,
              "server saturated (memory budget); retry later");
@@ -325,6 +379,7 @@ static int body_reserve(conn *c, size_t n, int exact) {
   srv->held_bytes += cap - c->body_cap;
   c->body = b;
   c->body_cap = cap;
+  charge_set(c, charge);
   return 0;
 }
 
@@ -457,9 +512,13 @@ static int on_headers_complete(hconn *h) {
   uint64_t len = (p->flags & F_CONTENT_LENGTH) ? p->content_length : 0;
   if (len > DISCARD_BYTES_MAX)
     return hconn_fatal(h, 400, "request body is over 500 KB");
+  /* invariant 6: the body and its parse (a chunked body's: as it grows) */
+  size_t parse = 0;
   int over = 0;
-  if (len <= ING_REQUEST_BYTES_MAX && !srv->draining)
-    over = admission_status(srv, auth_tenant(c), (size_t)len);
+  if (len <= ING_REQUEST_BYTES_MAX && !srv->draining) {
+    parse = parse_expected(c, (size_t)len);
+    over = admission_status(srv, auth_tenant(c), (size_t)len, parse);
+  }
   if (len > ING_REQUEST_BYTES_MAX)
     refuse(c, 400, "request body is over 500 KB");
   else if (srv->draining)
@@ -468,8 +527,11 @@ static int on_headers_complete(hconn *h) {
     refuse(c, 429, "tenant over its queue share; retry later");
   else if (over)
     refuse(c, 503, "server saturated; retry later");
-  else if (len > 0)
-    (void)body_reserve(c, (size_t)len, 1); /* a refusal when it fails */
+  else {
+    charge_set(c, parse);
+    if (len > 0)
+      (void)body_reserve(c, (size_t)len, 1); /* a refusal when it fails */
+  }
   if (c->expect_continue && c->refuse_status == 0) {
     static char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
     uv_buf_t b = uv_buf_init(cont, sizeof cont - 1);
@@ -483,6 +545,10 @@ static int on_body(hconn *h, const char *at, size_t n) {
   c->bytes_in += n;
   if (!reads_body(c) || c->refuse_status) {
     c->discarded += n;
+    /* the size limit wins over the budget, as it does at the headers */
+    if (is_ingest(c) && c->refuse_status == 503 &&
+        c->bytes_in > ING_REQUEST_BYTES_MAX)
+      refuse(c, 400, "request body is over 500 KB");
     return c->discarded > DISCARD_BYTES_MAX
                ? hconn_fatal(h, 400, "request body is over 500 KB")
                : 0;
@@ -597,15 +663,15 @@ static void parse_work(uv_work_t *w) {
       j->batch.events[i].ev.ip = j->ip;
 }
 
-/* Gives the job's body bytes back to the budget.  (A parse's own working
- * memory, yajl's tree, is not counted: only libuv's few pool threads parse
- * at once, so it is bounded by their number, not by the queue.) */
+/* Gives the job's body and parse charge back to the budget (the parse
+ * is over: what it left, the batch, is charged by parse_done). */
 static void job_body_release(job *j) {
   if (j->body)
     j->srv->held_bytes -= j->body_cap;
+  j->srv->held_bytes -= j->charge;
   free(j->body);
   j->body = NULL;
-  j->body_cap = 0;
+  j->body_cap = j->charge = 0;
 }
 
 /* Refuses a job that did not reach the writers. */
@@ -623,13 +689,16 @@ static void job_refuse(job *j, int status, const char *msg) {
 }
 
 /* The tenant over its share (429) or the server over the budget (503);
- * 0 when there is room for bytes more of t's events and one request. */
-static int admission_status(const server *srv, const tenant *t, size_t bytes) {
+ * 0 when there is room for bytes more of t's events (a body, or a
+ * batch), parse_bytes more of a parse's (in the budget only: invariant 6)
+ * and one request. */
+static int admission_status(const server *srv, const tenant *t, size_t bytes,
+                            size_t parse_bytes) {
   const ingest_config *cfg = &srv->cfg;
   if (t && (t->pending_bytes + bytes > cfg->tenant_bytes_max ||
             t->pending_jobs + 1 > cfg->tenant_jobs_max))
     return 429;
-  if (srv->held_bytes + bytes > cfg->memory_budget_bytes ||
+  if (srv->held_bytes + bytes + parse_bytes > cfg->memory_budget_bytes ||
       srv->jobs_pending + srv->parsing + 1 > cfg->jobs_max)
     return 503;
   return 0;
@@ -666,9 +735,10 @@ static void parse_done(uv_work_t *w, int status) {
   }
   tenant *t = (tenant *)ct;
   snprintf(c->tenant, sizeof c->tenant, "%s", t->st.id);
-  j->bytes = j->batch.bytes;
+  /* what the batch holds and its es_event copy (job_events) */
+  j->bytes = j->batch.mem_bytes + j->batch.count * sizeof(es_event);
   srv->parsing--; /* admission counts this request once, below */
-  int refuse_status = admission_status(srv, t, j->bytes);
+  int refuse_status = admission_status(srv, t, j->bytes, 0);
   srv->parsing++;
   if (refuse_status) {
     job_refuse(j, refuse_status,
@@ -723,6 +793,36 @@ static void client_ip(conn *c, char *dst, size_t size) {
                 dst, size);
 }
 
+/*
+ * The body is read: its parse is charged what it can take at most
+ * (invariant 6), now that its events can be bounded.  A compressed body
+ * keeps what it was charged (its text is seen only once inflated, on the
+ * pool; parse_done charges what the parse left).  0, or -1 when refused
+ * (answered).
+ */
+static int parse_admit(conn *c, const tenant *t, int gzip) {
+  server *srv = c->h.srv;
+  size_t have = c->charge, need = have;
+  if (!gzip)
+    need = ing_parse_bytes_max(c->body_len,
+                               ing_events_max(c->body, c->body_len));
+  if (need <= have) {
+    charge_set(c, need);
+    return 0;
+  }
+  int over = admission_status(srv, t, 0, need - have);
+  if (over) {
+    body_release(c);
+    respond_error(c, over,
+                  over == 429 ? "tenant over its queue share; retry later"
+                              : "server saturated; retry later",
+                  0);
+    return -1;
+  }
+  charge_set(c, need);
+  return 0;
+}
+
 static void ingest(conn *c) {
   server *srv = c->h.srv;
   char key[HCONN_AUTH_BYTES_MAX + 1];
@@ -732,7 +832,7 @@ static void ingest(conn *c) {
     respond_error(c, 503, "server shutting down; retry later", 0);
     return;
   }
-  int gzip = c->enc_len > 0 && strcasecmp(c->enc, "identity") != 0;
+  int gzip = is_compressed(c);
   if (gzip && strcasecmp(c->enc, "gzip") && strcasecmp(c->enc, "x-gzip") &&
       strcasecmp(c->enc, "deflate")) {
     body_release(c);
@@ -749,6 +849,8 @@ static void ingest(conn *c) {
   }
   if (t)
     snprintf(c->tenant, sizeof c->tenant, "%s", t->st.id);
+  if (parse_admit(c, t, gzip))
+    return;
   job *j = calloc(1, sizeof *j);
   if (j == NULL) {
     body_release(c);
@@ -767,8 +869,9 @@ static void ingest(conn *c) {
   j->body = c->body; /* ownership and its budget bytes move to the job */
   j->body_len = c->body_len;
   j->body_cap = c->body_cap;
+  j->charge = c->charge;
   c->body = NULL;
-  c->body_len = c->body_cap = 0;
+  c->body_len = c->body_cap = c->charge = 0;
   j->work.data = j;
   srv->parsing++;
   c->job = j;
@@ -862,7 +965,7 @@ void http_job_done(sched_job *sj, void *ud) {
     srv->m.events_stored += stored;
     srv->m.events_duplicate += sj->dups;
     if (j->batch.count > 0) /* the stored share of the compact JSON */
-      srv->m.bytes_stored += j->bytes * stored / j->batch.count;
+      srv->m.bytes_stored += j->batch.bytes * stored / j->batch.count;
     int queued =
         srv->fwd && !j->shadow_copy && stored > 0 && forward_job(srv, j) == 1;
     /* the 200 waits for the queue's fdatasync (invariant 7); so does a
