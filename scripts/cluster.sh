@@ -12,7 +12,9 @@
 #   scripts/cluster.sh drain DIR NODE  planned removal: HAProxy stops sending
 #                                      to it, then SIGTERM: it seals, uploads
 #                                      and releases every tenant
-#   scripts/cluster.sh status DIR      which node holds which tenant
+#   scripts/cluster.sh status DIR      which node holds which tenant (each
+#                                      node's /metrics, then the bucket's
+#                                      leases by esctl cluster status)
 #   scripts/cluster.sh down DIR        stop everything
 #
 # Environment: ES_BUILD (the meson build directory holding cmd/es-ingestd;
@@ -26,7 +28,7 @@ build="${ES_BUILD:-$root/build}"
 [[ "$build" = /* ]] || build="$root/$build"
 
 die() { echo "cluster.sh: $*" >&2; exit 1; }
-usage() { sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//'; }
 
 free_port() {
   python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
@@ -230,6 +232,12 @@ cmd_status() {
       while read -r t st g; do echo "n$n $t $st generation=$g"; done ||
       echo "n$n down"
   done | sort -k2
+  # the bucket's view, which needs no node: esctl cluster status
+  echo "leases in the bucket:"
+  AWS_ACCESS_KEY_ID=S3RVER AWS_SECRET_ACCESS_KEY=S3RVER AWS_REGION=us-east-1 \
+    AWS_SESSION_TOKEN='' \
+    "$build/cmd/esctl" cluster status --from "s3://es-cluster/cluster" \
+    --s3-endpoint "http://127.0.0.1:$PROXY_PORT" | sort
 }
 
 cmd_down() {

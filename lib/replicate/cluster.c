@@ -944,3 +944,54 @@ void es_cluster_free(es_cluster *c) {
   pthread_cond_destroy(&c->rcv);
   es__free(c);
 }
+
+/* --- the bucket's leases, for tools --------------------------------------- */
+
+typedef struct cl_names {
+  char (*name)[ES_TENANT_LEN_MAX + 1];
+  size_t n, cap;
+} cl_names;
+
+static int cl_lease_listed(void *ud, const char *key, const es_objinfo *info) {
+  cl_names *l = ud;
+  (void)info;
+  const char *t = key + strlen("leases/");
+  if (strncmp(key, "leases/", 7) != 0 || es__tenant_check(t) < 0) {
+    es__error_clear();
+    return 0; /* not a lease */
+  }
+  if (l->n == l->cap) {
+    size_t cap = l->cap ? 2 * l->cap : 64;
+    void *nn = es__realloc(l->name, cap * sizeof(*l->name));
+    if (!nn)
+      return ES_NOMEM_BKPT();
+    l->name = nn;
+    l->cap = cap;
+  }
+  snprintf(l->name[l->n++], sizeof(l->name[0]), "%s", t);
+  return 0;
+}
+
+int es_cluster_leases(es_replica *replica,
+                      int (*fn)(void *ud, const es_cluster_lease *l),
+                      void *ud) {
+  if (!replica || !fn)
+    return ES_INVAL_BKPT("es_cluster_leases: NULL argument");
+  cl_names l = {0};
+  int rc = replica->os->list(replica->os, "leases/", cl_lease_listed, &l);
+  for (size_t i = 0; rc == ES_OK && i < l.n; i++) {
+    es_lease le;
+    rc = es__lease_read(replica->os, l.name[i], &le);
+    if (rc == ES_OK && le.gen == 0)
+      continue; /* deleted since the listing */
+    es_cluster_lease out = {.tenant = l.name[i],
+                            .owner = le.owner,
+                            .want = le.want,
+                            .generation = le.gen,
+                            .expires_us = le.expires_us};
+    if (rc == ES_OK)
+      rc = fn(ud, &out);
+  }
+  es__free(l.name);
+  return rc;
+}

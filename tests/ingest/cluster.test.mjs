@@ -216,6 +216,11 @@ async function main() {
     await sleep(100);
   }
   log(`node ${S} holds every tenant`);
+  // the bucket's leases agree (cluster.sh status runs esctl cluster status)
+  const leases = sh('status', dir).split('leases in the bucket:\n')[1].trim().split('\n');
+  assert.equal(leases.length, Object.keys(tokenOf).length, leases.join('\n'));
+  for (const line of leases)
+    assert.match(line, new RegExp(`^tenant\\d+ ${nS} generation=\\d+ held `), line);
   await sleep(2000);
   stopping = true;
   await Promise.all(streams);
