@@ -41,7 +41,10 @@
  *  3. A tenant is restored only into a store that does not know it, and
  *     loaded only after its claimed MANIFEST is durable.  A tenant the
  *     store knows is kept only when the replica's newest manifest is the
- *     local one (no other node published since); else it is stale.
+ *     local one, or an older one this node made (it names this node,
+ *     invariant 5; the uploader has not caught up): no other node
+ *     published since, and none admitted anything (invariant 5); else it
+ *     is stale.
  *  4. Lease I/O on one tenant is made by one thread at a time (io_mu);
  *     the cluster mutex is never held across I/O.
  *  5. A manifest this node writes names it as the node whose LSNs its
@@ -283,6 +286,30 @@ static int cl_replica_gen(es_cluster *c, const char *tenant, uint64_t *out) {
   ES_TRY(c->os->list(c->os, prefix, cl_newest_one, &n));
   *out = n.gen;
   return ES_OK;
+}
+
+/* The replica's newest manifest of the tenant: its generation (0: none)
+ * and the node whose LSNs it counts (invariant 5: the node that made it). */
+static int cl_replica_head(es_cluster *c, const char *tenant, uint64_t *gen,
+                           char node[ES_MANIFEST_NODE_MAX + 1]) {
+  node[0] = '\0';
+  ES_TRY(cl_replica_gen(c, tenant, gen));
+  if (*gen == 0)
+    return ES_OK;
+  char man[40], key[ES_OBJ_KEY_MAX + 1];
+  snprintf(man, sizeof(man), "MANIFEST-%016llx", (unsigned long long)*gen);
+  ES_TRY(es__replica_key(key, sizeof(key), tenant, man));
+  uint8_t *buf = NULL;
+  size_t len = 0;
+  ES_TRY(c->os->get(c->os, key, 0, ES_OBJ_TO_END, &buf, &len, NULL));
+  es_manifest m;
+  int rc = es__manifest_decode(key, buf, len, &m);
+  es__free(buf);
+  if (rc == ES_OK) {
+    snprintf(node, ES_MANIFEST_NODE_MAX + 1, "%s", m.lsn_node);
+    es__manifest_free(&m);
+  }
+  return rc;
 }
 
 /* Writes the claimed MANIFEST and the REPLICA record of a tenant just
@@ -597,10 +624,15 @@ static void cl_take(es_cluster *c, cl_tenant *t) {
   int state = CL_HELD;
   if (!resume && es__tenant_known(c->db, t->name)) {
     uint64_t local = 0, remote = 0;
+    char rnode[ES_MANIFEST_NODE_MAX + 1];
     rc = cl_local_gen(c, t->name, &local);
     if (rc == ES_OK)
-      rc = cl_replica_gen(c, t->name, &remote);
-    if (rc == ES_OK && local != remote) {
+      rc = cl_replica_head(c, t->name, &remote, rnode);
+    /* ours: nobody published since (the newest is the local one, or one
+     * this node made that its uploader has not caught up with) */
+    int ours = remote == local ||
+               (remote && strcmp(rnode, c->node) == 0 && remote < local);
+    if (rc == ES_OK && !ours) {
       es__db_log(c->db, 1,
                  "tenant %s: local copy at generation %" PRIx64
                  ", the replica at %" PRIx64 ": stale, restart this node "
