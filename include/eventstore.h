@@ -315,7 +315,16 @@ typedef struct es_options {
                                   ES_EUNAVAIL when that cannot be had */
   int64_t s3_ack_timeout_us;   /* tier s3: how long es_append waits for the
                                   object store before ES_EUNAVAIL; 5 s */
+  int s3_puts_inflight;        /* tier s3: WAL chunk PUTs a shard may have
+                                  under way at once (pipelining, so that a
+                                  store's round trip does not bound the
+                                  shard to one chunk per round trip);
+                                  0 (default): ES_S3_PUTS_INFLIGHT_DEFAULT,
+                                  at most ES_S3_PUTS_INFLIGHT_MAX */
 } es_options;
+
+#define ES_S3_PUTS_INFLIGHT_DEFAULT 4
+#define ES_S3_PUTS_INFLIGHT_MAX 64
 
 /* es_options.durability */
 #define ES_DURABILITY_LOCAL 0
@@ -412,6 +421,8 @@ typedef struct es_receipt {
   int64_t durable_us;        /* wall time at which it became durable */
   uint32_t stored_count;     /* events stored by this call */
   uint32_t duplicates_count; /* events not stored: duplicates */
+  uint32_t suppressed_count; /* events not stored: their person is erased
+                                with suppression (es_erase_options) */
 } es_receipt;
 
 /*
@@ -464,8 +475,11 @@ ES_API int es_append_sized(es_db *db, const char *tenant,
 /*
  * es_append that also says which events were duplicates: dup_out is NULL
  * or an array of at least `count` bytes owned by the caller; on ES_OK,
- * dup_out[i] is 1 when events[i] was a duplicate (not stored), else 0 (all
- * 0 when dedupe_window_us is 0).  On failure its contents are
+ * dup_out[i] is 1 when events[i] was a duplicate (not stored), 2 when it
+ * was suppressed (not stored: its person is erased with suppression,
+ * es_erase_options), else 0 (never 1 when dedupe_window_us is 0).  A
+ * batch whose every event is suppressed returns ES_OK with stored_count 0
+ * and lsn 0.  On failure its contents are
  * unspecified.  The library writes it only during the call.  A batch
  * whose every event is a duplicate returns ES_OK with stored_count 0 and
  * lsn 0: the events it repeats are already durable.  Errors as es_append.
@@ -693,6 +707,25 @@ ES_API int es_rule_members(es_db *db, const char *tenant, const char *name,
  */
 ES_API int es_rule_persons(es_db *db, const char *tenant, const char *name,
                            int64_t at_us, char **json_out);
+
+/*
+ * A rule's member count over time (the dashboard's chart), as JSON, owned
+ * (es_free):
+ *   {"rule":"pricing-3x","points":[{"t":"2026-12-06T10:00:00Z",
+ *    "members":12},...],"now":{"t":"...","members":14}}
+ * A point is kept per hour in which the store recorded one: at each
+ * flush of the tenant's rows and at close, the writing handle counts the
+ * members per person at that moment (wall clock) and keeps the last count
+ * of the hour under the hour's start, "t".  Hours without a flush have no
+ * point; at most 840 (35 days) are kept, in the tenant's rule state file
+ * (docs/FORMAT.md, "RSTATE"), so a read-only handle reads the writer's.
+ * Points with from_us <= t < to_us are listed (0: no bound); "now" (only
+ * when to_us is 0 or later than now) is es_rule_persons's count at this
+ * moment.  A new or changed rule starts with no points.  Errors as
+ * es_rule_persons.
+ */
+ES_API int es_rule_series(es_db *db, const char *tenant, const char *name,
+                          int64_t from_us, int64_t to_us, char **json_out);
 
 /*
  * Whether `person` is a member of the rule at at_us (0 = now): *member_out
@@ -1047,6 +1080,16 @@ typedef struct es_erase_options {
   const char *tenant;       /* required */
   const char *user_id;      /* exactly one of user_id and anonymous_id */
   const char *anonymous_id; /* (at most 1024 bytes) */
+  /* Also drop later events carrying one of the person's ids (Segment's
+   * "delete and suppress"): es_append acknowledges them and stores
+   * nothing (es_receipt.suppressed_count, es_stats.events_suppressed),
+   * from the moment es_erase_submit returns and after completion, until
+   * es_erase_unsuppress.  The ids are those resolved at submission; an
+   * event that would link a new id to them carries one of them and is
+   * dropped too.  0 (the default): later events are new data, kept (hidden
+   * until the request completes).  After completion the store keeps only
+   * salted hashes of the ids (docs/PRIVACY.md). */
+  int suppress;
 } es_erase_options;
 
 ES_API void es_erase_options_init_sized(es_erase_options *opts,
@@ -1072,6 +1115,16 @@ ES_API int es_erase_submit(es_db *db, const es_erase_options *opts,
  * from several threads (one runs at a time).  A failure leaves the
  * requests where they got to: call it again (or reopen) to resume. */
 ES_API int es_erase_run(es_db *db, const char *tenant);
+
+/* Lifts a suppression: opts names the tenant and one id (user_id or
+ * anonymous_id; suppress is ignored).  Every person one of whose
+ * suppressed ids is that id (a completed request's, or a pending one's)
+ * is no longer suppressed: their later events are stored again.  The
+ * change is durable when it returns.  *lifted_out (may be NULL): ids no
+ * longer suppressed (0 when none was: not an error).  Errors as
+ * es_erase_submit. */
+ES_API int es_erase_unsuppress(es_db *db, const es_erase_options *opts,
+                               size_t *lifted_out);
 
 /* The state of request id as JSON (owned, free with es_free): its stages
  * with their state and time and, once complete, "receipt".  ES_ENOTFOUND
@@ -1149,6 +1202,59 @@ ES_API int es_replica_stats_get(es_db *db, es_replica_stats *out);
  * without a replica; ES_ECLOSED.
  */
 ES_API int es_replica_drain(es_db *db, int64_t timeout_us);
+
+/* The WAL shipper of durability tier s3, as es_walship_stats_get reports
+ * it (docs/REPLICATION.md, "Tier s3").  Counters since es_open, then the
+ * state now, over every shard. */
+typedef struct es_walship_stats {
+  uint64_t chunks, bytes;  /* WAL chunks put into the store, their bytes */
+  uint64_t put_requests;   /* chunk PUTs made (each with the client's own
+                              retries inside) */
+  uint64_t put_us;         /* their total latency */
+  uint64_t put_errors;     /* of those, failed */
+  uint64_t retries;        /* failed chunks put again after a backoff */
+  uint64_t deleted;        /* chunks deleted once their events were in
+                              replicated segments */
+  uint64_t delete_errors;  /* failed deletes (tried again later) */
+  uint64_t waits, wait_us; /* tier-s3 appends that waited for their chunk,
+                              their total wait */
+  uint64_t wait_failures;  /* of those, not ES_OK */
+  uint64_t refused;        /* appends refused before writing (ES_EUNAVAIL) */
+  uint64_t inflight;       /* now: PUTs under way */
+  uint64_t pending_bytes;  /* now: frames synced here, not yet in the store
+                              (in memory) */
+  uint64_t lag_lsn;        /* now: sum over shards of synced minus shipped
+                              LSN */
+  int64_t oldest_age_us;   /* now: age of the oldest frame synced here and
+                              not yet in the store; 0: none */
+  uint32_t failing_shards; /* now: shards whose last chunk PUT failed */
+  uint32_t broken_shards;  /* now: shards that fell too far behind to ship
+                              until the store is reopened */
+  uint32_t shards;         /* shards of the store */
+  uint32_t depth;          /* PUTs a shard may have under way
+                              (es_options.s3_puts_inflight) */
+} es_walship_stats;
+
+/* One shard's shipping, as es_walship_shards reports it. */
+typedef struct es_walship_shard {
+  uint32_t shard;
+  uint64_t synced_lsn;    /* the last frame fdatasync'ed here */
+  uint64_t shipped_lsn;   /* every frame up to it is in the store */
+  uint32_t inflight;      /* PUTs under way */
+  uint32_t queued;        /* chunks cut and not yet shipped in order
+                             (under way, failed, or done after a gap) */
+  uint64_t pending_bytes; /* frames not yet in the store */
+  int64_t oldest_age_us;  /* the oldest of them; 0: none */
+  int failing, broken;
+} es_walship_shard;
+
+/* Fills *out.  ES_EINVAL when the handle is not in durability tier s3. */
+ES_API int es_walship_stats_get(es_db *db, es_walship_stats *out);
+/* Calls fn for each shard in order; a nonzero return stops and is
+ * returned.  ES_EINVAL when the handle is not in durability tier s3. */
+ES_API int es_walship_shards(es_db *db,
+                             int (*fn)(void *ud, const es_walship_shard *s),
+                             void *ud);
 
 /* What a tenant's REPLICA record says (es_replica_record_read). */
 typedef struct es_replica_record {
@@ -1318,6 +1424,8 @@ typedef struct es_stats {
                       and the background compactor) */
   uint64_t merge_us_total, merge_us_max;
   int failed; /* 0, or the status that failed the handle (convention 7) */
+  uint64_t events_suppressed; /* appended events dropped: their person is
+                                 erased with suppression */
 } es_stats;
 
 /*

@@ -63,7 +63,7 @@ static sched_job *take_jobs(sched_tenant *t, size_t *events_out) {
  * library de-duplicates messageIds: eventstore.h, "Idempotent append"). */
 static int append_jobs(sched *s, sched_tenant *t, sched_job *jobs, size_t n) {
   for (sched_job *j = jobs; j; j = j->next)
-    j->dups = 0;
+    j->dups = j->suppressed = 0;
   if (n == 0)
     return ES_OK;
   es_event *all = jobs->next ? malloc(n * sizeof *all) : NULL;
@@ -86,16 +86,18 @@ static int append_jobs(sched *s, sched_tenant *t, sched_job *jobs, size_t n) {
   if (rc == ES_EFAILED)
     rc = ES_EUNAVAIL; /* a stale copy here: the node must restart */
   if (rc == ES_OK)
-    rc = es_append_flagged(s->db, t->id, all ? all : jobs->events, n, NULL,
-                           dup);
+    rc =
+        es_append_flagged(s->db, t->id, all ? all : jobs->events, n, NULL, dup);
   if (rc == ES_OK && s->cluster && !es_cluster_owns(s->cluster, t->id))
     rc = ES_EUNAVAIL;
   at = 0;
   for (sched_job *j = jobs; rc == ES_OK && j; j = j->next) {
     if (j->dup_flags && j->count)
       memcpy(j->dup_flags, dup + at, j->count);
-    for (size_t i = 0; i < j->count; i++)
-      j->dups += dup[at++];
+    for (size_t i = 0; i < j->count; i++, at++) {
+      j->dups += dup[at] == 1;
+      j->suppressed += dup[at] == 2; /* eventstore.h, es_append_flagged */
+    }
   }
   free(all);
   free(dup);
@@ -115,7 +117,11 @@ static void *writer_main(void *arg) {
     }
     size_t n;
     sched_job *jobs = take_jobs(t, &n);
-    t->busy = 1;
+    t->busy++;
+    if (t->head && t->busy < s->tenant_appends) { /* 1 */
+      ready_push(s, t);
+      pthread_cond_signal(&s->cv);
+    }
     pthread_mutex_unlock(&s->mu);
     int rc = append_jobs(s, t, jobs, n);
     int64_t now = wall_us();
@@ -131,8 +137,8 @@ static void *writer_main(void *arg) {
     else
       s->done_head = jobs;
     s->done_tail = last;
-    t->busy = 0;
-    if (t->head && !t->ready)
+    t->busy--;
+    if (t->head && !t->ready && t->busy < s->tenant_appends)
       ready_push(s, t);
     uv_async_send(&s->async);
   }
@@ -157,13 +163,15 @@ static void deliver(sched *s) {
 static void on_async(uv_async_t *h) { deliver(h->data); }
 
 int sched_start(sched *s, uv_loop_t *loop, es_db *db, int threads_count,
-                void (*done_fn)(sched_job *job, void *ud), void *done_ud) {
+                int tenant_appends, void (*done_fn)(sched_job *job, void *ud),
+                void *done_ud) {
   es_cluster *cluster = s->cluster; /* set before (ingest_set_cluster) */
   memset(s, 0, sizeof *s);
   s->db = db;
   s->cluster = cluster;
   s->done_fn = done_fn;
   s->done_ud = done_ud;
+  s->tenant_appends = tenant_appends < 1 ? 1 : tenant_appends;
   if (threads_count < 1 || threads_count > SCHED_THREADS_MAX)
     return -1;
   pthread_mutex_init(&s->mu, NULL);
@@ -189,7 +197,7 @@ void sched_submit(sched *s, sched_job *job) {
   else
     t->head = job;
   t->tail = job;
-  if (!t->busy && !t->ready) {
+  if (t->busy < s->tenant_appends && !t->ready) {
     ready_push(s, t);
     pthread_cond_signal(&s->cv);
   }

@@ -42,15 +42,22 @@ struct es_tenant;
  * es_open (lib/api.c) passes the engine's table to es__db_open.
  *  - tenant_init: a new tenant object (no I/O); its engine state.
  *  - tenant_load: after the tenant's files are loaded (RULES: counters
- *    filled from the segments), and again when a reader sees RULES change.
- *  - rows: acknowledged rows, each once, on the shard's writer thread (or
- *    replay / the follower with fire 0: no triggers).
+ *    from the persisted rule state, else filled from the segments), and
+ *    again when a reader sees RULES change; `rebuild` 1: from the rows
+ *    only (an erase: the persisted state may hold the erased ids).
+ *  - rows: acknowledged rows of the record at `lsn`, each once, on the
+ *    shard's writer thread (or replay / the follower with fire 0: no
+ *    triggers).
+ *  - tenant_save: persists what tenant_load would otherwise rebuild (a
+ *    cache: a failure is logged, never fatal); writable handles only,
+ *    after a flush of the tenant and at close.
  *  - tenant_free: frees what tenant_init and the engine attached. */
 typedef struct es_engine_hooks {
   int (*tenant_init)(struct es_tenant *t);
-  int (*tenant_load)(es_db *db, struct es_tenant *t);
+  int (*tenant_load)(es_db *db, struct es_tenant *t, int rebuild);
   int (*rows)(es_db *db, struct es_tenant *t, const uint8_t *rows,
-              size_t rows_len, uint32_t count, int fire);
+              size_t rows_len, uint32_t count, uint64_t lsn, int fire);
+  int (*tenant_save)(es_db *db, struct es_tenant *t);
   void (*tenant_free)(struct es_tenant *t);
 } es_engine_hooks;
 
@@ -188,6 +195,9 @@ typedef struct es_export_hook {
   int (*refresh)(void *ud, const char *tenant, const int64_t *days_us,
                  size_t ndays);
   void *ud;
+  char key[32]; /* its record in DATA/exports (lib/export/xreg.c), "" for
+                   none: the erasure re-cuts a recorded destination
+                   through its running exporter, never beside it */
 } es_export_hook;
 
 typedef struct es_flush_job {
@@ -244,11 +254,13 @@ struct es_db {
    * callers in compact.c */
   _Atomic uint64_t st_flushes, st_flush_us, st_flush_us_max;
   _Atomic uint64_t st_merges, st_merge_us, st_merge_us_max;
+  _Atomic uint64_t st_suppressed; /* appended events suppressed (db.c) */
   /* a layer above the store riding on this handle (lib/api.c: the
    * replicator), stopped first by es_close */
   void (*ext_stop)(es_db *db);
   void *ext;
-  /* export destinations (es_export_hook) under exp_mu; exp_ever: one was
+  /* export destinations (es_export_hook) under exp_mu; exp_ever: one not
+   * recorded in DATA/exports (a borrowed destination: tests) was
    * registered on this handle (its erasures wait for it when none is) */
   pthread_mutex_t exp_mu;
   es_export_hook *exp_hooks;
