@@ -63,6 +63,7 @@ static const char *const top_usage =
     "  inspect  describe the segments and WAL files of a data directory\n"
     "  export   write tenants' days as Parquet or NDJSON.gz for warehouses\n"
     "  restore  rebuild a data directory from its S3 replica\n"
+    "  cluster status  which node holds which tenant (the bucket's leases)\n"
     "  erase    erase a person (GDPR/CCPA) and print the receipt\n"
     "  import   load the legacy pipeline's history (NDJSON, CSV; .gz)\n"
     "  reconcile  compare per-bucket event counts with the legacy system's\n"
@@ -1407,6 +1408,87 @@ static int cmd_erase(int argc, char **argv) {
   return finish_stdout(close_store(db, status));
 }
 
+/* ----------------------------------------------------------------------
+ * cluster status
+ * ---------------------------------------------------------------------- */
+
+static const char *const cluster_usage =
+    "usage: esctl cluster status --from s3://BUCKET[/PREFIX]\n"
+    "                     [--s3-endpoint URL] [--s3-region R]\n"
+    "\n"
+    "Reads every tenant lease of a cluster's bucket (the --replica of its\n"
+    "es-ingestd --node nodes; docs/SCALING.md) and prints one line per\n"
+    "tenant: tenant, node, lease generation, state (held: the lease runs\n"
+    "for the given seconds; expired: its holder stopped renewing, the next\n"
+    "node sent the tenant takes it; released: handed over), and the node\n"
+    "that asked for it, if any.  Needs no node to be running.  A planned\n"
+    "drain is 'scripts/cluster.sh drain DIR NODE' on the loopback cluster\n"
+    "(HAProxy stops sending to the node, SIGTERM hands every tenant over).\n";
+
+static int cluster_line(void *ud, const es_cluster_lease *l) {
+  int64_t now = *(const int64_t *)ud;
+  if (l->expires_us == 0)
+    printf("%s %s generation=%" PRIu64 " released", l->tenant, l->owner,
+           l->generation);
+  else if (l->expires_us > now)
+    printf("%s %s generation=%" PRIu64 " held %.1fs", l->tenant, l->owner,
+           l->generation, (double)(l->expires_us - now) / 1e6);
+  else
+    printf("%s %s generation=%" PRIu64 " expired %.1fs ago", l->tenant,
+           l->owner, l->generation, (double)(now - l->expires_us) / 1e6);
+  if (l->want[0])
+    printf(" wanted-by=%s", l->want);
+  putchar('\n');
+  return 0;
+}
+
+static int cmd_cluster(int argc, char **argv) {
+  if (argc >= 1 &&
+      (strcmp(argv[0], "--help") == 0 || strcmp(argv[0], "-h") == 0)) {
+    fputs(cluster_usage, stdout);
+    return 0;
+  }
+  if (argc < 1 || strcmp(argv[0], "status") != 0)
+    return usage_error("cluster",
+                       "wants 'status' (drain: see --help), "
+                       "not '%s'",
+                       argc ? argv[0] : "");
+  const char *from = NULL, *endpoint = NULL, *region = NULL;
+  for (int i = 1; i < argc; i++) {
+    const char **to = strcmp(argv[i], "--from") == 0          ? &from
+                      : strcmp(argv[i], "--s3-endpoint") == 0 ? &endpoint
+                      : strcmp(argv[i], "--s3-region") == 0   ? &region
+                                                              : NULL;
+    if (strcmp(argv[i], "--help") == 0) {
+      fputs(cluster_usage, stdout);
+      return 0;
+    }
+    if (!to)
+      return usage_error("cluster", "unknown flag '%s'", argv[i]);
+    if (i + 1 >= argc)
+      return usage_error("cluster", "%s wants a value", argv[i]);
+    *to = argv[++i];
+  }
+  if (!from)
+    return usage_error("cluster", "--from s3://BUCKET[/PREFIX] is required");
+  if (strncmp(from, "s3://", 5) != 0 || from[5] == '\0' || from[5] == '/')
+    return usage_error("cluster", "--from wants s3://BUCKET[/PREFIX], not '%s'",
+                       from);
+  es_replica_config cfg;
+  es_replica_config_init(&cfg);
+  cfg.url = from;
+  cfg.endpoint = endpoint;
+  cfg.region = region;
+  es_replica *rep = NULL;
+  int rc = es_replica_s3_new(&cfg, &rep);
+  if (rc != ES_OK)
+    return lib_error(rc);
+  int64_t now = now_us();
+  rc = es_cluster_leases(rep, cluster_line, &now);
+  es_replica_free(rep);
+  return rc == ES_OK ? 0 : lib_error(rc);
+}
+
 static command commands[] = {
     {"append",
      "usage: esctl append --data DIR --tenant T [--batch N]\n"
@@ -1531,6 +1613,7 @@ static command commands[] = {
      {{"--data", 1, NULL}}},
     {"export", export_usage, NULL, {{NULL, 0, NULL}}, cmd_export},
     {"erase", erase_usage, NULL, {{NULL, 0, NULL}}, cmd_erase},
+    {"cluster", cluster_usage, NULL, {{NULL, 0, NULL}}, cmd_cluster},
     {"import", NULL, NULL, {{NULL, 0, NULL}}, esctl_import},
     {"reconcile", NULL, NULL, {{NULL, 0, NULL}}, esctl_reconcile},
     {"restore",

@@ -93,7 +93,7 @@ extern "C" {
 #define ES_VERSION_PATCH 0
 #define ES_VERSION_NUMBER                                                      \
   (ES_VERSION_MAJOR * 10000 + ES_VERSION_MINOR * 100 + ES_VERSION_PATCH)
-#define ES_FORMAT_VERSION 2
+#define ES_FORMAT_VERSION 3
 
 /* The version of the library actually linked, as ES_VERSION_NUMBER. */
 ES_API int es_version(void);
@@ -1374,6 +1374,23 @@ typedef struct es_cluster_tenant {
  * call only.  A non-zero return of fn stops and is returned. */
 ES_API int es_cluster_status(es_cluster *c,
                              int (*fn)(void *ud, const es_cluster_tenant *t),
+                             void *ud);
+/* One tenant lease in a cluster's bucket, as es_cluster_leases reads it. */
+typedef struct es_cluster_lease {
+  const char *tenant;
+  const char *owner;   /* the node that holds or last held it */
+  const char *want;    /* a node that asked for it, or "" */
+  uint64_t generation; /* grows with every acquisition */
+  int64_t expires_us;  /* wall clock, us since the epoch; 0: released */
+} es_cluster_lease;
+
+/* Reads every tenant lease in the replica's bucket (leases/<tenant>), in
+ * the order listed, and calls fn with each; fn's argument is valid for
+ * the call only, and a non-zero return stops and is returned.  Needs no
+ * node: tools (esctl cluster status) use it.  Errors: the object store's
+ * (ES_EUNAVAIL, ES_EREMOTE...), ES_ECORRUPT for a malformed lease. */
+ES_API int es_cluster_leases(es_replica *replica,
+                             int (*fn)(void *ud, const es_cluster_lease *l),
                              void *ud);
 /* Stops the node's threads (no takeover or renewal after it returns);
  * call it before es_close.  Held leases are left to expire

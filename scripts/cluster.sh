@@ -12,7 +12,9 @@
 #   scripts/cluster.sh drain DIR NODE  planned removal: HAProxy stops sending
 #                                      to it, then SIGTERM: it seals, uploads
 #                                      and releases every tenant
-#   scripts/cluster.sh status DIR      which node holds which tenant
+#   scripts/cluster.sh status DIR      which node holds which tenant (each
+#                                      node's /metrics, then the bucket's
+#                                      leases by esctl cluster status)
 #   scripts/cluster.sh down DIR        stop everything
 #
 # Environment: ES_BUILD (the meson build directory holding cmd/es-ingestd;
@@ -26,7 +28,7 @@ build="${ES_BUILD:-$root/build}"
 [[ "$build" = /* ]] || build="$root/$build"
 
 die() { echo "cluster.sh: $*" >&2; exit 1; }
-usage() { sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//'; }
 
 free_port() {
   python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
@@ -57,7 +59,10 @@ start_node() { # DIR N
   local ip=${!ip_var} qp=${!qp_var}
   # A node's local disk is a cache of what it holds: each start gets an
   # empty data directory (a node restarted after losing tenants must not
-  # keep stale copies of them: docs/SCALING.md).
+  # keep stale copies of them: docs/SCALING.md).  Tier s3: an append is
+  # acknowledged once in the node's WAL chunks (wal/n<N>/...), which a
+  # takeover replays.  This script starts each node once: a node started
+  # again on a new directory would need a new --node name.
   local data
   data="$dir/n$n/data.$(date +%s%N)"
   mkdir -p "$data"
@@ -67,6 +72,7 @@ start_node() { # DIR N
     --keys "$dir/keys.json" --sync "${ES_SYNC:-full}" \
     --replica "s3://es-cluster/cluster" \
     --s3-endpoint "http://127.0.0.1:$PROXY_PORT" \
+    --durability s3 --seal-age-s 2 \
     --node "n$n" --lease-ttl-ms "$LEASE_TTL_MS" --clock-skew-ms 200 \
     --threads 2 --memory-budget 256 --wal-file-mb 4 \
     >"$dir/n$n/ingestd.log" 2>&1 &
@@ -226,6 +232,12 @@ cmd_status() {
       while read -r t st g; do echo "n$n $t $st generation=$g"; done ||
       echo "n$n down"
   done | sort -k2
+  # the bucket's view, which needs no node: esctl cluster status
+  echo "leases in the bucket:"
+  AWS_ACCESS_KEY_ID=S3RVER AWS_SECRET_ACCESS_KEY=S3RVER AWS_REGION=us-east-1 \
+    AWS_SESSION_TOKEN='' \
+    "$build/cmd/esctl" cluster status --from "s3://es-cluster/cluster" \
+    --s3-endpoint "http://127.0.0.1:$PROXY_PORT" | sort
 }
 
 cmd_down() {

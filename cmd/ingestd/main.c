@@ -82,6 +82,10 @@ static const char usage[] =
     "                        lower it on a small disk)\n"
     "  --seal-mb MB          seal a tenant's memtable into a segment at\n"
     "                        this size (default 8)\n"
+    "  --seal-age-s S        ...or when its oldest row is S seconds old\n"
+    "                        (default 300; a cluster node in tier s3:\n"
+    "                        a takeover replays up to S seconds of the old\n"
+    "                        holder's WAL chunks, docs/SCALING.md)\n"
     "  --sync full|none      none: no fsync, tests/benchmarks only\n"
     "  --replica s3://BUCKET/PREFIX  copy every sealed segment, manifest,\n"
     "                        IDENTITY and RULES file to S3 in the\n"
@@ -127,7 +131,13 @@ static const char usage[] =
     "                        first request for a tenant another node had\n"
     "                        takes the lease and restores it from S3\n"
     "                        (503 + Retry-After meanwhile); SIGTERM hands\n"
-    "                        every tenant over (seal, upload, release)\n"
+    "                        every tenant over (seal, upload, release).\n"
+    "                        With --durability s3 a takeover also replays\n"
+    "                        the events the old holder acknowledged that\n"
+    "                        are only in its WAL chunks (wal/NAME/...):\n"
+    "                        a killed node loses nothing acknowledged.\n"
+    "                        NAME belongs to one data directory: give a\n"
+    "                        node on a new, empty directory a new NAME\n"
     "  --lease-ttl-ms MS     how long a lease lasts unrenewed: a dead node's\n"
     "                        tenants move after it (default 10000)\n"
     "  --clock-skew-ms MS    most two nodes' clocks differ (default 500)\n"
@@ -176,6 +186,7 @@ static es_exporter *g_exporter;
 static const char *g_node;
 static int64_t g_lease_ttl_us, g_clock_skew_us;
 static es_cluster *g_cluster;
+static int64_t g_seal_age_us; /* --seal-age-s; 0: the default */
 
 #define die_usage(...) svc_usage_error("es-ingestd", __VA_ARGS__)
 
@@ -232,6 +243,10 @@ static int parse_args(int argc, char **argv, ingest_config *cfg) {
       if (parse_num(a, val, 1, 4096, &v))
         return 2;
       cfg->seal_bytes = (size_t)v << 20;
+    } else if (strcmp(a, "--seal-age-s") == 0) {
+      if (parse_num(a, val, 1, 86400, &v))
+        return 2;
+      g_seal_age_us = (int64_t)v * 1000000;
     } else if (strcmp(a, "--threads") == 0) {
       if (parse_num(a, val, 1, INGEST_THREADS_MAX, &v))
         return 2;
@@ -378,10 +393,6 @@ static int parse_args(int argc, char **argv, ingest_config *cfg) {
   if ((g_node || g_lease_ttl_us || g_clock_skew_us) && !g_replica_url)
     return die_usage("--node, --lease-ttl-ms and --clock-skew-ms need "
                      "--replica");
-  if (g_node && g_durability == ES_DURABILITY_S3)
-    return die_usage("--node with --durability s3 is not built yet: the "
-                     "nodes' WAL chunks would share keys, and a takeover "
-                     "does not replay them (docs/SCALING.md)");
   if ((g_lease_ttl_us || g_clock_skew_us) && !g_node)
     return die_usage("--lease-ttl-ms and --clock-skew-ms need --node");
   cfg->replica_on = g_replica_url != NULL;
@@ -474,6 +485,8 @@ static int run(ingest_config *cfg, uv_loop_t *loop, es_db **db_out) {
     o.wal_file_bytes = cfg->wal_file_bytes;
   if (cfg->seal_bytes > 0)
     o.seal_bytes = cfg->seal_bytes;
+  if (g_seal_age_us > 0)
+    o.seal_age_us = g_seal_age_us;
   /* The budget is shared: 3/8 for the store's memtables and the
    * messageIds of their rows (appends wait above it), a quarter for
    * requests in flight (bodies, parses, events), and 3/8 left for what

@@ -19,13 +19,16 @@
  *
  * Taking a tenant the store does not know: restore it into DATA/tenants/
  * <t>/ (restore.c, es__restore_tenant_live: the store does not look at a
- * tenant it does not know), then CLAIM it: rewrite its MANIFEST with
+ * tenant it does not know), read the WAL records its manifest does not
+ * hold from the chunks of the node the manifest names (invariant 5),
+ * then CLAIM it: rewrite its MANIFEST with
  * generation (g << 40) and next_segment_id above (g << 40) (lease.c, 4),
  * flushed_lsn set to this node's shard LSN (the restored one counted
  * another node's WAL: replay and dedupe compare it with this node's
  * LSNs), and a REPLICA record listing the restored objects as uploaded,
  * so the uploader publishes the claimed manifest without uploading the
- * segments again.  Only then is the tenant loaded and admitted.
+ * segments again.  Then the tenant is loaded, the records are appended
+ * into it, the claimed manifest is put, and only then is it admitted.
  *
  * Invariants:
  *  1. es_cluster_admit says ES_OK only for a tenant in state held whose
@@ -38,9 +41,31 @@
  *  3. A tenant is restored only into a store that does not know it, and
  *     loaded only after its claimed MANIFEST is durable.  A tenant the
  *     store knows is kept only when the replica's newest manifest is the
- *     local one (no other node published since); else it is stale.
+ *     local one, or an older one this node made (it names this node,
+ *     invariant 5; the uploader has not caught up): no other node
+ *     published since, and none admitted anything (invariant 5); else it
+ *     is stale.
  *  4. Lease I/O on one tenant is made by one thread at a time (io_mu);
  *     the cluster mutex is never held across I/O.
+ *  5. A manifest this node writes names it as the node whose LSNs its
+ *     flushed_lsn counts (store/manifest.h, 4), and its WAL chunks are
+ *     wal/<node>/... (walship.c, 7).  So every event a holder
+ *     acknowledged is in a segment of the newest published manifest, or
+ *     in the chunks of the node that manifest names, above its
+ *     flushed_lsn: a takeover restores that manifest, reads those records
+ *     (restore.c, 5), and appends them into the running store (in tier
+ *     s3 each append returns once in this node's chunks) BEFORE it puts
+ *     its claimed manifest (naming this node, flushed_lsn the LSN before
+ *     the replay), and admits nothing before that put returned.  Until the
+ *     put, the newest manifest still names the previous holder, whose
+ *     chunks are kept (walship.c, 7); after it, this node's chunks hold
+ *     the replayed records.  A node that dies mid-takeover admitted
+ *     nothing.
+ *  6. A takeover that fails after the restore keeps its lease (renewed)
+ *     and its state (what to replay, the claimed bytes) and resumes from
+ *     where it stopped; appending the records again is harmless (each
+ *     event's messageId dedupes it).  If the lease lapsed meanwhile, the
+ *     half-made copy is stale.
  */
 #include <inttypes.h>
 #include <stdio.h>
@@ -48,7 +73,9 @@
 
 #include "base/abi.h"
 #include "base/clock.h"
+#include "base/codec.h"
 #include "base/event.h"
+#include "base/io.h"
 #include "base/mem.h"
 #include "replicate/lease.h"
 #include "replicate/replicate.h"
@@ -72,6 +99,13 @@ static const char *const cl_state_name[] = {"new",       "taking",   "held",
 #define RETRY_US INT64_C(300000) /* a refused or failed take, again */
 #define UPLOAD_POLL_US INT64_C(20000)
 
+/* The records to replay: per record u32 events, u32 bytes, then its rows,
+ * back to back. */
+typedef struct cl_replay {
+  es_buf recs;
+  uint64_t records, events, chunks;
+} cl_replay;
+
 typedef struct cl_tenant {
   char name[ES_TENANT_LEN_MAX + 1];
   pthread_mutex_t io_mu; /* invariant 4 */
@@ -84,6 +118,14 @@ typedef struct cl_tenant {
   int64_t retry_mono_us;
   int64_t took_us;
   uint64_t restored_rows;
+  uint64_t replayed_events;
+  /* a takeover under way, the worker's own (invariant 6) */
+  atomic_int resume;  /* it failed under the lease: go on under it */
+  int restored;       /* the replica's copy is in the tenant directory */
+  int rp_ready;       /* rp holds what to replay */
+  cl_replay rp;       /* the previous holder's records above the manifest */
+  uint8_t *claim_man; /* the claimed MANIFEST's bytes, once written */
+  size_t claim_len;
   struct cl_tenant *next;
 } cl_tenant;
 
@@ -149,6 +191,8 @@ int es_cluster_new(es_replica *replica, const es_cluster_config *cfg_in,
   *out = c;
   return ES_OK;
 }
+
+const char *es__cluster_node(const es_cluster *c) { return c->node; }
 
 /* The tenant named name (caller holds mu), created when missing; NULL
  * when out of memory. */
@@ -244,6 +288,30 @@ static int cl_replica_gen(es_cluster *c, const char *tenant, uint64_t *out) {
   return ES_OK;
 }
 
+/* The replica's newest manifest of the tenant: its generation (0: none)
+ * and the node whose LSNs it counts (invariant 5: the node that made it). */
+static int cl_replica_head(es_cluster *c, const char *tenant, uint64_t *gen,
+                           char node[ES_MANIFEST_NODE_MAX + 1]) {
+  node[0] = '\0';
+  ES_TRY(cl_replica_gen(c, tenant, gen));
+  if (*gen == 0)
+    return ES_OK;
+  char man[40], key[ES_OBJ_KEY_MAX + 1];
+  snprintf(man, sizeof(man), "MANIFEST-%016llx", (unsigned long long)*gen);
+  ES_TRY(es__replica_key(key, sizeof(key), tenant, man));
+  uint8_t *buf = NULL;
+  size_t len = 0;
+  ES_TRY(c->os->get(c->os, key, 0, ES_OBJ_TO_END, &buf, &len, NULL));
+  es_manifest m;
+  int rc = es__manifest_decode(key, buf, len, &m);
+  es__free(buf);
+  if (rc == ES_OK) {
+    snprintf(node, ES_MANIFEST_NODE_MAX + 1, "%s", m.lsn_node);
+    es__manifest_free(&m);
+  }
+  return rc;
+}
+
 /* Writes the claimed MANIFEST and the REPLICA record of a tenant just
  * restored (or new): see the essay. */
 static int cl_claim_files(es_cluster *c, const char *tenant, uint64_t lgen,
@@ -291,6 +359,7 @@ static int cl_claim_files(es_cluster *c, const char *tenant, uint64_t lgen,
     if (m.next_segment_id <= base)
       m.next_segment_id = base + 1;
     m.flushed_lsn = l.lsn;
+    snprintf(m.lsn_node, sizeof(m.lsn_node), "%s", c->node); /* 5 */
     rc = es__replrec_save(db->vfs, tdir, &rec); /* before the MANIFEST */
   }
   if (rc == ES_OK)
@@ -309,6 +378,14 @@ static int cl_claim_loaded(es_cluster *c, const char *tenant, uint64_t lgen) {
   ES_TRY(es__tenant_get(c->db, tenant, 1, &t));
   uint64_t base = lgen << ES_LEASE_GEN_SHIFT;
   pthread_mutex_lock(&t->man_mu);
+  if (strcmp(t->man.lsn_node, c->node) != 0 && t->man.generation > 0) {
+    pthread_mutex_unlock(&t->man_mu);
+    return ES_ERR(ES_EFAILED,
+                  "tenant %s: its local manifest counts LSNs of \"%s\", not "
+                  "of this node (a single store's directory?): start the "
+                  "node with an empty data directory",
+                  tenant, t->man.lsn_node);
+  }
   if (t->man.generation < base)
     t->man.generation = base; /* the next commit is base + 1 */
   if (t->man.next_segment_id <= base)
@@ -328,6 +405,166 @@ static int cl_local_gen(es_cluster *c, const char *tenant, uint64_t *out) {
   return ES_OK;
 }
 
+/* --- replaying the previous holder's WAL (invariant 5) -------------------- */
+
+static int cl_replay_keep(void *ud, uint64_t lsn, const es_wal_rec *rec) {
+  cl_replay *r = ud;
+  (void)lsn;
+  if (rec->rows_len > UINT32_MAX)
+    return ES_CORRUPT_BKPT("a WAL record of %zu bytes", rec->rows_len);
+  ES_TRY(es__buf_put_u32(&r->recs, rec->events));
+  ES_TRY(es__buf_put_u32(&r->recs, (uint32_t)rec->rows_len));
+  ES_TRY(es__buf_put(&r->recs, rec->rows, rec->rows_len));
+  r->records++;
+  r->events += rec->events;
+  return ES_OK;
+}
+
+/* After the restore of tenant: reads the records its newest manifest
+ * does not hold from the WAL chunks of the node whose LSNs it counts. */
+static int cl_replay_read(es_cluster *c, const char *tenant, cl_replay *r) {
+  char tdir[ES_PATH_MAX];
+  ES_TRY(es__path_join(tdir, sizeof(tdir), c->db->tenants_dir, tenant));
+  es_manifest m;
+  ES_TRY(es__manifest_read(c->db->vfs, tdir, &m));
+  int rc = es__restore_wal_tenant(c->replica, m.lsn_node,
+                                  es__tenant_shard(c->db, tenant), tenant,
+                                  m.flushed_lsn, cl_replay_keep, r, &r->chunks);
+  es__manifest_free(&m);
+  return rc;
+}
+
+/* Appends the records read into the running store under tenant, one
+ * es_append per record (a record was one batch); in tier s3 each returns
+ * once its copy is in this node's chunks.  messageId dedupes an event
+ * present twice (an SDK's retry the old holder stored once already). */
+static int cl_replay_append(es_cluster *c, const char *tenant,
+                            const cl_replay *r) {
+  es_event *evs = NULL;
+  size_t cap = 0;
+  int rc = ES_OK;
+  for (size_t off = 0; rc == ES_OK && off < r->recs.len;) {
+    uint32_t n = es__get_le32(r->recs.data + off);
+    uint32_t len = es__get_le32(r->recs.data + off + 4);
+    const uint8_t *p = r->recs.data + off + 8;
+    off += 8 + (size_t)len;
+    if (n > cap) {
+      es__free(evs);
+      cap = n;
+      if (!(evs = es__calloc(cap, sizeof(*evs)))) {
+        rc = ES_NOMEM_BKPT();
+        break;
+      }
+    }
+    size_t at = 0;
+    for (uint32_t i = 0; rc == ES_OK && i < n; i++) {
+      size_t used = 0;
+      rc = es__event_decode(p + at, len - at, &evs[i], &used);
+      at += used;
+    }
+    if (rc == ES_OK && n > 0)
+      rc = es_append(c->db, tenant, evs, n, NULL);
+  }
+  es__free(evs);
+  return rc;
+}
+
+/* Puts the claimed manifest (mbuf, generation gen) while the lease is
+ * valid, and records it as uploaded: from then on a takeover replays
+ * this node's chunks (invariant 5). */
+static int cl_publish_claim(es_cluster *c, cl_tenant *t, const uint8_t *mbuf,
+                            size_t mlen, uint64_t gen) {
+  char man[40], key[ES_OBJ_KEY_MAX + 1], tdir[ES_PATH_MAX];
+  snprintf(man, sizeof(man), "MANIFEST-%016llx", (unsigned long long)gen);
+  ES_TRY(es__replica_key(key, sizeof(key), t->name, man));
+  ES_TRY(es__path_join(tdir, sizeof(tdir), c->db->tenants_dir, t->name));
+  pthread_mutex_lock(&c->mu);
+  int valid = cl_valid(t);
+  pthread_mutex_unlock(&c->mu);
+  if (!valid) /* invariant 2 */
+    return ES_ERR(ES_EUNAVAIL,
+                  "tenant %s: the lease expired during the "
+                  "takeover",
+                  t->name);
+  ES_TRY(c->os->put(c->os, key, mbuf, mlen, ES_OBJ_PUT_ALWAYS, NULL, NULL));
+  es_replrec rec;
+  ES_TRY(es__replrec_load(c->db->vfs, tdir, &rec));
+  int rc = es__replrec_put(&rec, man, mlen, 0);
+  if (rc == ES_OK && rec.generation < gen)
+    rec.generation = gen;
+  if (rc == ES_OK)
+    rc = es__replrec_save(c->db->vfs, tdir, &rec);
+  es__replrec_free(&rec);
+  return rc;
+}
+
+/* Forgets a takeover's state (done, or given up). */
+static void cl_take_reset(cl_tenant *t) {
+  es__buf_free(&t->rp.recs);
+  memset(&t->rp, 0, sizeof(t->rp));
+  es__free(t->claim_man);
+  t->claim_man = NULL;
+  t->claim_len = 0;
+  t->resume = t->restored = t->rp_ready = 0;
+}
+
+/* Restores and claims a tenant the store does not know (see the essay),
+ * going on from where a failed attempt under the same lease stopped. */
+static int cl_take_claim(es_cluster *c, cl_tenant *t, uint64_t lgen,
+                         uint64_t *rows_out) {
+  int rc = ES_OK;
+  if (!t->restored) {
+    rc = es__restore_tenant_live(c->replica, c->db->vfs, c->db->dir, t->name);
+    if (rc == ES_ENOTFOUND) { /* a new tenant: nothing in the replica */
+      es__error_clear();
+      rc = ES_OK;
+      t->rp_ready = 1; /* nothing to replay (invariant 5) */
+    }
+    t->restored = rc == ES_OK;
+  }
+  if (rc == ES_OK && !t->rp_ready) {
+    rc = cl_replay_read(c, t->name, &t->rp);
+    if (rc < 0) {
+      es__buf_free(&t->rp.recs);
+      memset(&t->rp, 0, sizeof(t->rp));
+    }
+    t->rp_ready = rc == ES_OK;
+  }
+  if (rc == ES_OK)
+    rc = cl_claim_files(c, t->name, lgen, rows_out);
+  char tdir[ES_PATH_MAX], mpath[ES_PATH_MAX];
+  if (rc == ES_OK)
+    rc = es__path_join(tdir, sizeof(tdir), c->db->tenants_dir, t->name);
+  if (rc == ES_OK)
+    rc = es__path_join(mpath, sizeof(mpath), tdir, "MANIFEST");
+  if (rc == ES_OK)
+    rc = es__io_read_all(c->db->vfs, mpath, &t->claim_man, &t->claim_len);
+  return rc;
+}
+
+/* A tenant the store does not know: restore, read what to replay, claim,
+ * load, replay, publish the claim; only then may it be admitted. */
+static int cl_take_new(es_cluster *c, cl_tenant *t, uint64_t lgen,
+                       uint64_t *rows_out, uint64_t *replayed_out) {
+  int rc = t->claim_man ? ES_OK : cl_take_claim(c, t, lgen, rows_out);
+  es_tenant *et = NULL;
+  if (rc == ES_OK)
+    rc = es__tenant_get(c->db, t->name, 1, &et);
+  if (rc == ES_OK) /* again after a failure: messageIds dedupe */
+    rc = cl_replay_append(c, t->name, &t->rp);
+  if (rc == ES_OK)
+    rc = cl_publish_claim(c, t, t->claim_man, t->claim_len,
+                          lgen << ES_LEASE_GEN_SHIFT);
+  *replayed_out = t->rp.events;
+  if (t->rp.records)
+    es__db_log(c->db, 2,
+               "tenant %s: replayed %" PRIu64 " events (%" PRIu64
+               " records) from %" PRIu64 " WAL chunks: %s",
+               t->name, t->rp.events, t->rp.records, t->rp.chunks,
+               rc == ES_OK ? "ok" : "failed");
+  return rc;
+}
+
 static void cl_set(es_cluster *c, cl_tenant *t, int state, int64_t retry_us) {
   pthread_mutex_lock(&c->mu);
   t->state = state;
@@ -339,10 +576,27 @@ static void cl_set(es_cluster *c, cl_tenant *t, int state, int64_t retry_us) {
 static void cl_take(es_cluster *c, cl_tenant *t) {
   int64_t t0 = es__clock_mono_us();
   es_lease l;
+  pthread_mutex_lock(&c->mu);
+  int resume = t->resume && cl_valid(t);
+  l = t->lease;
+  pthread_mutex_unlock(&c->mu);
+  if (t->resume && !resume && t->restored) {
+    es__db_log(c->db, 1,
+               "tenant %s: the lease lapsed during a takeover; its half-made "
+               "copy is stale: restart this node with an empty data "
+               "directory",
+               t->name);
+    cl_take_reset(t);
+    cl_set(c, t, CL_STALE, RETRY_US);
+    return;
+  }
+  if (!resume)
+    cl_take_reset(t);
   pthread_mutex_lock(&t->io_mu);
   int64_t sent = es__clock_mono_us();
-  int rc = es__lease_acquire(c->os, t->name, c->node, es__clock_now_us(),
-                             &c->clk, &l);
+  int rc = resume ? ES_OK
+                  : es__lease_acquire(c->os, t->name, c->node,
+                                      es__clock_now_us(), &c->clk, &l);
   if (rc == ES_EBUSY && l.gen) {
     if (es__lease_ask(c->os, t->name, &l, c->node) != ES_OK)
       es__error_clear();
@@ -359,19 +613,26 @@ static void cl_take(es_cluster *c, cl_tenant *t) {
     return;
   }
   pthread_mutex_lock(&c->mu);
-  t->lease = l;
-  t->valid_mono_us = cl_deadline(c, sent);
+  if (!resume) {
+    t->lease = l;
+    t->valid_mono_us = cl_deadline(c, sent);
+  }
   pthread_mutex_unlock(&c->mu);
   pthread_mutex_unlock(&t->io_mu);
 
-  uint64_t rows = 0;
+  uint64_t rows = 0, replayed = 0;
   int state = CL_HELD;
-  if (es__tenant_known(c->db, t->name)) {
+  if (!resume && es__tenant_known(c->db, t->name)) {
     uint64_t local = 0, remote = 0;
+    char rnode[ES_MANIFEST_NODE_MAX + 1];
     rc = cl_local_gen(c, t->name, &local);
     if (rc == ES_OK)
-      rc = cl_replica_gen(c, t->name, &remote);
-    if (rc == ES_OK && local != remote) {
+      rc = cl_replica_head(c, t->name, &remote, rnode);
+    /* ours: nobody published since (the newest is the local one, or one
+     * this node made that its uploader has not caught up with) */
+    int ours = remote == local ||
+               (remote && strcmp(rnode, c->node) == 0 && remote < local);
+    if (rc == ES_OK && !ours) {
       es__db_log(c->db, 1,
                  "tenant %s: local copy at generation %" PRIx64
                  ", the replica at %" PRIx64 ": stale, restart this node "
@@ -382,21 +643,20 @@ static void cl_take(es_cluster *c, cl_tenant *t) {
       rc = cl_claim_loaded(c, t->name, l.gen);
     }
   } else {
-    rc = es__restore_tenant_live(c->replica, c->db->vfs, c->db->dir, t->name);
-    if (rc == ES_ENOTFOUND) { /* a new tenant: nothing in the replica */
-      es__error_clear();
-      rc = ES_OK;
-    }
-    if (rc == ES_OK)
-      rc = cl_claim_files(c, t->name, l.gen, &rows);
-    es_tenant *et = NULL;
-    if (rc == ES_OK)
-      rc = es__tenant_get(c->db, t->name, 1, &et);
+    rc = cl_take_new(c, t, l.gen, &rows, &replayed);
+  }
+  if (rc < 0 && t->restored) { /* keep the lease, go on later (6) */
+    es__db_log(c->db, 1, "tenant %s: takeover failed (resumed later): %s",
+               t->name, es_errdetail());
+    t->resume = 1;
+    cl_set(c, t, CL_FAILED, RETRY_US);
+    return;
   }
   if (rc < 0 || state == CL_STALE) {
     if (rc < 0)
       es__db_log(c->db, 1, "tenant %s: takeover failed: %s", t->name,
                  es_errdetail());
+    cl_take_reset(t);
     pthread_mutex_lock(&t->io_mu); /* let another node have it at once */
     pthread_mutex_lock(&c->mu);
     es_lease cur = t->lease;
@@ -408,15 +668,17 @@ static void cl_take(es_cluster *c, cl_tenant *t) {
     cl_set(c, t, rc < 0 ? CL_FAILED : CL_STALE, RETRY_US);
     return;
   }
+  cl_take_reset(t);
   pthread_mutex_lock(&c->mu);
   t->state = state;
   t->took_us = es__clock_mono_us() - t0;
   t->restored_rows = rows;
+  t->replayed_events = replayed;
   pthread_mutex_unlock(&c->mu);
   es__db_log(c->db, 2,
              "tenant %s: taken over (lease generation %" PRIu64 ", %" PRIu64
-             " rows restored) in %" PRId64 " ms",
-             t->name, l.gen, rows, t->took_us / 1000);
+             " rows restored, %" PRIu64 " events replayed) in %" PRId64 " ms",
+             t->name, l.gen, rows, replayed, t->took_us / 1000);
 }
 
 /* --- handing over --------------------------------------------------------- */
@@ -535,7 +797,7 @@ static void cl_renew(es_cluster *c, cl_tenant *t) {
   pthread_mutex_lock(&t->io_mu);
   pthread_mutex_lock(&c->mu);
   int live = (t->state == CL_HELD || t->state == CL_RELEASING ||
-              t->state == CL_TAKING) &&
+              t->state == CL_TAKING || (t->state == CL_FAILED && t->resume)) &&
              t->lease.gen != 0 && t->valid_mono_us != 0;
   es_lease l = t->lease;
   pthread_mutex_unlock(&c->mu);
@@ -705,6 +967,7 @@ void es_cluster_free(es_cluster *c) {
   while (c->ts) {
     cl_tenant *n = c->ts->next;
     pthread_mutex_destroy(&c->ts->io_mu);
+    cl_take_reset(c->ts);
     es__free(c->ts);
     c->ts = n;
   }
@@ -712,4 +975,55 @@ void es_cluster_free(es_cluster *c) {
   pthread_cond_destroy(&c->cv);
   pthread_cond_destroy(&c->rcv);
   es__free(c);
+}
+
+/* --- the bucket's leases, for tools --------------------------------------- */
+
+typedef struct cl_names {
+  char (*name)[ES_TENANT_LEN_MAX + 1];
+  size_t n, cap;
+} cl_names;
+
+static int cl_lease_listed(void *ud, const char *key, const es_objinfo *info) {
+  cl_names *l = ud;
+  (void)info;
+  const char *t = key + strlen("leases/");
+  if (strncmp(key, "leases/", 7) != 0 || es__tenant_check(t) < 0) {
+    es__error_clear();
+    return 0; /* not a lease */
+  }
+  if (l->n == l->cap) {
+    size_t cap = l->cap ? 2 * l->cap : 64;
+    void *nn = es__realloc(l->name, cap * sizeof(*l->name));
+    if (!nn)
+      return ES_NOMEM_BKPT();
+    l->name = nn;
+    l->cap = cap;
+  }
+  snprintf(l->name[l->n++], sizeof(l->name[0]), "%s", t);
+  return 0;
+}
+
+int es_cluster_leases(es_replica *replica,
+                      int (*fn)(void *ud, const es_cluster_lease *l),
+                      void *ud) {
+  if (!replica || !fn)
+    return ES_INVAL_BKPT("es_cluster_leases: NULL argument");
+  cl_names l = {0};
+  int rc = replica->os->list(replica->os, "leases/", cl_lease_listed, &l);
+  for (size_t i = 0; rc == ES_OK && i < l.n; i++) {
+    es_lease le;
+    rc = es__lease_read(replica->os, l.name[i], &le);
+    if (rc == ES_OK && le.gen == 0)
+      continue; /* deleted since the listing */
+    es_cluster_lease out = {.tenant = l.name[i],
+                            .owner = le.owner,
+                            .want = le.want,
+                            .generation = le.gen,
+                            .expires_us = le.expires_us};
+    if (rc == ES_OK)
+      rc = fn(ud, &out);
+  }
+  es__free(l.name);
+  return rc;
 }

@@ -10,6 +10,7 @@
 #include "eventstore.h"
 #include "replicate/objstore.h"
 #include "store/dbint.h"
+#include "store/wal.h"
 
 /* What es_replica (the public handle) is: an object store. */
 struct es_cluster;
@@ -26,6 +27,8 @@ struct es_replica {
  * (cluster.c). */
 int es__cluster_fence(struct es_cluster *c, const char *tenant,
                       uint64_t generation) ES_MUST_CHECK;
+/* The node's name (borrowed for the cluster's life). */
+const char *es__cluster_node(const struct es_cluster *c);
 int es__restore_tenant_live(es_replica *replica, es_vfs *vfs,
                             const char *data_dir,
                             const char *tenant) ES_MUST_CHECK;
@@ -132,8 +135,32 @@ int es__walship_key(char *out, size_t cap, uint32_t shard, uint64_t first,
 int es__walship_parse_key(const char *key, uint32_t *shard_out,
                           uint64_t *first_out,
                           uint64_t *last_out) ES_MUST_CHECK;
+/* A cluster node's chunk key, "wal/<node>/<shard>/<016x>-<016x>" (node ""
+ * is es__walship_key's layout), the listing prefix of one node's shard,
+ * and back: node_out (ES_LEASE_NODE_MAX + 1 bytes) gets the node, "" for
+ * a single store's key. */
+int es__walship_node_key(char *out, size_t cap, const char *node,
+                         uint32_t shard, uint64_t first,
+                         uint64_t last) ES_MUST_CHECK;
+int es__walship_prefix(char *out, size_t cap, const char *node,
+                       uint32_t shard) ES_MUST_CHECK;
+int es__walship_parse_node_key(const char *key, char *node_out,
+                               uint32_t *shard_out, uint64_t *first_out,
+                               uint64_t *last_out) ES_MUST_CHECK;
 
 /* ---- restore.c ---------------------------------------------------------- */
+
+/* Called per WAL record handed over by es__restore_wal_tenant: rec and
+ * its rows are borrowed for the call.  Non-zero stops the walk. */
+typedef int (*es_restore_rec_fn)(void *ud, uint64_t lsn, const es_wal_rec *rec);
+/* Reads every WAL chunk of node ("" : a single store's layout) and shard
+ * in the replica, checked, and calls fn for each record of tenant with
+ * an LSN above above_lsn, once per LSN, in LSN order (restore.c,
+ * invariant 5).  *chunks_out counts the chunks read. */
+int es__restore_wal_tenant(es_replica *replica, const char *node,
+                           uint32_t shard, const char *tenant,
+                           uint64_t above_lsn, es_restore_rec_fn fn, void *ud,
+                           uint64_t *chunks_out) ES_MUST_CHECK;
 
 /* es_restore with a chosen file system. */
 int es__restore_vfs(es_replica *replica, es_vfs *vfs, const char *data_dir,

@@ -29,7 +29,17 @@
  *     restored, and written as one log file per shard, which the next
  *     es_open replays above each tenant's flushed_lsn like any log.  So
  *     every event acknowledged in tier s3 is restored exactly once: in a
- *     segment, or in the log, not both.
+ *     segment, or in the log, not both.  Only chunks of a single store
+ *     (wal/<shard>/...) are restored so; a cluster node's chunks
+ *     (wal/<node>/<shard>/..., each node its own LSN space) are read by
+ *     es__restore_wal_tenant when a node takes a tenant over (cluster.c).
+ *  5. es__restore_wal_tenant checks every frame as in 4, keeps each LSN
+ *     once and hands over, in LSN order, exactly the records of the
+ *     tenant above the LSN asked for, from every chunk of one node's
+ *     shard listed.  Its caller lists after the lease is held and the
+ *     manifest restored: the old holder, fenced, publishes nothing more,
+ *     and deletes only chunks whose records that manifest holds
+ *     (walship.c, 3 and 7).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -38,6 +48,7 @@
 #include "base/event.h"
 #include "base/io.h"
 #include "base/mem.h"
+#include "replicate/lease.h"
 #include "replicate/replicate.h"
 #include "store/manifest.h"
 #include "store/rollup.h"
@@ -52,7 +63,7 @@ typedef struct rs_tenant {
 } rs_tenant;
 
 typedef struct rs_chunk {
-  char key[64];
+  char key[160]; /* wal/<node, 64>/<shard>/<33> fits */
   uint32_t shard;
   uint64_t first, last;
   uint8_t *buf; /* owned, after download */
@@ -278,6 +289,9 @@ static int rs_tenant_restore(rs_ctx *c, const rs_tenant *t) {
 
 /* ---- WAL chunks (invariant 4) ------------------------------------------ */
 
+static int rs_chunk_add(rs_ctx *c, rs_chunk ch, const char *key,
+                        const es_objinfo *info);
+
 static int rs_chunk_list_one(void *ud, const char *key,
                              const es_objinfo *info) {
   rs_ctx *c = ud;
@@ -285,8 +299,14 @@ static int rs_chunk_list_one(void *ud, const char *key,
   if (es__walship_parse_key(key, &ch.shard, &ch.first, &ch.last) < 0 ||
       strlen(key) >= sizeof(ch.key)) {
     es__error_clear();
-    return 0; /* not a chunk */
+    return 0; /* not a chunk (a cluster node's: invariant 4) */
   }
+  return rs_chunk_add(c, ch, key, info);
+}
+
+/* Files a listed chunk. */
+static int rs_chunk_add(rs_ctx *c, rs_chunk ch, const char *key,
+                        const es_objinfo *info) {
   snprintf(ch.key, sizeof(ch.key), "%s", key);
   if (c->nchunks == c->chunks_cap) {
     size_t cap = c->chunks_cap ? 2 * c->chunks_cap : 32;
@@ -580,4 +600,98 @@ static int restore_run(es_replica *replica, es_vfs *vfs, const char *data_dir,
   es__free(c.ts);
   int crc = lock ? vfs->close(vfs, lock) : ES_OK;
   return rc < 0 ? rc : crc;
+}
+
+/* ---- one node's chunks, for a takeover (invariant 5) -------------------- */
+
+typedef struct rs_node_list {
+  rs_ctx *c;
+  const char *node;
+  uint32_t shard;
+} rs_node_list;
+
+static int rs_node_list_one(void *ud, const char *key, const es_objinfo *info) {
+  rs_node_list *l = ud;
+  char node[ES_LEASE_NODE_MAX + 1];
+  rs_chunk ch = {0};
+  if (es__walship_parse_node_key(key, node, &ch.shard, &ch.first, &ch.last) <
+          0 ||
+      strcmp(node, l->node) != 0 || ch.shard != l->shard ||
+      strlen(key) >= sizeof(ch.key)) {
+    es__error_clear();
+    return 0; /* another layout's, node's or shard's */
+  }
+  return rs_chunk_add(l->c, ch, key, info);
+}
+
+typedef struct rs_tenant_walk {
+  const rs_chunk *ch;
+  const char *tenant;
+  uint64_t above; /* hand over records above this LSN */
+  es_restore_rec_fn fn;
+  void *ud;
+  uint64_t last; /* the last frame's LSN seen */
+} rs_tenant_walk;
+
+static int rs_tw_frame(void *ud, uint64_t lsn, const uint8_t *frame,
+                       size_t len) {
+  rs_tenant_walk *w = ud;
+  (void)frame;
+  (void)len;
+  if (lsn < w->ch->first || lsn > w->ch->last)
+    return ES_CORRUPT_BKPT("object %s: frame LSN %llu outside its name's "
+                           "range",
+                           w->ch->key, (unsigned long long)lsn);
+  w->last = lsn;
+  return ES_OK;
+}
+
+static int rs_tw_rec(void *ud, uint64_t lsn, const es_wal_rec *rec,
+                     uint64_t off) {
+  rs_tenant_walk *w = ud;
+  (void)off;
+  if (lsn <= w->above || strcmp(rec->tenant, w->tenant) != 0)
+    return ES_OK;
+  return w->fn(w->ud, lsn, rec);
+}
+
+int es__restore_wal_tenant(es_replica *replica, const char *node,
+                           uint32_t shard, const char *tenant,
+                           uint64_t above_lsn, es_restore_rec_fn fn, void *ud,
+                           uint64_t *chunks_out) {
+  rs_ctx c = {.os = replica->os};
+  rs_node_list l = {&c, node ? node : "", shard};
+  char prefix[ES_OBJ_KEY_MAX + 1];
+  *chunks_out = 0;
+  ES_TRY(es__walship_prefix(prefix, sizeof(prefix), l.node, shard));
+  int rc = c.os->list(c.os, prefix, rs_node_list_one, &l);
+  if (rc < 0 && rc != ES_ENOMEM)
+    rc = rs_err(rc, prefix);
+  if (rc == ES_OK && c.nchunks > 1)
+    qsort(c.chunks, c.nchunks, sizeof(rs_chunk), rs_chunk_cmp);
+  uint64_t prev = above_lsn; /* every LSN at or below: handed over, or not
+                                wanted */
+  for (size_t i = 0; rc == ES_OK && i < c.nchunks; i++) {
+    rs_chunk *ch = &c.chunks[i];
+    if (ch->last <= prev)
+      continue; /* nothing wanted in it: not even fetched */
+    rc = rs_get(&c, ch->key, "listed", &ch->buf, &ch->len);
+    rs_tenant_walk w = {ch, tenant, prev, fn, ud, 0};
+    es_wal_scan scan;
+    if (rc == ES_OK)
+      rc = es__wal_read_buf(ch->key, ch->buf, ch->len, 0, rs_tw_frame,
+                            rs_tw_rec, &w, &scan);
+    if (rc < 0 && rc != ES_ECORRUPT && rc != ES_ENOMEM)
+      rc = rs_err(rc, ch->key);
+    if (rc == ES_OK && scan.frames == 0)
+      rc = ES_CORRUPT_BKPT("object %s holds no frame", ch->key);
+    if (rc == ES_OK && w.last > prev)
+      prev = w.last;
+    es__free(ch->buf);
+    ch->buf = NULL;
+    if (rc == ES_OK)
+      (*chunks_out)++;
+  }
+  es__free(c.chunks);
+  return rc;
 }

@@ -5,11 +5,14 @@
  * deletes chunks once the segments holding their events are replicated.
  *
  * Layout (docs/FORMAT.md, "WAL chunks"):
- *   wal/<shard>/<016x first LSN>-<016x last LSN>
- * a chunk is frames of that shard's WAL, whole and byte for byte as in the
- * local log (header, LSN and checksum included), in LSN order.  Nothing
- * else is in it: each frame's own checksum protects it, and a PUT is
- * atomic (objstore.h, 1).
+ *   wal/<shard>/<016x first LSN>-<016x last LSN>          a single store
+ *   wal/<node>/<shard>/<016x first LSN>-<016x last LSN>   a cluster node
+ * (each node of a cluster has its own LSN space, so its own keys: the
+ * node is cluster.c's, known when the shipper starts; see the section
+ * "Cluster keys" at the end).  A chunk is frames of that shard's WAL, whole and
+ * byte for byte as in the local log (header, LSN and checksum included), in LSN
+ * order.  Nothing else is in it: each frame's own checksum protects it, and a
+ * PUT is atomic (objstore.h, 1).
  *
  * How it works.  The shard writer calls the wal_synced hook
  * (store/commit.h) after the fdatasync of each group's frame and before
@@ -79,6 +82,7 @@
 #include "base/clock.h"
 #include "base/io.h"
 #include "base/mem.h"
+#include "replicate/lease.h"
 #include "replicate/replicate.h"
 #include "store/commit.h"
 
@@ -157,7 +161,14 @@ struct es_walship {
   int stop;
   int esdb_done; /* ESDB is in the store (invariant 6) */
   es_walship_stats st;
+  char node[ES_LEASE_NODE_MAX + 1]; /* a cluster node's name, or "" */
 };
+
+static int ship_key(const es_walship *w, char *out, size_t cap, uint32_t shard,
+                    uint64_t first, uint64_t last);
+static int ship_owns_key(const es_walship *w, const char *key,
+                         uint32_t *shard_out, uint64_t *first_out,
+                         uint64_t *last_out);
 
 int es__walship_key(char *out, size_t cap, uint32_t shard, uint64_t first,
                     uint64_t last) {
@@ -270,9 +281,9 @@ static int ship_list_one(void *ud, const char *key, const es_objinfo *info) {
   (void)info;
   uint32_t shard = 0;
   uint64_t first = 0, last = 0;
-  if (es__walship_parse_key(key, &shard, &first, &last) < 0) {
+  if (ship_owns_key(s->w, key, &shard, &first, &last) < 0) {
     es__error_clear();
-    return 0; /* not ours */
+    return 0; /* not ours (another node's, invariant 7) */
   }
   if (shard != s->id)
     return 0;
@@ -339,7 +350,7 @@ static void ship_put(ship_shard *s, ship_q *e) {
   int64_t t0 = es__clock_mono_us();
   int rc = ship_esdb(w);
   if (rc == ES_OK)
-    rc = es__walship_key(key, sizeof(key), s->id, first, last);
+    rc = ship_key(w, key, sizeof(key), s->id, first, last);
   if (rc == ES_OK)
     rc = w->os->put(w->os, key, buf.data, buf.len, ES_OBJ_PUT_ALWAYS, NULL,
                     NULL);
@@ -403,9 +414,9 @@ static void ship_gc(ship_shard *s) {
   es_walship *w = s->w;
   int64_t now = es__clock_now_us();
   if (!s->listed) {
-    char prefix[32];
-    snprintf(prefix, sizeof(prefix), "wal/%u/", s->id);
-    if (w->os->list(w->os, prefix, ship_list_one, s) == ES_OK)
+    char prefix[ES_OBJ_KEY_MAX + 1];
+    if (es__walship_prefix(prefix, sizeof(prefix), w->node, s->id) == ES_OK &&
+        w->os->list(w->os, prefix, ship_list_one, s) == ES_OK)
       s->listed = 1;
     es__error_clear();
   }
@@ -452,7 +463,7 @@ static void ship_gc(ship_shard *s) {
     if (c.first == 0)
       break;
     char key[ES_OBJ_KEY_MAX + 1];
-    int rc = es__walship_key(key, sizeof(key), s->id, c.first, c.last);
+    int rc = ship_key(w, key, sizeof(key), s->id, c.first, c.last);
     if (rc == ES_OK)
       rc = w->os->del(w->os, key);
     pthread_mutex_lock(&w->mu);
@@ -551,6 +562,9 @@ int es__walship_start(es_db *db, es_replica *replica, es_replicator *repl,
              : depth > ES_S3_PUTS_INFLIGHT_MAX ? ES_S3_PUTS_INFLIGHT_MAX
                                                : (unsigned)depth;
   w->nshards = db->nshards;
+  es_cluster *cl = atomic_load(&replica->cluster);
+  if (cl) /* set before es_open (cluster.c): chunks carry the node */
+    snprintf(w->node, sizeof(w->node), "%s", es__cluster_node(cl));
   w->hooks.wal_synced = ship_synced;
   pthread_mutex_init(&w->mu, NULL);
   w->sh = es__calloc(w->nshards, sizeof(ship_shard));
@@ -751,6 +765,85 @@ void es__walship_stats(es_walship *w, es_walship_stats *out) {
     out->broken_shards += s->broken != 0;
     pthread_mutex_unlock(&s->mu);
   }
+}
+
+/* --- Cluster keys ---------------------------------------------------------
+ *
+ *  7. A cluster node puts, lists and deletes only chunks under its own
+ *     name, wal/<node>/; invariant 3 holds per node (its keep and its
+ *     uploader's sweeps).  Another node's chunks are only read: by a node
+ *     taking one of its tenants over (cluster.c, invariant 5), which is
+ *     why a node may delete a chunk only once every tenant on its disk is
+ *     uploaded (a tenant it lost stays on its disk, fenced, so its sweeps
+ *     are not clean; docs/SCALING.md: a node that lost or handed over a
+ *     tenant keeps its chunks until it restarts on an empty directory).
+ *     A dead node's chunks stay until a node of its name and data
+ *     directory runs again.  A node name belongs to one data directory:
+ *     a new, empty directory under an old name would restart its LSNs
+ *     under keys the old chunks hold (docs/SCALING.md).
+ */
+
+int es__walship_node_key(char *out, size_t cap, const char *node,
+                         uint32_t shard, uint64_t first, uint64_t last) {
+  if (!node || !node[0])
+    return es__walship_key(out, cap, shard, first, last);
+  int n = snprintf(out, cap, "wal/%s/%u/%016llx-%016llx", node, shard,
+                   (unsigned long long)first, (unsigned long long)last);
+  if (n < 0 || (size_t)n >= cap)
+    return ES_INVAL_BKPT("WAL chunk key too long");
+  return ES_OK;
+}
+
+int es__walship_prefix(char *out, size_t cap, const char *node,
+                       uint32_t shard) {
+  int n = node && node[0] ? snprintf(out, cap, "wal/%s/%u/", node, shard)
+                          : snprintf(out, cap, "wal/%u/", shard);
+  if (n < 0 || (size_t)n >= cap)
+    return ES_INVAL_BKPT("WAL chunk prefix too long");
+  return ES_OK;
+}
+
+int es__walship_parse_node_key(const char *key, char *node_out,
+                               uint32_t *shard_out, uint64_t *first_out,
+                               uint64_t *last_out) {
+  if (es__walship_parse_key(key, shard_out, first_out, last_out) == ES_OK) {
+    node_out[0] = '\0';
+    return ES_OK;
+  }
+  es__error_clear();
+  const char *node = key + 4,
+             *slash = strncmp(key, "wal/", 4) == 0 ? strchr(node, '/') : NULL;
+  size_t n = slash ? (size_t)(slash - node) : 0;
+  char one[ES_LEASE_NODE_MAX + 1], rest[64];
+  if (n == 0 || n > ES_LEASE_NODE_MAX || strlen(slash) + 4 >= sizeof(rest))
+    return ES_INVAL_BKPT("not a WAL chunk key: %.100s", key);
+  memcpy(one, node, n);
+  one[n] = '\0';
+  if (es__lease_node_check(one) < 0) {
+    es__error_clear();
+    return ES_INVAL_BKPT("not a WAL chunk key: %.100s", key);
+  }
+  snprintf(rest, sizeof(rest), "wal%s", slash);
+  ES_TRY(es__walship_parse_key(rest, shard_out, first_out, last_out));
+  memcpy(node_out, one, n + 1);
+  return ES_OK;
+}
+
+/* Formats a chunk key of this shipper's layout. */
+static int ship_key(const es_walship *w, char *out, size_t cap, uint32_t shard,
+                    uint64_t first, uint64_t last) {
+  return es__walship_node_key(out, cap, w->node, shard, first, last);
+}
+
+/* Parses key when it is a chunk of this shipper's layout (invariant 7). */
+static int ship_owns_key(const es_walship *w, const char *key,
+                         uint32_t *shard_out, uint64_t *first_out,
+                         uint64_t *last_out) {
+  char node[ES_LEASE_NODE_MAX + 1];
+  ES_TRY(es__walship_parse_node_key(key, node, shard_out, first_out, last_out));
+  if (strcmp(node, w->node) != 0)
+    return ES_INVAL_BKPT("another node's WAL chunk");
+  return ES_OK;
 }
 
 int es__walship_shards(es_walship *w,

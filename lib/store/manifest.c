@@ -3,15 +3,18 @@
  *
  *   MANIFEST: "ESMANIFS" | u32 version | u32 count | u64 flushed_lsn |
  *             u64 next_segment_id | [v2: u64 generation] |
+ *             [v3: u8 node length (0..64) | node name] |
  *             count x (u64 id | u64 rows | u64 bytes | i64 min_ts |
  *             i64 max_ts) | u64 checksum
  *             Version 1 has no generation: it reads as generation 1 (a
  *             file exists, so at least one commit made it).  Writers
- *             always write the current version.
+ *             always write the current version.  Before version 3
+ *             the node is "" (the store's own WAL).
  *   ESDB:     "ESDBFILE" | u32 version | u32 shards | u64 checksum
  * Checksums are XXH3 of every byte before them.
  */
 #include <stdio.h>
+#include <string.h>
 
 #include "base/codec.h"
 #include "base/mem.h"
@@ -22,6 +25,7 @@
 #define MANIFEST_ENTRY_BYTES 40
 #define MANIFEST_V1_BYTES 40 /* magic .. next_segment_id, checksum */
 #define MANIFEST_V2_BYTES 48 /* and the generation */
+#define MANIFEST_V3_BYTES 49 /* and the node's length */
 
 /* "<016x>.seg" */
 void es__segment_name(char *buf, size_t cap, uint64_t id) {
@@ -52,6 +56,20 @@ static int manifest_check(const char *path, const uint8_t *buf, size_t len,
 }
 
 /* Decodes a manifest's bytes; see manifest.h. */
+/* Reads the v3 node field (u8 length, name) into node. */
+static int manifest_node(const char *path, es_rd *r, char *node) {
+  size_t n = es__rd_u8(r);
+  if (n > ES_MANIFEST_NODE_MAX || (size_t)(r->end - r->p) < n)
+    return ES_CORRUPT_BKPT("%s: node name of %zu bytes", path, n);
+  for (size_t i = 0; i < n; i++)
+    if (r->p[i] < 0x21 || r->p[i] > 0x7e)
+      return ES_CORRUPT_BKPT("%s: node name not printable", path);
+  memcpy(node, r->p, n);
+  node[n] = '\0';
+  r->p += n;
+  return ES_OK;
+}
+
 int es__manifest_decode(const char *what, const uint8_t *buf, size_t len,
                         es_manifest *m) {
   memset(m, 0, sizeof(*m));
@@ -59,7 +77,10 @@ int es__manifest_decode(const char *what, const uint8_t *buf, size_t len,
   const char *path = what;
   int rc = manifest_check(path, buf, len, MANIFEST_MAGIC, MANIFEST_V1_BYTES);
   uint32_t version = rc == ES_OK ? es__get_le32(buf + 8) : 0;
-  if (rc == ES_OK && version >= 2 && len < MANIFEST_V2_BYTES)
+  size_t fixed = version >= 3   ? MANIFEST_V3_BYTES
+                 : version >= 2 ? MANIFEST_V2_BYTES
+                                : MANIFEST_V1_BYTES;
+  if (rc == ES_OK && len < fixed)
     rc = ES_CORRUPT_BKPT("%s: %zu bytes, too short for version %u", path, len,
                          version);
   if (rc == ES_OK) {
@@ -68,6 +89,8 @@ int es__manifest_decode(const char *what, const uint8_t *buf, size_t len,
     m->flushed_lsn = es__rd_u64(&r);
     m->next_segment_id = es__rd_u64(&r);
     m->generation = version >= 2 ? es__rd_u64(&r) : 1;
+    if (version >= 3)
+      rc = manifest_node(path, &r, m->lsn_node);
     if (rc == ES_OK &&
         (size_t)(r.end - r.p) != (size_t)count * MANIFEST_ENTRY_BYTES)
       rc = ES_CORRUPT_BKPT("%s: %u entries do not fit its size", path, count);
@@ -124,6 +147,13 @@ int es__manifest_write(es_vfs *vfs, const char *tenant_dir,
     rc = es__buf_put_u64(&b, m->next_segment_id);
   if (rc == ES_OK)
     rc = es__buf_put_u64(&b, m->generation);
+  size_t nlen = strnlen(m->lsn_node, sizeof(m->lsn_node));
+  if (rc == ES_OK && nlen > ES_MANIFEST_NODE_MAX)
+    rc = ES_INVAL_BKPT("manifest node name too long");
+  if (rc == ES_OK)
+    rc = es__buf_put_u8(&b, (uint8_t)nlen);
+  if (rc == ES_OK)
+    rc = es__buf_put(&b, m->lsn_node, nlen);
   for (size_t i = 0; rc == ES_OK && i < m->count; i++) {
     const es_manifest_entry *e = &m->entries[i];
     rc = es__buf_put_u64(&b, e->id);

@@ -14,6 +14,11 @@
  *  3. generation grows by exactly one with every MANIFEST written for the
  *     tenant (store/commit.c is the one writer); a missing MANIFEST is
  *     generation 0, a version-1 file (no field) reads as generation 1.
+ *  4. lsn_node names the LSN space flushed_lsn counts in: "" is this
+ *     store's own WAL (and every file before version 3); a cluster node
+ *     (lib/replicate/cluster.c) writes its node name, so a node taking the
+ *     tenant over knows whose WAL chunks hold the records above it.  A
+ *     commit carries it over unchanged.
  */
 #ifndef ES_MANIFEST_H
 #define ES_MANIFEST_H
@@ -21,6 +26,10 @@
 #include <stdint.h>
 
 #include "base/io.h"
+
+/* The longest node name a manifest records (lease.h's ES_LEASE_NODE_MAX
+ * is the same). */
+#define ES_MANIFEST_NODE_MAX 64
 
 typedef struct es_manifest_entry {
   uint64_t id;
@@ -33,6 +42,7 @@ typedef struct es_manifest {
   uint64_t flushed_lsn;
   uint64_t next_segment_id;
   uint64_t generation; /* commits of this tenant's manifest (invariant 3) */
+  char lsn_node[ES_MANIFEST_NODE_MAX + 1]; /* invariant 4; "" own WAL */
   size_t count;
   es_manifest_entry *entries; /* owned */
 } es_manifest;

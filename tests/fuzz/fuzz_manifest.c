@@ -9,12 +9,14 @@
  * Properties beyond "no crash, no leak":
  *  1. A manifest read successfully holds `count` entries, each with an id
  *     below next_segment_id, and its size is exactly what they occupy
- *     (a 40-byte frame in version 1, 48 with the generation in version 2);
- *     a version-1 file reads as generation 1.
+ *     (a 40-byte frame in version 1, 48 with the generation in version 2,
+ *     49 and the node name's bytes in version 3); a version-1 file reads
+ *     as generation 1; the node is printable, empty before version 3.
  *  2. A failed read leaves an empty manifest (nothing to free).
  *  3. An ESDB read successfully names 1..1024 shards.
  */
 #include <stdlib.h>
+#include <string.h>
 
 #include "base/codec.h"
 #include "fuzz_util.h"
@@ -33,8 +35,15 @@ static void manifest_check(es_vfs *vfs, const uint8_t *img, size_t size) {
   fuzz_check_handles(vfs, "es__manifest_read");
   if (rc == ES_OK) {
     uint32_t version = es__get_le32(img + 8);
-    FUZZ_ASSERT(size == (version >= 2 ? 48 : 40) + m.count * 40);
+    size_t node = strlen(m.lsn_node);
+    FUZZ_ASSERT(size == (version >= 3   ? 49 + node
+                         : version >= 2 ? 48
+                                        : 40) +
+                            m.count * 40);
     FUZZ_ASSERT(version >= 2 || m.generation == 1);
+    FUZZ_ASSERT(version >= 3 || node == 0);
+    for (size_t i = 0; i < node; i++)
+      FUZZ_ASSERT(m.lsn_node[i] > 0x20 && m.lsn_node[i] < 0x7f);
     for (size_t i = 0; i < m.count; i++)
       FUZZ_ASSERT(m.entries[i].id < m.next_segment_id);
   } else {

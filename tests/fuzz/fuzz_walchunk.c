@@ -13,12 +13,15 @@
  *     with increasing LSNs, and the record callback saw the records and
  *     events the scan reports.
  *  2. A key that parses formats back to the same bytes
- *     (es__walship_key), and a formatted key parses back.
+ *     (es__walship_key), and a formatted key parses back; the same for
+ *     a cluster node's key (es__walship_parse_node_key, node_key), which
+ *     reads a single store's key as node "".
  */
 #include <stdlib.h>
 #include <string.h>
 
 #include "fuzz_util.h"
+#include "replicate/lease.h"
 #include "replicate/replicate.h"
 #include "store/wal.h"
 
@@ -72,7 +75,7 @@ static void chunk_check(const uint8_t *buf, size_t size) {
 }
 
 static void key_check(const uint8_t *data, size_t size) {
-  char key[96];
+  char key[160];
   size_t n = 0;
   while (n < size && n < sizeof(key) - 1 && data[n] != '\n' && data[n] != 0)
     n++;
@@ -84,6 +87,14 @@ static void key_check(const uint8_t *data, size_t size) {
     char back[96];
     FUZZ_ASSERT(es__walship_key(back, sizeof(back), shard, first, last) ==
                 ES_OK);
+    FUZZ_ASSERT(strcmp(back, key) == 0);
+  }
+  es__error_clear();
+  char node[ES_LEASE_NODE_MAX + 1];
+  if (es__walship_parse_node_key(key, node, &shard, &first, &last) == ES_OK) {
+    char back[160];
+    FUZZ_ASSERT(es__walship_node_key(back, sizeof(back), node, shard, first,
+                                     last) == ES_OK);
     FUZZ_ASSERT(strcmp(back, key) == 0);
   }
   es__error_clear();

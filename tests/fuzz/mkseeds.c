@@ -330,6 +330,9 @@ static void seeds_manifest(void) {
                     .entries = entries};
   TRY("manifest", es__manifest_write(es__vfs_posix(), dir, &m));
   seed_copy("fuzz_manifest", "seed-manifest-three", path, NULL, NULL);
+  snprintf(m.lsn_node, sizeof(m.lsn_node), "node-1"); /* a cluster node's */
+  TRY("manifest", es__manifest_write(es__vfs_posix(), dir, &m));
+  seed_copy("fuzz_manifest", "seed-manifest-node", path, NULL, NULL);
   TRY("esdb", es__esdb_write(es__vfs_posix(), work_dir, 4));
   TRY("path", es__path_join(path, sizeof(path), work_dir, "ESDB"));
   seed_copy("fuzz_manifest", "seed-esdb", path, NULL, NULL);

@@ -87,7 +87,7 @@ START_TEST(test_round_trip) {
   es_manifest m = sample(), got;
   ck_assert_int_eq(es__manifest_write(es__vfs_posix(), dir, &m), ES_OK);
   manifest_path(path, sizeof(path), dir);
-  ck_assert_uint_eq(ut_file_size(path), 40 + 3 * 40 + 8);
+  ck_assert_uint_eq(ut_file_size(path), 40 + 1 + 3 * 40 + 8); /* v3, node "" */
   ck_assert_int_eq(ut_count_suffix(dir, ".tmp"), 0);
   ck_assert_int_eq(es__manifest_read(es__vfs_posix(), dir, &got), ES_OK);
   ck_assert_uint_eq(got.flushed_lsn, 4242);
@@ -253,6 +253,51 @@ START_TEST(test_generation) {
 }
 END_TEST
 
+/* Format 3: the node whose LSNs flushed_lsn counts round-trips; empty by
+ * default; a name past 64 bytes or not printable is refused on read. */
+START_TEST(test_lsn_node) {
+  char dir[512], path[1024];
+  ut_tmpdir(dir, sizeof(dir), "man-node");
+  es_manifest m = sample(), got;
+  ck_assert_int_eq(es__manifest_write(es__vfs_posix(), dir, &m), ES_OK);
+  ck_assert_int_eq(es__manifest_read(es__vfs_posix(), dir, &got), ES_OK);
+  ck_assert_str_eq(got.lsn_node, "");
+  es__manifest_free(&got);
+  snprintf(m.lsn_node, sizeof(m.lsn_node), "node-1.a_b");
+  ck_assert_int_eq(es__manifest_write(es__vfs_posix(), dir, &m), ES_OK);
+  ck_assert_int_eq(es__manifest_read(es__vfs_posix(), dir, &got), ES_OK);
+  ck_assert_str_eq(got.lsn_node, "node-1.a_b");
+  ck_assert_uint_eq(got.count, m.count);
+  ck_assert_uint_eq(got.flushed_lsn, m.flushed_lsn);
+  es__manifest_free(&got);
+  /* the node (length byte at offset 40) damaged, checksum fixed */
+  manifest_path(path, sizeof(path), dir);
+  uint8_t buf[4096];
+  FILE *f = fopen(path, "rb");
+  ck_assert_ptr_nonnull(f);
+  size_t len = fread(buf, 1, sizeof(buf), f);
+  fclose(f);
+  ck_assert_uint_eq(es__get_le32(buf + 8), 3);
+  ck_assert_uint_eq(buf[40], 10);
+  buf[41] = ' '; /* not printable */
+  es__le64(buf + len - 8, es__hash64(buf, len - 8, 0));
+  f = fopen(path, "wb");
+  ck_assert_uint_eq(fwrite(buf, 1, len, f), len);
+  fclose(f);
+  ck_assert_int_eq(es__manifest_read(es__vfs_posix(), dir, &got), ES_ECORRUPT);
+  es__error_clear();
+  buf[41] = 'n';
+  buf[40] = 200; /* longer than 64 */
+  es__le64(buf + len - 8, es__hash64(buf, len - 8, 0));
+  f = fopen(path, "wb");
+  ck_assert_uint_eq(fwrite(buf, 1, len, f), len);
+  fclose(f);
+  ck_assert_int_eq(es__manifest_read(es__vfs_posix(), dir, &got), ES_ECORRUPT);
+  es__error_clear();
+  ut_rmrf(dir);
+}
+END_TEST
+
 START_TEST(test_segment_name) {
   char name[32];
   es__segment_name(name, sizeof(name), 1);
@@ -322,6 +367,7 @@ static Suite *manifest_suite(void) {
   tcase_add_test(tc, test_version_too_new);
   tcase_add_test(tc, test_segment_name);
   tcase_add_test(tc, test_generation);
+  tcase_add_test(tc, test_lsn_node);
   tcase_add_test(tc, test_esdb);
   suite_add_tcase(s, tc);
   return s;
