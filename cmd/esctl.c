@@ -1079,7 +1079,11 @@ static const char export_usage[] =
     "PREFIX/ (credentials from AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY,\n"
     "AWS_SESSION_TOKEN; --s3-endpoint defaults to AWS_ENDPOINT_URL_S3, else\n"
     "AWS_ENDPOINT_URL, else AWS's; --s3-region to AWS_REGION, else\n"
-    "us-east-1).\n";
+    "us-east-1).\n"
+    "The destination (the directory made absolute, or the URL with the\n"
+    "--s3-* flags given; no credentials) is recorded first in exports/ of\n"
+    "the --data directory, so that a person's erasure re-cuts their\n"
+    "partitions there too (docs/PRIVACY.md).\n";
 
 /* "YYYY-MM-DD" -> days since 1970-01-01 (proleptic Gregorian). */
 static int parse_day(const char *s, int64_t *days_out) {
@@ -1280,8 +1284,10 @@ static int cmd_export(int argc, char **argv) {
 
 static const char erase_usage[] =
     "usage: esctl erase --data DIR --tenant T (--user-id U | --anonymous-id A)"
-    " [--wait]\n"
+    " [--suppress] [--wait]\n"
     "       esctl erase --data DIR --status ID\n"
+    "       esctl erase --data DIR --tenant T (--user-id U | --anonymous-id A)"
+    " --unsuppress\n"
     "\n"
     "Erases a person (GDPR Art. 17 / CCPA): every event carrying U or A, or\n"
     "any id linked to it by identify or alias, is hidden from every read at\n"
@@ -1293,11 +1299,16 @@ static const char erase_usage[] =
     "--wait' for another person).  --status ID prints a request's state\n"
     "(read-only: works beside a running es-ingestd).  Needs the store's\n"
     "lock otherwise: stop es-ingestd, or use its POST /v1/privacy/erase.\n"
-    "An unknown tenant or id completes with zero events removed.\n";
+    "An unknown tenant or id completes with zero events removed.\n"
+    "\n"
+    "--suppress also drops every later event carrying one of the person's\n"
+    "ids (acknowledged, not stored, counted), for good; without it later\n"
+    "events are new data and are kept.  --unsuppress lifts the suppression\n"
+    "of the person one of whose ids is U or A, and prints {\"lifted\":N}.\n";
 
 typedef struct erase_args {
   const char *data, *tenant, *user_id, *anonymous_id, *status;
-  int wait;
+  int wait, suppress, unsuppress;
 } erase_args;
 
 static int erase_parse(int argc, char **argv, erase_args *a) {
@@ -1311,8 +1322,11 @@ static int erase_parse(int argc, char **argv, erase_args *a) {
       fputs(erase_usage, stdout);
       return 0;
     }
-    if (strcmp(arg, "--wait") == 0) {
-      a->wait = 1;
+    if (strcmp(arg, "--wait") == 0 || strcmp(arg, "--suppress") == 0 ||
+        strcmp(arg, "--unsuppress") == 0) {
+      *(arg[2] == 'w'   ? &a->wait
+        : arg[2] == 's' ? &a->suppress
+                        : &a->unsuppress) = 1;
       continue;
     }
     size_t n = strcspn(arg, "=");
@@ -1332,7 +1346,8 @@ static int erase_parse(int argc, char **argv, erase_args *a) {
   if (!a->data)
     return usage_error("erase", "--data is required");
   if (a->status)
-    return a->tenant || a->user_id || a->anonymous_id || a->wait
+    return a->tenant || a->user_id || a->anonymous_id || a->wait ||
+                   a->suppress || a->unsuppress
                ? usage_error("erase", "--status takes only --data")
                : -1;
   if (!a->tenant)
@@ -1340,6 +1355,8 @@ static int erase_parse(int argc, char **argv, erase_args *a) {
   if (!a->user_id == !a->anonymous_id)
     return usage_error("erase", "give exactly one of --user-id and "
                                 "--anonymous-id");
+  if (a->unsuppress && (a->suppress || a->wait))
+    return usage_error("erase", "--unsuppress takes no --suppress or --wait");
   return check_tenant("erase", a->tenant) ? EXIT_USAGE : -1;
 }
 
@@ -1357,12 +1374,28 @@ static int cmd_erase(int argc, char **argv) {
     return status;
   char id[ES_ERASE_ID_MAX];
   int rc = ES_OK;
+  if (a.unsuppress) {
+    es_erase_options o;
+    es_erase_options_init(&o);
+    o.tenant = a.tenant;
+    o.user_id = a.user_id;
+    o.anonymous_id = a.anonymous_id;
+    size_t lifted = 0;
+    rc = es_erase_unsuppress(db, &o, &lifted);
+    if (rc == ES_OK)
+      printf("{\"lifted\":%zu}\n", lifted);
+    status = rc == ES_OK       ? 0
+             : rc == ES_EINVAL ? print_json(rc, NULL, "erase")
+                               : lib_error(rc);
+    return finish_stdout(close_store(db, status));
+  }
   if (!a.status) {
     es_erase_options o;
     es_erase_options_init(&o);
     o.tenant = a.tenant;
     o.user_id = a.user_id;
     o.anonymous_id = a.anonymous_id;
+    o.suppress = a.suppress;
     rc = es_erase_submit(db, &o, id);
     if (rc == ES_OK && a.wait)
       rc = es_erase_run(db, a.tenant);

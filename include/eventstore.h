@@ -412,6 +412,8 @@ typedef struct es_receipt {
   int64_t durable_us;        /* wall time at which it became durable */
   uint32_t stored_count;     /* events stored by this call */
   uint32_t duplicates_count; /* events not stored: duplicates */
+  uint32_t suppressed_count; /* events not stored: their person is erased
+                                with suppression (es_erase_options) */
 } es_receipt;
 
 /*
@@ -464,8 +466,11 @@ ES_API int es_append_sized(es_db *db, const char *tenant,
 /*
  * es_append that also says which events were duplicates: dup_out is NULL
  * or an array of at least `count` bytes owned by the caller; on ES_OK,
- * dup_out[i] is 1 when events[i] was a duplicate (not stored), else 0 (all
- * 0 when dedupe_window_us is 0).  On failure its contents are
+ * dup_out[i] is 1 when events[i] was a duplicate (not stored), 2 when it
+ * was suppressed (not stored: its person is erased with suppression,
+ * es_erase_options), else 0 (never 1 when dedupe_window_us is 0).  A
+ * batch whose every event is suppressed returns ES_OK with stored_count 0
+ * and lsn 0.  On failure its contents are
  * unspecified.  The library writes it only during the call.  A batch
  * whose every event is a duplicate returns ES_OK with stored_count 0 and
  * lsn 0: the events it repeats are already durable.  Errors as es_append.
@@ -1047,6 +1052,16 @@ typedef struct es_erase_options {
   const char *tenant;       /* required */
   const char *user_id;      /* exactly one of user_id and anonymous_id */
   const char *anonymous_id; /* (at most 1024 bytes) */
+  /* Also drop later events carrying one of the person's ids (Segment's
+   * "delete and suppress"): es_append acknowledges them and stores
+   * nothing (es_receipt.suppressed_count, es_stats.events_suppressed),
+   * from the moment es_erase_submit returns and after completion, until
+   * es_erase_unsuppress.  The ids are those resolved at submission; an
+   * event that would link a new id to them carries one of them and is
+   * dropped too.  0 (the default): later events are new data, kept (hidden
+   * until the request completes).  After completion the store keeps only
+   * salted hashes of the ids (docs/PRIVACY.md). */
+  int suppress;
 } es_erase_options;
 
 ES_API void es_erase_options_init_sized(es_erase_options *opts,
@@ -1072,6 +1087,16 @@ ES_API int es_erase_submit(es_db *db, const es_erase_options *opts,
  * from several threads (one runs at a time).  A failure leaves the
  * requests where they got to: call it again (or reopen) to resume. */
 ES_API int es_erase_run(es_db *db, const char *tenant);
+
+/* Lifts a suppression: opts names the tenant and one id (user_id or
+ * anonymous_id; suppress is ignored).  Every person one of whose
+ * suppressed ids is that id (a completed request's, or a pending one's)
+ * is no longer suppressed: their later events are stored again.  The
+ * change is durable when it returns.  *lifted_out (may be NULL): ids no
+ * longer suppressed (0 when none was: not an error).  Errors as
+ * es_erase_submit. */
+ES_API int es_erase_unsuppress(es_db *db, const es_erase_options *opts,
+                               size_t *lifted_out);
 
 /* The state of request id as JSON (owned, free with es_free): its stages
  * with their state and time and, once complete, "receipt".  ES_ENOTFOUND
@@ -1301,6 +1326,8 @@ typedef struct es_stats {
                       and the background compactor) */
   uint64_t merge_us_total, merge_us_max;
   int failed; /* 0, or the status that failed the handle (convention 7) */
+  uint64_t events_suppressed; /* appended events dropped: their person is
+                                 erased with suppression */
 } es_stats;
 
 /*

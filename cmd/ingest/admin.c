@@ -11,6 +11,7 @@
  *   DELETE /v1/admin/tenants/T/rules/NAME          es_rule_delete
  *   POST   /v1/privacy/erase                       es_erase_submit (202)
  *   GET    /v1/privacy/erase/ID                    es_erase_status
+ *   POST   /v1/privacy/unsuppress                  es_erase_unsuppress
  *
  * Invariants:
  *
@@ -33,12 +34,12 @@
  *     never the person's ids.
  */
 #include <pthread.h>
-#include <sys/resource.h>
-#include <sys/syscall.h>
-#include <unistd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #include <llhttp.h>
 #include <yajl_tree.h>
@@ -211,8 +212,25 @@ static void admin_erase_work(admin_op *op) {
     o.tenant = op->tenant;
     o.user_id = op->erase_user;
     o.anonymous_id = op->erase_anon;
+    o.suppress = op->erase_suppress;
     rc = es_erase_submit(op->db, &o, op->erase_id);
     status = 202;
+  } else if (op->kind == ADMIN_UNSUPPRESS) {
+    es_erase_options o;
+    es_erase_options_init(&o);
+    o.tenant = op->tenant;
+    o.user_id = op->erase_user;
+    o.anonymous_id = op->erase_anon;
+    size_t lifted = 0;
+    rc = es_erase_unsuppress(op->db, &o, &lifted);
+    if (rc == ES_OK) {
+      char ok[96];
+      snprintf(ok, sizeof ok, "{\"success\":true,\"lifted\":%zu}", lifted);
+      op->status = seg_buf_put(&op->out, ok, strlen(ok))
+                       ? admin_error(&op->out, 503, "out of memory")
+                       : 200;
+      return;
+    }
   } else {
     rc = es_erase_status(op->db, op->erase_id, &json);
   }
@@ -279,6 +297,12 @@ void admin_op_finish(admin_op *op) {
     ing_log(op->status == 202 ? "info" : "warning", "erase submitted", extra);
     if (op->status == 202 && op->srv)
       admin_eraser_kick(op->srv);
+  } else if (op->kind == ADMIN_UNSUPPRESS && op->status != 0) {
+    char extra[128];
+    snprintf(extra, sizeof extra, ",\"tenant\":\"%s\",\"status\":%d",
+             op->tenant, op->status);
+    ing_log(op->status == 200 ? "info" : "warning", "suppression lifted",
+            extra);
   } else if (op->kind == ADMIN_RULES && op->status != 0 &&
              op->method != HTTP_GET) {
     char extra[256];
@@ -324,10 +348,17 @@ static int erase_body(admin_op *op, const char *body, size_t len,
     rc = erase_member(root, "userId", &op->erase_user);
   if (rc == 0)
     rc = erase_member(root, "anonymousId", &op->erase_anon);
+  const char *sup_path[] = {"suppress", NULL};
+  yajl_val sup = rc == 0 ? yajl_tree_get(root, sup_path, yajl_t_any) : NULL;
+  if (sup && !YAJL_IS_NULL(sup) && !YAJL_IS_TRUE(sup) && !YAJL_IS_FALSE(sup))
+    rc = -3;
+  op->erase_suppress = sup && YAJL_IS_TRUE(sup);
   yajl_tree_free(root);
   int status = 0;
   if (rc == -2)
     status = admin_error(out, 503, "out of memory");
+  else if (rc == -3)
+    status = admin_error(out, 400, "erase: \"suppress\": want true or false");
   else if (rc < 0)
     status = admin_error(out, 400,
                          "erase: want a JSON object with string "
@@ -359,8 +390,13 @@ int admin_erase_new(server *srv, int method, const char *path, const char *body,
   op->work.data = op;
   int status = 0;
   if (method == HTTP_POST) {
-    op->kind = ADMIN_ERASE_POST;
+    int lift = strcmp(path, "/v1/privacy/unsuppress") == 0;
+    op->kind = lift ? ADMIN_UNSUPPRESS : ADMIN_ERASE_POST;
     status = erase_body(op, body, len, out);
+    if (status == 0 && lift && op->erase_suppress)
+      status = admin_error(out, 400,
+                           "unsuppress: \"suppress\" is for "
+                           "/v1/privacy/erase");
   } else {
     op->kind = ADMIN_ERASE_GET;
     const char *id = path + strlen("/v1/privacy/erase/");

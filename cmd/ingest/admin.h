@@ -18,6 +18,7 @@ typedef struct server server;
 #define ADMIN_RULES 0
 #define ADMIN_ERASE_POST 1 /* POST /v1/privacy/erase */
 #define ADMIN_ERASE_GET 2  /* GET /v1/privacy/erase/{id} */
+#define ADMIN_UNSUPPRESS 3 /* POST /v1/privacy/unsuppress */
 
 typedef struct admin_op {
   uv_work_t work;
@@ -34,6 +35,7 @@ typedef struct admin_op {
   char why[256];                    /* a refusal's message (the access log) */
   /* erase: the person's id (owned; never logged) and the request's id */
   char *erase_user, *erase_anon;
+  int erase_suppress; /* POST: "suppress": true */
   char erase_id[ES_ERASE_ID_MAX];
 } admin_op;
 
@@ -62,7 +64,9 @@ int admin_op_new(server *srv, int method, const char *path, size_t path_len,
                  const char *body, size_t len, admin_op **op_out, seg_buf *out);
 /*
  * An erase call: POST /v1/privacy/erase with body {"tenant":"T",
- * "userId":"U"} (or "anonymousId"), or GET /v1/privacy/erase/ID.  0 and
+ * "userId":"U"} (or "anonymousId"; "suppress": true optional), GET
+ * /v1/privacy/erase/ID, or POST /v1/privacy/unsuppress with the body of
+ * an erase (lifts a suppression).  0 and
  * *op_out ready for admin_op_work, or an HTTP status with its JSON in out.
  */
 int admin_erase_new(server *srv, int method, const char *path, const char *body,

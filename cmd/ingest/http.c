@@ -961,9 +961,10 @@ void http_job_done(sched_job *sj, void *ud) {
     metrics_observe(&srv->m.commit, sj->done_us - sj->submit_us);
   if (sj->status == ES_OK) {
     /* a duplicate is answered 200 too: its first copy is durable */
-    size_t stored = j->n - sj->dups;
+    size_t stored = j->n - sj->dups - sj->suppressed;
     srv->m.events_stored += stored;
     srv->m.events_duplicate += sj->dups;
+    srv->m.events_suppressed += sj->suppressed; /* an erasure's: 200 too */
     if (j->batch.count > 0) /* the stored share of the compact JSON */
       srv->m.bytes_stored += j->batch.bytes * stored / j->batch.count;
     int queued =
@@ -1143,7 +1144,8 @@ static void serve_admin_rules(conn *c) {
   }
 }
 
-/* POST /v1/privacy/erase and GET /v1/privacy/erase/ID: on the pool
+/* POST /v1/privacy/erase, GET /v1/privacy/erase/ID and POST
+ * /v1/privacy/unsuppress: on the pool
  * (admin.c, invariant 5). */
 static void serve_erase(conn *c) {
   server *srv = c->h.srv;
@@ -1207,6 +1209,7 @@ static const route routes[] = {
      serve_admin_rules,
      0},
     {{HTTP_POST, "/v1/privacy/erase", ROUTE_ADMIN}, serve_erase, 0},
+    {{HTTP_POST, "/v1/privacy/unsuppress", ROUTE_ADMIN}, serve_erase, 0},
     {{HTTP_GET, "/v1/privacy/erase/*", ROUTE_ADMIN}, serve_erase, 0},
 };
 

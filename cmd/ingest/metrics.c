@@ -46,12 +46,15 @@ int metrics_render(const metrics *m, seg_buf *b, size_t queue_jobs,
               (unsigned long long)m->requests[i]);
   rc |= counter(b, "es_ingest_events_total",
                 "events by outcome: stored (durable), duplicate (messageId "
-                "the tenant held already: es_append's answer), rejected (in a "
-                "refused request)");
+                "the tenant held already: es_append's answer), suppressed "
+                "(their person is erased with suppress: answered 200, not "
+                "stored), rejected (in a refused request)");
   rc |= put(b, "es_ingest_events_total{status=\"stored\"} %llu\n",
             (unsigned long long)m->events_stored);
   rc |= put(b, "es_ingest_events_total{status=\"duplicate\"} %llu\n",
             (unsigned long long)m->events_duplicate);
+  rc |= put(b, "es_ingest_events_total{status=\"suppressed\"} %llu\n",
+            (unsigned long long)m->events_suppressed);
   rc |= put(b, "es_ingest_events_total{status=\"rejected\"} %llu\n",
             (unsigned long long)m->events_rejected);
   rc |= histogram(b, "es_ingest_commit_seconds",
@@ -205,6 +208,10 @@ int metrics_render_store(es_db *db, seg_buf *b, size_t tenants_max) {
             (double)st.flush_us_max / 1e6);
   rc |= counter1(b, "es_store_merges_total",
                  "compaction runs merged into one segment", st.merges);
+  rc |= counter1(b, "es_store_events_suppressed_total",
+                 "appended events dropped: their person is erased with "
+                 "suppress (es_stats.events_suppressed)",
+                 st.events_suppressed);
   rc |= put(b,
             "# HELP es_store_merge_seconds_total time spent merging\n"
             "# TYPE es_store_merge_seconds_total counter\n"
@@ -270,7 +277,8 @@ int metrics_render_replica(const es_replica_stats *st, seg_buf *b) {
 int metrics_render_export(const es_exporter_stats *st, int64_t now_us,
                           seg_buf *b) {
   int64_t lag_us = st->synced_through_us ? now_us - st->synced_through_us : 0;
-  int rc = gauge(b, "es_export_synced", "1 once a pass exported every due "
+  int rc = gauge(b, "es_export_synced",
+                 "1 once a pass exported every due "
                  "hour (until then es_export_lag_seconds is 0)",
                  st->synced_through_us != 0);
   rc |= put(b,
@@ -283,8 +291,8 @@ int metrics_render_export(const es_exporter_stats *st, int64_t now_us,
   rc |= gauge(b, "es_export_pending_hours",
               "hours due but not exported (the last pass failed on them)",
               (unsigned long long)st->pending_hours);
-  rc |= counter1(b, "es_export_passes_total",
-                 "passes over every tenant", st->passes);
+  rc |= counter1(b, "es_export_passes_total", "passes over every tenant",
+                 st->passes);
   rc |= counter1(b, "es_export_hours_total",
                  "hour part files written (first time or again)",
                  st->hours_exported);
@@ -294,9 +302,9 @@ int metrics_render_export(const es_exporter_stats *st, int64_t now_us,
   rc |= counter1(b, "es_export_rows_total", "rows written", st->rows);
   rc |= counter1(b, "es_export_files_total", "part files written", st->files);
   rc |= counter1(b, "es_export_bytes_total", "bytes of those", st->bytes);
-  rc |= counter1(b, "es_export_errors_total",
-                 "partitions that failed (retried at the next pass)",
-                 st->errors);
+  rc |=
+      counter1(b, "es_export_errors_total",
+               "partitions that failed (retried at the next pass)", st->errors);
   return rc ? -1 : 0;
 }
 

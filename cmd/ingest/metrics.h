@@ -23,8 +23,9 @@ typedef prom_hist metrics_hist;
 typedef struct metrics {
   uint64_t requests[METRICS_STATUSES]; /* by status, see metrics.c */
   uint64_t events_stored, events_duplicate, events_rejected;
-  metrics_hist commit;  /* hand-off to a writer -> durable */
-  metrics_hist request; /* ingest requests: first byte -> answer queued */
+  uint64_t events_suppressed; /* dropped: the person is erased, suppressed */
+  metrics_hist commit;        /* hand-off to a writer -> durable */
+  metrics_hist request;       /* ingest requests: first byte -> answer queued */
   uint64_t bytes_received, bytes_inflated, bytes_stored;
   uint64_t appends_failed;
 } metrics;

@@ -63,7 +63,7 @@ static sched_job *take_jobs(sched_tenant *t, size_t *events_out) {
  * library de-duplicates messageIds: eventstore.h, "Idempotent append"). */
 static int append_jobs(sched *s, sched_tenant *t, sched_job *jobs, size_t n) {
   for (sched_job *j = jobs; j; j = j->next)
-    j->dups = 0;
+    j->dups = j->suppressed = 0;
   if (n == 0)
     return ES_OK;
   es_event *all = jobs->next ? malloc(n * sizeof *all) : NULL;
@@ -86,16 +86,18 @@ static int append_jobs(sched *s, sched_tenant *t, sched_job *jobs, size_t n) {
   if (rc == ES_EFAILED)
     rc = ES_EUNAVAIL; /* a stale copy here: the node must restart */
   if (rc == ES_OK)
-    rc = es_append_flagged(s->db, t->id, all ? all : jobs->events, n, NULL,
-                           dup);
+    rc =
+        es_append_flagged(s->db, t->id, all ? all : jobs->events, n, NULL, dup);
   if (rc == ES_OK && s->cluster && !es_cluster_owns(s->cluster, t->id))
     rc = ES_EUNAVAIL;
   at = 0;
   for (sched_job *j = jobs; rc == ES_OK && j; j = j->next) {
     if (j->dup_flags && j->count)
       memcpy(j->dup_flags, dup + at, j->count);
-    for (size_t i = 0; i < j->count; i++)
-      j->dups += dup[at++];
+    for (size_t i = 0; i < j->count; i++, at++) {
+      j->dups += dup[at] == 1;
+      j->suppressed += dup[at] == 2; /* eventstore.h, es_append_flagged */
+    }
   }
   free(all);
   free(dup);

@@ -38,7 +38,9 @@ typedef struct sched_job {
   const es_event *events; /* borrowed from the submitter until done */
   size_t count;           /* may be 0: completes in order, appends nothing */
   int status;             /* es_append's, set before done_fn */
-  size_t dups; /* on ES_OK: events the library found stored already */
+  size_t dups;       /* on ES_OK: events the library found stored already */
+  size_t suppressed; /* on ES_OK: events dropped: their person is erased
+                        with suppression (not stored, answered 200) */
   int64_t submit_us, done_us;
   void *ud;           /* the submitter's */
   uint8_t *dup_flags; /* NULL, or count bytes: on ES_OK, 1 per duplicate

@@ -28,12 +28,14 @@
  *                 period); in durability tier s3, also until the shard's
  *                 WAL chunks older than (d)'s roll are deleted (walship.c,
  *                 3).  Without one and no REPLICA record: skipped.
- *   (f) exports   every export destination registered on the handle (a
- *                 running es_exporter: store/dbint.h, es_export_hook)
- *                 re-cuts the tenant's partitions of the days the rows
- *                 removed by (b) were in (every partition of the tenant
- *                 when (b) ran in an earlier process).  None registered:
- *                 skipped; one was and is gone (stopping): waits.
+ *   (f) exports   every export destination re-cuts the tenant's
+ *                 partitions of the days the rows removed by (b) were in
+ *                 (every partition of the tenant when (b) ran in an
+ *                 earlier process): a running es_exporter's through its
+ *                 hook (store/dbint.h, es_export_hook), every other one
+ *                 recorded in DATA/exports (lib/export/xreg.c: one-off
+ *                 es_export runs, exporters of earlier starts) opened
+ *                 here.  None: skipped.
  *
  * Then the log is compacted: the ids leave the disk, a receipt stays, and
  * the tombstone is rebuilt without them.
@@ -48,6 +50,7 @@
  *  3. Log lines name a request by its id and the person by the salted
  *     hash, never by an id.
  */
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -58,6 +61,8 @@
 #include "base/json.h"
 #include "base/mem.h"
 #include "engine/identity.h"
+#include "export/export.h"
+#include "export/xreg.h"
 #include "replicate/replicate.h"
 #include "store/commit.h"
 #include "store/gate.h"
@@ -75,7 +80,9 @@ static pthread_mutex_t run_mu = PTHREAD_MUTEX_INITIALIZER;
 static const char *const stage_names[ES_TOMB_STAGES] = {
     "hidden", "segments", "rollups", "wal", "replica", "exports"};
 
-#define ERASE_OPTS_SIZE_MIN sizeof(es_erase_options)
+/* the first release's es_erase_options: up to anonymous_id */
+#define ERASE_OPTS_SIZE_MIN                                                    \
+  (offsetof(es_erase_options, anonymous_id) + sizeof(const char *))
 
 void es_erase_options_init_sized(es_erase_options *opts, size_t struct_size) {
   es_erase_options o;
@@ -156,6 +163,7 @@ int es_erase_submit(es_db *db, const es_erase_options *opts, char *id_out) {
   if (rc == ES_OK) {
     r.id = log.next_id ? log.next_id : 1;
     r.submitted_us = es__clock_now_us();
+    r.flags = o.suppress ? ES_TOMB_SUPPRESS : 0;
     r.state[ES_TOMB_HIDDEN] = ES_TOMB_DONE;
     r.stage_us[ES_TOMB_HIDDEN] = r.submitted_us;
     r.stage_count[ES_TOMB_HIDDEN] = r.nids;
@@ -230,10 +238,16 @@ static void erase_note_day(erase_ctx *c, int64_t ts_us) {
   c->days[c->ndays++] = day;
 }
 
+/* Keeps a row unless it carries an id of the person and was received up
+ * to the request (a later one is new data, kept: docs/PRIVACY.md; with
+ * suppression none is stored after it, and any that slipped in goes). */
 static int erase_keep(void *ud, const es_event *ev) {
   erase_ctx *c = ud;
-  int keep = !erase_hides(c, ev->anonymous_id) &&
-             !erase_hides(c, ev->user_id) && !erase_hides(c, ev->previous_id);
+  int keep =
+      (!erase_hides(c, ev->anonymous_id) && !erase_hides(c, ev->user_id) &&
+       !erase_hides(c, ev->previous_id)) ||
+      (!(c->snap.flags & ES_TOMB_SUPPRESS) &&
+       ev->recv_us > c->snap.submitted_us);
   if (!keep)
     erase_note_day(c, ev->ts_us);
   return keep;
@@ -261,7 +275,10 @@ static int erase_record(erase_ctx *c, int s, int state, uint64_t count) {
   es__tomb_unlock(c->t);
   if (rc == ES_OK)
     es__db_log(c->db, 2, "erase %s: stage %s %s (%llu)", c->name,
-               stage_names[s], state == ES_TOMB_DONE ? "done" : "skipped",
+               stage_names[s],
+               state == ES_TOMB_DONE    ? "done"
+               : state == ES_TOMB_BEGUN ? "begun"
+                                        : "skipped",
                (unsigned long long)count);
   return rc;
 }
@@ -430,31 +447,84 @@ static int stage_replica(erase_ctx *c, int *skip_out, uint64_t *objects_out) {
   return ES_OK;
 }
 
-/* (f): every export destination registered on the handle re-cuts the
- * tenant's partitions of the days (b) removed rows from (all of them when
- * (b) ran in an earlier process); *skip_out when none is registered;
- * *days_out: partitions re-cut per destination. */
+/* The days of c's request to re-cut in a destination that holds
+ * `have` (its partitions): those (b) removed rows from, or all when (b)
+ * ran in an earlier process. */
+static size_t erase_days_in(const erase_ctx *c, int64_t *have, size_t n) {
+  if (!c->days_known)
+    return n;
+  size_t k = 0;
+  for (size_t i = 0; i < n; i++)
+    for (size_t j = 0; j < c->ndays; j++)
+      if (have[i] == c->days[j]) {
+        have[k++] = have[i];
+        break;
+      }
+  return k;
+}
+
+/* (f), a recorded destination no running exporter writes to: opened here,
+ * the tenant's partitions listed, those of the person's days cut again. */
+static int stage_export_dest(erase_ctx *c, const es_xreg_entry *e,
+                             uint64_t *days_out) {
+  es_xdest *dest = NULL;
+  ES_TRY(es__dest_open(e->url, e->endpoint[0] ? e->endpoint : NULL,
+                       e->region[0] ? e->region : NULL, c->db->vfs, &dest));
+  int64_t *days = NULL;
+  size_t n = 0;
+  int rc = es__xreg_days(dest, c->t->name, &days, &n);
+  if (rc == ES_OK)
+    n = erase_days_in(c, days, n);
+  es_export_result res;
+  memset(&res, 0, sizeof(res));
+  if (rc == ES_OK && n > 0)
+    rc = es__export_refresh(c->db, dest, c->t->name, days, n, &res);
+  if (rc == ES_OK)
+    *days_out += n;
+  es__free(days);
+  es__dest_close(dest);
+  return rc;
+}
+
+/* (f): every export destination re-cuts the tenant's partitions of the
+ * days the rows (b) removed were in (every partition of the tenant when
+ * (b) ran in an earlier process): each running exporter's (registered on
+ * the handle) through it, so that its passes and the re-cut never
+ * interleave; every other destination recorded in DATA/exports (one-off
+ * es_export runs, an exporter of an earlier start) opened here.  *skip_out
+ * when there is none; *days_out: partitions re-cut. */
 static int stage_exports(erase_ctx *c, int *skip_out, uint64_t *days_out) {
   es_db *db = c->db;
   *skip_out = 0;
-  *days_out = c->days_known ? c->ndays : 0;
+  *days_out = 0;
+  es_xreg_entry *reg = NULL;
+  size_t nreg = 0;
+  ES_TRY(es__xreg_list(db, &reg, &nreg));
   pthread_mutex_lock(&db->exp_mu);
   int rc = ES_OK;
-  if (db->exp_n == 0) {
-    *skip_out = !db->exp_ever;
-    if (db->exp_ever) /* the exporter is stopping: the next process */
-      rc = ES_ERR(ES_EDEGRADED, "erase: the exporter stopped before its "
-                                "partitions were re-cut; run the erase "
-                                "again with it");
-  }
-  for (size_t i = 0; rc == ES_OK && i < db->exp_n; i++) {
-    if (c->days_known && c->ndays == 0)
-      break; /* no row removed: no partition holds the person */
+  *skip_out = db->exp_n == 0 && nreg == 0 && !db->exp_ever;
+  if (db->exp_n == 0 && db->exp_ever) /* unrecorded, stopped: the next run */
+    rc = ES_ERR(ES_EDEGRADED, "erase: the exporter stopped before its "
+                              "partitions were re-cut; run the erase again "
+                              "with it");
+  int nothing = c->days_known && c->ndays == 0; /* no row removed */
+  for (size_t i = 0; rc == ES_OK && !nothing && i < db->exp_n; i++) {
     const es_export_hook *h = &db->exp_hooks[i];
     rc = h->refresh(h->ud, c->t->name, c->days_known ? c->days : NULL,
                     c->days_known ? c->ndays : 0);
+    *days_out += c->days_known ? c->ndays : 0;
+  }
+  for (size_t i = 0; rc == ES_OK && !nothing && i < nreg; i++) {
+    char key[32];
+    int running = 0;
+    rc = es__xreg_key(reg[i].url, reg[i].endpoint, reg[i].region, key);
+    for (size_t k = 0; rc == ES_OK && k < db->exp_n; k++)
+      running |= strcmp(db->exp_hooks[k].key, key) == 0;
+    if (rc == ES_OK && !running)
+      rc = stage_export_dest(c, &reg[i], days_out);
   }
   pthread_mutex_unlock(&db->exp_mu);
+  es__xreg_free(reg, nreg);
   return rc;
 }
 
@@ -522,9 +592,17 @@ static int stage_wal_chunks(erase_ctx *c, uint64_t *chunks_out) {
 static int erase_run_req(erase_ctx *c) {
   const es_tomb_req *r = &c->snap;
   int rc = ES_OK;
-  if (r->state[ES_TOMB_SEGMENTS] == ES_TOMB_PENDING) {
-    uint64_t rows, rollups;
-    rc = stage_segments(c, &rows, &rollups);
+  if (r->state[ES_TOMB_SEGMENTS] != ES_TOMB_DONE) {
+    uint64_t rows = 0, rollups = 0;
+    int resumed = r->state[ES_TOMB_SEGMENTS] == ES_TOMB_BEGUN;
+    if (!resumed) /* so that a resumed run knows (tomb.h, ES_TOMB_BEGUN) */
+      rc = erase_record(c, ES_TOMB_SEGMENTS, ES_TOMB_BEGUN, 0);
+    if (rc == ES_OK)
+      rc = stage_segments(c, &rows, &rollups);
+    /* an earlier run's rewrite may have removed rows (and so their days)
+     * before its crash: (f) re-cuts every partition */
+    if (rc == ES_OK && resumed && rows == 0)
+      c->days_known = 0;
     if (rc == ES_OK)
       rc = erase_record(c, ES_TOMB_SEGMENTS, ES_TOMB_DONE, rows);
     c->snap.stage_count[ES_TOMB_ROLLUPS] = rollups;
@@ -572,8 +650,14 @@ static int erase_finish(es_db *db, es_tenant *t) {
   size_t end;
   int rc = es__tomb_log_read(db->vfs, t->dir, &log, &end);
   int any = 0;
-  for (size_t i = 0; rc == ES_OK && i < log.n; i++)
-    any |= es__tomb_req_done(&log.v[i]) && log.v[i].ids != NULL;
+  for (size_t i = 0; rc == ES_OK && i < log.n; i++) {
+    es_tomb_req *r = &log.v[i];
+    if (!es__tomb_req_done(r) || !r->ids)
+      continue;
+    any = 1; /* its ids leave; with suppression their salted hashes stay */
+    if (r->flags & ES_TOMB_SUPPRESS)
+      rc = es__tomb_log_suppress_add(&log, r->ids, r->nids);
+  }
   if (rc == ES_OK && any)
     rc = es__tomb_log_compact(db, t, &log);
   if (rc == ES_OK && any) {
@@ -697,6 +781,43 @@ int es_erase_run(es_db *db, const char *tenant) {
   return rc < 0 ? rc : l.rc;
 }
 
+/* Lifts a suppression; see eventstore.h. */
+int es_erase_unsuppress(es_db *db, const es_erase_options *opts,
+                        size_t *lifted_out) {
+  es__error_clear();
+  if (lifted_out)
+    *lifted_out = 0;
+  if (!db || !opts)
+    return ES_INVAL_BKPT("es_erase_unsuppress: NULL argument");
+  es_erase_options o;
+  es_erase_options_init(&o);
+  ES_TRY(es__abi_options_in(opts, &o, sizeof o, ERASE_OPTS_SIZE_MIN,
+                            "es_erase_options"));
+  const char *who = NULL;
+  ES_TRY(erase_check(&o, &who));
+  ES_TRY(es__gate_enter(db, "es_erase_unsuppress"));
+  es_tenant *t = NULL;
+  ES_TRY(es__tenant_get(db, o.tenant, 1, &t)); /* no file is made */
+  es__tomb_lock(t);
+  es_tomb_log log;
+  size_t end, lifted = 0;
+  int rc = es__tomb_log_read(db->vfs, t->dir, &log, &end);
+  if (rc == ES_OK && log.has_salt)
+    rc = es__tomb_log_unsuppress(&log, who, &lifted);
+  if (rc == ES_OK && lifted > 0)
+    rc = es__tomb_log_compact(db, t, &log);
+  if (rc == ES_OK && lifted > 0)
+    rc = es__tomb_install(t, &log);
+  if (rc == ES_OK && lifted > 0)
+    es__db_log(db, 2, "erase: suppression of %zu ids of tenant %s lifted",
+               lifted, t->name);
+  es__tomb_log_free(&log);
+  es__tomb_unlock(t);
+  if (rc == ES_OK && lifted_out)
+    *lifted_out = lifted;
+  return rc;
+}
+
 /* --- status ----------------------------------------------------------------
  */
 
@@ -727,6 +848,8 @@ static int status_json(const char *id, const char *tenant, const es_tomb_req *r,
   ES_TRY(es__buf_put(b, ",\"subject\":", 11));
   ES_TRY(es__json_put_str(b, hex));
   ES_TRY(put_time(b, ",\"submitted\":", r->submitted_us));
+  if (r->flags & ES_TOMB_SUPPRESS)
+    ES_TRY(es__buf_put(b, ",\"suppress\":true", 16));
   ES_TRY(es__buf_put(b, ",\"state\":", 9));
   ES_TRY(es__json_put_str(b, done ? "done" : "pending"));
   ES_TRY(es__buf_put(b, ",\"stages\":[", 11));
@@ -735,8 +858,9 @@ static int status_json(const char *id, const char *tenant, const es_tomb_req *r,
     ES_TRY(es__buf_put(b, s ? ",{\"stage\":" : "{\"stage\":", s ? 10 : 9));
     ES_TRY(es__json_put_str(b, stage_names[s]));
     ES_TRY(es__buf_put(b, ",\"state\":", 9));
-    ES_TRY(es__json_put_str(b, st[r->state[s] <= 2 ? r->state[s] : 0]));
-    if (r->state[s] != ES_TOMB_PENDING) {
+    ES_TRY(es__json_put_str(
+        b, st[r->state[s] <= 2 ? r->state[s] : 0])); /* begun: pending */
+    if (r->state[s] == ES_TOMB_DONE || r->state[s] == ES_TOMB_SKIPPED) {
       ES_TRY(put_time(b, ",\"at\":", r->stage_us[s]));
       ES_TRY(put_u64(b, ",\"count\":", r->stage_count[s]));
       if (r->stage_us[s] > last)

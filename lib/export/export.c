@@ -40,6 +40,7 @@
  *     one out_dir at once are not supported (nothing locks it).
  */
 #include "export/export.h"
+#include "export/xreg.h"
 
 #include <inttypes.h>
 #include <pthread.h>
@@ -1017,6 +1018,8 @@ int es_export(es_db *db, const es_export_options *opts,
   ES_TRY(es__abi_options_in(opts, &o, sizeof o, EXPORT_OPTS_SIZE_MIN,
                             "es_export_options"));
   ES_TRY(export_check(&o));
+  /* recorded first (xreg.c, 1): an erasure re-cuts its partitions too */
+  ES_TRY(es__xreg_add(db, o.out_dir, o.s3_endpoint, o.s3_region));
   es_xdest *dest = NULL;
   /* tests inject faults through db->vfs */
   ES_TRY(es__dest_open(o.out_dir, o.s3_endpoint, o.s3_region, db->vfs, &dest));

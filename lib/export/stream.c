@@ -54,6 +54,7 @@
 #include "base/isotime.h"
 #include "base/mem.h"
 #include "export/export.h"
+#include "export/xreg.h"
 #include "store/dbint.h"
 
 #define XS_DELAY_US (INT64_C(120) * 1000000)
@@ -476,31 +477,6 @@ static void *exporter_main(void *arg) {
 /* ---- erasure (lib/erase, stage f) ----------------------------------------
  */
 
-typedef struct day_list {
-  int64_t *v;
-  size_t n, cap;
-} day_list;
-
-/* A partition's day from a name under tenant=T/ ("date=YYYY-MM-DD...");
- * other names are skipped. */
-static int day_seen(void *ud, const char *name) {
-  day_list *l = ud;
-  char ts[32];
-  int64_t day;
-  if (strncmp(name, "date=", 5) != 0 || strlen(name) < 15 ||
-      (name[15] != '\0' && name[15] != '/'))
-    return ES_OK;
-  snprintf(ts, sizeof ts, "%.10sT00:00:00Z", name + 5);
-  if (es__time_parse(ts, 1, &day) != 0)
-    return ES_OK;
-  for (size_t i = 0; i < l->n; i++)
-    if (l->v[i] == day)
-      return ES_OK;
-  ES_TRY(es__grow((void **)&l->v, &l->cap, l->n + 1, sizeof *l->v));
-  l->v[l->n++] = day;
-  return ES_OK;
-}
-
 /* es_export_hook.refresh: the tenant's partitions of days (NULL: every
  * one the destination holds) cut again from the store.  Under pass_mu, so
  * a pass that began before the erasure was requested (its scans may still
@@ -509,15 +485,14 @@ static int day_seen(void *ud, const char *name) {
 static int exporter_refresh(void *ud, const char *tenant,
                             const int64_t *days_us, size_t ndays) {
   es_exporter *ex = ud;
-  day_list all = {0};
+  struct {
+    int64_t *v;
+    size_t n;
+  } all = {NULL, 0};
   int rc = ES_OK;
   pthread_mutex_lock(&ex->pass_mu);
   if (!days_us) {
-    char rel[ES_PATH_MAX];
-    int n = snprintf(rel, sizeof rel, "tenant=%s", tenant);
-    rc = n > 0 && (size_t)n < sizeof rel
-             ? es__dest_list_deep(ex->dest, rel, day_seen, &all)
-             : ES_INVAL_BKPT("es_exporter: tenant name too long");
+    rc = es__xreg_days(ex->dest, tenant, &all.v, &all.n);
     days_us = all.v;
     ndays = all.n;
   }
@@ -538,8 +513,10 @@ static int exporter_refresh(void *ud, const char *tenant,
   return rc;
 }
 
-static int exporter_register(es_exporter *ex) {
-  es_export_hook h = {exporter_refresh, ex};
+/* key: the destination's record name (xreg.c), "" when it has none */
+static int exporter_register(es_exporter *ex, const char *key) {
+  es_export_hook h = {exporter_refresh, ex, {0}};
+  snprintf(h.key, sizeof h.key, "%s", key);
   return es__export_hook_add(ex->db, &h);
 }
 
@@ -594,7 +571,7 @@ int es__exporter_open(es_db *db, es_xdest *dest,
   ES_TRY(exporter_new(db, opts, out));
   (*out)->dest = dest;
   (*out)->o.out = NULL; /* borrowed: not kept */
-  int rc = exporter_register(*out);
+  int rc = exporter_register(*out, "");
   if (rc != ES_OK) {
     exporter_free(*out);
     *out = NULL;
@@ -615,13 +592,19 @@ int es_exporter_start(es_db *db, const es_exporter_options *opts,
     return ES_INVAL_BKPT("es_exporter_start: NULL out");
   es_exporter *ex = NULL;
   ES_TRY(exporter_new(db, opts, &ex));
-  int rc = es__dest_open(ex->o.out, ex->o.s3_endpoint, ex->o.s3_region, db->vfs,
-                         &ex->dest);
+  char key[32] = "";
+  /* recorded first (xreg.c, 1): erasures reach it after a restart too */
+  int rc = es__xreg_add(db, ex->o.out, ex->o.s3_endpoint, ex->o.s3_region);
+  if (rc == ES_OK)
+    rc = es__xreg_key(ex->o.out, ex->o.s3_endpoint, ex->o.s3_region, key);
+  if (rc == ES_OK)
+    rc = es__dest_open(ex->o.out, ex->o.s3_endpoint, ex->o.s3_region, db->vfs,
+                       &ex->dest);
   ex->owns_dest = 1;
   ex->o.out = NULL; /* borrowed: not kept */
   ex->o.s3_endpoint = ex->o.s3_region = NULL;
   if (rc == ES_OK)
-    rc = exporter_register(ex);
+    rc = exporter_register(ex, key);
   if (rc == ES_OK && pthread_create(&ex->thread, NULL, exporter_main, ex) != 0)
     rc = ES_ERR(ES_ENOMEM, "es_exporter_start: cannot start a thread");
   if (rc != ES_OK) {

@@ -38,6 +38,7 @@
 #include "store/dbint.h"
 #include "store/dedupe.h"
 #include "store/gate.h"
+#include "store/tomb.h"
 
 #define DB_AGE_CHECK_US 100000 /* how often writers look for old memtables */
 #define DB_FRAME_BYTES_MAX (64u << 20)
@@ -502,20 +503,44 @@ int es_append(es_db *db, const char *tenant, const es_event *events,
   return es_append_flagged(db, tenant, events, count, receipt_out, NULL);
 }
 
-/* Appends a batch durably and flags its duplicates; see eventstore.h. */
-int es_append_flagged(es_db *db, const char *tenant, const es_event *events,
-                      size_t count, es_receipt *receipt_out,
-                      uint8_t *dup_flags) {
-  es__error_clear();
-  if (receipt_out)
-    memset(receipt_out, 0, sizeof(*receipt_out));
-  if (!db || !events || count == 0)
-    return ES_INVAL_BKPT("es_append: NULL handle, NULL events or count 0");
-  if (count > ES_BATCH_EVENTS_MAX)
-    return ES_ERR(ES_ETOOBIG, "batch of %zu events (limit %d)", count,
-                  ES_BATCH_EVENTS_MAX);
-  ES_TRY(es__tenant_check(tenant));
-  ES_TRY(es__gate_enter(db, "es_append"));
+/* The events of a batch that a suppression (an erasure with suppress,
+ * tomb.h) drops: sup[i] = 1 for each, *kept_out: a copy of the others
+ * (NULL when none is dropped: then sup is untouched).  Costs one atomic
+ * load when the tenant suppresses nothing. */
+static int db_suppress(es_db *db, es_tenant *t, const es_event *events,
+                       size_t count, uint8_t *sup, es_event **kept_out,
+                       size_t *nkept_out) {
+  *kept_out = NULL;
+  *nkept_out = count;
+  es_tomb *tb = es__tomb_get(db, t);
+  if (!tb)
+    return ES_OK;
+  size_t n = 0;
+  for (size_t i = 0; i < count; i++) {
+    sup[i] = (uint8_t)es__tomb_suppresses(
+        tb, events[i].anonymous_id, events[i].user_id, events[i].previous_id);
+    n += sup[i];
+  }
+  es__tomb_unref(tb);
+  if (n == 0)
+    return ES_OK;
+  es_event *kept = NULL;
+  if (n < count && !(kept = es__malloc((count - n) * sizeof(*kept))))
+    return ES_NOMEM_BKPT();
+  size_t k = 0;
+  for (size_t i = 0; i < count; i++)
+    if (!sup[i])
+      kept[k++] = events[i]; /* shallow: the caller's strings */
+  *kept_out = kept;
+  *nkept_out = count - n;
+  atomic_fetch_add(&db->st_suppressed, n);
+  return ES_OK;
+}
+
+/* Appends the events that are not suppressed; see es_append_flagged. */
+static int db_append(es_db *db, es_tenant *t, const char *tenant,
+                     const es_event *events, size_t count,
+                     es_receipt *receipt_out, uint8_t *dup_flags) {
   es_buf rows = {0}, rec = {0};
   int64_t now = es__clock_now_us();
   int rc = ES_OK;
@@ -537,8 +562,6 @@ int es_append_flagged(es_db *db, const char *tenant, const es_event *events,
   if (rec.len > DB_FRAME_BYTES_MAX)
     ES_CHECK(ES_ERR(ES_ETOOBIG, "batch encodes to %zu bytes", rec.len));
   ES_CHECK(db_wait_memory(db));
-  es_tenant *t = NULL;
-  ES_CHECK(es__tenant_get(db, tenant, 1, &t));
   es_req req = {.kind = ES_REQ_APPEND,
                 .tenant = t,
                 .rec = rec.data,
@@ -562,7 +585,6 @@ int es_append_flagged(es_db *db, const char *tenant, const es_event *events,
   if (receipt_out) {
     receipt_out->lsn = req.lsn;
     receipt_out->shard = t->shard;
-    receipt_out->events_count = (uint32_t)count;
     receipt_out->durable_us =
         req.durable_us ? req.durable_us : es__clock_now_us();
     receipt_out->stored_count = (uint32_t)count - req.ndup;
@@ -576,6 +598,60 @@ err:
   es__free(hint);
   es__buf_free(&rows);
   es__buf_free(&rec);
+  return rc;
+}
+
+/* Appends a batch durably and flags its duplicates; see eventstore.h.
+ * Suppressed events (an erasure with suppress) are taken out first. */
+int es_append_flagged(es_db *db, const char *tenant, const es_event *events,
+                      size_t count, es_receipt *receipt_out,
+                      uint8_t *dup_flags) {
+  es__error_clear();
+  if (receipt_out)
+    memset(receipt_out, 0, sizeof(*receipt_out));
+  if (!db || !events || count == 0)
+    return ES_INVAL_BKPT("es_append: NULL handle, NULL events or count 0");
+  if (count > ES_BATCH_EVENTS_MAX)
+    return ES_ERR(ES_ETOOBIG, "batch of %zu events (limit %d)", count,
+                  ES_BATCH_EVENTS_MAX);
+  ES_TRY(es__tenant_check(tenant));
+  ES_TRY(es__gate_enter(db, "es_append"));
+  for (size_t i = 0; i < count; i++) { /* also those suppressed below */
+    if (events[i].type < ES_TYPE_TRACK || events[i].type > ES_TYPE_GROUP)
+      return ES_INVAL_BKPT("event type %d is not an es_type", events[i].type);
+    if (events[i].ts_us < 0 || events[i].ts_us == INT64_MAX)
+      return ES_INVAL_BKPT("event time %lld is outside [1970, INT64_MAX)",
+                           (long long)events[i].ts_us);
+  }
+  es_tenant *t = NULL;
+  ES_TRY(es__tenant_get(db, tenant, 1, &t));
+  uint8_t *sup = es__malloc(count);
+  if (!sup)
+    return ES_NOMEM_BKPT();
+  es_event *kept = NULL;
+  size_t n = count;
+  int rc = db_suppress(db, t, events, count, sup, &kept, &n);
+  if (rc == ES_OK && n == count) { /* the common case: nothing dropped */
+    rc = db_append(db, t, tenant, events, count, receipt_out, dup_flags);
+  } else if (rc == ES_OK) {
+    uint8_t *dup = dup_flags && n ? es__malloc(n) : NULL;
+    if (dup_flags && n && !dup)
+      rc = ES_NOMEM_BKPT();
+    if (rc == ES_OK && n)
+      rc = db_append(db, t, tenant, kept, n, receipt_out, dup);
+    for (size_t i = 0, k = 0; rc == ES_OK && dup_flags && i < count; i++)
+      dup_flags[i] = sup[i] ? 2 : dup[k++];
+    es__free(dup);
+  }
+  if (rc == ES_OK && receipt_out) {
+    receipt_out->shard = t->shard;
+    receipt_out->events_count = (uint32_t)count;
+    receipt_out->suppressed_count = (uint32_t)(count - n);
+    if (n == 0)
+      receipt_out->durable_us = es__clock_now_us();
+  }
+  es__free(kept);
+  es__free(sup);
   return rc;
 }
 
@@ -1167,7 +1243,7 @@ int es__export_hook_add(es_db *db, const es_export_hook *h) {
                     sizeof(*db->exp_hooks));
   if (rc == ES_OK) {
     db->exp_hooks[db->exp_n++] = *h;
-    db->exp_ever = 1;
+    db->exp_ever |= h->key[0] == '\0'; /* not recorded: see dbint.h */
   }
   pthread_mutex_unlock(&db->exp_mu);
   return rc;

@@ -197,6 +197,9 @@ typedef struct es_export_hook {
   int (*refresh)(void *ud, const char *tenant, const int64_t *days_us,
                  size_t ndays);
   void *ud;
+  char key[32]; /* its record in DATA/exports (lib/export/xreg.c), "" for
+                   none: the erasure re-cuts a recorded destination
+                   through its running exporter, never beside it */
 } es_export_hook;
 
 typedef struct es_flush_job {
@@ -253,11 +256,13 @@ struct es_db {
    * callers in compact.c */
   _Atomic uint64_t st_flushes, st_flush_us, st_flush_us_max;
   _Atomic uint64_t st_merges, st_merge_us, st_merge_us_max;
+  _Atomic uint64_t st_suppressed; /* appended events suppressed (db.c) */
   /* a layer above the store riding on this handle (lib/api.c: the
    * replicator), stopped first by es_close */
   void (*ext_stop)(es_db *db);
   void *ext;
-  /* export destinations (es_export_hook) under exp_mu; exp_ever: one was
+  /* export destinations (es_export_hook) under exp_mu; exp_ever: one not
+   * recorded in DATA/exports (a borrowed destination: tests) was
    * registered on this handle (its erasures wait for it when none is) */
   pthread_mutex_t exp_mu;
   es_export_hook *exp_hooks;

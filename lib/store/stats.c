@@ -134,6 +134,7 @@ int es_stats_get_sized(es_db *db, es_stats *stats_out, size_t struct_size) {
   st.flush_us_total = atomic_load(&db->st_flush_us);
   st.flush_us_max = atomic_load(&db->st_flush_us_max);
   st.merges = atomic_load(&db->st_merges);
+  st.events_suppressed = atomic_load(&db->st_suppressed);
   st.merge_us_total = atomic_load(&db->st_merge_us);
   st.merge_us_max = atomic_load(&db->st_merge_us_max);
   st.failed = atomic_load(&db->failed);

@@ -19,10 +19,15 @@
  *   REQ     varint id | svarint submitted_us | varint flags | 16-byte
  *           subject hash | varint nids | (varint len | bytes) per id
  *   STAGE   varint id | u8 stage | u8 state | svarint at_us | varint count
+ *           (state 3, "begun", for stage (b) only: written before its
+ *           rewrite, so a resumed run knows an earlier one may have
+ *           removed rows whose days it cannot know)
  *   RECEIPT a completed request without ids: varint id | svarint
  *           submitted_us | varint flags | 16-byte hash | per stage: u8
  *           state | svarint at_us | varint count
- *   SUPPRESS varint n | n 16-byte salted id hashes
+ *   SUPPRESS varint n | n 16-byte salted id hashes: one person's ids,
+ *           of a completed request that asked for suppression (written
+ *           by the compaction that drops the ids in clear)
  *
  * Invariants:
  *  1. A request is acknowledged only after its REQ record's fdatasync
@@ -38,6 +43,7 @@
  *     rewrite: the old log or the new one, never a mix).
  *  4. The tombstone is immutable once built; readers hold a reference.
  */
+#include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
 
@@ -66,12 +72,13 @@ void es__tomb_log_free(es_tomb_log *log) {
     req_free_ids(&log->v[i]);
   es__free(log->v);
   es__free(log->suppress);
+  es__free(log->sup_ends);
   memset(log, 0, sizeof(*log));
 }
 
 int es__tomb_req_done(const es_tomb_req *r) {
   for (int s = 0; s < ES_TOMB_STAGES; s++)
-    if (r->state[s] == ES_TOMB_PENDING)
+    if (r->state[s] == ES_TOMB_PENDING || r->state[s] == ES_TOMB_BEGUN)
       return 0;
   return 1;
 }
@@ -180,7 +187,8 @@ static int parse_one(const uint8_t *p, size_t len, es_tomb_log *log) {
     uint64_t count = es__rd_varint(&rd);
     es_tomb_req *r = es__tomb_log_find(log, id);
     if (rd.bad || !r || stage >= ES_TOMB_STAGES || state == ES_TOMB_PENDING ||
-        state > ES_TOMB_SKIPPED)
+        state > ES_TOMB_BEGUN ||
+        (state == ES_TOMB_BEGUN && stage != ES_TOMB_SEGMENTS))
       return ES_ECORRUPT;
     r->state[stage] = (uint8_t)state;
     r->stage_us[stage] = at;
@@ -194,6 +202,9 @@ static int parse_one(const uint8_t *p, size_t len, es_tomb_log *log) {
                     log->nsuppress + n, 16));
     memcpy(log->suppress + 16 * log->nsuppress, h, n * 16);
     log->nsuppress += n;
+    ES_TRY(es__grow((void **)&log->sup_ends, &log->sup_groups_cap,
+                    log->nsup_groups + 1, sizeof(size_t)));
+    log->sup_ends[log->nsup_groups++] = log->nsuppress;
   } else {
     return ES_ECORRUPT;
   }
@@ -383,17 +394,79 @@ int es__tomb_log_encode(const es_tomb_log *log, es_buf *b) {
       if (s != ES_TOMB_HIDDEN && r.state[s] != ES_TOMB_PENDING)
         rc = put_stage(b, r.id, s, r.state[s], r.stage_us[s], r.stage_count[s]);
   }
-  if (rc == ES_OK && log->nsuppress > 0) {
+  size_t from = 0; /* one SUPPRESS record per person */
+  for (size_t g = 0; rc == ES_OK && from < log->nsuppress; g++) {
+    size_t to = g < log->nsup_groups ? log->sup_ends[g] : log->nsuppress;
+    if (to <= from || to > log->nsuppress)
+      to = log->nsuppress;
     size_t at = b->len;
     rc = rec_begin(b, K_SUPPRESS);
     if (rc == ES_OK)
-      rc = es__buf_put_varint(b, log->nsuppress);
+      rc = es__buf_put_varint(b, to - from);
     if (rc == ES_OK)
-      rc = es__buf_put(b, log->suppress, 16 * log->nsuppress);
+      rc = es__buf_put(b, log->suppress + 16 * from, 16 * (to - from));
     if (rc == ES_OK)
       rec_finish(b, at);
+    from = to;
   }
   return rc;
+}
+
+int es__tomb_log_suppress_add(es_tomb_log *log, char *const *ids, size_t nids) {
+  if (nids == 0)
+    return ES_OK;
+  if (log->nsup_groups == 0 && log->nsuppress > 0) { /* one group so far */
+    ES_TRY(es__grow((void **)&log->sup_ends, &log->sup_groups_cap, 1,
+                    sizeof(size_t)));
+    log->sup_ends[log->nsup_groups++] = log->nsuppress;
+  }
+  ES_TRY(es__grow((void **)&log->suppress, &log->suppress_cap,
+                  log->nsuppress + nids, 16));
+  ES_TRY(es__grow((void **)&log->sup_ends, &log->sup_groups_cap,
+                  log->nsup_groups + 1, sizeof(size_t)));
+  for (size_t i = 0; i < nids; i++)
+    tomb_hash_salt(log->salt, ids[i], log->suppress + 16 * log->nsuppress++);
+  log->sup_ends[log->nsup_groups++] = log->nsuppress;
+  return ES_OK;
+}
+
+int es__tomb_log_unsuppress(es_tomb_log *log, const char *id,
+                            size_t *lifted_out) {
+  uint8_t h[16];
+  tomb_hash_salt(log->salt, id, h);
+  *lifted_out = 0;
+  for (size_t i = 0; i < log->n; i++) { /* pending: the flag goes */
+    es_tomb_req *r = &log->v[i];
+    for (size_t k = 0; (r->flags & ES_TOMB_SUPPRESS) && k < r->nids; k++)
+      if (strcmp(r->ids[k], id) == 0) {
+        r->flags &= ~ES_TOMB_SUPPRESS;
+        *lifted_out += r->nids;
+      }
+  }
+  if (log->nsup_groups == 0 && log->nsuppress > 0) { /* one group */
+    ES_TRY(es__grow((void **)&log->sup_ends, &log->sup_groups_cap, 1,
+                    sizeof(size_t)));
+    log->sup_ends[log->nsup_groups++] = log->nsuppress;
+  }
+  size_t from = 0, out = 0, gout = 0;
+  for (size_t g = 0; g < log->nsup_groups; g++) {
+    size_t to = log->sup_ends[g];
+    int hit = 0;
+    for (size_t i = from; i < to; i++)
+      hit |= memcmp(log->suppress + 16 * i, h, 16) == 0;
+    if (hit) {
+      *lifted_out += to - from;
+    } else {
+      memmove(log->suppress + 16 * out, log->suppress + 16 * from,
+              16 * (to - from));
+      out += to - from;
+      log->sup_ends[gout++] = out;
+    }
+    from = to;
+  }
+  log->nsuppress = out;
+  log->nsup_groups = gout;
+  return ES_OK;
 }
 
 int es__tomb_log_compact(es_db *db, es_tenant *t, const es_tomb_log *log) {
@@ -421,8 +494,13 @@ void es__tomb_unref(es_tomb *tb) {
     es__free(tb->ids[i]);
   es__free(tb->ids);
   es__free(tb->hashes);
+  es__free(tb->sup);
   es__free(tb->suppress);
   es__free(tb);
+}
+
+static int tomb_hash_cmp(const void *a, const void *b) {
+  return memcmp(a, b, 16);
 }
 
 /* A tombstone of log's pending requests (NULL when there is nothing). */
@@ -441,8 +519,10 @@ static int tomb_build(const es_tomb_log *log, es_tomb **tb_out) {
   memcpy(tb->salt, log->salt, 16);
   tb->ids = es__calloc(n ? n : 1, sizeof(char *));
   tb->hashes = es__calloc(n ? n : 1, sizeof(uint64_t));
+  tb->sup = es__calloc(n ? n : 1, 1);
   tb->suppress = es__malloc(log->nsuppress ? 16 * log->nsuppress : 1);
-  int rc = tb->ids && tb->hashes && tb->suppress ? ES_OK : ES_NOMEM_BKPT();
+  int rc = tb->ids && tb->hashes && tb->sup && tb->suppress ? ES_OK
+                                                            : ES_NOMEM_BKPT();
   for (size_t i = 0; rc == ES_OK && i < log->n; i++) {
     const es_tomb_req *r = &log->v[i];
     if (es__tomb_req_done(r))
@@ -450,15 +530,20 @@ static int tomb_build(const es_tomb_log *log, es_tomb **tb_out) {
     if (r->state[ES_TOMB_ROLLUPS] == ES_TOMB_PENDING)
       tb->rollups_stale = 1;
     for (size_t k = 0; rc == ES_OK && k < r->nids; k++) {
-      if (!(tb->ids[tb->nids] = es__strdup(r->ids[k])))
+      if (!(tb->ids[tb->nids] = es__strdup(r->ids[k]))) {
         rc = ES_NOMEM_BKPT();
-      else
+      } else {
+        tb->sup[tb->nids] = (r->flags & ES_TOMB_SUPPRESS) != 0;
+        tb->suppressing |= tb->sup[tb->nids];
         tb->hashes[tb->nids++] = es__hash64(r->ids[k], strlen(r->ids[k]), 0);
+      }
     }
   }
   if (rc == ES_OK && log->nsuppress) {
     memcpy(tb->suppress, log->suppress, 16 * log->nsuppress);
+    qsort(tb->suppress, log->nsuppress, 16, tomb_hash_cmp); /* bsearch */
     tb->nsuppress = log->nsuppress;
+    tb->suppressing = 1;
   }
   if (rc < 0) {
     es__tomb_unref(tb);
@@ -557,20 +642,23 @@ int es__tomb_may_touch(const es_tomb *tb, const es_segment *seg) {
 }
 
 static int tomb_suppressed_id(const es_tomb *tb, const char *id) {
-  if (!id || tb->nsuppress == 0)
+  if (!id)
+    return 0;
+  uint64_t h64 = es__hash64(id, strlen(id), 0);
+  for (size_t i = 0; i < tb->nids; i++) /* pending, with suppression */
+    if (tb->sup[i] && tb->hashes[i] == h64 && strcmp(tb->ids[i], id) == 0)
+      return 1;
+  if (tb->nsuppress == 0)
     return 0;
   uint8_t h[16];
   tomb_hash_salt(tb->salt, id, h);
-  for (size_t i = 0; i < tb->nsuppress; i++)
-    if (memcmp(tb->suppress + 16 * i, h, 16) == 0)
-      return 1;
-  return 0;
+  return bsearch(h, tb->suppress, tb->nsuppress, 16, tomb_hash_cmp) != NULL;
 }
 
 int es__tomb_suppresses(const es_tomb *tb, const char *anon, const char *user,
                         const char *prev) {
-  if (!tb)
+  if (!tb || !tb->suppressing)
     return 0;
-  return es__tomb_hides(tb, anon, user, prev) || tomb_suppressed_id(tb, anon) ||
-         tomb_suppressed_id(tb, user) || tomb_suppressed_id(tb, prev);
+  return tomb_suppressed_id(tb, anon) || tomb_suppressed_id(tb, user) ||
+         tomb_suppressed_id(tb, prev);
 }

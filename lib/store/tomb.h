@@ -24,6 +24,11 @@
 #define ES_TOMB_PENDING 0
 #define ES_TOMB_DONE 1
 #define ES_TOMB_SKIPPED 2 /* nothing to do there (no replica, no export) */
+#define ES_TOMB_BEGUN                                                          \
+  3 /* stage (b) only: started by an earlier run, which                        \
+       may have removed rows before a crash (so a                              \
+       later run finding none does not know their                              \
+       days, and (f) re-cuts every partition) */
 
 #define ES_TOMB_SUPPRESS 1u /* flags: drop later events with these ids */
 #define ES_TOMB_IDS_MAX 100 /* ids of one person (ES_IDENTITY_IDS_MAX) */
@@ -53,6 +58,10 @@ typedef struct es_tomb_log {
    * suppression (16 bytes each) */
   uint8_t *suppress;
   size_t nsuppress, suppress_cap;
+  /* one group per person (a SUPPRESS record): where each ends in
+   * suppress; none with nsuppress > 0 reads as one group */
+  size_t *sup_ends;
+  size_t nsup_groups, sup_groups_cap;
 } es_tomb_log;
 
 void es__tomb_log_free(es_tomb_log *log);
@@ -97,6 +106,16 @@ int es__tomb_log_compact(es_db *db, es_tenant *t,
  * checks that it parses back to the same log). */
 int es__tomb_log_encode(const es_tomb_log *log, es_buf *b) ES_MUST_CHECK;
 
+/* Adds the salted hashes of ids to log's suppression list as one group
+ * (a person), in memory: es__tomb_log_compact makes it durable. */
+int es__tomb_log_suppress_add(es_tomb_log *log, char *const *ids,
+                              size_t nids) ES_MUST_CHECK;
+/* Lifts the suppression of every person one of whose ids is `id`: their
+ * groups leave log's list, and pending requests naming id lose their
+ * suppress flag (in memory: compact after); *lifted_out: ids lifted. */
+int es__tomb_log_unsuppress(es_tomb_log *log, const char *id,
+                            size_t *lifted_out) ES_MUST_CHECK;
+
 /* Serialises the appends and compactions of a tenant's log. */
 void es__tomb_lock(es_tenant *t);
 void es__tomb_unlock(es_tenant *t);
@@ -110,6 +129,8 @@ typedef struct es_tomb {
   size_t nids;
   char **ids;
   uint64_t *hashes; /* es__hash64 of each id */
+  uint8_t *sup;     /* per id: its request asked for suppression */
+  int suppressing;  /* some id is suppressed: appends must look */
   size_t nsuppress;
   uint8_t *suppress; /* 16-byte salted hashes */
   uint8_t salt[16];
@@ -128,8 +149,11 @@ int es__tomb_hides(const es_tomb *tb, const char *anon, const char *user,
 int es__tomb_hides_id(const es_tomb *tb, const char *id);
 /* Whether the segment's Bloom filter admits any hidden id. */
 int es__tomb_may_touch(const es_tomb *tb, const es_segment *seg);
-/* Whether an event with these ids is to be dropped at ingest: hidden, or
- * suppressed by a completed request. */
+/* Whether an event with these ids is to be dropped at ingest (acknowledged,
+ * not stored): an id of a pending request that asked for suppression, or
+ * one whose salted hash is in the suppression list of completed ones.  A
+ * pending request without suppression drops nothing: later events are
+ * new data (hidden until it completes, then kept). */
 int es__tomb_suppresses(const es_tomb *tb, const char *anon, const char *user,
                         const char *prev);
 /* Makes log the tenant's tombstone (a writer, after each change). */

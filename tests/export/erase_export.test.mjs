@@ -11,6 +11,9 @@
 //    email in any column (every column cast to text by DuckDB, and the
 //    raw bytes of every file); everybody else's rows are all there, once.
 //
+//  - and (second test) a one-off `esctl export` directory with no exporter
+//    running after a restart: reached through DATA/exports.
+//
 //   node erase_export.test.mjs ES_INGESTD ESCTL
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -173,5 +176,72 @@ test('erase re-cuts the export partitions that held the person', async () => {
   for (const f of files.filter((x) => x.endsWith('.parquet'))) {
     const man = JSON.parse(fs.readFileSync(path.join(path.dirname(f), '_manifest.json'), 'utf8'));
     assert.ok(man.files.some((m) => m.name === path.basename(f)), `${f} is named`);
+  }
+});
+
+// Stage (f) without any exporter running: `esctl export` wrote a one-off
+// directory before the erase (it records its destination in DATA/exports,
+// lib/export/xreg.c); es-ingestd restarts without --export; the erase
+// still re-cuts the partitions there that held the person.
+test('erase reaches a one-off esctl export directory, no exporter running', async () => {
+  const dir = path.join(SCRATCH, 'y');
+  fs.mkdirSync(dir, { recursive: true });
+  fs.writeFileSync(path.join(dir, 'keys.json'), JSON.stringify({ 'key-a': 'acme' }));
+  fs.writeFileSync(path.join(dir, 'admin.json'), JSON.stringify([ADMIN]));
+  const out = path.join(dir, 'oneoff');
+  const now = Date.now();
+  const d1 = Math.floor(now / DAY) * DAY - 3 * DAY + HOUR;
+  const d2 = d1 - 5 * DAY;
+  const batch = [];
+  for (const [base, tag] of [[d1, 'a'], [d2, 'b']]) {
+    for (let i = 0; i < 30; i++)
+      batch.push({ type: 'page', anonymousId: `anon-${i % 4}`, messageId: `${tag}-${i}`,
+        timestamp: iso(base + i * 60e3), properties: { path: '/' } });
+    batch.push({ type: 'identify', anonymousId: 'anon-V', userId: 'user-V', messageId: `${tag}-v1`,
+      timestamp: iso(base + 90e3), traits: { email: 'victim@example.com' } });
+    batch.push({ type: 'track', userId: 'user-V', event: 'Paid', messageId: `${tag}-v2`,
+      timestamp: iso(base + 95e3), properties: { contact: 'victim@example.com' } });
+  }
+  const others = batch.filter((e) => !e.messageId.includes('-v')).map((e) => e.messageId).sort();
+  let s = await startIngestd(dir, []);
+  let res = await fetch(`${s.url}/v1/batch`, {
+    method: 'POST', body: JSON.stringify({ batch }),
+    headers: { 'Content-Type': 'application/json', Authorization: 'Basic ' + Buffer.from('key-a:').toString('base64') },
+  });
+  assert.equal(res.status, 200, await res.text());
+  // esctl export beside the running server (a read-only handle), with a
+  // relative --out: the record holds it made absolute
+  const ex = await run(ESCTL, ['export', '--data', path.join(dir, 'data'), '--tenant', 'acme',
+    '--from', day(d2), '--to', day(d1), '--out', path.relative(process.cwd(), out)]);
+  assert.equal(ex.code, 0, ex.err);
+  assert.equal(fs.readdirSync(path.join(dir, 'data', 'exports')).filter((n) => n.startsWith('dest-')).length, 1);
+  let rows = await exported(out);
+  assert.equal(rows.length, 64, 'both days exported, person included');
+  for (const n of NEEDLES) assert.ok(rows.some((r) => r.txt.includes(n)), `precondition: ${n} exported`);
+  assert.equal(await stopIngestd(s), 0);
+
+  // a restart without --export: the record is all the store has of `out`
+  s = await startIngestd(dir, []);
+  res = await call(s, 'POST', '/v1/privacy/erase', { tenant: 'acme', anonymousId: 'anon-V' });
+  assert.equal(res.status, 202, res.text);
+  let st;
+  for (let i = 0; ; i++) {
+    st = (await call(s, 'GET', `/v1/privacy/erase/${res.body.id}`)).body;
+    if (st.state === 'done') break;
+    assert.ok(i < 600, `not done: ${JSON.stringify(st)}`);
+    await sleep(50);
+  }
+  const fst = st.stages.find((x) => x.stage === 'exports');
+  assert.equal(fst.state, 'done', JSON.stringify(st));
+  assert.equal(st.receipt.export_partitions_recut, 2, JSON.stringify(st));
+  assert.equal(st.receipt.events_removed, 4);
+  assert.equal(await stopIngestd(s), 0);
+
+  rows = await exported(out);
+  for (const n of NEEDLES) assert.ok(!rows.some((r) => r.txt.includes(n)), `${n} still exported`);
+  assert.deepEqual(rows.map((r) => r.id).sort(), others);
+  for (const f of filesUnder(out)) {
+    const bytes = fs.readFileSync(f);
+    for (const n of NEEDLES) assert.ok(!bytes.includes(n), `${f}: ${n}`);
   }
 });

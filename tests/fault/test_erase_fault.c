@@ -5,7 +5,11 @@
  * The store: one shard, tenant "t" with a victim (anonymous id, then
  * identified, then aliased, email in traits and properties) and other
  * visitors, partly in segments and partly only in the WAL, plus an
- * unlink record naming the victim in the identity log.  For every k, a
+ * unlink record naming the victim in the identity log, and an es_export
+ * of the day into /export (uncompressed Parquet, so a byte search sees
+ * the strings), which records its destination in DATA/exports: stage (f)
+ * opens it itself, so its every I/O call (list, manifest, new parts,
+ * manifest replace, old parts deleted) is a fault point too.  For every k, a
  * fresh copy gets es_erase_submit + es_erase_run with the k-th counted
  * call cut (power cut) or failed (EIO); then a power cut, a reopen, and
  * es_erase_run again (the restart).  Then, per point:
@@ -14,6 +18,9 @@
  *     email (raw bytes); when it was not, the request is complete or
  *     absent (an unacknowledged record may or may not have survived);
  *  2. every other visitor's event is there exactly once; nothing invented;
+ *     the export's manifest counts NOTHERS rows after completion (the 5
+ *     victims' too when the request is absent), and no file under /export
+ *     holds the victim after completion (an orphan part would);
  *  3. es_verify is clean.
  */
 #include <stdio.h>
@@ -23,11 +30,14 @@
 #include "api.h"
 #include "base/clock.h"
 #include "eventstore.h"
+#include "export/export.h"
 #include "memvfs.h"
 #include "store/db.h"
 #include "unit.h"
 
 #define DATA "/data"
+#define EXPORT "/export"
+#define DAY_US INT64_C(86400000000)
 #define T0 INT64_C(1709251200000000)
 #define NOTHERS 60
 
@@ -103,6 +113,14 @@ static void build_store(es_vfs *vfs) {
   }
   victim(db, 4); /* in the WAL only */
   ck_assert_int_eq(es_identity_unlink(db, "t", "user-V", "anon-3", 0), ES_OK);
+  es_export_options xo;
+  es_export_options_init(&xo);
+  xo.out_dir = EXPORT;
+  xo.from_us = T0;
+  xo.to_us = T0 + DAY_US;
+  xo.compression = ES_EXPORT_UNCOMPRESSED;
+  ck_assert_msg(es_export(db, &xo, NULL) == ES_OK, "export: %s",
+                es_errdetail());
   ck_assert_int_eq(es_close(db), ES_OK);
   memvfs_sync_all(vfs);
 }
@@ -143,11 +161,29 @@ static int walk_one(void *ud, const char *name) {
   return 0;
 }
 
-static const char *search(es_vfs *vfs) {
-  walk w = {vfs, DATA, NULL};
-  (void)vfs->list(vfs, DATA, walk_one, &w);
+static const char *search(es_vfs *vfs, const char *root) {
+  walk w = {vfs, "", NULL};
+  snprintf(w.dir, sizeof(w.dir), "%s", root);
+  (void)vfs->list(vfs, root, walk_one, &w);
   es__error_clear();
   return w.hit;
+}
+
+/* The rows the export's manifest of the day names (-1: unreadable). */
+static long export_rows(es_vfs *vfs) {
+  es_xdest *dest = NULL;
+  ex_manifest m;
+  long rows = -1;
+  if (es__dest_open(EXPORT, NULL, NULL, vfs, &dest) == ES_OK &&
+      es__xmanifest_load(dest, "tenant=t/date=2024-03-01", T0, &m) == ES_OK) {
+    rows = 0;
+    for (size_t i = 0; i < m.n; i++)
+      rows += (long)m.files[i].rows;
+    es__xmanifest_free(&m);
+  }
+  es__dest_close(dest);
+  es__error_clear();
+  return rows;
 }
 
 /* Checks the restarted store; NULL or the first problem. */
@@ -217,8 +253,17 @@ static const char *check_store(es_vfs *vfs, int acked) {
     snprintf(why, sizeof(why), "close: %s", es_errdetail());
     bad = why;
   }
-  if (!bad && exists && (bad = search(vfs)) != NULL) {
+  if (!bad && exists && (bad = search(vfs, DATA)) != NULL) {
     snprintf(why, sizeof(why), "after completion: %s", bad);
+    bad = why;
+  }
+  if (!bad && exists && (bad = search(vfs, EXPORT)) != NULL) {
+    snprintf(why, sizeof(why), "export after completion: %s", bad);
+    bad = why;
+  }
+  long xrows = bad ? 0 : export_rows(vfs);
+  if (!bad && xrows != (exists ? NOTHERS : NOTHERS + 5)) {
+    snprintf(why, sizeof(why), "the export's manifest names %ld rows", xrows);
     bad = why;
   }
   if (!bad && es__verify_vfs(vfs, DATA, NULL, NULL) != ES_OK) {

@@ -9,7 +9,8 @@
  *  2. An accepted log has distinct request ids, at most ES_TOMB_IDS_MAX
  *     ids per pending request, and stage states that are known.
  *  3. Its compacted image (what a completed request leaves) parses back
- *     to the same requests, states and ids (completed ones without ids).
+ *     to the same requests, states and ids (completed ones without ids),
+ *     and the same suppression hashes in the same groups.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -41,7 +42,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     for (size_t i = 0; i < log.n; i++) {
       FUZZ_ASSERT(log.v[i].nids <= ES_TOMB_IDS_MAX);
       for (int s = 0; s < ES_TOMB_STAGES; s++)
-        FUZZ_ASSERT(log.v[i].state[s] <= ES_TOMB_SKIPPED);
+        FUZZ_ASSERT(log.v[i].state[s] <= ES_TOMB_BEGUN);
       for (size_t j = i + 1; j < log.n; j++)
         FUZZ_ASSERT(log.v[i].id != log.v[j].id);
     }
@@ -57,6 +58,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         FUZZ_ASSERT(back.has_salt == log.has_salt);
         for (size_t i = 0; i < log.n; i++)
           same_req(&log.v[i], &back.v[i]);
+        /* the suppression hashes, in the same groups (persons) */
+        FUZZ_ASSERT(back.nsuppress == log.nsuppress);
+        FUZZ_ASSERT(log.nsuppress == 0 || memcmp(back.suppress, log.suppress,
+                                                 16 * log.nsuppress) == 0);
+        FUZZ_ASSERT(back.nsup_groups == log.nsup_groups);
       }
       es__tomb_log_free(&back);
     }

@@ -25,6 +25,7 @@
 #include "base/event.h"
 #include "base/io.h"
 #include "base/mem.h"
+#include "export/xreg.h"
 #include "replicate/replicate.h"
 #include "store/manifest.h"
 #include "store/memtable.h"
@@ -398,6 +399,22 @@ static void seeds_tomb(void) {
   es__buf_free(&b);
 }
 
+/* Records of export destinations (DATA/exports): a local directory, an
+ * S3 one with endpoint and region; a damaged one. */
+static void seeds_xreg(void) {
+  es_buf b = {0};
+  char name[32];
+  TRY("xreg", es__xreg_encode("/var/lib/warehouse", "", "", &b, name));
+  seed_write("fuzz_xreg", "seed-xreg-dir", b.data, b.len);
+  b.len = 0;
+  TRY("xreg", es__xreg_encode("s3://bucket/exports", "http://127.0.0.1:9000",
+                              "eu-west-1", &b, name));
+  seed_write("fuzz_xreg", "seed-xreg-s3", b.data, b.len);
+  b.data[b.len - 3] ^= 0x20;
+  seed_write("fuzz_xreg", "seed-xreg-damaged", b.data, b.len);
+  es__buf_free(&b);
+}
+
 /* Removes the temporary directory (a few levels, all known). */
 static int rm_entry(void *ud, const char *name) {
   char path[ES_PATH_MAX];
@@ -431,6 +448,7 @@ int main(int argc, char **argv) {
   seeds_manifest();
   seeds_replrec();
   seeds_tomb();
+  seeds_xreg();
   (void)vfs->list(vfs, work_dir, rm_entry, work_dir);
   rmdir(work_dir);
   printf("mkseeds: seeds written under %s\n", out_root);

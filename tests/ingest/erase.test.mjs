@@ -10,7 +10,14 @@
 //  - afterwards no file of the data directory holds an id or the email;
 //  - an unknown tenant or id completes with zero events (same answers);
 //  - SIGKILL right after a 202, then a restart: the request completes.
+//  - "suppress": true: later sends with the person's ids from the real
+//    @segment/analytics-node SDK get 200 and store nothing, while pending,
+//    after completion and after a restart; /metrics counts them; the data
+//    directory holds none of the ids; POST /v1/privacy/unsuppress lifts it.
+//  - without suppress, an event re-sent with an erased id after the 202
+//    is new data: there once after the request completes.
 import { test } from 'node:test';
+import { createRequire } from 'node:module';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
@@ -159,6 +166,103 @@ test('erase a person through es-ingestd', async () => {
     assert.deepEqual(hits(path.join(dir, 'data')), []);
     const left = h.scan(dir, 'acme');
     assert.equal(left.length, 300);
+  } finally {
+    if (srv) await h.killServer(srv);
+    h.removeDir(dir);
+  }
+});
+
+h.requireNodeModules();
+const require = createRequire(import.meta.url);
+const { Analytics, FetchHTTPClient } = require('@segment/analytics-node');
+
+// Sends with the real SDK; returns the HTTP statuses of its requests.
+async function sdkSend(srv, calls) {
+  const inner = new FetchHTTPClient();
+  const statuses = [];
+  const a = new Analytics({ writeKey: 'key-acme', host: srv.url, flushInterval: 20,
+    maxEventsInBatch: 2, maxRetries: 0,
+    httpClient: { async makeRequest(o) { const r = await inner.makeRequest(o); statuses.push(r.status); return r; } } });
+  for (const [method, msg] of calls) a[method](msg);
+  await a.closeAndFlush({ timeout: 10000 });
+  return statuses;
+}
+
+async function metric(srv, name) {
+  const text = await (await fetch(srv.url + '/metrics')).text();
+  const m = new RegExp(`^${name.replace(/[{}"=]/g, (c) => '\\' + c)} (\\d+)$`, 'm').exec(text);
+  assert.ok(m, `${name} in /metrics`);
+  return Number(m[1]);
+}
+
+test('erase with suppress: later events acknowledged, dropped, counted', async () => {
+  const dir = h.scratchDir();
+  writeFileSync(path.join(dir, 'admin.json'), JSON.stringify([ADMIN]));
+  const args = ['--admin-tokens', path.join(dir, 'admin.json')];
+  let srv = await h.startServer(dir, { args });
+  const SUP = 'es_ingest_events_total{status="suppressed"}';
+  try {
+    let res = await h.post(srv, '/v1/batch', { batch: workload() }, { Authorization: h.basic('key-acme') });
+    assert.equal(res.status, 200, res.text);
+    res = await call(srv, 'POST', '/v1/privacy/erase', { body: { tenant: 'acme', userId: 'user-V', suppress: 'yes' } });
+    assert.equal(res.status, 400, 'suppress must be a boolean');
+    res = await call(srv, 'POST', '/v1/privacy/erase', { body: { tenant: 'acme', userId: 'user-V', suppress: true } });
+    assert.equal(res.status, 202, res.text);
+    const id = res.body.id;
+    // pending: the SDK's sends with any of the three ids (and a later
+    // identify linking a new id to them) are answered 200
+    let st = await sdkSend(srv, [
+      ['track', { userId: 'user-V', event: 'Came Back', messageId: 's-1', properties: { email: 'victim@example.com' } }],
+      ['identify', { anonymousId: 'anon-V', userId: 'user-New', messageId: 's-2' }],
+      ['page', { anonymousId: 'anon-other', messageId: 's-3', properties: { path: '/' } }],
+    ]);
+    assert.ok(st.length > 0 && st.every((x) => x === 200), `statuses ${st}`);
+    const done = await waitDone(srv, id);
+    assert.equal(done.suppress, true);
+    assert.equal(done.receipt.events_removed, 4, JSON.stringify(done));
+    st = await sdkSend(srv, [['alias', { previousId: 'alias-V', userId: 'user-Newer', messageId: 's-4' }]]);
+    assert.deepEqual(st, [200]);
+    assert.equal(await metric(srv, SUP), 3);
+    assert.equal(await metric(srv, 'es_store_events_suppressed_total'), 3);
+    assert.equal(await h.stopServer(srv), 0);
+
+    // a restart: still suppressed (the salted hashes in ERASE)
+    srv = await h.startServer(dir, { args });
+    st = await sdkSend(srv, [['track', { anonymousId: 'anon-V', event: 'Again', messageId: 's-5' }]]);
+    assert.deepEqual(st, [200]);
+    assert.equal(await metric(srv, SUP), 1);
+    let seen = roScan(dir, 'acme');
+    assert.deepEqual(seen.filter((e) => e.messageId.startsWith('s-')).map((e) => e.messageId), ['s-3']);
+    assert.equal(seen.length, 301);
+    assert.equal(await h.stopServer(srv), 0);
+    srv = null;
+    assert.deepEqual(hits(path.join(dir, 'data')), [], 'no id, no email on disk');
+    for (const n of ['user-New', 'user-Newer']) assert.ok(!JSON.stringify(h.scan(dir, 'acme')).includes(n), n);
+
+    // lifted: stored again
+    srv = await h.startServer(dir, { args });
+    res = await call(srv, 'POST', '/v1/privacy/unsuppress', { token: 'key-acme', body: { tenant: 'acme', userId: 'alias-V' } });
+    assert.equal(res.status, 401);
+    res = await call(srv, 'POST', '/v1/privacy/unsuppress', { body: { tenant: 'acme', userId: 'alias-V' } });
+    assert.equal(res.status, 200, res.text);
+    assert.equal(res.body.lifted, 3);
+    st = await sdkSend(srv, [['track', { anonymousId: 'anon-V', event: 'Back', messageId: 's-6' }]]);
+    assert.deepEqual(st, [200]);
+    assert.equal(await metric(srv, SUP), 0);
+    seen = roScan(dir, 'acme');
+    assert.ok(seen.some((e) => e.messageId === 's-6'));
+
+    // without suppress: a later event with an erased id is new data, kept
+    res = await call(srv, 'POST', '/v1/privacy/erase', { body: { tenant: 'acme', anonymousId: 'anon-3' } });
+    assert.equal(res.status, 202, res.text);
+    st = await sdkSend(srv, [['page', { anonymousId: 'anon-3', messageId: 'w-1', properties: { path: '/later' } }]]);
+    assert.deepEqual(st, [200]);
+    const wdone = await waitDone(srv, res.body.id);
+    assert.equal(wdone.receipt.events_removed, 10, JSON.stringify(wdone));
+    seen = roScan(dir, 'acme').filter((e) => e.anonymousId === 'anon-3');
+    assert.deepEqual(seen.map((e) => e.messageId), ['w-1'], 'the later event, once');
+    assert.equal(await h.stopServer(srv), 0);
+    srv = null;
   } finally {
     if (srv) await h.killServer(srv);
     h.removeDir(dir);

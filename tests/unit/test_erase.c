@@ -23,6 +23,13 @@
  *  5. Bad input gets a clear error; an unknown tenant or id completes with
  *     zero events (the same answer as a known one); the log reader stops
  *     at a torn tail and reports damage in the middle.
+ *  7. Without suppression, an event carrying the person's id appended
+ *     after the request is new data: hidden while the request is pending,
+ *     kept by stage (b) (though it runs later), there once after.
+ *  8. With suppression, such events are acknowledged and not stored,
+ *     counted in the receipt, the flags and es_stats, while pending, after
+ *     completion and after a reopen; the log then holds salted hashes,
+ *     no id; es_erase_unsuppress by any one of the ids lifts it.
  */
 #include <dirent.h>
 #include <ftw.h>
@@ -702,6 +709,203 @@ START_TEST(test_erase_exports) {
 }
 END_TEST
 
+/* ---- 7, 8 --------------------------------------------------------------- */
+
+/* One event of a person, appended; returns the receipt. */
+static es_receipt append_one(es_db *db, const char *mid, const char *anon,
+                             const char *user, const char *prev,
+                             uint8_t *flag) {
+  es_event ev;
+  memset(&ev, 0, sizeof(ev));
+  ev.type = prev ? ES_TYPE_ALIAS : ES_TYPE_TRACK;
+  ev.event = prev ? NULL : "Came Back";
+  ev.ts_us = T0 + 5 * SEC;
+  ev.message_id = mid;
+  ev.anonymous_id = anon;
+  ev.user_id = user;
+  ev.previous_id = prev;
+  es_receipt r;
+  uint8_t f = 9;
+  int rc = es_append_flagged(db, "t", &ev, 1, &r, &f);
+  ck_assert_msg(rc == ES_OK, "append %s: %s", mid, es_errdetail());
+  if (flag)
+    *flag = f;
+  return r;
+}
+
+static void erase_submit_run(es_db *db, const char *user, int suppress, int run,
+                             char *id) {
+  es_erase_options eo;
+  es_erase_options_init(&eo);
+  eo.tenant = "t";
+  eo.user_id = user;
+  eo.suppress = suppress;
+  ck_assert_int_eq(es_erase_submit(db, &eo, id), ES_OK);
+  if (run)
+    ck_assert_msg(es_erase_run(db, "t") == ES_OK, "%s", es_errdetail());
+}
+
+START_TEST(test_erase_later_events_kept) {
+  char dir[512];
+  ut_tmpdir(dir, sizeof(dir), "erase-later");
+  es_db *db = open_db(dir, 0);
+  int victims = load_all(db, 0);
+  char id[ES_ERASE_ID_MAX];
+  erase_submit_run(db, "user-V", 0, 0, id);
+  uint8_t f;
+  es_receipt r = append_one(db, "later-1", "anon-V", "user-V", NULL, &f);
+  ck_assert_uint_eq(r.stored_count, 1);
+  ck_assert_uint_eq(r.suppressed_count, 0);
+  ck_assert_uint_eq(f, 0);
+  ck_assert_int_eq(timeline_count(db, "user-V"), 0); /* hidden: pending */
+  ck_assert_int_eq(es_erase_run(db, "t"), ES_OK);
+  char *st = NULL, want[64];
+  ck_assert_int_eq(es_erase_status(db, id, &st), ES_OK);
+  snprintf(want, sizeof(want), "\"events_removed\":%d", victims);
+  ck_assert_msg(strstr(st, want) && !strstr(st, "\"suppress\""), "%s", st);
+  es_free(st);
+  /* kept: the new event alone, once, also after a reopen */
+  ck_assert_int_eq(timeline_count(db, "user-V"), 1);
+  ck_assert_int_eq(timeline_count(db, "anon-V"), 1);
+  ck_assert_int_eq(es_close(db), ES_OK);
+  db = open_db(dir, 0);
+  ck_assert_int_eq(timeline_count(db, "user-V"), 1);
+  es_stats stats;
+  ck_assert_int_eq(es_stats_get(db, &stats), ES_OK);
+  ck_assert_uint_eq(stats.events_suppressed, 0);
+  ck_assert_int_eq(es_close(db), ES_OK);
+  ut_rmrf(dir);
+}
+END_TEST
+
+/* Whether any file of dir holds the 16 bytes h. */
+static int dir_has_bytes(const char *dir, const char *name, const void *h,
+                         size_t n) {
+  char path[1024];
+  snprintf(path, sizeof(path), "%s/tenants/t/%s", dir, name);
+  FILE *f = fopen(path, "rb");
+  ck_assert_ptr_nonnull(f);
+  static uint8_t buf[1 << 16];
+  size_t len = fread(buf, 1, sizeof(buf), f);
+  fclose(f);
+  for (size_t i = 0; i + n <= len; i++)
+    if (memcmp(buf + i, h, n) == 0)
+      return 1;
+  return 0;
+}
+
+START_TEST(test_erase_suppress) {
+  char dir[512];
+  ut_tmpdir(dir, sizeof(dir), "erase-suppress");
+  es_db *db = open_db(dir, 0);
+  int victims = load_all(db, 0);
+  char id[ES_ERASE_ID_MAX];
+  erase_submit_run(db, "alias-V", 1, 0, id);
+  /* pending: a batch of the person's three ids and another person */
+  es_event ev[4];
+  memset(ev, 0, sizeof(ev));
+  const char *anon[4] = {"anon-V", "anon-new", "anon-7", "anon-new2"};
+  const char *user[4] = {NULL, "user-V", "user-7", "brand-new"};
+  for (int i = 0; i < 4; i++) {
+    ev[i].type = i == 3 ? ES_TYPE_ALIAS : ES_TYPE_IDENTIFY;
+    ev[i].ts_us = T0 + i * SEC;
+    ev[i].anonymous_id = anon[i];
+    ev[i].user_id = user[i];
+  }
+  ev[3].previous_id = "alias-V"; /* a later link to the person: dropped */
+  es_receipt r;
+  uint8_t flags[4];
+  ck_assert_int_eq(es_append_flagged(db, "t", ev, 4, &r, flags), ES_OK);
+  ck_assert_uint_eq(r.events_count, 4);
+  ck_assert_uint_eq(r.stored_count, 1);
+  ck_assert_uint_eq(r.suppressed_count, 3);
+  ck_assert(flags[0] == 2 && flags[1] == 2 && flags[2] == 0 && flags[3] == 2);
+  ck_assert_int_eq(timeline_count(db, "user-7") > 0, 1);
+  ck_assert_int_eq(es_erase_run(db, "t"), ES_OK);
+  char *st = NULL, want[64];
+  ck_assert_int_eq(es_erase_status(db, id, &st), ES_OK);
+  snprintf(want, sizeof(want), "\"events_removed\":%d", victims);
+  ck_assert_msg(strstr(st, want) && strstr(st, "\"suppress\":true") &&
+                    strstr(st, "\"state\":\"done\""),
+                "%s", st);
+  es_free(st);
+  /* completed: still dropped; all of a batch of them: lsn 0 */
+  r = append_one(db, "after-1", "anon-x", "user-V", NULL, NULL);
+  ck_assert(r.stored_count == 0 && r.suppressed_count == 1 && r.lsn == 0);
+  ck_assert_int_eq(timeline_count(db, "user-V"), 0);
+  ck_assert_int_eq(timeline_count(db, "anon-x"), 0);
+  es_stats stats;
+  ck_assert_int_eq(es_stats_get(db, &stats), ES_OK);
+  ck_assert_uint_eq(stats.events_suppressed, 4);
+  ck_assert_int_eq(es_close(db), ES_OK);
+  /* the ids are not on disk, their salted hashes are */
+  ck_assert_int_eq(search_dir(dir), 0);
+  es_tomb_log log;
+  size_t end;
+  char tdir[600];
+  snprintf(tdir, sizeof(tdir), "%s/tenants/t", dir);
+  ck_assert_int_eq(es__tomb_log_read(es__vfs_posix(), tdir, &log, &end), ES_OK);
+  ck_assert_uint_eq(log.nsuppress, 3);
+  uint8_t h[16];
+  es__tomb_hash(&log, "anon-V", h);
+  ck_assert(dir_has_bytes(dir, ES_TOMB_LOG, h, 16));
+  es__tomb_log_free(&log);
+  /* after a reopen: still dropped */
+  db = open_db(dir, 0);
+  r = append_one(db, "after-2", "anon-V", NULL, NULL, NULL);
+  ck_assert_uint_eq(r.suppressed_count, 1);
+  ck_assert_int_eq(timeline_count(db, "anon-V"), 0);
+  /* lifted by another of the ids: stored again */
+  es_erase_options eo;
+  es_erase_options_init(&eo);
+  eo.tenant = "t";
+  eo.user_id = "nobody";
+  size_t lifted = 9;
+  ck_assert_int_eq(es_erase_unsuppress(db, &eo, &lifted), ES_OK);
+  ck_assert_uint_eq(lifted, 0);
+  eo.user_id = "user-V";
+  ck_assert_int_eq(es_erase_unsuppress(db, &eo, &lifted), ES_OK);
+  ck_assert_uint_eq(lifted, 3);
+  r = append_one(db, "after-3", "anon-V", NULL, NULL, NULL);
+  ck_assert(r.stored_count == 1 && r.suppressed_count == 0);
+  ck_assert_int_eq(timeline_count(db, "anon-V"), 1);
+  ck_assert_int_eq(es_close(db), ES_OK);
+  db = open_db(dir, 0); /* the lift is durable */
+  r = append_one(db, "after-4", NULL, "alias-V", NULL, NULL);
+  ck_assert_uint_eq(r.stored_count, 1);
+  ck_assert_int_eq(es_close(db), ES_OK);
+  ut_rmrf(dir);
+}
+END_TEST
+
+/* Lifting while the request is pending: its later events are kept. */
+START_TEST(test_erase_suppress_lift_pending) {
+  char dir[512];
+  ut_tmpdir(dir, sizeof(dir), "erase-suppress-lift");
+  es_db *db = open_db(dir, 0);
+  load_all(db, 0);
+  char id[ES_ERASE_ID_MAX];
+  erase_submit_run(db, "user-V", 1, 0, id);
+  es_receipt r = append_one(db, "p-1", "anon-V", NULL, NULL, NULL);
+  ck_assert_uint_eq(r.suppressed_count, 1);
+  es_erase_options eo;
+  es_erase_options_init(&eo);
+  eo.tenant = "t";
+  eo.anonymous_id = "anon-V";
+  size_t lifted = 0;
+  ck_assert_int_eq(es_erase_unsuppress(db, &eo, &lifted), ES_OK);
+  ck_assert_uint_eq(lifted, 3);
+  r = append_one(db, "p-2", "anon-V", NULL, NULL, NULL);
+  ck_assert_uint_eq(r.stored_count, 1);
+  ck_assert_int_eq(es_erase_run(db, "t"), ES_OK);
+  ck_assert_int_eq(timeline_count(db, "anon-V"), 1); /* p-2 only */
+  r = append_one(db, "p-3", "anon-V", NULL, NULL, NULL);
+  ck_assert_uint_eq(r.stored_count, 1);
+  ck_assert_int_eq(es_close(db), ES_OK);
+  ut_rmrf(dir);
+}
+END_TEST
+
 static Suite *erase_suite(void) {
   Suite *s = suite_create("erase");
   TCase *tc = tcase_create("erase");
@@ -715,6 +919,9 @@ static Suite *erase_suite(void) {
   tcase_add_test(tc, test_erase_replica);
   tcase_add_test(tc, test_erase_exports);
   tcase_add_test(tc, test_erase_replica_tier_s3);
+  tcase_add_test(tc, test_erase_later_events_kept);
+  tcase_add_test(tc, test_erase_suppress);
+  tcase_add_test(tc, test_erase_suppress_lift_pending);
   suite_add_tcase(s, tc);
   return s;
 }
