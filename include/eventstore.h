@@ -315,7 +315,16 @@ typedef struct es_options {
                                   ES_EUNAVAIL when that cannot be had */
   int64_t s3_ack_timeout_us;   /* tier s3: how long es_append waits for the
                                   object store before ES_EUNAVAIL; 5 s */
+  int s3_puts_inflight;        /* tier s3: WAL chunk PUTs a shard may have
+                                  under way at once (pipelining, so that a
+                                  store's round trip does not bound the
+                                  shard to one chunk per round trip);
+                                  0 (default): ES_S3_PUTS_INFLIGHT_DEFAULT,
+                                  at most ES_S3_PUTS_INFLIGHT_MAX */
 } es_options;
+
+#define ES_S3_PUTS_INFLIGHT_DEFAULT 4
+#define ES_S3_PUTS_INFLIGHT_MAX 64
 
 /* es_options.durability */
 #define ES_DURABILITY_LOCAL 0
@@ -698,6 +707,25 @@ ES_API int es_rule_members(es_db *db, const char *tenant, const char *name,
  */
 ES_API int es_rule_persons(es_db *db, const char *tenant, const char *name,
                            int64_t at_us, char **json_out);
+
+/*
+ * A rule's member count over time (the dashboard's chart), as JSON, owned
+ * (es_free):
+ *   {"rule":"pricing-3x","points":[{"t":"2026-12-06T10:00:00Z",
+ *    "members":12},...],"now":{"t":"...","members":14}}
+ * A point is kept per hour in which the store recorded one: at each
+ * flush of the tenant's rows and at close, the writing handle counts the
+ * members per person at that moment (wall clock) and keeps the last count
+ * of the hour under the hour's start, "t".  Hours without a flush have no
+ * point; at most 840 (35 days) are kept, in the tenant's rule state file
+ * (docs/FORMAT.md, "RSTATE"), so a read-only handle reads the writer's.
+ * Points with from_us <= t < to_us are listed (0: no bound); "now" (only
+ * when to_us is 0 or later than now) is es_rule_persons's count at this
+ * moment.  A new or changed rule starts with no points.  Errors as
+ * es_rule_persons.
+ */
+ES_API int es_rule_series(es_db *db, const char *tenant, const char *name,
+                          int64_t from_us, int64_t to_us, char **json_out);
 
 /*
  * Whether `person` is a member of the rule at at_us (0 = now): *member_out
@@ -1174,6 +1202,59 @@ ES_API int es_replica_stats_get(es_db *db, es_replica_stats *out);
  * without a replica; ES_ECLOSED.
  */
 ES_API int es_replica_drain(es_db *db, int64_t timeout_us);
+
+/* The WAL shipper of durability tier s3, as es_walship_stats_get reports
+ * it (docs/REPLICATION.md, "Tier s3").  Counters since es_open, then the
+ * state now, over every shard. */
+typedef struct es_walship_stats {
+  uint64_t chunks, bytes;  /* WAL chunks put into the store, their bytes */
+  uint64_t put_requests;   /* chunk PUTs made (each with the client's own
+                              retries inside) */
+  uint64_t put_us;         /* their total latency */
+  uint64_t put_errors;     /* of those, failed */
+  uint64_t retries;        /* failed chunks put again after a backoff */
+  uint64_t deleted;        /* chunks deleted once their events were in
+                              replicated segments */
+  uint64_t delete_errors;  /* failed deletes (tried again later) */
+  uint64_t waits, wait_us; /* tier-s3 appends that waited for their chunk,
+                              their total wait */
+  uint64_t wait_failures;  /* of those, not ES_OK */
+  uint64_t refused;        /* appends refused before writing (ES_EUNAVAIL) */
+  uint64_t inflight;       /* now: PUTs under way */
+  uint64_t pending_bytes;  /* now: frames synced here, not yet in the store
+                              (in memory) */
+  uint64_t lag_lsn;        /* now: sum over shards of synced minus shipped
+                              LSN */
+  int64_t oldest_age_us;   /* now: age of the oldest frame synced here and
+                              not yet in the store; 0: none */
+  uint32_t failing_shards; /* now: shards whose last chunk PUT failed */
+  uint32_t broken_shards;  /* now: shards that fell too far behind to ship
+                              until the store is reopened */
+  uint32_t shards;         /* shards of the store */
+  uint32_t depth;          /* PUTs a shard may have under way
+                              (es_options.s3_puts_inflight) */
+} es_walship_stats;
+
+/* One shard's shipping, as es_walship_shards reports it. */
+typedef struct es_walship_shard {
+  uint32_t shard;
+  uint64_t synced_lsn;    /* the last frame fdatasync'ed here */
+  uint64_t shipped_lsn;   /* every frame up to it is in the store */
+  uint32_t inflight;      /* PUTs under way */
+  uint32_t queued;        /* chunks cut and not yet shipped in order
+                             (under way, failed, or done after a gap) */
+  uint64_t pending_bytes; /* frames not yet in the store */
+  int64_t oldest_age_us;  /* the oldest of them; 0: none */
+  int failing, broken;
+} es_walship_shard;
+
+/* Fills *out.  ES_EINVAL when the handle is not in durability tier s3. */
+ES_API int es_walship_stats_get(es_db *db, es_walship_stats *out);
+/* Calls fn for each shard in order; a nonzero return stops and is
+ * returned.  ES_EINVAL when the handle is not in durability tier s3. */
+ES_API int es_walship_shards(es_db *db,
+                             int (*fn)(void *ud, const es_walship_shard *s),
+                             void *ud);
 
 /* What a tenant's REPLICA record says (es_replica_record_read). */
 typedef struct es_replica_record {

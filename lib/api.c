@@ -131,6 +131,26 @@ int es_replica_stats_get(es_db *db, es_replica_stats *out) {
   return ES_OK;
 }
 
+/* The WAL shipper's counters; see eventstore.h. */
+int es_walship_stats_get(es_db *db, es_walship_stats *out) {
+  if (!db || !out)
+    return ES_INVAL_BKPT("es_walship_stats_get: NULL argument");
+  memset(out, 0, sizeof(*out));
+  if (!db->ext || !((api_ext *)db->ext)->ship)
+    return ES_INVAL_BKPT("this handle is not in durability tier s3");
+  es__walship_stats(((api_ext *)db->ext)->ship, out);
+  return ES_OK;
+}
+
+int es_walship_shards(es_db *db, int (*fn)(void *ud, const es_walship_shard *s),
+                      void *ud) {
+  if (!db || !fn)
+    return ES_INVAL_BKPT("es_walship_shards: NULL argument");
+  if (!db->ext || !((api_ext *)db->ext)->ship)
+    return ES_INVAL_BKPT("this handle is not in durability tier s3");
+  return es__walship_shards(((api_ext *)db->ext)->ship, fn, ud);
+}
+
 /* Waits for a clean sweep; see eventstore.h. */
 int es_replica_drain(es_db *db, int64_t timeout_us) {
   if (!db)

@@ -3,10 +3,15 @@
 // figures).  Usage (es-bench replicate runs it):
 //   node run.mjs --es-bench PATH --ingestd PATH --dir D --events N
 //                --runs R [--quick] [--json]
+// Environment: ES_BENCH_S3_LATENCY_MS=N puts a proxy in front of s3rver
+// that holds every request N ms before passing it on (real S3's small-PUT
+// latency is 100-200 ms; s3rver on loopback answers in a few ms);
+// ES_BENCH_REPLICATE_HTTP_ONLY=1 measures the HTTP ingest part only.
 // Every figure is the median of R runs; each pair (ours, the peer's) is
 // measured in the same run, one after the other, against the same server.
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
+import http from 'node:http';
 import path from 'node:path';
 import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
@@ -31,7 +36,15 @@ for (let i = 2; i < process.argv.length; i++) {
   else opt[a.slice(2)] = true;
 }
 const RUNS = Number(opt.runs ?? 3), EVENTS = Number(opt.events ?? 1000000);
-const HTTP_S = opt.quick ? 3 : 10, CONNS = 16, BATCH = 100, SEQ = opt.quick ? 50 : 300;
+const LATENCY_MS = Number(process.env.ES_BENCH_S3_LATENCY_MS || 0);
+const HTTP_ONLY = process.env.ES_BENCH_REPLICATE_HTTP_ONLY === '1';
+const HTTP_S = opt.quick ? 3 : 10, CONNS = 16, BATCH = 100;
+const SEQ = opt.quick || LATENCY_MS > 0 ? 50 : 300;
+// Tiers of the HTTP part: tier s3 with one chunk PUT in flight per shard
+// (as before pipelining) and with the default 4.
+const TIERS = [['local', ['--durability', 'local']],
+               ['s3-1', ['--durability', 's3', '--s3-puts-inflight', '1']],
+               ['s3', ['--durability', 's3']]];
 const ACCESS = 'S3RVER', SECRET = 'S3RVER', REGION = 'us-east-1', BUCKET = 'bench';
 fs.mkdirSync(opt.dir, { recursive: true });
 const scratch = fs.mkdtempSync(path.join(path.resolve(opt.dir), 'replicate-'));
@@ -56,7 +69,27 @@ const s3rver = new S3rver({ address: '127.0.0.1', port: 0, silent: true,
                             directory: path.join(scratch, 's3rver'),
                             configureBuckets: [{ name: BUCKET }] });
 const { port } = await s3rver.run();
-const ep = `http://127.0.0.1:${port}`;
+let ep = `http://127.0.0.1:${port}`;
+let delay = null;
+if (LATENCY_MS > 0) {
+  // every request held LATENCY_MS, then passed on as received
+  const agent = new http.Agent({ keepAlive: true, maxSockets: 512 });
+  delay = http.createServer((req, res) => {
+    req.pause();
+    setTimeout(() => {
+      const up = http.request({ host: '127.0.0.1', port, method: req.method, path: req.url,
+                                headers: req.headers, agent }, (ur) => {
+        res.writeHead(ur.statusCode, ur.headers);
+        ur.pipe(res);
+      });
+      up.on('error', () => res.destroy());
+      req.pipe(up);
+      req.resume();
+    }, LATENCY_MS);
+  });
+  await new Promise((r) => delay.listen(0, '127.0.0.1', r));
+  ep = `http://127.0.0.1:${delay.address().port}`;
+}
 const sdk = new S3.S3Client({ region: REGION, endpoint: ep, forcePathStyle: true,
                               credentials: { accessKeyId: ACCESS, secretAccessKey: SECRET } });
 
@@ -74,15 +107,18 @@ function files(dir) {
 }
 
 const res = { events: EVENTS, runs: RUNS, upload: [], sdk_put: [], restore: [], sdk_get: [],
-              http: { local: [], s3: [] }, ack: { local: [], s3: [] } };
+              http: { local: [], 's3-1': [], s3: [] },
+              ack: { local: [], 's3-1': [], s3: [] } };
 const data = path.join(scratch, 'store');
-const load = await run(opt['es-bench'], ['_replica', 'load', data, String(EVENTS)]);
-const segFiles = files(data);
+if (!HTTP_ONLY)
+  await run(opt['es-bench'], ['_replica', 'load', data, String(EVENTS)]);
+const segFiles = HTTP_ONLY ? [] : files(data);
 const segBytes = segFiles.filter((f) => f.endsWith('.seg'))
   .reduce((n, f) => n + fs.statSync(f).size, 0);
 const allBytes = segFiles.reduce((n, f) => n + fs.statSync(f).size, 0);
 
 for (let r = 0; r < RUNS; r++) {
+  if (!HTTP_ONLY) {
   // 1. upload: the replicator, then the SDK, the same files.
   const copy = path.join(scratch, `store-${r}`);
   fs.cpSync(data, copy, { recursive: true });
@@ -105,15 +141,17 @@ for (let r = 0; r < RUNS; r++) {
   res.sdk_get.push(segBytes / (Number(process.hrtime.bigint() - t0) / 1000));
   fs.rmSync(copy, { recursive: true, force: true });
   fs.rmSync(path.join(scratch, `restored-${r}`), { recursive: true, force: true });
+  }
 
-  // 3. HTTP ingest, tier local then tier s3, same load.
-  for (const tier of ['local', 's3']) {
+  // 3. HTTP ingest, tier local then tier s3 (one, then 4 PUTs in flight
+  // per shard), same load.
+  for (const [tier, tierArgs] of TIERS) {
     const d = path.join(scratch, `http-${tier}-${r}`);
     fs.mkdirSync(d);
     fs.writeFileSync(path.join(d, 'keys.json'), JSON.stringify({ k: 'acme' }));
     const proc = spawn(opt.ingestd, ['--data', path.join(d, 'data'), '--listen', '127.0.0.1:0',
       '--keys', path.join(d, 'keys.json'), '--replica', `s3://${BUCKET}/http-${tier}-${r}`,
-      '--s3-endpoint', ep, '--durability', tier], { env, stdio: ['ignore', 'ignore', 'pipe'] });
+      '--s3-endpoint', ep, ...tierArgs], { env, stdio: ['ignore', 'ignore', 'pipe'] });
     let log = '';
     const hport = await new Promise((resolve, reject) => {
       proc.stderr.on('data', (x) => {
@@ -161,30 +199,42 @@ const out = {
   upload_ratio: m(res.upload) / m(res.sdk_put),
   restore_mb_s: m(res.restore), sdk_get_mb_s: m(res.sdk_get),
   restore_ratio: m(res.restore) / m(res.sdk_get),
+  s3_latency_ms: LATENCY_MS,
   http_local_events_s: m(res.http.local), http_s3_events_s: m(res.http.s3),
   http_ratio_s3_local: m(res.http.s3) / m(res.http.local),
+  http_s3_1_events_s: m(res.http['s3-1']),
+  http_ratio_s3_1_local: m(res.http['s3-1']) / m(res.http.local),
+  ack_s3_1_p50_us: m(res.ack['s3-1'].map((x) => x.p50_us)),
   ack_local_p50_us: m(res.ack.local.map((x) => x.p50_us)),
   ack_local_p99_us: m(res.ack.local.map((x) => x.p99_us)),
   ack_s3_p50_us: m(res.ack.s3.map((x) => x.p50_us)),
   ack_s3_p99_us: m(res.ack.s3.map((x) => x.p99_us)),
   raw: res,
 };
+if (delay) delay.close();
 await s3rver.close();
 fs.rmSync(scratch, { recursive: true, force: true });
 if (opt.json) {
   console.log(JSON.stringify(out, null, 1));
 } else {
   const f = (x, d = 1) => x.toFixed(d);
-  console.log(`es-bench replicate: s3rver 3.7.1 on loopback (no proxy), ${EVENTS} events, ` +
-              `${f(allBytes / 1e6)} MB of segments and rollups, medians of ${RUNS} runs`);
+  console.log(`es-bench replicate: s3rver 3.7.1 on loopback (` +
+              (LATENCY_MS ? `every request held ${LATENCY_MS} ms by a proxy` : 'no proxy') +
+              `), ${EVENTS} events, ${f(allBytes / 1e6)} MB of segments and rollups, ` +
+              `medians of ${RUNS} runs`);
+  if (!HTTP_ONLY) {
   console.log(`  upload   replicator ${f(out.upload_mb_s)} MB/s   @aws-sdk/client-s3 PutObject ` +
               `${f(out.sdk_put_mb_s)} MB/s   ratio ${f(out.upload_ratio, 2)}`);
   console.log(`  restore  es_restore ${f(out.restore_mb_s)} MB/s of segments   SDK GetObject ` +
               `${f(out.sdk_get_mb_s)} MB/s   ratio ${f(out.restore_ratio, 2)} (goal >= 0.8)`);
+  }
   console.log(`  HTTP ingest (${CONNS} clients, ${BATCH}-event batches, ${HTTP_S} s)  tier local ` +
               `${f(out.http_local_events_s, 0)} events/s   tier s3 ${f(out.http_s3_events_s, 0)} ` +
               `events/s   ratio ${f(out.http_ratio_s3_local, 2)} (goal >= 0.5)`);
+  console.log(`  tier s3 with one PUT in flight per shard (--s3-puts-inflight 1) ` +
+              `${f(out.http_s3_1_events_s, 0)} events/s   ratio ${f(out.http_ratio_s3_1_local, 2)}`);
   console.log(`  ack latency (one client)  tier local p50 ${f(out.ack_local_p50_us / 1000, 2)} ms ` +
               `p99 ${f(out.ack_local_p99_us / 1000, 2)} ms   tier s3 p50 ` +
-              `${f(out.ack_s3_p50_us / 1000, 2)} ms p99 ${f(out.ack_s3_p99_us / 1000, 2)} ms`);
+              `${f(out.ack_s3_p50_us / 1000, 2)} ms p99 ${f(out.ack_s3_p99_us / 1000, 2)} ms   ` +
+              `tier s3, 1 PUT p50 ${f(out.ack_s3_1_p50_us / 1000, 2)} ms`);
 }

@@ -1043,6 +1043,11 @@ static void answer_metrics(conn *c) {
     respond_error(c, 503, "out of memory", 0);
     return;
   }
+  if (srv->cfg.replica_on && metrics_render_walship(srv->db, &b)) {
+    seg_buf_free(&b);
+    respond_error(c, 503, "out of memory", 0);
+    return;
+  }
   es_exporter_stats xs;
   if (srv->exporter && es_exporter_stats_get(srv->exporter, &xs) == ES_OK &&
       metrics_render_export(&xs, ing_now_us(), &b)) {

@@ -30,6 +30,8 @@ typedef struct ingest_config {
   const char *admin_tokens_path; /* NULL: no admin API (every call 401) */
   int access_log;                /* 1 (default): a JSON line per request */
   int threads;
+  int tenant_appends; /* one tenant's appends in flight at once: 1; tier
+                         s3 sets s3_puts_inflight (writers.h, 1) */
   size_t memory_budget_bytes;
   size_t tenant_bytes_max;  /* per-tenant share of the budget (429 above) */
   size_t jobs_max;          /* requests parsing or waiting for a writer */

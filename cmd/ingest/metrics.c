@@ -274,6 +274,105 @@ int metrics_render_replica(const es_replica_stats *st, seg_buf *b) {
   return rc ? -1 : 0;
 }
 
+/* Per-shard samples of the WAL shipper, one metric at a time. */
+typedef struct ship_out {
+  seg_buf *b;
+  int which;
+  int rc;
+} ship_out;
+
+static int ship_line(void *ud, const es_walship_shard *s) {
+  ship_out *o = ud;
+  unsigned long long v = o->which == 0   ? s->synced_lsn
+                         : o->which == 1 ? s->shipped_lsn
+                         : o->which == 2 ? s->synced_lsn - s->shipped_lsn
+                         : o->which == 3 ? s->inflight
+                         : o->which == 4 ? s->pending_bytes
+                         : o->which == 5
+                             ? (unsigned long long)(s->oldest_age_us / 1000)
+                             : (unsigned long long)(s->broken ? 2 : s->failing);
+  static const char *const name[] = {
+      "es_walship_synced_lsn",    "es_walship_shipped_lsn",
+      "es_walship_lag_lsn",       "es_walship_inflight_puts",
+      "es_walship_pending_bytes", "es_walship_oldest_unshipped_seconds",
+      "es_walship_state"};
+  if (o->which == 5)
+    o->rc |= put(o->b, "%s{shard=\"%u\"} %.3f\n", name[o->which], s->shard,
+                 (double)v / 1e3);
+  else
+    o->rc |= put(o->b, "%s{shard=\"%u\"} %llu\n", name[o->which], s->shard, v);
+  return 0;
+}
+
+int metrics_render_walship(es_db *db, seg_buf *b) {
+  es_walship_stats st;
+  if (es_walship_stats_get(db, &st) != ES_OK)
+    return 0; /* not tier s3: nothing to say */
+  int rc = counter1(b, "es_walship_chunks_total",
+                    "WAL chunks put into S3 (tier s3)", st.chunks);
+  rc |= counter1(b, "es_walship_bytes_total", "their bytes", st.bytes);
+  rc |= counter1(b, "es_walship_put_requests_total",
+                 "chunk PUTs made (each with the S3 client's own retries)",
+                 st.put_requests);
+  rc |= counter(b, "es_walship_put_seconds_total",
+                "their total latency (divide by the PUTs for the mean)");
+  rc |= put(b, "es_walship_put_seconds_total %.6f\n", (double)st.put_us / 1e6);
+  rc |= counter1(b, "es_walship_put_errors_total", "chunk PUTs that failed",
+                 st.put_errors);
+  rc |= counter1(b, "es_walship_retries_total",
+                 "failed chunks put again after a backoff", st.retries);
+  rc |= counter1(b, "es_walship_deleted_chunks_total",
+                 "chunks deleted once their events were in replicated "
+                 "segments",
+                 st.deleted);
+  rc |= counter1(b, "es_walship_delete_errors_total",
+                 "chunk deletes that failed (tried again later)",
+                 st.delete_errors);
+  rc |= counter1(b, "es_walship_waits_total",
+                 "requests that waited for their chunk to be in S3", st.waits);
+  rc |= counter(b, "es_walship_wait_seconds_total", "their total wait");
+  rc |=
+      put(b, "es_walship_wait_seconds_total %.6f\n", (double)st.wait_us / 1e6);
+  rc |= counter1(b, "es_walship_wait_failures_total",
+                 "of those, not confirmed by S3 (answered 503)",
+                 st.wait_failures);
+  rc |= counter1(b, "es_walship_refused_total",
+                 "requests refused before writing, S3 failing or slow (503)",
+                 st.refused);
+  rc |= gauge(b, "es_walship_puts_inflight_max",
+              "chunk PUTs a shard may have under way (--s3-puts-inflight)",
+              st.depth);
+  rc |= gauge(b, "es_walship_failing_shards",
+              "shards whose last chunk PUT failed", st.failing_shards);
+  rc |= gauge(b, "es_walship_broken_shards",
+              "shards that fell too far behind and refuse tier-s3 requests "
+              "until a restart",
+              st.broken_shards);
+  static const char *const head[] = {
+      "# HELP es_walship_synced_lsn the shard's last WAL frame fdatasync'ed "
+      "here\n# TYPE es_walship_synced_lsn gauge\n",
+      "# HELP es_walship_shipped_lsn every WAL frame of the shard up to it "
+      "is in S3\n# TYPE es_walship_shipped_lsn gauge\n",
+      "# HELP es_walship_lag_lsn synced minus shipped LSN\n"
+      "# TYPE es_walship_lag_lsn gauge\n",
+      "# HELP es_walship_inflight_puts chunk PUTs under way\n"
+      "# TYPE es_walship_inflight_puts gauge\n",
+      "# HELP es_walship_pending_bytes WAL bytes synced here, not yet in S3 "
+      "(held in memory)\n# TYPE es_walship_pending_bytes gauge\n",
+      "# HELP es_walship_oldest_unshipped_seconds age of the oldest WAL frame "
+      "not yet in S3 (0: none)\n"
+      "# TYPE es_walship_oldest_unshipped_seconds gauge\n",
+      "# HELP es_walship_state 0 shipping, 1 failing (S3 errors, retrying), 2 "
+      "broken (until a restart)\n# TYPE es_walship_state gauge\n"};
+  ship_out o = {b, 0, rc};
+  for (o.which = 0; o.which < 7; o.which++) {
+    o.rc |= put(b, "%s", head[o.which]);
+    if (es_walship_shards(db, ship_line, &o) != ES_OK)
+      o.rc = -1;
+  }
+  return o.rc ? -1 : 0;
+}
+
 int metrics_render_export(const es_exporter_stats *st, int64_t now_us,
                           seg_buf *b) {
   int64_t lag_us = st->synced_through_us ? now_us - st->synced_through_us : 0;

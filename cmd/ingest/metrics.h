@@ -35,6 +35,9 @@ void metrics_observe(metrics_hist *h, int64_t latency_us);
 /* Appends the Prometheus text; gauges are passed in. -1 on OOM. */
 /* Appends the replica's gauges and counters (es_replica_stats) to b. */
 int metrics_render_replica(const es_replica_stats *st, seg_buf *b);
+/* Appends the WAL shipper's counters and per-shard gauges
+ * (es_walship_stats_get, es_walship_shards) when db is in tier s3. */
+int metrics_render_walship(es_db *db, seg_buf *b);
 /* Appends the continuous export's progress (es_exporter_stats) and its
  * lag at now_us to b. */
 int metrics_render_export(const es_exporter_stats *st, int64_t now_us,

@@ -263,6 +263,7 @@ void ingest_config_defaults(ingest_config *cfg) {
   cfg->access_log = 1;
   cfg->replica_lag_max_us = INT64_C(300) * 1000000;
   cfg->metrics_tenants = 1000;
+  cfg->tenant_appends = 1;
 }
 
 /* --forward: the queue and its sender thread (forward.h).  0 or 1. */
@@ -291,8 +292,8 @@ static int start(server *srv, uv_loop_t *loop, es_db *db, const char *host,
   srv->rng = seed ? seed : 1;
   if (srv->cfg.forward_url && forward_start(srv) != 0)
     return 1;
-  if (sched_start(&srv->sched, loop, db, srv->cfg.threads, http_job_done,
-                  srv)) {
+  if (sched_start(&srv->sched, loop, db, srv->cfg.threads,
+                  srv->cfg.tenant_appends, http_job_done, srv)) {
     fprintf(stderr, "es-ingestd: cannot start writer threads\n");
     return 1;
   }

@@ -117,7 +117,11 @@ static void *writer_main(void *arg) {
     }
     size_t n;
     sched_job *jobs = take_jobs(t, &n);
-    t->busy = 1;
+    t->busy++;
+    if (t->head && t->busy < s->tenant_appends) { /* 1 */
+      ready_push(s, t);
+      pthread_cond_signal(&s->cv);
+    }
     pthread_mutex_unlock(&s->mu);
     int rc = append_jobs(s, t, jobs, n);
     int64_t now = wall_us();
@@ -133,8 +137,8 @@ static void *writer_main(void *arg) {
     else
       s->done_head = jobs;
     s->done_tail = last;
-    t->busy = 0;
-    if (t->head && !t->ready)
+    t->busy--;
+    if (t->head && !t->ready && t->busy < s->tenant_appends)
       ready_push(s, t);
     uv_async_send(&s->async);
   }
@@ -159,13 +163,15 @@ static void deliver(sched *s) {
 static void on_async(uv_async_t *h) { deliver(h->data); }
 
 int sched_start(sched *s, uv_loop_t *loop, es_db *db, int threads_count,
-                void (*done_fn)(sched_job *job, void *ud), void *done_ud) {
+                int tenant_appends, void (*done_fn)(sched_job *job, void *ud),
+                void *done_ud) {
   es_cluster *cluster = s->cluster; /* set before (ingest_set_cluster) */
   memset(s, 0, sizeof *s);
   s->db = db;
   s->cluster = cluster;
   s->done_fn = done_fn;
   s->done_ud = done_ud;
+  s->tenant_appends = tenant_appends < 1 ? 1 : tenant_appends;
   if (threads_count < 1 || threads_count > SCHED_THREADS_MAX)
     return -1;
   pthread_mutex_init(&s->mu, NULL);
@@ -191,7 +197,7 @@ void sched_submit(sched *s, sched_job *job) {
   else
     t->head = job;
   t->tail = job;
-  if (!t->busy && !t->ready) {
+  if (t->busy < s->tenant_appends && !t->ready) {
     ready_push(s, t);
     pthread_cond_signal(&s->cv);
   }

@@ -8,8 +8,11 @@
  * events) into one es_append, and puts the tenant back at the end of the ready
  * list.  So:
  *
- *  1. A tenant has at most one append in flight, and its jobs complete in
- *     submission order.
+ *  1. A tenant has at most tenant_appends appends in flight (1 unless in
+ *     durability tier s3, where an append waits an S3 round trip after
+ *     its fdatasync and several of a tenant's appends in flight let the
+ *     WAL shipper's pipelined PUTs carry them: es_options.s3_puts_inflight);
+ *     with 1, its jobs complete in submission order.
  *  2. With T tenants waiting, each gets one append per round: a hot
  *     tenant's backlog delays the others by at most one of its appends.
  *  3. The more jobs wait, the larger the appends: fsyncs are shared.
@@ -50,7 +53,7 @@ typedef struct sched_job {
 struct sched_tenant {
   char id[ES_TENANT_LEN_MAX + 1];
   sched_job *head, *tail; /* waiting jobs; under sched.mu */
-  int busy, ready;        /* an append in flight / in the ready list */
+  int busy, ready;        /* appends in flight / in the ready list */
   sched_tenant *ready_next;
 };
 
@@ -63,6 +66,7 @@ typedef struct sched {
   sched_tenant *ready_head, *ready_tail;
   sched_job *done_head, *done_tail;
   int stopping;
+  int tenant_appends; /* 1 */
   int threads_count;
   pthread_t threads[SCHED_THREADS_MAX];
   uv_async_t async;
@@ -70,9 +74,11 @@ typedef struct sched {
   void *done_ud;
 } sched;
 
-/* Starts threads_count writers; done_fn runs on loop's thread. 0 / -1. */
+/* Starts threads_count writers, each tenant with at most tenant_appends
+ * appends in flight (1); done_fn runs on loop's thread. 0 / -1. */
 int sched_start(sched *s, uv_loop_t *loop, es_db *db, int threads_count,
-                void (*done_fn)(sched_job *job, void *ud), void *done_ud);
+                int tenant_appends, void (*done_fn)(sched_job *job, void *ud),
+                void *done_ud);
 /* Queues a job (from the loop thread). */
 void sched_submit(sched *s, sched_job *job);
 /* Lets the writers finish every queued job, joins them, delivers the

@@ -97,6 +97,11 @@ static const char usage[] =
     "                        503 + Retry-After when S3 cannot confirm them\n"
     "  --s3-ack-timeout-ms N tier s3: how long a request waits for S3\n"
     "                        before 503 (default 5000)\n"
+    "  --s3-puts-inflight N  tier s3: WAL chunk PUTs a shard keeps under way\n"
+    "                        at once, 1..64 (default 4): more hides more of\n"
+    "                        S3's round trip; also the appends of a tenant\n"
+    "                        in flight, and --threads defaults to N times\n"
+    "                        its default\n"
     "  --replica-lag-max-s S /readyz answers 503 when the oldest commit not\n"
     "                        yet in S3 is older (default 300)\n"
     "  --replica-grace-s S   an S3 object no uploaded manifest names is\n"
@@ -164,6 +169,8 @@ static int64_t g_replica_grace_us = -1; /* -1: the library's default */
 static int g_check_config; /* --check-config: validate, do not run */
 static int g_durability = ES_DURABILITY_LOCAL;
 static int64_t g_s3_ack_timeout_us = INT64_C(5000000);
+static int g_s3_puts_inflight = ES_S3_PUTS_INFLIGHT_DEFAULT;
+static int g_threads_set;            /* --threads given */
 static es_exporter_options g_export; /* g_export.out NULL: no --export */
 static es_exporter *g_exporter;
 static const char *g_node;
@@ -229,6 +236,7 @@ static int parse_args(int argc, char **argv, ingest_config *cfg) {
       if (parse_num(a, val, 1, INGEST_THREADS_MAX, &v))
         return 2;
       cfg->threads = (int)v;
+      g_threads_set = 1;
     } else if (strcmp(a, "--memory-budget") == 0) {
       if (parse_num(a, val, 1, 1 << 20, &v))
         return 2;
@@ -276,6 +284,10 @@ static int parse_args(int argc, char **argv, ingest_config *cfg) {
       if (parse_num(a, val, 1, 600000, &v))
         return 2;
       g_s3_ack_timeout_us = v * INT64_C(1000);
+    } else if (strcmp(a, "--s3-puts-inflight") == 0) {
+      if (parse_num(a, val, 1, ES_S3_PUTS_INFLIGHT_MAX, &v))
+        return 2;
+      g_s3_puts_inflight = (int)v;
     } else if (strcmp(a, "--replica-lag-max-s") == 0) {
       if (parse_num(a, val, 1, 7 * 24 * 3600, &v))
         return 2;
@@ -373,6 +385,16 @@ static int parse_args(int argc, char **argv, ingest_config *cfg) {
   if ((g_lease_ttl_us || g_clock_skew_us) && !g_node)
     return die_usage("--lease-ttl-ms and --clock-skew-ms need --node");
   cfg->replica_on = g_replica_url != NULL;
+  if (g_durability == ES_DURABILITY_S3) {
+    /* an append waits an S3 round trip: several of a tenant's in flight
+     * (writers.h, 1), and writer threads enough to keep the shards' PUTs
+     * busy */
+    cfg->tenant_appends = g_s3_puts_inflight;
+    if (!g_threads_set) {
+      int t = cfg->threads * g_s3_puts_inflight;
+      cfg->threads = t < INGEST_THREADS_MAX ? t : INGEST_THREADS_MAX;
+    }
+  }
   cfg->tenant_bytes_max =
       (size_t)((double)cfg->memory_budget_bytes * (double)share_pct / 100.0);
   cfg->tenant_jobs_max = (size_t)((double)cfg->jobs_max * share_pct / 100.0);
@@ -480,6 +502,7 @@ static int run(ingest_config *cfg, uv_loop_t *loop, es_db **db_out) {
       o.replica_grace_us = g_replica_grace_us;
     o.durability = g_durability;
     o.s3_ack_timeout_us = g_s3_ack_timeout_us;
+    o.s3_puts_inflight = g_s3_puts_inflight;
   }
   if (g_node) { /* before es_open: the uploader starts fenced */
     es_cluster_config cc;
@@ -586,10 +609,12 @@ int main(int argc, char **argv) {
   if (db) {
     int frc = rc == 0 ? es_flush(db, NULL) : ES_OK;
     if (frc == ES_OK && rc == 0 && g_cluster) { /* hand every tenant over */
-      if (es_cluster_release(g_cluster, NULL,
-                             g_cfg.drain_timeout_ms * 1000) != ES_OK)
-        ing_log("warning", "not every tenant handed over (their leases "
-                "expire)", "");
+      if (es_cluster_release(g_cluster, NULL, g_cfg.drain_timeout_ms * 1000) !=
+          ES_OK)
+        ing_log("warning",
+                "not every tenant handed over (their leases "
+                "expire)",
+                "");
     } else if (frc == ES_OK && rc == 0 && g_replica) { /* best effort: the next
                                                    start uploads the rest */
       int drc = es_replica_drain(db, g_cfg.drain_timeout_ms * 1000);

@@ -36,7 +36,8 @@ enum {
   W_MEMBERS,
   W_PERSON_SEGMENTS,
   W_LATEST,
-  W_RANGE
+  W_RANGE,
+  W_SERIES
 };
 
 typedef struct qd_work {
@@ -205,6 +206,23 @@ static void run_range(qd_work *w) {
     fail(w, rc, NULL);
 }
 
+/* A segment's member count over time: w->arg holds "from to rule". */
+static void run_series(qd_work *w) {
+  long long from_us, to_us;
+  int off = 0;
+  if (sscanf(w->arg, "%lld %lld %n", &from_us, &to_us, &off) != 2 || !off) {
+    fail(w, ES_EINVAL, NULL);
+    return;
+  }
+  char *res = NULL;
+  int rc = es_rule_series(w->srv->db, w->tenant, w->arg + off, from_us, to_us,
+                          &res);
+  if (rc != ES_OK)
+    fail(w, rc, rc == ES_ENOTFOUND ? "no such segment" : NULL);
+  else
+    put_owned(w, res);
+}
+
 static void work_run(uv_work_t *req) {
   qd_work *w = req->data;
   w->status = 200;
@@ -226,6 +244,9 @@ static void work_run(uv_work_t *req) {
     break;
   case W_RANGE:
     run_range(w);
+    break;
+  case W_SERIES:
+    run_series(w);
     break;
   default:
     run_latest(w);
@@ -438,6 +459,30 @@ static void serve_members(qd_server *srv, qd_conn *c, const qd_request *rq,
     submit(srv, c, t, W_MEMBERS, id, strlen(id), (size_t)person);
 }
 
+/* GET /v1/segments/{rule}/members/series[?from=T][&to=T]: the member
+ * count over time (es_rule_series; RFC 3339 times, both optional). */
+static void serve_series(qd_server *srv, qd_conn *c, const qd_request *rq,
+                         qd_tenant *t) {
+  char id[ID_SIZE], v[64], arg[64 + ID_SIZE];
+  int64_t from_us = 0, to_us = 0;
+  if (query_param(rq->query, "from", v, sizeof v) &&
+      seg_iso8601_parse(v, &from_us)) {
+    qd_respond_error(c, 400, "\"from\" must be an RFC 3339 time");
+    return;
+  }
+  if (query_param(rq->query, "to", v, sizeof v) &&
+      seg_iso8601_parse(v, &to_us)) {
+    qd_respond_error(c, 400, "\"to\" must be an RFC 3339 time");
+    return;
+  }
+  if (path_id(c, rq->path, "/v1/segments/", "/members/series", id,
+              sizeof id) != 0)
+    return;
+  int n = snprintf(arg, sizeof arg, "%lld %lld %s", (long long)from_us,
+                   (long long)to_us, id);
+  submit(srv, c, t, W_SERIES, arg, (size_t)n, 0);
+}
+
 static void serve_timeline(qd_server *srv, qd_conn *c, const qd_request *rq,
                            qd_tenant *t) {
   char id[ID_SIZE];
@@ -547,6 +592,7 @@ static const qd_route routes[] = {
     {{HTTP_GET, "/v1/events/latest", ROUTE_TOKEN}, serve_latest},
     {{HTTP_GET, "/v1/events", ROUTE_TOKEN}, serve_range},
     {{HTTP_GET, "/v1/segments/*/members", ROUTE_TOKEN}, serve_members},
+    {{HTTP_GET, "/v1/segments/*/members/series", ROUTE_TOKEN}, serve_series},
     {{HTTP_GET, "/v1/persons/*/timeline", ROUTE_TOKEN}, serve_timeline},
     {{HTTP_GET, "/v1/persons/*/segments", ROUTE_TOKEN}, serve_person_segments},
 };

@@ -25,6 +25,7 @@
 
 #define RULES_MAGIC "ESRULES1"
 #define RULES_VERSION 1
+#define RSTATE_NAME "RSTATE"
 #define WITHIN_US_MAX (INT64_C(366) * 86400 * 1000000)
 
 /* --- parsing ------------------------------------------------------------- */
@@ -199,6 +200,7 @@ void es__rule_free(es_rule *r) {
   for (size_t i = 0; i < r->n; i++)
     es__free(es__rule_visitor(r, i)->id);
   es__free(r->vis);
+  es__free(r->series);
   es__htab_free(&r->index);
   es__free(r->json);
   es__free(r->event);
@@ -356,6 +358,27 @@ static int rule_keep(const es_rule *r, es_rvisitor *v, int64_t t) {
   v->ts[j] = t;
   v->n++;
   return 1;
+}
+
+/* Adds a visitor from RSTATE; see rules.h. */
+int es__rule_visitor_add(es_rule *r, const char *id, const int64_t *ts,
+                         uint32_t n) {
+  if (!id[0] || n < 1 || n > r->at_least)
+    return ES_INVAL_BKPT("visitor \"%s\": %u times (want 1 to %u)", id, n,
+                         r->at_least);
+  for (uint32_t i = 1; i < n; i++)
+    if (ts[i] < ts[i - 1])
+      return ES_INVAL_BKPT("visitor \"%s\": times out of order", id);
+  if (rule_get(r, id))
+    return ES_INVAL_BKPT("visitor \"%s\" twice", id);
+  r->prune_at = SIZE_MAX; /* loading: no pruning midway */
+  es_rvisitor *v = NULL;
+  ES_TRY(rule_visitor_get(r, id, &v));
+  memcpy(v->ts, ts, n * sizeof(int64_t));
+  v->n = n;
+  if (ts[n - 1] > r->max_ts)
+    r->max_ts = ts[n - 1];
+  return ES_OK;
 }
 
 /* Counts one event; see rules.h. */
@@ -524,13 +547,103 @@ static int rule_fill(es_db *db, es_tenant *t, es_rule *r) {
   return rc < 0 ? rc : ES_OK;
 }
 
-/* Loads RULES at open and fills the counters; see rules.h. */
-int es__tenant_rules_load(es_db *db, es_tenant *t) {
+/* Whether the tenant holds memtable rows (then RSTATE is not used: those
+ * rows may lie below its LSN and would not be counted again). */
+static int rules_have_memtable_rows(es_tenant *t) {
+  pthread_mutex_lock(&t->mu);
+  int any = t->nimm > 0 || (t->active && es__memtable_visible(t->active) > 0);
+  pthread_mutex_unlock(&t->mu);
+  return any;
+}
+
+/* Reads the tenant's RSTATE into *st (st->rules.n 0: none, or not usable:
+ * damaged or unreadable, which is logged). */
+static void rstate_read(es_db *db, es_tenant *t, es_rstate *st) {
+  memset(st, 0, sizeof(*st));
+  char path[ES_PATH_MAX];
+  uint8_t *buf = NULL;
+  size_t len = 0;
+  int rc = es__path_join(path, sizeof(path), t->dir, RSTATE_NAME);
+  if (rc == ES_OK)
+    rc = es__io_read_all(db->vfs, path, &buf, &len);
+  if (rc == ES_OK)
+    rc = es__rstate_parse(buf, len, path, st);
+  es__free(buf);
+  if (rc < 0) {
+    if (rc != ES_ENOTFOUND)
+      es__db_log(db, 1,
+                 "tenant %s: rule state not used (rules are counted "
+                 "again from the rows): %s",
+                 t->name, es_errdetail());
+    es__error_clear();
+    es__rules_free(&st->rules);
+    st->lsn = 0;
+  }
+}
+
+/* The rule of `rules` with r's definition, or NULL. */
+static es_rule *rules_same(const es_rules *rules, const es_rule *r) {
+  for (size_t i = 0; i < rules->n; i++)
+    if (rules->v[i] && strcmp(rules->v[i]->json, r->json) == 0)
+      return rules->v[i];
+  return NULL;
+}
+
+/* Moves src's counters (and, with series, its series) into dst, which
+ * has the same definition and no counters; src keeps none. */
+static void rule_take(es_rule *dst, es_rule *src, int counters) {
+  if (counters) {
+    es_htab tmp = dst->index;
+    dst->index = src->index;
+    src->index = tmp;
+    unsigned char *vis = dst->vis;
+    size_t cap = dst->vis_cap;
+    dst->vis = src->vis, dst->vis_cap = src->vis_cap, dst->n = src->n;
+    src->vis = vis, src->vis_cap = cap, src->n = 0;
+    dst->max_ts = src->max_ts;
+    dst->prune_at = 2 * dst->n + 1024;
+  }
+  if (!dst->series) {
+    dst->series = src->series, dst->nseries = src->nseries;
+    src->series = NULL, src->nseries = 0;
+  }
+}
+
+/* Loads RULES and the counters (RSTATE or a scan); see rules.h. */
+int es__tenant_rules_load(es_db *db, es_tenant *t, int rebuild) {
   es_rules rules;
   ES_TRY(es__rules_read(db->vfs, t->dir, &rules));
-  int rc = ES_OK;
-  for (size_t i = 0; rc == ES_OK && i < rules.n; i++)
-    rc = rule_fill(db, t, rules.v[i]);
+  es_rstate st = {0};
+  if (rules.n > 0)
+    rstate_read(db, t, &st);
+  uint64_t flushed = t->man.flushed_lsn;
+  int state_ok = !rebuild && st.rules.n > 0 && st.lsn >= flushed &&
+                 !rules_have_memtable_rows(t);
+  int rc = ES_OK, filled = 0;
+  for (size_t i = 0; rc == ES_OK && i < rules.n; i++) {
+    es_rule *r = rules.v[i], *s = rules_same(&st.rules, r);
+    pthread_mutex_lock(&t->rules_mu); /* the series kept in memory first */
+    es_rule *mem = rules_same(t->rules, r);
+    if (mem && mem->series) {
+      r->series = es__malloc(mem->nseries * sizeof(es_rpoint));
+      if (r->series) {
+        memcpy(r->series, mem->series, mem->nseries * sizeof(es_rpoint));
+        r->nseries = mem->nseries;
+      }
+    }
+    pthread_mutex_unlock(&t->rules_mu);
+    if (s && state_ok) {
+      rule_take(r, s, 1);
+      r->base_lsn = st.lsn;
+      continue;
+    }
+    if (s)
+      rule_take(r, s, 0);
+    r->base_lsn = flushed;
+    rc = rule_fill(db, t, r);
+    filled = 1;
+  }
+  es__rules_free(&st.rules);
   if (rc < 0) {
     es__rules_free(&rules);
     return rc;
@@ -541,8 +654,90 @@ int es__tenant_rules_load(es_db *db, es_tenant *t) {
   es__free(t->rules->v);
   t->rules->v = rules.v;
   t->rules->n = rules.n;
+  uint64_t lsn = state_ok && st.lsn > flushed ? st.lsn : flushed;
+  if (lsn > atomic_load(&t->rules->lsn))
+    atomic_store(&t->rules->lsn, lsn);
+  t->rules->dirty |= filled || rebuild;
+  t->rules->lost = 0; /* counted afresh */
   pthread_mutex_unlock(&t->rules_mu);
   return ES_OK;
+}
+
+/* Hides the ids an erase request names (es__rstate_encode's hide). */
+static int rstate_hide(const void *ud, const char *id) {
+  return es__tomb_hides_id(ud, id);
+}
+
+static int rules_members_persons(const es_rule *r, es_identity *m, int64_t at,
+                                 size_t *n_out);
+
+/* Adds the point (this hour, members now) to r's series. */
+static int rule_series_note(es_rule *r, es_identity *m, int64_t now) {
+  size_t members = 0;
+  ES_TRY(rules_members_persons(r, m, now, &members));
+  int64_t hour = now - ((now % 3600000000) + 3600000000) % 3600000000;
+  es_rpoint p = {hour, members > UINT32_MAX ? UINT32_MAX : (uint32_t)members};
+  if (r->nseries > 0 && r->series[r->nseries - 1].hour_us >= hour) {
+    r->series[r->nseries - 1].members = p.members; /* the hour's last */
+    return ES_OK;
+  }
+  if (r->nseries == ES_RULE_SERIES_MAX) {
+    memmove(r->series, r->series + 1, (r->nseries - 1) * sizeof(es_rpoint));
+    r->nseries--;
+  }
+  es_rpoint *s = es__realloc(r->series, (r->nseries + 1) * sizeof(es_rpoint));
+  if (!s)
+    return ES_NOMEM_BKPT();
+  r->series = s;
+  r->series[r->nseries++] = p;
+  return ES_OK;
+}
+
+/* Writes RSTATE; see rules.h. */
+int es__tenant_rules_save(es_db *db, es_tenant *t) {
+  if (db->opts.read_only)
+    return ES_OK;
+  pthread_mutex_lock(&t->man_mu);
+  uint64_t flushed = t->man.flushed_lsn;
+  pthread_mutex_unlock(&t->man_mu);
+  if (atomic_load(&t->rules->replay_lsn) > flushed)
+    return ES_OK; /* replayed rows not yet durable: after a flush */
+  pthread_mutex_lock(&t->rules->save_mu);
+  pthread_mutex_lock(&t->rules_mu);
+  int rc = ES_OK, dirty = t->rules->dirty,
+      none = t->rules->n == 0 || t->rules->lost; /* lost: removed */
+  es_buf b = {0};
+  es_tomb *tb = NULL;
+  if (dirty && !none) {
+    int64_t now = es__clock_now_us();
+    for (size_t k = 0; rc == ES_OK && k < t->rules->n; k++)
+      rc = rule_series_note(t->rules->v[k], t->rules->ids, now);
+    tb = es__tomb_get(db, t); /* pending erase requests: never written */
+    if (rc == ES_OK)
+      rc = es__rstate_encode(&b, atomic_load(&t->rules->lsn), t->rules,
+                             tb ? rstate_hide : NULL, tb);
+  }
+  t->rules->dirty = 0; /* a later change sets it again */
+  pthread_mutex_unlock(&t->rules_mu);
+  es__tomb_unref(tb);
+  char path[ES_PATH_MAX];
+  if (rc == ES_OK && dirty && !none)
+    rc = es__io_write_atomic(db->vfs, t->dir, RSTATE_NAME, b.data, b.len);
+  else if (rc == ES_OK && dirty && none &&
+           (rc = es__path_join(path, sizeof(path), t->dir, RSTATE_NAME)) ==
+               ES_OK &&
+           (rc = db->vfs->unlink(db->vfs, path)) == ES_ENOTFOUND) {
+    es__error_clear();
+    rc = ES_OK;
+  }
+  if (rc < 0 && dirty) { /* written next time, then */
+    pthread_mutex_lock(&t->rules_mu);
+    t->rules->dirty = 1;
+    pthread_mutex_unlock(&t->rules_mu);
+  }
+  es__buf_free(&b);
+  pthread_mutex_unlock(&t->rules->save_mu);
+  return rc;
 }
 
 /* The writer's identity map, built or rebuilt when it is missing or an
@@ -627,15 +822,25 @@ static int rules_link(es_db *db, es_tenant *t, const es_event *ev, int fire) {
 
 /* Counts an append's rows into the rules and fires; see rules.h. */
 int es__tenant_rules_count(es_db *db, es_tenant *t, const uint8_t *rows,
-                           size_t rows_len, uint32_t count, int fire) {
-  if (t->rules->n == 0) /* only this thread changes the list */
+                           size_t rows_len, uint32_t count, uint64_t lsn,
+                           int fire) {
+  if (!fire && !db->opts.read_only && lsn > atomic_load(&t->rules->lsn) &&
+      lsn > atomic_load(&t->rules->replay_lsn))
+    atomic_store(&t->rules->replay_lsn, lsn); /* not known durable */
+  if (t->rules->n == 0) { /* only this thread changes the list */
+    if (lsn > atomic_load(&t->rules->lsn)) /* a rule put scans it later */
+      atomic_store(&t->rules->lsn, lsn);
     return ES_OK;
+  }
   /* triggers need the writer's map; replay fires none (invariant 2) */
-  if (fire)
-    ES_TRY(rules_ids_ensure(db, t));
+  int rc = fire ? rules_ids_ensure(db, t) : ES_OK;
   pthread_mutex_lock(&t->rules_mu);
+  if (rc < 0) { /* these rows go uncounted: no state may claim them */
+    t->rules->lost = t->rules->dirty = 1;
+    pthread_mutex_unlock(&t->rules_mu);
+    return rc;
+  }
   es_identity *ids = fire ? t->rules->ids : NULL;
-  int rc = ES_OK;
   size_t off = 0;
   for (uint32_t i = 0; rc == ES_OK && i < count; i++) {
     es_event ev;
@@ -643,6 +848,8 @@ int es__tenant_rules_count(es_db *db, es_tenant *t, const uint8_t *rows,
     rc = es__event_decode(rows + off, rows_len - off, &ev, &used);
     off += used;
     for (size_t k = 0; rc == ES_OK && k < t->rules->n; k++) {
+      if (lsn <= t->rules->v[k]->base_lsn)
+        continue; /* in its counters already (rules.h, 2) */
       int crossed = 0;
       es_trigger tr = {.tenant = t->name, .rule = t->rules->v[k]->name};
       rc = es__rule_count(t->rules->v[k], ids, &ev, &crossed, &tr.person,
@@ -655,6 +862,11 @@ int es__tenant_rules_count(es_db *db, es_tenant *t, const uint8_t *rows,
     if (rc == ES_OK && ids)
       rc = rules_link(db, t, &ev, fire);
   }
+  /* with the counters, under the lock: a save sees both or neither */
+  if (lsn > atomic_load(&t->rules->lsn))
+    atomic_store(&t->rules->lsn, lsn);
+  t->rules->dirty = 1;
+  t->rules->lost |= rc < 0;
   pthread_mutex_unlock(&t->rules_mu);
   return rc;
 }
@@ -673,6 +885,7 @@ void es__tenant_rules_forget(es_tenant *t, const char *const *ids, size_t n) {
         gone++;
       }
     }
+    t->rules->dirty |= gone > 0;
     /* drops them now; on ES_ENOMEM they stay, members of nothing */
     if (gone && rule_prune(r, INT64_MIN + 1) < 0)
       es__error_clear();
@@ -732,6 +945,7 @@ static int rule_change_run(void *arg) {
   es__free(t->rules->v);
   t->rules->v = next.v;
   t->rules->n = next.n;
+  t->rules->dirty = 1;
   pthread_mutex_unlock(&t->rules_mu);
   es__rule_free(old);
   c->add = NULL;
@@ -1008,6 +1222,37 @@ static int persons_put(es_buf *b, const es_rule *r, es_identity *m,
   return rc;
 }
 
+/* How many persons are members of r at `at` (as persons_put lists them;
+ * m NULL: every visitor id its own person). */
+static int rules_members_persons(const es_rule *r, es_identity *m, int64_t at,
+                                 size_t *n_out) {
+  *n_out = 0;
+  size_t n = 0, cap = 0;
+  for (size_t i = 0; i < r->n; i++)
+    cap += rule_window(r, es__rule_visitor(r, i), at) > 0;
+  person_ref *refs = es__malloc((cap + 1) * sizeof(*refs));
+  if (!refs)
+    return ES_NOMEM_BKPT();
+  const char *ids[ES_IDENTITY_IDS_MAX];
+  for (size_t i = 0; i < r->n; i++) {
+    const es_rvisitor *v = es__rule_visitor(r, i);
+    if (rule_window(r, v, at) == 0)
+      continue;
+    size_t nids = rule_person_ids(m, v->id, ids);
+    refs[n++] =
+        (person_ref){nids > 1 ? rule_person_name(ids, nids) : v->id, v->id};
+  }
+  qsort(refs, n, sizeof(*refs), cmp_person_ref);
+  for (size_t i = 0; i < n; i++) {
+    if (i > 0 && strcmp(refs[i].name, refs[i - 1].name) == 0)
+      continue;
+    size_t nids = rule_person_ids(m, refs[i].id, ids);
+    *n_out += es__rule_person_count(r, ids, nids, at) >= r->at_least;
+  }
+  es__free(refs);
+  return ES_OK;
+}
+
 int es_rule_persons(es_db *db, const char *tenant, const char *name,
                     int64_t at_us, char **json_out) {
   es__error_clear();
@@ -1047,6 +1292,113 @@ int es_rule_persons(es_db *db, const char *tenant, const char *name,
   es__identity_free(map);
   if (rc == ES_OK)
     rc = es__buf_put(&b, "]}", 3);
+  if (rc < 0) {
+    es__buf_free(&b);
+    return rc;
+  }
+  *json_out = (char *)b.data;
+  return ES_OK;
+}
+
+/* --- members over time -----------------------------------------------------
+ */
+
+/* A copy of the series of the rule with r's definition in the tenant's
+ * RSTATE (a read-only handle: the writer records the points). */
+static int series_from_file(es_db *db, es_tenant *t, const es_rule *r,
+                            es_rpoint **out, size_t *n_out) {
+  es_rstate st;
+  rstate_read(db, t, &st);
+  es_rule *s = rules_same(&st.rules, r);
+  if (s) {
+    *out = s->series, *n_out = s->nseries;
+    s->series = NULL, s->nseries = 0;
+  }
+  es__rules_free(&st.rules);
+  return ES_OK;
+}
+
+int es_rule_series(es_db *db, const char *tenant, const char *name,
+                   int64_t from_us, int64_t to_us, char **json_out) {
+  es__error_clear();
+  if (!json_out)
+    return ES_INVAL_BKPT("es_rule_series: json_out is NULL");
+  *json_out = NULL;
+  if (!db)
+    return ES_INVAL_BKPT("NULL handle");
+  ES_TRY(es__tenant_check(tenant));
+  int64_t now = es__clock_now_us();
+  int live = to_us == 0 || to_us > now;
+  es_identity *map = NULL;
+  if (live)
+    ES_TRY(es__identity_load(db, tenant, &map));
+  es_tenant *t;
+  int rc = rules_begin(db, tenant, &t);
+  es_rule *r = rc == ES_OK ? rules_find(t, name) : NULL;
+  if (rc == ES_OK && !r)
+    rc = ES_ERR(ES_ENOTFOUND, "no rule \"%s\" in tenant %s",
+                name ? name : "(null)", tenant);
+  es_rpoint *pts = NULL;
+  size_t npts = 0, members = 0;
+  char *json = NULL;
+  if (rc == ES_OK && live)
+    rc = rules_members_persons(r, map, now, &members);
+  if (rc == ES_OK && !db->opts.read_only && r->nseries > 0) {
+    if ((pts = es__malloc(r->nseries * sizeof(es_rpoint)))) {
+      memcpy(pts, r->series, r->nseries * sizeof(es_rpoint));
+      npts = r->nseries;
+    } else {
+      rc = ES_NOMEM_BKPT();
+    }
+  }
+  if (rc == ES_OK && db->opts.read_only && !(json = es__strdup(r->json)))
+    rc = ES_NOMEM_BKPT();
+  if (t)
+    pthread_mutex_unlock(&t->rules_mu);
+  es__identity_free(map);
+  if (rc == ES_OK && json) { /* the file, outside the lock */
+    es_rule *probe = NULL;
+    rc = es__rule_parse(json, &probe);
+    if (rc == ES_OK)
+      rc = series_from_file(db, t, probe, &pts, &npts);
+    es__rule_free(probe);
+  }
+  es__free(json);
+  es_buf b = {0};
+  char when[ES_TIME_TEXT_SIZE], num[48];
+  if (rc == ES_OK)
+    rc = es__buf_put(&b, "{\"rule\":", 8);
+  if (rc == ES_OK)
+    rc = es__json_put_str(&b, name);
+  if (rc == ES_OK)
+    rc = es__buf_put(&b, ",\"points\":[", 11);
+  int first = 1;
+  for (size_t i = 0; rc == ES_OK && i < npts; i++) {
+    if (pts[i].hour_us < from_us || (to_us && pts[i].hour_us >= to_us))
+      continue;
+    es__time_format(pts[i].hour_us, 0, when, sizeof(when));
+    rc = es__buf_put(&b, first ? "{\"t\":" : ",{\"t\":", first ? 5 : 6);
+    first = 0;
+    if (rc == ES_OK)
+      rc = es__json_put_str(&b, when);
+    snprintf(num, sizeof(num), ",\"members\":%u}", pts[i].members);
+    if (rc == ES_OK)
+      rc = es__buf_put(&b, num, strlen(num));
+  }
+  if (rc == ES_OK)
+    rc = es__buf_put(&b, "]", 1);
+  if (rc == ES_OK && live) {
+    es__time_format(now, 0, when, sizeof(when));
+    rc = es__buf_put(&b, ",\"now\":{\"t\":", 12);
+    if (rc == ES_OK)
+      rc = es__json_put_str(&b, when);
+    snprintf(num, sizeof(num), ",\"members\":%zu}", members);
+    if (rc == ES_OK)
+      rc = es__buf_put(&b, num, strlen(num));
+  }
+  if (rc == ES_OK)
+    rc = es__buf_put(&b, "}", 2); /* with the NUL */
+  es__free(pts);
   if (rc < 0) {
     es__buf_free(&b);
     return rc;

@@ -33,10 +33,20 @@
  *     and a new rule's counters are filled by a scan run on that same
  *     thread (so the scan sees exactly the rows already counted by the
  *     others).  tenant->rules_mu guards them against readers.
- *  2. At open, counters are filled from the segments (one scan of the
- *     latest `within` of each tenant with rules) before the WAL replay
- *     adds the unflushed rows; replayed rows never fire triggers (they
- *     fired, or could have, before the restart).
+ *  2. At open, counters come from the tenant's rule state (RSTATE,
+ *     docs/FORMAT.md): every rule's counters as of an LSN L, written after
+ *     each flush of the tenant and at close.  A rule is taken from it when
+ *     its canonical JSON is there, the file checks, L is at or above the
+ *     manifest's flushed_lsn F (every row it lacks is in the WAL) and the
+ *     tenant has no memtable rows yet; the replay then counts only the
+ *     rows above L into it (es_rule.base_lsn).  Otherwise the rule is
+ *     filled from the segments (one scan of its latest `within`) and the
+ *     replay counts the rows above F.  Replayed rows never fire triggers
+ *     (they fired, or could have, before the restart).  RSTATE is a
+ *     cache: a failed write is logged, a missing or damaged file or one
+ *     of other rules means a scan.  It never holds an id an erase request
+ *     hides (the write skips them; a finished erase rewrites it from the
+ *     rows left).
  *  3. The RULES file is replaced atomically; what it lists is what a
  *     reopen loads.
  *  4. Events older than the latest atLeast of a visitor are forgotten, so
@@ -50,6 +60,7 @@
 #ifndef ES_RULES_H
 #define ES_RULES_H
 
+#include <pthread.h>
 #include <stdatomic.h>
 
 #include "base/codec.h"
@@ -65,6 +76,17 @@ typedef struct es_rvisitor {
   int64_t ts[]; /* at_least slots, ascending */
 } es_rvisitor;
 
+/* One point of a rule's membership series: `members` persons were members
+ * at the last recording (a save of the rule state: after a flush of the
+ * tenant, at close) within the hour that starts at hour_us, judged at
+ * that recording's wall-clock time. */
+typedef struct es_rpoint {
+  int64_t hour_us;
+  uint32_t members;
+} es_rpoint;
+
+#define ES_RULE_SERIES_MAX 840 /* points kept: 35 days of hours */
+
 typedef struct es_rule {
   char name[ES_RULE_NAME_MAX + 1];
   char *json; /* canonical JSON text of the rule */
@@ -78,8 +100,11 @@ typedef struct es_rule {
   es_htab index;
   unsigned char *vis;
   size_t n, vis_cap;
-  int64_t max_ts;  /* latest matching event time seen */
-  size_t prune_at; /* prune old visitors when n reaches it */
+  int64_t max_ts;    /* latest matching event time seen */
+  size_t prune_at;   /* prune old visitors when n reaches it */
+  uint64_t base_lsn; /* rows at or below it are counted already (2) */
+  es_rpoint *series; /* ascending hours, at most ES_RULE_SERIES_MAX */
+  size_t nseries;
 } es_rule;
 
 struct es_identity;
@@ -102,6 +127,18 @@ typedef struct es_rules {
   /* the writer's identity map (triggers per person); NULL until built */
   struct es_identity *ids;
   atomic_int ids_stale; /* an unlink happened: rebuild ids */
+  /* the latest record the counters hold: counted (with or without rules:
+   * a rule put later scans it), loaded, or flushed; written by the thread
+   * that counts */
+  _Atomic uint64_t lsn;
+  int dirty; /* changed since RSTATE was written (rules_mu) */
+  int lost;  /* a count failed (rows missed): RSTATE is removed, not
+                written, until a load counts again (rules_mu) */
+  /* the latest record the replay counted beyond what RSTATE held: its
+   * sync may have failed before the restart, so RSTATE is not written
+   * until a flush makes it durable (flushed_lsn reaches it) */
+  _Atomic uint64_t replay_lsn;
+  pthread_mutex_t save_mu; /* one RSTATE writer at a time */
 } es_rules;
 
 /* Parses and validates a rule's JSON; ES_EINVAL with "rule: ..." naming
@@ -135,20 +172,53 @@ void es__rules_free(es_rules *rules);
 int es__rules_parse(const uint8_t *p, size_t n, const char *path,
                     es_rules *rules) ES_MUST_CHECK;
 
+/* --- the rule state file, RSTATE (rulestate.c) -------------------------- */
+
+/* A parsed RSTATE: the LSN its counters are as of, and its rules (parsed
+ * from their JSON, with counters and series). */
+typedef struct es_rstate {
+  uint64_t lsn;
+  es_rules rules;
+} es_rstate;
+
+/* Serialises the rules' counters and series as of lsn into b (skipping
+ * ids for which hide(ud, id) is nonzero; hide may be NULL). */
+int es__rstate_encode(es_buf *b, uint64_t lsn, const es_rules *rules,
+                      int (*hide)(const void *ud, const char *id),
+                      const void *ud) ES_MUST_CHECK;
+/* Parses an RSTATE image; ES_ECORRUPT naming path and offset when it does
+ * not check, ES_EVERSION when newer.  On failure the caller frees
+ * st->rules (es__rules_free). */
+int es__rstate_parse(const uint8_t *p, size_t n, const char *path,
+                     es_rstate *st) ES_MUST_CHECK;
+
+/* Adds visitor id with times ts[0..n) (ascending, 1 <= n <= at_least) to
+ * r (loading RSTATE); ES_EINVAL when id is there already or the times do
+ * not fit. */
+int es__rule_visitor_add(es_rule *r, const char *id, const int64_t *ts,
+                         uint32_t n) ES_MUST_CHECK;
+
 /* --- the database's side (rules.c, needs dbint.h) ------------------- */
 
 struct es_db;
 struct es_tenant;
 
-/* At open, per tenant: loads RULES and fills the counters from the
- * segments (invariant 2). */
-int es__tenant_rules_load(struct es_db *db, struct es_tenant *t) ES_MUST_CHECK;
+/* At open, per tenant: loads RULES and the counters from RSTATE or the
+ * segments (invariant 2; rebuild: from the segments). */
+int es__tenant_rules_load(struct es_db *db, struct es_tenant *t,
+                          int rebuild) ES_MUST_CHECK;
 
-/* Counts the encoded rows of one append into the tenant's rules
- * (writer thread, or replay with fire 0) and fires the triggers. */
+/* Writes the tenant's RSTATE (invariant 2) when its rules changed since
+ * the last write, adding a point to each rule's series; removes it when
+ * the tenant has no rules.  Writable handles only. */
+int es__tenant_rules_save(struct es_db *db, struct es_tenant *t) ES_MUST_CHECK;
+
+/* Counts the encoded rows of one append (the record at lsn) into the
+ * tenant's rules (writer thread, or replay with fire 0) and fires the
+ * triggers. */
 int es__tenant_rules_count(struct es_db *db, struct es_tenant *t,
                            const uint8_t *rows, size_t rows_len, uint32_t count,
-                           int fire) ES_MUST_CHECK;
+                           uint64_t lsn, int fire) ES_MUST_CHECK;
 
 /*
  * Forgets ids in every rule of the tenant: their counters go (they are

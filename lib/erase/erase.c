@@ -396,8 +396,10 @@ static int stage_links(erase_ctx *c, uint64_t *records_out) {
   ES_TRY(es__identity_log_forget(c->db, c->t, (const char *const *)c->ids,
                                  c->nids, &dropped));
   *records_out = dropped;
-  /* the counters from the rows left (none of the person's) */
-  return c->db->hooks->tenant_load(c->db, c->t);
+  /* the counters from the rows left (none of the person's), and the
+   * persisted rule state rewritten from them (it held the ids) */
+  ES_TRY(c->db->hooks->tenant_load(c->db, c->t, 1));
+  return c->db->hooks->tenant_save(c->db, c->t);
 }
 
 /* How many objects of rec were superseded at or before cut and are not

@@ -103,20 +103,8 @@ int es__replica_key(char *out, size_t cap, const char *tenant,
 
 typedef struct es_walship es_walship;
 
-typedef struct es_walship_stats {
-  uint64_t chunks, bytes;  /* chunks put, their bytes */
-  uint64_t put_requests;   /* PUTs tried (the client's retries inside) */
-  uint64_t put_us;         /* their total latency */
-  uint64_t errors;         /* failed PUTs and deletes */
-  uint64_t deleted;        /* chunks deleted (walship.c, 3) */
-  uint64_t waits, wait_us; /* es__walship_wait calls, their total time */
-  uint64_t wait_failures;  /* of those, not ES_OK */
-  uint64_t refused;        /* es__walship_admit refusals */
-  uint64_t pending_bytes;  /* frames not yet in the store, now */
-} es_walship_stats;
-
-/* Starts shipping db's WAL to replica's store: one thread per shard,
- * subscribed to every synced frame.  repl is the uploader (for chunk
+/* Starts shipping db's WAL to replica's store: s3_puts_inflight threads
+ * per shard, subscribed to every synced frame.  repl is the uploader (for chunk
  * deletion, invariant 3). */
 int es__walship_start(es_db *db, es_replica *replica, es_replicator *repl,
                       es_walship **out) ES_MUST_CHECK;
@@ -132,7 +120,11 @@ uint64_t es__walship_synced(es_walship *w, uint32_t shard);
  * ES_EUNAVAIL (failing, broken, or not within timeout_us), ES_ECLOSED. */
 int es__walship_wait(es_walship *w, uint32_t shard, uint64_t lsn,
                      int64_t timeout_us) ES_MUST_CHECK;
+/* es_walship_stats_get and es_walship_shards (eventstore.h). */
 void es__walship_stats(es_walship *w, es_walship_stats *out);
+int es__walship_shards(es_walship *w,
+                       int (*fn)(void *ud, const es_walship_shard *s),
+                       void *ud);
 /* "wal/<shard>/<016x first>-<016x last>", and back (ES_EINVAL if key is
  * not one). */
 int es__walship_key(char *out, size_t cap, uint32_t shard, uint64_t first,

@@ -14,14 +14,20 @@
  * How it works.  The shard writer calls the wal_synced hook
  * (store/commit.h) after the fdatasync of each group's frame and before
  * waking the group's appenders; the hook copies the frame to the shard's
- * pending buffer and wakes the shard's shipper thread.  The thread takes
- * everything pending and puts it as one chunk; frames synced meanwhile
- * wait for the next PUT, so concurrent appenders share one PUT per round
- * trip exactly as they share one fdatasync (group commit across the S3
- * round trip).  An appender in tier s3 waits (es__walship_wait) until the
- * shard's shipped LSN reaches its frame's.  A failed PUT puts the frames
- * back in front of the pending ones; the next attempt, after a backoff,
- * carries them with whatever came since.
+ * pending buffer and wakes one of the shard's shipper threads
+ * (es_options.s3_puts_inflight of them, the depth).  A free thread cuts
+ * everything pending into a chunk and puts it; frames synced meanwhile
+ * wait in pending for the next free thread, so concurrent appenders share
+ * one PUT per chunk exactly as they share one fdatasync (group commit
+ * across the S3 round trip), and up to depth chunks of a shard are under
+ * way at once (pipelining: against a store with 100 ms PUTs a frame does
+ * not wait for the PUT before it to return).  The chunks cut and not yet
+ * shipped form a queue in LSN order; shipped_lsn moves over its prefix of
+ * chunks whose PUT succeeded.  An appender in tier s3 waits
+ * (es__walship_wait) until the shard's shipped LSN reaches its frame's.
+ * A failed PUT is retried after a backoff with the same key and bytes;
+ * while one is failing no new chunk is cut (the retries probe the store),
+ * and frames synced meanwhile wait in pending, one chunk when it returns.
  *
  * Invariants:
  *  1. A frame is put only after its local fdatasync returned (the hook
@@ -29,13 +35,18 @@
  *     lose, and an LSN is never used for two different frames: a shipped
  *     LSN survives a local crash, and after a node loss the restored log
  *     continues above it.
- *  2. shipped_lsn only grows, and only to the last LSN of a chunk whose
- *     PUT returned ES_OK; a chunk holds every frame the hook delivered up
- *     to its last LSN that no earlier successful chunk held.  So every
- *     frame at or below shipped_lsn that the hook saw is in the store: a
- *     waiter's "ES_OK" is never a guess.  A PUT in doubt (ES_EUNAVAIL) is
- *     retried with the same frames first; chunks may then overlap, and
- *     restore keeps each LSN once.
+ *  2. Frames are cut into chunks in the order the hook delivered them:
+ *     each chunk holds every delivered frame above the previous chunk's
+ *     last LSN up to its own last, so the chunks of a process tile its
+ *     LSN range without gap or overlap.  shipped_lsn only grows, and only
+ *     to the last LSN of a chunk whose PUT returned ES_OK and every chunk
+ *     cut before it did too (the completed prefix of the queue; a chunk
+ *     put while an earlier one is under way or failing does not move it).
+ *     So every frame at or below shipped_lsn that the hook saw is in the
+ *     store: a waiter's "ES_OK" is never a guess.  A PUT in doubt
+ *     (ES_EUNAVAIL) is retried whole, same key and bytes: a chunk is in
+ *     the store entirely or not at all.  (Restore still keeps each LSN
+ *     once, whatever chunks it finds.)
  *  3. A chunk is deleted only when its last LSN is below a bound keep
  *     that the shard writer published (every record below keep is in a
  *     segment a durable local manifest names, db.c writer_reclaim), read
@@ -45,7 +56,8 @@
  *     was seen (a restore that listed the chunk still finds it).  So the
  *     events of a deleted chunk are in segments of uploaded manifests.
  *  4. The hook never blocks on the store: it copies and signals under the
- *     shard's leaf mutex.  Pending frames are bounded (SHIP_PENDING_MAX);
+ *     shard's leaf mutex.  Frames not yet in the store (pending and the
+ *     queue's chunks) are bounded in memory (SHIP_PENDING_MAX);
  *     past it the shard is marked broken (frames were not kept), and every
  *     tier-s3 append of it fails with ES_EUNAVAIL until the next open.
  *     With every append in tier s3 that cannot happen: appends are refused
@@ -85,29 +97,45 @@ typedef struct ship_safe {
   int64_t since_us; /* wall time it was established (invariant 3) */
 } ship_safe;
 
+enum { SHIP_PUT = 1, SHIP_FAILED, SHIP_DONE };
+
+/* A chunk cut from pending and not yet part of the shipped prefix
+ * (invariant 2). */
+typedef struct ship_q {
+  es_buf buf; /* its frames; freed once in the store */
+  uint64_t first, last;
+  int64_t since_us; /* when its first frame was synced (monotonic) */
+  int64_t start_us; /* when its current PUT began (monotonic) */
+  int state;        /* SHIP_PUT, SHIP_FAILED or SHIP_DONE */
+} ship_q;
+
 typedef struct ship_shard {
   struct es_walship *w;
   uint32_t id;
-  pthread_t thread;
-  int started;
+  pthread_t *threads; /* w->depth of them */
+  unsigned started;
   /* guarded by mu (a leaf, never held across I/O) */
   pthread_mutex_t mu;
-  pthread_cond_t cv;              /* wakes the thread */
+  pthread_cond_t cv;              /* wakes the threads */
   pthread_cond_t done_cv;         /* wakes waiters */
-  es_buf pend;                    /* frames synced and not yet in the store */
+  es_buf pend;                    /* frames synced, not yet cut into a chunk */
   uint64_t pend_first, pend_last; /* their LSNs (0, 0: none) */
-  uint64_t synced_lsn;            /* the last frame the hook delivered */
-  uint64_t shipped_lsn;           /* invariant 2 */
-  int inflight;                   /* a PUT is under way */
-  int64_t inflight_us;            /* since (monotonic) */
-  int failing;                    /* the last PUT failed */
-  int broken;                     /* invariant 4 */
-  char why[200];                  /* the last failure */
+  int64_t pend_since_us;          /* when the first of them was synced */
+  ship_q *q;                      /* ring of w->depth chunks, LSN order */
+  unsigned qhead, qn;
+  unsigned nput;        /* of those, PUTs under way */
+  unsigned nfailed;     /* of those, failed and not yet retried */
+  size_t held;          /* bytes in pend and q (invariant 4) */
+  uint64_t synced_lsn;  /* the last frame the hook delivered */
+  uint64_t shipped_lsn; /* invariant 2 */
+  int failing;          /* a PUT failed and none succeeded since */
+  int broken;           /* invariant 4 */
+  char why[200];        /* the last failure */
   int64_t retry_mono_us;
   unsigned fails;
-  /* the thread's own */
   ship_chunk *chunks; /* in the store, sorted by first */
   size_t nchunks, cap;
+  int gc_busy; /* a thread runs ship_gc; the fields below are its */
   int listed;
   uint64_t cand_keep, cand_begun;
   int cand;
@@ -122,6 +150,7 @@ struct es_walship {
   es_replicator *repl;
   es_commit_hooks hooks;
   int64_t grace_us;
+  unsigned depth; /* chunks outstanding per shard (s3_puts_inflight) */
   uint32_t nshards;
   ship_shard *sh;
   pthread_mutex_t mu; /* guards stop, st and esdb_done */
@@ -186,7 +215,7 @@ static void ship_synced(void *ud, uint32_t shard, uint64_t lsn,
   pthread_mutex_lock(&s->mu);
   s->synced_lsn = lsn;
   if (!s->broken) {
-    if (s->pend.len + len > SHIP_PENDING_MAX ||
+    if (s->held + len > SHIP_PENDING_MAX ||
         es__buf_put(&s->pend, frame, len) < 0) {
       s->broken = 1;
       snprintf(s->why, sizeof(s->why),
@@ -196,9 +225,12 @@ static void ship_synced(void *ud, uint32_t shard, uint64_t lsn,
       es__error_clear();
       pthread_cond_broadcast(&s->done_cv);
     } else {
-      if (s->pend_first == 0)
+      if (s->pend_first == 0) {
         s->pend_first = lsn;
+        s->pend_since_us = es__clock_mono_us();
+      }
       s->pend_last = lsn;
+      s->held += len;
       pthread_cond_signal(&s->cv);
     }
   }
@@ -212,6 +244,7 @@ static int ship_stopping(es_walship *w) {
   return stop;
 }
 
+/* Remembers a chunk in the store (caller holds s->mu). */
 static int ship_chunk_add(ship_shard *s, uint64_t first, uint64_t last) {
   if (s->nchunks == s->cap) {
     size_t cap = s->cap ? 2 * s->cap : 64;
@@ -241,7 +274,12 @@ static int ship_list_one(void *ud, const char *key, const es_objinfo *info) {
     es__error_clear();
     return 0; /* not ours */
   }
-  return shard == s->id ? ship_chunk_add(s, first, last) : 0;
+  if (shard != s->id)
+    return 0;
+  pthread_mutex_lock(&s->mu);
+  int rc = ship_chunk_add(s, first, last);
+  pthread_mutex_unlock(&s->mu);
+  return rc;
 }
 
 /* Puts ESDB once per process before the first chunk (invariant 6). */
@@ -266,16 +304,35 @@ static int ship_esdb(es_walship *w) {
   return rc;
 }
 
-/* One PUT of everything pending (caller holds s->mu; released across the
- * request). */
-static void ship_put(ship_shard *s) {
-  es_walship *w = s->w;
-  es_buf buf = s->pend;
-  uint64_t first = s->pend_first, last = s->pend_last;
+/* The queue entry i places after the head (caller holds s->mu). */
+static ship_q *ship_at(ship_shard *s, unsigned i) {
+  return &s->q[(s->qhead + i) % s->w->depth];
+}
+
+/* Cuts everything pending into a new chunk at the queue's tail (caller
+ * holds s->mu; pending is not empty and the queue not full). */
+static ship_q *ship_cut(ship_shard *s) {
+  ship_q *e = ship_at(s, s->qn++);
+  *e = (ship_q){.buf = s->pend,
+                .first = s->pend_first,
+                .last = s->pend_last,
+                .since_us = s->pend_since_us};
   memset(&s->pend, 0, sizeof(s->pend));
   s->pend_first = s->pend_last = 0;
-  s->inflight = 1;
-  s->inflight_us = es__clock_mono_us();
+  s->pend_since_us = 0;
+  return e;
+}
+
+/* One PUT of chunk e (caller holds s->mu; released across the request).
+ * e stays where it is meanwhile: only a chunk in state SHIP_DONE leaves
+ * the queue. */
+static void ship_put(ship_shard *s, ship_q *e) {
+  es_walship *w = s->w;
+  e->state = SHIP_PUT;
+  e->start_us = es__clock_mono_us();
+  s->nput++;
+  es_buf buf = e->buf; /* read only, and not freed, until SHIP_DONE */
+  uint64_t first = e->first, last = e->last;
   pthread_mutex_unlock(&s->mu);
 
   char key[ES_OBJ_KEY_MAX + 1];
@@ -291,9 +348,6 @@ static void ship_put(ship_shard *s) {
   if (rc < 0)
     snprintf(why, sizeof(why), "%s", es_errdetail());
   es__error_clear();
-  int added = rc == ES_OK ? ship_chunk_add(s, first, last) : ES_OK;
-  if (added < 0) /* only deletion forgets it: a later open lists it */
-    es__error_clear();
 
   pthread_mutex_lock(&w->mu);
   w->st.put_requests++;
@@ -302,31 +356,32 @@ static void ship_put(ship_shard *s) {
     w->st.chunks++;
     w->st.bytes += buf.len;
   } else {
-    w->st.errors++;
+    w->st.put_errors++;
   }
   pthread_mutex_unlock(&w->mu);
 
   pthread_mutex_lock(&s->mu);
-  s->inflight = 0;
+  s->nput--;
   if (rc == ES_OK) {
-    if (last > s->shipped_lsn) /* invariant 2 */
-      s->shipped_lsn = last;
-    s->failing = 0;
+    if (ship_chunk_add(s, first, last) < 0) /* only deletion forgets it: */
+      es__error_clear();                    /* a later open lists it */
+    e->state = SHIP_DONE;
+    s->held -= e->buf.len;
+    es__buf_free(&e->buf);
     s->fails = 0;
     s->retry_mono_us = 0;
-    es__buf_free(&buf);
-  } else {
-    /* back in front of what came meanwhile (invariant 2) */
-    if (s->pend.len > 0 && es__buf_put(&buf, s->pend.data, s->pend.len) < 0) {
-      s->broken = 1;
-      snprintf(s->why, sizeof(s->why), "out of memory keeping WAL frames");
-      es__error_clear();
+    if (s->nfailed == 0)
+      s->failing = 0;
+    /* the completed prefix (invariant 2) */
+    while (s->qn > 0 && ship_at(s, 0)->state == SHIP_DONE) {
+      if (ship_at(s, 0)->last > s->shipped_lsn)
+        s->shipped_lsn = ship_at(s, 0)->last;
+      s->qhead = (s->qhead + 1) % w->depth;
+      s->qn--;
     }
-    es__buf_free(&s->pend);
-    s->pend = buf;
-    if (s->pend_last == 0)
-      s->pend_last = last;
-    s->pend_first = first;
+  } else {
+    e->state = SHIP_FAILED; /* retried whole: same key, same bytes */
+    s->nfailed++;
     s->failing = 1;
     snprintf(s->why, sizeof(s->why), "%s", why);
     s->fails++;
@@ -338,10 +393,12 @@ static void ship_put(ship_shard *s) {
         (wait < SHIP_BACKOFF_MAX_US ? wait : SHIP_BACKOFF_MAX_US);
   }
   pthread_cond_broadcast(&s->done_cv);
+  pthread_cond_broadcast(&s->cv); /* a queue slot may be free */
 }
 
 /* Deletes the chunks whose events are in replicated segments (invariant
- * 3).  Runs on the shard's thread, no lock held. */
+ * 3).  Runs on one of the shard's threads at a time (gc_busy), s->mu not
+ * held. */
 static void ship_gc(ship_shard *s) {
   es_walship *w = s->w;
   int64_t now = es__clock_now_us();
@@ -382,30 +439,69 @@ static void ship_gc(ship_shard *s) {
     memmove(&s->safe[0], &s->safe[drop], (s->nsafe - drop) * sizeof(ship_safe));
     s->nsafe -= drop;
   }
-  for (size_t i = 0; i < s->nchunks && !ship_stopping(w);) {
-    if (s->chunks[i].last >= keep) {
+  /* s->chunks grows under s->mu while PUTs complete; only this thread
+   * removes from it, so a chunk found below keep is still there after the
+   * DELETE, maybe at a higher index. */
+  size_t i = 0;
+  while (!ship_stopping(w)) {
+    pthread_mutex_lock(&s->mu);
+    while (i < s->nchunks && s->chunks[i].last >= keep)
       i++;
-      continue;
-    }
+    ship_chunk c = i < s->nchunks ? s->chunks[i] : (ship_chunk){0, 0};
+    pthread_mutex_unlock(&s->mu);
+    if (c.first == 0)
+      break;
     char key[ES_OBJ_KEY_MAX + 1];
-    int rc = es__walship_key(key, sizeof(key), s->id, s->chunks[i].first,
-                             s->chunks[i].last);
+    int rc = es__walship_key(key, sizeof(key), s->id, c.first, c.last);
     if (rc == ES_OK)
       rc = w->os->del(w->os, key);
     pthread_mutex_lock(&w->mu);
     if (rc == ES_OK)
       w->st.deleted++;
     else
-      w->st.errors++;
+      w->st.delete_errors++;
     pthread_mutex_unlock(&w->mu);
     if (rc < 0) {
       es__error_clear();
       break; /* next time */
     }
-    memmove(&s->chunks[i], &s->chunks[i + 1],
-            (s->nchunks - i - 1) * sizeof(ship_chunk));
-    s->nchunks--;
+    pthread_mutex_lock(&s->mu);
+    while (i < s->nchunks &&
+           (s->chunks[i].first != c.first || s->chunks[i].last != c.last))
+      i++;
+    if (i < s->nchunks) {
+      memmove(&s->chunks[i], &s->chunks[i + 1],
+              (s->nchunks - i - 1) * sizeof(ship_chunk));
+      s->nchunks--;
+    }
+    pthread_mutex_unlock(&s->mu);
   }
+}
+
+/* What one of a shard's threads does next (caller holds s->mu): retry a
+ * failed chunk when the backoff is over, else cut and put a new one when
+ * the queue has room and nothing is failing (invariant 2), else collect
+ * garbage when due; NULL and *until_us when to look again. */
+static ship_q *ship_next(ship_shard *s, int64_t now, int64_t *until_us) {
+  unsigned depth = s->w->depth;
+  int64_t until = s->gc_mono_us;
+  if (s->nfailed > 0) {
+    if (now >= s->retry_mono_us)
+      for (unsigned i = 0; i < s->qn; i++)
+        if (ship_at(s, i)->state == SHIP_FAILED) {
+          s->nfailed--;
+          pthread_mutex_lock(&s->w->mu);
+          s->w->st.retries++;
+          pthread_mutex_unlock(&s->w->mu);
+          return ship_at(s, i);
+        }
+    if (s->retry_mono_us < until)
+      until = s->retry_mono_us;
+  } else if (s->pend.len > 0 && !s->failing && s->qn < depth) {
+    return ship_cut(s);
+  }
+  *until_us = until;
+  return NULL;
 }
 
 static void *ship_main(void *arg) {
@@ -415,23 +511,25 @@ static void *ship_main(void *arg) {
   for (;;) {
     if (ship_stopping(w))
       break;
-    int64_t now = es__clock_mono_us();
-    if (s->pend.len > 0 && now >= s->retry_mono_us) {
-      ship_put(s);
+    int64_t now = es__clock_mono_us(), until = 0;
+    ship_q *e = ship_next(s, now, &until);
+    if (e) {
+      ship_put(s, e);
       continue;
     }
-    if (now >= s->gc_mono_us) {
+    if (now >= s->gc_mono_us && !s->gc_busy) {
+      s->gc_busy = 1;
       pthread_mutex_unlock(&s->mu);
       ship_gc(s);
       pthread_mutex_lock(&s->mu);
+      s->gc_busy = 0;
       s->gc_mono_us = es__clock_mono_us() + SHIP_GC_EVERY_US;
       continue;
     }
-    int64_t until = s->gc_mono_us;
-    if (s->pend.len > 0 && s->retry_mono_us < until)
-      until = s->retry_mono_us;
+    if (until <= now) /* another thread is collecting */
+      until = now + SHIP_GC_EVERY_US;
     struct timespec ts;
-    es__clock_deadline(&ts, until - now > 0 ? until - now : 1);
+    es__clock_deadline(&ts, until - now);
     pthread_cond_timedwait(&s->cv, &s->mu, &ts);
   }
   pthread_mutex_unlock(&s->mu);
@@ -448,6 +546,10 @@ int es__walship_start(es_db *db, es_replica *replica, es_replicator *repl,
   w->os = replica->os;
   w->repl = repl;
   w->grace_us = db->opts.replica_grace_us >= 0 ? db->opts.replica_grace_us : 0;
+  int depth = db->opts.s3_puts_inflight;
+  w->depth = depth <= 0                        ? ES_S3_PUTS_INFLIGHT_DEFAULT
+             : depth > ES_S3_PUTS_INFLIGHT_MAX ? ES_S3_PUTS_INFLIGHT_MAX
+                                               : (unsigned)depth;
   w->nshards = db->nshards;
   w->hooks.wal_synced = ship_synced;
   pthread_mutex_init(&w->mu, NULL);
@@ -457,6 +559,7 @@ int es__walship_start(es_db *db, es_replica *replica, es_replicator *repl,
     es__free(w);
     return ES_NOMEM_BKPT();
   }
+  int rc = ES_OK;
   for (uint32_t i = 0; i < w->nshards; i++) {
     ship_shard *s = &w->sh[i];
     s->w = w;
@@ -464,19 +567,26 @@ int es__walship_start(es_db *db, es_replica *replica, es_replicator *repl,
     pthread_mutex_init(&s->mu, NULL);
     pthread_cond_init(&s->cv, NULL);
     pthread_cond_init(&s->done_cv, NULL);
+    s->q = es__calloc(w->depth, sizeof(ship_q));
+    s->threads = es__calloc(w->depth, sizeof(pthread_t));
+    if (!s->q || !s->threads)
+      rc = ES_NOMEM_BKPT();
   }
-  int rc = es__commit_subscribe(db, &w->hooks, w);
+  if (rc == ES_OK)
+    rc = es__commit_subscribe(db, &w->hooks, w);
   if (rc < 0) {
     es__walship_stop(w);
     return rc;
   }
-  for (uint32_t i = 0; i < w->nshards; i++) {
-    if (pthread_create(&w->sh[i].thread, NULL, ship_main, &w->sh[i]) != 0) {
-      es__walship_stop(w);
-      return ES_ERR(ES_ENOMEM, "cannot start a WAL shipping thread");
+  for (uint32_t i = 0; i < w->nshards; i++)
+    for (unsigned k = 0; k < w->depth; k++) {
+      ship_shard *s = &w->sh[i];
+      if (pthread_create(&s->threads[k], NULL, ship_main, s) != 0) {
+        es__walship_stop(w);
+        return ES_ERR(ES_ENOMEM, "cannot start a WAL shipping thread");
+      }
+      s->started++;
     }
-    w->sh[i].started = 1;
-  }
   *out = w;
   return ES_OK;
 }
@@ -497,9 +607,13 @@ void es__walship_stop(es_walship *w) {
   }
   for (uint32_t i = 0; i < w->nshards; i++) {
     ship_shard *s = &w->sh[i];
-    if (s->started)
-      pthread_join(s->thread, NULL);
+    for (unsigned k = 0; k < s->started; k++)
+      pthread_join(s->threads[k], NULL);
     es__buf_free(&s->pend);
+    for (unsigned k = 0; s->q && k < w->depth; k++)
+      es__buf_free(&s->q[k].buf);
+    es__free(s->q);
+    es__free(s->threads);
     es__free(s->chunks);
     pthread_mutex_destroy(&s->mu);
     pthread_cond_destroy(&s->cv);
@@ -508,6 +622,17 @@ void es__walship_stop(es_walship *w) {
   es__free(w->sh);
   pthread_mutex_destroy(&w->mu);
   es__free(w);
+}
+
+/* The oldest PUT of s under way, its start (caller holds s->mu); 0: none. */
+static int64_t ship_oldest_put(ship_shard *s) {
+  int64_t t = 0;
+  for (unsigned i = 0; i < s->qn; i++) {
+    ship_q *e = ship_at(s, i);
+    if (e->state == SHIP_PUT && (t == 0 || e->start_us < t))
+      t = e->start_us;
+  }
+  return t;
 }
 
 int es__walship_admit(es_walship *w, uint32_t shard) {
@@ -523,11 +648,14 @@ int es__walship_admit(es_walship *w, uint32_t shard) {
     rc = ES_ERR(ES_EUNAVAIL,
                 "tier s3: the object store is failing, nothing written: %s",
                 s->why);
-  else if (s->inflight && es__clock_mono_us() - s->inflight_us > timeout)
-    rc = ES_ERR(ES_EUNAVAIL,
-                "tier s3: the object store has not answered a "
-                "PUT for %lld ms, nothing written",
-                (long long)((es__clock_mono_us() - s->inflight_us) / 1000));
+  else {
+    int64_t since = ship_oldest_put(s), now = es__clock_mono_us();
+    if (since && now - since > timeout)
+      rc = ES_ERR(ES_EUNAVAIL,
+                  "tier s3: the object store has not answered a "
+                  "PUT for %lld ms, nothing written",
+                  (long long)((now - since) / 1000));
+  }
   pthread_mutex_unlock(&s->mu);
   if (rc < 0) {
     pthread_mutex_lock(&w->mu);
@@ -596,14 +724,55 @@ int es__walship_wait(es_walship *w, uint32_t shard, uint64_t lsn,
   return rc;
 }
 
+/* The age of the oldest frame of s not in the store (caller holds s->mu). */
+static int64_t ship_oldest_us(ship_shard *s, int64_t now) {
+  int64_t since = s->qn > 0 ? ship_at(s, 0)->since_us : s->pend_since_us;
+  return since ? now - since : 0;
+}
+
 void es__walship_stats(es_walship *w, es_walship_stats *out) {
   pthread_mutex_lock(&w->mu);
   *out = w->st;
   pthread_mutex_unlock(&w->mu);
+  out->shards = w->nshards;
+  out->depth = w->depth;
+  int64_t now = es__clock_mono_us();
   for (uint32_t i = 0; i < w->nshards; i++) {
     ship_shard *s = &w->sh[i];
     pthread_mutex_lock(&s->mu);
-    out->pending_bytes += s->pend.len;
+    out->pending_bytes += s->held;
+    out->inflight += s->nput;
+    if (s->synced_lsn > s->shipped_lsn)
+      out->lag_lsn += s->synced_lsn - s->shipped_lsn;
+    int64_t age = ship_oldest_us(s, now);
+    if (age > out->oldest_age_us)
+      out->oldest_age_us = age;
+    out->failing_shards += s->failing != 0;
+    out->broken_shards += s->broken != 0;
     pthread_mutex_unlock(&s->mu);
   }
+}
+
+int es__walship_shards(es_walship *w,
+                       int (*fn)(void *ud, const es_walship_shard *s),
+                       void *ud) {
+  int64_t now = es__clock_mono_us();
+  for (uint32_t i = 0; i < w->nshards; i++) {
+    ship_shard *s = &w->sh[i];
+    es_walship_shard o = {.shard = i};
+    pthread_mutex_lock(&s->mu);
+    o.synced_lsn = s->synced_lsn;
+    o.shipped_lsn = s->shipped_lsn;
+    o.inflight = s->nput;
+    o.queued = s->qn;
+    o.pending_bytes = s->held;
+    o.oldest_age_us = ship_oldest_us(s, now);
+    o.failing = s->failing != 0;
+    o.broken = s->broken != 0;
+    pthread_mutex_unlock(&s->mu);
+    int rc = fn(ud, &o);
+    if (rc != 0)
+      return rc;
+  }
+  return ES_OK;
 }

@@ -240,7 +240,7 @@ static int writer_write(es_shard *sh, es_req *reqs, int *written) {
   /* rules count acknowledged rows only, each once (rules.h, 1) */
   for (es_req *r = reqs; r; r = r->next)
     if (r->kind == ES_REQ_APPEND &&
-        db->hooks->rows(db, r->tenant, r->rows, r->rows_len, r->count, 1) <
+        db->hooks->rows(db, r->tenant, r->rows, r->rows_len, r->count, lsn, 1) <
             0) /* the rows stay acknowledged */
       es__db_log(db, 0, "tenant %s: rule counters missed a batch: %s",
                  r->tenant->name, es_errdetail());
@@ -794,7 +794,7 @@ static int replay_record(void *ud, uint64_t lsn, const es_wal_rec *rec,
   ES_TRY(es__dedupe_note(db, t, rec->rows, rec->rows_len, rec->events, lsn));
   es__memtable_publish(t->active, lsn);
   /* no triggers on replay: rules.h, 2 */
-  if (db->hooks->rows(db, t, rec->rows, rec->rows_len, rec->events, 0) < 0)
+  if (db->hooks->rows(db, t, rec->rows, rec->rows_len, rec->events, lsn, 0) < 0)
     es__db_log(db, 0, "tenant %s: rule counters missed a record: %s", t->name,
                es_errdetail());
   rc->records++;
@@ -1193,6 +1193,16 @@ int es_close(es_db *db) {
                     db->flusher_started, db->flusher);
   for (size_t i = 0; i < db->jobs_len; i++) /* left when never started */
     es__memtable_unref(db->jobs[db->jobs_head + i].mt);
+  /* every counted row is in the rule state the next open loads */
+  for (size_t i = 0;
+       !db->opts.read_only && !atomic_load(&db->failed) && i < db->ntenants;
+       i++)
+    if (atomic_load(&db->tenants[i]->loaded) &&
+        db->hooks->tenant_save(db, db->tenants[i]) < 0) {
+      es__db_log(db, 1, "tenant %s: rule state not saved: %s",
+                 db->tenants[i]->name, es_errdetail());
+      es__error_clear();
+    }
   for (uint32_t s = 0; !db->opts.read_only && db->shards && s < db->nshards &&
                        db->shards[s].wal && !atomic_load(&db->failed);
        s++)

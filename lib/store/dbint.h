@@ -42,15 +42,22 @@ struct es_tenant;
  * es_open (lib/api.c) passes the engine's table to es__db_open.
  *  - tenant_init: a new tenant object (no I/O); its engine state.
  *  - tenant_load: after the tenant's files are loaded (RULES: counters
- *    filled from the segments), and again when a reader sees RULES change.
- *  - rows: acknowledged rows, each once, on the shard's writer thread (or
- *    replay / the follower with fire 0: no triggers).
+ *    from the persisted rule state, else filled from the segments), and
+ *    again when a reader sees RULES change; `rebuild` 1: from the rows
+ *    only (an erase: the persisted state may hold the erased ids).
+ *  - rows: acknowledged rows of the record at `lsn`, each once, on the
+ *    shard's writer thread (or replay / the follower with fire 0: no
+ *    triggers).
+ *  - tenant_save: persists what tenant_load would otherwise rebuild (a
+ *    cache: a failure is logged, never fatal); writable handles only,
+ *    after a flush of the tenant and at close.
  *  - tenant_free: frees what tenant_init and the engine attached. */
 typedef struct es_engine_hooks {
   int (*tenant_init)(struct es_tenant *t);
-  int (*tenant_load)(es_db *db, struct es_tenant *t);
+  int (*tenant_load)(es_db *db, struct es_tenant *t, int rebuild);
   int (*rows)(es_db *db, struct es_tenant *t, const uint8_t *rows,
-              size_t rows_len, uint32_t count, int fire);
+              size_t rows_len, uint32_t count, uint64_t lsn, int fire);
+  int (*tenant_save)(es_db *db, struct es_tenant *t);
   void (*tenant_free)(struct es_tenant *t);
 } es_engine_hooks;
 

@@ -196,8 +196,8 @@ static int ro_record(void *ud, uint64_t lsn, const es_wal_rec *rec,
       break;
     }
   }
-  if (db->hooks->rows(db, t, rec->rows, rec->rows_len, rec->events, c->fire) <
-      0)
+  if (db->hooks->rows(db, t, rec->rows, rec->rows_len, rec->events, lsn,
+                      c->fire) < 0)
     es__db_log(db, 1, "tenant %s: rule counters missed a record: %s", t->name,
                es_errdetail());
   atomic_store(&t->ro_hot, 1);
@@ -285,7 +285,7 @@ static int ro_check_tenant(es_db *db, es_tenant *t, int slow) {
     if (erc == ES_OK && t->erase_rules_version == 0) {
       t->erase_rules_version = seen; /* the load filled them already */
     } else if (erc == ES_OK && seen != t->erase_rules_version) {
-      erc = db->hooks->tenant_load(db, t);
+      erc = db->hooks->tenant_load(db, t, 1);
       if (erc == ES_OK)
         t->erase_rules_version = seen;
       else
@@ -295,7 +295,7 @@ static int ro_check_tenant(es_db *db, es_tenant *t, int slow) {
   if (rc >= 0 && slow) {
     int rrc = ro_version(db, t, "RULES", &v);
     if (rrc == 1 || (rrc == ES_OK && v != t->rules_version)) {
-      rrc = db->hooks->tenant_load(db, t);
+      rrc = db->hooks->tenant_load(db, t, 0);
       if (rrc == ES_OK)
         t->rules_version = v;
     }

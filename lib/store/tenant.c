@@ -304,7 +304,7 @@ static int tenant_load(es_db *db, es_tenant *t) {
   }
   ES_TRY(rc);
   ES_TRY(es__tomb_load(db, t)); /* before any read of the tenant */
-  return db->hooks->tenant_load(db, t);
+  return db->hooks->tenant_load(db, t, 0);
 }
 
 /* Loads a tenant's files once, on first use (the same thread may come
@@ -658,6 +658,12 @@ void *es__flusher_main(void *arg) {
     if (rc == ES_OK) {
       es__gate_recovered(db, ES_DEGRADED_FLUSH);
       flush_compact_maybe(db, job.tenant);
+      /* the rule state as of this flush (a cache: rules.h, 2) */
+      if (db->hooks->tenant_save(db, job.tenant) < 0) {
+        es__db_log(db, 1, "tenant %s: rule state not saved: %s",
+                   job.tenant->name, es_errdetail());
+        es__error_clear();
+      }
     }
     es_shard *sh = &db->shards[job.tenant->shard];
     atomic_store(&sh->reclaim, 1);

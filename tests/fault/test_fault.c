@@ -174,6 +174,7 @@ typedef struct run {
   /* the other writers ('R', 'D', 'U'): C_NONE, C_ACKED or C_FAILED */
   int rule_put, rule_del, unlink;
   unsigned long other_calls[4]; /* counted vfs calls of R, D, U, B */
+  int rstate_seen; /* t0's rule state (RSTATE) was written by a flush */
   int bad;                      /* a check failed */
   char why[768];                /* the first failed check */
 } run;
@@ -451,8 +452,10 @@ static void run_cycle(run *r) {
       do_append(r, db, b++);
     else if (*p == 'F')
       do_flush(r, db, "t1");
-    else if (*p == 'N')
+    else if (*p == 'N') {
       do_flush(r, db, NULL);
+      r->rstate_seen |= memvfs_exists(r->vfs, DATA_DIR "/tenants/t0/RSTATE");
+    }
     else {
       unsigned long k0 = memvfs_count(r->vfs);
       do_other(r, db, *p);
@@ -542,6 +545,43 @@ static void scan_tenant(run *r, es_db *db, int t,
   es_cursor_close(cur);
 }
 
+/* Rule r1 (page events, atLeast 2, within 1d) at the end of the hour
+ * every event lies in: its members are t0's visitor ids (all have an
+ * anonymousId) with two page views or more in the rows a scan sees. */
+static void check_rule_members(run *r, es_db *db, const char *when) {
+  enum { NANON = 5 };
+  int views[NANON] = {0};
+  es_scan_spec spec;
+  es_scan_spec_init(&spec);
+  spec.tenant = "t0";
+  es_cursor *cur = NULL;
+  if (es_scan(db, &spec, &cur) != ES_OK)
+    return; /* the scan's own check reports it */
+  es_event ev;
+  while (es_cursor_next(cur, &ev) == 1)
+    if (ev.type == ES_TYPE_PAGE && ev.anonymous_id &&
+        ev.anonymous_id[0] == 'a' && ev.anonymous_id[1] >= '0' &&
+        ev.anonymous_id[1] < '0' + NANON)
+      views[ev.anonymous_id[1] - '0']++;
+  es_cursor_close(cur);
+  char want[128] = "\"members\":[";
+  for (int i = 0, first = 1; i < NANON; i++)
+    if (views[i] >= 2) {
+      snprintf(want + strlen(want), sizeof want - strlen(want), "%s\"a%d\"",
+               first ? "" : ",", i);
+      first = 0;
+    }
+  strcat(want, "]}");
+  char *out = NULL;
+  int rc = es_rule_members(db, "t0", "r1",
+                           INT64_C(1700000000000000) + INT64_C(3600000000),
+                           &out);
+  if (rc != ES_OK || !strstr(out, want))
+    NOTE(r, "%s: rule r1's members %s, want %s (%d %s)", when,
+         out ? out : "(none)", want, rc, es_errdetail());
+  es_free(out);
+}
+
 /* What the other writers left, with the store reopened: a rule whose put
  * returned ES_OK exists unless a delete may have run after it; one whose
  * delete returned ES_OK is gone; an unlink that returned ES_OK is in
@@ -560,6 +600,8 @@ static void check_others(run *r, es_db *db, const char *when) {
       (rc != ES_OK && rc != ES_ENOTFOUND))
     NOTE(r, "%s: rule r1 (put %d, delete %d; 1 acked, 2 failed): %d (%s) %s",
          when, r->rule_put, r->rule_del, rc, es_strerror(rc), es_errdetail());
+  if (rc == ES_OK) /* its counters (maybe from RSTATE) agree with the rows */
+    check_rule_members(r, db, when);
   /* t0's events of u1 alone, and of u1 or a1, and whether a1-u1 linked */
   es_scan_spec spec;
   es_scan_spec_init(&spec);
@@ -721,6 +763,7 @@ static es_vfs *make_vfs(const workload *load, int fresh) {
  * Its checks fail the test at once, or with rep, count as one point of
  * the loop (so the loop still runs and shows the other points). */
 static unsigned long g_other_calls[4]; /* of the last clean run */
+static int g_rstate_seen;              /* of the last clean run */
 
 static unsigned long clean_count(const workload *load, int fresh, report *rep) {
   es_vfs *vfs = make_vfs(load, fresh);
@@ -730,6 +773,7 @@ static unsigned long clean_count(const workload *load, int fresh, report *rep) {
   run_cycle(&r);
   unsigned long k_total = memvfs_count(vfs);
   memcpy(g_other_calls, r.other_calls, sizeof g_other_calls);
+  g_rstate_seen = r.rstate_seen;
   if (!r.bad)
     crash_and_check(&r, 0, 0);
   for (int b = 0; b < r.nbatches; b++)
@@ -908,6 +952,8 @@ START_TEST(test_clean_cycle) {
    * many calls in a row */
   for (int i = 0; i < 4; i++)
     ck_assert_uint_ge(g_other_calls[i], IO_STRIDE);
+  /* the full flush writes t0's rule state: the loops fault its writes */
+  ck_assert_int_eq(g_rstate_seen, 1);
 }
 END_TEST
 

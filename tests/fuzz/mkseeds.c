@@ -25,6 +25,7 @@
 #include "base/event.h"
 #include "base/io.h"
 #include "base/mem.h"
+#include "engine/rules.h"
 #include "export/xreg.h"
 #include "replicate/replicate.h"
 #include "store/manifest.h"
@@ -430,6 +431,38 @@ static int rm_entry(void *ud, const char *name) {
   return 0;
 }
 
+/* Rule states (RSTATE): two rules, one with a series and visitors of
+ * 1..atLeast times, one empty; and the same with a damaged byte. */
+static void seeds_rstate(void) {
+  es_rules rules = {0};
+  es_rule *r = NULL;
+  TRY("rstate", es__rule_parse("{\"name\":\"p3\",\"match\":{\"path\":"
+                               "\"/pricing\"},\"atLeast\":3,\"within\":"
+                               "\"7d\"}",
+                               &r));
+  int64_t ts[3] = {-5, 1700000000000000, 1700000000000001};
+  TRY("rstate", es__rule_visitor_add(r, "a1", ts, 3));
+  TRY("rstate", es__rule_visitor_add(r, "u7@example.com", ts + 1, 1));
+  r->series = es__malloc(2 * sizeof(es_rpoint));
+  r->series[0] = (es_rpoint){1700000000000000 - 3600000000, 0};
+  r->series[1] = (es_rpoint){1700000000000000, 2};
+  r->nseries = 2;
+  es_rule *any = NULL;
+  TRY("rstate", es__rule_parse("{\"name\":\"any\",\"within\":\"1d\"}",
+                               &any));
+  es_rule *v[2] = {any, r};
+  rules.v = v;
+  rules.n = 2;
+  es_buf b = {0};
+  TRY("rstate", es__rstate_encode(&b, 42, &rules, NULL, NULL));
+  seed_write("fuzz_rstate", "seed-rstate", b.data, b.len);
+  b.data[b.len / 2] ^= 1;
+  seed_write("fuzz_rstate", "seed-rstate-damaged", b.data, b.len);
+  es__buf_free(&b);
+  es__rule_free(r);
+  es__rule_free(any);
+}
+
 int main(int argc, char **argv) {
   if (argc != 2) {
     fprintf(stderr, "usage: %s OUTDIR\n", argv[0]);
@@ -449,6 +482,7 @@ int main(int argc, char **argv) {
   seeds_replrec();
   seeds_tomb();
   seeds_xreg();
+  seeds_rstate();
   (void)vfs->list(vfs, work_dir, rm_entry, work_dir);
   rmdir(work_dir);
   printf("mkseeds: seeds written under %s\n", out_root);

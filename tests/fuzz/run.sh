@@ -22,7 +22,7 @@ root=$(cd "$here/../.." && pwd)
 seconds=${1:-30}
 build=${2:-build-fuzz}
 case "$build" in /*) ;; *) build="$root/$build" ;; esac
-targets=${TARGETS:-"wal segment manifest row roundtrip segment_json query_spec rollup rules"}
+targets=${TARGETS:-"wal segment manifest row roundtrip segment_json query_spec rollup rules rstate"}
 jobs=${JOBS:-1}
 work=${FUZZ_WORK:-$(mktemp -d "${TMPDIR:-/tmp}/esfuzz.XXXXXX")}
 mkdir -p "$work/artifacts"

@@ -346,3 +346,71 @@ test('time ranges, clock, sources, devices, drill-down, segments', async () => {
   assert.deepEqual(errors, []);
   await ctx.close();
 });
+
+// Members of pricing-2x at time t, counted here from what the sample sent
+// (visitor ids with two /pricing views in (t - 1 h, t]; the sample's page
+// views carry anonymous ids only, so an id is a person), plus the two
+// visitors the firings checks of the tests above made members with two
+// views each, minutes ago (vis-RUN, fire-RUN).
+function pricingMembers(t) {
+  const views = new Map();
+  for (const e of sentLog)
+    if (e.type === 'page' && new URL(e.url).pathname === '/pricing' && e.ts > t - 3600e3 && e.ts <= t)
+      views.set(e.visitor, (views.get(e.visitor) || 0) + 1);
+  return [...views.values()].filter((n) => n >= 2).length + 2;
+}
+
+test('segment members over time: a point per hour, kept across a restart', async () => {
+  // a clean stop flushes the tenant and saves the rule state with this
+  // hour's point: the member count at that moment
+  const hourOf = (ms) => new Date(Math.floor(ms / 3600e3) * 3600e3).toISOString().replace('.000Z', 'Z');
+  const hours = [hourOf(Date.now())];
+  const before = pricingMembers(Date.now());
+  const codes = await h.stopServers(s);
+  assert.deepEqual(codes, s.procs.map(() => 0));
+  s = null;
+  const after = pricingMembers(Date.now());
+  hours.push(hourOf(Date.now()));
+  s = await h.startServers(dir);
+  q = s.query;
+  const api = await h.call(q, '/v1/segments/pricing-2x/members/series', { token: h.TOKEN.acme });
+  assert.equal(api.status, 200, api.text);
+  const last = api.body.points.at(-1);
+  assert.ok(last, api.text);
+  assert.ok(hours.includes(last.t), `${last.t} in ${hours}: ${api.text}`);
+  assert.ok(last.members >= after && last.members <= before, `${after} <= ${last.members} <= ${before}`);
+  assert.ok(api.body.now && api.body.now.members >= 0, api.text);
+  // bounds and errors
+  const none = await h.call(q, `/v1/segments/pricing-2x/members/series?from=2000-01-01T00:00:00Z&to=2000-01-02T00:00:00Z`,
+                            { token: h.TOKEN.acme });
+  assert.deepEqual(none.body, { rule: 'pricing-2x', points: [] });
+  assert.equal((await h.call(q, '/v1/segments/nope/members/series', { token: h.TOKEN.acme })).status, 404);
+  assert.equal((await h.call(q, '/v1/segments/pricing-2x/members/series?from=yesterday',
+                             { token: h.TOKEN.acme })).status, 400);
+
+  // the segments card draws the points the API gives, then the count now
+  const ctx = await browser.newContext({ viewport: { width: 1280, height: 1000 } });
+  const page = await ctx.newPage();
+  const errors = [];
+  page.on('pageerror', (e) => errors.push(String(e)));
+  // (members leave as their events age out of the 1-h window: the page's
+  // count now lies between two reads of the API around it)
+  const persons = async () =>
+    (await h.call(q, '/v1/segments/pricing-2x/members', { token: h.TOKEN.acme })).body.persons.length;
+  const early = await persons();
+  await page.goto(q.url + '/');
+  await page.fill('#token', h.TOKEN.acme);
+  await page.click('#login button[type=submit]');
+  await page.selectOption('#range', '24h');
+  const svg = '#segments tr[data-rule="pricing-2x"] svg.series';
+  await page.waitForSelector(`${svg} polyline`, { state: 'attached', timeout: 5000 });
+  const values = JSON.parse(await page.getAttribute(svg, 'data-values'));
+  const late = await persons();
+  assert.ok(values.length >= 2, JSON.stringify(values));
+  assert.equal(values.at(-2), last.members, JSON.stringify(values));
+  assert.ok(values.at(-1) <= early && values.at(-1) >= late, `${late} <= ${values.at(-1)} <= ${early}`);
+  const title = await page.textContent(`${svg} title`);
+  assert.ok(title.includes(`${last.t.slice(0, 16).replace('T', ' ')} UTC: ${last.members}`), title);
+  assert.deepEqual(errors, []);
+  await ctx.close();
+});

@@ -34,7 +34,8 @@ static void sleep_ms(int ms) {
   nanosleep(&ts, NULL);
 }
 
-static es_db *open_tier(const char *dir, es_replica *rep, int tier) {
+static es_db *open_tier_depth(const char *dir, es_replica *rep, int tier,
+                              int depth) {
   es_options o;
   es_options_init(&o);
   o.data_dir = dir;
@@ -46,10 +47,15 @@ static es_db *open_tier(const char *dir, es_replica *rep, int tier) {
   o.wal_file_bytes = 1 << 20;
   o.durability = tier;
   o.s3_ack_timeout_us = 1000000;
+  o.s3_puts_inflight = depth;
   es_db *db = NULL;
   int rc = es_open(&o, &db);
   ck_assert_msg(rc == ES_OK, "es_open: %s", es_errdetail());
   return db;
+}
+
+static es_db *open_tier(const char *dir, es_replica *rep, int tier) {
+  return open_tier_depth(dir, rep, tier, 0);
 }
 
 static void mkevent(es_event *ev, char *mid, size_t cap, int i) {
@@ -157,22 +163,37 @@ typedef struct wrap_store {
   atomic_int delay_ms; /* before each WAL put */
   atomic_int hang;     /* WAL puts wait for a cancel (60 s at most) */
   atomic_int cancel;
+  atomic_int slow_next_ms; /* the next WAL put only: its delay */
+  atomic_int slow_done;    /* that put is in the inner store */
+  atomic_int cur, most;    /* WAL puts under way, their most at once */
 } wrap_store;
 
 static int w_put(es_objstore *os, const char *key, const void *buf, size_t len,
                  int cond, const char *if_etag, es_objinfo *info) {
   wrap_store *w = (wrap_store *)os;
-  if (strncmp(key, "wal/", 4) == 0) {
-    atomic_fetch_add(&w->wal_puts, 1);
-    if (atomic_load(&w->delay_ms))
-      sleep_ms(atomic_load(&w->delay_ms));
-    for (int i = 0; atomic_load(&w->hang) && i < 6000; i++) {
-      if (atomic_load(&w->cancel))
-        return ES_EUNAVAIL;
-      sleep_ms(10);
-    }
+  if (strncmp(key, "wal/", 4) != 0)
+    return w->inner->put(w->inner, key, buf, len, cond, if_etag, info);
+  atomic_fetch_add(&w->wal_puts, 1);
+  int cur = atomic_fetch_add(&w->cur, 1) + 1, most = atomic_load(&w->most);
+  while (cur > most && !atomic_compare_exchange_weak(&w->most, &most, cur))
+    ;
+  int slow = atomic_exchange(&w->slow_next_ms, 0);
+  if (slow)
+    sleep_ms(slow);
+  if (atomic_load(&w->delay_ms))
+    sleep_ms(atomic_load(&w->delay_ms));
+  int rc = ES_EUNAVAIL;
+  for (int i = 0; atomic_load(&w->hang) && i < 6000; i++) {
+    if (atomic_load(&w->cancel))
+      goto out;
+    sleep_ms(10);
   }
-  return w->inner->put(w->inner, key, buf, len, cond, if_etag, info);
+  rc = w->inner->put(w->inner, key, buf, len, cond, if_etag, info);
+  if (slow)
+    atomic_store(&w->slow_done, 1);
+out:
+  atomic_fetch_sub(&w->cur, 1);
+  return rc;
 }
 static int w_get(es_objstore *os, const char *key, uint64_t off, uint64_t len,
                  uint8_t **buf, size_t *len_out, es_objinfo *info) {
@@ -286,11 +307,92 @@ START_TEST(test_ack_means_stored) {
   while (wal_chunks(inner) > 0 && es__clock_mono_us() < until)
     sleep_ms(50);
   ck_assert_int_eq(wal_chunks(inner), 0);
+  es_walship_stats st;
+  ck_assert_int_eq(es_walship_stats_get(db, &st), ES_OK);
+  ck_assert_uint_gt(st.deleted, 0);
+  ck_assert_uint_eq(st.chunks, atomic_load(&w.wal_puts));
   ck_assert_int_eq(restore_check(inner_rep, 200), ES_OK);
   ck_assert_int_eq(es_close(db), ES_OK);
   es_replica_free(rep);
   es_replica_free(inner_rep);
   ut_rmrf(dir);
+}
+END_TEST
+
+static void *thr_one(void *p) {
+  thr_arg *a = p;
+  es_event ev;
+  char mid[16];
+  mkevent(&ev, mid, sizeof(mid), a->first);
+  int rc = es_append(a->db, TENANTS[a->t], &ev, 1, NULL);
+  ck_assert_msg(rc == ES_OK, "append: %s", es_errdetail());
+  return NULL;
+}
+
+/* Pipelining (walship.c, 2), with depth PUTs allowed per shard: the first
+ * chunk's PUT made slow (400 ms), an append on the same shard meanwhile
+ * gets its own chunk put at once (two PUTs under way; with depth 1 it
+ * waits for the slow one to return), and is acknowledged only once the
+ * slow chunk before it is in the store.  The counters of
+ * es_walship_stats_get and es_walship_shards move with it. */
+static void pipeline_case(int depth) {
+  wrap_store w = {0};
+  es_objstore *inner = NULL;
+  es_replica *inner_rep = NULL;
+  es_replica *rep = wrap(&w, &inner, &inner_rep);
+  char dir[4096];
+  ut_tmpdir(dir, sizeof(dir), "tier-pipe");
+  es_db *db = open_tier_depth(dir, rep, ES_DURABILITY_S3, depth);
+  append_all(db, 0, 10);
+  es_walship_stats st0, st;
+  ck_assert_int_eq(es_walship_stats_get(db, &st0), ES_OK);
+  ck_assert_uint_eq(st0.depth, (unsigned)depth);
+  ck_assert_uint_gt(st0.chunks, 0);
+  ck_assert_uint_gt(st0.bytes, 0);
+  ck_assert_uint_ge(st0.waits, 2 * 10 / BATCH);
+  ck_assert_uint_eq(st0.lag_lsn, 0);
+  ck_assert_uint_eq(st0.pending_bytes, 0);
+  atomic_store(&w.most, 0);
+  atomic_store(&w.slow_next_ms, 400);
+  thr_arg a = {db, 0, 100, 1};
+  pthread_t th;
+  pthread_create(&th, NULL, thr_one, &a);
+  while (atomic_load(&w.cur) == 0)
+    sleep_ms(1);
+  sleep_ms(50);
+  ck_assert_int_eq(es_walship_stats_get(db, &st), ES_OK);
+  ck_assert_uint_eq(st.inflight, 1);
+  ck_assert_uint_gt(st.lag_lsn, 0);
+  ck_assert_uint_gt(st.pending_bytes, 0);
+  ck_assert_int_gt(st.oldest_age_us, 0);
+  es_event ev;
+  char mid[16];
+  mkevent(&ev, mid, sizeof(mid), 101);
+  ck_assert_int_eq(es_append(db, TENANTS[0], &ev, 1, NULL), ES_OK);
+  ck_assert_int_eq(atomic_load(&w.slow_done), 1); /* in order */
+  pthread_join(th, NULL);
+  fprintf(stderr, "tier s3, depth %d: %d WAL PUTs under way at most\n", depth,
+          atomic_load(&w.most));
+  if (depth > 1)
+    ck_assert_int_ge(atomic_load(&w.most), 2);
+  else
+    ck_assert_int_eq(atomic_load(&w.most), 1);
+  ck_assert_int_eq(es_walship_stats_get(db, &st), ES_OK);
+  ck_assert_uint_ge(st.chunks, st0.chunks + 2);
+  ck_assert_uint_ge(st.waits, st0.waits + 2);
+  ck_assert_uint_eq(st.inflight, 0);
+  ck_assert_uint_eq(st.lag_lsn, 0);
+  ck_assert_uint_eq(st.put_errors, 0);
+  ck_assert_uint_eq(st.failing_shards + st.broken_shards, 0);
+  ck_assert_int_eq(es_close(db), ES_OK);
+  es_replica_free(rep);
+  es_replica_free(inner_rep);
+  ut_rmrf(dir);
+}
+
+START_TEST(test_pipeline) {
+  pipeline_case(4);
+  pipeline_case(1);
 }
 END_TEST
 
@@ -313,16 +415,28 @@ START_TEST(test_outage) {
   int64_t t0 = es__clock_mono_us();
   ck_assert_int_eq(append_retry(db, 0, 15, 5, 1), 0); /* refused at once */
   ck_assert_int_lt(es__clock_mono_us() - t0, 500000);
+  es_walship_stats st;
+  ck_assert_int_eq(es_walship_stats_get(db, &st), ES_OK);
+  ck_assert_uint_ge(st.put_errors, 1);
+  ck_assert_uint_ge(st.refused, 1);
+  ck_assert_uint_ge(st.wait_failures, 1);
+  ck_assert_uint_eq(st.failing_shards, 1);
+  ck_assert_uint_gt(st.pending_bytes, 0);
   /* tier local beside it, same failing store: never waits */
   es_db *loc = open_tier(dir2, rep, ES_DURABILITY_LOCAL);
   t0 = es__clock_mono_us();
   for (int t = 0; t < NTENANTS; t++)
     ck_assert_int_eq(append_retry(loc, t, 0, 50, 1), 50);
   ck_assert_int_lt(es__clock_mono_us() - t0, 5000000);
+  ck_assert_int_eq(es_walship_stats_get(loc, &st), ES_EINVAL); /* no shipper */
   ck_assert_int_eq(es_close(loc), ES_OK);
   es__objmem_fail_every(os, 0, 0, 0);
   ck_assert_int_eq(append_retry(db, 0, 10, 10, 200), 10);
   ck_assert_int_eq(append_retry(db, 1, 10, 10, 200), 10);
+  ck_assert_int_eq(es_walship_stats_get(db, &st), ES_OK);
+  ck_assert_uint_ge(st.retries, 1);
+  ck_assert_uint_eq(st.failing_shards, 0);
+  ck_assert_uint_eq(st.lag_lsn, 0);
   ck_assert_int_eq(es_close(db), ES_OK);
   ck_assert_int_eq(restore_check(rep, 20), ES_OK);
   es_replica_free(rep);
@@ -429,6 +543,7 @@ static Suite *tier_suite(void) {
   tcase_add_test(tc, test_chunk_keys);
   tcase_add_test(tc, test_ack_means_stored);
   tcase_add_test(tc, test_outage);
+  tcase_add_test(tc, test_pipeline);
   tcase_add_test(tc, test_close_bounded);
   tcase_add_test(tc, test_fault_loop);
   suite_add_tcase(s, tc);

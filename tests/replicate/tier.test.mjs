@@ -10,6 +10,9 @@
 //    its port, the same batches
 //    retried are answered 200; esctl restore from S3 (the data directory
 //    deleted) holds each of them exactly once.
+//    /metrics carries the shipper's series throughout: chunks put and
+//    requests that waited before, failing shards and 503s during,
+//    retries after, and every shard's lag back to 0.
 // 2. Restart during upload, then node loss: the SDK sends a stream of
 //    events; es-ingestd is SIGKILLed mid-stream (PUTs under way),
 //    restarted on the same directory and port, SIGKILLed again, and its
@@ -121,6 +124,20 @@ const mkBatch = (tag, n) => Array.from({ length: n }, (_, i) => ({
   type: 'track', event: 'Clicked', messageId: `${tag}-${i}`, anonymousId: `a${i % 7}`,
   timestamp: new Date(1764000000000 + i).toISOString() }));
 
+// es-ingestd's /metrics as { "name{labels}": value }.
+async function metrics(srv) {
+  const text = await (await fetch(`${srv.url}/metrics`)).text();
+  const m = {};
+  for (const line of text.split('\n'))
+    if (line && !line.startsWith('#')) {
+      const i = line.lastIndexOf(' ');
+      m[line.slice(0, i)] = Number(line.slice(i + 1));
+    }
+  return m;
+}
+const perShard = (m, name) => Object.entries(m).filter(([k]) => k.startsWith(`${name}{shard=`))
+  .map(([, v]) => v);
+
 // 1. Outage in tier s3.
 async function outageCase() {
   const dir = path.join(scratch, 'outage');
@@ -134,6 +151,14 @@ async function outageCase() {
     assert.equal(r.status, 200, r.body);
     mkBatch(`ok${b}`, 20).forEach((e) => acked.add(e.messageId));
   }
+  const m0 = await metrics(srv);
+  assert.ok(m0.es_walship_chunks_total >= 1 && m0.es_walship_bytes_total > 0, 'chunks put');
+  assert.ok(m0.es_walship_waits_total >= 5, `waits: ${m0.es_walship_waits_total}`);
+  assert.ok(m0.es_walship_put_requests_total >= m0.es_walship_chunks_total);
+  assert.equal(m0.es_walship_puts_inflight_max, 4);
+  assert.equal(m0.es_walship_failing_shards, 0);
+  assert.ok(perShard(m0, 'es_walship_state').length >= 1);
+  assert.deepEqual(perShard(m0, 'es_walship_lag_lsn').filter((x) => x !== 0), []);
   await s3rver.close(); // S3 is down
   const down = [];
   const t0 = Date.now();
@@ -144,6 +169,21 @@ async function outageCase() {
     assert.ok(Number(r.retryAfter) >= 1, `Retry-After: ${r.retryAfter}`);
   }
   const outageMs = Date.now() - t0;
+  // S3 down until a chunk PUT has failed past the client's own retries
+  let m1 = await metrics(srv);
+  for (let k = 0; k < 300 && !(m1.es_walship_put_errors_total > 0); k++) {
+    await sleep(100);
+    m1 = await metrics(srv);
+  }
+  assert.ok(m1.es_walship_put_errors_total > 0, 'PUT errors counted during the outage');
+  assert.ok(m1.es_walship_refused_total + m1.es_walship_wait_failures_total >= 6,
+            'the 503s counted');
+  assert.ok(m1.es_walship_failing_shards >= 1, 'a shard failing');
+  assert.ok(perShard(m1, 'es_walship_state').includes(1), 'es_walship_state 1');
+  assert.ok(perShard(m1, 'es_walship_lag_lsn').some((x) => x > 0), 'a shard lags');
+  assert.ok(perShard(m1, 'es_walship_pending_bytes').some((x) => x > 0), 'bytes held');
+  assert.ok(perShard(m1, 'es_walship_oldest_unshipped_seconds').some((x) => x > 0),
+            'an unshipped frame has an age');
   // SIGTERM with S3 down and a PUT retrying: es_close cancels it
   assert.equal((await post(other, mkBatch('c2', 5))).status, 503);
   const t1 = Date.now();
@@ -164,13 +204,22 @@ async function outageCase() {
     assert.equal(r.status, 200, `after the outage: ${r.body}`);
     mkBatch(`down${b}`, 20).forEach((e) => acked.add(e.messageId));
   }
+  const m2 = await metrics(srv);
+  assert.ok(m2.es_walship_retries_total >= 1, 'failed chunks retried');
+  assert.ok(m2.es_walship_chunks_total > m0.es_walship_chunks_total, 'chunks put after');
+  assert.equal(m2.es_walship_failing_shards, 0);
+  assert.deepEqual(perShard(m2, 'es_walship_state').filter((x) => x !== 0), []);
+  assert.deepEqual(perShard(m2, 'es_walship_lag_lsn').filter((x) => x !== 0), []);
+  assert.deepEqual(perShard(m2, 'es_walship_pending_bytes').filter((x) => x !== 0), []);
   await kill(srv, 'SIGKILL');
   fs.rmSync(path.join(dir, 'data'), { recursive: true, force: true }); // the disk is lost
   const counts = await restoreIds('outage', path.join(dir, 'restored'));
   for (const id of acked)
     assert.equal(counts.get(id), 1, `acknowledged ${id} restored ${counts.get(id) ?? 0} times`);
   assert.equal(counts.size, acked.size, 'nothing else restored');
-  console.log(`tier.test: outage ok (6 requests answered 503 + Retry-After in ${outageMs} ms, ` +
+  console.log(`tier.test: outage ok (6 requests answered 503 + Retry-After in ${outageMs} ms; ` +
+              `metrics: ${m1.es_walship_put_errors_total} PUT errors, ` +
+              `${m2.es_walship_retries_total} retries, ${m2.es_walship_chunks_total} chunks; ` +
               `SIGTERM with S3 down done in ${closeMs} ms, ` +
               `${acked.size} acknowledged events restored once each)`);
 }

@@ -291,6 +291,18 @@ static void erase_by(const char *asked_kind, const char *asked) {
   /* before: the person is there */
   ck_assert_int_gt(timeline_count(db, "anon-V"), 0);
   ck_assert_int_gt(search_dir(dir), 0);
+  /* the persisted rule state holds the person's counters before: the
+   * search below must find them gone from it too */
+  ck_assert_int_eq(es_flush(db, NULL), ES_OK);
+  char rstate[600];
+  snprintf(rstate, sizeof(rstate), "%s/tenants/t/RSTATE", dir);
+  size_t rlen = 0;
+  uint8_t *rbuf = ut_read_file(rstate, &rlen);
+  ck_assert_ptr_nonnull(rbuf);
+  g_hits = 0;
+  search(rbuf, rlen, "RSTATE");
+  free(rbuf);
+  ck_assert_int_gt(g_hits, 0);
 
   es_erase_options eo;
   es_erase_options_init(&eo);

@@ -331,7 +331,7 @@ async function refreshOnce() {
                    aggregate: ['count', 'uniques'], order: 'desc', limit: 10 }),
       q('events', { from, to, filter: { type: 'track' }, groupBy: ['event'],
                     aggregate: ['count', 'uniques'], order: 'desc', limit: 10 }),
-      segments(),
+      segments(from),
       sample(r),
     ]);
     drawChart(perBucket.rows, r);
@@ -353,12 +353,51 @@ async function refreshOnce() {
   }
 }
 
-// The rules and, per rule, its members counted per person (stitched).
-async function segments() {
+// A small line of a segment's member count over time: the hourly points
+// the store recorded (es_rule_series) and the count now, last.
+function seriesEl(series) {
+  const ns = 'http://www.w3.org/2000/svg';
+  const pts = series.points.map((p) => [Date.parse(p.t), p.members]);
+  if (series.now) pts.push([Date.parse(series.now.t), series.now.members]);
+  const svg = document.createElementNS(ns, 'svg');
+  svg.setAttribute('class', 'series');
+  svg.setAttribute('width', '120');
+  svg.setAttribute('height', '24');
+  svg.dataset.values = JSON.stringify(pts.map((p) => p[1]));
+  const title = document.createElementNS(ns, 'title');
+  title.textContent = pts.length
+    ? pts.map((p) => `${new Date(p[0]).toISOString().slice(0, 16).replace('T', ' ')} UTC: ${p[1]}`).join('\n')
+    : 'no points yet';
+  svg.appendChild(title);
+  if (pts.length) {
+    const t0 = pts[0][0], t1 = Math.max(pts[pts.length - 1][0], t0 + 1);
+    const max = Math.max(1, ...pts.map((p) => p[1]));
+    const xy = pts.map(([t, m]) => `${(2 + 116 * (t - t0) / (t1 - t0)).toFixed(1)},${(22 - 20 * m / max).toFixed(1)}`);
+    const line = document.createElementNS(ns, pts.length > 1 ? 'polyline' : 'circle');
+    if (pts.length > 1) {
+      line.setAttribute('points', xy.join(' '));
+      line.setAttribute('fill', 'none');
+      line.setAttribute('stroke', 'currentColor');
+    } else {
+      const [x, y] = xy[0].split(',');
+      line.setAttribute('cx', x);
+      line.setAttribute('cy', y);
+      line.setAttribute('r', '2');
+    }
+    svg.appendChild(line);
+  }
+  return svg;
+}
+
+// The rules and, per rule, its members counted per person (stitched), and
+// its member count over the range (points recorded hourly at flushes).
+async function segments(from) {
   const t0 = performance.now();
   const segs = await api('/v1/segments');
   const members = await Promise.all(segs.rules.map((r) =>
     api(`/v1/segments/${encodeURIComponent(r.name)}/members`)));
+  const series = await Promise.all(segs.rules.map((r) =>
+    api(`/v1/segments/${encodeURIComponent(r.name)}/members/series?from=${encodeURIComponent(from)}`)));
   timed('segments', t0);
   const sb = $('segments');
   sb.replaceChildren();
@@ -369,6 +408,9 @@ async function segments() {
     tr.dataset.rule = r.name;
     tr.append(el('td', r.name), el('td', `${what} ≥${r.atLeast}× in ${r.within}`),
               el('td', members[i].persons.length, 'num'));
+    const td = el('td');
+    td.appendChild(seriesEl(series[i]));
+    tr.appendChild(td);
     tr.addEventListener('click', () => showMembers(r.name, members[i]));
     sb.appendChild(tr);
   });
