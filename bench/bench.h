@@ -33,10 +33,10 @@ typedef struct batch {
 } batch;
 
 typedef struct workload {
-  gen *g;               /* owns every string of every event */
-  es_event *events;     /* events_count, laid out batch after batch */
+  gen *g;           /* owns every string of every event */
+  es_event *events; /* events_count, laid out batch after batch */
   size_t events_count;
-  batch *batches;       /* in the order an ingest server would cut them */
+  batch *batches; /* in the order an ingest server would cut them */
   size_t batches_count;
   uint64_t payload_bytes; /* sum of enc_event_size() over all events */
   int tenants_seen;
@@ -85,6 +85,11 @@ typedef struct driver_ops {
 int drive(const workload *w, int threads, const driver_ops *ops,
           const char *label, double *seconds_out);
 
+/* Context switches (voluntary and involuntary, every thread of this
+ * process: getrusage) during the last drive(), from the start barrier to
+ * the last thread's end; includes the driver's own 50 ms progress naps. */
+extern double bench_drive_ctx_switches;
+
 /* ------------------------------------------------------------------ */
 /* Results                                                             */
 /* ------------------------------------------------------------------ */
@@ -92,15 +97,16 @@ int drive(const workload *w, int threads, const driver_ops *ops,
 /* What one run of one system configuration measured.  A figure a system
  * does not have is negative. */
 typedef struct run_result {
-  double ingest_s;            /* wall time of the ingest */
-  double du_close_bytes;      /* directory after close (no flush) */
-  double du_flush_bytes;      /* directory after an explicit flush+close */
-  double du_data_bytes;       /* only the data files (segments / SSTs) */
-  double recover_s;           /* reopen time after close without flush */
-  double recover_events;      /* events that were in the log at reopen */
-  double recover_file_bytes;  /* log file bytes at reopen (allocated) */
+  double ingest_s;              /* wall time of the ingest */
+  double du_close_bytes;        /* directory after close (no flush) */
+  double du_flush_bytes;        /* directory after an explicit flush+close */
+  double du_data_bytes;         /* only the data files (segments / SSTs) */
+  double recover_s;             /* reopen time after close without flush */
+  double recover_events;        /* events that were in the log at reopen */
+  double recover_file_bytes;    /* log file bytes at reopen (allocated) */
   double recover_payload_bytes; /* encoded bytes of the replayed events */
-  double stored_events;       /* rows the store holds at the end */
+  double stored_events;         /* rows the store holds at the end */
+  double ctx_switches;          /* during the ingest (drive) */
 } run_result;
 
 /* Sets every figure of *r to -1 (unknown). */
@@ -232,7 +238,6 @@ stat3 stat3_of(double *v, int n);
 /* Prints "key":{"min":..,"median":..,"max":..} on stdout, a figure below
  * 0 (unknown) as null. */
 void bench_json_stat3(const char *key, stat3 s);
-
 
 /* The commands besides gen and ingest (query.c, live.c).  Each returns
  * the exit status: 0, or 1 when a measurement or a cross-check failed. */

@@ -39,8 +39,8 @@
  * (run_limit.c), measured beside them in the same run. */
 enum { SYS_ES, SYS_LIMIT, SYS_ROCKSDB, SYS_SQLITE, SYS_DUCKDB, SYS_COUNT };
 
-static const char *const sys_names[SYS_COUNT] = {
-    "libeventstore", "fsync-limit", "rocksdb", "sqlite", "duckdb"};
+static const char *const sys_names[SYS_COUNT] = {"libeventstore", "fsync-limit",
+                                                 "rocksdb", "sqlite", "duckdb"};
 static const char *const sys_flags[SYS_COUNT] = {"es", "limit", "rocksdb",
                                                  "sqlite", "duckdb"};
 
@@ -305,11 +305,13 @@ static int run_one(const workload *w, config *c, int run, int runs,
            sys_names[c->sys], c->threads, c->threads == 1 ? " " : "s");
   bench_fail_reset();
   run_result *r = &c->runs[run];
-  int rc = c->sys == SYS_ES ? run_eventstore(w, dir, c->threads, label, r)
-           : c->sys == SYS_LIMIT   ? run_limit(w, dir, c->threads, label, r)
+  bench_drive_ctx_switches = -1; /* duckdb's runner has no drive() */
+  int rc = c->sys == SYS_ES      ? run_eventstore(w, dir, c->threads, label, r)
+           : c->sys == SYS_LIMIT ? run_limit(w, dir, c->threads, label, r)
            : c->sys == SYS_ROCKSDB ? run_rocksdb(w, dir, c->threads, label, r)
            : c->sys == SYS_SQLITE  ? run_sqlite(w, dir, c->threads, label, r)
                                    : run_duckdb(w, dir, batches_path, label, r);
+  r->ctx_switches = bench_drive_ctx_switches;
   if (rc != 0)
     fprintf(stderr, "es-bench: %s, %d threads, run %d: %s\n", sys_names[c->sys],
             c->threads, run + 1, bench_last_error());
@@ -396,6 +398,17 @@ static void print_table(const report *rp) {
       ratio = eps_of(o, a->runs, n).med / s.med;
     print_stat_row(sys_names[c->sys], c->threads, s, 0, ratio);
   }
+  printf("\n  %-15s %7s %12s %12s %12s\n", "ctx sw/batch", "threads", "min",
+         "median", "max");
+  for (int i = 0; i < rp->ncfg; i++) {
+    const config *c = &rp->cfg[i];
+    stat3 s =
+        stat_of(c, a->runs, FIELD(ctx_switches), 1 / (double)w->batches_count);
+    if (s.med >= 0)
+      print_stat_row(sys_names[c->sys], c->threads, s, 1, -1);
+  }
+  printf("  (context switches of every thread of es-bench during the "
+         "ingest, getrusage, per batch)\n");
 
   printf("\n  %-15s %7s %12s %12s %12s %10s\n", "bytes/event", "threads",
          "after close", "after flush", "data files", "ours/peer");
@@ -494,6 +507,10 @@ static void print_json(const report *rp) {
     json_stat("recovery_log_bytes",
               stat_of(c, a->runs, FIELD(recover_payload_bytes), 1), 0);
     json_stat("stored_events", stat_of(c, a->runs, FIELD(stored_events), 1), 0);
+    json_stat(
+        "ctx_switches_per_batch",
+        stat_of(c, a->runs, FIELD(ctx_switches), 1 / (double)w->batches_count),
+        0);
     double ratio = -1;
     if (c->sys != SYS_ES && o && eps.med > 0)
       ratio = eps_of(o, a->runs, n).med / eps.med;
@@ -738,14 +755,13 @@ int main(int argc, char **argv) {
     return cmd_appendloop_args(argc, argv);
   if (!strcmp(argv[1], "_replica"))
     return cmd_replica_hidden(argc, argv);
-  int (*cmd)(const args *) = !strcmp(argv[1], "ingest")   ? cmd_ingest
-                             : !strcmp(argv[1], "query")  ? cmd_query_args
-                             : !strcmp(argv[1], "live")   ? cmd_live_args
-                             : !strcmp(argv[1], "http")   ? cmd_http_args
-                             : !strcmp(argv[1], "export") ? cmd_export_args
-                             : !strcmp(argv[1], "replicate")
-                                 ? cmd_replicate_a
-                                                          : NULL;
+  int (*cmd)(const args *) = !strcmp(argv[1], "ingest")      ? cmd_ingest
+                             : !strcmp(argv[1], "query")     ? cmd_query_args
+                             : !strcmp(argv[1], "live")      ? cmd_live_args
+                             : !strcmp(argv[1], "http")      ? cmd_http_args
+                             : !strcmp(argv[1], "export")    ? cmd_export_args
+                             : !strcmp(argv[1], "replicate") ? cmd_replicate_a
+                                                             : NULL;
   if (cmd) {
     parse_args(&a, argc, argv, 0);
     return json_file_start(&a) ? 1 : cmd(&a);

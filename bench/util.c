@@ -22,6 +22,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
 #include <time.h>
@@ -80,6 +81,7 @@ void run_result_clear(run_result *r) {
   r->ingest_s = r->du_close_bytes = r->du_flush_bytes = r->du_data_bytes = -1;
   r->recover_s = r->recover_events = r->recover_file_bytes = -1;
   r->recover_payload_bytes = r->stored_events = -1;
+  r->ctx_switches = -1;
 }
 
 /* ------------------------------------------------------------------ */
@@ -102,6 +104,15 @@ typedef struct drive_thread {
   double start_s; /* when it passed the start barrier */
   double end_s;   /* when its last batch was acknowledged */
 } drive_thread;
+
+double bench_drive_ctx_switches = -1;
+
+static double ctx_switches_now(void) {
+  struct rusage ru;
+  if (getrusage(RUSAGE_SELF, &ru) != 0)
+    return -1;
+  return (double)ru.ru_nvcsw + (double)ru.ru_nivcsw;
+}
 
 static void *drive_main(void *arg) {
   drive_thread *t = arg;
@@ -176,6 +187,8 @@ int drive(const workload *w, int threads, const driver_ops *ops,
     abort();
   }
   bench_progress(label, 0, w->events_count);
+  bench_drive_ctx_switches = -1;
+  double cs0 = ctx_switches_now();
   pthread_barrier_wait(&st.ready);
   double t0 = now_s();
   while (atomic_load(&st.threads_done) < threads) {
@@ -194,6 +207,9 @@ int drive(const workload *w, int threads, const driver_ops *ops,
     if (ts[i].end_s > t1)
       t1 = ts[i].end_s;
   }
+  double cs1 = ctx_switches_now();
+  if (cs0 >= 0 && cs1 >= cs0)
+    bench_drive_ctx_switches = cs1 - cs0;
   for (int i = 0; i < threads; i++)
     if (ts[i].begun && ops->thread_end)
       ops->thread_end(ops->ctx, i);

@@ -136,6 +136,8 @@ typedef struct es_tenant {
 #define ES_REQ_CALL 3 /* run call(call_arg) on the writer thread */
 #define ES_REQ_DUP 4  /* was APPEND: nothing left to store (dedupe.c) */
 
+#define ES_SHARD_DONE_CVS 16 /* at most 32: a group's slots are a mask */
+
 typedef struct es_req {
   int kind;
   es_tenant *tenant;  /* SEAL: NULL = every tenant of the shard */
@@ -146,7 +148,8 @@ typedef struct es_req {
   size_t rows_len;
   uint32_t count;
   int done, rc;
-  pthread_cond_t cv; /* signalled when done: wakes this appender only */
+  int sleeping; /* its appender waits on sh->done_cv[slot] (under sh->mu) */
+  uint32_t slot;
   uint64_t lsn;
   int64_t durable_us;
   int (*call)(void *arg); /* CALL */
@@ -172,8 +175,14 @@ struct es_shard {
   es_db *db;
   uint32_t id;
   char dir[ES_PATH_MAX];
-  pthread_mutex_t mu;
+  pthread_mutex_t mu; /* adaptive: held for a few instructions at a time */
   pthread_cond_t work_cv;
+  /* Appenders sleep on one of these until their request is done; the
+   * writer broadcasts after releasing mu (the cvs live as long as the
+   * shard, the requests do not), so a woken appender does not block on
+   * mu, and round-robin slots keep appenders not in the group asleep. */
+  pthread_cond_t done_cv[ES_SHARD_DONE_CVS];
+  uint32_t done_next; /* the next request's slot (under mu) */
   es_req *head, *tail;
   int stop, started;
   atomic_int reclaim;         /* set by the flusher after a manifest commit */

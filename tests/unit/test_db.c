@@ -1070,6 +1070,56 @@ static void *cc_flush_loop(void *p) {
   return NULL;
 }
 
+/* More appenders on one shard than it has wake-up slots (dbint.h,
+ * ES_SHARD_DONE_CVS): appenders that share a slot are woken by each
+ * other's groups and must sleep again until their own is done.  A lost
+ * wake-up hangs here (the tcase timeout fails it). */
+#define SL_THREADS 35 /* more than twice ES_SHARD_DONE_CVS (16) */
+#define SL_BATCHES 12
+
+typedef struct sl_arg {
+  es_db *db;
+  int thread, failures;
+  uint64_t lsn_last;
+} sl_arg;
+
+static void *sl_appender(void *p) {
+  sl_arg *a = p;
+  for (int b = 0; b < SL_BATCHES; b++) {
+    es_event ev;
+    ut_text tx;
+    ut_event(&ev, &tx, "slots", a->thread * SL_BATCHES + b,
+             TS_BASE + b * 1000);
+    es_receipt r;
+    if (es_append(a->db, "slots", &ev, 1, &r) != ES_OK ||
+        r.lsn <= a->lsn_last || r.stored_count != 1)
+      a->failures++;
+    a->lsn_last = r.lsn;
+  }
+  return NULL;
+}
+
+START_TEST(test_appenders_share_wake_slots) {
+  char dir[512];
+  ut_tmpdir(dir, sizeof(dir), "db-slots");
+  es_db *db = open_db(dir, 1);
+  pthread_t th[SL_THREADS];
+  sl_arg args[SL_THREADS];
+  for (int t = 0; t < SL_THREADS; t++) {
+    args[t] = (sl_arg){db, t, 0, 0};
+    ck_assert_int_eq(pthread_create(&th[t], NULL, sl_appender, &args[t]), 0);
+  }
+  for (int t = 0; t < SL_THREADS; t++) {
+    pthread_join(th[t], NULL);
+    ck_assert_int_eq(args[t].failures, 0);
+  }
+  ids got = scan_ids(db, "slots", INT64_MIN, INT64_MAX, NULL);
+  ck_assert_int_eq((int)got.n, SL_THREADS * SL_BATCHES);
+  ids_free(&got);
+  close_db(db);
+}
+END_TEST
+
 START_TEST(test_concurrent_appenders) {
   char dir[512];
   ut_tmpdir(dir, sizeof(dir), "db-cc");
@@ -1419,6 +1469,7 @@ static Suite *db_suite(void) {
   tcase_add_test(tc, test_invalid_options);
   tcase_add_test(tc, test_bad_tenant_and_events);
   tcase_add_test(tc, test_concurrent_appenders);
+  tcase_add_test(tc, test_appenders_share_wake_slots);
   tcase_add_test(tc, test_seal_by_size);
   tcase_add_test(tc, test_wal_reclaimed_after_flush);
   tcase_add_test(tc, test_inspect_verify);
