@@ -88,6 +88,17 @@ const iso = (ms) => new Date(ms).toISOString();
 const day = (ms) => iso(ms).slice(0, 10);
 
 // Every row of every Parquet file: message id and the whole row as text.
+// The status of the erase request `res` (a 202) once it is done.
+async function eraseDone(s, res) {
+  assert.equal(res.status, 202, res.text);
+  for (let i = 0; ; i++) {
+    const st = (await call(s, 'GET', `/v1/privacy/erase/${res.body.id}`)).body;
+    if (st.state === 'done') return st;
+    assert.ok(i < 600, `not done: ${JSON.stringify(st)}`);
+    await sleep(50);
+  }
+}
+
 async function exported(out) {
   return sql(`SELECT message_id AS id, CAST(t AS VARCHAR) AS txt
     FROM read_parquet('${out}/**/*.parquet', hive_partitioning=true) AS t`);
@@ -148,14 +159,7 @@ test('erase re-cuts the export partitions that held the person', async () => {
   // 2. an erase with the exporter idle (a pass an hour): stage (f) re-cuts
   s = await startIngestd(dir, ['--export', out, '--export-interval-s', '3600']);
   res = await call(s, 'POST', '/v1/privacy/erase', { tenant: 'acme', userId: 'user-V' });
-  assert.equal(res.status, 202, res.text);
-  let st;
-  for (let i = 0; ; i++) {
-    st = (await call(s, 'GET', `/v1/privacy/erase/${res.body.id}`)).body;
-    if (st.state === 'done') break;
-    assert.ok(i < 600, `not done: ${JSON.stringify(st)}`);
-    await sleep(50);
-  }
+  const st = await eraseDone(s, res);
   const fst = st.stages.find((x) => x.stage === 'exports');
   assert.equal(fst.state, 'done', JSON.stringify(st));
   assert.equal(fst.count, 2, 'two days re-cut');
@@ -223,14 +227,7 @@ test('erase reaches a one-off esctl export directory, no exporter running', asyn
   // a restart without --export: the record is all the store has of `out`
   s = await startIngestd(dir, []);
   res = await call(s, 'POST', '/v1/privacy/erase', { tenant: 'acme', anonymousId: 'anon-V' });
-  assert.equal(res.status, 202, res.text);
-  let st;
-  for (let i = 0; ; i++) {
-    st = (await call(s, 'GET', `/v1/privacy/erase/${res.body.id}`)).body;
-    if (st.state === 'done') break;
-    assert.ok(i < 600, `not done: ${JSON.stringify(st)}`);
-    await sleep(50);
-  }
+  const st = await eraseDone(s, res);
   const fst = st.stages.find((x) => x.stage === 'exports');
   assert.equal(fst.state, 'done', JSON.stringify(st));
   assert.equal(st.receipt.export_partitions_recut, 2, JSON.stringify(st));
