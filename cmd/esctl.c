@@ -33,6 +33,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <curl/curl.h>
 #include <yajl/yajl_tree.h>
 
 #include "common/segment_json.h"
@@ -1415,15 +1416,28 @@ static int cmd_erase(int argc, char **argv) {
 static const char *const cluster_usage =
     "usage: esctl cluster status --from s3://BUCKET[/PREFIX]\n"
     "                     [--s3-endpoint URL] [--s3-region R]\n"
+    "       esctl cluster drain --url http://NODE:PORT --admin-token-file F\n"
     "\n"
-    "Reads every tenant lease of a cluster's bucket (the --replica of its\n"
-    "es-ingestd --node nodes; docs/SCALING.md) and prints one line per\n"
+    "status reads every tenant lease of a cluster's bucket (the --replica of\n"
+    "its es-ingestd --node nodes; docs/SCALING.md) and prints one line per\n"
     "tenant: tenant, node, lease generation, state (held: the lease runs\n"
     "for the given seconds; expired: its holder stopped renewing, the next\n"
     "node sent the tenant takes it; released: handed over), and the node\n"
-    "that asked for it, if any.  Needs no node to be running.  A planned\n"
-    "drain is 'scripts/cluster.sh drain DIR NODE' on the loopback cluster\n"
-    "(HAProxy stops sending to the node, SIGTERM hands every tenant over).\n";
+    "that asked for it, if any.  Needs no node to be running.\n"
+    "\n"
+    "drain hands every tenant of one running node over, for a planned\n"
+    "removal: it calls the node's POST /v1/admin/cluster/drain (F holds one\n"
+    "of its --admin-tokens on its first line).  The node takes no tenant\n"
+    "from then on (503 + Retry-After: the balancer and SDKs retry\n"
+    "elsewhere), seals, uploads and releases each tenant it holds, and the\n"
+    "next node the balancer sends a tenant to takes it.  Prints 'released\n"
+    "TENANT' per tenant and 'failed TENANT: WHY' per failure; exit 0 only if\n"
+    "every tenant was released.  Set the node to maintenance in HAProxy\n"
+    "first, so that no new request reaches it:\n"
+    "  echo 'set server ingest_nodes/NODE state maint' | \\\n"
+    "    socat stdio /run/haproxy/admin.sock\n"
+    "then stop its processes.  scripts/cluster.sh drain DIR NODE does all\n"
+    "three on the loopback cluster.\n";
 
 static int cluster_line(void *ud, const es_cluster_lease *l) {
   int64_t now = *(const int64_t *)ud;
@@ -1442,16 +1456,146 @@ static int cluster_line(void *ud, const es_cluster_lease *l) {
   return 0;
 }
 
+static size_t drain_body(char *p, size_t size, size_t n, void *ud) {
+  return seg_buf_put(ud, p, size * n) ? 0 : size * n;
+}
+
+/* Prints a drain answer's released and failed tenants; 0 when it was
+ * {"success":true...}. */
+static int drain_print(const seg_buf *b) {
+  char *text = malloc(b->len + 1);
+  if (!text)
+    return -1;
+  memcpy(text, b->data, b->len);
+  text[b->len] = '\0';
+  yajl_val root = yajl_tree_parse(text, NULL, 0);
+  free(text);
+  static const char *rel[] = {"released", NULL}, *bad[] = {"failed", NULL},
+                    *ok[] = {"success", NULL}, *err[] = {"error", NULL},
+                    *tn[] = {"tenant", NULL}, *tk[] = {"still_taking", NULL};
+  yajl_val r = yajl_tree_get(root, rel, yajl_t_array);
+  yajl_val f = yajl_tree_get(root, bad, yajl_t_array);
+  yajl_val e = yajl_tree_get(root, err, yajl_t_string);
+  yajl_val t = yajl_tree_get(root, tk, yajl_t_number);
+  for (size_t i = 0; r && i < r->u.array.len; i++)
+    if (YAJL_IS_STRING(r->u.array.values[i]))
+      printf("released %s\n", YAJL_GET_STRING(r->u.array.values[i]));
+  for (size_t i = 0; f && i < f->u.array.len; i++) {
+    yajl_val ft = yajl_tree_get(f->u.array.values[i], tn, yajl_t_string);
+    yajl_val fe = yajl_tree_get(f->u.array.values[i], err, yajl_t_string);
+    printf("failed %s: %s\n", ft ? YAJL_GET_STRING(ft) : "?",
+           fe ? YAJL_GET_STRING(fe) : "?");
+  }
+  if (t && YAJL_IS_INTEGER(t) && YAJL_GET_INTEGER(t) > 0)
+    printf("failed: %lld tenant(s) were still being taken\n",
+           (long long)YAJL_GET_INTEGER(t));
+  if (e)
+    fprintf(stderr, "esctl cluster drain: %s\n", YAJL_GET_STRING(e));
+  int good = YAJL_IS_TRUE(yajl_tree_get(root, ok, yajl_t_true));
+  int parsed = root != NULL;
+  yajl_tree_free(root);
+  return parsed ? !good : -1;
+}
+
+/* esctl cluster drain: POST /v1/admin/cluster/drain on one node. */
+static int cluster_drain(int argc, char **argv) {
+  const char *url = NULL, *token_file = NULL;
+  for (int i = 1; i < argc; i++) {
+    const char **to = strcmp(argv[i], "--url") == 0                ? &url
+                      : strcmp(argv[i], "--admin-token-file") == 0 ? &token_file
+                                                                   : NULL;
+    if (strcmp(argv[i], "--help") == 0) {
+      fputs(cluster_usage, stdout);
+      return 0;
+    }
+    if (!to)
+      return usage_error("cluster", "unknown flag '%s'", argv[i]);
+    if (i + 1 >= argc)
+      return usage_error("cluster", "%s wants a value", argv[i]);
+    *to = argv[++i];
+  }
+  if (!url || !token_file)
+    return usage_error("cluster",
+                       "drain wants --url http://NODE:PORT and "
+                       "--admin-token-file F");
+  if (strncmp(url, "http://", 7) != 0 && strncmp(url, "https://", 8) != 0)
+    return usage_error("cluster", "--url wants http://HOST:PORT, not '%s'",
+                       url);
+  char token[256] = "";
+  FILE *tf = fopen(token_file, "r");
+  if (!tf || !fgets(token, sizeof token, tf)) {
+    fprintf(stderr, "esctl cluster drain: cannot read %s: %s\n", token_file,
+            tf ? "empty" : strerror(errno));
+    if (tf)
+      fclose(tf);
+    return EXIT_LIB;
+  }
+  fclose(tf);
+  token[strcspn(token, "\r\n")] = '\0';
+  if (token[0] == '\0') {
+    fprintf(stderr, "esctl cluster drain: %s: no token on its first line\n",
+            token_file);
+    return EXIT_LIB;
+  }
+  size_t n = strlen(url);
+  char endpoint[2048], auth[300];
+  snprintf(endpoint, sizeof endpoint, "%.*s/v1/admin/cluster/drain",
+           (int)(n && url[n - 1] == '/' ? n - 1 : n), url);
+  snprintf(auth, sizeof auth, "Authorization: Bearer %s", token);
+  CURL *curl = curl_easy_init();
+  struct curl_slist *headers = curl_slist_append(NULL, auth);
+  seg_buf body;
+  seg_buf_init(&body);
+  if (!curl || !headers) {
+    curl_easy_cleanup(curl);
+    curl_slist_free_all(headers);
+    return fprintf(stderr, "esctl cluster drain: out of memory\n"), EXIT_LIB;
+  }
+  curl_easy_setopt(curl, CURLOPT_URL, endpoint);
+  curl_easy_setopt(curl, CURLOPT_POST, 1L);
+  curl_easy_setopt(curl, CURLOPT_POSTFIELDS, "");
+  curl_easy_setopt(curl, CURLOPT_HTTPHEADER, headers);
+  curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, drain_body);
+  curl_easy_setopt(curl, CURLOPT_WRITEDATA, &body);
+  curl_easy_setopt(curl, CURLOPT_TIMEOUT, 3600L); /* 30 s per tenant max */
+  curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
+  CURLcode cc = curl_easy_perform(curl);
+  long code = 0;
+  curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &code);
+  curl_slist_free_all(headers);
+  curl_easy_cleanup(curl);
+  int status = EXIT_LIB;
+  if (cc != CURLE_OK) {
+    fprintf(stderr, "esctl cluster drain: %s: %s\n", endpoint,
+            curl_easy_strerror(cc));
+  } else {
+    int r = drain_print(&body);
+    if (r < 0)
+      fprintf(stderr, "esctl cluster drain: HTTP %ld, not a drain answer\n",
+              code);
+    else if (code == 200 && r == 0)
+      status = 0;
+    else if (code == 401)
+      fprintf(stderr, "esctl cluster drain: HTTP 401: the node refused the "
+                      "admin token\n");
+    else
+      fprintf(stderr, "esctl cluster drain: HTTP %ld: not every tenant was "
+                      "released\n", code);
+  }
+  seg_buf_free(&body);
+  return finish_stdout(status);
+}
+
 static int cmd_cluster(int argc, char **argv) {
   if (argc >= 1 &&
       (strcmp(argv[0], "--help") == 0 || strcmp(argv[0], "-h") == 0)) {
     fputs(cluster_usage, stdout);
     return 0;
   }
+  if (argc >= 1 && strcmp(argv[0], "drain") == 0)
+    return cluster_drain(argc, argv);
   if (argc < 1 || strcmp(argv[0], "status") != 0)
-    return usage_error("cluster",
-                       "wants 'status' (drain: see --help), "
-                       "not '%s'",
+    return usage_error("cluster", "wants 'status' or 'drain', not '%s'",
                        argc ? argv[0] : "");
   const char *from = NULL, *endpoint = NULL, *region = NULL;
   for (int i = 1; i < argc; i++) {

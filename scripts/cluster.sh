@@ -10,8 +10,9 @@
 #   scripts/cluster.sh pause DIR NODE  SIGSTOP it (a partitioned node)
 #   scripts/cluster.sh resume DIR NODE SIGCONT it
 #   scripts/cluster.sh drain DIR NODE  planned removal: HAProxy stops sending
-#                                      to it, then SIGTERM: it seals, uploads
-#                                      and releases every tenant
+#                                      to it, esctl cluster drain makes it
+#                                      seal, upload and release every
+#                                      tenant, then its processes stop
 #   scripts/cluster.sh status DIR      which node holds which tenant (each
 #                                      node's /metrics, then the bucket's
 #                                      leases by esctl cluster status)
@@ -69,7 +70,7 @@ start_node() { # DIR N
   AWS_ACCESS_KEY_ID=S3RVER AWS_SECRET_ACCESS_KEY=S3RVER AWS_REGION=us-east-1 \
     AWS_SESSION_TOKEN='' \
     "$build/cmd/ingestd/es-ingestd" --data "$data" --listen "127.0.0.1:$ip" \
-    --keys "$dir/keys.json" --sync "${ES_SYNC:-full}" \
+    --keys "$dir/keys.json" --admin-tokens "$dir/admin-tokens.json" --sync "${ES_SYNC:-full}" \
     --replica "s3://es-cluster/cluster" \
     --s3-endpoint "http://127.0.0.1:$PROXY_PORT" \
     --durability s3 --seal-age-s 2 \
@@ -142,7 +143,13 @@ json.dump(keys, open(d + '/keys.json', 'w'))
 json.dump(tokens, open(d + '/tokens.json', 'w'))
 open(d + '/keys.map', 'w').write(''.join('%s %s\n' % kv for kv in keys.items()))
 open(d + '/tokens.map', 'w').write(''.join('%s %s\n' % kv for kv in tokens.items()))
+# the nodes' admin token (esctl cluster drain): es-ingestd's --admin-tokens
+# file and esctl's --admin-token-file
+admin = 'adm_' + secrets.token_hex(16)
+json.dump([admin], open(d + '/admin-tokens.json', 'w'))
+open(d + '/admin-token', 'w').write(admin + '\n')
 EOF
+  chmod 600 "$dir/admin-tokens.json" "$dir/admin-token"
   node --openssl-legacy-provider \
     "$root/tests/replicate/node_modules/s3rver/bin/s3rver.js" \
     -d "$dir/s3rver" -a 127.0.0.1 -p "$s3port" --silent \
@@ -192,6 +199,7 @@ print(json.dumps({
               for n in (1, 2, 3)},
     's3_endpoint': 'http://127.0.0.1:%s' % env['PROXY_PORT'],
     'replica': 's3://es-cluster/cluster',
+    'admin_token_file': d + '/admin-token',
 }))
 EOF
 }
@@ -206,13 +214,19 @@ signal_node() { # DIR NODE SIGNAL
 cmd_drain() {
   local dir=$1 n=$2
   signal_node "$dir" "$n" 0
+  # shellcheck disable=SC1091
+  source "$dir/env"
+  local ip_var="N${n}_INGEST"
   # HAProxy sends nothing new to it (its tenants hash to the others), then
-  # the node hands every tenant over on SIGTERM.
+  # esctl cluster drain makes the node seal, upload and release every
+  # tenant it holds, then its processes stop.
   python3 - "$dir/haproxy.sock" "set server ingest_nodes/n$n state maint" <<'EOF'
 import socket, sys
 s = socket.socket(socket.AF_UNIX); s.connect(sys.argv[1])
 s.sendall((sys.argv[2] + '\n').encode()); print(s.recv(4096).decode().strip())
 EOF
+  "$build/cmd/esctl" cluster drain --url "http://127.0.0.1:${!ip_var}" \
+    --admin-token-file "$dir/admin-token" || die "node $n: the drain failed"
   local p
   p=$(cat "$dir/pids/n$n.ingestd")
   kill -TERM "$p" 2>/dev/null || true

@@ -12,6 +12,8 @@
  *   POST   /v1/privacy/erase                       es_erase_submit (202)
  *   GET    /v1/privacy/erase/ID                    es_erase_status
  *   POST   /v1/privacy/unsuppress                  es_erase_unsuppress
+ *   GET    /v1/admin/cluster                       es_cluster_status
+ *   POST   /v1/admin/cluster/drain                 es_cluster_release, each
  *
  * Invariants:
  *
@@ -32,6 +34,13 @@
  *     Its later stages run on one eraser thread (es_erase_run), never on
  *     the loop or the pool.  Logs and answers name the request by its id,
  *     never the person's ids.
+ *  6. A drain (cluster nodes only) first makes the node take no tenant
+ *     (writers.c answers 503 + Retry-After for every tenant from then on,
+ *     for good: a drained node is stopped next), then releases each held
+ *     tenant with es_cluster_release on the pool, and answers 200 only if
+ *     every one was released; otherwise 503 naming each failure.  A
+ *     tenant not released keeps its lease (es_cluster_release) until the
+ *     node stops, then its lease expires and another node takes it.
  */
 #include <pthread.h>
 #include <stdio.h>
@@ -258,10 +267,147 @@ static void admin_erase_work(admin_op *op) {
   es_free(json);
 }
 
+int admin_cluster_new(server *srv, int method, admin_op **op_out,
+                      seg_buf *out) {
+  *op_out = NULL;
+  if (srv->sched.cluster == NULL)
+    return admin_error(out, 404, "not a cluster node (no --node)");
+  admin_op *op = calloc(1, sizeof *op);
+  if (op == NULL)
+    return admin_error(out, 503, "out of memory");
+  seg_buf_init(&op->out);
+  op->srv = srv;
+  op->method = method;
+  op->kind = method == HTTP_POST ? ADMIN_DRAIN : ADMIN_CLUSTER;
+  op->work.data = op;
+  *op_out = op;
+  return 0;
+}
+
+/* The tenants of a node in the states a drain hands over. */
+typedef struct drain_list {
+  char (*ids)[ES_TENANT_LEN_MAX + 1];
+  size_t n, cap, taking;
+  int oom;
+} drain_list;
+
+static int drain_collect(void *ud, const es_cluster_tenant *t) {
+  drain_list *l = ud;
+  if (strcmp(t->state, "taking") == 0)
+    l->taking++;
+  if (strcmp(t->state, "held") != 0)
+    return 0;
+  if (l->n == l->cap) {
+    size_t cap = l->cap ? 2 * l->cap : 16;
+    void *p = realloc(l->ids, cap * sizeof *l->ids);
+    if (p == NULL)
+      return l->oom = 1;
+    l->ids = p;
+    l->cap = cap;
+  }
+  snprintf(l->ids[l->n++], sizeof *l->ids, "%s", t->tenant);
+  return 0;
+}
+
+/* One tenant of GET /v1/admin/cluster. */
+static int cluster_member(void *ud, const es_cluster_tenant *t) {
+  admin_op *op = ud;
+  char line[ES_TENANT_LEN_MAX + 192];
+  snprintf(line, sizeof line,
+           "%s{\"tenant\":\"%s\",\"state\":\"%s\",\"lease_gen\":%llu,"
+           "\"took_s\":%.6f,\"restored_rows\":%llu}",
+           op->out.len > 12 ? "," : "", t->tenant, t->state,
+           (unsigned long long)t->lease_gen, (double)t->took_us / 1e6,
+           (unsigned long long)t->restored_rows);
+  return seg_buf_put(&op->out, line, strlen(line)) ? ES_ENOMEM : 0;
+}
+
+#define DRAIN_RELEASE_TIMEOUT_US (30 * 1000000LL)
+
+/* GET /v1/admin/cluster and POST /v1/admin/cluster/drain (pool thread;
+ * invariant 6). */
+static void admin_cluster_work(admin_op *op) {
+  es_cluster *c = op->srv->sched.cluster;
+  if (op->kind == ADMIN_CLUSTER) {
+    int rc = seg_buf_put(&op->out, "{\"tenants\":[", 12) ? ES_ENOMEM : ES_OK;
+    if (rc == ES_OK)
+      rc = es_cluster_status(c, cluster_member, op);
+    if (rc == ES_OK && seg_buf_put(&op->out, "]}", 2))
+      rc = ES_ENOMEM;
+    op->status = rc == ES_OK ? 200
+                             : admin_error(&op->out, http_status_of(rc),
+                                           rc == ES_ENOMEM ? "out of memory"
+                                                           : es_errmsg());
+    return;
+  }
+  __atomic_store_n(&op->srv->sched.draining, 1, __ATOMIC_RELEASE);
+  seg_buf ok, bad;
+  seg_buf_init(&ok);
+  seg_buf_init(&bad);
+  int oom = 0;
+  size_t released = 0, failed = 0, taking = 0;
+  /* a takeover started just before the flag was set ends as "held":
+   * a few passes catch it */
+  for (int pass = 0; pass < 50 && !oom; pass++) {
+    drain_list l = {0};
+    int rc = es_cluster_status(c, drain_collect, &l);
+    oom |= l.oom || rc != ES_OK;
+    taking = l.taking;
+    for (size_t i = 0; i < l.n && !oom; i++) {
+      rc = es_cluster_release(c, l.ids[i], DRAIN_RELEASE_TIMEOUT_US);
+      seg_buf *b = rc == ES_OK ? &ok : &bad;
+      const char *sep = (rc == ES_OK ? released++ : failed++) ? "," : "";
+      if (rc == ES_OK) {
+        oom |= seg_buf_put(b, sep, strlen(sep)) ||
+               seg_buf_put_json_string(b, l.ids[i], strlen(l.ids[i]));
+      } else {
+        const char *why = es_errmsg();
+        oom |= seg_buf_put(b, sep, strlen(sep)) ||
+               seg_buf_put(b, "{\"tenant\":", 10) ||
+               seg_buf_put_json_string(b, l.ids[i], strlen(l.ids[i])) ||
+               seg_buf_put(b, ",\"error\":", 9) ||
+               seg_buf_put_json_string(b, why, strlen(why)) ||
+               seg_buf_put(b, "}", 1);
+      }
+    }
+    free(l.ids);
+    if (l.n == 0 && taking == 0)
+      break;
+    if (l.n == 0)
+      usleep(100 * 1000);
+  }
+  char tail[96];
+  snprintf(tail, sizeof tail, "],\"still_taking\":%zu}", taking);
+  int good = !oom && failed == 0 && taking == 0;
+  const char *head = good ? "{\"success\":true,\"released\":["
+                          : "{\"success\":false,\"released\":[";
+  if (oom || seg_buf_put(&op->out, head, strlen(head)) ||
+      seg_buf_put(&op->out, ok.data, ok.len) ||
+      seg_buf_put(&op->out, "],\"failed\":[", 12) ||
+      seg_buf_put(&op->out, bad.data, bad.len) ||
+      seg_buf_put(&op->out, tail, strlen(tail)))
+    op->status = admin_error(&op->out, 503, "out of memory");
+  else
+    op->status = good ? 200 : 503;
+  if (!good)
+    snprintf(op->why, sizeof op->why, "drain: %zu released, %zu failed, %zu "
+             "still being taken", released, failed, taking);
+  char extra[128];
+  snprintf(extra, sizeof extra, ",\"released\":%zu,\"failed\":%zu", released,
+           failed);
+  ing_log(good ? "info" : "warning", "cluster node drained", extra);
+  seg_buf_free(&ok);
+  seg_buf_free(&bad);
+}
+
 void admin_op_work(uv_work_t *w) {
   admin_op *op = w->data;
   char *json = NULL, ok[256];
   int rc;
+  if (op->kind == ADMIN_DRAIN || op->kind == ADMIN_CLUSTER) {
+    admin_cluster_work(op);
+    return;
+  }
   if (op->kind != ADMIN_RULES) {
     admin_erase_work(op);
     return;

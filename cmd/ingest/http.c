@@ -1149,6 +1149,33 @@ static void serve_admin_rules(conn *c) {
   }
 }
 
+/* GET /v1/admin/cluster and POST /v1/admin/cluster/drain: on the pool
+ * (admin.c, invariant 6). */
+static void serve_cluster(conn *c) {
+  server *srv = c->h.srv;
+  admin_op *op;
+  seg_buf b;
+  seg_buf_init(&b);
+  int status = admin_cluster_new(srv, c->method, &op, &b);
+  body_release(c);
+  if (status != 0) {
+    c->error = admin_last_error();
+    respond(c, status, "application/json", b.data, b.len, 0);
+    seg_buf_free(&b);
+    return;
+  }
+  seg_buf_free(&b);
+  op->ud = c;
+  c->admin = op;
+  c->h.state = HC_WAIT;
+  uv_timer_stop(&c->h.timer);
+  if (uv_queue_work(srv->loop, &op->work, admin_op_work, admin_rule_done)) {
+    c->admin = NULL;
+    admin_op_finish(op);
+    respond_error(c, 503, "server saturated; retry later", 0);
+  }
+}
+
 /* POST /v1/privacy/erase, GET /v1/privacy/erase/ID and POST
  * /v1/privacy/unsuppress: on the pool
  * (admin.c, invariant 5). */
@@ -1213,6 +1240,8 @@ static const route routes[] = {
     {{HTTP_DELETE, "/v1/admin/tenants/*/rules/*", ROUTE_ADMIN},
      serve_admin_rules,
      0},
+    {{HTTP_GET, "/v1/admin/cluster", ROUTE_ADMIN}, serve_cluster, 0},
+    {{HTTP_POST, "/v1/admin/cluster/drain", ROUTE_ADMIN}, serve_cluster, 0},
     {{HTTP_POST, "/v1/privacy/erase", ROUTE_ADMIN}, serve_erase, 0},
     {{HTTP_POST, "/v1/privacy/unsuppress", ROUTE_ADMIN}, serve_erase, 0},
     {{HTTP_GET, "/v1/privacy/erase/*", ROUTE_ADMIN}, serve_erase, 0},

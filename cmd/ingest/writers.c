@@ -82,7 +82,11 @@ static int append_jobs(sched *s, sched_tenant *t, sched_job *jobs, size_t n) {
   /* A cluster node appends a tenant only under its lease, and answers
    * 200 only if it still held it once the append was durable
    * (eventstore.h, "Cluster nodes"): 503 + Retry-After meanwhile. */
-  int rc = s->cluster ? es_cluster_admit(s->cluster, t->id) : ES_OK;
+  int rc = ES_OK;
+  if (s->cluster && __atomic_load_n(&s->draining, __ATOMIC_ACQUIRE))
+    rc = ES_EUNAVAIL; /* drained (admin.c): takes nothing, not even back */
+  else if (s->cluster)
+    rc = es_cluster_admit(s->cluster, t->id);
   if (rc == ES_EFAILED)
     rc = ES_EUNAVAIL; /* a stale copy here: the node must restart */
   if (rc == ES_OK)

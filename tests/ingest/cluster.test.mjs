@@ -132,6 +132,42 @@ function manifests(tenant) {
                    mtime: fs.statSync(path.join(d, f)).mtimeMs }));
 }
 
+// 4. every acknowledged event through the balancer, exactly once; the
+// acknowledged and found counts by the node that acknowledged them.
+async function checkAcked(tokenOf) {
+  // (es-queryd follows es-ingestd's WAL: the last few may take a moment)
+  let seen;
+  for (let attempt = 0; attempt < 20; attempt++) {
+    seen = new Map();
+    for (const [tenant, token] of Object.entries(tokenOf))
+      for (const id of await found(token, tenant)) seen.set(id, (seen.get(id) || 0) + 1);
+    if ([...acked].every(([id]) => seen.has(id))) break;
+    await sleep(250);
+  }
+  const byNode = {};
+  for (const [id, a] of acked) {
+    const n = (byNode[a.node] ||= { acked: 0, found: 0 });
+    n.acked++;
+    const c = seen.get(id) || 0;
+    assert.ok(c <= 1, `${id} found ${c} times`);
+    if (c === 1) n.found++;
+  }
+  // found but not acknowledged is allowed (an answer lost, the SDK's
+  // retry de-duplicated); found but never sent is not
+  for (const id of seen.keys()) {
+    const m = /^(tenant\d+)-(\d+)$/.exec(id);
+    assert.ok(m && Number(m[2]) < sent.get(m[1]), `${id} found though never sent`);
+  }
+  const lines = Object.entries(byNode).map(([n, v]) =>
+    `${n}: ${v.acked} acknowledged, ${v.found} found, ${v.acked - v.found} lost`);
+  log(`by node: ${lines.join('; ')}`);
+  const missing = [...acked].filter(([id]) => !seen.has(id));
+  log(`lost acknowledged events: ${missing.length}`);
+  assert.equal(missing.length, 0, `acknowledged and lost: ${missing.slice(0, 10).map(([id, a]) =>
+    `${id} (node ${a.node})`).join(', ')}`);
+  return byNode;
+}
+
 async function main() {
   cluster = JSON.parse(sh('up', dir).trim().split('\n').pop());
   log(`up: ${Object.keys(cluster.keys).length} tenants`);
@@ -226,40 +262,73 @@ async function main() {
   await Promise.all(streams);
   log(`sent ${[...sent.values()].reduce((a, b) => a + b, 0)} events, ${acked.size} acknowledged`);
 
-  // 4. every acknowledged event through the balancer
-  // (es-queryd follows es-ingestd's WAL: the last few may take a moment)
-  let seen;
-  for (let attempt = 0; attempt < 20; attempt++) {
-    seen = new Map();
-    for (const [tenant, token] of Object.entries(tokenOf))
-      for (const id of await found(token, tenant)) seen.set(id, (seen.get(id) || 0) + 1);
-    if ([...acked].every(([id]) => seen.has(id))) break;
-    await sleep(250);
-  }
-  const byNode = {};
-  for (const [id, a] of acked) {
-    const n = (byNode[a.node] ||= { acked: 0, found: 0 });
-    n.acked++;
-    const c = seen.get(id) || 0;
-    assert.ok(c <= 1, `${id} found ${c} times`);
-    if (c === 1) n.found++;
-  }
-  // found but not acknowledged is allowed (an answer lost, the SDK's
-  // retry de-duplicated); found but never sent is not
-  for (const id of seen.keys()) {
-    const m = /^(tenant\d+)-(\d+)$/.exec(id);
-    assert.ok(m && Number(m[2]) < sent.get(m[1]), `${id} found though never sent`);
-  }
-  const lines = Object.entries(byNode).map(([n, v]) =>
-    `${n}: ${v.acked} acknowledged, ${v.found} found, ${v.acked - v.found} lost`);
-  log(`by node: ${lines.join('; ')}`);
-  const missing = [...acked].filter(([id]) => !seen.has(id));
-  log(`lost acknowledged events: ${missing.length}`);
-  assert.equal(missing.length, 0, `acknowledged and lost: ${missing.slice(0, 10).map(([id, a]) =>
-    `${id} (node ${a.node})`).join(', ')}`);
+  const byNode = await checkAcked(tokenOf);
   assert.ok(byNode[nS] && byNode[nS].acked > 0, `node ${S} acknowledged events`);
   assert.ok(byNode[nK] && byNode[nK].acked > 0, `node ${K} acknowledged events`);
   console.log('cluster.test: ok');
+}
+
+// The drain case (argv[4] 'drain'): the node holding most tenants is
+// drained by scripts/cluster.sh drain (HAProxy maint, then esctl cluster
+// drain, then it stops) while the SDKs send; each of its tenants is then
+// held by another node and nothing acknowledged is lost.
+async function drainMain() {
+  cluster = JSON.parse(sh('up', dir).trim().split('\n').pop());
+  log(`up: ${Object.keys(cluster.keys).length} tenants`);
+  const tokenOf = Object.fromEntries(Object.entries(cluster.tokens).map(([k, t]) => [t, k]));
+  const streams = Object.entries(cluster.keys).map(([k, t]) => stream(k, t));
+  let holders;
+  for (const end = Date.now() + 60000; ;) {
+    holders = {};
+    for (const n of ['1', '2', '3']) holders[n] = await held(cluster.nodes[n]);
+    if (Object.values(holders).flat().length === Object.keys(tokenOf).length) break;
+    assert.ok(Date.now() < end, 'the tenants were not all taken within 60 s');
+    await sleep(100);
+  }
+  await sleep(1500);
+  const [D] = ['1', '2', '3'].sort((a, b) => holders[b].length - holders[a].length);
+  const node = cluster.nodes[D];
+  const admin = fs.readFileSync(cluster.admin_token_file, 'utf8').trim();
+  // the admin calls want the admin token: 401 without it or with a write key
+  let r = await fetch(`${node.ingest_url}/v1/admin/cluster/drain`, { method: 'POST' });
+  assert.equal(r.status, 401, 'drain without a token');
+  r = await fetch(`${node.ingest_url}/v1/admin/cluster/drain`, {
+    method: 'POST', headers: { Authorization: `Bearer ${Object.keys(cluster.keys)[0]}` } });
+  assert.equal(r.status, 401, 'drain with a write key as the token');
+  r = await fetch(`${node.ingest_url}/v1/admin/cluster`,
+                  { headers: { Authorization: `Bearer ${admin}` } });
+  assert.equal(r.status, 200);
+  const view = (await r.json()).tenants.filter((t) => t.state === 'held').map((t) => t.tenant);
+  const before = (await held(node)).map((x) => x.tenant).sort();
+  assert.deepEqual(view.sort(), before, 'GET /v1/admin/cluster agrees with /metrics');
+  assert.ok(before.length > 0, `node ${D} holds tenants`);
+  const gens = Object.fromEntries((await held(node)).map((x) => [x.tenant, x.gen]));
+  const out = sh('drain', dir, D);
+  log(`node ${D} drained:\n${out.trim()}`);
+  const released = [...out.matchAll(/^released (\S+)$/gm)].map((m) => m[1]).sort();
+  assert.deepEqual(released, before, 'esctl cluster drain printed every tenant it held');
+  assert.doesNotMatch(out, /^failed/m);
+  // its tenants are taken by the others (the SDKs' next batches)
+  const others = ['1', '2', '3'].filter((n) => n !== D);
+  for (const end = Date.now() + 60000; ;) {
+    const now = [];
+    for (const n of others) now.push(...await held(cluster.nodes[n]));
+    if (before.every((t) => now.some((o) => o.tenant === t && o.gen > gens[t]))) break;
+    assert.ok(Date.now() < end, `node ${D}'s tenants were not taken over within 60 s`);
+    await sleep(100);
+  }
+  const leases = sh('status', dir).split('leases in the bucket:\n')[1].trim().split('\n');
+  assert.equal(leases.length, Object.keys(tokenOf).length, leases.join('\n'));
+  for (const line of leases)
+    assert.match(line, new RegExp(`^tenant\\d+ n(${others.join('|')}) generation=\\d+ held `), line);
+  log(`node ${D}'s tenants held by nodes ${others.join(' and ')} (bucket leases agree)`);
+  await sleep(2000);
+  stopping = true;
+  await Promise.all(streams);
+  log(`sent ${[...sent.values()].reduce((a, b) => a + b, 0)} events, ${acked.size} acknowledged`);
+  const byNode = await checkAcked(tokenOf);
+  assert.ok(byNode[`n${D}`] && byNode[`n${D}`].acked > 0, `node ${D} acknowledged events`);
+  console.log('cluster.test drain: ok');
 }
 
 // meson's timeout sends SIGTERM: stop the cluster, not only this process
@@ -269,7 +338,7 @@ process.on('SIGTERM', () => {
 });
 let passed = false;
 try {
-  await main();
+  await (process.argv[4] === 'drain' ? drainMain() : main());
   passed = true;
 } finally {
   stopping = true;
