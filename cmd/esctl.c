@@ -65,6 +65,7 @@ static const char *const top_usage =
     "  export   write tenants' days as Parquet or NDJSON.gz for warehouses\n"
     "  restore  rebuild a data directory from its S3 replica\n"
     "  cluster status  which node holds which tenant (the bucket's leases)\n"
+    "  cluster drain   make a running node hand every tenant over\n"
     "  erase    erase a person (GDPR/CCPA) and print the receipt\n"
     "  import   load the legacy pipeline's history (NDJSON, CSV; .gz)\n"
     "  reconcile  compare per-bucket event counts with the legacy system's\n"
@@ -1410,7 +1411,7 @@ static int cmd_erase(int argc, char **argv) {
 }
 
 /* ----------------------------------------------------------------------
- * cluster status
+ * cluster status, cluster drain
  * ---------------------------------------------------------------------- */
 
 static const char *const cluster_usage =
