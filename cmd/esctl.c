@@ -1516,9 +1516,8 @@ static int cluster_drain(int argc, char **argv) {
     *to = argv[++i];
   }
   if (!url || !token_file)
-    return usage_error("cluster",
-                       "drain wants --url http://NODE:PORT and "
-                       "--admin-token-file F");
+    return usage_error("cluster", "drain wants --url http://NODE:PORT and "
+                                  "--admin-token-file F");
   if (strncmp(url, "http://", 7) != 0 && strncmp(url, "https://", 8) != 0)
     return usage_error("cluster", "--url wants http://HOST:PORT, not '%s'",
                        url);
@@ -1580,8 +1579,10 @@ static int cluster_drain(int argc, char **argv) {
       fprintf(stderr, "esctl cluster drain: HTTP 401: the node refused the "
                       "admin token\n");
     else
-      fprintf(stderr, "esctl cluster drain: HTTP %ld: not every tenant was "
-                      "released\n", code);
+      fprintf(stderr,
+              "esctl cluster drain: HTTP %ld: not every tenant was "
+              "released\n",
+              code);
   }
   seg_buf_free(&body);
   return finish_stdout(status);

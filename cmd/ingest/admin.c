@@ -390,8 +390,10 @@ static void admin_cluster_work(admin_op *op) {
   else
     op->status = good ? 200 : 503;
   if (!good)
-    snprintf(op->why, sizeof op->why, "drain: %zu released, %zu failed, %zu "
-             "still being taken", released, failed, taking);
+    snprintf(op->why, sizeof op->why,
+             "drain: %zu released, %zu failed, %zu "
+             "still being taken",
+             released, failed, taking);
   char extra[128];
   snprintf(extra, sizeof extra, ",\"released\":%zu,\"failed\":%zu", released,
            failed);

@@ -19,8 +19,8 @@ typedef struct server server;
 #define ADMIN_ERASE_POST 1 /* POST /v1/privacy/erase */
 #define ADMIN_ERASE_GET 2  /* GET /v1/privacy/erase/{id} */
 #define ADMIN_UNSUPPRESS 3 /* POST /v1/privacy/unsuppress */
-#define ADMIN_DRAIN 4   /* POST /v1/admin/cluster/drain */
-#define ADMIN_CLUSTER 5 /* GET /v1/admin/cluster */
+#define ADMIN_DRAIN 4      /* POST /v1/admin/cluster/drain */
+#define ADMIN_CLUSTER 5    /* GET /v1/admin/cluster */
 
 typedef struct admin_op {
   uv_work_t work;
@@ -87,8 +87,7 @@ void admin_eraser_stop(server *srv);
 /* POST /v1/admin/cluster/drain and GET /v1/admin/cluster on a cluster
  * node (--node): 0 and *op_out ready for admin_op_work, or an HTTP status
  * with its JSON in out (404 on a node that is not in a cluster). */
-int admin_cluster_new(server *srv, int method, admin_op **op_out,
-                      seg_buf *out);
+int admin_cluster_new(server *srv, int method, admin_op **op_out, seg_buf *out);
 void admin_op_work(uv_work_t *w);
 /* Logs what the call changed (loop thread), then frees it. */
 void admin_op_finish(admin_op *op);

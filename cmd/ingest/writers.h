@@ -61,8 +61,8 @@ typedef struct sched {
   es_db *db;
   es_cluster *cluster; /* a cluster node (--node): appends only what it
                           holds (es_cluster_admit / es_cluster_owns) */
-  int draining; /* a cluster node being drained (POST
-                   /v1/admin/cluster/drain): takes no tenant; __atomic */
+  int draining;        /* a cluster node being drained (POST
+                          /v1/admin/cluster/drain): takes no tenant; __atomic */
   pthread_mutex_t mu;
   pthread_cond_t cv;
   sched_tenant *ready_head, *ready_tail;
