@@ -291,12 +291,7 @@ typedef struct drain_list {
   int oom;
 } drain_list;
 
-static int drain_collect(void *ud, const es_cluster_tenant *t) {
-  drain_list *l = ud;
-  if (strcmp(t->state, "taking") == 0)
-    l->taking++;
-  if (strcmp(t->state, "held") != 0)
-    return 0;
+static int drain_push(drain_list *l, const char *tenant) {
   if (l->n == l->cap) {
     size_t cap = l->cap ? 2 * l->cap : 16;
     void *p = realloc(l->ids, cap * sizeof *l->ids);
@@ -305,8 +300,24 @@ static int drain_collect(void *ud, const es_cluster_tenant *t) {
     l->ids = p;
     l->cap = cap;
   }
-  snprintf(l->ids[l->n++], sizeof *l->ids, "%s", t->tenant);
+  snprintf(l->ids[l->n++], sizeof *l->ids, "%s", tenant);
   return 0;
+}
+
+static int drain_has(const drain_list *l, const char *tenant) {
+  for (size_t i = 0; i < l->n; i++)
+    if (strcmp(l->ids[i], tenant) == 0)
+      return 1;
+  return 0;
+}
+
+static int drain_collect(void *ud, const es_cluster_tenant *t) {
+  drain_list *l = ud;
+  if (strcmp(t->state, "taking") == 0)
+    l->taking++;
+  if (strcmp(t->state, "held") != 0)
+    return 0;
+  return drain_push(l, t->tenant);
 }
 
 /* One tenant of GET /v1/admin/cluster. */
@@ -348,13 +359,20 @@ static void admin_cluster_work(admin_op *op) {
   size_t released = 0, failed = 0, taking = 0;
   /* a takeover started just before the flag was set ends as "held":
    * a few passes catch it */
+  drain_list gave_up = {0}; /* a failed release is not tried again */
   for (int pass = 0; pass < 50 && !oom; pass++) {
     drain_list l = {0};
     int rc = es_cluster_status(c, drain_collect, &l);
     oom |= l.oom || rc != ES_OK;
     taking = l.taking;
+    size_t tried = 0;
     for (size_t i = 0; i < l.n && !oom; i++) {
+      if (drain_has(&gave_up, l.ids[i]))
+        continue;
+      tried++;
       rc = es_cluster_release(c, l.ids[i], DRAIN_RELEASE_TIMEOUT_US);
+      if (rc != ES_OK)
+        oom |= drain_push(&gave_up, l.ids[i]);
       seg_buf *b = rc == ES_OK ? &ok : &bad;
       const char *sep = (rc == ES_OK ? released++ : failed++) ? "," : "";
       if (rc == ES_OK) {
@@ -371,9 +389,9 @@ static void admin_cluster_work(admin_op *op) {
       }
     }
     free(l.ids);
-    if (l.n == 0 && taking == 0)
+    if (tried == 0 && taking == 0)
       break;
-    if (l.n == 0)
+    if (tried == 0)
       usleep(100 * 1000);
   }
   char tail[96];
@@ -400,6 +418,7 @@ static void admin_cluster_work(admin_op *op) {
   ing_log(good ? "info" : "warning", "cluster node drained", extra);
   seg_buf_free(&ok);
   seg_buf_free(&bad);
+  free(gave_up.ids);
 }
 
 void admin_op_work(uv_work_t *w) {
