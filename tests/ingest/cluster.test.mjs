@@ -295,6 +295,14 @@ async function drainMain() {
   r = await fetch(`${node.ingest_url}/v1/admin/cluster/drain`, {
     method: 'POST', headers: { Authorization: `Bearer ${Object.keys(cluster.keys)[0]}` } });
   assert.equal(r.status, 401, 'drain with a write key as the token');
+  const badToken = path.join(scratch, 'bad-token');
+  fs.writeFileSync(badToken, 'adm_not_the_token_0123456789\n');
+  const e = spawnSync(path.join(build, 'cmd', 'esctl'),
+                      ['cluster', 'drain', '--url', node.ingest_url,
+                       '--admin-token-file', badToken], { encoding: 'utf8' });
+  assert.equal(e.status, 1, `esctl cluster drain with a wrong token: ${e.status} ${e.stderr}`);
+  assert.match(e.stderr, /HTTP 401: the node refused the admin token/);
+  assert.equal(e.stdout, '');
   r = await fetch(`${node.ingest_url}/v1/admin/cluster`,
                   { headers: { Authorization: `Bearer ${admin}` } });
   assert.equal(r.status, 200);
