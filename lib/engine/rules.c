@@ -703,6 +703,15 @@ int es__tenant_rules_save(es_db *db, es_tenant *t) {
   if (atomic_load(&t->rules->replay_lsn) > flushed)
     return ES_OK; /* replayed rows not yet durable: after a flush */
   pthread_mutex_lock(&t->rules->save_mu);
+  /* the series counts persons as es_rule_persons does: without the
+   * writer's map (built only once a trigger needs it), the identity log's */
+  es_identity *own = NULL;
+  if (t->rules->dirty &&
+      (!t->rules->ids || atomic_load(&t->rules->ids_stale)) &&
+      es__identity_load(db, t->name, &own) < 0) {
+    es__error_clear(); /* counted per id, as before the map existed */
+    own = NULL;
+  }
   pthread_mutex_lock(&t->rules_mu);
   int rc = ES_OK, dirty = t->rules->dirty,
       none = t->rules->n == 0 || t->rules->lost; /* lost: removed */
@@ -710,8 +719,11 @@ int es__tenant_rules_save(es_db *db, es_tenant *t) {
   es_tomb *tb = NULL;
   if (dirty && !none) {
     int64_t now = es__clock_now_us();
+    es_identity *m = t->rules->ids && !atomic_load(&t->rules->ids_stale)
+                         ? t->rules->ids
+                         : own;
     for (size_t k = 0; rc == ES_OK && k < t->rules->n; k++)
-      rc = rule_series_note(t->rules->v[k], t->rules->ids, now);
+      rc = rule_series_note(t->rules->v[k], m, now);
     tb = es__tomb_get(db, t); /* pending erase requests: never written */
     if (rc == ES_OK)
       rc = es__rstate_encode(&b, atomic_load(&t->rules->lsn), t->rules,
@@ -737,6 +749,7 @@ int es__tenant_rules_save(es_db *db, es_tenant *t) {
   }
   es__buf_free(&b);
   pthread_mutex_unlock(&t->rules->save_mu);
+  es__identity_free(own);
   return rc;
 }
 
