@@ -111,7 +111,7 @@ struct conn {
   int shadow_copy; /* X-ES-Shadow: a mirrored copy (never forwarded) */
   char *body;
   size_t body_len, body_cap, discarded;
-  size_t charge; /* the parse's, in held_bytes beside body_cap (inv. 6) */
+  size_t charge;     /* the parse's, in held_bytes beside body_cap (inv. 6) */
   int refuse_status; /* answer this once the message is read */
   int64_t begin_us;  /* the request's first byte (es_ingest_request_seconds) */
   char refuse_msg[ING_ERR_SIZE];
@@ -804,8 +804,8 @@ static int parse_admit(conn *c, const tenant *t, int gzip) {
   server *srv = c->h.srv;
   size_t have = c->charge, need = have;
   if (!gzip)
-    need = ing_parse_bytes_max(c->body_len,
-                               ing_events_max(c->body, c->body_len));
+    need =
+        ing_parse_bytes_max(c->body_len, ing_events_max(c->body, c->body_len));
   if (need <= have) {
     charge_set(c, need);
     return 0;
@@ -1118,11 +1118,35 @@ static void admin_rule_done(uv_work_t *w, int status) {
     server_maybe_finish(srv);
 }
 
+/* Answers an admin request whose operation could not be made (status:
+ * its HTTP status, b its body), or queues the operation op on the pool;
+ * frees b either way. */
+static void admin_start(conn *c, int status, admin_op *op, seg_buf *b) {
+  server *srv = c->h.srv;
+  body_release(c);
+  if (status != 0) {
+    c->error = admin_last_error();
+    respond(c, status, "application/json", b->data, b->len, 0);
+    seg_buf_free(b);
+    return;
+  }
+  seg_buf_free(b);
+  op->ud = c;
+  c->admin = op;
+  c->h.state = HC_WAIT;
+  uv_timer_stop(&c->h.timer);
+  if (uv_queue_work(srv->loop, &op->work, admin_op_work, admin_rule_done)) {
+    c->admin = NULL;
+    admin_op_finish(op);
+    respond_error(c, 503, "server saturated; retry later", 0);
+  }
+}
+
 /* GET .../rules, PUT and DELETE .../rules/NAME: on the pool (admin.c,
  * invariant 3). */
 static void serve_admin_rules(conn *c) {
   server *srv = c->h.srv;
-  admin_op *op;
+  admin_op *op = NULL;
   seg_buf b;
   seg_buf_init(&b);
   snprintf(c->tenant, sizeof c->tenant, "%.*s",
@@ -1130,50 +1154,18 @@ static void serve_admin_rules(conn *c) {
            c->path + strlen("/v1/admin/tenants/"));
   int status = admin_op_new(srv, c->method, c->path, strlen(c->path), c->body,
                             c->body_len, &op, &b);
-  body_release(c);
-  if (status != 0) {
-    c->error = admin_last_error();
-    respond(c, status, "application/json", b.data, b.len, 0);
-    seg_buf_free(&b);
-    return;
-  }
-  seg_buf_free(&b);
-  op->ud = c;
-  c->admin = op;
-  c->h.state = HC_WAIT;
-  uv_timer_stop(&c->h.timer);
-  if (uv_queue_work(srv->loop, &op->work, admin_op_work, admin_rule_done)) {
-    c->admin = NULL;
-    admin_op_finish(op);
-    respond_error(c, 503, "server saturated; retry later", 0);
-  }
+  admin_start(c, status, op, &b);
 }
 
 /* GET /v1/admin/cluster and POST /v1/admin/cluster/drain: on the pool
  * (admin.c, invariant 6). */
 static void serve_cluster(conn *c) {
   server *srv = c->h.srv;
-  admin_op *op;
+  admin_op *op = NULL;
   seg_buf b;
   seg_buf_init(&b);
   int status = admin_cluster_new(srv, c->method, &op, &b);
-  body_release(c);
-  if (status != 0) {
-    c->error = admin_last_error();
-    respond(c, status, "application/json", b.data, b.len, 0);
-    seg_buf_free(&b);
-    return;
-  }
-  seg_buf_free(&b);
-  op->ud = c;
-  c->admin = op;
-  c->h.state = HC_WAIT;
-  uv_timer_stop(&c->h.timer);
-  if (uv_queue_work(srv->loop, &op->work, admin_op_work, admin_rule_done)) {
-    c->admin = NULL;
-    admin_op_finish(op);
-    respond_error(c, 503, "server saturated; retry later", 0);
-  }
+  admin_start(c, status, op, &b);
 }
 
 /* POST /v1/privacy/erase, GET /v1/privacy/erase/ID and POST
@@ -1181,29 +1173,14 @@ static void serve_cluster(conn *c) {
  * (admin.c, invariant 5). */
 static void serve_erase(conn *c) {
   server *srv = c->h.srv;
-  admin_op *op;
+  admin_op *op = NULL;
   seg_buf b;
   seg_buf_init(&b);
   int status =
       admin_erase_new(srv, c->method, c->path, c->body, c->body_len, &op, &b);
-  body_release(c);
-  if (status != 0) {
-    c->error = admin_last_error();
-    respond(c, status, "application/json", b.data, b.len, 0);
-    seg_buf_free(&b);
-    return;
-  }
-  seg_buf_free(&b);
-  snprintf(c->tenant, sizeof c->tenant, "%s", op->tenant);
-  op->ud = c;
-  c->admin = op;
-  c->h.state = HC_WAIT;
-  uv_timer_stop(&c->h.timer);
-  if (uv_queue_work(srv->loop, &op->work, admin_op_work, admin_rule_done)) {
-    c->admin = NULL;
-    admin_op_finish(op);
-    respond_error(c, 503, "server saturated; retry later", 0);
-  }
+  if (status == 0)
+    snprintf(c->tenant, sizeof c->tenant, "%s", op->tenant);
+  admin_start(c, status, op, &b);
 }
 
 /* Every endpoint of the service, one row each (docs/INGEST.md).  The
