@@ -1164,18 +1164,14 @@ static int export_parse(int argc, char **argv, export_args *a) {
       a->all = 1;
       continue;
     }
-    size_t n = strcspn(arg, "=");
-    for (size_t k = 0; k < sizeof names / sizeof names[0]; k++)
-      if (strncmp(arg, names[k], n) == 0 && names[k][n] == 0)
-        dst = slots[k] ? slots[k] : &a->tenants[a->ntenants];
-    if (!dst)
-      return usage_error("export", "unknown flag or argument '%s'", arg);
-    if (arg[n] == '=')
-      *dst = arg + n + 1;
-    else if (i + 1 < argc)
-      *dst = argv[++i];
-    else
-      return usage_error("export", "flag %.*s needs a value", (int)n, arg);
+    size_t k;
+    const char *v;
+    int status = esctl_flag_value("export", argc, argv, &i, names,
+                                  sizeof names / sizeof names[0], &k, &v);
+    if (status)
+      return status;
+    dst = slots[k] ? slots[k] : &a->tenants[a->ntenants];
+    *dst = v;
     if (dst == &a->tenants[a->ntenants]) {
       int status = check_tenant("export", *dst);
       if (status)
@@ -1332,19 +1328,13 @@ static int erase_parse(int argc, char **argv, erase_args *a) {
                         : &a->unsuppress) = 1;
       continue;
     }
-    size_t n = strcspn(arg, "=");
-    const char **dst = NULL;
-    for (size_t k = 0; k < sizeof names / sizeof names[0]; k++)
-      if (strncmp(arg, names[k], n) == 0 && names[k][n] == 0)
-        dst = slots[k];
-    if (!dst)
-      return usage_error("erase", "unknown flag or argument '%s'", arg);
-    if (arg[n] == '=')
-      *dst = arg + n + 1;
-    else if (i + 1 < argc)
-      *dst = argv[++i];
-    else
-      return usage_error("erase", "flag %.*s needs a value", (int)n, arg);
+    size_t k;
+    const char *v;
+    int status = esctl_flag_value("erase", argc, argv, &i, names,
+                                  sizeof names / sizeof names[0], &k, &v);
+    if (status)
+      return status;
+    *slots[k] = v;
   }
   if (!a->data)
     return usage_error("erase", "--data is required");

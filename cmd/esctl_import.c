@@ -94,6 +94,25 @@ int migrate_usage(const char *cmd, const char *fmt, ...) {
   return 2;
 }
 
+int esctl_flag_value(const char *cmd, int argc, char **argv, int *i,
+                     const char *const *names, size_t nnames, size_t *k_out,
+                     const char **value_out) {
+  const char *arg = argv[*i];
+  size_t n = strcspn(arg, "=");
+  for (size_t k = 0; k < nnames; k++)
+    if (strncmp(arg, names[k], n) == 0 && names[k][n] == 0) {
+      *k_out = k;
+      if (arg[n] == '=')
+        *value_out = arg + n + 1;
+      else if (*i + 1 < argc)
+        *value_out = argv[++*i];
+      else
+        return migrate_usage(cmd, "flag %.*s needs a value", (int)n, arg);
+      return 0;
+    }
+  return migrate_usage(cmd, "unknown flag or argument '%s'", arg);
+}
+
 int migrate_lib_error(int status) {
   const char *detail = es_errmsg();
   fprintf(stderr, "esctl: %s%s%s\n", es_strerror(status), detail[0] ? ": " : "",
@@ -549,19 +568,13 @@ static int import_parse(int argc, char **argv, import_run *r,
       files[(*nfiles)++] = arg;
       continue;
     }
-    size_t n = strcspn(arg, "=");
-    const char **dst = NULL;
-    for (size_t k = 0; k < sizeof names / sizeof names[0]; k++)
-      if (strncmp(arg, names[k], n) == 0 && names[k][n] == 0)
-        dst = slots[k];
-    if (!dst)
-      return migrate_usage("import", "unknown flag '%s'", arg);
-    if (arg[n] == '=')
-      *dst = arg + n + 1;
-    else if (i + 1 < argc)
-      *dst = argv[++i];
-    else
-      return migrate_usage("import", "flag %.*s needs a value", (int)n, arg);
+    size_t k;
+    const char *v;
+    int status = esctl_flag_value("import", argc, argv, &i, names,
+                                  sizeof names / sizeof names[0], &k, &v);
+    if (status)
+      return status;
+    *slots[k] = v;
   }
   if (!r->tenant)
     return migrate_usage("import", "--tenant is required");

@@ -414,19 +414,13 @@ static int reconcile_parse(int argc, char **argv, rc_run *r) {
       fputs(reconcile_usage, stdout);
       return 0;
     }
-    size_t n = strcspn(arg, "=");
-    const char **dst = NULL;
-    for (size_t k = 0; k < sizeof names / sizeof names[0]; k++)
-      if (strncmp(arg, names[k], n) == 0 && names[k][n] == 0)
-        dst = slots[k];
-    if (!dst)
-      return migrate_usage("reconcile", "unknown flag or argument '%s'", arg);
-    if (arg[n] == '=')
-      *dst = arg + n + 1;
-    else if (i + 1 < argc)
-      *dst = argv[++i];
-    else
-      return migrate_usage("reconcile", "flag %.*s needs a value", (int)n, arg);
+    size_t k;
+    const char *v;
+    int status = esctl_flag_value("reconcile", argc, argv, &i, names,
+                                  sizeof names / sizeof names[0], &k, &v);
+    if (status)
+      return status;
+    *slots[k] = v;
   }
   if (!r->data || !r->legacy_path)
     return migrate_usage("reconcile", "--data and --legacy are required");
