@@ -1068,6 +1068,27 @@ static int cmp_strp(const void *a, const void *b) {
   return strcmp(*(const char *const *)a, *(const char *const *)b);
 }
 
+/* The head of a members answer: {"rule":NAME,"at":TIME,"<list>":[ */
+static int rule_answer_head(es_buf *b, const es_rule *r, int64_t at,
+                            const char *list) {
+  char when[ES_TIME_TEXT_SIZE];
+  es__time_format(at, 0, when, sizeof(when));
+  int rc = es__buf_put(b, "{\"rule\":", 8);
+  if (rc == ES_OK)
+    rc = es__json_put_str(b, r->name);
+  if (rc == ES_OK)
+    rc = es__buf_put(b, ",\"at\":", 6);
+  if (rc == ES_OK)
+    rc = es__json_put_str(b, when);
+  if (rc == ES_OK)
+    rc = es__buf_put(b, ",\"", 2);
+  if (rc == ES_OK)
+    rc = es__buf_put(b, list, strlen(list));
+  if (rc == ES_OK)
+    rc = es__buf_put(b, "\":[", 3);
+  return rc;
+}
+
 int es_rule_members(es_db *db, const char *tenant, const char *name,
                     int64_t at_us, char **json_out) {
   es__error_clear();
@@ -1095,17 +1116,7 @@ int es_rule_members(es_db *db, const char *tenant, const char *name,
   es__tomb_unref(tb);
   if (rc == ES_OK) {
     qsort(ids, n, sizeof(char *), cmp_strp);
-    char when[ES_TIME_TEXT_SIZE];
-    es__time_format(at, 0, when, sizeof(when));
-    rc = es__buf_put(&b, "{\"rule\":", 8);
-    if (rc == ES_OK)
-      rc = es__json_put_str(&b, r->name);
-    if (rc == ES_OK)
-      rc = es__buf_put(&b, ",\"at\":", 6);
-    if (rc == ES_OK)
-      rc = es__json_put_str(&b, when);
-    if (rc == ES_OK)
-      rc = es__buf_put(&b, ",\"members\":[", 12);
+    rc = rule_answer_head(&b, r, at, "members");
   }
   for (size_t i = 0; rc == ES_OK && i < n; i++) {
     if (i > 0)
@@ -1291,17 +1302,7 @@ int es_rule_persons(es_db *db, const char *tenant, const char *name,
   int64_t at = rules_at(at_us);
   es_buf b = {0};
   if (rc == ES_OK) {
-    char when[ES_TIME_TEXT_SIZE];
-    es__time_format(at, 0, when, sizeof(when));
-    rc = es__buf_put(&b, "{\"rule\":", 8);
-    if (rc == ES_OK)
-      rc = es__json_put_str(&b, r->name);
-    if (rc == ES_OK)
-      rc = es__buf_put(&b, ",\"at\":", 6);
-    if (rc == ES_OK)
-      rc = es__json_put_str(&b, when);
-    if (rc == ES_OK)
-      rc = es__buf_put(&b, ",\"persons\":[", 12);
+    rc = rule_answer_head(&b, r, at, "persons");
     if (rc == ES_OK)
       rc = persons_put(&b, r, map, at);
   }
