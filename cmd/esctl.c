@@ -1164,8 +1164,8 @@ static int export_parse(int argc, char **argv, export_args *a) {
       a->all = 1;
       continue;
     }
-    size_t k;
-    const char *v;
+    size_t k = 0;
+    const char *v = NULL;
     int status = esctl_flag_value("export", argc, argv, &i, names,
                                   sizeof names / sizeof names[0], &k, &v);
     if (status)
@@ -1328,8 +1328,8 @@ static int erase_parse(int argc, char **argv, erase_args *a) {
                         : &a->unsuppress) = 1;
       continue;
     }
-    size_t k;
-    const char *v;
+    size_t k = 0;
+    const char *v = NULL;
     int status = esctl_flag_value("erase", argc, argv, &i, names,
                                   sizeof names / sizeof names[0], &k, &v);
     if (status)

@@ -568,8 +568,8 @@ static int import_parse(int argc, char **argv, import_run *r,
       files[(*nfiles)++] = arg;
       continue;
     }
-    size_t k;
-    const char *v;
+    size_t k = 0;
+    const char *v = NULL;
     int status = esctl_flag_value("import", argc, argv, &i, names,
                                   sizeof names / sizeof names[0], &k, &v);
     if (status)

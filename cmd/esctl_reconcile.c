@@ -414,8 +414,8 @@ static int reconcile_parse(int argc, char **argv, rc_run *r) {
       fputs(reconcile_usage, stdout);
       return 0;
     }
-    size_t k;
-    const char *v;
+    size_t k = 0;
+    const char *v = NULL;
     int status = esctl_flag_value("reconcile", argc, argv, &i, names,
                                   sizeof names / sizeof names[0], &k, &v);
     if (status)
