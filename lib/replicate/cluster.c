@@ -46,7 +46,10 @@
  *     published since, and none admitted anything (invariant 5); else it
  *     is stale.
  *  4. Lease I/O on one tenant is made by one thread at a time (io_mu);
- *     the cluster mutex is never held across I/O.
+ *     the cluster mutex is never held across I/O.  A tenant's takeover or
+ *     hand-over runs on one worker at a time (busy); different tenants'
+ *     run at once on CL_WORKERS threads, sharing the chunks they read
+ *     (restore.c, 6).
  *  5. A manifest this node writes names it as the node whose LSNs its
  *     flushed_lsn counts (store/manifest.h, 4), and its WAL chunks are
  *     wal/<node>/... (walship.c, 7).  So every event a holder
@@ -97,6 +100,14 @@ static const char *const cl_state_name[] = {"new",       "taking",   "held",
                                             "lost",      "stale",    "failed"};
 
 #define RETRY_US INT64_C(300000) /* a refused or failed take, again */
+/* Takeovers and hand-overs run at once, one per worker thread: after a
+ * node's death each of its tenants waits for its own takeover only. */
+#define CL_WORKERS 4
+/* Chunks kept for takeovers of the same dead node's shard (restore.c, 6). */
+#define CL_CHUNK_CACHE_BYTES ((size_t)64 << 20)
+/* Replayed events per es_append (one WAL record, one chunk PUT). */
+#define CL_REPLAY_BATCH_EVENTS 10000
+#define CL_REPLAY_BATCH_BYTES ((size_t)8 << 20)
 #define UPLOAD_POLL_US INT64_C(20000)
 
 /* The records to replay: per record u32 events, u32 bytes, then its rows,
@@ -111,14 +122,16 @@ typedef struct cl_tenant {
   pthread_mutex_t io_mu; /* invariant 4 */
   /* guarded by es_cluster.mu */
   int state;
-  int queued;            /* a take or a hand-over waits for the worker */
+  int queued;            /* a take or a hand-over waits for a worker */
   int handoff;           /* the queued job is a hand-over */
+  int busy;              /* a worker runs its job (invariant 4) */
   es_lease lease;        /* held, or last seen */
   int64_t valid_mono_us; /* lease.c, 3 */
   int64_t retry_mono_us;
   int64_t took_us;
   uint64_t restored_rows;
   uint64_t replayed_events;
+  int64_t lease_us, restore_us, replay_us; /* the last takeover's steps */
   /* a takeover under way, the worker's own (invariant 6) */
   atomic_int resume;  /* it failed under the lease: go on under it */
   int restored;       /* the replica's copy is in the tenant directory */
@@ -139,8 +152,9 @@ struct es_cluster {
   pthread_cond_t cv;  /* wakes the worker */
   pthread_cond_t rcv; /* wakes the renewer (stop) */
   cl_tenant *ts;
-  pthread_t worker, renewer;
-  int started, stop;
+  es_chunk_cache *cache; /* restore.c, 6 */
+  pthread_t workers[CL_WORKERS], renewer;
+  int nworkers, started, stop;
 };
 
 void es_cluster_config_init_sized(es_cluster_config *cfg, size_t struct_size) {
@@ -173,6 +187,11 @@ int es_cluster_new(es_replica *replica, const es_cluster_config *cfg_in,
   es_cluster *c = es__calloc(1, sizeof(*c));
   if (!c)
     return ES_NOMEM_BKPT();
+  int rc = es__chunk_cache_new(CL_CHUNK_CACHE_BYTES, &c->cache);
+  if (rc < 0) {
+    es__free(c);
+    return rc;
+  }
   c->replica = replica;
   c->os = replica->os;
   c->clk = clk;
@@ -185,6 +204,7 @@ int es_cluster_new(es_replica *replica, const es_cluster_config *cfg_in,
     pthread_mutex_destroy(&c->mu);
     pthread_cond_destroy(&c->cv);
     pthread_cond_destroy(&c->rcv);
+    es__chunk_cache_free(c->cache);
     es__free(c);
     return ES_ERR(ES_EBUSY, "this replica has a cluster node already");
   }
@@ -193,6 +213,11 @@ int es_cluster_new(es_replica *replica, const es_cluster_config *cfg_in,
 }
 
 const char *es__cluster_node(const es_cluster *c) { return c->node; }
+
+void es__cluster_chunk_counts(es_cluster *c, uint64_t *gets_out,
+                              uint64_t *hits_out) {
+  es__chunk_cache_counts(c->cache, gets_out, hits_out);
+}
 
 /* The tenant named name (caller holds mu), created when missing; NULL
  * when out of memory. */
@@ -427,44 +452,50 @@ static int cl_replay_read(es_cluster *c, const char *tenant, cl_replay *r) {
   ES_TRY(es__path_join(tdir, sizeof(tdir), c->db->tenants_dir, tenant));
   es_manifest m;
   ES_TRY(es__manifest_read(c->db->vfs, tdir, &m));
-  int rc = es__restore_wal_tenant(c->replica, m.lsn_node,
+  int rc = es__restore_wal_tenant(c->replica, c->cache, m.lsn_node,
                                   es__tenant_shard(c->db, tenant), tenant,
                                   m.flushed_lsn, cl_replay_keep, r, &r->chunks);
   es__manifest_free(&m);
   return rc;
 }
 
-/* Appends the records read into the running store under tenant, one
- * es_append per record (a record was one batch); in tier s3 each returns
- * once its copy is in this node's chunks.  messageId dedupes an event
- * present twice (an SDK's retry the old holder stored once already). */
+/* Appends the records read into the running store under tenant, in
+ * batches of up to CL_REPLAY_BATCH_EVENTS events (each batch one WAL
+ * record, in tier s3 one wait for this node's chunk PUT, not one per
+ * record read).  messageId dedupes an event present twice (an SDK's retry
+ * the old holder stored once already; a duplicate inside one batch is
+ * stored once too: dedupe.c, 1). */
 static int cl_replay_append(es_cluster *c, const char *tenant,
                             const cl_replay *r) {
-  es_event *evs = NULL;
-  size_t cap = 0;
+  size_t cap = r->events < CL_REPLAY_BATCH_EVENTS ? (size_t)r->events
+                                                  : CL_REPLAY_BATCH_EVENTS;
+  if (cap == 0)
+    return ES_OK;
+  es_event *evs = es__calloc(cap, sizeof(*evs));
+  if (!evs)
+    return ES_NOMEM_BKPT();
   int rc = ES_OK;
+  size_t n = 0, bytes = 0;
   for (size_t off = 0; rc == ES_OK && off < r->recs.len;) {
-    uint32_t n = es__get_le32(r->recs.data + off);
+    uint32_t count = es__get_le32(r->recs.data + off);
     uint32_t len = es__get_le32(r->recs.data + off + 4);
     const uint8_t *p = r->recs.data + off + 8;
     off += 8 + (size_t)len;
-    if (n > cap) {
-      es__free(evs);
-      cap = n;
-      if (!(evs = es__calloc(cap, sizeof(*evs)))) {
-        rc = ES_NOMEM_BKPT();
-        break;
-      }
-    }
     size_t at = 0;
-    for (uint32_t i = 0; rc == ES_OK && i < n; i++) {
+    for (uint32_t i = 0; rc == ES_OK && i < count; i++) {
+      if (n == cap || bytes >= CL_REPLAY_BATCH_BYTES) {
+        rc = es_append(c->db, tenant, evs, n, NULL);
+        n = bytes = 0;
+      }
       size_t used = 0;
-      rc = es__event_decode(p + at, len - at, &evs[i], &used);
+      if (rc == ES_OK)
+        rc = es__event_decode(p + at, len - at, &evs[n++], &used);
       at += used;
+      bytes += used;
     }
-    if (rc == ES_OK && n > 0)
-      rc = es_append(c->db, tenant, evs, n, NULL);
   }
+  if (rc == ES_OK && n > 0)
+    rc = es_append(c->db, tenant, evs, n, NULL);
   es__free(evs);
   return rc;
 }
@@ -508,13 +539,20 @@ static void cl_take_reset(cl_tenant *t) {
   t->resume = t->restored = t->rp_ready = 0;
 }
 
+/* A new takeover's step times start at zero; a resumed one adds to them. */
+static void cl_take_clock_reset(cl_tenant *t) {
+  t->lease_us = t->restore_us = t->replay_us = 0;
+}
+
 /* Restores and claims a tenant the store does not know (see the essay),
  * going on from where a failed attempt under the same lease stopped. */
 static int cl_take_claim(es_cluster *c, cl_tenant *t, uint64_t lgen,
                          uint64_t *rows_out) {
   int rc = ES_OK;
   if (!t->restored) {
+    int64_t t0 = es__clock_mono_us();
     rc = es__restore_tenant_live(c->replica, c->db->vfs, c->db->dir, t->name);
+    t->restore_us += es__clock_mono_us() - t0;
     if (rc == ES_ENOTFOUND) { /* a new tenant: nothing in the replica */
       es__error_clear();
       rc = ES_OK;
@@ -523,7 +561,9 @@ static int cl_take_claim(es_cluster *c, cl_tenant *t, uint64_t lgen,
     t->restored = rc == ES_OK;
   }
   if (rc == ES_OK && !t->rp_ready) {
+    int64_t t0 = es__clock_mono_us();
     rc = cl_replay_read(c, t->name, &t->rp);
+    t->replay_us += es__clock_mono_us() - t0;
     if (rc < 0) {
       es__buf_free(&t->rp.recs);
       memset(&t->rp, 0, sizeof(t->rp));
@@ -550,8 +590,10 @@ static int cl_take_new(es_cluster *c, cl_tenant *t, uint64_t lgen,
   es_tenant *et = NULL;
   if (rc == ES_OK)
     rc = es__tenant_get(c->db, t->name, 1, &et);
+  int64_t t0 = es__clock_mono_us();
   if (rc == ES_OK) /* again after a failure: messageIds dedupe */
     rc = cl_replay_append(c, t->name, &t->rp);
+  t->replay_us += es__clock_mono_us() - t0;
   if (rc == ES_OK)
     rc = cl_publish_claim(c, t, t->claim_man, t->claim_len,
                           lgen << ES_LEASE_GEN_SHIFT);
@@ -590,8 +632,10 @@ static void cl_take(es_cluster *c, cl_tenant *t) {
     cl_set(c, t, CL_STALE, RETRY_US);
     return;
   }
-  if (!resume)
+  if (!resume) {
     cl_take_reset(t);
+    cl_take_clock_reset(t);
+  }
   pthread_mutex_lock(&t->io_mu);
   int64_t sent = es__clock_mono_us();
   int rc = resume ? ES_OK
@@ -616,6 +660,7 @@ static void cl_take(es_cluster *c, cl_tenant *t) {
   if (!resume) {
     t->lease = l;
     t->valid_mono_us = cl_deadline(c, sent);
+    t->lease_us = es__clock_mono_us() - t0;
   }
   pthread_mutex_unlock(&c->mu);
   pthread_mutex_unlock(&t->io_mu);
@@ -677,8 +722,10 @@ static void cl_take(es_cluster *c, cl_tenant *t) {
   pthread_mutex_unlock(&c->mu);
   es__db_log(c->db, 2,
              "tenant %s: taken over (lease generation %" PRIu64 ", %" PRIu64
-             " rows restored, %" PRIu64 " events replayed) in %" PRId64 " ms",
-             t->name, l.gen, rows, replayed, t->took_us / 1000);
+             " rows restored, %" PRIu64 " events replayed) in %" PRId64
+             " ms (lease %" PRId64 ", restore %" PRId64 ", replay %" PRId64 ")",
+             t->name, l.gen, rows, replayed, t->took_us / 1000,
+             t->lease_us / 1000, t->restore_us / 1000, t->replay_us / 1000);
 }
 
 /* --- handing over --------------------------------------------------------- */
@@ -765,18 +812,21 @@ int es_cluster_release(es_cluster *c, const char *tenant, int64_t timeout_us) {
 
 /* --- threads -------------------------------------------------------------- */
 
+/* One of CL_WORKERS threads: runs the queued jobs, one tenant's at a
+ * time (busy), so several tenants are taken over at once. */
 static void *cl_worker(void *arg) {
   es_cluster *c = arg;
   pthread_mutex_lock(&c->mu);
   while (!c->stop) {
     cl_tenant *t = c->ts;
-    while (t && !t->queued)
+    while (t && (!t->queued || t->busy))
       t = t->next;
     if (!t) {
       pthread_cond_wait(&c->cv, &c->mu);
       continue;
     }
     t->queued = 0;
+    t->busy = 1;
     int handoff = t->handoff;
     t->handoff = 0;
     pthread_mutex_unlock(&c->mu);
@@ -787,6 +837,9 @@ static void *cl_worker(void *arg) {
       cl_take(c, t);
     }
     pthread_mutex_lock(&c->mu);
+    t->busy = 0;
+    if (t->queued) /* queued again meanwhile: another worker may take it */
+      pthread_cond_broadcast(&c->cv);
   }
   pthread_mutex_unlock(&c->mu);
   return NULL;
@@ -858,14 +911,19 @@ int es_cluster_start(es_cluster *c, es_db *db) {
   if (c->started)
     return ES_INVAL_BKPT("es_cluster_start: started already");
   c->db = db;
-  if (pthread_create(&c->worker, NULL, cl_worker, c) != 0)
-    return ES_NOMEM_BKPT();
-  if (pthread_create(&c->renewer, NULL, cl_renewer, c) != 0) {
+  c->nworkers = 0;
+  while (c->nworkers < CL_WORKERS &&
+         pthread_create(&c->workers[c->nworkers], NULL, cl_worker, c) == 0)
+    c->nworkers++;
+  if (c->nworkers == 0 ||
+      pthread_create(&c->renewer, NULL, cl_renewer, c) != 0) {
     pthread_mutex_lock(&c->mu);
     c->stop = 1;
     pthread_cond_broadcast(&c->cv);
     pthread_mutex_unlock(&c->mu);
-    pthread_join(c->worker, NULL);
+    for (int i = 0; i < c->nworkers; i++)
+      pthread_join(c->workers[i], NULL);
+    c->stop = 0;
     return ES_NOMEM_BKPT();
   }
   c->started = 1;
@@ -937,6 +995,10 @@ int es_cluster_status(es_cluster *c,
     ct.lease_gen = t->lease.gen;
     ct.took_us = t->took_us;
     ct.restored_rows = t->restored_rows;
+    ct.lease_us = t->lease_us;
+    ct.restore_us = t->restore_us;
+    ct.replay_us = t->replay_us;
+    ct.replayed_events = t->replayed_events;
     pthread_mutex_unlock(&c->mu);
     int rc = fn(ud, &ct);
     if (rc)
@@ -953,7 +1015,8 @@ void es_cluster_stop(es_cluster *c) {
   pthread_cond_broadcast(&c->cv);
   pthread_cond_broadcast(&c->rcv);
   pthread_mutex_unlock(&c->mu);
-  pthread_join(c->worker, NULL);
+  for (int i = 0; i < c->nworkers; i++)
+    pthread_join(c->workers[i], NULL);
   pthread_join(c->renewer, NULL);
   c->started = 0;
 }
@@ -974,6 +1037,7 @@ void es_cluster_free(es_cluster *c) {
   pthread_mutex_destroy(&c->mu);
   pthread_cond_destroy(&c->cv);
   pthread_cond_destroy(&c->rcv);
+  es__chunk_cache_free(c->cache);
   es__free(c);
 }
 

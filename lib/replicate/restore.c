@@ -40,11 +40,25 @@
  *     manifest restored: the old holder, fenced, publishes nothing more,
  *     and deletes only chunks whose records that manifest holds
  *     (walship.c, 3 and 7).
+ *  6. Reading is fast without changing what is handed over: the shard is
+ *     listed once, only chunks whose last LSN is above the LSN asked for
+ *     are read, up to ES_REPLAY_GETS_INFLIGHT of them at once and at most
+ *     RS_AHEAD ahead of the one being scanned, and they are scanned in LSN
+ *     order as in 5 whatever order their reads end in.  Through a shared
+ *     es_chunk_cache, concurrent takeovers of tenants of one shard read a
+ *     chunk once (a key names one content for ever: walship.c, 2 and 7);
+ *     every takeover still lists for itself, after its lease and manifest
+ *     (5), so the cache never decides which chunks a takeover sees.  A
+ *     failed read fails the walk with the object's key and the reader's
+ *     detail; a cached entry is made only by a read that succeeded.
  */
+#include <assert.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/clock.h"
 #include "base/event.h"
 #include "base/io.h"
 #include "base/mem.h"
@@ -66,8 +80,11 @@ typedef struct rs_chunk {
   char key[160]; /* wal/<node, 64>/<shard>/<33> fits */
   uint32_t shard;
   uint64_t first, last;
-  uint8_t *buf; /* owned, after download */
+  uint8_t *buf; /* after download: owned, or borrowed from pin */
   size_t len;
+  struct rs_cached *pin; /* the shared cache's entry (invariant 6) */
+  int fetched, rc;       /* a parallel read's outcome (invariant 6) */
+  char why[256];         /* and its detail */
 } rs_chunk;
 
 typedef struct rs_ctx {
@@ -565,8 +582,13 @@ static int restore_run(es_replica *replica, es_vfs *vfs, const char *data_dir,
     if (rc < 0 && rc != ES_ENOMEM)
       rc = rs_err(rc, "wal/ (listing)");
   }
-  if (rc == ES_OK) {
-    rc = c.os->list(c.os, "tenants/", rs_list_one, &c);
+  /* named tenants: only their own keys, not every tenant's */
+  for (size_t i = 0; rc == ES_OK && i < (ntenants ? ntenants : 1); i++) {
+    char prefix[ES_OBJ_KEY_MAX + 1] = "tenants/";
+    if (ntenants)
+      rc = es__replica_key(prefix, sizeof(prefix), tenants[i], "");
+    if (rc == ES_OK)
+      rc = c.os->list(c.os, prefix, rs_list_one, &c);
     if (rc < 0 && rc != ES_ENOMEM)
       rc = rs_err(rc, "tenants/ (listing)");
   }
@@ -655,8 +677,252 @@ static int rs_tw_rec(void *ud, uint64_t lsn, const es_wal_rec *rec,
   return w->fn(w->ud, lsn, rec);
 }
 
-int es__restore_wal_tenant(es_replica *replica, const char *node,
-                           uint32_t shard, const char *tenant,
+/* ---- reading chunks in parallel, through a shared cache (invariant 6) -- */
+
+typedef struct rs_cached {
+  char key[160];
+  uint8_t *buf; /* owned */
+  size_t len;
+  int ready; /* 0: a GET is under way */
+  int refs;
+  int64_t used_mono_us;
+  struct rs_cached *next;
+} rs_cached;
+
+struct es_chunk_cache {
+  pthread_mutex_t mu;
+  pthread_cond_t cv; /* a GET under way ended */
+  rs_cached *head;
+  size_t bytes, bytes_max;
+  uint64_t gets, hits;
+};
+
+#define RS_CACHE_AGE_US INT64_C(60000000)
+
+int es__chunk_cache_new(size_t bytes_max, es_chunk_cache **out) {
+  es_chunk_cache *cc = es__calloc(1, sizeof(*cc));
+  if (!cc)
+    return ES_NOMEM_BKPT();
+  pthread_mutex_init(&cc->mu, NULL);
+  pthread_cond_init(&cc->cv, NULL);
+  cc->bytes_max = bytes_max;
+  *out = cc;
+  return ES_OK;
+}
+
+void es__chunk_cache_free(es_chunk_cache *cc) {
+  if (!cc)
+    return;
+  while (cc->head) {
+    rs_cached *n = cc->head->next;
+    assert(cc->head->refs == 0);
+    es__free(cc->head->buf);
+    es__free(cc->head);
+    cc->head = n;
+  }
+  pthread_mutex_destroy(&cc->mu);
+  pthread_cond_destroy(&cc->cv);
+  es__free(cc);
+}
+
+void es__chunk_cache_counts(es_chunk_cache *cc, uint64_t *gets_out,
+                            uint64_t *hits_out) {
+  pthread_mutex_lock(&cc->mu);
+  *gets_out = cc->gets;
+  *hits_out = cc->hits;
+  pthread_mutex_unlock(&cc->mu);
+}
+
+/* Drops unpinned entries unused for RS_CACHE_AGE_US, then the least
+ * recently used ones while over the budget (caller holds mu). */
+static void rs_cache_trim(es_chunk_cache *cc) {
+  int64_t now = es__clock_mono_us();
+  for (;;) {
+    rs_cached **victim = NULL;
+    for (rs_cached **pp = &cc->head; *pp; pp = &(*pp)->next) {
+      rs_cached *e = *pp;
+      if (!e->ready || e->refs > 0)
+        continue;
+      if (now - e->used_mono_us > RS_CACHE_AGE_US) {
+        victim = pp;
+        break;
+      }
+      if (cc->bytes > cc->bytes_max &&
+          (!victim || e->used_mono_us < (*victim)->used_mono_us))
+        victim = pp;
+    }
+    if (!victim)
+      return;
+    rs_cached *e = *victim;
+    *victim = e->next;
+    cc->bytes -= e->len;
+    es__free(e->buf);
+    es__free(e);
+  }
+}
+
+/* Reads chunk ch whole into ch->buf: through the cache when there is one
+ * (then ch->pin holds the shared entry and ch->buf is borrowed from it),
+ * else a GET of its own (ch->buf owned). */
+static int rs_chunk_get(es_objstore *os, es_chunk_cache *cc, rs_chunk *ch) {
+  if (!cc) {
+    int rc = os->get(os, ch->key, 0, ES_OBJ_TO_END, &ch->buf, &ch->len, NULL);
+    return rc == ES_ENOTFOUND
+               ? ES_ERR(ES_ENOTFOUND, "object %s is missing (listed)", ch->key)
+               : rc;
+  }
+  pthread_mutex_lock(&cc->mu);
+  for (;;) {
+    rs_cached *e = cc->head;
+    while (e && strcmp(e->key, ch->key) != 0)
+      e = e->next;
+    if (e && !e->ready) { /* another takeover reads it: wait for it */
+      pthread_cond_wait(&cc->cv, &cc->mu);
+      continue;
+    }
+    if (e) {
+      e->refs++;
+      e->used_mono_us = es__clock_mono_us();
+      cc->hits++;
+      ch->pin = e;
+      ch->buf = e->buf;
+      ch->len = e->len;
+      pthread_mutex_unlock(&cc->mu);
+      return ES_OK;
+    }
+    break;
+  }
+  rs_cached *e = es__calloc(1, sizeof(*e));
+  if (!e) {
+    pthread_mutex_unlock(&cc->mu);
+    return ES_NOMEM_BKPT();
+  }
+  snprintf(e->key, sizeof(e->key), "%s", ch->key);
+  e->refs = 1;
+  e->next = cc->head;
+  cc->head = e;
+  cc->gets++;
+  pthread_mutex_unlock(&cc->mu);
+  uint8_t *buf = NULL;
+  size_t len = 0;
+  int rc = os->get(os, ch->key, 0, ES_OBJ_TO_END, &buf, &len, NULL);
+  if (rc == ES_ENOTFOUND)
+    rc = ES_ERR(ES_ENOTFOUND, "object %s is missing (listed)", ch->key);
+  pthread_mutex_lock(&cc->mu);
+  if (rc == ES_OK) {
+    e->buf = buf;
+    e->len = len;
+    e->ready = 1;
+    e->used_mono_us = es__clock_mono_us();
+    cc->bytes += len;
+    ch->pin = e;
+    ch->buf = buf;
+    ch->len = len;
+  } else { /* a waiter then reads it itself */
+    for (rs_cached **pp = &cc->head; *pp; pp = &(*pp)->next)
+      if (*pp == e) {
+        *pp = e->next;
+        break;
+      }
+    es__free(e);
+  }
+  pthread_cond_broadcast(&cc->cv);
+  pthread_mutex_unlock(&cc->mu);
+  return rc;
+}
+
+/* Gives back what rs_chunk_get read. */
+static void rs_chunk_put(es_chunk_cache *cc, rs_chunk *ch) {
+  if (ch->pin) {
+    pthread_mutex_lock(&cc->mu);
+    ch->pin->refs--;
+    rs_cache_trim(cc);
+    pthread_mutex_unlock(&cc->mu);
+  } else {
+    es__free(ch->buf);
+  }
+  ch->pin = NULL;
+  ch->buf = NULL;
+  ch->len = 0;
+}
+
+/* The chunks of one walk, read by up to ES_REPLAY_GETS_INFLIGHT threads
+ * at most RS_AHEAD chunks ahead of the one being scanned (so memory stays
+ * bounded), handed over in order. */
+#define RS_AHEAD 32
+
+typedef struct rs_fetch {
+  es_objstore *os;
+  es_chunk_cache *cc;
+  rs_chunk *ch;
+  size_t n;
+  pthread_mutex_t mu;
+  pthread_cond_t cv;
+  size_t next; /* the next chunk to read */
+  size_t done; /* chunks [0, done) scanned */
+  int stop;
+} rs_fetch;
+
+/* Reads chunk i (any thread), recording the outcome and its detail. */
+static void rs_fetch_one(rs_fetch *f, size_t i) {
+  rs_chunk *ch = &f->ch[i];
+  int rc = rs_chunk_get(f->os, f->cc, ch);
+  pthread_mutex_lock(&f->mu);
+  ch->rc = rc;
+  if (rc < 0)
+    snprintf(ch->why, sizeof(ch->why), "%s", es_errdetail());
+  ch->fetched = 1;
+  pthread_cond_broadcast(&f->cv);
+  pthread_mutex_unlock(&f->mu);
+  es__error_clear();
+}
+
+static void *rs_fetch_main(void *arg) {
+  rs_fetch *f = arg;
+  pthread_mutex_lock(&f->mu);
+  while (!f->stop && f->next < f->n) {
+    if (f->next >= f->done + RS_AHEAD) {
+      pthread_cond_wait(&f->cv, &f->mu);
+      continue;
+    }
+    size_t i = f->next++;
+    pthread_mutex_unlock(&f->mu);
+    rs_fetch_one(f, i);
+    pthread_mutex_lock(&f->mu);
+  }
+  pthread_mutex_unlock(&f->mu);
+  return NULL;
+}
+
+/* Waits for chunk i (reading it on this thread when no reader took it
+ * yet): its status, with the reader's detail. */
+static int rs_fetch_wait(rs_fetch *f, size_t i) {
+  pthread_mutex_lock(&f->mu);
+  int mine = f->next == i;
+  if (mine)
+    f->next++;
+  while (!mine && !f->ch[i].fetched)
+    pthread_cond_wait(&f->cv, &f->mu);
+  pthread_mutex_unlock(&f->mu);
+  if (mine)
+    rs_fetch_one(f, i);
+  rs_chunk *ch = &f->ch[i];
+  if (ch->rc < 0)
+    return ES_ERR(ch->rc, "object %s: %s", ch->key, ch->why);
+  return ES_OK;
+}
+
+/* Chunk i is scanned: its reader may go on. */
+static void rs_fetch_done(rs_fetch *f, size_t i) {
+  rs_chunk_put(f->cc, &f->ch[i]);
+  pthread_mutex_lock(&f->mu);
+  f->done = i + 1;
+  pthread_cond_broadcast(&f->cv);
+  pthread_mutex_unlock(&f->mu);
+}
+
+int es__restore_wal_tenant(es_replica *replica, es_chunk_cache *cache,
+                           const char *node, uint32_t shard, const char *tenant,
                            uint64_t above_lsn, es_restore_rec_fn fn, void *ud,
                            uint64_t *chunks_out) {
   rs_ctx c = {.os = replica->os};
@@ -669,29 +935,56 @@ int es__restore_wal_tenant(es_replica *replica, const char *node,
     rc = rs_err(rc, prefix);
   if (rc == ES_OK && c.nchunks > 1)
     qsort(c.chunks, c.nchunks, sizeof(rs_chunk), rs_chunk_cmp);
+  /* only the chunks that reach above above_lsn: the others hold nothing
+   * wanted and are not even read */
+  size_t keep = 0;
+  for (size_t i = 0; i < c.nchunks; i++)
+    if (c.chunks[i].last > above_lsn)
+      c.chunks[keep++] = c.chunks[i];
+  c.nchunks = keep;
+  rs_fetch f = {.os = c.os, .cc = cache, .ch = c.chunks, .n = c.nchunks};
+  pthread_mutex_init(&f.mu, NULL);
+  pthread_cond_init(&f.cv, NULL);
+  pthread_t th[ES_REPLAY_GETS_INFLIGHT];
+  size_t nth = 0;
+  /* the scanning thread reads too: one reader fewer */
+  while (rc == ES_OK && nth + 1 < ES_REPLAY_GETS_INFLIGHT &&
+         nth + 1 < c.nchunks &&
+         pthread_create(&th[nth], NULL, rs_fetch_main, &f) == 0)
+    nth++;
   uint64_t prev = above_lsn; /* every LSN at or below: handed over, or not
                                 wanted */
   for (size_t i = 0; rc == ES_OK && i < c.nchunks; i++) {
     rs_chunk *ch = &c.chunks[i];
-    if (ch->last <= prev)
-      continue; /* nothing wanted in it: not even fetched */
-    rc = rs_get(&c, ch->key, "listed", &ch->buf, &ch->len);
+    rc = rs_fetch_wait(&f, i);
     rs_tenant_walk w = {ch, tenant, prev, fn, ud, 0};
     es_wal_scan scan;
-    if (rc == ES_OK)
+    if (rc == ES_OK && ch->last > prev)
       rc = es__wal_read_buf(ch->key, ch->buf, ch->len, 0, rs_tw_frame,
                             rs_tw_rec, &w, &scan);
+    else if (rc == ES_OK)
+      scan.frames = 1; /* overlapped by the chunks before it */
     if (rc < 0 && rc != ES_ECORRUPT && rc != ES_ENOMEM)
       rc = rs_err(rc, ch->key);
     if (rc == ES_OK && scan.frames == 0)
       rc = ES_CORRUPT_BKPT("object %s holds no frame", ch->key);
     if (rc == ES_OK && w.last > prev)
       prev = w.last;
-    es__free(ch->buf);
-    ch->buf = NULL;
+    rs_fetch_done(&f, i);
     if (rc == ES_OK)
       (*chunks_out)++;
   }
+  pthread_mutex_lock(&f.mu);
+  f.stop = 1;
+  pthread_cond_broadcast(&f.cv);
+  pthread_mutex_unlock(&f.mu);
+  for (size_t i = 0; i < nth; i++)
+    pthread_join(th[i], NULL);
+  for (size_t i = 0; i < c.nchunks; i++) /* read ahead, not scanned */
+    if (c.chunks[i].buf)
+      rs_chunk_put(cache, &c.chunks[i]);
+  pthread_mutex_destroy(&f.mu);
+  pthread_cond_destroy(&f.cv);
   es__free(c.chunks);
   return rc;
 }

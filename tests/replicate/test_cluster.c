@@ -29,7 +29,13 @@
  *    chunks; C takes over from B: every event exactly once on each.
  *  - takeover_replay_fault_loop: the same death and takeover with the
  *    k-th request failing (each kind) for every k up to the takeover's
- *    request count: every acknowledged event exactly once.
+ *    request count: every acknowledged event exactly once.  A's tail is
+ *    four records in four chunks, read in parallel.
+ *  - takeover_many: tier s3; A holds six tenants (both shards) and dies
+ *    with events of each only in its chunks; B is asked for all six at
+ *    once: it takes them over concurrently, reads each chunk once for the
+ *    tenants sharing a shard (the chunk cache answers the others), and
+ *    holds every acknowledged event of each tenant exactly once.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -534,7 +540,8 @@ static unsigned long replay_once(unsigned long k, int kind, int *armed_out) {
   append_range(a.db, 0, 30);
   ck_assert_int_eq(es_flush(a.db, T), ES_OK);
   ck_assert_int_eq(es_replica_drain(a.db, 5000000), ES_OK);
-  append_batch(a.db, 30, 20); /* one record, one chunk */
+  for (int i = 0; i < 4; i++) /* four records, four chunks */
+    append_batch(a.db, 30 + 5 * i, 5);
   node_die(&a);
   struct timespec ts = {0, 400000000}; /* past A's lease: B takes at once */
   nanosleep(&ts, NULL);
@@ -580,6 +587,99 @@ START_TEST(test_takeover_replay_fault_loop) {
 }
 END_TEST
 
+/* Events [first, first + n) of tenant, one es_append each. */
+static void append_tenant(es_db *db, const char *tenant, int first, int n) {
+  for (int i = first; i < first + n; i++) {
+    char mid[32];
+    snprintf(mid, sizeof(mid), "m%06d", i);
+    es_event ev = {.ts_us = 1700000000000000LL + (int64_t)i * 1000000,
+                   .type = ES_TYPE_TRACK,
+                   .event = "Buy",
+                   .message_id = mid,
+                   .anonymous_id = "v"};
+    ck_assert_msg(es_append(db, tenant, &ev, 1, NULL) == ES_OK, "%s",
+                  es_errdetail());
+  }
+}
+
+static void count_tenant(es_db *db, const char *tenant, int *seen, int limit) {
+  es_scan_spec spec;
+  es_scan_spec_init(&spec);
+  spec.tenant = tenant;
+  spec.fields = ES_FIELD_MESSAGE_ID;
+  es_cursor *cur = NULL;
+  ck_assert_int_eq(es_scan(db, &spec, &cur), ES_OK);
+  es_event ev;
+  int rc;
+  while ((rc = es_cursor_next(cur, &ev)) == 1) {
+    int id = atoi(ev.message_id + 1);
+    ck_assert_msg(id >= 0 && id < limit, "invented event %d", id);
+    seen[id]++;
+  }
+  ck_assert_int_eq(rc, 0);
+  es_cursor_close(cur);
+}
+
+#define MANY 6
+
+START_TEST(test_takeover_many) {
+  es_objstore *os = NULL;
+  ck_assert_int_eq(es__objmem_create(3, 13, &os), ES_OK);
+  node a, b;
+  node_up_tier(&a, os, "A", ES_DURABILITY_S3);
+  node_up_tier(&b, os, "B", ES_DURABILITY_S3);
+  char names[MANY][16];
+  for (int t = 0; t < MANY; t++) {
+    snprintf(names[t], sizeof(names[t]), "tenant%d", t);
+    int64_t t0 = es__clock_mono_us();
+    while (es_cluster_admit(a.cl, names[t]) != ES_OK) {
+      ck_assert_int_lt(es__clock_mono_us() - t0, 5000000);
+      struct timespec ts = {0, 5000000};
+      nanosleep(&ts, NULL);
+    }
+  }
+  /* interleaved, so the tenants of one shard share its chunks */
+  for (int round = 0; round < 5; round++)
+    for (int t = 0; t < MANY; t++)
+      append_tenant(a.db, names[t], round * 4, 4);
+  node_die(&a);
+  int64_t t0 = es__clock_mono_us();
+  int held = 0;
+  while (held < MANY) {
+    held = 0;
+    for (int t = 0; t < MANY; t++) {
+      int rc = es_cluster_admit(b.cl, names[t]);
+      ck_assert_msg(rc == ES_OK || rc == ES_EUNAVAIL, "admit: %d %s", rc,
+                    es_errdetail());
+      held += rc == ES_OK;
+    }
+    ck_assert_msg(es__clock_mono_us() - t0 < 15000000,
+                  "%d of %d tenants taken over in 15 s", held, MANY);
+    struct timespec ts = {0, 5000000};
+    nanosleep(&ts, NULL);
+  }
+  int64_t took = es__clock_mono_us() - t0;
+  uint64_t gets = 0, hits = 0;
+  es__cluster_chunk_counts(b.cl, &gets, &hits);
+  fprintf(stderr,
+          "takeover of %d tenants: all held after %lld ms; %llu chunk GETs, "
+          "%llu reads shared\n",
+          MANY, (long long)(took / 1000), (unsigned long long)gets,
+          (unsigned long long)hits);
+  ck_assert_uint_gt(hits, 0); /* at least 3 tenants share a shard */
+  for (int t = 0; t < MANY; t++) {
+    int seen[20] = {0};
+    count_tenant(b.db, names[t], seen, 20);
+    for (int i = 0; i < 20; i++)
+      ck_assert_msg(seen[i] == 1, "%s: event %d seen %d times", names[t], i,
+                    seen[i]);
+  }
+  node_down(&a);
+  node_down(&b);
+  es__objstore_destroy(os);
+}
+END_TEST
+
 static Suite *cluster_suite(void) {
   Suite *s = suite_create("cluster");
   TCase *tc = tcase_create("core");
@@ -591,6 +691,7 @@ static Suite *cluster_suite(void) {
   tcase_add_test(tc, test_takeover_fault_loop);
   tcase_add_test(tc, test_takeover_replay);
   tcase_add_test(tc, test_takeover_replay_fault_loop);
+  tcase_add_test(tc, test_takeover_many);
   suite_add_tcase(s, tc);
   return s;
 }
