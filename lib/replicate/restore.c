@@ -31,8 +31,8 @@
  *     every event acknowledged in tier s3 is restored exactly once: in a
  *     segment, or in the log, not both.  Only chunks of a single store
  *     (wal/<shard>/...) are restored so; a cluster node's chunks
- *     (wal/<node>/<shard>/..., each node its own LSN space) are read by
- *     es__restore_wal_tenant when a node takes a tenant over (cluster.c).
+ *     (wal/<node>/<shard>/..., each node its own LSN space) are read per
+ *     tenant, by a takeover (cluster.c) or as in 7.
  *  5. es__restore_wal_tenant checks every frame as in 4, keeps each LSN
  *     once and hands over, in LSN order, exactly the records of the
  *     tenant above the LSN asked for, from every chunk of one node's
@@ -51,6 +51,15 @@
  *     (5), so the cache never decides which chunks a takeover sees.  A
  *     failed read fails the walk with the object's key and the reader's
  *     detail; a cached entry is made only by a read that succeeded.
+ *  7. A full restore (es_restore) of a cluster's bucket brings back every
+ *     event acknowledged in tier s3 too: a tenant whose newest manifest
+ *     names a node (cluster.c, 5) gets that node's records above its
+ *     flushed_lsn (read as in 5), each as a frame of the restored shard's
+ *     log numbered above every frame there (single-store chunks' LSNs),
+ *     and its restored MANIFEST is rewritten to count that log (node "",
+ *     flushed_lsn the LSN before its first such frame): the next es_open
+ *     replays them like any log, each exactly once.  A live restore
+ *     (cluster.c) does not: the takeover replays them itself.
  */
 #include <assert.h>
 #include <pthread.h>
@@ -99,6 +108,11 @@ typedef struct rs_ctx {
   es_restore_progress p;
   void (*progress)(void *, const es_restore_progress *);
   void *ud;
+  /* a full restore (not live): cluster nodes' records (invariant 7) */
+  int full, existed;
+  uint32_t shards;
+  es_buf *node_frames; /* per shard: frames made of node records */
+  uint64_t *node_next; /* per shard: the last LSN given out */
 } rs_ctx;
 
 static rs_tenant *rs_find(rs_ctx *c, const char *name) {
@@ -251,7 +265,9 @@ static int rs_side(rs_ctx *c, const rs_tenant *t, const char *tdir,
   return rc;
 }
 
-/* Restores one tenant (invariants 1-3). */
+static int rs_node_records(rs_ctx *c, const rs_tenant *t, es_manifest *m);
+
+/* Restores one tenant (invariants 1-3, 7). */
 static int rs_tenant_restore(rs_ctx *c, const rs_tenant *t) {
   char tdir[ES_PATH_MAX], mkey[ES_OBJ_KEY_MAX + 1], man[40], path[ES_PATH_MAX];
   ES_TRY(es__path_join(tdir, sizeof(tdir), c->tenants_dir, t->name));
@@ -293,9 +309,16 @@ static int rs_tenant_restore(rs_ctx *c, const rs_tenant *t) {
     rc = rs_side(c, t, tdir, "IDENTITY");
   if (rc == ES_OK && t->rules)
     rc = rs_side(c, t, tdir, "RULES");
+  int renumbered = 0;
+  if (rc == ES_OK && t->generation && c->full && m.lsn_node[0]) {
+    rc = rs_node_records(c, t, &m); /* invariant 7 */
+    renumbered = 1;
+  }
   if (rc == ES_OK)
     rc = c->vfs->sync_dir(c->vfs, tdir);
-  if (rc == ES_OK && t->generation) /* the commit point, last */
+  if (rc == ES_OK && renumbered) /* the commit point, last */
+    rc = es__manifest_write(c->vfs, tdir, &m);
+  else if (rc == ES_OK && t->generation)
     rc = es__io_write_atomic(c->vfs, tdir, "MANIFEST", mbuf, mlen);
   if (rc == ES_OK && t->generation)
     rs_step(c, t->name, mkey, mlen);
@@ -423,16 +446,35 @@ static int rs_chunks_fetch(rs_ctx *c) {
   return ES_OK;
 }
 
-/* Writes each shard's kept frames as one log file (invariant 4).  Into an
+/* Writes one shard's log file DATA/wal/<shard>/<first>.wal. */
+static int rs_log_write(rs_ctx *c, uint32_t shard, uint64_t first,
+                        const es_buf *out) {
+  char sdir[ES_PATH_MAX], name[40], wdir[ES_PATH_MAX];
+  snprintf(name, sizeof(name), "%016llx.wal", (unsigned long long)first);
+  int n = snprintf(sdir, sizeof(sdir), "%s/wal/%u", c->data_dir, shard);
+  if (n < 0 || (size_t)n >= sizeof(sdir))
+    return ES_INVAL_BKPT("data_dir too long");
+  ES_TRY(es__path_join(wdir, sizeof(wdir), c->data_dir, "wal"));
+  ES_TRY(c->vfs->mkdir(c->vfs, wdir));
+  ES_TRY(c->vfs->mkdir(c->vfs, sdir));
+  ES_TRY(c->vfs->sync_dir(c->vfs, wdir));
+  return es__io_write_atomic(c->vfs, sdir, name, out->data, out->len);
+}
+
+/* Writes each shard's kept frames as one log file (invariant 4), followed
+ * by the frames made of cluster nodes' records (invariant 7).  Into an
  * existing store (named tenants) a log cannot be merged: refused when a
  * restored tenant has records in the chunks. */
 static int rs_chunks_write(rs_ctx *c, int existed, int all) {
-  uint32_t shards = 0;
-  ES_TRY(es__esdb_read(c->vfs, c->data_dir, &shards));
-  es_buf out = {0}, frame = {0};
+  uint32_t shards = c->shards;
+  es_buf out = {0};
   int rc = ES_OK;
-  for (size_t i = 0; rc == ES_OK && i < c->nchunks;) {
-    uint32_t shard = c->chunks[i].shard;
+  size_t i = 0;
+  if (c->nchunks && c->chunks[c->nchunks - 1].shard >= shards)
+    rc = ES_CORRUPT_BKPT("WAL chunks of shard %u, but the store has %u "
+                         "shards",
+                         c->chunks[c->nchunks - 1].shard, shards);
+  for (uint32_t shard = 0; rc == ES_OK && shard < shards; shard++) {
     uint64_t prev = 0, first = 0;
     out.len = 0;
     for (; rc == ES_OK && i < c->nchunks && c->chunks[i].shard == shard; i++) {
@@ -466,32 +508,81 @@ static int rs_chunks_write(rs_ctx *c, int existed, int all) {
                            "restore into a new directory",
                            ch->key);
     }
-    if (rc == ES_OK && shard >= shards)
-      rc = ES_CORRUPT_BKPT("WAL chunks of shard %u, but the store has %u "
-                           "shards",
-                           shard, shards);
-    if (rc == ES_OK && out.len > 0) {
-      char sdir[ES_PATH_MAX], name[40];
-      snprintf(name, sizeof(name), "%016llx.wal", (unsigned long long)first);
-      int n = snprintf(sdir, sizeof(sdir), "%s/wal/%u", c->data_dir, shard);
-      if (n < 0 || (size_t)n >= sizeof(sdir))
-        rc = ES_INVAL_BKPT("data_dir too long");
-      char wdir[ES_PATH_MAX];
-      if (rc == ES_OK)
-        rc = es__path_join(wdir, sizeof(wdir), c->data_dir, "wal");
-      if (rc == ES_OK)
-        rc = c->vfs->mkdir(c->vfs, wdir);
-      if (rc == ES_OK)
-        rc = c->vfs->mkdir(c->vfs, sdir);
-      if (rc == ES_OK)
-        rc = c->vfs->sync_dir(c->vfs, wdir);
-      if (rc == ES_OK)
-        rc = es__io_write_atomic(c->vfs, sdir, name, out.data, out.len);
+    const es_buf *nf = c->node_frames ? &c->node_frames[shard] : NULL;
+    if (rc == ES_OK && nf && nf->len > 0) {
+      if (first == 0)
+        first = es__get_le64(nf->data + 8);
+      rc = es__buf_put(&out, nf->data, nf->len);
     }
+    if (rc == ES_OK && out.len > 0)
+      rc = rs_log_write(c, shard, first, &out);
   }
   es__buf_free(&out);
-  es__buf_free(&frame);
   return rc;
+}
+
+/* ---- cluster nodes' records in a full restore (invariant 7) ------------- */
+
+typedef struct rs_node_rec {
+  rs_ctx *c;
+  uint32_t shard;
+  es_buf rec;
+} rs_node_rec;
+
+/* One record of the tenant from a node's chunks: a frame of its own in the
+ * restored shard's log, numbered after everything before it there. */
+static int rs_node_rec_one(void *ud, uint64_t lsn, const es_wal_rec *rec) {
+  rs_node_rec *r = ud;
+  (void)lsn;
+  rs_ctx *c = r->c;
+  r->rec.len = 0;
+  ES_TRY(es__buf_reserve(&r->rec, ES_WAL_FRAME_HDR));
+  r->rec.len = ES_WAL_FRAME_HDR;
+  ES_TRY(es__wal_record_build(&r->rec, rec->tenant, rec->events, rec->rows,
+                              rec->rows_len, 1));
+  es__wal_frame_finish(r->rec.data, r->rec.len, ++c->node_next[r->shard]);
+  return es__buf_put(&c->node_frames[r->shard], r->rec.data, r->rec.len);
+}
+
+static int rs_wal_tenant(es_objstore *os, es_chunk_cache *cache,
+                         const char *node, uint32_t shard, const char *tenant,
+                         uint64_t above_lsn, es_restore_rec_fn fn, void *ud,
+                         uint64_t *chunks_out);
+
+/* A tenant whose manifest counts a cluster node's LSNs (m->lsn_node): its
+ * records above m->flushed_lsn come from that node's chunks, renumbered
+ * into the restored store's own log, and m is made to count that log. */
+static int rs_node_records(rs_ctx *c, const rs_tenant *t, es_manifest *m) {
+  uint32_t shard = es__tenant_shard_n(t->name, c->shards);
+  uint64_t base = c->node_next[shard];
+  rs_node_rec r = {.c = c, .shard = shard};
+  uint64_t chunks = 0;
+  int rc = rs_wal_tenant(c->os, NULL, m->lsn_node, shard, t->name,
+                         m->flushed_lsn, rs_node_rec_one, &r, &chunks);
+  es__buf_free(&r.rec);
+  if (rc == ES_OK && c->existed && c->node_next[shard] > base)
+    rc = ES_INVAL_BKPT("WAL chunks of node %s hold events of tenant %s, "
+                       "restored into an existing store whose log cannot "
+                       "take them: restore into a new directory",
+                       m->lsn_node, t->name);
+  m->flushed_lsn = base; /* its records are the frames above */
+  m->lsn_node[0] = '\0';
+  return rc;
+}
+
+/* Where the frames of node records start in each shard's log: above
+ * every single store's chunk of the shard (invariant 7). */
+static int rs_node_setup(rs_ctx *c) {
+  c->node_frames = es__calloc(c->shards, sizeof(*c->node_frames));
+  c->node_next = es__calloc(c->shards, sizeof(*c->node_next));
+  if (!c->node_frames || !c->node_next)
+    return ES_NOMEM_BKPT();
+  for (size_t i = 0; i < c->nchunks; i++) {
+    const rs_chunk *ch = &c->chunks[i];
+    if (ch->shard < c->shards && ch->last > c->node_next[ch->shard])
+      c->node_next[ch->shard] = ch->last;
+  }
+  return ES_OK;
 }
 
 /* Makes data_dir a store with the replica's ESDB, or checks that an
@@ -575,8 +666,8 @@ static int restore_run(es_replica *replica, es_vfs *vfs, const char *data_dir,
   if (rc == ES_OK)
     rc = vfs->sync_dir(vfs, data_dir);
   /* A live restore (cluster.c, into an open store) takes no WAL chunks:
-   * their log files would land beside the open store's own WAL, in
-   * another node's LSN space (docs/SCALING.md, "What is not solved"). */
+   * their log files would land beside the open store's own WAL; the
+   * takeover replays the node's records itself (invariants 5 and 7). */
   if (rc == ES_OK && lock_dir) { /* before any manifest (invariant 4) */
     rc = c.os->list(c.os, "wal/", rs_chunk_list_one, &c);
     if (rc < 0 && rc != ES_ENOMEM)
@@ -594,6 +685,12 @@ static int restore_run(es_replica *replica, es_vfs *vfs, const char *data_dir,
   }
   if (rc == ES_OK && lock_dir)
     rc = rs_chunks_fetch(&c);
+  c.full = lock_dir;
+  c.existed = existed;
+  if (rc == ES_OK && lock_dir)
+    rc = es__esdb_read(vfs, data_dir, &c.shards);
+  if (rc == ES_OK && lock_dir)
+    rc = rs_node_setup(&c);
   for (size_t i = 0; rc == ES_OK && i < ntenants; i++) {
     rs_tenant *t = rs_find(&c, tenants[i]);
     if (!t)
@@ -620,6 +717,10 @@ static int restore_run(es_replica *replica, es_vfs *vfs, const char *data_dir,
     es__free(c.chunks[i].buf);
   es__free(c.chunks);
   es__free(c.ts);
+  for (uint32_t i = 0; c.node_frames && i < c.shards; i++)
+    es__buf_free(&c.node_frames[i]);
+  es__free(c.node_frames);
+  es__free(c.node_next);
   int crc = lock ? vfs->close(vfs, lock) : ES_OK;
   return rc < 0 ? rc : crc;
 }
@@ -925,7 +1026,15 @@ int es__restore_wal_tenant(es_replica *replica, es_chunk_cache *cache,
                            const char *node, uint32_t shard, const char *tenant,
                            uint64_t above_lsn, es_restore_rec_fn fn, void *ud,
                            uint64_t *chunks_out) {
-  rs_ctx c = {.os = replica->os};
+  return rs_wal_tenant(replica->os, cache, node, shard, tenant, above_lsn, fn,
+                       ud, chunks_out);
+}
+
+static int rs_wal_tenant(es_objstore *os, es_chunk_cache *cache,
+                         const char *node, uint32_t shard, const char *tenant,
+                         uint64_t above_lsn, es_restore_rec_fn fn, void *ud,
+                         uint64_t *chunks_out) {
+  rs_ctx c = {.os = os};
   rs_node_list l = {&c, node ? node : "", shard};
   char prefix[ES_OBJ_KEY_MAX + 1];
   *chunks_out = 0;

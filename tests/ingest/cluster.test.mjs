@@ -244,6 +244,7 @@ async function main() {
   // 3b. SIGKILL K mid-stream; sending goes on
   const before3 = await held(cluster.nodes[K]);
   sh('kill', dir, K);
+  const killedAt = Date.now();
   log(`node ${K} killed, it held ${before3.map((x) => x.tenant).join(' ')}`);
   for (const end = Date.now() + 60000; ;) {
     const h2 = await held(cluster.nodes[S]);
@@ -251,7 +252,19 @@ async function main() {
     assert.ok(Date.now() < end, `node ${K}'s tenants were not taken over within 60 s`);
     await sleep(100);
   }
-  log(`node ${S} holds every tenant`);
+  log(`node ${S} holds every tenant, ${((Date.now() - killedAt) / 1000).toFixed(1)} s after the kill`);
+  // each takeover's steps, from S's /metrics (docs/SCALING.md)
+  const m = await metrics(cluster.nodes[S].ingest_url);
+  const val = (name, t, extra = '') => {
+    const x = m.match(new RegExp(`^${name}\\{tenant="${t}"${extra}\\} (\\S+)$`, 'm'));
+    return x ? Number(x[1]) : NaN;
+  };
+  for (const { tenant: t } of before3)
+    log(`  ${t}: takeover ${val('es_cluster_takeover_seconds', t).toFixed(2)} s (lease ` +
+        `${val('es_cluster_takeover_step_seconds', t, ',step="lease"').toFixed(2)}, restore ` +
+        `${val('es_cluster_takeover_step_seconds', t, ',step="restore"').toFixed(2)}, replay ` +
+        `${val('es_cluster_takeover_step_seconds', t, ',step="replay"').toFixed(2)} s of ` +
+        `${val('es_cluster_replayed_events', t)} events)`);
   // the bucket's leases agree (cluster.sh status runs esctl cluster status)
   const leases = sh('status', dir).split('leases in the bucket:\n')[1].trim().split('\n');
   assert.equal(leases.length, Object.keys(tokenOf).length, leases.join('\n'));
@@ -316,6 +329,8 @@ async function drainMain() {
   const released = [...out.matchAll(/^released (\S+)$/gm)].map((m) => m[1]).sort();
   assert.deepEqual(released, before, 'esctl cluster drain printed every tenant it held');
   assert.doesNotMatch(out, /^failed/m);
+  // once drained, its /readyz says not ready, with the reason (before it stops)
+  assert.match(out, /^readyz: \{"status":"cluster-drained",.*"reason":"this cluster node was drained[^"]*"\} 503$/m);
   // its tenants are taken by the others (the SDKs' next batches)
   const others = ['1', '2', '3'].filter((n) => n !== D);
   for (const end = Date.now() + 60000; ;) {

@@ -27,6 +27,9 @@
  *    keyed wal/A/...; B takes over, replays them, stores SDK retries of
  *    some once; B dies with its replayed and own events only in its
  *    chunks; C takes over from B: every event exactly once on each.
+ *    es_restore of the bucket (one tenant after A's death, all after
+ *    B's) holds every acknowledged event exactly once too: the manifest's
+ *    segments and the dead node's chunks above it.
  *  - takeover_replay_fault_loop: the same death and takeover with the
  *    k-th request failing (each kind) for every k up to the takeover's
  *    request count: every acknowledged event exactly once.  A's tail is
@@ -293,6 +296,8 @@ static int64_t admit_wait(node *n, int64_t timeout_us) {
 static void append_range(es_db *db, int first, int n);
 static void append_batch(es_db *db, int first, int n);
 static void count_ids(es_db *db, int *seen, int limit);
+static void restore_count(es_objstore *os, int *seen, int limit);
+static void restore_count_all(es_objstore *os, int *seen, int limit);
 
 typedef struct key_count {
   int mine, single, other;
@@ -334,6 +339,15 @@ static void replay_chain(es_objstore *os, int64_t *took_b, int64_t *took_c) {
   ck_assert_int_gt(kc.mine, 0);
   ck_assert_int_eq(kc.single + kc.other, 0);
   node_die(&a);
+  /* esctl restore of the bucket now: every acknowledged event, from the
+   * manifest and A's chunks (restore.c, 7) */
+  int seen_r[200] = {0};
+  restore_count(os, seen_r, 200);
+  for (int i = 0; i < 200; i++)
+    ck_assert_msg(seen_r[i] == (i < 100),
+                  "restore after A: event %d seen %d "
+                  "times",
+                  i, seen_r[i]);
   *took_b = admit_wait(&b, 10000000);
   append_range(b.db, 100, 10);
   append_range(b.db, 55, 10); /* retries of A's: stored once */
@@ -344,6 +358,13 @@ static void replay_chain(es_objstore *os, int64_t *took_b, int64_t *took_c) {
                   seen[i]);
   /* B dies too, its 40 replayed and 10 own events in its chunks only */
   node_die(&b);
+  int seen_rb[200] = {0}; /* B's manifest and chunks, all tenants */
+  restore_count_all(os, seen_rb, 200);
+  for (int i = 0; i < 200; i++)
+    ck_assert_msg(seen_rb[i] == (i < 110),
+                  "restore after B: event %d seen "
+                  "%d times",
+                  i, seen_rb[i]);
   node_up_tier(&c, os, "C", ES_DURABILITY_S3);
   *took_c = admit_wait(&c, 10000000);
   int seen_c[200] = {0};
@@ -418,15 +439,17 @@ static void count_ids(es_db *db, int *seen, int limit) {
   es_cursor_close(cur);
 }
 
-/* Restores the replica's tenant into a new store and counts its events. */
-static void restore_count(es_objstore *os, int *seen, int limit) {
+/* Restores the replica's tenant (or, with all, every tenant) into a new
+ * store and counts its events. */
+static void restore_count_how(es_objstore *os, int *seen, int limit, int all) {
   es_replica *rep = NULL;
   ck_assert_int_eq(es__replica_wrap(os, 0, &rep), ES_OK);
   char dir[4096];
   ut_tmpdir(dir, sizeof(dir), "restored");
   const char *one[1] = {T};
-  ck_assert_msg(es_restore(rep, dir, one, 1, NULL, NULL) == ES_OK, "%s",
-                es_errdetail());
+  ck_assert_msg(
+      es_restore(rep, dir, all ? NULL : one, all ? 0 : 1, NULL, NULL) == ES_OK,
+      "%s", es_errdetail());
   es_options o;
   es_options_init(&o);
   o.data_dir = dir;
@@ -437,6 +460,14 @@ static void restore_count(es_objstore *os, int *seen, int limit) {
   ck_assert_int_eq(es_close(db), ES_OK);
   es_replica_free(rep);
   ut_rmrf(dir);
+}
+
+static void restore_count(es_objstore *os, int *seen, int limit) {
+  restore_count_how(os, seen, limit, 0);
+}
+
+static void restore_count_all(es_objstore *os, int *seen, int limit) {
+  restore_count_how(os, seen, limit, 1);
 }
 
 START_TEST(test_takeover_fence) {
