@@ -108,6 +108,10 @@ static const char *const cl_state_name[] = {"new",       "taking",   "held",
 /* Replayed events per es_append (one WAL record, one chunk PUT). */
 #define CL_REPLAY_BATCH_EVENTS 10000
 #define CL_REPLAY_BATCH_BYTES ((size_t)8 << 20)
+/* Collecting a dead node's chunks (invariant 7): a pass every 30 s, and
+ * a chunk deleted only under a bound at least a minute old. */
+#define CL_GC_EVERY_US INT64_C(30000000)
+#define CL_GC_GRACE_US INT64_C(60000000)
 #define UPLOAD_POLL_US INT64_C(20000)
 
 /* The records to replay: per record u32 events, u32 bytes, then its rows,
@@ -115,7 +119,18 @@ static const char *const cl_state_name[] = {"new",       "taking",   "held",
 typedef struct cl_replay {
   es_buf recs;
   uint64_t records, events, chunks;
+  char node[ES_MANIFEST_NODE_MAX + 1]; /* whose chunks they came from */
 } cl_replay;
+
+/* A node whose chunks this node replayed in a takeover: its chunks of
+ * shard s whose last LSN is at most bound[s] are garbage once the bound
+ * is gc_grace_us old. */
+typedef struct cl_gc_node {
+  char node[ES_LEASE_NODE_MAX + 1];
+  uint64_t *bound;       /* per shard, from the pass at bound_mono_us */
+  int64_t bound_mono_us; /* 0: no pass made one yet */
+  struct cl_gc_node *next;
+} cl_gc_node;
 
 typedef struct cl_tenant {
   char name[ES_TENANT_LEN_MAX + 1];
@@ -153,7 +168,10 @@ struct es_cluster {
   pthread_cond_t rcv; /* wakes the renewer (stop) */
   cl_tenant *ts;
   es_chunk_cache *cache; /* restore.c, 6 */
-  pthread_t workers[CL_WORKERS], renewer;
+  cl_gc_node *gc;        /* nodes whose chunks to collect (7), under mu */
+  int64_t gc_every_us, gc_grace_us;
+  uint64_t gc_passes; /* passes that ended without an error */
+  pthread_t workers[CL_WORKERS], renewer, collector;
   int nworkers, started, stop;
 };
 
@@ -187,13 +205,16 @@ int es_cluster_new(es_replica *replica, const es_cluster_config *cfg_in,
   es_cluster *c = es__calloc(1, sizeof(*c));
   if (!c)
     return ES_NOMEM_BKPT();
-  int rc = es__chunk_cache_new(CL_CHUNK_CACHE_BYTES, &c->cache);
+  int rc = es__chunk_cache_new(CL_CHUNK_CACHE_BYTES, ES_REPLAY_GETS_INFLIGHT,
+                               &c->cache);
   if (rc < 0) {
     es__free(c);
     return rc;
   }
   c->replica = replica;
   c->os = replica->os;
+  c->gc_every_us = CL_GC_EVERY_US;
+  c->gc_grace_us = CL_GC_GRACE_US;
   c->clk = clk;
   snprintf(c->node, sizeof(c->node), "%s", cfg.node);
   pthread_mutex_init(&c->mu, NULL);
@@ -217,6 +238,23 @@ const char *es__cluster_node(const es_cluster *c) { return c->node; }
 void es__cluster_chunk_counts(es_cluster *c, uint64_t *gets_out,
                               uint64_t *hits_out) {
   es__chunk_cache_counts(c->cache, gets_out, hits_out);
+}
+
+static void cl_gc_note(es_cluster *c, const char *node);
+
+uint64_t es__cluster_gc_passes(es_cluster *c) {
+  pthread_mutex_lock(&c->mu);
+  uint64_t n = c->gc_passes;
+  pthread_mutex_unlock(&c->mu);
+  return n;
+}
+
+void es__cluster_gc_timing(es_cluster *c, int64_t every_us, int64_t grace_us) {
+  pthread_mutex_lock(&c->mu);
+  c->gc_every_us = every_us;
+  c->gc_grace_us = grace_us;
+  pthread_cond_broadcast(&c->rcv); /* the collector waits anew */
+  pthread_mutex_unlock(&c->mu);
 }
 
 /* The tenant named name (caller holds mu), created when missing; NULL
@@ -452,6 +490,7 @@ static int cl_replay_read(es_cluster *c, const char *tenant, cl_replay *r) {
   ES_TRY(es__path_join(tdir, sizeof(tdir), c->db->tenants_dir, tenant));
   es_manifest m;
   ES_TRY(es__manifest_read(c->db->vfs, tdir, &m));
+  snprintf(r->node, sizeof(r->node), "%s", m.lsn_node);
   int rc = es__restore_wal_tenant(c->replica, c->cache, m.lsn_node,
                                   es__tenant_shard(c->db, tenant), tenant,
                                   m.flushed_lsn, cl_replay_keep, r, &r->chunks);
@@ -713,6 +752,8 @@ static void cl_take(es_cluster *c, cl_tenant *t) {
     cl_set(c, t, rc < 0 ? CL_FAILED : CL_STALE, RETRY_US);
     return;
   }
+  if (t->rp.node[0] && strcmp(t->rp.node, c->node) != 0)
+    cl_gc_note(c, t->rp.node); /* its chunks are garbage for t now (7) */
   cl_take_reset(t);
   pthread_mutex_lock(&c->mu);
   t->state = state;
@@ -811,6 +852,8 @@ int es_cluster_release(es_cluster *c, const char *tenant, int64_t timeout_us) {
 }
 
 /* --- threads -------------------------------------------------------------- */
+
+static void *cl_gc_main(void *arg);
 
 /* One of CL_WORKERS threads: runs the queued jobs, one tenant's at a
  * time (busy), so several tenants are taken over at once. */
@@ -915,14 +958,18 @@ int es_cluster_start(es_cluster *c, es_db *db) {
   while (c->nworkers < CL_WORKERS &&
          pthread_create(&c->workers[c->nworkers], NULL, cl_worker, c) == 0)
     c->nworkers++;
-  if (c->nworkers == 0 ||
-      pthread_create(&c->renewer, NULL, cl_renewer, c) != 0) {
+  int renewer =
+      c->nworkers > 0 && pthread_create(&c->renewer, NULL, cl_renewer, c) == 0;
+  if (!renewer || pthread_create(&c->collector, NULL, cl_gc_main, c) != 0) {
     pthread_mutex_lock(&c->mu);
     c->stop = 1;
     pthread_cond_broadcast(&c->cv);
+    pthread_cond_broadcast(&c->rcv);
     pthread_mutex_unlock(&c->mu);
     for (int i = 0; i < c->nworkers; i++)
       pthread_join(c->workers[i], NULL);
+    if (renewer)
+      pthread_join(c->renewer, NULL);
     c->stop = 0;
     return ES_NOMEM_BKPT();
   }
@@ -1018,6 +1065,7 @@ void es_cluster_stop(es_cluster *c) {
   for (int i = 0; i < c->nworkers; i++)
     pthread_join(c->workers[i], NULL);
   pthread_join(c->renewer, NULL);
+  pthread_join(c->collector, NULL);
   c->started = 0;
 }
 
@@ -1038,6 +1086,12 @@ void es_cluster_free(es_cluster *c) {
   pthread_cond_destroy(&c->cv);
   pthread_cond_destroy(&c->rcv);
   es__chunk_cache_free(c->cache);
+  while (c->gc) {
+    cl_gc_node *n = c->gc->next;
+    es__free(c->gc->bound);
+    es__free(c->gc);
+    c->gc = n;
+  }
   es__free(c);
 }
 
@@ -1090,4 +1144,170 @@ int es_cluster_leases(es_replica *replica,
   }
   es__free(l.name);
   return rc;
+}
+
+/* --- collecting a dead node's chunks (invariant 7) ------------------------ */
+
+/* Notes that node's chunks may become garbage (after a takeover from it). */
+static void cl_gc_note(es_cluster *c, const char *node) {
+  pthread_mutex_lock(&c->mu);
+  cl_gc_node **pp = &c->gc; /* appended: cl_gc_main may hold a link */
+  while (*pp && strcmp((*pp)->node, node) != 0)
+    pp = &(*pp)->next;
+  if (!*pp && (*pp = es__calloc(1, sizeof(**pp))) != NULL)
+    snprintf((*pp)->node, sizeof((*pp)->node), "%s", node);
+  pthread_mutex_unlock(&c->mu);
+}
+
+typedef struct cl_gc_list {
+  const char *node;
+  uint32_t nshards;
+  uint64_t *maxlast; /* per shard: the highest last LSN listed */
+  char (*key)[ES_OBJ_KEY_MAX + 1];
+  uint32_t *shard;
+  uint64_t *last;
+  size_t n, cap;
+} cl_gc_list;
+
+static int cl_gc_listed(void *ud, const char *key, const es_objinfo *info) {
+  cl_gc_list *l = ud;
+  (void)info;
+  char node[ES_LEASE_NODE_MAX + 1];
+  uint32_t shard = 0;
+  uint64_t first = 0, last = 0;
+  if (es__walship_parse_node_key(key, node, &shard, &first, &last) < 0 ||
+      strcmp(node, l->node) != 0 || shard >= l->nshards) {
+    es__error_clear();
+    return 0; /* not one of its chunks */
+  }
+  if (l->n == l->cap) {
+    size_t cap = l->cap ? 2 * l->cap : 64;
+    void *k = es__realloc(l->key, cap * sizeof(*l->key));
+    if (k)
+      l->key = k;
+    void *s = es__realloc(l->shard, cap * sizeof(*l->shard));
+    if (s)
+      l->shard = s;
+    void *la = es__realloc(l->last, cap * sizeof(*l->last));
+    if (la)
+      l->last = la;
+    if (!k || !s || !la)
+      return ES_NOMEM_BKPT();
+    l->cap = cap;
+  }
+  snprintf(l->key[l->n], sizeof(l->key[0]), "%s", key);
+  l->shard[l->n] = shard;
+  l->last[l->n++] = last;
+  if (last > l->maxlast[shard])
+    l->maxlast[shard] = last;
+  return 0;
+}
+
+/* Lowers bound[shard of t] to t's flushed_lsn when t's newest manifest
+ * names node (its records above are in node's chunks). */
+static int cl_gc_tenant(es_cluster *c, const char *node, const char *tenant,
+                        uint64_t *bound) {
+  uint64_t gen = 0;
+  ES_TRY(cl_replica_gen(c, tenant, &gen));
+  if (gen == 0)
+    return ES_OK; /* nothing published: nothing acknowledged (5) */
+  char man[40], key[ES_OBJ_KEY_MAX + 1];
+  snprintf(man, sizeof(man), "MANIFEST-%016llx", (unsigned long long)gen);
+  ES_TRY(es__replica_key(key, sizeof(key), tenant, man));
+  uint8_t *buf = NULL;
+  size_t len = 0;
+  ES_TRY(c->os->get(c->os, key, 0, ES_OBJ_TO_END, &buf, &len, NULL));
+  es_manifest m;
+  int rc = es__manifest_decode(key, buf, len, &m);
+  es__free(buf);
+  ES_TRY(rc);
+  uint32_t s = es__tenant_shard(c->db, tenant);
+  if (strcmp(m.lsn_node, node) == 0 && m.flushed_lsn < bound[s])
+    bound[s] = m.flushed_lsn;
+  es__manifest_free(&m);
+  return ES_OK;
+}
+
+/* One pass over g (see invariant 7): lists its chunks, then reads every
+ * tenant's newest manifest; deletes the chunks under the bound of a pass
+ * at least gc_grace_us old, then keeps this pass's bound.  *empty_out: it
+ * has no chunk left. */
+static int cl_gc_pass(es_cluster *c, cl_gc_node *g, int64_t grace_us,
+                      int *empty_out) {
+  uint32_t ns = c->db->nshards;
+  cl_gc_list l = {.node = g->node, .nshards = ns};
+  uint64_t *bound = es__calloc(ns, sizeof(*bound));
+  l.maxlast = es__calloc(ns, sizeof(*l.maxlast));
+  cl_names names = {0};
+  char prefix[ES_OBJ_KEY_MAX + 1];
+  int rc = bound && l.maxlast ? ES_OK : ES_NOMEM_BKPT();
+  snprintf(prefix, sizeof(prefix), "wal/%s/", g->node); /* a node name */
+  if (rc == ES_OK)
+    rc = c->os->list(c->os, prefix, cl_gc_listed, &l); /* first: 7 */
+  if (rc == ES_OK)
+    rc = c->os->list(c->os, "leases/", cl_lease_listed, &names);
+  for (uint32_t s = 0; rc == ES_OK && s < ns; s++)
+    bound[s] = l.maxlast[s];
+  for (size_t i = 0; rc == ES_OK && i < names.n; i++)
+    rc = cl_gc_tenant(c, g->node, names.name[i], bound);
+  int64_t now = es__clock_mono_us();
+  int ripe = g->bound && now - g->bound_mono_us >= grace_us;
+  size_t deleted = 0;
+  for (size_t i = 0; rc == ES_OK && ripe && i < l.n; i++)
+    if (l.last[i] <= g->bound[l.shard[i]]) {
+      rc = c->os->del(c->os, l.key[i]);
+      deleted += rc == ES_OK;
+    }
+  if (rc == ES_OK && (!g->bound || ripe)) {
+    es__free(g->bound);
+    g->bound = bound;
+    g->bound_mono_us = now;
+    bound = NULL;
+  }
+  if (deleted)
+    es__db_log(c->db, 2, "deleted %zu WAL chunks of node %s", deleted, g->node);
+  *empty_out = rc == ES_OK && l.n == deleted;
+  es__free(bound);
+  es__free(l.maxlast);
+  es__free(l.key);
+  es__free(l.shard);
+  es__free(l.last);
+  es__free(names.name);
+  return rc;
+}
+
+/* The collector thread: a pass over each noted node every gc_every_us;
+ * a node with no chunk left is forgotten. */
+static void *cl_gc_main(void *arg) {
+  es_cluster *c = arg;
+  pthread_mutex_lock(&c->mu);
+  while (!c->stop) {
+    struct timespec ts;
+    es__clock_deadline(&ts, c->gc_every_us);
+    pthread_cond_timedwait(&c->rcv, &c->mu, &ts);
+    /* only this thread removes nodes from the list */
+    for (cl_gc_node **pp = &c->gc; *pp && !c->stop;) {
+      cl_gc_node *g = *pp;
+      int64_t grace = c->gc_grace_us;
+      pthread_mutex_unlock(&c->mu);
+      int empty = 0;
+      int rc = cl_gc_pass(c, g, grace, &empty);
+      if (rc != ES_OK) {
+        es__db_log(c->db, 1, "collecting node %s's WAL chunks: %s", g->node,
+                   es_errdetail());
+        es__error_clear();
+      }
+      pthread_mutex_lock(&c->mu);
+      c->gc_passes += rc == ES_OK;
+      if (empty) {
+        *pp = g->next;
+        es__free(g->bound);
+        es__free(g);
+      } else {
+        pp = &g->next;
+      }
+    }
+  }
+  pthread_mutex_unlock(&c->mu);
+  return NULL;
 }

@@ -33,6 +33,13 @@ const char *es__cluster_node(const struct es_cluster *c);
  * (restore.c, 6). */
 void es__cluster_chunk_counts(struct es_cluster *c, uint64_t *gets_out,
                               uint64_t *hits_out);
+/* How often the collector of dead nodes' chunks passes, and how old a
+ * bound must be before chunks under it are deleted (cluster.c, 7; tests
+ * shorten both; before es_cluster_start). */
+void es__cluster_gc_timing(struct es_cluster *c, int64_t every_us,
+                           int64_t grace_us);
+/* Collector passes over a node's chunks that ended without an error. */
+uint64_t es__cluster_gc_passes(struct es_cluster *c);
 int es__restore_tenant_live(es_replica *replica, es_vfs *vfs,
                             const char *data_dir,
                             const char *tenant) ES_MUST_CHECK;
@@ -162,9 +169,11 @@ typedef int (*es_restore_rec_fn)(void *ud, uint64_t lsn, const es_wal_rec *rec);
  * a chunk key names one content for ever (walship.c, 2 and 7), so
  * takeovers of several tenants of one dead node's shard read each chunk
  * once.  Thread-safe.  bytes_max bounds what is kept unpinned; entries
- * unused for a minute are dropped. */
+ * unused for a minute are dropped; at most gets_inflight_max GETs are
+ * under way through it at once, over all walks. */
 typedef struct es_chunk_cache es_chunk_cache;
-int es__chunk_cache_new(size_t bytes_max, es_chunk_cache **out) ES_MUST_CHECK;
+int es__chunk_cache_new(size_t bytes_max, unsigned gets_inflight_max,
+                        es_chunk_cache **out) ES_MUST_CHECK;
 /* No walk may be using it.  NULL is fine. */
 void es__chunk_cache_free(es_chunk_cache *cc);
 /* GETs made through the cache, and reads it answered without one. */

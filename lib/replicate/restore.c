@@ -48,7 +48,9 @@
  *     es_chunk_cache, concurrent takeovers of tenants of one shard read a
  *     chunk once (a key names one content for ever: walship.c, 2 and 7);
  *     every takeover still lists for itself, after its lease and manifest
- *     (5), so the cache never decides which chunks a takeover sees.  A
+ *     (5), so the cache never decides which chunks a takeover sees; and
+ *     the cache bounds the GETs under way over all of them (concurrent
+ *     takeovers must not starve the lease renewals of the same node).  A
  *     failed read fails the walk with the object's key and the reader's
  *     detail; a cached entry is made only by a read that succeeded.
  *  7. A full restore (es_restore) of a cluster's bucket brings back every
@@ -795,18 +797,21 @@ struct es_chunk_cache {
   pthread_cond_t cv; /* a GET under way ended */
   rs_cached *head;
   size_t bytes, bytes_max;
+  unsigned inflight, inflight_max; /* GETs under way, of all walks */
   uint64_t gets, hits;
 };
 
 #define RS_CACHE_AGE_US INT64_C(60000000)
 
-int es__chunk_cache_new(size_t bytes_max, es_chunk_cache **out) {
+int es__chunk_cache_new(size_t bytes_max, unsigned gets_inflight_max,
+                        es_chunk_cache **out) {
   es_chunk_cache *cc = es__calloc(1, sizeof(*cc));
   if (!cc)
     return ES_NOMEM_BKPT();
   pthread_mutex_init(&cc->mu, NULL);
   pthread_cond_init(&cc->cv, NULL);
   cc->bytes_max = bytes_max;
+  cc->inflight_max = gets_inflight_max ? gets_inflight_max : 1;
   *out = cc;
   return ES_OK;
 }
@@ -903,6 +908,9 @@ static int rs_chunk_get(es_objstore *os, es_chunk_cache *cc, rs_chunk *ch) {
   e->next = cc->head;
   cc->head = e;
   cc->gets++;
+  while (cc->inflight >= cc->inflight_max) /* bounded over all walks */
+    pthread_cond_wait(&cc->cv, &cc->mu);
+  cc->inflight++;
   pthread_mutex_unlock(&cc->mu);
   uint8_t *buf = NULL;
   size_t len = 0;
@@ -910,6 +918,7 @@ static int rs_chunk_get(es_objstore *os, es_chunk_cache *cc, rs_chunk *ch) {
   if (rc == ES_ENOTFOUND)
     rc = ES_ERR(ES_ENOTFOUND, "object %s is missing (listed)", ch->key);
   pthread_mutex_lock(&cc->mu);
+  cc->inflight--;
   if (rc == ES_OK) {
     e->buf = buf;
     e->len = len;

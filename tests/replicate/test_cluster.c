@@ -39,6 +39,10 @@
  *    once: it takes them over concurrently, reads each chunk once for the
  *    tenants sharing a shard (the chunk cache answers the others), and
  *    holds every acknowledged event of each tenant exactly once.
+ *  - chunk_gc: A dies holding two tenants of one shard; B takes one over:
+ *    A's chunks stay (the other needs them; a restore still has all its
+ *    events); B takes the other: A's chunks are deleted, and B and a
+ *    restore of the bucket hold every event of both exactly once.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -711,6 +715,112 @@ START_TEST(test_takeover_many) {
 }
 END_TEST
 
+static int wal_keys_of(es_objstore *os, const char *node) {
+  key_count kc = {.node = node};
+  ck_assert_int_eq(os->list(os, "wal/", key_count_one, &kc), ES_OK);
+  return kc.mine;
+}
+
+/* Restores every tenant of the bucket into a new store and counts the
+ * events of tenant. */
+static void restore_tenant_count(es_objstore *os, const char *tenant, int *seen,
+                                 int limit) {
+  es_replica *rep = NULL;
+  ck_assert_int_eq(es__replica_wrap(os, 0, &rep), ES_OK);
+  char dir[4096];
+  ut_tmpdir(dir, sizeof(dir), "restored");
+  ck_assert_msg(es_restore(rep, dir, NULL, 0, NULL, NULL) == ES_OK, "%s",
+                es_errdetail());
+  es_options o;
+  es_options_init(&o);
+  o.data_dir = dir;
+  o.sync_mode = ES_SYNC_NONE;
+  es_db *db = NULL;
+  ck_assert_int_eq(es_open(&o, &db), ES_OK);
+  count_tenant(db, tenant, seen, limit);
+  ck_assert_int_eq(es_close(db), ES_OK);
+  es_replica_free(rep);
+  ut_rmrf(dir);
+}
+
+static void admit_name(node *n, const char *tenant) {
+  int64_t t0 = es__clock_mono_us();
+  while (es_cluster_admit(n->cl, tenant) != ES_OK) {
+    ck_assert_msg(es__clock_mono_us() - t0 < 10000000, "no takeover of %s",
+                  tenant);
+    struct timespec ts = {0, 5000000};
+    nanosleep(&ts, NULL);
+  }
+}
+
+static void expect_once(const char *what, const int *seen, int n) {
+  for (int i = 0; i < n; i++)
+    ck_assert_msg(seen[i] == 1, "%s: event %d seen %d times", what, i, seen[i]);
+}
+
+/* A dies holding T and U (one shard) with events of both only in its
+ * chunks; B takes T: B's collector keeps A's chunks, which U needs (a
+ * restore of the bucket still has every event of U); B takes U: A's
+ * chunks are deleted; every event of both is still on B and in a restore
+ * of the bucket. */
+START_TEST(test_chunk_gc) {
+  es_objstore *os = NULL;
+  ck_assert_int_eq(es__objmem_create(3, 17, &os), ES_OK);
+  node a, b;
+  node_up_tier(&a, os, "A", ES_DURABILITY_S3);
+  node_up_tier(&b, os, "B", ES_DURABILITY_S3);
+  es__cluster_gc_timing(b.cl, 50000, 150000);
+  char u[16] = "";
+  for (int i = 0; i < 100 && !u[0]; i++) {
+    snprintf(u, sizeof(u), "u%d", i);
+    if (es__tenant_shard(a.db, u) != es__tenant_shard(a.db, T))
+      u[0] = '\0';
+  }
+  ck_assert(u[0]);
+  admit_name(&a, T);
+  admit_name(&a, u);
+  append_tenant(a.db, T, 0, 20);
+  ck_assert_int_eq(es_flush(a.db, T), ES_OK);
+  ck_assert_int_eq(es_replica_drain(a.db, 5000000), ES_OK);
+  append_tenant(a.db, u, 0, 15);
+  append_tenant(a.db, T, 20, 20);
+  append_tenant(a.db, u, 15, 15);
+  node_die(&a);
+  ck_assert_int_gt(wal_keys_of(os, "A"), 0);
+  struct timespec ts = {0, 400000000}; /* past A's lease */
+  nanosleep(&ts, NULL);
+  admit_name(&b, T);
+  ts.tv_nsec = 600000000; /* several passes past the grace */
+  nanosleep(&ts, NULL);
+  uint64_t passes = es__cluster_gc_passes(b.cl);
+  ck_assert_uint_ge(passes, 3);              /* the collector did look */
+  ck_assert_int_gt(wal_keys_of(os, "A"), 0); /* U needs them */
+  int seen_u[30] = {0};
+  restore_tenant_count(os, u, seen_u, 30);
+  expect_once("U restored while A's chunks are collected", seen_u, 30);
+  admit_name(&b, u);
+  int64_t t0 = es__clock_mono_us();
+  while (wal_keys_of(os, "A") > 0) {
+    ck_assert_msg(es__clock_mono_us() - t0 < 5000000,
+                  "A's chunks not deleted in 5 s");
+    ts.tv_nsec = 20000000;
+    nanosleep(&ts, NULL);
+  }
+  int seen_t[40] = {0}, seen_ub[30] = {0}, seen_rt[40] = {0}, seen_ru[30] = {0};
+  count_tenant(b.db, T, seen_t, 40);
+  count_tenant(b.db, u, seen_ub, 30);
+  expect_once("T on B", seen_t, 40);
+  expect_once("U on B", seen_ub, 30);
+  restore_tenant_count(os, T, seen_rt, 40);
+  restore_tenant_count(os, u, seen_ru, 30);
+  expect_once("T restored", seen_rt, 40);
+  expect_once("U restored", seen_ru, 30);
+  node_down(&a);
+  node_down(&b);
+  es__objstore_destroy(os);
+}
+END_TEST
+
 static Suite *cluster_suite(void) {
   Suite *s = suite_create("cluster");
   TCase *tc = tcase_create("core");
@@ -723,6 +833,7 @@ static Suite *cluster_suite(void) {
   tcase_add_test(tc, test_takeover_replay);
   tcase_add_test(tc, test_takeover_replay_fault_loop);
   tcase_add_test(tc, test_takeover_many);
+  tcase_add_test(tc, test_chunk_gc);
   suite_add_tcase(s, tc);
   return s;
 }
