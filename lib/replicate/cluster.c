@@ -69,6 +69,20 @@
  *     where it stopped; appending the records again is harmless (each
  *     event's messageId dedupes it).  If the lease lapsed meanwhile, the
  *     half-made copy is stale.
+ *  7. Another node's chunks (wal/<N>/...) are deleted by a node that
+ *     replayed them in a takeover, and only chunks no tenant can need:
+ *     by 5, tenant T needs N's chunks above its newest manifest's
+ *     flushed_lsn when that manifest names N, and none otherwise.  A pass
+ *     lists N's chunks FIRST, then reads every leased tenant's newest
+ *     manifest; bound[s] = the least flushed_lsn of the shard-s tenants
+ *     naming N, capped at the highest last LSN listed.  Manifests only
+ *     move forward (a later one names N with a higher flushed_lsn, or
+ *     another node), and a tenant N claims after the listing gets a
+ *     flushed_lsn at least N's LSN then, above every chunk listed: so a
+ *     chunk under a bound stays garbage for ever.  Chunks are deleted
+ *     only under a bound at least gc_grace_us old (a restore or takeover
+ *     that listed them a moment before still reads them).  A pass that
+ *     fails deletes nothing more and is made again.
  */
 #include <inttypes.h>
 #include <stdio.h>

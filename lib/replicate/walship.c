@@ -777,8 +777,8 @@ void es__walship_stats(es_walship *w, es_walship_stats *out) {
  *     uploaded (a tenant it lost stays on its disk, fenced, so its sweeps
  *     are not clean; docs/SCALING.md: a node that lost or handed over a
  *     tenant keeps its chunks until it restarts on an empty directory).
- *     A dead node's chunks stay until a node of its name and data
- *     directory runs again.  A node name belongs to one data directory:
+ *     A dead node's chunks are deleted by a node that took its tenants
+ *     over, once no tenant's newest manifest needs them (cluster.c, 7).  A node name belongs to one data directory:
  *     a new, empty directory under an old name would restart its LSNs
  *     under keys the old chunks hold (docs/SCALING.md).
  */
