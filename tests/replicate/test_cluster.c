@@ -43,6 +43,9 @@
  *    A's chunks stay (the other needs them; a restore still has all its
  *    events); B takes the other: A's chunks are deleted, and B and a
  *    restore of the bucket hold every event of both exactly once.
+ *  - chunk_gc_faults (test case gc_faults, meson test cluster-gc-faults):
+ *    the same with the k-th request failing (each kind), and every 3rd
+ *    and 5th: the same outcome.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -762,10 +765,15 @@ static void expect_once(const char *what, const int *seen, int n) {
  * chunks; B takes T: B's collector keeps A's chunks, which U needs (a
  * restore of the bucket still has every event of U); B takes U: A's
  * chunks are deleted; every event of both is still on B and in a restore
- * of the bucket. */
-START_TEST(test_chunk_gc) {
+ * of the bucket.  From B's takeover of T on, the store fails as armed:
+ * the k-th request (every > 0: every k-th) with kind; 0 none.  Returns
+ * whether a fault was injected. */
+static int gc_once(unsigned long k, int every, int kind) {
+  if (k)
+    fprintf(stderr, "chunk collection: %s %lu, kind %d\n",
+            every ? "every" : "request", k, kind);
   es_objstore *os = NULL;
-  ck_assert_int_eq(es__objmem_create(3, 17, &os), ES_OK);
+  ck_assert_int_eq(es__objmem_create(3, 17 + k, &os), ES_OK);
   node a, b;
   node_up_tier(&a, os, "A", ES_DURABILITY_S3);
   node_up_tier(&b, os, "B", ES_DURABILITY_S3);
@@ -790,22 +798,45 @@ START_TEST(test_chunk_gc) {
   struct timespec ts = {0, 400000000}; /* past A's lease */
   nanosleep(&ts, NULL);
   admit_name(&b, T);
-  ts.tv_nsec = 600000000; /* several passes past the grace */
-  nanosleep(&ts, NULL);
+  if (k && every)
+    es__objmem_fail_every(os, k, kind, ES_EREMOTE);
+  else if (k)
+    es__objmem_fail_at(os, k, kind, ES_EREMOTE);
+  /* the collector looks: 4 whole passes, or with a fault every k-th
+   * request (no pass may end without one) 1 s of failing passes */
   uint64_t passes = es__cluster_gc_passes(b.cl);
-  ck_assert_uint_ge(passes, 3);              /* the collector did look */
+  int64_t t0 = es__clock_mono_us();
+  while (every ? es__clock_mono_us() - t0 < 1000000
+               : es__cluster_gc_passes(b.cl) < passes + 4) {
+    ck_assert_msg(es__clock_mono_us() - t0 < 10000000, "no collector pass");
+    ts.tv_nsec = 20000000;
+    nanosleep(&ts, NULL);
+  }
+  es__objmem_fail_at(os, 0, 0, 0);           /* the checks read the store */
   ck_assert_int_gt(wal_keys_of(os, "A"), 0); /* U needs them */
   int seen_u[30] = {0};
   restore_tenant_count(os, u, seen_u, 30);
   expect_once("U restored while A's chunks are collected", seen_u, 30);
+  if (k && !every) /* the takeover of U and the passes after it */
+    es__objmem_fail_at(os, k, kind, ES_EREMOTE);
   admit_name(&b, u);
-  int64_t t0 = es__clock_mono_us();
+  if (every) { /* 1 s of failing passes, then let them end (a takeover
+                  cannot end with every k-th request failing) */
+    es__objmem_fail_every(os, k, kind, ES_EREMOTE);
+    ts.tv_sec = 1;
+    ts.tv_nsec = 0;
+    nanosleep(&ts, NULL);
+    ts.tv_sec = 0;
+    es__objmem_fail_at(os, 0, 0, 0);
+  }
+  t0 = es__clock_mono_us();
   while (wal_keys_of(os, "A") > 0) {
-    ck_assert_msg(es__clock_mono_us() - t0 < 5000000,
-                  "A's chunks not deleted in 5 s");
+    ck_assert_msg(es__clock_mono_us() - t0 < 10000000,
+                  "A's chunks not deleted in 10 s");
     ts.tv_nsec = 20000000;
     nanosleep(&ts, NULL);
   }
+  es__objmem_fail_at(os, 0, 0, 0);
   int seen_t[40] = {0}, seen_ub[30] = {0}, seen_rt[40] = {0}, seen_ru[30] = {0};
   count_tenant(b.db, T, seen_t, 40);
   count_tenant(b.db, u, seen_ub, 30);
@@ -815,9 +846,35 @@ START_TEST(test_chunk_gc) {
   restore_tenant_count(os, u, seen_ru, 30);
   expect_once("T restored", seen_rt, 40);
   expect_once("U restored", seen_ru, 30);
+  int hit = es__objmem_failed(os) > 0;
   node_down(&a);
   node_down(&b);
   es__objstore_destroy(os);
+  return hit;
+}
+
+START_TEST(test_chunk_gc) { (void)gc_once(0, 0, 0); }
+END_TEST
+
+/* The same with the store failing: the k-th request for k = 1..12 of
+ * each kind, and every 3rd and every 5th request throughout (so that
+ * each of the collector's requests, listings, manifest reads and
+ * deletes, fails in some pass): never a chunk U needs deleted, A's all
+ * deleted in the end, every event once. */
+START_TEST(test_chunk_gc_faults) {
+  static const int kinds[] = {ES_OBJMEM_FAIL_TIMEOUT, ES_OBJMEM_FAIL_DROP,
+                              ES_OBJMEM_FAIL_STATUS};
+  unsigned long runs = 0, hits = 0;
+  for (size_t kind = 0; kind < 3; kind++) {
+    for (unsigned long k = 1 + kind; k <= 12; k += 3, runs++)
+      hits += (unsigned long)gc_once(k, 0, kinds[kind]);
+    hits += (unsigned long)gc_once(3, 1, kinds[kind]);
+    hits += (unsigned long)gc_once(5, 1, kinds[kind]);
+    runs += 2;
+  }
+  fprintf(stderr, "chunk collection fault loop: %lu runs, %lu faults hit\n",
+          runs, hits);
+  ck_assert_uint_ge(hits * 4, runs * 3);
 }
 END_TEST
 
@@ -835,6 +892,11 @@ static Suite *cluster_suite(void) {
   tcase_add_test(tc, test_takeover_many);
   tcase_add_test(tc, test_chunk_gc);
   suite_add_tcase(s, tc);
+  /* its own meson test (CK_RUN_CASE=gc_faults), for its run time */
+  TCase *gc = tcase_create("gc_faults");
+  tcase_set_timeout(gc, 240);
+  tcase_add_test(gc, test_chunk_gc_faults);
+  suite_add_tcase(s, gc);
   return s;
 }
 
