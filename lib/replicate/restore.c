@@ -199,16 +199,293 @@ static void rs_step(rs_ctx *c, const char *tenant, const char *key,
     c->progress(c->ud, &c->p);
 }
 
-/* Downloads one segment and its rollup into tdir and checks them. */
-static int rs_segment(rs_ctx *c, const rs_tenant *t, const char *tdir,
-                      const char *mkey, const es_manifest_entry *e) {
-  char name[40], key[ES_OBJ_KEY_MAX + 1], path[ES_PATH_MAX];
-  es__segment_name(name, sizeof(name), e->id);
-  ES_TRY(es__replica_key(key, sizeof(key), t->name, name));
-  ES_TRY(es__path_join(path, sizeof(path), tdir, name));
+/* ---- reading chunks in parallel, through a shared cache (invariant 6) -- */
+
+typedef struct rs_cached {
+  char key[160];
+  uint8_t *buf; /* owned */
+  size_t len;
+  int ready; /* 0: a GET is under way */
+  int refs;
+  int64_t used_mono_us;
+  struct rs_cached *next;
+} rs_cached;
+
+struct es_chunk_cache {
+  pthread_mutex_t mu;
+  pthread_cond_t cv; /* a GET under way ended */
+  rs_cached *head;
+  size_t bytes, bytes_max;
+  unsigned inflight, inflight_max; /* GETs under way, of all walks */
+  uint64_t gets, hits;
+};
+
+#define RS_CACHE_AGE_US INT64_C(60000000)
+
+int es__chunk_cache_new(size_t bytes_max, unsigned gets_inflight_max,
+                        es_chunk_cache **out) {
+  es_chunk_cache *cc = es__calloc(1, sizeof(*cc));
+  if (!cc)
+    return ES_NOMEM_BKPT();
+  pthread_mutex_init(&cc->mu, NULL);
+  pthread_cond_init(&cc->cv, NULL);
+  cc->bytes_max = bytes_max;
+  cc->inflight_max = gets_inflight_max ? gets_inflight_max : 1;
+  *out = cc;
+  return ES_OK;
+}
+
+void es__chunk_cache_free(es_chunk_cache *cc) {
+  if (!cc)
+    return;
+  while (cc->head) {
+    rs_cached *n = cc->head->next;
+    assert(cc->head->refs == 0);
+    es__free(cc->head->buf);
+    es__free(cc->head);
+    cc->head = n;
+  }
+  pthread_mutex_destroy(&cc->mu);
+  pthread_cond_destroy(&cc->cv);
+  es__free(cc);
+}
+
+void es__chunk_cache_counts(es_chunk_cache *cc, uint64_t *gets_out,
+                            uint64_t *hits_out) {
+  pthread_mutex_lock(&cc->mu);
+  *gets_out = cc->gets;
+  *hits_out = cc->hits;
+  pthread_mutex_unlock(&cc->mu);
+}
+
+/* Drops unpinned entries unused for RS_CACHE_AGE_US, then the least
+ * recently used ones while over the budget (caller holds mu). */
+static void rs_cache_trim(es_chunk_cache *cc) {
+  int64_t now = es__clock_mono_us();
+  for (;;) {
+    rs_cached **victim = NULL;
+    for (rs_cached **pp = &cc->head; *pp; pp = &(*pp)->next) {
+      rs_cached *e = *pp;
+      if (!e->ready || e->refs > 0)
+        continue;
+      if (now - e->used_mono_us > RS_CACHE_AGE_US) {
+        victim = pp;
+        break;
+      }
+      if (cc->bytes > cc->bytes_max &&
+          (!victim || e->used_mono_us < (*victim)->used_mono_us))
+        victim = pp;
+    }
+    if (!victim)
+      return;
+    rs_cached *e = *victim;
+    *victim = e->next;
+    cc->bytes -= e->len;
+    es__free(e->buf);
+    es__free(e);
+  }
+}
+
+/* Reads chunk ch whole into ch->buf: through the cache when there is one
+ * (then ch->pin holds the shared entry and ch->buf is borrowed from it),
+ * else a GET of its own (ch->buf owned). */
+static int rs_chunk_get(es_objstore *os, es_chunk_cache *cc, rs_chunk *ch) {
+  if (!cc) {
+    int rc = os->get(os, ch->key, 0, ES_OBJ_TO_END, &ch->buf, &ch->len, NULL);
+    return rc == ES_ENOTFOUND
+               ? ES_ERR(ES_ENOTFOUND, "object %s is missing (listed)", ch->key)
+               : rc;
+  }
+  pthread_mutex_lock(&cc->mu);
+  for (;;) {
+    rs_cached *e = cc->head;
+    while (e && strcmp(e->key, ch->key) != 0)
+      e = e->next;
+    if (e && !e->ready) { /* another takeover reads it: wait for it */
+      pthread_cond_wait(&cc->cv, &cc->mu);
+      continue;
+    }
+    if (e) {
+      e->refs++;
+      e->used_mono_us = es__clock_mono_us();
+      cc->hits++;
+      ch->pin = e;
+      ch->buf = e->buf;
+      ch->len = e->len;
+      pthread_mutex_unlock(&cc->mu);
+      return ES_OK;
+    }
+    break;
+  }
+  rs_cached *e = es__calloc(1, sizeof(*e));
+  if (!e) {
+    pthread_mutex_unlock(&cc->mu);
+    return ES_NOMEM_BKPT();
+  }
+  snprintf(e->key, sizeof(e->key), "%s", ch->key);
+  e->refs = 1;
+  e->next = cc->head;
+  cc->head = e;
+  cc->gets++;
+  while (cc->inflight >= cc->inflight_max) /* bounded over all walks */
+    pthread_cond_wait(&cc->cv, &cc->mu);
+  cc->inflight++;
+  pthread_mutex_unlock(&cc->mu);
   uint8_t *buf = NULL;
   size_t len = 0;
-  ES_TRY(rs_get(c, key, mkey, &buf, &len));
+  int rc = os->get(os, ch->key, 0, ES_OBJ_TO_END, &buf, &len, NULL);
+  if (rc == ES_ENOTFOUND)
+    rc = ES_ERR(ES_ENOTFOUND, "object %s is missing (listed)", ch->key);
+  pthread_mutex_lock(&cc->mu);
+  cc->inflight--;
+  if (rc == ES_OK) {
+    e->buf = buf;
+    e->len = len;
+    e->ready = 1;
+    e->used_mono_us = es__clock_mono_us();
+    cc->bytes += len;
+    ch->pin = e;
+    ch->buf = buf;
+    ch->len = len;
+  } else { /* a waiter then reads it itself */
+    for (rs_cached **pp = &cc->head; *pp; pp = &(*pp)->next)
+      if (*pp == e) {
+        *pp = e->next;
+        break;
+      }
+    es__free(e);
+  }
+  pthread_cond_broadcast(&cc->cv);
+  pthread_mutex_unlock(&cc->mu);
+  return rc;
+}
+
+/* Gives back what rs_chunk_get read. */
+static void rs_chunk_put(es_chunk_cache *cc, rs_chunk *ch) {
+  if (ch->pin) {
+    pthread_mutex_lock(&cc->mu);
+    ch->pin->refs--;
+    rs_cache_trim(cc);
+    pthread_mutex_unlock(&cc->mu);
+  } else {
+    es__free(ch->buf);
+  }
+  ch->pin = NULL;
+  ch->buf = NULL;
+  ch->len = 0;
+}
+
+/* The chunks of one walk, read by up to ES_REPLAY_GETS_INFLIGHT threads
+ * at most RS_AHEAD chunks ahead of the one being scanned (so memory stays
+ * bounded), handed over in order. */
+#define RS_AHEAD 32
+
+typedef struct rs_fetch {
+  es_objstore *os;
+  es_chunk_cache *cc;
+  rs_chunk *ch;
+  size_t n;
+  pthread_mutex_t mu;
+  pthread_cond_t cv;
+  size_t next;  /* the next chunk to read */
+  size_t done;  /* chunks [0, done) scanned */
+  size_t ahead; /* read at most this far past done */
+  int stop;
+} rs_fetch;
+
+/* Reads chunk i (any thread), recording the outcome and its detail. */
+static void rs_fetch_one(rs_fetch *f, size_t i) {
+  rs_chunk *ch = &f->ch[i];
+  int rc = rs_chunk_get(f->os, f->cc, ch);
+  pthread_mutex_lock(&f->mu);
+  ch->rc = rc;
+  if (rc < 0)
+    snprintf(ch->why, sizeof(ch->why), "%s", es_errdetail());
+  ch->fetched = 1;
+  pthread_cond_broadcast(&f->cv);
+  pthread_mutex_unlock(&f->mu);
+  es__error_clear();
+}
+
+static void *rs_fetch_main(void *arg) {
+  rs_fetch *f = arg;
+  pthread_mutex_lock(&f->mu);
+  while (!f->stop && f->next < f->n) {
+    if (f->next >= f->done + f->ahead) {
+      pthread_cond_wait(&f->cv, &f->mu);
+      continue;
+    }
+    size_t i = f->next++;
+    pthread_mutex_unlock(&f->mu);
+    rs_fetch_one(f, i);
+    pthread_mutex_lock(&f->mu);
+  }
+  pthread_mutex_unlock(&f->mu);
+  return NULL;
+}
+
+/* Waits for chunk i (reading it on this thread when no reader took it
+ * yet): its status, with the reader's detail. */
+static int rs_fetch_wait(rs_fetch *f, size_t i) {
+  pthread_mutex_lock(&f->mu);
+  int mine = f->next == i;
+  if (mine)
+    f->next++;
+  while (!mine && !f->ch[i].fetched)
+    pthread_cond_wait(&f->cv, &f->mu);
+  pthread_mutex_unlock(&f->mu);
+  if (mine)
+    rs_fetch_one(f, i);
+  rs_chunk *ch = &f->ch[i];
+  if (ch->rc < 0)
+    return ES_ERR(ch->rc, "object %s: %s", ch->key, ch->why);
+  return ES_OK;
+}
+
+/* Starts up to ES_REPLAY_GETS_INFLIGHT - 1 readers of f (the caller reads
+ * too, rs_fetch_wait); returns how many run. */
+static size_t rs_fetch_start(rs_fetch *f, pthread_t *th) {
+  pthread_mutex_init(&f->mu, NULL);
+  pthread_cond_init(&f->cv, NULL);
+  size_t nth = 0;
+  while (nth + 1 < ES_REPLAY_GETS_INFLIGHT && nth + 1 < f->n &&
+         pthread_create(&th[nth], NULL, rs_fetch_main, f) == 0)
+    nth++;
+  return nth;
+}
+
+/* Stops f's readers and gives back what they read and nobody scanned. */
+static void rs_fetch_stop(rs_fetch *f, pthread_t *th, size_t nth) {
+  pthread_mutex_lock(&f->mu);
+  f->stop = 1;
+  pthread_cond_broadcast(&f->cv);
+  pthread_mutex_unlock(&f->mu);
+  for (size_t i = 0; i < nth; i++)
+    pthread_join(th[i], NULL);
+  for (size_t i = 0; i < f->n; i++)
+    if (f->ch[i].buf)
+      rs_chunk_put(f->cc, &f->ch[i]);
+  pthread_mutex_destroy(&f->mu);
+  pthread_cond_destroy(&f->cv);
+}
+
+/* Chunk i is scanned: its reader may go on. */
+static void rs_fetch_done(rs_fetch *f, size_t i) {
+  rs_chunk_put(f->cc, &f->ch[i]);
+  pthread_mutex_lock(&f->mu);
+  f->done = i + 1;
+  pthread_cond_broadcast(&f->cv);
+  pthread_mutex_unlock(&f->mu);
+}
+
+/* Writes a downloaded segment (key, buf[0..len)) into tdir and checks it
+ * against its manifest entry. */
+static int rs_segment_put(rs_ctx *c, const rs_tenant *t, const char *tdir,
+                          const char *mkey, const es_manifest_entry *e,
+                          const char *key, const uint8_t *buf, size_t len) {
+  char name[40], path[ES_PATH_MAX];
+  es__segment_name(name, sizeof(name), e->id);
+  ES_TRY(es__path_join(path, sizeof(path), tdir, name));
   int rc = len == e->bytes
                ? ES_OK
                : ES_CORRUPT_BKPT("object %s: %zu bytes, %s says "
@@ -216,7 +493,6 @@ static int rs_segment(rs_ctx *c, const rs_tenant *t, const char *tdir,
                                  key, len, mkey, (unsigned long long)e->bytes);
   if (rc == ES_OK)
     rc = es__io_write_file(c->vfs, path, buf, len);
-  es__free(buf);
   uint64_t rows = 0;
   if (rc == ES_OK) {
     rc = es__segment_verify(c->vfs, path, NULL, NULL, &rows);
@@ -229,18 +505,18 @@ static int rs_segment(rs_ctx *c, const rs_tenant *t, const char *tdir,
                          (unsigned long long)e->rows);
   ES_TRY(rc);
   rs_step(c, t->name, key, len);
+  return ES_OK;
+}
+
+/* Writes a downloaded rollup into tdir and checks it. */
+static int rs_rollup_put(rs_ctx *c, const rs_tenant *t, const char *tdir,
+                         const es_manifest_entry *e, const char *key,
+                         const uint8_t *buf, size_t len) {
+  char name[40], path[ES_PATH_MAX];
+  es__segment_name(name, sizeof(name), e->id);
   memcpy(name + strlen(name) - 4, ".rlp", 5);
-  ES_TRY(es__replica_key(key, sizeof(key), t->name, name));
   ES_TRY(es__path_join(path, sizeof(path), tdir, name));
-  rc = c->os->get(c->os, key, 0, ES_OBJ_TO_END, &buf, &len, NULL);
-  if (rc == ES_ENOTFOUND) { /* invariant 2 */
-    es__error_clear();
-    return ES_OK;
-  }
-  if (rc < 0)
-    return rs_err(rc, key);
-  rc = es__io_write_file(c->vfs, path, buf, len);
-  es__free(buf);
+  int rc = es__io_write_file(c->vfs, path, buf, len);
   if (rc == ES_OK) {
     rc = es__rollup_verify(c->vfs, path);
     if (rc == ES_ECORRUPT || rc == ES_EVERSION)
@@ -248,6 +524,55 @@ static int rs_segment(rs_ctx *c, const rs_tenant *t, const char *tdir,
   }
   if (rc == ES_OK)
     rs_step(c, t->name, key, len);
+  return rc;
+}
+
+/* Downloads the manifest's segments and their rollups into tdir, up to
+ * ES_REPLAY_GETS_INFLIGHT GETs at once and at most RS_SEG_AHEAD objects
+ * ahead, and writes and checks them one at a time, in order, on this
+ * thread (invariants 1 and 2; the file system sees what it saw before). */
+#define RS_SEG_AHEAD 8
+static int rs_segments(rs_ctx *c, const rs_tenant *t, const char *tdir,
+                       const char *mkey, const es_manifest *m) {
+  if (m->count == 0)
+    return ES_OK;
+  rs_chunk *obj = es__calloc(2 * m->count, sizeof(*obj));
+  if (!obj)
+    return ES_NOMEM_BKPT();
+  int rc = ES_OK;
+  for (size_t i = 0; rc == ES_OK && i < m->count; i++) {
+    char name[40];
+    es__segment_name(name, sizeof(name), m->entries[i].id);
+    rc = es__replica_key(obj[2 * i].key, sizeof(obj[0].key), t->name, name);
+    memcpy(name + strlen(name) - 4, ".rlp", 5);
+    if (rc == ES_OK)
+      rc = es__replica_key(obj[2 * i + 1].key, sizeof(obj[0].key), t->name,
+                           name);
+  }
+  rs_fetch f = {.os = c->os,
+                .ch = obj,
+                .n = rc == ES_OK ? 2 * m->count : 0,
+                .ahead = RS_SEG_AHEAD};
+  pthread_t th[ES_REPLAY_GETS_INFLIGHT];
+  size_t nth = rs_fetch_start(&f, th);
+  for (size_t i = 0; rc == ES_OK && i < f.n; i++) {
+    const es_manifest_entry *e = &m->entries[i / 2];
+    rs_chunk *o = &obj[i];
+    int got = rs_fetch_wait(&f, i);
+    if (got == ES_ENOTFOUND && i % 2 == 0)
+      rc = ES_ERR(ES_ENOTFOUND, "object %s is missing (%s)", o->key, mkey);
+    else if (got == ES_ENOTFOUND) /* a rollup: invariant 2 */
+      es__error_clear();
+    else if (got < 0)
+      rc = got;
+    else if (i % 2 == 0)
+      rc = rs_segment_put(c, t, tdir, mkey, e, o->key, o->buf, o->len);
+    else
+      rc = rs_rollup_put(c, t, tdir, e, o->key, o->buf, o->len);
+    rs_fetch_done(&f, i);
+  }
+  rs_fetch_stop(&f, th, nth);
+  es__free(obj);
   return rc;
 }
 
@@ -305,8 +630,8 @@ static int rs_tenant_restore(rs_ctx *c, const rs_tenant *t) {
       c->p.bytes_total += m.entries[i].bytes;
     }
   }
-  for (size_t i = 0; rc == ES_OK && i < m.count; i++)
-    rc = rs_segment(c, t, tdir, mkey, &m.entries[i]);
+  if (rc == ES_OK)
+    rc = rs_segments(c, t, tdir, mkey, &m);
   if (rc == ES_OK && t->identity)
     rc = rs_side(c, t, tdir, "IDENTITY");
   if (rc == ES_OK && t->rules)
@@ -780,257 +1105,6 @@ static int rs_tw_rec(void *ud, uint64_t lsn, const es_wal_rec *rec,
   return w->fn(w->ud, lsn, rec);
 }
 
-/* ---- reading chunks in parallel, through a shared cache (invariant 6) -- */
-
-typedef struct rs_cached {
-  char key[160];
-  uint8_t *buf; /* owned */
-  size_t len;
-  int ready; /* 0: a GET is under way */
-  int refs;
-  int64_t used_mono_us;
-  struct rs_cached *next;
-} rs_cached;
-
-struct es_chunk_cache {
-  pthread_mutex_t mu;
-  pthread_cond_t cv; /* a GET under way ended */
-  rs_cached *head;
-  size_t bytes, bytes_max;
-  unsigned inflight, inflight_max; /* GETs under way, of all walks */
-  uint64_t gets, hits;
-};
-
-#define RS_CACHE_AGE_US INT64_C(60000000)
-
-int es__chunk_cache_new(size_t bytes_max, unsigned gets_inflight_max,
-                        es_chunk_cache **out) {
-  es_chunk_cache *cc = es__calloc(1, sizeof(*cc));
-  if (!cc)
-    return ES_NOMEM_BKPT();
-  pthread_mutex_init(&cc->mu, NULL);
-  pthread_cond_init(&cc->cv, NULL);
-  cc->bytes_max = bytes_max;
-  cc->inflight_max = gets_inflight_max ? gets_inflight_max : 1;
-  *out = cc;
-  return ES_OK;
-}
-
-void es__chunk_cache_free(es_chunk_cache *cc) {
-  if (!cc)
-    return;
-  while (cc->head) {
-    rs_cached *n = cc->head->next;
-    assert(cc->head->refs == 0);
-    es__free(cc->head->buf);
-    es__free(cc->head);
-    cc->head = n;
-  }
-  pthread_mutex_destroy(&cc->mu);
-  pthread_cond_destroy(&cc->cv);
-  es__free(cc);
-}
-
-void es__chunk_cache_counts(es_chunk_cache *cc, uint64_t *gets_out,
-                            uint64_t *hits_out) {
-  pthread_mutex_lock(&cc->mu);
-  *gets_out = cc->gets;
-  *hits_out = cc->hits;
-  pthread_mutex_unlock(&cc->mu);
-}
-
-/* Drops unpinned entries unused for RS_CACHE_AGE_US, then the least
- * recently used ones while over the budget (caller holds mu). */
-static void rs_cache_trim(es_chunk_cache *cc) {
-  int64_t now = es__clock_mono_us();
-  for (;;) {
-    rs_cached **victim = NULL;
-    for (rs_cached **pp = &cc->head; *pp; pp = &(*pp)->next) {
-      rs_cached *e = *pp;
-      if (!e->ready || e->refs > 0)
-        continue;
-      if (now - e->used_mono_us > RS_CACHE_AGE_US) {
-        victim = pp;
-        break;
-      }
-      if (cc->bytes > cc->bytes_max &&
-          (!victim || e->used_mono_us < (*victim)->used_mono_us))
-        victim = pp;
-    }
-    if (!victim)
-      return;
-    rs_cached *e = *victim;
-    *victim = e->next;
-    cc->bytes -= e->len;
-    es__free(e->buf);
-    es__free(e);
-  }
-}
-
-/* Reads chunk ch whole into ch->buf: through the cache when there is one
- * (then ch->pin holds the shared entry and ch->buf is borrowed from it),
- * else a GET of its own (ch->buf owned). */
-static int rs_chunk_get(es_objstore *os, es_chunk_cache *cc, rs_chunk *ch) {
-  if (!cc) {
-    int rc = os->get(os, ch->key, 0, ES_OBJ_TO_END, &ch->buf, &ch->len, NULL);
-    return rc == ES_ENOTFOUND
-               ? ES_ERR(ES_ENOTFOUND, "object %s is missing (listed)", ch->key)
-               : rc;
-  }
-  pthread_mutex_lock(&cc->mu);
-  for (;;) {
-    rs_cached *e = cc->head;
-    while (e && strcmp(e->key, ch->key) != 0)
-      e = e->next;
-    if (e && !e->ready) { /* another takeover reads it: wait for it */
-      pthread_cond_wait(&cc->cv, &cc->mu);
-      continue;
-    }
-    if (e) {
-      e->refs++;
-      e->used_mono_us = es__clock_mono_us();
-      cc->hits++;
-      ch->pin = e;
-      ch->buf = e->buf;
-      ch->len = e->len;
-      pthread_mutex_unlock(&cc->mu);
-      return ES_OK;
-    }
-    break;
-  }
-  rs_cached *e = es__calloc(1, sizeof(*e));
-  if (!e) {
-    pthread_mutex_unlock(&cc->mu);
-    return ES_NOMEM_BKPT();
-  }
-  snprintf(e->key, sizeof(e->key), "%s", ch->key);
-  e->refs = 1;
-  e->next = cc->head;
-  cc->head = e;
-  cc->gets++;
-  while (cc->inflight >= cc->inflight_max) /* bounded over all walks */
-    pthread_cond_wait(&cc->cv, &cc->mu);
-  cc->inflight++;
-  pthread_mutex_unlock(&cc->mu);
-  uint8_t *buf = NULL;
-  size_t len = 0;
-  int rc = os->get(os, ch->key, 0, ES_OBJ_TO_END, &buf, &len, NULL);
-  if (rc == ES_ENOTFOUND)
-    rc = ES_ERR(ES_ENOTFOUND, "object %s is missing (listed)", ch->key);
-  pthread_mutex_lock(&cc->mu);
-  cc->inflight--;
-  if (rc == ES_OK) {
-    e->buf = buf;
-    e->len = len;
-    e->ready = 1;
-    e->used_mono_us = es__clock_mono_us();
-    cc->bytes += len;
-    ch->pin = e;
-    ch->buf = buf;
-    ch->len = len;
-  } else { /* a waiter then reads it itself */
-    for (rs_cached **pp = &cc->head; *pp; pp = &(*pp)->next)
-      if (*pp == e) {
-        *pp = e->next;
-        break;
-      }
-    es__free(e);
-  }
-  pthread_cond_broadcast(&cc->cv);
-  pthread_mutex_unlock(&cc->mu);
-  return rc;
-}
-
-/* Gives back what rs_chunk_get read. */
-static void rs_chunk_put(es_chunk_cache *cc, rs_chunk *ch) {
-  if (ch->pin) {
-    pthread_mutex_lock(&cc->mu);
-    ch->pin->refs--;
-    rs_cache_trim(cc);
-    pthread_mutex_unlock(&cc->mu);
-  } else {
-    es__free(ch->buf);
-  }
-  ch->pin = NULL;
-  ch->buf = NULL;
-  ch->len = 0;
-}
-
-/* The chunks of one walk, read by up to ES_REPLAY_GETS_INFLIGHT threads
- * at most RS_AHEAD chunks ahead of the one being scanned (so memory stays
- * bounded), handed over in order. */
-#define RS_AHEAD 32
-
-typedef struct rs_fetch {
-  es_objstore *os;
-  es_chunk_cache *cc;
-  rs_chunk *ch;
-  size_t n;
-  pthread_mutex_t mu;
-  pthread_cond_t cv;
-  size_t next; /* the next chunk to read */
-  size_t done; /* chunks [0, done) scanned */
-  int stop;
-} rs_fetch;
-
-/* Reads chunk i (any thread), recording the outcome and its detail. */
-static void rs_fetch_one(rs_fetch *f, size_t i) {
-  rs_chunk *ch = &f->ch[i];
-  int rc = rs_chunk_get(f->os, f->cc, ch);
-  pthread_mutex_lock(&f->mu);
-  ch->rc = rc;
-  if (rc < 0)
-    snprintf(ch->why, sizeof(ch->why), "%s", es_errdetail());
-  ch->fetched = 1;
-  pthread_cond_broadcast(&f->cv);
-  pthread_mutex_unlock(&f->mu);
-  es__error_clear();
-}
-
-static void *rs_fetch_main(void *arg) {
-  rs_fetch *f = arg;
-  pthread_mutex_lock(&f->mu);
-  while (!f->stop && f->next < f->n) {
-    if (f->next >= f->done + RS_AHEAD) {
-      pthread_cond_wait(&f->cv, &f->mu);
-      continue;
-    }
-    size_t i = f->next++;
-    pthread_mutex_unlock(&f->mu);
-    rs_fetch_one(f, i);
-    pthread_mutex_lock(&f->mu);
-  }
-  pthread_mutex_unlock(&f->mu);
-  return NULL;
-}
-
-/* Waits for chunk i (reading it on this thread when no reader took it
- * yet): its status, with the reader's detail. */
-static int rs_fetch_wait(rs_fetch *f, size_t i) {
-  pthread_mutex_lock(&f->mu);
-  int mine = f->next == i;
-  if (mine)
-    f->next++;
-  while (!mine && !f->ch[i].fetched)
-    pthread_cond_wait(&f->cv, &f->mu);
-  pthread_mutex_unlock(&f->mu);
-  if (mine)
-    rs_fetch_one(f, i);
-  rs_chunk *ch = &f->ch[i];
-  if (ch->rc < 0)
-    return ES_ERR(ch->rc, "object %s: %s", ch->key, ch->why);
-  return ES_OK;
-}
-
-/* Chunk i is scanned: its reader may go on. */
-static void rs_fetch_done(rs_fetch *f, size_t i) {
-  rs_chunk_put(f->cc, &f->ch[i]);
-  pthread_mutex_lock(&f->mu);
-  f->done = i + 1;
-  pthread_cond_broadcast(&f->cv);
-  pthread_mutex_unlock(&f->mu);
-}
-
 int es__restore_wal_tenant(es_replica *replica, es_chunk_cache *cache,
                            const char *node, uint32_t shard, const char *tenant,
                            uint64_t above_lsn, es_restore_rec_fn fn, void *ud,
@@ -1060,16 +1134,13 @@ static int rs_wal_tenant(es_objstore *os, es_chunk_cache *cache,
     if (c.chunks[i].last > above_lsn)
       c.chunks[keep++] = c.chunks[i];
   c.nchunks = keep;
-  rs_fetch f = {.os = c.os, .cc = cache, .ch = c.chunks, .n = c.nchunks};
-  pthread_mutex_init(&f.mu, NULL);
-  pthread_cond_init(&f.cv, NULL);
+  rs_fetch f = {.os = c.os,
+                .cc = cache,
+                .ch = c.chunks,
+                .n = rc == ES_OK ? c.nchunks : 0,
+                .ahead = RS_AHEAD};
   pthread_t th[ES_REPLAY_GETS_INFLIGHT];
-  size_t nth = 0;
-  /* the scanning thread reads too: one reader fewer */
-  while (rc == ES_OK && nth + 1 < ES_REPLAY_GETS_INFLIGHT &&
-         nth + 1 < c.nchunks &&
-         pthread_create(&th[nth], NULL, rs_fetch_main, &f) == 0)
-    nth++;
+  size_t nth = rs_fetch_start(&f, th);
   uint64_t prev = above_lsn; /* every LSN at or below: handed over, or not
                                 wanted */
   for (size_t i = 0; rc == ES_OK && i < c.nchunks; i++) {
@@ -1092,17 +1163,7 @@ static int rs_wal_tenant(es_objstore *os, es_chunk_cache *cache,
     if (rc == ES_OK)
       (*chunks_out)++;
   }
-  pthread_mutex_lock(&f.mu);
-  f.stop = 1;
-  pthread_cond_broadcast(&f.cv);
-  pthread_mutex_unlock(&f.mu);
-  for (size_t i = 0; i < nth; i++)
-    pthread_join(th[i], NULL);
-  for (size_t i = 0; i < c.nchunks; i++) /* read ahead, not scanned */
-    if (c.chunks[i].buf)
-      rs_chunk_put(cache, &c.chunks[i]);
-  pthread_mutex_destroy(&f.mu);
-  pthread_cond_destroy(&f.cv);
+  rs_fetch_stop(&f, th, nth);
   es__free(c.chunks);
   return rc;
 }
