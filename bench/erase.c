@@ -52,6 +52,7 @@ static void load(es_db *db, uint64_t n, int runs) {
   static es_event evs[B];
   static char mids[B][32], anons[B][32];
   uint64_t i = 0;
+  double t0 = now_s(), tstep = t0;
   while (i < n) {
     int m = 0;
     for (; m < B && i < n; m++, i++) {
@@ -74,6 +75,16 @@ static void load(es_db *db, uint64_t n, int runs) {
     int rc = es_append(db, "big", evs, (size_t)m, NULL);
     if (rc)
       die("append", rc);
+    if (i % 1000000 == 0 || i == n) { /* the load rate as the tenant grows */
+      double t = now_s();
+      uint64_t step = i % 1000000 ? i % 1000000 : 1000000;
+      fprintf(stderr,
+              "es-bench-erase: %llu events in the tenant after %.1f s; the "
+              "last %llu at %.0f events/s\n",
+              (unsigned long long)i, t - t0, (unsigned long long)step,
+              (double)step / (t - tstep));
+      tstep = t;
+    }
   }
   int rc = es_flush(db, NULL);
   if (rc)
