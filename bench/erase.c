@@ -202,7 +202,8 @@ int main(int argc, char **argv) {
   fprintf(stderr, "es-bench-erase: loaded %llu events in %.1f s\n",
           (unsigned long long)n, now_s() - t);
   double submit_ms[RUNS_MAX], run_s[RUNS_MAX], ratio[RUNS_MAX];
-  double seg_s[RUNS_MAX], wal_s[RUNS_MAX];
+  double seg_s[RUNS_MAX], wal_s[RUNS_MAX], roll_s[RUNS_MAX];
+  double before_eps[RUNS_MAX], during_eps[RUNS_MAX];
   for (int r = 0; r < runs; r++) {
     feeder f = {.db = db};
     pthread_t th;
@@ -246,10 +247,13 @@ int main(int argc, char **argv) {
     submit_ms[r] = (b - a) * 1e3;
     run_s[r] = c - b;
     seg_s[r] = (double)(s1 - h) / 1e6;
+    roll_s[r] = (double)(s3 - s1) / 1e6;
     wal_s[r] = (double)(s4 - s3) / 1e6;
     double before = (double)(e1 - e0) / (w1 - w0);
     double during = (double)(e2 - e1) / (c - w1);
     ratio[r] = during / before;
+    before_eps[r] = before;
+    during_eps[r] = during;
     fprintf(stderr,
             "run %d: submit %.1f ms, stages %.2f s (segments %.2f s, wal "
             "%.2f s); ingest %.0f ev/s before, %.0f during (x%.2f)\n%s\n",
@@ -259,10 +263,14 @@ int main(int argc, char **argv) {
   }
   printf("{\"events\":%llu,\"runs\":%d,\"submit_ms_median\":%.2f,"
          "\"erase_s_median\":%.3f,\"segments_s_median\":%.3f,"
-         "\"wal_s_median\":%.3f,\"ingest_during_over_before_median\":%.3f}\n",
+         "\"rollups_s_median\":%.3f,\"wal_s_median\":%.3f,"
+         "\"ingest_before_eps_median\":%.0f,"
+         "\"ingest_during_eps_median\":%.0f,"
+         "\"ingest_during_over_before_median\":%.3f}\n",
          (unsigned long long)n, runs, median(submit_ms, runs),
-         median(run_s, runs), median(seg_s, runs), median(wal_s, runs),
-         median(ratio, runs));
+         median(run_s, runs), median(seg_s, runs), median(roll_s, runs),
+         median(wal_s, runs), median(before_eps, runs),
+         median(during_eps, runs), median(ratio, runs));
   rc = es_close(db);
   if (rc)
     die("close", rc);
