@@ -597,9 +597,9 @@ static dd_fpseg *fp_lookup(struct es_ddcache *c, const es_tenant *t,
 static void fp_evict(struct es_ddcache *c, size_t i) {
   dd_fpseg *f = c->fv[i];
   uint32_t v = (uint32_t)i + 1, lv = (uint32_t)c->fn;
-  es__htab_remove(&c->fidx,
-                  es__htab_probe(&c->fidx, fp_key_hash(f->t, f->seg_id),
-                                 val_eq, NULL, &v));
+  es__htab_remove(
+      &c->fidx,
+      es__htab_probe(&c->fidx, fp_key_hash(f->t, f->seg_id), val_eq, NULL, &v));
   c->fbytes -= f->bytes;
   fpseg_free(f);
   c->fn--;
@@ -662,8 +662,8 @@ static int seg_find(es_db *db, const es_tenant *t, es_segment *seg, uint64_t h,
       continue;
     }
     if (next >= 0)
-      ES_CHECK(group_has(db, t, seg, (uint32_t)next, h, id, len, lo, hi,
-                         found));
+      ES_CHECK(
+          group_has(db, t, seg, (uint32_t)next, h, id, len, lo, hi, found));
     g = next < 0 ? -1 : next + 1;
   }
 err:
@@ -817,8 +817,7 @@ static int decide(es_db *db, es_req *r, const es_segset *set, uint64_t lsn,
       r->dup[i] = 1;
       r->ndup++;
     } else {
-      vals[(*nput)++] =
-          slab_put(t, e->h, r->hint[i].ts_us, e->id, e->len, lsn);
+      vals[(*nput)++] = slab_put(t, e->h, r->hint[i].ts_us, e->id, e->len, lsn);
     }
   }
 err:
