@@ -31,8 +31,9 @@
  * tenant (the load fell from 86k to under 9k events/s past 1M rows);
  * fingerprints cost 4 bytes a row in memory and nothing on disk, a
  * false positive now costs one binary search per overlapping row group,
- * and a group is decoded about once per 2^32 / rows-per-group new ids
- * (and for each true duplicate, which its cached table then answers).
+ * and a group is decoded only for a fingerprint match: a true duplicate
+ * (its cached table then answers the next ones), or one time in 2^32 /
+ * 8192 (about 500,000) groups searched.
  * A segment whose index alone would pass the bound is read group by
  * group as before.  So memory is bounded by the memtables (one entry per
  * unflushed event with an id) plus those two caches.  The slabs count
@@ -344,7 +345,7 @@ struct es_ddcache {
   dd_group *v;
   size_t n, cap, bytes, bytes_max;
   uint64_t tick;
-  /* the fingerprint indexes, filed by fpseg_hash(t, seg_id) */
+  /* the fingerprint indexes, filed by fp_key_hash(t, seg_id) */
   dd_fpseg **fv;
   es_htab fidx; /* index into fv + 1 */
   size_t fn, fcap, fbytes, fbytes_max;
