@@ -45,7 +45,9 @@
  *     invariant 5; the uploader has not caught up): no other node
  *     published since, and none admitted anything (invariant 5); else it
  *     is stale.
- *  4. Lease I/O on one tenant is made by one thread at a time (io_mu);
+ *  4. Lease I/O on one tenant is made by one thread at a time (io_mu;
+ *     a renewal pass runs on up to CL_RENEWERS threads, each tenant
+ *     renewed by one of them);
  *     the cluster mutex is never held across I/O.  A tenant's takeover or
  *     hand-over runs on one worker at a time (busy); different tenants'
  *     run at once on CL_WORKERS threads, sharing the chunks they read
@@ -117,6 +119,7 @@ static const char *const cl_state_name[] = {"new",       "taking",   "held",
 /* Takeovers and hand-overs run at once, one per worker thread: after a
  * node's death each of its tenants waits for its own takeover only. */
 #define CL_WORKERS 4
+#define CL_RENEWERS 4 /* lease renewals in flight at once */
 /* Chunks kept for takeovers of the same dead node's shard (restore.c, 6). */
 #define CL_CHUNK_CACHE_BYTES ((size_t)64 << 20)
 /* Replayed events per es_append (one WAL record, one chunk PUT). */
@@ -937,17 +940,49 @@ static void cl_renew(es_cluster *c, cl_tenant *t) {
   es__error_clear();
 }
 
+/* One pass of renewals shared by up to CL_RENEWERS threads: each takes
+ * the next tenant off the list (under mu) and renews it.  A renewal is a
+ * round trip to the bucket (0.5-1.5 s through a loaded loopback proxy);
+ * one after another, a node with a handful of tenants let the first
+ * ones lapse before the pass came back to them. */
+typedef struct {
+  es_cluster *c;
+  cl_tenant *next; /* guarded by c->mu */
+} cl_pass;
+
+static void *cl_renew_some(void *arg) {
+  cl_pass *p = arg;
+  for (;;) {
+    pthread_mutex_lock(&p->c->mu);
+    cl_tenant *t = p->next;
+    if (t)
+      p->next = t->next;
+    pthread_mutex_unlock(&p->c->mu);
+    if (!t)
+      return NULL;
+    cl_renew(p->c, t);
+  }
+}
+
 static void *cl_renewer(void *arg) {
   es_cluster *c = arg;
   int64_t every = c->clk.ttl_us / 4;
   pthread_mutex_lock(&c->mu);
   while (!c->stop) {
-    /* tenants are never removed while the node runs: walking the list
-     * without mu between renewals is safe */
-    cl_tenant *t = c->ts;
+    /* tenants are never removed while the node runs: the pass walks the
+     * list taking mu only to step it */
+    cl_pass pass = {c, c->ts};
+    int want = -1; /* helpers: one per tenant past the first */
+    for (cl_tenant *t = c->ts; t && want < CL_RENEWERS - 1; t = t->next)
+      want++;
     pthread_mutex_unlock(&c->mu);
-    for (; t; t = t->next)
-      cl_renew(c, t);
+    pthread_t th[CL_RENEWERS];
+    int n = 0;
+    while (n < want && pthread_create(&th[n], NULL, cl_renew_some, &pass) == 0)
+      n++;
+    cl_renew_some(&pass); /* if no helper started, all of them here */
+    while (n > 0)
+      pthread_join(th[--n], NULL);
     pthread_mutex_lock(&c->mu);
     if (c->stop)
       break;
