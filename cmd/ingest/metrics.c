@@ -290,7 +290,7 @@ static int ship_line(void *ud, const es_walship_shard *s) {
                          : o->which == 4 ? s->pending_bytes
                          : o->which == 5
                              ? (unsigned long long)(s->oldest_age_us / 1000)
-                             : (unsigned long long)(s->broken ? 2 : s->failing);
+                             : (unsigned long long)(s->degraded ? 2 : s->failing);
   static const char *const name[] = {
       "es_walship_synced_lsn",    "es_walship_shipped_lsn",
       "es_walship_lag_lsn",       "es_walship_inflight_puts",
@@ -384,7 +384,8 @@ int metrics_render_walship(es_db *db, seg_buf *b) {
       "not yet in S3 (0: none)\n"
       "# TYPE es_walship_oldest_unshipped_seconds gauge\n",
       "# HELP es_walship_state 0 shipping, 1 failing (S3 errors, retrying), 2 "
-      "broken (until a restart)\n# TYPE es_walship_state gauge\n"};
+      "degraded (its backlog passed --s3-backlog-max-mb)\n"
+      "# TYPE es_walship_state gauge\n"};
   ship_out o = {b, 0, rc};
   for (o.which = 0; o.which < 7; o.which++) {
     o.rc |= put(b, "%s", head[o.which]);
