@@ -206,8 +206,9 @@ typedef struct es_wal_cursor {
  * until out grew by at least bytes_max (always one frame at least).
  * upto_lsn must not exceed the last frame the writer has synced: every
  * frame up to it is complete, so a frame that is short or fails its
- * checksum is ES_ECORRUPT naming the file and offset, and a range whose
- * file is gone (no file may hold after_lsn + 1) is ES_ENOTFOUND.  *cur
+ * checksum is ES_ECORRUPT naming the file and offset, and a frame that
+ * is gone (its file deleted: the LSNs of a log are consecutive) is
+ * ES_ENOTFOUND.  *cur
  * saves the place between calls (zero it to start).  *first_out and
  * *last_out get the LSNs appended. */
 int es__wal_read_frames(es_vfs *vfs, const char *dir, uint64_t after_lsn,
