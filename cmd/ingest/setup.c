@@ -124,10 +124,9 @@ int server_keys_replace(server *srv, const char *text, size_t len,
   for (size_t i = 0; i < ks.count; i++)
     if (ks.keys[i].durability == ES_DURABILITY_S3 && !srv->cfg.ship_wal) {
       snprintf(err, err_size,
-               "tenant %s has \"durability\": \"s3\", which needs the WAL "
+               "a tenant has \"durability\": \"s3\", which needs the WAL "
                "shipped: start es-ingestd with --durability s3 or --ship-wal "
-               "(and --replica)",
-               ks.keys[i].tenant);
+               "on (and --replica)");
       ing_keyset_free(&ks);
       return -1;
     }

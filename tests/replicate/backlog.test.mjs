@@ -5,6 +5,8 @@
 //
 //   node backlog.test.mjs ES_INGESTD ESCTL SIGV4_PROXY_PY
 //
+// 0. A keys file with a tenant in tier s3 is refused by a server that
+//    ships no WAL (exit 2, saying why).
 // 1. Per-tenant tiers from the keys file: tenant "acme" has
 //    "durability": "s3", "beta" none (the server's local).  With S3 up
 //    both are answered 200, acme's only once its WAL chunk is in S3
@@ -142,6 +144,16 @@ async function scanIds(dir, tenant) {
 }
 
 async function main() {
+  // a tenant in tier s3 on a server that ships no WAL: refused at start
+  const bad = path.join(scratch, 'bad');
+  fs.mkdirSync(bad);
+  fs.writeFileSync(path.join(bad, 'keys.json'),
+                   JSON.stringify({ 'key-acme': { tenant: 'acme', durability: 's3' } }));
+  const rb = await run(ingestd, ['--data', path.join(bad, 'data'), '--listen', '127.0.0.1:0',
+    '--keys', path.join(bad, 'keys.json'), '--replica', `s3://${BUCKET}/bad`,
+    '--s3-endpoint', `http://127.0.0.1:${proxy.port}`]);
+  assert.equal(rb.code, 2, rb.err);
+  assert.match(rb.err, /"durability": "s3", which needs the WAL shipped/);
   const dir = path.join(scratch, 'srv');
   const srv = await startIngestd(dir);
   const acked = { acme: new Set(), beta: new Set() };
