@@ -1,8 +1,10 @@
 /*
- * walship.c -- the WAL shipper: durability tier s3.  Copies every WAL
- * frame of every shard to the object store as chunks, so that es_append
- * in tier s3 can answer ES_OK only once its batch is in the store, and
- * deletes chunks once the segments holding their events are replicated.
+ * walship.c -- the WAL shipper: durability tier s3 (per handle, or per
+ * tenant with es_options.ship_wal, api.c).  Copies every WAL frame of
+ * every shard to the object store as chunks, so that es_append in tier s3
+ * can answer ES_OK only once its batch is in the store (and tier local's
+ * copy follows within seconds), and deletes chunks once the segments
+ * holding their events are replicated.
  *
  * Layout (docs/FORMAT.md, "WAL chunks"):
  *   wal/<shard>/<016x first LSN>-<016x last LSN>          a single store
@@ -95,6 +97,7 @@
  *  6. No chunk is put before the ESDB object (the uploader puts it too,
  *     but maybe later): a restore needs it, so an acknowledged event never
  *     sits in a store that cannot be restored.
+ *  (7 is in the section "Cluster keys" at the end.)
  *  8. Every frame the hook saw and that is not in the store is in memory
  *     (pending, a queued chunk) or in a WAL file on disk: a file the
  *     writer announces for deletion is held while the shard spills and
