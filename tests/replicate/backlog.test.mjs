@@ -23,6 +23,8 @@
 //    es_walship_reread_bytes_total); es-ingestd stopped, esctl restore
 //    from S3 into a new directory equals the live store event for event
 //    (esctl scan of both), and holds every acknowledged event once.
+//    Before the stop, a reload (SIGHUP) puts beta in tier s3: its
+//    requests then wait for their chunk (es_walship_waits_total).
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
@@ -235,6 +237,21 @@ async function main() {
   }
   assert.equal(r.status, 200, r.body);
   ack('acme', bA);
+  // a reload moves beta to tier s3: its requests now wait for their chunk
+  fs.writeFileSync(path.join(dir, 'keys.json'), JSON.stringify({
+    'key-acme': { tenant: 'acme', durability: 's3' },
+    'key-beta': { tenant: 'beta', durability: 's3' } }));
+  srv.proc.kill('SIGHUP');
+  let waited = false;
+  for (let k = 0; k < 50 && !waited; k++) {
+    await sleep(100);
+    const w0 = (await metrics(srv)).es_walship_waits_total;
+    const b = mkBatch(`beta-s3-${k}`, 10);
+    assert.equal((await post(srv, 'key-beta', b)).status, 200);
+    ack('beta', b);
+    waited = (await metrics(srv)).es_walship_waits_total > w0;
+  }
+  assert.ok(waited, 'after the reload, beta waits for S3 (tier s3)');
   const rssEnd = rssMiB(srv.proc.pid);
   assert.equal(await kill(srv, 'SIGTERM'), 0, srv.log());
   // restore equals the live store
