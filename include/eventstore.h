@@ -294,33 +294,33 @@ typedef struct es_options {
                      one.  1: ES_ENOTFOUND ("no store in DIR") instead, and
                      nothing is created: for tools that must not turn a
                      mistyped path into a store */
-  struct es_replica *replica;  /* NULL (default): no replication.  Else the
-                                  object store every sealed segment, rollup,
-                                  manifest, IDENTITY and RULES file is copied
-                                  to in the background (es_replica_s3_new);
-                                  borrowed: it must outlive the handle.
-                                  Ignored by read-only handles. */
-  int64_t replica_interval_us; /* how often the uploader looks for files not
-                                  yet copied when no commit woke it; 1 s */
-  int64_t replica_grace_us;    /* an object no uploaded manifest names any
-                                  more is deleted this long after the first
-                                  manifest without it was uploaded (so a
-                                  restore reading an older manifest finds
-                                  its files); 10 min */
-  int durability;              /* ES_DURABILITY_LOCAL (default): es_append
-                                  returns once the batch is fdatasync'ed
-                                  here.  ES_DURABILITY_S3 (needs replica):
-                                  once its WAL frame is in the object store
-                                  too (docs/REPLICATION.md, "Tier s3");
-                                  ES_EUNAVAIL when that cannot be had */
-  int64_t s3_ack_timeout_us;   /* tier s3: how long es_append waits for the
-                                  object store before ES_EUNAVAIL; 5 s */
-  int s3_puts_inflight;        /* tier s3: WAL chunk PUTs a shard may have
-                                  under way at once (pipelining, so that a
-                                  store's round trip does not bound the
-                                  shard to one chunk per round trip);
-                                  0 (default): ES_S3_PUTS_INFLIGHT_DEFAULT,
-                                  at most ES_S3_PUTS_INFLIGHT_MAX */
+  struct es_replica *replica;   /* NULL (default): no replication.  Else the
+                                   object store every sealed segment, rollup,
+                                   manifest, IDENTITY and RULES file is copied
+                                   to in the background (es_replica_s3_new);
+                                   borrowed: it must outlive the handle.
+                                   Ignored by read-only handles. */
+  int64_t replica_interval_us;  /* how often the uploader looks for files not
+                                   yet copied when no commit woke it; 1 s */
+  int64_t replica_grace_us;     /* an object no uploaded manifest names any
+                                   more is deleted this long after the first
+                                   manifest without it was uploaded (so a
+                                   restore reading an older manifest finds
+                                   its files); 10 min */
+  int durability;               /* ES_DURABILITY_LOCAL (default): es_append
+                                   returns once the batch is fdatasync'ed
+                                   here.  ES_DURABILITY_S3 (needs replica):
+                                   once its WAL frame is in the object store
+                                   too (docs/REPLICATION.md, "Tier s3");
+                                   ES_EUNAVAIL when that cannot be had */
+  int64_t s3_ack_timeout_us;    /* tier s3: how long es_append waits for the
+                                   object store before ES_EUNAVAIL; 5 s */
+  int s3_puts_inflight;         /* tier s3: WAL chunk PUTs a shard may have
+                                   under way at once (pipelining, so that a
+                                   store's round trip does not bound the
+                                   shard to one chunk per round trip);
+                                   0 (default): ES_S3_PUTS_INFLIGHT_DEFAULT,
+                                   at most ES_S3_PUTS_INFLIGHT_MAX */
   int64_t s3_window_bytes;      /* WAL shipping: bytes of WAL frames a shard
                                    keeps in memory for the shipper; past it
                                    the shipper reads them back from the WAL
@@ -346,10 +346,11 @@ typedef struct es_options {
 #define ES_S3_WINDOW_BYTES_DEFAULT ((int64_t)16 << 20)
 #define ES_S3_BACKLOG_BYTES_DEFAULT ((int64_t)8 << 30)
 
-/* es_options.durability, es_tenant_durability_set */
+/* es_options.durability, es_tenant_durability_set; ES_DURABILITY_DEFAULT
+ * (es_tenant_durability_set only): the handle's tier */
 #define ES_DURABILITY_LOCAL 0
 #define ES_DURABILITY_S3 1
-#define ES_DURABILITY_DEFAULT (-1) /* es_tenant_durability_set: the handle's */
+#define ES_DURABILITY_DEFAULT (-1)
 
 /* Fills *opts with the documented defaults (data_dir NULL) and
  * struct_size.  es_options_init is the call to use; the function behind it
@@ -1231,46 +1232,46 @@ ES_API int es_replica_drain(es_db *db, int64_t timeout_us);
  * it (docs/REPLICATION.md, "Tier s3").  Counters since es_open, then the
  * state now, over every shard. */
 typedef struct es_walship_stats {
-  uint64_t chunks, bytes;  /* WAL chunks put into the store, their bytes */
-  uint64_t put_requests;   /* chunk PUTs made (each with the client's own
-                              retries inside) */
-  uint64_t put_us;         /* their total latency */
-  uint64_t put_errors;     /* of those, failed */
-  uint64_t retries;        /* failed chunks put again after a backoff */
-  uint64_t deleted;        /* chunks deleted once their events were in
-                              replicated segments */
-  uint64_t delete_errors;  /* failed deletes (tried again later) */
-  uint64_t waits, wait_us; /* tier-s3 appends that waited for their chunk,
-                              their total wait */
-  uint64_t wait_failures;  /* of those, not ES_OK */
-  uint64_t refused;        /* appends refused before writing (ES_EUNAVAIL) */
-  uint64_t inflight;       /* now: PUTs under way */
-  uint64_t pending_bytes;  /* now: frames synced here, not yet in the store,
-                              held in memory (at most about the window per
-                              shard; the rest is read back from disk) */
-  uint64_t lag_lsn;        /* now: sum over shards of synced minus shipped
-                              LSN */
-  int64_t oldest_age_us;   /* now: age of the oldest frame synced here and
-                              not yet in the store; 0: none */
-  uint32_t failing_shards; /* now: shards whose last chunk PUT failed */
-  uint32_t broken_shards;  /* always 0 since the backlog is on disk
-                              (degraded_shards says when it passed its
-                              bound) */
-  uint32_t shards;         /* shards of the store */
-  uint32_t depth;          /* PUTs a shard may have under way
-                              (es_options.s3_puts_inflight) */
-  uint64_t reread_chunks;  /* chunks read back from the WAL files (a
-                              shard's window was full) */
-  uint64_t reread_bytes;   /* their bytes */
-  uint64_t read_errors;    /* failed reads of the WAL files (retried) */
-  uint64_t gaps;           /* times a shard's kept WAL files passed
-                              s3_backlog_bytes_max and frames were let go
-                              to the uploader's segments */
-  uint64_t window_bytes;   /* es_options.s3_window_bytes */
-  uint64_t held_wal_bytes; /* now: WAL file bytes kept past their reclaim
-                              for the shipper (the disk backlog) */
-  uint32_t spilled_shards; /* now: shards whose frames past the window are
-                              read back from disk */
+  uint64_t chunks, bytes;   /* WAL chunks put into the store, their bytes */
+  uint64_t put_requests;    /* chunk PUTs made (each with the client's own
+                               retries inside) */
+  uint64_t put_us;          /* their total latency */
+  uint64_t put_errors;      /* of those, failed */
+  uint64_t retries;         /* failed chunks put again after a backoff */
+  uint64_t deleted;         /* chunks deleted once their events were in
+                               replicated segments */
+  uint64_t delete_errors;   /* failed deletes (tried again later) */
+  uint64_t waits, wait_us;  /* tier-s3 appends that waited for their chunk,
+                               their total wait */
+  uint64_t wait_failures;   /* of those, not ES_OK */
+  uint64_t refused;         /* appends refused before writing (ES_EUNAVAIL) */
+  uint64_t inflight;        /* now: PUTs under way */
+  uint64_t pending_bytes;   /* now: frames synced here, not yet in the store,
+                               held in memory (at most about the window per
+                               shard; the rest is read back from disk) */
+  uint64_t lag_lsn;         /* now: sum over shards of synced minus shipped
+                               LSN */
+  int64_t oldest_age_us;    /* now: age of the oldest frame synced here and
+                               not yet in the store; 0: none */
+  uint32_t failing_shards;  /* now: shards whose last chunk PUT failed */
+  uint32_t broken_shards;   /* always 0 since the backlog is on disk
+                               (degraded_shards says when it passed its
+                               bound) */
+  uint32_t shards;          /* shards of the store */
+  uint32_t depth;           /* PUTs a shard may have under way
+                               (es_options.s3_puts_inflight) */
+  uint64_t reread_chunks;   /* chunks read back from the WAL files (a
+                               shard's window was full) */
+  uint64_t reread_bytes;    /* their bytes */
+  uint64_t read_errors;     /* failed reads of the WAL files (retried) */
+  uint64_t gaps;            /* times a shard's kept WAL files passed
+                               s3_backlog_bytes_max and frames were let go
+                               to the uploader's segments */
+  uint64_t window_bytes;    /* es_options.s3_window_bytes */
+  uint64_t held_wal_bytes;  /* now: WAL file bytes kept past their reclaim
+                               for the shipper (the disk backlog) */
+  uint32_t spilled_shards;  /* now: shards whose frames past the window are
+                               read back from disk */
   uint32_t degraded_shards; /* now: shards whose backlog passed
                                s3_backlog_bytes_max, until the uploader
                                has their let-go frames in the store */

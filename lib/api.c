@@ -5,9 +5,9 @@
  */
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <stddef.h>
 #include <string.h>
 #include <time.h>
 
@@ -119,10 +119,9 @@ static int api_tier_of(es_db *db, const char *tenant) {
   if (!x || !x->ship || !tenant)
     return tier;
   pthread_mutex_lock(&x->tiers_mu);
-  const api_tier *t =
-      x->ntiers ? bsearch(tenant, x->tiers, x->ntiers, sizeof(api_tier),
-                          api_tier_cmp)
-                : NULL;
+  const api_tier *t = x->ntiers ? bsearch(tenant, x->tiers, x->ntiers,
+                                          sizeof(api_tier), api_tier_cmp)
+                                : NULL;
   if (t)
     tier = t->durability;
   pthread_mutex_unlock(&x->tiers_mu);
@@ -159,8 +158,7 @@ int es_tenant_durability_set(es_db *db, const char *tenant, int durability) {
     x->tiers[i].durability = durability;
   } else if ((rc = es__grow((void **)&x->tiers, &x->tiers_cap, x->ntiers + 1,
                             sizeof(api_tier))) == ES_OK) {
-    memmove(&x->tiers[i + 1], &x->tiers[i],
-            (x->ntiers - i) * sizeof(api_tier));
+    memmove(&x->tiers[i + 1], &x->tiers[i], (x->ntiers - i) * sizeof(api_tier));
     snprintf(x->tiers[i].tenant, sizeof(x->tiers[i].tenant), "%s", tenant);
     x->tiers[i].durability = durability;
     x->ntiers++;

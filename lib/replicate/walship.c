@@ -158,9 +158,9 @@ typedef struct ship_hold {
 typedef struct ship_q {
   es_buf buf; /* its frames; freed once in the store */
   uint64_t first, last;
-  int64_t since_us; /* when its first frame was synced (monotonic) */
-  int64_t start_us; /* when its current PUT began (monotonic) */
-  int state;        /* SHIP_PUT, SHIP_FAILED, SHIP_DONE or SHIP_GAP */
+  int64_t since_us;   /* when its first frame was synced (monotonic) */
+  int64_t start_us;   /* when its current PUT began (monotonic) */
+  int state;          /* SHIP_PUT, SHIP_FAILED, SHIP_DONE or SHIP_GAP */
   uint64_t gap_sweep; /* SHIP_GAP: done after a clean sweep above it */
 } ship_q;
 
@@ -188,7 +188,7 @@ typedef struct ship_shard {
   uint64_t start_lsn;   /* the LSN before the first it delivered (9) */
   int spill;            /* frames above pend are only on disk (4) */
   int64_t spill_since_us;
-  int reading;          /* a thread reads the WAL (cur is its) */
+  int reading; /* a thread reads the WAL (cur is its) */
   es_wal_cursor cur;
   int64_t read_retry_us; /* after a failed read, not before */
   ship_hold *holds;      /* WAL files held, LSN order (invariant 8) */
@@ -216,10 +216,10 @@ struct es_walship {
   es_replicator *repl;
   es_commit_hooks hooks;
   int64_t grace_us;
-  unsigned depth; /* chunks outstanding per shard (s3_puts_inflight) */
-  size_t window;  /* bytes of frames a shard keeps in memory (4) */
-  uint64_t hold_max;            /* s3_backlog_bytes_max (invariant 8) */
-  _Atomic uint64_t hold_bytes;  /* WAL bytes held, every shard */
+  unsigned depth;    /* chunks outstanding per shard (s3_puts_inflight) */
+  size_t window;     /* bytes of frames a shard keeps in memory (4) */
+  uint64_t hold_max; /* s3_backlog_bytes_max (invariant 8) */
+  _Atomic uint64_t hold_bytes; /* WAL bytes held, every shard */
   uint32_t nshards;
   ship_shard *sh;
   pthread_mutex_t mu; /* guards stop, st and esdb_done */
@@ -367,8 +367,8 @@ static void ship_reclaim(void *ud, const es_commit_info *info) {
   ship_shard *s = &w->sh[info->shard];
   const uint64_t *firsts = NULL;
   uint64_t file_bytes = 0;
-  size_t n = es__wal_files(w->db->shards[info->shard].wal, &firsts,
-                           &file_bytes);
+  size_t n =
+      es__wal_files(w->db->shards[info->shard].wal, &firsts, &file_bytes);
   int let_go = 0;
   pthread_mutex_lock(&s->mu);
   for (size_t i = 0; i < info->nremoved; i++) {
@@ -557,9 +557,9 @@ static ship_q *ship_read(ship_shard *s) {
   pthread_mutex_unlock(&s->mu);
   es_buf buf = {0};
   uint64_t first = 0, last = 0;
-  int rc = es__wal_read_frames(w->db->vfs, w->db->shards[s->id].dir, after,
-                               upto, room < SHIP_READ_MAX ? room : SHIP_READ_MAX,
-                               &cur, &buf, &first, &last);
+  int rc = es__wal_read_frames(
+      w->db->vfs, w->db->shards[s->id].dir, after, upto,
+      room < SHIP_READ_MAX ? room : SHIP_READ_MAX, &cur, &buf, &first, &last);
   if (rc < 0) {
     es__db_log(w->db, 1, "WAL shipping of shard %u: %s (retried)", s->id,
                es_errdetail());
@@ -579,10 +579,8 @@ static ship_q *ship_read(ship_shard *s) {
     return NULL;
   }
   ship_q *e = ship_at(s, s->qn++);
-  *e = (ship_q){.buf = buf,
-                .first = first,
-                .last = last,
-                .since_us = s->spill_since_us};
+  *e = (ship_q){
+      .buf = buf, .first = first, .last = last, .since_us = s->spill_since_us};
   s->held += buf.len;
   s->cut_lsn = last;
   if (s->cut_lsn >= s->synced_lsn)
@@ -1009,7 +1007,7 @@ int es__walship_wait(es_walship *w, uint32_t shard, uint64_t lsn,
 
 /* The age of the oldest frame of s not in the store (caller holds s->mu). */
 static int64_t ship_oldest_us(ship_shard *s, int64_t now) {
-  int64_t since = s->qn > 0      ? ship_at(s, 0)->since_us
+  int64_t since = s->qn > 0     ? ship_at(s, 0)->since_us
                   : s->pend.len ? s->pend_since_us
                   : s->spill    ? s->spill_since_us
                                 : 0;

@@ -895,9 +895,8 @@ static int wal_frame_take(es_vfs *vfs, es_file *f, const char *path,
 
 /* Reads synced frames behind the writer; see wal.h. */
 int es__wal_read_frames(es_vfs *vfs, const char *dir, uint64_t after_lsn,
-                        uint64_t upto_lsn, size_t bytes_max,
-                        es_wal_cursor *cur, es_buf *out, uint64_t *first_out,
-                        uint64_t *last_out) {
+                        uint64_t upto_lsn, size_t bytes_max, es_wal_cursor *cur,
+                        es_buf *out, uint64_t *first_out, uint64_t *last_out) {
   *first_out = *last_out = 0;
   if (upto_lsn <= after_lsn)
     return ES_OK;
@@ -919,8 +918,8 @@ int es__wal_read_frames(es_vfs *vfs, const char *dir, uint64_t after_lsn,
       continue;
     }
     if (rc == ES_ENOTFOUND)
-      rc = ES_ERR(ES_ENOTFOUND, "%s: removed before its frames were read",
-                  path);
+      rc =
+          ES_ERR(ES_ENOTFOUND, "%s: removed before its frames were read", path);
     while (rc == ES_OK && cur->lsn < upto_lsn &&
            (got == 0 || got < bytes_max)) {
       uint8_t h[ES_WAL_FRAME_HDR];

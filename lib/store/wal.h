@@ -212,8 +212,8 @@ typedef struct es_wal_cursor {
  * saves the place between calls (zero it to start).  *first_out and
  * *last_out get the LSNs appended. */
 int es__wal_read_frames(es_vfs *vfs, const char *dir, uint64_t after_lsn,
-                        uint64_t upto_lsn, size_t bytes_max,
-                        es_wal_cursor *cur, es_buf *out, uint64_t *first_out,
+                        uint64_t upto_lsn, size_t bytes_max, es_wal_cursor *cur,
+                        es_buf *out, uint64_t *first_out,
                         uint64_t *last_out) ES_MUST_CHECK;
 
 int es__wal_list(es_vfs *vfs, const char *dir, uint64_t **firsts_out,
