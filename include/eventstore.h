@@ -294,41 +294,63 @@ typedef struct es_options {
                      one.  1: ES_ENOTFOUND ("no store in DIR") instead, and
                      nothing is created: for tools that must not turn a
                      mistyped path into a store */
-  struct es_replica *replica;  /* NULL (default): no replication.  Else the
-                                  object store every sealed segment, rollup,
-                                  manifest, IDENTITY and RULES file is copied
-                                  to in the background (es_replica_s3_new);
-                                  borrowed: it must outlive the handle.
-                                  Ignored by read-only handles. */
-  int64_t replica_interval_us; /* how often the uploader looks for files not
-                                  yet copied when no commit woke it; 1 s */
-  int64_t replica_grace_us;    /* an object no uploaded manifest names any
-                                  more is deleted this long after the first
-                                  manifest without it was uploaded (so a
-                                  restore reading an older manifest finds
-                                  its files); 10 min */
-  int durability;              /* ES_DURABILITY_LOCAL (default): es_append
-                                  returns once the batch is fdatasync'ed
-                                  here.  ES_DURABILITY_S3 (needs replica):
-                                  once its WAL frame is in the object store
-                                  too (docs/REPLICATION.md, "Tier s3");
-                                  ES_EUNAVAIL when that cannot be had */
-  int64_t s3_ack_timeout_us;   /* tier s3: how long es_append waits for the
-                                  object store before ES_EUNAVAIL; 5 s */
-  int s3_puts_inflight;        /* tier s3: WAL chunk PUTs a shard may have
-                                  under way at once (pipelining, so that a
-                                  store's round trip does not bound the
-                                  shard to one chunk per round trip);
-                                  0 (default): ES_S3_PUTS_INFLIGHT_DEFAULT,
-                                  at most ES_S3_PUTS_INFLIGHT_MAX */
+  struct es_replica *replica;   /* NULL (default): no replication.  Else the
+                                   object store every sealed segment, rollup,
+                                   manifest, IDENTITY and RULES file is copied
+                                   to in the background (es_replica_s3_new);
+                                   borrowed: it must outlive the handle.
+                                   Ignored by read-only handles. */
+  int64_t replica_interval_us;  /* how often the uploader looks for files not
+                                   yet copied when no commit woke it; 1 s */
+  int64_t replica_grace_us;     /* an object no uploaded manifest names any
+                                   more is deleted this long after the first
+                                   manifest without it was uploaded (so a
+                                   restore reading an older manifest finds
+                                   its files); 10 min */
+  int durability;               /* ES_DURABILITY_LOCAL (default): es_append
+                                   returns once the batch is fdatasync'ed
+                                   here.  ES_DURABILITY_S3 (needs replica):
+                                   once its WAL frame is in the object store
+                                   too (docs/REPLICATION.md, "Tier s3");
+                                   ES_EUNAVAIL when that cannot be had */
+  int64_t s3_ack_timeout_us;    /* tier s3: how long es_append waits for the
+                                   object store before ES_EUNAVAIL; 5 s */
+  int s3_puts_inflight;         /* tier s3: WAL chunk PUTs a shard may have
+                                   under way at once (pipelining, so that a
+                                   store's round trip does not bound the
+                                   shard to one chunk per round trip);
+                                   0 (default): ES_S3_PUTS_INFLIGHT_DEFAULT,
+                                   at most ES_S3_PUTS_INFLIGHT_MAX */
+  int64_t s3_window_bytes;      /* WAL shipping: bytes of WAL frames a shard
+                                   keeps in memory for the shipper; past it
+                                   the shipper reads them back from the WAL
+                                   files (docs/REPLICATION.md, "The backlog
+                                   is on disk"); 0 (default):
+                                   ES_S3_WINDOW_BYTES_DEFAULT */
+  int64_t s3_backlog_bytes_max; /* WAL shipping: WAL file bytes the store
+                                   keeps past their reclaim until the shipper
+                                   has read them; past it the shard is
+                                   degraded (their events reach the object
+                                   store in segments, later); 0 (default):
+                                   ES_S3_BACKLOG_BYTES_DEFAULT */
+  int ship_wal;                 /* 1: ship the WAL with a replica in tier
+                                   local too, so that its copy follows
+                                   within seconds rather than at the seal,
+                                   and es_tenant_durability_set can put a
+                                   tenant in tier s3.  0 (default): only in
+                                   tier s3 */
 } es_options;
 
 #define ES_S3_PUTS_INFLIGHT_DEFAULT 4
 #define ES_S3_PUTS_INFLIGHT_MAX 64
+#define ES_S3_WINDOW_BYTES_DEFAULT ((int64_t)16 << 20)
+#define ES_S3_BACKLOG_BYTES_DEFAULT ((int64_t)8 << 30)
 
-/* es_options.durability */
+/* es_options.durability, es_tenant_durability_set; ES_DURABILITY_DEFAULT
+ * (es_tenant_durability_set only): the handle's tier */
 #define ES_DURABILITY_LOCAL 0
 #define ES_DURABILITY_S3 1
+#define ES_DURABILITY_DEFAULT (-1)
 
 /* Fills *opts with the documented defaults (data_dir NULL) and
  * struct_size.  es_options_init is the call to use; the function behind it
@@ -1210,32 +1232,49 @@ ES_API int es_replica_drain(es_db *db, int64_t timeout_us);
  * it (docs/REPLICATION.md, "Tier s3").  Counters since es_open, then the
  * state now, over every shard. */
 typedef struct es_walship_stats {
-  uint64_t chunks, bytes;  /* WAL chunks put into the store, their bytes */
-  uint64_t put_requests;   /* chunk PUTs made (each with the client's own
-                              retries inside) */
-  uint64_t put_us;         /* their total latency */
-  uint64_t put_errors;     /* of those, failed */
-  uint64_t retries;        /* failed chunks put again after a backoff */
-  uint64_t deleted;        /* chunks deleted once their events were in
-                              replicated segments */
-  uint64_t delete_errors;  /* failed deletes (tried again later) */
-  uint64_t waits, wait_us; /* tier-s3 appends that waited for their chunk,
-                              their total wait */
-  uint64_t wait_failures;  /* of those, not ES_OK */
-  uint64_t refused;        /* appends refused before writing (ES_EUNAVAIL) */
-  uint64_t inflight;       /* now: PUTs under way */
-  uint64_t pending_bytes;  /* now: frames synced here, not yet in the store
-                              (in memory) */
-  uint64_t lag_lsn;        /* now: sum over shards of synced minus shipped
-                              LSN */
-  int64_t oldest_age_us;   /* now: age of the oldest frame synced here and
-                              not yet in the store; 0: none */
-  uint32_t failing_shards; /* now: shards whose last chunk PUT failed */
-  uint32_t broken_shards;  /* now: shards that fell too far behind to ship
-                              until the store is reopened */
-  uint32_t shards;         /* shards of the store */
-  uint32_t depth;          /* PUTs a shard may have under way
-                              (es_options.s3_puts_inflight) */
+  uint64_t chunks, bytes;   /* WAL chunks put into the store, their bytes */
+  uint64_t put_requests;    /* chunk PUTs made (each with the client's own
+                               retries inside) */
+  uint64_t put_us;          /* their total latency */
+  uint64_t put_errors;      /* of those, failed */
+  uint64_t retries;         /* failed chunks put again after a backoff */
+  uint64_t deleted;         /* chunks deleted once their events were in
+                               replicated segments */
+  uint64_t delete_errors;   /* failed deletes (tried again later) */
+  uint64_t waits, wait_us;  /* tier-s3 appends that waited for their chunk,
+                               their total wait */
+  uint64_t wait_failures;   /* of those, not ES_OK */
+  uint64_t refused;         /* appends refused before writing (ES_EUNAVAIL) */
+  uint64_t inflight;        /* now: PUTs under way */
+  uint64_t pending_bytes;   /* now: frames synced here, not yet in the store,
+                               held in memory (at most about the window per
+                               shard; the rest is read back from disk) */
+  uint64_t lag_lsn;         /* now: sum over shards of synced minus shipped
+                               LSN */
+  int64_t oldest_age_us;    /* now: age of the oldest frame synced here and
+                               not yet in the store; 0: none */
+  uint32_t failing_shards;  /* now: shards whose last chunk PUT failed */
+  uint32_t broken_shards;   /* always 0 since the backlog is on disk
+                               (degraded_shards says when it passed its
+                               bound) */
+  uint32_t shards;          /* shards of the store */
+  uint32_t depth;           /* PUTs a shard may have under way
+                               (es_options.s3_puts_inflight) */
+  uint64_t reread_chunks;   /* chunks read back from the WAL files (a
+                               shard's window was full) */
+  uint64_t reread_bytes;    /* their bytes */
+  uint64_t read_errors;     /* failed reads of the WAL files (retried) */
+  uint64_t gaps;            /* times a shard's kept WAL files passed
+                               s3_backlog_bytes_max and frames were let go
+                               to the uploader's segments */
+  uint64_t window_bytes;    /* es_options.s3_window_bytes */
+  uint64_t held_wal_bytes;  /* now: WAL file bytes kept past their reclaim
+                               for the shipper (the disk backlog) */
+  uint32_t spilled_shards;  /* now: shards whose frames past the window are
+                               read back from disk */
+  uint32_t degraded_shards; /* now: shards whose backlog passed
+                               s3_backlog_bytes_max, until the uploader
+                               has their let-go frames in the store */
 } es_walship_stats;
 
 /* One shard's shipping, as es_walship_shards reports it. */
@@ -1248,13 +1287,29 @@ typedef struct es_walship_shard {
                              (under way, failed, or done after a gap) */
   uint64_t pending_bytes; /* frames not yet in the store */
   int64_t oldest_age_us;  /* the oldest of them; 0: none */
-  int failing, broken;
+  int failing, broken;    /* broken: always 0 (see es_walship_stats) */
+  int spilled, degraded;  /* see es_walship_stats */
+  uint64_t held_wal_bytes;
 } es_walship_shard;
 
-/* Fills *out.  ES_EINVAL when the handle is not in durability tier s3. */
+/*
+ * Overrides the handle's durability tier (es_options.durability) for one
+ * tenant's appends: ES_DURABILITY_LOCAL, ES_DURABILITY_S3, or
+ * ES_DURABILITY_DEFAULT to drop the override.  Takes effect for the
+ * appends that start after it returns; thread-safe.  ES_EINVAL for a bad
+ * tenant id or tier, or when the handle ships no WAL (tiers per tenant
+ * need a replica and es_options.ship_wal, or tier s3); ES_ENOMEM.  The
+ * tenants share their shard's WAL frames and chunks, so a tenant in tier
+ * local is shipped within seconds too, and never waits for the store.
+ */
+ES_API int es_tenant_durability_set(es_db *db, const char *tenant,
+                                    int durability);
+
+/* Fills *out.  ES_EINVAL when the handle ships no WAL (neither durability
+ * tier s3 nor es_options.ship_wal). */
 ES_API int es_walship_stats_get(es_db *db, es_walship_stats *out);
 /* Calls fn for each shard in order; a nonzero return stops and is
- * returned.  ES_EINVAL when the handle is not in durability tier s3. */
+ * returned.  ES_EINVAL when the handle ships no WAL. */
 ES_API int es_walship_shards(es_db *db,
                              int (*fn)(void *ud, const es_walship_shard *s),
                              void *ud);

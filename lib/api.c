@@ -3,8 +3,11 @@
  * of the engine (lib/engine/); opening a handle is where the two meet:
  * es_open gives the store the engine's hooks (engine/engine.h).
  */
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
@@ -15,14 +18,23 @@
 #include "replicate/replicate.h"
 #include "store/db.h"
 
+/* A tenant's durability tier, overriding the handle's. */
+typedef struct api_tier {
+  char tenant[ES_TENANT_LEN_MAX + 1];
+  int durability;
+} api_tier;
+
 /* What rides on a writable handle with a replica (db->ext). */
 typedef struct api_ext {
   es_replicator *repl;
-  es_walship *ship;   /* tier s3 only */
+  es_walship *ship;   /* tier s3, or es_options.ship_wal */
   uint64_t dup_sweep; /* walship.c, 5: an uploader sweep numbered above
                          this one that found all uploaded covers the
                          data that was local at open */
   atomic_int dup_ready;
+  pthread_mutex_t tiers_mu; /* a leaf, guards the per-tenant tiers */
+  api_tier *tiers;          /* sorted by tenant */
+  size_t ntiers, tiers_cap;
 } api_ext;
 
 /* es_close's first step when a replicator rides on the handle.  Requests
@@ -38,6 +50,8 @@ static void api_replica_stop(es_db *db) {
   es__replicator_stop(x->repl);
   if (os->cancel)
     os->cancel(os, 0);
+  pthread_mutex_destroy(&x->tiers_mu);
+  es__free(x->tiers);
   es__free(x);
   db->ext = NULL;
   db->ext_stop = NULL;
@@ -65,13 +79,16 @@ int es__open_vfs(const es_options *opts, es_vfs *vfs, es_db **db_out) {
   if (!db->opts.replica || db->opts.read_only)
     return ES_OK;
   api_ext *x = es__calloc(1, sizeof(*x));
+  if (x)
+    pthread_mutex_init(&x->tiers_mu, NULL);
   int rc = x ? es__replicator_start(db, db->opts.replica, &x->repl)
              : ES_NOMEM_BKPT();
   if (rc == ES_OK) {
     db->ext = x;
     db->ext_stop = api_replica_stop;
   }
-  if (rc == ES_OK && db->opts.durability == ES_DURABILITY_S3)
+  if (rc == ES_OK &&
+      (db->opts.durability == ES_DURABILITY_S3 || db->opts.ship_wal))
     rc = es__walship_start(db, db->opts.replica, x->repl, &x->ship);
   if (rc == ES_OK && x->ship) {
     rc = es_flush(db, NULL);
@@ -80,13 +97,74 @@ int es__open_vfs(const es_options *opts, es_vfs *vfs, es_db **db_out) {
       es__replicator_sweeps(x->repl, &x->dup_sweep, &clean);
   }
   if (rc < 0) {
-    if (!db->ext)
+    if (!db->ext && x) {
+      pthread_mutex_destroy(&x->tiers_mu);
       es__free(x);
+    }
     (void)es_close(db);
     *db_out = NULL;
     return rc;
   }
   return ES_OK;
+}
+
+static int api_tier_cmp(const void *key, const void *elt) {
+  return strcmp(key, ((const api_tier *)elt)->tenant);
+}
+
+/* The tier of tenant's appends: its override, else the handle's. */
+static int api_tier_of(es_db *db, const char *tenant) {
+  api_ext *x = db->ext;
+  int tier = db->opts.durability;
+  if (!x || !x->ship || !tenant)
+    return tier;
+  pthread_mutex_lock(&x->tiers_mu);
+  const api_tier *t = x->ntiers ? bsearch(tenant, x->tiers, x->ntiers,
+                                          sizeof(api_tier), api_tier_cmp)
+                                : NULL;
+  if (t)
+    tier = t->durability;
+  pthread_mutex_unlock(&x->tiers_mu);
+  return tier;
+}
+
+/* Sets or drops a tenant's tier; see eventstore.h. */
+int es_tenant_durability_set(es_db *db, const char *tenant, int durability) {
+  if (!db || !tenant)
+    return ES_INVAL_BKPT("es_tenant_durability_set: NULL argument");
+  ES_TRY(es__tenant_check(tenant));
+  if (durability != ES_DURABILITY_LOCAL && durability != ES_DURABILITY_S3 &&
+      durability != ES_DURABILITY_DEFAULT)
+    return ES_INVAL_BKPT("durability %d is neither ES_DURABILITY_LOCAL, "
+                         "ES_DURABILITY_S3 nor ES_DURABILITY_DEFAULT",
+                         durability);
+  api_ext *x = db->ext;
+  if (!x || !x->ship)
+    return ES_INVAL_BKPT("per-tenant tiers need the WAL shipped: a replica "
+                         "and es_options.ship_wal (or tier s3)");
+  int rc = ES_OK;
+  pthread_mutex_lock(&x->tiers_mu);
+  size_t i = 0;
+  while (i < x->ntiers && strcmp(x->tiers[i].tenant, tenant) < 0)
+    i++;
+  int found = i < x->ntiers && strcmp(x->tiers[i].tenant, tenant) == 0;
+  if (durability == ES_DURABILITY_DEFAULT) {
+    if (found) {
+      memmove(&x->tiers[i], &x->tiers[i + 1],
+              (x->ntiers - i - 1) * sizeof(api_tier));
+      x->ntiers--;
+    }
+  } else if (found) {
+    x->tiers[i].durability = durability;
+  } else if ((rc = es__grow((void **)&x->tiers, &x->tiers_cap, x->ntiers + 1,
+                            sizeof(api_tier))) == ES_OK) {
+    memmove(&x->tiers[i + 1], &x->tiers[i], (x->ntiers - i) * sizeof(api_tier));
+    snprintf(x->tiers[i].tenant, sizeof(x->tiers[i].tenant), "%s", tenant);
+    x->tiers[i].durability = durability;
+    x->ntiers++;
+  }
+  pthread_mutex_unlock(&x->tiers_mu);
+  return rc;
 }
 
 /* In tier s3, after es_append stored (or found) a batch: waits until it
@@ -137,7 +215,8 @@ int es_walship_stats_get(es_db *db, es_walship_stats *out) {
     return ES_INVAL_BKPT("es_walship_stats_get: NULL argument");
   memset(out, 0, sizeof(*out));
   if (!db->ext || !((api_ext *)db->ext)->ship)
-    return ES_INVAL_BKPT("this handle is not in durability tier s3");
+    return ES_INVAL_BKPT("this handle ships no WAL (neither durability "
+                         "tier s3 nor es_options.ship_wal)");
   es__walship_stats(((api_ext *)db->ext)->ship, out);
   return ES_OK;
 }
@@ -147,7 +226,8 @@ int es_walship_shards(es_db *db, int (*fn)(void *ud, const es_walship_shard *s),
   if (!db || !fn)
     return ES_INVAL_BKPT("es_walship_shards: NULL argument");
   if (!db->ext || !((api_ext *)db->ext)->ship)
-    return ES_INVAL_BKPT("this handle is not in durability tier s3");
+    return ES_INVAL_BKPT("this handle ships no WAL (neither durability "
+                         "tier s3 nor es_options.ship_wal)");
   return es__walship_shards(((api_ext *)db->ext)->ship, fn, ud);
 }
 
@@ -234,6 +314,8 @@ static int api_append(es_db *db, const char *tenant, const es_event *events,
   memset(&r, 0, sizeof(r));
   int rc = ES_OK;
   es_walship *ship = db && db->ext ? ((api_ext *)db->ext)->ship : NULL;
+  if (ship && api_tier_of(db, tenant) != ES_DURABILITY_S3)
+    ship = NULL; /* tier local: never waits for the store */
   if (ship && tenant) {
     if (es__tenant_check(tenant) == ES_OK)
       rc = es__walship_admit(ship, es__tenant_shard(db, tenant));

@@ -47,6 +47,8 @@ typedef struct ingest_config {
   /* replication (docs/REPLICATION.md): es_options.replica is opened by
    * the program; the service reads its state for /metrics and /readyz */
   int replica_on;
+  int ship_wal; /* the store ships its WAL (tier s3 or --ship-wal): the
+                   keys file may put tenants in tier s3 */
   int64_t replica_lag_max_us; /* /readyz: 503 when the oldest commit not
                                  yet in the replica is older */
   /* --forward URL (forward.h, docs/MIGRATION.md): stored events are sent

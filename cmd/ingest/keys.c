@@ -35,10 +35,12 @@ const ing_key_entry *ing_keyset_find(const ing_keyset *ks, const char *key) {
   return bsearch(&k, ks->keys, ks->count, sizeof k, entry_cmp);
 }
 
-/* A member's value: "tenant", or {"tenant": "...", "primary": bool}.
- * The tenant id (NULL when malformed) and *primary. */
-static const char *member_tenant(yajl_val v, int *primary) {
+/* A member's value: "tenant", or {"tenant": "...", "primary": bool,
+ * "durability": "local"|"s3"}.  The tenant id (NULL when malformed),
+ * *primary and *durability (ES_DURABILITY_DEFAULT when not given). */
+static const char *member_tenant(yajl_val v, int *primary, int *durability) {
   *primary = 0;
+  *durability = ES_DURABILITY_DEFAULT;
   if (YAJL_IS_STRING(v))
     return v->u.string;
   if (!YAJL_IS_OBJECT(v))
@@ -51,6 +53,11 @@ static const char *member_tenant(yajl_val v, int *primary) {
       tenant = x->u.string;
     else if (strcmp(k, "primary") == 0 && (YAJL_IS_TRUE(x) || YAJL_IS_FALSE(x)))
       *primary = YAJL_IS_TRUE(x);
+    else if (strcmp(k, "durability") == 0 && YAJL_IS_STRING(x) &&
+             (strcmp(x->u.string, "local") == 0 ||
+              strcmp(x->u.string, "s3") == 0))
+      *durability = strcmp(x->u.string, "s3") == 0 ? ES_DURABILITY_S3
+                                                   : ES_DURABILITY_LOCAL;
     else
       return NULL;
   }
@@ -68,23 +75,27 @@ static int keys_check(yajl_val root, const char *yerr, char *err,
   }
   for (size_t i = 0; i < root->u.object.len; i++) {
     const char *key = root->u.object.keys[i];
-    int primary, primary_j;
-    const char *tenant = member_tenant(root->u.object.values[i], &primary);
+    int primary, primary_j, tier, tier_j;
+    const char *tenant =
+        member_tenant(root->u.object.values[i], &primary, &tier);
     size_t n = strlen(key);
     if (!tenant || !svc_tenant_ok(tenant) || n == 0 || n > ING_KEY_BYTES_MAX) {
       snprintf(err, err_size,
                "key #%zu must be 1-%d bytes and map to a tenant id of 1-64 "
-               "[A-Za-z0-9_-] (or to {\"tenant\":id,\"primary\":bool})",
+               "[A-Za-z0-9_-] (or to {\"tenant\":id,\"primary\":bool,"
+               "\"durability\":\"local\"|\"s3\"})",
                i + 1, ING_KEY_BYTES_MAX);
       return -1;
     }
     for (size_t j = 0; j < i; j++) { /* a tenant is in one phase */
-      const char *other = member_tenant(root->u.object.values[j], &primary_j);
-      if (strcmp(other, tenant) == 0 && primary_j != primary) {
+      const char *other =
+          member_tenant(root->u.object.values[j], &primary_j, &tier_j);
+      if (strcmp(other, tenant) == 0 &&
+          (primary_j != primary || tier_j != tier)) {
         snprintf(err, err_size,
                  "key #%zu and key #%zu name one tenant with different "
-                 "\"primary\"",
-                 j + 1, i + 1);
+                 "\"%s\"",
+                 j + 1, i + 1, primary_j != primary ? "primary" : "durability");
         return -1;
       }
     }
@@ -106,7 +117,8 @@ int ing_keys_parse(const char *text, ing_keyset *out, char *err,
   out->keys = calloc(n, sizeof *out->keys);
   for (size_t i = 0; out->keys && i < n; i++, out->count++) {
     snprintf(out->keys[i].tenant, sizeof out->keys[i].tenant, "%s",
-             member_tenant(root->u.object.values[i], &out->keys[i].primary));
+             member_tenant(root->u.object.values[i], &out->keys[i].primary,
+                           &out->keys[i].durability));
     if ((out->keys[i].key = strdup(root->u.object.keys[i])) == NULL)
       break;
   }

@@ -24,6 +24,9 @@ typedef struct ing_key_entry {
                   tenant's SDK traffic to es-ingestd (docs/MIGRATION.md,
                   GET /v1/admin/cutover/nginx-map); 0 for the string form
                   and for "primary": false */
+  int durability; /* "durability": "local" or "s3" (the tenant's tier,
+                     es_tenant_durability_set), else ES_DURABILITY_DEFAULT
+                     (the server's --durability) */
 } ing_key_entry;
 
 /* Write keys sorted by key, each once. */
@@ -35,9 +38,10 @@ typedef struct ing_keyset {
 /*
  * Parses a keys document (NUL-terminated text): a non-empty JSON object
  * whose every member maps a key of 1-ING_KEY_BYTES_MAX bytes to a tenant
- * id ([A-Za-z0-9_-]{1,64}), or to {"tenant": id, "primary": true|false}
- * (the migration's per-tenant cut-over: only true puts the key in the
- * proxy's map), no key twice, and all keys of a tenant alike.  0 and
+ * id ([A-Za-z0-9_-]{1,64}), or to {"tenant": id, "primary": true|false,
+ * "durability": "local"|"s3"} (primary: the migration's per-tenant
+ * cut-over, only true puts the key in the proxy's map; durability: the
+ * tenant's tier), no key twice, and all keys of a tenant alike.  0 and
  * *out filled (free it with ing_keyset_free), or -1 and err says what is wrong
  * without quoting any key (*out empty).
  */

@@ -290,7 +290,7 @@ static int ship_line(void *ud, const es_walship_shard *s) {
                          : o->which == 4 ? s->pending_bytes
                          : o->which == 5
                              ? (unsigned long long)(s->oldest_age_us / 1000)
-                             : (unsigned long long)(s->broken ? 2 : s->failing);
+                             : (unsigned long long)(s->degraded ? 2 : s->failing);
   static const char *const name[] = {
       "es_walship_synced_lsn",    "es_walship_shipped_lsn",
       "es_walship_lag_lsn",       "es_walship_inflight_puts",
@@ -307,7 +307,7 @@ static int ship_line(void *ud, const es_walship_shard *s) {
 int metrics_render_walship(es_db *db, seg_buf *b) {
   es_walship_stats st;
   if (es_walship_stats_get(db, &st) != ES_OK)
-    return 0; /* not tier s3: nothing to say */
+    return 0; /* no WAL shipping: nothing to say */
   int rc = counter1(b, "es_walship_chunks_total",
                     "WAL chunks put into S3 (tier s3)", st.chunks);
   rc |= counter1(b, "es_walship_bytes_total", "their bytes", st.bytes);
@@ -345,9 +345,30 @@ int metrics_render_walship(es_db *db, seg_buf *b) {
   rc |= gauge(b, "es_walship_failing_shards",
               "shards whose last chunk PUT failed", st.failing_shards);
   rc |= gauge(b, "es_walship_broken_shards",
-              "shards that fell too far behind and refuse tier-s3 requests "
-              "until a restart",
+              "always 0: the backlog is on disk (see "
+              "es_walship_degraded_shards)",
               st.broken_shards);
+  rc |= gauge(b, "es_walship_window_bytes",
+              "WAL bytes a shard keeps in memory for S3 (--s3-window-mb)",
+              st.window_bytes);
+  rc |= gauge(b, "es_walship_held_wal_bytes",
+              "WAL file bytes kept on disk past their reclaim until shipped "
+              "(the outage backlog; bound --s3-backlog-max-mb)",
+              st.held_wal_bytes);
+  rc |= gauge(b, "es_walship_spilled_shards",
+              "shards whose WAL frames past the window are read back from "
+              "disk",
+              st.spilled_shards);
+  rc |= gauge(b, "es_walship_degraded_shards",
+              "shards whose backlog passed --s3-backlog-max-mb: some frames "
+              "go to S3 in segments, later",
+              st.degraded_shards);
+  rc |= counter1(b, "es_walship_reread_bytes_total",
+                 "WAL bytes read back from disk to ship", st.reread_bytes);
+  rc |= counter1(b, "es_walship_read_errors_total",
+                 "failed reads of WAL files to ship (retried)", st.read_errors);
+  rc |= counter1(b, "es_walship_gaps_total",
+                 "times a shard passed --s3-backlog-max-mb", st.gaps);
   static const char *const head[] = {
       "# HELP es_walship_synced_lsn the shard's last WAL frame fdatasync'ed "
       "here\n# TYPE es_walship_synced_lsn gauge\n",
@@ -363,7 +384,8 @@ int metrics_render_walship(es_db *db, seg_buf *b) {
       "not yet in S3 (0: none)\n"
       "# TYPE es_walship_oldest_unshipped_seconds gauge\n",
       "# HELP es_walship_state 0 shipping, 1 failing (S3 errors, retrying), 2 "
-      "broken (until a restart)\n# TYPE es_walship_state gauge\n"};
+      "degraded (its backlog passed --s3-backlog-max-mb)\n"
+      "# TYPE es_walship_state gauge\n"};
   ship_out o = {b, 0, rc};
   for (o.which = 0; o.which < 7; o.which++) {
     o.rc |= put(b, "%s", head[o.which]);

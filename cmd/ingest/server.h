@@ -24,12 +24,15 @@ typedef struct tenant {
   sched_tenant st;      /* first: sched_job.tenant points here */
   size_t pending_bytes; /* admitted, not yet completed */
   size_t pending_jobs;  /* requests of those */
+  int durability;       /* its keys' "durability" (ES_DURABILITY_DEFAULT:
+                           none), applied to the store by setup.c */
 } tenant;
 
 typedef struct write_key {
   char *key;
   tenant *tenant;
   int primary; /* the keys file's "primary": true (ing_key_entry) */
+  int durability; /* the keys file's "durability" (ing_key_entry) */
 } write_key;
 
 typedef ingest_config config; /* ingest.h */

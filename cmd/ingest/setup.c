@@ -84,6 +84,23 @@ static int keys_overlap(char *const *tokens, size_t ntokens,
   return 0;
 }
 
+/* Gives the store each tenant's tier (its keys' "durability", or the
+ * server's), tenants without keys included (they fall back to the
+ * server's).  Each tenant is set once, to its final tier. */
+static void keys_apply_tiers(server *srv) {
+  if (!srv->db || !srv->cfg.ship_wal)
+    return;
+  for (size_t i = 0; i < srv->tenants.count; i++)
+    ((tenant *)srv->tenants.v[i])->durability = ES_DURABILITY_DEFAULT;
+  for (size_t i = 0; i < srv->keys_count; i++)
+    srv->keys[i].tenant->durability = srv->keys[i].durability;
+  for (size_t i = 0; i < srv->tenants.count; i++) {
+    tenant *t = srv->tenants.v[i];
+    if (es_tenant_durability_set(srv->db, t->st.id, t->durability) != ES_OK)
+      ing_log("error", "cannot set a tenant's durability tier", "");
+  }
+}
+
 /*
  * Replaces the write keys with the JSON object text ("writeKey":
  * "tenant"), atomically: the document is checked whole first (keys.c),
@@ -104,6 +121,15 @@ int server_keys_replace(server *srv, const char *text, size_t len,
     ing_keyset_free(&ks);
     return -1;
   }
+  for (size_t i = 0; i < ks.count; i++)
+    if (ks.keys[i].durability == ES_DURABILITY_S3 && !srv->cfg.ship_wal) {
+      snprintf(err, err_size,
+               "a tenant has \"durability\": \"s3\", which needs the WAL "
+               "shipped: start es-ingestd with --durability s3 or --ship-wal "
+               "on (and --replica)");
+      ing_keyset_free(&ks);
+      return -1;
+    }
   size_t n = ks.count, tenants_before = srv->tenants.count;
   write_key *keys = calloc(n, sizeof *keys);
   for (size_t i = 0; keys && i < n; i++) {
@@ -113,6 +139,7 @@ int server_keys_replace(server *srv, const char *text, size_t len,
       break;
     }
     keys[i].primary = ks.keys[i].primary;
+    keys[i].durability = ks.keys[i].durability;
     keys[i].key = ks.keys[i].key; /* moved: same order (sorted by key) */
     ks.keys[i].key = NULL;
   }
@@ -137,6 +164,7 @@ int server_keys_replace(server *srv, const char *text, size_t len,
   keys_free(srv->keys, srv->keys_count);
   srv->keys = keys;
   srv->keys_count = n;
+  keys_apply_tiers(srv);
   if (srv->keys_loaded) /* the start's counts are in "listening" */
     ing_log("info", "write keys reloaded", extra);
   srv->keys_loaded = 1;
@@ -287,6 +315,7 @@ static int start(server *srv, uv_loop_t *loop, es_db *db, const char *host,
   if ((rc = ingest_load(srv)))
     return rc;
   srv->db = db;
+  keys_apply_tiers(srv); /* the keys were loaded before the store */
   srv->loop = loop;
   uint64_t seed = (uint64_t)ing_now_us() ^ ((uint64_t)getpid() << 32);
   srv->rng = seed ? seed : 1;

@@ -106,6 +106,18 @@ static const char usage[] =
     "                        S3's round trip; also the appends of a tenant\n"
     "                        in flight, and --threads defaults to N times\n"
     "                        its default\n"
+    "  --ship-wal on|off     with --replica in tier local: ship the WAL to\n"
+    "                        S3 too (its copy follows within seconds, not\n"
+    "                        at the seal), so that the keys file can put a\n"
+    "                        tenant in tier s3 (\"durability\": \"s3\");\n"
+    "                        on with --durability s3 (default off)\n"
+    "  --s3-window-mb N      WAL shipping: MiB of WAL frames a shard keeps\n"
+    "                        in memory; past it they are read back from\n"
+    "                        the WAL files (default 16)\n"
+    "  --s3-backlog-max-mb N WAL shipping: MiB of WAL files kept on disk\n"
+    "                        for S3 during an outage; past it the server is\n"
+    "                        degraded: their events go up later, in\n"
+    "                        segments (default 8192)\n"
     "  --replica-lag-max-s S /readyz answers 503 when the oldest commit not\n"
     "                        yet in S3 is older (default 300)\n"
     "  --replica-grace-s S   an S3 object no uploaded manifest names is\n"
@@ -180,6 +192,8 @@ static int g_check_config; /* --check-config: validate, do not run */
 static int g_durability = ES_DURABILITY_LOCAL;
 static int64_t g_s3_ack_timeout_us = INT64_C(5000000);
 static int g_s3_puts_inflight = ES_S3_PUTS_INFLIGHT_DEFAULT;
+static int g_ship_wal;
+static int64_t g_s3_window_bytes, g_s3_backlog_bytes; /* 0: the defaults */
 static int g_threads_set;            /* --threads given */
 static es_exporter_options g_export; /* g_export.out NULL: no --export */
 static es_exporter *g_exporter;
@@ -303,6 +317,18 @@ static int parse_args(int argc, char **argv, ingest_config *cfg) {
       if (parse_num(a, val, 1, ES_S3_PUTS_INFLIGHT_MAX, &v))
         return 2;
       g_s3_puts_inflight = (int)v;
+    } else if (strcmp(a, "--ship-wal") == 0) {
+      if (strcmp(val, "on") && strcmp(val, "off"))
+        return die_usage("--ship-wal wants on or off, not \"%s\"", val);
+      g_ship_wal = strcmp(val, "on") == 0;
+    } else if (strcmp(a, "--s3-window-mb") == 0) {
+      if (parse_num(a, val, 1, 65536, &v))
+        return 2;
+      g_s3_window_bytes = v << 20;
+    } else if (strcmp(a, "--s3-backlog-max-mb") == 0) {
+      if (parse_num(a, val, 1, INT64_C(1) << 30, &v))
+        return 2;
+      g_s3_backlog_bytes = v << 20;
     } else if (strcmp(a, "--replica-lag-max-s") == 0) {
       if (parse_num(a, val, 1, 7 * 24 * 3600, &v))
         return 2;
@@ -395,8 +421,11 @@ static int parse_args(int argc, char **argv, ingest_config *cfg) {
                      "--replica");
   if ((g_lease_ttl_us || g_clock_skew_us) && !g_node)
     return die_usage("--lease-ttl-ms and --clock-skew-ms need --node");
+  if (g_ship_wal && !g_replica_url)
+    return die_usage("--ship-wal needs --replica s3://BUCKET/PREFIX");
   cfg->replica_on = g_replica_url != NULL;
-  if (g_durability == ES_DURABILITY_S3) {
+  cfg->ship_wal = g_durability == ES_DURABILITY_S3 || g_ship_wal;
+  if (cfg->ship_wal) {
     /* an append waits an S3 round trip: several of a tenant's in flight
      * (writers.h, 1), and writer threads enough to keep the shards' PUTs
      * busy */
@@ -516,6 +545,9 @@ static int run(ingest_config *cfg, uv_loop_t *loop, es_db **db_out) {
     o.durability = g_durability;
     o.s3_ack_timeout_us = g_s3_ack_timeout_us;
     o.s3_puts_inflight = g_s3_puts_inflight;
+    o.ship_wal = g_ship_wal;
+    o.s3_window_bytes = g_s3_window_bytes;
+    o.s3_backlog_bytes_max = g_s3_backlog_bytes;
   }
   if (g_node) { /* before es_open: the uploader starts fenced */
     es_cluster_config cc;

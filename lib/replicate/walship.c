@@ -1,8 +1,10 @@
 /*
- * walship.c -- the WAL shipper: durability tier s3.  Copies every WAL
- * frame of every shard to the object store as chunks, so that es_append
- * in tier s3 can answer ES_OK only once its batch is in the store, and
- * deletes chunks once the segments holding their events are replicated.
+ * walship.c -- the WAL shipper: durability tier s3 (per handle, or per
+ * tenant with es_options.ship_wal, api.c).  Copies every WAL frame of
+ * every shard to the object store as chunks, so that es_append in tier s3
+ * can answer ES_OK only once its batch is in the store (and tier local's
+ * copy follows within seconds), and deletes chunks once the segments
+ * holding their events are replicated.
  *
  * Layout (docs/FORMAT.md, "WAL chunks"):
  *   wal/<shard>/<016x first LSN>-<016x last LSN>          a single store
@@ -32,6 +34,24 @@
  * while one is failing no new chunk is cut (the retries probe the store),
  * and frames synced meanwhile wait in pending, one chunk when it returns.
  *
+ * The backlog is on disk.  Frames not yet in the store are kept in memory
+ * only up to a window per shard (es_options.s3_window_bytes).  Past it,
+ * during an outage or a slow store, the hook copies nothing more: the
+ * shard "spills", and a shipper thread reads the frames back from the
+ * shard's WAL files (es__wal_read_frames, store/wal.c) in LSN order when a
+ * queue slot is free, until it has caught up with the hook; then the hook
+ * copies again.  A WAL file the shard writer is about to delete (its
+ * records are all in segments, wal_reclaim hook) while it still holds
+ * spilled frames the shipper has not read is held (es__commit_hold) and
+ * released once they are read.  Disk use is therefore the WAL files the
+ * spill needs, bounded for the store by es_options.s3_backlog_bytes_max;
+ * past that bound a file is let go instead and the shard is degraded (a
+ * log line, a metric): its frames are in segments of durable local
+ * manifests, which the uploader takes to the store, and the shipper
+ * replaces them in its queue by a gap that counts as shipped only once an
+ * uploader sweep begun after it found everything uploaded.  Nothing is
+ * lost, and an acknowledgement in tier s3 still means "in the store".
+ *
  * Invariants:
  *  1. A frame is put only after its local fdatasync returned (the hook
  *     runs after it), so the store never holds a frame the local log could
@@ -58,13 +78,15 @@
  *     es__replicator_sweeps), and at least replica_grace_us after that
  *     was seen (a restore that listed the chunk still finds it).  So the
  *     events of a deleted chunk are in segments of uploaded manifests.
- *  4. The hook never blocks on the store: it copies and signals under the
- *     shard's leaf mutex.  Frames not yet in the store (pending and the
- *     queue's chunks) are bounded in memory (SHIP_PENDING_MAX);
- *     past it the shard is marked broken (frames were not kept), and every
- *     tier-s3 append of it fails with ES_EUNAVAIL until the next open.
- *     With every append in tier s3 that cannot happen: appends are refused
- *     up front (es__walship_admit) while the store is failing or slow.
+ *  4. The hook never blocks on the store and does no I/O: it copies (or
+ *     not, when the shard spills) and signals under the shard's leaf
+ *     mutex.  Memory is bounded: a shard holds at most its window of
+ *     frames (pending and queued chunks) plus one frame; frames past it
+ *     are read back from the WAL files, at most the window's room at a
+ *     time.  Spilled frames are read in LSN order, each chunk starting
+ *     right after cut_lsn, so invariant 2 holds for read chunks too.
+ *     With every append in tier s3, appends are refused up front
+ *     (es__walship_admit) while the store is failing or slow.
  *  5. A duplicate-only (or partly duplicate) append in tier s3 is
  *     acknowledged only when its original is in the store: either a frame
  *     of this process (the wait covers every frame synced before it
@@ -75,6 +97,25 @@
  *  6. No chunk is put before the ESDB object (the uploader puts it too,
  *     but maybe later): a restore needs it, so an acknowledged event never
  *     sits in a store that cannot be restored.
+ *  (7 is in the section "Cluster keys" at the end.)
+ *  8. Every frame the hook saw and that is not in the store is in memory
+ *     (pending, a queued chunk) or in a WAL file on disk: a file the
+ *     writer announces for deletion is held while the shard spills and
+ *     the file's last frame is above what is in memory (pend_last, else
+ *     cut_lsn), and released only once cut_lsn reaches that frame (its
+ *     bytes are then in a chunk's buffer, retried from memory).  Past
+ *     s3_backlog_bytes_max of held files, a file is let go instead: every
+ *     record in it is in a segment that a durable local manifest names
+ *     (the writer announces nothing else), the range up to its last
+ *     frame becomes a gap (skip_to) that moves shipped_lsn only when an
+ *     uploader sweep begun after the gap was cut found everything
+ *     uploaded (invariant 3's condition: the segments are in the store).
+ *  9. A restart ships nothing twice and forgets nothing without a record
+ *     of its own: frames on disk at open are sealed into segments by
+ *     api.c before the first append (invariant 5), and the uploader's
+ *     durable record (replicate.c, 3) carries them to the store; the
+ *     shipper starts after the last of them (start_lsn).  Files held by
+ *     the last process are deleted by the next open's reclaim.
  */
 #include <stdio.h>
 #include <string.h>
@@ -85,8 +126,10 @@
 #include "replicate/lease.h"
 #include "replicate/replicate.h"
 #include "store/commit.h"
+#include "store/wal.h"
 
-#define SHIP_PENDING_MAX ((size_t)256 << 20) /* per shard (invariant 4) */
+#define SHIP_READ_MAX ((size_t)8 << 20) /* a chunk read back from the WAL */
+#define SHIP_GAP_POLL_US ((int64_t)100000)
 #define SHIP_BACKOFF_MIN_US ((int64_t)100000)
 #define SHIP_BACKOFF_MAX_US ((int64_t)5000000)
 #define SHIP_GC_EVERY_US ((int64_t)1000000)
@@ -101,16 +144,24 @@ typedef struct ship_safe {
   int64_t since_us; /* wall time it was established (invariant 3) */
 } ship_safe;
 
-enum { SHIP_PUT = 1, SHIP_FAILED, SHIP_DONE };
+enum { SHIP_PUT = 1, SHIP_FAILED, SHIP_DONE, SHIP_GAP };
+
+/* A WAL file held for the spill (invariant 8). */
+typedef struct ship_hold {
+  char name[40];
+  uint64_t last; /* the last LSN it may hold */
+  uint64_t bytes;
+} ship_hold;
 
 /* A chunk cut from pending and not yet part of the shipped prefix
  * (invariant 2). */
 typedef struct ship_q {
   es_buf buf; /* its frames; freed once in the store */
   uint64_t first, last;
-  int64_t since_us; /* when its first frame was synced (monotonic) */
-  int64_t start_us; /* when its current PUT began (monotonic) */
-  int state;        /* SHIP_PUT, SHIP_FAILED or SHIP_DONE */
+  int64_t since_us;   /* when its first frame was synced (monotonic) */
+  int64_t start_us;   /* when its current PUT began (monotonic) */
+  int state;          /* SHIP_PUT, SHIP_FAILED, SHIP_DONE or SHIP_GAP */
+  uint64_t gap_sweep; /* SHIP_GAP: done after a clean sweep above it */
 } ship_q;
 
 typedef struct ship_shard {
@@ -132,9 +183,20 @@ typedef struct ship_shard {
   size_t held;          /* bytes in pend and q (invariant 4) */
   uint64_t synced_lsn;  /* the last frame the hook delivered */
   uint64_t shipped_lsn; /* invariant 2 */
-  int failing;          /* a PUT failed and none succeeded since */
-  int broken;           /* invariant 4 */
-  char why[200];        /* the last failure */
+  uint64_t cut_lsn;     /* the last LSN cut into a chunk or a gap */
+  int seen;             /* the hook delivered a frame (start_lsn is set) */
+  uint64_t start_lsn;   /* the LSN before the first it delivered (9) */
+  int spill;            /* frames above pend are only on disk (4) */
+  int64_t spill_since_us;
+  int reading; /* a thread reads the WAL (cur is its) */
+  es_wal_cursor cur;
+  int64_t read_retry_us; /* after a failed read, not before */
+  ship_hold *holds;      /* WAL files held, LSN order (invariant 8) */
+  size_t nholds, holds_cap;
+  uint64_t skip_to; /* let go past the bound: a gap up to it (8) */
+  int degraded;     /* a gap is not yet shipped */
+  int failing;      /* a PUT failed and none succeeded since */
+  char why[200];    /* the last failure */
   int64_t retry_mono_us;
   unsigned fails;
   ship_chunk *chunks; /* in the store, sorted by first */
@@ -154,7 +216,10 @@ struct es_walship {
   es_replicator *repl;
   es_commit_hooks hooks;
   int64_t grace_us;
-  unsigned depth; /* chunks outstanding per shard (s3_puts_inflight) */
+  unsigned depth;    /* chunks outstanding per shard (s3_puts_inflight) */
+  size_t window;     /* bytes of frames a shard keeps in memory (4) */
+  uint64_t hold_max; /* s3_backlog_bytes_max (invariant 8) */
+  _Atomic uint64_t hold_bytes; /* WAL bytes held, every shard */
   uint32_t nshards;
   ship_shard *sh;
   pthread_mutex_t mu; /* guards stop, st and esdb_done */
@@ -166,6 +231,7 @@ struct es_walship {
 
 static int ship_key(const es_walship *w, char *out, size_t cap, uint32_t shard,
                     uint64_t first, uint64_t last);
+static int ship_stopping(es_walship *w);
 static int ship_owns_key(const es_walship *w, const char *key,
                          uint32_t *shard_out, uint64_t *first_out,
                          uint64_t *last_out);
@@ -216,7 +282,7 @@ int es__walship_parse_key(const char *key, uint32_t *shard_out,
   return ES_OK;
 }
 
-/* The hook (invariants 1, 4): copy, signal; no I/O. */
+/* The hook (invariants 1, 4): copy (or spill), signal; no I/O. */
 static void ship_synced(void *ud, uint32_t shard, uint64_t lsn,
                         const uint8_t *frame, size_t len) {
   es_walship *w = ud;
@@ -224,28 +290,123 @@ static void ship_synced(void *ud, uint32_t shard, uint64_t lsn,
     return;
   ship_shard *s = &w->sh[shard];
   pthread_mutex_lock(&s->mu);
-  s->synced_lsn = lsn;
-  if (!s->broken) {
-    if (s->held + len > SHIP_PENDING_MAX ||
-        es__buf_put(&s->pend, frame, len) < 0) {
-      s->broken = 1;
-      snprintf(s->why, sizeof(s->why),
-               "WAL shipping of shard %u fell behind by more than %zu MiB; "
-               "reopen the store",
-               shard, SHIP_PENDING_MAX >> 20);
-      es__error_clear();
-      pthread_cond_broadcast(&s->done_cv);
-    } else {
-      if (s->pend_first == 0) {
-        s->pend_first = lsn;
-        s->pend_since_us = es__clock_mono_us();
-      }
-      s->pend_last = lsn;
-      s->held += len;
-      pthread_cond_signal(&s->cv);
-    }
+  if (!s->seen) { /* frames below were local at open (invariant 9) */
+    s->seen = 1;
+    s->start_lsn = s->cut_lsn = s->shipped_lsn = lsn - 1;
   }
+  s->synced_lsn = lsn;
+  if (!s->spill && s->held + len <= s->w->window &&
+      es__buf_put(&s->pend, frame, len) == ES_OK) {
+    if (s->pend_first == 0) {
+      s->pend_first = lsn;
+      s->pend_since_us = es__clock_mono_us();
+    }
+    s->pend_last = lsn;
+    s->held += len;
+  } else if (!s->spill) { /* the window is full: read it back later */
+    es__error_clear();
+    s->spill = 1;
+    s->spill_since_us = es__clock_mono_us();
+  }
+  pthread_cond_signal(&s->cv);
   pthread_mutex_unlock(&s->mu);
+}
+
+/* The first LSN of a WAL file name "<016x>.wal"; 0 if it is not one. */
+static uint64_t ship_wal_first(const char *name) {
+  uint64_t v = 0;
+  if (strlen(name) != 20 || strcmp(name + 16, ".wal") != 0 ||
+      ship_hex16(name, &v) < 0)
+    return 0;
+  return v;
+}
+
+/* Decides for one WAL file about to be deleted whether the spill needs it
+ * (invariant 8); caller holds s->mu.  Returns 1 when it was let go past
+ * the bound (the caller logs). */
+static int ship_hold_one(ship_shard *s, const char *dir,
+                         const es_commit_file *f, uint64_t last) {
+  es_walship *w = s->w;
+  uint64_t mem = s->pend.len ? s->pend_last : s->cut_lsn;
+  if (!s->spill || last <= mem || last <= s->skip_to)
+    return 0; /* its frames are in memory, in the store, or a gap's */
+  if (atomic_load(&w->hold_bytes) + f->bytes > w->hold_max) {
+    s->skip_to = last;
+    int first = !s->degraded;
+    s->degraded = 1;
+    pthread_mutex_lock(&w->mu);
+    w->st.gaps += first;
+    pthread_mutex_unlock(&w->mu);
+    return first;
+  }
+  if (s->nholds == s->holds_cap &&
+      es__grow((void **)&s->holds, &s->holds_cap, s->nholds + 1,
+               sizeof(ship_hold)) < 0) {
+    es__error_clear(); /* cannot remember it: let it go as past the bound */
+    s->skip_to = last;
+    s->degraded = 1;
+    return 1;
+  }
+  if (es__commit_hold(w->db, dir, f->name) < 0) {
+    es__error_clear(); /* not pending (cannot happen): nothing to hold */
+    return 0;
+  }
+  ship_hold *h = &s->holds[s->nholds++];
+  snprintf(h->name, sizeof(h->name), "%s", f->name);
+  h->last = last;
+  h->bytes = f->bytes;
+  atomic_fetch_add(&w->hold_bytes, f->bytes);
+  return 0;
+}
+
+/* The wal_reclaim hook, on the shard writer's thread (invariant 8). */
+static void ship_reclaim(void *ud, const es_commit_info *info) {
+  es_walship *w = ud;
+  if (info->shard >= w->nshards)
+    return;
+  ship_shard *s = &w->sh[info->shard];
+  const uint64_t *firsts = NULL;
+  uint64_t file_bytes = 0;
+  size_t n =
+      es__wal_files(w->db->shards[info->shard].wal, &firsts, &file_bytes);
+  int let_go = 0;
+  pthread_mutex_lock(&s->mu);
+  for (size_t i = 0; i < info->nremoved; i++) {
+    uint64_t first = ship_wal_first(info->removed[i].name), next = 0;
+    for (size_t k = 0; k < n && !next; k++) /* its successor, still live */
+      if (firsts[k] > first)
+        next = firsts[k];
+    if (first == 0 || next == 0)
+      continue; /* not a log file; the newest file is never removed */
+    let_go |= ship_hold_one(s, info->dir, &info->removed[i], next - 1);
+  }
+  uint64_t skip = s->skip_to;
+  pthread_mutex_unlock(&s->mu);
+  if (let_go)
+    es__db_log(w->db, 1,
+               "WAL shipping of shard %u: the WAL files kept for the object "
+               "store passed s3_backlog_bytes_max (%llu MiB); frames up to "
+               "LSN %llu are let go (they are in local segments, which the "
+               "uploader copies); the shard is degraded until that is done",
+               info->shard, (unsigned long long)(w->hold_max >> 20),
+               (unsigned long long)skip);
+}
+
+/* Releases the WAL files whose frames are all cut or skipped (invariant
+ * 8).  Caller holds s->mu; released across the calls. */
+static void ship_release(ship_shard *s) {
+  es_walship *w = s->w;
+  uint64_t done = s->cut_lsn > s->skip_to ? s->cut_lsn : s->skip_to;
+  while (s->nholds > 0 && (s->holds[0].last <= done || ship_stopping(w))) {
+    ship_hold h = s->holds[0];
+    memmove(&s->holds[0], &s->holds[1], (s->nholds - 1) * sizeof(ship_hold));
+    s->nholds--;
+    atomic_fetch_sub(&w->hold_bytes, h.bytes);
+    pthread_mutex_unlock(&s->mu);
+    if (es__commit_release(w->db, w->db->shards[s->id].dir, h.name) < 0)
+      es__error_clear(); /* not held: nothing to do */
+    pthread_mutex_lock(&s->mu);
+  }
 }
 
 static int ship_stopping(es_walship *w) {
@@ -329,8 +490,101 @@ static ship_q *ship_cut(ship_shard *s) {
                 .last = s->pend_last,
                 .since_us = s->pend_since_us};
   memset(&s->pend, 0, sizeof(s->pend));
+  s->cut_lsn = s->pend_last;
   s->pend_first = s->pend_last = 0;
   s->pend_since_us = 0;
+  return e;
+}
+
+/* Moves shipped_lsn over the completed prefix of the queue (invariant 2;
+ * caller holds s->mu). */
+static void ship_advance(ship_shard *s) {
+  while (s->qn > 0 && ship_at(s, 0)->state == SHIP_DONE) {
+    if (ship_at(s, 0)->last > s->shipped_lsn)
+      s->shipped_lsn = ship_at(s, 0)->last;
+    s->qhead = (s->qhead + 1) % s->w->depth;
+    s->qn--;
+  }
+  if (s->degraded && s->shipped_lsn >= s->skip_to)
+    s->degraded = 0;
+}
+
+/* Marks the gaps whose segments an uploader sweep found in the store as
+ * done (invariant 8; caller holds s->mu).  Returns 1 if a gap waits. */
+static int ship_gaps(ship_shard *s) {
+  int waiting = 0;
+  for (unsigned i = 0; i < s->qn; i++) {
+    ship_q *e = ship_at(s, i);
+    if (e->state != SHIP_GAP)
+      continue;
+    uint64_t begun = 0, clean = 0;
+    es__replicator_sweeps(s->w->repl, &begun, &clean);
+    if (clean > e->gap_sweep)
+      e->state = SHIP_DONE;
+    else
+      waiting = 1;
+  }
+  ship_advance(s);
+  if (s->cut_lsn >= s->synced_lsn)
+    s->spill = 0;
+  return waiting;
+}
+
+/* Cuts the next chunk of a spilled shard from its WAL files, or a gap
+ * past frames let go (invariants 4, 8).  Caller holds s->mu (released
+ * across the reading), the queue has room, pending is empty.  Returns the
+ * chunk to put, or NULL. */
+static ship_q *ship_read(ship_shard *s) {
+  es_walship *w = s->w;
+  if (s->skip_to > s->cut_lsn) {
+    uint64_t begun = 0, clean = 0;
+    es__replicator_sweeps(w->repl, &begun, &clean);
+    *ship_at(s, s->qn++) = (ship_q){.first = s->cut_lsn + 1,
+                                    .last = s->skip_to,
+                                    .since_us = s->spill_since_us,
+                                    .state = SHIP_GAP,
+                                    .gap_sweep = begun};
+    s->cut_lsn = s->skip_to;
+    s->cur = (es_wal_cursor){0}; /* its files are gone */
+    (void)ship_gaps(s);
+    if (!s->spill || s->qn >= w->depth)
+      return NULL;
+  }
+  s->reading = 1;
+  uint64_t after = s->cut_lsn, upto = s->synced_lsn;
+  size_t room = w->window > s->held ? w->window - s->held : 1;
+  es_wal_cursor cur = s->cur;
+  pthread_mutex_unlock(&s->mu);
+  es_buf buf = {0};
+  uint64_t first = 0, last = 0;
+  int rc = es__wal_read_frames(
+      w->db->vfs, w->db->shards[s->id].dir, after, upto,
+      room < SHIP_READ_MAX ? room : SHIP_READ_MAX, &cur, &buf, &first, &last);
+  if (rc < 0) {
+    es__db_log(w->db, 1, "WAL shipping of shard %u: %s (retried)", s->id,
+               es_errdetail());
+    es__error_clear();
+  }
+  pthread_mutex_lock(&w->mu);
+  w->st.reread_chunks += rc == ES_OK && first;
+  w->st.reread_bytes += rc == ES_OK ? buf.len : 0;
+  w->st.read_errors += rc < 0;
+  pthread_mutex_unlock(&w->mu);
+  pthread_mutex_lock(&s->mu);
+  s->reading = 0;
+  s->cur = cur;
+  if (rc < 0 || first == 0 || first != after + 1 || s->cut_lsn != after) {
+    es__buf_free(&buf); /* a hole would break invariant 2: never cut */
+    s->read_retry_us = es__clock_mono_us() + SHIP_BACKOFF_MIN_US;
+    return NULL;
+  }
+  ship_q *e = ship_at(s, s->qn++);
+  *e = (ship_q){
+      .buf = buf, .first = first, .last = last, .since_us = s->spill_since_us};
+  s->held += buf.len;
+  s->cut_lsn = last;
+  if (s->cut_lsn >= s->synced_lsn)
+    s->spill = 0; /* caught up with the hook: it copies again */
   return e;
 }
 
@@ -383,13 +637,7 @@ static void ship_put(ship_shard *s, ship_q *e) {
     s->retry_mono_us = 0;
     if (s->nfailed == 0)
       s->failing = 0;
-    /* the completed prefix (invariant 2) */
-    while (s->qn > 0 && ship_at(s, 0)->state == SHIP_DONE) {
-      if (ship_at(s, 0)->last > s->shipped_lsn)
-        s->shipped_lsn = ship_at(s, 0)->last;
-      s->qhead = (s->qhead + 1) % w->depth;
-      s->qn--;
-    }
+    ship_advance(s);
   } else {
     e->state = SHIP_FAILED; /* retried whole: same key, same bytes */
     s->nfailed++;
@@ -491,11 +739,14 @@ static void ship_gc(ship_shard *s) {
 
 /* What one of a shard's threads does next (caller holds s->mu): retry a
  * failed chunk when the backoff is over, else cut and put a new one when
- * the queue has room and nothing is failing (invariant 2), else collect
- * garbage when due; NULL and *until_us when to look again. */
+ * the queue has room and nothing is failing (invariant 2): from pending,
+ * else read back from the WAL (a spilled shard); NULL and *until_us when
+ * to look again (garbage is collected when due). */
 static ship_q *ship_next(ship_shard *s, int64_t now, int64_t *until_us) {
   unsigned depth = s->w->depth;
   int64_t until = s->gc_mono_us;
+  if (ship_gaps(s) && now + SHIP_GAP_POLL_US < until)
+    until = now + SHIP_GAP_POLL_US;
   if (s->nfailed > 0) {
     if (now >= s->retry_mono_us)
       for (unsigned i = 0; i < s->qn; i++)
@@ -508,8 +759,20 @@ static ship_q *ship_next(ship_shard *s, int64_t now, int64_t *until_us) {
         }
     if (s->retry_mono_us < until)
       until = s->retry_mono_us;
-  } else if (s->pend.len > 0 && !s->failing && s->qn < depth) {
-    return ship_cut(s);
+  } else if (!s->failing && s->qn < depth) {
+    if (s->pend.len > 0)
+      return ship_cut(s);
+    if (s->spill && !s->reading && s->cut_lsn < s->synced_lsn &&
+        s->held < s->w->window) {
+      if (now >= s->read_retry_us) {
+        ship_q *e = ship_read(s);
+        ship_release(s);
+        if (e)
+          return e;
+      }
+      if (s->read_retry_us > now && s->read_retry_us < until)
+        until = s->read_retry_us; /* the read failed: again after it */
+    }
   }
   *until_us = until;
   return NULL;
@@ -561,11 +824,17 @@ int es__walship_start(es_db *db, es_replica *replica, es_replicator *repl,
   w->depth = depth <= 0                        ? ES_S3_PUTS_INFLIGHT_DEFAULT
              : depth > ES_S3_PUTS_INFLIGHT_MAX ? ES_S3_PUTS_INFLIGHT_MAX
                                                : (unsigned)depth;
+  w->window = db->opts.s3_window_bytes > 0 ? (size_t)db->opts.s3_window_bytes
+                                           : ES_S3_WINDOW_BYTES_DEFAULT;
+  w->hold_max = db->opts.s3_backlog_bytes_max > 0
+                    ? (uint64_t)db->opts.s3_backlog_bytes_max
+                    : ES_S3_BACKLOG_BYTES_DEFAULT;
   w->nshards = db->nshards;
   es_cluster *cl = atomic_load(&replica->cluster);
   if (cl) /* set before es_open (cluster.c): chunks carry the node */
     snprintf(w->node, sizeof(w->node), "%s", es__cluster_node(cl));
   w->hooks.wal_synced = ship_synced;
+  w->hooks.wal_reclaim = ship_reclaim;
   pthread_mutex_init(&w->mu, NULL);
   w->sh = es__calloc(w->nshards, sizeof(ship_shard));
   if (!w->sh) {
@@ -623,6 +892,10 @@ void es__walship_stop(es_walship *w) {
     ship_shard *s = &w->sh[i];
     for (unsigned k = 0; k < s->started; k++)
       pthread_join(s->threads[k], NULL);
+    pthread_mutex_lock(&s->mu);
+    ship_release(s); /* every hold: the next open reclaims the files */
+    pthread_mutex_unlock(&s->mu);
+    es__free(s->holds);
     es__buf_free(&s->pend);
     for (unsigned k = 0; s->q && k < w->depth; k++)
       es__buf_free(&s->q[k].buf);
@@ -656,9 +929,7 @@ int es__walship_admit(es_walship *w, uint32_t shard) {
   int64_t timeout = w->db->opts.s3_ack_timeout_us;
   int rc = ES_OK;
   pthread_mutex_lock(&s->mu);
-  if (s->broken)
-    rc = ES_ERR(ES_EUNAVAIL, "%s", s->why);
-  else if (s->failing)
+  if (s->failing)
     rc = ES_ERR(ES_EUNAVAIL,
                 "tier s3: the object store is failing, nothing written: %s",
                 s->why);
@@ -700,10 +971,6 @@ int es__walship_wait(es_walship *w, uint32_t shard, uint64_t lsn,
   for (;;) {
     if (s->shipped_lsn >= lsn)
       break;
-    if (s->broken) {
-      rc = ES_ERR(ES_EUNAVAIL, "%s", s->why);
-      break;
-    }
     if (s->failing) {
       rc = ES_ERR(ES_EUNAVAIL,
                   "tier s3: durable here, not in the object store (it will "
@@ -740,7 +1007,10 @@ int es__walship_wait(es_walship *w, uint32_t shard, uint64_t lsn,
 
 /* The age of the oldest frame of s not in the store (caller holds s->mu). */
 static int64_t ship_oldest_us(ship_shard *s, int64_t now) {
-  int64_t since = s->qn > 0 ? ship_at(s, 0)->since_us : s->pend_since_us;
+  int64_t since = s->qn > 0     ? ship_at(s, 0)->since_us
+                  : s->pend.len ? s->pend_since_us
+                  : s->spill    ? s->spill_since_us
+                                : 0;
   return since ? now - since : 0;
 }
 
@@ -750,6 +1020,8 @@ void es__walship_stats(es_walship *w, es_walship_stats *out) {
   pthread_mutex_unlock(&w->mu);
   out->shards = w->nshards;
   out->depth = w->depth;
+  out->window_bytes = w->window;
+  out->held_wal_bytes = atomic_load(&w->hold_bytes);
   int64_t now = es__clock_mono_us();
   for (uint32_t i = 0; i < w->nshards; i++) {
     ship_shard *s = &w->sh[i];
@@ -762,7 +1034,8 @@ void es__walship_stats(es_walship *w, es_walship_stats *out) {
     if (age > out->oldest_age_us)
       out->oldest_age_us = age;
     out->failing_shards += s->failing != 0;
-    out->broken_shards += s->broken != 0;
+    out->spilled_shards += s->spill != 0;
+    out->degraded_shards += s->degraded != 0;
     pthread_mutex_unlock(&s->mu);
   }
 }
@@ -861,7 +1134,10 @@ int es__walship_shards(es_walship *w,
     o.pending_bytes = s->held;
     o.oldest_age_us = ship_oldest_us(s, now);
     o.failing = s->failing != 0;
-    o.broken = s->broken != 0;
+    o.spilled = s->spill != 0;
+    o.degraded = s->degraded != 0;
+    for (size_t k = 0; k < s->nholds; k++)
+      o.held_wal_bytes += s->holds[k].bytes;
     pthread_mutex_unlock(&s->mu);
     int rc = fn(ud, &o);
     if (rc != 0)

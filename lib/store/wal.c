@@ -823,3 +823,135 @@ int es__wal_follow(es_vfs *vfs, const char *path, uint64_t off,
   int rc2 = vfs->close(vfs, f);
   return rc < 0 ? rc : rc2;
 }
+
+/* --- reading behind the writer (the WAL shipper) --------------------- */
+
+/* Where the frame after lsn lies: the newest file that may hold lsn + 1
+ * (files are named by the first LSN they may hold), from its start. */
+static int wal_cursor_find(es_vfs *vfs, const char *dir, uint64_t lsn,
+                           es_wal_cursor *cur) {
+  uint64_t *firsts = NULL;
+  size_t n = 0;
+  ES_TRY(es__wal_list(vfs, dir, &firsts, &n));
+  size_t i = n;
+  while (i > 0 && firsts[i - 1] > lsn + 1)
+    i--;
+  int rc = ES_OK;
+  if (i == 0)
+    rc = ES_ERR(ES_ENOTFOUND,
+                "%s: the WAL frames after LSN %llu are no longer on disk", dir,
+                (unsigned long long)lsn);
+  else
+    *cur = (es_wal_cursor){.file_first = firsts[i - 1], .off = 0, .lsn = 0};
+  es__free(firsts);
+  return rc;
+}
+
+/* The first LSN of the file after `first`, 0 if none yet. */
+static int wal_next_file(es_vfs *vfs, const char *dir, uint64_t first,
+                         uint64_t *next_out) {
+  uint64_t *firsts = NULL;
+  size_t n = 0;
+  ES_TRY(es__wal_list(vfs, dir, &firsts, &n));
+  *next_out = 0;
+  for (size_t i = 0; i < n && !*next_out; i++)
+    if (firsts[i] > first)
+      *next_out = firsts[i];
+  es__free(firsts);
+  return ES_OK;
+}
+
+/* Appends the frame at cur (header h read) to out when its LSN is the
+ * one wanted next, skips it when below; checks it whole.  A frame above
+ * it is a hole (ES_ENOTFOUND: the LSNs of a log are consecutive, the
+ * writer fails the store rather than skip one).  *len_out: its bytes. */
+static int wal_frame_take(es_vfs *vfs, es_file *f, const char *path,
+                          const uint8_t *h, es_wal_cursor *cur, uint64_t want,
+                          es_buf *out, size_t *len_out) {
+  uint64_t len = es__get_le32(h), lsn = es__get_le64(h + 8);
+  if (len == 0 || len > (UINT64_C(1) << 31) || lsn <= cur->lsn)
+    return ES_CORRUPT_BKPT("%s: frame at offset %llu is damaged (length or "
+                           "LSN)",
+                           path, (unsigned long long)cur->off);
+  size_t whole = ES_WAL_FRAME_HDR + (size_t)len;
+  *len_out = 0;
+  if (lsn > want)
+    return ES_ERR(ES_ENOTFOUND, "%s: WAL frame %llu is missing (found %llu)",
+                  path, (unsigned long long)want, (unsigned long long)lsn);
+  if (lsn == want) {
+    size_t at = out->len;
+    ES_TRY(es__buf_reserve(out, whole));
+    ES_TRY(es__io_read_exact(vfs, f, out->data + at, whole, cur->off, path));
+    if (wal_frame_valid(out->data + at, whole, 0, cur->lsn) < 0)
+      return ES_CORRUPT_BKPT("%s: frame at offset %llu fails its checksum",
+                             path, (unsigned long long)cur->off);
+    out->len = at + whole;
+    *len_out = whole;
+  }
+  cur->off += whole;
+  cur->lsn = lsn;
+  return ES_OK;
+}
+
+/* Reads synced frames behind the writer; see wal.h. */
+int es__wal_read_frames(es_vfs *vfs, const char *dir, uint64_t after_lsn,
+                        uint64_t upto_lsn, size_t bytes_max, es_wal_cursor *cur,
+                        es_buf *out, uint64_t *first_out, uint64_t *last_out) {
+  *first_out = *last_out = 0;
+  if (upto_lsn <= after_lsn)
+    return ES_OK;
+  if (cur->file_first == 0 || cur->lsn > after_lsn) /* else skip to it */
+    ES_TRY(wal_cursor_find(vfs, dir, after_lsn, cur));
+  size_t got = 0;
+  int rc = ES_OK, refound = 0;
+  while (rc == ES_OK && cur->lsn < upto_lsn && (got == 0 || got < bytes_max)) {
+    char path[ES_PATH_MAX];
+    es_file *f = NULL;
+    ES_TRY(es__wal_path(path, sizeof(path), dir, cur->file_first));
+    rc = vfs->open(vfs, path, ES_IO_READ, &f);
+    if (rc == ES_ENOTFOUND && !refound) {
+      /* the file the cursor ended in was deleted (all of it was read):
+       * find the place again, once */
+      es__error_clear();
+      refound = 1;
+      rc = wal_cursor_find(vfs, dir, *last_out ? *last_out : after_lsn, cur);
+      continue;
+    }
+    if (rc == ES_ENOTFOUND)
+      rc =
+          ES_ERR(ES_ENOTFOUND, "%s: removed before its frames were read", path);
+    while (rc == ES_OK && cur->lsn < upto_lsn &&
+           (got == 0 || got < bytes_max)) {
+      uint8_t h[ES_WAL_FRAME_HDR];
+      size_t n = 0;
+      rc = vfs->read(vfs, f, h, sizeof(h), cur->off, &n);
+      if (rc < 0 || n < sizeof(h) || wal_all_zero(h, 16))
+        break; /* the end of this file's frames */
+      size_t len = 0;
+      uint64_t want = (*last_out ? *last_out : after_lsn) + 1;
+      rc = wal_frame_take(vfs, f, path, h, cur, want, out, &len);
+      if (rc == ES_OK && len > 0) {
+        if (*first_out == 0)
+          *first_out = cur->lsn;
+        *last_out = cur->lsn;
+        got += len;
+      }
+    }
+    if (f)
+      (void)vfs->close(vfs, f);
+    if (rc < 0 || cur->lsn >= upto_lsn || (got > 0 && got >= bytes_max))
+      break;
+    refound = 0;
+    uint64_t next = 0; /* this file is done: on to the next one */
+    rc = wal_next_file(vfs, dir, cur->file_first, &next);
+    if (rc == ES_OK && next == 0)
+      rc = ES_ERR(ES_ENOTFOUND,
+                  "%s: WAL frame %llu is in no file (last read: %llu)", dir,
+                  (unsigned long long)upto_lsn, (unsigned long long)cur->lsn);
+    if (rc == ES_OK)
+      *cur = (es_wal_cursor){.file_first = next, .off = 0, .lsn = cur->lsn};
+  }
+  if (rc < 0)
+    *cur = (es_wal_cursor){0}; /* find the place again next time */
+  return rc;
+}

@@ -193,6 +193,29 @@ int es__wal_read_buf(const char *what, const uint8_t *buf, size_t len,
                      es_wal_rec_fn rec_fn, void *ud,
                      es_wal_scan *scan_out) ES_MUST_CHECK;
 
+/* A reader's place in a shard's log for es__wal_read_frames: the file
+ * (its first LSN) and the offset after the frame of LSN lsn.  All zero:
+ * unknown (the next read finds its place by listing and scanning). */
+typedef struct es_wal_cursor {
+  uint64_t file_first, off, lsn;
+} es_wal_cursor;
+
+/* For the WAL shipper (replicate/walship.c), beside the live writer:
+ * appends to out the whole frames (header included, byte for byte) of the
+ * log in dir with LSNs above after_lsn and at most upto_lsn, in order,
+ * until out grew by at least bytes_max (always one frame at least).
+ * upto_lsn must not exceed the last frame the writer has synced: every
+ * frame up to it is complete, so a frame that is short or fails its
+ * checksum is ES_ECORRUPT naming the file and offset, and a frame that
+ * is gone (its file deleted: the LSNs of a log are consecutive) is
+ * ES_ENOTFOUND.  *cur
+ * saves the place between calls (zero it to start).  *first_out and
+ * *last_out get the LSNs appended. */
+int es__wal_read_frames(es_vfs *vfs, const char *dir, uint64_t after_lsn,
+                        uint64_t upto_lsn, size_t bytes_max, es_wal_cursor *cur,
+                        es_buf *out, uint64_t *first_out,
+                        uint64_t *last_out) ES_MUST_CHECK;
+
 int es__wal_list(es_vfs *vfs, const char *dir, uint64_t **firsts_out,
                  size_t *count_out) ES_MUST_CHECK;
 

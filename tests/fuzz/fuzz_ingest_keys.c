@@ -29,8 +29,9 @@ static const char fixed_text[] =
     "want a non-empty JSON object of \"writeKey\": \"tenant\": key # must "
     "be 1-1024 bytes and map to a tenant id of 1-64 [A-Za-z0-9_-] a write "
     "key appears twice out of memory want a non-empty JSON array of tokens "
-    "of 16-200 bytes (or to {\"tenant\":id,\"primary\":bool}) and key # "
-    "name one tenant with different \"primary\"";
+    "of 16-200 bytes (or to {\"tenant\":id,\"primary\":bool,"
+    "\"durability\":\"local\"|\"s3\"}) and key # name one tenant with "
+    "different \"primary\" \"durability\"";
 
 /* Property 3 for a refused document: no string of it (an object's keys
  * and values, an array's strings) of 12 bytes or more appears in the

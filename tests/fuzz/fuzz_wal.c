@@ -15,7 +15,12 @@
  *  2. A file read successfully as "not the newest" also reads successfully
  *     as "the newest", with the same scan (the torn-tail rule only ever
  *     relaxes).
+ *  3. es__wal_read_frames (the WAL shipper's reader) hands back, up to the
+ *     last LSN the scan accepted, exactly the file's bytes before end_off
+ *     when the LSNs are consecutive (as a live log's are); asked for more
+ *     than is there, it fails cleanly.
  */
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -87,6 +92,26 @@ static void wal_check(es_vfs *vfs, const uint8_t *img, size_t size) {
     FUZZ_ASSERT(rc_newest == ES_OK);
     FUZZ_ASSERT(memcmp(&older, &newest, sizeof(older)) == 0);
   }
+  es_wal_cursor cur = {0};
+  es_buf out = {0};
+  uint64_t first = 0, last = 0;
+  uint64_t lsn0 = size >= ES_WAL_FRAME_HDR ? es__get_le64(img + 8) : 0;
+  if (rc_newest == ES_OK && newest.frames > 0 && lsn0 > 0 &&
+      newest.last_lsn - lsn0 + 1 == newest.frames) { /* property 3 */
+    int rc = es__wal_read_frames(vfs, WAL_DIR, lsn0 - 1, newest.last_lsn,
+                                 SIZE_MAX, &cur, &out, &first, &last);
+    FUZZ_ASSERT(rc == ES_OK && last == newest.last_lsn);
+    FUZZ_ASSERT(out.len == newest.end_off);
+    FUZZ_ASSERT(memcmp(out.data, img, out.len) == 0);
+  }
+  es__error_clear();
+  out.len = 0;
+  cur = (es_wal_cursor){0};
+  if (es__wal_read_frames(vfs, WAL_DIR, 0, UINT64_MAX, 1 << 16, &cur, &out,
+                          &first, &last) < 0)
+    es__error_clear();
+  fuzz_check_handles(vfs, "es__wal_read_frames");
+  es__buf_free(&out);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {

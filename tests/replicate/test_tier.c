@@ -34,6 +34,15 @@ static void sleep_ms(int ms) {
   nanosleep(&ts, NULL);
 }
 
+/* How a test opens: WAL shipping in tier local too, the shipper's
+ * in-memory window and disk bound, smaller WAL files (0: the defaults). */
+typedef struct tier_cfg {
+  int ship_wal;
+  int64_t window, backlog_max;
+  size_t wal_file_bytes;
+} tier_cfg;
+static tier_cfg g_cfg;
+
 static es_db *open_tier_depth(const char *dir, es_replica *rep, int tier,
                               int depth) {
   es_options o;
@@ -48,6 +57,11 @@ static es_db *open_tier_depth(const char *dir, es_replica *rep, int tier,
   o.durability = tier;
   o.s3_ack_timeout_us = 1000000;
   o.s3_puts_inflight = depth;
+  o.ship_wal = g_cfg.ship_wal;
+  o.s3_window_bytes = g_cfg.window;
+  o.s3_backlog_bytes_max = g_cfg.backlog_max;
+  if (g_cfg.wal_file_bytes)
+    o.wal_file_bytes = g_cfg.wal_file_bytes;
   es_db *db = NULL;
   int rc = es_open(&o, &db);
   ck_assert_msg(rc == ES_OK, "es_open: %s", es_errdetail());
@@ -133,7 +147,10 @@ static int restore_check(es_replica *rep, int want) {
   }
   ck_assert_msg(es_verify(dir, NULL, NULL) == ES_OK, "verify: %s",
                 es_errdetail());
+  tier_cfg keep = g_cfg;
+  g_cfg = (tier_cfg){0};
   es_db *db = open_tier(dir, NULL, ES_DURABILITY_LOCAL);
+  g_cfg = keep;
   for (int t = 0; t < NTENANTS; t++) {
     size_t n = 0;
     int *ids = scan_ids(db, TENANTS[t], &n);
@@ -477,6 +494,9 @@ static unsigned long fault_cycle(unsigned long k, int kind) {
   es__objmem_fail_at(os, k, kind, ES_EREMOTE);
   char dir[4096];
   ut_tmpdir(dir, sizeof(dir), "tier-fault");
+  /* odd k: a window smaller than a frame, so that every chunk is read
+   * back from the WAL files (walship.c, 4) */
+  g_cfg = (tier_cfg){.window = k % 2 ? 64 : 0};
   es_db *db = open_tier(dir, rep, ES_DURABILITY_S3);
   append_all(db, 0, 20);
   ck_assert_int_eq(es_flush(db, NULL), ES_OK);
@@ -486,7 +506,12 @@ static unsigned long fault_cycle(unsigned long k, int kind) {
   ck_assert_int_eq(es_flush(db, NULL), ES_OK);
   ck_assert_int_eq(es_compact(db, NULL, NULL, NULL), ES_OK);
   append_all(db, 40, 20);                /* only in the WAL (and its chunks) */
+  es_walship_stats st;
+  ck_assert_int_eq(es_walship_stats_get(db, &st), ES_OK);
+  if (k % 2) /* every chunk was read back */
+    ck_assert_uint_eq(st.reread_chunks, st.chunks);
   ck_assert_int_eq(es_close(db), ES_OK); /* the node is lost now */
+  g_cfg = (tier_cfg){0};
   rc = restore_check(rep, 60);
   if (rc < 0) { /* the fault hit the restore: it says so; again */
     ck_assert_msg(rc == ES_EUNAVAIL || rc == ES_EREMOTE, "k=%lu restore: %s", k,
@@ -510,6 +535,200 @@ START_TEST(test_fault_loop) {
   for (unsigned long k = 1; k <= total + 2; k++)
     (void)fault_cycle(k, kinds[k % 3]);
   fprintf(stderr, "tier s3 fault loop: %lu requests per cycle\n", total);
+}
+END_TEST
+
+/* ---- the backlog on disk (walship.c, 4, 8 and 9) ----------------------- */
+
+typedef struct out_probe {
+  uint64_t pending_max, held_max;
+  uint32_t spilled_max, degraded_max;
+} out_probe;
+
+static void probe(es_db *db, out_probe *p) {
+  es_walship_stats st;
+  ck_assert_int_eq(es_walship_stats_get(db, &st), ES_OK);
+  if (st.pending_bytes > p->pending_max)
+    p->pending_max = st.pending_bytes;
+  if (st.held_wal_bytes > p->held_max)
+    p->held_max = st.held_wal_bytes;
+  if (st.spilled_shards > p->spilled_max)
+    p->spilled_max = st.spilled_shards;
+  if (st.degraded_shards > p->degraded_max)
+    p->degraded_max = st.degraded_shards;
+}
+
+/* Appends events first..first+n-1 to every tenant during an outage in
+ * tier local (each append answered ES_OK, none slow), sealing now and
+ * then so that the writer reclaims WAL files the shipper still needs. */
+static void outage_load(es_db *db, int first, int n, out_probe *p) {
+  for (int b = first; b < first + n; b += 100) {
+    int cnt = first + n - b < 100 ? first + n - b : 100;
+    for (int t = 0; t < NTENANTS; t++) {
+      int64_t t0 = es__clock_mono_us();
+      ck_assert_int_eq(append_retry(db, t, b, cnt, 1), cnt);
+      ck_assert_int_lt(es__clock_mono_us() - t0, 2000000);
+    }
+    probe(db, p);
+    if ((b / 100) % 5 == 4)
+      ck_assert_int_eq(es_flush(db, NULL), ES_OK);
+  }
+}
+
+/* Waits until every shard shipped everything and holds no WAL file. */
+static void wait_drained(es_db *db, es_walship_stats *st) {
+  int64_t until = es__clock_mono_us() + 60000000;
+  for (;;) {
+    ck_assert_int_eq(es_walship_stats_get(db, st), ES_OK);
+    if (st->lag_lsn == 0 && st->held_wal_bytes == 0 &&
+        st->spilled_shards == 0 && st->degraded_shards == 0)
+      return;
+    ck_assert_msg(es__clock_mono_us() < until,
+                  "not drained: lag %llu, held %llu, spilled %u, degraded %u",
+                  (unsigned long long)st->lag_lsn,
+                  (unsigned long long)st->held_wal_bytes, st->spilled_shards,
+                  st->degraded_shards);
+    sleep_ms(20);
+  }
+}
+
+/* An outage under load in tier local with WAL shipping and a 16 KiB
+ * window: every append succeeds at once, memory stays within the window,
+ * the backlog lives in WAL files held past their reclaim (or, with
+ * backlog_max tiny, is let go to the uploader: degraded, nothing lost);
+ * a restart in the middle of it resumes; the store back, the backlog
+ * drains (read back from the WAL files) and a restore made only from the
+ * store equals the live store. */
+static void backlog_case(int64_t backlog_max) {
+  es_replica *rep = NULL;
+  es_objstore *os = NULL;
+  ck_assert_int_eq(es__objmem_create(100, 11, &os), ES_OK);
+  ck_assert_int_eq(es__replica_wrap(os, 1, &rep), ES_OK);
+  char dir[4096];
+  ut_tmpdir(dir, sizeof(dir), "tier-backlog");
+  g_cfg = (tier_cfg){.ship_wal = 1,
+                     .window = 16 << 10,
+                     .backlog_max = backlog_max,
+                     .wal_file_bytes = 4096};
+  es_db *db = open_tier(dir, rep, ES_DURABILITY_LOCAL);
+  append_all(db, 0, 100);
+  es__objmem_fail_every(os, 1, ES_OBJMEM_FAIL_TIMEOUT, 0);
+  out_probe p = {0};
+  int64_t t0 = es__clock_mono_us();
+  outage_load(db, 100, 1900, &p);
+  int64_t dt = es__clock_mono_us() - t0;
+  es_walship_stats st;
+  ck_assert_int_eq(es_walship_stats_get(db, &st), ES_OK);
+  fprintf(stderr,
+          "backlog (bound %lld): 380 appends of 10 events in %lld ms during the "
+          "outage; "
+          "in memory at most %llu bytes, WAL held at most %llu bytes, "
+          "gaps %llu\n",
+          (long long)backlog_max, (long long)(dt / 1000),
+          (unsigned long long)p.pending_max, (unsigned long long)p.held_max,
+          (unsigned long long)st.gaps);
+  ck_assert_uint_ge(p.spilled_max, 1);
+  /* the window per shard, plus one frame (invariant 4) */
+  ck_assert_uint_le(p.pending_max, 2 * ((16 << 10) + (16 << 10)));
+  if (backlog_max == 0 || backlog_max > 4096) {
+    ck_assert_uint_gt(p.held_max, 0); /* the backlog is in held WAL files */
+    ck_assert_uint_eq(st.gaps, 0);
+  } else {
+    ck_assert_uint_ge(st.gaps, 1); /* past the bound: let go, degraded */
+    ck_assert_uint_ge(p.degraded_max, 1);
+  }
+  es__objmem_fail_every(os, 0, 0, 0); /* the store is back */
+  t0 = es__clock_mono_us();
+  wait_drained(db, &st);
+  fprintf(stderr, "backlog (bound %lld): drained in %lld ms, %llu chunks "
+                  "(%llu bytes) read back from the WAL files\n",
+          (long long)backlog_max,
+          (long long)((es__clock_mono_us() - t0) / 1000),
+          (unsigned long long)st.reread_chunks,
+          (unsigned long long)st.reread_bytes);
+  if (backlog_max == 0 || backlog_max > 4096)
+    ck_assert_uint_gt(st.reread_chunks, 0);
+  ck_assert_uint_eq(st.read_errors, 0);
+  /* a second outage, and a restart in the middle of its backlog */
+  es__objmem_fail_every(os, 1, ES_OBJMEM_FAIL_TIMEOUT, 0);
+  outage_load(db, 2000, 300, &p);
+  ck_assert_int_eq(es_close(db), ES_OK);
+  db = open_tier(dir, rep, ES_DURABILITY_LOCAL);
+  outage_load(db, 2300, 200, &p);
+  es__objmem_fail_every(os, 0, 0, 0);
+  wait_drained(db, &st);
+  append_all(db, 2500, 100); /* and on it goes */
+  ck_assert_int_eq(es_flush(db, NULL), ES_OK);
+  ck_assert_int_eq(es_replica_drain(db, 30000000), ES_OK);
+  wait_drained(db, &st);
+  ck_assert_int_eq(es_close(db), ES_OK);
+  g_cfg = (tier_cfg){0};
+  ck_assert_int_eq(restore_check(rep, 2600), ES_OK);
+  es_replica_free(rep);
+  ut_rmrf(dir);
+}
+
+START_TEST(test_backlog_on_disk) { backlog_case(0); }
+END_TEST
+
+START_TEST(test_backlog_bound) { backlog_case(1); }
+END_TEST
+
+/* Per-tenant tiers on one handle in tier local: with the store failing,
+ * the tier-s3 tenant's append is ES_EUNAVAIL, the tier-local tenant's
+ * ES_OK at once; back to the default, the first tenant never waits. */
+START_TEST(test_tenant_tiers) {
+  wrap_store w = {0};
+  es_objstore *inner = NULL;
+  es_replica *inner_rep = NULL;
+  es_replica *rep = wrap(&w, &inner, &inner_rep);
+  char dir[4096];
+  ut_tmpdir(dir, sizeof(dir), "tier-tenant");
+  es_db *plain = open_tier(dir, rep, ES_DURABILITY_LOCAL);
+  ck_assert_int_eq(es_tenant_durability_set(plain, TENANTS[0],
+                                            ES_DURABILITY_S3),
+                   ES_EINVAL); /* no WAL shipping */
+  es__error_clear();
+  ck_assert_int_eq(es_close(plain), ES_OK);
+  g_cfg = (tier_cfg){.ship_wal = 1};
+  es_db *db = open_tier(dir, rep, ES_DURABILITY_LOCAL);
+  ck_assert_int_eq(es_tenant_durability_set(db, TENANTS[0], ES_DURABILITY_S3),
+                   ES_OK);
+  ck_assert_int_lt(es_tenant_durability_set(db, "bad/id", ES_DURABILITY_S3),
+                   0);
+  ck_assert_int_eq(es_tenant_durability_set(db, TENANTS[1], 7), ES_EINVAL);
+  es__error_clear();
+  ck_assert_int_eq(append_retry(db, 0, 0, 10, 1), 10);
+  ck_assert_int_eq(append_retry(db, 1, 0, 10, 1), 10);
+  unsigned long puts0 = atomic_load(&w.wal_puts);
+  ck_assert_uint_gt(puts0, 0);
+  atomic_store(&w.delay_ms, 300); /* each WAL PUT takes 300 ms */
+  int64_t t0 = es__clock_mono_us();
+  ck_assert_int_eq(append_retry(db, 0, 10, 1, 1), 1); /* waits for its PUT */
+  int64_t s3_us = es__clock_mono_us() - t0;
+  t0 = es__clock_mono_us();
+  ck_assert_int_eq(append_retry(db, 1, 10, 1, 1), 1); /* does not */
+  int64_t local_us = es__clock_mono_us() - t0;
+  ck_assert_int_ge(s3_us, 300000);
+  ck_assert_int_lt(local_us, 250000);
+  atomic_store(&w.hang, 1); /* the store stops answering */
+  sleep_ms(50);
+  ck_assert_int_eq(append_retry(db, 0, 11, 1, 1), 0); /* ES_EUNAVAIL */
+  t0 = es__clock_mono_us();
+  ck_assert_int_eq(append_retry(db, 1, 11, 1, 1), 1);
+  ck_assert_int_lt(es__clock_mono_us() - t0, 250000);
+  ck_assert_int_eq(
+      es_tenant_durability_set(db, TENANTS[0], ES_DURABILITY_DEFAULT), ES_OK);
+  t0 = es__clock_mono_us();
+  ck_assert_int_eq(append_retry(db, 0, 12, 1, 1), 1); /* local now */
+  ck_assert_int_lt(es__clock_mono_us() - t0, 250000);
+  atomic_store(&w.hang, 0);
+  atomic_store(&w.delay_ms, 0);
+  ck_assert_int_eq(es_close(db), ES_OK);
+  g_cfg = (tier_cfg){0};
+  es_replica_free(rep);
+  es_replica_free(inner_rep);
+  ut_rmrf(dir);
 }
 END_TEST
 
@@ -547,6 +766,12 @@ static Suite *tier_suite(void) {
   tcase_add_test(tc, test_close_bounded);
   tcase_add_test(tc, test_fault_loop);
   suite_add_tcase(s, tc);
+  TCase *bl = tcase_create("backlog");
+  tcase_set_timeout(bl, 120);
+  tcase_add_test(bl, test_backlog_on_disk);
+  tcase_add_test(bl, test_backlog_bound);
+  tcase_add_test(bl, test_tenant_tiers);
+  suite_add_tcase(s, bl);
   return s;
 }
 
