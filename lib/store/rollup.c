@@ -474,12 +474,12 @@ void es__rollup_chain_free(es_rollup *r) {
 
 void es__segment_rollup_set(es_segment *seg, es_rollup *r) {
   es_rollup *old = atomic_load(&seg->rollup);
-  atomic_fetch_add(&seg->rollup_gen, 1); /* before: an index taking the new
-                                            rollup is then never marked
-                                            with the old generation */
   do
     r->retired = old;
   while (!atomic_compare_exchange_weak(&seg->rollup, &old, r));
+  /* after the swap: an index reads the generation, then the rollup, so
+   * one that saw the new generation summed the new rollup (setrollup.c) */
+  atomic_fetch_add(&seg->rollup_gen, 1);
 }
 
 /* Loads (or derives) the rollup once; see rollup.h. */
