@@ -112,8 +112,8 @@ void es__rollup_free(es_rollup *r) {
 
 /* Adds a cell of another rollup (strings re-interned) into r, keyed at
  * `minute`. */
-int es__rollup_add_cell(es_rollup *r, const es_rollup *from,
-                        const es_rcell *c, int64_t minute) {
+int es__rollup_add_cell(es_rollup *r, const es_rollup *from, const es_rcell *c,
+                        int64_t minute) {
   rcell_key k = {minute, 0, 0, c->type, 0};
   if (c->event)
     ES_TRY(es__strtab_intern(&r->strs, es__strtab_str(&from->strs, c->event),

@@ -166,8 +166,10 @@ static void rollidx_save(es_db *db, es_tenant *t, es_segset *set,
     if (rc == ES_OK)
       rc = db->vfs->rename(db->vfs, tmp, path);
     if (rc < 0) {
-      es__db_log(db, 1, "%s: not written (%s); the index is built again "
-                 "after a reopen", path, es_errmsg());
+      es__db_log(db, 1,
+                 "%s: not written (%s); the index is built again "
+                 "after a reopen",
+                 path, es_errmsg());
       es__error_clear();
       (void)db->vfs->unlink(db->vfs, tmp);
       es__error_clear();
@@ -227,8 +229,8 @@ static int rollidx_load(es_db *db, es_tenant *t, es_segset *set,
     return ES_OK;
   }
   if (rc == ES_ECORRUPT || rc == ES_EVERSION)
-    es__db_log(db, 1, "%s: %s; the index is built from the rollup files",
-               path, es_errmsg());
+    es__db_log(db, 1, "%s: %s; the index is built from the rollup files", path,
+               es_errmsg());
   es__setrollup_chain_free(sr);
   if (rc == ES_ENOMEM)
     return rc;
