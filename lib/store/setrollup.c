@@ -137,45 +137,26 @@ int es__rollidx_remove(es_db *db, es_tenant *t) {
 
 /* Writes t's ROLLIDX for set when set is still t's (under t->man_mu,
  * which a commit dropping segments holds while it removes the file: an
- * index of a replaced set is never written after that removal).  A cache:
- * written to a temp name and renamed, not synced (a torn file fails its
- * checksums after a crash and is rebuilt); a failure is logged. */
+ * index of a replaced set is never written after that removal).  Written
+ * as every file of the store is (temp, fdatasync, rename, directory
+ * fsync), so a power cut leaves the old file or the new one, never a torn
+ * one; a cache, so a failure is logged, never returned. */
 static void rollidx_save(es_db *db, es_tenant *t, es_segset *set,
                          const es_setrollup *sr) {
   es_buf b = {0};
   int rc = rollidx_encode(sr, set, &b);
-  char tmp[ES_PATH_MAX], path[ES_PATH_MAX];
-  if (rc == ES_OK)
-    rc = es__path_join(path, sizeof(path), t->dir, ES_ROLLIDX_NAME);
-  if (rc == ES_OK)
-    rc = es__path_join(tmp, sizeof(tmp), t->dir, ES_ROLLIDX_NAME ".tmp");
   pthread_mutex_lock(&t->man_mu);
   pthread_mutex_lock(&t->mu);
   int current = t->segs == set;
   pthread_mutex_unlock(&t->mu);
-  if (rc == ES_OK && current) {
-    es_file *f = NULL;
-    rc = db->vfs->open(db->vfs, tmp, ES_IO_WRITE | ES_IO_CREATE | ES_IO_TRUNC,
-                       &f);
-    if (rc == ES_OK) {
-      rc = db->vfs->write(db->vfs, f, b.data, b.len, 0);
-      int rc2 = db->vfs->close(db->vfs, f);
-      if (rc == ES_OK)
-        rc = rc2;
-    }
-    if (rc == ES_OK)
-      rc = db->vfs->rename(db->vfs, tmp, path);
-    if (rc < 0) {
-      es__db_log(db, 1,
-                 "%s: not written (%s); the index is built again "
-                 "after a reopen",
-                 path, es_errmsg());
-      es__error_clear();
-      (void)db->vfs->unlink(db->vfs, tmp);
-      es__error_clear();
-    } else {
-      atomic_fetch_add(&rix_written, 1);
-    }
+  if (rc == ES_OK && current)
+    rc = es__io_write_atomic(db->vfs, t->dir, ES_ROLLIDX_NAME, b.data, b.len);
+  if (rc < 0) {
+    es__db_log(db, 1, "%s/%s: not written (%s); the index is built again "
+               "after a reopen", t->dir, ES_ROLLIDX_NAME, es_errmsg());
+    (void)es__io_failed_committing(); /* a cache: nothing is in doubt */
+  } else if (current) {
+    atomic_fetch_add(&rix_written, 1);
   }
   pthread_mutex_unlock(&t->man_mu);
   es__error_clear();
@@ -202,9 +183,9 @@ static int rollidx_load(es_db *db, es_tenant *t, es_segset *set,
     rc = es__io_read_all(db->vfs, path, &sr->img, &len);
   if (rc == ES_OK)
     rc = es__rollidx_parse(sr->img, len, path, &h);
-  for (int k = 0; rc == ES_OK && k < 2; k++) /* decoded on first use */
-    rc = es__rollup_image_check(sr->img + h.lvl_off[k], h.lvl_len[k], path);
   int match = rc == ES_OK && h.nsegs == set->n;
+  for (size_t i = 0; match && i < set->n; i++) /* the ids: no I/O */
+    match = es__get_le64(h.key + i * 16) == set->segs[i]->id;
   for (size_t i = 0; match && i < set->n; i++) {
     es_segment *seg = set->segs[i];
     sr->gen[i] = atomic_load(&seg->rollup_gen); /* before its rollup */
@@ -218,9 +199,10 @@ static int rollidx_load(es_db *db, es_tenant *t, es_segset *set,
       if (rc < 0) /* missing, damaged: building it derives it */
         break;
     }
-    match = es__get_le64(h.key + i * 16) == seg->id &&
-            es__get_le64(h.key + i * 16 + 8) == want && want != 0;
+    match = es__get_le64(h.key + i * 16 + 8) == want && want != 0;
   }
+  for (int k = 0; rc == ES_OK && match && k < 2; k++) /* decoded later */
+    rc = es__rollup_image_check(sr->img + h.lvl_off[k], h.lvl_len[k], path);
   if (rc == ES_OK && match) {
     memcpy(sr->lvl_off, h.lvl_off, sizeof(h.lvl_off));
     memcpy(sr->lvl_len, h.lvl_len, sizeof(h.lvl_len));
