@@ -152,8 +152,10 @@ static void rollidx_save(es_db *db, es_tenant *t, es_segset *set,
   if (rc == ES_OK && current)
     rc = es__io_write_atomic(db->vfs, t->dir, ES_ROLLIDX_NAME, b.data, b.len);
   if (rc < 0) {
-    es__db_log(db, 1, "%s/%s: not written (%s); the index is built again "
-               "after a reopen", t->dir, ES_ROLLIDX_NAME, es_errmsg());
+    es__db_log(db, 1,
+               "%s/%s: not written (%s); the index is built again "
+               "after a reopen",
+               t->dir, ES_ROLLIDX_NAME, es_errmsg());
     (void)es__io_failed_committing(); /* a cache: nothing is in doubt */
   } else if (current) {
     atomic_fetch_add(&rix_written, 1);
