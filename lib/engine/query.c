@@ -826,8 +826,9 @@ static int run_segment_cells(q_run *r, const es_rollup *ro, int64_t lo,
 /* The whole minutes [lo, hi) from the rollups of a view.  *fallback is
  * set (and nothing counted is trustworthy) when a memtable could not keep
  * its rollup. */
-static int run_rollups(q_run *r, es_db *db, const es_tenant_view *v, int64_t lo,
-                       int64_t hi, int *fallback) {
+static int run_rollups(q_run *r, es_db *db, es_tenant *t,
+                       const es_tenant_view *v, int64_t lo, int64_t hi,
+                       int *fallback) {
   int64_t from_us = lo == INT64_MIN ? INT64_MIN : lo * ES_MINUTE_US;
   int64_t to_us = hi == INT64_MAX ? INT64_MAX : hi * ES_MINUTE_US;
   /* A spec without buckets over a range holding every segment whole
@@ -843,7 +844,7 @@ static int run_rollups(q_run *r, es_db *db, const es_tenant_view *v, int64_t lo,
   if (all && any) {
     const es_setrollup *sr = NULL;
     const es_rollup *ro = NULL;
-    rc = es__segset_rollup(db, v->set, &sr, NULL);
+    rc = es__segset_rollup(db, t, v->set, &sr, NULL);
     if (rc == ES_OK)
       rc = es__setrollup_level(sr, spec_bytype(r->spec), &ro);
     if (rc == ES_OK)
@@ -895,7 +896,7 @@ static int run_rollup_plan(q_run *r, es_db *db, const char *tenant,
   if (t) { /* the view is kept until the result is written (base) */
     ES_TRY(es__tenant_view(t, &r->view));
     r->have_view = 1;
-    ES_TRY(run_rollups(r, db, &r->view, lo, hi, fallback));
+    ES_TRY(run_rollups(r, db, t, &r->view, lo, hi, fallback));
     if (*fallback)
       return ES_OK;
   }

@@ -49,6 +49,7 @@
 
 #include "base/mem.h"
 #include "store/commit.h"
+#include "store/rollup.h"
 
 typedef struct commit_sub {
   const es_commit_hooks *hooks;
@@ -334,6 +335,11 @@ int es__commit_manifest(es_db *db, es_tenant *t, const es_commit_edit *e,
   int rc = commit_next(&t->man, e, &next);
   if (rc == ES_OK)
     rc = commit_note_prepare(t, e, note);
+  /* The tenant's rollup index file may hold strings (paths) of rows the
+   * dropped segments hold (an erasure's): gone before they are, made
+   * durable by the manifest's directory fsync (rollup.h). */
+  if (rc == ES_OK && e->ndrop > 0)
+    rc = es__rollidx_remove(db, t);
   if (rc == ES_OK) /* temp, fdatasync, rename, directory fsync */
     rc = es__manifest_write(db->vfs, t->dir, &next);
   if (rc < 0) {

@@ -112,8 +112,8 @@ void es__rollup_free(es_rollup *r) {
 
 /* Adds a cell of another rollup (strings re-interned) into r, keyed at
  * `minute`. */
-static int rollup_add_cell(es_rollup *r, const es_rollup *from,
-                           const es_rcell *c, int64_t minute) {
+int es__rollup_add_cell(es_rollup *r, const es_rollup *from, const es_rcell *c,
+                        int64_t minute) {
   rcell_key k = {minute, 0, 0, c->type, 0};
   if (c->event)
     ES_TRY(es__strtab_intern(&r->strs, es__strtab_str(&from->strs, c->event),
@@ -149,7 +149,7 @@ int es__rollup_coarse(const es_rollup *r, int period, const es_rollup **out) {
   int rc = ES_OK;
   for (size_t i = 0; rc == ES_OK && i < from->n; i++) {
     int64_t m = from->cells[i].minute; /* >= 0 (event times are) */
-    rc = rollup_add_cell(h, from, &from->cells[i], m - m % period);
+    rc = es__rollup_add_cell(h, from, &from->cells[i], m - m % period);
   }
   if (rc < 0) {
     es__rollup_free(h);
@@ -345,10 +345,8 @@ static int rollup_parse(es_rd *rd, es_rollup *r) {
   return ES_OK;
 }
 
-/* Decodes a file image; see rollup.h. */
-int es__rollup_decode(const uint8_t *p, size_t n, const char *path,
-                      es_rollup *r) {
-  memset(r, 0, sizeof(*r));
+/* Checks an image's header and body checksums; see rollup.h. */
+int es__rollup_image_check(const uint8_t *p, size_t n, const char *path) {
   if (n < ES_RLP_HEADER || memcmp(p, ES_RLP_MAGIC, 8) != 0 ||
       es__get_le64(p + 40) != es__hash64(p, 40, ES_RLP_SEED))
     return ES_CORRUPT_BKPT("%s: offset 0: bad rollup header", path);
@@ -360,6 +358,15 @@ int es__rollup_decode(const uint8_t *p, size_t n, const char *path,
       es__get_le64(p + 32) != es__hash64(p + ES_RLP_HEADER, clen, ES_RLP_SEED))
     return ES_CORRUPT_BKPT("%s: offset %d: rollup body checksum mismatch", path,
                            ES_RLP_HEADER);
+  return ES_OK;
+}
+
+/* Decodes a file image; see rollup.h. */
+int es__rollup_decode(const uint8_t *p, size_t n, const char *path,
+                      es_rollup *r) {
+  memset(r, 0, sizeof(*r));
+  ES_TRY(es__rollup_image_check(p, n, path));
+  uint64_t raw = es__get_le64(p + 16), clen = es__get_le64(p + 24);
   uint8_t *body = es__malloc(raw ? raw : 1);
   if (!body)
     return ES_NOMEM_BKPT();
@@ -377,6 +384,8 @@ int es__rollup_decode(const uint8_t *p, size_t n, const char *path,
   es__free(body);
   if (rc < 0)
     es__rollup_free(r);
+  else
+    r->file_hash = es__get_le64(p + 40);
   return rc;
 }
 
@@ -397,6 +406,21 @@ int es__rollup_read(es_vfs *vfs, const char *path, es_rollup *r) {
   int rc = es__rollup_decode(buf, len, path, r);
   es__free(buf);
   return rc;
+}
+
+int es__rollup_file_hash(es_vfs *vfs, const char *path, uint64_t *hash_out) {
+  *hash_out = 0;
+  es_file *f = NULL;
+  ES_TRY(vfs->open(vfs, path, ES_IO_READ, &f));
+  uint8_t h[ES_RLP_HEADER];
+  int rc = es__io_read_exact(vfs, f, h, sizeof(h), 0, path);
+  (void)vfs->close(vfs, f);
+  ES_TRY(rc);
+  if (memcmp(h, ES_RLP_MAGIC, 8) != 0 ||
+      es__get_le64(h + 40) != es__hash64(h, 40, ES_RLP_SEED))
+    return ES_CORRUPT_BKPT("%s: offset 0: bad rollup header", path);
+  *hash_out = es__get_le64(h + 40);
+  return ES_OK;
 }
 
 int es__rollup_verify(es_vfs *vfs, const char *path) {
@@ -453,6 +477,9 @@ void es__segment_rollup_set(es_segment *seg, es_rollup *r) {
   do
     r->retired = old;
   while (!atomic_compare_exchange_weak(&seg->rollup, &old, r));
+  /* after the swap: an index reads the generation, then the rollup, so
+   * one that saw the new generation summed the new rollup (setrollup.c) */
+  atomic_fetch_add(&seg->rollup_gen, 1);
 }
 
 /* Loads (or derives) the rollup once; see rollup.h. */
@@ -492,143 +519,6 @@ int es__segment_rollup(es_segment *seg, const es_rollup **r_out,
   }
   *r_out = r;
   return ES_OK;
-}
-
-/* --- the tenant's rollup index ------------------------------------------- */
-
-/* Frees a heap rollup (NULL is fine). */
-static void rollup_drop(es_rollup *r) {
-  if (r) {
-    es__rollup_free(r);
-    es__free(r);
-  }
-}
-
-void es__setrollup_chain_free(es_setrollup *sr) {
-  while (sr) {
-    es_setrollup *next = sr->retired;
-    rollup_drop(atomic_load(&sr->all[0]));
-    rollup_drop(atomic_load(&sr->all[1]));
-    es__free(sr->src);
-    es__free(sr);
-    sr = next;
-  }
-}
-
-/* Whether sr summed exactly the current rollups of set's segments. */
-static int setrollup_fresh(const es_setrollup *sr, const es_segset *set) {
-  if (sr->nsrc != set->n)
-    return 0;
-  for (size_t i = 0; i < set->n; i++)
-    if (sr->src[i] != atomic_load(&set->segs[i]->rollup))
-      return 0;
-  return 1;
-}
-
-/* Loads every segment's rollup into a new index (its levels are summed
- * when first asked for). */
-static int setrollup_build(es_db *db, es_segset *set, es_setrollup **out,
-                           size_t *derived) {
-  *out = NULL;
-  es_setrollup *sr = es__calloc(1, sizeof(*sr));
-  if (!sr)
-    return ES_NOMEM_BKPT();
-  sr->src = es__calloc(set->n ? set->n : 1, sizeof(*sr->src));
-  int rc = sr->src ? ES_OK : ES_NOMEM_BKPT();
-  for (size_t i = 0; rc == ES_OK && i < set->n; i++) {
-    es_segment *seg = set->segs[i];
-    const es_rollup *ro = NULL;
-    int d = 0;
-    rc = es__segment_rollup(seg, &ro, &d);
-    if (rc < 0)
-      break;
-    if (d) {
-      es__db_log(db, 1, "%s: rollup file %s; derived from the rows", seg->path,
-                 d == 1 ? "missing" : "damaged");
-      if (derived)
-        (*derived)++;
-    }
-    sr->src[sr->nsrc++] = ro;
-  }
-  if (rc < 0) {
-    es__setrollup_chain_free(sr);
-    return rc;
-  }
-  *out = sr;
-  return ES_OK;
-}
-
-/* The set's index, built or rebuilt when needed; see rollup.h. */
-int es__segset_rollup(es_db *db, es_segset *set, const es_setrollup **sr_out,
-                      size_t *derived) {
-  es_setrollup *cur = atomic_load(&set->rollup);
-  *sr_out = NULL;
-  if (cur && setrollup_fresh(cur, set)) {
-    *sr_out = cur;
-    return ES_OK;
-  }
-  es_setrollup *sr = NULL;
-  ES_TRY(setrollup_build(db, set, &sr, derived));
-  /* install it unless another thread installed a fresh one meanwhile */
-  for (;;) {
-    sr->retired = cur;
-    if (atomic_compare_exchange_weak(&set->rollup, &cur, sr))
-      break;
-    if (cur && setrollup_fresh(cur, set)) {
-      sr->retired = NULL;
-      es__setrollup_chain_free(sr);
-      *sr_out = cur;
-      return ES_OK;
-    }
-  }
-  *sr_out = sr;
-  return ES_OK;
-}
-
-/* The cells of from[0..nfrom) summed into minute 0, with event and path
- * dropped when bytype; into *slot unless another thread filled it first. */
-static int rollup_sum_all(const es_rollup *const *from, size_t nfrom,
-                          int bytype, es_rollup *_Atomic *slot,
-                          const es_rollup **out) {
-  es_rollup *h = es__calloc(1, sizeof(*h));
-  if (!h)
-    return ES_NOMEM_BKPT();
-  int rc = ES_OK;
-  for (size_t f = 0; f < nfrom; f++) {
-    for (size_t i = 0; rc == ES_OK && i < from[f]->n; i++) {
-      es_rcell c = from[f]->cells[i]; /* a shallow copy: its keys change */
-      if (bytype)
-        c.event = c.path = 0;
-      rc = rollup_add_cell(h, from[f], &c, 0);
-    }
-  }
-  if (rc < 0) {
-    rollup_drop(h);
-    return rc;
-  }
-  es__htab_free(&h->index); /* built: the index is not needed any more */
-  h->sorted = 1;            /* one minute */
-  es_rollup *none = NULL;
-  if (!atomic_compare_exchange_strong(slot, &none, h)) {
-    rollup_drop(h);
-    h = none;
-  }
-  *out = h;
-  return ES_OK;
-}
-
-/* One level of the index; see rollup.h. */
-int es__setrollup_level(const es_setrollup *sr, int bytype,
-                        const es_rollup **out) {
-  es_setrollup *m = (es_setrollup *)sr; /* levels are filled in once */
-  *out = atomic_load(&m->all[bytype != 0]);
-  if (*out)
-    return ES_OK;
-  if (!bytype)
-    return rollup_sum_all(sr->src, sr->nsrc, 0, &m->all[0], out);
-  const es_rollup *full = NULL; /* fewer cells to sum than the segments' */
-  ES_TRY(es__setrollup_level(sr, 0, &full));
-  return rollup_sum_all(&full, 1, 1, &m->all[1], out);
 }
 
 /* --- rebuilding ---------------------------------------------------------- */

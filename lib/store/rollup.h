@@ -51,6 +51,11 @@ typedef struct es_rollup {
   es_htab index;             /* building: cell index + 1 by key */
   int sorted;                /* invariant 3 */
   struct es_rollup *retired; /* an older rollup of the same segment */
+  /* The checksum of the header of the .rlp image it was decoded from
+   * (bytes 40..47, which cover the body's checksum), 0 when it was not
+   * decoded from a file: the tenant's rollup index file (setrollup.c)
+   * names each segment's rollup by it. */
+  uint64_t file_hash;
   /* Derived on first use (es__rollup_coarse): the same cells summed per
    * hour and per day (minute = the period's first minute), for long
    * ranges. */
@@ -76,6 +81,10 @@ size_t es__rollup_seek(const es_rollup *r, int64_t minute);
 
 /* Canonical encoding (invariant 2) of the complete .rlp file. */
 int es__rollup_encode(const es_rollup *r, es_buf *out) ES_MUST_CHECK;
+/* Checks a .rlp image's header and body checksums (not its body's
+ * structure, which es__rollup_decode checks). */
+int es__rollup_image_check(const uint8_t *p, size_t n,
+                           const char *path) ES_MUST_CHECK;
 /* Decodes a .rlp image; ES_ECORRUPT naming `path` if it does not check. */
 int es__rollup_decode(const uint8_t *p, size_t n, const char *path,
                       es_rollup *r) ES_MUST_CHECK;
@@ -84,6 +93,15 @@ int es__rollup_decode(const uint8_t *p, size_t n, const char *path,
 int es__rollup_path(const char *seg_path, char *out, size_t cap) ES_MUST_CHECK;
 /* Reads and decodes a .rlp file (ES_ENOTFOUND when there is none). */
 int es__rollup_read(es_vfs *vfs, const char *path, es_rollup *r) ES_MUST_CHECK;
+/* The header checksum (es_rollup.file_hash) of a .rlp file, from its
+ * first 48 bytes only (ES_ENOTFOUND, or ES_ECORRUPT when they do not
+ * check). */
+int es__rollup_file_hash(es_vfs *vfs, const char *path,
+                         uint64_t *hash_out) ES_MUST_CHECK;
+/* Adds cell c of rollup `from` (its strings re-interned) into r, keyed at
+ * `minute`: summed with the cell of the same key. */
+int es__rollup_add_cell(es_rollup *r, const es_rollup *from, const es_rcell *c,
+                        int64_t minute) ES_MUST_CHECK;
 /* Checks a .rlp file's checksums and structure (for es_verify). */
 int es__rollup_verify(es_vfs *vfs, const char *path) ES_MUST_CHECK;
 
@@ -116,31 +134,48 @@ void es__rollup_chain_free(es_rollup *r);
  * (top pages, uniques) reads one cell per key instead of one per segment
  * and minute.  Built on the first query that wants it and kept with the
  * set: a flush, compaction, retention or erase publishes a new set, so the
- * index always counts exactly the set's rows.  It remembers the segment
- * rollups it summed; a segment whose rollup was replaced since
- * (es__segment_rollup_set, after es_rollup_rebuild) makes the next use
- * build it again.  Not persisted: it is derived from the .rlp files (or
- * the rows) of the set, so there is nothing to recover.
+ * index always counts exactly the set's rows.  It remembers each
+ * segment's rollup generation (es_segment.rollup_gen); a segment whose
+ * rollup was replaced since (es__segment_rollup_set, after
+ * es_rollup_rebuild) makes the next use build it again.
+ *
+ * Persisted (setrollup.c; docs/FORMAT.md, "ROLLIDX"): a writable handle
+ * that built both levels from the segments' rollup files writes them to
+ * the tenant's ROLLIDX, keyed by the set's content -- every segment's id
+ * and its .rlp header checksum, in order.  The next process's first use
+ * takes the levels from that file when its key matches the set and the
+ * .rlp files on disk (read: their 48-byte headers only), so a cold query
+ * decodes one small file instead of every segment's rollup.  A missing,
+ * damaged or mismatched file means the index is built from the .rlp
+ * files as before, never a wrong answer.  A commit that drops segments
+ * (compaction, retention, erase) removes the file before its manifest
+ * write, so the strings of dropped rows do not outlive their .rlp files.
  *
  * Invariant 4: an index level counts each row of the set's segments
  * exactly once (as each segment's rollup does, invariant 1). */
 typedef struct es_setrollup {
-  const es_rollup **src; /* src[i]: the rollup of segs[i] */
+  const es_rollup **src; /* src[i]: the rollup of segs[i] (NULL: from file) */
+  uint64_t *gen;         /* gen[i]: segs[i]'s rollup_gen when taken */
   size_t nsrc;
   struct es_setrollup *retired; /* an older index of the same set */
   /* Derived on first use (es__setrollup_level): the cells of every src
    * summed over all time (minute 0), per (type, event, path) and, [1],
    * per type only. */
   es_rollup *_Atomic all[2];
+  /* Loaded from ROLLIDX: the file image; level k's .rlp image is
+   * img[lvl_off[k], +lvl_len[k]), decoded on first use. */
+  uint8_t *img;
+  size_t lvl_off[2], lvl_len[2];
 } es_setrollup;
 
 struct es_segset;
+struct es_tenant;
 
 /* The set's rollup index, borrowed while the caller holds a reference to
- * set; `derived` (may be NULL) gets the number of segments whose rollup
- * file was missing or damaged and had to be derived from the rows (db
- * logs each). */
-int es__segset_rollup(es_db *db, struct es_segset *set,
+ * set (t's set, or one it had); `derived` (may be NULL) gets the number
+ * of segments whose rollup file was missing or damaged and had to be
+ * derived from the rows (db logs each). */
+int es__segset_rollup(es_db *db, struct es_tenant *t, struct es_segset *set,
                       const es_setrollup **sr_out,
                       size_t *derived) ES_MUST_CHECK;
 
@@ -153,5 +188,36 @@ int es__setrollup_level(const es_setrollup *sr, int bytype,
 
 /* Frees an index and the ones it retired (tenant.c, at the set's free). */
 void es__setrollup_chain_free(es_setrollup *sr);
+
+/* --- ROLLIDX (setrollup.c) ---------------------------------------------- */
+
+#define ES_ROLLIDX_NAME "ROLLIDX"
+
+/* The parsed head of a ROLLIDX image: the key and where each level's
+ * .rlp image lies (pointers into the image). */
+typedef struct es_rollidx_head {
+  uint32_t nsegs;
+  const uint8_t *key; /* nsegs x (u64 segment id, u64 .rlp header hash) */
+  size_t lvl_off[2], lvl_len[2];
+} es_rollidx_head;
+
+/* Checks a ROLLIDX image's header, key and checksum (not the levels);
+ * ES_ECORRUPT naming path when it does not check. */
+int es__rollidx_parse(const uint8_t *p, size_t n, const char *path,
+                      es_rollidx_head *h) ES_MUST_CHECK;
+/* Checks the whole image, both levels decoded (es_verify, the fuzz
+ * target). */
+int es__rollidx_check(const uint8_t *p, size_t n,
+                      const char *path) ES_MUST_CHECK;
+/* Removes t's ROLLIDX (ES_OK when there is none); the caller holds
+ * t->man_mu (commit.c, before a manifest write that drops segments). */
+int es__rollidx_remove(es_db *db, struct es_tenant *t) ES_MUST_CHECK;
+
+/* Test counters: indexes taken from ROLLIDX, built from segment
+ * rollups, and ROLLIDX files written, since the process started. */
+typedef struct es_rollidx_stats {
+  uint64_t loaded, built, written;
+} es_rollidx_stats;
+void es__rollidx_stats(es_rollidx_stats *out);
 
 #endif

@@ -67,6 +67,9 @@ typedef struct es_segment {
    * replaced ones stay on the `retired` list until the segment is freed,
    * as readers may still hold them. */
   struct es_rollup *_Atomic rollup;
+  /* How many times that rollup was replaced (es__segment_rollup_set):
+   * the tenant's rollup index is fresh while it has not changed. */
+  _Atomic uint64_t rollup_gen;
 } es_segment;
 
 /* Builds a complete segment file image in out from rows sorted by

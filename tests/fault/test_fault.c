@@ -3,7 +3,8 @@
  *
  * The library runs on memvfs (memvfs.h) through es__open_vfs.  One
  * "cycle" is a realistic session: open, append batches for three tenants,
- * flush one tenant, append, flush all, append, close.  A clean run counts
+ * flush one tenant, append, flush all, an all-time query of one tenant
+ * (its rollup index file, ROLLIDX), append, close.  A clean run counts
  * the vfs's state-changing calls, K.  Then, for every point k in 1..K
  * (stride 2 or 3 in most loops: see loop_step), the cycle runs again with:
  *
@@ -174,9 +175,10 @@ typedef struct run {
   /* the other writers ('R', 'D', 'U'): C_NONE, C_ACKED or C_FAILED */
   int rule_put, rule_del, unlink;
   unsigned long other_calls[4]; /* counted vfs calls of R, D, U, B */
-  int rstate_seen; /* t0's rule state (RSTATE) was written by a flush */
-  int bad;                      /* a check failed */
-  char why[768];                /* the first failed check */
+  int rstate_seen;  /* t0's rule state (RSTATE) was written by a flush */
+  int rollidx_seen; /* t1's rollup index file (ROLLIDX) was written */
+  int bad;          /* a check failed */
+  char why[768];    /* the first failed check */
 } run;
 
 enum { B_NONE = 0, B_ACKED = 1, B_FAILED = 2 };
@@ -431,6 +433,20 @@ static void do_other(run *r, es_db *db, char op) {
 }
 
 /* Runs the workload once on r->vfs with whatever faults are armed. */
+/* An all-time query of t1 after the full flush: it builds t1's rollup
+ * index and writes ROLLIDX (a cache: a fault there is logged, and the
+ * query still answers), so the loops fault that writer too; the reopen's
+ * checks (check_others) compare t1's rollup count with its scan. */
+static void do_index_query(run *r, es_db *db) {
+  char *out = NULL;
+  int rc = es_query(db, "t1", "{\"groupBy\":[\"type\"]}", &out);
+  es_free(out);
+  if (rc != ES_OK && !r->io_err && !r->mem_faults)
+    NOTE(r, "es_query of t1 failed without a fault: %d (%s) %s", rc,
+         es_strerror(rc), es_errdetail());
+  r->rollidx_seen |= memvfs_exists(r->vfs, DATA_DIR "/tenants/t1/ROLLIDX");
+}
+
 static void run_cycle(run *r) {
   es_db *db = NULL;
   int rc = es__open_vfs(&r->opts, r->vfs, &db);
@@ -455,8 +471,8 @@ static void run_cycle(run *r) {
     else if (*p == 'N') {
       do_flush(r, db, NULL);
       r->rstate_seen |= memvfs_exists(r->vfs, DATA_DIR "/tenants/t0/RSTATE");
-    }
-    else {
+      do_index_query(r, db);
+    } else {
       unsigned long k0 = memvfs_count(r->vfs);
       do_other(r, db, *p);
       const char *at = strchr("RDUB", *p);
@@ -764,6 +780,7 @@ static es_vfs *make_vfs(const workload *load, int fresh) {
  * the loop (so the loop still runs and shows the other points). */
 static unsigned long g_other_calls[4]; /* of the last clean run */
 static int g_rstate_seen;              /* of the last clean run */
+static int g_rollidx_seen;             /* of the last clean run */
 
 static unsigned long clean_count(const workload *load, int fresh, report *rep) {
   es_vfs *vfs = make_vfs(load, fresh);
@@ -774,6 +791,7 @@ static unsigned long clean_count(const workload *load, int fresh, report *rep) {
   unsigned long k_total = memvfs_count(vfs);
   memcpy(g_other_calls, r.other_calls, sizeof g_other_calls);
   g_rstate_seen = r.rstate_seen;
+  g_rollidx_seen = r.rollidx_seen;
   if (!r.bad)
     crash_and_check(&r, 0, 0);
   for (int b = 0; b < r.nbatches; b++)
@@ -954,6 +972,8 @@ START_TEST(test_clean_cycle) {
     ck_assert_uint_ge(g_other_calls[i], IO_STRIDE);
   /* the full flush writes t0's rule state: the loops fault its writes */
   ck_assert_int_eq(g_rstate_seen, 1);
+  /* and the query after it t1's ROLLIDX */
+  ck_assert_int_eq(g_rollidx_seen, 1);
 }
 END_TEST
 

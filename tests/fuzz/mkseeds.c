@@ -25,10 +25,12 @@
 #include "base/event.h"
 #include "base/io.h"
 #include "base/mem.h"
+#include "eventstore.h"
 #include "engine/rules.h"
 #include "export/xreg.h"
 #include "replicate/replicate.h"
 #include "store/manifest.h"
+#include "store/rollup.h"
 #include "store/memtable.h"
 #include "store/segment.h"
 #include "store/tomb.h"
@@ -434,6 +436,47 @@ static int rm_entry(void *ud, const char *name) {
   return 0;
 }
 
+/* The tenant's rollup index (ROLLIDX): a store of two segments whose
+ * index a top-pages query wrote. */
+static void seeds_rollidx(void) {
+  char dir[ES_PATH_MAX], path[ES_PATH_MAX];
+  TRY("path", es__path_join(dir, sizeof(dir), work_dir, "rixstore"));
+  es_options o;
+  es_options_init(&o);
+  o.data_dir = dir;
+  es_db *db = NULL;
+  TRY("es_open", es_open(&o, &db));
+  static const char *const paths[] = {"/", "/pricing", "/docs", "/signup"};
+  for (int seg = 0; seg < 2; seg++) {
+    es_event ev[12];
+    char anon[12][16];
+    memset(ev, 0, sizeof(ev));
+    for (int i = 0; i < 12; i++) {
+      snprintf(anon[i], sizeof(anon[i]), "a%d", (i * 7 + seg) % 5);
+      ev[i].ts_us = NOW_US + (seg * 12 + i) * INT64_C(90000000);
+      ev[i].type = i % 4 == 3 ? ES_TYPE_TRACK : ES_TYPE_PAGE;
+      ev[i].event = ev[i].type == ES_TYPE_TRACK ? "Signed Up" : NULL;
+      ev[i].path = paths[(i + seg) % 4];
+      ev[i].anonymous_id = anon[i];
+    }
+    TRY("es_append", es_append(db, "t", ev, 12, NULL));
+    TRY("es_flush", es_flush(db, "t"));
+  }
+  char *res = NULL;
+  TRY("es_query",
+      es_query(db, "t",
+               "{\"filter\":{\"type\":\"page\"},\"groupBy\":[\"path\"]}", &res));
+  es_free(res);
+  TRY("es_close", es_close(db));
+  TRY("path", es__path_join(path, sizeof(path), dir, "tenants/t/ROLLIDX"));
+  uint8_t *img = NULL;
+  size_t len = 0;
+  seed_copy("fuzz_rollidx", "seed-rollidx", path, &img, &len);
+  img[len - 9] ^= 0x10; /* in level 1's body: its checksum fails */
+  seed_write("fuzz_rollidx", "seed-rollidx-damaged", img, len);
+  es__free(img);
+}
+
 /* Rule states (RSTATE): two rules, one with a series and visitors of
  * 1..atLeast times, one empty; and the same with a damaged byte. */
 static void seeds_rstate(void) {
@@ -486,6 +529,7 @@ int main(int argc, char **argv) {
   seeds_tomb();
   seeds_xreg();
   seeds_rstate();
+  seeds_rollidx();
   (void)vfs->list(vfs, work_dir, rm_entry, work_dir);
   rmdir(work_dir);
   printf("mkseeds: seeds written under %s\n", out_root);

@@ -24,6 +24,7 @@
 #include "base/mem.h"
 #include "bf_identity.h"
 #include "engine/query.h"
+#include "store/rollup.h"
 #include "eventstore.h"
 #include "unit.h"
 
@@ -1029,6 +1030,181 @@ START_TEST(test_tenant_index) {
 }
 END_TEST
 
+/* ---- 3e. the index's file, ROLLIDX (lib/store/setrollup.c) ------------ */
+
+static es_rollidx_stats rix_now(void) {
+  es_rollidx_stats st;
+  es__rollidx_stats(&st);
+  return st;
+}
+
+/* The top pages over all time (the index's level 0) and the counts per
+ * type (level 1) equal a scan's. */
+static void rix_answers_match(es_db *db, const char *what) {
+  static const char *const specs[] = {
+      "\"filter\":{\"type\":\"page\"},\"groupBy\":[\"path\"],"
+      "\"order\":\"desc\",\"limit\":50",
+      "\"groupBy\":[\"type\"]",
+  };
+  for (size_t i = 0; i < NELEM(specs); i++) {
+    char spec[512], scan[512];
+    snprintf(spec, sizeof(spec), "{%s}", specs[i]);
+    snprintf(scan, sizeof(scan), "{%s,\"plan\":\"scan\"}", specs[i]);
+    char *got = rows_of(db, "x", spec), *want = rows_of(db, "x", scan);
+    ck_assert_msg(strcmp(got, want) == 0, "%s: %s\n got  %s\n want %s", what,
+                  spec, got, want);
+    free(got);
+    free(want);
+  }
+}
+
+/* Whether ROLLIDX's level 0 holds the string s (its image is
+ * compressed: decoded, then looked up). */
+static int rix_has(const char *path, const char *s) {
+  size_t len = 0;
+  uint8_t *img = ut_read_file(path, &len);
+  ck_assert_ptr_nonnull(img);
+  es_rollidx_head h;
+  ck_assert_int_eq(es__rollidx_parse(img, len, path, &h), ES_OK);
+  es_rollup r;
+  ck_assert_int_eq(
+      es__rollup_decode(img + h.lvl_off[0], h.lvl_len[0], path, &r), ES_OK);
+  int found = 0;
+  for (uint32_t id = 1; id < es__strtab_count(&r.strs); id++)
+    found |= strcmp(es__strtab_str(&r.strs, id), s) == 0;
+  es__rollup_free(&r);
+  free(img);
+  return found;
+}
+
+/* ROLLIDX: written by the query that builds the index, read by the next
+ * process instead of every .rlp, and never used when its key does not
+ * name the set's segments and their .rlp files exactly (a flush, a
+ * replaced .rlp, an old copy put back, damage); a commit that drops
+ * segments (an erasure) removes it before the rows' strings go. */
+START_TEST(test_rollidx) {
+  char dir[512], tdir[600], rix[700], old[700];
+  ut_tmpdir(dir, sizeof(dir), "q-rix");
+  snprintf(tdir, sizeof(tdir), "%s/tenants/x", dir);
+  snprintf(rix, sizeof(rix), "%s/ROLLIDX", tdir);
+  snprintf(old, sizeof(old), "%s/ROLLIDX.old", dir);
+  es_db *db = open_db(dir);
+  uint64_t x = 77;
+  fill_tenant(db, "x", 900, 1, &x);
+  ck_assert_int_eq(es_flush(db, "x"), ES_OK); /* three segments, no rows
+                                                 in memory */
+  es_rollidx_stats s0 = rix_now();
+  rix_answers_match(db, "first use");
+  es_rollidx_stats s1 = rix_now();
+  ck_assert_uint_eq(s1.built, s0.built + 1);
+  ck_assert_uint_eq(s1.written, s0.written + 1);
+  ck_assert(ut_exists(rix));
+  ck_assert_int_eq(es_close(db), ES_OK);
+
+  /* the next process reads the file, not the segments' rollups */
+  db = open_db(dir);
+  rix_answers_match(db, "after a reopen");
+  es_rollidx_stats s2 = rix_now();
+  ck_assert_uint_eq(s2.loaded, s1.loaded + 1);
+  ck_assert_uint_eq(s2.built, s1.built);
+  size_t len = 0;
+  uint8_t *img = ut_read_file(rix, &len);
+  ck_assert_int_eq(es__rollidx_check(img, len, rix), ES_OK);
+  FILE *f = fopen(old, "wb"); /* kept, to put back later */
+  ck_assert(f && fwrite(img, 1, len, f) == len);
+  fclose(f);
+  free(img);
+
+  /* a flush: a new set, so a new key */
+  fill_tenant(db, "x", 200, 0, &x);
+  ck_assert_int_eq(es_flush(db, "x"), ES_OK);
+  rix_answers_match(db, "after a flush");
+  es_rollidx_stats s3 = rix_now();
+  ck_assert_uint_eq(s3.built, s2.built + 1);
+  ck_assert_uint_eq(s3.written, s2.written + 1);
+  ck_assert_int_eq(es_close(db), ES_OK);
+
+  /* the old file put back names three segments of four: not used */
+  ck_assert_int_eq(rename(old, rix), 0);
+  db = open_db(dir);
+  rix_answers_match(db, "an old ROLLIDX put back");
+  es_rollidx_stats s4 = rix_now();
+  ck_assert_uint_eq(s4.loaded, s3.loaded);
+  ck_assert_uint_eq(s4.built, s3.built + 1);
+  ck_assert_int_eq(es_close(db), ES_OK);
+
+  /* a damaged file: es_verify says so; a query builds the index again
+   * and rewrites the file */
+  ck_assert_int_eq(es_verify(dir, NULL, NULL), ES_OK);
+  ut_flip_byte(rix, ut_file_size(rix) - 3, 0x40);
+  ck_assert_int_eq(es_verify(dir, NULL, NULL), ES_ECORRUPT);
+  db = open_db(dir);
+  rix_answers_match(db, "a damaged ROLLIDX");
+  ck_assert_int_eq(es_verify(dir, NULL, NULL), ES_OK);
+  es_rollidx_stats s5 = rix_now();
+  ck_assert_uint_eq(s5.loaded, s4.loaded);
+  ck_assert_uint_eq(s5.built, s4.built + 1);
+  ck_assert_uint_eq(s5.written, s4.written + 1);
+  ck_assert_int_eq(es_close(db), ES_OK);
+
+  /* segment 1's .rlp replaced by segment 2's (valid, but wrong): the key
+   * no longer names it, so the index sums the .rlp files as they are;
+   * es_rollup_rebuild repairs the file and the index follows */
+  char r1[700], r2[700];
+  snprintf(r1, sizeof(r1), "%s/%016x.rlp", tdir, 1);
+  snprintf(r2, sizeof(r2), "%s/%016x.rlp", tdir, 2);
+  img = ut_read_file(r2, &len);
+  f = fopen(r1, "wb");
+  ck_assert(f && fwrite(img, 1, len, f) == len);
+  fclose(f);
+  free(img);
+  db = open_db(dir);
+  char *spec = "{\"filter\":{\"type\":\"page\"},\"groupBy\":[\"path\"]}";
+  char *wrong = rows_of(db, "x", spec);
+  es_rollidx_stats s6 = rix_now();
+  ck_assert_uint_eq(s6.loaded, s5.loaded);
+  ck_assert_uint_eq(s6.built, s5.built + 1);
+  es_rollup_report rep;
+  ck_assert_int_eq(es_rollup_rebuild(db, "x", INT64_MIN, INT64_MAX, &rep),
+                   ES_OK);
+  ck_assert_uint_eq(rep.rewritten, 1);
+  char *right = rows_of(db, "x", spec);
+  ck_assert_str_ne(wrong, right);
+  free(wrong);
+  free(right);
+  rix_answers_match(db, "after es_rollup_rebuild");
+  ck_assert_int_eq(es_close(db), ES_OK);
+  db = open_db(dir);
+  rix_answers_match(db, "reopened after es_rollup_rebuild");
+  ck_assert_uint_eq(rix_now().loaded, s6.loaded + 1);
+
+  /* an erasure: the only page of a person's own path is gone from the
+   * tenant's files, ROLLIDX included */
+  es_event ev;
+  memset(&ev, 0, sizeof(ev));
+  ev.ts_us = T0 + HOUR_US;
+  ev.type = ES_TYPE_PAGE;
+  ev.path = "/only-erasable-person";
+  ev.anonymous_id = "erasable";
+  ck_assert_int_eq(es_append(db, "x", &ev, 1, NULL), ES_OK);
+  ck_assert_int_eq(es_flush(db, "x"), ES_OK);
+  rix_answers_match(db, "with the person");
+  ck_assert(rix_has(rix, "/only-erasable-person"));
+  es_erase_options eo;
+  es_erase_options_init(&eo);
+  eo.tenant = "x";
+  eo.anonymous_id = "erasable";
+  char id[ES_ERASE_ID_MAX];
+  ck_assert_int_eq(es_erase_submit(db, &eo, id), ES_OK);
+  ck_assert_int_eq(es_erase_run(db, "x"), ES_OK);
+  ck_assert(!ut_exists(rix)); /* removed with the dropped segments */
+  rix_answers_match(db, "after the erasure");
+  ck_assert(!rix_has(rix, "/only-erasable-person")); /* written again */
+  ck_assert_int_eq(es_close(db), ES_OK);
+  ut_rmrf(dir);
+}
+END_TEST
+
 /* The planner's choices, and the spec's "plan". */
 START_TEST(test_plans) {
   char dir[512];
@@ -1177,6 +1353,7 @@ static Suite *query_suite(void) {
   tcase_add_test(tc, test_rollup_files);
   tcase_add_test(tc, test_plans);
   tcase_add_test(tc, test_tenant_index);
+  tcase_add_test(tc, test_rollidx);
   suite_add_tcase(s, tc);
   return s;
 }
