@@ -1337,6 +1337,61 @@ static int series_from_file(es_db *db, es_tenant *t, const es_rule *r,
   return ES_OK;
 }
 
+#define SERIES_HOUR_US INT64_C(3600000000)
+
+/* The hours [lo, hi) of a series request that may get a point: those in
+ * [from, to) (0: unbounded) that have ended by `now`, at most the last
+ * ES_RULE_SERIES_MAX of them. */
+static void series_hours(int64_t from_us, int64_t to_us, int64_t now,
+                         int64_t *lo, int64_t *hi) {
+  int64_t cur = now - now % SERIES_HOUR_US; /* "now" stands for this one */
+  int64_t first = cur - ES_RULE_SERIES_MAX * SERIES_HOUR_US;
+  *lo = from_us > first ? from_us : first;
+  if (*lo % SERIES_HOUR_US) /* round up: a point is listed when t >= from */
+    *lo += SERIES_HOUR_US - *lo % SERIES_HOUR_US;
+  *hi = to_us && to_us < cur ? to_us : cur;
+}
+
+/* The member count of r at the end of each hour of [lo, hi) from its
+ * state (the points of hours without a recorded one; rules.h). */
+static int series_fill(const es_rule *r, es_identity *m, int64_t lo,
+                       int64_t hi, es_rpoint **out, size_t *n_out) {
+  *out = NULL;
+  *n_out = 0;
+  if (lo >= hi)
+    return ES_OK;
+  size_t n = (size_t)((hi - lo + SERIES_HOUR_US - 1) / SERIES_HOUR_US);
+  es_rpoint *f = es__malloc(n * sizeof(*f));
+  if (!f)
+    return ES_NOMEM_BKPT();
+  for (size_t i = 0; i < n; i++) {
+    size_t members = 0;
+    int64_t h = lo + (int64_t)i * SERIES_HOUR_US;
+    int rc = rules_members_persons(r, m, h + SERIES_HOUR_US - 1, &members);
+    if (rc < 0) {
+      es__free(f);
+      return rc;
+    }
+    f[i] = (es_rpoint){h, (uint32_t)members};
+  }
+  *out = f;
+  *n_out = n;
+  return ES_OK;
+}
+
+/* One point of the series JSON ("estimated": from the state). */
+static int series_put_point(es_buf *b, int *first, const es_rpoint *p,
+                            int estimated) {
+  char when[ES_TIME_TEXT_SIZE], num[64];
+  es__time_format(p->hour_us, 0, when, sizeof(when));
+  ES_TRY(es__buf_put(b, *first ? "{\"t\":" : ",{\"t\":", *first ? 5 : 6));
+  *first = 0;
+  ES_TRY(es__json_put_str(b, when));
+  snprintf(num, sizeof(num), ",\"members\":%u%s}", p->members,
+           estimated ? ",\"estimated\":true" : "");
+  return es__buf_put(b, num, strlen(num));
+}
+
 int es_rule_series(es_db *db, const char *tenant, const char *name,
                    int64_t from_us, int64_t to_us, char **json_out) {
   es__error_clear();
@@ -1348,8 +1403,10 @@ int es_rule_series(es_db *db, const char *tenant, const char *name,
   ES_TRY(es__tenant_check(tenant));
   int64_t now = es__clock_now_us();
   int live = to_us == 0 || to_us > now;
+  int64_t lo, hi;
+  series_hours(from_us, to_us, now, &lo, &hi);
   es_identity *map = NULL;
-  if (live)
+  if (live || lo < hi)
     ES_TRY(es__identity_load(db, tenant, &map));
   es_tenant *t;
   int rc = rules_begin(db, tenant, &t);
@@ -1357,11 +1414,13 @@ int es_rule_series(es_db *db, const char *tenant, const char *name,
   if (rc == ES_OK && !r)
     rc = ES_ERR(ES_ENOTFOUND, "no rule \"%s\" in tenant %s",
                 name ? name : "(null)", tenant);
-  es_rpoint *pts = NULL;
-  size_t npts = 0, members = 0;
+  es_rpoint *pts = NULL, *fill = NULL;
+  size_t npts = 0, nfill = 0, members = 0;
   char *json = NULL;
   if (rc == ES_OK && live)
     rc = rules_members_persons(r, map, now, &members);
+  if (rc == ES_OK)
+    rc = series_fill(r, map, lo, hi, &fill, &nfill);
   if (rc == ES_OK && !db->opts.read_only && r->nseries > 0) {
     if ((pts = es__malloc(r->nseries * sizeof(es_rpoint)))) {
       memcpy(pts, r->series, r->nseries * sizeof(es_rpoint));
@@ -1392,17 +1451,18 @@ int es_rule_series(es_db *db, const char *tenant, const char *name,
   if (rc == ES_OK)
     rc = es__buf_put(&b, ",\"points\":[", 11);
   int first = 1;
-  for (size_t i = 0; rc == ES_OK && i < npts; i++) {
-    if (pts[i].hour_us < from_us || (to_us && pts[i].hour_us >= to_us))
+  /* the recorded points and, for the other hours, the state's counts;
+   * both ascending */
+  size_t f = 0;
+  for (size_t i = 0; rc == ES_OK && i <= npts; i++) {
+    int64_t until = i < npts ? pts[i].hour_us : INT64_MAX;
+    for (; rc == ES_OK && f < nfill && fill[f].hour_us <= until; f++)
+      if (fill[f].hour_us < until)
+        rc = series_put_point(&b, &first, &fill[f], 1);
+    if (rc < 0 || i == npts || pts[i].hour_us < from_us ||
+        (to_us && pts[i].hour_us >= to_us))
       continue;
-    es__time_format(pts[i].hour_us, 0, when, sizeof(when));
-    rc = es__buf_put(&b, first ? "{\"t\":" : ",{\"t\":", first ? 5 : 6);
-    first = 0;
-    if (rc == ES_OK)
-      rc = es__json_put_str(&b, when);
-    snprintf(num, sizeof(num), ",\"members\":%u}", pts[i].members);
-    if (rc == ES_OK)
-      rc = es__buf_put(&b, num, strlen(num));
+    rc = series_put_point(&b, &first, &pts[i], 0);
   }
   if (rc == ES_OK)
     rc = es__buf_put(&b, "]", 1);
@@ -1418,6 +1478,7 @@ int es_rule_series(es_db *db, const char *tenant, const char *name,
   if (rc == ES_OK)
     rc = es__buf_put(&b, "}", 2); /* with the NUL */
   es__free(pts);
+  es__free(fill);
   if (rc < 0) {
     es__buf_free(&b);
     return rc;

@@ -595,6 +595,77 @@ START_TEST(test_rule_state) {
 }
 END_TEST
 
+/* Hours without a flush get a point from the rule's state: the member
+ * count at the end of the hour, marked "estimated"; a recorded point
+ * (a flush in its hour) is listed as recorded. */
+START_TEST(test_rule_series_hours) {
+  char dir[512];
+  ut_tmpdir(dir, sizeof(dir), "rules-series");
+  struct timespec tsn;
+  clock_gettime(CLOCK_REALTIME, &tsn);
+  const int64_t hour = 60 * MIN_US;
+  int64_t now = (int64_t)tsn.tv_sec * 1000000 + tsn.tv_nsec / 1000;
+  int64_t h = now - now % hour; /* this hour's start */
+  es_db *db = open_db(dir);
+  put_ok(db, "r",
+         "{\"name\":\"p2\",\"match\":{\"path\":\"/pricing\"},\"atLeast\":2,"
+         "\"within\":\"1h\"}");
+  state_views(db, "a", 2, h - 3 * hour + 10 * MIN_US); /* member in h-3 */
+  state_views(db, "b", 2, h - 1 * hour + 5 * MIN_US);  /* member in h-1 */
+  state_views(db, "c", 1, h - 1 * hour + 6 * MIN_US);  /* never */
+  char from[ES_TIME_TEXT_MAX], to[ES_TIME_TEXT_MAX], want[1024];
+  const int64_t m[4] = {0, 1, 0, 1}; /* hours h-4 .. h-1 */
+  want[0] = '\0';
+  for (int i = 0; i < 4; i++) {
+    ck_assert_uint_gt(es_time_format(h - (4 - i) * hour, 0, from, sizeof(from)),
+                      0);
+    size_t n = strlen(want);
+    snprintf(want + n, sizeof(want) - n,
+             "%s{\"t\":\"%s\",\"members\":%lld,\"estimated\":true}",
+             i ? "," : "", from, (long long)m[i]);
+  }
+  char *json = NULL, expect[1200];
+  snprintf(expect, sizeof(expect), "{\"rule\":\"p2\",\"points\":[%s]}", want);
+  ck_assert_int_eq(es_rule_series(db, "r", "p2", h - 4 * hour, h, &json),
+                   ES_OK);
+  ck_assert_str_eq(json, expect); /* no flush: every point from the state */
+  es_free(json);
+  /* `from` inside an hour: that hour has started before it, so is not
+   * listed; the bounds are kept */
+  ck_assert_int_eq(
+      es_rule_series(db, "r", "p2", h - 4 * hour + 1, h - 2 * hour, &json),
+      ES_OK);
+  es_time_format(h - 3 * hour, 0, from, sizeof(from));
+  snprintf(expect, sizeof(expect),
+           "{\"rule\":\"p2\",\"points\":[{\"t\":\"%s\",\"members\":1,"
+           "\"estimated\":true}]}",
+           from);
+  ck_assert_str_eq(json, expect);
+  es_free(json);
+  /* a range far in the past: nothing (points go back 35 days at most) */
+  ck_assert_int_eq(es_rule_series(db, "r", "p2", 1, 2 * hour, &json), ES_OK);
+  ck_assert_str_eq(json, "{\"rule\":\"p2\",\"points\":[]}");
+  es_free(json);
+  /* unbounded: the last point before "now" is hour h-1's, and a flush
+   * records this hour's (not estimated) */
+  ck_assert_int_eq(es_flush(db, "r"), ES_OK);
+  ck_assert_int_eq(es_rule_series(db, "r", "p2", h - 2 * hour, 0, &json),
+                   ES_OK);
+  es_time_format(h - hour, 0, from, sizeof(from));
+  es_time_format(h, 0, to, sizeof(to));
+  char one[200];
+  snprintf(one, sizeof(one),
+           "{\"t\":\"%s\",\"members\":1,\"estimated\":true},{\"t\":\"%s\","
+           "\"members\":",
+           from, to);
+  ck_assert_msg(strstr(json, one) && strstr(json, "\"now\":{"), "%s\nwant %s",
+                json, one);
+  es_free(json);
+  ck_assert_int_eq(es_close(db), ES_OK);
+  ut_rmrf(dir);
+}
+END_TEST
+
 static Suite *rules_suite(void) {
   Suite *s = suite_create("rules");
   TCase *tc = tcase_create("rules");
@@ -604,6 +675,7 @@ static Suite *rules_suite(void) {
   tcase_add_test(tc, test_rule_manage);
   tcase_add_test(tc, test_rule_persons);
   tcase_add_test(tc, test_rule_state);
+  tcase_add_test(tc, test_rule_series_hours);
   suite_add_tcase(s, tc);
   return s;
 }
