@@ -411,6 +411,18 @@ test('segment members over time: a point per hour, kept across a restart', async
   assert.ok(hours.includes(last.t), `${last.t} in ${hours}: ${api.text}`);
   assert.ok(last.members >= after && last.members <= before, `${after} <= ${last.members} <= ${before}`);
   assert.ok(api.body.now && api.body.now.members >= 0, api.text);
+  // a point for every ended hour of the last day, those without a flush
+  // computed from the rule's state ("estimated"); ascending
+  const cur = Math.floor(Date.now() / 3600e3) * 3600e3;
+  const dayFrom = cur - 23 * 3600e3;
+  const day = await h.call(q, `/v1/segments/pricing-2x/members/series?from=${new Date(dayFrom).toISOString()}`,
+                           { token: h.TOKEN.acme });
+  assert.equal(day.status, 200, day.text);
+  const at = day.body.points.map((p) => Date.parse(p.t));
+  for (let t = dayFrom; t < cur; t += 3600e3)
+    assert.ok(at.includes(t), `hour ${new Date(t).toISOString()} has a point: ${day.text}`);
+  assert.ok(at.every((t, i) => i === 0 || t > at[i - 1]), day.text);
+  assert.ok(day.body.points.filter((p) => p.estimated).length >= 20, day.text);
   // bounds and errors
   const none = await h.call(q, `/v1/segments/pricing-2x/members/series?from=2000-01-01T00:00:00Z&to=2000-01-02T00:00:00Z`,
                             { token: h.TOKEN.acme });

@@ -300,11 +300,12 @@ async function refreshOnce() {
   }
 }
 
-// A small line of a segment's member count over time: the hourly points
-// the store recorded (es_rule_series) and the count now, last.
+// A small line of a segment's member count over time: a point per hour
+// (es_rule_series: recorded at a flush, or computed from the rule's state,
+// "estimated") and the count now, last.
 function seriesEl(series) {
   const ns = 'http://www.w3.org/2000/svg';
-  const pts = series.points.map((p) => [Date.parse(p.t), p.members]);
+  const pts = series.points.map((p) => [Date.parse(p.t), p.members, p.estimated]);
   if (series.now) pts.push([Date.parse(series.now.t), series.now.members]);
   const svg = document.createElementNS(ns, 'svg');
   svg.setAttribute('class', 'series');
@@ -313,7 +314,7 @@ function seriesEl(series) {
   svg.dataset.values = JSON.stringify(pts.map((p) => p[1]));
   const title = document.createElementNS(ns, 'title');
   title.textContent = pts.length
-    ? pts.map((p) => `${new Date(p[0]).toISOString().slice(0, 16).replace('T', ' ')} UTC: ${p[1]}`).join('\n')
+    ? pts.map((p) => `${new Date(p[0]).toISOString().slice(0, 16).replace('T', ' ')} UTC: ${p[2] ? '≈' : ''}${p[1]}`).join('\n')
     : 'no points yet';
   svg.appendChild(title);
   if (pts.length) {
