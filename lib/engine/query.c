@@ -141,14 +141,15 @@ static int spec_bucket(yajl_val v, es_query_spec *s) {
 }
 
 #define SPEC_GROUP_KEYS                                                        \
-  "event, path, type, referrer, utm_source, utm_medium, utm_campaign, "      \
+  "event, path, type, referrer, utm_source, utm_medium, utm_campaign, "        \
   "device, browser"
 
 /* "groupBy": an array of distinct "event", "path", "type" and at most one
  * dimension (store/dims.h). */
 static int spec_group_by(yajl_val v, es_query_spec *s) {
   if (!YAJL_IS_ARRAY(v))
-    return ES_INVAL_BKPT("spec: \"groupBy\" must be an array of " SPEC_GROUP_KEYS);
+    return ES_INVAL_BKPT(
+        "spec: \"groupBy\" must be an array of " SPEC_GROUP_KEYS);
   s->nkeys = 0;
   s->dim = 0;
   for (size_t i = 0; i < v->u.array.len; i++) {
@@ -161,8 +162,8 @@ static int spec_group_by(yajl_val v, es_query_spec *s) {
               : dim                       ? ES_QKEY_DIM
                                           : 0;
     if (key == 0)
-      return ES_INVAL_BKPT("spec: \"groupBy\" entries must be one of "
-                           SPEC_GROUP_KEYS);
+      return ES_INVAL_BKPT(
+          "spec: \"groupBy\" entries must be one of " SPEC_GROUP_KEYS);
     for (int k = 0; k < s->nkeys; k++)
       if (s->keys[k] == key && key != ES_QKEY_DIM)
         return ES_INVAL_BKPT("spec: \"groupBy\" lists \"%s\" twice", name);
@@ -1054,8 +1055,8 @@ static int put_row(es_buf *b, const q_run *r, const q_group *g) {
     else if (s->keys[i] == ES_QKEY_EVENT)
       ES_TRY(put_field_str(b, "event", q_str(r, k->event), &first));
     else if (s->keys[i] == ES_QKEY_DIM)
-      ES_TRY(put_field_str(b, es__dim_name(s->dim), q_str(r, k->value),
-                           &first));
+      ES_TRY(
+          put_field_str(b, es__dim_name(s->dim), q_str(r, k->value), &first));
     else
       ES_TRY(put_field_str(b, "path", q_str(r, k->path), &first));
   }

@@ -1354,8 +1354,8 @@ static void series_hours(int64_t from_us, int64_t to_us, int64_t now,
 
 /* The member count of r at the end of each hour of [lo, hi) from its
  * state (the points of hours without a recorded one; rules.h). */
-static int series_fill(const es_rule *r, es_identity *m, int64_t lo,
-                       int64_t hi, es_rpoint **out, size_t *n_out) {
+static int series_fill(const es_rule *r, es_identity *m, int64_t lo, int64_t hi,
+                       es_rpoint **out, size_t *n_out) {
   *out = NULL;
   *n_out = 0;
   if (lo >= hi)

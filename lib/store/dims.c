@@ -9,8 +9,8 @@
 #include "store/dims.h"
 
 static const char *const dim_names[ES_DIM_COUNT] = {
-    NULL,         "referrer", "utm_source", "utm_medium",
-    "utm_campaign", "device", "browser"};
+    NULL,           "referrer", "utm_source", "utm_medium",
+    "utm_campaign", "device",   "browser"};
 
 const char *es__dim_name(int dim) {
   return dim > 0 && dim < ES_DIM_COUNT ? dim_names[dim] : NULL;
@@ -53,13 +53,14 @@ static const char *ua_device(const char *ua) {
   static const char *const bot[] = {"bot",   "crawl",    "spider",
                                     "slurp", "headless", NULL};
   static const char *const tablet[] = {"ipad", "tablet", NULL};
-  static const char *const mobile[] = {"mobi", "iphone",        "ipod",
+  static const char *const mobile[] = {"mobi",    "iphone",        "ipod",
                                        "android", "windows phone", NULL};
   if (!ua || !ua[0])
     return "(no user agent)";
   if (has_any(ua, bot, 1))
     return "bot";
-  if (has_any(ua, tablet, 1) || (has(ua, "android", 1) && !has(ua, "mobile", 1)))
+  if (has_any(ua, tablet, 1) ||
+      (has(ua, "android", 1) && !has(ua, "mobile", 1)))
     return "tablet";
   if (has_any(ua, mobile, 1))
     return "mobile";

@@ -58,7 +58,8 @@ static int rollup_cell_eq(const void *ctx, uint32_t val, const void *key) {
   const es_rcell *c = &((const es_rollup *)ctx)->cells[val - 1];
   const rcell_key *k = key;
   return c->minute == k->minute && c->event == k->event && c->path == k->path &&
-         c->value == k->value && (c->type | (uint32_t)c->dim << 8) == k->typedim;
+         c->value == k->value &&
+         (c->type | (uint32_t)c->dim << 8) == k->typedim;
 }
 
 /* The cell of key k, created (empty) when new.  The pointer is valid
@@ -209,10 +210,9 @@ static int rollup_bounded(const es_rollup *r, es_rollup **out) {
     rc = ES_NOMEM_BKPT();
   for (size_t i = 0; rc == ES_OK && h && i < r->n; i++) {
     const es_rcell *c = &r->cells[i];
-    rc = rollup_add_cell_as(h, r, c, c->minute,
-                            c->dim && fold[c->dim * nstr + c->value]
-                                ? ES_ROLLUP_DIM_OTHER
-                                : NULL);
+    rc = rollup_add_cell_as(
+        h, r, c, c->minute,
+        c->dim && fold[c->dim * nstr + c->value] ? ES_ROLLUP_DIM_OTHER : NULL);
   }
   es__free(total);
   es__free(fold);

@@ -1111,12 +1111,11 @@ START_TEST(test_plans) {
        "scan", 0},
       {"{\"plan\":\"scan\"}", "scan", 0},
       {"{\"plan\":\"rollup\",\"aggregate\":[\"uniques\"]}", "rollup", 1},
-      {"{\"groupBy\":[\"referrer\"],\"aggregate\":[\"uniques\"]}", "rollup",
-       1},
+      {"{\"groupBy\":[\"referrer\"],\"aggregate\":[\"uniques\"]}", "rollup", 1},
       {"{\"bucket\":\"hour\",\"groupBy\":[\"device\"]}", "rollup", 0},
       {"{\"groupBy\":[\"browser\",\"path\"]}", "scan", 0},
-      {"{\"filter\":{\"event\":\"x\"},\"groupBy\":[\"utm_source\"]}",
-       "scan", 0},
+      {"{\"filter\":{\"event\":\"x\"},\"groupBy\":[\"utm_source\"]}", "scan",
+       0},
   };
   for (size_t i = 0; i < NELEM(cases); i++) {
     yajl_val v = query_any(db, "p", cases[i].spec);

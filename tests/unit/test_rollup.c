@@ -158,7 +158,7 @@ START_TEST(test_rollup_canonical) {
     plain += fwd.cells[c].dim == 0;
   }
   for (int d = 0; d < ES_DIM_COUNT; d++)
-    ck_assert_uint_eq(dims[d], N); /* every event once per dimension */
+    ck_assert_uint_eq(dims[d], N);          /* every event once per dimension */
   ck_assert_uint_le(plain, 10 * 6 * 4 * 4); /* minutes x types x ev x path */
   es_buf a = {0}, b = {0};
   ck_assert_int_eq(es__rollup_encode(&fwd, &a), ES_OK);
@@ -298,8 +298,7 @@ START_TEST(test_rollup_dim_bound) {
   es_rollup back, again;
   ck_assert_int_eq(es__rollup_decode(a.data, a.len, "t.rlp", &back), ES_OK);
   ck_assert_int_eq(back.version, ES_ROLLUP_VERSION);
-  ck_assert_uint_eq(dim_values(&back, ES_DIM_REFERRER),
-                    ES_ROLLUP_DIM_TOP + 1);
+  ck_assert_uint_eq(dim_values(&back, ES_DIM_REFERRER), ES_ROLLUP_DIM_TOP + 1);
   ck_assert_uint_eq(dim_count(&back, ES_DIM_REFERRER, ES_ROLLUP_DIM_OTHER),
                     folded);
   ck_assert_uint_eq(dim_count(&back, ES_DIM_REFERRER, "h199.example"), 200);
@@ -371,8 +370,9 @@ START_TEST(test_dims_values) {
                   "utm_medium=e%2Dmail&utm_source=second&utm_campaign=#f";
   ck_assert_str_eq(dim_of(ES_DIM_REFERRER, u, NULL, NULL, 0), "(direct)");
   ck_assert_str_eq(dim_of(ES_DIM_REFERRER, u, "", NULL, 0), "(direct)");
-  ck_assert_str_eq(dim_of(ES_DIM_REFERRER, u, "https://acme.EXAMPLE/x", NULL, 0),
-                   "(internal)");
+  ck_assert_str_eq(
+      dim_of(ES_DIM_REFERRER, u, "https://acme.EXAMPLE/x", NULL, 0),
+      "(internal)");
   ck_assert_str_eq(
       dim_of(ES_DIM_REFERRER, u, "https://me@News.Example:8080/a?b", NULL, 0),
       "news.example:8080");
@@ -384,12 +384,13 @@ START_TEST(test_dims_values) {
   ck_assert_str_eq(dim_of(ES_DIM_UTM_MEDIUM, u, NULL, NULL, 0), "e-mail");
   ck_assert_ptr_null(dim_of(ES_DIM_UTM_CAMPAIGN, u, NULL, NULL, 0)); /* "" */
   ck_assert_ptr_null(dim_of(ES_DIM_UTM_SOURCE, u, NULL, NULL, 1));   /* track */
-  ck_assert_ptr_null(dim_of(ES_DIM_UTM_SOURCE, "https://a/?utm_sourcex=1",
-                            NULL, NULL, 0));
+  ck_assert_ptr_null(
+      dim_of(ES_DIM_UTM_SOURCE, "https://a/?utm_sourcex=1", NULL, NULL, 0));
   char long_url[400];
   snprintf(long_url, sizeof(long_url), "https://a/?utm_campaign=%0250d", 7);
-  ck_assert_uint_eq(strlen(dim_of(ES_DIM_UTM_CAMPAIGN, long_url, NULL, NULL, 0)),
-                    ES_DIM_VALUE_MAX);
+  ck_assert_uint_eq(
+      strlen(dim_of(ES_DIM_UTM_CAMPAIGN, long_url, NULL, NULL, 0)),
+      ES_DIM_VALUE_MAX);
   /* a cut never splits a UTF-8 character (é is 2 bytes) */
   char utf[400] = "https://a/?utm_source=x";
   for (int i = 0; i < 60; i++)
@@ -409,8 +410,8 @@ START_TEST(test_dims_values) {
       {"Mozilla/5.0 (Linux; Android 14) SamsungBrowser/23.0 Chrome/115 Mobile "
        "Safari/537.36",
        "mobile", "Samsung Internet"},
-      {"Mozilla/5.0 (iPhone) Version/17.1 Mobile/15E148 Safari/604.1",
-       "mobile", "Safari"},
+      {"Mozilla/5.0 (iPhone) Version/17.1 Mobile/15E148 Safari/604.1", "mobile",
+       "Safari"},
       {"Mozilla/5.0 (Windows NT 10.0) Chrome/120 Safari/537.36 Edg/120.0",
        "desktop", "Edge"},
       {"Mozilla/5.0 (Windows NT 10.0) Chrome/120 Safari/537.36 OPR/105",

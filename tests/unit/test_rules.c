@@ -35,8 +35,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "eventstore.h"
 #include "engine/rules.h"
+#include "eventstore.h"
 #include "unit.h"
 
 #define T0 INT64_C(1709251200000000)
@@ -403,8 +403,9 @@ START_TEST(test_rule_persons) {
   ev_one(db, 1, "u2", "a1", T0 + 10 * MIN_US);
   ck_assert_int_eq(g_nfired, base + 2);
   int64_t at = T0 + 11 * MIN_US;
-  persons_is(db, at, "\"persons\":[{\"person\":\"a1\",\"ids\":[\"a1\","
-                     "\"b2\",\"u1\",\"u2\"]}]}");
+  persons_is(db, at,
+             "\"persons\":[{\"person\":\"a1\",\"ids\":[\"a1\","
+             "\"b2\",\"u1\",\"u2\"]}]}");
   char *json = NULL; /* per visitor id: no id has three views alone */
   ck_assert_int_eq(es_rule_members(db, "s", "p3", at, &json), ES_OK);
   ck_assert_ptr_nonnull(strstr(json, "\"members\":[]}"));
@@ -415,8 +416,9 @@ START_TEST(test_rule_persons) {
   /* unlinks split the person again */
   ck_assert_int_eq(es_identity_unlink(db, "s", "u2", "a1", 0), ES_OK);
   ck_assert_int_eq(es_identity_unlink(db, "s", "u1", "a1", 0), ES_OK);
-  persons_is(db, at, "\"persons\":[{\"person\":\"b2\",\"ids\":[\"b2\","
-                     "\"u2\"]}]}");
+  persons_is(db, at,
+             "\"persons\":[{\"person\":\"b2\",\"ids\":[\"b2\","
+             "\"u2\"]}]}");
   ck_assert_int_eq(es_rule_check(db, "s", "p3", "u1", at, &member), ES_OK);
   ck_assert_int_eq(member, 0);
   /* a1 alone reaches three: the writer's map knows of the unlink */
@@ -481,8 +483,7 @@ static void state_plant(const char *dir, const char *plant, int64_t ts) {
   int64_t ts2[2] = {ts, ts + 1};
   ck_assert_int_eq(es__rule_visitor_add(st.rules.v[0], plant, ts2, 2), ES_OK);
   es_buf b = {0};
-  ck_assert_int_eq(es__rstate_encode(&b, st.lsn, &st.rules, NULL, NULL),
-                   ES_OK);
+  ck_assert_int_eq(es__rstate_encode(&b, st.lsn, &st.rules, NULL, NULL), ES_OK);
   put_file(path, b.data, b.len);
   es__buf_free(&b);
   es__rules_free(&st.rules);
@@ -520,8 +521,7 @@ START_TEST(test_rule_state) {
   char *json = NULL;
   ck_assert_int_eq(es_rule_series(db, "r", "p2", 0, 0, &json), ES_OK);
   /* one point (the flush: v1 alone then), and three now */
-  ck_assert_msg(strstr(json, "\"members\":1}]") &&
-                    strstr(json, "\"now\":{") &&
+  ck_assert_msg(strstr(json, "\"members\":1}]") && strstr(json, "\"now\":{") &&
                     strstr(json, "\"members\":3}}"),
                 "%s", json);
   es_free(json);
@@ -588,8 +588,7 @@ START_TEST(test_rule_state) {
   ck_assert_int_eq(es_rule_series(db, "r", "p2", 0, 1, &json), ES_OK);
   ck_assert_str_eq(json, "{\"rule\":\"p2\",\"points\":[]}");
   es_free(json);
-  ck_assert_int_eq(es_rule_series(db, "r", "nope", 0, 0, &json),
-                   ES_ENOTFOUND);
+  ck_assert_int_eq(es_rule_series(db, "r", "nope", 0, 0, &json), ES_ENOTFOUND);
   ck_assert_int_eq(es_close(db), ES_OK);
   ut_rmrf(dir);
 }
