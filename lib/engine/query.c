@@ -774,6 +774,12 @@ static int run_cells(q_run *r, const es_rollup *ro, int64_t lo, int64_t hi) {
     const es_rcell *c = &ro->cells[i];
     if (c->minute >= hi && ro->sorted)
       break;
+    if (c->dim > s->dim && ro->sorted) { /* the minute's other dimensions */
+      if (c->minute == INT64_MAX)
+        break;
+      i = es__rollup_seek(ro, c->minute + 1) - 1;
+      continue;
+    }
     if (c->minute < lo || c->minute >= hi || c->dim != s->dim ||
         (s->type && c->type != s->type) ||
         (s->event && c->event != want_event) ||

@@ -35,8 +35,10 @@
  *  2. The encoding is canonical: strings sorted, cells sorted by (minute,
  *     dim, type, event, path, value), so two rollups of the same rows
  *     encode to the same bytes whatever the order the rows came in.
- *  3. A decoded rollup's cells are sorted as in 2 (es__rollup_seek relies
- *     on it); a rollup being built is unsorted.
+ *  3. A decoded rollup's cells are sorted as in 2, a derived coarse or
+ *     index level's by (minute, dim) (es__rollup_seek relies on the
+ *     minutes, the query's skip of other dimensions on dim within a
+ *     minute); a rollup being built is unsorted.
  */
 #ifndef ES_ROLLUP_H
 #define ES_ROLLUP_H
@@ -89,7 +91,7 @@ uint64_t es__rollup_person_hash(const es_event *ev);
 
 /* The rollup summed per hour (period 60) or per day (1440), built once
  * and kept with r (borrowed: it lives as long as r).  Its cells are
- * sorted by minute only. */
+ * sorted by minute and dim only. */
 int es__rollup_coarse(const es_rollup *r, int period,
                       const es_rollup **out) ES_MUST_CHECK;
 
