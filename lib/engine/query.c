@@ -285,6 +285,12 @@ static int spec_fields_parse(yajl_val root, es_query_spec *s) {
                          "dimension (\"%s\") with an event or path filter "
                          "or group",
                          es__dim_name(s->dim));
+  if (s->plan == ES_QPLAN_ROLLUP && s->dim && s->bucket_us &&
+      s->bucket_us % (ES_ROLLUP_DIM_MINUTES * ES_MINUTE_US) != 0)
+    return ES_INVAL_BKPT("spec: \"plan\": rollups cannot answer a "
+                         "dimension (\"%s\") per minute (their cells are "
+                         "per %d minutes)",
+                         es__dim_name(s->dim), ES_ROLLUP_DIM_MINUTES);
   return ES_OK;
 }
 
@@ -725,7 +731,10 @@ static int plan_rollup_ok(const es_query_spec *s) {
   int by_event_path = s->event || s->path;
   for (int k = 0; k < s->nkeys; k++)
     by_event_path |= s->keys[k] == ES_QKEY_EVENT || s->keys[k] == ES_QKEY_PATH;
-  return !s->person && !(s->uniques && s->exact) && !(s->dim && by_event_path);
+  int fine = s->bucket_us && s->bucket_us % (ES_ROLLUP_DIM_MINUTES *
+                                             ES_MINUTE_US) != 0;
+  return !s->person && !(s->uniques && s->exact) &&
+         !(s->dim && (by_event_path || fine));
 }
 
 /* Our id of the rollup's string id (interning it on first use). */
@@ -931,7 +940,14 @@ static int run_rollup_plan(q_run *r, es_db *db, const char *tenant,
                    : -floor_div(-s->from_us, ES_MINUTE_US); /* ceiling */
   int64_t hi =
       s->to_us == INT64_MAX ? INT64_MAX : floor_div(s->to_us, ES_MINUTE_US);
-  if (lo >= hi) /* no whole minute inside: scan it all */
+  if (s->dim) { /* dimension cells are per block of minutes (rollup.h) */
+    const int64_t b = ES_ROLLUP_DIM_MINUTES;
+    if (lo != INT64_MIN)
+      lo = -floor_div(-lo, b) * b;
+    if (hi != INT64_MAX)
+      hi = floor_div(hi, b) * b;
+  }
+  if (lo >= hi) /* no whole minute (block) inside: scan it all */
     return run_scan(r, db, tenant, s->from_us, s->to_us);
   es_tenant *t = NULL;
   ES_TRY(es__tenant_get(db, tenant, 0, &t));

@@ -105,8 +105,9 @@ int es__rollup_add(es_rollup *r, const es_event *ev) {
   ES_TRY(rollup_count(r, &k, h));
   es_dims dims;
   es__dims_of(ev, &dims);
+  int64_t block = minute - minute % ES_ROLLUP_DIM_MINUTES; /* minute >= 0 */
   for (uint32_t d = 1; d < ES_DIM_COUNT; d++) {
-    rcell_key dk = {minute, 0, 0, 0, (uint32_t)ev->type | d << 8};
+    rcell_key dk = {block, 0, 0, 0, (uint32_t)ev->type | d << 8};
     ES_TRY(es__strtab_intern(&r->strs, dims.v[d], &dk.value));
     ES_TRY(rollup_count(r, &dk, h));
   }
@@ -455,6 +456,7 @@ static int rollup_parse(es_rd *rd, uint32_t version, es_rollup *r) {
     c->count = es__rd_varint(rd);
     if (ev > nstrs || path > nstrs || value > nstrs || c->count == 0 ||
         c->type == 0 || c->type > ES_TYPE_GROUP || c->dim >= ES_DIM_COUNT ||
+        (c->dim && c->minute % ES_ROLLUP_DIM_MINUTES != 0) ||
         (i > 0 && c[-1].minute > c->minute))
       rd->bad = 1;
     c->event = (uint32_t)ev;

@@ -12,8 +12,8 @@
  * a missing or damaged file is repaired and how es_rollup_rebuild checks
  * the incremental result.
  *
- * Beside those cells, a rollup holds per minute, per type and per
- * dashboard dimension (dims.h: referrer, UTM source/medium/campaign,
+ * Beside those cells, a rollup holds per block of ES_ROLLUP_DIM_MINUTES
+ * minutes, per type and per dashboard dimension (dims.h: referrer, UTM source/medium/campaign,
  * device, browser) one cell per value: `dim` names the dimension, `value`
  * the string (0: absent for that event, e.g. a track event's referrer),
  * event and path are 0.  Every event adds one cell of each dimension, so
@@ -53,6 +53,10 @@
 
 /* The rollup file version written; 1 (no dimension cells) is still read. */
 #define ES_ROLLUP_VERSION 2
+/* Dimension cells are per block of this many minutes (their `minute` is
+ * the block's first): a tenth of the cells per-minute ones would take,
+ * for queries that need no finer time than that. */
+#define ES_ROLLUP_DIM_MINUTES 10
 /* Values kept per dimension and rollup; the rest count as "(other)". */
 #define ES_ROLLUP_DIM_TOP 64
 #define ES_ROLLUP_DIM_OTHER "(other)"

@@ -1006,6 +1006,9 @@ static void index_matches_scan(es_db *db, const char *tenant,
       "\"groupBy\":[\"type\",\"utm_campaign\"],\"order\":\"asc\"",
       "\"from\":\"2024-03-01T10:00:30Z\",\"to\":\"2024-03-02T10:00:00Z\","
       "\"groupBy\":[\"browser\"]",
+      "\"from\":\"2024-03-01T10:07:00Z\",\"to\":\"2024-03-02T13:43:00Z\","
+      "\"bucket\":\"hour\",\"groupBy\":[\"utm_source\"]",
+      "\"bucket\":\"minute\",\"groupBy\":[\"device\"]",
       "\"from\":\"2024-03-01T00:00:00Z\",\"to\":\"2024-03-03T00:00:00Z\","
       "\"filter\":{\"type\":\"page\"},\"groupBy\":[\"referrer\"]",
       "\"filter\":{\"path\":\"/\"},\"groupBy\":[\"browser\"]",
@@ -1114,6 +1117,12 @@ START_TEST(test_plans) {
       {"{\"groupBy\":[\"referrer\"],\"aggregate\":[\"uniques\"]}", "rollup", 1},
       {"{\"bucket\":\"hour\",\"groupBy\":[\"device\"]}", "rollup", 0},
       {"{\"groupBy\":[\"browser\",\"path\"]}", "scan", 0},
+      {"{\"bucket\":\"minute\",\"groupBy\":[\"browser\"]}", "scan", 0},
+      {"{\"from\":\"2024-03-01T10:05:00Z\",\"groupBy\":[\"browser\"]}", "mixed",
+       0},
+      {"{\"from\":\"2024-03-01T10:10:00Z\",\"to\":\"2024-03-01T12:20:00Z\","
+       "\"groupBy\":[\"referrer\"]}",
+       "rollup", 0},
       {"{\"filter\":{\"event\":\"x\"},\"groupBy\":[\"utm_source\"]}", "scan",
        0},
   };
