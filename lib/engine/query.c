@@ -285,6 +285,11 @@ static int spec_fields_parse(yajl_val root, es_query_spec *s) {
                          "dimension (\"%s\") with an event or path filter "
                          "or group",
                          es__dim_name(s->dim));
+  if (s->plan == ES_QPLAN_ROLLUP && ES_DIM_PAGE_ONLY(s->dim) &&
+      s->type != ES_TYPE_PAGE)
+    return ES_INVAL_BKPT("spec: \"plan\": rollups answer \"%s\" for page "
+                         "events only (\"filter\":{\"type\":\"page\"})",
+                         es__dim_name(s->dim));
   if (s->plan == ES_QPLAN_ROLLUP && s->dim && s->bucket_us &&
       s->bucket_us % (ES_ROLLUP_DIM_MINUTES * ES_MINUTE_US) != 0)
     return ES_INVAL_BKPT("spec: \"plan\": rollups cannot answer a "
@@ -731,10 +736,12 @@ static int plan_rollup_ok(const es_query_spec *s) {
   int by_event_path = s->event || s->path;
   for (int k = 0; k < s->nkeys; k++)
     by_event_path |= s->keys[k] == ES_QKEY_EVENT || s->keys[k] == ES_QKEY_PATH;
-  int fine = s->bucket_us && s->bucket_us % (ES_ROLLUP_DIM_MINUTES *
-                                             ES_MINUTE_US) != 0;
+  int fine = s->bucket_us &&
+             s->bucket_us % (ES_ROLLUP_DIM_MINUTES * ES_MINUTE_US) != 0;
+  /* rollups count the page-only dimensions of page events only */
+  int other_types = ES_DIM_PAGE_ONLY(s->dim) && s->type != ES_TYPE_PAGE;
   return !s->person && !(s->uniques && s->exact) &&
-         !(s->dim && (by_event_path || fine));
+         !(s->dim && (by_event_path || fine || other_types));
 }
 
 /* Our id of the rollup's string id (interning it on first use). */

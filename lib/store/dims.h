@@ -70,4 +70,9 @@ const char *es__dim_of(const es_event *ev, int dim, es_dims *scratch);
 const char *es__dim_name(int dim);
 int es__dim_by_name(const char *name);
 
+/* Whether the dimension has values for page events only (referrer and
+ * the UTM parameters): rollups count those for page events only. */
+#define ES_DIM_PAGE_ONLY(dim)                                                  \
+  ((dim) >= ES_DIM_REFERRER && (dim) <= ES_DIM_UTM_CAMPAIGN)
+
 #endif

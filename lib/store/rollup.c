@@ -107,6 +107,8 @@ int es__rollup_add(es_rollup *r, const es_event *ev) {
   es__dims_of(ev, &dims);
   int64_t block = minute - minute % ES_ROLLUP_DIM_MINUTES; /* minute >= 0 */
   for (uint32_t d = 1; d < ES_DIM_COUNT; d++) {
+    if (ES_DIM_PAGE_ONLY(d) && ev->type != ES_TYPE_PAGE)
+      continue; /* no value: not counted (rollup.h) */
     rcell_key dk = {block, 0, 0, 0, (uint32_t)ev->type | d << 8};
     ES_TRY(es__strtab_intern(&r->strs, dims.v[d], &dk.value));
     ES_TRY(rollup_count(r, &dk, h));
