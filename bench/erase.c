@@ -3,19 +3,22 @@
  * tenant of N events, and how much it slows concurrent ingest
  * (issue 14's deadline figures; docs/PRIVACY.md quotes them).
  *
- *   es-bench-erase [--events N] [--runs R] [--dir DIR]
- *
  *  1. Loads tenant "big": N page views of 20,000 visitors over 7 days,
  *     the person to erase among them (one event in 10,000, spread over the
  *     whole range, so every segment may hold them: the worst case), in
- *     batches of 1,000, then es_flush.  Not timed.
+ *     batches of 1,000 (ES_SYNC_FULL, messageIds de-duplicated as in
+ *     any append), then es_flush.  The load rate of each million events
+ *     is printed (stderr) as the tenant grows.
  *  2. Per run (a fresh person each: person-<r>): es_erase_submit (stage a,
  *     the latency an HTTP caller waits for) and es_erase_run (every other
  *     stage) timed, and each stage's time from the status JSON.
  *     es_erase_run runs on a thread at nice +10, as es-ingestd runs it.
  *  3. Meanwhile a thread appends batches of 100 events to tenant "live"
  *     (ES_SYNC_FULL, one fdatasync per batch); its events per second
- *     during the erase are compared with an equal window just before.
+ *     during the erase are compared with its rate over --window seconds
+ *     (default 3) just before the erase and as many just after it.
+ *
+ *   es-bench-erase [--events N] [--runs R] [--window S] [--dir DIR]
  *
  * Prints one JSON object: medians over the runs and the per-run figures.
  */
@@ -52,6 +55,7 @@ static void load(es_db *db, uint64_t n, int runs) {
   static es_event evs[B];
   static char mids[B][32], anons[B][32];
   uint64_t i = 0;
+  double t0 = now_s(), tstep = t0;
   while (i < n) {
     int m = 0;
     for (; m < B && i < n; m++, i++) {
@@ -74,6 +78,16 @@ static void load(es_db *db, uint64_t n, int runs) {
     int rc = es_append(db, "big", evs, (size_t)m, NULL);
     if (rc)
       die("append", rc);
+    if (i % 1000000 == 0 || i == n) { /* the load rate as the tenant grows */
+      double t = now_s();
+      uint64_t step = i % 1000000 ? i % 1000000 : 1000000;
+      fprintf(stderr,
+              "es-bench-erase: %llu events in the tenant after %.1f s; the "
+              "last %llu at %.0f events/s\n",
+              (unsigned long long)i, t - t0, (unsigned long long)step,
+              (double)step / (t - tstep));
+      tstep = t;
+    }
   }
   int rc = es_flush(db, NULL);
   if (rc)
@@ -151,17 +165,23 @@ static long long stage_us(const char *json, const char *stage) {
 int main(int argc, char **argv) {
   uint64_t n = 1000000;
   int runs = 3;
+  double window_s = 3;
   const char *dir = "bench-erase-data";
   for (int i = 1; i < argc; i++) {
     if (!strcmp(argv[i], "--help")) {
-      puts("usage: es-bench-erase [--events N] [--runs R] [--dir DIR]\n"
+      puts("usage: es-bench-erase [--events N] [--runs R] [--window S] "
+           "[--dir DIR]\n"
            "Times a person's erasure on a tenant of N events (default 1M)\n"
-           "and the slowdown of concurrent ingest; prints JSON.");
+           "and the slowdown of concurrent ingest (its rate during the "
+           "erase\nagainst S seconds before and S after, default 3); "
+           "prints JSON.");
       return 0;
     } else if (i + 1 < argc && !strcmp(argv[i], "--events")) {
       n = strtoull(argv[++i], NULL, 10);
     } else if (i + 1 < argc && !strcmp(argv[i], "--runs")) {
       runs = atoi(argv[++i]);
+    } else if (i + 1 < argc && !strcmp(argv[i], "--window")) {
+      window_s = atof(argv[++i]);
     } else if (i + 1 < argc && !strcmp(argv[i], "--dir")) {
       dir = argv[++i];
     } else {
@@ -169,8 +189,11 @@ int main(int argc, char **argv) {
       return 2;
     }
   }
-  if (n < 20000 || runs < 1 || runs > RUNS_MAX) {
-    fprintf(stderr, "es-bench-erase: --events >= 20000, --runs 1..%d\n",
+  if (n < 20000 || runs < 1 || runs > RUNS_MAX || !(window_s >= 0.1) ||
+      window_s > 600) {
+    fprintf(stderr,
+            "es-bench-erase: --events >= 20000, --runs 1..%d, --window "
+            "0.1..600\n",
             RUNS_MAX);
     return 2;
   }
@@ -191,7 +214,8 @@ int main(int argc, char **argv) {
   fprintf(stderr, "es-bench-erase: loaded %llu events in %.1f s\n",
           (unsigned long long)n, now_s() - t);
   double submit_ms[RUNS_MAX], run_s[RUNS_MAX], ratio[RUNS_MAX];
-  double seg_s[RUNS_MAX], wal_s[RUNS_MAX];
+  double seg_s[RUNS_MAX], wal_s[RUNS_MAX], roll_s[RUNS_MAX];
+  double before_eps[RUNS_MAX], during_eps[RUNS_MAX];
   for (int r = 0; r < runs; r++) {
     feeder f = {.db = db};
     pthread_t th;
@@ -205,8 +229,8 @@ int main(int argc, char **argv) {
     es_erase_options_init(&eo);
     eo.tenant = "big";
     eo.anonymous_id = person;
-    /* the window before: as long as the erase will take, at least 1 s */
-    usleep(1000000);
+    /* the windows without the erase: window_s before it and after it */
+    usleep((useconds_t)(window_s * 1e6));
     unsigned long long e1 = atomic_load(&f.events);
     double w1 = now_s();
     double a = now_s();
@@ -221,6 +245,9 @@ int main(int argc, char **argv) {
       die("run", rc);
     double c = now_s();
     unsigned long long e2 = atomic_load(&f.events);
+    usleep((useconds_t)(window_s * 1e6));
+    unsigned long long e3 = atomic_load(&f.events);
+    double d = now_s();
     atomic_store(&f.stop, 1);
     pthread_join(th, NULL);
     char *st = NULL;
@@ -235,23 +262,32 @@ int main(int argc, char **argv) {
     submit_ms[r] = (b - a) * 1e3;
     run_s[r] = c - b;
     seg_s[r] = (double)(s1 - h) / 1e6;
+    roll_s[r] = (double)(s3 - s1) / 1e6;
     wal_s[r] = (double)(s4 - s3) / 1e6;
-    double before = (double)(e1 - e0) / (w1 - w0);
+    double before = (double)(e1 - e0 + e3 - e2) / (w1 - w0 + d - c);
     double during = (double)(e2 - e1) / (c - w1);
     ratio[r] = during / before;
+    before_eps[r] = before;
+    during_eps[r] = during;
     fprintf(stderr,
             "run %d: submit %.1f ms, stages %.2f s (segments %.2f s, wal "
-            "%.2f s); ingest %.0f ev/s before, %.0f during (x%.2f)\n%s\n",
-            r, submit_ms[r], run_s[r], seg_s[r], wal_s[r], before, during,
+            "%.2f s); ingest %.0f ev/s without (before %.0f, after %.0f), "
+            "%.0f during (x%.2f)\n%s\n",
+            r, submit_ms[r], run_s[r], seg_s[r], wal_s[r], before,
+            (double)(e1 - e0) / (w1 - w0), (double)(e3 - e2) / (d - c), during,
             ratio[r], st);
     es_free(st);
   }
   printf("{\"events\":%llu,\"runs\":%d,\"submit_ms_median\":%.2f,"
          "\"erase_s_median\":%.3f,\"segments_s_median\":%.3f,"
-         "\"wal_s_median\":%.3f,\"ingest_during_over_before_median\":%.3f}\n",
+         "\"rollups_s_median\":%.3f,\"wal_s_median\":%.3f,"
+         "\"ingest_without_eps_median\":%.0f,"
+         "\"ingest_during_eps_median\":%.0f,"
+         "\"ingest_during_over_before_median\":%.3f}\n",
          (unsigned long long)n, runs, median(submit_ms, runs),
-         median(run_s, runs), median(seg_s, runs), median(wal_s, runs),
-         median(ratio, runs));
+         median(run_s, runs), median(seg_s, runs), median(roll_s, runs),
+         median(wal_s, runs), median(before_eps, runs),
+         median(during_eps, runs), median(ratio, runs));
   rc = es_close(db);
   if (rc)
     die("close", rc);

@@ -436,8 +436,11 @@ typedef struct es_receipt {
  * across flushes, compactions and restarts.  It is exact: a Bloom filter
  * only says where to look; the stored ids are compared.  Ids dropped by
  * retention (es_compact) are forgotten with their events.  Memory: the ids
- * of unflushed events (about 40 bytes each plus the id), and a cache of
- * decoded message_id columns of at most 32 MiB per handle.
+ * of unflushed events (about 40 bytes each plus the id), a cache of
+ * 32-bit fingerprints of the message ids of the segments looked at (4
+ * bytes an event, at most 64 MiB per handle) and one of decoded
+ * message_id columns (at most 32 MiB); each at most an eighth of
+ * memtable_budget_bytes.
  */
 
 /*

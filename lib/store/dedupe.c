@@ -14,12 +14,29 @@
  * once the tenant's flushed_lsn reaches its label: its events are then in
  * segments.  The second kind is checked through the segments whose time
  * range overlaps [ts - window, ts + window]: their footer's Bloom filter
- * (which holds every message_id) first, and on a hit the message_id and
- * time columns of the row groups whose zone map overlaps, decoded into a
- * table cached database-wide (DD_CACHE_BYTES_MAX, and at most an eighth
- * of memtable_budget_bytes, so that a small budget keeps a small cache;
- * least recently used first out).  So memory is bounded by the memtables (one
- * entry per unflushed event with an id) plus that cache.  The slabs count
+ * (which holds every message_id, with the person ids) first; on a hit,
+ * the segment's fingerprint index: per row group, the sorted 32-bit
+ * fingerprints (dd_fp, a hash other than the filter's) of its message
+ * ids, made from the segment's message_id columns the first time its
+ * filter says maybe, and cached database-wide (DD_FP_BYTES_MAX and an
+ * eighth of memtable_budget_bytes; least recently used first out).  Only
+ * the row groups whose zone map overlaps and whose fingerprints hold the
+ * id's are read: their message_id and time columns, decoded into a table
+ * cached database-wide too (DD_CACHE_BYTES_MAX, also at most an eighth of
+ * the budget, so that a small budget keeps small caches).  Why the index:
+ * the expected rows a new id makes the writer decode are the filter's
+ * false-positive rate times the rows in its window, whatever the
+ * filters' granularity (per segment or per row group), so at 10M rows a
+ * new id read about a segment and the string cache could not hold the
+ * tenant (the load fell from 86k to under 9k events/s past 1M rows);
+ * fingerprints cost 4 bytes a row in memory and nothing on disk, a
+ * false positive now costs one binary search per overlapping row group,
+ * and a group is decoded only for a fingerprint match: a true duplicate
+ * (its cached table then answers the next ones), or one time in 2^32 /
+ * 8192 (about 500,000) groups searched.
+ * A segment whose index alone would pass the bound is read group by
+ * group as before.  So memory is bounded by the memtables (one entry per
+ * unflushed event with an id) plus those two caches.  The slabs count
  * in the memtable budget (db->mem_bytes, es__mem_account): appenders wait
  * for memtables and their ids together, and a slab's bytes leave the
  * budget when it is dropped, by the tenant's next request or by the
@@ -35,7 +52,10 @@
  *     at its first occurrence only.
  *  2. Exact: an event is called a duplicate only after its id was compared
  *     byte for byte with a stored one (a slab entry, or a row read from a
- *     segment); hashes and Bloom filters only narrow where to look.
+ *     segment); hashes, fingerprints and Bloom filters only narrow where
+ *     to look.  A fingerprint index holds every non-empty message_id of
+ *     its segment (segments are immutable, so it never goes stale), so a
+ *     row group it leaves out cannot hold the id.
  *  3. Complete: when a request is decided, every event of the tenant ever
  *     stored (and not since dropped by retention) is in a slab or in the
  *     segment set taken under tenant->mu, and slabs are dropped by that
@@ -69,6 +89,7 @@
  */
 #include <assert.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "base/event.h"
@@ -84,6 +105,8 @@
 #define DD_STR_BLOCK_MIN (4u << 10)
 #define DD_STR_BLOCK (64u << 10)
 #define DD_CACHE_BYTES_MAX ((size_t)32 << 20)
+#define DD_FP_BYTES_MAX ((size_t)64 << 20)
+#define DD_FP_SEED 0xf1a9e7d5u
 
 /* --- tables ------------------------------------------------------------ */
 
@@ -305,11 +328,28 @@ typedef struct dd_group {
   size_t bytes;
 } dd_group;
 
+/* A segment's message-id fingerprints: for each row group g, the
+ * fingerprints (dd_fp) of its ids, sorted, in fp[start[g] .. start[g+1]). */
+typedef struct dd_fpseg {
+  const es_tenant *t;
+  uint64_t seg_id;
+  uint64_t tick; /* last use */
+  uint32_t ngroups;
+  uint32_t *start;
+  uint32_t *fp;
+  size_t bytes;
+} dd_fpseg;
+
 struct es_ddcache {
   pthread_mutex_t mu;
   dd_group *v;
   size_t n, cap, bytes, bytes_max;
   uint64_t tick;
+  /* the fingerprint indexes, filed by fp_key_hash(t, seg_id) */
+  dd_fpseg **fv;
+  es_htab fidx; /* index into fv + 1 */
+  size_t fn, fcap, fbytes, fbytes_max;
+  uint32_t fp_mask; /* all ones but in tests (es__dedupe_test_tune) */
 };
 
 int es__dedupe_open(es_db *db) {
@@ -321,6 +361,8 @@ int es__dedupe_open(es_db *db) {
   pthread_mutex_init(&c->mu, NULL);
   size_t share = db->opts.memtable_budget_bytes / 8;
   c->bytes_max = share < DD_CACHE_BYTES_MAX ? share : DD_CACHE_BYTES_MAX;
+  c->fbytes_max = share < DD_FP_BYTES_MAX ? share : DD_FP_BYTES_MAX;
+  c->fp_mask = UINT32_MAX;
   db->ddc = c;
   return ES_OK;
 }
@@ -330,6 +372,14 @@ static void group_free(dd_group *g) {
   es__free(g->strs);
 }
 
+static void fpseg_free(dd_fpseg *f) {
+  if (!f)
+    return;
+  es__free(f->start);
+  es__free(f->fp);
+  es__free(f);
+}
+
 void es__dedupe_close(es_db *db) {
   struct es_ddcache *c = db->ddc;
   if (!c)
@@ -337,6 +387,10 @@ void es__dedupe_close(es_db *db) {
   for (size_t i = 0; i < c->n; i++)
     group_free(&c->v[i]);
   es__free(c->v);
+  for (size_t i = 0; i < c->fn; i++)
+    fpseg_free(c->fv[i]);
+  es__free(c->fv);
+  es__htab_free(&c->fidx);
   pthread_mutex_destroy(&c->mu);
   es__free(c);
   db->ddc = NULL;
@@ -431,21 +485,197 @@ static int group_has(es_db *db, const es_tenant *t, es_segment *seg, uint32_t g,
   return ES_OK;
 }
 
-/* Whether a segment of set holds id with a time in [lo, hi]. */
-static int segs_find(es_db *db, const es_tenant *t, const es_segset *set,
-                     uint64_t h, const char *id, uint32_t len, int64_t lo,
-                     int64_t hi, int *found) {
+/* --- the segment side: fingerprint indexes ---------------------------- */
+
+/* A message id's fingerprint: 32 bits of a hash other than the Bloom
+ * filter's, so that a Bloom false positive matches a stored id's
+ * fingerprint no more often than one time in 2^32 per id. */
+static uint32_t dd_fp(const struct es_ddcache *c, const char *id,
+                      uint32_t len) {
+  return (uint32_t)es__hash64(id, len, DD_FP_SEED) & c->fp_mask;
+}
+
+static int u32_cmp(const void *a, const void *b) {
+  uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+  return x < y ? -1 : x > y;
+}
+
+/* What seg's fingerprint index takes in memory. */
+static size_t fpseg_bytes(const es_segment *seg) {
+  return sizeof(dd_fpseg) + ((size_t)seg->ngroups + 1) * sizeof(uint32_t) +
+         (size_t)seg->rows * sizeof(uint32_t);
+}
+
+/* Reads seg's message_id columns and makes its fingerprint index. */
+static int fpseg_build(const struct es_ddcache *c, es_segment *seg,
+                       const es_tenant *t, dd_fpseg **out) {
+  *out = NULL;
+  es_seg_rows rows = {0};
+  int rc = ES_OK;
+  dd_fpseg *f = es__calloc(1, sizeof(*f));
+  if (!f)
+    return ES_NOMEM_BKPT();
+  f->t = t;
+  f->seg_id = seg->id;
+  f->ngroups = seg->ngroups;
+  f->start = es__malloc(((size_t)seg->ngroups + 1) * sizeof(uint32_t));
+  f->fp = es__malloc((seg->rows ? (size_t)seg->rows : 1) * sizeof(uint32_t));
+  if (!f->start || !f->fp)
+    ES_CHECK(ES_NOMEM_BKPT());
+  size_t n = 0;
+  for (uint32_t g = 0; g < seg->ngroups; g++) {
+    f->start[g] = (uint32_t)n;
+    ES_CHECK(es__segment_read_group_cols(seg, g, ES_FIELD_MESSAGE_ID, &rows));
+    const char **mid = rows.str[ES_STR_message_id];
+    for (size_t i = 0; i < rows.n; i++) /* rows.n: the footer's, so n fits */
+      if (mid[i] && mid[i][0])
+        f->fp[n++] = dd_fp(c, mid[i], (uint32_t)strlen(mid[i]));
+    qsort(f->fp + f->start[g], n - f->start[g], sizeof(uint32_t), u32_cmp);
+  }
+  f->start[seg->ngroups] = (uint32_t)n;
+  f->bytes = fpseg_bytes(seg);
+  *out = f;
+  f = NULL;
+err:
+  es__segment_rows_free(&rows);
+  fpseg_free(f);
+  return rc;
+}
+
+/* Whether fingerprint fp is among those of row group g (binary search). */
+static int fpseg_has(const dd_fpseg *f, uint32_t g, uint32_t fp) {
+  size_t lo = f->start[g], hi = f->start[g + 1], end = hi;
+  while (lo < hi) {
+    size_t mid = lo + (hi - lo) / 2;
+    if (f->fp[mid] < fp)
+      lo = mid + 1;
+    else
+      hi = mid;
+  }
+  return lo < end && f->fp[lo] == fp;
+}
+
+/* The first row group from g on whose zone map overlaps [lo, hi] and
+ * whose fingerprints hold fp, or -1. */
+static int64_t fpseg_next(const dd_fpseg *f, const es_segment *seg, uint32_t g,
+                          uint32_t fp, int64_t lo, int64_t hi) {
+  assert(f->ngroups == seg->ngroups);
+  for (; g < f->ngroups; g++)
+    if (seg->groups[g].max_ts >= lo && seg->groups[g].min_ts <= hi &&
+        fpseg_has(f, g, fp))
+      return g;
+  return -1;
+}
+
+typedef struct fp_key {
+  const es_tenant *t;
+  uint64_t seg_id;
+} fp_key;
+
+static uint64_t fp_key_hash(const es_tenant *t, uint64_t seg_id) {
+  uint64_t k[2] = {(uint64_t)(uintptr_t)t, seg_id};
+  return es__hash64(k, sizeof(k), 0);
+}
+
+static int fp_eq(const void *ctx, uint32_t v, const void *key) {
+  const dd_fpseg *f = ((const struct es_ddcache *)ctx)->fv[v - 1];
+  const fp_key *k = key;
+  return f->t == k->t && f->seg_id == k->seg_id;
+}
+
+/* The cached index of (t, seg_id), marked as used, or NULL.  Under c->mu. */
+static dd_fpseg *fp_lookup(struct es_ddcache *c, const es_tenant *t,
+                           uint64_t seg_id) {
+  fp_key k = {t, seg_id};
+  uint32_t v = es__htab_find(&c->fidx, fp_key_hash(t, seg_id), fp_eq, c, &k);
+  if (!v)
+    return NULL;
+  c->fv[v - 1]->tick = ++c->tick;
+  return c->fv[v - 1];
+}
+
+/* Drops cached index i; the last one takes its place.  Under c->mu. */
+static void fp_evict(struct es_ddcache *c, size_t i) {
+  dd_fpseg *f = c->fv[i];
+  uint32_t v = (uint32_t)i + 1, lv = (uint32_t)c->fn;
+  es__htab_remove(
+      &c->fidx,
+      es__htab_probe(&c->fidx, fp_key_hash(f->t, f->seg_id), val_eq, NULL, &v));
+  c->fbytes -= f->bytes;
+  fpseg_free(f);
+  c->fn--;
+  if (i == c->fn)
+    return;
+  dd_fpseg *m = c->fv[c->fn];
+  uint64_t h = fp_key_hash(m->t, m->seg_id);
+  es__htab_remove(&c->fidx, es__htab_probe(&c->fidx, h, val_eq, NULL, &lv));
+  c->fv[i] = m;
+  es__htab_set(&c->fidx, es__htab_free_slot(&c->fidx, h), h, v);
+}
+
+/* Caches f, evicting the least recently used indexes beyond the bound;
+ * 1 when the cache took f, 0 when the caller keeps it.  Under c->mu. */
+static int fp_add(struct es_ddcache *c, dd_fpseg *f) {
+  while (c->fn > 0 && c->fbytes + f->bytes > c->fbytes_max) {
+    size_t old = 0;
+    for (size_t i = 1; i < c->fn; i++)
+      if (c->fv[i]->tick < c->fv[old]->tick)
+        old = i;
+    fp_evict(c, old);
+  }
+  if (c->fbytes + f->bytes > c->fbytes_max ||
+      es__grow((void **)&c->fv, &c->fcap, c->fn + 1, sizeof(*c->fv)) < 0 ||
+      es__htab_reserve(&c->fidx, 1) < 0)
+    return 0;
+  uint64_t h = fp_key_hash(f->t, f->seg_id);
+  f->tick = ++c->tick;
+  c->fv[c->fn++] = f;
+  es__htab_set(&c->fidx, es__htab_free_slot(&c->fidx, h), h, (uint32_t)c->fn);
+  c->fbytes += f->bytes;
+  return 1;
+}
+
+/* Whether seg holds id with a time in [lo, hi], the row groups it may be
+ * in named by seg's fingerprint index (made on first use and cached), and
+ * each of them confirmed byte for byte (group_has: invariant 2).  A
+ * segment whose index would not fit the cache's bound is read group by
+ * group as before the indexes existed. */
+static int seg_find(es_db *db, const es_tenant *t, es_segment *seg, uint64_t h,
+                    uint32_t fp, const char *id, uint32_t len, int64_t lo,
+                    int64_t hi, int *found) {
+  struct es_ddcache *c = db->ddc;
   *found = 0;
-  for (size_t i = 0; i < set->n && !*found; i++) {
-    es_segment *seg = set->segs[i];
-    if (seg->max_ts < lo || seg->min_ts > hi ||
-        !es__segment_may_contain_hash(seg, h))
-      continue;
+  if (fpseg_bytes(seg) > c->fbytes_max || seg->rows > UINT32_MAX) {
     for (uint32_t g = 0; g < seg->ngroups && !*found; g++)
       if (seg->groups[g].max_ts >= lo && seg->groups[g].min_ts <= hi)
         ES_TRY(group_has(db, t, seg, g, h, id, len, lo, hi, found));
+    return ES_OK;
   }
-  return ES_OK;
+  dd_fpseg *own = NULL; /* built here, not (yet) cached */
+  int rc = ES_OK;
+  for (int64_t g = 0; !*found && g >= 0;) {
+    pthread_mutex_lock(&c->mu);
+    const dd_fpseg *f = own ? own : fp_lookup(c, t, seg->id);
+    int64_t next = f ? fpseg_next(f, seg, (uint32_t)g, fp, lo, hi) : -1;
+    pthread_mutex_unlock(&c->mu);
+    if (!f) { /* not indexed (or evicted since): index it, then go on */
+      ES_CHECK(fpseg_build(c, seg, t, &own));
+      continue;
+    }
+    if (next >= 0)
+      ES_CHECK(
+          group_has(db, t, seg, (uint32_t)next, h, id, len, lo, hi, found));
+    g = next < 0 ? -1 : next + 1;
+  }
+err:
+  if (own) {
+    pthread_mutex_lock(&c->mu);
+    if (!fp_lookup(c, t, seg->id) && fp_add(c, own))
+      own = NULL;
+    pthread_mutex_unlock(&c->mu);
+    fpseg_free(own);
+  }
+  return rc;
 }
 
 /* --- deciding a request ------------------------------------------------ */
@@ -503,32 +733,100 @@ static int rebuild(es_db *db, es_req *r) {
   return ES_OK;
 }
 
+/* What decide learns about one event of a request. */
+typedef struct dd_ev {
+  const char *id; /* NULL: no message id (invariant 6) */
+  uint32_t len;
+  uint8_t found; /* in a slab before the request, or in a segment */
+  uint8_t have_fp;
+  uint32_t fp;
+  int64_t lo, hi; /* its window */
+  uint64_t h;     /* es__segment_key_hash */
+} dd_ev;
+
+/* Looks the events of ev not found yet up in the segments of set, one
+ * segment at a time (its Bloom filter probed for all of them at once:
+ * es__segment_may_contain_many), marking those found.  hs, ix and maybe
+ * have room for n. */
+static int segs_find(es_db *db, const es_tenant *t, const es_segset *set,
+                     dd_ev *ev, size_t n, uint64_t *hs, uint32_t *ix,
+                     uint8_t *maybe) {
+  for (size_t s = 0; s < set->n; s++) {
+    es_segment *seg = set->segs[s];
+    size_t m = 0;
+    for (size_t i = 0; i < n; i++)
+      if (ev[i].id && !ev[i].found && seg->max_ts >= ev[i].lo &&
+          seg->min_ts <= ev[i].hi) {
+        hs[m] = ev[i].h;
+        ix[m++] = (uint32_t)i;
+      }
+    if (m == 0)
+      continue;
+    es__segment_may_contain_many(seg, hs, m, maybe);
+    for (size_t j = 0; j < m; j++) {
+      dd_ev *e = &ev[ix[j]];
+      if (!maybe[j])
+        continue;
+      if (!e->have_fp) {
+        e->fp = dd_fp(db->ddc, e->id, e->len);
+        e->have_fp = 1;
+      }
+      int found = 0;
+      ES_TRY(seg_find(db, t, seg, e->h, e->fp, e->id, e->len, e->lo, e->hi,
+                      &found));
+      e->found = (uint8_t)found;
+    }
+  }
+  return ES_OK;
+}
+
 /* Decides every event of r against the slabs and the segment set `set`,
- * recording the stored ones; vals[] gets their slab values (for undo). */
+ * recording the stored ones; vals[] gets their slab values (for undo).
+ * Three passes: the slabs as they were before r; the segments, for the
+ * events not found there (a segment's filter probed for all of them at
+ * once); then, in order, an event not found so far is looked up in the
+ * slabs again (an earlier copy in r was put there meanwhile) and put. */
 static int decide(es_db *db, es_req *r, const es_segset *set, uint64_t lsn,
                   size_t *vals, size_t *nput) {
   es_tenant *t = r->tenant;
   int64_t w = db->opts.dedupe_window_us;
-  for (uint32_t i = 0; i < r->count; i++) {
-    uint32_t len = 0;
-    const char *id = row_id(r->rows + r->hint[i].off, row_len(r, i), &len);
+  size_t n = r->count;
+  int rc = ES_OK;
+  dd_ev *ev = es__malloc((n ? n : 1) * sizeof(dd_ev));
+  uint64_t *hs = es__malloc((n ? n : 1) * sizeof(uint64_t));
+  uint32_t *ix = es__malloc((n ? n : 1) * sizeof(uint32_t));
+  uint8_t *maybe = es__malloc(n ? n : 1);
+  if (!ev || !hs || !ix || !maybe)
+    ES_CHECK(ES_NOMEM_BKPT());
+  for (uint32_t i = 0; i < n; i++) {
+    dd_ev *e = &ev[i];
+    memset(e, 0, sizeof(*e));
+    e->id = row_id(r->rows + r->hint[i].off, row_len(r, i), &e->len);
     r->dup[i] = 0;
-    if (!id)
+    if (!e->id)
       continue; /* invariant 6 */
-    int64_t ts = r->hint[i].ts_us, lo, hi;
-    window(ts, w, &lo, &hi);
-    uint64_t h = es__segment_key_hash(id, len);
-    int found = slabs_find(t, h, id, len, lo, hi);
-    if (!found)
-      ES_TRY(segs_find(db, t, set, h, id, len, lo, hi, &found));
-    if (found) {
+    window(r->hint[i].ts_us, w, &e->lo, &e->hi);
+    e->h = es__segment_key_hash(e->id, e->len);
+    e->found = (uint8_t)slabs_find(t, e->h, e->id, e->len, e->lo, e->hi);
+  }
+  ES_CHECK(segs_find(db, t, set, ev, n, hs, ix, maybe));
+  for (uint32_t i = 0; i < n; i++) {
+    const dd_ev *e = &ev[i];
+    if (!e->id)
+      continue;
+    if (e->found || slabs_find(t, e->h, e->id, e->len, e->lo, e->hi)) {
       r->dup[i] = 1;
       r->ndup++;
     } else {
-      vals[(*nput)++] = slab_put(t, h, ts, id, len, lsn);
+      vals[(*nput)++] = slab_put(t, e->h, r->hint[i].ts_us, e->id, e->len, lsn);
     }
   }
-  return ES_OK;
+err:
+  es__free(ev);
+  es__free(hs);
+  es__free(ix);
+  es__free(maybe);
+  return rc;
 }
 
 /* Undoes a request's puts (invariant 5): removal in reverse order of
@@ -639,6 +937,19 @@ int es__dedupe_note(es_db *db, es_tenant *t, const uint8_t *rows,
       ES_TRY(slab_reserve(db, t, count, bytes));
   }
   return ES_OK;
+}
+
+/* Narrows fingerprints and the indexes' bound, for tests; see dedupe.h. */
+void es__dedupe_test_tune(es_db *db, uint32_t fp_mask, size_t fp_bytes_max) {
+  struct es_ddcache *c = db->ddc;
+  if (!c)
+    return;
+  pthread_mutex_lock(&c->mu);
+  while (c->fn > 0)
+    fp_evict(c, c->fn - 1);
+  c->fp_mask = fp_mask;
+  c->fbytes_max = fp_bytes_max;
+  pthread_mutex_unlock(&c->mu);
 }
 
 /* Releases the writer's copies; see dedupe.h. */

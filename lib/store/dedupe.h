@@ -42,6 +42,13 @@ int es__dedupe_note(es_db *db, es_tenant *t, const uint8_t *rows,
                     size_t rows_len, uint32_t count,
                     uint64_t lsn) ES_MUST_CHECK;
 
+/* Tests only: keeps only the bits of fp_mask of each message-id
+ * fingerprint (so that distinct ids share fingerprints often) and bounds
+ * the segments' fingerprint indexes at fp_bytes_max bytes (so that they
+ * are evicted and rebuilt, or, for a segment whose index alone is larger,
+ * not made at all).  Drops the indexes made so far. */
+void es__dedupe_test_tune(es_db *db, uint32_t fp_mask, size_t fp_bytes_max);
+
 /* Releases what es__dedupe_request attached to r (appender, after). */
 void es__dedupe_req_free(es_req *r);
 

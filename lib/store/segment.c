@@ -462,6 +462,30 @@ int es__segment_may_contain_hash(const es_segment *seg, uint64_t h) {
   return 1;
 }
 
+/* Probes many keys at once: out[j] = whether seg may hold key j.  A
+ * segment's filter is far larger than the CPU caches once a tenant has
+ * many segments, so each probe is a memory access; fetching the first two
+ * probe positions of the keys a few places ahead lets those accesses
+ * overlap instead of waiting for each in turn (dedupe.c probes every
+ * segment of a window with every new id). */
+void es__segment_may_contain_many(const es_segment *seg, const uint64_t *h,
+                                  size_t n, uint8_t *out) {
+  enum { AHEAD = 8 };
+  const uint8_t *bits = seg->bloom;
+  uint32_t nbits = seg->bloom_bits;
+  for (size_t j = 0; j < n && j < AHEAD; j++) {
+    __builtin_prefetch(&bits[seg_bloom_bit(h[j], 0, nbits) / 8]);
+    __builtin_prefetch(&bits[seg_bloom_bit(h[j], 1, nbits) / 8]);
+  }
+  for (size_t j = 0; j < n; j++) {
+    if (j + AHEAD < n) {
+      __builtin_prefetch(&bits[seg_bloom_bit(h[j + AHEAD], 0, nbits) / 8]);
+      __builtin_prefetch(&bits[seg_bloom_bit(h[j + AHEAD], 1, nbits) / 8]);
+    }
+    out[j] = (uint8_t)es__segment_may_contain_hash(seg, h[j]);
+  }
+}
+
 /* --- reading ----------------------------------------------------------- */
 
 /* Reads block (g, c), checks its checksum, and decompresses it. */

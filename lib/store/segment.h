@@ -87,6 +87,10 @@ int es__segment_may_contain(const es_segment *seg, const char *key);
  * once for many segments (dedupe.c). */
 uint64_t es__segment_key_hash(const char *key, size_t len);
 int es__segment_may_contain_hash(const es_segment *seg, uint64_t h);
+/* The same for n hashes at once, out[j] for h[j]: faster than n calls
+ * when the filter is not in the CPU caches (the accesses overlap). */
+void es__segment_may_contain_many(const es_segment *seg, const uint64_t *h,
+                                  size_t n, uint8_t *out);
 
 /* A decoded row group. */
 typedef struct es_seg_rows {

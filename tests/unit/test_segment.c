@@ -245,6 +245,34 @@ START_TEST(test_bloom) {
     fp += es__segment_may_contain(seg, key);
   }
   ck_assert_msg(fp < 300, "false positive rate %d/10000 >= 3%%", fp);
+  /* the batched probe answers what one probe at a time answers: present
+   * ids, absent ones (and their false positives), any count of keys */
+  enum { NH = 2 * 1000 + 3 };
+  uint64_t h[NH];
+  uint8_t many[NH];
+  int present = 0, maybe = 0;
+  for (int i = 0; i < NH; i++) {
+    char key[48];
+    if (i % 2)
+      snprintf(key, sizeof(key), "%s", in.evs[(size_t)i * 7 % in.n].message_id);
+    else
+      snprintf(key, sizeof(key), "absent-%d", i);
+    h[i] = es__segment_key_hash(key, strlen(key));
+  }
+  /* 0..20 keys, then NH - 1 and NH */
+  for (size_t n = 0; n <= NH; n = n == 20 ? NH - 1 : n + 1) {
+    memset(many, 0xee, sizeof(many));
+    es__segment_may_contain_many(seg, h, n, many);
+    for (size_t i = 0; i < n; i++)
+      ck_assert_int_eq(many[i], es__segment_may_contain_hash(seg, h[i]));
+    ck_assert_int_eq(n < NH ? many[n] : 0xee, 0xee); /* nothing beyond n */
+  }
+  for (int i = 0; i < NH; i++) {
+    present += i % 2 && many[i];
+    maybe += many[i];
+  }
+  ck_assert_int_eq(present, NH / 2); /* every stored id */
+  ck_assert_int_lt(maybe, NH / 2 + 100);
   es__segment_unref(seg);
   input_free(&in);
 
