@@ -13,19 +13,19 @@
  * the incremental result.
  *
  * Beside those cells, a rollup holds per block of ES_ROLLUP_DIM_MINUTES
- * minutes, per type and per dashboard dimension (dims.h: referrer, UTM source/medium/campaign,
- * device, browser) one cell per value: `dim` names the dimension, `value`
- * the string (0: absent for that event, e.g. a page view without
- * utm_source), event and path are 0.  Every event adds to one cell of
- * each dimension, except that the page-only ones (referrer, UTM:
- * ES_DIM_PAGE_ONLY) count page events only; so a dimension's cells sum to
- * the plain cells' count (of page events for those).  A
- * dimension whose rollup holds more than ES_ROLLUP_DIM_TOP values keeps
- * its ES_ROLLUP_DIM_TOP most frequent (by count over the whole rollup,
- * ties by bytes) and counts the rest as ES_ROLLUP_DIM_OTHER: applied when
- * a rollup is encoded and when it is derived, so the file, the derived
- * and the attached rollup agree (invariant 2); a memtable's rollup is
- * not cut.
+ * minutes, per type and per dashboard dimension (dims.h: referrer, UTM
+ * source/medium/campaign, device, browser) one cell per value: `dim`
+ * names the dimension, `value` the string (0: absent for that event, e.g.
+ * a page view without utm_source), event and path are 0.  Every event
+ * adds to one cell of each dimension, except that the page-only ones
+ * (referrer, UTM: ES_DIM_PAGE_ONLY) count page events only; so a
+ * dimension's cells sum to the plain cells' count (of page events for
+ * those).  A dimension whose rollup holds more than ES_ROLLUP_DIM_TOP
+ * values keeps its ES_ROLLUP_DIM_TOP most frequent (by count over the
+ * whole rollup, ties by bytes) and counts the rest as
+ * ES_ROLLUP_DIM_OTHER: applied when a rollup is encoded and when it is
+ * derived, so the file, the derived and the attached rollup agree
+ * (invariant 2); a memtable's rollup is not cut.
  *
  * The person of an event, for the sketches, is its anonymous id when it
  * has one, else its user id (a pure function of the row, so derived and
