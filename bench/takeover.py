@@ -9,11 +9,14 @@ tenant01 on its node (POST /v1/batch, 500 events a request), then moves
 the tenant twice and times it:
   planned:   `cluster.sh drain` of the owner (seal, upload, release), then
              the first request through HAProxy until its first 200;
-  unplanned: SIGKILL of the new owner (its tail was sealed by the first
-             move: the load is in S3), then the first request until a 200:
-             the lease TTL (3 s here) plus the takeover.
-Each takeover's own time (lease, restore, claim, load) is the new owner's
-es_cluster_takeover_seconds.  Prints one JSON line per size.
+  unplanned: 2,000 more events sent to the new owner in 100-event
+             batches (acknowledged, in its WAL chunks), at once SIGKILL
+             of it, then the first request until a 200: the lease TTL
+             (3 s here) plus the takeover, which replays that tail.
+Each takeover's own time is the new owner's es_cluster_takeover_seconds,
+split into es_cluster_takeover_step_seconds (lease, restore of the
+segments, replay of the old holder's chunks; the rest is the claim, the
+load and the manifest put).  Prints one JSON line per size.
 """
 import base64
 import http.client
@@ -27,6 +30,7 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CLUSTER = os.path.join(ROOT, "scripts", "cluster.sh")
+TAIL = 2000  # events the killed owner acknowledged after its last seal
 
 
 def sh(env, *args):
@@ -87,6 +91,19 @@ def takeover_s(m, tenant):
     return float(x.group(1)), int(r.group(1))
 
 
+def steps(m, tenant):
+    """The takeover's steps (lease, restore, replay) and events replayed."""
+    out = {}
+    for step in ("lease", "restore", "replay"):
+        x = re.search(r'^es_cluster_takeover_step_seconds\{tenant="%s",'
+                      r'step="%s"\} ([0-9.]+)' % (tenant, step), m, re.M)
+        out[step + "_s"] = float(x.group(1)) if x else None
+    x = re.search(r'^es_cluster_replayed_events\{tenant="%s"\} ([0-9]+)' %
+                  tenant, m, re.M)
+    out["replayed_events"] = int(x.group(1)) if x else None
+    return out
+
+
 def run(build, n):
     scratch = tempfile.mkdtemp(prefix="es-takeover-")
     d = os.path.join(scratch, "c")
@@ -114,11 +131,21 @@ def run(build, n):
         planned_s = first_200(cl, key, "planned")
         own2, m = owner(cl, "tenant01")
         planned_own, rows = takeover_s(m, "tenant01")
-        # unplanned: SIGKILL the new owner
+        planned_steps = steps(m, "tenant01")
+        # unplanned: SIGKILL the new owner, with a tail of TAIL events it
+        # acknowledged but had not sealed (in its WAL chunks only: the
+        # takeover replays them)
+        url2 = cl["nodes"][own2]["ingest_url"]
+        for b in range(0, TAIL, 100):
+            batch = [{"type": "track", "userId": "t%d" % i, "event": "Tail",
+                      "messageId": "tail%d" % i} for i in range(b, b + 100)]
+            st = post(url2, "/v1/batch", key, json.dumps({"batch": batch}))
+            assert st == 200, st
         sh(env, "kill", d, own2)
         unplanned_s = first_200(cl, key, "unplanned")
         own3, m = owner(cl, "tenant01")
         unplanned_own, rows3 = takeover_s(m, "tenant01")
+        unplanned_steps = steps(m, "tenant01")
         # every event is there
         # (the new owner's es-queryd looks for new tenants once a second)
         u = cl["query_url"].replace("http://", "")
@@ -130,7 +157,7 @@ def run(build, n):
             got = json.loads(c.getresponse().read()).get("rows") or []
             c.close()
             count = got[0]["count"] if got else 0
-            if count >= n:
+            if count >= n + TAIL + 3:  # and the three probes
                 break
             time.sleep(0.1)
         print(json.dumps({
@@ -138,10 +165,13 @@ def run(build, n):
             "drain_s": round(drain_s, 2),
             "planned_first_200_s": round(planned_s, 3),
             "planned_takeover_s": planned_own, "restored_rows": rows,
+            "planned_steps": planned_steps,
             "unplanned_first_200_s": round(unplanned_s, 3),
             "unplanned_takeover_s": unplanned_own,
+            "unplanned_steps": unplanned_steps,
             "restored_rows_after_kill": rows3,
-            "count_after": count}), flush=True)
+            "count_after": count, "count_wanted": n + TAIL + 3}),
+            flush=True)
     finally:
         sh(env, "down", d)
         subprocess.run(["rm", "-rf", scratch])

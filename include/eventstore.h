@@ -1377,6 +1377,11 @@ typedef struct es_cluster_tenant {
   uint64_t lease_gen;     /* the generation held or last seen */
   int64_t took_us;        /* the last takeover's duration (0: none) */
   uint64_t restored_rows; /* rows the last takeover restored */
+  /* The last takeover's steps (its took_us also counts the claim, the
+   * load and the manifest put): taking the lease, restoring the
+   * segments, reading and appending the old holder's WAL records. */
+  int64_t lease_us, restore_us, replay_us;
+  uint64_t replayed_events; /* events the last takeover replayed */
 } es_cluster_tenant;
 
 /* Calls fn once per tenant the node knows; fn's argument is valid for the

@@ -227,6 +227,9 @@ s.sendall((sys.argv[2] + '\n').encode()); print(s.recv(4096).decode().strip())
 EOF
   "$build/cmd/esctl" cluster drain --url "http://127.0.0.1:${!ip_var}" \
     --admin-token-file "$dir/admin-token" || die "node $n: the drain failed"
+  # a drained node says so on /readyz (503): a balancer's health check
+  # takes it out even without the maint above
+  echo "readyz: $(curl -s -w ' %{http_code}' "http://127.0.0.1:${!ip_var}/readyz")"
   local p
   p=$(cat "$dir/pids/n$n.ingestd")
   kill -TERM "$p" 2>/dev/null || true

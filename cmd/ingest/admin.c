@@ -323,13 +323,16 @@ static int drain_collect(void *ud, const es_cluster_tenant *t) {
 /* One tenant of GET /v1/admin/cluster. */
 static int cluster_member(void *ud, const es_cluster_tenant *t) {
   admin_op *op = ud;
-  char line[ES_TENANT_LEN_MAX + 192];
+  char line[ES_TENANT_LEN_MAX + 320];
   snprintf(line, sizeof line,
            "%s{\"tenant\":\"%s\",\"state\":\"%s\",\"lease_gen\":%llu,"
-           "\"took_s\":%.6f,\"restored_rows\":%llu}",
+           "\"took_s\":%.6f,\"restored_rows\":%llu,\"lease_s\":%.6f,"
+           "\"restore_s\":%.6f,\"replay_s\":%.6f,\"replayed_events\":%llu}",
            op->out.len > 12 ? "," : "", t->tenant, t->state,
            (unsigned long long)t->lease_gen, (double)t->took_us / 1e6,
-           (unsigned long long)t->restored_rows);
+           (unsigned long long)t->restored_rows, (double)t->lease_us / 1e6,
+           (double)t->restore_us / 1e6, (double)t->replay_us / 1e6,
+           (unsigned long long)t->replayed_events);
   return seg_buf_put(&op->out, line, strlen(line)) ? ES_ENOMEM : 0;
 }
 

@@ -254,8 +254,10 @@ static void respond_error(conn *c, int status, const char *msg, int close) {
 }
 
 /* /healthz (liveness: 200 while the process serves) and /readyz (200 only
- * when the store is ok and the server not draining, else 503 with the
- * reason): {"status":...,"store":"ok|degraded|failed","reason":...}. */
+ * when the store is ok, the server not draining and, on a cluster node,
+ * the node not drained by POST /v1/admin/cluster/drain, else 503 with the
+ * reason, so that the balancer stops sending):
+ * {"status":...,"store":"ok|degraded|failed","reason":...}. */
 static void answer_health(conn *c, int ready_probe) {
   server *srv = c->h.srv;
   char why[400];
@@ -278,10 +280,17 @@ static void answer_health(conn *c, int ready_probe) {
                es_strerror(st.last_error));
     }
   }
-  int code =
-      !ready_probe || (state == ES_STATE_OK && !srv->draining && !lagging)
-          ? 200
-          : 503;
+  int drained = __atomic_load_n(&srv->sched.draining, __ATOMIC_ACQUIRE);
+  if (drained && !srv->draining) { /* admin.c, 6: for good */
+    status = "cluster-drained";
+    snprintf(why, sizeof why,
+             "this cluster node was drained (esctl cluster drain): it takes "
+             "no tenant until it restarts");
+  }
+  int code = !ready_probe || (state == ES_STATE_OK && !srv->draining &&
+                              !lagging && !drained)
+                 ? 200
+                 : 503;
   seg_buf b;
   seg_buf_init(&b);
   if (seg_buf_put(&b, "{\"status\":\"", 11) ||

@@ -409,21 +409,35 @@ int metrics_render_export(const es_exporter_stats *st, int64_t now_us,
 
 typedef struct cluster_out {
   seg_buf *b;
-  int which; /* 0 state, 1 takeover seconds, 2 restored rows */
+  int which; /* 0 state, 1 takeover seconds, 2 restored rows, 3-5 steps,
+                6 replayed events */
   int rc;
 } cluster_out;
 
 static int cluster_line(void *ud, const es_cluster_tenant *t) {
   cluster_out *o = ud;
+  static const char *const step[] = {"lease", "restore", "replay"};
   if (o->which == 0)
     o->rc |= put(o->b, "es_cluster_tenant{tenant=\"%s\",state=\"%s\"} %llu\n",
                  t->tenant, t->state, (unsigned long long)t->lease_gen);
   else if (o->which == 1)
     o->rc |= put(o->b, "es_cluster_takeover_seconds{tenant=\"%s\"} %.6f\n",
                  t->tenant, (double)t->took_us / 1e6);
-  else
+  else if (o->which == 2)
     o->rc |= put(o->b, "es_cluster_restored_rows{tenant=\"%s\"} %llu\n",
                  t->tenant, (unsigned long long)t->restored_rows);
+  else if (o->which < 6)
+    o->rc |= put(o->b,
+                 "es_cluster_takeover_step_seconds{tenant=\"%s\",step=\"%s\"} "
+                 "%.6f\n",
+                 t->tenant, step[o->which - 3],
+                 (double)(o->which == 3   ? t->lease_us
+                          : o->which == 4 ? t->restore_us
+                                          : t->replay_us) /
+                     1e6);
+  else
+    o->rc |= put(o->b, "es_cluster_replayed_events{tenant=\"%s\"} %llu\n",
+                 t->tenant, (unsigned long long)t->replayed_events);
   return 0;
 }
 
@@ -432,11 +446,21 @@ int metrics_render_cluster(es_cluster *c, seg_buf *b) {
       "# HELP es_cluster_tenant a tenant this node knows, by state; the "
       "value is its lease generation\n# TYPE es_cluster_tenant gauge\n",
       "# HELP es_cluster_takeover_seconds the tenant's last takeover here "
-      "(lease, restore, claim)\n# TYPE es_cluster_takeover_seconds gauge\n",
+      "(lease, restore, replay, claim)\n"
+      "# TYPE es_cluster_takeover_seconds gauge\n",
       "# HELP es_cluster_restored_rows rows the last takeover restored\n"
-      "# TYPE es_cluster_restored_rows gauge\n"};
+      "# TYPE es_cluster_restored_rows gauge\n",
+      "# HELP es_cluster_takeover_step_seconds the last takeover's steps: "
+      "taking the lease, restoring the segments, replaying the old "
+      "holder's WAL chunks\n"
+      "# TYPE es_cluster_takeover_step_seconds gauge\n",
+      "",
+      "",
+      "# HELP es_cluster_replayed_events events the last takeover replayed "
+      "from the old holder's WAL chunks\n"
+      "# TYPE es_cluster_replayed_events gauge\n"};
   cluster_out o = {b, 0, 0};
-  for (o.which = 0; o.which < 3; o.which++) {
+  for (o.which = 0; o.which < 7; o.which++) {
     o.rc |= put(b, "%s", head[o.which]);
     if (es_cluster_status(c, cluster_line, &o) != ES_OK)
       o.rc = -1;

@@ -46,7 +46,10 @@
  *     published since, and none admitted anything (invariant 5); else it
  *     is stale.
  *  4. Lease I/O on one tenant is made by one thread at a time (io_mu);
- *     the cluster mutex is never held across I/O.
+ *     the cluster mutex is never held across I/O.  A tenant's takeover or
+ *     hand-over runs on one worker at a time (busy); different tenants'
+ *     run at once on CL_WORKERS threads, sharing the chunks they read
+ *     (restore.c, 6).
  *  5. A manifest this node writes names it as the node whose LSNs its
  *     flushed_lsn counts (store/manifest.h, 4), and its WAL chunks are
  *     wal/<node>/... (walship.c, 7).  So every event a holder
@@ -66,6 +69,20 @@
  *     where it stopped; appending the records again is harmless (each
  *     event's messageId dedupes it).  If the lease lapsed meanwhile, the
  *     half-made copy is stale.
+ *  7. Another node's chunks (wal/<N>/...) are deleted by a node that
+ *     replayed them in a takeover, and only chunks no tenant can need:
+ *     by 5, tenant T needs N's chunks above its newest manifest's
+ *     flushed_lsn when that manifest names N, and none otherwise.  A pass
+ *     lists N's chunks FIRST, then reads every leased tenant's newest
+ *     manifest; bound[s] = the least flushed_lsn of the shard-s tenants
+ *     naming N, capped at the highest last LSN listed.  Manifests only
+ *     move forward (a later one names N with a higher flushed_lsn, or
+ *     another node), and a tenant N claims after the listing gets a
+ *     flushed_lsn at least N's LSN then, above every chunk listed: so a
+ *     chunk under a bound stays garbage for ever.  Chunks are deleted
+ *     only under a bound at least gc_grace_us old (a restore or takeover
+ *     that listed them a moment before still reads them).  A pass that
+ *     fails deletes nothing more and is made again.
  */
 #include <inttypes.h>
 #include <stdio.h>
@@ -97,6 +114,18 @@ static const char *const cl_state_name[] = {"new",       "taking",   "held",
                                             "lost",      "stale",    "failed"};
 
 #define RETRY_US INT64_C(300000) /* a refused or failed take, again */
+/* Takeovers and hand-overs run at once, one per worker thread: after a
+ * node's death each of its tenants waits for its own takeover only. */
+#define CL_WORKERS 4
+/* Chunks kept for takeovers of the same dead node's shard (restore.c, 6). */
+#define CL_CHUNK_CACHE_BYTES ((size_t)64 << 20)
+/* Replayed events per es_append (one WAL record, one chunk PUT). */
+#define CL_REPLAY_BATCH_EVENTS 10000
+#define CL_REPLAY_BATCH_BYTES ((size_t)8 << 20)
+/* Collecting a dead node's chunks (invariant 7): a pass every 30 s, and
+ * a chunk deleted only under a bound at least a minute old. */
+#define CL_GC_EVERY_US INT64_C(30000000)
+#define CL_GC_GRACE_US INT64_C(60000000)
 #define UPLOAD_POLL_US INT64_C(20000)
 
 /* The records to replay: per record u32 events, u32 bytes, then its rows,
@@ -104,21 +133,34 @@ static const char *const cl_state_name[] = {"new",       "taking",   "held",
 typedef struct cl_replay {
   es_buf recs;
   uint64_t records, events, chunks;
+  char node[ES_MANIFEST_NODE_MAX + 1]; /* whose chunks they came from */
 } cl_replay;
+
+/* A node whose chunks this node replayed in a takeover: its chunks of
+ * shard s whose last LSN is at most bound[s] are garbage once the bound
+ * is gc_grace_us old. */
+typedef struct cl_gc_node {
+  char node[ES_LEASE_NODE_MAX + 1];
+  uint64_t *bound;       /* per shard, from the pass at bound_mono_us */
+  int64_t bound_mono_us; /* 0: no pass made one yet */
+  struct cl_gc_node *next;
+} cl_gc_node;
 
 typedef struct cl_tenant {
   char name[ES_TENANT_LEN_MAX + 1];
   pthread_mutex_t io_mu; /* invariant 4 */
   /* guarded by es_cluster.mu */
   int state;
-  int queued;            /* a take or a hand-over waits for the worker */
+  int queued;            /* a take or a hand-over waits for a worker */
   int handoff;           /* the queued job is a hand-over */
+  int busy;              /* a worker runs its job (invariant 4) */
   es_lease lease;        /* held, or last seen */
   int64_t valid_mono_us; /* lease.c, 3 */
   int64_t retry_mono_us;
   int64_t took_us;
   uint64_t restored_rows;
   uint64_t replayed_events;
+  int64_t lease_us, restore_us, replay_us; /* the last takeover's steps */
   /* a takeover under way, the worker's own (invariant 6) */
   atomic_int resume;  /* it failed under the lease: go on under it */
   int restored;       /* the replica's copy is in the tenant directory */
@@ -139,8 +181,12 @@ struct es_cluster {
   pthread_cond_t cv;  /* wakes the worker */
   pthread_cond_t rcv; /* wakes the renewer (stop) */
   cl_tenant *ts;
-  pthread_t worker, renewer;
-  int started, stop;
+  es_chunk_cache *cache; /* restore.c, 6 */
+  cl_gc_node *gc;        /* nodes whose chunks to collect (7), under mu */
+  int64_t gc_every_us, gc_grace_us;
+  uint64_t gc_passes; /* passes that ended without an error */
+  pthread_t workers[CL_WORKERS], renewer, collector;
+  int nworkers, started, stop;
 };
 
 void es_cluster_config_init_sized(es_cluster_config *cfg, size_t struct_size) {
@@ -173,8 +219,16 @@ int es_cluster_new(es_replica *replica, const es_cluster_config *cfg_in,
   es_cluster *c = es__calloc(1, sizeof(*c));
   if (!c)
     return ES_NOMEM_BKPT();
+  int rc = es__chunk_cache_new(CL_CHUNK_CACHE_BYTES, ES_REPLAY_GETS_INFLIGHT,
+                               &c->cache);
+  if (rc < 0) {
+    es__free(c);
+    return rc;
+  }
   c->replica = replica;
   c->os = replica->os;
+  c->gc_every_us = CL_GC_EVERY_US;
+  c->gc_grace_us = CL_GC_GRACE_US;
   c->clk = clk;
   snprintf(c->node, sizeof(c->node), "%s", cfg.node);
   pthread_mutex_init(&c->mu, NULL);
@@ -185,6 +239,7 @@ int es_cluster_new(es_replica *replica, const es_cluster_config *cfg_in,
     pthread_mutex_destroy(&c->mu);
     pthread_cond_destroy(&c->cv);
     pthread_cond_destroy(&c->rcv);
+    es__chunk_cache_free(c->cache);
     es__free(c);
     return ES_ERR(ES_EBUSY, "this replica has a cluster node already");
   }
@@ -193,6 +248,28 @@ int es_cluster_new(es_replica *replica, const es_cluster_config *cfg_in,
 }
 
 const char *es__cluster_node(const es_cluster *c) { return c->node; }
+
+void es__cluster_chunk_counts(es_cluster *c, uint64_t *gets_out,
+                              uint64_t *hits_out) {
+  es__chunk_cache_counts(c->cache, gets_out, hits_out);
+}
+
+static void cl_gc_note(es_cluster *c, const char *node);
+
+uint64_t es__cluster_gc_passes(es_cluster *c) {
+  pthread_mutex_lock(&c->mu);
+  uint64_t n = c->gc_passes;
+  pthread_mutex_unlock(&c->mu);
+  return n;
+}
+
+void es__cluster_gc_timing(es_cluster *c, int64_t every_us, int64_t grace_us) {
+  pthread_mutex_lock(&c->mu);
+  c->gc_every_us = every_us;
+  c->gc_grace_us = grace_us;
+  pthread_cond_broadcast(&c->rcv); /* the collector waits anew */
+  pthread_mutex_unlock(&c->mu);
+}
 
 /* The tenant named name (caller holds mu), created when missing; NULL
  * when out of memory. */
@@ -427,44 +504,51 @@ static int cl_replay_read(es_cluster *c, const char *tenant, cl_replay *r) {
   ES_TRY(es__path_join(tdir, sizeof(tdir), c->db->tenants_dir, tenant));
   es_manifest m;
   ES_TRY(es__manifest_read(c->db->vfs, tdir, &m));
-  int rc = es__restore_wal_tenant(c->replica, m.lsn_node,
+  snprintf(r->node, sizeof(r->node), "%s", m.lsn_node);
+  int rc = es__restore_wal_tenant(c->replica, c->cache, m.lsn_node,
                                   es__tenant_shard(c->db, tenant), tenant,
                                   m.flushed_lsn, cl_replay_keep, r, &r->chunks);
   es__manifest_free(&m);
   return rc;
 }
 
-/* Appends the records read into the running store under tenant, one
- * es_append per record (a record was one batch); in tier s3 each returns
- * once its copy is in this node's chunks.  messageId dedupes an event
- * present twice (an SDK's retry the old holder stored once already). */
+/* Appends the records read into the running store under tenant, in
+ * batches of up to CL_REPLAY_BATCH_EVENTS events (each batch one WAL
+ * record, in tier s3 one wait for this node's chunk PUT, not one per
+ * record read).  messageId dedupes an event present twice (an SDK's retry
+ * the old holder stored once already; a duplicate inside one batch is
+ * stored once too: dedupe.c, 1). */
 static int cl_replay_append(es_cluster *c, const char *tenant,
                             const cl_replay *r) {
-  es_event *evs = NULL;
-  size_t cap = 0;
+  size_t cap = r->events < CL_REPLAY_BATCH_EVENTS ? (size_t)r->events
+                                                  : CL_REPLAY_BATCH_EVENTS;
+  if (cap == 0)
+    return ES_OK;
+  es_event *evs = es__calloc(cap, sizeof(*evs));
+  if (!evs)
+    return ES_NOMEM_BKPT();
   int rc = ES_OK;
+  size_t n = 0, bytes = 0;
   for (size_t off = 0; rc == ES_OK && off < r->recs.len;) {
-    uint32_t n = es__get_le32(r->recs.data + off);
+    uint32_t count = es__get_le32(r->recs.data + off);
     uint32_t len = es__get_le32(r->recs.data + off + 4);
     const uint8_t *p = r->recs.data + off + 8;
     off += 8 + (size_t)len;
-    if (n > cap) {
-      es__free(evs);
-      cap = n;
-      if (!(evs = es__calloc(cap, sizeof(*evs)))) {
-        rc = ES_NOMEM_BKPT();
-        break;
-      }
-    }
     size_t at = 0;
-    for (uint32_t i = 0; rc == ES_OK && i < n; i++) {
+    for (uint32_t i = 0; rc == ES_OK && i < count; i++) {
+      if (n == cap || bytes >= CL_REPLAY_BATCH_BYTES) {
+        rc = es_append(c->db, tenant, evs, n, NULL);
+        n = bytes = 0;
+      }
       size_t used = 0;
-      rc = es__event_decode(p + at, len - at, &evs[i], &used);
+      if (rc == ES_OK)
+        rc = es__event_decode(p + at, len - at, &evs[n++], &used);
       at += used;
+      bytes += used;
     }
-    if (rc == ES_OK && n > 0)
-      rc = es_append(c->db, tenant, evs, n, NULL);
   }
+  if (rc == ES_OK && n > 0)
+    rc = es_append(c->db, tenant, evs, n, NULL);
   es__free(evs);
   return rc;
 }
@@ -508,13 +592,20 @@ static void cl_take_reset(cl_tenant *t) {
   t->resume = t->restored = t->rp_ready = 0;
 }
 
+/* A new takeover's step times start at zero; a resumed one adds to them. */
+static void cl_take_clock_reset(cl_tenant *t) {
+  t->lease_us = t->restore_us = t->replay_us = 0;
+}
+
 /* Restores and claims a tenant the store does not know (see the essay),
  * going on from where a failed attempt under the same lease stopped. */
 static int cl_take_claim(es_cluster *c, cl_tenant *t, uint64_t lgen,
                          uint64_t *rows_out) {
   int rc = ES_OK;
   if (!t->restored) {
+    int64_t t0 = es__clock_mono_us();
     rc = es__restore_tenant_live(c->replica, c->db->vfs, c->db->dir, t->name);
+    t->restore_us += es__clock_mono_us() - t0;
     if (rc == ES_ENOTFOUND) { /* a new tenant: nothing in the replica */
       es__error_clear();
       rc = ES_OK;
@@ -523,7 +614,9 @@ static int cl_take_claim(es_cluster *c, cl_tenant *t, uint64_t lgen,
     t->restored = rc == ES_OK;
   }
   if (rc == ES_OK && !t->rp_ready) {
+    int64_t t0 = es__clock_mono_us();
     rc = cl_replay_read(c, t->name, &t->rp);
+    t->replay_us += es__clock_mono_us() - t0;
     if (rc < 0) {
       es__buf_free(&t->rp.recs);
       memset(&t->rp, 0, sizeof(t->rp));
@@ -550,8 +643,10 @@ static int cl_take_new(es_cluster *c, cl_tenant *t, uint64_t lgen,
   es_tenant *et = NULL;
   if (rc == ES_OK)
     rc = es__tenant_get(c->db, t->name, 1, &et);
+  int64_t t0 = es__clock_mono_us();
   if (rc == ES_OK) /* again after a failure: messageIds dedupe */
     rc = cl_replay_append(c, t->name, &t->rp);
+  t->replay_us += es__clock_mono_us() - t0;
   if (rc == ES_OK)
     rc = cl_publish_claim(c, t, t->claim_man, t->claim_len,
                           lgen << ES_LEASE_GEN_SHIFT);
@@ -590,8 +685,10 @@ static void cl_take(es_cluster *c, cl_tenant *t) {
     cl_set(c, t, CL_STALE, RETRY_US);
     return;
   }
-  if (!resume)
+  if (!resume) {
     cl_take_reset(t);
+    cl_take_clock_reset(t);
+  }
   pthread_mutex_lock(&t->io_mu);
   int64_t sent = es__clock_mono_us();
   int rc = resume ? ES_OK
@@ -616,6 +713,7 @@ static void cl_take(es_cluster *c, cl_tenant *t) {
   if (!resume) {
     t->lease = l;
     t->valid_mono_us = cl_deadline(c, sent);
+    t->lease_us = es__clock_mono_us() - t0;
   }
   pthread_mutex_unlock(&c->mu);
   pthread_mutex_unlock(&t->io_mu);
@@ -668,6 +766,8 @@ static void cl_take(es_cluster *c, cl_tenant *t) {
     cl_set(c, t, rc < 0 ? CL_FAILED : CL_STALE, RETRY_US);
     return;
   }
+  if (t->rp.node[0] && strcmp(t->rp.node, c->node) != 0)
+    cl_gc_note(c, t->rp.node); /* its chunks are garbage for t now (7) */
   cl_take_reset(t);
   pthread_mutex_lock(&c->mu);
   t->state = state;
@@ -677,8 +777,10 @@ static void cl_take(es_cluster *c, cl_tenant *t) {
   pthread_mutex_unlock(&c->mu);
   es__db_log(c->db, 2,
              "tenant %s: taken over (lease generation %" PRIu64 ", %" PRIu64
-             " rows restored, %" PRIu64 " events replayed) in %" PRId64 " ms",
-             t->name, l.gen, rows, replayed, t->took_us / 1000);
+             " rows restored, %" PRIu64 " events replayed) in %" PRId64
+             " ms (lease %" PRId64 ", restore %" PRId64 ", replay %" PRId64 ")",
+             t->name, l.gen, rows, replayed, t->took_us / 1000,
+             t->lease_us / 1000, t->restore_us / 1000, t->replay_us / 1000);
 }
 
 /* --- handing over --------------------------------------------------------- */
@@ -765,18 +867,23 @@ int es_cluster_release(es_cluster *c, const char *tenant, int64_t timeout_us) {
 
 /* --- threads -------------------------------------------------------------- */
 
+static void *cl_gc_main(void *arg);
+
+/* One of CL_WORKERS threads: runs the queued jobs, one tenant's at a
+ * time (busy), so several tenants are taken over at once. */
 static void *cl_worker(void *arg) {
   es_cluster *c = arg;
   pthread_mutex_lock(&c->mu);
   while (!c->stop) {
     cl_tenant *t = c->ts;
-    while (t && !t->queued)
+    while (t && (!t->queued || t->busy))
       t = t->next;
     if (!t) {
       pthread_cond_wait(&c->cv, &c->mu);
       continue;
     }
     t->queued = 0;
+    t->busy = 1;
     int handoff = t->handoff;
     t->handoff = 0;
     pthread_mutex_unlock(&c->mu);
@@ -787,6 +894,9 @@ static void *cl_worker(void *arg) {
       cl_take(c, t);
     }
     pthread_mutex_lock(&c->mu);
+    t->busy = 0;
+    if (t->queued) /* queued again meanwhile: another worker may take it */
+      pthread_cond_broadcast(&c->cv);
   }
   pthread_mutex_unlock(&c->mu);
   return NULL;
@@ -858,14 +968,23 @@ int es_cluster_start(es_cluster *c, es_db *db) {
   if (c->started)
     return ES_INVAL_BKPT("es_cluster_start: started already");
   c->db = db;
-  if (pthread_create(&c->worker, NULL, cl_worker, c) != 0)
-    return ES_NOMEM_BKPT();
-  if (pthread_create(&c->renewer, NULL, cl_renewer, c) != 0) {
+  c->nworkers = 0;
+  while (c->nworkers < CL_WORKERS &&
+         pthread_create(&c->workers[c->nworkers], NULL, cl_worker, c) == 0)
+    c->nworkers++;
+  int renewer =
+      c->nworkers > 0 && pthread_create(&c->renewer, NULL, cl_renewer, c) == 0;
+  if (!renewer || pthread_create(&c->collector, NULL, cl_gc_main, c) != 0) {
     pthread_mutex_lock(&c->mu);
     c->stop = 1;
     pthread_cond_broadcast(&c->cv);
+    pthread_cond_broadcast(&c->rcv);
     pthread_mutex_unlock(&c->mu);
-    pthread_join(c->worker, NULL);
+    for (int i = 0; i < c->nworkers; i++)
+      pthread_join(c->workers[i], NULL);
+    if (renewer)
+      pthread_join(c->renewer, NULL);
+    c->stop = 0;
     return ES_NOMEM_BKPT();
   }
   c->started = 1;
@@ -937,6 +1056,10 @@ int es_cluster_status(es_cluster *c,
     ct.lease_gen = t->lease.gen;
     ct.took_us = t->took_us;
     ct.restored_rows = t->restored_rows;
+    ct.lease_us = t->lease_us;
+    ct.restore_us = t->restore_us;
+    ct.replay_us = t->replay_us;
+    ct.replayed_events = t->replayed_events;
     pthread_mutex_unlock(&c->mu);
     int rc = fn(ud, &ct);
     if (rc)
@@ -953,8 +1076,10 @@ void es_cluster_stop(es_cluster *c) {
   pthread_cond_broadcast(&c->cv);
   pthread_cond_broadcast(&c->rcv);
   pthread_mutex_unlock(&c->mu);
-  pthread_join(c->worker, NULL);
+  for (int i = 0; i < c->nworkers; i++)
+    pthread_join(c->workers[i], NULL);
   pthread_join(c->renewer, NULL);
+  pthread_join(c->collector, NULL);
   c->started = 0;
 }
 
@@ -974,6 +1099,13 @@ void es_cluster_free(es_cluster *c) {
   pthread_mutex_destroy(&c->mu);
   pthread_cond_destroy(&c->cv);
   pthread_cond_destroy(&c->rcv);
+  es__chunk_cache_free(c->cache);
+  while (c->gc) {
+    cl_gc_node *n = c->gc->next;
+    es__free(c->gc->bound);
+    es__free(c->gc);
+    c->gc = n;
+  }
   es__free(c);
 }
 
@@ -1026,4 +1158,170 @@ int es_cluster_leases(es_replica *replica,
   }
   es__free(l.name);
   return rc;
+}
+
+/* --- collecting a dead node's chunks (invariant 7) ------------------------ */
+
+/* Notes that node's chunks may become garbage (after a takeover from it). */
+static void cl_gc_note(es_cluster *c, const char *node) {
+  pthread_mutex_lock(&c->mu);
+  cl_gc_node **pp = &c->gc; /* appended: cl_gc_main may hold a link */
+  while (*pp && strcmp((*pp)->node, node) != 0)
+    pp = &(*pp)->next;
+  if (!*pp && (*pp = es__calloc(1, sizeof(**pp))) != NULL)
+    snprintf((*pp)->node, sizeof((*pp)->node), "%s", node);
+  pthread_mutex_unlock(&c->mu);
+}
+
+typedef struct cl_gc_list {
+  const char *node;
+  uint32_t nshards;
+  uint64_t *maxlast; /* per shard: the highest last LSN listed */
+  char (*key)[ES_OBJ_KEY_MAX + 1];
+  uint32_t *shard;
+  uint64_t *last;
+  size_t n, cap;
+} cl_gc_list;
+
+static int cl_gc_listed(void *ud, const char *key, const es_objinfo *info) {
+  cl_gc_list *l = ud;
+  (void)info;
+  char node[ES_LEASE_NODE_MAX + 1];
+  uint32_t shard = 0;
+  uint64_t first = 0, last = 0;
+  if (es__walship_parse_node_key(key, node, &shard, &first, &last) < 0 ||
+      strcmp(node, l->node) != 0 || shard >= l->nshards) {
+    es__error_clear();
+    return 0; /* not one of its chunks */
+  }
+  if (l->n == l->cap) {
+    size_t cap = l->cap ? 2 * l->cap : 64;
+    void *k = es__realloc(l->key, cap * sizeof(*l->key));
+    if (k)
+      l->key = k;
+    void *s = es__realloc(l->shard, cap * sizeof(*l->shard));
+    if (s)
+      l->shard = s;
+    void *la = es__realloc(l->last, cap * sizeof(*l->last));
+    if (la)
+      l->last = la;
+    if (!k || !s || !la)
+      return ES_NOMEM_BKPT();
+    l->cap = cap;
+  }
+  snprintf(l->key[l->n], sizeof(l->key[0]), "%s", key);
+  l->shard[l->n] = shard;
+  l->last[l->n++] = last;
+  if (last > l->maxlast[shard])
+    l->maxlast[shard] = last;
+  return 0;
+}
+
+/* Lowers bound[shard of t] to t's flushed_lsn when t's newest manifest
+ * names node (its records above are in node's chunks). */
+static int cl_gc_tenant(es_cluster *c, const char *node, const char *tenant,
+                        uint64_t *bound) {
+  uint64_t gen = 0;
+  ES_TRY(cl_replica_gen(c, tenant, &gen));
+  if (gen == 0)
+    return ES_OK; /* nothing published: nothing acknowledged (5) */
+  char man[40], key[ES_OBJ_KEY_MAX + 1];
+  snprintf(man, sizeof(man), "MANIFEST-%016llx", (unsigned long long)gen);
+  ES_TRY(es__replica_key(key, sizeof(key), tenant, man));
+  uint8_t *buf = NULL;
+  size_t len = 0;
+  ES_TRY(c->os->get(c->os, key, 0, ES_OBJ_TO_END, &buf, &len, NULL));
+  es_manifest m;
+  int rc = es__manifest_decode(key, buf, len, &m);
+  es__free(buf);
+  ES_TRY(rc);
+  uint32_t s = es__tenant_shard(c->db, tenant);
+  if (strcmp(m.lsn_node, node) == 0 && m.flushed_lsn < bound[s])
+    bound[s] = m.flushed_lsn;
+  es__manifest_free(&m);
+  return ES_OK;
+}
+
+/* One pass over g (see invariant 7): lists its chunks, then reads every
+ * tenant's newest manifest; deletes the chunks under the bound of a pass
+ * at least gc_grace_us old, then keeps this pass's bound.  *empty_out: it
+ * has no chunk left. */
+static int cl_gc_pass(es_cluster *c, cl_gc_node *g, int64_t grace_us,
+                      int *empty_out) {
+  uint32_t ns = c->db->nshards;
+  cl_gc_list l = {.node = g->node, .nshards = ns};
+  uint64_t *bound = es__calloc(ns, sizeof(*bound));
+  l.maxlast = es__calloc(ns, sizeof(*l.maxlast));
+  cl_names names = {0};
+  char prefix[ES_OBJ_KEY_MAX + 1];
+  int rc = bound && l.maxlast ? ES_OK : ES_NOMEM_BKPT();
+  snprintf(prefix, sizeof(prefix), "wal/%s/", g->node); /* a node name */
+  if (rc == ES_OK)
+    rc = c->os->list(c->os, prefix, cl_gc_listed, &l); /* first: 7 */
+  if (rc == ES_OK)
+    rc = c->os->list(c->os, "leases/", cl_lease_listed, &names);
+  for (uint32_t s = 0; rc == ES_OK && s < ns; s++)
+    bound[s] = l.maxlast[s];
+  for (size_t i = 0; rc == ES_OK && i < names.n; i++)
+    rc = cl_gc_tenant(c, g->node, names.name[i], bound);
+  int64_t now = es__clock_mono_us();
+  int ripe = g->bound && now - g->bound_mono_us >= grace_us;
+  size_t deleted = 0;
+  for (size_t i = 0; rc == ES_OK && ripe && i < l.n; i++)
+    if (l.last[i] <= g->bound[l.shard[i]]) {
+      rc = c->os->del(c->os, l.key[i]);
+      deleted += rc == ES_OK;
+    }
+  if (rc == ES_OK && (!g->bound || ripe)) {
+    es__free(g->bound);
+    g->bound = bound;
+    g->bound_mono_us = now;
+    bound = NULL;
+  }
+  if (deleted)
+    es__db_log(c->db, 2, "deleted %zu WAL chunks of node %s", deleted, g->node);
+  *empty_out = rc == ES_OK && l.n == deleted;
+  es__free(bound);
+  es__free(l.maxlast);
+  es__free(l.key);
+  es__free(l.shard);
+  es__free(l.last);
+  es__free(names.name);
+  return rc;
+}
+
+/* The collector thread: a pass over each noted node every gc_every_us;
+ * a node with no chunk left is forgotten. */
+static void *cl_gc_main(void *arg) {
+  es_cluster *c = arg;
+  pthread_mutex_lock(&c->mu);
+  while (!c->stop) {
+    struct timespec ts;
+    es__clock_deadline(&ts, c->gc_every_us);
+    pthread_cond_timedwait(&c->rcv, &c->mu, &ts);
+    /* only this thread removes nodes from the list */
+    for (cl_gc_node **pp = &c->gc; *pp && !c->stop;) {
+      cl_gc_node *g = *pp;
+      int64_t grace = c->gc_grace_us;
+      pthread_mutex_unlock(&c->mu);
+      int empty = 0;
+      int rc = cl_gc_pass(c, g, grace, &empty);
+      if (rc != ES_OK) {
+        es__db_log(c->db, 1, "collecting node %s's WAL chunks: %s", g->node,
+                   es_errdetail());
+        es__error_clear();
+      }
+      pthread_mutex_lock(&c->mu);
+      c->gc_passes += rc == ES_OK;
+      if (empty) {
+        *pp = g->next;
+        es__free(g->bound);
+        es__free(g);
+      } else {
+        pp = &g->next;
+      }
+    }
+  }
+  pthread_mutex_unlock(&c->mu);
+  return NULL;
 }

@@ -29,6 +29,17 @@ int es__cluster_fence(struct es_cluster *c, const char *tenant,
                       uint64_t generation) ES_MUST_CHECK;
 /* The node's name (borrowed for the cluster's life). */
 const char *es__cluster_node(const struct es_cluster *c);
+/* Chunk GETs its takeovers made, and chunk reads its cache answered
+ * (restore.c, 6). */
+void es__cluster_chunk_counts(struct es_cluster *c, uint64_t *gets_out,
+                              uint64_t *hits_out);
+/* How often the collector of dead nodes' chunks passes, and how old a
+ * bound must be before chunks under it are deleted (cluster.c, 7; tests
+ * shorten both; before es_cluster_start). */
+void es__cluster_gc_timing(struct es_cluster *c, int64_t every_us,
+                           int64_t grace_us);
+/* Collector passes over a node's chunks that ended without an error. */
+uint64_t es__cluster_gc_passes(struct es_cluster *c);
 int es__restore_tenant_live(es_replica *replica, es_vfs *vfs,
                             const char *data_dir,
                             const char *tenant) ES_MUST_CHECK;
@@ -153,12 +164,33 @@ int es__walship_parse_node_key(const char *key, char *node_out,
 /* Called per WAL record handed over by es__restore_wal_tenant: rec and
  * its rows are borrowed for the call.  Non-zero stops the walk. */
 typedef int (*es_restore_rec_fn)(void *ud, uint64_t lsn, const es_wal_rec *rec);
-/* Reads every WAL chunk of node ("" : a single store's layout) and shard
- * in the replica, checked, and calls fn for each record of tenant with
- * an LSN above above_lsn, once per LSN, in LSN order (restore.c,
- * invariant 5).  *chunks_out counts the chunks read. */
-int es__restore_wal_tenant(es_replica *replica, const char *node,
-                           uint32_t shard, const char *tenant,
+
+/* Chunks read by takeovers, shared between them (restore.c, invariant 6):
+ * a chunk key names one content for ever (walship.c, 2 and 7), so
+ * takeovers of several tenants of one dead node's shard read each chunk
+ * once.  Thread-safe.  bytes_max bounds what is kept unpinned; entries
+ * unused for a minute are dropped; at most gets_inflight_max GETs are
+ * under way through it at once, over all walks. */
+typedef struct es_chunk_cache es_chunk_cache;
+int es__chunk_cache_new(size_t bytes_max, unsigned gets_inflight_max,
+                        es_chunk_cache **out) ES_MUST_CHECK;
+/* No walk may be using it.  NULL is fine. */
+void es__chunk_cache_free(es_chunk_cache *cc);
+/* GETs made through the cache, and reads it answered without one. */
+void es__chunk_cache_counts(es_chunk_cache *cc, uint64_t *gets_out,
+                            uint64_t *hits_out);
+
+/* Chunk GETs of one es__restore_wal_tenant in flight at most. */
+#define ES_REPLAY_GETS_INFLIGHT 8
+
+/* Lists the WAL chunks of node ("" : a single store's layout) and shard
+ * in the replica once, reads those whose last LSN is above above_lsn (up
+ * to ES_REPLAY_GETS_INFLIGHT at once, through cache when not NULL),
+ * checks them, and calls fn for each record of tenant with an LSN above
+ * above_lsn, once per LSN, in LSN order (restore.c, invariants 5 and 6).
+ * *chunks_out counts the chunks read. */
+int es__restore_wal_tenant(es_replica *replica, es_chunk_cache *cache,
+                           const char *node, uint32_t shard, const char *tenant,
                            uint64_t above_lsn, es_restore_rec_fn fn, void *ud,
                            uint64_t *chunks_out) ES_MUST_CHECK;
 

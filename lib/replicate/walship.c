@@ -769,18 +769,18 @@ void es__walship_stats(es_walship *w, es_walship_stats *out) {
 
 /* --- Cluster keys ---------------------------------------------------------
  *
- *  7. A cluster node puts, lists and deletes only chunks under its own
- *     name, wal/<node>/; invariant 3 holds per node (its keep and its
- *     uploader's sweeps).  Another node's chunks are only read: by a node
+ *  7. A cluster node puts, lists and deletes its own chunks only under
+ *     its own name, wal/<node>/; invariant 3 holds per node (its keep and
+ *     its uploader's sweeps).  Another node's chunks are read by a node
  *     taking one of its tenants over (cluster.c, invariant 5), which is
  *     why a node may delete a chunk only once every tenant on its disk is
  *     uploaded (a tenant it lost stays on its disk, fenced, so its sweeps
  *     are not clean; docs/SCALING.md: a node that lost or handed over a
- *     tenant keeps its chunks until it restarts on an empty directory).
- *     A dead node's chunks stay until a node of its name and data
- *     directory runs again.  A node name belongs to one data directory:
- *     a new, empty directory under an old name would restart its LSNs
- *     under keys the old chunks hold (docs/SCALING.md).
+ *     tenant keeps its chunks until it restarts on an empty directory),
+ *     and deleted by that taker once no tenant's newest manifest needs
+ *     them (cluster.c, invariant 7).  A node name belongs to one data
+ *     directory: a new, empty directory under an old name would restart
+ *     its LSNs under keys the old chunks hold (docs/SCALING.md).
  */
 
 int es__walship_node_key(char *out, size_t cap, const char *node,

@@ -305,6 +305,8 @@ int es__tenant_get(es_db *db, const char *name, int create,
                    es_tenant **t_out) ES_MUST_CHECK;
 /* The shard a tenant id maps to. */
 uint32_t es__tenant_shard(const es_db *db, const char *name);
+/* The same from a shard count (a restore, before any store is open). */
+uint32_t es__tenant_shard_n(const char *name, uint32_t nshards);
 int es__tenant_known(es_db *db, const char *name);
 /* Loads every tenant directory: manifests, segments, orphan clean-up. */
 int es__tenants_load(es_db *db) ES_MUST_CHECK;

@@ -173,7 +173,11 @@ void es__tenant_view_release(es_tenant_view *v) {
 
 /* xxHash of the id, modulo the shard count fixed at creation. */
 uint32_t es__tenant_shard(const es_db *db, const char *name) {
-  return (uint32_t)(es__hash64(name, strlen(name), 0x7e4a) % db->nshards);
+  return es__tenant_shard_n(name, db->nshards);
+}
+
+uint32_t es__tenant_shard_n(const char *name, uint32_t nshards) {
+  return (uint32_t)(es__hash64(name, strlen(name), 0x7e4a) % nshards);
 }
 
 /* Frees a tenant object and what only it references (its memtables are

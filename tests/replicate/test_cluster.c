@@ -27,9 +27,25 @@
  *    keyed wal/A/...; B takes over, replays them, stores SDK retries of
  *    some once; B dies with its replayed and own events only in its
  *    chunks; C takes over from B: every event exactly once on each.
+ *    es_restore of the bucket (one tenant after A's death, all after
+ *    B's) holds every acknowledged event exactly once too: the manifest's
+ *    segments and the dead node's chunks above it.
  *  - takeover_replay_fault_loop: the same death and takeover with the
  *    k-th request failing (each kind) for every k up to the takeover's
- *    request count: every acknowledged event exactly once.
+ *    request count: every acknowledged event exactly once.  A's tail is
+ *    four records in four chunks, read in parallel.
+ *  - takeover_many: tier s3; A holds six tenants (both shards) and dies
+ *    with events of each only in its chunks; B is asked for all six at
+ *    once: it takes them over concurrently, reads each chunk once for the
+ *    tenants sharing a shard (the chunk cache answers the others), and
+ *    holds every acknowledged event of each tenant exactly once.
+ *  - chunk_gc: A dies holding two tenants of one shard; B takes one over:
+ *    A's chunks stay (the other needs them; a restore still has all its
+ *    events); B takes the other: A's chunks are deleted, and B and a
+ *    restore of the bucket hold every event of both exactly once.
+ *  - chunk_gc_faults (test case gc_faults, meson test cluster-gc-faults):
+ *    the same with the k-th request failing (each kind), and every 3rd
+ *    and 5th: the same outcome.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -287,6 +303,8 @@ static int64_t admit_wait(node *n, int64_t timeout_us) {
 static void append_range(es_db *db, int first, int n);
 static void append_batch(es_db *db, int first, int n);
 static void count_ids(es_db *db, int *seen, int limit);
+static void restore_count(es_objstore *os, int *seen, int limit);
+static void restore_count_all(es_objstore *os, int *seen, int limit);
 
 typedef struct key_count {
   int mine, single, other;
@@ -328,6 +346,15 @@ static void replay_chain(es_objstore *os, int64_t *took_b, int64_t *took_c) {
   ck_assert_int_gt(kc.mine, 0);
   ck_assert_int_eq(kc.single + kc.other, 0);
   node_die(&a);
+  /* esctl restore of the bucket now: every acknowledged event, from the
+   * manifest and A's chunks (restore.c, 7) */
+  int seen_r[200] = {0};
+  restore_count(os, seen_r, 200);
+  for (int i = 0; i < 200; i++)
+    ck_assert_msg(seen_r[i] == (i < 100),
+                  "restore after A: event %d seen %d "
+                  "times",
+                  i, seen_r[i]);
   *took_b = admit_wait(&b, 10000000);
   append_range(b.db, 100, 10);
   append_range(b.db, 55, 10); /* retries of A's: stored once */
@@ -338,6 +365,13 @@ static void replay_chain(es_objstore *os, int64_t *took_b, int64_t *took_c) {
                   seen[i]);
   /* B dies too, its 40 replayed and 10 own events in its chunks only */
   node_die(&b);
+  int seen_rb[200] = {0}; /* B's manifest and chunks, all tenants */
+  restore_count_all(os, seen_rb, 200);
+  for (int i = 0; i < 200; i++)
+    ck_assert_msg(seen_rb[i] == (i < 110),
+                  "restore after B: event %d seen "
+                  "%d times",
+                  i, seen_rb[i]);
   node_up_tier(&c, os, "C", ES_DURABILITY_S3);
   *took_c = admit_wait(&c, 10000000);
   int seen_c[200] = {0};
@@ -412,15 +446,17 @@ static void count_ids(es_db *db, int *seen, int limit) {
   es_cursor_close(cur);
 }
 
-/* Restores the replica's tenant into a new store and counts its events. */
-static void restore_count(es_objstore *os, int *seen, int limit) {
+/* Restores the replica's tenant (or, with all, every tenant) into a new
+ * store and counts its events. */
+static void restore_count_how(es_objstore *os, int *seen, int limit, int all) {
   es_replica *rep = NULL;
   ck_assert_int_eq(es__replica_wrap(os, 0, &rep), ES_OK);
   char dir[4096];
   ut_tmpdir(dir, sizeof(dir), "restored");
   const char *one[1] = {T};
-  ck_assert_msg(es_restore(rep, dir, one, 1, NULL, NULL) == ES_OK, "%s",
-                es_errdetail());
+  ck_assert_msg(
+      es_restore(rep, dir, all ? NULL : one, all ? 0 : 1, NULL, NULL) == ES_OK,
+      "%s", es_errdetail());
   es_options o;
   es_options_init(&o);
   o.data_dir = dir;
@@ -431,6 +467,14 @@ static void restore_count(es_objstore *os, int *seen, int limit) {
   ck_assert_int_eq(es_close(db), ES_OK);
   es_replica_free(rep);
   ut_rmrf(dir);
+}
+
+static void restore_count(es_objstore *os, int *seen, int limit) {
+  restore_count_how(os, seen, limit, 0);
+}
+
+static void restore_count_all(es_objstore *os, int *seen, int limit) {
+  restore_count_how(os, seen, limit, 1);
 }
 
 START_TEST(test_takeover_fence) {
@@ -534,7 +578,8 @@ static unsigned long replay_once(unsigned long k, int kind, int *armed_out) {
   append_range(a.db, 0, 30);
   ck_assert_int_eq(es_flush(a.db, T), ES_OK);
   ck_assert_int_eq(es_replica_drain(a.db, 5000000), ES_OK);
-  append_batch(a.db, 30, 20); /* one record, one chunk */
+  for (int i = 0; i < 4; i++) /* four records, four chunks */
+    append_batch(a.db, 30 + 5 * i, 5);
   node_die(&a);
   struct timespec ts = {0, 400000000}; /* past A's lease: B takes at once */
   nanosleep(&ts, NULL);
@@ -580,6 +625,259 @@ START_TEST(test_takeover_replay_fault_loop) {
 }
 END_TEST
 
+/* Events [first, first + n) of tenant, one es_append each. */
+static void append_tenant(es_db *db, const char *tenant, int first, int n) {
+  for (int i = first; i < first + n; i++) {
+    char mid[32];
+    snprintf(mid, sizeof(mid), "m%06d", i);
+    es_event ev = {.ts_us = 1700000000000000LL + (int64_t)i * 1000000,
+                   .type = ES_TYPE_TRACK,
+                   .event = "Buy",
+                   .message_id = mid,
+                   .anonymous_id = "v"};
+    ck_assert_msg(es_append(db, tenant, &ev, 1, NULL) == ES_OK, "%s",
+                  es_errdetail());
+  }
+}
+
+static void count_tenant(es_db *db, const char *tenant, int *seen, int limit) {
+  es_scan_spec spec;
+  es_scan_spec_init(&spec);
+  spec.tenant = tenant;
+  spec.fields = ES_FIELD_MESSAGE_ID;
+  es_cursor *cur = NULL;
+  ck_assert_int_eq(es_scan(db, &spec, &cur), ES_OK);
+  es_event ev;
+  int rc;
+  while ((rc = es_cursor_next(cur, &ev)) == 1) {
+    int id = atoi(ev.message_id + 1);
+    ck_assert_msg(id >= 0 && id < limit, "invented event %d", id);
+    seen[id]++;
+  }
+  ck_assert_int_eq(rc, 0);
+  es_cursor_close(cur);
+}
+
+#define MANY 6
+
+START_TEST(test_takeover_many) {
+  es_objstore *os = NULL;
+  ck_assert_int_eq(es__objmem_create(3, 13, &os), ES_OK);
+  node a, b;
+  node_up_tier(&a, os, "A", ES_DURABILITY_S3);
+  node_up_tier(&b, os, "B", ES_DURABILITY_S3);
+  char names[MANY][16];
+  for (int t = 0; t < MANY; t++) {
+    snprintf(names[t], sizeof(names[t]), "tenant%d", t);
+    int64_t t0 = es__clock_mono_us();
+    while (es_cluster_admit(a.cl, names[t]) != ES_OK) {
+      ck_assert_int_lt(es__clock_mono_us() - t0, 5000000);
+      struct timespec ts = {0, 5000000};
+      nanosleep(&ts, NULL);
+    }
+  }
+  /* interleaved, so the tenants of one shard share its chunks */
+  for (int round = 0; round < 5; round++)
+    for (int t = 0; t < MANY; t++)
+      append_tenant(a.db, names[t], round * 4, 4);
+  node_die(&a);
+  int64_t t0 = es__clock_mono_us();
+  int held = 0;
+  while (held < MANY) {
+    held = 0;
+    for (int t = 0; t < MANY; t++) {
+      int rc = es_cluster_admit(b.cl, names[t]);
+      ck_assert_msg(rc == ES_OK || rc == ES_EUNAVAIL, "admit: %d %s", rc,
+                    es_errdetail());
+      held += rc == ES_OK;
+    }
+    ck_assert_msg(es__clock_mono_us() - t0 < 15000000,
+                  "%d of %d tenants taken over in 15 s", held, MANY);
+    struct timespec ts = {0, 5000000};
+    nanosleep(&ts, NULL);
+  }
+  int64_t took = es__clock_mono_us() - t0;
+  uint64_t gets = 0, hits = 0;
+  es__cluster_chunk_counts(b.cl, &gets, &hits);
+  fprintf(stderr,
+          "takeover of %d tenants: all held after %lld ms; %llu chunk GETs, "
+          "%llu reads shared\n",
+          MANY, (long long)(took / 1000), (unsigned long long)gets,
+          (unsigned long long)hits);
+  ck_assert_uint_gt(hits, 0); /* at least 3 tenants share a shard */
+  for (int t = 0; t < MANY; t++) {
+    int seen[20] = {0};
+    count_tenant(b.db, names[t], seen, 20);
+    for (int i = 0; i < 20; i++)
+      ck_assert_msg(seen[i] == 1, "%s: event %d seen %d times", names[t], i,
+                    seen[i]);
+  }
+  node_down(&a);
+  node_down(&b);
+  es__objstore_destroy(os);
+}
+END_TEST
+
+static int wal_keys_of(es_objstore *os, const char *node) {
+  key_count kc = {.node = node};
+  ck_assert_int_eq(os->list(os, "wal/", key_count_one, &kc), ES_OK);
+  return kc.mine;
+}
+
+/* Restores every tenant of the bucket into a new store and counts the
+ * events of tenant. */
+static void restore_tenant_count(es_objstore *os, const char *tenant, int *seen,
+                                 int limit) {
+  es_replica *rep = NULL;
+  ck_assert_int_eq(es__replica_wrap(os, 0, &rep), ES_OK);
+  char dir[4096];
+  ut_tmpdir(dir, sizeof(dir), "restored");
+  ck_assert_msg(es_restore(rep, dir, NULL, 0, NULL, NULL) == ES_OK, "%s",
+                es_errdetail());
+  es_options o;
+  es_options_init(&o);
+  o.data_dir = dir;
+  o.sync_mode = ES_SYNC_NONE;
+  es_db *db = NULL;
+  ck_assert_int_eq(es_open(&o, &db), ES_OK);
+  count_tenant(db, tenant, seen, limit);
+  ck_assert_int_eq(es_close(db), ES_OK);
+  es_replica_free(rep);
+  ut_rmrf(dir);
+}
+
+static void admit_name(node *n, const char *tenant) {
+  int64_t t0 = es__clock_mono_us();
+  while (es_cluster_admit(n->cl, tenant) != ES_OK) {
+    ck_assert_msg(es__clock_mono_us() - t0 < 10000000, "no takeover of %s",
+                  tenant);
+    struct timespec ts = {0, 5000000};
+    nanosleep(&ts, NULL);
+  }
+}
+
+static void expect_once(const char *what, const int *seen, int n) {
+  for (int i = 0; i < n; i++)
+    ck_assert_msg(seen[i] == 1, "%s: event %d seen %d times", what, i, seen[i]);
+}
+
+/* A dies holding T and U (one shard) with events of both only in its
+ * chunks; B takes T: B's collector keeps A's chunks, which U needs (a
+ * restore of the bucket still has every event of U); B takes U: A's
+ * chunks are deleted; every event of both is still on B and in a restore
+ * of the bucket.  From B's takeover of T on, the store fails as armed:
+ * the k-th request (every > 0: every k-th) with kind; 0 none.  Returns
+ * whether a fault was injected. */
+static int gc_once(unsigned long k, int every, int kind) {
+  if (k)
+    fprintf(stderr, "chunk collection: %s %lu, kind %d\n",
+            every ? "every" : "request", k, kind);
+  es_objstore *os = NULL;
+  ck_assert_int_eq(es__objmem_create(3, 17 + k, &os), ES_OK);
+  node a, b;
+  node_up_tier(&a, os, "A", ES_DURABILITY_S3);
+  node_up_tier(&b, os, "B", ES_DURABILITY_S3);
+  es__cluster_gc_timing(b.cl, 50000, 150000);
+  char u[16] = "";
+  for (int i = 0; i < 100 && !u[0]; i++) {
+    snprintf(u, sizeof(u), "u%d", i);
+    if (es__tenant_shard(a.db, u) != es__tenant_shard(a.db, T))
+      u[0] = '\0';
+  }
+  ck_assert(u[0]);
+  admit_name(&a, T);
+  admit_name(&a, u);
+  append_tenant(a.db, T, 0, 20);
+  ck_assert_int_eq(es_flush(a.db, T), ES_OK);
+  ck_assert_int_eq(es_replica_drain(a.db, 5000000), ES_OK);
+  append_tenant(a.db, u, 0, 15);
+  append_tenant(a.db, T, 20, 20);
+  append_tenant(a.db, u, 15, 15);
+  node_die(&a);
+  ck_assert_int_gt(wal_keys_of(os, "A"), 0);
+  struct timespec ts = {0, 400000000}; /* past A's lease */
+  nanosleep(&ts, NULL);
+  admit_name(&b, T);
+  if (k && every)
+    es__objmem_fail_every(os, k, kind, ES_EREMOTE);
+  else if (k)
+    es__objmem_fail_at(os, k, kind, ES_EREMOTE);
+  /* the collector looks: 4 whole passes, or with a fault every k-th
+   * request (no pass may end without one) 1 s of failing passes */
+  uint64_t passes = es__cluster_gc_passes(b.cl);
+  int64_t t0 = es__clock_mono_us();
+  while (every ? es__clock_mono_us() - t0 < 1000000
+               : es__cluster_gc_passes(b.cl) < passes + 4) {
+    ck_assert_msg(es__clock_mono_us() - t0 < 10000000, "no collector pass");
+    ts.tv_nsec = 20000000;
+    nanosleep(&ts, NULL);
+  }
+  es__objmem_fail_at(os, 0, 0, 0);           /* the checks read the store */
+  ck_assert_int_gt(wal_keys_of(os, "A"), 0); /* U needs them */
+  int seen_u[30] = {0};
+  restore_tenant_count(os, u, seen_u, 30);
+  expect_once("U restored while A's chunks are collected", seen_u, 30);
+  if (k && !every) /* the takeover of U and the passes after it */
+    es__objmem_fail_at(os, k, kind, ES_EREMOTE);
+  admit_name(&b, u);
+  if (every) { /* 1 s of failing passes, then let them end (a takeover
+                  cannot end with every k-th request failing) */
+    es__objmem_fail_every(os, k, kind, ES_EREMOTE);
+    ts.tv_sec = 1;
+    ts.tv_nsec = 0;
+    nanosleep(&ts, NULL);
+    ts.tv_sec = 0;
+    es__objmem_fail_at(os, 0, 0, 0);
+  }
+  t0 = es__clock_mono_us();
+  while (wal_keys_of(os, "A") > 0) {
+    ck_assert_msg(es__clock_mono_us() - t0 < 10000000,
+                  "A's chunks not deleted in 10 s");
+    ts.tv_nsec = 20000000;
+    nanosleep(&ts, NULL);
+  }
+  es__objmem_fail_at(os, 0, 0, 0);
+  int seen_t[40] = {0}, seen_ub[30] = {0}, seen_rt[40] = {0}, seen_ru[30] = {0};
+  count_tenant(b.db, T, seen_t, 40);
+  count_tenant(b.db, u, seen_ub, 30);
+  expect_once("T on B", seen_t, 40);
+  expect_once("U on B", seen_ub, 30);
+  restore_tenant_count(os, T, seen_rt, 40);
+  restore_tenant_count(os, u, seen_ru, 30);
+  expect_once("T restored", seen_rt, 40);
+  expect_once("U restored", seen_ru, 30);
+  int hit = es__objmem_failed(os) > 0;
+  node_down(&a);
+  node_down(&b);
+  es__objstore_destroy(os);
+  return hit;
+}
+
+START_TEST(test_chunk_gc) { (void)gc_once(0, 0, 0); }
+END_TEST
+
+/* The same with the store failing: the k-th request for k = 1..12 of
+ * each kind, and every 3rd and every 5th request throughout (so that
+ * each of the collector's requests, listings, manifest reads and
+ * deletes, fails in some pass): never a chunk U needs deleted, A's all
+ * deleted in the end, every event once. */
+START_TEST(test_chunk_gc_faults) {
+  static const int kinds[] = {ES_OBJMEM_FAIL_TIMEOUT, ES_OBJMEM_FAIL_DROP,
+                              ES_OBJMEM_FAIL_STATUS};
+  unsigned long runs = 0, hits = 0;
+  for (size_t kind = 0; kind < 3; kind++) {
+    for (unsigned long k = 1 + kind; k <= 12; k += 3, runs++)
+      hits += (unsigned long)gc_once(k, 0, kinds[kind]);
+    hits += (unsigned long)gc_once(3, 1, kinds[kind]);
+    hits += (unsigned long)gc_once(5, 1, kinds[kind]);
+    runs += 2;
+  }
+  fprintf(stderr, "chunk collection fault loop: %lu runs, %lu faults hit\n",
+          runs, hits);
+  ck_assert_uint_ge(hits * 4, runs * 3);
+}
+END_TEST
+
 static Suite *cluster_suite(void) {
   Suite *s = suite_create("cluster");
   TCase *tc = tcase_create("core");
@@ -591,7 +889,14 @@ static Suite *cluster_suite(void) {
   tcase_add_test(tc, test_takeover_fault_loop);
   tcase_add_test(tc, test_takeover_replay);
   tcase_add_test(tc, test_takeover_replay_fault_loop);
+  tcase_add_test(tc, test_takeover_many);
+  tcase_add_test(tc, test_chunk_gc);
   suite_add_tcase(s, tc);
+  /* its own meson test (CK_RUN_CASE=gc_faults), for its run time */
+  TCase *gc = tcase_create("gc_faults");
+  tcase_set_timeout(gc, 240);
+  tcase_add_test(gc, test_chunk_gc_faults);
+  suite_add_tcase(s, gc);
   return s;
 }
 
