@@ -5,11 +5,13 @@ usage: bench/dashboard_panels.py BUILD_DIR [EVENTS] [RUNS]
 
 Writes EVENTS (default 500000) Segment events of tenant "hot" spread over
 the last 7 days (5,000 visitors, pages/tracks/identifies with user
-agents, referrers and campaign URLs) into a scratch store with
-`esctl append`, adds two rules, starts es-queryd (read-only) on it and
-asks each panel's requests as the page does for the "last 7 days" range,
-RUNS (default 7) times, printing the median wall time per panel (HTTP on
-loopback, answer read in full).  docs/QUERYD.md quotes its output.
+agents, referrers from 120 hosts and campaign URLs) into a scratch store
+with `esctl append`, adds two rules, starts es-queryd (read-only) on it
+and asks each panel's requests as the page does for the "last 7 days",
+"last 24 hours" and "last hour" ranges, RUNS (default 7) times, printing
+the median wall time per panel (HTTP on loopback, answer read in full)
+and the bytes on disk per event of the segments and of their rollups.
+docs/QUERYD.md quotes its output.
 """
 import json, os, random, shutil, socket, statistics, subprocess, sys, tempfile
 import time, urllib.parse, urllib.request
@@ -23,7 +25,7 @@ UAS = ['Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) C
        'Mozilla/5.0 (iPhone; CPU iPhone OS 17_1 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.1 Mobile/15E148 Safari/604.1',
        'Mozilla/5.0 (Windows NT 10.0; Win64; x64; rv:121.0) Gecko/20100101 Firefox/121.0']
 PATHS = ['/', '/pricing', '/docs', '/blog/launch', '/signup', '/docs/api']
-REFS = ['', 'https://news.example/a', 'https://www.google.com/']
+REFS = ['', 'https://news.example/a', 'https://www.google.com/'] + [f'https://site{i}.example/p' for i in range(120)]
 
 d = tempfile.mkdtemp(prefix='es-dash-bench-')
 try:
@@ -40,8 +42,9 @@ try:
         if k < 6:
             p = rnd.choice(PATHS)
             ev.update(type='page', properties={'path': p})
-            ev['context']['page'] = {'path': p, 'referrer': rnd.choice(REFS),
-                                     'url': 'https://acme.example' + p + ('?utm_source=nl&utm_medium=email&utm_campaign=dec' if k == 0 else '')}
+            ref = REFS[min(int(rnd.expovariate(0.05)), len(REFS) - 1)]  # a long tail
+            ev['context']['page'] = {'path': p, 'referrer': ref,
+                                     'url': 'https://acme.example' + p + (f'?utm_source=nl&utm_medium=email&utm_campaign=dec{v % 12}' if k == 0 else '')}
         elif k < 9:
             ev.update(type='track', event=rnd.choice(['Clicked CTA', 'Signed Up', 'Played Video']))
         else:
@@ -75,38 +78,62 @@ try:
             call('/v1/segments'); break
         except Exception:
             time.sleep(0.1)
+    seg = rlp = 0
+    for root, _, files in os.walk(os.path.join(data, 'tenants')):
+        for f in files:
+            size = os.path.getsize(os.path.join(root, f))
+            seg += size if f.endswith('.seg') else 0
+            rlp += size if f.endswith('.rlp') else 0
+    print(f'bytes on disk per event: segments {seg / n:.1f}, rollups {rlp / n:.1f} '
+          f'(rollups {100 * rlp / max(seg, 1):.0f} % of the segments)')
     iso = lambda t: time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime(t))
-    to = time.time(); frm = (to - 7 * 86400) // 86400 * 86400
-    F, T = iso(frm), iso(to)
-    def sample():
-        rows = call('/v1/query', {'from': F, 'to': T, 'bucket': 'minute'})['rows']
-        acc, since = 0, F
-        for r in reversed(rows):
-            acc += r['count']
-            if acc >= 5000:
-                since = r['bucket']; break
-        q = urllib.parse.urlencode({'from': since, 'to': T, 'limit': 5000})
-        return len(call('/v1/events?' + q)['events'])
-    def segments():
-        for r in call('/v1/segments')['rules']:
-            call('/v1/segments/' + urllib.parse.quote(r['name']) + '/members')
-    panels = [
-        ('chart (day buckets by type)', lambda: call('/v1/query', {'from': F, 'to': T, 'bucket': 'day', 'groupBy': ['type']})),
-        ('totals (count, uniques)', lambda: call('/v1/query', {'from': F, 'to': T, 'aggregate': ['count', 'uniques']})),
-        ('top pages', lambda: call('/v1/query', {'from': F, 'to': T, 'filter': {'type': 'page'}, 'groupBy': ['path'],
-                                                  'aggregate': ['count', 'uniques'], 'order': 'desc', 'limit': 10})),
-        ('top events', lambda: call('/v1/query', {'from': F, 'to': T, 'filter': {'type': 'track'}, 'groupBy': ['event'],
-                                                   'aggregate': ['count', 'uniques'], 'order': 'desc', 'limit': 10})),
-        ('  of which: per-minute counts over the range', lambda: call('/v1/query', {'from': F, 'to': T, 'bucket': 'minute'})),
-        ('sample (referrers, campaigns, devices, browsers)', sample),
-        ('segments (rules + members per person)', segments),
-        ('visitor timeline (200 events)', lambda: call('/v1/persons/user-7/timeline?limit=200')),
-    ]
-    for name, fn in panels:
-        ms = []
-        for _ in range(runs):
-            t = time.perf_counter(); fn(); ms.append((time.perf_counter() - t) * 1e3)
-        print(f'{name}: median {statistics.median(ms):.1f} ms (min {min(ms):.1f}, max {max(ms):.1f}, {runs} runs)')
+    sources = set()
+    def q(spec):
+        res = call('/v1/query', spec)
+        sources.add(res['source'])
+        return res
+    def dim(F, T, d, pages, limit):
+        spec = {'from': F, 'to': T, 'groupBy': [d], 'aggregate': ['count', 'uniques'], 'order': 'desc', 'limit': limit + 1}
+        if pages:
+            spec['filter'] = {'type': 'page'}
+        return lambda: q(spec)
+    def segments(F):
+        def run():
+            for r in call('/v1/segments')['rules']:
+                name = urllib.parse.quote(r['name'])
+                call('/v1/segments/' + name + '/members')
+                call('/v1/segments/' + name + '/members/series?' + urllib.parse.urlencode({'from': F}))
+        return run
+    # the page's ranges: [from, now) with from on a bucket boundary
+    for label, span, bucket in (('last 7 days', 7 * 86400, 'day'), ('last 24 hours', 86400, 'hour'),
+                                ('last hour', 3600, 'minute')):
+        to = time.time(); width = {'day': 86400, 'hour': 3600, 'minute': 60}[bucket]
+        F, T = iso((to - span) // width * width), iso(to)
+        panels = [
+            ('chart (buckets by type)', lambda: q({'from': F, 'to': T, 'bucket': bucket, 'groupBy': ['type']})),
+            ('totals (count, uniques)', lambda: q({'from': F, 'to': T, 'aggregate': ['count', 'uniques']})),
+            ('top pages', lambda: q({'from': F, 'to': T, 'filter': {'type': 'page'}, 'groupBy': ['path'],
+                                     'aggregate': ['count', 'uniques'], 'order': 'desc', 'limit': 10})),
+            ('top events', lambda: q({'from': F, 'to': T, 'filter': {'type': 'track'}, 'groupBy': ['event'],
+                                      'aggregate': ['count', 'uniques'], 'order': 'desc', 'limit': 10})),
+            ('referrers', dim(F, T, 'referrer', True, 10)),
+            ('campaigns: utm_source', dim(F, T, 'utm_source', True, 5)),
+            ('campaigns: utm_medium', dim(F, T, 'utm_medium', True, 5)),
+            ('campaigns: utm_campaign', dim(F, T, 'utm_campaign', True, 5)),
+            ('devices', dim(F, T, 'device', False, 10)),
+            ('browsers', dim(F, T, 'browser', False, 10)),
+            ('segments (rules, members, series per rule)', segments(F)),
+        ]
+        if span == 7 * 86400:
+            panels.append(('visitor timeline (200 events)', lambda: call('/v1/persons/user-7/timeline?limit=200')))
+        print(f'-- {label} ({F} to {T})')
+        for name, fn in panels:
+            ms = []
+            sources.clear()
+            for _ in range(runs):
+                t = time.perf_counter(); fn(); ms.append((time.perf_counter() - t) * 1e3)
+            src = f' [{"/".join(sorted(sources))}]' if sources else ''
+            print(f'{name}: median {statistics.median(ms):.1f} ms (min {min(ms):.1f}, max {max(ms):.1f}, {runs} runs){src}')
     proc.terminate(); proc.wait()
 finally:
     shutil.rmtree(d, ignore_errors=True)

@@ -429,7 +429,8 @@ static void print_table(const report *rp) {
          "we are smaller.)\n");
   printf("  (medians; du = allocated blocks.  libeventstore: after close = "
          "WAL only, its files are\n   preallocated; after flush = WAL + "
-         "segments after es_flush; data files = segments.\n   rocksdb: "
+         "segments after es_flush; data files = segments + their rollups\n   "
+         "(.rlp, file lengths).  rocksdb: "
          "WAL + SSTs; after an explicit flush; *.sst.  sqlite: database "
          "after the WAL\n   checkpoint at close; data files = events.db.  "
          "duckdb: database file after the checkpoint\n   at close; data "

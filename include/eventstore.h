@@ -736,18 +736,24 @@ ES_API int es_rule_persons(es_db *db, const char *tenant, const char *name,
 /*
  * A rule's member count over time (the dashboard's chart), as JSON, owned
  * (es_free):
- *   {"rule":"pricing-3x","points":[{"t":"2026-12-06T10:00:00Z",
+ *   {"rule":"pricing-3x","points":[{"t":"2026-12-06T09:00:00Z",
+ *    "members":11,"estimated":true},{"t":"2026-12-06T10:00:00Z",
  *    "members":12},...],"now":{"t":"...","members":14}}
- * A point is kept per hour in which the store recorded one: at each
+ * A point is recorded per hour in which the store flushed: at each
  * flush of the tenant's rows and at close, the writing handle counts the
  * members per person at that moment (wall clock) and keeps the last count
- * of the hour under the hour's start, "t".  Hours without a flush have no
- * point; at most 840 (35 days) are kept, in the tenant's rule state file
- * (docs/FORMAT.md, "RSTATE"), so a read-only handle reads the writer's.
- * Points with from_us <= t < to_us are listed (0: no bound); "now" (only
- * when to_us is 0 or later than now) is es_rule_persons's count at this
- * moment.  A new or changed rule starts with no points.  Errors as
- * es_rule_persons.
+ * of the hour under the hour's start, "t".  At most 840 (35 days) are
+ * kept, in the tenant's rule state file (docs/FORMAT.md, "RSTATE"), so a
+ * read-only handle reads the writer's.  Every other hour that has ended,
+ * of the last 840, gets a point computed now from the rule's state: the
+ * members per person at the hour's last microsecond, marked
+ * "estimated":true (the state keeps each visitor id's latest atLeast
+ * matching times, so an id with matching events after that hour may be
+ * missed: exact when none has).  Points with from_us <= t < to_us are
+ * listed (0: no bound), ascending; "now" (only when to_us is 0 or later
+ * than now) is es_rule_persons's count at this moment and stands for the
+ * current hour when no point is recorded in it.  A new or changed rule
+ * starts with no recorded points.  Errors as es_rule_persons.
  */
 ES_API int es_rule_series(es_db *db, const char *tenant, const char *name,
                           int64_t from_us, int64_t to_us, char **json_out);

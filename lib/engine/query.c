@@ -52,6 +52,7 @@
 #include "engine/identity.h"
 #include "engine/query.h"
 #include "store/dbint.h"
+#include "store/dims.h"
 #include "store/rollup.h"
 #include "store/tomb.h"
 
@@ -139,25 +140,40 @@ static int spec_bucket(yajl_val v, es_query_spec *s) {
       "spec: \"bucket\" must be one of minute, hour, day, none");
 }
 
-/* "groupBy": an array of distinct "event", "path", "type". */
+#define SPEC_GROUP_KEYS                                                        \
+  "event, path, type, referrer, utm_source, utm_medium, utm_campaign, "        \
+  "device, browser"
+
+/* "groupBy": an array of distinct "event", "path", "type" and at most one
+ * dimension (store/dims.h). */
 static int spec_group_by(yajl_val v, es_query_spec *s) {
   if (!YAJL_IS_ARRAY(v))
-    return ES_INVAL_BKPT("spec: \"groupBy\" must be an array of \"event\", "
-                         "\"path\", \"type\"");
+    return ES_INVAL_BKPT(
+        "spec: \"groupBy\" must be an array of " SPEC_GROUP_KEYS);
   s->nkeys = 0;
+  s->dim = 0;
   for (size_t i = 0; i < v->u.array.len; i++) {
     yajl_val e = v->u.array.values[i];
     const char *name = YAJL_IS_STRING(e) ? YAJL_GET_STRING(e) : "";
+    int dim = es__dim_by_name(name);
     int key = strcmp(name, "event") == 0  ? ES_QKEY_EVENT
               : strcmp(name, "path") == 0 ? ES_QKEY_PATH
               : strcmp(name, "type") == 0 ? ES_QKEY_TYPE
+              : dim                       ? ES_QKEY_DIM
                                           : 0;
     if (key == 0)
-      return ES_INVAL_BKPT("spec: \"groupBy\" entries must be one of event, "
-                           "path, type");
+      return ES_INVAL_BKPT(
+          "spec: \"groupBy\" entries must be one of " SPEC_GROUP_KEYS);
     for (int k = 0; k < s->nkeys; k++)
-      if (s->keys[k] == key)
+      if (s->keys[k] == key && key != ES_QKEY_DIM)
         return ES_INVAL_BKPT("spec: \"groupBy\" lists \"%s\" twice", name);
+    if (key == ES_QKEY_DIM && s->dim)
+      return ES_INVAL_BKPT("spec: \"groupBy\" may list one of referrer, "
+                           "utm_source, utm_medium, utm_campaign, device, "
+                           "browser, not \"%s\" and \"%s\"",
+                           es__dim_name(s->dim), name);
+    if (key == ES_QKEY_DIM)
+      s->dim = dim;
     s->keys[s->nkeys++] = key;
   }
   return ES_OK;
@@ -261,6 +277,25 @@ static int spec_fields_parse(yajl_val root, es_query_spec *s) {
   if (s->plan == ES_QPLAN_ROLLUP && (s->person || (s->uniques && s->exact)))
     return ES_INVAL_BKPT("spec: \"plan\": rollups cannot answer "
                          "\"filter.person\" or exact uniques");
+  int by_event_path = s->event || s->path;
+  for (int k = 0; k < s->nkeys; k++)
+    by_event_path |= s->keys[k] == ES_QKEY_EVENT || s->keys[k] == ES_QKEY_PATH;
+  if (s->plan == ES_QPLAN_ROLLUP && s->dim && by_event_path)
+    return ES_INVAL_BKPT("spec: \"plan\": rollups cannot answer a "
+                         "dimension (\"%s\") with an event or path filter "
+                         "or group",
+                         es__dim_name(s->dim));
+  if (s->plan == ES_QPLAN_ROLLUP && ES_DIM_PAGE_ONLY(s->dim) &&
+      s->type != ES_TYPE_PAGE)
+    return ES_INVAL_BKPT("spec: \"plan\": rollups answer \"%s\" for page "
+                         "events only (\"filter\":{\"type\":\"page\"})",
+                         es__dim_name(s->dim));
+  if (s->plan == ES_QPLAN_ROLLUP && s->dim && s->bucket_us &&
+      s->bucket_us % (ES_ROLLUP_DIM_MINUTES * ES_MINUTE_US) != 0)
+    return ES_INVAL_BKPT("spec: \"plan\": rollups cannot answer a "
+                         "dimension (\"%s\") per minute (their cells are "
+                         "per %d minutes)",
+                         es__dim_name(s->dim), ES_ROLLUP_DIM_MINUTES);
   return ES_OK;
 }
 
@@ -303,8 +338,9 @@ void es__query_spec_free(es_query_spec *s) {
  * ---------------------------------------------------------------------- */
 
 typedef struct q_key {
-  int64_t bucket;                     /* bucket start; 0 without buckets */
-  uint32_t type, event, path, unused; /* 0 when not grouped by it */
+  int64_t bucket;                    /* bucket start; 0 without buckets */
+  uint32_t type, event, path, value; /* 0 when not grouped by it (value:
+                                        the dimension's, as event/path) */
 } q_key;
 
 typedef struct q_group {
@@ -445,7 +481,10 @@ static int run_add(q_run *r, const es_event *ev) {
       k.type = (uint32_t)ev->type;
     else if (s->keys[i] == ES_QKEY_EVENT)
       ES_TRY(q_intern(r, ev->event, &k.event));
-    else
+    else if (s->keys[i] == ES_QKEY_DIM) {
+      es_dims scratch; /* the same values rollups count (dims.h) */
+      ES_TRY(q_intern(r, es__dim_of(ev, s->dim, &scratch), &k.value));
+    } else
       ES_TRY(q_intern(r, ev->path, &k.path));
   }
   q_group *g = NULL;
@@ -492,6 +531,8 @@ static int run_scan(q_run *r, es_db *db, const char *tenant, int64_t from_us,
   scan.to_us = to_us;
   scan.fields = ES_FIELD_EVENT | ES_FIELD_PATH | ES_FIELD_ANONYMOUS_ID |
                 ES_FIELD_USER_ID; /* what filters and groups read */
+  if (s->dim)
+    scan.fields |= ES_FIELD_URL | ES_FIELD_REFERRER | ES_FIELD_USER_AGENT;
   r->used_scan = 1;
   if (s->person && r->nids == 0)
     r->nids = es__identity_ids(r->identity, s->person, r->ids);
@@ -689,9 +730,18 @@ static int rollups_hold_erased(es_db *db, const char *tenant) {
   return stale;
 }
 
-/* Whether the rollups can answer the spec at all. */
+/* Whether the rollups can answer the spec at all: a dimension's cells
+ * have no event or path (rollup.h). */
 static int plan_rollup_ok(const es_query_spec *s) {
-  return !s->person && !(s->uniques && s->exact);
+  int by_event_path = s->event || s->path;
+  for (int k = 0; k < s->nkeys; k++)
+    by_event_path |= s->keys[k] == ES_QKEY_EVENT || s->keys[k] == ES_QKEY_PATH;
+  int fine = s->bucket_us &&
+             s->bucket_us % (ES_ROLLUP_DIM_MINUTES * ES_MINUTE_US) != 0;
+  /* rollups count the page-only dimensions of page events only */
+  int other_types = ES_DIM_PAGE_ONLY(s->dim) && s->type != ES_TYPE_PAGE;
+  return !s->person && !(s->uniques && s->exact) &&
+         !(s->dim && (by_event_path || fine || other_types));
 }
 
 /* Our id of the rollup's string id (interning it on first use). */
@@ -740,7 +790,14 @@ static int run_cells(q_run *r, const es_rollup *ro, int64_t lo, int64_t hi) {
     const es_rcell *c = &ro->cells[i];
     if (c->minute >= hi && ro->sorted)
       break;
-    if (c->minute < lo || c->minute >= hi || (s->type && c->type != s->type) ||
+    if (c->dim > s->dim && ro->sorted) { /* the minute's other dimensions */
+      if (c->minute == INT64_MAX)
+        break;
+      i = es__rollup_seek(ro, c->minute + 1) - 1;
+      continue;
+    }
+    if (c->minute < lo || c->minute >= hi || c->dim != s->dim ||
+        (s->type && c->type != s->type) ||
         (s->event && c->event != want_event) ||
         (s->path && c->path != want_path))
       continue;
@@ -753,6 +810,8 @@ static int run_cells(q_run *r, const es_rollup *ro, int64_t lo, int64_t hi) {
         k.type = c->type;
       else if (s->keys[j] == ES_QKEY_EVENT)
         ES_TRY(run_map(r, ro, c->event, &k.event));
+      else if (s->keys[j] == ES_QKEY_DIM)
+        ES_TRY(run_map(r, ro, c->value, &k.value));
       else
         ES_TRY(run_map(r, ro, c->path, &k.path));
     }
@@ -780,7 +839,7 @@ static int64_t minute_down(int64_t m, int64_t period) {
 /* Whether the spec's cells may be summed per type (no filter on, or
  * grouping by, event or path): the index's "bytype" level. */
 static int spec_bytype(const es_query_spec *s) {
-  if (s->event || s->path)
+  if (s->event || s->path || s->dim)
     return 0;
   for (int j = 0; j < s->nkeys; j++)
     if (s->keys[j] != ES_QKEY_TYPE)
@@ -840,6 +899,7 @@ static int run_rollups(q_run *r, es_db *db, es_tenant *t,
     all &= seg->min_ts >= from_us && seg->max_ts < to_us;
   }
   r->in_index = 1; /* segment rollups live as long as the view */
+  all &= r->spec->dim == 0; /* the index holds no dimension cells */
   int rc = ES_OK;
   if (all && any) {
     const es_setrollup *sr = NULL;
@@ -859,7 +919,7 @@ static int run_rollups(q_run *r, es_db *db, es_tenant *t,
     rc = es__segment_rollup(seg, &ro, &derived);
     if (rc == ES_OK && derived)
       es__db_log(db, 1, "%s: rollup file %s; derived from the rows", seg->path,
-                 derived == 1 ? "missing" : "damaged");
+                 es__rollup_derived_why(derived));
     if (rc == ES_OK)
       rc = run_segment_cells(r, ro, lo, hi);
   }
@@ -889,7 +949,14 @@ static int run_rollup_plan(q_run *r, es_db *db, const char *tenant,
                    : -floor_div(-s->from_us, ES_MINUTE_US); /* ceiling */
   int64_t hi =
       s->to_us == INT64_MAX ? INT64_MAX : floor_div(s->to_us, ES_MINUTE_US);
-  if (lo >= hi) /* no whole minute inside: scan it all */
+  if (s->dim) { /* dimension cells are per block of minutes (rollup.h) */
+    const int64_t b = ES_ROLLUP_DIM_MINUTES;
+    if (lo != INT64_MIN)
+      lo = -floor_div(-lo, b) * b;
+    if (hi != INT64_MAX)
+      hi = floor_div(hi, b) * b;
+  }
+  if (lo >= hi) /* no whole minute (block) inside: scan it all */
     return run_scan(r, db, tenant, s->from_us, s->to_us);
   es_tenant *t = NULL;
   ES_TRY(es__tenant_get(db, tenant, 0, &t));
@@ -936,6 +1003,10 @@ static int cmp_key(const q_run *r, const q_key *a, const q_key *b) {
       c = a->event == b->event
               ? 0
               : cmp_str(q_str(r, a->event), q_str(r, b->event));
+    else if (r->spec->keys[i] == ES_QKEY_DIM)
+      c = a->value == b->value
+              ? 0
+              : cmp_str(q_str(r, a->value), q_str(r, b->value));
     else
       c = a->path == b->path ? 0
                              : cmp_str(q_str(r, a->path), q_str(r, b->path));
@@ -1014,6 +1085,9 @@ static int put_row(es_buf *b, const q_run *r, const q_group *g) {
       ES_TRY(put_field_str(b, "type", es_type_name((int)k->type), &first));
     else if (s->keys[i] == ES_QKEY_EVENT)
       ES_TRY(put_field_str(b, "event", q_str(r, k->event), &first));
+    else if (s->keys[i] == ES_QKEY_DIM)
+      ES_TRY(
+          put_field_str(b, es__dim_name(s->dim), q_str(r, k->value), &first));
     else
       ES_TRY(put_field_str(b, "path", q_str(r, k->path), &first));
   }

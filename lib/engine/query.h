@@ -19,10 +19,12 @@
 typedef enum es_qkey {
   ES_QKEY_EVENT = 1, /* "event" */
   ES_QKEY_PATH = 2,  /* "path" */
-  ES_QKEY_TYPE = 3   /* "type" */
+  ES_QKEY_TYPE = 3,  /* "type" */
+  ES_QKEY_DIM = 4    /* a dimension of store/dims.h ("referrer", ...) */
 } es_qkey;
 
-#define ES_QKEYS_MAX 3
+/* type, event, path and one dimension */
+#define ES_QKEYS_MAX 4
 
 /* Row order: the key (bucket, then groupBy values), or count first. */
 #define ES_QORDER_KEY 0
@@ -47,6 +49,7 @@ typedef struct es_query_spec {
   int64_t bucket_us;      /* 0 = "none", else minute/hour/day in us */
   int keys[ES_QKEYS_MAX]; /* es_qkey, in groupBy order */
   int nkeys;              /* entries of keys in use */
+  int dim;                /* the ES_QKEY_DIM key's ES_DIM_*, 0 = none */
   int count, uniques;     /* the aggregates asked for (0/1) */
   int exact;              /* "exact": uniques must not be estimates */
   uint32_t limit;         /* rows at most; 0 = unlimited */

@@ -1337,6 +1337,147 @@ static int series_from_file(es_db *db, es_tenant *t, const es_rule *r,
   return ES_OK;
 }
 
+#define SERIES_HOUR_US INT64_C(3600000000)
+
+/* The hours [lo, hi) of a series request that may get a point: those in
+ * [from, to) (0: unbounded) that have ended by `now`, at most the last
+ * ES_RULE_SERIES_MAX of them. */
+static void series_hours(int64_t from_us, int64_t to_us, int64_t now,
+                         int64_t *lo, int64_t *hi) {
+  int64_t cur = now - now % SERIES_HOUR_US; /* "now" stands for this one */
+  int64_t first = cur - ES_RULE_SERIES_MAX * SERIES_HOUR_US;
+  *lo = from_us > first ? from_us : first;
+  if (*lo % SERIES_HOUR_US) /* round up: a point is listed when t >= from */
+    *lo += SERIES_HOUR_US - *lo % SERIES_HOUR_US;
+  *hi = to_us && to_us < cur ? to_us : cur;
+}
+
+/* The first of n hours from lo whose last microsecond is at or after x
+ * (n when none is). */
+static size_t series_hour_index(int64_t lo, size_t n, int64_t x) {
+  int64_t end0 = lo + SERIES_HOUR_US - 1;
+  if (x <= end0)
+    return 0;
+  uint64_t i = ((uint64_t)(x - end0) + SERIES_HOUR_US - 1) / SERIES_HOUR_US;
+  return i < n ? (size_t)i : n;
+}
+
+static int cmp_i64(const void *a, const void *b) {
+  int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+  return x < y ? -1 : x > y;
+}
+
+/* Adds +1 to diff over the hours at whose end the person with the kept
+ * times ts[0..n) (sorted) is a member: at time `at` it is one when some
+ * atLeast consecutive times t_j..t_j+k-1 lie in (at - within, at], i.e.
+ * for at in [t_j+k-1, t_j + within); those intervals come sorted by both
+ * ends, and overlapping ones are merged so the person counts once. */
+static void series_person(const es_rule *r, const int64_t *ts, size_t n,
+                          int64_t lo, size_t nh, int64_t *diff) {
+  size_t k = r->at_least ? r->at_least : 1;
+  size_t open_i = 0, close_i = 0;
+  int have = 0;
+  for (size_t j = 0; j + k <= n; j++) {
+    int64_t s = ts[j + k - 1];
+    int64_t e =
+        ts[j] > INT64_MAX - r->within_us ? INT64_MAX : ts[j] + r->within_us;
+    size_t a = series_hour_index(lo, nh, s), b = series_hour_index(lo, nh, e);
+    if (a >= b)
+      continue;
+    if (have && a <= close_i) { /* overlaps the open run: extend it */
+      if (b > close_i)
+        close_i = b;
+      continue;
+    }
+    if (have) {
+      diff[open_i]++;
+      diff[close_i]--;
+    }
+    open_i = a, close_i = b, have = 1;
+  }
+  if (have) {
+    diff[open_i]++;
+    diff[close_i]--;
+  }
+}
+
+/* The member count of r at the end of each hour of [lo, hi) from its
+ * state (the points of hours without a recorded one; rules.h): the same
+ * count per person as persons_walk at each hour's last microsecond, in
+ * one pass over the persons instead of one per hour. */
+static int series_fill(const es_rule *r, es_identity *m, int64_t lo, int64_t hi,
+                       es_rpoint **out, size_t *n_out) {
+  *out = NULL;
+  *n_out = 0;
+  if (lo >= hi)
+    return ES_OK;
+  size_t nh = (size_t)((hi - lo + SERIES_HOUR_US - 1) / SERIES_HOUR_US);
+  es_rpoint *f = es__malloc(nh * sizeof(*f));
+  int64_t *diff = es__calloc(nh + 1, sizeof(int64_t));
+  person_ref *refs = es__malloc((r->n + 1) * sizeof(*refs));
+  int64_t *ts = NULL;
+  size_t nts_cap = 0, nrefs = 0;
+  int rc = f && diff && refs ? ES_OK : ES_NOMEM_BKPT();
+  const char *ids[ES_IDENTITY_IDS_MAX];
+  for (size_t i = 0; rc == ES_OK && i < r->n; i++) {
+    const es_rvisitor *v = es__rule_visitor(r, i);
+    if (v->n == 0)
+      continue;
+    size_t nids = rule_person_ids(m, v->id, ids);
+    refs[nrefs++] =
+        (person_ref){nids > 1 ? rule_person_name(ids, nids) : v->id, v->id};
+  }
+  if (rc == ES_OK)
+    qsort(refs, nrefs, sizeof(*refs), cmp_person_ref);
+  for (size_t i = 0; rc == ES_OK && i < nrefs; i++) {
+    if (i > 0 && strcmp(refs[i].name, refs[i - 1].name) == 0)
+      continue; /* this person was counted at its first id */
+    size_t nids = rule_person_ids(m, refs[i].id, ids), nts = 0;
+    for (size_t j = 0; rc == ES_OK && j < nids; j++) {
+      const es_rvisitor *v = rule_get(r, ids[j]);
+      if (!v || v->n == 0)
+        continue;
+      rc = es__grow((void **)&ts, &nts_cap, nts + v->n, sizeof(int64_t));
+      if (rc == ES_OK) {
+        memcpy(ts + nts, v->ts, v->n * sizeof(int64_t));
+        nts += v->n;
+      }
+    }
+    if (rc == ES_OK) {
+      qsort(ts, nts, sizeof(int64_t), cmp_i64);
+      series_person(r, ts, nts, lo, nh, diff);
+    }
+  }
+  int64_t members = 0;
+  for (size_t i = 0; rc == ES_OK && i < nh; i++) {
+    members += diff[i];
+    f[i] = (es_rpoint){lo + (int64_t)i * SERIES_HOUR_US, (uint32_t)members};
+  }
+  es__free(diff);
+  es__free(refs);
+  es__free(ts);
+  if (rc < 0) {
+    es__free(f);
+    return rc;
+  }
+  *out = f;
+  *n_out = nh;
+  return ES_OK;
+}
+
+/* One point of the series JSON ("estimated": from the state). */
+static int series_put_point(es_buf *b, int *first, const es_rpoint *p,
+                            int estimated) {
+  char when[ES_TIME_TEXT_SIZE], num[64];
+  es__time_format(p->hour_us, 0, when, sizeof(when));
+  ES_TRY(es__buf_put(b, *first ? "{\"t\":" : ",{\"t\":", *first ? 5 : 6));
+  *first = 0;
+  ES_TRY(es__json_put_str(b, when));
+  snprintf(num, sizeof(num), ",\"members\":%u%s}", p->members,
+           estimated ? ",\"estimated\":true" : "");
+  return es__buf_put(b, num, strlen(num));
+}
+
 int es_rule_series(es_db *db, const char *tenant, const char *name,
                    int64_t from_us, int64_t to_us, char **json_out) {
   es__error_clear();
@@ -1348,8 +1489,10 @@ int es_rule_series(es_db *db, const char *tenant, const char *name,
   ES_TRY(es__tenant_check(tenant));
   int64_t now = es__clock_now_us();
   int live = to_us == 0 || to_us > now;
+  int64_t lo, hi;
+  series_hours(from_us, to_us, now, &lo, &hi);
   es_identity *map = NULL;
-  if (live)
+  if (live || lo < hi)
     ES_TRY(es__identity_load(db, tenant, &map));
   es_tenant *t;
   int rc = rules_begin(db, tenant, &t);
@@ -1357,11 +1500,13 @@ int es_rule_series(es_db *db, const char *tenant, const char *name,
   if (rc == ES_OK && !r)
     rc = ES_ERR(ES_ENOTFOUND, "no rule \"%s\" in tenant %s",
                 name ? name : "(null)", tenant);
-  es_rpoint *pts = NULL;
-  size_t npts = 0, members = 0;
+  es_rpoint *pts = NULL, *fill = NULL;
+  size_t npts = 0, nfill = 0, members = 0;
   char *json = NULL;
   if (rc == ES_OK && live)
     rc = rules_members_persons(r, map, now, &members);
+  if (rc == ES_OK)
+    rc = series_fill(r, map, lo, hi, &fill, &nfill);
   if (rc == ES_OK && !db->opts.read_only && r->nseries > 0) {
     if ((pts = es__malloc(r->nseries * sizeof(es_rpoint)))) {
       memcpy(pts, r->series, r->nseries * sizeof(es_rpoint));
@@ -1392,17 +1537,18 @@ int es_rule_series(es_db *db, const char *tenant, const char *name,
   if (rc == ES_OK)
     rc = es__buf_put(&b, ",\"points\":[", 11);
   int first = 1;
-  for (size_t i = 0; rc == ES_OK && i < npts; i++) {
-    if (pts[i].hour_us < from_us || (to_us && pts[i].hour_us >= to_us))
+  /* the recorded points and, for the other hours, the state's counts;
+   * both ascending */
+  size_t f = 0;
+  for (size_t i = 0; rc == ES_OK && i <= npts; i++) {
+    int64_t until = i < npts ? pts[i].hour_us : INT64_MAX;
+    for (; rc == ES_OK && f < nfill && fill[f].hour_us <= until; f++)
+      if (fill[f].hour_us < until)
+        rc = series_put_point(&b, &first, &fill[f], 1);
+    if (rc < 0 || i == npts || pts[i].hour_us < from_us ||
+        (to_us && pts[i].hour_us >= to_us))
       continue;
-    es__time_format(pts[i].hour_us, 0, when, sizeof(when));
-    rc = es__buf_put(&b, first ? "{\"t\":" : ",{\"t\":", first ? 5 : 6);
-    first = 0;
-    if (rc == ES_OK)
-      rc = es__json_put_str(&b, when);
-    snprintf(num, sizeof(num), ",\"members\":%u}", pts[i].members);
-    if (rc == ES_OK)
-      rc = es__buf_put(&b, num, strlen(num));
+    rc = series_put_point(&b, &first, &pts[i], 0);
   }
   if (rc == ES_OK)
     rc = es__buf_put(&b, "]", 1);
@@ -1418,6 +1564,7 @@ int es_rule_series(es_db *db, const char *tenant, const char *name,
   if (rc == ES_OK)
     rc = es__buf_put(&b, "}", 2); /* with the NUL */
   es__free(pts);
+  es__free(fill);
   if (rc < 0) {
     es__buf_free(&b);
     return rc;

@@ -3,7 +3,7 @@
  *
  * File layout (docs/FORMAT.md, "Rollup files"), little-endian:
  *   0  "ESROLLUP"            8 bytes
- *   8  u32 version (1)       u32 flags (0)
+ *   8  u32 version (2; 1 read)  u32 flags (0)
  *   16 u64 raw length        u64 compressed length
  *   32 u64 XXH3 of the compressed body (seed ES_RLP_SEED)
  *   40 u64 XXH3 of bytes 0..39 (seed ES_RLP_SEED)
@@ -11,20 +11,22 @@
  * Body: varint nstrs, then each string as varint length + bytes, sorted
  * by bytes (id i + 1 is the i-th); varint ncells, then per cell:
  * svarint minute delta (from the previous cell; the first from 0), u8
- * type, varint event id, varint path id, varint count, the sketch
- * (hll.h).
+ * type, [version 2: u8 dim, and when dim != 0 varint value id instead
+ * of the next two], varint event id, varint path id, varint count, the
+ * sketch (hll.h).
  */
 #include <stdlib.h>
 
 #include "base/event.h"
 #include "base/mem.h"
 #include "store/dbint.h"
+#include "store/dims.h"
 #include "store/gate.h"
 #include "store/rollup.h"
 #include "store/segment.h"
 
 #define ES_RLP_MAGIC "ESROLLUP"
-#define ES_RLP_VERSION 1
+#define ES_RLP_VERSION ES_ROLLUP_VERSION
 #define ES_RLP_HEADER 48
 #define ES_RLP_SEED UINT64_C(0x726c70)
 #define ES_RLP_RAW_MAX (UINT64_C(1) << 32)
@@ -47,7 +49,7 @@ uint64_t es__rollup_person_hash(const es_event *ev) {
 /* Hashed as bytes: no padding (the explicit zero `pad` fills it). */
 typedef struct rcell_key {
   int64_t minute;
-  uint32_t event, path, type, pad;
+  uint32_t event, path, value, typedim; /* type | dim << 8 */
 } rcell_key;
 _Static_assert(sizeof(rcell_key) == 24, "rcell_key has padding");
 
@@ -56,7 +58,8 @@ static int rollup_cell_eq(const void *ctx, uint32_t val, const void *key) {
   const es_rcell *c = &((const es_rollup *)ctx)->cells[val - 1];
   const rcell_key *k = key;
   return c->minute == k->minute && c->event == k->event && c->path == k->path &&
-         c->type == k->type;
+         c->value == k->value &&
+         (c->type | (uint32_t)c->dim << 8) == k->typedim;
 }
 
 /* The cell of key k, created (empty) when new.  The pointer is valid
@@ -72,7 +75,9 @@ static int rollup_cell(es_rollup *r, const rcell_key *k, es_rcell **c_out) {
     c->minute = k->minute;
     c->event = k->event;
     c->path = k->path;
-    c->type = (uint8_t)k->type;
+    c->value = k->value;
+    c->type = (uint8_t)(k->typedim & 0xff);
+    c->dim = (uint8_t)(k->typedim >> 8);
     es__htab_set(&r->index, i, h, (uint32_t)++r->n);
     r->sorted = 0;
   }
@@ -80,17 +85,34 @@ static int rollup_cell(es_rollup *r, const rcell_key *k, es_rcell **c_out) {
   return ES_OK;
 }
 
-/* Counts one event into its cell; see rollup.h. */
-int es__rollup_add(es_rollup *r, const es_event *ev) {
-  rcell_key k = {rollup_minute(ev->ts_us), 0, 0, (uint32_t)ev->type, 0};
-  ES_TRY(es__strtab_intern(&r->strs, ev->event, &k.event));
-  ES_TRY(es__strtab_intern(&r->strs, ev->path, &k.path));
+/* Counts a person hash (0: none) into the cell of key k. */
+static int rollup_count(es_rollup *r, const rcell_key *k, uint64_t h) {
   es_rcell *c;
-  ES_TRY(rollup_cell(r, &k, &c));
-  uint64_t h = es__rollup_person_hash(ev);
+  ES_TRY(rollup_cell(r, k, &c));
   if (h)
     ES_TRY(es__hll_add(&c->persons, h));
   c->count++;
+  return ES_OK;
+}
+
+/* Counts one event into its cell and its dimension cells; see rollup.h. */
+int es__rollup_add(es_rollup *r, const es_event *ev) {
+  int64_t minute = rollup_minute(ev->ts_us);
+  rcell_key k = {minute, 0, 0, 0, (uint32_t)ev->type};
+  ES_TRY(es__strtab_intern(&r->strs, ev->event, &k.event));
+  ES_TRY(es__strtab_intern(&r->strs, ev->path, &k.path));
+  uint64_t h = es__rollup_person_hash(ev);
+  ES_TRY(rollup_count(r, &k, h));
+  es_dims dims;
+  es__dims_of(ev, &dims);
+  int64_t block = minute - minute % ES_ROLLUP_DIM_MINUTES; /* minute >= 0 */
+  for (uint32_t d = 1; d < ES_DIM_COUNT; d++) {
+    if (ES_DIM_PAGE_ONLY(d) && ev->type != ES_TYPE_PAGE)
+      continue; /* no value: not counted (rollup.h) */
+    rcell_key dk = {block, 0, 0, 0, (uint32_t)ev->type | d << 8};
+    ES_TRY(es__strtab_intern(&r->strs, dims.v[d], &dk.value));
+    ES_TRY(rollup_count(r, &dk, h));
+  }
   return ES_OK;
 }
 
@@ -111,10 +133,15 @@ void es__rollup_free(es_rollup *r) {
 }
 
 /* Adds a cell of another rollup (strings re-interned) into r, keyed at
- * `minute`. */
-int es__rollup_add_cell(es_rollup *r, const es_rollup *from, const es_rcell *c,
-                        int64_t minute) {
-  rcell_key k = {minute, 0, 0, c->type, 0};
+ * `minute`, its dimension value replaced by value_as unless NULL. */
+static int rollup_add_cell_as(es_rollup *r, const es_rollup *from,
+                              const es_rcell *c, int64_t minute,
+                              const char *value_as) {
+  rcell_key k = {minute, 0, 0, 0, c->type | (uint32_t)c->dim << 8};
+  if (c->value)
+    ES_TRY(es__strtab_intern(
+        &r->strs, value_as ? value_as : es__strtab_str(&from->strs, c->value),
+        &k.value));
   if (c->event)
     ES_TRY(es__strtab_intern(&r->strs, es__strtab_str(&from->strs, c->event),
                              &k.event));
@@ -127,9 +154,89 @@ int es__rollup_add_cell(es_rollup *r, const es_rollup *from, const es_rcell *c,
   return es__hll_merge(&d->persons, &c->persons);
 }
 
+/* Adds a cell of another rollup keyed at `minute`; see rollup.h. */
+int es__rollup_add_cell(es_rollup *r, const es_rollup *from, const es_rcell *c,
+                        int64_t minute) {
+  return rollup_add_cell_as(r, from, c, minute, NULL);
+}
+
+/* --- bounding the dimensions' values -------------------------------------
+ *
+ * Per dimension, the values other than ES_ROLLUP_DIM_OTHER itself are
+ * ranked by their count over the whole rollup (ties by bytes); beyond
+ * the first ES_ROLLUP_DIM_TOP they are counted as ES_ROLLUP_DIM_OTHER.  A
+ * pure function of the cells (invariant 2), and idempotent: a bounded
+ * rollup has at most ES_ROLLUP_DIM_TOP values besides "(other)". */
+
+typedef struct bound_ctx {
+  const es_strtab *strs;
+  const uint64_t *total; /* by value id, of the dimension being ranked */
+} bound_ctx;
+
+static int cmp_value_rank(const void *pa, const void *pb, void *ud) {
+  const bound_ctx *b = ud;
+  uint32_t x = *(const uint32_t *)pa, y = *(const uint32_t *)pb;
+  if (b->total[x] != b->total[y])
+    return b->total[x] > b->total[y] ? -1 : 1;
+  return strcmp(es__strtab_str(b->strs, x), es__strtab_str(b->strs, y));
+}
+
+/* *out = r with the values beyond the top folded (heap, sorted as r
+ * was), or NULL when no dimension has too many. */
+static int rollup_bounded(const es_rollup *r, es_rollup **out) {
+  *out = NULL;
+  size_t nstr = es__strtab_count(&r->strs);
+  uint32_t other = es__strtab_find(&r->strs, ES_ROLLUP_DIM_OTHER);
+  uint64_t *total = es__calloc(nstr * ES_DIM_COUNT, sizeof(uint64_t));
+  uint8_t *fold = es__calloc(nstr * ES_DIM_COUNT, 1);
+  uint32_t *ids = es__malloc(nstr * sizeof(uint32_t));
+  int rc = total && fold && ids ? ES_OK : ES_NOMEM_BKPT(), any = 0;
+  for (size_t i = 0; rc == ES_OK && i < r->n; i++) {
+    const es_rcell *c = &r->cells[i];
+    if (c->dim && c->value && c->value != other)
+      total[c->dim * nstr + c->value] += c->count;
+  }
+  for (int d = 1; rc == ES_OK && d < ES_DIM_COUNT; d++) {
+    size_t n = 0;
+    for (uint32_t v = 1; v < nstr; v++)
+      if (total[d * nstr + v])
+        ids[n++] = v;
+    if (n <= ES_ROLLUP_DIM_TOP)
+      continue;
+    bound_ctx ctx = {&r->strs, total + d * nstr};
+    qsort_r(ids, n, sizeof(uint32_t), cmp_value_rank, &ctx);
+    for (size_t j = ES_ROLLUP_DIM_TOP; j < n; j++)
+      fold[d * nstr + ids[j]] = 1;
+    any = 1;
+  }
+  es_rollup *h = NULL;
+  if (rc == ES_OK && any && !(h = es__calloc(1, sizeof(*h))))
+    rc = ES_NOMEM_BKPT();
+  for (size_t i = 0; rc == ES_OK && h && i < r->n; i++) {
+    const es_rcell *c = &r->cells[i];
+    rc = rollup_add_cell_as(
+        h, r, c, c->minute,
+        c->dim && fold[c->dim * nstr + c->value] ? ES_ROLLUP_DIM_OTHER : NULL);
+  }
+  es__free(total);
+  es__free(fold);
+  es__free(ids);
+  if (rc < 0 && h) {
+    es__rollup_free(h);
+    es__free(h);
+    return rc;
+  }
+  *out = h;
+  return rc;
+}
+
+/* By minute, then dimension (invariant 3's order, as far as queries
+ * use it: run_cells skips a minute's cells of other dimensions). */
 static int cell_minute_cmp(const void *a, const void *b) {
   const es_rcell *x = a, *y = b;
-  return x->minute < y->minute ? -1 : x->minute > y->minute;
+  if (x->minute != y->minute)
+    return x->minute < y->minute ? -1 : 1;
+  return x->dim < y->dim ? -1 : x->dim > y->dim;
 }
 
 int es__rollup_coarse(const es_rollup *r, int period, const es_rollup **out) {
@@ -200,11 +307,15 @@ static int cmp_cell_idx(const void *pa, const void *pb, void *ud) {
   const uint32_t *rank = ctx->rank;
   if (a->minute != b->minute)
     return a->minute < b->minute ? -1 : 1;
+  if (a->dim != b->dim)
+    return a->dim < b->dim ? -1 : 1;
   if (a->type != b->type)
     return a->type < b->type ? -1 : 1;
   if (rank[a->event] != rank[b->event])
     return rank[a->event] < rank[b->event] ? -1 : 1;
-  return rank[a->path] < rank[b->path] ? -1 : rank[a->path] > rank[b->path];
+  if (rank[a->path] != rank[b->path])
+    return rank[a->path] < rank[b->path] ? -1 : 1;
+  return rank[a->value] < rank[b->value] ? -1 : rank[a->value] > rank[b->value];
 }
 
 /* The body: strings in sorted order, then cells in sorted order. */
@@ -243,8 +354,12 @@ static int rollup_body(const es_rollup *r, es_buf *b) {
     if (rc == ES_OK)
       rc = es__buf_put_u8(b, c->type);
     if (rc == ES_OK)
+      rc = es__buf_put_u8(b, c->dim);
+    if (rc == ES_OK && c->dim)
+      rc = es__buf_put_varint(b, rank[c->value]);
+    if (rc == ES_OK && !c->dim)
       rc = es__buf_put_varint(b, rank[c->event]);
-    if (rc == ES_OK)
+    if (rc == ES_OK && !c->dim)
       rc = es__buf_put_varint(b, rank[c->path]);
     if (rc == ES_OK)
       rc = es__buf_put_varint(b, c->count);
@@ -260,7 +375,14 @@ static int rollup_body(const es_rollup *r, es_buf *b) {
 /* Encodes the whole file; see rollup.h. */
 int es__rollup_encode(const es_rollup *r, es_buf *out) {
   es_buf body = {0};
-  int rc = rollup_body(r, &body);
+  es_rollup *bounded = NULL;
+  int rc = rollup_bounded(r, &bounded);
+  if (rc == ES_OK)
+    rc = rollup_body(bounded ? bounded : r, &body);
+  if (bounded) {
+    es__rollup_free(bounded);
+    es__free(bounded);
+  }
   size_t bound = es__lz4_bound(body.len);
   if (rc == ES_OK)
     rc = es__buf_reserve(out, ES_RLP_HEADER + bound);
@@ -287,7 +409,7 @@ int es__rollup_encode(const es_rollup *r, es_buf *out) {
 
 /* --- decoding ------------------------------------------------------------ */
 
-static int rollup_parse(es_rd *rd, es_rollup *r) {
+static int rollup_parse(es_rd *rd, uint32_t version, es_rollup *r) {
   uint64_t nstrs = es__rd_varint(rd);
   if (nstrs > (uint64_t)(rd->end - rd->p))
     rd->bad = 1;
@@ -330,18 +452,25 @@ static int rollup_parse(es_rd *rd, es_rollup *r) {
       rd->bad = 1;
     c->minute = minute;
     c->type = es__rd_u8(rd);
-    uint64_t ev = es__rd_varint(rd), path = es__rd_varint(rd);
+    c->dim = version >= 2 ? es__rd_u8(rd) : 0;
+    uint64_t value = c->dim ? es__rd_varint(rd) : 0;
+    uint64_t ev = c->dim ? 0 : es__rd_varint(rd);
+    uint64_t path = c->dim ? 0 : es__rd_varint(rd);
     c->count = es__rd_varint(rd);
-    if (ev > nstrs || path > nstrs || c->count == 0 || c->type == 0 ||
-        c->type > ES_TYPE_GROUP || (i > 0 && c[-1].minute > c->minute))
+    if (ev > nstrs || path > nstrs || value > nstrs || c->count == 0 ||
+        c->type == 0 || c->type > ES_TYPE_GROUP || c->dim >= ES_DIM_COUNT ||
+        (c->dim && c->minute % ES_ROLLUP_DIM_MINUTES != 0) ||
+        (i > 0 && c[-1].minute > c->minute))
       rd->bad = 1;
     c->event = (uint32_t)ev;
     c->path = (uint32_t)path;
+    c->value = (uint32_t)value;
     ES_TRY(es__hll_get(rd, &c->persons));
   }
   if (rd->p != rd->end)
     rd->bad = 1;
   r->sorted = 1;
+  r->version = (int)version;
   return ES_OK;
 }
 
@@ -350,9 +479,12 @@ int es__rollup_image_check(const uint8_t *p, size_t n, const char *path) {
   if (n < ES_RLP_HEADER || memcmp(p, ES_RLP_MAGIC, 8) != 0 ||
       es__get_le64(p + 40) != es__hash64(p, 40, ES_RLP_SEED))
     return ES_CORRUPT_BKPT("%s: offset 0: bad rollup header", path);
-  if (es__get_le32(p + 8) > ES_RLP_VERSION)
+  uint32_t version = es__get_le32(p + 8);
+  if (version > ES_RLP_VERSION)
     return ES_ERR(ES_EVERSION, "%s: rollup version %u is newer than %u", path,
-                  es__get_le32(p + 8), ES_RLP_VERSION);
+                  version, ES_RLP_VERSION);
+  if (version == 0)
+    return ES_CORRUPT_BKPT("%s: offset 8: rollup version 0", path);
   uint64_t raw = es__get_le64(p + 16), clen = es__get_le64(p + 24);
   if (clen != n - ES_RLP_HEADER || raw > ES_RLP_RAW_MAX ||
       es__get_le64(p + 32) != es__hash64(p + ES_RLP_HEADER, clen, ES_RLP_SEED))
@@ -373,7 +505,7 @@ int es__rollup_decode(const uint8_t *p, size_t n, const char *path,
   int rc = es__lz4_decompress(p + ES_RLP_HEADER, clen, body, raw);
   if (rc == ES_OK) {
     es_rd rd = es__rd(body, raw);
-    rc = rollup_parse(&rd, r);
+    rc = rollup_parse(&rd, version, r);
     if (rc == ES_OK && rd.bad)
       rc = ES_CORRUPT_BKPT("%s: offset %d: malformed rollup body", path,
                            ES_RLP_HEADER);
@@ -440,11 +572,12 @@ int es__rollup_derive(es_segment *seg, es_rollup *r) {
   memset(&rows, 0, sizeof(rows));
   int rc = ES_OK;
   for (uint32_t g = 0; rc == ES_OK && g < seg->ngroups; g++) {
-    rc = es__segment_read_group_cols(seg, g,
-                                     ES_FIELD_EVENT | ES_FIELD_PATH |
-                                         ES_FIELD_ANONYMOUS_ID |
-                                         ES_FIELD_USER_ID,
-                                     &rows);
+    rc = es__segment_read_group_cols(
+        seg, g,
+        ES_FIELD_EVENT | ES_FIELD_PATH | ES_FIELD_ANONYMOUS_ID |
+            ES_FIELD_USER_ID | ES_FIELD_URL | ES_FIELD_REFERRER |
+            ES_FIELD_USER_AGENT,
+        &rows);
     for (size_t i = 0; rc == ES_OK && i < rows.n; i++) {
       es_event ev;
       memset(&ev, 0, sizeof(ev));
@@ -454,13 +587,31 @@ int es__rollup_derive(es_segment *seg, es_rollup *r) {
       ev.path = rows.str[ES_STR_path][i];
       ev.anonymous_id = rows.str[ES_STR_anonymous_id][i];
       ev.user_id = rows.str[ES_STR_user_id][i];
+      ev.url = rows.str[ES_STR_url][i];
+      ev.referrer = rows.str[ES_STR_referrer][i];
+      ev.user_agent = rows.str[ES_STR_user_agent][i];
       rc = es__rollup_add(r, &ev);
     }
   }
   es__segment_rows_free(&rows);
+  es_rollup *bounded = NULL; /* as the file holds it (invariant 2) */
+  if (rc == ES_OK)
+    rc = rollup_bounded(r, &bounded);
+  if (rc == ES_OK && bounded) {
+    es__rollup_free(r);
+    *r = *bounded;
+    es__free(bounded);
+  }
   if (rc < 0)
     es__rollup_free(r);
   return rc;
+}
+
+const char *es__rollup_derived_why(int derived) {
+  return derived == 1   ? "missing"
+         : derived == 3 ? "of version 1 (no dimensions; esctl rollup rebuild "
+                          "rewrites it)"
+                        : "damaged";
 }
 
 void es__rollup_chain_free(es_rollup *r) {
@@ -500,10 +651,13 @@ int es__segment_rollup(es_segment *seg, const es_rollup **r_out,
   int rc = es__rollup_path(seg->path, path, sizeof(path));
   if (rc == ES_OK)
     rc = es__rollup_read(seg->vfs, path, r);
-  if (rc == ES_ENOTFOUND || rc == ES_ECORRUPT || rc == ES_EVERSION) {
+  int old = rc == ES_OK && r->version < ES_ROLLUP_VERSION;
+  if (old) /* no dimension cells: derive them (rollup rebuild rewrites) */
+    es__rollup_free(r);
+  if (old || rc == ES_ENOTFOUND || rc == ES_ECORRUPT || rc == ES_EVERSION) {
     es__error_clear();
     if (derived_out)
-      *derived_out = rc == ES_ENOTFOUND ? 1 : 2;
+      *derived_out = old ? 3 : rc == ES_ENOTFOUND ? 1 : 2;
     rc = es__rollup_derive(seg, r);
   }
   if (rc < 0) {

@@ -12,6 +12,21 @@
  * a missing or damaged file is repaired and how es_rollup_rebuild checks
  * the incremental result.
  *
+ * Beside those cells, a rollup holds per block of ES_ROLLUP_DIM_MINUTES
+ * minutes, per type and per dashboard dimension (dims.h: referrer, UTM
+ * source/medium/campaign, device, browser) one cell per value: `dim`
+ * names the dimension, `value` the string (0: absent for that event, e.g.
+ * a page view without utm_source), event and path are 0.  Every event
+ * adds to one cell of each dimension, except that the page-only ones
+ * (referrer, UTM: ES_DIM_PAGE_ONLY) count page events only; so a
+ * dimension's cells sum to the plain cells' count (of page events for
+ * those).  A dimension whose rollup holds more than ES_ROLLUP_DIM_TOP
+ * values keeps its ES_ROLLUP_DIM_TOP most frequent (by count over the
+ * whole rollup, ties by bytes) and counts the rest as
+ * ES_ROLLUP_DIM_OTHER: applied when a rollup is encoded and when it is
+ * derived, so the file, the derived and the attached rollup agree
+ * (invariant 2); a memtable's rollup is not cut.
+ *
  * The person of an event, for the sketches, is its anonymous id when it
  * has one, else its user id (a pure function of the row, so derived and
  * incremental rollups agree).  Identity stitching is applied only by exact
@@ -20,10 +35,12 @@
  * Invariants:
  *  1. A rollup counts each row it was given exactly once.
  *  2. The encoding is canonical: strings sorted, cells sorted by (minute,
- *     type, event, path), so two rollups of the same rows encode to the
- *     same bytes whatever the order the rows came in.
- *  3. A decoded rollup's cells are sorted as in 2 (es__rollup_seek relies
- *     on it); a rollup being built is unsorted.
+ *     dim, type, event, path, value), so two rollups of the same rows
+ *     encode to the same bytes whatever the order the rows came in.
+ *  3. A decoded rollup's cells are sorted as in 2, a derived coarse or
+ *     index level's by (minute, dim) (es__rollup_seek relies on the
+ *     minutes, the query's skip of other dimensions on dim within a
+ *     minute); a rollup being built is unsorted.
  */
 #ifndef ES_ROLLUP_H
 #define ES_ROLLUP_H
@@ -36,10 +53,22 @@
 
 #define ES_MINUTE_US INT64_C(60000000)
 
+/* The rollup file version written; 1 (no dimension cells) is still read. */
+#define ES_ROLLUP_VERSION 2
+/* Dimension cells are per block of this many minutes (their `minute` is
+ * the block's first): a tenth of the cells per-minute ones would take,
+ * for queries that need no finer time than that. */
+#define ES_ROLLUP_DIM_MINUTES 10
+/* Values kept per dimension and rollup; the rest count as "(other)". */
+#define ES_ROLLUP_DIM_TOP 64
+#define ES_ROLLUP_DIM_OTHER "(other)"
+
 typedef struct es_rcell {
   int64_t minute;       /* minutes since the epoch (floor of ts / 60 s) */
   uint32_t event, path; /* ids in the rollup's strtab, 0 = absent */
+  uint32_t value;       /* dim != 0: the value's id, 0 = absent */
   uint8_t type;
+  uint8_t dim; /* 0: a (type, event, path) cell; else ES_DIM_* (dims.h) */
   uint64_t count;
   es_hll persons;
 } es_rcell;
@@ -50,6 +79,7 @@ typedef struct es_rollup {
   size_t n, cap;
   es_htab index;             /* building: cell index + 1 by key */
   int sorted;                /* invariant 3 */
+  int version;               /* decoded: the file's; built: 0 (current) */
   struct es_rollup *retired; /* an older rollup of the same segment */
   /* The checksum of the header of the .rlp image it was decoded from
    * (bytes 40..47, which cover the body's checksum), 0 when it was not
@@ -72,14 +102,15 @@ uint64_t es__rollup_person_hash(const es_event *ev);
 
 /* The rollup summed per hour (period 60) or per day (1440), built once
  * and kept with r (borrowed: it lives as long as r).  Its cells are
- * sorted by minute only. */
+ * sorted by minute and dim only. */
 int es__rollup_coarse(const es_rollup *r, int period,
                       const es_rollup **out) ES_MUST_CHECK;
 
 /* Index of the first cell with minute >= m (a sorted rollup). */
 size_t es__rollup_seek(const es_rollup *r, int64_t minute);
 
-/* Canonical encoding (invariant 2) of the complete .rlp file. */
+/* Canonical encoding (invariant 2) of the complete .rlp file (dimension
+ * values beyond ES_ROLLUP_DIM_TOP folded into ES_ROLLUP_DIM_OTHER). */
 int es__rollup_encode(const es_rollup *r, es_buf *out) ES_MUST_CHECK;
 /* Checks a .rlp image's header and body checksums (not its body's
  * structure, which es__rollup_decode checks). */
@@ -109,15 +140,21 @@ int es__rollup_verify(es_vfs *vfs, const char *path) ES_MUST_CHECK;
 
 struct es_segment;
 
-/* Computes a segment's rollup from its rows (reads every row group). */
+/* Computes a segment's rollup from its rows (reads every row group),
+ * dimension values beyond ES_ROLLUP_DIM_TOP folded as encoding does. */
 int es__rollup_derive(struct es_segment *seg, es_rollup *r) ES_MUST_CHECK;
 
 /* The segment's rollup, borrowed for as long as the caller holds a
  * reference to seg: read from its .rlp file on first use, or derived
- * from the rows when that file is missing or fails its checks (then
- * *derived_out is set, so the caller can log it; may be NULL). */
+ * from the rows when that file is missing (then *derived_out is 1),
+ * fails its checks (2) or is of version 1, without dimension cells (3),
+ * so the caller can log it (es__rollup_derived_why); may be NULL.
+ * `esctl rollup rebuild` rewrites such files. */
 int es__segment_rollup(struct es_segment *seg, const es_rollup **r_out,
                        int *derived_out) ES_MUST_CHECK;
+
+/* Why a rollup was derived, for the log: "missing", "damaged", ... */
+const char *es__rollup_derived_why(int derived);
 
 /* Installs r (heap-allocated, taken over) as the segment's rollup; the
  * previous one is retired, not freed. */
@@ -159,8 +196,8 @@ typedef struct es_setrollup {
   size_t nsrc;
   struct es_setrollup *retired; /* an older index of the same set */
   /* Derived on first use (es__setrollup_level): the cells of every src
-   * summed over all time (minute 0), per (type, event, path) and, [1],
-   * per type only. */
+   * summed over all time (minute 0), per (type, event, path) and per
+   * (type, dim, value) and, [1], per type only (no dimension cells). */
   es_rollup *_Atomic all[2];
   /* Loaded from ROLLIDX: the file image; level k's .rlp image is
    * img[lvl_off[k], +lvl_len[k]), decoded on first use. */

@@ -345,7 +345,7 @@ int es__segset_rollup(es_db *db, es_tenant *t, es_segset *set,
 }
 
 /* The cells of from[0..nfrom) summed into minute 0, with event and path
- * dropped when bytype. */
+ * dropped when bytype, dimension cells left out. */
 static int rollup_sum_all(const es_rollup *const *from, size_t nfrom,
                           int bytype, es_rollup **out) {
   *out = NULL;
@@ -356,6 +356,10 @@ static int rollup_sum_all(const es_rollup *const *from, size_t nfrom,
   for (size_t f = 0; f < nfrom; f++) {
     for (size_t i = 0; rc == ES_OK && i < from[f]->n; i++) {
       es_rcell c = from[f]->cells[i]; /* a shallow copy: its keys change */
+      if (c.dim)
+        continue; /* not indexed: an encoded level would fold their values
+                     (rollup.h), so a loaded ROLLIDX would answer otherwise
+                     than a built one; query.c reads them per segment */
       if (bytype)
         c.event = c.path = 0;
       rc = es__rollup_add_cell(h, from[f], &c, 0);

@@ -361,6 +361,23 @@ static void fill_tenant(es_db *db, const char *tenant, int count, int flush,
     ev->anonymous_id = RND(x, 10) ? anon[RND(x, NANON)] : NULL;
     int u = RND(x, 4);
     ev->user_id = u == 0 ? user[RND(x, NUSER)] : u == 1 ? "" : NULL;
+    /* the dashboard's dimensions (store/dims.h), from i alone so that
+     * the rng's sequence (and every other test's data) is unchanged */
+    static const char *const uas[] = {
+        NULL, "Mozilla/5.0 (iPhone) Version/17.1 Mobile Safari/604.1",
+        "Mozilla/5.0 (X11; Linux x86_64) Chrome/120.0 Safari/537.36",
+        "Googlebot/2.1"};
+    static const char *const urls[] = {
+        "https://acme.example/", NULL,
+        "https://acme.example/p?utm_source=nl&utm_medium=email",
+        "https://acme.example/q?utm_source=ads&utm_campaign=dec",
+        "https://acme.example/r?utm_source=nl&utm_campaign=jan+sale"};
+    static const char *const refs[] = {"", "https://www.google.com/search",
+                                       "https://acme.example/a", NULL,
+                                       "https://news.example/x"};
+    ev->user_agent = uas[i % 4];
+    ev->url = urls[(i / 4) % 5];
+    ev->referrer = refs[(i / 3) % 5];
     if (n == (int)NELEM(batch) || i + 1 == count) {
       int rc = es_append(db, tenant, batch, (size_t)n, NULL);
       ck_assert_msg(rc == ES_OK, "es_append: %s", es_errdetail());
@@ -981,6 +998,25 @@ static void index_matches_scan(es_db *db, const char *tenant,
       "\"aggregate\":[\"uniques\",\"count\"],\"exact\":true",
       "\"aggregate\":[\"uniques\"],\"exact\":true,"
       "\"from\":\"2024-03-02T00:00:00Z\"",
+      /* the dashboard's dimensions (rollup.h's dimension cells) */
+      "\"groupBy\":[\"referrer\"]",
+      "\"filter\":{\"type\":\"page\"},\"groupBy\":[\"utm_source\"],"
+      "\"order\":\"desc\",\"limit\":2",
+      "\"bucket\":\"hour\",\"groupBy\":[\"device\",\"type\"]",
+      "\"bucket\":\"day\",\"groupBy\":[\"utm_medium\"]",
+      "\"filter\":{\"type\":\"page\"},\"bucket\":\"day\","
+      "\"groupBy\":[\"utm_medium\"],\"aggregate\":[\"count\"]",
+      "\"groupBy\":[\"type\",\"utm_campaign\"],\"order\":\"asc\"",
+      "\"filter\":{\"type\":\"page\"},\"groupBy\":[\"type\","
+      "\"utm_campaign\"],\"order\":\"asc\"",
+      "\"from\":\"2024-03-01T10:00:30Z\",\"to\":\"2024-03-02T10:00:00Z\","
+      "\"groupBy\":[\"browser\"]",
+      "\"from\":\"2024-03-01T10:07:00Z\",\"to\":\"2024-03-02T13:43:00Z\","
+      "\"bucket\":\"hour\",\"groupBy\":[\"utm_source\"]",
+      "\"bucket\":\"minute\",\"groupBy\":[\"device\"]",
+      "\"from\":\"2024-03-01T00:00:00Z\",\"to\":\"2024-03-03T00:00:00Z\","
+      "\"filter\":{\"type\":\"page\"},\"groupBy\":[\"referrer\"]",
+      "\"filter\":{\"path\":\"/\"},\"groupBy\":[\"browser\"]",
   };
   for (size_t i = 0; i < NELEM(specs); i++) {
     char spec[512], scan[512];
@@ -993,6 +1029,30 @@ static void index_matches_scan(es_db *db, const char *tenant,
     free(got);
     free(want);
   }
+}
+
+/* Frees load_all's answer. */
+static void free_all(bev *all, size_t n) {
+  for (size_t i = 0; i < n; i++) {
+    free(all[i].event), free(all[i].path);
+    free(all[i].anon), free(all[i].user);
+  }
+  free(all);
+}
+
+/* The sum of the counts of a referrer top list answered by the planner
+ * (rollups), which must equal the tenant's page view count. */
+static uint64_t referrer_total(es_db *db, const char *tenant) {
+  yajl_val v =
+      query_any(db, tenant,
+                "{\"filter\":{\"type\":\"page\"},\"groupBy\":[\"referrer\"]}");
+  ck_assert_str_eq(result_source(v), "rollup");
+  yajl_val rows = result_rows(v);
+  uint64_t n = 0;
+  for (size_t i = 0; i < rows->u.array.len; i++)
+    n += (uint64_t)YAJL_GET_INTEGER(row_get(rows->u.array.values[i], "count"));
+  yajl_tree_free(v);
+  return n;
 }
 
 START_TEST(test_tenant_index) {
@@ -1018,10 +1078,24 @@ START_TEST(test_tenant_index) {
   eo.tenant = "i";
   eo.anonymous_id = "a1";
   char id[ES_ERASE_ID_MAX];
+  size_t before = 0, after = 0;
+  bev *all = load_all(db, "i", &before);
+  size_t pages_before = 0, pages_after = 0;
+  for (size_t i = 0; i < before; i++)
+    pages_before += all[i].type == ES_TYPE_PAGE;
+  free_all(all, before);
+  ck_assert_uint_eq(referrer_total(db, "i"), pages_before);
   ck_assert_int_eq(es_erase_submit(db, &eo, id), ES_OK);
   index_matches_scan(db, "i", "erase pending");
   ck_assert_int_eq(es_erase_run(db, "i"), ES_OK);
   index_matches_scan(db, "i", "after an erase");
+  /* the erased person's events left the dimension cells too */
+  all = load_all(db, "i", &after);
+  for (size_t i = 0; i < after; i++)
+    pages_after += all[i].type == ES_TYPE_PAGE;
+  free_all(all, after);
+  ck_assert_uint_lt(pages_after, pages_before);
+  ck_assert_uint_eq(referrer_total(db, "i"), pages_after);
   ck_assert_int_eq(es_close(db), ES_OK);
   db = open_db(dir);
   index_matches_scan(db, "i", "after a reopen");
@@ -1227,6 +1301,20 @@ START_TEST(test_plans) {
        "scan", 0},
       {"{\"plan\":\"scan\"}", "scan", 0},
       {"{\"plan\":\"rollup\",\"aggregate\":[\"uniques\"]}", "rollup", 1},
+      {"{\"filter\":{\"type\":\"page\"},\"groupBy\":[\"referrer\"],"
+       "\"aggregate\":[\"uniques\"]}",
+       "rollup", 1},
+      {"{\"groupBy\":[\"referrer\"]}", "scan", 0}, /* page views only */
+      {"{\"bucket\":\"hour\",\"groupBy\":[\"device\"]}", "rollup", 0},
+      {"{\"groupBy\":[\"browser\",\"path\"]}", "scan", 0},
+      {"{\"bucket\":\"minute\",\"groupBy\":[\"browser\"]}", "scan", 0},
+      {"{\"from\":\"2024-03-01T10:05:00Z\",\"groupBy\":[\"browser\"]}", "mixed",
+       0},
+      {"{\"from\":\"2024-03-01T10:10:00Z\",\"to\":\"2024-03-01T12:20:00Z\","
+       "\"groupBy\":[\"device\"]}",
+       "rollup", 0},
+      {"{\"filter\":{\"event\":\"x\"},\"groupBy\":[\"utm_source\"]}", "scan",
+       0},
   };
   for (size_t i = 0; i < NELEM(cases); i++) {
     yajl_val v = query_any(db, "p", cases[i].spec);
@@ -1249,6 +1337,16 @@ START_TEST(test_plans) {
   ck_assert_ptr_null(out);
   ck_assert_ptr_nonnull(strstr(es_errdetail(), "\"plan\""));
   ck_assert_int_eq(es_query(db, "p", "{\"plan\":\"fast\"}", &out), ES_EINVAL);
+  ck_assert_int_eq(es_query(db, "p",
+                            "{\"plan\":\"rollup\",\"groupBy\":[\"device\","
+                            "\"event\"]}",
+                            &out),
+                   ES_EINVAL);
+  ck_assert_ptr_nonnull(strstr(es_errdetail(), "dimension"));
+  ck_assert_int_eq(
+      es_query(db, "p", "{\"groupBy\":[\"device\",\"browser\"]}", &out),
+      ES_EINVAL);
+  ck_assert_ptr_nonnull(strstr(es_errdetail(), "one of referrer"));
   ck_assert_int_eq(es_close(db), ES_OK);
   ut_rmrf(dir);
 }

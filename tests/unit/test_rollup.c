@@ -14,14 +14,23 @@
  *     to sorted cells with the same counts and sketches.
  *  4. Any damage to an encoded rollup (every byte flipped in turn,
  *     truncation) is ES_ECORRUPT, never a crash or a silent wrong answer.
+ *  5. Each dimension's cells (store/dims.h) count every event once; a
+ *     dimension with more than ES_ROLLUP_DIM_TOP values keeps the most
+ *     frequent and counts the rest as "(other)", the same way whether
+ *     encoded once or twice; a version 1 file (no dimensions) still
+ *     decodes.
+ *  6. The dimension values follow dims.h's rules (referrer host, direct,
+ *     internal; UTM parameters decoded; device and browser classes).
  */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/codec.h"
 #include "base/hll.h"
 #include "base/mem.h"
+#include "store/dims.h"
 #include "store/rollup.h"
 #include "unit.h"
 
@@ -118,6 +127,17 @@ static es_event event_i(int i) {
   snprintf(anon[a], sizeof(anon[a]), "a%d", a);
   ev.anonymous_id = a % 5 ? anon[a] : NULL;
   ev.user_id = a % 7 ? NULL : "u";
+  static const char *const uas[] = {
+      NULL, "Mozilla/5.0 (iPhone) Version/17.1 Mobile Safari/604.1",
+      "Mozilla/5.0 (X11; Linux x86_64) Chrome/120.0 Safari/537.36"};
+  static const char *const urls[] = {
+      "https://acme.example/?utm_source=nl&utm_medium=email", NULL,
+      "https://acme.example/pricing?utm_campaign=dec%20sale"};
+  static const char *const refs[] = {"", "https://www.google.com/",
+                                     "https://acme.example/a"};
+  ev.user_agent = uas[mix((uint64_t)i + 5) % 3];
+  ev.url = urls[mix((uint64_t)i + 6) % 3];
+  ev.referrer = refs[mix((uint64_t)i + 7) % 3];
   return ev;
 }
 
@@ -131,11 +151,18 @@ START_TEST(test_rollup_canonical) {
     ck_assert_int_eq(es__rollup_add(&fwd, &a), ES_OK);
     ck_assert_int_eq(es__rollup_add(&rev, &b), ES_OK);
   }
-  uint64_t total = 0;
-  for (size_t c = 0; c < fwd.n; c++)
-    total += fwd.cells[c].count;
-  ck_assert_uint_eq(total, N);
-  ck_assert_uint_le(fwd.n, 10 * 6 * 4 * 4); /* minutes x types x ev x path */
+  uint64_t total = 0, dims[ES_DIM_COUNT] = {0};
+  size_t plain = 0;
+  for (size_t c = 0; c < fwd.n; c++) {
+    dims[fwd.cells[c].dim] += fwd.cells[c].count;
+    plain += fwd.cells[c].dim == 0;
+  }
+  uint64_t pages = 0;
+  for (int i = 0; i < N; i++)
+    pages += event_i(i).type == ES_TYPE_PAGE;
+  for (int d = 0; d < ES_DIM_COUNT; d++) /* every event once per dimension */
+    ck_assert_uint_eq(dims[d], ES_DIM_PAGE_ONLY(d) ? pages : N);
+  ck_assert_uint_le(plain, 10 * 6 * 4 * 4); /* minutes x types x ev x path */
   es_buf a = {0}, b = {0};
   ck_assert_int_eq(es__rollup_encode(&fwd, &a), ES_OK);
   ck_assert_int_eq(es__rollup_encode(&rev, &b), ES_OK);
@@ -154,17 +181,20 @@ START_TEST(test_rollup_canonical) {
     /* find the same cell in fwd by its strings */
     const char *ev = es__strtab_str(&back.strs, x->event);
     const char *path = es__strtab_str(&back.strs, x->path);
+    const char *value = es__strtab_str(&back.strs, x->value);
     size_t f = 0;
     while (f < fwd.n &&
            !(fwd.cells[f].minute == x->minute && fwd.cells[f].type == x->type &&
+             fwd.cells[f].dim == x->dim &&
              fwd.cells[f].event == es__strtab_find(&fwd.strs, ev) &&
-             fwd.cells[f].path == es__strtab_find(&fwd.strs, path)))
+             fwd.cells[f].path == es__strtab_find(&fwd.strs, path) &&
+             fwd.cells[f].value == es__strtab_find(&fwd.strs, value)))
       f++;
     ck_assert_uint_lt(f, fwd.n);
     ck_assert_uint_eq(fwd.cells[f].count, x->count);
     ck_assert(es__hll_equal(&fwd.cells[f].persons, &x->persons));
   }
-  ck_assert_uint_eq(total, N);
+  ck_assert_uint_eq(total, (uint64_t)N * 3 + pages * (ES_DIM_COUNT - 3));
   /* seek: the first cell of a minute */
   int64_t m = back.cells[back.n / 2].minute;
   size_t at = es__rollup_seek(&back, m);
@@ -219,6 +249,192 @@ START_TEST(test_rollup_alloc_failures) {
 }
 END_TEST
 
+/* The count of value `v` of dimension d over all of r's cells. */
+static uint64_t dim_count(const es_rollup *r, int d, const char *v) {
+  uint32_t id = es__strtab_find(&r->strs, v);
+  uint64_t n = 0;
+  for (size_t c = 0; id && c < r->n; c++)
+    if (r->cells[c].dim == d && r->cells[c].value == id)
+      n += r->cells[c].count;
+  return n;
+}
+
+/* Distinct values of dimension d in r. */
+static size_t dim_values(const es_rollup *r, int d) {
+  uint8_t seen[4096] = {0};
+  size_t n = 0;
+  for (size_t c = 0; c < r->n; c++) {
+    uint32_t v = r->cells[c].value;
+    if (r->cells[c].dim == d && v && v < sizeof(seen) && !seen[v]++)
+      n++;
+  }
+  return n;
+}
+
+START_TEST(test_rollup_dim_bound) {
+  /* 200 referrer hosts: host k is seen k + 1 times, so the top 64 are
+   * hosts 136..199 and the other 136 hosts' views are "(other)". */
+  enum { HOSTS = 200 };
+  es_rollup r;
+  memset(&r, 0, sizeof(r));
+  char ref[64];
+  uint64_t folded = 0, all = 0;
+  for (int k = 0; k < HOSTS; k++) {
+    for (int j = 0; j <= k; j++) {
+      es_event ev;
+      memset(&ev, 0, sizeof(ev));
+      ev.ts_us = INT64_C(1709251200000000) + (int64_t)j * 7 * INT64_C(1000000);
+      ev.type = ES_TYPE_PAGE;
+      ev.path = "/";
+      ev.url = "https://acme.example/";
+      snprintf(ref, sizeof(ref), "https://h%03d.example/x", k);
+      ev.referrer = ref;
+      ev.anonymous_id = "a";
+      ck_assert_int_eq(es__rollup_add(&r, &ev), ES_OK);
+      folded += k < HOSTS - ES_ROLLUP_DIM_TOP;
+      all++;
+    }
+  }
+  ck_assert_uint_eq(dim_values(&r, ES_DIM_REFERRER), HOSTS); /* not cut */
+  es_buf a = {0}, b = {0};
+  ck_assert_int_eq(es__rollup_encode(&r, &a), ES_OK);
+  es_rollup back, again;
+  ck_assert_int_eq(es__rollup_decode(a.data, a.len, "t.rlp", &back), ES_OK);
+  ck_assert_int_eq(back.version, ES_ROLLUP_VERSION);
+  ck_assert_uint_eq(dim_values(&back, ES_DIM_REFERRER), ES_ROLLUP_DIM_TOP + 1);
+  ck_assert_uint_eq(dim_count(&back, ES_DIM_REFERRER, ES_ROLLUP_DIM_OTHER),
+                    folded);
+  ck_assert_uint_eq(dim_count(&back, ES_DIM_REFERRER, "h199.example"), 200);
+  ck_assert_uint_eq(dim_count(&back, ES_DIM_REFERRER, "h136.example"), 137);
+  ck_assert_uint_eq(dim_count(&back, ES_DIM_REFERRER, "h135.example"), 0);
+  ck_assert_uint_eq(dim_count(&back, ES_DIM_DEVICE, "(no user agent)"), all);
+  /* idempotent: a bounded rollup encodes to the same bytes */
+  ck_assert_int_eq(es__rollup_encode(&back, &b), ES_OK);
+  ck_assert_uint_eq(a.len, b.len);
+  ck_assert(memcmp(a.data, b.data, a.len) == 0);
+  ck_assert_int_eq(es__rollup_decode(b.data, b.len, "t.rlp", &again), ES_OK);
+  es__rollup_free(&again);
+  es__rollup_free(&back);
+  es__rollup_free(&r);
+  es__buf_free(&a);
+  es__buf_free(&b);
+}
+END_TEST
+
+START_TEST(test_rollup_version1) {
+  /* a version 1 body by hand: strings "/" and "x"; one cell of minute 5,
+   * type track, event "x", path "/", count 3, no person */
+  const uint8_t body[] = {2, 1, '/', 1, 'x', 1, 10, 1, 2, 1, 3, 0};
+  uint8_t img[48 + 64];
+  size_t clen = es__lz4_compress(body, sizeof(body), img + 48, 64);
+  ck_assert_uint_gt(clen, 0);
+  memcpy(img, "ESROLLUP", 8);
+  es__le32(img + 8, 1);
+  es__le32(img + 12, 0);
+  es__le64(img + 16, sizeof(body));
+  es__le64(img + 24, clen);
+  es__le64(img + 32, es__hash64(img + 48, clen, 0x726c70));
+  es__le64(img + 40, es__hash64(img, 40, 0x726c70));
+  es_rollup r;
+  ck_assert_int_eq(es__rollup_decode(img, 48 + clen, "v1.rlp", &r), ES_OK);
+  ck_assert_int_eq(r.version, 1);
+  ck_assert_uint_eq(r.n, 1);
+  ck_assert_int_eq(r.cells[0].minute, 5);
+  ck_assert_int_eq(r.cells[0].dim, 0);
+  ck_assert_str_eq(es__strtab_str(&r.strs, r.cells[0].event), "x");
+  ck_assert_str_eq(es__strtab_str(&r.strs, r.cells[0].path), "/");
+  ck_assert_uint_eq(r.cells[0].count, 3);
+  es__rollup_free(&r);
+}
+END_TEST
+
+/* dims of a page view with these columns (type page unless track). */
+static const char *dim_of(int dim, const char *url, const char *ref,
+                          const char *ua, int track) {
+  static es_dims out;
+  es_event ev;
+  memset(&ev, 0, sizeof(ev));
+  ev.type = track ? ES_TYPE_TRACK : ES_TYPE_PAGE;
+  ev.url = url;
+  ev.referrer = ref;
+  ev.user_agent = ua;
+  es__dims_of(&ev, &out);
+  const char *one = es__dim_of(&ev, dim, &out);
+  es_dims again;
+  es__dims_of(&ev, &again);
+  const char *all = again.v[dim];
+  ck_assert((one == NULL) == (all == NULL));
+  ck_assert(!one || strcmp(one, all) == 0);
+  return one;
+}
+
+START_TEST(test_dims_values) {
+  const char *u = "https://Acme.example/p?x=1&utm_source=news+letter&"
+                  "utm_medium=e%2Dmail&utm_source=second&utm_campaign=#f";
+  ck_assert_str_eq(dim_of(ES_DIM_REFERRER, u, NULL, NULL, 0), "(direct)");
+  ck_assert_str_eq(dim_of(ES_DIM_REFERRER, u, "", NULL, 0), "(direct)");
+  ck_assert_str_eq(
+      dim_of(ES_DIM_REFERRER, u, "https://acme.EXAMPLE/x", NULL, 0),
+      "(internal)");
+  ck_assert_str_eq(
+      dim_of(ES_DIM_REFERRER, u, "https://me@News.Example:8080/a?b", NULL, 0),
+      "news.example:8080");
+  ck_assert_str_eq(dim_of(ES_DIM_REFERRER, u, "android-app://x", NULL, 0), "x");
+  ck_assert_str_eq(dim_of(ES_DIM_REFERRER, u, "not a url", NULL, 0),
+                   "not a url");
+  ck_assert_ptr_null(dim_of(ES_DIM_REFERRER, u, "https://x.example/", NULL, 1));
+  ck_assert_str_eq(dim_of(ES_DIM_UTM_SOURCE, u, NULL, NULL, 0), "news letter");
+  ck_assert_str_eq(dim_of(ES_DIM_UTM_MEDIUM, u, NULL, NULL, 0), "e-mail");
+  ck_assert_ptr_null(dim_of(ES_DIM_UTM_CAMPAIGN, u, NULL, NULL, 0)); /* "" */
+  ck_assert_ptr_null(dim_of(ES_DIM_UTM_SOURCE, u, NULL, NULL, 1));   /* track */
+  ck_assert_ptr_null(
+      dim_of(ES_DIM_UTM_SOURCE, "https://a/?utm_sourcex=1", NULL, NULL, 0));
+  char long_url[400];
+  snprintf(long_url, sizeof(long_url), "https://a/?utm_campaign=%0250d", 7);
+  ck_assert_uint_eq(
+      strlen(dim_of(ES_DIM_UTM_CAMPAIGN, long_url, NULL, NULL, 0)),
+      ES_DIM_VALUE_MAX);
+  /* a cut never splits a UTF-8 character (é is 2 bytes) */
+  char utf[400] = "https://a/?utm_source=x";
+  for (int i = 0; i < 60; i++)
+    strcat(utf, "%C3%A9");
+  const char *cut = dim_of(ES_DIM_UTM_SOURCE, utf, NULL, NULL, 0);
+  ck_assert_uint_eq(strlen(cut), ES_DIM_VALUE_MAX - 1);
+  static const struct {
+    const char *ua, *device, *browser;
+  } uas[] = {
+      {NULL, "(no user agent)", "(no user agent)"},
+      {"Googlebot/2.1 (+http://www.google.com/bot.html)", "bot", "other"},
+      {"Mozilla/5.0 (iPad; CPU OS 17_1 like Mac OS X) Version/17.1 "
+       "Safari/604.1",
+       "tablet", "Safari"},
+      {"Mozilla/5.0 (Linux; Android 14; SM-X) Chrome/120 Safari/537.36",
+       "tablet", "Chrome"},
+      {"Mozilla/5.0 (Linux; Android 14) SamsungBrowser/23.0 Chrome/115 Mobile "
+       "Safari/537.36",
+       "mobile", "Samsung Internet"},
+      {"Mozilla/5.0 (iPhone) Version/17.1 Mobile/15E148 Safari/604.1", "mobile",
+       "Safari"},
+      {"Mozilla/5.0 (Windows NT 10.0) Chrome/120 Safari/537.36 Edg/120.0",
+       "desktop", "Edge"},
+      {"Mozilla/5.0 (Windows NT 10.0) Chrome/120 Safari/537.36 OPR/105",
+       "desktop", "Opera"},
+      {"Mozilla/5.0 (X11; Linux x86_64; rv:121.0) Gecko/20100101 Firefox/121.0",
+       "desktop", "Firefox"},
+      {"curl/8.5.0", "desktop", "other"},
+  };
+  for (size_t i = 0; i < sizeof(uas) / sizeof(uas[0]); i++) {
+    ck_assert_str_eq(dim_of(ES_DIM_DEVICE, NULL, NULL, uas[i].ua, 1),
+                     uas[i].device);
+    ck_assert_str_eq(dim_of(ES_DIM_BROWSER, NULL, NULL, uas[i].ua, 0),
+                     uas[i].browser);
+  }
+  ck_assert_int_eq(es__dim_by_name("utm_medium"), ES_DIM_UTM_MEDIUM);
+  ck_assert_int_eq(es__dim_by_name("path"), 0);
+  ck_assert_str_eq(es__dim_name(ES_DIM_BROWSER), "browser");
+}
+END_TEST
+
 static Suite *rollup_suite(void) {
   Suite *s = suite_create("rollup");
   TCase *tc = tcase_create("rollup");
@@ -227,6 +443,9 @@ static Suite *rollup_suite(void) {
   tcase_add_test(tc, test_hll_merge);
   tcase_add_test(tc, test_rollup_canonical);
   tcase_add_test(tc, test_rollup_alloc_failures);
+  tcase_add_test(tc, test_rollup_dim_bound);
+  tcase_add_test(tc, test_rollup_version1);
+  tcase_add_test(tc, test_dims_values);
   suite_add_tcase(s, tc);
   return s;
 }

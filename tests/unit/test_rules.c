@@ -35,8 +35,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "eventstore.h"
 #include "engine/rules.h"
+#include "eventstore.h"
 #include "unit.h"
 
 #define T0 INT64_C(1709251200000000)
@@ -403,8 +403,9 @@ START_TEST(test_rule_persons) {
   ev_one(db, 1, "u2", "a1", T0 + 10 * MIN_US);
   ck_assert_int_eq(g_nfired, base + 2);
   int64_t at = T0 + 11 * MIN_US;
-  persons_is(db, at, "\"persons\":[{\"person\":\"a1\",\"ids\":[\"a1\","
-                     "\"b2\",\"u1\",\"u2\"]}]}");
+  persons_is(db, at,
+             "\"persons\":[{\"person\":\"a1\",\"ids\":[\"a1\","
+             "\"b2\",\"u1\",\"u2\"]}]}");
   char *json = NULL; /* per visitor id: no id has three views alone */
   ck_assert_int_eq(es_rule_members(db, "s", "p3", at, &json), ES_OK);
   ck_assert_ptr_nonnull(strstr(json, "\"members\":[]}"));
@@ -415,8 +416,9 @@ START_TEST(test_rule_persons) {
   /* unlinks split the person again */
   ck_assert_int_eq(es_identity_unlink(db, "s", "u2", "a1", 0), ES_OK);
   ck_assert_int_eq(es_identity_unlink(db, "s", "u1", "a1", 0), ES_OK);
-  persons_is(db, at, "\"persons\":[{\"person\":\"b2\",\"ids\":[\"b2\","
-                     "\"u2\"]}]}");
+  persons_is(db, at,
+             "\"persons\":[{\"person\":\"b2\",\"ids\":[\"b2\","
+             "\"u2\"]}]}");
   ck_assert_int_eq(es_rule_check(db, "s", "p3", "u1", at, &member), ES_OK);
   ck_assert_int_eq(member, 0);
   /* a1 alone reaches three: the writer's map knows of the unlink */
@@ -481,8 +483,7 @@ static void state_plant(const char *dir, const char *plant, int64_t ts) {
   int64_t ts2[2] = {ts, ts + 1};
   ck_assert_int_eq(es__rule_visitor_add(st.rules.v[0], plant, ts2, 2), ES_OK);
   es_buf b = {0};
-  ck_assert_int_eq(es__rstate_encode(&b, st.lsn, &st.rules, NULL, NULL),
-                   ES_OK);
+  ck_assert_int_eq(es__rstate_encode(&b, st.lsn, &st.rules, NULL, NULL), ES_OK);
   put_file(path, b.data, b.len);
   es__buf_free(&b);
   es__rules_free(&st.rules);
@@ -520,8 +521,7 @@ START_TEST(test_rule_state) {
   char *json = NULL;
   ck_assert_int_eq(es_rule_series(db, "r", "p2", 0, 0, &json), ES_OK);
   /* one point (the flush: v1 alone then), and three now */
-  ck_assert_msg(strstr(json, "\"members\":1}]") &&
-                    strstr(json, "\"now\":{") &&
+  ck_assert_msg(strstr(json, "\"members\":1}]") && strstr(json, "\"now\":{") &&
                     strstr(json, "\"members\":3}}"),
                 "%s", json);
   es_free(json);
@@ -588,8 +588,116 @@ START_TEST(test_rule_state) {
   ck_assert_int_eq(es_rule_series(db, "r", "p2", 0, 1, &json), ES_OK);
   ck_assert_str_eq(json, "{\"rule\":\"p2\",\"points\":[]}");
   es_free(json);
-  ck_assert_int_eq(es_rule_series(db, "r", "nope", 0, 0, &json),
-                   ES_ENOTFOUND);
+  ck_assert_int_eq(es_rule_series(db, "r", "nope", 0, 0, &json), ES_ENOTFOUND);
+  ck_assert_int_eq(es_close(db), ES_OK);
+  ut_rmrf(dir);
+}
+END_TEST
+
+/* Hours without a flush get a point from the rule's state: the member
+ * count at the end of the hour, marked "estimated"; a recorded point
+ * (a flush in its hour) is listed as recorded. */
+START_TEST(test_rule_series_hours) {
+  char dir[512];
+  ut_tmpdir(dir, sizeof(dir), "rules-series");
+  struct timespec tsn;
+  clock_gettime(CLOCK_REALTIME, &tsn);
+  const int64_t hour = 60 * MIN_US;
+  int64_t now = (int64_t)tsn.tv_sec * 1000000 + tsn.tv_nsec / 1000;
+  int64_t h = now - now % hour; /* this hour's start */
+  es_db *db = open_db(dir);
+  put_ok(db, "r",
+         "{\"name\":\"p2\",\"match\":{\"path\":\"/pricing\"},\"atLeast\":2,"
+         "\"within\":\"1h\"}");
+  state_views(db, "a", 2, h - 3 * hour + 10 * MIN_US); /* member in h-3 */
+  state_views(db, "b", 2, h - 1 * hour + 5 * MIN_US);  /* member in h-1 */
+  state_views(db, "c", 1, h - 1 * hour + 6 * MIN_US);  /* never */
+  char from[ES_TIME_TEXT_MAX], to[ES_TIME_TEXT_MAX], want[1024];
+  const int64_t m[4] = {0, 1, 0, 1}; /* hours h-4 .. h-1 */
+  want[0] = '\0';
+  for (int i = 0; i < 4; i++) {
+    ck_assert_uint_gt(es_time_format(h - (4 - i) * hour, 0, from, sizeof(from)),
+                      0);
+    size_t n = strlen(want);
+    snprintf(want + n, sizeof(want) - n,
+             "%s{\"t\":\"%s\",\"members\":%lld,\"estimated\":true}",
+             i ? "," : "", from, (long long)m[i]);
+  }
+  char *json = NULL, expect[1200], one[200];
+  snprintf(expect, sizeof(expect), "{\"rule\":\"p2\",\"points\":[%s]}", want);
+  ck_assert_int_eq(es_rule_series(db, "r", "p2", h - 4 * hour, h, &json),
+                   ES_OK);
+  ck_assert_str_eq(json, expect); /* no flush: every point from the state */
+  es_free(json);
+  /* `from` inside an hour: that hour has started before it, so is not
+   * listed; the bounds are kept */
+  ck_assert_int_eq(
+      es_rule_series(db, "r", "p2", h - 4 * hour + 1, h - 2 * hour, &json),
+      ES_OK);
+  es_time_format(h - 3 * hour, 0, from, sizeof(from));
+  snprintf(expect, sizeof(expect),
+           "{\"rule\":\"p2\",\"points\":[{\"t\":\"%s\",\"members\":1,"
+           "\"estimated\":true}]}",
+           from);
+  ck_assert_str_eq(json, expect);
+  es_free(json);
+  /* a range far in the past: nothing (points go back 35 days at most) */
+  ck_assert_int_eq(es_rule_series(db, "r", "p2", 1, 2 * hour, &json), ES_OK);
+  ck_assert_str_eq(json, "{\"rule\":\"p2\",\"points\":[]}");
+  es_free(json);
+  /* every estimated point is what es_rule_persons counts at the hour's
+   * end, for visitors with views spread over the last 12 hours (some
+   * linked into one person by an identify) */
+  for (int v = 0; v < 30; v++) {
+    char id[16];
+    snprintf(id, sizeof(id), "w%d", v);
+    for (int k = 0; k < 1 + v % 4; k++)
+      state_views(db, id, 1,
+                  h - 12 * hour + (int64_t)((v * 37) % 680 + k * 23) * MIN_US);
+  }
+  es_event link;
+  memset(&link, 0, sizeof(link));
+  link.ts_us = h - 11 * hour;
+  link.type = ES_TYPE_IDENTIFY;
+  link.anonymous_id = "w1";
+  link.user_id = "w2";
+  ck_assert_int_eq(es_append(db, "r", &link, 1, NULL), ES_OK);
+  ck_assert_int_eq(es_rule_series(db, "r", "p2", h - 12 * hour, h, &json),
+                   ES_OK);
+  int nonzero = 0;
+  for (int i = 0; i < 12; i++) {
+    int64_t end = h - (12 - i) * hour + hour - 1;
+    char *persons = NULL;
+    ck_assert_int_eq(es_rule_persons(db, "r", "p2", end, &persons), ES_OK);
+    int n = 0;
+    for (const char *p = persons; (p = strstr(p, "\"person\":")); p++)
+      n++;
+    es_free(persons);
+    es_time_format(end - hour + 1, 0, from, sizeof(from));
+    snprintf(one, sizeof(one), "{\"t\":\"%s\",\"members\":%d,", from, n);
+    ck_assert_msg(strstr(json, one), "%s\nwant %s", json, one);
+    nonzero += n > 0;
+  }
+  ck_assert_int_ge(nonzero, 6); /* the hours are not all empty */
+  es_free(json);
+  /* unbounded: the last point before "now" is hour h-1's, and a flush
+   * records this hour's (not estimated) */
+  ck_assert_int_eq(es_flush(db, "r"), ES_OK);
+  ck_assert_int_eq(es_rule_series(db, "r", "p2", h - 2 * hour, 0, &json),
+                   ES_OK);
+  es_time_format(h - hour, 0, from, sizeof(from));
+  es_time_format(h, 0, to, sizeof(to));
+  snprintf(one, sizeof(one),
+           "{\"t\":\"%s\",\"members\":%%d,\"estimated\":true},{\"t\":\"%s\","
+           "\"members\":%%d}",
+           from, to);
+  int m1 = -1, m0 = -1;
+  const char *at = strstr(json, from);
+  ck_assert_ptr_nonnull(at);
+  ck_assert_int_eq(sscanf(at - 6, one, &m1, &m0), 2);
+  ck_assert_int_ge(m1, 1);
+  ck_assert_msg(strstr(json, "\"now\":{"), "%s", json);
+  es_free(json);
   ck_assert_int_eq(es_close(db), ES_OK);
   ut_rmrf(dir);
 }
@@ -604,6 +712,7 @@ static Suite *rules_suite(void) {
   tcase_add_test(tc, test_rule_manage);
   tcase_add_test(tc, test_rule_persons);
   tcase_add_test(tc, test_rule_state);
+  tcase_add_test(tc, test_rule_series_hours);
   suite_add_tcase(s, tc);
   return s;
 }

@@ -48,7 +48,6 @@ const RANGES = { '1h': [3600e3, 'minute', 'last hour'],
                  '24h': [86400e3, 'hour', 'last 24 hours'],
                  '7d': [7 * 86400e3, 'day', 'last 7 days'] };
 const BUCKET_MS = { minute: 60e3, hour: 3600e3, day: 86400e3 };
-const SAMPLE = 5000; // events read for referrers, campaigns and devices
 let custom = null;   // { from, to } in ms, when the range is custom
 
 function useUtc() { return $('tz').value === 'utc'; }
@@ -167,123 +166,71 @@ function drawChart(rows, r) {
   }
 }
 
-// ------------------------------------------------ user agent and sources
+// ------------------------------------------------ sources and devices
 //
-// A small classifier of the User-Agent header (Debian packages no C
-// parser; this is the page's own): the device is "bot" (bot, crawler,
-// spider, headless), "tablet" (iPad, Tablet, Android without Mobile),
-// "mobile" (Mobi, iPhone, iPod, Android, Windows Phone) or "desktop";
-// the browser is the first of Edge, Opera, Samsung Internet, Firefox,
-// Chrome, Safari whose token is present, else "other".  Brands that
-// present themselves as Chrome or Safari (Brave, Vivaldi, in-app web
-// views) are counted as those; no version, OS or model is read.
-
-function device(ua) {
-  if (!ua) return '(no user agent)';
-  if (/bot|crawl|spider|slurp|headless/i.test(ua)) return 'bot';
-  if (/iPad|Tablet/i.test(ua) || (/Android/i.test(ua) && !/Mobile/i.test(ua))) return 'tablet';
-  if (/Mobi|iPhone|iPod|Android|Windows Phone/i.test(ua)) return 'mobile';
-  return 'desktop';
-}
-
-function browser(ua) {
-  if (!ua) return '(no user agent)';
-  if (/Edg(e|A|iOS)?\//.test(ua)) return 'Edge';
-  if (/OPR\/|Opera/.test(ua)) return 'Opera';
-  if (/SamsungBrowser\//.test(ua)) return 'Samsung Internet';
-  if (/Firefox\/|FxiOS\//.test(ua)) return 'Firefox';
-  if (/Chrome\/|CriOS\/|Chromium\//.test(ua)) return 'Chrome';
-  if (/Safari\//.test(ua) && /Version\//.test(ua)) return 'Safari';
-  return 'other';
-}
-
-function host(u) {
-  try { return new URL(u).host; } catch { return null; }
-}
+// Referrers, UTM source/medium/campaign, devices and browsers come from
+// POST /v1/query grouped by those dimensions (docs/QUERY.md,
+// "Dimensions"): the store classifies each event at ingest (referrer
+// host, the page URL's utm_ parameters, device type and browser family
+// from the user agent, with its own small token matcher) and counts them
+// in its per-minute rollups, so each panel reads rollup cells whatever
+// the range.  Referrers and campaigns count page views; devices and
+// browsers every event.
 
 function personOf(ev) { return ev.userId || ev.anonymousId || ''; }
-// a visitor in the sample panels: the device-level id first
-function visitorOf(ev) { return ev.anonymousId || ev.userId || ''; }
 
-// counts[key] = { n, who:Set }
-function tally(map, key, who) {
-  let t = map.get(key);
-  if (!t) map.set(key, t = { n: 0, who: new Set() });
-  t.n++;
-  if (who) t.who.add(who);
-}
-
-function fillTable(id, map, cols, byVisitors, limit) {
-  const rows = [...map.entries()]
-    .sort((a, b) => (byVisitors ? b[1].who.size - a[1].who.size : b[1].n - a[1].n) ||
-                    String(a[0]).localeCompare(String(b[0])))
-    .slice(0, limit || 10);
+// A top list: rows of {<key>, count, uniques}; absent values (null) are
+// left out (a page view without utm_source has no source).
+function fillTop(id, res, key, limit) {
   const tb = $(id);
   tb.replaceChildren();
-  for (const [k, v] of rows) {
+  const rows = res.rows.filter((row) => row[key] !== null).slice(0, limit);
+  for (const row of rows) {
     const tr = el('tr');
-    for (const c of cols(k)) tr.append(el('td', c));
-    if (!byVisitors) tr.append(el('td', v.n.toLocaleString(), 'num'));
-    tr.append(el('td', v.who.size.toLocaleString(), 'num'));
+    tr.append(el('td', row[key]), el('td', row.count.toLocaleString(), 'num'),
+              el('td', row.uniques.toLocaleString(), 'num'));
     tb.appendChild(tr);
   }
   if (!rows.length) {
     const tr = el('tr');
-    tr.append(el('td', 'none in the sample', 'muted'));
+    tr.append(el('td', 'none in the range', 'muted'));
     tb.appendChild(tr);
   }
 }
 
-function drawSample(events, r, sampleFrom, total) {
-  const refs = new Map(), camps = new Map(), devs = new Map(), brs = new Map();
-  for (const ev of events) {
-    const who = visitorOf(ev);
-    const pg = ev.context?.page || {};
-    if (ev.type === 'page') {
-      const rh = host(pg.referrer);
-      const own = host(pg.url);
-      tally(refs, !pg.referrer ? '(direct)' : rh && rh === own ? '(internal)' : rh || pg.referrer, who);
-      let q = null;
-      try { q = pg.url ? new URL(pg.url).searchParams : null; } catch { q = null; }
-      if (q && (q.get('utm_source') || q.get('utm_medium') || q.get('utm_campaign')))
-        tally(camps, JSON.stringify([q.get('utm_source') || '', q.get('utm_medium') || '',
-                                     q.get('utm_campaign') || '']), who);
-    }
-    const ua = ev.context?.userAgent;
-    tally(devs, device(ua), who);
-    tally(brs, browser(ua), who);
-  }
-  fillTable('referrers', refs, (k) => [k], false);
-  fillTable('campaigns', camps, (k) => JSON.parse(k), false);
-  fillTable('devices', devs, (k) => [k], true);
-  fillTable('browsers', brs, (k) => [k], true);
-  const whole = sampleFrom <= r.from;
-  $('sample-note').textContent =
-    `Referrers, campaigns, devices and browsers: read from ${events.length.toLocaleString()} ` +
-    (whole ? `events, all of the range` :
-     `events, the latest of the range (since ${fmt(sampleFrom)}; the range holds ` +
-     `${total.toLocaleString()})`) + ` (GET /v1/events, at most ${SAMPLE.toLocaleString()}).`;
+// The query of a dimension's top list over the range (pages only for
+// the sources); one more row than shown, for the absent value.
+function dimSpec(r, dim, pagesOnly, limit) {
+  const spec = { from: new Date(r.from).toISOString(), to: new Date(r.to).toISOString(),
+                 groupBy: [dim], aggregate: ['count', 'uniques'], order: 'desc', limit: limit + 1 };
+  if (pagesOnly) spec.filter = { type: 'page' };
+  return spec;
 }
 
-// The events behind the sample panels: the latest ~SAMPLE of the range,
-// from the bucket where the per-minute counts (rollups) reach SAMPLE
-// going back from the end, so the scan reads about SAMPLE events
-// whatever the range.
-async function sample(r) {
+const DIM_PANELS = [
+  // [panel (query time), table body, dimension, page views only, rows]
+  ['referrers', 'referrers', 'referrer', true, 10],
+  ['campaigns', 'utm-source', 'utm_source', true, 5],
+  ['campaigns', 'utm-medium', 'utm_medium', true, 5],
+  ['campaigns', 'utm-campaign', 'utm_campaign', true, 5],
+  ['devices', 'devices', 'device', false, 10],
+  ['browsers', 'browsers', 'browser', false, 10],
+];
+
+// Each dimension panel; a panel of several queries (campaigns) shows the
+// time until its last answer.  dimAsked[table] is the spec of what the
+// table shows (read by the dashboard test, which asks the API the same).
+const dimAsked = {};
+async function dimensions(r) {
   const t0 = performance.now();
-  const span = r.to - r.from;
-  const counts = await api('/v1/query', { from: new Date(r.from).toISOString(),
-    to: new Date(r.to).toISOString(), bucket: span <= 8 * 86400e3 ? 'minute' : 'hour' });
-  let sum = 0, sampleFrom = r.from;
-  for (let i = counts.rows.length - 1; i >= 0; i--) {
-    sum += counts.rows[i].count;
-    if (sum >= SAMPLE) { sampleFrom = Date.parse(counts.rows[i].bucket); break; }
-  }
-  const total = counts.rows.reduce((a, x) => a + x.count, 0);
-  const got = await api(`/v1/events?from=${encodeURIComponent(new Date(sampleFrom).toISOString())}` +
-                        `&to=${encodeURIComponent(new Date(r.to).toISOString())}&limit=${SAMPLE}`);
-  timed('sample', t0);
-  drawSample(got.events, r, sampleFrom, total);
+  const answers = await Promise.all(DIM_PANELS.map(async ([panel, id, dim, pages, n]) => {
+    const spec = dimSpec(r, dim, pages, n);
+    const res = await api('/v1/query', spec);
+    dimAsked[id] = spec;
+    timed(panel, t0);
+    return res;
+  }));
+  DIM_PANELS.forEach(([, id, dim, , n], i) => fillTop(id, answers[i], dim, n));
 }
 
 // ------------------------------------------------------------- refreshes
@@ -332,7 +279,7 @@ async function refreshOnce() {
       q('events', { from, to, filter: { type: 'track' }, groupBy: ['event'],
                     aggregate: ['count', 'uniques'], order: 'desc', limit: 10 }),
       segments(from),
-      sample(r),
+      dimensions(r),
     ]);
     drawChart(perBucket.rows, r);
     const total = uniques.rows[0] || { count: 0, uniques: 0 };
@@ -353,11 +300,12 @@ async function refreshOnce() {
   }
 }
 
-// A small line of a segment's member count over time: the hourly points
-// the store recorded (es_rule_series) and the count now, last.
+// A small line of a segment's member count over time: a point per hour
+// (es_rule_series: recorded at a flush, or computed from the rule's state,
+// "estimated") and the count now, last.
 function seriesEl(series) {
   const ns = 'http://www.w3.org/2000/svg';
-  const pts = series.points.map((p) => [Date.parse(p.t), p.members]);
+  const pts = series.points.map((p) => [Date.parse(p.t), p.members, p.estimated]);
   if (series.now) pts.push([Date.parse(series.now.t), series.now.members]);
   const svg = document.createElementNS(ns, 'svg');
   svg.setAttribute('class', 'series');
@@ -366,7 +314,7 @@ function seriesEl(series) {
   svg.dataset.values = JSON.stringify(pts.map((p) => p[1]));
   const title = document.createElementNS(ns, 'title');
   title.textContent = pts.length
-    ? pts.map((p) => `${new Date(p[0]).toISOString().slice(0, 16).replace('T', ' ')} UTC: ${p[1]}`).join('\n')
+    ? pts.map((p) => `${new Date(p[0]).toISOString().slice(0, 16).replace('T', ' ')} UTC: ${p[2] ? '≈' : ''}${p[1]}`).join('\n')
     : 'no points yet';
   svg.appendChild(title);
   if (pts.length) {

@@ -1,0 +1,215 @@
+/*
+ * dims.c -- the dashboard's dimensions of an event; see dims.h for the
+ * rules.  Everything here is a pure function of the row's columns: no
+ * allocation, no locale (ASCII case folding by hand), so the rollups
+ * built at ingest and a scan at query time compute the same bytes.
+ */
+#include <string.h>
+
+#include "store/dims.h"
+
+static const char *const dim_names[ES_DIM_COUNT] = {
+    NULL,           "referrer", "utm_source", "utm_medium",
+    "utm_campaign", "device",   "browser"};
+
+const char *es__dim_name(int dim) {
+  return dim > 0 && dim < ES_DIM_COUNT ? dim_names[dim] : NULL;
+}
+
+int es__dim_by_name(const char *name) {
+  for (int d = 1; name && d < ES_DIM_COUNT; d++)
+    if (strcmp(name, dim_names[d]) == 0)
+      return d;
+  return 0;
+}
+
+static char lower(char c) {
+  return c >= 'A' && c <= 'Z' ? (char)(c - 'A' + 'a') : c;
+}
+
+/* Whether `tok` occurs in s, ASCII case ignored when `fold`. */
+static int has(const char *s, const char *tok, int fold) {
+  size_t n = strlen(tok);
+  for (; *s; s++) {
+    size_t i = 0;
+    while (i < n && s[i] &&
+           (fold ? lower(s[i]) == lower(tok[i]) : s[i] == tok[i]))
+      i++;
+    if (i == n)
+      return 1;
+  }
+  return 0;
+}
+
+/* Whether any token of the NULL-terminated list occurs in s. */
+static int has_any(const char *s, const char *const *toks, int fold) {
+  for (; *toks; toks++)
+    if (has(s, *toks, fold))
+      return 1;
+  return 0;
+}
+
+static const char *ua_device(const char *ua) {
+  static const char *const bot[] = {"bot",   "crawl",    "spider",
+                                    "slurp", "headless", NULL};
+  static const char *const tablet[] = {"ipad", "tablet", NULL};
+  static const char *const mobile[] = {"mobi",    "iphone",        "ipod",
+                                       "android", "windows phone", NULL};
+  if (!ua || !ua[0])
+    return "(no user agent)";
+  if (has_any(ua, bot, 1))
+    return "bot";
+  if (has_any(ua, tablet, 1) ||
+      (has(ua, "android", 1) && !has(ua, "mobile", 1)))
+    return "tablet";
+  if (has_any(ua, mobile, 1))
+    return "mobile";
+  return "desktop";
+}
+
+static const char *ua_browser(const char *ua) {
+  static const char *const edge[] = {"Edg/", "Edge/", "EdgA/", "EdgiOS/", NULL};
+  static const char *const opera[] = {"OPR/", "Opera", NULL};
+  static const char *const firefox[] = {"Firefox/", "FxiOS/", NULL};
+  static const char *const chrome[] = {"Chrome/", "CriOS/", "Chromium/", NULL};
+  if (!ua || !ua[0])
+    return "(no user agent)";
+  if (has_any(ua, edge, 0))
+    return "Edge";
+  if (has_any(ua, opera, 0))
+    return "Opera";
+  if (has(ua, "SamsungBrowser/", 0))
+    return "Samsung Internet";
+  if (has_any(ua, firefox, 0))
+    return "Firefox";
+  if (has_any(ua, chrome, 0))
+    return "Chrome";
+  if (has(ua, "Safari/", 0) && has(ua, "Version/", 0))
+    return "Safari";
+  return "other";
+}
+
+/* n bytes of s into out (ES_DIM_VALUE_MAX + 1 bytes), cut at a UTF-8
+ * character boundary when longer than ES_DIM_VALUE_MAX. */
+static const char *put_value(char *out, const char *s, size_t n) {
+  if (n > ES_DIM_VALUE_MAX) {
+    n = ES_DIM_VALUE_MAX;
+    while (n > 0 && ((unsigned char)s[n] & 0xC0) == 0x80)
+      n--; /* s[n] continues a character: cut before it */
+  }
+  memcpy(out, s, n);
+  out[n] = '\0';
+  return out;
+}
+
+/* The host of a "scheme://[user@]host[:port]/..." URL, lower case, into
+ * out; NULL when u has no "://" or an empty host. */
+static const char *url_host(const char *u, char *out) {
+  const char *p = u ? strstr(u, "://") : NULL;
+  if (!p || p == u)
+    return NULL;
+  for (const char *s = u; s < p; s++) /* a scheme: letters, digits, +-. */
+    if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') ||
+          (*s >= '0' && *s <= '9') || *s == '+' || *s == '-' || *s == '.'))
+      return NULL;
+  p += 3;
+  size_t end = strcspn(p, "/?#");
+  const char *at = memchr(p, '@', end);
+  if (at) {
+    end -= (size_t)(at + 1 - p);
+    p = at + 1;
+  }
+  if (end == 0)
+    return NULL;
+  put_value(out, p, end);
+  for (char *c = out; *c; c++)
+    *c = lower(*c);
+  return out;
+}
+
+static int hexval(char c) {
+  return c >= '0' && c <= '9'   ? c - '0'
+         : c >= 'a' && c <= 'f' ? c - 'a' + 10
+         : c >= 'A' && c <= 'F' ? c - 'A' + 10
+                                : -1;
+}
+
+/* The first `name` parameter of the URL's query string, decoded into
+ * out (as URLSearchParams.get reads it); NULL when missing or empty. */
+static const char *url_param(const char *url, const char *name, char *out) {
+  const char *q = url ? strchr(url, '?') : NULL;
+  if (!q)
+    return NULL;
+  size_t nlen = strlen(name);
+  const char *p = q + 1;
+  while (*p && *p != '#') {
+    size_t len = strcspn(p, "&#");
+    const char *eq = memchr(p, '=', len);
+    size_t klen = eq ? (size_t)(eq - p) : len;
+    if (klen == nlen && memcmp(p, name, nlen) == 0) {
+      const char *v = eq ? eq + 1 : p + len, *vend = p + len;
+      char dec[ES_DIM_VALUE_MAX * 3 + 4];
+      size_t n = 0;
+      while (v < vend && n < sizeof(dec) - 1) {
+        int hi, lo;
+        if (*v == '%' && vend - v >= 3 && (hi = hexval(v[1])) >= 0 &&
+            (lo = hexval(v[2])) >= 0) {
+          dec[n++] = (char)(hi << 4 | lo);
+          v += 3;
+        } else {
+          dec[n++] = *v == '+' ? ' ' : *v;
+          v++;
+        }
+      }
+      dec[n] = '\0';
+      n = strlen(dec); /* a decoded NUL ends the value */
+      return n ? put_value(out, dec, n) : NULL;
+    }
+    p += len;
+    if (*p == '&')
+      p++;
+  }
+  return NULL;
+}
+
+/* One dimension of ev; the strings live in scratch's buffer (one slot
+ * per dimension) or are constants. */
+static const char *dim_value(const es_event *ev, int dim, es_dims *scratch) {
+  char *slot = scratch->buf + (size_t)((dim - 1) % 4) * (ES_DIM_VALUE_MAX + 1);
+  switch (dim) {
+  case ES_DIM_DEVICE:
+    return ua_device(ev->user_agent);
+  case ES_DIM_BROWSER:
+    return ua_browser(ev->user_agent);
+  default:
+    break;
+  }
+  if (ev->type != ES_TYPE_PAGE)
+    return NULL;
+  if (dim == ES_DIM_REFERRER) {
+    const char *ref = ev->referrer;
+    if (!ref || !ref[0])
+      return "(direct)";
+    char own[ES_DIM_VALUE_MAX + 1];
+    const char *h = url_host(ref, slot);
+    if (!h)
+      return put_value(slot, ref, strlen(ref));
+    const char *oh = url_host(ev->url, own);
+    return oh && strcmp(oh, h) == 0 ? "(internal)" : h;
+  }
+  static const char *const params[] = {NULL, NULL, "utm_source", "utm_medium",
+                                       "utm_campaign"};
+  if (dim >= ES_DIM_UTM_SOURCE && dim <= ES_DIM_UTM_CAMPAIGN)
+    return url_param(ev->url, params[dim], slot);
+  return NULL;
+}
+
+void es__dims_of(const es_event *ev, es_dims *out) {
+  out->v[0] = NULL;
+  for (int d = 1; d < ES_DIM_COUNT; d++)
+    out->v[d] = dim_value(ev, d, out);
+}
+
+const char *es__dim_of(const es_event *ev, int dim, es_dims *scratch) {
+  return dim > 0 && dim < ES_DIM_COUNT ? dim_value(ev, dim, scratch) : NULL;
+}
