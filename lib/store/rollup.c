@@ -498,6 +498,7 @@ int es__rollup_decode(const uint8_t *p, size_t n, const char *path,
                       es_rollup *r) {
   memset(r, 0, sizeof(*r));
   ES_TRY(es__rollup_image_check(p, n, path));
+  uint32_t version = es__get_le32(p + 8);
   uint64_t raw = es__get_le64(p + 16), clen = es__get_le64(p + 24);
   uint8_t *body = es__malloc(raw ? raw : 1);
   if (!body)
