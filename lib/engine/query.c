@@ -898,7 +898,7 @@ static int run_rollups(q_run *r, es_db *db, es_tenant *t,
     any |= seg->max_ts >= from_us && seg->min_ts < to_us;
     all &= seg->min_ts >= from_us && seg->max_ts < to_us;
   }
-  r->in_index = 1; /* segment rollups live as long as the view */
+  r->in_index = 1;          /* segment rollups live as long as the view */
   all &= r->spec->dim == 0; /* the index holds no dimension cells */
   int rc = ES_OK;
   if (all && any) {
