@@ -27,13 +27,24 @@ static char lower(char c) {
   return c >= 'A' && c <= 'Z' ? (char)(c - 'A' + 'a') : c;
 }
 
-/* Whether `tok` occurs in s, ASCII case ignored when `fold`. */
-static int has(const char *s, const char *tok, int fold) {
+/* A user agent as the classifier reads it: the string and a lower-case
+ * copy (the device tokens ignore case, the browser ones do not), so each
+ * token is one strstr (glibc's is vectorised) instead of a byte-by-byte
+ * case-folding compare at every offset: that cost 22k instructions an
+ * event at ingest (callgrind, 100-byte user agents). */
+#define UA_FOLD_MAX 1024 /* longer ones are searched folding as we go */
+
+typedef struct {
+  const char *s;    /* as sent */
+  const char *fold; /* lower case; NULL when too long to copy */
+} ua_text;
+
+/* Whether the lower-case `tok` occurs in s, ASCII case ignored. */
+static int has_folding(const char *s, const char *tok) {
   size_t n = strlen(tok);
   for (; *s; s++) {
     size_t i = 0;
-    while (i < n && s[i] &&
-           (fold ? lower(s[i]) == lower(tok[i]) : s[i] == tok[i]))
+    while (i < n && s[i] && lower(s[i]) == tok[i])
       i++;
     if (i == n)
       return 1;
@@ -41,52 +52,89 @@ static int has(const char *s, const char *tok, int fold) {
   return 0;
 }
 
-/* Whether any token of the NULL-terminated list occurs in s. */
-static int has_any(const char *s, const char *const *toks, int fold) {
+/* Whether the lower-case tok occurs in u, case ignored. */
+static int has_fold(const ua_text *u, const char *tok) {
+  return u->fold ? strstr(u->fold, tok) != NULL : has_folding(u->s, tok);
+}
+
+/* Whether any token of the NULL-terminated list occurs in u (case
+ * ignored when fold). */
+static int has_any(const ua_text *u, const char *const *toks, int fold) {
   for (; *toks; toks++)
-    if (has(s, *toks, fold))
+    if (fold ? has_fold(u, *toks) : strstr(u->s, *toks) != NULL)
       return 1;
   return 0;
 }
 
-static const char *ua_device(const char *ua) {
+static const char *ua_device(const ua_text *u) {
   static const char *const bot[] = {"bot",   "crawl",    "spider",
                                     "slurp", "headless", NULL};
   static const char *const tablet[] = {"ipad", "tablet", NULL};
   static const char *const mobile[] = {"mobi",    "iphone",        "ipod",
                                        "android", "windows phone", NULL};
-  if (!ua || !ua[0])
-    return "(no user agent)";
-  if (has_any(ua, bot, 1))
+  if (has_any(u, bot, 1))
     return "bot";
-  if (has_any(ua, tablet, 1) ||
-      (has(ua, "android", 1) && !has(ua, "mobile", 1)))
+  if (has_any(u, tablet, 1) ||
+      (has_fold(u, "android") && !has_fold(u, "mobile")))
     return "tablet";
-  if (has_any(ua, mobile, 1))
+  if (has_any(u, mobile, 1))
     return "mobile";
   return "desktop";
 }
 
-static const char *ua_browser(const char *ua) {
+static const char *ua_browser(const ua_text *u) {
   static const char *const edge[] = {"Edg/", "Edge/", "EdgA/", "EdgiOS/", NULL};
   static const char *const opera[] = {"OPR/", "Opera", NULL};
   static const char *const firefox[] = {"Firefox/", "FxiOS/", NULL};
   static const char *const chrome[] = {"Chrome/", "CriOS/", "Chromium/", NULL};
-  if (!ua || !ua[0])
-    return "(no user agent)";
-  if (has_any(ua, edge, 0))
+  const char *s = u->s;
+  if (has_any(u, edge, 0))
     return "Edge";
-  if (has_any(ua, opera, 0))
+  if (has_any(u, opera, 0))
     return "Opera";
-  if (has(ua, "SamsungBrowser/", 0))
+  if (strstr(s, "SamsungBrowser/"))
     return "Samsung Internet";
-  if (has_any(ua, firefox, 0))
+  if (has_any(u, firefox, 0))
     return "Firefox";
-  if (has_any(ua, chrome, 0))
+  if (has_any(u, chrome, 0))
     return "Chrome";
-  if (has(ua, "Safari/", 0) && has(ua, "Version/", 0))
+  if (strstr(s, "Safari/") && strstr(s, "Version/"))
     return "Safari";
   return "other";
+}
+
+/* The device and browser of a user agent.  Consecutive events mostly
+ * carry the same one (a batch comes from one browser), so the last
+ * answer is kept per thread and reused when the string is equal: the
+ * result depends on the string only, so ingest and a scan still agree. */
+static void ua_classify(const char *ua, const char **device,
+                        const char **browser) {
+  static _Thread_local char last[UA_FOLD_MAX];
+  static _Thread_local const char *last_device, *last_browser;
+  if (!ua || !ua[0]) {
+    *device = *browser = "(no user agent)";
+    return;
+  }
+  size_t n = strlen(ua);
+  if (last_device && n < sizeof(last) && memcmp(last, ua, n + 1) == 0) {
+    *device = last_device;
+    *browser = last_browser;
+    return;
+  }
+  char buf[UA_FOLD_MAX];
+  ua_text u = {ua, NULL};
+  if (n < sizeof(buf)) {
+    for (size_t i = 0; i <= n; i++)
+      buf[i] = lower(ua[i]);
+    u.fold = buf;
+  }
+  *device = ua_device(&u);
+  *browser = ua_browser(&u);
+  if (n < sizeof(last)) {
+    memcpy(last, ua, n + 1);
+    last_device = *device;
+    last_browser = *browser;
+  }
 }
 
 /* n bytes of s into out (ES_DIM_VALUE_MAX + 1 bytes), cut at a UTF-8
@@ -176,13 +224,10 @@ static const char *url_param(const char *url, const char *name, char *out) {
  * per dimension) or are constants. */
 static const char *dim_value(const es_event *ev, int dim, es_dims *scratch) {
   char *slot = scratch->buf + (size_t)((dim - 1) % 4) * (ES_DIM_VALUE_MAX + 1);
-  switch (dim) {
-  case ES_DIM_DEVICE:
-    return ua_device(ev->user_agent);
-  case ES_DIM_BROWSER:
-    return ua_browser(ev->user_agent);
-  default:
-    break;
+  if (dim == ES_DIM_DEVICE || dim == ES_DIM_BROWSER) {
+    const char *device, *browser;
+    ua_classify(ev->user_agent, &device, &browser);
+    return dim == ES_DIM_DEVICE ? device : browser;
   }
   if (ev->type != ES_TYPE_PAGE)
     return NULL;

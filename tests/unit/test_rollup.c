@@ -429,6 +429,25 @@ START_TEST(test_dims_values) {
     ck_assert_str_eq(dim_of(ES_DIM_BROWSER, NULL, NULL, uas[i].ua, 0),
                      uas[i].browser);
   }
+  /* a user agent too long for the folded copy (dims.c searches it
+   * folding as it goes) classifies as a short one does, the tokens far
+   * past the copy's size; and asking twice in a row (the per-thread
+   * last answer) or in turn with another gives the same answers */
+  static char big[3000];
+  memset(big, 'x', sizeof(big) - 1);
+  memcpy(big + 2500, " ANDROID Firefox/121.0", 22);
+  for (int round = 0; round < 2; round++) {
+    ck_assert_str_eq(dim_of(ES_DIM_DEVICE, NULL, NULL, big, 1), "tablet");
+    ck_assert_str_eq(dim_of(ES_DIM_BROWSER, NULL, NULL, big, 0), "Firefox");
+    for (size_t i = 0; i < sizeof(uas) / sizeof(uas[0]); i++) {
+      ck_assert_str_eq(dim_of(ES_DIM_BROWSER, NULL, NULL, uas[i].ua, 0),
+                       uas[i].browser);
+      ck_assert_str_eq(dim_of(ES_DIM_DEVICE, NULL, NULL, uas[i].ua, 1),
+                       uas[i].device);
+      ck_assert_str_eq(dim_of(ES_DIM_DEVICE, NULL, NULL, uas[i].ua, 1),
+                       uas[i].device);
+    }
+  }
   ck_assert_int_eq(es__dim_by_name("utm_medium"), ES_DIM_UTM_MEDIUM);
   ck_assert_int_eq(es__dim_by_name("path"), 0);
   ck_assert_str_eq(es__dim_name(ES_DIM_BROWSER), "browser");
