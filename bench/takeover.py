@@ -116,12 +116,18 @@ def run(build, n):
         own, _ = owner(cl, "tenant01")
         url = cl["nodes"][own]["ingest_url"]
         t0 = time.monotonic()
+        retries = 0
         for b in range(0, n, 500):
             batch = [{"type": "track", "userId": "u%d" % (i % 1000),
                       "event": "Order Completed", "messageId": "e%d" % i,
                       "properties": {"i": i, "path": "/p/%d" % (i % 50)}}
                      for i in range(b, min(n, b + 500))]
-            st = post(url, "/v1/batch", key, json.dumps({"batch": batch}))
+            body = json.dumps({"batch": batch})
+            st = post(url, "/v1/batch", key, body)
+            while st in (429, 503):  # overloaded: retry as the SDKs do
+                retries += 1
+                time.sleep(0.2)
+                st = post(url, "/v1/batch", key, body)
             assert st == 200, st
         load_s = time.monotonic() - t0
         # planned move
@@ -161,7 +167,7 @@ def run(build, n):
                 break
             time.sleep(0.1)
         print(json.dumps({
-            "events": n, "load_s": round(load_s, 2),
+            "events": n, "load_s": round(load_s, 2), "load_retries": retries,
             "drain_s": round(drain_s, 2),
             "planned_first_200_s": round(planned_s, 3),
             "planned_takeover_s": planned_own, "restored_rows": rows,
