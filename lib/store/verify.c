@@ -280,13 +280,11 @@ int es_inspect(const char *data_dir,
   return es__inspect_vfs(es__vfs_posix(), data_dir, fn, ud);
 }
 
-/* Checks a segment's rollup file.  A missing one is no problem (it is
- * derived from the rows when needed: rollup.h); a damaged one is. */
-static int verify_rollup(es_vfs *vfs, const char *seg_path,
-                         problem_fn_t problem, void *ud, int *bad) {
-  char path[ES_PATH_MAX];
-  ES_TRY(es__rollup_path(seg_path, path, sizeof(path)));
-  int rc = es__rollup_verify(vfs, path);
+/* The outcome of checking an optional file at path: damage (or a newer
+ * version) is reported as a problem, absence is fine, other errors stop
+ * the verify. */
+static int verify_optional(int rc, const char *path, problem_fn_t problem,
+                           void *ud, int *bad) {
   if (rc == ES_ECORRUPT || rc == ES_EVERSION) {
     if (problem)
       problem(ud, path, 0, es_errdetail());
@@ -298,6 +296,16 @@ static int verify_rollup(es_vfs *vfs, const char *seg_path,
     rc = ES_OK;
   }
   return rc;
+}
+
+/* Checks a segment's rollup file.  A missing one is no problem (it is
+ * derived from the rows when needed: rollup.h); a damaged one is. */
+static int verify_rollup(es_vfs *vfs, const char *seg_path,
+                         problem_fn_t problem, void *ud, int *bad) {
+  char path[ES_PATH_MAX];
+  ES_TRY(es__rollup_path(seg_path, path, sizeof(path)));
+  int rc = es__rollup_verify(vfs, path);
+  return verify_optional(rc, path, problem, ud, bad);
 }
 
 /* Checks the tenant's rollup index file (rollup.h), when there is one:
@@ -314,17 +322,7 @@ static int verify_rollidx(es_vfs *vfs, const char *tdir, problem_fn_t problem,
   if (rc == ES_OK)
     rc = es__rollidx_check(img, len, path);
   es__free(img);
-  if (rc == ES_ECORRUPT || rc == ES_EVERSION) {
-    if (problem)
-      problem(ud, path, 0, es_errdetail());
-    *bad = 1;
-    rc = ES_OK;
-  }
-  if (rc == ES_ENOTFOUND) {
-    es__error_clear();
-    rc = ES_OK;
-  }
-  return rc;
+  return verify_optional(rc, path, problem, ud, bad);
 }
 
 /* Verifies one tenant: its manifest, every listed segment, the rollup
