@@ -168,6 +168,18 @@ async function checkAcked(tokenOf) {
   return byNode;
 }
 
+// The tenants each node holds, once the nodes hold all `count` of them
+// (slow under load).
+async function allHeld(count) {
+  for (const end = Date.now() + 60000; ;) {
+    const holders = {};
+    for (const n of ['1', '2', '3']) holders[n] = await held(cluster.nodes[n]);
+    if (Object.values(holders).flat().length === count) return holders;
+    assert.ok(Date.now() < end, 'the tenants were not all taken within 60 s');
+    await sleep(100);
+  }
+}
+
 async function main() {
   cluster = JSON.parse(sh('up', dir).trim().split('\n').pop());
   log(`up: ${Object.keys(cluster.keys).length} tenants`);
@@ -176,14 +188,7 @@ async function main() {
   const keyOf = Object.fromEntries(Object.entries(cluster.keys).map(([k, t]) => [t, k]));
   const streams = Object.entries(cluster.keys).map(([k, t]) => stream(k, t));
   // every tenant taken by the node HAProxy sends it to (slow under load)
-  let holders;
-  for (const end = Date.now() + 60000; ;) {
-    holders = {};
-    for (const n of ['1', '2', '3']) holders[n] = await held(cluster.nodes[n]);
-    if (Object.values(holders).flat().length === Object.keys(tokenOf).length) break;
-    assert.ok(Date.now() < end, 'the tenants were not all taken within 60 s');
-    await sleep(100);
-  }
+  const holders = await allHeld(Object.keys(tokenOf).length);
   await sleep(2000);
   // roles: P is paused (then stopped), K is killed, S survives; P and K
   // hold tenants (consistent hashing may leave a node without any of 12)
@@ -290,14 +295,7 @@ async function drainMain() {
   log(`up: ${Object.keys(cluster.keys).length} tenants`);
   const tokenOf = Object.fromEntries(Object.entries(cluster.tokens).map(([k, t]) => [t, k]));
   const streams = Object.entries(cluster.keys).map(([k, t]) => stream(k, t));
-  let holders;
-  for (const end = Date.now() + 60000; ;) {
-    holders = {};
-    for (const n of ['1', '2', '3']) holders[n] = await held(cluster.nodes[n]);
-    if (Object.values(holders).flat().length === Object.keys(tokenOf).length) break;
-    assert.ok(Date.now() < end, 'the tenants were not all taken within 60 s');
-    await sleep(100);
-  }
+  const holders = await allHeld(Object.keys(tokenOf).length);
   await sleep(1500);
   const [D] = ['1', '2', '3'].sort((a, b) => holders[b].length - holders[a].length);
   const node = cluster.nodes[D];
