@@ -27,6 +27,7 @@
  *     UTF-8, whatever the es_event holds.
  */
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -35,7 +36,6 @@
 #include <yajl_tree.h>
 
 #include "segment_json.h"
-
 
 /* ----------------------------------------------------------------------
  * seg_buf
@@ -290,32 +290,60 @@ static int trailing_text(const char *s, size_t n) {
   return 0;
 }
 
+/* The bytes of 8 at p that are a quote or a backslash, as the high bit of
+ * each (SWAR: a byte of w ^ pattern is zero where it matches; below the
+ * lowest match the test is exact, above it a borrow may add false ones,
+ * so only the lowest bit counts). */
+static uint64_t quote_or_backslash(const char *p) {
+  const uint64_t ones = 0x0101010101010101ull, highs = 0x8080808080808080ull;
+  uint64_t w, q, b;
+  memcpy(&w, p, sizeof w);
+  q = w ^ (ones * '"');
+  b = w ^ (ones * '\\');
+  return (((q - ones) & ~q) | ((b - ones) & ~b)) & highs;
+}
+
+/* The index of the quote closing the string whose text starts at s[i]
+ * (at or past n when there is none), looking at each escape on the way;
+ * -1 on a "\u0000" escape.  Plain text goes 8 bytes at a time (a memchr
+ * per string and per escape cost more than the scan on short strings). */
+static long long string_end(const char *s, size_t i, size_t n) {
+  for (;;) {
+    uint64_t m = 0;
+    while (i + 8 <= n && (m = quote_or_backslash(s + i)) == 0)
+      i += 8;
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    if (m != 0)
+      i += (size_t)__builtin_ctzll(m) >> 3;
+#endif
+    while (i < n && s[i] != '"' && s[i] != '\\')
+      i++;
+    if (i >= n || s[i] == '"')
+      return (long long)i;
+    if (n - i >= 6 && memcmp(s + i + 1, "u0000", 5) == 0)
+      return -1;
+    i += 2; /* the escaped character, which may be the quote */
+  }
+}
+
+/* The bytes prescan stops at outside strings (the rest it steps over). */
+static const unsigned char prescan_stop[256] = {
+    ['"'] = 1, ['/'] = 1, ['['] = 1, ['{'] = 1, [']'] = 1, ['}'] = 1};
+
 static int prescan(parse_ctx *c, const char *s, size_t n) {
   int depth = 0;
   if (memchr(s, '\0', n) != NULL)
     return fail(c, "the line contains a NUL byte");
   for (size_t i = 0; i < n; i++) {
+    while (i < n && !prescan_stop[(unsigned char)s[i]])
+      i++;
+    if (i >= n)
+      break;
     if (s[i] == '"') {
-      /* To the closing quote (i stays on it, or at or past n), looking at
-       * each escape: memchr finds both in long runs of plain text.  The
-       * quote is searched again only when an escape hid it, so the scan
-       * stays linear. */
-      for (i++; i < n;) {
-        const char *q = memchr(s + i, '"', n - i);
-        size_t end = q != NULL ? (size_t)(q - s) : n;
-        while (i <= end) {
-          const char *bs = memchr(s + i, '\\', end - i);
-          if (bs == NULL) {
-            i = end;
-            goto string_done;
-          }
-          i = (size_t)(bs - s);
-          if (n - i >= 6 && memcmp(s + i + 1, "u0000", 5) == 0)
-            return fail(c, "strings containing \\u0000 are not supported");
-          i += 2; /* the escaped character, which may be the quote */
-        }
-      }
-    string_done:;
+      long long end = string_end(s, i + 1, n); /* i lands on the quote */
+      if (end < 0)
+        return fail(c, "strings containing \\u0000 are not supported");
+      i = (size_t)end;
     } else if (s[i] == '/' && i + 1 < n && s[i + 1] == '*') {
       for (i += 2; i + 1 < n && !(s[i] == '*' && s[i + 1] == '/'); i++)
         ;
