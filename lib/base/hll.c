@@ -14,7 +14,7 @@ static uint32_t hll_entry(uint64_t hash) {
   return idx << 8 | rank;
 }
 
-/* Turns a sparse sketch dense. */
+/* Turns a sparse sketch dense (n: the registers in use, unchanged). */
 static int hll_densify(es_hll *h) {
   uint8_t *d = es__calloc(ES_HLL_M, 1);
   if (!d)
@@ -23,7 +23,7 @@ static int hll_densify(es_hll *h) {
     d[h->sparse[i] >> 8] = (uint8_t)(h->sparse[i] & 0xff);
   es__free(h->sparse);
   h->sparse = NULL;
-  h->n = h->cap = 0;
+  h->cap = 0;
   h->dense = d;
   return ES_OK;
 }
@@ -33,8 +33,10 @@ static int hll_set(es_hll *h, uint32_t e) {
   uint32_t idx = e >> 8;
   uint8_t rank = (uint8_t)(e & 0xff);
   if (h->dense) {
-    if (h->dense[idx] < rank)
+    if (h->dense[idx] < rank) {
+      h->n += h->dense[idx] == 0;
       h->dense[idx] = rank;
+    }
     return ES_OK;
   }
   uint32_t lo = 0, hi = h->n; /* first entry with index >= idx */
@@ -50,7 +52,7 @@ static int hll_set(es_hll *h, uint32_t e) {
       h->sparse[lo] = e;
     return ES_OK;
   }
-  if (h->n >= ES_HLL_SPARSE_MAX) {
+  if (h->n >= ES_HLL_SPARSE_HELD) {
     ES_TRY(hll_densify(h));
     return hll_set(h, e);
   }
@@ -76,8 +78,10 @@ int es__hll_merge(es_hll *dst, const es_hll *src) {
     if (!dst->dense)
       ES_TRY(hll_densify(dst));
     for (uint32_t i = 0; i < ES_HLL_M; i++)
-      if (dst->dense[i] < src->dense[i])
+      if (dst->dense[i] < src->dense[i]) {
+        dst->n += dst->dense[i] == 0;
         dst->dense[i] = src->dense[i];
+      }
     return ES_OK;
   }
   for (uint32_t i = 0; i < src->n; i++)
@@ -165,9 +169,21 @@ void es__hll_free(es_hll *h) {
 }
 
 int es__hll_put(es_buf *b, const es_hll *h) {
-  if (h->dense) {
+  if (h->dense && h->n > ES_HLL_SPARSE_MAX) {
     ES_TRY(es__buf_put_u8(b, 2));
     return es__buf_put(b, h->dense, ES_HLL_M);
+  }
+  if (h->dense) { /* held dense, encoded sparse (invariant 1) */
+    uint32_t prev = 0;
+    ES_TRY(es__buf_put_u8(b, 1));
+    ES_TRY(es__buf_put_varint(b, h->n));
+    for (uint32_t i = 0; i < ES_HLL_M; i++)
+      if (h->dense[i] != 0) {
+        uint32_t e = i << 8 | h->dense[i];
+        ES_TRY(es__buf_put_varint(b, e - prev));
+        prev = e;
+      }
+    return ES_OK;
   }
   ES_TRY(es__buf_put_u8(b, h->n ? 1 : 0));
   if (h->n == 0)
@@ -194,9 +210,11 @@ int es__hll_get(es_rd *r, es_hll *h) {
     if (!(h->dense = es__malloc(ES_HLL_M)))
       return ES_NOMEM_BKPT();
     memcpy(h->dense, p, ES_HLL_M);
-    for (uint32_t i = 0; i < ES_HLL_M; i++)
+    for (uint32_t i = 0; i < ES_HLL_M; i++) {
+      h->n += h->dense[i] != 0;
       if (h->dense[i] > 64 - ES_HLL_P + 1)
         r->bad = 1;
+    }
     return ES_OK;
   }
   uint64_t n = es__rd_varint(r);

@@ -5,9 +5,14 @@
  * Precision p = 14: m = 16384 registers, standard error 1.04 / sqrt(m)
  * = 0.81 %.  Small sets (the common case: one minute, one page) are kept
  * sparse, as a sorted array of (register index, rank) entries; a sketch
- * turns dense (one byte per register) when the sparse array would be
- * larger than ES_HLL_SPARSE_MAX entries.  Small cardinalities are
- * estimated by linear counting, which is near exact below a few thousand.
+ * is encoded dense (one byte per register) when the sparse array would be
+ * larger than ES_HLL_SPARSE_MAX entries.  In memory it turns dense
+ * earlier, past ES_HLL_SPARSE_HELD entries: an insert into the sorted
+ * array moves the entries after it, which on a few thousand cost more
+ * than the rest of counting an event (the encoding does not change: a
+ * dense sketch with few registers in use is written sparse).  Small
+ * cardinalities are estimated by linear counting, which is near exact
+ * below a few thousand.
  *
  * Invariants:
  *  1. The registers a sketch stands for depend only on the set of hashes
@@ -27,12 +32,13 @@
 #define ES_HLL_P 14
 #define ES_HLL_M (1u << ES_HLL_P)
 #define ES_HLL_SPARSE_MAX 3072
+#define ES_HLL_SPARSE_HELD 512
 /* The standard error of an estimate, as stated in query results. */
 #define ES_HLL_ERROR 0.0081
 
 typedef struct es_hll {
   uint32_t *sparse; /* entries index << 8 | rank, sorted; NULL when dense */
-  uint32_t n, cap;  /* sparse entries in use / allocated */
+  uint32_t n, cap;  /* registers in use (the sparse entries) / allocated */
   uint8_t *dense;   /* ES_HLL_M registers, or NULL while sparse */
 } es_hll;
 
