@@ -17,6 +17,8 @@ void es__buf_free(es_buf *b) {
 
 /* Ensures capacity for len + more bytes. */
 int es__buf_reserve(es_buf *b, size_t more) {
+  if (b->cap - b->len >= more) /* the common case, without a call */
+    return ES_OK;
   if (more > ((size_t)-1) - b->len)
     return ES_NOMEM_BKPT();
   return es__grow((void **)&b->data, &b->cap, b->len + more, 1);
