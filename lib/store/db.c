@@ -42,6 +42,9 @@
 
 #define DB_AGE_CHECK_US 100000 /* how often writers look for old memtables */
 #define DB_FRAME_BYTES_MAX (64u << 20)
+/* es_append reserves this much per event for its rows, up to 4 MB. */
+#define DB_ROW_BYTES_GUESS 256u
+#define DB_ROWS_RESERVE_MAX (4u << 20)
 #define DB_GROUP_EVENTS_MAX (1u << 20)
 
 int es_version(void) { return ES_VERSION_NUMBER; }
@@ -550,6 +553,12 @@ static int db_append(es_db *db, es_tenant *t, const char *tenant,
     dup = dup_flags ? dup_flags : es__malloc(count);
   if (!hint || (db->opts.dedupe_window_us > 0 && !dup))
     ES_CHECK(ES_NOMEM_BKPT());
+  /* Room for rows of a typical size at once: grown by doubling from
+   * empty, the buffer was copied a dozen times per batch. */
+  size_t guess = count < DB_ROWS_RESERVE_MAX / DB_ROW_BYTES_GUESS
+                     ? count * DB_ROW_BYTES_GUESS
+                     : DB_ROWS_RESERVE_MAX;
+  ES_CHECK(es__buf_reserve(&rows, guess));
   for (size_t i = 0; i < count; i++) {
     if (rows.len > DB_FRAME_BYTES_MAX)
       ES_CHECK(ES_ERR(ES_ETOOBIG, "batch encodes to more than %u bytes",
