@@ -129,6 +129,21 @@ static size_t utf8_seq_len(const unsigned char *s, size_t n) {
 /* Quotes and escapes s[0..n) as a JSON string; see the header.  Room
  * for the worst case (6 bytes per input byte) is made first, so that the
  * loop writes straight into the buffer. */
+/* Whether none of the 8 bytes at p needs more than a copy in a JSON
+ * string: all in 0x20..0x7f and none a quote or a backslash (SWAR: a
+ * byte below 0x20 borrows in w - 0x20 per byte, a match of w ^ pattern is
+ * a zero byte; a byte from 0x80 has its high bit). */
+static int plain8(const char *p) {
+  const uint64_t ones = 0x0101010101010101ull, highs = 0x8080808080808080ull;
+  uint64_t w, q, b;
+  memcpy(&w, p, sizeof w);
+  q = w ^ (ones * '"');
+  b = w ^ (ones * '\\');
+  return ((w | ((w - ones * 0x20) & ~w) | ((q - ones) & ~q) |
+           ((b - ones) & ~b)) &
+          highs) == 0;
+}
+
 int seg_buf_put_json_string(seg_buf *b, const char *s, size_t n) {
   static const char hex[] = "0123456789abcdef";
   const unsigned char *u = (const unsigned char *)s;
@@ -139,7 +154,11 @@ int seg_buf_put_json_string(seg_buf *b, const char *s, size_t n) {
   for (size_t i = 0; i < n;) {
     unsigned char c = u[i];
     size_t step;
-    if (c >= 0x20 && c < 0x80 && c != '"' && c != '\\') {
+    if (i + 8 <= n && plain8(s + i)) { /* 8 bytes copied as they are */
+      memcpy(o, s + i, 8);
+      o += 8;
+      i += 8;
+    } else if (c >= 0x20 && c < 0x80 && c != '"' && c != '\\') {
       *o++ = (char)c;
       i++;
     } else if (c == '"' || c == '\\') {

@@ -12,8 +12,8 @@
 
 #include <yajl_tree.h>
 
-#include "eventstore.h"
 #include "common/segment_json.h"
+#include "eventstore.h"
 
 #define NOW_US INT64_C(1800000000000000)
 #define T_2026_11_24_10_00_00_123 INT64_C(1795514400123000)
@@ -363,6 +363,53 @@ static const char *get_str(yajl_val root, const char *key) {
   return v ? YAJL_GET_STRING(v) : NULL;
 }
 
+/* The escaped form of s[0..n), without its quotes, into dst. */
+static size_t json_string_inner(const char *s, size_t n, char *dst) {
+  seg_buf b;
+  seg_buf_init(&b);
+  ck_assert_int_eq(seg_buf_put_json_string(&b, s, n), 0);
+  ck_assert_uint_ge(b.len, 2);
+  size_t inner = b.len - 2;
+  memcpy(dst, b.data + 1, inner);
+  seg_buf_free(&b);
+  return inner;
+}
+
+/* Every byte value, and a 2-byte UTF-8 sequence, at every position of
+ * plain text long enough for several 8-byte blocks: escaped as it is
+ * alone (the writer copies runs of plain text 8 bytes at a time). */
+START_TEST(json_string_escapes_at_every_position) {
+  static const char plain[] = "abcdefghijklmnopqrstuvw"; /* 23 bytes */
+  const size_t len = sizeof plain - 1;
+  for (int c = 0; c <= 256; c++) {
+    char one[2], esc[16], in[32], want[64];
+    size_t one_len = c < 256 ? 1 : 2;
+    if (c < 256)
+      one[0] = (char)c;
+    else
+      memcpy(one, "\xc3\xa9", 2);
+    size_t esc_len = json_string_inner(one, one_len, esc);
+    for (size_t p = 0; p + one_len <= len; p++) {
+      memcpy(in, plain, len);
+      memcpy(in + p, one, one_len);
+      size_t w = 0;
+      want[w++] = '"';
+      memcpy(want + w, plain, p), w += p;
+      memcpy(want + w, esc, esc_len), w += esc_len;
+      memcpy(want + w, plain + p + one_len, len - p - one_len);
+      w += len - p - one_len;
+      want[w++] = '"';
+      seg_buf b;
+      seg_buf_init(&b);
+      ck_assert_int_eq(seg_buf_put_json_string(&b, in, len), 0);
+      ck_assert_msg(b.len == w && memcmp(b.data, want, w) == 0,
+                    "byte 0x%02x at %zu: %s", c, p, b.data);
+      seg_buf_free(&b);
+    }
+  }
+}
+END_TEST
+
 START_TEST(write_is_valid_json) {
   es_event ev = {0};
   ev.type = ES_TYPE_TRACK;
@@ -475,6 +522,7 @@ static Suite *segment_json_suite(void) {
   suite_add_tcase(s, parse);
   TCase *write = tcase_create("write");
   tcase_add_test(write, write_is_valid_json);
+  tcase_add_test(write, json_string_escapes_at_every_position);
   tcase_add_test(write, write_then_parse_round_trip);
   suite_add_tcase(s, write);
   return s;
