@@ -14,14 +14,22 @@ static uint32_t hll_entry(uint64_t hash) {
   return idx << 8 | rank;
 }
 
+/* The sparse entries: in place until the first allocation. */
+static uint32_t *hll_ents(es_hll *h) { return h->cap ? h->sparse : h->inl; }
+static const uint32_t *hll_ents_c(const es_hll *h) {
+  return h->cap ? h->sparse : h->inl;
+}
+
 /* Turns a sparse sketch dense (n: the registers in use, unchanged). */
 static int hll_densify(es_hll *h) {
   uint8_t *d = es__calloc(ES_HLL_M, 1);
   if (!d)
     return ES_NOMEM_BKPT();
+  const uint32_t *s = hll_ents(h);
   for (uint32_t i = 0; i < h->n; i++)
-    d[h->sparse[i] >> 8] = (uint8_t)(h->sparse[i] & 0xff);
-  es__free(h->sparse);
+    d[s[i] >> 8] = (uint8_t)(s[i] & 0xff);
+  if (h->cap)
+    es__free(h->sparse);
   h->sparse = NULL;
   h->cap = 0;
   h->dense = d;
@@ -39,31 +47,40 @@ static int hll_set(es_hll *h, uint32_t e) {
     }
     return ES_OK;
   }
+  uint32_t *s = hll_ents(h);
   uint32_t lo = 0, hi = h->n; /* first entry with index >= idx */
   while (lo < hi) {
     uint32_t mid = lo + (hi - lo) / 2;
-    if ((h->sparse[mid] >> 8) < idx)
+    if ((s[mid] >> 8) < idx)
       lo = mid + 1;
     else
       hi = mid;
   }
-  if (lo < h->n && (h->sparse[lo] >> 8) == idx) {
-    if ((h->sparse[lo] & 0xff) < rank)
-      h->sparse[lo] = e;
+  if (lo < h->n && (s[lo] >> 8) == idx) {
+    if ((s[lo] & 0xff) < rank)
+      s[lo] = e;
     return ES_OK;
   }
   if (h->n >= ES_HLL_SPARSE_HELD) {
     ES_TRY(hll_densify(h));
     return hll_set(h, e);
   }
-  if (h->n == h->cap) {
+  if (h->cap == 0 && h->n == ES_HLL_INLINE) { /* out of place */
+    uint32_t *a = es__malloc(4 * ES_HLL_INLINE * sizeof(uint32_t));
+    if (!a)
+      return ES_NOMEM_BKPT();
+    memcpy(a, h->inl, sizeof h->inl);
+    h->sparse = a;
+    h->cap = 4 * ES_HLL_INLINE;
+  } else if (h->cap != 0 && h->n == h->cap) {
     size_t cap = h->cap;
     ES_TRY(es__grow((void **)&h->sparse, &cap, (size_t)h->n + 1,
                     sizeof(uint32_t)));
     h->cap = (uint32_t)cap;
   }
-  memmove(h->sparse + lo + 1, h->sparse + lo, (h->n - lo) * sizeof(uint32_t));
-  h->sparse[lo] = e;
+  s = hll_ents(h);
+  memmove(s + lo + 1, s + lo, (h->n - lo) * sizeof(uint32_t));
+  s[lo] = e;
   h->n++;
   return ES_OK;
 }
@@ -84,8 +101,9 @@ int es__hll_merge(es_hll *dst, const es_hll *src) {
       }
     return ES_OK;
   }
+  const uint32_t *s = hll_ents_c(src);
   for (uint32_t i = 0; i < src->n; i++)
-    ES_TRY(hll_set(dst, src->sparse[i]));
+    ES_TRY(hll_set(dst, s[i]));
   return ES_OK;
 }
 
@@ -127,9 +145,10 @@ uint64_t es__hll_estimate(const es_hll *h) {
     for (uint32_t i = 0; i < ES_HLL_M; i++)
       c[h->dense[i] <= Q + 1 ? h->dense[i] : Q + 1]++;
   } else {
+    const uint32_t *s = hll_ents_c(h);
     c[0] = ES_HLL_M - h->n;
     for (uint32_t i = 0; i < h->n; i++)
-      c[h->sparse[i] & 0xff]++;
+      c[s[i] & 0xff]++;
   }
   if (c[0] == ES_HLL_M)
     return 0;
@@ -144,17 +163,16 @@ uint64_t es__hll_estimate(const es_hll *h) {
 static uint8_t hll_reg(const es_hll *h, uint32_t idx, uint32_t *pos) {
   if (h->dense)
     return h->dense[idx];
-  while (*pos < h->n && (h->sparse[*pos] >> 8) < idx)
+  const uint32_t *s = hll_ents_c(h);
+  while (*pos < h->n && (s[*pos] >> 8) < idx)
     (*pos)++;
-  return *pos < h->n && (h->sparse[*pos] >> 8) == idx
-             ? (uint8_t)(h->sparse[*pos] & 0xff)
-             : 0;
+  return *pos < h->n && (s[*pos] >> 8) == idx ? (uint8_t)(s[*pos] & 0xff) : 0;
 }
 
 int es__hll_equal(const es_hll *a, const es_hll *b) {
   if (!a->dense && !b->dense)
     return a->n == b->n &&
-           (a->n == 0 || memcmp(a->sparse, b->sparse, a->n * 4) == 0);
+           (a->n == 0 || memcmp(hll_ents_c(a), hll_ents_c(b), a->n * 4) == 0);
   uint32_t pa = 0, pb = 0;
   for (uint32_t i = 0; i < ES_HLL_M; i++)
     if (hll_reg(a, i, &pa) != hll_reg(b, i, &pb))
@@ -163,7 +181,8 @@ int es__hll_equal(const es_hll *a, const es_hll *b) {
 }
 
 void es__hll_free(es_hll *h) {
-  es__free(h->sparse);
+  if (h->cap)
+    es__free(h->sparse);
   es__free(h->dense);
   memset(h, 0, sizeof(*h));
 }
@@ -189,10 +208,11 @@ int es__hll_put(es_buf *b, const es_hll *h) {
   if (h->n == 0)
     return ES_OK;
   ES_TRY(es__buf_put_varint(b, h->n));
+  const uint32_t *s = hll_ents_c(h);
   uint32_t prev = 0;
   for (uint32_t i = 0; i < h->n; i++) {
-    ES_TRY(es__buf_put_varint(b, h->sparse[i] - prev));
-    prev = h->sparse[i];
+    ES_TRY(es__buf_put_varint(b, s[i] - prev));
+    prev = s[i];
   }
   return ES_OK;
 }

@@ -36,10 +36,17 @@
 /* The standard error of an estimate, as stated in query results. */
 #define ES_HLL_ERROR 0.0081
 
+/* Sparse entries a sketch holds in place, without an allocation (most
+ * rollup cells count one or two persons). */
+#define ES_HLL_INLINE 2
+
 typedef struct es_hll {
-  uint32_t *sparse; /* entries index << 8 | rank, sorted; NULL when dense */
-  uint32_t n, cap;  /* registers in use (the sparse entries) / allocated */
-  uint8_t *dense;   /* ES_HLL_M registers, or NULL while sparse */
+  union {
+    uint32_t *sparse; /* entries index << 8 | rank, sorted, when cap > 0 */
+    uint32_t inl[ES_HLL_INLINE]; /* the entries while cap == 0 */
+  };
+  uint32_t n, cap; /* registers in use (the sparse entries) / allocated */
+  uint8_t *dense;  /* ES_HLL_M registers, or NULL while sparse */
 } es_hll;
 
 /* A zeroed es_hll is an empty sketch. */
