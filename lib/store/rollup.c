@@ -15,6 +15,7 @@
  * of the next two], varint event id, varint path id, varint count, the
  * sketch (hll.h).
  */
+#include <assert.h>
 #include <stdlib.h>
 
 #include "base/event.h"
@@ -117,8 +118,9 @@ int es__rollup_add(es_rollup *r, const es_event *ev) {
 }
 
 void es__rollup_free(es_rollup *r) {
-  es_rollup *coarse[2] = {atomic_load(&r->hours), atomic_load(&r->days)};
-  for (int i = 0; i < 2; i++) {
+  es_rollup *coarse[3] = {atomic_load(&r->hours), atomic_load(&r->days),
+                          atomic_load(&r->types)};
+  for (int i = 0; i < 3; i++) {
     if (coarse[i]) {
       es__rollup_free(coarse[i]);
       es__free(coarse[i]);
@@ -274,6 +276,53 @@ int es__rollup_coarse(const es_rollup *r, int period, const es_rollup **out) {
   }
   *out = h;
   return ES_OK;
+}
+
+/* Appends the non-zero counts of acc (by type) as cells of `minute`,
+ * zeroing acc. */
+static int type_counts_flush(es_rollup *h, int64_t minute, uint64_t *acc) {
+  for (int type = 0; type < 256; type++) {
+    if (!acc[type])
+      continue;
+    ES_TRY(es__grow((void **)&h->cells, &h->cap, h->n + 1, sizeof(es_rcell)));
+    memset(&h->cells[h->n], 0, sizeof(es_rcell));
+    h->cells[h->n].minute = minute;
+    h->cells[h->n].type = (uint8_t)type;
+    h->cells[h->n++].count = acc[type];
+    acc[type] = 0;
+  }
+  return ES_OK;
+}
+
+int es__rollup_type_counts(const es_rollup *r, const es_rollup **out) {
+  es_rollup *_Atomic *slot = (es_rollup * _Atomic *)&r->types;
+  es_rollup *h = atomic_load(slot);
+  *out = h;
+  if (h)
+    return ES_OK;
+  assert(r->sorted);
+  if (!(h = es__calloc(1, sizeof(*h))))
+    return ES_NOMEM_BKPT();
+  uint64_t acc[256] = {0}; /* the minute's counts by type */
+  int rc = ES_OK;
+  for (size_t i = 0; rc == ES_OK && i < r->n; i++) {
+    const es_rcell *c = &r->cells[i];
+    if (i > 0 && c->minute != r->cells[i - 1].minute) /* minutes ascend */
+      rc = type_counts_flush(h, r->cells[i - 1].minute, acc);
+    if (!c->dim)
+      acc[c->type] += c->count;
+  }
+  if (rc == ES_OK && r->n > 0)
+    rc = type_counts_flush(h, r->cells[r->n - 1].minute, acc);
+  h->sorted = 1;
+  es_rollup *none = NULL; /* another thread may have built it too */
+  if (rc < 0 || !atomic_compare_exchange_strong(slot, &none, h)) {
+    es__rollup_free(h);
+    es__free(h);
+    h = none;
+  }
+  *out = h;
+  return rc;
 }
 
 size_t es__rollup_seek(const es_rollup *r, int64_t minute) {
