@@ -94,21 +94,27 @@ enum { SHAPE_CONST = 0, SHAPE_LOWER = 1, SHAPE_UPPER = 2 };
 /* Per byte value: bit 1 when it is a lower-case hex digit, bit 2 when an
  * upper-case one (digits are both).  Bit 0 is "equal to the first
  * value", added per position while scanning. */
-static uint8_t shape_class_bits(uint8_t c) {
-  uint8_t bits = 0;
-  if ((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))
-    bits |= 2;
-  if ((c >= '0' && c <= '9') || (c >= 'A' && c <= 'F'))
-    bits |= 4;
-  return bits;
-}
+#define SHAPE_D 6 /* a digit: both cases */
+#define SHAPE_L 2
+#define SHAPE_U 4
+static const uint8_t shape_class_bits[256] = {
+    ['0'] = SHAPE_D, ['1'] = SHAPE_D, ['2'] = SHAPE_D, ['3'] = SHAPE_D,
+    ['4'] = SHAPE_D, ['5'] = SHAPE_D, ['6'] = SHAPE_D, ['7'] = SHAPE_D,
+    ['8'] = SHAPE_D, ['9'] = SHAPE_D, ['a'] = SHAPE_L, ['b'] = SHAPE_L,
+    ['c'] = SHAPE_L, ['d'] = SHAPE_L, ['e'] = SHAPE_L, ['f'] = SHAPE_L,
+    ['A'] = SHAPE_U, ['B'] = SHAPE_U, ['C'] = SHAPE_U, ['D'] = SHAPE_U,
+    ['E'] = SHAPE_U, ['F'] = SHAPE_U};
+
+/* The value of a hex digit of either case (a table: the writer packs
+ * every digit of every uuid through it). */
+static const uint8_t shape_nibble[256] = {
+    ['1'] = 1,  ['2'] = 2,  ['3'] = 3,  ['4'] = 4,  ['5'] = 5,  ['6'] = 6,
+    ['7'] = 7,  ['8'] = 8,  ['9'] = 9,  ['a'] = 10, ['b'] = 11, ['c'] = 12,
+    ['d'] = 13, ['e'] = 14, ['f'] = 15, ['A'] = 10, ['B'] = 11, ['C'] = 12,
+    ['D'] = 13, ['E'] = 14, ['F'] = 15};
 
 static const char shape_digits[3][16] = {
     {0}, "0123456789abcdef", "0123456789ABCDEF"};
-
-static uint8_t shape_nibble(uint8_t c) {
-  return (uint8_t)(c <= '9' ? c - '0' : (c | 0x20) - 'a' + 10);
-}
 
 typedef struct seg_shape {
   uint32_t len;     /* every value's length */
@@ -135,20 +141,22 @@ static int seg_shape_find(const es_event *evs, const uint32_t *lens, size_t n,
   for (uint32_t i = 0; i < len; i++) {
     if (s0[i] == '\0')
       return 0;
-    m[i] = (uint8_t)(1 | shape_class_bits((uint8_t)s0[i]));
+    m[i] = (uint8_t)(1 | shape_class_bits[(uint8_t)s0[i]]);
   }
+  /* no early exit inside a value: only values of the same length get
+   * here, and the branch-free loop is what uuid columns pay per byte */
   for (r++; r < n; r++) {
     const uint8_t *s = (const uint8_t *)es__ev_cstr(&evs[r], col);
     if (!s)
       continue;
     if (lens[r * ES_NSTR + col] != len)
       return 0;
-    for (uint32_t i = 0; i < len; i++) {
-      m[i] &= (uint8_t)(shape_class_bits(s[i]) | (s[i] == (uint8_t)s0[i]));
-      if (m[i] == 0)
-        return 0;
-    }
+    for (uint32_t i = 0; i < len; i++)
+      m[i] &= (uint8_t)(shape_class_bits[s[i]] | (s[i] == (uint8_t)s0[i]));
   }
+  for (uint32_t i = 0; i < len; i++)
+    if (m[i] == 0)
+      return 0;
   sh->len = len;
   sh->nibbles = 0;
   for (uint32_t i = 0; i < len; i++) {
@@ -165,11 +173,10 @@ static int seg_shape_find(const es_event *evs, const uint32_t *lens, size_t n,
 static size_t seg_plain_bytes(const es_event *evs, const uint32_t *lens,
                               size_t n, int col) {
   size_t bytes = 1;
-  uint8_t v[10];
   for (size_t r = 0; r < n; r++) {
-    uint32_t len = lens[r * ES_NSTR + col];
+    size_t len = lens[r * ES_NSTR + col]; /* < 2^21: a 3-byte varint */
     bytes += es__ev_cstr(&evs[r], col)
-                 ? es__varint_put(v, (uint64_t)len + 1) + len + 1
+                 ? 1 + (len + 1 >= 128) + (len + 1 >= 16384) + len + 1
                  : 1;
   }
   return bytes;
@@ -219,10 +226,10 @@ static int seg_encode_shape(es_buf *raw, const es_event *evs,
       continue;
     uint8_t *p = raw->data + raw->len;
     for (uint32_t k = 0; k + 1 < sh.nibbles; k += 2)
-      *p++ = (uint8_t)(shape_nibble(s[sh.pos[k]]) << 4 |
-                       shape_nibble(s[sh.pos[k + 1]]));
+      *p++ = (uint8_t)(shape_nibble[s[sh.pos[k]]] << 4 |
+                       shape_nibble[s[sh.pos[k + 1]]]);
     if (sh.nibbles % 2)
-      *p++ = (uint8_t)(shape_nibble(s[sh.pos[sh.nibbles - 1]]) << 4);
+      *p++ = (uint8_t)(shape_nibble[s[sh.pos[sh.nibbles - 1]]] << 4);
     raw->len = (size_t)(p - raw->data);
   }
   *done_out = 1;
