@@ -20,10 +20,10 @@
  * and at each position either one constant byte or a hex digit of one
  * case: the shape once, then per row only the hex digits, two per byte).
  * DICT is chosen when distinct values are at most half the rows; else
- * SHAPE when the values have a shape, it is smaller than PLAIN, and its
- * LZ4 block is too (the random uuids of message ids: 16 bytes a row
- * instead of 38, which LZ4 cannot shrink; sequential ids LZ4 shrinks
- * better as PLAIN); else PLAIN.  No Debian library packs hex digits by
+ * SHAPE when the values have a shape, it is smaller than PLAIN, and,
+ * if LZ4 finds repeats in it, its LZ4 block is too (the random uuids of
+ * message ids: 16 bytes a row instead of 38, which LZ4 cannot shrink;
+ * sequential ids LZ4 shrinks better as PLAIN); else PLAIN.  No Debian library packs hex digits by
  * position, so this file does (docs/FORMAT.md, "Segment files").
  */
 #include <stdio.h>
@@ -396,9 +396,11 @@ static int seg_build_group(seg_build *sb, size_t n, uint64_t row_bytes) {
     size_t clen;
     ES_TRY(seg_compress(&sb->raw, &sb->comp, &clen));
     es_buf *raw = &sb->raw, *comp = &sb->comp;
-    if (c >= ES_COL_STR0 && raw->data[0] == SEG_ENC_SHAPE) {
-      /* smaller raw, but LZ4 may shrink PLAIN more (sequential ids):
-       * keep whichever is smaller on disk */
+    if (c >= ES_COL_STR0 && raw->data[0] == SEG_ENC_SHAPE &&
+        clen < raw->len - raw->len / 8) {
+      /* smaller raw, but when LZ4 finds repeats in the digits
+       * (sequential ids) it may shrink PLAIN more: keep whichever is
+       * smaller on disk.  Random digits (uuids) skip the trial. */
       size_t plen;
       sb->raw2.len = 0;
       ES_TRY(
