@@ -502,6 +502,26 @@ static void seeds_rollidx(void) {
   es__free(img);
 }
 
+/* A version-3 rollup: one cell of 30 visitors (sketch kind 11), cells of
+ * one and two (kinds 3, 4), dimension cells from user agents and URLs. */
+static void seeds_rollup(void) {
+  es_rollup r;
+  memset(&r, 0, sizeof(r));
+  char anon[40][16];
+  for (int i = 0; i < 40; i++) {
+    es_event ev = samples[i % NSAMPLES];
+    snprintf(anon[i], sizeof(anon[i]), "v%d", i < 30 ? i : i % 2);
+    ev.ts_us = NOW_US + (i < 30 ? 0 : (i - 29) * INT64_C(60000000));
+    ev.anonymous_id = anon[i];
+    TRY("rollup", es__rollup_add(&r, &ev));
+  }
+  es_buf img = {0};
+  TRY("rollup", es__rollup_encode(&r, &img));
+  seed_write("fuzz_rollup", "seed-v3.rlp", img.data, img.len);
+  es__buf_free(&img);
+  es__rollup_free(&r);
+}
+
 /* Rule states (RSTATE): two rules, one with a series and visitors of
  * 1..atLeast times, one empty; and the same with a damaged byte. */
 static void seeds_rstate(void) {
@@ -554,6 +574,7 @@ int main(int argc, char **argv) {
   seeds_xreg();
   seeds_rstate();
   seeds_rollidx();
+  seeds_rollup();
   (void)vfs->list(vfs, work_dir, rm_entry, work_dir);
   rmdir(work_dir);
   printf("mkseeds: seeds written under %s\n", out_root);
