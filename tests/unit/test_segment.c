@@ -404,6 +404,78 @@ START_TEST(test_shape) {
 }
 END_TEST
 
+static void count_problem(void *ud, const char *path, uint64_t off,
+                          const char *what) {
+  (void)path, (void)off, (void)what;
+  ++*(int *)ud;
+}
+
+/* A SHAPE block whose last padding nibble is set, checksums fixed: its
+ * checksum passes, so only decoding sees it; read_group and verify both
+ * call it ES_ECORRUPT.  (LZ4 ends a block with literals, so the last
+ * compressed byte is the last raw byte: the last row's padding.) */
+START_TEST(test_shape_damage_verified) {
+  char dir[512], path[1024];
+  ut_tmpdir(dir, sizeof(dir), "seg-shape-bad");
+  seg_input in;
+  input_make(&in, 200);
+  char(*ids)[8] = malloc(in.n * sizeof(*ids));
+  unsigned seed = 7;
+  es_buf enc = {0};
+  size_t *offs = malloc(in.n * sizeof(size_t));
+  for (size_t r = 0; r < in.n; r++) {
+    ids[r][0] = 'x';
+    for (int i = 1; i < 6; i++) /* 5 digits: an odd count, one padding */
+      ids[r][i] = hex_digit(&seed, 0);
+    ids[r][6] = '\0';
+    in.evs[r].message_id = ids[r];
+    offs[r] = enc.len;
+    ck_assert_int_eq(es__event_encode(&enc, &in.evs[r], TS_BASE, 0), ES_OK);
+  }
+  for (size_t r = 0; r < in.n; r++)
+    in.mrows[r].row = enc.data + offs[r];
+  es_segment *seg = seg_write_open(&in, dir, "s.seg", path, sizeof(path));
+  int col = ES_COL_STR0 + ES_STR_message_id;
+  ck_assert_int_eq(block_encoding(seg, 0, col), SEG_ENC_SHAPE);
+  es_seg_block b = seg->groups[0].cols[col];
+  es__segment_unref(seg);
+  ck_assert_int_eq(es__segment_verify(es__vfs_posix(), path, NULL, NULL, NULL),
+                   ES_OK);
+  size_t len;
+  uint8_t *img = ut_read_file(path, &len);
+  ck_assert_int_eq(img[b.off + b.clen - 1] & 15, 0);
+  img[b.off + b.clen - 1] |= 1;
+  /* the block's checksum in the footer, then the footer's */
+  uint64_t foff = es__get_le64(img + len - 32);
+  uint32_t flen = es__get_le32(img + len - 24);
+  size_t at = foff + 40 + 24 + (size_t)col * 24 + 16;
+  ck_assert_uint_eq(es__get_le64(img + at), b.checksum);
+  es__le64(img + at, es__hash64(img + b.off, b.clen, 0));
+  es__le64(img + len - 16, es__hash64(img + foff, flen, 0));
+  FILE *f = fopen(path, "wb");
+  ck_assert_uint_eq(fwrite(img, 1, len, f), len);
+  fclose(f);
+  ck_assert_int_eq(es__segment_open(es__vfs_posix(), path, 42, &seg), ES_OK);
+  es_seg_rows rows = {0};
+  ck_assert_int_eq(es__segment_read_group(seg, 0, &rows), ES_ECORRUPT);
+  ck_assert_ptr_nonnull(strstr(es_errdetail(), "padding"));
+  es__error_clear();
+  es__segment_rows_free(&rows);
+  es__segment_unref(seg);
+  int problems = 0;
+  ck_assert_int_eq(
+      es__segment_verify(es__vfs_posix(), path, count_problem, &problems, NULL),
+      ES_ECORRUPT);
+  ck_assert_int_eq(problems, 1);
+  free(img);
+  free(offs);
+  free(ids);
+  es__buf_free(&enc);
+  input_free(&in);
+  ut_rmrf(dir);
+}
+END_TEST
+
 /* ---- the Bloom filter --------------------------------------------------- */
 
 START_TEST(test_bloom) {
@@ -651,6 +723,7 @@ static Suite *segment_suite(void) {
   tcase_add_test(tc, test_refs);
   tcase_add_test(tc, test_dict_and_plain);
   tcase_add_loop_test(tc, test_shape, 0, 11 * 4);
+  tcase_add_test(tc, test_shape_damage_verified);
   tcase_add_test(tc, test_bloom);
   tcase_add_test(tc, test_corrupt_block);
   tcase_add_test(tc, test_corrupt_open);
