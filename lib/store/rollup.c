@@ -3,7 +3,7 @@
  *
  * File layout (docs/FORMAT.md, "Rollup files"), little-endian:
  *   0  "ESROLLUP"            8 bytes
- *   8  u32 version (2; 1 read)  u32 flags (0)
+ *   8  u32 version (3; 1, 2 read) u32 flags (0)
  *   16 u64 raw length        u64 compressed length
  *   32 u64 XXH3 of the compressed body (seed ES_RLP_SEED)
  *   40 u64 XXH3 of bytes 0..39 (seed ES_RLP_SEED)
@@ -11,9 +11,9 @@
  * Body: varint nstrs, then each string as varint length + bytes, sorted
  * by bytes (id i + 1 is the i-th); varint ncells, then per cell:
  * svarint minute delta (from the previous cell; the first from 0), u8
- * type, [version 2: u8 dim, and when dim != 0 varint value id instead
+ * type, [version 2 on: u8 dim, and when dim != 0 varint value id instead
  * of the next two], varint event id, varint path id, varint count, the
- * sketch (hll.h).
+ * sketch (hll.h; version 3 writes the packed sparse kinds).
  */
 #include <assert.h>
 #include <stdlib.h>
@@ -701,7 +701,7 @@ int es__segment_rollup(es_segment *seg, const es_rollup **r_out,
   int rc = es__rollup_path(seg->path, path, sizeof(path));
   if (rc == ES_OK)
     rc = es__rollup_read(seg->vfs, path, r);
-  int old = rc == ES_OK && r->version < ES_ROLLUP_VERSION;
+  int old = rc == ES_OK && r->version < ES_ROLLUP_DIMS_VERSION;
   if (old) /* no dimension cells: derive them (rollup rebuild rewrites) */
     es__rollup_free(r);
   if (old || rc == ES_ENOTFOUND || rc == ES_ECORRUPT || rc == ES_EVERSION) {

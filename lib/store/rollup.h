@@ -54,8 +54,11 @@
 
 #define ES_MINUTE_US INT64_C(60000000)
 
-/* The rollup file version written; 1 (no dimension cells) is still read. */
-#define ES_ROLLUP_VERSION 2
+/* The rollup file version written: 3 (sketches of few entries packed,
+ * hll.h); 2 is read as it is, 1 (no dimension cells) has them derived. */
+#define ES_ROLLUP_VERSION 3
+/* The first version with dimension cells. */
+#define ES_ROLLUP_DIMS_VERSION 2
 /* Dimension cells are per block of this many minutes (their `minute` is
  * the block's first): a tenth of the cells per-minute ones would take,
  * for queries that need no finer time than that. */
