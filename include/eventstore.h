@@ -93,7 +93,7 @@ extern "C" {
 #define ES_VERSION_PATCH 0
 #define ES_VERSION_NUMBER                                                      \
   (ES_VERSION_MAJOR * 10000 + ES_VERSION_MINOR * 100 + ES_VERSION_PATCH)
-#define ES_FORMAT_VERSION 3
+#define ES_FORMAT_VERSION 4
 
 /* The version of the library actually linked, as ES_VERSION_NUMBER. */
 ES_API int es_version(void);

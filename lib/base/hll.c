@@ -187,32 +187,67 @@ void es__hll_free(es_hll *h) {
   memset(h, 0, sizeof(*h));
 }
 
+/* Kinds of a serialised sketch (hll.h): 0 empty, 1 sparse with entries
+ * index << 8 | rank (rollup versions 1 and 2), 2 dense, and (rollup
+ * version 3) HLL_KIND_FEW + n - 1 for n <= HLL_FEW_MAX entries, or
+ * HLL_KIND_PACKED with a varint n, entries index << 6 | (rank - 1).  A
+ * one-visitor cell -- most of a small tenant's cells -- takes 4 bytes
+ * instead of 5-6: its kind says the count, and its entry fits 20 bits. */
+#define HLL_KIND_FEW 3
+#define HLL_FEW_MAX 8
+#define HLL_KIND_PACKED (HLL_KIND_FEW + HLL_FEW_MAX)
+
+/* Writes entry (index << 8 | rank) packed and delta-coded after *prev. */
+static int hll_put_entry(es_buf *b, uint32_t *prev, uint32_t entry) {
+  uint32_t e = (entry >> 8) << 6 | ((entry & 0xff) - 1);
+  ES_TRY(es__buf_put_varint(b, e - *prev));
+  *prev = e;
+  return ES_OK;
+}
+
 int es__hll_put(es_buf *b, const es_hll *h) {
   if (h->dense && h->n > ES_HLL_SPARSE_MAX) {
     ES_TRY(es__buf_put_u8(b, 2));
     return es__buf_put(b, h->dense, ES_HLL_M);
   }
-  if (h->dense) { /* held dense, encoded sparse (invariant 1) */
-    uint32_t prev = 0;
-    ES_TRY(es__buf_put_u8(b, 1));
+  if (h->n == 0)
+    return es__buf_put_u8(b, 0);
+  if (h->n <= HLL_FEW_MAX) {
+    ES_TRY(es__buf_put_u8(b, (uint8_t)(HLL_KIND_FEW + h->n - 1)));
+  } else {
+    ES_TRY(es__buf_put_u8(b, HLL_KIND_PACKED));
     ES_TRY(es__buf_put_varint(b, h->n));
+  }
+  uint32_t prev = 0;
+  if (h->dense) { /* held dense, encoded sparse (invariant 1) */
     for (uint32_t i = 0; i < ES_HLL_M; i++)
-      if (h->dense[i] != 0) {
-        uint32_t e = i << 8 | h->dense[i];
-        ES_TRY(es__buf_put_varint(b, e - prev));
-        prev = e;
-      }
+      if (h->dense[i] != 0)
+        ES_TRY(hll_put_entry(b, &prev, i << 8 | h->dense[i]));
     return ES_OK;
   }
-  ES_TRY(es__buf_put_u8(b, h->n ? 1 : 0));
-  if (h->n == 0)
-    return ES_OK;
-  ES_TRY(es__buf_put_varint(b, h->n));
   const uint32_t *s = hll_ents_c(h);
-  uint32_t prev = 0;
-  for (uint32_t i = 0; i < h->n; i++) {
-    ES_TRY(es__buf_put_varint(b, s[i] - prev));
-    prev = s[i];
+  for (uint32_t i = 0; i < h->n; i++)
+    ES_TRY(hll_put_entry(b, &prev, s[i]));
+  return ES_OK;
+}
+
+/* Reads n packed entries (index << 6 | (rank - 1), delta-coded) into
+ * h->sparse; malformed input sets r->bad. */
+static int hll_get_packed(es_rd *r, es_hll *h, uint64_t n) {
+  if (!(h->sparse = es__malloc(n * sizeof(uint32_t))))
+    return ES_NOMEM_BKPT();
+  h->cap = (uint32_t)n;
+  uint64_t prev = 0;
+  for (uint64_t i = 0; i < n && !r->bad; i++) {
+    uint64_t e = prev + es__rd_varint(r);
+    uint32_t rank = (uint32_t)(e & 63) + 1;
+    if ((e >> 6) >= ES_HLL_M || (i > 0 && (e >> 6) <= (prev >> 6)) ||
+        rank > 64 - ES_HLL_P + 1) {
+      r->bad = 1;
+      break;
+    }
+    h->sparse[h->n++] = (uint32_t)(e >> 6) << 8 | rank;
+    prev = e;
   }
   return ES_OK;
 }
@@ -236,6 +271,16 @@ int es__hll_get(es_rd *r, es_hll *h) {
         r->bad = 1;
     }
     return ES_OK;
+  }
+  if (kind >= HLL_KIND_FEW && kind < HLL_KIND_PACKED)
+    return hll_get_packed(r, h, (uint64_t)kind - HLL_KIND_FEW + 1);
+  if (kind == HLL_KIND_PACKED) {
+    uint64_t n = es__rd_varint(r);
+    if (r->bad || n <= HLL_FEW_MAX || n > ES_HLL_SPARSE_MAX) {
+      r->bad = 1;
+      return ES_OK;
+    }
+    return hll_get_packed(r, h, n);
   }
   uint64_t n = es__rd_varint(r);
   if (kind != 1 || n == 0 || n > ES_HLL_SPARSE_MAX) {

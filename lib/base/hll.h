@@ -63,9 +63,14 @@ static inline int es__hll_empty(const es_hll *h) {
 }
 void es__hll_free(es_hll *h);
 
-/* Serialisation: a kind byte (0 empty, 1 sparse, 2 dense), then for
- * sparse a varint count and varint deltas of the entries, for dense the
- * ES_HLL_M register bytes.  es__hll_get sets r->bad on malformed input. */
+/* Serialisation (docs/FORMAT.md, "Rollup files"): a kind byte (0 empty,
+ * 1 sparse, 2 dense, 3..10 sparse of 1..8 entries, 11 sparse of more),
+ * then for kind 1 a varint count and varint deltas of the entries, for
+ * kinds 3..11 ([11: a varint count]) varint deltas of index << 6 |
+ * (rank - 1), for dense the ES_HLL_M register bytes.  es__hll_put
+ * writes kinds 0, 2 and 3..11; es__hll_get reads all (kind 1 is in
+ * rollups of version 1 and 2).  es__hll_get sets r->bad on malformed
+ * input. */
 int es__hll_put(es_buf *b, const es_hll *h) ES_MUST_CHECK;
 int es__hll_get(es_rd *r, es_hll *h) ES_MUST_CHECK;
 

@@ -851,17 +851,21 @@ static int spec_bytype(const es_query_spec *s) {
  * rollup, whole hours from its hourly one, the minutes at the ends from
  * the minutes -- far fewer cells over long ranges -- as far as the
  * buckets asked for allow (a day bucket can take days, hours; an hour
- * bucket hours). */
+ * bucket hours).  Counts by type alone (no event, path, dimension or
+ * uniques) read the minutes from its per-(minute, type) counts. */
 static int run_segment_cells(q_run *r, const es_rollup *ro, int64_t lo,
                              int64_t hi) {
+  const es_rollup *mins = ro; /* where whole minutes are read */
+  if (spec_bytype(r->spec) && !r->spec->uniques && ro->sorted)
+    ES_TRY(es__rollup_type_counts(ro, &mins)); /* a few cells a minute */
   int64_t bucket = r->spec->bucket_us, hour = 60 * ES_MINUTE_US;
   int hourly = bucket == 0 || bucket % hour == 0;
   int daily = bucket == 0 || bucket % (24 * hour) == 0;
   if (!hourly || (lo != INT64_MIN && lo < 0) || (hi != INT64_MAX && hi < 0))
-    return run_cells(r, ro, lo, hi); /* event times are >= 0 anyway */
+    return run_cells(r, mins, lo, hi); /* event times are >= 0 anyway */
   int64_t hlo = minute_up(lo, 60), hhi = minute_down(hi, 60);
   if (hlo >= hhi)
-    return run_cells(r, ro, lo, hi);
+    return run_cells(r, mins, lo, hi);
   int64_t dlo = daily ? minute_up(hlo, 1440) : hhi;
   int64_t dhi = daily ? minute_down(hhi, 1440) : hhi;
   if (dlo >= dhi)
@@ -869,7 +873,7 @@ static int run_segment_cells(q_run *r, const es_rollup *ro, int64_t lo,
   const es_rollup *hours = NULL, *days = NULL;
   ES_TRY(es__rollup_coarse(ro, 60, &hours));
   if (lo < hlo)
-    ES_TRY(run_cells(r, ro, lo, hlo));
+    ES_TRY(run_cells(r, mins, lo, hlo));
   ES_TRY(run_cells(r, hours, hlo, dlo));
   if (dlo < dhi) {
     ES_TRY(es__rollup_coarse(ro, 1440, &days));
@@ -878,7 +882,7 @@ static int run_segment_cells(q_run *r, const es_rollup *ro, int64_t lo,
   if (dhi < hhi)
     ES_TRY(run_cells(r, hours, dhi, hhi));
   if (hhi < hi)
-    ES_TRY(run_cells(r, ro, hhi, hi));
+    ES_TRY(run_cells(r, mins, hhi, hi));
   return ES_OK;
 }
 

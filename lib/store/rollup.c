@@ -3,7 +3,7 @@
  *
  * File layout (docs/FORMAT.md, "Rollup files"), little-endian:
  *   0  "ESROLLUP"            8 bytes
- *   8  u32 version (2; 1 read)  u32 flags (0)
+ *   8  u32 version (3; 1, 2 read) u32 flags (0)
  *   16 u64 raw length        u64 compressed length
  *   32 u64 XXH3 of the compressed body (seed ES_RLP_SEED)
  *   40 u64 XXH3 of bytes 0..39 (seed ES_RLP_SEED)
@@ -11,10 +11,11 @@
  * Body: varint nstrs, then each string as varint length + bytes, sorted
  * by bytes (id i + 1 is the i-th); varint ncells, then per cell:
  * svarint minute delta (from the previous cell; the first from 0), u8
- * type, [version 2: u8 dim, and when dim != 0 varint value id instead
+ * type, [version 2 on: u8 dim, and when dim != 0 varint value id instead
  * of the next two], varint event id, varint path id, varint count, the
- * sketch (hll.h).
+ * sketch (hll.h; version 3 writes the packed sparse kinds).
  */
+#include <assert.h>
 #include <stdlib.h>
 
 #include "base/event.h"
@@ -117,8 +118,9 @@ int es__rollup_add(es_rollup *r, const es_event *ev) {
 }
 
 void es__rollup_free(es_rollup *r) {
-  es_rollup *coarse[2] = {atomic_load(&r->hours), atomic_load(&r->days)};
-  for (int i = 0; i < 2; i++) {
+  es_rollup *coarse[3] = {atomic_load(&r->hours), atomic_load(&r->days),
+                          atomic_load(&r->types)};
+  for (int i = 0; i < 3; i++) {
     if (coarse[i]) {
       es__rollup_free(coarse[i]);
       es__free(coarse[i]);
@@ -274,6 +276,53 @@ int es__rollup_coarse(const es_rollup *r, int period, const es_rollup **out) {
   }
   *out = h;
   return ES_OK;
+}
+
+/* Appends the non-zero counts of acc (by type) as cells of `minute`,
+ * zeroing acc. */
+static int type_counts_flush(es_rollup *h, int64_t minute, uint64_t *acc) {
+  for (int type = 0; type < 256; type++) {
+    if (!acc[type])
+      continue;
+    ES_TRY(es__grow((void **)&h->cells, &h->cap, h->n + 1, sizeof(es_rcell)));
+    memset(&h->cells[h->n], 0, sizeof(es_rcell));
+    h->cells[h->n].minute = minute;
+    h->cells[h->n].type = (uint8_t)type;
+    h->cells[h->n++].count = acc[type];
+    acc[type] = 0;
+  }
+  return ES_OK;
+}
+
+int es__rollup_type_counts(const es_rollup *r, const es_rollup **out) {
+  es_rollup *_Atomic *slot = (es_rollup * _Atomic *)&r->types;
+  es_rollup *h = atomic_load(slot);
+  *out = h;
+  if (h)
+    return ES_OK;
+  assert(r->sorted);
+  if (!(h = es__calloc(1, sizeof(*h))))
+    return ES_NOMEM_BKPT();
+  uint64_t acc[256] = {0}; /* the minute's counts by type */
+  int rc = ES_OK;
+  for (size_t i = 0; rc == ES_OK && i < r->n; i++) {
+    const es_rcell *c = &r->cells[i];
+    if (i > 0 && c->minute != r->cells[i - 1].minute) /* minutes ascend */
+      rc = type_counts_flush(h, r->cells[i - 1].minute, acc);
+    if (!c->dim)
+      acc[c->type] += c->count;
+  }
+  if (rc == ES_OK && r->n > 0)
+    rc = type_counts_flush(h, r->cells[r->n - 1].minute, acc);
+  h->sorted = 1;
+  es_rollup *none = NULL; /* another thread may have built it too */
+  if (rc < 0 || !atomic_compare_exchange_strong(slot, &none, h)) {
+    es__rollup_free(h);
+    es__free(h);
+    h = none;
+  }
+  *out = h;
+  return rc;
 }
 
 size_t es__rollup_seek(const es_rollup *r, int64_t minute) {
@@ -652,7 +701,7 @@ int es__segment_rollup(es_segment *seg, const es_rollup **r_out,
   int rc = es__rollup_path(seg->path, path, sizeof(path));
   if (rc == ES_OK)
     rc = es__rollup_read(seg->vfs, path, r);
-  int old = rc == ES_OK && r->version < ES_ROLLUP_VERSION;
+  int old = rc == ES_OK && r->version < ES_ROLLUP_DIMS_VERSION;
   if (old) /* no dimension cells: derive them (rollup rebuild rewrites) */
     es__rollup_free(r);
   if (old || rc == ES_ENOTFOUND || rc == ES_ECORRUPT || rc == ES_EVERSION) {

@@ -38,7 +38,8 @@
  *     dim, type, event, path, value), so two rollups of the same rows
  *     encode to the same bytes whatever the order the rows came in.
  *  3. A decoded rollup's cells are sorted as in 2, a derived coarse or
- *     index level's by (minute, dim) (es__rollup_seek relies on the
+ *     index level's by (minute, dim), a type-counts level's by (minute,
+ *     type) (es__rollup_seek relies on the
  *     minutes, the query's skip of other dimensions on dim within a
  *     minute); a rollup being built is unsorted.
  */
@@ -53,8 +54,11 @@
 
 #define ES_MINUTE_US INT64_C(60000000)
 
-/* The rollup file version written; 1 (no dimension cells) is still read. */
-#define ES_ROLLUP_VERSION 2
+/* The rollup file version written: 3 (sketches of few entries packed,
+ * hll.h); 2 is read as it is, 1 (no dimension cells) has them derived. */
+#define ES_ROLLUP_VERSION 3
+/* The first version with dimension cells. */
+#define ES_ROLLUP_DIMS_VERSION 2
 /* Dimension cells are per block of this many minutes (their `minute` is
  * the block's first): a tenth of the cells per-minute ones would take,
  * for queries that need no finer time than that. */
@@ -91,6 +95,10 @@ typedef struct es_rollup {
    * ranges. */
   struct es_rollup *_Atomic hours;
   struct es_rollup *_Atomic days;
+  /* Derived on first use (es__rollup_type_counts): the counts per minute
+   * and type alone, for counts that neither filter nor group by event,
+   * path or dimension. */
+  struct es_rollup *_Atomic types;
 } es_rollup;
 
 /* A zeroed es_rollup is empty. */
@@ -105,6 +113,15 @@ uint64_t es__rollup_person_hash(const es_event *ev);
  * sorted by minute and dim only. */
 int es__rollup_coarse(const es_rollup *r, int period,
                       const es_rollup **out) ES_MUST_CHECK;
+
+/* The counts of a sorted rollup summed per (minute, type), its
+ * dimension cells left out: cells with no event, path or persons (an
+ * empty sketch), sorted by minute and type, built once in one pass and
+ * kept with r (borrowed: it lives as long as r).  A minute-count query
+ * reads a few cells per minute there instead of one per (event, path)
+ * and dimension value. */
+int es__rollup_type_counts(const es_rollup *r,
+                           const es_rollup **out) ES_MUST_CHECK;
 
 /* Index of the first cell with minute >= m (a sorted rollup). */
 size_t es__rollup_seek(const es_rollup *r, int64_t minute);

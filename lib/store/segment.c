@@ -14,9 +14,18 @@
  *             u64 footer checksum | "ESSEGEND"
  *
  * String columns start with an encoding byte: PLAIN (per row a varint
- * len+1, or 0 for NULL, then the bytes and a NUL) or DICT (a dictionary
+ * len+1, or 0 for NULL, then the bytes and a NUL), DICT (a dictionary
  * of distinct values in PLAIN form, then per row a varint index, 0 for
- * NULL).  DICT is chosen when distinct values are at most half the rows.
+ * NULL) or, since format version 4, SHAPE (every value has one length
+ * and at each position either one constant byte or a hex digit of one
+ * case: the shape once, then per row only the hex digits, two per byte).
+ * DICT is chosen when distinct values are at most half the rows; else
+ * SHAPE when the values have a shape, it is smaller than PLAIN, and,
+ * if LZ4 finds repeats in it, its LZ4 block is too (the random uuids of
+ * message ids: 16 bytes a row instead of 38, which LZ4 cannot shrink;
+ * sequential ids LZ4 shrinks better as PLAIN); else PLAIN.  No Debian library
+ * packs hex digits by position, so this file does (docs/FORMAT.md, "Segment
+ * files").
  */
 #include <stdio.h>
 
@@ -29,6 +38,8 @@
 #define SEG_END "ESSEGEND"
 #define SEG_ENC_PLAIN 0
 #define SEG_ENC_DICT 1
+#define SEG_ENC_SHAPE 2
+#define SEG_SHAPE_LEN_MAX 255 /* longer values are never SHAPE */
 #define SEG_BLOOM_K 7
 #define SEG_FOOTER_FIXED 40
 #define SEG_GROUP_BYTES (24 + ES_SEG_NCOLS * 24)
@@ -75,9 +86,171 @@ static int seg_put_str(es_buf *b, const char *s, uint32_t len) {
   return es__buf_put(b, s, (size_t)len + 1);
 }
 
-/* Encodes string column i of rows[0..n) as DICT or PLAIN: DICT when it
- * has at most n/2 distinct values, so the dictionary is given up as soon
- * as it grows past that.  lens holds ES_NSTR lengths per row. */
+/* --- SHAPE: hex digits packed by position ----------------------------- */
+
+/* What a position of a shape holds (the bytes of the shape's class
+ * array): one constant byte, or a hex digit of one case. */
+enum { SHAPE_CONST = 0, SHAPE_LOWER = 1, SHAPE_UPPER = 2 };
+
+/* Per byte value: bit 1 when it is a lower-case hex digit, bit 2 when an
+ * upper-case one (digits are both).  Bit 0 is "equal to the first
+ * value", added per position while scanning. */
+#define SHAPE_D 6 /* a digit: both cases */
+#define SHAPE_L 2
+#define SHAPE_U 4
+static const uint8_t shape_class_bits[256] = {
+    ['0'] = SHAPE_D, ['1'] = SHAPE_D, ['2'] = SHAPE_D, ['3'] = SHAPE_D,
+    ['4'] = SHAPE_D, ['5'] = SHAPE_D, ['6'] = SHAPE_D, ['7'] = SHAPE_D,
+    ['8'] = SHAPE_D, ['9'] = SHAPE_D, ['a'] = SHAPE_L, ['b'] = SHAPE_L,
+    ['c'] = SHAPE_L, ['d'] = SHAPE_L, ['e'] = SHAPE_L, ['f'] = SHAPE_L,
+    ['A'] = SHAPE_U, ['B'] = SHAPE_U, ['C'] = SHAPE_U, ['D'] = SHAPE_U,
+    ['E'] = SHAPE_U, ['F'] = SHAPE_U};
+
+/* The value of a hex digit of either case (a table: the writer packs
+ * every digit of every uuid through it). */
+static const uint8_t shape_nibble[256] = {
+    ['1'] = 1,  ['2'] = 2,  ['3'] = 3,  ['4'] = 4,  ['5'] = 5,  ['6'] = 6,
+    ['7'] = 7,  ['8'] = 8,  ['9'] = 9,  ['a'] = 10, ['b'] = 11, ['c'] = 12,
+    ['d'] = 13, ['e'] = 14, ['f'] = 15, ['A'] = 10, ['B'] = 11, ['C'] = 12,
+    ['D'] = 13, ['E'] = 14, ['F'] = 15};
+
+static const char shape_digits[3][16] = {
+    {0}, "0123456789abcdef", "0123456789ABCDEF"};
+
+typedef struct seg_shape {
+  uint32_t len;     /* every value's length */
+  uint32_t nibbles; /* positions that are not constant */
+  uint8_t cls[SEG_SHAPE_LEN_MAX];
+  uint8_t pos[SEG_SHAPE_LEN_MAX]; /* the nibble positions, ascending */
+} seg_shape;
+
+/* Finds the shape of string column col of rows[0..n): 1 when every
+ * non-NULL value (at least one) has one length <= SEG_SHAPE_LEN_MAX, no
+ * NUL, and at each position the same byte or hex digits of one case;
+ * *s0_out is the first value (the constant bytes).  A failed scan stops
+ * at the first value that breaks it: most columns fail on the length. */
+static int seg_shape_find(const es_event *evs, const uint32_t *lens, size_t n,
+                          int col, seg_shape *sh, const char **s0_out) {
+  const char *s0 = NULL;
+  size_t r = 0;
+  while (r < n && !(s0 = es__ev_cstr(&evs[r], col)))
+    r++;
+  if (!s0 || lens[r * ES_NSTR + col] > SEG_SHAPE_LEN_MAX)
+    return 0;
+  uint32_t len = lens[r * ES_NSTR + col];
+  uint8_t m[SEG_SHAPE_LEN_MAX];
+  for (uint32_t i = 0; i < len; i++) {
+    if (s0[i] == '\0')
+      return 0;
+    m[i] = (uint8_t)(1 | shape_class_bits[(uint8_t)s0[i]]);
+  }
+  /* no early exit inside a value: only values of the same length get
+   * here, and the branch-free loop is what uuid columns pay per byte */
+  for (r++; r < n; r++) {
+    const uint8_t *s = (const uint8_t *)es__ev_cstr(&evs[r], col);
+    if (!s)
+      continue;
+    if (lens[r * ES_NSTR + col] != len)
+      return 0;
+    for (uint32_t i = 0; i < len; i++)
+      m[i] &= (uint8_t)(shape_class_bits[s[i]] | (s[i] == (uint8_t)s0[i]));
+  }
+  for (uint32_t i = 0; i < len; i++)
+    if (m[i] == 0)
+      return 0;
+  sh->len = len;
+  sh->nibbles = 0;
+  for (uint32_t i = 0; i < len; i++) {
+    sh->cls[i] = m[i] & 1 ? SHAPE_CONST : m[i] & 2 ? SHAPE_LOWER : SHAPE_UPPER;
+    if (sh->cls[i] != SHAPE_CONST)
+      sh->pos[sh->nibbles++] = (uint8_t)i;
+  }
+  *s0_out = s0;
+  return 1;
+}
+
+/* The PLAIN size of string column col of rows[0..n), encoding byte
+ * included. */
+static size_t seg_plain_bytes(const es_event *evs, const uint32_t *lens,
+                              size_t n, int col) {
+  size_t bytes = 1;
+  for (size_t r = 0; r < n; r++) {
+    size_t len = lens[r * ES_NSTR + col]; /* < 2^21: a 3-byte varint */
+    bytes += es__ev_cstr(&evs[r], col)
+                 ? 1 + (len + 1 >= 128) + (len + 1 >= 16384) + len + 1
+                 : 1;
+  }
+  return bytes;
+}
+
+/* Writes column col as SHAPE when it has a shape and that is smaller
+ * than PLAIN; *done_out says whether it did.  Layout (FORMAT.md): u8 2,
+ * varint len, len class bytes, the constant bytes, u8 has_nulls, [a
+ * bitmap of the non-NULL rows], per non-NULL row the nibbles packed high
+ * first (an odd count padded with a zero nibble). */
+static int seg_encode_shape(es_buf *raw, const es_event *evs,
+                            const uint32_t *lens, size_t n, int col,
+                            int *done_out) {
+  seg_shape sh;
+  const char *s0;
+  *done_out = 0;
+  if (!seg_shape_find(evs, lens, n, col, &sh, &s0))
+    return ES_OK;
+  size_t present = 0;
+  for (size_t r = 0; r < n; r++)
+    present += es__ev_cstr(&evs[r], col) != NULL;
+  uint8_t v[10];
+  size_t bytes = 1 + es__varint_put(v, sh.len) + 2 * (size_t)sh.len -
+                 sh.nibbles + 1 + (present < n ? (n + 7) / 8 : 0) +
+                 present * ((sh.nibbles + 1) / 2);
+  if (bytes >= seg_plain_bytes(evs, lens, n, col))
+    return ES_OK;
+  ES_TRY(es__buf_reserve(raw, bytes));
+  ES_TRY(es__buf_put_u8(raw, SEG_ENC_SHAPE));
+  ES_TRY(es__buf_put_varint(raw, sh.len));
+  ES_TRY(es__buf_put(raw, sh.cls, sh.len));
+  for (uint32_t i = 0; i < sh.len; i++)
+    if (sh.cls[i] == SHAPE_CONST)
+      ES_TRY(es__buf_put_u8(raw, (uint8_t)s0[i]));
+  ES_TRY(es__buf_put_u8(raw, present < n));
+  if (present < n) {
+    uint8_t *bits = raw->data + raw->len;
+    memset(bits, 0, (n + 7) / 8);
+    for (size_t r = 0; r < n; r++)
+      if (es__ev_cstr(&evs[r], col))
+        bits[r / 8] |= (uint8_t)(1u << (r % 8));
+    raw->len += (n + 7) / 8;
+  }
+  for (size_t r = 0; r < n; r++) {
+    const uint8_t *s = (const uint8_t *)es__ev_cstr(&evs[r], col);
+    if (!s)
+      continue;
+    uint8_t *p = raw->data + raw->len;
+    for (uint32_t k = 0; k + 1 < sh.nibbles; k += 2)
+      *p++ = (uint8_t)(shape_nibble[s[sh.pos[k]]] << 4 |
+                       shape_nibble[s[sh.pos[k + 1]]]);
+    if (sh.nibbles % 2)
+      *p++ = (uint8_t)(shape_nibble[s[sh.pos[sh.nibbles - 1]]] << 4);
+    raw->len = (size_t)(p - raw->data);
+  }
+  *done_out = 1;
+  return ES_OK;
+}
+
+/* Encodes string column col of rows[0..n) as PLAIN. */
+static int seg_encode_plain(es_buf *raw, const es_event *evs,
+                            const uint32_t *lens, size_t n, int col) {
+  ES_TRY(es__buf_put_u8(raw, SEG_ENC_PLAIN));
+  for (size_t r = 0; r < n; r++)
+    ES_TRY(
+        seg_put_str(raw, es__ev_cstr(&evs[r], col), lens[r * ES_NSTR + col]));
+  return ES_OK;
+}
+
+/* Encodes string column i of rows[0..n) as DICT, SHAPE or PLAIN: DICT
+ * when it has at most n/2 distinct values, so the dictionary is given
+ * up as soon as it grows past that; then SHAPE when it is smaller than
+ * PLAIN.  lens holds ES_NSTR lengths per row. */
 static int seg_encode_strings(es_buf *raw, const es_event *evs,
                               const uint32_t *lens, size_t n, int col,
                               seg_dict *d, uint32_t *idx) {
@@ -97,11 +270,11 @@ static int seg_encode_strings(es_buf *raw, const es_event *evs,
       ES_TRY(es__buf_put_varint(raw, idx[r]));
     return ES_OK;
   }
-  ES_TRY(es__buf_put_u8(raw, SEG_ENC_PLAIN));
-  for (r = 0; r < n; r++)
-    ES_TRY(
-        seg_put_str(raw, es__ev_cstr(&evs[r], col), lens[r * ES_NSTR + col]));
-  return ES_OK;
+  int done;
+  ES_TRY(seg_encode_shape(raw, evs, lens, n, col, &done));
+  if (done)
+    return ES_OK;
+  return seg_encode_plain(raw, evs, lens, n, col);
 }
 
 /* Encodes column c of one row group into raw. */
@@ -152,30 +325,59 @@ typedef struct seg_build {
   es_buf *out;
   es_buf footer_groups;
   es_buf raw, comp;
+  es_buf raw2, comp2; /* PLAIN beside a SHAPE block, to compare */
   es_event *evs;
   uint32_t *lens; /* ES_NSTR string lengths per row of evs */
   seg_dict dict;
   uint32_t *idx;
-  uint64_t *keys; /* hashes of person and message ids, for the filter */
+  /* distinct hashes of person and message ids, for the filter */
+  uint64_t *keys;
   size_t nkeys, keys_cap;
+  es_htab keyset; /* index + 1 into keys, by the hash */
 } seg_build;
+
+/* Whether keys[v - 1] is the hash *key. */
+static int seg_key_eq(const void *ctx, uint32_t v, const void *key) {
+  return ((const uint64_t *)ctx)[v - 1] == *(const uint64_t *)key;
+}
+
+/* Adds hash h to the filter's keys unless it is there: the filter is
+ * sized by distinct keys (a visitor's id repeats on each of its rows). */
+static void seg_add_key(seg_build *sb, uint64_t h) {
+  size_t i = es__htab_probe(&sb->keyset, h, seg_key_eq, sb->keys, &h);
+  if (sb->keyset.slots[i].val == 0) {
+    sb->keys[sb->nkeys++] = h;
+    es__htab_set(&sb->keyset, i, h, (uint32_t)sb->nkeys);
+  }
+}
 
 /* Remembers the ids of a row group for the Bloom filter. */
 static int seg_collect_keys(seg_build *sb, size_t n) {
   ES_TRY(es__grow((void **)&sb->keys, &sb->keys_cap, sb->nkeys + 3 * n,
                   sizeof(uint64_t)));
+  ES_TRY(es__htab_reserve(&sb->keyset, 3 * n));
   for (size_t r = 0; r < n; r++) {
     const es_event *ev = &sb->evs[r];
     const uint32_t *len = &sb->lens[r * ES_NSTR];
     if (ev->anonymous_id)
-      sb->keys[sb->nkeys++] =
-          seg_bloom_hash(ev->anonymous_id, len[ES_STR_anonymous_id]);
+      seg_add_key(sb,
+                  seg_bloom_hash(ev->anonymous_id, len[ES_STR_anonymous_id]));
     if (ev->user_id)
-      sb->keys[sb->nkeys++] = seg_bloom_hash(ev->user_id, len[ES_STR_user_id]);
+      seg_add_key(sb, seg_bloom_hash(ev->user_id, len[ES_STR_user_id]));
     if (ev->message_id)
-      sb->keys[sb->nkeys++] =
-          seg_bloom_hash(ev->message_id, len[ES_STR_message_id]);
+      seg_add_key(sb, seg_bloom_hash(ev->message_id, len[ES_STR_message_id]));
   }
+  return ES_OK;
+}
+
+/* LZ4-compresses raw into comp; *clen_out is the compressed length. */
+static int seg_compress(const es_buf *raw, es_buf *comp, size_t *clen_out) {
+  size_t bound = es__lz4_bound(raw->len);
+  comp->len = 0;
+  ES_TRY(es__buf_reserve(comp, bound));
+  *clen_out = es__lz4_compress(raw->data, raw->len, comp->data, bound);
+  if (*clen_out == 0)
+    return ES_ERR(ES_ETOOBIG, "column block of %zu bytes", raw->len);
   return ES_OK;
 }
 
@@ -192,20 +394,29 @@ static int seg_build_group(seg_build *sb, size_t n, uint64_t row_bytes) {
     sb->raw.len = 0;
     ES_TRY(seg_encode_column(&sb->raw, sb->evs, sb->lens, n, c, min_ts,
                              &sb->dict, sb->idx));
-    size_t bound = es__lz4_bound(sb->raw.len);
-    sb->comp.len = 0;
-    ES_TRY(es__buf_reserve(&sb->comp, bound));
-    size_t clen =
-        es__lz4_compress(sb->raw.data, sb->raw.len, sb->comp.data, bound);
-    if (clen == 0)
-      return ES_ERR(ES_ETOOBIG, "column block of %zu bytes", sb->raw.len);
+    size_t clen;
+    ES_TRY(seg_compress(&sb->raw, &sb->comp, &clen));
+    es_buf *raw = &sb->raw, *comp = &sb->comp;
+    if (c >= ES_COL_STR0 && raw->data[0] == SEG_ENC_SHAPE &&
+        clen < raw->len - raw->len / 8) {
+      /* smaller raw, but when LZ4 finds repeats in the digits
+       * (sequential ids) it may shrink PLAIN more: keep whichever is
+       * smaller on disk.  Random digits (uuids) skip the trial. */
+      size_t plen;
+      sb->raw2.len = 0;
+      ES_TRY(
+          seg_encode_plain(&sb->raw2, sb->evs, sb->lens, n, c - ES_COL_STR0));
+      ES_TRY(seg_compress(&sb->raw2, &sb->comp2, &plen));
+      if (plen <= clen)
+        raw = &sb->raw2, comp = &sb->comp2, clen = plen;
+    }
     uint64_t off = sb->out->len;
-    ES_TRY(es__buf_put(sb->out, sb->comp.data, clen));
+    ES_TRY(es__buf_put(sb->out, comp->data, clen));
     ES_TRY(es__buf_put_u64(&sb->footer_groups, off));
     ES_TRY(es__buf_put_u32(&sb->footer_groups, (uint32_t)clen));
-    ES_TRY(es__buf_put_u32(&sb->footer_groups, (uint32_t)sb->raw.len));
-    ES_TRY(es__buf_put_u64(&sb->footer_groups,
-                           es__hash64(sb->comp.data, clen, 0)));
+    ES_TRY(es__buf_put_u32(&sb->footer_groups, (uint32_t)raw->len));
+    ES_TRY(
+        es__buf_put_u64(&sb->footer_groups, es__hash64(comp->data, clen, 0)));
   }
   return ES_OK;
 }
@@ -289,6 +500,8 @@ err:
   es__buf_free(&sb.footer_groups);
   es__buf_free(&sb.raw);
   es__buf_free(&sb.comp);
+  es__buf_free(&sb.raw2);
+  es__buf_free(&sb.comp2);
   es__free(sb.evs);
   es__free(sb.idx);
   es__htab_free(&sb.dict.index);
@@ -296,6 +509,7 @@ err:
   es__free(sb.dict.lens);
   es__free(sb.lens);
   es__free(sb.keys);
+  es__htab_free(&sb.keyset);
   return rc;
 }
 
@@ -529,11 +743,105 @@ static const char *seg_get_str(es_rd *r) {
   return (const char *)s;
 }
 
-/* Decodes string column i of n rows from raw into out[]. */
-static int seg_decode_strings(const es_buf *raw, size_t n, const char **out,
-                              const char ***dict_tmp, size_t *dict_cap) {
+/* Decodes the rest of a SHAPE block (after its encoding byte) into n
+ * NUL-terminated values in dst, out[i] pointing there (NULL for NULL).
+ * Strict: a class, constant, bitmap or padding nibble that the writer
+ * would not have written is damage, so one column has one encoding. */
+static int seg_decode_shape(es_rd *r, size_t n, const char **out, es_buf *dst) {
+  uint64_t len = es__rd_varint(r);
+  if (r->bad || len > SEG_SHAPE_LEN_MAX)
+    return ES_CORRUPT_BKPT("string shape of %llu bytes",
+                           (unsigned long long)len);
+  const uint8_t *cls = es__rd_bytes(r, (size_t)len);
+  char tmpl[SEG_SHAPE_LEN_MAX + 1];
+  uint8_t pos[SEG_SHAPE_LEN_MAX];
+  size_t nib = 0;
+  for (size_t i = 0; cls && i < len; i++) {
+    if (cls[i] > SHAPE_UPPER)
+      return ES_CORRUPT_BKPT("string shape class %u", cls[i]);
+    if (cls[i] == SHAPE_CONST) {
+      tmpl[i] = (char)es__rd_u8(r);
+      if (tmpl[i] == '\0' && !r->bad)
+        return ES_CORRUPT_BKPT("NUL in a string shape");
+    } else {
+      pos[nib++] = (uint8_t)i;
+    }
+  }
+  tmpl[len] = '\0';
+  uint8_t has_nulls = es__rd_u8(r);
+  const uint8_t *bits = has_nulls ? es__rd_bytes(r, (n + 7) / 8) : NULL;
+  size_t present = n;
+  if (has_nulls > 1 || (n % 8 && bits && bits[n / 8] >> (n % 8)))
+    return ES_CORRUPT_BKPT("string shape null bitmap");
+  for (size_t i = 0; bits && i < n; i++)
+    present -= !(bits[i / 8] >> (i % 8) & 1);
+  size_t row_bytes = (nib + 1) / 2;
+  if (r->bad || (size_t)(r->end - r->p) != present * row_bytes)
+    return ES_CORRUPT_BKPT("string shape rows do not fill the block");
+  dst->len = 0;
+  ES_TRY(es__buf_reserve(dst, present * ((size_t)len + 1)));
+  /* per packed byte: where its two digits go; one digit set when every
+   * position has one case (uuids), so a scan pays a few instructions a
+   * digit pair on top of the template's copy */
+  uint8_t hi_at[SEG_SHAPE_LEN_MAX / 2 + 1], lo_at[SEG_SHAPE_LEN_MAX / 2 + 1];
+  const char *set = nib ? shape_digits[cls[pos[0]]] : NULL;
+  for (size_t k = 0; k < nib; k++) {
+    if (shape_digits[cls[pos[k]]] != set)
+      set = NULL;
+    if (k % 2)
+      lo_at[k / 2] = pos[k];
+    else
+      hi_at[k / 2] = pos[k];
+  }
+  size_t pairs = nib / 2;
+  char *d = (char *)dst->data;
+  const uint8_t *p = r->p;
+  for (size_t i = 0; i < n; i++) {
+    if (bits && !(bits[i / 8] >> (i % 8) & 1)) {
+      out[i] = NULL;
+      continue;
+    }
+    memcpy(d, tmpl, (size_t)len + 1);
+    if (set) {
+      for (size_t j = 0; j < pairs; j++) {
+        d[hi_at[j]] = set[p[j] >> 4];
+        d[lo_at[j]] = set[p[j] & 15];
+      }
+    } else {
+      for (size_t j = 0; j < pairs; j++) {
+        d[hi_at[j]] = shape_digits[cls[hi_at[j]]][p[j] >> 4];
+        d[lo_at[j]] = shape_digits[cls[lo_at[j]]][p[j] & 15];
+      }
+    }
+    if (nib % 2) {
+      if (p[pairs] & 15)
+        return ES_CORRUPT_BKPT("string shape padding nibble");
+      d[hi_at[pairs]] = shape_digits[cls[hi_at[pairs]]][p[pairs] >> 4];
+    }
+    out[i] = d;
+    d += len + 1;
+    p += row_bytes;
+  }
+  dst->len = (size_t)((uint8_t *)d - dst->data);
+  r->p = r->end;
+  return ES_OK;
+}
+
+/* Decodes string column i of n rows from raw into out[].  A SHAPE block
+ * is expanded into scratch, which is then swapped with *raw: the values
+ * point into *raw either way, and scratch keeps the old bytes. */
+static int seg_decode_strings(es_buf *raw, es_buf *scratch, size_t n,
+                              const char **out, const char ***dict_tmp,
+                              size_t *dict_cap) {
   es_rd r = es__rd(raw->data, raw->len);
   uint8_t enc = es__rd_u8(&r);
+  if (enc == SEG_ENC_SHAPE && !r.bad) {
+    ES_TRY(seg_decode_shape(&r, n, out, scratch));
+    es_buf t = *raw;
+    *raw = *scratch;
+    *scratch = t;
+    return ES_OK;
+  }
   if (enc == SEG_ENC_PLAIN) {
     for (size_t i = 0; i < n; i++)
       out[i] = seg_get_str(&r);
@@ -637,8 +945,8 @@ int es__segment_read_group_cols(es_segment *seg, uint32_t g, uint32_t fields,
       memset(out->str[i], 0, n * sizeof(char *));
       continue;
     }
-    rc = seg_decode_strings(&out->raw[ES_COL_STR0 + i], n, out->str[i], &dict,
-                            &dict_cap);
+    rc = seg_decode_strings(&out->raw[ES_COL_STR0 + i], &out->cbuf, n,
+                            out->str[i], &dict, &dict_cap);
   }
   es__free(dict);
   if (rc == ES_ECORRUPT) {
@@ -660,7 +968,8 @@ void es__segment_rows_free(es_seg_rows *rows) {
   memset(rows, 0, sizeof(*rows));
 }
 
-/* Checks every checksum of one segment, reporting each problem. */
+/* Checks every checksum of one segment, reporting each problem, then
+ * that every row group decodes. */
 int es__segment_verify(es_vfs *vfs, const char *path,
                        void (*fn)(void *, const char *, uint64_t, const char *),
                        void *ud, uint64_t *rows_out) {
@@ -687,6 +996,21 @@ int es__segment_verify(es_vfs *vfs, const char *path,
       }
     }
   }
+  /* blocks that pass their checksums must also decode (SHAPE and DICT
+   * have rules a checksum cannot see: a writer's bug, not a bad disk) */
+  es_seg_rows rows = {0};
+  for (uint32_t g = 0; !bad && g < seg->ngroups; g++) {
+    rc = es__segment_read_group(seg, g, &rows);
+    if (rc == ES_ECORRUPT) {
+      bad = 1;
+      if (fn)
+        fn(ud, path, seg->groups[g].cols[0].off, es_errdetail());
+    } else if (rc < 0) {
+      es__segment_rows_free(&rows);
+      goto out;
+    }
+  }
+  es__segment_rows_free(&rows);
   rc = bad ? ES_ECORRUPT : ES_OK;
 out:
   es__buf_free(&cbuf);

@@ -118,7 +118,8 @@ int es__segment_read_group_cols(es_segment *seg, uint32_t g, uint32_t fields,
 /* Releases what es__segment_read_group allocated. */
 void es__segment_rows_free(es_seg_rows *rows);
 
-/* Checks every checksum of a segment file, calling fn per problem;
+/* Checks every checksum of a segment file and that every row group
+ * decodes, calling fn per problem;
  * returns ES_OK, ES_ECORRUPT or an I/O status.  *rows_out may be NULL. */
 int es__segment_verify(es_vfs *vfs, const char *path,
                        void (*fn)(void *, const char *, uint64_t, const char *),

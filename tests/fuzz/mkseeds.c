@@ -25,13 +25,13 @@
 #include "base/event.h"
 #include "base/io.h"
 #include "base/mem.h"
-#include "eventstore.h"
 #include "engine/rules.h"
+#include "eventstore.h"
 #include "export/xreg.h"
 #include "replicate/replicate.h"
 #include "store/manifest.h"
-#include "store/rollup.h"
 #include "store/memtable.h"
+#include "store/rollup.h"
 #include "store/segment.h"
 #include "store/tomb.h"
 #include "store/wal.h"
@@ -149,6 +149,26 @@ static void encode_rows(es_buf *rows, size_t n) {
       ev.message_id = mid;
       ev.anonymous_id = anon;
     }
+    TRY("encode", es__event_encode(rows, &ev, NOW_US, 1));
+  }
+}
+
+/* Rows whose message ids are upper-case uuids (every 5th NULL) and
+ * whose anonymous ids hold an odd run of hex digits: both columns are
+ * SHAPE-encoded in a segment (format version 4). */
+static void encode_shaped_rows(es_buf *rows, size_t n) {
+  char mid[40], anon[40];
+  for (size_t i = 0; i < n; i++) {
+    es_event ev = samples[i % NSAMPLES];
+    ev.ts_us += (int64_t)i * 1000;
+    uint64_t h = (uint64_t)(i + 1) * UINT64_C(0x9e3779b97f4a7c15);
+    snprintf(mid, sizeof(mid), "%08X-%04X-4%03X-B%03X-%012llX",
+             (unsigned)(h >> 32), (unsigned)(h >> 16) & 0xffff,
+             (unsigned)h & 0xfff, (unsigned)(h >> 20) & 0xfff,
+             (unsigned long long)(h * 31) & UINT64_C(0xffffffffffff));
+    snprintf(anon, sizeof(anon), "a-%05llx", (unsigned long long)(h >> 44));
+    ev.message_id = i % 5 == 2 ? NULL : mid;
+    ev.anonymous_id = anon;
     TRY("encode", es__event_encode(rows, &ev, NOW_US, 1));
   }
 }
@@ -278,9 +298,10 @@ static void seeds_wal(void) {
 
 /* --- segments ------------------------------------------------------------ */
 
-static void segment_seed(const char *name, size_t n) {
+static void segment_seed(const char *name, size_t n,
+                         void (*encode)(es_buf *, size_t)) {
   es_buf rows = {0}, img = {0};
-  encode_rows(&rows, n);
+  encode(&rows, n);
   es_memtable *mt = NULL;
   size_t added = 0;
   TRY("memtable", es__memtable_new(&mt));
@@ -306,9 +327,12 @@ static void segment_seed(const char *name, size_t n) {
 }
 
 static void seeds_segment(void) {
-  segment_seed("seed-seg-one-row", 1);
-  segment_seed("seed-seg-dict", 40); /* repeated values: DICT columns */
-  segment_seed("seed-seg-two-groups", ES_SEG_GROUP_ROWS + 3);
+  segment_seed("seed-seg-one-row", 1, encode_rows);
+  /* repeated values: DICT columns (m-NNNNNN ids: SHAPE, but LZ4 keeps
+   * PLAIN for 40 rows; the second group of two-groups is SHAPE) */
+  segment_seed("seed-seg-dict", 40, encode_rows);
+  segment_seed("seed-seg-two-groups", ES_SEG_GROUP_ROWS + 3, encode_rows);
+  segment_seed("seed-seg-shape", 40, encode_shaped_rows);
 }
 
 /* --- MANIFEST and ESDB --------------------------------------------------- */
@@ -465,7 +489,8 @@ static void seeds_rollidx(void) {
   char *res = NULL;
   TRY("es_query",
       es_query(db, "t",
-               "{\"filter\":{\"type\":\"page\"},\"groupBy\":[\"path\"]}", &res));
+               "{\"filter\":{\"type\":\"page\"},\"groupBy\":[\"path\"]}",
+               &res));
   es_free(res);
   TRY("es_close", es_close(db));
   TRY("path", es__path_join(path, sizeof(path), dir, "tenants/t/ROLLIDX"));
@@ -475,6 +500,26 @@ static void seeds_rollidx(void) {
   img[len - 9] ^= 0x10; /* in level 1's body: its checksum fails */
   seed_write("fuzz_rollidx", "seed-rollidx-damaged", img, len);
   es__free(img);
+}
+
+/* A version-3 rollup: one cell of 30 visitors (sketch kind 11), cells of
+ * one and two (kinds 3, 4), dimension cells from user agents and URLs. */
+static void seeds_rollup(void) {
+  es_rollup r;
+  memset(&r, 0, sizeof(r));
+  char anon[40][16];
+  for (int i = 0; i < 40; i++) {
+    es_event ev = samples[i % NSAMPLES];
+    snprintf(anon[i], sizeof(anon[i]), "v%d", i < 30 ? i : i % 2);
+    ev.ts_us = NOW_US + (i < 30 ? 0 : (i - 29) * INT64_C(60000000));
+    ev.anonymous_id = anon[i];
+    TRY("rollup", es__rollup_add(&r, &ev));
+  }
+  es_buf img = {0};
+  TRY("rollup", es__rollup_encode(&r, &img));
+  seed_write("fuzz_rollup", "seed-v3.rlp", img.data, img.len);
+  es__buf_free(&img);
+  es__rollup_free(&r);
 }
 
 /* Rule states (RSTATE): two rules, one with a series and visitors of
@@ -494,8 +539,7 @@ static void seeds_rstate(void) {
   r->series[1] = (es_rpoint){1700000000000000, 2};
   r->nseries = 2;
   es_rule *any = NULL;
-  TRY("rstate", es__rule_parse("{\"name\":\"any\",\"within\":\"1d\"}",
-                               &any));
+  TRY("rstate", es__rule_parse("{\"name\":\"any\",\"within\":\"1d\"}", &any));
   es_rule *v[2] = {any, r};
   rules.v = v;
   rules.n = 2;
@@ -530,6 +574,7 @@ int main(int argc, char **argv) {
   seeds_xreg();
   seeds_rstate();
   seeds_rollidx();
+  seeds_rollup();
   (void)vfs->list(vfs, work_dir, rm_entry, work_dir);
   rmdir(work_dir);
   printf("mkseeds: seeds written under %s\n", out_root);

@@ -277,7 +277,7 @@ START_TEST(test_lsn_node) {
   ck_assert_ptr_nonnull(f);
   size_t len = fread(buf, 1, sizeof(buf), f);
   fclose(f);
-  ck_assert_uint_eq(es__get_le32(buf + 8), 3);
+  ck_assert_uint_eq(es__get_le32(buf + 8), ES_FORMAT_VERSION);
   ck_assert_uint_eq(buf[40], 10);
   buf[41] = ' '; /* not printable */
   es__le64(buf + len - 8, es__hash64(buf, len - 8, 0));

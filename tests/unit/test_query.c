@@ -24,8 +24,8 @@
 #include "base/mem.h"
 #include "bf_identity.h"
 #include "engine/query.h"
-#include "store/rollup.h"
 #include "eventstore.h"
+#include "store/rollup.h"
 #include "unit.h"
 
 /* 2024-03-01T00:00:00Z */
@@ -990,6 +990,16 @@ static void index_matches_scan(es_db *db, const char *tenant,
       "\"bucket\":\"minute\"",
       "\"bucket\":\"hour\",\"groupBy\":[\"type\"]",
       "\"bucket\":\"day\",\"groupBy\":[\"path\",\"event\"]",
+      /* counts by type alone: the segments' per-(minute, type) counts
+       * (es__rollup_type_counts), whole hours and days from the others */
+      "\"bucket\":\"minute\",\"groupBy\":[\"type\"]",
+      "\"filter\":{\"type\":\"page\"},\"bucket\":\"minute\"",
+      "\"from\":\"2024-03-01T10:07:00Z\",\"to\":\"2024-03-02T13:43:00Z\","
+      "\"bucket\":\"hour\",\"groupBy\":[\"type\"]",
+      "\"from\":\"2024-03-01T10:07:00Z\",\"to\":\"2024-03-01T11:00:00Z\","
+      "\"filter\":{\"type\":\"track\"}",
+      "\"from\":\"2024-03-01T09:13:00Z\",\"to\":\"2024-03-03T02:11:00Z\","
+      "\"bucket\":\"day\"",
       "\"filter\":{\"type\":\"page\"},\"groupBy\":[\"path\"],"
       "\"order\":\"desc\",\"limit\":3",
       "\"groupBy\":[\"event\"],\"order\":\"asc\",\"limit\":2",

@@ -61,13 +61,79 @@ START_TEST(test_hll_accuracy) {
       ck_assert_int_eq(h.dense != NULL, sizes[s] > ES_HLL_SPARSE_HELD);
     es_buf enc = {0};
     ck_assert_int_eq(es__hll_put(&enc, &h), ES_OK);
-    ck_assert_int_eq(enc.data[0], sizes[s] > ES_HLL_SPARSE_MAX + 200 ? 2 : 1);
+    ck_assert_int_eq(enc.data[0] == 2, sizes[s] > ES_HLL_SPARSE_MAX + 200);
     es__buf_free(&enc);
     es__hll_free(&h);
   }
   es_hll empty;
   memset(&empty, 0, sizeof(empty));
   ck_assert_uint_eq(es__hll_estimate(&empty), 0);
+}
+END_TEST
+
+/* Each sketch size round-trips through its kind: empty (0), 1..8
+ * entries (kinds 3..10: count in the kind), 9..3072 (11, varint count),
+ * dense (2); the version-2 sparse kind 1 of the same entries still
+ * decodes to the same registers; malformed packed entries are refused. */
+START_TEST(test_hll_kinds) {
+  static const uint64_t sizes[] = {0, 1, 2, 8, 9, 100, 3000, 20000};
+  for (size_t t = 0; t < sizeof(sizes) / sizeof(sizes[0]); t++) {
+    es_hll h;
+    memset(&h, 0, sizeof(h));
+    for (uint64_t i = 0; i < sizes[t]; i++)
+      ck_assert_int_eq(es__hll_add(&h, mix(i + 77 * t)), ES_OK);
+    es_buf a = {0};
+    ck_assert_int_eq(es__hll_put(&a, &h), ES_OK);
+    int want = h.n > ES_HLL_SPARSE_MAX ? 2
+               : h.n == 0              ? 0
+               : h.n <= 8              ? 3 + (int)h.n - 1
+                                       : 11;
+    ck_assert_int_eq(a.data[0], want);
+    es_rd rd = es__rd(a.data, a.len);
+    es_hll back;
+    memset(&back, 0, sizeof(back));
+    ck_assert_int_eq(es__hll_get(&rd, &back), ES_OK);
+    ck_assert(!rd.bad && rd.p == rd.end);
+    ck_assert(es__hll_equal(&h, &back));
+    es__hll_free(&back);
+    if (!h.dense && h.n > 0) {
+      /* the same entries as version 2 wrote them: kind 1 */
+      es_buf v2 = {0};
+      ck_assert_int_eq(es__buf_put_u8(&v2, 1), ES_OK);
+      ck_assert_int_eq(es__buf_put_varint(&v2, h.n), ES_OK);
+      const uint32_t *ents = h.cap ? h.sparse : h.inl; /* see hll.h */
+      uint32_t prev = 0;
+      for (uint32_t i = 0; i < h.n; i++) {
+        ck_assert_int_eq(es__buf_put_varint(&v2, ents[i] - prev), ES_OK);
+        prev = ents[i];
+      }
+      rd = es__rd(v2.data, v2.len);
+      memset(&back, 0, sizeof(back));
+      ck_assert_int_eq(es__hll_get(&rd, &back), ES_OK);
+      ck_assert(!rd.bad && rd.p == rd.end);
+      ck_assert(es__hll_equal(&h, &back));
+      es__hll_free(&back);
+      es__buf_free(&v2);
+    }
+    es__buf_free(&a);
+    es__hll_free(&h);
+  }
+  /* malformed: rank 52 (51 + 1 in the low 6 bits), index 16384, equal
+   * indexes, a packed count of 8 (belongs in the kind) */
+  static const uint8_t bad[][8] = {
+      {3, 51},                      /* rank 52 */
+      {3, 0x80, 0x80, 0x40},        /* index 16384 */
+      {4, 0x40, 0x01},              /* second index equal to the first */
+      {11, 8, 1, 0x40, 0x40, 0x40}, /* count 8 with kind 11 */
+  };
+  for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+    es_rd rd = es__rd(bad[i], sizeof(bad[i]));
+    es_hll back;
+    memset(&back, 0, sizeof(back));
+    ck_assert_int_eq(es__hll_get(&rd, &back), ES_OK);
+    ck_assert_msg(rd.bad, "malformed sketch %zu accepted", i);
+    es__hll_free(&back);
+  }
 }
 END_TEST
 
@@ -472,6 +538,7 @@ static Suite *rollup_suite(void) {
   tcase_add_test(tc, test_rollup_alloc_failures);
   tcase_add_test(tc, test_rollup_dim_bound);
   tcase_add_test(tc, test_rollup_version1);
+  tcase_add_test(tc, test_hll_kinds);
   tcase_add_test(tc, test_dims_values);
   suite_add_tcase(s, tc);
   return s;
