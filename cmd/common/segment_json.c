@@ -126,6 +126,22 @@ static size_t utf8_seq_len(const unsigned char *s, size_t n) {
   return len;
 }
 
+/* The characters of s[0..n) as seg_buf_put_json_string writes them: a
+ * valid sequence is one, and so is each byte of an invalid one (each
+ * becomes a U+FFFD).  Counting the bytes that start a sequence instead
+ * would count a lone surrogate's escape, which yajl decodes to three
+ * bytes that are not valid UTF-8, as one character where the writer
+ * emits three, and a messageId at the limit would not parse again. */
+static size_t json_chars(const char *s, size_t n) {
+  const unsigned char *u = (const unsigned char *)s;
+  size_t chars = 0;
+  for (size_t i = 0; i < n; chars++) {
+    size_t step = u[i] < 0x80 ? 1 : utf8_seq_len(u + i, n - i);
+    i += step ? step : 1;
+  }
+  return chars;
+}
+
 /* Quotes and escapes s[0..n) as a JSON string; see the header.  Room
  * for the worst case (6 bytes per input byte) is made first, so that the
  * loop writes straight into the buffer. */
@@ -513,7 +529,6 @@ static int parse_identity(parse_ctx *c, int type_default) {
 /* The checks that need every id in place. */
 static int validate_ids(parse_ctx *c) {
   const piece *f = c->f;
-  size_t chars = 0;
   if (c->type == ES_TYPE_ALIAS) {
     if (f[F_USER_ID].n == 0 || f[F_PREVIOUS_ID].n == 0)
       return fail(c, "alias needs both \"userId\" and \"previousId\"");
@@ -522,9 +537,8 @@ static int validate_ids(parse_ctx *c) {
   }
   if (c->type == ES_TYPE_GROUP && f[F_GROUP_ID].n == 0)
     return fail(c, "group event without \"groupId\"");
-  for (size_t i = 0; i < f[F_MESSAGE_ID].n; i++)
-    chars += ((unsigned char)f[F_MESSAGE_ID].p[i] & 0xC0) != 0x80;
-  if (chars > SEG_MESSAGE_ID_CHARS_MAX)
+  if (json_chars(f[F_MESSAGE_ID].p, f[F_MESSAGE_ID].n) >
+      SEG_MESSAGE_ID_CHARS_MAX)
     return fail(c, "\"messageId\" is longer than %d characters",
                 SEG_MESSAGE_ID_CHARS_MAX);
   return 0;
