@@ -201,9 +201,32 @@ static int tl_segment_may_match(const tl_run *r, const es_segment *seg) {
   return 0;
 }
 
-/* Gathers from one segment, newest row group first. */
+/* Prepares the person's ids as keys for the id columns of rows as read:
+ * keys[2 * j] for the anonymous id, keys[2 * j + 1] for the user id. */
+static void tl_keys(const tl_run *r, const es_seg_rows *rows,
+                    es_seg_key *keys) {
+  for (size_t j = 0; j < r->nids; j++) {
+    es__seg_rows_key(rows, ES_STR_anonymous_id, r->ids[j], &keys[2 * j]);
+    es__seg_rows_key(rows, ES_STR_user_id, r->ids[j], &keys[2 * j + 1]);
+  }
+}
+
+/* tl_match for row i of a row group read with packed id columns. */
+static int tl_match_row(const tl_run *r, const es_seg_rows *rows, size_t i,
+                        const es_seg_key *keys) {
+  for (size_t j = 0; j < r->nids; j++)
+    if (es__seg_rows_eq(rows, ES_STR_anonymous_id, i, &keys[2 * j]) ||
+        es__seg_rows_eq(rows, ES_STR_user_id, i, &keys[2 * j + 1]))
+      return 1;
+  return 0;
+}
+
+/* Gathers from one segment, newest row group first.  Row groups are read
+ * with their uuid-like columns packed (segment.h): the ids are compared
+ * packed, and only the rows kept are expanded, not every row's ids and
+ * message id. */
 static int tl_gather_segment(tl_run *r, es_segment *seg, uint32_t src,
-                             es_seg_rows *rows) {
+                             es_seg_rows *rows, es_seg_key *keys) {
   if (!tl_segment_may_match(r, seg))
     return ES_OK;
   for (uint32_t g = seg->ngroups; g-- > 0;) {
@@ -211,31 +234,34 @@ static int tl_gather_segment(tl_run *r, es_segment *seg, uint32_t src,
       break; /* groups are in time order: every earlier one is older */
     /* the two id columns first: most groups hold none of the person's
      * rows, and then the other columns are never read */
-    ES_TRY(es__segment_read_group_cols(
-        seg, g, ES_FIELD_ANONYMOUS_ID | ES_FIELD_USER_ID, rows));
+    ES_TRY(es__segment_read_group_packed(
+        seg, g, ES_FIELD_ANONYMOUS_ID | ES_FIELD_USER_ID, ES_FIELD_ALL, rows));
+    tl_keys(r, rows, keys);
     int any = 0;
     for (size_t i = rows->n; !any && i-- > 0;) {
       if (tl_older_than_kept(r, rows->ts[i]))
         break;
-      any = tl_match(r, rows->str[ES_STR_anonymous_id][i],
-                     rows->str[ES_STR_user_id][i]);
+      any = tl_match_row(r, rows, i, keys);
     }
     if (!any)
       continue;
-    ES_TRY(es__segment_read_group(seg, g, rows));
+    ES_TRY(es__segment_read_group_packed(seg, g, ES_FIELD_ALL, ES_FIELD_ALL,
+                                         rows));
+    tl_keys(r, rows, keys);
     for (size_t i = rows->n; i-- > 0;) {
       if (tl_older_than_kept(r, rows->ts[i]))
         break;
-      if (!tl_match(r, rows->str[ES_STR_anonymous_id][i],
-                    rows->str[ES_STR_user_id][i]))
+      if (!tl_match_row(r, rows, i, keys))
         continue;
+      /* the packed fields' values, expanded for this row only */
+      char text[ES_NSTR][ES_SEG_SHAPE_LEN_MAX + 1];
       es_event ev;
       memset(&ev, 0, sizeof(ev));
       ev.ts_us = rows->ts[i];
       ev.recv_us = rows->recv[i];
       ev.type = rows->type[i];
       for (int f = 0; f < ES_NSTR; f++)
-        *es__ev_str(&ev, f) = rows->str[f][i];
+        *es__ev_str(&ev, f) = es__seg_rows_get(rows, f, i, text[f]);
       ES_TRY(tl_offer(r, &ev, src, (uint64_t)g << 32 | i));
     }
   }
@@ -273,10 +299,14 @@ static int tl_gather(tl_run *r) {
                               (uint32_t)(nsegs + i)));
   es_seg_rows rows;
   memset(&rows, 0, sizeof(rows));
+  es_seg_key *keys = es__calloc(2 * (r->nids ? r->nids : 1), sizeof(*keys));
+  if (!keys)
+    return ES_NOMEM_BKPT();
   int rc = ES_OK;
   for (size_t i = nsegs; rc == ES_OK && i-- > 0;)
-    rc = tl_gather_segment(r, r->set->segs[i], (uint32_t)i, &rows);
+    rc = tl_gather_segment(r, r->set->segs[i], (uint32_t)i, &rows, keys);
   es__segment_rows_free(&rows);
+  es__free(keys);
   return rc;
 }
 

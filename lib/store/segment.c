@@ -39,7 +39,7 @@
 #define SEG_ENC_PLAIN 0
 #define SEG_ENC_DICT 1
 #define SEG_ENC_SHAPE 2
-#define SEG_SHAPE_LEN_MAX 255 /* longer values are never SHAPE */
+#define SEG_SHAPE_LEN_MAX ES_SEG_SHAPE_LEN_MAX /* longer values are never SHAPE */
 #define SEG_BLOOM_K 7
 #define SEG_FOOTER_FIXED 40
 #define SEG_GROUP_BYTES (24 + ES_SEG_NCOLS * 24)
@@ -743,31 +743,33 @@ static const char *seg_get_str(es_rd *r) {
   return (const char *)s;
 }
 
-/* Decodes the rest of a SHAPE block (after its encoding byte) into n
- * NUL-terminated values in dst, out[i] pointing there (NULL for NULL).
- * Strict: a class, constant, bitmap or padding nibble that the writer
- * would not have written is damage, so one column has one encoding. */
-static int seg_decode_shape(es_rd *r, size_t n, const char **out, es_buf *dst) {
+/* Parses the rest of a SHAPE block (after its encoding byte) of n rows
+ * into *v, which then points into the block.  Strict: a class,
+ * constant, bitmap or padding nibble that the writer would not have
+ * written is damage, so one column has one encoding (and the packed
+ * bytes of two equal values are equal: es__seg_rows_eq relies on it). */
+static int seg_shape_parse(es_rd *r, size_t n, es_seg_packed *v) {
   uint64_t len = es__rd_varint(r);
   if (r->bad || len > SEG_SHAPE_LEN_MAX)
     return ES_CORRUPT_BKPT("string shape of %llu bytes",
                            (unsigned long long)len);
   const uint8_t *cls = es__rd_bytes(r, (size_t)len);
-  char tmpl[SEG_SHAPE_LEN_MAX + 1];
   uint8_t pos[SEG_SHAPE_LEN_MAX];
   size_t nib = 0;
   for (size_t i = 0; cls && i < len; i++) {
     if (cls[i] > SHAPE_UPPER)
       return ES_CORRUPT_BKPT("string shape class %u", cls[i]);
+    v->cls[i] = cls[i];
     if (cls[i] == SHAPE_CONST) {
-      tmpl[i] = (char)es__rd_u8(r);
-      if (tmpl[i] == '\0' && !r->bad)
+      v->tmpl[i] = (char)es__rd_u8(r);
+      if (v->tmpl[i] == '\0' && !r->bad)
         return ES_CORRUPT_BKPT("NUL in a string shape");
     } else {
+      v->tmpl[i] = '0';
       pos[nib++] = (uint8_t)i;
     }
   }
-  tmpl[len] = '\0';
+  v->tmpl[len] = '\0';
   uint8_t has_nulls = es__rd_u8(r);
   const uint8_t *bits = has_nulls ? es__rd_bytes(r, (n + 7) / 8) : NULL;
   size_t present = n;
@@ -778,52 +780,155 @@ static int seg_decode_shape(es_rd *r, size_t n, const char **out, es_buf *dst) {
   size_t row_bytes = (nib + 1) / 2;
   if (r->bad || (size_t)(r->end - r->p) != present * row_bytes)
     return ES_CORRUPT_BKPT("string shape rows do not fill the block");
-  dst->len = 0;
-  ES_TRY(es__buf_reserve(dst, present * ((size_t)len + 1)));
   /* per packed byte: where its two digits go; one digit set when every
-   * position has one case (uuids), so a scan pays a few instructions a
+   * position has one case (uuids), so a value costs a few instructions a
    * digit pair on top of the template's copy */
-  uint8_t hi_at[SEG_SHAPE_LEN_MAX / 2 + 1], lo_at[SEG_SHAPE_LEN_MAX / 2 + 1];
-  const char *set = nib ? shape_digits[cls[pos[0]]] : NULL;
+  v->set = nib ? shape_digits[cls[pos[0]]] : NULL;
   for (size_t k = 0; k < nib; k++) {
-    if (shape_digits[cls[pos[k]]] != set)
-      set = NULL;
+    if (shape_digits[cls[pos[k]]] != v->set)
+      v->set = NULL;
     if (k % 2)
-      lo_at[k / 2] = pos[k];
+      v->lo_at[k / 2] = pos[k];
     else
-      hi_at[k / 2] = pos[k];
+      v->hi_at[k / 2] = pos[k];
   }
-  size_t pairs = nib / 2;
+  v->len = (size_t)len;
+  v->nib = nib;
+  v->row_bytes = row_bytes;
+  v->n = n;
+  v->present = present;
+  v->bits = bits;
+  v->data = r->p;
+  for (size_t i = 0; nib % 2 && i < present; i++)
+    if (v->data[i * row_bytes + row_bytes - 1] & 15)
+      return ES_CORRUPT_BKPT("string shape padding nibble");
+  r->p = r->end;
+  return ES_OK;
+}
+
+/* Writes the value whose packed digits are at p into d (v->len + 1
+ * bytes, NUL included). */
+static inline void seg_shape_expand(const es_seg_packed *v, const uint8_t *p,
+                                    char *d) {
+  size_t pairs = v->nib / 2;
+  memcpy(d, v->tmpl, v->len + 1);
+  if (v->set) {
+    for (size_t j = 0; j < pairs; j++) {
+      d[v->hi_at[j]] = v->set[p[j] >> 4];
+      d[v->lo_at[j]] = v->set[p[j] & 15];
+    }
+  } else {
+    for (size_t j = 0; j < pairs; j++) {
+      d[v->hi_at[j]] = shape_digits[v->cls[v->hi_at[j]]][p[j] >> 4];
+      d[v->lo_at[j]] = shape_digits[v->cls[v->lo_at[j]]][p[j] & 15];
+    }
+  }
+  if (v->nib % 2)
+    d[v->hi_at[pairs]] = shape_digits[v->cls[v->hi_at[pairs]]][p[pairs] >> 4];
+}
+
+/* Decodes the rest of a SHAPE block (after its encoding byte) into n
+ * NUL-terminated values in dst, out[i] pointing there (NULL for NULL). */
+static int seg_decode_shape(es_rd *r, size_t n, const char **out, es_buf *dst,
+                            es_seg_packed *v) {
+  ES_TRY(seg_shape_parse(r, n, v));
+  dst->len = 0;
+  ES_TRY(es__buf_reserve(dst, v->present * (v->len + 1)));
   char *d = (char *)dst->data;
-  const uint8_t *p = r->p;
+  const uint8_t *p = v->data;
   for (size_t i = 0; i < n; i++) {
-    if (bits && !(bits[i / 8] >> (i % 8) & 1)) {
+    if (v->bits && !(v->bits[i / 8] >> (i % 8) & 1)) {
       out[i] = NULL;
       continue;
     }
-    memcpy(d, tmpl, (size_t)len + 1);
-    if (set) {
-      for (size_t j = 0; j < pairs; j++) {
-        d[hi_at[j]] = set[p[j] >> 4];
-        d[lo_at[j]] = set[p[j] & 15];
-      }
-    } else {
-      for (size_t j = 0; j < pairs; j++) {
-        d[hi_at[j]] = shape_digits[cls[hi_at[j]]][p[j] >> 4];
-        d[lo_at[j]] = shape_digits[cls[lo_at[j]]][p[j] & 15];
-      }
-    }
-    if (nib % 2) {
-      if (p[pairs] & 15)
-        return ES_CORRUPT_BKPT("string shape padding nibble");
-      d[hi_at[pairs]] = shape_digits[cls[hi_at[pairs]]][p[pairs] >> 4];
-    }
+    seg_shape_expand(v, p, d);
     out[i] = d;
-    d += len + 1;
-    p += row_bytes;
+    d += v->len + 1;
+    p += v->row_bytes;
   }
   dst->len = (size_t)((uint8_t *)d - dst->data);
-  r->p = r->end;
+  return ES_OK;
+}
+
+/* Where row i's packed digits start in a packed column, or NULL when the
+ * row's value is NULL. */
+static const uint8_t *seg_packed_row(const es_seg_packed *v, size_t i) {
+  if (!v->bits)
+    return v->data + i * v->row_bytes;
+  if (!(v->bits[i / 8] >> (i % 8) & 1))
+    return NULL;
+  return v->data + (size_t)v->rank[i] * v->row_bytes;
+}
+
+/* Row i's value of string field f; see segment.h. */
+const char *es__seg_rows_get(const es_seg_rows *rows, int f, size_t i,
+                             char *buf) {
+  if (!(rows->packed >> f & 1))
+    return rows->str[f][i];
+  const es_seg_packed *v = &rows->pk[f];
+  const uint8_t *p = seg_packed_row(v, i);
+  if (!p)
+    return NULL;
+  seg_shape_expand(v, p, buf);
+  return buf;
+}
+
+/* Prepares key s for es__seg_rows_eq on field f; see segment.h. */
+void es__seg_rows_key(const es_seg_rows *rows, int f, const char *s,
+                      es_seg_key *k) {
+  k->s = s;
+  k->never = 0;
+  if (!(rows->packed >> f & 1))
+    return;
+  const es_seg_packed *v = &rows->pk[f];
+  k->never = 1;
+  if (strlen(s) != v->len)
+    return; /* no value of the column has another length */
+  memset(k->p, 0, v->row_bytes);
+  size_t nib = 0;
+  for (size_t i = 0; i < v->len; i++) {
+    uint8_t c = (uint8_t)s[i];
+    if (v->cls[i] == SHAPE_CONST) {
+      if (c != (uint8_t)v->tmpl[i])
+        return;
+      continue;
+    }
+    /* a digit of the position's case, or no value of the column has it */
+    if (!(shape_class_bits[c] & (v->cls[i] == SHAPE_LOWER ? SHAPE_L : SHAPE_U)))
+      return;
+    k->p[nib / 2] |= (uint8_t)(shape_nibble[c] << (nib % 2 ? 0 : 4));
+    nib++;
+  }
+  k->never = 0;
+}
+
+/* Whether row i's value of field f equals the key; see segment.h. */
+int es__seg_rows_eq(const es_seg_rows *rows, int f, size_t i,
+                    const es_seg_key *k) {
+  if (!(rows->packed >> f & 1)) {
+    const char *s = rows->str[f][i];
+    return s && strcmp(s, k->s) == 0;
+  }
+  if (k->never)
+    return 0;
+  const es_seg_packed *v = &rows->pk[f];
+  const uint8_t *p = seg_packed_row(v, i);
+  return p && memcmp(p, k->p, v->row_bytes) == 0;
+}
+
+/* Keeps a parsed SHAPE block of n rows packed as field f of out: the
+ * rank of each present row when the column has NULLs. */
+static int seg_keep_packed(es_seg_rows *out, int f, size_t n) {
+  es_seg_packed *v = &out->pk[f];
+  if (v->bits) {
+    ES_TRY(es__grow((void **)&v->rank, &v->rank_cap, n, sizeof(uint32_t)));
+    uint32_t k = 0;
+    for (size_t i = 0; i < n; i++) {
+      v->rank[i] = k;
+      k += v->bits[i / 8] >> (i % 8) & 1;
+    }
+  }
+  out->packed |= 1u << f;
   return ES_OK;
 }
 
@@ -832,11 +937,18 @@ static int seg_decode_shape(es_rd *r, size_t n, const char **out, es_buf *dst) {
  * point into *raw either way, and scratch keeps the old bytes. */
 static int seg_decode_strings(es_buf *raw, es_buf *scratch, size_t n,
                               const char **out, const char ***dict_tmp,
-                              size_t *dict_cap) {
+                              size_t *dict_cap, es_seg_packed *v,
+                              int keep_packed, int *packed_out) {
   es_rd r = es__rd(raw->data, raw->len);
   uint8_t enc = es__rd_u8(&r);
+  *packed_out = 0;
+  if (enc == SEG_ENC_SHAPE && !r.bad && keep_packed) {
+    ES_TRY(seg_shape_parse(&r, n, v));
+    *packed_out = 1;
+    return ES_OK;
+  }
   if (enc == SEG_ENC_SHAPE && !r.bad) {
-    ES_TRY(seg_decode_shape(&r, n, out, scratch));
+    ES_TRY(seg_decode_shape(&r, n, out, scratch, v));
     es_buf t = *raw;
     *raw = *scratch;
     *scratch = t;
@@ -922,6 +1034,12 @@ int es__segment_read_group(es_segment *seg, uint32_t g, es_seg_rows *out) {
 /* Reads a row group, decoding only the string columns in `fields`. */
 int es__segment_read_group_cols(es_segment *seg, uint32_t g, uint32_t fields,
                                 es_seg_rows *out) {
+  return es__segment_read_group_packed(seg, g, fields, 0, out);
+}
+
+/* The same, SHAPE columns in `packed` kept packed; see segment.h. */
+int es__segment_read_group_packed(es_segment *seg, uint32_t g, uint32_t fields,
+                                  uint32_t packed, es_seg_rows *out) {
   if (g >= seg->ngroups)
     return ES_INVAL_BKPT("row group %u of %u", g, seg->ngroups);
   const es_seg_group *gr = &seg->groups[g];
@@ -934,6 +1052,11 @@ int es__segment_read_group_cols(es_segment *seg, uint32_t g, uint32_t fields,
     out->str[i] = strs + (size_t)i * out->arrays_cap;
   out->type = (uint8_t *)(strs + (size_t)ES_NSTR * out->arrays_cap);
   out->n = 0;
+  out->packed = 0;
+  if (packed && !out->pk &&
+      !(out->pk = es__calloc(ES_NSTR, sizeof(es_seg_packed))))
+    return ES_NOMEM_BKPT();
+  es_seg_packed tmp;
   for (int c = 0; c < ES_SEG_NCOLS; c++)
     if (c < ES_COL_STR0 || (fields >> (c - ES_COL_STR0) & 1))
       ES_TRY(seg_read_block(seg, g, c, &out->cbuf, &out->raw[c]));
@@ -945,8 +1068,12 @@ int es__segment_read_group_cols(es_segment *seg, uint32_t g, uint32_t fields,
       memset(out->str[i], 0, n * sizeof(char *));
       continue;
     }
+    int keep = (int)(packed >> i & 1), kept = 0;
     rc = seg_decode_strings(&out->raw[ES_COL_STR0 + i], &out->cbuf, n,
-                            out->str[i], &dict, &dict_cap);
+                            out->str[i], &dict, &dict_cap,
+                            keep ? &out->pk[i] : &tmp, keep, &kept);
+    if (rc == ES_OK && kept)
+      rc = seg_keep_packed(out, i, n);
   }
   es__free(dict);
   if (rc == ES_ECORRUPT) {
@@ -965,6 +1092,9 @@ void es__segment_rows_free(es_seg_rows *rows) {
     es__buf_free(&rows->raw[c]);
   es__buf_free(&rows->cbuf);
   es__free(rows->arrays);
+  for (int f = 0; rows->pk && f < ES_NSTR; f++)
+    es__free(rows->pk[f].rank);
+  es__free(rows->pk);
   memset(rows, 0, sizeof(*rows));
 }
 

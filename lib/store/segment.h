@@ -95,13 +95,34 @@ int es__segment_may_contain_hash(const es_segment *seg, uint64_t h);
 void es__segment_may_contain_many(const es_segment *seg, const uint64_t *h,
                                   size_t n, uint8_t *out);
 
+/* The most bytes a string of a SHAPE column has (the NUL not counted). */
+#define ES_SEG_SHAPE_LEN_MAX 255
+
+/* A SHAPE column kept packed (es__segment_read_group_packed): the
+ * shape's template and the rows' packed hex digits, in the block. */
+typedef struct es_seg_packed {
+  size_t len, nib, row_bytes; /* value length, digits, bytes per row */
+  size_t n, present;          /* rows, rows that are not NULL */
+  const char *set;            /* the digits when every one has one case */
+  const uint8_t *bits;        /* NULL bitmap (1 = present) or NULL */
+  const uint8_t *data;        /* the present rows' packed digits */
+  uint32_t *rank;             /* with bits: present rows before row i */
+  size_t rank_cap;
+  char tmpl[ES_SEG_SHAPE_LEN_MAX + 1]; /* constants; digits are '0' */
+  uint8_t cls[ES_SEG_SHAPE_LEN_MAX];
+  uint8_t hi_at[ES_SEG_SHAPE_LEN_MAX / 2 + 1], lo_at[ES_SEG_SHAPE_LEN_MAX / 2 + 1];
+} es_seg_packed;
+
 /* A decoded row group. */
 typedef struct es_seg_rows {
   size_t n;
   int64_t *ts;
   int64_t *recv;
   uint8_t *type;
+  /* the strings of field f; not filled when packed has bit f */
   const char **str[ES_NSTR];
+  uint32_t packed;   /* fields kept packed by the last read (bit f) */
+  es_seg_packed *pk; /* ES_NSTR of them, allocated by the first such read */
   es_buf raw[ES_SEG_NCOLS]; /* decompressed blocks (strings point here) */
   es_buf cbuf;              /* compressed block being read */
   void *arrays;             /* one allocation behind ts/recv/type/str */
@@ -115,6 +136,32 @@ int es__segment_read_group(es_segment *seg, uint32_t g,
  * `fields` (the others' blocks are not read; their strings are NULL). */
 int es__segment_read_group_cols(es_segment *seg, uint32_t g, uint32_t fields,
                                 es_seg_rows *out) ES_MUST_CHECK;
+/* The same, but a string column in `packed` (ES_FIELD_* bits) that is
+ * stored as SHAPE stays packed: its str[] array is not filled and its
+ * values are read one at a time with es__seg_rows_get / es__seg_rows_eq
+ * (a reader that wants a few rows of a group, not every row's uuid
+ * expanded).  Checks the block as strictly as the full decode. */
+int es__segment_read_group_packed(es_segment *seg, uint32_t g, uint32_t fields,
+                                  uint32_t packed,
+                                  es_seg_rows *out) ES_MUST_CHECK;
+/* Row i's value of string field f: rows->str[f][i], or, when the field
+ * is packed, the value written into buf (ES_SEG_SHAPE_LEN_MAX + 1 bytes)
+ * and buf returned; NULL for NULL.  Byte-identical to the full decode. */
+const char *es__seg_rows_get(const es_seg_rows *rows, int f, size_t i,
+                             char *buf);
+/* A key to compare with a field's values: packed like the column's rows
+ * when the field is packed (never = no value of the column can equal
+ * it).  Valid for the rows as read when it was made. */
+typedef struct es_seg_key {
+  const char *s;
+  int never;
+  uint8_t p[ES_SEG_SHAPE_LEN_MAX / 2 + 1];
+} es_seg_key;
+void es__seg_rows_key(const es_seg_rows *rows, int f, const char *s,
+                      es_seg_key *k);
+/* Whether row i's value of field f equals k's string (NULL never does). */
+int es__seg_rows_eq(const es_seg_rows *rows, int f, size_t i,
+                    const es_seg_key *k);
 /* Releases what es__segment_read_group allocated. */
 void es__segment_rows_free(es_seg_rows *rows);
 

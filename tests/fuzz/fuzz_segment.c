@@ -3,7 +3,8 @@
  *
  * The input is served by the memfile as a segment and opened with
  * es__segment_open; then every row group is read with
- * es__segment_read_group (reusing one es_seg_rows, as a cursor does) and
+ * es__segment_read_group (reusing one es_seg_rows, as a cursor does),
+ * and again kept packed (as es_timeline_open reads them), and
  * every decoded value is touched; the Bloom filter is probed; finally
  * es__segment_verify checks the whole file.  All of it runs again on a
  * copy whose block and footer checksums are recomputed (fuzz_util.h).
@@ -13,6 +14,10 @@
  *     and only valid event types.
  *  2. If the file opens and every group decodes, es__segment_verify finds
  *     nothing wrong (it checks less than decoding does).
+ *  3. A group read with every column kept packed
+ *     (es__segment_read_group_packed) decodes exactly when the full read
+ *     does, and gives the same bytes for every value; each value equals
+ *     itself by es__seg_rows_eq.
  */
 #include <stdlib.h>
 
@@ -31,10 +36,15 @@ static void seg_problem(void *ud, const char *path, uint64_t off,
 
 /* Reads every group; returns 1 when all of them decoded. */
 static int seg_read_all(es_segment *seg) {
-  es_seg_rows rows = {0};
+  es_seg_rows rows = {0}, packed = {0};
   int all_ok = 1;
   for (uint32_t g = 0; g < seg->ngroups; g++) {
-    if (es__segment_read_group(seg, g, &rows) < 0) {
+    int rc = es__segment_read_group(seg, g, &rows);
+    int prc = es__segment_read_group_packed(seg, g, ES_FIELD_ALL,
+                                            ES_FIELD_ALL, &packed);
+    if (rc != ES_ENOMEM && prc != ES_ENOMEM)
+      FUZZ_ASSERT((rc == ES_OK) == (prc == ES_OK));
+    if (rc < 0) {
       all_ok = 0;
       continue; /* the next group may still be readable */
     }
@@ -42,11 +52,24 @@ static int seg_read_all(es_segment *seg) {
     for (size_t r = 0; r < rows.n; r++) {
       FUZZ_ASSERT(rows.type[r] >= ES_TYPE_TRACK &&
                   rows.type[r] <= ES_TYPE_GROUP);
-      for (int s = 0; s < ES_NSTR; s++)
+      for (int s = 0; s < ES_NSTR; s++) {
         fuzz_touch(rows.str[s][r]);
+        if (prc != ES_OK)
+          continue;
+        char buf[ES_SEG_SHAPE_LEN_MAX + 1];
+        const char *v = es__seg_rows_get(&packed, s, r, buf);
+        FUZZ_ASSERT((v == NULL) == (rows.str[s][r] == NULL));
+        if (!v)
+          continue;
+        FUZZ_ASSERT(strcmp(v, rows.str[s][r]) == 0);
+        es_seg_key k;
+        es__seg_rows_key(&packed, s, v, &k);
+        FUZZ_ASSERT(es__seg_rows_eq(&packed, s, r, &k));
+      }
     }
   }
   es__segment_rows_free(&rows);
+  es__segment_rows_free(&packed);
   return all_ok;
 }
 

@@ -344,6 +344,65 @@ static const shape_case shape_cases[] = {
 };
 static const size_t shape_rows[] = {1, 7, 200, 2000};
 
+/* Row group g read with every column packed (es__segment_read_group_packed)
+ * gives, per row and field, the very bytes of the full decode in rows
+ * (NULL where it has NULL); es__seg_rows_eq finds each row's value, a
+ * value one digit off is never equal, and another row's value is equal
+ * exactly when the strings are. */
+static void packed_matches_eager(es_segment *seg, uint32_t g,
+                                 const es_seg_rows *rows, es_seg_rows *packed,
+                                 const char *what) {
+  ck_assert_int_eq(
+      es__segment_read_group_packed(seg, g, ES_FIELD_ALL, ES_FIELD_ALL, packed),
+      ES_OK);
+  ck_assert_uint_eq(packed->n, rows->n);
+  for (size_t r = 0; r < rows->n; r++) {
+    for (int f = 0; f < ES_NSTR; f++) {
+      char buf[ES_SEG_SHAPE_LEN_MAX + 1];
+      const char *want = rows->str[f][r];
+      const char *got = es__seg_rows_get(packed, f, r, buf);
+      ck_assert_msg((want == NULL) == (got == NULL), "%s: row %zu field %d",
+                    what, r, f);
+      if (!want)
+        continue;
+      ck_assert_msg(strcmp(want, got) == 0, "%s: row %zu field %d: %s != %s",
+                    what, r, f, got, want);
+      es_seg_key k;
+      es__seg_rows_key(packed, f, want, &k);
+      ck_assert_msg(es__seg_rows_eq(packed, f, r, &k), "%s: row %zu field %d",
+                    what, r, f);
+      const char *other = rows->str[f][(r * 7 + 3) % rows->n];
+      if (other) {
+        es__seg_rows_key(packed, f, other, &k);
+        ck_assert_int_eq(es__seg_rows_eq(packed, f, r, &k),
+                         strcmp(other, want) == 0);
+      }
+      /* the last hex digit changed (in its case), or a byte appended */
+      char near[ES_SEG_SHAPE_LEN_MAX + 2];
+      size_t len = strlen(want);
+      if (len > ES_SEG_SHAPE_LEN_MAX)
+        continue;
+      memcpy(near, want, len + 1);
+      size_t i = len;
+      while (i-- > 0) {
+        char c = near[i];
+        if ((c >= '0' && c <= '8') || (c >= 'a' && c <= 'e') ||
+            (c >= 'A' && c <= 'E')) {
+          near[i] = (char)(c + 1);
+          break;
+        }
+      }
+      if (i == SIZE_MAX) { /* no such digit */
+        near[len] = 'x';
+        near[len + 1] = '\0';
+      }
+      es__seg_rows_key(packed, f, near, &k);
+      ck_assert_msg(!es__seg_rows_eq(packed, f, r, &k), "%s: row %zu: %s",
+                    what, r, near);
+    }
+  }
+}
+
 /* Every shape case, at several row counts (one row: SHAPE is never
  * smaller than PLAIN for a single short value, so only checked to
  * round-trip), puts its values in message_id: each decodes byte for byte
@@ -375,7 +434,7 @@ START_TEST(test_shape) {
         ES_OK);
   }
   es_segment *seg = seg_write_open(&in, dir, "s.seg", path, sizeof(path));
-  es_seg_rows rows = {0};
+  es_seg_rows rows = {0}, packed = {0};
   size_t r0 = 0;
   for (uint32_t g = 0; g < seg->ngroups; g++) {
     if (n > 1)
@@ -389,9 +448,14 @@ START_TEST(test_shape) {
       group_event(&rows, r, &got);
       ut_event_eq(&got, &in.evs[r0 + r], sc->name);
     }
+    packed_matches_eager(seg, g, &rows, &packed, sc->name);
+    if (n > 1)
+      ck_assert_int_eq(packed.packed >> ES_STR_message_id & 1,
+                       sc->want == SEG_ENC_SHAPE);
     r0 += rows.n;
   }
   ck_assert_uint_eq(r0, n);
+  es__segment_rows_free(&packed);
   ck_assert_int_eq(es__segment_verify(es__vfs_posix(), path, NULL, NULL, NULL),
                    ES_OK);
   es__segment_rows_free(&rows);
@@ -412,7 +476,7 @@ static void count_problem(void *ud, const char *path, uint64_t off,
 
 /* A SHAPE block whose last padding nibble is set, checksums fixed: its
  * checksum passes, so only decoding sees it; read_group and verify both
- * call it ES_ECORRUPT.  (LZ4 ends a block with literals, so the last
+ * call it ES_ECORRUPT, and so does a read that keeps it packed.  (LZ4 ends a block with literals, so the last
  * compressed byte is the last raw byte: the last row's padding.) */
 START_TEST(test_shape_damage_verified) {
   char dir[512], path[1024];
@@ -458,6 +522,12 @@ START_TEST(test_shape_damage_verified) {
   ck_assert_int_eq(es__segment_open(es__vfs_posix(), path, 42, &seg), ES_OK);
   es_seg_rows rows = {0};
   ck_assert_int_eq(es__segment_read_group(seg, 0, &rows), ES_ECORRUPT);
+  ck_assert_ptr_nonnull(strstr(es_errdetail(), "padding"));
+  es__error_clear();
+  /* kept packed, the block is checked as strictly */
+  ck_assert_int_eq(es__segment_read_group_packed(seg, 0, ES_FIELD_ALL,
+                                                 ES_FIELD_ALL, &rows),
+                   ES_ECORRUPT);
   ck_assert_ptr_nonnull(strstr(es_errdetail(), "padding"));
   es__error_clear();
   es__segment_rows_free(&rows);
