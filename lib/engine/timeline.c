@@ -245,9 +245,9 @@ static int tl_gather_segment(tl_run *r, es_segment *seg, uint32_t src,
     }
     if (!any)
       continue;
-    ES_TRY(es__segment_read_group_packed(seg, g, ES_FIELD_ALL, ES_FIELD_ALL,
-                                         rows));
-    tl_keys(r, rows, keys);
+    ES_TRY(es__segment_read_group_add(
+        seg, g, ES_FIELD_ALL & ~(ES_FIELD_ANONYMOUS_ID | ES_FIELD_USER_ID),
+        ES_FIELD_ALL, rows));
     for (size_t i = rows->n; i-- > 0;) {
       if (tl_older_than_kept(r, rows->ts[i]))
         break;

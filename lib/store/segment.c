@@ -982,17 +982,37 @@ static int seg_decode_strings(es_buf *raw, es_buf *scratch, size_t n,
   return ES_OK;
 }
 
-/* Sizes the per-row arrays of out for n rows. */
+/* Sizes the per-row arrays of out for n rows: ts, recv, ES_NSTR string
+ * columns, one column of NULLs (what a column not decoded points at:
+ * zeroed here, never written), type. */
 static int seg_rows_arrays(es_seg_rows *out, size_t n) {
-  if (out->arrays_cap >= n)
-    return ES_OK;
-  size_t per = 2 * sizeof(int64_t) + ES_NSTR * sizeof(char *) + 1;
-  void *a = es__realloc(out->arrays, n * per);
-  if (!a)
-    return ES_NOMEM_BKPT();
-  out->arrays = a;
-  out->arrays_cap = n;
+  if (out->arrays_cap < n || !out->arrays) {
+    size_t per = 2 * sizeof(int64_t) + (ES_NSTR + 1) * sizeof(char *) + 1;
+    void *a = es__realloc(out->arrays, (n ? n : 1) * per);
+    if (!a)
+      return ES_NOMEM_BKPT();
+    out->arrays = a;
+    out->arrays_cap = n ? n : 1;
+    out->ts = NULL; /* the NULL column moved: zero it below */
+  }
+  size_t cap = out->arrays_cap;
+  int64_t *ts = out->arrays;
+  const char **strs = (const char **)(ts + 2 * cap);
+  const char **nulls = strs + (size_t)ES_NSTR * cap;
+  if (!out->ts)
+    memset(nulls, 0, cap * sizeof(char *));
+  out->ts = ts;
+  out->recv = ts + cap;
+  for (int i = 0; i < ES_NSTR; i++)
+    out->str[i] = nulls;
+  out->type = (uint8_t *)(nulls + cap);
   return ES_OK;
+}
+
+/* Where string column i's pointers go in out's arrays. */
+static const char **seg_rows_col(es_seg_rows *out, int i) {
+  return (const char **)(out->ts + 2 * out->arrays_cap) +
+         (size_t)i * out->arrays_cap;
 }
 
 /* Decodes the fixed-width-ish columns (time, receive time, type). */
@@ -1044,36 +1064,55 @@ int es__segment_read_group_packed(es_segment *seg, uint32_t g, uint32_t fields,
     return ES_INVAL_BKPT("row group %u of %u", g, seg->ngroups);
   const es_seg_group *gr = &seg->groups[g];
   size_t n = gr->rows;
-  ES_TRY(seg_rows_arrays(out, n));
-  out->ts = out->arrays;
-  out->recv = out->ts + out->arrays_cap;
-  const char **strs = (const char **)(out->recv + out->arrays_cap);
-  for (int i = 0; i < ES_NSTR; i++)
-    out->str[i] = strs + (size_t)i * out->arrays_cap;
-  out->type = (uint8_t *)(strs + (size_t)ES_NSTR * out->arrays_cap);
   out->n = 0;
   out->packed = 0;
+  ES_TRY(seg_rows_arrays(out, n));
+  for (int c = 0; c < ES_COL_STR0; c++)
+    ES_TRY(seg_read_block(seg, g, c, &out->cbuf, &out->raw[c]));
+  int rc = seg_decode_numeric(out, gr->min_ts, gr->max_ts, n);
+  if (rc == ES_ECORRUPT) {
+    char why[256];
+    snprintf(why, sizeof(why), "%s", es_errdetail());
+    return ES_CORRUPT_BKPT("%s: row group %u: %s", seg->path, g, why);
+  }
+  ES_TRY(rc);
+  out->n = n;
+  rc = es__segment_read_group_add(seg, g, fields, packed, out);
+  if (rc < 0)
+    out->n = 0;
+  return rc;
+}
+
+/* Decodes more string columns of the row group in out; see segment.h. */
+int es__segment_read_group_add(es_segment *seg, uint32_t g, uint32_t fields,
+                               uint32_t packed, es_seg_rows *out) {
+  if (g >= seg->ngroups || out->n != seg->groups[g].rows)
+    return ES_INVAL_BKPT("row group %u of %u is not the one read", g,
+                         seg->ngroups);
+  size_t n = out->n;
   if (packed && !out->pk &&
       !(out->pk = es__calloc(ES_NSTR, sizeof(es_seg_packed))))
     return ES_NOMEM_BKPT();
+  for (int i = 0; i < ES_NSTR; i++)
+    if (fields >> i & 1)
+      ES_TRY(seg_read_block(seg, g, ES_COL_STR0 + i, &out->cbuf,
+                            &out->raw[ES_COL_STR0 + i]));
   es_seg_packed tmp;
-  for (int c = 0; c < ES_SEG_NCOLS; c++)
-    if (c < ES_COL_STR0 || (fields >> (c - ES_COL_STR0) & 1))
-      ES_TRY(seg_read_block(seg, g, c, &out->cbuf, &out->raw[c]));
-  int rc = seg_decode_numeric(out, gr->min_ts, gr->max_ts, n);
   const char **dict = NULL;
   size_t dict_cap = 0;
+  int rc = ES_OK;
   for (int i = 0; rc == ES_OK && i < ES_NSTR; i++) {
-    if (!(fields >> i & 1)) { /* not asked for: absent */
-      memset(out->str[i], 0, n * sizeof(char *));
-      continue;
-    }
+    if (!(fields >> i & 1))
+      continue; /* not asked for: left as it is (NULL if never read) */
     int keep = (int)(packed >> i & 1), kept = 0;
+    out->packed &= ~(1u << i);
     rc = seg_decode_strings(&out->raw[ES_COL_STR0 + i], &out->cbuf, n,
-                            out->str[i], &dict, &dict_cap,
+                            seg_rows_col(out, i), &dict, &dict_cap,
                             keep ? &out->pk[i] : &tmp, keep, &kept);
     if (rc == ES_OK && kept)
       rc = seg_keep_packed(out, i, n);
+    else if (rc == ES_OK)
+      out->str[i] = seg_rows_col(out, i);
   }
   es__free(dict);
   if (rc == ES_ECORRUPT) {
@@ -1081,9 +1120,7 @@ int es__segment_read_group_packed(es_segment *seg, uint32_t g, uint32_t fields,
     snprintf(why, sizeof(why), "%s", es_errdetail());
     return ES_CORRUPT_BKPT("%s: row group %u: %s", seg->path, g, why);
   }
-  ES_TRY(rc); /* ES_ENOMEM stays what it is */
-  out->n = n;
-  return ES_OK;
+  return rc; /* ES_ENOMEM stays what it is */
 }
 
 /* Frees a decoded row group's buffers. */

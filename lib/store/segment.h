@@ -119,7 +119,7 @@ typedef struct es_seg_rows {
   int64_t *ts;
   int64_t *recv;
   uint8_t *type;
-  /* the strings of field f; not filled when packed has bit f */
+  /* the strings of field f; all NULL when f was not read or is packed */
   const char **str[ES_NSTR];
   uint32_t packed;   /* fields kept packed by the last read (bit f) */
   es_seg_packed *pk; /* ES_NSTR of them, allocated by the first such read */
@@ -144,6 +144,14 @@ int es__segment_read_group_cols(es_segment *seg, uint32_t g, uint32_t fields,
 int es__segment_read_group_packed(es_segment *seg, uint32_t g, uint32_t fields,
                                   uint32_t packed,
                                   es_seg_rows *out) ES_MUST_CHECK;
+/* Decodes the string columns in `fields` of row group g into out, which
+ * holds that group from es__segment_read_group_packed (the columns read
+ * then stay as they are): a reader that needs the other columns only in
+ * some groups.  `packed` as there.  On failure, out's columns are
+ * unusable until the next read of a whole group. */
+int es__segment_read_group_add(es_segment *seg, uint32_t g, uint32_t fields,
+                               uint32_t packed,
+                               es_seg_rows *out) ES_MUST_CHECK;
 /* Row i's value of string field f: rows->str[f][i], or, when the field
  * is packed, the value written into buf (ES_SEG_SHAPE_LEN_MAX + 1 bytes)
  * and buf returned; NULL for NULL.  Byte-identical to the full decode. */
