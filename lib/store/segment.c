@@ -39,7 +39,8 @@
 #define SEG_ENC_PLAIN 0
 #define SEG_ENC_DICT 1
 #define SEG_ENC_SHAPE 2
-#define SEG_SHAPE_LEN_MAX ES_SEG_SHAPE_LEN_MAX /* longer values are never SHAPE */
+#define SEG_SHAPE_LEN_MAX                                                      \
+  ES_SEG_SHAPE_LEN_MAX /* longer values are never SHAPE */
 #define SEG_BLOOM_K 7
 #define SEG_FOOTER_FIXED 40
 #define SEG_GROUP_BYTES (24 + ES_SEG_NCOLS * 24)

@@ -110,7 +110,8 @@ typedef struct es_seg_packed {
   size_t rank_cap;
   char tmpl[ES_SEG_SHAPE_LEN_MAX + 1]; /* constants; digits are '0' */
   uint8_t cls[ES_SEG_SHAPE_LEN_MAX];
-  uint8_t hi_at[ES_SEG_SHAPE_LEN_MAX / 2 + 1], lo_at[ES_SEG_SHAPE_LEN_MAX / 2 + 1];
+  uint8_t hi_at[ES_SEG_SHAPE_LEN_MAX / 2 + 1],
+      lo_at[ES_SEG_SHAPE_LEN_MAX / 2 + 1];
 } es_seg_packed;
 
 /* A decoded row group. */
@@ -150,8 +151,7 @@ int es__segment_read_group_packed(es_segment *seg, uint32_t g, uint32_t fields,
  * some groups.  `packed` as there.  On failure, out's columns are
  * unusable until the next read of a whole group. */
 int es__segment_read_group_add(es_segment *seg, uint32_t g, uint32_t fields,
-                               uint32_t packed,
-                               es_seg_rows *out) ES_MUST_CHECK;
+                               uint32_t packed, es_seg_rows *out) ES_MUST_CHECK;
 /* Row i's value of string field f: rows->str[f][i], or, when the field
  * is packed, the value written into buf (ES_SEG_SHAPE_LEN_MAX + 1 bytes)
  * and buf returned; NULL for NULL.  Byte-identical to the full decode. */
