@@ -251,8 +251,11 @@ static const char *dim_value(const es_event *ev, int dim, es_dims *scratch) {
 
 void es__dims_of(const es_event *ev, es_dims *out) {
   out->v[0] = NULL;
+  /* One classification for both user-agent dimensions. */
+  ua_classify(ev->user_agent, &out->v[ES_DIM_DEVICE], &out->v[ES_DIM_BROWSER]);
   for (int d = 1; d < ES_DIM_COUNT; d++)
-    out->v[d] = dim_value(ev, d, out);
+    if (d != ES_DIM_DEVICE && d != ES_DIM_BROWSER)
+      out->v[d] = dim_value(ev, d, out);
 }
 
 const char *es__dim_of(const es_event *ev, int dim, es_dims *scratch) {
