@@ -92,7 +92,11 @@ static int rollup_cell(es_rollup *r, const rcell_key *k, es_rcell **c_out) {
 static int rollup_intern(es_rollup *r, int slot, const char *s,
                          uint32_t *id_out) {
   uint32_t id = r->last_id[slot];
-  if (s && id && id < r->strs.n && strcmp(r->strs.strs[id], s) == 0) {
+  if (!s) { /* absent: id 0 (es__strtab_intern's answer too) */
+    *id_out = 0;
+    return ES_OK;
+  }
+  if (id && id < r->strs.n && strcmp(r->strs.strs[id], s) == 0) {
     *id_out = id;
     return ES_OK;
   }

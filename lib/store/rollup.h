@@ -50,8 +50,8 @@
 #include "base/hll.h"
 #include "base/io.h"
 #include "base/strtab.h"
-#include "store/dims.h"
 #include "eventstore.h"
+#include "store/dims.h"
 
 #define ES_MINUTE_US INT64_C(60000000)
 
