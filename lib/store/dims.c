@@ -182,13 +182,16 @@ static const char *put_value(char *out, const char *s, size_t n) {
 /* The host of a "scheme://[user@]host[:port]/..." URL, lower case, into
  * out; NULL when u has no "://" or an empty host. */
 static const char *url_host(const char *u, char *out) {
-  const char *p = u ? strstr(u, "://") : NULL;
-  if (!p || p == u)
+  if (!u)
     return NULL;
-  for (const char *s = u; s < p; s++) /* a scheme: letters, digits, +-. */
-    if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') ||
-          (*s >= '0' && *s <= '9') || *s == '+' || *s == '-' || *s == '.'))
-      return NULL;
+  /* The scheme (letters, digits, +-.) then "://": the same as the first
+   * "://" with only scheme characters before it, in one pass. */
+  const char *p = u;
+  while ((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
+         (*p >= '0' && *p <= '9') || *p == '+' || *p == '-' || *p == '.')
+    p++;
+  if (p == u || strncmp(p, "://", 3) != 0)
+    return NULL;
   p += 3;
   size_t end = strcspn(p, "/?#");
   const char *at = memchr(p, '@', end);

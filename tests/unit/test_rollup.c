@@ -456,6 +456,14 @@ START_TEST(test_dims_values) {
   ck_assert_str_eq(dim_of(ES_DIM_REFERRER, u, "android-app://x", NULL, 0), "x");
   ck_assert_str_eq(dim_of(ES_DIM_REFERRER, u, "not a url", NULL, 0),
                    "not a url");
+  /* no scheme, or a character outside one before the "://": kept whole */
+  ck_assert_str_eq(dim_of(ES_DIM_REFERRER, u, "://x.example/", NULL, 0),
+                   "://x.example/");
+  ck_assert_str_eq(dim_of(ES_DIM_REFERRER, u, "a b://x/", NULL, 0), "a b://x/");
+  ck_assert_str_eq(dim_of(ES_DIM_REFERRER, u, "weird:x://h/", NULL, 0),
+                   "weird:x://h/");
+  ck_assert_str_eq(dim_of(ES_DIM_REFERRER, u, "Git+SSH.1-x://H/", NULL, 0),
+                   "h");
   ck_assert_ptr_null(dim_of(ES_DIM_REFERRER, u, "https://x.example/", NULL, 1));
   ck_assert_str_eq(dim_of(ES_DIM_UTM_SOURCE, u, NULL, NULL, 0), "news letter");
   ck_assert_str_eq(dim_of(ES_DIM_UTM_MEDIUM, u, NULL, NULL, 0), "e-mail");
