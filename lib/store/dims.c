@@ -6,6 +6,7 @@
  */
 #include <string.h>
 
+#include "base/codec.h"
 #include "store/dims.h"
 
 static const char *const dim_names[ES_DIM_COUNT] = {
@@ -103,23 +104,50 @@ static const char *ua_browser(const ua_text *u) {
   return "other";
 }
 
-/* The device and browser of a user agent.  Consecutive events mostly
- * carry the same one (a batch comes from one browser), so the last
- * answer is kept per thread and reused when the string is equal: the
- * result depends on the string only, so ingest and a scan still agree. */
+/* The device and browser of a user agent.  A batch comes from one
+ * browser, and the events of many batches interleave on a shard's
+ * writer, so the answers for the user agents seen last are kept per
+ * thread (UA_MEMO_SETS sets of two, by the string's hash; the entry hit
+ * last is tried first) and reused when the string is equal: the result
+ * depends on the string only, so ingest and a scan still agree. */
+#define UA_MEMO_MAX 256 /* longer user agents are classified each time */
+#define UA_MEMO_SETS 16
+typedef struct ua_memo {
+  char ua[UA_MEMO_MAX]; /* "" when unused */
+  const char *device, *browser;
+} ua_memo;
+
 static void ua_classify(const char *ua, const char **device,
                         const char **browser) {
-  static _Thread_local char last[UA_FOLD_MAX];
-  static _Thread_local const char *last_device, *last_browser;
+  static _Thread_local ua_memo memo[UA_MEMO_SETS][2];
+  static _Thread_local unsigned char victim[UA_MEMO_SETS];
+  static _Thread_local ua_memo *last;
   if (!ua || !ua[0]) {
     *device = *browser = "(no user agent)";
     return;
   }
   size_t n = strlen(ua);
-  if (last_device && n < sizeof(last) && memcmp(last, ua, n + 1) == 0) {
-    *device = last_device;
-    *browser = last_browser;
-    return;
+  ua_memo *m = NULL;
+  if (n < UA_MEMO_MAX) {
+    if (last && memcmp(last->ua, ua, n + 1) == 0)
+      m = last;
+    if (!m) {
+      size_t set = es__hash64(ua, n, 0) % UA_MEMO_SETS;
+      for (int w = 0; !m && w < 2; w++)
+        if (memcmp(memo[set][w].ua, ua, n + 1) == 0)
+          m = &memo[set][w];
+      if (!m) { /* classify into the set's older entry */
+        m = &memo[set][victim[set]];
+        victim[set] ^= 1;
+        m->ua[0] = '\0';
+      }
+    }
+    if (m->ua[0]) {
+      last = m;
+      *device = m->device;
+      *browser = m->browser;
+      return;
+    }
   }
   char buf[UA_FOLD_MAX];
   ua_text u = {ua, NULL};
@@ -130,10 +158,11 @@ static void ua_classify(const char *ua, const char **device,
   }
   *device = ua_device(&u);
   *browser = ua_browser(&u);
-  if (n < sizeof(last)) {
-    memcpy(last, ua, n + 1);
-    last_device = *device;
-    last_browser = *browser;
+  if (m) {
+    memcpy(m->ua, ua, n + 1);
+    m->device = *device;
+    m->browser = *browser;
+    last = m;
   }
 }
 
@@ -153,13 +182,16 @@ static const char *put_value(char *out, const char *s, size_t n) {
 /* The host of a "scheme://[user@]host[:port]/..." URL, lower case, into
  * out; NULL when u has no "://" or an empty host. */
 static const char *url_host(const char *u, char *out) {
-  const char *p = u ? strstr(u, "://") : NULL;
-  if (!p || p == u)
+  if (!u)
     return NULL;
-  for (const char *s = u; s < p; s++) /* a scheme: letters, digits, +-. */
-    if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') ||
-          (*s >= '0' && *s <= '9') || *s == '+' || *s == '-' || *s == '.'))
-      return NULL;
+  /* The scheme (letters, digits, +-.) then "://": the same as the first
+   * "://" with only scheme characters before it, in one pass. */
+  const char *p = u;
+  while ((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
+         (*p >= '0' && *p <= '9') || *p == '+' || *p == '-' || *p == '.')
+    p++;
+  if (p == u || strncmp(p, "://", 3) != 0)
+    return NULL;
   p += 3;
   size_t end = strcspn(p, "/?#");
   const char *at = memchr(p, '@', end);
@@ -251,8 +283,11 @@ static const char *dim_value(const es_event *ev, int dim, es_dims *scratch) {
 
 void es__dims_of(const es_event *ev, es_dims *out) {
   out->v[0] = NULL;
+  /* One classification for both user-agent dimensions. */
+  ua_classify(ev->user_agent, &out->v[ES_DIM_DEVICE], &out->v[ES_DIM_BROWSER]);
   for (int d = 1; d < ES_DIM_COUNT; d++)
-    out->v[d] = dim_value(ev, d, out);
+    if (d != ES_DIM_DEVICE && d != ES_DIM_BROWSER)
+      out->v[d] = dim_value(ev, d, out);
 }
 
 const char *es__dim_of(const es_event *ev, int dim, es_dims *scratch) {

@@ -86,10 +86,38 @@ static int rollup_cell(es_rollup *r, const rcell_key *k, es_rcell **c_out) {
   return ES_OK;
 }
 
-/* Counts a person hash (0: none) into the cell of key k. */
-static int rollup_count(es_rollup *r, const rcell_key *k, uint64_t h) {
+/* s interned in r, memoised in slot `slot` of r->last_id: an equal
+ * string repeats the id without hashing it (ids are unique per string,
+ * so the answer is the same). */
+static int rollup_intern(es_rollup *r, int slot, const char *s,
+                         uint32_t *id_out) {
+  uint32_t id = r->last_id[slot];
+  if (!s) { /* absent: id 0 (es__strtab_intern's answer too) */
+    *id_out = 0;
+    return ES_OK;
+  }
+  if (id && id < r->strs.n && strcmp(r->strs.strs[id], s) == 0) {
+    *id_out = id;
+    return ES_OK;
+  }
+  ES_TRY(es__strtab_intern(&r->strs, s, id_out));
+  r->last_id[slot] = *id_out;
+  return ES_OK;
+}
+
+/* Counts a person hash (0: none) into the cell of key k; `slot` names
+ * the memo of r->last_cell to try first (keys are unique, so a cell
+ * whose key equals k is k's cell). */
+static int rollup_count(es_rollup *r, int slot, const rcell_key *k,
+                        uint64_t h) {
   es_rcell *c;
-  ES_TRY(rollup_cell(r, k, &c));
+  uint32_t last = r->last_cell[slot];
+  if (last && last <= r->n && rollup_cell_eq(r, last, k)) {
+    c = &r->cells[last - 1];
+  } else {
+    ES_TRY(rollup_cell(r, k, &c));
+    r->last_cell[slot] = (uint32_t)(c - r->cells) + 1;
+  }
   if (h)
     ES_TRY(es__hll_add(&c->persons, h));
   c->count++;
@@ -100,10 +128,10 @@ static int rollup_count(es_rollup *r, const rcell_key *k, uint64_t h) {
 int es__rollup_add(es_rollup *r, const es_event *ev) {
   int64_t minute = rollup_minute(ev->ts_us);
   rcell_key k = {minute, 0, 0, 0, (uint32_t)ev->type};
-  ES_TRY(es__strtab_intern(&r->strs, ev->event, &k.event));
-  ES_TRY(es__strtab_intern(&r->strs, ev->path, &k.path));
+  ES_TRY(rollup_intern(r, 0, ev->event, &k.event));
+  ES_TRY(rollup_intern(r, 1, ev->path, &k.path));
   uint64_t h = es__rollup_person_hash(ev);
-  ES_TRY(rollup_count(r, &k, h));
+  ES_TRY(rollup_count(r, 0, &k, h));
   es_dims dims;
   es__dims_of(ev, &dims);
   int64_t block = minute - minute % ES_ROLLUP_DIM_MINUTES; /* minute >= 0 */
@@ -111,8 +139,8 @@ int es__rollup_add(es_rollup *r, const es_event *ev) {
     if (ES_DIM_PAGE_ONLY(d) && ev->type != ES_TYPE_PAGE)
       continue; /* no value: not counted (rollup.h) */
     rcell_key dk = {block, 0, 0, 0, (uint32_t)ev->type | d << 8};
-    ES_TRY(es__strtab_intern(&r->strs, dims.v[d], &dk.value));
-    ES_TRY(rollup_count(r, &dk, h));
+    ES_TRY(rollup_intern(r, 1 + (int)d, dims.v[d], &dk.value));
+    ES_TRY(rollup_count(r, (int)d, &dk, h));
   }
   return ES_OK;
 }

@@ -51,6 +51,7 @@
 #include "base/io.h"
 #include "base/strtab.h"
 #include "eventstore.h"
+#include "store/dims.h"
 
 #define ES_MINUTE_US INT64_C(60000000)
 
@@ -99,6 +100,13 @@ typedef struct es_rollup {
    * and type alone, for counts that neither filter nor group by event,
    * path or dimension. */
   struct es_rollup *_Atomic types;
+  /* es__rollup_add's memo of its last answer per key slot (event, path,
+   * then each dimension): the interned id and the cell index + 1 (0:
+   * none).  Each is checked against the string or key before use, so a
+   * stale entry only costs a miss; consecutive events of a batch mostly
+   * repeat them (one browser, one page). */
+  uint32_t last_id[2 + ES_DIM_COUNT];
+  uint32_t last_cell[1 + ES_DIM_COUNT];
 } es_rollup;
 
 /* A zeroed es_rollup is empty. */

@@ -456,6 +456,14 @@ START_TEST(test_dims_values) {
   ck_assert_str_eq(dim_of(ES_DIM_REFERRER, u, "android-app://x", NULL, 0), "x");
   ck_assert_str_eq(dim_of(ES_DIM_REFERRER, u, "not a url", NULL, 0),
                    "not a url");
+  /* no scheme, or a character outside one before the "://": kept whole */
+  ck_assert_str_eq(dim_of(ES_DIM_REFERRER, u, "://x.example/", NULL, 0),
+                   "://x.example/");
+  ck_assert_str_eq(dim_of(ES_DIM_REFERRER, u, "a b://x/", NULL, 0), "a b://x/");
+  ck_assert_str_eq(dim_of(ES_DIM_REFERRER, u, "weird:x://h/", NULL, 0),
+                   "weird:x://h/");
+  ck_assert_str_eq(dim_of(ES_DIM_REFERRER, u, "Git+SSH.1-x://H/", NULL, 0),
+                   "h");
   ck_assert_ptr_null(dim_of(ES_DIM_REFERRER, u, "https://x.example/", NULL, 1));
   ck_assert_str_eq(dim_of(ES_DIM_UTM_SOURCE, u, NULL, NULL, 0), "news letter");
   ck_assert_str_eq(dim_of(ES_DIM_UTM_MEDIUM, u, NULL, NULL, 0), "e-mail");
@@ -520,6 +528,28 @@ START_TEST(test_dims_values) {
                        uas[i].device);
       ck_assert_str_eq(dim_of(ES_DIM_DEVICE, NULL, NULL, uas[i].ua, 1),
                        uas[i].device);
+    }
+  }
+  /* many more user agents than the per-thread memo holds (dims.c:
+   * 16 sets of two), asked in turn in three orders: each keeps its
+   * answers however the memo's entries are evicted and reused (a suffix
+   * " n<k>" changes no token) */
+  enum { NVAR = 24, NUA = sizeof(uas) / sizeof(uas[0]) };
+  static char var[NUA][NVAR][200];
+  for (size_t i = 1; i < NUA; i++)
+    for (int k = 0; k < NVAR; k++)
+      snprintf(var[i][k], sizeof(var[i][k]), "%s n%d", uas[i].ua, k);
+  for (int order = 0; order < 3; order++) {
+    for (size_t step = 0; step < (NUA - 1) * NVAR; step++) {
+      size_t at = order == 0   ? step
+                  : order == 1 ? (NUA - 1) * NVAR - 1 - step
+                               : step * 37 % ((NUA - 1) * NVAR);
+      size_t i = 1 + at % (NUA - 1);
+      int k = (int)(at / (NUA - 1));
+      ck_assert_str_eq(dim_of(ES_DIM_DEVICE, NULL, NULL, var[i][k], 1),
+                       uas[i].device);
+      ck_assert_str_eq(dim_of(ES_DIM_BROWSER, NULL, NULL, var[i][k], 0),
+                       uas[i].browser);
     }
   }
   ck_assert_int_eq(es__dim_by_name("utm_medium"), ES_DIM_UTM_MEDIUM);
