@@ -142,24 +142,34 @@ static size_t json_chars(const char *s, size_t n) {
   return chars;
 }
 
-/* Quotes and escapes s[0..n) as a JSON string; see the header.  Room
- * for the worst case (6 bytes per input byte) is made first, so that the
- * loop writes straight into the buffer. */
-/* Whether none of the 8 bytes at p needs more than a copy in a JSON
- * string: all in 0x20..0x7f and none a quote or a backslash (SWAR: a
- * byte below 0x20 borrows in w - 0x20 per byte, a match of w ^ pattern is
- * a zero byte; a byte from 0x80 has its high bit). */
-static int plain8(const char *p) {
+/* The bytes of 8 at p that are a quote or a backslash, as the high bit of
+ * each (SWAR: a byte of w ^ pattern is zero where it matches; below the
+ * lowest match the test is exact, above it a borrow may add false ones,
+ * so only the lowest bit counts). */
+static uint64_t quote_or_backslash(const char *p) {
   const uint64_t ones = 0x0101010101010101ull, highs = 0x8080808080808080ull;
   uint64_t w, q, b;
   memcpy(&w, p, sizeof w);
   q = w ^ (ones * '"');
   b = w ^ (ones * '\\');
-  return ((w | ((w - ones * 0x20) & ~w) | ((q - ones) & ~q) |
-           ((b - ones) & ~b)) &
-          highs) == 0;
+  return (((q - ones) & ~q) | ((b - ones) & ~b)) & highs;
 }
 
+/* Whether none of the 8 bytes at p needs more than a copy in a JSON
+ * string: all in 0x20..0x7f (SWAR: a byte below 0x20 borrows in
+ * w - 0x20 per byte; a byte from 0x80 has its high bit) and none a quote
+ * or a backslash. */
+static int plain8(const char *p) {
+  const uint64_t ones = 0x0101010101010101ull, highs = 0x8080808080808080ull;
+  uint64_t w;
+  memcpy(&w, p, sizeof w);
+  return ((w | ((w - ones * 0x20) & ~w)) & highs) == 0 &&
+         quote_or_backslash(p) == 0;
+}
+
+/* Quotes and escapes s[0..n) as a JSON string; see the header.  Room
+ * for the worst case (6 bytes per input byte) is made first, so that the
+ * loop writes straight into the buffer. */
 int seg_buf_put_json_string(seg_buf *b, const char *s, size_t n) {
   static const char hex[] = "0123456789abcdef";
   const unsigned char *u = (const unsigned char *)s;
@@ -323,19 +333,6 @@ static int trailing_text(const char *s, size_t n) {
     }
   }
   return 0;
-}
-
-/* The bytes of 8 at p that are a quote or a backslash, as the high bit of
- * each (SWAR: a byte of w ^ pattern is zero where it matches; below the
- * lowest match the test is exact, above it a borrow may add false ones,
- * so only the lowest bit counts). */
-static uint64_t quote_or_backslash(const char *p) {
-  const uint64_t ones = 0x0101010101010101ull, highs = 0x8080808080808080ull;
-  uint64_t w, q, b;
-  memcpy(&w, p, sizeof w);
-  q = w ^ (ones * '"');
-  b = w ^ (ones * '\\');
-  return (((q - ones) & ~q) | ((b - ones) & ~b)) & highs;
 }
 
 /* The index of the quote closing the string whose text starts at s[i]
