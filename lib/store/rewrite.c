@@ -48,23 +48,10 @@
 #include "store/rewrite.h"
 #include "store/rollup.h"
 
-typedef struct rrow {
-  int64_t ts;
-  uint64_t seq; /* input order: keeps append order among equal times */
-  size_t off;   /* in the encoded rows buffer */
-} rrow;
-
-static int rrow_cmp(const void *a, const void *b) {
-  const rrow *x = a, *y = b;
-  if (x->ts != y->ts)
-    return x->ts < y->ts ? -1 : 1;
-  return x->seq < y->seq ? -1 : x->seq > y->seq;
-}
-
 /* One part: the kept rows of some inputs, before they are written. */
 typedef struct rpart {
-  es_buf rows; /* the kept rows, encoded */
-  rrow *keys;
+  es_buf rows;       /* the kept rows, encoded */
+  es_time_key *keys; /* (time, offset in rows) of each */
   size_t nkeys, keys_cap;
   es_rollup rollup;
 } rpart;
@@ -78,7 +65,7 @@ static void rpart_free(rpart *p) {
 
 /* Keeps one row if the predicate says so. */
 static int rpart_add(rpart *p, const es_rewrite_spec *spec,
-                     const es_seg_rows *rows, size_t i, uint64_t seq) {
+                     const es_seg_rows *rows, size_t i) {
   es_event ev;
   memset(&ev, 0, sizeof(ev));
   ev.ts_us = rows->ts[i];
@@ -88,18 +75,29 @@ static int rpart_add(rpart *p, const es_rewrite_spec *spec,
     *es__ev_str(&ev, f) = rows->str[f][i];
   if (!spec->keep(spec->ud, &ev))
     return ES_OK;
-  ES_TRY(es__grow((void **)&p->keys, &p->keys_cap, p->nkeys + 1, sizeof(rrow)));
-  p->keys[p->nkeys++] = (rrow){ev.ts_us, seq, p->rows.len};
+  ES_TRY(es__grow((void **)&p->keys, &p->keys_cap, p->nkeys + 1,
+                  sizeof(es_time_key)));
+  p->keys[p->nkeys++] = (es_time_key){ev.ts_us, p->rows.len};
   /* stored rows were checked when appended: keep them as they are (full
    * ip: it was truncated, or not, then) */
   ES_TRY(es__event_encode(&p->rows, &ev, ev.recv_us, 1));
   return es__rollup_add(&p->rollup, &ev);
 }
 
-/* Step 1: reads inputs, keeping what spec keeps; *seq numbers rows
- * across all inputs of the rewrite. */
+/* Step 1: reads inputs, keeping what spec keeps, into p sorted by
+ * (time, input order).  The rows and keys are sized for every input row
+ * at once (the footers say how many and how big), so they do not grow by
+ * copying through the read. */
 static int rpart_read(rpart *p, const es_rewrite_spec *spec,
-                      es_segment *const *in, size_t nin, uint64_t *seq) {
+                      es_segment *const *in, size_t nin) {
+  uint64_t nrows = 0, row_bytes = 0;
+  for (size_t s = 0; s < nin; s++) {
+    nrows += in[s]->rows;
+    row_bytes += in[s]->row_bytes ? in[s]->row_bytes : in[s]->raw_bytes;
+  }
+  ES_TRY(es__grow((void **)&p->keys, &p->keys_cap, (size_t)nrows,
+                  sizeof(es_time_key)));
+  ES_TRY(es__buf_reserve(&p->rows, (size_t)row_bytes));
   es_seg_rows rows;
   memset(&rows, 0, sizeof(rows));
   int rc = ES_OK;
@@ -107,18 +105,21 @@ static int rpart_read(rpart *p, const es_rewrite_spec *spec,
     es_segment *seg = in[s];
     for (uint32_t g = 0; rc == ES_OK && g < seg->ngroups; g++) {
       if (spec->drop_all && spec->drop_all(spec->ud, seg->groups[g].min_ts,
-                                           seg->groups[g].max_ts)) {
-        *seq += seg->groups[g].rows;
+                                           seg->groups[g].max_ts))
         continue; /* nothing kept: no need to read it */
-      }
       rc = es__segment_read_group(seg, g, &rows);
       for (size_t i = 0; rc == ES_OK && i < rows.n; i++)
-        rc = rpart_add(p, spec, &rows, i, (*seq)++);
+        rc = rpart_add(p, spec, &rows, i);
     }
   }
   es__segment_rows_free(&rows);
-  if (rc == ES_OK && p->nkeys > 1)
-    qsort(p->keys, p->nkeys, sizeof(rrow), rrow_cmp);
+  if (rc == ES_OK && p->nkeys > 1) {
+    es_time_key *tmp = es__malloc(p->nkeys * sizeof(*tmp));
+    if (tmp == NULL)
+      return ES_NOMEM_BKPT();
+    es__time_keys_sort(p->keys, tmp, p->nkeys);
+    es__free(tmp);
+  }
   return rc;
 }
 
@@ -139,7 +140,7 @@ static int rpart_write(es_db *db, es_tenant *t, rpart *p, es_segment **seg_out,
   es__segment_name(name, sizeof(name), id);
   int rc = mrows && ptrs && attach ? ES_OK : ES_NOMEM_BKPT();
   for (size_t i = 0; rc == ES_OK && i < p->nkeys; i++) {
-    mrows[i] = (es_mrow){p->keys[i].ts, p->rows.data + p->keys[i].off};
+    mrows[i] = (es_mrow){p->keys[i].ts, p->rows.data + p->keys[i].idx};
     ptrs[i] = &mrows[i];
   }
   if (rc == ES_OK)
@@ -285,12 +286,11 @@ int es__rewrite(es_db *db, es_tenant *t, es_segment *const *segs, size_t n,
   uint64_t *rlp = es__calloc(n, sizeof(*rlp));
   int rc = out && rlp ? ES_OK : ES_NOMEM_BKPT();
   size_t nout = 0;
-  uint64_t seq = 0;
   for (size_t i = 0; rc == ES_OK && i < n;) {
     size_t end = rewrite_part_end(segs, n, i, spec->memory_bytes);
     rpart p;
     memset(&p, 0, sizeof(p));
-    rc = rpart_read(&p, spec, segs + i, end - i, &seq);
+    rc = rpart_read(&p, spec, segs + i, end - i);
     if (rc == ES_OK && p.nkeys > 0) {
       rc = rpart_write(db, t, &p, &out[nout], &rlp[nout]);
       if (out[nout])

@@ -27,6 +27,7 @@
  * packs hex digits by position, so this file does (docs/FORMAT.md, "Segment
  * files").
  */
+#include <assert.h>
 #include <stdio.h>
 
 #include "base/hashtab.h"
@@ -1185,4 +1186,43 @@ out:
   es__buf_free(&raw);
   es__segment_unref(seg);
   return rc;
+}
+
+/* Sorts keys by (ts, idx); see segment.h.  Nothing to do when the times
+ * already ascend (rows mostly arrive in time order, and a merge's inputs
+ * mostly follow each other), else a stable radix sort on ts - min by
+ * bytes, skipping the high bytes every key shares (a memtable spans
+ * minutes, a merge days, not years).  Stable from idx order, so the
+ * order is the one qsort by (ts, idx) gave: segment files do not
+ * change. */
+void es__time_keys_sort(es_time_key *keys, es_time_key *tmp, size_t n) {
+  int64_t min = n ? keys[0].ts : 0, max = min;
+  int sorted = 1;
+  for (size_t i = 1; i < n; i++) {
+    sorted &= keys[i].ts >= keys[i - 1].ts;
+    min = keys[i].ts < min ? keys[i].ts : min;
+    max = keys[i].ts > max ? keys[i].ts : max;
+  }
+  if (sorted)
+    return;
+  uint64_t range = (uint64_t)max - (uint64_t)min;
+  es_time_key *src = keys, *dst = tmp;
+  for (int shift = 0; shift < 64 && range >> shift; shift += 8) {
+    size_t count[257] = {0};
+    for (size_t i = 0; i < n; i++)
+      count[(((uint64_t)src[i].ts - (uint64_t)min) >> shift & 255) + 1]++;
+    for (int b = 0; b < 256; b++)
+      count[b + 1] += count[b];
+    for (size_t i = 0; i < n; i++)
+      dst[count[((uint64_t)src[i].ts - (uint64_t)min) >> shift & 255]++] =
+          src[i];
+    es_time_key *t = src;
+    src = dst;
+    dst = t;
+  }
+  if (src != keys)
+    memcpy(keys, src, n * sizeof(*keys));
+  for (size_t i = 1; i < n; i++) /* the total order, ties in idx order */
+    assert(keys[i - 1].ts < keys[i].ts ||
+           (keys[i - 1].ts == keys[i].ts && keys[i - 1].idx < keys[i].idx));
 }

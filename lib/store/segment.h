@@ -77,6 +77,17 @@ typedef struct es_segment {
 int es__segment_build(es_buf *out, const es_mrow *const *rows,
                       size_t n) ES_MUST_CHECK;
 
+/* A row's sort key: its time, and idx, which grows with the order the
+ * rows came in (an index, or an offset into their buffer). */
+typedef struct es_time_key {
+  int64_t ts;
+  size_t idx;
+} es_time_key;
+
+/* Sorts keys[0..n), made in idx order, into (ts, idx) order, the order
+ * es__segment_build wants, with tmp (n keys) to spare. */
+void es__time_keys_sort(es_time_key *keys, es_time_key *tmp, size_t n);
+
 /* Opens a segment and checks its trailer and footer; one reference. */
 int es__segment_open(es_vfs *vfs, const char *path, uint64_t id,
                      es_segment **seg_out) ES_MUST_CHECK;

@@ -496,58 +496,15 @@ uint64_t es__tenant_min_unflushed(es_tenant *t) {
 
 /* --- the flusher -------------------------------------------------------- */
 
-typedef struct flush_key {
-  int64_t ts;
-  size_t idx;
-} flush_key;
-
-/* Sorts keys[0..n), made in idx order, by (ts, idx), with tmp (n keys)
- * to spare: nothing to do when the times already ascend (rows mostly
- * arrive in time order), else a stable radix sort on ts - min by bytes,
- * skipping the bytes every key shares (a memtable spans minutes, not
- * years).  Stable from idx order, so the order is the one qsort by
- * (ts, idx) gave before: segment files do not change. */
-static void flush_sort(flush_key *keys, flush_key *tmp, size_t n) {
-  int64_t min = n ? keys[0].ts : 0, max = min;
-  int sorted = 1;
-  for (size_t i = 1; i < n; i++) {
-    sorted &= keys[i].ts >= keys[i - 1].ts;
-    min = keys[i].ts < min ? keys[i].ts : min;
-    max = keys[i].ts > max ? keys[i].ts : max;
-  }
-  if (sorted)
-    return;
-  uint64_t range = (uint64_t)max - (uint64_t)min;
-  flush_key *src = keys, *dst = tmp;
-  for (int shift = 0; shift < 64 && range >> shift; shift += 8) {
-    size_t count[257] = {0};
-    for (size_t i = 0; i < n; i++)
-      count[(((uint64_t)src[i].ts - (uint64_t)min) >> shift & 255) + 1]++;
-    for (int b = 0; b < 256; b++)
-      count[b + 1] += count[b];
-    for (size_t i = 0; i < n; i++)
-      dst[count[((uint64_t)src[i].ts - (uint64_t)min) >> shift & 255]++] =
-          src[i];
-    flush_key *t = src;
-    src = dst;
-    dst = t;
-  }
-  if (src != keys)
-    memcpy(keys, src, n * sizeof(*keys));
-  for (size_t i = 1; i < n; i++) /* the total order, ties in idx order */
-    assert(keys[i - 1].ts < keys[i].ts ||
-           (keys[i - 1].ts == keys[i].ts && keys[i - 1].idx < keys[i].idx));
-}
-
 /* Builds the segment image of a memtable: rows sorted by (ts, order). */
 static int flush_build(es_memtable *mt, size_t n, es_buf *img) {
-  flush_key *keys = es__malloc(2 * n * sizeof(*keys));
+  es_time_key *keys = es__malloc(2 * n * sizeof(*keys));
   const es_mrow **rows = es__malloc(n * sizeof(*rows));
   int rc = (keys && rows) ? ES_OK : ES_NOMEM_BKPT();
   if (rc == ES_OK) {
     for (size_t i = 0; i < n; i++)
-      keys[i] = (flush_key){es__memtable_row(mt, i)->ts_us, i};
-    flush_sort(keys, keys + n, n);
+      keys[i] = (es_time_key){es__memtable_row(mt, i)->ts_us, i};
+    es__time_keys_sort(keys, keys + n, n);
     for (size_t i = 0; i < n; i++)
       rows[i] = es__memtable_row(mt, keys[i].idx);
     rc = es__segment_build(img, rows, n);
