@@ -26,7 +26,7 @@ static const char usage[] =
     "event time is older than AGE (e.g. 90d, 12h; units s m h d).  Every\n"
     "merge is committed by one atomic manifest write: a crash leaves the\n"
     "old segments or the new one, never a mix.  Rollups of the new segments\n"
-    "are derived from the rows kept.  Needs the directory's lock (no other\n"
+    "equal what the rows kept give.  Needs the directory's lock (no other\n"
     "process may have it open).  A DIR without a store is an error (nothing\n"
     "is created).  Progress goes to stderr on a terminal.\n"
     "Exit status: 0 done, 1 library or system error, 2 bad usage.\n";

@@ -65,6 +65,11 @@ static int compact_drop_all(void *ud, int64_t min_ts_us, int64_t max_ts_us) {
   return max_ts_us < *(const int64_t *)ud;
 }
 
+static int compact_keep_all(void *ud, int64_t min_ts_us, int64_t max_ts_us) {
+  (void)max_ts_us;
+  return min_ts_us >= *(const int64_t *)ud;
+}
+
 /* About the memory a merge holds for segment s: its rows re-encoded
  * (when the footer does not say, the blocks' raw size stands in), their
  * sort keys and row pointers, and its share of the output image. */
@@ -132,6 +137,7 @@ static int compact_tenant(es_db *db, es_tenant *t, const es_compact_options *o,
     /* the run's memory fits o->memory_bytes: one output, or none */
     es_rewrite_spec spec = {.keep = compact_keep,
                             .drop_all = compact_drop_all,
+                            .keep_all = compact_keep_all,
                             .ud = &cutoff,
                             .memory_bytes = o->memory_bytes};
     es_rewrite_stats st;

@@ -12,7 +12,9 @@
  *   1. read  every row group of the part's inputs (checksums checked;
  *            groups spec->drop_all refuses whole are skipped unread), keep
  *            the rows spec->keep accepts, re-encode them, sort them by
- *            (event time, input order), derive their rollup from them;
+ *            (event time, input order), count them into their rollup
+ *            (an input spec->keep_all keeps whole adds its rollup's
+ *            cells instead, when they are exactly its rows': 5);
  *   2. write the new segment and its rollup file (temp, fdatasync,
  *            rename, directory fsync) under a fresh segment id; the
  *            part's rows are freed before the next part is read;
@@ -35,8 +37,9 @@
  *     flusher only appends); the commit path refuses one that is not.
  *  4. Memory: one part's kept rows, keys and image at a time (about
  *     spec->memory_bytes), plus an open handle per output.
- *  5. An output's rollup is derived from exactly the rows it holds, so
- *     es_rollup_rebuild finds nothing to correct after a rewrite.
+ *  5. An output's rollup is the one exactly the rows it holds give
+ *     (counted, or added as input_rollup says), so es_rollup_rebuild
+ *     finds nothing to correct after a rewrite.
  *  6. When rows were dropped, tenant->id_gen grows (identity links may
  *     have gone with them; the cached identity map is stale).
  */
@@ -63,9 +66,10 @@ static void rpart_free(rpart *p) {
   memset(p, 0, sizeof(*p));
 }
 
-/* Keeps one row if the predicate says so. */
+/* Keeps one row if the predicate says so, and counts it in the part's
+ * rollup unless `counted` (its input's cells are added whole). */
 static int rpart_add(rpart *p, const es_rewrite_spec *spec,
-                     const es_seg_rows *rows, size_t i) {
+                     const es_seg_rows *rows, size_t i, int counted) {
   es_event ev;
   memset(&ev, 0, sizeof(ev));
   ev.ts_us = rows->ts[i];
@@ -81,7 +85,34 @@ static int rpart_add(rpart *p, const es_rewrite_spec *spec,
   /* stored rows were checked when appended: keep them as they are (full
    * ip: it was truncated, or not, then) */
   ES_TRY(es__event_encode(&p->rows, &ev, ev.recv_us, 1));
-  return es__rollup_add(&p->rollup, &ev);
+  return counted ? ES_OK : es__rollup_add(&p->rollup, &ev);
+}
+
+/*
+ * The rollup of an input all of whose rows stay, when adding its cells
+ * to the part's gives exactly what counting its rows would (invariant
+ * 5), else NULL (count the rows): the one attached to the segment, or its
+ * file's decoded into *own (never derived: that reads every row, as
+ * counting does, and attaching would keep it in memory), of a version
+ * with dimension cells and with no value folded into ES_ROLLUP_DIM_OTHER
+ * (the fold ranks values over the whole rollup, which the merge
+ * changes).  Counts add and sketches merge to the same registers
+ * (hll.h, 1), so the output's encoding is the same bytes either way.
+ */
+static const es_rollup *input_rollup(es_segment *seg, es_rollup *own) {
+  const es_rollup *r = atomic_load(&seg->rollup);
+  char path[ES_PATH_MAX];
+  if (r == NULL) {
+    if (es__rollup_path(seg->path, path, sizeof(path)) != ES_OK ||
+        es__rollup_read(seg->vfs, path, own) != ES_OK) {
+      es__error_clear(); /* counting the rows is always right */
+      return NULL;
+    }
+    r = own;
+  }
+  if (r->version != 0 && r->version < ES_ROLLUP_DIMS_VERSION)
+    return NULL;
+  return es__strtab_find(&r->strs, ES_ROLLUP_DIM_OTHER) ? NULL : r;
 }
 
 /* Step 1: reads inputs, keeping what spec keeps, into p sorted by
@@ -103,14 +134,31 @@ static int rpart_read(rpart *p, const es_rewrite_spec *spec,
   int rc = ES_OK;
   for (size_t s = 0; rc == ES_OK && s < nin; s++) {
     es_segment *seg = in[s];
+    es_rollup own;
+    memset(&own, 0, sizeof(own));
+    const es_rollup *whole =
+        spec->keep_all && spec->keep_all(spec->ud, seg->min_ts, seg->max_ts)
+            ? input_rollup(seg, &own)
+            : NULL;
+    size_t kept = p->nkeys;
     for (uint32_t g = 0; rc == ES_OK && g < seg->ngroups; g++) {
       if (spec->drop_all && spec->drop_all(spec->ud, seg->groups[g].min_ts,
                                            seg->groups[g].max_ts))
         continue; /* nothing kept: no need to read it */
       rc = es__segment_read_group(seg, g, &rows);
       for (size_t i = 0; rc == ES_OK && i < rows.n; i++)
-        rc = rpart_add(p, spec, &rows, i);
+        rc = rpart_add(p, spec, &rows, i, whole != NULL);
     }
+    /* its cells are the rows' only if every row stayed (keep_all's
+     * promise) and the groups held the rows the footer counts */
+    if (rc == ES_OK && whole && p->nkeys - kept != seg->rows)
+      rc = ES_CORRUPT_BKPT("%s: %zu rows read, its footer counts %llu",
+                           seg->path, p->nkeys - kept,
+                           (unsigned long long)seg->rows);
+    for (size_t c = 0; rc == ES_OK && whole && c < whole->n; c++)
+      rc = es__rollup_add_cell(&p->rollup, whole, &whole->cells[c],
+                               whole->cells[c].minute);
+    es__rollup_free(&own);
   }
   es__segment_rows_free(&rows);
   if (rc == ES_OK && p->nkeys > 1) {

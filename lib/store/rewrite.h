@@ -16,6 +16,10 @@ typedef struct es_rewrite_spec {
   /* Optional: nonzero when `keep` refuses every row whose time is in
    * [min_ts_us, max_ts_us], so a row group there is skipped unread. */
   int (*drop_all)(void *ud, int64_t min_ts_us, int64_t max_ts_us);
+  /* Optional: nonzero when `keep` accepts every row whose time is in
+   * [min_ts_us, max_ts_us]; then an input segment there has its rollup's
+   * cells added to its output's, not its rows counted again. */
+  int (*keep_all)(void *ud, int64_t min_ts_us, int64_t max_ts_us);
   void *ud;
   /* Bound on the memory one output holds (es__compact_merge_bytes of its
    * inputs); inputs past it go to another output.  0: one output. */
@@ -31,7 +35,7 @@ typedef struct es_rewrite_stats {
 /* Rewrites segs[0..n) of tenant t (segments of its current set, in set
  * order, references held by the caller, who holds t->compact_mu): the
  * rows `keep` accepts, sorted by (time, input order), go into new
- * segments with their rollups derived from those rows; one new manifest
+ * segments with the rollups those rows give (rewrite.c, 5); one new manifest
  * generation then names the outputs in place of the inputs (none when no
  * row is kept).  Either all of it commits or none (a failure before the
  * commit leaves the inputs, and the outputs written so far are removed or

@@ -15,6 +15,10 @@
  *  5. es_compact_options.memory_bytes bounds a run by what its inputs
  *     cost a merge in memory (rows re-encoded, as the segment footer
  *     records them), and segments too big for it are left alone.
+ *  6. An output's rollup equals the one its rows give (es_rollup_rebuild
+ *     rewrites nothing), whether its inputs' rollups were added whole
+ *     (every row kept, nothing folded into "(other)"), their rows
+ *     counted (some rows dropped, or a dimension folded), or both.
  */
 #include <pthread.h>
 #include <stdio.h>
@@ -22,8 +26,8 @@
 #include <string.h>
 
 #include "base/clock.h"
-#include "store/dbint.h"
 #include "eventstore.h"
+#include "store/dbint.h"
 #include "unit.h"
 
 #define DAY_US (INT64_C(86400) * 1000000)
@@ -162,8 +166,59 @@ START_TEST(test_retention) {
   ck_assert_ptr_nonnull(strstr(a, "\"count\":")); /* not empty */
   snprintf(tdir, sizeof(tdir), "%s/tenants/r", dir);
   ck_assert_int_eq(ut_count_suffix(tdir, ".seg"), 1);
+  es_rollup_report rr; /* one input's rows counted, one's cells added */
+  ck_assert_int_eq(es_rollup_rebuild(db, "r", INT64_MIN, INT64_MAX, &rr),
+                   ES_OK);
+  ck_assert_uint_eq(rr.rewritten, 0);
   ck_assert_int_eq(es_close(db), ES_OK);
   free(ids), free(a), free(b);
+  ut_rmrf(dir);
+}
+END_TEST
+
+/* An input whose rollup folded referrers into "(other)" (100 hosts, 64
+ * kept) is counted again from its rows; the others' cells are added. */
+START_TEST(test_merge_folded) {
+  char dir[512];
+  es_db *db = with_segments(dir, sizeof(dir), "compact-folded", "f", 2);
+  int64_t base = es__clock_now_us() - DAY_US;
+  es_event evs[100];
+  char refs[100][40];
+  for (int i = 0; i < 100; i++) {
+    memset(&evs[i], 0, sizeof(evs[i]));
+    snprintf(refs[i], sizeof(refs[i]), "https://r%d.example/from", i);
+    evs[i].ts_us = base + (int64_t)i * 1000;
+    evs[i].type = ES_TYPE_PAGE;
+    evs[i].path = "/landing";
+    evs[i].url = "https://shop.example/landing";
+    evs[i].referrer = refs[i];
+    evs[i].anonymous_id = i % 2 ? "a1" : "a3";
+  }
+  ck_assert_int_eq(es_append(db, "f", evs, 100, NULL), ES_OK);
+  ck_assert_int_eq(es_append(db, "f", evs, 70, NULL), ES_OK); /* ranks */
+  ck_assert_int_eq(es_flush(db, "f"), ES_OK);
+  /* the last host, folded there, is among the top once this adds to it */
+  fill(db, "f", "late", 300, base);
+  for (int i = 0; i < 5; i++)
+    ck_assert_int_eq(es_append(db, "f", &evs[99], 1, NULL), ES_OK);
+  ck_assert_int_eq(es_flush(db, "f"), ES_OK);
+  char *ids0 = ut_scan_ids(db, "f", NULL);
+  es_compact_report rep;
+  ck_assert_int_eq(es_compact(db, "f", NULL, &rep), ES_OK);
+  ck_assert_uint_eq(rep.segments_in, 4);
+  ck_assert_uint_eq(rep.segments_out, 1);
+  char *ids1 = ut_scan_ids(db, "f", NULL);
+  ck_assert_str_eq(ids1, ids0);
+  char *top = query(db, "f",
+                    "{\"filter\":{\"type\":\"page\"},"
+                    "\"groupBy\":[\"referrer\"],\"plan\":\"rollup\"}");
+  ck_assert_ptr_nonnull(strstr(top, "\"(other)\"")); /* it was folded */
+  es_rollup_report rr;
+  ck_assert_int_eq(es_rollup_rebuild(db, "f", INT64_MIN, INT64_MAX, &rr),
+                   ES_OK);
+  ck_assert_uint_eq(rr.rewritten, 0); /* its rollup equals the rows' */
+  ck_assert_int_eq(es_close(db), ES_OK);
+  free(ids0), free(ids1), free(top);
   ut_rmrf(dir);
 }
 END_TEST
@@ -342,6 +397,7 @@ static Suite *compact_suite(void) {
   tcase_set_timeout(tc, 120);
   tcase_add_test(tc, test_merge);
   tcase_add_test(tc, test_retention);
+  tcase_add_test(tc, test_merge_folded);
   tcase_add_test(tc, test_concurrent);
   tcase_add_test(tc, test_args);
   tcase_add_test(tc, test_auto);
