@@ -231,22 +231,26 @@ int es__hll_put(es_buf *b, const es_hll *h) {
   return ES_OK;
 }
 
-/* Reads n packed entries (index << 6 | (rank - 1), delta-coded) into
- * h->sparse; malformed input sets r->bad. */
-static int hll_get_packed(es_rd *r, es_hll *h, uint64_t n) {
+/* Reads n delta-coded entries, index << shift | code, into h->sparse:
+ * the packed form (shift 6, code rank - 1) and version 2's sparse form
+ * (shift 8, code rank); malformed input sets r->bad. */
+static int hll_get_entries(es_rd *r, es_hll *h, uint64_t n, int shift) {
   if (!(h->sparse = es__malloc(n * sizeof(uint32_t))))
     return ES_NOMEM_BKPT();
   h->cap = (uint32_t)n;
+  uint32_t bias = shift == 6; /* packed ranks are stored less one */
   uint64_t prev = 0;
   for (uint64_t i = 0; i < n && !r->bad; i++) {
     uint64_t e = prev + es__rd_varint(r);
-    uint32_t rank = (uint32_t)(e & 63) + 1;
-    if ((e >> 6) >= ES_HLL_M || (i > 0 && (e >> 6) <= (prev >> 6)) ||
+    uint64_t index = e >> shift;
+    uint32_t rank = (uint32_t)(e & ((1u << shift) - 1)) + bias;
+    /* strictly increasing indexes, rank 1..51 */
+    if (index >= ES_HLL_M || (i > 0 && index <= prev >> shift) || rank == 0 ||
         rank > 64 - ES_HLL_P + 1) {
       r->bad = 1;
       break;
     }
-    h->sparse[h->n++] = (uint32_t)(e >> 6) << 8 | rank;
+    h->sparse[h->n++] = (uint32_t)index << 8 | rank;
     prev = e;
   }
   return ES_OK;
@@ -273,35 +277,18 @@ int es__hll_get(es_rd *r, es_hll *h) {
     return ES_OK;
   }
   if (kind >= HLL_KIND_FEW && kind < HLL_KIND_PACKED)
-    return hll_get_packed(r, h, (uint64_t)kind - HLL_KIND_FEW + 1);
+    return hll_get_entries(r, h, (uint64_t)kind - HLL_KIND_FEW + 1, 6);
+  uint64_t n = es__rd_varint(r);
   if (kind == HLL_KIND_PACKED) {
-    uint64_t n = es__rd_varint(r);
     if (r->bad || n <= HLL_FEW_MAX || n > ES_HLL_SPARSE_MAX) {
       r->bad = 1;
       return ES_OK;
     }
-    return hll_get_packed(r, h, n);
+    return hll_get_entries(r, h, n, 6);
   }
-  uint64_t n = es__rd_varint(r);
   if (kind != 1 || n == 0 || n > ES_HLL_SPARSE_MAX) {
     r->bad = 1;
     return ES_OK;
   }
-  if (!(h->sparse = es__malloc(n * sizeof(uint32_t))))
-    return ES_NOMEM_BKPT();
-  h->cap = (uint32_t)n;
-  uint64_t prev = 0;
-  for (uint64_t i = 0; i < n && !r->bad; i++) {
-    uint64_t e = prev + es__rd_varint(r);
-    uint32_t rank = (uint32_t)(e & 0xff);
-    /* strictly increasing indexes, rank 1..51 */
-    if (e > UINT32_MAX || (i > 0 && (e >> 8) <= (prev >> 8)) || rank == 0 ||
-        rank > 64 - ES_HLL_P + 1 || (e >> 8) >= ES_HLL_M) {
-      r->bad = 1;
-      break;
-    }
-    h->sparse[h->n++] = (uint32_t)e;
-    prev = e;
-  }
-  return ES_OK;
+  return hll_get_entries(r, h, n, 8);
 }
