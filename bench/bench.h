@@ -166,6 +166,11 @@ int peer_start(peer_proc *p, const char *const *args);
  * pipe like a peer's: the appending child of `es-bench live`. */
 int self_start(peer_proc *p, const char *const *args);
 
+/* Starts argv[0], a path (argv NULL-terminated), its stdout on a pipe
+ * like a peer's, by posix_spawn: no copy of this process's page tables,
+ * which fork() takes tens of ms for once es-bench holds gigabytes. */
+int exe_start(peer_proc *p, const char *name, const char *const *argv);
+
 /* Starts `node script args...` (args NULL-terminated), the protocol and
  * failure handling of peer_start; name (static) names it in messages. */
 int node_start(peer_proc *p, const char *name, const char *script,
@@ -180,6 +185,10 @@ int peer_line(peer_proc *p, char *buf, size_t cap);
  * status 0) *json_out is that JSON, owned by the caller (free()); else -1
  * with the reason in bench_last_error(). */
 int peer_finish(peer_proc *p, const char *label, char **json_out);
+
+/* Closes the peer's output and waits for it; 0 when it exited 0, else
+ * -1 (bench_fail says how it ended). */
+int peer_reap(peer_proc *p);
 
 /* SIGKILLs the peer and reaps it. */
 void peer_kill(peer_proc *p);

@@ -153,6 +153,13 @@ int peer_start(peer_proc *p, const char *const *args) {
   return spawn_piped(p, argv, 1); /* "cannot run node: ..." if absent */
 }
 
+int exe_start(peer_proc *p, const char *name, const char *const *argv) {
+  p->pid = -1;
+  p->out = NULL;
+  p->name = name;
+  return spawn_piped(p, argv, 0);
+}
+
 int self_start(peer_proc *p, const char *const *args) {
   p->name = "es-bench's child";
   const char *argv[32];
@@ -193,8 +200,8 @@ int peer_line(peer_proc *p, char *buf, size_t cap) {
   return 1;
 }
 
-/* Waits for the child and says how it ended; 0 when it exited 0. */
-static int peer_reap(peer_proc *p) {
+/* Waits for the child and says how it ended; see bench.h. */
+int peer_reap(peer_proc *p) {
   if (p->out)
     fclose(p->out);
   p->out = NULL;

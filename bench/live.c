@@ -25,9 +25,11 @@
  * First acknowledgement: how long a new process takes from its start to
  * its first durable append, on a fresh directory (es_open creates the
  * store) and on the store it left (a restart, as of es-ingestd).  The
- * parent reads CLOCK_MONOTONIC, forks and execs es-bench-firstack
+ * parent reads CLOCK_MONOTONIC and posix_spawns es-bench-firstack
  * (firstack.c: a small program linking only libeventstore, as a server
- * would, not es-bench with its peers' libraries), which opens, appends
+ * would, not es-bench with its peers' libraries; not fork, whose copy of
+ * es-bench's page tables took ~50 ms in `es-bench all`, where es-bench
+ * holds the query phase's gigabytes), which opens, appends
  * one event durably and prints CLOCK_MONOTONIC at the acknowledgement:
  * so the figure includes exec, the dynamic loader and es_open, not only
  * the append.
@@ -81,32 +83,14 @@ static int first_ack_once(const char *dir, double *total_s, double *open_s) {
   self[n] = '\0';
   char *slash = strrchr(self, '/'); /* es-bench-firstack beside es-bench */
   strcpy(slash ? slash + 1 : self, "es-bench-firstack");
-  int fds[2];
-  if (pipe(fds) != 0) {
-    bench_fail("pipe failed");
-    return -1;
-  }
+  const char *argv[] = {self, dir, NULL};
+  peer_proc p;
   double t0 = now_s();
-  pid_t pid = fork();
-  if (pid == 0) {
-    dup2(fds[1], STDOUT_FILENO);
-    close(fds[0]);
-    close(fds[1]);
-    execl(self, self, dir, (char *)NULL);
-    _exit(127);
-  }
-  close(fds[1]);
+  if (exe_start(&p, "es-bench-firstack", argv) != 0)
+    return -1;
   char buf[256] = "";
-  size_t got = 0;
-  ssize_t r;
-  while (got < sizeof buf - 1 &&
-         (r = read(fds[0], buf + got, sizeof buf - 1 - got)) > 0)
-    got += (size_t)r;
-  buf[got] = '\0';
-  close(fds[0]);
-  int status = 0;
-  if (pid < 0 || waitpid(pid, &status, 0) != pid || !WIFEXITED(status) ||
-      WEXITSTATUS(status) != 0) {
+  int got = peer_line(&p, buf, sizeof buf);
+  if (peer_reap(&p) != 0 || !got) {
     bench_fail("%s %s failed", self, dir);
     return -1;
   }
@@ -452,7 +436,7 @@ static void print_table(const live *lv) {
       printf("  %-22s %-13s %9.2f %9.2f %9.2f %16.2f\n", "process -> 1st ack",
              k ? "restart" : "fresh dir", t.min, t.med, t.max, op.med);
     }
-    printf("  (from fork+exec of a process that opens the store and appends "
+    printf("  (from posix_spawn of a process that opens the store and appends "
            "one event durably to\n   that event's acknowledgement: fresh dir "
            "= es_open creates the store; restart = the\n   same directory "
            "reopened, as a restarted es-ingestd does.)\n\n");
