@@ -28,7 +28,6 @@
  *     or failed before its directory fsync) is durable before anything
  *     relies on it (replay skipping its records, WAL reclaim, CLEAN).
  */
-#include <assert.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
