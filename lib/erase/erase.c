@@ -573,7 +573,7 @@ static int stage_wal_chunks(erase_ctx *c, uint64_t *chunks_out) {
   int64_t flushed = es__clock_mono_us();
   for (int first = 1;; first = 0) {
     chunk_scan cs = {.below = p.first};
-    int rc = os->list(os, prefix, chunk_one, &cs);
+    int rc = os->list(os, prefix, NULL, chunk_one, &cs);
     if (rc == ES_EUNAVAIL) {
       es__error_clear(); /* the store is away: ask again */
       cs.n = 1;

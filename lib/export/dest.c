@@ -172,7 +172,7 @@ int es__dest_list(es_xdest *d, const char *rel, es_list_fn fn, void *ud) {
   path[n++] = '/';
   path[n] = 0;
   list_ctx c = {fn, ud, n};
-  return d->os->list(d->os, path, list_key, &c);
+  return d->os->list(d->os, path, NULL, list_key, &c);
 }
 
 static int list_key_deep(void *ud, const char *key, const es_objinfo *info) {
@@ -192,7 +192,7 @@ int es__dest_list_deep(es_xdest *d, const char *rel, es_list_fn fn, void *ud) {
   path[n++] = '/';
   path[n] = 0;
   list_ctx c = {fn, ud, n};
-  return d->os->list(d->os, path, list_key_deep, &c);
+  return d->os->list(d->os, path, NULL, list_key_deep, &c);
 }
 
 int es__dest_mkdirs(es_xdest *d, const char *rel) {

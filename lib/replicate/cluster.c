@@ -363,7 +363,7 @@ static int cl_replica_gen(es_cluster *c, const char *tenant, uint64_t *out) {
   char prefix[ES_OBJ_KEY_MAX + 1];
   ES_TRY(es__replica_key(prefix, sizeof(prefix), tenant, "MANIFEST-"));
   cl_newest n = {0};
-  ES_TRY(c->os->list(c->os, prefix, cl_newest_one, &n));
+  ES_TRY(c->os->list(c->os, prefix, NULL, cl_newest_one, &n));
   *out = n.gen;
   return ES_OK;
 }
@@ -1177,7 +1177,7 @@ int es_cluster_leases(es_replica *replica,
   if (!replica || !fn)
     return ES_INVAL_BKPT("es_cluster_leases: NULL argument");
   cl_names l = {0};
-  int rc = replica->os->list(replica->os, "leases/", cl_lease_listed, &l);
+  int rc = replica->os->list(replica->os, "leases/", NULL, cl_lease_listed, &l);
   for (size_t i = 0; rc == ES_OK && i < l.n; i++) {
     es_lease le;
     rc = es__lease_read(replica->os, l.name[i], &le);
@@ -1292,9 +1292,9 @@ static int cl_gc_pass(es_cluster *c, cl_gc_node *g, int64_t grace_us,
   int rc = bound && l.maxlast ? ES_OK : ES_NOMEM_BKPT();
   snprintf(prefix, sizeof(prefix), "wal/%s/", g->node); /* a node name */
   if (rc == ES_OK)
-    rc = c->os->list(c->os, prefix, cl_gc_listed, &l); /* first: 7 */
+    rc = c->os->list(c->os, prefix, NULL, cl_gc_listed, &l); /* first: 7 */
   if (rc == ES_OK)
-    rc = c->os->list(c->os, "leases/", cl_lease_listed, &names);
+    rc = c->os->list(c->os, "leases/", NULL, cl_lease_listed, &names);
   for (uint32_t s = 0; rc == ES_OK && s < ns; s++)
     bound[s] = l.maxlast[s];
   for (size_t i = 0; rc == ES_OK && i < names.n; i++)

@@ -292,13 +292,13 @@ static int objmem_page(objmem *m, const char *prefix, const char *after,
   return ES_OK;
 }
 
-static int objmem_list(es_objstore *os, const char *prefix, es_objlist_fn fn,
-                       void *ud) {
+static int objmem_list(es_objstore *os, const char *prefix,
+                       const char *start_after, es_objlist_fn fn, void *ud) {
   objmem *m = os->ctx;
   if (prefix == NULL || fn == NULL)
     return ES_INVAL_BKPT("objmem: list without prefix or callback");
   objmem_entry *page = es__calloc(m->page_keys, sizeof(*page));
-  char *after = es__strdup("");
+  char *after = es__strdup(start_after ? start_after : "");
   int rc = ES_OK, more = 1;
   if (page == NULL || after == NULL)
     rc = ES_NOMEM_BKPT();

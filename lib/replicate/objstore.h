@@ -31,9 +31,10 @@
  *     equal etags; the in-memory store adds a version number).  Etags are
  *     opaque strings, kept exactly as the store sent them (quotes
  *     included), to be passed back in ES_OBJ_PUT_IF_MATCH.
- *  4. list() calls fn once per key under the prefix, in ascending byte
- *     order of the key, following continuation pages itself.  Keys written
- *     or deleted during a listing may or may not be seen.
+ *  4. list() calls fn once per key under the prefix (and after
+ *     start_after, when given), in ascending byte order of the key,
+ *     following continuation pages itself.  Keys written or deleted during
+ *     a listing may or may not be seen.
  *  5. Keys are 1..ES_OBJ_KEY_MAX bytes of UTF-8 without NUL; '/' is an
  *     ordinary byte (prefixes are plain byte prefixes).
  *
@@ -94,8 +95,11 @@ struct es_objstore {
   /* Deletes key.  Deleting a missing key is ES_OK (as in S3), so a
    * delete retried after ES_EUNAVAIL is safe. */
   int (*del)(es_objstore *os, const char *key);
-  /* Lists every key starting with prefix ("" for all); see invariant 4. */
-  int (*list)(es_objstore *os, const char *prefix, es_objlist_fn fn, void *ud);
+  /* Lists every key starting with prefix ("" for all) that sorts after
+   * start_after (NULL or "": from the first; S3's start-after, so a
+   * listing need not page through keys it would skip); see invariant 4. */
+  int (*list)(es_objstore *os, const char *prefix, const char *start_after,
+              es_objlist_fn fn, void *ud);
   /* May be NULL.  With on = 1, requests under way end soon (within about
    * a second: no further attempt, no backoff wait) with ES_EUNAVAIL, and
    * new ones fail so, until a call with on = 0.  es_close uses it so that

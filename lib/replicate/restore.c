@@ -996,7 +996,7 @@ static int restore_run(es_replica *replica, es_vfs *vfs, const char *data_dir,
    * their log files would land beside the open store's own WAL; the
    * takeover replays the node's records itself (invariants 5 and 7). */
   if (rc == ES_OK && lock_dir) { /* before any manifest (invariant 4) */
-    rc = c.os->list(c.os, "wal/", rs_chunk_list_one, &c);
+    rc = c.os->list(c.os, "wal/", NULL, rs_chunk_list_one, &c);
     if (rc < 0 && rc != ES_ENOMEM)
       rc = rs_err(rc, "wal/ (listing)");
   }
@@ -1006,7 +1006,7 @@ static int restore_run(es_replica *replica, es_vfs *vfs, const char *data_dir,
     if (ntenants)
       rc = es__replica_key(prefix, sizeof(prefix), tenants[i], "");
     if (rc == ES_OK)
-      rc = c.os->list(c.os, prefix, rs_list_one, &c);
+      rc = c.os->list(c.os, prefix, NULL, rs_list_one, &c);
     if (rc < 0 && rc != ES_ENOMEM)
       rc = rs_err(rc, "tenants/ (listing)");
   }
@@ -1122,7 +1122,7 @@ static int rs_wal_tenant(es_objstore *os, es_chunk_cache *cache,
   char prefix[ES_OBJ_KEY_MAX + 1];
   *chunks_out = 0;
   ES_TRY(es__walship_prefix(prefix, sizeof(prefix), l.node, shard));
-  int rc = c.os->list(c.os, prefix, rs_node_list_one, &l);
+  int rc = c.os->list(c.os, prefix, NULL, rs_node_list_one, &l);
   if (rc < 0 && rc != ES_ENOMEM)
     rc = rs_err(rc, prefix);
   if (rc == ES_OK && c.nchunks > 1)

@@ -774,24 +774,30 @@ static int s3_list_one(void *ud, const char *key, const es_objinfo *info) {
   return l->fn(l->ud, key + l->strip, info);
 }
 
-static int s3_list(es_objstore *os, const char *prefix, es_objlist_fn fn,
-                   void *ud) {
+static int s3_list(es_objstore *os, const char *prefix, const char *start_after,
+                   es_objlist_fn fn, void *ud) {
   s3 *s = os->ctx;
   if (prefix == NULL || fn == NULL)
     return ES_INVAL_BKPT("s3: list without prefix or callback");
-  char full[2 * ES_OBJ_KEY_MAX + 2], max_keys[16], query[S3_QUERY_MAX];
-  char token[1024];
+  char full[2 * ES_OBJ_KEY_MAX + 2], after[2 * ES_OBJ_KEY_MAX + 2];
+  char max_keys[16], query[S3_QUERY_MAX], token[1024];
   int n = snprintf(full, sizeof(full), "%s%s", s->key_prefix, prefix);
-  if (n < 0 || (size_t)n >= sizeof(full))
-    return ES_INVAL_BKPT("s3: list prefix too long");
+  int na = snprintf(after, sizeof(after), "%s%s", s->key_prefix,
+                    start_after ? start_after : "");
+  if (n < 0 || (size_t)n >= sizeof(full) || na < 0 ||
+      (size_t)na >= sizeof(after))
+    return ES_INVAL_BKPT("s3: list prefix or start-after too long");
   snprintf(max_keys, sizeof(max_keys), "%u", s->cfg.list_page_keys);
   s3_list_ctx l = {.s = s, .fn = fn, .ud = ud, .strip = strlen(s->key_prefix)};
   token[0] = '\0';
   for (int truncated = 1, rc; truncated;) {
+    /* start-after on the first page; the token carries on from there */
+    int from = !token[0] && start_after && start_after[0];
     const char *qn[] = {"list-type", "max-keys", "prefix",
-                        "continuation-token"};
-    const char *qv[] = {"2", max_keys, full, token};
-    ES_TRY(es__s3_query(query, sizeof(query), qn, qv, token[0] ? 4 : 3));
+                        from ? "start-after" : "continuation-token"};
+    const char *qv[] = {"2", max_keys, full, from ? after : token};
+    ES_TRY(
+        es__s3_query(query, sizeof(query), qn, qv, token[0] || from ? 4 : 3));
     s3_call c = {.method = "GET", .key = NULL, .query = query, .want_body = 1};
     rc = s3_request(s, &c);
     if (rc == ES_OK)

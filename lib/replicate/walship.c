@@ -664,7 +664,7 @@ static void ship_gc(ship_shard *s) {
   if (!s->listed) {
     char prefix[ES_OBJ_KEY_MAX + 1];
     if (es__walship_prefix(prefix, sizeof(prefix), w->node, s->id) == ES_OK &&
-        w->os->list(w->os, prefix, ship_list_one, s) == ES_OK)
+        w->os->list(w->os, prefix, NULL, ship_list_one, s) == ES_OK)
       s->listed = 1;
     es__error_clear();
   }

@@ -127,7 +127,7 @@ static int src_entries(const src *s, const char *dir) {
   } else {
     char prefix[512];
     snprintf(prefix, sizeof prefix, "%s/", dir);
-    ck_assert_int_eq(s->os->list(s->os, prefix, count_key, &entries), ES_OK);
+    ck_assert_int_eq(s->os->list(s->os, prefix, NULL, count_key, &entries), ES_OK);
   }
   return entries;
 }

@@ -147,7 +147,7 @@ static int mode_all(es_objstore *os) {
     roundtrip(os, key, (size_t)(10 + i));
   }
   listed *l = calloc(1, sizeof(*l));
-  int rc = os->list(os, "tenant.a-b_c/many/", on_key, l);
+  int rc = os->list(os, "tenant.a-b_c/many/", NULL, on_key, l);
   CHECK(rc == ES_OK && l->n == 8, "list many: %s, %d keys", es_strerror(rc),
         l->n);
   for (int i = 0; i < l->n && i < 8; i++) {
@@ -155,8 +155,23 @@ static int mode_all(es_objstore *os) {
     CHECK(strcmp(l->keys[i], key) == 0 && l->sizes[i] == (uint64_t)(10 + i),
           "list many[%d]: %s", i, l->keys[i]);
   }
+  /* From start-after (S3's start-after: keys after it, across pages;
+   * it need not be a key itself), then a start-after past them all. */
   memset(l, 0, sizeof(*l));
-  rc = os->list(os, "nothing/", on_key, l);
+  rc = os->list(os, "tenant.a-b_c/many/", "tenant.a-b_c/many/02", on_key, l);
+  CHECK(rc == ES_OK && l->n == 6, "list from 02: %s, %d keys",
+        es_strerror(rc), l->n);
+  for (int i = 0; i < l->n && i < 6; i++) {
+    snprintf(key, sizeof(key), "tenant.a-b_c/many/%02d=x", i + 2);
+    CHECK(strcmp(l->keys[i], key) == 0, "list from 02 [%d]: %s", i,
+          l->keys[i]);
+  }
+  memset(l, 0, sizeof(*l));
+  rc = os->list(os, "tenant.a-b_c/many/", "tenant.a-b_c/many/07=x", on_key, l);
+  CHECK(rc == ES_OK && l->n == 0, "list after the last: %s, %d",
+        es_strerror(rc), l->n);
+  memset(l, 0, sizeof(*l));
+  rc = os->list(os, "nothing/", NULL, on_key, l);
   CHECK(rc == ES_OK && l->n == 0, "list nothing: %s, %d", es_strerror(rc),
         l->n);
   /* A multipart upload: 11 MiB in parts of 5 MiB. */
@@ -202,7 +217,7 @@ static int mode_all(es_objstore *os) {
   CHECK(c_new == ES_OK && c_match == ES_OK, "conditional puts that must pass");
   /* Everything left behind, for the independent reader. */
   memset(l, 0, sizeof(*l));
-  rc = os->list(os, "tenant.a-b_c/", on_key, l);
+  rc = os->list(os, "tenant.a-b_c/", NULL, on_key, l);
   CHECK(rc == ES_OK, "list all: %s", es_strerror(rc));
   printf("{\"conditional\":{\"create_new\":\"%s\",\"create_existing\":\"%s\","
          "\"if_match_stale\":\"%s\",\"if_match_current\":\"%s\","

@@ -342,7 +342,7 @@ static void replay_chain(es_objstore *os, int64_t *took_b, int64_t *took_c) {
   ck_assert_int_eq(es_replica_drain(a.db, 5000000), ES_OK);
   append_range(a.db, 60, 40); /* only in A's WAL chunks */
   key_count kc = {.node = "A"};
-  ck_assert_int_eq(os->list(os, "wal/", key_count_one, &kc), ES_OK);
+  ck_assert_int_eq(os->list(os, "wal/", NULL, key_count_one, &kc), ES_OK);
   ck_assert_int_gt(kc.mine, 0);
   ck_assert_int_eq(kc.single + kc.other, 0);
   node_die(&a);
@@ -706,7 +706,7 @@ END_TEST
 
 static int wal_keys_of(es_objstore *os, const char *node) {
   key_count kc = {.node = node};
-  ck_assert_int_eq(os->list(os, "wal/", key_count_one, &kc), ES_OK);
+  ck_assert_int_eq(os->list(os, "wal/", NULL, key_count_one, &kc), ES_OK);
   return kc.mine;
 }
 

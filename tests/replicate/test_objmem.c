@@ -227,7 +227,7 @@ START_TEST(test_list) {
   put_str(os, "0", "zero");
   es__objmem_fail_at(os, 0, 0, 0); /* resets the counter */
   seen s = {0};
-  ck_assert_int_eq(os->list(os, "a/", collect, &s), ES_OK);
+  ck_assert_int_eq(os->list(os, "a/", NULL, collect, &s), ES_OK);
   ck_assert_int_eq(s.n, 10);
   for (int i = 0; i < 10; i++) {
     snprintf(key, sizeof(key), "a/%02d", i);
@@ -237,20 +237,40 @@ START_TEST(test_list) {
   ck_assert_uint_eq(es__objmem_requests(os), 4); /* pages of 3,3,3,1 */
 
   memset(&s, 0, sizeof(s));
-  ck_assert_int_eq(os->list(os, "", collect, &s), ES_OK);
+  ck_assert_int_eq(os->list(os, "", NULL, collect, &s), ES_OK);
   ck_assert_int_eq(s.n, 13);
   ck_assert_str_eq(s.keys[0], "0");
   ck_assert_str_eq(s.keys[1], "a");
   ck_assert_str_eq(s.keys[12], "b/1");
 
   memset(&s, 0, sizeof(s));
-  ck_assert_int_eq(os->list(os, "c", collect, &s), ES_OK);
+  ck_assert_int_eq(os->list(os, "c", NULL, collect, &s), ES_OK);
   ck_assert_int_eq(s.n, 0);
+
+  /* From start_after: keys after it only (it need not exist), in pages
+   * that begin there: a/07..a/09 in one page, not four. */
+  memset(&s, 0, sizeof(s));
+  es__objmem_fail_at(os, 0, 0, 0);
+  ck_assert_int_eq(os->list(os, "a/", "a/06", collect, &s), ES_OK);
+  ck_assert_int_eq(s.n, 3);
+  ck_assert_str_eq(s.keys[0], "a/07");
+  ck_assert_str_eq(s.keys[2], "a/09");
+  ck_assert_uint_le(es__objmem_requests(os), 2);
+  memset(&s, 0, sizeof(s));
+  ck_assert_int_eq(os->list(os, "a/", "a/055", collect, &s), ES_OK);
+  ck_assert_int_eq(s.n, 4); /* a/06..a/09 */
+  ck_assert_str_eq(s.keys[0], "a/06");
+  memset(&s, 0, sizeof(s));
+  ck_assert_int_eq(os->list(os, "a/", "a/09", collect, &s), ES_OK);
+  ck_assert_int_eq(s.n, 0);
+  memset(&s, 0, sizeof(s));
+  ck_assert_int_eq(os->list(os, "a/", "", collect, &s), ES_OK);
+  ck_assert_int_eq(s.n, 10); /* "" is from the first key */
 
   /* A callback's non-zero return stops the listing and is returned. */
   memset(&s, 0, sizeof(s));
   s.stop_at = 4;
-  ck_assert_int_eq(os->list(os, "a/", collect, &s), 42);
+  ck_assert_int_eq(os->list(os, "a/", NULL, collect, &s), 42);
   ck_assert_int_eq(s.n, 4);
 
   /* Exactly a page's worth: the store says "no more" with the page. */
@@ -260,7 +280,7 @@ START_TEST(test_list) {
   put_str(three, "p/3", "3");
   memset(&s, 0, sizeof(s));
   es__objmem_fail_at(three, 0, 0, 0);
-  ck_assert_int_eq(three->list(three, "p/", collect, &s), ES_OK);
+  ck_assert_int_eq(three->list(three, "p/", NULL, collect, &s), ES_OK);
   ck_assert_int_eq(s.n, 3);
   ck_assert_uint_eq(es__objmem_requests(three), 1);
   es__objstore_destroy(three);
@@ -268,7 +288,7 @@ START_TEST(test_list) {
   /* A failing second page fails the listing. */
   memset(&s, 0, sizeof(s));
   es__objmem_fail_at(os, 2, ES_OBJMEM_FAIL_TIMEOUT, 0);
-  int rc = os->list(os, "a/", collect, &s);
+  int rc = os->list(os, "a/", NULL, collect, &s);
   ck_assert_int_eq(rc, ES_EUNAVAIL);
   ck_assert(es__objstore_transient(rc));
   ck_assert_int_eq(s.n, 3);
@@ -427,7 +447,7 @@ static void check_against_model(es_objstore *os, char model[WL_KEYS][32]) {
     }
   }
   seen s = {0};
-  ck_assert_int_eq(os->list(os, "tenant-", collect, &s), ES_OK);
+  ck_assert_int_eq(os->list(os, "tenant-", NULL, collect, &s), ES_OK);
   ck_assert_int_eq(s.n, present);
   for (int i = 1; i < s.n; i++)
     ck_assert_int_lt(strcmp(s.keys[i - 1], s.keys[i]), 0);

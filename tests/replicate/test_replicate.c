@@ -209,7 +209,8 @@ START_TEST(test_cycle) {
   }
   ck_assert_int_eq(restore_check(rep, 200), ES_OK);
   int counts[2] = {0, 0};
-  ck_assert_int_eq(os->list(os, "tenants/", count_keys_fn, counts), ES_OK);
+  ck_assert_int_eq(os->list(os, "tenants/", NULL, count_keys_fn, counts),
+                   ES_OK);
   ck_assert_int_eq(counts[0], NTENANTS); /* older manifests deleted */
   ck_assert_int_eq(counts[1], NTENANTS); /* compacted: one segment each */
   /* restore of one named tenant into the existing directory is refused
@@ -365,10 +366,10 @@ static int cut_del(es_objstore *os, const char *key) {
   es_objstore *in = ((cut_store *)os)->inner;
   return cut_pass(os) ? in->del(in, key) : ES_EUNAVAIL;
 }
-static int cut_list(es_objstore *os, const char *prefix, es_objlist_fn fn,
-                    void *ud) {
+static int cut_list(es_objstore *os, const char *prefix,
+                    const char *start_after, es_objlist_fn fn, void *ud) {
   es_objstore *in = ((cut_store *)os)->inner;
-  return cut_pass(os) ? in->list(in, prefix, fn, ud) : ES_EUNAVAIL;
+  return cut_pass(os) ? in->list(in, prefix, start_after, fn, ud) : ES_EUNAVAIL;
 }
 static void cut_destroy(es_objstore *os) { (void)os; }
 

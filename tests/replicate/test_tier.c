@@ -225,10 +225,10 @@ static int w_del(es_objstore *os, const char *key) {
   es_objstore *in = ((wrap_store *)os)->inner;
   return in->del(in, key);
 }
-static int w_list(es_objstore *os, const char *prefix, es_objlist_fn fn,
-                  void *ud) {
+static int w_list(es_objstore *os, const char *prefix, const char *start_after,
+                  es_objlist_fn fn, void *ud) {
   es_objstore *in = ((wrap_store *)os)->inner;
-  return in->list(in, prefix, fn, ud);
+  return in->list(in, prefix, start_after, fn, ud);
 }
 static void w_cancel(es_objstore *os, int on) {
   atomic_store(&((wrap_store *)os)->cancel, on);
@@ -260,7 +260,7 @@ static int count_wal_fn(void *ud, const char *key, const es_objinfo *info) {
 
 static int wal_chunks(es_objstore *os) {
   int n = 0;
-  ck_assert_int_eq(os->list(os, "wal/", count_wal_fn, &n), ES_OK);
+  ck_assert_int_eq(os->list(os, "wal/", NULL, count_wal_fn, &n), ES_OK);
   return n;
 }
 
@@ -505,7 +505,7 @@ static unsigned long fault_cycle(unsigned long k, int kind) {
   append_all(db, 20, 20);
   ck_assert_int_eq(es_flush(db, NULL), ES_OK);
   ck_assert_int_eq(es_compact(db, NULL, NULL, NULL), ES_OK);
-  append_all(db, 40, 20);                /* only in the WAL (and its chunks) */
+  append_all(db, 40, 20); /* only in the WAL (and its chunks) */
   es_walship_stats st;
   ck_assert_int_eq(es_walship_stats_get(db, &st), ES_OK);
   if (k % 2) /* every chunk was read back */
@@ -619,14 +619,15 @@ static void backlog_case(int64_t backlog_max) {
   int64_t dt = es__clock_mono_us() - t0;
   es_walship_stats st;
   ck_assert_int_eq(es_walship_stats_get(db, &st), ES_OK);
-  fprintf(stderr,
-          "backlog (bound %lld): 380 appends of 10 events in %lld ms during the "
-          "outage; "
-          "in memory at most %llu bytes, WAL held at most %llu bytes, "
-          "gaps %llu\n",
-          (long long)backlog_max, (long long)(dt / 1000),
-          (unsigned long long)p.pending_max, (unsigned long long)p.held_max,
-          (unsigned long long)st.gaps);
+  fprintf(
+      stderr,
+      "backlog (bound %lld): 380 appends of 10 events in %lld ms during the "
+      "outage; "
+      "in memory at most %llu bytes, WAL held at most %llu bytes, "
+      "gaps %llu\n",
+      (long long)backlog_max, (long long)(dt / 1000),
+      (unsigned long long)p.pending_max, (unsigned long long)p.held_max,
+      (unsigned long long)st.gaps);
   ck_assert_uint_ge(p.spilled_max, 1);
   /* the window per shard, plus one frame (invariant 4) */
   ck_assert_uint_le(p.pending_max, 2 * ((16 << 10) + (16 << 10)));
@@ -640,8 +641,9 @@ static void backlog_case(int64_t backlog_max) {
   es__objmem_fail_every(os, 0, 0, 0); /* the store is back */
   t0 = es__clock_mono_us();
   wait_drained(db, &st);
-  fprintf(stderr, "backlog (bound %lld): drained in %lld ms, %llu chunks "
-                  "(%llu bytes) read back from the WAL files\n",
+  fprintf(stderr,
+          "backlog (bound %lld): drained in %lld ms, %llu chunks "
+          "(%llu bytes) read back from the WAL files\n",
           (long long)backlog_max,
           (long long)((es__clock_mono_us() - t0) / 1000),
           (unsigned long long)st.reread_chunks,
@@ -685,17 +687,16 @@ START_TEST(test_tenant_tiers) {
   char dir[4096];
   ut_tmpdir(dir, sizeof(dir), "tier-tenant");
   es_db *plain = open_tier(dir, rep, ES_DURABILITY_LOCAL);
-  ck_assert_int_eq(es_tenant_durability_set(plain, TENANTS[0],
-                                            ES_DURABILITY_S3),
-                   ES_EINVAL); /* no WAL shipping */
+  ck_assert_int_eq(
+      es_tenant_durability_set(plain, TENANTS[0], ES_DURABILITY_S3),
+      ES_EINVAL); /* no WAL shipping */
   es__error_clear();
   ck_assert_int_eq(es_close(plain), ES_OK);
   g_cfg = (tier_cfg){.ship_wal = 1};
   es_db *db = open_tier(dir, rep, ES_DURABILITY_LOCAL);
   ck_assert_int_eq(es_tenant_durability_set(db, TENANTS[0], ES_DURABILITY_S3),
                    ES_OK);
-  ck_assert_int_lt(es_tenant_durability_set(db, "bad/id", ES_DURABILITY_S3),
-                   0);
+  ck_assert_int_lt(es_tenant_durability_set(db, "bad/id", ES_DURABILITY_S3), 0);
   ck_assert_int_eq(es_tenant_durability_set(db, TENANTS[1], 7), ES_EINVAL);
   es__error_clear();
   ck_assert_int_eq(append_retry(db, 0, 0, 10, 1), 10);

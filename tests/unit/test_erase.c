@@ -536,7 +536,7 @@ static int obj_one(void *ud, const char *key, const es_objinfo *info) {
 
 static int search_objects(es_objstore *os, int *objects_out) {
   obj_search s = {.os = os};
-  ck_assert_int_eq(os->list(os, "", obj_one, &s), ES_OK);
+  ck_assert_int_eq(os->list(os, "", NULL, obj_one, &s), ES_OK);
   if (s.hits)
     printf("%s\n", s.where);
   *objects_out = s.objects;
@@ -615,7 +615,7 @@ START_TEST(test_erase_replica_tier_s3) {
   ck_assert_int_eq(es_open(&o, &db), ES_OK);
   load_all(db, 0); /* acknowledged: every frame is in a chunk */
   obj_search before = {.os = os};
-  ck_assert_int_eq(os->list(os, "wal/", obj_one, &before), ES_OK);
+  ck_assert_int_eq(os->list(os, "wal/", NULL, obj_one, &before), ES_OK);
   ck_assert_msg(before.hits > 0, "no chunk holds the person (%d chunks)",
                 before.objects);
   es_erase_options eo;
@@ -633,7 +633,7 @@ START_TEST(test_erase_replica_tier_s3) {
   es_free(st);
   /* right when (e) is recorded: no chunk holds the person */
   obj_search after = {.os = os};
-  ck_assert_int_eq(os->list(os, "wal/", obj_one, &after), ES_OK);
+  ck_assert_int_eq(os->list(os, "wal/", NULL, obj_one, &after), ES_OK);
   ck_assert_msg(after.hits == 0, "%d chunks of %d hold the person: %s",
                 after.hits, after.objects, after.where);
   /* nor, once the compacted ERASE is up, any object */
