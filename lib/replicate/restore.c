@@ -1113,6 +1113,58 @@ int es__restore_wal_tenant(es_replica *replica, es_chunk_cache *cache,
                        ud, chunks_out);
 }
 
+/* The first LSN of the first chunk key a listing shows (0: none), and
+ * stop there. */
+static int rs_first_one(void *ud, const char *key, const es_objinfo *info) {
+  (void)info;
+  char node[ES_LEASE_NODE_MAX + 1];
+  uint32_t shard;
+  uint64_t first = 0, last;
+  if (es__walship_parse_node_key(key, node, &shard, &first, &last) < 0) {
+    es__error_clear();
+    first = 0; /* not a chunk key: the caller lists from the start */
+  }
+  *(uint64_t *)ud = first;
+  return 1;
+}
+
+/*
+ * Where a listing of the chunks under prefix may start (start_after_out,
+ * "" for the first key) and still show every chunk whose last LSN is
+ * above above_lsn, without the chunks far below it that the old holder
+ * has not deleted yet (docs/SCALING.md: ~20,000 after a 10M load).  The
+ * chunks of a shard tile its LSNs in key order (walship.c, 2), so when
+ * the first chunk at or after LSN x starts at or below above_lsn + 1,
+ * every chunk before it ends at or below above_lsn and can be skipped.
+ * x = above_lsn + 1 - d for d = 0, 1, 4, 16, ...: one LIST request
+ * each, stopped at its first key; "" once x would reach the first LSN.
+ */
+static int rs_chunks_from(es_objstore *os, const char *prefix,
+                          uint64_t above_lsn, char *start_after_out,
+                          size_t cap) {
+  start_after_out[0] = '\0';
+  for (uint64_t d = 0; d < above_lsn; d = d ? d * 4 : 1) {
+    char after[ES_OBJ_KEY_MAX + 1];
+    int n = snprintf(after, sizeof(after), "%s%016llx", prefix,
+                     (unsigned long long)(above_lsn + 1 - d));
+    if (n < 0 || (size_t)n >= sizeof(after) || (size_t)n >= cap)
+      return ES_OK; /* no room: list from the start */
+    uint64_t first = 0;
+    int rc = os->list(os, prefix, after, rs_first_one, &first);
+    if (rc < 0)
+      return rs_err(rc, prefix);
+    if (first == 0 && rc == 1)
+      return ES_OK; /* something else under the prefix */
+    if (first != 0 && first <= above_lsn + 1) {
+      memcpy(start_after_out, after, (size_t)n + 1);
+      return ES_OK;
+    }
+    if (d > UINT64_MAX / 4)
+      break;
+  }
+  return ES_OK;
+}
+
 static int rs_wal_tenant(es_objstore *os, es_chunk_cache *cache,
                          const char *node, uint32_t shard, const char *tenant,
                          uint64_t above_lsn, es_restore_rec_fn fn, void *ud,
@@ -1121,8 +1173,10 @@ static int rs_wal_tenant(es_objstore *os, es_chunk_cache *cache,
   rs_node_list l = {&c, node ? node : "", shard};
   char prefix[ES_OBJ_KEY_MAX + 1];
   *chunks_out = 0;
+  char from[ES_OBJ_KEY_MAX + 1];
   ES_TRY(es__walship_prefix(prefix, sizeof(prefix), l.node, shard));
-  int rc = c.os->list(c.os, prefix, NULL, rs_node_list_one, &l);
+  ES_TRY(rs_chunks_from(c.os, prefix, above_lsn, from, sizeof(from)));
+  int rc = c.os->list(c.os, prefix, from, rs_node_list_one, &l);
   if (rc < 0 && rc != ES_ENOMEM)
     rc = rs_err(rc, prefix);
   if (rc == ES_OK && c.nchunks > 1)

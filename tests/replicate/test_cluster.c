@@ -481,6 +481,110 @@ static void restore_count_all(es_objstore *os, int *seen, int limit) {
   restore_count_how(os, seen, limit, 1);
 }
 
+/* A shard's chunks in key order: each one's key, first and last LSN. */
+typedef struct chunk_list {
+  char key[400][96];
+  uint64_t first[400], last[400];
+  uint32_t shard;
+  int n;
+} chunk_list;
+
+static int chunk_list_one(void *ud, const char *key, const es_objinfo *info) {
+  chunk_list *cl = ud;
+  (void)info;
+  char node[ES_LEASE_NODE_MAX + 1];
+  ck_assert_int_lt(cl->n, 400);
+  ck_assert_int_eq(es__walship_parse_node_key(key, node, &cl->shard,
+                                              &cl->first[cl->n],
+                                              &cl->last[cl->n]),
+                   ES_OK);
+  snprintf(cl->key[cl->n++], sizeof(cl->key[0]), "%s", key);
+  return 0;
+}
+
+typedef struct lsn_list {
+  uint64_t lsn[400];
+  int n;
+} lsn_list;
+
+static int lsn_list_one(void *ud, uint64_t lsn, const es_wal_rec *rec) {
+  lsn_list *l = ud;
+  (void)rec;
+  ck_assert_int_lt(l->n, 400);
+  l->lsn[l->n++] = lsn;
+  return 0;
+}
+
+/* A takeover's replay lists the old holder's chunks from near its
+ * flushed LSN, not from the first (restore.c, rs_chunks_from), and still
+ * finds a chunk that starts at or below that LSN and ends above it. */
+START_TEST(test_replay_lists_from) {
+  es_objstore *os = NULL;
+  ck_assert_int_eq(es__objmem_create(3, 23, &os), ES_OK);
+  node a;
+  node_up_tier(&a, os, "A", ES_DURABILITY_S3);
+  admit_wait(&a, 5000000);
+  append_range(a.db, 0, 300); /* a chunk each: one appender, tier s3 */
+  node_die(&a);
+  chunk_list *cl = calloc(1, sizeof(*cl));
+  ck_assert_int_eq(os->list(os, "wal/A/", NULL, chunk_list_one, cl), ES_OK);
+  ck_assert_int_ge(cl->n, 100);
+  /* chunks m and m + 1 become one, which starts at `above` and ends past
+   * it: the first chunk after above + 1 is not the one to start from */
+  int m = cl->n - 10;
+  uint8_t *b1 = NULL, *b2 = NULL;
+  size_t n1 = 0, n2 = 0;
+  ck_assert_int_eq(os->get(os, cl->key[m], 0, ES_OBJ_TO_END, &b1, &n1, NULL),
+                   ES_OK);
+  ck_assert_int_eq(
+      os->get(os, cl->key[m + 1], 0, ES_OBJ_TO_END, &b2, &n2, NULL), ES_OK);
+  uint8_t *both = malloc(n1 + n2);
+  memcpy(both, b1, n1);
+  memcpy(both + n1, b2, n2);
+  char merged[96];
+  ck_assert_int_eq(es__walship_node_key(merged, sizeof(merged), "A", cl->shard,
+                                        cl->first[m], cl->last[m + 1]),
+                   ES_OK);
+  ck_assert_int_eq(os->del(os, cl->key[m]), ES_OK);
+  ck_assert_int_eq(os->del(os, cl->key[m + 1]), ES_OK);
+  ck_assert_int_eq(
+      os->put(os, merged, both, n1 + n2, ES_OBJ_PUT_ALWAYS, NULL, NULL), ES_OK);
+  uint64_t above = cl->first[m], top = cl->last[cl->n - 1];
+  ck_assert_uint_lt(above, cl->last[m + 1]);
+  es_replica *rep = NULL;
+  ck_assert_int_eq(es__replica_wrap(os, 0, &rep), ES_OK);
+  lsn_list got = {0};
+  uint64_t chunks = 0;
+  es__objmem_fail_at(os, 0, 0, 0); /* counts requests from here */
+  ck_assert_int_eq(es__restore_wal_tenant(rep, NULL, "A", cl->shard, T, above,
+                                          lsn_list_one, &got, &chunks),
+                   ES_OK);
+  unsigned long requests = es__objmem_requests(os);
+  ck_assert_int_eq(got.n, (int)(top - above)); /* every LSN above, once */
+  for (int i = 0; i < got.n; i++)
+    ck_assert_uint_eq(got.lsn[i], above + 1 + (uint64_t)i);
+  ck_assert_uint_eq(chunks, 9); /* the merged one and the 8 after it */
+  /* a listing from the first key alone takes n / 3 pages: here 2
+   * probes, a few pages and the 9 GETs */
+  ck_assert_uint_lt(requests, (unsigned long)cl->n / 3 / 4);
+  /* from LSN 0: every chunk, the listing from the first key */
+  lsn_list all = {0};
+  ck_assert_int_eq(es__restore_wal_tenant(rep, NULL, "A", cl->shard, T, 0,
+                                          lsn_list_one, &all, &chunks),
+                   ES_OK);
+  ck_assert_int_eq(all.n, (int)(top - cl->first[0] + 1));
+  fprintf(stderr, "replay from LSN %llu of %d chunks: %lu requests\n",
+          (unsigned long long)above, cl->n, requests);
+  es_replica_free(rep);
+  es__free(b1);
+  es__free(b2);
+  free(both);
+  free(cl);
+  node_down(&a);
+  es__objstore_destroy(os);
+}
+END_TEST
+
 START_TEST(test_takeover_fence) {
   es_objstore *os = NULL;
   ck_assert_int_eq(es__objmem_create(3, 9, &os), ES_OK);
@@ -874,6 +978,7 @@ static Suite *cluster_suite(void) {
   tcase_add_test(tc, test_takeover_fence);
   tcase_add_test(tc, test_takeover_fault_loop);
   tcase_add_test(tc, test_takeover_replay);
+  tcase_add_test(tc, test_replay_lists_from);
   tcase_add_test(tc, test_takeover_replay_fault_loop);
   tcase_add_test(tc, test_takeover_many);
   tcase_add_test(tc, test_chunk_gc);
