@@ -41,6 +41,17 @@ static uint64_t mix(uint64_t x) { /* splitmix64 */
   return x ^ (x >> 31);
 }
 
+/* Reads the sketch in p[0..n): all of it, and equal to want. */
+static void hll_decodes_to(const uint8_t *p, size_t n, const es_hll *want) {
+  es_rd rd = es__rd(p, n);
+  es_hll back;
+  memset(&back, 0, sizeof(back));
+  ck_assert_int_eq(es__hll_get(&rd, &back), ES_OK);
+  ck_assert(!rd.bad && rd.p == rd.end);
+  ck_assert(es__hll_equal(want, &back));
+  es__hll_free(&back);
+}
+
 START_TEST(test_hll_accuracy) {
   static const uint64_t sizes[] = {1,    2,     10,    100,   999,   3000,
                                    3100, 10000, 40000, 50000, 200000};
@@ -89,13 +100,7 @@ START_TEST(test_hll_kinds) {
                : h.n <= 8              ? 3 + (int)h.n - 1
                                        : 11;
     ck_assert_int_eq(a.data[0], want);
-    es_rd rd = es__rd(a.data, a.len);
-    es_hll back;
-    memset(&back, 0, sizeof(back));
-    ck_assert_int_eq(es__hll_get(&rd, &back), ES_OK);
-    ck_assert(!rd.bad && rd.p == rd.end);
-    ck_assert(es__hll_equal(&h, &back));
-    es__hll_free(&back);
+    hll_decodes_to(a.data, a.len, &h);
     if (!h.dense && h.n > 0) {
       /* the same entries as version 2 wrote them: kind 1 */
       es_buf v2 = {0};
@@ -107,12 +112,7 @@ START_TEST(test_hll_kinds) {
         ck_assert_int_eq(es__buf_put_varint(&v2, ents[i] - prev), ES_OK);
         prev = ents[i];
       }
-      rd = es__rd(v2.data, v2.len);
-      memset(&back, 0, sizeof(back));
-      ck_assert_int_eq(es__hll_get(&rd, &back), ES_OK);
-      ck_assert(!rd.bad && rd.p == rd.end);
-      ck_assert(es__hll_equal(&h, &back));
-      es__hll_free(&back);
+      hll_decodes_to(v2.data, v2.len, &h);
       es__buf_free(&v2);
     }
     es__buf_free(&a);
@@ -167,13 +167,7 @@ START_TEST(test_hll_merge) {
     ck_assert_int_eq(es__hll_put(&b, &merged_b), ES_OK);
     ck_assert_uint_eq(a.len, b.len);
     ck_assert(memcmp(a.data, b.data, a.len) == 0);
-    es_rd rd = es__rd(a.data, a.len);
-    es_hll back;
-    memset(&back, 0, sizeof(back));
-    ck_assert_int_eq(es__hll_get(&rd, &back), ES_OK);
-    ck_assert(!rd.bad && rd.p == rd.end);
-    ck_assert(es__hll_equal(&whole, &back));
-    es__hll_free(&back);
+    hll_decodes_to(a.data, a.len, &whole);
     es__buf_free(&a);
     es__buf_free(&b);
     es__hll_free(&whole);

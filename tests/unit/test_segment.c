@@ -47,6 +47,20 @@ typedef struct seg_input {
 /* Event times: three rows per time, so equal times straddle groups. */
 static int64_t input_ts(size_t i) { return TS_BASE + (int64_t)(i / 3) * 1000; }
 
+/* Points in's rows at in->enc, where row i starts at offs[i], and
+ * decodes in->evs from them. */
+static void input_point(seg_input *in, const size_t *offs) {
+  for (size_t i = 0; i < in->n; i++) {
+    in->mrows[i].ts_us = input_ts(i);
+    in->mrows[i].row = in->enc.data + offs[i];
+    in->ptrs[i] = &in->mrows[i];
+    size_t used;
+    ck_assert_int_eq(es__event_decode(in->mrows[i].row, in->enc.len - offs[i],
+                                      &in->evs[i], &used),
+                     ES_OK);
+  }
+}
+
 static void input_make(seg_input *in, size_t n) {
   memset(in, 0, sizeof(*in));
   in->n = n;
@@ -61,15 +75,22 @@ static void input_make(seg_input *in, size_t n) {
   in->mrows = malloc(n * sizeof(es_mrow));
   in->ptrs = malloc(n * sizeof(es_mrow *));
   in->evs = malloc(n * sizeof(es_event));
-  for (size_t i = 0; i < n; i++) {
-    in->mrows[i].ts_us = input_ts(i);
-    in->mrows[i].row = in->enc.data + offs[i];
-    in->ptrs[i] = &in->mrows[i];
-    size_t used;
-    ck_assert_int_eq(es__event_decode(in->mrows[i].row, in->enc.len - offs[i],
-                                      &in->evs[i], &used),
-                     ES_OK);
+  input_point(in, offs);
+  free(offs);
+}
+
+/* Encodes in->evs as a test changed them (their strings may point into
+ * the old in->enc) into a new in->enc, and points the rows at it. */
+static void input_reencode(seg_input *in) {
+  es_buf enc = {0};
+  size_t *offs = malloc(in->n * sizeof(size_t));
+  for (size_t i = 0; i < in->n; i++) {
+    offs[i] = enc.len;
+    ck_assert_int_eq(es__event_encode(&enc, &in->evs[i], TS_BASE, 0), ES_OK);
   }
+  es__buf_free(&in->enc);
+  in->enc = enc;
+  input_point(in, offs);
   free(offs);
 }
 
@@ -345,10 +366,10 @@ static const shape_case shape_cases[] = {
 static const size_t shape_rows[] = {1, 7, 200, 2000};
 
 /* Row group g read with every column packed (es__segment_read_group_packed
- * of the id columns, then es__segment_read_group_add of the others) gives, per row and field, the very bytes of the full decode in rows
- * (NULL where it has NULL); es__seg_rows_eq finds each row's value, a
- * value one digit off is never equal, and another row's value is equal
- * exactly when the strings are. */
+ * of the id columns, then es__segment_read_group_add of the others) gives, per
+ * row and field, the very bytes of the full decode in rows (NULL where it has
+ * NULL); es__seg_rows_eq finds each row's value, a value one digit off is never
+ * equal, and another row's value is equal exactly when the strings are. */
 static void packed_matches_eager(es_segment *seg, uint32_t g,
                                  const es_seg_rows *rows, es_seg_rows *packed,
                                  const char *what) {
@@ -403,8 +424,8 @@ static void packed_matches_eager(es_segment *seg, uint32_t g,
         near[len + 1] = '\0';
       }
       es__seg_rows_key(packed, f, near, &k);
-      ck_assert_msg(!es__seg_rows_eq(packed, f, r, &k), "%s: row %zu: %s",
-                    what, r, near);
+      ck_assert_msg(!es__seg_rows_eq(packed, f, r, &k), "%s: row %zu: %s", what,
+                    r, near);
     }
   }
 }
@@ -424,21 +445,11 @@ START_TEST(test_shape) {
    * columns are kept: ut_event's texts live in in.enc) */
   char(*ids)[300] = malloc(n * sizeof(*ids));
   unsigned seed = (unsigned)_i;
-  es_buf enc = {0};
-  size_t *offs = malloc(n * sizeof(size_t));
   for (size_t r = 0; r < n; r++) {
     sc->make(ids[r], sizeof(ids[r]), r, &seed);
     in.evs[r].message_id = sc->nulls && r % sc->nulls == 1 ? NULL : ids[r];
-    offs[r] = enc.len;
-    ck_assert_int_eq(es__event_encode(&enc, &in.evs[r], TS_BASE, 0), ES_OK);
   }
-  for (size_t r = 0; r < n; r++) {
-    in.mrows[r].row = enc.data + offs[r];
-    size_t used;
-    ck_assert_int_eq(
-        es__event_decode(in.mrows[r].row, enc.len - offs[r], &in.evs[r], &used),
-        ES_OK);
-  }
+  input_reencode(&in);
   es_segment *seg = seg_write_open(&in, dir, "s.seg", path, sizeof(path));
   es_seg_rows rows = {0}, packed = {0};
   size_t r0 = 0;
@@ -466,9 +477,7 @@ START_TEST(test_shape) {
                    ES_OK);
   es__segment_rows_free(&rows);
   es__segment_unref(seg);
-  free(offs);
   free(ids);
-  es__buf_free(&enc);
   input_free(&in);
   ut_rmrf(dir);
 }
@@ -482,8 +491,9 @@ static void count_problem(void *ud, const char *path, uint64_t off,
 
 /* A SHAPE block whose last padding nibble is set, checksums fixed: its
  * checksum passes, so only decoding sees it; read_group and verify both
- * call it ES_ECORRUPT, and so does a read that keeps it packed.  (LZ4 ends a block with literals, so the last
- * compressed byte is the last raw byte: the last row's padding.) */
+ * call it ES_ECORRUPT, and so does a read that keeps it packed.  (LZ4 ends a
+ * block with literals, so the last compressed byte is the last raw byte: the
+ * last row's padding.) */
 START_TEST(test_shape_damage_verified) {
   char dir[512], path[1024];
   ut_tmpdir(dir, sizeof(dir), "seg-shape-bad");
@@ -491,19 +501,14 @@ START_TEST(test_shape_damage_verified) {
   input_make(&in, 200);
   char(*ids)[8] = malloc(in.n * sizeof(*ids));
   unsigned seed = 7;
-  es_buf enc = {0};
-  size_t *offs = malloc(in.n * sizeof(size_t));
   for (size_t r = 0; r < in.n; r++) {
     ids[r][0] = 'x';
     for (int i = 1; i < 6; i++) /* 5 digits: an odd count, one padding */
       ids[r][i] = hex_digit(&seed, 0);
     ids[r][6] = '\0';
     in.evs[r].message_id = ids[r];
-    offs[r] = enc.len;
-    ck_assert_int_eq(es__event_encode(&enc, &in.evs[r], TS_BASE, 0), ES_OK);
   }
-  for (size_t r = 0; r < in.n; r++)
-    in.mrows[r].row = enc.data + offs[r];
+  input_reencode(&in);
   es_segment *seg = seg_write_open(&in, dir, "s.seg", path, sizeof(path));
   int col = ES_COL_STR0 + ES_STR_message_id;
   ck_assert_int_eq(block_encoding(seg, 0, col), SEG_ENC_SHAPE);
@@ -531,9 +536,9 @@ START_TEST(test_shape_damage_verified) {
   ck_assert_ptr_nonnull(strstr(es_errdetail(), "padding"));
   es__error_clear();
   /* kept packed, the block is checked as strictly */
-  ck_assert_int_eq(es__segment_read_group_packed(seg, 0, ES_FIELD_ALL,
-                                                 ES_FIELD_ALL, &rows),
-                   ES_ECORRUPT);
+  ck_assert_int_eq(
+      es__segment_read_group_packed(seg, 0, ES_FIELD_ALL, ES_FIELD_ALL, &rows),
+      ES_ECORRUPT);
   ck_assert_ptr_nonnull(strstr(es_errdetail(), "padding"));
   es__error_clear();
   es__segment_rows_free(&rows);
@@ -544,9 +549,7 @@ START_TEST(test_shape_damage_verified) {
       ES_ECORRUPT);
   ck_assert_int_eq(problems, 1);
   free(img);
-  free(offs);
   free(ids);
-  es__buf_free(&enc);
   input_free(&in);
   ut_rmrf(dir);
 }
